@@ -1,0 +1,211 @@
+// Command smsgate is the multi-provider SMS gateway: serve, validate a config, explain a routing
+// decision, or print the version. It only parses flags and handles signals; gateway/app does the work.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/gateway/app"
+	"github.com/smsgate/smsgate/gateway/config"
+	"github.com/smsgate/smsgate/gateway/intake"
+	"github.com/smsgate/smsgate/gateway/routing"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+const usage = `smsgate: one SMS endpoint for all tenants, many providers behind it.
+
+Usage:
+  smsgate serve    --config FILE [--listen ADDR]
+  smsgate validate --config FILE
+  smsgate route    --config FILE --tenant NAME --to NUMBER [--client-id ID] [--type sms|voice]
+                   [--action A] [--language L] [--json]
+  smsgate version
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return serve(args[1:], stderr)
+	case "validate":
+		return validate(args[1:], stdout, stderr)
+	case "route":
+		return route(args[1:], stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "smsgate", version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "smsgate: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}
+
+func flags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("smsgate "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := new(string)
+	fs.StringVar(cfg, "config", "", "config file (YAML)")
+	fs.StringVar(cfg, "c", "", "config file (short for --config)")
+	return fs, cfg
+}
+
+func serve(args []string, stderr io.Writer) int {
+	fs, cfg := flags("serve", stderr)
+	listen := fs.String("listen", "", "listen address, overrides server.listen")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *cfg == "" {
+		fmt.Fprintln(stderr, "smsgate serve: --config FILE is required")
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	a, err := app.New(ctx, app.Options{ConfigPath: *cfg, Listen: *listen, Version: version})
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if err := a.Start(); err != nil {
+		fmt.Fprintln(stderr, err)
+		_ = a.Shutdown(context.Background())
+		return 1
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			_ = a.Reload(ctx) // logs why when the new file is invalid
+		case err := <-a.Done():
+			if err != nil {
+				fmt.Fprintln(stderr, err)
+				_ = a.Shutdown(context.Background())
+				return 1
+			}
+			return 0
+		case <-ctx.Done():
+			stop() // a second signal kills the process the default way
+			if err := a.Shutdown(context.Background()); err != nil {
+				return 1
+			}
+			return 0
+		}
+	}
+}
+
+func validate(args []string, stdout, stderr io.Writer) int {
+	fs, cfg := flags("validate", stderr)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *cfg == "" {
+		fmt.Fprintln(stderr, "smsgate validate: --config FILE is required")
+		return 2
+	}
+	if err := app.Check(*cfg); err != nil {
+		fmt.Fprintln(stderr, err)
+		var ps config.Problems
+		if errors.As(err, &ps) {
+			fmt.Fprintf(stderr, "%s: %d problem(s)\n", *cfg, len(ps))
+		}
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: configuration is valid\n", *cfg)
+	return 0
+}
+
+// Explanation is the output of `smsgate route --json`.
+type Explanation struct {
+	Input     string   `json:"input"`
+	Number    string   `json:"number"`
+	Country   string   `json:"country"`
+	Tenant    string   `json:"tenant"`
+	Route     string   `json:"route"`
+	Why       []string `json:"why"`
+	Skipped   []string `json:"skipped,omitempty"`
+	Providers []string `json:"providers"`
+}
+
+func route(args []string, stdout, stderr io.Writer) int {
+	fs, cfg := flags("route", stderr)
+	tenant := fs.String("tenant", "", "tenant name")
+	to := fs.String("to", "", "recipient number")
+	clientID := fs.String("client-id", "", "Auth0 client id")
+	typ := fs.String("type", "sms", "sms or voice")
+	action := fs.String("action", "", "Auth0 action, e.g. enrollment")
+	lang := fs.String("language", "", "language tag, e.g. en")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *cfg == "" || *tenant == "" || *to == "" {
+		fmt.Fprintln(stderr, "smsgate route: --config, --tenant and --to are required")
+		return 2
+	}
+	c, err := config.Load(*cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	var tn *config.Tenant
+	for i := range c.Tenants {
+		if c.Tenants[i].Name == *tenant {
+			tn = &c.Tenants[i]
+		}
+	}
+	if tn == nil {
+		fmt.Fprintf(stderr, "smsgate route: no tenant %q in %s\n", *tenant, *cfg)
+		return 1
+	}
+	num, err := intake.NormalizeNumber(*to, tn.AcceptUnrecognizedNumbers)
+	if err != nil {
+		fmt.Fprintf(stderr, "smsgate route: %v\n", err)
+		return 1
+	}
+	if *typ != "sms" && *typ != "voice" {
+		fmt.Fprintln(stderr, "smsgate route: --type must be sms or voice")
+		return 2
+	}
+	msg := &gateway.Message{Tenant: *tenant, ClientID: *clientID, To: num.E164, Country: num.Country, Type: gateway.MessageType(*typ), Action: *action, Language: *lang}
+	d := routing.Compile(c.Routes).Explain(msg)
+	ex := Explanation{Input: *to, Number: num.E164, Country: num.Country, Tenant: *tenant, Route: d.Route.Name, Why: d.Why, Skipped: d.Skipped, Providers: d.Route.Providers}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(ex)
+		return 0
+	}
+	fmt.Fprintf(stdout, "number:    %s (country %s)\n", ex.Number, ex.Country)
+	fmt.Fprintf(stdout, "route:     %s\n", ex.Route)
+	for _, w := range ex.Why {
+		fmt.Fprintf(stdout, "  because  %s\n", w)
+	}
+	for _, s := range ex.Skipped {
+		fmt.Fprintf(stdout, "  skipped  %s\n", s)
+	}
+	fmt.Fprintln(stdout, "providers (in order):")
+	for i, p := range ex.Providers {
+		fmt.Fprintf(stdout, "  %d. %s\n", i+1, p)
+	}
+	return 0
+}

@@ -1,0 +1,111 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/gateway/httpapi"
+	"github.com/smsgate/smsgate/gateway/store"
+)
+
+// AdminToken implements httpapi.Backend.
+func (a *App) AdminToken() string { return a.rt.Load().cfg.Server.AdminToken.Reveal() }
+
+// PublicURL implements httpapi.Backend.
+func (a *App) PublicURL() string { return a.rt.Load().cfg.Server.PublicURL }
+
+// MaxBodyBytes implements httpapi.Backend.
+func (a *App) MaxBodyBytes() int64 { return a.rt.Load().cfg.Server.MaxBodyBytes }
+
+// Message implements httpapi.Backend.
+func (a *App) Message(ctx context.Context, tenant, id string) (*store.Record, error) {
+	return a.store.Get(ctx, tenant, id)
+}
+
+// Messages implements httpapi.Backend.
+func (a *App) Messages(ctx context.Context, q store.Query) ([]*store.Record, error) {
+	return a.store.List(ctx, q)
+}
+
+// Reports implements httpapi.Backend: it authenticates and parses a provider's delivery reports
+// and hands them to the message log.
+func (a *App) Reports(ctx context.Context, kind, name string, r *http.Request, body []byte, publicURL string) error {
+	mi, ok := a.rt.Load().members[name]
+	if !ok || mi.typ != kind {
+		return httpapi.ErrNotFound
+	}
+	rr, ok := mi.member.Provider().(gateway.ReportReceiver)
+	if !ok {
+		return httpapi.ErrNotFound
+	}
+	reps, err := rr.ParseReports(r, body, publicURL)
+	if errors.Is(err, gateway.ErrUnauthenticated) {
+		a.metrics.DeliveryReports.WithLabelValues(name, "unauthenticated").Inc()
+		a.log.Warn("delivery report rejected", "provider", name, "reason", "unauthenticated")
+		return httpapi.ErrUnauthenticated
+	}
+	if err != nil {
+		a.metrics.DeliveryReports.WithLabelValues(name, "invalid").Inc()
+		a.log.Warn("delivery report rejected", "provider", name, "reason", "invalid", "err", err.Error())
+		return httpapi.ErrBadRequest
+	}
+	for i := range reps {
+		rep := reps[i]
+		rep.Provider = name
+		if err := a.store.Report(context.WithoutCancel(ctx), &rep); err != nil {
+			return err
+		}
+		a.metrics.DeliveryReports.WithLabelValues(name, rep.Status).Inc()
+	}
+	return nil
+}
+
+// Providers implements httpapi.Backend.
+func (a *App) Providers() []httpapi.ProviderStatus {
+	rt := a.rt.Load()
+	out := make([]httpapi.ProviderStatus, 0, len(rt.order))
+	for _, name := range rt.order {
+		mi := rt.members[name]
+		st := mi.member.Stats()
+		ps := httpapi.ProviderStatus{Name: name, Type: mi.typ, State: mi.member.State().String(), Disabled: mi.member.Disabled(),
+			Attempts: st.Attempts, SuccessRatio: st.SuccessRatio, AvgLatencyMS: float64(st.AvgLatency.Microseconds()) / 1000, LastErrorClass: st.LastError}
+		if !st.LastErrorAt.IsZero() {
+			ps.LastErrorAt = st.LastErrorAt.UTC().Format(time.RFC3339)
+		}
+		out = append(out, ps)
+	}
+	return out
+}
+
+// SetProviderDisabled implements httpapi.Backend: drain or restore a provider by hand.
+func (a *App) SetProviderDisabled(name string, disabled bool) error {
+	mi, ok := a.rt.Load().members[name]
+	if !ok {
+		return httpapi.ErrNotFound
+	}
+	mi.member.SetDisabled(disabled)
+	v := 0.0
+	if disabled {
+		v = 1
+	}
+	a.metrics.ProviderDisabled.WithLabelValues(name).Set(v)
+	a.log.Warn("provider drain changed by operator", "provider", name, "disabled", disabled)
+	return nil
+}
+
+// Ready implements httpapi.Backend: the config is loaded and at least one provider can be tried.
+func (a *App) Ready() (bool, string) {
+	rt := a.rt.Load()
+	if rt == nil {
+		return false, "no config loaded"
+	}
+	for _, mi := range rt.members {
+		if mi.member.Available() {
+			return true, ""
+		}
+	}
+	return false, "every provider is disabled or has an open breaker"
+}

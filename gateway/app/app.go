@@ -1,0 +1,318 @@
+// Package app wires the config to the drivers, the policy, the message log and the HTTP server,
+// and owns start, reload and stop. Tests start it on port 0 with a YAML file.
+package app
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/gateway/config"
+	"github.com/smsgate/smsgate/gateway/dispatch"
+	"github.com/smsgate/smsgate/gateway/httpapi"
+	"github.com/smsgate/smsgate/gateway/metrics"
+	"github.com/smsgate/smsgate/gateway/policy"
+	"github.com/smsgate/smsgate/gateway/routing"
+	"github.com/smsgate/smsgate/gateway/store"
+)
+
+// Options configures New. Every field's zero value is usable.
+type Options struct {
+	// ConfigPath is the YAML file; required.
+	ConfigPath string
+	// Listen overrides server.listen when set.
+	Listen string
+	// LogOutput receives the logs; nil means os.Stderr.
+	LogOutput io.Writer
+	// Now is the clock of rate limits, idempotency and resend escalation; nil means time.Now.
+	Now func() time.Time
+	// HTTPClient is shared by drivers; nil means one with a tuned transport and no overall timeout.
+	HTTPClient *http.Client
+	// Version is reported in the startup log line.
+	Version string
+}
+
+// App is a running gateway.
+type App struct {
+	opts     Options
+	log      *slog.Logger
+	level    *slog.LevelVar
+	metrics  *metrics.Metrics
+	store    *store.Store
+	client   *http.Client
+	rt       atomic.Pointer[runtime]
+	reloadMu sync.Mutex
+
+	checker policy.Checker
+	replays policy.Replays
+	resends policy.Resends
+	flight  policy.Flight[flightResult]
+
+	srv  *http.Server
+	ln   net.Listener
+	done chan error
+}
+
+type tenant struct {
+	name               string
+	clientIDs          map[string]bool
+	rules              *policy.Rules
+	acceptUnrecognized bool
+}
+
+type memberInfo struct {
+	typ      string
+	cfg      any
+	timeout  time.Duration
+	breaker  config.Breaker
+	member   *dispatch.Member
+	callback string
+}
+
+// runtime is one loaded config, swapped atomically on reload.
+type runtime struct {
+	cfg     *config.Config
+	tenants map[[32]byte]*tenant
+	routes  *routing.Table
+	members map[string]*memberInfo
+	order   []string
+}
+
+// New loads the config, opens the message log and builds everything, without listening yet.
+func New(ctx context.Context, o Options) (*App, error) {
+	cfg, err := config.Load(o.ConfigPath)
+	if err != nil {
+		return nil, err
+	}
+	out := o.LogOutput
+	if out == nil {
+		out = os.Stderr
+	}
+	a := &App{opts: o, level: new(slog.LevelVar), metrics: metrics.New(), done: make(chan error, 1)}
+	a.log = newLogger(out, cfg.Log.Format, a.level)
+	a.setLevel(cfg.Log.Level)
+	a.client = o.HTTPClient
+	if a.client == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 64
+		tr.ResponseHeaderTimeout = 0
+		a.client = &http.Client{Transport: tr}
+	}
+	a.checker.Limiter = &policy.MemoryLimiter{Now: o.Now}
+	a.replays = policy.NewMemoryReplays(o.Now)
+	a.resends = policy.NewMemoryResends(o.Now)
+	rt, err := a.build(cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	a.rt.Store(rt)
+	var backend store.Backend
+	if cfg.Storage.Driver == "memory" {
+		backend = store.NewMemory()
+	} else {
+		sq, err := store.OpenSQLite(ctx, cfg.Storage.Path)
+		if err != nil {
+			return nil, err
+		}
+		backend = sq
+	}
+	a.store = store.New(store.Options{Backend: backend, Logger: a.log, Retention: cfg.Storage.Retention.D(),
+		OnBatch: func(n int, err error) {
+			res := "ok"
+			if err != nil {
+				res = "error"
+			}
+			a.metrics.LogWrites.WithLabelValues(res).Add(float64(n))
+		}})
+	return a, nil
+}
+
+// Check loads a config file and builds its drivers without starting anything, returning every
+// problem (for `smsgate validate`).
+func Check(path string) error {
+	cfg, err := config.Load(path)
+	if cfg == nil {
+		return err
+	}
+	a := &App{log: slog.New(slog.DiscardHandler), metrics: metrics.New(), client: http.DefaultClient}
+	if _, berr := a.build(cfg, nil); berr != nil {
+		return berr
+	}
+	return err
+}
+
+func newLogger(w io.Writer, format string, level *slog.LevelVar) *slog.Logger {
+	o := &slog.HandlerOptions{Level: level}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, o))
+	}
+	return slog.New(slog.NewJSONHandler(w, o))
+}
+
+func (a *App) setLevel(s string) {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(s))
+	a.level.Set(l)
+}
+
+// Logger returns the app's logger.
+func (a *App) Logger() *slog.Logger { return a.log }
+
+// build compiles cfg into a runtime, reusing members of prev whose config did not change (so
+// their breaker state and drain flag survive a reload).
+func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
+	rt := &runtime{cfg: cfg, tenants: map[[32]byte]*tenant{}, routes: routing.Compile(cfg.Routes), members: map[string]*memberInfo{}}
+	for i := range cfg.Tenants {
+		t := &cfg.Tenants[i]
+		tn := &tenant{name: t.Name, rules: policy.Compile(cfg, t), acceptUnrecognized: t.AcceptUnrecognizedNumbers}
+		if len(t.ClientIDs) > 0 {
+			tn.clientIDs = map[string]bool{}
+			for _, id := range t.ClientIDs {
+				tn.clientIDs[id] = true
+			}
+		}
+		rt.tenants[sha256.Sum256([]byte(t.APIKey.Reveal()))] = tn
+	}
+	for i := range cfg.Providers {
+		p := &cfg.Providers[i]
+		drv, dcfg := buildDriver(cfg, i, gateway.Deps{Name: p.Name, HTTPClient: a.client, Logger: a.log.With("provider", p.Name)})
+		if drv == nil {
+			continue
+		}
+		mi := &memberInfo{typ: p.Type, cfg: dcfg, timeout: p.Timeout.D(), breaker: p.Breaker}
+		if cfg.Server.PublicURL != "" {
+			mi.callback = cfg.Server.PublicURL + "/v1/dlr/" + p.Type + "/" + p.Name
+		}
+		if prev != nil {
+			if old, ok := prev.members[p.Name]; ok && old.typ == mi.typ && old.timeout == mi.timeout &&
+				old.breaker == mi.breaker && reflect.DeepEqual(old.cfg, mi.cfg) {
+				mi.member = old.member
+			}
+		}
+		if mi.member == nil {
+			b := p.Breaker
+			mi.member = dispatch.NewMember(dispatch.MemberOptions{Name: p.Name, Provider: drv, Timeout: p.Timeout.D(), Observer: a.metrics, Disabled: p.Disabled,
+				Breaker: dispatch.BreakerSettings{ConsecutiveFailures: b.ConsecutiveFailures, FailureRatio: b.FailureRatio, MinRequests: b.MinRequests,
+					OpenTimeout: b.OpenTimeout.D(), Interval: b.Interval.D(), HalfOpenRequests: b.HalfOpenRequests}})
+			a.metrics.BreakerState.WithLabelValues(p.Name).Set(0)
+		}
+		rt.members[p.Name] = mi
+		rt.order = append(rt.order, p.Name)
+	}
+	if len(cfg.Decoder.Problems) > 0 {
+		return nil, cfg.Decoder.Problems
+	}
+	return rt, nil
+}
+
+// Reload reads the config file again and swaps it in atomically. An invalid file changes nothing.
+// Listener address, storage and log format need a restart; the log level follows the file.
+func (a *App) Reload(ctx context.Context) error {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	prev := a.rt.Load()
+	cfg, err := config.Load(a.opts.ConfigPath)
+	var rt *runtime
+	if err == nil {
+		rt, err = a.build(cfg, prev)
+	}
+	if err != nil {
+		a.metrics.Reloads.WithLabelValues("error").Inc()
+		var ps config.Problems
+		n := 1
+		if errors.As(err, &ps) {
+			n = len(ps)
+		}
+		a.log.Error("config reload rejected; keeping the running config", "file", a.opts.ConfigPath, "problems", n, "err", err.Error())
+		return err
+	}
+	if cfg.Server.Listen != prev.cfg.Server.Listen || !reflect.DeepEqual(cfg.Storage, prev.cfg.Storage) {
+		a.log.Warn("config reload: server.listen and storage changes take effect only after a restart")
+	}
+	a.setLevel(cfg.Log.Level)
+	a.rt.Store(rt)
+	for name := range prev.members {
+		if _, ok := rt.members[name]; !ok {
+			a.metrics.BreakerState.DeleteLabelValues(name)
+		}
+	}
+	a.metrics.Reloads.WithLabelValues("ok").Inc()
+	a.log.Info("config reloaded", "file", a.opts.ConfigPath, "providers", len(rt.members), "routes", len(cfg.Routes), "tenants", len(cfg.Tenants))
+	return nil
+}
+
+// Start listens and serves in the background. Addr tells where.
+func (a *App) Start() error {
+	rt := a.rt.Load()
+	addr := rt.cfg.Server.Listen
+	if a.opts.Listen != "" {
+		addr = a.opts.Listen
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", addr, err)
+	}
+	a.ln = ln
+	e := httpapi.New(a, a.log)
+	a.srv = &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+	go func() {
+		err := a.srv.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		a.done <- err
+	}()
+	a.log.Info("smsgate listening", "addr", ln.Addr().String(), "version", a.opts.Version, "config", a.opts.ConfigPath,
+		"providers", len(rt.members), "routes", len(rt.cfg.Routes), "storage", rt.cfg.Storage.Driver)
+	return nil
+}
+
+// Addr is the listening address after Start.
+func (a *App) Addr() string { return a.ln.Addr().String() }
+
+// URL is http://Addr.
+func (a *App) URL() string { return "http://" + a.Addr() }
+
+// Done receives the server's exit error once it stops serving.
+func (a *App) Done() <-chan error { return a.done }
+
+// Shutdown stops accepting connections, waits for in-flight requests up to
+// server.shutdown_timeout (or ctx), then flushes and closes the message log.
+func (a *App) Shutdown(ctx context.Context) error {
+	d := a.rt.Load().cfg.Server.ShutdownTimeout.D()
+	sctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var err error
+	if a.srv != nil {
+		err = a.srv.Shutdown(sctx)
+		if err != nil {
+			a.log.Warn("shutdown: in-flight requests did not finish in time", "err", err.Error())
+		}
+	}
+	if cerr := a.store.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	a.log.Info("smsgate stopped")
+	return err
+}
+
+// Store returns the message log (tests flush it).
+func (a *App) Store() *store.Store { return a.store }
+
+// Metrics returns the metrics handler.
+func (a *App) Metrics() http.Handler { return a.metrics.Handler() }
+
+// MetricSet returns the metrics (tests read them).
+func (a *App) MetricSet() *metrics.Metrics { return a.metrics }

@@ -1,0 +1,273 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/gateway/dispatch"
+	"github.com/smsgate/smsgate/gateway/httpapi"
+	"github.com/smsgate/smsgate/gateway/intake"
+	"github.com/smsgate/smsgate/gateway/policy"
+	"github.com/smsgate/smsgate/gateway/store"
+)
+
+// SendResponse is the JSON body of a send: on success, and (with Error set) on failure after
+// routing, so the caller sees every attempt.
+type SendResponse struct {
+	ID                string         `json:"id,omitempty"`
+	Status            string         `json:"status,omitempty"`
+	Provider          string         `json:"provider,omitempty"`
+	ProviderMessageID string         `json:"provider_message_id,omitempty"`
+	Route             string         `json:"route,omitempty"`
+	Attempts          []AttemptJSON  `json:"attempts,omitempty"`
+	Error             *ErrorJSONBody `json:"error,omitempty"`
+}
+
+// AttemptJSON is one attempt in a response.
+type AttemptJSON struct {
+	Provider   string `json:"provider"`
+	Outcome    string `json:"outcome"`
+	Code       string `json:"code,omitempty"`
+	Error      string `json:"error,omitempty"`
+	DurationMS int64  `json:"duration_ms"`
+}
+
+// ErrorJSONBody is {"code","message"}.
+type ErrorJSONBody struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+type flightResult struct {
+	reply    httpapi.Reply
+	bodyHash [32]byte
+	// log fields of the request that ran.
+	route, provider, outcome string
+}
+
+func (a *App) now() time.Time {
+	if a.opts.Now != nil {
+		return a.opts.Now()
+	}
+	return time.Now()
+}
+
+func errReply(status int, code, msg string) httpapi.Reply {
+	return httpapi.Reply{Status: status, Body: httpapi.ErrorJSON(code, msg)}
+}
+
+// Authenticate implements httpapi.Backend: the key's SHA-256 is the map key, so lookup time
+// does not depend on how much of a guessed key is right.
+func (a *App) Authenticate(key string) (httpapi.Tenant, bool) {
+	t, ok := a.rt.Load().tenants[sha256.Sum256([]byte(key))]
+	if !ok {
+		return httpapi.Tenant{}, false
+	}
+	return httpapi.Tenant{Name: t.name}, true
+}
+
+// Send implements httpapi.Backend: the whole pipeline of one request.
+func (a *App) Send(ctx context.Context, r httpapi.SendRequest) httpapi.Reply {
+	start := time.Now()
+	rt := a.rt.Load()
+	ctx, cancel := context.WithTimeout(ctx, rt.cfg.Server.RequestTimeout.D())
+	defer cancel()
+	tn, ok := rt.tenants[sha256.Sum256([]byte(r.APIKey))]
+	if !ok {
+		a.metrics.Requests.WithLabelValues("", "", "unauthorized").Inc()
+		return errReply(http.StatusUnauthorized, "unauthorized", "unknown API key")
+	}
+	req, err := intake.Decode(r.Body)
+	if err != nil {
+		return a.finish(start, r, tn.name, flightResult{reply: intakeReply(err), outcome: intakeCode(err)}, "", false)
+	}
+	if tn.clientIDs != nil && !tn.clientIDs[req.ClientID] {
+		return a.finish(start, r, tn.name, flightResult{reply: errReply(http.StatusForbidden, "client_not_allowed", "this API key may not send for this client_id"), outcome: "client_not_allowed"}, "", false)
+	}
+	num, err := intake.NormalizeNumber(req.Recipient, tn.acceptUnrecognized)
+	if err != nil {
+		return a.finish(start, r, tn.name, flightResult{reply: intakeReply(err), outcome: "invalid_number"}, "", false)
+	}
+	msg := &gateway.Message{Tenant: tn.name, ClientID: req.ClientID, To: num.E164, Country: num.Country, Type: req.Type,
+		Text: req.Text, Code: req.Code, Action: req.Action, Language: req.Language, IP: req.IP, From: req.From}
+	if msg.Text == "" {
+		msg.Text = req.Code
+	}
+	bodyHash := sha256.Sum256(r.Body)
+	var key string
+	if r.IdempotencyKey != "" {
+		if len(r.IdempotencyKey) > 255 {
+			return a.finish(start, r, tn.name, flightResult{reply: errReply(http.StatusBadRequest, "invalid_request", "Idempotency-Key is longer than 255 characters"), outcome: "invalid_request"}, msg.To, false)
+		}
+		key = "k|" + tn.name + "|" + r.IdempotencyKey
+	} else {
+		h := sha256.Sum256([]byte(msg.To + "\x00" + string(msg.Type) + "\x00" + msg.Text + "\x00" + msg.Code))
+		key = "c|" + tn.name + "|" + hex.EncodeToString(h[:])
+	}
+	res, shared, err := a.flight.Do(ctx, key, func() flightResult {
+		return a.process(ctx, rt, tn, msg, r.IdempotencyKey, bodyHash)
+	})
+	if err != nil {
+		return a.finish(start, r, tn.name, flightResult{reply: errReply(http.StatusGatewayTimeout, "deadline_exceeded", "the request budget ran out while waiting for an identical request"), outcome: "deadline_exceeded"}, msg.To, true)
+	}
+	if shared && r.IdempotencyKey != "" && res.bodyHash != bodyHash {
+		res = flightResult{reply: errReply(http.StatusConflict, "idempotency_conflict", "this Idempotency-Key was used with a different body"), outcome: "idempotency_conflict"}
+	}
+	return a.finish(start, r, tn.name, res, msg.To, shared)
+}
+
+// finish logs the request line, counts it, and returns the reply.
+func (a *App) finish(start time.Time, r httpapi.SendRequest, tenant string, res flightResult, to string, shared bool) httpapi.Reply {
+	d := time.Since(start)
+	a.metrics.Requests.WithLabelValues(tenant, res.route, res.outcome).Inc()
+	a.metrics.RequestDuration.WithLabelValues(res.outcome).Observe(d.Seconds())
+	attrs := []any{"request_id", r.RequestID, "tenant", tenant, "route", res.route, "provider", res.provider,
+		"outcome", res.outcome, "status", res.reply.Status, "latency_ms", d.Milliseconds()}
+	if to != "" {
+		attrs = append(attrs, "to", gateway.MaskPhone(to))
+	}
+	if shared {
+		attrs = append(attrs, "coalesced", true)
+	}
+	if res.reply.Status >= 500 {
+		a.log.Warn("send", attrs...)
+	} else {
+		a.log.Info("send", attrs...)
+	}
+	return res.reply
+}
+
+func intakeReply(err error) httpapi.Reply {
+	var ie *intake.Error
+	if errors.As(err, &ie) {
+		return errReply(http.StatusBadRequest, ie.Code, ie.Message)
+	}
+	return errReply(http.StatusBadRequest, "invalid_request", "the request could not be read")
+}
+
+func intakeCode(err error) string {
+	var ie *intake.Error
+	if errors.As(err, &ie) {
+		return ie.Code
+	}
+	return "invalid_request"
+}
+
+func newID(now time.Time) string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("msg_%012x%s", now.UnixMilli(), hex.EncodeToString(b[:]))
+}
+
+// process runs once per coalesced group: replay, policy, route, dispatch, record.
+func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway.Message, idemKey string, bodyHash [32]byte) flightResult {
+	replayKey := "idem|" + tn.name + "|" + idemKey
+	if idemKey != "" {
+		if rep, ok, err := a.replays.Get(ctx, replayKey); err == nil && ok {
+			if rep.BodyHash != bodyHash {
+				return flightResult{reply: errReply(http.StatusConflict, "idempotency_conflict", "this Idempotency-Key was used with a different body"), bodyHash: bodyHash, outcome: "idempotency_conflict"}
+			}
+			return flightResult{reply: httpapi.Reply{Status: rep.Status, Body: rep.Body}, bodyHash: bodyHash, outcome: "replayed"}
+		}
+	}
+	rej, err := a.checker.Check(ctx, tn.rules, msg)
+	if err != nil {
+		return flightResult{reply: errReply(http.StatusServiceUnavailable, "policy_unavailable", "rate limits could not be checked"), bodyHash: bodyHash, outcome: "policy_unavailable"}
+	}
+	if rej != nil {
+		a.metrics.PolicyRejections.WithLabelValues(tn.name, rej.Reason).Inc()
+		status := http.StatusForbidden
+		if rej.Code == "rate_limited" {
+			status = http.StatusTooManyRequests
+		}
+		rep := errReply(status, rej.Code, rej.Message)
+		rep.RetryAfter = rej.RetryAfter
+		return flightResult{reply: rep, bodyHash: bodyHash, outcome: rej.Code}
+	}
+	route := rt.routes.Match(msg)
+	members := make([]*dispatch.Member, 0, len(route.Providers))
+	for _, name := range route.Providers {
+		members = append(members, rt.members[name].member)
+	}
+	now := a.now()
+	msg.ID = newID(now)
+	chain := dispatch.Chain{Members: members, FailoverOnTimeout: route.FailoverOnTimeout, CallbackURL: func(p string) string { return rt.members[p].callback }}
+	esc := rt.cfg.Policy.ResendEscalation
+	resendKey := ""
+	if *esc.Enabled && len(members) > 1 {
+		h := sha256.Sum256([]byte(tn.name + "\x00" + msg.To + "\x00" + gateway.ExtractCode(msg.Text, msg.Code)))
+		resendKey = "resend|" + hex.EncodeToString(h[:])
+		if last, at, ok, err := a.resends.Last(ctx, resendKey); err == nil && ok {
+			if gap := now.Sub(at); gap >= esc.After.D() && gap < esc.Within.D() {
+				if i := slices.Index(route.Providers, last); i >= 0 {
+					chain.Start = (i + 1) % len(members)
+				}
+			}
+		}
+	}
+	out := dispatch.Send(ctx, msg, chain, a.metrics)
+
+	resp := SendResponse{ID: msg.ID, Route: route.Name, Provider: out.Provider, ProviderMessageID: out.Result.ProviderMessageID,
+		Attempts: make([]AttemptJSON, len(out.Attempts))}
+	rec := &store.Record{ID: msg.ID, Tenant: tn.name, ClientID: msg.ClientID, Route: route.Name, MessageType: string(msg.Type),
+		Action: msg.Action, Country: msg.Country, Recipient: gateway.MaskPhone(msg.To), Provider: out.Provider,
+		ProviderMessageID: out.Result.ProviderMessageID, ProviderStatus: out.Result.Status, Attempts: make([]store.Attempt, len(out.Attempts)),
+		CreatedAt: now.UTC(), UpdatedAt: a.now().UTC()}
+	if rt.cfg.Storage.StoreFullNumbers {
+		rec.Recipient = msg.To
+	}
+	for i, at := range out.Attempts {
+		resp.Attempts[i] = AttemptJSON{Provider: at.Provider, Outcome: at.Outcome, Code: at.Code, Error: at.Error, DurationMS: at.Duration.Milliseconds()}
+		rec.Attempts[i] = store.Attempt(resp.Attempts[i])
+	}
+	status, outcome := http.StatusOK, "sent"
+	if out.Err == nil {
+		resp.Status, rec.Status = gateway.StatusSent, gateway.StatusSent
+		if resendKey != "" {
+			_ = a.resends.Record(ctx, resendKey, out.Provider, now, esc.Within.D())
+		}
+	} else {
+		e := out.Err
+		rec.Status, rec.Error = gateway.StatusFailed, e.Code
+		code, text := "", e.Message
+		switch {
+		case e.Class == gateway.ClassRecipient:
+			status, code = http.StatusUnprocessableEntity, "recipient_rejected"
+			rec.Status = gateway.StatusRejected
+		case e.Class == gateway.ClassUnavailable:
+			status, code = http.StatusServiceUnavailable, "no_provider_available"
+		case e.Class == gateway.ClassCancelled:
+			status, code = http.StatusServiceUnavailable, "cancelled"
+		case out.BudgetSpent || e.Timeout && !route.FailoverOnTimeout:
+			status, code = http.StatusGatewayTimeout, "deadline_exceeded"
+		default:
+			status, code = http.StatusBadGateway, "all_providers_failed"
+		}
+		if e.Class == gateway.ClassRecipient && e.Code != "" {
+			text = "the provider rejected the destination (" + e.Code + ")"
+		}
+		resp.Status = rec.Status
+		resp.Error = &ErrorJSONBody{Code: code, Message: text}
+		outcome = code
+	}
+	// The record must not be lost when the caller goes away: write it outside the request's context.
+	if err := a.store.Insert(context.WithoutCancel(ctx), rec); err != nil {
+		a.log.Error("message log insert failed", "id", msg.ID, "err", err.Error())
+	}
+	body, _ := json.Marshal(resp)
+	res := flightResult{reply: httpapi.Reply{Status: status, Body: body}, bodyHash: bodyHash, route: route.Name, provider: out.Provider, outcome: outcome}
+	// Replay final answers only: a 5xx must let the caller's retry send again.
+	if idemKey != "" && status < 500 {
+		_ = a.replays.Put(context.WithoutCancel(ctx), replayKey, &policy.Replay{BodyHash: bodyHash, Status: status, Body: body}, rt.cfg.Policy.Idempotency.TTL.D())
+	}
+	return res
+}

@@ -1,0 +1,506 @@
+// Package config reads smsgate's YAML file into plain structs: strictly (unknown keys are
+// problems, reported with file, line and key path), with ${VAR} expansion for secrets, defaults,
+// and a Validate step that reports every problem at once. Provider-specific keys are kept as YAML
+// nodes and decoded by the composition point with the driver's own config type.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/smsgate/smsgate/gateway"
+)
+
+// Config is the whole file.
+type Config struct {
+	Server    Server     `yaml:"server"`
+	Log       Log        `yaml:"log"`
+	Storage   Storage    `yaml:"storage"`
+	Policy    Policy     `yaml:"policy"`
+	Tenants   []Tenant   `yaml:"tenants"`
+	Providers []Provider `yaml:"providers"`
+	Routes    []Route    `yaml:"routes"`
+
+	// File is the path the config was read from.
+	File string `yaml:"-"`
+	// Decoder holds the line of every key, for problems found after decoding.
+	Decoder *Decoder `yaml:"-"`
+}
+
+// Server configures the HTTP listener.
+type Server struct {
+	// Listen is host:port; default 127.0.0.1:8080.
+	Listen string `yaml:"listen"`
+	// RequestTimeout is the whole budget of one send request; default 8s.
+	RequestTimeout gateway.Duration `yaml:"request_timeout"`
+	// PublicURL is the externally reachable base URL (for delivery-report callbacks); empty: none.
+	PublicURL string `yaml:"public_url"`
+	// AdminToken guards /v1/providers and /v1/admin; empty disables those endpoints.
+	AdminToken gateway.Secret `yaml:"admin_token"`
+	// MaxBodyBytes limits request bodies; default 65536.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// ShutdownTimeout bounds the drain of in-flight requests on stop; default 15s.
+	ShutdownTimeout gateway.Duration `yaml:"shutdown_timeout"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Format is json (default) or text.
+	Format string `yaml:"format"`
+	// Level is debug, info (default), warn or error.
+	Level string `yaml:"level"`
+}
+
+// Storage configures the message log.
+type Storage struct {
+	// Driver is sqlite (default) or memory.
+	Driver string `yaml:"driver"`
+	// Path is the SQLite file; default data/smsgate.db.
+	Path string `yaml:"path"`
+	// Retention is how long records are kept; default 720h; 0 keeps them forever.
+	Retention *gateway.Duration `yaml:"retention"`
+	// StoreFullNumbers keeps unmasked recipients; default false.
+	StoreFullNumbers bool `yaml:"store_full_numbers"`
+}
+
+// Policy holds the global abuse-protection defaults; tenants may override them.
+type Policy struct {
+	// AllowedCountries, when set, is the only destinations any tenant may reach.
+	AllowedCountries []string `yaml:"allowed_countries"`
+	// DeniedCountries are never reached, whatever a tenant says.
+	DeniedCountries []string `yaml:"denied_countries"`
+	// RateLimits are the defaults; with no policy block only per_recipient 10/1h applies.
+	RateLimits RateLimits `yaml:"rate_limits"`
+	// Idempotency configures Idempotency-Key replay.
+	Idempotency Idempotency `yaml:"idempotency"`
+	// ResendEscalation configures starting a resend at the next provider.
+	ResendEscalation ResendEscalation `yaml:"resend_escalation"`
+}
+
+// RateLimits are limits of the form N/duration; nil inherits, 0 means unlimited.
+type RateLimits struct {
+	PerRecipient *Limit           `yaml:"per_recipient"`
+	PerIP        *Limit           `yaml:"per_ip"`
+	PerTenant    *Limit           `yaml:"per_tenant"`
+	PerCountry   map[string]Limit `yaml:"per_country"`
+}
+
+// Idempotency configures replay of Idempotency-Key requests.
+type Idempotency struct {
+	// TTL is how long a key's first result is replayed; default 24h.
+	TTL gateway.Duration `yaml:"ttl"`
+}
+
+// ResendEscalation configures the resend rule: the same recipient asking for the same code
+// again between After and Within after the last send starts at the next provider.
+type ResendEscalation struct {
+	// Enabled switches the rule on; default true.
+	Enabled *bool `yaml:"enabled"`
+	// After is the shortest gap that counts as "did not arrive"; default 20s.
+	After gateway.Duration `yaml:"after"`
+	// Within is the longest gap that still counts as the same attempt; default 10m.
+	Within gateway.Duration `yaml:"within"`
+}
+
+// Limit is N events per Per; N == 0 means unlimited.
+type Limit struct {
+	N   int
+	Per time.Duration
+}
+
+// UnmarshalText parses "10/1h", "20/1m", "50/1s" or "0".
+func (l *Limit) UnmarshalText(b []byte) error {
+	s := strings.TrimSpace(string(b))
+	if s == "0" {
+		*l = Limit{}
+		return nil
+	}
+	n, per, ok := strings.Cut(s, "/")
+	if !ok {
+		return errors.New(`want N/duration, for example "10/1h", or 0`)
+	}
+	c, err := strconv.Atoi(n)
+	if err != nil || c < 0 {
+		return errors.New("the count must be a whole number >= 0")
+	}
+	if per != "" && (per[0] < '0' || per[0] > '9') {
+		per = "1" + per // "10/h" reads as 10/1h
+	}
+	d, err := time.ParseDuration(per)
+	if err != nil || d <= 0 {
+		return errors.New("the period must be a positive duration such as 1s, 10m or 1h")
+	}
+	*l = Limit{N: c, Per: d}
+	return nil
+}
+
+// String prints the limit as it is written.
+func (l Limit) String() string {
+	if l.N == 0 {
+		return "0"
+	}
+	return fmt.Sprintf("%d/%s", l.N, l.Per)
+}
+
+// Tenant is one caller with its own API key.
+type Tenant struct {
+	Name   string         `yaml:"name"`
+	APIKey gateway.Secret `yaml:"api_key"`
+	// ClientIDs, when set, are the only Auth0 client ids this key may send for.
+	ClientIDs        []string    `yaml:"client_ids"`
+	AllowedCountries []string    `yaml:"allowed_countries"`
+	DeniedCountries  []string    `yaml:"denied_countries"`
+	RateLimits       *RateLimits `yaml:"rate_limits"`
+	// AcceptUnrecognizedNumbers lets numbers libphonenumber does not know as valid through.
+	AcceptUnrecognizedNumbers bool `yaml:"accept_unrecognized_numbers"`
+}
+
+// Provider is one configured provider; Options holds the driver-specific keys.
+type Provider struct {
+	Name    string           `yaml:"name"`
+	Type    string           `yaml:"type"`
+	Timeout gateway.Duration `yaml:"timeout"`
+	Breaker Breaker          `yaml:"breaker"`
+	// Disabled starts the provider drained (skipped as unavailable).
+	Disabled bool `yaml:"disabled"`
+	// Options are the remaining keys, decoded by the driver's config type.
+	Options map[string]*yaml.Node `yaml:"-" smsgate:"rest"`
+}
+
+// Breaker configures a provider's circuit breaker. It opens after ConsecutiveFailures failures in
+// a row, or when at least MinRequests calls in Interval failed at FailureRatio or more.
+type Breaker struct {
+	ConsecutiveFailures uint32           `yaml:"consecutive_failures"`
+	FailureRatio        float64          `yaml:"failure_ratio"`
+	MinRequests         uint32           `yaml:"min_requests"`
+	OpenTimeout         gateway.Duration `yaml:"open_timeout"`
+	Interval            gateway.Duration `yaml:"interval"`
+	HalfOpenRequests    uint32           `yaml:"half_open_requests"`
+}
+
+// Route is one routing rule; a nil Match matches everything.
+type Route struct {
+	Name      string   `yaml:"name"`
+	Match     *Match   `yaml:"match"`
+	Providers []string `yaml:"providers"`
+	// FailoverOnTimeout tries the next provider after a timeout that may have sent; default true.
+	FailoverOnTimeout *bool `yaml:"failover_on_timeout"`
+}
+
+// Match lists the values a request must have; an empty list matches anything.
+type Match struct {
+	Tenants      []string `yaml:"tenants"`
+	ClientIDs    []string `yaml:"client_ids"`
+	Countries    []string `yaml:"countries"`
+	MessageTypes []string `yaml:"message_types"`
+	Actions      []string `yaml:"actions"`
+	Languages    []string `yaml:"languages"`
+}
+
+// Load reads, decodes, defaults and validates file. On failure the error is a Problems.
+func Load(file string) (*Config, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, Problems{{File: file, Msg: err.Error()}}
+	}
+	return Parse(file, b, nil)
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// Parse is Load on bytes; getenv nil means the process environment.
+func Parse(file string, b []byte, getenv func(string) (string, bool)) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err != nil {
+		p := Problem{File: file, Msg: err.Error()}
+		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+			p.Line, _ = strconv.Atoi(m[1])
+			p.Msg = m[2]
+		}
+		return nil, Problems{p}
+	}
+	d := &Decoder{File: file, Getenv: getenv}
+	c := &Config{File: file, Decoder: d}
+	if len(root.Content) == 0 {
+		d.Add(1, "", "the file is empty")
+		return nil, d.Problems
+	}
+	d.Decode(&root, "", c)
+	c.applyDefaults()
+	c.validate()
+	if len(d.Problems) > 0 {
+		return c, d.Problems
+	}
+	return c, nil
+}
+
+// Problem records a problem found after decoding, located at path's line.
+func (c *Config) Problem(path, format string, args ...any) {
+	c.Decoder.Add(c.Decoder.Line(path), path, format, args...)
+}
+
+func (c *Config) applyDefaults() {
+	s := &c.Server
+	if s.Listen == "" {
+		s.Listen = "127.0.0.1:8080"
+	}
+	if s.RequestTimeout == 0 {
+		s.RequestTimeout = gateway.Duration(8 * time.Second)
+	}
+	if s.MaxBodyBytes == 0 {
+		s.MaxBodyBytes = 64 << 10
+	}
+	if s.ShutdownTimeout == 0 {
+		s.ShutdownTimeout = gateway.Duration(15 * time.Second)
+	}
+	s.PublicURL = strings.TrimRight(s.PublicURL, "/")
+	if c.Log.Format == "" {
+		c.Log.Format = "json"
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Storage.Driver == "" {
+		c.Storage.Driver = "sqlite"
+	}
+	if c.Storage.Path == "" {
+		c.Storage.Path = "data/smsgate.db"
+	}
+	if c.Storage.Retention == nil {
+		r := gateway.Duration(720 * time.Hour)
+		c.Storage.Retention = &r
+	}
+	p := &c.Policy
+	if p.RateLimits.PerRecipient == nil {
+		p.RateLimits.PerRecipient = &Limit{N: 10, Per: time.Hour}
+	}
+	for _, l := range []**Limit{&p.RateLimits.PerIP, &p.RateLimits.PerTenant} {
+		if *l == nil {
+			*l = &Limit{}
+		}
+	}
+	if p.Idempotency.TTL == 0 {
+		p.Idempotency.TTL = gateway.Duration(24 * time.Hour)
+	}
+	r := &p.ResendEscalation
+	if r.Enabled == nil {
+		t := true
+		r.Enabled = &t
+	}
+	if r.After == 0 {
+		r.After = gateway.Duration(20 * time.Second)
+	}
+	if r.Within == 0 {
+		r.Within = gateway.Duration(10 * time.Minute)
+	}
+	for i := range c.Providers {
+		pr := &c.Providers[i]
+		if pr.Timeout == 0 {
+			pr.Timeout = gateway.Duration(3 * time.Second)
+		}
+		b := &pr.Breaker
+		if b.ConsecutiveFailures == 0 {
+			b.ConsecutiveFailures = 5
+		}
+		if b.FailureRatio == 0 {
+			b.FailureRatio = 0.5
+		}
+		if b.MinRequests == 0 {
+			b.MinRequests = 20
+		}
+		if b.OpenTimeout == 0 {
+			b.OpenTimeout = gateway.Duration(30 * time.Second)
+		}
+		if b.Interval == 0 {
+			b.Interval = gateway.Duration(60 * time.Second)
+		}
+		if b.HalfOpenRequests == 0 {
+			b.HalfOpenRequests = 1
+		}
+	}
+	for i := range c.Routes {
+		if c.Routes[i].FailoverOnTimeout == nil {
+			t := true
+			c.Routes[i].FailoverOnTimeout = &t
+		}
+	}
+}
+
+// Tenant returns the tenant's effective rate limits: its own where set, else the global ones.
+func (c *Config) EffectiveLimits(t *Tenant) RateLimits {
+	g := c.Policy.RateLimits
+	if t.RateLimits == nil {
+		return g
+	}
+	o := *t.RateLimits
+	if o.PerRecipient == nil {
+		o.PerRecipient = g.PerRecipient
+	}
+	if o.PerIP == nil {
+		o.PerIP = g.PerIP
+	}
+	if o.PerTenant == nil {
+		o.PerTenant = g.PerTenant
+	}
+	if o.PerCountry == nil {
+		o.PerCountry = g.PerCountry
+	}
+	return o
+}
+
+var nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
+
+func (c *Config) validate() {
+	if c.Server.RequestTimeout < 0 {
+		c.Problem("server.request_timeout", "must be positive")
+	}
+	if c.Log.Format != "json" && c.Log.Format != "text" {
+		c.Problem("log.format", "must be json or text, not %q", c.Log.Format)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		c.Problem("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
+	}
+	if c.Storage.Driver != "sqlite" && c.Storage.Driver != "memory" {
+		c.Problem("storage.driver", "must be sqlite or memory, not %q", c.Storage.Driver)
+	}
+	if c.Server.PublicURL != "" && !strings.HasPrefix(c.Server.PublicURL, "http://") && !strings.HasPrefix(c.Server.PublicURL, "https://") {
+		c.Problem("server.public_url", "must start with http:// or https://")
+	}
+	c.checkCountries("policy.allowed_countries", c.Policy.AllowedCountries)
+	c.checkCountries("policy.denied_countries", c.Policy.DeniedCountries)
+	c.checkLimits("policy.rate_limits", &c.Policy.RateLimits)
+	if c.Policy.ResendEscalation.After >= c.Policy.ResendEscalation.Within {
+		c.Problem("policy.resend_escalation.after", "must be shorter than within")
+	}
+
+	if len(c.Tenants) == 0 {
+		c.Problem("tenants", "at least one tenant is required")
+	}
+	names, keys := map[string]int{}, map[gateway.Secret]int{}
+	for i := range c.Tenants {
+		t := &c.Tenants[i]
+		p := fmt.Sprintf("tenants[%d]", i)
+		c.checkName(p, t.Name, names, "tenant")
+		if t.APIKey == "" {
+			c.Problem(p+".api_key", "is required")
+		} else if j, dup := keys[t.APIKey]; dup {
+			c.Problem(p+".api_key", "is the same key as tenants[%d]; every tenant needs its own", j)
+		} else {
+			keys[t.APIKey] = i
+		}
+		c.checkCountries(p+".allowed_countries", t.AllowedCountries)
+		c.checkCountries(p+".denied_countries", t.DeniedCountries)
+		if t.RateLimits != nil {
+			c.checkLimits(p+".rate_limits", t.RateLimits)
+		}
+	}
+
+	if len(c.Providers) == 0 {
+		c.Problem("providers", "at least one provider is required")
+	}
+	provs := map[string]int{}
+	for i := range c.Providers {
+		pr := &c.Providers[i]
+		p := fmt.Sprintf("providers[%d]", i)
+		c.checkName(p, pr.Name, provs, "provider")
+		if pr.Type == "" {
+			c.Problem(p+".type", "is required")
+		}
+		if pr.Timeout < 0 {
+			c.Problem(p+".timeout", "must be positive")
+		}
+		if r := pr.Breaker.FailureRatio; r <= 0 || r > 1 {
+			c.Problem(p+".breaker.failure_ratio", "must be in (0, 1], not %v", r)
+		}
+	}
+
+	if len(c.Routes) == 0 {
+		c.Problem("routes", "at least one route is required (the last one without match is the catch-all)")
+	}
+	routes := map[string]int{}
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		p := fmt.Sprintf("routes[%d]", i)
+		c.checkName(p, r.Name, routes, "route")
+		if len(r.Providers) == 0 {
+			c.Problem(p+".providers", "must name at least one provider")
+		}
+		seen := map[string]bool{}
+		for j, name := range r.Providers {
+			pp := fmt.Sprintf("%s.providers[%d]", p, j)
+			if _, ok := provs[name]; !ok {
+				c.Problem(pp, "provider %q is not defined under providers", name)
+			}
+			if seen[name] {
+				c.Problem(pp, "provider %q is listed twice", name)
+			}
+			seen[name] = true
+		}
+		last := i == len(c.Routes)-1
+		if r.Match == nil && !last {
+			c.Problem(p, "only the last route may have no match block: the routes after it could never match")
+		}
+		if r.Match != nil && last {
+			c.Problem(p+".match", "the last route must have no match block (it is the catch-all)")
+		}
+		if r.Match != nil {
+			c.checkMatch(p+".match", r.Match, names)
+		}
+	}
+}
+
+func (c *Config) checkName(path, name string, seen map[string]int, what string) {
+	switch {
+	case name == "":
+		c.Problem(path+".name", "is required")
+	case !nameRe.MatchString(name):
+		c.Problem(path+".name", "%q: use lower-case letters, digits, '-', '_' and '.'", name)
+	default:
+		if j, dup := seen[name]; dup {
+			c.Problem(path+".name", "duplicate %s name %q (first defined at line %d)", what, name, c.Decoder.Line(fmt.Sprintf("%s[%d].name", path[:strings.Index(path, "[")], j)))
+			return
+		}
+		seen[name] = len(seen)
+	}
+}
+
+var countryRe = regexp.MustCompile(`^[A-Z]{2}$`)
+
+func (c *Config) checkCountries(path string, cs []string) {
+	for i, cc := range cs {
+		if !countryRe.MatchString(cc) {
+			c.Problem(fmt.Sprintf("%s[%d]", path, i), "%q is not an ISO 3166-1 alpha-2 code such as US or GB", cc)
+		}
+	}
+}
+
+func (c *Config) checkLimits(path string, l *RateLimits) {
+	for cc := range l.PerCountry {
+		if !countryRe.MatchString(cc) {
+			c.Problem(path+".per_country."+cc, "%q is not an ISO 3166-1 alpha-2 code", cc)
+		}
+	}
+}
+
+func (c *Config) checkMatch(path string, m *Match, tenants map[string]int) {
+	for i, t := range m.Tenants {
+		if _, ok := tenants[t]; !ok {
+			c.Problem(fmt.Sprintf("%s.tenants[%d]", path, i), "tenant %q is not defined under tenants", t)
+		}
+	}
+	c.checkCountries(path+".countries", m.Countries)
+	for i, t := range m.MessageTypes {
+		if t != "sms" && t != "voice" {
+			c.Problem(fmt.Sprintf("%s.message_types[%d]", path, i), "must be sms or voice, not %q", t)
+		}
+	}
+}

@@ -1,0 +1,296 @@
+package config
+
+import (
+	"encoding"
+	"fmt"
+	"os"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Problem is one thing wrong with a config file, located by line and key path.
+type Problem struct {
+	File string
+	Line int
+	Path string
+	Msg  string
+}
+
+// String formats the problem as FILE:LINE: path.to.key: message.
+func (p Problem) String() string {
+	loc := p.File
+	if p.Line > 0 {
+		loc = fmt.Sprintf("%s:%d", p.File, p.Line)
+	}
+	if p.Path == "" {
+		return loc + ": " + p.Msg
+	}
+	return loc + ": " + p.Path + ": " + p.Msg
+}
+
+// Problems is every problem found in a config; it is an error when not empty.
+type Problems []Problem
+
+// Error lists the problems one per line.
+func (ps Problems) Error() string {
+	lines := make([]string, len(ps))
+	for i, p := range ps {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Decoder decodes YAML nodes into structs strictly: an unknown key is a problem, ${VAR} is
+// expanded from the environment (an unset VAR is a problem), and every problem is collected
+// with its line and key path instead of stopping at the first.
+type Decoder struct {
+	// File names the config file in problems.
+	File string
+	// Getenv looks variables up; nil means os.LookupEnv.
+	Getenv func(string) (string, bool)
+	// Problems collects what went wrong.
+	Problems Problems
+	// Lines maps a key path ("providers[0].name") to its line, for later validation messages.
+	Lines map[string]int
+}
+
+// Add records a problem at line for path.
+func (d *Decoder) Add(line int, path, format string, args ...any) {
+	d.Problems = append(d.Problems, Problem{File: d.File, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// Line returns the recorded line of path, or of its nearest recorded parent.
+func (d *Decoder) Line(path string) int {
+	for path != "" {
+		if l, ok := d.Lines[path]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			break
+		}
+		path = path[:i]
+	}
+	return 0
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+func (d *Decoder) expand(n *yaml.Node, path string) string {
+	if !strings.Contains(n.Value, "${") {
+		return n.Value
+	}
+	get := d.Getenv
+	if get == nil {
+		get = os.LookupEnv
+	}
+	return envRef.ReplaceAllStringFunc(n.Value, func(m string) string {
+		name := m[2 : len(m)-1]
+		v, ok := get(name)
+		if !ok {
+			d.Add(n.Line, path, "environment variable %s is not set", name)
+		}
+		return v
+	})
+}
+
+var (
+	textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+	nodePtrType     = reflect.TypeFor[*yaml.Node]()
+)
+
+// Decode decodes n into out (a pointer), recording problems under path.
+func (d *Decoder) Decode(n *yaml.Node, path string, out any) {
+	d.decode(n, path, reflect.ValueOf(out).Elem())
+}
+
+func (d *Decoder) record(path string, line int) {
+	if d.Lines == nil {
+		d.Lines = map[string]int{}
+	}
+	if path != "" {
+		d.Lines[path] = line
+	}
+}
+
+func (d *Decoder) decode(n *yaml.Node, path string, v reflect.Value) {
+	for n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	d.record(path, n.Line)
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return // an empty value keeps the zero value (and the default applied later)
+	}
+	if v.Type() == nodePtrType {
+		v.Set(reflect.ValueOf(n))
+		return
+	}
+	if v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			v.Set(reflect.New(v.Type().Elem()))
+		}
+		d.decode(n, path, v.Elem())
+		return
+	}
+	if v.CanAddr() && v.Addr().Type().Implements(textUnmarshaler) {
+		if n.Kind != yaml.ScalarNode {
+			d.Add(n.Line, path, "expected a single value, got %s", kindName(n))
+			return
+		}
+		if err := v.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(d.expand(n, path))); err != nil {
+			d.Add(n.Line, path, "invalid value %q: %v", n.Value, err)
+		}
+		return
+	}
+	switch v.Kind() {
+	case reflect.Struct:
+		d.decodeStruct(n, path, v)
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			d.Add(n.Line, path, "expected a list, got %s", kindName(n))
+			return
+		}
+		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+		for i, c := range n.Content {
+			d.decode(c, fmt.Sprintf("%s[%d]", path, i), s.Index(i))
+		}
+		v.Set(s)
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			d.Add(n.Line, path, "expected a mapping, got %s", kindName(n))
+			return
+		}
+		m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, val := n.Content[i], n.Content[i+1]
+			ev := reflect.New(v.Type().Elem()).Elem()
+			d.decode(val, join(path, k.Value), ev)
+			m.SetMapIndex(reflect.ValueOf(k.Value).Convert(v.Type().Key()), ev)
+		}
+		v.Set(m)
+	default:
+		if n.Kind != yaml.ScalarNode {
+			d.Add(n.Line, path, "expected a single value, got %s", kindName(n))
+			return
+		}
+		c := *n
+		c.Value = d.expand(n, path)
+		if c.Value != n.Value {
+			c.Tag = "" // let yaml re-resolve the expanded value's type
+			c.Style = 0
+		}
+		if err := c.Decode(v.Addr().Interface()); err != nil {
+			d.Add(n.Line, path, "invalid value %q: expected %s", n.Value, typeName(v.Type()))
+		}
+	}
+}
+
+func (d *Decoder) decodeStruct(n *yaml.Node, path string, v reflect.Value) {
+	if n.Kind != yaml.MappingNode {
+		d.Add(n.Line, path, "expected a mapping, got %s", kindName(n))
+		return
+	}
+	t := v.Type()
+	var rest reflect.Value
+	fields := map[string]int{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		if f.Tag.Get("smsgate") == "rest" {
+			rest = v.Field(i)
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "-" || name == "" {
+			continue
+		}
+		fields[name] = i
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		p := join(path, k.Value)
+		if fi, ok := fields[k.Value]; ok {
+			d.decode(val, p, v.Field(fi))
+			continue
+		}
+		if rest.IsValid() {
+			if rest.IsNil() {
+				rest.Set(reflect.MakeMap(rest.Type()))
+			}
+			rest.SetMapIndex(reflect.ValueOf(k.Value), reflect.ValueOf(val))
+			d.record(p, k.Line)
+			continue
+		}
+		d.Add(k.Line, p, "unknown key %q%s", k.Value, suggest(k.Value, fields))
+	}
+}
+
+func suggest(key string, fields map[string]int) string {
+	names := make([]string, 0, len(fields))
+	for n := range fields {
+		names = append(names, n)
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	slices.Sort(names)
+	return " (known keys: " + strings.Join(names, ", ") + ")"
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	default:
+		return fmt.Sprintf("%q", n.Value)
+	}
+}
+
+func typeName(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int64, reflect.Int32, reflect.Uint32, reflect.Uint64, reflect.Uint:
+		return "a whole number"
+	case reflect.Float64, reflect.Float32:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	}
+	return t.String()
+}
+
+// DecodeOptions decodes a provider's driver-specific keys (Provider.Options) into out, a pointer
+// to the driver's config struct, recording problems under providers[i].
+func (c *Config) DecodeOptions(i int, out any) {
+	p := c.Providers[i]
+	path := fmt.Sprintf("providers[%d]", i)
+	keys := make([]string, 0, len(p.Options))
+	for k := range p.Options {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	m := &yaml.Node{Kind: yaml.MappingNode, Line: c.Decoder.Line(path)}
+	for _, k := range keys {
+		m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: k, Line: c.Decoder.Line(path + "." + k)}, p.Options[k])
+	}
+	c.Decoder.Decode(m, path, out)
+}

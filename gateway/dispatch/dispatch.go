@@ -1,0 +1,347 @@
+// Package dispatch sends a message along a provider chain: each provider behind its own circuit
+// breaker (sony/gobreaker/v2) and its own per-attempt timeout inside the request's deadline.
+// Errors are classified (see gateway.Class): recipient problems stop the chain, provider problems
+// and open breakers move on to the next provider, a caller that went away stops without counting.
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/smsgate/smsgate/gateway"
+)
+
+// Attempt outcomes, as they appear in responses, the message log and metric labels.
+const (
+	OutcomeSent        = "sent"
+	OutcomeRecipient   = "recipient_error"
+	OutcomeProvider    = "provider_error"
+	OutcomeTimeout     = "timeout"
+	OutcomeUnavailable = "unavailable"
+	OutcomeCancelled   = "cancelled"
+)
+
+// Observer receives dispatch events for metrics. Calls must be fast and must not block:
+// OnBreakerChange runs under the breaker's lock.
+type Observer interface {
+	OnAttempt(provider, outcome string, d time.Duration)
+	OnBreakerChange(provider string, from, to gobreaker.State)
+	OnFailover(from, to string)
+}
+
+// BreakerSettings configures one member's breaker. Zero fields take gobreaker's defaults.
+type BreakerSettings struct {
+	// ConsecutiveFailures opens the breaker after this many failures in a row (0: never by count).
+	ConsecutiveFailures uint32
+	// FailureRatio opens the breaker when failures/(successes+failures) reaches it (0: never by ratio)...
+	FailureRatio float64
+	// MinRequests ...once at least this many calls were counted in Interval.
+	MinRequests uint32
+	// OpenTimeout is how long the breaker stays open before a half-open probe.
+	OpenTimeout time.Duration
+	// Interval is the closed-state window after which counts reset (0: never).
+	Interval time.Duration
+	// HalfOpenRequests is how many probes may pass while half-open (0 means 1).
+	HalfOpenRequests uint32
+}
+
+// Member is one provider as the dispatcher uses it: the driver, its timeout, its breaker and its
+// recent statistics. Members outlive a config reload when their config did not change.
+type Member struct {
+	name     string
+	provider gateway.Provider
+	timeout  time.Duration
+	breaker  *gobreaker.CircuitBreaker[gateway.Result]
+	disabled atomic.Bool
+	stats    stats
+}
+
+// MemberOptions configures NewMember.
+type MemberOptions struct {
+	// Name is the provider's configured name.
+	Name string
+	// Provider is the driver.
+	Provider gateway.Provider
+	// Timeout is the per-attempt timeout; 0 means only the request deadline applies.
+	Timeout time.Duration
+	// Breaker configures the circuit breaker.
+	Breaker BreakerSettings
+	// Observer gets breaker state changes; nil means none.
+	Observer Observer
+	// Disabled starts the member drained.
+	Disabled bool
+}
+
+// NewMember wraps a driver with its breaker.
+func NewMember(o MemberOptions) *Member {
+	m := &Member{name: o.Name, provider: o.Provider, timeout: o.Timeout}
+	b := o.Breaker
+	st := gobreaker.Settings{
+		Name:        o.Name,
+		MaxRequests: b.HalfOpenRequests,
+		Interval:    b.Interval,
+		Timeout:     b.OpenTimeout,
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			if b.ConsecutiveFailures > 0 && c.ConsecutiveFailures >= b.ConsecutiveFailures {
+				return true
+			}
+			counted := c.TotalSuccesses + c.TotalFailures
+			return b.FailureRatio > 0 && counted >= b.MinRequests && counted > 0 &&
+				float64(c.TotalFailures)/float64(counted) >= b.FailureRatio
+		},
+		IsSuccessful: func(err error) bool {
+			return err == nil || gateway.ClassOf(err) == gateway.ClassRecipient
+		},
+		IsExcluded: func(err error) bool {
+			return errors.Is(err, errExcluded) || gateway.ClassOf(err) == gateway.ClassCancelled
+		},
+	}
+	if obs := o.Observer; obs != nil {
+		st.OnStateChange = func(name string, from, to gobreaker.State) { obs.OnBreakerChange(name, from, to) }
+	}
+	m.breaker = gobreaker.NewCircuitBreaker[gateway.Result](st)
+	m.disabled.Store(o.Disabled)
+	return m
+}
+
+// Name returns the provider's name.
+func (m *Member) Name() string { return m.name }
+
+// Provider returns the driver.
+func (m *Member) Provider() gateway.Provider { return m.provider }
+
+// State returns the breaker state.
+func (m *Member) State() gobreaker.State { return m.breaker.State() }
+
+// SetDisabled drains (true) or restores (false) the member.
+func (m *Member) SetDisabled(v bool) { m.disabled.Store(v) }
+
+// Disabled reports whether the member is drained.
+func (m *Member) Disabled() bool { return m.disabled.Load() }
+
+// Available reports whether a send could reach the provider now (not disabled, breaker not open).
+func (m *Member) Available() bool { return !m.Disabled() && m.State() != gobreaker.StateOpen }
+
+// Stats returns the member's recent statistics.
+func (m *Member) Stats() Stats { return m.stats.snapshot() }
+
+// errExcluded marks an attempt cut short by the request's own deadline, not the provider's
+// timeout: the provider got less than its due, so the breaker does not count it.
+var errExcluded = errors.New("request deadline reached during attempt")
+
+type excludedErr struct{ err error }
+
+func (e excludedErr) Error() string        { return e.err.Error() }
+func (e excludedErr) Unwrap() []error      { return []error{e.err, errExcluded} }
+func (e excludedErr) Is(target error) bool { return target == errExcluded }
+
+// Attempt records one try of one provider.
+type Attempt struct {
+	Provider string
+	Outcome  string
+	// Code is the provider's own error or status name.
+	Code string
+	// Error is a short, safe description; empty on success.
+	Error    string
+	Duration time.Duration
+}
+
+// Chain is what to try, in order.
+type Chain struct {
+	// Members are the providers in order.
+	Members []*Member
+	// Start is the index of the first member to try (resend escalation); earlier ones are tried last.
+	Start int
+	// FailoverOnTimeout moves on after a timeout that may have sent the message.
+	FailoverOnTimeout bool
+	// CallbackURL returns the delivery-report URL for a provider; nil means none.
+	CallbackURL func(provider string) string
+}
+
+// Outcome is the result of Send.
+type Outcome struct {
+	// Provider is the member that accepted the message, empty on failure.
+	Provider string
+	Result   gateway.Result
+	Attempts []Attempt
+	// Err is nil on success; otherwise its class says why: Recipient, Provider (all failed or a
+	// timeout that must not fail over), Unavailable (nothing could be tried), Cancelled.
+	Err *gateway.Error
+	// BudgetSpent is true when the request deadline ran out before a provider accepted.
+	BudgetSpent bool
+}
+
+// Send tries the chain in order until a provider accepts, a recipient error stops it, or the
+// context ends. obs may be nil.
+func Send(ctx context.Context, msg *gateway.Message, ch Chain, obs Observer) Outcome {
+	var out Outcome
+	n := len(ch.Members)
+	out.Attempts = make([]Attempt, 0, n)
+	var lastErr *gateway.Error
+	prevFailed := ""
+	for i := 0; i < n; i++ {
+		m := ch.Members[(ch.Start+i)%n]
+		if ctx.Err() != nil {
+			break
+		}
+		if prevFailed != "" && obs != nil {
+			obs.OnFailover(prevFailed, m.name)
+		}
+		a, res, err := m.attempt(ctx, msg, ch.CallbackURL)
+		out.Attempts = append(out.Attempts, a)
+		if obs != nil {
+			obs.OnAttempt(m.name, a.Outcome, a.Duration)
+		}
+		if err == nil {
+			out.Provider, out.Result = m.name, res
+			return out
+		}
+		switch err.Class {
+		case gateway.ClassRecipient, gateway.ClassCancelled, gateway.ClassCaller:
+			out.Err = err
+			return out
+		case gateway.ClassProvider:
+			lastErr = err
+			if err.Timeout && !ch.FailoverOnTimeout {
+				out.Err = err
+				out.BudgetSpent = ctx.Err() != nil
+				return out
+			}
+		}
+		prevFailed = m.name
+	}
+	switch {
+	case ctx.Err() != nil && errors.Is(ctx.Err(), context.Canceled):
+		out.Err = &gateway.Error{Class: gateway.ClassCancelled, Code: "cancelled", Message: "the caller went away"}
+	case ctx.Err() != nil:
+		out.BudgetSpent = true
+		out.Err = &gateway.Error{Class: gateway.ClassProvider, Code: "deadline", Message: "the request budget ran out before a provider accepted", Timeout: true}
+	case lastErr != nil:
+		out.Err = &gateway.Error{Class: gateway.ClassProvider, Code: lastErr.Code, Message: "every provider failed; last: " + lastErr.Message, HTTPStatus: lastErr.HTTPStatus}
+	default:
+		out.Err = &gateway.Error{Class: gateway.ClassUnavailable, Code: "no_provider", Message: "no provider is available (breakers open or disabled)"}
+	}
+	return out
+}
+
+func (m *Member) attempt(ctx context.Context, msg *gateway.Message, cb func(string) string) (Attempt, gateway.Result, *gateway.Error) {
+	a := Attempt{Provider: m.name}
+	if m.Disabled() {
+		a.Outcome, a.Code, a.Error = OutcomeUnavailable, "disabled", "provider disabled by an operator"
+		return a, gateway.Result{}, &gateway.Error{Class: gateway.ClassUnavailable, Code: "disabled", Message: a.Error}
+	}
+	actx, cancel := ctx, context.CancelFunc(func() {})
+	ownDeadline := false
+	if m.timeout > 0 {
+		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > m.timeout {
+			ownDeadline = true
+			actx, cancel = context.WithTimeout(ctx, m.timeout)
+		}
+	}
+	defer cancel()
+	attemptMsg := *msg
+	if cb != nil {
+		attemptMsg.CallbackURL = cb(m.name)
+	}
+	start := time.Now()
+	res, err := m.breaker.Execute(func() (gateway.Result, error) {
+		r, err := m.provider.Send(actx, &attemptMsg)
+		if err != nil && actx.Err() != nil {
+			// The attempt's context ended: classify by whose deadline it was.
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return r, &gateway.Error{Class: gateway.ClassCancelled, Code: "cancelled", Message: "the caller went away", Err: err}
+			}
+			te := &gateway.Error{Class: gateway.ClassProvider, Code: "timeout", Message: "provider did not answer in time", Timeout: true, Err: err}
+			if !ownDeadline || ctx.Err() != nil {
+				return r, excludedErr{te}
+			}
+			return r, te
+		}
+		return r, err
+	})
+	a.Duration = time.Since(start)
+	if err == nil {
+		a.Outcome = OutcomeSent
+		m.stats.add(true, a.Duration, "")
+		return a, res, nil
+	}
+	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+		a.Outcome, a.Code, a.Error = OutcomeUnavailable, "breaker_open", "circuit breaker is open"
+		a.Duration = 0
+		return a, gateway.Result{}, &gateway.Error{Class: gateway.ClassUnavailable, Code: "breaker_open", Message: a.Error}
+	}
+	ge := gateway.AsError(err)
+	a.Code, a.Error = ge.Code, ge.Message
+	switch {
+	case ge.Class == gateway.ClassRecipient:
+		a.Outcome = OutcomeRecipient
+	case ge.Class == gateway.ClassCancelled:
+		a.Outcome = OutcomeCancelled
+	case ge.Timeout:
+		a.Outcome = OutcomeTimeout
+	default:
+		a.Outcome = OutcomeProvider
+	}
+	if ge.Class != gateway.ClassCancelled {
+		m.stats.add(ge.Class == gateway.ClassRecipient, a.Duration, ge.Class.String())
+	}
+	return a, gateway.Result{}, ge
+}
+
+// Stats are a member's recent results (the last 100 attempts that reached the provider).
+type Stats struct {
+	Attempts     int
+	SuccessRatio float64
+	AvgLatency   time.Duration
+	LastError    string
+	LastErrorAt  time.Time
+}
+
+const statsWindow = 100
+
+type stats struct {
+	mu          sync.Mutex
+	ok          [statsWindow]bool
+	lat         [statsWindow]time.Duration
+	n, next     int
+	lastErr     string
+	lastErrTime time.Time
+}
+
+func (s *stats) add(ok bool, d time.Duration, errClass string) {
+	s.mu.Lock()
+	s.ok[s.next], s.lat[s.next] = ok, d
+	s.next = (s.next + 1) % statsWindow
+	if s.n < statsWindow {
+		s.n++
+	}
+	if errClass != "" && !ok {
+		s.lastErr, s.lastErrTime = errClass, time.Now()
+	}
+	s.mu.Unlock()
+}
+
+func (s *stats) snapshot() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Stats{Attempts: s.n, LastError: s.lastErr, LastErrorAt: s.lastErrTime}
+	if s.n == 0 {
+		return st
+	}
+	good := 0
+	var sum time.Duration
+	for i := 0; i < s.n; i++ {
+		if s.ok[i] {
+			good++
+		}
+		sum += s.lat[i]
+	}
+	st.SuccessRatio = float64(good) / float64(s.n)
+	st.AvgLatency = sum / time.Duration(s.n)
+	return st
+}

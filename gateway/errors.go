@@ -1,0 +1,106 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Class says what kind of failure an error is; the dispatcher decides failover from it.
+type Class int
+
+// Error classes; see docs/architecture.md for the table of consequences.
+const (
+	// ClassProvider is a problem of the provider (5xx, 429, timeout, auth, no credit): fail over, trip the breaker.
+	ClassProvider Class = iota
+	// ClassRecipient is a problem of the destination (invalid, landline, blocked): stop, the provider is fine.
+	ClassRecipient
+	// ClassUnavailable means the provider was not called (breaker open, disabled): fail over.
+	ClassUnavailable
+	// ClassCaller is a bad request from the caller; nothing is sent.
+	ClassCaller
+	// ClassCancelled means the caller went away; the breaker ignores it.
+	ClassCancelled
+)
+
+// String returns the lower-case name used in JSON, logs and metric labels.
+func (c Class) String() string {
+	switch c {
+	case ClassProvider:
+		return "provider"
+	case ClassRecipient:
+		return "recipient"
+	case ClassUnavailable:
+		return "unavailable"
+	case ClassCaller:
+		return "caller"
+	case ClassCancelled:
+		return "cancelled"
+	}
+	return "unknown"
+}
+
+// Error is a classified failure. Message must never contain a secret, a code or a full number.
+type Error struct {
+	// Class decides failover and the breaker.
+	Class Class
+	// Code is the provider's own error or status name ("REJECTED_DESTINATION", "21211"), or ours.
+	Code string
+	// Message is a short human explanation, safe to log.
+	Message string
+	// HTTPStatus is the provider's HTTP status, 0 when none was received.
+	HTTPStatus int
+	// Timeout is true when the provider did not answer in time; the message may have been sent.
+	Timeout bool
+	// Err is the underlying error, already redacted by the driver.
+	Err error
+}
+
+// Error implements error.
+func (e *Error) Error() string {
+	s := e.Class.String() + " error"
+	if e.Code != "" {
+		s += " " + e.Code
+	}
+	if e.HTTPStatus != 0 {
+		s += fmt.Sprintf(" (HTTP %d)", e.HTTPStatus)
+	}
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	return s
+}
+
+// Unwrap returns the underlying error.
+func (e *Error) Unwrap() error { return e.Err }
+
+// ErrUnauthenticated is returned by ReportReceiver when a report's credentials or signature are wrong.
+var ErrUnauthenticated = errors.New("unauthenticated")
+
+// ClassOf returns the class of err: the class of the first *Error in its chain, ClassCancelled for
+// context.Canceled, ClassProvider (with Timeout) for context.DeadlineExceeded, else ClassProvider.
+func ClassOf(err error) Class {
+	var ge *Error
+	if errors.As(err, &ge) {
+		return ge.Class
+	}
+	if errors.Is(err, context.Canceled) {
+		return ClassCancelled
+	}
+	return ClassProvider
+}
+
+// AsError returns err as a *Error, wrapping unclassified errors as provider errors.
+func AsError(err error) *Error {
+	var ge *Error
+	if errors.As(err, &ge) {
+		return ge
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return &Error{Class: ClassProvider, Code: "timeout", Message: "provider did not answer in time", Timeout: true, Err: err}
+	}
+	if errors.Is(err, context.Canceled) {
+		return &Error{Class: ClassCancelled, Code: "cancelled", Message: "request cancelled", Err: err}
+	}
+	return &Error{Class: ClassProvider, Message: "provider call failed", Err: err}
+}

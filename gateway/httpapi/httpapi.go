@@ -1,0 +1,392 @@
+// Package httpapi is smsgate's HTTP surface and the only package that imports echo. It maps
+// requests to the Backend (implemented by gateway/app), bounds bodies, authenticates, and turns
+// every failure into a JSON error {"error":{"code","message"}} with a stable code: bad input never
+// becomes a 500, and echo's own errors go through a custom error handler.
+package httpapi
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/smsgate/smsgate/gateway/store"
+)
+
+// Reply is a finished answer: status, JSON body, and Retry-After when set.
+type Reply struct {
+	Status     int
+	Body       []byte
+	RetryAfter time.Duration
+}
+
+// Tenant is an authenticated caller.
+type Tenant struct{ Name string }
+
+// SendRequest is one POST /v1/send-phone-message.
+type SendRequest struct {
+	APIKey         string
+	Body           []byte
+	IdempotencyKey string
+	RequestID      string
+}
+
+// ProviderStatus is one row of GET /v1/providers.
+type ProviderStatus struct {
+	Name           string  `json:"name"`
+	Type           string  `json:"type"`
+	State          string  `json:"state"`
+	Disabled       bool    `json:"disabled"`
+	Attempts       int     `json:"recent_attempts"`
+	SuccessRatio   float64 `json:"recent_success_ratio"`
+	AvgLatencyMS   float64 `json:"recent_avg_latency_ms"`
+	LastErrorClass string  `json:"last_error_class,omitempty"`
+	LastErrorAt    string  `json:"last_error_at,omitempty"`
+}
+
+// Errors the Backend returns that map to HTTP statuses.
+var (
+	ErrNotFound        = errors.New("not found")
+	ErrUnauthenticated = errors.New("unauthenticated")
+	ErrBadRequest      = errors.New("bad request")
+)
+
+// Backend is what the HTTP layer needs from the application.
+type Backend interface {
+	Send(ctx context.Context, r SendRequest) Reply
+	Authenticate(apiKey string) (Tenant, bool)
+	Message(ctx context.Context, tenant, id string) (*store.Record, error)
+	Messages(ctx context.Context, q store.Query) ([]*store.Record, error)
+	// Reports handles a delivery report for provider name of driver type kind; publicURL is the
+	// URL the provider called.
+	Reports(ctx context.Context, kind, name string, r *http.Request, body []byte, publicURL string) error
+	Providers() []ProviderStatus
+	SetProviderDisabled(name string, disabled bool) error
+	Reload(ctx context.Context) error
+	Ready() (bool, string)
+	AdminToken() string
+	PublicURL() string
+	MaxBodyBytes() int64
+	Metrics() http.Handler
+}
+
+// New returns the echo server with every route.
+func New(b Backend, log *slog.Logger) *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = func(err error, c echo.Context) { handleError(err, c, log) }
+	e.Use(recoverJSON(log))
+	h := &handlers{b: b, log: log}
+	e.POST("/v1/send-phone-message", h.send)
+	e.GET("/v1/messages/:id", h.message)
+	e.GET("/v1/messages", h.messages)
+	e.POST("/v1/dlr/:kind/:name", h.report)
+	e.GET("/v1/providers", h.providers, h.admin)
+	e.POST("/v1/providers/:name/disable", h.disable(true), h.admin)
+	e.POST("/v1/providers/:name/enable", h.disable(false), h.admin)
+	e.POST("/v1/admin/reload", h.reload, h.admin)
+	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+	e.GET("/readyz", h.ready)
+	e.GET("/metrics", echo.WrapHandler(b.Metrics()))
+	return e
+}
+
+// apiError is an error with an HTTP status and a stable code.
+type apiError struct {
+	status  int
+	code    string
+	message string
+}
+
+func (e *apiError) Error() string { return e.code + ": " + e.message }
+
+func fail(status int, code, msg string) error { return &apiError{status, code, msg} }
+
+// ErrorBody is the JSON shape of every error.
+type ErrorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// ErrorJSON encodes an error body.
+func ErrorJSON(code, msg string) []byte {
+	var b ErrorBody
+	b.Error.Code, b.Error.Message = code, msg
+	out, _ := json.Marshal(b)
+	return out
+}
+
+func handleError(err error, c echo.Context, log *slog.Logger) {
+	if c.Response().Committed {
+		return
+	}
+	status, code, msg := http.StatusInternalServerError, "internal", "internal error"
+	var ae *apiError
+	var he *echo.HTTPError
+	switch {
+	case errors.As(err, &ae):
+		status, code, msg = ae.status, ae.code, ae.message
+	case errors.As(err, &he):
+		status = he.Code
+		switch he.Code {
+		case http.StatusNotFound:
+			code, msg = "not_found", "no such endpoint"
+		case http.StatusMethodNotAllowed:
+			code, msg = "method_not_allowed", "method not allowed on this endpoint"
+		case http.StatusRequestEntityTooLarge:
+			code, msg = "body_too_large", "the body is larger than the limit"
+		default:
+			code, msg = "http_error", http.StatusText(he.Code)
+		}
+	default:
+		log.Error("unhandled error", "err", err.Error(), "path", c.Path())
+	}
+	_ = c.JSONBlob(status, ErrorJSON(code, msg))
+}
+
+func recoverJSON(log *slog.Logger) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) (err error) {
+			defer func() {
+				if r := recover(); r != nil {
+					if r == http.ErrAbortHandler {
+						panic(r)
+					}
+					log.Error("panic in handler", "path", c.Path(), "panic", slog.AnyValue(r).String())
+					err = fail(http.StatusInternalServerError, "internal", "internal error")
+				}
+			}()
+			return next(c)
+		}
+	}
+}
+
+type handlers struct {
+	b   Backend
+	log *slog.Logger
+}
+
+func bearer(c echo.Context) string {
+	h := c.Request().Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+func (h *handlers) readBody(c echo.Context) ([]byte, error) {
+	limit := h.b.MaxBodyBytes()
+	r := c.Request()
+	if r.ContentLength > limit {
+		return nil, fail(http.StatusRequestEntityTooLarge, "body_too_large", "the body is larger than "+strconv.FormatInt(limit, 10)+" bytes")
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, fail(http.StatusRequestEntityTooLarge, "body_too_large", "the body is larger than "+strconv.FormatInt(limit, 10)+" bytes")
+		}
+		return nil, fail(http.StatusBadRequest, "invalid_body", "the body could not be read")
+	}
+	return body, nil
+}
+
+func (h *handlers) send(c echo.Context) error {
+	key := bearer(c)
+	if key == "" {
+		return fail(http.StatusUnauthorized, "unauthorized", "missing Authorization: Bearer <api key>")
+	}
+	body, err := h.readBody(c)
+	if err != nil {
+		return err
+	}
+	rid := c.Request().Header.Get("X-Request-Id")
+	if len(rid) > 128 {
+		rid = rid[:128]
+	}
+	rep := h.b.Send(c.Request().Context(), SendRequest{APIKey: key, Body: body, IdempotencyKey: c.Request().Header.Get("Idempotency-Key"), RequestID: rid})
+	if rep.RetryAfter > 0 {
+		c.Response().Header().Set("Retry-After", strconv.Itoa(int((rep.RetryAfter+time.Second-1)/time.Second)))
+	}
+	return c.JSONBlob(rep.Status, rep.Body)
+}
+
+func (h *handlers) tenant(c echo.Context) (Tenant, error) {
+	key := bearer(c)
+	if key == "" {
+		return Tenant{}, fail(http.StatusUnauthorized, "unauthorized", "missing Authorization: Bearer <api key>")
+	}
+	t, ok := h.b.Authenticate(key)
+	if !ok {
+		return Tenant{}, fail(http.StatusUnauthorized, "unauthorized", "unknown API key")
+	}
+	return t, nil
+}
+
+func (h *handlers) message(c echo.Context) error {
+	t, err := h.tenant(c)
+	if err != nil {
+		return err
+	}
+	r, err := h.b.Message(c.Request().Context(), t.Name, c.Param("id"))
+	if errors.Is(err, store.ErrNotFound) {
+		return fail(http.StatusNotFound, "not_found", "no message with this id for this tenant")
+	}
+	if err != nil {
+		return fail(http.StatusServiceUnavailable, "store_unavailable", "the message log could not be read")
+	}
+	return c.JSON(http.StatusOK, r)
+}
+
+// MessagesPage is the body of GET /v1/messages.
+type MessagesPage struct {
+	Messages   []*store.Record `json:"messages"`
+	NextCursor string          `json:"next_cursor,omitempty"`
+}
+
+func (h *handlers) messages(c echo.Context) error {
+	t, err := h.tenant(c)
+	if err != nil {
+		return err
+	}
+	q := store.Query{Tenant: t.Name, Status: c.QueryParam("status"), Provider: c.QueryParam("provider"), Limit: 50}
+	if s := c.QueryParam("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 500 {
+			return fail(http.StatusBadRequest, "invalid_query", "limit must be a whole number from 1 to 500")
+		}
+		q.Limit = n
+	}
+	if s := c.QueryParam("since"); s != "" {
+		ts, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			d, derr := time.ParseDuration(s)
+			if derr != nil || d <= 0 {
+				return fail(http.StatusBadRequest, "invalid_query", "since must be an RFC 3339 time or a duration such as 1h")
+			}
+			ts = time.Now().Add(-d)
+		}
+		q.Since = ts
+	}
+	if s := c.QueryParam("cursor"); s != "" {
+		cur, ok := decodeCursor(s)
+		if !ok {
+			return fail(http.StatusBadRequest, "invalid_query", "cursor is not one this API returned")
+		}
+		q.Before = &cur
+	}
+	recs, err := h.b.Messages(c.Request().Context(), q)
+	if err != nil {
+		return fail(http.StatusServiceUnavailable, "store_unavailable", "the message log could not be read")
+	}
+	page := MessagesPage{Messages: recs}
+	if page.Messages == nil {
+		page.Messages = []*store.Record{}
+	}
+	if len(recs) == q.Limit {
+		last := recs[len(recs)-1]
+		page.NextCursor = encodeCursor(store.Cursor{CreatedAt: last.CreatedAt, ID: last.ID})
+	}
+	return c.JSON(http.StatusOK, page)
+}
+
+func encodeCursor(c store.Cursor) string {
+	return strconv.FormatInt(c.CreatedAt.UnixMilli(), 10) + "." + c.ID
+}
+
+func decodeCursor(s string) (store.Cursor, bool) {
+	ms, id, ok := strings.Cut(s, ".")
+	n, err := strconv.ParseInt(ms, 10, 64)
+	if !ok || err != nil || id == "" {
+		return store.Cursor{}, false
+	}
+	return store.Cursor{CreatedAt: time.UnixMilli(n).UTC(), ID: id}, true
+}
+
+func (h *handlers) report(c echo.Context) error {
+	body, err := h.readBody(c)
+	if err != nil {
+		return err
+	}
+	req := c.Request()
+	public := h.b.PublicURL()
+	if public == "" {
+		scheme := "http"
+		if req.TLS != nil {
+			scheme = "https"
+		}
+		public = scheme + "://" + req.Host
+	}
+	err = h.b.Reports(req.Context(), c.Param("kind"), c.Param("name"), req, body, public+req.URL.RequestURI())
+	switch {
+	case err == nil:
+		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+	case errors.Is(err, ErrNotFound):
+		return fail(http.StatusNotFound, "not_found", "no provider of this type and name accepts delivery reports")
+	case errors.Is(err, ErrUnauthenticated):
+		return fail(http.StatusForbidden, "forbidden", "the report's credentials or signature are not valid")
+	case errors.Is(err, ErrBadRequest):
+		return fail(http.StatusBadRequest, "invalid_report", "the report could not be parsed")
+	default:
+		return fail(http.StatusServiceUnavailable, "store_unavailable", "the report could not be recorded; retry")
+	}
+}
+
+func (h *handlers) admin(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		want := h.b.AdminToken()
+		if want == "" {
+			return fail(http.StatusNotFound, "admin_disabled", "set server.admin_token to use the admin endpoints")
+		}
+		if subtle.ConstantTimeCompare([]byte(bearer(c)), []byte(want)) != 1 {
+			return fail(http.StatusUnauthorized, "unauthorized", "admin endpoints need Authorization: Bearer <server.admin_token>")
+		}
+		return next(c)
+	}
+}
+
+func (h *handlers) providers(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]any{"providers": h.b.Providers()})
+}
+
+func (h *handlers) disable(v bool) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if err := h.b.SetProviderDisabled(c.Param("name"), v); err != nil {
+			return fail(http.StatusNotFound, "not_found", "no provider with this name")
+		}
+		for _, p := range h.b.Providers() {
+			if p.Name == c.Param("name") {
+				return c.JSON(http.StatusOK, p)
+			}
+		}
+		return fail(http.StatusNotFound, "not_found", "no provider with this name")
+	}
+}
+
+func (h *handlers) reload(c echo.Context) error {
+	if err := h.b.Reload(c.Request().Context()); err != nil {
+		return c.JSON(http.StatusUnprocessableEntity, map[string]any{
+			"error": map[string]string{"code": "invalid_config", "message": "the new config is invalid; the old one stays in force"},
+			"problems": strings.Split(err.Error(), "\n"),
+		})
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "reloaded"})
+}
+
+func (h *handlers) ready(c echo.Context) error {
+	ok, why := h.b.Ready()
+	if !ok {
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": why})
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}

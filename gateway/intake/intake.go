@@ -1,0 +1,243 @@
+// Package intake turns what callers post into a gateway request: it recognizes the three Auth0
+// payload shapes (the Actions send-phone-message event, the custom-phone-provider event and the
+// legacy Send Phone Message hook call, plus a flat form of the hook) and normalizes recipients to
+// E.164 with the country of the whole number (libphonenumber).
+package intake
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+
+	"github.com/smsgate/smsgate/gateway"
+)
+
+// Payload shapes.
+const (
+	ShapeAction              = "send-phone-message"
+	ShapeCustomPhoneProvider = "custom-phone-provider"
+	ShapeHook                = "hook"
+	ShapeFlat                = "flat"
+)
+
+// Request is a decoded payload before normalization of the recipient.
+type Request struct {
+	Shape      string
+	Recipient  string
+	Text       string
+	Code       string
+	Type       gateway.MessageType
+	Action     string
+	Language   string
+	IP         string
+	ClientID   string
+	ClientName string
+	From       string
+}
+
+// Error is a caller error with a stable code.
+type Error struct {
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+func bad(code, msg string) *Error { return &Error{Code: code, Message: msg} }
+
+// Decode parses a request body of any supported shape.
+func Decode(body []byte) (*Request, error) {
+	var w wire
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&w); err != nil {
+		return nil, bad("invalid_json", "the body is not a JSON object: "+jsonProblem(err))
+	}
+	if dec.More() {
+		return nil, bad("invalid_json", "the body has data after the JSON object")
+	}
+	var r Request
+	switch {
+	case w.MessageOptions != nil:
+		mo := w.MessageOptions
+		r = Request{Shape: ShapeAction, Recipient: mo.Recipient.s(), Text: mo.Text.s(), Code: mo.Code.s(),
+			Type: gateway.MessageType(mo.MessageType.s()), Action: mo.Action.s()}
+		if w.Request != nil {
+			r.IP, r.Language = w.Request.IP.s(), w.Request.Language.s()
+		}
+		r.ClientID, r.ClientName = w.Client.id(), w.Client.name()
+	case w.Notification != nil:
+		n := w.Notification
+		r = Request{Shape: ShapeCustomPhoneProvider, Recipient: n.Recipient.s(), Code: n.Code.s(), Language: n.Locale.s(), From: n.From.s()}
+		switch n.DeliveryMethod.s() {
+		case "voice":
+			r.Type, r.Text = gateway.Voice, n.AsVoice.s()
+		case "text", "":
+			r.Type, r.Text = gateway.SMS, n.AsText.s()
+		default:
+			return nil, bad("invalid_request", "notification.delivery_method must be text or voice")
+		}
+		switch mt := n.MessageType.s(); mt {
+		case "otp_enroll":
+			r.Action = "enrollment"
+		case "otp_verify":
+			r.Action = "second-factor-authentication"
+		default:
+			r.Action = mt
+		}
+		if w.Request != nil {
+			r.IP = w.Request.IP.s()
+			if r.Language == "" {
+				r.Language = w.Request.Language.s()
+			}
+		}
+		r.ClientID, r.ClientName = w.Client.id(), w.Client.name()
+	case w.Recipient != nil && w.Context != nil:
+		c := w.Context
+		r = Request{Shape: ShapeHook, Recipient: w.Recipient.s(), Text: w.Text.s(), Code: c.Code.s(),
+			Type: gateway.MessageType(c.MessageType.s()), Action: c.Action.s(), Language: c.Language.s(), IP: c.IP.s()}
+		r.ClientID, r.ClientName = c.ClientID.s(), c.Name.s()
+		if c.Client != nil {
+			if id := c.Client.id(); id != "" {
+				r.ClientID = id
+			}
+			if n := c.Client.name(); n != "" {
+				r.ClientName = n
+			}
+		}
+	case w.Recipient != nil:
+		r = Request{Shape: ShapeFlat, Recipient: w.Recipient.s(), Text: w.Text.s(), Code: w.Code.s(),
+			Type: gateway.MessageType(w.MessageType.s()), Action: w.Action.s(), Language: w.Language.s(), IP: w.IP.s(), ClientID: w.ClientID.s(), From: w.From.s()}
+	default:
+		return nil, bad("unknown_shape", "the body is none of the supported shapes: an Auth0 send-phone-message event (message_options), a custom-phone-provider event (notification) or a hook call (recipient, text, context)")
+	}
+	if r.Type == "text" {
+		r.Type = gateway.SMS
+	}
+	if r.Type == "" {
+		r.Type = gateway.SMS
+	}
+	if r.Type != gateway.SMS && r.Type != gateway.Voice {
+		return nil, bad("invalid_request", "message_type must be sms or voice")
+	}
+	if strings.TrimSpace(r.Recipient) == "" {
+		return nil, bad("invalid_request", "the recipient is missing")
+	}
+	if strings.TrimSpace(r.Text) == "" && r.Code == "" {
+		return nil, bad("invalid_request", "the text is missing")
+	}
+	if len(r.Text) > 1600 {
+		return nil, bad("invalid_request", "the text is longer than 1600 characters")
+	}
+	return &r, nil
+}
+
+func jsonProblem(err error) string {
+	switch e := err.(type) {
+	case *json.SyntaxError:
+		return "syntax error at byte " + itoa(e.Offset)
+	case *json.UnmarshalTypeError:
+		return "field " + e.Field + " has the wrong type"
+	}
+	return "malformed JSON"
+}
+
+func itoa(n int64) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
+
+// str accepts a JSON string, number or bool and keeps its text; objects and arrays are rejected by
+// the decoder as wrong types.
+type str struct {
+	v   string
+	set bool
+}
+
+func (x *str) UnmarshalJSON(b []byte) error {
+	x.set = true
+	if len(b) > 0 && b[0] == '"' {
+		return json.Unmarshal(b, &x.v)
+	}
+	if string(b) == "null" {
+		return nil
+	}
+	if len(b) > 0 && (b[0] == '{' || b[0] == '[') {
+		return &json.UnmarshalTypeError{Value: "object", Field: ""}
+	}
+	x.v = string(b)
+	return nil
+}
+
+func (x *str) s() string {
+	if x == nil {
+		return ""
+	}
+	return strings.TrimSpace(x.v)
+}
+
+type client struct {
+	ClientID *str `json:"client_id"`
+	Name     *str `json:"name"`
+}
+
+func (c *client) id() string {
+	if c == nil {
+		return ""
+	}
+	return c.ClientID.s()
+}
+
+func (c *client) name() string {
+	if c == nil {
+		return ""
+	}
+	return c.Name.s()
+}
+
+type wire struct {
+	// Actions send-phone-message event.
+	MessageOptions *struct {
+		Recipient   *str `json:"recipient"`
+		Text        *str `json:"text"`
+		Action      *str `json:"action"`
+		Code        *str `json:"code"`
+		MessageType *str `json:"message_type"`
+	} `json:"message_options"`
+	// custom-phone-provider event.
+	Notification *struct {
+		Recipient      *str `json:"recipient"`
+		AsText         *str `json:"as_text"`
+		AsVoice        *str `json:"as_voice"`
+		Code           *str `json:"code"`
+		DeliveryMethod *str `json:"delivery_method"`
+		Locale         *str `json:"locale"`
+		MessageType    *str `json:"message_type"`
+		From           *str `json:"from"`
+	} `json:"notification"`
+	Client  *client `json:"client"`
+	Request *struct {
+		IP       *str `json:"ip"`
+		Language *str `json:"language"`
+	} `json:"request"`
+	// Hook call and flat form.
+	Recipient *str `json:"recipient"`
+	Text      *str `json:"text"`
+	Context   *struct {
+		MessageType *str    `json:"message_type"`
+		Action      *str    `json:"action"`
+		Language    *str    `json:"language"`
+		Code        *str    `json:"code"`
+		IP          *str    `json:"ip"`
+		ClientID    *str    `json:"client_id"`
+		Name        *str    `json:"name"`
+		Client      *client `json:"client"`
+	} `json:"context"`
+	Code        *str `json:"code"`
+	MessageType *str `json:"message_type"`
+	Action      *str `json:"action"`
+	Language    *str `json:"language"`
+	IP          *str `json:"ip"`
+	ClientID    *str `json:"client_id"`
+	From        *str `json:"from"`
+}

@@ -1,0 +1,103 @@
+// Package metrics defines smsgate's Prometheus metrics (all prefixed smsgate_) on a registry of
+// its own, and implements dispatch.Observer. Labels hold only bounded, configured values (tenant,
+// route and provider names, outcome classes): never phone numbers, codes or free text.
+package metrics
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sony/gobreaker/v2"
+)
+
+// Metrics holds every collector.
+type Metrics struct {
+	Registry           *prometheus.Registry
+	Requests           *prometheus.CounterVec
+	RequestDuration    *prometheus.HistogramVec
+	Attempts           *prometheus.CounterVec
+	ProviderLatency    *prometheus.HistogramVec
+	BreakerState       *prometheus.GaugeVec
+	BreakerTransitions *prometheus.CounterVec
+	Failovers          *prometheus.CounterVec
+	PolicyRejections   *prometheus.CounterVec
+	DeliveryReports    *prometheus.CounterVec
+	LogWrites          *prometheus.CounterVec
+	Reloads            *prometheus.CounterVec
+	ProviderDisabled   *prometheus.GaugeVec
+}
+
+// New registers every collector, plus the Go and process collectors, on a new registry.
+func New() *Metrics {
+	r := prometheus.NewRegistry()
+	f := func(c prometheus.Collector) { r.MustRegister(c) }
+	m := &Metrics{
+		Registry: r,
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_requests_total",
+			Help: "Send requests by tenant, route and outcome (the response's code)."}, []string{"tenant", "route", "outcome"}),
+		RequestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "smsgate_request_duration_seconds",
+			Help: "Send request latency by outcome.", Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2, 4, 8, 16}}, []string{"outcome"}),
+		Attempts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_provider_attempts_total",
+			Help: "Provider attempts by provider and outcome class."}, []string{"provider", "outcome"}),
+		ProviderLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "smsgate_provider_latency_seconds",
+			Help: "Latency of provider calls that reached the provider.", Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2, 4, 8}}, []string{"provider"}),
+		BreakerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "smsgate_breaker_state",
+			Help: "Circuit breaker state per provider: 0 closed, 1 half-open, 2 open."}, []string{"provider"}),
+		BreakerTransitions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_breaker_transitions_total",
+			Help: "Circuit breaker state changes."}, []string{"provider", "from", "to"}),
+		Failovers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_failovers_total",
+			Help: "Moves from a failed or unavailable provider to the next one in a chain."}, []string{"from", "to"}),
+		PolicyRejections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_policy_rejections_total",
+			Help: "Requests refused by policy, by tenant and reason (per_recipient, per_ip, per_tenant, per_country, denied_countries, allowed_countries)."}, []string{"tenant", "reason"}),
+		DeliveryReports: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_delivery_reports_total",
+			Help: "Delivery reports received, by provider and normalized status."}, []string{"provider", "status"}),
+		LogWrites: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_message_log_writes_total",
+			Help: "Message log writes applied, by result."}, []string{"result"}),
+		Reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_config_reloads_total",
+			Help: "Config reloads by result."}, []string{"result"}),
+		ProviderDisabled: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "smsgate_provider_disabled",
+			Help: "1 when an operator drained the provider."}, []string{"provider"}),
+	}
+	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.Attempts, m.ProviderLatency, m.BreakerState,
+		m.BreakerTransitions, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.Reloads, m.ProviderDisabled,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		f(c)
+	}
+	return m
+}
+
+// Handler serves the registry in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+}
+
+// OnAttempt implements dispatch.Observer.
+func (m *Metrics) OnAttempt(provider, outcome string, d time.Duration) {
+	m.Attempts.WithLabelValues(provider, outcome).Inc()
+	if outcome != "unavailable" && outcome != "cancelled" {
+		m.ProviderLatency.WithLabelValues(provider).Observe(d.Seconds())
+	}
+}
+
+// OnBreakerChange implements dispatch.Observer; it runs under the breaker's lock and only records.
+func (m *Metrics) OnBreakerChange(provider string, from, to gobreaker.State) {
+	m.BreakerState.WithLabelValues(provider).Set(float64(StateValue(to)))
+	m.BreakerTransitions.WithLabelValues(provider, from.String(), to.String()).Inc()
+}
+
+// OnFailover implements dispatch.Observer.
+func (m *Metrics) OnFailover(from, to string) { m.Failovers.WithLabelValues(from, to).Inc() }
+
+// StateValue maps a breaker state to the gauge value: 0 closed, 1 half-open, 2 open.
+func StateValue(s gobreaker.State) int {
+	switch s {
+	case gobreaker.StateHalfOpen:
+		return 1
+	case gobreaker.StateOpen:
+		return 2
+	}
+	return 0
+}

@@ -1,0 +1,233 @@
+package policy
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/smsgate/smsgate/gateway/config"
+)
+
+// Limiter decides whether one more event under key fits limit l.
+type Limiter interface {
+	// Allow takes one token from key's bucket; when there is none it says how long to wait.
+	Allow(ctx context.Context, key string, l config.Limit) (ok bool, retryAfter time.Duration, err error)
+}
+
+// MemoryLimiter is a Limiter of token buckets in this process: a bucket holds N tokens and
+// refills at N per Per, so a burst of N is allowed and then one every Per/N.
+type MemoryLimiter struct {
+	// Now is the clock; nil means time.Now. Tests inject one to move time without sleeping.
+	Now func() time.Time
+
+	mu      sync.Mutex
+	buckets map[string]*rate.Limiter
+	calls   int
+}
+
+func (m *MemoryLimiter) now() time.Time {
+	if m.Now != nil {
+		return m.Now()
+	}
+	return time.Now()
+}
+
+// Allow implements Limiter.
+func (m *MemoryLimiter) Allow(_ context.Context, key string, l config.Limit) (bool, time.Duration, error) {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.buckets == nil {
+		m.buckets = map[string]*rate.Limiter{}
+	}
+	b := m.buckets[key]
+	if b == nil {
+		b = rate.NewLimiter(rate.Every(l.Per/time.Duration(l.N)), l.N)
+		b.SetLimitAt(now, b.Limit()) // start the bucket's clock at now, full
+		m.buckets[key] = b
+	}
+	if m.calls++; m.calls%4096 == 0 {
+		m.sweep(now)
+	}
+	r := b.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return false, d, nil
+	}
+	return true, 0, nil
+}
+
+// sweep drops full buckets: they hold no information. Callers hold mu.
+func (m *MemoryLimiter) sweep(now time.Time) {
+	for k, b := range m.buckets {
+		if b.TokensAt(now) >= float64(b.Burst()) {
+			delete(m.buckets, k)
+		}
+	}
+}
+
+// Len reports how many buckets are held (for tests and metrics).
+func (m *MemoryLimiter) Len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.buckets)
+}
+
+// Replay is a stored first answer to an Idempotency-Key.
+type Replay struct {
+	// BodyHash identifies the request body the key was first used with.
+	BodyHash [32]byte
+	// Status and Body are the first answer, sent again as they were.
+	Status int
+	Body   []byte
+}
+
+// Replays stores first answers by tenant-scoped Idempotency-Key.
+type Replays interface {
+	Get(ctx context.Context, key string) (*Replay, bool, error)
+	Put(ctx context.Context, key string, r *Replay, ttl time.Duration) error
+}
+
+// Resends remembers which provider last sent a message to a recipient, for resend escalation.
+type Resends interface {
+	Last(ctx context.Context, key string) (provider string, at time.Time, ok bool, err error)
+	Record(ctx context.Context, key, provider string, at time.Time, ttl time.Duration) error
+}
+
+type entry[T any] struct {
+	v       T
+	expires time.Time
+}
+
+// expiring is a map whose entries vanish after their TTL.
+type expiring[T any] struct {
+	now   func() time.Time
+	mu    sync.Mutex
+	m     map[string]entry[T]
+	calls int
+}
+
+func (e *expiring[T]) clock() time.Time {
+	if e.now != nil {
+		return e.now()
+	}
+	return time.Now()
+}
+
+func (e *expiring[T]) get(key string) (T, bool) {
+	now := e.clock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	x, ok := e.m[key]
+	if !ok || !now.Before(x.expires) {
+		var zero T
+		return zero, false
+	}
+	return x.v, true
+}
+
+func (e *expiring[T]) put(key string, v T, ttl time.Duration) {
+	now := e.clock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.m == nil {
+		e.m = map[string]entry[T]{}
+	}
+	if e.calls++; e.calls%1024 == 0 {
+		for k, x := range e.m {
+			if !now.Before(x.expires) {
+				delete(e.m, k)
+			}
+		}
+	}
+	e.m[key] = entry[T]{v: v, expires: now.Add(ttl)}
+}
+
+// MemoryReplays is Replays in this process.
+type MemoryReplays struct{ e expiring[*Replay] }
+
+// NewMemoryReplays returns an empty store; now nil means time.Now.
+func NewMemoryReplays(now func() time.Time) *MemoryReplays {
+	return &MemoryReplays{e: expiring[*Replay]{now: now}}
+}
+
+// Get implements Replays.
+func (m *MemoryReplays) Get(_ context.Context, key string) (*Replay, bool, error) {
+	r, ok := m.e.get(key)
+	return r, ok, nil
+}
+
+// Put implements Replays.
+func (m *MemoryReplays) Put(_ context.Context, key string, r *Replay, ttl time.Duration) error {
+	m.e.put(key, r, ttl)
+	return nil
+}
+
+type lastSend struct {
+	provider string
+	at       time.Time
+}
+
+// MemoryResends is Resends in this process.
+type MemoryResends struct{ e expiring[lastSend] }
+
+// NewMemoryResends returns an empty tracker; now nil means time.Now.
+func NewMemoryResends(now func() time.Time) *MemoryResends {
+	return &MemoryResends{e: expiring[lastSend]{now: now}}
+}
+
+// Last implements Resends.
+func (m *MemoryResends) Last(_ context.Context, key string) (string, time.Time, bool, error) {
+	x, ok := m.e.get(key)
+	return x.provider, x.at, ok, nil
+}
+
+// Record implements Resends.
+func (m *MemoryResends) Record(_ context.Context, key, provider string, at time.Time, ttl time.Duration) error {
+	m.e.put(key, lastSend{provider: provider, at: at}, ttl)
+	return nil
+}
+
+// Flight coalesces identical concurrent calls: while one call for a key runs, later calls for the
+// same key wait for it and share its result instead of running again.
+type Flight[T any] struct {
+	mu    sync.Mutex
+	calls map[string]*flightCall[T]
+}
+
+type flightCall[T any] struct {
+	done chan struct{}
+	v    T
+}
+
+// Do runs fn once per key at a time; shared is true for callers that got another call's result.
+// A waiting caller whose ctx ends stops waiting and gets ctx's error.
+func (f *Flight[T]) Do(ctx context.Context, key string, fn func() T) (v T, shared bool, err error) {
+	f.mu.Lock()
+	if f.calls == nil {
+		f.calls = map[string]*flightCall[T]{}
+	}
+	if c, ok := f.calls[key]; ok {
+		f.mu.Unlock()
+		select {
+		case <-c.done:
+			return c.v, true, nil
+		case <-ctx.Done():
+			var zero T
+			return zero, true, ctx.Err()
+		}
+	}
+	c := &flightCall[T]{done: make(chan struct{})}
+	f.calls[key] = c
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		delete(f.calls, key)
+		f.mu.Unlock()
+		close(c.done)
+	}()
+	c.v = fn()
+	return c.v, false, nil
+}

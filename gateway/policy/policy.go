@@ -1,0 +1,107 @@
+// Package policy protects tenants from SMS pumping and from sending twice: country allow and deny
+// lists, rate limits (token buckets per recipient, source IP, tenant and destination country),
+// Idempotency-Key replay, coalescing of identical in-flight requests, and resend escalation.
+// State sits behind small interfaces (Limiter, Replays, Resends) with in-memory implementations;
+// a shared backend (Redis) can implement the same interfaces for several replicas.
+package policy
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/gateway/config"
+)
+
+// Rules is one tenant's compiled policy.
+type Rules struct {
+	// Allowed, when not empty, is the set of destination countries the tenant may reach.
+	Allowed map[string]bool
+	// GlobalAllowed, when not empty, further limits every tenant.
+	GlobalAllowed map[string]bool
+	// Denied are countries the tenant (or the global policy) never reaches.
+	Denied map[string]bool
+	// Limits are the tenant's effective rate limits.
+	Limits config.RateLimits
+}
+
+// Compile builds a tenant's rules from the config.
+func Compile(c *config.Config, t *config.Tenant) *Rules {
+	r := &Rules{Allowed: set(t.AllowedCountries), GlobalAllowed: set(c.Policy.AllowedCountries), Denied: set(c.Policy.DeniedCountries), Limits: c.EffectiveLimits(t)}
+	for _, cc := range t.DeniedCountries {
+		r.Denied[cc] = true
+	}
+	return r
+}
+
+func set(xs []string) map[string]bool {
+	m := make(map[string]bool, len(xs))
+	for _, x := range xs {
+		m[x] = true
+	}
+	return m
+}
+
+// Rejection is why a request may not be sent.
+type Rejection struct {
+	// Code is country_not_allowed or rate_limited.
+	Code string
+	// Reason names the rule: a limit (per_recipient, per_ip, per_tenant, per_country) or the list.
+	Reason string
+	// RetryAfter is when a rate-limited request may be tried again.
+	RetryAfter time.Duration
+	// Message is a safe human explanation.
+	Message string
+}
+
+// Checker applies Rules with a Limiter.
+type Checker struct {
+	// Limiter holds the token buckets.
+	Limiter Limiter
+}
+
+// Check returns nil when msg may be sent, else the first rule it breaks. Country lists are checked
+// before limits, and limits from the widest (tenant) to the narrowest (recipient), so a request
+// refused by a wide limit does not use up the recipient's allowance.
+func (c *Checker) Check(ctx context.Context, r *Rules, msg *gateway.Message) (*Rejection, error) {
+	cc := msg.Country
+	switch {
+	case r.Denied[cc]:
+		return &Rejection{Code: "country_not_allowed", Reason: "denied_countries", Message: fmt.Sprintf("destination country %s is denied", cc)}, nil
+	case len(r.GlobalAllowed) > 0 && !r.GlobalAllowed[cc]:
+		return &Rejection{Code: "country_not_allowed", Reason: "allowed_countries", Message: fmt.Sprintf("destination country %s is not in the global allowed list", cc)}, nil
+	case len(r.Allowed) > 0 && !r.Allowed[cc]:
+		return &Rejection{Code: "country_not_allowed", Reason: "allowed_countries", Message: fmt.Sprintf("destination country %s is not allowed for this tenant", cc)}, nil
+	}
+	type check struct {
+		name, key string
+		l         *config.Limit
+	}
+	checks := [4]check{{"per_tenant", "t|" + msg.Tenant, r.Limits.PerTenant}}
+	n := 1
+	if l, ok := r.Limits.PerCountry[cc]; ok {
+		checks[n] = check{"per_country", "c|" + msg.Tenant + "|" + cc, &l}
+		n++
+	}
+	if msg.IP != "" {
+		checks[n] = check{"per_ip", "i|" + msg.Tenant + "|" + msg.IP, r.Limits.PerIP}
+		n++
+	}
+	checks[n] = check{"per_recipient", "r|" + msg.Tenant + "|" + msg.To, r.Limits.PerRecipient}
+	n++
+	for _, ch := range checks[:n] {
+		if ch.l == nil || ch.l.N == 0 {
+			continue
+		}
+		ok, wait, err := c.Limiter.Allow(ctx, ch.key+"|"+ch.l.String(), *ch.l)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return &Rejection{Code: "rate_limited", Reason: ch.name, RetryAfter: wait,
+				Message: fmt.Sprintf("rate limit %s (%s) exceeded", ch.name, ch.l)}, nil
+		}
+	}
+	return nil, nil
+}

@@ -1,0 +1,104 @@
+package gateway
+
+import "strings"
+
+// Secret is a string that prints as "<secret>" in logs, errors and JSON; use Reveal to read it.
+type Secret string
+
+// String implements fmt.Stringer.
+func (Secret) String() string { return "<secret>" }
+
+// GoString implements fmt.GoStringer so %#v does not leak it either.
+func (Secret) GoString() string { return "<secret>" }
+
+// MarshalText keeps secrets out of JSON and YAML output.
+func (Secret) MarshalText() ([]byte, error) { return []byte("<secret>"), nil }
+
+// Reveal returns the secret value; call it only where the value is sent to its owner.
+func (s Secret) Reveal() string { return string(s) }
+
+// MaskPhone keeps the calling-code prefix (up to 3 digits after "+") and the last four digits,
+// masking the rest: "+447911123456" -> "+44*****3456". Short inputs are masked entirely.
+func MaskPhone(e164 string) string {
+	if len(e164) < 8 {
+		return strings.Repeat("*", len(e164))
+	}
+	head := 3
+	if !strings.HasPrefix(e164, "+") {
+		head = 2
+	}
+	tail := 4
+	var b strings.Builder
+	b.Grow(len(e164))
+	b.WriteString(e164[:head])
+	for i := head; i < len(e164)-tail; i++ {
+		b.WriteByte('*')
+	}
+	b.WriteString(e164[len(e164)-tail:])
+	return b.String()
+}
+
+// RedactCode replaces every occurrence of code in text with a placeholder. An empty code, or one
+// shorter than 3 characters (too likely to match ordinary text), leaves digit runs of 4 to 10
+// masked instead, so a stored text never carries a one-time code.
+func RedactCode(text, code string) string {
+	if len(code) >= 3 {
+		return strings.ReplaceAll(text, code, "{code}")
+	}
+	var b strings.Builder
+	b.Grow(len(text))
+	i := 0
+	for i < len(text) {
+		j := i
+		for j < len(text) && text[j] >= '0' && text[j] <= '9' {
+			j++
+		}
+		if j > i {
+			if n := j - i; n >= 4 && n <= 10 {
+				b.WriteString("{code}")
+			} else {
+				b.WriteString(text[i:j])
+			}
+			i = j
+			continue
+		}
+		b.WriteByte(text[i])
+		i++
+	}
+	return b.String()
+}
+
+// SpokenDigits spells a code digit by digit for text-to-speech: "1234" -> "1, 2, 3, 4".
+func SpokenDigits(code string) string {
+	var b strings.Builder
+	for i, r := range code {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// ExtractCode returns the code the caller sent, or the longest run of 4-10 digits in text.
+func ExtractCode(text, code string) string {
+	if code != "" {
+		return code
+	}
+	best := ""
+	i := 0
+	for i < len(text) {
+		j := i
+		for j < len(text) && text[j] >= '0' && text[j] <= '9' {
+			j++
+		}
+		if n := j - i; n >= 4 && n <= 10 && n > len(best) {
+			best = text[i:j]
+		}
+		if j == i {
+			j++
+		}
+		i = j
+	}
+	return best
+}

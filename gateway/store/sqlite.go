@@ -1,0 +1,325 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
+
+	"github.com/smsgate/smsgate/gateway"
+)
+
+// migrations are applied in order; schema_version records how many ran. Append, never edit.
+var migrations = []string{
+	`CREATE TABLE messages (
+		id TEXT PRIMARY KEY,
+		tenant TEXT NOT NULL,
+		client_id TEXT NOT NULL DEFAULT '',
+		route TEXT NOT NULL DEFAULT '',
+		message_type TEXT NOT NULL DEFAULT '',
+		action TEXT NOT NULL DEFAULT '',
+		country TEXT NOT NULL DEFAULT '',
+		recipient TEXT NOT NULL DEFAULT '',
+		status TEXT NOT NULL,
+		provider TEXT NOT NULL DEFAULT '',
+		provider_message_id TEXT NOT NULL DEFAULT '',
+		attempts TEXT NOT NULL DEFAULT '[]',
+		error TEXT NOT NULL DEFAULT '',
+		provider_status TEXT NOT NULL DEFAULT '',
+		price REAL NOT NULL DEFAULT 0,
+		currency TEXT NOT NULL DEFAULT '',
+		created_at INTEGER NOT NULL,
+		updated_at INTEGER NOT NULL,
+		delivered_at INTEGER
+	);
+	CREATE INDEX messages_tenant_created ON messages(tenant, created_at DESC, id DESC);
+	CREATE INDEX messages_provider_pmid ON messages(provider, provider_message_id);
+	CREATE INDEX messages_created ON messages(created_at);
+	CREATE TABLE pending_reports (
+		provider TEXT NOT NULL,
+		provider_message_id TEXT NOT NULL,
+		message_id TEXT NOT NULL,
+		report TEXT NOT NULL,
+		received_at INTEGER NOT NULL
+	);
+	CREATE INDEX pending_by_pmid ON pending_reports(provider, provider_message_id);
+	CREATE INDEX pending_by_id ON pending_reports(message_id);`,
+}
+
+// SQLite is a Backend on one SQLite file (modernc.org/sqlite, no cgo) in WAL mode.
+type SQLite struct {
+	db *sql.DB
+	// Now is the clock for updated_at; nil means time.Now.
+	Now func() time.Time
+}
+
+// OpenSQLite opens (creating it and its directory if needed) and migrates the database at path.
+func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("message log: %w", err)
+		}
+	}
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("message log: %w", err)
+	}
+	db.SetMaxOpenConns(4)
+	s := &SQLite{db: db}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("message log %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// SchemaVersion returns how many migrations have been applied.
+func (s *SQLite) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	err := s.db.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v)
+	return v, err
+}
+
+func (s *SQLite) migrate(ctx context.Context) error {
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+		return err
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var v int
+	switch err := tx.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v); {
+	case errors.Is(err, sql.ErrNoRows):
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version) VALUES (0)`); err != nil {
+			return err
+		}
+	case err != nil:
+		return err
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("database schema version %d is newer than this smsgate knows (%d)", v, len(migrations))
+	}
+	for i := v; i < len(migrations); i++ {
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ?`, len(migrations)); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+func (s *SQLite) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+const cols = `id, tenant, client_id, route, message_type, action, country, recipient, status, provider,
+	provider_message_id, attempts, error, provider_status, price, currency, created_at, updated_at, delivered_at`
+
+// Apply implements Backend: the whole batch in one transaction.
+func (s *SQLite) Apply(ctx context.Context, ops []Op) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	now := s.now().UTC()
+	for _, op := range ops {
+		switch {
+		case op.Insert != nil:
+			r := *op.Insert
+			if err := s.applyPending(ctx, tx, &r, now); err != nil {
+				return err
+			}
+			if err := put(ctx, tx, &r, "INSERT OR REPLACE"); err != nil {
+				return err
+			}
+		case op.Report != nil:
+			if err := s.report(ctx, tx, op.Report, now); err != nil {
+				return err
+			}
+		}
+	}
+	return tx.Commit()
+}
+
+func put(ctx context.Context, tx *sql.Tx, r *Record, verb string) error {
+	att, err := json.Marshal(r.Attempts)
+	if err != nil {
+		return err
+	}
+	var delivered any
+	if r.DeliveredAt != nil {
+		delivered = r.DeliveredAt.UnixMilli()
+	}
+	_, err = tx.ExecContext(ctx, verb+` INTO messages (`+cols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+		r.ID, r.Tenant, r.ClientID, r.Route, r.MessageType, r.Action, r.Country, r.Recipient, r.Status, r.Provider,
+		r.ProviderMessageID, string(att), r.Error, r.ProviderStatus, r.Price, r.Currency, r.CreatedAt.UnixMilli(), r.UpdatedAt.UnixMilli(), delivered)
+	return err
+}
+
+// applyPending applies reports that arrived before r was written, and deletes them.
+func (s *SQLite) applyPending(ctx context.Context, tx *sql.Tx, r *Record, now time.Time) error {
+	rows, err := tx.QueryContext(ctx, `SELECT rowid, report FROM pending_reports WHERE message_id = ? OR (provider = ? AND provider_message_id = ? AND provider_message_id != '')`,
+		r.ID, r.Provider, r.ProviderMessageID)
+	if err != nil {
+		return err
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		var raw string
+		if err := rows.Scan(&id, &raw); err != nil {
+			rows.Close()
+			return err
+		}
+		var rep gateway.DeliveryReport
+		if json.Unmarshal([]byte(raw), &rep) == nil {
+			applyReport(r, &rep, now)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM pending_reports WHERE rowid = ?`, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *SQLite) report(ctx context.Context, tx *sql.Tx, rep *gateway.DeliveryReport, now time.Time) error {
+	var r *Record
+	var err error
+	if rep.MessageID != "" {
+		r, err = scanOne(tx.QueryRowContext(ctx, `SELECT `+cols+` FROM messages WHERE id = ?`, rep.MessageID))
+	}
+	if r == nil && err == nil && rep.ProviderMessageID != "" {
+		r, err = scanOne(tx.QueryRowContext(ctx, `SELECT `+cols+` FROM messages WHERE provider = ? AND provider_message_id = ?`, rep.Provider, rep.ProviderMessageID))
+	}
+	if err != nil {
+		return err
+	}
+	if r == nil {
+		raw, err := json.Marshal(rep)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO pending_reports (provider, provider_message_id, message_id, report, received_at) VALUES (?,?,?,?,?)`,
+			rep.Provider, rep.ProviderMessageID, rep.MessageID, string(raw), now.UnixMilli())
+		return err
+	}
+	if !applyReport(r, rep, now) {
+		return nil
+	}
+	return put(ctx, tx, r, "REPLACE")
+}
+
+type scanner interface{ Scan(...any) error }
+
+func scan(sc scanner) (*Record, error) {
+	var r Record
+	var att string
+	var created, updated int64
+	var delivered sql.NullInt64
+	if err := sc.Scan(&r.ID, &r.Tenant, &r.ClientID, &r.Route, &r.MessageType, &r.Action, &r.Country, &r.Recipient, &r.Status, &r.Provider,
+		&r.ProviderMessageID, &att, &r.Error, &r.ProviderStatus, &r.Price, &r.Currency, &created, &updated, &delivered); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(att), &r.Attempts); err != nil {
+		return nil, err
+	}
+	r.CreatedAt, r.UpdatedAt = time.UnixMilli(created).UTC(), time.UnixMilli(updated).UTC()
+	if delivered.Valid {
+		t := time.UnixMilli(delivered.Int64).UTC()
+		r.DeliveredAt = &t
+	}
+	return &r, nil
+}
+
+func scanOne(row *sql.Row) (*Record, error) {
+	r, err := scan(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	return r, err
+}
+
+// Get implements Backend.
+func (s *SQLite) Get(ctx context.Context, tenant, id string) (*Record, error) {
+	r, err := scanOne(s.db.QueryRowContext(ctx, `SELECT `+cols+` FROM messages WHERE id = ? AND tenant = ?`, id, tenant))
+	if err != nil {
+		return nil, err
+	}
+	if r == nil {
+		return nil, ErrNotFound
+	}
+	return r, nil
+}
+
+// List implements Backend.
+func (s *SQLite) List(ctx context.Context, q Query) ([]*Record, error) {
+	where := []string{"tenant = ?"}
+	args := []any{q.Tenant}
+	if q.Status != "" {
+		where, args = append(where, "status = ?"), append(args, q.Status)
+	}
+	if q.Provider != "" {
+		where, args = append(where, "provider = ?"), append(args, q.Provider)
+	}
+	if !q.Since.IsZero() {
+		where, args = append(where, "created_at >= ?"), append(args, q.Since.UnixMilli())
+	}
+	if q.Before != nil {
+		c := q.Before.CreatedAt.UnixMilli()
+		where, args = append(where, "(created_at < ? OR (created_at = ? AND id < ?))"), append(args, c, c, q.Before.ID)
+	}
+	args = append(args, q.Limit)
+	rows, err := s.db.QueryContext(ctx, `SELECT `+cols+` FROM messages WHERE `+strings.Join(where, " AND ")+` ORDER BY created_at DESC, id DESC LIMIT ?`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*Record
+	for rows.Next() {
+		r, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// Purge implements Backend; it also drops unmatched reports older than the cut-off.
+func (s *SQLite) Purge(ctx context.Context, before time.Time) (int, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM messages WHERE created_at < ?`, before.UnixMilli())
+	if err != nil {
+		return 0, err
+	}
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM pending_reports WHERE received_at < ?`, before.UnixMilli()); err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}
+
+// Close implements Backend.
+func (s *SQLite) Close() error { return s.db.Close() }
