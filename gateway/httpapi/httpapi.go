@@ -376,7 +376,7 @@ func (h *handlers) disable(v bool) echo.HandlerFunc {
 func (h *handlers) reload(c echo.Context) error {
 	if err := h.b.Reload(c.Request().Context()); err != nil {
 		return c.JSON(http.StatusUnprocessableEntity, map[string]any{
-			"error": map[string]string{"code": "invalid_config", "message": "the new config is invalid; the old one stays in force"},
+			"error":    map[string]string{"code": "invalid_config", "message": "the new config is invalid; the old one stays in force"},
 			"problems": strings.Split(err.Error(), "\n"),
 		})
 	}

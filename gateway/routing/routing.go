@@ -51,9 +51,9 @@ func Compile(routes []config.Route) *Table {
 		if m := r.Match; m != nil {
 			cr.add("tenant", m.Tenants, func(x *gateway.Message) string { return x.Tenant }, false)
 			cr.add("client_id", m.ClientIDs, func(x *gateway.Message) string { return x.ClientID }, false)
-			cr.add("country", m.Countries, func(x *gateway.Message) string { return x.Country }, true)
-			cr.add("message_type", m.MessageTypes, func(x *gateway.Message) string { return string(x.Type) }, true)
-			cr.add("action", m.Actions, func(x *gateway.Message) string { return x.Action }, true)
+			cr.add("country", m.Countries, func(x *gateway.Message) string { return x.Country }, false)
+			cr.add("message_type", m.MessageTypes, func(x *gateway.Message) string { return string(x.Type) }, false)
+			cr.add("action", m.Actions, func(x *gateway.Message) string { return x.Action }, false)
 			cr.add("language", m.Languages, func(x *gateway.Message) string { return x.Language }, true)
 		}
 		t.routes = append(t.routes, cr)

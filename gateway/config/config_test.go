@@ -1,0 +1,181 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"gopkg.in/yaml.v3"
+
+	"github.com/smsgate/smsgate/gateway"
+)
+
+func env(vars map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
+}
+
+func TestParseValid(t *testing.T) {
+	b, err := os.ReadFile("testdata/valid.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse("valid.yaml", b, env(map[string]string{"ACME_API_KEY": "s3cret"}))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	yes := true
+	ret := gateway.Duration(720 * time.Hour)
+	want := &Config{
+		Server: Server{Listen: "127.0.0.1:9000", RequestTimeout: gateway.Duration(5 * time.Second), PublicURL: "https://sms.example.com",
+			MaxBodyBytes: 65536, ShutdownTimeout: gateway.Duration(15 * time.Second)},
+		Log:     Log{Format: "json", Level: "info"},
+		Storage: Storage{Driver: "sqlite", Path: "data/smsgate.db", Retention: &ret},
+		Policy: Policy{DeniedCountries: []string{"KP"},
+			RateLimits: RateLimits{PerRecipient: &Limit{10, time.Hour}, PerIP: &Limit{20, time.Minute}, PerTenant: &Limit{50, time.Second},
+				PerCountry: map[string]Limit{"NG": {10, time.Hour}}},
+			Idempotency:      Idempotency{TTL: gateway.Duration(24 * time.Hour)},
+			ResendEscalation: ResendEscalation{Enabled: &yes, After: gateway.Duration(20 * time.Second), Within: gateway.Duration(10 * time.Minute)}},
+		Tenants: []Tenant{{Name: "acme", APIKey: "s3cret", ClientIDs: []string{"abc123"}, AllowedCountries: []string{"US", "GB"},
+			RateLimits: &RateLimits{PerRecipient: &Limit{5, 10 * time.Minute}}}},
+		Providers: []Provider{
+			{Name: "primary-mock", Type: "mock", Timeout: gateway.Duration(2 * time.Second),
+				Breaker: Breaker{ConsecutiveFailures: 3, FailureRatio: 0.5, MinRequests: 10, OpenTimeout: gateway.Duration(10 * time.Second), Interval: gateway.Duration(time.Minute), HalfOpenRequests: 1}},
+			{Name: "backup-mock", Type: "mock", Timeout: gateway.Duration(3 * time.Second),
+				Breaker: Breaker{ConsecutiveFailures: 5, FailureRatio: 0.5, MinRequests: 20, OpenTimeout: gateway.Duration(30 * time.Second), Interval: gateway.Duration(time.Minute), HalfOpenRequests: 1}},
+		},
+		Routes: []Route{
+			{Name: "acme-us", Match: &Match{Tenants: []string{"acme"}, ClientIDs: []string{"abc123"}, Countries: []string{"US", "CA"},
+				MessageTypes: []string{"sms"}, Actions: []string{"enrollment"}, Languages: []string{"en"}},
+				Providers: []string{"primary-mock", "backup-mock"}, FailoverOnTimeout: &yes},
+			{Name: "default", Providers: []string{"primary-mock"}, FailoverOnTimeout: &yes},
+		},
+		File: "valid.yaml",
+	}
+	if diff := cmp.Diff(want, c, cmpopts.IgnoreFields(Config{}, "Decoder"), cmpopts.IgnoreFields(Provider{}, "Options")); diff != "" {
+		t.Errorf("config mismatch (-want +got):\n%s", diff)
+	}
+	if got := c.Providers[0].Options["latency"]; got == nil || got.Value != "5ms" {
+		t.Errorf("driver option latency not kept: %+v", got)
+	}
+	eff := c.EffectiveLimits(&c.Tenants[0])
+	if *eff.PerRecipient != (Limit{5, 10 * time.Minute}) || *eff.PerIP != (Limit{20, time.Minute}) || eff.PerCountry["NG"] != (Limit{10, time.Hour}) {
+		t.Errorf("tenant limits do not inherit the global ones: %+v", eff)
+	}
+}
+
+func TestNoPolicyBlockLimitsOnlyPerRecipient(t *testing.T) {
+	c, err := Parse("x.yaml", []byte("tenants: [{name: a, api_key: k}]\nproviders: [{name: p, type: mock}]\nroutes: [{name: d, providers: [p]}]\n"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := c.EffectiveLimits(&c.Tenants[0])
+	want := RateLimits{PerRecipient: &Limit{10, time.Hour}, PerIP: &Limit{}, PerTenant: &Limit{}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("default limits (-want +got):\n%s", diff)
+	}
+}
+
+var wantRe = regexp.MustCompile(`(?m)^# want: (\d+): (.*)$`)
+
+// TestInvalidConfigs checks every file under testdata/invalid: each "# want: LINE: text" comment
+// must appear in the problems as FILE:LINE: text (LINE 0: no line).
+func TestInvalidConfigs(t *testing.T) {
+	files, _ := filepath.Glob("testdata/invalid/*.yaml")
+	if len(files) < 10 {
+		t.Fatalf("expected the invalid cases, found %d files", len(files))
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = Parse(f, b, env(nil))
+			if err == nil {
+				t.Fatal("Parse accepted an invalid file")
+			}
+			got := err.Error()
+			wants := wantRe.FindAllStringSubmatch(string(b), -1)
+			if len(wants) == 0 {
+				t.Fatal("the test file has no # want: line")
+			}
+			for _, w := range wants {
+				prefix := f + ":" + w[1] + ": "
+				if w[1] == "0" {
+					prefix = f + ": "
+				}
+				if !strings.Contains(got, prefix+w[2]) {
+					t.Errorf("problems do not contain %q; got:\n%s", prefix+w[2], got)
+				}
+			}
+		})
+	}
+}
+
+func TestEveryProblemReportedAtOnce(t *testing.T) {
+	src := "server: {listn: x, request_timeout: nope}\ntenants: [{name: a}]\nproviders: [{name: p}]\nroutes: [{name: d, providers: [q]}]\n"
+	_, err := Parse("x.yaml", []byte(src), env(nil))
+	ps, ok := err.(Problems)
+	if !ok {
+		t.Fatalf("want Problems, got %T %v", err, err)
+	}
+	var paths []string
+	for _, p := range ps {
+		paths = append(paths, p.Path)
+	}
+	want := []string{"server.listn", "server.request_timeout", "tenants[0].api_key", "providers[0].type", "routes[0].providers[0]"}
+	if diff := cmp.Diff(want, paths); diff != "" {
+		t.Errorf("problem paths (-want +got):\n%s\n%s", diff, err)
+	}
+}
+
+func TestSecretsNeverPrinted(t *testing.T) {
+	c, err := Parse("x.yaml", []byte("server: {admin_token: \"${T}\"}\ntenants: [{name: a, api_key: \"${K}\"}]\nproviders: [{name: p, type: mock}]\nroutes: [{name: d, providers: [p]}]\n"),
+		env(map[string]string{"T": "admin-XYZZY", "K": "key-PLUGH"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Tenants[0].APIKey.Reveal() != "key-PLUGH" {
+		t.Fatalf("expansion failed: %q", c.Tenants[0].APIKey.Reveal())
+	}
+	out, _ := yaml.Marshal(c.Tenants)
+	s := string(out) + c.Tenants[0].APIKey.String() + c.Server.AdminToken.GoString()
+	for _, secret := range []string{"admin-XYZZY", "key-PLUGH"} {
+		if strings.Contains(s, secret) {
+			t.Errorf("secret %q printed: %s", secret, s)
+		}
+	}
+}
+
+func TestLimitParse(t *testing.T) {
+	tests := []struct {
+		in   string
+		want Limit
+		bad  bool
+	}{
+		{in: "10/1h", want: Limit{10, time.Hour}},
+		{in: "20/m", want: Limit{20, time.Minute}},
+		{in: "0", want: Limit{}},
+		{in: "5/10m", want: Limit{5, 10 * time.Minute}},
+		{in: "-1/1h", bad: true},
+		{in: "10", bad: true},
+		{in: "10/0s", bad: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			var l Limit
+			err := l.UnmarshalText([]byte(tc.in))
+			if (err != nil) != tc.bad {
+				t.Fatalf("err = %v, bad = %v", err, tc.bad)
+			}
+			if !tc.bad && l != tc.want {
+				t.Errorf("got %+v, want %+v", l, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,302 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/smsgate/smsgate/gateway"
+)
+
+// fake is a provider whose behaviour a test sets and changes.
+type fake struct {
+	mu    sync.Mutex
+	calls atomic.Int32
+	fn    func(ctx context.Context) (gateway.Result, error)
+}
+
+func (f *fake) Send(ctx context.Context, _ *gateway.Message) (gateway.Result, error) {
+	f.calls.Add(1)
+	f.mu.Lock()
+	fn := f.fn
+	f.mu.Unlock()
+	return fn(ctx)
+}
+
+func (f *fake) set(fn func(ctx context.Context) (gateway.Result, error)) {
+	f.mu.Lock()
+	f.fn = fn
+	f.mu.Unlock()
+}
+
+func ok(id string) func(context.Context) (gateway.Result, error) {
+	return func(context.Context) (gateway.Result, error) { return gateway.Result{ProviderMessageID: id}, nil }
+}
+
+func failing(class gateway.Class, code string) func(context.Context) (gateway.Result, error) {
+	return func(context.Context) (gateway.Result, error) {
+		return gateway.Result{}, &gateway.Error{Class: class, Code: code, Message: "fake " + code}
+	}
+}
+
+func hang(ctx context.Context) (gateway.Result, error) {
+	<-ctx.Done()
+	return gateway.Result{}, ctx.Err()
+}
+
+func member(name string, f *fake, timeout time.Duration, b BreakerSettings) *Member {
+	return NewMember(MemberOptions{Name: name, Provider: f, Timeout: timeout, Breaker: b})
+}
+
+var strict = BreakerSettings{ConsecutiveFailures: 3, OpenTimeout: time.Hour}
+
+func outcomes(o Outcome) []string {
+	var s []string
+	for _, a := range o.Attempts {
+		s = append(s, a.Provider+":"+a.Outcome)
+	}
+	return s
+}
+
+func TestSendChain(t *testing.T) {
+	tests := []struct {
+		name         string
+		first, next  func(context.Context) (gateway.Result, error)
+		wantProvider string
+		wantClass    *gateway.Class
+		wantAttempts []string
+	}{
+		{name: "first accepts", first: ok("a1"), next: ok("b1"), wantProvider: "a", wantAttempts: []string{"a:sent"}},
+		{name: "provider error fails over", first: failing(gateway.ClassProvider, "E500"), next: ok("b1"), wantProvider: "b",
+			wantAttempts: []string{"a:provider_error", "b:sent"}},
+		{name: "recipient error stops the chain", first: failing(gateway.ClassRecipient, "21211"), next: ok("b1"),
+			wantClass: ptr(gateway.ClassRecipient), wantAttempts: []string{"a:recipient_error"}},
+		{name: "all fail", first: failing(gateway.ClassProvider, "E500"), next: failing(gateway.ClassProvider, "20003"),
+			wantClass: ptr(gateway.ClassProvider), wantAttempts: []string{"a:provider_error", "b:provider_error"}},
+		{name: "unclassified error is a provider error", first: func(context.Context) (gateway.Result, error) { return gateway.Result{}, errors.New("conn refused") },
+			next: ok("b1"), wantProvider: "b", wantAttempts: []string{"a:provider_error", "b:sent"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := &fake{fn: tc.first}, &fake{fn: tc.next}
+			ch := Chain{Members: []*Member{member("a", a, time.Second, strict), member("b", b, time.Second, strict)}, FailoverOnTimeout: true}
+			out := Send(context.Background(), &gateway.Message{}, ch, nil)
+			if out.Provider != tc.wantProvider {
+				t.Errorf("provider = %q, want %q", out.Provider, tc.wantProvider)
+			}
+			if diff := cmp.Diff(tc.wantAttempts, outcomes(out)); diff != "" {
+				t.Errorf("attempts (-want +got):\n%s", diff)
+			}
+			if (out.Err == nil) != (tc.wantClass == nil) || (out.Err != nil && out.Err.Class != *tc.wantClass) {
+				t.Errorf("err = %v, want class %v", out.Err, tc.wantClass)
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestBreakerOpensSkipsAndRecovers(t *testing.T) {
+	a, b := &fake{fn: failing(gateway.ClassProvider, "E503")}, &fake{fn: ok("b")}
+	ma := member("a", a, time.Second, BreakerSettings{ConsecutiveFailures: 3, OpenTimeout: 50 * time.Millisecond})
+	ch := Chain{Members: []*Member{ma, member("b", b, time.Second, strict)}, FailoverOnTimeout: true}
+	for i := 0; i < 3; i++ {
+		if out := Send(context.Background(), &gateway.Message{}, ch, nil); out.Provider != "b" {
+			t.Fatalf("send %d: provider %q", i, out.Provider)
+		}
+	}
+	if ma.State() != gobreaker.StateOpen {
+		t.Fatalf("breaker state after 3 failures = %v, want open", ma.State())
+	}
+	out := Send(context.Background(), &gateway.Message{}, ch, nil)
+	if diff := cmp.Diff([]string{"a:unavailable", "b:sent"}, outcomes(out)); diff != "" {
+		t.Errorf("open breaker not skipped (-want +got):\n%s", diff)
+	}
+	if got := a.calls.Load(); got != 3 {
+		t.Errorf("provider a called %d times, want 3 (no call while open)", got)
+	}
+	// Recovery: after the open timeout one probe goes through (half-open) and closes the breaker.
+	a.set(ok("a"))
+	deadline := time.Now().Add(2 * time.Second)
+	for ma.State() == gobreaker.StateOpen && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if ma.State() != gobreaker.StateHalfOpen {
+		t.Fatalf("state after open timeout = %v, want half-open", ma.State())
+	}
+	if out := Send(context.Background(), &gateway.Message{}, ch, nil); out.Provider != "a" {
+		t.Fatalf("half-open probe went to %q, want a", out.Provider)
+	}
+	if ma.State() != gobreaker.StateClosed {
+		t.Errorf("state after good probe = %v, want closed", ma.State())
+	}
+}
+
+func TestBreakerRatio(t *testing.T) {
+	a := &fake{fn: ok("a")}
+	ma := member("a", a, time.Second, BreakerSettings{FailureRatio: 0.5, MinRequests: 10, OpenTimeout: time.Hour})
+	ch := Chain{Members: []*Member{ma}}
+	// Alternate success and failure: never 3 in a row, but half of 10 fail.
+	for i := 0; i < 10; i++ {
+		if i%2 == 0 {
+			a.set(ok("a"))
+		} else {
+			a.set(failing(gateway.ClassProvider, "E500"))
+		}
+		Send(context.Background(), &gateway.Message{}, ch, nil)
+		if i < 9 && ma.State() != gobreaker.StateClosed {
+			t.Fatalf("opened early after %d requests", i+1)
+		}
+	}
+	if ma.State() != gobreaker.StateOpen {
+		t.Errorf("state = %v, want open at ratio 0.5 over 10", ma.State())
+	}
+}
+
+func TestRecipientErrorsDoNotTripBreaker(t *testing.T) {
+	a := &fake{fn: failing(gateway.ClassRecipient, "REJECTED_DESTINATION")}
+	ma := member("a", a, time.Second, BreakerSettings{ConsecutiveFailures: 2, OpenTimeout: time.Hour})
+	for i := 0; i < 5; i++ {
+		Send(context.Background(), &gateway.Message{}, Chain{Members: []*Member{ma}}, nil)
+	}
+	if ma.State() != gobreaker.StateClosed {
+		t.Errorf("recipient errors opened the breaker")
+	}
+}
+
+func TestPerAttemptTimeoutFailsOverInsideBudget(t *testing.T) {
+	a, b := &fake{fn: hang}, &fake{fn: ok("b")}
+	ch := Chain{Members: []*Member{member("a", a, 50*time.Millisecond, strict), member("b", b, time.Second, strict)}, FailoverOnTimeout: true}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	out := Send(ctx, &gateway.Message{}, ch, nil)
+	if out.Provider != "b" {
+		t.Fatalf("provider = %q, want b; attempts %v", out.Provider, outcomes(out))
+	}
+	if diff := cmp.Diff([]string{"a:timeout", "b:sent"}, outcomes(out)); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	// The timed-out attempt took the provider's timeout, not the request's budget.
+	if d := out.Attempts[0].Duration; d < 50*time.Millisecond || d > time.Second {
+		t.Errorf("timed-out attempt took %v", d)
+	}
+}
+
+func TestTimeoutWithoutFailover(t *testing.T) {
+	a, b := &fake{fn: hang}, &fake{fn: ok("b")}
+	ch := Chain{Members: []*Member{member("a", a, 30*time.Millisecond, strict), member("b", b, time.Second, strict)}, FailoverOnTimeout: false}
+	out := Send(context.Background(), &gateway.Message{}, ch, nil)
+	if out.Err == nil || !out.Err.Timeout || b.calls.Load() != 0 {
+		t.Errorf("want a timeout error and no call to b; err=%v calls=%d", out.Err, b.calls.Load())
+	}
+}
+
+func TestRequestBudgetSpent(t *testing.T) {
+	a := &fake{fn: hang}
+	ma := member("a", a, time.Second, BreakerSettings{ConsecutiveFailures: 1, OpenTimeout: time.Hour})
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Millisecond)
+	defer cancel()
+	out := Send(ctx, &gateway.Message{}, Chain{Members: []*Member{ma}, FailoverOnTimeout: true}, nil)
+	if !out.BudgetSpent || out.Err == nil {
+		t.Fatalf("want budget spent, got %+v", out)
+	}
+	// The request's own deadline cut the attempt short: the provider is not blamed.
+	if ma.State() != gobreaker.StateClosed {
+		t.Errorf("breaker opened on the request's deadline")
+	}
+}
+
+func TestCallerCancelIsExcluded(t *testing.T) {
+	a := &fake{fn: hang}
+	ma := member("a", a, time.Second, BreakerSettings{ConsecutiveFailures: 1, OpenTimeout: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(20 * time.Millisecond); cancel() }()
+	out := Send(ctx, &gateway.Message{}, Chain{Members: []*Member{ma}}, nil)
+	if out.Err == nil || out.Err.Class != gateway.ClassCancelled {
+		t.Fatalf("err = %v, want cancelled", out.Err)
+	}
+	if ma.State() != gobreaker.StateClosed {
+		t.Errorf("a cancelled call counted as a failure")
+	}
+	if c := ma.breaker.Counts(); c.TotalFailures != 0 || c.TotalSuccesses != 0 {
+		t.Errorf("counts = %+v, want nothing counted", c)
+	}
+}
+
+func TestDisabledAndStartIndex(t *testing.T) {
+	a, b, c := &fake{fn: ok("a")}, &fake{fn: ok("b")}, &fake{fn: ok("c")}
+	ma := member("a", a, time.Second, strict)
+	ch := Chain{Members: []*Member{ma, member("b", b, time.Second, strict), member("c", c, time.Second, strict)}}
+	ma.SetDisabled(true)
+	out := Send(context.Background(), &gateway.Message{}, ch, nil)
+	if diff := cmp.Diff([]string{"a:unavailable", "b:sent"}, outcomes(out)); diff != "" {
+		t.Errorf("disabled (-want +got):\n%s", diff)
+	}
+	ma.SetDisabled(false)
+	ch.Start = 2
+	c.set(failing(gateway.ClassProvider, "x"))
+	out = Send(context.Background(), &gateway.Message{}, ch, nil)
+	if diff := cmp.Diff([]string{"c:provider_error", "a:sent"}, outcomes(out)); diff != "" {
+		t.Errorf("start index wraps around (-want +got):\n%s", diff)
+	}
+}
+
+func TestAllUnavailable(t *testing.T) {
+	ma := member("a", &fake{fn: ok("a")}, time.Second, strict)
+	ma.SetDisabled(true)
+	out := Send(context.Background(), &gateway.Message{}, Chain{Members: []*Member{ma}}, nil)
+	if out.Err == nil || out.Err.Class != gateway.ClassUnavailable {
+		t.Errorf("err = %v, want unavailable", out.Err)
+	}
+}
+
+type countingObserver struct {
+	mu        sync.Mutex
+	failovers []string
+	changes   []string
+}
+
+func (o *countingObserver) OnAttempt(string, string, time.Duration) {}
+func (o *countingObserver) OnBreakerChange(p string, from, to gobreaker.State) {
+	o.mu.Lock()
+	o.changes = append(o.changes, p+":"+from.String()+">"+to.String())
+	o.mu.Unlock()
+}
+func (o *countingObserver) OnFailover(from, to string) {
+	o.mu.Lock()
+	o.failovers = append(o.failovers, from+">"+to)
+	o.mu.Unlock()
+}
+
+func TestObserverAndConcurrency(t *testing.T) {
+	obs := &countingObserver{}
+	a, b := &fake{fn: failing(gateway.ClassProvider, "E500")}, &fake{fn: ok("b")}
+	ma := NewMember(MemberOptions{Name: "a", Provider: a, Timeout: time.Second, Observer: obs, Breaker: BreakerSettings{ConsecutiveFailures: 5, OpenTimeout: time.Hour}})
+	ch := Chain{Members: []*Member{ma, member("b", b, time.Second, strict)}, FailoverOnTimeout: true}
+	var wg sync.WaitGroup
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if out := Send(context.Background(), &gateway.Message{}, ch, obs); out.Provider != "b" {
+				t.Errorf("provider %q", out.Provider)
+			}
+		}()
+	}
+	wg.Wait()
+	if len(obs.changes) != 1 || obs.changes[0] != "a:closed>open" {
+		t.Errorf("breaker changes = %v", obs.changes)
+	}
+	if len(obs.failovers) != 50 {
+		t.Errorf("failovers = %d, want 50", len(obs.failovers))
+	}
+	if st := ma.Stats(); st.LastError != "provider" || st.SuccessRatio != 0 {
+		t.Errorf("stats = %+v", st)
+	}
+}

@@ -1,0 +1,165 @@
+package intake
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/smsgate/smsgate/gateway"
+)
+
+func TestDecodeShapes(t *testing.T) {
+	tests := []struct {
+		name string
+		body string
+		want Request
+	}{
+		{
+			name: "actions send-phone-message event",
+			body: `{"message_options":{"recipient":"+14155550104","text":"Your code is 123456","action":"second-factor-authentication","code":"123456","message_type":"sms"},
+				"client":{"client_id":"abc123","name":"App","metadata":{}},"request":{"ip":"203.0.113.9","method":"POST","language":"en-US","geoip":{"countryCode":"US"}},
+				"user":{"user_id":"auth0|1"},"tenant":{"id":"t1"},"secrets":{}}`,
+			want: Request{Shape: ShapeAction, Recipient: "+14155550104", Text: "Your code is 123456", Code: "123456", Type: gateway.SMS,
+				Action: "second-factor-authentication", Language: "en-US", IP: "203.0.113.9", ClientID: "abc123", ClientName: "App"},
+		},
+		{
+			name: "custom-phone-provider voice",
+			body: `{"notification":{"recipient":"+447911123456","as_text":"t 1234","as_voice":"Your code is 1. 2. 3. 4","code":"1234","delivery_method":"voice","locale":"en_GB","message_type":"otp_verify","from":"+15550001111"},
+				"client":{"client_id":"c9"},"request":{"ip":"198.51.100.1"},"tenant":{"id":"t"}}`,
+			want: Request{Shape: ShapeCustomPhoneProvider, Recipient: "+447911123456", Text: "Your code is 1. 2. 3. 4", Code: "1234", Type: gateway.Voice,
+				Action: "second-factor-authentication", Language: "en_GB", IP: "198.51.100.1", ClientID: "c9", From: "+15550001111"},
+		},
+		{
+			name: "custom-phone-provider text enrollment, language from request",
+			body: `{"notification":{"recipient":"+447911123456","as_text":"code 1234","delivery_method":"text","message_type":"otp_enroll"},"request":{"language":"fr"}}`,
+			want: Request{Shape: ShapeCustomPhoneProvider, Recipient: "+447911123456", Text: "code 1234", Type: gateway.SMS, Action: "enrollment", Language: "fr"},
+		},
+		{
+			name: "legacy hook, nested client (hook reference example)",
+			body: `{"recipient":"1-808-555-5555","text":"Here is your one time password: 999111","context":{"message_type":"sms","action":"enrollment","language":"en","code":"123456","ip":"127.0.0.1","user_agent":"Mozilla/5.0","client":{"client_id":"1235","name":"Test Application","client_metadata":{}},"user":{"user_id":"auth0|test12345"}}}`,
+			want: Request{Shape: ShapeHook, Recipient: "1-808-555-5555", Text: "Here is your one time password: 999111", Code: "123456", Type: gateway.SMS,
+				Action: "enrollment", Language: "en", IP: "127.0.0.1", ClientID: "1235", ClientName: "Test Application"},
+		},
+		{
+			name: "legacy hook, flat client and factor_type",
+			body: `{"recipient":"+1 (415) 555-0104","text":"code 4321","context":{"factor_type":"second","message_type":"voice","action":"authentication","language":"es","code":"4321","ip":"10.0.0.1","client_id":"flat1","name":"Flat App","client_metadata":{"a":"b"}}}`,
+			want: Request{Shape: ShapeHook, Recipient: "+1 (415) 555-0104", Text: "code 4321", Code: "4321", Type: gateway.Voice,
+				Action: "authentication", Language: "es", IP: "10.0.0.1", ClientID: "flat1", ClientName: "Flat App"},
+		},
+		{
+			name: "flat body as in Auth0's custom provider example",
+			body: `{"from":"+15550001111","recipient":"+14155550104","message_type":"text","text":"code 5555","code":5555,"language":"en","action":"enrollment"}`,
+			want: Request{Shape: ShapeFlat, Recipient: "+14155550104", Text: "code 5555", Code: "5555", Type: gateway.SMS, Action: "enrollment", Language: "en", From: "+15550001111"},
+		},
+		{
+			name: "unknown fields and a numeric recipient are tolerated",
+			body: `{"recipient":14155550104,"text":"x 1234","context":{"new_field":[1,2],"message_type":"sms"},"extra":{"deep":true}}`,
+			want: Request{Shape: ShapeHook, Recipient: "14155550104", Text: "x 1234", Type: gateway.SMS},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Decode([]byte(tc.body))
+			if err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			if diff := cmp.Diff(tc.want, *got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	tests := []struct{ name, body, code string }{
+		{"empty", ``, "invalid_json"},
+		{"not json", `hello`, "invalid_json"},
+		{"array", `[1,2]`, "invalid_json"},
+		{"trailing data", `{"recipient":"1","text":"t"} {}`, "invalid_json"},
+		{"unknown shape", `{"to":"+14155550104","body":"hi"}`, "unknown_shape"},
+		{"missing recipient", `{"message_options":{"text":"hi","message_type":"sms"}}`, "invalid_request"},
+		{"missing text", `{"recipient":"+14155550104","context":{}}`, "invalid_request"},
+		{"bad message type", `{"recipient":"+14155550104","text":"t","context":{"message_type":"fax"}}`, "invalid_request"},
+		{"bad delivery method", `{"notification":{"recipient":"+1","as_text":"t","delivery_method":"pigeon"}}`, "invalid_request"},
+		{"object where string", `{"recipient":{"a":1},"text":"t","context":{}}`, "invalid_json"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Decode([]byte(tc.body))
+			var ie *Error
+			if !errors.As(err, &ie) {
+				t.Fatalf("err = %v, want *Error", err)
+			}
+			if ie.Code != tc.code {
+				t.Errorf("code = %q, want %q (%s)", ie.Code, tc.code, ie.Message)
+			}
+		})
+	}
+}
+
+func TestNormalizeNumber(t *testing.T) {
+	tests := []struct {
+		in         string
+		accept     bool
+		want       Number
+		wantErrish bool
+	}{
+		{in: "+1 (415) 555-0104", want: Number{"+14155550104", "US", true}},
+		{in: "1-808-555-5555", want: Number{"+18085555555", "US", true}},
+		{in: "0044 7911 123456", want: Number{"+447911123456", "GG", true}},
+		{in: "+44 7911 123456", want: Number{"+447911123456", "GG", true}},
+		{in: "+1 876 555 1234", want: Number{"+18765551234", "JM", true}},
+		{in: "+41 79 302 67 27", want: Number{"+41793026727", "CH", true}},
+		{in: "+44 7700 900123", wantErrish: true},
+		{in: "+44 7700 900123", accept: true, want: Number{"+447700900123", "GB", false}},
+		{in: "hello", wantErrish: true},
+		{in: "+1", wantErrish: true},
+		{in: "+999 1234567", accept: true, wantErrish: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := NormalizeNumber(tc.in, tc.accept)
+			if tc.wantErrish {
+				var ie *Error
+				if !errors.As(err, &ie) || ie.Code != "invalid_number" {
+					t.Fatalf("err = %v (%+v), want invalid_number", err, got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// FuzzDecode: any input either decodes to a request with a recipient and a known type, or fails
+// with a caller error; it never panics. Normalizing the recipient never panics either.
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{
+		`{"message_options":{"recipient":"+14155550104","text":"c 1","message_type":"sms"}}`,
+		`{"notification":{"recipient":"+447911123456","as_voice":"v","delivery_method":"voice"}}`,
+		`{"recipient":"1-808-555-5555","text":"t","context":{"client":{"client_id":"x"}}}`,
+		`{"recipient":5,"text":true}`, `{}`, `null`, `[`, `{"recipient":"+1","context":null}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := Decode(b)
+		if err != nil {
+			var ie *Error
+			if !errors.As(err, &ie) || ie.Code == "" {
+				t.Fatalf("error without a code: %v", err)
+			}
+			return
+		}
+		if r.Recipient == "" || (r.Type != gateway.SMS && r.Type != gateway.Voice) {
+			t.Fatalf("accepted an incomplete request: %+v", r)
+		}
+		_, _ = NormalizeNumber(r.Recipient, true)
+	})
+}

@@ -1,0 +1,79 @@
+package routing
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/gateway/config"
+)
+
+func table() *Table {
+	return Compile([]config.Route{
+		{Name: "tenant", Match: &config.Match{Tenants: []string{"acme"}}, Providers: []string{"a"}},
+		{Name: "client", Match: &config.Match{ClientIDs: []string{"c1"}}, Providers: []string{"b"}},
+		{Name: "country", Match: &config.Match{Countries: []string{"GB", "GG"}}, Providers: []string{"c"}},
+		{Name: "voice", Match: &config.Match{MessageTypes: []string{"voice"}}, Providers: []string{"d"}},
+		{Name: "action", Match: &config.Match{Actions: []string{"enrollment"}}, Providers: []string{"e"}},
+		{Name: "language", Match: &config.Match{Languages: []string{"pt-BR", "de"}}, Providers: []string{"f"}},
+		{Name: "all-of", Match: &config.Match{Tenants: []string{"beta"}, Countries: []string{"US"}, MessageTypes: []string{"sms"}}, Providers: []string{"g"}},
+		{Name: "default", Providers: []string{"z", "y"}},
+	})
+}
+
+func TestMatchEveryMatcherAndOrder(t *testing.T) {
+	base := gateway.Message{Tenant: "other", Country: "FR", Type: gateway.SMS, Action: "second-factor-authentication", Language: "fr"}
+	tests := []struct {
+		name string
+		edit func(m *gateway.Message)
+		want string
+	}{
+		{"nothing matches: catch-all", func(m *gateway.Message) {}, "default"},
+		{"tenant", func(m *gateway.Message) { m.Tenant = "acme" }, "tenant"},
+		{"client id", func(m *gateway.Message) { m.ClientID = "c1" }, "client"},
+		{"country of whole number", func(m *gateway.Message) { m.Country = "GG" }, "country"},
+		{"message type", func(m *gateway.Message) { m.Type = gateway.Voice }, "voice"},
+		{"action", func(m *gateway.Message) { m.Action = "enrollment" }, "action"},
+		{"language exact, other separator and case", func(m *gateway.Message) { m.Language = "PT_br" }, "language"},
+		{"language primary subtag", func(m *gateway.Message) { m.Language = "de-AT" }, "language"},
+		{"language region does not widen", func(m *gateway.Message) { m.Language = "pt-PT" }, "default"},
+		{"first match wins over later ones", func(m *gateway.Message) { m.Tenant, m.Type = "acme", gateway.Voice }, "tenant"},
+		{"all matchers of a rule must hold", func(m *gateway.Message) { m.Tenant, m.Country = "beta", "US" }, "all-of"},
+		{"one matcher failing skips the rule", func(m *gateway.Message) { m.Tenant, m.Country = "beta", "CA" }, "default"},
+	}
+	tb := table()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := base
+			tc.edit(&m)
+			if got := tb.Match(&m).Name; got != tc.want {
+				t.Errorf("route = %q, want %q", got, tc.want)
+			}
+			if got := tb.Explain(&m).Route.Name; got != tc.want {
+				t.Errorf("Explain route = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestExplain(t *testing.T) {
+	m := &gateway.Message{Tenant: "beta", Country: "US", Type: gateway.SMS}
+	d := table().Explain(m)
+	want := Decision{Route: d.Route,
+		Why: []string{`tenant "beta" is in [beta]`, `country "US" is in [US]`, `message_type "sms" is in [sms]`},
+		Skipped: []string{
+			`tenant: tenant "beta" is not in [acme]`,
+			`client: client_id "" is not in [c1]`,
+			`country: country "US" is not in [GB, GG]`,
+			`voice: message_type "sms" is not in [voice]`,
+			`action: action "" is not in [enrollment]`,
+			`language: language "" is not in [de, pt-br]`,
+		}}
+	if diff := cmp.Diff(want, d, cmp.AllowUnexported(Route{}, matcher{}), cmp.Comparer(func(a, b func(*gateway.Message) string) bool { return true })); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	if cmp.Diff([]string{"g"}, d.Route.Providers) != "" {
+		t.Errorf("providers = %v", d.Route.Providers)
+	}
+}
