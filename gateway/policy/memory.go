@@ -198,8 +198,9 @@ type Flight[T any] struct {
 }
 
 type flightCall[T any] struct {
-	done chan struct{}
-	v    T
+	done    chan struct{}
+	v       T
+	waiters int // guarded by Flight.mu
 }
 
 // Do runs fn once per key at a time; shared is true for callers that got another call's result.
@@ -210,6 +211,7 @@ func (f *Flight[T]) Do(ctx context.Context, key string, fn func() T) (v T, share
 		f.calls = map[string]*flightCall[T]{}
 	}
 	if c, ok := f.calls[key]; ok {
+		c.waiters++
 		f.mu.Unlock()
 		select {
 		case <-c.done:
@@ -230,4 +232,14 @@ func (f *Flight[T]) Do(ctx context.Context, key string, fn func() T) (v T, share
 	}()
 	c.v = fn()
 	return c.v, false, nil
+}
+
+// waiting reports how many callers wait for key's running call.
+func (f *Flight[T]) waiting(key string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c, ok := f.calls[key]; ok {
+		return c.waiters
+	}
+	return 0
 }

@@ -1,0 +1,220 @@
+package policy
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/gateway/config"
+)
+
+// clock is a test clock moved by hand.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func newClock() *clock { return &clock{t: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)} }
+
+func lim(n int, per time.Duration) *config.Limit { return &config.Limit{N: n, Per: per} }
+
+func TestEveryLimitWithWindowReset(t *testing.T) {
+	msg := func(to, ip, cc string) *gateway.Message {
+		return &gateway.Message{Tenant: "acme", To: to, IP: ip, Country: cc}
+	}
+	tests := []struct {
+		name   string
+		limits config.RateLimits
+		// vary returns the i-th message; all hit the limit under test and no other.
+		vary   func(i int) *gateway.Message
+		n      int
+		period time.Duration
+	}{
+		{"per_recipient", config.RateLimits{PerRecipient: lim(3, time.Hour)}, func(i int) *gateway.Message { return msg("+14155550104", "", "US") }, 3, time.Hour},
+		{"per_ip", config.RateLimits{PerIP: lim(2, time.Minute)}, func(i int) *gateway.Message { return msg("+1415555010"+string(rune('0'+i)), "203.0.113.7", "US") }, 2, time.Minute},
+		{"per_tenant", config.RateLimits{PerTenant: lim(4, time.Second)}, func(i int) *gateway.Message { return msg("+1415555010"+string(rune('0'+i)), "", "US") }, 4, time.Second},
+		{"per_country", config.RateLimits{PerCountry: map[string]config.Limit{"NG": {N: 2, Per: time.Hour}}}, func(i int) *gateway.Message { return msg("+23480"+string(rune('0'+i)), "", "NG") }, 2, time.Hour},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := newClock()
+			c := Checker{Limiter: &MemoryLimiter{Now: clk.now}}
+			r := &Rules{Limits: tc.limits}
+			for i := 0; i < tc.n; i++ {
+				if rej, _ := c.Check(context.Background(), r, tc.vary(i)); rej != nil {
+					t.Fatalf("request %d rejected: %+v", i+1, rej)
+				}
+			}
+			rej, err := c.Check(context.Background(), r, tc.vary(tc.n))
+			if err != nil || rej == nil {
+				t.Fatalf("request over the limit allowed (err %v)", err)
+			}
+			want := tc.period / time.Duration(tc.n)
+			if rej.Code != "rate_limited" || rej.Reason != tc.name || rej.RetryAfter <= 0 || rej.RetryAfter > want {
+				t.Errorf("rejection = %+v, want rate_limited %s with retry after in (0, %v]", rej, tc.name, want)
+			}
+			// Other recipients, IPs, countries: unaffected unless the limit is tenant-wide.
+			if tc.name == "per_recipient" {
+				if rej, _ := c.Check(context.Background(), r, msg("+14155550199", "", "US")); rej != nil {
+					t.Errorf("another recipient limited: %+v", rej)
+				}
+			}
+			clk.add(tc.period)
+			for i := 0; i < tc.n; i++ {
+				if rej, _ := c.Check(context.Background(), r, tc.vary(i)); rej != nil {
+					t.Fatalf("after the window, request %d rejected: %+v", i+1, rej)
+				}
+			}
+		})
+	}
+}
+
+func TestZeroMeansUnlimited(t *testing.T) {
+	c := Checker{Limiter: &MemoryLimiter{}}
+	r := &Rules{Limits: config.RateLimits{PerRecipient: &config.Limit{}, PerIP: &config.Limit{}, PerTenant: &config.Limit{}}}
+	for i := 0; i < 1000; i++ {
+		if rej, _ := c.Check(context.Background(), r, &gateway.Message{Tenant: "a", To: "+14155550104", IP: "x", Country: "US"}); rej != nil {
+			t.Fatalf("limited at %d: %+v", i, rej)
+		}
+	}
+}
+
+func TestTenantWideLimitDoesNotSpendRecipientAllowance(t *testing.T) {
+	clk := newClock()
+	c := Checker{Limiter: &MemoryLimiter{Now: clk.now}}
+	r := &Rules{Limits: config.RateLimits{PerTenant: lim(1, time.Second), PerRecipient: lim(2, time.Hour)}}
+	m := &gateway.Message{Tenant: "a", To: "+14155550104", Country: "US"}
+	for i := 0; i < 5; i++ { // 1 allowed, 4 refused by per_tenant
+		c.Check(context.Background(), r, m)
+	}
+	clk.add(time.Second)
+	if rej, _ := c.Check(context.Background(), r, m); rej != nil {
+		t.Fatalf("second send refused: %+v (refused requests used the recipient's allowance)", rej)
+	}
+}
+
+func TestCountryLists(t *testing.T) {
+	c := Checker{Limiter: &MemoryLimiter{}}
+	cfg := &config.Config{Policy: config.Policy{DeniedCountries: []string{"KP"}}}
+	tn := &config.Tenant{AllowedCountries: []string{"US", "GB", "KP"}, DeniedCountries: []string{"GB"}}
+	r := Compile(cfg, tn)
+	tests := []struct {
+		cc, reason string
+	}{
+		{"US", ""},
+		{"GB", "denied_countries"},
+		{"KP", "denied_countries"},
+		{"GG", "allowed_countries"},
+		{"NG", "allowed_countries"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.cc, func(t *testing.T) {
+			rej, _ := c.Check(context.Background(), r, &gateway.Message{Tenant: "a", To: "+1", Country: tc.cc})
+			got := ""
+			if rej != nil {
+				got = rej.Reason
+				if rej.Code != "country_not_allowed" {
+					t.Errorf("code = %q", rej.Code)
+				}
+			}
+			if got != tc.reason {
+				t.Errorf("reason = %q, want %q", got, tc.reason)
+			}
+		})
+	}
+	// Global allow list narrows every tenant.
+	cfg.Policy.AllowedCountries = []string{"US"}
+	r = Compile(cfg, &config.Tenant{})
+	if rej, _ := c.Check(context.Background(), r, &gateway.Message{Country: "GB"}); rej == nil || rej.Reason != "allowed_countries" {
+		t.Errorf("global allow list not applied: %+v", rej)
+	}
+}
+
+func TestLimiterSweepsFullBuckets(t *testing.T) {
+	clk := newClock()
+	l := &MemoryLimiter{Now: clk.now}
+	for i := 0; i < 4095; i++ {
+		l.Allow(context.Background(), string(rune(i+100)), config.Limit{N: 10, Per: time.Second})
+	}
+	clk.add(time.Minute)
+	l.Allow(context.Background(), "last", config.Limit{N: 10, Per: time.Second})
+	if n := l.Len(); n > 1 {
+		t.Errorf("buckets after sweep = %d, want refilled ones dropped", n)
+	}
+}
+
+func TestReplaysAndResendsExpire(t *testing.T) {
+	clk := newClock()
+	rp := NewMemoryReplays(clk.now)
+	rp.Put(context.Background(), "k", &Replay{Status: 200, Body: []byte("x")}, time.Hour)
+	if r, ok, _ := rp.Get(context.Background(), "k"); !ok || r.Status != 200 {
+		t.Fatalf("replay not found")
+	}
+	clk.add(time.Hour)
+	if _, ok, _ := rp.Get(context.Background(), "k"); ok {
+		t.Errorf("replay did not expire")
+	}
+	rs := NewMemoryResends(clk.now)
+	rs.Record(context.Background(), "r", "infobip", clk.now(), 10*time.Minute)
+	p, at, ok, _ := rs.Last(context.Background(), "r")
+	if diff := cmp.Diff([]any{"infobip", clk.now(), true}, []any{p, at, ok}); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+func TestFlightCoalesces(t *testing.T) {
+	var f Flight[int]
+	var runs atomic.Int32
+	release := make(chan struct{})
+	started := make(chan struct{})
+	var wg sync.WaitGroup
+	results := make([]int, 20)
+	shared := atomic.Int32{}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		v, _, _ := f.Do(context.Background(), "k", func() int { runs.Add(1); close(started); <-release; return 42 })
+		results[0] = v
+	}()
+	<-started
+	for i := 1; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v, s, _ := f.Do(context.Background(), "k", func() int { runs.Add(1); return -1 })
+			if s {
+				shared.Add(1)
+			}
+			results[i] = v
+		}()
+	}
+	for deadline := time.Now().Add(5 * time.Second); f.waiting("k") < 19 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	if runs.Load() != 1 {
+		t.Errorf("fn ran %d times, want 1", runs.Load())
+	}
+	for i, v := range results {
+		if v != 42 {
+			t.Errorf("result %d = %d", i, v)
+		}
+	}
+	// A different key runs on its own.
+	if v, s, _ := f.Do(context.Background(), "other", func() int { return 7 }); v != 7 || s {
+		t.Errorf("other key: %d %v", v, s)
+	}
+}
