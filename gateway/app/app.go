@@ -211,6 +211,7 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 		rt.order = append(rt.order, p.Name)
 	}
 	if len(cfg.Decoder.Problems) > 0 {
+		cfg.Decoder.Problems.Sort()
 		return nil, cfg.Decoder.Problems
 	}
 	return rt, nil

@@ -236,13 +236,20 @@ func Parse(file string, b []byte, getenv func(string) (string, bool)) (*Config, 
 	c.applyDefaults()
 	c.validate()
 	if len(d.Problems) > 0 {
+		d.Problems.Sort()
 		return c, d.Problems
 	}
 	return c, nil
 }
 
 // Problem records a problem found after decoding, located at path's line.
+// A path that already has a problem gets no second one (an unset ${VAR} is not also "required").
 func (c *Config) Problem(path, format string, args ...any) {
+	for _, p := range c.Decoder.Problems {
+		if p.Path == path {
+			return
+		}
+	}
 	c.Decoder.Add(c.Decoder.Line(path), path, format, args...)
 }
 

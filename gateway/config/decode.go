@@ -44,6 +44,11 @@ func (ps Problems) Error() string {
 	return strings.Join(lines, "\n")
 }
 
+// Sort orders problems by line, keeping the order of problems on one line.
+func (ps Problems) Sort() {
+	slices.SortStableFunc(ps, func(a, b Problem) int { return a.Line - b.Line })
+}
+
 // Decoder decodes YAML nodes into structs strictly: an unknown key is a problem, ${VAR} is
 // expanded from the environment (an unset VAR is a problem), and every problem is collected
 // with its line and key path instead of stopping at the first.

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func runCmd(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestValidateExample(t *testing.T) {
+	code, out, errs := runCmd("validate", "--config", "../../config.example.yaml")
+	if code != 0 || !strings.Contains(out, "configuration is valid") {
+		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, out, errs)
+	}
+}
+
+func TestValidateListsEveryProblem(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(path, []byte(`server:
+  listen: 127.0.0.1:1
+  request_timout: 3s
+tenants:
+  - name: a
+    api_key: ${SMSGATE_SURELY_UNSET}
+providers:
+  - name: p
+    type: mock
+    fail_with: fire
+  - name: q
+    type: carrier-pigeon
+routes:
+  - name: d
+    providers: [p, r]
+`), 0o600)
+	code, _, errs := runCmd("validate", "-c", path)
+	want := []string{
+		path + ":3: server.request_timout: unknown key \"request_timout\"",
+		path + ":6: tenants[0].api_key: environment variable SMSGATE_SURELY_UNSET is not set",
+		path + ":15: routes[0].providers[1]: provider \"r\" is not defined under providers",
+		path + ":10: providers[0].fail_with: must be provider, recipient or timeout, not \"fire\"",
+		path + ":12: providers[1].type: unknown provider type \"carrier-pigeon\"",
+		path + ": 5 problem(s)",
+	}
+	if code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	for _, w := range want {
+		if !strings.Contains(errs, w) {
+			t.Errorf("stderr lacks %q:\n%s", w, errs)
+		}
+	}
+}
+
+func TestRouteExplains(t *testing.T) {
+	code, out, errs := runCmd("route", "-c", "../../config.example.yaml", "--tenant", "demo", "--to", "+1 876 555 1234", "--type", "voice", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var got Explanation
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatal(err)
+	}
+	want := Explanation{Input: "+1 876 555 1234", Number: "+18765551234", Country: "JM", Tenant: "demo", Route: "voice",
+		Why: []string{`message_type "voice" is in [voice]`}, Providers: []string{"backup-mock", "primary-mock"}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	code, out, _ = runCmd("route", "-c", "../../config.example.yaml", "--tenant", "demo", "--to", "+447911123456")
+	if code != 0 || !strings.Contains(out, "(country GG)") || !strings.Contains(out, "1. primary-mock") {
+		t.Errorf("text output:\n%s", out)
+	}
+	if code, _, _ := runCmd("route", "-c", "../../config.example.yaml", "--tenant", "nobody", "--to", "+447911123456"); code != 1 {
+		t.Errorf("unknown tenant exit %d", code)
+	}
+}
+
+func TestUsageAndVersion(t *testing.T) {
+	if code, out, _ := runCmd("version"); code != 0 || !strings.HasPrefix(out, "smsgate ") {
+		t.Errorf("version: %d %q", code, out)
+	}
+	if code, _, _ := runCmd("frobnicate"); code != 2 {
+		t.Errorf("unknown command exit %d", code)
+	}
+	if code, _, _ := runCmd("serve"); code != 2 {
+		t.Errorf("serve without config exit %d", code)
+	}
+}

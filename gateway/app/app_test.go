@@ -1,0 +1,608 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// syncBuffer collects log output from many goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuffer) String() string            { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+type harness struct {
+	t    *testing.T
+	app  *App
+	url  string
+	logs *syncBuffer
+	path string
+}
+
+// start writes cfg to a temp file and runs the real server on port 0.
+func start(t *testing.T, cfg string, o Options) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "smsgate.yaml")
+	cfg = strings.ReplaceAll(cfg, "$DIR", dir)
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	o.ConfigPath, o.Listen, o.LogOutput = path, "127.0.0.1:0", logs
+	a, err := New(context.Background(), o)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Shutdown(context.Background()) })
+	return &harness{t: t, app: a, url: a.URL(), logs: logs, path: path}
+}
+
+type response struct {
+	Status int
+	Header http.Header
+	Body   map[string]any
+	Raw    string
+}
+
+func (h *harness) do(method, path, key, body string, hdr ...string) response {
+	h.t.Helper()
+	req, _ := http.NewRequest(method, h.url+path, strings.NewReader(body))
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	r := response{Status: res.StatusCode, Header: res.Header, Raw: string(raw)}
+	if err := json.Unmarshal(raw, &r.Body); err != nil && !strings.HasPrefix(path, "/metrics") {
+		h.t.Errorf("%s %s: body is not JSON: %q", method, path, raw)
+	}
+	return r
+}
+
+func (h *harness) send(key, body string, hdr ...string) response {
+	return h.do("POST", "/v1/send-phone-message", key, body, hdr...)
+}
+
+func errCode(r response) string {
+	e, _ := r.Body["error"].(map[string]any)
+	s, _ := e["code"].(string)
+	return s
+}
+
+func attempts(r response) []string {
+	var out []string
+	as, _ := r.Body["attempts"].([]any)
+	for _, a := range as {
+		m := a.(map[string]any)
+		out = append(out, fmt.Sprintf("%v:%v", m["provider"], m["outcome"]))
+	}
+	return out
+}
+
+const baseConfig = `
+server:
+  request_timeout: 2s
+  admin_token: admin-t0ken
+  max_body_bytes: 2048
+log: {format: json, level: debug}
+storage: {driver: sqlite, path: $DIR/log.db}
+policy:
+  denied_countries: [KP]
+  rate_limits: {per_recipient: 0}
+tenants:
+  - name: acme
+    api_key: acme-key
+  - name: strict
+    api_key: strict-key
+    client_ids: [abc123]
+    allowed_countries: [US]
+    rate_limits: {per_recipient: 2/1h}
+  - name: recip
+    api_key: recip-key
+  - name: broken
+    api_key: broken-key
+  - name: slow
+    api_key: slow-key
+  - name: lenient
+    api_key: lenient-key
+    accept_unrecognized_numbers: true
+providers:
+  - name: primary
+    type: mock
+  - name: backup
+    type: mock
+  - name: refuses
+    type: mock
+    failure_rate: 1
+    fail_with: recipient
+  - name: down
+    type: mock
+    failure_rate: 1
+    breaker: {consecutive_failures: 1000}
+  - name: down2
+    type: mock
+    failure_rate: 1
+    breaker: {consecutive_failures: 1000}
+  - name: hangs
+    type: mock
+    timeout: 10s
+    failure_rate: 1
+    fail_with: timeout
+routes:
+  - name: recip
+    match: {tenants: [recip]}
+    providers: [refuses, backup]
+  - name: broken
+    match: {tenants: [broken]}
+    providers: [down, down2]
+  - name: slow
+    match: {tenants: [slow]}
+    providers: [hangs]
+  - name: voice
+    match: {message_types: [voice]}
+    providers: [backup]
+  - name: default
+    providers: [primary, backup]
+`
+
+const actionBody = `{"message_options":{"recipient":"+1 (415) 555-0104","text":"Your code is 834712","action":"enrollment","code":"834712","message_type":"sms"},"client":{"client_id":"abc123","name":"App"},"request":{"ip":"203.0.113.9","language":"en"}}`
+
+func TestSendShapesEndToEnd(t *testing.T) {
+	h := start(t, baseConfig, Options{})
+	tests := []struct {
+		name, body, route, provider string
+	}{
+		{"actions event", actionBody, "default", "primary"},
+		{"custom phone provider voice", `{"notification":{"recipient":"+447911123456","as_text":"t","as_voice":"Your code is 1. 2. 3. 4","code":"1234","delivery_method":"voice","locale":"en_GB","message_type":"otp_verify"},"client":{"client_id":"c"},"request":{"ip":"198.51.100.1"}}`, "voice", "backup"},
+		{"hook nested client, odd number format", `{"recipient":"1-808-555-5555","text":"Here is your one time password: 999111","context":{"message_type":"sms","action":"enrollment","language":"en","code":"999111","ip":"127.0.0.1","client":{"client_id":"1235","name":"Test Application"}}}`, "default", "primary"},
+		{"hook flat client", `{"recipient":"+1 876 555 1234","text":"code 4321","context":{"message_type":"sms","client_id":"flat1","name":"Flat"}}`, "default", "primary"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := h.send("acme-key", tc.body)
+			if r.Status != 200 {
+				t.Fatalf("status %d: %s", r.Status, r.Raw)
+			}
+			id, _ := r.Body["id"].(string)
+			got := map[string]any{"status": r.Body["status"], "route": r.Body["route"], "provider": r.Body["provider"], "pmid": r.Body["provider_message_id"]}
+			want := map[string]any{"status": "sent", "route": tc.route, "provider": tc.provider, "pmid": "mock-" + strings.TrimPrefix(id, "msg_")}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+			rec := h.do("GET", "/v1/messages/"+id, "acme-key", "")
+			if rec.Status != 200 || rec.Body["status"] != "sent" || rec.Body["provider"] != tc.provider {
+				t.Errorf("GET message: %d %s", rec.Status, rec.Raw)
+			}
+		})
+	}
+}
+
+func TestErrorStatuses(t *testing.T) {
+	h := start(t, baseConfig, Options{})
+	tests := []struct {
+		name, key, body string
+		status          int
+		code            string
+	}{
+		{"bad json", "acme-key", `{"recipient":`, 400, "invalid_json"},
+		{"unknown shape", "acme-key", `{"to":"+14155550104"}`, 400, "unknown_shape"},
+		{"invalid number", "acme-key", `{"recipient":"+44 7700 900123","text":"c 1234","context":{}}`, 400, "invalid_number"},
+		{"unrecognized number accepted on opt-in", "lenient-key", `{"recipient":"+44 7700 900123","text":"c 1234","context":{}}`, 200, ""},
+		{"not a number", "acme-key", `{"recipient":"call me","text":"c 1234","context":{}}`, 400, "invalid_number"},
+		{"missing key", "", actionBody, 401, "unauthorized"},
+		{"unknown key", "nope", actionBody, 401, "unauthorized"},
+		{"client id not allowed", "strict-key", strings.Replace(actionBody, "abc123", "zzz", 1), 403, "client_not_allowed"},
+		{"client id allowed", "strict-key", actionBody, 200, ""},
+		{"country not allowed for tenant", "strict-key", `{"recipient":"+447911123456","text":"c 1234","context":{"client_id":"abc123"}}`, 403, "country_not_allowed"},
+		{"globally denied country", "acme-key", `{"recipient":"+850 2 381 2321","text":"c 1234","context":{}}`, 403, "country_not_allowed"},
+		{"body too large", "acme-key", `{"recipient":"+14155550104","text":"` + strings.Repeat("x", 3000) + `","context":{}}`, 413, "body_too_large"},
+		{"recipient rejected", "recip-key", actionBody, 422, "recipient_rejected"},
+		{"every provider failed", "broken-key", actionBody, 502, "all_providers_failed"},
+		{"request budget spent", "slow-key", actionBody, 504, "deadline_exceeded"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := h.send(tc.key, tc.body)
+			if r.Status != tc.status || errCode(r) != tc.code {
+				t.Errorf("got %d %q, want %d %q: %s", r.Status, errCode(r), tc.status, tc.code, r.Raw)
+			}
+		})
+	}
+	t.Run("422 and 502 list every attempt", func(t *testing.T) {
+		if diff := cmp.Diff([]string{"refuses:recipient_error"}, attempts(h.send("recip-key", actionBody))); diff != "" {
+			t.Errorf("recipient error must stop the chain (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff([]string{"down:provider_error", "down2:provider_error"}, attempts(h.send("broken-key", actionBody))); diff != "" {
+			t.Errorf("(-want +got):\n%s", diff)
+		}
+	})
+	t.Run("404 and 405 are JSON", func(t *testing.T) {
+		if r := h.do("GET", "/nope", "", ""); r.Status != 404 || errCode(r) != "not_found" {
+			t.Errorf("%d %s", r.Status, r.Raw)
+		}
+		if r := h.do("GET", "/v1/send-phone-message", "acme-key", ""); r.Status != 405 || errCode(r) != "method_not_allowed" {
+			t.Errorf("%d %s", r.Status, r.Raw)
+		}
+	})
+	t.Run("rate limited with Retry-After", func(t *testing.T) {
+		body := `{"recipient":"+14155550111","text":"c 1234","context":{"client_id":"abc123"}}`
+		for i := 0; i < 2; i++ {
+			if r := h.send("strict-key", body); r.Status != 200 {
+				t.Fatalf("send %d: %d %s", i, r.Status, r.Raw)
+			}
+		}
+		r := h.send("strict-key", strings.Replace(body, "1234", "9999", 1))
+		if r.Status != 429 || errCode(r) != "rate_limited" || r.Header.Get("Retry-After") == "" {
+			t.Errorf("got %d %q Retry-After %q", r.Status, errCode(r), r.Header.Get("Retry-After"))
+		}
+		if !strings.Contains(r.Raw, "per_recipient") {
+			t.Errorf("the error does not name the limit: %s", r.Raw)
+		}
+	})
+}
+
+func TestNoProviderAvailable503(t *testing.T) {
+	h := start(t, baseConfig, Options{})
+	for _, p := range []string{"primary", "backup"} {
+		if r := h.do("POST", "/v1/providers/"+p+"/disable", "admin-t0ken", ""); r.Status != 200 || r.Body["disabled"] != true {
+			t.Fatalf("disable %s: %d %s", p, r.Status, r.Raw)
+		}
+	}
+	r := h.send("acme-key", actionBody)
+	if r.Status != 503 || errCode(r) != "no_provider_available" {
+		t.Fatalf("got %d %s", r.Status, r.Raw)
+	}
+	h.do("POST", "/v1/providers/backup/enable", "admin-t0ken", "")
+	if r := h.send("acme-key", actionBody); r.Status != 200 || r.Body["provider"] != "backup" {
+		t.Errorf("after enable: %d %s", r.Status, r.Raw)
+	}
+	if r := h.do("GET", "/v1/providers", "wrong", ""); r.Status != 401 {
+		t.Errorf("admin with a wrong token: %d", r.Status)
+	}
+	r = h.do("GET", "/v1/providers", "admin-t0ken", "")
+	ps, _ := r.Body["providers"].([]any)
+	if len(ps) != 6 || ps[0].(map[string]any)["disabled"] != true || ps[0].(map[string]any)["state"] != "closed" {
+		t.Errorf("providers: %s", r.Raw)
+	}
+}
+
+const failoverConfig = `
+server: {request_timeout: 3s}
+storage: {driver: memory}
+policy: {rate_limits: {per_recipient: 0}}
+tenants: [{name: acme, api_key: acme-key}]
+providers:
+  - name: first
+    type: mock
+    failure_rate: 1
+    breaker: {consecutive_failures: 3, open_timeout: 1h}
+  - name: second
+    type: mock
+routes:
+  - name: default
+    providers: [first, second]
+`
+
+func TestFailoverAndMetrics(t *testing.T) {
+	h := start(t, failoverConfig, Options{})
+	for i := 0; i < 5; i++ {
+		r := h.send("acme-key", fmt.Sprintf(`{"recipient":"+1415555010%d","text":"code %d123","context":{}}`, i, i))
+		if r.Status != 200 || r.Body["provider"] != "second" {
+			t.Fatalf("send %d: %d %s", i, r.Status, r.Raw)
+		}
+		want := []string{"first:provider_error", "second:sent"}
+		if i >= 3 {
+			want = []string{"first:unavailable", "second:sent"} // breaker open after 3 failures
+		}
+		if diff := cmp.Diff(want, attempts(r)); diff != "" {
+			t.Errorf("send %d (-want +got):\n%s", i, diff)
+		}
+	}
+	m := h.app.MetricSet()
+	checks := map[string]float64{
+		"attempts first provider_error": testutil.ToFloat64(m.Attempts.WithLabelValues("first", "provider_error")),
+		"attempts first unavailable":    testutil.ToFloat64(m.Attempts.WithLabelValues("first", "unavailable")),
+		"attempts second sent":          testutil.ToFloat64(m.Attempts.WithLabelValues("second", "sent")),
+		"failovers first>second":        testutil.ToFloat64(m.Failovers.WithLabelValues("first", "second")),
+		"breaker state first":           testutil.ToFloat64(m.BreakerState.WithLabelValues("first")),
+		"transitions first":             testutil.ToFloat64(m.BreakerTransitions.WithLabelValues("first", "closed", "open")),
+		"requests sent":                 testutil.ToFloat64(m.Requests.WithLabelValues("acme", "default", "sent")),
+	}
+	want := map[string]float64{"attempts first provider_error": 3, "attempts first unavailable": 2, "attempts second sent": 5,
+		"failovers first>second": 5, "breaker state first": 2, "transitions first": 1, "requests sent": 5}
+	if diff := cmp.Diff(want, checks); diff != "" {
+		t.Errorf("metrics (-want +got):\n%s", diff)
+	}
+	r := h.do("GET", "/metrics", "", "")
+	for _, fam := range []string{"smsgate_requests_total", "smsgate_provider_attempts_total", "smsgate_provider_latency_seconds",
+		"smsgate_breaker_state", "smsgate_breaker_transitions_total", "smsgate_failovers_total", "smsgate_request_duration_seconds"} {
+		if !strings.Contains(r.Raw, fam) {
+			t.Errorf("/metrics lacks %s", fam)
+		}
+	}
+	if rd := h.do("GET", "/readyz", "", ""); rd.Status != 200 {
+		t.Errorf("readyz %d: second is still available", rd.Status)
+	}
+}
+
+func TestIdempotencyAndCoalescing(t *testing.T) {
+	cfg := strings.Replace(failoverConfig, "    failure_rate: 1\n", "    latency: 150ms\n", 1)
+	h := start(t, cfg, Options{})
+	sent := func() float64 { return testutil.ToFloat64(h.app.MetricSet().Attempts.WithLabelValues("first", "sent")) }
+
+	r1 := h.send("acme-key", actionBody, "Idempotency-Key", "notif-1")
+	r2 := h.send("acme-key", actionBody, "Idempotency-Key", "notif-1")
+	if r1.Status != 200 || r2.Status != 200 || r1.Body["id"] != r2.Body["id"] {
+		t.Fatalf("replay: %d %v / %d %v", r1.Status, r1.Body["id"], r2.Status, r2.Body["id"])
+	}
+	if sent() != 1 {
+		t.Errorf("provider called %v times for one key, want 1", sent())
+	}
+	r3 := h.send("acme-key", strings.Replace(actionBody, "834712", "111111", 2), "Idempotency-Key", "notif-1")
+	if r3.Status != 409 || errCode(r3) != "idempotency_conflict" {
+		t.Errorf("key reuse with another body: %d %s", r3.Status, r3.Raw)
+	}
+	// 10 identical requests at once, no key: one send, one id.
+	var wg sync.WaitGroup
+	ids := make([]any, 10)
+	body := strings.Replace(actionBody, "834712", "555555", 2)
+	for i := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := h.send("acme-key", body)
+			if r.Status != 200 {
+				t.Errorf("coalesced %d: %d %s", i, r.Status, r.Raw)
+			}
+			ids[i] = r.Body["id"]
+		}()
+	}
+	wg.Wait()
+	if sent() != 2 {
+		t.Errorf("provider calls = %v after 10 concurrent identical requests, want 2 in all", sent())
+	}
+	for _, id := range ids {
+		if id != ids[0] {
+			t.Errorf("coalesced requests got different ids: %v", ids)
+			break
+		}
+	}
+}
+
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *testClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func TestResendEscalation(t *testing.T) {
+	clk := &testClock{t: time.Now()}
+	cfg := strings.Replace(failoverConfig, "    failure_rate: 1\n", "", 1)
+	h := start(t, cfg, Options{Now: clk.Now})
+	body := `{"recipient":"+14155550104","text":"Your code is 424242","context":{"code":"424242"}}`
+	if r := h.send("acme-key", body); r.Body["provider"] != "first" {
+		t.Fatalf("first send via %v", r.Body["provider"])
+	}
+	clk.Add(5 * time.Second) // too soon: a double click, not a lost message
+	if r := h.send("acme-key", body); r.Body["provider"] != "first" {
+		t.Errorf("resend after 5s via %v, want first", r.Body["provider"])
+	}
+	clk.Add(30 * time.Second)
+	r := h.send("acme-key", body)
+	if r.Body["provider"] != "second" {
+		t.Errorf("resend after 35s via %v, want second (escalated)", r.Body["provider"])
+	}
+	clk.Add(30 * time.Second)
+	if r := h.send("acme-key", body); r.Body["provider"] != "first" {
+		t.Errorf("third resend via %v, want first (wraps round the chain)", r.Body["provider"])
+	}
+	other := `{"recipient":"+14155550104","text":"Your code is 777777","context":{"code":"777777"}}`
+	clk.Add(30 * time.Second)
+	if r := h.send("acme-key", other); r.Body["provider"] != "first" {
+		t.Errorf("a new code via %v, want first", r.Body["provider"])
+	}
+}
+
+func TestResendEscalationCanBeSwitchedOff(t *testing.T) {
+	clk := &testClock{t: time.Now()}
+	cfg := strings.Replace(failoverConfig, "    failure_rate: 1\n", "", 1)
+	cfg = strings.Replace(cfg, "policy: {rate_limits: {per_recipient: 0}}", "policy: {rate_limits: {per_recipient: 0}, resend_escalation: {enabled: false}}", 1)
+	h := start(t, cfg, Options{Now: clk.Now})
+	body := `{"recipient":"+14155550104","text":"Your code is 424242","context":{}}`
+	h.send("acme-key", body)
+	clk.Add(30 * time.Second)
+	if r := h.send("acme-key", body); r.Body["provider"] != "first" {
+		t.Errorf("escalated although switched off: %v", r.Body["provider"])
+	}
+}
+
+func TestLogsHoldNoCodeNumberOrSecret(t *testing.T) {
+	h := start(t, baseConfig, Options{})
+	bodies := []string{actionBody,
+		`{"recipient":"+14155550104","text":"Your code is 834712","context":{"code":"834712"}}`,
+		`{"notification":{"recipient":"+14155550104","as_text":"Your code is 834712","code":"834712"}}`}
+	for _, key := range []string{"acme-key", "recip-key", "broken-key", "strict-key", "bogus-key"} {
+		for _, b := range bodies {
+			h.send(key, b)
+		}
+	}
+	h.do("GET", "/v1/providers", "admin-t0ken", "")
+	h.app.Reload(context.Background())
+	h.app.Shutdown(context.Background())
+	logs := h.logs.String()
+	if !strings.Contains(logs, `"msg":"send"`) || !strings.Contains(logs, `+14*****0104`) {
+		t.Fatalf("expected request lines with masked numbers, got:\n%s", logs)
+	}
+	for _, secret := range []string{"834712", "4155550104", "acme-key", "admin-t0ken", "recip-key", "bogus-key"} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("logs contain %q", secret)
+		}
+	}
+	raw, _ := os.ReadFile(filepath.Join(filepath.Dir(h.path), "log.db"))
+	wal, _ := os.ReadFile(filepath.Join(filepath.Dir(h.path), "log.db-wal"))
+	for _, secret := range []string{"834712", "4155550104"} {
+		if bytes.Contains(raw, []byte(secret)) || bytes.Contains(wal, []byte(secret)) {
+			t.Errorf("message log file contains %q", secret)
+		}
+	}
+}
+
+func TestMessagesAPI(t *testing.T) {
+	h := start(t, baseConfig, Options{})
+	var ids []string
+	for i := 0; i < 3; i++ {
+		r := h.send("acme-key", fmt.Sprintf(`{"recipient":"+1415555010%d","text":"c %d000","context":{}}`, i, i))
+		ids = append(ids, r.Body["id"].(string))
+	}
+	h.send("broken-key", actionBody)
+	if r := h.do("GET", "/v1/messages/"+ids[0], "broken-key", ""); r.Status != 404 {
+		t.Errorf("another tenant's message: %d", r.Status)
+	}
+	r := h.do("GET", "/v1/messages?limit=2", "acme-key", "")
+	msgs, _ := r.Body["messages"].([]any)
+	if r.Status != 200 || len(msgs) != 2 || msgs[0].(map[string]any)["id"] != ids[2] || r.Body["next_cursor"] == nil {
+		t.Fatalf("page 1: %s", r.Raw)
+	}
+	r = h.do("GET", "/v1/messages?limit=2&cursor="+r.Body["next_cursor"].(string), "acme-key", "")
+	msgs, _ = r.Body["messages"].([]any)
+	if len(msgs) != 1 || msgs[0].(map[string]any)["id"] != ids[0] {
+		t.Errorf("page 2: %s", r.Raw)
+	}
+	r = h.do("GET", "/v1/messages?status=failed", "broken-key", "")
+	msgs, _ = r.Body["messages"].([]any)
+	if len(msgs) != 1 || msgs[0].(map[string]any)["recipient"] != "+14*****0104" {
+		t.Errorf("failed list: %s", r.Raw)
+	}
+	for _, q := range []string{"limit=0", "limit=x", "since=yesterday", "cursor=zzz"} {
+		if r := h.do("GET", "/v1/messages?"+q, "acme-key", ""); r.Status != 400 || errCode(r) != "invalid_query" {
+			t.Errorf("%s: %d %s", q, r.Status, r.Raw)
+		}
+	}
+	if r := h.do("GET", "/v1/messages", "", ""); r.Status != 401 {
+		t.Errorf("no key: %d", r.Status)
+	}
+}
+
+func TestReloadUnderLoad(t *testing.T) {
+	h := start(t, failoverConfig, Options{})
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	failures, total := 0, 0
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				r := h.send("acme-key", fmt.Sprintf(`{"recipient":"+1415555%04d","text":"c %d","context":{}}`, w*1000+i%1000, 1000+i))
+				mu.Lock()
+				total++
+				if r.Status != 200 {
+					failures++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	valid := strings.Replace(failoverConfig, "    providers: [first, second]", "    providers: [second, first]", 1)
+	for i := 0; i < 10; i++ {
+		cfg := valid
+		if i%2 == 1 {
+			cfg = "tenants: [ {name: broken\n" // invalid YAML
+		}
+		if err := os.WriteFile(h.path, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		err := h.app.Reload(context.Background())
+		if (err != nil) != (i%2 == 1) {
+			t.Errorf("reload %d: err = %v", i, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if failures != 0 || total < 20 {
+		t.Errorf("%d of %d requests failed during reloads", failures, total)
+	}
+	// The last good config routes to second first, and the breaker of "first" survived.
+	if r := h.send("acme-key", `{"recipient":"+14155550199","text":"c 9","context":{}}`); r.Body["provider"] != "second" {
+		t.Errorf("reloaded route not in force: %s", r.Raw)
+	}
+	m := h.app.MetricSet()
+	if ok, bad := testutil.ToFloat64(m.Reloads.WithLabelValues("ok")), testutil.ToFloat64(m.Reloads.WithLabelValues("error")); ok != 5 || bad != 5 {
+		t.Errorf("reload metrics ok=%v error=%v", ok, bad)
+	}
+}
+
+func TestReloadEndpointAndBreakerKept(t *testing.T) {
+	h := start(t, baseConfig, Options{})
+	// Open nothing, but drain primary: an unchanged provider keeps its state across a reload.
+	h.do("POST", "/v1/providers/primary/disable", "admin-t0ken", "")
+	if r := h.do("POST", "/v1/admin/reload", "admin-t0ken", ""); r.Status != 200 {
+		t.Fatalf("reload: %d %s", r.Status, r.Raw)
+	}
+	if r := h.send("acme-key", actionBody); r.Body["provider"] != "backup" {
+		t.Errorf("drain lost on reload: %s", r.Raw)
+	}
+	os.WriteFile(h.path, []byte(strings.Replace(baseConfig, "type: mock\n  - name: backup", "type: nope\n  - name: backup", 1)), 0o600)
+	r := h.do("POST", "/v1/admin/reload", "admin-t0ken", "")
+	if r.Status != 422 || errCode(r) != "invalid_config" || !strings.Contains(r.Raw, `unknown provider type \"nope\"`) {
+		t.Errorf("invalid reload: %d %s", r.Status, r.Raw)
+	}
+	if !strings.Contains(h.logs.String(), "config reload rejected") {
+		t.Errorf("the rejected reload was not logged")
+	}
+}
+
+func TestGracefulShutdownFinishesInFlight(t *testing.T) {
+	cfg := strings.Replace(failoverConfig, "    failure_rate: 1\n", "    latency: 300ms\n", 1)
+	h := start(t, cfg, Options{})
+	done := make(chan response)
+	go func() { done <- h.send("acme-key", actionBody) }()
+	time.Sleep(100 * time.Millisecond)
+	if err := h.app.Shutdown(context.Background()); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if r := <-done; r.Status != 200 {
+		t.Errorf("in-flight request during shutdown: %d %s", r.Status, r.Raw)
+	}
+}

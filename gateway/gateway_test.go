@@ -1,0 +1,77 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+func TestMaskPhone(t *testing.T) {
+	tests := map[string]string{
+		"+447911123456": "+44******3456",
+		"+14155550104":  "+14*****0104",
+		"447911123456":  "44******3456",
+		"+1234":         "*****",
+		"":              "",
+	}
+	for in, want := range tests {
+		if got := MaskPhone(in); got != want {
+			t.Errorf("MaskPhone(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestRedactAndExtractCode(t *testing.T) {
+	tests := []struct{ text, code, redacted, extracted string }{
+		{"Your code is 123456", "123456", "Your code is {code}", "123456"},
+		{"Your code is 123456. Valid 10 min", "", "Your code is {code}. Valid 10 min", "123456"},
+		{"Code 12 for 2026-11-28", "", "Code 12 for {code}-11-28", "2026"},
+		{"no digits", "", "no digits", ""},
+	}
+	for _, tc := range tests {
+		if got := RedactCode(tc.text, tc.code); got != tc.redacted {
+			t.Errorf("RedactCode(%q) = %q, want %q", tc.text, got, tc.redacted)
+		}
+		if got := ExtractCode(tc.text, tc.code); got != tc.extracted {
+			t.Errorf("ExtractCode(%q) = %q, want %q", tc.text, got, tc.extracted)
+		}
+	}
+	if got := SpokenDigits("4821"); got != "4, 8, 2, 1" {
+		t.Errorf("SpokenDigits = %q", got)
+	}
+}
+
+func TestSecretNeverFormats(t *testing.T) {
+	s := Secret("hunter2")
+	for _, out := range []string{fmt.Sprint(s), fmt.Sprintf("%v %s %+v %#v", s, s, struct{ K Secret }{s}, s), fmt.Sprint(&struct{ K Secret }{s})} {
+		if out == "" || strings.Contains(out, "hunter2") {
+			t.Errorf("secret leaked: %q", out)
+		}
+	}
+	if s.Reveal() != "hunter2" {
+		t.Error("Reveal lost the value")
+	}
+}
+
+func TestClassOf(t *testing.T) {
+	tests := []struct {
+		err  error
+		want Class
+	}{
+		{&Error{Class: ClassRecipient}, ClassRecipient},
+		{fmt.Errorf("wrapped: %w", &Error{Class: ClassUnavailable}), ClassUnavailable},
+		{context.Canceled, ClassCancelled},
+		{context.DeadlineExceeded, ClassProvider},
+		{errors.New("boom"), ClassProvider},
+	}
+	for _, tc := range tests {
+		if got := ClassOf(tc.err); got != tc.want {
+			t.Errorf("ClassOf(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+	if e := AsError(context.DeadlineExceeded); !e.Timeout || e.Class != ClassProvider {
+		t.Errorf("AsError(deadline) = %+v", e)
+	}
+}
