@@ -5,6 +5,7 @@ import (
 
 	"github.com/smsgate/smsgate/gateway"
 	"github.com/smsgate/smsgate/gateway/config"
+	"github.com/smsgate/smsgate/providers/infobip"
 	"github.com/smsgate/smsgate/providers/mock"
 )
 
@@ -31,6 +32,11 @@ func buildDriver(c *config.Config, i int, deps gateway.Deps) (gateway.Provider, 
 		c.DecodeOptions(i, &mc)
 		check(&mc)
 		return mock.New(mc), mc
+	case "infobip":
+		var ic infobip.Config
+		c.DecodeOptions(i, &ic)
+		check(&ic)
+		return infobip.New(ic, deps), ic
 	case "":
 		return nil, nil // reported by config validation
 	default:

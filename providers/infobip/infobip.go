@@ -1,0 +1,438 @@
+// Package infobip is the Infobip driver: SMS through POST /sms/3/messages (or /sms/2/text/advanced),
+// voice through the text-to-speech API POST /tts/3/advanced, exact error classification (a 200
+// whose status group is REJECTED or UNDELIVERABLE is not a success), and delivery reports
+// (v2 and v3 bodies) authenticated by a per-provider secret.
+package infobip
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/smsgate/smsgate/gateway"
+)
+
+// Provider is the Infobip driver.
+type Provider struct {
+	cfg    Config
+	client *http.Client
+	base   string
+}
+
+// New returns a driver; cfg must have passed Validate.
+func New(cfg Config, deps gateway.Deps) *Provider {
+	c := deps.HTTPClient
+	if c == nil {
+		c = http.DefaultClient
+	}
+	return &Provider{cfg: cfg, client: c, base: strings.TrimRight(cfg.BaseURL, "/")}
+}
+
+// Wire types, as the OpenAPI spec names the fields.
+type destination struct {
+	To        string `json:"to"`
+	MessageID string `json:"messageId,omitempty"`
+}
+
+type v3Message struct {
+	Sender       string        `json:"sender,omitempty"`
+	Destinations []destination `json:"destinations"`
+	Content      struct {
+		Text string `json:"text"`
+	} `json:"content"`
+	Webhooks *v3Webhooks `json:"webhooks,omitempty"`
+}
+
+type v3Webhooks struct {
+	Delivery struct {
+		URL string `json:"url"`
+	} `json:"delivery"`
+	ContentType string `json:"contentType"`
+}
+
+type v2Message struct {
+	From              string        `json:"from,omitempty"`
+	Destinations      []destination `json:"destinations"`
+	Text              string        `json:"text"`
+	NotifyURL         string        `json:"notifyUrl,omitempty"`
+	NotifyContentType string        `json:"notifyContentType,omitempty"`
+}
+
+type ttsMessage struct {
+	From              string        `json:"from,omitempty"`
+	Destinations      []destination `json:"destinations"`
+	Text              string        `json:"text"`
+	Language          string        `json:"language,omitempty"`
+	Voice             *ttsVoice     `json:"voice,omitempty"`
+	NotifyURL         string        `json:"notifyUrl,omitempty"`
+	NotifyContentType string        `json:"notifyContentType,omitempty"`
+}
+
+type ttsVoice struct {
+	Name string `json:"name"`
+}
+
+type status struct {
+	GroupID     int    `json:"groupId"`
+	GroupName   string `json:"groupName"`
+	ID          int    `json:"id"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+}
+
+type sendResponse struct {
+	BulkID   string `json:"bulkId"`
+	Messages []struct {
+		MessageID string `json:"messageId"`
+		Status    status `json:"status"`
+	} `json:"messages"`
+}
+
+// callbackURL is the delivery-report URL with the webhook secret, or "" when reports are off.
+func (p *Provider) callbackURL(msg *gateway.Message) string {
+	if msg.CallbackURL == "" || p.cfg.WebhookSecret == "" {
+		return ""
+	}
+	return msg.CallbackURL + "?secret=" + url.QueryEscape(p.cfg.WebhookSecret.Reveal())
+}
+
+// Send implements gateway.Provider.
+func (p *Provider) Send(ctx context.Context, msg *gateway.Message) (gateway.Result, error) {
+	to := strings.TrimPrefix(msg.To, "+")
+	dest := []destination{{To: to, MessageID: msg.ID}}
+	cb := p.callbackURL(msg)
+	var path string
+	var body any
+	switch {
+	case msg.Type == gateway.Voice:
+		m := ttsMessage{From: p.cfg.Voice.From, Destinations: dest, Text: speech(msg), Language: p.cfg.Voice.Language}
+		if lang := primaryLanguage(msg.Language); lang != "" && lang != p.cfg.Voice.Language {
+			m.Language = lang
+		} else if p.cfg.Voice.VoiceName != "" {
+			m.Voice = &ttsVoice{Name: p.cfg.Voice.VoiceName}
+		}
+		if cb != "" {
+			m.NotifyURL, m.NotifyContentType = cb, "application/json"
+		}
+		path, body = "/tts/3/advanced", map[string]any{"messages": []ttsMessage{m}}
+	case p.cfg.API == "v2":
+		m := v2Message{From: p.sender(msg.Country), Destinations: dest, Text: msg.Text}
+		if cb != "" {
+			m.NotifyURL, m.NotifyContentType = cb, "application/json"
+		}
+		path, body = "/sms/2/text/advanced", map[string]any{"messages": []v2Message{m}}
+	default:
+		m := v3Message{Sender: p.sender(msg.Country), Destinations: dest}
+		m.Content.Text = msg.Text
+		if cb != "" {
+			m.Webhooks = &v3Webhooks{ContentType: "application/json"}
+			m.Webhooks.Delivery.URL = cb
+		}
+		path, body = "/sms/3/messages", map[string]any{"messages": []v3Message{m}}
+	}
+	return p.post(ctx, path, body)
+}
+
+func (p *Provider) sender(country string) string {
+	if s, ok := p.cfg.Senders[country]; ok {
+		return s
+	}
+	return p.cfg.Sender
+}
+
+// speech is what the call says: the code digit by digit, twice, or the text when no code is known.
+func speech(msg *gateway.Message) string {
+	code := gateway.ExtractCode(msg.Text, msg.Code)
+	if code == "" {
+		return msg.Text
+	}
+	d := gateway.SpokenDigits(code)
+	return "Your code is " + d + ". Again, your code is " + d + "."
+}
+
+func primaryLanguage(tag string) string {
+	tag = strings.ToLower(strings.ReplaceAll(tag, "_", "-"))
+	p, _, _ := strings.Cut(tag, "-")
+	return p
+}
+
+func (p *Provider) post(ctx context.Context, path string, body any) (gateway.Result, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return gateway.Result{}, &gateway.Error{Class: gateway.ClassProvider, Code: "ENCODE", Message: "request could not be encoded"}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.base+path, bytes.NewReader(b))
+	if err != nil {
+		return gateway.Result{}, &gateway.Error{Class: gateway.ClassProvider, Code: "BAD_BASE_URL", Message: "request could not be built"}
+	}
+	req.Header.Set("Authorization", "App "+p.cfg.APIKey.Reveal())
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	res, err := p.client.Do(req)
+	if err != nil {
+		return gateway.Result{}, transportError(ctx, err)
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	if err != nil {
+		return gateway.Result{}, transportError(ctx, err)
+	}
+	if res.StatusCode/100 != 2 {
+		e := classifyHTTP(res.StatusCode, raw)
+		e.Message = strings.ReplaceAll(e.Message, p.cfg.APIKey.Reveal(), "<secret>")
+		return gateway.Result{}, e
+	}
+	var sr sendResponse
+	if err := json.Unmarshal(raw, &sr); err != nil || len(sr.Messages) == 0 {
+		return gateway.Result{}, &gateway.Error{Class: gateway.ClassProvider, Code: "BAD_RESPONSE", HTTPStatus: res.StatusCode, Message: "2xx response without a message status"}
+	}
+	m := sr.Messages[0]
+	if err := classifyStatus(m.Status); err != nil {
+		err.HTTPStatus = res.StatusCode
+		return gateway.Result{}, err
+	}
+	return gateway.Result{ProviderMessageID: m.MessageID, Status: m.Status.Name}, nil
+}
+
+// transportError classifies a failure to get a response. Errors are rebuilt from their kind only,
+// so no URL (and nothing of the request) reaches a log line.
+func transportError(ctx context.Context, err error) error {
+	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
+		return &gateway.Error{Class: gateway.ClassProvider, Code: "TIMEOUT", Message: "Infobip did not answer in time", Timeout: true, Err: ctx.Err()}
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return &gateway.Error{Class: gateway.ClassProvider, Code: "TIMEOUT", Message: "Infobip did not answer in time", Timeout: true}
+	}
+	return &gateway.Error{Class: gateway.ClassProvider, Code: "CONNECTION", Message: "could not reach Infobip: " + netReason(err)}
+}
+
+func netReason(err error) string {
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		return oe.Op + " failed"
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return "connection closed"
+	}
+	return "transport error"
+}
+
+// recipientStatuses are per-message rejections caused by the destination (or the message itself):
+// another provider would fail the same way, so the chain stops and the breaker counts a success.
+var recipientStatuses = map[string]bool{
+	"REJECTED_DESTINATION":             true,
+	"REJECTED_PREFIX_MISSING":          true,
+	"MISSING_TO":                       true,
+	"REJECTED_DND":                     true,
+	"REJECTED_DESTINATION_BLOCKLISTED": true,
+	"REJECTED_DESTINATION_BLACKLISTED": true,
+	"REJECTED_MESSAGE_TOO_LONG":        true,
+	"REJECTED_INVALID_UDH":             true,
+}
+
+// statusNames names status ids, for bodies that carry only the id.
+var statusNames = map[int]string{
+	6: "REJECTED_NETWORK", 8: "REJECTED_PREFIX_MISSING", 10: "REJECTED_DND", 11: "REJECTED_SOURCE",
+	12: "REJECTED_NOT_ENOUGH_CREDITS", 13: "REJECTED_SENDER", 14: "REJECTED_DESTINATION_BLOCKLISTED",
+	17: "REJECTED_PREPAID_PACKAGE_EXPIRED", 18: "REJECTED_DESTINATION_NOT_REGISTERED", 19: "REJECTED_ROUTE_NOT_AVAILABLE",
+	20: "REJECTED_FLOODING_FILTER", 21: "REJECTED_SYSTEM_ERROR", 23: "REJECTED_DUPLICATE_MESSAGE_ID",
+	24: "REJECTED_INVALID_UDH", 25: "REJECTED_MESSAGE_TOO_LONG", 51: "MISSING_TO", 52: "REJECTED_DESTINATION",
+}
+
+// classifyStatus returns nil for an accepted message (groups PENDING, ACCEPTED, DELIVERED) and a
+// classified error otherwise. Unknown groups with an unknown name are provider errors.
+func classifyStatus(s status) *gateway.Error {
+	group := strings.ToUpper(s.GroupName)
+	switch group {
+	case "PENDING", "ACCEPTED", "DELIVERED":
+		return nil
+	case "":
+		if (s.GroupID == 0 || s.GroupID == 1 || s.GroupID == 3) && statusNames[s.ID] == "" && !strings.HasPrefix(strings.ToUpper(s.Name), "REJECTED") {
+			return nil
+		}
+	}
+	name := strings.ToUpper(s.Name)
+	if name == "" {
+		name = statusNames[s.ID]
+	}
+	if name == "" {
+		name = fmt.Sprintf("%s_%d", group, s.ID)
+	}
+	class := gateway.ClassProvider
+	if recipientStatuses[name] || strings.Contains(name, "BLOCKLIST") || strings.Contains(name, "BLACKLIST") || strings.HasSuffix(name, "_DND") {
+		class = gateway.ClassRecipient
+	}
+	return &gateway.Error{Class: class, Code: name, Message: "message status " + group + "/" + name}
+}
+
+// errorBody is the union of Infobip's two error shapes.
+type errorBody struct {
+	// ApiError (v3).
+	ErrorCode   string `json:"errorCode"`
+	Description string `json:"description"`
+	Violations  []struct {
+		Property  string `json:"property"`
+		Violation string `json:"violation"`
+	} `json:"violations"`
+	// ApiException (v2, TTS).
+	RequestError *struct {
+		ServiceException *struct {
+			MessageID        string              `json:"messageId"`
+			Text             string              `json:"text"`
+			ValidationErrors map[string][]string `json:"validationErrors"`
+		} `json:"serviceException"`
+	} `json:"requestError"`
+}
+
+// classifyHTTP turns a non-2xx answer into a classified error. Bodies that are neither shape
+// (HTML from a proxy, empty) are classified by status alone.
+func classifyHTTP(code int, raw []byte) *gateway.Error {
+	e := &gateway.Error{Class: gateway.ClassProvider, HTTPStatus: code, Code: fmt.Sprintf("HTTP_%d", code), Message: http.StatusText(code)}
+	var b errorBody
+	fields := []string{}
+	if json.Unmarshal(raw, &b) == nil {
+		switch {
+		case b.ErrorCode != "":
+			e.Code = b.ErrorCode
+			e.Message = clip(b.Description)
+			for _, v := range b.Violations {
+				fields = append(fields, v.Property)
+			}
+		case b.RequestError != nil && b.RequestError.ServiceException != nil:
+			se := b.RequestError.ServiceException
+			e.Code = se.MessageID
+			e.Message = clip(se.Text)
+			for f := range se.ValidationErrors {
+				fields = append(fields, f)
+			}
+		}
+	}
+	if e.Message == "" {
+		e.Message = http.StatusText(code)
+	}
+	// A 400 that complains only about the destination is the recipient's problem; any other 4xx
+	// (auth, scopes, throttling, our request) and every 5xx is the provider's: fail over.
+	if code == http.StatusBadRequest && len(fields) > 0 {
+		onlyDest := true
+		for _, f := range fields {
+			f = strings.ToLower(f)
+			if !strings.HasSuffix(f, ".to") && f != "to" && !strings.Contains(f, "destinations") {
+				onlyDest = false
+			}
+		}
+		if onlyDest {
+			e.Class = gateway.ClassRecipient
+		}
+	}
+	return e
+}
+
+// clip keeps provider text short and on one line for logs and attempt records.
+func clip(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 160 {
+		s = s[:160]
+	}
+	return s
+}
+
+// report is one delivery report, v2 or v3 (SMS) or voice.
+type report struct {
+	BulkID    string `json:"bulkId"`
+	MessageID string `json:"messageId"`
+	SentAt    string `json:"sentAt"`
+	DoneAt    string `json:"doneAt"`
+	Status    status `json:"status"`
+	Error     *struct {
+		GroupName string `json:"groupName"`
+		ID        int    `json:"id"`
+		Name      string `json:"name"`
+		Permanent bool   `json:"permanent"`
+	} `json:"error"`
+	Price *struct {
+		PerMessage *float64 `json:"pricePerMessage"`
+		PerSecond  *float64 `json:"pricePerSecond"`
+		Currency   string   `json:"currency"`
+	} `json:"price"`
+}
+
+// TimeLayout is Infobip's timestamp layout (not RFC 3339).
+const TimeLayout = "2006-01-02T15:04:05.000-0700"
+
+func parseTime(s string) time.Time {
+	for _, l := range []string{TimeLayout, time.RFC3339Nano} {
+		if t, err := time.Parse(l, s); err == nil {
+			return t.UTC()
+		}
+	}
+	return time.Time{}
+}
+
+// ParseReports implements gateway.ReportReceiver. The request must carry the webhook secret as
+// ?secret=... (as smsgate's callback URLs do) or as the password of HTTP basic auth.
+func (p *Provider) ParseReports(r *http.Request, body []byte, _ string) ([]gateway.DeliveryReport, error) {
+	want := p.cfg.WebhookSecret.Reveal()
+	got := r.URL.Query().Get("secret")
+	if _, pw, ok := r.BasicAuth(); ok && got == "" {
+		got = pw
+	}
+	if want == "" || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
+		return nil, gateway.ErrUnauthenticated
+	}
+	var env struct {
+		Results []report `json:"results"`
+	}
+	if err := json.Unmarshal(body, &env); err != nil {
+		return nil, &gateway.Error{Class: gateway.ClassCaller, Code: "invalid_report", Message: "body is not an Infobip delivery report"}
+	}
+	out := make([]gateway.DeliveryReport, 0, len(env.Results))
+	for _, res := range env.Results {
+		if res.MessageID == "" {
+			continue
+		}
+		d := gateway.DeliveryReport{ProviderMessageID: res.MessageID, MessageID: res.MessageID, ProviderStatus: res.Status.Name,
+			SentAt: parseTime(res.SentAt), DoneAt: parseTime(res.DoneAt)}
+		d.Status = reportStatus(res.Status)
+		if res.Error != nil && res.Error.ID != 0 && !strings.EqualFold(res.Error.GroupName, "OK") {
+			d.Error = res.Error.Name
+		}
+		if res.Price != nil {
+			d.Currency = res.Price.Currency
+			if res.Price.PerMessage != nil {
+				d.Price = *res.Price.PerMessage
+			} else if res.Price.PerSecond != nil {
+				d.Price = *res.Price.PerSecond
+			}
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// reportStatus maps an Infobip status to the message log's: DELIVERED_TO_HANDSET is delivered,
+// PENDING and DELIVERED_TO_OPERATOR (a later report follows) are sent, UNDELIVERABLE and EXPIRED
+// are undelivered, REJECTED is failed. Unknown groups keep the record as sent.
+func reportStatus(s status) string {
+	switch strings.ToUpper(s.GroupName) {
+	case "DELIVERED":
+		if strings.EqualFold(s.Name, "DELIVERED_TO_OPERATOR") || s.ID == 2 {
+			return gateway.StatusSent
+		}
+		return gateway.StatusDelivered
+	case "UNDELIVERABLE", "EXPIRED":
+		return gateway.StatusUndelivered
+	case "REJECTED":
+		return gateway.StatusFailed
+	}
+	return gateway.StatusSent
+}

@@ -1,0 +1,326 @@
+package infobip
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/providers/providertest"
+)
+
+const apiKey = "ib-KEY-0123456789abcdef"
+
+type captured struct {
+	Method, Path, Auth, ContentType, Accept string
+	Body                                    map[string]any
+}
+
+// fakeInfobip is an Infobip API double: it records each request and answers with status/body.
+type fakeInfobip struct {
+	mu     sync.Mutex
+	reqs   []captured
+	status int
+	body   string
+}
+
+func (f *fakeInfobip) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	raw, _ := io.ReadAll(r.Body)
+	c := captured{Method: r.Method, Path: r.URL.Path, Auth: r.Header.Get("Authorization"), ContentType: r.Header.Get("Content-Type"), Accept: r.Header.Get("Accept")}
+	_ = json.Unmarshal(raw, &c.Body)
+	f.mu.Lock()
+	f.reqs = append(f.reqs, c)
+	status, body := f.status, f.body
+	f.mu.Unlock()
+	if status == 0 {
+		status = 200
+		body = okBody(r.URL.Path)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	io.WriteString(w, body)
+}
+
+// okBody is the spec's success example for each endpoint.
+func okBody(path string) string {
+	switch path {
+	case "/sms/3/messages":
+		return `{"bulkId":"2034072219640523072","messages":[{"messageId":"msg_1","status":{"groupId":1,"groupName":"PENDING","id":26,"name":"PENDING_ACCEPTED","description":"Message sent to next instance"},"destination":"14155550104","details":{"messageCount":1}}]}`
+	case "/sms/2/text/advanced":
+		return `{"bulkId":"2034072219640523072","messages":[{"messageId":"msg_1","status":{"description":"Message sent to next instance","groupId":1,"groupName":"PENDING","id":26,"name":"PENDING_ACCEPTED"},"to":"14155550104"}]}`
+	default:
+		return `{"bulkId":"4fda521a-c680-470d-b134-83d468f7ac80","messages":[{"to":"14155550104","status":{"groupId":1,"groupName":"PENDING","id":26,"name":"PENDING_ACCEPTED","description":"Message accepted, pending for delivery."},"messageId":"msg_1"}]}`
+	}
+}
+
+func (f *fakeInfobip) last() captured {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.reqs[len(f.reqs)-1]
+}
+
+func newDriver(t *testing.T, base string, edit func(*Config)) *Provider {
+	t.Helper()
+	c := Config{BaseURL: base, APIKey: apiKey, Sender: "InfoSMS", Senders: map[string]string{"US": "+15550001111"},
+		Voice: Voice{Language: "en", VoiceName: "Joanna", From: "41793026700"}, WebhookSecret: "hook-SECRET"}
+	if edit != nil {
+		edit(&c)
+	}
+	if p := c.Validate(); len(p) > 0 {
+		t.Fatalf("config problems: %v", p)
+	}
+	return New(c, gateway.Deps{Name: "infobip-test", HTTPClient: &http.Client{}})
+}
+
+func serve(t *testing.T) (*fakeInfobip, *httptest.Server) {
+	f := &fakeInfobip{}
+	s := httptest.NewServer(f)
+	t.Cleanup(s.Close)
+	return f, s
+}
+
+var sms = &gateway.Message{ID: "msg_1", To: "+14155550104", Country: "US", Type: gateway.SMS, Text: "Your code is 123456", Code: "123456",
+	CallbackURL: "https://gw.example.com/v1/dlr/infobip/infobip-test"}
+
+func TestSendBodies(t *testing.T) {
+	cb := "https://gw.example.com/v1/dlr/infobip/infobip-test?secret=hook-SECRET"
+	tests := []struct {
+		name     string
+		edit     func(*Config)
+		msg      gateway.Message
+		path     string
+		wantBody map[string]any
+	}{
+		{name: "sms v3", msg: *sms, path: "/sms/3/messages", wantBody: map[string]any{"messages": []any{map[string]any{
+			"sender":       "+15550001111",
+			"destinations": []any{map[string]any{"to": "14155550104", "messageId": "msg_1"}},
+			"content":      map[string]any{"text": "Your code is 123456"},
+			"webhooks":     map[string]any{"delivery": map[string]any{"url": cb}, "contentType": "application/json"},
+		}}}},
+		{name: "sms v2, default sender, no callback", edit: func(c *Config) { c.API = "v2" },
+			msg:  gateway.Message{ID: "msg_2", To: "+447911123456", Country: "GG", Type: gateway.SMS, Text: "code 4321"},
+			path: "/sms/2/text/advanced", wantBody: map[string]any{"messages": []any{map[string]any{
+				"from":         "InfoSMS",
+				"destinations": []any{map[string]any{"to": "447911123456", "messageId": "msg_2"}},
+				"text":         "code 4321",
+			}}}},
+		{name: "sms v2 with callback", edit: func(c *Config) { c.API = "v2" }, msg: *sms,
+			path: "/sms/2/text/advanced", wantBody: map[string]any{"messages": []any{map[string]any{
+				"from":              "+15550001111",
+				"destinations":      []any{map[string]any{"to": "14155550104", "messageId": "msg_1"}},
+				"text":              "Your code is 123456",
+				"notifyUrl":         cb,
+				"notifyContentType": "application/json",
+			}}}},
+		{name: "voice speaks the code digit by digit", msg: func() gateway.Message { m := *sms; m.Type = gateway.Voice; return m }(),
+			path: "/tts/3/advanced", wantBody: map[string]any{"messages": []any{map[string]any{
+				"from":              "41793026700",
+				"destinations":      []any{map[string]any{"to": "14155550104", "messageId": "msg_1"}},
+				"text":              "Your code is 1, 2, 3, 4, 5, 6. Again, your code is 1, 2, 3, 4, 5, 6.",
+				"language":          "en",
+				"voice":             map[string]any{"name": "Joanna"},
+				"notifyUrl":         cb,
+				"notifyContentType": "application/json",
+			}}}},
+		{name: "voice in the caller's language drops the English voice", msg: func() gateway.Message {
+			m := *sms
+			m.Type, m.Language, m.CallbackURL = gateway.Voice, "de-AT", ""
+			return m
+		}(), path: "/tts/3/advanced", wantBody: map[string]any{"messages": []any{map[string]any{
+			"from":         "41793026700",
+			"destinations": []any{map[string]any{"to": "14155550104", "messageId": "msg_1"}},
+			"text":         "Your code is 1, 2, 3, 4, 5, 6. Again, your code is 1, 2, 3, 4, 5, 6.",
+			"language":     "de",
+		}}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f, s := serve(t)
+			p := newDriver(t, s.URL+"/", tc.edit)
+			res, err := p.Send(context.Background(), &tc.msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.ProviderMessageID != "msg_1" || res.Status != "PENDING_ACCEPTED" {
+				t.Errorf("result %+v", res)
+			}
+			got := f.last()
+			want := captured{Method: "POST", Path: tc.path, Auth: "App " + apiKey, ContentType: "application/json", Accept: "application/json", Body: tc.wantBody}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("request (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestClassification(t *testing.T) {
+	rejected := func(group string, gid, id int, name string) string {
+		return `{"bulkId":"b","messages":[{"messageId":"m","status":{"groupId":` + itoa(gid) + `,"groupName":"` + group + `","id":` + itoa(id) + `,"name":"` + name + `","description":"d"},"destination":"1"}]}`
+	}
+	tests := []struct {
+		name   string
+		status int
+		body   string
+		class  gateway.Class
+		code   string
+	}{
+		{"v3 ApiError 401", 401, `{"errorCode":"E401","description":"Invalid login details","action":"Check credentials","violations":[],"resources":[]}`, gateway.ClassProvider, "E401"},
+		{"legacy 401", 401, `{"requestError":{"serviceException":{"messageId":"UNAUTHORIZED","text":"Invalid login details"}}}`, gateway.ClassProvider, "UNAUTHORIZED"},
+		{"403 scopes", 403, `{"errorCode":"E403","description":"Insufficient permissions","action":"","violations":[],"resources":[]}`, gateway.ClassProvider, "E403"},
+		{"429 legacy", 429, `{"requestError":{"serviceException":{"messageId":"TOO_MANY_REQUESTS","text":"Too many requests"}}}`, gateway.ClassProvider, "TOO_MANY_REQUESTS"},
+		{"500 v3", 500, `{"errorCode":"E500","description":"Something went wrong.","action":"","violations":[],"resources":[]}`, gateway.ClassProvider, "E500"},
+		{"502 html from a proxy", 502, `<html><body>Bad Gateway</body></html>`, gateway.ClassProvider, "HTTP_502"},
+		{"503 empty", 503, ``, gateway.ClassProvider, "HTTP_503"},
+		{"404 wrong base url", 404, `not found`, gateway.ClassProvider, "HTTP_404"},
+		{"400 about the destination", 400, `{"errorCode":"E400","description":"Request cannot be processed.","action":"","violations":[{"property":"messages[0].destinations[0].to","violation":"invalid"}],"resources":[]}`, gateway.ClassRecipient, "E400"},
+		{"400 legacy about to", 400, `{"requestError":{"serviceException":{"messageId":"BAD_REQUEST","text":"Bad request","validationErrors":{"messages[0].destinations[0].to":["invalid destination address"]}}}}`, gateway.ClassRecipient, "BAD_REQUEST"},
+		{"400 about our body", 400, `{"errorCode":"E400","description":"Request cannot be processed.","action":"","violations":[{"property":"messages[0].content.text","violation":"must not be blank"}],"resources":[]}`, gateway.ClassProvider, "E400"},
+		{"200 REJECTED_DESTINATION", 200, rejected("REJECTED", 5, 52, "REJECTED_DESTINATION"), gateway.ClassRecipient, "REJECTED_DESTINATION"},
+		{"200 REJECTED_PREFIX_MISSING", 200, rejected("REJECTED", 5, 8, "REJECTED_PREFIX_MISSING"), gateway.ClassRecipient, "REJECTED_PREFIX_MISSING"},
+		{"200 MISSING_TO without messageId", 200, `{"messages":[{"to":"","status":{"groupId":5,"groupName":"REJECTED","id":51,"name":"MISSING_TO","description":"Missing destination"}}]}`, gateway.ClassRecipient, "MISSING_TO"},
+		{"200 blocklisted", 200, rejected("REJECTED", 5, 14, "REJECTED_DESTINATION_BLOCKLISTED"), gateway.ClassRecipient, "REJECTED_DESTINATION_BLOCKLISTED"},
+		{"200 DND", 200, rejected("REJECTED", 5, 10, "REJECTED_DND"), gateway.ClassRecipient, "REJECTED_DND"},
+		{"200 not enough credits", 200, rejected("REJECTED", 5, 12, "REJECTED_NOT_ENOUGH_CREDITS"), gateway.ClassProvider, "REJECTED_NOT_ENOUGH_CREDITS"},
+		{"200 route not available", 200, rejected("REJECTED", 5, 19, "REJECTED_ROUTE_NOT_AVAILABLE"), gateway.ClassProvider, "REJECTED_ROUTE_NOT_AVAILABLE"},
+		{"200 system error", 200, rejected("REJECTED", 5, 21, "REJECTED_SYSTEM_ERROR"), gateway.ClassProvider, "REJECTED_SYSTEM_ERROR"},
+		{"200 undeliverable", 200, rejected("UNDELIVERABLE", 2, 4, "UNDELIVERABLE_REJECTED_OPERATOR"), gateway.ClassProvider, "UNDELIVERABLE_REJECTED_OPERATOR"},
+		{"200 id only, lower-case group", 200, `{"messages":[{"messageId":"m","status":{"groupId":5,"groupName":"rejected","id":52}}]}`, gateway.ClassRecipient, "REJECTED_DESTINATION"},
+		{"200 unknown new group", 200, rejected("QUARANTINED", 9, 99, "QUARANTINED_NEW"), gateway.ClassProvider, "QUARANTINED_NEW"},
+		{"200 without messages", 200, `{"bulkId":"x","messages":[]}`, gateway.ClassProvider, "BAD_RESPONSE"},
+		{"200 not json", 200, `OK`, gateway.ClassProvider, "BAD_RESPONSE"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f, s := serve(t)
+			f.status, f.body = tc.status, tc.body
+			_, err := newDriver(t, s.URL, nil).Send(context.Background(), sms)
+			ge := gateway.AsError(err)
+			if err == nil || ge.Class != tc.class || ge.Code != tc.code {
+				t.Fatalf("got %v (class %v code %q), want class %v code %q", err, ge.Class, ge.Code, tc.class, tc.code)
+			}
+			if strings.Contains(err.Error(), apiKey) {
+				t.Errorf("error contains the API key: %v", err)
+			}
+		})
+	}
+	t.Run("lenient decoding: unknown fields and enum values", func(t *testing.T) {
+		f, s := serve(t)
+		f.status, f.body = 200, `{"bulkId":"b","newTopLevel":{"x":[1]},"messages":[{"messageId":"m9","status":{"groupId":1,"groupName":"PENDING","id":7,"name":"PENDING_SOMETHING_NEW","action":"none","extra":true},"destination":"1","details":{"messageCount":1,"newField":"x"}}]}`
+		res, err := newDriver(t, s.URL, nil).Send(context.Background(), sms)
+		if err != nil || res.ProviderMessageID != "m9" || res.Status != "PENDING_SOMETHING_NEW" {
+			t.Errorf("res %+v err %v", res, err)
+		}
+	})
+	t.Run("an API key echoed in an error body is redacted", func(t *testing.T) {
+		f, s := serve(t)
+		f.status, f.body = 401, `{"errorCode":"E401","description":"Invalid key App `+apiKey+`","action":"","violations":[],"resources":[]}`
+		_, err := newDriver(t, s.URL, nil).Send(context.Background(), sms)
+		if err == nil || strings.Contains(err.Error(), apiKey) {
+			t.Errorf("err = %v", err)
+		}
+	})
+}
+
+func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
+
+func TestContract(t *testing.T) {
+	_, ok := serve(t)
+	stop := make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-stop:
+		}
+	}))
+	defer hang.Close()
+	defer close(stop)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	refused := "http://" + ln.Addr().String()
+	ln.Close()
+	providertest.Run(t, providertest.Contract{
+		Provider: newDriver(t, ok.URL, nil),
+		Hanging:  newDriver(t, hang.URL, nil),
+		Refused:  newDriver(t, refused, nil),
+		Secrets:  []string{apiKey, "hook-SECRET"},
+	})
+}
+
+func TestDeliveryReports(t *testing.T) {
+	p := newDriver(t, "https://x.api.infobip.com", nil)
+	v2 := `{"results":[{"bulkId":"BULK-ID-123-xyz","messageId":"msg_1","to":"41793026727","sentAt":"2019-11-09T16:00:00.000+0000","doneAt":"2019-11-09T16:00:05.000+0100","smsCount":1,"callbackData":"callbackData","price":{"pricePerMessage":0.01,"currency":"EUR"},"status":{"groupId":3,"groupName":"DELIVERED","id":5,"name":"DELIVERED_TO_HANDSET","description":"Message delivered to handset"},"error":{"groupId":0,"groupName":"Ok","id":0,"name":"NO_ERROR","description":"No Error","permanent":false}}]}`
+	v3 := `{"results":[{"bulkId":"b","messageId":"msg_2","to":"41793026727","sender":"InfoSMS","sentAt":"2019-11-09T16:00:00.000+0000","doneAt":"2019-11-09T16:00:00.000+0000","messageCount":1,"price":{"pricePerMessage":0.02,"currency":"EUR"},"status":{"groupId":2,"groupName":"UNDELIVERABLE","id":9,"name":"UNDELIVERABLE_NOT_DELIVERED","description":"d"},"error":{"groupId":1,"groupName":"HANDSET_ERRORS","id":27,"name":"EC_ABSENT_SUBSCRIBER","description":"d","permanent":false},"platform":{"entityId":"e","applicationId":"a"},"newField":1},
+		{"messageId":"msg_3","status":{"groupId":1,"groupName":"PENDING","id":7,"name":"PENDING_ENROUTE"}},
+		{"messageId":"msg_4","status":{"groupId":3,"groupName":"DELIVERED","id":2,"name":"DELIVERED_TO_OPERATOR"}},
+		{"messageId":"msg_5","status":{"groupId":5,"groupName":"REJECTED","id":12,"name":"REJECTED_NOT_ENOUGH_CREDITS"}}]}`
+	voice := `{"results":[{"bulkId":"b","messageId":"msg_6","from":"41793026700","to":"41793026727","sentAt":"2019-11-09T16:00:00.000+0000","doneAt":"2019-11-09T16:00:30.000+0000","voiceCall":{"duration":10},"price":{"pricePerSecond":0.005,"currency":"EUR"},"status":{"groupId":3,"groupName":"DELIVERED","id":5,"name":"DELIVERED_TO_HANDSET"},"error":{"groupId":0,"groupName":"OK","id":5000,"name":"VOICE_ANSWERED","permanent":true}}]}`
+	at := func(s string) time.Time { t, _ := time.Parse(TimeLayout, s); return t.UTC() }
+	tests := []struct {
+		name, body string
+		want       []gateway.DeliveryReport
+	}{
+		{"v2", v2, []gateway.DeliveryReport{{ProviderMessageID: "msg_1", MessageID: "msg_1", Status: gateway.StatusDelivered, ProviderStatus: "DELIVERED_TO_HANDSET",
+			Price: 0.01, Currency: "EUR", SentAt: at("2019-11-09T16:00:00.000+0000"), DoneAt: at("2019-11-09T16:00:05.000+0100")}}},
+		{"v3", v3, []gateway.DeliveryReport{
+			{ProviderMessageID: "msg_2", MessageID: "msg_2", Status: gateway.StatusUndelivered, ProviderStatus: "UNDELIVERABLE_NOT_DELIVERED", Error: "EC_ABSENT_SUBSCRIBER",
+				Price: 0.02, Currency: "EUR", SentAt: at("2019-11-09T16:00:00.000+0000"), DoneAt: at("2019-11-09T16:00:00.000+0000")},
+			{ProviderMessageID: "msg_3", MessageID: "msg_3", Status: gateway.StatusSent, ProviderStatus: "PENDING_ENROUTE"},
+			{ProviderMessageID: "msg_4", MessageID: "msg_4", Status: gateway.StatusSent, ProviderStatus: "DELIVERED_TO_OPERATOR"},
+			{ProviderMessageID: "msg_5", MessageID: "msg_5", Status: gateway.StatusFailed, ProviderStatus: "REJECTED_NOT_ENOUGH_CREDITS"},
+		}},
+		{"voice", voice, []gateway.DeliveryReport{{ProviderMessageID: "msg_6", MessageID: "msg_6", Status: gateway.StatusDelivered, ProviderStatus: "DELIVERED_TO_HANDSET",
+			Price: 0.005, Currency: "EUR", SentAt: at("2019-11-09T16:00:00.000+0000"), DoneAt: at("2019-11-09T16:00:30.000+0000")}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("POST", "/v1/dlr/infobip/infobip-test?secret=hook-SECRET", strings.NewReader(tc.body))
+			got, err := p.ParseReports(r, []byte(tc.body), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+	t.Run("basic auth password works too", func(t *testing.T) {
+		r := httptest.NewRequest("POST", "/v1/dlr/infobip/infobip-test", strings.NewReader(v2))
+		r.SetBasicAuth("infobip", "hook-SECRET")
+		if _, err := p.ParseReports(r, []byte(v2), ""); err != nil {
+			t.Error(err)
+		}
+	})
+	for _, target := range []string{"/v1/dlr/infobip/x", "/v1/dlr/infobip/x?secret=wrong", "/v1/dlr/infobip/x?secret="} {
+		r := httptest.NewRequest("POST", target, strings.NewReader(v2))
+		if _, err := p.ParseReports(r, []byte(v2), ""); err != gateway.ErrUnauthenticated {
+			t.Errorf("%s: err = %v, want ErrUnauthenticated", target, err)
+		}
+	}
+	noSecret := newDriver(t, "https://x", func(c *Config) { c.WebhookSecret = "" })
+	r := httptest.NewRequest("POST", "/v1/dlr/infobip/x?secret=", strings.NewReader(v2))
+	if _, err := noSecret.ParseReports(r, []byte(v2), ""); err != gateway.ErrUnauthenticated {
+		t.Errorf("without a configured secret reports must be refused, err = %v", err)
+	}
+	r = httptest.NewRequest("POST", "/v1/dlr/infobip/x?secret=hook-SECRET", strings.NewReader("<xml/>"))
+	if _, err := p.ParseReports(r, []byte("<xml/>"), ""); gateway.ClassOf(err) != gateway.ClassCaller {
+		t.Errorf("malformed body: err = %v", err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	c := Config{BaseURL: "ftp://x", API: "v9", Senders: map[string]string{"usa": "1"}}
+	got := c.Validate()
+	want := map[string]string{"base_url": `"ftp://x" is not an http(s) URL`, "api_key": "is required", "api": `must be v3 or v2, not "v9"`,
+		"senders.usa": "keys must be ISO 3166-1 alpha-2 country codes"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
