@@ -7,6 +7,7 @@ import (
 	"github.com/smsgate/smsgate/gateway/config"
 	"github.com/smsgate/smsgate/providers/infobip"
 	"github.com/smsgate/smsgate/providers/mock"
+	"github.com/smsgate/smsgate/providers/twilio"
 )
 
 // ProviderTypes lists the driver types this build knows, for messages.
@@ -37,6 +38,11 @@ func buildDriver(c *config.Config, i int, deps gateway.Deps) (gateway.Provider, 
 		c.DecodeOptions(i, &ic)
 		check(&ic)
 		return infobip.New(ic, deps), ic
+	case "twilio":
+		var tc twilio.Config
+		c.DecodeOptions(i, &tc)
+		check(&tc)
+		return twilio.New(tc, deps), tc
 	case "":
 		return nil, nil // reported by config validation
 	default:

@@ -9,10 +9,8 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -179,12 +177,12 @@ func (p *Provider) post(ctx context.Context, path string, body any) (gateway.Res
 	req.Header.Set("Accept", "application/json")
 	res, err := p.client.Do(req)
 	if err != nil {
-		return gateway.Result{}, transportError(ctx, err)
+		return gateway.Result{}, gateway.TransportError(ctx, "Infobip", err)
 	}
 	defer res.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
 	if err != nil {
-		return gateway.Result{}, transportError(ctx, err)
+		return gateway.Result{}, gateway.TransportError(ctx, "Infobip", err)
 	}
 	if res.StatusCode/100 != 2 {
 		e := classifyHTTP(res.StatusCode, raw)
@@ -201,30 +199,6 @@ func (p *Provider) post(ctx context.Context, path string, body any) (gateway.Res
 		return gateway.Result{}, err
 	}
 	return gateway.Result{ProviderMessageID: m.MessageID, Status: m.Status.Name}, nil
-}
-
-// transportError classifies a failure to get a response. Errors are rebuilt from their kind only,
-// so no URL (and nothing of the request) reaches a log line.
-func transportError(ctx context.Context, err error) error {
-	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
-		return &gateway.Error{Class: gateway.ClassProvider, Code: "TIMEOUT", Message: "Infobip did not answer in time", Timeout: true, Err: ctx.Err()}
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return &gateway.Error{Class: gateway.ClassProvider, Code: "TIMEOUT", Message: "Infobip did not answer in time", Timeout: true}
-	}
-	return &gateway.Error{Class: gateway.ClassProvider, Code: "CONNECTION", Message: "could not reach Infobip: " + netReason(err)}
-}
-
-func netReason(err error) string {
-	var oe *net.OpError
-	if errors.As(err, &oe) {
-		return oe.Op + " failed"
-	}
-	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-		return "connection closed"
-	}
-	return "transport error"
 }
 
 // recipientStatuses are per-message rejections caused by the destination (or the message itself):

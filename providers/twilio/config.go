@@ -1,0 +1,49 @@
+package twilio
+
+import (
+	"net/url"
+
+	"github.com/smsgate/smsgate/gateway"
+)
+
+// Config is the twilio provider's YAML block (besides name, type, timeout and breaker).
+type Config struct {
+	// AccountSID is the account (AC...), used in the URL path and as the basic-auth user.
+	AccountSID string `yaml:"account_sid"`
+	// AuthToken is the basic-auth password and the key of X-Twilio-Signature.
+	AuthToken gateway.Secret `yaml:"auth_token"`
+	// From is the sender number in E.164; exactly one of From and MessagingServiceSID is set.
+	From string `yaml:"from"`
+	// MessagingServiceSID (MG...) lets Twilio pick the sender.
+	MessagingServiceSID string `yaml:"messaging_service_sid"`
+	// VoiceFrom is the caller id of voice calls; default From. Calls need a number.
+	VoiceFrom string `yaml:"voice_from"`
+	// BaseURL is the API root; default https://api.twilio.com (tests point it at a fake).
+	BaseURL string `yaml:"base_url"`
+}
+
+// Validate returns the problems of c as key -> message, and fills defaults.
+func (c *Config) Validate() map[string]string {
+	p := map[string]string{}
+	if c.AccountSID == "" {
+		p["account_sid"] = "is required"
+	}
+	if c.AuthToken == "" {
+		p["auth_token"] = "is required"
+	}
+	switch {
+	case c.From == "" && c.MessagingServiceSID == "":
+		p["from"] = "set from or messaging_service_sid"
+	case c.From != "" && c.MessagingServiceSID != "":
+		p["messaging_service_sid"] = "set either from or messaging_service_sid, not both (Twilio: From must be empty with a messaging service)"
+	}
+	if c.VoiceFrom == "" {
+		c.VoiceFrom = c.From
+	}
+	if c.BaseURL == "" {
+		c.BaseURL = "https://api.twilio.com"
+	} else if u, err := url.Parse(c.BaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		p["base_url"] = "is not an http(s) URL"
+	}
+	return p
+}

@@ -1,0 +1,273 @@
+// Package twilio is the Twilio driver: SMS through POST /2010-04-01/Accounts/{sid}/Messages.json
+// (form-encoded, HTTP basic auth), voice through Calls.json with TwiML that says the code digit by
+// digit twice, errors classified by Twilio code, and status callbacks verified by X-Twilio-Signature.
+package twilio
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha1"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"html"
+	"io"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/smsgate/smsgate/gateway"
+)
+
+// Provider is the Twilio driver.
+type Provider struct {
+	cfg    Config
+	client *http.Client
+	base   string
+}
+
+// New returns a driver; cfg must have passed Validate.
+func New(cfg Config, deps gateway.Deps) *Provider {
+	c := deps.HTTPClient
+	if c == nil {
+		c = http.DefaultClient
+	}
+	return &Provider{cfg: cfg, client: c, base: strings.TrimRight(cfg.BaseURL, "/") + "/2010-04-01/Accounts/" + url.PathEscape(cfg.AccountSID)}
+}
+
+// Send implements gateway.Provider.
+func (p *Provider) Send(ctx context.Context, msg *gateway.Message) (gateway.Result, error) {
+	f := url.Values{}
+	f.Set("To", msg.To)
+	if msg.CallbackURL != "" {
+		f.Set("StatusCallback", msg.CallbackURL)
+	}
+	path := "/Messages.json"
+	if msg.Type == gateway.Voice {
+		if p.cfg.VoiceFrom == "" {
+			return gateway.Result{}, &gateway.Error{Class: gateway.ClassProvider, Code: "NO_VOICE_FROM", Message: "voice needs from or voice_from in the twilio config"}
+		}
+		path = "/Calls.json"
+		f.Set("From", p.cfg.VoiceFrom)
+		f.Set("Twiml", TwiML(msg))
+	} else {
+		if p.cfg.MessagingServiceSID != "" {
+			f.Set("MessagingServiceSid", p.cfg.MessagingServiceSID)
+		} else {
+			f.Set("From", p.cfg.From)
+		}
+		f.Set("Body", msg.Text)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.base+path, strings.NewReader(f.Encode()))
+	if err != nil {
+		return gateway.Result{}, &gateway.Error{Class: gateway.ClassProvider, Code: "BAD_BASE_URL", Message: "request could not be built"}
+	}
+	req.SetBasicAuth(p.cfg.AccountSID, p.cfg.AuthToken.Reveal())
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	res, err := p.client.Do(req)
+	if err != nil {
+		return gateway.Result{}, gateway.TransportError(ctx, "Twilio", err)
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	if err != nil {
+		return gateway.Result{}, gateway.TransportError(ctx, "Twilio", err)
+	}
+	if res.StatusCode/100 != 2 {
+		return gateway.Result{}, p.httpError(res.StatusCode, raw)
+	}
+	var ok struct {
+		SID    string `json:"sid"`
+		Status string `json:"status"`
+	}
+	if err := json.Unmarshal(raw, &ok); err != nil || ok.SID == "" {
+		return gateway.Result{}, &gateway.Error{Class: gateway.ClassProvider, Code: "BAD_RESPONSE", HTTPStatus: res.StatusCode, Message: "2xx response without a sid"}
+	}
+	return gateway.Result{ProviderMessageID: ok.SID, Status: ok.Status}, nil
+}
+
+// httpError parses Twilio's {code, message, more_info, status} and classifies it.
+func (p *Provider) httpError(status int, raw []byte) *gateway.Error {
+	var b struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	}
+	_ = json.Unmarshal(raw, &b)
+	e := &gateway.Error{Class: gateway.ClassProvider, HTTPStatus: status, Code: fmt.Sprintf("HTTP_%d", status), Message: http.StatusText(status)}
+	if b.Code != 0 {
+		class, desc := classify(b.Code)
+		e.Class, e.Code = class, strconv.Itoa(b.Code)
+		e.Message = desc
+		if e.Message == "" {
+			e.Message = clip(b.Message)
+		}
+	}
+	if status >= 500 || status == http.StatusTooManyRequests {
+		e.Class = gateway.ClassProvider
+	}
+	// Twilio's messages quote the number ("The 'To' number +1... is not valid") and URLs hold the
+	// account sid: keep neither.
+	e.Message = redactDigits(strings.ReplaceAll(e.Message, p.cfg.AuthToken.Reveal(), "<secret>"))
+	return e
+}
+
+func clip(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 160 {
+		s = s[:160]
+	}
+	return s
+}
+
+// redactDigits masks runs of 6 or more digits (phone numbers) in provider text.
+func redactDigits(s string) string {
+	var b strings.Builder
+	run := 0
+	flush := func(end int) {
+		if run >= 6 {
+			b.WriteString(strings.Repeat("*", run))
+		} else {
+			b.WriteString(s[end-run : end])
+		}
+		run = 0
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] >= '0' && s[i] <= '9' {
+			run++
+			continue
+		}
+		flush(i)
+		b.WriteByte(s[i])
+	}
+	flush(len(s))
+	return b.String()
+}
+
+// sayLanguages maps a language's primary subtag to a Twilio <Say> language and the phrase.
+var sayLanguages = map[string][2]string{
+	"en": {"en-US", "Your code is"},
+	"de": {"de-DE", "Ihr Code lautet"},
+	"fr": {"fr-FR", "Votre code est"},
+	"es": {"es-ES", "Su código es"},
+	"it": {"it-IT", "Il suo codice è"},
+	"pt": {"pt-BR", "Seu código é"},
+	"nl": {"nl-NL", "Uw code is"},
+}
+
+// sayRegions are full tags Twilio's <Say> speaks as given.
+var sayRegions = map[string]bool{"en-US": true, "en-GB": true, "en-AU": true, "en-IN": true, "es-MX": true, "es-US": true,
+	"fr-CA": true, "pt-PT": true, "de-DE": true, "fr-FR": true, "es-ES": true, "it-IT": true, "pt-BR": true, "nl-NL": true}
+
+// TwiML is the call script: the code digit by digit, said twice, in the request's language when
+// Twilio speaks it (else English). Without a code it says the text.
+func TwiML(msg *gateway.Message) string {
+	tag := strings.ReplaceAll(msg.Language, "_", "-")
+	primary, region, _ := strings.Cut(tag, "-")
+	primary = strings.ToLower(primary)
+	l, ok := sayLanguages[primary]
+	if !ok {
+		l = sayLanguages["en"]
+	}
+	lang := l[0]
+	if full := primary + "-" + strings.ToUpper(region); ok && sayRegions[full] {
+		lang = full
+	}
+	code := gateway.ExtractCode(msg.Text, msg.Code)
+	say := msg.Text
+	if code != "" {
+		say = l[1] + " " + gateway.SpokenDigits(code) + "."
+	}
+	s := html.EscapeString(say)
+	return `<Response><Say language="` + lang + `">` + s + `</Say><Pause length="1"/><Say language="` + lang + `">` + s + `</Say></Response>`
+}
+
+// Signature computes X-Twilio-Signature for a form POST to fullURL: base64(HMAC-SHA1(token,
+// URL + each key and value, keys sorted)).
+func Signature(token, fullURL string, form url.Values) string {
+	keys := make([]string, 0, len(form))
+	for k := range form {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	m := hmac.New(sha1.New, []byte(token))
+	io.WriteString(m, fullURL)
+	for _, k := range keys {
+		for _, v := range form[k] {
+			io.WriteString(m, k)
+			io.WriteString(m, v)
+		}
+	}
+	return base64.StdEncoding.EncodeToString(m.Sum(nil))
+}
+
+// urlVariants are the URL as given and with the default port added or removed: Twilio signs the
+// URL as it called it, and proxies differ on whether the port shows.
+func urlVariants(raw string) []string {
+	out := []string{raw}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return out
+	}
+	def := map[string]string{"https": "443", "http": "80"}[u.Scheme]
+	if def == "" {
+		return out
+	}
+	v := *u
+	if u.Port() == "" {
+		v.Host = u.Host + ":" + def
+	} else if u.Port() == def {
+		v.Host = u.Hostname()
+	} else {
+		return out
+	}
+	return append(out, v.String())
+}
+
+// ParseReports implements gateway.ReportReceiver for message and call status callbacks. It
+// verifies X-Twilio-Signature against publicURL (the URL Twilio called, built from
+// server.public_url) in constant time.
+func (p *Provider) ParseReports(r *http.Request, body []byte, publicURL string) ([]gateway.DeliveryReport, error) {
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return nil, &gateway.Error{Class: gateway.ClassCaller, Code: "invalid_report", Message: "body is not form-encoded"}
+	}
+	got := []byte(r.Header.Get("X-Twilio-Signature"))
+	valid := false
+	for _, u := range urlVariants(publicURL) {
+		if subtle.ConstantTimeCompare([]byte(Signature(p.cfg.AuthToken.Reveal(), u, form)), got) == 1 {
+			valid = true
+		}
+	}
+	if !valid || len(got) == 0 {
+		return nil, gateway.ErrUnauthenticated
+	}
+	d := gateway.DeliveryReport{ProviderMessageID: form.Get("MessageSid"), ProviderStatus: form.Get("MessageStatus"), Error: form.Get("ErrorCode")}
+	if d.ProviderMessageID == "" {
+		d.ProviderMessageID, d.ProviderStatus = form.Get("CallSid"), form.Get("CallStatus")
+	}
+	if d.ProviderMessageID == "" {
+		return nil, &gateway.Error{Class: gateway.ClassCaller, Code: "invalid_report", Message: "no MessageSid or CallSid"}
+	}
+	if d.ProviderStatus == "" {
+		d.ProviderStatus = form.Get("SmsStatus")
+	}
+	d.Status = reportStatus(d.ProviderStatus)
+	return []gateway.DeliveryReport{d}, nil
+}
+
+// reportStatus maps Twilio message and call statuses to the message log's.
+func reportStatus(s string) string {
+	switch s {
+	case "delivered", "read", "completed":
+		return gateway.StatusDelivered
+	case "undelivered", "busy", "no-answer":
+		return gateway.StatusUndelivered
+	case "failed", "canceled":
+		return gateway.StatusFailed
+	}
+	return gateway.StatusSent // accepted, queued, sending, sent, ringing, in-progress, new values
+}
