@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/providers/infobip/infobiptest"
 	"github.com/smsgate/smsgate/providers/providertest"
 )
 
@@ -233,16 +234,13 @@ func TestClassification(t *testing.T) {
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
 
 func TestContract(t *testing.T) {
-	_, ok := serve(t)
-	stop := make(chan struct{})
-	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-r.Context().Done():
-		case <-stop:
-		}
-	}))
+	ok := httptest.NewServer(infobiptest.New(apiKey, false))
+	defer ok.Close()
+	hf := infobiptest.New(apiKey, false)
+	hf.SetMode(infobiptest.Hang)
+	hang := httptest.NewServer(hf)
 	defer hang.Close()
-	defer close(stop)
+	defer hf.Release()
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	refused := "http://" + ln.Addr().String()
 	ln.Close()

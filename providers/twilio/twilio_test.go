@@ -15,6 +15,7 @@ import (
 
 	"github.com/smsgate/smsgate/gateway"
 	"github.com/smsgate/smsgate/providers/providertest"
+	"github.com/smsgate/smsgate/providers/twilio/twiliotest"
 )
 
 const (
@@ -33,17 +34,9 @@ type fakeTwilio struct {
 	reqs   []captured
 	status int
 	body   string
-	block  chan struct{}
 }
 
 func (f *fakeTwilio) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if f.block != nil {
-		select {
-		case <-r.Context().Done():
-		case <-f.block:
-		}
-		return
-	}
 	raw, _ := io.ReadAll(r.Body)
 	form, _ := url.ParseQuery(string(raw))
 	u, p, _ := r.BasicAuth()
@@ -184,11 +177,13 @@ func TestErrorClassification(t *testing.T) {
 }
 
 func TestContract(t *testing.T) {
-	_, ok := serve(t)
-	hf := &fakeTwilio{block: make(chan struct{})}
+	ok := httptest.NewServer(twiliotest.New(sid, token, false))
+	defer ok.Close()
+	hf := twiliotest.New(sid, token, false)
+	hf.SetMode(twiliotest.Hang)
 	hang := httptest.NewServer(hf)
 	defer hang.Close()
-	defer close(hf.block)
+	defer hf.Release()
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	refused := "http://" + ln.Addr().String()
 	ln.Close()

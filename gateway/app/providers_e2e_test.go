@@ -1,0 +1,207 @@
+package app
+
+import (
+	"crypto/hmac"
+	"crypto/sha1"
+	"encoding/base64"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/smsgate/smsgate/providers/infobip/infobiptest"
+	"github.com/smsgate/smsgate/providers/twilio/twiliotest"
+)
+
+const twSID = "AC00000000000000000000000000000001"
+
+const providersConfig = `
+server: {request_timeout: 3s, public_url: "https://sms.example.com"}
+storage: {driver: sqlite, path: $DIR/log.db}
+policy: {rate_limits: {per_recipient: 0}, resend_escalation: {enabled: false}}
+tenants: [{name: acme, api_key: acme-key}]
+providers:
+  - name: infobip-eu
+    type: infobip
+    base_url: $IB
+    api_key: ib-key
+    webhook_secret: hook-secret
+    sender: InfoSMS
+    timeout: 300ms
+    breaker: {consecutive_failures: 3, open_timeout: 400ms}
+  - name: twilio-us
+    type: twilio
+    account_sid: ` + twSID + `
+    auth_token: tw-token
+    from: "+15005550006"
+    base_url: $TW
+routes:
+  - name: default
+    providers: [infobip-eu, twilio-us]
+`
+
+func startWithFakes(t *testing.T) (*harness, *infobiptest.Fake, *twiliotest.Fake) {
+	ib := infobiptest.New("ib-key", true)
+	ibs := httptest.NewServer(ib)
+	t.Cleanup(ibs.Close)
+	t.Cleanup(ib.Release)
+	tw := twiliotest.New(twSID, "tw-token", true)
+	tws := httptest.NewServer(tw)
+	t.Cleanup(tws.Close)
+	cfg := strings.NewReplacer("$IB", ibs.URL, "$TW", tws.URL).Replace(providersConfig)
+	return start(t, cfg, Options{}), ib, tw
+}
+
+func TestInfobipOutageFailsOverToTwilioAndRecovers(t *testing.T) {
+	h, ib, tw := startWithFakes(t)
+	send := func(i int) response {
+		t.Helper()
+		r := h.send("acme-key", `{"message_options":{"recipient":"+14155550104","text":"Your code is 1234`+string(rune('0'+i%10))+`","message_type":"sms"}}`)
+		if r.Status != 200 {
+			t.Fatalf("send %d failed: %d %s", i, r.Status, r.Raw)
+		}
+		return r
+	}
+	// Healthy: Infobip sends, with our id as messageId and the delivery webhook set.
+	r := send(0)
+	if r.Body["provider"] != "infobip-eu" || r.Body["provider_message_id"] != r.Body["id"] {
+		t.Fatalf("healthy send: %s", r.Raw)
+	}
+	req := ib.Requests()[0]
+	msg := req.Body["messages"].([]any)[0].(map[string]any)
+	wantHook := "https://sms.example.com/v1/dlr/infobip/infobip-eu?secret=hook-secret"
+	if msg["webhooks"].(map[string]any)["delivery"].(map[string]any)["url"] != wantHook || req.Authorization != "App ib-key" {
+		t.Errorf("infobip request: %+v", req)
+	}
+	firstID := r.Body["id"].(string)
+
+	// Outage 1: 503. Three failures open the breaker; later sends skip Infobip without calling it.
+	ib.SetMode(infobiptest.Unavailable)
+	for i := 1; i <= 5; i++ {
+		r := send(i)
+		want := []string{"infobip-eu:provider_error", "twilio-us:sent"}
+		if i > 3 {
+			want = []string{"infobip-eu:unavailable", "twilio-us:sent"}
+		}
+		if diff := cmp.Diff(want, attempts(r)); diff != "" {
+			t.Errorf("send %d during 503s (-want +got):\n%s", i, diff)
+		}
+	}
+	if ib.Calls() != 4 {
+		t.Errorf("infobip calls = %d, want 4 (1 ok + 3 before the breaker opened)", ib.Calls())
+	}
+	// Outage 2: hanging connections. After the open timeout a half-open probe hangs, times out
+	// after the provider's 300ms, and Twilio still sends within the request.
+	ib.SetMode(infobiptest.Hang)
+	time.Sleep(450 * time.Millisecond)
+	r = send(6)
+	if diff := cmp.Diff([]string{"infobip-eu:timeout", "twilio-us:sent"}, attempts(r)); diff != "" {
+		t.Errorf("hanging probe (-want +got):\n%s", diff)
+	}
+	// Recovery: after the next open timeout the probe succeeds and traffic returns to Infobip.
+	ib.SetMode(infobiptest.OK)
+	time.Sleep(450 * time.Millisecond)
+	for i := 7; i < 10; i++ {
+		if r := send(i); r.Body["provider"] != "infobip-eu" {
+			t.Errorf("after recovery send %d went to %v", i, r.Body["provider"])
+		}
+	}
+	twReq := tw.Requests()[0]
+	if twReq.User != twSID || twReq.Password != "tw-token" || twReq.Form.Get("StatusCallback") != "https://sms.example.com/v1/dlr/twilio/twilio-us" || twReq.Form.Get("To") != "+14155550104" {
+		t.Errorf("twilio request: %+v", twReq)
+	}
+
+	// Delivery reports reach the message log.
+	dlr := `{"results":[{"bulkId":"b","messageId":"` + firstID + `","to":"14155550104","sentAt":"2026-11-28T12:00:00.000+0000","doneAt":"2026-11-28T12:00:04.000+0000","messageCount":1,"price":{"pricePerMessage":0.01,"currency":"EUR"},"status":{"groupId":3,"groupName":"DELIVERED","id":5,"name":"DELIVERED_TO_HANDSET"},"error":{"groupId":0,"groupName":"OK","id":0,"name":"NO_ERROR","permanent":false}}]}`
+	if r := h.do("POST", "/v1/dlr/infobip/infobip-eu?secret=wrong", "", dlr); r.Status != 403 {
+		t.Errorf("wrong secret: %d", r.Status)
+	}
+	if r := h.do("POST", "/v1/dlr/infobip/infobip-eu?secret=hook-secret", "", dlr); r.Status != 200 {
+		t.Fatalf("infobip dlr: %d %s", r.Status, r.Raw)
+	}
+	rec := h.do("GET", "/v1/messages/"+firstID, "acme-key", "")
+	if rec.Body["status"] != "delivered" || rec.Body["delivered_at"] != "2026-11-28T12:00:04Z" {
+		t.Errorf("after infobip dlr: %s", rec.Raw)
+	}
+
+	ib.SetMode(infobiptest.Unavailable)
+	var twMsg response
+	for i := 0; i < 4; i++ {
+		if twMsg = send(11 + i); twMsg.Body["provider"] == "twilio-us" {
+			break
+		}
+	}
+	form := url.Values{"MessageSid": {twMsg.Body["provider_message_id"].(string)}, "MessageStatus": {"undelivered"}, "ErrorCode": {"30003"}, "AccountSid": {twSID}}
+	sig := independentSignature("tw-token", "https://sms.example.com/v1/dlr/twilio/twilio-us", form)
+	post := func(sig string) int {
+		req, _ := http.NewRequest("POST", h.url+"/v1/dlr/twilio/twilio-us", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Twilio-Signature", sig)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	tampered := "A" + sig[1:]
+	if sig[0] == 'A' {
+		tampered = "B" + sig[1:]
+	}
+	if st := post(tampered); st != 403 {
+		t.Errorf("tampered signature: %d, want 403", st)
+	}
+	if st := post(sig); st != 200 {
+		t.Fatalf("signed callback: %d", st)
+	}
+	rec = h.do("GET", "/v1/messages/"+twMsg.Body["id"].(string), "acme-key", "")
+	if rec.Body["status"] != "undelivered" || rec.Body["error"] != "30003" {
+		t.Errorf("after twilio callback: %s", rec.Raw)
+	}
+	if r := h.do("POST", "/v1/dlr/twilio/infobip-eu", "", "x=1"); r.Status != 404 {
+		t.Errorf("type/name mismatch: %d", r.Status)
+	}
+}
+
+// independentSignature follows Twilio's documented algorithm step by step, separately from the
+// driver's implementation.
+func independentSignature(token, u string, form url.Values) string {
+	var keys []string
+	for k := range form {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	s := u
+	for _, k := range keys {
+		s += k + form.Get(k)
+	}
+	m := hmac.New(sha1.New, []byte(token))
+	m.Write([]byte(s))
+	return base64.StdEncoding.EncodeToString(m.Sum(nil))
+}
+
+func TestRecipientRejectedByInfobipStopsChain(t *testing.T) {
+	h, ib, tw := startWithFakes(t)
+	ib.SetMode(infobiptest.Rejected)
+	r := h.send("acme-key", `{"recipient":"+14155550104","text":"code 1234","context":{}}`)
+	if r.Status != 422 || errCode(r) != "recipient_rejected" || tw.Calls() != 0 {
+		t.Errorf("got %d %s; twilio calls %d", r.Status, r.Raw, tw.Calls())
+	}
+	if diff := cmp.Diff([]string{"infobip-eu:recipient_error"}, attempts(r)); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	ib.SetMode(infobiptest.NoCredit)
+	r = h.send("acme-key", `{"recipient":"+14155550104","text":"code 5678","context":{}}`)
+	if r.Status != 200 || r.Body["provider"] != "twilio-us" {
+		t.Errorf("no credit must fail over: %d %s", r.Status, r.Raw)
+	}
+	as := r.Body["attempts"].([]any)
+	if as[0].(map[string]any)["code"] != "REJECTED_NOT_ENOUGH_CREDITS" {
+		t.Errorf("the provider's own status is not in the attempt: %s", r.Raw)
+	}
+}

@@ -1,0 +1,154 @@
+// Package infobiptest is a fake Infobip API for tests and the bench tool: a real HTTP handler that
+// checks the method, path and "Authorization: App <key>" header, records requests, and answers
+// with the spec's bodies. Its mode switches at run time (OK, 503, hanging, REJECTED in a 200) so
+// tests and outage drills can take it down and bring it back.
+package infobiptest
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Mode is how the fake answers sends.
+type Mode int32
+
+// Modes.
+const (
+	OK          Mode = iota // 200 with a PENDING_ACCEPTED status
+	Unavailable             // 503 with a legacy error body
+	Hang                    // never answers until the client gives up or Release is called
+	Rejected                // 200 with REJECTED_DESTINATION
+	NoCredit                // 200 with REJECTED_NOT_ENOUGH_CREDITS
+)
+
+// Request is one recorded call.
+type Request struct {
+	Method, Path, Authorization, ContentType string
+	Body                                     map[string]any
+	At                                       time.Time
+}
+
+// Fake is the handler; use it with httptest.NewServer.
+type Fake struct {
+	apiKey  string
+	mode    atomic.Int32
+	latency atomic.Int64
+	calls   atomic.Int64
+	record  bool
+	mu      sync.Mutex
+	reqs    []Request
+	release chan struct{}
+	relOnce sync.Once
+}
+
+// New returns a fake that accepts apiKey; record keeps every request for inspection.
+func New(apiKey string, record bool) *Fake {
+	return &Fake{apiKey: apiKey, record: record, release: make(chan struct{})}
+}
+
+// SetMode switches how sends are answered.
+func (f *Fake) SetMode(m Mode) { f.mode.Store(int32(m)) }
+
+// SetLatency delays every answer by d.
+func (f *Fake) SetLatency(d time.Duration) { f.latency.Store(int64(d)) }
+
+// Calls counts send requests received.
+func (f *Fake) Calls() int64 { return f.calls.Load() }
+
+// Requests returns the recorded requests.
+func (f *Fake) Requests() []Request {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]Request(nil), f.reqs...)
+}
+
+// Release ends every hanging request (call it before closing the server).
+func (f *Fake) Release() { f.relOnce.Do(func() { close(f.release) }) }
+
+type sendBody struct {
+	Messages []struct {
+		Destinations []struct {
+			To        string `json:"to"`
+			MessageID string `json:"messageId"`
+		} `json:"destinations"`
+	} `json:"messages"`
+}
+
+// ServeHTTP implements http.Handler.
+func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	raw, _ := io.ReadAll(r.Body)
+	switch r.URL.Path {
+	case "/sms/3/messages", "/sms/2/text/advanced", "/tts/3/advanced":
+	default:
+		writeJSON(w, 404, `{"requestError":{"serviceException":{"messageId":"NOT_FOUND","text":"Not found"}}}`)
+		return
+	}
+	f.calls.Add(1)
+	if f.record {
+		req := Request{Method: r.Method, Path: r.URL.Path, Authorization: r.Header.Get("Authorization"), ContentType: r.Header.Get("Content-Type"), At: time.Now()}
+		_ = json.Unmarshal(raw, &req.Body)
+		f.mu.Lock()
+		f.reqs = append(f.reqs, req)
+		f.mu.Unlock()
+	}
+	if r.Method != http.MethodPost {
+		writeJSON(w, 405, `{"requestError":{"serviceException":{"messageId":"BAD_REQUEST","text":"Method not allowed"}}}`)
+		return
+	}
+	if r.Header.Get("Authorization") != "App "+f.apiKey {
+		writeJSON(w, 401, `{"requestError":{"serviceException":{"messageId":"UNAUTHORIZED","text":"Invalid login details"}}}`)
+		return
+	}
+	mode := Mode(f.mode.Load())
+	if mode == Hang {
+		select {
+		case <-r.Context().Done():
+		case <-f.release:
+		}
+		return
+	}
+	if d := time.Duration(f.latency.Load()); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if mode == Unavailable {
+		writeJSON(w, 503, `{"requestError":{"serviceException":{"messageId":"GENERAL_ERROR","text":"Something went wrong. Please contact support."}}}`)
+		return
+	}
+	var b sendBody
+	if json.Unmarshal(raw, &b) != nil || len(b.Messages) == 0 || len(b.Messages[0].Destinations) == 0 {
+		writeJSON(w, 400, `{"errorCode":"E400","description":"Request cannot be processed.","action":"Check the syntax, violations and adjust the request.","violations":[{"property":"messages","violation":"must not be empty"}],"resources":[]}`)
+		return
+	}
+	d := b.Messages[0].Destinations[0]
+	id := d.MessageID
+	if id == "" {
+		id = fmt.Sprintf("ib-%d", f.calls.Load())
+	}
+	status := `{"groupId":1,"groupName":"PENDING","id":26,"name":"PENDING_ACCEPTED","description":"Message sent to next instance"}`
+	switch mode {
+	case Rejected:
+		status = `{"groupId":5,"groupName":"REJECTED","id":52,"name":"REJECTED_DESTINATION","description":"Invalid destination address"}`
+	case NoCredit:
+		status = `{"groupId":5,"groupName":"REJECTED","id":12,"name":"REJECTED_NOT_ENOUGH_CREDITS","description":"Not enough credits"}`
+	}
+	field := "destination"
+	if r.URL.Path != "/sms/3/messages" {
+		field = "to"
+	}
+	writeJSON(w, 200, fmt.Sprintf(`{"bulkId":"bulk-%d","messages":[{"messageId":%q,"status":%s,%q:%q,"details":{"messageCount":1}}]}`, f.calls.Load(), id, status, field, d.To))
+}
+
+func writeJSON(w http.ResponseWriter, status int, body string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	io.WriteString(w, body)
+}

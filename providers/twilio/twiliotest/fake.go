@@ -1,0 +1,130 @@
+// Package twiliotest is a fake Twilio API v2010 for tests and the bench tool: a real HTTP handler
+// that checks the path's account sid, HTTP basic auth and the form body, records requests, and
+// answers 201 with a Message or Call resource. Its mode switches at run time.
+package twiliotest
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Mode is how the fake answers.
+type Mode int32
+
+// Modes.
+const (
+	OK          Mode = iota // 201 with status queued
+	Unavailable             // 503 with a Twilio error body
+	Hang                    // never answers until the client gives up or Release is called
+	InvalidTo               // 400 with code 21211
+)
+
+// Request is one recorded call.
+type Request struct {
+	Method, Path, User, Password, ContentType string
+	Form                                      url.Values
+}
+
+// Fake is the handler; use it with httptest.NewServer.
+type Fake struct {
+	sid, token string
+	mode       atomic.Int32
+	latency    atomic.Int64
+	calls      atomic.Int64
+	record     bool
+	mu         sync.Mutex
+	reqs       []Request
+	release    chan struct{}
+	relOnce    sync.Once
+}
+
+// New returns a fake for one account; record keeps every request.
+func New(accountSID, authToken string, record bool) *Fake {
+	return &Fake{sid: accountSID, token: authToken, record: record, release: make(chan struct{})}
+}
+
+// SetMode switches how requests are answered.
+func (f *Fake) SetMode(m Mode) { f.mode.Store(int32(m)) }
+
+// SetLatency delays every answer by d.
+func (f *Fake) SetLatency(d time.Duration) { f.latency.Store(int64(d)) }
+
+// Calls counts requests to Messages.json and Calls.json.
+func (f *Fake) Calls() int64 { return f.calls.Load() }
+
+// Requests returns the recorded requests.
+func (f *Fake) Requests() []Request {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]Request(nil), f.reqs...)
+}
+
+// Release ends every hanging request.
+func (f *Fake) Release() { f.relOnce.Do(func() { close(f.release) }) }
+
+// ServeHTTP implements http.Handler.
+func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	prefix := "/2010-04-01/Accounts/" + f.sid + "/"
+	kind := strings.TrimPrefix(r.URL.Path, prefix)
+	if !strings.HasPrefix(r.URL.Path, prefix) || (kind != "Messages.json" && kind != "Calls.json") {
+		writeJSON(w, 404, `{"code":20404,"message":"The requested resource was not found","more_info":"https://www.twilio.com/docs/errors/20404","status":404}`)
+		return
+	}
+	raw, _ := io.ReadAll(r.Body)
+	form, _ := url.ParseQuery(string(raw))
+	n := f.calls.Add(1)
+	user, pass, _ := r.BasicAuth()
+	if f.record {
+		f.mu.Lock()
+		f.reqs = append(f.reqs, Request{Method: r.Method, Path: r.URL.Path, User: user, Password: pass, ContentType: r.Header.Get("Content-Type"), Form: form})
+		f.mu.Unlock()
+	}
+	if user != f.sid || pass != f.token {
+		writeJSON(w, 401, `{"code":20003,"message":"Authenticate","more_info":"https://www.twilio.com/docs/errors/20003","status":401}`)
+		return
+	}
+	mode := Mode(f.mode.Load())
+	if mode == Hang {
+		select {
+		case <-r.Context().Done():
+		case <-f.release:
+		}
+		return
+	}
+	if d := time.Duration(f.latency.Load()); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	switch {
+	case mode == Unavailable:
+		writeJSON(w, 503, `{"code":20500,"message":"Service unavailable","more_info":"https://www.twilio.com/docs/errors/20500","status":503}`)
+		return
+	case mode == InvalidTo:
+		writeJSON(w, 400, `{"code":21211,"message":"The 'To' number is not a valid phone number.","more_info":"https://www.twilio.com/docs/errors/21211","status":400}`)
+		return
+	case form.Get("To") == "":
+		writeJSON(w, 400, `{"code":21604,"message":"A 'To' phone number is required.","more_info":"https://www.twilio.com/docs/errors/21604","status":400}`)
+		return
+	}
+	if kind == "Calls.json" {
+		writeJSON(w, 201, fmt.Sprintf(`{"sid":"CA%032x","account_sid":%q,"to":%q,"from":%q,"status":"queued","direction":"outbound-api","api_version":"2010-04-01"}`, n, f.sid, form.Get("To"), form.Get("From")))
+		return
+	}
+	writeJSON(w, 201, fmt.Sprintf(`{"sid":"SM%032x","account_sid":%q,"to":%q,"from":%q,"messaging_service_sid":%q,"body":"","status":"queued","num_segments":"1","direction":"outbound-api","api_version":"2010-04-01","price":null,"error_code":null,"error_message":null}`,
+		n, f.sid, form.Get("To"), form.Get("From"), form.Get("MessagingServiceSid")))
+}
+
+func writeJSON(w http.ResponseWriter, status int, body string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	io.WriteString(w, body)
+}
