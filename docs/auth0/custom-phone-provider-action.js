@@ -1,0 +1,75 @@
+/**
+ * smsgate for Auth0: Action for the Custom Phone Provider (trigger custom-phone-provider).
+ *
+ * Configure it under Branding > Phone Provider > Custom (it is not in the Actions editor's flows),
+ * with two secrets: SMSGATE_URL (for example https://sms.example.com) and SMSGATE_API_KEY.
+ *
+ * Auth0 retries a notification up to 5 times when the Action calls api.notification.retry(), and
+ * gives up on api.notification.drop(). So: smsgate's 5xx and network failures or timeouts ->
+ * retry (another provider, or the same one after it recovers, may send it); 4xx (bad number,
+ * country not allowed, rate limited) -> drop, because sending again would fail the same way.
+ * Every call carries an Idempotency-Key derived from the notification, the same on each of Auth0's
+ * retries, so a retry after a send that did go through is answered from smsgate's record instead
+ * of texting the user twice. Node 18+, no npm dependencies (crypto is built in).
+ */
+const crypto = require('crypto');
+
+const SMSGATE_TIMEOUT_MS = 8000; // under Auth0's 10 s guideline for outbound calls
+
+exports.onExecuteCustomPhoneProvider = async (event, api) => {
+  const base = String(event.secrets.SMSGATE_URL || '').replace(/\/+$/, '');
+  const key = event.secrets.SMSGATE_API_KEY;
+  if (!base || !key) {
+    api.notification.drop('smsgate: the Action needs the secrets SMSGATE_URL and SMSGATE_API_KEY');
+    return;
+  }
+  const { secrets, ...payload } = event; // never send the Action's secrets on
+  let res;
+  try {
+    res = await fetch(`${base}/v1/send-phone-message`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        authorization: `Bearer ${key}`,
+        'idempotency-key': idempotencyKey(event),
+      },
+      body: JSON.stringify(payload),
+      signal: AbortSignal.timeout(SMSGATE_TIMEOUT_MS),
+    });
+  } catch (err) {
+    const why = err && err.name === 'TimeoutError' ? `no answer within ${SMSGATE_TIMEOUT_MS} ms` : (err && err.message) || String(err);
+    api.notification.retry(`smsgate unreachable: ${why}`.slice(0, 1024));
+    return;
+  }
+  if (res.ok) return;
+  const reason = `smsgate: ${await describe(res)}`.slice(0, 1024);
+  if (res.status >= 500) {
+    api.notification.retry(reason);
+  } else {
+    api.notification.drop(reason);
+  }
+};
+
+// idempotencyKey is stable across Auth0's retries of one notification: it hashes what identifies
+// the notification (tenant, recipient, channel, type, code and text), never a timestamp.
+function idempotencyKey(event) {
+  const n = event.notification || {};
+  const parts = [
+    (event.tenant && event.tenant.id) || '',
+    (event.transaction && event.transaction.correlation_id) || '',
+    n.recipient, n.delivery_method, n.message_type, n.code, n.as_text, n.as_voice,
+  ];
+  return 'auth0-cpp-' + crypto.createHash('sha256').update(parts.map((p) => String(p || '')).join('\u0000')).digest('hex').slice(0, 40);
+}
+
+async function describe(res) {
+  let text = '';
+  try {
+    text = await res.text();
+    const body = JSON.parse(text);
+    if (body && body.error) return `HTTP ${res.status} ${body.error.code}: ${body.error.message}`;
+  } catch (_) {
+    // not JSON: fall through
+  }
+  return `HTTP ${res.status} ${text.slice(0, 200)}`;
+}
