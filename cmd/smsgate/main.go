@@ -9,9 +9,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/smsgate/smsgate/gateway"
 	"github.com/smsgate/smsgate/gateway/app"
@@ -32,6 +34,7 @@ Usage:
   smsgate validate --config FILE
   smsgate route    --config FILE --tenant NAME --to NUMBER [--client-id ID] [--type sms|voice]
                    [--action A] [--language L] [--json]
+  smsgate health   [--url http://127.0.0.1:8080/healthz]   (exit 0 on HTTP 200; for HEALTHCHECK)
   smsgate version
 `
 
@@ -47,6 +50,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return validate(args[1:], stdout, stderr)
 	case "route":
 		return route(args[1:], stdout, stderr)
+	case "health":
+		return health(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "smsgate", version)
 		return 0
@@ -84,14 +89,14 @@ func serve(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP) // before Start: a SIGHUP must never kill a serving process
+	defer signal.Stop(hup)
 	if err := a.Start(); err != nil {
 		fmt.Fprintln(stderr, err)
 		_ = a.Shutdown(context.Background())
 		return 1
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	for {
 		select {
 		case <-hup:
@@ -111,6 +116,30 @@ func serve(args []string, stderr io.Writer) int {
 			return 0
 		}
 	}
+}
+
+// health probes a running gateway, so a distroless image (no shell, no curl) can have a HEALTHCHECK.
+func health(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("smsgate health", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	u := fs.String("url", "http://127.0.0.1:8080/healthz", "URL to probe")
+	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	c := &http.Client{Timeout: *timeout}
+	res, err := c.Get(*u)
+	if err != nil {
+		fmt.Fprintln(stderr, "smsgate health:", err)
+		return 1
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		fmt.Fprintln(stderr, "smsgate health:", res.Status)
+		return 1
+	}
+	fmt.Fprintln(stdout, "ok")
+	return 0
 }
 
 func validate(args []string, stdout, stderr io.Writer) int {

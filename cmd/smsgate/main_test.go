@@ -3,10 +3,14 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -93,5 +97,46 @@ func TestUsageAndVersion(t *testing.T) {
 	}
 	if code, _, _ := runCmd("serve"); code != 2 {
 		t.Errorf("serve without config exit %d", code)
+	}
+}
+
+func TestServeHealthAndSignals(t *testing.T) {
+	dir := t.TempDir()
+	cfg, _ := os.ReadFile("../../config.example.yaml")
+	path := filepath.Join(dir, "c.yaml")
+	os.WriteFile(path, []byte(strings.Replace(string(cfg), "path: data/smsgate.db", "path: "+filepath.Join(dir, "db.sqlite"), 1)), 0o600)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	done := make(chan int)
+	var stderr bytes.Buffer
+	go func() { done <- run([]string{"serve", "-c", path, "--listen", addr}, io.Discard, &stderr) }()
+	url := "http://" + addr + "/healthz"
+	for i := 0; ; i++ {
+		if code, _, _ := runCmd("health", "--url", url); code == 0 {
+			break
+		}
+		if i > 200 {
+			t.Fatalf("server did not come up: %s", stderr.String())
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	if code, _, _ := runCmd("health", "--url", "http://"+addr+"/nope"); code != 1 {
+		t.Errorf("health on a 404 exited %d", code)
+	}
+	// SIGHUP reloads (the process survives), SIGTERM drains and exits 0.
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	time.Sleep(100 * time.Millisecond)
+	if code, _, _ := runCmd("health", "--url", url); code != 0 {
+		t.Fatal("not serving after SIGHUP")
+	}
+	syscall.Kill(os.Getpid(), syscall.SIGTERM)
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("serve exited %d: %s", code, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not stop on SIGTERM")
 	}
 }
