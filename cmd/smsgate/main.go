@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -30,7 +31,7 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 const usage = `smsgate: one SMS endpoint for all tenants, many providers behind it.
 
 Usage:
-  smsgate serve    --config FILE [--listen ADDR]
+  smsgate serve    --config FILE [--listen ADDR] [--cpuprofile FILE]
   smsgate validate --config FILE
   smsgate route    --config FILE --tenant NAME --to NUMBER [--client-id ID] [--type sms|voice]
                    [--action A] [--language L] [--json]
@@ -75,8 +76,22 @@ func flags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
 func serve(args []string, stderr io.Writer) int {
 	fs, cfg := flags("serve", stderr)
 	listen := fs.String("listen", "", "listen address, overrides server.listen")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for go run ./bench)")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if *cfg == "" {
 		fmt.Fprintln(stderr, "smsgate serve: --config FILE is required")

@@ -1,0 +1,451 @@
+// Command bench measures smsgate: throughput and latency against a minimal forwarder (the
+// baseline) measured alternately in the same run, and an outage drill in which the fake Infobip
+// fails (503), then hangs, then recovers while a steady load runs on the route [infobip, twilio].
+//
+//	go run ./bench                       # both parts, defaults below
+//	go run ./bench -mode load -concurrency 64 -duration 20s -rounds 5
+//	go run ./bench -mode drill -phase 5s
+//	go run ./bench -smoke                # 2 seconds of each, for CI (asserts nothing about speed)
+//	go run ./bench -cpuprofile cpu.prof  # profile the gateway process during the load part
+//
+// Everything runs on loopback: the fakes in this process, the gateway and the baseline as child
+// processes built from this checkout (so their peak RSS is their own).
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/smsgate/smsgate/providers/infobip/infobiptest"
+	"github.com/smsgate/smsgate/providers/twilio/twiliotest"
+)
+
+type options struct {
+	mode        string
+	concurrency int
+	duration    time.Duration
+	rounds      int
+	latency     time.Duration
+	phase       time.Duration
+	cpuprofile  string
+	keep        bool
+}
+
+func main() {
+	var o options
+	smoke := flag.Bool("smoke", false, "run everything for about 2 seconds (CI smoke test)")
+	flag.StringVar(&o.mode, "mode", "all", "all, load or drill")
+	flag.IntVar(&o.concurrency, "concurrency", 32, "closed-loop workers")
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each load round")
+	flag.IntVar(&o.rounds, "rounds", 3, "alternating baseline/smsgate rounds")
+	flag.DurationVar(&o.latency, "latency", 20*time.Millisecond, "fake providers' response latency")
+	flag.DurationVar(&o.phase, "phase", 5*time.Second, "length of each drill phase (healthy, 503, hanging)")
+	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write the gateway's CPU profile of the load part here")
+	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (gateway log, database)")
+	flag.Parse()
+	if *smoke {
+		o.duration, o.rounds, o.phase, o.concurrency = time.Second, 1, 700*time.Millisecond, 8
+	}
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(o options) error {
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "smsgate-bench-")
+	if err != nil {
+		return err
+	}
+	if !o.keep {
+		defer os.RemoveAll(dir)
+	} else {
+		fmt.Println("work directory:", dir)
+	}
+	gwBin, baseBin := filepath.Join(dir, "smsgate"), filepath.Join(dir, "baseline")
+	for bin, pkg := range map[string]string{gwBin: "./cmd/smsgate", baseBin: "./bench/baseline"} {
+		cmd := exec.Command("go", "build", "-o", bin, pkg)
+		cmd.Dir, cmd.Stderr = root, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("build %s: %w", pkg, err)
+		}
+	}
+	ib := infobiptest.New("bench-infobip-key", false)
+	ib.SetLatency(o.latency)
+	ibs := httptest.NewServer(ib)
+	defer ibs.Close()
+	defer ib.Release()
+	tw := twiliotest.New("AC0000000000000000000000000000bench", "bench-twilio-token", false)
+	tw.SetLatency(o.latency)
+	tws := httptest.NewServer(tw)
+	defer tws.Close()
+
+	fmt.Printf("# smsgate bench, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Printf("machine: %s/%s, %d CPUs, %s; fake provider latency %v; concurrency %d\n\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), o.latency, o.concurrency)
+
+	var profile []string
+	if o.cpuprofile != "" {
+		abs, _ := filepath.Abs(o.cpuprofile)
+		profile = []string{"--cpuprofile", abs}
+	}
+	if o.mode == "all" || o.mode == "load" {
+		gw, err := startGateway(root, dir, gwBin, ibs.URL, tws.URL, profile)
+		if err != nil {
+			return err
+		}
+		base, err := startBaseline(baseBin, ibs.URL)
+		if err != nil {
+			gw.stop()
+			return err
+		}
+		err = loadRounds(o, gw, base)
+		base.stop()
+		if stopErr := gw.stop(); err == nil {
+			err = stopErr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if o.mode == "all" || o.mode == "drill" {
+		gw, err := startGateway(root, dir, gwBin, ibs.URL, tws.URL, nil)
+		if err != nil {
+			return err
+		}
+		err = drill(o, gw, ib)
+		if stopErr := gw.stop(); err == nil {
+			err = stopErr
+		}
+		return err
+	}
+	return nil
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", err
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", errors.New("run go run ./bench from inside the smsgate module")
+	}
+	return filepath.Dir(mod), nil
+}
+
+type process struct {
+	name string
+	url  string
+	cmd  *exec.Cmd
+	log  *os.File
+}
+
+func freeAddr() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func startProcess(name, health string, cmd *exec.Cmd, logPath string) (*process, error) {
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &process{name: name, cmd: cmd, log: f}
+	for i := 0; i < 400; i++ {
+		if res, err := http.Get(health); err == nil {
+			res.Body.Close()
+			if res.StatusCode == 200 {
+				return p, nil
+			}
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	p.stop()
+	return nil, fmt.Errorf("%s did not become ready; see %s", name, logPath)
+}
+
+func startGateway(root, dir, bin, ibURL, twURL string, extra []string) (*process, error) {
+	addr := freeAddr()
+	args := append([]string{"serve", "--config", filepath.Join(root, "bench", "smsgate.yaml")}, extra...)
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "BENCH_LISTEN="+addr, "BENCH_DIR="+dir, "BENCH_INFOBIP_URL="+ibURL, "BENCH_TWILIO_URL="+twURL)
+	p, err := startProcess("smsgate", "http://"+addr+"/readyz", cmd, filepath.Join(dir, "smsgate.log"))
+	if err != nil {
+		return nil, err
+	}
+	p.url = "http://" + addr
+	return p, nil
+}
+
+func startBaseline(bin, ibURL string) (*process, error) {
+	addr := freeAddr()
+	cmd := exec.Command(bin, "-listen", addr, "-infobip", ibURL, "-key", "bench-infobip-key")
+	p, err := startProcess("baseline", "http://"+addr+"/healthz", cmd, filepath.Join(filepath.Dir(bin), "baseline.log"))
+	if err != nil {
+		return nil, err
+	}
+	p.url = "http://" + addr
+	return p, nil
+}
+
+// peakRSS reads the process's high-water resident set size (Linux).
+func (p *process) peakRSS() string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return "n/a"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			kb, _ := strconv.Atoi(strings.Fields(line)[1])
+			return fmt.Sprintf("%.1f MiB", float64(kb)/1024)
+		}
+	}
+	return "n/a"
+}
+
+func (p *process) stop() error {
+	defer p.log.Close()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil && p.name == "smsgate" {
+			return fmt.Errorf("smsgate exited with %v (log: %s)", err, p.log.Name())
+		}
+		return nil
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		return fmt.Errorf("%s did not stop on SIGTERM", p.name)
+	}
+}
+
+// sample is one request's outcome.
+type sample struct {
+	start    time.Time
+	latency  time.Duration
+	status   int
+	provider string
+}
+
+func body(rng *rand.Rand) []byte {
+	code := fmt.Sprintf("%06d", rng.IntN(1000000))
+	return []byte(`{"message_options":{"recipient":"+1415555` + fmt.Sprintf("%04d", rng.IntN(10000)) +
+		`","text":"Your verification code is ` + code + `","code":"` + code + `","action":"second-factor-authentication","message_type":"sms"},` +
+		`"client":{"client_id":"bench-client","name":"Bench"},"request":{"ip":"203.0.113.` + strconv.Itoa(rng.IntN(250)) + `","language":"en"}}`)
+}
+
+// load runs a closed loop of workers against url until ctx ends.
+func load(ctx context.Context, url string, workers int, keepProvider bool) []sample {
+	tr := &http.Transport{MaxIdleConns: workers * 2, MaxIdleConnsPerHost: workers * 2, IdleConnTimeout: time.Minute}
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	defer tr.CloseIdleConnections()
+	var mu sync.Mutex
+	var all []sample
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(seed uint64) {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(seed, seed*7+1))
+			var mine []sample
+			for ctx.Err() == nil {
+				req, _ := http.NewRequestWithContext(context.WithoutCancel(ctx), "POST", url+"/v1/send-phone-message", bytes.NewReader(body(rng)))
+				req.Header.Set("Authorization", "Bearer bench-key")
+				req.Header.Set("Content-Type", "application/json")
+				s := sample{start: time.Now()}
+				res, err := client.Do(req)
+				if err != nil {
+					s.latency, s.status = time.Since(s.start), 0
+				} else {
+					raw, _ := io.ReadAll(res.Body)
+					res.Body.Close()
+					s.latency, s.status = time.Since(s.start), res.StatusCode
+					if keepProvider {
+						var b struct {
+							Provider string `json:"provider"`
+						}
+						_ = json.Unmarshal(raw, &b)
+						s.provider = b.Provider
+					}
+				}
+				mine = append(mine, s)
+			}
+			mu.Lock()
+			all = append(all, mine...)
+			mu.Unlock()
+		}(uint64(w + 1))
+	}
+	wg.Wait()
+	return all
+}
+
+type stats struct {
+	n, errors          int
+	rps                float64
+	p50, p90, p99, max time.Duration
+}
+
+func summarize(s []sample, d time.Duration) stats {
+	st := stats{n: len(s)}
+	lat := make([]time.Duration, 0, len(s))
+	for _, x := range s {
+		if x.status != 200 {
+			st.errors++
+		}
+		lat = append(lat, x.latency)
+	}
+	if len(lat) == 0 {
+		return st
+	}
+	slices.Sort(lat)
+	pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
+	st.p50, st.p90, st.p99, st.max = pct(0.50), pct(0.90), pct(0.99), lat[len(lat)-1]
+	st.rps = float64(len(s)) / d.Seconds()
+	return st
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d.Microseconds())/1000) }
+
+func loadRounds(o options, gw, base *process) error {
+	fmt.Printf("## Load: smsgate vs baseline, %d rounds of %v, alternating\n\n", o.rounds, o.duration)
+	fmt.Println("| round | target | requests | errors | req/s | p50 ms | p90 ms | p99 ms | max ms |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	// Warm up both (connections, SQLite, JIT-free but caches) for a short while.
+	for _, p := range []*process{base, gw} {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		load(ctx, p.url, o.concurrency, false)
+		cancel()
+	}
+	var gwRPS, baseRPS, gwP99, baseP99 []float64
+	gwErrors := 0
+	for r := 1; r <= o.rounds; r++ {
+		order := []*process{base, gw}
+		if r%2 == 0 {
+			order = []*process{gw, base}
+		}
+		for _, p := range order {
+			ctx, cancel := context.WithTimeout(context.Background(), o.duration)
+			s := summarize(load(ctx, p.url, o.concurrency, false), o.duration)
+			cancel()
+			fmt.Printf("| %d | %s | %d | %d | %.0f | %s | %s | %s | %s |\n", r, p.name, s.n, s.errors, s.rps, ms(s.p50), ms(s.p90), ms(s.p99), ms(s.max))
+			if p == gw {
+				gwRPS, gwP99 = append(gwRPS, s.rps), append(gwP99, float64(s.p99))
+				gwErrors += s.errors
+			} else {
+				baseRPS, baseP99 = append(baseRPS, s.rps), append(baseP99, float64(s.p99))
+			}
+		}
+	}
+	fmt.Printf("\nmedian throughput ratio smsgate/baseline: **%.2f** (target >= 0.80); median p99 ratio smsgate/baseline: **%.2f**\n",
+		median(gwRPS)/median(baseRPS), median(gwP99)/median(baseP99))
+	fmt.Printf("peak RSS: smsgate %s, baseline %s; smsgate errors: %d\n\n", gw.peakRSS(), base.peakRSS(), gwErrors)
+	return nil
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	return s[len(s)/2]
+}
+
+func drill(o options, gw *process, ib *infobiptest.Fake) error {
+	fmt.Printf("## Outage drill: route [infobip, twilio], %d workers; phases of %v: healthy, Infobip 503, Infobip hanging, recovered\n\n", o.concurrency, o.phase)
+	ib.SetMode(infobiptest.OK)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan []sample)
+	go func() { done <- load(ctx, gw.url, o.concurrency, true) }()
+
+	time.Sleep(o.phase)
+	callsBefore := ib.Calls()
+	outageStart := time.Now()
+	ib.SetMode(infobiptest.Unavailable)
+	time.Sleep(o.phase)
+	calls503 := ib.Calls() - callsBefore
+	hangStart := time.Now()
+	ib.SetMode(infobiptest.Hang)
+	time.Sleep(o.phase)
+	callsHang := ib.Calls() - callsBefore - calls503
+	recovered := time.Now()
+	ib.SetMode(infobiptest.OK)
+	// Keep the load on until traffic is back on Infobip (the breaker's open timeout is 2s), at most 6 phases.
+	deadline := recovered.Add(6 * o.phase)
+	for time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		if ib.Calls()-callsBefore-calls503-callsHang > int64(o.concurrency) {
+			time.Sleep(o.phase / 2)
+			break
+		}
+	}
+	cancel()
+	all := <-done
+	var outage []sample
+	failed := 0
+	returned := time.Duration(-1)
+	for _, s := range all {
+		if s.status != 200 {
+			failed++
+		}
+		if !s.start.Before(outageStart) && s.start.Before(recovered) {
+			outage = append(outage, s)
+		}
+		if !s.start.Before(recovered) && s.provider == "infobip" && s.status == 200 {
+			if d := s.start.Sub(recovered); returned < 0 || d < returned {
+				returned = d
+			}
+		}
+	}
+	during := summarize(outage, recovered.Sub(outageStart))
+	back := "not within the drill"
+	if returned >= 0 {
+		back = returned.Round(10 * time.Millisecond).String()
+	}
+	fmt.Println("| measure | value |")
+	fmt.Println("|---|---|")
+	fmt.Printf("| requests sent during the drill | %d |\n", len(all))
+	fmt.Printf("| requests failed (target 0) | %d |\n", failed)
+	fmt.Printf("| requests that reached Infobip while it answered 503 (before its breaker opened, plus half-open probes) | %d |\n", calls503)
+	fmt.Printf("| requests that reached Infobip while it hung (half-open probes) | %d |\n", callsHang)
+	fmt.Printf("| p50 / p99 / max latency during the outage, ms | %s / %s / %s |\n", ms(during.p50), ms(during.p99), ms(during.max))
+	fmt.Printf("| time until traffic returned to Infobip after recovery | %s |\n", back)
+	fmt.Printf("| hang phase began after | %v |\n", hangStart.Sub(outageStart).Round(time.Millisecond))
+	fmt.Printf("| peak RSS of smsgate | %s |\n\n", gw.peakRSS())
+	if failed > 0 {
+		return fmt.Errorf("%d requests failed during the drill", failed)
+	}
+	return nil
+}
