@@ -265,8 +265,8 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 	}
 	body, _ := json.Marshal(resp)
 	res := flightResult{reply: httpapi.Reply{Status: status, Body: body}, bodyHash: bodyHash, route: route.Name, provider: out.Provider, outcome: outcome}
-	// Replay final answers only: a 5xx must let the caller's retry send again.
-	if idemKey != "" && status < 500 {
+	// Replay final answers only: a 5xx or a 429 must let the caller's later retry send.
+	if idemKey != "" && status < 500 && status != http.StatusTooManyRequests {
 		_ = a.replays.Put(context.WithoutCancel(ctx), replayKey, &policy.Replay{BodyHash: bodyHash, Status: status, Body: body}, rt.cfg.Policy.Idempotency.TTL.D())
 	}
 	return res

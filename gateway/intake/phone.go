@@ -43,9 +43,9 @@ func NormalizeNumber(raw string, acceptUnrecognized bool) (Number, error) {
 		return Number{}, bad("invalid_number", "the recipient is not a phone number")
 	}
 	n := Number{E164: phonenumbers.Format(num, phonenumbers.E164)}
-	if phonenumbers.IsValidNumber(num) {
-		n.Recognized = true
-		n.Country = phonenumbers.GetRegionCodeForNumber(num)
+	// IsValidNumber would find the region and then check it: find it once and check it here.
+	if region := phonenumbers.GetRegionCodeForNumber(num); region != "" && phonenumbers.IsValidNumberForRegion(num, region) {
+		n.Recognized, n.Country = true, region
 		return n, nil
 	}
 	if !acceptUnrecognized {
