@@ -32,7 +32,7 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 type harness struct {
-	t    *testing.T
+	t    testing.TB
 	app  *App
 	url  string
 	logs *syncBuffer
@@ -40,7 +40,7 @@ type harness struct {
 }
 
 // start writes cfg to a temp file and runs the real server on port 0.
-func start(t *testing.T, cfg string, o Options) *harness {
+func start(t testing.TB, cfg string, o Options) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "smsgate.yaml")

@@ -157,6 +157,11 @@ type str struct {
 func (x *str) UnmarshalJSON(b []byte) error {
 	x.set = true
 	if len(b) > 0 && b[0] == '"' {
+		// Fast path: most strings need no unescaping (the decoder has already validated b).
+		if len(b) >= 2 && bytes.IndexByte(b, '\\') < 0 {
+			x.v = string(b[1 : len(b)-1])
+			return nil
+		}
 		return json.Unmarshal(b, &x.v)
 	}
 	if string(b) == "null" {

@@ -163,3 +163,32 @@ func FuzzDecode(f *testing.F) {
 		_, _ = NormalizeNumber(r.Recipient, true)
 	})
 }
+
+func BenchmarkDecode(b *testing.B) {
+	body := []byte(`{"message_options":{"recipient":"+14155550104","text":"Your code is 123456","action":"second-factor-authentication","code":"123456","message_type":"sms"},"client":{"client_id":"abc123","name":"App","metadata":{}},"request":{"ip":"203.0.113.9","method":"POST","language":"en-US"}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Decode(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkNormalizeNumber(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := NormalizeNumber("+1 (415) 555-0104", false); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestDecodeEscapedStrings(t *testing.T) {
+	r, err := Decode([]byte(`{"recipient":"+1 415 555 0104","text":"Code \"1234\" \u00e9t\u00e9\n","context":{"client":{"client_id":"a\/b"}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Text != "Code \"1234\" été" || r.ClientID != "a/b" {
+		t.Errorf("text %q client %q", r.Text, r.ClientID)
+	}
+}
