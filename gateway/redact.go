@@ -38,36 +38,6 @@ func MaskPhone(e164 string) string {
 	return b.String()
 }
 
-// RedactCode replaces every occurrence of code in text with a placeholder. An empty code, or one
-// shorter than 3 characters (too likely to match ordinary text), leaves digit runs of 4 to 10
-// masked instead, so a stored text never carries a one-time code.
-func RedactCode(text, code string) string {
-	if len(code) >= 3 {
-		return strings.ReplaceAll(text, code, "{code}")
-	}
-	var b strings.Builder
-	b.Grow(len(text))
-	i := 0
-	for i < len(text) {
-		j := i
-		for j < len(text) && text[j] >= '0' && text[j] <= '9' {
-			j++
-		}
-		if j > i {
-			if n := j - i; n >= 4 && n <= 10 {
-				b.WriteString("{code}")
-			} else {
-				b.WriteString(text[i:j])
-			}
-			i = j
-			continue
-		}
-		b.WriteByte(text[i])
-		i++
-	}
-	return b.String()
-}
-
 // SpokenDigits spells a code digit by digit for text-to-speech: "1234" -> "1, 2, 3, 4".
 func SpokenDigits(code string) string {
 	var b strings.Builder

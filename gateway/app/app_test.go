@@ -610,3 +610,22 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 		t.Errorf("in-flight request during shutdown: %d %s", r.Status, r.Raw)
 	}
 }
+
+func TestRequestIDInResponseAndLog(t *testing.T) {
+	h := start(t, baseConfig, Options{})
+	r := h.send("acme-key", actionBody, "X-Request-Id", "trace-abc-123")
+	if r.Header.Get("X-Request-Id") != "trace-abc-123" {
+		t.Errorf("X-Request-Id not echoed: %q", r.Header.Get("X-Request-Id"))
+	}
+	r = h.send("acme-key", actionBody)
+	gen := r.Header.Get("X-Request-Id")
+	if !strings.HasPrefix(gen, "req_") {
+		t.Errorf("no request id generated: %q", gen)
+	}
+	logs := h.logs.String()
+	for _, id := range []string{"trace-abc-123", gen} {
+		if !strings.Contains(logs, `"request_id":"`+id+`"`) {
+			t.Errorf("log lacks request id %s", id)
+		}
+	}
+}

@@ -6,7 +6,9 @@ package httpapi
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -214,11 +216,22 @@ func (h *handlers) send(c echo.Context) error {
 	if len(rid) > 128 {
 		rid = rid[:128]
 	}
+	if rid == "" {
+		rid = newRequestID()
+	}
+	c.Response().Header().Set("X-Request-Id", rid)
 	rep := h.b.Send(c.Request().Context(), SendRequest{APIKey: key, Body: body, IdempotencyKey: c.Request().Header.Get("Idempotency-Key"), RequestID: rid})
 	if rep.RetryAfter > 0 {
 		c.Response().Header().Set("Retry-After", strconv.Itoa(int((rep.RetryAfter+time.Second-1)/time.Second)))
 	}
 	return c.JSONBlob(rep.Status, rep.Body)
+}
+
+// newRequestID returns a random id for requests that came without X-Request-Id.
+func newRequestID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return "req_" + hex.EncodeToString(b[:])
 }
 
 func (h *handlers) tenant(c echo.Context) (Tenant, error) {

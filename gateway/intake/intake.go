@@ -41,6 +41,7 @@ type Error struct {
 	Message string
 }
 
+// Error implements error.
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
 
 func bad(code, msg string) *Error { return &Error{Code: code, Message: msg} }
