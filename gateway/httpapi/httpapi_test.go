@@ -1,0 +1,137 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/smsgate/smsgate/gateway/store"
+)
+
+// stubBackend answers from fields; only what a test sets is used.
+type stubBackend struct {
+	send    func(SendRequest) Reply
+	reports error
+	reload  error
+	got     SendRequest
+}
+
+func (s *stubBackend) Send(_ context.Context, r SendRequest) Reply { s.got = r; return s.send(r) }
+func (s *stubBackend) Authenticate(k string) (Tenant, bool)        { return Tenant{Name: "t"}, k == "good" }
+func (s *stubBackend) Message(context.Context, string, string) (*store.Record, error) {
+	return nil, store.ErrNotFound
+}
+func (s *stubBackend) Messages(context.Context, store.Query) ([]*store.Record, error) {
+	return nil, errors.New("disk on fire")
+}
+func (s *stubBackend) Reports(context.Context, string, string, *http.Request, []byte, string) error {
+	return s.reports
+}
+func (s *stubBackend) Providers() []ProviderStatus            { return nil }
+func (s *stubBackend) SetProviderDisabled(string, bool) error { return ErrNotFound }
+func (s *stubBackend) Reload(context.Context) error           { return s.reload }
+func (s *stubBackend) Ready() (bool, string)                  { return false, "no providers" }
+func (s *stubBackend) AdminToken() string                     { return "adm" }
+func (s *stubBackend) PublicURL() string                      { return "" }
+func (s *stubBackend) MaxBodyBytes() int64                    { return 100 }
+func (s *stubBackend) Metrics() http.Handler                  { return http.NotFoundHandler() }
+
+func do(t *testing.T, b Backend, method, path, auth, body string) (*http.Response, string) {
+	t.Helper()
+	srv := httptest.NewServer(New(b, slog.New(slog.DiscardHandler)))
+	defer srv.Close()
+	req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	return res, string(raw)
+}
+
+func TestErrorsAreJSONWithStableCodes(t *testing.T) {
+	b := &stubBackend{send: func(r SendRequest) Reply {
+		if strings.Contains(string(r.Body), "panic") {
+			panic("boom")
+		}
+		return Reply{Status: 429, Body: ErrorJSON("rate_limited", "slow down"), RetryAfter: 1500 * time.Millisecond}
+	}}
+	tests := []struct {
+		name, method, path, auth, body string
+		status                         int
+		want                           string
+	}{
+		{"no key", "POST", "/v1/send-phone-message", "", "{}", 401, `{"error":{"code":"unauthorized","message":"missing Authorization: Bearer \u003capi key\u003e"}}`},
+		{"basic instead of bearer", "POST", "/v1/send-phone-message", "Basic eDp5", "{}", 401, `{"error":{"code":"unauthorized","message":"missing Authorization: Bearer \u003capi key\u003e"}}`},
+		{"body over the limit", "POST", "/v1/send-phone-message", "Bearer good", strings.Repeat("x", 101), 413, `{"error":{"code":"body_too_large","message":"the body is larger than 100 bytes"}}`},
+		{"a panic is a JSON 500, not a dropped connection", "POST", "/v1/send-phone-message", "Bearer good", "panic", 500, `{"error":{"code":"internal","message":"internal error"}}`},
+		{"unknown path", "GET", "/v2/anything", "", "", 404, `{"error":{"code":"not_found","message":"no such endpoint"}}`},
+		{"wrong method", "PUT", "/v1/send-phone-message", "", "", 405, `{"error":{"code":"method_not_allowed","message":"method not allowed on this endpoint"}}`},
+		{"store down", "GET", "/v1/messages", "Bearer good", "", 503, `{"error":{"code":"store_unavailable","message":"the message log could not be read"}}`},
+		{"admin with a tenant key", "GET", "/v1/providers", "Bearer good", "", 401, `{"error":{"code":"unauthorized","message":"admin endpoints need Authorization: Bearer \u003cserver.admin_token\u003e"}}`},
+		{"drain an unknown provider", "POST", "/v1/providers/nope/disable", "Bearer adm", "", 404, `{"error":{"code":"not_found","message":"no provider with this name"}}`},
+		{"not ready", "GET", "/readyz", "", "", 503, `{"reason":"no providers","status":"not ready"}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res, body := do(t, b, tc.method, tc.path, tc.auth, tc.body)
+			if res.StatusCode != tc.status || strings.TrimSpace(body) != tc.want {
+				t.Errorf("got %d %s, want %d %s", res.StatusCode, body, tc.status, tc.want)
+			}
+			if ct := res.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+				t.Errorf("content type %q", ct)
+			}
+		})
+	}
+	res, _ := do(t, b, "POST", "/v1/send-phone-message", "Bearer good", `{"ok":1}`)
+	if res.StatusCode != 429 || res.Header.Get("Retry-After") != "2" {
+		t.Errorf("Retry-After rounds up: %d %q", res.StatusCode, res.Header.Get("Retry-After"))
+	}
+}
+
+func TestSendPassesHeaders(t *testing.T) {
+	b := &stubBackend{send: func(SendRequest) Reply { return Reply{Status: 200, Body: []byte(`{}`)} }}
+	srv := httptest.NewServer(New(b, slog.New(slog.DiscardHandler)))
+	defer srv.Close()
+	req, _ := http.NewRequest("POST", srv.URL+"/v1/send-phone-message", strings.NewReader(`{"a":1}`))
+	req.Header.Set("Authorization", "bearer  k1 ")
+	req.Header.Set("Idempotency-Key", "idem-1")
+	req.Header.Set("X-Request-Id", "rid-1")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	want := SendRequest{APIKey: "k1", Body: []byte(`{"a":1}`), IdempotencyKey: "idem-1", RequestID: "rid-1"}
+	if diff := cmp.Diff(want, b.got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+func TestReportErrorsMap(t *testing.T) {
+	for _, tc := range []struct {
+		err    error
+		status int
+	}{{nil, 200}, {ErrNotFound, 404}, {ErrUnauthenticated, 403}, {ErrBadRequest, 400}, {errors.New("disk"), 503}} {
+		res, body := do(t, &stubBackend{reports: tc.err}, "POST", "/v1/dlr/infobip/x", "", "{}")
+		if res.StatusCode != tc.status {
+			t.Errorf("%v: %d %s", tc.err, res.StatusCode, body)
+		}
+	}
+	res, body := do(t, &stubBackend{reload: errors.New("a.yaml:3: x: bad\na.yaml:4: y: bad")}, "POST", "/v1/admin/reload", "Bearer adm", "")
+	if res.StatusCode != 422 || !strings.Contains(body, `"problems":["a.yaml:3: x: bad","a.yaml:4: y: bad"]`) {
+		t.Errorf("reload: %d %s", res.StatusCode, body)
+	}
+}
