@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/smsgate/smsgate/gateway"
 	"github.com/smsgate/smsgate/gateway/config"
 	"github.com/smsgate/smsgate/gateway/dispatch"
@@ -54,10 +56,12 @@ type App struct {
 	rt       atomic.Pointer[runtime]
 	reloadMu sync.Mutex
 
-	checker policy.Checker
-	replays policy.Replays
-	resends policy.Resends
-	flight  policy.Flight[flightResult]
+	checker    policy.Checker
+	replays    policy.Replays
+	resends    policy.Resends
+	flight     policy.Flight[flightResult]
+	closeState func()
+	failOpen   bool
 
 	srv  *http.Server
 	ln   net.Listener
@@ -109,11 +113,12 @@ func New(ctx context.Context, o Options) (*App, error) {
 		tr.ResponseHeaderTimeout = 0
 		a.client = &http.Client{Transport: tr}
 	}
-	a.checker.Limiter = &policy.MemoryLimiter{Now: o.Now}
-	a.replays = policy.NewMemoryReplays(o.Now)
-	a.resends = policy.NewMemoryResends(o.Now)
+	if err := a.openState(ctx, cfg); err != nil {
+		return nil, err
+	}
 	rt, err := a.build(cfg, nil)
 	if err != nil {
+		a.closeState()
 		return nil, err
 	}
 	a.rt.Store(rt)
@@ -123,6 +128,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 	} else {
 		sq, err := store.OpenSQLite(ctx, cfg.Storage.Path)
 		if err != nil {
+			a.closeState()
 			return nil, err
 		}
 		backend = sq
@@ -136,6 +142,36 @@ func New(ctx context.Context, o Options) (*App, error) {
 			a.metrics.LogWrites.WithLabelValues(res).Add(float64(n))
 		}})
 	return a, nil
+}
+
+// openState connects the policy state: in memory, or in Redis shared by every replica. An
+// unreachable Redis stops the start (a replica that silently kept limits alone would loosen them).
+func (a *App) openState(ctx context.Context, cfg *config.Config) error {
+	a.failOpen = cfg.State.OnError == "open"
+	if cfg.State.Driver != "redis" {
+		a.checker.Limiter = &policy.MemoryLimiter{Now: a.opts.Now}
+		a.replays = policy.NewMemoryReplays(a.opts.Now)
+		a.resends = policy.NewMemoryResends(a.opts.Now)
+		a.closeState = func() {}
+		return nil
+	}
+	rc := cfg.State.Redis
+	client := redis.NewClient(&redis.Options{Addr: rc.Addr, Username: rc.Username, Password: rc.Password.Reveal(), DB: rc.DB,
+		DialTimeout: rc.Timeout.D(), ReadTimeout: rc.Timeout.D(), WriteTimeout: rc.Timeout.D(), ContextTimeoutEnabled: true,
+		// One quick retry (a pooled connection may have gone stale); more would spend the send's
+		// budget waiting on a Redis that is down.
+		MaxRetries: 1, MinRetryBackoff: time.Millisecond, MaxRetryBackoff: 10 * time.Millisecond,
+		DialerRetries: 1, DialerRetryTimeout: 5 * time.Millisecond})
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := client.Ping(pctx).Err(); err != nil {
+		client.Close()
+		return fmt.Errorf("state.redis %s: %w", rc.Addr, err)
+	}
+	r := &policy.Redis{Client: client, Prefix: rc.KeyPrefix, Now: a.opts.Now, Breaker: policy.NewRedisBreaker(5 * time.Second)}
+	a.checker.Limiter, a.replays, a.resends = r, r, r
+	a.closeState = func() { client.Close() }
+	return nil
 }
 
 // Check loads a config file and builds its drivers without starting anything, returning every
@@ -305,6 +341,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 	if cerr := a.store.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
+	a.closeState()
 	a.log.Info("smsgate stopped")
 	return err
 }

@@ -42,12 +42,7 @@ type harness struct {
 // start writes cfg to a temp file and runs the real server on port 0.
 func start(t testing.TB, cfg string, o Options) *harness {
 	t.Helper()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "smsgate.yaml")
-	cfg = strings.ReplaceAll(cfg, "$DIR", dir)
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := writeConfig(t, cfg)
 	logs := &syncBuffer{}
 	o.ConfigPath, o.Listen, o.LogOutput = path, "127.0.0.1:0", logs
 	a, err := New(context.Background(), o)
@@ -59,6 +54,17 @@ func start(t testing.TB, cfg string, o Options) *harness {
 	}
 	t.Cleanup(func() { a.Shutdown(context.Background()) })
 	return &harness{t: t, app: a, url: a.URL(), logs: logs, path: path}
+}
+
+// writeConfig writes cfg ($DIR replaced by a temp dir) to a file and returns its path.
+func writeConfig(t testing.TB, cfg string) string {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "smsgate.yaml")
+	if err := os.WriteFile(path, []byte(strings.ReplaceAll(cfg, "$DIR", dir)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 type response struct {

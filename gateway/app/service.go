@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/smsgate/smsgate/gateway"
@@ -146,6 +147,14 @@ func (a *App) finish(start time.Time, r httpapi.SendRequest, tenant string, res 
 	return res.reply
 }
 
+// stateError counts and logs a failed call to the policy state store and reports whether the
+// request must stop (state.on_error: closed). With on_error open the check is skipped.
+func (a *App) stateError(op string, err error) bool {
+	a.metrics.StateErrors.WithLabelValues(op).Inc()
+	a.log.Error("policy state store failed", "op", op, "fail_open", a.failOpen, "err", err.Error())
+	return !a.failOpen
+}
+
 func intakeReply(err error) httpapi.Reply {
 	var ie *intake.Error
 	if errors.As(err, &ie) {
@@ -162,17 +171,25 @@ func intakeCode(err error) string {
 	return "invalid_request"
 }
 
+var idSeq atomic.Uint32
+
+// newID returns "msg_" + milliseconds + a per-process sequence + random bytes: ids sort by
+// creation time, also within one millisecond on one replica (the listing's tie-breaker).
 func newID(now time.Time) string {
-	var b [8]byte
+	var b [6]byte
 	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("msg_%012x%s", now.UnixMilli(), hex.EncodeToString(b[:]))
+	return fmt.Sprintf("msg_%012x%04x%s", now.UnixMilli(), idSeq.Add(1)&0xffff, hex.EncodeToString(b[:]))
 }
 
 // process runs once per coalesced group: replay, policy, route, dispatch, record.
 func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway.Message, idemKey string, bodyHash [32]byte) flightResult {
 	replayKey := "idem|" + tn.name + "|" + idemKey
 	if idemKey != "" {
-		if rep, ok, err := a.replays.Get(ctx, replayKey); err == nil && ok {
+		rep, ok, err := a.replays.Get(ctx, replayKey)
+		if err != nil && a.stateError("idempotency_get", err) {
+			return flightResult{reply: errReply(http.StatusServiceUnavailable, "policy_unavailable", "idempotency records could not be read"), bodyHash: bodyHash, outcome: "policy_unavailable"}
+		}
+		if err == nil && ok {
 			if rep.BodyHash != bodyHash {
 				return flightResult{reply: errReply(http.StatusConflict, "idempotency_conflict", "this Idempotency-Key was used with a different body"), bodyHash: bodyHash, outcome: "idempotency_conflict"}
 			}
@@ -180,7 +197,7 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 		}
 	}
 	rej, err := a.checker.Check(ctx, tn.rules, msg)
-	if err != nil {
+	if err != nil && a.stateError("rate_limit", err) {
 		return flightResult{reply: errReply(http.StatusServiceUnavailable, "policy_unavailable", "rate limits could not be checked"), bodyHash: bodyHash, outcome: "policy_unavailable"}
 	}
 	if rej != nil {
@@ -206,7 +223,11 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 	if *esc.Enabled && len(members) > 1 {
 		h := sha256.Sum256([]byte(tn.name + "\x00" + msg.To + "\x00" + gateway.ExtractCode(msg.Text, msg.Code)))
 		resendKey = "resend|" + hex.EncodeToString(h[:])
-		if last, at, ok, err := a.resends.Last(ctx, resendKey); err == nil && ok {
+		last, at, ok, err := a.resends.Last(ctx, resendKey)
+		if err != nil {
+			a.stateError("resend_get", err)
+		}
+		if err == nil && ok {
 			if gap := now.Sub(at); gap >= esc.After.D() && gap < esc.Within.D() {
 				if i := slices.Index(route.Providers, last); i >= 0 {
 					chain.Start = (i + 1) % len(members)
@@ -233,7 +254,9 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 	if out.Err == nil {
 		resp.Status, rec.Status = gateway.StatusSent, gateway.StatusSent
 		if resendKey != "" {
-			_ = a.resends.Record(ctx, resendKey, out.Provider, now, esc.Within.D())
+			if err := a.resends.Record(ctx, resendKey, out.Provider, now, esc.Within.D()); err != nil {
+				a.stateError("resend_put", err)
+			}
 		}
 	} else {
 		e := out.Err
@@ -267,7 +290,9 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 	res := flightResult{reply: httpapi.Reply{Status: status, Body: body}, bodyHash: bodyHash, route: route.Name, provider: out.Provider, outcome: outcome}
 	// Replay final answers only: a 5xx or a 429 must let the caller's later retry send.
 	if idemKey != "" && status < 500 && status != http.StatusTooManyRequests {
-		_ = a.replays.Put(context.WithoutCancel(ctx), replayKey, &policy.Replay{BodyHash: bodyHash, Status: status, Body: body}, rt.cfg.Policy.Idempotency.TTL.D())
+		if err := a.replays.Put(context.WithoutCancel(ctx), replayKey, &policy.Replay{BodyHash: bodyHash, Status: status, Body: body}, rt.cfg.Policy.Idempotency.TTL.D()); err != nil {
+			a.stateError("idempotency_put", err)
+		}
 	}
 	return res
 }

@@ -23,6 +23,7 @@ type Config struct {
 	Server    Server     `yaml:"server"`
 	Log       Log        `yaml:"log"`
 	Storage   Storage    `yaml:"storage"`
+	State     State      `yaml:"state"`
 	Policy    Policy     `yaml:"policy"`
 	Tenants   []Tenant   `yaml:"tenants"`
 	Providers []Provider `yaml:"providers"`
@@ -68,6 +69,30 @@ type Storage struct {
 	Retention *gateway.Duration `yaml:"retention"`
 	// StoreFullNumbers keeps unmasked recipients; default false.
 	StoreFullNumbers bool `yaml:"store_full_numbers"`
+}
+
+// State says where rate-limit buckets, idempotency replays and resend memory live.
+type State struct {
+	// Driver is memory (default: per replica) or redis (shared by every replica).
+	Driver string `yaml:"driver"`
+	// Redis configures the redis driver.
+	Redis RedisState `yaml:"redis"`
+	// OnError is what a send does when the state store fails: open (default: send without the
+	// check, log and count it) or closed (answer 503 policy_unavailable).
+	OnError string `yaml:"on_error"`
+}
+
+// RedisState configures the Redis connection.
+type RedisState struct {
+	// Addr is host:port; default 127.0.0.1:6379.
+	Addr     string         `yaml:"addr"`
+	Username string         `yaml:"username"`
+	Password gateway.Secret `yaml:"password"`
+	DB       int            `yaml:"db"`
+	// KeyPrefix starts every key; default "smsgate:".
+	KeyPrefix string `yaml:"key_prefix"`
+	// Timeout bounds each Redis call; default 200ms.
+	Timeout gateway.Duration `yaml:"timeout"`
 }
 
 // Policy holds the global abuse-protection defaults; tenants may override them.
@@ -284,6 +309,22 @@ func (c *Config) applyDefaults() {
 		r := gateway.Duration(720 * time.Hour)
 		c.Storage.Retention = &r
 	}
+	st := &c.State
+	if st.Driver == "" {
+		st.Driver = "memory"
+	}
+	if st.OnError == "" {
+		st.OnError = "open"
+	}
+	if st.Redis.Addr == "" {
+		st.Redis.Addr = "127.0.0.1:6379"
+	}
+	if st.Redis.KeyPrefix == "" {
+		st.Redis.KeyPrefix = "smsgate:"
+	}
+	if st.Redis.Timeout == 0 {
+		st.Redis.Timeout = gateway.Duration(200 * time.Millisecond)
+	}
 	p := &c.Policy
 	if p.RateLimits.PerRecipient == nil {
 		p.RateLimits.PerRecipient = &Limit{N: 10, Per: time.Hour}
@@ -378,6 +419,12 @@ func (c *Config) validate() {
 	}
 	if c.Storage.Driver != "sqlite" && c.Storage.Driver != "memory" {
 		c.Problem("storage.driver", "must be sqlite or memory, not %q", c.Storage.Driver)
+	}
+	if c.State.Driver != "memory" && c.State.Driver != "redis" {
+		c.Problem("state.driver", "must be memory or redis, not %q", c.State.Driver)
+	}
+	if c.State.OnError != "open" && c.State.OnError != "closed" {
+		c.Problem("state.on_error", "must be open or closed, not %q", c.State.OnError)
 	}
 	if c.Server.PublicURL != "" && !strings.HasPrefix(c.Server.PublicURL, "http://") && !strings.HasPrefix(c.Server.PublicURL, "https://") {
 		c.Problem("server.public_url", "must start with http:// or https://")

@@ -35,6 +35,7 @@ func TestParseValid(t *testing.T) {
 			MaxBodyBytes: 65536, ShutdownTimeout: gateway.Duration(15 * time.Second)},
 		Log:     Log{Format: "json", Level: "info"},
 		Storage: Storage{Driver: "sqlite", Path: "data/smsgate.db", Retention: &ret},
+		State:   State{Driver: "memory", OnError: "open", Redis: RedisState{Addr: "127.0.0.1:6379", KeyPrefix: "smsgate:", Timeout: gateway.Duration(200 * time.Millisecond)}},
 		Policy: Policy{DeniedCountries: []string{"KP"},
 			RateLimits: RateLimits{PerRecipient: &Limit{10, time.Hour}, PerIP: &Limit{20, time.Minute}, PerTenant: &Limit{50, time.Second},
 				PerCountry: map[string]Limit{"NG": {10, time.Hour}}},

@@ -28,6 +28,7 @@ type Metrics struct {
 	LogWrites          *prometheus.CounterVec
 	Reloads            *prometheus.CounterVec
 	ProviderDisabled   *prometheus.GaugeVec
+	StateErrors        *prometheus.CounterVec
 }
 
 // New registers every collector, plus the Go and process collectors, on a new registry.
@@ -60,9 +61,11 @@ func New() *Metrics {
 			Help: "Config reloads by result."}, []string{"result"}),
 		ProviderDisabled: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "smsgate_provider_disabled",
 			Help: "1 when an operator drained the provider."}, []string{"provider"}),
+		StateErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_state_errors_total",
+			Help: "Failed calls to the policy state store (rate limits, idempotency, resends), by operation."}, []string{"op"}),
 	}
 	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.Attempts, m.ProviderLatency, m.BreakerState,
-		m.BreakerTransitions, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.Reloads, m.ProviderDisabled,
+		m.BreakerTransitions, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.Reloads, m.ProviderDisabled, m.StateErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}

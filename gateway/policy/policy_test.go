@@ -2,15 +2,19 @@ package policy
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
+	"github.com/sony/gobreaker/v2"
 
 	"github.com/smsgate/smsgate/gateway"
 	"github.com/smsgate/smsgate/gateway/config"
+	"github.com/smsgate/smsgate/gateway/policy/redistest"
 )
 
 // clock is a test clock moved by hand.
@@ -30,7 +34,22 @@ func newClock() *clock { return &clock{t: time.Date(2026, 11, 28, 12, 0, 0, 0, t
 
 func lim(n int, per time.Duration) *config.Limit { return &config.Limit{N: n, Per: per} }
 
+// newLimiter returns the named Limiter implementation on the given clock; Redis needs a server
+// (see redistest).
+func newLimiter(t *testing.T, clk *clock, backend string) Limiter {
+	if backend == "redis" {
+		return &Redis{Client: redistest.Start(t), Prefix: redistest.Prefix(t), Now: clk.now}
+	}
+	return &MemoryLimiter{Now: clk.now}
+}
+
 func TestEveryLimitWithWindowReset(t *testing.T) {
+	for _, backend := range []string{"memory", "redis"} {
+		t.Run(backend, func(t *testing.T) { testEveryLimit(t, backend) })
+	}
+}
+
+func testEveryLimit(t *testing.T, backend string) {
 	msg := func(to, ip, cc string) *gateway.Message {
 		return &gateway.Message{Tenant: "acme", To: to, IP: ip, Country: cc}
 	}
@@ -50,7 +69,7 @@ func TestEveryLimitWithWindowReset(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := newClock()
-			c := Checker{Limiter: &MemoryLimiter{Now: clk.now}}
+			c := Checker{Limiter: newLimiter(t, clk, backend)}
 			r := &Rules{Limits: tc.limits}
 			for i := 0; i < tc.n; i++ {
 				if rej, _ := c.Check(context.Background(), r, tc.vary(i)); rej != nil {
@@ -155,6 +174,54 @@ func TestLimiterSweepsFullBuckets(t *testing.T) {
 	}
 }
 
+func TestRedisReplaysAndResends(t *testing.T) {
+	r := &Redis{Client: redistest.Start(t), Prefix: redistest.Prefix(t)}
+	ctx := context.Background()
+	if _, ok, err := r.Get(ctx, "k"); ok || err != nil {
+		t.Fatalf("empty store: %v %v", ok, err)
+	}
+	first := &Replay{BodyHash: [32]byte{1, 2, 3}, Status: 200, Body: []byte(`{"id":"msg_1"}`)}
+	if err := r.Put(ctx, "k", first, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	r.Put(ctx, "k", &Replay{BodyHash: [32]byte{9}, Status: 422, Body: []byte(`{}`)}, time.Hour) // the first answer wins
+	got, ok, err := r.Get(ctx, "k")
+	if err != nil || !ok || cmp.Diff(first, got) != "" {
+		t.Errorf("got %+v %v %v", got, ok, err)
+	}
+	if ttl := r.Client.PTTL(ctx, r.Prefix+"idem:k").Val(); ttl <= 59*time.Minute || ttl > time.Hour {
+		t.Errorf("ttl %v", ttl)
+	}
+	at := time.UnixMicro(time.Now().UnixMicro())
+	r.Record(ctx, "rk", "twilio", at, time.Minute)
+	p, gotAt, ok, err := r.Last(ctx, "rk")
+	if diff := cmp.Diff([]any{"twilio", at, true, nil}, []any{p, gotAt, ok, err}, cmp.Comparer(func(a, b time.Time) bool { return a.Equal(b) })); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	if _, _, ok, _ := r.Last(ctx, "other"); ok {
+		t.Error("unknown key found")
+	}
+}
+
+func TestRedisLimiterSharedAndExpiring(t *testing.T) {
+	client := redistest.Start(t)
+	prefix := redistest.Prefix(t)
+	clk := newClock()
+	// Two replicas, one Redis: the bucket is shared.
+	a, b := &Redis{Client: client, Prefix: prefix, Now: clk.now}, &Redis{Client: client, Prefix: prefix, Now: clk.now}
+	l := config.Limit{N: 2, Per: time.Hour}
+	ok1, _, _ := a.Allow(context.Background(), "r|t|+1", l)
+	ok2, _, _ := b.Allow(context.Background(), "r|t|+1", l)
+	ok3, wait, err := a.Allow(context.Background(), "r|t|+1", l)
+	if !ok1 || !ok2 || ok3 || err != nil || wait != 30*time.Minute {
+		t.Errorf("shared bucket: %v %v %v wait %v err %v", ok1, ok2, ok3, wait, err)
+	}
+	// The key expires when the bucket would be full again, so idle buckets cost nothing.
+	if ttl := client.PTTL(context.Background(), prefix+"rl:r|t|+1").Val(); ttl <= 59*time.Minute || ttl > time.Hour {
+		t.Errorf("ttl %v, want about one period", ttl)
+	}
+}
+
 func TestReplaysAndResendsExpire(t *testing.T) {
 	clk := newClock()
 	rp := NewMemoryReplays(clk.now)
@@ -216,5 +283,26 @@ func TestFlightCoalesces(t *testing.T) {
 	// A different key runs on its own.
 	if v, s, _ := f.Do(context.Background(), "other", func() int { return 7 }); v != 7 || s {
 		t.Errorf("other key: %d %v", v, s)
+	}
+}
+
+func TestRedisBreakerFailsFastWhileDown(t *testing.T) {
+	addr, stop := redistest.Server(t)
+	client := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer client.Close()
+	r := &Redis{Client: client, Prefix: "x:", Breaker: NewRedisBreaker(time.Hour)}
+	l := config.Limit{N: 1, Per: time.Second}
+	if ok, _, err := r.Allow(context.Background(), "k", l); !ok || err != nil {
+		t.Fatalf("up: %v %v", ok, err)
+	}
+	stop()
+	for i := 0; i < 3; i++ {
+		if _, _, err := r.Allow(context.Background(), "k", l); err == nil {
+			t.Fatalf("call %d succeeded with redis down", i)
+		}
+	}
+	_, _, err := r.Allow(context.Background(), "k", l)
+	if !errors.Is(err, gobreaker.ErrOpenState) {
+		t.Errorf("after 3 failures: %v, want the open breaker", err)
 	}
 }

@@ -1,0 +1,160 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/smsgate/smsgate/gateway/config"
+)
+
+// Redis holds the policy state of several replicas in one Redis: rate-limit buckets, idempotency
+// replays and resend memory. Keys start with Prefix and expire by themselves.
+type Redis struct {
+	// Client is the connection pool.
+	Client redis.UniversalClient
+	// Prefix starts every key, e.g. "smsgate:".
+	Prefix string
+	// Now is the clock of rate limits; nil means time.Now. Replicas' clocks must agree (NTP).
+	Now func() time.Time
+	// Breaker, when set, guards every call: while Redis is down, calls fail at once instead of
+	// each spending a dial or a timeout of the send's budget. See NewRedisBreaker.
+	Breaker *gobreaker.TwoStepCircuitBreaker[struct{}]
+}
+
+// NewRedisBreaker opens after 3 failed calls in a row and probes again after openFor.
+func NewRedisBreaker(openFor time.Duration) *gobreaker.TwoStepCircuitBreaker[struct{}] {
+	return gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{Name: "redis", Timeout: openFor,
+		ReadyToTrip:  func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= 3 },
+		IsSuccessful: func(err error) bool { return err == nil || errors.Is(err, redis.Nil) },
+		IsExcluded:   func(err error) bool { return errors.Is(err, context.Canceled) }})
+}
+
+// guard runs fn behind the breaker (redis.Nil is a success, a cancelled call is not counted).
+func (r *Redis) guard(fn func() error) error {
+	if r.Breaker == nil {
+		return fn()
+	}
+	done, err := r.Breaker.Allow()
+	if err != nil {
+		return fmt.Errorf("redis unavailable: %w", err)
+	}
+	err = fn()
+	done(err)
+	return err
+}
+
+func (r *Redis) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// gcra is the generic cell rate algorithm, the token bucket of MemoryLimiter in one key: the key
+// holds the bucket's "theoretical arrival time" in microseconds. A request is allowed when the
+// new arrival time is at most one period ahead of now (a burst of N), and then stored with an
+// expiry of that distance. It returns 0 when allowed, else the microseconds to wait.
+var gcra = redis.NewScript(`
+local now = tonumber(ARGV[1])
+local interval = tonumber(ARGV[2])
+local period = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new = tat + interval
+if new - now > period then return new - now - period end
+redis.call('SET', KEYS[1], string.format('%.0f', new), 'PX', math.ceil((new - now) / 1000))
+return 0
+`)
+
+// Allow implements Limiter.
+func (r *Redis) Allow(ctx context.Context, key string, l config.Limit) (bool, time.Duration, error) {
+	period := l.Per.Microseconds()
+	interval := period / int64(l.N)
+	var wait int64
+	err := r.guard(func() (err error) {
+		wait, err = gcra.Run(ctx, r.Client, []string{r.Prefix + "rl:" + key}, r.now().UnixMicro(), interval, period).Int64()
+		return err
+	})
+	if err != nil {
+		return false, 0, err
+	}
+	if wait > 0 {
+		return false, time.Duration(wait) * time.Microsecond, nil
+	}
+	return true, 0, nil
+}
+
+// Get implements Replays.
+func (r *Redis) Get(ctx context.Context, key string) (*Replay, bool, error) {
+	var vals map[string]string
+	err := r.guard(func() (err error) {
+		vals, err = r.Client.HGetAll(ctx, r.Prefix+"idem:"+key).Result()
+		return err
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	if len(vals) == 0 {
+		return nil, false, nil
+	}
+	status, err := strconv.Atoi(vals["status"])
+	if err != nil || len(vals["hash"]) != 32 {
+		return nil, false, errors.New("malformed idempotency record")
+	}
+	rep := &Replay{Status: status, Body: []byte(vals["body"])}
+	copy(rep.BodyHash[:], vals["hash"])
+	return rep, true, nil
+}
+
+// Put implements Replays. The first answer wins: a key already stored is not overwritten.
+func (r *Redis) Put(ctx context.Context, key string, rep *Replay, ttl time.Duration) error {
+	k := r.Prefix + "idem:" + key
+	return r.guard(func() error {
+		_, err := r.Client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.HSetNX(ctx, k, "hash", string(rep.BodyHash[:]))
+			p.HSetNX(ctx, k, "status", strconv.Itoa(rep.Status))
+			p.HSetNX(ctx, k, "body", string(rep.Body))
+			p.PExpire(ctx, k, ttl)
+			return nil
+		})
+		return err
+	})
+}
+
+// Last implements Resends.
+func (r *Redis) Last(ctx context.Context, key string) (string, time.Time, bool, error) {
+	var vals []any
+	err := r.guard(func() (err error) {
+		vals, err = r.Client.HMGet(ctx, r.Prefix+"resend:"+key, "provider", "at").Result()
+		return err
+	})
+	if err != nil {
+		return "", time.Time{}, false, err
+	}
+	p, _ := vals[0].(string)
+	at, _ := vals[1].(string)
+	us, err := strconv.ParseInt(at, 10, 64)
+	if p == "" || err != nil {
+		return "", time.Time{}, false, nil
+	}
+	return p, time.UnixMicro(us), true, nil
+}
+
+// Record implements Resends.
+func (r *Redis) Record(ctx context.Context, key, provider string, at time.Time, ttl time.Duration) error {
+	k := r.Prefix + "resend:" + key
+	return r.guard(func() error {
+		_, err := r.Client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.HSet(ctx, k, "provider", provider, "at", strconv.FormatInt(at.UnixMicro(), 10))
+			p.PExpire(ctx, k, ttl)
+			return nil
+		})
+		return err
+	})
+}
