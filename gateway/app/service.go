@@ -84,8 +84,7 @@ func (a *App) Send(ctx context.Context, r httpapi.SendRequest) httpapi.Reply {
 	defer cancel()
 	tn, ok := rt.tenants[sha256.Sum256([]byte(r.APIKey))]
 	if !ok {
-		a.metrics.Requests.WithLabelValues("", "", "unauthorized").Inc()
-		return errReply(http.StatusUnauthorized, "unauthorized", "unknown API key")
+		return a.finish(start, r, "", flightResult{reply: errReply(http.StatusUnauthorized, "unauthorized", "unknown API key"), outcome: "unauthorized"}, "", false)
 	}
 	req, err := intake.Decode(r.Body)
 	if err != nil {

@@ -186,8 +186,11 @@ func bearer(c echo.Context) string {
 	return ""
 }
 
-func (h *handlers) readBody(c echo.Context) ([]byte, error) {
-	limit := h.b.MaxBodyBytes()
+// reportBodyLimit bounds delivery-report bodies: Infobip batches up to 100 reports in one POST,
+// more than a send's max_body_bytes.
+const reportBodyLimit = 1 << 20
+
+func (h *handlers) readBody(c echo.Context, limit int64) ([]byte, error) {
 	r := c.Request()
 	if r.ContentLength > limit {
 		return nil, fail(http.StatusRequestEntityTooLarge, "body_too_large", "the body is larger than "+strconv.FormatInt(limit, 10)+" bytes")
@@ -208,7 +211,7 @@ func (h *handlers) send(c echo.Context) error {
 	if key == "" {
 		return fail(http.StatusUnauthorized, "unauthorized", "missing Authorization: Bearer <api key>")
 	}
-	body, err := h.readBody(c)
+	body, err := h.readBody(c, h.b.MaxBodyBytes())
 	if err != nil {
 		return err
 	}
@@ -327,7 +330,7 @@ func decodeCursor(s string) (store.Cursor, bool) {
 }
 
 func (h *handlers) report(c echo.Context) error {
-	body, err := h.readBody(c)
+	body, err := h.readBody(c, max(h.b.MaxBodyBytes(), reportBodyLimit))
 	if err != nil {
 		return err
 	}

@@ -130,6 +130,12 @@ func TestReportErrorsMap(t *testing.T) {
 			t.Errorf("%v: %d %s", tc.err, res.StatusCode, body)
 		}
 	}
+	if res, _ := do(t, &stubBackend{}, "POST", "/v1/dlr/infobip/x", "", strings.Repeat(" ", 200<<10)); res.StatusCode != 200 {
+		t.Errorf("a 200 KiB report batch (over max_body_bytes, under 1 MiB) got %d", res.StatusCode)
+	}
+	if res, _ := do(t, &stubBackend{}, "POST", "/v1/dlr/infobip/x", "", strings.Repeat(" ", 2<<20)); res.StatusCode != 413 {
+		t.Errorf("a 2 MiB report got %d", res.StatusCode)
+	}
 	res, body := do(t, &stubBackend{reload: errors.New("a.yaml:3: x: bad\na.yaml:4: y: bad")}, "POST", "/v1/admin/reload", "Bearer adm", "")
 	if res.StatusCode != 422 || !strings.Contains(body, `"problems":["a.yaml:3: x: bad","a.yaml:4: y: bad"]`) {
 		t.Errorf("reload: %d %s", res.StatusCode, body)
