@@ -9,9 +9,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/smsgate/smsgate/providers/internal/fakeserver"
 )
 
 // Mode is how the fake answers sends.
@@ -35,40 +35,19 @@ type Request struct {
 
 // Fake is the handler; use it with httptest.NewServer.
 type Fake struct {
-	apiKey  string
-	mode    atomic.Int32
-	latency atomic.Int64
-	calls   atomic.Int64
-	record  bool
-	mu      sync.Mutex
-	reqs    []Request
-	release chan struct{}
-	relOnce sync.Once
+	fakeserver.Control[Request]
+	apiKey string
 }
 
 // New returns a fake that accepts apiKey; record keeps every request for inspection.
 func New(apiKey string, record bool) *Fake {
-	return &Fake{apiKey: apiKey, record: record, release: make(chan struct{})}
+	f := &Fake{apiKey: apiKey}
+	f.Init(record)
+	return f
 }
 
 // SetMode switches how sends are answered.
-func (f *Fake) SetMode(m Mode) { f.mode.Store(int32(m)) }
-
-// SetLatency delays every answer by d.
-func (f *Fake) SetLatency(d time.Duration) { f.latency.Store(int64(d)) }
-
-// Calls counts send requests received.
-func (f *Fake) Calls() int64 { return f.calls.Load() }
-
-// Requests returns the recorded requests.
-func (f *Fake) Requests() []Request {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]Request(nil), f.reqs...)
-}
-
-// Release ends every hanging request (call it before closing the server).
-func (f *Fake) Release() { f.relOnce.Do(func() { close(f.release) }) }
+func (f *Fake) SetMode(m Mode) { f.SetModeValue(int32(m)) }
 
 type sendBody struct {
 	Messages []struct {
@@ -88,14 +67,10 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 404, `{"requestError":{"serviceException":{"messageId":"NOT_FOUND","text":"Not found"}}}`)
 		return
 	}
-	f.calls.Add(1)
-	if f.record {
-		req := Request{Method: r.Method, Path: r.URL.Path, Authorization: r.Header.Get("Authorization"), ContentType: r.Header.Get("Content-Type"), At: time.Now()}
-		_ = json.Unmarshal(raw, &req.Body)
-		f.mu.Lock()
-		f.reqs = append(f.reqs, req)
-		f.mu.Unlock()
-	}
+	n := f.Count()
+	req := Request{Method: r.Method, Path: r.URL.Path, Authorization: r.Header.Get("Authorization"), ContentType: r.Header.Get("Content-Type"), At: time.Now()}
+	_ = json.Unmarshal(raw, &req.Body)
+	f.Record(req)
 	if r.Method != http.MethodPost {
 		writeJSON(w, 405, `{"requestError":{"serviceException":{"messageId":"BAD_REQUEST","text":"Method not allowed"}}}`)
 		return
@@ -104,20 +79,13 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 401, `{"requestError":{"serviceException":{"messageId":"UNAUTHORIZED","text":"Invalid login details"}}}`)
 		return
 	}
-	mode := Mode(f.mode.Load())
+	mode := Mode(f.ModeValue())
 	if mode == Hang {
-		select {
-		case <-r.Context().Done():
-		case <-f.release:
-		}
+		f.Hang(r)
 		return
 	}
-	if d := time.Duration(f.latency.Load()); d > 0 {
-		select {
-		case <-time.After(d):
-		case <-r.Context().Done():
-			return
-		}
+	if !f.Delay(r) {
+		return
 	}
 	if mode == Unavailable {
 		writeJSON(w, 503, `{"requestError":{"serviceException":{"messageId":"GENERAL_ERROR","text":"Something went wrong. Please contact support."}}}`)
@@ -131,7 +99,7 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	d := b.Messages[0].Destinations[0]
 	id := d.MessageID
 	if id == "" {
-		id = fmt.Sprintf("ib-%d", f.calls.Load())
+		id = fmt.Sprintf("ib-%d", n)
 	}
 	status := `{"groupId":1,"groupName":"PENDING","id":26,"name":"PENDING_ACCEPTED","description":"Message sent to next instance"}`
 	switch mode {
@@ -144,11 +112,7 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != "/sms/3/messages" {
 		field = "to"
 	}
-	writeJSON(w, 200, fmt.Sprintf(`{"bulkId":"bulk-%d","messages":[{"messageId":%q,"status":%s,%q:%q,"details":{"messageCount":1}}]}`, f.calls.Load(), id, status, field, d.To))
+	writeJSON(w, 200, fmt.Sprintf(`{"bulkId":"bulk-%d","messages":[{"messageId":%q,"status":%s,%q:%q,"details":{"messageCount":1}}]}`, n, id, status, field, d.To))
 }
 
-func writeJSON(w http.ResponseWriter, status int, body string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	io.WriteString(w, body)
-}
+func writeJSON(w http.ResponseWriter, status int, body string) { fakeserver.WriteJSON(w, status, body) }

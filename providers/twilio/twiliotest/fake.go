@@ -9,9 +9,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"time"
+
+	"github.com/smsgate/smsgate/providers/internal/fakeserver"
 )
 
 // Mode is how the fake answers.
@@ -33,40 +32,19 @@ type Request struct {
 
 // Fake is the handler; use it with httptest.NewServer.
 type Fake struct {
+	fakeserver.Control[Request]
 	sid, token string
-	mode       atomic.Int32
-	latency    atomic.Int64
-	calls      atomic.Int64
-	record     bool
-	mu         sync.Mutex
-	reqs       []Request
-	release    chan struct{}
-	relOnce    sync.Once
 }
 
 // New returns a fake for one account; record keeps every request.
 func New(accountSID, authToken string, record bool) *Fake {
-	return &Fake{sid: accountSID, token: authToken, record: record, release: make(chan struct{})}
+	f := &Fake{sid: accountSID, token: authToken}
+	f.Init(record)
+	return f
 }
 
 // SetMode switches how requests are answered.
-func (f *Fake) SetMode(m Mode) { f.mode.Store(int32(m)) }
-
-// SetLatency delays every answer by d.
-func (f *Fake) SetLatency(d time.Duration) { f.latency.Store(int64(d)) }
-
-// Calls counts requests to Messages.json and Calls.json.
-func (f *Fake) Calls() int64 { return f.calls.Load() }
-
-// Requests returns the recorded requests.
-func (f *Fake) Requests() []Request {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]Request(nil), f.reqs...)
-}
-
-// Release ends every hanging request.
-func (f *Fake) Release() { f.relOnce.Do(func() { close(f.release) }) }
+func (f *Fake) SetMode(m Mode) { f.SetModeValue(int32(m)) }
 
 // ServeHTTP implements http.Handler.
 func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -78,31 +56,20 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	raw, _ := io.ReadAll(r.Body)
 	form, _ := url.ParseQuery(string(raw))
-	n := f.calls.Add(1)
+	n := f.Count()
 	user, pass, _ := r.BasicAuth()
-	if f.record {
-		f.mu.Lock()
-		f.reqs = append(f.reqs, Request{Method: r.Method, Path: r.URL.Path, User: user, Password: pass, ContentType: r.Header.Get("Content-Type"), Form: form})
-		f.mu.Unlock()
-	}
+	f.Record(Request{Method: r.Method, Path: r.URL.Path, User: user, Password: pass, ContentType: r.Header.Get("Content-Type"), Form: form})
 	if user != f.sid || pass != f.token {
 		writeJSON(w, 401, `{"code":20003,"message":"Authenticate","more_info":"https://www.twilio.com/docs/errors/20003","status":401}`)
 		return
 	}
-	mode := Mode(f.mode.Load())
+	mode := Mode(f.ModeValue())
 	if mode == Hang {
-		select {
-		case <-r.Context().Done():
-		case <-f.release:
-		}
+		f.Hang(r)
 		return
 	}
-	if d := time.Duration(f.latency.Load()); d > 0 {
-		select {
-		case <-time.After(d):
-		case <-r.Context().Done():
-			return
-		}
+	if !f.Delay(r) {
+		return
 	}
 	switch {
 	case mode == Unavailable:
@@ -123,8 +90,4 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		n, f.sid, form.Get("To"), form.Get("From"), form.Get("MessagingServiceSid")))
 }
 
-func writeJSON(w http.ResponseWriter, status int, body string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	io.WriteString(w, body)
-}
+func writeJSON(w http.ResponseWriter, status int, body string) { fakeserver.WriteJSON(w, status, body) }
