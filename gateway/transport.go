@@ -5,7 +5,17 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 )
+
+// OneLine folds provider text to one line of at most 160 bytes, for errors and attempt records.
+func OneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 160 {
+		s = s[:160]
+	}
+	return s
+}
 
 // TransportError classifies a failure to get an HTTP response from a provider as a provider
 // error, rebuilt from the failure's kind only: the original error often quotes the request URL,

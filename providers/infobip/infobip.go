@@ -278,14 +278,14 @@ func classifyHTTP(code int, raw []byte) *gateway.Error {
 		switch {
 		case b.ErrorCode != "":
 			e.Code = b.ErrorCode
-			e.Message = clip(b.Description)
+			e.Message = gateway.OneLine(b.Description)
 			for _, v := range b.Violations {
 				fields = append(fields, v.Property)
 			}
 		case b.RequestError != nil && b.RequestError.ServiceException != nil:
 			se := b.RequestError.ServiceException
 			e.Code = se.MessageID
-			e.Message = clip(se.Text)
+			e.Message = gateway.OneLine(se.Text)
 			for f := range se.ValidationErrors {
 				fields = append(fields, f)
 			}
@@ -309,15 +309,6 @@ func classifyHTTP(code int, raw []byte) *gateway.Error {
 		}
 	}
 	return e
-}
-
-// clip keeps provider text short and on one line for logs and attempt records.
-func clip(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > 160 {
-		s = s[:160]
-	}
-	return s
 }
 
 // report is one delivery report, v2 or v3 (SMS) or voice.

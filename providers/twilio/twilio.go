@@ -103,7 +103,7 @@ func (p *Provider) httpError(status int, raw []byte) *gateway.Error {
 		e.Class, e.Code = class, strconv.Itoa(b.Code)
 		e.Message = desc
 		if e.Message == "" {
-			e.Message = clip(b.Message)
+			e.Message = gateway.OneLine(b.Message)
 		}
 	}
 	if status >= 500 || status == http.StatusTooManyRequests {
@@ -113,14 +113,6 @@ func (p *Provider) httpError(status int, raw []byte) *gateway.Error {
 	// account sid: keep neither.
 	e.Message = redactDigits(strings.ReplaceAll(e.Message, p.cfg.AuthToken.Reveal(), "<secret>"))
 	return e
-}
-
-func clip(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > 160 {
-		s = s[:160]
-	}
-	return s
 }
 
 // redactDigits masks runs of 6 or more digits (phone numbers) in provider text.
