@@ -254,7 +254,7 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 }
 
 // Reload reads the config file again and swaps it in atomically. An invalid file changes nothing.
-// Listener address, storage and log format need a restart; the log level follows the file.
+// Listener address, log format, storage and state need a restart; the log level follows the file.
 func (a *App) Reload(ctx context.Context) error {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
@@ -274,8 +274,9 @@ func (a *App) Reload(ctx context.Context) error {
 		a.log.Error("config reload rejected; keeping the running config", "file", a.opts.ConfigPath, "problems", n, "err", err.Error())
 		return err
 	}
-	if cfg.Server.Listen != prev.cfg.Server.Listen || !reflect.DeepEqual(cfg.Storage, prev.cfg.Storage) {
-		a.log.Warn("config reload: server.listen and storage changes take effect only after a restart")
+	if cfg.Server.Listen != prev.cfg.Server.Listen || cfg.Log.Format != prev.cfg.Log.Format ||
+		!reflect.DeepEqual(cfg.Storage, prev.cfg.Storage) || !reflect.DeepEqual(cfg.State, prev.cfg.State) {
+		a.log.Warn("config reload: changes to server.listen, log.format, storage and state take effect only after a restart")
 	}
 	a.setLevel(cfg.Log.Level)
 	a.rt.Store(rt)
