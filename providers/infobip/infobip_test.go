@@ -322,3 +322,65 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
+
+// TestRequestsAndFakeConformToTheSpec checks every body the driver sends, and every answer the
+// shared fake gives, against Infobip's official OpenAPI specs.
+func TestRequestsAndFakeConformToTheSpec(t *testing.T) {
+	sms := providertest.LoadSpec(t, "infobip-sms.openapi.json")
+	voice := providertest.LoadSpec(t, "infobip-voice.openapi.json")
+	fake := infobiptest.New(apiKey, true)
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	msgs := []*gateway.Message{
+		{ID: "msg_1", To: "+14155550104", Country: "US", Type: gateway.SMS, Text: "Your code is 123456", CallbackURL: "https://gw.example.com/v1/dlr/infobip/x"},
+		{ID: "msg_2", To: "+447911123456", Country: "GG", Type: gateway.Voice, Text: "Your code is 4321", Language: "de"},
+		{ID: "msg_3", To: "+447911123456", Country: "GG", Type: gateway.Voice, Text: "Your code is 4321", CallbackURL: "https://gw.example.com/v1/dlr/infobip/x"},
+	}
+	for _, api := range []string{"v3", "v2"} {
+		p := newDriver(t, srv.URL, func(c *Config) { c.API = api })
+		for _, m := range msgs {
+			if _, err := p.Send(context.Background(), m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, r := range fake.Requests() {
+		spec := sms
+		if strings.HasPrefix(r.Path, "/tts/") {
+			spec = voice
+		}
+		body, _ := json.Marshal(r.Body)
+		if errs := spec.RequestErrors(r.Path, "POST", body); len(errs) > 0 {
+			t.Errorf("%s request does not conform: %v\n%s", r.Path, errs, body)
+		}
+	}
+	if n := len(fake.Requests()); n != 6 {
+		t.Fatalf("checked %d requests, want 6", n)
+	}
+	// Answers: validate each endpoint's success body with the right key.
+	for path, spec := range map[string]*providertest.Spec{"/sms/3/messages": sms, "/sms/2/text/advanced": sms, "/tts/3/advanced": voice} {
+		req, _ := http.NewRequest("POST", srv.URL+path, strings.NewReader(`{"messages":[{"destinations":[{"to":"41793026727","messageId":"m1"}]}]}`))
+		req.Header.Set("Authorization", "App "+apiKey)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ans, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if errs := spec.ResponseErrors(path, "POST", "200", ans); len(errs) > 0 {
+			t.Errorf("fake answer for %s does not conform: %v\n%s", path, errs, ans)
+		}
+	}
+}
+
+func TestSpecCheckCatchesAWrongField(t *testing.T) {
+	sms := providertest.LoadSpec(t, "infobip-sms.openapi.json")
+	// COURIER sends "from" on v3; the spec's field is "sender".
+	errs := sms.RequestErrors("/sms/3/messages", "POST", []byte(`{"messages":[{"from":"InfoSMS","destinations":[{"to":"41793026727"}],"content":{"text":"hi"}}]}`))
+	if len(errs) != 1 || !strings.Contains(errs[0], "body.messages[0].from: not in the schema") {
+		t.Errorf("errs = %v", errs)
+	}
+	if errs := sms.RequestErrors("/sms/3/messages", "POST", []byte(`{"messages":[{"destinations":[{"to":"41793026727"}]}]}`)); len(errs) == 0 {
+		t.Error("a message without content passed")
+	}
+}

@@ -285,3 +285,47 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("voice without from: %v", err)
 	}
 }
+
+// TestRequestsAndFakeConformToTheSpec checks the driver's form fields, and the shared fake's
+// answers, against Twilio's official OpenAPI spec.
+func TestRequestsAndFakeConformToTheSpec(t *testing.T) {
+	spec := providertest.LoadSpec(t, "twilio-api-v2010.openapi.json")
+	fake := twiliotest.New(sid, token, true)
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	for _, edit := range []func(*Config){nil, func(c *Config) { c.From, c.MessagingServiceSID, c.VoiceFrom = "", "MG1", "+15005550007" }} {
+		p := newDriver(t, srv.URL, edit)
+		for _, typ := range []gateway.MessageType{gateway.SMS, gateway.Voice} {
+			if _, err := p.Send(context.Background(), &gateway.Message{To: "+14155550104", Type: typ, Text: "Your code is 1234", CallbackURL: "https://gw.example.com/cb"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	reqs := fake.Requests()
+	if len(reqs) != 4 {
+		t.Fatalf("%d requests", len(reqs))
+	}
+	for _, r := range reqs {
+		path := strings.Replace(r.Path, sid, "{AccountSid}", 1)
+		if errs := spec.FormErrors(path, "POST", r.Form); len(errs) > 0 {
+			t.Errorf("%s: %v (%v)", path, errs, r.Form)
+		}
+	}
+	for _, kind := range []string{"Messages.json", "Calls.json"} {
+		req, _ := http.NewRequest("POST", srv.URL+"/2010-04-01/Accounts/"+sid+"/"+kind, strings.NewReader("To=%2B14155550104&From=%2B15005550006&Body=x"))
+		req.SetBasicAuth(sid, token)
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if errs := spec.ResponseErrors("/2010-04-01/Accounts/{AccountSid}/"+kind, "POST", "201", body); len(errs) > 0 {
+			t.Errorf("fake %s answer: %v\n%s", kind, errs, body)
+		}
+	}
+	if errs := spec.FormErrors("/2010-04-01/Accounts/{AccountSid}/Messages.json", "POST", url.Values{"To": {"+1"}, "Bodyy": {"x"}}); len(errs) != 1 {
+		t.Errorf("a misspelt field must be caught: %v", errs)
+	}
+}

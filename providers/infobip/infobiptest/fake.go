@@ -108,11 +108,12 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case NoCredit:
 		status = `{"groupId":5,"groupName":"REJECTED","id":12,"name":"REJECTED_NOT_ENOUGH_CREDITS","description":"Not enough credits"}`
 	}
-	field := "destination"
-	if r.URL.Path != "/sms/3/messages" {
-		field = "to"
+	// v3 names the number "destination" and adds details; v2 and TTS name it "to" (as the specs do).
+	tail := fmt.Sprintf(`"to":%q`, d.To)
+	if r.URL.Path == "/sms/3/messages" {
+		tail = fmt.Sprintf(`"destination":%q,"details":{"messageCount":1}`, d.To)
 	}
-	writeJSON(w, 200, fmt.Sprintf(`{"bulkId":"bulk-%d","messages":[{"messageId":%q,"status":%s,%q:%q,"details":{"messageCount":1}}]}`, n, id, status, field, d.To))
+	writeJSON(w, 200, fmt.Sprintf(`{"bulkId":"bulk-%d","messages":[{"messageId":%q,"status":%s,%s}]}`, n, id, status, tail))
 }
 
 func writeJSON(w http.ResponseWriter, status int, body string) { fakeserver.WriteJSON(w, status, body) }
