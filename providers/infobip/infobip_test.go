@@ -277,6 +277,14 @@ func TestDeliveryReports(t *testing.T) {
 		{"voice", voice, []gateway.DeliveryReport{{ProviderMessageID: "msg_6", MessageID: "msg_6", Status: gateway.StatusDelivered, ProviderStatus: "DELIVERED_TO_HANDSET",
 			Price: 0.005, Currency: "EUR", SentAt: at("2019-11-09T16:00:00.000+0000"), DoneAt: at("2019-11-09T16:00:30.000+0000")}}},
 	}
+	smsSpec := providertest.LoadSpec(t, "infobip-sms.openapi.json")
+	for name, body := range map[string]string{"receive-outbound-sms-message-reports": v2, "receive-outbound-sms-message-reports-v3": v3} {
+		// The test bodies are the shapes the spec's webhooks define (v3's extra "newField" aside,
+		// which checks leniency).
+		if errs := smsSpec.RequestErrors("webhook:"+name, "POST", []byte(strings.Replace(body, `,"newField":1`, "", 1))); len(errs) > 0 {
+			t.Errorf("%s test body does not match the spec: %v", name, errs)
+		}
+	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := httptest.NewRequest("POST", "/v1/dlr/infobip/infobip-test?secret=hook-SECRET", strings.NewReader(tc.body))
