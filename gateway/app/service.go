@@ -119,6 +119,10 @@ func (a *App) Send(ctx context.Context, r httpapi.SendRequest) httpapi.Reply {
 	if err != nil {
 		return a.finish(start, r, tn.name, flightResult{reply: errReply(http.StatusGatewayTimeout, "deadline_exceeded", "the request budget ran out while waiting for an identical request"), outcome: "deadline_exceeded"}, msg.To, true)
 	}
+	if res.reply.Status == 0 {
+		// The run this request waited for panicked (its own handler answered 500): say so here too.
+		res = flightResult{reply: errReply(http.StatusInternalServerError, "internal", "internal error"), outcome: "internal"}
+	}
 	if shared && r.IdempotencyKey != "" && res.bodyHash != bodyHash {
 		res = flightResult{reply: errReply(http.StatusConflict, "idempotency_conflict", "this Idempotency-Key was used with a different body"), outcome: "idempotency_conflict"}
 	}
