@@ -114,3 +114,11 @@ type Deps struct {
 	// Logger is the gateway's logger; drivers log rarely and never secrets, codes or numbers.
 	Logger *slog.Logger
 }
+
+// Client returns HTTPClient, or http.DefaultClient when none was given (tests).
+func (d Deps) Client() *http.Client {
+	if d.HTTPClient != nil {
+		return d.HTTPClient
+	}
+	return http.DefaultClient
+}

@@ -73,3 +73,16 @@ func TestClassOf(t *testing.T) {
 		t.Errorf("AsError(deadline) = %+v", e)
 	}
 }
+
+func TestOneLine(t *testing.T) {
+	tests := map[string]string{
+		"The 'To' number +14155550104 is not\n a valid phone number.": "The 'To' number +*********** is not a valid phone number.",
+		"Error 21211 at 12:30":                                         "Error 21211 at 12:30",
+		strings.Repeat("x", 200):                                      strings.Repeat("x", 160),
+	}
+	for in, want := range tests {
+		if got := OneLine(in); got != want {
+			t.Errorf("OneLine(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

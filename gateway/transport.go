@@ -8,9 +8,31 @@ import (
 	"strings"
 )
 
-// OneLine folds provider text to one line of at most 160 bytes, for errors and attempt records.
+// OneLine makes provider text safe and short for errors and attempt records: runs of 6 or more
+// digits (providers quote the phone number: "The 'To' number +1415... is not valid") are masked,
+// and the text is folded to one line of at most 160 bytes.
 func OneLine(s string) string {
 	s = strings.Join(strings.Fields(s), " ")
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); {
+		j := i
+		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+			j++
+		}
+		switch {
+		case j-i >= 6:
+			b.WriteString(strings.Repeat("*", j-i))
+			i = j
+		case j > i:
+			b.WriteString(s[i:j])
+			i = j
+		default:
+			b.WriteByte(s[i])
+			i++
+		}
+	}
+	s = b.String()
 	if len(s) > 160 {
 		s = s[:160]
 	}

@@ -28,11 +28,7 @@ type Provider struct {
 
 // New returns a driver; cfg must have passed Validate.
 func New(cfg Config, deps gateway.Deps) *Provider {
-	c := deps.HTTPClient
-	if c == nil {
-		c = http.DefaultClient
-	}
-	return &Provider{cfg: cfg, client: c, base: strings.TrimRight(cfg.BaseURL, "/")}
+	return &Provider{cfg: cfg, client: deps.Client(), base: strings.TrimRight(cfg.BaseURL, "/")}
 }
 
 // Wire types, as the OpenAPI spec names the fields.

@@ -184,6 +184,7 @@ func TestClassification(t *testing.T) {
 		{"404 wrong base url", 404, `not found`, gateway.ClassProvider, "HTTP_404"},
 		{"400 about the destination", 400, `{"errorCode":"E400","description":"Request cannot be processed.","action":"","violations":[{"property":"messages[0].destinations[0].to","violation":"invalid"}],"resources":[]}`, gateway.ClassRecipient, "E400"},
 		{"400 legacy about to", 400, `{"requestError":{"serviceException":{"messageId":"BAD_REQUEST","text":"Bad request","validationErrors":{"messages[0].destinations[0].to":["invalid destination address"]}}}}`, gateway.ClassRecipient, "BAD_REQUEST"},
+		{"400 quoting the number", 400, `{"requestError":{"serviceException":{"messageId":"BAD_REQUEST","text":"Invalid destination address 14155550104"}}}`, gateway.ClassProvider, "BAD_REQUEST"},
 		{"400 about our body", 400, `{"errorCode":"E400","description":"Request cannot be processed.","action":"","violations":[{"property":"messages[0].content.text","violation":"must not be blank"}],"resources":[]}`, gateway.ClassProvider, "E400"},
 		{"200 REJECTED_DESTINATION", 200, rejected("REJECTED", 5, 52, "REJECTED_DESTINATION"), gateway.ClassRecipient, "REJECTED_DESTINATION"},
 		{"200 REJECTED_PREFIX_MISSING", 200, rejected("REJECTED", 5, 8, "REJECTED_PREFIX_MISSING"), gateway.ClassRecipient, "REJECTED_PREFIX_MISSING"},
@@ -208,8 +209,10 @@ func TestClassification(t *testing.T) {
 			if err == nil || ge.Class != tc.class || ge.Code != tc.code {
 				t.Fatalf("got %v (class %v code %q), want class %v code %q", err, ge.Class, ge.Code, tc.class, tc.code)
 			}
-			if strings.Contains(err.Error(), apiKey) {
-				t.Errorf("error contains the API key: %v", err)
+			for _, bad := range []string{apiKey, "4155550104"} {
+				if strings.Contains(err.Error(), bad) {
+					t.Errorf("error contains %q: %v", bad, err)
+				}
 			}
 		})
 	}

@@ -31,11 +31,7 @@ type Provider struct {
 
 // New returns a driver; cfg must have passed Validate.
 func New(cfg Config, deps gateway.Deps) *Provider {
-	c := deps.HTTPClient
-	if c == nil {
-		c = http.DefaultClient
-	}
-	return &Provider{cfg: cfg, client: c, base: strings.TrimRight(cfg.BaseURL, "/") + "/2010-04-01/Accounts/" + url.PathEscape(cfg.AccountSID)}
+	return &Provider{cfg: cfg, client: deps.Client(), base: strings.TrimRight(cfg.BaseURL, "/") + "/2010-04-01/Accounts/" + url.PathEscape(cfg.AccountSID)}
 }
 
 // Send implements gateway.Provider.
@@ -109,34 +105,9 @@ func (p *Provider) httpError(status int, raw []byte) *gateway.Error {
 	if status >= 500 || status == http.StatusTooManyRequests {
 		e.Class = gateway.ClassProvider
 	}
-	// Twilio's messages quote the number ("The 'To' number +1... is not valid") and URLs hold the
-	// account sid: keep neither.
-	e.Message = redactDigits(strings.ReplaceAll(e.Message, p.cfg.AuthToken.Reveal(), "<secret>"))
+	// gateway.OneLine masked the number Twilio's messages quote; an echoed token goes too.
+	e.Message = strings.ReplaceAll(e.Message, p.cfg.AuthToken.Reveal(), "<secret>")
 	return e
-}
-
-// redactDigits masks runs of 6 or more digits (phone numbers) in provider text.
-func redactDigits(s string) string {
-	var b strings.Builder
-	run := 0
-	flush := func(end int) {
-		if run >= 6 {
-			b.WriteString(strings.Repeat("*", run))
-		} else {
-			b.WriteString(s[end-run : end])
-		}
-		run = 0
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] >= '0' && s[i] <= '9' {
-			run++
-			continue
-		}
-		flush(i)
-		b.WriteByte(s[i])
-	}
-	flush(len(s))
-	return b.String()
 }
 
 // sayLanguages maps a language's primary subtag to a Twilio <Say> language and the phrase.
