@@ -77,8 +77,8 @@ func TestClassOf(t *testing.T) {
 func TestOneLine(t *testing.T) {
 	tests := map[string]string{
 		"The 'To' number +14155550104 is not\n a valid phone number.": "The 'To' number +*********** is not a valid phone number.",
-		"Error 21211 at 12:30":                                         "Error 21211 at 12:30",
-		strings.Repeat("x", 200):                                      strings.Repeat("x", 160),
+		"Error 21211 at 12:30":   "Error 21211 at 12:30",
+		strings.Repeat("x", 200): strings.Repeat("x", 160),
 	}
 	for in, want := range tests {
 		if got := OneLine(in); got != want {

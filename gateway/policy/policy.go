@@ -8,6 +8,7 @@ package policy
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/smsgate/smsgate/gateway"
@@ -75,26 +76,29 @@ func (c *Checker) Check(ctx context.Context, r *Rules, msg *gateway.Message) (*R
 		return &Rejection{Code: "country_not_allowed", Reason: "allowed_countries", Message: fmt.Sprintf("destination country %s is not allowed for this tenant", cc)}, nil
 	}
 	type check struct {
-		name, key string
-		l         *config.Limit
+		name, kind, value string
+		l                 *config.Limit
 	}
-	checks := [4]check{{"per_tenant", "t|" + msg.Tenant, r.Limits.PerTenant}}
+	checks := [4]check{{"per_tenant", "t", "", r.Limits.PerTenant}}
 	n := 1
 	if l, ok := r.Limits.PerCountry[cc]; ok {
-		checks[n] = check{"per_country", "c|" + msg.Tenant + "|" + cc, &l}
+		checks[n] = check{"per_country", "c", cc, &l}
 		n++
 	}
 	if msg.IP != "" {
-		checks[n] = check{"per_ip", "i|" + msg.Tenant + "|" + msg.IP, r.Limits.PerIP}
+		checks[n] = check{"per_ip", "i", msg.IP, r.Limits.PerIP}
 		n++
 	}
-	checks[n] = check{"per_recipient", "r|" + msg.Tenant + "|" + msg.To, r.Limits.PerRecipient}
+	checks[n] = check{"per_recipient", "r", msg.To, r.Limits.PerRecipient}
 	n++
 	for _, ch := range checks[:n] {
 		if ch.l == nil || ch.l.N == 0 {
 			continue
 		}
-		ok, wait, err := c.Limiter.Allow(ctx, ch.key+"|"+ch.l.String(), *ch.l)
+		// The key names the limit too, so a reloaded limit starts a fresh bucket. Built only for
+		// active limits, with strconv rather than fmt: this runs for every send.
+		key := ch.kind + "|" + strconv.Itoa(ch.l.N) + "/" + strconv.FormatInt(int64(ch.l.Per), 10) + "|" + msg.Tenant + "|" + ch.value
+		ok, wait, err := c.Limiter.Allow(ctx, key, *ch.l)
 		if err != nil {
 			return nil, err
 		}

@@ -306,3 +306,17 @@ func TestRedisBreakerFailsFastWhileDown(t *testing.T) {
 		t.Errorf("after 3 failures: %v, want the open breaker", err)
 	}
 }
+
+func TestChangedLimitStartsAFreshBucket(t *testing.T) {
+	c := Checker{Limiter: &MemoryLimiter{Now: newClock().now}}
+	m := &gateway.Message{Tenant: "a", To: "+14155550104", Country: "US"}
+	before := &Rules{Limits: config.RateLimits{PerRecipient: lim(1, time.Hour)}}
+	c.Check(context.Background(), before, m)
+	if rej, _ := c.Check(context.Background(), before, m); rej == nil {
+		t.Fatal("second send under 1/1h allowed")
+	}
+	after := &Rules{Limits: config.RateLimits{PerRecipient: lim(2, time.Hour)}} // as after a reload
+	if rej, _ := c.Check(context.Background(), after, m); rej != nil {
+		t.Errorf("a reloaded limit reused the old bucket: %+v", rej)
+	}
+}
