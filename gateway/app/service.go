@@ -88,14 +88,14 @@ func (a *App) Send(ctx context.Context, r httpapi.SendRequest) httpapi.Reply {
 	}
 	req, err := intake.Decode(r.Body)
 	if err != nil {
-		return a.finish(start, r, tn.name, flightResult{reply: intakeReply(err), outcome: intakeCode(err)}, "", false)
+		return a.finish(start, r, tn.name, intakeFailure(err), "", false)
 	}
 	if tn.clientIDs != nil && !tn.clientIDs[req.ClientID] {
 		return a.finish(start, r, tn.name, flightResult{reply: errReply(http.StatusForbidden, "client_not_allowed", "this API key may not send for this client_id"), outcome: "client_not_allowed"}, "", false)
 	}
 	num, err := intake.NormalizeNumber(req.Recipient, tn.acceptUnrecognized)
 	if err != nil {
-		return a.finish(start, r, tn.name, flightResult{reply: intakeReply(err), outcome: "invalid_number"}, "", false)
+		return a.finish(start, r, tn.name, intakeFailure(err), "", false)
 	}
 	msg := &gateway.Message{Tenant: tn.name, ClientID: req.ClientID, To: num.E164, Country: num.Country, Type: req.Type,
 		Text: req.Text, Code: req.Code, Action: req.Action, Language: req.Language, IP: req.IP, From: req.From}
@@ -158,20 +158,14 @@ func (a *App) stateError(op string, err error) bool {
 	return !a.failOpen
 }
 
-func intakeReply(err error) httpapi.Reply {
+// intakeFailure answers a request the intake refused: 400 with the intake's own code.
+func intakeFailure(err error) flightResult {
+	code, msg := "invalid_request", "the request could not be read"
 	var ie *intake.Error
 	if errors.As(err, &ie) {
-		return errReply(http.StatusBadRequest, ie.Code, ie.Message)
+		code, msg = ie.Code, ie.Message
 	}
-	return errReply(http.StatusBadRequest, "invalid_request", "the request could not be read")
-}
-
-func intakeCode(err error) string {
-	var ie *intake.Error
-	if errors.As(err, &ie) {
-		return ie.Code
-	}
-	return "invalid_request"
+	return flightResult{reply: errReply(http.StatusBadRequest, code, msg), outcome: code}
 }
 
 var idSeq atomic.Uint32

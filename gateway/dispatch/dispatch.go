@@ -136,9 +136,8 @@ var errExcluded = errors.New("request deadline reached during attempt")
 
 type excludedErr struct{ err error }
 
-func (e excludedErr) Error() string        { return e.err.Error() }
-func (e excludedErr) Unwrap() []error      { return []error{e.err, errExcluded} }
-func (e excludedErr) Is(target error) bool { return target == errExcluded }
+func (e excludedErr) Error() string   { return e.err.Error() }
+func (e excludedErr) Unwrap() []error { return []error{e.err, errExcluded} }
 
 // Attempt records one try of one provider.
 type Attempt struct {

@@ -150,13 +150,9 @@ func itoa(n int64) string {
 
 // str accepts a JSON string, number or bool and keeps its text; objects and arrays are rejected by
 // the decoder as wrong types.
-type str struct {
-	v   string
-	set bool
-}
+type str struct{ v string }
 
 func (x *str) UnmarshalJSON(b []byte) error {
-	x.set = true
 	if len(b) > 0 && b[0] == '"' {
 		// Fast path: most strings need no unescaping (the decoder has already validated b).
 		if len(b) >= 2 && bytes.IndexByte(b, '\\') < 0 {
