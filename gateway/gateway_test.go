@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestMaskPhone(t *testing.T) {
@@ -84,5 +85,34 @@ func TestOneLine(t *testing.T) {
 		if got := OneLine(in); got != want {
 			t.Errorf("OneLine(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestSafeTextRemovesSecretsBeforeCutting: secrets are removed first, whole or in pieces of 6+
+// characters, and only then is the text masked and cut, so no piece of a secret survives.
+func TestSafeTextRemovesSecretsBeforeCutting(t *testing.T) {
+	key := "K3y-9f8e7d6c5b4a"
+	tests := []struct{ name, in, want string }{
+		{"whole", "bad key " + key + " given", "bad key <secret> given"},
+		{"a piece", "key starts 9f8e7d6c and ends", "key starts <secret> and ends"},
+		{"five characters are not a piece", "9f8e7 is fine", "9f8e7 is fine"},
+		{"twice, overlapping runs merged", key + key[2:], "<secret>"},
+		{"cut at 160 after redaction", strings.Repeat("x", 155) + key, strings.Repeat("x", 155) + "<secr"},
+		{"digits masked after", "number 4155550104, key " + key, "number **********, key <secret>"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := SafeText(tc.in, key, ""); got != tc.want {
+				t.Errorf("SafeText(%q) = %q, want %q", tc.in, got, tc.want)
+			}
+		})
+	}
+	// The old order (cut, then replace the whole key) left most of a key readable.
+	long := strings.Repeat("y", 150) + key
+	if got := SafeText(long, key); strings.Contains(got, key[:6]) {
+		t.Errorf("a piece of the key survived the cut: %q", got)
+	}
+	if got := OneLine(strings.Repeat("é", 100)); !utf8.ValidString(got) {
+		t.Errorf("OneLine cut a character in two: %q", got)
 	}
 }

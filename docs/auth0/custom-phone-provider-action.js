@@ -14,7 +14,12 @@
  */
 const crypto = require('crypto');
 
-const SMSGATE_TIMEOUT_MS = 8000; // under Auth0's 10 s guideline for outbound calls
+// Longer than smsgate's default request budget (server.request_timeout, 8 s): the gateway answers
+// within its budget, failover included, and this clock starts first, so a shorter or equal timeout
+// would give up on sends the gateway is about to confirm. Still under Auth0's 20 s limit for one
+// execution. If you raise request_timeout, keep this at least 2 s longer.
+// (A test in the repository reads both values and fails if that order is ever reversed.)
+const SMSGATE_TIMEOUT_MS = 12000;
 
 exports.onExecuteCustomPhoneProvider = async (event, api) => {
   const base = String(event.secrets.SMSGATE_URL || '').replace(/\/+$/, '');
@@ -31,7 +36,7 @@ exports.onExecuteCustomPhoneProvider = async (event, api) => {
       headers: {
         'content-type': 'application/json',
         authorization: `Bearer ${key}`,
-        'idempotency-key': idempotencyKey(event),
+        'idempotency-key': idempotencyKey(event, key),
       },
       body: JSON.stringify(payload),
       signal: AbortSignal.timeout(SMSGATE_TIMEOUT_MS),
@@ -50,16 +55,18 @@ exports.onExecuteCustomPhoneProvider = async (event, api) => {
   }
 };
 
-// idempotencyKey is stable across Auth0's retries of one notification: it hashes what identifies
-// the notification (tenant, recipient, channel, type, code and text), never a timestamp.
-function idempotencyKey(event) {
+// idempotencyKey is stable across Auth0's retries of one notification: an HMAC, keyed by the
+// Action's own SMSGATE_API_KEY secret, of what identifies the notification (tenant, recipient,
+// channel, type, code and text), never a timestamp. Keyed, because the key travels and is stored:
+// a plain hash of a six-digit code is searched in microseconds.
+function idempotencyKey(event, secret) {
   const n = event.notification || {};
   const parts = [
     (event.tenant && event.tenant.id) || '',
     (event.transaction && event.transaction.correlation_id) || '',
     n.recipient, n.delivery_method, n.message_type, n.code, n.as_text, n.as_voice,
   ];
-  return 'auth0-cpp-' + crypto.createHash('sha256').update(parts.map((p) => String(p || '')).join('\u0000')).digest('hex').slice(0, 40);
+  return 'auth0-cpp-' + crypto.createHmac('sha256', String(secret)).update(parts.map((p) => String(p || '')).join('\u0000')).digest('hex').slice(0, 40);
 }
 
 async function describe(res) {

@@ -11,7 +11,12 @@
  * answer is turned into a thrown Error: Auth0 then logs a failed send (gd_send_sms_failure) instead
  * of pretending the code went out. Node 18+, no npm dependencies.
  */
-const SMSGATE_TIMEOUT_MS = 8000; // under Auth0's 10 s guideline for outbound calls
+// Longer than smsgate's default request budget (server.request_timeout, 8 s): the gateway answers
+// within its budget, failover included, and this clock starts first, so a shorter or equal timeout
+// would give up on sends the gateway is about to confirm. Still under Auth0's 20 s limit for one
+// execution. If you raise request_timeout, keep this at least 2 s longer.
+// (A test in the repository reads both values and fails if that order is ever reversed.)
+const SMSGATE_TIMEOUT_MS = 12000;
 
 exports.onExecuteSendPhoneMessage = async (event, api) => {
   const base = String(event.secrets.SMSGATE_URL || '').replace(/\/+$/, '');

@@ -6,7 +6,12 @@
  * secrets SMSGATE_URL and SMSGATE_API_KEY. cb(null, {}) reports success, cb(err) a failed send.
  * Node 18+ (global fetch), no npm dependencies.
  */
-const SMSGATE_TIMEOUT_MS = 8000;
+// Longer than smsgate's default request budget (server.request_timeout, 8 s): the gateway answers
+// within its budget, failover included, and this clock starts first, so a shorter or equal timeout
+// would give up on sends the gateway is about to confirm. Still under Auth0's 20 s limit for one
+// execution. If you raise request_timeout, keep this at least 2 s longer.
+// (A test in the repository reads both values and fails if that order is ever reversed.)
+const SMSGATE_TIMEOUT_MS = 12000;
 
 module.exports = function (recipient, text, context, cb) {
   const secrets = (context.webtask && context.webtask.secrets) || {};

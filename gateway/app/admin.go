@@ -87,11 +87,7 @@ func (a *App) SetProviderDisabled(name string, disabled bool) error {
 		return httpapi.ErrNotFound
 	}
 	mi.member.SetDisabled(disabled)
-	v := 0.0
-	if disabled {
-		v = 1
-	}
-	a.metrics.ProviderDisabled.WithLabelValues(name).Set(v)
+	a.metrics.ProviderDisabled.WithLabelValues(name).Set(boolGauge(disabled))
 	a.log.Warn("provider drain changed by operator", "provider", name, "disabled", disabled)
 	return nil
 }

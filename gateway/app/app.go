@@ -4,6 +4,8 @@ package app
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -56,6 +58,9 @@ type App struct {
 	rt       atomic.Pointer[runtime]
 	reloadMu sync.Mutex
 
+	// inflight counts detached sends still running (Shutdown waits for them).
+	inflight atomic.Int64
+
 	checker    policy.Checker
 	replays    policy.Replays
 	resends    policy.Resends
@@ -76,12 +81,14 @@ type tenant struct {
 }
 
 type memberInfo struct {
-	typ      string
-	cfg      any
-	timeout  time.Duration
-	breaker  config.Breaker
-	member   *dispatch.Member
-	callback string
+	typ string
+	cfg any
+	// cfgDisabled is the provider's disabled key in the file this runtime was built from.
+	cfgDisabled bool
+	timeout     time.Duration
+	breaker     config.Breaker
+	member      *dispatch.Member
+	callback    string
 }
 
 // runtime is one loaded config, swapped atomically on reload.
@@ -91,6 +98,63 @@ type runtime struct {
 	routes  *routing.Table
 	members map[string]*memberInfo
 	order   []string
+	// keySecret keys every hash derived from a code or a body (see mac).
+	keySecret []byte
+	// secrets are every configured secret value, for scrub.
+	secrets []string
+}
+
+// mac is HMAC-SHA256 over parts under the runtime's key secret: state.key_secret, or a random
+// per-process secret. Keys derived from codes (resend memory, duplicate detection) and request
+// fingerprints are never plain hashes, which a six-digit code would reverse in microseconds.
+func (rt *runtime) mac(parts ...string) [32]byte {
+	m := hmac.New(sha256.New, rt.keySecret)
+	for _, p := range parts {
+		m.Write([]byte(p))
+		m.Write([]byte{0})
+	}
+	var out [32]byte
+	m.Sum(out[:0])
+	return out
+}
+
+// scrub removes every configured secret (any run of gateway.SecretRun characters of one) from s.
+func (rt *runtime) scrub(s string) string { return gateway.RedactSecrets(s, rt.secrets...) }
+
+// processKeySecret is the key secret of a process whose state is its own (state.driver memory).
+var processKeySecret = func() []byte {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return b
+}()
+
+// collectSecrets returns every gateway.Secret value reachable from v (structs, pointers, maps,
+// slices), so that a new driver's secrets are scrubbed without being listed anywhere.
+func collectSecrets(v reflect.Value, out *[]string) {
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			collectSecrets(v.Elem(), out)
+		}
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			if v.Type().Field(i).IsExported() {
+				collectSecrets(v.Field(i), out)
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		for i := 0; i < v.Len(); i++ {
+			collectSecrets(v.Index(i), out)
+		}
+	case reflect.Map:
+		for _, k := range v.MapKeys() {
+			collectSecrets(v.MapIndex(k), out)
+		}
+	case reflect.String:
+		if v.Type() == reflect.TypeFor[gateway.Secret]() && v.Len() > 0 {
+			*out = append(*out, v.String())
+		}
+	}
 }
 
 // New loads the config, opens the message log and builds everything, without listening yet.
@@ -106,6 +170,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 	a := &App{opts: o, level: new(slog.LevelVar), metrics: metrics.New(), done: make(chan error, 1)}
 	a.log = newLogger(out, cfg.Log.Format, a.level)
 	a.setLevel(cfg.Log.Level)
+	a.flight.OnPanic = func(_ string, v any) { a.log.Error("panic in send", "panic", fmt.Sprint(v)) }
 	a.client = o.HTTPClient
 	if a.client == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -121,6 +186,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 		a.closeState()
 		return nil, err
 	}
+	a.apply(rt, nil)
 	a.rt.Store(rt)
 	var backend store.Backend
 	if cfg.Storage.Driver == "memory" {
@@ -140,7 +206,10 @@ func New(ctx context.Context, o Options) (*App, error) {
 				res = "error"
 			}
 			a.metrics.LogWrites.WithLabelValues(res).Add(float64(n))
-		}})
+		},
+		OnBacklog: func(n int) { a.metrics.LogBacklog.Set(float64(n)) },
+		OnDrop:    func(n int) { a.metrics.LogDropped.Add(float64(n)) },
+	})
 	return a, nil
 }
 
@@ -208,7 +277,11 @@ func (a *App) Logger() *slog.Logger { return a.log }
 // build compiles cfg into a runtime, reusing members of prev whose config did not change (so
 // their breaker state and drain flag survive a reload).
 func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
-	rt := &runtime{cfg: cfg, tenants: map[[32]byte]*tenant{}, routes: routing.Compile(cfg.Routes), members: map[string]*memberInfo{}}
+	rt := &runtime{cfg: cfg, tenants: map[[32]byte]*tenant{}, routes: routing.Compile(cfg.Routes), members: map[string]*memberInfo{}, keySecret: processKeySecret}
+	if cfg.State.KeySecret != "" {
+		rt.keySecret = []byte(cfg.State.KeySecret.Reveal())
+	}
+	collectSecrets(reflect.ValueOf(cfg), &rt.secrets)
 	for i := range cfg.Tenants {
 		t := &cfg.Tenants[i]
 		tn := &tenant{name: t.Name, rules: policy.Compile(cfg, t), acceptUnrecognized: t.AcceptUnrecognizedNumbers}
@@ -226,7 +299,8 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 		if drv == nil {
 			continue
 		}
-		mi := &memberInfo{typ: p.Type, cfg: dcfg, timeout: p.Timeout.D(), breaker: p.Breaker}
+		collectSecrets(reflect.ValueOf(dcfg), &rt.secrets)
+		mi := &memberInfo{typ: p.Type, cfg: dcfg, timeout: p.Timeout.D(), breaker: p.Breaker, cfgDisabled: p.Disabled}
 		if cfg.Server.PublicURL != "" {
 			mi.callback = cfg.Server.PublicURL + "/v1/dlr/" + p.Type + "/" + p.Name
 		}
@@ -241,7 +315,6 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 			mi.member = dispatch.NewMember(dispatch.MemberOptions{Name: p.Name, Provider: drv, Timeout: p.Timeout.D(), Observer: a.metrics, Disabled: p.Disabled,
 				Breaker: dispatch.BreakerSettings{ConsecutiveFailures: b.ConsecutiveFailures, FailureRatio: b.FailureRatio, MinRequests: b.MinRequests,
 					OpenTimeout: b.OpenTimeout.D(), Interval: b.Interval.D(), HalfOpenRequests: b.HalfOpenRequests}})
-			a.metrics.BreakerState.WithLabelValues(p.Name).Set(0)
 		}
 		rt.members[p.Name] = mi
 		rt.order = append(rt.order, p.Name)
@@ -251,6 +324,41 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 		return nil, cfg.Decoder.Problems
 	}
 	return rt, nil
+}
+
+// apply makes a successfully built runtime's provider state true before it is swapped in: a
+// provider whose disabled key changed in the file takes the file's value (an operator's drain
+// through the admin API survives reloads that leave the key alone), a new member starts with the
+// file's value, and the per-provider metric series follow: set for every provider, deleted with
+// a provider that is gone.
+func (a *App) apply(rt, prev *runtime) {
+	for _, name := range rt.order {
+		mi := rt.members[name]
+		if prev != nil {
+			if old, ok := prev.members[name]; ok && old.member == mi.member && old.cfgDisabled != mi.cfgDisabled {
+				mi.member.SetDisabled(mi.cfgDisabled)
+				a.log.Warn("provider drain changed by config", "provider", name, "disabled", mi.cfgDisabled)
+			}
+		}
+		if prev == nil || prev.members[name] == nil || prev.members[name].member != mi.member {
+			a.metrics.BreakerState.WithLabelValues(name).Set(float64(metrics.StateValue(mi.member.State())))
+		}
+		a.metrics.ProviderDisabled.WithLabelValues(name).Set(boolGauge(mi.member.Disabled()))
+	}
+	if prev != nil {
+		for name := range prev.members {
+			if _, ok := rt.members[name]; !ok {
+				a.metrics.DeleteProvider(name)
+			}
+		}
+	}
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Reload reads the config file again and swaps it in atomically. An invalid file changes nothing.
@@ -279,12 +387,8 @@ func (a *App) Reload(ctx context.Context) error {
 		a.log.Warn("config reload: changes to server.listen, log.format, storage and state take effect only after a restart")
 	}
 	a.setLevel(cfg.Log.Level)
+	a.apply(rt, prev)
 	a.rt.Store(rt)
-	for name := range prev.members {
-		if _, ok := rt.members[name]; !ok {
-			a.metrics.BreakerState.DeleteLabelValues(name)
-		}
-	}
 	a.metrics.Reloads.WithLabelValues("ok").Inc()
 	a.log.Info("config reloaded", "file", a.opts.ConfigPath, "providers", len(rt.members), "routes", len(cfg.Routes), "tenants", len(cfg.Tenants))
 	return nil
@@ -303,7 +407,8 @@ func (a *App) Start() error {
 	}
 	a.ln = ln
 	e := httpapi.New(a, a.log)
-	a.srv = &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+	// ReadTimeout covers headers and body: a client that stalls mid-body is cut off.
+	a.srv = &http.Server{Handler: e, ReadHeaderTimeout: min(10*time.Second, rt.cfg.Server.ReadTimeout.D()), ReadTimeout: rt.cfg.Server.ReadTimeout.D(), IdleTimeout: 120 * time.Second,
 		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
 	go func() {
 		err := a.srv.Serve(ln)
@@ -338,6 +443,14 @@ func (a *App) Shutdown(ctx context.Context) error {
 		if err != nil {
 			a.log.Warn("shutdown: in-flight requests did not finish in time", "err", err.Error())
 		}
+	}
+	// Sends run detached from their callers: wait for those still running, so that every answered
+	// send is recorded before the message log closes.
+	for a.inflight.Load() > 0 && sctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := a.inflight.Load(); n > 0 {
+		a.log.Error("shutdown: sends still running when shutdown_timeout ran out", "sends", n)
 	}
 	if cerr := a.store.Close(); cerr != nil && err == nil {
 		err = cerr

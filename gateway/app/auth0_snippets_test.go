@@ -2,6 +2,9 @@ package app
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net"
@@ -9,12 +12,17 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/smsgate/smsgate/gateway/config"
 )
 
 // exchange is one request a snippet made, as it reached the gateway, with the answer.
@@ -109,7 +117,9 @@ routes:
 
 // TestAuth0Snippets runs each snippet of docs/auth0 in Node against a real gateway: success, a
 // 4xx and a 5xx path, and checks what reached the gateway.
-func TestAuth0Snippets(t *testing.T) {
+// startSnippetGateway starts a gateway behind a recording proxy for the snippets; it skips
+// without Node, except in CI.
+func startSnippetGateway(t *testing.T) (*recorder, *httptest.Server) {
 	if _, err := exec.LookPath("node"); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatal("node is required in CI for the Auth0 snippet tests")
@@ -119,7 +129,12 @@ func TestAuth0Snippets(t *testing.T) {
 	h := start(t, snippetConfig, Options{})
 	rec := &recorder{target: h.url}
 	proxy := httptest.NewServer(rec)
-	defer proxy.Close()
+	t.Cleanup(proxy.Close)
+	return rec, proxy
+}
+
+func TestAuth0Snippets(t *testing.T) {
+	rec, proxy := startSnippetGateway(t)
 
 	good := map[string]string{"recipient": "+14155550104", "text": "Your code is 482913", "code": "482913"}
 	badNumber := map[string]string{"recipient": "+44 7700 900123", "text": "Your code is 482913", "code": "482913"}
@@ -222,5 +237,56 @@ func checkFailure(t *testing.T, kind string, r snippetResult, code string, retry
 	}
 	if msg == nil || !strings.Contains(*msg, code) {
 		t.Errorf("%s: want a failure naming %s, got %+v", kind, code, r)
+	}
+}
+
+var snippetTimeoutRe = regexp.MustCompile(`(?m)^const SMSGATE_TIMEOUT_MS = (\d+);`)
+
+// TestSnippetTimeoutsOutlastTheGatewayBudget: each snippet waits clearly longer than the gateway's
+// default request budget (its clock starts first, and the gateway may answer at the very end of
+// its budget after a failover), and less than Auth0's 20 s for one execution.
+func TestSnippetTimeoutsOutlastTheGatewayBudget(t *testing.T) {
+	c, err := config.Parse("min.yaml", []byte("tenants: [{name: a, api_key: k}]\nproviders: [{name: p, type: mock}]\nroutes: [{name: d, providers: [p]}]\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	budget := c.Server.RequestTimeout.D()
+	files, _ := filepath.Glob("../../docs/auth0/*.js")
+	if len(files) != 3 {
+		t.Fatalf("found %d snippets, want 3", len(files))
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := snippetTimeoutRe.FindSubmatch(b)
+		if m == nil {
+			t.Errorf("%s: no SMSGATE_TIMEOUT_MS constant", f)
+			continue
+		}
+		ms, _ := strconv.Atoi(string(m[1]))
+		got := time.Duration(ms) * time.Millisecond
+		if got < budget+2*time.Second || got >= 20*time.Second {
+			t.Errorf("%s: SMSGATE_TIMEOUT_MS is %v; want at least the gateway's default budget %v plus 2s, and under Auth0's 20s", f, got, budget)
+		}
+	}
+}
+
+// TestSnippetIdempotencyKeyIsKeyed: the custom-phone-provider snippet's Idempotency-Key is an
+// HMAC keyed by the Action's SMSGATE_API_KEY, not a plain hash a six-digit code could be read from.
+func TestSnippetIdempotencyKeyIsKeyed(t *testing.T) {
+	rec, proxy := startSnippetGateway(t)
+	sc := map[string]string{"recipient": "+14155550177", "text": "Your code is 604211", "code": "604211"}
+	runSnippet(t, "custom-phone-provider", "../../docs/auth0/custom-phone-provider-action.js", proxy.URL, "acme-snippet-key", sc)
+	got := rec.last(t).Idempotency
+	// The harness's notification: tenant-1, no correlation id, text delivery, otp_verify, as_text = as_voice = text.
+	parts := strings.Join([]string{"tenant-1", "", sc["recipient"], "text", "otp_verify", sc["code"], sc["text"], sc["text"]}, "\x00")
+	m := hmac.New(sha256.New, []byte("acme-snippet-key"))
+	m.Write([]byte(parts))
+	want := "auth0-cpp-" + hex.EncodeToString(m.Sum(nil))[:40]
+	plain := sha256.Sum256([]byte(parts))
+	if got != want || got == "auth0-cpp-"+hex.EncodeToString(plain[:])[:40] {
+		t.Errorf("Idempotency-Key %q, want the HMAC %q", got, want)
 	}
 }

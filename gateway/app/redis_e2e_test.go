@@ -12,7 +12,7 @@ import (
 
 const replicaConfig = `
 storage: {driver: memory}
-state: {driver: redis, redis: {addr: "$REDIS", key_prefix: "e2e:"}, on_error: $ONERROR}
+state: {driver: redis, redis: {addr: "$REDIS", key_prefix: "e2e:"}, on_error: $ONERROR, key_secret: "e2e-key-secret-0123456789"}
 policy: {rate_limits: {per_recipient: 2/1h}}
 tenants: [{name: acme, api_key: acme-key}]
 providers: [{name: m, type: mock}]

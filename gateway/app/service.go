@@ -49,7 +49,8 @@ type ErrorJSONBody struct {
 }
 
 type flightResult struct {
-	reply    httpapi.Reply
+	reply httpapi.Reply
+	// bodyHash is an HMAC of the request body (it holds the code), never a plain hash.
 	bodyHash [32]byte
 	// log fields of the request that ran.
 	route, provider, outcome string
@@ -99,10 +100,7 @@ func (a *App) Send(ctx context.Context, r httpapi.SendRequest) httpapi.Reply {
 	}
 	msg := &gateway.Message{Tenant: tn.name, ClientID: req.ClientID, To: num.E164, Country: num.Country, Type: req.Type,
 		Text: req.Text, Code: req.Code, Action: req.Action, Language: req.Language, IP: req.IP, From: req.From}
-	if msg.Text == "" {
-		msg.Text = req.Code
-	}
-	bodyHash := sha256.Sum256(r.Body)
+	bodyHash := rt.mac("body", string(r.Body))
 	var key string
 	if r.IdempotencyKey != "" {
 		if len(r.IdempotencyKey) > 255 {
@@ -110,17 +108,28 @@ func (a *App) Send(ctx context.Context, r httpapi.SendRequest) httpapi.Reply {
 		}
 		key = "k|" + tn.name + "|" + r.IdempotencyKey
 	} else {
-		h := sha256.Sum256([]byte(msg.To + "\x00" + string(msg.Type) + "\x00" + msg.Text + "\x00" + msg.Code))
+		h := rt.mac("coalesce", msg.To, string(msg.Type), msg.Text, msg.Code)
 		key = "c|" + tn.name + "|" + hex.EncodeToString(h[:])
 	}
+	// The shared send runs detached from every caller (a waiting duplicate must not inherit the
+	// first caller's disconnect, and no disconnect may abort a provider call in flight), bounded by
+	// the request budget. Each caller waits for it or for its own deadline.
+	deadline, _ := ctx.Deadline()
 	res, shared, err := a.flight.Do(ctx, key, func() flightResult {
-		return a.process(ctx, rt, tn, msg, r.IdempotencyKey, bodyHash)
+		a.inflight.Add(1)
+		defer a.inflight.Add(-1)
+		dctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+		defer cancel()
+		return a.process(dctx, rt, tn, msg, r.IdempotencyKey, bodyHash)
 	})
-	if err != nil {
-		return a.finish(start, r, tn.name, flightResult{reply: errReply(http.StatusGatewayTimeout, "deadline_exceeded", "the request budget ran out while waiting for an identical request"), outcome: "deadline_exceeded"}, msg.To, true)
+	switch {
+	case errors.Is(err, context.Canceled):
+		return a.finish(start, r, tn.name, flightResult{reply: errReply(http.StatusServiceUnavailable, "cancelled", "the caller went away; the send goes on and is recorded"), outcome: "cancelled"}, msg.To, shared)
+	case err != nil:
+		return a.finish(start, r, tn.name, flightResult{reply: errReply(http.StatusGatewayTimeout, "deadline_exceeded", "the request budget ran out while the send was still running; it goes on and is recorded"), outcome: "deadline_exceeded"}, msg.To, shared)
 	}
 	if res.reply.Status == 0 {
-		// The run this request waited for panicked (its own handler answered 500): say so here too.
+		// The run this request waited for panicked: answer a JSON 500.
 		res = flightResult{reply: errReply(http.StatusInternalServerError, "internal", "internal error"), outcome: "internal"}
 	}
 	if shared && r.IdempotencyKey != "" && res.bodyHash != bodyHash {
@@ -218,7 +227,7 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 	esc := rt.cfg.Policy.ResendEscalation
 	resendKey := ""
 	if *esc.Enabled && len(members) > 1 {
-		h := sha256.Sum256([]byte(tn.name + "\x00" + msg.To + "\x00" + gateway.ExtractCode(msg.Text, msg.Code)))
+		h := rt.mac("resend", tn.name, msg.To, gateway.ExtractCode(msg.Text, msg.Code))
 		resendKey = "resend|" + hex.EncodeToString(h[:])
 		last, at, ok, err := a.resends.Last(ctx, resendKey)
 		if err != nil {
@@ -244,7 +253,9 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 		rec.Recipient = msg.To
 	}
 	for i, at := range out.Attempts {
-		resp.Attempts[i] = AttemptJSON{Provider: at.Provider, Outcome: at.Outcome, Code: at.Code, Error: at.Error, DurationMS: at.Duration.Milliseconds()}
+		// Drivers already remove their own secrets; this catches any configured secret a provider
+		// echoed that its driver did not know about, before the reply, the log or the record.
+		resp.Attempts[i] = AttemptJSON{Provider: at.Provider, Outcome: at.Outcome, Code: rt.scrub(at.Code), Error: rt.scrub(at.Error), DurationMS: at.Duration.Milliseconds()}
 		rec.Attempts[i] = store.Attempt(resp.Attempts[i])
 	}
 	status, outcome := http.StatusOK, "sent"
@@ -257,8 +268,8 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 		}
 	} else {
 		e := out.Err
-		rec.Status, rec.Error = gateway.StatusFailed, e.Code
-		code, text := "", e.Message
+		rec.Status, rec.Error = gateway.StatusFailed, rt.scrub(e.Code)
+		code, text := "", rt.scrub(e.Message)
 		switch {
 		case e.Class == gateway.ClassRecipient:
 			status, code = http.StatusUnprocessableEntity, "recipient_rejected"
@@ -273,7 +284,7 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 			status, code = http.StatusBadGateway, "all_providers_failed"
 		}
 		if e.Class == gateway.ClassRecipient && e.Code != "" {
-			text = "the provider rejected the destination (" + e.Code + ")"
+			text = "the provider rejected the destination (" + rt.scrub(e.Code) + ")"
 		}
 		resp.Status = rec.Status
 		resp.Error = &ErrorJSONBody{Code: code, Message: text}

@@ -47,8 +47,12 @@ type Server struct {
 	AdminToken gateway.Secret `yaml:"admin_token"`
 	// MaxBodyBytes limits request bodies; default 65536.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
-	// ShutdownTimeout bounds the drain of in-flight requests on stop; default 15s.
+	// ShutdownTimeout bounds the drain of in-flight requests on stop; default 15s. It must be
+	// longer than RequestTimeout, so that a send that was started is finished and recorded.
 	ShutdownTimeout gateway.Duration `yaml:"shutdown_timeout"`
+	// ReadTimeout bounds reading one whole request, headers and body; default 10s. A client that
+	// stalls mid-body is cut off instead of holding a connection and delaying shutdown.
+	ReadTimeout gateway.Duration `yaml:"read_timeout"`
 }
 
 // Log configures logging.
@@ -80,6 +84,11 @@ type State struct {
 	// OnError is what a send does when the state store fails: open (default: send without the
 	// check, log and count it) or closed (answer 503 policy_unavailable).
 	OnError string `yaml:"on_error"`
+	// KeySecret keys the HMAC of every state key derived from a code (resend memory, duplicate
+	// detection, request fingerprints), so that what is stored cannot be searched for the code.
+	// Required with the redis driver (every replica must derive the same keys); with memory a
+	// random per-process secret is used when it is empty.
+	KeySecret gateway.Secret `yaml:"key_secret"`
 }
 
 // RedisState configures the Redis connection.
@@ -292,6 +301,9 @@ func (c *Config) applyDefaults() {
 	if s.ShutdownTimeout == 0 {
 		s.ShutdownTimeout = gateway.Duration(15 * time.Second)
 	}
+	if s.ReadTimeout == 0 {
+		s.ReadTimeout = gateway.Duration(10 * time.Second)
+	}
 	s.PublicURL = strings.TrimRight(s.PublicURL, "/")
 	if c.Log.Format == "" {
 		c.Log.Format = "json"
@@ -409,6 +421,13 @@ func (c *Config) validate() {
 	if c.Server.RequestTimeout < 0 {
 		c.Problem("server.request_timeout", "must be positive")
 	}
+	if c.Server.ReadTimeout < 0 {
+		c.Problem("server.read_timeout", "must be positive")
+	}
+	if c.Server.ShutdownTimeout <= c.Server.RequestTimeout {
+		c.Problem("server.shutdown_timeout", "must be longer than server.request_timeout (%s <= %s): a send still running at shutdown would be cut off after it was answered",
+			c.Server.ShutdownTimeout.D(), c.Server.RequestTimeout.D())
+	}
 	if c.Log.Format != "json" && c.Log.Format != "text" {
 		c.Problem("log.format", "must be json or text, not %q", c.Log.Format)
 	}
@@ -425,6 +444,9 @@ func (c *Config) validate() {
 	}
 	if c.State.OnError != "open" && c.State.OnError != "closed" {
 		c.Problem("state.on_error", "must be open or closed, not %q", c.State.OnError)
+	}
+	if c.State.Driver == "redis" && len(c.State.KeySecret) < 16 {
+		c.Problem("state.key_secret", "needs at least 16 characters with state.driver redis: every replica must derive the same keys from codes, and nobody else may (use ${VAR})")
 	}
 	if c.Server.PublicURL != "" && !strings.HasPrefix(c.Server.PublicURL, "http://") && !strings.HasPrefix(c.Server.PublicURL, "https://") {
 		c.Problem("server.public_url", "must start with http:// or https://")
@@ -527,20 +549,27 @@ func (c *Config) checkName(path, name string, seen map[string]int, what string) 
 	}
 }
 
+// NonGeographic is the country of numbers that belong to no country (+800, +881, +979...), as
+// libphonenumber names it. It may be written wherever a country is.
+const NonGeographic = "001"
+
 var countryRe = regexp.MustCompile(`^[A-Z]{2}$`)
+
+// ValidCountry reports whether cc is an ISO 3166-1 alpha-2 code or NonGeographic.
+func ValidCountry(cc string) bool { return cc == NonGeographic || countryRe.MatchString(cc) }
 
 func (c *Config) checkCountries(path string, cs []string) {
 	for i, cc := range cs {
-		if !countryRe.MatchString(cc) {
-			c.Problem(fmt.Sprintf("%s[%d]", path, i), "%q is not an ISO 3166-1 alpha-2 code such as US or GB", cc)
+		if !ValidCountry(cc) {
+			c.Problem(fmt.Sprintf("%s[%d]", path, i), "%q is not an ISO 3166-1 alpha-2 code such as US or GB, nor 001 (numbers of no country)", cc)
 		}
 	}
 }
 
 func (c *Config) checkLimits(path string, l *RateLimits) {
 	for cc := range l.PerCountry {
-		if !countryRe.MatchString(cc) {
-			c.Problem(path+".per_country."+cc, "%q is not an ISO 3166-1 alpha-2 code", cc)
+		if !ValidCountry(cc) {
+			c.Problem(path+".per_country."+cc, "%q is not an ISO 3166-1 alpha-2 code, nor 001 (numbers of no country)", cc)
 		}
 	}
 }

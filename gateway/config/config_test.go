@@ -32,7 +32,7 @@ func TestParseValid(t *testing.T) {
 	ret := gateway.Duration(720 * time.Hour)
 	want := &Config{
 		Server: Server{Listen: "127.0.0.1:9000", RequestTimeout: gateway.Duration(5 * time.Second), PublicURL: "https://sms.example.com",
-			MaxBodyBytes: 65536, ShutdownTimeout: gateway.Duration(15 * time.Second)},
+			MaxBodyBytes: 65536, ShutdownTimeout: gateway.Duration(15 * time.Second), ReadTimeout: gateway.Duration(10 * time.Second)},
 		Log:     Log{Format: "json", Level: "info"},
 		Storage: Storage{Driver: "sqlite", Path: "data/smsgate.db", Retention: &ret},
 		State:   State{Driver: "memory", OnError: "open", Redis: RedisState{Addr: "127.0.0.1:6379", KeyPrefix: "smsgate:", Timeout: gateway.Duration(200 * time.Millisecond)}},
@@ -178,5 +178,24 @@ func TestLimitParse(t *testing.T) {
 				t.Errorf("got %+v, want %+v", l, tc.want)
 			}
 		})
+	}
+}
+
+func TestNonGeographicCountryAccepted(t *testing.T) {
+	src := `policy:
+  allowed_countries: ["001", US]
+  rate_limits: {per_country: {"001": 5/1h}}
+tenants: [{name: a, api_key: k, denied_countries: ["001"], allowed_countries: ["001"]}]
+providers: [{name: p, type: mock}]
+routes:
+  - {name: sat, match: {countries: ["001"]}, providers: [p]}
+  - {name: d, providers: [p]}
+`
+	c, err := Parse("x.yaml", []byte(src), env(nil))
+	if err != nil {
+		t.Fatalf("001 must be accepted wherever a country is: %v", err)
+	}
+	if got := c.Policy.RateLimits.PerCountry["001"]; got != (Limit{5, time.Hour}) {
+		t.Errorf("per_country 001 = %v", got)
 	}
 }

@@ -7,7 +7,9 @@ package intake
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/smsgate/smsgate/gateway"
 )
@@ -127,10 +129,40 @@ func Decode(body []byte) (*Request, error) {
 	if strings.TrimSpace(r.Text) == "" && r.Code == "" {
 		return nil, bad("invalid_request", "the text is missing")
 	}
-	if len(r.Text) > 1600 {
-		return nil, bad("invalid_request", "the text is longer than 1600 characters")
+	if !validCode(r.Code) {
+		return nil, bad("invalid_request", "the code must be at most "+strconv.Itoa(MaxCodeLen)+" letters or digits")
+	}
+	// The code becomes the text when the payload has none: check what will be sent, in characters.
+	if strings.TrimSpace(r.Text) == "" {
+		r.Text = r.Code
+	}
+	if utf8.RuneCountInString(r.Text) > MaxTextChars {
+		return nil, bad("invalid_request", "the text is longer than "+strconv.Itoa(MaxTextChars)+" characters")
 	}
 	return &r, nil
+}
+
+// Limits of what a caller may send; longer is a 400 before policy or any provider sees it.
+const (
+	// MaxCodeLen is the most letters or digits a one-time code may have.
+	MaxCodeLen = 32
+	// MaxTextChars is the most characters (Unicode code points) a text or voice text may have,
+	// after the code is put where it is used.
+	MaxTextChars = 1600
+)
+
+// validCode reports whether code is empty or at most MaxCodeLen ASCII letters and digits.
+func validCode(code string) bool {
+	if len(code) > MaxCodeLen {
+		return false
+	}
+	for i := 0; i < len(code); i++ {
+		c := code[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return true
 }
 
 func jsonProblem(err error) string {

@@ -2,6 +2,7 @@ package intake
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -83,6 +84,12 @@ func TestDecodeErrors(t *testing.T) {
 		{"bad message type", `{"recipient":"+14155550104","text":"t","context":{"message_type":"fax"}}`, "invalid_request"},
 		{"bad delivery method", `{"notification":{"recipient":"+1","as_text":"t","delivery_method":"pigeon"}}`, "invalid_request"},
 		{"object where string", `{"recipient":{"a":1},"text":"t","context":{}}`, "invalid_json"},
+		// A code is at most 32 letters or digits, also when it becomes the text.
+		{"code of 33 digits", `{"message_options":{"recipient":"+14155550104","code":"` + strings.Repeat("1", 33) + `","message_type":"sms"}}`, "invalid_request"},
+		{"code of 20000 digits, no text", `{"message_options":{"recipient":"+14155550104","code":"` + strings.Repeat("7", 20000) + `","message_type":"sms"}}`, "invalid_request"},
+		{"code with punctuation", `{"recipient":"+14155550104","text":"t","context":{"code":"12<34"}}`, "invalid_request"},
+		{"text of 1601 characters", `{"recipient":"+14155550104","text":"` + strings.Repeat("a", 1601) + `","context":{}}`, "invalid_request"},
+		{"voice text of 1601 characters", `{"notification":{"recipient":"+14155550104","as_voice":"` + strings.Repeat("ж", 1601) + `","delivery_method":"voice"}}`, "invalid_request"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -95,6 +102,28 @@ func TestDecodeErrors(t *testing.T) {
 				t.Errorf("code = %q, want %q (%s)", ie.Code, tc.code, ie.Message)
 			}
 		})
+	}
+}
+
+// TestTextLimitCountsCharacters: the 1600 limit is in characters, not bytes, and a code that is
+// within its limit becomes the text.
+func TestTextLimitCountsCharacters(t *testing.T) {
+	cyr := strings.Repeat("ж", 900) // 1800 bytes
+	r, err := Decode([]byte(`{"recipient":"+14155550104","text":"` + cyr + `","context":{}}`))
+	if err != nil {
+		t.Fatalf("a 900-character Cyrillic text was refused: %v", err)
+	}
+	if r.Text != cyr {
+		t.Errorf("text changed")
+	}
+	full := strings.Repeat("я", 1600)
+	if _, err := Decode([]byte(`{"recipient":"+14155550104","text":"` + full + `","context":{}}`)); err != nil {
+		t.Errorf("exactly 1600 characters refused: %v", err)
+	}
+	code := strings.Repeat("9", 32)
+	r, err = Decode([]byte(`{"message_options":{"recipient":"+14155550104","code":"` + code + `","message_type":"sms"}}`))
+	if err != nil || r.Text != code {
+		t.Errorf("a 32-digit code without text: %+v, %v", r, err)
 	}
 }
 
@@ -116,6 +145,18 @@ func TestNormalizeNumber(t *testing.T) {
 		{in: "hello", wantErrish: true},
 		{in: "+1", wantErrish: true},
 		{in: "+999 1234567", accept: true, wantErrish: true},
+		// Letters are an error, never keypad digits; only digits, spaces and + - . ( ) pass.
+		{in: "+1 415 555 CODE", wantErrish: true},
+		{in: "+1 415 555 CODE", accept: true, wantErrish: true},
+		{in: "+1-415-555-0104 ext", wantErrish: true},
+		{in: "+1/415/555/0104", wantErrish: true},
+		{in: "+1.415.555.0104", want: Number{"+14155550104", "US", true}},
+		// Numbers of no country have the country 001, recognized or not.
+		{in: "+979 123456789", want: Number{"+979123456789", "001", true}},
+		{in: "+881 612345678", want: Number{"+881612345678", "001", true}},
+		{in: "+800 1234 5678", want: Number{"+80012345678", "001", true}},
+		{in: "+888 123456789", wantErrish: true},
+		{in: "+888 123456789", accept: true, want: Number{"+888123456789", "001", false}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.in, func(t *testing.T) {

@@ -16,12 +16,33 @@ type Number struct {
 	Recognized bool
 }
 
+// NonGeographic is the country of numbers that belong to no country, as libphonenumber names it.
+// Policy refuses them unless an allow list names it (see docs/security.md).
+const NonGeographic = "001"
+
+// validRecipientChar reports whether r may appear in a recipient as written: digits, spaces and
+// + - . ( ). Letters are refused rather than read as keypad digits.
+func validRecipientChar(r rune) bool {
+	switch {
+	case r >= '0' && r <= '9':
+		return true
+	case r == ' ' || r == '+' || r == '-' || r == '.' || r == '(' || r == ')':
+		return true
+	}
+	return false
+}
+
 // NormalizeNumber parses a recipient in any common form ("+1 (415) 555-0104", "1-808-555-5555",
 // "0044 7911 123456") to E.164. Numbers without "+" or "00" are read as international. A number
 // libphonenumber does not recognize as valid is an invalid_number error unless acceptUnrecognized
 // is set, in which case its country comes from the calling code.
 func NormalizeNumber(raw string, acceptUnrecognized bool) (Number, error) {
 	s := strings.TrimSpace(raw)
+	for _, r := range s {
+		if !validRecipientChar(r) {
+			return Number{}, bad("invalid_number", "the recipient may hold only digits, spaces and + - . ( )")
+		}
+	}
 	switch {
 	case strings.HasPrefix(s, "+"):
 	case strings.HasPrefix(s, "00"):
@@ -52,7 +73,7 @@ func NormalizeNumber(raw string, acceptUnrecognized bool) (Number, error) {
 		return Number{}, bad("invalid_number", "the recipient is not a number in a recognized range; a tenant may allow such numbers with accept_unrecognized_numbers")
 	}
 	n.Country = phonenumbers.GetRegionCodeForCountryCode(int(num.GetCountryCode()))
-	if n.Country == "" || n.Country == "ZZ" || n.Country == "001" {
+	if n.Country == "" {
 		n.Country = "ZZ"
 	}
 	return n, nil

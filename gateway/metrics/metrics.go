@@ -26,6 +26,8 @@ type Metrics struct {
 	PolicyRejections   *prometheus.CounterVec
 	DeliveryReports    *prometheus.CounterVec
 	LogWrites          *prometheus.CounterVec
+	LogBacklog         prometheus.Gauge
+	LogDropped         prometheus.Counter
 	Reloads            *prometheus.CounterVec
 	ProviderDisabled   *prometheus.GaugeVec
 	StateErrors        *prometheus.CounterVec
@@ -56,16 +58,20 @@ func New() *Metrics {
 		DeliveryReports: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_delivery_reports_total",
 			Help: "Delivery reports received, by provider and normalized status."}, []string{"provider", "status"}),
 		LogWrites: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_message_log_writes_total",
-			Help: "Message log writes applied, by result."}, []string{"result"}),
+			Help: "Message log writes tried, by result (ok, or error: kept for another try)."}, []string{"result"}),
+		LogBacklog: prometheus.NewGauge(prometheus.GaugeOpts{Name: "smsgate_message_log_backlog",
+			Help: "Message log writes waiting for another try because the database failed."}),
+		LogDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "smsgate_message_log_dropped_total",
+			Help: "Message log writes given up: the retry buffer was full, or the database still failed at shutdown."}),
 		Reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_config_reloads_total",
 			Help: "Config reloads by result."}, []string{"result"}),
 		ProviderDisabled: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "smsgate_provider_disabled",
-			Help: "1 when an operator drained the provider."}, []string{"provider"}),
+			Help: "1 when the provider is drained (disabled: in the config, or by an operator through the admin API)."}, []string{"provider"}),
 		StateErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_state_errors_total",
 			Help: "Failed calls to the policy state store (rate limits, idempotency, resends), by operation."}, []string{"op"}),
 	}
 	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.Attempts, m.ProviderLatency, m.BreakerState,
-		m.BreakerTransitions, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.Reloads, m.ProviderDisabled, m.StateErrors,
+		m.BreakerTransitions, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBacklog, m.LogDropped, m.Reloads, m.ProviderDisabled, m.StateErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
@@ -75,6 +81,18 @@ func New() *Metrics {
 // Handler serves the registry in the Prometheus exposition format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+}
+
+// DeleteProvider removes every series labelled with a provider that left the config, so that
+// dashboards do not show a removed provider as disabled, open or failing forever.
+func (m *Metrics) DeleteProvider(name string) {
+	for _, v := range []interface {
+		DeletePartialMatch(prometheus.Labels) int
+	}{m.Attempts, m.ProviderLatency, m.BreakerState, m.BreakerTransitions, m.DeliveryReports, m.ProviderDisabled} {
+		v.DeletePartialMatch(prometheus.Labels{"provider": name})
+	}
+	m.Failovers.DeletePartialMatch(prometheus.Labels{"from": name})
+	m.Failovers.DeletePartialMatch(prometheus.Labels{"to": name})
 }
 
 // OnAttempt implements dispatch.Observer.

@@ -192,7 +192,15 @@ func (m *MemoryResends) Record(_ context.Context, key, provider string, at time.
 
 // Flight coalesces identical concurrent calls: while one call for a key runs, later calls for the
 // same key wait for it and share its result instead of running again.
+//
+// The call runs in a goroutine of its own, detached from every caller: fn must bound itself (the
+// app gives it the request budget). A caller whose ctx ends, the first one included, stops waiting
+// and gets ctx's error, but the call goes on and finishes for the others; so no caller's
+// disconnect ever aborts a provider call in flight.
 type Flight[T any] struct {
+	// OnPanic, when set, is told about a panic in fn; callers then get T's zero value.
+	OnPanic func(key string, v any)
+
 	mu    sync.Mutex
 	calls map[string]*flightCall[T]
 }
@@ -203,35 +211,41 @@ type flightCall[T any] struct {
 	waiters int // guarded by Flight.mu
 }
 
-// Do runs fn once per key at a time; shared is true for callers that got another call's result.
-// A waiting caller whose ctx ends stops waiting and gets ctx's error.
+// Do runs fn once per key at a time; shared is true for callers that joined another call.
 func (f *Flight[T]) Do(ctx context.Context, key string, fn func() T) (v T, shared bool, err error) {
 	f.mu.Lock()
 	if f.calls == nil {
 		f.calls = map[string]*flightCall[T]{}
 	}
-	if c, ok := f.calls[key]; ok {
+	c, shared := f.calls[key]
+	if shared {
 		c.waiters++
-		f.mu.Unlock()
-		select {
-		case <-c.done:
-			return c.v, true, nil
-		case <-ctx.Done():
-			var zero T
-			return zero, true, ctx.Err()
-		}
+	} else {
+		c = &flightCall[T]{done: make(chan struct{})}
+		f.calls[key] = c
+		go f.run(key, c, fn)
 	}
-	c := &flightCall[T]{done: make(chan struct{})}
-	f.calls[key] = c
 	f.mu.Unlock()
+	select {
+	case <-c.done:
+		return c.v, shared, nil
+	case <-ctx.Done():
+		var zero T
+		return zero, shared, ctx.Err()
+	}
+}
+
+func (f *Flight[T]) run(key string, c *flightCall[T], fn func() T) {
 	defer func() {
+		if r := recover(); r != nil && f.OnPanic != nil {
+			f.OnPanic(key, r)
+		}
 		f.mu.Lock()
 		delete(f.calls, key)
 		f.mu.Unlock()
 		close(c.done)
 	}()
 	c.v = fn()
-	return c.v, false, nil
 }
 
 // waiting reports how many callers wait for key's running call.

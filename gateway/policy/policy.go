@@ -65,9 +65,15 @@ type Checker struct {
 // Check returns nil when msg may be sent, else the first rule it breaks. Country lists are checked
 // before limits, and limits from the widest (tenant) to the narrowest (recipient), so a request
 // refused by a wide limit does not use up the recipient's allowance.
+//
+// Numbers of no country (config.NonGeographic, "001": international premium rate, satellite,
+// shared networks) are the classic pumping target and no deny list of countries names them, so
+// they are refused unless an allow list, global or the tenant's, names 001 explicitly.
 func (c *Checker) Check(ctx context.Context, r *Rules, msg *gateway.Message) (*Rejection, error) {
 	cc := msg.Country
 	switch {
+	case cc == config.NonGeographic && !r.GlobalAllowed[cc] && !r.Allowed[cc]:
+		return &Rejection{Code: "country_not_allowed", Reason: "non_geographic", Message: "the destination belongs to no country (001: international premium rate, satellite or shared network); an allow list must name 001 to reach it"}, nil
 	case r.Denied[cc]:
 		return &Rejection{Code: "country_not_allowed", Reason: "denied_countries", Message: fmt.Sprintf("destination country %s is denied", cc)}, nil
 	case len(r.GlobalAllowed) > 0 && !r.GlobalAllowed[cc]:

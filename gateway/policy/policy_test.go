@@ -161,6 +161,40 @@ func TestCountryLists(t *testing.T) {
 	}
 }
 
+// TestNonGeographicNeedsAnExplicitAllowList: numbers of no country (001) pass no deny list of
+// countries, so they are refused unless an allow list names 001.
+func TestNonGeographicNeedsAnExplicitAllowList(t *testing.T) {
+	c := Checker{Limiter: &MemoryLimiter{}}
+	tests := []struct {
+		name          string
+		global, allow []string
+		denied        []string
+		reason        string
+	}{
+		{name: "deny list only", denied: []string{"NG", "KP"}, reason: "non_geographic"},
+		{name: "no lists at all", reason: "non_geographic"},
+		{name: "tenant allow list without 001", allow: []string{"US"}, reason: "non_geographic"},
+		{name: "tenant allow list names 001", allow: []string{"US", "001"}},
+		{name: "global allow list names 001", global: []string{"001"}},
+		{name: "tenant names 001 but the global list narrows it", global: []string{"US"}, allow: []string{"001"}, reason: "allowed_countries"},
+		{name: "allowed and then denied", allow: []string{"001"}, denied: []string{"001"}, reason: "denied_countries"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := &config.Config{Policy: config.Policy{AllowedCountries: tc.global}}
+			r := Compile(cfg, &config.Tenant{AllowedCountries: tc.allow, DeniedCountries: tc.denied})
+			rej, _ := c.Check(context.Background(), r, &gateway.Message{Tenant: "a", To: "+979123456789", Country: "001"})
+			got := ""
+			if rej != nil {
+				got = rej.Reason
+			}
+			if got != tc.reason {
+				t.Errorf("reason = %q, want %q", got, tc.reason)
+			}
+		})
+	}
+}
+
 func TestLimiterSweepsFullBuckets(t *testing.T) {
 	clk := newClock()
 	l := &MemoryLimiter{Now: clk.now}
@@ -238,6 +272,48 @@ func TestReplaysAndResendsExpire(t *testing.T) {
 	p, at, ok, _ := rs.Last(context.Background(), "r")
 	if diff := cmp.Diff([]any{"infobip", clk.now(), true}, []any{p, at, ok}); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// TestFlightSurvivesItsCallersLeaving: the first caller hangs up while the shared call runs; the
+// call is not cancelled, it finishes, and a caller still waiting gets its result.
+func TestFlightSurvivesItsCallersLeaving(t *testing.T) {
+	var f Flight[string]
+	started, release := make(chan struct{}), make(chan struct{})
+	finished := make(chan string, 1)
+	firstCtx, hangUp := context.WithCancel(context.Background())
+	firstDone := make(chan error, 1)
+	go func() {
+		_, _, err := f.Do(firstCtx, "k", func() string {
+			close(started)
+			<-release
+			finished <- "ran to the end"
+			return "sent"
+		})
+		firstDone <- err
+	}()
+	<-started
+	secondDone := make(chan string, 1)
+	go func() {
+		v, shared, err := f.Do(context.Background(), "k", func() string { return "second run" })
+		if !shared || err != nil {
+			t.Errorf("second caller: shared %v err %v", shared, err)
+		}
+		secondDone <- v
+	}()
+	for deadline := time.Now().Add(5 * time.Second); f.waiting("k") < 1 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	hangUp()
+	if err := <-firstDone; !errors.Is(err, context.Canceled) {
+		t.Errorf("first caller: err %v, want its own cancellation", err)
+	}
+	close(release)
+	if got := <-secondDone; got != "sent" {
+		t.Errorf("second caller got %q, want the shared result", got)
+	}
+	if got := <-finished; got != "ran to the end" {
+		t.Errorf("shared call: %q", got)
 	}
 }
 

@@ -13,11 +13,22 @@ import (
 type Memory struct {
 	// Now is the clock for updated_at; nil means time.Now.
 	Now func() time.Time
+	// MaxPending bounds the delivery reports kept for records not written yet; default 10000.
+	// Past it the oldest are dropped.
+	MaxPending int
+	// PendingTTL is how long such a report waits for its record; default 24h.
+	PendingTTL time.Duration
 
 	mu      sync.RWMutex
 	byID    map[string]*Record
 	byPMID  map[string]string // provider + "\x00" + provider message id -> id
-	pending []*gateway.DeliveryReport
+	pending []pendingReport
+}
+
+// pendingReport is a report that arrived before its record, with when it arrived.
+type pendingReport struct {
+	rep *gateway.DeliveryReport
+	at  time.Time
 }
 
 // NewMemory returns an empty memory backend.
@@ -49,8 +60,8 @@ func (m *Memory) Apply(_ context.Context, ops []Op) error {
 			}
 			kept := m.pending[:0]
 			for _, p := range m.pending {
-				if matches(&r, p) {
-					applyReport(&r, p, now)
+				if matches(&r, p.rep) {
+					applyReport(&r, p.rep, now)
 				} else {
 					kept = append(kept, p)
 				}
@@ -60,23 +71,55 @@ func (m *Memory) Apply(_ context.Context, ops []Op) error {
 			if r := m.find(op.Report); r != nil {
 				applyReport(r, op.Report, now)
 			} else {
-				m.pending = append(m.pending, op.Report)
+				m.addPending(op.Report, now)
 			}
 		}
 	}
 	return nil
 }
 
-func matches(r *Record, rep *gateway.DeliveryReport) bool {
-	if rep.MessageID != "" && rep.MessageID == r.ID {
-		return true
+// addPending keeps a report for a record not written yet, dropping expired and, past
+// MaxPending, the oldest reports. Callers hold mu.
+func (m *Memory) addPending(rep *gateway.DeliveryReport, now time.Time) {
+	ttl, limit := m.PendingTTL, m.MaxPending
+	if ttl <= 0 {
+		ttl = 24 * time.Hour
 	}
-	return rep.ProviderMessageID != "" && rep.Provider == r.Provider && rep.ProviderMessageID == r.ProviderMessageID
+	if limit <= 0 {
+		limit = 10000
+	}
+	// Reports arrive in time order: the expired ones are at the front.
+	i := 0
+	for i < len(m.pending) && now.Sub(m.pending[i].at) >= ttl {
+		i++
+	}
+	if over := len(m.pending) - i + 1 - limit; over > 0 {
+		i += over
+	}
+	if i > 0 {
+		m.pending = append(m.pending[:0], m.pending[i:]...)
+	}
+	m.pending = append(m.pending, pendingReport{rep: rep, at: now})
+}
+
+// PendingReports reports how many delivery reports wait for their record.
+func (m *Memory) PendingReports() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.pending)
+}
+
+// matches reports whether rep is about r: the same provider, and our id or the provider's.
+func matches(r *Record, rep *gateway.DeliveryReport) bool {
+	if rep.Provider != r.Provider {
+		return false
+	}
+	return (rep.MessageID != "" && rep.MessageID == r.ID) || (rep.ProviderMessageID != "" && rep.ProviderMessageID == r.ProviderMessageID)
 }
 
 func (m *Memory) find(rep *gateway.DeliveryReport) *Record {
 	if rep.MessageID != "" {
-		if r := m.byID[rep.MessageID]; r != nil {
+		if r := m.byID[rep.MessageID]; r != nil && r.Provider == rep.Provider {
 			return r
 		}
 	}
@@ -145,6 +188,14 @@ func (m *Memory) Purge(_ context.Context, before time.Time) (int, error) {
 			n++
 		}
 	}
+	// Unmatched reports go with the records they could have matched, as in SQLite.
+	kept := m.pending[:0]
+	for _, p := range m.pending {
+		if !p.at.Before(before) {
+			kept = append(kept, p)
+		}
+	}
+	m.pending = kept
 	return n, nil
 }
 

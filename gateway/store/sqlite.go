@@ -103,9 +103,9 @@ func (s *SQLite) prepare(ctx context.Context) error {
 	}{
 		{&s.insert, `INSERT OR REPLACE` + values},
 		{&s.replace, `REPLACE` + values},
-		{&s.byID, `SELECT ` + cols + ` FROM messages WHERE id = ?`},
+		{&s.byID, `SELECT ` + cols + ` FROM messages WHERE id = ? AND provider = ?`},
 		{&s.byPMID, `SELECT ` + cols + ` FROM messages WHERE provider = ? AND provider_message_id = ?`},
-		{&s.pendingFor, `SELECT rowid, report FROM pending_reports WHERE message_id = ? OR (provider = ? AND provider_message_id = ? AND provider_message_id != '')`},
+		{&s.pendingFor, `SELECT rowid, report FROM pending_reports WHERE provider = ? AND ((message_id = ? AND message_id != '') OR (provider_message_id = ? AND provider_message_id != ''))`},
 		{&s.pendingAdd, `INSERT INTO pending_reports (provider, provider_message_id, message_id, report, received_at) VALUES (?,?,?,?,?)`},
 		{&s.pendingDel, `DELETE FROM pending_reports WHERE rowid = ?`},
 	} {
@@ -218,7 +218,7 @@ func (s *SQLite) applyPending(ctx context.Context, tx *sql.Tx, r *Record, now ti
 	if s.pending == 0 {
 		return nil
 	}
-	rows, err := tx.StmtContext(ctx, s.pendingFor).QueryContext(ctx, r.ID, r.Provider, r.ProviderMessageID)
+	rows, err := tx.StmtContext(ctx, s.pendingFor).QueryContext(ctx, r.Provider, r.ID, r.ProviderMessageID)
 	if err != nil {
 		return err
 	}
@@ -253,8 +253,10 @@ func (s *SQLite) applyPending(ctx context.Context, tx *sql.Tx, r *Record, now ti
 func (s *SQLite) report(ctx context.Context, tx *sql.Tx, rep *gateway.DeliveryReport, now time.Time) error {
 	var r *Record
 	var err error
+	// A report matches only messages its own provider sent: whoever holds one provider's webhook
+	// credentials cannot change the status of messages sent through another.
 	if rep.MessageID != "" {
-		r, err = scanOne(tx.StmtContext(ctx, s.byID).QueryRowContext(ctx, rep.MessageID))
+		r, err = scanOne(tx.StmtContext(ctx, s.byID).QueryRowContext(ctx, rep.MessageID, rep.Provider))
 	}
 	if r == nil && err == nil && rep.ProviderMessageID != "" {
 		r, err = scanOne(tx.StmtContext(ctx, s.byPMID).QueryRowContext(ctx, rep.Provider, rep.ProviderMessageID))

@@ -1,6 +1,8 @@
 // Package store is the message log: one record per accepted request, completed later by the
 // providers' delivery reports. Writes are queued and applied in batches by one writer goroutine so
-// the send path never waits on disk; Close flushes the queue. Backends: embedded SQLite (pure Go,
+// the send path never waits on disk. A batch the database refuses is never dropped silently: it is
+// kept, in order, in a bounded retry buffer and tried again with backoff (counted, logged as an
+// error); Close applies what is queued, retrying for a bounded time. Backends: embedded SQLite (pure Go,
 // WAL, versioned migrations) and memory. Records never hold the one-time code or the text, and
 // recipients are masked unless the operator asks for full numbers.
 package store
@@ -139,8 +141,18 @@ type Options struct {
 	Retention time.Duration
 	// PurgeEvery is how often the purge runs; default retention/24, at least 1m.
 	PurgeEvery time.Duration
-	// OnBatch, when set, is told the size of each applied batch (metrics).
+	// OnBatch, when set, is told the size and result of each batch the writer tries (metrics).
 	OnBatch func(n int, err error)
+	// RetryBuffer bounds the writes held for another try while the database fails; default
+	// 65536. When it is full the oldest writes are dropped: counted (OnDrop) and logged as errors.
+	RetryBuffer int
+	// OnBacklog, when set, is told how many writes wait for another try after each attempt.
+	OnBacklog func(n int)
+	// OnDrop, when set, is told how many writes were given up (retry buffer full, or still failing
+	// when Close's time ran out).
+	OnDrop func(n int)
+	// CloseTimeout bounds how long Close keeps retrying a failing database; default 5s.
+	CloseTimeout time.Duration
 }
 
 // Store is the message log with its writer goroutine.
@@ -148,6 +160,7 @@ type Store struct {
 	b       Backend
 	log     *slog.Logger
 	ch      chan Op
+	opts    Options
 	onBatch func(int, error)
 	wg      sync.WaitGroup
 	stop    chan struct{}
@@ -163,7 +176,13 @@ func New(o Options) *Store {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{b: o.Backend, log: o.Logger, ch: make(chan Op, o.QueueSize), onBatch: o.OnBatch, stop: make(chan struct{})}
+	if o.RetryBuffer <= 0 {
+		o.RetryBuffer = 65536
+	}
+	if o.CloseTimeout <= 0 {
+		o.CloseTimeout = 5 * time.Second
+	}
+	s := &Store{b: o.Backend, log: o.Logger, ch: make(chan Op, o.QueueSize), opts: o, onBatch: o.OnBatch, stop: make(chan struct{})}
 	s.wg.Add(1)
 	go s.writer()
 	if o.Retention > 0 {
@@ -203,7 +222,8 @@ func (s *Store) Report(ctx context.Context, rep *gateway.DeliveryReport) error {
 	return s.enqueue(ctx, Op{Report: rep})
 }
 
-// Flush waits until every write queued before it is applied.
+// Flush waits until every write queued before it was tried once (applied, or kept for a retry
+// when the database failed), so reads see every write the database took.
 func (s *Store) Flush(ctx context.Context) error {
 	done := make(chan struct{})
 	if err := s.enqueue(ctx, Op{barrier: done}); err != nil {
@@ -258,54 +278,146 @@ func (s *Store) Close() error {
 
 const maxBatch = 512
 
+// Backoff of the retries of a failing database.
+const (
+	minBackoff = 50 * time.Millisecond
+	maxBackoff = 5 * time.Second
+)
+
+// writeLoop is the writer goroutine's state: writes not applied yet, in order, and the Flush
+// barriers to release after the next attempt.
+type writeLoop struct {
+	s        *Store
+	buf      []Op
+	barriers []chan struct{}
+	backoff  time.Duration
+}
+
 func (s *Store) writer() {
 	defer s.wg.Done()
-	batch := make([]Op, 0, maxBatch)
-	for op := range s.ch {
-		batch = append(batch[:0], op)
-	drain:
-		for len(batch) < maxBatch {
+	w := &writeLoop{s: s}
+	in := s.ch
+	var retry *time.Timer
+	var retryC <-chan time.Time
+	for {
+		if in == nil {
+			w.final()
+			return
+		}
+		// Wait for work, or for the end of a backoff.
+		if len(w.buf) == 0 || retryC != nil {
 			select {
-			case op, ok := <-s.ch:
+			case op, ok := <-in:
 				if !ok {
+					in = nil
+					continue
+				}
+				w.add(op)
+			case <-retryC:
+				retryC = nil
+			}
+		}
+		// Take everything queued: while the database fails the queue must keep moving into the
+		// bounded retry buffer, or senders would block on a full queue.
+	drain:
+		for range cap(s.ch) {
+			select {
+			case op, ok := <-in:
+				if !ok {
+					in = nil
 					break drain
 				}
-				batch = append(batch, op)
+				w.add(op)
 			default:
 				break drain
 			}
 		}
-		s.apply(batch)
+		// While backing off, only a Flush forces an early try.
+		if retryC != nil && len(w.barriers) == 0 {
+			continue
+		}
+		if len(w.buf) > 0 {
+			if w.tryAll() {
+				w.backoff = 0
+				if retry != nil {
+					retry.Stop()
+				}
+				retryC = nil
+			} else if retryC == nil {
+				w.backoff = min(max(2*w.backoff, minBackoff), maxBackoff)
+				retry = time.NewTimer(w.backoff)
+				retryC = retry.C
+			}
+		}
+		w.release()
 	}
 }
 
-func (s *Store) apply(batch []Op) {
-	writes := make([]Op, 0, len(batch))
-	for _, op := range batch {
-		if op.barrier == nil {
-			writes = append(writes, op)
-		}
+// add queues op; past the retry buffer's bound the oldest writes are given up, loudly.
+func (w *writeLoop) add(op Op) {
+	if op.barrier != nil {
+		w.barriers = append(w.barriers, op.barrier)
+		return
 	}
-	var err error
-	if len(writes) > 0 {
-		for try := 0; try < 3; try++ {
-			if err = s.b.Apply(context.Background(), writes); err == nil {
-				break
-			}
-			time.Sleep(time.Duration(try+1) * 50 * time.Millisecond)
+	w.buf = append(w.buf, op)
+	if over := len(w.buf) - w.s.opts.RetryBuffer; over > 0 {
+		w.buf = append(w.buf[:0], w.buf[over:]...)
+		w.drop(over, "the retry buffer is full")
+	}
+}
+
+func (w *writeLoop) drop(n int, why string) {
+	w.s.log.Error("message log writes dropped", "writes", n, "reason", why)
+	if w.s.opts.OnDrop != nil {
+		w.s.opts.OnDrop(n)
+	}
+}
+
+// tryAll applies the buffer in batches, oldest first, and stops at the first batch that fails
+// (which stays at the front, with everything after it). It reports whether the buffer is empty.
+func (w *writeLoop) tryAll() bool {
+	s := w.s
+	defer func() {
+		if s.opts.OnBacklog != nil {
+			s.opts.OnBacklog(len(w.buf))
+		}
+	}()
+	for len(w.buf) > 0 {
+		n := min(len(w.buf), maxBatch)
+		err := s.b.Apply(context.Background(), w.buf[:n])
+		if s.onBatch != nil {
+			s.onBatch(n, err)
 		}
 		if err != nil {
-			s.log.Error("message log write failed", "ops", len(writes), "err", err)
+			s.log.Error("message log write failed; keeping the writes for another try", "writes", len(w.buf), "err", err.Error())
+			return false
 		}
-		if s.onBatch != nil {
-			s.onBatch(len(writes), err)
-		}
+		w.buf = append(w.buf[:0], w.buf[n:]...)
 	}
-	for _, op := range batch {
-		if op.barrier != nil {
-			close(op.barrier)
-		}
+	return true
+}
+
+func (w *writeLoop) release() {
+	for _, b := range w.barriers {
+		close(b)
 	}
+	w.barriers = w.barriers[:0]
+}
+
+// final runs once the queue is closed: it keeps trying what is left until CloseTimeout, then
+// gives up the rest, loudly.
+func (w *writeLoop) final() {
+	deadline := time.Now().Add(w.s.opts.CloseTimeout)
+	backoff := minBackoff
+	for !w.tryAll() && time.Now().Before(deadline) {
+		time.Sleep(min(backoff, time.Until(deadline)))
+		backoff = min(2*backoff, maxBackoff)
+	}
+	if len(w.buf) > 0 {
+		w.drop(len(w.buf), "the database still failed when the message log closed")
+		w.buf = nil
+	}
+	w.release()
 }
 
 func (s *Store) purger(retention, every time.Duration) {

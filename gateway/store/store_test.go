@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -273,4 +274,201 @@ func BenchmarkRecordPath(b *testing.B) {
 			s.Close()
 		})
 	}
+}
+
+// TestReportsTouchOnlyTheirProvidersMessages: a report that names our message id matches only
+// when it comes from the provider that sent the message, also when it arrives before the record.
+func TestReportsTouchOnlyTheirProvidersMessages(t *testing.T) {
+	backends(t, func(t *testing.T, open func() Backend) {
+		s := New(Options{Backend: open()})
+		defer s.Close()
+		ctx := context.Background()
+		s.Insert(ctx, record("m1", "acme", "twilio", "SM1", t0))
+		// The Infobip webhook names our id, but the message went through Twilio.
+		s.Report(ctx, &gateway.DeliveryReport{Provider: "infobip", MessageID: "m1", ProviderMessageID: "m1", Status: gateway.StatusUndelivered})
+		// Early report from the wrong provider for a record written after it.
+		s.Report(ctx, &gateway.DeliveryReport{Provider: "infobip", MessageID: "m2", ProviderMessageID: "m2", Status: gateway.StatusFailed})
+		s.Insert(ctx, record("m2", "acme", "twilio", "SM2", t0))
+		// The right provider's early report for a third record does apply.
+		s.Report(ctx, &gateway.DeliveryReport{Provider: "infobip", MessageID: "m3", ProviderMessageID: "m3", Status: gateway.StatusDelivered})
+		s.Insert(ctx, record("m3", "acme", "infobip", "m3", t0))
+		for id, want := range map[string]string{"m1": gateway.StatusSent, "m2": gateway.StatusSent, "m3": gateway.StatusDelivered} {
+			got, err := s.Get(ctx, "acme", id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Status != want {
+				t.Errorf("%s: status %q, want %q", id, got.Status, want)
+			}
+		}
+	})
+}
+
+func TestMemoryPendingReportsExpireAndAreBounded(t *testing.T) {
+	now := t0
+	m := NewMemory()
+	m.Now = func() time.Time { return now }
+	m.MaxPending, m.PendingTTL = 3, time.Hour
+	rep := func(id string) Op {
+		return Op{Report: &gateway.DeliveryReport{Provider: "p", ProviderMessageID: id, Status: gateway.StatusDelivered}}
+	}
+	for i := range 5 {
+		m.Apply(context.Background(), []Op{rep(fmt.Sprint("early-", i))})
+	}
+	if n := m.PendingReports(); n != 3 {
+		t.Errorf("pending = %d, want the bound 3", n)
+	}
+	now = now.Add(2 * time.Hour)
+	m.Apply(context.Background(), []Op{rep("late")})
+	if n := m.PendingReports(); n != 1 {
+		t.Errorf("pending = %d after the TTL, want only the new one", n)
+	}
+	// The newest kept report still applies to its record.
+	m.Apply(context.Background(), []Op{{Insert: record("x", "acme", "p", "late", now)}})
+	if r, _ := m.Get(context.Background(), "acme", "x"); r.Status != gateway.StatusDelivered {
+		t.Errorf("kept report not applied: %q", r.Status)
+	}
+}
+
+// flaky is a Backend that fails while down is set, counting the tries.
+type flaky struct {
+	Backend
+	mu    sync.Mutex
+	down  bool
+	tries int
+}
+
+func (f *flaky) Apply(ctx context.Context, ops []Op) error {
+	f.mu.Lock()
+	f.tries++
+	down := f.down
+	f.mu.Unlock()
+	if down {
+		return fmt.Errorf("disk I/O error (simulated)")
+	}
+	return f.Backend.Apply(ctx, ops)
+}
+
+func (f *flaky) set(down bool) { f.mu.Lock(); f.down = down; f.mu.Unlock() }
+func (f *flaky) count() int    { f.mu.Lock(); defer f.mu.Unlock(); return f.tries }
+
+// counters collects what the writer reports to metrics.
+type counters struct {
+	mu                       sync.Mutex
+	failed, backlog, dropped int
+}
+
+func (c *counters) opts(o Options) Options {
+	o.OnBatch = func(n int, err error) {
+		c.mu.Lock()
+		if err != nil {
+			c.failed++
+		}
+		c.mu.Unlock()
+	}
+	o.OnBacklog = func(n int) { c.mu.Lock(); c.backlog = n; c.mu.Unlock() }
+	o.OnDrop = func(n int) { c.mu.Lock(); c.dropped += n; c.mu.Unlock() }
+	return o
+}
+
+func (c *counters) get() (failed, backlog, dropped int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.failed, c.backlog, c.dropped
+}
+
+// TestFailingDatabaseIsRetriedNotDropped: while the database refuses writes, they are kept in
+// order, tried again with backoff, counted and logged; when it recovers, every write lands.
+func TestFailingDatabaseIsRetriedNotDropped(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log.db")
+	sq, err := OpenSQLite(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb := &flaky{Backend: sq, down: true}
+	var c counters
+	var logs bytes.Buffer
+	var logMu sync.Mutex
+	s := New(c.opts(Options{Backend: fb, Logger: slogTo(&logs, &logMu)}))
+	defer s.Close()
+	ctx := context.Background()
+	for i := range 20 {
+		if err := s.Insert(ctx, record(fmt.Sprint("m", i), "acme", "p", fmt.Sprint("pm", i), t0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Report(ctx, &gateway.DeliveryReport{Provider: "p", ProviderMessageID: "pm3", Status: gateway.StatusDelivered})
+	for deadline := time.Now().Add(5 * time.Second); fb.count() < 3 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	failed, backlog, dropped := c.get()
+	if failed < 3 || backlog != 21 || dropped != 0 {
+		t.Fatalf("while down: failed batches %d (want >= 3 retries), backlog %d (want 21), dropped %d", failed, backlog, dropped)
+	}
+	logMu.Lock()
+	if !bytes.Contains(logs.Bytes(), []byte(`"level":"ERROR","msg":"message log write failed; keeping the writes for another try"`)) {
+		t.Errorf("no error log line: %s", logs.String())
+	}
+	logMu.Unlock()
+	fb.set(false)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if _, backlog, _ := c.get(); backlog == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the backlog was not written after the database recovered")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	recs, err := s.List(ctx, Query{Tenant: "acme", Limit: 100})
+	if err != nil || len(recs) != 20 {
+		t.Fatalf("%d records after recovery, want 20 (err %v)", len(recs), err)
+	}
+	if r, _ := s.Get(ctx, "acme", "m3"); r.Status != gateway.StatusDelivered {
+		t.Errorf("the report queued behind the inserts was not applied in order: %q", r.Status)
+	}
+}
+
+// TestRetryBufferBoundAndCloseGiveUpAreCounted: a full retry buffer drops the oldest writes and
+// Close gives up after CloseTimeout; both are counted, never silent.
+func TestRetryBufferBoundAndCloseGiveUpAreCounted(t *testing.T) {
+	fb := &flaky{Backend: NewMemory(), down: true}
+	var c counters
+	s := New(c.opts(Options{Backend: fb, RetryBuffer: 5, CloseTimeout: 200 * time.Millisecond}))
+	for i := range 8 {
+		s.Insert(context.Background(), record(fmt.Sprint("m", i), "acme", "p", "", t0))
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if _, _, dropped := c.get(); dropped >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("overflow of the retry buffer was not counted")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	start := time.Now()
+	s.Close()
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("Close took %v with CloseTimeout 200ms", d)
+	}
+	if _, _, dropped := c.get(); dropped != 8 {
+		t.Errorf("dropped %d, want 8 (3 overflow + 5 given up at close)", dropped)
+	}
+}
+
+// lockedWriter serializes writes to a buffer that the test reads under the same lock.
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func slogTo(b *bytes.Buffer, mu *sync.Mutex) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(lockedWriter{mu, b}, nil))
 }

@@ -181,9 +181,7 @@ func (p *Provider) post(ctx context.Context, path string, body any) (gateway.Res
 		return gateway.Result{}, gateway.TransportError(ctx, "Infobip", err)
 	}
 	if res.StatusCode/100 != 2 {
-		e := classifyHTTP(res.StatusCode, raw)
-		e.Message = strings.ReplaceAll(e.Message, p.cfg.APIKey.Reveal(), "<secret>")
-		return gateway.Result{}, e
+		return gateway.Result{}, classifyHTTP(res.StatusCode, raw, p.cfg.APIKey.Reveal(), p.cfg.WebhookSecret.Reveal())
 	}
 	var sr sendResponse
 	if err := json.Unmarshal(raw, &sr); err != nil || len(sr.Messages) == 0 {
@@ -266,22 +264,23 @@ type errorBody struct {
 
 // classifyHTTP turns a non-2xx answer into a classified error. Bodies that are neither shape
 // (HTML from a proxy, empty) are classified by status alone.
-func classifyHTTP(code int, raw []byte) *gateway.Error {
+// secrets are removed from any provider text kept (see gateway.SafeText).
+func classifyHTTP(code int, raw []byte, secrets ...string) *gateway.Error {
 	e := &gateway.Error{Class: gateway.ClassProvider, HTTPStatus: code, Code: fmt.Sprintf("HTTP_%d", code), Message: http.StatusText(code)}
 	var b errorBody
 	fields := []string{}
 	if json.Unmarshal(raw, &b) == nil {
 		switch {
 		case b.ErrorCode != "":
-			e.Code = b.ErrorCode
-			e.Message = gateway.OneLine(b.Description)
+			e.Code = gateway.SafeText(b.ErrorCode, secrets...)
+			e.Message = gateway.SafeText(b.Description, secrets...)
 			for _, v := range b.Violations {
 				fields = append(fields, v.Property)
 			}
 		case b.RequestError != nil && b.RequestError.ServiceException != nil:
 			se := b.RequestError.ServiceException
-			e.Code = se.MessageID
-			e.Message = gateway.OneLine(se.Text)
+			e.Code = gateway.SafeText(se.MessageID, secrets...)
+			e.Message = gateway.SafeText(se.Text, secrets...)
 			for f := range se.ValidationErrors {
 				fields = append(fields, f)
 			}

@@ -99,14 +99,12 @@ func (p *Provider) httpError(status int, raw []byte) *gateway.Error {
 		e.Class, e.Code = class, strconv.Itoa(b.Code)
 		e.Message = desc
 		if e.Message == "" {
-			e.Message = gateway.OneLine(b.Message)
+			e.Message = gateway.SafeText(b.Message, p.cfg.AuthToken.Reveal(), p.cfg.AccountSID)
 		}
 	}
 	if status >= 500 || status == http.StatusTooManyRequests {
 		e.Class = gateway.ClassProvider
 	}
-	// gateway.OneLine masked the number Twilio's messages quote; an echoed token goes too.
-	e.Message = strings.ReplaceAll(e.Message, p.cfg.AuthToken.Reveal(), "<secret>")
 	return e
 }
 

@@ -1,0 +1,394 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/gateway/store"
+)
+
+// The tests in this file run the built binary, as an operator would, and attack it from outside
+// as a hostile tenant would (issue 12).
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// binary builds cmd/smsgate once per test run.
+func binary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "smsgate-e2e-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "smsgate")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
+// lockedBuffer collects a child's output while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// gatewayProc is a running smsgate binary.
+type gatewayProc struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	url  string
+	dir  string
+	logs *lockedBuffer
+	done chan error
+}
+
+// serveBinary writes cfg ($DIR: a temp dir) and runs `smsgate serve` on a free port until the test ends.
+func serveBinary(t *testing.T, cfg string) *gatewayProc {
+	t.Helper()
+	bin := binary(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "smsgate.yaml")
+	if err := os.WriteFile(path, []byte(strings.ReplaceAll(cfg, "$DIR", dir)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	p := &gatewayProc{t: t, url: "http://" + addr, dir: dir, logs: &lockedBuffer{}, done: make(chan error, 1)}
+	p.cmd = exec.Command(bin, "serve", "--config", path, "--listen", addr)
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+	})
+	for i := 0; ; i++ {
+		if res, err := http.Get(p.url + "/healthz"); err == nil {
+			res.Body.Close()
+			break
+		}
+		if i > 400 {
+			t.Fatalf("smsgate did not come up:\n%s", p.logs.String())
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	return p
+}
+
+type reply struct {
+	Status int
+	Body   map[string]any
+	Raw    string
+}
+
+func (p *gatewayProc) send(ctx context.Context, key, body string) (reply, error) {
+	req, _ := http.NewRequestWithContext(ctx, "POST", p.url+"/v1/send-phone-message", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+key)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return reply{}, err
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	r := reply{Status: res.StatusCode, Raw: string(raw)}
+	if err := json.Unmarshal(raw, &r.Body); err != nil {
+		p.t.Errorf("not JSON: %q", raw)
+	}
+	return r, nil
+}
+
+func (p *gatewayProc) mustSend(key, body string) reply {
+	p.t.Helper()
+	r, err := p.send(context.Background(), key, body)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return r
+}
+
+func (p *gatewayProc) get(key, path string) reply {
+	p.t.Helper()
+	req, _ := http.NewRequest("GET", p.url+path, nil)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	r := reply{Status: res.StatusCode, Raw: string(raw)}
+	_ = json.Unmarshal(raw, &r.Body)
+	return r
+}
+
+// stop sends SIGTERM and waits for the process to exit.
+func (p *gatewayProc) stop(within time.Duration) time.Duration {
+	p.t.Helper()
+	start := time.Now()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		p.done <- err
+		if err != nil {
+			p.t.Errorf("smsgate exited with %v:\n%s", err, p.logs.String())
+		}
+	case <-time.After(within):
+		p.t.Fatalf("smsgate did not stop within %v of SIGTERM", within)
+	}
+	return time.Since(start)
+}
+
+func errorCode(r reply) string {
+	e, _ := r.Body["error"].(map[string]any)
+	s, _ := e["code"].(string)
+	return s
+}
+
+func attemptCount(p *gatewayProc) string {
+	for _, line := range strings.Split(p.get("", "/metrics").Raw, "\n") {
+		if strings.HasPrefix(line, "smsgate_provider_attempts_total{") {
+			return line
+		}
+	}
+	return ""
+}
+
+const hostileConfig = `
+server: {request_timeout: 3s, shutdown_timeout: 5s, read_timeout: 1s, admin_token: admin-token-e2e}
+storage: {driver: sqlite, path: $DIR/log.db}
+policy:
+  denied_countries: [KP, NG]
+  rate_limits: {per_recipient: 0}
+tenants:
+  - {name: acme, api_key: acme-key}
+  - {name: satcom, api_key: satcom-key, allowed_countries: ["001", US]}
+providers:
+  - name: shared
+    type: mock
+    latency: 300ms
+    breaker: {consecutive_failures: 5, open_timeout: 1h}
+routes:
+  - name: satellite
+    match: {countries: ["001"]}
+    providers: [shared]
+  - name: default
+    providers: [shared]
+`
+
+func sms(to, text, code string) string {
+	return `{"message_options":{"recipient":"` + to + `","text":"` + text + `","code":"` + code + `","message_type":"sms","action":"second-factor-authentication"},"client":{"client_id":"app1"},"request":{"ip":"203.0.113.9","language":"en"}}`
+}
+
+// TestBinaryNumbersOfNoCountry (issue 12, item 1): +979 and +881 pass no deny list; they are
+// refused unless an allow list names 001, and carry the country 001 in the log and in routing.
+func TestBinaryNumbersOfNoCountry(t *testing.T) {
+	p := serveBinary(t, hostileConfig)
+	for _, to := range []string{"+979 123456789", "+881 612345678", "+800 1234 5678"} {
+		r := p.mustSend("acme-key", sms(to, "Your code is 482913", "482913"))
+		if r.Status != 403 || errorCode(r) != "country_not_allowed" {
+			t.Errorf("%s: %d %s, want 403 country_not_allowed", to, r.Status, r.Raw)
+		}
+	}
+	if line := attemptCount(p); line != "" {
+		t.Errorf("a provider was called for a refused number: %s", line)
+	}
+	r := p.mustSend("satcom-key", sms("+979 123456789", "Your code is 482913", "482913"))
+	if r.Status != 200 || r.Body["route"] != "satellite" {
+		t.Fatalf("a tenant whose allow list names 001: %d %s", r.Status, r.Raw)
+	}
+	rec := p.get("satcom-key", "/v1/messages/"+r.Body["id"].(string))
+	if rec.Body["country"] != "001" {
+		t.Errorf("message log country %v, want 001: %s", rec.Body["country"], rec.Raw)
+	}
+	if !strings.Contains(p.get("", "/metrics").Raw, `smsgate_policy_rejections_total{reason="non_geographic",tenant="acme"} 3`) {
+		t.Errorf("rejections not counted with reason non_geographic")
+	}
+	// smsgate route explains the same.
+	out, err := exec.Command(binary(t), "route", "--config", filepath.Join(p.dir, "smsgate.yaml"), "--tenant", "satcom", "--to", "+979123456789").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "country 001") || !strings.Contains(string(out), "route:     satellite") {
+		t.Errorf("smsgate route: %v\n%s", err, out)
+	}
+}
+
+// TestBinaryLengthLimitsAndLetters (items 2 and 3): an oversized code or text, or letters in the
+// number, is a 400 before policy or any provider sees it; five such requests open no breaker.
+func TestBinaryLengthLimitsAndLetters(t *testing.T) {
+	p := serveBinary(t, hostileConfig)
+	cases := []struct{ name, body, code string }{
+		{"20000-digit code without text", `{"message_options":{"recipient":"+14155550104","code":"` + strings.Repeat("7", 20000) + `","message_type":"sms"}}`, "invalid_request"},
+		{"33-character code", sms("+14155550104", "Your code is 1", strings.Repeat("1", 33)), "invalid_request"},
+		{"1601-character text", sms("+14155550104", strings.Repeat("x", 1601), "123456"), "invalid_request"},
+		{"letters as keypad digits", sms("+1 415 555 CODE", "Your code is 482913", "482913"), "invalid_number"},
+	}
+	for _, tc := range cases {
+		for range 5 {
+			r := p.mustSend("acme-key", tc.body)
+			if r.Status != 400 || errorCode(r) != tc.code {
+				t.Errorf("%s: %d %s, want 400 %s", tc.name, r.Status, r.Raw, tc.code)
+				break
+			}
+		}
+	}
+	if line := attemptCount(p); line != "" {
+		t.Errorf("a provider was called: %s", line)
+	}
+	// A 900-character Cyrillic text is within the limit (characters, not bytes).
+	if r := p.mustSend("acme-key", sms("+14155550104", strings.Repeat("ж", 900), "482913")); r.Status != 200 {
+		t.Errorf("900 Cyrillic characters: %d %s", r.Status, r.Raw)
+	}
+}
+
+// TestBinaryDisconnectDoesNotAbortSharedSend (item 4): the first of two identical requests hangs
+// up mid-send; the duplicate waiting on it gets 200 and the message log says sent.
+func TestBinaryDisconnectDoesNotAbortSharedSend(t *testing.T) {
+	p := serveBinary(t, hostileConfig)
+	body := sms("+14155550123", "Your code is 551902", "551902")
+	ctx, hangUp := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() {
+		_, err := p.send(ctx, "acme-key", body)
+		first <- err
+	}()
+	time.Sleep(80 * time.Millisecond)
+	second := make(chan reply, 1)
+	go func() { second <- p.mustSend("acme-key", body) }()
+	time.Sleep(80 * time.Millisecond)
+	hangUp()
+	<-first
+	r := <-second
+	if r.Status != 200 || r.Body["status"] != "sent" {
+		t.Fatalf("duplicate: %d %s", r.Status, r.Raw)
+	}
+	rec := p.get("acme-key", "/v1/messages/"+r.Body["id"].(string))
+	if rec.Body["status"] != "sent" {
+		t.Errorf("record: %s", rec.Raw)
+	}
+	list := p.get("acme-key", "/v1/messages")
+	if msgs, _ := list.Body["messages"].([]any); len(msgs) != 1 {
+		t.Errorf("%d records for two coalesced requests, want 1", len(msgs))
+	}
+}
+
+// TestBinarySlowClientIsCutOff (item 6): a client that stalls mid-body, on the unauthenticated
+// delivery-report endpoint, is disconnected after server.read_timeout and does not delay shutdown.
+func TestBinarySlowClientIsCutOff(t *testing.T) {
+	p := serveBinary(t, hostileConfig)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(p.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /v1/dlr/infobip/nope HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"results\":[")
+	start := time.Now()
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	// The server gives up at read_timeout: it answers the half-read request or closes.
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if d := time.Since(start); d > 5*time.Second || d < 500*time.Millisecond {
+		t.Errorf("stalled client held the connection for %v (read_timeout 1s): %q %v", d, line, err)
+	}
+	// A second stalled client while stopping: shutdown does not wait for it.
+	conn2, err := net.Dial("tcp", strings.TrimPrefix(p.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn2.Close()
+	fmt.Fprintf(conn2, "POST /v1/send-phone-message HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer acme-key\r\nContent-Length: 5000\r\n\r\n{")
+	time.Sleep(50 * time.Millisecond)
+	if d := p.stop(4 * time.Second); d > 3*time.Second {
+		t.Errorf("shutdown took %v with a stalled client", d)
+	}
+}
+
+// TestBinaryShutdownKeepsAnsweredSends (item 7): validate refuses a shutdown_timeout not longer
+// than request_timeout, naming both keys; a send running at SIGTERM is answered and recorded.
+func TestBinaryShutdownKeepsAnsweredSends(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte(strings.Replace(hostileConfig, "shutdown_timeout: 5s", "shutdown_timeout: 3s", 1)), 0o600)
+	out, err := exec.Command(binary(t), "validate", "--config", bad).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "server.shutdown_timeout: must be longer than server.request_timeout") {
+		t.Errorf("validate accepted shutdown_timeout == request_timeout: %v\n%s", err, out)
+	}
+
+	p := serveBinary(t, hostileConfig)
+	type result struct {
+		r   reply
+		err error
+	}
+	done := make(chan result, 3)
+	for i := range 3 {
+		go func() {
+			r, err := p.send(context.Background(), "acme-key", sms(fmt.Sprintf("+1415555019%d", i), "Your code is 44120"+fmt.Sprint(i), "44120"+fmt.Sprint(i)))
+			done <- result{r, err}
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
+	p.stop(6 * time.Second)
+	var ids []string
+	for range 3 {
+		res := <-done
+		if res.err != nil || res.r.Status != 200 {
+			t.Fatalf("send during shutdown: %+v", res)
+		}
+		ids = append(ids, res.r.Body["id"].(string))
+	}
+	sq, err := store.OpenSQLite(context.Background(), filepath.Join(p.dir, "log.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sq.Close()
+	for _, id := range ids {
+		if rec, err := sq.Get(context.Background(), "acme", id); err != nil || rec.Status != gateway.StatusSent {
+			t.Errorf("answered send %s missing from the message log: %+v %v", id, rec, err)
+		}
+	}
+}

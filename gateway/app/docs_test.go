@@ -1,0 +1,41 @@
+package app
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"testing"
+)
+
+// errorCodeRe finds the stable error codes the HTTP layer and the app answer with.
+var errorCodeRe = regexp.MustCompile(`(?:errReply\(|fail\()[^,]+, "([a-z_]+)"|code(?:, msg)? = (?:[^,"]+, )?"([a-z_]+)"`)
+
+// TestAPIDocListsEveryErrorCode: docs/api.md names every error code the code can answer, so the
+// table cannot fall behind the code.
+func TestAPIDocListsEveryErrorCode(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob("../*/*.go")
+	seen := map[string]bool{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range errorCodeRe.FindAllSubmatch(b, -1) {
+			code := string(m[1]) + string(m[2])
+			if seen[code] {
+				continue
+			}
+			seen[code] = true
+			if !regexp.MustCompile("`" + code + "`").Match(doc) {
+				t.Errorf("docs/api.md does not list the error code %q (from %s)", code, f)
+			}
+		}
+	}
+	if len(seen) < 20 {
+		t.Errorf("found only %d codes; the pattern no longer matches the code: %v", len(seen), seen)
+	}
+}

@@ -1,0 +1,255 @@
+package app
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/gateway/store"
+)
+
+// The tests in this file try, as a hostile or careless tenant would, to hurt other tenants or to
+// walk around the abuse rules (issue 12).
+
+const slowMockConfig = `
+server: {request_timeout: 3s, shutdown_timeout: 5s}
+storage: {driver: sqlite, path: $DIR/log.db}
+policy: {rate_limits: {per_recipient: 0}}
+tenants: [{name: acme, api_key: acme-key}]
+providers:
+  - name: slow
+    type: mock
+    latency: 400ms
+routes:
+  - name: default
+    providers: [slow]
+`
+
+// TestCoalescedWaiterSurvivesFirstCallerHangingUp: two identical requests are coalesced; the first
+// caller hangs up while the provider call runs. The call is not aborted: the waiting duplicate gets
+// 200, and the message log says sent.
+func TestCoalescedWaiterSurvivesFirstCallerHangingUp(t *testing.T) {
+	h := start(t, slowMockConfig, Options{})
+	ctx, hangUp := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, "POST", h.url+"/v1/send-phone-message", strings.NewReader(actionBody))
+		req.Header.Set("Authorization", "Bearer acme-key")
+		res, err := http.DefaultClient.Do(req)
+		if err == nil {
+			res.Body.Close()
+		}
+		first <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	second := make(chan response, 1)
+	go func() { second <- h.send("acme-key", actionBody) }()
+	time.Sleep(100 * time.Millisecond)
+	hangUp()
+	if err := <-first; err == nil {
+		t.Fatal("the first caller was meant to hang up")
+	}
+	r := <-second
+	if r.Status != 200 || r.Body["status"] != "sent" {
+		t.Fatalf("the waiting duplicate got %d %s, want the shared send's 200", r.Status, r.Raw)
+	}
+	rec, err := h.app.Store().Get(context.Background(), "acme", r.Body["id"].(string))
+	if err != nil || rec.Status != gateway.StatusSent || len(rec.Attempts) != 1 || rec.Attempts[0].Outcome != "sent" {
+		t.Errorf("record %+v, err %v: the provider call must complete and be recorded as sent", rec, err)
+	}
+	page, _ := h.app.Store().List(context.Background(), store.Query{Tenant: "acme", Limit: 10})
+	if len(page) != 1 {
+		t.Errorf("%d records, want one send for the two coalesced requests", len(page))
+	}
+}
+
+// TestAnsweredSendIsRecordedAtShutdown: a send still running when shutdown starts is finished,
+// answered and recorded before the message log closes.
+func TestAnsweredSendIsRecordedAtShutdown(t *testing.T) {
+	h := start(t, slowMockConfig, Options{})
+	done := make(chan response, 1)
+	go func() { done <- h.send("acme-key", actionBody) }()
+	time.Sleep(100 * time.Millisecond)
+	if err := h.app.Shutdown(context.Background()); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	r := <-done
+	if r.Status != 200 {
+		t.Fatalf("in-flight send: %d %s", r.Status, r.Raw)
+	}
+	sq, err := store.OpenSQLite(context.Background(), strings.TrimSuffix(h.path, "smsgate.yaml")+"log.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sq.Close()
+	if rec, err := sq.Get(context.Background(), "acme", r.Body["id"].(string)); err != nil || rec.Status != gateway.StatusSent {
+		t.Errorf("answered send not in the message log after shutdown: %+v %v", rec, err)
+	}
+}
+
+// echoingInfobip is a fake Infobip that refuses every send with a 401 whose text quotes the API
+// key whole, a 10-character piece of it, and the webhook secret.
+func echoingInfobip(t *testing.T, key, hook string) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != "POST" || r.URL.Path != "/sms/3/messages" || r.Header.Get("Authorization") != "App "+key {
+			t.Errorf("unexpected request %s %s %q", r.Method, r.URL.Path, r.Header.Get("Authorization"))
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(401)
+		text := "Invalid login details: key " + key + " (prefix " + key[3:13] + "...), webhook " + hook
+		w.Write([]byte(`{"requestError":{"serviceException":{"messageId":"UNAUTHORIZED","text":"` + text + `"}}}`))
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// TestProviderEchoingSecretsLeaksNothing: no run of 6 characters of any configured secret reaches
+// the reply, the message log or a log line, even when a provider echoes them whole or cut.
+func TestProviderEchoingSecretsLeaksNothing(t *testing.T) {
+	const key, hook = "IBKEY-7d2f9a61c4e84b0fa3", "HOOK-5e1b7c9d2a"
+	srv := echoingInfobip(t, key, hook)
+	h := start(t, `
+storage: {driver: sqlite, path: $DIR/log.db}
+policy: {rate_limits: {per_recipient: 0}}
+tenants: [{name: acme, api_key: acme-key}]
+providers:
+  - {name: ib, type: infobip, base_url: "`+srv.URL+`", api_key: "`+key+`", webhook_secret: "`+hook+`"}
+  - {name: backup, type: mock}
+routes:
+  - {name: default, providers: [ib, backup]}
+`, Options{})
+	r := h.send("acme-key", actionBody)
+	if r.Status != 200 || r.Body["provider"] != "backup" {
+		t.Fatalf("send: %d %s", r.Status, r.Raw)
+	}
+	rec, err := h.app.Store().Get(context.Background(), "acme", r.Body["id"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recJSON := ""
+	for _, a := range rec.Attempts {
+		recJSON += a.Code + " " + a.Error + " "
+	}
+	if !strings.Contains(recJSON, "UNAUTHORIZED") {
+		t.Fatalf("the attempt record lost the provider's code: %q", recJSON)
+	}
+	for where, text := range map[string]string{"reply": r.Raw, "message log": recJSON, "logs": h.logs.String()} {
+		for _, secret := range []string{key, hook} {
+			for i := 0; i+gateway.SecretRun <= len(secret); i++ {
+				if piece := secret[i : i+gateway.SecretRun]; strings.Contains(text, piece) {
+					t.Errorf("%s holds %q, a piece of a secret: %s", where, piece, text)
+					break
+				}
+			}
+		}
+	}
+}
+
+// TestReportFromAnotherProviderCannotTouchMessage: whoever holds the Infobip webhook secret can
+// post reports naming any message id; only messages Infobip sent may change.
+func TestReportFromAnotherProviderCannotTouchMessage(t *testing.T) {
+	h := start(t, `
+storage: {driver: sqlite, path: $DIR/log.db}
+policy: {rate_limits: {per_recipient: 0}}
+tenants: [{name: acme, api_key: acme-key}]
+providers:
+  - {name: ib, type: infobip, base_url: "http://127.0.0.1:1", api_key: k, webhook_secret: hook-secret}
+  - {name: other, type: mock}
+routes:
+  - {name: default, providers: [other]}
+`, Options{})
+	r := h.send("acme-key", actionBody)
+	id, _ := r.Body["id"].(string)
+	if r.Status != 200 || id == "" {
+		t.Fatalf("send: %d %s", r.Status, r.Raw)
+	}
+	report := `{"results":[{"messageId":"` + id + `","status":{"groupId":2,"groupName":"UNDELIVERABLE","id":9,"name":"UNDELIVERABLE_NOT_DELIVERED"}}]}`
+	if rr := h.do("POST", "/v1/dlr/infobip/ib?secret=hook-secret", "", report); rr.Status != 200 {
+		t.Fatalf("report: %d %s", rr.Status, rr.Raw)
+	}
+	rec, err := h.app.Store().Get(context.Background(), "acme", id)
+	if err != nil || rec.Status != gateway.StatusSent || rec.ProviderStatus == "UNDELIVERABLE_NOT_DELIVERED" {
+		t.Errorf("a report from ib changed a message sent by other: %+v %v", rec, err)
+	}
+}
+
+// TestReloadAppliesDisabledAndForgetsRemovedProviders: a reload that sets disabled: true drains the
+// provider (and false restores it), the gauge follows the file, and every series of a provider
+// that left the config is deleted.
+func TestReloadAppliesDisabledAndForgetsRemovedProviders(t *testing.T) {
+	h := start(t, baseConfig, Options{})
+	if r := h.send("acme-key", actionBody); r.Body["provider"] != "primary" {
+		t.Fatalf("before: %s", r.Raw)
+	}
+	m := h.app.MetricSet()
+	disabled := strings.Replace(baseConfig, "  - name: primary\n    type: mock\n", "  - name: primary\n    type: mock\n    disabled: true\n", 1)
+	// Drop down2 from the config too (and from its route).
+	disabled = strings.Replace(disabled, "  - name: down2\n    type: mock\n    failure_rate: 1\n    breaker: {consecutive_failures: 1000}\n", "", 1)
+	disabled = strings.Replace(disabled, "providers: [down, down2]", "providers: [down]", 1)
+	h.send("broken-key", `{"recipient":"+14155550104","text":"code 5521","context":{}}`) // series for down2
+	if testutil.ToFloat64(m.Attempts.WithLabelValues("down2", "provider_error")) != 1 {
+		t.Fatal("no down2 series to delete")
+	}
+	reload := func(cfg string) {
+		t.Helper()
+		if err := os.WriteFile(h.path, []byte(strings.ReplaceAll(cfg, "$DIR", strings.TrimSuffix(h.path, "/smsgate.yaml"))), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if r := h.do("POST", "/v1/admin/reload", "admin-t0ken", ""); r.Status != 200 {
+			t.Fatalf("reload: %d %s", r.Status, r.Raw)
+		}
+	}
+	reload(disabled)
+	if r := h.send("acme-key", actionBody); r.Body["provider"] != "backup" || attempts(r)[0] != "primary:unavailable" {
+		t.Errorf("disabled: true ignored on reload: %s", r.Raw)
+	}
+	if v := testutil.ToFloat64(m.ProviderDisabled.WithLabelValues("primary")); v != 1 {
+		t.Errorf("smsgate_provider_disabled{primary} = %v, want 1 from the config", v)
+	}
+	for _, name := range []string{"smsgate_provider_attempts_total", "smsgate_breaker_state", "smsgate_provider_disabled", "smsgate_failovers_total", "smsgate_provider_latency_seconds"} {
+		body := h.do("GET", "/metrics", "", "").Raw
+		for _, line := range strings.Split(body, "\n") {
+			if strings.HasPrefix(line, name) && strings.Contains(line, `"down2"`) {
+				t.Errorf("series of the removed provider kept: %s", line)
+			}
+		}
+	}
+	reload(baseConfig)
+	if r := h.send("acme-key", `{"recipient":"+14155550111","text":"code 7781","context":{}}`); r.Body["provider"] != "primary" {
+		t.Errorf("disabled: false not applied on reload: %s", r.Raw)
+	}
+	if v := testutil.ToFloat64(m.ProviderDisabled.WithLabelValues("primary")); v != 0 {
+		t.Errorf("smsgate_provider_disabled{primary} = %v, want 0", v)
+	}
+}
+
+// TestCodeDerivedKeysAreKeyed: two gateways with the same key_secret derive the same keys from
+// the same code (replicas agree), and the key is not the plain hash an attacker would compute.
+func TestCodeDerivedKeysAreKeyed(t *testing.T) {
+	var mu sync.Mutex
+	keys := map[string]bool{}
+	for _, secret := range []string{"", "", "shared-secret-0123456789"} {
+		rt := &runtime{keySecret: processKeySecret}
+		if secret != "" {
+			rt.keySecret = []byte(secret)
+		}
+		h := rt.mac("resend", "acme", "+14155550104", "123456")
+		mu.Lock()
+		keys[string(h[:])] = true
+		mu.Unlock()
+	}
+	if len(keys) != 2 {
+		t.Errorf("%d distinct keys, want 2 (same secret -> same key, other secret -> other key)", len(keys))
+	}
+	if len(processKeySecret) != 32 {
+		t.Errorf("process key secret of %d bytes", len(processKeySecret))
+	}
+}
