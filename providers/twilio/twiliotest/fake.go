@@ -86,8 +86,16 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 201, fmt.Sprintf(`{"sid":"CA%032x","account_sid":%q,"to":%q,"from":%q,"status":"queued","direction":"outbound-api","api_version":"2010-04-01"}`, n, f.sid, form.Get("To"), form.Get("From")))
 		return
 	}
-	writeJSON(w, 201, fmt.Sprintf(`{"sid":"SM%032x","account_sid":%q,"to":%q,"from":%q,"messaging_service_sid":%q,"body":"","status":"queued","num_segments":"1","direction":"outbound-api","api_version":"2010-04-01","price":null,"error_code":null,"error_message":null}`,
-		n, f.sid, form.Get("To"), form.Get("From"), form.Get("MessagingServiceSid")))
+	// Twilio answers null, not "", for a message sent without a messaging service (the spec's
+	// pattern refuses ""), and likewise for a from that a messaging service picks later.
+	nullable := func(v string) string {
+		if v == "" {
+			return "null"
+		}
+		return fmt.Sprintf("%q", v)
+	}
+	writeJSON(w, 201, fmt.Sprintf(`{"sid":"SM%032x","account_sid":%q,"to":%q,"from":%s,"messaging_service_sid":%s,"body":"","status":"queued","num_segments":"1","direction":"outbound-api","api_version":"2010-04-01","price":null,"error_code":null,"error_message":null}`,
+		n, f.sid, form.Get("To"), nullable(form.Get("From")), nullable(form.Get("MessagingServiceSid"))))
 }
 
 func writeJSON(w http.ResponseWriter, status int, body string) { fakeserver.WriteJSON(w, status, body) }
