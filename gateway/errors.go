@@ -21,6 +21,12 @@ const (
 	ClassCaller
 	// ClassCancelled means the caller went away; the breaker ignores it.
 	ClassCancelled
+	// ClassDestination is a problem of this provider with this destination or sender only (a
+	// region not enabled on the account, no route to the network, a sender not allowed for the
+	// country): another provider may well reach the number, so fail over, but the breaker does not
+	// count it (one tenant's odd destinations must not open a breaker every tenant shares) and the
+	// caller does not get 422.
+	ClassDestination
 )
 
 // String returns the lower-case name used in JSON, logs and metric labels.
@@ -36,6 +42,8 @@ func (c Class) String() string {
 		return "caller"
 	case ClassCancelled:
 		return "cancelled"
+	case ClassDestination:
+		return "destination"
 	}
 	return "unknown"
 }
@@ -50,8 +58,13 @@ type Error struct {
 	Message string
 	// HTTPStatus is the provider's HTTP status, 0 when none was received.
 	HTTPStatus int
-	// Timeout is true when the provider did not answer in time; the message may have been sent.
+	// Timeout is true when the provider did not answer in time.
 	Timeout bool
+	// MaybeSent is true when the request may have reached the provider before it failed (a
+	// timeout or a reset after the request was written): the message may have gone out. A request
+	// that never left (DNS, refused connection, dial or TLS timeout) is not MaybeSent and is
+	// always safe to fail over; a MaybeSent one fails over only where the route allows it.
+	MaybeSent bool
 	// Err is the underlying error, already redacted by the driver.
 	Err error
 }
@@ -97,7 +110,7 @@ func AsError(err error) *Error {
 		return ge
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return &Error{Class: ClassProvider, Code: "timeout", Message: "provider did not answer in time", Timeout: true, Err: err}
+		return &Error{Class: ClassProvider, Code: "timeout", Message: "provider did not answer in time", Timeout: true, MaybeSent: true, Err: err}
 	}
 	if errors.Is(err, context.Canceled) {
 		return &Error{Class: ClassCancelled, Code: "cancelled", Message: "request cancelled", Err: err}

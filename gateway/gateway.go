@@ -5,8 +5,8 @@ package gateway
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -45,9 +45,6 @@ type Message struct {
 	IP string
 	// From is a sender the caller asked for; drivers may ignore it.
 	From string
-	// CallbackURL is the delivery-report URL for this message's provider, empty when none is configured.
-	// The dispatcher fills it in per attempt.
-	CallbackURL string
 }
 
 // Result is what a provider answered when it accepted a message.
@@ -63,13 +60,98 @@ type Result struct {
 type Provider interface {
 	// Send delivers msg through the provider. A nil error means the provider accepted it.
 	Send(ctx context.Context, msg *Message) (Result, error)
+	// Capabilities says what the provider can send, as its config allows. The dispatcher skips a
+	// provider that cannot send a message (not called, not counted by its breaker).
+	Capabilities() Capabilities
+}
+
+// Capabilities is what a configured provider can send.
+type Capabilities struct {
+	// Types are the message types it can send; a type not listed is skipped.
+	Types []MessageType
+	// VoiceLanguages, when not empty, are the only languages it speaks: primary subtags ("en")
+	// or full tags ("en-GB"), matched case-insensitively. A voice message in another language, or
+	// without one, is skipped.
+	VoiceLanguages []string
+	// Countries, when not empty, are the only destination countries it reaches.
+	Countries []string
+}
+
+// Supports reports whether msg is within c, and when not, why (a short phrase for the attempt record).
+func (c Capabilities) Supports(msg *Message) (bool, string) {
+	typeOK := false
+	for _, t := range c.Types {
+		if t == msg.Type {
+			typeOK = true
+		}
+	}
+	if !typeOK {
+		return false, "cannot send " + string(msg.Type)
+	}
+	if len(c.Countries) > 0 && !containsFold(c.Countries, msg.Country) {
+		return false, "does not reach " + msg.Country
+	}
+	if msg.Type == Voice && len(c.VoiceLanguages) > 0 {
+		tag := strings.ReplaceAll(msg.Language, "_", "-")
+		primary, _, _ := strings.Cut(tag, "-")
+		if tag == "" || !containsFold(c.VoiceLanguages, tag) && !containsFold(c.VoiceLanguages, primary) {
+			return false, "does not speak " + orNone(msg.Language)
+		}
+	}
+	return true, ""
+}
+
+// Can reports whether c includes message type t (for config checks).
+func (c Capabilities) Can(t MessageType) bool {
+	for _, x := range c.Types {
+		if x == t {
+			return true
+		}
+	}
+	return false
+}
+
+func containsFold(list []string, v string) bool {
+	for _, x := range list {
+		if strings.EqualFold(x, v) {
+			return true
+		}
+	}
+	return false
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "an unknown language"
+	}
+	return s
+}
+
+// SMSAndVoice is the capability of a driver that sends both types everywhere.
+var SMSAndVoice = Capabilities{Types: []MessageType{SMS, Voice}}
+
+// SMSOnly is the capability of a driver that sends SMS only.
+var SMSOnly = Capabilities{Types: []MessageType{SMS}}
+
+// Webhook describes a driver's delivery-report endpoint, mounted by the HTTP layer at
+// /v1/dlr/{type}/{name} without knowing the provider.
+type Webhook struct {
+	// Methods the provider calls with, e.g. POST, or GET and POST; others get 405.
+	Methods []string
+	// ContentTypes the provider posts (media types without parameters); empty accepts any.
+	ContentTypes []string
+	// Auth says how a report proves where it comes from, for docs and the providers endpoint.
+	Auth string
 }
 
 // ReportReceiver is implemented by drivers that accept delivery reports over HTTP.
-// publicURL is the exact URL the provider called (needed for signature checks).
 type ReportReceiver interface {
-	// ParseReports authenticates r and returns the delivery reports it carries. An error of class
-	// Caller means the request is malformed; ErrUnauthenticated means its credentials are wrong.
+	// Webhook declares the endpoint's methods, content types and authentication.
+	Webhook() Webhook
+	// ParseReports authenticates r and returns the delivery reports it carries. body is the read
+	// body (empty for GET); publicURL is the exact URL the provider called (for signatures). An
+	// error of class Caller means the request is malformed; ErrUnauthenticated means its
+	// credentials are wrong.
 	ParseReports(r *http.Request, body []byte, publicURL string) ([]DeliveryReport, error)
 }
 
@@ -107,12 +189,22 @@ type DeliveryReport struct {
 
 // Deps are what the composition point hands every driver.
 type Deps struct {
-	// Name is the provider's configured name.
+	// Name is the provider's configured name; drivers use it in error messages.
 	Name string
 	// HTTPClient is shared by drivers; it has no overall timeout (contexts bound each call).
+	// nil means http.DefaultClient (tests).
 	HTTPClient *http.Client
-	// Logger is the gateway's logger; drivers log rarely and never secrets, codes or numbers.
-	Logger *slog.Logger
+	// CallbackURL is where this provider's delivery reports are received
+	// (server.public_url + "/v1/dlr/{type}/{name}"), empty when server.public_url is not set. The
+	// driver builds its own callback from it (adding a secret or not, as its webhook needs).
+	CallbackURL string
+}
+
+// Problem is one problem in a driver's config: the key path under the provider ("senders.US")
+// and what is wrong. Drivers return them in a stable order.
+type Problem struct {
+	Key     string
+	Message string
 }
 
 // Client returns HTTPClient, or http.DefaultClient when none was given (tests).

@@ -166,13 +166,17 @@ func validate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "smsgate validate: --config FILE is required")
 		return 2
 	}
-	if err := app.Check(*cfg); err != nil {
+	warnings, err := app.Check(*cfg)
+	if err != nil {
 		fmt.Fprintln(stderr, err)
 		var ps config.Problems
 		if errors.As(err, &ps) {
 			fmt.Fprintf(stderr, "%s: %d problem(s)\n", *cfg, len(ps))
 		}
 		return 1
+	}
+	for _, w := range warnings {
+		fmt.Fprintln(stderr, "warning:", w)
 	}
 	fmt.Fprintf(stdout, "%s: configuration is valid\n", *cfg)
 	return 0
@@ -206,7 +210,7 @@ func route(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "smsgate route: --config, --tenant and --to are required")
 		return 2
 	}
-	c, err := config.Load(*cfg)
+	c, err := config.Load(*cfg, app.Drivers)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -51,7 +52,7 @@ routes:
 		path + ":3: server.request_timout: unknown key \"request_timout\"",
 		path + ":6: tenants[0].api_key: environment variable SMSGATE_SURELY_UNSET is not set",
 		path + ":15: routes[0].providers[1]: provider \"r\" is not defined under providers",
-		path + ":10: providers[0].fail_with: must be provider, recipient or timeout, not \"fire\"",
+		path + ":10: providers[0].fail_with: must be provider, recipient, destination or timeout, not \"fire\"",
 		path + ":12: providers[1].type: unknown provider type \"carrier-pigeon\"",
 		path + ": 5 problem(s)",
 	}
@@ -62,6 +63,43 @@ routes:
 		if !strings.Contains(errs, w) {
 			t.Errorf("stderr lacks %q:\n%s", w, errs)
 		}
+	}
+}
+
+// TestValidateChecksWhatRoutesCanSend: a route that names voice but whose providers can only send
+// SMS is a problem; a catch-all that matches voice implicitly gets a warning and stays valid.
+func TestValidateChecksWhatRoutesCanSend(t *testing.T) {
+	cfg := `tenants: [{name: a, api_key: k}]
+providers:
+  - {name: tw, type: twilio, account_sid: AC1, auth_token: t, messaging_service_sid: MG1}
+  - {name: m, type: mock, types: [sms]}
+routes:
+%s  - name: default
+    providers: [tw, m]
+`
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte(fmt.Sprintf(cfg, "  - name: calls\n    match: {message_types: [voice]}\n    providers: [tw, m]\n")), 0o600)
+	code, _, errs := runCmd("validate", "-c", bad)
+	if code != 1 || !strings.Contains(errs, bad+`:8: routes[0].providers: route "calls" matches voice, but none of its providers can send voice`) {
+		t.Errorf("exit %d:\n%s", code, errs)
+	}
+	ok := filepath.Join(dir, "ok.yaml")
+	os.WriteFile(ok, []byte(fmt.Sprintf(cfg, "")), 0o600)
+	code, out, errs := runCmd("validate", "-c", ok)
+	if code != 0 || !strings.Contains(out, "configuration is valid") || !strings.Contains(errs, `warning: `+ok+`:7: routes[0].providers: route "default" matches voice too`) {
+		t.Errorf("exit %d\nstdout %s\nstderr %s", code, out, errs)
+	}
+}
+
+// TestRouteCommandValidatesDriverOptions: every command loads the whole file, driver options
+// included (smsgate route used to skip them).
+func TestRouteCommandValidatesDriverOptions(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(path, []byte("tenants: [{name: a, api_key: k}]\nproviders: [{name: ib, type: infobip, api_key: k, base_url: ftp://x}]\nroutes: [{name: d, providers: [ib]}]\n"), 0o600)
+	code, _, errs := runCmd("route", "-c", path, "--tenant", "a", "--to", "+14155550104")
+	if code != 1 || !strings.Contains(errs, `providers[0].base_url: "ftp://x" is not an http(s) URL`) {
+		t.Errorf("exit %d: %s", code, errs)
 	}
 }
 

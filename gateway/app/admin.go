@@ -3,7 +3,9 @@ package app
 import (
 	"context"
 	"errors"
+	"mime"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/smsgate/smsgate/gateway"
@@ -30,16 +32,24 @@ func (a *App) Messages(ctx context.Context, q store.Query) ([]*store.Record, err
 	return a.store.List(ctx, q)
 }
 
-// Reports implements httpapi.Backend: it authenticates and parses a provider's delivery reports
-// and hands them to the message log.
-func (a *App) Reports(ctx context.Context, kind, name string, r *http.Request, body []byte, publicURL string) error {
+// Reports implements httpapi.Backend: it checks the request against the driver's declared
+// webhook, authenticates and parses the reports, and hands them to the message log.
+func (a *App) Reports(ctx context.Context, typ, name string, r *http.Request, body []byte, publicURL string) error {
 	mi, ok := a.rt.Load().members[name]
-	if !ok || mi.typ != kind {
+	if !ok || mi.typ != typ {
 		return httpapi.ErrNotFound
 	}
 	rr, ok := mi.member.Provider().(gateway.ReportReceiver)
 	if !ok {
 		return httpapi.ErrNotFound
+	}
+	wh := rr.Webhook()
+	if !slices.Contains(wh.Methods, r.Method) {
+		return httpapi.ErrMethodNotAllowed
+	}
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); len(wh.ContentTypes) > 0 && r.Method != http.MethodGet && !slices.Contains(wh.ContentTypes, mt) {
+		a.metrics.DeliveryReports.WithLabelValues(name, "invalid").Inc()
+		return httpapi.ErrMediaType
 	}
 	reps, err := rr.ParseReports(r, body, publicURL)
 	if errors.Is(err, gateway.ErrUnauthenticated) {
@@ -70,8 +80,17 @@ func (a *App) Providers() []httpapi.ProviderStatus {
 	for _, name := range rt.order {
 		mi := rt.members[name]
 		st := mi.member.Stats()
+		caps := mi.member.Provider().Capabilities()
 		ps := httpapi.ProviderStatus{Name: name, Type: mi.typ, State: mi.member.State().String(), Disabled: mi.member.Disabled(),
+			VoiceLanguages: caps.VoiceLanguages, Countries: caps.Countries,
 			Attempts: st.Attempts, SuccessRatio: st.SuccessRatio, AvgLatencyMS: float64(st.AvgLatency.Microseconds()) / 1000, LastErrorClass: st.LastError}
+		for _, t := range caps.Types {
+			ps.Sends = append(ps.Sends, string(t))
+		}
+		if rr, ok := mi.member.Provider().(gateway.ReportReceiver); ok {
+			wh := rr.Webhook()
+			ps.Reports = &httpapi.ReportEndpoint{Path: "/v1/dlr/" + mi.typ + "/" + name, Methods: wh.Methods, Auth: wh.Auth}
+		}
 		if !st.LastErrorAt.IsZero() {
 			ps.LastErrorAt = st.LastErrorAt.UTC().Format(time.RFC3339)
 		}

@@ -102,6 +102,8 @@ type runtime struct {
 	keySecret []byte
 	// secrets are every configured secret value, for scrub.
 	secrets []string
+	// warnings are config findings that are valid but probably not meant (smsgate validate).
+	warnings []string
 }
 
 // mac is HMAC-SHA256 over parts under the runtime's key secret: state.key_secret, or a random
@@ -159,7 +161,7 @@ func collectSecrets(v reflect.Value, out *[]string) {
 
 // New loads the config, opens the message log and builds everything, without listening yet.
 func New(ctx context.Context, o Options) (*App, error) {
-	cfg, err := config.Load(o.ConfigPath)
+	cfg, err := config.Load(o.ConfigPath, Drivers)
 	if err != nil {
 		return nil, err
 	}
@@ -244,17 +246,18 @@ func (a *App) openState(ctx context.Context, cfg *config.Config) error {
 }
 
 // Check loads a config file and builds its drivers without starting anything, returning every
-// problem (for `smsgate validate`).
-func Check(path string) error {
-	cfg, err := config.Load(path)
-	if cfg == nil {
-		return err
+// problem (for `smsgate validate`), and warnings: things that are valid but probably not meant.
+func Check(path string) (warnings []string, err error) {
+	cfg, err := config.Load(path, Drivers)
+	if err != nil {
+		return nil, err
 	}
 	a := &App{log: slog.New(slog.DiscardHandler), metrics: metrics.New(), client: http.DefaultClient}
-	if _, berr := a.build(cfg, nil); berr != nil {
-		return berr
+	rt, err := a.build(cfg, nil)
+	if err != nil {
+		return nil, err
 	}
-	return err
+	return rt.warnings, nil
 }
 
 func newLogger(w io.Writer, format string, level *slog.LevelVar) *slog.Logger {
@@ -295,19 +298,22 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 	}
 	for i := range cfg.Providers {
 		p := &cfg.Providers[i]
-		drv, dcfg := buildDriver(cfg, i, gateway.Deps{Name: p.Name, HTTPClient: a.client, Logger: a.log.With("provider", p.Name)})
-		if drv == nil {
-			continue
-		}
-		collectSecrets(reflect.ValueOf(dcfg), &rt.secrets)
-		mi := &memberInfo{typ: p.Type, cfg: dcfg, timeout: p.Timeout.D(), breaker: p.Breaker, cfgDisabled: p.Disabled}
+		deps := gateway.Deps{Name: p.Name, HTTPClient: a.client}
 		if cfg.Server.PublicURL != "" {
-			mi.callback = cfg.Server.PublicURL + "/v1/dlr/" + p.Type + "/" + p.Name
+			deps.CallbackURL = cfg.Server.PublicURL + "/v1/dlr/" + p.Type + "/" + p.Name
 		}
+		mi := &memberInfo{typ: p.Type, cfg: p.Settings, callback: deps.CallbackURL, timeout: p.Timeout.D(), breaker: p.Breaker, cfgDisabled: p.Disabled}
+		collectSecrets(reflect.ValueOf(p.Settings), &rt.secrets)
 		if prev != nil {
-			if old, ok := prev.members[p.Name]; ok && old.typ == mi.typ && old.timeout == mi.timeout &&
+			if old, ok := prev.members[p.Name]; ok && old.typ == mi.typ && old.timeout == mi.timeout && old.callback == mi.callback &&
 				old.breaker == mi.breaker && reflect.DeepEqual(old.cfg, mi.cfg) {
 				mi.member = old.member
+			}
+		}
+		var drv gateway.Provider
+		if mi.member == nil {
+			if drv = buildDriver(cfg, i, deps); drv == nil {
+				continue
 			}
 		}
 		if mi.member == nil {
@@ -319,11 +325,46 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 		rt.members[p.Name] = mi
 		rt.order = append(rt.order, p.Name)
 	}
+	rt.checkRouteCapabilities()
 	if len(cfg.Decoder.Problems) > 0 {
 		cfg.Decoder.Problems.Sort()
 		return nil, cfg.Decoder.Problems
 	}
 	return rt, nil
+}
+
+// checkRouteCapabilities finds routes whose providers cannot send a message type the route
+// matches. A route that names the type in match.message_types and has no provider for it is a
+// problem; a route that matches the type only implicitly (no message_types) gets a warning: its
+// requests of that type are answered 503 no_provider_available.
+func (rt *runtime) checkRouteCapabilities() {
+	for i, r := range rt.cfg.Routes {
+		var types []string
+		explicit := r.Match != nil && len(r.Match.MessageTypes) > 0
+		if explicit {
+			types = r.Match.MessageTypes
+		} else {
+			types = []string{string(gateway.SMS), string(gateway.Voice)}
+		}
+		for _, t := range types {
+			can := false
+			for _, name := range r.Providers {
+				if mi := rt.members[name]; mi != nil && mi.member.Provider().Capabilities().Can(gateway.MessageType(t)) {
+					can = true
+				}
+			}
+			if can || len(rt.members) < len(rt.cfg.Providers) {
+				continue // (a provider that failed to build has its own problem)
+			}
+			path := fmt.Sprintf("routes[%d].providers", i)
+			if explicit {
+				rt.cfg.Problem(path, "route %q matches %s, but none of its providers can send %s", r.Name, t, t)
+			} else {
+				rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: %s: route %q matches %s too (no match.message_types), but none of its providers can send %s: such requests get 503 no_provider_available",
+					rt.cfg.File, rt.cfg.Decoder.Line(path), path, r.Name, t, t))
+			}
+		}
+	}
 }
 
 // apply makes a successfully built runtime's provider state true before it is swapped in: a
@@ -367,7 +408,7 @@ func (a *App) Reload(ctx context.Context) error {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
 	prev := a.rt.Load()
-	cfg, err := config.Load(a.opts.ConfigPath)
+	cfg, err := config.Load(a.opts.ConfigPath, Drivers)
 	var rt *runtime
 	if err == nil {
 		rt, err = a.build(cfg, prev)

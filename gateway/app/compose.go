@@ -2,6 +2,9 @@ package app
 
 import (
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 
 	"github.com/smsgate/smsgate/gateway"
 	"github.com/smsgate/smsgate/gateway/config"
@@ -10,43 +13,76 @@ import (
 	"github.com/smsgate/smsgate/providers/twilio"
 )
 
-// ProviderTypes lists the driver types this build knows, for messages.
-const ProviderTypes = "infobip, mock, twilio"
+// drivers is the single composition point: one line per driver type, mapping the name used in
+// YAML (providers[].type), in delivery-report URLs (/v1/dlr/{type}/{name}) and in code to the
+// driver's constructor. The list of known types in messages and docs comes from it.
+var drivers = map[string]driver{
+	"infobip": register(infobip.New),
+	"mock":    register(mock.New),
+	"twilio":  register(twilio.New),
+}
 
-// validator is implemented by every driver config: it returns problems as key -> message.
-type validator interface{ Validate() map[string]string }
+// driverConfig is what every driver's config type implements: defaults in their own step, then
+// the problems in a stable order.
+type driverConfig interface {
+	Defaults()
+	Validate() []gateway.Problem
+}
 
-// buildDriver is the single composition point: it maps a provider's type to its driver, decoding
-// the driver's own keys. Problems go to c. It returns the driver and its decoded config (compared
-// on reload to decide whether a provider changed).
-func buildDriver(c *config.Config, i int, deps gateway.Deps) (gateway.Provider, any) {
+// driver decodes a provider's options and builds its driver.
+type driver struct {
+	// decode decodes, defaults and validates providers[i]'s options; problems go to c.
+	decode func(c *config.Config, i int) any
+	// build makes the driver from what decode returned.
+	build func(settings any, deps gateway.Deps) gateway.Provider
+}
+
+// register adapts a driver package's New(Config, Deps) to the registry.
+func register[C any, PC interface {
+	*C
+	driverConfig
+}, P gateway.Provider](newDriver func(C, gateway.Deps) P) driver {
+	return driver{
+		decode: func(c *config.Config, i int) any {
+			var dc C
+			c.DecodeOptions(i, &dc)
+			PC(&dc).Defaults()
+			for _, p := range PC(&dc).Validate() {
+				c.Problem(fmt.Sprintf("providers[%d].%s", i, p.Key), "%s", p.Message)
+			}
+			return dc
+		},
+		build: func(settings any, deps gateway.Deps) gateway.Provider { return newDriver(settings.(C), deps) },
+	}
+}
+
+// ProviderTypes lists the driver types this build knows, sorted, for messages and docs.
+func ProviderTypes() []string { return slices.Sorted(maps.Keys(drivers)) }
+
+// Drivers is the registry as config.Load needs it: every command loads the config with it, so a
+// file that loads is valid, driver options included.
+var Drivers config.Drivers = registry{}
+
+type registry struct{}
+
+// Decode implements config.Drivers.
+func (registry) Decode(c *config.Config, i int) any {
 	p := &c.Providers[i]
-	path := fmt.Sprintf("providers[%d]", i)
-	check := func(v validator) {
-		for k, msg := range v.Validate() {
-			c.Problem(path+"."+k, "%s", msg)
-		}
+	d, ok := drivers[p.Type]
+	if !ok {
+		c.Problem(fmt.Sprintf("providers[%d].type", i), "unknown provider type %q (known: %s)", p.Type, strings.Join(ProviderTypes(), ", "))
+		return nil
 	}
-	switch p.Type {
-	case "mock":
-		var mc mock.Config
-		c.DecodeOptions(i, &mc)
-		check(&mc)
-		return mock.New(mc), mc
-	case "infobip":
-		var ic infobip.Config
-		c.DecodeOptions(i, &ic)
-		check(&ic)
-		return infobip.New(ic, deps), ic
-	case "twilio":
-		var tc twilio.Config
-		c.DecodeOptions(i, &tc)
-		check(&tc)
-		return twilio.New(tc, deps), tc
-	case "":
-		return nil, nil // reported by config validation
-	default:
-		c.Problem(path+".type", "unknown provider type %q (known: %s)", p.Type, ProviderTypes)
-		return nil, nil
+	return d.decode(c, i)
+}
+
+// buildDriver makes provider i's driver from its decoded settings (nil when config.Load reported
+// its type as unknown).
+func buildDriver(c *config.Config, i int, deps gateway.Deps) gateway.Provider {
+	p := &c.Providers[i]
+	d, ok := drivers[p.Type]
+	if !ok || p.Settings == nil {
+		return nil
 	}
+	return d.build(p.Settings, deps)
 }

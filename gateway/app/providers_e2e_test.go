@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha1"
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/smsgate/smsgate/providers/infobip/infobiptest"
 	"github.com/smsgate/smsgate/providers/twilio/twiliotest"
@@ -21,7 +23,7 @@ import (
 const twSID = "AC00000000000000000000000000000001"
 
 const providersConfig = `
-server: {request_timeout: 3s, public_url: "https://sms.example.com"}
+server: {request_timeout: 3s, public_url: "https://sms.example.com", admin_token: admin-t0ken}
 storage: {driver: sqlite, path: $DIR/log.db}
 policy: {rate_limits: {per_recipient: 0}, resend_escalation: {enabled: false}}
 tenants: [{name: acme, api_key: acme-key}]
@@ -45,7 +47,13 @@ routes:
     providers: [infobip-eu, twilio-us]
 `
 
+// startWithFakes runs a gateway on providersConfig against the Infobip and Twilio fakes.
 func startWithFakes(t *testing.T) (*harness, *infobiptest.Fake, *twiliotest.Fake) {
+	return startOnFakes(t, providersConfig)
+}
+
+// startOnFakes runs a gateway on cfg ($IB and $TW: the fakes' URLs) against fresh fakes.
+func startOnFakes(t *testing.T, cfg string) (*harness, *infobiptest.Fake, *twiliotest.Fake) {
 	ib := infobiptest.New("ib-key", true)
 	ibs := httptest.NewServer(ib)
 	t.Cleanup(ibs.Close)
@@ -53,8 +61,8 @@ func startWithFakes(t *testing.T) (*harness, *infobiptest.Fake, *twiliotest.Fake
 	tw := twiliotest.New(twSID, "tw-token", true)
 	tws := httptest.NewServer(tw)
 	t.Cleanup(tws.Close)
-	cfg := strings.NewReplacer("$IB", ibs.URL, "$TW", tws.URL).Replace(providersConfig)
-	return start(t, cfg, Options{}), ib, tw
+	t.Cleanup(tw.Release)
+	return start(t, strings.NewReplacer("$IB", ibs.URL, "$TW", tws.URL).Replace(cfg), Options{}), ib, tw
 }
 
 func TestInfobipOutageFailsOverToTwilioAndRecovers(t *testing.T) {
@@ -203,5 +211,111 @@ func TestRecipientRejectedByInfobipStopsChain(t *testing.T) {
 	as := r.Body["attempts"].([]any)
 	if as[0].(map[string]any)["code"] != "REJECTED_NOT_ENOUGH_CREDITS" {
 		t.Errorf("the provider's own status is not in the attempt: %s", r.Raw)
+	}
+}
+
+// sharedTwilioConfig: one Twilio account shared by every tenant, configured with a messaging
+// service only (it cannot place calls), in front of Infobip.
+const sharedTwilioConfig = `
+server: {request_timeout: 3s, public_url: "https://sms.example.com"}
+storage: {driver: memory}
+policy: {rate_limits: {per_recipient: 0}, resend_escalation: {enabled: false}}
+tenants: [{name: careless, api_key: careless-key}, {name: other, api_key: other-key}]
+providers:
+  - name: twilio-shared
+    type: twilio
+    account_sid: ` + twSID + `
+    auth_token: tw-token
+    messaging_service_sid: MG0123456789abcdef0123456789abcdef
+    base_url: $TW
+    breaker: {consecutive_failures: 3, open_timeout: 1h}
+  - name: infobip-eu
+    type: infobip
+    base_url: $IB
+    api_key: ib-key
+routes:
+  - name: default
+    providers: [twilio-shared, infobip-eu]
+`
+
+// TestVoiceOnSMSOnlyProviderKeepsBreakerClosed: one tenant's voice requests skip the SMS-only
+// provider (not called, breaker untouched); every tenant's SMS still goes through it.
+func TestVoiceOnSMSOnlyProviderKeepsBreakerClosed(t *testing.T) {
+	h, ib, tw := startOnFakes(t, sharedTwilioConfig)
+	for i := range 10 {
+		r := h.send("careless-key", fmt.Sprintf(`{"message_options":{"recipient":"+1415555010%d","code":"55%04d","message_type":"voice"},"request":{"language":"en"}}`, i, i))
+		if r.Status != 200 || r.Body["provider"] != "infobip-eu" {
+			t.Fatalf("voice %d: %d %s", i, r.Status, r.Raw)
+		}
+		as := r.Body["attempts"].([]any)
+		if a := as[0].(map[string]any); a["outcome"] != "skipped" || a["code"] != "unsupported" {
+			t.Fatalf("voice %d: first attempt %v", i, a)
+		}
+	}
+	if tw.Calls() != 0 || ib.Calls() != 10 {
+		t.Errorf("twilio called %d times for voice, infobip %d", tw.Calls(), ib.Calls())
+	}
+	if v := testutil.ToFloat64(h.app.MetricSet().BreakerState.WithLabelValues("twilio-shared")); v != 0 {
+		t.Errorf("twilio breaker state %v after voice requests, want closed", v)
+	}
+	r := h.send("other-key", `{"message_options":{"recipient":"+14155550199","text":"Your code is 771122","message_type":"sms"}}`)
+	if r.Status != 200 || r.Body["provider"] != "twilio-shared" {
+		t.Errorf("another tenant's SMS: %d %s", r.Status, r.Raw)
+	}
+}
+
+// TestRegionNotPermittedFailsOverWithBreakerClosed: Twilio 21408 (region not enabled) concerns
+// one destination: fail over to Infobip, no 422, and the shared breaker stays closed.
+func TestRegionNotPermittedFailsOverWithBreakerClosed(t *testing.T) {
+	h, ib, tw := startOnFakes(t, sharedTwilioConfig)
+	tw.SetMode(twiliotest.RegionNotEnabled)
+	for i := range 8 {
+		r := h.send("careless-key", fmt.Sprintf(`{"message_options":{"recipient":"+4479111234%02d","text":"Your code is 55%04d","message_type":"sms"}}`, i, i))
+		if r.Status != 200 || r.Body["provider"] != "infobip-eu" {
+			t.Fatalf("send %d: %d %s", i, r.Status, r.Raw)
+		}
+		if diff := cmp.Diff([]string{"twilio-shared:destination_error", "infobip-eu:sent"}, attempts(r)); diff != "" {
+			t.Fatalf("send %d (-want +got):\n%s", i, diff)
+		}
+	}
+	if tw.Calls() != 8 || ib.Calls() != 8 {
+		t.Errorf("calls: twilio %d, infobip %d; want 8 and 8 (the breaker never opened)", tw.Calls(), ib.Calls())
+	}
+	if v := testutil.ToFloat64(h.app.MetricSet().BreakerState.WithLabelValues("twilio-shared")); v != 0 {
+		t.Errorf("twilio breaker state %v, want closed", v)
+	}
+	tw.SetMode(twiliotest.OK)
+	if r := h.send("other-key", `{"message_options":{"recipient":"+14155550199","text":"Your code is 771122","message_type":"sms"}}`); r.Body["provider"] != "twilio-shared" {
+		t.Errorf("another tenant's SMS: %s", r.Raw)
+	}
+}
+
+// TestWebhookMethodsAndContentTypesAsDeclared: the delivery-report endpoint takes what the
+// driver declares and nothing else.
+func TestWebhookMethodsAndContentTypesAsDeclared(t *testing.T) {
+	h, _, _ := startWithFakes(t)
+	body := `{"results":[]}`
+	if r := h.do("GET", "/v1/dlr/infobip/infobip-eu?secret=hook-secret", "", ""); r.Status != 405 || errCode(r) != "method_not_allowed" {
+		t.Errorf("GET to a POST-only webhook: %d %s", r.Status, r.Raw)
+	}
+	req, _ := http.NewRequest("POST", h.url+"/v1/dlr/infobip/infobip-eu?secret=hook-secret", strings.NewReader(body))
+	req.Header.Set("Content-Type", "text/xml")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 415 {
+		t.Errorf("XML to a JSON webhook: %d", res.StatusCode)
+	}
+	if r := h.do("POST", "/v1/dlr/twilio/infobip-eu", "", body); r.Status != 404 {
+		t.Errorf("type and name that do not belong together: %d", r.Status)
+	}
+	if r := h.do("POST", "/v1/dlr/infobip/infobip-eu?secret=hook-secret", "", body); r.Status != 200 {
+		t.Errorf("declared method and type: %d %s", r.Status, r.Raw)
+	}
+	prov := h.do("GET", "/v1/providers", "admin-t0ken", "")
+	if !strings.Contains(prov.Raw, `"reports":{"path":"/v1/dlr/infobip/infobip-eu","methods":["POST"]`) {
+		t.Errorf("providers endpoint lacks the webhook: %s", prov.Raw)
 	}
 }

@@ -223,7 +223,7 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 	}
 	now := a.now()
 	msg.ID = newID(now)
-	chain := dispatch.Chain{Members: members, FailoverOnTimeout: route.FailoverOnTimeout, CallbackURL: func(p string) string { return rt.members[p].callback }}
+	chain := dispatch.Chain{Members: members, FailoverOnTimeout: route.FailoverOnTimeout}
 	esc := rt.cfg.Policy.ResendEscalation
 	resendKey := ""
 	if *esc.Enabled && len(members) > 1 {

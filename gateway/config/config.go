@@ -1,7 +1,9 @@
 // Package config reads smsgate's YAML file into plain structs: strictly (unknown keys are
 // problems, reported with file, line and key path), with ${VAR} expansion for secrets, defaults,
 // and a Validate step that reports every problem at once. Provider-specific keys are kept as YAML
-// nodes and decoded by the composition point with the driver's own config type.
+// nodes and handed to a Drivers implementation (the composition point in gateway/app), which
+// decodes, defaults and validates them with the driver's own config type during Load: a file
+// that loads is valid as a whole.
 package config
 
 import (
@@ -206,6 +208,15 @@ type Provider struct {
 	Disabled bool `yaml:"disabled"`
 	// Options are the remaining keys, decoded by the driver's config type.
 	Options map[string]*yaml.Node `yaml:"-" smsgate:"rest"`
+	// Settings is the driver's decoded, defaulted and validated config (set by Drivers.Decode).
+	Settings any `yaml:"-"`
+}
+
+// Drivers decodes the driver-specific keys of a provider: the composition point implements it
+// with the registry of driver types. Decode records problems on c (see Config.Problem) under
+// providers[i] and returns the driver's config, or nil when the type is unknown.
+type Drivers interface {
+	Decode(c *Config, i int) any
 }
 
 // Breaker configures a provider's circuit breaker. It opens after ConsecutiveFailures failures in
@@ -238,19 +249,25 @@ type Match struct {
 	Languages    []string `yaml:"languages"`
 }
 
-// Load reads, decodes, defaults and validates file. On failure the error is a Problems.
-func Load(file string) (*Config, error) {
+// Load reads, decodes, defaults and validates file, driver options included (with drivers; nil
+// checks only the generic keys). On failure the error is a Problems.
+func Load(file string, drivers Drivers) (*Config, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return nil, Problems{{File: file, Msg: err.Error()}}
 	}
-	return Parse(file, b, nil)
+	return ParseWith(file, b, nil, drivers)
 }
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-// Parse is Load on bytes; getenv nil means the process environment.
+// Parse is Load on bytes without driver options; getenv nil means the process environment.
 func Parse(file string, b []byte, getenv func(string) (string, bool)) (*Config, error) {
+	return ParseWith(file, b, getenv, nil)
+}
+
+// ParseWith is Load on bytes.
+func ParseWith(file string, b []byte, getenv func(string) (string, bool), drivers Drivers) (*Config, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(b, &root); err != nil {
 		p := Problem{File: file, Msg: err.Error()}
@@ -269,6 +286,13 @@ func Parse(file string, b []byte, getenv func(string) (string, bool)) (*Config, 
 	d.Decode(&root, "", c)
 	c.applyDefaults()
 	c.validate()
+	if drivers != nil {
+		for i := range c.Providers {
+			if c.Providers[i].Type != "" {
+				c.Providers[i].Settings = drivers.Decode(c, i)
+			}
+		}
+	}
 	if len(d.Problems) > 0 {
 		d.Problems.Sort()
 		return c, d.Problems

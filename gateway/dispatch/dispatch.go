@@ -1,7 +1,10 @@
 // Package dispatch sends a message along a provider chain: each provider behind its own circuit
 // breaker (sony/gobreaker/v2) and its own per-attempt timeout inside the request's deadline.
-// Errors are classified (see gateway.Class): recipient problems stop the chain, provider problems
-// and open breakers move on to the next provider, a caller that went away stops without counting.
+// Errors are classified (see gateway.Class): recipient problems stop the chain; provider problems
+// and open breakers move on to the next provider; destination problems (this provider cannot reach
+// this number) move on without counting against the breaker; a provider that cannot send the
+// message (its capabilities) is skipped without being called; a caller that went away stops
+// without counting.
 package dispatch
 
 import (
@@ -21,8 +24,10 @@ const (
 	OutcomeSent        = "sent"
 	OutcomeRecipient   = "recipient_error"
 	OutcomeProvider    = "provider_error"
+	OutcomeDestination = "destination_error"
 	OutcomeTimeout     = "timeout"
 	OutcomeUnavailable = "unavailable"
+	OutcomeSkipped     = "skipped"
 	OutcomeCancelled   = "cancelled"
 )
 
@@ -34,19 +39,20 @@ type Observer interface {
 	OnFailover(from, to string)
 }
 
-// BreakerSettings configures one member's breaker. Zero fields take gobreaker's defaults.
+// BreakerSettings configures one member's breaker. The config package fills every field with
+// smsgate's defaults before they get here; the zero value of each field means what it says below.
 type BreakerSettings struct {
 	// ConsecutiveFailures opens the breaker after this many failures in a row (0: never by count).
 	ConsecutiveFailures uint32
 	// FailureRatio opens the breaker when failures/(successes+failures) reaches it (0: never by ratio)...
 	FailureRatio float64
-	// MinRequests ...once at least this many calls were counted in Interval.
+	// MinRequests ...once at least this many calls were counted in Interval (0: from the first call).
 	MinRequests uint32
-	// OpenTimeout is how long the breaker stays open before a half-open probe.
+	// OpenTimeout is how long the breaker stays open before a half-open probe (0: gobreaker's 60s).
 	OpenTimeout time.Duration
 	// Interval is the closed-state window after which counts reset (0: never).
 	Interval time.Duration
-	// HalfOpenRequests is how many probes may pass while half-open (0 means 1).
+	// HalfOpenRequests is how many probes may pass while half-open (0: one).
 	HalfOpenRequests uint32
 }
 
@@ -98,7 +104,8 @@ func NewMember(o MemberOptions) *Member {
 			return err == nil || gateway.ClassOf(err) == gateway.ClassRecipient
 		},
 		IsExcluded: func(err error) bool {
-			return errors.Is(err, errExcluded) || gateway.ClassOf(err) == gateway.ClassCancelled
+			c := gateway.ClassOf(err)
+			return errors.Is(err, errExcluded) || c == gateway.ClassCancelled || c == gateway.ClassDestination
 		},
 	}
 	if obs := o.Observer; obs != nil {
@@ -156,10 +163,9 @@ type Chain struct {
 	Members []*Member
 	// Start is the index of the first member to try (resend escalation); earlier ones are tried last.
 	Start int
-	// FailoverOnTimeout moves on after a timeout that may have sent the message.
+	// FailoverOnTimeout moves on after a failure that may have sent the message (gateway.Error's
+	// MaybeSent). A request that never left always fails over.
 	FailoverOnTimeout bool
-	// CallbackURL returns the delivery-report URL for a provider; nil means none.
-	CallbackURL func(provider string) string
 }
 
 // Outcome is the result of Send.
@@ -169,7 +175,9 @@ type Outcome struct {
 	Result   gateway.Result
 	Attempts []Attempt
 	// Err is nil on success; otherwise its class says why: Recipient, Provider (all failed or a
-	// timeout that must not fail over), Unavailable (nothing could be tried), Cancelled.
+	// maybe-sent failure that must not fail over; also when the last failure was a destination
+	// error), Unavailable (nothing could be tried: breakers open, disabled, or no provider can send
+	// this message), Cancelled.
 	Err *gateway.Error
 	// BudgetSpent is true when the request deadline ran out before a provider accepted.
 	BudgetSpent bool
@@ -183,15 +191,27 @@ func Send(ctx context.Context, msg *gateway.Message, ch Chain, obs Observer) Out
 	out.Attempts = make([]Attempt, 0, n)
 	var lastErr *gateway.Error
 	prevFailed := ""
+	skipped := 0
 	for i := 0; i < n; i++ {
 		m := ch.Members[(ch.Start+i)%n]
 		if ctx.Err() != nil {
 			break
 		}
+		if ok, why := m.provider.Capabilities().Supports(msg); !ok {
+			// Not called, not counted: a type or language this provider cannot handle says nothing
+			// about its health, and must not open a breaker that every tenant shares.
+			a := Attempt{Provider: m.name, Outcome: OutcomeSkipped, Code: "unsupported", Error: m.name + " " + why}
+			out.Attempts = append(out.Attempts, a)
+			if obs != nil {
+				obs.OnAttempt(m.name, a.Outcome, 0)
+			}
+			skipped++
+			continue
+		}
 		if prevFailed != "" && obs != nil {
 			obs.OnFailover(prevFailed, m.name)
 		}
-		a, res, err := m.attempt(ctx, msg, ch.CallbackURL)
+		a, res, err := m.attempt(ctx, msg)
 		out.Attempts = append(out.Attempts, a)
 		if obs != nil {
 			obs.OnAttempt(m.name, a.Outcome, a.Duration)
@@ -204,9 +224,9 @@ func Send(ctx context.Context, msg *gateway.Message, ch Chain, obs Observer) Out
 		case gateway.ClassRecipient, gateway.ClassCancelled, gateway.ClassCaller:
 			out.Err = err
 			return out
-		case gateway.ClassProvider:
+		case gateway.ClassProvider, gateway.ClassDestination:
 			lastErr = err
-			if err.Timeout && !ch.FailoverOnTimeout {
+			if err.MaybeSent && !ch.FailoverOnTimeout {
 				out.Err = err
 				out.BudgetSpent = ctx.Err() != nil
 				return out
@@ -222,13 +242,15 @@ func Send(ctx context.Context, msg *gateway.Message, ch Chain, obs Observer) Out
 		out.Err = &gateway.Error{Class: gateway.ClassProvider, Code: "deadline", Message: "the request budget ran out before a provider accepted", Timeout: true}
 	case lastErr != nil:
 		out.Err = &gateway.Error{Class: gateway.ClassProvider, Code: lastErr.Code, Message: "every provider failed; last: " + lastErr.Message, HTTPStatus: lastErr.HTTPStatus}
+	case skipped == n:
+		out.Err = &gateway.Error{Class: gateway.ClassUnavailable, Code: "unsupported", Message: "no provider of this route can send this message (" + string(msg.Type) + ")"}
 	default:
 		out.Err = &gateway.Error{Class: gateway.ClassUnavailable, Code: "no_provider", Message: "no provider is available (breakers open or disabled)"}
 	}
 	return out
 }
 
-func (m *Member) attempt(ctx context.Context, msg *gateway.Message, cb func(string) string) (Attempt, gateway.Result, *gateway.Error) {
+func (m *Member) attempt(ctx context.Context, msg *gateway.Message) (Attempt, gateway.Result, *gateway.Error) {
 	a := Attempt{Provider: m.name}
 	if m.Disabled() {
 		a.Outcome, a.Code, a.Error = OutcomeUnavailable, "disabled", "provider disabled by an operator"
@@ -244,9 +266,6 @@ func (m *Member) attempt(ctx context.Context, msg *gateway.Message, cb func(stri
 	}
 	defer cancel()
 	attemptMsg := *msg
-	if cb != nil {
-		attemptMsg.CallbackURL = cb(m.name)
-	}
 	start := time.Now()
 	res, err := m.breaker.Execute(func() (gateway.Result, error) {
 		r, err := m.provider.Send(actx, &attemptMsg)
@@ -255,7 +274,13 @@ func (m *Member) attempt(ctx context.Context, msg *gateway.Message, cb func(stri
 			if errors.Is(ctx.Err(), context.Canceled) {
 				return r, &gateway.Error{Class: gateway.ClassCancelled, Code: "cancelled", Message: "the caller went away", Err: err}
 			}
-			te := &gateway.Error{Class: gateway.ClassProvider, Code: "timeout", Message: "provider did not answer in time", Timeout: true, Err: err}
+			// A driver on the shared HTTP kit says whether the request had left; without that
+			// knowledge the message may have been sent.
+			te := &gateway.Error{Class: gateway.ClassProvider, Code: "timeout", Message: "provider did not answer in time", Timeout: true, MaybeSent: true, Err: err}
+			var de *gateway.Error
+			if errors.As(err, &de) && de.Timeout {
+				te.Code, te.Message, te.MaybeSent = de.Code, de.Message, de.MaybeSent
+			}
 			if !ownDeadline || ctx.Err() != nil {
 				return r, excludedErr{te}
 			}
@@ -281,12 +306,14 @@ func (m *Member) attempt(ctx context.Context, msg *gateway.Message, cb func(stri
 		a.Outcome = OutcomeRecipient
 	case ge.Class == gateway.ClassCancelled:
 		a.Outcome = OutcomeCancelled
+	case ge.Class == gateway.ClassDestination:
+		a.Outcome = OutcomeDestination
 	case ge.Timeout:
 		a.Outcome = OutcomeTimeout
 	default:
 		a.Outcome = OutcomeProvider
 	}
-	if ge.Class != gateway.ClassCancelled {
+	if ge.Class != gateway.ClassCancelled && ge.Class != gateway.ClassDestination {
 		m.stats.add(ge.Class == gateway.ClassRecipient, a.Duration, ge.Class.String())
 	}
 	return a, gateway.Result{}, ge

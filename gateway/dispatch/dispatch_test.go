@@ -19,6 +19,15 @@ type fake struct {
 	mu    sync.Mutex
 	calls atomic.Int32
 	fn    func(ctx context.Context) (gateway.Result, error)
+	// caps are its capabilities; zero means sms and voice.
+	caps gateway.Capabilities
+}
+
+func (f *fake) Capabilities() gateway.Capabilities {
+	if len(f.caps.Types) == 0 {
+		return gateway.SMSAndVoice
+	}
+	return f.caps
 }
 
 func (f *fake) Send(ctx context.Context, _ *gateway.Message) (gateway.Result, error) {
@@ -86,7 +95,7 @@ func TestSendChain(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			a, b := &fake{fn: tc.first}, &fake{fn: tc.next}
 			ch := Chain{Members: []*Member{member("a", a, time.Second, strict), member("b", b, time.Second, strict)}, FailoverOnTimeout: true}
-			out := Send(context.Background(), &gateway.Message{}, ch, nil)
+			out := Send(context.Background(), sms(), ch, nil)
 			if out.Provider != tc.wantProvider {
 				t.Errorf("provider = %q, want %q", out.Provider, tc.wantProvider)
 			}
@@ -107,14 +116,14 @@ func TestBreakerOpensSkipsAndRecovers(t *testing.T) {
 	ma := member("a", a, time.Second, BreakerSettings{ConsecutiveFailures: 3, OpenTimeout: 50 * time.Millisecond})
 	ch := Chain{Members: []*Member{ma, member("b", b, time.Second, strict)}, FailoverOnTimeout: true}
 	for i := 0; i < 3; i++ {
-		if out := Send(context.Background(), &gateway.Message{}, ch, nil); out.Provider != "b" {
+		if out := Send(context.Background(), sms(), ch, nil); out.Provider != "b" {
 			t.Fatalf("send %d: provider %q", i, out.Provider)
 		}
 	}
 	if ma.State() != gobreaker.StateOpen {
 		t.Fatalf("breaker state after 3 failures = %v, want open", ma.State())
 	}
-	out := Send(context.Background(), &gateway.Message{}, ch, nil)
+	out := Send(context.Background(), sms(), ch, nil)
 	if diff := cmp.Diff([]string{"a:unavailable", "b:sent"}, outcomes(out)); diff != "" {
 		t.Errorf("open breaker not skipped (-want +got):\n%s", diff)
 	}
@@ -130,7 +139,7 @@ func TestBreakerOpensSkipsAndRecovers(t *testing.T) {
 	if ma.State() != gobreaker.StateHalfOpen {
 		t.Fatalf("state after open timeout = %v, want half-open", ma.State())
 	}
-	if out := Send(context.Background(), &gateway.Message{}, ch, nil); out.Provider != "a" {
+	if out := Send(context.Background(), sms(), ch, nil); out.Provider != "a" {
 		t.Fatalf("half-open probe went to %q, want a", out.Provider)
 	}
 	if ma.State() != gobreaker.StateClosed {
@@ -149,7 +158,7 @@ func TestBreakerRatio(t *testing.T) {
 		} else {
 			a.set(failing(gateway.ClassProvider, "E500"))
 		}
-		Send(context.Background(), &gateway.Message{}, ch, nil)
+		Send(context.Background(), sms(), ch, nil)
 		if i < 9 && ma.State() != gobreaker.StateClosed {
 			t.Fatalf("opened early after %d requests", i+1)
 		}
@@ -163,7 +172,7 @@ func TestRecipientErrorsDoNotTripBreaker(t *testing.T) {
 	a := &fake{fn: failing(gateway.ClassRecipient, "REJECTED_DESTINATION")}
 	ma := member("a", a, time.Second, BreakerSettings{ConsecutiveFailures: 2, OpenTimeout: time.Hour})
 	for i := 0; i < 5; i++ {
-		Send(context.Background(), &gateway.Message{}, Chain{Members: []*Member{ma}}, nil)
+		Send(context.Background(), sms(), Chain{Members: []*Member{ma}}, nil)
 	}
 	if ma.State() != gobreaker.StateClosed {
 		t.Errorf("recipient errors opened the breaker")
@@ -175,7 +184,7 @@ func TestPerAttemptTimeoutFailsOverInsideBudget(t *testing.T) {
 	ch := Chain{Members: []*Member{member("a", a, 50*time.Millisecond, strict), member("b", b, time.Second, strict)}, FailoverOnTimeout: true}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	out := Send(ctx, &gateway.Message{}, ch, nil)
+	out := Send(ctx, sms(), ch, nil)
 	if out.Provider != "b" {
 		t.Fatalf("provider = %q, want b; attempts %v", out.Provider, outcomes(out))
 	}
@@ -191,7 +200,7 @@ func TestPerAttemptTimeoutFailsOverInsideBudget(t *testing.T) {
 func TestTimeoutWithoutFailover(t *testing.T) {
 	a, b := &fake{fn: hang}, &fake{fn: ok("b")}
 	ch := Chain{Members: []*Member{member("a", a, 30*time.Millisecond, strict), member("b", b, time.Second, strict)}, FailoverOnTimeout: false}
-	out := Send(context.Background(), &gateway.Message{}, ch, nil)
+	out := Send(context.Background(), sms(), ch, nil)
 	if out.Err == nil || !out.Err.Timeout || b.calls.Load() != 0 {
 		t.Errorf("want a timeout error and no call to b; err=%v calls=%d", out.Err, b.calls.Load())
 	}
@@ -202,7 +211,7 @@ func TestRequestBudgetSpent(t *testing.T) {
 	ma := member("a", a, time.Second, BreakerSettings{ConsecutiveFailures: 1, OpenTimeout: time.Hour})
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Millisecond)
 	defer cancel()
-	out := Send(ctx, &gateway.Message{}, Chain{Members: []*Member{ma}, FailoverOnTimeout: true}, nil)
+	out := Send(ctx, sms(), Chain{Members: []*Member{ma}, FailoverOnTimeout: true}, nil)
 	if !out.BudgetSpent || out.Err == nil {
 		t.Fatalf("want budget spent, got %+v", out)
 	}
@@ -217,7 +226,7 @@ func TestCallerCancelIsExcluded(t *testing.T) {
 	ma := member("a", a, time.Second, BreakerSettings{ConsecutiveFailures: 1, OpenTimeout: time.Hour})
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { time.Sleep(20 * time.Millisecond); cancel() }()
-	out := Send(ctx, &gateway.Message{}, Chain{Members: []*Member{ma}}, nil)
+	out := Send(ctx, sms(), Chain{Members: []*Member{ma}}, nil)
 	if out.Err == nil || out.Err.Class != gateway.ClassCancelled {
 		t.Fatalf("err = %v, want cancelled", out.Err)
 	}
@@ -234,14 +243,14 @@ func TestDisabledAndStartIndex(t *testing.T) {
 	ma := member("a", a, time.Second, strict)
 	ch := Chain{Members: []*Member{ma, member("b", b, time.Second, strict), member("c", c, time.Second, strict)}}
 	ma.SetDisabled(true)
-	out := Send(context.Background(), &gateway.Message{}, ch, nil)
+	out := Send(context.Background(), sms(), ch, nil)
 	if diff := cmp.Diff([]string{"a:unavailable", "b:sent"}, outcomes(out)); diff != "" {
 		t.Errorf("disabled (-want +got):\n%s", diff)
 	}
 	ma.SetDisabled(false)
 	ch.Start = 2
 	c.set(failing(gateway.ClassProvider, "x"))
-	out = Send(context.Background(), &gateway.Message{}, ch, nil)
+	out = Send(context.Background(), sms(), ch, nil)
 	if diff := cmp.Diff([]string{"c:provider_error", "a:sent"}, outcomes(out)); diff != "" {
 		t.Errorf("start index wraps around (-want +got):\n%s", diff)
 	}
@@ -250,7 +259,7 @@ func TestDisabledAndStartIndex(t *testing.T) {
 func TestAllUnavailable(t *testing.T) {
 	ma := member("a", &fake{fn: ok("a")}, time.Second, strict)
 	ma.SetDisabled(true)
-	out := Send(context.Background(), &gateway.Message{}, Chain{Members: []*Member{ma}}, nil)
+	out := Send(context.Background(), sms(), Chain{Members: []*Member{ma}}, nil)
 	if out.Err == nil || out.Err.Class != gateway.ClassUnavailable {
 		t.Errorf("err = %v, want unavailable", out.Err)
 	}
@@ -284,7 +293,7 @@ func TestObserverAndConcurrency(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if out := Send(context.Background(), &gateway.Message{}, ch, obs); out.Provider != "b" {
+			if out := Send(context.Background(), sms(), ch, obs); out.Provider != "b" {
 				t.Errorf("provider %q", out.Provider)
 			}
 		}()
@@ -298,5 +307,80 @@ func TestObserverAndConcurrency(t *testing.T) {
 	}
 	if st := ma.Stats(); st.LastError != "provider" || st.SuccessRatio != 0 {
 		t.Errorf("stats = %+v", st)
+	}
+}
+
+func sms() *gateway.Message { return &gateway.Message{Type: gateway.SMS} }
+
+// TestUnsupportedIsSkippedNotCounted: a provider that cannot send the message's type is not
+// called, not counted by its breaker, and listed as skipped; the next provider sends.
+func TestUnsupportedIsSkippedNotCounted(t *testing.T) {
+	a := &fake{fn: failing(gateway.ClassProvider, "NO_VOICE"), caps: gateway.SMSOnly}
+	b := &fake{fn: ok("b1")}
+	ma := member("a", a, time.Second, BreakerSettings{ConsecutiveFailures: 1, OpenTimeout: time.Hour})
+	ch := Chain{Members: []*Member{ma, member("b", b, time.Second, strict)}}
+	for range 10 {
+		out := Send(context.Background(), &gateway.Message{Type: gateway.Voice}, ch, nil)
+		if out.Provider != "b" {
+			t.Fatalf("provider %q, attempts %v", out.Provider, outcomes(out))
+		}
+		if out.Attempts[0].Code != "unsupported" || out.Attempts[0].Outcome != OutcomeSkipped {
+			t.Fatalf("attempt %+v", out.Attempts[0])
+		}
+	}
+	if a.calls.Load() != 0 || ma.State() != gobreaker.StateClosed || ma.breaker.Counts().Requests != 0 {
+		t.Errorf("the skipped provider was called %d times, breaker %v %+v", a.calls.Load(), ma.State(), ma.breaker.Counts())
+	}
+	// Nothing in the chain can send it: unavailable, with its own code.
+	out := Send(context.Background(), &gateway.Message{Type: gateway.Voice}, Chain{Members: []*Member{ma}}, nil)
+	if out.Err == nil || out.Err.Class != gateway.ClassUnavailable || out.Err.Code != "unsupported" {
+		t.Errorf("err = %v", out.Err)
+	}
+}
+
+// TestDestinationErrorsFailOverWithoutTrippingBreaker: errors about one destination fail over,
+// and however many there are, the breaker that every tenant shares stays closed.
+func TestDestinationErrorsFailOverWithoutTrippingBreaker(t *testing.T) {
+	a, b := &fake{fn: failing(gateway.ClassDestination, "21408")}, &fake{fn: ok("b1")}
+	ma := member("a", a, time.Second, BreakerSettings{ConsecutiveFailures: 2, OpenTimeout: time.Hour})
+	ch := Chain{Members: []*Member{ma, member("b", b, time.Second, strict)}}
+	for range 10 {
+		out := Send(context.Background(), sms(), ch, nil)
+		if diff := cmp.Diff([]string{"a:destination_error", "b:sent"}, outcomes(out)); diff != "" {
+			t.Fatalf("(-want +got):\n%s", diff)
+		}
+	}
+	if ma.State() != gobreaker.StateClosed {
+		t.Errorf("destination errors opened the breaker")
+	}
+	out := Send(context.Background(), sms(), Chain{Members: []*Member{ma}}, nil)
+	if out.Err == nil || out.Err.Class != gateway.ClassProvider || out.Err.Code != "21408" {
+		t.Errorf("alone: err = %v, want a provider-class failure (502, not 422)", out.Err)
+	}
+}
+
+// TestNeverSentAlwaysFailsOver: with failover_on_timeout off, a failure that may have sent stops
+// the chain, but one that never left (refused, DNS, dial timeout) still fails over.
+func TestNeverSentAlwaysFailsOver(t *testing.T) {
+	notSent := func(context.Context) (gateway.Result, error) {
+		return gateway.Result{}, &gateway.Error{Class: gateway.ClassProvider, Code: "CONNECT_TIMEOUT", Timeout: true}
+	}
+	maybe := func(context.Context) (gateway.Result, error) {
+		return gateway.Result{}, &gateway.Error{Class: gateway.ClassProvider, Code: "CONNECTION_CLOSED", MaybeSent: true}
+	}
+	for _, tc := range []struct {
+		name string
+		fn   func(context.Context) (gateway.Result, error)
+		want []string
+	}{
+		{"never sent", notSent, []string{"a:timeout", "b:sent"}},
+		{"maybe sent", maybe, []string{"a:provider_error"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ch := Chain{Members: []*Member{member("a", &fake{fn: tc.fn}, time.Second, strict), member("b", &fake{fn: ok("b")}, time.Second, strict)}}
+			if diff := cmp.Diff(tc.want, outcomes(Send(context.Background(), sms(), ch, nil))); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
 	}
 }

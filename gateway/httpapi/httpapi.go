@@ -43,22 +43,38 @@ type SendRequest struct {
 
 // ProviderStatus is one row of GET /v1/providers.
 type ProviderStatus struct {
-	Name           string  `json:"name"`
-	Type           string  `json:"type"`
-	State          string  `json:"state"`
-	Disabled       bool    `json:"disabled"`
-	Attempts       int     `json:"recent_attempts"`
-	SuccessRatio   float64 `json:"recent_success_ratio"`
-	AvgLatencyMS   float64 `json:"recent_avg_latency_ms"`
-	LastErrorClass string  `json:"last_error_class,omitempty"`
-	LastErrorAt    string  `json:"last_error_at,omitempty"`
+	Name string `json:"name"`
+	Type string `json:"type"`
+	// Sends are the message types the provider can send, as configured.
+	Sends []string `json:"sends"`
+	// VoiceLanguages and Countries restrict it when set.
+	VoiceLanguages []string `json:"voice_languages,omitempty"`
+	Countries      []string `json:"countries,omitempty"`
+	// Reports describes its delivery-report endpoint; nil when it takes none.
+	Reports        *ReportEndpoint `json:"reports,omitempty"`
+	State          string          `json:"state"`
+	Disabled       bool            `json:"disabled"`
+	Attempts       int             `json:"recent_attempts"`
+	SuccessRatio   float64         `json:"recent_success_ratio"`
+	AvgLatencyMS   float64         `json:"recent_avg_latency_ms"`
+	LastErrorClass string          `json:"last_error_class,omitempty"`
+	LastErrorAt    string          `json:"last_error_at,omitempty"`
+}
+
+// ReportEndpoint is a provider's delivery-report endpoint as GET /v1/providers shows it.
+type ReportEndpoint struct {
+	Path    string   `json:"path"`
+	Methods []string `json:"methods"`
+	Auth    string   `json:"auth"`
 }
 
 // Errors the Backend returns that map to HTTP statuses.
 var (
-	ErrNotFound        = errors.New("not found")
-	ErrUnauthenticated = errors.New("unauthenticated")
-	ErrBadRequest      = errors.New("bad request")
+	ErrNotFound         = errors.New("not found")
+	ErrUnauthenticated  = errors.New("unauthenticated")
+	ErrBadRequest       = errors.New("bad request")
+	ErrMethodNotAllowed = errors.New("method not allowed")
+	ErrMediaType        = errors.New("unsupported media type")
 )
 
 // Backend is what the HTTP layer needs from the application.
@@ -67,9 +83,10 @@ type Backend interface {
 	Authenticate(apiKey string) (Tenant, bool)
 	Message(ctx context.Context, tenant, id string) (*store.Record, error)
 	Messages(ctx context.Context, q store.Query) ([]*store.Record, error)
-	// Reports handles a delivery report for provider name of driver type kind; publicURL is the
-	// URL the provider called.
-	Reports(ctx context.Context, kind, name string, r *http.Request, body []byte, publicURL string) error
+	// Reports handles a delivery report for provider name of driver type typ; publicURL is the
+	// URL the provider called. The driver's declared webhook decides the methods and content
+	// types it takes (ErrMethodNotAllowed, ErrMediaType otherwise).
+	Reports(ctx context.Context, typ, name string, r *http.Request, body []byte, publicURL string) error
 	Providers() []ProviderStatus
 	SetProviderDisabled(name string, disabled bool) error
 	Reload(ctx context.Context) error
@@ -90,7 +107,9 @@ func New(b Backend, log *slog.Logger) *echo.Echo {
 	e.POST("/v1/send-phone-message", h.send)
 	e.GET("/v1/messages/:id", h.message)
 	e.GET("/v1/messages", h.messages)
-	e.POST("/v1/dlr/:kind/:name", h.report)
+	// Delivery reports: the methods and content types each driver declares are checked by the
+	// backend; this layer knows no provider.
+	e.Match([]string{http.MethodGet, http.MethodPost}, "/v1/dlr/:type/:name", h.report)
 	e.GET("/v1/providers", h.providers, h.admin)
 	e.POST("/v1/providers/:name/disable", h.disable(true), h.admin)
 	e.POST("/v1/providers/:name/enable", h.disable(false), h.admin)
@@ -343,12 +362,16 @@ func (h *handlers) report(c echo.Context) error {
 		}
 		public = scheme + "://" + req.Host
 	}
-	err = h.b.Reports(req.Context(), c.Param("kind"), c.Param("name"), req, body, public+req.URL.RequestURI())
+	err = h.b.Reports(req.Context(), c.Param("type"), c.Param("name"), req, body, public+req.URL.RequestURI())
 	switch {
 	case err == nil:
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 	case errors.Is(err, ErrNotFound):
 		return fail(http.StatusNotFound, "not_found", "no provider of this type and name accepts delivery reports")
+	case errors.Is(err, ErrMethodNotAllowed):
+		return fail(http.StatusMethodNotAllowed, "method_not_allowed", "this provider does not send delivery reports with this method")
+	case errors.Is(err, ErrMediaType):
+		return fail(http.StatusUnsupportedMediaType, "unsupported_media_type", "this provider does not send delivery reports of this content type")
 	case errors.Is(err, ErrUnauthenticated):
 		return fail(http.StatusForbidden, "forbidden", "the report's credentials or signature are not valid")
 	case errors.Is(err, ErrBadRequest):

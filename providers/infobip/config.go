@@ -2,8 +2,10 @@ package infobip
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
 	"regexp"
+	"slices"
 
 	"github.com/smsgate/smsgate/gateway"
 )
@@ -38,33 +40,37 @@ type Voice struct {
 	From string `yaml:"from"`
 }
 
-var isoRe = regexp.MustCompile(`^[A-Z]{2}$`)
+var isoRe = regexp.MustCompile(`^([A-Z]{2}|001)$`)
 
-// Validate returns the problems of c as key -> message, and fills defaults.
-func (c *Config) Validate() map[string]string {
-	p := map[string]string{}
-	if c.BaseURL == "" {
-		p["base_url"] = "is required (https://<your-subdomain>.api.infobip.com)"
-	} else if u, err := url.Parse(c.BaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		p["base_url"] = fmt.Sprintf("%q is not an http(s) URL", c.BaseURL)
-	}
-	if c.APIKey == "" {
-		p["api_key"] = "is required"
-	}
-	switch c.API {
-	case "":
+// Defaults fills what the config leaves out.
+func (c *Config) Defaults() {
+	if c.API == "" {
 		c.API = "v3"
-	case "v2", "v3":
-	default:
-		p["api"] = fmt.Sprintf("must be v3 or v2, not %q", c.API)
-	}
-	for cc := range c.Senders {
-		if !isoRe.MatchString(cc) {
-			p["senders."+cc] = "keys must be ISO 3166-1 alpha-2 country codes"
-		}
 	}
 	if c.Voice.Language == "" {
 		c.Voice.Language = "en"
+	}
+}
+
+// Validate returns the config's problems in key order.
+func (c *Config) Validate() []gateway.Problem {
+	var p []gateway.Problem
+	add := func(k, f string, a ...any) { p = append(p, gateway.Problem{Key: k, Message: fmt.Sprintf(f, a...)}) }
+	if c.BaseURL == "" {
+		add("base_url", "is required (https://<your-subdomain>.api.infobip.com)")
+	} else if u, err := url.Parse(c.BaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		add("base_url", "%q is not an http(s) URL", c.BaseURL)
+	}
+	if c.APIKey == "" {
+		add("api_key", "is required")
+	}
+	if c.API != "v2" && c.API != "v3" {
+		add("api", "must be v3 or v2, not %q", c.API)
+	}
+	for _, cc := range slices.Sorted(maps.Keys(c.Senders)) {
+		if !isoRe.MatchString(cc) {
+			add("senders."+cc, "keys must be ISO 3166-1 alpha-2 country codes (or 001)")
+		}
 	}
 	return p
 }

@@ -10,25 +10,41 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/providers/kit"
 )
 
 // Provider is the Infobip driver.
 type Provider struct {
-	cfg    Config
-	client *http.Client
-	base   string
+	cfg      Config
+	kit      *kit.Client
+	base     string
+	callback string
 }
 
 // New returns a driver; cfg must have passed Validate.
 func New(cfg Config, deps gateway.Deps) *Provider {
-	return &Provider{cfg: cfg, client: deps.Client(), base: strings.TrimRight(cfg.BaseURL, "/")}
+	p := &Provider{cfg: cfg, kit: kit.New(deps, cfg.APIKey.Reveal(), cfg.WebhookSecret.Reveal()), base: strings.TrimRight(cfg.BaseURL, "/")}
+	// Infobip signs nothing: the webhook secret rides in the callback URL (see docs/security.md
+	// for basic auth instead). Without a secret no callback is requested, as reports would be refused.
+	if deps.CallbackURL != "" && cfg.WebhookSecret != "" {
+		p.callback = deps.CallbackURL + "?secret=" + url.QueryEscape(cfg.WebhookSecret.Reveal())
+	}
+	return p
+}
+
+// Capabilities implements gateway.Provider: SMS and text-to-speech voice, everywhere.
+func (p *Provider) Capabilities() gateway.Capabilities { return gateway.SMSAndVoice }
+
+// Webhook implements gateway.ReportReceiver.
+func (p *Provider) Webhook() gateway.Webhook {
+	return gateway.Webhook{Methods: []string{http.MethodPost}, ContentTypes: []string{"application/json"},
+		Auth: "webhook_secret as ?secret= in the callback URL, or as the HTTP basic auth password"}
 }
 
 // Wire types, as the OpenAPI spec names the fields.
@@ -91,19 +107,11 @@ type sendResponse struct {
 	} `json:"messages"`
 }
 
-// callbackURL is the delivery-report URL with the webhook secret, or "" when reports are off.
-func (p *Provider) callbackURL(msg *gateway.Message) string {
-	if msg.CallbackURL == "" || p.cfg.WebhookSecret == "" {
-		return ""
-	}
-	return msg.CallbackURL + "?secret=" + url.QueryEscape(p.cfg.WebhookSecret.Reveal())
-}
-
 // Send implements gateway.Provider.
 func (p *Provider) Send(ctx context.Context, msg *gateway.Message) (gateway.Result, error) {
 	to := strings.TrimPrefix(msg.To, "+")
 	dest := []destination{{To: to, MessageID: msg.ID}}
-	cb := p.callbackURL(msg)
+	cb := p.callback
 	var path string
 	var body any
 	switch {
@@ -164,32 +172,27 @@ func (p *Provider) post(ctx context.Context, path string, body any) (gateway.Res
 	if err != nil {
 		return gateway.Result{}, &gateway.Error{Class: gateway.ClassProvider, Code: "ENCODE", Message: "request could not be encoded"}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.base+path, bytes.NewReader(b))
+	req, err := http.NewRequest(http.MethodPost, p.base+path, bytes.NewReader(b))
 	if err != nil {
 		return gateway.Result{}, &gateway.Error{Class: gateway.ClassProvider, Code: "BAD_BASE_URL", Message: "request could not be built"}
 	}
 	req.Header.Set("Authorization", "App "+p.cfg.APIKey.Reveal())
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
-	res, err := p.client.Do(req)
+	res, err := p.kit.Do(ctx, req)
 	if err != nil {
-		return gateway.Result{}, gateway.TransportError(ctx, "Infobip", err)
+		return gateway.Result{}, err
 	}
-	defer res.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
-	if err != nil {
-		return gateway.Result{}, gateway.TransportError(ctx, "Infobip", err)
-	}
-	if res.StatusCode/100 != 2 {
-		return gateway.Result{}, classifyHTTP(res.StatusCode, raw, p.cfg.APIKey.Reveal(), p.cfg.WebhookSecret.Reveal())
+	if !res.OK() {
+		return gateway.Result{}, p.kit.Classify(res, p.classifyHTTP)
 	}
 	var sr sendResponse
-	if err := json.Unmarshal(raw, &sr); err != nil || len(sr.Messages) == 0 {
-		return gateway.Result{}, &gateway.Error{Class: gateway.ClassProvider, Code: "BAD_RESPONSE", HTTPStatus: res.StatusCode, Message: "2xx response without a message status"}
+	if err := json.Unmarshal(res.Body, &sr); err != nil || len(sr.Messages) == 0 || sr.Messages[0].MessageID == "" && classifyStatus(sr.Messages[0].Status) == nil {
+		return gateway.Result{}, p.kit.NoID(res)
 	}
 	m := sr.Messages[0]
 	if err := classifyStatus(m.Status); err != nil {
-		err.HTTPStatus = res.StatusCode
+		err.HTTPStatus = res.Status
 		return gateway.Result{}, err
 	}
 	return gateway.Result{ProviderMessageID: m.MessageID, Status: m.Status.Name}, nil
@@ -206,6 +209,18 @@ var recipientStatuses = map[string]bool{
 	"REJECTED_DESTINATION_BLACKLISTED": true,
 	"REJECTED_MESSAGE_TOO_LONG":        true,
 	"REJECTED_INVALID_UDH":             true,
+}
+
+// destinationStatuses concern only this provider with this destination or sender: Infobip has no
+// route to the network, the sender is not allowed there, or the destination needs a registration
+// this account lacks. Another provider may well reach the number: fail over, without counting
+// against the breaker and without a 422.
+var destinationStatuses = map[string]bool{
+	"REJECTED_NETWORK":                    true,
+	"REJECTED_ROUTE_NOT_AVAILABLE":        true,
+	"REJECTED_SENDER":                     true,
+	"REJECTED_SOURCE":                     true,
+	"REJECTED_DESTINATION_NOT_REGISTERED": true,
 }
 
 // statusNames names status ids, for bodies that carry only the id.
@@ -237,8 +252,11 @@ func classifyStatus(s status) *gateway.Error {
 		name = fmt.Sprintf("%s_%d", group, s.ID)
 	}
 	class := gateway.ClassProvider
-	if recipientStatuses[name] || strings.Contains(name, "BLOCKLIST") || strings.Contains(name, "BLACKLIST") || strings.HasSuffix(name, "_DND") {
+	switch {
+	case recipientStatuses[name] || strings.Contains(name, "BLOCKLIST") || strings.Contains(name, "BLACKLIST") || strings.HasSuffix(name, "_DND"):
 		class = gateway.ClassRecipient
+	case destinationStatuses[name]:
+		class = gateway.ClassDestination
 	}
 	return &gateway.Error{Class: class, Code: name, Message: "message status " + group + "/" + name}
 }
@@ -262,36 +280,33 @@ type errorBody struct {
 	} `json:"requestError"`
 }
 
-// classifyHTTP turns a non-2xx answer into a classified error. Bodies that are neither shape
-// (HTML from a proxy, empty) are classified by status alone.
-// secrets are removed from any provider text kept (see gateway.SafeText).
-func classifyHTTP(code int, raw []byte, secrets ...string) *gateway.Error {
-	e := &gateway.Error{Class: gateway.ClassProvider, HTTPStatus: code, Code: fmt.Sprintf("HTTP_%d", code), Message: http.StatusText(code)}
+// classifyHTTP maps Infobip's two error shapes (the kit has already taken 5xx and 429 as
+// provider errors); a body that is neither shape returns nil and is classified by status.
+func (p *Provider) classifyHTTP(res *kit.Response) *gateway.Error {
 	var b errorBody
 	fields := []string{}
-	if json.Unmarshal(raw, &b) == nil {
-		switch {
-		case b.ErrorCode != "":
-			e.Code = gateway.SafeText(b.ErrorCode, secrets...)
-			e.Message = gateway.SafeText(b.Description, secrets...)
-			for _, v := range b.Violations {
-				fields = append(fields, v.Property)
-			}
-		case b.RequestError != nil && b.RequestError.ServiceException != nil:
-			se := b.RequestError.ServiceException
-			e.Code = gateway.SafeText(se.MessageID, secrets...)
-			e.Message = gateway.SafeText(se.Text, secrets...)
-			for f := range se.ValidationErrors {
-				fields = append(fields, f)
-			}
-		}
+	if json.Unmarshal(res.Body, &b) != nil {
+		return nil
 	}
-	if e.Message == "" {
-		e.Message = http.StatusText(code)
+	var e *gateway.Error
+	switch {
+	case b.ErrorCode != "":
+		e = p.kit.Fail(res, gateway.ClassProvider, b.ErrorCode, b.Description)
+		for _, v := range b.Violations {
+			fields = append(fields, v.Property)
+		}
+	case b.RequestError != nil && b.RequestError.ServiceException != nil:
+		se := b.RequestError.ServiceException
+		e = p.kit.Fail(res, gateway.ClassProvider, se.MessageID, se.Text)
+		for f := range se.ValidationErrors {
+			fields = append(fields, f)
+		}
+	default:
+		return nil
 	}
 	// A 400 that complains only about the destination is the recipient's problem; any other 4xx
 	// (auth, scopes, throttling, our request) and every 5xx is the provider's: fail over.
-	if code == http.StatusBadRequest && len(fields) > 0 {
+	if res.Status == http.StatusBadRequest && len(fields) > 0 {
 		onlyDest := true
 		for _, f := range fields {
 			f = strings.ToLower(f)

@@ -4,15 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/smsgate/smsgate/gateway"
 	"github.com/smsgate/smsgate/providers/infobip/infobiptest"
@@ -21,53 +20,7 @@ import (
 
 const apiKey = "ib-KEY-0123456789abcdef"
 
-type captured struct {
-	Method, Path, Auth, ContentType, Accept string
-	Body                                    map[string]any
-}
-
-// fakeInfobip is an Infobip API double: it records each request and answers with status/body.
-type fakeInfobip struct {
-	mu     sync.Mutex
-	reqs   []captured
-	status int
-	body   string
-}
-
-func (f *fakeInfobip) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	raw, _ := io.ReadAll(r.Body)
-	c := captured{Method: r.Method, Path: r.URL.Path, Auth: r.Header.Get("Authorization"), ContentType: r.Header.Get("Content-Type"), Accept: r.Header.Get("Accept")}
-	_ = json.Unmarshal(raw, &c.Body)
-	f.mu.Lock()
-	f.reqs = append(f.reqs, c)
-	status, body := f.status, f.body
-	f.mu.Unlock()
-	if status == 0 {
-		status = 200
-		body = okBody(r.URL.Path)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	io.WriteString(w, body)
-}
-
-// okBody is the spec's success example for each endpoint.
-func okBody(path string) string {
-	switch path {
-	case "/sms/3/messages":
-		return `{"bulkId":"2034072219640523072","messages":[{"messageId":"msg_1","status":{"groupId":1,"groupName":"PENDING","id":26,"name":"PENDING_ACCEPTED","description":"Message sent to next instance"},"destination":"14155550104","details":{"messageCount":1}}]}`
-	case "/sms/2/text/advanced":
-		return `{"bulkId":"2034072219640523072","messages":[{"messageId":"msg_1","status":{"description":"Message sent to next instance","groupId":1,"groupName":"PENDING","id":26,"name":"PENDING_ACCEPTED"},"to":"14155550104"}]}`
-	default:
-		return `{"bulkId":"4fda521a-c680-470d-b134-83d468f7ac80","messages":[{"to":"14155550104","status":{"groupId":1,"groupName":"PENDING","id":26,"name":"PENDING_ACCEPTED","description":"Message accepted, pending for delivery."},"messageId":"msg_1"}]}`
-	}
-}
-
-func (f *fakeInfobip) last() captured {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.reqs[len(f.reqs)-1]
-}
+const cbBase = "https://gw.example.com/v1/dlr/infobip/infobip-test"
 
 func newDriver(t *testing.T, base string, edit func(*Config)) *Provider {
 	t.Helper()
@@ -76,21 +29,31 @@ func newDriver(t *testing.T, base string, edit func(*Config)) *Provider {
 	if edit != nil {
 		edit(&c)
 	}
+	c.Defaults()
 	if p := c.Validate(); len(p) > 0 {
 		t.Fatalf("config problems: %v", p)
 	}
-	return New(c, gateway.Deps{Name: "infobip-test", HTTPClient: &http.Client{}})
+	return New(c, gateway.Deps{Name: "infobip-test", HTTPClient: &http.Client{}, CallbackURL: cbBase})
 }
 
-func serve(t *testing.T) (*fakeInfobip, *httptest.Server) {
-	f := &fakeInfobip{}
+// serve starts the one Infobip fake, recording requests.
+func serve(t *testing.T) (*infobiptest.Fake, *httptest.Server) {
+	f := infobiptest.New(apiKey, true)
 	s := httptest.NewServer(f)
 	t.Cleanup(s.Close)
+	t.Cleanup(f.Release)
 	return f, s
 }
 
-var sms = &gateway.Message{ID: "msg_1", To: "+14155550104", Country: "US", Type: gateway.SMS, Text: "Your code is 123456", Code: "123456",
-	CallbackURL: "https://gw.example.com/v1/dlr/infobip/infobip-test"}
+func last(f *infobiptest.Fake) infobiptest.Request {
+	r := f.Requests()
+	return r[len(r)-1]
+}
+
+var sms = &gateway.Message{ID: "msg_1", To: "+14155550104", Country: "US", Type: gateway.SMS, Text: "Your code is 123456", Code: "123456"}
+
+// noCallback is a driver without a webhook secret: it asks for no delivery reports.
+func noCallback(c *Config) { c.WebhookSecret = "" }
 
 func TestSendBodies(t *testing.T) {
 	cb := "https://gw.example.com/v1/dlr/infobip/infobip-test?secret=hook-SECRET"
@@ -107,7 +70,7 @@ func TestSendBodies(t *testing.T) {
 			"content":      map[string]any{"text": "Your code is 123456"},
 			"webhooks":     map[string]any{"delivery": map[string]any{"url": cb}, "contentType": "application/json"},
 		}}}},
-		{name: "sms v2, default sender, no callback", edit: func(c *Config) { c.API = "v2" },
+		{name: "sms v2, default sender, no callback", edit: func(c *Config) { c.API = "v2"; noCallback(c) },
 			msg:  gateway.Message{ID: "msg_2", To: "+447911123456", Country: "GG", Type: gateway.SMS, Text: "code 4321"},
 			path: "/sms/2/text/advanced", wantBody: map[string]any{"messages": []any{map[string]any{
 				"from":         "InfoSMS",
@@ -132,9 +95,9 @@ func TestSendBodies(t *testing.T) {
 				"notifyUrl":         cb,
 				"notifyContentType": "application/json",
 			}}}},
-		{name: "voice in the caller's language drops the English voice", msg: func() gateway.Message {
+		{name: "voice in the caller's language drops the English voice", edit: noCallback, msg: func() gateway.Message {
 			m := *sms
-			m.Type, m.Language, m.CallbackURL = gateway.Voice, "de-AT", ""
+			m.Type, m.Language = gateway.Voice, "de-AT"
 			return m
 		}(), path: "/tts/3/advanced", wantBody: map[string]any{"messages": []any{map[string]any{
 			"from":         "41793026700",
@@ -151,109 +114,73 @@ func TestSendBodies(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res.ProviderMessageID != "msg_1" || res.Status != "PENDING_ACCEPTED" {
+			if res.ProviderMessageID != tc.msg.ID || res.Status != "PENDING_ACCEPTED" {
 				t.Errorf("result %+v", res)
 			}
-			got := f.last()
-			want := captured{Method: "POST", Path: tc.path, Auth: "App " + apiKey, ContentType: "application/json", Accept: "application/json", Body: tc.wantBody}
-			if diff := cmp.Diff(want, got); diff != "" {
+			got := last(f)
+			want := infobiptest.Request{Method: "POST", Path: tc.path, Authorization: "App " + apiKey, ContentType: "application/json", Accept: "application/json", Body: tc.wantBody}
+			if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(infobiptest.Request{}, "Raw", "At")); diff != "" {
 				t.Errorf("request (-want +got):\n%s", diff)
 			}
 		})
 	}
 }
 
-func TestClassification(t *testing.T) {
+// TestContract runs the shared driver contract, then Infobip's own answers.
+func TestContract(t *testing.T) {
+	_, ok := serve(t)
 	rejected := func(group string, gid, id int, name string) string {
 		return `{"bulkId":"b","messages":[{"messageId":"m","status":{"groupId":` + itoa(gid) + `,"groupName":"` + group + `","id":` + itoa(id) + `,"name":"` + name + `","description":"d"},"destination":"1"}]}`
 	}
-	tests := []struct {
-		name   string
-		status int
-		body   string
-		class  gateway.Class
-		code   string
-	}{
-		{"v3 ApiError 401", 401, `{"errorCode":"E401","description":"Invalid login details","action":"Check credentials","violations":[],"resources":[]}`, gateway.ClassProvider, "E401"},
-		{"legacy 401", 401, `{"requestError":{"serviceException":{"messageId":"UNAUTHORIZED","text":"Invalid login details"}}}`, gateway.ClassProvider, "UNAUTHORIZED"},
-		{"403 scopes", 403, `{"errorCode":"E403","description":"Insufficient permissions","action":"","violations":[],"resources":[]}`, gateway.ClassProvider, "E403"},
-		{"429 legacy", 429, `{"requestError":{"serviceException":{"messageId":"TOO_MANY_REQUESTS","text":"Too many requests"}}}`, gateway.ClassProvider, "TOO_MANY_REQUESTS"},
-		{"500 v3", 500, `{"errorCode":"E500","description":"Something went wrong.","action":"","violations":[],"resources":[]}`, gateway.ClassProvider, "E500"},
-		{"502 html from a proxy", 502, `<html><body>Bad Gateway</body></html>`, gateway.ClassProvider, "HTTP_502"},
-		{"503 empty", 503, ``, gateway.ClassProvider, "HTTP_503"},
-		{"404 wrong base url", 404, `not found`, gateway.ClassProvider, "HTTP_404"},
-		{"400 about the destination", 400, `{"errorCode":"E400","description":"Request cannot be processed.","action":"","violations":[{"property":"messages[0].destinations[0].to","violation":"invalid"}],"resources":[]}`, gateway.ClassRecipient, "E400"},
-		{"400 legacy about to", 400, `{"requestError":{"serviceException":{"messageId":"BAD_REQUEST","text":"Bad request","validationErrors":{"messages[0].destinations[0].to":["invalid destination address"]}}}}`, gateway.ClassRecipient, "BAD_REQUEST"},
-		{"400 quoting the number", 400, `{"requestError":{"serviceException":{"messageId":"BAD_REQUEST","text":"Invalid destination address 14155550104"}}}`, gateway.ClassProvider, "BAD_REQUEST"},
-		{"400 about our body", 400, `{"errorCode":"E400","description":"Request cannot be processed.","action":"","violations":[{"property":"messages[0].content.text","violation":"must not be blank"}],"resources":[]}`, gateway.ClassProvider, "E400"},
-		{"200 REJECTED_DESTINATION", 200, rejected("REJECTED", 5, 52, "REJECTED_DESTINATION"), gateway.ClassRecipient, "REJECTED_DESTINATION"},
-		{"200 REJECTED_PREFIX_MISSING", 200, rejected("REJECTED", 5, 8, "REJECTED_PREFIX_MISSING"), gateway.ClassRecipient, "REJECTED_PREFIX_MISSING"},
-		{"200 MISSING_TO without messageId", 200, `{"messages":[{"to":"","status":{"groupId":5,"groupName":"REJECTED","id":51,"name":"MISSING_TO","description":"Missing destination"}}]}`, gateway.ClassRecipient, "MISSING_TO"},
-		{"200 blocklisted", 200, rejected("REJECTED", 5, 14, "REJECTED_DESTINATION_BLOCKLISTED"), gateway.ClassRecipient, "REJECTED_DESTINATION_BLOCKLISTED"},
-		{"200 DND", 200, rejected("REJECTED", 5, 10, "REJECTED_DND"), gateway.ClassRecipient, "REJECTED_DND"},
-		{"200 not enough credits", 200, rejected("REJECTED", 5, 12, "REJECTED_NOT_ENOUGH_CREDITS"), gateway.ClassProvider, "REJECTED_NOT_ENOUGH_CREDITS"},
-		{"200 route not available", 200, rejected("REJECTED", 5, 19, "REJECTED_ROUTE_NOT_AVAILABLE"), gateway.ClassProvider, "REJECTED_ROUTE_NOT_AVAILABLE"},
-		{"200 system error", 200, rejected("REJECTED", 5, 21, "REJECTED_SYSTEM_ERROR"), gateway.ClassProvider, "REJECTED_SYSTEM_ERROR"},
-		{"200 undeliverable", 200, rejected("UNDELIVERABLE", 2, 4, "UNDELIVERABLE_REJECTED_OPERATOR"), gateway.ClassProvider, "UNDELIVERABLE_REJECTED_OPERATOR"},
-		{"200 id only, lower-case group", 200, `{"messages":[{"messageId":"m","status":{"groupId":5,"groupName":"rejected","id":52}}]}`, gateway.ClassRecipient, "REJECTED_DESTINATION"},
-		{"200 unknown new group", 200, rejected("QUARANTINED", 9, 99, "QUARANTINED_NEW"), gateway.ClassProvider, "QUARANTINED_NEW"},
-		{"200 without messages", 200, `{"bulkId":"x","messages":[]}`, gateway.ClassProvider, "BAD_RESPONSE"},
-		{"200 not json", 200, `OK`, gateway.ClassProvider, "BAD_RESPONSE"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			f, s := serve(t)
-			f.status, f.body = tc.status, tc.body
-			_, err := newDriver(t, s.URL, nil).Send(context.Background(), sms)
-			ge := gateway.AsError(err)
-			if err == nil || ge.Class != tc.class || ge.Code != tc.code {
-				t.Fatalf("got %v (class %v code %q), want class %v code %q", err, ge.Class, ge.Code, tc.class, tc.code)
-			}
-			for _, bad := range []string{apiKey, "4155550104"} {
-				if strings.Contains(err.Error(), bad) {
-					t.Errorf("error contains %q: %v", bad, err)
-				}
-			}
-		})
-	}
-	t.Run("lenient decoding: unknown fields and enum values", func(t *testing.T) {
-		f, s := serve(t)
-		f.status, f.body = 200, `{"bulkId":"b","newTopLevel":{"x":[1]},"messages":[{"messageId":"m9","status":{"groupId":1,"groupName":"PENDING","id":7,"name":"PENDING_SOMETHING_NEW","action":"none","extra":true},"destination":"1","details":{"messageCount":1,"newField":"x"}}]}`
-		res, err := newDriver(t, s.URL, nil).Send(context.Background(), sms)
-		if err != nil || res.ProviderMessageID != "m9" || res.Status != "PENDING_SOMETHING_NEW" {
-			t.Errorf("res %+v err %v", res, err)
-		}
-	})
-	t.Run("an API key echoed in an error body is redacted", func(t *testing.T) {
-		f, s := serve(t)
-		f.status, f.body = 401, `{"errorCode":"E401","description":"Invalid key App `+apiKey+`","action":"","violations":[],"resources":[]}`
-		_, err := newDriver(t, s.URL, nil).Send(context.Background(), sms)
-		if err == nil || strings.Contains(err.Error(), apiKey) {
-			t.Errorf("err = %v", err)
-		}
+	rep := `{"results":[{"messageId":"m1","status":{"groupId":3,"groupName":"DELIVERED","id":5,"name":"DELIVERED_TO_HANDSET"}}]}`
+	providertest.Run(t, providertest.Contract{
+		New: func(base string, deps gateway.Deps) gateway.Provider {
+			c := Config{BaseURL: base, APIKey: apiKey, WebhookSecret: "hook-SECRET-42"}
+			c.Defaults()
+			return New(c, deps)
+		},
+		Accepting: ok.URL,
+		Secrets:   []string{apiKey, "hook-SECRET-42"},
+		BadReport: func() (*http.Request, []byte) {
+			return httptest.NewRequest("POST", "/v1/dlr/infobip/x?secret=hook-SECRET-41", strings.NewReader(rep)), []byte(rep)
+		},
+		Cases: []providertest.Case{
+			{Name: "v3 ApiError 401", Status: 401, Body: `{"errorCode":"E401","description":"Invalid login details","action":"Check credentials","violations":[],"resources":[]}`, Class: gateway.ClassProvider, Code: "E401"},
+			{Name: "legacy 401", Status: 401, Body: `{"requestError":{"serviceException":{"messageId":"UNAUTHORIZED","text":"Invalid login details"}}}`, Class: gateway.ClassProvider, Code: "UNAUTHORIZED"},
+			{Name: "403 scopes", Status: 403, Body: `{"errorCode":"E403","description":"Insufficient permissions","action":"","violations":[],"resources":[]}`, Class: gateway.ClassProvider, Code: "E403"},
+			{Name: "429 legacy", Status: 429, Body: `{"requestError":{"serviceException":{"messageId":"TOO_MANY_REQUESTS","text":"Too many requests"}}}`, Class: gateway.ClassProvider, Code: "TOO_MANY_REQUESTS"},
+			{Name: "500 v3", Status: 500, Body: `{"errorCode":"E500","description":"Something went wrong.","action":"","violations":[],"resources":[]}`, Class: gateway.ClassProvider, Code: "E500"},
+			{Name: "502 html from a proxy", Status: 502, ContentType: "text/html", Body: `<html><body>Bad Gateway</body></html>`, Class: gateway.ClassProvider, Code: "HTTP_502"},
+			{Name: "404 wrong base url", Status: 404, ContentType: "text/plain", Body: `not found`, Class: gateway.ClassProvider, Code: "HTTP_404"},
+			{Name: "400 about the destination", Status: 400, Body: `{"errorCode":"E400","description":"Request cannot be processed.","action":"","violations":[{"property":"messages[0].destinations[0].to","violation":"invalid"}],"resources":[]}`, Class: gateway.ClassRecipient, Code: "E400"},
+			{Name: "400 legacy about to", Status: 400, Body: `{"requestError":{"serviceException":{"messageId":"BAD_REQUEST","text":"Bad request","validationErrors":{"messages[0].destinations[0].to":["invalid destination address"]}}}}`, Class: gateway.ClassRecipient, Code: "BAD_REQUEST"},
+			{Name: "400 quoting the number", Status: 400, Body: `{"requestError":{"serviceException":{"messageId":"BAD_REQUEST","text":"Invalid destination address 14155550104"}}}`, Class: gateway.ClassProvider, Code: "BAD_REQUEST"},
+			{Name: "400 about our body", Status: 400, Body: `{"errorCode":"E400","description":"Request cannot be processed.","action":"","violations":[{"property":"messages[0].content.text","violation":"must not be blank"}],"resources":[]}`, Class: gateway.ClassProvider, Code: "E400"},
+			{Name: "an echoed key is removed, whole or cut", Status: 401, Body: `{"errorCode":"E401","description":"Invalid key App ` + apiKey + ` (` + apiKey[3:12] + `)","action":"","violations":[],"resources":[]}`, Class: gateway.ClassProvider, Code: "E401"},
+			{Name: "200 REJECTED_DESTINATION", Status: 200, Body: rejected("REJECTED", 5, 52, "REJECTED_DESTINATION"), Class: gateway.ClassRecipient, Code: "REJECTED_DESTINATION"},
+			{Name: "200 REJECTED_PREFIX_MISSING", Status: 200, Body: rejected("REJECTED", 5, 8, "REJECTED_PREFIX_MISSING"), Class: gateway.ClassRecipient, Code: "REJECTED_PREFIX_MISSING"},
+			{Name: "200 MISSING_TO without messageId", Status: 200, Body: `{"messages":[{"to":"","status":{"groupId":5,"groupName":"REJECTED","id":51,"name":"MISSING_TO","description":"Missing destination"}}]}`, Class: gateway.ClassRecipient, Code: "MISSING_TO"},
+			{Name: "200 blocklisted", Status: 200, Body: rejected("REJECTED", 5, 14, "REJECTED_DESTINATION_BLOCKLISTED"), Class: gateway.ClassRecipient, Code: "REJECTED_DESTINATION_BLOCKLISTED"},
+			{Name: "200 DND", Status: 200, Body: rejected("REJECTED", 5, 10, "REJECTED_DND"), Class: gateway.ClassRecipient, Code: "REJECTED_DND"},
+			{Name: "200 not enough credits", Status: 200, Body: rejected("REJECTED", 5, 12, "REJECTED_NOT_ENOUGH_CREDITS"), Class: gateway.ClassProvider, Code: "REJECTED_NOT_ENOUGH_CREDITS"},
+			{Name: "200 route not available: destination", Status: 200, Body: rejected("REJECTED", 5, 19, "REJECTED_ROUTE_NOT_AVAILABLE"), Class: gateway.ClassDestination, Code: "REJECTED_ROUTE_NOT_AVAILABLE"},
+			{Name: "200 network rejected: destination", Status: 200, Body: rejected("REJECTED", 5, 6, "REJECTED_NETWORK"), Class: gateway.ClassDestination, Code: "REJECTED_NETWORK"},
+			{Name: "200 sender not allowed: destination", Status: 200, Body: rejected("REJECTED", 5, 13, "REJECTED_SENDER"), Class: gateway.ClassDestination, Code: "REJECTED_SENDER"},
+			{Name: "200 system error", Status: 200, Body: rejected("REJECTED", 5, 21, "REJECTED_SYSTEM_ERROR"), Class: gateway.ClassProvider, Code: "REJECTED_SYSTEM_ERROR"},
+			{Name: "200 undeliverable", Status: 200, Body: rejected("UNDELIVERABLE", 2, 4, "UNDELIVERABLE_REJECTED_OPERATOR"), Class: gateway.ClassProvider, Code: "UNDELIVERABLE_REJECTED_OPERATOR"},
+			{Name: "200 id only, lower-case group", Status: 200, Body: `{"messages":[{"messageId":"m","status":{"groupId":5,"groupName":"rejected","id":52}}]}`, Class: gateway.ClassRecipient, Code: "REJECTED_DESTINATION"},
+			{Name: "200 unknown new group", Status: 200, Body: rejected("QUARANTINED", 9, 99, "QUARANTINED_NEW"), Class: gateway.ClassProvider, Code: "QUARANTINED_NEW"},
+			{Name: "200 without messages", Status: 200, Body: `{"bulkId":"x","messages":[]}`, Class: gateway.ClassProvider, Code: "BAD_RESPONSE"},
+			{Name: "200 not json", Status: 200, ContentType: "text/plain", Body: `OK`, Class: gateway.ClassProvider, Code: "BAD_RESPONSE"},
+			{Name: "lenient decoding: unknown fields and enum values", Status: 200, OK: true,
+				Body: `{"bulkId":"b","newTopLevel":{"x":[1]},"messages":[{"messageId":"m9","status":{"groupId":1,"groupName":"PENDING","id":7,"name":"PENDING_SOMETHING_NEW","action":"none","extra":true},"destination":"1","details":{"messageCount":1,"newField":"x"}}]}`},
+			{Name: "voice: 200 PENDING", Type: gateway.Voice, Status: 200, OK: true,
+				Body: `{"bulkId":"b","messages":[{"to":"1","status":{"groupId":1,"groupName":"PENDING","id":26,"name":"PENDING_ACCEPTED"},"messageId":"v1"}]}`},
+		},
 	})
 }
 
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
-
-func TestContract(t *testing.T) {
-	ok := httptest.NewServer(infobiptest.New(apiKey, false))
-	defer ok.Close()
-	hf := infobiptest.New(apiKey, false)
-	hf.SetMode(infobiptest.Hang)
-	hang := httptest.NewServer(hf)
-	defer hang.Close()
-	defer hf.Release()
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	refused := "http://" + ln.Addr().String()
-	ln.Close()
-	providertest.Run(t, providertest.Contract{
-		Provider: newDriver(t, ok.URL, nil),
-		Hanging:  newDriver(t, hang.URL, nil),
-		Refused:  newDriver(t, refused, nil),
-		Secrets:  []string{apiKey, "hook-SECRET"},
-	})
-}
 
 func TestDeliveryReports(t *testing.T) {
 	p := newDriver(t, "https://x.api.infobip.com", nil)
@@ -325,10 +252,11 @@ func TestDeliveryReports(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	c := Config{BaseURL: "ftp://x", API: "v9", Senders: map[string]string{"usa": "1"}}
+	c := Config{BaseURL: "ftp://x", API: "v9", Senders: map[string]string{"usa": "1", "001": "SatSender"}}
+	c.Defaults()
 	got := c.Validate()
-	want := map[string]string{"base_url": `"ftp://x" is not an http(s) URL`, "api_key": "is required", "api": `must be v3 or v2, not "v9"`,
-		"senders.usa": "keys must be ISO 3166-1 alpha-2 country codes"}
+	want := []gateway.Problem{{Key: "base_url", Message: `"ftp://x" is not an http(s) URL`}, {Key: "api_key", Message: "is required"},
+		{Key: "api", Message: `must be v3 or v2, not "v9"`}, {Key: "senders.usa", Message: "keys must be ISO 3166-1 alpha-2 country codes (or 001)"}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
@@ -343,9 +271,9 @@ func TestRequestsAndFakeConformToTheSpec(t *testing.T) {
 	srv := httptest.NewServer(fake)
 	defer srv.Close()
 	msgs := []*gateway.Message{
-		{ID: "msg_1", To: "+14155550104", Country: "US", Type: gateway.SMS, Text: "Your code is 123456", CallbackURL: "https://gw.example.com/v1/dlr/infobip/x"},
+		{ID: "msg_1", To: "+14155550104", Country: "US", Type: gateway.SMS, Text: "Your code is 123456"},
 		{ID: "msg_2", To: "+447911123456", Country: "GG", Type: gateway.Voice, Text: "Your code is 4321", Language: "de"},
-		{ID: "msg_3", To: "+447911123456", Country: "GG", Type: gateway.Voice, Text: "Your code is 4321", CallbackURL: "https://gw.example.com/v1/dlr/infobip/x"},
+		{ID: "msg_3", To: "+447911123456", Country: "GG", Type: gateway.Voice, Text: "Your code is 4321"},
 	}
 	for _, api := range []string{"v3", "v2"} {
 		p := newDriver(t, srv.URL, func(c *Config) { c.API = api })

@@ -21,23 +21,42 @@ type Config struct {
 	Latency gateway.Duration `yaml:"latency"`
 	// FailureRate is the share of sends that fail, 0 (default) to 1.
 	FailureRate float64 `yaml:"failure_rate"`
-	// FailWith is how a failing send fails: provider (default), recipient or timeout.
+	// FailWith is how a failing send fails: provider (default), recipient, destination or timeout.
 	FailWith string `yaml:"fail_with"`
+	// Types are the message types it declares it can send; default sms and voice.
+	Types []gateway.MessageType `yaml:"types"`
+	// VoiceLanguages, when set, are the only languages it declares it speaks.
+	VoiceLanguages []string `yaml:"voice_languages"`
 }
 
-// Validate returns the problems of c as key -> message.
-func (c *Config) Validate() map[string]string {
-	p := map[string]string{}
+// Defaults fills what the config leaves out.
+func (c *Config) Defaults() {
+	if len(c.Types) == 0 {
+		c.Types = []gateway.MessageType{gateway.SMS, gateway.Voice}
+	}
+	if c.FailWith == "" {
+		c.FailWith = "provider"
+	}
+}
+
+// Validate returns the config's problems in key order.
+func (c *Config) Validate() []gateway.Problem {
+	var p []gateway.Problem
 	if c.FailureRate < 0 || c.FailureRate > 1 {
-		p["failure_rate"] = "must be between 0 and 1"
+		p = append(p, gateway.Problem{Key: "failure_rate", Message: "must be between 0 and 1"})
 	}
 	switch c.FailWith {
-	case "", "provider", "recipient", "timeout":
+	case "provider", "recipient", "destination", "timeout":
 	default:
-		p["fail_with"] = fmt.Sprintf("must be provider, recipient or timeout, not %q", c.FailWith)
+		p = append(p, gateway.Problem{Key: "fail_with", Message: fmt.Sprintf("must be provider, recipient, destination or timeout, not %q", c.FailWith)})
 	}
 	if c.Latency < 0 {
-		p["latency"] = "must not be negative"
+		p = append(p, gateway.Problem{Key: "latency", Message: "must not be negative"})
+	}
+	for i, t := range c.Types {
+		if t != gateway.SMS && t != gateway.Voice {
+			p = append(p, gateway.Problem{Key: fmt.Sprintf("types[%d]", i), Message: fmt.Sprintf("must be sms or voice, not %q", t)})
+		}
 	}
 	return p
 }
@@ -49,8 +68,16 @@ type Provider struct {
 	sends atomic.Uint64
 }
 
-// New returns a mock driver.
-func New(cfg Config) *Provider { return &Provider{cfg: cfg} }
+// New returns a mock driver; it calls nothing, so it needs none of deps.
+func New(cfg Config, _ gateway.Deps) *Provider {
+	cfg.Defaults()
+	return &Provider{cfg: cfg}
+}
+
+// Capabilities implements gateway.Provider, as configured.
+func (p *Provider) Capabilities() gateway.Capabilities {
+	return gateway.Capabilities{Types: p.cfg.Types, VoiceLanguages: p.cfg.VoiceLanguages}
+}
 
 // Sends reports how many times Send was called.
 func (p *Provider) Sends() uint64 { return p.sends.Load() }
@@ -73,8 +100,11 @@ func (p *Provider) Send(ctx context.Context, msg *gateway.Message) (gateway.Resu
 		}
 	}
 	if fail {
-		if p.cfg.FailWith == "recipient" {
+		switch p.cfg.FailWith {
+		case "recipient":
 			return gateway.Result{}, &gateway.Error{Class: gateway.ClassRecipient, Code: "MOCK_RECIPIENT", Message: "mock rejected the destination"}
+		case "destination":
+			return gateway.Result{}, &gateway.Error{Class: gateway.ClassDestination, Code: "MOCK_NO_ROUTE", Message: "mock cannot reach this destination"}
 		}
 		return gateway.Result{}, &gateway.Error{Class: gateway.ClassProvider, Code: "MOCK_FAILURE", HTTPStatus: 503, Message: "mock provider failure", Err: errors.New("simulated outage")}
 	}

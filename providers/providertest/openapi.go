@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/pb33f/libopenapi"
@@ -48,10 +49,16 @@ func SpecDir() string {
 	}
 }
 
+// specs caches compiled specs: compiling Twilio's takes seconds.
+var specs sync.Map
+
 // LoadSpec reads and compiles a spec. Without it the test is skipped, saying so, on a laptop;
 // in CI ($CI set) a missing or broken spec fails the test.
 func LoadSpec(t testing.TB, name string) *Spec {
 	t.Helper()
+	if s, ok := specs.Load(name); ok {
+		return s.(*Spec)
+	}
 	b, err := os.ReadFile(filepath.Join(SpecDir(), name))
 	if err != nil {
 		if os.Getenv("CI") != "" {

@@ -1,9 +1,18 @@
-// Package providertest holds the contract every driver must pass, run from each driver's tests
-// against that driver's fake provider server.
+// Package providertest holds the contract every driver must pass. Run starts its own servers for
+// the failures every provider has (hanging, refusing, closing after the request, 5xx, 429, HTML
+// and empty bodies, 2xx without an id), checks the classification of each, that no error holds a
+// secret, a code or the number, that a delivery report with bad credentials is refused, and then
+// runs the driver's own table of answers against a scripted server.
 package providertest
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -13,60 +22,204 @@ import (
 
 // Contract describes a driver under test.
 type Contract struct {
-	// Provider is the driver, configured against a fake that accepts messages.
-	Provider gateway.Provider
-	// Hanging is the same driver configured against a fake that never answers.
-	Hanging gateway.Provider
-	// Refused is the same driver configured against an address where nothing listens.
-	Refused gateway.Provider
-	// Secrets must never appear in an error string.
+	// New returns the driver with its config pointed at baseURL and the given deps (the harness
+	// sets deps.HTTPClient and deps.CallbackURL).
+	New func(baseURL string, deps gateway.Deps) gateway.Provider
+	// Accepting is the base URL of the driver's own fake, answering sends with success.
+	Accepting string
+	// Secrets are the config's secrets: no piece of SecretRun characters may appear in an error.
 	Secrets []string
+	// BadReport returns a delivery-report request with wrong credentials and its body; nil for a
+	// driver that takes no reports.
+	BadReport func() (*http.Request, []byte)
+	// Cases are the driver's own answers, each served by a scripted server.
+	Cases []Case
 }
 
-// Run checks the contract: accepted sends return a provider message id; a hanging provider
-// returns a provider-class timeout within the context's deadline; a refused connection is a
-// provider error; no error string holds a secret, the recipient or the code.
-func Run(t *testing.T, c Contract) {
-	t.Helper()
-	msg := func(typ gateway.MessageType) *gateway.Message {
-		return &gateway.Message{ID: "msg_contract1", Tenant: "t", To: "+14155550104", Country: "US", Type: typ, Text: "Your code is 918273", Code: "918273"}
+// Case is one scripted answer and the error it must give.
+type Case struct {
+	Name string
+	// Type is the message type sent; default sms.
+	Type gateway.MessageType
+	// Status, ContentType (default application/json) and Body are the answer.
+	Status      int
+	ContentType string
+	Body        string
+	// Class and Code are the expected error; Code "" accepts any.
+	Class gateway.Class
+	Code  string
+	// OK means the answer is a success (Class and Code are ignored).
+	OK bool
+}
+
+// Message returns the message the harness sends: a known code and number to look for in errors.
+func Message(typ gateway.MessageType) *gateway.Message {
+	return &gateway.Message{ID: "msg_contract1", Tenant: "t", To: "+14155550104", Country: "US", Type: typ,
+		Text: "Your code is 918273", Code: "918273", Language: "en"}
+}
+
+// Leaks returns what of secrets (any run of gateway.SecretRun characters), the harness's code
+// and its number s holds.
+func Leaks(s string, secrets []string) []string {
+	var out []string
+	for _, bad := range []string{"918273", "4155550104"} {
+		if strings.Contains(s, bad) {
+			out = append(out, bad)
+		}
 	}
-	check := func(t *testing.T, err error) {
-		t.Helper()
-		s := err.Error()
-		for _, bad := range append([]string{"918273", "4155550104"}, c.Secrets...) {
-			if bad != "" && strings.Contains(s, bad) {
-				t.Errorf("error %q contains %q", s, bad)
+	for _, sec := range secrets {
+		for i := 0; i+gateway.SecretRun <= len(sec); i++ {
+			if strings.Contains(s, sec[i:i+gateway.SecretRun]) {
+				out = append(out, "a piece of a secret")
+				break
 			}
 		}
 	}
-	t.Run("contract/accepts sms and voice", func(t *testing.T) {
-		for _, typ := range []gateway.MessageType{gateway.SMS, gateway.Voice} {
-			res, err := c.Provider.Send(context.Background(), msg(typ))
+	return out
+}
+
+type baseline struct {
+	name      string
+	handler   http.HandlerFunc // nil: the server is closed (connection refused)
+	client    *http.Client     // nil: a plain client
+	wantCode  string           // "" accepts any
+	timeout   bool
+	maybeSent bool
+}
+
+// hangingDialer never connects: a dial that times out, before anything was sent.
+func hangingDialer(ctx context.Context, _, _ string) (net.Conn, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func write(status int, ctype, body string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if ctype != "" {
+			w.Header().Set("Content-Type", ctype)
+		}
+		w.WriteHeader(status)
+		fmt.Fprint(w, body)
+	}
+}
+
+var baselines = []baseline{
+	{name: "hanging provider: a timeout after the request was sent", timeout: true, maybeSent: true,
+		handler: func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body) // then the server notices the client leaving
+			select {
+			case <-r.Context().Done():
+			case <-time.After(5 * time.Second):
+			}
+		}},
+	{name: "refused connection: never sent", wantCode: "CONNECTION"},
+	{name: "dial timeout: never sent", wantCode: "CONNECT_TIMEOUT", timeout: true,
+		client: &http.Client{Transport: &http.Transport{DialContext: hangingDialer}}},
+	{name: "connection closed after the request: maybe sent", wantCode: "CONNECTION_CLOSED", maybeSent: true,
+		handler: func(w http.ResponseWriter, r *http.Request) {
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				conn.Close()
+			}
+		}},
+	{name: "503 plain text", wantCode: "", handler: write(503, "text/plain", "Service Unavailable")},
+	{name: "429", handler: write(429, "application/json", `{}`)},
+	{name: "502 HTML from a proxy", handler: write(502, "text/html", "<html><body><h1>502 Bad Gateway</h1></body></html>")},
+	{name: "500 empty body", handler: write(500, "", "")},
+	{name: "2xx without an id: maybe sent", maybeSent: true, handler: write(200, "application/json", `{}`)},
+}
+
+// Run checks the contract.
+func Run(t *testing.T, c Contract) {
+	t.Helper()
+	caps := c.New(c.Accepting, gateway.Deps{Name: "contract"}).Capabilities()
+	if len(caps.Types) == 0 {
+		t.Fatal("the driver declares no message type")
+	}
+	noLeak := func(t *testing.T, err error) {
+		t.Helper()
+		if l := Leaks(err.Error(), c.Secrets); len(l) > 0 {
+			t.Errorf("error %q holds %v", err, l)
+		}
+	}
+	t.Run("contract/accepts every declared type", func(t *testing.T) {
+		p := c.New(c.Accepting, gateway.Deps{Name: "contract", HTTPClient: &http.Client{}, CallbackURL: "https://gw.example.com/v1/dlr/x/contract"})
+		for _, typ := range caps.Types {
+			res, err := p.Send(context.Background(), Message(typ))
 			if err != nil || res.ProviderMessageID == "" {
 				t.Errorf("%s: result %+v, err %v", typ, res, err)
 			}
 		}
 	})
-	t.Run("contract/hanging provider times out as a provider error", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-		defer cancel()
-		start := time.Now()
-		_, err := c.Hanging.Send(ctx, msg(gateway.SMS))
-		if d := time.Since(start); d > 2*time.Second {
-			t.Errorf("Send ignored the deadline: %v", d)
-		}
-		ge := gateway.AsError(err)
-		if err == nil || ge.Class != gateway.ClassProvider || !ge.Timeout {
-			t.Fatalf("err = %v, want a provider timeout", err)
-		}
-		check(t, err)
-	})
-	t.Run("contract/refused connection is a provider error", func(t *testing.T) {
-		_, err := c.Refused.Send(context.Background(), msg(gateway.SMS))
-		if err == nil || gateway.ClassOf(err) != gateway.ClassProvider {
-			t.Fatalf("err = %v, want a provider error", err)
-		}
-		check(t, err)
-	})
+	for _, b := range baselines {
+		t.Run("contract/"+b.name, func(t *testing.T) {
+			srv := httptest.NewServer(b.handler)
+			if b.handler == nil {
+				srv.Close()
+			} else {
+				defer srv.Close()
+			}
+			client := b.client
+			if client == nil {
+				client = &http.Client{}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			_, err := c.New(srv.URL, gateway.Deps{Name: "contract", HTTPClient: client}).Send(ctx, Message(caps.Types[0]))
+			if d := time.Since(start); d > 3*time.Second {
+				t.Errorf("Send ignored the deadline: %v", d)
+			}
+			var ge *gateway.Error
+			if !errors.As(err, &ge) {
+				t.Fatalf("err = %v (%T), want a *gateway.Error", err, err)
+			}
+			if ge.Class != gateway.ClassProvider || (b.wantCode != "" && ge.Code != b.wantCode) || ge.Timeout != b.timeout || ge.MaybeSent != b.maybeSent {
+				t.Errorf("err = %v: class %v code %q timeout %v maybe-sent %v; want provider %q timeout %v maybe-sent %v",
+					err, ge.Class, ge.Code, ge.Timeout, ge.MaybeSent, b.wantCode, b.timeout, b.maybeSent)
+			}
+			noLeak(t, err)
+		})
+	}
+	if c.BadReport != nil {
+		t.Run("contract/a report with bad credentials is refused", func(t *testing.T) {
+			rr, ok := c.New(c.Accepting, gateway.Deps{Name: "contract"}).(gateway.ReportReceiver)
+			if !ok {
+				t.Fatal("BadReport is set but the driver is no gateway.ReportReceiver")
+			}
+			if len(rr.Webhook().Methods) == 0 || rr.Webhook().Auth == "" {
+				t.Errorf("the webhook declares no methods or no authentication: %+v", rr.Webhook())
+			}
+			r, body := c.BadReport()
+			if _, err := rr.ParseReports(r, body, "https://gw.example.com"+r.URL.RequestURI()); !errors.Is(err, gateway.ErrUnauthenticated) {
+				t.Errorf("err = %v, want gateway.ErrUnauthenticated", err)
+			}
+		})
+	}
+	for _, tc := range c.Cases {
+		t.Run("driver/"+tc.Name, func(t *testing.T) {
+			ctype := tc.ContentType
+			if ctype == "" {
+				ctype = "application/json"
+			}
+			srv := httptest.NewServer(write(tc.Status, ctype, tc.Body))
+			defer srv.Close()
+			typ := tc.Type
+			if typ == "" {
+				typ = gateway.SMS
+			}
+			res, err := c.New(srv.URL, gateway.Deps{Name: "contract", HTTPClient: &http.Client{}}).Send(context.Background(), Message(typ))
+			if tc.OK {
+				if err != nil || res.ProviderMessageID == "" {
+					t.Errorf("want success, got %+v, %v", res, err)
+				}
+				return
+			}
+			ge := gateway.AsError(err)
+			if err == nil || ge.Class != tc.Class || (tc.Code != "" && ge.Code != tc.Code) {
+				t.Fatalf("got %v (class %v code %q), want class %v code %q", err, ge.Class, ge.Code, tc.Class, tc.Code)
+			}
+			noLeak(t, err)
+		})
+	}
 }

@@ -16,34 +16,41 @@ type Config struct {
 	From string `yaml:"from"`
 	// MessagingServiceSID (MG...) lets Twilio pick the sender.
 	MessagingServiceSID string `yaml:"messaging_service_sid"`
-	// VoiceFrom is the caller id of voice calls; default From. Calls need a number.
+	// VoiceFrom is the caller id of voice calls; default From. Calls need a number: with a
+	// messaging service and no voice_from, the provider declares SMS only and voice skips it.
 	VoiceFrom string `yaml:"voice_from"`
 	// BaseURL is the API root; default https://api.twilio.com (tests point it at a fake).
 	BaseURL string `yaml:"base_url"`
 }
 
-// Validate returns the problems of c as key -> message, and fills defaults.
-func (c *Config) Validate() map[string]string {
-	p := map[string]string{}
-	if c.AccountSID == "" {
-		p["account_sid"] = "is required"
-	}
-	if c.AuthToken == "" {
-		p["auth_token"] = "is required"
-	}
-	switch {
-	case c.From == "" && c.MessagingServiceSID == "":
-		p["from"] = "set from or messaging_service_sid"
-	case c.From != "" && c.MessagingServiceSID != "":
-		p["messaging_service_sid"] = "set either from or messaging_service_sid, not both (Twilio: From must be empty with a messaging service)"
-	}
+// Defaults fills what the config leaves out.
+func (c *Config) Defaults() {
 	if c.VoiceFrom == "" {
 		c.VoiceFrom = c.From
 	}
 	if c.BaseURL == "" {
 		c.BaseURL = "https://api.twilio.com"
-	} else if u, err := url.Parse(c.BaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		p["base_url"] = "is not an http(s) URL"
+	}
+}
+
+// Validate returns the config's problems in key order.
+func (c *Config) Validate() []gateway.Problem {
+	var p []gateway.Problem
+	add := func(k, m string) { p = append(p, gateway.Problem{Key: k, Message: m}) }
+	if c.AccountSID == "" {
+		add("account_sid", "is required")
+	}
+	if c.AuthToken == "" {
+		add("auth_token", "is required")
+	}
+	if u, err := url.Parse(c.BaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		add("base_url", "is not an http(s) URL")
+	}
+	switch {
+	case c.From == "" && c.MessagingServiceSID == "":
+		add("from", "set from or messaging_service_sid")
+	case c.From != "" && c.MessagingServiceSID != "":
+		add("messaging_service_sid", "set either from or messaging_service_sid, not both (Twilio: From must be empty with a messaging service)")
 	}
 	return p
 }

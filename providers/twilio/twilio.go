@@ -10,7 +10,6 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"html"
 	"io"
 	"net/http"
@@ -20,32 +19,47 @@ import (
 	"strings"
 
 	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/providers/kit"
 )
 
 // Provider is the Twilio driver.
 type Provider struct {
-	cfg    Config
-	client *http.Client
-	base   string
+	cfg      Config
+	kit      *kit.Client
+	base     string
+	callback string
 }
 
 // New returns a driver; cfg must have passed Validate.
 func New(cfg Config, deps gateway.Deps) *Provider {
-	return &Provider{cfg: cfg, client: deps.Client(), base: strings.TrimRight(cfg.BaseURL, "/") + "/2010-04-01/Accounts/" + url.PathEscape(cfg.AccountSID)}
+	return &Provider{cfg: cfg, kit: kit.New(deps, cfg.AuthToken.Reveal()), callback: deps.CallbackURL,
+		base: strings.TrimRight(cfg.BaseURL, "/") + "/2010-04-01/Accounts/" + url.PathEscape(cfg.AccountSID)}
+}
+
+// Capabilities implements gateway.Provider: SMS always; voice only with a number to call from
+// (from or voice_from: a messaging service alone cannot place calls).
+func (p *Provider) Capabilities() gateway.Capabilities {
+	if p.cfg.VoiceFrom == "" {
+		return gateway.SMSOnly
+	}
+	return gateway.SMSAndVoice
+}
+
+// Webhook implements gateway.ReportReceiver.
+func (p *Provider) Webhook() gateway.Webhook {
+	return gateway.Webhook{Methods: []string{http.MethodPost}, ContentTypes: []string{"application/x-www-form-urlencoded"},
+		Auth: "X-Twilio-Signature (HMAC-SHA1 with the auth token over server.public_url and the form)"}
 }
 
 // Send implements gateway.Provider.
 func (p *Provider) Send(ctx context.Context, msg *gateway.Message) (gateway.Result, error) {
 	f := url.Values{}
 	f.Set("To", msg.To)
-	if msg.CallbackURL != "" {
-		f.Set("StatusCallback", msg.CallbackURL)
+	if p.callback != "" {
+		f.Set("StatusCallback", p.callback)
 	}
 	path := "/Messages.json"
 	if msg.Type == gateway.Voice {
-		if p.cfg.VoiceFrom == "" {
-			return gateway.Result{}, &gateway.Error{Class: gateway.ClassProvider, Code: "NO_VOICE_FROM", Message: "voice needs from or voice_from in the twilio config"}
-		}
 		path = "/Calls.json"
 		f.Set("From", p.cfg.VoiceFrom)
 		f.Set("Twiml", TwiML(msg))
@@ -57,55 +71,45 @@ func (p *Provider) Send(ctx context.Context, msg *gateway.Message) (gateway.Resu
 		}
 		f.Set("Body", msg.Text)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.base+path, strings.NewReader(f.Encode()))
+	req, err := http.NewRequest(http.MethodPost, p.base+path, strings.NewReader(f.Encode()))
 	if err != nil {
 		return gateway.Result{}, &gateway.Error{Class: gateway.ClassProvider, Code: "BAD_BASE_URL", Message: "request could not be built"}
 	}
 	req.SetBasicAuth(p.cfg.AccountSID, p.cfg.AuthToken.Reveal())
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
-	res, err := p.client.Do(req)
+	res, err := p.kit.Do(ctx, req)
 	if err != nil {
-		return gateway.Result{}, gateway.TransportError(ctx, "Twilio", err)
+		return gateway.Result{}, err
 	}
-	defer res.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
-	if err != nil {
-		return gateway.Result{}, gateway.TransportError(ctx, "Twilio", err)
-	}
-	if res.StatusCode/100 != 2 {
-		return gateway.Result{}, p.httpError(res.StatusCode, raw)
+	if !res.OK() {
+		return gateway.Result{}, p.kit.Classify(res, p.classifyHTTP)
 	}
 	var ok struct {
 		SID    string `json:"sid"`
 		Status string `json:"status"`
 	}
-	if err := json.Unmarshal(raw, &ok); err != nil || ok.SID == "" {
-		return gateway.Result{}, &gateway.Error{Class: gateway.ClassProvider, Code: "BAD_RESPONSE", HTTPStatus: res.StatusCode, Message: "2xx response without a sid"}
+	if err := json.Unmarshal(res.Body, &ok); err != nil || ok.SID == "" {
+		return gateway.Result{}, p.kit.NoID(res)
 	}
 	return gateway.Result{ProviderMessageID: ok.SID, Status: ok.Status}, nil
 }
 
-// httpError parses Twilio's {code, message, more_info, status} and classifies it.
-func (p *Provider) httpError(status int, raw []byte) *gateway.Error {
+// classifyHTTP maps Twilio's {code, message, more_info, status} by its code table; a body
+// without a code returns nil (classified by status).
+func (p *Provider) classifyHTTP(res *kit.Response) *gateway.Error {
 	var b struct {
 		Code    int    `json:"code"`
 		Message string `json:"message"`
 	}
-	_ = json.Unmarshal(raw, &b)
-	e := &gateway.Error{Class: gateway.ClassProvider, HTTPStatus: status, Code: fmt.Sprintf("HTTP_%d", status), Message: http.StatusText(status)}
-	if b.Code != 0 {
-		class, desc := classify(b.Code)
-		e.Class, e.Code = class, strconv.Itoa(b.Code)
-		e.Message = desc
-		if e.Message == "" {
-			e.Message = gateway.SafeText(b.Message, p.cfg.AuthToken.Reveal(), p.cfg.AccountSID)
-		}
+	if json.Unmarshal(res.Body, &b) != nil || b.Code == 0 {
+		return nil
 	}
-	if status >= 500 || status == http.StatusTooManyRequests {
-		e.Class = gateway.ClassProvider
+	class, desc := classify(b.Code)
+	if desc == "" {
+		desc = b.Message
 	}
-	return e
+	return p.kit.Fail(res, class, strconv.Itoa(b.Code), desc)
 }
 
 // sayLanguages maps a language's primary subtag to a Twilio <Say> language and the phrase.

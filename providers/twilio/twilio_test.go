@@ -2,13 +2,12 @@ package twilio
 
 import (
 	"context"
+	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -23,45 +22,7 @@ const (
 	token = "tw-TOKEN-fedcba9876543210"
 )
 
-type captured struct {
-	Method, Path, User, Password, ContentType string
-	Form                                      url.Values
-}
-
-// fakeTwilio is an API double that records requests and answers as the spec's 201.
-type fakeTwilio struct {
-	mu     sync.Mutex
-	reqs   []captured
-	status int
-	body   string
-}
-
-func (f *fakeTwilio) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	raw, _ := io.ReadAll(r.Body)
-	form, _ := url.ParseQuery(string(raw))
-	u, p, _ := r.BasicAuth()
-	f.mu.Lock()
-	f.reqs = append(f.reqs, captured{Method: r.Method, Path: r.URL.Path, User: u, Password: p, ContentType: r.Header.Get("Content-Type"), Form: form})
-	status, body := f.status, f.body
-	f.mu.Unlock()
-	if status == 0 {
-		status = 201
-		if strings.HasSuffix(r.URL.Path, "/Calls.json") {
-			body = `{"sid":"CA42","account_sid":"` + sid + `","status":"queued","direction":"outbound-api","api_version":"2010-04-01"}`
-		} else {
-			body = `{"sid":"SM42","account_sid":"` + sid + `","to":"+14155550104","body":"x","status":"queued","num_segments":"1","direction":"outbound-api","api_version":"2010-04-01","price":null,"error_code":null,"error_message":null,"uri":"/2010-04-01/Accounts/` + sid + `/Messages/SM42.json"}`
-		}
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	io.WriteString(w, body)
-}
-
-func (f *fakeTwilio) last() captured {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.reqs[len(f.reqs)-1]
-}
+const cb = "https://gw.example.com/v1/dlr/twilio/tw"
 
 func newDriver(t *testing.T, base string, edit func(*Config)) *Provider {
 	t.Helper()
@@ -69,49 +30,56 @@ func newDriver(t *testing.T, base string, edit func(*Config)) *Provider {
 	if edit != nil {
 		edit(&c)
 	}
+	c.Defaults()
 	if p := c.Validate(); len(p) > 0 {
 		t.Fatalf("config: %v", p)
 	}
-	return New(c, gateway.Deps{HTTPClient: &http.Client{}})
+	return New(c, gateway.Deps{Name: "tw", HTTPClient: &http.Client{}, CallbackURL: cb})
 }
 
-func serve(t *testing.T) (*fakeTwilio, *httptest.Server) {
-	f := &fakeTwilio{}
+// serve starts the one Twilio fake, recording requests.
+func serve(t *testing.T) (*twiliotest.Fake, *httptest.Server) {
+	f := twiliotest.New(sid, token, true)
 	s := httptest.NewServer(f)
 	t.Cleanup(s.Close)
+	t.Cleanup(f.Release)
 	return f, s
+}
+
+func last(f *twiliotest.Fake) twiliotest.Request {
+	r := f.Requests()
+	return r[len(r)-1]
 }
 
 func TestSendRequests(t *testing.T) {
 	msgPath := "/2010-04-01/Accounts/" + sid + "/Messages.json"
 	callPath := "/2010-04-01/Accounts/" + sid + "/Calls.json"
-	sms := gateway.Message{ID: "msg_1", To: "+14155550104", Type: gateway.SMS, Text: "Your code is 123456", Code: "123456", CallbackURL: "https://gw.example.com/v1/dlr/twilio/tw"}
+	sms := gateway.Message{ID: "msg_1", To: "+14155550104", Type: gateway.SMS, Text: "Your code is 123456", Code: "123456"}
 	tests := []struct {
-		name   string
-		edit   func(*Config)
-		msg    gateway.Message
-		path   string
-		form   url.Values
-		wantID string
+		name    string
+		edit    func(*Config)
+		msg     gateway.Message
+		path    string
+		form    url.Values
+		wantSID string
 	}{
 		{"sms with from and status callback", nil, sms, msgPath,
-			url.Values{"To": {"+14155550104"}, "From": {"+15005550006"}, "Body": {"Your code is 123456"}, "StatusCallback": {"https://gw.example.com/v1/dlr/twilio/tw"}}, "SM42"},
-		{"sms with messaging service, no callback", func(c *Config) { c.From, c.MessagingServiceSID, c.VoiceFrom = "", "MG123", "+15005550007" },
-			func() gateway.Message { m := sms; m.CallbackURL = ""; return m }(), msgPath,
-			url.Values{"To": {"+14155550104"}, "MessagingServiceSid": {"MG123"}, "Body": {"Your code is 123456"}}, "SM42"},
+			url.Values{"To": {"+14155550104"}, "From": {"+15005550006"}, "Body": {"Your code is 123456"}, "StatusCallback": {cb}}, "SM"},
+		{"sms with messaging service", func(c *Config) { c.From, c.MessagingServiceSID, c.VoiceFrom = "", "MG123", "+15005550007" }, sms, msgPath,
+			url.Values{"To": {"+14155550104"}, "MessagingServiceSid": {"MG123"}, "Body": {"Your code is 123456"}, "StatusCallback": {cb}}, "SM"},
 		{"voice call with TwiML", nil, func() gateway.Message { m := sms; m.Type = gateway.Voice; return m }(), callPath,
-			url.Values{"To": {"+14155550104"}, "From": {"+15005550006"}, "StatusCallback": {"https://gw.example.com/v1/dlr/twilio/tw"},
-				"Twiml": {`<Response><Say language="en-US">Your code is 1, 2, 3, 4, 5, 6.</Say><Pause length="1"/><Say language="en-US">Your code is 1, 2, 3, 4, 5, 6.</Say></Response>`}}, "CA42"},
+			url.Values{"To": {"+14155550104"}, "From": {"+15005550006"}, "StatusCallback": {cb},
+				"Twiml": {`<Response><Say language="en-US">Your code is 1, 2, 3, 4, 5, 6.</Say><Pause length="1"/><Say language="en-US">Your code is 1, 2, 3, 4, 5, 6.</Say></Response>`}}, "CA"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f, s := serve(t)
 			res, err := newDriver(t, s.URL, tc.edit).Send(context.Background(), &tc.msg)
-			if err != nil || res.ProviderMessageID != tc.wantID || res.Status != "queued" {
+			if err != nil || !strings.HasPrefix(res.ProviderMessageID, tc.wantSID) || res.Status != "queued" {
 				t.Fatalf("res %+v err %v", res, err)
 			}
-			want := captured{Method: "POST", Path: tc.path, User: sid, Password: token, ContentType: "application/x-www-form-urlencoded", Form: tc.form}
-			if diff := cmp.Diff(want, f.last()); diff != "" {
+			want := twiliotest.Request{Method: "POST", Path: tc.path, User: sid, Password: token, ContentType: "application/x-www-form-urlencoded", Accept: "application/json", Form: tc.form}
+			if diff := cmp.Diff(want, last(f)); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})
@@ -137,67 +105,70 @@ func TestTwiMLLanguages(t *testing.T) {
 	}
 }
 
-func TestErrorClassification(t *testing.T) {
-	tests := []struct {
-		name   string
-		status int
-		body   string
-		class  gateway.Class
-		code   string
-	}{
-		{"21211 invalid To", 400, `{"code":21211,"message":"The 'To' number +14155550104 is not a valid phone number.","more_info":"https://www.twilio.com/docs/errors/21211","status":400}`, gateway.ClassRecipient, "21211"},
-		{"21614 not mobile", 400, `{"code":21614,"message":"'To' number is not a valid mobile number","status":400}`, gateway.ClassRecipient, "21614"},
-		{"21610 unsubscribed", 400, `{"code":21610,"message":"Attempt to send to unsubscribed recipient","status":400}`, gateway.ClassRecipient, "21610"},
-		{"21635 landline", 400, `{"code":21635,"message":"landline","status":400}`, gateway.ClassRecipient, "21635"},
-		{"20003 auth", 401, `{"code":20003,"message":"Authenticate","more_info":"https://www.twilio.com/docs/errors/20003","status":401}`, gateway.ClassProvider, "20003"},
-		{"21608 trial", 400, `{"code":21608,"message":"The number is unverified. Trial accounts cannot send messages to unverified numbers","status":400}`, gateway.ClassProvider, "21608"},
-		{"21408 region", 400, `{"code":21408,"message":"Permission to send an SMS has not been enabled for the region","status":400}`, gateway.ClassProvider, "21408"},
-		{"20429 throttled", 429, `{"code":20429,"message":"Too Many Requests","status":429}`, gateway.ClassProvider, "20429"},
-		{"unknown code", 400, `{"code":29999,"message":"something new","status":400}`, gateway.ClassProvider, "29999"},
-		{"500 without body", 500, ``, gateway.ClassProvider, "HTTP_500"},
-		{"503 html", 503, `<html>Service Unavailable</html>`, gateway.ClassProvider, "HTTP_503"},
-		{"201 without sid", 201, `{}`, gateway.ClassProvider, "BAD_RESPONSE"},
+// TestContract runs the shared driver contract, then Twilio's own error table.
+func TestContract(t *testing.T) {
+	_, ok := serve(t)
+	tw := func(status, code int, msg string) string {
+		return fmt.Sprintf(`{"code":%d,"message":%q,"more_info":"https://www.twilio.com/docs/errors/%d","status":%d}`, code, msg, code, status)
 	}
-	for _, tc := range tests {
+	form := url.Values{"MessageSid": {"SM1"}, "MessageStatus": {"delivered"}}
+	providertest.Run(t, providertest.Contract{
+		New: func(base string, deps gateway.Deps) gateway.Provider {
+			c := Config{AccountSID: sid, AuthToken: token, From: "+15005550006", BaseURL: base}
+			c.Defaults()
+			return New(c, deps)
+		},
+		Accepting: ok.URL,
+		Secrets:   []string{token},
+		BadReport: func() (*http.Request, []byte) {
+			r := httptest.NewRequest("POST", "/v1/dlr/twilio/tw", strings.NewReader(form.Encode()))
+			r.Header.Set("X-Twilio-Signature", Signature("not-the-token", "https://gw.example.com/v1/dlr/twilio/tw", form))
+			return r, []byte(form.Encode())
+		},
+		Cases: []providertest.Case{
+			{Name: "21211 invalid To quoting the number", Status: 400, Body: tw(400, 21211, "The 'To' number +14155550104 is not a valid phone number."), Class: gateway.ClassRecipient, Code: "21211"},
+			{Name: "21614 not mobile", Status: 400, Body: tw(400, 21614, "'To' number is not a valid mobile number"), Class: gateway.ClassRecipient, Code: "21614"},
+			{Name: "21610 unsubscribed", Status: 400, Body: tw(400, 21610, "Attempt to send to unsubscribed recipient"), Class: gateway.ClassRecipient, Code: "21610"},
+			{Name: "21635 landline", Status: 400, Body: tw(400, 21635, "landline"), Class: gateway.ClassRecipient, Code: "21635"},
+			{Name: "21408 region not enabled: destination", Status: 400, Body: tw(400, 21408, "Permission to send an SMS has not been enabled for the region"), Class: gateway.ClassDestination, Code: "21408"},
+			{Name: "21612 cannot route: destination", Status: 400, Body: tw(400, 21612, "The 'To' phone number is not currently reachable via SMS"), Class: gateway.ClassDestination, Code: "21612"},
+			{Name: "21606 sender not allowed: destination", Status: 400, Body: tw(400, 21606, "The From phone number is not a valid, SMS-capable inbound phone number"), Class: gateway.ClassDestination, Code: "21606"},
+			{Name: "20003 auth", Status: 401, Body: tw(401, 20003, "Authenticate"), Class: gateway.ClassProvider, Code: "20003"},
+			{Name: "21608 trial", Status: 400, Body: tw(400, 21608, "The number is unverified"), Class: gateway.ClassProvider, Code: "21608"},
+			{Name: "20429 throttled", Status: 429, Body: tw(429, 20429, "Too Many Requests"), Class: gateway.ClassProvider, Code: "20429"},
+			{Name: "a recipient code in a 5xx is still the provider's", Status: 503, Body: tw(503, 21211, "odd"), Class: gateway.ClassProvider, Code: "21211"},
+			{Name: "unknown code", Status: 400, Body: tw(400, 29999, "something new"), Class: gateway.ClassProvider, Code: "29999"},
+			{Name: "an echoed token is removed", Status: 401, Body: tw(401, 29998, "bad token "+token+" / "+token[4:14]), Class: gateway.ClassProvider, Code: "29998"},
+			{Name: "201 without sid", Status: 201, Body: `{"status":"queued"}`, Class: gateway.ClassProvider, Code: "BAD_RESPONSE"},
+			{Name: "201 with sid", Status: 201, Body: `{"sid":"SM1","status":"queued"}`, OK: true},
+		},
+	})
+}
+
+func TestCapabilities(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		edit  func(*Config)
+		voice bool
+	}{
+		{"from number: sms and voice", nil, true},
+		{"messaging service only: sms", func(c *Config) { c.From, c.MessagingServiceSID = "", "MG1" }, false},
+		{"messaging service and voice_from", func(c *Config) { c.From, c.MessagingServiceSID, c.VoiceFrom = "", "MG1", "+15005550007" }, true},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f, s := serve(t)
-			f.status, f.body = tc.status, tc.body
-			_, err := newDriver(t, s.URL, nil).Send(context.Background(), &gateway.Message{To: "+14155550104", Type: gateway.SMS, Text: "Your code is 123456"})
-			ge := gateway.AsError(err)
-			if err == nil || ge.Class != tc.class || ge.Code != tc.code {
-				t.Fatalf("got %v (class %v, code %q), want %v %q", err, ge.Class, ge.Code, tc.class, tc.code)
-			}
-			for _, bad := range []string{token, "4155550104", "123456"} {
-				if strings.Contains(err.Error(), bad) {
-					t.Errorf("error %q contains %q", err, bad)
-				}
+			caps := newDriver(t, "https://api.twilio.com", tc.edit).Capabilities()
+			if caps.Can(gateway.SMS) != true || caps.Can(gateway.Voice) != tc.voice {
+				t.Errorf("capabilities %+v, want voice %v", caps, tc.voice)
 			}
 		})
 	}
-}
-
-func TestContract(t *testing.T) {
-	ok := httptest.NewServer(twiliotest.New(sid, token, false))
-	defer ok.Close()
-	hf := twiliotest.New(sid, token, false)
-	hf.SetMode(twiliotest.Hang)
-	hang := httptest.NewServer(hf)
-	defer hang.Close()
-	defer hf.Release()
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	refused := "http://" + ln.Addr().String()
-	ln.Close()
-	providertest.Run(t, providertest.Contract{
-		Provider: newDriver(t, ok.URL, nil), Hanging: newDriver(t, hang.URL, nil), Refused: newDriver(t, refused, nil),
-		Secrets: []string{token, sid},
-	})
 }
 
 func TestSignature(t *testing.T) {
 	// Twilio's documented example (api-snippets, security/signature_validation): token 12345.
 	form := url.Values{"CallSid": {"CA1234567890ABCDE"}, "Caller": {"+14158675310"}, "Digits": {"1234"}, "From": {"+14158675310"}, "To": {"+18005551212"}}
 	const documented = "GvWf1cFY/Q7PnoempGyD5oXAezc="
-	p := New(Config{AccountSID: sid, AuthToken: "12345", From: "+1"}, gateway.Deps{})
+	p := New(Config{AccountSID: sid, AuthToken: "12345", From: "+1", BaseURL: "https://api.twilio.com"}, gateway.Deps{})
 	tests := []struct {
 		name, url, sig string
 		form           url.Values
@@ -270,19 +241,16 @@ func TestStatusCallbacks(t *testing.T) {
 
 func TestConfigValidate(t *testing.T) {
 	c := Config{From: "+1", MessagingServiceSID: "MG1", BaseURL: "nope"}
-	want := map[string]string{"account_sid": "is required", "auth_token": "is required", "base_url": "is not an http(s) URL",
-		"messaging_service_sid": "set either from or messaging_service_sid, not both (Twilio: From must be empty with a messaging service)"}
+	c.Defaults()
+	want := []gateway.Problem{{Key: "account_sid", Message: "is required"}, {Key: "auth_token", Message: "is required"}, {Key: "base_url", Message: "is not an http(s) URL"},
+		{Key: "messaging_service_sid", Message: "set either from or messaging_service_sid, not both (Twilio: From must be empty with a messaging service)"}}
 	if diff := cmp.Diff(want, c.Validate()); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 	c = Config{AccountSID: "AC", AuthToken: "t", MessagingServiceSID: "MG1"}
-	if p := c.Validate(); len(p) != 0 || c.BaseURL != "https://api.twilio.com" {
+	c.Defaults()
+	if p := c.Validate(); len(p) != 0 || c.BaseURL != "https://api.twilio.com" || c.VoiceFrom != "" {
 		t.Errorf("defaults: %v %q", p, c.BaseURL)
-	}
-	// Voice without a number fails over instead of calling from nowhere.
-	_, err := New(c, gateway.Deps{}).Send(context.Background(), &gateway.Message{To: "+14155550104", Type: gateway.Voice, Code: "1"})
-	if gateway.ClassOf(err) != gateway.ClassProvider {
-		t.Errorf("voice without from: %v", err)
 	}
 }
 
@@ -293,10 +261,12 @@ func TestRequestsAndFakeConformToTheSpec(t *testing.T) {
 	fake := twiliotest.New(sid, token, true)
 	srv := httptest.NewServer(fake)
 	defer srv.Close()
-	for _, edit := range []func(*Config){nil, func(c *Config) { c.From, c.MessagingServiceSID, c.VoiceFrom = "", "MG0123456789abcdef0123456789abcdef", "+15005550007" }} {
+	for _, edit := range []func(*Config){nil, func(c *Config) {
+		c.From, c.MessagingServiceSID, c.VoiceFrom = "", "MG0123456789abcdef0123456789abcdef", "+15005550007"
+	}} {
 		p := newDriver(t, srv.URL, edit)
 		for _, typ := range []gateway.MessageType{gateway.SMS, gateway.Voice} {
-			if _, err := p.Send(context.Background(), &gateway.Message{To: "+14155550104", Type: typ, Text: "Your code is 1234", CallbackURL: "https://gw.example.com/cb"}); err != nil {
+			if _, err := p.Send(context.Background(), &gateway.Message{To: "+14155550104", Type: typ, Text: "Your code is 1234"}); err != nil {
 				t.Fatal(err)
 			}
 		}

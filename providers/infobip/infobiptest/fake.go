@@ -28,9 +28,11 @@ const (
 
 // Request is one recorded call.
 type Request struct {
-	Method, Path, Authorization, ContentType string
-	Body                                     map[string]any
-	At                                       time.Time
+	Method, Path, Authorization, ContentType, Accept string
+	Body                                             map[string]any
+	// Raw is the body as sent.
+	Raw []byte
+	At  time.Time
 }
 
 // Fake is the handler; use it with httptest.NewServer.
@@ -68,7 +70,8 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n := f.Count()
-	req := Request{Method: r.Method, Path: r.URL.Path, Authorization: r.Header.Get("Authorization"), ContentType: r.Header.Get("Content-Type"), At: time.Now()}
+	req := Request{Method: r.Method, Path: r.URL.Path, Authorization: r.Header.Get("Authorization"), ContentType: r.Header.Get("Content-Type"),
+		Accept: r.Header.Get("Accept"), Raw: raw, At: time.Now()}
 	_ = json.Unmarshal(raw, &req.Body)
 	f.Record(req)
 	if r.Method != http.MethodPost {
@@ -77,6 +80,9 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Header.Get("Authorization") != "App "+f.apiKey {
 		writeJSON(w, 401, `{"requestError":{"serviceException":{"messageId":"UNAUTHORIZED","text":"Invalid login details"}}}`)
+		return
+	}
+	if f.Scripted(w) {
 		return
 	}
 	mode := Mode(f.ModeValue())

@@ -21,6 +21,38 @@ type Control[R any] struct {
 	reqs    []R
 	release chan struct{}
 	relOnce sync.Once
+	answer  *Answer
+}
+
+// Answer is a scripted answer that replaces the fake's own for every send.
+type Answer struct {
+	Status      int
+	ContentType string
+	Body        string
+}
+
+// SetAnswer makes every later send (once method, path and authentication passed) get a; nil
+// returns to the fake's modes.
+func (c *Control[R]) SetAnswer(a *Answer) {
+	c.mu.Lock()
+	c.answer = a
+	c.mu.Unlock()
+}
+
+// Scripted writes the scripted answer, if one is set, and reports whether it did.
+func (c *Control[R]) Scripted(w http.ResponseWriter) bool {
+	c.mu.Lock()
+	a := c.answer
+	c.mu.Unlock()
+	if a == nil {
+		return false
+	}
+	if a.ContentType != "" {
+		w.Header().Set("Content-Type", a.ContentType)
+	}
+	w.WriteHeader(a.Status)
+	io.WriteString(w, a.Body)
+	return true
 }
 
 // Init prepares the control; record keeps every request for Requests.

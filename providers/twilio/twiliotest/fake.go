@@ -18,16 +18,17 @@ type Mode int32
 
 // Modes.
 const (
-	OK          Mode = iota // 201 with status queued
-	Unavailable             // 503 with a Twilio error body
-	Hang                    // never answers until the client gives up or Release is called
-	InvalidTo               // 400 with code 21211
+	OK               Mode = iota // 201 with status queued
+	Unavailable                  // 503 with a Twilio error body
+	Hang                         // never answers until the client gives up or Release is called
+	InvalidTo                    // 400 with code 21211
+	RegionNotEnabled             // 400 with code 21408: this account may not send to the region
 )
 
 // Request is one recorded call.
 type Request struct {
-	Method, Path, User, Password, ContentType string
-	Form                                      url.Values
+	Method, Path, User, Password, ContentType, Accept string
+	Form                                              url.Values
 }
 
 // Fake is the handler; use it with httptest.NewServer.
@@ -58,9 +59,12 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	form, _ := url.ParseQuery(string(raw))
 	n := f.Count()
 	user, pass, _ := r.BasicAuth()
-	f.Record(Request{Method: r.Method, Path: r.URL.Path, User: user, Password: pass, ContentType: r.Header.Get("Content-Type"), Form: form})
+	f.Record(Request{Method: r.Method, Path: r.URL.Path, User: user, Password: pass, ContentType: r.Header.Get("Content-Type"), Accept: r.Header.Get("Accept"), Form: form})
 	if user != f.sid || pass != f.token {
 		writeJSON(w, 401, `{"code":20003,"message":"Authenticate","more_info":"https://www.twilio.com/docs/errors/20003","status":401}`)
+		return
+	}
+	if f.Scripted(w) {
 		return
 	}
 	mode := Mode(f.ModeValue())
@@ -74,6 +78,9 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case mode == Unavailable:
 		writeJSON(w, 503, `{"code":20500,"message":"Service unavailable","more_info":"https://www.twilio.com/docs/errors/20500","status":503}`)
+		return
+	case mode == RegionNotEnabled:
+		writeJSON(w, 400, `{"code":21408,"message":"Permission to send an SMS has not been enabled for the region indicated by the 'To' number","more_info":"https://www.twilio.com/docs/errors/21408","status":400}`)
 		return
 	case mode == InvalidTo:
 		writeJSON(w, 400, `{"code":21211,"message":"The 'To' number is not a valid phone number.","more_info":"https://www.twilio.com/docs/errors/21211","status":400}`)
