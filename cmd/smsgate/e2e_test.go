@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,7 +20,10 @@ import (
 	"time"
 
 	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/gateway/policy/redistest"
 	"github.com/smsgate/smsgate/gateway/store"
+	"github.com/smsgate/smsgate/gateway/store/pgtest"
+	"github.com/smsgate/smsgate/providers/infobip/infobiptest"
 )
 
 // The tests in this file run the built binary, as an operator would, and attack it from outside
@@ -391,4 +395,135 @@ func TestBinaryShutdownKeepsAnsweredSends(t *testing.T) {
 			t.Errorf("answered send %s missing from the message log: %+v %v", id, rec, err)
 		}
 	}
+}
+
+const clusterConfig = `
+server: {request_timeout: 3s, shutdown_timeout: 5s, public_url: "https://sms.example.com"}
+log: {level: warn}
+storage: {driver: postgres, dsn: "$DSN", retention: 0s}
+state: {driver: redis, redis: {addr: "$REDIS", key_prefix: "$PREFIX"}, on_error: closed, key_secret: "cluster-e2e-key-secret-01"}
+policy: {rate_limits: {per_recipient: 0}, resend_escalation: {enabled: false}}
+tenants: [{name: acme, api_key: acme-key}]
+providers:
+  - {name: ib, type: infobip, base_url: "$IB", api_key: ib-key, webhook_secret: hook-secret-e2e}
+routes:
+  - {name: default, providers: [ib]}
+`
+
+// TestBinaryClusterOfThreeReplicas (issue 25): three gateway processes on one PostgreSQL and one
+// Redis behave as one service: sends spread over the replicas, delivery reports posted to a
+// replica other than the sender, reads from the third, one Idempotency-Key retried against all
+// three sends once, and a replica killed with SIGKILL under load loses no record it answered.
+func TestBinaryClusterOfThreeReplicas(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	redisAddr, _ := redistest.Server(t)
+	ib := infobiptest.New("ib-key", false)
+	ibs := httptest.NewServer(ib)
+	defer ibs.Close()
+	defer ib.Release()
+	cfg := strings.NewReplacer("$DSN", dsn, "$REDIS", redisAddr, "$PREFIX", "cl:", "$IB", ibs.URL).Replace(clusterConfig)
+	r := []*gatewayProc{serveBinary(t, cfg), serveBinary(t, cfg), serveBinary(t, cfg)}
+
+	// Sends spread over the replicas; each report goes to the next replica; each read to the third.
+	var ids []string
+	for i := range 12 {
+		rep := r[i%3].mustSend("acme-key", sms(fmt.Sprintf("+1415555%04d", i), "Your code is 31"+fmt.Sprint(1000+i), "31"+fmt.Sprint(1000+i)))
+		if rep.Status != 200 {
+			t.Fatalf("send %d: %d %s", i, rep.Status, rep.Raw)
+		}
+		ids = append(ids, rep.Body["id"].(string))
+	}
+	for i, id := range ids {
+		body := `{"results":[{"messageId":"` + id + `","status":{"groupId":3,"groupName":"DELIVERED","id":5,"name":"DELIVERED_TO_HANDSET"}}]}`
+		res, err := http.Post(r[(i+1)%3].url+"/v1/dlr/infobip/ib?secret=hook-secret-e2e", "application/json", strings.NewReader(body))
+		if err != nil || res.StatusCode != 200 {
+			t.Fatalf("report %d: %v %v", i, err, res)
+		}
+		res.Body.Close()
+		if got := r[(i+2)%3].get("acme-key", "/v1/messages/"+id); got.Body["status"] != "delivered" {
+			t.Errorf("message %d read on a third replica: %s", i, got.Raw)
+		}
+	}
+	if list := r[1].get("acme-key", "/v1/messages?limit=50"); len(list.Body["messages"].([]any)) != 12 {
+		t.Errorf("list on one replica sees %d messages, want all 12", len(list.Body["messages"].([]any)))
+	}
+
+	// One Idempotency-Key retried against all three at once: one provider call.
+	before := ib.Calls()
+	var wg sync.WaitGroup
+	answers := make([]reply, 3)
+	for i := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("POST", r[i].url+"/v1/send-phone-message", strings.NewReader(sms("+14155550777", "Your code is 600700", "600700")))
+			req.Header.Set("Authorization", "Bearer acme-key")
+			req.Header.Set("Idempotency-Key", "auth0-retry-1")
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer res.Body.Close()
+			raw, _ := io.ReadAll(res.Body)
+			answers[i].Status, answers[i].Raw = res.StatusCode, string(raw)
+			json.Unmarshal(raw, &answers[i].Body)
+		}()
+	}
+	wg.Wait()
+	for i, a := range answers {
+		if a.Status != 200 || a.Body["id"] != answers[0].Body["id"] {
+			t.Errorf("replica %d: %d %s", i, a.Status, a.Raw)
+		}
+	}
+	if n := ib.Calls() - before; n != 1 {
+		t.Errorf("%d provider calls for one key retried on three replicas, want 1", n)
+	}
+
+	// SIGKILL one replica under load: every send any replica answered 200 is in the log.
+	ib.SetLatency(5 * time.Millisecond)
+	var mu sync.Mutex
+	var answered []string
+	stop := make(chan struct{})
+	var load sync.WaitGroup
+	for w := range 6 {
+		load.Add(1)
+		go func() {
+			defer load.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				to := fmt.Sprintf("+1415556%d%03d", w, n%1000)
+				rep, err := r[w%2].send(context.Background(), "acme-key", sms(to, fmt.Sprintf("Your code is %06d", w*100000+n), fmt.Sprintf("%06d", w*100000+n)))
+				if err == nil && rep.Status == 200 {
+					mu.Lock()
+					answered = append(answered, rep.Body["id"].(string))
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	time.Sleep(700 * time.Millisecond)
+	r[0].cmd.Process.Kill() // SIGKILL: no drain, no flush
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	load.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(answered) < 20 {
+		t.Fatalf("only %d sends answered under load", len(answered))
+	}
+	missing := 0
+	for _, id := range answered {
+		if got := r[2].get("acme-key", "/v1/messages/"+id); got.Status != 200 {
+			missing++
+		}
+	}
+	if missing > 0 {
+		t.Errorf("%d of %d answered sends are missing from the shared log after SIGKILL", missing, len(answered))
+	}
+	t.Logf("%d sends answered under load across the kill; all found", len(answered))
 }

@@ -65,6 +65,7 @@ type App struct {
 	replays    policy.Replays
 	resends    policy.Resends
 	flight     policy.Flight[flightResult]
+	flights    policy.SharedFlights // nil: coalescing stays in this process
 	closeState func()
 	failOpen   bool
 
@@ -191,9 +192,17 @@ func New(ctx context.Context, o Options) (*App, error) {
 	a.apply(rt, nil)
 	a.rt.Store(rt)
 	var backend store.Backend
-	if cfg.Storage.Driver == "memory" {
+	switch cfg.Storage.Driver {
+	case "memory":
 		backend = store.NewMemory()
-	} else {
+	case "postgres":
+		pg, err := store.OpenPostgres(ctx, cfg.Storage.DSN.Reveal())
+		if err != nil {
+			a.closeState()
+			return nil, err
+		}
+		backend = pg
+	default:
 		sq, err := store.OpenSQLite(ctx, cfg.Storage.Path)
 		if err != nil {
 			a.closeState()
@@ -202,6 +211,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 		backend = sq
 	}
 	a.store = store.New(store.Options{Backend: backend, Logger: a.log, Retention: cfg.Storage.Retention.D(),
+		CommitTimeout: cfg.Storage.CommitTimeout.D(), RetryBuffer: cfg.Storage.RetryBuffer,
 		OnBatch: func(n int, err error) {
 			res := "ok"
 			if err != nil {
@@ -240,7 +250,7 @@ func (a *App) openState(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("state.redis %s: %w", rc.Addr, err)
 	}
 	r := &policy.Redis{Client: client, Prefix: rc.KeyPrefix, Now: a.opts.Now, Breaker: policy.NewRedisBreaker(5 * time.Second)}
-	a.checker.Limiter, a.replays, a.resends = r, r, r
+	a.checker.Limiter, a.replays, a.resends, a.flights = r, r, r, r
 	a.closeState = func() { client.Close() }
 	return nil
 }

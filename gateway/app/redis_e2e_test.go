@@ -3,7 +3,9 @@ package app
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -60,8 +62,12 @@ func TestRedisDownFailsOpenOrClosed(t *testing.T) {
 			if r.Status != want || errCode(r) != code {
 				t.Errorf("got %d %s, want %d %q", r.Status, r.Raw, want, code)
 			}
-			if n := testutil.ToFloat64(h.app.MetricSet().StateErrors.WithLabelValues("idempotency_get")); n != 1 {
-				t.Errorf("state errors counted %v", n)
+			// The cross-replica claim is the first call; with on_error open the send goes on and
+			// meets the idempotency lookup next.
+			se := h.app.MetricSet().StateErrors
+			claim, idem := testutil.ToFloat64(se.WithLabelValues("flight_claim")), testutil.ToFloat64(se.WithLabelValues("idempotency_get"))
+			if wantIdem := map[string]float64{"open": 1, "closed": 0}[mode]; claim != 1 || idem != wantIdem {
+				t.Errorf("state errors counted: flight_claim %v, idempotency_get %v (want 1, %v)", claim, idem, wantIdem)
 			}
 			if !strings.Contains(h.logs.String(), "policy state store failed") {
 				t.Error("the failure was not logged")
@@ -76,5 +82,65 @@ func TestUnreachableRedisStopsStart(t *testing.T) {
 	_, err := New(context.Background(), Options{ConfigPath: writeConfig(t, strings.NewReplacer("$REDIS", addr, "$ONERROR", "open").Replace(replicaConfig))})
 	if err == nil || !strings.Contains(err.Error(), "state.redis") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// TestSimultaneousDuplicatesAcrossReplicasSendOnce: the same retried request reaches three
+// replicas at the same moment, with and without an Idempotency-Key: one provider call, one id.
+func TestSimultaneousDuplicatesAcrossReplicasSendOnce(t *testing.T) {
+	client := redistest.Start(t)
+	cfg := strings.NewReplacer("$REDIS", client.Options().Addr, "$ONERROR", "closed", "providers: [{name: m, type: mock}]",
+		"providers: [{name: m, type: mock, latency: 300ms}]", "per_recipient: 2/1h", "per_recipient: 0").Replace(replicaConfig)
+	gws := []*harness{start(t, cfg, Options{}), start(t, cfg, Options{}), start(t, cfg, Options{})}
+	for _, tc := range []struct {
+		name string
+		hdr  []string
+		body string
+	}{
+		{"same Idempotency-Key", []string{"Idempotency-Key", "retry-7"}, `{"recipient":"+14155550104","text":"Your code is 246810","context":{}}`},
+		{"identical body, no key", nil, `{"recipient":"+14155550105","text":"Your code is 975311","context":{}}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := 0.0
+			for _, g := range gws {
+				before += testutil.ToFloat64(g.app.MetricSet().Attempts.WithLabelValues("m", "sent"))
+			}
+			var wg sync.WaitGroup
+			res := make([]response, len(gws))
+			for i, g := range gws {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					res[i] = g.send("acme-key", tc.body, tc.hdr...)
+				}()
+			}
+			wg.Wait()
+			for i, r := range res {
+				if r.Status != 200 || r.Body["id"] != res[0].Body["id"] {
+					t.Errorf("replica %d: %d %s (first: %s)", i, r.Status, r.Raw, res[0].Raw)
+				}
+			}
+			after := 0.0
+			for _, g := range gws {
+				after += testutil.ToFloat64(g.app.MetricSet().Attempts.WithLabelValues("m", "sent"))
+			}
+			if after-before != 1 {
+				t.Errorf("%v provider calls across three replicas, want 1", after-before)
+			}
+		})
+	}
+	// The same key with another body, while the first runs, is a conflict on any replica.
+	var wg sync.WaitGroup
+	var first, second response
+	wg.Add(2)
+	go func() { defer wg.Done(); first = gws[0].send("acme-key", `{"recipient":"+14155550106","text":"code 1","context":{}}`, "Idempotency-Key", "k-9") }()
+	go func() {
+		defer wg.Done()
+		time.Sleep(50 * time.Millisecond)
+		second = gws[1].send("acme-key", `{"recipient":"+14155550106","text":"code 2","context":{}}`, "Idempotency-Key", "k-9")
+	}()
+	wg.Wait()
+	if first.Status != 200 || second.Status != 409 {
+		t.Errorf("same key, other body: %d then %d %s", first.Status, second.Status, second.Raw)
 	}
 }

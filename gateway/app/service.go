@@ -49,7 +49,9 @@ type ErrorJSONBody struct {
 }
 
 type flightResult struct {
-	reply httpapi.Reply
+	// remote is true for an answer that another replica's run of the same request produced.
+	remote bool
+	reply  httpapi.Reply
 	// bodyHash is an HMAC of the request body (it holds the code), never a plain hash.
 	bodyHash [32]byte
 	// log fields of the request that ran.
@@ -120,6 +122,9 @@ func (a *App) Send(ctx context.Context, r httpapi.SendRequest) httpapi.Reply {
 		defer a.inflight.Add(-1)
 		dctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 		defer cancel()
+		if a.flights != nil {
+			return a.sharedRun(dctx, key, bodyHash, func() flightResult { return a.process(dctx, rt, tn, msg, r.IdempotencyKey, bodyHash) })
+		}
 		return a.process(dctx, rt, tn, msg, r.IdempotencyKey, bodyHash)
 	})
 	switch {
@@ -132,10 +137,58 @@ func (a *App) Send(ctx context.Context, r httpapi.SendRequest) httpapi.Reply {
 		// The run this request waited for panicked: answer a JSON 500.
 		res = flightResult{reply: errReply(http.StatusInternalServerError, "internal", "internal error"), outcome: "internal"}
 	}
-	if shared && r.IdempotencyKey != "" && res.bodyHash != bodyHash {
+	if (shared || res.remote) && r.IdempotencyKey != "" && res.bodyHash != bodyHash {
 		res = flightResult{reply: errReply(http.StatusConflict, "idempotency_conflict", "this Idempotency-Key was used with a different body"), outcome: "idempotency_conflict"}
 	}
 	return a.finish(start, r, tn.name, res, msg.To, shared)
+}
+
+// flightAnswerKeep is how long a shared run's answer stays for replicas still polling for it.
+const flightAnswerKeep = 3 * time.Second
+
+// flightPoll is how often a replica waiting on another's run looks for its answer.
+const flightPoll = 20 * time.Millisecond
+
+// sharedRun coalesces a request across replicas (state.driver redis): the replica that claims
+// key runs it and stores the answer; the others wait for that answer or their own deadline. If
+// the claimant dies, its claim expires and a waiter claims the request itself. When Redis fails,
+// state.on_error decides: open runs the request here, closed answers 503.
+func (a *App) sharedRun(ctx context.Context, key string, bodyHash [32]byte, run func() flightResult) flightResult {
+	dl, _ := ctx.Deadline()
+	for {
+		token, won, err := a.flights.Claim(ctx, key, time.Until(dl)+time.Second)
+		if err != nil {
+			if a.stateError("flight_claim", err) {
+				return flightResult{reply: errReply(http.StatusServiceUnavailable, "policy_unavailable", "duplicate detection across replicas failed"), bodyHash: bodyHash, outcome: "policy_unavailable"}
+			}
+			return run()
+		}
+		if won {
+			res := run()
+			ans := &policy.Replay{BodyHash: res.bodyHash, Status: res.reply.Status, Body: res.reply.Body}
+			if err := a.flights.Finish(context.WithoutCancel(ctx), key, token, ans, flightAnswerKeep); err != nil {
+				a.stateError("flight_finish", err)
+			}
+			return res
+		}
+		for {
+			ans, found, held, err := a.flights.Answer(ctx, key)
+			if err != nil {
+				a.stateError("flight_answer", err)
+			}
+			if found {
+				return flightResult{remote: true, reply: httpapi.Reply{Status: ans.Status, Body: ans.Body}, bodyHash: ans.BodyHash, outcome: "coalesced"}
+			}
+			if err == nil && !held {
+				break // the claimant is gone without an answer: claim it here
+			}
+			select {
+			case <-ctx.Done():
+				return flightResult{reply: errReply(http.StatusGatewayTimeout, "deadline_exceeded", "the request budget ran out while another replica ran an identical request"), bodyHash: bodyHash, outcome: "deadline_exceeded"}
+			case <-time.After(flightPoll):
+			}
+		}
+	}
 }
 
 // finish logs the request line, counts it, and returns the reply.
@@ -189,6 +242,11 @@ func newID(now time.Time) string {
 
 // process runs once per coalesced group: replay, policy, route, dispatch, record.
 func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway.Message, idemKey string, bodyHash [32]byte) flightResult {
+	if rt.cfg.Storage.BacklogFull == "refuse_sends" && a.store.Full() {
+		// The operator chose a complete log over sending: nothing is sent that could not be recorded.
+		return flightResult{reply: errReply(http.StatusServiceUnavailable, "store_unavailable", "the message log is failing and its retry buffer is full; sends are refused (storage.backlog_full: refuse_sends)"),
+			bodyHash: bodyHash, outcome: "store_unavailable"}
+	}
 	replayKey := "idem|" + tn.name + "|" + idemKey
 	if idemKey != "" {
 		rep, ok, err := a.replays.Get(ctx, replayKey)
@@ -290,9 +348,13 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 		resp.Error = &ErrorJSONBody{Code: code, Message: text}
 		outcome = code
 	}
-	// The record must not be lost when the caller goes away: write it outside the request's context.
+	// Group commit: the answer waits for the record's batch to commit (storage.commit_timeout), so
+	// a replica killed after answering has lost no record. Past that bound the answer goes anyway
+	// and the record waits in the retry buffer. Written outside the request's context: the record
+	// must not be lost when the caller goes away.
 	if err := a.store.Insert(context.WithoutCancel(ctx), rec); err != nil {
-		a.log.Error("message log insert failed", "id", msg.ID, "err", err.Error())
+		a.metrics.LogCommitTimeouts.Inc()
+		a.log.Error("message log insert not committed before the answer", "id", msg.ID, "err", err.Error())
 	}
 	body, _ := json.Marshal(resp)
 	res := flightResult{reply: httpapi.Reply{Status: status, Body: body}, bodyHash: bodyHash, route: route.Name, provider: out.Provider, outcome: outcome}

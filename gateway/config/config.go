@@ -67,10 +67,21 @@ type Log struct {
 
 // Storage configures the message log.
 type Storage struct {
-	// Driver is sqlite (default) or memory.
+	// Driver is sqlite (default), postgres (shared by replicas) or memory.
 	Driver string `yaml:"driver"`
 	// Path is the SQLite file; default data/smsgate.db.
 	Path string `yaml:"path"`
+	// DSN is the PostgreSQL connection string (postgres://user:password@host:5432/db); use ${VAR}.
+	DSN gateway.Secret `yaml:"dsn"`
+	// CommitTimeout bounds how long a send waits for its record's batch to commit before it is
+	// answered anyway (the record then waits in the retry buffer); default 200ms.
+	CommitTimeout gateway.Duration `yaml:"commit_timeout"`
+	// RetryBuffer bounds the writes held while the database fails; default 65536.
+	RetryBuffer int `yaml:"retry_buffer"`
+	// BacklogFull is what happens when the retry buffer is full: drop_oldest (default: keep
+	// sending, drop the oldest waiting records, counted and logged) or refuse_sends (answer new
+	// sends 503 store_unavailable until the database takes writes again).
+	BacklogFull string `yaml:"backlog_full"`
 	// Retention is how long records are kept; default 720h; 0 keeps them forever.
 	Retention *gateway.Duration `yaml:"retention"`
 	// StoreFullNumbers keeps unmasked recipients; default false.
@@ -341,6 +352,15 @@ func (c *Config) applyDefaults() {
 	if c.Storage.Path == "" {
 		c.Storage.Path = "data/smsgate.db"
 	}
+	if c.Storage.CommitTimeout == 0 {
+		c.Storage.CommitTimeout = gateway.Duration(200 * time.Millisecond)
+	}
+	if c.Storage.RetryBuffer == 0 {
+		c.Storage.RetryBuffer = 65536
+	}
+	if c.Storage.BacklogFull == "" {
+		c.Storage.BacklogFull = "drop_oldest"
+	}
 	if c.Storage.Retention == nil {
 		r := gateway.Duration(720 * time.Hour)
 		c.Storage.Retention = &r
@@ -460,8 +480,23 @@ func (c *Config) validate() {
 	default:
 		c.Problem("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
 	}
-	if c.Storage.Driver != "sqlite" && c.Storage.Driver != "memory" {
-		c.Problem("storage.driver", "must be sqlite or memory, not %q", c.Storage.Driver)
+	switch c.Storage.Driver {
+	case "sqlite", "memory":
+	case "postgres":
+		if c.Storage.DSN == "" {
+			c.Problem("storage.dsn", "is required with storage.driver postgres (postgres://user:password@host:5432/db; use ${VAR})")
+		}
+	default:
+		c.Problem("storage.driver", "must be sqlite, postgres or memory, not %q", c.Storage.Driver)
+	}
+	if c.Storage.CommitTimeout < 0 {
+		c.Problem("storage.commit_timeout", "must be positive")
+	}
+	if c.Storage.RetryBuffer < 0 {
+		c.Problem("storage.retry_buffer", "must be positive")
+	}
+	if c.Storage.BacklogFull != "drop_oldest" && c.Storage.BacklogFull != "refuse_sends" {
+		c.Problem("storage.backlog_full", "must be drop_oldest or refuse_sends, not %q", c.Storage.BacklogFull)
 	}
 	if c.State.Driver != "memory" && c.State.Driver != "redis" {
 		c.Problem("state.driver", "must be memory or redis, not %q", c.State.Driver)

@@ -28,6 +28,7 @@ type Metrics struct {
 	LogWrites          *prometheus.CounterVec
 	LogBacklog         prometheus.Gauge
 	LogDropped         prometheus.Counter
+	LogCommitTimeouts  prometheus.Counter
 	Reloads            *prometheus.CounterVec
 	ProviderDisabled   *prometheus.GaugeVec
 	StateErrors        *prometheus.CounterVec
@@ -63,6 +64,8 @@ func New() *Metrics {
 			Help: "Message log writes waiting for another try because the database failed."}),
 		LogDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "smsgate_message_log_dropped_total",
 			Help: "Message log writes given up: the retry buffer was full, or the database still failed at shutdown."}),
+		LogCommitTimeouts: prometheus.NewCounter(prometheus.CounterOpts{Name: "smsgate_message_log_commit_timeouts_total",
+			Help: "Sends answered before their record committed (storage.commit_timeout passed); the record waits in the retry buffer."}),
 		Reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_config_reloads_total",
 			Help: "Config reloads by result."}, []string{"result"}),
 		ProviderDisabled: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "smsgate_provider_disabled",
@@ -71,7 +74,7 @@ func New() *Metrics {
 			Help: "Failed calls to the policy state store (rate limits, idempotency, resends), by operation."}, []string{"op"}),
 	}
 	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.Attempts, m.ProviderLatency, m.BreakerState,
-		m.BreakerTransitions, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBacklog, m.LogDropped, m.Reloads, m.ProviderDisabled, m.StateErrors,
+		m.BreakerTransitions, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBacklog, m.LogDropped, m.LogCommitTimeouts, m.Reloads, m.ProviderDisabled, m.StateErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}

@@ -2,6 +2,8 @@ package policy
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strconv"
@@ -14,7 +16,8 @@ import (
 )
 
 // Redis holds the policy state of several replicas in one Redis: rate-limit buckets, idempotency
-// replays and resend memory. Keys start with Prefix and expire by themselves.
+// replays, resend memory and claims of requests in flight (SharedFlights). Keys start with Prefix
+// and expire by themselves.
 type Redis struct {
 	// Client is the connection pool.
 	Client redis.UniversalClient
@@ -157,4 +160,76 @@ func (r *Redis) Record(ctx context.Context, key, provider string, at time.Time, 
 		})
 		return err
 	})
+}
+
+// SharedFlights coalesces identical requests across replicas: of the replicas that receive the
+// same request at the same moment, one claims it and runs it; the others wait for the answer it
+// stores, or for their own deadline. Only requests that overlap share: once the claim is released,
+// a new request runs again (a later retry with an Idempotency-Key is answered by Replays).
+type SharedFlights interface {
+	// Claim tries to become the one replica running key for at most ttl. token identifies the claim.
+	Claim(ctx context.Context, key string, ttl time.Duration) (token string, won bool, err error)
+	// Finish releases the claim and stores the answer for the waiters for keep.
+	Finish(ctx context.Context, key, token string, answer *Replay, keep time.Duration) error
+	// Answer returns the stored answer, if any, and whether a claim on key is still held.
+	Answer(ctx context.Context, key string) (answer *Replay, found, held bool, err error)
+}
+
+var finishFlight = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('HSET', KEYS[2], 'hash', ARGV[2], 'status', ARGV[3], 'body', ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+return 1
+`)
+
+// Claim implements SharedFlights with SET NX PX.
+func (r *Redis) Claim(ctx context.Context, key string, ttl time.Duration) (string, bool, error) {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	token := base64.RawURLEncoding.EncodeToString(b[:])
+	var won bool
+	err := r.guard(func() (err error) {
+		won, err = r.Client.SetNX(ctx, r.Prefix+"flight:"+key, token, ttl).Result()
+		return err
+	})
+	return token, won, err
+}
+
+// Finish implements SharedFlights.
+func (r *Redis) Finish(ctx context.Context, key, token string, a *Replay, keep time.Duration) error {
+	return r.guard(func() error {
+		return finishFlight.Run(ctx, r.Client, []string{r.Prefix + "flight:" + key, r.Prefix + "flight-answer:" + key},
+			token, string(a.BodyHash[:]), strconv.Itoa(a.Status), string(a.Body), keep.Milliseconds()).Err()
+	})
+}
+
+// Answer implements SharedFlights.
+func (r *Redis) Answer(ctx context.Context, key string) (*Replay, bool, bool, error) {
+	var vals map[string]string
+	var held int64
+	err := r.guard(func() error {
+		cmds, err := r.Client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			p.HGetAll(ctx, r.Prefix+"flight-answer:"+key)
+			p.Exists(ctx, r.Prefix+"flight:"+key)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		vals, held = cmds[0].(*redis.MapStringStringCmd).Val(), cmds[1].(*redis.IntCmd).Val()
+		return nil
+	})
+	if err != nil {
+		return nil, false, false, err
+	}
+	if len(vals) == 0 {
+		return nil, false, held > 0, nil
+	}
+	status, err := strconv.Atoi(vals["status"])
+	if err != nil || len(vals["hash"]) != 32 {
+		return nil, false, held > 0, errors.New("malformed flight answer")
+	}
+	a := &Replay{Status: status, Body: []byte(vals["body"])}
+	copy(a.BodyHash[:], vals["hash"])
+	return a, true, held > 0, nil
 }

@@ -338,7 +338,8 @@ func (s *SQLite) List(ctx context.Context, q Query) ([]*Record, error) {
 	}
 	if q.Before != nil {
 		c := q.Before.CreatedAt.UnixMilli()
-		where, args = append(where, "(created_at < ? OR (created_at = ? AND id < ?))"), append(args, c, c, q.Before.ID)
+		// A row value: SQLite walks the (tenant, created_at, id) index from the cursor on.
+		where, args = append(where, "(created_at, id) < (?, ?)"), append(args, c, q.Before.ID)
 	}
 	args = append(args, q.Limit)
 	rows, err := s.db.QueryContext(ctx, `SELECT `+cols+` FROM messages WHERE `+strings.Join(where, " AND ")+` ORDER BY created_at DESC, id DESC LIMIT ?`, args...)

@@ -1,8 +1,15 @@
 // Package store is the message log: one record per accepted request, completed later by the
-// providers' delivery reports. Writes are queued and applied in batches by one writer goroutine so
-// the send path never waits on disk. A batch the database refuses is never dropped silently: it is
-// kept, in order, in a bounded retry buffer and tried again with backoff (counted, logged as an
-// error); Close applies what is queued, retrying for a bounded time. Backends: embedded SQLite (pure Go,
+// providers' delivery reports. Backends: embedded SQLite (pure Go, WAL, versioned migrations),
+// PostgreSQL (shared by every replica) and memory.
+//
+// Group commit: writes are queued to one writer goroutine, which applies everything queued in one
+// transaction, so concurrent sends share a commit. Insert and Report wait until their batch has
+// committed, up to Options.CommitTimeout: a send answered after a successful Insert survives a
+// SIGKILL of the process. When the database does not commit in time the caller goes on (sending
+// codes matters more than logging them) and the write waits, in order, in a bounded retry buffer,
+// tried again with backoff, counted and logged as an error; it is dropped only when that buffer is
+// full (oldest first) or still failing when Close gives up, and always counted. Close applies
+// what is queued, retrying for a bounded time. Backends: embedded SQLite (pure Go,
 // WAL, versioned migrations) and memory. Records never hold the one-time code or the text, and
 // recipients are masked unless the operator asks for full numbers.
 package store
@@ -12,6 +19,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/smsgate/smsgate/gateway"
@@ -85,9 +93,15 @@ type Backend interface {
 type Op struct {
 	Insert *Record
 	Report *gateway.DeliveryReport
-	// barrier, when set, is closed once every earlier op was applied.
+	// barrier, when set, is closed once every earlier op was tried.
 	barrier chan struct{}
+	// done, when set, receives nil once the op's batch has committed (buffered: never blocks).
+	done chan error
 }
+
+// ErrNotCommitted is returned by Insert and Report when the write did not commit within
+// Options.CommitTimeout: it stays queued and is retried, but is not durable yet.
+var ErrNotCommitted = errors.New("message log write not committed in time; it is kept and retried")
 
 // rank orders statuses so that a late or repeated report never moves a record backwards.
 func rank(status string) int {
@@ -153,6 +167,8 @@ type Options struct {
 	OnDrop func(n int)
 	// CloseTimeout bounds how long Close keeps retrying a failing database; default 5s.
 	CloseTimeout time.Duration
+	// CommitTimeout bounds how long Insert and Report wait for their batch to commit; default 200ms.
+	CommitTimeout time.Duration
 }
 
 // Store is the message log with its writer goroutine.
@@ -166,6 +182,8 @@ type Store struct {
 	stop    chan struct{}
 	closeMu sync.RWMutex
 	closed  bool
+	// backlog is how many writes wait for another try (the writer sets it).
+	backlog atomic.Int64
 }
 
 // New starts the writer (and the purger when Retention > 0).
@@ -181,6 +199,9 @@ func New(o Options) *Store {
 	}
 	if o.CloseTimeout <= 0 {
 		o.CloseTimeout = 5 * time.Second
+	}
+	if o.CommitTimeout <= 0 {
+		o.CommitTimeout = 200 * time.Millisecond
 	}
 	s := &Store{b: o.Backend, log: o.Logger, ch: make(chan Op, o.QueueSize), opts: o, onBatch: o.OnBatch, stop: make(chan struct{})}
 	s.wg.Add(1)
@@ -213,14 +234,39 @@ func (s *Store) enqueue(ctx context.Context, op Op) error {
 	}
 }
 
-// Insert queues a new record.
-func (s *Store) Insert(ctx context.Context, r *Record) error { return s.enqueue(ctx, Op{Insert: r}) }
+// Insert queues a new record and waits until its batch has committed (nil), or CommitTimeout or
+// ctx ran out (ErrNotCommitted: it stays queued and is retried).
+func (s *Store) Insert(ctx context.Context, r *Record) error { return s.write(ctx, Op{Insert: r}) }
 
-// Report queues a delivery report. Reports for records not written yet are kept and applied when
-// the record arrives; repeated and out-of-order reports never move a record backwards.
+// Report queues a delivery report and waits like Insert. Reports for records not written yet are
+// kept and applied when the record arrives; repeated and out-of-order reports never move a record
+// backwards.
 func (s *Store) Report(ctx context.Context, rep *gateway.DeliveryReport) error {
-	return s.enqueue(ctx, Op{Report: rep})
+	return s.write(ctx, Op{Report: rep})
 }
+
+func (s *Store) write(ctx context.Context, op Op) error {
+	op.done = make(chan error, 1)
+	if err := s.enqueue(ctx, op); err != nil {
+		return err
+	}
+	t := time.NewTimer(s.opts.CommitTimeout)
+	defer t.Stop()
+	select {
+	case err := <-op.done:
+		return err
+	case <-t.C:
+		return ErrNotCommitted
+	case <-ctx.Done():
+		return ErrNotCommitted
+	}
+}
+
+// Backlog reports how many writes wait for another try because the database failed.
+func (s *Store) Backlog() int { return int(s.backlog.Load()) }
+
+// Full reports whether the retry buffer is full: a further write would push out the oldest.
+func (s *Store) Full() bool { return s.Backlog() >= s.opts.RetryBuffer }
 
 // Flush waits until every write queued before it was tried once (applied, or kept for a retry
 // when the database failed), so reads see every write the database took.
@@ -378,6 +424,7 @@ func (w *writeLoop) drop(n int, why string) {
 func (w *writeLoop) tryAll() bool {
 	s := w.s
 	defer func() {
+		s.backlog.Store(int64(len(w.buf)))
 		if s.opts.OnBacklog != nil {
 			s.opts.OnBacklog(len(w.buf))
 		}
@@ -391,6 +438,11 @@ func (w *writeLoop) tryAll() bool {
 		if err != nil {
 			s.log.Error("message log write failed; keeping the writes for another try", "writes", len(w.buf), "err", err.Error())
 			return false
+		}
+		for _, op := range w.buf[:n] {
+			if op.done != nil {
+				op.done <- nil
+			}
 		}
 		w.buf = append(w.buf[:0], w.buf[n:]...)
 	}

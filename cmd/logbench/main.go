@@ -1,0 +1,169 @@
+// Command logbench measures the message log as it grows: it fills a SQLite file or a PostgreSQL
+// schema with N records (spread over 30 days, 10 tenants, 3 providers) through the log's own
+// batched write path, then times the operations the gateway runs on it: get by id, a delivery
+// report matched by provider id, a page of a tenant's listing (first and deep), and the purge of
+// one day. It prints one Markdown table row per backend (docs/benchmarks.md).
+//
+//	go run ./cmd/logbench -backend sqlite -records 1000000
+//	go run ./cmd/logbench -backend postgres -dsn postgres://postgres@127.0.0.1:5432/test -records 1000000
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/gateway/store"
+)
+
+func main() {
+	backend := flag.String("backend", "sqlite", "sqlite or postgres")
+	dsn := flag.String("dsn", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable", "PostgreSQL server (a fresh schema is created and dropped)")
+	n := flag.Int("records", 1_000_000, "records to write")
+	samples := flag.Int("samples", 2000, "operations timed per kind")
+	keep := flag.Bool("keep", false, "keep the database afterwards")
+	flag.Parse()
+	if err := run(*backend, *dsn, *n, *samples, *keep); err != nil {
+		fmt.Fprintln(os.Stderr, "logbench:", err)
+		os.Exit(1)
+	}
+}
+
+var base = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+
+func record(i, n int) *store.Record {
+	// Spread over 30 days in creation order, as a live log would be.
+	created := base.Add(time.Duration(i) * (30 * 24 * time.Hour / time.Duration(n)))
+	id := fmt.Sprintf("msg_%012x%04x%012x", created.UnixMilli(), i&0xffff, i)
+	prov := []string{"infobip-eu", "twilio-us", "vonage"}[i%3]
+	return &store.Record{ID: id, Tenant: fmt.Sprintf("tenant-%d", i%10), ClientID: "app1", Route: "default", MessageType: "sms",
+		Action: "second-factor-authentication", Country: "US", Recipient: "+1415*****0104", Status: gateway.StatusSent,
+		Provider: prov, ProviderMessageID: fmt.Sprintf("%s-%d", prov, i),
+		Attempts:  []store.Attempt{{Provider: prov, Outcome: "sent", DurationMS: 80}},
+		CreatedAt: created, UpdatedAt: created}
+}
+
+func run(kind, dsn string, n, samples int, keep bool) error {
+	ctx := context.Background()
+	var b store.Backend
+	switch kind {
+	case "sqlite":
+		dir, err := os.MkdirTemp("", "logbench-")
+		if err != nil {
+			return err
+		}
+		if !keep {
+			defer os.RemoveAll(dir)
+		}
+		s, err := store.OpenSQLite(ctx, filepath.Join(dir, "log.db"))
+		if err != nil {
+			return err
+		}
+		b = s
+	case "postgres":
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			return err
+		}
+		schema := fmt.Sprintf("logbench_%d", time.Now().UnixNano())
+		if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+			return err
+		}
+		if !keep {
+			defer conn.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+		}
+		sep := "?"
+		if slices.Contains([]byte(dsn), '?') {
+			sep = "&"
+		}
+		p, err := store.OpenPostgres(ctx, dsn+sep+"search_path="+schema)
+		if err != nil {
+			return err
+		}
+		b = p
+	default:
+		return fmt.Errorf("unknown backend %q", kind)
+	}
+	defer b.Close()
+
+	// Inserts, in batches of 512 as the writer applies them.
+	start := time.Now()
+	batch := make([]store.Op, 0, 512)
+	for i := 0; i < n; i++ {
+		batch = append(batch, store.Op{Insert: record(i, n)})
+		if len(batch) == cap(batch) || i == n-1 {
+			if err := b.Apply(ctx, batch); err != nil {
+				return err
+			}
+			batch = batch[:0]
+		}
+		if i > 0 && i%1_000_000 == 0 {
+			fmt.Fprintf(os.Stderr, "%d records, %.0f/s\n", i, float64(i)/time.Since(start).Seconds())
+		}
+	}
+	insertRate := float64(n) / time.Since(start).Seconds()
+
+	rng := rand.New(rand.NewPCG(1, 2))
+	timeOp := func(f func(i int) error) (time.Duration, error) {
+		d := make([]time.Duration, samples)
+		for s := range samples {
+			i := rng.IntN(n)
+			t := time.Now()
+			if err := f(i); err != nil {
+				return 0, err
+			}
+			d[s] = time.Since(t)
+		}
+		slices.Sort(d)
+		return d[len(d)/2], nil
+	}
+	get, err := timeOp(func(i int) error {
+		r := record(i, n)
+		_, err := b.Get(ctx, r.Tenant, r.ID)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	report, err := timeOp(func(i int) error {
+		r := record(i, n)
+		return b.Apply(ctx, []store.Op{{Report: &gateway.DeliveryReport{Provider: r.Provider, ProviderMessageID: r.ProviderMessageID, Status: gateway.StatusDelivered}}})
+	})
+	if err != nil {
+		return err
+	}
+	first, err := timeOp(func(i int) error {
+		_, err := b.List(ctx, store.Query{Tenant: fmt.Sprintf("tenant-%d", i%10), Limit: 50})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	deep, err := timeOp(func(i int) error {
+		r := record(i, n)
+		_, err := b.List(ctx, store.Query{Tenant: r.Tenant, Limit: 50, Before: &store.Cursor{CreatedAt: r.CreatedAt, ID: r.ID}})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	t := time.Now()
+	purged, err := b.Purge(ctx, base.Add(24*time.Hour))
+	if err != nil {
+		return err
+	}
+	purge := time.Since(t)
+	fmt.Printf("| %s | %d | %.0f/s | %s | %s | %s | %s | %s (%d records) |\n", kind, n, insertRate,
+		ms(get), ms(report), ms(first), ms(deep), purge.Round(time.Millisecond), purged)
+	return nil
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }

@@ -1,0 +1,149 @@
+// Package check verifies the deployment files under docs/deploy: every Kubernetes manifest decodes
+// strictly (unknown fields are errors) into the official API types, the compose file loads with
+// the compose specification's validation, and the gateway config they ship is valid for smsgate.
+// It is a module of its own so the main module does not carry the Kubernetes dependencies;
+// .ci/run runs it.
+package check
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/smsgate/smsgate/gateway/app"
+)
+
+// kinds maps apiVersion/kind to a fresh value of the official Go type.
+var kinds = map[string]func() any{
+	"v1/ConfigMap":                           func() any { return &corev1.ConfigMap{} },
+	"v1/Secret":                              func() any { return &corev1.Secret{} },
+	"v1/Service":                             func() any { return &corev1.Service{} },
+	"apps/v1/Deployment":                     func() any { return &appsv1.Deployment{} },
+	"policy/v1/PodDisruptionBudget":          func() any { return &policyv1.PodDisruptionBudget{} },
+	"monitoring.coreos.com/v1/ServiceMonitor": func() any { return &monitoringv1.ServiceMonitor{} },
+}
+
+func TestKubernetesManifestsUseOnlyRealFields(t *testing.T) {
+	files, _ := filepath.Glob("../kubernetes/*.yaml")
+	if len(files) < 6 {
+		t.Fatalf("found %d manifests", len(files))
+	}
+	seen := map[string]any{}
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var head struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string `json:"kind"`
+		}
+		if err := yaml.Unmarshal(raw, &head); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		mk, ok := kinds[head.APIVersion+"/"+head.Kind]
+		if !ok {
+			t.Errorf("%s: no type for %s %s", f, head.APIVersion, head.Kind)
+			continue
+		}
+		obj := mk()
+		if err := yaml.UnmarshalStrict(raw, obj); err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		seen[head.Kind] = obj
+	}
+	d, _ := seen["Deployment"].(*appsv1.Deployment)
+	if d == nil {
+		t.Fatal("no Deployment")
+	}
+	c := d.Spec.Template.Spec.Containers[0]
+	if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz" {
+		t.Errorf("readiness is not /readyz: %+v", c.ReadinessProbe)
+	}
+	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil {
+		t.Error("no preStop drain")
+	}
+	grace := *d.Spec.Template.Spec.TerminationGracePeriodSeconds
+	if pre := c.Lifecycle.PreStop.Sleep; pre == nil || grace < pre.Seconds+20 {
+		t.Errorf("terminationGracePeriodSeconds %d must cover the preStop pause and shutdown_timeout (20s)", grace)
+	}
+	// Every secret the Deployment references exists in the example Secret.
+	sec, _ := seen["Secret"].(*corev1.Secret)
+	for _, e := range c.Env {
+		if r := e.ValueFrom; r != nil && r.SecretKeyRef != nil {
+			if _, ok := sec.StringData[r.SecretKeyRef.Key]; !ok || r.SecretKeyRef.Name != sec.Name {
+				t.Errorf("env %s references secret %s key %s, not in secret.example.yaml", e.Name, r.SecretKeyRef.Name, r.SecretKeyRef.Key)
+			}
+		}
+	}
+	// The ConfigMap's gateway config is valid for smsgate (with the environment it gets).
+	cm, _ := seen["ConfigMap"].(*corev1.ConfigMap)
+	checkGatewayConfig(t, cm.Data["smsgate.yaml"])
+}
+
+func TestComposeFileLoadsWithTheSpecification(t *testing.T) {
+	t.Setenv("SMSGATE_KEY_SECRET", "check-key-secret-0123456789")
+	opts, err := cli.NewProjectOptions([]string{"../docker-compose.yml"}, cli.WithOsEnv, cli.WithWorkingDirectory(".."), cli.WithName("smsgate"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := opts.LoadProject(context.Background())
+	if err != nil {
+		t.Fatalf("docker-compose.yml: %v", err)
+	}
+	for _, want := range []string{"smsgate-1", "smsgate-2", "smsgate-3", "lb", "postgres", "redis", "prometheus"} {
+		if _, ok := p.Services[want]; !ok {
+			t.Errorf("no service %s", want)
+		}
+	}
+	for name, s := range p.Services {
+		if !strings.HasPrefix(name, "smsgate-") {
+			if s.Image == "" {
+				t.Errorf("%s has no official image", name)
+			}
+			continue
+		}
+		if s.Environment["SMSGATE_DSN"] == nil || s.DependsOn["postgres"].Condition != "service_healthy" {
+			t.Errorf("%s: environment or depends_on incomplete", name)
+		}
+	}
+	raw, err := os.ReadFile("../smsgate-cluster.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkGatewayConfig(t, string(raw))
+}
+
+// checkGatewayConfig runs smsgate's own validation on cfg with placeholder secrets.
+func checkGatewayConfig(t *testing.T, cfg string) {
+	t.Helper()
+	for k, v := range map[string]string{"SMSGATE_DSN": "postgres://u:p@db:5432/smsgate", "SMSGATE_REDIS_ADDR": "redis:6379",
+		"SMSGATE_REDIS_PASSWORD": "x", "SMSGATE_KEY_SECRET": "check-key-secret-0123456789", "SMSGATE_ADMIN_TOKEN": "admin"} {
+		t.Setenv(k, v)
+	}
+	path := filepath.Join(t.TempDir(), "smsgate.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	warnings, err := app.Check(path)
+	if err != nil {
+		t.Errorf("the shipped gateway config is invalid:\n%v", err)
+	}
+	if len(warnings) > 0 {
+		t.Errorf("warnings: %v", warnings)
+	}
+	if !bytes.Contains([]byte(cfg), []byte("driver: postgres")) {
+		t.Error("the cluster config must use the shared PostgreSQL log")
+	}
+}

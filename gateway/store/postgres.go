@@ -1,0 +1,537 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/smsgate/smsgate/gateway"
+)
+
+// pgMigrations are applied in order under an advisory lock; schema_migrations records how many
+// ran. Append, never edit. Times are Unix milliseconds, as in SQLite, so cursors mean the same.
+var pgMigrations = []string{
+	`CREATE TABLE messages (
+		id text PRIMARY KEY,
+		tenant text NOT NULL,
+		client_id text NOT NULL DEFAULT '',
+		route text NOT NULL DEFAULT '',
+		message_type text NOT NULL DEFAULT '',
+		action text NOT NULL DEFAULT '',
+		country text NOT NULL DEFAULT '',
+		recipient text NOT NULL DEFAULT '',
+		status text NOT NULL,
+		provider text NOT NULL DEFAULT '',
+		provider_message_id text NOT NULL DEFAULT '',
+		attempts jsonb NOT NULL DEFAULT '[]',
+		error text NOT NULL DEFAULT '',
+		provider_status text NOT NULL DEFAULT '',
+		price double precision NOT NULL DEFAULT 0,
+		currency text NOT NULL DEFAULT '',
+		created_at bigint NOT NULL,
+		updated_at bigint NOT NULL,
+		delivered_at bigint
+	);
+	-- Listing a tenant's messages, newest first, with the (created_at, id) cursor.
+	CREATE INDEX messages_tenant_created ON messages (tenant, created_at DESC, id DESC);
+	-- Delivery reports that carry only the provider's id (Twilio's sid).
+	CREATE INDEX messages_provider_pmid ON messages (provider, provider_message_id) WHERE provider_message_id <> '';
+	-- Retention purge.
+	CREATE INDEX messages_created ON messages (created_at);
+	CREATE TABLE pending_reports (
+		seq bigserial PRIMARY KEY,
+		provider text NOT NULL,
+		provider_message_id text NOT NULL,
+		message_id text NOT NULL,
+		report jsonb NOT NULL,
+		received_at bigint NOT NULL
+	);
+	CREATE INDEX pending_by_pmid ON pending_reports (provider, provider_message_id) WHERE provider_message_id <> '';
+	CREATE INDEX pending_by_id ON pending_reports (provider, message_id) WHERE message_id <> '';
+	CREATE INDEX pending_received ON pending_reports (received_at);`,
+}
+
+// Postgres is a Backend on PostgreSQL (jackc/pgx v5 with a pool), shared by every replica: any
+// replica reads any message and applies any delivery report.
+//
+// Concurrency between replicas: a record and a report about it can be written by two replicas at
+// once. Each batch takes transaction-scoped advisory locks on the (provider, id) keys it touches,
+// in sorted order (no deadlocks), so of two such transactions the second waits for the first and
+// then sees its rows: an early report is either found by the record's insert or finds the record.
+type Postgres struct {
+	pool *pgxpool.Pool
+	// Now is the clock for updated_at; nil means time.Now.
+	Now func() time.Time
+	// PurgeChunk bounds the rows one purge statement deletes; default 5000.
+	PurgeChunk int
+}
+
+// OpenPostgres connects to dsn and applies the migrations under an advisory lock, so replicas
+// starting together do not race. The DSN's password is never printed in errors.
+func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, errors.New("message log: storage.dsn is not a valid PostgreSQL connection string")
+	}
+	if cfg.MaxConns < 8 {
+		cfg.MaxConns = 8
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("message log: %s", redactDSN(err.Error(), cfg.ConnConfig.Password))
+	}
+	p := &Postgres{pool: pool}
+	if err := p.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("message log %s@%s/%s: %s", cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Database, redactDSN(err.Error(), cfg.ConnConfig.Password))
+	}
+	return p, nil
+}
+
+func redactDSN(s, password string) string {
+	if password == "" {
+		return s
+	}
+	return strings.ReplaceAll(s, password, "<secret>")
+}
+
+// lockKey is the advisory lock of one purpose in the current schema (tests run each in a schema
+// of their own).
+const lockKeySQL = `hashtextextended(current_schema() || $1, 0)`
+
+func (p *Postgres) migrate(ctx context.Context) error {
+	conn, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(`+lockKeySQL+`)`, ":migrate"); err != nil {
+		return err
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(`+lockKeySQL+`)`, ":migrate")
+	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version int NOT NULL)`); err != nil {
+		return err
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	var v int
+	switch err := tx.QueryRow(ctx, `SELECT version FROM schema_migrations`).Scan(&v); {
+	case errors.Is(err, pgx.ErrNoRows):
+		if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version) VALUES (0)`); err != nil {
+			return err
+		}
+	case err != nil:
+		return err
+	}
+	if v > len(pgMigrations) {
+		return fmt.Errorf("database schema version %d is newer than this smsgate knows (%d)", v, len(pgMigrations))
+	}
+	for i := v; i < len(pgMigrations); i++ {
+		if _, err := tx.Exec(ctx, pgMigrations[i]); err != nil {
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+	}
+	if _, err := tx.Exec(ctx, `UPDATE schema_migrations SET version = $1`, len(pgMigrations)); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// SchemaVersion returns how many migrations have been applied.
+func (p *Postgres) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	err := p.pool.QueryRow(ctx, `SELECT version FROM schema_migrations`).Scan(&v)
+	return v, err
+}
+
+func (p *Postgres) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
+}
+
+// key is the advisory-lock key of (provider, id): a record takes it for its own id and its
+// provider id, a report for the ids it carries.
+func key(provider, id string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte(provider))
+	h.Write([]byte{0})
+	h.Write([]byte(id))
+	return int64(h.Sum64())
+}
+
+const pgCols = `id, tenant, client_id, route, message_type, action, country, recipient, status, provider,
+	provider_message_id, attempts, error, provider_status, price, currency, created_at, updated_at, delivered_at`
+
+// pgColsM is pgCols qualified by the alias m.
+var pgColsM = "m." + strings.ReplaceAll(strings.Join(strings.Fields(pgCols), " "), ", ", ", m.")
+
+// Apply implements Backend: the whole batch in one transaction, in three round trips: locks and
+// lookups, then writes, then the commit.
+func (p *Postgres) Apply(ctx context.Context, ops []Op) error {
+	now := p.now().UTC()
+	var keys []int64
+	var inserts []*Record
+	for _, op := range ops {
+		switch {
+		case op.Insert != nil:
+			r := *op.Insert
+			inserts = append(inserts, &r)
+			keys = append(keys, key(r.Provider, r.ID))
+			if r.ProviderMessageID != "" {
+				keys = append(keys, key(r.Provider, r.ProviderMessageID))
+			}
+		case op.Report != nil:
+			if op.Report.MessageID != "" {
+				keys = append(keys, key(op.Report.Provider, op.Report.MessageID))
+			}
+			if op.Report.ProviderMessageID != "" {
+				keys = append(keys, key(op.Report.Provider, op.Report.ProviderMessageID))
+			}
+		}
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+
+	tx, err := p.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+
+	// Round trip 1: locks, the early reports of the new records, the records the reports name.
+	b := &pgx.Batch{}
+	b.Queue(`SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k ORDER BY k`, keys)
+	ids, provs, pmids := make([]string, len(inserts)), make([]string, len(inserts)), make([]string, len(inserts))
+	for i, r := range inserts {
+		ids[i], provs[i], pmids[i] = r.ID, r.Provider, r.ProviderMessageID
+	}
+	// Two statements each, not one with OR: each side uses its own index.
+	b.Queue(`DELETE FROM pending_reports p USING unnest($1::text[], $2::text[]) AS x(id, provider)
+		WHERE p.message_id <> '' AND p.provider = x.provider AND p.message_id = x.id
+		RETURNING x.id, p.seq, p.report`, ids, provs)
+	b.Queue(`DELETE FROM pending_reports p USING unnest($1::text[], $2::text[], $3::text[]) AS x(id, provider, pmid)
+		WHERE x.pmid <> '' AND p.provider_message_id <> '' AND p.provider = x.provider AND p.provider_message_id = x.pmid
+		RETURNING x.id, p.seq, p.report`, ids, provs, pmids)
+	var repIDs, repIDProvs, repPMIDs, repPMIDProvs []string
+	for _, op := range ops {
+		if rep := op.Report; rep != nil {
+			if rep.MessageID != "" {
+				repIDs, repIDProvs = append(repIDs, rep.MessageID), append(repIDProvs, rep.Provider)
+			}
+			if rep.ProviderMessageID != "" {
+				repPMIDs, repPMIDProvs = append(repPMIDs, rep.ProviderMessageID), append(repPMIDProvs, rep.Provider)
+			}
+		}
+	}
+	b.Queue(`SELECT `+pgColsM+` FROM messages m JOIN unnest($1::text[], $2::text[]) AS x(provider, id)
+		ON m.provider = x.provider AND m.id = x.id FOR UPDATE OF m`, repIDProvs, repIDs)
+	b.Queue(`SELECT `+pgColsM+` FROM messages m JOIN unnest($1::text[], $2::text[]) AS x(provider, pmid)
+		ON m.provider = x.provider AND m.provider_message_id = x.pmid AND m.provider_message_id <> '' FOR UPDATE OF m`, repPMIDProvs, repPMIDs)
+	br := tx.SendBatch(ctx, b)
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return err
+	}
+	type earlyRow struct {
+		id  string
+		seq int64
+		raw []byte
+	}
+	var earlyRows []earlyRow
+	seen := map[int64]bool{}
+	for range 2 {
+		rows, err := br.Query()
+		if err != nil {
+			br.Close()
+			return err
+		}
+		for rows.Next() {
+			var e earlyRow
+			if err := rows.Scan(&e.id, &e.seq, &e.raw); err != nil {
+				rows.Close()
+				br.Close()
+				return err
+			}
+			if !seen[e.seq] {
+				seen[e.seq] = true
+				earlyRows = append(earlyRows, e)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			br.Close()
+			return err
+		}
+	}
+	slices.SortFunc(earlyRows, func(a, b earlyRow) int { return int(a.seq - b.seq) }) // in arrival order
+	early := map[string][]pendingReport{}
+	for _, e := range earlyRows {
+		var rep gateway.DeliveryReport
+		if json.Unmarshal(e.raw, &rep) == nil {
+			early[e.id] = append(early[e.id], pendingReport{rep: &rep})
+		}
+	}
+	existing := map[string]*Record{}
+	for range 2 {
+		rows, err := br.Query()
+		if err != nil {
+			br.Close()
+			return err
+		}
+		for rows.Next() {
+			r, err := scanPG(rows)
+			if err != nil {
+				rows.Close()
+				br.Close()
+				return err
+			}
+			if existing[r.ID] == nil {
+				existing[r.ID] = r
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			br.Close()
+			return err
+		}
+	}
+	if err := br.Close(); err != nil {
+		return err
+	}
+
+	// In Go: apply early reports to the new records, then each report, in order, to the record it
+	// names: one of this batch, or one read above.
+	byKey := map[string]*Record{}
+	index := func(r *Record) {
+		byKey[r.Provider+"\x00i"+r.ID] = r
+		if r.ProviderMessageID != "" {
+			byKey[r.Provider+"\x00p"+r.ProviderMessageID] = r
+		}
+	}
+	for _, r := range existing {
+		index(r)
+	}
+	changed := map[*Record]bool{}
+	fresh := map[*Record]bool{}
+	insertIdx := 0
+	var unmatched []*gateway.DeliveryReport
+	for _, op := range ops {
+		switch {
+		case op.Insert != nil:
+			r := inserts[insertIdx]
+			insertIdx++
+			for _, e := range early[r.ID] {
+				applyReport(r, e.rep, now)
+			}
+			// Reports earlier in this same batch that found no record wait for this one too.
+			kept := unmatched[:0]
+			for _, rep := range unmatched {
+				if matches(r, rep) {
+					applyReport(r, rep, now)
+				} else {
+					kept = append(kept, rep)
+				}
+			}
+			unmatched = kept
+			index(r)
+			fresh[r] = true
+		case op.Report != nil:
+			rep := op.Report
+			r := byKey[rep.Provider+"\x00i"+rep.MessageID]
+			if r == nil || rep.MessageID == "" {
+				r = nil
+				if rep.ProviderMessageID != "" {
+					r = byKey[rep.Provider+"\x00p"+rep.ProviderMessageID]
+				}
+			}
+			if r == nil {
+				unmatched = append(unmatched, rep)
+				continue
+			}
+			if applyReport(r, rep, now) && !fresh[r] {
+				changed[r] = true
+			}
+		}
+	}
+
+	// Round trip 2: the writes.
+	b = &pgx.Batch{}
+	for _, r := range inserts {
+		args, err := pgArgs(r)
+		if err != nil {
+			return err
+		}
+		// A retried batch that had committed must not fail on its own rows.
+		b.Queue(`INSERT INTO messages (`+pgCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19) ON CONFLICT (id) DO NOTHING`, args...)
+	}
+	for r := range changed {
+		b.Queue(`UPDATE messages SET status = $2, provider_status = $3, error = $4, price = $5, currency = $6, updated_at = $7, delivered_at = $8 WHERE id = $1`,
+			r.ID, r.Status, r.ProviderStatus, r.Error, r.Price, r.Currency, r.UpdatedAt.UnixMilli(), msOrNil(r.DeliveredAt))
+	}
+	for _, rep := range unmatched {
+		raw, err := json.Marshal(rep)
+		if err != nil {
+			return err
+		}
+		b.Queue(`INSERT INTO pending_reports (provider, provider_message_id, message_id, report, received_at) VALUES ($1,$2,$3,$4,$5)`,
+			rep.Provider, rep.ProviderMessageID, rep.MessageID, raw, now.UnixMilli())
+	}
+	if b.Len() > 0 {
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return err
+		}
+	}
+	return tx.Commit(ctx)
+}
+
+func msOrNil(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return t.UnixMilli()
+}
+
+func pgArgs(r *Record) ([]any, error) {
+	att, err := json.Marshal(r.Attempts)
+	if err != nil {
+		return nil, err
+	}
+	return []any{r.ID, r.Tenant, r.ClientID, r.Route, r.MessageType, r.Action, r.Country, r.Recipient, r.Status, r.Provider,
+		r.ProviderMessageID, att, r.Error, r.ProviderStatus, r.Price, r.Currency, r.CreatedAt.UnixMilli(), r.UpdatedAt.UnixMilli(), msOrNil(r.DeliveredAt)}, nil
+}
+
+func scanPG(row pgx.Row) (*Record, error) {
+	var r Record
+	var att []byte
+	var created, updated int64
+	var delivered *int64
+	if err := row.Scan(&r.ID, &r.Tenant, &r.ClientID, &r.Route, &r.MessageType, &r.Action, &r.Country, &r.Recipient, &r.Status, &r.Provider,
+		&r.ProviderMessageID, &att, &r.Error, &r.ProviderStatus, &r.Price, &r.Currency, &created, &updated, &delivered); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(att, &r.Attempts); err != nil {
+		return nil, err
+	}
+	r.CreatedAt, r.UpdatedAt = time.UnixMilli(created).UTC(), time.UnixMilli(updated).UTC()
+	if delivered != nil {
+		t := time.UnixMilli(*delivered).UTC()
+		r.DeliveredAt = &t
+	}
+	return &r, nil
+}
+
+// Get implements Backend.
+func (p *Postgres) Get(ctx context.Context, tenant, id string) (*Record, error) {
+	r, err := scanPG(p.pool.QueryRow(ctx, `SELECT `+pgCols+` FROM messages WHERE id = $1 AND tenant = $2`, id, tenant))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return r, err
+}
+
+// List implements Backend.
+func (p *Postgres) List(ctx context.Context, q Query) ([]*Record, error) {
+	where := []string{"tenant = $1"}
+	args := []any{q.Tenant}
+	add := func(cond string, v ...any) {
+		for range v {
+			cond = strings.Replace(cond, "?", fmt.Sprintf("$%d", len(args)+1), 1)
+			args = append(args, v[0])
+			v = v[1:]
+		}
+		where = append(where, cond)
+	}
+	if q.Status != "" {
+		add("status = ?", q.Status)
+	}
+	if q.Provider != "" {
+		add("provider = ?", q.Provider)
+	}
+	if !q.Since.IsZero() {
+		add("created_at >= ?", q.Since.UnixMilli())
+	}
+	if q.Before != nil {
+		c := q.Before.CreatedAt.UnixMilli()
+		add("(created_at, id) < (?, ?)", c, q.Before.ID)
+	}
+	args = append(args, q.Limit)
+	rows, err := p.pool.Query(ctx, `SELECT `+pgCols+` FROM messages WHERE `+strings.Join(where, " AND ")+
+		fmt.Sprintf(` ORDER BY created_at DESC, id DESC LIMIT $%d`, len(args)), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*Record
+	for rows.Next() {
+		r, err := scanPG(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// Purge implements Backend. It runs on one replica at a time (a session advisory lock; the others
+// skip this round) and deletes in chunks of PurgeChunk rows, each its own short transaction, so it
+// never holds the writers up for long. Unmatched reports older than the cut-off go too.
+func (p *Postgres) Purge(ctx context.Context, before time.Time) (int, error) {
+	conn, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Release()
+	var got bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(`+lockKeySQL+`)`, ":purge").Scan(&got); err != nil {
+		return 0, err
+	}
+	if !got {
+		return 0, nil // another replica is purging
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(`+lockKeySQL+`)`, ":purge")
+	chunk := p.PurgeChunk
+	if chunk <= 0 {
+		chunk = 5000
+	}
+	cut := before.UnixMilli()
+	total := 0
+	for {
+		tag, err := conn.Exec(ctx, `DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE created_at < $1 LIMIT $2)`, cut, chunk)
+		if err != nil {
+			return total, err
+		}
+		total += int(tag.RowsAffected())
+		if tag.RowsAffected() < int64(chunk) {
+			break
+		}
+	}
+	for {
+		tag, err := conn.Exec(ctx, `DELETE FROM pending_reports WHERE seq IN (SELECT seq FROM pending_reports WHERE received_at < $1 LIMIT $2)`, cut, chunk)
+		if err != nil {
+			return total, err
+		}
+		if tag.RowsAffected() < int64(chunk) {
+			break
+		}
+	}
+	return total, nil
+}
+
+// Close implements Backend.
+func (p *Postgres) Close() error {
+	p.pool.Close()
+	return nil
+}
