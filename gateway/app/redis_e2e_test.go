@@ -133,7 +133,10 @@ func TestSimultaneousDuplicatesAcrossReplicasSendOnce(t *testing.T) {
 	var wg sync.WaitGroup
 	var first, second response
 	wg.Add(2)
-	go func() { defer wg.Done(); first = gws[0].send("acme-key", `{"recipient":"+14155550106","text":"code 1","context":{}}`, "Idempotency-Key", "k-9") }()
+	go func() {
+		defer wg.Done()
+		first = gws[0].send("acme-key", `{"recipient":"+14155550106","text":"code 1","context":{}}`, "Idempotency-Key", "k-9")
+	}()
 	go func() {
 		defer wg.Done()
 		time.Sleep(50 * time.Millisecond)

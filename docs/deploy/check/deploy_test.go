@@ -25,11 +25,11 @@ import (
 
 // kinds maps apiVersion/kind to a fresh value of the official Go type.
 var kinds = map[string]func() any{
-	"v1/ConfigMap":                           func() any { return &corev1.ConfigMap{} },
-	"v1/Secret":                              func() any { return &corev1.Secret{} },
-	"v1/Service":                             func() any { return &corev1.Service{} },
-	"apps/v1/Deployment":                     func() any { return &appsv1.Deployment{} },
-	"policy/v1/PodDisruptionBudget":          func() any { return &policyv1.PodDisruptionBudget{} },
+	"v1/ConfigMap":                  func() any { return &corev1.ConfigMap{} },
+	"v1/Secret":                     func() any { return &corev1.Secret{} },
+	"v1/Service":                    func() any { return &corev1.Service{} },
+	"apps/v1/Deployment":            func() any { return &appsv1.Deployment{} },
+	"policy/v1/PodDisruptionBudget": func() any { return &policyv1.PodDisruptionBudget{} },
 	"monitoring.coreos.com/v1/ServiceMonitor": func() any { return &monitoringv1.ServiceMonitor{} },
 }
 
