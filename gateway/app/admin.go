@@ -63,13 +63,13 @@ func (a *App) Reports(ctx context.Context, typ, name string, r *http.Request, bo
 		return httpapi.ErrBadRequest
 	}
 	for i := range reps {
-		rep := reps[i]
-		rep.Provider = name
-		if err := a.store.Report(context.WithoutCancel(ctx), &rep); err != nil {
+		reps[i].Provider = name
+		if err := a.store.Report(context.WithoutCancel(ctx), &reps[i]); err != nil {
 			return err
 		}
-		a.metrics.DeliveryReports.WithLabelValues(name, rep.Status).Inc()
+		a.metrics.DeliveryReports.WithLabelValues(name, reps[i].Status).Inc()
 	}
+	a.notifyReports(context.WithoutCancel(ctx), reps)
 	return nil
 }
 

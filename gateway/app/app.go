@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,6 +70,8 @@ type App struct {
 	closeState func()
 	failOpen   bool
 
+	notifier *notifier
+
 	srv  *http.Server
 	ln   net.Listener
 	done chan error
@@ -79,6 +82,10 @@ type tenant struct {
 	clientIDs          map[string]bool
 	rules              *policy.Rules
 	acceptUnrecognized bool
+	// allowSender honours the sender a request names; notifyHosts are the hosts that delivery
+	// reports of the Infobip-compatible API may be pushed to.
+	allowSender bool
+	notifyHosts map[string]bool
 }
 
 type memberInfo struct {
@@ -174,6 +181,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 	a.log = newLogger(out, cfg.Log.Format, a.level)
 	a.setLevel(cfg.Log.Level)
 	a.flight.OnPanic = func(_ string, v any) { a.log.Error("panic in send", "panic", fmt.Sprint(v)) }
+	a.notifier = newNotifier(a)
 	a.client = o.HTTPClient
 	if a.client == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -297,7 +305,11 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 	collectSecrets(reflect.ValueOf(cfg), &rt.secrets)
 	for i := range cfg.Tenants {
 		t := &cfg.Tenants[i]
-		tn := &tenant{name: t.Name, rules: policy.Compile(cfg, t), acceptUnrecognized: t.AcceptUnrecognizedNumbers}
+		tn := &tenant{name: t.Name, rules: policy.Compile(cfg, t), acceptUnrecognized: t.AcceptUnrecognizedNumbers, allowSender: t.AllowSender,
+			notifyHosts: map[string]bool{}}
+		for _, h := range t.NotifyHosts {
+			tn.notifyHosts[strings.ToLower(h)] = true
+		}
 		if len(t.ClientIDs) > 0 {
 			tn.clientIDs = map[string]bool{}
 			for _, id := range t.ClientIDs {
@@ -503,6 +515,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 	if n := a.inflight.Load(); n > 0 {
 		a.log.Error("shutdown: sends still running when shutdown_timeout ran out", "sends", n)
 	}
+	a.notifier.close(2 * time.Second)
 	if cerr := a.store.Close(); cerr != nil && err == nil {
 		err = cerr
 	}

@@ -93,20 +93,36 @@ func (a *App) Send(ctx context.Context, r httpapi.SendRequest) httpapi.Reply {
 	if err != nil {
 		return a.finish(start, r, tn.name, intakeFailure(err), "", false)
 	}
+	res, to, shared := a.sendOne(ctx, rt, tn, r, req, nil)
+	return a.finish(start, r, tn.name, res, to, shared)
+}
+
+// compat is what a send through the Infobip-compatible API adds to its record.
+type compat struct {
+	source, reference, bulkID, callbackData, notifyURL string
+}
+
+// sendOne runs one decoded request through the pipeline: client and number checks, coalescing
+// (within this process and, with Redis, across replicas), then process. It returns the result
+// and the recipient (for the log line) and whether the result was shared.
+func (a *App) sendOne(ctx context.Context, rt *runtime, tn *tenant, r httpapi.SendRequest, req *intake.Request, x *compat) (flightResult, string, bool) {
 	if tn.clientIDs != nil && !tn.clientIDs[req.ClientID] {
-		return a.finish(start, r, tn.name, flightResult{reply: errReply(http.StatusForbidden, "client_not_allowed", "this API key may not send for this client_id"), outcome: "client_not_allowed"}, "", false)
+		return flightResult{reply: errReply(http.StatusForbidden, "client_not_allowed", "this API key may not send for this client_id"), outcome: "client_not_allowed"}, "", false
 	}
 	num, err := intake.NormalizeNumber(req.Recipient, tn.acceptUnrecognized)
 	if err != nil {
-		return a.finish(start, r, tn.name, intakeFailure(err), "", false)
+		return intakeFailure(err), "", false
 	}
 	msg := &gateway.Message{Tenant: tn.name, ClientID: req.ClientID, To: num.E164, Country: num.Country, Type: req.Type,
-		Text: req.Text, Code: req.Code, Action: req.Action, Language: req.Language, IP: req.IP, From: req.From}
+		Text: req.Text, Code: req.Code, Action: req.Action, Language: req.Language, IP: req.IP}
+	if tn.allowSender {
+		msg.From = req.From // else the route's provider picks its configured sender
+	}
 	bodyHash := rt.mac("body", string(r.Body))
 	var key string
 	if r.IdempotencyKey != "" {
 		if len(r.IdempotencyKey) > 255 {
-			return a.finish(start, r, tn.name, flightResult{reply: errReply(http.StatusBadRequest, "invalid_request", "Idempotency-Key is longer than 255 characters"), outcome: "invalid_request"}, msg.To, false)
+			return flightResult{reply: errReply(http.StatusBadRequest, "invalid_request", "Idempotency-Key is longer than 255 characters"), outcome: "invalid_request"}, msg.To, false
 		}
 		key = "k|" + tn.name + "|" + r.IdempotencyKey
 	} else {
@@ -123,15 +139,15 @@ func (a *App) Send(ctx context.Context, r httpapi.SendRequest) httpapi.Reply {
 		dctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 		defer cancel()
 		if a.flights != nil {
-			return a.sharedRun(dctx, key, bodyHash, func() flightResult { return a.process(dctx, rt, tn, msg, r.IdempotencyKey, bodyHash) })
+			return a.sharedRun(dctx, key, bodyHash, func() flightResult { return a.process(dctx, rt, tn, msg, r.IdempotencyKey, bodyHash, x) })
 		}
-		return a.process(dctx, rt, tn, msg, r.IdempotencyKey, bodyHash)
+		return a.process(dctx, rt, tn, msg, r.IdempotencyKey, bodyHash, x)
 	})
 	switch {
 	case errors.Is(err, context.Canceled):
-		return a.finish(start, r, tn.name, flightResult{reply: errReply(http.StatusServiceUnavailable, "cancelled", "the caller went away; the send goes on and is recorded"), outcome: "cancelled"}, msg.To, shared)
+		return flightResult{reply: errReply(http.StatusServiceUnavailable, "cancelled", "the caller went away; the send goes on and is recorded"), outcome: "cancelled"}, msg.To, shared
 	case err != nil:
-		return a.finish(start, r, tn.name, flightResult{reply: errReply(http.StatusGatewayTimeout, "deadline_exceeded", "the request budget ran out while the send was still running; it goes on and is recorded"), outcome: "deadline_exceeded"}, msg.To, shared)
+		return flightResult{reply: errReply(http.StatusGatewayTimeout, "deadline_exceeded", "the request budget ran out while the send was still running; it goes on and is recorded"), outcome: "deadline_exceeded"}, msg.To, shared
 	}
 	if res.reply.Status == 0 {
 		// The run this request waited for panicked: answer a JSON 500.
@@ -140,7 +156,7 @@ func (a *App) Send(ctx context.Context, r httpapi.SendRequest) httpapi.Reply {
 	if (shared || res.remote) && r.IdempotencyKey != "" && res.bodyHash != bodyHash {
 		res = flightResult{reply: errReply(http.StatusConflict, "idempotency_conflict", "this Idempotency-Key was used with a different body"), outcome: "idempotency_conflict"}
 	}
-	return a.finish(start, r, tn.name, res, msg.To, shared)
+	return res, msg.To, shared
 }
 
 // flightAnswerKeep is how long a shared run's answer stays for replicas still polling for it.
@@ -241,7 +257,7 @@ func newID(now time.Time) string {
 }
 
 // process runs once per coalesced group: replay, policy, route, dispatch, record.
-func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway.Message, idemKey string, bodyHash [32]byte) flightResult {
+func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway.Message, idemKey string, bodyHash [32]byte, x *compat) flightResult {
 	if rt.cfg.Storage.BacklogFull == "refuse_sends" && a.store.Full() {
 		// The operator chose a complete log over sending: nothing is sent that could not be recorded.
 		return flightResult{reply: errReply(http.StatusServiceUnavailable, "store_unavailable", "the message log is failing and its retry buffer is full; sends are refused (storage.backlog_full: refuse_sends)"),
@@ -309,6 +325,9 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 		CreatedAt: now.UTC(), UpdatedAt: a.now().UTC()}
 	if rt.cfg.Storage.StoreFullNumbers {
 		rec.Recipient = msg.To
+	}
+	if x != nil {
+		rec.Source, rec.Reference, rec.BulkID, rec.CallbackData, rec.NotifyURL = x.source, x.reference, x.bulkID, x.callbackData, x.notifyURL
 	}
 	for i, at := range out.Attempts {
 		// Drivers already remove their own secrets; this catches any configured secret a provider

@@ -207,6 +207,12 @@ type Tenant struct {
 	RateLimits       *RateLimits `yaml:"rate_limits"`
 	// AcceptUnrecognizedNumbers lets numbers libphonenumber does not know as valid through.
 	AcceptUnrecognizedNumbers bool `yaml:"accept_unrecognized_numbers"`
+	// AllowSender honours the sender a request names (from, sender); default false: the route's
+	// provider uses its configured sender.
+	AllowSender bool `yaml:"allow_sender"`
+	// NotifyHosts are the hosts (host or host:port) that delivery reports of the
+	// Infobip-compatible API may be pushed to (notifyUrl, webhooks.delivery.url); empty: none.
+	NotifyHosts []string `yaml:"notify_hosts"`
 }
 
 // Provider is one configured provider; Options holds the driver-specific keys.

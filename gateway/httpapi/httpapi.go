@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -77,9 +78,30 @@ var (
 	ErrMediaType        = errors.New("unsupported media type")
 )
 
+// InfobipCall is one request to the Infobip-compatible API.
+type InfobipCall struct {
+	// Path is the route, e.g. "/sms/2/text/advanced".
+	Path string
+	// Key is the credential the caller sent: App, Bearer, Basic's password, or the query's
+	// password (text/query only); empty when none.
+	Key            string
+	Body           []byte
+	Query          url.Values
+	IdempotencyKey string
+	RequestID      string
+}
+
+// InfobipPaths are the routes of the Infobip-compatible API, by method.
+var InfobipPaths = map[string][]string{
+	http.MethodPost: {"/sms/2/text/advanced", "/sms/3/messages", "/tts/3/single", "/tts/3/advanced"},
+	http.MethodGet:  {"/sms/1/text/query", "/sms/3/text/query", "/sms/1/reports", "/sms/3/reports", "/sms/1/logs", "/sms/3/logs"},
+}
+
 // Backend is what the HTTP layer needs from the application.
 type Backend interface {
 	Send(ctx context.Context, r SendRequest) Reply
+	// Infobip answers a request to the Infobip-compatible API, in Infobip's shapes.
+	Infobip(ctx context.Context, c InfobipCall) Reply
 	Authenticate(apiKey string) (Tenant, bool)
 	Message(ctx context.Context, tenant, id string) (*store.Record, error)
 	Messages(ctx context.Context, q store.Query) ([]*store.Record, error)
@@ -114,6 +136,11 @@ func New(b Backend, log *slog.Logger) *echo.Echo {
 	e.POST("/v1/providers/:name/disable", h.disable(true), h.admin)
 	e.POST("/v1/providers/:name/enable", h.disable(false), h.admin)
 	e.POST("/v1/admin/reload", h.reload, h.admin)
+	for method, paths := range InfobipPaths {
+		for _, p := range paths {
+			e.Add(method, p, h.infobip)
+		}
+	}
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", h.ready)
 	e.GET("/metrics", echo.WrapHandler(b.Metrics()))
@@ -243,6 +270,51 @@ func (h *handlers) send(c echo.Context) error {
 	}
 	c.Response().Header().Set("X-Request-Id", rid)
 	rep := h.b.Send(c.Request().Context(), SendRequest{APIKey: key, Body: body, IdempotencyKey: c.Request().Header.Get("Idempotency-Key"), RequestID: rid})
+	if rep.RetryAfter > 0 {
+		c.Response().Header().Set("Retry-After", strconv.Itoa(int((rep.RetryAfter+time.Second-1)/time.Second)))
+	}
+	return c.JSONBlob(rep.Status, rep.Body)
+}
+
+// infobipKey reads the credential as Infobip clients send it: "App <key>", "Bearer <key>",
+// Basic with the key as the password, or (GET text/query) the password query parameter.
+func infobipKey(c echo.Context) string {
+	h := c.Request().Header.Get("Authorization")
+	scheme, rest, _ := strings.Cut(h, " ")
+	rest = strings.TrimSpace(rest)
+	switch strings.ToLower(scheme) {
+	case "app", "bearer":
+		return rest
+	case "basic":
+		if _, pw, ok := c.Request().BasicAuth(); ok {
+			return pw
+		}
+	}
+	if strings.HasSuffix(c.Path(), "/text/query") {
+		return c.QueryParam("password")
+	}
+	return ""
+}
+
+func (h *handlers) infobip(c echo.Context) error {
+	var body []byte
+	if c.Request().Method == http.MethodPost {
+		b, err := h.readBody(c, h.b.MaxBodyBytes())
+		if err != nil {
+			return err
+		}
+		body = b
+	}
+	rid := c.Request().Header.Get("X-Request-Id")
+	if len(rid) > 128 {
+		rid = rid[:128]
+	}
+	if rid == "" {
+		rid = newRequestID()
+	}
+	c.Response().Header().Set("X-Request-Id", rid)
+	rep := h.b.Infobip(c.Request().Context(), InfobipCall{Path: c.Path(), Key: infobipKey(c), Body: body, Query: c.QueryParams(),
+		IdempotencyKey: c.Request().Header.Get("Idempotency-Key"), RequestID: rid})
 	if rep.RetryAfter > 0 {
 		c.Response().Header().Set("Retry-After", strconv.Itoa(int((rep.RetryAfter+time.Second-1)/time.Second)))
 	}

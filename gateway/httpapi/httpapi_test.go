@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"io"
 	"log/slog"
@@ -22,6 +23,12 @@ type stubBackend struct {
 	reports error
 	reload  error
 	got     SendRequest
+	ib      InfobipCall
+}
+
+func (s *stubBackend) Infobip(_ context.Context, c InfobipCall) Reply {
+	s.ib = c
+	return Reply{Status: 200, Body: []byte(`{}`)}
 }
 
 func (s *stubBackend) Send(_ context.Context, r SendRequest) Reply { s.got = r; return s.send(r) }
@@ -139,5 +146,25 @@ func TestReportErrorsMap(t *testing.T) {
 	res, body := do(t, &stubBackend{reload: errors.New("a.yaml:3: x: bad\na.yaml:4: y: bad")}, "POST", "/v1/admin/reload", "Bearer adm", "")
 	if res.StatusCode != 422 || !strings.Contains(body, `"problems":["a.yaml:3: x: bad","a.yaml:4: y: bad"]`) {
 		t.Errorf("reload: %d %s", res.StatusCode, body)
+	}
+}
+
+// TestInfobipCredentials: the key is read as every Infobip client sends it.
+func TestInfobipCredentials(t *testing.T) {
+	for _, tc := range []struct{ name, method, path, auth, want string }{
+		{"App", "POST", "/sms/2/text/advanced", "App k-1", "k-1"},
+		{"Bearer", "POST", "/sms/3/messages", "Bearer k-2", "k-2"},
+		{"Basic password", "POST", "/tts/3/advanced", "Basic " + base64.StdEncoding.EncodeToString([]byte("user:k-3")), "k-3"},
+		{"query password on text/query", "GET", "/sms/1/text/query?username=u&password=k-4&to=1&text=x", "", "k-4"},
+		{"query password elsewhere is ignored", "GET", "/sms/1/reports?password=k-5", "", ""},
+		{"none", "GET", "/sms/3/logs", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := &stubBackend{}
+			res, _ := do(t, b, tc.method, tc.path, tc.auth, "{}")
+			if res.StatusCode != 200 || b.ib.Key != tc.want || b.ib.Path == "" {
+				t.Errorf("status %d key %q path %q, want key %q", res.StatusCode, b.ib.Key, b.ib.Path, tc.want)
+			}
+		})
 	}
 }

@@ -114,32 +114,39 @@ func Decode(body []byte) (*Request, error) {
 	default:
 		return nil, bad("unknown_shape", "the body is none of the supported shapes: an Auth0 send-phone-message event (message_options), a custom-phone-provider event (notification) or a hook call (recipient, text, context)")
 	}
-	if r.Type == "text" {
-		r.Type = gateway.SMS
+	if err := Check(&r); err != nil {
+		return nil, err
 	}
-	if r.Type == "" {
+	return &r, nil
+}
+
+// Check normalizes a request's type and text and enforces what every request must meet: a
+// recipient, a text or a code, the code's and the text's limits. Every way in (the Auth0 shapes,
+// the Infobip-compatible API) goes through it.
+func Check(r *Request) error {
+	if r.Type == "text" || r.Type == "" {
 		r.Type = gateway.SMS
 	}
 	if r.Type != gateway.SMS && r.Type != gateway.Voice {
-		return nil, bad("invalid_request", "message_type must be sms or voice")
+		return bad("invalid_request", "message_type must be sms or voice")
 	}
 	if strings.TrimSpace(r.Recipient) == "" {
-		return nil, bad("invalid_request", "the recipient is missing")
+		return bad("invalid_request", "the recipient is missing")
 	}
 	if strings.TrimSpace(r.Text) == "" && r.Code == "" {
-		return nil, bad("invalid_request", "the text is missing")
+		return bad("invalid_request", "the text is missing")
 	}
 	if !validCode(r.Code) {
-		return nil, bad("invalid_request", "the code must be at most "+strconv.Itoa(MaxCodeLen)+" letters or digits")
+		return bad("invalid_request", "the code must be at most "+strconv.Itoa(MaxCodeLen)+" letters or digits")
 	}
 	// The code becomes the text when the payload has none: check what will be sent, in characters.
 	if strings.TrimSpace(r.Text) == "" {
 		r.Text = r.Code
 	}
 	if utf8.RuneCountInString(r.Text) > MaxTextChars {
-		return nil, bad("invalid_request", "the text is longer than "+strconv.Itoa(MaxTextChars)+" characters")
+		return bad("invalid_request", "the text is longer than "+strconv.Itoa(MaxTextChars)+" characters")
 	}
-	return &r, nil
+	return nil
 }
 
 // Limits of what a caller may send; longer is a 400 before policy or any provider sees it.

@@ -29,6 +29,7 @@ type Metrics struct {
 	LogBacklog         prometheus.Gauge
 	LogDropped         prometheus.Counter
 	LogCommitTimeouts  prometheus.Counter
+	Notify             *prometheus.CounterVec
 	Reloads            *prometheus.CounterVec
 	ProviderDisabled   *prometheus.GaugeVec
 	StateErrors        *prometheus.CounterVec
@@ -66,6 +67,8 @@ func New() *Metrics {
 			Help: "Message log writes given up: the retry buffer was full, or the database still failed at shutdown."}),
 		LogCommitTimeouts: prometheus.NewCounter(prometheus.CounterOpts{Name: "smsgate_message_log_commit_timeouts_total",
 			Help: "Sends answered before their record committed (storage.commit_timeout passed); the record waits in the retry buffer."}),
+		Notify: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_infobip_notify_total",
+			Help: "Delivery reports pushed to notify URLs of the Infobip-compatible API, by result (ok, retry, failed, dropped)."}, []string{"result"}),
 		Reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_config_reloads_total",
 			Help: "Config reloads by result."}, []string{"result"}),
 		ProviderDisabled: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "smsgate_provider_disabled",
@@ -74,7 +77,7 @@ func New() *Metrics {
 			Help: "Failed calls to the policy state store (rate limits, idempotency, resends), by operation."}, []string{"op"}),
 	}
 	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.Attempts, m.ProviderLatency, m.BreakerState,
-		m.BreakerTransitions, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBacklog, m.LogDropped, m.LogCommitTimeouts, m.Reloads, m.ProviderDisabled, m.StateErrors,
+		m.BreakerTransitions, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBacklog, m.LogDropped, m.LogCommitTimeouts, m.Notify, m.Reloads, m.ProviderDisabled, m.StateErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}

@@ -147,7 +147,9 @@ func (m *Memory) List(_ context.Context, q Query) ([]*Record, error) {
 	var out []*Record
 	for _, r := range m.byID {
 		if r.Tenant != q.Tenant || (q.Status != "" && r.Status != q.Status) || (q.Provider != "" && r.Provider != q.Provider) ||
-			(!q.Since.IsZero() && r.CreatedAt.Before(q.Since)) || (q.Before != nil && !olderThan(r, q.Before)) {
+			(!q.Since.IsZero() && r.CreatedAt.Before(q.Since)) || (q.Before != nil && !olderThan(r, q.Before)) ||
+			(!q.Until.IsZero() && !r.CreatedAt.Before(q.Until)) || (q.BulkID != "" && r.BulkID != q.BulkID) ||
+			(q.ID != "" && r.ID != q.ID && r.Reference != q.ID) || (q.Compat && r.Source == "") {
 			continue
 		}
 		c := *r
@@ -197,6 +199,42 @@ func (m *Memory) Purge(_ context.Context, before time.Time) (int, error) {
 	}
 	m.pending = kept
 	return n, nil
+}
+
+// Find implements Backend.
+func (m *Memory) Find(_ context.Context, provider, id, pmid string) (*Record, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	r := m.find(&gateway.DeliveryReport{Provider: provider, MessageID: id, ProviderMessageID: pmid})
+	if r == nil {
+		return nil, ErrNotFound
+	}
+	c := *r
+	return &c, nil
+}
+
+// Take implements Backend.
+func (m *Memory) Take(_ context.Context, q TakeQuery) ([]*Record, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var found []*Record
+	for _, r := range m.byID {
+		if r.Tenant == q.Tenant && r.Source != "" && r.NotifyURL == "" && !r.ReportTaken && r.Final() &&
+			(q.BulkID == "" || r.BulkID == q.BulkID) && (q.ID == "" || r.ID == q.ID || r.Reference == q.ID) {
+			found = append(found, r)
+		}
+	}
+	slices.SortFunc(found, func(a, b *Record) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	if len(found) > q.Limit {
+		found = found[:q.Limit]
+	}
+	out := make([]*Record, len(found))
+	for i, r := range found {
+		r.ReportTaken = true
+		c := *r
+		out[i] = &c
+	}
+	return out, nil
 }
 
 // Close implements Backend.

@@ -57,6 +57,14 @@ var pgMigrations = []string{
 	CREATE INDEX pending_by_pmid ON pending_reports (provider, provider_message_id) WHERE provider_message_id <> '';
 	CREATE INDEX pending_by_id ON pending_reports (provider, message_id) WHERE message_id <> '';
 	CREATE INDEX pending_received ON pending_reports (received_at);`,
+	// 2: messages sent through the Infobip-compatible API.
+	`ALTER TABLE messages ADD COLUMN source text NOT NULL DEFAULT '',
+		ADD COLUMN reference text NOT NULL DEFAULT '',
+		ADD COLUMN bulk_id text NOT NULL DEFAULT '',
+		ADD COLUMN callback_data text NOT NULL DEFAULT '',
+		ADD COLUMN notify_url text NOT NULL DEFAULT '',
+		ADD COLUMN report_taken boolean NOT NULL DEFAULT false;
+	CREATE INDEX messages_untaken ON messages (tenant, created_at) WHERE source <> '' AND NOT report_taken;`,
 }
 
 // Postgres is a Backend on PostgreSQL (jackc/pgx v5 with a pool), shared by every replica: any
@@ -173,7 +181,8 @@ func key(provider, id string) int64 {
 }
 
 const pgCols = `id, tenant, client_id, route, message_type, action, country, recipient, status, provider,
-	provider_message_id, attempts, error, provider_status, price, currency, created_at, updated_at, delivered_at`
+	provider_message_id, attempts, error, provider_status, price, currency, created_at, updated_at, delivered_at,
+	source, reference, bulk_id, callback_data, notify_url, report_taken`
 
 // pgColsM is pgCols qualified by the alias m.
 var pgColsM = "m." + strings.ReplaceAll(strings.Join(strings.Fields(pgCols), " "), ", ", ", m.")
@@ -375,7 +384,7 @@ func (p *Postgres) Apply(ctx context.Context, ops []Op) error {
 			return err
 		}
 		// A retried batch that had committed must not fail on its own rows.
-		b.Queue(`INSERT INTO messages (`+pgCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19) ON CONFLICT (id) DO NOTHING`, args...)
+		b.Queue(`INSERT INTO messages (`+pgCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25) ON CONFLICT (id) DO NOTHING`, args...)
 	}
 	for r := range changed {
 		b.Queue(`UPDATE messages SET status = $2, provider_status = $3, error = $4, price = $5, currency = $6, updated_at = $7, delivered_at = $8 WHERE id = $1`,
@@ -410,7 +419,8 @@ func pgArgs(r *Record) ([]any, error) {
 		return nil, err
 	}
 	return []any{r.ID, r.Tenant, r.ClientID, r.Route, r.MessageType, r.Action, r.Country, r.Recipient, r.Status, r.Provider,
-		r.ProviderMessageID, att, r.Error, r.ProviderStatus, r.Price, r.Currency, r.CreatedAt.UnixMilli(), r.UpdatedAt.UnixMilli(), msOrNil(r.DeliveredAt)}, nil
+		r.ProviderMessageID, att, r.Error, r.ProviderStatus, r.Price, r.Currency, r.CreatedAt.UnixMilli(), r.UpdatedAt.UnixMilli(), msOrNil(r.DeliveredAt),
+		r.Source, r.Reference, r.BulkID, r.CallbackData, r.NotifyURL, r.ReportTaken}, nil
 }
 
 func scanPG(row pgx.Row) (*Record, error) {
@@ -419,7 +429,8 @@ func scanPG(row pgx.Row) (*Record, error) {
 	var created, updated int64
 	var delivered *int64
 	if err := row.Scan(&r.ID, &r.Tenant, &r.ClientID, &r.Route, &r.MessageType, &r.Action, &r.Country, &r.Recipient, &r.Status, &r.Provider,
-		&r.ProviderMessageID, &att, &r.Error, &r.ProviderStatus, &r.Price, &r.Currency, &created, &updated, &delivered); err != nil {
+		&r.ProviderMessageID, &att, &r.Error, &r.ProviderStatus, &r.Price, &r.Currency, &created, &updated, &delivered,
+		&r.Source, &r.Reference, &r.BulkID, &r.CallbackData, &r.NotifyURL, &r.ReportTaken); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal(att, &r.Attempts); err != nil {
@@ -463,6 +474,18 @@ func (p *Postgres) List(ctx context.Context, q Query) ([]*Record, error) {
 	if !q.Since.IsZero() {
 		add("created_at >= ?", q.Since.UnixMilli())
 	}
+	if !q.Until.IsZero() {
+		add("created_at < ?", q.Until.UnixMilli())
+	}
+	if q.BulkID != "" {
+		add("bulk_id = ?", q.BulkID)
+	}
+	if q.ID != "" {
+		add("(id = ? OR (reference = ? AND source <> ''))", q.ID, q.ID)
+	}
+	if q.Compat {
+		where = append(where, "source <> ''")
+	}
 	if q.Before != nil {
 		c := q.Before.CreatedAt.UnixMilli()
 		add("(created_at, id) < (?, ?)", c, q.Before.ID)
@@ -482,6 +505,39 @@ func (p *Postgres) List(ctx context.Context, q Query) ([]*Record, error) {
 		}
 		out = append(out, r)
 	}
+	return out, rows.Err()
+}
+
+// Find implements Backend.
+func (p *Postgres) Find(ctx context.Context, provider, id, pmid string) (*Record, error) {
+	r, err := scanPG(p.pool.QueryRow(ctx, `SELECT `+pgCols+` FROM messages WHERE provider = $1 AND
+		((id = $2 AND $2 <> '') OR (provider_message_id = $3 AND $3 <> '')) LIMIT 1`, provider, id, pmid))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return r, err
+}
+
+// Take implements Backend: SKIP LOCKED, so replicas polling at once hand out each report once.
+func (p *Postgres) Take(ctx context.Context, q TakeQuery) ([]*Record, error) {
+	rows, err := p.pool.Query(ctx, `UPDATE messages SET report_taken = true WHERE id IN (
+		SELECT id FROM messages WHERE tenant = $1 AND source <> '' AND notify_url = '' AND NOT report_taken
+			AND status IN ('delivered','undelivered','failed','rejected')
+			AND ($2 = '' OR bulk_id = $2) AND ($3 = '' OR id = $3 OR reference = $3)
+		ORDER BY created_at LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING `+pgCols, q.Tenant, q.BulkID, q.ID, q.Limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*Record
+	for rows.Next() {
+		r, err := scanPG(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b *Record) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	return out, rows.Err()
 }
 

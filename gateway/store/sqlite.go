@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -52,6 +53,14 @@ var migrations = []string{
 	);
 	CREATE INDEX pending_by_pmid ON pending_reports(provider, provider_message_id);
 	CREATE INDEX pending_by_id ON pending_reports(message_id);`,
+	// 2: messages sent through the Infobip-compatible API.
+	`ALTER TABLE messages ADD COLUMN source TEXT NOT NULL DEFAULT '';
+	ALTER TABLE messages ADD COLUMN reference TEXT NOT NULL DEFAULT '';
+	ALTER TABLE messages ADD COLUMN bulk_id TEXT NOT NULL DEFAULT '';
+	ALTER TABLE messages ADD COLUMN callback_data TEXT NOT NULL DEFAULT '';
+	ALTER TABLE messages ADD COLUMN notify_url TEXT NOT NULL DEFAULT '';
+	ALTER TABLE messages ADD COLUMN report_taken INTEGER NOT NULL DEFAULT 0;
+	CREATE INDEX messages_untaken ON messages(tenant, created_at) WHERE source != '' AND report_taken = 0;`,
 }
 
 // SQLite is a Backend on one SQLite file (modernc.org/sqlite, no cgo) in WAL mode.
@@ -96,7 +105,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 }
 
 func (s *SQLite) prepare(ctx context.Context) error {
-	values := ` INTO messages (` + cols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
+	values := ` INTO messages (` + cols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
 	for _, st := range []struct {
 		dst **sql.Stmt
 		sql string
@@ -165,7 +174,8 @@ func (s *SQLite) now() time.Time {
 }
 
 const cols = `id, tenant, client_id, route, message_type, action, country, recipient, status, provider,
-	provider_message_id, attempts, error, provider_status, price, currency, created_at, updated_at, delivered_at`
+	provider_message_id, attempts, error, provider_status, price, currency, created_at, updated_at, delivered_at,
+	source, reference, bulk_id, callback_data, notify_url, report_taken`
 
 // Apply implements Backend: the whole batch in one transaction.
 func (s *SQLite) Apply(ctx context.Context, ops []Op) error {
@@ -209,7 +219,8 @@ func put(ctx context.Context, stmt *sql.Stmt, r *Record) error {
 		delivered = r.DeliveredAt.UnixMilli()
 	}
 	_, err = stmt.ExecContext(ctx, r.ID, r.Tenant, r.ClientID, r.Route, r.MessageType, r.Action, r.Country, r.Recipient, r.Status, r.Provider,
-		r.ProviderMessageID, string(att), r.Error, r.ProviderStatus, r.Price, r.Currency, r.CreatedAt.UnixMilli(), r.UpdatedAt.UnixMilli(), delivered)
+		r.ProviderMessageID, string(att), r.Error, r.ProviderStatus, r.Price, r.Currency, r.CreatedAt.UnixMilli(), r.UpdatedAt.UnixMilli(), delivered,
+		r.Source, r.Reference, r.BulkID, r.CallbackData, r.NotifyURL, r.ReportTaken)
 	return err
 }
 
@@ -289,7 +300,8 @@ func scan(sc scanner) (*Record, error) {
 	var created, updated int64
 	var delivered sql.NullInt64
 	if err := sc.Scan(&r.ID, &r.Tenant, &r.ClientID, &r.Route, &r.MessageType, &r.Action, &r.Country, &r.Recipient, &r.Status, &r.Provider,
-		&r.ProviderMessageID, &att, &r.Error, &r.ProviderStatus, &r.Price, &r.Currency, &created, &updated, &delivered); err != nil {
+		&r.ProviderMessageID, &att, &r.Error, &r.ProviderStatus, &r.Price, &r.Currency, &created, &updated, &delivered,
+		&r.Source, &r.Reference, &r.BulkID, &r.CallbackData, &r.NotifyURL, &r.ReportTaken); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(att), &r.Attempts); err != nil {
@@ -336,6 +348,18 @@ func (s *SQLite) List(ctx context.Context, q Query) ([]*Record, error) {
 	if !q.Since.IsZero() {
 		where, args = append(where, "created_at >= ?"), append(args, q.Since.UnixMilli())
 	}
+	if !q.Until.IsZero() {
+		where, args = append(where, "created_at < ?"), append(args, q.Until.UnixMilli())
+	}
+	if q.BulkID != "" {
+		where, args = append(where, "bulk_id = ?"), append(args, q.BulkID)
+	}
+	if q.ID != "" {
+		where, args = append(where, "(id = ? OR (reference = ? AND source != ''))"), append(args, q.ID, q.ID)
+	}
+	if q.Compat {
+		where = append(where, "source != ''")
+	}
 	if q.Before != nil {
 		c := q.Before.CreatedAt.UnixMilli()
 		// A row value: SQLite walks the (tenant, created_at, id) index from the cursor on.
@@ -355,6 +379,51 @@ func (s *SQLite) List(ctx context.Context, q Query) ([]*Record, error) {
 		}
 		out = append(out, r)
 	}
+	return out, rows.Err()
+}
+
+// Find implements Backend.
+func (s *SQLite) Find(ctx context.Context, provider, id, pmid string) (*Record, error) {
+	var r *Record
+	var err error
+	if id != "" {
+		r, err = scanOne(s.db.QueryRowContext(ctx, `SELECT `+cols+` FROM messages WHERE id = ? AND provider = ?`, id, provider))
+	}
+	if r == nil && err == nil && pmid != "" {
+		r, err = scanOne(s.db.QueryRowContext(ctx, `SELECT `+cols+` FROM messages WHERE provider = ? AND provider_message_id = ?`, provider, pmid))
+	}
+	if err == nil && r == nil {
+		err = ErrNotFound
+	}
+	return r, err
+}
+
+// Take implements Backend: one UPDATE ... RETURNING, so a report is handed out once.
+func (s *SQLite) Take(ctx context.Context, q TakeQuery) ([]*Record, error) {
+	where := "tenant = ? AND source != '' AND notify_url = '' AND report_taken = 0 AND status IN ('delivered','undelivered','failed','rejected')"
+	args := []any{q.Tenant}
+	if q.BulkID != "" {
+		where, args = where+" AND bulk_id = ?", append(args, q.BulkID)
+	}
+	if q.ID != "" {
+		where, args = where+" AND (id = ? OR reference = ?)", append(args, q.ID, q.ID)
+	}
+	args = append(args, q.Limit)
+	rows, err := s.db.QueryContext(ctx, `UPDATE messages SET report_taken = 1 WHERE id IN (SELECT id FROM messages WHERE `+where+
+		` ORDER BY created_at LIMIT ?) RETURNING `+cols, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*Record
+	for rows.Next() {
+		r, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b *Record) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	return out, rows.Err()
 }
 

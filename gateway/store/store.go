@@ -59,6 +59,30 @@ type Record struct {
 	UpdatedAt         time.Time `json:"updated_at"`
 	// DeliveredAt is the time of the final delivery report (delivered or not); nil before one.
 	DeliveredAt *time.Time `json:"delivered_at"`
+
+	// Fields of messages sent through the Infobip-compatible API (Source not empty).
+
+	// Source is the API a message came through: "" (smsgate's own), "infobip-sms-v2",
+	// "infobip-sms-v3" or "infobip-tts".
+	Source string `json:"source,omitempty"`
+	// Reference is the caller's own messageId; BulkID the request's bulkId; CallbackData the
+	// caller's callbackData, returned in reports.
+	Reference    string `json:"reference,omitempty"`
+	BulkID       string `json:"bulk_id,omitempty"`
+	CallbackData string `json:"-"`
+	// NotifyURL is where the final delivery report is pushed (a host the tenant allows).
+	NotifyURL string `json:"-"`
+	// ReportTaken is set once the final report was handed out by GET /sms/{1,3}/reports.
+	ReportTaken bool `json:"-"`
+}
+
+// Final reports whether a record's status can no longer change but to delivered.
+func (r *Record) Final() bool {
+	switch r.Status {
+	case gateway.StatusDelivered, gateway.StatusUndelivered, gateway.StatusFailed, gateway.StatusRejected:
+		return true
+	}
+	return false
 }
 
 // Query selects a tenant's records, newest first.
@@ -70,6 +94,21 @@ type Query struct {
 	Limit    int
 	// Before continues a listing: records strictly older than this cursor (from a previous page).
 	Before *Cursor
+	// Until, when set, keeps records created before it; BulkID, when set, one bulk's records.
+	Until  time.Time
+	BulkID string
+	// ID, when set, selects one message by our id or the caller's reference.
+	ID string
+	// Compat keeps only messages sent through the Infobip-compatible API.
+	Compat bool
+}
+
+// TakeQuery selects final delivery reports not handed out yet (GET /sms/{1,3}/reports).
+type TakeQuery struct {
+	Tenant string
+	// BulkID and ID (ours or the caller's reference) narrow it when set.
+	BulkID, ID string
+	Limit      int
 }
 
 // Cursor is a position in a newest-first listing.
@@ -86,6 +125,12 @@ type Backend interface {
 	List(ctx context.Context, q Query) ([]*Record, error)
 	// Purge deletes records created before t and returns how many.
 	Purge(ctx context.Context, before time.Time) (int, error)
+	// Find returns the record a report names: provider and our id, or provider and its id.
+	Find(ctx context.Context, provider, id, providerMessageID string) (*Record, error)
+	// Take returns up to q.Limit compat records whose final report was not handed out yet, oldest
+	// first, and marks them handed out: each report is handed out once, across replicas too.
+	// Messages whose reports are pushed to a notify URL are not pulled.
+	Take(ctx context.Context, q TakeQuery) ([]*Record, error)
 	Close() error
 }
 
@@ -296,10 +341,29 @@ func (s *Store) List(ctx context.Context, q Query) ([]*Record, error) {
 	if err := s.Flush(ctx); err != nil && !errors.Is(err, ErrClosed) {
 		return nil, err
 	}
-	if q.Limit <= 0 || q.Limit > 500 {
+	if q.Limit <= 0 || q.Limit > 1000 {
 		q.Limit = 50
 	}
 	return s.b.List(ctx, q)
+}
+
+// Find returns the record a delivery report names (after flushing pending writes).
+func (s *Store) Find(ctx context.Context, provider, id, providerMessageID string) (*Record, error) {
+	if err := s.Flush(ctx); err != nil && !errors.Is(err, ErrClosed) {
+		return nil, err
+	}
+	return s.b.Find(ctx, provider, id, providerMessageID)
+}
+
+// Take hands out final delivery reports once (see Backend.Take).
+func (s *Store) Take(ctx context.Context, q TakeQuery) ([]*Record, error) {
+	if err := s.Flush(ctx); err != nil && !errors.Is(err, ErrClosed) {
+		return nil, err
+	}
+	if q.Limit <= 0 || q.Limit > 1000 {
+		q.Limit = 50
+	}
+	return s.b.Take(ctx, q)
 }
 
 // Purge deletes records created before t now.

@@ -606,3 +606,45 @@ func TestPostgresDSNPasswordNeverPrinted(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// TestTakeHandsEachReportOutOnce: final reports of compat messages are handed out once, oldest
+// first, and filters by bulk and id (ours or the caller's reference) work.
+func TestTakeHandsEachReportOutOnce(t *testing.T) {
+	backends(t, func(t *testing.T, open func() Backend) {
+		s := New(Options{Backend: open()})
+		defer s.Close()
+		ctx := context.Background()
+		for i := range 4 {
+			r := record(fmt.Sprint("c", i), "acme", "ib", fmt.Sprint("c", i), t0.Add(time.Duration(i)*time.Second))
+			r.Source, r.BulkID, r.Reference = "infobip-sms-v2", "bulk-1", fmt.Sprint("ref-", i)
+			if i == 3 {
+				r.BulkID = "bulk-2"
+			}
+			s.Insert(ctx, r)
+		}
+		s.Insert(ctx, record("native", "acme", "ib", "native", t0)) // not a compat message
+		for _, id := range []string{"c0", "c1", "c3", "native"} {
+			s.Report(ctx, &gateway.DeliveryReport{Provider: "ib", MessageID: id, ProviderMessageID: id, Status: gateway.StatusDelivered})
+		}
+		if r, err := s.Find(ctx, "ib", "", "c1"); err != nil || r.Reference != "ref-1" || r.Status != gateway.StatusDelivered {
+			t.Errorf("find: %+v %v", r, err)
+		}
+		if _, err := s.Find(ctx, "other", "c1", "c1"); err != ErrNotFound {
+			t.Errorf("find with another provider: %v", err)
+		}
+		got, err := s.Take(ctx, TakeQuery{Tenant: "acme", BulkID: "bulk-1", Limit: 10})
+		if err != nil || len(got) != 2 || got[0].ID != "c0" || got[1].ID != "c1" {
+			t.Fatalf("take bulk-1: %d records %v", len(got), err)
+		}
+		if again, _ := s.Take(ctx, TakeQuery{Tenant: "acme", BulkID: "bulk-1", Limit: 10}); len(again) != 0 {
+			t.Errorf("reports handed out twice: %d", len(again))
+		}
+		if byRef, _ := s.Take(ctx, TakeQuery{Tenant: "acme", ID: "ref-3", Limit: 10}); len(byRef) != 1 || byRef[0].ID != "c3" {
+			t.Errorf("take by reference: %v", byRef)
+		}
+		logs, _ := s.List(ctx, Query{Tenant: "acme", Compat: true, ID: "ref-2", Limit: 10})
+		if len(logs) != 1 || logs[0].ID != "c2" || logs[0].Source != "infobip-sms-v2" {
+			t.Errorf("compat listing by reference: %v", logs)
+		}
+	})
+}

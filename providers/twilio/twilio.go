@@ -64,9 +64,12 @@ func (p *Provider) Send(ctx context.Context, msg *gateway.Message) (gateway.Resu
 		f.Set("From", p.cfg.VoiceFrom)
 		f.Set("Twiml", TwiML(msg))
 	} else {
-		if p.cfg.MessagingServiceSID != "" {
+		switch {
+		case p.cfg.MessagingServiceSID != "":
 			f.Set("MessagingServiceSid", p.cfg.MessagingServiceSID)
-		} else {
+		case msg.From != "": // the request's sender, set only when its tenant may choose one
+			f.Set("From", msg.From)
+		default:
 			f.Set("From", p.cfg.From)
 		}
 		f.Set("Body", msg.Text)

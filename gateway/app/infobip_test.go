@@ -1,0 +1,315 @@
+package app
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/smsgate/smsgate/providers/infobip/infobiptest"
+	"github.com/smsgate/smsgate/providers/providertest"
+	"github.com/smsgate/smsgate/providers/twilio/twiliotest"
+)
+
+// compatConfig: tenant acme reaches its route through Infobip then Twilio (both fakes); it may
+// have reports pushed to $HOOKHOST. Tenant tight has a rate limit of one message an hour.
+const compatConfig = `
+server: {request_timeout: 3s, public_url: "https://sms.example.com"}
+storage: {driver: sqlite, path: $DIR/log.db}
+policy: {rate_limits: {per_recipient: 0}, resend_escalation: {enabled: false}, denied_countries: [KP]}
+tenants:
+  - {name: acme, api_key: acme-ib-key, notify_hosts: ["$HOOKHOST"]}
+  - {name: tight, api_key: tight-key, rate_limits: {per_tenant: 1/1h}}
+  - {name: sender, api_key: sender-key, allow_sender: true}
+providers:
+  - name: infobip-eu
+    type: infobip
+    base_url: $IB
+    api_key: ib-key
+    webhook_secret: hook-secret
+    sender: GatewaySMS
+    timeout: 500ms
+  - name: twilio-us
+    type: twilio
+    account_sid: ` + twSID + `
+    auth_token: tw-token
+    from: "+15005550006"
+    base_url: $TW
+routes:
+  - name: default
+    providers: [infobip-eu, twilio-us]
+`
+
+type compatHarness struct {
+	*harness
+	ib    *infobiptest.Fake
+	tw    *twiliotest.Fake
+	hooks chan []byte
+}
+
+func startCompat(t *testing.T) *compatHarness {
+	hooks := make(chan []byte, 16)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		hooks <- b
+	}))
+	t.Cleanup(hook.Close)
+	cfg := strings.ReplaceAll(compatConfig, "$HOOKHOST", strings.TrimPrefix(hook.URL, "http://"))
+	h, ib, tw := startOnFakes(t, cfg)
+	return &compatHarness{harness: h, ib: ib, tw: tw, hooks: hooks}
+}
+
+func (c *compatHarness) call(method, path, auth, body string) response {
+	c.t.Helper()
+	req, _ := http.NewRequest(method, c.url+path, strings.NewReader(body))
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	r := response{Status: res.StatusCode, Header: res.Header, Raw: string(raw)}
+	if err := json.Unmarshal(raw, &r.Body); err != nil {
+		c.t.Errorf("%s %s: not JSON: %q", method, path, raw)
+	}
+	return r
+}
+
+func messagesOf(r response) []map[string]any {
+	var out []map[string]any
+	ms, _ := r.Body["messages"].([]any)
+	for _, m := range ms {
+		out = append(out, m.(map[string]any))
+	}
+	return out
+}
+
+func statusName(m map[string]any) string { return m["status"].(map[string]any)["name"].(string) }
+
+// checkSpec validates an answer against Infobip's spec: documented statuses as they are, and the
+// body of an undocumented one (429, 503) against the operation's 400 error schema.
+func checkSpec(t *testing.T, spec *providertest.Spec, path, method string, r response) {
+	t.Helper()
+	status := map[int]string{200: "200", 400: "400", 401: "401"}[r.Status]
+	if status == "" {
+		status = "400"
+	}
+	if errs := spec.ResponseErrors(path, method, status, []byte(r.Raw)); len(errs) > 0 {
+		t.Errorf("%s %s answer %d does not match the spec: %v\n%s", method, path, r.Status, errs, r.Raw)
+	}
+}
+
+func TestInfobipCompatibleSends(t *testing.T) {
+	c := startCompat(t)
+	sms := providertest.LoadSpec(t, "infobip-sms.openapi.json")
+	voice := providertest.LoadSpec(t, "infobip-voice.openapi.json")
+
+	t.Run("v2: each destination is one send; refused ones say why", func(t *testing.T) {
+		r := c.call("POST", "/sms/2/text/advanced", "App acme-ib-key", `{"bulkId":"bulk-7","messages":[{"destinations":[
+			{"to":"14155550104","messageId":"my-ref-1"},{"to":"hello"},{"to":"+850 2 123 4567"}],"text":"Your code is 123456"}]}`)
+		if r.Status != 200 || r.Body["bulkId"] != "bulk-7" {
+			t.Fatalf("%d %s", r.Status, r.Raw)
+		}
+		ms := messagesOf(r)
+		if len(ms) != 3 || statusName(ms[0]) != "PENDING_ACCEPTED" || statusName(ms[1]) != "REJECTED_DESTINATION" || statusName(ms[2]) != "REJECTED_COUNTRY_NOT_ALLOWED" {
+			t.Fatalf("statuses: %s", r.Raw)
+		}
+		checkSpec(t, sms, "/sms/2/text/advanced", "POST", r)
+		id := ms[0]["messageId"].(string)
+		rec, err := c.app.Store().Get(context.Background(), "acme", id)
+		if err != nil || rec.Source != "infobip-sms-v2" || rec.Reference != "my-ref-1" || rec.BulkID != "bulk-7" || rec.Provider != "infobip-eu" {
+			t.Errorf("record %+v %v", rec, err)
+		}
+		// The route's sender, not the caller's: this tenant may not choose one.
+		if got := c.ib.Requests()[len(c.ib.Requests())-1].Body["messages"].([]any)[0].(map[string]any)["sender"]; got != "GatewaySMS" {
+			t.Errorf("sender %v", got)
+		}
+	})
+	t.Run("v3 with Bearer, and the tenant's own sender where allowed", func(t *testing.T) {
+		r := c.call("POST", "/sms/3/messages", "Bearer sender-key", `{"messages":[{"sender":"MyBrand","destinations":[{"to":"447911123456"}],"content":{"text":"Your code is 4321"}}]}`)
+		if r.Status != 200 || statusName(messagesOf(r)[0]) != "PENDING_ACCEPTED" || messagesOf(r)[0]["destination"] != "447911123456" {
+			t.Fatalf("%d %s", r.Status, r.Raw)
+		}
+		checkSpec(t, sms, "/sms/3/messages", "POST", r)
+		if got := c.ib.Requests()[len(c.ib.Requests())-1].Body["messages"].([]any)[0].(map[string]any)["sender"]; got != "MyBrand" {
+			t.Errorf("sender %v", got)
+		}
+	})
+	t.Run("Basic auth, text/query and TTS", func(t *testing.T) {
+		basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("anyone:acme-ib-key"))
+		r := c.call("GET", "/sms/1/text/query?username=x&password=acme-ib-key&to=14155550123,14155550124&text=Code%20777111", "", "")
+		if r.Status != 200 || len(messagesOf(r)) != 2 {
+			t.Errorf("text/query: %d %s", r.Status, r.Raw)
+		}
+		r = c.call("POST", "/tts/3/single", basic, `{"text":"Your code is 5 5 5","language":"en","to":"14155550125"}`)
+		if r.Status != 200 || statusName(messagesOf(r)[0]) != "PENDING_ACCEPTED" {
+			t.Fatalf("tts single: %d %s", r.Status, r.Raw)
+		}
+		checkSpec(t, voice, "/tts/3/single", "POST", r)
+		if last := c.ib.Requests()[len(c.ib.Requests())-1]; last.Path != "/tts/3/advanced" {
+			t.Errorf("a TTS request went to %s", last.Path)
+		}
+		r = c.call("POST", "/tts/3/advanced", basic, `{"messages":[{"destinations":[{"to":"14155550126"}],"text":"Your code is 1 2 3","language":"de"}]}`)
+		if r.Status != 200 {
+			t.Errorf("tts advanced: %d %s", r.Status, r.Raw)
+		}
+		checkSpec(t, voice, "/tts/3/advanced", "POST", r)
+	})
+	t.Run("nothing sent: non-2xx in Infobip's shapes", func(t *testing.T) {
+		r := c.call("POST", "/sms/2/text/advanced", "App wrong", `{"messages":[{"destinations":[{"to":"14155550104"}],"text":"x"}]}`)
+		if r.Status != 401 || !strings.Contains(r.Raw, `"messageId":"UNAUTHORIZED"`) {
+			t.Errorf("wrong key: %d %s", r.Status, r.Raw)
+		}
+		checkSpec(t, sms, "/sms/2/text/advanced", "POST", r)
+		r = c.call("POST", "/sms/3/messages", "App acme-ib-key", `{"messages":[{"destinations":[{"to":"nope"}],"content":{"text":"x"}}]}`)
+		if r.Status != 400 || r.Body["errorCode"] != "BAD_REQUEST" {
+			t.Errorf("v3 all invalid: %d %s", r.Status, r.Raw)
+		}
+		checkSpec(t, sms, "/sms/3/messages", "POST", r)
+		r = c.call("POST", "/sms/2/text/advanced", "App acme-ib-key", `{"messages":[{"destinations":[`+strings.Repeat(`{"to":"14155550104"},`, 100)+`{"to":"1"}],"text":"x"}]}`)
+		if r.Status != 400 || !strings.Contains(r.Raw, "at most 100 destinations") {
+			t.Errorf("101 destinations: %d %s", r.Status, r.Raw)
+		}
+		ok := c.call("POST", "/sms/2/text/advanced", "App tight-key", `{"messages":[{"destinations":[{"to":"14155550150"}],"text":"Code 1"}]}`)
+		r = c.call("POST", "/sms/2/text/advanced", "App tight-key", `{"messages":[{"destinations":[{"to":"14155550151"}],"text":"Code 2"}]}`)
+		if ok.Status != 200 || r.Status != 429 || r.Header.Get("Retry-After") == "" {
+			t.Errorf("rate limited: %d, then %d %s (Retry-After %q)", ok.Status, r.Status, r.Raw, r.Header.Get("Retry-After"))
+		}
+		checkSpec(t, sms, "/sms/2/text/advanced", "POST", r)
+		c.ib.SetMode(infobiptest.Unavailable)
+		c.tw.SetMode(twiliotest.Unavailable)
+		r = c.call("POST", "/sms/2/text/advanced", "App acme-ib-key", `{"messages":[{"destinations":[{"to":"14155550160"}],"text":"Code 3"}]}`)
+		c.ib.SetMode(infobiptest.OK)
+		c.tw.SetMode(twiliotest.OK)
+		if r.Status != 503 || !strings.Contains(r.Raw, "SERVICE_UNAVAILABLE") {
+			t.Errorf("providers down: %d %s", r.Status, r.Raw)
+		}
+		checkSpec(t, sms, "/sms/2/text/advanced", "POST", r)
+		r = c.call("POST", "/sms/2/text/advanced", "App acme-ib-key", `{"messages":[{"destinations":[{"to":"14155550104"}],"text":"x","notifyUrl":"https://evil.example.com/steal"}]}`)
+		if r.Status != 400 || !strings.Contains(r.Raw, "notify_hosts") {
+			t.Errorf("notify URL on a host not allowed: %d %s", r.Status, r.Raw)
+		}
+	})
+}
+
+func report(id, group string) string {
+	st := map[string]string{"DELIVERED": `{"groupId":3,"groupName":"DELIVERED","id":5,"name":"DELIVERED_TO_HANDSET"}`,
+		"UNDELIVERABLE": `{"groupId":2,"groupName":"UNDELIVERABLE","id":9,"name":"UNDELIVERABLE_NOT_DELIVERED"}`}[group]
+	return `{"results":[{"messageId":"` + id + `","status":` + st + `,"price":{"pricePerMessage":0.01,"currency":"EUR"}}]}`
+}
+
+func TestInfobipCompatibleReportsAndLogs(t *testing.T) {
+	c := startCompat(t)
+	sms := providertest.LoadSpec(t, "infobip-sms.openapi.json")
+	r := c.call("POST", "/sms/2/text/advanced", "App acme-ib-key", `{"bulkId":"b1","messages":[{"destinations":[{"to":"14155550170","messageId":"ref-a"},{"to":"14155550171"}],"text":"Code 9911","callbackData":"cb-1"}]}`)
+	pushed := c.call("POST", "/sms/3/messages", "App acme-ib-key", `{"messages":[{"destinations":[{"to":"14155550172"}],"content":{"text":"Code 9912"},"webhooks":{"delivery":{"url":"`+"http://"+hostOfHook(c)+`/reports"},"callbackData":"cb-3"}}]}`)
+	if r.Status != 200 || pushed.Status != 200 {
+		t.Fatalf("sends: %s / %s", r.Raw, pushed.Raw)
+	}
+	ids := []string{messagesOf(r)[0]["messageId"].(string), messagesOf(r)[1]["messageId"].(string), messagesOf(pushed)[0]["messageId"].(string)}
+	for i, id := range ids {
+		group := "DELIVERED"
+		if i == 1 {
+			group = "UNDELIVERABLE"
+		}
+		if rr := c.do("POST", "/v1/dlr/infobip/infobip-eu?secret=hook-secret", "", report(id, group)); rr.Status != 200 {
+			t.Fatalf("dlr: %d %s", rr.Status, rr.Raw)
+		}
+	}
+	// Pushed to the notify URL, in v3's shape, with the caller's callbackData.
+	select {
+	case b := <-c.hooks:
+		if !strings.Contains(string(b), `"messageId":"`+ids[2]+`"`) || !strings.Contains(string(b), `"callbackData":"cb-3"`) || !strings.Contains(string(b), "DELIVERED_TO_HANDSET") {
+			t.Errorf("pushed report: %s", b)
+		}
+		if errs := sms.RequestErrors("webhook:receive-outbound-sms-message-reports-v3", "POST", b); len(errs) > 0 {
+			t.Errorf("pushed report does not match the spec's webhook: %v\n%s", errs, b)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no report pushed to the notify URL")
+	}
+	// Pulled once (the pushed one is not pulled).
+	got := c.call("GET", "/sms/1/reports?bulkId=b1&limit=10", "App acme-ib-key", "")
+	res, _ := got.Body["results"].([]any)
+	if got.Status != 200 || len(res) != 2 || !strings.Contains(got.Raw, `"callbackData":"cb-1"`) || !strings.Contains(got.Raw, "UNDELIVERABLE_NOT_DELIVERED") {
+		t.Fatalf("reports: %d %s", got.Status, got.Raw)
+	}
+	checkSpec(t, sms, "/sms/1/reports", "GET", got)
+	if again := c.call("GET", "/sms/1/reports", "App acme-ib-key", ""); !strings.Contains(again.Raw, `"results":[]`) {
+		t.Errorf("reports handed out twice: %s", again.Raw)
+	}
+	// Logs, tenant-scoped, by the caller's reference too.
+	logs := c.call("GET", "/sms/1/logs?messageId=ref-a", "App acme-ib-key", "")
+	if rs, _ := logs.Body["results"].([]any); len(rs) != 1 || !strings.Contains(logs.Raw, ids[0]) {
+		t.Errorf("logs by reference: %s", logs.Raw)
+	}
+	checkSpec(t, sms, "/sms/1/logs", "GET", logs)
+	v3 := c.call("GET", "/sms/3/logs?bulkId=b1&generalStatus=DELIVERED", "App acme-ib-key", "")
+	if rs, _ := v3.Body["results"].([]any); len(rs) != 1 {
+		t.Errorf("v3 logs: %s", v3.Raw)
+	}
+	checkSpec(t, sms, "/sms/3/logs", "GET", v3)
+	if other := c.call("GET", "/sms/1/logs", "App sender-key", ""); strings.Contains(other.Raw, ids[0]) {
+		t.Errorf("another tenant sees acme's logs: %s", other.Raw)
+	}
+}
+
+func hostOfHook(c *compatHarness) string {
+	rt := c.app.rt.Load()
+	for _, tn := range rt.tenants {
+		for h := range tn.notifyHosts {
+			return h
+		}
+	}
+	return ""
+}
+
+// TestInfobipCompatiblePullIsOnce: callers polling at once get each report once.
+func TestInfobipCompatiblePullIsOnce(t *testing.T) {
+	c := startCompat(t)
+	var ids []string
+	for i := range 20 {
+		r := c.call("POST", "/sms/2/text/advanced", "App acme-ib-key", `{"messages":[{"destinations":[{"to":"1415555`+strings.Repeat("0", 3-len(itoa(i)))+itoa(i)+`0"}],"text":"Code 5500`+itoa(i)+`"}]}`)
+		ids = append(ids, messagesOf(r)[0]["messageId"].(string))
+	}
+	for _, id := range ids {
+		c.do("POST", "/v1/dlr/infobip/infobip-eu?secret=hook-secret", "", report(id, "DELIVERED"))
+	}
+	var mu sync.Mutex
+	seen := map[string]int{}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := c.call("GET", "/sms/3/reports?limit=7", "App acme-ib-key", "")
+			for _, x := range r.Body["results"].([]any) {
+				mu.Lock()
+				seen[x.(map[string]any)["messageId"].(string)]++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	rest := c.call("GET", "/sms/3/reports?limit=100", "App acme-ib-key", "")
+	for _, x := range rest.Body["results"].([]any) {
+		seen[x.(map[string]any)["messageId"].(string)]++
+	}
+	for _, id := range ids {
+		if seen[id] != 1 {
+			t.Errorf("report %s handed out %d times", id, seen[id])
+		}
+	}
+}
+
+func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }

@@ -1,0 +1,153 @@
+package infobipcompat
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/smsgate/smsgate/gateway"
+)
+
+// TimeLayout is Infobip's timestamp layout.
+const TimeLayout = "2006-01-02T15:04:05.000-0700"
+
+// Message is what a report or a log line says about one message, taken from the message log.
+type Message struct {
+	ID, Reference, BulkID, To, CallbackData string
+	// Status is the message log's (sent, delivered, undelivered, failed, rejected); Error its code.
+	Status, Error   string
+	Price           float64
+	Currency        string
+	SentAt, DoneAt  time.Time
+	ProviderStatus  string
+	IsVoice, Source string
+}
+
+// ReportStatus maps a message log status to Infobip's status group.
+func ReportStatus(status, providerStatus string) Status {
+	switch status {
+	case gateway.StatusDelivered:
+		return Status{GroupID: 3, GroupName: "DELIVERED", ID: 5, Name: "DELIVERED_TO_HANDSET", Description: "Message delivered to handset"}
+	case gateway.StatusUndelivered:
+		return Status{GroupID: 2, GroupName: "UNDELIVERABLE", ID: 9, Name: "UNDELIVERABLE_NOT_DELIVERED", Description: "Message sent, not delivered"}
+	case gateway.StatusFailed:
+		return Status{GroupID: 5, GroupName: "REJECTED", ID: 21, Name: "REJECTED_SYSTEM_ERROR", Description: "Message not sent"}
+	case gateway.StatusRejected:
+		return RejectedDestination
+	}
+	return Status{GroupID: 1, GroupName: "PENDING", ID: 7, Name: "PENDING_ENROUTE", Description: "Message sent to next instance"}
+}
+
+type price struct {
+	PricePerMessage float64 `json:"pricePerMessage"`
+	Currency        string  `json:"currency"`
+}
+
+type errorObj struct {
+	GroupID     int    `json:"groupId"`
+	GroupName   string `json:"groupName"`
+	ID          int    `json:"id"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	Permanent   bool   `json:"permanent"`
+}
+
+type report struct {
+	BulkID       string    `json:"bulkId,omitempty"`
+	MessageID    string    `json:"messageId"`
+	To           string    `json:"to"`
+	SentAt       string    `json:"sentAt,omitempty"`
+	DoneAt       string    `json:"doneAt,omitempty"`
+	SMSCount     int       `json:"smsCount,omitempty"`
+	MessageCount int       `json:"messageCount,omitempty"`
+	Price        *price    `json:"price,omitempty"`
+	Status       Status    `json:"status"`
+	Error        *errorObj `json:"error,omitempty"`
+	CallbackData string    `json:"callbackData,omitempty"`
+}
+
+func toReport(source string, m Message) report {
+	r := report{BulkID: m.BulkID, MessageID: m.ID, To: m.To, Status: ReportStatus(m.Status, m.ProviderStatus), CallbackData: m.CallbackData}
+	if source == SMSv3 {
+		r.MessageCount = 1
+	} else {
+		r.SMSCount = 1
+	}
+	if !m.SentAt.IsZero() {
+		r.SentAt = m.SentAt.UTC().Format(TimeLayout)
+	}
+	if !m.DoneAt.IsZero() {
+		r.DoneAt = m.DoneAt.UTC().Format(TimeLayout)
+	}
+	if m.Currency != "" {
+		r.Price = &price{PricePerMessage: m.Price, Currency: m.Currency}
+	}
+	if m.Status == gateway.StatusDelivered || m.Status == gateway.StatusSent {
+		r.Error = &errorObj{GroupID: 0, GroupName: "OK", ID: 0, Name: "NO_ERROR", Description: "No Error", Permanent: false}
+	} else if m.Error != "" || m.Status != "" {
+		r.Error = &errorObj{GroupID: 1, GroupName: "HANDSET_ERRORS", ID: 1, Name: errName(m.Error), Description: "as reported by the provider", Permanent: true}
+	}
+	return r
+}
+
+func errName(code string) string {
+	if code == "" {
+		return "EC_UNKNOWN"
+	}
+	return code
+}
+
+// Reports renders delivery reports, {"results":[...]}, in source's shape (pushed to a notifyUrl
+// or pulled from GET /sms/{1,3}/reports).
+func Reports(source string, ms []Message) []byte {
+	out := struct {
+		Results []report `json:"results"`
+	}{Results: []report{}}
+	for _, m := range ms {
+		out.Results = append(out.Results, toReport(source, m))
+	}
+	b, _ := json.Marshal(out)
+	return b
+}
+
+// Logs renders GET /sms/1/logs (v2) or /sms/3/logs (v3). The text is never stored, so it is
+// never returned; numbers are as the message log keeps them (masked unless the operator chose
+// full numbers).
+func Logs(source string, ms []Message) []byte {
+	if source != SMSv3 {
+		type v2log struct {
+			report
+			From string `json:"from,omitempty"`
+		}
+		out := struct {
+			Results []v2log `json:"results"`
+		}{Results: []v2log{}}
+		for _, m := range ms {
+			r := toReport(SMSv2, m)
+			r.CallbackData = ""
+			out.Results = append(out.Results, v2log{report: r})
+		}
+		b, _ := json.Marshal(out)
+		return b
+	}
+	type v3log struct {
+		Destination  string    `json:"destination"`
+		BulkID       string    `json:"bulkId,omitempty"`
+		MessageID    string    `json:"messageId"`
+		SentAt       string    `json:"sentAt,omitempty"`
+		DoneAt       string    `json:"doneAt,omitempty"`
+		MessageCount int       `json:"messageCount"`
+		Price        *price    `json:"price,omitempty"`
+		Status       Status    `json:"status"`
+		Error        *errorObj `json:"error,omitempty"`
+	}
+	out := struct {
+		Results []v3log `json:"results"`
+	}{Results: []v3log{}}
+	for _, m := range ms {
+		r := toReport(SMSv3, m)
+		out.Results = append(out.Results, v3log{Destination: r.To, BulkID: r.BulkID, MessageID: r.MessageID, SentAt: r.SentAt, DoneAt: r.DoneAt,
+			MessageCount: 1, Price: r.Price, Status: r.Status, Error: r.Error})
+	}
+	b, _ := json.Marshal(out)
+	return b
+}
