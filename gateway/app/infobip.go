@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/smsgate/smsgate/gateway"
-	ib "github.com/smsgate/smsgate/gateway/infobipcompat"
 	"github.com/smsgate/smsgate/gateway/httpapi"
+	ib "github.com/smsgate/smsgate/gateway/infobipcompat"
 	"github.com/smsgate/smsgate/gateway/intake"
 	"github.com/smsgate/smsgate/gateway/store"
 )
