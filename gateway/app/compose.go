@@ -9,6 +9,7 @@ import (
 	"github.com/smsgate/smsgate/gateway"
 	"github.com/smsgate/smsgate/gateway/config"
 	"github.com/smsgate/smsgate/providers/infobip"
+	"github.com/smsgate/smsgate/providers/mitto"
 	"github.com/smsgate/smsgate/providers/mock"
 	"github.com/smsgate/smsgate/providers/twilio"
 )
@@ -18,6 +19,7 @@ import (
 // driver's constructor. The list of known types in messages and docs comes from it.
 var drivers = map[string]driver{
 	"infobip": register(infobip.New),
+	"mitto":   register(mitto.New),
 	"mock":    register(mock.New),
 	"twilio":  register(twilio.New),
 }
