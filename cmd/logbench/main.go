@@ -16,6 +16,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -30,7 +32,15 @@ func main() {
 	n := flag.Int("records", 1_000_000, "records to write")
 	samples := flag.Int("samples", 2000, "operations timed per kind")
 	keep := flag.Bool("keep", false, "keep the database afterwards")
+	commit := flag.Int("commit-writers", 0, "instead: measure group commit, this many concurrent senders each waiting for their record's commit")
 	flag.Parse()
+	if *commit > 0 {
+		if err := groupCommit(*backend, *dsn, *commit, *n); err != nil {
+			fmt.Fprintln(os.Stderr, "logbench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*backend, *dsn, *n, *samples, *keep); err != nil {
 		fmt.Fprintln(os.Stderr, "logbench:", err)
 		os.Exit(1)
@@ -163,6 +173,75 @@ func run(kind, dsn string, n, samples int, keep bool) error {
 	purge := time.Since(t)
 	fmt.Printf("| %s | %d | %.0f/s | %s | %s | %s | %s | %s (%d records) |\n", kind, n, insertRate,
 		ms(get), ms(report), ms(first), ms(deep), purge.Round(time.Millisecond), purged)
+	return nil
+}
+
+// open returns a fresh backend of kind (a temp SQLite file, or a PostgreSQL schema) and its cleanup.
+func open(ctx context.Context, kind, dsn string) (store.Backend, func(), error) {
+	switch kind {
+	case "sqlite":
+		dir, err := os.MkdirTemp("", "logbench-")
+		if err != nil {
+			return nil, nil, err
+		}
+		s, err := store.OpenSQLite(ctx, filepath.Join(dir, "log.db"))
+		return s, func() { os.RemoveAll(dir) }, err
+	case "postgres":
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			return nil, nil, err
+		}
+		schema := fmt.Sprintf("logbench_%d", time.Now().UnixNano())
+		if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+			return nil, nil, err
+		}
+		sep := "?"
+		if slices.Contains([]byte(dsn), '?') {
+			sep = "&"
+		}
+		p, err := store.OpenPostgres(ctx, dsn+sep+"search_path="+schema)
+		return p, func() { conn.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); conn.Close(context.Background()) }, err
+	}
+	return nil, nil, fmt.Errorf("unknown backend %q", kind)
+}
+
+// groupCommit runs writers concurrent senders, n records in all, each Insert waiting for its
+// batch's commit as a send does, and prints the latency that waiting adds.
+func groupCommit(kind, dsn string, writers, n int) error {
+	ctx := context.Background()
+	b, cleanup, err := open(ctx, kind, dsn)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	s := store.New(store.Options{Backend: b, CommitTimeout: 5 * time.Second})
+	defer s.Close()
+	lat := make([]time.Duration, n)
+	next := make(chan int, n)
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	start := time.Now()
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				t := time.Now()
+				if err := s.Insert(ctx, record(i, n)); err != nil {
+					failed.Add(1)
+				}
+				lat[i] = time.Since(t)
+			}
+		}()
+	}
+	wg.Wait()
+	total := time.Since(start)
+	slices.Sort(lat)
+	fmt.Printf("| %s | %d | %.0f/s | %s | %s | %s | %d |\n", kind, writers, float64(n)/total.Seconds(), ms(lat[n/2]), ms(lat[n*99/100]), ms(lat[n-1]), failed.Load())
 	return nil
 }
 

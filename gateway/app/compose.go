@@ -12,6 +12,7 @@ import (
 	"github.com/smsgate/smsgate/providers/mitto"
 	"github.com/smsgate/smsgate/providers/mock"
 	"github.com/smsgate/smsgate/providers/twilio"
+	"github.com/smsgate/smsgate/providers/vonage"
 )
 
 // drivers is the single composition point: one line per driver type, mapping the name used in
@@ -22,6 +23,7 @@ var drivers = map[string]driver{
 	"mitto":   register(mitto.New),
 	"mock":    register(mock.New),
 	"twilio":  register(twilio.New),
+	"vonage":  register(vonage.New),
 }
 
 // driverConfig is what every driver's config type implements: defaults in their own step, then

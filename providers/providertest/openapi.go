@@ -81,7 +81,7 @@ func LoadSpec(t testing.TB, name string) *Spec {
 	s := &Spec{name: name, model: &model.Model, v: v, base: "https://api.example.com"}
 	if len(model.Model.Servers) > 0 {
 		if u, err := url.Parse(model.Model.Servers[0].URL); err == nil && u.Host != "" && !strings.Contains(u.Host, "{") {
-			s.base = strings.TrimRight(model.Model.Servers[0].URL, "/")
+			s.base = u.Scheme + "://" + u.Host // paths given to the checks are whole paths, base path included
 		}
 	}
 	return s
