@@ -200,7 +200,10 @@ func open(ctx context.Context, kind, dsn string) (store.Backend, func(), error) 
 			sep = "&"
 		}
 		p, err := store.OpenPostgres(ctx, dsn+sep+"search_path="+schema)
-		return p, func() { conn.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); conn.Close(context.Background()) }, err
+		return p, func() {
+			conn.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+			conn.Close(context.Background())
+		}, err
 	}
 	return nil, nil, fmt.Errorf("unknown backend %q", kind)
 }
