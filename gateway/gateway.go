@@ -43,8 +43,12 @@ type Message struct {
 	Language string
 	// IP is the end user's IP address as the caller reported it.
 	IP string
-	// From is a sender the caller asked for; drivers may ignore it.
+	// From is a sender the caller asked for (set only when the tenant may choose one); drivers
+	// use it instead of their configured sender when they can.
 	From string
+	// Attempt is the provider's position among the providers tried for this message, from 0 (the
+	// dispatcher sets it per attempt): a driver can tell its provider it is a backup.
+	Attempt int
 }
 
 // Result is what a provider answered when it accepted a message.

@@ -11,6 +11,7 @@ import (
 	"github.com/smsgate/smsgate/providers/infobip"
 	"github.com/smsgate/smsgate/providers/mitto"
 	"github.com/smsgate/smsgate/providers/mock"
+	"github.com/smsgate/smsgate/providers/telesign"
 	"github.com/smsgate/smsgate/providers/twilio"
 	"github.com/smsgate/smsgate/providers/vonage"
 )
@@ -19,11 +20,12 @@ import (
 // YAML (providers[].type), in delivery-report URLs (/v1/dlr/{type}/{name}) and in code to the
 // driver's constructor. The list of known types in messages and docs comes from it.
 var drivers = map[string]driver{
-	"infobip": register(infobip.New),
-	"mitto":   register(mitto.New),
-	"mock":    register(mock.New),
-	"twilio":  register(twilio.New),
-	"vonage":  register(vonage.New),
+	"infobip":  register(infobip.New),
+	"mitto":    register(mitto.New),
+	"mock":     register(mock.New),
+	"telesign": register(telesign.New),
+	"twilio":   register(twilio.New),
+	"vonage":   register(vonage.New),
 }
 
 // driverConfig is what every driver's config type implements: defaults in their own step, then

@@ -211,7 +211,7 @@ func Send(ctx context.Context, msg *gateway.Message, ch Chain, obs Observer) Out
 		if prevFailed != "" && obs != nil {
 			obs.OnFailover(prevFailed, m.name)
 		}
-		a, res, err := m.attempt(ctx, msg)
+		a, res, err := m.attempt(ctx, msg, i-skipped)
 		out.Attempts = append(out.Attempts, a)
 		if obs != nil {
 			obs.OnAttempt(m.name, a.Outcome, a.Duration)
@@ -250,7 +250,7 @@ func Send(ctx context.Context, msg *gateway.Message, ch Chain, obs Observer) Out
 	return out
 }
 
-func (m *Member) attempt(ctx context.Context, msg *gateway.Message) (Attempt, gateway.Result, *gateway.Error) {
+func (m *Member) attempt(ctx context.Context, msg *gateway.Message, position int) (Attempt, gateway.Result, *gateway.Error) {
 	a := Attempt{Provider: m.name}
 	if m.Disabled() {
 		a.Outcome, a.Code, a.Error = OutcomeUnavailable, "disabled", "provider disabled by an operator"
@@ -266,6 +266,7 @@ func (m *Member) attempt(ctx context.Context, msg *gateway.Message) (Attempt, ga
 	}
 	defer cancel()
 	attemptMsg := *msg
+	attemptMsg.Attempt = position
 	start := time.Now()
 	res, err := m.breaker.Execute(func() (gateway.Result, error) {
 		r, err := m.provider.Send(actx, &attemptMsg)

@@ -1,0 +1,229 @@
+// Package telesign is the TeleSign driver: SMS through POST /v1/messaging and voice through
+// POST /v1/voice (form bodies), Basic auth or TeleSign's HMAC request signing, classification by
+// the body's status.code (not the HTTP status; a 200 with a failure code is a failure), and
+// delivery callbacks verified by TeleSign's HMAC over the raw body.
+package telesign
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/providers/kit"
+)
+
+// Provider is the TeleSign driver.
+type Provider struct {
+	cfg      Config
+	kit      *kit.Client
+	base     string
+	key      []byte // the decoded API key
+	callback string
+	now      func() time.Time
+}
+
+// New returns a driver; cfg must have passed Validate.
+func New(cfg Config, deps gateway.Deps) *Provider {
+	key, _ := base64.StdEncoding.DecodeString(cfg.APIKey.Reveal())
+	return &Provider{cfg: cfg, kit: kit.New(deps, cfg.APIKey.Reveal()), base: strings.TrimRight(cfg.BaseURL, "/"), key: key,
+		callback: deps.CallbackURL, now: time.Now}
+}
+
+// Capabilities implements gateway.Provider: SMS and voice.
+func (p *Provider) Capabilities() gateway.Capabilities { return gateway.SMSAndVoice }
+
+// Webhook implements gateway.ReportReceiver.
+func (p *Provider) Webhook() gateway.Webhook {
+	return gateway.Webhook{Methods: []string{http.MethodPost}, ContentTypes: []string{"application/json"},
+		Auth: "Authorization: TSA customer_id:base64(HMAC-SHA256(decoded api_key, raw body))"}
+}
+
+// voices maps a language's primary subtag to a TeleSign voice and the phrase.
+var voices = map[string][2]string{
+	"en": {"f-en-US", "Your code is"}, "de": {"f-de-DE", "Ihr Code lautet"}, "fr": {"f-fr-FR", "Votre code est"},
+	"es": {"f-es-ES", "Su código es"}, "it": {"f-it-IT", "Il suo codice è"}, "pt": {"f-pt-BR", "Seu código é"},
+	"nl": {"f-nl-NL", "Uw code is"}, "ja": {"f-ja-JP", "あなたのコードは"},
+}
+
+// Speech returns the voice and the words of a call: the code digit by digit, twice.
+func Speech(msg *gateway.Message) (voice, words string) {
+	primary, region, _ := strings.Cut(strings.ReplaceAll(msg.Language, "_", "-"), "-")
+	v, ok := voices[strings.ToLower(primary)]
+	if !ok {
+		v = voices["en"]
+	}
+	voice = v[0]
+	if strings.EqualFold(primary, "en") && strings.EqualFold(region, "GB") {
+		voice = "f-en-GB"
+	}
+	code := gateway.ExtractCode(msg.Text, msg.Code)
+	if code == "" {
+		return voice, msg.Text
+	}
+	d := gateway.SpokenDigits(code)
+	return voice, v[1] + " " + d + ". " + v[1] + " " + d + "."
+}
+
+// Send implements gateway.Provider.
+func (p *Provider) Send(ctx context.Context, msg *gateway.Message) (gateway.Result, error) {
+	f := url.Values{"phone_number": {strings.TrimPrefix(msg.To, "+")}, "message_type": {p.cfg.MessageType}}
+	path := "/v1/messaging"
+	if msg.Type == gateway.Voice {
+		path = "/v1/voice"
+		voice, words := Speech(msg)
+		f.Set("message", words)
+		f.Set("voice", voice)
+	} else {
+		f.Set("message", msg.Text)
+		f.Set("external_id", msg.ID)
+		sender := p.cfg.SenderID
+		if s, ok := p.cfg.Senders[msg.Country]; ok {
+			sender = s
+		}
+		if msg.From != "" {
+			sender = msg.From
+		}
+		if sender != "" {
+			f.Set("sender_id", sender)
+		}
+		if msg.Attempt > 0 {
+			f.Set("is_primary", "false") // TeleSign is a backup for this message
+		}
+	}
+	if p.callback != "" {
+		f.Set("callback_url", p.callback)
+	}
+	body := f.Encode()
+	req, err := http.NewRequest(http.MethodPost, p.base+path, strings.NewReader(body))
+	if err != nil {
+		return gateway.Result{}, &gateway.Error{Class: gateway.ClassProvider, Code: "BAD_BASE_URL", Message: "request could not be built"}
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	if p.cfg.Auth == "hmac" {
+		var nonce [16]byte
+		_, _ = rand.Read(nonce[:])
+		date := p.now().UTC().Format(http.TimeFormat)
+		n := hex.EncodeToString(nonce[:])
+		req.Header.Set("Date", date)
+		req.Header.Set("x-ts-auth-method", "HMAC-SHA256")
+		req.Header.Set("x-ts-nonce", n)
+		req.Header.Set("Authorization", "TSA "+p.cfg.CustomerID+":"+p.Signature(http.MethodPost, "application/x-www-form-urlencoded", date, n, body, path))
+	} else {
+		req.SetBasicAuth(p.cfg.CustomerID, p.cfg.APIKey.Reveal())
+	}
+	res, err := p.kit.Do(ctx, req)
+	if err != nil {
+		return gateway.Result{}, err
+	}
+	var a answer
+	parsed := json.Unmarshal(res.Body, &a) == nil && a.Status.Code != 0
+	if !res.OK() || (parsed && !accepted[a.Status.Code]) {
+		return gateway.Result{}, p.kit.Classify(res, p.classify)
+	}
+	if !parsed || a.ReferenceID == "" {
+		return gateway.Result{}, p.kit.NoID(res)
+	}
+	return gateway.Result{ProviderMessageID: a.ReferenceID, Status: strconv.Itoa(a.Status.Code)}, nil
+}
+
+// Signature is TeleSign's request signature: base64 HMAC-SHA256, keyed by the decoded API key,
+// of "METHOD\nContent-Type\nDate\nx-ts-auth-method:HMAC-SHA256\nx-ts-nonce:NONCE\nBODY\nPATH".
+func (p *Provider) Signature(method, ctype, date, nonce, body, path string) string {
+	s := method + "\n" + ctype + "\n" + date + "\nx-ts-auth-method:HMAC-SHA256\nx-ts-nonce:" + nonce
+	if body != "" {
+		s += "\n" + body
+	}
+	s += "\n" + path
+	m := hmac.New(sha256.New, p.key)
+	m.Write([]byte(s))
+	return base64.StdEncoding.EncodeToString(m.Sum(nil))
+}
+
+type answer struct {
+	ReferenceID string `json:"reference_id"`
+	ExternalID  string `json:"external_id"`
+	Status      struct {
+		Code        int    `json:"code"`
+		Description string `json:"description"`
+	} `json:"status"`
+	AdditionalInfo *struct {
+		Price    json.Number `json:"price"`
+		Currency string      `json:"currency"`
+	} `json:"additional_info"`
+}
+
+// accepted are the status codes of a message or call under way.
+var accepted = map[int]bool{290: true, 291: true, 292: true, 103: true}
+
+// recipientCodes are about the number; every other failure code is the provider's (10030
+// insufficient funds, 10019/10020 throttled, 100xx authentication, 10000, 500, 503, unknown).
+var recipientCodes = map[int]bool{11000: true, 11001: true, 12000: true, 10032: true}
+
+func (p *Provider) classify(res *kit.Response) *gateway.Error {
+	var a answer
+	if json.Unmarshal(res.Body, &a) != nil || a.Status.Code == 0 {
+		return nil
+	}
+	class := gateway.ClassProvider
+	if recipientCodes[a.Status.Code] {
+		class = gateway.ClassRecipient
+	}
+	return p.kit.Fail(res, class, "TELESIGN_"+strconv.Itoa(a.Status.Code), a.Status.Description)
+}
+
+// ParseReports implements gateway.ReportReceiver: a JSON callback, authenticated by
+// "TSA customer_id:base64(HMAC-SHA256(decoded api_key, raw body))" in constant time.
+func (p *Provider) ParseReports(r *http.Request, body []byte, _ string) ([]gateway.DeliveryReport, error) {
+	cust, sig, ok := strings.Cut(strings.TrimPrefix(r.Header.Get("Authorization"), "TSA "), ":")
+	m := hmac.New(sha256.New, p.key)
+	m.Write(body)
+	want := base64.StdEncoding.EncodeToString(m.Sum(nil))
+	if !ok || len(p.key) == 0 || subtle.ConstantTimeCompare([]byte(cust), []byte(p.cfg.CustomerID)) != 1 ||
+		subtle.ConstantTimeCompare([]byte(sig), []byte(want)) != 1 {
+		return nil, gateway.ErrUnauthenticated
+	}
+	var a answer
+	if err := json.Unmarshal(body, &a); err != nil || a.ReferenceID == "" {
+		return nil, &gateway.Error{Class: gateway.ClassCaller, Code: "invalid_report", Message: "not a TeleSign callback"}
+	}
+	d := gateway.DeliveryReport{ProviderMessageID: a.ReferenceID, MessageID: a.ExternalID, ProviderStatus: strconv.Itoa(a.Status.Code)}
+	d.Status = reportStatus(a.Status.Code)
+	if d.Status == gateway.StatusUndelivered || d.Status == gateway.StatusFailed {
+		d.Error = d.ProviderStatus
+	}
+	if ai := a.AdditionalInfo; ai != nil {
+		if pr, err := ai.Price.Float64(); err == nil && pr > 0 {
+			d.Price, d.Currency = pr, ai.Currency
+		}
+	}
+	return []gateway.DeliveryReport{d}, nil
+}
+
+// reportStatus maps TeleSign's callback codes: 200 (and a voice call's 100 answered) delivered;
+// 203 delivered to the gateway and 290-295 queued: sent; the handset-side final failures and a
+// voice call not answered, busy or blocked: undelivered; carrier and account errors: failed.
+func reportStatus(code int) string {
+	switch {
+	case code == 200 || code == 100:
+		return gateway.StatusDelivered
+	case code == 203 || code == 103 || (code >= 290 && code <= 295):
+		return gateway.StatusSent
+	case code == 101 || code == 104 || code == 106 || code == 107 || code == 130 || (code >= 207 && code <= 251):
+		return gateway.StatusUndelivered
+	case code >= 500 && code <= 521, code >= 10000:
+		return gateway.StatusFailed
+	}
+	return gateway.StatusSent
+}
