@@ -8,6 +8,7 @@ import (
 
 	"github.com/smsgate/smsgate/gateway"
 	"github.com/smsgate/smsgate/gateway/config"
+	"github.com/smsgate/smsgate/providers/esendex"
 	"github.com/smsgate/smsgate/providers/infobip"
 	"github.com/smsgate/smsgate/providers/mitto"
 	"github.com/smsgate/smsgate/providers/mock"
@@ -20,6 +21,7 @@ import (
 // YAML (providers[].type), in delivery-report URLs (/v1/dlr/{type}/{name}) and in code to the
 // driver's constructor. The list of known types in messages and docs comes from it.
 var drivers = map[string]driver{
+	"esendex":  register(esendex.New),
 	"infobip":  register(infobip.New),
 	"mitto":    register(mitto.New),
 	"mock":     register(mock.New),

@@ -1,0 +1,196 @@
+// Package esendex is the Esendex (api.esendex.com, UK/EU) driver: SMS and voice through the
+// message dispatcher (POST /v1.0/messagedispatcher, XML, HTTP Basic), errors by HTTP status with
+// XML or plain-text bodies, and push notifications (MessageDelivered, MessageFailed) that Esendex
+// posts as XML and does not sign, so a secret authenticates them.
+package esendex
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/xml"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/providers/kit"
+)
+
+// Provider is the Esendex driver.
+type Provider struct {
+	cfg  Config
+	kit  *kit.Client
+	base string
+}
+
+// New returns a driver; cfg must have passed Validate.
+func New(cfg Config, deps gateway.Deps) *Provider {
+	return &Provider{cfg: cfg, kit: kit.New(deps, cfg.Password.Reveal(), cfg.WebhookSecret.Reveal()), base: strings.TrimRight(cfg.BaseURL, "/")}
+}
+
+// VoiceLanguages are the languages Esendex speaks.
+var VoiceLanguages = []string{"en-GB", "en-AU", "fr-FR", "es-ES", "de-DE"}
+
+// primaries maps a primary subtag to Esendex's language for it.
+var primaries = map[string]string{"en": "en-GB", "fr": "fr-FR", "es": "es-ES", "de": "de-DE"}
+
+// Capabilities implements gateway.Provider: SMS, and voice only in the languages Esendex speaks
+// (a voice request in another language skips it instead of failing).
+func (p *Provider) Capabilities() gateway.Capabilities {
+	if p.cfg.Voice != nil && !*p.cfg.Voice {
+		return gateway.SMSOnly
+	}
+	langs := append(slices.Clone(VoiceLanguages), "en", "fr", "es", "de") // any English, French, Spanish, German
+	return gateway.Capabilities{Types: []gateway.MessageType{gateway.SMS, gateway.Voice}, VoiceLanguages: langs}
+}
+
+// Webhook implements gateway.ReportReceiver.
+func (p *Provider) Webhook() gateway.Webhook {
+	return gateway.Webhook{Methods: []string{http.MethodPost}, ContentTypes: []string{"text/xml", "application/xml"},
+		Auth: "webhook_secret as ?secret= in the URL set in the Esendex portal, or as its basic-auth password (Esendex signs nothing)"}
+}
+
+// Language returns Esendex's language for a request's language tag, "" when it speaks none.
+func Language(tag string) string {
+	tag = strings.ReplaceAll(tag, "_", "-")
+	for _, l := range VoiceLanguages {
+		if strings.EqualFold(l, tag) {
+			return l
+		}
+	}
+	primary, _, _ := strings.Cut(tag, "-")
+	return primaries[strings.ToLower(primary)]
+}
+
+type message struct {
+	To   string `xml:"to"`
+	Body string `xml:"body"`
+}
+
+type messages struct {
+	XMLName          xml.Name `xml:"messages"`
+	AccountReference string   `xml:"accountreference"`
+	From             string   `xml:"from,omitempty"`
+	Type             string   `xml:"type"`
+	Lang             string   `xml:"lang,omitempty"`
+	CharacterSet     string   `xml:"characterset"`
+	Message          message  `xml:"message"`
+}
+
+// Send implements gateway.Provider.
+func (p *Provider) Send(ctx context.Context, msg *gateway.Message) (gateway.Result, error) {
+	m := messages{AccountReference: p.cfg.AccountReference, From: p.cfg.From, Type: "SMS", CharacterSet: "Auto",
+		Message: message{To: strings.TrimPrefix(msg.To, "+"), Body: msg.Text}}
+	if s, ok := p.cfg.Senders[msg.Country]; ok {
+		m.From = s
+	}
+	if msg.From != "" {
+		m.From = msg.From
+	}
+	if msg.Type == gateway.Voice {
+		m.Type, m.Lang = "Voice", Language(msg.Language)
+		if code := gateway.ExtractCode(msg.Text, msg.Code); code != "" {
+			d := gateway.SpokenDigits(code)
+			m.Message.Body = d + ". " + d + "."
+		}
+	}
+	b, _ := xml.Marshal(m)
+	req, err := http.NewRequest(http.MethodPost, p.base+"/v1.0/messagedispatcher", bytes.NewReader(append([]byte(xml.Header), b...)))
+	if err != nil {
+		return gateway.Result{}, &gateway.Error{Class: gateway.ClassProvider, Code: "BAD_BASE_URL", Message: "request could not be built"}
+	}
+	req.SetBasicAuth(p.cfg.Username, p.cfg.Password.Reveal())
+	req.Header.Set("Content-Type", "application/xml")
+	req.Header.Set("Accept", "application/xml")
+	res, err := p.kit.Do(ctx, req)
+	if err != nil {
+		return gateway.Result{}, err
+	}
+	if !res.OK() {
+		return gateway.Result{}, p.kit.Classify(res, p.classify)
+	}
+	var h struct {
+		BatchID string `xml:"batchid,attr"`
+		Headers []struct {
+			ID string `xml:"id,attr"`
+		} `xml:"messageheader"`
+	}
+	if xml.Unmarshal(res.Body, &h) != nil || len(h.Headers) == 0 || h.Headers[0].ID == "" {
+		return gateway.Result{}, p.kit.NoID(res)
+	}
+	return gateway.Result{ProviderMessageID: h.Headers[0].ID, Status: "submitted"}, nil
+}
+
+// classify maps Esendex's statuses: 402 (no credits), 401 and 403 (authentication, feature not
+// enabled) are the provider's; a 400 whose text names the recipient is the recipient's, any other
+// 400 the provider's. Bodies are XML (<errors><error><description>) or plain text.
+func (p *Provider) classify(res *kit.Response) *gateway.Error {
+	text := strings.TrimSpace(string(res.Body))
+	var x struct {
+		Errors []struct {
+			Code        string `xml:"code"`
+			Description string `xml:"description"`
+		} `xml:"error"`
+	}
+	if xml.Unmarshal(res.Body, &x) == nil && len(x.Errors) > 0 {
+		text = x.Errors[0].Description
+		if x.Errors[0].Code != "" {
+			text = x.Errors[0].Code + ": " + text
+		}
+	}
+	switch res.Status {
+	case http.StatusPaymentRequired:
+		return p.kit.Fail(res, gateway.ClassProvider, "ESENDEX_NO_CREDITS", "not enough message credits")
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return p.kit.Fail(res, gateway.ClassProvider, "ESENDEX_AUTH", "authentication failed or feature not enabled: "+text)
+	case http.StatusBadRequest:
+		l := strings.ToLower(text)
+		if strings.Contains(l, "recipient") || strings.Contains(l, "<to>") || strings.Contains(l, "phone number") || strings.Contains(l, "invalid to") {
+			return p.kit.Fail(res, gateway.ClassRecipient, "ESENDEX_RECIPIENT", text)
+		}
+		return p.kit.Fail(res, gateway.ClassProvider, "ESENDEX_BAD_REQUEST", text)
+	}
+	return nil
+}
+
+type notification struct {
+	XMLName    xml.Name
+	MessageID  string `xml:"MessageId"`
+	OccurredAt string `xml:"OccurredAt"`
+}
+
+// ParseReports implements gateway.ReportReceiver: MessageDelivered and MessageFailed pushes.
+// Other notifications (MessageReceived, opt-outs) are accepted and ignored, so Esendex does not
+// retry them for 72 hours.
+func (p *Provider) ParseReports(r *http.Request, body []byte, _ string) ([]gateway.DeliveryReport, error) {
+	got := r.URL.Query().Get("secret")
+	if _, pw, ok := r.BasicAuth(); ok && got == "" {
+		got = pw
+	}
+	want := p.cfg.WebhookSecret.Reveal()
+	if want == "" || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
+		return nil, gateway.ErrUnauthenticated
+	}
+	var n notification
+	if err := xml.Unmarshal(body, &n); err != nil {
+		return nil, &gateway.Error{Class: gateway.ClassCaller, Code: "invalid_report", Message: "body is not an Esendex notification"}
+	}
+	d := gateway.DeliveryReport{ProviderMessageID: n.MessageID, ProviderStatus: n.XMLName.Local}
+	switch n.XMLName.Local {
+	case "MessageDelivered":
+		d.Status = gateway.StatusDelivered
+	case "MessageFailed":
+		d.Status, d.Error = gateway.StatusFailed, "MessageFailed"
+	default:
+		return nil, nil
+	}
+	if d.ProviderMessageID == "" {
+		return nil, &gateway.Error{Class: gateway.ClassCaller, Code: "invalid_report", Message: "no MessageId"}
+	}
+	if t, err := time.Parse("2006-01-02T15:04:05", strings.TrimSuffix(strings.TrimSpace(n.OccurredAt), " UTC")); err == nil {
+		d.DoneAt = t.UTC()
+	}
+	return []gateway.DeliveryReport{d}, nil
+}
