@@ -8,6 +8,7 @@ import (
 
 	"github.com/smsgate/smsgate/gateway"
 	"github.com/smsgate/smsgate/gateway/config"
+	"github.com/smsgate/smsgate/providers/aws"
 	"github.com/smsgate/smsgate/providers/esendex"
 	"github.com/smsgate/smsgate/providers/infobip"
 	"github.com/smsgate/smsgate/providers/mitto"
@@ -21,13 +22,15 @@ import (
 // YAML (providers[].type), in delivery-report URLs (/v1/dlr/{type}/{name}) and in code to the
 // driver's constructor. The list of known types in messages and docs comes from it.
 var drivers = map[string]driver{
-	"esendex":  register(esendex.New),
-	"infobip":  register(infobip.New),
-	"mitto":    register(mitto.New),
-	"mock":     register(mock.New),
-	"telesign": register(telesign.New),
-	"twilio":   register(twilio.New),
-	"vonage":   register(vonage.New),
+	"aws-sms-voice": register(aws.NewSMSVoice),
+	"esendex":       register(esendex.New),
+	"infobip":       register(infobip.New),
+	"mitto":         register(mitto.New),
+	"mock":          register(mock.New),
+	"sns":           register(aws.NewSNS),
+	"telesign":      register(telesign.New),
+	"twilio":        register(twilio.New),
+	"vonage":        register(vonage.New),
 }
 
 // driverConfig is what every driver's config type implements: defaults in their own step, then

@@ -202,29 +202,38 @@ func (d *Decoder) decodeStruct(n *yaml.Node, path string, v reflect.Value) {
 		d.Add(n.Line, path, "expected a mapping, got %s", kindName(n))
 		return
 	}
-	t := v.Type()
 	var rest reflect.Value
-	fields := map[string]int{}
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		if !f.IsExported() {
-			continue
+	// fields maps a key to its field's index path: embedded structs tagged ",inline" lend theirs.
+	fields := map[string][]int{}
+	var collect func(t reflect.Type, prefix []int)
+	collect = func(t reflect.Type, prefix []int) {
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			idx := append(append([]int(nil), prefix...), i)
+			if f.Tag.Get("smsgate") == "rest" {
+				rest = v.FieldByIndex(idx)
+				continue
+			}
+			name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if opts == "inline" && f.Type.Kind() == reflect.Struct {
+				collect(f.Type, idx)
+				continue
+			}
+			if name == "-" || name == "" {
+				continue
+			}
+			fields[name] = idx
 		}
-		if f.Tag.Get("smsgate") == "rest" {
-			rest = v.Field(i)
-			continue
-		}
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if name == "-" || name == "" {
-			continue
-		}
-		fields[name] = i
 	}
+	collect(v.Type(), nil)
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
 		p := join(path, k.Value)
 		if fi, ok := fields[k.Value]; ok {
-			d.decode(val, p, v.Field(fi))
+			d.decode(val, p, v.FieldByIndex(fi))
 			continue
 		}
 		if rest.IsValid() {
@@ -239,7 +248,7 @@ func (d *Decoder) decodeStruct(n *yaml.Node, path string, v reflect.Value) {
 	}
 }
 
-func suggest(key string, fields map[string]int) string {
+func suggest(key string, fields map[string][]int) string {
 	names := make([]string, 0, len(fields))
 	for n := range fields {
 		names = append(names, n)

@@ -89,7 +89,22 @@ func (c *Client) Do(ctx context.Context, req *http.Request) (*Response, error) {
 	return &Response{Status: res.StatusCode, Header: res.Header, Body: body}, nil
 }
 
-// transportError classifies a failure to get an answer, rebuilt from the failure's kind only.
+// TransportError classifies a failure to get an answer, rebuilt from the failure's kind only:
+// never sent when the request was not written, maybe sent when it was. For drivers that send
+// through an SDK on the same HTTP client: attach Trace to the call's context to learn wrote.
+func (c *Client) TransportError(ctx context.Context, err error, wrote bool) *gateway.Error {
+	return c.transportError(ctx, err, wrote)
+}
+
+// Trace returns ctx with an httptrace that sets *wrote once a request was written whole.
+func Trace(ctx context.Context, wrote *atomic.Bool) context.Context {
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteRequest: func(i httptrace.WroteRequestInfo) {
+		if i.Err == nil {
+			wrote.Store(true)
+		}
+	}})
+}
+
 func (c *Client) transportError(ctx context.Context, err error, wrote bool) *gateway.Error {
 	if errors.Is(ctx.Err(), context.Canceled) {
 		return &gateway.Error{Class: gateway.ClassCancelled, Code: "cancelled", Message: "the caller went away"}

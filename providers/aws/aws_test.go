@@ -1,0 +1,336 @@
+package aws
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/providers/aws/awstest"
+	"github.com/smsgate/smsgate/providers/providertest"
+)
+
+const (
+	region    = "eu-west-1"
+	accessKey = "AKIDSMSGATETEST0001"
+	secretKey = "aws-SECRET-0123456789abcdefghij"
+	topic     = "arn:aws:sns:eu-west-1:123456789012:smsgate-events"
+)
+
+// staticCredentials points the SDK's default chain at the environment only: no files, no
+// instance metadata, no network.
+func staticCredentials(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", accessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", secretKey)
+	t.Setenv("AWS_SESSION_TOKEN", "")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	t.Setenv("AWS_CONFIG_FILE", "/nonexistent")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+	t.Setenv("AWS_PROFILE", "")
+	t.Setenv("AWS_CA_BUNDLE", "") // the tests' own HTTP clients (the contract's dial timeout) must be used
+}
+
+func serve(t *testing.T) (*awstest.Fake, *httptest.Server) {
+	f := awstest.New(region, accessKey, true)
+	s := httptest.NewServer(f)
+	t.Cleanup(s.Close)
+	t.Cleanup(f.Release)
+	return f, s
+}
+
+func last(f *awstest.Fake) awstest.Request {
+	r := f.Requests()
+	return r[len(r)-1]
+}
+
+func newSNS(t *testing.T, endpoint string, deps gateway.Deps) *SNS {
+	c := SNSConfig{Common: Common{Region: region, Endpoint: endpoint}, SenderID: "SMSGate", Senders: map[string]string{"DE": "SMSGateDE"}, MaxPrice: 0.5}
+	c.Defaults()
+	if p := c.Validate(); len(p) > 0 {
+		t.Fatalf("config: %v", p)
+	}
+	return NewSNS(c, deps)
+}
+
+func newSMSVoice(t *testing.T, endpoint string, deps gateway.Deps) *SMSVoice {
+	c := SMSVoiceConfig{Common: Common{Region: region, Endpoint: endpoint}, OriginationIdentity: "+14155550000", ConfigurationSet: "smsgate", EventTopics: []string{topic}}
+	c.Defaults()
+	if p := c.Validate(); len(p) > 0 {
+		t.Fatalf("config: %v", p)
+	}
+	return NewSMSVoice(c, deps)
+}
+
+func TestSNSPublish(t *testing.T) {
+	staticCredentials(t)
+	f, s := serve(t)
+	p := newSNS(t, s.URL, gateway.Deps{Name: "sns", HTTPClient: &http.Client{}})
+	res, err := p.Send(context.Background(), &gateway.Message{ID: "msg_1", To: "+4915112345678", Country: "DE", Type: gateway.SMS, Text: "Your code is 918273", Code: "918273"})
+	if err != nil || res.ProviderMessageID == "" {
+		t.Fatalf("res %+v err %v", res, err)
+	}
+	got := last(f)
+	if got.Operation != "Publish" || got.Form.Get("PhoneNumber") != "+4915112345678" || got.Form.Get("Message") != "Your code is 918273" {
+		t.Fatalf("request %+v", got)
+	}
+	attrs := map[string]string{}
+	for i := 1; got.Form.Get("MessageAttributes.entry."+itoa(i)+".Name") != ""; i++ {
+		pre := "MessageAttributes.entry." + itoa(i)
+		attrs[got.Form.Get(pre+".Name")] = got.Form.Get(pre+".Value.DataType") + ":" + got.Form.Get(pre+".Value.StringValue")
+	}
+	want := map[string]string{"AWS.SNS.SMS.SMSType": "String:Transactional", "AWS.SNS.SMS.SenderID": "String:SMSGateDE", "AWS.SNS.SMS.MaxPrice": "Number:0.5"}
+	if diff := cmp.Diff(want, attrs); diff != "" {
+		t.Errorf("message attributes (-want +got):\n%s", diff)
+	}
+	for k, v := range got.Form {
+		if k != "Message" && strings.Contains(strings.Join(v, ","), "918273") {
+			t.Errorf("the code is in %s", k)
+		}
+	}
+	// One attempt only: the SDK does not retry a 503 (a retried Publish can send twice).
+	f.SetMode(awstest.Unavailable)
+	before := f.Calls()
+	if _, err := p.Send(context.Background(), &gateway.Message{ID: "msg_2", To: "+4915112345678", Type: gateway.SMS, Text: "x"}); gateway.ClassOf(err) != gateway.ClassProvider {
+		t.Errorf("503: %v", err)
+	}
+	if n := f.Calls() - before; n != 1 {
+		t.Errorf("%d calls for one send, want 1 (no SDK retries)", n)
+	}
+	if p.Capabilities().Can(gateway.Voice) {
+		t.Error("SNS declares voice")
+	}
+}
+
+func TestSMSVoiceRequests(t *testing.T) {
+	staticCredentials(t)
+	f, s := serve(t)
+	p := newSMSVoice(t, s.URL, gateway.Deps{Name: "eum", HTTPClient: &http.Client{}})
+	if _, err := p.Send(context.Background(), &gateway.Message{ID: "msg_1", To: "+447911123456", Type: gateway.SMS, Text: "Your code is 123456"}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"DestinationPhoneNumber": "+447911123456", "OriginationIdentity": "+14155550000", "MessageBody": "Your code is 123456",
+		"MessageType": "TRANSACTIONAL", "ConfigurationSetName": "smsgate", "Context": map[string]any{"smsgate_id": "msg_1"}}
+	if got := last(f); got.Operation != "SendTextMessage" || cmp.Diff(want, got.Body) != "" {
+		t.Errorf("text (-want +got):\n%s", cmp.Diff(want, got.Body))
+	}
+	if _, err := p.Send(context.Background(), &gateway.Message{ID: "msg_2", To: "+447911123456", Type: gateway.Voice, Code: "4271", Language: "de"}); err != nil {
+		t.Fatal(err)
+	}
+	want = map[string]any{"DestinationPhoneNumber": "+447911123456", "OriginationIdentity": "+14155550000", "MessageBody": "Ihr Code lautet 4, 2, 7, 1. Ihr Code lautet 4, 2, 7, 1.",
+		"MessageBodyTextType": "TEXT", "VoiceId": "VICKI", "ConfigurationSetName": "smsgate", "Context": map[string]any{"smsgate_id": "msg_2"}}
+	if got := last(f); got.Operation != "SendVoiceMessage" || cmp.Diff(want, got.Body) != "" {
+		t.Errorf("voice (-want +got):\n%s", cmp.Diff(want, got.Body))
+	}
+}
+
+func TestSignedForTheRightServiceAndRegion(t *testing.T) {
+	staticCredentials(t)
+	// A fake in another region refuses the SDK's signature scope.
+	f := awstest.New("us-east-1", accessKey, true)
+	s := httptest.NewServer(f)
+	defer s.Close()
+	_, err := newSNS(t, s.URL, gateway.Deps{Name: "sns", HTTPClient: &http.Client{}}).Send(context.Background(), &gateway.Message{To: "+14155550104", Type: gateway.SMS, Text: "x"})
+	ge := gateway.AsError(err)
+	if ge.Class != gateway.ClassProvider || ge.Code != "SignatureDoesNotMatch" || ge.HTTPStatus != 403 {
+		t.Errorf("err %+v", ge)
+	}
+}
+
+func TestContracts(t *testing.T) {
+	staticCredentials(t)
+	_, ok := serve(t)
+	snsErr := func(code string) string { return awstest.SNSError(code, "simulated") }
+	t.Run("sns", func(t *testing.T) {
+		providertest.Run(t, providertest.Contract{
+			New:       func(base string, deps gateway.Deps) gateway.Provider { return newSNS(t, base, deps) },
+			Accepting: ok.URL,
+			Secrets:   []string{secretKey},
+			Cases: []providertest.Case{
+				{Name: "InvalidParameter: recipient", Status: 400, ContentType: "text/xml", Body: snsErr("InvalidParameter"), Class: gateway.ClassRecipient, Code: "InvalidParameter"},
+				{Name: "ParameterValueInvalid: recipient", Status: 400, ContentType: "text/xml", Body: snsErr("ParameterValueInvalid"), Class: gateway.ClassRecipient, Code: "ParameterValueInvalid"},
+				{Name: "opted out: recipient", Status: 400, ContentType: "text/xml", Body: awstest.SNSError("InvalidParameter", "Phone number is opted out"), Class: gateway.ClassRecipient},
+				{Name: "AuthorizationError", Status: 403, ContentType: "text/xml", Body: snsErr("AuthorizationError"), Class: gateway.ClassProvider, Code: "AuthorizationError"},
+				{Name: "InvalidClientTokenId", Status: 403, ContentType: "text/xml", Body: snsErr("InvalidClientTokenId"), Class: gateway.ClassProvider, Code: "InvalidClientTokenId"},
+				{Name: "Throttling", Status: 400, ContentType: "text/xml", Body: snsErr("Throttling"), Class: gateway.ClassProvider, Code: "Throttling"},
+				{Name: "InternalError", Status: 500, ContentType: "text/xml", Body: snsErr("InternalError"), Class: gateway.ClassProvider, Code: "InternalError"},
+				{Name: "a recipient code in a 5xx is the provider's", Status: 503, ContentType: "text/xml", Body: snsErr("InvalidParameter"), Class: gateway.ClassProvider},
+				{Name: "published", Status: 200, ContentType: "text/xml", Body: `<PublishResponse><PublishResult><MessageId>m-1</MessageId></PublishResult></PublishResponse>`, OK: true},
+			},
+		})
+	})
+	t.Run("aws-sms-voice", func(t *testing.T) {
+		jerr := func(code, reason string) string { return awstest.JSONError(code, "simulated", reason) }
+		ct := "application/x-amz-json-1.0"
+		providertest.Run(t, providertest.Contract{
+			New:       func(base string, deps gateway.Deps) gateway.Provider { return newSMSVoice(t, base, deps) },
+			Accepting: ok.URL,
+			Secrets:   []string{secretKey},
+			BadReport: func() (*http.Request, []byte) {
+				b := []byte(`{"Type":"Notification","MessageId":"1","TopicArn":"` + topic + `","Message":"{}","Timestamp":"2026-11-30T12:00:00Z","SignatureVersion":"2","Signature":"AAAA","SigningCertURL":"https://sns.eu-west-1.amazonaws.com/cert.pem"}`)
+				return httptest.NewRequest("POST", "/v1/dlr/aws-sms-voice/eum", strings.NewReader(string(b))), b
+			},
+			Cases: []providertest.Case{
+				{Name: "opted out: recipient", Status: 409, ContentType: ct, Body: jerr("ConflictException", "DESTINATION_PHONE_NUMBER_OPTED_OUT"), Class: gateway.ClassRecipient, Code: "ConflictException/DESTINATION_PHONE_NUMBER_OPTED_OUT"},
+				{Name: "country blocked: destination", Status: 400, ContentType: ct, Body: jerr("ValidationException", "DESTINATION_COUNTRY_BLOCKED"), Class: gateway.ClassDestination, Code: "ValidationException/DESTINATION_COUNTRY_BLOCKED"},
+				{Name: "blocked by protect configuration: destination", Status: 409, ContentType: ct, Body: jerr("ConflictException", "DESTINATION_COUNTRY_BLOCKED_BY_PROTECT_CONFIGURATION"), Class: gateway.ClassDestination},
+				{Name: "identity not valid for the country: destination", Status: 400, ContentType: ct, Body: jerr("ValidationException", "INVALID_IDENTITY_FOR_DESTINATION_COUNTRY"), Class: gateway.ClassDestination},
+				{Name: "monthly spend limit", Status: 402, ContentType: ct, Body: jerr("ServiceQuotaExceededException", "MONTHLY_SPEND_LIMIT_REACHED_FOR_TEXT"), Class: gateway.ClassProvider, Code: "ServiceQuotaExceededException/MONTHLY_SPEND_LIMIT_REACHED_FOR_TEXT"},
+				{Name: "access denied", Status: 403, ContentType: ct, Body: jerr("AccessDeniedException", "ACCOUNT_DISABLED"), Class: gateway.ClassProvider},
+				{Name: "throttled", Status: 400, ContentType: ct, Body: jerr("ThrottlingException", ""), Class: gateway.ClassProvider, Code: "ThrottlingException"},
+				{Name: "internal", Status: 500, ContentType: ct, Body: jerr("InternalServerException", ""), Class: gateway.ClassProvider},
+				{Name: "other validation: provider", Status: 400, ContentType: ct, Body: jerr("ValidationException", "INVALID_PARAMETER"), Class: gateway.ClassProvider},
+				{Name: "sent", Status: 200, ContentType: ct, Body: `{"MessageId":"m-2"}`, OK: true},
+			},
+		})
+	})
+}
+
+func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
+
+// snsSigner signs SNS messages with a certificate of the test's own, served through the
+// driver's test seam (never fetched from the network).
+type snsSigner struct {
+	key  *rsa.PrivateKey
+	cert []byte
+}
+
+func newSigner(t *testing.T) *snsSigner {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sns.amazonaws.com"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &snsSigner{key: key, cert: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+}
+
+// sign builds the string to sign by hand, per AWS's documentation, and signs it.
+func (s *snsSigner) sign(t *testing.T, m map[string]string) []byte {
+	var parts []string
+	keys := []string{"Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"}
+	if m["Type"] != "Notification" {
+		keys = []string{"Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"}
+	}
+	for _, k := range keys {
+		if v, ok := m[k]; ok {
+			parts = append(parts, k+"\n"+v+"\n")
+		}
+	}
+	str := strings.Join(parts, "")
+	var sig []byte
+	var err error
+	if m["SignatureVersion"] == "1" {
+		h := sha1.Sum([]byte(str))
+		sig, err = rsa.SignPKCS1v15(rand.Reader, s.key, crypto.SHA1, h[:])
+	} else {
+		h := sha256.Sum256([]byte(str))
+		sig, err = rsa.SignPKCS1v15(rand.Reader, s.key, crypto.SHA256, h[:])
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	m["Signature"] = base64.StdEncoding.EncodeToString(sig)
+	b, _ := json.Marshal(m)
+	return b
+}
+
+func TestDeliveryEventsThroughSNS(t *testing.T) {
+	staticCredentials(t)
+	signer := newSigner(t)
+	p := newSMSVoice(t, "https://sms-voice.eu-west-1.amazonaws.com", gateway.Deps{Name: "eum"})
+	fetched := 0
+	p.fetchCert = func(_ context.Context, u string) ([]byte, error) {
+		if u != "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.pem" {
+			return nil, errors.New("unexpected certificate URL " + u)
+		}
+		fetched++
+		return signer.cert, nil
+	}
+	var confirmed []string
+	p.confirm = func(_ context.Context, u string) error { confirmed = append(confirmed, u); return nil }
+	cert := "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.pem"
+	post := func(body []byte) ([]gateway.DeliveryReport, error) {
+		r := httptest.NewRequest("POST", "/v1/dlr/aws-sms-voice/eum", strings.NewReader(string(body)))
+		r.Header.Set("Content-Type", "text/plain; charset=UTF-8")
+		return p.ParseReports(r, body, "")
+	}
+	// The subscription of a listed topic is confirmed; another topic's is not.
+	sub := func(topicARN string) map[string]string {
+		return map[string]string{"Type": "SubscriptionConfirmation", "MessageId": "s1", "Token": "tok", "TopicArn": topicARN, "Message": "confirm",
+			"SubscribeURL": "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&Token=tok", "Timestamp": "2026-11-30T12:00:00.000Z",
+			"SignatureVersion": "2", "SigningCertURL": cert}
+	}
+	if reps, err := post(signer.sign(t, sub(topic))); err != nil || len(reps) != 0 || len(confirmed) != 1 {
+		t.Fatalf("confirmation: %v %v %v", reps, err, confirmed)
+	}
+	if _, err := post(signer.sign(t, sub("arn:aws:sns:eu-west-1:999999999999:someone-else"))); err != gateway.ErrUnauthenticated || len(confirmed) != 1 {
+		t.Errorf("another topic's subscription: %v, confirmed %v", err, confirmed)
+	}
+	note := func(version, eventType string) map[string]string {
+		ev, _ := json.Marshal(map[string]any{"eventType": eventType, "messageId": "aws-m1", "context": map[string]string{"smsgate_id": "msg_9"}})
+		return map[string]string{"Type": "Notification", "MessageId": "n1", "TopicArn": topic, "Subject": "event", "Message": string(ev),
+			"Timestamp": "2026-11-30T12:00:05.000Z", "SignatureVersion": version, "SigningCertURL": cert}
+	}
+	for _, tc := range []struct{ version, event, want string }{
+		{"2", "TEXT_DELIVERED", gateway.StatusDelivered}, {"1", "TEXT_CARRIER_UNREACHABLE", gateway.StatusUndelivered},
+		{"2", "TEXT_SUCCESSFUL", gateway.StatusSent}, {"2", "TEXT_INVALID", gateway.StatusFailed},
+		{"2", "VOICE_COMPLETED", gateway.StatusDelivered}, {"2", "VOICE_NO_ANSWER", gateway.StatusUndelivered},
+	} {
+		reps, err := post(signer.sign(t, note(tc.version, tc.event)))
+		want := []gateway.DeliveryReport{{ProviderMessageID: "aws-m1", MessageID: "msg_9", ProviderStatus: tc.event, Status: tc.want}}
+		if err != nil || cmp.Diff(want, reps) != "" {
+			t.Errorf("%s v%s: %+v %v", tc.event, tc.version, reps, err)
+		}
+	}
+	if fetched != 1 {
+		t.Errorf("the certificate was fetched %d times, want once (cached)", fetched)
+	}
+	// Tampered message, a certificate from elsewhere, an unknown signature version.
+	m := note("2", "TEXT_DELIVERED")
+	b := signer.sign(t, m)
+	if _, err := post([]byte(strings.Replace(string(b), "TEXT_DELIVERED", "TEXT_BLOCKED", 1))); err != gateway.ErrUnauthenticated {
+		t.Errorf("tampered: %v", err)
+	}
+	for name, certURL := range map[string]string{"http": "http://sns.eu-west-1.amazonaws.com/x.pem", "another host": "https://sns.eu-west-1.evil.com/x.pem",
+		"not pem": "https://sns.eu-west-1.amazonaws.com/x.txt"} {
+		m := note("2", "TEXT_DELIVERED")
+		m["SigningCertURL"] = certURL
+		if _, err := post(signer.sign(t, m)); err != gateway.ErrUnauthenticated {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	m = note("3", "TEXT_DELIVERED")
+	if _, err := post(signer.sign(t, m)); err != gateway.ErrUnauthenticated {
+		t.Errorf("SignatureVersion 3: %v", err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	c := SMSVoiceConfig{Common: Common{Region: "Europe", Endpoint: "ftp://x"}, EventTopics: []string{"not-an-arn"}}
+	c.Defaults()
+	want := []gateway.Problem{{Key: "endpoint", Message: `"ftp://x" is not an http(s) URL`}, {Key: "region", Message: `"Europe" is not an AWS region such as eu-west-1`},
+		{Key: "origination_identity", Message: "is required (a phone number, sender id, pool, or its ARN)"}, {Key: "event_topics[0]", Message: `"not-an-arn" is not an SNS topic ARN`}}
+	if diff := cmp.Diff(want, c.Validate()); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}

@@ -1,0 +1,389 @@
+package aws
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+
+	sdkaws "github.com/aws/aws-sdk-go-v2/aws"
+	sv "github.com/aws/aws-sdk-go-v2/service/pinpointsmsvoicev2"
+	svtypes "github.com/aws/aws-sdk-go-v2/service/pinpointsmsvoicev2/types"
+
+	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/providers/kit"
+)
+
+// SMSVoiceConfig is the aws-sms-voice provider's YAML block (besides name, type, timeout and breaker).
+type SMSVoiceConfig struct {
+	Common `yaml:",inline"`
+	// OriginationIdentity is the phone number, sender id, pool or their ARN to send from; Senders
+	// per country. Voice needs a phone number or pool that can call.
+	OriginationIdentity string            `yaml:"origination_identity"`
+	Senders             map[string]string `yaml:"senders"`
+	// ConfigurationSet sends events (delivery) to its event destinations; empty: none.
+	ConfigurationSet string `yaml:"configuration_set"`
+	// Voice sends voice messages too (SendVoiceMessage); default true.
+	Voice *bool `yaml:"voice"`
+	// EventTopics are the ARNs of the SNS topics whose HTTPS subscriptions may post delivery events
+	// to this provider: only their subscriptions are confirmed and their messages accepted.
+	EventTopics []string `yaml:"event_topics"`
+}
+
+var arnRe = regexp.MustCompile(`^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]+$`)
+
+// Defaults fills what the config leaves out.
+func (c *SMSVoiceConfig) Defaults() {
+	if c.Voice == nil {
+		t := true
+		c.Voice = &t
+	}
+}
+
+// Validate returns the config's problems in key order.
+func (c *SMSVoiceConfig) Validate() []gateway.Problem {
+	var p []gateway.Problem
+	add := func(k, f string, a ...any) { p = append(p, gateway.Problem{Key: k, Message: fmt.Sprintf(f, a...)}) }
+	c.Common.validate(add)
+	if c.OriginationIdentity == "" {
+		add("origination_identity", "is required (a phone number, sender id, pool, or its ARN)")
+	}
+	for _, cc := range slices.Sorted(maps.Keys(c.Senders)) {
+		if !isoRe.MatchString(cc) {
+			add("senders."+cc, "keys must be ISO 3166-1 alpha-2 country codes (or 001)")
+		}
+	}
+	for i, t := range c.EventTopics {
+		if !arnRe.MatchString(t) {
+			add(fmt.Sprintf("event_topics[%d]", i), "%q is not an SNS topic ARN", t)
+		}
+	}
+	return p
+}
+
+// SMSVoice is the AWS End User Messaging SMS and Voice v2 driver.
+type SMSVoice struct {
+	cfg    SMSVoiceConfig
+	kit    *kit.Client
+	client *sv.Client
+	err    error
+	http   *http.Client
+
+	// fetchCert fetches a signing certificate (a test seam; by default an HTTPS GET).
+	fetchCert func(ctx context.Context, u string) ([]byte, error)
+	// confirm visits a SubscribeURL (a test seam; by default an HTTPS GET).
+	confirm func(ctx context.Context, u string) error
+	certs   sync.Map // URL -> *x509.Certificate
+}
+
+// NewSMSVoice returns a driver; cfg must have passed Validate.
+func NewSMSVoice(cfg SMSVoiceConfig, deps gateway.Deps) *SMSVoice {
+	d := &SMSVoice{cfg: cfg, kit: kit.New(deps), http: deps.HTTPClient}
+	if d.http == nil {
+		d.http = http.DefaultClient
+	}
+	d.fetchCert, d.confirm = d.get, func(ctx context.Context, u string) error { _, err := d.get(ctx, u); return err }
+	ac, err := sdkConfig(cfg.Common, deps)
+	if err != nil {
+		d.err = configError(deps.Name, err)
+		return d
+	}
+	d.client = sv.NewFromConfig(ac, func(o *sv.Options) {
+		if cfg.Endpoint != "" {
+			o.BaseEndpoint = sdkaws.String(cfg.Endpoint)
+		}
+	})
+	return d
+}
+
+// Capabilities implements gateway.Provider.
+func (d *SMSVoice) Capabilities() gateway.Capabilities {
+	if d.cfg.Voice != nil && !*d.cfg.Voice {
+		return gateway.SMSOnly
+	}
+	return gateway.SMSAndVoice
+}
+
+// smsVoiceErrors is the error table, by exception and reason. Opted-out and invalid numbers are
+// the recipient's; a destination country blocked or not enabled for this account, an identity not
+// valid for the country, an unverified sandbox number concern this destination only; the rest
+// (access denied, spend limits, throttling, internal errors) is the provider's.
+var smsVoiceErrors = codeClass{
+	"ConflictException/DESTINATION_PHONE_NUMBER_OPTED_OUT":                          gateway.ClassRecipient,
+	"ValidationException/INVALID_PHONE_NUMBER":                                      gateway.ClassRecipient,
+	"ValidationException/DESTINATION_COUNTRY_BLOCKED":                               gateway.ClassDestination,
+	"ValidationException/COUNTRY_NOT_ENABLED":                                       gateway.ClassDestination,
+	"ValidationException/INVALID_IDENTITY_FOR_DESTINATION_COUNTRY":                  gateway.ClassDestination,
+	"ConflictException/DESTINATION_COUNTRY_BLOCKED_BY_PROTECT_CONFIGURATION":        gateway.ClassDestination,
+	"ConflictException/DESTINATION_PHONE_NUMBER_NOT_VERIFIED":                       gateway.ClassDestination,
+	"ConflictException/DESTINATION_PHONE_NUMBER_BLOCKED_BY_PROTECT_NUMBER_OVERRIDE": gateway.ClassDestination,
+	"ServiceQuotaExceededException":                                                 gateway.ClassProvider,
+	"AccessDeniedException":                                                         gateway.ClassProvider,
+	"ThrottlingException":                                                           gateway.ClassProvider,
+	"InternalServerException":                                                       gateway.ClassProvider,
+	"ResourceNotFoundException":                                                     gateway.ClassProvider,
+}
+
+// reasonOf is the Reason of End User Messaging's typed exceptions.
+func reasonOf(err error) string {
+	var v *svtypes.ValidationException
+	var c *svtypes.ConflictException
+	var q *svtypes.ServiceQuotaExceededException
+	var a *svtypes.AccessDeniedException
+	switch {
+	case errors.As(err, &v):
+		return string(v.Reason)
+	case errors.As(err, &c):
+		return string(c.Reason)
+	case errors.As(err, &q):
+		return string(q.Reason)
+	case errors.As(err, &a):
+		return string(a.Reason)
+	}
+	return ""
+}
+
+// voices maps a primary language subtag to a voice and the phrase.
+var voices = map[string][2]string{
+	"en": {"JOANNA", "Your code is"}, "de": {"VICKI", "Ihr Code lautet"}, "fr": {"LEA", "Votre code est"},
+	"es": {"LUCIA", "Su código es"}, "it": {"CARLA", "Il suo codice è"}, "pt": {"CAMILA", "Seu código é"}, "nl": {"LOTTE", "Uw code is"},
+}
+
+// Speech is a voice message: the code digit by digit, twice, in the request's language.
+func Speech(msg *gateway.Message) (voice, words string) {
+	primary, region, _ := strings.Cut(strings.ReplaceAll(msg.Language, "_", "-"), "-")
+	v, ok := voices[strings.ToLower(primary)]
+	if !ok {
+		v = voices["en"]
+	}
+	voice = v[0]
+	if strings.EqualFold(primary, "en") && strings.EqualFold(region, "GB") {
+		voice = "AMY"
+	}
+	code := gateway.ExtractCode(msg.Text, msg.Code)
+	if code == "" {
+		return voice, msg.Text
+	}
+	s := gateway.SpokenDigits(code)
+	return voice, v[1] + " " + s + ". " + v[1] + " " + s + "."
+}
+
+// Send implements gateway.Provider. Our message id goes into the message's Context, so delivery
+// events name it.
+func (d *SMSVoice) Send(ctx context.Context, msg *gateway.Message) (gateway.Result, error) {
+	if d.err != nil {
+		return gateway.Result{}, d.err
+	}
+	origin := d.cfg.OriginationIdentity
+	if s, ok := d.cfg.Senders[msg.Country]; ok {
+		origin = s
+	}
+	if msg.From != "" {
+		origin = msg.From
+	}
+	var set *string
+	if d.cfg.ConfigurationSet != "" {
+		set = sdkaws.String(d.cfg.ConfigurationSet)
+	}
+	mctx := map[string]string{"smsgate_id": msg.ID}
+	var id *string
+	err := call(ctx, d.kit, smsVoiceErrors, reasonOf, func(ctx context.Context) error {
+		if msg.Type == gateway.Voice {
+			voice, words := Speech(msg)
+			out, err := d.client.SendVoiceMessage(ctx, &sv.SendVoiceMessageInput{DestinationPhoneNumber: sdkaws.String(msg.To),
+				OriginationIdentity: sdkaws.String(origin), MessageBody: sdkaws.String(words), MessageBodyTextType: svtypes.VoiceMessageBodyTextTypeText,
+				VoiceId: svtypes.VoiceId(voice), ConfigurationSetName: set, Context: mctx})
+			if err == nil {
+				id = out.MessageId
+			}
+			return err
+		}
+		out, err := d.client.SendTextMessage(ctx, &sv.SendTextMessageInput{DestinationPhoneNumber: sdkaws.String(msg.To),
+			OriginationIdentity: sdkaws.String(origin), MessageBody: sdkaws.String(msg.Text), MessageType: svtypes.MessageTypeTransactional,
+			ConfigurationSetName: set, Context: mctx})
+		if err == nil {
+			id = out.MessageId
+		}
+		return err
+	})
+	if err != nil {
+		return gateway.Result{}, err
+	}
+	if id == nil || *id == "" {
+		return gateway.Result{}, &gateway.Error{Class: gateway.ClassProvider, Code: "BAD_RESPONSE", MaybeSent: true, Message: "AWS answered without a MessageId"}
+	}
+	return gateway.Result{ProviderMessageID: *id, Status: "accepted"}, nil
+}
+
+// Webhook implements gateway.ReportReceiver: an SNS topic's HTTPS subscription.
+func (d *SMSVoice) Webhook() gateway.Webhook {
+	return gateway.Webhook{Methods: []string{http.MethodPost}, ContentTypes: []string{"text/plain", "application/json"},
+		Auth: "SNS message signatures (SignatureVersion 1 and 2, certificates from sns.<region>.amazonaws.com), topics listed in event_topics"}
+}
+
+// envelope is an SNS HTTP(S) delivery.
+type envelope struct {
+	Type, MessageID, Token, TopicArn, Subject, Message, Timestamp string
+	SignatureVersion, Signature, SigningCertURL, SubscribeURL     string
+}
+
+func (e *envelope) UnmarshalJSON(b []byte) error {
+	var m map[string]string
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	*e = envelope{Type: m["Type"], MessageID: m["MessageId"], Token: m["Token"], TopicArn: m["TopicArn"], Subject: m["Subject"],
+		Message: m["Message"], Timestamp: m["Timestamp"], SignatureVersion: m["SignatureVersion"], Signature: m["Signature"],
+		SigningCertURL: m["SigningCertURL"], SubscribeURL: m["SubscribeURL"]}
+	return nil
+}
+
+// stringToSign is what SNS signs, per message type (AWS's "Verifying the signatures of Amazon SNS
+// messages").
+func (e *envelope) stringToSign() string {
+	var b strings.Builder
+	add := func(k, v string) { b.WriteString(k + "\n" + v + "\n") }
+	add("Message", e.Message)
+	add("MessageId", e.MessageID)
+	if e.Type == "Notification" {
+		if e.Subject != "" {
+			add("Subject", e.Subject)
+		}
+	} else {
+		add("SubscribeURL", e.SubscribeURL)
+	}
+	add("Timestamp", e.Timestamp)
+	if e.Type != "Notification" {
+		add("Token", e.Token)
+	}
+	add("TopicArn", e.TopicArn)
+	add("Type", e.Type)
+	return b.String()
+}
+
+// snsHost is the only host certificates and subscription URLs may come from.
+var snsHost = regexp.MustCompile(`^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$`)
+
+func snsURL(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && u.Scheme == "https" && snsHost.MatchString(u.Host) && u.User == nil
+}
+
+func (d *SMSVoice) get(ctx context.Context, u string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	res, err := d.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != 200 {
+		return nil, fmt.Errorf("HTTP %d", res.StatusCode)
+	}
+	return io.ReadAll(io.LimitReader(res.Body, 64<<10))
+}
+
+// verify checks the topic and the signature; the certificate is fetched only from SNS's own
+// hosts, and cached.
+func (d *SMSVoice) verify(ctx context.Context, e *envelope) error {
+	if !slices.Contains(d.cfg.EventTopics, e.TopicArn) {
+		return errors.New("topic not in event_topics")
+	}
+	if !snsURL(e.SigningCertURL) || !strings.HasSuffix(e.SigningCertURL, ".pem") {
+		return errors.New("certificate not from SNS")
+	}
+	var cert *x509.Certificate
+	if c, ok := d.certs.Load(e.SigningCertURL); ok {
+		cert = c.(*x509.Certificate)
+	} else {
+		raw, err := d.fetchCert(ctx, e.SigningCertURL)
+		if err != nil {
+			return err
+		}
+		b, _ := pem.Decode(raw)
+		if b == nil {
+			return errors.New("certificate is not PEM")
+		}
+		if cert, err = x509.ParseCertificate(b.Bytes); err != nil {
+			return err
+		}
+		d.certs.Store(e.SigningCertURL, cert)
+	}
+	sig, err := base64.StdEncoding.DecodeString(e.Signature)
+	if err != nil {
+		return err
+	}
+	alg := x509.SHA1WithRSA
+	switch e.SignatureVersion {
+	case "1":
+	case "2":
+		alg = x509.SHA256WithRSA
+	default:
+		return errors.New("unknown SignatureVersion")
+	}
+	return cert.CheckSignature(alg, []byte(e.stringToSign()), sig)
+}
+
+// event is a configuration set's event, as the SNS event destination publishes it.
+type event struct {
+	EventType string            `json:"eventType"`
+	MessageID string            `json:"messageId"`
+	Context   map[string]string `json:"context"`
+}
+
+// eventStatus maps End User Messaging's event types to the message log's statuses.
+func eventStatus(t string) string {
+	switch t {
+	case "TEXT_DELIVERED", "VOICE_COMPLETED", "VOICE_ANSWERED":
+		return gateway.StatusDelivered
+	case "TEXT_BLOCKED", "TEXT_CARRIER_BLOCKED", "TEXT_SPAM", "TEXT_TTL_EXPIRED", "TEXT_UNREACHABLE", "TEXT_CARRIER_UNREACHABLE",
+		"VOICE_BUSY", "VOICE_NO_ANSWER", "VOICE_TTL_EXPIRED":
+		return gateway.StatusUndelivered
+	case "TEXT_INVALID", "TEXT_INVALID_MESSAGE", "TEXT_UNKNOWN", "VOICE_FAILED":
+		return gateway.StatusFailed
+	}
+	return gateway.StatusSent // TEXT_PENDING, TEXT_QUEUED, TEXT_SUCCESSFUL, VOICE_INITIATED, VOICE_RINGING, new types
+}
+
+// ParseReports implements gateway.ReportReceiver: SNS posts a SubscriptionConfirmation first
+// (confirmed only for listed topics), then Notifications carrying the events.
+func (d *SMSVoice) ParseReports(r *http.Request, body []byte, _ string) ([]gateway.DeliveryReport, error) {
+	var e envelope
+	if err := json.Unmarshal(body, &e); err != nil || e.Type == "" {
+		return nil, &gateway.Error{Class: gateway.ClassCaller, Code: "invalid_report", Message: "not an SNS message"}
+	}
+	if err := d.verify(r.Context(), &e); err != nil {
+		return nil, gateway.ErrUnauthenticated
+	}
+	switch e.Type {
+	case "SubscriptionConfirmation":
+		if !snsURL(e.SubscribeURL) {
+			return nil, gateway.ErrUnauthenticated
+		}
+		if err := d.confirm(r.Context(), e.SubscribeURL); err != nil {
+			return nil, &gateway.Error{Class: gateway.ClassProvider, Code: "subscription", Message: "the subscription could not be confirmed"}
+		}
+		return nil, nil
+	case "Notification":
+	default:
+		return nil, nil // UnsubscribeConfirmation and the like: nothing to record
+	}
+	var ev event
+	if err := json.Unmarshal([]byte(e.Message), &ev); err != nil || ev.MessageID == "" {
+		return nil, &gateway.Error{Class: gateway.ClassCaller, Code: "invalid_report", Message: "the notification carries no event"}
+	}
+	return []gateway.DeliveryReport{{ProviderMessageID: ev.MessageID, MessageID: ev.Context["smsgate_id"], ProviderStatus: ev.EventType, Status: eventStatus(ev.EventType)}}, nil
+}
