@@ -154,29 +154,24 @@ func reasonOf(err error) string {
 	return ""
 }
 
-// voices maps a primary language subtag to a voice and the phrase.
-var voices = map[string][2]string{
-	"en": {"JOANNA", "Your code is"}, "de": {"VICKI", "Ihr Code lautet"}, "fr": {"LEA", "Votre code est"},
-	"es": {"LUCIA", "Su código es"}, "it": {"CARLA", "Il suo codice è"}, "pt": {"CAMILA", "Seu código é"}, "nl": {"LOTTE", "Uw code is"},
-}
+// voices maps a primary language subtag to an End User Messaging voice.
+var voices = map[string]string{"en": "JOANNA", "de": "VICKI", "fr": "LEA", "es": "LUCIA", "it": "CARLA", "pt": "CAMILA", "nl": "LOTTE"}
 
 // Speech is a voice message: the code digit by digit, twice, in the request's language.
 func Speech(msg *gateway.Message) (voice, words string) {
-	primary, region, _ := strings.Cut(strings.ReplaceAll(msg.Language, "_", "-"), "-")
-	v, ok := voices[strings.ToLower(primary)]
+	primary, region := kit.Language(msg.Language)
+	voice, ok := voices[primary]
 	if !ok {
-		v = voices["en"]
+		primary, voice = "en", voices["en"]
 	}
-	voice = v[0]
-	if strings.EqualFold(primary, "en") && strings.EqualFold(region, "GB") {
+	if primary == "en" && region == "GB" {
 		voice = "AMY"
 	}
-	code := gateway.ExtractCode(msg.Text, msg.Code)
-	if code == "" {
-		return voice, msg.Text
+	s, _ := kit.CodeSentence(msg, primary)
+	if gateway.ExtractCode(msg.Text, msg.Code) == "" {
+		return voice, s
 	}
-	s := gateway.SpokenDigits(code)
-	return voice, v[1] + " " + s + ". " + v[1] + " " + s + "."
+	return voice, s + " " + s
 }
 
 // Send implements gateway.Provider. Our message id goes into the message's Context, so delivery

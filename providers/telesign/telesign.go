@@ -49,30 +49,24 @@ func (p *Provider) Webhook() gateway.Webhook {
 		Auth: "Authorization: TSA customer_id:base64(HMAC-SHA256(decoded api_key, raw body))"}
 }
 
-// voices maps a language's primary subtag to a TeleSign voice and the phrase.
-var voices = map[string][2]string{
-	"en": {"f-en-US", "Your code is"}, "de": {"f-de-DE", "Ihr Code lautet"}, "fr": {"f-fr-FR", "Votre code est"},
-	"es": {"f-es-ES", "Su código es"}, "it": {"f-it-IT", "Il suo codice è"}, "pt": {"f-pt-BR", "Seu código é"},
-	"nl": {"f-nl-NL", "Uw code is"}, "ja": {"f-ja-JP", "あなたのコードは"},
-}
+// voices maps a language's primary subtag to a TeleSign voice.
+var voices = map[string]string{"en": "f-en-US", "de": "f-de-DE", "fr": "f-fr-FR", "es": "f-es-ES", "it": "f-it-IT", "pt": "f-pt-BR", "nl": "f-nl-NL", "ja": "f-ja-JP"}
 
 // Speech returns the voice and the words of a call: the code digit by digit, twice.
 func Speech(msg *gateway.Message) (voice, words string) {
-	primary, region, _ := strings.Cut(strings.ReplaceAll(msg.Language, "_", "-"), "-")
-	v, ok := voices[strings.ToLower(primary)]
+	primary, region := kit.Language(msg.Language)
+	voice, ok := voices[primary]
 	if !ok {
-		v = voices["en"]
+		primary, voice = "en", voices["en"]
 	}
-	voice = v[0]
-	if strings.EqualFold(primary, "en") && strings.EqualFold(region, "GB") {
+	if primary == "en" && region == "GB" {
 		voice = "f-en-GB"
 	}
-	code := gateway.ExtractCode(msg.Text, msg.Code)
-	if code == "" {
-		return voice, msg.Text
+	s, _ := kit.CodeSentence(msg, primary)
+	if gateway.ExtractCode(msg.Text, msg.Code) == "" {
+		return voice, s
 	}
-	d := gateway.SpokenDigits(code)
-	return voice, v[1] + " " + d + ". " + v[1] + " " + d + "."
+	return voice, s + " " + s
 }
 
 // Send implements gateway.Provider.

@@ -115,16 +115,8 @@ func (p *Provider) classifyHTTP(res *kit.Response) *gateway.Error {
 	return p.kit.Fail(res, class, strconv.Itoa(b.Code), desc)
 }
 
-// sayLanguages maps a language's primary subtag to a Twilio <Say> language and the phrase.
-var sayLanguages = map[string][2]string{
-	"en": {"en-US", "Your code is"},
-	"de": {"de-DE", "Ihr Code lautet"},
-	"fr": {"fr-FR", "Votre code est"},
-	"es": {"es-ES", "Su código es"},
-	"it": {"it-IT", "Il suo codice è"},
-	"pt": {"pt-BR", "Seu código é"},
-	"nl": {"nl-NL", "Uw code is"},
-}
+// sayLanguages maps a language's primary subtag to a Twilio <Say> language.
+var sayLanguages = map[string]string{"en": "en-US", "de": "de-DE", "fr": "fr-FR", "es": "es-ES", "it": "it-IT", "pt": "pt-BR", "nl": "nl-NL"}
 
 // sayRegions are full tags Twilio's <Say> speaks as given.
 var sayRegions = map[string]bool{"en-US": true, "en-GB": true, "en-AU": true, "en-IN": true, "es-MX": true, "es-US": true,
@@ -133,22 +125,15 @@ var sayRegions = map[string]bool{"en-US": true, "en-GB": true, "en-AU": true, "e
 // TwiML is the call script: the code digit by digit, said twice, in the request's language when
 // Twilio speaks it (else English). Without a code it says the text.
 func TwiML(msg *gateway.Message) string {
-	tag := strings.ReplaceAll(msg.Language, "_", "-")
-	primary, region, _ := strings.Cut(tag, "-")
-	primary = strings.ToLower(primary)
-	l, ok := sayLanguages[primary]
+	primary, region := kit.Language(msg.Language)
+	lang, ok := sayLanguages[primary]
 	if !ok {
-		l = sayLanguages["en"]
+		primary, lang = "en", sayLanguages["en"]
 	}
-	lang := l[0]
-	if full := primary + "-" + strings.ToUpper(region); ok && sayRegions[full] {
+	if full := primary + "-" + region; sayRegions[full] {
 		lang = full
 	}
-	code := gateway.ExtractCode(msg.Text, msg.Code)
-	say := msg.Text
-	if code != "" {
-		say = l[1] + " " + gateway.SpokenDigits(code) + "."
-	}
+	say, _ := kit.CodeSentence(msg, primary)
 	s := html.EscapeString(say)
 	return `<Response><Say language="` + lang + `">` + s + `</Say><Pause length="1"/><Say language="` + lang + `">` + s + `</Say></Response>`
 }

@@ -181,12 +181,8 @@ func describe(status, text string) string {
 	return text
 }
 
-// voiceLanguages maps a language's primary subtag to Vonage's talk language and the phrase.
-var voiceLanguages = map[string][2]string{
-	"en": {"en-US", "Your code is"}, "de": {"de-DE", "Ihr Code lautet"}, "fr": {"fr-FR", "Votre code est"},
-	"es": {"es-ES", "Su código es"}, "it": {"it-IT", "Il suo codice è"}, "pt": {"pt-BR", "Seu código é"},
-	"nl": {"nl-NL", "Uw code is"},
-}
+// voiceLanguages maps a language's primary subtag to Vonage's talk language.
+var voiceLanguages = map[string]string{"en": "en-US", "de": "de-DE", "fr": "fr-FR", "es": "es-ES", "it": "it-IT", "pt": "pt-BR", "nl": "nl-NL"}
 
 // voiceRegions are full tags Vonage speaks as given.
 var voiceRegions = map[string]bool{"en-US": true, "en-GB": true, "en-AU": true, "en-IN": true, "es-MX": true, "fr-CA": true, "pt-PT": true}
@@ -194,21 +190,16 @@ var voiceRegions = map[string]bool{"en-US": true, "en-GB": true, "en-AU": true, 
 // Talk returns the NCCO talk text and language for msg: the code digit by digit (said twice by
 // the action's loop), in the request's language when Vonage speaks it, else American English.
 func Talk(msg *gateway.Message) (text, language string) {
-	tag := strings.ReplaceAll(msg.Language, "_", "-")
-	primary, region, _ := strings.Cut(tag, "-")
-	primary = strings.ToLower(primary)
-	l, ok := voiceLanguages[primary]
+	primary, region := kit.Language(msg.Language)
+	language, ok := voiceLanguages[primary]
 	if !ok {
-		l = voiceLanguages["en"]
+		primary, language = "en", "en-US"
 	}
-	language = l[0]
-	if full := primary + "-" + strings.ToUpper(region); ok && voiceRegions[full] {
+	if full := primary + "-" + region; voiceRegions[full] {
 		language = full
 	}
-	if code := gateway.ExtractCode(msg.Text, msg.Code); code != "" {
-		return l[1] + " " + gateway.SpokenDigits(code) + ".", language
-	}
-	return msg.Text, language
+	text, _ = kit.CodeSentence(msg, primary)
+	return text, language
 }
 
 type phone struct {

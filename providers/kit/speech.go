@@ -1,0 +1,35 @@
+package kit
+
+import (
+	"strings"
+
+	"github.com/smsgate/smsgate/gateway"
+)
+
+// phrases are "Your code is" in the languages the voice drivers speak, by primary subtag.
+var phrases = map[string]string{
+	"en": "Your code is", "de": "Ihr Code lautet", "fr": "Votre code est", "es": "Su código es",
+	"it": "Il suo codice è", "pt": "Seu código é", "nl": "Uw code is", "ja": "あなたのコードは",
+}
+
+// Language splits a request's language tag ("de_AT", "pt-br") into its primary subtag, lower
+// case, and its region, upper case.
+func Language(tag string) (primary, region string) {
+	p, r, _ := strings.Cut(strings.ReplaceAll(tag, "_", "-"), "-")
+	return strings.ToLower(p), strings.ToUpper(r)
+}
+
+// CodeSentence is what a call says once: "<Your code is> 1, 2, 3, 4." in the language of primary
+// when there is a phrase for it (else English), or the message's text when it carries no code.
+// known reports whether primary had a phrase.
+func CodeSentence(msg *gateway.Message, primary string) (sentence string, known bool) {
+	phrase, known := phrases[primary]
+	if !known {
+		phrase = phrases["en"]
+	}
+	code := gateway.ExtractCode(msg.Text, msg.Code)
+	if code == "" {
+		return msg.Text, known
+	}
+	return phrase + " " + gateway.SpokenDigits(code) + ".", known
+}
