@@ -418,3 +418,28 @@ func TestRequestsAndFakeConformToTheSpec(t *testing.T) {
 		t.Error("a misspelt field passed the spec check")
 	}
 }
+
+// TestFakeModes: the fake's own throttling, barred number, partial failure and outage reach the
+// driver as the status table says.
+func TestFakeModes(t *testing.T) {
+	f, s := serve(t)
+	p := newDriver(t, s.URL, nil)
+	for _, tc := range []struct {
+		mode      vonagetest.Mode
+		class     gateway.Class
+		code      string
+		maybeSent bool
+	}{
+		{vonagetest.Throttled, gateway.ClassProvider, "VONAGE_1", false},
+		{vonagetest.Barred, gateway.ClassRecipient, "VONAGE_7", false},
+		{vonagetest.Partial, gateway.ClassProvider, "VONAGE_5", true},
+		{vonagetest.Unavailable, gateway.ClassProvider, "HTTP_503", false},
+	} {
+		f.SetMode(tc.mode)
+		_, err := p.Send(context.Background(), &gateway.Message{ID: "m", To: "+14155550104", Type: gateway.SMS, Text: "Your code is 1234"})
+		ge := gateway.AsError(err)
+		if err == nil || ge.Class != tc.class || ge.Code != tc.code || ge.MaybeSent != tc.maybeSent {
+			t.Errorf("mode %d: %v (class %v code %q maybe-sent %v)", tc.mode, err, ge.Class, ge.Code, ge.MaybeSent)
+		}
+	}
+}
