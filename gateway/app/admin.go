@@ -27,6 +27,20 @@ func (a *App) Message(ctx context.Context, tenant, id string) (*store.Record, er
 	return a.store.Get(ctx, tenant, id)
 }
 
+// Verified implements httpapi.Backend: the tenant reports that the message's code was used, the
+// strongest sign of delivery there is; it counts as delivered for the provider that sent it.
+func (a *App) Verified(ctx context.Context, tenant, id string) error {
+	rec, err := a.store.Get(ctx, tenant, id)
+	if err != nil {
+		return err
+	}
+	if rec.Provider == "" {
+		return httpapi.ErrNotSent
+	}
+	return a.store.Report(context.WithoutCancel(ctx), &gateway.DeliveryReport{Provider: rec.Provider, MessageID: rec.ID,
+		ProviderMessageID: rec.ProviderMessageID, Status: gateway.StatusDelivered, ProviderStatus: "VERIFIED"})
+}
+
 // Messages implements httpapi.Backend.
 func (a *App) Messages(ctx context.Context, q store.Query) ([]*store.Record, error) {
 	return a.store.List(ctx, q)
@@ -84,6 +98,7 @@ func (a *App) Providers() []httpapi.ProviderStatus {
 		ps := httpapi.ProviderStatus{Name: name, Type: mi.typ, State: mi.member.State().String(), Disabled: mi.member.Disabled(),
 			VoiceLanguages: caps.VoiceLanguages, Countries: caps.Countries,
 			Attempts: st.Attempts, SuccessRatio: st.SuccessRatio, AvgLatencyMS: float64(st.AvgLatency.Microseconds()) / 1000, LastErrorClass: st.LastError}
+		ps.Delivery = a.countryHealth(name)
 		for _, t := range caps.Types {
 			ps.Sends = append(ps.Sends, string(t))
 		}

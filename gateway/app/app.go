@@ -71,6 +71,9 @@ type App struct {
 	failOpen   bool
 
 	notifier *notifier
+	health   healthTable
+	stop     chan struct{}
+	stopOnce sync.Once
 
 	srv  *http.Server
 	ln   net.Listener
@@ -473,6 +476,8 @@ func (a *App) Start() error {
 	// ReadTimeout covers headers and body: a client that stalls mid-body is cut off.
 	a.srv = &http.Server{Handler: e, ReadHeaderTimeout: min(10*time.Second, rt.cfg.Server.ReadTimeout.D()), ReadTimeout: rt.cfg.Server.ReadTimeout.D(), IdleTimeout: 120 * time.Second,
 		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+	a.stop = make(chan struct{})
+	go a.healthLoop(a.stop)
 	go func() {
 		err := a.srv.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {
@@ -514,6 +519,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 	}
 	if n := a.inflight.Load(); n > 0 {
 		a.log.Error("shutdown: sends still running when shutdown_timeout ran out", "sends", n)
+	}
+	if a.stop != nil {
+		a.stopOnce.Do(func() { close(a.stop) })
 	}
 	a.notifier.close(2 * time.Second)
 	if cerr := a.store.Close(); cerr != nil && err == nil {

@@ -54,6 +54,11 @@ func startWithFakes(t *testing.T) (*harness, *infobiptest.Fake, *twiliotest.Fake
 
 // startOnFakes runs a gateway on cfg ($IB and $TW: the fakes' URLs) against fresh fakes.
 func startOnFakes(t *testing.T, cfg string) (*harness, *infobiptest.Fake, *twiliotest.Fake) {
+	return startOnFakesWith(t, cfg, Options{})
+}
+
+// startOnFakesWith is startOnFakes with options (a clock).
+func startOnFakesWith(t *testing.T, cfg string, o Options) (*harness, *infobiptest.Fake, *twiliotest.Fake) {
 	ib := infobiptest.New("ib-key", true)
 	ibs := httptest.NewServer(ib)
 	t.Cleanup(ibs.Close)
@@ -62,7 +67,7 @@ func startOnFakes(t *testing.T, cfg string) (*harness, *infobiptest.Fake, *twili
 	tws := httptest.NewServer(tw)
 	t.Cleanup(tws.Close)
 	t.Cleanup(tw.Release)
-	return start(t, strings.NewReplacer("$IB", ibs.URL, "$TW", tws.URL).Replace(cfg), Options{}), ib, tw
+	return start(t, strings.NewReplacer("$IB", ibs.URL, "$TW", tws.URL).Replace(cfg), o), ib, tw
 }
 
 func TestInfobipOutageFailsOverToTwilioAndRecovers(t *testing.T) {

@@ -40,6 +40,8 @@ type AttemptJSON struct {
 	Code       string `json:"code,omitempty"`
 	Error      string `json:"error,omitempty"`
 	DurationMS int64  `json:"duration_ms"`
+	// Note says when the chain was reordered around this provider (delivery health), and why.
+	Note string `json:"note,omitempty"`
 }
 
 // ErrorJSONBody is {"code","message"}.
@@ -295,6 +297,7 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 	for _, name := range route.Providers {
 		members = append(members, rt.members[name].member)
 	}
+	members, notes := a.reorder(rt, route.Name, msg.Country, members)
 	now := a.now()
 	msg.ID = newID(now)
 	chain := dispatch.Chain{Members: members, FailoverOnTimeout: route.FailoverOnTimeout}
@@ -309,7 +312,7 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 		}
 		if err == nil && ok {
 			if gap := now.Sub(at); gap >= esc.After.D() && gap < esc.Within.D() {
-				if i := slices.Index(route.Providers, last); i >= 0 {
+				if i := slices.IndexFunc(members, func(m *dispatch.Member) bool { return m.Name() == last }); i >= 0 {
 					chain.Start = (i + 1) % len(members)
 				}
 			}
@@ -332,7 +335,8 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 	for i, at := range out.Attempts {
 		// Drivers already remove their own secrets; this catches any configured secret a provider
 		// echoed that its driver did not know about, before the reply, the log or the record.
-		resp.Attempts[i] = AttemptJSON{Provider: at.Provider, Outcome: at.Outcome, Code: rt.scrub(at.Code), Error: rt.scrub(at.Error), DurationMS: at.Duration.Milliseconds()}
+		resp.Attempts[i] = AttemptJSON{Provider: at.Provider, Outcome: at.Outcome, Code: rt.scrub(at.Code), Error: rt.scrub(at.Error), DurationMS: at.Duration.Milliseconds(),
+			Note: notes[at.Provider]}
 		rec.Attempts[i] = store.Attempt(resp.Attempts[i])
 	}
 	status, outcome := http.StatusOK, "sent"

@@ -29,6 +29,7 @@ type Config struct {
 	Policy    Policy     `yaml:"policy"`
 	Tenants   []Tenant   `yaml:"tenants"`
 	Providers []Provider `yaml:"providers"`
+	Routing   Routing    `yaml:"routing"`
 	Routes    []Route    `yaml:"routes"`
 
 	// File is the path the config was read from.
@@ -247,6 +248,37 @@ type Breaker struct {
 	HalfOpenRequests    uint32           `yaml:"half_open_requests"`
 }
 
+// Routing holds what applies to every route.
+type Routing struct {
+	// DeliveryHealth reorders chains around providers that stopped delivering to a country.
+	DeliveryHealth DeliveryHealth `yaml:"delivery_health"`
+}
+
+// DeliveryHealth configures delivery-rate-aware routing: a provider whose delivery rate to a
+// country over Window falls below MinRate (with at least MinSamples messages) moves behind the
+// healthy providers of a chain for that country; ProbeShare of that country's traffic still tries
+// it first, and it is restored once its rate is back at MinRate + Margin.
+type DeliveryHealth struct {
+	// Enabled switches it on; default true.
+	Enabled *bool `yaml:"enabled"`
+	// Window is the sliding window of messages counted; default 30m.
+	Window gateway.Duration `yaml:"window"`
+	// MinSamples is the fewest messages a rate needs to count; default 20.
+	MinSamples int `yaml:"min_samples"`
+	// MinRate is the delivery rate under which a provider is demoted; default 0.7.
+	MinRate float64 `yaml:"min_rate"`
+	// Margin is how far above MinRate a demoted provider must climb to be restored; default 0.1.
+	Margin float64 `yaml:"margin"`
+	// ReportTimeout is when a message still without a final report counts as not delivered (for
+	// providers that send reports); default 10m.
+	ReportTimeout gateway.Duration `yaml:"report_timeout"`
+	// ProbeShare is the share of a country's traffic that still tries a demoted provider first;
+	// default 0.05.
+	ProbeShare *float64 `yaml:"probe_share"`
+	// Refresh is how often the rates are recomputed from the message log; default 10s.
+	Refresh gateway.Duration `yaml:"refresh"`
+}
+
 // Route is one routing rule; a nil Match matches everything.
 type Route struct {
 	Name      string   `yaml:"name"`
@@ -254,6 +286,8 @@ type Route struct {
 	Providers []string `yaml:"providers"`
 	// FailoverOnTimeout tries the next provider after a timeout that may have sent; default true.
 	FailoverOnTimeout *bool `yaml:"failover_on_timeout"`
+	// DeliveryHealth, when set, switches delivery-rate-aware reordering on or off for this route.
+	DeliveryHealth *bool `yaml:"delivery_health"`
 }
 
 // Match lists the values a request must have; an empty list matches anything.
@@ -435,6 +469,33 @@ func (c *Config) applyDefaults() {
 			b.HalfOpenRequests = 1
 		}
 	}
+	dh := &c.Routing.DeliveryHealth
+	if dh.Enabled == nil {
+		t := true
+		dh.Enabled = &t
+	}
+	if dh.Window == 0 {
+		dh.Window = gateway.Duration(30 * time.Minute)
+	}
+	if dh.MinSamples == 0 {
+		dh.MinSamples = 20
+	}
+	if dh.MinRate == 0 {
+		dh.MinRate = 0.7
+	}
+	if dh.Margin == 0 {
+		dh.Margin = 0.1
+	}
+	if dh.ReportTimeout == 0 {
+		dh.ReportTimeout = gateway.Duration(10 * time.Minute)
+	}
+	if dh.ProbeShare == nil {
+		ps := 0.05
+		dh.ProbeShare = &ps
+	}
+	if dh.Refresh == 0 {
+		dh.Refresh = gateway.Duration(10 * time.Second)
+	}
 	for i := range c.Routes {
 		if c.Routes[i].FailoverOnTimeout == nil {
 			t := true
@@ -564,6 +625,28 @@ func (c *Config) validate() {
 		}
 	}
 
+	dh := c.Routing.DeliveryHealth
+	switch {
+	case dh.Window <= 0:
+		c.Problem("routing.delivery_health.window", "must be positive")
+	case dh.ReportTimeout <= 0 || dh.ReportTimeout >= dh.Window:
+		c.Problem("routing.delivery_health.report_timeout", "must be positive and shorter than the window (%s)", dh.Window.D())
+	}
+	if dh.MinSamples < 1 {
+		c.Problem("routing.delivery_health.min_samples", "must be at least 1")
+	}
+	if dh.MinRate <= 0 || dh.MinRate >= 1 {
+		c.Problem("routing.delivery_health.min_rate", "must be between 0 and 1, not %v", dh.MinRate)
+	}
+	if dh.Margin < 0 || dh.MinRate+dh.Margin > 1 {
+		c.Problem("routing.delivery_health.margin", "must be at least 0, and min_rate + margin at most 1")
+	}
+	if *dh.ProbeShare < 0 || *dh.ProbeShare > 0.5 {
+		c.Problem("routing.delivery_health.probe_share", "must be between 0 and 0.5, not %v", *dh.ProbeShare)
+	}
+	if dh.Refresh <= 0 {
+		c.Problem("routing.delivery_health.refresh", "must be positive")
+	}
 	if len(c.Routes) == 0 {
 		c.Problem("routes", "at least one route is required (the last one without match is the catch-all)")
 	}

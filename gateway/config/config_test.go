@@ -29,6 +29,7 @@ func TestParseValid(t *testing.T) {
 		t.Fatalf("Parse: %v", err)
 	}
 	yes := true
+	probe := 0.05
 	ret := gateway.Duration(720 * time.Hour)
 	want := &Config{
 		Server: Server{Listen: "127.0.0.1:9000", RequestTimeout: gateway.Duration(5 * time.Second), PublicURL: "https://sms.example.com",
@@ -41,6 +42,8 @@ func TestParseValid(t *testing.T) {
 				PerCountry: map[string]Limit{"NG": {10, time.Hour}}},
 			Idempotency:      Idempotency{TTL: gateway.Duration(24 * time.Hour)},
 			ResendEscalation: ResendEscalation{Enabled: &yes, After: gateway.Duration(20 * time.Second), Within: gateway.Duration(10 * time.Minute)}},
+		Routing: Routing{DeliveryHealth: DeliveryHealth{Enabled: &yes, Window: gateway.Duration(30 * time.Minute), MinSamples: 20, MinRate: 0.7, Margin: 0.1,
+			ReportTimeout: gateway.Duration(10 * time.Minute), ProbeShare: &probe, Refresh: gateway.Duration(10 * time.Second)}},
 		Tenants: []Tenant{{Name: "acme", APIKey: "s3cret", ClientIDs: []string{"abc123"}, AllowedCountries: []string{"US", "GB"},
 			RateLimits: &RateLimits{PerRecipient: &Limit{5, 10 * time.Minute}}}},
 		Providers: []Provider{

@@ -51,6 +51,8 @@ type ProviderStatus struct {
 	// VoiceLanguages and Countries restrict it when set.
 	VoiceLanguages []string `json:"voice_languages,omitempty"`
 	Countries      []string `json:"countries,omitempty"`
+	// Delivery is its delivery health per destination country (routing.delivery_health).
+	Delivery []CountryHealth `json:"delivery,omitempty"`
 	// Reports describes its delivery-report endpoint; nil when it takes none.
 	Reports        *ReportEndpoint `json:"reports,omitempty"`
 	State          string          `json:"state"`
@@ -60,6 +62,14 @@ type ProviderStatus struct {
 	AvgLatencyMS   float64         `json:"recent_avg_latency_ms"`
 	LastErrorClass string          `json:"last_error_class,omitempty"`
 	LastErrorAt    string          `json:"last_error_at,omitempty"`
+}
+
+// CountryHealth is a provider's delivery rate to one country over the health window.
+type CountryHealth struct {
+	Country string  `json:"country"`
+	Rate    float64 `json:"rate"`
+	Samples int     `json:"samples"`
+	Demoted bool    `json:"demoted"`
 }
 
 // ReportEndpoint is a provider's delivery-report endpoint as GET /v1/providers shows it.
@@ -104,6 +114,8 @@ type Backend interface {
 	Infobip(ctx context.Context, c InfobipCall) Reply
 	Authenticate(apiKey string) (Tenant, bool)
 	Message(ctx context.Context, tenant, id string) (*store.Record, error)
+	// Verified records that the code of a tenant's message was used: it was delivered.
+	Verified(ctx context.Context, tenant, id string) error
 	Messages(ctx context.Context, q store.Query) ([]*store.Record, error)
 	// Reports handles a delivery report for provider name of driver type typ; publicURL is the
 	// URL the provider called. The driver's declared webhook decides the methods and content
@@ -129,6 +141,7 @@ func New(b Backend, log *slog.Logger) *echo.Echo {
 	e.POST("/v1/send-phone-message", h.send)
 	e.GET("/v1/messages/:id", h.message)
 	e.GET("/v1/messages", h.messages)
+	e.POST("/v1/messages/:id/verified", h.verified)
 	// Delivery reports: the methods and content types each driver declares are checked by the
 	// backend; this layer knows no provider.
 	e.Match([]string{http.MethodGet, http.MethodPost}, "/v1/dlr/:type/:name", h.report)
@@ -353,6 +366,26 @@ func (h *handlers) message(c echo.Context) error {
 		return fail(http.StatusServiceUnavailable, "store_unavailable", "the message log could not be read")
 	}
 	return c.JSON(http.StatusOK, r)
+}
+
+// ErrNotSent is returned by Verified for a message no provider accepted.
+var ErrNotSent = errors.New("not sent")
+
+func (h *handlers) verified(c echo.Context) error {
+	t, err := h.tenant(c)
+	if err != nil {
+		return err
+	}
+	err = h.b.Verified(c.Request().Context(), t.Name, c.Param("id"))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return fail(http.StatusNotFound, "not_found", "no message with this id for this tenant")
+	case errors.Is(err, ErrNotSent):
+		return fail(http.StatusConflict, "not_sent", "no provider accepted this message")
+	case err != nil:
+		return fail(http.StatusServiceUnavailable, "store_unavailable", "the message log could not be written; retry")
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "delivered"})
 }
 
 // MessagesPage is the body of GET /v1/messages.

@@ -26,6 +26,8 @@ type stubBackend struct {
 	ib      InfobipCall
 }
 
+func (s *stubBackend) Verified(context.Context, string, string) error { return store.ErrNotFound }
+
 func (s *stubBackend) Infobip(_ context.Context, c InfobipCall) Reply {
 	s.ib = c
 	return Reply{Status: 200, Body: []byte(`{}`)}

@@ -30,6 +30,8 @@ type Metrics struct {
 	LogDropped         prometheus.Counter
 	LogCommitTimeouts  prometheus.Counter
 	Notify             *prometheus.CounterVec
+	DeliveryRate       *prometheus.GaugeVec
+	Demotions          *prometheus.CounterVec
 	Reloads            *prometheus.CounterVec
 	ProviderDisabled   *prometheus.GaugeVec
 	StateErrors        *prometheus.CounterVec
@@ -69,6 +71,10 @@ func New() *Metrics {
 			Help: "Sends answered before their record committed (storage.commit_timeout passed); the record waits in the retry buffer."}),
 		Notify: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_infobip_notify_total",
 			Help: "Delivery reports pushed to notify URLs of the Infobip-compatible API, by result (ok, retry, failed, dropped)."}, []string{"result"}),
+		DeliveryRate: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "smsgate_delivery_rate",
+			Help: "Delivered share of a provider's messages to a country over routing.delivery_health.window (countries with at least min_samples)."}, []string{"provider", "country"}),
+		Demotions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_demotions_total",
+			Help: "Times a provider was moved behind the healthy ones for a country (delivery rate below min_rate)."}, []string{"provider", "country"}),
 		Reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_config_reloads_total",
 			Help: "Config reloads by result."}, []string{"result"}),
 		ProviderDisabled: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "smsgate_provider_disabled",
@@ -77,7 +83,7 @@ func New() *Metrics {
 			Help: "Failed calls to the policy state store (rate limits, idempotency, resends), by operation."}, []string{"op"}),
 	}
 	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.Attempts, m.ProviderLatency, m.BreakerState,
-		m.BreakerTransitions, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBacklog, m.LogDropped, m.LogCommitTimeouts, m.Notify, m.Reloads, m.ProviderDisabled, m.StateErrors,
+		m.BreakerTransitions, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBacklog, m.LogDropped, m.LogCommitTimeouts, m.Notify, m.DeliveryRate, m.Demotions, m.Reloads, m.ProviderDisabled, m.StateErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
@@ -94,7 +100,7 @@ func (m *Metrics) Handler() http.Handler {
 func (m *Metrics) DeleteProvider(name string) {
 	for _, v := range []interface {
 		DeletePartialMatch(prometheus.Labels) int
-	}{m.Attempts, m.ProviderLatency, m.BreakerState, m.BreakerTransitions, m.DeliveryReports, m.ProviderDisabled} {
+	}{m.Attempts, m.ProviderLatency, m.BreakerState, m.BreakerTransitions, m.DeliveryReports, m.ProviderDisabled, m.DeliveryRate, m.Demotions} {
 		v.DeletePartialMatch(prometheus.Labels{"provider": name})
 	}
 	m.Failovers.DeletePartialMatch(prometheus.Labels{"from": name})

@@ -201,6 +201,37 @@ func (m *Memory) Purge(_ context.Context, before time.Time) (int, error) {
 	return n, nil
 }
 
+// Health implements Backend.
+func (m *Memory) Health(_ context.Context, since, pendingBefore time.Time) ([]HealthRow, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	rows := map[[2]string]*HealthRow{}
+	for _, r := range m.byID {
+		if r.Provider == "" || r.CreatedAt.Before(since) {
+			continue
+		}
+		k := [2]string{r.Provider, r.Country}
+		h := rows[k]
+		if h == nil {
+			h = &HealthRow{Provider: r.Provider, Country: r.Country}
+			rows[k] = h
+		}
+		switch {
+		case r.Status == gateway.StatusDelivered:
+			h.Delivered++
+		case r.Status == gateway.StatusUndelivered || r.Status == gateway.StatusFailed:
+			h.Failed++
+		case r.Status == gateway.StatusSent && r.CreatedAt.Before(pendingBefore):
+			h.Pending++
+		}
+	}
+	out := make([]HealthRow, 0, len(rows))
+	for _, h := range rows {
+		out = append(out, *h)
+	}
+	return out, nil
+}
+
 // Find implements Backend.
 func (m *Memory) Find(_ context.Context, provider, id, pmid string) (*Record, error) {
 	m.mu.RLock()

@@ -508,6 +508,28 @@ func (p *Postgres) List(ctx context.Context, q Query) ([]*Record, error) {
 	return out, rows.Err()
 }
 
+// Health implements Backend: one grouped scan of the window (the created_at index).
+func (p *Postgres) Health(ctx context.Context, since, pendingBefore time.Time) ([]HealthRow, error) {
+	rows, err := p.pool.Query(ctx, `SELECT provider, country,
+		SUM(CASE WHEN status = 'delivered' THEN 1 ELSE 0 END),
+		SUM(CASE WHEN status IN ('undelivered', 'failed') THEN 1 ELSE 0 END),
+		SUM(CASE WHEN status = 'sent' AND created_at < $1 THEN 1 ELSE 0 END)
+	FROM messages WHERE created_at >= $2 AND provider != '' GROUP BY provider, country`, pendingBefore.UnixMilli(), since.UnixMilli())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []HealthRow
+	for rows.Next() {
+		var h HealthRow
+		if err := rows.Scan(&h.Provider, &h.Country, &h.Delivered, &h.Failed, &h.Pending); err != nil {
+			return nil, err
+		}
+		out = append(out, h)
+	}
+	return out, rows.Err()
+}
+
 // Find implements Backend.
 func (p *Postgres) Find(ctx context.Context, provider, id, pmid string) (*Record, error) {
 	r, err := scanPG(p.pool.QueryRow(ctx, `SELECT `+pgCols+` FROM messages WHERE provider = $1 AND

@@ -35,6 +35,8 @@ type Attempt struct {
 	Code       string `json:"code,omitempty"`
 	Error      string `json:"error,omitempty"`
 	DurationMS int64  `json:"duration_ms"`
+	// Note says when the chain was reordered around this provider, and why.
+	Note string `json:"note,omitempty"`
 }
 
 // Record is one message.
@@ -103,6 +105,13 @@ type Query struct {
 	Compat bool
 }
 
+// HealthRow is one (provider, country) of Backend.Health.
+type HealthRow struct {
+	Provider, Country string
+	// Delivered, Failed (undelivered or failed) and Pending (no final report in time).
+	Delivered, Failed, Pending int
+}
+
 // TakeQuery selects final delivery reports not handed out yet (GET /sms/{1,3}/reports).
 type TakeQuery struct {
 	Tenant string
@@ -125,6 +134,10 @@ type Backend interface {
 	List(ctx context.Context, q Query) ([]*Record, error)
 	// Purge deletes records created before t and returns how many.
 	Purge(ctx context.Context, before time.Time) (int, error)
+	// Health counts, per provider and destination country, the messages created since since that
+	// a provider accepted: delivered, undelivered or failed, and still sent (no final report) but
+	// created before pendingBefore.
+	Health(ctx context.Context, since, pendingBefore time.Time) ([]HealthRow, error)
 	// Find returns the record a report names: provider and our id, or provider and its id.
 	Find(ctx context.Context, provider, id, providerMessageID string) (*Record, error)
 	// Take returns up to q.Limit compat records whose final report was not handed out yet, oldest
@@ -353,6 +366,11 @@ func (s *Store) Find(ctx context.Context, provider, id, providerMessageID string
 		return nil, err
 	}
 	return s.b.Find(ctx, provider, id, providerMessageID)
+}
+
+// Health counts delivery outcomes per provider and country (see Backend.Health).
+func (s *Store) Health(ctx context.Context, since, pendingBefore time.Time) ([]HealthRow, error) {
+	return s.b.Health(ctx, since, pendingBefore)
 }
 
 // Take hands out final delivery reports once (see Backend.Take).

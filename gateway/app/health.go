@@ -1,0 +1,209 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/gateway/config"
+	"github.com/smsgate/smsgate/gateway/dispatch"
+	"github.com/smsgate/smsgate/gateway/httpapi"
+)
+
+// Delivery-rate-aware routing. A provider's API can answer 200 while nothing reaches phones in one
+// country; breakers cannot see that. Every replica recomputes, from the shared message log, each
+// (provider, country)'s delivery rate over a sliding window, and chains for that country put a
+// provider that fell below min_rate behind the healthy ones. A probe share still tries it first so
+// that its recovery shows; it is restored at min_rate + margin.
+
+type healthKey struct{ provider, country string }
+
+type healthState struct {
+	rate    float64
+	samples int
+	demoted bool
+	// probes counts messages of the country while demoted, to send every n-th one to it first.
+	probes atomic.Uint64
+}
+
+// healthTable is the current picture, replaced whole by each refresh.
+type healthTable struct {
+	mu sync.Mutex
+	m  map[healthKey]*healthState
+}
+
+func (h *healthTable) get(k healthKey) *healthState {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.m[k]
+}
+
+// reports reports whether provider mi asks for delivery reports (its driver takes them and the
+// gateway has a public URL): only then does a message without a final report count against it.
+func reports(mi *memberInfo) bool {
+	_, ok := mi.member.Provider().(gateway.ReportReceiver)
+	return ok && mi.callback != ""
+}
+
+// refreshHealth recomputes every (provider, country) rate from the message log and applies the
+// demotion rules (with hysteresis).
+func (a *App) refreshHealth(ctx context.Context) error {
+	rt := a.rt.Load()
+	dh := rt.cfg.Routing.DeliveryHealth
+	now := a.now()
+	rows, err := a.store.Health(ctx, now.Add(-dh.Window.D()), now.Add(-dh.ReportTimeout.D()))
+	if err != nil {
+		return err
+	}
+	seen := map[healthKey]bool{}
+	a.health.mu.Lock()
+	defer a.health.mu.Unlock()
+	if a.health.m == nil {
+		a.health.m = map[healthKey]*healthState{}
+	}
+	restoreSamples := max(1, dh.MinSamples/4)
+	for _, r := range rows {
+		k := healthKey{r.Provider, r.Country}
+		seen[k] = true
+		st := a.health.m[k]
+		if st == nil {
+			st = &healthState{}
+			a.health.m[k] = st
+		}
+		st.samples = r.Delivered + r.Failed
+		if mi := rt.members[r.Provider]; mi != nil && reports(mi) {
+			st.samples += r.Pending
+		}
+		st.rate = 0
+		if st.samples > 0 {
+			st.rate = float64(r.Delivered) / float64(st.samples)
+		}
+		switch {
+		case !st.demoted && st.samples >= dh.MinSamples && st.rate < dh.MinRate:
+			st.demoted = true
+			a.metrics.Demotions.WithLabelValues(r.Provider, r.Country).Inc()
+			a.log.Warn("provider demoted for a country: delivery rate below min_rate", "provider", r.Provider, "country", r.Country,
+				"rate", math.Round(st.rate*1000)/1000, "samples", st.samples)
+		case st.demoted && st.samples >= restoreSamples && st.rate >= dh.MinRate+dh.Margin:
+			st.demoted = false
+			a.log.Info("provider restored for a country: delivery rate recovered", "provider", r.Provider, "country", r.Country,
+				"rate", math.Round(st.rate*1000)/1000, "samples", st.samples)
+		}
+		if st.samples >= dh.MinSamples {
+			a.metrics.DeliveryRate.WithLabelValues(r.Provider, r.Country).Set(st.rate)
+		} else {
+			a.metrics.DeliveryRate.DeleteLabelValues(r.Provider, r.Country)
+		}
+	}
+	// No message in the window: no evidence either way, so nothing stays demoted.
+	for k, st := range a.health.m {
+		if !seen[k] {
+			if st.demoted {
+				a.log.Info("provider restored for a country: no messages left in the window", "provider", k.provider, "country", k.country)
+			}
+			delete(a.health.m, k)
+			a.metrics.DeliveryRate.DeleteLabelValues(k.provider, k.country)
+		}
+	}
+	return nil
+}
+
+// healthLoop refreshes the table every routing.delivery_health.refresh until stop closes.
+func (a *App) healthLoop(stop <-chan struct{}) {
+	for {
+		rt := a.rt.Load()
+		t := time.NewTimer(rt.cfg.Routing.DeliveryHealth.Refresh.D())
+		select {
+		case <-stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if *rt.cfg.Routing.DeliveryHealth.Enabled {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := a.refreshHealth(ctx); err != nil {
+				a.log.Warn("delivery health could not be refreshed from the message log", "err", err.Error())
+			}
+			cancel()
+		}
+	}
+}
+
+// healthOn reports whether delivery-rate-aware routing applies to route r.
+func healthOn(cfg *config.Config, r *config.Route) bool {
+	if r != nil && r.DeliveryHealth != nil {
+		return *r.DeliveryHealth
+	}
+	return *cfg.Routing.DeliveryHealth.Enabled
+}
+
+// reorder puts the members demoted for country behind the healthy ones, in their order, except
+// for the probe share, which keeps the configured order. notes says why, per provider, for the
+// attempts and the message log.
+func (a *App) reorder(rt *runtime, route string, country string, members []*dispatch.Member) ([]*dispatch.Member, map[string]string) {
+	var rc *config.Route
+	for i := range rt.cfg.Routes {
+		if rt.cfg.Routes[i].Name == route {
+			rc = &rt.cfg.Routes[i]
+		}
+	}
+	if !healthOn(rt.cfg, rc) {
+		return members, nil
+	}
+	dh := rt.cfg.Routing.DeliveryHealth
+	var healthy, demoted []*dispatch.Member
+	var first *healthState
+	notes := map[string]string{}
+	for _, m := range members {
+		st := a.health.get(healthKey{m.Name(), country})
+		if st == nil || !st.demoted {
+			healthy = append(healthy, m)
+			continue
+		}
+		if first == nil {
+			first = st
+		}
+		demoted = append(demoted, m)
+		notes[m.Name()] = fmt.Sprintf("demoted for %s: delivery rate %.2f below %.2f over %d messages", country, st.rate, dh.MinRate, st.samples)
+	}
+	if len(demoted) == 0 || len(healthy) == 0 {
+		return members, notes
+	}
+	if share := *dh.ProbeShare; share > 0 {
+		every := uint64(math.Round(1 / share))
+		if first.probes.Add(1)%every == 0 {
+			for name := range notes {
+				notes[name] = "probe: " + notes[name] + "; tried in its place to see recovery"
+			}
+			return members, notes
+		}
+	}
+	return append(healthy, demoted...), notes
+}
+
+// countryHealth is what GET /v1/providers shows of a provider's delivery health.
+func (a *App) countryHealth(provider string) []httpapi.CountryHealth {
+	a.health.mu.Lock()
+	defer a.health.mu.Unlock()
+	var out []httpapi.CountryHealth
+	for k, st := range a.health.m {
+		if k.provider == provider {
+			out = append(out, httpapi.CountryHealth{Country: k.country, Rate: math.Round(st.rate*1000) / 1000, Samples: st.samples, Demoted: st.demoted})
+		}
+	}
+	slices.SortFunc(out, func(x, y httpapi.CountryHealth) int {
+		if x.Country < y.Country {
+			return -1
+		}
+		if x.Country > y.Country {
+			return 1
+		}
+		return 0
+	})
+	return out
+}

@@ -1,0 +1,190 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/gateway/store"
+)
+
+const healthConfig = `
+server: {request_timeout: 3s, public_url: "https://sms.example.com", admin_token: admin-t0ken}
+storage: {driver: memory}
+policy: {rate_limits: {per_recipient: 0}, resend_escalation: {enabled: false}}
+routing:
+  delivery_health: {window: 30m, min_samples: 10, min_rate: 0.7, margin: 0.1, report_timeout: 10m, probe_share: 0.1, refresh: 1h}
+tenants: [{name: acme, api_key: acme-key}]
+providers:
+  - name: infobip-eu
+    type: infobip
+    base_url: $IB
+    api_key: ib-key
+    webhook_secret: hook-secret
+  - name: twilio-us
+    type: twilio
+    account_sid: ` + twSID + `
+    auth_token: tw-token
+    from: "+15005550006"
+    base_url: $TW
+  - {name: quiet, type: mock}
+routes:
+  - name: default
+    providers: [infobip-eu, twilio-us]
+`
+
+// TestDeliveryHealthWindow: the rate counts delivered, undelivered and failed messages in the
+// window, and messages still without a final report after report_timeout, but the last only for
+// providers that ask for reports; messages outside the window do not count.
+func TestDeliveryHealthWindow(t *testing.T) {
+	clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	h, _, _ := startOnFakesWith(t, healthConfig, Options{Now: clk.Now})
+	st := h.app.Store()
+	add := func(id, provider, country, status string, age time.Duration) {
+		st.Insert(context.Background(), &store.Record{ID: id, Tenant: "acme", Provider: provider, Country: country, Status: status,
+			CreatedAt: clk.Now().Add(-age), UpdatedAt: clk.Now()})
+	}
+	for i := range 6 {
+		add(fmt.Sprint("d", i), "infobip-eu", "GB", gateway.StatusDelivered, 5*time.Minute)
+	}
+	add("u1", "infobip-eu", "GB", gateway.StatusUndelivered, 5*time.Minute)
+	add("f1", "infobip-eu", "GB", gateway.StatusFailed, 5*time.Minute)
+	add("p-old", "infobip-eu", "GB", gateway.StatusSent, 15*time.Minute) // no report after report_timeout: counts
+	add("p-new", "infobip-eu", "GB", gateway.StatusSent, 2*time.Minute)  // may still get one: does not
+	add("outside", "infobip-eu", "GB", gateway.StatusUndelivered, 31*time.Minute)
+	add("q1", "quiet", "GB", gateway.StatusDelivered, time.Minute)
+	add("q2", "quiet", "GB", gateway.StatusSent, 20*time.Minute) // the mock asks for no reports: not counted
+	if err := h.app.refreshHealth(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ib := h.app.health.get(healthKey{"infobip-eu", "GB"})
+	if ib == nil || ib.samples != 9 || fmt.Sprintf("%.3f", ib.rate) != "0.667" || ib.demoted {
+		t.Errorf("infobip GB: %+v, want 6 of 9 and not demoted (9 < min_samples 10)", ib)
+	}
+	q := h.app.health.get(healthKey{"quiet", "GB"})
+	if q == nil || q.samples != 1 || q.rate != 1 {
+		t.Errorf("quiet GB: %+v", q)
+	}
+	// One more failure reaches min_samples: demoted (6/10 < 0.7).
+	add("f2", "infobip-eu", "GB", gateway.StatusFailed, time.Minute)
+	h.app.refreshHealth(context.Background())
+	if ib := h.app.health.get(healthKey{"infobip-eu", "GB"}); !ib.demoted {
+		t.Errorf("not demoted at %+v", ib)
+	}
+	// The window moves on: nothing left, nothing demoted.
+	clk.Add(time.Hour)
+	h.app.refreshHealth(context.Background())
+	if ib := h.app.health.get(healthKey{"infobip-eu", "GB"}); ib != nil {
+		t.Errorf("an empty window kept %+v", ib)
+	}
+}
+
+// TestSilentOutageDrill: Infobip accepts everything but GB messages are reported UNDELIVERABLE.
+// GB traffic moves to Twilio (a probe share still tries Infobip first), US traffic stays, and GB
+// returns to Infobip when its reports turn DELIVERED.
+func TestSilentOutageDrill(t *testing.T) {
+	clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	h, ib, tw := startOnFakesWith(t, healthConfig, Options{Now: clk.Now})
+	report := func(id, group string) {
+		st := map[string]string{"DELIVERED": `{"groupId":3,"groupName":"DELIVERED","id":5,"name":"DELIVERED_TO_HANDSET"}`,
+			"UNDELIVERABLE": `{"groupId":2,"groupName":"UNDELIVERABLE","id":9,"name":"UNDELIVERABLE_NOT_DELIVERED"}`}[group]
+		if r := h.do("POST", "/v1/dlr/infobip/infobip-eu?secret=hook-secret", "", `{"results":[{"messageId":"`+id+`","status":`+st+`}]}`); r.Status != 200 {
+			t.Fatalf("report: %d", r.Status)
+		}
+	}
+	n := 0
+	send := func(to string) response {
+		n++
+		return h.send("acme-key", fmt.Sprintf(`{"message_options":{"recipient":%q,"text":"Your code is %06d","message_type":"sms"}}`, to, n))
+	}
+	gb := func(i int) string { return fmt.Sprintf("+4474001%05d", i) } // GB (+44 7911 is Guernsey)
+	us := func(i int) string { return fmt.Sprintf("+1415555%04d", i) }
+	// Healthy start; then GB goes silent: 20 GB sends accepted by Infobip, all reported undeliverable.
+	for i := range 20 {
+		r := send(gb(i))
+		if r.Body["provider"] != "infobip-eu" {
+			t.Fatalf("GB %d: %s", i, r.Raw)
+		}
+		report(r.Body["id"].(string), "UNDELIVERABLE")
+		if r := send(us(i)); r.Body["provider"] != "infobip-eu" {
+			t.Fatalf("US %d: %s", i, r.Raw)
+		} else {
+			report(r.Body["id"].(string), "DELIVERED")
+		}
+	}
+	h.app.refreshHealth(context.Background())
+	if testutil.ToFloat64(h.app.MetricSet().Demotions.WithLabelValues("infobip-eu", "GB")) != 1 {
+		t.Fatal("infobip was not demoted for GB")
+	}
+	// Twenty minutes later GB still goes to Twilio, but every 10th (probe_share 0.1) still tries
+	// Infobip first.
+	clk.Add(20 * time.Minute)
+	twBefore, probes := tw.Calls(), 0
+	var probeIDs []string
+	for i := range 30 {
+		r := send(gb(100 + i))
+		switch r.Body["provider"] {
+		case "twilio-us":
+			as := r.Body["attempts"].([]any)
+			if a := as[0].(map[string]any); a["provider"] != "twilio-us" {
+				t.Errorf("a demoted send did not start at twilio: %s", r.Raw)
+			}
+		case "infobip-eu":
+			probes++
+			probeIDs = append(probeIDs, r.Body["id"].(string))
+			if note, _ := r.Body["attempts"].([]any)[0].(map[string]any)["note"].(string); !strings.HasPrefix(note, "probe: demoted for GB") {
+				t.Errorf("probe without its note: %s", r.Raw)
+			}
+		}
+	}
+	if probes != 3 || tw.Calls()-twBefore != 27 {
+		t.Errorf("probes %d (want 3 of 30), twilio %d", probes, tw.Calls()-twBefore)
+	}
+	if r := send(us(500)); r.Body["provider"] != "infobip-eu" {
+		t.Errorf("US moved too: %s", r.Raw)
+	}
+	// The record says why.
+	r := send(gb(999))
+	rec, _ := h.app.Store().Get(context.Background(), "acme", r.Body["id"].(string))
+	if rec == nil || rec.Provider != "twilio-us" {
+		t.Fatalf("record %+v", rec)
+	}
+	prov := h.do("GET", "/v1/providers", "admin-t0ken", "")
+	if !strings.Contains(prov.Raw, `"country":"GB","rate":0,"samples":20,"demoted":true`) {
+		t.Errorf("providers endpoint: %s", prov.Raw)
+	}
+	// Recovery: the old failures leave the window; the probes are delivered.
+	clk.Add(11 * time.Minute)
+	for _, id := range probeIDs {
+		report(id, "DELIVERED")
+	}
+	ibBefore := ib.Calls()
+	for i := range 10 {
+		if r := send(gb(200 + i)); r.Body["provider"] == "infobip-eu" {
+			report(r.Body["id"].(string), "DELIVERED")
+		}
+	}
+	h.app.refreshHealth(context.Background())
+	if st := h.app.health.get(healthKey{"infobip-eu", "GB"}); st == nil || st.demoted {
+		t.Fatalf("not restored: %+v (infobip calls %d)", st, ib.Calls()-ibBefore)
+	}
+	if r := send(gb(300)); r.Body["provider"] != "infobip-eu" {
+		t.Errorf("GB did not return to infobip: %s", r.Raw)
+	}
+	// Conversion feedback counts as delivered, tenant-scoped.
+	v := h.do("POST", "/v1/messages/"+r.Body["id"].(string)+"/verified", "acme-key", "")
+	if v.Status != 200 {
+		t.Errorf("verified: %d %s", v.Status, v.Raw)
+	}
+	if rec, _ := h.app.Store().Get(context.Background(), "acme", r.Body["id"].(string)); rec.Status != gateway.StatusDelivered || rec.ProviderStatus != "VERIFIED" {
+		t.Errorf("verified record %+v", rec)
+	}
+	if v := h.do("POST", "/v1/messages/msg_nope/verified", "acme-key", ""); v.Status != 404 {
+		t.Errorf("unknown id: %d", v.Status)
+	}
+}
