@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
 	"syscall"
 	"time"
 
@@ -184,14 +185,17 @@ func validate(args []string, stdout, stderr io.Writer) int {
 
 // Explanation is the output of `smsgate route --json`.
 type Explanation struct {
-	Input     string   `json:"input"`
-	Number    string   `json:"number"`
-	Country   string   `json:"country"`
-	Tenant    string   `json:"tenant"`
-	Route     string   `json:"route"`
-	Why       []string `json:"why"`
-	Skipped   []string `json:"skipped,omitempty"`
-	Providers []string `json:"providers"`
+	// Demoted are providers that delivery health moves behind the others for this country, as
+	// the message log stands now; Providers is then the order a send uses (a probe share aside).
+	Demoted   []app.Demotion `json:"demoted,omitempty"`
+	Input     string         `json:"input"`
+	Number    string         `json:"number"`
+	Country   string         `json:"country"`
+	Tenant    string         `json:"tenant"`
+	Route     string         `json:"route"`
+	Why       []string       `json:"why"`
+	Skipped   []string       `json:"skipped,omitempty"`
+	Providers []string       `json:"providers"`
 }
 
 func route(args []string, stdout, stderr io.Writer) int {
@@ -237,6 +241,34 @@ func route(args []string, stdout, stderr io.Writer) int {
 	msg := &gateway.Message{Tenant: *tenant, ClientID: *clientID, To: num.E164, Country: num.Country, Type: gateway.MessageType(*typ), Action: *action, Language: *lang}
 	d := routing.Compile(c.Routes).Explain(msg)
 	ex := Explanation{Input: *to, Number: num.E164, Country: num.Country, Tenant: *tenant, Route: d.Route.Name, Why: d.Why, Skipped: d.Skipped, Providers: d.Route.Providers}
+	var rc *config.Route
+	for i := range c.Routes {
+		if c.Routes[i].Name == d.Route.Name {
+			rc = &c.Routes[i]
+		}
+	}
+	if on := *c.Routing.DeliveryHealth.Enabled; (rc == nil || rc.DeliveryHealth == nil) && on || rc != nil && rc.DeliveryHealth != nil && *rc.DeliveryHealth {
+		dem, err := app.Demotions(context.Background(), c, num.Country, time.Now())
+		if err != nil {
+			fmt.Fprintf(stderr, "smsgate route: the message log could not be read for delivery health: %v\n", err)
+		}
+		var healthy, demoted []string
+		for _, p := range d.Route.Providers {
+			if slices.ContainsFunc(dem, func(x app.Demotion) bool { return x.Provider == p }) {
+				demoted = append(demoted, p)
+			} else {
+				healthy = append(healthy, p)
+			}
+		}
+		for _, x := range dem {
+			if slices.Contains(d.Route.Providers, x.Provider) {
+				ex.Demoted = append(ex.Demoted, x)
+			}
+		}
+		if len(demoted) > 0 && len(healthy) > 0 {
+			ex.Providers = append(healthy, demoted...)
+		}
+	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -250,6 +282,9 @@ func route(args []string, stdout, stderr io.Writer) int {
 	}
 	for _, s := range ex.Skipped {
 		fmt.Fprintf(stdout, "  skipped  %s\n", s)
+	}
+	for _, x := range ex.Demoted {
+		fmt.Fprintf(stdout, "  demoted  %s: delivery rate %.2f over %d messages to %s (below routing.delivery_health.min_rate)\n", x.Provider, x.Rate, x.Samples, ex.Country)
 	}
 	fmt.Fprintln(stdout, "providers (in order):")
 	for i, p := range ex.Providers {

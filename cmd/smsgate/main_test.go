@@ -2,8 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/gateway/store"
 	"io"
 	"net"
 	"os"
@@ -176,5 +179,39 @@ func TestServeHealthAndSignals(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("serve did not stop on SIGTERM")
+	}
+}
+
+// TestRouteShowsDemotions: smsgate route reads the message log of the same config and shows a
+// provider that delivery health moves behind the others for the number's country.
+func TestRouteShowsDemotions(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "log.db")
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte("storage: {path: "+db+"}\ntenants: [{name: a, api_key: k}]\nproviders: [{name: p1, type: mock}, {name: p2, type: mock}]\nroutes: [{name: d, providers: [p1, p2]}]\n"), 0o600)
+	code, out, errs := runCmd("route", "-c", cfg, "--tenant", "a", "--to", "+14155550104")
+	if code != 0 || strings.Contains(out, "demoted") || !strings.Contains(out, "1. p1") {
+		t.Fatalf("without a log: %d %s %s", code, out, errs)
+	}
+	sq, err := store.OpenSQLite(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ops []store.Op
+	for i := range 25 {
+		ops = append(ops, store.Op{Insert: &store.Record{ID: fmt.Sprint("m", i), Tenant: "a", Provider: "p1", Country: "US", Status: gateway.StatusUndelivered,
+			CreatedAt: time.Now().Add(-time.Minute), UpdatedAt: time.Now()}})
+	}
+	if err := sq.Apply(context.Background(), ops); err != nil {
+		t.Fatal(err)
+	}
+	sq.Close()
+	code, out, errs = runCmd("route", "-c", cfg, "--tenant", "a", "--to", "+14155550104")
+	if code != 0 || !strings.Contains(out, "demoted  p1: delivery rate 0.00 over 25 messages to US") || !strings.Contains(out, "1. p2") {
+		t.Errorf("%d\n%s\n%s", code, out, errs)
+	}
+	// Another country is not affected.
+	if _, out, _ := runCmd("route", "-c", cfg, "--tenant", "a", "--to", "+447400100001"); strings.Contains(out, "demoted") {
+		t.Errorf("GB: %s", out)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 	"github.com/smsgate/smsgate/gateway/config"
 	"github.com/smsgate/smsgate/gateway/dispatch"
 	"github.com/smsgate/smsgate/gateway/httpapi"
+	"github.com/smsgate/smsgate/gateway/store"
 )
 
 // Delivery-rate-aware routing. A provider's API can answer 200 while nothing reaches phones in one
@@ -206,4 +208,54 @@ func (a *App) countryHealth(provider string) []httpapi.CountryHealth {
 		return 0
 	})
 	return out
+}
+
+// Demotion is a provider that delivery health would move behind the others for a country.
+type Demotion struct {
+	Provider string  `json:"provider"`
+	Rate     float64 `json:"rate"`
+	Samples  int     `json:"samples"`
+}
+
+// Demotions reads the message log of cfg (when it exists: a SQLite file that is there, or the
+// PostgreSQL of storage.dsn) and returns the providers whose delivery rate to country over the
+// window is below min_rate now (for `smsgate route`). Without a log it returns none.
+func Demotions(ctx context.Context, cfg *config.Config, country string, now time.Time) ([]Demotion, error) {
+	var b store.Backend
+	switch cfg.Storage.Driver {
+	case "sqlite":
+		if _, err := os.Stat(cfg.Storage.Path); err != nil {
+			return nil, nil
+		}
+		s, err := store.OpenSQLite(ctx, cfg.Storage.Path)
+		if err != nil {
+			return nil, err
+		}
+		b = s
+	case "postgres":
+		p, err := store.OpenPostgres(ctx, cfg.Storage.DSN.Reveal())
+		if err != nil {
+			return nil, err
+		}
+		b = p
+	default:
+		return nil, nil
+	}
+	defer b.Close()
+	dh := cfg.Routing.DeliveryHealth
+	rows, err := b.Health(ctx, now.Add(-dh.Window.D()), now.Add(-dh.ReportTimeout.D()))
+	if err != nil {
+		return nil, err
+	}
+	var out []Demotion
+	for _, r := range rows {
+		if r.Country != country {
+			continue
+		}
+		n := r.Delivered + r.Failed + r.Pending
+		if n >= dh.MinSamples && float64(r.Delivered)/float64(n) < dh.MinRate {
+			out = append(out, Demotion{Provider: r.Provider, Rate: math.Round(float64(r.Delivered)/float64(n)*1000) / 1000, Samples: n})
+		}
+	}
+	return out, nil
 }
