@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/smsgate/smsgate/gateway"
-	"github.com/smsgate/smsgate/gateway/store"
 	"io"
 	"net"
 	"os"
@@ -17,6 +15,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/gateway/store"
 )
 
 func runCmd(args ...string) (int, string, string) {
