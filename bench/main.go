@@ -1,6 +1,8 @@
 // Command bench measures smsgate: throughput and latency against a minimal forwarder (the
 // baseline) measured alternately in the same run, and an outage drill in which the fake Infobip
-// fails (503), then hangs, then recovers while a steady load runs on the route [infobip, twilio].
+// fails (503), then hangs, then recovers while a steady load runs on the route [infobip, twilio],
+// and a silent-outage drill in which Infobip accepts but never delivers, until delivery-aware
+// routing moves the traffic, then delivers again until it comes back.
 //
 //	go run ./bench                       # both parts, defaults below
 //	go run ./bench -mode load -concurrency 64 -duration 20s -rounds 5
@@ -32,6 +34,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -112,7 +115,7 @@ func run(o options) error {
 		profile = []string{"--cpuprofile", abs}
 	}
 	if o.mode == "all" || o.mode == "load" {
-		gw, err := startGateway(root, dir, gwBin, ibs.URL, tws.URL, profile)
+		gw, err := startGateway(filepath.Join(root, "bench", "smsgate.yaml"), dir, gwBin, ibs.URL, tws.URL, profile)
 		if err != nil {
 			return err
 		}
@@ -131,11 +134,25 @@ func run(o options) error {
 		}
 	}
 	if o.mode == "all" || o.mode == "drill" {
-		gw, err := startGateway(root, dir, gwBin, ibs.URL, tws.URL, nil)
+		gw, err := startGateway(filepath.Join(root, "bench", "smsgate.yaml"), dir, gwBin, ibs.URL, tws.URL, nil)
 		if err != nil {
 			return err
 		}
 		err = drill(o, gw, ib)
+		if stopErr := gw.stop(); err == nil {
+			err = stopErr
+		}
+		if err != nil {
+			return err
+		}
+		cfg, err := silentConfig(root, dir)
+		if err != nil {
+			return err
+		}
+		if gw, err = startGateway(cfg, dir, gwBin, ibs.URL, tws.URL, nil); err != nil {
+			return err
+		}
+		err = silentDrill(o, gw, ib)
 		if stopErr := gw.stop(); err == nil {
 			err = stopErr
 		}
@@ -195,9 +212,9 @@ func startProcess(name, health string, cmd *exec.Cmd, logPath string) (*process,
 	return nil, fmt.Errorf("%s did not become ready; see %s", name, logPath)
 }
 
-func startGateway(root, dir, bin, ibURL, twURL string, extra []string) (*process, error) {
+func startGateway(config, dir, bin, ibURL, twURL string, extra []string) (*process, error) {
 	addr := freeAddr()
-	args := append([]string{"serve", "--config", filepath.Join(root, "bench", "smsgate.yaml")}, extra...)
+	args := append([]string{"serve", "--config", config}, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "BENCH_LISTEN="+addr, "BENCH_DIR="+dir, "BENCH_INFOBIP_URL="+ibURL, "BENCH_TWILIO_URL="+twURL)
 	p, err := startProcess("smsgate", "http://"+addr+"/readyz", cmd, filepath.Join(dir, "smsgate.log"))
@@ -266,8 +283,11 @@ func body(rng *rand.Rand) []byte {
 		`"client":{"client_id":"bench-client","name":"Bench"},"request":{"ip":"203.0.113.` + strconv.Itoa(rng.IntN(250)) + `","language":"en"}}`)
 }
 
-// load runs a closed loop of workers against url until ctx ends.
-func load(ctx context.Context, url string, workers int, keepProvider bool) []sample {
+// load runs a closed loop of workers against url until ctx ends. With keepProvider each sample
+// records the provider that sent it; onSent, when set, is called after each accepted send with
+// the worker's client, the provider and the message id (the silent-outage drill confirms
+// deliveries through it).
+func load(ctx context.Context, url string, workers int, keepProvider bool, onSent func(c *http.Client, provider, id string)) []sample {
 	tr := &http.Transport{MaxIdleConns: workers * 2, MaxIdleConnsPerHost: workers * 2, IdleConnTimeout: time.Minute}
 	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	defer tr.CloseIdleConnections()
@@ -292,12 +312,16 @@ func load(ctx context.Context, url string, workers int, keepProvider bool) []sam
 					raw, _ := io.ReadAll(res.Body)
 					res.Body.Close()
 					s.latency, s.status = time.Since(s.start), res.StatusCode
-					if keepProvider {
+					if keepProvider || onSent != nil {
 						var b struct {
 							Provider string `json:"provider"`
+							ID       string `json:"id"`
 						}
 						_ = json.Unmarshal(raw, &b)
 						s.provider = b.Provider
+						if onSent != nil && res.StatusCode == 200 {
+							onSent(client, b.Provider, b.ID)
+						}
 					}
 				}
 				mine = append(mine, s)
@@ -345,7 +369,7 @@ func loadRounds(o options, gw, base *process) error {
 	// Warm up both (connections, SQLite, JIT-free but caches) for a short while.
 	for _, p := range []*process{base, gw} {
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		load(ctx, p.url, o.concurrency, false)
+		load(ctx, p.url, o.concurrency, false, nil)
 		cancel()
 	}
 	var gwRPS, baseRPS, gwP99, baseP99 []float64
@@ -357,7 +381,7 @@ func loadRounds(o options, gw, base *process) error {
 		}
 		for _, p := range order {
 			ctx, cancel := context.WithTimeout(context.Background(), o.duration)
-			s := summarize(load(ctx, p.url, o.concurrency, false), o.duration)
+			s := summarize(load(ctx, p.url, o.concurrency, false, nil), o.duration)
 			cancel()
 			fmt.Printf("| %d | %s | %d | %d | %.0f | %s | %s | %s | %s |\n", r, p.name, s.n, s.errors, s.rps, ms(s.p50), ms(s.p90), ms(s.p99), ms(s.max))
 			if p == gw {
@@ -388,7 +412,7 @@ func drill(o options, gw *process, ib *infobiptest.Fake) error {
 	ib.SetMode(infobiptest.OK)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan []sample)
-	go func() { done <- load(ctx, gw.url, o.concurrency, true) }()
+	go func() { done <- load(ctx, gw.url, o.concurrency, true, nil) }()
 
 	time.Sleep(o.phase)
 	callsBefore := ib.Calls()
@@ -446,6 +470,167 @@ func drill(o options, gw *process, ib *infobiptest.Fake) error {
 	fmt.Printf("| peak RSS of smsgate | %s |\n\n", gw.peakRSS())
 	if failed > 0 {
 		return fmt.Errorf("%d requests failed during the drill", failed)
+	}
+	return nil
+}
+
+// silentHealth is the delivery-health block of the silent-outage drill: the defaults' shape with
+// times shrunk so the drill takes seconds (production defaults: window 30m, report_timeout 10m,
+// refresh 10s).
+const silentHealth = `
+routing:
+  delivery_health: {enabled: true, window: 10s, report_timeout: 2s, min_samples: 20, min_rate: 0.7, margin: 0.1, probe_share: 0.05, refresh: 250ms}
+`
+
+// silentConfig writes the bench config with delivery-aware routing on, an admin token (to read
+// /v1/providers) and its own message log.
+func silentConfig(root, dir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(root, "bench", "smsgate.yaml"))
+	if err != nil {
+		return "", err
+	}
+	s := strings.Replace(string(b), "server:\n", "server:\n  admin_token: bench-admin\n", 1)
+	s = strings.Replace(s, "smsgate.db", "silent.db", 1) + silentHealth
+	path := filepath.Join(dir, "silent.yaml")
+	return path, os.WriteFile(path, []byte(s), 0o600)
+}
+
+// demoted reports whether /v1/providers shows infobip demoted for US.
+func demoted(c *http.Client, url string) (bool, error) {
+	req, _ := http.NewRequest("GET", url+"/v1/providers", nil)
+	req.Header.Set("Authorization", "Bearer bench-admin")
+	res, err := c.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer res.Body.Close()
+	var ps struct {
+		Providers []struct {
+			Name     string `json:"name"`
+			Delivery []struct {
+				Country string `json:"country"`
+				Demoted bool   `json:"demoted"`
+			} `json:"delivery"`
+		} `json:"providers"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&ps); err != nil {
+		return false, fmt.Errorf("/v1/providers: %w", err)
+	}
+	for _, p := range ps.Providers {
+		for _, d := range p.Delivery {
+			if p.Name == "infobip" && d.Country == "US" {
+				return d.Demoted, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+// silentDrill is the outage no breaker sees: Infobip keeps answering 200 but its messages are
+// never delivered (no report, no verification), while every other message is confirmed through
+// POST /v1/messages/{id}/verified as an Auth0 Action would after the code is entered. It measures
+// how many messages and how long it takes until routing moves US traffic off Infobip, and how
+// long until it comes back once Infobip delivers again.
+func silentDrill(o options, gw *process, ib *infobiptest.Fake) error {
+	fmt.Printf("## Silent-outage drill: route [infobip, twilio], %d workers; Infobip accepts but never delivers, then delivers again\n\n", o.concurrency)
+	fmt.Println("delivery_health: window 10s, report_timeout 2s, min_samples 20, min_rate 0.7, margin 0.1, probe_share 0.05, refresh 250ms")
+	fmt.Println()
+	ib.SetMode(infobiptest.OK)
+	var silent atomic.Bool
+	var ibSilent, verifyErrors atomic.Int64
+	confirm := func(c *http.Client, provider, id string) {
+		if provider == "infobip" && silent.Load() {
+			ibSilent.Add(1)
+			return
+		}
+		req, _ := http.NewRequest("POST", gw.url+"/v1/messages/"+id+"/verified", nil)
+		req.Header.Set("Authorization", "Bearer bench-key")
+		res, err := c.Do(req)
+		if err != nil {
+			verifyErrors.Add(1)
+			return
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			verifyErrors.Add(1)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan []sample)
+	go func() { done <- load(ctx, gw.url, o.concurrency, true, confirm) }()
+	poll := &http.Client{Timeout: 5 * time.Second}
+	wait := func(want bool, limit time.Duration) (time.Duration, error) {
+		start := time.Now()
+		for time.Since(start) < limit {
+			d, err := demoted(poll, gw.url)
+			if err != nil {
+				return 0, err
+			}
+			if d == want {
+				return time.Since(start), nil
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return -1, nil
+	}
+	time.Sleep(o.phase)
+	silentStart := time.Now()
+	silent.Store(true)
+	moved, err := wait(true, 30*time.Second)
+	lostUntilMove := ibSilent.Load()
+	var back time.Duration
+	var recovered time.Time
+	if err == nil && moved >= 0 {
+		time.Sleep(o.phase) // the demoted state under load: probes only
+		recovered = time.Now()
+		silent.Store(false)
+		back, err = wait(false, 40*time.Second)
+		if err == nil && back >= 0 {
+			time.Sleep(o.phase / 2)
+		}
+	}
+	cancel()
+	all := <-done
+	if err != nil {
+		return err
+	}
+	failed, demotedIB, demotedAll := 0, 0, 0
+	for _, s := range all {
+		if s.status != 200 {
+			failed++
+		}
+		if !recovered.IsZero() && s.start.After(silentStart.Add(moved)) && s.start.Before(recovered) {
+			demotedAll++
+			if s.provider == "infobip" {
+				demotedIB++
+			}
+		}
+	}
+	secs := func(d time.Duration) string {
+		if d < 0 {
+			return "not within the drill"
+		}
+		return fmt.Sprintf("%.2f s", d.Seconds())
+	}
+	fmt.Println("| measure | value |")
+	fmt.Println("|---|---|")
+	fmt.Printf("| requests sent during the drill | %d |\n", len(all))
+	fmt.Printf("| requests failed (target 0) | %d |\n", failed)
+	fmt.Printf("| time from the start of the silent outage until US moved off Infobip | %s |\n", secs(moved))
+	fmt.Printf("| messages Infobip accepted and never delivered until then | %d |\n", lostUntilMove)
+	if demotedAll > 0 {
+		fmt.Printf("| share of US traffic still sent to Infobip while demoted (probes; probe_share 0.05) | %.3f (%d of %d) |\n", float64(demotedIB)/float64(demotedAll), demotedIB, demotedAll)
+	}
+	fmt.Printf("| time from Infobip delivering again until US traffic returned | %s |\n", secs(back))
+	fmt.Printf("| confirmations that failed | %d |\n\n", verifyErrors.Load())
+	switch {
+	case failed > 0:
+		return fmt.Errorf("%d requests failed during the silent-outage drill", failed)
+	case moved < 0:
+		return errors.New("routing did not move US traffic off the silent Infobip within 30 s")
+	case back < 0:
+		return errors.New("US traffic did not return to Infobip within 40 s of its recovery")
 	}
 	return nil
 }
