@@ -1,5 +1,5 @@
 // Command smsgate is the multi-provider SMS gateway: serve, validate a config, explain a routing
-// decision, or print the version. It only parses flags and handles signals; gateway/app does the work.
+// decision, send one test message through one provider, or print the version. It only parses flags and handles signals; gateway/app does the work.
 package main
 
 import (
@@ -29,6 +29,9 @@ var version = "dev"
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
+// stdin is where `smsgate send` reads its confirmation (tests replace it).
+var stdin io.Reader = os.Stdin
+
 const usage = `smsgate: one SMS endpoint for all tenants, many providers behind it.
 
 Usage:
@@ -36,6 +39,9 @@ Usage:
   smsgate validate --config FILE
   smsgate route    --config FILE --tenant NAME --to NUMBER [--client-id ID] [--type sms|voice]
                    [--action A] [--language L] [--json]
+  smsgate send     --config FILE --provider NAME --to NUMBER [--type sms|voice] [--text T]
+                   [--language L] [--yes] [--json]
+                   (one real message through one provider, bypassing routing and policy)
   smsgate health   [--url http://127.0.0.1:8080/healthz]   (exit 0 on HTTP 200; for HEALTHCHECK)
   smsgate version
 `
@@ -54,6 +60,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return route(args[1:], stdout, stderr)
 	case "health":
 		return health(args[1:], stdout, stderr)
+	case "send":
+		return send(args[1:], stdin, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "smsgate", version)
 		return 0
@@ -77,7 +85,7 @@ func flags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
 func serve(args []string, stderr io.Writer) int {
 	fs, cfg := flags("serve", stderr)
 	listen := fs.String("listen", "", "listen address, overrides server.listen")
-	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for go run ./bench)")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for go run ./cmd/smsgate-bench)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -291,4 +299,99 @@ func route(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "  %d. %s\n", i+1, p)
 	}
 	return 0
+}
+
+// send is `smsgate send`: one message through one named provider, for an operator checking new
+// credentials. It prints the provider's answer and its classification; exit 0 when the provider
+// accepted the message, 1 when it refused or failed, 2 for bad usage.
+func send(args []string, in io.Reader, stdout, stderr io.Writer) int {
+	fs, cfg := flags("send", stderr)
+	name := fs.String("provider", "", "provider name from the config")
+	to := fs.String("to", "", "recipient number (E.164 or with a + and country code)")
+	typ := fs.String("type", "sms", "sms or voice")
+	text := fs.String("text", "", "message text (default: a test text with a random 6-digit code)")
+	lang := fs.String("language", "en", "language tag (voice)")
+	yes := fs.Bool("yes", false, "send without asking (required for anything but a mock when stdin is not a terminal)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *cfg == "" || *name == "" || *to == "" {
+		fmt.Fprintln(stderr, "smsgate send: --config, --provider and --to are required")
+		return 2
+	}
+	if *typ != "sms" && *typ != "voice" {
+		fmt.Fprintln(stderr, "smsgate send: --type must be sms or voice")
+		return 2
+	}
+	c, err := config.Load(*cfg, app.Drivers)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	num, err := intake.NormalizeNumber(*to, true)
+	if err != nil {
+		fmt.Fprintf(stderr, "smsgate send: %v\n", err)
+		return 2
+	}
+	code := fmt.Sprintf("%06d", time.Now().UnixNano()%1000000)
+	msg := &gateway.Message{Tenant: "smsgate-send", To: num.E164, Country: num.Country, Type: gateway.MessageType(*typ), Text: *text, Language: *lang}
+	if msg.Text == "" {
+		msg.Text, msg.Code = "smsgate test message, code "+code, code
+	}
+	ptype, ok := app.ProviderType(c, *name)
+	if !ok {
+		fmt.Fprintf(stderr, "smsgate send: no provider %q in %s\n", *name, *cfg)
+		return 2
+	}
+	if !*yes && ptype != "mock" {
+		fmt.Fprintf(stderr, "Send a real %s to %s through %q? This may cost money. Type yes: ", *typ, gateway.MaskPhone(num.E164), *name)
+		var answer string
+		if _, err := fmt.Fscanln(in, &answer); err != nil || answer != "yes" {
+			fmt.Fprintln(stderr, "\nsmsgate send: not sent (pass --yes to send without asking)")
+			return 1
+		}
+	}
+	res, err := app.TestSend(context.Background(), c, *name, msg, nil)
+	if err != nil {
+		fmt.Fprintln(stderr, "smsgate send:", err)
+		if errors.Is(err, app.ErrNoProvider) {
+			return 2
+		}
+		return 1
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(res)
+	} else {
+		fmt.Fprintf(stdout, "provider:   %s (%s)\nto:         %s (%s)\nsmsgate id: %s\nelapsed:    %d ms\n", res.Provider, res.Type, res.To, res.Country, res.ID, res.ElapsedMS)
+		if res.Sent {
+			fmt.Fprintf(stdout, "result:     accepted\nprovider id: %s\nstatus:     %s\n", res.ProviderMessageID, res.ProviderStatus)
+		} else {
+			fmt.Fprintf(stdout, "result:     failed\nclass:      %s (%s)\ncode:       %s\nmessage:    %s\nhttp:       %d\nmaybe sent: %v\n",
+				res.Class, classMeaning(res.Class), res.Code, res.Message, res.HTTPStatus, res.MaybeSent)
+		}
+	}
+	if !res.Sent {
+		return 1
+	}
+	return 0
+}
+
+// classMeaning says what the gateway would do with a failure of this class.
+func classMeaning(class string) string {
+	switch class {
+	case "provider":
+		return "the provider's fault: a send would fail over, and the breaker counts it"
+	case "recipient":
+		return "the number's fault: a send would stop here; the provider is fine"
+	case "destination":
+		return "this provider cannot reach this destination or sender: a send would fail over; the breaker does not count it"
+	case "unavailable":
+		return "the provider was not called"
+	case "cancelled":
+		return "cancelled"
+	}
+	return "a bad request"
 }

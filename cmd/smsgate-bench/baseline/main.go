@@ -1,4 +1,4 @@
-// Command baseline is the yardstick of go run ./bench: a minimal forwarder that decodes the same
+// Command baseline is the yardstick of go run ./cmd/smsgate-bench: a minimal forwarder that decodes the same
 // Auth0 JSON and POSTs it to the same fake Infobip, with nothing else (no routing, breakers,
 // policy, metrics, logs or message log). smsgate's throughput and p99 are reported as ratios to it.
 package main

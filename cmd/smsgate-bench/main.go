@@ -4,11 +4,11 @@
 // and a silent-outage drill in which Infobip accepts but never delivers, until delivery-aware
 // routing moves the traffic, then delivers again until it comes back.
 //
-//	go run ./bench                       # both parts, defaults below
-//	go run ./bench -mode load -concurrency 64 -duration 20s -rounds 5
-//	go run ./bench -mode drill -phase 5s
-//	go run ./bench -smoke                # 2 seconds of each, for CI (asserts nothing about speed)
-//	go run ./bench -cpuprofile cpu.prof  # profile the gateway process during the load part
+//	go run ./cmd/smsgate-bench                       # both parts, defaults below
+//	go run ./cmd/smsgate-bench -mode load -concurrency 64 -duration 20s -rounds 5
+//	go run ./cmd/smsgate-bench -mode drill -phase 5s
+//	go run ./cmd/smsgate-bench -smoke                # 2 seconds of each, for CI (asserts nothing about speed)
+//	go run ./cmd/smsgate-bench -cpuprofile cpu.prof  # profile the gateway process during the load part
 //
 // Everything runs on loopback: the fakes in this process, the gateway and the baseline as child
 // processes built from this checkout (so their peak RSS is their own).
@@ -89,7 +89,7 @@ func run(o options) error {
 		fmt.Println("work directory:", dir)
 	}
 	gwBin, baseBin := filepath.Join(dir, "smsgate"), filepath.Join(dir, "baseline")
-	for bin, pkg := range map[string]string{gwBin: "./cmd/smsgate", baseBin: "./bench/baseline"} {
+	for bin, pkg := range map[string]string{gwBin: "./cmd/smsgate", baseBin: "./cmd/smsgate-bench/baseline"} {
 		cmd := exec.Command("go", "build", "-o", bin, pkg)
 		cmd.Dir, cmd.Stderr = root, os.Stderr
 		if err := cmd.Run(); err != nil {
@@ -115,7 +115,7 @@ func run(o options) error {
 		profile = []string{"--cpuprofile", abs}
 	}
 	if o.mode == "all" || o.mode == "load" {
-		gw, err := startGateway(filepath.Join(root, "bench", "smsgate.yaml"), dir, gwBin, ibs.URL, tws.URL, profile)
+		gw, err := startGateway(filepath.Join(root, "cmd", "smsgate-bench", "smsgate.yaml"), dir, gwBin, ibs.URL, tws.URL, profile)
 		if err != nil {
 			return err
 		}
@@ -134,7 +134,7 @@ func run(o options) error {
 		}
 	}
 	if o.mode == "all" || o.mode == "drill" {
-		gw, err := startGateway(filepath.Join(root, "bench", "smsgate.yaml"), dir, gwBin, ibs.URL, tws.URL, nil)
+		gw, err := startGateway(filepath.Join(root, "cmd", "smsgate-bench", "smsgate.yaml"), dir, gwBin, ibs.URL, tws.URL, nil)
 		if err != nil {
 			return err
 		}
@@ -168,7 +168,7 @@ func moduleRoot() (string, error) {
 	}
 	mod := strings.TrimSpace(string(out))
 	if mod == "" || mod == os.DevNull {
-		return "", errors.New("run go run ./bench from inside the smsgate module")
+		return "", errors.New("run go run ./cmd/smsgate-bench from inside the smsgate module")
 	}
 	return filepath.Dir(mod), nil
 }
@@ -485,7 +485,7 @@ routing:
 // silentConfig writes the bench config with delivery-aware routing on, an admin token (to read
 // /v1/providers) and its own message log.
 func silentConfig(root, dir string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(root, "bench", "smsgate.yaml"))
+	b, err := os.ReadFile(filepath.Join(root, "cmd", "smsgate-bench", "smsgate.yaml"))
 	if err != nil {
 		return "", err
 	}
