@@ -87,8 +87,20 @@ func New() *Metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
+	// Series with a fixed set of label values start at 0, so that rate() and alerts see the first
+	// error instead of a series that appears from nowhere.
+	for _, r := range []string{"ok", "error"} {
+		m.LogWrites.WithLabelValues(r)
+		m.Reloads.WithLabelValues(r)
+	}
+	for _, op := range StateOps {
+		m.StateErrors.WithLabelValues(op)
+	}
 	return m
 }
+
+// StateOps are the values of the op label of smsgate_state_errors_total.
+var StateOps = []string{"rate_limit", "idempotency_get", "idempotency_put", "resend_get", "resend_put", "flight_claim", "flight_answer", "flight_finish"}
 
 // Handler serves the registry in the Prometheus exposition format.
 func (m *Metrics) Handler() http.Handler {

@@ -1,0 +1,123 @@
+package app
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/smsgate/smsgate/providers/infobip/infobiptest"
+)
+
+var metricName = regexp.MustCompile(`\bsmsgate_[a-z_]+`)
+
+// exposedFamilies drives a gateway through a send, a failover, a policy refusal, delivery reports
+// and a demotion, and returns the metric families its /metrics shows.
+func exposedFamilies(t *testing.T) map[string]bool {
+	t.Helper()
+	h, ib, _ := startOnFakesWith(t, healthConfig, Options{})
+	for i := range 10 {
+		r := h.send("acme-key", fmt.Sprintf(`{"message_options":{"recipient":"+4474001%05d","text":"Your code is 1234%02d","message_type":"sms"}}`, i, i))
+		if r.Status != 200 {
+			t.Fatalf("send: %s", r.Raw)
+		}
+		h.do("POST", "/v1/dlr/infobip/infobip-eu?secret=hook-secret", "",
+			`{"results":[{"messageId":"`+r.Body["id"].(string)+`","status":{"groupId":2,"groupName":"UNDELIVERABLE","id":9,"name":"UNDELIVERABLE_NOT_DELIVERED"}}]}`)
+	}
+	if err := h.app.refreshHealth(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ib.SetMode(infobiptest.Unavailable)
+	if r := h.send("acme-key", `{"message_options":{"recipient":"+14155550100","text":"Your code is 555111","message_type":"sms"}}`); r.Status != 200 {
+		t.Fatalf("failover send: %s", r.Raw)
+	}
+	if r := h.send("acme-key", `{"message_options":{"recipient":"+979123456789","text":"Your code is 555112","message_type":"sms"}}`); r.Status != 403 {
+		t.Fatalf("a 001 number was not refused: %s", r.Raw)
+	}
+	res := h.do("GET", "/metrics", "", "")
+	fams := map[string]bool{}
+	sc := bufio.NewScanner(strings.NewReader(res.Raw))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) >= 3 && f[0] == "#" && f[1] == "TYPE" {
+			fams[f[2]] = true
+		}
+	}
+	return fams
+}
+
+// TestDashboardAndAlertsNameRealMetrics: every metric the Grafana dashboard and the Prometheus
+// alert rules under docs/deploy name is one a running gateway exposes (histogram series by their
+// family), so neither can silently drift from the code.
+func TestDashboardAndAlertsNameRealMetrics(t *testing.T) {
+	fams := exposedFamilies(t)
+	dash, err := os.ReadFile("../../docs/deploy/grafana/smsgate.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile("../../docs/deploy/prometheus/alerts.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rules struct {
+		Groups []struct {
+			Rules []struct {
+				Alert string `yaml:"alert"`
+				Expr  string `yaml:"expr"`
+			} `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	if err := yaml.Unmarshal(raw, &rules); err != nil {
+		t.Fatalf("alerts.yml: %v", err)
+	}
+	var exprs []string
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			exprs = append(exprs, r.Expr)
+		}
+	}
+	sources := map[string]string{"grafana/smsgate.json": string(dash), "prometheus/alerts.yml": strings.Join(exprs, "\n")}
+	for file, text := range sources {
+		names := metricName.FindAllString(text, -1)
+		if len(names) < 8 {
+			t.Errorf("%s names only %d metrics", file, len(names))
+		}
+		for _, n := range names {
+			family := n
+			for _, suf := range []string{"_bucket", "_sum", "_count"} {
+				if base, ok := strings.CutSuffix(n, suf); ok && fams[base] {
+					family = base
+				}
+			}
+			if !fams[family] {
+				t.Errorf("%s names %s, which a running gateway does not expose", file, n)
+			}
+		}
+	}
+	// The operations guide's metric table and the dashboard cover the same set.
+	doc, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for f := range fams {
+		if strings.HasPrefix(f, "smsgate_") && !strings.Contains(string(doc), "`"+f+"`") {
+			t.Errorf("docs/operations.md does not describe %s", f)
+		}
+	}
+	var onDash []string
+	for _, n := range metricName.FindAllString(string(dash), -1) {
+		onDash = append(onDash, strings.TrimSuffix(n, "_bucket"))
+	}
+	for _, must := range []string{"smsgate_requests_total", "smsgate_request_duration_seconds", "smsgate_provider_attempts_total",
+		"smsgate_breaker_state", "smsgate_failovers_total", "smsgate_delivery_rate", "smsgate_message_log_backlog"} {
+		if !slices.Contains(onDash, must) {
+			t.Errorf("the dashboard does not show %s", must)
+		}
+	}
+}
