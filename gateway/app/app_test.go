@@ -90,6 +90,9 @@ func (h *harness) do(method, path, key, body string, hdr ...string) response {
 	}
 	defer res.Body.Close()
 	raw, _ := io.ReadAll(res.Body)
+	if !strings.HasPrefix(path, "/metrics") {
+		checkAPI(h.t, method, h.url+path, req.Header, []byte(body), res, raw)
+	}
 	r := response{Status: res.StatusCode, Header: res.Header, Raw: string(raw)}
 	if err := json.Unmarshal(raw, &r.Body); err != nil && !strings.HasPrefix(path, "/metrics") {
 		h.t.Errorf("%s %s: body is not JSON: %q", method, path, raw)

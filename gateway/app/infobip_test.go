@@ -78,6 +78,7 @@ func (c *compatHarness) call(method, path, auth, body string) response {
 	}
 	defer res.Body.Close()
 	raw, _ := io.ReadAll(res.Body)
+	checkAPI(c.t, method, c.url+path, req.Header, []byte(body), res, raw)
 	r := response{Status: res.StatusCode, Header: res.Header, Raw: string(raw)}
 	if err := json.Unmarshal(raw, &r.Body); err != nil {
 		c.t.Errorf("%s %s: not JSON: %q", method, path, raw)

@@ -21,6 +21,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/smsgate/smsgate/docs"
+
 	"github.com/smsgate/smsgate/gateway/store"
 )
 
@@ -157,6 +159,7 @@ func New(b Backend, log *slog.Logger) *echo.Echo {
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", h.ready)
 	e.GET("/metrics", echo.WrapHandler(b.Metrics()))
+	e.GET("/openapi.yaml", func(c echo.Context) error { return c.Blob(http.StatusOK, "application/yaml", docs.OpenAPI) })
 	return e
 }
 
