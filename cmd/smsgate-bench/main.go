@@ -7,6 +7,7 @@
 //	go run ./cmd/smsgate-bench                       # both parts, defaults below
 //	go run ./cmd/smsgate-bench -mode load -concurrency 64 -duration 20s -rounds 5
 //	go run ./cmd/smsgate-bench -mode drill -phase 5s
+//	go run ./cmd/smsgate-bench -mode curve -duration 5s -latency 0
 //	go run ./cmd/smsgate-bench -smoke                # 2 seconds of each, for CI (asserts nothing about speed)
 //	go run ./cmd/smsgate-bench -cpuprofile cpu.prof  # profile the gateway process during the load part
 //
@@ -56,7 +57,7 @@ type options struct {
 func main() {
 	var o options
 	smoke := flag.Bool("smoke", false, "run everything for about 2 seconds (CI smoke test)")
-	flag.StringVar(&o.mode, "mode", "all", "all, load or drill")
+	flag.StringVar(&o.mode, "mode", "all", "all, load, drill, or curve (throughput, p99 and RSS at 1 to 512 callers)")
 	flag.IntVar(&o.concurrency, "concurrency", 32, "closed-loop workers")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each load round")
 	flag.IntVar(&o.rounds, "rounds", 3, "alternating baseline/smsgate rounds")
@@ -113,6 +114,9 @@ func run(o options) error {
 	if o.cpuprofile != "" {
 		abs, _ := filepath.Abs(o.cpuprofile)
 		profile = []string{"--cpuprofile", abs}
+	}
+	if o.mode == "curve" {
+		return curve(o, filepath.Join(root, "cmd", "smsgate-bench", "smsgate.yaml"), dir, gwBin, baseBin, ibs.URL, tws.URL)
 	}
 	if o.mode == "all" || o.mode == "load" {
 		gw, err := startGateway(filepath.Join(root, "cmd", "smsgate-bench", "smsgate.yaml"), dir, gwBin, ibs.URL, tws.URL, profile)
@@ -632,5 +636,44 @@ func silentDrill(o options, gw *process, ib *infobiptest.Fake) error {
 	case back < 0:
 		return errors.New("US traffic did not return to Infobip within 40 s of its recovery")
 	}
+	return nil
+}
+
+// curveLevels are the numbers of concurrent callers of the curve mode.
+var curveLevels = []int{1, 8, 32, 128, 512}
+
+// curve measures, for each number of concurrent callers, the baseline then the gateway, each on
+// fresh processes so that the peak RSS shown is that level's own.
+func curve(o options, config, dir, gwBin, baseBin, ibURL, twURL string) error {
+	fmt.Printf("## Load curve: baseline and smsgate at %v concurrent callers, %v each\n\n", curveLevels, o.duration)
+	fmt.Println("| callers | baseline req/s | smsgate req/s | ratio | baseline p99 ms | smsgate p99 ms | p99 ratio | baseline peak RSS | smsgate peak RSS | smsgate errors |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
+	for _, c := range curveLevels {
+		gw, err := startGateway(config, dir, gwBin, ibURL, twURL, nil)
+		if err != nil {
+			return err
+		}
+		base, err := startBaseline(baseBin, ibURL)
+		if err != nil {
+			gw.stop()
+			return err
+		}
+		var st [2]stats
+		for i, p := range []*process{base, gw} {
+			warm, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			load(warm, p.url, c, false, nil)
+			cancel()
+			ctx, cancel := context.WithTimeout(context.Background(), o.duration)
+			st[i] = summarize(load(ctx, p.url, c, false, nil), o.duration)
+			cancel()
+		}
+		fmt.Printf("| %d | %.0f | %.0f | %.2f | %s | %s | %.2f | %s | %s | %d |\n", c, st[0].rps, st[1].rps, st[1].rps/st[0].rps,
+			ms(st[0].p99), ms(st[1].p99), float64(st[1].p99)/float64(max(st[0].p99, 1)), base.peakRSS(), gw.peakRSS(), st[1].errors)
+		base.stop()
+		if err := gw.stop(); err != nil {
+			return err
+		}
+	}
+	fmt.Println()
 	return nil
 }
