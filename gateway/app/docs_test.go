@@ -10,10 +10,14 @@ import (
 // errorCodeRe finds the stable error codes the HTTP layer and the app answer with.
 var errorCodeRe = regexp.MustCompile(`(?:errReply\(|fail\()[^,]+, "([a-z_]+)"|code(?:, msg)? = (?:[^,"]+, )?"([a-z_]+)"`)
 
-// TestAPIDocListsEveryErrorCode: docs/api.md names every error code the code can answer, so the
-// table cannot fall behind the code.
+// TestAPIDocListsEveryErrorCode: docs/api.md and the ErrorCode enum of docs/openapi.yaml name
+// every error code the code can answer, so neither can fall behind the code.
 func TestAPIDocListsEveryErrorCode(t *testing.T) {
 	doc, err := os.ReadFile("../../docs/api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	openapi, err := os.ReadFile("../../docs/openapi.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,6 +36,9 @@ func TestAPIDocListsEveryErrorCode(t *testing.T) {
 			seen[code] = true
 			if !regexp.MustCompile("`" + code + "`").Match(doc) {
 				t.Errorf("docs/api.md does not list the error code %q (from %s)", code, f)
+			}
+			if !regexp.MustCompile(`[\[ ]` + code + `[,\]]`).Match(openapi) {
+				t.Errorf("docs/openapi.yaml's ErrorCode does not list %q (from %s)", code, f)
 			}
 		}
 	}
