@@ -497,15 +497,7 @@ func (p *Postgres) List(ctx context.Context, q Query) ([]*Record, error) {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []*Record
-	for rows.Next() {
-		r, err := scanPG(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return collect(rows, func() (*Record, error) { return scanPG(rows) })
 }
 
 // Health implements Backend: one grouped scan of the window (the created_at index).
@@ -551,16 +543,9 @@ func (p *Postgres) Take(ctx context.Context, q TakeQuery) ([]*Record, error) {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []*Record
-	for rows.Next() {
-		r, err := scanPG(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
+	out, err := collect(rows, func() (*Record, error) { return scanPG(rows) })
 	slices.SortFunc(out, func(a, b *Record) int { return a.CreatedAt.Compare(b.CreatedAt) })
-	return out, rows.Err()
+	return out, err
 }
 
 // Purge implements Backend. It runs on one replica at a time (a session advisory lock; the others

@@ -371,15 +371,7 @@ func (s *SQLite) List(ctx context.Context, q Query) ([]*Record, error) {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []*Record
-	for rows.Next() {
-		r, err := scan(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return collect(rows, func() (*Record, error) { return scan(rows) })
 }
 
 // Health implements Backend: one grouped scan of the window (the created_at index).
@@ -437,16 +429,9 @@ func (s *SQLite) Take(ctx context.Context, q TakeQuery) ([]*Record, error) {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []*Record
-	for rows.Next() {
-		r, err := scan(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
+	out, err := collect(rows, func() (*Record, error) { return scan(rows) })
 	slices.SortFunc(out, func(a, b *Record) int { return a.CreatedAt.Compare(b.CreatedAt) })
-	return out, rows.Err()
+	return out, err
 }
 
 // Purge implements Backend; it also drops unmatched reports older than the cut-off.

@@ -572,3 +572,20 @@ func (s *Store) purger(retention, every time.Duration) {
 		}
 	}
 }
+
+// collect reads every row of a query with scan: the row loop the SQL backends share
+// (database/sql and pgx rows both have Next and Err).
+func collect(rows interface {
+	Next() bool
+	Err() error
+}, scan func() (*Record, error)) ([]*Record, error) {
+	var out []*Record
+	for rows.Next() {
+		r, err := scan()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}

@@ -77,17 +77,11 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.fail(w, req, 403, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided.")
 		return
 	}
-	if f.Scripted(w) {
+	mv, ok := f.Begin(w, r, int32(Hang))
+	if !ok {
 		return
 	}
-	mode := Mode(f.ModeValue())
-	if mode == Hang {
-		f.Hang(r)
-		return
-	}
-	if !f.Delay(r) {
-		return
-	}
+	mode := Mode(mv)
 	if mode == Unavailable {
 		f.fail(w, req, 503, "ServiceUnavailable", "Service is unavailable")
 		return

@@ -95,17 +95,11 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		text(w, 403, "Forbidden: account reference")
 		return
 	}
-	if f.Scripted(w) {
+	m, ok := f.Begin(w, r, int32(Hang))
+	if !ok {
 		return
 	}
-	mode := Mode(f.ModeValue())
-	if mode == Hang {
-		f.Hang(r)
-		return
-	}
-	if !f.Delay(r) {
-		return
-	}
+	mode := Mode(m)
 	switch mode {
 	case Unavailable:
 		text(w, 503, "Service Unavailable")

@@ -82,17 +82,11 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 401, `{"requestError":{"serviceException":{"messageId":"UNAUTHORIZED","text":"Invalid login details"}}}`)
 		return
 	}
-	if f.Scripted(w) {
+	m, ok := f.Begin(w, r, int32(Hang))
+	if !ok {
 		return
 	}
-	mode := Mode(f.ModeValue())
-	if mode == Hang {
-		f.Hang(r)
-		return
-	}
-	if !f.Delay(r) {
-		return
-	}
+	mode := Mode(m)
 	if mode == Unavailable {
 		writeJSON(w, 503, `{"requestError":{"serviceException":{"messageId":"GENERAL_ERROR","text":"Something went wrong. Please contact support."}}}`)
 		return

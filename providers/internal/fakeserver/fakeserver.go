@@ -120,6 +120,21 @@ func (c *Control[R]) Delay(r *http.Request) bool {
 	}
 }
 
+// Begin is the start every fake's send shares, after its auth checks: a scripted answer if one is
+// set, then the fake's hang mode (hang is that fake's value of it), then the latency. It returns
+// the mode to answer with, and false when the request is already answered or the client went away.
+func (c *Control[R]) Begin(w http.ResponseWriter, r *http.Request, hang int32) (int32, bool) {
+	if c.Scripted(w) {
+		return 0, false
+	}
+	mode := c.ModeValue()
+	if mode == hang {
+		c.Hang(r)
+		return mode, false
+	}
+	return mode, c.Delay(r)
+}
+
 // WriteJSON writes a JSON answer.
 func WriteJSON(w http.ResponseWriter, status int, body string) {
 	w.Header().Set("Content-Type", "application/json")

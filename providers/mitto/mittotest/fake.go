@@ -65,17 +65,11 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 401, `{"responseCode":1,"responseText":"Unauthorized"}`)
 		return
 	}
-	if f.Scripted(w) {
+	m, ok := f.Begin(w, r, int32(Hang))
+	if !ok {
 		return
 	}
-	mode := Mode(f.ModeValue())
-	if mode == Hang {
-		f.Hang(r)
-		return
-	}
-	if !f.Delay(r) {
-		return
-	}
+	mode := Mode(m)
 	for _, k := range []string{"from", "to", "text"} {
 		if s, _ := req.Body[k].(string); s == "" {
 			code := map[string]int{"from": 5, "to": 7, "text": 3}[k]

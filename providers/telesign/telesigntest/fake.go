@@ -99,17 +99,11 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status(w, 400, 12000, "Missing required parameter phone_number")
 		return
 	}
-	if f.Scripted(w) {
+	m, ok := f.Begin(w, r, int32(Hang))
+	if !ok {
 		return
 	}
-	mode := Mode(f.ModeValue())
-	if mode == Hang {
-		f.Hang(r)
-		return
-	}
-	if !f.Delay(r) {
-		return
-	}
+	mode := Mode(m)
 	switch mode {
 	case Unavailable:
 		status(w, 503, 10000, "System unavailable, please try again later.")

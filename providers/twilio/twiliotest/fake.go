@@ -64,17 +64,11 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 401, `{"code":20003,"message":"Authenticate","more_info":"https://www.twilio.com/docs/errors/20003","status":401}`)
 		return
 	}
-	if f.Scripted(w) {
+	m, ok := f.Begin(w, r, int32(Hang))
+	if !ok {
 		return
 	}
-	mode := Mode(f.ModeValue())
-	if mode == Hang {
-		f.Hang(r)
-		return
-	}
-	if !f.Delay(r) {
-		return
-	}
+	mode := Mode(m)
 	switch {
 	case mode == Unavailable:
 		writeJSON(w, 503, `{"code":20500,"message":"Service unavailable","more_info":"https://www.twilio.com/docs/errors/20500","status":503}`)

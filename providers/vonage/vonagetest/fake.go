@@ -89,17 +89,11 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		write(w, 404, `{"type":"https://developer.nexmo.com/api-errors#not-found","title":"Not Found"}`)
 		return
 	}
-	if f.Scripted(w) {
+	m, ok := f.Begin(w, r, int32(Hang))
+	if !ok {
 		return
 	}
-	mode := Mode(f.ModeValue())
-	if mode == Hang {
-		f.Hang(r)
-		return
-	}
-	if !f.Delay(r) {
-		return
-	}
+	mode := Mode(m)
 	if mode == Unavailable {
 		write(w, 503, `{"type":"https://developer.nexmo.com/api-errors#internal-error","title":"Internal Error"}`)
 		return
