@@ -5,7 +5,6 @@
 package esendex
 
 import (
-	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/xml"
@@ -97,13 +96,11 @@ func (p *Provider) Send(ctx context.Context, msg *gateway.Message) (gateway.Resu
 		}
 	}
 	b, _ := xml.Marshal(m)
-	req, err := http.NewRequest(http.MethodPost, p.base+"/v1.0/messagedispatcher", bytes.NewReader(append([]byte(xml.Header), b...)))
+	req, err := kit.Post(p.base+"/v1.0/messagedispatcher", "application/xml", "application/xml", append([]byte(xml.Header), b...))
 	if err != nil {
-		return gateway.Result{}, &gateway.Error{Class: gateway.ClassProvider, Code: "BAD_BASE_URL", Message: "request could not be built"}
+		return gateway.Result{}, err
 	}
 	req.SetBasicAuth(p.cfg.Username, p.cfg.Password.Reveal())
-	req.Header.Set("Content-Type", "application/xml")
-	req.Header.Set("Accept", "application/xml")
 	res, err := p.kit.Do(ctx, req)
 	if err != nil {
 		return gateway.Result{}, err

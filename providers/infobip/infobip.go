@@ -5,7 +5,6 @@
 package infobip
 
 import (
-	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -177,13 +176,11 @@ func (p *Provider) post(ctx context.Context, path string, body any) (gateway.Res
 	if err != nil {
 		return gateway.Result{}, &gateway.Error{Class: gateway.ClassProvider, Code: "ENCODE", Message: "request could not be encoded"}
 	}
-	req, err := http.NewRequest(http.MethodPost, p.base+path, bytes.NewReader(b))
+	req, err := kit.Post(p.base+path, "application/json", "application/json", b)
 	if err != nil {
-		return gateway.Result{}, &gateway.Error{Class: gateway.ClassProvider, Code: "BAD_BASE_URL", Message: "request could not be built"}
+		return gateway.Result{}, err
 	}
 	req.Header.Set("Authorization", "App "+p.cfg.APIKey.Reveal())
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
 	res, err := p.kit.Do(ctx, req)
 	if err != nil {
 		return gateway.Result{}, err

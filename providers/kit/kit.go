@@ -8,6 +8,7 @@
 package kit
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -137,6 +138,18 @@ func (c *Client) transportError(ctx context.Context, err error, wrote bool) *gat
 		reason = oe.Op + " failed"
 	}
 	return &gateway.Error{Class: gateway.ClassProvider, Code: "CONNECTION", Message: "could not reach " + c.Name + ": " + reason + " (not sent)"}
+}
+
+// Post builds a POST of body to url with its content type and the answer type it accepts. A URL
+// that cannot be parsed (a bad base_url) is a provider error, so the next provider is tried.
+func Post(url, contentType, accept string, body []byte) (*http.Request, error) {
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, &gateway.Error{Class: gateway.ClassProvider, Code: "BAD_BASE_URL", Message: "request could not be built"}
+	}
+	req.Header.Set("Content-Type", contentType)
+	req.Header.Set("Accept", accept)
+	return req, nil
 }
 
 // Text makes provider text safe for errors and records: secrets removed first, then numbers

@@ -5,7 +5,6 @@
 package mitto
 
 import (
-	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -73,13 +72,11 @@ func (p *Provider) Send(ctx context.Context, msg *gateway.Message) (gateway.Resu
 		from = msg.From
 	}
 	b, _ := json.Marshal(sendBody{From: from, To: strings.TrimPrefix(msg.To, "+"), Text: msg.Text, Type: "Auto", Reference: msg.ID, Callback: p.callback})
-	req, err := http.NewRequest(http.MethodPost, p.base+"/sms", bytes.NewReader(b))
+	req, err := kit.Post(p.base+"/sms", "application/json", "application/json", b)
 	if err != nil {
-		return gateway.Result{}, &gateway.Error{Class: gateway.ClassProvider, Code: "BAD_BASE_URL", Message: "request could not be built"}
+		return gateway.Result{}, err
 	}
 	req.Header.Set("X-Mitto-API-Key", p.cfg.APIKey.Reveal())
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
 	res, err := p.kit.Do(ctx, req)
 	if err != nil {
 		return gateway.Result{}, err

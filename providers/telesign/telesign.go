@@ -99,12 +99,10 @@ func (p *Provider) Send(ctx context.Context, msg *gateway.Message) (gateway.Resu
 		f.Set("callback_url", p.callback)
 	}
 	body := f.Encode()
-	req, err := http.NewRequest(http.MethodPost, p.base+path, strings.NewReader(body))
+	req, err := kit.Post(p.base+path, "application/x-www-form-urlencoded", "application/json", []byte(body))
 	if err != nil {
-		return gateway.Result{}, &gateway.Error{Class: gateway.ClassProvider, Code: "BAD_BASE_URL", Message: "request could not be built"}
+		return gateway.Result{}, err
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
 	if p.cfg.Auth == "hmac" {
 		var nonce [16]byte
 		_, _ = rand.Read(nonce[:])

@@ -74,13 +74,11 @@ func (p *Provider) Send(ctx context.Context, msg *gateway.Message) (gateway.Resu
 		}
 		f.Set("Body", msg.Text)
 	}
-	req, err := http.NewRequest(http.MethodPost, p.base+path, strings.NewReader(f.Encode()))
+	req, err := kit.Post(p.base+path, "application/x-www-form-urlencoded", "application/json", []byte(f.Encode()))
 	if err != nil {
-		return gateway.Result{}, &gateway.Error{Class: gateway.ClassProvider, Code: "BAD_BASE_URL", Message: "request could not be built"}
+		return gateway.Result{}, err
 	}
 	req.SetBasicAuth(p.cfg.AccountSID, p.cfg.AuthToken.Reveal())
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
 	res, err := p.kit.Do(ctx, req)
 	if err != nil {
 		return gateway.Result{}, err

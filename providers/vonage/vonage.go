@@ -5,7 +5,6 @@
 package vonage
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/md5"
@@ -100,12 +99,10 @@ func (p *Provider) sms(ctx context.Context, msg *gateway.Message) (gateway.Resul
 	if p.callback != "" {
 		f.Set("callback", p.callback)
 	}
-	req, err := http.NewRequest(http.MethodPost, p.base+"/sms/json", strings.NewReader(f.Encode()))
+	req, err := kit.Post(p.base+"/sms/json", "application/x-www-form-urlencoded", "application/json", []byte(f.Encode()))
 	if err != nil {
-		return gateway.Result{}, &gateway.Error{Class: gateway.ClassProvider, Code: "BAD_BASE_URL", Message: "request could not be built"}
+		return gateway.Result{}, err
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
 	res, err := p.kit.Do(ctx, req)
 	if err != nil {
 		return gateway.Result{}, err
@@ -253,13 +250,11 @@ func (p *Provider) call(ctx context.Context, msg *gateway.Message) (gateway.Resu
 	if err != nil {
 		return gateway.Result{}, &gateway.Error{Class: gateway.ClassProvider, Code: "JWT", Message: "the voice JWT could not be signed"}
 	}
-	req, err := http.NewRequest(http.MethodPost, p.voice+"/v1/calls", bytes.NewReader(raw))
+	req, err := kit.Post(p.voice+"/v1/calls", "application/json", "application/json", raw)
 	if err != nil {
-		return gateway.Result{}, &gateway.Error{Class: gateway.ClassProvider, Code: "BAD_BASE_URL", Message: "request could not be built"}
+		return gateway.Result{}, err
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
 	res, err := p.kit.Do(ctx, req)
 	if err != nil {
 		return gateway.Result{}, err
