@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,6 +53,61 @@ func reports(mi *memberInfo) bool {
 	return ok && mi.callback != ""
 }
 
+// healthEvidence is one (provider, country)'s messages over the window, all tenants together.
+type healthEvidence struct {
+	delivered, samples int
+	// othersHealthy is true when the tenants other than the one with the most undelivered
+	// messages have min_samples between them at min_rate or better: the low rate is then that one
+	// tenant's numbers (or its pumping), not the provider, and must not move everyone's traffic.
+	othersHealthy bool
+}
+
+func (e healthEvidence) rate() float64 {
+	if e.samples == 0 {
+		return 0
+	}
+	return float64(e.delivered) / float64(e.samples)
+}
+
+// demote reports whether the evidence demotes the provider for the country.
+func (e healthEvidence) demote(minSamples int, minRate float64) bool {
+	return e.samples >= minSamples && e.rate() < minRate && !e.othersHealthy
+}
+
+// aggregateHealth sums the per-tenant rows of the message log per (provider, country). Messages
+// still without a final report after report_timeout count only for providers for which
+// countPending is true (those that send reports).
+func aggregateHealth(rows []store.HealthRow, minSamples int, minRate float64, countPending func(provider string) bool) map[healthKey]healthEvidence {
+	type tally struct{ delivered, samples, worstBad, worstDelivered, worstSamples int }
+	t := map[healthKey]*tally{}
+	for _, r := range rows {
+		k := healthKey{r.Provider, r.Country}
+		x := t[k]
+		if x == nil {
+			x = &tally{}
+			t[k] = x
+		}
+		bad := r.Failed
+		if countPending(r.Provider) {
+			bad += r.Pending
+		}
+		x.delivered += r.Delivered
+		x.samples += r.Delivered + bad
+		if bad > x.worstBad {
+			x.worstBad, x.worstDelivered, x.worstSamples = bad, r.Delivered, r.Delivered+bad
+		}
+	}
+	out := make(map[healthKey]healthEvidence, len(t))
+	for k, x := range t {
+		ev := healthEvidence{delivered: x.delivered, samples: x.samples}
+		if others := x.samples - x.worstSamples; others >= minSamples {
+			ev.othersHealthy = float64(x.delivered-x.worstDelivered)/float64(others) >= minRate
+		}
+		out[k] = ev
+	}
+	return out
+}
+
 // refreshHealth recomputes every (provider, country) rate from the message log and applies the
 // demotion rules (with hysteresis).
 func (a *App) refreshHealth(ctx context.Context) error {
@@ -62,6 +118,10 @@ func (a *App) refreshHealth(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	counted := aggregateHealth(rows, dh.MinSamples, dh.MinRate, func(provider string) bool {
+		mi := rt.members[provider]
+		return mi != nil && reports(mi)
+	})
 	seen := map[healthKey]bool{}
 	a.health.mu.Lock()
 	defer a.health.mu.Unlock()
@@ -69,37 +129,29 @@ func (a *App) refreshHealth(ctx context.Context) error {
 		a.health.m = map[healthKey]*healthState{}
 	}
 	restoreSamples := max(1, dh.MinSamples/4)
-	for _, r := range rows {
-		k := healthKey{r.Provider, r.Country}
+	for k, ev := range counted {
 		seen[k] = true
 		st := a.health.m[k]
 		if st == nil {
 			st = &healthState{}
 			a.health.m[k] = st
 		}
-		st.samples = r.Delivered + r.Failed
-		if mi := rt.members[r.Provider]; mi != nil && reports(mi) {
-			st.samples += r.Pending
-		}
-		st.rate = 0
-		if st.samples > 0 {
-			st.rate = float64(r.Delivered) / float64(st.samples)
-		}
+		st.samples, st.rate = ev.samples, ev.rate()
 		switch {
-		case !st.demoted && st.samples >= dh.MinSamples && st.rate < dh.MinRate:
+		case !st.demoted && ev.demote(dh.MinSamples, dh.MinRate):
 			st.demoted = true
-			a.metrics.Demotions.WithLabelValues(r.Provider, r.Country).Inc()
-			a.log.Warn("provider demoted for a country: delivery rate below min_rate", "provider", r.Provider, "country", r.Country,
+			a.metrics.Demotions.WithLabelValues(k.provider, k.country).Inc()
+			a.log.Warn("provider demoted for a country: delivery rate below min_rate", "provider", k.provider, "country", k.country,
 				"rate", math.Round(st.rate*1000)/1000, "samples", st.samples)
-		case st.demoted && st.samples >= restoreSamples && st.rate >= dh.MinRate+dh.Margin:
+		case st.demoted && (ev.othersHealthy || st.samples >= restoreSamples && st.rate >= dh.MinRate+dh.Margin):
 			st.demoted = false
-			a.log.Info("provider restored for a country: delivery rate recovered", "provider", r.Provider, "country", r.Country,
+			a.log.Info("provider restored for a country: delivery rate recovered (or the low rate is one tenant's alone)", "provider", k.provider, "country", k.country,
 				"rate", math.Round(st.rate*1000)/1000, "samples", st.samples)
 		}
 		if st.samples >= dh.MinSamples {
-			a.metrics.DeliveryRate.WithLabelValues(r.Provider, r.Country).Set(st.rate)
+			a.metrics.DeliveryRate.WithLabelValues(k.provider, k.country).Set(st.rate)
 		} else {
-			a.metrics.DeliveryRate.DeleteLabelValues(r.Provider, r.Country)
+			a.metrics.DeliveryRate.DeleteLabelValues(k.provider, k.country)
 		}
 	}
 	// No message in the window: no evidence either way, so nothing stays demoted.
@@ -160,7 +212,7 @@ func (a *App) reorder(rt *runtime, route string, country string, members []*disp
 	dh := rt.cfg.Routing.DeliveryHealth
 	var healthy, demoted []*dispatch.Member
 	var first *healthState
-	notes := map[string]string{}
+	var notes map[string]string // nil unless something is demoted: nothing allocated per send otherwise
 	for _, m := range members {
 		st := a.health.get(healthKey{m.Name(), country})
 		if st == nil || !st.demoted {
@@ -171,6 +223,9 @@ func (a *App) reorder(rt *runtime, route string, country string, members []*disp
 			first = st
 		}
 		demoted = append(demoted, m)
+		if notes == nil {
+			notes = map[string]string{}
+		}
 		notes[m.Name()] = fmt.Sprintf("demoted for %s: delivery rate %.2f below %.2f over %d messages", country, st.rate, dh.MinRate, st.samples)
 	}
 	if len(demoted) == 0 || len(healthy) == 0 {
@@ -248,14 +303,11 @@ func Demotions(ctx context.Context, cfg *config.Config, country string, now time
 		return nil, err
 	}
 	var out []Demotion
-	for _, r := range rows {
-		if r.Country != country {
-			continue
-		}
-		n := r.Delivered + r.Failed + r.Pending
-		if n >= dh.MinSamples && float64(r.Delivered)/float64(n) < dh.MinRate {
-			out = append(out, Demotion{Provider: r.Provider, Rate: math.Round(float64(r.Delivered)/float64(n)*1000) / 1000, Samples: n})
+	for k, ev := range aggregateHealth(rows, dh.MinSamples, dh.MinRate, func(string) bool { return true }) {
+		if k.country == country && ev.demote(dh.MinSamples, dh.MinRate) {
+			out = append(out, Demotion{Provider: k.provider, Rate: math.Round(ev.rate()*1000) / 1000, Samples: ev.samples})
 		}
 	}
+	slices.SortFunc(out, func(x, y Demotion) int { return strings.Compare(x.Provider, y.Provider) })
 	return out, nil
 }

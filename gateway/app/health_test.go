@@ -188,3 +188,45 @@ func TestSilentOutageDrill(t *testing.T) {
 		t.Errorf("unknown id: %d", v.Status)
 	}
 }
+
+// TestOneTenantCannotDemoteForAll: a tenant whose own numbers are never delivered (bad lists,
+// or pumping) cannot move every tenant's traffic off a provider that delivers for the others;
+// when the others' messages fail too, the provider is demoted.
+func TestOneTenantCannotDemoteForAll(t *testing.T) {
+	clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	h, _, _ := startOnFakesWith(t, healthConfig, Options{Now: clk.Now})
+	st := h.app.Store()
+	n := 0
+	add := func(tenant, status string, count int) {
+		for range count {
+			n++
+			st.Insert(context.Background(), &store.Record{ID: fmt.Sprint("m", n), Tenant: tenant, Provider: "infobip-eu", Country: "GB", Status: status,
+				CreatedAt: clk.Now().Add(-time.Minute), UpdatedAt: clk.Now()})
+		}
+	}
+	add("evil", gateway.StatusUndelivered, 200)
+	add("acme", gateway.StatusDelivered, 12)
+	add("other", gateway.StatusDelivered, 9)
+	add("other", gateway.StatusUndelivered, 1)
+	if err := h.app.refreshHealth(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ib := h.app.health.get(healthKey{"infobip-eu", "GB"})
+	if ib == nil || ib.samples != 222 || ib.demoted {
+		t.Fatalf("one tenant's 200 undelivered demoted infobip for everyone: %+v", ib)
+	}
+	if r := h.do("GET", "/v1/providers", "admin-t0ken", ""); !strings.Contains(r.Raw, `"country":"GB","rate":0.095,"samples":222,"demoted":false`) {
+		t.Errorf("providers: %s", r.Raw)
+	}
+	// The others' messages fail as well: the provider is the problem.
+	add("acme", gateway.StatusFailed, 30)
+	h.app.refreshHealth(context.Background())
+	if ib := h.app.health.get(healthKey{"infobip-eu", "GB"}); !ib.demoted {
+		t.Errorf("not demoted when every tenant's messages fail: %+v", ib)
+	}
+	// And a single tenant alone in a country still demotes (its traffic is all there is).
+	if got := aggregateHealth([]store.HealthRow{{Provider: "p", Country: "FR", Tenant: "only", Delivered: 1, Failed: 30}}, 20, 0.7,
+		func(string) bool { return true })[healthKey{"p", "FR"}]; !got.demote(20, 0.7) {
+		t.Errorf("a lone tenant's failures did not demote: %+v", got)
+	}
+}

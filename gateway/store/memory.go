@@ -205,15 +205,15 @@ func (m *Memory) Purge(_ context.Context, before time.Time) (int, error) {
 func (m *Memory) Health(_ context.Context, since, pendingBefore time.Time) ([]HealthRow, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	rows := map[[2]string]*HealthRow{}
+	rows := map[[3]string]*HealthRow{}
 	for _, r := range m.byID {
 		if r.Provider == "" || r.CreatedAt.Before(since) {
 			continue
 		}
-		k := [2]string{r.Provider, r.Country}
+		k := [3]string{r.Provider, r.Country, r.Tenant}
 		h := rows[k]
 		if h == nil {
-			h = &HealthRow{Provider: r.Provider, Country: r.Country}
+			h = &HealthRow{Provider: r.Provider, Country: r.Country, Tenant: r.Tenant}
 			rows[k] = h
 		}
 		switch {

@@ -500,13 +500,14 @@ func (p *Postgres) List(ctx context.Context, q Query) ([]*Record, error) {
 	return collect(rows, func() (*Record, error) { return scanPG(rows) })
 }
 
-// Health implements Backend: one grouped scan of the window (the created_at index).
+// Health implements Backend: one grouped scan of the window (the created_at index), a row per
+// (provider, country, tenant).
 func (p *Postgres) Health(ctx context.Context, since, pendingBefore time.Time) ([]HealthRow, error) {
-	rows, err := p.pool.Query(ctx, `SELECT provider, country,
+	rows, err := p.pool.Query(ctx, `SELECT provider, country, tenant,
 		SUM(CASE WHEN status = 'delivered' THEN 1 ELSE 0 END),
 		SUM(CASE WHEN status IN ('undelivered', 'failed') THEN 1 ELSE 0 END),
 		SUM(CASE WHEN status = 'sent' AND created_at < $1 THEN 1 ELSE 0 END)
-	FROM messages WHERE created_at >= $2 AND provider != '' GROUP BY provider, country`, pendingBefore.UnixMilli(), since.UnixMilli())
+	FROM messages WHERE created_at >= $2 AND provider != '' GROUP BY provider, country, tenant`, pendingBefore.UnixMilli(), since.UnixMilli())
 	if err != nil {
 		return nil, err
 	}
@@ -514,7 +515,7 @@ func (p *Postgres) Health(ctx context.Context, since, pendingBefore time.Time) (
 	var out []HealthRow
 	for rows.Next() {
 		var h HealthRow
-		if err := rows.Scan(&h.Provider, &h.Country, &h.Delivered, &h.Failed, &h.Pending); err != nil {
+		if err := rows.Scan(&h.Provider, &h.Country, &h.Tenant, &h.Delivered, &h.Failed, &h.Pending); err != nil {
 			return nil, err
 		}
 		out = append(out, h)

@@ -107,7 +107,9 @@ type Query struct {
 
 // HealthRow is one (provider, country) of Backend.Health.
 type HealthRow struct {
-	Provider, Country string
+	// Tenant: rows are per tenant, so that one tenant's undelivered numbers can be told from a
+	// provider that stopped delivering for everyone.
+	Provider, Country, Tenant string
 	// Delivered, Failed (undelivered or failed) and Pending (no final report in time).
 	Delivered, Failed, Pending int
 }
@@ -134,7 +136,7 @@ type Backend interface {
 	List(ctx context.Context, q Query) ([]*Record, error)
 	// Purge deletes records created before t and returns how many.
 	Purge(ctx context.Context, before time.Time) (int, error)
-	// Health counts, per provider and destination country, the messages created since since that
+	// Health counts, per provider, destination country and tenant, the messages created since since that
 	// a provider accepted: delivered, undelivered or failed, and still sent (no final report) but
 	// created before pendingBefore.
 	Health(ctx context.Context, since, pendingBefore time.Time) ([]HealthRow, error)
