@@ -110,7 +110,7 @@ func run(kind, dsn string, n, samples int, keep bool) error {
 	for i := 0; i < n; i++ {
 		batch = append(batch, store.Op{Insert: record(i, n)})
 		if len(batch) == cap(batch) || i == n-1 {
-			if err := b.Apply(ctx, batch); err != nil {
+			if _, err := b.Apply(ctx, batch); err != nil {
 				return err
 			}
 			batch = batch[:0]
@@ -145,7 +145,8 @@ func run(kind, dsn string, n, samples int, keep bool) error {
 	}
 	report, err := timeOp(func(i int) error {
 		r := record(i, n)
-		return b.Apply(ctx, []store.Op{{Report: &gateway.DeliveryReport{Provider: r.Provider, ProviderMessageID: r.ProviderMessageID, Status: gateway.StatusDelivered}}})
+		_, err := b.Apply(ctx, []store.Op{{Report: &gateway.DeliveryReport{Provider: r.Provider, ProviderMessageID: r.ProviderMessageID, Status: gateway.StatusDelivered}}})
+		return err
 	})
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@
 //	go run ./cmd/smsgate-bench -mode load -concurrency 64 -duration 20s -rounds 5
 //	go run ./cmd/smsgate-bench -mode drill -phase 5s
 //	go run ./cmd/smsgate-bench -mode curve -duration 5s -latency 0
+//	go run ./cmd/smsgate-bench -mode cost -day 24000     # a simulated day, ordered vs least_cost
 //	go run ./cmd/smsgate-bench -smoke                # 2 seconds of each, for CI (asserts nothing about speed)
 //	go run ./cmd/smsgate-bench -cpuprofile cpu.prof  # profile the gateway process during the load part
 //
@@ -52,12 +53,14 @@ type options struct {
 	phase       time.Duration
 	cpuprofile  string
 	keep        bool
+	day         int
 }
 
 func main() {
 	var o options
 	smoke := flag.Bool("smoke", false, "run everything for about 2 seconds (CI smoke test)")
-	flag.StringVar(&o.mode, "mode", "all", "all, load, drill, or curve (throughput, p99 and RSS at 1 to 512 callers)")
+	flag.StringVar(&o.mode, "mode", "all", "all, load, drill, cost (a simulated day, ordered vs least_cost), or curve (throughput, p99 and RSS at 1 to 512 callers)")
+	flag.IntVar(&o.day, "day", 24000, "messages in the cost mode's simulated day")
 	flag.IntVar(&o.concurrency, "concurrency", 32, "closed-loop workers")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each load round")
 	flag.IntVar(&o.rounds, "rounds", 3, "alternating baseline/smsgate rounds")
@@ -67,7 +70,7 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (gateway log, database)")
 	flag.Parse()
 	if *smoke {
-		o.duration, o.rounds, o.phase, o.concurrency = time.Second, 1, 700*time.Millisecond, 8
+		o.duration, o.rounds, o.phase, o.concurrency, o.day = time.Second, 1, 700*time.Millisecond, 8, 960
 	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -137,6 +140,9 @@ func run(o options) error {
 			return err
 		}
 	}
+	if o.mode == "cost" {
+		return costDay(o, root, dir, gwBin, ibs.URL, tws.URL)
+	}
 	if o.mode == "all" || o.mode == "drill" {
 		gw, err := startGateway(filepath.Join(root, "cmd", "smsgate-bench", "smsgate.yaml"), dir, gwBin, ibs.URL, tws.URL, nil)
 		if err != nil {
@@ -160,7 +166,12 @@ func run(o options) error {
 		if stopErr := gw.stop(); err == nil {
 			err = stopErr
 		}
-		return err
+		if err != nil || o.mode != "all" {
+			return err
+		}
+	}
+	if o.mode == "all" {
+		return costDay(o, root, dir, gwBin, ibs.URL, tws.URL)
 	}
 	return nil
 }

@@ -13,13 +13,13 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
-	"slices"
 	"syscall"
 	"time"
 
 	"github.com/smsgate/smsgate/gateway"
 	"github.com/smsgate/smsgate/gateway/app"
 	"github.com/smsgate/smsgate/gateway/config"
+	"github.com/smsgate/smsgate/gateway/httpapi"
 	"github.com/smsgate/smsgate/gateway/intake"
 	"github.com/smsgate/smsgate/gateway/routing"
 )
@@ -195,15 +195,18 @@ func validate(args []string, stdout, stderr io.Writer) int {
 type Explanation struct {
 	// Demoted are providers that delivery health moves behind the others for this country, as
 	// the message log stands now; Providers is then the order a send uses (a probe share aside).
-	Demoted   []app.Demotion `json:"demoted,omitempty"`
-	Input     string         `json:"input"`
-	Number    string         `json:"number"`
-	Country   string         `json:"country"`
-	Tenant    string         `json:"tenant"`
-	Route     string         `json:"route"`
-	Why       []string       `json:"why"`
-	Skipped   []string       `json:"skipped,omitempty"`
-	Providers []string       `json:"providers"`
+	Demoted []app.Demotion `json:"demoted,omitempty"`
+	// Strategy is the route's; Costs each provider's price and rank (least_cost routes).
+	Strategy  string                   `json:"strategy"`
+	Costs     map[string]*httpapi.Cost `json:"costs,omitempty"`
+	Input     string                   `json:"input"`
+	Number    string                   `json:"number"`
+	Country   string                   `json:"country"`
+	Tenant    string                   `json:"tenant"`
+	Route     string                   `json:"route"`
+	Why       []string                 `json:"why"`
+	Skipped   []string                 `json:"skipped,omitempty"`
+	Providers []string                 `json:"providers"`
 }
 
 func route(args []string, stdout, stderr io.Writer) int {
@@ -249,33 +252,12 @@ func route(args []string, stdout, stderr io.Writer) int {
 	msg := &gateway.Message{Tenant: *tenant, ClientID: *clientID, To: num.E164, Country: num.Country, Type: gateway.MessageType(*typ), Action: *action, Language: *lang}
 	d := routing.Compile(c.Routes).Explain(msg)
 	ex := Explanation{Input: *to, Number: num.E164, Country: num.Country, Tenant: *tenant, Route: d.Route.Name, Why: d.Why, Skipped: d.Skipped, Providers: d.Route.Providers}
-	var rc *config.Route
-	for i := range c.Routes {
-		if c.Routes[i].Name == d.Route.Name {
-			rc = &c.Routes[i]
-		}
+	plan, err := app.Plan(context.Background(), c, d.Route.Name, num.Country, time.Now())
+	if err != nil {
+		fmt.Fprintf(stderr, "smsgate route: the message log could not be read for delivery health and prices: %v\n", err)
 	}
-	if on := *c.Routing.DeliveryHealth.Enabled; (rc == nil || rc.DeliveryHealth == nil) && on || rc != nil && rc.DeliveryHealth != nil && *rc.DeliveryHealth {
-		dem, err := app.Demotions(context.Background(), c, num.Country, time.Now())
-		if err != nil {
-			fmt.Fprintf(stderr, "smsgate route: the message log could not be read for delivery health: %v\n", err)
-		}
-		var healthy, demoted []string
-		for _, p := range d.Route.Providers {
-			if slices.ContainsFunc(dem, func(x app.Demotion) bool { return x.Provider == p }) {
-				demoted = append(demoted, p)
-			} else {
-				healthy = append(healthy, p)
-			}
-		}
-		for _, x := range dem {
-			if slices.Contains(d.Route.Providers, x.Provider) {
-				ex.Demoted = append(ex.Demoted, x)
-			}
-		}
-		if len(demoted) > 0 && len(healthy) > 0 {
-			ex.Providers = append(healthy, demoted...)
-		}
+	if plan != nil {
+		ex.Strategy, ex.Providers, ex.Demoted, ex.Costs = plan.Strategy, plan.Providers, plan.Demoted, plan.Costs
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -294,9 +276,16 @@ func route(args []string, stdout, stderr io.Writer) int {
 	for _, x := range ex.Demoted {
 		fmt.Fprintf(stdout, "  demoted  %s: delivery rate %.2f over %d messages to %s (below routing.delivery_health.min_rate)\n", x.Provider, x.Rate, x.Samples, ex.Country)
 	}
-	fmt.Fprintln(stdout, "providers (in order):")
+	fmt.Fprintf(stdout, "providers (in order, strategy %s):\n", ex.Strategy)
 	for i, p := range ex.Providers {
 		fmt.Fprintf(stdout, "  %d. %s\n", i+1, p)
+		if c := ex.Costs[p]; c != nil {
+			price := "no price"
+			if c.Price != nil {
+				price = fmt.Sprintf("%.4f %s (%s)", *c.Price, c.Currency, c.Source)
+			}
+			fmt.Fprintf(stdout, "       %s; %s\n", price, c.Note)
+		}
 	}
 	return 0
 }

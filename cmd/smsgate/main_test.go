@@ -116,7 +116,7 @@ func TestRouteExplains(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
 		t.Fatal(err)
 	}
-	want := Explanation{Input: "+1 876 555 1234", Number: "+18765551234", Country: "JM", Tenant: "demo", Route: "voice",
+	want := Explanation{Input: "+1 876 555 1234", Number: "+18765551234", Country: "JM", Tenant: "demo", Route: "voice", Strategy: "ordered",
 		Why: []string{`message_type "voice" is in [voice]`}, Providers: []string{"backup-mock", "primary-mock"}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
@@ -203,7 +203,7 @@ func TestRouteShowsDemotions(t *testing.T) {
 		ops = append(ops, store.Op{Insert: &store.Record{ID: fmt.Sprint("m", i), Tenant: "a", Provider: "p1", Country: "US", Status: gateway.StatusUndelivered,
 			CreatedAt: time.Now().Add(-time.Minute), UpdatedAt: time.Now()}})
 	}
-	if err := sq.Apply(context.Background(), ops); err != nil {
+	if _, err := sq.Apply(context.Background(), ops); err != nil {
 		t.Fatal(err)
 	}
 	sq.Close()
@@ -214,5 +214,39 @@ func TestRouteShowsDemotions(t *testing.T) {
 	// Another country is not affected.
 	if _, out, _ := runCmd("route", "-c", cfg, "--tenant", "a", "--to", "+447400100001"); strings.Contains(out, "demoted") {
 		t.Errorf("GB: %s", out)
+	}
+}
+
+// TestRouteShowsPrices: for a least_cost route smsgate route shows each provider's price, its
+// rank and why, with reported prices from the message log replacing the configured ones.
+func TestRouteShowsPrices(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "log.db")
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte("storage: {path: "+db+"}\ntenants: [{name: a, api_key: k}]\n"+
+		"routing: {least_cost: {min_reports: 5}}\n"+
+		"providers: [{name: p1, type: mock, prices: {countries: {GB: 0.04}}}, {name: p2, type: mock, prices: {countries: {GB: 0.01}}}, {name: p3, type: mock}]\n"+
+		"routes: [{name: d, strategy: least_cost, providers: [p1, p2, p3]}]\n"), 0o600)
+	code, out, errs := runCmd("route", "-c", cfg, "--tenant", "a", "--to", "+447400100001")
+	if code != 0 || !strings.Contains(out, "strategy least_cost") || !strings.Contains(out, "1. p2\n       0.0100 EUR (configured); rank 1 of 2") ||
+		!strings.Contains(out, "2. p1") || !strings.Contains(out, "3. p3\n       no price; no price for GB") {
+		t.Fatalf("configured prices: %d\n%s\n%s", code, out, errs)
+	}
+	sq, err := store.OpenSQLite(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ops []store.Op
+	for i := range 5 {
+		ops = append(ops, store.Op{Insert: &store.Record{ID: fmt.Sprint("m", i), Tenant: "a", Provider: "p2", Country: "GB", Status: gateway.StatusDelivered,
+			Price: 0.06, Currency: "EUR", CreatedAt: time.Now().Add(-time.Minute), UpdatedAt: time.Now()}})
+	}
+	if _, err := sq.Apply(context.Background(), ops); err != nil {
+		t.Fatal(err)
+	}
+	sq.Close()
+	code, out, errs = runCmd("route", "-c", cfg, "--tenant", "a", "--to", "+447400100001")
+	if code != 0 || !strings.Contains(out, "1. p1\n       0.0400 EUR (configured); rank 1 of 2") || !strings.Contains(out, "2. p2\n       0.0600 EUR (reported); rank 2 of 2") {
+		t.Errorf("reported prices: %d\n%s\n%s", code, out, errs)
 	}
 }

@@ -88,8 +88,12 @@ func (a *App) Reports(ctx context.Context, typ, name string, r *http.Request, bo
 }
 
 // Providers implements httpapi.Backend.
-func (a *App) Providers() []httpapi.ProviderStatus {
+func (a *App) Providers(country string) []httpapi.ProviderStatus {
 	rt := a.rt.Load()
+	var costs map[string]*httpapi.Cost
+	if country != "" {
+		costs = a.costFor(rt, country)
+	}
 	out := make([]httpapi.ProviderStatus, 0, len(rt.order))
 	for _, name := range rt.order {
 		mi := rt.members[name]
@@ -99,6 +103,8 @@ func (a *App) Providers() []httpapi.ProviderStatus {
 			VoiceLanguages: caps.VoiceLanguages, Countries: caps.Countries,
 			Attempts: st.Attempts, SuccessRatio: st.SuccessRatio, AvgLatencyMS: float64(st.AvgLatency.Microseconds()) / 1000, LastErrorClass: st.LastError}
 		ps.Delivery = a.countryHealth(name)
+		ps.Prices = a.providerPrices(name)
+		ps.Cost = costs[name]
 		for _, t := range caps.Types {
 			ps.Sends = append(ps.Sends, string(t))
 		}

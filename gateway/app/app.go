@@ -72,8 +72,12 @@ type App struct {
 
 	notifier *notifier
 	health   healthTable
-	stop     chan struct{}
-	stopOnce sync.Once
+	// prices is least-cost routing's table; priceRows the reported prices it was built from.
+	prices    atomic.Pointer[priceTable]
+	priceRows atomic.Pointer[[]store.PriceRow]
+	priceMu   sync.Mutex
+	stop      chan struct{}
+	stopOnce  sync.Once
 
 	srv  *http.Server
 	ln   net.Listener
@@ -232,7 +236,9 @@ func New(ctx context.Context, o Options) (*App, error) {
 		},
 		OnBacklog: func(n int) { a.metrics.LogBacklog.Set(float64(n)) },
 		OnDrop:    func(n int) { a.metrics.LogDropped.Add(float64(n)) },
+		OnCharge:  func(c store.Charge) { a.metrics.Spend.WithLabelValues(c.Provider, c.Country, c.Currency).Add(c.Price) },
 	})
+	a.rebuildPrices()
 	return a, nil
 }
 
@@ -455,6 +461,7 @@ func (a *App) Reload(ctx context.Context) error {
 	a.setLevel(cfg.Log.Level)
 	a.apply(rt, prev)
 	a.rt.Store(rt)
+	a.rebuildPrices()
 	a.metrics.Reloads.WithLabelValues("ok").Inc()
 	a.log.Info("config reloaded", "file", a.opts.ConfigPath, "providers", len(rt.members), "routes", len(cfg.Routes), "tenants", len(cfg.Tenants))
 	return nil
@@ -478,6 +485,15 @@ func (a *App) Start() error {
 		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
 	a.stop = make(chan struct{})
 	go a.healthLoop(a.stop)
+	go func() {
+		// Reported prices at once, not a refresh later: a restart must not route on stale prices.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := a.refreshPrices(ctx); err != nil {
+			a.log.Warn("reported prices could not be read from the message log", "err", err.Error())
+		}
+		cancel()
+		a.priceLoop(a.stop)
+	}()
 	go func() {
 		err := a.srv.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {

@@ -30,6 +30,8 @@ type healthState struct {
 	rate    float64
 	samples int
 	demoted bool
+	// othersHealthy: the low rate, if any, is one tenant's alone (see healthEvidence).
+	othersHealthy bool
 	// probes counts messages of the country while demoted, to send every n-th one to it first.
 	probes atomic.Uint64
 }
@@ -44,6 +46,25 @@ func (h *healthTable) get(k healthKey) *healthState {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.m[k]
+}
+
+// healthView is a copy of one healthState, read under the lock (the refresh rewrites states).
+type healthView struct {
+	rate                   float64
+	samples                int
+	demoted, othersHealthy bool
+	probes                 *atomic.Uint64
+}
+
+// view returns a copy of k's state; ok is false when there is none.
+func (h *healthTable) view(k healthKey) (v healthView, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	st := h.m[k]
+	if st == nil {
+		return v, false
+	}
+	return healthView{rate: st.rate, samples: st.samples, demoted: st.demoted, othersHealthy: st.othersHealthy, probes: &st.probes}, true
 }
 
 // reports reports whether provider mi asks for delivery reports (its driver takes them and the
@@ -136,7 +157,7 @@ func (a *App) refreshHealth(ctx context.Context) error {
 			st = &healthState{}
 			a.health.m[k] = st
 		}
-		st.samples, st.rate = ev.samples, ev.rate()
+		st.samples, st.rate, st.othersHealthy = ev.samples, ev.rate(), ev.othersHealthy
 		switch {
 		case !st.demoted && ev.demote(dh.MinSamples, dh.MinRate):
 			st.demoted = true
@@ -196,9 +217,10 @@ func healthOn(cfg *config.Config, r *config.Route) bool {
 	return *cfg.Routing.DeliveryHealth.Enabled
 }
 
-// reorder puts the members demoted for country behind the healthy ones, in their order, except
-// for the probe share, which keeps the configured order. notes says why, per provider, for the
-// attempts and the message log.
+// reorder orders a route's members for a message to country. With strategy ordered, the members
+// demoted for country go behind the healthy ones, in their order, except for the probe share,
+// which keeps the configured order. With least_cost, see cheapest. notes says why, per provider,
+// for the attempts and the message log.
 func (a *App) reorder(rt *runtime, route string, country string, members []*dispatch.Member) ([]*dispatch.Member, map[string]string) {
 	var rc *config.Route
 	for i := range rt.cfg.Routes {
@@ -206,41 +228,56 @@ func (a *App) reorder(rt *runtime, route string, country string, members []*disp
 			rc = &rt.cfg.Routes[i]
 		}
 	}
-	if !healthOn(rt.cfg, rc) {
+	on := healthOn(rt.cfg, rc)
+	if rc != nil && rc.Strategy == "least_cost" {
+		return a.cheapest(rt, country, members, on)
+	}
+	if !on {
 		return members, nil
 	}
 	dh := rt.cfg.Routing.DeliveryHealth
 	var healthy, demoted []*dispatch.Member
-	var first *healthState
+	var probes *atomic.Uint64
 	var notes map[string]string // nil unless something is demoted: nothing allocated per send otherwise
 	for _, m := range members {
-		st := a.health.get(healthKey{m.Name(), country})
-		if st == nil || !st.demoted {
+		st, ok := a.health.view(healthKey{m.Name(), country})
+		if !ok || !st.demoted {
 			healthy = append(healthy, m)
 			continue
 		}
-		if first == nil {
-			first = st
+		if probes == nil {
+			probes = st.probes
 		}
 		demoted = append(demoted, m)
 		if notes == nil {
 			notes = map[string]string{}
 		}
-		notes[m.Name()] = fmt.Sprintf("demoted for %s: delivery rate %.2f below %.2f over %d messages", country, st.rate, dh.MinRate, st.samples)
+		notes[m.Name()] = demotedNote(country, st, dh.MinRate)
 	}
 	if len(demoted) == 0 || len(healthy) == 0 {
 		return members, notes
 	}
-	if share := *dh.ProbeShare; share > 0 {
-		every := uint64(math.Round(1 / share))
-		if first.probes.Add(1)%every == 0 {
-			for name := range notes {
-				notes[name] = "probe: " + notes[name] + "; tried in its place to see recovery"
-			}
-			return members, notes
+	if probe(dh, probes) {
+		for name := range notes {
+			notes[name] = "probe: " + notes[name] + "; tried in its place to see recovery"
 		}
+		return members, notes
 	}
 	return append(healthy, demoted...), notes
+}
+
+func demotedNote(country string, st healthView, minRate float64) string {
+	return fmt.Sprintf("demoted for %s: delivery rate %.2f below %.2f over %d messages", country, st.rate, minRate, st.samples)
+}
+
+// probe reports whether this message is one of the probe share that still tries a demoted
+// provider first (every 1/probe_share-th message of the country).
+func probe(dh config.DeliveryHealth, probes *atomic.Uint64) bool {
+	share := *dh.ProbeShare
+	if share <= 0 || probes == nil {
+		return false
+	}
+	return probes.Add(1)%uint64(math.Round(1/share)) == 0
 }
 
 // countryHealth is what GET /v1/providers shows of a provider's delivery health.
@@ -272,11 +309,20 @@ type Demotion struct {
 	Samples  int     `json:"samples"`
 }
 
-// Demotions reads the message log of cfg (when it exists: a SQLite file that is there, or the
-// PostgreSQL of storage.dsn) and returns the providers whose delivery rate to country over the
-// window is below min_rate now (for `smsgate route`). Without a log it returns none.
-func Demotions(ctx context.Context, cfg *config.Config, country string, now time.Time) ([]Demotion, error) {
-	var b store.Backend
+// RoutePlan is the order a message to a country would try a route's providers in now, and why
+// (for `smsgate route`).
+type RoutePlan struct {
+	Strategy  string   `json:"strategy"`
+	Providers []string `json:"providers"`
+	// Demoted are the route's providers whose delivery rate to the country is below min_rate.
+	Demoted []Demotion `json:"demoted,omitempty"`
+	// Costs are each provider's price and least-cost rank (strategy least_cost only).
+	Costs map[string]*httpapi.Cost `json:"costs,omitempty"`
+}
+
+// openLog opens the message log of cfg when it exists (a SQLite file that is there, or the
+// PostgreSQL of storage.dsn); nil when there is none.
+func openLog(ctx context.Context, cfg *config.Config) (store.Backend, error) {
 	switch cfg.Storage.Driver {
 	case "sqlite":
 		if _, err := os.Stat(cfg.Storage.Path); err != nil {
@@ -286,28 +332,83 @@ func Demotions(ctx context.Context, cfg *config.Config, country string, now time
 		if err != nil {
 			return nil, err
 		}
-		b = s
+		return s, nil
 	case "postgres":
 		p, err := store.OpenPostgres(ctx, cfg.Storage.DSN.Reveal())
 		if err != nil {
 			return nil, err
 		}
-		b = p
-	default:
-		return nil, nil
+		return p, nil
 	}
-	defer b.Close()
-	dh := cfg.Routing.DeliveryHealth
-	rows, err := b.Health(ctx, now.Add(-dh.Window.D()), now.Add(-dh.ReportTimeout.D()))
-	if err != nil {
-		return nil, err
-	}
-	var out []Demotion
-	for k, ev := range aggregateHealth(rows, dh.MinSamples, dh.MinRate, func(string) bool { return true }) {
-		if k.country == country && ev.demote(dh.MinSamples, dh.MinRate) {
-			out = append(out, Demotion{Provider: k.provider, Rate: math.Round(ev.rate()*1000) / 1000, Samples: ev.samples})
+	return nil, nil
+}
+
+// Plan reads the message log of cfg (when there is one) for delivery health and reported prices,
+// and orders route's providers for a message to country as a running gateway would now (without
+// the probe share, and without hysteresis: the rates alone decide).
+func Plan(ctx context.Context, cfg *config.Config, route, country string, now time.Time) (*RoutePlan, error) {
+	var rc *config.Route
+	for i := range cfg.Routes {
+		if cfg.Routes[i].Name == route {
+			rc = &cfg.Routes[i]
 		}
 	}
-	slices.SortFunc(out, func(x, y Demotion) int { return strings.Compare(x.Provider, y.Provider) })
-	return out, nil
+	if rc == nil {
+		return nil, fmt.Errorf("no route %q", route)
+	}
+	plan := &RoutePlan{Strategy: rc.Strategy, Providers: rc.Providers}
+	on, cheap := healthOn(cfg, rc), rc.Strategy == "least_cost"
+	b, err := openLog(ctx, cfg)
+	if err != nil {
+		return plan, err
+	}
+	var healthRows []store.HealthRow
+	var priceRows []store.PriceRow
+	if b != nil {
+		defer b.Close()
+		dh := cfg.Routing.DeliveryHealth
+		if on {
+			if healthRows, err = b.Health(ctx, now.Add(-dh.Window.D()), now.Add(-dh.ReportTimeout.D())); err != nil {
+				return plan, err
+			}
+		}
+		if cheap {
+			if priceRows, err = b.Prices(ctx, now.Add(-cfg.Routing.LeastCost.Window.D())); err != nil {
+				return plan, err
+			}
+		}
+	}
+	dh := cfg.Routing.DeliveryHealth
+	views := map[healthKey]healthView{}
+	for k, ev := range aggregateHealth(healthRows, dh.MinSamples, dh.MinRate, func(string) bool { return true }) {
+		if k.country != country {
+			continue
+		}
+		v := healthView{rate: ev.rate(), samples: ev.samples, demoted: ev.demote(dh.MinSamples, dh.MinRate), othersHealthy: ev.othersHealthy}
+		views[k] = v
+		if v.demoted && slices.Contains(rc.Providers, k.provider) {
+			plan.Demoted = append(plan.Demoted, Demotion{Provider: k.provider, Rate: math.Round(v.rate*1000) / 1000, Samples: v.samples})
+		}
+	}
+	slices.SortFunc(plan.Demoted, func(x, y Demotion) int { return strings.Compare(x.Provider, y.Provider) })
+	lookup := func(k healthKey) (healthView, bool) { v, ok := views[k]; return v, ok }
+	if cheap {
+		pt, _ := buildPrices(cfg, priceRows)
+		o := orderByCost(cfg, pt, lookup, country, rc.Providers, on)
+		plan.Providers = o.order(false)
+		plan.Costs = costs(cfg, pt, lookup, country, rc.Providers, on)
+		return plan, nil
+	}
+	var healthy, demoted []string
+	for _, p := range rc.Providers {
+		if v, ok := lookup(healthKey{p, country}); ok && v.demoted {
+			demoted = append(demoted, p)
+		} else {
+			healthy = append(healthy, p)
+		}
+	}
+	if len(demoted) > 0 && len(healthy) > 0 {
+		plan.Providers = append(healthy, demoted...)
+	}
+	return plan, nil
 }

@@ -38,6 +38,15 @@ routes:
     providers: [infobip-eu, twilio-us]
 `
 
+// infobipReport posts an Infobip delivery report (group DELIVERED or UNDELIVERABLE; price, when
+// not empty, is its JSON price object) to the infobip-eu webhook.
+func infobipReport(t *testing.T, h *harness, id, group, price string) {
+	t.Helper()
+	if r := h.do("POST", "/v1/dlr/infobip/infobip-eu?secret=hook-secret", "", reportBody(id, group, price)); r.Status != 200 {
+		t.Fatalf("report: %d %s", r.Status, r.Raw)
+	}
+}
+
 // TestDeliveryHealthWindow: the rate counts delivered, undelivered and failed messages in the
 // window, and messages still without a final report after report_timeout, but the last only for
 // providers that ask for reports; messages outside the window do not count.
@@ -90,13 +99,7 @@ func TestDeliveryHealthWindow(t *testing.T) {
 func TestSilentOutageDrill(t *testing.T) {
 	clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
 	h, ib, tw := startOnFakesWith(t, healthConfig, Options{Now: clk.Now})
-	report := func(id, group string) {
-		st := map[string]string{"DELIVERED": `{"groupId":3,"groupName":"DELIVERED","id":5,"name":"DELIVERED_TO_HANDSET"}`,
-			"UNDELIVERABLE": `{"groupId":2,"groupName":"UNDELIVERABLE","id":9,"name":"UNDELIVERABLE_NOT_DELIVERED"}`}[group]
-		if r := h.do("POST", "/v1/dlr/infobip/infobip-eu?secret=hook-secret", "", `{"results":[{"messageId":"`+id+`","status":`+st+`}]}`); r.Status != 200 {
-			t.Fatalf("report: %d", r.Status)
-		}
-	}
+	report := func(id, group string) { infobipReport(t, h, id, group, "") }
 	n := 0
 	send := func(to string) response {
 		n++

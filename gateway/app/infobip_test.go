@@ -204,9 +204,18 @@ func TestInfobipCompatibleSends(t *testing.T) {
 }
 
 func report(id, group string) string {
+	return reportBody(id, group, `{"pricePerMessage":0.01,"currency":"EUR"}`)
+}
+
+// reportBody is an Infobip delivery report of one message: group DELIVERED or UNDELIVERABLE,
+// with price (a JSON price object) when it is not empty.
+func reportBody(id, group, price string) string {
 	st := map[string]string{"DELIVERED": `{"groupId":3,"groupName":"DELIVERED","id":5,"name":"DELIVERED_TO_HANDSET"}`,
 		"UNDELIVERABLE": `{"groupId":2,"groupName":"UNDELIVERABLE","id":9,"name":"UNDELIVERABLE_NOT_DELIVERED"}`}[group]
-	return `{"results":[{"messageId":"` + id + `","status":` + st + `,"price":{"pricePerMessage":0.01,"currency":"EUR"}}]}`
+	if price != "" {
+		st += `,"price":` + price
+	}
+	return `{"results":[{"messageId":"` + id + `","status":` + st + `}]}`
 }
 
 func TestInfobipCompatibleReportsAndLogs(t *testing.T) {

@@ -224,10 +224,24 @@ type Provider struct {
 	Breaker Breaker          `yaml:"breaker"`
 	// Disabled starts the provider drained (skipped as unavailable).
 	Disabled bool `yaml:"disabled"`
+	// Prices are what the provider charges per message, for least-cost routing.
+	Prices *Prices `yaml:"prices"`
 	// Options are the remaining keys, decoded by the driver's config type.
 	Options map[string]*yaml.Node `yaml:"-" smsgate:"rest"`
 	// Settings is the driver's decoded, defaulted and validated config (set by Drivers.Decode).
 	Settings any `yaml:"-"`
+}
+
+// Prices are what a provider charges for one message, in Currency: the value of the destination
+// country in Countries, else Default. Prices that the provider's delivery reports carry replace
+// them once there are routing.least_cost.min_reports of them for a country.
+type Prices struct {
+	// Currency is an ISO 4217 code; default routing.least_cost.currency.
+	Currency string `yaml:"currency"`
+	// Default applies to countries without their own value; unset: such countries have no price.
+	Default *float64 `yaml:"default"`
+	// Countries are per-country prices (ISO 3166-1 alpha-2 keys, or 001).
+	Countries map[string]float64 `yaml:"countries"`
 }
 
 // Drivers decodes the driver-specific keys of a provider: the composition point implements it
@@ -252,6 +266,30 @@ type Breaker struct {
 type Routing struct {
 	// DeliveryHealth reorders chains around providers that stopped delivering to a country.
 	DeliveryHealth DeliveryHealth `yaml:"delivery_health"`
+	// LeastCost configures the prices that routes with strategy least_cost compare.
+	LeastCost LeastCost `yaml:"least_cost"`
+}
+
+// LeastCost configures least-cost routing: a route with strategy least_cost orders its providers
+// by price for the message's country, among those whose delivery rate there is at or above
+// Floor; the others keep their configured order behind them.
+type LeastCost struct {
+	// Currency is the one currency prices are compared and reported in; default EUR.
+	Currency string `yaml:"currency"`
+	// Rates converts other currencies: how much of Currency one unit is worth (USD: 0.92). A
+	// price in a currency neither Currency nor listed here is ignored. No network look-ups.
+	Rates map[string]float64 `yaml:"rates"`
+	// Window is how far back reported prices are averaged (a moving average); default 24h.
+	Window gateway.Duration `yaml:"window"`
+	// MinReports is how many reported prices for a (provider, country) replace its configured
+	// price; default 5.
+	MinReports int `yaml:"min_reports"`
+	// Floor is the delivery rate under which a provider is not ranked by price for a country;
+	// default routing.delivery_health.min_rate. It is never below min_rate: a demoted provider
+	// is always below the floor.
+	Floor float64 `yaml:"floor"`
+	// Refresh is how often reported prices are re-read from the message log; default 1m.
+	Refresh gateway.Duration `yaml:"refresh"`
 }
 
 // DeliveryHealth configures delivery-rate-aware routing: a provider whose delivery rate to a
@@ -288,6 +326,9 @@ type Route struct {
 	FailoverOnTimeout *bool `yaml:"failover_on_timeout"`
 	// DeliveryHealth, when set, switches delivery-rate-aware reordering on or off for this route.
 	DeliveryHealth *bool `yaml:"delivery_health"`
+	// Strategy is ordered (default: the providers in the order listed) or least_cost (cheapest
+	// first among the providers at or above routing.least_cost.floor for the country).
+	Strategy string `yaml:"strategy"`
 }
 
 // Match lists the values a request must have; an empty list matches anything.
@@ -496,7 +537,31 @@ func (c *Config) applyDefaults() {
 	if dh.Refresh == 0 {
 		dh.Refresh = gateway.Duration(10 * time.Second)
 	}
+	lc := &c.Routing.LeastCost
+	if lc.Currency == "" {
+		lc.Currency = "EUR"
+	}
+	if lc.Window == 0 {
+		lc.Window = gateway.Duration(24 * time.Hour)
+	}
+	if lc.MinReports == 0 {
+		lc.MinReports = 5
+	}
+	if lc.Floor == 0 {
+		lc.Floor = dh.MinRate
+	}
+	if lc.Refresh == 0 {
+		lc.Refresh = gateway.Duration(time.Minute)
+	}
+	for i := range c.Providers {
+		if pr := c.Providers[i].Prices; pr != nil && pr.Currency == "" {
+			pr.Currency = lc.Currency
+		}
+	}
 	for i := range c.Routes {
+		if c.Routes[i].Strategy == "" {
+			c.Routes[i].Strategy = "ordered"
+		}
 		if c.Routes[i].FailoverOnTimeout == nil {
 			t := true
 			c.Routes[i].FailoverOnTimeout = &t
@@ -623,7 +688,11 @@ func (c *Config) validate() {
 		if r := pr.Breaker.FailureRatio; r <= 0 || r > 1 {
 			c.Problem(p+".breaker.failure_ratio", "must be in (0, 1], not %v", r)
 		}
+		if pr.Prices != nil {
+			c.checkPrices(p+".prices", pr.Prices)
+		}
 	}
+	c.checkLeastCost()
 
 	dh := c.Routing.DeliveryHealth
 	switch {
@@ -678,6 +747,56 @@ func (c *Config) validate() {
 		}
 		if r.Match != nil {
 			c.checkMatch(p+".match", r.Match, names)
+		}
+		if r.Strategy != "ordered" && r.Strategy != "least_cost" {
+			c.Problem(p+".strategy", "must be ordered or least_cost, not %q", r.Strategy)
+		}
+	}
+}
+
+var currencyRe = regexp.MustCompile(`^[A-Z]{3}$`)
+
+func (c *Config) checkLeastCost() {
+	lc := c.Routing.LeastCost
+	if !currencyRe.MatchString(lc.Currency) {
+		c.Problem("routing.least_cost.currency", "%q is not an ISO 4217 code such as EUR or USD", lc.Currency)
+	}
+	for cur, r := range lc.Rates {
+		switch {
+		case !currencyRe.MatchString(cur):
+			c.Problem("routing.least_cost.rates."+cur, "%q is not an ISO 4217 code such as EUR or USD", cur)
+		case r <= 0:
+			c.Problem("routing.least_cost.rates."+cur, "must be a positive rate (how much %s one %s is worth), not %v", lc.Currency, cur, r)
+		}
+	}
+	if lc.Window <= 0 {
+		c.Problem("routing.least_cost.window", "must be positive")
+	}
+	if lc.MinReports < 1 {
+		c.Problem("routing.least_cost.min_reports", "must be at least 1")
+	}
+	if lc.Refresh <= 0 {
+		c.Problem("routing.least_cost.refresh", "must be positive")
+	}
+	if lc.Floor < c.Routing.DeliveryHealth.MinRate || lc.Floor > 1 {
+		c.Problem("routing.least_cost.floor", "must be between routing.delivery_health.min_rate (%v) and 1, not %v: a provider demoted for a country is always below the floor", c.Routing.DeliveryHealth.MinRate, lc.Floor)
+	}
+}
+
+func (c *Config) checkPrices(path string, p *Prices) {
+	lc := c.Routing.LeastCost
+	if _, ok := lc.Rates[p.Currency]; p.Currency != lc.Currency && !ok {
+		c.Problem(path+".currency", "%q is neither routing.least_cost.currency (%s) nor listed in routing.least_cost.rates", p.Currency, lc.Currency)
+	}
+	if p.Default != nil && *p.Default < 0 {
+		c.Problem(path+".default", "must be at least 0")
+	}
+	for cc, v := range p.Countries {
+		switch {
+		case !ValidCountry(cc):
+			c.Problem(path+".countries."+cc, "%q is not an ISO 3166-1 alpha-2 code, nor 001 (numbers of no country)", cc)
+		case v < 0:
+			c.Problem(path+".countries."+cc, "must be at least 0")
 		}
 	}
 }

@@ -30,6 +30,7 @@ func TestParseValid(t *testing.T) {
 	}
 	yes := true
 	probe := 0.05
+	fiveCents := 0.05
 	ret := gateway.Duration(720 * time.Hour)
 	want := &Config{
 		Server: Server{Listen: "127.0.0.1:9000", RequestTimeout: gateway.Duration(5 * time.Second), PublicURL: "https://sms.example.com",
@@ -43,20 +44,23 @@ func TestParseValid(t *testing.T) {
 			Idempotency:      Idempotency{TTL: gateway.Duration(24 * time.Hour)},
 			ResendEscalation: ResendEscalation{Enabled: &yes, After: gateway.Duration(20 * time.Second), Within: gateway.Duration(10 * time.Minute)}},
 		Routing: Routing{DeliveryHealth: DeliveryHealth{Enabled: &yes, Window: gateway.Duration(30 * time.Minute), MinSamples: 20, MinRate: 0.7, Margin: 0.1,
-			ReportTimeout: gateway.Duration(10 * time.Minute), ProbeShare: &probe, Refresh: gateway.Duration(10 * time.Second)}},
+			ReportTimeout: gateway.Duration(10 * time.Minute), ProbeShare: &probe, Refresh: gateway.Duration(10 * time.Second)},
+			LeastCost: LeastCost{Currency: "EUR", Rates: map[string]float64{"USD": 0.9}, Window: gateway.Duration(24 * time.Hour), MinReports: 5, Floor: 0.7, Refresh: gateway.Duration(time.Minute)}},
 		Tenants: []Tenant{{Name: "acme", APIKey: "s3cret", ClientIDs: []string{"abc123"}, AllowedCountries: []string{"US", "GB"},
 			RateLimits: &RateLimits{PerRecipient: &Limit{5, 10 * time.Minute}}}},
 		Providers: []Provider{
 			{Name: "primary-mock", Type: "mock", Timeout: gateway.Duration(2 * time.Second),
-				Breaker: Breaker{ConsecutiveFailures: 3, FailureRatio: 0.5, MinRequests: 10, OpenTimeout: gateway.Duration(10 * time.Second), Interval: gateway.Duration(time.Minute), HalfOpenRequests: 1}},
+				Breaker: Breaker{ConsecutiveFailures: 3, FailureRatio: 0.5, MinRequests: 10, OpenTimeout: gateway.Duration(10 * time.Second), Interval: gateway.Duration(time.Minute), HalfOpenRequests: 1},
+				Prices:  &Prices{Currency: "EUR", Default: &fiveCents, Countries: map[string]float64{"GB": 0.03}}},
 			{Name: "backup-mock", Type: "mock", Timeout: gateway.Duration(3 * time.Second),
-				Breaker: Breaker{ConsecutiveFailures: 5, FailureRatio: 0.5, MinRequests: 20, OpenTimeout: gateway.Duration(30 * time.Second), Interval: gateway.Duration(time.Minute), HalfOpenRequests: 1}},
+				Breaker: Breaker{ConsecutiveFailures: 5, FailureRatio: 0.5, MinRequests: 20, OpenTimeout: gateway.Duration(30 * time.Second), Interval: gateway.Duration(time.Minute), HalfOpenRequests: 1},
+				Prices:  &Prices{Currency: "USD", Countries: map[string]float64{"GB": 0.02}}},
 		},
 		Routes: []Route{
 			{Name: "acme-us", Match: &Match{Tenants: []string{"acme"}, ClientIDs: []string{"abc123"}, Countries: []string{"US", "CA"},
 				MessageTypes: []string{"sms"}, Actions: []string{"enrollment"}, Languages: []string{"en"}},
-				Providers: []string{"primary-mock", "backup-mock"}, FailoverOnTimeout: &yes},
-			{Name: "default", Providers: []string{"primary-mock"}, FailoverOnTimeout: &yes},
+				Providers: []string{"primary-mock", "backup-mock"}, FailoverOnTimeout: &yes, Strategy: "ordered"},
+			{Name: "default", Providers: []string{"primary-mock"}, FailoverOnTimeout: &yes, Strategy: "least_cost"},
 		},
 		File: "valid.yaml",
 	}

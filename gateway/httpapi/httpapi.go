@@ -55,6 +55,10 @@ type ProviderStatus struct {
 	Countries      []string `json:"countries,omitempty"`
 	// Delivery is its delivery health per destination country (routing.delivery_health).
 	Delivery []CountryHealth `json:"delivery,omitempty"`
+	// Prices are its prices per country ("*": its default) in the reporting currency.
+	Prices []CountryPrice `json:"prices,omitempty"`
+	// Cost is its price and least-cost rank for the country asked for (?country=CC).
+	Cost *Cost `json:"cost,omitempty"`
 	// Reports describes its delivery-report endpoint; nil when it takes none.
 	Reports        *ReportEndpoint `json:"reports,omitempty"`
 	State          string          `json:"state"`
@@ -72,6 +76,27 @@ type CountryHealth struct {
 	Rate    float64 `json:"rate"`
 	Samples int     `json:"samples"`
 	Demoted bool    `json:"demoted"`
+}
+
+// CountryPrice is a provider's price for one country (routing.least_cost).
+type CountryPrice struct {
+	Country  string  `json:"country"`
+	Price    float64 `json:"price"`
+	Currency string  `json:"currency"`
+	// Source is reported (a moving average of delivery reports), configured or default.
+	Source  string `json:"source"`
+	Reports int    `json:"reports,omitempty"`
+}
+
+// Cost is a provider's price for one country and its rank in least_cost order, or why it has none.
+type Cost struct {
+	Country  string   `json:"country"`
+	Price    *float64 `json:"price"`
+	Currency string   `json:"currency"`
+	Source   string   `json:"source,omitempty"`
+	// Rank is 1 for the cheapest provider at or above the delivery floor; 0: not ranked (see Note).
+	Rank int    `json:"rank"`
+	Note string `json:"note"`
 }
 
 // ReportEndpoint is a provider's delivery-report endpoint as GET /v1/providers shows it.
@@ -123,7 +148,8 @@ type Backend interface {
 	// URL the provider called. The driver's declared webhook decides the methods and content
 	// types it takes (ErrMethodNotAllowed, ErrMediaType otherwise).
 	Reports(ctx context.Context, typ, name string, r *http.Request, body []byte, publicURL string) error
-	Providers() []ProviderStatus
+	// Providers lists every provider; with country set (ISO 3166-1 alpha-2), with its cost there.
+	Providers(country string) []ProviderStatus
 	SetProviderDisabled(name string, disabled bool) error
 	Reload(ctx context.Context) error
 	Ready() (bool, string)
@@ -503,7 +529,11 @@ func (h *handlers) admin(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 func (h *handlers) providers(c echo.Context) error {
-	return c.JSON(http.StatusOK, map[string]any{"providers": h.b.Providers()})
+	country := strings.ToUpper(c.QueryParam("country"))
+	if country != "" && (len(country) != 2 || strings.Trim(country, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != "") && country != "001" {
+		return fail(http.StatusBadRequest, "invalid_query", "country must be an ISO 3166-1 alpha-2 code such as GB, or 001")
+	}
+	return c.JSON(http.StatusOK, map[string]any{"providers": h.b.Providers(country)})
 }
 
 func (h *handlers) disable(v bool) echo.HandlerFunc {
@@ -511,7 +541,7 @@ func (h *handlers) disable(v bool) echo.HandlerFunc {
 		if err := h.b.SetProviderDisabled(c.Param("name"), v); err != nil {
 			return fail(http.StatusNotFound, "not_found", "no provider with this name")
 		}
-		for _, p := range h.b.Providers() {
+		for _, p := range h.b.Providers("") {
 			if p.Name == c.Param("name") {
 				return c.JSON(http.StatusOK, p)
 			}

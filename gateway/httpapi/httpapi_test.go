@@ -44,7 +44,7 @@ func (s *stubBackend) Messages(context.Context, store.Query) ([]*store.Record, e
 func (s *stubBackend) Reports(context.Context, string, string, *http.Request, []byte, string) error {
 	return s.reports
 }
-func (s *stubBackend) Providers() []ProviderStatus            { return nil }
+func (s *stubBackend) Providers(string) []ProviderStatus      { return nil }
 func (s *stubBackend) SetProviderDisabled(string, bool) error { return ErrNotFound }
 func (s *stubBackend) Reload(context.Context) error           { return s.reload }
 func (s *stubBackend) Ready() (bool, string)                  { return false, "no providers" }

@@ -35,6 +35,7 @@ type Metrics struct {
 	Reloads            *prometheus.CounterVec
 	ProviderDisabled   *prometheus.GaugeVec
 	StateErrors        *prometheus.CounterVec
+	Spend              *prometheus.CounterVec
 }
 
 // New registers every collector, plus the Go and process collectors, on a new registry.
@@ -81,9 +82,11 @@ func New() *Metrics {
 			Help: "1 when the provider is drained (disabled: in the config, or by an operator through the admin API)."}, []string{"provider"}),
 		StateErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_state_errors_total",
 			Help: "Failed calls to the policy state store (rate limits, idempotency, resends), by operation."}, []string{"op"}),
+		Spend: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_spend_total",
+			Help: "What providers' delivery reports say the messages cost, in the currency they report, by provider and destination country."}, []string{"provider", "country", "currency"}),
 	}
 	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.Attempts, m.ProviderLatency, m.BreakerState,
-		m.BreakerTransitions, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBacklog, m.LogDropped, m.LogCommitTimeouts, m.Notify, m.DeliveryRate, m.Demotions, m.Reloads, m.ProviderDisabled, m.StateErrors,
+		m.BreakerTransitions, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBacklog, m.LogDropped, m.LogCommitTimeouts, m.Notify, m.DeliveryRate, m.Demotions, m.Reloads, m.ProviderDisabled, m.StateErrors, m.Spend,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
@@ -112,7 +115,7 @@ func (m *Metrics) Handler() http.Handler {
 func (m *Metrics) DeleteProvider(name string) {
 	for _, v := range []interface {
 		DeletePartialMatch(prometheus.Labels) int
-	}{m.Attempts, m.ProviderLatency, m.BreakerState, m.BreakerTransitions, m.DeliveryReports, m.ProviderDisabled, m.DeliveryRate, m.Demotions} {
+	}{m.Attempts, m.ProviderLatency, m.BreakerState, m.BreakerTransitions, m.DeliveryReports, m.ProviderDisabled, m.DeliveryRate, m.Demotions, m.Spend} {
 		v.DeletePartialMatch(prometheus.Labels{"provider": name})
 	}
 	m.Failovers.DeletePartialMatch(prometheus.Labels{"from": name})

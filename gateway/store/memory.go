@@ -46,10 +46,11 @@ func (m *Memory) now() time.Time {
 func pmidKey(provider, pmid string) string { return provider + "\x00" + pmid }
 
 // Apply implements Backend.
-func (m *Memory) Apply(_ context.Context, ops []Op) error {
+func (m *Memory) Apply(_ context.Context, ops []Op) ([]Charge, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now().UTC()
+	ap := applier{now: now}
 	for _, op := range ops {
 		switch {
 		case op.Insert != nil:
@@ -61,7 +62,7 @@ func (m *Memory) Apply(_ context.Context, ops []Op) error {
 			kept := m.pending[:0]
 			for _, p := range m.pending {
 				if matches(&r, p.rep) {
-					applyReport(&r, p.rep, now)
+					ap.apply(&r, p.rep)
 				} else {
 					kept = append(kept, p)
 				}
@@ -69,13 +70,13 @@ func (m *Memory) Apply(_ context.Context, ops []Op) error {
 			m.pending = kept
 		case op.Report != nil:
 			if r := m.find(op.Report); r != nil {
-				applyReport(r, op.Report, now)
+				ap.apply(r, op.Report)
 			} else {
 				m.addPending(op.Report, now)
 			}
 		}
 	}
-	return nil
+	return ap.charges, nil
 }
 
 // addPending keeps a report for a record not written yet, dropping expired and, past
@@ -228,6 +229,31 @@ func (m *Memory) Health(_ context.Context, since, pendingBefore time.Time) ([]He
 	out := make([]HealthRow, 0, len(rows))
 	for _, h := range rows {
 		out = append(out, *h)
+	}
+	return out, nil
+}
+
+// Prices implements Backend.
+func (m *Memory) Prices(_ context.Context, since time.Time) ([]PriceRow, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	rows := map[[3]string]*PriceRow{}
+	for _, r := range m.byID {
+		if r.Provider == "" || r.Price <= 0 || r.CreatedAt.Before(since) {
+			continue
+		}
+		k := [3]string{r.Provider, r.Country, r.Currency}
+		p := rows[k]
+		if p == nil {
+			p = &PriceRow{Provider: r.Provider, Country: r.Country, Currency: r.Currency}
+			rows[k] = p
+		}
+		p.Sum += r.Price
+		p.N++
+	}
+	out := make([]PriceRow, 0, len(rows))
+	for _, p := range rows {
+		out = append(out, *p)
 	}
 	return out, nil
 }

@@ -189,8 +189,16 @@ var pgColsM = "m." + strings.ReplaceAll(strings.Join(strings.Fields(pgCols), " "
 
 // Apply implements Backend: the whole batch in one transaction, in three round trips: locks and
 // lookups, then writes, then the commit.
-func (p *Postgres) Apply(ctx context.Context, ops []Op) error {
-	now := p.now().UTC()
+func (p *Postgres) Apply(ctx context.Context, ops []Op) ([]Charge, error) {
+	ap := &applier{now: p.now().UTC()}
+	if err := p.apply(ctx, ops, ap); err != nil {
+		return nil, err
+	}
+	return ap.charges, nil
+}
+
+func (p *Postgres) apply(ctx context.Context, ops []Op, ap *applier) error {
+	now := ap.now
 	var keys []int64
 	var inserts []*Record
 	for _, op := range ops {
@@ -343,13 +351,13 @@ func (p *Postgres) Apply(ctx context.Context, ops []Op) error {
 			r := inserts[insertIdx]
 			insertIdx++
 			for _, e := range early[r.ID] {
-				applyReport(r, e.rep, now)
+				ap.apply(r, e.rep)
 			}
 			// Reports earlier in this same batch that found no record wait for this one too.
 			kept := unmatched[:0]
 			for _, rep := range unmatched {
 				if matches(r, rep) {
-					applyReport(r, rep, now)
+					ap.apply(r, rep)
 				} else {
 					kept = append(kept, rep)
 				}
@@ -370,7 +378,7 @@ func (p *Postgres) Apply(ctx context.Context, ops []Op) error {
 				unmatched = append(unmatched, rep)
 				continue
 			}
-			if applyReport(r, rep, now) && !fresh[r] {
+			if ap.apply(r, rep) && !fresh[r] {
 				changed[r] = true
 			}
 		}
@@ -521,6 +529,17 @@ func (p *Postgres) Health(ctx context.Context, since, pendingBefore time.Time) (
 		out = append(out, h)
 	}
 	return out, rows.Err()
+}
+
+// Prices implements Backend.
+func (p *Postgres) Prices(ctx context.Context, since time.Time) ([]PriceRow, error) {
+	rows, err := p.pool.Query(ctx, `SELECT provider, country, currency, SUM(price), COUNT(*)::int
+	FROM messages WHERE created_at >= $1 AND price > 0 AND provider != '' GROUP BY provider, country, currency`, since.UnixMilli())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	return collectPrices(rows, rows.Scan)
 }
 
 // Find implements Backend.

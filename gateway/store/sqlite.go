@@ -178,7 +178,15 @@ const cols = `id, tenant, client_id, route, message_type, action, country, recip
 	source, reference, bulk_id, callback_data, notify_url, report_taken`
 
 // Apply implements Backend: the whole batch in one transaction.
-func (s *SQLite) Apply(ctx context.Context, ops []Op) error {
+func (s *SQLite) Apply(ctx context.Context, ops []Op) ([]Charge, error) {
+	ap := &applier{now: s.now().UTC()}
+	if err := s.apply(ctx, ops, ap); err != nil {
+		return nil, err
+	}
+	return ap.charges, nil
+}
+
+func (s *SQLite) apply(ctx context.Context, ops []Op, ap *applier) error {
 	if s.recount.Swap(false) {
 		if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM pending_reports`).Scan(&s.pending); err != nil {
 			return err
@@ -189,19 +197,18 @@ func (s *SQLite) Apply(ctx context.Context, ops []Op) error {
 		return err
 	}
 	defer tx.Rollback()
-	now := s.now().UTC()
 	for _, op := range ops {
 		switch {
 		case op.Insert != nil:
 			r := *op.Insert
-			if err := s.applyPending(ctx, tx, &r, now); err != nil {
+			if err := s.applyPending(ctx, tx, &r, ap); err != nil {
 				return err
 			}
 			if err := put(ctx, tx.StmtContext(ctx, s.insert), &r); err != nil {
 				return err
 			}
 		case op.Report != nil:
-			if err := s.report(ctx, tx, op.Report, now); err != nil {
+			if err := s.report(ctx, tx, op.Report, ap); err != nil {
 				return err
 			}
 		}
@@ -225,7 +232,7 @@ func put(ctx context.Context, stmt *sql.Stmt, r *Record) error {
 }
 
 // applyPending applies reports that arrived before r was written, and deletes them.
-func (s *SQLite) applyPending(ctx context.Context, tx *sql.Tx, r *Record, now time.Time) error {
+func (s *SQLite) applyPending(ctx context.Context, tx *sql.Tx, r *Record, ap *applier) error {
 	if s.pending == 0 {
 		return nil
 	}
@@ -243,7 +250,7 @@ func (s *SQLite) applyPending(ctx context.Context, tx *sql.Tx, r *Record, now ti
 		}
 		var rep gateway.DeliveryReport
 		if json.Unmarshal([]byte(raw), &rep) == nil {
-			applyReport(r, &rep, now)
+			ap.apply(r, &rep)
 		}
 		ids = append(ids, id)
 	}
@@ -261,7 +268,7 @@ func (s *SQLite) applyPending(ctx context.Context, tx *sql.Tx, r *Record, now ti
 	return nil
 }
 
-func (s *SQLite) report(ctx context.Context, tx *sql.Tx, rep *gateway.DeliveryReport, now time.Time) error {
+func (s *SQLite) report(ctx context.Context, tx *sql.Tx, rep *gateway.DeliveryReport, ap *applier) error {
 	var r *Record
 	var err error
 	// A report matches only messages its own provider sent: whoever holds one provider's webhook
@@ -280,13 +287,13 @@ func (s *SQLite) report(ctx context.Context, tx *sql.Tx, rep *gateway.DeliveryRe
 		if err != nil {
 			return err
 		}
-		if _, err = tx.StmtContext(ctx, s.pendingAdd).ExecContext(ctx, rep.Provider, rep.ProviderMessageID, rep.MessageID, string(raw), now.UnixMilli()); err != nil {
+		if _, err = tx.StmtContext(ctx, s.pendingAdd).ExecContext(ctx, rep.Provider, rep.ProviderMessageID, rep.MessageID, string(raw), ap.now.UnixMilli()); err != nil {
 			return err
 		}
 		s.pending++
 		return nil
 	}
-	if !applyReport(r, rep, now) {
+	if !ap.apply(r, rep) {
 		return nil
 	}
 	return put(ctx, tx.StmtContext(ctx, s.replace), r)
@@ -395,6 +402,17 @@ func (s *SQLite) Health(ctx context.Context, since, pendingBefore time.Time) ([]
 		out = append(out, h)
 	}
 	return out, rows.Err()
+}
+
+// Prices implements Backend.
+func (s *SQLite) Prices(ctx context.Context, since time.Time) ([]PriceRow, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT provider, country, currency, SUM(price), COUNT(*)
+	FROM messages WHERE created_at >= ? AND price > 0 AND provider != '' GROUP BY provider, country, currency`, since.UnixMilli())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	return collectPrices(rows, rows.Scan)
 }
 
 // Find implements Backend.

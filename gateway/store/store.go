@@ -114,6 +114,38 @@ type HealthRow struct {
 	Delivered, Failed, Pending int
 }
 
+// PriceRow is one (provider, country, currency) of Backend.Prices.
+type PriceRow struct {
+	Provider, Country, Currency string
+	// Sum of the prices and N, the number of messages that reported one.
+	Sum float64
+	N   int
+}
+
+// Charge is a price a delivery report recorded on a message for the first time.
+type Charge struct {
+	Provider, Country, Currency string
+	Price                       float64
+}
+
+// applier applies reports within one batch and collects the charges they record.
+type applier struct {
+	now     time.Time
+	charges []Charge
+}
+
+// apply is applyReport, noting a price set for the first time on r.
+func (a *applier) apply(r *Record, rep *gateway.DeliveryReport) bool {
+	priced := r.Price != 0
+	if !applyReport(r, rep, a.now) {
+		return false
+	}
+	if !priced && r.Price != 0 {
+		a.charges = append(a.charges, Charge{Provider: r.Provider, Country: r.Country, Currency: r.Currency, Price: r.Price})
+	}
+	return true
+}
+
 // TakeQuery selects final delivery reports not handed out yet (GET /sms/{1,3}/reports).
 type TakeQuery struct {
 	Tenant string
@@ -130,8 +162,10 @@ type Cursor struct {
 
 // Backend is where records live. Apply is called by one goroutine at a time.
 type Backend interface {
-	// Apply writes a batch: inserts, then reports, in order.
-	Apply(ctx context.Context, ops []Op) error
+	// Apply writes a batch: inserts, then reports, in order. It returns the prices the batch's
+	// reports recorded for the first time on a record (for the spend counter): only a batch that
+	// committed returns them, so a retried batch counts once.
+	Apply(ctx context.Context, ops []Op) ([]Charge, error)
 	Get(ctx context.Context, tenant, id string) (*Record, error)
 	List(ctx context.Context, q Query) ([]*Record, error)
 	// Purge deletes records created before t and returns how many.
@@ -140,6 +174,9 @@ type Backend interface {
 	// a provider accepted: delivered, undelivered or failed, and still sent (no final report) but
 	// created before pendingBefore.
 	Health(ctx context.Context, since, pendingBefore time.Time) ([]HealthRow, error)
+	// Prices sums, per provider, destination country and currency, the prices that delivery
+	// reports recorded on messages created since since (least-cost routing's moving average).
+	Prices(ctx context.Context, since time.Time) ([]PriceRow, error)
 	// Find returns the record a report names: provider and our id, or provider and its id.
 	Find(ctx context.Context, provider, id, providerMessageID string) (*Record, error)
 	// Take returns up to q.Limit compat records whose final report was not handed out yet, oldest
@@ -217,6 +254,8 @@ type Options struct {
 	PurgeEvery time.Duration
 	// OnBatch, when set, is told the size and result of each batch the writer tries (metrics).
 	OnBatch func(n int, err error)
+	// OnCharge, when set, is told each price a committed report recorded (the spend counter).
+	OnCharge func(Charge)
 	// RetryBuffer bounds the writes held for another try while the database fails; default
 	// 65536. When it is full the oldest writes are dropped: counted (OnDrop) and logged as errors.
 	RetryBuffer int
@@ -515,13 +554,18 @@ func (w *writeLoop) tryAll() bool {
 	}()
 	for len(w.buf) > 0 {
 		n := min(len(w.buf), maxBatch)
-		err := s.b.Apply(context.Background(), w.buf[:n])
+		charges, err := s.b.Apply(context.Background(), w.buf[:n])
 		if s.onBatch != nil {
 			s.onBatch(n, err)
 		}
 		if err != nil {
 			s.log.Error("message log write failed; keeping the writes for another try", "writes", len(w.buf), "err", err.Error())
 			return false
+		}
+		if s.opts.OnCharge != nil {
+			for _, c := range charges {
+				s.opts.OnCharge(c)
+			}
 		}
 		for _, op := range w.buf[:n] {
 			if op.done != nil {
@@ -577,6 +621,22 @@ func (s *Store) purger(retention, every time.Duration) {
 
 // collect reads every row of a query with scan: the row loop the SQL backends share
 // (database/sql and pgx rows both have Next and Err).
+// collectPrices reads the rows of a Prices query.
+func collectPrices(rows interface {
+	Next() bool
+	Err() error
+}, scan func(...any) error) ([]PriceRow, error) {
+	var out []PriceRow
+	for rows.Next() {
+		var p PriceRow
+		if err := scan(&p.Provider, &p.Country, &p.Currency, &p.Sum, &p.N); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
 func collect(rows interface {
 	Next() bool
 	Err() error
@@ -590,4 +650,9 @@ func collect(rows interface {
 		out = append(out, r)
 	}
 	return out, rows.Err()
+}
+
+// Prices sums the prices reported on messages created since since (see Backend.Prices).
+func (s *Store) Prices(ctx context.Context, since time.Time) ([]PriceRow, error) {
+	return s.b.Prices(ctx, since)
 }

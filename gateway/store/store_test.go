@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/smsgate/smsgate/gateway"
@@ -400,13 +402,13 @@ type flaky struct {
 	tries int
 }
 
-func (f *flaky) Apply(ctx context.Context, ops []Op) error {
+func (f *flaky) Apply(ctx context.Context, ops []Op) ([]Charge, error) {
 	f.mu.Lock()
 	f.tries++
 	down := f.down
 	f.mu.Unlock()
 	if down {
-		return fmt.Errorf("disk I/O error (simulated)")
+		return nil, fmt.Errorf("disk I/O error (simulated)")
 	}
 	return f.Backend.Apply(ctx, ops)
 }
@@ -550,7 +552,7 @@ func TestPostgresPurgeRunsOnOneReplicaAtATime(t *testing.T) {
 		ops = append(ops, Op{Insert: record(fmt.Sprint("old-", i), "acme", "p", "", t0.Add(-48*time.Hour))})
 	}
 	ops = append(ops, Op{Insert: record("new", "acme", "p", "", t0)})
-	if err := p.Apply(context.Background(), ops); err != nil {
+	if _, err := p.Apply(context.Background(), ops); err != nil {
 		t.Fatal(err)
 	}
 	other, err := pgx.Connect(context.Background(), dsn)
@@ -645,6 +647,59 @@ func TestTakeHandsEachReportOutOnce(t *testing.T) {
 		logs, _ := s.List(ctx, Query{Tenant: "acme", Compat: true, ID: "ref-2", Limit: 10})
 		if len(logs) != 1 || logs[0].ID != "c2" || logs[0].Source != "infobip-sms-v2" {
 			t.Errorf("compat listing by reference: %v", logs)
+		}
+	})
+}
+
+// TestChargesCountOnceAndPricesSum: a price reported for a message is a charge once, however
+// often the report repeats and whether it came before or after the record; Prices sums the
+// prices of the window per (provider, country, currency).
+func TestChargesCountOnceAndPricesSum(t *testing.T) {
+	backends(t, func(t *testing.T, open func() Backend) {
+		var mu sync.Mutex
+		var charges []Charge
+		b := open()
+		s := New(Options{Backend: b, OnCharge: func(c Charge) {
+			mu.Lock()
+			defer mu.Unlock()
+			charges = append(charges, c)
+		}})
+		defer s.Close()
+		ctx := context.Background()
+		gb := func(r *Record) *Record { r.Country = "GB"; return r }
+		s.Insert(ctx, record("m1", "acme", "infobip", "ib-1", t0))
+		s.Insert(ctx, record("old", "acme", "infobip", "ib-0", t0.Add(-48*time.Hour)))
+		s.Insert(ctx, gb(record("m3", "acme", "twilio", "SM3", t0)))
+		// Early report with a price: charged when its record arrives.
+		s.Report(ctx, &gateway.DeliveryReport{Provider: "infobip", ProviderMessageID: "ib-2", Status: gateway.StatusDelivered, Price: 0.04, Currency: "EUR"})
+		s.Flush(ctx)
+		s.Insert(ctx, gb(record("m2", "acme", "infobip", "ib-2", t0)))
+		for range 3 { // repeated: one charge
+			s.Report(ctx, &gateway.DeliveryReport{Provider: "infobip", ProviderMessageID: "ib-1", Status: gateway.StatusDelivered, Price: 0.01, Currency: "EUR"})
+		}
+		s.Report(ctx, &gateway.DeliveryReport{Provider: "infobip", ProviderMessageID: "ib-0", Status: gateway.StatusDelivered, Price: 0.5, Currency: "EUR"})
+		s.Report(ctx, &gateway.DeliveryReport{Provider: "twilio", ProviderMessageID: "SM3", Status: gateway.StatusDelivered})
+		if err := s.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		got := slices.Clone(charges)
+		mu.Unlock()
+		sortBy := func(x, y Charge) int { return strings.Compare(x.Provider+x.Country, y.Provider+y.Country) }
+		slices.SortFunc(got, sortBy)
+		want := []Charge{{"infobip", "GB", "EUR", 0.04}, {"infobip", "US", "EUR", 0.01}, {"infobip", "US", "EUR", 0.5}}
+		slices.SortFunc(want, sortBy)
+		if diff := cmp.Diff(want, got, cmpopts.SortSlices(func(x, y Charge) bool { return x.Price < y.Price })); diff != "" {
+			t.Errorf("charges (-want +got):\n%s", diff)
+		}
+		rows, err := b.Prices(ctx, t0.Add(-time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.SortFunc(rows, func(x, y PriceRow) int { return strings.Compare(x.Provider+x.Country, y.Provider+y.Country) })
+		wantRows := []PriceRow{{Provider: "infobip", Country: "GB", Currency: "EUR", Sum: 0.04, N: 1}, {Provider: "infobip", Country: "US", Currency: "EUR", Sum: 0.01, N: 1}}
+		if diff := cmp.Diff(wantRows, rows); diff != "" {
+			t.Errorf("prices since t0-1h (-want +got):\n%s", diff)
 		}
 	})
 }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/smsgate/smsgate/gateway"
 	"github.com/smsgate/smsgate/providers/aws/awstest"
@@ -301,6 +302,13 @@ func TestDeliveryEventsThroughSNS(t *testing.T) {
 		if err != nil || cmp.Diff(want, reps) != "" {
 			t.Errorf("%s v%s: %+v %v", tc.event, tc.version, reps, err)
 		}
+	}
+	// An SMS event carries its price in USD: message price plus carrier fee.
+	priced := note("2", "TEXT_DELIVERED")
+	priced["Message"] = `{"eventType":"TEXT_DELIVERED","messageId":"aws-m1","context":{"smsgate_id":"msg_9"},"totalMessageParts":1,"totalMessagePrice":0.00581,"totalCarrierFee":0.003}`
+	reps, err := post(signer.sign(t, priced))
+	if want := []gateway.DeliveryReport{{ProviderMessageID: "aws-m1", MessageID: "msg_9", ProviderStatus: "TEXT_DELIVERED", Status: gateway.StatusDelivered, Price: 0.00881, Currency: "USD"}}; err != nil || cmp.Diff(want, reps, cmpopts.EquateApprox(0, 1e-9)) != "" {
+		t.Errorf("priced event: %+v %v", reps, err)
 	}
 	if fetched != 1 {
 		t.Errorf("the certificate was fetched %d times, want once (cached)", fetched)

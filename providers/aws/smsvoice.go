@@ -337,6 +337,9 @@ type event struct {
 	EventType string            `json:"eventType"`
 	MessageID string            `json:"messageId"`
 	Context   map[string]string `json:"context"`
+	// TotalMessagePrice and TotalCarrierFee are what the message cost, in USD (SMS events).
+	TotalMessagePrice float64 `json:"totalMessagePrice"`
+	TotalCarrierFee   float64 `json:"totalCarrierFee"`
 }
 
 // eventStatus maps End User Messaging's event types to the message log's statuses.
@@ -380,5 +383,9 @@ func (d *SMSVoice) ParseReports(r *http.Request, body []byte, _ string) ([]gatew
 	if err := json.Unmarshal([]byte(e.Message), &ev); err != nil || ev.MessageID == "" {
 		return nil, &gateway.Error{Class: gateway.ClassCaller, Code: "invalid_report", Message: "the notification carries no event"}
 	}
-	return []gateway.DeliveryReport{{ProviderMessageID: ev.MessageID, MessageID: ev.Context["smsgate_id"], ProviderStatus: ev.EventType, Status: eventStatus(ev.EventType)}}, nil
+	rep := gateway.DeliveryReport{ProviderMessageID: ev.MessageID, MessageID: ev.Context["smsgate_id"], ProviderStatus: ev.EventType, Status: eventStatus(ev.EventType)}
+	if price := ev.TotalMessagePrice + ev.TotalCarrierFee; price > 0 {
+		rep.Price, rep.Currency = price, "USD"
+	}
+	return []gateway.DeliveryReport{rep}, nil
 }

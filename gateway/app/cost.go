@@ -1,0 +1,360 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/smsgate/smsgate/gateway/config"
+	"github.com/smsgate/smsgate/gateway/dispatch"
+	"github.com/smsgate/smsgate/gateway/httpapi"
+	"github.com/smsgate/smsgate/gateway/store"
+)
+
+// Least-cost routing. Each (provider, country) has a price in one reporting currency
+// (routing.least_cost.currency): what the provider's delivery reports said messages cost over
+// routing.least_cost.window (a moving average read from the shared message log, so every replica
+// ranks alike) once there are min_reports of them, else the configured price for the country,
+// else the provider's configured default. A route with strategy least_cost tries its providers
+// cheapest first among those at or above the delivery floor for the country; the others keep
+// their configured order behind them. Failover, breakers and capabilities then work on that
+// order exactly as on a configured one.
+
+// Price sources, as /v1/providers and the attempt notes show them.
+const (
+	priceReported   = "reported"
+	priceConfigured = "configured"
+	priceDefault    = "default"
+)
+
+type priceInfo struct {
+	// value is in the reporting currency.
+	value   float64
+	source  string
+	reports int
+}
+
+// priceTable is the current picture, replaced whole on each refresh and reload.
+type priceTable struct {
+	currency string
+	m        map[healthKey]priceInfo
+	def      map[string]priceInfo
+}
+
+func (t *priceTable) lookup(provider, country string) (priceInfo, bool) {
+	if t == nil {
+		return priceInfo{}, false
+	}
+	if p, ok := t.m[healthKey{provider, country}]; ok {
+		return p, true
+	}
+	p, ok := t.def[provider]
+	return p, ok
+}
+
+// convert turns v in cur into the reporting currency; ok is false for a currency without a rate.
+func convert(lc config.LeastCost, v float64, cur string) (float64, bool) {
+	if cur == lc.Currency {
+		return v, true
+	}
+	r, ok := lc.Rates[cur]
+	return v * r, ok
+}
+
+// buildPrices merges the configured prices of cfg with the reported ones in rows. It returns the
+// currencies of reported prices it could not convert (they are left out).
+func buildPrices(cfg *config.Config, rows []store.PriceRow) (*priceTable, []string) {
+	lc := cfg.Routing.LeastCost
+	t := &priceTable{currency: lc.Currency, m: map[healthKey]priceInfo{}, def: map[string]priceInfo{}}
+	known := map[string]bool{}
+	for _, p := range cfg.Providers {
+		known[p.Name] = true
+		if p.Prices == nil {
+			continue
+		}
+		if p.Prices.Default != nil {
+			v, _ := convert(lc, *p.Prices.Default, p.Prices.Currency) // validated: convertible
+			t.def[p.Name] = priceInfo{value: v, source: priceDefault}
+		}
+		for cc, pv := range p.Prices.Countries {
+			v, _ := convert(lc, pv, p.Prices.Currency)
+			t.m[healthKey{p.Name, cc}] = priceInfo{value: v, source: priceConfigured}
+		}
+	}
+	type sum struct {
+		total float64
+		n     int
+	}
+	reported := map[healthKey]*sum{}
+	var skipped []string
+	for _, r := range rows {
+		if !known[r.Provider] {
+			continue
+		}
+		v, ok := convert(lc, r.Sum, r.Currency)
+		if !ok {
+			if !slices.Contains(skipped, r.Currency) {
+				skipped = append(skipped, r.Currency)
+			}
+			continue
+		}
+		k := healthKey{r.Provider, r.Country}
+		if reported[k] == nil {
+			reported[k] = &sum{}
+		}
+		reported[k].total += v
+		reported[k].n += r.N
+	}
+	for k, s := range reported {
+		if s.n >= lc.MinReports {
+			t.m[k] = priceInfo{value: s.total / float64(s.n), source: priceReported, reports: s.n}
+		}
+	}
+	return t, skipped
+}
+
+// usesLeastCost reports whether any route of cfg ranks by price.
+func usesLeastCost(cfg *config.Config) bool {
+	return slices.ContainsFunc(cfg.Routes, func(r config.Route) bool { return r.Strategy == "least_cost" })
+}
+
+// refreshPrices re-reads the reported prices of the window from the message log (only when a
+// route ranks by price) and rebuilds the table with the running config.
+func (a *App) refreshPrices(ctx context.Context) error {
+	rt := a.rt.Load()
+	var rows []store.PriceRow
+	if usesLeastCost(rt.cfg) {
+		var err error
+		rows, err = a.store.Prices(ctx, a.now().Add(-rt.cfg.Routing.LeastCost.Window.D()))
+		if err != nil {
+			return err
+		}
+	}
+	a.priceRows.Store(&rows)
+	a.rebuildPrices()
+	return nil
+}
+
+// rebuildPrices applies the running config's prices to the last reported ones (at start, reload
+// and each refresh; serialised, so that a refresh never stores a table of the config before).
+func (a *App) rebuildPrices() {
+	a.priceMu.Lock()
+	defer a.priceMu.Unlock()
+	cfg := a.rt.Load().cfg
+	var rows []store.PriceRow
+	if p := a.priceRows.Load(); p != nil {
+		rows = *p
+	}
+	t, skipped := buildPrices(cfg, rows)
+	if len(skipped) > 0 {
+		a.log.Warn("reported prices left out of least-cost routing: no rate for their currency in routing.least_cost.rates", "currencies", skipped)
+	}
+	a.prices.Store(t)
+}
+
+// priceLoop refreshes the prices every routing.least_cost.refresh until stop closes.
+func (a *App) priceLoop(stop <-chan struct{}) {
+	for {
+		t := time.NewTimer(a.rt.Load().cfg.Routing.LeastCost.Refresh.D())
+		select {
+		case <-stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := a.refreshPrices(ctx); err != nil {
+			a.log.Warn("reported prices could not be read from the message log", "err", err.Error())
+		}
+		cancel()
+	}
+}
+
+// healthLookup reads one (provider, country)'s delivery health.
+type healthLookup func(healthKey) (healthView, bool)
+
+// floorNote says why provider is not ranked by price for country ("" when it is): demoted, or
+// its delivery rate there is below routing.least_cost.floor. As with demotion, a low rate that
+// is one tenant's alone does not count.
+func floorNote(cfg *config.Config, health healthLookup, provider, country string) (note string, demoted bool, probes *atomic.Uint64) {
+	st, ok := health(healthKey{provider, country})
+	if !ok {
+		return "", false, nil
+	}
+	dh, lc := cfg.Routing.DeliveryHealth, cfg.Routing.LeastCost
+	switch {
+	case st.demoted:
+		return demotedNote(country, st, dh.MinRate), true, st.probes
+	case st.samples >= dh.MinSamples && st.rate < lc.Floor && !st.othersHealthy:
+		return fmt.Sprintf("below the delivery floor for %s: rate %.2f under %.2f over %d messages; not ranked by price", country, st.rate, lc.Floor, st.samples), false, nil
+	}
+	return "", false, nil
+}
+
+// costOrder is the least_cost order of providers for a country: ranked (at or above the floor,
+// with a price; cheapest first, ties in configured order), then unpriced, then below the floor
+// (both in configured order). notes holds a reason for every provider not ranked.
+type costOrder struct {
+	ranked   []string
+	prices   []priceInfo
+	unpriced []string
+	below    []string
+	demoted  []string
+	probes   *atomic.Uint64
+	notes    map[string]string
+}
+
+func orderByCost(cfg *config.Config, pt *priceTable, health healthLookup, country string, names []string, healthOn bool) costOrder {
+	var o costOrder
+	note := func(name, s string) {
+		if o.notes == nil {
+			o.notes = map[string]string{}
+		}
+		o.notes[name] = s
+	}
+	for _, name := range names {
+		if healthOn {
+			if n, demoted, probes := floorNote(cfg, health, name, country); n != "" {
+				o.below = append(o.below, name)
+				if demoted {
+					o.demoted = append(o.demoted, name)
+					if o.probes == nil {
+						o.probes = probes
+					}
+				}
+				note(name, n)
+				continue
+			}
+		}
+		p, ok := pt.lookup(name, country)
+		if !ok {
+			o.unpriced = append(o.unpriced, name)
+			note(name, "no price for "+country+"; tried after the priced providers")
+			continue
+		}
+		// Insertion keeps ties in the configured order (stable).
+		i := len(o.ranked)
+		for i > 0 && o.prices[i-1].value > p.value {
+			i--
+		}
+		o.ranked = slices.Insert(o.ranked, i, name)
+		o.prices = slices.Insert(o.prices, i, p)
+	}
+	return o
+}
+
+// order is the whole order: probed demoted providers first when probe, then ranked, unpriced
+// and below the floor.
+func (o *costOrder) order(probe bool) []string {
+	out := make([]string, 0, len(o.ranked)+len(o.unpriced)+len(o.below))
+	if probe {
+		out = append(out, o.demoted...)
+	}
+	for _, group := range [][]string{o.ranked, o.unpriced, o.below} {
+		for _, name := range group {
+			if !probe || !slices.Contains(o.demoted, name) {
+				out = append(out, name)
+			}
+		}
+	}
+	return out
+}
+
+func (p priceInfo) String(currency string) string {
+	s := fmt.Sprintf("%.4f %s, %s", p.value, currency, p.source)
+	if p.source == priceReported {
+		s += fmt.Sprintf(" (average of %d reports)", p.reports)
+	}
+	return s
+}
+
+// cheapest is reorder for strategy least_cost. A probe share of the country's messages still
+// tries a demoted provider first, as with ordered routes, to see it recover.
+func (a *App) cheapest(rt *runtime, country string, members []*dispatch.Member, healthOn bool) ([]*dispatch.Member, map[string]string) {
+	names := make([]string, len(members))
+	for i, m := range members {
+		names[i] = m.Name()
+	}
+	pt := a.prices.Load()
+	o := orderByCost(rt.cfg, pt, a.health.view, country, names, healthOn)
+	probing := len(o.demoted) > 0 && len(o.demoted) < len(members) && probe(rt.cfg.Routing.DeliveryHealth, o.probes)
+	if probing {
+		for _, name := range o.demoted {
+			o.notes[name] = "probe: " + o.notes[name] + "; tried first to see recovery"
+		}
+	}
+	order := o.order(probing)
+	out := make([]*dispatch.Member, len(order))
+	for i, name := range order {
+		out[i] = members[slices.Index(names, name)]
+	}
+	if len(o.ranked) > 0 && o.ranked[0] != names[0] {
+		if o.notes == nil {
+			o.notes = map[string]string{}
+		}
+		if _, ok := o.notes[o.ranked[0]]; !ok {
+			o.notes[o.ranked[0]] = "least_cost: cheapest for " + country + " at " + o.prices[0].String(pt.currency)
+		}
+	}
+	return out, o.notes
+}
+
+// providerPrices is what GET /v1/providers shows of a provider's prices: its default and every
+// country with a configured or reported price, in the reporting currency.
+func (a *App) providerPrices(provider string) []httpapi.CountryPrice {
+	pt := a.prices.Load()
+	if pt == nil {
+		return nil
+	}
+	var out []httpapi.CountryPrice
+	if p, ok := pt.def[provider]; ok {
+		out = append(out, httpapi.CountryPrice{Country: "*", Price: round6(p.value), Currency: pt.currency, Source: p.source})
+	}
+	for k, p := range pt.m {
+		if k.provider == provider {
+			out = append(out, httpapi.CountryPrice{Country: k.country, Price: round6(p.value), Currency: pt.currency, Source: p.source, Reports: p.reports})
+		}
+	}
+	slices.SortFunc(out, func(x, y httpapi.CountryPrice) int {
+		switch {
+		case x.Country < y.Country:
+			return -1
+		case x.Country > y.Country:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+func round6(v float64) float64 { return math.Round(v*1e6) / 1e6 }
+
+// costFor is what GET /v1/providers?country=CC shows: each provider's price for the country and
+// its rank in least_cost order among every configured provider, or why it has none.
+func (a *App) costFor(rt *runtime, country string) map[string]*httpapi.Cost {
+	return costs(rt.cfg, a.prices.Load(), a.health.view, country, rt.order, *rt.cfg.Routing.DeliveryHealth.Enabled)
+}
+
+// costs is each of names' price for country and rank in least_cost order, or why it has none.
+func costs(cfg *config.Config, pt *priceTable, health healthLookup, country string, names []string, healthOn bool) map[string]*httpapi.Cost {
+	o := orderByCost(cfg, pt, health, country, names, healthOn)
+	out := map[string]*httpapi.Cost{}
+	for _, name := range names {
+		c := &httpapi.Cost{Country: country, Currency: pt.currency}
+		if p, ok := pt.lookup(name, country); ok {
+			v := round6(p.value)
+			c.Price, c.Source = &v, p.source
+		}
+		if i := slices.Index(o.ranked, name); i >= 0 {
+			c.Rank = i + 1
+			c.Note = fmt.Sprintf("rank %d of %d priced providers at or above the delivery floor for %s", i+1, len(o.ranked), country)
+		} else {
+			c.Note = o.notes[name]
+		}
+		out[name] = c
+	}
+	return out
+}

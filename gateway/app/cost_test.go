@@ -1,0 +1,179 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/smsgate/smsgate/providers/infobip/infobiptest"
+)
+
+// Infobip is the cheaper provider for GB (0.02 EUR), Twilio the dearer (0.04 USD = 0.036 EUR);
+// the route lists Twilio first, so only least_cost puts Infobip first.
+const costConfig = `
+server: {request_timeout: 3s, public_url: "https://sms.example.com", admin_token: admin-t0ken}
+storage: {driver: memory}
+policy: {rate_limits: {per_recipient: 0}, resend_escalation: {enabled: false}}
+routing:
+  delivery_health: {window: 30m, min_samples: 10, min_rate: 0.7, margin: 0.1, report_timeout: 10m, probe_share: 0, refresh: 1h}
+  least_cost: {currency: EUR, rates: {USD: 0.9}, window: 24h, min_reports: 3, floor: 0.9, refresh: 1h}
+tenants: [{name: acme, api_key: acme-key}]
+providers:
+  - name: infobip-eu
+    type: infobip
+    base_url: $IB
+    api_key: ib-key
+    webhook_secret: hook-secret
+    breaker: {consecutive_failures: 100}
+    prices: {default: 0.05, countries: {GB: 0.02}}
+  - name: twilio-us
+    type: twilio
+    account_sid: ` + twSID + `
+    auth_token: tw-token
+    from: "+15005550006"
+    base_url: $TW
+    prices: {currency: USD, countries: {GB: 0.04}}
+routes:
+  - name: default
+    strategy: least_cost
+    providers: [twilio-us, infobip-eu]
+`
+
+func TestLeastCostRouting(t *testing.T) {
+	clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	h, ib, _ := startOnFakesWith(t, costConfig, Options{Now: clk.Now})
+	n := 0
+	send := func(to string) response {
+		t.Helper()
+		n++
+		r := h.send("acme-key", fmt.Sprintf(`{"message_options":{"recipient":%q,"text":"Your code is %06d","message_type":"sms"}}`, to, n))
+		if r.Status != 200 {
+			t.Fatalf("send: %d %s", r.Status, r.Raw)
+		}
+		return r
+	}
+	gb := func(i int) string { return fmt.Sprintf("+4474001%05d", i) }
+	firstNote := func(r response) string {
+		note, _ := r.Body["attempts"].([]any)[0].(map[string]any)["note"].(string)
+		return note
+	}
+	report := func(id, group string, price float64) {
+		infobipReport(t, h, id, group, fmt.Sprintf(`{"pricePerMessage":%v,"currency":"EUR"}`, price))
+	}
+	costs := func(country string) map[string]map[string]any {
+		t.Helper()
+		r := h.do("GET", "/v1/providers?country="+country, "admin-t0ken", "")
+		if r.Status != 200 {
+			t.Fatalf("providers: %d %s", r.Status, r.Raw)
+		}
+		out := map[string]map[string]any{}
+		for _, p := range r.Body["providers"].([]any) {
+			p := p.(map[string]any)
+			out[p["name"].(string)] = p["cost"].(map[string]any)
+		}
+		return out
+	}
+
+	// 1. The cheaper provider for GB is chosen although the route lists it second; for the US
+	// only Infobip has a price (its default), so it comes first there too, Twilio after it.
+	r := send(gb(0))
+	if diff := cmp.Diff([]string{"infobip-eu:sent"}, attempts(r)); diff != "" {
+		t.Fatalf("GB send (-want +got):\n%s", diff)
+	}
+	if got := firstNote(r); got != "least_cost: cheapest for GB at 0.0200 EUR, configured" {
+		t.Errorf("note = %q", got)
+	}
+	if r := send("+14155550104"); r.Body["provider"] != "infobip-eu" {
+		t.Errorf("US send went to %v", r.Body["provider"])
+	}
+	c := costs("GB")
+	if c["infobip-eu"]["rank"] != 1.0 || c["twilio-us"]["rank"] != 2.0 || c["twilio-us"]["price"] != 0.036 || c["infobip-eu"]["source"] != "configured" {
+		t.Errorf("GB costs: %v", c)
+	}
+	if us := costs("US"); us["twilio-us"]["rank"] != 0.0 || us["twilio-us"]["price"] != nil || !strings.HasPrefix(us["twilio-us"]["note"].(string), "no price for US") {
+		t.Errorf("US costs: %v", us)
+	}
+
+	// 2. Failover works on the reordered chain: Infobip fails, Twilio sends within the request.
+	ib.SetMode(infobiptest.Unavailable)
+	if r := send(gb(1)); !cmp.Equal(attempts(r), []string{"infobip-eu:provider_error", "twilio-us:sent"}) {
+		t.Errorf("failover: %v", attempts(r))
+	}
+	ib.SetMode(infobiptest.OK)
+
+	// 3. Infobip's GB delivery rate falls to 0.8: above min_rate (not demoted) but under the
+	// 0.9 floor, so the dearer Twilio takes over. The reports carry a price of 0.05 EUR.
+	for i := range 20 {
+		r := send(gb(10 + i))
+		if r.Body["provider"] != "infobip-eu" {
+			t.Fatalf("GB %d went to %v", i, r.Body["provider"])
+		}
+		status := "DELIVERED"
+		if i%5 == 0 {
+			status = "UNDELIVERABLE"
+		}
+		report(r.Body["id"].(string), status, 0.05)
+	}
+	if err := h.app.refreshHealth(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r = send(gb(40))
+	if r.Body["provider"] != "twilio-us" || firstNote(r) != "" {
+		t.Errorf("below the floor: %s", r.Raw)
+	}
+	if note := costs("GB")["infobip-eu"]["note"].(string); !strings.HasPrefix(note, "below the delivery floor for GB: rate 0.80 under 0.90 over 20 messages") {
+		t.Errorf("infobip GB note = %q", note)
+	}
+	// Spend is counted from the reported prices: 20 reports at 0.05 EUR.
+	if got := testutil.ToFloat64(h.app.MetricSet().Spend.WithLabelValues("infobip-eu", "GB", "EUR")); fmt.Sprintf("%.2f", got) != "1.00" {
+		t.Errorf("spend = %v, want 1.00", got)
+	}
+	rec, err := h.app.Store().Get(context.Background(), "acme", r.Body["id"].(string))
+	if err != nil || rec.Price != 0 {
+		t.Errorf("a message without a report has no price: %+v %v", rec, err)
+	}
+
+	// 4. An hour later the health window is empty (Infobip is back above the floor), but the
+	// prices its reports carried (0.05 EUR, 20 reports in the 24h window) replaced the configured
+	// 0.02: Twilio is now the cheaper one for GB.
+	clk.Add(time.Hour)
+	h.app.refreshHealth(context.Background())
+	if err := h.app.refreshPrices(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r = send(gb(41))
+	if r.Body["provider"] != "twilio-us" {
+		t.Errorf("after reported prices GB went to %v", r.Body["provider"])
+	}
+	c = costs("GB")
+	if c["twilio-us"]["rank"] != 1.0 || c["infobip-eu"]["rank"] != 2.0 || c["infobip-eu"]["price"] != 0.05 || c["infobip-eu"]["source"] != "reported" {
+		t.Errorf("GB costs after reports: %v", c)
+	}
+	// The default and the other countries keep their configured prices.
+	p := h.do("GET", "/v1/providers", "admin-t0ken", "")
+	ibp := p.Body["providers"].([]any)[0].(map[string]any)
+	want := []any{
+		map[string]any{"country": "*", "price": 0.05, "currency": "EUR", "source": "default"},
+		map[string]any{"country": "GB", "price": 0.05, "currency": "EUR", "source": "reported", "reports": 20.0},
+	}
+	if diff := cmp.Diff(want, ibp["prices"]); diff != "" || ibp["cost"] != nil {
+		t.Errorf("infobip prices (-want +got):\n%s", diff)
+	}
+	if r := h.do("GET", "/v1/providers?country=GBR", "admin-t0ken", ""); r.Status != 400 || errCode(r) != "invalid_query" {
+		t.Errorf("bad country: %d %s", r.Status, r.Raw)
+	}
+}
+
+// TestOrderedRoutesIgnorePrices: prices alone change nothing; strategy ordered is the default.
+func TestOrderedRoutesIgnorePrices(t *testing.T) {
+	h, _, _ := startOnFakesWith(t, strings.Replace(costConfig, "    strategy: least_cost\n", "", 1), Options{})
+	r := h.send("acme-key", `{"message_options":{"recipient":"+447400100000","text":"Your code is 123456","message_type":"sms"}}`)
+	if r.Body["provider"] != "twilio-us" {
+		t.Errorf("ordered route sent through %v: %s", r.Body["provider"], r.Raw)
+	}
+}
