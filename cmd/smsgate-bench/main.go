@@ -9,6 +9,7 @@
 //	go run ./cmd/smsgate-bench -mode drill -phase 5s
 //	go run ./cmd/smsgate-bench -mode curve -duration 5s -latency 0
 //	go run ./cmd/smsgate-bench -mode cost -day 24000     # a simulated day, ordered vs least_cost
+//	go run ./cmd/smsgate-bench -mode pumping             # two simulated weeks of pumping detection
 //	go run ./cmd/smsgate-bench -smoke                # 2 seconds of each, for CI (asserts nothing about speed)
 //	go run ./cmd/smsgate-bench -cpuprofile cpu.prof  # profile the gateway process during the load part
 //
@@ -59,7 +60,7 @@ type options struct {
 func main() {
 	var o options
 	smoke := flag.Bool("smoke", false, "run everything for about 2 seconds (CI smoke test)")
-	flag.StringVar(&o.mode, "mode", "all", "all, load, drill, cost (a simulated day, ordered vs least_cost), or curve (throughput, p99 and RSS at 1 to 512 callers)")
+	flag.StringVar(&o.mode, "mode", "all", "all, load, drill, cost (a simulated day, ordered vs least_cost), pumping (two simulated weeks of detection), or curve (throughput, p99 and RSS at 1 to 512 callers)")
 	flag.IntVar(&o.day, "day", 24000, "messages in the cost mode's simulated day")
 	flag.IntVar(&o.concurrency, "concurrency", 32, "closed-loop workers")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each load round")
@@ -79,6 +80,9 @@ func main() {
 }
 
 func run(o options) error {
+	if o.mode == "pumping" {
+		return pumpingSim(1)
+	}
 	root, err := moduleRoot()
 	if err != nil {
 		return err
@@ -171,7 +175,10 @@ func run(o options) error {
 		}
 	}
 	if o.mode == "all" {
-		return costDay(o, root, dir, gwBin, ibs.URL, tws.URL)
+		if err := costDay(o, root, dir, gwBin, ibs.URL, tws.URL); err != nil {
+			return err
+		}
+		return pumpingSim(1)
 	}
 	return nil
 }

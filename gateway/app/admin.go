@@ -37,8 +37,15 @@ func (a *App) Verified(ctx context.Context, tenant, id string) error {
 	if rec.Provider == "" {
 		return httpapi.ErrNotSent
 	}
-	return a.store.Report(context.WithoutCancel(ctx), &gateway.DeliveryReport{Provider: rec.Provider, MessageID: rec.ID,
-		ProviderMessageID: rec.ProviderMessageID, Status: gateway.StatusDelivered, ProviderStatus: "VERIFIED"})
+	if err := a.store.Report(context.WithoutCancel(ctx), &gateway.DeliveryReport{Provider: rec.Provider, MessageID: rec.ID,
+		ProviderMessageID: rec.ProviderMessageID, Status: gateway.StatusDelivered, ProviderStatus: "VERIFIED"}); err != nil {
+		return err
+	}
+	// The conversion signal of pumping detection.
+	if err := a.pumping.Verified(context.WithoutCancel(ctx), a.rt.Load().cfg.Policy.Pumping, rec.ID); err != nil {
+		a.stateError("pumping", err)
+	}
+	return nil
 }
 
 // Messages implements httpapi.Backend.

@@ -65,6 +65,7 @@ type App struct {
 	checker    policy.Checker
 	replays    policy.Replays
 	resends    policy.Resends
+	pumping    *policy.Pumping
 	flight     policy.Flight[flightResult]
 	flights    policy.SharedFlights // nil: coalescing stays in this process
 	closeState func()
@@ -93,6 +94,8 @@ type tenant struct {
 	// reports of the Infobip-compatible API may be pushed to.
 	allowSender bool
 	notifyHosts map[string]bool
+	// pumping is the tenant's effective pumping detection settings.
+	pumping config.Pumping
 }
 
 type memberInfo struct {
@@ -250,6 +253,7 @@ func (a *App) openState(ctx context.Context, cfg *config.Config) error {
 		a.checker.Limiter = &policy.MemoryLimiter{Now: a.opts.Now}
 		a.replays = policy.NewMemoryReplays(a.opts.Now)
 		a.resends = policy.NewMemoryResends(a.opts.Now)
+		a.pumping = &policy.Pumping{State: &policy.MemoryPumpState{Now: a.opts.Now}, Now: a.opts.Now}
 		a.closeState = func() {}
 		return nil
 	}
@@ -268,6 +272,7 @@ func (a *App) openState(ctx context.Context, cfg *config.Config) error {
 	}
 	r := &policy.Redis{Client: client, Prefix: rc.KeyPrefix, Now: a.opts.Now, Breaker: policy.NewRedisBreaker(5 * time.Second)}
 	a.checker.Limiter, a.replays, a.resends, a.flights = r, r, r, r
+	a.pumping = &policy.Pumping{State: r, Now: a.opts.Now}
 	a.closeState = func() { client.Close() }
 	return nil
 }
@@ -315,7 +320,7 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 	for i := range cfg.Tenants {
 		t := &cfg.Tenants[i]
 		tn := &tenant{name: t.Name, rules: policy.Compile(cfg, t), acceptUnrecognized: t.AcceptUnrecognizedNumbers, allowSender: t.AllowSender,
-			notifyHosts: map[string]bool{}}
+			notifyHosts: map[string]bool{}, pumping: cfg.EffectivePumping(t)}
 		for _, h := range t.NotifyHosts {
 			tn.notifyHosts[strings.ToLower(h)] = true
 		}

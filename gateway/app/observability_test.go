@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -27,8 +28,7 @@ func exposedFamilies(t *testing.T) map[string]bool {
 		if r.Status != 200 {
 			t.Fatalf("send: %s", r.Raw)
 		}
-		h.do("POST", "/v1/dlr/infobip/infobip-eu?secret=hook-secret", "",
-			`{"results":[{"messageId":"`+r.Body["id"].(string)+`","status":{"groupId":2,"groupName":"UNDELIVERABLE","id":9,"name":"UNDELIVERABLE_NOT_DELIVERED"}}]}`)
+		h.do("POST", "/v1/dlr/infobip/infobip-eu?secret=hook-secret", "", reportBody(r.Body["id"].(string), "UNDELIVERABLE", `{"pricePerMessage":0.01,"currency":"EUR"}`))
 	}
 	if err := h.app.refreshHealth(context.Background()); err != nil {
 		t.Fatal(err)
@@ -40,13 +40,28 @@ func exposedFamilies(t *testing.T) map[string]bool {
 	if r := h.send("acme-key", `{"message_options":{"recipient":"+979123456789","text":"Your code is 555112","message_type":"sms"}}`); r.Status != 403 {
 		t.Fatalf("a 001 number was not refused: %s", r.Raw)
 	}
-	res := h.do("GET", "/metrics", "", "")
+	// A second gateway sees a pumping quarantine.
+	clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	p := start(t, strings.Replace(pumpingConfig, "$STATE", "state: {driver: memory}", 1), Options{Now: clk.Now})
+	p.send("acme-key", `{"recipient":"+14155550104","text":"Your code is 100000","context":{}}`)
+	clk.Add(2 * time.Hour)
+	for i := range 5 {
+		p.send("acme-key", fmt.Sprintf(`{"recipient":"+232760000%02d","text":"Your code is 10000%d","context":{}}`, i, i))
+	}
 	fams := map[string]bool{}
-	sc := bufio.NewScanner(strings.NewReader(res.Raw))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) >= 3 && f[0] == "#" && f[1] == "TYPE" {
-			fams[f[2]] = true
+	for _, g := range []*harness{h, p} {
+		res := g.do("GET", "/metrics", "", "")
+		sc := bufio.NewScanner(strings.NewReader(res.Raw))
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			if f := strings.Fields(sc.Text()); len(f) >= 3 && f[0] == "#" && f[1] == "TYPE" {
+				fams[f[2]] = true
+			}
+		}
+	}
+	for _, want := range []string{"smsgate_spend_total", "smsgate_pumping_quarantines_total"} {
+		if !fams[want] {
+			t.Fatalf("%s not exposed", want)
 		}
 	}
 	return fams

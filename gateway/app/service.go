@@ -292,6 +292,14 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 		rep.RetryAfter = rej.RetryAfter
 		return flightResult{reply: rep, bodyHash: bodyHash, outcome: rej.Code}
 	}
+	pump := *tn.pumping.Enabled
+	var rng string
+	if pump {
+		rng = policy.PumpRange(msg.To, msg.Country, tn.pumping.RangeDigits)
+		if rep, stop := a.quarantined(ctx, tn, msg, rng); stop {
+			return flightResult{reply: rep, bodyHash: bodyHash, outcome: errCodeOf(rep)}
+		}
+	}
 	route := rt.routes.Match(msg)
 	members := make([]*dispatch.Member, 0, len(route.Providers))
 	for _, name := range route.Providers {
@@ -342,6 +350,9 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 	status, outcome := http.StatusOK, "sent"
 	if out.Err == nil {
 		resp.Status, rec.Status = gateway.StatusSent, gateway.StatusSent
+		if pump {
+			a.recordPumping(ctx, tn, msg, rng)
+		}
 		if resendKey != "" {
 			if err := a.resends.Record(ctx, resendKey, out.Provider, now, esc.Within.D()); err != nil {
 				a.stateError("resend_put", err)

@@ -130,6 +130,53 @@ type Policy struct {
 	Idempotency Idempotency `yaml:"idempotency"`
 	// ResendEscalation configures starting a resend at the next provider.
 	ResendEscalation ResendEscalation `yaml:"resend_escalation"`
+	// Pumping configures SMS-pumping detection; tenants may override enabled and action.
+	Pumping Pumping `yaml:"pumping"`
+}
+
+// Pumping configures SMS-pumping detection: per tenant and number range (the country calling
+// code and the first RangeDigits national digits), the last hour's sends are compared with the
+// range's hourly baseline over Baseline, and the range's conversion (codes reported used through
+// POST /v1/messages/{id}/verified) with the tenant's other ranges. A range that fires is
+// quarantined for Cooldown with Action.
+type Pumping struct {
+	// Enabled switches detection on; default true (with action alert it changes no traffic).
+	Enabled *bool `yaml:"enabled"`
+	// Action is alert (default: metric, log line, admin API), throttle (Throttle for the range)
+	// or block (403 suspected_pumping).
+	Action string `yaml:"action"`
+	// RangeDigits is how many national digits name a range; default 2.
+	RangeDigits int `yaml:"range_digits"`
+	// Baseline is the window of hourly counts a range's normal rate is averaged over; default 168h.
+	Baseline gateway.Duration `yaml:"baseline"`
+	// Warmup is how long a tenant must have sent before the rate signal applies; default 24h.
+	Warmup gateway.Duration `yaml:"warmup"`
+	// Factor: the last hour's sends above Factor x the baseline fire; default 5.
+	Factor float64 `yaml:"factor"`
+	// MinVolume is the fewest sends in the last hour (rate signal) or in the conversion window
+	// (conversion signal) that can fire; default 20.
+	MinVolume int `yaml:"min_volume"`
+	// ConversionFloor: a range converting below it while the tenant's other ranges convert at or
+	// above it fires; default 0.3.
+	ConversionFloor float64 `yaml:"conversion_floor"`
+	// ConversionWindow is how far back conversion is counted; default 1h.
+	ConversionWindow gateway.Duration `yaml:"conversion_window"`
+	// ConversionDelay leaves out the newest sends, whose codes may not be entered yet; default 5m.
+	ConversionDelay gateway.Duration `yaml:"conversion_delay"`
+	// Throttle is the limit of a range quarantined with action throttle; default 5/1h.
+	Throttle *Limit `yaml:"throttle"`
+	// Cooldown is how long a quarantine lasts (and how long a released range is not quarantined
+	// again); default 1h.
+	Cooldown gateway.Duration `yaml:"cooldown"`
+	// Refresh is how long each replica reuses a range's counters for the baseline and conversion;
+	// default 10s (the last hour's count is always current).
+	Refresh gateway.Duration `yaml:"refresh"`
+}
+
+// TenantPumping overrides the global pumping settings for one tenant.
+type TenantPumping struct {
+	Enabled *bool  `yaml:"enabled"`
+	Action  string `yaml:"action"`
 }
 
 // RateLimits are limits of the form N/duration; nil inherits, 0 means unlimited.
@@ -214,6 +261,8 @@ type Tenant struct {
 	// NotifyHosts are the hosts (host or host:port) that delivery reports of the
 	// Infobip-compatible API may be pushed to (notifyUrl, webhooks.delivery.url); empty: none.
 	NotifyHosts []string `yaml:"notify_hosts"`
+	// Pumping overrides policy.pumping's enabled and action for this tenant.
+	Pumping *TenantPumping `yaml:"pumping"`
 }
 
 // Provider is one configured provider; Options holds the driver-specific keys.
@@ -485,6 +534,47 @@ func (c *Config) applyDefaults() {
 	if r.Within == 0 {
 		r.Within = gateway.Duration(10 * time.Minute)
 	}
+	pp := &p.Pumping
+	if pp.Enabled == nil {
+		t := true
+		pp.Enabled = &t
+	}
+	if pp.Action == "" {
+		pp.Action = "alert"
+	}
+	if pp.RangeDigits == 0 {
+		pp.RangeDigits = 2
+	}
+	if pp.Baseline == 0 {
+		pp.Baseline = gateway.Duration(168 * time.Hour)
+	}
+	if pp.Warmup == 0 {
+		pp.Warmup = gateway.Duration(24 * time.Hour)
+	}
+	if pp.Factor == 0 {
+		pp.Factor = 5
+	}
+	if pp.MinVolume == 0 {
+		pp.MinVolume = 20
+	}
+	if pp.ConversionFloor == 0 {
+		pp.ConversionFloor = 0.3
+	}
+	if pp.ConversionWindow == 0 {
+		pp.ConversionWindow = gateway.Duration(time.Hour)
+	}
+	if pp.ConversionDelay == 0 {
+		pp.ConversionDelay = gateway.Duration(5 * time.Minute)
+	}
+	if pp.Throttle == nil {
+		pp.Throttle = &Limit{N: 5, Per: time.Hour}
+	}
+	if pp.Cooldown == 0 {
+		pp.Cooldown = gateway.Duration(time.Hour)
+	}
+	if pp.Refresh == 0 {
+		pp.Refresh = gateway.Duration(10 * time.Second)
+	}
 	for i := range c.Providers {
 		pr := &c.Providers[i]
 		if pr.Timeout == 0 {
@@ -648,6 +738,7 @@ func (c *Config) validate() {
 	if c.Policy.ResendEscalation.After >= c.Policy.ResendEscalation.Within {
 		c.Problem("policy.resend_escalation.after", "must be shorter than within")
 	}
+	c.checkPumping()
 
 	if len(c.Tenants) == 0 {
 		c.Problem("tenants", "at least one tenant is required")
@@ -668,6 +759,9 @@ func (c *Config) validate() {
 		c.checkCountries(p+".denied_countries", t.DeniedCountries)
 		if t.RateLimits != nil {
 			c.checkLimits(p+".rate_limits", t.RateLimits)
+		}
+		if t.Pumping != nil && t.Pumping.Action != "" {
+			checkAction(c, p+".pumping.action", t.Pumping.Action)
 		}
 	}
 
@@ -752,6 +846,66 @@ func (c *Config) validate() {
 			c.Problem(p+".strategy", "must be ordered or least_cost, not %q", r.Strategy)
 		}
 	}
+}
+
+func checkAction(c *Config, path, action string) {
+	switch action {
+	case "alert", "throttle", "block":
+	default:
+		c.Problem(path, "must be alert, throttle or block, not %q", action)
+	}
+}
+
+func (c *Config) checkPumping() {
+	pp := c.Policy.Pumping
+	checkAction(c, "policy.pumping.action", pp.Action)
+	if pp.RangeDigits < 1 || pp.RangeDigits > 6 {
+		c.Problem("policy.pumping.range_digits", "must be between 1 and 6, not %d", pp.RangeDigits)
+	}
+	if pp.Baseline < gateway.Duration(2*time.Hour) {
+		c.Problem("policy.pumping.baseline", "must be at least 2h (it is counted in hours)")
+	}
+	if pp.Warmup < 0 {
+		c.Problem("policy.pumping.warmup", "must be 0 or positive")
+	}
+	if pp.Factor <= 1 {
+		c.Problem("policy.pumping.factor", "must be above 1, not %v", pp.Factor)
+	}
+	if pp.MinVolume < 1 {
+		c.Problem("policy.pumping.min_volume", "must be at least 1")
+	}
+	if pp.ConversionFloor < 0 || pp.ConversionFloor >= 1 {
+		c.Problem("policy.pumping.conversion_floor", "must be at least 0 and below 1, not %v", pp.ConversionFloor)
+	}
+	if pp.ConversionWindow < gateway.Duration(10*time.Minute) {
+		c.Problem("policy.pumping.conversion_window", "must be at least 10m (it is counted in 5-minute slots)")
+	}
+	if pp.ConversionDelay < 0 || pp.ConversionDelay >= pp.ConversionWindow {
+		c.Problem("policy.pumping.conversion_delay", "must be at least 0 and shorter than conversion_window")
+	}
+	if pp.Throttle.N == 0 {
+		c.Problem("policy.pumping.throttle", "must be a limit such as 5/1h, not 0")
+	}
+	if pp.Cooldown <= 0 {
+		c.Problem("policy.pumping.cooldown", "must be positive")
+	}
+	if pp.Refresh <= 0 {
+		c.Problem("policy.pumping.refresh", "must be positive")
+	}
+}
+
+// EffectivePumping is tenant t's pumping settings: the global ones with its overrides.
+func (c *Config) EffectivePumping(t *Tenant) Pumping {
+	p := c.Policy.Pumping
+	if t.Pumping != nil {
+		if t.Pumping.Enabled != nil {
+			p.Enabled = t.Pumping.Enabled
+		}
+		if t.Pumping.Action != "" {
+			p.Action = t.Pumping.Action
+		}
+	}
+	return p
 }
 
 var currencyRe = regexp.MustCompile(`^[A-Z]{3}$`)

@@ -42,12 +42,15 @@ func TestParseValid(t *testing.T) {
 			RateLimits: RateLimits{PerRecipient: &Limit{10, time.Hour}, PerIP: &Limit{20, time.Minute}, PerTenant: &Limit{50, time.Second},
 				PerCountry: map[string]Limit{"NG": {10, time.Hour}}},
 			Idempotency:      Idempotency{TTL: gateway.Duration(24 * time.Hour)},
-			ResendEscalation: ResendEscalation{Enabled: &yes, After: gateway.Duration(20 * time.Second), Within: gateway.Duration(10 * time.Minute)}},
+			ResendEscalation: ResendEscalation{Enabled: &yes, After: gateway.Duration(20 * time.Second), Within: gateway.Duration(10 * time.Minute)},
+			Pumping: Pumping{Enabled: &yes, Action: "block", RangeDigits: 2, Baseline: gateway.Duration(168 * time.Hour), Warmup: gateway.Duration(24 * time.Hour),
+				Factor: 8, MinVolume: 20, ConversionFloor: 0.3, ConversionWindow: gateway.Duration(time.Hour), ConversionDelay: gateway.Duration(5 * time.Minute),
+				Throttle: &Limit{5, time.Hour}, Cooldown: gateway.Duration(time.Hour), Refresh: gateway.Duration(10 * time.Second)}},
 		Routing: Routing{DeliveryHealth: DeliveryHealth{Enabled: &yes, Window: gateway.Duration(30 * time.Minute), MinSamples: 20, MinRate: 0.7, Margin: 0.1,
 			ReportTimeout: gateway.Duration(10 * time.Minute), ProbeShare: &probe, Refresh: gateway.Duration(10 * time.Second)},
 			LeastCost: LeastCost{Currency: "EUR", Rates: map[string]float64{"USD": 0.9}, Window: gateway.Duration(24 * time.Hour), MinReports: 5, Floor: 0.7, Refresh: gateway.Duration(time.Minute)}},
 		Tenants: []Tenant{{Name: "acme", APIKey: "s3cret", ClientIDs: []string{"abc123"}, AllowedCountries: []string{"US", "GB"},
-			RateLimits: &RateLimits{PerRecipient: &Limit{5, 10 * time.Minute}}}},
+			RateLimits: &RateLimits{PerRecipient: &Limit{5, 10 * time.Minute}}, Pumping: &TenantPumping{Action: "alert"}}},
 		Providers: []Provider{
 			{Name: "primary-mock", Type: "mock", Timeout: gateway.Duration(2 * time.Second),
 				Breaker: Breaker{ConsecutiveFailures: 3, FailureRatio: 0.5, MinRequests: 10, OpenTimeout: gateway.Duration(10 * time.Second), Interval: gateway.Duration(time.Minute), HalfOpenRequests: 1},
@@ -69,6 +72,9 @@ func TestParseValid(t *testing.T) {
 	}
 	if got := c.Providers[0].Options["latency"]; got == nil || got.Value != "5ms" {
 		t.Errorf("driver option latency not kept: %+v", got)
+	}
+	if p := c.EffectivePumping(&c.Tenants[0]); p.Action != "alert" || p.Factor != 8 {
+		t.Errorf("tenant pumping override: %+v", p)
 	}
 	eff := c.EffectiveLimits(&c.Tenants[0])
 	if *eff.PerRecipient != (Limit{5, 10 * time.Minute}) || *eff.PerIP != (Limit{20, time.Minute}) || eff.PerCountry["NG"] != (Limit{10, time.Hour}) {

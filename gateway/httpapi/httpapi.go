@@ -23,6 +23,7 @@ import (
 
 	"github.com/smsgate/smsgate/docs"
 
+	"github.com/smsgate/smsgate/gateway/policy"
 	"github.com/smsgate/smsgate/gateway/store"
 )
 
@@ -151,6 +152,10 @@ type Backend interface {
 	// Providers lists every provider; with country set (ISO 3166-1 alpha-2), with its cost there.
 	Providers(country string) []ProviderStatus
 	SetProviderDisabled(name string, disabled bool) error
+	// Quarantines lists the number ranges held under suspicion of SMS pumping.
+	Quarantines(ctx context.Context) ([]policy.Quarantine, error)
+	// ReleaseQuarantine ends one (ErrNotFound when there is none).
+	ReleaseQuarantine(ctx context.Context, tenant, rng string) error
 	Reload(ctx context.Context) error
 	Ready() (bool, string)
 	AdminToken() string
@@ -177,6 +182,8 @@ func New(b Backend, log *slog.Logger) *echo.Echo {
 	e.POST("/v1/providers/:name/disable", h.disable(true), h.admin)
 	e.POST("/v1/providers/:name/enable", h.disable(false), h.admin)
 	e.POST("/v1/admin/reload", h.reload, h.admin)
+	e.GET("/v1/admin/quarantines", h.quarantines, h.admin)
+	e.DELETE("/v1/admin/quarantines/:tenant/:range", h.release, h.admin)
 	for method, paths := range InfobipPaths {
 		for _, p := range paths {
 			e.Add(method, p, h.infobip)
@@ -548,6 +555,25 @@ func (h *handlers) disable(v bool) echo.HandlerFunc {
 		}
 		return fail(http.StatusNotFound, "not_found", "no provider with this name")
 	}
+}
+
+func (h *handlers) quarantines(c echo.Context) error {
+	qs, err := h.b.Quarantines(c.Request().Context())
+	if err != nil {
+		return fail(http.StatusServiceUnavailable, "policy_unavailable", "the quarantines could not be read from the state store; retry")
+	}
+	return c.JSON(http.StatusOK, map[string]any{"quarantines": qs})
+}
+
+func (h *handlers) release(c echo.Context) error {
+	err := h.b.ReleaseQuarantine(c.Request().Context(), c.Param("tenant"), c.Param("range"))
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return fail(http.StatusNotFound, "not_found", "no quarantine of this tenant and range")
+	case err != nil:
+		return fail(http.StatusServiceUnavailable, "policy_unavailable", "the quarantine could not be released; retry")
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "released"})
 }
 
 func (h *handlers) reload(c echo.Context) error {

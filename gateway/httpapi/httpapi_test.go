@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/smsgate/smsgate/gateway/policy"
 	"github.com/smsgate/smsgate/gateway/store"
 )
 
@@ -26,7 +27,9 @@ type stubBackend struct {
 	ib      InfobipCall
 }
 
-func (s *stubBackend) Verified(context.Context, string, string) error { return store.ErrNotFound }
+func (s *stubBackend) Verified(context.Context, string, string) error           { return store.ErrNotFound }
+func (s *stubBackend) Quarantines(context.Context) ([]policy.Quarantine, error) { return nil, nil }
+func (s *stubBackend) ReleaseQuarantine(context.Context, string, string) error  { return ErrNotFound }
 
 func (s *stubBackend) Infobip(_ context.Context, c InfobipCall) Reply {
 	s.ib = c

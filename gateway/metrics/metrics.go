@@ -36,6 +36,7 @@ type Metrics struct {
 	ProviderDisabled   *prometheus.GaugeVec
 	StateErrors        *prometheus.CounterVec
 	Spend              *prometheus.CounterVec
+	Quarantines        *prometheus.CounterVec
 }
 
 // New registers every collector, plus the Go and process collectors, on a new registry.
@@ -84,9 +85,11 @@ func New() *Metrics {
 			Help: "Failed calls to the policy state store (rate limits, idempotency, resends), by operation."}, []string{"op"}),
 		Spend: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_spend_total",
 			Help: "What providers' delivery reports say the messages cost, in the currency they report, by provider and destination country."}, []string{"provider", "country", "currency"}),
+		Quarantines: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_pumping_quarantines_total",
+			Help: "Number ranges quarantined under suspicion of SMS pumping, by tenant, destination country and action (alert, throttle, block)."}, []string{"tenant", "country", "action"}),
 	}
 	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.Attempts, m.ProviderLatency, m.BreakerState,
-		m.BreakerTransitions, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBacklog, m.LogDropped, m.LogCommitTimeouts, m.Notify, m.DeliveryRate, m.Demotions, m.Reloads, m.ProviderDisabled, m.StateErrors, m.Spend,
+		m.BreakerTransitions, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBacklog, m.LogDropped, m.LogCommitTimeouts, m.Notify, m.DeliveryRate, m.Demotions, m.Reloads, m.ProviderDisabled, m.StateErrors, m.Spend, m.Quarantines,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
@@ -103,7 +106,7 @@ func New() *Metrics {
 }
 
 // StateOps are the values of the op label of smsgate_state_errors_total.
-var StateOps = []string{"rate_limit", "idempotency_get", "idempotency_put", "resend_get", "resend_put", "flight_claim", "flight_answer", "flight_finish"}
+var StateOps = []string{"rate_limit", "idempotency_get", "idempotency_put", "resend_get", "resend_put", "flight_claim", "flight_answer", "flight_finish", "pumping"}
 
 // Handler serves the registry in the Prometheus exposition format.
 func (m *Metrics) Handler() http.Handler {

@@ -1,0 +1,130 @@
+package app
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/smsgate/smsgate/gateway/policy/redistest"
+)
+
+// Three tenants with the three actions; warmup 1h and min_volume 5 so that a test hour is enough.
+const pumpingConfig = `
+server: {admin_token: admin-t0ken}
+storage: {driver: memory}
+$STATE
+policy:
+  rate_limits: {per_recipient: 0}
+  resend_escalation: {enabled: false}
+  pumping: {action: block, warmup: 1h, min_volume: 5, throttle: 2/1h, cooldown: 30m}
+tenants:
+  - {name: acme, api_key: acme-key}
+  - {name: beta, api_key: beta-key, pumping: {action: throttle}}
+  - {name: gamma, api_key: gamma-key, pumping: {action: alert}}
+providers: [{name: m, type: mock}]
+routes: [{name: d, providers: [m]}]
+`
+
+// TestPumpingQuarantineActions: after an hour of usual US traffic, a burst to Sierra Leone (a
+// range never used) is quarantined at the 5th message: acme (block) gets 403 suspected_pumping,
+// beta (throttle) 2 more sends then 429, gamma (alert) goes on; US traffic is untouched, one
+// tenant's quarantine is not another's, the admin API lists and releases, and no log line holds
+// a full number. With Redis, two replicas share the picture: the burst is split between them.
+func TestPumpingQuarantineActions(t *testing.T) {
+	for _, backend := range []string{"memory", "redis"} {
+		t.Run(backend, func(t *testing.T) {
+			clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+			state := "state: {driver: memory}"
+			if backend == "redis" {
+				state = fmt.Sprintf(`state: {driver: redis, redis: {addr: %q, key_prefix: %q}, key_secret: "pump-key-secret-0123456789"}`,
+					redistest.Start(t).Options().Addr, redistest.Prefix(t))
+			}
+			cfg := strings.Replace(pumpingConfig, "$STATE", state, 1)
+			a := start(t, cfg, Options{Now: clk.Now})
+			b := a
+			if backend == "redis" {
+				b = start(t, cfg, Options{Now: clk.Now})
+			}
+			n := 0
+			send := func(h *harness, key, to string) response {
+				t.Helper()
+				n++
+				return h.send(key, fmt.Sprintf(`{"recipient":%q,"text":"Your code is %06d","context":{}}`, to, n))
+			}
+			for _, key := range []string{"acme-key", "beta-key", "gamma-key"} {
+				if r := send(a, key, "+14155550104"); r.Status != 200 {
+					t.Fatalf("%s US: %d %s", key, r.Status, r.Raw)
+				}
+			}
+			clk.Add(2 * time.Hour)
+			burst := func(key string) {
+				t.Helper()
+				for i := 1; i <= 5; i++ {
+					h := a
+					if i%2 == 0 {
+						h = b
+					}
+					if r := send(h, key, fmt.Sprintf("+232760000%02d", i)); r.Status != 200 {
+						t.Fatalf("%s burst %d: %d %s", key, i, r.Status, r.Raw)
+					}
+					clk.Add(10 * time.Second)
+				}
+			}
+			burst("acme-key")
+			r := send(a, "acme-key", "+23276000006")
+			if r.Status != 403 || errCode(r) != "suspected_pumping" || !strings.Contains(r.Raw, "232-76") {
+				t.Errorf("acme after the burst: %d %s", r.Status, r.Raw)
+			}
+			if r := send(b, "acme-key", "+14155550104"); r.Status != 200 {
+				t.Errorf("acme's usual range: %d %s", r.Status, r.Raw)
+			}
+			burst("beta-key") // acme's quarantine is not beta's: its first five go out
+			for i, want := range []int{200, 200, 429} {
+				if r := send(b, "beta-key", fmt.Sprintf("+2327600010%d", i)); r.Status != want {
+					t.Errorf("beta throttled send %d: %d %s", i, r.Status, r.Raw)
+				}
+			}
+			burst("gamma-key")
+			if r := send(a, "gamma-key", "+23276000200"); r.Status != 200 {
+				t.Errorf("gamma (alert) after the burst: %d %s", r.Status, r.Raw)
+			}
+			q := b.do("GET", "/v1/admin/quarantines", "admin-t0ken", "")
+			var got []string
+			for _, x := range q.Body["quarantines"].([]any) {
+				x := x.(map[string]any)
+				got = append(got, fmt.Sprint(x["tenant"], " ", x["range"], " ", x["country"], " ", x["action"]))
+			}
+			if want := "acme 232-76 SL block,beta 232-76 SL throttle,gamma 232-76 SL alert"; strings.Join(got, ",") != want {
+				t.Errorf("quarantines = %v, want %s", got, want)
+			}
+			for tenant, action := range map[string]string{"acme": "block", "beta": "throttle", "gamma": "alert"} {
+				total := testutil.ToFloat64(a.app.MetricSet().Quarantines.WithLabelValues(tenant, "SL", action))
+				if b != a {
+					total += testutil.ToFloat64(b.app.MetricSet().Quarantines.WithLabelValues(tenant, "SL", action))
+				}
+				if total != 1 {
+					t.Errorf("smsgate_pumping_quarantines_total{%s,SL,%s} = %v across replicas", tenant, action, total)
+				}
+			}
+			if r := a.do("DELETE", "/v1/admin/quarantines/acme/232-76", "admin-t0ken", ""); r.Status != 200 {
+				t.Fatalf("release: %d %s", r.Status, r.Raw)
+			}
+			if r := send(b, "acme-key", "+23276000300"); r.Status != 200 {
+				t.Errorf("acme after the release: %d %s", r.Status, r.Raw)
+			}
+			if r := a.do("DELETE", "/v1/admin/quarantines/acme/232-76", "admin-t0ken", ""); r.Status != 404 || errCode(r) != "not_found" {
+				t.Errorf("second release: %d %s", r.Status, r.Raw)
+			}
+			logs := a.logs.String()
+			if b != a {
+				logs += b.logs.String()
+			}
+			if !strings.Contains(logs, "number range quarantined") || strings.Contains(logs, "23276000001") {
+				t.Errorf("logs: quarantine line missing, or a full number in them")
+			}
+		})
+	}
+}

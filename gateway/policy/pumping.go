@@ -1,0 +1,324 @@
+package policy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nyaruka/phonenumbers"
+
+	"github.com/smsgate/smsgate/gateway/config"
+)
+
+// SMS-pumping detection. Per tenant and number range (country calling code and the first digits
+// of the national number, "44-74"), the state holds hourly send counts over the baseline window,
+// and sends and verified codes in 5-minute slots over the conversion window. After each send the
+// range is checked for two signals:
+//
+//   - rate: the last hour's sends (the current hour plus the part of the previous hour still
+//     inside the last 60 minutes) reach min_volume and exceed factor x the range's average hourly
+//     sends over the baseline window (a range never used has a baseline of zero), unless the
+//     range itself converts at or above conversion_floor over max(5, min_volume/4) sends (a
+//     campaign or a launch: codes get used). It
+//     applies once the tenant has sent for warmup (a new tenant has no baseline anywhere).
+//   - conversion: the range's sends in the conversion window (without the newest
+//     conversion_delay) reach min_volume and convert below conversion_floor, while the tenant's
+//     other ranges, with min_volume between them, convert at or above it.
+//
+// A range that fires is quarantined for cooldown with the tenant's action. Everything lives in
+// the shared state, so every replica counts the same traffic and enforces the same quarantines.
+
+// slot is the granularity of the conversion counters.
+const slot = 5 * time.Minute
+
+// PumpState is where the detector keeps its counters and quarantines: in memory (one replica)
+// or in Redis (shared). Keys are the detector's own; implementations add their prefix.
+type PumpState interface {
+	// PumpAdd adds 1 to each (key, field) of incs, keeps those keys for ttl, and returns the
+	// new values in order.
+	PumpAdd(ctx context.Context, incs [][2]string, ttl time.Duration) ([]int64, error)
+	// PumpCounters returns a key's counters.
+	PumpCounters(ctx context.Context, key string) (map[string]int64, error)
+	// PumpForget deletes fields of a key's counters.
+	PumpForget(ctx context.Context, key string, fields []string) error
+	// PumpPut stores val under key for ttl; with nx only when the key is absent.
+	PumpPut(ctx context.Context, key, val string, ttl time.Duration, nx bool) error
+	// PumpGet reads a value PumpPut stored.
+	PumpGet(ctx context.Context, key string) (string, bool, error)
+	// PumpDel deletes a value and reports whether it was there.
+	PumpDel(ctx context.Context, key string) (bool, error)
+	// PumpIndex adds (add true) or removes member of the set under key; PumpMembers lists it.
+	PumpIndex(ctx context.Context, key, member string, add bool) error
+	PumpMembers(ctx context.Context, key string) ([]string, error)
+}
+
+// Quarantine is a number range of a tenant held under suspicion of pumping.
+type Quarantine struct {
+	Tenant string `json:"tenant"`
+	// Range is the country calling code and the first national digits, e.g. "44-74".
+	Range   string `json:"range"`
+	Country string `json:"country"`
+	// Action is alert, throttle or block.
+	Action string `json:"action"`
+	// Reason says which signal fired, with its figures.
+	Reason string    `json:"reason"`
+	Since  time.Time `json:"since"`
+	Until  time.Time `json:"until"`
+}
+
+// PumpRange is the number range of an E.164 number in country: "44-74" for +447400123456 with
+// digits 2. It holds no more of the number than the calling code and those digits.
+func PumpRange(e164, country string, digits int) string {
+	num := strings.TrimPrefix(e164, "+")
+	cc := phonenumbers.GetCountryCodeForRegion(country)
+	var code string
+	if cc > 0 {
+		code = strconv.Itoa(cc)
+	} else if n, err := phonenumbers.Parse(e164, ""); err == nil { // 001 and the like
+		code = strconv.Itoa(int(n.GetCountryCode()))
+	}
+	if code == "" || !strings.HasPrefix(num, code) {
+		return "unknown"
+	}
+	national := num[len(code):]
+	return code + "-" + national[:min(digits, len(national))]
+}
+
+// Pumping is the detector.
+type Pumping struct {
+	State PumpState
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+
+	mu    sync.Mutex
+	cache map[string]cachedCounters
+}
+
+type cachedCounters struct {
+	at time.Time
+	c  map[string]int64
+}
+
+func (p *Pumping) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
+}
+
+func rangeKey(tenant, rng string) string { return "pump|c|" + tenant + "|" + rng }
+func tenantKey(tenant string) string     { return "pump|t|" + tenant }
+func quarantineKey(tenant, rng string) string {
+	return "pump|q|" + tenant + "|" + rng
+}
+
+const quarantineIndex = "pump|qi"
+
+// Check returns the quarantine in force for a tenant's range, if any.
+func (p *Pumping) Check(ctx context.Context, tenant, rng string) (*Quarantine, error) {
+	v, ok, err := p.State.PumpGet(ctx, quarantineKey(tenant, rng))
+	if err != nil || !ok {
+		return nil, err
+	}
+	var q Quarantine
+	if err := json.Unmarshal([]byte(v), &q); err != nil {
+		return nil, err
+	}
+	return &q, nil
+}
+
+// counters returns a key's counters, reused for cfg.Refresh; stale fields are forgotten.
+func (p *Pumping) counters(ctx context.Context, cfg config.Pumping, key string, now time.Time) (map[string]int64, error) {
+	p.mu.Lock()
+	c, ok := p.cache[key]
+	p.mu.Unlock()
+	if ok && now.Sub(c.at) < cfg.Refresh.D() {
+		return c.c, nil
+	}
+	m, err := p.State.PumpCounters(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	hour, sl := now.Unix()/3600, now.Unix()/int64(slot.Seconds())
+	oldHour, oldSlot := hour-int64(cfg.Baseline.D().Hours())-1, sl-int64(cfg.ConversionWindow.D()/slot)-1
+	var stale []string
+	for f := range m {
+		kind, n, ok := field(f)
+		if ok && (kind == 'h' && n < oldHour || kind != 'h' && n < oldSlot) {
+			stale = append(stale, f)
+			delete(m, f)
+		}
+	}
+	if len(stale) > 0 {
+		if err := p.State.PumpForget(ctx, key, stale); err != nil {
+			return nil, err
+		}
+	}
+	p.mu.Lock()
+	if p.cache == nil || len(p.cache) > 100000 {
+		p.cache = map[string]cachedCounters{}
+	}
+	p.cache[key] = cachedCounters{at: now, c: m}
+	p.mu.Unlock()
+	return m, nil
+}
+
+// field splits "h:123" into 'h' and 123.
+func field(f string) (byte, int64, bool) {
+	if len(f) < 3 || f[1] != ':' {
+		return 0, 0, false
+	}
+	n, err := strconv.ParseInt(f[2:], 10, 64)
+	return f[0], n, err == nil
+}
+
+// Record counts a message sent to a tenant's range and returns a new quarantine when a signal
+// fires (nil otherwise). msgID lets Verified find the range and slot later.
+func (p *Pumping) Record(ctx context.Context, cfg config.Pumping, tenant, country, rng, msgID string) (*Quarantine, error) {
+	now := p.now()
+	hour, sl := now.Unix()/3600, now.Unix()/int64(slot.Seconds())
+	h, s := "h:"+strconv.FormatInt(hour, 10), "s:"+strconv.FormatInt(sl, 10)
+	rk, tk := rangeKey(tenant, rng), tenantKey(tenant)
+	ttl := cfg.Baseline.D() + 2*time.Hour
+	vals, err := p.State.PumpAdd(ctx, [][2]string{{rk, h}, {rk, s}, {tk, h}, {tk, s}}, ttl)
+	if err != nil {
+		return nil, err
+	}
+	if msgID != "" {
+		if err := p.State.PumpPut(ctx, "pump|m|"+msgID, tenant+"|"+rng+"|"+strconv.FormatInt(sl, 10), cfg.ConversionWindow.D()+time.Hour, false); err != nil {
+			return nil, err
+		}
+	}
+	rc, err := p.counters(ctx, cfg, rk, now)
+	if err != nil {
+		return nil, err
+	}
+	tc, err := p.counters(ctx, cfg, tk, now)
+	if err != nil {
+		return nil, err
+	}
+	reason := signal(cfg, now, vals[0], rc, tc)
+	if reason == "" {
+		return nil, nil
+	}
+	// Once per cooldown: not again while quarantined, nor after an operator released it.
+	if q, err := p.Check(ctx, tenant, rng); err != nil || q != nil {
+		return nil, err
+	}
+	if _, released, err := p.State.PumpGet(ctx, "pump|r|"+tenant+"|"+rng); err != nil || released {
+		return nil, err
+	}
+	q := &Quarantine{Tenant: tenant, Range: rng, Country: country, Action: cfg.Action, Reason: reason, Since: now.UTC(), Until: now.Add(cfg.Cooldown.D()).UTC()}
+	b, _ := json.Marshal(q)
+	if err := p.State.PumpPut(ctx, quarantineKey(tenant, rng), string(b), cfg.Cooldown.D(), true); err != nil {
+		return nil, err
+	}
+	if err := p.State.PumpIndex(ctx, quarantineIndex, tenant+"|"+rng, true); err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+// signal applies the two signals to a range's counters (rc, with cur sends in the current hour)
+// and its tenant's (tc); it returns why the range fires, or "".
+func signal(cfg config.Pumping, now time.Time, cur int64, rc, tc map[string]int64) string {
+	hour, sl := now.Unix()/3600, now.Unix()/int64(slot.Seconds())
+	hf := func(c map[string]int64, h int64) int64 { return c["h:"+strconv.FormatInt(h, 10)] }
+	// The tenant's history: its earliest hour with a send in the baseline window.
+	first := hour
+	for f := range tc {
+		if kind, n, ok := field(f); ok && kind == 'h' && n < first {
+			first = n
+		}
+	}
+	baseHours := min(int64(cfg.Baseline.D().Hours()), max(1, hour-first))
+	var base int64
+	for h := hour - baseHours; h < hour; h++ {
+		base += hf(rc, h)
+	}
+	avg := float64(base) / float64(baseHours)
+	frac := float64(now.Unix()%3600) / 3600
+	last := float64(cur) + float64(hf(rc, hour-1))*(1-frac)
+
+	// Conversion over [now - window, now - delay], by send slot.
+	var rs, rv, ts, tv int64
+	for x := sl - int64(cfg.ConversionWindow.D()/slot); x <= sl-int64(cfg.ConversionDelay.D()/slot); x++ {
+		k := strconv.FormatInt(x, 10)
+		rs, rv, ts, tv = rs+rc["s:"+k], rv+rc["v:"+k], ts+tc["s:"+k], tv+tc["v:"+k]
+	}
+	vol := int64(cfg.MinVolume)
+	floor := cfg.ConversionFloor
+	// Proof that a range converts needs fewer sends than suspicion: pumped codes are never used.
+	convertsWell := rs >= max(5, vol/4) && float64(rv) >= floor*float64(rs)
+	warm := time.Duration(hour-first)*time.Hour >= cfg.Warmup.D()
+	if warm && last >= float64(vol) && last > cfg.Factor*avg && !convertsWell {
+		return fmt.Sprintf("rate: %.0f sends in the last hour, over %.0f x the baseline of %.2f an hour", last, cfg.Factor, avg)
+	}
+	os, ov := ts-rs, tv-rv
+	if rs >= vol && float64(rv) < floor*float64(rs) && os >= vol && float64(ov) >= floor*float64(os) {
+		return fmt.Sprintf("conversion: %d of %d codes used (%.2f), while the tenant's other ranges used %d of %d", rv, rs, float64(rv)/float64(rs), ov, os)
+	}
+	return ""
+}
+
+// Verified counts a code reported used for the message id (when the detector saw it sent).
+func (p *Pumping) Verified(ctx context.Context, cfg config.Pumping, msgID string) error {
+	v, ok, err := p.State.PumpGet(ctx, "pump|m|"+msgID)
+	if err != nil || !ok {
+		return err
+	}
+	// Counted once per message, however often it is reported used.
+	if deleted, err := p.State.PumpDel(ctx, "pump|m|"+msgID); err != nil || !deleted {
+		return err
+	}
+	parts := strings.Split(v, "|")
+	if len(parts) != 3 {
+		return nil
+	}
+	f := "v:" + parts[2]
+	_, err = p.State.PumpAdd(ctx, [][2]string{{rangeKey(parts[0], parts[1]), f}, {tenantKey(parts[0]), f}}, cfg.Baseline.D()+2*time.Hour)
+	return err
+}
+
+// List returns the quarantines in force, oldest first.
+func (p *Pumping) List(ctx context.Context) ([]Quarantine, error) {
+	members, err := p.State.PumpMembers(ctx, quarantineIndex)
+	if err != nil {
+		return nil, err
+	}
+	out := []Quarantine{}
+	for _, m := range members {
+		tenant, rng, _ := strings.Cut(m, "|")
+		q, err := p.Check(ctx, tenant, rng)
+		if err != nil {
+			return nil, err
+		}
+		if q == nil { // expired
+			if err := p.State.PumpIndex(ctx, quarantineIndex, m, false); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		out = append(out, *q)
+	}
+	slices.SortFunc(out, func(x, y Quarantine) int { return x.Since.Compare(y.Since) })
+	return out, nil
+}
+
+// Release ends a quarantine; the range is not quarantined again for cooldown. It reports whether
+// there was one.
+func (p *Pumping) Release(ctx context.Context, cfg config.Pumping, tenant, rng string) (bool, error) {
+	found, err := p.State.PumpDel(ctx, quarantineKey(tenant, rng))
+	if err != nil || !found {
+		return false, err
+	}
+	if err := p.State.PumpIndex(ctx, quarantineIndex, tenant+"|"+rng, false); err != nil {
+		return true, err
+	}
+	return true, p.State.PumpPut(ctx, "pump|r|"+tenant+"|"+rng, "1", cfg.Cooldown.D(), false)
+}

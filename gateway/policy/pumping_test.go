@@ -1,0 +1,184 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/gateway/config"
+	"github.com/smsgate/smsgate/gateway/policy/redistest"
+)
+
+func pumpConfig() config.Pumping {
+	yes := true
+	d := func(x time.Duration) gateway.Duration { return gateway.Duration(x) }
+	return config.Pumping{Enabled: &yes, Action: "block", RangeDigits: 2, Baseline: d(168 * time.Hour), Warmup: d(24 * time.Hour),
+		Factor: 5, MinVolume: 20, ConversionFloor: 0.3, ConversionWindow: d(time.Hour), ConversionDelay: d(5 * time.Minute),
+		Throttle: lim(5, time.Hour), Cooldown: d(time.Hour), Refresh: d(10 * time.Second)}
+}
+
+func newPumping(t *testing.T, clk *clock, backend string) *Pumping {
+	if backend == "redis" {
+		return &Pumping{State: &Redis{Client: redistest.Start(t), Prefix: redistest.Prefix(t), Now: clk.now}, Now: clk.now}
+	}
+	return &Pumping{State: &MemoryPumpState{Now: clk.now}, Now: clk.now}
+}
+
+func TestPumpRange(t *testing.T) {
+	for _, tc := range []struct{ e164, country, want string }{
+		{"+447400123456", "GB", "44-74"}, {"+14155550104", "US", "1-41"}, {"+18765551234", "JM", "1-87"},
+		{"+23276123456", "SL", "232-76"}, {"+491511234567", "DE", "49-15"},
+	} {
+		if got := PumpRange(tc.e164, tc.country, 2); got != tc.want {
+			t.Errorf("PumpRange(%s, %s) = %q, want %q", tc.e164, tc.country, got, tc.want)
+		}
+	}
+}
+
+// pumpSim drives a detector with a tenant's traffic on a simulated clock.
+type pumpSim struct {
+	t      *testing.T
+	p      *Pumping
+	clk    *clock
+	cfg    config.Pumping
+	n      int
+	caught []*Quarantine
+}
+
+// send records one message to number (country cc) for tenant, verified when used.
+func (s *pumpSim) send(tenant, number, cc string, used bool) *Quarantine {
+	s.t.Helper()
+	s.n++
+	id := fmt.Sprint("m", s.n)
+	ctx := context.Background()
+	q, err := s.p.Record(ctx, s.cfg, tenant, cc, PumpRange(number, cc, s.cfg.RangeDigits), id)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if used {
+		if err := s.p.Verified(ctx, s.cfg, id); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+	if q != nil {
+		s.caught = append(s.caught, q)
+	}
+	return q
+}
+
+// normalHour is an hour of a tenant's usual traffic: 10 US and 5 GB codes, 9 in 10 used.
+func (s *pumpSim) normalHour(tenant string) {
+	for i := range 15 {
+		number, cc := fmt.Sprintf("+1415555%04d", s.n%10000), "US"
+		if i%3 == 2 {
+			number, cc = fmt.Sprintf("+447400%06d", s.n%1000000), "GB"
+		}
+		s.send(tenant, number, cc, i%10 != 9)
+		s.clk.add(4 * time.Minute)
+	}
+}
+
+// TestPumpingDetection: a week of a tenant's usual traffic, then a burst to a range it never
+// used with no codes used: quarantined at the min_volume-th message while its usual ranges go
+// on. A legitimate burst to a usual range, with codes used, is not quarantined; nor is another
+// tenant's traffic to the quarantined range.
+func TestPumpingDetection(t *testing.T) {
+	for _, backend := range []string{"memory", "redis"} {
+		t.Run(backend, func(t *testing.T) {
+			clk := newClock()
+			s := &pumpSim{t: t, p: newPumping(t, clk, backend), clk: clk, cfg: pumpConfig()}
+			for range 7 * 24 {
+				s.normalHour("acme")
+			}
+			if len(s.caught) != 0 {
+				t.Fatalf("a week of normal traffic quarantined %+v", s.caught[0])
+			}
+			// A legitimate burst to GB (8x its usual rate), codes used.
+			for i := range 40 {
+				s.send("acme", fmt.Sprintf("+447400%06d", 500000+i), "GB", i%10 != 9)
+				clk.add(90 * time.Second)
+			}
+			if len(s.caught) != 0 {
+				t.Fatalf("a legitimate burst with codes used was quarantined: %+v", s.caught[0])
+			}
+			// Pumping: one send every 3 s to Sierra Leone, a range never used, no code used;
+			// the usual traffic goes on alongside.
+			start, at := clk.now(), 0
+			for i := 1; i <= 60 && at == 0; i++ {
+				if q := s.send("acme", fmt.Sprintf("+23276%06d", i), "SL", false); q != nil {
+					at = i
+					if q.Range != "232-76" || q.Country != "SL" || q.Action != "block" || !strings.HasPrefix(q.Reason, "rate: 20 sends in the last hour") {
+						t.Errorf("quarantine: %+v", q)
+					}
+				}
+				if i%10 == 0 {
+					s.send("acme", "+14155550104", "US", true)
+				}
+				clk.add(3 * time.Second)
+			}
+			if at != 20 {
+				t.Fatalf("quarantined at message %d, want 20 (min_volume); %v after the burst began", at, clk.now().Sub(start))
+			}
+			ctx := context.Background()
+			for _, x := range []struct {
+				tenant, rng string
+				want        bool
+			}{{"acme", "232-76", true}, {"acme", "1-41", false}, {"acme", "44-74", false}, {"other", "232-76", false}} {
+				if q, err := s.p.Check(ctx, x.tenant, x.rng); err != nil || (q != nil) != x.want {
+					t.Errorf("Check(%s, %s) = %+v, %v; want quarantined %v", x.tenant, x.rng, q, err, x.want)
+				}
+			}
+			list, err := s.p.List(ctx)
+			if err != nil || len(list) != 1 || list[0].Range != "232-76" {
+				t.Fatalf("List = %+v, %v", list, err)
+			}
+			// Released by an operator: not quarantined again within the cooldown.
+			if ok, err := s.p.Release(ctx, s.cfg, "acme", "232-76"); !ok || err != nil {
+				t.Fatalf("Release = %v, %v", ok, err)
+			}
+			if ok, _ := s.p.Release(ctx, s.cfg, "acme", "232-76"); ok {
+				t.Error("a second release found a quarantine")
+			}
+			for i := range 20 {
+				if q := s.send("acme", fmt.Sprintf("+23276%06d", 100+i), "SL", false); q != nil {
+					t.Fatalf("quarantined again right after a release: %+v", q)
+				}
+			}
+			if list, _ := s.p.List(ctx); len(list) != 0 {
+				t.Errorf("List after release = %+v", list)
+			}
+		})
+	}
+}
+
+// TestPumpingConversionSignal: a new tenant (no baseline yet, so no rate signal) whose codes to
+// one range are never used while its other range's are: that range is quarantined once its
+// sends older than conversion_delay reach min_volume. A tenant that never reports codes used is
+// not judged by conversion at all.
+func TestPumpingConversionSignal(t *testing.T) {
+	clk := newClock()
+	s := &pumpSim{t: t, p: newPumping(t, clk, "memory"), clk: clk, cfg: pumpConfig()}
+	var at time.Duration
+	start := clk.now()
+	for i := range 120 {
+		s.send("acme", fmt.Sprintf("+1415555%04d", i), "US", i%10 != 0)
+		if q := s.send("acme", fmt.Sprintf("+447400%06d", i), "GB", false); q != nil && at == 0 {
+			at = clk.now().Sub(start)
+			if q.Range != "44-74" || !strings.HasPrefix(q.Reason, "conversion: 0 of ") {
+				t.Errorf("quarantine: %+v", q)
+			}
+		}
+		s.send("quiet", fmt.Sprintf("+447400%06d", i), "GB", false)
+		s.send("quiet", fmt.Sprintf("+1415555%04d", i), "US", false)
+		clk.add(30 * time.Second)
+	}
+	if at == 0 || at > 20*time.Minute {
+		t.Fatalf("the unconverting range was quarantined after %v, want within 20 minutes", at)
+	}
+	if len(s.caught) != 1 {
+		t.Errorf("quarantines: %+v", s.caught)
+	}
+}

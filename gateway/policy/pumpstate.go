@@ -1,0 +1,273 @@
+package policy
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// MemoryPumpState is PumpState in one process.
+type MemoryPumpState struct {
+	// Now is the clock of expiry; nil means time.Now.
+	Now func() time.Time
+
+	mu       sync.Mutex
+	counters map[string]*memCounters
+	values   map[string]memValue
+	sets     map[string]map[string]bool
+	ops      int
+}
+
+type memCounters struct {
+	c   map[string]int64
+	exp time.Time
+}
+
+type memValue struct {
+	v   string
+	exp time.Time
+}
+
+func (m *MemoryPumpState) now() time.Time {
+	if m.Now != nil {
+		return m.Now()
+	}
+	return time.Now()
+}
+
+// sweep drops expired entries every 4096 calls; callers hold mu.
+func (m *MemoryPumpState) sweep(now time.Time) {
+	if m.counters == nil {
+		m.counters, m.values, m.sets = map[string]*memCounters{}, map[string]memValue{}, map[string]map[string]bool{}
+	}
+	if m.ops++; m.ops%4096 != 0 {
+		return
+	}
+	for k, c := range m.counters {
+		if now.After(c.exp) {
+			delete(m.counters, k)
+		}
+	}
+	for k, v := range m.values {
+		if now.After(v.exp) {
+			delete(m.values, k)
+		}
+	}
+}
+
+// PumpAdd implements PumpState.
+func (m *MemoryPumpState) PumpAdd(_ context.Context, incs [][2]string, ttl time.Duration) ([]int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	m.sweep(now)
+	out := make([]int64, len(incs))
+	for i, x := range incs {
+		c := m.counters[x[0]]
+		if c == nil || now.After(c.exp) {
+			c = &memCounters{c: map[string]int64{}}
+			m.counters[x[0]] = c
+		}
+		c.c[x[1]]++
+		c.exp = now.Add(ttl)
+		out[i] = c.c[x[1]]
+	}
+	return out, nil
+}
+
+// PumpCounters implements PumpState.
+func (m *MemoryPumpState) PumpCounters(_ context.Context, key string) (map[string]int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	m.sweep(now)
+	out := map[string]int64{}
+	if c := m.counters[key]; c != nil && !now.After(c.exp) {
+		for f, v := range c.c {
+			out[f] = v
+		}
+	}
+	return out, nil
+}
+
+// PumpForget implements PumpState.
+func (m *MemoryPumpState) PumpForget(_ context.Context, key string, fields []string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sweep(m.now())
+	if c := m.counters[key]; c != nil {
+		for _, f := range fields {
+			delete(c.c, f)
+		}
+	}
+	return nil
+}
+
+// PumpPut implements PumpState.
+func (m *MemoryPumpState) PumpPut(_ context.Context, key, val string, ttl time.Duration, nx bool) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	m.sweep(now)
+	if v, ok := m.values[key]; nx && ok && !now.After(v.exp) {
+		return nil
+	}
+	m.values[key] = memValue{v: val, exp: now.Add(ttl)}
+	return nil
+}
+
+// PumpGet implements PumpState.
+func (m *MemoryPumpState) PumpGet(_ context.Context, key string) (string, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	m.sweep(now)
+	v, ok := m.values[key]
+	if !ok || now.After(v.exp) {
+		return "", false, nil
+	}
+	return v.v, true, nil
+}
+
+// PumpDel implements PumpState.
+func (m *MemoryPumpState) PumpDel(_ context.Context, key string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	m.sweep(now)
+	v, ok := m.values[key]
+	delete(m.values, key)
+	return ok && !now.After(v.exp), nil
+}
+
+// PumpIndex implements PumpState.
+func (m *MemoryPumpState) PumpIndex(_ context.Context, key, member string, add bool) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sweep(m.now())
+	if m.sets[key] == nil {
+		m.sets[key] = map[string]bool{}
+	}
+	if add {
+		m.sets[key][member] = true
+	} else {
+		delete(m.sets[key], member)
+	}
+	return nil
+}
+
+// PumpMembers implements PumpState.
+func (m *MemoryPumpState) PumpMembers(_ context.Context, key string) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sweep(m.now())
+	var out []string
+	for k := range m.sets[key] {
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// PumpAdd implements PumpState: the increments and the expiries in one round trip.
+func (r *Redis) PumpAdd(ctx context.Context, incs [][2]string, ttl time.Duration) ([]int64, error) {
+	out := make([]int64, len(incs))
+	err := r.guard(func() error {
+		pipe := r.Client.Pipeline()
+		cmds := make([]*redis.IntCmd, len(incs))
+		keys := map[string]bool{}
+		for i, x := range incs {
+			cmds[i] = pipe.HIncrBy(ctx, r.Prefix+x[0], x[1], 1)
+			keys[x[0]] = true
+		}
+		for k := range keys {
+			pipe.PExpire(ctx, r.Prefix+k, ttl)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return err
+		}
+		for i, c := range cmds {
+			out[i] = c.Val()
+		}
+		return nil
+	})
+	return out, err
+}
+
+// PumpCounters implements PumpState.
+func (r *Redis) PumpCounters(ctx context.Context, key string) (map[string]int64, error) {
+	var raw map[string]string
+	err := r.guard(func() (err error) {
+		raw, err = r.Client.HGetAll(ctx, r.Prefix+key).Result()
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int64, len(raw))
+	for f, v := range raw {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		out[f] = n
+	}
+	return out, nil
+}
+
+// PumpForget implements PumpState.
+func (r *Redis) PumpForget(ctx context.Context, key string, fields []string) error {
+	return r.guard(func() error { return r.Client.HDel(ctx, r.Prefix+key, fields...).Err() })
+}
+
+// PumpPut implements PumpState.
+func (r *Redis) PumpPut(ctx context.Context, key, val string, ttl time.Duration, nx bool) error {
+	return r.guard(func() error {
+		if nx {
+			return r.Client.SetNX(ctx, r.Prefix+key, val, ttl).Err()
+		}
+		return r.Client.Set(ctx, r.Prefix+key, val, ttl).Err()
+	})
+}
+
+// PumpGet implements PumpState.
+func (r *Redis) PumpGet(ctx context.Context, key string) (string, bool, error) {
+	var v string
+	err := r.guard(func() (err error) {
+		v, err = r.Client.Get(ctx, r.Prefix+key).Result()
+		return err
+	})
+	if err == redis.Nil {
+		return "", false, nil
+	}
+	return v, err == nil, err
+}
+
+// PumpDel implements PumpState.
+func (r *Redis) PumpDel(ctx context.Context, key string) (bool, error) {
+	var n int64
+	err := r.guard(func() (err error) {
+		n, err = r.Client.Del(ctx, r.Prefix+key).Result()
+		return err
+	})
+	return n > 0, err
+}
+
+// PumpIndex implements PumpState.
+func (r *Redis) PumpIndex(ctx context.Context, key, member string, add bool) error {
+	return r.guard(func() error {
+		if add {
+			return r.Client.SAdd(ctx, r.Prefix+key, member).Err()
+		}
+		return r.Client.SRem(ctx, r.Prefix+key, member).Err()
+	})
+}
+
+// PumpMembers implements PumpState.
+func (r *Redis) PumpMembers(ctx context.Context, key string) ([]string, error) {
+	var out []string
+	err := r.guard(func() (err error) {
+		out, err = r.Client.SMembers(ctx, r.Prefix+key).Result()
+		return err
+	})
+	return out, err
+}
