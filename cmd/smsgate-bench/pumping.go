@@ -120,20 +120,17 @@ func simulateWeeks(seed uint64, reported bool) {
 	}
 	ctx := context.Background()
 	var falsePos []string
-	n := 0
 	// send returns a quarantine it raised (nil when it raised none, also when it was refused).
 	send := func(t *simTenant, country, r string, used bool) *policy.Quarantine {
-		n++
-		id := fmt.Sprint("m", n)
 		if q, err := det.Check(ctx, t.name, r); err != nil || q != nil {
 			return nil
 		}
-		q, err := det.Record(ctx, cfg, t.name, country, r, id)
+		q, err := det.Record(ctx, cfg, t.name, country, r)
 		if err != nil {
 			panic(err)
 		}
 		if used && reported {
-			det.Verified(ctx, cfg, id)
+			det.Verified(ctx, cfg, t.name, r, now)
 		}
 		return q
 	}

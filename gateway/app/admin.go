@@ -38,15 +38,20 @@ func (a *App) Verified(ctx context.Context, tenant, id string) error {
 		return httpapi.ErrNotSent
 	}
 	if err := a.store.Report(context.WithoutCancel(ctx), &gateway.DeliveryReport{Provider: rec.Provider, MessageID: rec.ID,
-		ProviderMessageID: rec.ProviderMessageID, Status: gateway.StatusDelivered, ProviderStatus: "VERIFIED"}); err != nil {
+		ProviderMessageID: rec.ProviderMessageID, Status: gateway.StatusDelivered, ProviderStatus: verifiedStatus}); err != nil {
 		return err
 	}
-	// The conversion signal of pumping detection.
-	if err := a.pumping.Verified(context.WithoutCancel(ctx), a.rt.Load().cfg.Policy.Pumping, rec.ID); err != nil {
-		a.stateError("pumping", err)
+	// The conversion signal of pumping detection, once per message.
+	if rec.ProviderStatus != verifiedStatus {
+		if err := a.pumping.Verified(context.WithoutCancel(ctx), a.rt.Load().cfg.Policy.Pumping, rec.Tenant, rec.Range, rec.CreatedAt); err != nil {
+			a.stateError("pumping", err)
+		}
 	}
 	return nil
 }
+
+// verifiedStatus is the provider status a code reported used gives its record.
+const verifiedStatus = "VERIFIED"
 
 // Messages implements httpapi.Backend.
 func (a *App) Messages(ctx context.Context, q store.Query) ([]*store.Record, error) {

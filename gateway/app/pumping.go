@@ -54,7 +54,7 @@ func (a *App) quarantined(ctx context.Context, tn *tenant, msg *gateway.Message,
 // recordPumping counts a sent message for its range and raises a new quarantine: a metric, a
 // warning and the admin API.
 func (a *App) recordPumping(ctx context.Context, tn *tenant, msg *gateway.Message, rng string) {
-	q, err := a.pumping.Record(context.WithoutCancel(ctx), tn.pumping, tn.name, msg.Country, rng, msg.ID)
+	q, err := a.pumping.Record(context.WithoutCancel(ctx), tn.pumping, tn.name, msg.Country, rng)
 	if err != nil {
 		a.stateError("pumping", err)
 		return

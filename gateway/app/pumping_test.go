@@ -128,3 +128,43 @@ func TestPumpingQuarantineActions(t *testing.T) {
 		})
 	}
 }
+
+// TestPumpingConversionThroughVerified: codes reported used through POST /v1/messages/{id}/verified
+// feed the conversion signal. A new tenant (no rate signal before warmup) whose US codes are
+// used and whose GB codes never are: once those sends are older than conversion_delay, the next
+// GB send quarantines GB, and US goes on.
+func TestPumpingConversionThroughVerified(t *testing.T) {
+	clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	h := start(t, strings.Replace(pumpingConfig, "$STATE", "state: {driver: memory}", 1), Options{Now: clk.Now})
+	n := 0
+	send := func(to string) response {
+		t.Helper()
+		n++
+		r := h.send("acme-key", fmt.Sprintf(`{"recipient":%q,"text":"Your code is %06d","context":{}}`, to, n))
+		if r.Status != 200 {
+			t.Fatalf("send %s: %d %s", to, r.Status, r.Raw)
+		}
+		return r
+	}
+	for i := range 6 {
+		r := send(fmt.Sprintf("+141555501%02d", i))
+		for range 2 { // reported twice, counted once
+			if v := h.do("POST", "/v1/messages/"+r.Body["id"].(string)+"/verified", "acme-key", ""); v.Status != 200 {
+				t.Fatalf("verified: %d %s", v.Status, v.Raw)
+			}
+		}
+		send(fmt.Sprintf("+4474001000%02d", i))
+		clk.Add(10 * time.Second)
+	}
+	clk.Add(6 * time.Minute)
+	send("+447400100099") // its range converts at 0 while US converts at 1: quarantined after it
+	if r := h.send("acme-key", `{"recipient":"+447400100098","text":"Your code is 999999","context":{}}`); r.Status != 403 || errCode(r) != "suspected_pumping" ||
+		!strings.Contains(r.Raw, "conversion: 0 of 6") || !strings.Contains(r.Raw, "other ranges used 6 of 6") {
+		t.Errorf("GB after the conversion signal: %d %s", r.Status, r.Raw)
+	}
+	send("+14155550199")
+	rec, err := h.app.Store().Get(t.Context(), "acme", h.send("acme-key", `{"recipient":"+14155550198","text":"Your code is 888888","context":{}}`).Body["id"].(string))
+	if err != nil || rec.Range != "1-41" {
+		t.Errorf("record range: %+v %v", rec, err)
+	}
+}

@@ -293,9 +293,8 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 		return flightResult{reply: rep, bodyHash: bodyHash, outcome: rej.Code}
 	}
 	pump := *tn.pumping.Enabled
-	var rng string
+	rng := policy.PumpRange(msg.To, msg.Country, tn.pumping.RangeDigits)
 	if pump {
-		rng = policy.PumpRange(msg.To, msg.Country, tn.pumping.RangeDigits)
 		if rep, stop := a.quarantined(ctx, tn, msg, rng); stop {
 			return flightResult{reply: rep, bodyHash: bodyHash, outcome: errCodeOf(rep)}
 		}
@@ -331,7 +330,7 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 	resp := SendResponse{ID: msg.ID, Route: route.Name, Provider: out.Provider, ProviderMessageID: out.Result.ProviderMessageID,
 		Attempts: make([]AttemptJSON, len(out.Attempts))}
 	rec := &store.Record{ID: msg.ID, Tenant: tn.name, ClientID: msg.ClientID, Route: route.Name, MessageType: string(msg.Type),
-		Action: msg.Action, Country: msg.Country, Recipient: gateway.MaskPhone(msg.To), Provider: out.Provider,
+		Action: msg.Action, Country: msg.Country, Recipient: gateway.MaskPhone(msg.To), Range: rng, Provider: out.Provider,
 		ProviderMessageID: out.Result.ProviderMessageID, ProviderStatus: out.Result.Status, Attempts: make([]store.Attempt, len(out.Attempts)),
 		CreatedAt: now.UTC(), UpdatedAt: a.now().UTC()}
 	if rt.cfg.Storage.StoreFullNumbers {

@@ -178,8 +178,8 @@ func field(f string) (byte, int64, bool) {
 }
 
 // Record counts a message sent to a tenant's range and returns a new quarantine when a signal
-// fires (nil otherwise). msgID lets Verified find the range and slot later.
-func (p *Pumping) Record(ctx context.Context, cfg config.Pumping, tenant, country, rng, msgID string) (*Quarantine, error) {
+// fires (nil otherwise).
+func (p *Pumping) Record(ctx context.Context, cfg config.Pumping, tenant, country, rng string) (*Quarantine, error) {
 	now := p.now()
 	hour, sl := now.Unix()/3600, now.Unix()/int64(slot.Seconds())
 	h, s := "h:"+strconv.FormatInt(hour, 10), "s:"+strconv.FormatInt(sl, 10)
@@ -188,11 +188,6 @@ func (p *Pumping) Record(ctx context.Context, cfg config.Pumping, tenant, countr
 	vals, err := p.State.PumpAdd(ctx, [][2]string{{rk, h}, {rk, s}, {tk, h}, {tk, s}}, ttl)
 	if err != nil {
 		return nil, err
-	}
-	if msgID != "" {
-		if err := p.State.PumpPut(ctx, "pump|m|"+msgID, tenant+"|"+rng+"|"+strconv.FormatInt(sl, 10), cfg.ConversionWindow.D()+time.Hour, false); err != nil {
-			return nil, err
-		}
 	}
 	rc, err := p.counters(ctx, cfg, rk, now)
 	if err != nil {
@@ -266,22 +261,15 @@ func signal(cfg config.Pumping, now time.Time, cur int64, rc, tc map[string]int6
 	return ""
 }
 
-// Verified counts a code reported used for the message id (when the detector saw it sent).
-func (p *Pumping) Verified(ctx context.Context, cfg config.Pumping, msgID string) error {
-	v, ok, err := p.State.PumpGet(ctx, "pump|m|"+msgID)
-	if err != nil || !ok {
-		return err
-	}
-	// Counted once per message, however often it is reported used.
-	if deleted, err := p.State.PumpDel(ctx, "pump|m|"+msgID); err != nil || !deleted {
-		return err
-	}
-	parts := strings.Split(v, "|")
-	if len(parts) != 3 {
+// Verified counts a code reported used for a message a tenant sent to rng at sentAt, in the
+// slot of the send (the caller counts each message once). Messages older than the conversion
+// window no longer count.
+func (p *Pumping) Verified(ctx context.Context, cfg config.Pumping, tenant, rng string, sentAt time.Time) error {
+	if rng == "" || p.now().Sub(sentAt) > cfg.ConversionWindow.D() {
 		return nil
 	}
-	f := "v:" + parts[2]
-	_, err = p.State.PumpAdd(ctx, [][2]string{{rangeKey(parts[0], parts[1]), f}, {tenantKey(parts[0]), f}}, cfg.Baseline.D()+2*time.Hour)
+	f := "v:" + strconv.FormatInt(sentAt.Unix()/int64(slot.Seconds()), 10)
+	_, err := p.State.PumpAdd(ctx, [][2]string{{rangeKey(tenant, rng), f}, {tenantKey(tenant), f}}, cfg.Baseline.D()+2*time.Hour)
 	return err
 }
 

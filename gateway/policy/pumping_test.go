@@ -52,14 +52,14 @@ type pumpSim struct {
 func (s *pumpSim) send(tenant, number, cc string, used bool) *Quarantine {
 	s.t.Helper()
 	s.n++
-	id := fmt.Sprint("m", s.n)
 	ctx := context.Background()
-	q, err := s.p.Record(ctx, s.cfg, tenant, cc, PumpRange(number, cc, s.cfg.RangeDigits), id)
+	rng := PumpRange(number, cc, s.cfg.RangeDigits)
+	q, err := s.p.Record(ctx, s.cfg, tenant, cc, rng)
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	if used {
-		if err := s.p.Verified(ctx, s.cfg, id); err != nil {
+		if err := s.p.Verified(ctx, s.cfg, tenant, rng, s.clk.now()); err != nil {
 			s.t.Fatal(err)
 		}
 	}

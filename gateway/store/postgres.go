@@ -65,6 +65,8 @@ var pgMigrations = []string{
 		ADD COLUMN notify_url text NOT NULL DEFAULT '',
 		ADD COLUMN report_taken boolean NOT NULL DEFAULT false;
 	CREATE INDEX messages_untaken ON messages (tenant, created_at) WHERE source <> '' AND NOT report_taken;`,
+	// 3: the number range of the recipient (pumping detection's conversion signal).
+	`ALTER TABLE messages ADD COLUMN num_range text NOT NULL DEFAULT '';`,
 }
 
 // Postgres is a Backend on PostgreSQL (jackc/pgx v5 with a pool), shared by every replica: any
@@ -182,7 +184,7 @@ func key(provider, id string) int64 {
 
 const pgCols = `id, tenant, client_id, route, message_type, action, country, recipient, status, provider,
 	provider_message_id, attempts, error, provider_status, price, currency, created_at, updated_at, delivered_at,
-	source, reference, bulk_id, callback_data, notify_url, report_taken`
+	source, reference, bulk_id, callback_data, notify_url, report_taken, num_range`
 
 // pgColsM is pgCols qualified by the alias m.
 var pgColsM = "m." + strings.ReplaceAll(strings.Join(strings.Fields(pgCols), " "), ", ", ", m.")
@@ -392,7 +394,7 @@ func (p *Postgres) apply(ctx context.Context, ops []Op, ap *applier) error {
 			return err
 		}
 		// A retried batch that had committed must not fail on its own rows.
-		b.Queue(`INSERT INTO messages (`+pgCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25) ON CONFLICT (id) DO NOTHING`, args...)
+		b.Queue(`INSERT INTO messages (`+pgCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26) ON CONFLICT (id) DO NOTHING`, args...)
 	}
 	for r := range changed {
 		b.Queue(`UPDATE messages SET status = $2, provider_status = $3, error = $4, price = $5, currency = $6, updated_at = $7, delivered_at = $8 WHERE id = $1`,
@@ -428,7 +430,7 @@ func pgArgs(r *Record) ([]any, error) {
 	}
 	return []any{r.ID, r.Tenant, r.ClientID, r.Route, r.MessageType, r.Action, r.Country, r.Recipient, r.Status, r.Provider,
 		r.ProviderMessageID, att, r.Error, r.ProviderStatus, r.Price, r.Currency, r.CreatedAt.UnixMilli(), r.UpdatedAt.UnixMilli(), msOrNil(r.DeliveredAt),
-		r.Source, r.Reference, r.BulkID, r.CallbackData, r.NotifyURL, r.ReportTaken}, nil
+		r.Source, r.Reference, r.BulkID, r.CallbackData, r.NotifyURL, r.ReportTaken, r.Range}, nil
 }
 
 func scanPG(row pgx.Row) (*Record, error) {
@@ -438,7 +440,7 @@ func scanPG(row pgx.Row) (*Record, error) {
 	var delivered *int64
 	if err := row.Scan(&r.ID, &r.Tenant, &r.ClientID, &r.Route, &r.MessageType, &r.Action, &r.Country, &r.Recipient, &r.Status, &r.Provider,
 		&r.ProviderMessageID, &att, &r.Error, &r.ProviderStatus, &r.Price, &r.Currency, &created, &updated, &delivered,
-		&r.Source, &r.Reference, &r.BulkID, &r.CallbackData, &r.NotifyURL, &r.ReportTaken); err != nil {
+		&r.Source, &r.Reference, &r.BulkID, &r.CallbackData, &r.NotifyURL, &r.ReportTaken, &r.Range); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal(att, &r.Attempts); err != nil {

@@ -61,6 +61,8 @@ var migrations = []string{
 	ALTER TABLE messages ADD COLUMN notify_url TEXT NOT NULL DEFAULT '';
 	ALTER TABLE messages ADD COLUMN report_taken INTEGER NOT NULL DEFAULT 0;
 	CREATE INDEX messages_untaken ON messages(tenant, created_at) WHERE source != '' AND report_taken = 0;`,
+	// 3: the number range of the recipient (pumping detection's conversion signal).
+	`ALTER TABLE messages ADD COLUMN num_range TEXT NOT NULL DEFAULT '';`,
 }
 
 // SQLite is a Backend on one SQLite file (modernc.org/sqlite, no cgo) in WAL mode.
@@ -105,7 +107,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 }
 
 func (s *SQLite) prepare(ctx context.Context) error {
-	values := ` INTO messages (` + cols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
+	values := ` INTO messages (` + cols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
 	for _, st := range []struct {
 		dst **sql.Stmt
 		sql string
@@ -175,7 +177,7 @@ func (s *SQLite) now() time.Time {
 
 const cols = `id, tenant, client_id, route, message_type, action, country, recipient, status, provider,
 	provider_message_id, attempts, error, provider_status, price, currency, created_at, updated_at, delivered_at,
-	source, reference, bulk_id, callback_data, notify_url, report_taken`
+	source, reference, bulk_id, callback_data, notify_url, report_taken, num_range`
 
 // Apply implements Backend: the whole batch in one transaction.
 func (s *SQLite) Apply(ctx context.Context, ops []Op) ([]Charge, error) {
@@ -227,7 +229,7 @@ func put(ctx context.Context, stmt *sql.Stmt, r *Record) error {
 	}
 	_, err = stmt.ExecContext(ctx, r.ID, r.Tenant, r.ClientID, r.Route, r.MessageType, r.Action, r.Country, r.Recipient, r.Status, r.Provider,
 		r.ProviderMessageID, string(att), r.Error, r.ProviderStatus, r.Price, r.Currency, r.CreatedAt.UnixMilli(), r.UpdatedAt.UnixMilli(), delivered,
-		r.Source, r.Reference, r.BulkID, r.CallbackData, r.NotifyURL, r.ReportTaken)
+		r.Source, r.Reference, r.BulkID, r.CallbackData, r.NotifyURL, r.ReportTaken, r.Range)
 	return err
 }
 
@@ -308,7 +310,7 @@ func scan(sc scanner) (*Record, error) {
 	var delivered sql.NullInt64
 	if err := sc.Scan(&r.ID, &r.Tenant, &r.ClientID, &r.Route, &r.MessageType, &r.Action, &r.Country, &r.Recipient, &r.Status, &r.Provider,
 		&r.ProviderMessageID, &att, &r.Error, &r.ProviderStatus, &r.Price, &r.Currency, &created, &updated, &delivered,
-		&r.Source, &r.Reference, &r.BulkID, &r.CallbackData, &r.NotifyURL, &r.ReportTaken); err != nil {
+		&r.Source, &r.Reference, &r.BulkID, &r.CallbackData, &r.NotifyURL, &r.ReportTaken, &r.Range); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(att), &r.Attempts); err != nil {

@@ -41,14 +41,17 @@ type Attempt struct {
 
 // Record is one message.
 type Record struct {
-	ID                string    `json:"id"`
-	Tenant            string    `json:"tenant"`
-	ClientID          string    `json:"client_id,omitempty"`
-	Route             string    `json:"route"`
-	MessageType       string    `json:"message_type"`
-	Action            string    `json:"action,omitempty"`
-	Country           string    `json:"country"`
-	Recipient         string    `json:"recipient"`
+	ID          string `json:"id"`
+	Tenant      string `json:"tenant"`
+	ClientID    string `json:"client_id,omitempty"`
+	Route       string `json:"route"`
+	MessageType string `json:"message_type"`
+	Action      string `json:"action,omitempty"`
+	Country     string `json:"country"`
+	Recipient   string `json:"recipient"`
+	// Range is the recipient's number range: the calling code and the first national digits
+	// ("44-74"), no more of the number (pumping detection).
+	Range             string    `json:"range,omitempty"`
 	Status            string    `json:"status"`
 	Provider          string    `json:"provider,omitempty"`
 	ProviderMessageID string    `json:"provider_message_id,omitempty"`

@@ -24,7 +24,7 @@ import (
 var t0 = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 
 func record(id, tenant, provider, pmid string, created time.Time) *Record {
-	return &Record{ID: id, Tenant: tenant, Route: "default", MessageType: "sms", Country: "US", Recipient: gateway.MaskPhone("+14155550104"),
+	return &Record{ID: id, Tenant: tenant, Route: "default", MessageType: "sms", Country: "US", Recipient: gateway.MaskPhone("+14155550104"), Range: "1-41",
 		Status: gateway.StatusSent, Provider: provider, ProviderMessageID: pmid,
 		Attempts:  []Attempt{{Provider: "a", Outcome: "provider_error", Code: "E500", DurationMS: 12}, {Provider: provider, Outcome: "sent", DurationMS: 3}},
 		CreatedAt: created, UpdatedAt: created}
