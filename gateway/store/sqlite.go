@@ -79,6 +79,8 @@ type SQLite struct {
 	pending int
 	// recount is set by Purge (another goroutine) to make the writer count pending reports again.
 	recount atomic.Bool
+	// stopCheckpoints ends the background checkpointer, which closes checkpointsDone.
+	stopCheckpoints, checkpointsDone chan struct{}
 }
 
 // OpenSQLite opens (creating it and its directory if needed) and migrates the database at path.
@@ -88,7 +90,10 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 			return nil, fmt.Errorf("message log: %w", err)
 		}
 	}
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)"
+	// wal_autocheckpoint(0): the writer never checkpoints inside a commit (copying the WAL into
+	// the database and its fsync would stall every send waiting on that batch); checkpointer
+	// does it in the background.
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_pragma=wal_autocheckpoint(0)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("message log: %w", err)
@@ -103,7 +108,29 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 		db.Close()
 		return nil, fmt.Errorf("message log %s: %w", path, err)
 	}
+	s.stopCheckpoints, s.checkpointsDone = make(chan struct{}), make(chan struct{})
+	go s.checkpointer(checkpointEvery)
 	return s, nil
+}
+
+// checkpointEvery is how often the background checkpointer copies the WAL into the database.
+const checkpointEvery = 500 * time.Millisecond
+
+// checkpointer runs PASSIVE checkpoints (they never wait for, nor block, the writer or readers)
+// every interval until Close. A failed one is tried again at the next tick; the WAL keeps
+// everything meanwhile.
+func (s *SQLite) checkpointer(every time.Duration) {
+	defer close(s.checkpointsDone)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopCheckpoints:
+			return
+		case <-t.C:
+			_, _ = s.db.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
+		}
+	}
 }
 
 func (s *SQLite) prepare(ctx context.Context) error {
@@ -472,6 +499,8 @@ func (s *SQLite) Purge(ctx context.Context, before time.Time) (int, error) {
 
 // Close implements Backend.
 func (s *SQLite) Close() error {
+	close(s.stopCheckpoints)
+	<-s.checkpointsDone
 	for _, st := range []*sql.Stmt{s.insert, s.replace, s.byID, s.byPMID, s.pendingFor, s.pendingAdd, s.pendingDel} {
 		st.Close()
 	}

@@ -271,6 +271,15 @@ type Options struct {
 	CloseTimeout time.Duration
 	// CommitTimeout bounds how long Insert and Report wait for their batch to commit; default 200ms.
 	CommitTimeout time.Duration
+	// InFlight, when set, tells how many writes are on their way (sends being processed, each
+	// of which will Insert). While some are, the writer waits up to Linger for them to join the
+	// batch: one commit then serves more records (a commit costs far more than a record).
+	InFlight func() int
+	// Linger bounds that wait; 0 never waits.
+	Linger time.Duration
+	// LingerAbove is the write rate (records a second) under which the writer never waits: at
+	// low rates the database keeps up and waiting would only add latency.
+	LingerAbove float64
 }
 
 // Store is the message log with its writer goroutine.
@@ -463,7 +472,14 @@ type writeLoop struct {
 	buf      []Op
 	barriers []chan struct{}
 	backoff  time.Duration
+	// rate is the recent write rate (records a second), measured over windows of rateWindow.
+	rate        float64
+	windowStart time.Time
+	windowOps   int
 }
+
+// rateWindow is how long the writer counts records to estimate the write rate.
+const rateWindow = 100 * time.Millisecond
 
 func (s *Store) writer() {
 	defer s.wg.Done()
@@ -508,6 +524,9 @@ func (s *Store) writer() {
 		if retryC != nil && len(w.barriers) == 0 {
 			continue
 		}
+		if retryC == nil && len(w.barriers) == 0 && in != nil {
+			w.linger(in)
+		}
 		if len(w.buf) > 0 {
 			if w.tryAll() {
 				w.backoff = 0
@@ -525,12 +544,54 @@ func (s *Store) writer() {
 	}
 }
 
+// linger waits up to Linger for writes of sends still in flight to join the batch, and stops as
+// soon as all of them have (or the batch is full, or a Flush arrives).
+func (w *writeLoop) linger(in chan Op) {
+	s := w.s
+	if now := time.Now(); now.Sub(w.windowStart) >= rateWindow {
+		w.rate = float64(w.windowOps) / now.Sub(w.windowStart).Seconds()
+		w.windowStart, w.windowOps = now, 0
+	}
+	if s.opts.Linger <= 0 || s.opts.InFlight == nil || w.rate < s.opts.LingerAbove {
+		return
+	}
+	waiting := func() int {
+		n := 0
+		for _, op := range w.buf {
+			if op.done != nil {
+				n++
+			}
+		}
+		return n
+	}
+	if s.opts.InFlight() <= waiting() {
+		return
+	}
+	t := time.NewTimer(s.opts.Linger)
+	defer t.Stop()
+	for len(w.buf) < maxBatch && len(w.barriers) == 0 {
+		select {
+		case op, ok := <-in:
+			if !ok {
+				return
+			}
+			w.add(op)
+			if s.opts.InFlight() <= waiting() {
+				return
+			}
+		case <-t.C:
+			return
+		}
+	}
+}
+
 // add queues op; past the retry buffer's bound the oldest writes are given up, loudly.
 func (w *writeLoop) add(op Op) {
 	if op.barrier != nil {
 		w.barriers = append(w.barriers, op.barrier)
 		return
 	}
+	w.windowOps++
 	w.buf = append(w.buf, op)
 	if over := len(w.buf) - w.s.opts.RetryBuffer; over > 0 {
 		w.buf = append(w.buf[:0], w.buf[over:]...)

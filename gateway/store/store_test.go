@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -702,4 +703,42 @@ func TestChargesCountOnceAndPricesSum(t *testing.T) {
 			t.Errorf("prices since t0-1h (-want +got):\n%s", diff)
 		}
 	})
+}
+
+// TestLingerGroupsInFlightWrites: while the application says more writes are on their way, the
+// writer waits (up to Linger) so that one commit serves them all; with none on the way it commits
+// at once (a Linger of an hour would otherwise hang the test).
+func TestLingerGroupsInFlightWrites(t *testing.T) {
+	var mu sync.Mutex
+	var batches []int
+	var inflight atomic.Int64
+	s := New(Options{Backend: NewMemory(), Linger: time.Hour, InFlight: func() int { return int(inflight.Load()) },
+		OnBatch: func(n int, err error) { mu.Lock(); batches = append(batches, n); mu.Unlock() }})
+	defer s.Close()
+	ctx := context.Background()
+	// Alone: committed at once.
+	inflight.Store(1)
+	if err := s.Insert(ctx, record("solo", "acme", "p", "", t0)); err != nil {
+		t.Fatal(err)
+	}
+	// Three sends in flight, arriving 20 ms apart: one batch.
+	inflight.Store(3)
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Duration(i) * 20 * time.Millisecond)
+			if err := s.Insert(ctx, record(fmt.Sprint("g", i), "acme", "p", "", t0)); err != nil && err != ErrNotCommitted {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	s.Flush(ctx)
+	mu.Lock()
+	defer mu.Unlock()
+	if diff := cmp.Diff([]int{1, 3}, batches); diff != "" {
+		t.Errorf("batch sizes (-want +got):\n%s", diff)
+	}
 }
