@@ -239,7 +239,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 		},
 		OnBacklog: func(n int) { a.metrics.LogBacklog.Set(float64(n)) },
 		OnDrop:    func(n int) { a.metrics.LogDropped.Add(float64(n)) },
-		OnCharge:  func(c store.Charge) { a.metrics.Spend.WithLabelValues(c.Provider, c.Country, c.Currency).Add(c.Price) },
+		OnCharge:  a.charge,
 		InFlight:  func() int { return int(a.inflight.Load()) },
 		Linger:    500 * time.Microsecond, LingerAbove: 3000,
 	})

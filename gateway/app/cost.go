@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -114,6 +115,17 @@ func buildPrices(cfg *config.Config, rows []store.PriceRow) (*priceTable, []stri
 		}
 	}
 	return t, skipped
+}
+
+// charge adds a price a delivery report recorded to smsgate_spend_total. The currency comes from
+// the provider's report: anything but an ISO 4217-shaped code is counted as XXX, so a bad report
+// cannot mint label values.
+func (a *App) charge(c store.Charge) {
+	cur := c.Currency
+	if len(cur) != 3 || strings.Trim(cur, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != "" {
+		cur = "XXX"
+	}
+	a.metrics.Spend.WithLabelValues(c.Provider, c.Country, cur).Add(c.Price)
 }
 
 // usesLeastCost reports whether any route of cfg ranks by price.

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/smsgate/smsgate/gateway/store"
 	"github.com/smsgate/smsgate/providers/infobip/infobiptest"
 )
 
@@ -175,5 +176,19 @@ func TestOrderedRoutesIgnorePrices(t *testing.T) {
 	r := h.send("acme-key", `{"message_options":{"recipient":"+447400100000","text":"Your code is 123456","message_type":"sms"}}`)
 	if r.Body["provider"] != "twilio-us" {
 		t.Errorf("ordered route sent through %v: %s", r.Body["provider"], r.Raw)
+	}
+}
+
+// TestSpendLabelsStayBounded: a currency that is not an ISO 4217-shaped code is counted as XXX.
+func TestSpendLabelsStayBounded(t *testing.T) {
+	h := start(t, "tenants: [{name: a, api_key: k}]\nstorage: {driver: memory}\nproviders: [{name: m, type: mock}]\nroutes: [{name: d, providers: [m]}]\n", Options{})
+	h.app.charge(store.Charge{Provider: "m", Country: "GB", Currency: "EUR", Price: 0.5})
+	h.app.charge(store.Charge{Provider: "m", Country: "GB", Currency: "<script>", Price: 0.25})
+	s := h.app.MetricSet().Spend
+	if eur, xxx := testutil.ToFloat64(s.WithLabelValues("m", "GB", "EUR")), testutil.ToFloat64(s.WithLabelValues("m", "GB", "XXX")); eur != 0.5 || xxx != 0.25 {
+		t.Errorf("EUR %v, XXX %v", eur, xxx)
+	}
+	if n := testutil.CollectAndCount(s); n != 2 {
+		t.Errorf("%d spend series, want 2", n)
 	}
 }

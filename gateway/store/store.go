@@ -143,7 +143,7 @@ func (a *applier) apply(r *Record, rep *gateway.DeliveryReport) bool {
 	if !applyReport(r, rep, a.now) {
 		return false
 	}
-	if !priced && r.Price != 0 {
+	if !priced && r.Price > 0 {
 		a.charges = append(a.charges, Charge{Provider: r.Provider, Country: r.Country, Currency: r.Currency, Price: r.Price})
 	}
 	return true

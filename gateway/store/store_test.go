@@ -742,3 +742,20 @@ func TestLingerGroupsInFlightWrites(t *testing.T) {
 		t.Errorf("batch sizes (-want +got):\n%s", diff)
 	}
 }
+
+// TestNegativePriceIsNoCharge: a report with a negative price (a bug, or a forged report) is
+// recorded as reported but is no charge: a Prometheus counter would panic on it.
+func TestNegativePriceIsNoCharge(t *testing.T) {
+	var charges []Charge
+	s := New(Options{Backend: NewMemory(), OnCharge: func(c Charge) { charges = append(charges, c) }})
+	defer s.Close()
+	ctx := context.Background()
+	s.Insert(ctx, record("m1", "acme", "infobip", "ib-1", t0))
+	s.Report(ctx, &gateway.DeliveryReport{Provider: "infobip", ProviderMessageID: "ib-1", Status: gateway.StatusDelivered, Price: -5, Currency: "EUR"})
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(charges) != 0 {
+		t.Errorf("charges = %+v", charges)
+	}
+}
