@@ -18,7 +18,8 @@ import (
 // Least-cost routing. Each (provider, country) has a price in one reporting currency
 // (routing.least_cost.currency): what the provider's delivery reports said messages cost over
 // routing.least_cost.window (a moving average read from the shared message log, so every replica
-// ranks alike) once there are min_reports of them, else the configured price for the country,
+// ranks alike: each tenant's average, then their median, so that no tenant moves it) once there
+// are min_reports of them, else the configured price for the country,
 // else the provider's configured default. A route with strategy least_cost tries its providers
 // cheapest first among those at or above the delivery floor for the country; the others keep
 // their configured order behind them. Failover, breakers and capabilities then work on that
@@ -89,7 +90,11 @@ func buildPrices(cfg *config.Config, rows []store.PriceRow) (*priceTable, []stri
 		total float64
 		n     int
 	}
-	reported := map[healthKey]*sum{}
+	type tenantKey struct {
+		healthKey
+		tenant string
+	}
+	perTenant := map[tenantKey]*sum{}
 	var skipped []string
 	for _, r := range rows {
 		if !known[r.Provider] {
@@ -102,16 +107,23 @@ func buildPrices(cfg *config.Config, rows []store.PriceRow) (*priceTable, []stri
 			}
 			continue
 		}
-		k := healthKey{r.Provider, r.Country}
-		if reported[k] == nil {
-			reported[k] = &sum{}
+		k := tenantKey{healthKey{r.Provider, r.Country}, r.Tenant}
+		if perTenant[k] == nil {
+			perTenant[k] = &sum{}
 		}
-		reported[k].total += v
-		reported[k].n += r.N
+		perTenant[k].total += v
+		perTenant[k].n += r.N
 	}
-	for k, s := range reported {
-		if s.n >= lc.MinReports {
-			t.m[k] = priceInfo{value: s.total / float64(s.n), source: priceReported, reports: s.n}
+	// The price is the median of the tenants' averages: one tenant sending to expensive ranges
+	// (or pumped ones) cannot move the price, and so the order, of every tenant's traffic.
+	averages, counts := map[healthKey][]float64{}, map[healthKey]int{}
+	for k, s := range perTenant {
+		averages[k.healthKey] = append(averages[k.healthKey], s.total/float64(s.n))
+		counts[k.healthKey] += s.n
+	}
+	for k, avgs := range averages {
+		if counts[k] >= lc.MinReports {
+			t.m[k] = priceInfo{value: median(avgs), source: priceReported, reports: counts[k]}
 		}
 	}
 	return t, skipped
@@ -126,6 +138,16 @@ func (a *App) charge(c store.Charge) {
 		cur = "XXX"
 	}
 	a.metrics.Spend.WithLabelValues(c.Provider, c.Country, cur).Add(c.Price)
+}
+
+// median of xs (the mean of the middle two for an even count); xs is reordered.
+func median(xs []float64) float64 {
+	slices.Sort(xs)
+	n := len(xs)
+	if n%2 == 1 {
+		return xs[n/2]
+	}
+	return (xs[n/2-1] + xs[n/2]) / 2
 }
 
 // usesLeastCost reports whether any route of cfg ranks by price.

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/smsgate/smsgate/gateway/config"
 	"github.com/smsgate/smsgate/gateway/store"
 	"github.com/smsgate/smsgate/providers/infobip/infobiptest"
 )
@@ -190,5 +191,38 @@ func TestSpendLabelsStayBounded(t *testing.T) {
 	}
 	if n := testutil.CollectAndCount(s); n != 2 {
 		t.Errorf("%d spend series, want 2", n)
+	}
+}
+
+// TestOneTenantCannotMoveThePrice: the reported price of a (provider, country) is the median of
+// the tenants' averages, so a tenant sending to expensive (or pumped) ranges does not reorder
+// every tenant's traffic; reports in a currency without a rate are left out.
+func TestOneTenantCannotMoveThePrice(t *testing.T) {
+	cfg, err := config.Parse("x.yaml", []byte(`
+tenants: [{name: acme, api_key: a}, {name: beta, api_key: b}, {name: evil, api_key: e}]
+routing: {least_cost: {currency: EUR, rates: {USD: 0.5}, min_reports: 5}}
+providers: [{name: ib, type: mock, prices: {countries: {GB: 0.03}}}]
+routes: [{name: d, strategy: least_cost, providers: [ib]}]
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := []store.PriceRow{
+		{Provider: "ib", Country: "GB", Currency: "EUR", Tenant: "acme", Sum: 0.20, N: 10},
+		{Provider: "ib", Country: "GB", Currency: "USD", Tenant: "beta", Sum: 0.44, N: 10}, // 0.022 EUR each
+		{Provider: "ib", Country: "GB", Currency: "EUR", Tenant: "evil", Sum: 45, N: 50},
+		{Provider: "ib", Country: "US", Currency: "JPY", Tenant: "acme", Sum: 100, N: 10},
+		{Provider: "gone", Country: "GB", Currency: "EUR", Tenant: "acme", Sum: 1, N: 10},
+	}
+	pt, skipped := buildPrices(cfg, rows)
+	got, ok := pt.lookup("ib", "GB")
+	if !ok || got.source != priceReported || got.reports != 70 || fmt.Sprintf("%.4f", got.value) != "0.0220" {
+		t.Errorf("ib GB = %+v, want the median 0.0220 over 70 reports", got)
+	}
+	if _, ok := pt.lookup("ib", "US"); ok || !cmp.Equal(skipped, []string{"JPY"}) {
+		t.Errorf("JPY reports: skipped %v", skipped)
+	}
+	if _, ok := pt.lookup("gone", "GB"); ok {
+		t.Error("a provider no longer configured has a price")
 	}
 }

@@ -237,15 +237,15 @@ func (m *Memory) Health(_ context.Context, since, pendingBefore time.Time) ([]He
 func (m *Memory) Prices(_ context.Context, since time.Time) ([]PriceRow, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	rows := map[[3]string]*PriceRow{}
+	rows := map[[4]string]*PriceRow{}
 	for _, r := range m.byID {
 		if r.Provider == "" || r.Price <= 0 || r.CreatedAt.Before(since) {
 			continue
 		}
-		k := [3]string{r.Provider, r.Country, r.Currency}
+		k := [4]string{r.Provider, r.Country, r.Currency, r.Tenant}
 		p := rows[k]
 		if p == nil {
-			p = &PriceRow{Provider: r.Provider, Country: r.Country, Currency: r.Currency}
+			p = &PriceRow{Provider: r.Provider, Country: r.Country, Currency: r.Currency, Tenant: r.Tenant}
 			rows[k] = p
 		}
 		p.Sum += r.Price

@@ -535,8 +535,8 @@ func (p *Postgres) Health(ctx context.Context, since, pendingBefore time.Time) (
 
 // Prices implements Backend.
 func (p *Postgres) Prices(ctx context.Context, since time.Time) ([]PriceRow, error) {
-	rows, err := p.pool.Query(ctx, `SELECT provider, country, currency, SUM(price), COUNT(*)::int
-	FROM messages WHERE created_at >= $1 AND price > 0 AND provider != '' GROUP BY provider, country, currency`, since.UnixMilli())
+	rows, err := p.pool.Query(ctx, `SELECT provider, country, currency, tenant, SUM(price), COUNT(*)::int
+	FROM messages WHERE created_at >= $1 AND price > 0 AND provider != '' GROUP BY provider, country, currency, tenant`, since.UnixMilli())
 	if err != nil {
 		return nil, err
 	}

@@ -435,8 +435,8 @@ func (s *SQLite) Health(ctx context.Context, since, pendingBefore time.Time) ([]
 
 // Prices implements Backend.
 func (s *SQLite) Prices(ctx context.Context, since time.Time) ([]PriceRow, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT provider, country, currency, SUM(price), COUNT(*)
-	FROM messages WHERE created_at >= ? AND price > 0 AND provider != '' GROUP BY provider, country, currency`, since.UnixMilli())
+	rows, err := s.db.QueryContext(ctx, `SELECT provider, country, currency, tenant, SUM(price), COUNT(*)
+	FROM messages WHERE created_at >= ? AND price > 0 AND provider != '' GROUP BY provider, country, currency, tenant`, since.UnixMilli())
 	if err != nil {
 		return nil, err
 	}

@@ -117,9 +117,11 @@ type HealthRow struct {
 	Delivered, Failed, Pending int
 }
 
-// PriceRow is one (provider, country, currency) of Backend.Prices.
+// PriceRow is one (provider, country, currency, tenant) of Backend.Prices.
 type PriceRow struct {
-	Provider, Country, Currency string
+	// Tenant: rows are per tenant, so that one tenant's expensive destinations cannot move the
+	// price every tenant is routed by.
+	Provider, Country, Currency, Tenant string
 	// Sum of the prices and N, the number of messages that reported one.
 	Sum float64
 	N   int
@@ -177,8 +179,8 @@ type Backend interface {
 	// a provider accepted: delivered, undelivered or failed, and still sent (no final report) but
 	// created before pendingBefore.
 	Health(ctx context.Context, since, pendingBefore time.Time) ([]HealthRow, error)
-	// Prices sums, per provider, destination country and currency, the prices that delivery
-	// reports recorded on messages created since since (least-cost routing's moving average).
+	// Prices sums, per provider, destination country, currency and tenant, the prices that
+	// delivery reports recorded on messages created since since (least-cost routing's average).
 	Prices(ctx context.Context, since time.Time) ([]PriceRow, error)
 	// Find returns the record a report names: provider and our id, or provider and its id.
 	Find(ctx context.Context, provider, id, providerMessageID string) (*Record, error)
@@ -693,7 +695,7 @@ func collectPrices(rows interface {
 	var out []PriceRow
 	for rows.Next() {
 		var p PriceRow
-		if err := scan(&p.Provider, &p.Country, &p.Currency, &p.Sum, &p.N); err != nil {
+		if err := scan(&p.Provider, &p.Country, &p.Currency, &p.Tenant, &p.Sum, &p.N); err != nil {
 			return nil, err
 		}
 		out = append(out, p)

@@ -698,7 +698,7 @@ func TestChargesCountOnceAndPricesSum(t *testing.T) {
 			t.Fatal(err)
 		}
 		slices.SortFunc(rows, func(x, y PriceRow) int { return strings.Compare(x.Provider+x.Country, y.Provider+y.Country) })
-		wantRows := []PriceRow{{Provider: "infobip", Country: "GB", Currency: "EUR", Sum: 0.04, N: 1}, {Provider: "infobip", Country: "US", Currency: "EUR", Sum: 0.01, N: 1}}
+		wantRows := []PriceRow{{Provider: "infobip", Country: "GB", Currency: "EUR", Tenant: "acme", Sum: 0.04, N: 1}, {Provider: "infobip", Country: "US", Currency: "EUR", Tenant: "acme", Sum: 0.01, N: 1}}
 		if diff := cmp.Diff(wantRows, rows); diff != "" {
 			t.Errorf("prices since t0-1h (-want +got):\n%s", diff)
 		}
