@@ -110,6 +110,7 @@ func TestLeastCostRouting(t *testing.T) {
 
 	// 3. Infobip's GB delivery rate falls to 0.8: above min_rate (not demoted) but under the
 	// 0.9 floor, so the dearer Twilio takes over. The reports carry a price of 0.05 EUR.
+	var reportedID string
 	for i := range 20 {
 		r := send(gb(10 + i))
 		if r.Body["provider"] != "infobip-eu" {
@@ -120,6 +121,10 @@ func TestLeastCostRouting(t *testing.T) {
 			status = "UNDELIVERABLE"
 		}
 		report(r.Body["id"].(string), status, 0.05)
+		reportedID = r.Body["id"].(string)
+	}
+	if rec, err := h.app.Store().Get(context.Background(), "acme", reportedID); err != nil || rec.Price != 0.05 || rec.Currency != "EUR" {
+		t.Errorf("the record does not keep the reported price: %+v %v", rec, err)
 	}
 	if err := h.app.refreshHealth(context.Background()); err != nil {
 		t.Fatal(err)
