@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"net"
@@ -116,8 +117,10 @@ type runtime struct {
 	routes  *routing.Table
 	members map[string]*memberInfo
 	order   []string
-	// keySecret keys every hash derived from a code or a body (see mac).
+	// keySecret keys every hash derived from a code or a body (see mac); macs holds HMACs under
+	// it for reuse (one is built per call otherwise: two allocations and the key schedule).
 	keySecret []byte
+	macs      sync.Pool
 	// secrets are every configured secret value, for scrub.
 	secrets []string
 	// warnings are config findings that are valid but probably not meant (smsgate validate).
@@ -128,7 +131,11 @@ type runtime struct {
 // per-process secret. Keys derived from codes (resend memory, duplicate detection) and request
 // fingerprints are never plain hashes, which a six-digit code would reverse in microseconds.
 func (rt *runtime) mac(parts ...string) [32]byte {
-	m := hmac.New(sha256.New, rt.keySecret)
+	m, _ := rt.macs.Get().(hash.Hash)
+	if m == nil {
+		m = hmac.New(sha256.New, rt.keySecret)
+	}
+	defer func() { m.Reset(); rt.macs.Put(m) }()
 	for _, p := range parts {
 		m.Write([]byte(p))
 		m.Write([]byte{0})
