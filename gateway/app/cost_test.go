@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -229,5 +230,29 @@ routes: [{name: d, strategy: least_cost, providers: [ib]}]
 	}
 	if _, ok := pt.lookup("gone", "GB"); ok {
 		t.Error("a provider no longer configured has a price")
+	}
+}
+
+// TestReloadAppliesPrices: a reload with new prices reorders at once, without waiting for the
+// next refresh of reported prices.
+func TestReloadAppliesPrices(t *testing.T) {
+	h, _, _ := startOnFakesWith(t, costConfig, Options{})
+	gb := `{"message_options":{"recipient":"+447400100000","text":"Your code is 123456","message_type":"sms"}}`
+	if r := h.send("acme-key", gb); r.Body["provider"] != "infobip-eu" {
+		t.Fatalf("before: %s", r.Raw)
+	}
+	raw, err := os.ReadFile(h.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(string(raw), "countries: {GB: 0.02}", "countries: {GB: 0.06}", 1)
+	if err := os.WriteFile(h.path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.do("POST", "/v1/admin/reload", "admin-t0ken", ""); r.Status != 200 {
+		t.Fatalf("reload: %d %s", r.Status, r.Raw)
+	}
+	if r := h.send("acme-key", strings.Replace(gb, "123456", "654321", 2)); r.Body["provider"] != "twilio-us" {
+		t.Errorf("after the reload GB went to %v", r.Body["provider"])
 	}
 }

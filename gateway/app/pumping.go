@@ -12,7 +12,8 @@ import (
 	"github.com/smsgate/smsgate/gateway/policy"
 )
 
-// quarantined applies a quarantine in force for the message's range: block answers 403
+// quarantined applies a quarantine in force for the message's range with the tenant's current
+// action (a reload that changes it applies to quarantines already raised): block answers 403
 // suspected_pumping, throttle holds the range to policy.pumping.throttle (429), alert lets it
 // through. stop says whether rep is the answer.
 func (a *App) quarantined(ctx context.Context, tn *tenant, msg *gateway.Message, rng string) (rep httpapi.Reply, stop bool) {
@@ -26,7 +27,7 @@ func (a *App) quarantined(ctx context.Context, tn *tenant, msg *gateway.Message,
 	if q == nil {
 		return rep, false
 	}
-	switch q.Action {
+	switch tn.pumping.Action {
 	case "block":
 		a.metrics.PolicyRejections.WithLabelValues(tn.name, "suspected_pumping").Inc()
 		rep = errReply(http.StatusForbidden, "suspected_pumping", fmt.Sprintf("sends to this number range (%s) are suspended until %s: suspected SMS pumping (%s)",

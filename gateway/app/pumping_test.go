@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -108,6 +109,20 @@ func TestPumpingQuarantineActions(t *testing.T) {
 				if total != 1 {
 					t.Errorf("smsgate_pumping_quarantines_total{%s,SL,%s} = %v across replicas", tenant, action, total)
 				}
+			}
+			// A reload that makes gamma block applies to its quarantine at once.
+			raw, err := os.ReadFile(a.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(a.path, []byte(strings.Replace(string(raw), "pumping: {action: alert}", "pumping: {action: block}", 1)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if r := a.do("POST", "/v1/admin/reload", "admin-t0ken", ""); r.Status != 200 {
+				t.Fatalf("reload: %d %s", r.Status, r.Raw)
+			}
+			if r := send(a, "gamma-key", "+23276000201"); r.Status != 403 || errCode(r) != "suspected_pumping" {
+				t.Errorf("gamma after switching to block: %d %s", r.Status, r.Raw)
 			}
 			if r := a.do("DELETE", "/v1/admin/quarantines/acme/232-76", "admin-t0ken", ""); r.Status != 200 {
 				t.Fatalf("release: %d %s", r.Status, r.Raw)
