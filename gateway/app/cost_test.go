@@ -256,3 +256,46 @@ func TestReloadAppliesPrices(t *testing.T) {
 		t.Errorf("after the reload GB went to %v", r.Body["provider"])
 	}
 }
+
+// TestOrderByCost: cheapest first; ties keep the configured order; providers without a price
+// come after the priced ones, and those below the floor (or demoted) last, both in configured
+// order; a low rate that is one tenant's alone does not count.
+func TestOrderByCost(t *testing.T) {
+	cfg, err := config.Parse("x.yaml", []byte(`
+tenants: [{name: a, api_key: a}]
+routing: {least_cost: {floor: 0.9}, delivery_health: {min_samples: 10, min_rate: 0.7}}
+providers:
+  - {name: p1, type: mock, prices: {default: 0.05}}
+  - {name: p2, type: mock}
+  - {name: p3, type: mock, prices: {countries: {GB: 0.03}}}
+  - {name: p4, type: mock, prices: {countries: {GB: 0.03}}}
+  - {name: p5, type: mock, prices: {countries: {GB: 0.01}}}
+  - {name: p6, type: mock, prices: {countries: {GB: 0.001}}}
+  - {name: p7, type: mock, prices: {countries: {GB: 0.002}}}
+  - {name: p8, type: mock, prices: {countries: {GB: 0.003}}}
+routes: [{name: d, strategy: least_cost, providers: [p1, p2, p3, p4, p5, p6, p7, p8]}]
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pt, _ := buildPrices(cfg, nil)
+	health := map[healthKey]healthView{
+		{"p5", "GB"}: {rate: 0.95, samples: 50},                     // above the floor
+		{"p6", "GB"}: {rate: 0.8, samples: 50},                      // below the floor (0.9)
+		{"p7", "GB"}: {rate: 0.2, samples: 50, demoted: true},       // demoted
+		{"p8", "GB"}: {rate: 0.5, samples: 50, othersHealthy: true}, // one tenant's low rate
+	}
+	lookup := func(k healthKey) (healthView, bool) { v, ok := health[k]; return v, ok }
+	o := orderByCost(cfg, pt, lookup, "GB", cfg.Routes[0].Providers, true)
+	if diff := cmp.Diff([]string{"p8", "p5", "p3", "p4", "p1", "p2", "p6", "p7"}, o.order(false)); diff != "" {
+		t.Errorf("order (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"p7", "p8", "p5", "p3", "p4", "p1", "p2", "p6"}, o.order(true)); diff != "" {
+		t.Errorf("probe order (-want +got):\n%s", diff)
+	}
+	// With delivery health off every provider counts as above the floor.
+	off := orderByCost(cfg, pt, lookup, "GB", cfg.Routes[0].Providers, false)
+	if diff := cmp.Diff([]string{"p6", "p7", "p8", "p5", "p3", "p4", "p1", "p2"}, off.order(false)); diff != "" {
+		t.Errorf("health off (-want +got):\n%s", diff)
+	}
+}
