@@ -159,19 +159,8 @@ var voices = map[string]string{"en": "JOANNA", "de": "VICKI", "fr": "LEA", "es":
 
 // Speech is a voice message: the code digit by digit, twice, in the request's language.
 func Speech(msg *gateway.Message) (voice, words string) {
-	primary, region := kit.Language(msg.Language)
-	voice, ok := voices[primary]
-	if !ok {
-		primary, voice = "en", voices["en"]
-	}
-	if primary == "en" && region == "GB" {
-		voice = "AMY"
-	}
-	s, _ := kit.CodeSentence(msg, primary)
-	if gateway.ExtractCode(msg.Text, msg.Code) == "" {
-		return voice, s
-	}
-	return voice, s + " " + s
+	voice, s := kit.Voice(msg, voices, map[string]string{"en-GB": "AMY"})
+	return voice, kit.Twice(msg, s)
 }
 
 // Send implements gateway.Provider. Our message id goes into the message's Context, so delivery

@@ -33,3 +33,27 @@ func CodeSentence(msg *gateway.Message, primary string) (sentence string, known 
 	}
 	return phrase + " " + gateway.SpokenDigits(code) + ".", known
 }
+
+// Voice is what a voice driver says once and in which voice or language: voices by the request's
+// primary language subtag (English when it has none), overridden by regional for the full tag
+// ("en-GB"), and the code sentence in that language.
+func Voice(msg *gateway.Message, voices, regional map[string]string) (voice, sentence string) {
+	primary, region := Language(msg.Language)
+	voice, ok := voices[primary]
+	if !ok {
+		primary, voice = "en", voices["en"]
+	}
+	if v, ok := regional[primary+"-"+region]; ok {
+		voice = v
+	}
+	sentence, _ = CodeSentence(msg, primary)
+	return voice, sentence
+}
+
+// Twice is sentence said twice when the message carries a code (once is easy to miss), else once.
+func Twice(msg *gateway.Message, sentence string) string {
+	if gateway.ExtractCode(msg.Text, msg.Code) == "" {
+		return sentence
+	}
+	return sentence + " " + sentence
+}

@@ -54,19 +54,8 @@ var voices = map[string]string{"en": "f-en-US", "de": "f-de-DE", "fr": "f-fr-FR"
 
 // Speech returns the voice and the words of a call: the code digit by digit, twice.
 func Speech(msg *gateway.Message) (voice, words string) {
-	primary, region := kit.Language(msg.Language)
-	voice, ok := voices[primary]
-	if !ok {
-		primary, voice = "en", voices["en"]
-	}
-	if primary == "en" && region == "GB" {
-		voice = "f-en-GB"
-	}
-	s, _ := kit.CodeSentence(msg, primary)
-	if gateway.ExtractCode(msg.Text, msg.Code) == "" {
-		return voice, s
-	}
-	return voice, s + " " + s
+	voice, s := kit.Voice(msg, voices, map[string]string{"en-GB": "f-en-GB"})
+	return voice, kit.Twice(msg, s)
 }
 
 // Send implements gateway.Provider.

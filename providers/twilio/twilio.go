@@ -117,21 +117,13 @@ func (p *Provider) classifyHTTP(res *kit.Response) *gateway.Error {
 var sayLanguages = map[string]string{"en": "en-US", "de": "de-DE", "fr": "fr-FR", "es": "es-ES", "it": "it-IT", "pt": "pt-BR", "nl": "nl-NL"}
 
 // sayRegions are full tags Twilio's <Say> speaks as given.
-var sayRegions = map[string]bool{"en-US": true, "en-GB": true, "en-AU": true, "en-IN": true, "es-MX": true, "es-US": true,
-	"fr-CA": true, "pt-PT": true, "de-DE": true, "fr-FR": true, "es-ES": true, "it-IT": true, "pt-BR": true, "nl-NL": true}
+var sayRegions = map[string]string{"en-US": "en-US", "en-GB": "en-GB", "en-AU": "en-AU", "en-IN": "en-IN", "es-MX": "es-MX", "es-US": "es-US",
+	"fr-CA": "fr-CA", "pt-PT": "pt-PT", "de-DE": "de-DE", "fr-FR": "fr-FR", "es-ES": "es-ES", "it-IT": "it-IT", "pt-BR": "pt-BR", "nl-NL": "nl-NL"}
 
 // TwiML is the call script: the code digit by digit, said twice, in the request's language when
 // Twilio speaks it (else English). Without a code it says the text.
 func TwiML(msg *gateway.Message) string {
-	primary, region := kit.Language(msg.Language)
-	lang, ok := sayLanguages[primary]
-	if !ok {
-		primary, lang = "en", sayLanguages["en"]
-	}
-	if full := primary + "-" + region; sayRegions[full] {
-		lang = full
-	}
-	say, _ := kit.CodeSentence(msg, primary)
+	lang, say := kit.Voice(msg, sayLanguages, sayRegions)
 	s := html.EscapeString(say)
 	return `<Response><Say language="` + lang + `">` + s + `</Say><Pause length="1"/><Say language="` + lang + `">` + s + `</Say></Response>`
 }

@@ -182,20 +182,12 @@ func describe(status, text string) string {
 var voiceLanguages = map[string]string{"en": "en-US", "de": "de-DE", "fr": "fr-FR", "es": "es-ES", "it": "it-IT", "pt": "pt-BR", "nl": "nl-NL"}
 
 // voiceRegions are full tags Vonage speaks as given.
-var voiceRegions = map[string]bool{"en-US": true, "en-GB": true, "en-AU": true, "en-IN": true, "es-MX": true, "fr-CA": true, "pt-PT": true}
+var voiceRegions = map[string]string{"en-US": "en-US", "en-GB": "en-GB", "en-AU": "en-AU", "en-IN": "en-IN", "es-MX": "es-MX", "fr-CA": "fr-CA", "pt-PT": "pt-PT"}
 
 // Talk returns the NCCO talk text and language for msg: the code digit by digit (said twice by
 // the action's loop), in the request's language when Vonage speaks it, else American English.
 func Talk(msg *gateway.Message) (text, language string) {
-	primary, region := kit.Language(msg.Language)
-	language, ok := voiceLanguages[primary]
-	if !ok {
-		primary, language = "en", "en-US"
-	}
-	if full := primary + "-" + region; voiceRegions[full] {
-		language = full
-	}
-	text, _ = kit.CodeSentence(msg, primary)
+	language, text = kit.Voice(msg, voiceLanguages, voiceRegions)
 	return text, language
 }
 
