@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -513,35 +514,37 @@ func (p *Postgres) List(ctx context.Context, q Query) ([]*Record, error) {
 // Health implements Backend: one grouped scan of the window (the created_at index), a row per
 // (provider, country, tenant).
 func (p *Postgres) Health(ctx context.Context, since, pendingBefore time.Time) ([]HealthRow, error) {
-	rows, err := p.pool.Query(ctx, `SELECT provider, country, tenant,
-		SUM(CASE WHEN status = 'delivered' THEN 1 ELSE 0 END),
-		SUM(CASE WHEN status IN ('undelivered', 'failed') THEN 1 ELSE 0 END),
-		SUM(CASE WHEN status = 'sent' AND created_at < $1 THEN 1 ELSE 0 END)
-	FROM messages WHERE created_at >= $2 AND provider != '' GROUP BY provider, country, tenant`, pendingBefore.UnixMilli(), since.UnixMilli())
+	rows, err := p.pool.Query(ctx, numbered(healthSQL), pendingBefore.UnixMilli(), since.UnixMilli())
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []HealthRow
-	for rows.Next() {
-		var h HealthRow
-		if err := rows.Scan(&h.Provider, &h.Country, &h.Tenant, &h.Delivered, &h.Failed, &h.Pending); err != nil {
-			return nil, err
-		}
-		out = append(out, h)
-	}
-	return out, rows.Err()
+	return scanAll(rows, healthFields)
 }
 
 // Prices implements Backend.
 func (p *Postgres) Prices(ctx context.Context, since time.Time) ([]PriceRow, error) {
-	rows, err := p.pool.Query(ctx, `SELECT provider, country, currency, tenant, SUM(price), COUNT(*)::int
-	FROM messages WHERE created_at >= $1 AND price > 0 AND provider != '' GROUP BY provider, country, currency, tenant`, since.UnixMilli())
+	rows, err := p.pool.Query(ctx, numbered(strings.Replace(pricesSQL, "COUNT(*)", "COUNT(*)::int", 1)), since.UnixMilli())
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	return collectPrices(rows, rows.Scan)
+	return scanAll(rows, priceFields)
+}
+
+// numbered turns the ? placeholders of q into PostgreSQL's $1, $2...
+func numbered(q string) string {
+	var b strings.Builder
+	n := 0
+	for _, r := range q {
+		if r == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // Find implements Backend.

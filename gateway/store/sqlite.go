@@ -413,35 +413,22 @@ func (s *SQLite) List(ctx context.Context, q Query) ([]*Record, error) {
 // Health implements Backend: one grouped scan of the window (the created_at index), a row per
 // (provider, country, tenant).
 func (s *SQLite) Health(ctx context.Context, since, pendingBefore time.Time) ([]HealthRow, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT provider, country, tenant,
-		SUM(CASE WHEN status = 'delivered' THEN 1 ELSE 0 END),
-		SUM(CASE WHEN status IN ('undelivered', 'failed') THEN 1 ELSE 0 END),
-		SUM(CASE WHEN status = 'sent' AND created_at < ? THEN 1 ELSE 0 END)
-	FROM messages WHERE created_at >= ? AND provider != '' GROUP BY provider, country, tenant`, pendingBefore.UnixMilli(), since.UnixMilli())
+	rows, err := s.db.QueryContext(ctx, healthSQL, pendingBefore.UnixMilli(), since.UnixMilli())
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []HealthRow
-	for rows.Next() {
-		var h HealthRow
-		if err := rows.Scan(&h.Provider, &h.Country, &h.Tenant, &h.Delivered, &h.Failed, &h.Pending); err != nil {
-			return nil, err
-		}
-		out = append(out, h)
-	}
-	return out, rows.Err()
+	return scanAll(rows, healthFields)
 }
 
 // Prices implements Backend.
 func (s *SQLite) Prices(ctx context.Context, since time.Time) ([]PriceRow, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT provider, country, currency, tenant, SUM(price), COUNT(*)
-	FROM messages WHERE created_at >= ? AND price > 0 AND provider != '' GROUP BY provider, country, currency, tenant`, since.UnixMilli())
+	rows, err := s.db.QueryContext(ctx, pricesSQL, since.UnixMilli())
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	return collectPrices(rows, rows.Scan)
+	return scanAll(rows, priceFields)
 }
 
 // Find implements Backend.

@@ -687,20 +687,45 @@ func (s *Store) purger(retention, every time.Duration) {
 
 // collect reads every row of a query with scan: the row loop the SQL backends share
 // (database/sql and pgx rows both have Next and Err).
-// collectPrices reads the rows of a Prices query.
-func collectPrices(rows interface {
+// The window queries of the SQL backends, with ? placeholders (numbered for PostgreSQL).
+const (
+	// healthSQL takes pendingBefore and since.
+	healthSQL = `SELECT provider, country, tenant,
+		SUM(CASE WHEN status = 'delivered' THEN 1 ELSE 0 END),
+		SUM(CASE WHEN status IN ('undelivered', 'failed') THEN 1 ELSE 0 END),
+		SUM(CASE WHEN status = 'sent' AND created_at < ? THEN 1 ELSE 0 END)
+	FROM messages WHERE created_at >= ? AND provider != '' GROUP BY provider, country, tenant`
+	// pricesSQL takes since.
+	pricesSQL = `SELECT provider, country, currency, tenant, SUM(price), COUNT(*)
+	FROM messages WHERE created_at >= ? AND price > 0 AND provider != '' GROUP BY provider, country, currency, tenant`
+)
+
+// rowScanner is what database/sql's and pgx's rows have in common.
+type rowScanner interface {
 	Next() bool
 	Err() error
-}, scan func(...any) error) ([]PriceRow, error) {
-	var out []PriceRow
+	Scan(dest ...any) error
+}
+
+// scanAll reads every row into a T through the fields dest points at.
+func scanAll[T any](rows rowScanner, dest func(*T) []any) ([]T, error) {
+	var out []T
 	for rows.Next() {
-		var p PriceRow
-		if err := scan(&p.Provider, &p.Country, &p.Currency, &p.Tenant, &p.Sum, &p.N); err != nil {
+		var v T
+		if err := rows.Scan(dest(&v)...); err != nil {
 			return nil, err
 		}
-		out = append(out, p)
+		out = append(out, v)
 	}
 	return out, rows.Err()
+}
+
+func healthFields(h *HealthRow) []any {
+	return []any{&h.Provider, &h.Country, &h.Tenant, &h.Delivered, &h.Failed, &h.Pending}
+}
+
+func priceFields(p *PriceRow) []any {
+	return []any{&p.Provider, &p.Country, &p.Currency, &p.Tenant, &p.Sum, &p.N}
 }
 
 func collect(rows interface {
