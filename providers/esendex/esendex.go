@@ -101,12 +101,9 @@ func (p *Provider) Send(ctx context.Context, msg *gateway.Message) (gateway.Resu
 		return gateway.Result{}, err
 	}
 	req.SetBasicAuth(p.cfg.Username, p.cfg.Password.Reveal())
-	res, err := p.kit.Do(ctx, req)
+	res, err := p.kit.Exchange(ctx, req, p.classify)
 	if err != nil {
 		return gateway.Result{}, err
-	}
-	if !res.OK() {
-		return gateway.Result{}, p.kit.Classify(res, p.classify)
 	}
 	var h struct {
 		BatchID string `xml:"batchid,attr"`

@@ -181,12 +181,9 @@ func (p *Provider) post(ctx context.Context, path string, body any) (gateway.Res
 		return gateway.Result{}, err
 	}
 	req.Header.Set("Authorization", "App "+p.cfg.APIKey.Reveal())
-	res, err := p.kit.Do(ctx, req)
+	res, err := p.kit.Exchange(ctx, req, p.classifyHTTP)
 	if err != nil {
 		return gateway.Result{}, err
-	}
-	if !res.OK() {
-		return gateway.Result{}, p.kit.Classify(res, p.classifyHTTP)
 	}
 	var sr sendResponse
 	if err := json.Unmarshal(res.Body, &sr); err != nil || len(sr.Messages) == 0 || sr.Messages[0].MessageID == "" && classifyStatus(sr.Messages[0].Status) == nil {

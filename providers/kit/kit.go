@@ -58,6 +58,19 @@ type Response struct {
 // OK reports a 2xx status.
 func (r *Response) OK() bool { return r.Status/100 == 2 }
 
+// Exchange is Do, then an answer that is not 2xx is the error Classify makes of it (own, when
+// not nil, reads the provider's error body first).
+func (c *Client) Exchange(ctx context.Context, req *http.Request, own func(*Response) *gateway.Error) (*Response, error) {
+	res, err := c.Do(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if !res.OK() {
+		return nil, c.Classify(res, own)
+	}
+	return res, nil
+}
+
 // Do sends req under ctx and reads the answer. A failure to get one is a classified
 // *gateway.Error: never sent (DNS, refused connection, dial or TLS timeout: safe to fail over) or
 // maybe sent (a timeout or reset after the request was written). The original error is never

@@ -77,12 +77,9 @@ func (p *Provider) Send(ctx context.Context, msg *gateway.Message) (gateway.Resu
 		return gateway.Result{}, err
 	}
 	req.Header.Set("X-Mitto-API-Key", p.cfg.APIKey.Reveal())
-	res, err := p.kit.Do(ctx, req)
+	res, err := p.kit.Exchange(ctx, req, p.classify)
 	if err != nil {
 		return gateway.Result{}, err
-	}
-	if !res.OK() {
-		return gateway.Result{}, p.kit.Classify(res, p.classify)
 	}
 	// An error may come inside a 200: always read responseCode.
 	if e := p.classify(res); e != nil {

@@ -79,12 +79,9 @@ func (p *Provider) Send(ctx context.Context, msg *gateway.Message) (gateway.Resu
 		return gateway.Result{}, err
 	}
 	req.SetBasicAuth(p.cfg.AccountSID, p.cfg.AuthToken.Reveal())
-	res, err := p.kit.Do(ctx, req)
+	res, err := p.kit.Exchange(ctx, req, p.classifyHTTP)
 	if err != nil {
 		return gateway.Result{}, err
-	}
-	if !res.OK() {
-		return gateway.Result{}, p.kit.Classify(res, p.classifyHTTP)
 	}
 	var ok struct {
 		SID    string `json:"sid"`

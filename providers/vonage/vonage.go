@@ -103,12 +103,9 @@ func (p *Provider) sms(ctx context.Context, msg *gateway.Message) (gateway.Resul
 	if err != nil {
 		return gateway.Result{}, err
 	}
-	res, err := p.kit.Do(ctx, req)
+	res, err := p.kit.Exchange(ctx, req, nil)
 	if err != nil {
 		return gateway.Result{}, err
-	}
-	if !res.OK() {
-		return gateway.Result{}, p.kit.Classify(res, nil)
 	}
 	var a struct {
 		Messages []struct {
@@ -247,12 +244,9 @@ func (p *Provider) call(ctx context.Context, msg *gateway.Message) (gateway.Resu
 		return gateway.Result{}, err
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := p.kit.Do(ctx, req)
+	res, err := p.kit.Exchange(ctx, req, p.problem)
 	if err != nil {
 		return gateway.Result{}, err
-	}
-	if !res.OK() {
-		return gateway.Result{}, p.kit.Classify(res, p.problem)
 	}
 	var a struct {
 		UUID   string `json:"uuid"`
