@@ -6,7 +6,6 @@ package esendex
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/xml"
 	"net/http"
 	"slices"
@@ -159,12 +158,7 @@ type notification struct {
 // Other notifications (MessageReceived, opt-outs) are accepted and ignored, so Esendex does not
 // retry them for 72 hours.
 func (p *Provider) ParseReports(r *http.Request, body []byte, _ string) ([]gateway.DeliveryReport, error) {
-	got := r.URL.Query().Get("secret")
-	if _, pw, ok := r.BasicAuth(); ok && got == "" {
-		got = pw
-	}
-	want := p.cfg.WebhookSecret.Reveal()
-	if want == "" || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
+	if !kit.SecretMatches(kit.RequestSecret(r), p.cfg.WebhookSecret) {
 		return nil, gateway.ErrUnauthenticated
 	}
 	var n notification

@@ -6,11 +6,9 @@ package infobip
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -31,9 +29,7 @@ func New(cfg Config, deps gateway.Deps) *Provider {
 	p := &Provider{cfg: cfg, kit: kit.New(deps, cfg.APIKey.Reveal(), cfg.WebhookSecret.Reveal()), base: strings.TrimRight(cfg.BaseURL, "/")}
 	// Infobip signs nothing: the webhook secret rides in the callback URL (see docs/security.md
 	// for basic auth instead). Without a secret no callback is requested, as reports would be refused.
-	if deps.CallbackURL != "" && cfg.WebhookSecret != "" {
-		p.callback = deps.CallbackURL + "?secret=" + url.QueryEscape(cfg.WebhookSecret.Reveal())
-	}
+	p.callback = kit.SecretURL(deps.CallbackURL, cfg.WebhookSecret)
 	return p
 }
 
@@ -355,12 +351,7 @@ func parseTime(s string) time.Time {
 // ParseReports implements gateway.ReportReceiver. The request must carry the webhook secret as
 // ?secret=... (as smsgate's callback URLs do) or as the password of HTTP basic auth.
 func (p *Provider) ParseReports(r *http.Request, body []byte, _ string) ([]gateway.DeliveryReport, error) {
-	want := p.cfg.WebhookSecret.Reveal()
-	got := r.URL.Query().Get("secret")
-	if _, pw, ok := r.BasicAuth(); ok && got == "" {
-		got = pw
-	}
-	if want == "" || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
+	if !kit.SecretMatches(kit.RequestSecret(r), p.cfg.WebhookSecret) {
 		return nil, gateway.ErrUnauthenticated
 	}
 	var env struct {

@@ -6,7 +6,6 @@ package mitto
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -28,9 +27,7 @@ type Provider struct {
 // New returns a driver; cfg must have passed Validate.
 func New(cfg Config, deps gateway.Deps) *Provider {
 	p := &Provider{cfg: cfg, kit: kit.New(deps, cfg.APIKey.Reveal(), cfg.WebhookSecret.Reveal()), base: strings.TrimRight(cfg.BaseURL, "/")}
-	if deps.CallbackURL != "" && cfg.WebhookSecret != "" {
-		p.callback = deps.CallbackURL + "?secret=" + url.QueryEscape(cfg.WebhookSecret.Reveal())
-	}
+	p.callback = kit.SecretURL(deps.CallbackURL, cfg.WebhookSecret)
 	return p
 }
 
@@ -114,8 +111,7 @@ func (p *Provider) classify(res *kit.Response) *gateway.Error {
 // POST with the same parameters in the query or a form body); the secret is ?secret=.
 func (p *Provider) ParseReports(r *http.Request, body []byte, _ string) ([]gateway.DeliveryReport, error) {
 	q := r.URL.Query()
-	want := p.cfg.WebhookSecret.Reveal()
-	if want == "" || subtle.ConstantTimeCompare([]byte(q.Get("secret")), []byte(want)) != 1 {
+	if !kit.SecretMatches(q.Get("secret"), p.cfg.WebhookSecret) {
 		return nil, gateway.ErrUnauthenticated
 	}
 	if r.Method == http.MethodPost && len(body) > 0 {

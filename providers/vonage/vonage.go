@@ -54,8 +54,8 @@ func New(cfg Config, deps gateway.Deps) *Provider {
 	case deps.CallbackURL == "":
 	case cfg.SignatureSecret != "":
 		p.callback = deps.CallbackURL // Vonage signs what it sends
-	case cfg.WebhookSecret != "":
-		p.callback = deps.CallbackURL + "?secret=" + url.QueryEscape(cfg.WebhookSecret.Reveal())
+	default:
+		p.callback = kit.SecretURL(deps.CallbackURL, cfg.WebhookSecret)
 	}
 	return p
 }
@@ -373,8 +373,7 @@ func (p *Provider) authentic(params map[string]string) bool {
 		want := Sign(params, sec, p.cfg.SignatureMethod)
 		return subtle.ConstantTimeCompare([]byte(strings.ToLower(sig)), []byte(want)) == 1
 	}
-	want := p.cfg.WebhookSecret.Reveal()
-	return want != "" && subtle.ConstantTimeCompare([]byte(params["secret"]), []byte(want)) == 1
+	return kit.SecretMatches(params["secret"], p.cfg.WebhookSecret)
 }
 
 // Sign computes a Vonage webhook signature: every parameter but sig (and our own secret), sorted,

@@ -1,0 +1,28 @@
+package kit
+
+import (
+	"net/http/httptest"
+	"testing"
+)
+
+func TestWebhookSecrets(t *testing.T) {
+	if got := SecretURL("https://sms.example.com/v1/dlr/infobip/ib", "a b&c"); got != "https://sms.example.com/v1/dlr/infobip/ib?secret=a+b%26c" {
+		t.Errorf("SecretURL = %q", got)
+	}
+	if SecretURL("", "s") != "" || SecretURL("https://x", "") != "" {
+		t.Error("a callback without a URL or a secret must be empty")
+	}
+	if !SecretMatches("s3cret", "s3cret") || SecretMatches("s3cre", "s3cret") || SecretMatches("", "") {
+		t.Error("SecretMatches: exact match only; an empty configured secret matches nothing")
+	}
+	r := httptest.NewRequest("POST", "/x?secret=q", nil)
+	r.SetBasicAuth("u", "basic")
+	if got := RequestSecret(r); got != "q" {
+		t.Errorf("query first: %q", got)
+	}
+	r = httptest.NewRequest("POST", "/x", nil)
+	r.SetBasicAuth("u", "basic")
+	if got := RequestSecret(r); got != "basic" {
+		t.Errorf("basic auth: %q", got)
+	}
+}
