@@ -96,12 +96,22 @@ type Pumping struct {
 	Now func() time.Time
 
 	mu    sync.Mutex
-	cache map[string]cachedCounters
+	cache map[string]*counters
 }
 
-type cachedCounters struct {
-	at time.Time
-	c  map[string]int64
+// counters are one key's counters as read from the state, by hour or slot number.
+type counters struct {
+	at                 time.Time
+	hours, sends, used map[int64]int64
+	// first is the earliest hour with a send (the key's history), or the hour of reading.
+	first int64
+}
+
+func (c *counters) slots(from, to int64) (sends, used int64) {
+	for x := from; x <= to; x++ {
+		sends, used = sends+c.sends[x], used+c.used[x]
+	}
+	return sends, used
 }
 
 func (p *Pumping) now() time.Time {
@@ -132,13 +142,13 @@ func (p *Pumping) Check(ctx context.Context, tenant, rng string) (*Quarantine, e
 	return &q, nil
 }
 
-// counters returns a key's counters, reused for cfg.Refresh; stale fields are forgotten.
-func (p *Pumping) counters(ctx context.Context, cfg config.Pumping, key string, now time.Time) (map[string]int64, error) {
+// counters returns a key's counters, read again after cfg.Refresh; stale fields are forgotten.
+func (p *Pumping) counters(ctx context.Context, cfg config.Pumping, key string, now time.Time) (*counters, error) {
 	p.mu.Lock()
 	c, ok := p.cache[key]
 	p.mu.Unlock()
 	if ok && now.Sub(c.at) < cfg.Refresh.D() {
-		return c.c, nil
+		return c, nil
 	}
 	m, err := p.State.PumpCounters(ctx, key)
 	if err != nil {
@@ -146,12 +156,21 @@ func (p *Pumping) counters(ctx context.Context, cfg config.Pumping, key string, 
 	}
 	hour, sl := now.Unix()/3600, now.Unix()/int64(slot.Seconds())
 	oldHour, oldSlot := hour-int64(cfg.Baseline.D().Hours())-1, sl-int64(cfg.ConversionWindow.D()/slot)-1
+	c = &counters{at: now, hours: map[int64]int64{}, sends: map[int64]int64{}, used: map[int64]int64{}, first: hour}
 	var stale []string
-	for f := range m {
+	for f, v := range m {
 		kind, n, ok := field(f)
-		if ok && (kind == 'h' && n < oldHour || kind != 'h' && n < oldSlot) {
+		switch {
+		case !ok:
+		case kind == 'h' && n < oldHour, kind != 'h' && n < oldSlot:
 			stale = append(stale, f)
-			delete(m, f)
+		case kind == 'h':
+			c.hours[n] = v
+			c.first = min(c.first, n)
+		case kind == 's':
+			c.sends[n] = v
+		case kind == 'v':
+			c.used[n] = v
 		}
 	}
 	if len(stale) > 0 {
@@ -161,11 +180,11 @@ func (p *Pumping) counters(ctx context.Context, cfg config.Pumping, key string, 
 	}
 	p.mu.Lock()
 	if p.cache == nil || len(p.cache) > 100000 {
-		p.cache = map[string]cachedCounters{}
+		p.cache = map[string]*counters{}
 	}
-	p.cache[key] = cachedCounters{at: now, c: m}
+	p.cache[key] = c
 	p.mu.Unlock()
-	return m, nil
+	return c, nil
 }
 
 // field splits "h:123" into 'h' and 123.
@@ -221,36 +240,27 @@ func (p *Pumping) Record(ctx context.Context, cfg config.Pumping, tenant, countr
 
 // signal applies the two signals to a range's counters (rc, with cur sends in the current hour)
 // and its tenant's (tc); it returns why the range fires, or "".
-func signal(cfg config.Pumping, now time.Time, cur int64, rc, tc map[string]int64) string {
+func signal(cfg config.Pumping, now time.Time, cur int64, rc, tc *counters) string {
 	hour, sl := now.Unix()/3600, now.Unix()/int64(slot.Seconds())
-	hf := func(c map[string]int64, h int64) int64 { return c["h:"+strconv.FormatInt(h, 10)] }
 	// The tenant's history: its earliest hour with a send in the baseline window.
-	first := hour
-	for f := range tc {
-		if kind, n, ok := field(f); ok && kind == 'h' && n < first {
-			first = n
-		}
-	}
-	baseHours := min(int64(cfg.Baseline.D().Hours()), max(1, hour-first))
+	baseHours := min(int64(cfg.Baseline.D().Hours()), max(1, hour-tc.first))
 	var base int64
 	for h := hour - baseHours; h < hour; h++ {
-		base += hf(rc, h)
+		base += rc.hours[h]
 	}
 	avg := float64(base) / float64(baseHours)
 	frac := float64(now.Unix()%3600) / 3600
-	last := float64(cur) + float64(hf(rc, hour-1))*(1-frac)
+	last := float64(cur) + float64(rc.hours[hour-1])*(1-frac)
 
 	// Conversion over [now - window, now - delay], by send slot.
-	var rs, rv, ts, tv int64
-	for x := sl - int64(cfg.ConversionWindow.D()/slot); x <= sl-int64(cfg.ConversionDelay.D()/slot); x++ {
-		k := strconv.FormatInt(x, 10)
-		rs, rv, ts, tv = rs+rc["s:"+k], rv+rc["v:"+k], ts+tc["s:"+k], tv+tc["v:"+k]
-	}
+	from, to := sl-int64(cfg.ConversionWindow.D()/slot), sl-int64(cfg.ConversionDelay.D()/slot)
+	rs, rv := rc.slots(from, to)
+	ts, tv := tc.slots(from, to)
 	vol := int64(cfg.MinVolume)
 	floor := cfg.ConversionFloor
 	// Proof that a range converts needs fewer sends than suspicion: pumped codes are never used.
 	convertsWell := rs >= max(5, vol/4) && float64(rv) >= floor*float64(rs)
-	warm := time.Duration(hour-first)*time.Hour >= cfg.Warmup.D()
+	warm := time.Duration(hour-tc.first)*time.Hour >= cfg.Warmup.D()
 	if warm && last >= float64(vol) && last > cfg.Factor*avg && !convertsWell {
 		return fmt.Sprintf("rate: %.0f sends in the last hour, over %.0f x the baseline of %.2f an hour", last, cfg.Factor, avg)
 	}
