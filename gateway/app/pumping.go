@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"time"
@@ -15,41 +14,41 @@ import (
 // quarantined applies a quarantine in force for the message's range with the tenant's current
 // action (a reload that changes it applies to quarantines already raised): block answers 403
 // suspected_pumping, throttle holds the range to policy.pumping.throttle (429), alert lets it
-// through. stop says whether rep is the answer.
-func (a *App) quarantined(ctx context.Context, tn *tenant, msg *gateway.Message, rng string) (rep httpapi.Reply, stop bool) {
+// through. It returns the refusal, or nil when the send goes on.
+func (a *App) quarantined(ctx context.Context, tn *tenant, rng string) *flightResult {
+	refuse := func(rep httpapi.Reply, code string) *flightResult { return &flightResult{reply: rep, outcome: code} }
+	unavailable := func(err error) *flightResult {
+		if !a.stateError("pumping", err) {
+			return nil
+		}
+		return refuse(errReply(http.StatusServiceUnavailable, "policy_unavailable", "pumping quarantines could not be checked"), "policy_unavailable")
+	}
 	q, err := a.pumping.Check(ctx, tn.name, rng)
 	if err != nil {
-		if a.stateError("pumping", err) {
-			return errReply(http.StatusServiceUnavailable, "policy_unavailable", "pumping quarantines could not be checked"), true
-		}
-		return rep, false
+		return unavailable(err)
 	}
 	if q == nil {
-		return rep, false
+		return nil
 	}
 	switch tn.pumping.Action {
 	case "block":
 		a.metrics.PolicyRejections.WithLabelValues(tn.name, "suspected_pumping").Inc()
-		rep = errReply(http.StatusForbidden, "suspected_pumping", fmt.Sprintf("sends to this number range (%s) are suspended until %s: suspected SMS pumping (%s)",
-			rng, q.Until.Format(time.RFC3339), q.Reason))
-		return rep, true
+		return refuse(errReply(http.StatusForbidden, "suspected_pumping", fmt.Sprintf("sends to this number range (%s) are suspended until %s: suspected SMS pumping (%s)",
+			rng, q.Until.Format(time.RFC3339), q.Reason)), "suspected_pumping")
 	case "throttle":
 		ok, wait, err := a.checker.Limiter.Allow(ctx, "pump|"+tn.name+"|"+rng, *tn.pumping.Throttle)
 		if err != nil {
-			if a.stateError("pumping", err) {
-				return errReply(http.StatusServiceUnavailable, "policy_unavailable", "pumping quarantines could not be checked"), true
-			}
-			return rep, false
+			return unavailable(err)
 		}
 		if !ok {
 			a.metrics.PolicyRejections.WithLabelValues(tn.name, "pumping_throttle").Inc()
-			rep = errReply(http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("sends to this number range (%s) are throttled to %s until %s: suspected SMS pumping",
+			rep := errReply(http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("sends to this number range (%s) are throttled to %s until %s: suspected SMS pumping",
 				rng, tn.pumping.Throttle, q.Until.Format(time.RFC3339)))
 			rep.RetryAfter = wait
-			return rep, true
+			return refuse(rep, "rate_limited")
 		}
 	}
-	return rep, false
+	return nil
 }
 
 // recordPumping counts a sent message for its range and raises a new quarantine: a metric, a
@@ -65,15 +64,6 @@ func (a *App) recordPumping(ctx context.Context, tn *tenant, msg *gateway.Messag
 		a.log.Warn("number range quarantined: suspected SMS pumping", "tenant", tn.name, "country", q.Country, "range", q.Range,
 			"action", q.Action, "until", q.Until, "reason", q.Reason)
 	}
-}
-
-// errCodeOf is the error code of an error reply.
-func errCodeOf(rep httpapi.Reply) string {
-	var b struct {
-		Error struct{ Code string } `json:"error"`
-	}
-	_ = json.Unmarshal(rep.Body, &b)
-	return b.Error.Code
 }
 
 // Quarantines implements httpapi.Backend.

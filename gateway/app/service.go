@@ -295,8 +295,9 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 	pump := *tn.pumping.Enabled
 	rng := policy.PumpRange(msg.To, msg.Country, tn.pumping.RangeDigits)
 	if pump {
-		if rep, stop := a.quarantined(ctx, tn, msg, rng); stop {
-			return flightResult{reply: rep, bodyHash: bodyHash, outcome: errCodeOf(rep)}
+		if refused := a.quarantined(ctx, tn, rng); refused != nil {
+			refused.bodyHash = bodyHash
+			return *refused
 		}
 	}
 	route := rt.routes.Match(msg)
