@@ -42,12 +42,6 @@ type healthTable struct {
 	m  map[healthKey]*healthState
 }
 
-func (h *healthTable) get(k healthKey) *healthState {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.m[k]
-}
-
 // healthView is a copy of one healthState, read under the lock (the refresh rewrites states).
 type healthView struct {
 	rate                   float64

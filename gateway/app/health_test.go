@@ -71,24 +71,24 @@ func TestDeliveryHealthWindow(t *testing.T) {
 	if err := h.app.refreshHealth(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	ib := h.app.health.get(healthKey{"infobip-eu", "GB"})
+	ib := healthOf(h.app, healthKey{"infobip-eu", "GB"})
 	if ib == nil || ib.samples != 9 || fmt.Sprintf("%.3f", ib.rate) != "0.667" || ib.demoted {
 		t.Errorf("infobip GB: %+v, want 6 of 9 and not demoted (9 < min_samples 10)", ib)
 	}
-	q := h.app.health.get(healthKey{"quiet", "GB"})
+	q := healthOf(h.app, healthKey{"quiet", "GB"})
 	if q == nil || q.samples != 1 || q.rate != 1 {
 		t.Errorf("quiet GB: %+v", q)
 	}
 	// One more failure reaches min_samples: demoted (6/10 < 0.7).
 	add("f2", "infobip-eu", "GB", gateway.StatusFailed, time.Minute)
 	h.app.refreshHealth(context.Background())
-	if ib := h.app.health.get(healthKey{"infobip-eu", "GB"}); !ib.demoted {
+	if ib := healthOf(h.app, healthKey{"infobip-eu", "GB"}); !ib.demoted {
 		t.Errorf("not demoted at %+v", ib)
 	}
 	// The window moves on: nothing left, nothing demoted.
 	clk.Add(time.Hour)
 	h.app.refreshHealth(context.Background())
-	if ib := h.app.health.get(healthKey{"infobip-eu", "GB"}); ib != nil {
+	if ib := healthOf(h.app, healthKey{"infobip-eu", "GB"}); ib != nil {
 		t.Errorf("an empty window kept %+v", ib)
 	}
 }
@@ -173,7 +173,7 @@ func TestSilentOutageDrill(t *testing.T) {
 		}
 	}
 	h.app.refreshHealth(context.Background())
-	if st := h.app.health.get(healthKey{"infobip-eu", "GB"}); st == nil || st.demoted {
+	if st := healthOf(h.app, healthKey{"infobip-eu", "GB"}); st == nil || st.demoted {
 		t.Fatalf("not restored: %+v (infobip calls %d)", st, ib.Calls()-ibBefore)
 	}
 	if r := send(gb(300)); r.Body["provider"] != "infobip-eu" {
@@ -214,7 +214,7 @@ func TestOneTenantCannotDemoteForAll(t *testing.T) {
 	if err := h.app.refreshHealth(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	ib := h.app.health.get(healthKey{"infobip-eu", "GB"})
+	ib := healthOf(h.app, healthKey{"infobip-eu", "GB"})
 	if ib == nil || ib.samples != 222 || ib.demoted {
 		t.Fatalf("one tenant's 200 undelivered demoted infobip for everyone: %+v", ib)
 	}
@@ -224,7 +224,7 @@ func TestOneTenantCannotDemoteForAll(t *testing.T) {
 	// The others' messages fail as well: the provider is the problem.
 	add("acme", gateway.StatusFailed, 30)
 	h.app.refreshHealth(context.Background())
-	if ib := h.app.health.get(healthKey{"infobip-eu", "GB"}); !ib.demoted {
+	if ib := healthOf(h.app, healthKey{"infobip-eu", "GB"}); !ib.demoted {
 		t.Errorf("not demoted when every tenant's messages fail: %+v", ib)
 	}
 	// And a single tenant alone in a country still demotes (its traffic is all there is).
@@ -232,4 +232,13 @@ func TestOneTenantCannotDemoteForAll(t *testing.T) {
 		func(string) bool { return true })[healthKey{"p", "FR"}]; !got.demote(20, 0.7) {
 		t.Errorf("a lone tenant's failures did not demote: %+v", got)
 	}
+}
+
+// healthOf is a copy of k's delivery health, nil when there is none.
+func healthOf(a *App, k healthKey) *healthView {
+	v, ok := a.health.view(k)
+	if !ok {
+		return nil
+	}
+	return &v
 }
