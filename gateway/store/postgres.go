@@ -261,41 +261,15 @@ func (p *Postgres) apply(ctx context.Context, ops []Op, ap *applier) error {
 	b.Queue(`SELECT `+pgColsM+` FROM messages m JOIN unnest($1::text[], $2::text[]) AS x(provider, pmid)
 		ON m.provider = x.provider AND m.provider_message_id = x.pmid AND m.provider_message_id <> '' FOR UPDATE OF m`, repPMIDProvs, repPMIDs)
 	br := tx.SendBatch(ctx, b)
-	if _, err := br.Exec(); err != nil {
-		br.Close()
+	earlyRows, existingRows, err := readLookups(br)
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return err
 	}
-	type earlyRow struct {
-		id  string
-		seq int64
-		raw []byte
-	}
-	var earlyRows []earlyRow
 	seen := map[int64]bool{}
-	for range 2 {
-		rows, err := br.Query()
-		if err != nil {
-			br.Close()
-			return err
-		}
-		for rows.Next() {
-			var e earlyRow
-			if err := rows.Scan(&e.id, &e.seq, &e.raw); err != nil {
-				rows.Close()
-				br.Close()
-				return err
-			}
-			if !seen[e.seq] {
-				seen[e.seq] = true
-				earlyRows = append(earlyRows, e)
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			br.Close()
-			return err
-		}
-	}
+	earlyRows = slices.DeleteFunc(earlyRows, func(e earlyRow) bool { dup := seen[e.seq]; seen[e.seq] = true; return dup })
 	slices.SortFunc(earlyRows, func(a, b earlyRow) int { return int(a.seq - b.seq) }) // in arrival order
 	early := map[string][]pendingReport{}
 	for _, e := range earlyRows {
@@ -305,31 +279,10 @@ func (p *Postgres) apply(ctx context.Context, ops []Op, ap *applier) error {
 		}
 	}
 	existing := map[string]*Record{}
-	for range 2 {
-		rows, err := br.Query()
-		if err != nil {
-			br.Close()
-			return err
+	for _, r := range existingRows {
+		if existing[r.ID] == nil {
+			existing[r.ID] = r
 		}
-		for rows.Next() {
-			r, err := scanPG(rows)
-			if err != nil {
-				rows.Close()
-				br.Close()
-				return err
-			}
-			if existing[r.ID] == nil {
-				existing[r.ID] = r
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			br.Close()
-			return err
-		}
-	}
-	if err := br.Close(); err != nil {
-		return err
 	}
 
 	// In Go: apply early reports to the new records, then each report, in order, to the record it
@@ -530,6 +483,49 @@ func (p *Postgres) Prices(ctx context.Context, since time.Time) ([]PriceRow, err
 	}
 	defer rows.Close()
 	return scanAll(rows, priceFields)
+}
+
+// earlyRow is a pending report the batch's inserts claimed: the record's id, the report's arrival
+// sequence and the report.
+type earlyRow struct {
+	id  string
+	seq int64
+	raw []byte
+}
+
+// readLookups reads the four lookups of Apply's first round trip: pending reports claimed by id
+// and by provider id (a report may come back from both), then the records the batch's reports
+// name by id and by provider id.
+func readLookups(br pgx.BatchResults) (early []earlyRow, records []*Record, err error) {
+	if _, err := br.Exec(); err != nil { // the advisory locks
+		return nil, nil, err
+	}
+	for range 2 {
+		rows, err := br.Query()
+		if err != nil {
+			return nil, nil, err
+		}
+		got, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (earlyRow, error) {
+			var e earlyRow
+			return e, row.Scan(&e.id, &e.seq, &e.raw)
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		early = append(early, got...)
+	}
+	for range 2 {
+		rows, err := br.Query()
+		if err != nil {
+			return nil, nil, err
+		}
+		got, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*Record, error) { return scanPG(row) })
+		if err != nil {
+			return nil, nil, err
+		}
+		records = append(records, got...)
+	}
+	return early, records, nil
 }
 
 // numbered turns the ? placeholders of q into PostgreSQL's $1, $2...
