@@ -19,6 +19,7 @@ import (
 	ib "github.com/smsgate/smsgate/gateway/infobipcompat"
 	"github.com/smsgate/smsgate/gateway/intake"
 	"github.com/smsgate/smsgate/gateway/store"
+	"github.com/smsgate/smsgate/providers/infobip"
 )
 
 // kindOf maps a compat route to the API it belongs to.
@@ -147,6 +148,15 @@ func limitOf(q url.Values, def, most int) int {
 	return min(n, most)
 }
 
+// compatMessages is compatMessage of each record.
+func compatMessages(recs []*store.Record) []ib.Message {
+	ms := make([]ib.Message, len(recs))
+	for i, r := range recs {
+		ms[i] = compatMessage(r)
+	}
+	return ms
+}
+
 func compatMessage(r *store.Record) ib.Message {
 	m := ib.Message{ID: r.ID, Reference: r.Reference, BulkID: r.BulkID, To: strings.TrimPrefix(r.Recipient, "+"), CallbackData: r.CallbackData,
 		Status: r.Status, Error: r.Error, Price: r.Price, Currency: r.Currency, SentAt: r.CreatedAt, ProviderStatus: r.ProviderStatus, Source: r.Source}
@@ -163,11 +173,7 @@ func (a *App) infobipReports(ctx context.Context, tn *tenant, kind string, q url
 	if err != nil {
 		return ibReply(http.StatusInternalServerError, kind, "GENERAL_ERROR", "the message log could not be read; retry")
 	}
-	ms := make([]ib.Message, len(recs))
-	for i, r := range recs {
-		ms[i] = compatMessage(r)
-	}
-	return httpapi.Reply{Status: http.StatusOK, Body: ib.Reports(kind, ms)}
+	return httpapi.Reply{Status: http.StatusOK, Body: ib.Reports(kind, compatMessages(recs))}
 }
 
 // generalStatus maps Infobip's generalStatus filter to the message log's status.
@@ -185,7 +191,7 @@ func (a *App) infobipLogs(ctx context.Context, tn *tenant, kind string, q url.Va
 	}
 	for key, dst := range map[string]*time.Time{"sentSince": &sq.Since, "sentUntil": &sq.Until} {
 		if v := q.Get(key); v != "" {
-			t, err := parseIBTime(v)
+			t, err := infobip.ParseTime(v)
 			if err != nil {
 				return ibReply(http.StatusBadRequest, kind, "BAD_REQUEST", key+" is not a time such as 2026-11-30T12:00:00.000+0000")
 			}
@@ -196,20 +202,7 @@ func (a *App) infobipLogs(ctx context.Context, tn *tenant, kind string, q url.Va
 	if err != nil {
 		return ibReply(http.StatusInternalServerError, kind, "GENERAL_ERROR", "the message log could not be read; retry")
 	}
-	ms := make([]ib.Message, len(recs))
-	for i, r := range recs {
-		ms[i] = compatMessage(r)
-	}
-	return httpapi.Reply{Status: http.StatusOK, Body: ib.Logs(kind, ms)}
-}
-
-func parseIBTime(s string) (time.Time, error) {
-	for _, l := range []string{ib.TimeLayout, time.RFC3339Nano} {
-		if t, err := time.Parse(l, s); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, errors.New("bad time")
+	return httpapi.Reply{Status: http.StatusOK, Body: ib.Logs(kind, compatMessages(recs))}
 }
 
 // notifier pushes final delivery reports of the Infobip-compatible API to the notify URLs their

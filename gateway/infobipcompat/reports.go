@@ -5,10 +5,11 @@ import (
 	"time"
 
 	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/providers/infobip"
 )
 
 // TimeLayout is Infobip's timestamp layout.
-const TimeLayout = "2006-01-02T15:04:05.000-0700"
+const TimeLayout = infobip.TimeLayout
 
 // Message is what a report or a log line says about one message, taken from the message log.
 type Message struct {

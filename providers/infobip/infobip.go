@@ -339,13 +339,20 @@ type report struct {
 // TimeLayout is Infobip's timestamp layout (not RFC 3339).
 const TimeLayout = "2006-01-02T15:04:05.000-0700"
 
-func parseTime(s string) time.Time {
+// ParseTime reads a time as Infobip writes it (TimeLayout), or RFC 3339; in UTC.
+func ParseTime(s string) (time.Time, error) {
 	for _, l := range []string{TimeLayout, time.RFC3339Nano} {
 		if t, err := time.Parse(l, s); err == nil {
-			return t.UTC()
+			return t.UTC(), nil
 		}
 	}
-	return time.Time{}
+	return time.Time{}, fmt.Errorf("%q is not an Infobip time such as 2026-11-30T12:00:00.000+0000", s)
+}
+
+// parseTime is ParseTime, zero when s is not a time (a report without one).
+func parseTime(s string) time.Time {
+	t, _ := ParseTime(s)
+	return t
 }
 
 // ParseReports implements gateway.ReportReceiver. The request must carry the webhook secret as
