@@ -169,13 +169,7 @@ func (d *SMSVoice) Send(ctx context.Context, msg *gateway.Message) (gateway.Resu
 	if d.err != nil {
 		return gateway.Result{}, d.err
 	}
-	origin := d.cfg.OriginationIdentity
-	if s, ok := d.cfg.Senders[msg.Country]; ok {
-		origin = s
-	}
-	if msg.From != "" {
-		origin = msg.From
-	}
+	origin := kit.Sender(msg, d.cfg.Senders, d.cfg.OriginationIdentity)
 	var set *string
 	if d.cfg.ConfigurationSet != "" {
 		set = sdkaws.String(d.cfg.ConfigurationSet)

@@ -103,14 +103,7 @@ func (d *SNS) Send(ctx context.Context, msg *gateway.Message) (gateway.Result, e
 		return gateway.Result{}, d.err
 	}
 	attrs := map[string]snstypes.MessageAttributeValue{"AWS.SNS.SMS.SMSType": attr("Transactional")}
-	sender := d.cfg.SenderID
-	if s, ok := d.cfg.Senders[msg.Country]; ok {
-		sender = s
-	}
-	if msg.From != "" {
-		sender = msg.From
-	}
-	if sender != "" {
+	if sender := kit.Sender(msg, d.cfg.Senders, d.cfg.SenderID); sender != "" {
 		attrs["AWS.SNS.SMS.SenderID"] = attr(sender)
 	}
 	if d.cfg.MaxPrice > 0 {

@@ -79,14 +79,8 @@ type messages struct {
 
 // Send implements gateway.Provider.
 func (p *Provider) Send(ctx context.Context, msg *gateway.Message) (gateway.Result, error) {
-	m := messages{AccountReference: p.cfg.AccountReference, From: p.cfg.From, Type: "SMS", CharacterSet: "Auto",
+	m := messages{AccountReference: p.cfg.AccountReference, From: kit.Sender(msg, p.cfg.Senders, p.cfg.From), Type: "SMS", CharacterSet: "Auto",
 		Message: message{To: strings.TrimPrefix(msg.To, "+"), Body: msg.Text}}
-	if s, ok := p.cfg.Senders[msg.Country]; ok {
-		m.From = s
-	}
-	if msg.From != "" {
-		m.From = msg.From
-	}
 	if msg.Type == gateway.Voice {
 		m.Type, m.Lang = "Voice", Language(msg.Language)
 		if code := gateway.ExtractCode(msg.Text, msg.Code); code != "" {

@@ -122,13 +122,13 @@ func (p *Provider) Send(ctx context.Context, msg *gateway.Message) (gateway.Resu
 		}
 		path, body = "/tts/3/advanced", map[string]any{"messages": []ttsMessage{m}}
 	case p.cfg.API == "v2":
-		m := v2Message{From: p.sender(msg), Destinations: dest, Text: msg.Text}
+		m := v2Message{From: kit.Sender(msg, p.cfg.Senders, p.cfg.Sender), Destinations: dest, Text: msg.Text}
 		if cb != "" {
 			m.NotifyURL, m.NotifyContentType = cb, "application/json"
 		}
 		path, body = "/sms/2/text/advanced", map[string]any{"messages": []v2Message{m}}
 	default:
-		m := v3Message{Sender: p.sender(msg), Destinations: dest}
+		m := v3Message{Sender: kit.Sender(msg, p.cfg.Senders, p.cfg.Sender), Destinations: dest}
 		m.Content.Text = msg.Text
 		if cb != "" {
 			m.Webhooks = &v3Webhooks{ContentType: "application/json"}
@@ -137,18 +137,6 @@ func (p *Provider) Send(ctx context.Context, msg *gateway.Message) (gateway.Resu
 		path, body = "/sms/3/messages", map[string]any{"messages": []v3Message{m}}
 	}
 	return p.post(ctx, path, body)
-}
-
-// sender is the request's own sender (set only when its tenant may choose one), else the
-// configured sender for the destination country, else the default.
-func (p *Provider) sender(msg *gateway.Message) string {
-	if msg.From != "" {
-		return msg.From
-	}
-	if s, ok := p.cfg.Senders[msg.Country]; ok {
-		return s
-	}
-	return p.cfg.Sender
 }
 
 // speech is what the call says: the code digit by digit, twice, or the text when no code is known.

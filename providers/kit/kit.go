@@ -208,3 +208,15 @@ func (c *Client) NoID(res *Response) *gateway.Error {
 	return &gateway.Error{Class: gateway.ClassProvider, Code: "BAD_RESPONSE", HTTPStatus: res.Status, MaybeSent: true,
 		Message: c.Name + " answered 2xx without a message id"}
 }
+
+// Sender is the sender of msg: the request's own (set only when its tenant may choose one), else
+// the configured sender for the destination country, else the driver's default.
+func Sender(msg *gateway.Message, byCountry map[string]string, def string) string {
+	if msg.From != "" {
+		return msg.From
+	}
+	if s, ok := byCountry[msg.Country]; ok {
+		return s
+	}
+	return def
+}

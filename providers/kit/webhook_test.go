@@ -3,6 +3,8 @@ package kit
 import (
 	"net/http/httptest"
 	"testing"
+
+	"github.com/smsgate/smsgate/gateway"
 )
 
 func TestWebhookSecrets(t *testing.T) {
@@ -24,5 +26,21 @@ func TestWebhookSecrets(t *testing.T) {
 	r.SetBasicAuth("u", "basic")
 	if got := RequestSecret(r); got != "basic" {
 		t.Errorf("basic auth: %q", got)
+	}
+}
+
+func TestSender(t *testing.T) {
+	by := map[string]string{"US": "+15005550006"}
+	for _, tc := range []struct {
+		msg  gateway.Message
+		want string
+	}{
+		{gateway.Message{Country: "GB"}, "InfoSMS"},
+		{gateway.Message{Country: "US"}, "+15005550006"},
+		{gateway.Message{Country: "US", From: "Acme"}, "Acme"},
+	} {
+		if got := Sender(&tc.msg, by, "InfoSMS"); got != tc.want {
+			t.Errorf("Sender(%+v) = %q, want %q", tc.msg, got, tc.want)
+		}
 	}
 }

@@ -61,13 +61,7 @@ var recipientCodes = map[int]string{7: "empty receiver", 8: "invalid receiver"}
 
 // Send implements gateway.Provider.
 func (p *Provider) Send(ctx context.Context, msg *gateway.Message) (gateway.Result, error) {
-	from := p.cfg.From
-	if s, ok := p.cfg.Senders[msg.Country]; ok {
-		from = s
-	}
-	if msg.From != "" {
-		from = msg.From
-	}
+	from := kit.Sender(msg, p.cfg.Senders, p.cfg.From)
 	b, _ := json.Marshal(sendBody{From: from, To: strings.TrimPrefix(msg.To, "+"), Text: msg.Text, Type: "Auto", Reference: msg.ID, Callback: p.callback})
 	req, err := kit.Post(p.base+"/sms", "application/json", "application/json", b)
 	if err != nil {

@@ -70,14 +70,7 @@ func (p *Provider) Send(ctx context.Context, msg *gateway.Message) (gateway.Resu
 	} else {
 		f.Set("message", msg.Text)
 		f.Set("external_id", msg.ID)
-		sender := p.cfg.SenderID
-		if s, ok := p.cfg.Senders[msg.Country]; ok {
-			sender = s
-		}
-		if msg.From != "" {
-			sender = msg.From
-		}
-		if sender != "" {
+		if sender := kit.Sender(msg, p.cfg.Senders, p.cfg.SenderID); sender != "" {
 			f.Set("sender_id", sender)
 		}
 		if msg.Attempt > 0 {

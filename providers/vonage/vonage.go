@@ -84,13 +84,7 @@ func (p *Provider) Send(ctx context.Context, msg *gateway.Message) (gateway.Resu
 }
 
 func (p *Provider) sms(ctx context.Context, msg *gateway.Message) (gateway.Result, error) {
-	from := p.cfg.From
-	if s, ok := p.cfg.Senders[msg.Country]; ok {
-		from = s
-	}
-	if msg.From != "" {
-		from = msg.From
-	}
+	from := kit.Sender(msg, p.cfg.Senders, p.cfg.From)
 	f := url.Values{"api_key": {p.cfg.APIKey}, "api_secret": {p.cfg.APISecret.Reveal()}, "from": {from},
 		"to": {strings.TrimPrefix(msg.To, "+")}, "text": {msg.Text}, "type": {"text"}, "client-ref": {msg.ID}}
 	if !GSM7(msg.Text) {
