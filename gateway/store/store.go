@@ -522,8 +522,10 @@ func (s *Store) writer() {
 				break drain
 			}
 		}
-		// While backing off, only a Flush forces an early try.
+		// While backing off, only a Flush forces an early try; what arrived meanwhile waits for
+		// that try too, so it counts in the backlog now (Full and the gauge must not lag a backoff).
 		if retryC != nil && len(w.barriers) == 0 {
+			w.publish()
 			continue
 		}
 		if retryC == nil && len(w.barriers) == 0 && in != nil {
@@ -612,12 +614,7 @@ func (w *writeLoop) drop(n int, why string) {
 // (which stays at the front, with everything after it). It reports whether the buffer is empty.
 func (w *writeLoop) tryAll() bool {
 	s := w.s
-	defer func() {
-		s.backlog.Store(int64(len(w.buf)))
-		if s.opts.OnBacklog != nil {
-			s.opts.OnBacklog(len(w.buf))
-		}
-	}()
+	defer w.publish()
 	for len(w.buf) > 0 {
 		n := min(len(w.buf), maxBatch)
 		charges, err := s.b.Apply(context.Background(), w.buf[:n])
@@ -641,6 +638,15 @@ func (w *writeLoop) tryAll() bool {
 		w.buf = append(w.buf[:0], w.buf[n:]...)
 	}
 	return true
+}
+
+// publish tells Backlog and OnBacklog how many writes wait for another try.
+func (w *writeLoop) publish() {
+	s := w.s
+	s.backlog.Store(int64(len(w.buf)))
+	if s.opts.OnBacklog != nil {
+		s.opts.OnBacklog(len(w.buf))
+	}
 }
 
 func (w *writeLoop) release() {

@@ -463,10 +463,13 @@ func TestFailingDatabaseIsRetriedNotDropped(t *testing.T) {
 		}
 	}
 	s.Report(ctx, &gateway.DeliveryReport{Provider: "p", ProviderMessageID: "pm3", Status: gateway.StatusDelivered})
-	for deadline := time.Now().Add(5 * time.Second); fb.count() < 3 && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-	}
+	// Wait for the state, not for a time: on a slow machine the last writes can arrive after the
+	// third try, and then they wait in the backlog for the fourth.
 	failed, backlog, dropped := c.get()
+	for deadline := time.Now().Add(10 * time.Second); (failed < 3 || backlog != 21) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		failed, backlog, dropped = c.get()
+	}
 	if failed < 3 || backlog != 21 || dropped != 0 {
 		t.Fatalf("while down: failed batches %d (want >= 3 retries), backlog %d (want 21), dropped %d", failed, backlog, dropped)
 	}
