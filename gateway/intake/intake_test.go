@@ -215,12 +215,21 @@ func BenchmarkDecode(b *testing.B) {
 	}
 }
 
+// BenchmarkNormalizeNumber: the common form (parseInternational) and one libphonenumber must
+// parse itself (a national prefix after the calling code).
 func BenchmarkNormalizeNumber(b *testing.B) {
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := NormalizeNumber("+1 (415) 555-0104", false); err != nil {
-			b.Fatal(err)
-		}
+	for _, n := range []struct{ name, number string }{
+		{"international", "+1 (415) 555-0104"},
+		{"national-prefix", "+44 07400 123456"},
+	} {
+		b.Run(n.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := NormalizeNumber(n.number, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
