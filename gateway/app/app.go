@@ -248,7 +248,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 		OnDrop:    func(n int) { a.metrics.LogDropped.Add(float64(n)) },
 		OnCharge:  a.charge,
 		InFlight:  func() int { return int(a.inflight.Load()) },
-		Linger:    500 * time.Microsecond, LingerAbove: 3000,
+		Linger:    500 * time.Microsecond,
 	})
 	a.rebuildPrices()
 	return a, nil
