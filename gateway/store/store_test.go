@@ -497,6 +497,39 @@ func TestFailingDatabaseIsRetriedNotDropped(t *testing.T) {
 	}
 }
 
+// TestFullWhileBackingOff: writes that arrive while the writer backs off from a failing database
+// count in the backlog at once, so Full (what storage.backlog_full: refuse_sends checks) turns
+// true before the next try, not up to a backoff (5 s at most) later, while accepted sends push the
+// oldest records out of the buffer.
+func TestFullWhileBackingOff(t *testing.T) {
+	fb := &flaky{Backend: NewMemory(), down: true}
+	var c counters
+	s := New(c.opts(Options{Backend: fb, RetryBuffer: 5, CommitTimeout: time.Millisecond, CloseTimeout: 10 * time.Millisecond}))
+	defer s.Close()
+	ctx := context.Background()
+	s.Insert(ctx, record("m0", "acme", "p", "", t0))
+	// After the third failed try the writer waits 200 ms before the fourth.
+	for deadline := time.Now().Add(5 * time.Second); fb.count() < 3; {
+		if time.Now().After(deadline) {
+			t.Fatal("the writer did not retry")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	tries := fb.count()
+	for i := 1; i < 5; i++ {
+		s.Insert(ctx, record(fmt.Sprint("m", i), "acme", "p", "", t0))
+	}
+	for deadline := time.Now().Add(100 * time.Millisecond); !s.Full(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("Full() still false 100 ms after the buffer filled (backlog %d)", s.Backlog())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if fb.count() != tries {
+		t.Skipf("the writer tried again meanwhile (a slow machine); Full was not shown to turn true between tries")
+	}
+}
+
 // TestRetryBufferBoundAndCloseGiveUpAreCounted: a full retry buffer drops the oldest writes and
 // Close gives up after CloseTimeout; both are counted, never silent.
 func TestRetryBufferBoundAndCloseGiveUpAreCounted(t *testing.T) {
