@@ -1,7 +1,9 @@
 package intake
 
 import (
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -10,9 +12,9 @@ import (
 )
 
 // numberCorpus is every region's example numbers of every type (and the non-geographic
-// entities'), each also with separators, with a national prefix or a 0 inserted after the
-// calling code, one digit short and one digit long; then forty random national numbers of 2 to 15
-// digits under every calling code. The seed is fixed, so a failure reproduces.
+// entities'), each also with separators, with 0, 1 or 8 inserted after the calling code (national
+// prefixes and their look-alikes), one digit short and one long; then forty random national numbers
+// of 2 to 15 digits under every calling code. The seed and the order are fixed, so a failure reproduces.
 func numberCorpus() []string {
 	var out []string
 	add := func(e164 string, cc int) {
@@ -33,20 +35,20 @@ func numberCorpus() []string {
 		phonenumbers.TOLL_FREE, phonenumbers.PREMIUM_RATE, phonenumbers.SHARED_COST,
 		phonenumbers.VOIP, phonenumbers.PERSONAL_NUMBER, phonenumbers.PAGER, phonenumbers.UAN,
 		phonenumbers.VOICEMAIL}
-	for region := range phonenumbers.GetSupportedRegions() {
+	for _, region := range slices.Sorted(maps.Keys(phonenumbers.GetSupportedRegions())) {
 		for _, typ := range types {
 			if ex := phonenumbers.GetExampleNumberForType(region, typ); ex != nil {
 				add(phonenumbers.Format(ex, phonenumbers.E164), int(ex.GetCountryCode()))
 			}
 		}
 	}
-	for cc := range phonenumbers.GetSupportedGlobalNetworkCallingCodes() {
+	for _, cc := range slices.Sorted(maps.Keys(phonenumbers.GetSupportedGlobalNetworkCallingCodes())) {
 		if ex := phonenumbers.GetExampleNumberForNonGeoEntity(cc); ex != nil {
 			add(phonenumbers.Format(ex, phonenumbers.E164), cc)
 		}
 	}
 	rng := rand.New(rand.NewPCG(24, 2026))
-	for cc := range phonenumbers.GetSupportedCallingCodes() {
+	for _, cc := range slices.Sorted(maps.Keys(phonenumbers.GetSupportedCallingCodes())) {
 		for range 40 {
 			b := []byte("+" + strconv.Itoa(cc))
 			for range 2 + rng.IntN(14) {
@@ -66,30 +68,8 @@ func TestFastParseEqualsLibphonenumber(t *testing.T) {
 	corpus := numberCorpus()
 	fast := 0
 	for _, s := range corpus {
-		got, ok := parseInternational(s)
-		if !ok {
-			continue
-		}
-		fast++
-		want, err := phonenumbers.Parse(s, "ZZ")
-		if err != nil {
-			t.Errorf("%s: the fast path parsed what Parse refuses (%v)", s, err)
-			continue
-		}
-		if got.GetCountryCode() != want.GetCountryCode() || got.GetNationalNumber() != want.GetNationalNumber() ||
-			got.GetItalianLeadingZero() != want.GetItalianLeadingZero() ||
-			got.GetNumberOfLeadingZeros() != want.GetNumberOfLeadingZeros() ||
-			got.GetExtension() != want.GetExtension() || got.GetRawInput() != want.GetRawInput() ||
-			got.GetPreferredDomesticCarrierCode() != want.GetPreferredDomesticCarrierCode() ||
-			got.GetCountryCodeSource() != want.GetCountryCodeSource() {
-			t.Errorf("%s: fast %v, Parse %v", s, got, want)
-		}
-		if digits := strings.Count(phonenumbers.Format(want, phonenumbers.E164), "") - 2; digits < 6 || digits > 17 {
-			continue // NormalizeNumber's own bounds refuse it before parsing
-		}
-		n, err := NormalizeNumber(s, true)
-		if err != nil || n.E164 != phonenumbers.Format(want, phonenumbers.E164) {
-			t.Errorf("%s: NormalizeNumber %q (%v), Format %q", s, n.E164, err, phonenumbers.Format(want, phonenumbers.E164))
+		if agreesWithParse(t, s) {
+			fast++
 		}
 	}
 	if fast < len(corpus)/3 {
@@ -101,4 +81,44 @@ func TestFastParseEqualsLibphonenumber(t *testing.T) {
 		}
 	}
 	t.Logf("fast path for %d of %d numbers", fast, len(corpus))
+}
+
+// FuzzFastParse: for any input, the fast path either declines or agrees with Parse (go test
+// runs the seeds; go test -fuzz FuzzFastParse ./gateway/intake searches further).
+func FuzzFastParse(f *testing.F) {
+	for _, s := range []string{"+14155550104", "+1 (415) 555-0104", "+44 07400 123456", "+5491112345678", "+39 06 1234 5678", "+800 1234 5678", "+7 800 555 35 35"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) { agreesWithParse(t, s) })
+}
+
+// agreesWithParse reports whether the fast path answered for s, and fails t if that answer (or
+// the E.164 NormalizeNumber builds from it) differs from libphonenumber's.
+func agreesWithParse(t *testing.T, s string) bool {
+	t.Helper()
+	got, ok := parseInternational(s)
+	if !ok {
+		return false
+	}
+	want, err := phonenumbers.Parse(s, "ZZ")
+	if err != nil {
+		t.Errorf("%s: the fast path parsed what Parse refuses (%v)", s, err)
+		return true
+	}
+	if got.GetCountryCode() != want.GetCountryCode() || got.GetNationalNumber() != want.GetNationalNumber() ||
+		got.GetItalianLeadingZero() != want.GetItalianLeadingZero() ||
+		got.GetNumberOfLeadingZeros() != want.GetNumberOfLeadingZeros() ||
+		got.GetExtension() != want.GetExtension() || got.GetRawInput() != want.GetRawInput() ||
+		got.GetPreferredDomesticCarrierCode() != want.GetPreferredDomesticCarrierCode() ||
+		got.GetCountryCodeSource() != want.GetCountryCodeSource() {
+		t.Errorf("%s: fast %v, Parse %v", s, got, want)
+	}
+	e164 := phonenumbers.Format(want, phonenumbers.E164)
+	if digits := len(e164) - 1; digits < 6 || digits > 17 {
+		return true // NormalizeNumber's own bounds refuse it before parsing
+	}
+	if n, err := NormalizeNumber(s, true); err != nil || n.E164 != e164 {
+		t.Errorf("%s: NormalizeNumber %q (%v), Format %q", s, n.E164, err, e164)
+	}
+	return true
 }
