@@ -757,6 +757,7 @@ func TestLingerGroupsInFlightWrites(t *testing.T) {
 	if err := s.Insert(ctx, record("solo", "acme", "p", "", t0)); err != nil {
 		t.Fatal(err)
 	}
+	time.Sleep(rateWindow) // the next write measures a rate (1 record in 100 ms: plenty for an hour's linger)
 	// Three sends in flight, arriving 20 ms apart: one batch.
 	inflight.Store(3)
 	var wg sync.WaitGroup
@@ -776,6 +777,22 @@ func TestLingerGroupsInFlightWrites(t *testing.T) {
 	defer mu.Unlock()
 	if diff := cmp.Diff([]int{1, 3}, batches); diff != "" {
 		t.Errorf("batch sizes (-want +got):\n%s", diff)
+	}
+}
+
+// TestNoLingerBelowOneRecordPerLinger: when the write rate promises no other record within
+// Linger, the writer commits at once even though sends are in flight (they wait on providers):
+// one record every 400 ms is 0.75 records per 300 ms linger. Had it lingered, each Insert would
+// have outwaited its 100 ms commit timeout.
+func TestNoLingerBelowOneRecordPerLinger(t *testing.T) {
+	s := New(Options{Backend: NewMemory(), Linger: 300 * time.Millisecond, CommitTimeout: 100 * time.Millisecond,
+		InFlight: func() int { return 5 }})
+	defer s.Close()
+	for i := range 3 {
+		time.Sleep(400 * time.Millisecond)
+		if err := s.Insert(context.Background(), record(fmt.Sprint("m", i), "acme", "p", "", t0)); err != nil {
+			t.Fatalf("record %d: %v (the writer lingered at a rate that promised no company)", i, err)
+		}
 	}
 }
 
