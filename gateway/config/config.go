@@ -454,210 +454,95 @@ func (c *Config) Problem(path, format string, args ...any) {
 
 func (c *Config) applyDefaults() {
 	s := &c.Server
-	if s.Listen == "" {
-		s.Listen = "127.0.0.1:8080"
-	}
-	if s.RequestTimeout == 0 {
-		s.RequestTimeout = gateway.Duration(8 * time.Second)
-	}
-	if s.MaxBodyBytes == 0 {
-		s.MaxBodyBytes = 64 << 10
-	}
-	if s.ShutdownTimeout == 0 {
-		s.ShutdownTimeout = gateway.Duration(15 * time.Second)
-	}
-	if s.ReadTimeout == 0 {
-		s.ReadTimeout = gateway.Duration(10 * time.Second)
-	}
+	orDefault(&s.Listen, "127.0.0.1:8080")
+	orDefault(&s.RequestTimeout, gateway.Duration(8*time.Second))
+	orDefault(&s.MaxBodyBytes, 64<<10)
+	orDefault(&s.ShutdownTimeout, gateway.Duration(15*time.Second))
+	orDefault(&s.ReadTimeout, gateway.Duration(10*time.Second))
 	s.PublicURL = strings.TrimRight(s.PublicURL, "/")
-	if c.Log.Format == "" {
-		c.Log.Format = "json"
-	}
-	if c.Log.Level == "" {
-		c.Log.Level = "info"
-	}
-	if c.Storage.Driver == "" {
-		c.Storage.Driver = "sqlite"
-	}
-	if c.Storage.Path == "" {
-		c.Storage.Path = "data/smsgate.db"
-	}
-	if c.Storage.CommitTimeout == 0 {
-		c.Storage.CommitTimeout = gateway.Duration(200 * time.Millisecond)
-	}
-	if c.Storage.RetryBuffer == 0 {
-		c.Storage.RetryBuffer = 65536
-	}
-	if c.Storage.BacklogFull == "" {
-		c.Storage.BacklogFull = "drop_oldest"
-	}
-	if c.Storage.Retention == nil {
-		r := gateway.Duration(720 * time.Hour)
-		c.Storage.Retention = &r
-	}
+	orDefault(&c.Log.Format, "json")
+	orDefault(&c.Log.Level, "info")
+	orDefault(&c.Storage.Driver, "sqlite")
+	orDefault(&c.Storage.Path, "data/smsgate.db")
+	orDefault(&c.Storage.CommitTimeout, gateway.Duration(200*time.Millisecond))
+	orDefault(&c.Storage.RetryBuffer, 65536)
+	orDefault(&c.Storage.BacklogFull, "drop_oldest")
+	orDefault(&c.Storage.Retention, ptr(gateway.Duration(720*time.Hour)))
 	st := &c.State
-	if st.Driver == "" {
-		st.Driver = "memory"
-	}
-	if st.OnError == "" {
-		st.OnError = "open"
-	}
-	if st.Redis.Addr == "" {
-		st.Redis.Addr = "127.0.0.1:6379"
-	}
-	if st.Redis.KeyPrefix == "" {
-		st.Redis.KeyPrefix = "smsgate:"
-	}
-	if st.Redis.Timeout == 0 {
-		st.Redis.Timeout = gateway.Duration(200 * time.Millisecond)
-	}
+	orDefault(&st.Driver, "memory")
+	orDefault(&st.OnError, "open")
+	orDefault(&st.Redis.Addr, "127.0.0.1:6379")
+	orDefault(&st.Redis.KeyPrefix, "smsgate:")
+	orDefault(&st.Redis.Timeout, gateway.Duration(200*time.Millisecond))
 	p := &c.Policy
-	if p.RateLimits.PerRecipient == nil {
-		p.RateLimits.PerRecipient = &Limit{N: 10, Per: time.Hour}
-	}
-	for _, l := range []**Limit{&p.RateLimits.PerIP, &p.RateLimits.PerTenant} {
-		if *l == nil {
-			*l = &Limit{}
-		}
-	}
-	if p.Idempotency.TTL == 0 {
-		p.Idempotency.TTL = gateway.Duration(24 * time.Hour)
-	}
+	orDefault(&p.RateLimits.PerRecipient, &Limit{N: 10, Per: time.Hour})
+	orDefault(&p.RateLimits.PerIP, &Limit{})
+	orDefault(&p.RateLimits.PerTenant, &Limit{})
+	orDefault(&p.Idempotency.TTL, gateway.Duration(24*time.Hour))
 	r := &p.ResendEscalation
-	if r.Enabled == nil {
-		t := true
-		r.Enabled = &t
-	}
-	if r.After == 0 {
-		r.After = gateway.Duration(20 * time.Second)
-	}
-	if r.Within == 0 {
-		r.Within = gateway.Duration(10 * time.Minute)
-	}
+	orDefault(&r.Enabled, ptr(true))
+	orDefault(&r.After, gateway.Duration(20*time.Second))
+	orDefault(&r.Within, gateway.Duration(10*time.Minute))
 	pp := &p.Pumping
-	if pp.Enabled == nil {
-		t := true
-		pp.Enabled = &t
-	}
-	if pp.Action == "" {
-		pp.Action = "alert"
-	}
-	if pp.RangeDigits == 0 {
-		pp.RangeDigits = 2
-	}
-	if pp.Baseline == 0 {
-		pp.Baseline = gateway.Duration(168 * time.Hour)
-	}
-	if pp.Warmup == 0 {
-		pp.Warmup = gateway.Duration(24 * time.Hour)
-	}
-	if pp.Factor == 0 {
-		pp.Factor = 5
-	}
-	if pp.MinVolume == 0 {
-		pp.MinVolume = 20
-	}
-	if pp.ConversionFloor == 0 {
-		pp.ConversionFloor = 0.3
-	}
-	if pp.ConversionWindow == 0 {
-		pp.ConversionWindow = gateway.Duration(time.Hour)
-	}
-	if pp.ConversionDelay == 0 {
-		pp.ConversionDelay = gateway.Duration(5 * time.Minute)
-	}
-	if pp.Throttle == nil {
-		pp.Throttle = &Limit{N: 5, Per: time.Hour}
-	}
-	if pp.Cooldown == 0 {
-		pp.Cooldown = gateway.Duration(time.Hour)
-	}
-	if pp.Refresh == 0 {
-		pp.Refresh = gateway.Duration(10 * time.Second)
-	}
+	orDefault(&pp.Enabled, ptr(true))
+	orDefault(&pp.Action, "alert")
+	orDefault(&pp.RangeDigits, 2)
+	orDefault(&pp.Baseline, gateway.Duration(168*time.Hour))
+	orDefault(&pp.Warmup, gateway.Duration(24*time.Hour))
+	orDefault(&pp.Factor, 5)
+	orDefault(&pp.MinVolume, 20)
+	orDefault(&pp.ConversionFloor, 0.3)
+	orDefault(&pp.ConversionWindow, gateway.Duration(time.Hour))
+	orDefault(&pp.ConversionDelay, gateway.Duration(5*time.Minute))
+	orDefault(&pp.Throttle, &Limit{N: 5, Per: time.Hour})
+	orDefault(&pp.Cooldown, gateway.Duration(time.Hour))
+	orDefault(&pp.Refresh, gateway.Duration(10*time.Second))
 	for i := range c.Providers {
 		pr := &c.Providers[i]
-		if pr.Timeout == 0 {
-			pr.Timeout = gateway.Duration(3 * time.Second)
-		}
+		orDefault(&pr.Timeout, gateway.Duration(3*time.Second))
 		b := &pr.Breaker
-		if b.ConsecutiveFailures == 0 {
-			b.ConsecutiveFailures = 5
-		}
-		if b.FailureRatio == 0 {
-			b.FailureRatio = 0.5
-		}
-		if b.MinRequests == 0 {
-			b.MinRequests = 20
-		}
-		if b.OpenTimeout == 0 {
-			b.OpenTimeout = gateway.Duration(30 * time.Second)
-		}
-		if b.Interval == 0 {
-			b.Interval = gateway.Duration(60 * time.Second)
-		}
-		if b.HalfOpenRequests == 0 {
-			b.HalfOpenRequests = 1
-		}
+		orDefault(&b.ConsecutiveFailures, 5)
+		orDefault(&b.FailureRatio, 0.5)
+		orDefault(&b.MinRequests, 20)
+		orDefault(&b.OpenTimeout, gateway.Duration(30*time.Second))
+		orDefault(&b.Interval, gateway.Duration(60*time.Second))
+		orDefault(&b.HalfOpenRequests, 1)
 	}
 	dh := &c.Routing.DeliveryHealth
-	if dh.Enabled == nil {
-		t := true
-		dh.Enabled = &t
-	}
-	if dh.Window == 0 {
-		dh.Window = gateway.Duration(30 * time.Minute)
-	}
-	if dh.MinSamples == 0 {
-		dh.MinSamples = 20
-	}
-	if dh.MinRate == 0 {
-		dh.MinRate = 0.7
-	}
-	if dh.Margin == 0 {
-		dh.Margin = 0.1
-	}
-	if dh.ReportTimeout == 0 {
-		dh.ReportTimeout = gateway.Duration(10 * time.Minute)
-	}
-	if dh.ProbeShare == nil {
-		ps := 0.05
-		dh.ProbeShare = &ps
-	}
-	if dh.Refresh == 0 {
-		dh.Refresh = gateway.Duration(10 * time.Second)
-	}
+	orDefault(&dh.Enabled, ptr(true))
+	orDefault(&dh.Window, gateway.Duration(30*time.Minute))
+	orDefault(&dh.MinSamples, 20)
+	orDefault(&dh.MinRate, 0.7)
+	orDefault(&dh.Margin, 0.1)
+	orDefault(&dh.ReportTimeout, gateway.Duration(10*time.Minute))
+	orDefault(&dh.ProbeShare, ptr(0.05))
+	orDefault(&dh.Refresh, gateway.Duration(10*time.Second))
 	lc := &c.Routing.LeastCost
-	if lc.Currency == "" {
-		lc.Currency = "EUR"
-	}
-	if lc.Window == 0 {
-		lc.Window = gateway.Duration(24 * time.Hour)
-	}
-	if lc.MinReports == 0 {
-		lc.MinReports = 5
-	}
-	if lc.Floor == 0 {
-		lc.Floor = dh.MinRate
-	}
-	if lc.Refresh == 0 {
-		lc.Refresh = gateway.Duration(time.Minute)
-	}
+	orDefault(&lc.Currency, "EUR")
+	orDefault(&lc.Window, gateway.Duration(24*time.Hour))
+	orDefault(&lc.MinReports, 5)
+	orDefault(&lc.Floor, dh.MinRate)
+	orDefault(&lc.Refresh, gateway.Duration(time.Minute))
 	for i := range c.Providers {
 		if pr := c.Providers[i].Prices; pr != nil && pr.Currency == "" {
 			pr.Currency = lc.Currency
 		}
 	}
 	for i := range c.Routes {
-		if c.Routes[i].Strategy == "" {
-			c.Routes[i].Strategy = "ordered"
-		}
-		if c.Routes[i].FailoverOnTimeout == nil {
-			t := true
-			c.Routes[i].FailoverOnTimeout = &t
-		}
+		orDefault(&c.Routes[i].Strategy, "ordered")
+		orDefault(&c.Routes[i].FailoverOnTimeout, ptr(true))
 	}
 }
+
+// orDefault sets *p to v when it holds its type's zero value (unset in the file).
+func orDefault[T comparable](p *T, v T) {
+	var zero T
+	if *p == zero {
+		*p = v
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
 
 // Tenant returns the tenant's effective rate limits: its own where set, else the global ones.
 func (c *Config) EffectiveLimits(t *Tenant) RateLimits {
