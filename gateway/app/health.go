@@ -38,7 +38,7 @@ type healthState struct {
 
 // healthTable is the current picture, replaced whole by each refresh.
 type healthTable struct {
-	mu sync.Mutex
+	mu sync.RWMutex
 	m  map[healthKey]*healthState
 }
 
@@ -52,8 +52,8 @@ type healthView struct {
 
 // view returns a copy of k's state; ok is false when there is none.
 func (h *healthTable) view(k healthKey) (v healthView, ok bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.mu.RLock()
+	defer h.mu.RUnlock()
 	st := h.m[k]
 	if st == nil {
 		return v, false
@@ -229,10 +229,19 @@ func (a *App) reorder(rt *runtime, route string, country string, members []*disp
 	if !on {
 		return members, nil
 	}
+	// The common case, nothing demoted for this country, allocates nothing.
+	for i, m := range members {
+		if st, ok := a.health.view(healthKey{m.Name(), country}); ok && st.demoted {
+			break
+		}
+		if i == len(members)-1 {
+			return members, nil
+		}
+	}
 	dh := rt.cfg.Routing.DeliveryHealth
 	var healthy, demoted []*dispatch.Member
 	var probes *atomic.Uint64
-	var notes map[string]string // nil unless something is demoted: nothing allocated per send otherwise
+	notes := map[string]string{}
 	for _, m := range members {
 		st, ok := a.health.view(healthKey{m.Name(), country})
 		if !ok || !st.demoted {
@@ -243,9 +252,6 @@ func (a *App) reorder(rt *runtime, route string, country string, members []*disp
 			probes = st.probes
 		}
 		demoted = append(demoted, m)
-		if notes == nil {
-			notes = map[string]string{}
-		}
 		notes[m.Name()] = demotedNote(country, st, dh.MinRate)
 	}
 	if len(demoted) == 0 || len(healthy) == 0 {
@@ -276,8 +282,8 @@ func probe(dh config.DeliveryHealth, probes *atomic.Uint64) bool {
 
 // countryHealth is what GET /v1/providers shows of a provider's delivery health.
 func (a *App) countryHealth(provider string) []httpapi.CountryHealth {
-	a.health.mu.Lock()
-	defer a.health.mu.Unlock()
+	a.health.mu.RLock()
+	defer a.health.mu.RUnlock()
 	var out []httpapi.CountryHealth
 	for k, st := range a.health.m {
 		if k.provider == provider {

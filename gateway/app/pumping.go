@@ -16,6 +16,9 @@ import (
 // suspected_pumping, throttle holds the range to policy.pumping.throttle (429), alert lets it
 // through. It returns the refusal, or nil when the send goes on.
 func (a *App) quarantined(ctx context.Context, tn *tenant, rng string) *flightResult {
+	if tn.pumping.Action == "alert" {
+		return nil // nothing to refuse: no state read on the send path (the default action)
+	}
 	refuse := func(rep httpapi.Reply, code string) *flightResult { return &flightResult{reply: rep, outcome: code} }
 	unavailable := func(err error) *flightResult {
 		if !a.stateError("pumping", err) {
