@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -197,12 +198,17 @@ func (m *MemoryResends) Record(_ context.Context, key, provider string, at time.
 // app gives it the request budget). A caller whose ctx ends, the first one included, stops waiting
 // and gets ctx's error, but the call goes on and finishes for the others; so no caller's
 // disconnect ever aborts a provider call in flight.
+//
+// Those goroutines are reused (see workers): a send's call is deep (JSON encoding, the HTTP
+// client), and a fresh goroutine grew and copied its stack on every call, 7 % of the gateway's
+// CPU when providers answer at once.
 type Flight[T any] struct {
 	// OnPanic, when set, is told about a panic in fn; callers then get T's zero value.
 	OnPanic func(key string, v any)
 
 	mu    sync.Mutex
 	calls map[string]*flightCall[T]
+	pool  workers
 }
 
 type flightCall[T any] struct {
@@ -223,7 +229,7 @@ func (f *Flight[T]) Do(ctx context.Context, key string, fn func() T) (v T, share
 	} else {
 		c = &flightCall[T]{done: make(chan struct{})}
 		f.calls[key] = c
-		go f.run(key, c, fn)
+		f.pool.run(func() { f.run(key, c, fn) })
 	}
 	f.mu.Unlock()
 	select {
@@ -256,4 +262,45 @@ func (f *Flight[T]) waiting(key string) int {
 		return c.waiters
 	}
 	return 0
+}
+
+// workerIdle is how long an idle worker waits for the next call before it exits.
+const workerIdle = 10 * time.Second
+
+// workers runs each task at once on an idle goroutine, or on a new one when none is idle, so
+// tasks never queue behind each other: it behaves as a go statement whose goroutines keep the
+// stacks they have grown. A worker that has had no task for workerIdle exits, so a burst leaves
+// no goroutines behind for long.
+type workers struct {
+	tasks chan func() // unbuffered: a send succeeds only when a worker is waiting for it
+	once  sync.Once
+
+	started, idle atomic.Int64 // goroutines started, and waiting for a task now (tests read them)
+}
+
+func (w *workers) run(task func()) {
+	w.once.Do(func() { w.tasks = make(chan func()) })
+	select {
+	case w.tasks <- task:
+	default:
+		w.started.Add(1)
+		go w.loop(task)
+	}
+}
+
+func (w *workers) loop(task func()) {
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		task()
+		idle.Reset(workerIdle)
+		w.idle.Add(1)
+		select {
+		case task = <-w.tasks:
+			w.idle.Add(-1)
+		case <-idle.C:
+			w.idle.Add(-1)
+			return
+		}
+	}
 }

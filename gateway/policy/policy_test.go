@@ -396,3 +396,54 @@ func TestChangedLimitStartsAFreshBucket(t *testing.T) {
 		t.Errorf("a reloaded limit reused the old bucket: %+v", rej)
 	}
 }
+
+// TestWorkersReuseAndNeverQueue: a task never waits behind another (two tasks that each wait for
+// the other both run), and a task that finds a worker idle runs on it instead of a new goroutine.
+func TestWorkersReuseAndNeverQueue(t *testing.T) {
+	var w workers
+	a, b := make(chan struct{}), make(chan struct{})
+	var both sync.WaitGroup
+	both.Add(2)
+	w.run(func() { close(a); <-b; both.Done() })
+	w.run(func() { <-a; close(b); both.Done() })
+	both.Wait()
+	if got := w.started.Load(); got != 2 {
+		t.Fatalf("two tasks at once started %d goroutines, want 2", got)
+	}
+	waitIdle := func(n int64) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); w.idle.Load() != n; {
+			if time.Now().After(deadline) {
+				t.Fatalf("idle workers %d, want %d", w.idle.Load(), n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitIdle(2)
+	for i := 0; i < 50; i++ {
+		done := make(chan struct{})
+		w.run(func() { close(done) })
+		<-done
+		waitIdle(2)
+	}
+	if got := w.started.Load(); got != 2 {
+		t.Errorf("50 tasks one after another started %d goroutines in all, want the 2 idle ones reused", got)
+	}
+}
+
+// TestFlightSurvivesPanic: a panicking call is reported, its callers get the zero value, and the
+// worker that ran it keeps serving later calls.
+func TestFlightSurvivesPanic(t *testing.T) {
+	var f Flight[int]
+	var reported atomic.Int32
+	f.OnPanic = func(string, any) { reported.Add(1) }
+	if v, _, err := f.Do(context.Background(), "k", func() int { panic("boom") }); v != 0 || err != nil {
+		t.Fatalf("after a panic: %d, %v", v, err)
+	}
+	if v, _, _ := f.Do(context.Background(), "k", func() int { return 7 }); v != 7 {
+		t.Errorf("next call: %d, want 7", v)
+	}
+	if reported.Load() != 1 {
+		t.Errorf("OnPanic called %d times, want 1", reported.Load())
+	}
+}
