@@ -73,8 +73,7 @@ func NormalizeNumber(raw string, acceptUnrecognized bool) (Number, error) {
 		}
 		n.E164 = phonenumbers.Format(num, phonenumbers.E164)
 	}
-	// IsValidNumber would find the region and then check it: find it once and check it here.
-	if region := phonenumbers.GetRegionCodeForNumber(num); region != "" && phonenumbers.IsValidNumberForRegion(num, region) {
+	if region, valid := normalizeRegion(num); valid {
 		n.Recognized, n.Country = true, region
 		return n, nil
 	}
@@ -86,6 +85,16 @@ func NormalizeNumber(raw string, acceptUnrecognized bool) (Number, error) {
 		n.Country = "ZZ"
 	}
 	return n, nil
+}
+
+// normalizeRegion is IsValidNumber, and the region it found: regionOf where its rules for the
+// calling code were built, the library otherwise.
+func normalizeRegion(num *phonenumbers.PhoneNumber) (string, bool) {
+	if rules := rulesFor(int(num.GetCountryCode())); rules != nil {
+		return rules.regionOf(num)
+	}
+	region := phonenumbers.GetRegionCodeForNumber(num)
+	return region, region != "" && phonenumbers.IsValidNumberForRegion(num, region)
 }
 
 // parseInternational is phonenumbers.Parse(s, "ZZ") for the common case, without Parse's regular
@@ -155,29 +164,18 @@ type nationalPrefixes struct {
 
 var prefixes = sync.OnceValue(func() nationalPrefixes {
 	p := nationalPrefixes{known: map[int]bool{}, forCode: map[int]*regexp.Regexp{}}
-	coll, err := phonenumbers.MetadataCollection()
-	if err != nil { // the embedded metadata does not load: no fast path, Parse reports it
-		return p
-	}
-	byRegion, nonGeo := map[string]*phonenumbers.PhoneMetadata{}, map[int]*phonenumbers.PhoneMetadata{}
-	for _, md := range coll.GetMetadata() {
-		if md.GetId() == NonGeographic {
-			nonGeo[int(md.GetCountryCode())] = md
-		} else {
-			byRegion[md.GetId()] = md
-		}
-	}
+	md := metadata()
 	for cc := range phonenumbers.GetSupportedCallingCodes() {
-		md := byRegion[phonenumbers.GetRegionCodeForCountryCode(cc)]
+		m := md.byRegion[phonenumbers.GetRegionCodeForCountryCode(cc)]
 		if phonenumbers.GetRegionCodeForCountryCode(cc) == NonGeographic {
-			md = nonGeo[cc]
+			m = md.nonGeo[cc]
 		}
-		if md == nil {
+		if m == nil {
 			continue // Parse knows something this table does not: leave it to Parse
 		}
-		if np := md.GetNationalPrefixForParsing(); np != "" {
-			re, err := regexp.Compile("^(?:" + np + ")")
-			if err != nil {
+		if np := m.GetNationalPrefixForParsing(); np != "" {
+			re, ok := compile("^(?:" + np + ")")
+			if !ok {
 				continue
 			}
 			p.forCode[cc] = re

@@ -122,3 +122,54 @@ func agreesWithParse(t *testing.T, s string) bool {
 	}
 	return true
 }
+
+// TestRegionOfEqualsLibphonenumber: for every number of the corpus that Parse reads, regionOf
+// finds the region GetRegionCodeForNumber finds and the validity IsValidNumberForRegion gives
+// there. Plenty of both answers occur, across calling codes shared by many regions (+1, +7, +44).
+func TestRegionOfEqualsLibphonenumber(t *testing.T) {
+	valid, invalid := 0, 0
+	for _, s := range numberCorpus() {
+		if agreesOnRegion(t, s) {
+			valid++
+		} else {
+			invalid++
+		}
+	}
+	if valid < 2000 || invalid < 2000 {
+		t.Errorf("%d valid and %d invalid numbers: the corpus no longer tests both answers", valid, invalid)
+	}
+	t.Logf("%d valid, %d invalid or unparsable", valid, invalid)
+}
+
+// FuzzRegionOf: for any input Parse reads, regionOf agrees with libphonenumber.
+func FuzzRegionOf(f *testing.F) {
+	for _, s := range []string{"+14155550104", "+18765550104", "+447400123456", "+447911123456", "+79123456789", "+77012345678", "+80012345678", "+390612345678"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) { agreesOnRegion(t, s) })
+}
+
+// agreesOnRegion fails t when regionOf and libphonenumber disagree on s, and reports whether s is
+// a valid number.
+func agreesOnRegion(t *testing.T, s string) bool {
+	t.Helper()
+	num, err := phonenumbers.Parse(s, "ZZ")
+	if err != nil {
+		return false
+	}
+	wantRegion := phonenumbers.GetRegionCodeForNumber(num)
+	wantValid := wantRegion != "" && phonenumbers.IsValidNumberForRegion(num, wantRegion)
+	if wantValid != phonenumbers.IsValidNumber(num) {
+		t.Fatalf("%s: the reference itself is inconsistent", s)
+	}
+	rules := rulesFor(int(num.GetCountryCode()))
+	if rules == nil {
+		t.Errorf("%s: no rules built for +%d", s, num.GetCountryCode())
+		return wantValid
+	}
+	gotRegion, gotValid := rules.regionOf(num)
+	if gotValid != wantValid || gotRegion != wantRegion {
+		t.Errorf("%s: regionOf %q valid %v, libphonenumber %q valid %v", s, gotRegion, gotValid, wantRegion, wantValid)
+	}
+	return wantValid
+}

@@ -1,0 +1,185 @@
+package intake
+
+import (
+	"regexp"
+	"sync"
+
+	"github.com/nyaruka/phonenumbers"
+)
+
+// regionOf is, for a number under the rules' calling code, phonenumbers.GetRegionCodeForNumber followed by IsValidNumberForRegion for that
+// region, with the same metadata and the same rules, but with each pattern compiled once per
+// calling code. The library builds each pattern's cache key by string concatenation on every
+// check and checks a +1 number's types twice (once to find the region, once to validate it):
+// about 5 KB of garbage and a fifth of the gateway's allocations per send (docs/benchmarks.md).
+// It returns the region ("" when the calling code has none) and whether the number is valid
+// there. TestRegionOfEqualsLibphonenumber compares the two over the number corpus.
+func (rules *callingCodeRules) regionOf(num *phonenumbers.PhoneNumber) (string, bool) {
+	if len(rules.regions) == 0 {
+		return "", false
+	}
+	national := phonenumbers.GetNationalSignificantNumber(num)
+	if len(rules.regions) == 1 {
+		r := rules.regions[0]
+		return r.id, r.valid(national)
+	}
+	for _, r := range rules.regions {
+		if r.leading != nil {
+			if r.leading.MatchString(national) {
+				return r.id, r.valid(national)
+			}
+		} else if r.valid(national) {
+			return r.id, true
+		}
+	}
+	return "", false
+}
+
+// callingCodeRules are the validity rules of the regions that share a calling code, in the
+// library's order (the main region first).
+type callingCodeRules struct {
+	regions []*regionRules
+}
+
+// regionRules is one region's metadata as getNumberTypeHelper reads it.
+type regionRules struct {
+	id      string
+	leading *regexp.Regexp // the region's leading digits, nil when it has none
+	general numberDesc
+	// kinds are the descriptions after the general one whose match makes the number valid:
+	// premium rate, toll free, shared cost, VoIP, personal, pager, UAN, voicemail, fixed line,
+	// and mobile unless the region's mobile and fixed-line patterns are the same (the library
+	// then never checks mobile on its own).
+	kinds []numberDesc
+}
+
+// numberDesc is a PhoneNumberDesc: possible lengths and the national number pattern.
+type numberDesc struct {
+	lengths []int32
+	pattern *regexp.Regexp // nil: the description has no pattern, and nothing matches it
+}
+
+// matches is the library's isNumberMatchingDesc: a listed length (when lengths are listed), and
+// the whole national number matching the pattern.
+func (d numberDesc) matches(national string) bool {
+	if d.pattern == nil {
+		return false
+	}
+	if len(d.lengths) > 0 {
+		found := false
+		for _, l := range d.lengths {
+			if int(l) == len(national) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return d.pattern.MatchString(national)
+}
+
+// valid is getNumberTypeHelper(national) != UNKNOWN.
+func (r *regionRules) valid(national string) bool {
+	if !r.general.matches(national) {
+		return false
+	}
+	for _, d := range r.kinds {
+		if d.matches(national) {
+			return true
+		}
+	}
+	return false
+}
+
+// codeRules caches callingCodeRules per calling code, built on first use (about 250 codes, each
+// a dozen patterns: compiling them all at start would cost time most replicas never need).
+var codeRules sync.Map // int -> *callingCodeRules
+
+func rulesFor(cc int) *callingCodeRules {
+	if r, ok := codeRules.Load(cc); ok {
+		return r.(*callingCodeRules)
+	}
+	actual, _ := codeRules.LoadOrStore(cc, buildRules(cc)) // nil too: do not retry on every send
+	return actual.(*callingCodeRules)
+}
+
+// buildRules compiles the rules of cc's regions, or returns nil when the metadata lacks one of
+// them or a pattern does not compile (then regionOf is not trusted for cc; see normalizeRegion).
+func buildRules(cc int) *callingCodeRules {
+	md := metadata()
+	out := &callingCodeRules{}
+	for _, id := range phonenumbers.GetRegionCodesForCountryCode(cc) {
+		m := md.byRegion[id]
+		if id == NonGeographic {
+			m = md.nonGeo[cc]
+		}
+		if m == nil {
+			return nil
+		}
+		r := &regionRules{id: id}
+		var ok bool
+		if ld := m.GetLeadingDigits(); ld != "" {
+			if r.leading, ok = compile("^(?:" + ld + ")"); !ok {
+				return nil
+			}
+		}
+		if r.general, ok = desc(m.GetGeneralDesc()); !ok {
+			return nil
+		}
+		kinds := []*phonenumbers.PhoneNumberDesc{m.GetPremiumRate(), m.GetTollFree(), m.GetSharedCost(),
+			m.GetVoip(), m.GetPersonalNumber(), m.GetPager(), m.GetUan(), m.GetVoicemail(), m.GetFixedLine()}
+		if !m.GetSameMobileAndFixedLinePattern() {
+			kinds = append(kinds, m.GetMobile())
+		}
+		for _, k := range kinds {
+			d, ok := desc(k)
+			if !ok {
+				return nil
+			}
+			if d.pattern != nil {
+				r.kinds = append(r.kinds, d)
+			}
+		}
+		out.regions = append(out.regions, r)
+	}
+	return out
+}
+
+func desc(d *phonenumbers.PhoneNumberDesc) (numberDesc, bool) {
+	p := d.GetNationalNumberPattern()
+	if p == "" { // "^(?:)$" matches only an empty national number, which never gets here
+		return numberDesc{}, true
+	}
+	re, ok := compile("^(?:" + p + ")$")
+	return numberDesc{lengths: d.GetPossibleLength(), pattern: re}, ok
+}
+
+func compile(p string) (*regexp.Regexp, bool) {
+	re, err := regexp.Compile(p)
+	return re, err == nil
+}
+
+// metadataIndex is the library's metadata by region, and the non-geographic entities' by calling
+// code.
+type metadataIndex struct {
+	byRegion map[string]*phonenumbers.PhoneMetadata
+	nonGeo   map[int]*phonenumbers.PhoneMetadata
+}
+
+var metadata = sync.OnceValue(func() metadataIndex {
+	md := metadataIndex{byRegion: map[string]*phonenumbers.PhoneMetadata{}, nonGeo: map[int]*phonenumbers.PhoneMetadata{}}
+	coll, err := phonenumbers.MetadataCollection()
+	if err != nil { // the embedded metadata does not load: no fast paths, the library reports it
+		return md
+	}
+	for _, m := range coll.GetMetadata() {
+		if m.GetId() == NonGeographic {
+			md.nonGeo[int(m.GetCountryCode())] = m
+		} else {
+			md.byRegion[m.GetId()] = m
+		}
+	}
+	return md
+})
