@@ -12,6 +12,7 @@
 //	go run ./cmd/smsgate-bench -mode pumping             # two simulated weeks of pumping detection
 //	go run ./cmd/smsgate-bench -smoke                # 2 seconds of each, for CI (asserts nothing about speed)
 //	go run ./cmd/smsgate-bench -cpuprofile cpu.prof  # profile the gateway process during the load part
+//	go run ./cmd/smsgate-bench -memprofile mem.prof  # its allocations (go tool pprof -sample_index=alloc_space)
 //
 // Everything runs on loopback: the fakes in this process, the gateway and the baseline as child
 // processes built from this checkout (so their peak RSS is their own).
@@ -53,6 +54,7 @@ type options struct {
 	latency     time.Duration
 	phase       time.Duration
 	cpuprofile  string
+	memprofile  string
 	keep        bool
 	day         int
 }
@@ -68,6 +70,7 @@ func main() {
 	flag.DurationVar(&o.latency, "latency", 20*time.Millisecond, "fake providers' response latency")
 	flag.DurationVar(&o.phase, "phase", 5*time.Second, "length of each drill phase (healthy, 503, hanging)")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write the gateway's CPU profile of the load part here")
+	flag.StringVar(&o.memprofile, "memprofile", "", "write the gateway's allocation profile of the load part here")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (gateway log, database)")
 	flag.Parse()
 	if *smoke {
@@ -121,6 +124,10 @@ func run(o options) error {
 	if o.cpuprofile != "" {
 		abs, _ := filepath.Abs(o.cpuprofile)
 		profile = []string{"--cpuprofile", abs}
+	}
+	if o.memprofile != "" {
+		abs, _ := filepath.Abs(o.memprofile)
+		profile = append(profile, "--memprofile", abs)
 	}
 	if o.mode == "curve" {
 		return curve(o, filepath.Join(root, "cmd", "smsgate-bench", "smsgate.yaml"), dir, gwBin, baseBin, ibs.URL, tws.URL)
@@ -273,6 +280,49 @@ func (p *process) peakRSS() string {
 	return "n/a"
 }
 
+// cpu reads the process's CPU time so far, user and system (Linux; 0 when unreadable).
+func (p *process) cpu() time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces; the fields counted from the ')' after it do not.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64) // utime, field 14
+	st, _ := strconv.ParseInt(f[12], 10, 64) // stime, field 15
+	return time.Duration(ut+st) * time.Second / clockTicks
+}
+
+// clockTicks is USER_HZ, the unit of /proc's CPU times: 100 on every Linux architecture Go runs on.
+const clockTicks = 100
+
+// selfCPU is this process's CPU time so far: the load generator and the fake providers.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// measureCPU runs a load round and splits its CPU: the target's and the bench's (load generator
+// and fakes) per request, in microseconds, and how busy they kept the machine's cores together.
+func measureCPU(p *process, round func() int) (n int, perTarget, perBench float64, busy float64) {
+	t0, b0, w0 := p.cpu(), selfCPU(), time.Now()
+	n = round()
+	t1, b1, wall := p.cpu(), selfCPU(), time.Since(w0)
+	if n == 0 {
+		return n, 0, 0, 0
+	}
+	perTarget = float64((t1 - t0).Microseconds()) / float64(n)
+	perBench = float64((b1 - b0).Microseconds()) / float64(n)
+	busy = float64(t1-t0+b1-b0) / float64(wall) / float64(runtime.NumCPU())
+	return n, perTarget, perBench, busy
+}
+
 func (p *process) stop() error {
 	defer p.log.Close()
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
@@ -386,8 +436,8 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d.Microseco
 
 func loadRounds(o options, gw, base *process) error {
 	fmt.Printf("## Load: smsgate vs baseline, %d rounds of %v, alternating\n\n", o.rounds, o.duration)
-	fmt.Println("| round | target | requests | errors | req/s | p50 ms | p90 ms | p99 ms | max ms |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| round | target | requests | errors | req/s | p50 ms | p90 ms | p99 ms | max ms | target CPU µs/req | load+fakes CPU µs/req | cores busy |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|")
 	// Warm up both (connections, SQLite, JIT-free but caches) for a short while.
 	for _, p := range []*process{base, gw} {
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
@@ -402,10 +452,14 @@ func loadRounds(o options, gw, base *process) error {
 			order = []*process{gw, base}
 		}
 		for _, p := range order {
-			ctx, cancel := context.WithTimeout(context.Background(), o.duration)
-			s := summarize(load(ctx, p.url, o.concurrency, false, nil), o.duration)
-			cancel()
-			fmt.Printf("| %d | %s | %d | %d | %.0f | %s | %s | %s | %s |\n", r, p.name, s.n, s.errors, s.rps, ms(s.p50), ms(s.p90), ms(s.p99), ms(s.max))
+			var s stats
+			_, perTarget, perBench, busy := measureCPU(p, func() int {
+				ctx, cancel := context.WithTimeout(context.Background(), o.duration)
+				defer cancel()
+				s = summarize(load(ctx, p.url, o.concurrency, false, nil), o.duration)
+				return s.n
+			})
+			fmt.Printf("| %d | %s | %d | %d | %.0f | %s | %s | %s | %s | %.0f | %.0f | %.0f %% |\n", r, p.name, s.n, s.errors, s.rps, ms(s.p50), ms(s.p90), ms(s.p99), ms(s.max), perTarget, perBench, 100*busy)
 			if p == gw {
 				gwRPS, gwP99 = append(gwRPS, s.rps), append(gwP99, float64(s.p99))
 				gwErrors += s.errors

@@ -35,7 +35,7 @@ var stdin io.Reader = os.Stdin
 const usage = `smsgate: one SMS endpoint for all tenants, many providers behind it.
 
 Usage:
-  smsgate serve    --config FILE [--listen ADDR] [--cpuprofile FILE]
+  smsgate serve    --config FILE [--listen ADDR] [--cpuprofile FILE] [--memprofile FILE]
   smsgate validate --config FILE
   smsgate route    --config FILE --tenant NAME --to NUMBER [--client-id ID] [--type sms|voice]
                    [--action A] [--language L] [--json]
@@ -86,6 +86,7 @@ func serve(args []string, stderr io.Writer) int {
 	fs, cfg := flags("serve", stderr)
 	listen := fs.String("listen", "", "listen address, overrides server.listen")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for go run ./cmd/smsgate-bench)")
+	memprofile := fs.String("memprofile", "", "write an allocation profile of the whole run to this file at exit (for go run ./cmd/smsgate-bench)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -101,6 +102,17 @@ func serve(args []string, stderr io.Writer) int {
 			return 1
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *memprofile != "" {
+		defer func() {
+			f, err := os.Create(*memprofile)
+			if err == nil {
+				err = errors.Join(pprof.Lookup("allocs").WriteTo(f, 0), f.Close())
+			}
+			if err != nil {
+				fmt.Fprintln(stderr, err)
+			}
+		}()
 	}
 	if *cfg == "" {
 		fmt.Fprintln(stderr, "smsgate serve: --config FILE is required")
