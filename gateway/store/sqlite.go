@@ -226,6 +226,7 @@ func (s *SQLite) apply(ctx context.Context, ops []Op, ap *applier) error {
 		return err
 	}
 	defer tx.Rollback()
+	var insert *sql.Stmt // the transaction's copy of s.insert, made once per batch
 	for _, op := range ops {
 		switch {
 		case op.Insert != nil:
@@ -233,7 +234,10 @@ func (s *SQLite) apply(ctx context.Context, ops []Op, ap *applier) error {
 			if err := s.applyPending(ctx, tx, &r, ap); err != nil {
 				return err
 			}
-			if err := put(ctx, tx.StmtContext(ctx, s.insert), &r); err != nil {
+			if insert == nil {
+				insert = tx.StmtContext(ctx, s.insert)
+			}
+			if err := put(ctx, insert, &r); err != nil {
 				return err
 			}
 		case op.Report != nil:
