@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"sync/atomic"
@@ -214,19 +215,25 @@ func (a *App) finish(start time.Time, r httpapi.SendRequest, tenant string, res 
 	d := time.Since(start)
 	a.metrics.Requests.WithLabelValues(tenant, res.route, res.outcome).Inc()
 	a.metrics.RequestDuration.WithLabelValues(res.outcome).Observe(d.Seconds())
-	attrs := []any{"request_id", r.RequestID, "tenant", tenant, "route", res.route, "provider", res.provider,
-		"outcome", res.outcome, "status", res.reply.Status, "latency_ms", d.Milliseconds()}
+	level := slog.LevelInfo
+	if res.reply.Status >= 500 {
+		level = slog.LevelWarn
+	}
+	if !a.log.Enabled(context.Background(), level) {
+		return res.reply
+	}
+	// Typed attributes: the key-value form boxed each value and converted it back.
+	attrs := make([]slog.Attr, 0, 9)
+	attrs = append(attrs, slog.String("request_id", r.RequestID), slog.String("tenant", tenant), slog.String("route", res.route),
+		slog.String("provider", res.provider), slog.String("outcome", res.outcome), slog.Int("status", res.reply.Status),
+		slog.Int64("latency_ms", d.Milliseconds()))
 	if to != "" {
-		attrs = append(attrs, "to", gateway.MaskPhone(to))
+		attrs = append(attrs, slog.String("to", gateway.MaskPhone(to)))
 	}
 	if shared {
-		attrs = append(attrs, "coalesced", true)
+		attrs = append(attrs, slog.Bool("coalesced", true))
 	}
-	if res.reply.Status >= 500 {
-		a.log.Warn("send", attrs...)
-	} else {
-		a.log.Info("send", attrs...)
-	}
+	a.log.LogAttrs(context.Background(), level, "send", attrs...)
 	return res.reply
 }
 
