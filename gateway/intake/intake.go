@@ -7,6 +7,7 @@ package intake
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -51,13 +52,14 @@ func bad(code, msg string) *Error { return &Error{Code: code, Message: msg} }
 // Decode parses a request body of any supported shape.
 func Decode(body []byte) (*Request, error) {
 	var w wire
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if err := dec.Decode(&w); err != nil {
+	// Unmarshal rather than a Decoder: no buffer copied from a reader the body already is. It
+	// refuses data after the object itself (every field is a str, so no number needs UseNumber).
+	if err := json.Unmarshal(body, &w); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) && strings.HasSuffix(se.Error(), "after top-level value") {
+			return nil, bad("invalid_json", "the body has data after the JSON object")
+		}
 		return nil, bad("invalid_json", "the body is not a JSON object: "+jsonProblem(err))
-	}
-	if dec.More() {
-		return nil, bad("invalid_json", "the body has data after the JSON object")
 	}
 	var r Request
 	switch {

@@ -105,6 +105,25 @@ func TestDecodeErrors(t *testing.T) {
 	}
 }
 
+// TestDecodeSaysWhatIsWrong: data after the object and a broken object get different messages.
+func TestDecodeSaysWhatIsWrong(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"recipient":"1","text":"t"} {}`:  "the body has data after the JSON object",
+		`{"recipient":"1","text":"t"} xy`:  "the body has data after the JSON object",
+		`{"recipient":"1","text":"t"`:      "the body is not a JSON object: syntax error at byte 27",
+		`{"recipient":"1","text":"t"}  \n`: "the body has data after the JSON object",
+	} {
+		_, err := Decode([]byte(body))
+		var ie *Error
+		if !errors.As(err, &ie) || ie.Message != want {
+			t.Errorf("%s: %v, want %q", body, err, want)
+		}
+	}
+	if _, err := Decode([]byte("{\"recipient\":\"+14155550104\",\"text\":\"t\",\"context\":{}} \n\t")); err != nil {
+		t.Errorf("white space after the object: %v", err)
+	}
+}
+
 // TestTextLimitCountsCharacters: the 1600 limit is in characters, not bytes, and a code that is
 // within its limit becomes the text.
 func TestTextLimitCountsCharacters(t *testing.T) {
