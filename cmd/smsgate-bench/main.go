@@ -34,6 +34,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -55,6 +56,8 @@ type options struct {
 	phase       time.Duration
 	cpuprofile  string
 	memprofile  string
+	selfprofile string
+	config      string
 	keep        bool
 	day         int
 }
@@ -71,6 +74,8 @@ func main() {
 	flag.DurationVar(&o.phase, "phase", 5*time.Second, "length of each drill phase (healthy, 503, hanging)")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write the gateway's CPU profile of the load part here")
 	flag.StringVar(&o.memprofile, "memprofile", "", "write the gateway's allocation profile of the load part here")
+	flag.StringVar(&o.config, "config", "", "the gateway's config for the load, curve and drill modes (default cmd/smsgate-bench/smsgate.yaml; it may use the same ${BENCH_*} variables)")
+	flag.StringVar(&o.selfprofile, "selfprofile", "", "write this process's CPU profile (the load generator and the fakes) here")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (gateway log, database)")
 	flag.Parse()
 	if *smoke {
@@ -83,6 +88,17 @@ func main() {
 }
 
 func run(o options) error {
+	if o.selfprofile != "" {
+		f, err := os.Create(o.selfprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if o.mode == "pumping" {
 		return pumpingSim(1)
 	}
@@ -129,11 +145,17 @@ func run(o options) error {
 		abs, _ := filepath.Abs(o.memprofile)
 		profile = append(profile, "--memprofile", abs)
 	}
+	gwConfig := filepath.Join(root, "cmd", "smsgate-bench", "smsgate.yaml")
+	if o.config != "" {
+		if gwConfig, err = filepath.Abs(o.config); err != nil {
+			return err
+		}
+	}
 	if o.mode == "curve" {
-		return curve(o, filepath.Join(root, "cmd", "smsgate-bench", "smsgate.yaml"), dir, gwBin, baseBin, ibs.URL, tws.URL)
+		return curve(o, gwConfig, dir, gwBin, baseBin, ibs.URL, tws.URL)
 	}
 	if o.mode == "all" || o.mode == "load" {
-		gw, err := startGateway(filepath.Join(root, "cmd", "smsgate-bench", "smsgate.yaml"), dir, gwBin, ibs.URL, tws.URL, profile)
+		gw, err := startGateway(gwConfig, dir, gwBin, ibs.URL, tws.URL, profile)
 		if err != nil {
 			return err
 		}
@@ -155,7 +177,7 @@ func run(o options) error {
 		return costDay(o, root, dir, gwBin, ibs.URL, tws.URL)
 	}
 	if o.mode == "all" || o.mode == "drill" {
-		gw, err := startGateway(filepath.Join(root, "cmd", "smsgate-bench", "smsgate.yaml"), dir, gwBin, ibs.URL, tws.URL, nil)
+		gw, err := startGateway(gwConfig, dir, gwBin, ibs.URL, tws.URL, nil)
 		if err != nil {
 			return err
 		}
@@ -718,8 +740,8 @@ var curveLevels = []int{1, 8, 32, 128, 512}
 // fresh processes so that the peak RSS shown is that level's own.
 func curve(o options, config, dir, gwBin, baseBin, ibURL, twURL string) error {
 	fmt.Printf("## Load curve: baseline and smsgate at %v concurrent callers, %v each\n\n", curveLevels, o.duration)
-	fmt.Println("| callers | baseline req/s | smsgate req/s | ratio | baseline p99 ms | smsgate p99 ms | p99 ratio | baseline peak RSS | smsgate peak RSS | smsgate errors |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| callers | baseline req/s | smsgate req/s | ratio | baseline p99 ms | smsgate p99 ms | p99 ratio | baseline CPU µs/req | smsgate CPU µs/req | baseline peak RSS | smsgate peak RSS | smsgate errors |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, c := range curveLevels {
 		gw, err := startGateway(config, dir, gwBin, ibURL, twURL, nil)
 		if err != nil {
@@ -731,16 +753,20 @@ func curve(o options, config, dir, gwBin, baseBin, ibURL, twURL string) error {
 			return err
 		}
 		var st [2]stats
+		var cpu [2]float64
 		for i, p := range []*process{base, gw} {
 			warm, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 			load(warm, p.url, c, false, nil)
 			cancel()
-			ctx, cancel := context.WithTimeout(context.Background(), o.duration)
-			st[i] = summarize(load(ctx, p.url, c, false, nil), o.duration)
-			cancel()
+			_, cpu[i], _, _ = measureCPU(p, func() int {
+				ctx, cancel := context.WithTimeout(context.Background(), o.duration)
+				defer cancel()
+				st[i] = summarize(load(ctx, p.url, c, false, nil), o.duration)
+				return st[i].n
+			})
 		}
-		fmt.Printf("| %d | %.0f | %.0f | %.2f | %s | %s | %.2f | %s | %s | %d |\n", c, st[0].rps, st[1].rps, st[1].rps/st[0].rps,
-			ms(st[0].p99), ms(st[1].p99), float64(st[1].p99)/float64(max(st[0].p99, 1)), base.peakRSS(), gw.peakRSS(), st[1].errors)
+		fmt.Printf("| %d | %.0f | %.0f | %.2f | %s | %s | %.2f | %.0f | %.0f | %s | %s | %d |\n", c, st[0].rps, st[1].rps, st[1].rps/st[0].rps,
+			ms(st[0].p99), ms(st[1].p99), float64(st[1].p99)/float64(max(st[0].p99, 1)), cpu[0], cpu[1], base.peakRSS(), gw.peakRSS(), st[1].errors)
 		base.stop()
 		if err := gw.stop(); err != nil {
 			return err
