@@ -370,9 +370,19 @@ type sample struct {
 	provider string
 }
 
+// recipients numbers the load's recipients: each request of a run goes to a number no earlier
+// request went to, so nothing keyed by recipient (limiter buckets, any cache) is reused.
+var recipients atomic.Uint64
+
+// recipient is the n-th distinct recipient: +1 415 XXX YYYY over the 800 exchanges 200-999, all
+// valid US numbers for libphonenumber, 8 million before it wraps.
+func recipient(n uint64) string {
+	return fmt.Sprintf("+1415%03d%04d", 200+(n/10000)%800, n%10000)
+}
+
 func body(rng *rand.Rand) []byte {
 	code := fmt.Sprintf("%06d", rng.IntN(1000000))
-	return []byte(`{"message_options":{"recipient":"+1415555` + fmt.Sprintf("%04d", rng.IntN(10000)) +
+	return []byte(`{"message_options":{"recipient":"` + recipient(recipients.Add(1)) +
 		`","text":"Your verification code is ` + code + `","code":"` + code + `","action":"second-factor-authentication","message_type":"sms"},` +
 		`"client":{"client_id":"bench-client","name":"Bench"},"request":{"ip":"203.0.113.` + strconv.Itoa(rng.IntN(250)) + `","language":"en"}}`)
 }
