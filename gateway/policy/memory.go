@@ -24,8 +24,7 @@ type MemoryLimiter struct {
 	Now func() time.Time
 
 	mu      sync.Mutex
-	buckets map[string]*rate.Limiter
-	calls   int
+	buckets sweptMap[*rate.Limiter]
 }
 
 func (m *MemoryLimiter) now() time.Time {
@@ -40,18 +39,14 @@ func (m *MemoryLimiter) Allow(_ context.Context, key string, l config.Limit) (bo
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.buckets == nil {
-		m.buckets = map[string]*rate.Limiter{}
-	}
-	b := m.buckets[key]
-	if b == nil {
+	b, ok := m.buckets.get(key)
+	if !ok {
 		b = rate.NewLimiter(rate.Every(l.Per/time.Duration(l.N)), l.N)
 		b.SetLimitAt(now, b.Limit()) // start the bucket's clock at now, full
-		m.buckets[key] = b
+		m.buckets.set(key, b)
 	}
-	if m.calls++; m.calls%4096 == 0 {
-		m.sweep(now)
-	}
+	// Full buckets hold no information: drop them, two examined per call.
+	m.buckets.sweep(2, func(k string, b *rate.Limiter) bool { return k != key && b.TokensAt(now) >= float64(b.Burst()) })
 	r := b.ReserveN(now, 1)
 	if d := r.DelayFrom(now); d > 0 {
 		r.CancelAt(now)
@@ -60,20 +55,11 @@ func (m *MemoryLimiter) Allow(_ context.Context, key string, l config.Limit) (bo
 	return true, 0, nil
 }
 
-// sweep drops full buckets: they hold no information. Callers hold mu.
-func (m *MemoryLimiter) sweep(now time.Time) {
-	for k, b := range m.buckets {
-		if b.TokensAt(now) >= float64(b.Burst()) {
-			delete(m.buckets, k)
-		}
-	}
-}
-
 // Len reports how many buckets are held (for tests and metrics).
 func (m *MemoryLimiter) Len() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return len(m.buckets)
+	return m.buckets.len()
 }
 
 // Replay is a stored first answer to an Idempotency-Key.
@@ -104,10 +90,9 @@ type entry[T any] struct {
 
 // expiring is a map whose entries vanish after their TTL.
 type expiring[T any] struct {
-	now   func() time.Time
-	mu    sync.Mutex
-	m     map[string]entry[T]
-	calls int
+	now func() time.Time
+	mu  sync.Mutex
+	m   sweptMap[entry[T]]
 }
 
 func (e *expiring[T]) clock() time.Time {
@@ -121,7 +106,7 @@ func (e *expiring[T]) get(key string) (T, bool) {
 	now := e.clock()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	x, ok := e.m[key]
+	x, ok := e.m.get(key)
 	if !ok || !now.Before(x.expires) {
 		var zero T
 		return zero, false
@@ -133,17 +118,8 @@ func (e *expiring[T]) put(key string, v T, ttl time.Duration) {
 	now := e.clock()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.m == nil {
-		e.m = map[string]entry[T]{}
-	}
-	if e.calls++; e.calls%1024 == 0 {
-		for k, x := range e.m {
-			if !now.Before(x.expires) {
-				delete(e.m, k)
-			}
-		}
-	}
-	e.m[key] = entry[T]{v: v, expires: now.Add(ttl)}
+	e.m.set(key, entry[T]{v: v, expires: now.Add(ttl)})
+	e.m.sweep(2, func(_ string, x entry[T]) bool { return !now.Before(x.expires) })
 }
 
 // MemoryReplays is Replays in this process.

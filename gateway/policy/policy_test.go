@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -202,9 +203,59 @@ func TestLimiterSweepsFullBuckets(t *testing.T) {
 		l.Allow(context.Background(), string(rune(i+100)), config.Limit{N: 10, Per: time.Second})
 	}
 	clk.add(time.Minute)
-	l.Allow(context.Background(), "last", config.Limit{N: 10, Per: time.Second})
-	if n := l.Len(); n > 1 {
-		t.Errorf("buckets after sweep = %d, want refilled ones dropped", n)
+	// Each call examines two buckets: about 2,048 calls pass over all 4,096.
+	for i := 0; i < 2100; i++ {
+		l.Allow(context.Background(), "last", config.Limit{N: 100000, Per: time.Second})
+	}
+	if n := l.Len(); n != 1 {
+		t.Errorf("buckets after sweep = %d, want the refilled ones dropped and \"last\" kept", n)
+	}
+}
+
+// TestSweptMapStaysBounded: one new key per step, each stale after ttl steps: the map never holds
+// much more than twice the live keys, and a key is never dropped while it is live.
+func TestSweptMapStaysBounded(t *testing.T) {
+	const ttl, steps = 1000, 20000
+	var s sweptMap[int] // value: the step the key stops being live
+	most := 0
+	for now := 0; now < steps; now++ {
+		s.set(strconv.Itoa(now), now+ttl)
+		s.sweep(2, func(_ string, until int) bool { return until <= now })
+		most = max(most, s.len())
+		if now >= ttl {
+			for _, back := range []int{0, 1, ttl / 2, ttl - 1} {
+				if _, ok := s.get(strconv.Itoa(now - back)); !ok {
+					t.Fatalf("step %d: key of step %d is live but gone", now, now-back)
+				}
+			}
+		}
+	}
+	if most > 2*ttl+2 {
+		t.Errorf("the map held %d keys with %d live at a time, want at most about twice", most, ttl)
+	}
+	for k, sl := range s.m { // positions stay consistent through the swap-removes
+		if s.keys[sl.pos] != k {
+			t.Fatalf("key %q at position %d holds %q", k, sl.pos, s.keys[sl.pos])
+		}
+	}
+}
+
+// TestExpiringDropsExpired: replays past their TTL are dropped as later ones are stored.
+func TestExpiringDropsExpired(t *testing.T) {
+	clk := newClock()
+	r := NewMemoryReplays(clk.now)
+	for i := 0; i < 1000; i++ {
+		r.Put(context.Background(), "old"+strconv.Itoa(i), &Replay{}, time.Minute)
+	}
+	clk.add(2 * time.Minute)
+	for i := 0; i < 1500; i++ { // 3,000 examinations: more than the 2,500 keys
+		r.Put(context.Background(), "new"+strconv.Itoa(i), &Replay{}, time.Minute)
+	}
+	r.e.mu.Lock()
+	n := r.e.m.len()
+	r.e.mu.Unlock()
+	if n != 1500 {
+		t.Errorf("%d entries, want the 1,500 live ones", n)
 	}
 }
 
@@ -446,4 +497,23 @@ func TestFlightSurvivesPanic(t *testing.T) {
 	if reported.Load() != 1 {
 		t.Errorf("OnPanic called %d times, want 1", reported.Load())
 	}
+}
+
+// BenchmarkLimiterDistinctKeys: a per-recipient limit of 5 an hour with every recipient new, as
+// under a spread-out pumping attempt, on top of 500,000 buckets from the last hour. It reports
+// the slowest single call, which a sweep over the whole map would set.
+func BenchmarkLimiterDistinctKeys(b *testing.B) {
+	l := &MemoryLimiter{}
+	lim := config.Limit{N: 5, Per: time.Hour}
+	for i := 0; i < 500000; i++ {
+		l.Allow(context.Background(), "+1415"+strconv.Itoa(2000000+i), lim)
+	}
+	var slowest time.Duration
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		start := time.Now()
+		l.Allow(context.Background(), "+1628"+strconv.Itoa(2000000+i), lim)
+		slowest = max(slowest, time.Since(start))
+	}
+	b.ReportMetric(float64(slowest.Microseconds()), "slowest-µs")
 }
