@@ -95,8 +95,11 @@ type Pumping struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
-	mu    sync.Mutex
-	cache map[string]*counters
+	mu sync.Mutex
+	// cache holds counters read within cfg.Refresh; older ones are dropped, two examined per read.
+	// (It was emptied whenever it passed 100,000 keys, so one tenant spraying ranges flushed
+	// every other tenant's counters.)
+	cache sweptMap[*counters]
 }
 
 // counters are one key's counters as read from the state, by hour or slot number.
@@ -145,7 +148,8 @@ func (p *Pumping) Check(ctx context.Context, tenant, rng string) (*Quarantine, e
 // counters returns a key's counters, read again after cfg.Refresh; stale fields are forgotten.
 func (p *Pumping) counters(ctx context.Context, cfg config.Pumping, key string, now time.Time) (*counters, error) {
 	p.mu.Lock()
-	c, ok := p.cache[key]
+	p.cache.sweep(2, func(_ string, c *counters) bool { return now.Sub(c.at) >= cfg.Refresh.D() })
+	c, ok := p.cache.get(key)
 	p.mu.Unlock()
 	if ok && now.Sub(c.at) < cfg.Refresh.D() {
 		return c, nil
@@ -179,10 +183,7 @@ func (p *Pumping) counters(ctx context.Context, cfg config.Pumping, key string, 
 		}
 	}
 	p.mu.Lock()
-	if p.cache == nil || len(p.cache) > 100000 {
-		p.cache = map[string]*counters{}
-	}
-	p.cache[key] = c
+	p.cache.set(key, c)
 	p.mu.Unlock()
 	return c, nil
 }

@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -180,5 +181,59 @@ func TestPumpingConversionSignal(t *testing.T) {
 	}
 	if len(s.caught) != 1 {
 		t.Errorf("quarantines: %+v", s.caught)
+	}
+}
+
+// countingPumpState counts the counter reads of keys that contain a marker.
+type countingPumpState struct {
+	*MemoryPumpState
+	marker string
+	reads  int
+}
+
+func (c *countingPumpState) PumpCounters(ctx context.Context, key string) (map[string]int64, error) {
+	if strings.Contains(key, c.marker) {
+		c.reads++
+	}
+	return c.MemoryPumpState.PumpCounters(ctx, key)
+}
+
+// TestPumpingCacheIsNotFlushedByAnotherTenant: a tenant that sends to 100,010 ranges within the
+// refresh interval does not push another tenant's counters out of the cache (the cache used to be
+// emptied past 100,000 keys), and still the cache does not keep what went stale.
+func TestPumpingCacheIsNotFlushedByAnotherTenant(t *testing.T) {
+	clk := newClock()
+	st := &countingPumpState{MemoryPumpState: &MemoryPumpState{Now: clk.now}, marker: "|victim"}
+	p := &Pumping{State: st, Now: clk.now}
+	cfg, ctx := pumpConfig(), context.Background()
+	if _, err := p.Record(ctx, cfg, "victim", "GB", "44-74"); err != nil {
+		t.Fatal(err)
+	}
+	if st.reads != 2 {
+		t.Fatalf("first send read %d counters, want its range's and its tenant's", st.reads)
+	}
+	for i := range 100010 {
+		if _, err := p.Record(ctx, cfg, "hostile", "US", strconv.Itoa(100000+i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := p.Record(ctx, cfg, "victim", "GB", "44-74"); err != nil {
+		t.Fatal(err)
+	}
+	if st.reads != 2 {
+		t.Errorf("the victim's counters were read again (%d reads): another tenant flushed them", st.reads)
+	}
+	// Past the refresh interval, later sends sweep the stale entries out.
+	clk.add(cfg.Refresh.D())
+	for i := range 60000 {
+		if _, err := p.Record(ctx, cfg, "later", "US", strconv.Itoa(i%10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.mu.Lock()
+	n := p.cache.len()
+	p.mu.Unlock()
+	if n > 100 {
+		t.Errorf("%d counters cached after the others went stale, want only the live ones", n)
 	}
 }
