@@ -75,6 +75,7 @@ func main() {
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write the gateway's CPU profile of the load part here")
 	flag.StringVar(&o.memprofile, "memprofile", "", "write the gateway's allocation profile of the load part here")
 	flag.StringVar(&o.config, "config", "", "the gateway's config for the load, curve and drill modes (default cmd/smsgate-bench/smsgate.yaml; it may use the same ${BENCH_*} variables)")
+	flag.StringVar(&gatewayEnv, "gateway-env", "", "extra environment of the gateway process only, space-separated KEY=VALUE (for example GOGC=200)")
 	flag.StringVar(&o.selfprofile, "selfprofile", "", "write this process's CPU profile (the load generator and the fakes) here")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (gateway log, database)")
 	flag.Parse()
@@ -268,6 +269,7 @@ func startGateway(config, dir, bin, ibURL, twURL string, extra []string) (*proce
 	args := append([]string{"serve", "--config", config}, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "BENCH_LISTEN="+addr, "BENCH_DIR="+dir, "BENCH_INFOBIP_URL="+ibURL, "BENCH_TWILIO_URL="+twURL)
+	cmd.Env = append(cmd.Env, strings.Fields(gatewayEnv)...)
 	p, err := startProcess("smsgate", "http://"+addr+"/readyz", cmd, filepath.Join(dir, "smsgate.log"))
 	if err != nil {
 		return nil, err
@@ -317,6 +319,9 @@ func (p *process) cpu() time.Duration {
 	st, _ := strconv.ParseInt(f[12], 10, 64) // stime, field 15
 	return time.Duration(ut+st) * time.Second / clockTicks
 }
+
+// gatewayEnv is -gateway-env: environment given to the gateway process and not the baseline.
+var gatewayEnv string
 
 // clockTicks is USER_HZ, the unit of /proc's CPU times: 100 on every Linux architecture Go runs on.
 const clockTicks = 100
