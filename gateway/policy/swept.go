@@ -57,6 +57,7 @@ func (s *sweptMap[V]) sweep(n int, stale func(key string, v V) bool) {
 		moved := s.keys[last]
 		s.keys[s.cursor] = moved
 		s.m[moved].pos = s.cursor
+		s.keys[last] = "" // the backing array must not keep a dropped key alive
 		s.keys = s.keys[:last]
 		delete(s.m, key)
 	}
