@@ -57,6 +57,7 @@ type options struct {
 	cpuprofile  string
 	memprofile  string
 	selfprofile string
+	baseprofile string
 	config      string
 	keep        bool
 	day         int
@@ -76,6 +77,7 @@ func main() {
 	flag.StringVar(&o.memprofile, "memprofile", "", "write the gateway's allocation profile of the load part here")
 	flag.StringVar(&o.config, "config", "", "the gateway's config for the load, curve and drill modes (default cmd/smsgate-bench/smsgate.yaml; it may use the same ${BENCH_*} variables)")
 	flag.StringVar(&gatewayEnv, "gateway-env", "", "extra environment of the gateway process only, space-separated KEY=VALUE (for example GOGC=200)")
+	flag.StringVar(&o.baseprofile, "baseprofile", "", "write the baseline's CPU profile of the load part here")
 	flag.StringVar(&o.selfprofile, "selfprofile", "", "write this process's CPU profile (the load generator and the fakes) here")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (gateway log, database)")
 	flag.Parse()
@@ -160,7 +162,12 @@ func run(o options) error {
 		if err != nil {
 			return err
 		}
-		base, err := startBaseline(baseBin, ibs.URL)
+		var baseArgs []string
+		if o.baseprofile != "" {
+			abs, _ := filepath.Abs(o.baseprofile)
+			baseArgs = []string{"-cpuprofile", abs}
+		}
+		base, err := startBaseline(baseBin, ibs.URL, baseArgs...)
 		if err != nil {
 			gw.stop()
 			return err
@@ -278,9 +285,9 @@ func startGateway(config, dir, bin, ibURL, twURL string, extra []string) (*proce
 	return p, nil
 }
 
-func startBaseline(bin, ibURL string) (*process, error) {
+func startBaseline(bin, ibURL string, extra ...string) (*process, error) {
 	addr := freeAddr()
-	cmd := exec.Command(bin, "-listen", addr, "-infobip", ibURL, "-key", "bench-infobip-key")
+	cmd := exec.Command(bin, append([]string{"-listen", addr, "-infobip", ibURL, "-key", "bench-infobip-key"}, extra...)...)
 	p, err := startProcess("baseline", "http://"+addr+"/healthz", cmd, filepath.Join(filepath.Dir(bin), "baseline.log"))
 	if err != nil {
 		return nil, err

@@ -11,7 +11,11 @@ import (
 	"io"
 	"log"
 	"net/http"
+	"os"
+	"os/signal"
+	"runtime/pprof"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -26,7 +30,11 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "listen address")
 	infobip := flag.String("infobip", "", "Infobip base URL")
 	key := flag.String("key", "", "Infobip API key")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile here until SIGTERM")
 	flag.Parse()
+	if *cpuprofile != "" {
+		profileUntilSignal(*cpuprofile)
+	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
 	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
@@ -64,4 +72,24 @@ func main() {
 		fmt.Fprintf(w, `{"status":"sent","provider_message_id":%q}`, out.Messages[0].MessageID)
 	})
 	log.Fatal(http.ListenAndServe(*listen, nil))
+}
+
+// profileUntilSignal profiles the process until SIGTERM or SIGINT, then writes the profile out
+// and exits (the server itself has no graceful stop: it is killed between runs).
+func profileUntilSignal(path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		log.Fatal(err)
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
+	go func() {
+		<-sig
+		pprof.StopCPUProfile()
+		f.Close()
+		os.Exit(0)
+	}()
 }
