@@ -517,3 +517,50 @@ func BenchmarkLimiterDistinctKeys(b *testing.B) {
 	}
 	b.ReportMetric(float64(slowest.Microseconds()), "slowest-µs")
 }
+
+// TestSweptMapDelete: deleting keys anywhere keeps every other key reachable and its position right.
+func TestSweptMapDelete(t *testing.T) {
+	var s sweptMap[int]
+	for i := range 100 {
+		s.set(strconv.Itoa(i), i)
+	}
+	for i := 0; i < 100; i += 3 {
+		s.del(strconv.Itoa(i))
+	}
+	s.del("not there")
+	for i := range 100 {
+		v, ok := s.get(strconv.Itoa(i))
+		if want := i%3 != 0; ok != want || (ok && v != i) {
+			t.Errorf("key %d: %d, %v", i, v, ok)
+		}
+	}
+	if s.len() != 66 {
+		t.Errorf("len %d, want 66", s.len())
+	}
+	for k, sl := range s.m {
+		if s.keys[sl.pos] != k {
+			t.Fatalf("key %q at position %d holds %q", k, sl.pos, s.keys[sl.pos])
+		}
+	}
+}
+
+// TestMemoryPumpStateDropsExpired: counters and values past their TTL go as later calls come.
+func TestMemoryPumpStateDropsExpired(t *testing.T) {
+	clk := newClock()
+	m := &MemoryPumpState{Now: clk.now}
+	ctx := context.Background()
+	for i := range 5000 {
+		m.PumpAdd(ctx, [][2]string{{"old" + strconv.Itoa(i), "h:1"}}, time.Minute)
+		m.PumpPut(ctx, "oldv"+strconv.Itoa(i), "x", time.Minute, false)
+	}
+	clk.add(2 * time.Minute)
+	for range 6000 {
+		m.PumpAdd(ctx, [][2]string{{"live", "h:2"}}, time.Minute)
+	}
+	m.mu.Lock()
+	counters, values := m.counters.len(), m.values.len()
+	m.mu.Unlock()
+	if counters != 1 || values != 0 {
+		t.Errorf("%d counters and %d values left, want the live counter only", counters, values)
+	}
+}

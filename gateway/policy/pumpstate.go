@@ -15,10 +15,9 @@ type MemoryPumpState struct {
 	Now func() time.Time
 
 	mu       sync.Mutex
-	counters map[string]*memCounters
-	values   map[string]memValue
-	sets     map[string]map[string]bool
-	ops      int
+	counters sweptMap[*memCounters]
+	values   sweptMap[memValue]
+	sets     map[string]map[string]bool // the quarantine index: one key, and members removed on release
 }
 
 type memCounters struct {
@@ -38,24 +37,14 @@ func (m *MemoryPumpState) now() time.Time {
 	return time.Now()
 }
 
-// sweep drops expired entries every 4096 calls; callers hold mu.
+// sweep drops expired entries, two of each kind examined per call (never a scan of them all:
+// see sweptMap); callers hold mu.
 func (m *MemoryPumpState) sweep(now time.Time) {
-	if m.counters == nil {
-		m.counters, m.values, m.sets = map[string]*memCounters{}, map[string]memValue{}, map[string]map[string]bool{}
+	if m.sets == nil {
+		m.sets = map[string]map[string]bool{}
 	}
-	if m.ops++; m.ops%4096 != 0 {
-		return
-	}
-	for k, c := range m.counters {
-		if now.After(c.exp) {
-			delete(m.counters, k)
-		}
-	}
-	for k, v := range m.values {
-		if now.After(v.exp) {
-			delete(m.values, k)
-		}
-	}
+	m.counters.sweep(2, func(_ string, c *memCounters) bool { return now.After(c.exp) })
+	m.values.sweep(2, func(_ string, v memValue) bool { return now.After(v.exp) })
 }
 
 // PumpAdd implements PumpState.
@@ -66,10 +55,10 @@ func (m *MemoryPumpState) PumpAdd(_ context.Context, incs [][2]string, ttl time.
 	m.sweep(now)
 	out := make([]int64, len(incs))
 	for i, x := range incs {
-		c := m.counters[x[0]]
-		if c == nil || now.After(c.exp) {
+		c, ok := m.counters.get(x[0])
+		if !ok || now.After(c.exp) {
 			c = &memCounters{c: map[string]int64{}}
-			m.counters[x[0]] = c
+			m.counters.set(x[0], c)
 		}
 		c.c[x[1]]++
 		c.exp = now.Add(ttl)
@@ -85,7 +74,7 @@ func (m *MemoryPumpState) PumpCounters(_ context.Context, key string) (map[strin
 	now := m.now()
 	m.sweep(now)
 	out := map[string]int64{}
-	if c := m.counters[key]; c != nil && !now.After(c.exp) {
+	if c, ok := m.counters.get(key); ok && !now.After(c.exp) {
 		for f, v := range c.c {
 			out[f] = v
 		}
@@ -98,7 +87,7 @@ func (m *MemoryPumpState) PumpForget(_ context.Context, key string, fields []str
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.sweep(m.now())
-	if c := m.counters[key]; c != nil {
+	if c, ok := m.counters.get(key); ok {
 		for _, f := range fields {
 			delete(c.c, f)
 		}
@@ -112,10 +101,10 @@ func (m *MemoryPumpState) PumpPut(_ context.Context, key, val string, ttl time.D
 	defer m.mu.Unlock()
 	now := m.now()
 	m.sweep(now)
-	if v, ok := m.values[key]; nx && ok && !now.After(v.exp) {
+	if v, ok := m.values.get(key); nx && ok && !now.After(v.exp) {
 		return nil
 	}
-	m.values[key] = memValue{v: val, exp: now.Add(ttl)}
+	m.values.set(key, memValue{v: val, exp: now.Add(ttl)})
 	return nil
 }
 
@@ -125,7 +114,7 @@ func (m *MemoryPumpState) PumpGet(_ context.Context, key string) (string, bool, 
 	defer m.mu.Unlock()
 	now := m.now()
 	m.sweep(now)
-	v, ok := m.values[key]
+	v, ok := m.values.get(key)
 	if !ok || now.After(v.exp) {
 		return "", false, nil
 	}
@@ -138,8 +127,8 @@ func (m *MemoryPumpState) PumpDel(_ context.Context, key string) (bool, error) {
 	defer m.mu.Unlock()
 	now := m.now()
 	m.sweep(now)
-	v, ok := m.values[key]
-	delete(m.values, key)
+	v, ok := m.values.get(key)
+	m.values.del(key)
 	return ok && !now.After(v.exp), nil
 }
 

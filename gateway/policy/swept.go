@@ -47,20 +47,30 @@ func (s *sweptMap[V]) sweep(n int, stale func(key string, v V) bool) {
 			s.cursor = 0
 		}
 		key := s.keys[s.cursor]
-		sl := s.m[key]
-		if !stale(key, sl.v) {
+		if stale(key, s.m[key].v) {
+			s.remove(key) // the last key takes this place, and is examined next
+		} else {
 			s.cursor++
-			continue
 		}
-		// Swap-remove: the last key takes this place, and is examined next.
-		last := len(s.keys) - 1
-		moved := s.keys[last]
-		s.keys[s.cursor] = moved
-		s.m[moved].pos = s.cursor
-		s.keys[last] = "" // the backing array must not keep a dropped key alive
-		s.keys = s.keys[:last]
-		delete(s.m, key)
 	}
+}
+
+// del deletes key if it is there.
+func (s *sweptMap[V]) del(key string) {
+	if _, ok := s.m[key]; ok {
+		s.remove(key)
+	}
+}
+
+// remove swap-removes a key that is there: the last key takes its place in keys.
+func (s *sweptMap[V]) remove(key string) {
+	pos, last := s.m[key].pos, len(s.keys)-1
+	moved := s.keys[last]
+	s.keys[pos] = moved
+	s.m[moved].pos = pos
+	s.keys[last] = "" // the backing array must not keep a dropped key alive
+	s.keys = s.keys[:last]
+	delete(s.m, key)
 }
 
 func (s *sweptMap[V]) len() int { return len(s.keys) }
