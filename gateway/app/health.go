@@ -230,13 +230,11 @@ func (a *App) reorder(rt *runtime, route string, country string, members []*disp
 		return members, nil
 	}
 	// The common case, nothing demoted for this country, allocates nothing.
-	for i, m := range members {
-		if st, ok := a.health.view(healthKey{m.Name(), country}); ok && st.demoted {
-			break
-		}
-		if i == len(members)-1 {
-			return members, nil
-		}
+	if !slices.ContainsFunc(members, func(m *dispatch.Member) bool {
+		st, ok := a.health.view(healthKey{m.Name(), country})
+		return ok && st.demoted
+	}) {
+		return members, nil
 	}
 	dh := rt.cfg.Routing.DeliveryHealth
 	var healthy, demoted []*dispatch.Member
