@@ -127,9 +127,9 @@ func parseInternational(s string) (*phonenumbers.PhoneNumber, bool) {
 		return nil, false
 	}
 	// The calling code as Parse finds it: the shortest prefix of up to three digits that is one.
-	cc, national := 0, []byte(nil)
+	cc, national, code := 0, []byte(nil), 0
 	for i := 1; i <= 3 && i < len(digits); i++ {
-		code, _ := strconv.Atoi(string(digits[:i]))
+		code = code*10 + int(digits[i-1]-'0')
 		if phonenumbers.GetRegionCodeForCountryCode(code) != "ZZ" {
 			if !prefixes().known[code] {
 				return nil, false
@@ -146,9 +146,9 @@ func parseInternational(s string) (*phonenumbers.PhoneNumber, bool) {
 	if re := prefixes().forCode[cc]; re != nil && re.Match(national) {
 		return nil, false
 	}
-	nn, err := strconv.ParseUint(string(national), 10, 64)
-	if err != nil {
-		return nil, false
+	var nn uint64 // at most 17 digits: no overflow
+	for _, d := range national {
+		nn = nn*10 + uint64(d-'0')
 	}
 	code32 := int32(cc)
 	return &phonenumbers.PhoneNumber{CountryCode: &code32, NationalNumber: &nn}, true
