@@ -7,7 +7,6 @@ package intake
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -52,14 +51,11 @@ func bad(code, msg string) *Error { return &Error{Code: code, Message: msg} }
 // Decode parses a request body of any supported shape.
 func Decode(body []byte) (*Request, error) {
 	var w wire
-	// Unmarshal rather than a Decoder: no buffer copied from a reader the body already is. It
-	// refuses data after the object itself (every field is a str, so no number needs UseNumber).
+	// Unmarshal rather than a Decoder: no buffer copied from a reader the body already is (every
+	// field is a str, so no number needs UseNumber). A body it refuses is read again by
+	// decodeProblem, which says what is wrong; that path is cold.
 	if err := json.Unmarshal(body, &w); err != nil {
-		var se *json.SyntaxError
-		if errors.As(err, &se) && strings.HasSuffix(se.Error(), "after top-level value") {
-			return nil, bad("invalid_json", "the body has data after the JSON object")
-		}
-		return nil, bad("invalid_json", "the body is not a JSON object: "+jsonProblem(err))
+		return nil, decodeProblem(body, err)
 	}
 	var r Request
 	switch {
@@ -172,6 +168,16 @@ func validCode(code string) bool {
 		}
 	}
 	return true
+}
+
+// decodeProblem explains why Unmarshal refused body with err: data after a whole object (which a
+// Decoder reads alone), or err itself.
+func decodeProblem(body []byte, err error) *Error {
+	var w wire
+	if json.NewDecoder(bytes.NewReader(body)).Decode(&w) == nil {
+		return bad("invalid_json", "the body has data after the JSON object")
+	}
+	return bad("invalid_json", "the body is not a JSON object: "+jsonProblem(err))
 }
 
 func jsonProblem(err error) string {
