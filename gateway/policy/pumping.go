@@ -147,11 +147,12 @@ func (p *Pumping) Check(ctx context.Context, tenant, rng string) (*Quarantine, e
 
 // counters returns a key's counters, read again after cfg.Refresh; stale fields are forgotten.
 func (p *Pumping) counters(ctx context.Context, cfg config.Pumping, key string, now time.Time) (*counters, error) {
+	old := func(_ string, c *counters) bool { return now.Sub(c.at) >= cfg.Refresh.D() }
 	p.mu.Lock()
-	p.cache.sweep(2, func(_ string, c *counters) bool { return now.Sub(c.at) >= cfg.Refresh.D() })
+	p.cache.sweep(2, old)
 	c, ok := p.cache.get(key)
 	p.mu.Unlock()
-	if ok && now.Sub(c.at) < cfg.Refresh.D() {
+	if ok && !old(key, c) {
 		return c, nil
 	}
 	m, err := p.State.PumpCounters(ctx, key)

@@ -40,9 +40,6 @@ func (m *MemoryPumpState) now() time.Time {
 // sweep drops expired entries, two of each kind examined per call (never a scan of them all:
 // see sweptMap); callers hold mu.
 func (m *MemoryPumpState) sweep(now time.Time) {
-	if m.sets == nil {
-		m.sets = map[string]map[string]bool{}
-	}
 	m.counters.sweep(2, func(_ string, c *memCounters) bool { return now.After(c.exp) })
 	m.values.sweep(2, func(_ string, v memValue) bool { return now.After(v.exp) })
 }
@@ -137,6 +134,9 @@ func (m *MemoryPumpState) PumpIndex(_ context.Context, key, member string, add b
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.sweep(m.now())
+	if m.sets == nil {
+		m.sets = map[string]map[string]bool{}
+	}
 	if m.sets[key] == nil {
 		m.sets[key] = map[string]bool{}
 	}
