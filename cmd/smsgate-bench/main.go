@@ -344,17 +344,17 @@ func selfCPU() time.Duration {
 
 // measureCPU runs a load round and splits its CPU: the target's and the bench's (load generator
 // and fakes) per request, in microseconds, and how busy they kept the machine's cores together.
-func measureCPU(p *process, round func() int) (n int, perTarget, perBench float64, busy float64) {
+func measureCPU(p *process, round func() int) (perTarget, perBench, busy float64) {
 	t0, b0, w0 := p.cpu(), selfCPU(), time.Now()
-	n = round()
+	n := round()
 	t1, b1, wall := p.cpu(), selfCPU(), time.Since(w0)
 	if n == 0 {
-		return n, 0, 0, 0
+		return 0, 0, 0
 	}
 	perTarget = float64((t1 - t0).Microseconds()) / float64(n)
 	perBench = float64((b1 - b0).Microseconds()) / float64(n)
 	busy = float64(t1-t0+b1-b0) / float64(wall) / float64(runtime.NumCPU())
-	return n, perTarget, perBench, busy
+	return perTarget, perBench, busy
 }
 
 func (p *process) stop() error {
@@ -497,7 +497,7 @@ func loadRounds(o options, gw, base *process) error {
 		}
 		for _, p := range order {
 			var s stats
-			_, perTarget, perBench, busy := measureCPU(p, func() int {
+			perTarget, perBench, busy := measureCPU(p, func() int {
 				ctx, cancel := context.WithTimeout(context.Background(), o.duration)
 				defer cancel()
 				s = summarize(load(ctx, p.url, o.concurrency, false, nil), o.duration)
@@ -780,7 +780,7 @@ func curve(o options, config, dir, gwBin, baseBin, ibURL, twURL string) error {
 			warm, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 			load(warm, p.url, c, false, nil)
 			cancel()
-			_, cpu[i], _, _ = measureCPU(p, func() int {
+			cpu[i], _, _ = measureCPU(p, func() int {
 				ctx, cancel := context.WithTimeout(context.Background(), o.duration)
 				defer cancel()
 				st[i] = summarize(load(ctx, p.url, c, false, nil), o.duration)
