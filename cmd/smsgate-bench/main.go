@@ -19,6 +19,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -480,8 +481,8 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d.Microseco
 
 func loadRounds(o options, gw, base *process) error {
 	fmt.Printf("## Load: smsgate vs baseline, %d rounds of %v, alternating\n\n", o.rounds, o.duration)
-	fmt.Println("| round | target | requests | errors | req/s | p50 ms | p90 ms | p99 ms | max ms | target CPU µs/req | load+fakes CPU µs/req | cores busy |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| round | target | requests | errors | req/s | p50 ms | p90 ms | p99 ms | max ms | target CPU µs/req | load+fakes CPU µs/req | cores busy | records per commit |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	// Warm up both (connections, SQLite, JIT-free but caches) for a short while.
 	for _, p := range []*process{base, gw} {
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
@@ -497,13 +498,18 @@ func loadRounds(o options, gw, base *process) error {
 		}
 		for _, p := range order {
 			var s stats
+			commits := "—"
+			sum0, n0, mErr := histogram(p, "smsgate_message_log_batch_records")
 			perTarget, perBench, busy := measureCPU(p, func() int {
 				ctx, cancel := context.WithTimeout(context.Background(), o.duration)
 				defer cancel()
 				s = summarize(load(ctx, p.url, o.concurrency, false, nil), o.duration)
 				return s.n
 			})
-			fmt.Printf("| %d | %s | %d | %d | %.0f | %s | %s | %s | %s | %.0f | %.0f | %.0f %% |\n", r, p.name, s.n, s.errors, s.rps, ms(s.p50), ms(s.p90), ms(s.p99), ms(s.max), perTarget, perBench, 100*busy)
+			if sum1, n1, err := histogram(p, "smsgate_message_log_batch_records"); p == gw && mErr == nil && err == nil && n1 > n0 {
+				commits = fmt.Sprintf("%.1f", (sum1-sum0)/(n1-n0))
+			}
+			fmt.Printf("| %d | %s | %d | %d | %.0f | %s | %s | %s | %s | %.0f | %.0f | %.0f %% | %s |\n", r, p.name, s.n, s.errors, s.rps, ms(s.p50), ms(s.p90), ms(s.p99), ms(s.max), perTarget, perBench, 100*busy, commits)
 			if p == gw {
 				gwRPS, gwP99 = append(gwRPS, s.rps), append(gwP99, float64(s.p99))
 				gwErrors += s.errors
@@ -516,6 +522,42 @@ func loadRounds(o options, gw, base *process) error {
 		median(gwRPS)/median(baseRPS), median(gwP99)/median(baseP99))
 	fmt.Printf("peak RSS: smsgate %s, baseline %s; smsgate errors: %d\n\n", gw.peakRSS(), base.peakRSS(), gwErrors)
 	return nil
+}
+
+// histogram reads a histogram's _sum and _count from the target's /metrics (the gateway's; the
+// baseline has none and answers an error).
+func histogram(p *process, name string) (sum, count float64, err error) {
+	res, err := http.Get(p.url + "/metrics")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return 0, 0, fmt.Errorf("%s /metrics: %s", p.name, res.Status)
+	}
+	sc := bufio.NewScanner(res.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	found := 0
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) != 2 || (f[0] != name+"_sum" && f[0] != name+"_count") {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[1], 64)
+		if err != nil {
+			return 0, 0, err
+		}
+		if f[0] == name+"_sum" {
+			sum = v
+		} else {
+			count = v
+		}
+		found++
+	}
+	if found != 2 {
+		return 0, 0, fmt.Errorf("%s: %s not exposed", p.name, name)
+	}
+	return sum, count, sc.Err()
 }
 
 func median(xs []float64) float64 {

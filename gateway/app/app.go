@@ -243,6 +243,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 				res = "error"
 			}
 			a.metrics.LogWrites.WithLabelValues(res).Add(float64(n))
+			a.metrics.LogBatch.Observe(float64(n))
 		},
 		OnBacklog: func(n int) { a.metrics.LogBacklog.Set(float64(n)) },
 		OnDrop:    func(n int) { a.metrics.LogDropped.Add(float64(n)) },

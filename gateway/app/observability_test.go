@@ -7,6 +7,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -134,5 +135,41 @@ func TestDashboardAndAlertsNameRealMetrics(t *testing.T) {
 		if !slices.Contains(onDash, must) {
 			t.Errorf("the dashboard does not show %s", must)
 		}
+	}
+}
+
+// TestBatchHistogramCountsEveryWrite: smsgate_message_log_batch_records observes each
+// transaction the writer tries, so its sum is the records written and its count the commits.
+func TestBatchHistogramCountsEveryWrite(t *testing.T) {
+	h := start(t, baseConfig, Options{})
+	const sends = 12
+	done := make(chan response, sends)
+	for i := range sends {
+		go func() {
+			done <- h.send("acme-key", fmt.Sprintf(`{"recipient":"+4474001%05d","text":"Your code is 2000%02d","context":{}}`, i, i))
+		}()
+	}
+	for range sends {
+		if r := <-done; r.Status != 200 {
+			t.Fatalf("send: %s", r.Raw)
+		}
+	}
+	values := map[string]float64{}
+	sc := bufio.NewScanner(strings.NewReader(h.do("GET", "/metrics", "", "").Raw))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) == 2 {
+			v, err := strconv.ParseFloat(f[1], 64)
+			if err == nil {
+				values[f[0]] = v
+			}
+		}
+	}
+	sum, count := values["smsgate_message_log_batch_records_sum"], values["smsgate_message_log_batch_records_count"]
+	if sum != sends || sum != values[`smsgate_message_log_writes_total{result="ok"}`] {
+		t.Fatalf("batch records sum %v, writes %v, want %d of each", sum, values[`smsgate_message_log_writes_total{result="ok"}`], sends)
+	}
+	if count < 1 || count > sum {
+		t.Fatalf("%v batches for %v records", count, sum)
 	}
 }

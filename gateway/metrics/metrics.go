@@ -26,6 +26,7 @@ type Metrics struct {
 	PolicyRejections   *prometheus.CounterVec
 	DeliveryReports    *prometheus.CounterVec
 	LogWrites          *prometheus.CounterVec
+	LogBatch           prometheus.Histogram
 	LogBacklog         prometheus.Gauge
 	LogDropped         prometheus.Counter
 	LogCommitTimeouts  prometheus.Counter
@@ -65,6 +66,8 @@ func New() *Metrics {
 			Help: "Delivery reports received, by provider and normalized status."}, []string{"provider", "status"}),
 		LogWrites: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_message_log_writes_total",
 			Help: "Message log writes tried, by result (ok, or error: kept for another try)."}, []string{"result"}),
+		LogBatch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "smsgate_message_log_batch_records",
+			Help: "Records and reports per message log transaction tried (group commit: concurrent sends share one commit).", Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512}}),
 		LogBacklog: prometheus.NewGauge(prometheus.GaugeOpts{Name: "smsgate_message_log_backlog",
 			Help: "Message log writes waiting for another try because the database failed."}),
 		LogDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "smsgate_message_log_dropped_total",
@@ -89,7 +92,7 @@ func New() *Metrics {
 			Help: "Number ranges quarantined under suspicion of SMS pumping, by tenant, destination country and action (alert, throttle, block)."}, []string{"tenant", "country", "action"}),
 	}
 	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.Attempts, m.ProviderLatency, m.BreakerState,
-		m.BreakerTransitions, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBacklog, m.LogDropped, m.LogCommitTimeouts, m.Notify, m.DeliveryRate, m.Demotions, m.Reloads, m.ProviderDisabled, m.StateErrors, m.Spend, m.Quarantines,
+		m.BreakerTransitions, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBatch, m.LogBacklog, m.LogDropped, m.LogCommitTimeouts, m.Notify, m.DeliveryRate, m.Demotions, m.Reloads, m.ProviderDisabled, m.StateErrors, m.Spend, m.Quarantines,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
