@@ -31,6 +31,14 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
+// Len is how many bytes were written so far; From returns what was written from such a mark on.
+func (s *syncBuffer) Len() int { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Len() }
+func (s *syncBuffer) From(mark int) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return string(s.b.Bytes()[min(mark, s.b.Len()):])
+}
+
 type harness struct {
 	t    testing.TB
 	app  *App

@@ -53,12 +53,12 @@ func startWithFakes(t *testing.T) (*harness, *infobiptest.Fake, *twiliotest.Fake
 }
 
 // startOnFakes runs a gateway on cfg ($IB and $TW: the fakes' URLs) against fresh fakes.
-func startOnFakes(t *testing.T, cfg string) (*harness, *infobiptest.Fake, *twiliotest.Fake) {
+func startOnFakes(t testing.TB, cfg string) (*harness, *infobiptest.Fake, *twiliotest.Fake) {
 	return startOnFakesWith(t, cfg, Options{})
 }
 
 // startOnFakesWith is startOnFakes with options (a clock).
-func startOnFakesWith(t *testing.T, cfg string, o Options) (*harness, *infobiptest.Fake, *twiliotest.Fake) {
+func startOnFakesWith(t testing.TB, cfg string, o Options) (*harness, *infobiptest.Fake, *twiliotest.Fake) {
 	ib := infobiptest.New("ib-key", true)
 	ibs := httptest.NewServer(ib)
 	t.Cleanup(ibs.Close)
