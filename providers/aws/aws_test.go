@@ -1,6 +1,7 @@
 package aws
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -37,7 +38,7 @@ const (
 
 // staticCredentials points the SDK's default chain at the environment only: no files, no
 // instance metadata, no network.
-func staticCredentials(t *testing.T) {
+func staticCredentials(t testing.TB) {
 	t.Setenv("AWS_ACCESS_KEY_ID", accessKey)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", secretKey)
 	t.Setenv("AWS_SESSION_TOKEN", "")
@@ -70,7 +71,7 @@ func newSNS(t *testing.T, endpoint string, deps gateway.Deps) *SNS {
 	return NewSNS(c, deps)
 }
 
-func newSMSVoice(t *testing.T, endpoint string, deps gateway.Deps) *SMSVoice {
+func newSMSVoice(t testing.TB, endpoint string, deps gateway.Deps) *SMSVoice {
 	c := SMSVoiceConfig{Common: Common{Region: region, Endpoint: endpoint}, OriginationIdentity: "+14155550000", ConfigurationSet: "smsgate", EventTopics: []string{topic}}
 	c.Defaults()
 	if p := c.Validate(); len(p) > 0 {
@@ -212,7 +213,7 @@ type snsSigner struct {
 	cert []byte
 }
 
-func newSigner(t *testing.T) *snsSigner {
+func newSigner(t testing.TB) *snsSigner {
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
@@ -226,7 +227,7 @@ func newSigner(t *testing.T) *snsSigner {
 }
 
 // sign builds the string to sign by hand, per AWS's documentation, and signs it.
-func (s *snsSigner) sign(t *testing.T, m map[string]string) []byte {
+func (s *snsSigner) sign(t testing.TB, m map[string]string) []byte {
 	var parts []string
 	keys := []string{"Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"}
 	if m["Type"] != "Notification" {
@@ -341,4 +342,25 @@ func TestConfigValidate(t *testing.T) {
 	if diff := cmp.Diff(want, c.Validate()); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
+}
+
+// FuzzParseReports: any event in a correctly signed SNS notification from a listed topic gives
+// reports or a 400, never a panic. The fuzzer writes the notification's Message (the event).
+func FuzzParseReports(f *testing.F) {
+	staticCredentials(f)
+	signer := newSigner(f)
+	p := newSMSVoice(f, "https://sms-voice.eu-west-1.amazonaws.com", gateway.Deps{Name: "eum"})
+	cert := "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.pem"
+	p.fetchCert = func(context.Context, string) ([]byte, error) { return signer.cert, nil }
+	p.confirm = func(context.Context, string) error { return errors.New("no subscription in this test") }
+	providertest.FuzzReports(f, p, []string{secretKey}, func(in []byte) (*http.Request, []byte, string) {
+		body := signer.sign(f, map[string]string{"Type": "Notification", "MessageId": "n1", "TopicArn": topic, "Subject": "event", "Message": string(in),
+			"Timestamp": "2026-11-30T12:00:05.000Z", "SignatureVersion": "2", "SigningCertURL": cert})
+		r := httptest.NewRequest("POST", "/v1/dlr/aws-sms-voice/eum", bytes.NewReader(body))
+		r.Header.Set("Content-Type", "text/plain; charset=UTF-8")
+		return r, body, ""
+	},
+		`{"eventType":"TEXT_DELIVERED","messageId":"aws-m1","context":{"smsgate_id":"msg_9"},"totalMessageParts":1,"totalMessagePrice":0.00581,"totalCarrierFee":0.003}`,
+		`{"eventType":"VOICE_NO_ANSWER","messageId":"aws-m2"}`, `{"eventType":"TEXT_SUCCESSFUL","messageId":""}`,
+		`{"eventType":"SOMETHING_NEW","messageId":"m","totalMessagePrice":"x"}`, `{}`, `null`, `not json`, ``)
 }

@@ -1,6 +1,7 @@
 package esendex
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"net/http/httptest"
@@ -22,7 +23,7 @@ const (
 	hook     = "esendex-hook-SECRET-42"
 )
 
-func newDriver(t *testing.T, base string) *Provider {
+func newDriver(t testing.TB, base string) *Provider {
 	t.Helper()
 	c := Config{BaseURL: base, Username: user, Password: password, AccountReference: account, From: "SMSGate", Senders: map[string]string{"AU": "61400000000"}, WebhookSecret: hook}
 	c.Defaults()
@@ -162,4 +163,17 @@ func TestConfigValidate(t *testing.T) {
 	if diff := cmp.Diff(want, c.Validate()); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
+}
+
+// FuzzParseReports: any body behind the right secret gives reports or a 400, never a panic.
+func FuzzParseReports(f *testing.F) {
+	p := newDriver(f, "https://api.esendex.com")
+	providertest.FuzzReports(f, p, []string{password[len("esendex-"):], hook[len("esendex-"):]}, func(in []byte) (*http.Request, []byte, string) {
+		r := httptest.NewRequest("POST", "/v1/dlr/esendex/e?secret="+hook, bytes.NewReader(in))
+		r.Header.Set("Content-Type", "text/xml")
+		return r, in, ""
+	},
+		`<?xml version="1.0" encoding="utf-8"?><MessageDelivered><Id>n1</Id><MessageId>1183C73D-0001</MessageId><AccountId>acc</AccountId><OccurredAt>2026-11-30T12:00:05 UTC</OccurredAt></MessageDelivered>`,
+		`<MessageFailed><Id>n2</Id><MessageId>1183C73D-0002</MessageId><AccountId>acc</AccountId><OccurredAt>2026-11-30T12:00:06 UTC</OccurredAt></MessageFailed>`,
+		`<InboundMessage><Id>x</Id></InboundMessage>`, `<MessageDelivered><MessageId></MessageId></MessageDelivered>`, `<!DOCTYPE x [<!ENTITY a "b">]><MessageDelivered/>`, `not xml`, ``)
 }

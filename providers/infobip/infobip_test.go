@@ -1,6 +1,7 @@
 package infobip
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -22,7 +23,7 @@ const apiKey = "ib-KEY-0123456789abcdef"
 
 const cbBase = "https://gw.example.com/v1/dlr/infobip/infobip-test"
 
-func newDriver(t *testing.T, base string, edit func(*Config)) *Provider {
+func newDriver(t testing.TB, base string, edit func(*Config)) *Provider {
 	t.Helper()
 	c := Config{BaseURL: base, APIKey: apiKey, Sender: "InfoSMS", Senders: map[string]string{"US": "+15550001111"},
 		Voice: Voice{Language: "en", VoiceName: "Joanna", From: "41793026700"}, WebhookSecret: "hook-SECRET"}
@@ -322,4 +323,16 @@ func TestSpecCheckCatchesAWrongField(t *testing.T) {
 	if errs := sms.RequestErrors("/sms/3/messages", "POST", []byte(`{"messages":[{"destinations":[{"to":"41793026727"}]}]}`)); len(errs) == 0 {
 		t.Error("a message without content passed")
 	}
+}
+
+// FuzzParseReports: any JSON (or not) behind the right secret gives reports or a 400, never a panic.
+func FuzzParseReports(f *testing.F) {
+	p := newDriver(f, "https://x.api.infobip.com", nil)
+	providertest.FuzzReports(f, p, []string{apiKey, "hook-SECRET"}, func(in []byte) (*http.Request, []byte, string) {
+		return httptest.NewRequest("POST", "/v1/dlr/infobip/infobip-test?secret=hook-SECRET", bytes.NewReader(in)), in, ""
+	},
+		`{"results":[{"bulkId":"b","messageId":"msg_1","to":"41793026727","sentAt":"2019-11-09T16:00:00.000+0000","doneAt":"2019-11-09T16:00:05.000+0100","price":{"pricePerMessage":0.01,"currency":"EUR"},"status":{"groupId":3,"groupName":"DELIVERED","id":5,"name":"DELIVERED_TO_HANDSET"},"error":{"groupId":0,"groupName":"Ok","id":0,"name":"NO_ERROR"}}]}`,
+		`{"results":[{"messageId":"msg_3","status":{"groupName":"PENDING","name":"PENDING_ENROUTE"}},{"messageId":"","status":{}}]}`,
+		`{"results":[{"messageId":"m","voiceCall":{"duration":10},"price":{"pricePerSecond":0.005,"currency":"EUR"},"status":{"groupName":"REJECTED"}}]}`,
+		`{"results":null}`, `[]`, `<xml/>`, ``)
 }

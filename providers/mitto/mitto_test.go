@@ -1,6 +1,7 @@
 package mitto
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -22,7 +23,7 @@ const (
 	cbBase = "https://gw.example.com/v1/dlr/mitto/mitto-eu"
 )
 
-func newDriver(t *testing.T, base string) *Provider {
+func newDriver(t testing.TB, base string) *Provider {
 	t.Helper()
 	c := Config{BaseURL: base, APIKey: key, From: "SMSGate", Senders: map[string]string{"CH": "41791234567"}, WebhookSecret: secret}
 	c.Defaults()
@@ -190,4 +191,26 @@ func TestRequestsAndFakeConformToTheSpec(t *testing.T) {
 	if errs := spec.RequestErrors("/sms", "POST", []byte(`{"from":"x","to":"1","txt":"hi"}`)); len(errs) == 0 {
 		t.Error("the spec check let a misspelt field through")
 	}
+}
+
+// FuzzParseReports: any query string or form behind the right secret gives reports or a 400,
+// never a panic. The first byte chooses GET (the rest is the query) or POST (the rest is the form).
+func FuzzParseReports(f *testing.F) {
+	p := newDriver(f, "https://rest.mittoapi.net")
+	providertest.FuzzReports(f, p, []string{key[len("mitto-"):], secret[len("mitto-"):]}, func(in []byte) (*http.Request, []byte, string) {
+		if len(in) == 0 {
+			in = []byte{0}
+		}
+		if in[0]%2 == 1 {
+			r := httptest.NewRequest("POST", "/v1/dlr/mitto/m?secret="+secret, bytes.NewReader(in[1:]))
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			return r, in[1:], ""
+		}
+		r := httptest.NewRequest("GET", "/v1/dlr/mitto/m", nil)
+		r.URL.RawQuery = "secret=" + secret + "&" + string(in[1:])
+		return r, nil, ""
+	},
+		"\x00id=abc&status=DELIVERED&reference=msg_1&errorcode=0",
+		"\x01msgid=def&status=UNDELIVERED&errorcode=34&reference=msg_2",
+		"\x00id=g&status=expired", "\x00id=h&status=BUFFERED", "\x00status=DELIVERED", "\x01%zz=1&id=;", "")
 }

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -225,4 +226,40 @@ func Run(t *testing.T, c Contract) {
 			noLeak(t, err)
 		})
 	}
+}
+
+// FuzzReports feeds a driver's report parser arbitrary input that carries valid credentials:
+// request turns the fuzzer's bytes into an authenticated request (the body, a query string or a
+// field of a signed envelope, as the driver's webhook takes them), its body and the public URL the
+// provider called. Whatever the input, ParseReports must not panic, and must return either
+// reports with one of the gateway's statuses and an id to match them by, or an error that is
+// ErrUnauthenticated (a signature that covers what the fuzzer changed) or of class Caller (the
+// provider sent something malformed: it is answered 400), with no piece of secrets in it (pass
+// the secrets without any part they share with the driver's name, which errors may hold).
+func FuzzReports(f *testing.F, rr gateway.ReportReceiver, secrets []string, request func(in []byte) (*http.Request, []byte, string), seeds ...string) {
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	statuses := []string{gateway.StatusSent, gateway.StatusDelivered, gateway.StatusUndelivered, gateway.StatusFailed, gateway.StatusRejected}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		r, body, publicURL := request(in)
+		reps, err := rr.ParseReports(r, body, publicURL)
+		if err != nil {
+			if !errors.Is(err, gateway.ErrUnauthenticated) && gateway.ClassOf(err) != gateway.ClassCaller {
+				t.Fatalf("error of class %v, want Caller or ErrUnauthenticated: %v", gateway.ClassOf(err), err)
+			}
+			if leaks := Leaks(err.Error(), secrets); len(leaks) > 0 {
+				t.Fatalf("the error holds %v: %v", leaks, err)
+			}
+			return
+		}
+		for _, rep := range reps {
+			if !slices.Contains(statuses, rep.Status) {
+				t.Fatalf("report with status %q: %+v", rep.Status, rep)
+			}
+			if rep.ProviderMessageID == "" && rep.MessageID == "" {
+				t.Fatalf("report without an id to match it by: %+v", rep)
+			}
+		}
+	})
 }

@@ -1,6 +1,7 @@
 package telesign
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -27,7 +28,7 @@ const (
 // apiKey is base64, as TeleSign issues keys.
 var apiKey = base64.StdEncoding.EncodeToString([]byte("telesign-raw-key-0123456789"))
 
-func newDriver(t *testing.T, base string, edit func(*Config)) *Provider {
+func newDriver(t testing.TB, base string, edit func(*Config)) *Provider {
 	t.Helper()
 	c := Config{BaseURL: base, CustomerID: customer, APIKey: gateway.Secret(apiKey), SenderID: "SMSGate", Senders: map[string]string{"GB": "SMSGateUK"}}
 	if edit != nil {
@@ -199,4 +200,19 @@ func TestConfigValidate(t *testing.T) {
 	if diff := cmp.Diff(want, c.Validate()); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
+}
+
+// FuzzParseReports: any body, signed with the API key as TeleSign signs, gives reports or a 400,
+// never a panic.
+func FuzzParseReports(f *testing.F) {
+	p := newDriver(f, "https://rest-api.telesign.com", nil)
+	key := []byte("telesign-raw-key-0123456789")
+	providertest.FuzzReports(f, p, []string{apiKey, "raw-key-0123456789"}, func(in []byte) (*http.Request, []byte, string) {
+		r := httptest.NewRequest("POST", "/v1/dlr/telesign/ts", bytes.NewReader(in))
+		r.Header.Set("Authorization", "TSA "+customer+":"+sign(key, in))
+		return r, in, ""
+	},
+		`{"reference_id":"R1","external_id":"msg_1","status":{"code":200,"description":"Delivered to handset","updated_on":"2026-11-30T12:00:05Z"},"submit_timestamp":"2026-11-30T12:00:00Z","additional_info":{"price":0.0125,"currency":"USD","message_parts_count":1}}`,
+		`{"reference_id":"R3","status":{"code":210,"description":"Temporary phone error"}}`,
+		`{"reference_id":"","status":{"code":-1}}`, `{"status":null}`, `[]`, `{`, ``)
 }

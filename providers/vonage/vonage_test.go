@@ -1,6 +1,7 @@
 package vonage
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/md5"
@@ -42,7 +43,7 @@ var (
 	keyPEM  string
 )
 
-func testKey(t *testing.T) (*rsa.PrivateKey, string) {
+func testKey(t testing.TB) (*rsa.PrivateKey, string) {
 	keyOnce.Do(func() {
 		k, err := rsa.GenerateKey(rand.Reader, 2048)
 		if err != nil {
@@ -54,7 +55,7 @@ func testKey(t *testing.T) (*rsa.PrivateKey, string) {
 	return rsaKey, keyPEM
 }
 
-func config(t *testing.T, base string, edit func(*Config)) Config {
+func config(t testing.TB, base string, edit func(*Config)) Config {
 	_, pemKey := testKey(t)
 	c := Config{BaseURL: base, VoiceBaseURL: base, APIKey: apiKey, APISecret: apiSecret, From: "SMSGate", Senders: map[string]string{"US": "14155550000"},
 		ApplicationID: appID, PrivateKey: gateway.Secret(pemKey), VoiceFrom: "+14155550001", SignatureSecret: sigSecret}
@@ -68,7 +69,7 @@ func config(t *testing.T, base string, edit func(*Config)) Config {
 	return c
 }
 
-func newDriver(t *testing.T, base string, edit func(*Config)) *Provider {
+func newDriver(t testing.TB, base string, edit func(*Config)) *Provider {
 	t.Helper()
 	return New(config(t, base, edit), gateway.Deps{Name: "vonage-eu", HTTPClient: &http.Client{}, CallbackURL: cbBase})
 }
@@ -442,4 +443,57 @@ func TestFakeModes(t *testing.T) {
 			t.Errorf("mode %d: %v (class %v code %q maybe-sent %v)", tc.mode, err, ge.Class, ge.Code, ge.MaybeSent)
 		}
 	}
+}
+
+// FuzzParseReports: any receipt or voice event with valid credentials gives reports or a 400,
+// never a panic. The first byte chooses the way in: a receipt's query string behind the webhook
+// secret, the same signed with the signature secret (md5hash), or a voice event's JSON body with
+// a signed JWT.
+func FuzzParseReports(f *testing.F) {
+	plain := newDriver(f, "https://x", func(c *Config) { c.SignatureSecret, c.WebhookSecret = "", hookSec })
+	signing := newDriver(f, "https://x", nil)
+	var mode int
+	rr := receiverFunc(func(r *http.Request, body []byte, u string) ([]gateway.DeliveryReport, error) {
+		if mode == 0 {
+			return plain.ParseReports(r, body, u)
+		}
+		return signing.ParseReports(r, body, u)
+	})
+	providertest.FuzzReports(f, rr, []string{apiSecret[len("vonage-"):], sigSecret, hookSec}, func(in []byte) (*http.Request, []byte, string) {
+		if len(in) == 0 {
+			in = []byte{0}
+		}
+		mode = int(in[0] % 3)
+		rest := in[1:]
+		now := time.Now()
+		switch mode {
+		case 0:
+			r := httptest.NewRequest("GET", "/v1/dlr/vonage/v", nil)
+			r.URL.RawQuery = string(rest) + "&secret=" + hookSec
+			return r, nil, ""
+		case 1:
+			q, _ := url.ParseQuery(string(rest))
+			q.Set("timestamp", itoa(now.Unix()))
+			q.Set("sig", independentMD5(q, sigSecret))
+			r := httptest.NewRequest("GET", "/v1/dlr/vonage/v", nil)
+			r.URL.RawQuery = q.Encode()
+			return r, nil, ""
+		}
+		r := httptest.NewRequest("POST", "/v1/dlr/vonage/v", bytes.NewReader(rest))
+		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set("Authorization", "Bearer "+hs256(sigSecret, map[string]any{"iat": now.Unix(), "exp": now.Add(time.Minute).Unix(), "jti": "j1"}))
+		return r, rest, ""
+	},
+		"\x00messageId=1&status=expired&err-code=2&client-ref=msg_8",
+		"\x01messageId=0B00000123&msisdn=14155550104&status=delivered&err-code=0&client-ref=msg_7&price=0.0333&nonce=n-1",
+		"\x02"+`{"uuid":"63f61863","conversation_uuid":"CON-1","status":"completed","direction":"outbound","timestamp":"2026-11-30T12:00:00.000Z"}`,
+		"\x02"+`{"uuid":"","status":"ringing"}`, "\x00status=delivered", "\x01price=NaN&messageId=x&status=delivered", "\x02[", "")
+}
+
+// receiverFunc makes a ReportReceiver of a function (the fuzz target switches drivers).
+type receiverFunc func(r *http.Request, body []byte, publicURL string) ([]gateway.DeliveryReport, error)
+
+func (f receiverFunc) Webhook() gateway.Webhook { return gateway.Webhook{} }
+func (f receiverFunc) ParseReports(r *http.Request, body []byte, publicURL string) ([]gateway.DeliveryReport, error) {
+	return f(r, body, publicURL)
 }
