@@ -498,16 +498,22 @@ func loadRounds(o options, gw, base *process) error {
 		}
 		for _, p := range order {
 			var s stats
-			commits := "—"
-			sum0, n0, mErr := histogram(p, "smsgate_message_log_batch_records")
+			var batch0 [2]float64 // the gateway's batch histogram (sum, count) before the round
+			var batchErr error = errors.New("the baseline has no message log")
+			if p == gw {
+				batch0[0], batch0[1], batchErr = histogram(p, batchMetric)
+			}
 			perTarget, perBench, busy := measureCPU(p, func() int {
 				ctx, cancel := context.WithTimeout(context.Background(), o.duration)
 				defer cancel()
 				s = summarize(load(ctx, p.url, o.concurrency, false, nil), o.duration)
 				return s.n
 			})
-			if sum1, n1, err := histogram(p, "smsgate_message_log_batch_records"); p == gw && mErr == nil && err == nil && n1 > n0 {
-				commits = fmt.Sprintf("%.1f", (sum1-sum0)/(n1-n0))
+			commits := "—"
+			if batchErr == nil {
+				if sum, n, err := histogram(p, batchMetric); err == nil && n > batch0[1] {
+					commits = fmt.Sprintf("%.1f", (sum-batch0[0])/(n-batch0[1]))
+				}
 			}
 			fmt.Printf("| %d | %s | %d | %d | %.0f | %s | %s | %s | %s | %.0f | %.0f | %.0f %% | %s |\n", r, p.name, s.n, s.errors, s.rps, ms(s.p50), ms(s.p90), ms(s.p99), ms(s.max), perTarget, perBench, 100*busy, commits)
 			if p == gw {
@@ -524,8 +530,10 @@ func loadRounds(o options, gw, base *process) error {
 	return nil
 }
 
-// histogram reads a histogram's _sum and _count from the target's /metrics (the gateway's; the
-// baseline has none and answers an error).
+// batchMetric is the gateway's histogram of records per message log commit.
+const batchMetric = "smsgate_message_log_batch_records"
+
+// histogram reads a histogram's _sum and _count from the gateway's /metrics.
 func histogram(p *process, name string) (sum, count float64, err error) {
 	res, err := http.Get(p.url + "/metrics")
 	if err != nil {
