@@ -9,9 +9,9 @@ package policy
 // If each write is followed by sweep(2, ...), a key that went stale is examined within len/2
 // writes, so the map holds at most about twice the keys that are live (TestSweptMapStaysBounded).
 type sweptMap[V any] struct {
-	m      map[string]*sweptSlot[V]
-	keys   []string // every key, in no particular order; slot.pos is its index
-	cursor int      // the next index sweep examines
+	m      map[string]sweptSlot[V] // by value: no allocation per key beyond the map's own
+	keys   []string                // every key, in no particular order; slot.pos is its index
+	cursor int                     // the next index sweep examines
 }
 
 type sweptSlot[V any] struct {
@@ -30,13 +30,13 @@ func (s *sweptMap[V]) get(key string) (V, bool) {
 // set inserts or replaces key's value.
 func (s *sweptMap[V]) set(key string, v V) {
 	if s.m == nil {
-		s.m = map[string]*sweptSlot[V]{}
+		s.m = map[string]sweptSlot[V]{}
 	}
 	if sl, ok := s.m[key]; ok {
-		sl.v = v
+		s.m[key] = sweptSlot[V]{v: v, pos: sl.pos}
 		return
 	}
-	s.m[key] = &sweptSlot[V]{v: v, pos: len(s.keys)}
+	s.m[key] = sweptSlot[V]{v: v, pos: len(s.keys)}
 	s.keys = append(s.keys, key)
 }
 
@@ -67,7 +67,9 @@ func (s *sweptMap[V]) remove(key string) {
 	pos, last := s.m[key].pos, len(s.keys)-1
 	moved := s.keys[last]
 	s.keys[pos] = moved
-	s.m[moved].pos = pos
+	sl := s.m[moved]
+	sl.pos = pos
+	s.m[moved] = sl
 	s.keys[last] = "" // the backing array must not keep a dropped key alive
 	s.keys = s.keys[:last]
 	delete(s.m, key)
