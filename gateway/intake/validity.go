@@ -2,6 +2,7 @@ package intake
 
 import (
 	"regexp"
+	"slices"
 	"sync"
 
 	"github.com/nyaruka/phonenumbers"
@@ -66,17 +67,8 @@ func (d numberDesc) matches(national string) bool {
 	if d.pattern == nil {
 		return false
 	}
-	if len(d.lengths) > 0 {
-		found := false
-		for _, l := range d.lengths {
-			if int(l) == len(national) {
-				found = true
-				break
-			}
-		}
-		if !found {
-			return false
-		}
+	if len(d.lengths) > 0 && !slices.Contains(d.lengths, int32(len(national))) {
+		return false
 	}
 	return d.pattern.MatchString(national)
 }
