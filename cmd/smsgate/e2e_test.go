@@ -527,3 +527,69 @@ func TestBinaryClusterOfThreeReplicas(t *testing.T) {
 	}
 	t.Logf("%d sends answered under load across the kill; all found", len(answered))
 }
+
+const sharedLogConfig = `
+server: {request_timeout: 3s, shutdown_timeout: 5s}
+log: {level: warn}
+storage: {driver: postgres, dsn: "$DSN", retention: 0s, commit_timeout: 1s}
+policy: {rate_limits: {per_recipient: 0}, resend_escalation: {enabled: false}}
+tenants:
+  - {name: acme, api_key: acme-key}
+  - {name: mallory, api_key: mallory-key}
+providers:
+  - {name: shared, type: mock}
+routes:
+  - {name: default, providers: [shared]}
+`
+
+// TestBinaryHostileBytesDoNotStopTheSharedLog: PostgreSQL refuses a NUL byte in text and jsonb,
+// and the message log keeps a batch it could not write at the front of its retry buffer. A
+// tenant who put "\u0000" into a field that reaches the log (client_id, action, the
+// Infobip-compatible callbackData) would have stopped the log for every tenant sharing the
+// replica: no record written after it, then the oldest dropped. Every record is written, the
+// hostile one with U+FFFD where the NUL was.
+func TestBinaryHostileBytesDoNotStopTheSharedLog(t *testing.T) {
+	p := serveBinary(t, strings.ReplaceAll(sharedLogConfig, "$DSN", pgtest.DSN(t)))
+	hostile := strings.NewReplacer(`"action":"second-factor-authentication"`, `"action":"enroll\u0000ment"`,
+		`"client_id":"app1"`, `"client_id":"app\u0000\u0000"`).Replace(sms("+14155550100", "Your code is 123456", "123456"))
+	bad := p.mustSend("mallory-key", hostile)
+	if bad.Status != 200 {
+		t.Fatalf("hostile send: %d %s", bad.Status, bad.Raw)
+	}
+	req, _ := http.NewRequest("POST", p.url+"/sms/2/text/advanced",
+		strings.NewReader(`{"messages":[{"destinations":[{"to":"14155550101"}],"text":"Your code is 654321","callbackData":"cb\u0000"}]}`))
+	req.Header.Set("Authorization", "App mallory-key")
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("hostile Infobip-compatible send: %d %s", res.StatusCode, raw)
+	}
+	good := p.mustSend("acme-key", sms("+14155550102", "Your code is 777111", "777111"))
+	if good.Status != 200 {
+		t.Fatalf("acme's send: %d %s", good.Status, good.Raw)
+	}
+	if got := p.get("acme-key", "/v1/messages/"+good.Body["id"].(string)); got.Status != 200 {
+		t.Errorf("acme's record after mallory's sends: %d %s\n%s", got.Status, got.Raw, p.logs.String())
+	}
+	got := p.get("mallory-key", "/v1/messages/"+bad.Body["id"].(string))
+	if got.Status != 200 || got.Body["action"] != "enroll\uFFFDment" || got.Body["client_id"] != "app\uFFFD\uFFFD" {
+		t.Errorf("mallory's record: %d %s", got.Status, got.Raw)
+	}
+	if list := p.get("mallory-key", "/v1/messages?limit=10"); len(list.Body["messages"].([]any)) != 2 {
+		t.Errorf("mallory's records: %s", list.Raw)
+	}
+	// Lookups by such an id are a plain 404, not a database error.
+	for _, path := range []string{"/v1/messages/msg%00x", "/v1/messages?status=%00&provider=%FF"} {
+		if got := p.get("mallory-key", path); got.Status/100 != 2 && got.Status != 404 {
+			t.Errorf("GET %s: %d %s", path, got.Status, got.Raw)
+		}
+	}
+	if strings.Contains(p.logs.String(), "message log write failed") {
+		t.Errorf("the log refused a write:\n%s", p.logs.String())
+	}
+}

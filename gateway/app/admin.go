@@ -90,7 +90,11 @@ func (a *App) Reports(ctx context.Context, typ, name string, r *http.Request, bo
 	}
 	for i := range reps {
 		reps[i].Provider = name
-		if err := a.store.Report(context.WithoutCancel(ctx), &reps[i]); err != nil {
+		if err := a.store.Report(context.WithoutCancel(ctx), &reps[i]); errors.Is(err, store.ErrRefused) {
+			// Sending it again would not help: answer the provider, keep the rest.
+			a.log.Error("message log refused a delivery report; it is not kept", "provider", name, "err", err.Error())
+			continue
+		} else if err != nil {
 			return err
 		}
 		a.metrics.DeliveryReports.WithLabelValues(name, reps[i].Status).Inc()

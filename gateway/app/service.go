@@ -393,7 +393,11 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 	// a replica killed after answering has lost no record. Past that bound the answer goes anyway
 	// and the record waits in the retry buffer. Written outside the request's context: the record
 	// must not be lost when the caller goes away.
-	if err := a.store.Insert(context.WithoutCancel(ctx), rec); err != nil {
+	// A record the database refuses for its data is given up alone (and counted as dropped)
+	// instead of stopping the log for every tenant.
+	if err := a.store.Insert(context.WithoutCancel(ctx), rec); errors.Is(err, store.ErrRefused) {
+		a.log.Error("message log refused the record; it is not kept", "id", msg.ID, "err", err.Error())
+	} else if err != nil {
 		a.metrics.LogCommitTimeouts.Inc()
 		a.log.Error("message log insert not committed before the answer", "id", msg.ID, "err", err.Error())
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/smsgate/smsgate/gateway"
@@ -195,9 +196,28 @@ var pgColsM = "m." + strings.ReplaceAll(strings.Join(strings.Fields(pgCols), " "
 func (p *Postgres) Apply(ctx context.Context, ops []Op) ([]Charge, error) {
 	ap := &applier{now: p.now().UTC()}
 	if err := p.apply(ctx, ops, ap); err != nil {
+		if refusedByPostgres(err) {
+			return nil, refusedError{err}
+		}
 		return nil, err
 	}
 	return ap.charges, nil
+}
+
+// refusedByPostgres reports whether err is PostgreSQL refusing the data (ErrRefused): a data
+// exception (class 22, such as a NUL byte or a bad encoding), an integrity constraint (23) or a
+// program limit (54, such as an index entry too large). Connection, lock and serialization
+// failures are not: those writes are kept and tried again.
+func refusedByPostgres(err error) bool {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || len(pe.Code) != 5 {
+		return false
+	}
+	switch pe.Code[:2] {
+	case "22", "23", "54":
+		return true
+	}
+	return false
 }
 
 func (p *Postgres) apply(ctx context.Context, ops []Op, ap *applier) error {

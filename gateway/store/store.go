@@ -8,10 +8,12 @@
 // SIGKILL of the process. When the database does not commit in time the caller goes on (sending
 // codes matters more than logging them) and the write waits, in order, in a bounded retry buffer,
 // tried again with backoff, counted and logged as an error; it is dropped only when that buffer is
-// full (oldest first) or still failing when Close gives up, and always counted. Close applies
-// what is queued, retrying for a bounded time. Backends: embedded SQLite (pure Go,
-// WAL, versioned migrations) and memory. Records never hold the one-time code or the text, and
-// recipients are masked unless the operator asks for full numbers.
+// full (oldest first) or still failing when Close gives up, and always counted. A batch the
+// database refuses for its data (ErrRefused) is applied one write at a time, and only the writes
+// refused on their own are given up: no write can hold back the others. Strings are written as
+// every backend keeps them (text.go). Close applies what is queued, retrying for a bounded time.
+// Records never hold the one-time code or the text, and recipients are masked unless the
+// operator asks for full numbers.
 package store
 
 import (
@@ -205,6 +207,19 @@ type Op struct {
 // Options.CommitTimeout: it stays queued and is retried, but is not durable yet.
 var ErrNotCommitted = errors.New("message log write not committed in time; it is kept and retried")
 
+// ErrRefused marks a Backend.Apply error caused by the writes' data, not by the database (which
+// works): the same writes would fail again. The writer then applies the batch's writes one at a
+// time and gives up, counted and logged, only the ones refused on their own; Insert and Report
+// return it for those. Cleaning (text.go) keeps every known case from arising; this keeps an
+// unknown one from stopping the log for every tenant.
+var ErrRefused = errors.New("message log write refused by the database")
+
+// refusedError is an Apply error that is ErrRefused and keeps the database's own error.
+type refusedError struct{ err error }
+
+func (e refusedError) Error() string   { return e.err.Error() }
+func (e refusedError) Unwrap() []error { return []error{ErrRefused, e.err} }
+
 // rank orders statuses so that a late or repeated report never moves a record backwards.
 func rank(status string) int {
 	switch status {
@@ -349,13 +364,15 @@ func (s *Store) enqueue(ctx context.Context, op Op) error {
 
 // Insert queues a new record and waits until its batch has committed (nil), or CommitTimeout or
 // ctx ran out (ErrNotCommitted: it stays queued and is retried).
-func (s *Store) Insert(ctx context.Context, r *Record) error { return s.write(ctx, Op{Insert: r}) }
+func (s *Store) Insert(ctx context.Context, r *Record) error {
+	return s.write(ctx, Op{Insert: cleanRecord(r)})
+}
 
 // Report queues a delivery report and waits like Insert. Reports for records not written yet are
 // kept and applied when the record arrives; repeated and out-of-order reports never move a record
 // backwards.
 func (s *Store) Report(ctx context.Context, rep *gateway.DeliveryReport) error {
-	return s.write(ctx, Op{Report: rep})
+	return s.write(ctx, Op{Report: cleanReport(rep)})
 }
 
 func (s *Store) write(ctx context.Context, op Op) error {
@@ -401,7 +418,7 @@ func (s *Store) Get(ctx context.Context, tenant, id string) (*Record, error) {
 	if err := s.Flush(ctx); err != nil && !errors.Is(err, ErrClosed) {
 		return nil, err
 	}
-	return s.b.Get(ctx, tenant, id)
+	return s.b.Get(ctx, clean(tenant), clean(id))
 }
 
 // List returns a tenant's records, newest first, after flushing pending writes.
@@ -412,6 +429,11 @@ func (s *Store) List(ctx context.Context, q Query) ([]*Record, error) {
 	if q.Limit <= 0 || q.Limit > 1000 {
 		q.Limit = 50
 	}
+	cleanAll([]*string{&q.Tenant, &q.Status, &q.Provider, &q.BulkID, &q.ID})
+	if q.Before != nil {
+		c := *q.Before
+		c.ID, q.Before = clean(c.ID), &c
+	}
 	return s.b.List(ctx, q)
 }
 
@@ -420,7 +442,7 @@ func (s *Store) Find(ctx context.Context, provider, id, providerMessageID string
 	if err := s.Flush(ctx); err != nil && !errors.Is(err, ErrClosed) {
 		return nil, err
 	}
-	return s.b.Find(ctx, provider, id, providerMessageID)
+	return s.b.Find(ctx, clean(provider), cleanID(id), cleanID(providerMessageID))
 }
 
 // Health counts delivery outcomes per provider and country (see Backend.Health).
@@ -436,6 +458,7 @@ func (s *Store) Take(ctx context.Context, q TakeQuery) ([]*Record, error) {
 	if q.Limit <= 0 || q.Limit > 1000 {
 		q.Limit = 50
 	}
+	cleanAll([]*string{&q.Tenant, &q.BulkID, &q.ID})
 	return s.b.Take(ctx, q)
 }
 
@@ -618,27 +641,52 @@ func (w *writeLoop) tryAll() bool {
 	defer w.publish()
 	for len(w.buf) > 0 {
 		n := min(len(w.buf), maxBatch)
-		charges, err := s.b.Apply(context.Background(), w.buf[:n])
-		if s.onBatch != nil {
-			s.onBatch(n, err)
+		err := w.apply(n)
+		if errors.Is(err, ErrRefused) {
+			// Find the writes the database refuses: one at a time, in order.
+			for range n {
+				if err = w.apply(1); errors.Is(err, ErrRefused) {
+					op := w.buf[0]
+					w.buf = append(w.buf[:0], w.buf[1:]...)
+					w.drop(1, "the database refused the write: "+err.Error())
+					if op.done != nil {
+						op.done <- err
+					}
+				} else if err != nil {
+					break
+				}
+			}
 		}
 		if err != nil {
 			s.log.Error("message log write failed; keeping the writes for another try", "writes", len(w.buf), "err", err.Error())
 			return false
 		}
-		if s.opts.OnCharge != nil {
-			for _, c := range charges {
-				s.opts.OnCharge(c)
-			}
-		}
-		for _, op := range w.buf[:n] {
-			if op.done != nil {
-				op.done <- nil
-			}
-		}
-		w.buf = append(w.buf[:0], w.buf[n:]...)
 	}
 	return true
+}
+
+// apply writes the buffer's first n ops in one batch and removes them once committed.
+func (w *writeLoop) apply(n int) error {
+	s := w.s
+	charges, err := s.b.Apply(context.Background(), w.buf[:n])
+	if s.onBatch != nil {
+		s.onBatch(n, err)
+	}
+	if err != nil {
+		return err
+	}
+	if s.opts.OnCharge != nil {
+		for _, c := range charges {
+			s.opts.OnCharge(c)
+		}
+	}
+	for _, op := range w.buf[:n] {
+		if op.done != nil {
+			op.done <- nil
+		}
+	}
+	w.buf = append(w.buf[:0], w.buf[n:]...)
+	return nil
 }
 
 // publish tells Backlog and OnBacklog how many writes wait for another try.
