@@ -191,8 +191,8 @@ const pgCols = `id, tenant, client_id, route, message_type, action, country, rec
 // pgColsM is pgCols qualified by the alias m.
 var pgColsM = "m." + strings.ReplaceAll(strings.Join(strings.Fields(pgCols), " "), ", ", ", m.")
 
-// Apply implements Backend: the whole batch in one transaction, in three round trips: locks and
-// lookups, then writes, then the commit.
+// Apply implements Backend: the whole batch in one transaction, in two round trips: BEGIN, the
+// locks and the lookups; then the writes and COMMIT (pgx sends each batch as one pipeline).
 func (p *Postgres) Apply(ctx context.Context, ops []Op) ([]Charge, error) {
 	ap := &applier{now: p.now().UTC()}
 	if err := p.apply(ctx, ops, ap); err != nil {
@@ -245,14 +245,25 @@ func (p *Postgres) apply(ctx context.Context, ops []Op, ap *applier) error {
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
 
-	tx, err := p.pool.Begin(ctx)
+	conn, err := p.pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback(ctx)
+	defer conn.Release()
+	committed := false
+	defer func() {
+		// A failed batch leaves the transaction open (or aborted): end it so the connection goes
+		// back to the pool. If even that fails, Release closes a connection left in a transaction.
+		if !committed && conn.Conn().PgConn().TxStatus() != 'I' {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			conn.Exec(rctx, "ROLLBACK")
+		}
+	}()
 
-	// Round trip 1: locks, the early reports of the new records, the records the reports name.
+	// Round trip 1: BEGIN, the locks, the early reports of the new records, the records the reports name.
 	b := &pgx.Batch{}
+	b.Queue(`BEGIN`)
 	b.Queue(`SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k ORDER BY k`, keys)
 	ids, provs, pmids := make([]string, len(inserts)), make([]string, len(inserts)), make([]string, len(inserts))
 	for i, r := range inserts {
@@ -280,8 +291,13 @@ func (p *Postgres) apply(ctx context.Context, ops []Op, ap *applier) error {
 		ON m.provider = x.provider AND m.id = x.id FOR UPDATE OF m`, repIDProvs, repIDs)
 	b.Queue(`SELECT `+pgColsM+` FROM messages m JOIN unnest($1::text[], $2::text[]) AS x(provider, pmid)
 		ON m.provider = x.provider AND m.provider_message_id = x.pmid AND m.provider_message_id <> '' FOR UPDATE OF m`, repPMIDProvs, repPMIDs)
-	br := tx.SendBatch(ctx, b)
-	earlyRows, existingRows, err := readLookups(br)
+	br := conn.SendBatch(ctx, b)
+	_, err = br.Exec() // BEGIN
+	var earlyRows []earlyRow
+	var existingRows []*Record
+	if err == nil {
+		earlyRows, existingRows, err = readLookups(br)
+	}
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
@@ -360,7 +376,7 @@ func (p *Postgres) apply(ctx context.Context, ops []Op, ap *applier) error {
 		}
 	}
 
-	// Round trip 2: the writes.
+	// Round trip 2: the writes, then COMMIT.
 	b = &pgx.Batch{}
 	for _, r := range inserts {
 		args, err := pgArgs(r)
@@ -382,12 +398,12 @@ func (p *Postgres) apply(ctx context.Context, ops []Op, ap *applier) error {
 		b.Queue(`INSERT INTO pending_reports (provider, provider_message_id, message_id, report, received_at) VALUES ($1,$2,$3,$4,$5)`,
 			rep.Provider, rep.ProviderMessageID, rep.MessageID, raw, now.UnixMilli())
 	}
-	if b.Len() > 0 {
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return err
-		}
+	b.Queue(`COMMIT`)
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return err
 	}
-	return tx.Commit(ctx)
+	committed = true
+	return nil
 }
 
 func msOrNil(t *time.Time) any {

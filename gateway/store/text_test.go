@@ -281,11 +281,25 @@ func TestPostgresRefusalIsClassified(t *testing.T) {
 	}
 	r := record("m1", "acme", "infobip", "ib-1", t0)
 	r.Action = "enroll\x00"
-	if _, err := p.Apply(context.Background(), []Op{{Insert: r}}); !errors.Is(err, ErrRefused) {
+	if _, err := p.Apply(context.Background(), []Op{{Insert: record("m0", "acme", "infobip", "ib-0", t0)}}); err != nil {
+		t.Fatal(err)
+	}
+	conns := p.pool.Stat().NewConnsCount()
+	if _, err := p.Apply(context.Background(), []Op{{Insert: record("m1b", "acme", "infobip", "ib-1b", t0)}, {Insert: r}}); !errors.Is(err, ErrRefused) {
 		t.Errorf("a NUL byte: %v, want ErrRefused", err)
 	}
+	// The refused transaction was rolled back, nothing of it kept, and its connection reused.
+	if _, err := p.Apply(context.Background(), []Op{{Insert: record("m2", "acme", "infobip", "ib-2", t0)}}); err != nil {
+		t.Fatalf("the next batch: %v", err)
+	}
+	if n := p.pool.Stat().NewConnsCount(); n != conns {
+		t.Errorf("%d new connections after a refused batch, want none", n-conns)
+	}
+	if _, err := p.Get(context.Background(), "acme", "m1b"); err != ErrNotFound {
+		t.Errorf("a write of the refused batch: %v, want ErrNotFound", err)
+	}
 	p.Close()
-	if _, err := p.Apply(context.Background(), []Op{{Insert: record("m2", "acme", "infobip", "ib-2", t0)}}); err == nil || errors.Is(err, ErrRefused) {
+	if _, err := p.Apply(context.Background(), []Op{{Insert: record("m3", "acme", "infobip", "ib-3", t0)}}); err == nil || errors.Is(err, ErrRefused) {
 		t.Errorf("a closed connection pool: %v, want an error that is not ErrRefused", err)
 	}
 }
