@@ -208,14 +208,26 @@ func (a *App) infobipLogs(ctx context.Context, tn *tenant, kind string, q url.Va
 // notifier pushes final delivery reports of the Infobip-compatible API to the notify URLs their
 // senders gave, with bounded retries. Jobs live in memory: a push still pending when its replica
 // dies is lost, but the report stays in the message log (GET /v1/messages, /sms/1/logs).
+//
+// Each tenant has its own queue (at most notifyQueueMax jobs) and its own workers (at most
+// notifyWorkers, started when jobs arrive, gone when its queue is empty): a tenant whose endpoint
+// hangs or fails delays and drops only its own pushes, never another tenant's.
 type notifier struct {
 	a      *App
-	jobs   chan notifyJob
 	client *http.Client
-	wg     sync.WaitGroup
 	// Backoff is the wait before each retry; its length bounds the attempts.
 	backoff []time.Duration
-	once    sync.Once
+	wg      sync.WaitGroup
+
+	mu     sync.Mutex
+	closed bool
+	queues map[string]*notifyQueue // by tenant; present while it has jobs or workers
+}
+
+// notifyQueue is one tenant's pending pushes and how many workers serve them.
+type notifyQueue struct {
+	jobs    []notifyJob
+	workers int
 }
 
 type notifyJob struct {
@@ -223,44 +235,77 @@ type notifyJob struct {
 	body []byte
 }
 
+const (
+	// notifyQueueMax bounds one tenant's pending pushes; more are dropped, counted and logged.
+	notifyQueueMax = 1024
+	// notifyWorkers bounds one tenant's pushes in flight.
+	notifyWorkers = 4
+)
+
 func newNotifier(a *App) *notifier {
-	n := &notifier{a: a, jobs: make(chan notifyJob, 1024), backoff: []time.Duration{time.Second, 5 * time.Second},
+	return &notifier{a: a, backoff: []time.Duration{time.Second, 5 * time.Second}, queues: map[string]*notifyQueue{},
 		client: &http.Client{Timeout: 5 * time.Second,
 			// Never follow a redirect: the allow list names where reports may go.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
-	for range 2 {
-		n.wg.Add(1)
-		go n.run()
-	}
-	return n
 }
 
-func (n *notifier) push(url string, body []byte) {
-	select {
-	case n.jobs <- notifyJob{url, body}:
-	default:
+// push queues a report for tenant's notify URL.
+func (n *notifier) push(tenant, url string, body []byte) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	q := n.queues[tenant]
+	if n.closed || q != nil && len(q.jobs) >= notifyQueueMax {
 		n.a.metrics.Notify.WithLabelValues("dropped").Inc()
-		n.a.log.Error("delivery report push dropped: the queue is full")
+		n.a.log.Error("delivery report push dropped: the tenant's queue is full or the gateway is stopping", "tenant", tenant)
+		return
+	}
+	if q == nil {
+		q = &notifyQueue{}
+		n.queues[tenant] = q
+	}
+	q.jobs = append(q.jobs, notifyJob{url, body})
+	if q.workers < notifyWorkers {
+		q.workers++
+		n.wg.Add(1)
+		go n.run(tenant, q)
 	}
 }
 
-func (n *notifier) run() {
+// run pushes tenant's jobs until its queue is empty.
+func (n *notifier) run(tenant string, q *notifyQueue) {
 	defer n.wg.Done()
-	for j := range n.jobs {
-		for attempt := 0; ; attempt++ {
-			err := n.post(j)
-			if err == nil {
-				n.a.metrics.Notify.WithLabelValues("ok").Inc()
-				break
+	for {
+		n.mu.Lock()
+		if len(q.jobs) == 0 {
+			if q.workers--; q.workers == 0 {
+				delete(n.queues, tenant)
 			}
-			if attempt >= len(n.backoff) {
-				n.a.metrics.Notify.WithLabelValues("failed").Inc()
-				n.a.log.Warn("delivery report push failed", "host", hostOf(j.url), "attempts", attempt+1, "err", err.Error())
-				break
-			}
-			n.a.metrics.Notify.WithLabelValues("retry").Inc()
-			time.Sleep(n.backoff[attempt])
+			n.mu.Unlock()
+			return
 		}
+		j := q.jobs[0]
+		q.jobs[0] = notifyJob{}
+		q.jobs = q.jobs[1:]
+		n.mu.Unlock()
+		n.deliver(j)
+	}
+}
+
+// deliver posts one job, retrying after each backoff.
+func (n *notifier) deliver(j notifyJob) {
+	for attempt := 0; ; attempt++ {
+		err := n.post(j)
+		if err == nil {
+			n.a.metrics.Notify.WithLabelValues("ok").Inc()
+			return
+		}
+		if attempt >= len(n.backoff) {
+			n.a.metrics.Notify.WithLabelValues("failed").Inc()
+			n.a.log.Warn("delivery report push failed", "host", hostOf(j.url), "attempts", attempt+1, "err", err.Error())
+			return
+		}
+		n.a.metrics.Notify.WithLabelValues("retry").Inc()
+		time.Sleep(n.backoff[attempt])
 	}
 }
 
@@ -281,9 +326,11 @@ func (n *notifier) post(j notifyJob) error {
 	return nil
 }
 
-// close stops taking jobs and waits up to d for the queue to drain.
+// close stops taking jobs and waits up to d for the queues to drain.
 func (n *notifier) close(d time.Duration) {
-	n.once.Do(func() { close(n.jobs) })
+	n.mu.Lock()
+	n.closed = true
+	n.mu.Unlock()
 	done := make(chan struct{})
 	go func() { n.wg.Wait(); close(done) }()
 	select {
@@ -317,6 +364,6 @@ func (a *App) notifyReports(ctx context.Context, reps []gateway.DeliveryReport) 
 		if tn == nil || !notifyAllowed(tn, rec.NotifyURL) {
 			continue // the tenant's allow list changed since the send
 		}
-		a.notifier.push(rec.NotifyURL, ib.Reports(rec.Source, []ib.Message{compatMessage(rec)}))
+		a.notifier.push(rec.Tenant, rec.NotifyURL, ib.Reports(rec.Source, []ib.Message{compatMessage(rec)}))
 	}
 }

@@ -9,8 +9,11 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/smsgate/smsgate/providers/infobip/infobiptest"
 	"github.com/smsgate/smsgate/providers/providertest"
@@ -323,3 +326,56 @@ func TestInfobipCompatiblePullIsOnce(t *testing.T) {
 }
 
 func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
+
+// TestNotifyQueuesArePerTenant: a tenant whose notify endpoint hangs holds at most notifyWorkers
+// pushes in flight and fills only its own queue (the rest of its pushes are dropped and
+// counted); another tenant's report is pushed at once. With one queue and two workers shared by
+// every tenant, the first tenant's endpoint held everyone's pushes.
+func TestNotifyQueuesArePerTenant(t *testing.T) {
+	c := startCompat(t)
+	release := make(chan struct{})
+	var inFlight, most atomic.Int64
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer slow.Close()
+	got := make(chan string, 1)
+	fast := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- string(b)
+	}))
+	defer fast.Close()
+	n := newNotifier(c.app)
+	n.client.Timeout, n.backoff = time.Minute, nil
+	defer n.close(10 * time.Second) // after the release below: the queued pushes then end at once
+	defer close(release)
+	dropped := testutil.ToFloat64(c.app.metrics.Notify.WithLabelValues("dropped"))
+	for range notifyQueueMax + 100 {
+		n.push("mallory", slow.URL, []byte(`{"results":[]}`))
+	}
+	for inFlight.Load() < notifyWorkers {
+		time.Sleep(time.Millisecond)
+	}
+	n.push("acme", fast.URL, []byte(`{"results":["acme"]}`))
+	select {
+	case b := <-got:
+		if !strings.Contains(b, "acme") {
+			t.Errorf("pushed %s", b)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("acme's report waited behind mallory's hanging endpoint")
+	}
+	if m := most.Load(); m != notifyWorkers {
+		t.Errorf("mallory had %d pushes in flight, want %d", m, notifyWorkers)
+	}
+	if d := testutil.ToFloat64(c.app.metrics.Notify.WithLabelValues("dropped")) - dropped; d < 100-notifyWorkers || d > 100 {
+		t.Errorf("%v of mallory's pushes dropped, want about 100", d)
+	}
+}
