@@ -148,6 +148,17 @@ func TestInfobipCompatibleSends(t *testing.T) {
 		if got := c.ib.Requests()[len(c.ib.Requests())-1].Body["messages"].([]any)[0].(map[string]any)["sender"]; got != "MyBrand" {
 			t.Errorf("sender %v", got)
 		}
+		// A sender no provider takes in that form is refused before any provider sees it.
+		before := len(c.ib.Requests())
+		for _, bad := range []string{"My Brand Ltd 2026", "X", "Brand!"} {
+			r := c.call("POST", "/sms/3/messages", "Bearer sender-key", `{"messages":[{"sender":"`+bad+`","destinations":[{"to":"447911123456"}],"content":{"text":"Your code is 4321"}}]}`)
+			if r.Status != 400 || !strings.Contains(r.Raw, "refused as invalid") {
+				t.Errorf("sender %q: %d %s", bad, r.Status, r.Raw)
+			}
+		}
+		if n := len(c.ib.Requests()); n != before {
+			t.Errorf("%d requests reached Infobip with a sender it would refuse", n-before)
+		}
 	})
 	t.Run("Basic auth, text/query and TTS", func(t *testing.T) {
 		basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("anyone:acme-ib-key"))

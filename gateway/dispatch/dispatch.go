@@ -10,6 +10,7 @@ package dispatch
 import (
 	"context"
 	"errors"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -287,6 +288,9 @@ func (m *Member) attempt(ctx context.Context, msg *gateway.Message, position int
 			}
 			return r, te
 		}
+		if err != nil && attemptMsg.From != "" {
+			return r, senderRefusal(err)
+		}
 		return r, err
 	})
 	a.Duration = time.Since(start)
@@ -318,6 +322,27 @@ func (m *Member) attempt(ctx context.Context, msg *gateway.Message, position int
 		m.stats.add(ge.Class == gateway.ClassRecipient, a.Duration, ge.Class.String())
 	}
 	return a, gateway.Result{}, ge
+}
+
+// senderRefusal reclassifies a provider's refusal of a request whose sender the tenant chose
+// (gateway.Message.From): a 4xx other than authentication, proxy authentication, timeout and
+// throttling may be that sender's fault (not registered with this provider, a format it does not
+// take), so it counts as a destination error: the next provider is tried and the breaker that
+// every tenant shares is not touched. Without a chosen sender the same answer is the provider's.
+func senderRefusal(err error) error {
+	ge := gateway.AsError(err)
+	switch {
+	case ge.Class != gateway.ClassProvider, ge.Timeout, ge.HTTPStatus < 400, ge.HTTPStatus >= 500:
+		return err
+	case ge.HTTPStatus == http.StatusUnauthorized, ge.HTTPStatus == http.StatusForbidden,
+		ge.HTTPStatus == http.StatusProxyAuthRequired, ge.HTTPStatus == http.StatusRequestTimeout,
+		ge.HTTPStatus == http.StatusTooManyRequests:
+		return err
+	}
+	d := *ge
+	d.Class = gateway.ClassDestination
+	d.Message = "refused with the sender the request chose: " + ge.Message
+	return &d
 }
 
 // Stats are a member's recent results (the last 100 attempts that reached the provider).

@@ -3,6 +3,7 @@ package dispatch
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -384,5 +385,39 @@ func TestNeverSentAlwaysFailsOver(t *testing.T) {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestChosenSenderRefusalsDoNotTripBreaker: a tenant that may choose its sender sends one a
+// provider refuses (a 400, a 404 for an unknown origination identity). Each try fails over to the
+// next provider, and the shared breaker stays closed however many there are; the same refusals
+// without a chosen sender, and a chosen sender's 5xx, 401 or 429, are the provider's.
+func TestChosenSenderRefusalsDoNotTripBreaker(t *testing.T) {
+	refuse := func(status int) func(context.Context) (gateway.Result, error) {
+		return func(context.Context) (gateway.Result, error) {
+			return gateway.Result{}, &gateway.Error{Class: gateway.ClassProvider, Code: "E" + strconv.Itoa(status), HTTPStatus: status, Message: "refused"}
+		}
+	}
+	for _, tc := range []struct {
+		status int
+		from   string
+		opens  bool
+	}{
+		{400, "MYBANK", false}, {404, "+15005550006", false}, {422, "X", false},
+		{400, "", true}, {500, "MYBANK", true}, {401, "MYBANK", true}, {429, "MYBANK", true}, {403, "MYBANK", true},
+	} {
+		a, b := &fake{fn: refuse(tc.status)}, &fake{fn: ok("b")}
+		ma := member("a", a, time.Second, strict)
+		ch := Chain{Members: []*Member{ma, member("b", b, time.Second, strict)}}
+		msg := sms()
+		msg.From = tc.from
+		for range 5 {
+			if out := Send(context.Background(), msg, ch, nil); out.Provider != "b" {
+				t.Fatalf("%d from %q: provider %q, want the next one; %v", tc.status, tc.from, out.Provider, outcomes(out))
+			}
+		}
+		if open := ma.State() == gobreaker.StateOpen; open != tc.opens {
+			t.Errorf("%d from %q: breaker open = %v, want %v", tc.status, tc.from, open, tc.opens)
+		}
 	}
 }
