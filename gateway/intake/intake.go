@@ -144,6 +144,11 @@ func Check(r *Request) error {
 	if utf8.RuneCountInString(r.Text) > MaxTextChars {
 		return bad("invalid_request", "the text is longer than "+strconv.Itoa(MaxTextChars)+" characters")
 	}
+	// A control character has no place in a message a phone shows or speaks, and a provider that
+	// refuses one would count it as its own failure in the breaker every tenant shares.
+	if strings.ContainsFunc(r.Text, func(c rune) bool { return c < 0x20 && c != '\t' && c != '\n' && c != '\r' || c == 0x7f }) {
+		return bad("invalid_request", "the text has a control character (only tab and line breaks are allowed)")
+	}
 	return nil
 }
 

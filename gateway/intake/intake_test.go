@@ -275,3 +275,14 @@ func TestValidSender(t *testing.T) {
 		}
 	}
 }
+
+// TestTextControlCharacters: tab and line breaks pass; NUL, other C0 controls and DEL are a 400
+// before any provider sees them.
+func TestTextControlCharacters(t *testing.T) {
+	for text, ok := range map[string]bool{"Code 1234\r\n\tbye": true, "Code\x00 1234": false, "Code \x1b[31m": false, "Code\x7f": false, "Code \u0085": true} {
+		r := &Request{Recipient: "+14155550104", Text: text}
+		if err := Check(r); (err == nil) != ok {
+			t.Errorf("Check(%q) = %v, want ok %v", text, err, ok)
+		}
+	}
+}
