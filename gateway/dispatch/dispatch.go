@@ -288,8 +288,8 @@ func (m *Member) attempt(ctx context.Context, msg *gateway.Message, position int
 			}
 			return r, te
 		}
-		if err != nil && attemptMsg.From != "" {
-			return r, senderRefusal(err)
+		if err != nil && (attemptMsg.From != "" || attemptMsg.Type == gateway.Voice && attemptMsg.Language != "") {
+			return r, choiceRefusal(err)
 		}
 		return r, err
 	})
@@ -324,12 +324,13 @@ func (m *Member) attempt(ctx context.Context, msg *gateway.Message, position int
 	return a, gateway.Result{}, ge
 }
 
-// senderRefusal reclassifies a provider's refusal of a request whose sender the tenant chose
-// (gateway.Message.From): a 4xx other than authentication, proxy authentication, timeout and
-// throttling may be that sender's fault (not registered with this provider, a format it does not
-// take), so it counts as a destination error: the next provider is tried and the breaker that
-// every tenant shares is not touched. Without a chosen sender the same answer is the provider's.
-func senderRefusal(err error) error {
+// choiceRefusal reclassifies a provider's refusal of a request that carries a tenant's own
+// choice the provider may not take: a sender (gateway.Message.From, tenants.allow_sender) or the
+// language of a voice message (a TTS language it does not speak). A 4xx other than
+// authentication, proxy authentication, timeout and throttling may be that choice's fault, so it
+// counts as a destination error: the next provider is tried and the breaker that every tenant
+// shares is not touched. Without such a choice the same answer is the provider's.
+func choiceRefusal(err error) error {
 	ge := gateway.AsError(err)
 	switch {
 	case ge.Class != gateway.ClassProvider, ge.Timeout, ge.HTTPStatus < 400, ge.HTTPStatus >= 500:
@@ -341,7 +342,7 @@ func senderRefusal(err error) error {
 	}
 	d := *ge
 	d.Class = gateway.ClassDestination
-	d.Message = "refused with the sender the request chose: " + ge.Message
+	d.Message = "refused with the sender or language the request chose: " + ge.Message
 	return &d
 }
 

@@ -389,9 +389,10 @@ func TestNeverSentAlwaysFailsOver(t *testing.T) {
 }
 
 // TestChosenSenderRefusalsDoNotTripBreaker: a tenant that may choose its sender sends one a
-// provider refuses (a 400, a 404 for an unknown origination identity). Each try fails over to the
-// next provider, and the shared breaker stays closed however many there are; the same refusals
-// without a chosen sender, and a chosen sender's 5xx, 401 or 429, are the provider's.
+// provider refuses (a 400, a 404 for an unknown origination identity), or a voice message in a
+// language the provider does not speak. Each try fails over to the next provider, and the shared
+// breaker stays closed however many there are; the same refusals without such a choice, and a
+// chosen sender's 5xx, 401 or 429, are the provider's.
 func TestChosenSenderRefusalsDoNotTripBreaker(t *testing.T) {
 	refuse := func(status int) func(context.Context) (gateway.Result, error) {
 		return func(context.Context) (gateway.Result, error) {
@@ -404,13 +405,16 @@ func TestChosenSenderRefusalsDoNotTripBreaker(t *testing.T) {
 		opens  bool
 	}{
 		{400, "MYBANK", false}, {404, "+15005550006", false}, {422, "X", false},
-		{400, "", true}, {500, "MYBANK", true}, {401, "MYBANK", true}, {429, "MYBANK", true}, {403, "MYBANK", true},
+		{400, "voice:xx", false}, {400, "", true}, {500, "MYBANK", true}, {401, "MYBANK", true}, {429, "MYBANK", true}, {403, "MYBANK", true},
 	} {
 		a, b := &fake{fn: refuse(tc.status)}, &fake{fn: ok("b")}
 		ma := member("a", a, time.Second, strict)
 		ch := Chain{Members: []*Member{ma, member("b", b, time.Second, strict)}}
 		msg := sms()
 		msg.From = tc.from
+		if tc.from == "voice:xx" {
+			msg.From, msg.Type, msg.Language = "", gateway.Voice, "xx"
+		}
 		for range 5 {
 			if out := Send(context.Background(), msg, ch, nil); out.Provider != "b" {
 				t.Fatalf("%d from %q: provider %q, want the next one; %v", tc.status, tc.from, out.Provider, outcomes(out))
