@@ -47,6 +47,9 @@ type Options struct {
 	HTTPClient *http.Client
 	// Version is reported in the startup log line.
 	Version string
+	// WrapBackend, when set, wraps the message log's backend (storage.driver): tests inject
+	// failures with it, an embedder may add instrumentation.
+	WrapBackend func(store.Backend) store.Backend
 }
 
 // App is a running gateway.
@@ -234,6 +237,9 @@ func New(ctx context.Context, o Options) (*App, error) {
 			return nil, err
 		}
 		backend = sq
+	}
+	if o.WrapBackend != nil {
+		backend = o.WrapBackend(backend)
 	}
 	a.store = store.New(store.Options{Backend: backend, Logger: a.log, Retention: cfg.Storage.Retention.D(),
 		CommitTimeout: cfg.Storage.CommitTimeout.D(), RetryBuffer: cfg.Storage.RetryBuffer,
