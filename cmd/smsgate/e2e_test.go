@@ -133,8 +133,14 @@ type reply struct {
 }
 
 func (p *gatewayProc) send(ctx context.Context, key, body string) (reply, error) {
-	req, _ := http.NewRequestWithContext(ctx, "POST", p.url+"/v1/send-phone-message", strings.NewReader(body))
+	return p.post(ctx, "/v1/send-phone-message", key, body)
+}
+
+// post sends a JSON body to path with the tenant key as a bearer token.
+func (p *gatewayProc) post(ctx context.Context, path, key, body string) (reply, error) {
+	req, _ := http.NewRequestWithContext(ctx, "POST", p.url+path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return reply{}, err
@@ -556,18 +562,10 @@ func TestBinaryHostileBytesDoNotStopTheSharedLog(t *testing.T) {
 	if bad.Status != 200 {
 		t.Fatalf("hostile send: %d %s", bad.Status, bad.Raw)
 	}
-	req, _ := http.NewRequest("POST", p.url+"/sms/2/text/advanced",
-		strings.NewReader(`{"messages":[{"destinations":[{"to":"14155550101"}],"text":"Your code is 654321","callbackData":"cb\u0000"}]}`))
-	req.Header.Set("Authorization", "App mallory-key")
-	req.Header.Set("Content-Type", "application/json")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	if res.StatusCode != 200 {
-		t.Fatalf("hostile Infobip-compatible send: %d %s", res.StatusCode, raw)
+	compat, err := p.post(context.Background(), "/sms/2/text/advanced", "mallory-key",
+		`{"messages":[{"destinations":[{"to":"14155550101"}],"text":"Your code is 654321","callbackData":"cb\u0000"}]}`)
+	if err != nil || compat.Status != 200 {
+		t.Fatalf("hostile Infobip-compatible send: %v %d %s", err, compat.Status, compat.Raw)
 	}
 	good := p.mustSend("acme-key", sms("+14155550102", "Your code is 777111", "777111"))
 	if good.Status != 200 {
