@@ -119,8 +119,10 @@ func (a *App) sendOne(ctx context.Context, rt *runtime, tn *tenant, r httpapi.Se
 	msg := &gateway.Message{Tenant: tn.name, ClientID: req.ClientID, To: num.E164, Country: num.Country, Type: req.Type,
 		Text: req.Text, Code: req.Code, Action: req.Action, Language: req.Language, IP: req.IP}
 	if tn.allowSender {
-		if req.From != "" && !intake.ValidSender(req.From) {
-			return flightResult{reply: errReply(http.StatusBadRequest, "invalid_request", "from must be a phone number of 3 to 15 digits (optionally after +) or a sender ID of 3 to 11 letters, digits, spaces, '-' or '.' with at least one letter"), outcome: "invalid_request"}, "", false
+		if req.From != "" {
+			if err := intake.CheckSender(req.From); err != nil {
+				return intakeFailure(err), "", false
+			}
 		}
 		msg.From = req.From // else the route's provider picks its configured sender
 	}

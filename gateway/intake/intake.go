@@ -188,6 +188,14 @@ func ValidSender(from string) bool {
 	return letter
 }
 
+// CheckSender is nil for a sender ValidSender takes, else the 400 that says which forms are.
+func CheckSender(from string) error {
+	if ValidSender(from) {
+		return nil
+	}
+	return bad("invalid_request", "from must be a phone number of 3 to 15 digits (optionally after +) or a sender ID of 3 to 11 letters, digits, spaces, '-' or '.' with at least one letter")
+}
+
 // validCode reports whether code is empty or at most MaxCodeLen ASCII letters and digits.
 func validCode(code string) bool {
 	if len(code) > MaxCodeLen {

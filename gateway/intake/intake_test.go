@@ -273,6 +273,9 @@ func TestValidSender(t *testing.T) {
 		if got := ValidSender(from); got != want {
 			t.Errorf("ValidSender(%q) = %v, want %v", from, got, want)
 		}
+		if err := CheckSender(from); (err == nil) != want {
+			t.Errorf("CheckSender(%q) = %v", from, err)
+		}
 	}
 }
 
