@@ -652,6 +652,7 @@ func (w *writeLoop) tryAll() bool {
 					if op.done != nil {
 						op.done <- err
 					}
+					err = nil // given up: the database itself works
 				} else if err != nil {
 					break
 				}

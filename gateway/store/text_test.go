@@ -303,3 +303,26 @@ func TestPostgresRefusalIsClassified(t *testing.T) {
 		t.Errorf("a closed connection pool: %v, want an error that is not ErrRefused", err)
 	}
 }
+
+// TestRefusedLastWriteIsNotAnOutage: when the refused write is the last of its batch, the writer
+// does not take the refusal for a failing database: no "keeping the writes" error, no backoff.
+func TestRefusedLastWriteIsNotAnOutage(t *testing.T) {
+	fb := &refusing{Backend: NewMemory(), gate: make(chan struct{})}
+	var c counters
+	var logs bytes.Buffer
+	var logMu sync.Mutex
+	s := New(c.opts(Options{Backend: fb, Logger: slogTo(&logs, &logMu), CommitTimeout: 10 * time.Second}))
+	defer s.Close()
+	errs := queueBehindGate(t, s, fb, record("good1", "acme", "p", "pm1", t0), record("poison1", "mallory", "p", "pm2", t0))
+	if errs[0] != nil || !errors.Is(errs[1], ErrRefused) {
+		t.Errorf("insert results %v, want nil, ErrRefused", errs)
+	}
+	if backlog, dropped := c.settled(); backlog != 0 || dropped != 1 {
+		t.Errorf("backlog %d, dropped %d; want 0 and 1", backlog, dropped)
+	}
+	logMu.Lock()
+	defer logMu.Unlock()
+	if strings.Contains(logs.String(), "keeping the writes for another try") {
+		t.Errorf("a refusal was taken for an outage:\n%s", logs.String())
+	}
+}
