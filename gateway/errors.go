@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Class says what kind of failure an error is; the dispatcher decides failover from it.
@@ -11,7 +12,7 @@ type Class int
 
 // Error classes; see docs/architecture.md for the table of consequences.
 const (
-	// ClassProvider is a problem of the provider (5xx, 429, timeout, auth, no credit): fail over, trip the breaker.
+	// ClassProvider is a problem of the provider (5xx, timeout, auth, no credit): fail over, trip the breaker.
 	ClassProvider Class = iota
 	// ClassRecipient is a problem of the destination (invalid, landline, blocked): stop, the provider is fine.
 	ClassRecipient
@@ -27,6 +28,12 @@ const (
 	// count it (one tenant's odd destinations must not open a breaker every tenant shares) and the
 	// caller does not get 422.
 	ClassDestination
+	// ClassThrottled is the provider refusing for rate (HTTP 429, or its own throttling code):
+	// the provider is up but the account's throughput is used up, usually by whoever sends the
+	// most. Fail over, but the breaker does not count it (one tenant's flood must not open a
+	// breaker every tenant shares); instead the tenant whose send was throttled holds off that
+	// provider for a while (dispatch). Error.RetryAfter carries the provider's own wait.
+	ClassThrottled
 )
 
 // String returns the lower-case name used in JSON, logs and metric labels.
@@ -44,6 +51,8 @@ func (c Class) String() string {
 		return "cancelled"
 	case ClassDestination:
 		return "destination"
+	case ClassThrottled:
+		return "throttled"
 	}
 	return "unknown"
 }
@@ -65,6 +74,9 @@ type Error struct {
 	// that never left (DNS, refused connection, dial or TLS timeout) is not MaybeSent and is
 	// always safe to fail over; a MaybeSent one fails over only where the route allows it.
 	MaybeSent bool
+	// RetryAfter is how long the provider asked to be left alone (its Retry-After), 0 when it
+	// did not say. Only a ClassThrottled error carries it.
+	RetryAfter time.Duration
 	// Err is the underlying error, already redacted by the driver.
 	Err error
 }

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -10,10 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/smsgate/smsgate/gateway"
 	"github.com/smsgate/smsgate/gateway/store"
+	"github.com/smsgate/smsgate/providers/infobip/infobiptest"
 )
 
 // The tests in this file try, as a hostile or careless tenant would, to hurt other tenants or to
@@ -251,5 +254,59 @@ func TestCodeDerivedKeysAreKeyed(t *testing.T) {
 	}
 	if len(processKeySecret) != 32 {
 		t.Errorf("process key secret of %d bytes", len(processKeySecret))
+	}
+}
+
+// TestProviderThrottlingFallsOnTheFlood: Infobip throttles the account (429, Retry-After 30)
+// while one tenant floods it. The flood goes on through the backup, but only its first send still
+// reaches Infobip; Infobip's breaker, which every tenant shares, stays closed, so another tenant's
+// send goes to Infobip once the burst has passed. A route with nothing behind Infobip answers
+// 429 provider_throttled with Infobip's Retry-After.
+func TestProviderThrottlingFallsOnTheFlood(t *testing.T) {
+	ib := infobiptest.New("ib-key", false)
+	srv := httptest.NewServer(ib)
+	defer srv.Close()
+	h := start(t, `
+storage: {driver: sqlite, path: $DIR/log.db}
+policy: {rate_limits: {per_recipient: 0}}
+tenants:
+  - {name: flood, api_key: flood-key}
+  - {name: quiet, api_key: quiet-key}
+  - {name: solo, api_key: solo-key}
+providers:
+  - {name: ib, type: infobip, base_url: "`+srv.URL+`", api_key: ib-key, breaker: {consecutive_failures: 3, open_timeout: 1h}}
+  - {name: backup, type: mock}
+routes:
+  - {name: only-ib, match: {tenants: [solo]}, providers: [ib]}
+  - {name: default, providers: [ib, backup]}
+`, Options{})
+	body := func(i int) string {
+		return `{"recipient":"+1415555` + fmt.Sprintf("%04d", i) + `","text":"Your code is 5521","context":{}}`
+	}
+	ib.SetMode(infobiptest.Throttled)
+	for i := range 12 {
+		r := h.send("flood-key", body(100+i))
+		want := []string{"ib:throttled", "backup:sent"}
+		if r.Status != 200 || !cmp.Equal(attempts(r), want) {
+			t.Fatalf("flood send %d: %d %v, want 200 %v", i, r.Status, attempts(r), want)
+		}
+	}
+	if n := ib.Calls(); n != 1 {
+		t.Errorf("the throttled tenant reached Infobip %d times, want once (held off for its Retry-After)", n)
+	}
+	r := h.send("solo-key", body(200))
+	if r.Status != 429 || errCode(r) != "provider_throttled" || r.Header.Get("Retry-After") != "30" || r.Body["id"] == nil {
+		t.Errorf("every provider throttling: %d %v %s, want 429 provider_throttled, Retry-After 30 and the record's id", r.Status, r.Header, r.Raw)
+	}
+	ib.SetMode(infobiptest.OK)
+	if r := h.send("quiet-key", body(300)); r.Body["provider"] != "ib" {
+		t.Errorf("the other tenant after the flood: %s, want ib (its breaker closed)", r.Raw)
+	}
+	if r := h.send("flood-key", body(301)); !cmp.Equal(attempts(r), []string{"ib:throttled", "backup:sent"}) {
+		t.Errorf("the flood inside its hold-off: %v", attempts(r))
+	}
+	m := h.app.MetricSet()
+	if v := testutil.ToFloat64(m.Attempts.WithLabelValues("ib", "throttled")); v != 14 {
+		t.Errorf("smsgate_provider_attempts_total{ib,throttled} = %v, want 14 (2 refused, 12 held off)", v)
 	}
 }

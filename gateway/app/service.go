@@ -380,6 +380,9 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 			rec.Status = gateway.StatusRejected
 		case e.Class == gateway.ClassUnavailable:
 			status, code = http.StatusServiceUnavailable, "no_provider_available"
+		case e.Class == gateway.ClassThrottled:
+			// This tenant's sends, not the service: the caller may try again after the wait.
+			status, code = http.StatusTooManyRequests, "provider_throttled"
 		case e.Class == gateway.ClassCancelled:
 			status, code = http.StatusServiceUnavailable, "cancelled"
 		case out.BudgetSpent || e.Timeout && !route.FailoverOnTimeout:
@@ -408,6 +411,9 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 	}
 	body, _ := json.Marshal(resp)
 	res := flightResult{reply: httpapi.Reply{Status: status, Body: body}, bodyHash: bodyHash, route: route.Name, provider: out.Provider, outcome: outcome}
+	if status == http.StatusTooManyRequests {
+		res.reply.RetryAfter = max(out.Err.RetryAfter, time.Second)
+	}
 	// Replay final answers only: a 5xx or a 429 must let the caller's later retry send.
 	if idemKey != "" && status < 500 && status != http.StatusTooManyRequests {
 		if err := a.replays.Put(context.WithoutCancel(ctx), replayKey, &policy.Replay{BodyHash: bodyHash, Status: status, Body: body}, rt.cfg.Policy.Idempotency.TTL.D()); err != nil {

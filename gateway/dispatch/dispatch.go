@@ -2,7 +2,10 @@
 // breaker (sony/gobreaker/v2) and its own per-attempt timeout inside the request's deadline.
 // Errors are classified (see gateway.Class): recipient problems stop the chain; provider problems
 // and open breakers move on to the next provider; destination problems (this provider cannot reach
-// this number) move on without counting against the breaker; a provider that cannot send the
+// this number) move on without counting against the breaker; throttling (HTTP 429 and the like)
+// moves on without counting either, and the tenant whose send was throttled holds off that
+// provider for a while (Member.holds), so that one tenant's flood neither opens a breaker every
+// tenant shares nor keeps drawing the provider's refusals; a provider that cannot send the
 // message (its capabilities) is skipped without being called; a caller that went away stops
 // without counting.
 package dispatch
@@ -26,6 +29,7 @@ const (
 	OutcomeRecipient   = "recipient_error"
 	OutcomeProvider    = "provider_error"
 	OutcomeDestination = "destination_error"
+	OutcomeThrottled   = "throttled"
 	OutcomeTimeout     = "timeout"
 	OutcomeUnavailable = "unavailable"
 	OutcomeSkipped     = "skipped"
@@ -66,6 +70,7 @@ type Member struct {
 	breaker  *gobreaker.CircuitBreaker[gateway.Result]
 	disabled atomic.Bool
 	stats    stats
+	holds    holds
 }
 
 // MemberOptions configures NewMember.
@@ -106,7 +111,7 @@ func NewMember(o MemberOptions) *Member {
 		},
 		IsExcluded: func(err error) bool {
 			c := gateway.ClassOf(err)
-			return errors.Is(err, errExcluded) || c == gateway.ClassCancelled || c == gateway.ClassDestination
+			return errors.Is(err, errExcluded) || c == gateway.ClassCancelled || c == gateway.ClassDestination || c == gateway.ClassThrottled
 		},
 	}
 	if obs := o.Observer; obs != nil {
@@ -193,6 +198,10 @@ func Send(ctx context.Context, msg *gateway.Message, ch Chain, obs Observer) Out
 	var lastErr *gateway.Error
 	prevFailed := ""
 	skipped := 0
+	// throttled counts the members that throttled this tenant (now or in a hold-off), failed
+	// whether another member failed otherwise; wait is the shortest hold-off among them.
+	throttled, failed := 0, false
+	var wait time.Duration
 	for i := 0; i < n; i++ {
 		m := ch.Members[(ch.Start+i)%n]
 		if ctx.Err() != nil {
@@ -207,6 +216,20 @@ func Send(ctx context.Context, msg *gateway.Message, ch Chain, obs Observer) Out
 				obs.OnAttempt(m.name, a.Outcome, 0)
 			}
 			skipped++
+			continue
+		}
+		if left := m.holds.left(msg.Tenant, time.Now()); left > 0 {
+			// Not called: this provider throttled this tenant's sends a moment ago, and more of
+			// them would only draw more refusals from a throughput every tenant shares.
+			a := Attempt{Provider: m.name, Outcome: OutcomeThrottled, Code: "held_off",
+				Error: m.name + " throttled this tenant's sends; it is left alone for " + left.Round(time.Millisecond).String()}
+			out.Attempts = append(out.Attempts, a)
+			if obs != nil {
+				obs.OnAttempt(m.name, a.Outcome, 0)
+			}
+			throttled++
+			wait = shorter(wait, left)
+			prevFailed = m.name
 			continue
 		}
 		if prevFailed != "" && obs != nil {
@@ -225,8 +248,11 @@ func Send(ctx context.Context, msg *gateway.Message, ch Chain, obs Observer) Out
 		case gateway.ClassRecipient, gateway.ClassCancelled, gateway.ClassCaller:
 			out.Err = err
 			return out
+		case gateway.ClassThrottled:
+			throttled++
+			wait = shorter(wait, err.RetryAfter)
 		case gateway.ClassProvider, gateway.ClassDestination:
-			lastErr = err
+			lastErr, failed = err, true
 			if err.MaybeSent && !ch.FailoverOnTimeout {
 				out.Err = err
 				out.BudgetSpent = ctx.Err() != nil
@@ -241,6 +267,9 @@ func Send(ctx context.Context, msg *gateway.Message, ch Chain, obs Observer) Out
 	case ctx.Err() != nil:
 		out.BudgetSpent = true
 		out.Err = &gateway.Error{Class: gateway.ClassProvider, Code: "deadline", Message: "the request budget ran out before a provider accepted", Timeout: true}
+	case throttled > 0 && !failed:
+		out.Err = &gateway.Error{Class: gateway.ClassThrottled, Code: "throttled", RetryAfter: wait,
+			Message: "the providers of this route are throttling this tenant's sends"}
 	case lastErr != nil:
 		out.Err = &gateway.Error{Class: gateway.ClassProvider, Code: lastErr.Code, Message: "every provider failed; last: " + lastErr.Message, HTTPStatus: lastErr.HTTPStatus}
 	case skipped == n:
@@ -297,6 +326,7 @@ func (m *Member) attempt(ctx context.Context, msg *gateway.Message, position int
 	if err == nil {
 		a.Outcome = OutcomeSent
 		m.stats.add(true, a.Duration, "")
+		m.holds.clear(msg.Tenant)
 		return a, res, nil
 	}
 	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
@@ -313,6 +343,12 @@ func (m *Member) attempt(ctx context.Context, msg *gateway.Message, position int
 		a.Outcome = OutcomeCancelled
 	case ge.Class == gateway.ClassDestination:
 		a.Outcome = OutcomeDestination
+	case ge.Class == gateway.ClassThrottled:
+		a.Outcome = OutcomeThrottled
+		// The error now carries the hold-off this tenant got, the provider's Retry-After or ours.
+		t := *ge
+		t.RetryAfter = m.holds.add(msg.Tenant, ge.RetryAfter, time.Now())
+		ge = &t
 	case ge.Timeout:
 		a.Outcome = OutcomeTimeout
 	default:
@@ -397,4 +433,97 @@ func (s *stats) snapshot() Stats {
 	st.SuccessRatio = float64(good) / float64(s.n)
 	st.AvgLatency = sum / time.Duration(s.n)
 	return st
+}
+
+// Hold-offs after throttling. A provider's Retry-After is taken within [holdMin, holdMax]; without
+// one the hold-off starts at holdMin and doubles with each throttle that follows a hold-off, up to
+// holdCap. A tenant that stays clear of the provider for holdForget starts again from holdMin.
+const (
+	holdMin    = time.Second
+	holdCap    = 30 * time.Second
+	holdMax    = time.Minute
+	holdForget = 2 * time.Minute
+)
+
+// holds are the tenants that hold off one provider after it throttled their sends. A provider's
+// throughput is the account's, shared by every tenant: the hold-off falls on the tenant whose send
+// was refused, so a flooding tenant soon stops reaching the provider while the others go on
+// using it. Kept per replica (each learns from its own answers); keyed by tenant name, so bounded
+// by the configured tenants.
+type holds struct {
+	mu sync.Mutex
+	m  map[string]hold
+	// n is len(m), read without the lock: a send pays nothing while no tenant is held off.
+	n atomic.Int32
+}
+
+type hold struct {
+	until  time.Time
+	streak int
+}
+
+// left is how long tenant is still to hold off; 0 when it is not held off.
+func (h *holds) left(tenant string, now time.Time) time.Duration {
+	if h.n.Load() == 0 {
+		return 0
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	e, ok := h.m[tenant]
+	if !ok {
+		return 0
+	}
+	if now.Sub(e.until) >= holdForget {
+		h.drop(tenant)
+		return 0
+	}
+	return max(e.until.Sub(now), 0)
+}
+
+// add holds tenant off after a throttled send and returns for how long.
+func (h *holds) add(tenant string, retryAfter time.Duration, now time.Time) time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.m == nil {
+		h.m = map[string]hold{}
+	}
+	e, ok := h.m[tenant]
+	switch {
+	case !ok || now.Sub(e.until) >= holdForget:
+		e.streak = 0
+	case now.Before(e.until):
+		// A send already in flight when the hold-off began: it says nothing new.
+		return e.until.Sub(now)
+	}
+	d := min(holdMin<<min(e.streak, 5), holdCap)
+	if retryAfter > 0 {
+		d = min(max(retryAfter, holdMin), holdMax)
+	}
+	e.until, e.streak = now.Add(d), e.streak+1
+	h.m[tenant] = e
+	h.n.Store(int32(len(h.m)))
+	return d
+}
+
+// clear ends tenant's hold-off after the provider took one of its sends.
+func (h *holds) clear(tenant string) {
+	if h.n.Load() == 0 {
+		return
+	}
+	h.mu.Lock()
+	h.drop(tenant)
+	h.mu.Unlock()
+}
+
+func (h *holds) drop(tenant string) {
+	delete(h.m, tenant)
+	h.n.Store(int32(len(h.m)))
+}
+
+// shorter returns the shorter of two waits, a zero wait counting as unknown.
+func shorter(a, b time.Duration) time.Duration {
+	if a == 0 || b > 0 && b < a {
+		return b
+	}
+	return a
 }

@@ -425,3 +425,121 @@ func TestChosenSenderRefusalsDoNotTripBreaker(t *testing.T) {
 		}
 	}
 }
+
+func throttle(retryAfter time.Duration) func(context.Context) (gateway.Result, error) {
+	return func(context.Context) (gateway.Result, error) {
+		return gateway.Result{}, &gateway.Error{Class: gateway.ClassThrottled, Code: "HTTP_429", HTTPStatus: 429, Message: "Too Many Requests", RetryAfter: retryAfter}
+	}
+}
+
+func from(tenant string) *gateway.Message { return &gateway.Message{Type: gateway.SMS, Tenant: tenant} }
+
+// TestThrottlingHoldsOffTheFloodNotTheOthers: a provider answers 429 while one tenant floods it.
+// However many refusals, its breaker (which every tenant shares) stays closed; the flooding tenant
+// stops calling it and goes to the next provider; another tenant still tries it, and once the
+// flood has passed, sends through it.
+func TestThrottlingHoldsOffTheFloodNotTheOthers(t *testing.T) {
+	a, b := &fake{fn: throttle(0)}, &fake{fn: ok("b1")}
+	ma := member("a", a, time.Second, BreakerSettings{ConsecutiveFailures: 2, OpenTimeout: time.Hour})
+	ch := Chain{Members: []*Member{ma, member("b", b, time.Second, strict)}}
+
+	out := Send(context.Background(), from("flood"), ch, nil)
+	if diff := cmp.Diff([]string{"a:throttled", "b:sent"}, outcomes(out)); diff != "" {
+		t.Fatalf("first throttled send (-want +got):\n%s", diff)
+	}
+	for range 20 {
+		out := Send(context.Background(), from("flood"), ch, nil)
+		if diff := cmp.Diff([]string{"a:throttled", "b:sent"}, outcomes(out)); diff != "" || out.Attempts[0].Code != "held_off" {
+			t.Fatalf("held off (-want +got):\n%s%+v", diff, out.Attempts[0])
+		}
+	}
+	if n := a.calls.Load(); n != 1 {
+		t.Errorf("the throttled tenant called the provider %d times, want 1 (held off after the first)", n)
+	}
+	if ma.State() != gobreaker.StateClosed {
+		t.Fatalf("throttling opened the breaker every tenant shares")
+	}
+	// The provider still throttles (account-wide): the other tenant tries it and fails over.
+	if out := Send(context.Background(), from("quiet"), ch, nil); out.Provider != "b" || a.calls.Load() != 2 {
+		t.Errorf("quiet during the flood: %v, calls %d", outcomes(out), a.calls.Load())
+	}
+	// The flood's burst is over; the other tenant's hold-off ends with time, the flood's is longer.
+	a.set(ok("a1"))
+	ma.holds.mu.Lock()
+	e := ma.holds.m["quiet"]
+	e.until = time.Now()
+	ma.holds.m["quiet"] = e
+	ma.holds.mu.Unlock()
+	if out := Send(context.Background(), from("quiet"), ch, nil); out.Provider != "a" {
+		t.Errorf("quiet after the flood: %v, want the first provider", outcomes(out))
+	}
+	if _, held := ma.holds.m["quiet"]; held {
+		t.Errorf("a send the provider took did not end the hold-off")
+	}
+	if out := Send(context.Background(), from("flood"), ch, nil); out.Provider != "b" {
+		t.Errorf("flood still within its hold-off: %v", outcomes(out))
+	}
+}
+
+// TestEveryProviderThrottling: when every provider of the chain throttles the tenant, the answer
+// is a throttled error carrying the shortest wait; a provider failing otherwise makes it a
+// provider error (502), as before.
+func TestEveryProviderThrottling(t *testing.T) {
+	ch := Chain{Members: []*Member{member("a", &fake{fn: throttle(5 * time.Second)}, time.Second, strict),
+		member("b", &fake{fn: throttle(3 * time.Second)}, time.Second, strict)}}
+	out := Send(context.Background(), from("t"), ch, nil)
+	if out.Err == nil || out.Err.Class != gateway.ClassThrottled || out.Err.RetryAfter != 3*time.Second {
+		t.Fatalf("err = %+v, want throttled with 3s", out.Err)
+	}
+	// Held off both now: nothing is called, and the wait is what is left of the shorter.
+	out = Send(context.Background(), from("t"), ch, nil)
+	if out.Err == nil || out.Err.Class != gateway.ClassThrottled || out.Err.RetryAfter <= 2*time.Second || out.Err.RetryAfter > 3*time.Second {
+		t.Errorf("held off everywhere: err = %+v", out.Err)
+	}
+	mixed := Chain{Members: []*Member{member("a", &fake{fn: throttle(0)}, time.Second, strict),
+		member("b", &fake{fn: failing(gateway.ClassProvider, "HTTP_503")}, time.Second, strict)}}
+	if out := Send(context.Background(), from("t"), mixed, nil); out.Err == nil || out.Err.Class != gateway.ClassProvider || out.Err.Code != "HTTP_503" {
+		t.Errorf("throttled then failed: err = %+v, want the provider error", out.Err)
+	}
+}
+
+// TestHoldOffDurations: the provider's Retry-After within [1s, 60s]; without one 1s, doubling
+// with each throttle after a hold-off, up to 30s; two quiet minutes start again from 1s; a send
+// already in flight when the hold-off began does not lengthen it.
+func TestHoldOffDurations(t *testing.T) {
+	var h holds
+	t0 := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	if d := h.add("x", 5*time.Second, t0); d != 5*time.Second || h.left("x", t0.Add(2*time.Second)) != 3*time.Second {
+		t.Errorf("Retry-After 5s: %v", d)
+	}
+	if d := h.add("x", time.Hour, t0.Add(time.Millisecond)); d != 5*time.Second-time.Millisecond {
+		t.Errorf("a throttle inside the hold-off changed it: %v", d)
+	}
+	if d := h.add("y", time.Hour, t0); d != time.Minute {
+		t.Errorf("Retry-After 1h: %v, want 60s", d)
+	}
+	if d := h.add("y2", time.Millisecond, t0); d != time.Second {
+		t.Errorf("Retry-After 1ms: %v, want 1s", d)
+	}
+	var got []time.Duration
+	now := t0
+	for range 8 {
+		d := h.add("z", 0, now)
+		got = append(got, d)
+		now = now.Add(d)
+	}
+	want := []time.Duration{1, 2, 4, 8, 16, 30, 30, 30}
+	for i := range want {
+		want[i] *= time.Second
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("doubling (-want +got):\n%s", diff)
+	}
+	if h.left("z", now.Add(holdForget)) != 0 || h.add("z", 0, now.Add(holdForget)) != time.Second {
+		t.Errorf("two quiet minutes did not start again from 1s")
+	}
+	h.clear("x")
+	if h.left("x", t0) != 0 || h.n.Load() != int32(len(h.m)) {
+		t.Errorf("clear: left %v, n %d, map %d", h.left("x", t0), h.n.Load(), len(h.m))
+	}
+}

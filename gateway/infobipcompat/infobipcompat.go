@@ -230,7 +230,7 @@ func StatusFor(httpStatus int, code string) Status {
 		return Pending
 	case code == "country_not_allowed" || code == "client_not_allowed":
 		return RejectedCountry
-	case code == "rate_limited":
+	case code == "rate_limited" || code == "provider_throttled":
 		return RejectedRateLimit
 	case code == "invalid_number" || code == "recipient_rejected":
 		return RejectedDestination
@@ -242,7 +242,8 @@ func StatusFor(httpStatus int, code string) Status {
 
 // Answer renders the answer to a send of kind. When no destination was sent, it is an error in
 // Infobip's shape with a non-2xx status, so that the caller's error path runs: 429 (with the
-// longest Retry-After) when rate limits refused them all, 503 when providers failed, else 400.
+// longest Retry-After) when rate limits or providers' throttling refused them all, 503 when
+// providers failed, else 400.
 func Answer(kind, bulkID string, rs []Result) (status int, body []byte, retryAfter time.Duration) {
 	sent := 0
 	var limited, failed bool
@@ -250,7 +251,7 @@ func Answer(kind, bulkID string, rs []Result) (status int, body []byte, retryAft
 		if r.HTTPStatus == 200 {
 			sent++
 		}
-		if r.Code == "rate_limited" {
+		if r.Code == "rate_limited" || r.Code == "provider_throttled" {
 			limited = true
 			retryAfter = max(retryAfter, r.RetryAfter)
 		}
@@ -263,7 +264,7 @@ func Answer(kind, bulkID string, rs []Result) (status int, body []byte, retryAft
 		case failed:
 			return 503, ErrorBody(kind, "SERVICE_UNAVAILABLE", "no message could be sent: every provider failed; retry later"), 0
 		case limited:
-			return 429, ErrorBody(kind, "TOO_MANY_REQUESTS", "no message could be sent: a rate limit was reached"), retryAfter
+			return 429, ErrorBody(kind, "TOO_MANY_REQUESTS", "no message could be sent: a rate limit was reached or the providers are throttling these sends"), retryAfter
 		default:
 			return 400, ErrorBody(kind, "BAD_REQUEST", "no message could be sent: "+rs[0].Status.Description), 0
 		}

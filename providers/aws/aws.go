@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	sdkaws "github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -83,9 +84,13 @@ func call(ctx context.Context, k *kit.Client, table codeClass, reason func(error
 		return nil
 	}
 	status := 0
+	var retryAfter time.Duration
 	var re *awshttp.ResponseError
 	if errors.As(err, &re) {
 		status = re.HTTPStatusCode()
+		if re.Response != nil && re.Response.Response != nil {
+			retryAfter = kit.RetryAfter(re.Response.Header, time.Now())
+		}
 	}
 	var ae smithy.APIError
 	if !errors.As(err, &ae) {
@@ -94,8 +99,12 @@ func call(ctx context.Context, k *kit.Client, table codeClass, reason func(error
 		}
 		// An answer whose body is not the service's error shape (a proxy's HTML, an empty 503):
 		// by status alone. A 2xx that could not be read may have sent.
-		return &gateway.Error{Class: gateway.ClassProvider, Code: fmt.Sprintf("HTTP_%d", status), HTTPStatus: status, MaybeSent: status/100 == 2,
+		e := &gateway.Error{Class: gateway.ClassProvider, Code: fmt.Sprintf("HTTP_%d", status), HTTPStatus: status, MaybeSent: status/100 == 2,
 			Message: k.Name + " answered " + http.StatusText(status)}
+		if status == 429 {
+			e.Class, e.RetryAfter = gateway.ClassThrottled, retryAfter
+		}
+		return e
 	}
 	code := ae.ErrorCode()
 	r := ""
@@ -106,7 +115,10 @@ func call(ctx context.Context, k *kit.Client, table codeClass, reason func(error
 	if !ok {
 		class, ok = table[code]
 	}
-	if !ok || status >= 500 || status == 429 {
+	switch {
+	case status == 429:
+		class = gateway.ClassThrottled
+	case !ok || status >= 500:
 		class = gateway.ClassProvider
 	}
 	name := code
@@ -114,6 +126,9 @@ func call(ctx context.Context, k *kit.Client, table codeClass, reason func(error
 		name += "/" + r
 	}
 	e := &gateway.Error{Class: class, Code: k.Text(name), HTTPStatus: status, Message: k.Text(ae.ErrorMessage())}
+	if class == gateway.ClassThrottled {
+		e.RetryAfter = retryAfter
+	}
 	if e.Message == "" {
 		e.Message = code
 	}

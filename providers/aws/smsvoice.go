@@ -117,8 +117,8 @@ func (d *SMSVoice) Capabilities() gateway.Capabilities {
 
 // smsVoiceErrors is the error table, by exception and reason. Opted-out and invalid numbers are
 // the recipient's; a destination country blocked or not enabled for this account, an identity not
-// valid for the country, an unverified sandbox number concern this destination only; the rest
-// (access denied, spend limits, throttling, internal errors) is the provider's.
+// valid for the country, an unverified sandbox number concern this destination only; throttling
+// is throttling; the rest (access denied, spend limits, internal errors) is the provider's.
 var smsVoiceErrors = codeClass{
 	"ConflictException/DESTINATION_PHONE_NUMBER_OPTED_OUT":                          gateway.ClassRecipient,
 	"ValidationException/INVALID_PHONE_NUMBER":                                      gateway.ClassRecipient,
@@ -130,7 +130,7 @@ var smsVoiceErrors = codeClass{
 	"ConflictException/DESTINATION_PHONE_NUMBER_BLOCKED_BY_PROTECT_NUMBER_OVERRIDE": gateway.ClassDestination,
 	"ServiceQuotaExceededException":                                                 gateway.ClassProvider,
 	"AccessDeniedException":                                                         gateway.ClassProvider,
-	"ThrottlingException":                                                           gateway.ClassProvider,
+	"ThrottlingException":                                                           gateway.ClassThrottled,
 	"InternalServerException":                                                       gateway.ClassProvider,
 	"ResourceNotFoundException":                                                     gateway.ClassProvider,
 }

@@ -75,8 +75,8 @@ func NewSNS(cfg SNSConfig, deps gateway.Deps) *SNS {
 func (d *SNS) Capabilities() gateway.Capabilities { return gateway.SMSOnly }
 
 // snsErrors is the Publish error table. Invalid numbers and opted-out destinations are the
-// recipient's; everything else (authorization, signature and token errors, throttling, internal
-// errors, disabled endpoints, KMS) is the provider's.
+// recipient's; throttling is throttling; everything else (authorization, signature and token
+// errors, internal errors, disabled endpoints, KMS) is the provider's.
 var snsErrors = codeClass{
 	"InvalidParameter":      gateway.ClassRecipient,
 	"ParameterValueInvalid": gateway.ClassRecipient,
@@ -86,8 +86,8 @@ var snsErrors = codeClass{
 	"SignatureDoesNotMatch": gateway.ClassProvider,
 	"InvalidClientTokenId":  gateway.ClassProvider,
 	"ExpiredToken":          gateway.ClassProvider,
-	"Throttling":            gateway.ClassProvider,
-	"Throttled":             gateway.ClassProvider,
+	"Throttling":            gateway.ClassThrottled,
+	"Throttled":             gateway.ClassThrottled,
 	"InternalError":         gateway.ClassProvider,
 	"EndpointDisabled":      gateway.ClassProvider,
 }

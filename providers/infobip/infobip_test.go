@@ -149,7 +149,7 @@ func TestContract(t *testing.T) {
 			{Name: "v3 ApiError 401", Status: 401, Body: `{"errorCode":"E401","description":"Invalid login details","action":"Check credentials","violations":[],"resources":[]}`, Class: gateway.ClassProvider, Code: "E401"},
 			{Name: "legacy 401", Status: 401, Body: `{"requestError":{"serviceException":{"messageId":"UNAUTHORIZED","text":"Invalid login details"}}}`, Class: gateway.ClassProvider, Code: "UNAUTHORIZED"},
 			{Name: "403 scopes", Status: 403, Body: `{"errorCode":"E403","description":"Insufficient permissions","action":"","violations":[],"resources":[]}`, Class: gateway.ClassProvider, Code: "E403"},
-			{Name: "429 legacy", Status: 429, Body: `{"requestError":{"serviceException":{"messageId":"TOO_MANY_REQUESTS","text":"Too many requests"}}}`, Class: gateway.ClassProvider, Code: "TOO_MANY_REQUESTS"},
+			{Name: "429 legacy", Status: 429, Body: `{"requestError":{"serviceException":{"messageId":"TOO_MANY_REQUESTS","text":"Too many requests"}}}`, Class: gateway.ClassThrottled, Code: "TOO_MANY_REQUESTS"},
 			{Name: "500 v3", Status: 500, Body: `{"errorCode":"E500","description":"Something went wrong.","action":"","violations":[],"resources":[]}`, Class: gateway.ClassProvider, Code: "E500"},
 			{Name: "502 html from a proxy", Status: 502, ContentType: "text/html", Body: `<html><body>Bad Gateway</body></html>`, Class: gateway.ClassProvider, Code: "HTTP_502"},
 			{Name: "404 wrong base url", Status: 404, ContentType: "text/plain", Body: `not found`, Class: gateway.ClassProvider, Code: "HTTP_404"},

@@ -17,8 +17,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/smsgate/smsgate/gateway"
 )
@@ -182,8 +184,8 @@ func (c *Client) Fail(res *Response, class gateway.Class, code, text string) *ga
 }
 
 // Classify turns a non-2xx answer into an error. The baseline every provider shares comes first:
-// 5xx and 429 are provider errors whatever the body says (the driver's mapping may only name the
-// code). Any other status goes to the driver's mapping; nil from it (or a nil mapping) gives a
+// 5xx are provider errors and 429 is throttling (gateway.ClassThrottled, with the answer's
+// Retry-After) whatever the body says (the driver's mapping may only name the code). Any other status goes to the driver's mapping; nil from it (or a nil mapping) gives a
 // provider error HTTP_<status>: most 4xx are the account's or our request's problem, and failing
 // over is the safe answer. A body that is not the provider's error shape (HTML from a proxy,
 // empty) therefore classifies by status alone.
@@ -195,11 +197,31 @@ func (c *Client) Classify(res *Response, own func(*Response) *gateway.Error) *ga
 	if e == nil {
 		e = c.Fail(res, gateway.ClassProvider, fmt.Sprintf("HTTP_%d", res.Status), http.StatusText(res.Status))
 	}
-	if res.Status >= 500 || res.Status == http.StatusTooManyRequests {
+	switch {
+	case res.Status >= 500:
 		e.Class = gateway.ClassProvider
+	case res.Status == http.StatusTooManyRequests:
+		e.Class = gateway.ClassThrottled
+		e.RetryAfter = RetryAfter(res.Header, time.Now())
 	}
 	e.HTTPStatus = res.Status
 	return e
+}
+
+// RetryAfter reads a Retry-After header (delay-seconds or an HTTP date, RFC 9110 10.2.3) as a
+// wait from now; 0 when there is none, it cannot be read, or it is already past.
+func RetryAfter(h http.Header, now time.Time) time.Duration {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
 }
 
 // NoID is the error of a 2xx answer that names no message: the provider may or may not send it,

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/smsgate/smsgate/gateway"
 )
@@ -23,7 +24,7 @@ func TestClassifyBaselineWins(t *testing.T) {
 	}{
 		{400, recipient, gateway.ClassRecipient, "BAD_TO"},
 		{503, recipient, gateway.ClassProvider, "BAD_TO"},
-		{429, recipient, gateway.ClassProvider, "BAD_TO"},
+		{429, recipient, gateway.ClassThrottled, "BAD_TO"},
 		{401, nil, gateway.ClassProvider, "HTTP_401"},
 		{418, func(*Response) *gateway.Error { return nil }, gateway.ClassProvider, "HTTP_418"},
 	}
@@ -32,6 +33,39 @@ func TestClassifyBaselineWins(t *testing.T) {
 		if e.Class != tc.class || e.Code != tc.code || e.HTTPStatus != tc.status || strings.Contains(e.Message, "s3cr3t") {
 			t.Errorf("%d: %+v", tc.status, e)
 		}
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		header string
+		want   time.Duration
+	}{
+		{"", 0},
+		{"7", 7 * time.Second},
+		{" 120 ", 2 * time.Minute},
+		{"0", 0},
+		{"-3", 0},
+		{"soon", 0},
+		{"Mon, 30 Nov 2026 12:00:30 GMT", 30 * time.Second},
+		{"Mon, 30 Nov 2026 11:59:00 GMT", 0},
+	} {
+		h := http.Header{}
+		if tc.header != "" {
+			h.Set("Retry-After", tc.header)
+		}
+		if got := RetryAfter(h, now); got != tc.want {
+			t.Errorf("Retry-After %q: %v, want %v", tc.header, got, tc.want)
+		}
+	}
+	c := &Client{Name: "p"}
+	e := c.Classify(&Response{Status: 429, Header: http.Header{"Retry-After": {"3"}}}, nil)
+	if e.Class != gateway.ClassThrottled || e.RetryAfter != 3*time.Second {
+		t.Errorf("429 with Retry-After 3: %+v", e)
+	}
+	if e := c.Classify(&Response{Status: 503, Header: http.Header{"Retry-After": {"3"}}}, nil); e.Class != gateway.ClassProvider || e.RetryAfter != 0 {
+		t.Errorf("503 with Retry-After: %+v (an outage is the breaker's, whatever it asks)", e)
 	}
 }
 

@@ -89,7 +89,7 @@ func TestContract(t *testing.T) {
 			{Name: "400 responseCode 4 invalid text", Status: 400, Body: code(4, "Invalid text"), Class: gateway.ClassProvider, Code: "MITTO_4"},
 			{Name: "401 without a body", Status: 401, ContentType: "text/plain", Body: "Unauthorized", Class: gateway.ClassProvider, Code: "HTTP_401"},
 			{Name: "403", Status: 403, Body: code(1, "Forbidden"), Class: gateway.ClassProvider, Code: "MITTO_1"},
-			{Name: "a recipient code in a 429 is the provider's", Status: 429, Body: code(8, "Too many requests"), Class: gateway.ClassProvider, Code: "MITTO_8"},
+			{Name: "a recipient code in a 429 is throttling", Status: 429, Body: code(8, "Too many requests"), Class: gateway.ClassThrottled, Code: "MITTO_8"},
 			{Name: "an echoed key is removed", Status: 401, Body: code(9, "bad key "+key), Class: gateway.ClassProvider, Code: "MITTO_9"},
 			{Name: "200 with an id but no responseCode", Status: 200, Body: `{"id":"abc"}`, Class: gateway.ClassProvider, Code: "BAD_RESPONSE"},
 			{Name: "200 sent", Status: 200, Body: `{"id":"715118ef01aa4480bbd67324a0459b0b","timestamp":"2019-04-13T12:07:57.8625574Z","to":"41751231234","responseCode":0,"textLength":13,"responseText":"SMS sent"}`, OK: true},

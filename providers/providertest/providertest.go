@@ -86,6 +86,9 @@ type baseline struct {
 	wantCode  string           // "" accepts any
 	timeout   bool
 	maybeSent bool
+	class     gateway.Class // the zero value is ClassProvider
+	// retryAfter is the wait a throttled answer must carry.
+	retryAfter time.Duration
 }
 
 // hangingDialer never connects: a dial that times out, before anything was sent.
@@ -127,7 +130,12 @@ var baselines = []baseline{
 			}
 		}},
 	{name: "503 plain text", wantCode: "", handler: write(503, "text/plain", "Service Unavailable")},
-	{name: "429", handler: write(429, "application/json", `{}`)},
+	{name: "429: throttled, not the provider's failure", class: gateway.ClassThrottled, handler: write(429, "application/json", `{}`)},
+	{name: "429 with Retry-After", class: gateway.ClassThrottled, retryAfter: 7 * time.Second,
+		handler: func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Retry-After", "7")
+			write(429, "application/json", `{}`)(w, r)
+		}},
 	{name: "502 HTML from a proxy", handler: write(502, "text/html", "<html><body><h1>502 Bad Gateway</h1></body></html>")},
 	{name: "500 empty body", handler: write(500, "", "")},
 	{name: "2xx without an id: maybe sent", maybeSent: true, handler: write(200, "application/json", `{}`)},
@@ -178,9 +186,10 @@ func Run(t *testing.T, c Contract) {
 			if !errors.As(err, &ge) {
 				t.Fatalf("err = %v (%T), want a *gateway.Error", err, err)
 			}
-			if ge.Class != gateway.ClassProvider || (b.wantCode != "" && ge.Code != b.wantCode) || ge.Timeout != b.timeout || ge.MaybeSent != b.maybeSent {
-				t.Errorf("err = %v: class %v code %q timeout %v maybe-sent %v; want provider %q timeout %v maybe-sent %v",
-					err, ge.Class, ge.Code, ge.Timeout, ge.MaybeSent, b.wantCode, b.timeout, b.maybeSent)
+			if ge.Class != b.class || (b.wantCode != "" && ge.Code != b.wantCode) || ge.Timeout != b.timeout || ge.MaybeSent != b.maybeSent ||
+				ge.RetryAfter != b.retryAfter {
+				t.Errorf("err = %v: class %v code %q timeout %v maybe-sent %v retry-after %v; want %v %q timeout %v maybe-sent %v retry-after %v",
+					err, ge.Class, ge.Code, ge.Timeout, ge.MaybeSent, ge.RetryAfter, b.class, b.wantCode, b.timeout, b.maybeSent, b.retryAfter)
 			}
 			noLeak(t, err)
 		})

@@ -141,9 +141,13 @@ type answer struct {
 // accepted are the status codes of a message or call under way.
 var accepted = map[int]bool{290: true, 291: true, 292: true, 103: true}
 
-// recipientCodes are about the number; every other failure code is the provider's (10030
-// insufficient funds, 10019/10020 throttled, 100xx authentication, 10000, 500, 503, unknown).
-var recipientCodes = map[int]bool{11000: true, 11001: true, 12000: true, 10032: true}
+// recipientCodes are about the number and throttleCodes about the rate (10019 rate limit
+// exceeded, 10020 transaction hard cap); every other failure code is the provider's (10030
+// insufficient funds, 100xx authentication, 10000, 500, 503, unknown).
+var (
+	recipientCodes = map[int]bool{11000: true, 11001: true, 12000: true, 10032: true}
+	throttleCodes  = map[int]bool{10019: true, 10020: true}
+)
 
 func (p *Provider) classify(res *kit.Response) *gateway.Error {
 	var a answer
@@ -151,8 +155,11 @@ func (p *Provider) classify(res *kit.Response) *gateway.Error {
 		return nil
 	}
 	class := gateway.ClassProvider
-	if recipientCodes[a.Status.Code] {
+	switch {
+	case recipientCodes[a.Status.Code]:
 		class = gateway.ClassRecipient
+	case throttleCodes[a.Status.Code]:
+		class = gateway.ClassThrottled
 	}
 	return p.kit.Fail(res, class, "TELESIGN_"+strconv.Itoa(a.Status.Code), a.Status.Description)
 }

@@ -131,7 +131,7 @@ func TestContract(t *testing.T) {
 			{Name: "10032 blocked by TeleSign: recipient", Status: 400, Body: st(10032, "Blocked"), Class: gateway.ClassRecipient, Code: "TELESIGN_10032"},
 			{Name: "a 200 with a failure code is a failure", Status: 200, Body: st(11000, "Invalid value for parameter phone_number."), Class: gateway.ClassRecipient, Code: "TELESIGN_11000"},
 			{Name: "402 10030 insufficient funds", Status: 402, Body: st(10030, "Insufficient funds in prepaid wallet"), Class: gateway.ClassProvider, Code: "TELESIGN_10030"},
-			{Name: "429 10019 throttled", Status: 429, Body: st(10019, "Rate Limit Exceeded"), Class: gateway.ClassProvider, Code: "TELESIGN_10019"},
+			{Name: "429 10019 throttled", Status: 429, Body: st(10019, "Rate Limit Exceeded"), Class: gateway.ClassThrottled, Code: "TELESIGN_10019"},
 			{Name: "401 10008 signature", Status: 401, Body: st(10008, "Invalid signature"), Class: gateway.ClassProvider, Code: "TELESIGN_10008"},
 			{Name: "503 10000 unavailable", Status: 503, Body: st(10000, "System unavailable"), Class: gateway.ClassProvider, Code: "TELESIGN_10000"},
 			{Name: "unknown code kept", Status: 400, Body: st(13999, "Something new"), Class: gateway.ClassProvider, Code: "TELESIGN_13999"},

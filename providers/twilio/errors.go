@@ -32,7 +32,7 @@ var codes = map[int]struct {
 
 	20003: {gateway.ClassProvider, "authentication failed"},
 	20404: {gateway.ClassProvider, "resource not found (account sid?)"},
-	20429: {gateway.ClassProvider, "too many concurrent requests"},
+	20429: {gateway.ClassThrottled, "too many concurrent requests"},
 	21608: {gateway.ClassProvider, "trial account: number not verified"},
 	30001: {gateway.ClassProvider, "queue overflow"},
 }

@@ -136,7 +136,7 @@ func TestContract(t *testing.T) {
 			{Name: "21606 sender not allowed: destination", Status: 400, Body: tw(400, 21606, "The From phone number is not a valid, SMS-capable inbound phone number"), Class: gateway.ClassDestination, Code: "21606"},
 			{Name: "20003 auth", Status: 401, Body: tw(401, 20003, "Authenticate"), Class: gateway.ClassProvider, Code: "20003"},
 			{Name: "21608 trial", Status: 400, Body: tw(400, 21608, "The number is unverified"), Class: gateway.ClassProvider, Code: "21608"},
-			{Name: "20429 throttled", Status: 429, Body: tw(429, 20429, "Too Many Requests"), Class: gateway.ClassProvider, Code: "20429"},
+			{Name: "20429 throttled", Status: 429, Body: tw(429, 20429, "Too Many Requests"), Class: gateway.ClassThrottled, Code: "20429"},
 			{Name: "a recipient code in a 5xx is still the provider's", Status: 503, Body: tw(503, 21211, "odd"), Class: gateway.ClassProvider, Code: "21211"},
 			{Name: "unknown code", Status: 400, Body: tw(400, 29999, "something new"), Class: gateway.ClassProvider, Code: "29999"},
 			{Name: "an echoed token is removed", Status: 401, Body: tw(401, 29998, "bad token "+token+" / "+token[4:14]), Class: gateway.ClassProvider, Code: "29998"},

@@ -134,7 +134,7 @@ var statuses = map[string]struct {
 	class gateway.Class
 	desc  string
 }{
-	"1":  {gateway.ClassProvider, "throttled: Vonage's throughput rate was exceeded"},
+	"1":  {gateway.ClassThrottled, "throttled: Vonage's throughput rate was exceeded"},
 	"2":  {gateway.ClassProvider, "missing parameters (our request)"},
 	"3":  {gateway.ClassProvider, "invalid parameters"},
 	"4":  {gateway.ClassProvider, "invalid credentials (api_key, api_secret)"},

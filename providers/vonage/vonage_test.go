@@ -189,7 +189,7 @@ func TestContract(t *testing.T) {
 			{Name: "status 7 number barred: recipient", Status: 200, Body: status("7"), Class: gateway.ClassRecipient, Code: "VONAGE_7"},
 			{Name: "status 33 de-activated: recipient", Status: 200, Body: status("33"), Class: gateway.ClassRecipient, Code: "VONAGE_33"},
 			{Name: "status 29 not whitelisted: destination", Status: 200, Body: status("29"), Class: gateway.ClassDestination, Code: "VONAGE_29"},
-			{Name: "status 1 throttled", Status: 200, Body: status("1"), Class: gateway.ClassProvider, Code: "VONAGE_1"},
+			{Name: "status 1 throttled", Status: 200, Body: status("1"), Class: gateway.ClassThrottled, Code: "VONAGE_1"},
 			{Name: "status 4 credentials", Status: 200, Body: status("4"), Class: gateway.ClassProvider, Code: "VONAGE_4"},
 			{Name: "status 9 no credit", Status: 200, Body: status("9"), Class: gateway.ClassProvider, Code: "VONAGE_9"},
 			{Name: "status 14 signature", Status: 200, Body: status("14"), Class: gateway.ClassProvider, Code: "VONAGE_14"},
@@ -431,7 +431,7 @@ func TestFakeModes(t *testing.T) {
 		code      string
 		maybeSent bool
 	}{
-		{vonagetest.Throttled, gateway.ClassProvider, "VONAGE_1", false},
+		{vonagetest.Throttled, gateway.ClassThrottled, "VONAGE_1", false},
 		{vonagetest.Barred, gateway.ClassRecipient, "VONAGE_7", false},
 		{vonagetest.Partial, gateway.ClassProvider, "VONAGE_5", true},
 		{vonagetest.Unavailable, gateway.ClassProvider, "HTTP_503", false},

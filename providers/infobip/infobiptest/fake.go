@@ -24,6 +24,7 @@ const (
 	Hang                    // never answers until the client gives up or Release is called
 	Rejected                // 200 with REJECTED_DESTINATION
 	NoCredit                // 200 with REJECTED_NOT_ENOUGH_CREDITS
+	Throttled               // 429 TOO_MANY_REQUESTS with Retry-After: 30
 )
 
 // Request is one recorded call.
@@ -87,6 +88,11 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	mode := Mode(m)
+	if mode == Throttled {
+		w.Header().Set("Retry-After", "30")
+		writeJSON(w, 429, `{"requestError":{"serviceException":{"messageId":"TOO_MANY_REQUESTS","text":"Too many requests"}}}`)
+		return
+	}
 	if mode == Unavailable {
 		writeJSON(w, 503, `{"requestError":{"serviceException":{"messageId":"GENERAL_ERROR","text":"Something went wrong. Please contact support."}}}`)
 		return
