@@ -310,3 +310,29 @@ routes:
 		t.Errorf("smsgate_provider_attempts_total{ib,throttled} = %v, want 14 (2 refused, 12 held off)", v)
 	}
 }
+
+// TestPerIPCountsAnIPv6SlashSixtyFour: an end user walking through the addresses of its own /64
+// (or writing its IPv4 address as IPv4-mapped IPv6) is still one per_ip bucket; another /64 is not.
+func TestPerIPCountsAnIPv6SlashSixtyFour(t *testing.T) {
+	h := start(t, `
+storage: {driver: memory}
+policy: {rate_limits: {per_recipient: 0, per_ip: 1/1h}}
+tenants: [{name: acme, api_key: acme-key}]
+providers: [{name: m, type: mock}]
+routes: [{name: default, providers: [m]}]
+`, Options{})
+	send := func(i int, ip string) response {
+		return h.send("acme-key", `{"message_options":{"recipient":"+1415555`+fmt.Sprintf("%04d", i)+`","text":"Code 1234","message_type":"sms"},"request":{"ip":"`+ip+`"}}`)
+	}
+	for i, tc := range []struct {
+		ip     string
+		status int
+	}{
+		{"2001:db8:1:2::1", 200}, {"2001:db8:1:2:ffff::7", 429}, {"2001:db8:1:3::1", 200},
+		{"203.0.113.9", 200}, {"::ffff:203.0.113.9", 429}, {"not-an-address", 400},
+	} {
+		if r := send(100+i, tc.ip); r.Status != tc.status {
+			t.Errorf("ip %s: %d %s, want %d", tc.ip, r.Status, r.Raw, tc.status)
+		}
+	}
+}

@@ -7,6 +7,7 @@ package intake
 import (
 	"bytes"
 	"encoding/json"
+	"net/netip"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -149,7 +150,39 @@ func Check(r *Request) error {
 	if strings.ContainsFunc(r.Text, func(c rune) bool { return c < 0x20 && c != '\t' && c != '\n' && c != '\r' || c == 0x7f }) {
 		return bad("invalid_request", "the text has a control character (only tab and line breaks are allowed)")
 	}
+	// What Auth0 sends in these is far shorter; longer would only grow what every tenant shares
+	// (each record of the message log, the state store's keys).
+	for _, f := range [...]struct {
+		name, v string
+		most    int
+	}{{"the client id", r.ClientID, MaxClientIDLen}, {"the action", r.Action, MaxActionLen}, {"the language", r.Language, MaxLanguageLen}} {
+		if len(f.v) > f.most {
+			return bad("invalid_request", f.name+" is longer than "+strconv.Itoa(f.most)+" bytes")
+		}
+	}
+	if r.IP != "" {
+		ip, ok := IPKey(r.IP)
+		if !ok {
+			return bad("invalid_request", "the request's ip is not an IP address")
+		}
+		r.IP = ip
+	}
 	return nil
+}
+
+// IPKey returns the end user's address as per_ip counts it: an IPv4 address (also when written
+// as IPv4-mapped IPv6) as itself, an IPv6 address as its /64, the least a home or a phone is
+// given, so that walking through one's own /64 does not escape the limit. The zone is dropped.
+func IPKey(s string) (string, bool) {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return "", false
+	}
+	a = a.WithZone("").Unmap()
+	if a.Is4() {
+		return a.String(), true
+	}
+	return netip.PrefixFrom(a, 64).Masked().String(), true
 }
 
 // Limits of what a caller may send; longer is a 400 before policy or any provider sees it.
@@ -159,6 +192,12 @@ const (
 	// MaxTextChars is the most characters (Unicode code points) a text or voice text may have,
 	// after the code is put where it is used.
 	MaxTextChars = 1600
+	// MaxClientIDLen, MaxActionLen and MaxLanguageLen bound the client id (Auth0's are 32
+	// characters), the action (Auth0's longest is under 40) and the language (a BCP 47 tag;
+	// RFC 5646 asks for at least 35 characters to be kept), in bytes.
+	MaxClientIDLen = 128
+	MaxActionLen   = 64
+	MaxLanguageLen = 35
 )
 
 // ValidSender reports whether from is a sender every provider takes in form: a phone number of

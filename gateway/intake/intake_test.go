@@ -289,3 +289,52 @@ func TestTextControlCharacters(t *testing.T) {
 		}
 	}
 }
+
+// TestFieldsAreBounded: the client id, the action and the language are held to what Auth0 could
+// send, at the limit and one byte over, through every shape that carries them.
+func TestFieldsAreBounded(t *testing.T) {
+	for _, tc := range []struct {
+		name, field string
+		most        int
+	}{{"client id", "client_id", MaxClientIDLen}, {"action", "action", MaxActionLen}, {"language", "language", MaxLanguageLen}} {
+		for _, n := range []int{tc.most, tc.most + 1} {
+			body := `{"recipient":"+14155550104","text":"Code 1234","` + tc.field + `":"` + strings.Repeat("x", n) + `"}`
+			_, err := Decode([]byte(body))
+			if (err == nil) != (n == tc.most) {
+				t.Errorf("%s of %d bytes: err = %v", tc.name, n, err)
+			}
+		}
+	}
+	hook := `{"recipient":"+14155550104","text":"Code 1234","context":{"client":{"client_id":"` + strings.Repeat("a", MaxClientIDLen+1) + `"}}}`
+	if _, err := Decode([]byte(hook)); err == nil {
+		t.Errorf("a hook's long client id passed")
+	}
+}
+
+// TestIPKey: an address is counted as itself (IPv4, also mapped into IPv6) or by its /64 (IPv6);
+// anything else is refused.
+func TestIPKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"203.0.113.9":              "203.0.113.9",
+		"::ffff:203.0.113.9":       "203.0.113.9",
+		"2001:db8:1:2:3:4:5:6":     "2001:db8:1:2::/64",
+		"2001:DB8:1:2::ffff":       "2001:db8:1:2::/64",
+		"fe80::1%eth0":             "fe80::/64",
+		"203.0.113.9:443":          "",
+		"203.0.113.009":            "",
+		"example.com":              "",
+		strings.Repeat("1", 70000): "",
+	} {
+		got, ok := IPKey(in)
+		if got != want || ok != (want != "") {
+			t.Errorf("IPKey(%.20q) = %q, %v; want %q", in, got, ok, want)
+		}
+	}
+	r, err := Decode([]byte(`{"message_options":{"recipient":"+14155550104","text":"Code 1234"},"request":{"ip":"2001:db8:1:2::99"}}`))
+	if err != nil || r.IP != "2001:db8:1:2::/64" {
+		t.Errorf("Decode: ip %q, err %v", r.IP, err)
+	}
+	if _, err := Decode([]byte(`{"message_options":{"recipient":"+14155550104","text":"Code 1234"},"request":{"ip":"not-an-ip"}}`)); err == nil {
+		t.Errorf("an ip that is no address passed")
+	}
+}
