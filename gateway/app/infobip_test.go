@@ -210,6 +210,28 @@ func TestInfobipCompatibleSends(t *testing.T) {
 			t.Errorf("providers down: %d %s", r.Status, r.Raw)
 		}
 		checkSpec(t, sms, "/sms/2/text/advanced", "POST", r)
+		// Longer than Infobip takes: refused whole, before any send, so that 100 destinations
+		// cannot write a long value 100 times into the message log every tenant shares.
+		before := len(c.ib.Requests())
+		for _, tc := range []struct{ path, body, field string }{
+			{"/sms/2/text/advanced", `{"messages":[{"destinations":[{"to":"14155550170"},{"to":"14155550171"}],"text":"Code 4","callbackData":"` + strings.Repeat("c", 4001) + `"}]}`, "callbackData"},
+			{"/sms/3/messages", `{"messages":[{"destinations":[{"to":"14155550172"}],"content":{"text":"Code 5"},"webhooks":{"callbackData":"` + strings.Repeat("c", 4001) + `"}}]}`, "callbackData"},
+			{"/tts/3/advanced", `{"messages":[{"destinations":[{"to":"14155550173"}],"text":"Code 6","language":"en","callbackData":"` + strings.Repeat("c", 701) + `"}]}`, "callbackData"},
+			{"/sms/2/text/advanced", `{"messages":[{"destinations":[{"to":"14155550174","messageId":"` + strings.Repeat("m", 201) + `"}],"text":"Code 7"}]}`, "messageId"},
+			{"/sms/2/text/advanced", `{"bulkId":"` + strings.Repeat("b", 101) + `","messages":[{"destinations":[{"to":"14155550175"}],"text":"Code 8"}]}`, "bulkId"},
+		} {
+			r := c.call("POST", tc.path, "App acme-ib-key", tc.body)
+			if r.Status != 400 || !strings.Contains(r.Raw, tc.field+" is longer than") {
+				t.Errorf("%s with a long %s: %d %.200s", tc.path, tc.field, r.Status, r.Raw)
+			}
+		}
+		if n := len(c.ib.Requests()); n != before {
+			t.Errorf("%d sends went out for requests with fields over the limits", n-before)
+		}
+		r = c.call("POST", "/sms/2/text/advanced", "App acme-ib-key", `{"messages":[{"destinations":[{"to":"14155550176"}],"text":"Code 9","callbackData":"`+strings.Repeat("c", 4000)+`"}]}`)
+		if r.Status != 200 {
+			t.Errorf("callbackData of exactly 4000: %d %.200s", r.Status, r.Raw)
+		}
 		r = c.call("POST", "/sms/2/text/advanced", "App acme-ib-key", `{"messages":[{"destinations":[{"to":"14155550104"}],"text":"x","notifyUrl":"https://evil.example.com/steal"}]}`)
 		if r.Status != 400 || !strings.Contains(r.Raw, "notify_hosts") {
 			t.Errorf("notify URL on a host not allowed: %d %s", r.Status, r.Raw)

@@ -166,9 +166,37 @@ func check(out []Destination) ([]Destination, error) {
 		if strings.TrimSpace(d.To) == "" {
 			return nil, bad("every destination needs a to")
 		}
+		// Infobip's own limits. Each destination becomes a record that keeps these fields, and
+		// a push that carries them, so one request of 100 destinations must not multiply a long
+		// value 100 times in the message log every tenant shares.
+		callback := MaxCallbackData
+		if d.Voice {
+			callback = MaxVoiceCallbackData
+		}
+		switch {
+		case len(d.CallbackData) > callback:
+			return nil, bad(fmt.Sprintf("callbackData is longer than %d characters", callback))
+		case len(d.Reference) > MaxMessageID:
+			return nil, bad(fmt.Sprintf("messageId is longer than %d characters", MaxMessageID))
+		case len(d.BulkID) > MaxBulkID:
+			return nil, bad(fmt.Sprintf("bulkId is longer than %d characters", MaxBulkID))
+		case len(d.NotifyURL) > MaxNotifyURL:
+			return nil, bad(fmt.Sprintf("notifyUrl is longer than %d characters", MaxNotifyURL))
+		}
 	}
 	return out, nil
 }
+
+// Limits of the fields a destination's record keeps: Infobip's SMS spec gives callbackData 4000
+// characters, messageId 200 and bulkId 100, its voice spec callbackData 700; a notify URL is
+// held to 2048 (they give none). Counted in bytes, which is stricter for non-ASCII.
+const (
+	MaxCallbackData      = 4000
+	MaxVoiceCallbackData = 700
+	MaxMessageID         = 200
+	MaxBulkID            = 100
+	MaxNotifyURL         = 2048
+)
 
 // ParseQuery reads GET /sms/{1,3}/text/query: from (or sender), to (comma-separated), text,
 // bulkId, notifyUrl, callbackData.
