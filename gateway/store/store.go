@@ -8,7 +8,8 @@
 // SIGKILL of the process. When the database does not commit in time the caller goes on (sending
 // codes matters more than logging them) and the write waits, in order, in a bounded retry buffer,
 // tried again with backoff, counted and logged as an error; it is dropped only when that buffer is
-// full (oldest first) or still failing when Close gives up, and always counted. A batch the
+// full (oldest first; each drop counted, the error lines at most one a second) or still failing
+// when Close gives up, and always counted. A batch the
 // database refuses for its data (ErrRefused) is applied one write at a time, and only the writes
 // refused on their own are given up: no write can hold back the others. Strings are written as
 // every backend keeps them (text.go). Close applies what is queued, retrying for a bounded time.
@@ -501,6 +502,10 @@ type writeLoop struct {
 	rate        float64
 	windowStart time.Time
 	windowOps   int
+	// overflow counts the writes pushed out of a full retry buffer since overflowLogged: while it
+	// overflows, every new write pushes one out, and one error line a second says how many.
+	overflow       int
+	overflowLogged time.Time
 }
 
 // rateWindow is how long the writer counts records to estimate the write rate.
@@ -622,10 +627,43 @@ func (w *writeLoop) add(op Op) {
 	w.windowOps++
 	w.buf = append(w.buf, op)
 	if over := len(w.buf) - w.s.opts.RetryBuffer; over > 0 {
-		w.buf = append(w.buf[:0], w.buf[over:]...)
-		w.drop(over, "the retry buffer is full")
+		w.shift(over)
+		if w.s.opts.OnDrop != nil {
+			w.s.opts.OnDrop(over)
+		}
+		w.overflow += over
+		w.logOverflow(time.Now())
 	}
 }
+
+// logOverflow logs the writes pushed out of the retry buffer since the last such line, at most
+// once a second.
+func (w *writeLoop) logOverflow(now time.Time) {
+	if w.overflow > 0 && now.Sub(w.overflowLogged) >= time.Second {
+		w.s.log.Error("message log writes dropped", "writes", w.overflow, "reason", "the retry buffer is full")
+		w.overflow, w.overflowLogged = 0, now
+	}
+}
+
+// shift removes the buffer's first n ops. Little left behind them (a committed batch, the usual
+// case) is copied down, so the array is used again; a long rest is not: the slice moves forward
+// instead, and append moves what is left to a new array as the buffer grows. With a full buffer
+// every new write pushes out the oldest, and copying 65,536 ops down each time once cost the
+// writer 177 µs a write. Removed ops are cleared so that their records can be collected.
+func (w *writeLoop) shift(n int) {
+	rest := len(w.buf) - n
+	if rest <= shiftCopyMax {
+		copy(w.buf, w.buf[n:])
+		clear(w.buf[rest:])
+		w.buf = w.buf[:rest]
+		return
+	}
+	clear(w.buf[:n])
+	w.buf = w.buf[n:]
+}
+
+// shiftCopyMax is the longest rest shift copies down.
+const shiftCopyMax = 1024
 
 func (w *writeLoop) drop(n int, why string) {
 	w.s.log.Error("message log writes dropped", "writes", n, "reason", why)
@@ -647,7 +685,7 @@ func (w *writeLoop) tryAll() bool {
 			for range n {
 				if err = w.apply(1); errors.Is(err, ErrRefused) {
 					op := w.buf[0]
-					w.buf = append(w.buf[:0], w.buf[1:]...)
+					w.shift(1)
 					w.drop(1, "the database refused the write: "+err.Error())
 					if op.done != nil {
 						op.done <- err
@@ -686,13 +724,14 @@ func (w *writeLoop) apply(n int) error {
 			op.done <- nil
 		}
 	}
-	w.buf = append(w.buf[:0], w.buf[n:]...)
+	w.shift(n)
 	return nil
 }
 
 // publish tells Backlog and OnBacklog how many writes wait for another try.
 func (w *writeLoop) publish() {
 	s := w.s
+	w.logOverflow(time.Now())
 	s.backlog.Store(int64(len(w.buf)))
 	if s.opts.OnBacklog != nil {
 		s.opts.OnBacklog(len(w.buf))
@@ -715,6 +754,8 @@ func (w *writeLoop) final() {
 		time.Sleep(min(backoff, time.Until(deadline)))
 		backoff = min(2*backoff, maxBackoff)
 	}
+	w.overflowLogged = time.Time{} // whatever is left unlogged is logged now
+	w.logOverflow(time.Now())
 	if len(w.buf) > 0 {
 		w.drop(len(w.buf), "the database still failed when the message log closed")
 		w.buf = nil

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -558,6 +559,44 @@ func TestRetryBufferBoundAndCloseGiveUpAreCounted(t *testing.T) {
 	}
 }
 
+// TestOverflowIsCountedEveryTimeAndLoggedOnceASecond: while the database is down and the retry
+// buffer overflows, each write pushes out the oldest: every one is counted, but the error lines
+// come at most one a second, and together (with the one at close) they account for every write.
+func TestOverflowIsCountedEveryTimeAndLoggedOnceASecond(t *testing.T) {
+	fb := &flaky{Backend: NewMemory(), down: true}
+	var c counters
+	var logs bytes.Buffer
+	var logMu sync.Mutex
+	s := New(c.opts(Options{Backend: fb, RetryBuffer: 5, CloseTimeout: 50 * time.Millisecond, CommitTimeout: time.Millisecond,
+		Logger: slogTo(&logs, &logMu)}))
+	for i := range 300 {
+		s.Insert(context.Background(), record(fmt.Sprint("m", i), "acme", "p", "", t0))
+	}
+	s.Close()
+	if _, _, dropped := c.get(); dropped != 300 {
+		t.Errorf("dropped %d, want 300", dropped)
+	}
+	logMu.Lock()
+	defer logMu.Unlock()
+	lines, total := 0, 0
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var e struct {
+			Msg    string `json:"msg"`
+			Writes int    `json:"writes"`
+			Reason string `json:"reason"`
+		}
+		if json.Unmarshal([]byte(l), &e) == nil && e.Msg == "message log writes dropped" {
+			total += e.Writes
+			if e.Reason == "the retry buffer is full" {
+				lines++
+			}
+		}
+	}
+	if lines < 1 || lines > 3 || total != 300 {
+		t.Errorf("%d overflow lines covering, with the close, %d writes; want 1 to 3 lines and 300 writes:\n%s", lines, total, logs.String())
+	}
+}
+
 // lockedWriter serializes writes to a buffer that the test reads under the same lock.
 type lockedWriter struct {
 	mu *sync.Mutex
@@ -810,5 +849,20 @@ func TestNegativePriceIsNoCharge(t *testing.T) {
 	}
 	if len(charges) != 0 {
 		t.Errorf("charges = %+v", charges)
+	}
+}
+
+// BenchmarkAddToFullRetryBuffer: what one more write costs the writer while the database is down
+// and the retry buffer is full (each pushes out the oldest), at the default bound.
+func BenchmarkAddToFullRetryBuffer(b *testing.B) {
+	s := &Store{opts: Options{RetryBuffer: 65536}, log: slog.New(slog.DiscardHandler)}
+	w := &writeLoop{s: s}
+	rec := record("m", "acme", "p", "", t0)
+	for range s.opts.RetryBuffer {
+		w.add(Op{Insert: rec})
+	}
+	b.ResetTimer()
+	for range b.N {
+		w.add(Op{Insert: rec})
 	}
 }
