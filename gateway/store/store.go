@@ -8,8 +8,9 @@
 // SIGKILL of the process. When the database does not commit in time the caller goes on (sending
 // codes matters more than logging them) and the write waits, in order, in a bounded retry buffer,
 // tried again with backoff, counted and logged as an error; it is dropped only when that buffer is
-// full (oldest first; each drop counted, the error lines at most one a second) or still failing
-// when Close gives up, and always counted. A batch the
+// full (the oldest writes of the tenants holding the most of it, so that one tenant's flood
+// pushes out its own records; each drop counted, the error lines at most one a second) or still
+// failing when Close gives up, and always counted. A batch the
 // database refuses for its data (ErrRefused) is applied one write at a time, and only the writes
 // refused on their own are given up: no write can hold back the others. Strings are written as
 // every backend keeps them (text.go). Close applies what is queued, retrying for a bounded time.
@@ -627,13 +628,72 @@ func (w *writeLoop) add(op Op) {
 	w.windowOps++
 	w.buf = append(w.buf, op)
 	if over := len(w.buf) - w.s.opts.RetryBuffer; over > 0 {
-		w.shift(over)
+		n := w.evict(over + w.s.opts.RetryBuffer/evictChunk)
 		if w.s.opts.OnDrop != nil {
-			w.s.opts.OnDrop(over)
+			w.s.opts.OnDrop(n)
 		}
-		w.overflow += over
+		w.overflow += n
 		w.logOverflow(time.Now())
 	}
+}
+
+// evictChunk: an overflowing buffer gives up 1/evictChunk of its bound at once, so that the pass
+// over it (evict) runs once every that many writes, not for each.
+const evictChunk = 64
+
+// evict gives up at least k writes and returns how many: the oldest writes of the tenants that
+// hold the most of the buffer, until no tenant holds more than the others' largest share allows
+// (delivery reports count as one more tenant). The retry buffer is shared: during an outage, a
+// tenant sending a flood must push out its own records, not the other tenants'. The order of what
+// is kept does not change.
+func (w *writeLoop) evict(k int) int {
+	counts := map[string]int{}
+	for i := range w.buf {
+		counts[opTenant(&w.buf[i])]++
+	}
+	// The largest share c that every tenant may keep with at most len-k writes kept in all.
+	keep, c, hi := len(w.buf)-k, 0, 0
+	for _, n := range counts {
+		hi = max(hi, n)
+	}
+	kept := func(c int) int {
+		s := 0
+		for _, n := range counts {
+			s += min(n, c)
+		}
+		return s
+	}
+	for lo := 0; lo <= hi; {
+		if mid := (lo + hi) / 2; kept(mid) <= keep {
+			c, lo = mid, mid+1
+		} else {
+			hi = mid - 1
+		}
+	}
+	for t, n := range counts {
+		counts[t] = max(n-c, 0) // now: how many of t's oldest go
+	}
+	j := 0
+	for _, op := range w.buf {
+		if t := opTenant(&op); counts[t] > 0 {
+			counts[t]--
+			continue
+		}
+		w.buf[j] = op
+		j++
+	}
+	dropped := len(w.buf) - j
+	clear(w.buf[j:])
+	w.buf = w.buf[:j]
+	return dropped
+}
+
+// opTenant is the tenant a write belongs to; "" for a delivery report (it names no tenant).
+func opTenant(op *Op) string {
+	if op.Insert != nil {
+		return op.Insert.Tenant
+	}
+	return ""
 }
 
 // logOverflow logs the writes pushed out of the retry buffer since the last such line, at most
@@ -647,9 +707,8 @@ func (w *writeLoop) logOverflow(now time.Time) {
 
 // shift removes the buffer's first n ops. Little left behind them (a committed batch, the usual
 // case) is copied down, so the array is used again; a long rest is not: the slice moves forward
-// instead, and append moves what is left to a new array as the buffer grows. With a full buffer
-// every new write pushes out the oldest, and copying 65,536 ops down each time once cost the
-// writer 177 µs a write. Removed ops are cleared so that their records can be collected.
+// instead, and append moves what is left to a new array as the buffer grows (a long backlog
+// drains in many batches). Removed ops are cleared so that their records can be collected.
 func (w *writeLoop) shift(n int) {
 	rest := len(w.buf) - n
 	if rest <= shiftCopyMax {

@@ -597,6 +597,67 @@ func TestOverflowIsCountedEveryTimeAndLoggedOnceASecond(t *testing.T) {
 	}
 }
 
+// TestOverflowPushesOutTheFloodNotTheOthers: the database is down; a quiet tenant's records
+// arrive first, then another tenant's flood overflows the retry buffer. Once the database is back,
+// every record of the quiet tenant is written, and what was given up was the flood's oldest.
+func TestOverflowPushesOutTheFloodNotTheOthers(t *testing.T) {
+	fb := &flaky{Backend: NewMemory(), down: true}
+	var c counters
+	s := New(c.opts(Options{Backend: fb, RetryBuffer: 128, CommitTimeout: time.Millisecond}))
+	defer s.Close()
+	for i := range 20 {
+		s.Insert(context.Background(), record(fmt.Sprint("quiet-", i), "quiet", "p", "", t0))
+	}
+	for i := range 1000 {
+		s.Insert(context.Background(), record(fmt.Sprint("flood-", i), "flood", "p", "", t0))
+	}
+	fb.set(false)
+	s.Flush(context.Background())
+	got := map[string]int{}
+	for _, tn := range []string{"quiet", "flood"} {
+		recs, err := fb.Backend.List(context.Background(), Query{Tenant: tn, Limit: 2000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[tn] = len(recs)
+		if tn == "flood" && len(recs) > 0 {
+			// The flood kept its newest: what was given up came from its front.
+			if ids := recs[0].ID; ids != "flood-999" {
+				t.Errorf("the flood's newest kept record is %s, want flood-999", ids)
+			}
+		}
+	}
+	_, _, dropped := c.get()
+	if got["quiet"] != 20 || got["flood"] < 100 || got["flood"]+got["quiet"]+dropped != 1020 {
+		t.Errorf("kept quiet %d (want 20), flood %d (want 100 or more), dropped %d (want the rest of 1020)", got["quiet"], got["flood"], dropped)
+	}
+}
+
+// TestEvictKeepsOrderAndCutsTheLargestFirst: evict takes the oldest writes of the largest tenants,
+// never more of a tenant than brings it down to the others' share, and keeps the order.
+func TestEvictKeepsOrderAndCutsTheLargestFirst(t *testing.T) {
+	var w writeLoop
+	for i, tn := range strings.Split("a b a a c a a b a a", " ") {
+		w.buf = append(w.buf, Op{Insert: record(fmt.Sprint(tn, i), tn, "p", "", t0)})
+	}
+	w.buf = append(w.buf, Op{Report: &gateway.DeliveryReport{ProviderMessageID: "r"}})
+	if n := w.evict(4); n != 4 {
+		t.Fatalf("evicted %d, want 4", n)
+	}
+	var ids []string
+	for _, op := range w.buf {
+		if op.Insert != nil {
+			ids = append(ids, op.Insert.ID)
+		} else {
+			ids = append(ids, "report")
+		}
+	}
+	// a held 7 of 11: cut to 3 (b 2, c 1 and the report 1 untouched).
+	if diff := cmp.Diff([]string{"b1", "c4", "a6", "b7", "a8", "a9", "report"}, ids); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
 // lockedWriter serializes writes to a buffer that the test reads under the same lock.
 type lockedWriter struct {
 	mu *sync.Mutex
