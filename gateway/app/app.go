@@ -242,7 +242,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 		backend = o.WrapBackend(backend)
 	}
 	a.store = store.New(store.Options{Backend: backend, Logger: a.log, Retention: cfg.Storage.Retention.D(),
-		CommitTimeout: cfg.Storage.CommitTimeout.D(), RetryBuffer: cfg.Storage.RetryBuffer,
+		CommitTimeout: cfg.Storage.CommitTimeout.D(), RetryBuffer: cfg.Storage.RetryBuffer, ExactDrops: cfg.Storage.BacklogFull == "refuse_sends",
 		OnBatch: func(n int, err error) {
 			res := "ok"
 			if err != nil {

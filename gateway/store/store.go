@@ -279,8 +279,13 @@ type Options struct {
 	// OnCharge, when set, is told each price a committed report recorded (the spend counter).
 	OnCharge func(Charge)
 	// RetryBuffer bounds the writes held for another try while the database fails; default
-	// 65536. When it is full the oldest writes are dropped: counted (OnDrop) and logged as errors.
+	// 65536. When it overflows, the oldest writes of the tenants holding the most of it are
+	// dropped, RetryBuffer/64 at a time: counted (OnDrop) and logged as errors.
 	RetryBuffer int
+	// ExactDrops drops only what is over RetryBuffer, never more ahead of need: for
+	// storage.backlog_full refuse_sends, where sends stop at the bound and only the few in flight
+	// (and delivery reports) go over it.
+	ExactDrops bool
 	// OnBacklog, when set, is told how many writes wait for another try after each attempt.
 	OnBacklog func(n int)
 	// OnDrop, when set, is told how many writes were given up (retry buffer full, or still failing
@@ -628,7 +633,10 @@ func (w *writeLoop) add(op Op) {
 	w.windowOps++
 	w.buf = append(w.buf, op)
 	if over := len(w.buf) - w.s.opts.RetryBuffer; over > 0 {
-		n := w.evict(over + w.s.opts.RetryBuffer/evictChunk)
+		if !w.s.opts.ExactDrops {
+			over += w.s.opts.RetryBuffer / evictChunk
+		}
+		n := w.evict(over)
 		if w.s.opts.OnDrop != nil {
 			w.s.opts.OnDrop(n)
 		}

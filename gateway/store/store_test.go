@@ -633,6 +633,25 @@ func TestOverflowPushesOutTheFloodNotTheOthers(t *testing.T) {
 	}
 }
 
+// TestExactDropsGiveUpOnlyWhatIsOver: with ExactDrops (backlog_full: refuse_sends) an overflow
+// gives up only the writes over the bound; without, 1/64 of the bound goes at once.
+func TestExactDropsGiveUpOnlyWhatIsOver(t *testing.T) {
+	for _, exact := range []bool{true, false} {
+		s := &Store{opts: Options{RetryBuffer: 128, ExactDrops: exact}, log: slog.New(slog.DiscardHandler)}
+		w := &writeLoop{s: s}
+		for i := range 129 {
+			w.add(Op{Insert: record(fmt.Sprint("m", i), "acme", "p", "", t0)})
+		}
+		want := 128
+		if !exact {
+			want = 128 - 2
+		}
+		if len(w.buf) != want || w.buf[len(w.buf)-1].Insert.ID != "m128" {
+			t.Errorf("exact %v: %d kept, want %d, the newest kept", exact, len(w.buf), want)
+		}
+	}
+}
+
 // TestEvictKeepsOrderAndCutsTheLargestFirst: evict takes the oldest writes of the largest tenants,
 // never more of a tenant than brings it down to the others' share, and keeps the order.
 func TestEvictKeepsOrderAndCutsTheLargestFirst(t *testing.T) {
