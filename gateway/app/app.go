@@ -54,14 +54,17 @@ type Options struct {
 
 // App is a running gateway.
 type App struct {
-	opts     Options
-	log      *slog.Logger
-	level    *slog.LevelVar
-	metrics  *metrics.Metrics
-	store    *store.Store
-	client   *http.Client
-	rt       atomic.Pointer[runtime]
-	reloadMu sync.Mutex
+	opts    Options
+	log     *slog.Logger
+	level   *slog.LevelVar
+	metrics *metrics.Metrics
+	store   *store.Store
+	// refuseSends is storage.backlog_full refuse_sends as the process started with it (storage
+	// changes take effect on restart, here as in the store's own drops).
+	refuseSends bool
+	client      *http.Client
+	rt          atomic.Pointer[runtime]
+	reloadMu    sync.Mutex
 
 	// inflight counts detached sends still running (Shutdown waits for them).
 	inflight atomic.Int64
@@ -241,8 +244,9 @@ func New(ctx context.Context, o Options) (*App, error) {
 	if o.WrapBackend != nil {
 		backend = o.WrapBackend(backend)
 	}
+	a.refuseSends = cfg.Storage.BacklogFull == "refuse_sends"
 	a.store = store.New(store.Options{Backend: backend, Logger: a.log, Retention: cfg.Storage.Retention.D(),
-		CommitTimeout: cfg.Storage.CommitTimeout.D(), RetryBuffer: cfg.Storage.RetryBuffer, ExactDrops: cfg.Storage.BacklogFull == "refuse_sends",
+		CommitTimeout: cfg.Storage.CommitTimeout.D(), RetryBuffer: cfg.Storage.RetryBuffer, ExactDrops: a.refuseSends,
 		OnBatch: func(n int, err error) {
 			res := "ok"
 			if err != nil {

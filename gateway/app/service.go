@@ -272,7 +272,7 @@ func newID(now time.Time) string {
 
 // process runs once per coalesced group: replay, policy, route, dispatch, record.
 func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway.Message, idemKey string, bodyHash [32]byte, x *compat) flightResult {
-	if rt.cfg.Storage.BacklogFull == "refuse_sends" && a.store.Full() {
+	if a.refuseSends && a.store.Full() {
 		// The operator chose a complete log over sending: nothing is sent that could not be recorded.
 		return flightResult{reply: errReply(http.StatusServiceUnavailable, "store_unavailable", "the message log is failing and its retry buffer is full; sends are refused (storage.backlog_full: refuse_sends)"),
 			bodyHash: bodyHash, outcome: "store_unavailable"}
