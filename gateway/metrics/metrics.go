@@ -128,10 +128,12 @@ func (m *Metrics) DeleteProvider(name string) {
 	m.Failovers.DeletePartialMatch(prometheus.Labels{"to": name})
 }
 
-// OnAttempt implements dispatch.Observer.
+// OnAttempt implements dispatch.Observer. The latency is observed only for calls the provider
+// answered: an attempt that never called it (breaker open, disabled, skipped for its
+// capabilities, held off after throttling) has no duration, and a zero would pull its latency down.
 func (m *Metrics) OnAttempt(provider, outcome string, d time.Duration) {
 	m.Attempts.WithLabelValues(provider, outcome).Inc()
-	if outcome != "unavailable" && outcome != "cancelled" {
+	if d > 0 && outcome != "cancelled" {
 		m.ProviderLatency.WithLabelValues(provider).Observe(d.Seconds())
 	}
 }
