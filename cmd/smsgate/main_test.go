@@ -56,7 +56,7 @@ routes:
 		path + ":3: server.request_timout: unknown key \"request_timout\"",
 		path + ":6: tenants[0].api_key: environment variable SMSGATE_SURELY_UNSET is not set",
 		path + ":15: routes[0].providers[1]: provider \"r\" is not defined under providers",
-		path + ":10: providers[0].fail_with: must be provider, recipient, destination or timeout, not \"fire\"",
+		path + ":10: providers[0].fail_with: must be provider, recipient, destination, throttled or timeout, not \"fire\"",
 		path + ":12: providers[1].type: unknown provider type \"carrier-pigeon\"",
 		path + ": 5 problem(s)",
 	}

@@ -21,7 +21,8 @@ type Config struct {
 	Latency gateway.Duration `yaml:"latency"`
 	// FailureRate is the share of sends that fail, 0 (default) to 1.
 	FailureRate float64 `yaml:"failure_rate"`
-	// FailWith is how a failing send fails: provider (default), recipient, destination or timeout.
+	// FailWith is how a failing send fails: provider (default), recipient, destination, throttled
+	// (a 429 with Retry-After: 1) or timeout.
 	FailWith string `yaml:"fail_with"`
 	// Types are the message types it declares it can send; default sms and voice.
 	Types []gateway.MessageType `yaml:"types"`
@@ -46,9 +47,9 @@ func (c *Config) Validate() []gateway.Problem {
 		p = append(p, gateway.Problem{Key: "failure_rate", Message: "must be between 0 and 1"})
 	}
 	switch c.FailWith {
-	case "provider", "recipient", "destination", "timeout":
+	case "provider", "recipient", "destination", "throttled", "timeout":
 	default:
-		p = append(p, gateway.Problem{Key: "fail_with", Message: fmt.Sprintf("must be provider, recipient, destination or timeout, not %q", c.FailWith)})
+		p = append(p, gateway.Problem{Key: "fail_with", Message: fmt.Sprintf("must be provider, recipient, destination, throttled or timeout, not %q", c.FailWith)})
 	}
 	if c.Latency < 0 {
 		p = append(p, gateway.Problem{Key: "latency", Message: "must not be negative"})
@@ -105,6 +106,8 @@ func (p *Provider) Send(ctx context.Context, msg *gateway.Message) (gateway.Resu
 			return gateway.Result{}, &gateway.Error{Class: gateway.ClassRecipient, Code: "MOCK_RECIPIENT", Message: "mock rejected the destination"}
 		case "destination":
 			return gateway.Result{}, &gateway.Error{Class: gateway.ClassDestination, Code: "MOCK_NO_ROUTE", Message: "mock cannot reach this destination"}
+		case "throttled":
+			return gateway.Result{}, &gateway.Error{Class: gateway.ClassThrottled, Code: "MOCK_THROTTLED", HTTPStatus: 429, RetryAfter: time.Second, Message: "mock is throttling"}
 		}
 		return gateway.Result{}, &gateway.Error{Class: gateway.ClassProvider, Code: "MOCK_FAILURE", HTTPStatus: 503, Message: "mock provider failure", Err: errors.New("simulated outage")}
 	}

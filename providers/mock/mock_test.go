@@ -19,7 +19,7 @@ func TestMock(t *testing.T) {
 	for _, tc := range []struct {
 		with  string
 		class gateway.Class
-	}{{"", gateway.ClassProvider}, {"provider", gateway.ClassProvider}, {"recipient", gateway.ClassRecipient}, {"destination", gateway.ClassDestination}} {
+	}{{"", gateway.ClassProvider}, {"provider", gateway.ClassProvider}, {"recipient", gateway.ClassRecipient}, {"destination", gateway.ClassDestination}, {"throttled", gateway.ClassThrottled}} {
 		_, err := New(Config{FailureRate: 1, FailWith: tc.with}, gateway.Deps{}).Send(context.Background(), msg)
 		if gateway.ClassOf(err) != tc.class {
 			t.Errorf("fail_with %q: %v", tc.with, err)
@@ -41,7 +41,7 @@ func TestMock(t *testing.T) {
 func TestValidate(t *testing.T) {
 	c := Config{FailureRate: 2, FailWith: "fire", Latency: -1, Types: []gateway.MessageType{"sms", "fax"}}
 	c.Defaults()
-	want := []gateway.Problem{{Key: "failure_rate", Message: "must be between 0 and 1"}, {Key: "fail_with", Message: `must be provider, recipient, destination or timeout, not "fire"`},
+	want := []gateway.Problem{{Key: "failure_rate", Message: "must be between 0 and 1"}, {Key: "fail_with", Message: `must be provider, recipient, destination, throttled or timeout, not "fire"`},
 		{Key: "latency", Message: "must not be negative"}, {Key: "types[1]", Message: `must be sms or voice, not "fax"`}}
 	if diff := cmp.Diff(want, c.Validate()); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
