@@ -263,23 +263,8 @@ func TestCodeDerivedKeysAreKeyed(t *testing.T) {
 // send goes to Infobip once the burst has passed. A route with nothing behind Infobip answers
 // 429 provider_throttled with Infobip's Retry-After.
 func TestProviderThrottlingFallsOnTheFlood(t *testing.T) {
-	ib := infobiptest.New("ib-key", false)
-	srv := httptest.NewServer(ib)
-	defer srv.Close()
-	h := start(t, `
-storage: {driver: sqlite, path: $DIR/log.db}
-policy: {rate_limits: {per_recipient: 0}}
-tenants:
-  - {name: flood, api_key: flood-key}
-  - {name: quiet, api_key: quiet-key}
-  - {name: solo, api_key: solo-key}
-providers:
-  - {name: ib, type: infobip, base_url: "`+srv.URL+`", api_key: ib-key, breaker: {consecutive_failures: 3, open_timeout: 1h}}
-  - {name: backup, type: mock}
-routes:
-  - {name: only-ib, match: {tenants: [solo]}, providers: [ib]}
-  - {name: default, providers: [ib, backup]}
-`, Options{})
+	ib, h := infobipThenBackup(t, []string{"flood", "quiet", "solo"}, `
+  - {name: only-ib, match: {tenants: [solo]}, providers: [ib]}`)
 	body := func(i int) string {
 		return `{"recipient":"+1415555` + fmt.Sprintf("%04d", i) + `","text":"Your code is 5521","context":{}}`
 	}
@@ -335,4 +320,46 @@ routes: [{name: default, providers: [m]}]
 			t.Errorf("ip %s: %d %s, want %d", tc.ip, r.Status, r.Raw, tc.status)
 		}
 	}
+}
+
+// TestARefusedRequestIsNotTheProvidersFailure: Infobip speaks voice texts of at most 1,400
+// characters and smsgate takes 1,600. One tenant's voice messages of 1,500 characters (no code in
+// them, so they are spoken as they are) draw Infobip's 400: each goes on through the backup, and
+// Infobip's breaker, which every tenant shares, stays closed for the other tenant's next call.
+func TestARefusedRequestIsNotTheProvidersFailure(t *testing.T) {
+	_, h := infobipThenBackup(t, []string{"long", "other"}, "")
+	voice := func(i int, text string) string {
+		return `{"recipient":"+1415555` + fmt.Sprintf("%04d", i) + `","text":"` + text + `","context":{"message_type":"voice"}}`
+	}
+	long := strings.Repeat("Please listen carefully. ", 60)[:1500]
+	for i := range 6 {
+		r := h.send("long-key", voice(100+i, long))
+		if r.Status != 200 || !cmp.Equal(attempts(r), []string{"ib:destination_error", "backup:sent"}) {
+			t.Fatalf("long voice %d: %d %s", i, r.Status, r.Raw)
+		}
+	}
+	if r := h.send("other-key", voice(200, "Your code is 4 4 1 2")); r.Body["provider"] != "ib" {
+		t.Errorf("the other tenant's call: %s, want ib (its breaker closed)", r.Raw)
+	}
+}
+
+// infobipThenBackup starts a gateway whose tenants (each with the key "<name>-key") send through
+// an Infobip fake (a breaker that opens after 3 failures) and then a mock; extraRoutes come before
+// that default route.
+func infobipThenBackup(t *testing.T, tenants []string, extraRoutes string) (*infobiptest.Fake, *harness) {
+	t.Helper()
+	ib := infobiptest.New("ib-key", false)
+	srv := httptest.NewServer(ib)
+	t.Cleanup(srv.Close)
+	cfg := "storage: {driver: sqlite, path: $DIR/log.db}\npolicy: {rate_limits: {per_recipient: 0}}\ntenants:\n"
+	for _, tn := range tenants {
+		cfg += "  - {name: " + tn + ", api_key: " + tn + "-key}\n"
+	}
+	cfg += `providers:
+  - {name: ib, type: infobip, base_url: "` + srv.URL + `", api_key: ib-key, breaker: {consecutive_failures: 3, open_timeout: 1h}}
+  - {name: backup, type: mock}
+routes:` + extraRoutes + `
+  - {name: default, providers: [ib, backup]}
+`
+	return ib, start(t, cfg, Options{})
 }

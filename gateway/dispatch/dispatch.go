@@ -317,10 +317,10 @@ func (m *Member) attempt(ctx context.Context, msg *gateway.Message, position int
 			}
 			return r, te
 		}
-		if err != nil && (attemptMsg.From != "" || attemptMsg.Type == gateway.Voice && attemptMsg.Language != "") {
-			return r, choiceRefusal(err)
+		if err != nil {
+			return r, refusal(err, attemptMsg.From != "" || attemptMsg.Type == gateway.Voice && attemptMsg.Language != "")
 		}
-		return r, err
+		return r, nil
 	})
 	a.Duration = time.Since(start)
 	if err == nil {
@@ -360,25 +360,42 @@ func (m *Member) attempt(ctx context.Context, msg *gateway.Message, position int
 	return a, gateway.Result{}, ge
 }
 
-// choiceRefusal reclassifies a provider's refusal of a request that carries a tenant's own
-// choice the provider may not take: a sender (gateway.Message.From, tenants.allow_sender) or the
-// language of a voice message (a TTS language it does not speak). A 4xx other than
-// authentication, proxy authentication, timeout and throttling may be that choice's fault, so it
-// counts as a destination error: the next provider is tried and the breaker that every tenant
-// shares is not touched. Without such a choice the same answer is the provider's.
-func choiceRefusal(err error) error {
+// refusal reclassifies a provider's refusal of this request, as opposed to a failure of the
+// provider, as a destination error: the next provider is tried and the breaker that every tenant
+// shares is not touched, because what one tenant sends must not open it.
+//
+//   - HTTP 400, 413, 414 and 422 are the request's by definition: its content (a text too long or
+//     in characters this provider refuses, a voice text over its limit), whatever the tenant put
+//     in it. A driver bug would draw them for every request; failing over at once still serves them.
+//   - With a choice of the tenant's own that the provider may not take (chosen: a sender,
+//     tenants.allow_sender, or the language of a voice message), any other 4xx but authentication,
+//     proxy authentication, timeout and throttling, and a refusal inside a 2xx answer (Vonage
+//     answers an unknown sender with a 200), may be that choice's fault too. Without such a choice
+//     the same answers are the provider's.
+//
+// A timeout, a failure that may have sent the message, and every other class are left as they are.
+func refusal(err error, chosen bool) error {
 	ge := gateway.AsError(err)
-	switch {
-	case ge.Class != gateway.ClassProvider, ge.Timeout, ge.HTTPStatus < 400, ge.HTTPStatus >= 500:
+	if ge.Class != gateway.ClassProvider || ge.Timeout || ge.MaybeSent {
 		return err
-	case ge.HTTPStatus == http.StatusUnauthorized, ge.HTTPStatus == http.StatusForbidden,
-		ge.HTTPStatus == http.StatusProxyAuthRequired, ge.HTTPStatus == http.StatusRequestTimeout,
-		ge.HTTPStatus == http.StatusTooManyRequests:
+	}
+	why := ""
+	switch s := ge.HTTPStatus; {
+	case s == http.StatusBadRequest, s == http.StatusRequestEntityTooLarge, s == http.StatusRequestURITooLong, s == http.StatusUnprocessableEntity:
+		why = "refused this request: "
+	case !chosen:
+		return err
+	case s == http.StatusUnauthorized, s == http.StatusForbidden, s == http.StatusProxyAuthRequired, s == http.StatusRequestTimeout,
+		s == http.StatusTooManyRequests:
+		return err
+	case s >= 400 && s < 500, s >= 200 && s < 300:
+		why = "refused with the sender or language the request chose: "
+	default:
 		return err
 	}
 	d := *ge
 	d.Class = gateway.ClassDestination
-	d.Message = "refused with the sender or language the request chose: " + ge.Message
+	d.Message = why + ge.Message
 	return &d
 }
 

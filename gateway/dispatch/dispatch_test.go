@@ -389,10 +389,11 @@ func TestNeverSentAlwaysFailsOver(t *testing.T) {
 }
 
 // TestChosenSenderRefusalsDoNotTripBreaker: a tenant that may choose its sender sends one a
-// provider refuses (a 400, a 404 for an unknown origination identity), or a voice message in a
-// language the provider does not speak. Each try fails over to the next provider, and the shared
-// breaker stays closed however many there are; the same refusals without such a choice, and a
-// chosen sender's 5xx, 401 or 429, are the provider's.
+// provider refuses (a 404 for an unknown origination identity, a refusal inside a 200), or a
+// voice message in a language the provider does not speak. Each try fails over to the next
+// provider, and the shared breaker stays closed however many there are; the same refusals without
+// such a choice, and a chosen sender's 5xx, 401 or 429, are the provider's. A 400, 413 or 422 is
+// the request's with or without a choice (a text too long for this provider, say).
 func TestChosenSenderRefusalsDoNotTripBreaker(t *testing.T) {
 	refuse := func(status int) func(context.Context) (gateway.Result, error) {
 		return func(context.Context) (gateway.Result, error) {
@@ -404,8 +405,9 @@ func TestChosenSenderRefusalsDoNotTripBreaker(t *testing.T) {
 		from   string
 		opens  bool
 	}{
-		{400, "MYBANK", false}, {404, "+15005550006", false}, {422, "X", false},
-		{400, "voice:xx", false}, {400, "", true}, {500, "MYBANK", true}, {401, "MYBANK", true}, {429, "MYBANK", true}, {403, "MYBANK", true},
+		{400, "MYBANK", false}, {404, "+15005550006", false}, {422, "X", false}, {200, "MYBANK", false},
+		{404, "voice:xx", false}, {400, "", false}, {413, "", false}, {422, "", false},
+		{404, "", true}, {200, "", true}, {402, "", true}, {500, "MYBANK", true}, {401, "MYBANK", true}, {429, "MYBANK", true}, {403, "MYBANK", true},
 	} {
 		a, b := &fake{fn: refuse(tc.status)}, &fake{fn: ok("b")}
 		ma := member("a", a, time.Second, strict)

@@ -145,7 +145,7 @@ var statuses = map[string]struct {
 	"9":  {gateway.ClassProvider, "partner quota exceeded: not enough credit"},
 	"10": {gateway.ClassProvider, "too many existing binds"},
 	"11": {gateway.ClassProvider, "account not enabled for HTTP"},
-	"12": {gateway.ClassProvider, "message too long"},
+	"12": {gateway.ClassDestination, "message too long for Vonage: the request's, not the provider's"},
 	"14": {gateway.ClassProvider, "invalid signature (credentials)"},
 	"15": {gateway.ClassProvider, "invalid sender address (configuration)"},
 	"22": {gateway.ClassProvider, "invalid network code (configuration)"},

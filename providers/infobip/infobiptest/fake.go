@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"time"
+	"unicode/utf8"
 
 	"github.com/smsgate/smsgate/providers/internal/fakeserver"
 )
@@ -54,6 +55,7 @@ func (f *Fake) SetMode(m Mode) { f.SetModeValue(int32(m)) }
 
 type sendBody struct {
 	Messages []struct {
+		Text         string `json:"text"`
 		Destinations []struct {
 			To        string `json:"to"`
 			MessageID string `json:"messageId"`
@@ -100,6 +102,11 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var b sendBody
 	if json.Unmarshal(raw, &b) != nil || len(b.Messages) == 0 || len(b.Messages[0].Destinations) == 0 {
 		writeJSON(w, 400, `{"errorCode":"E400","description":"Request cannot be processed.","action":"Check the syntax, violations and adjust the request.","violations":[{"property":"messages","violation":"must not be empty"}],"resources":[]}`)
+		return
+	}
+	// The voice API's documented limit: a text of at most 1400 characters.
+	if r.URL.Path == "/tts/3/advanced" && utf8.RuneCountInString(b.Messages[0].Text) > 1400 {
+		writeJSON(w, 400, `{"errorCode":"E400","description":"Request cannot be processed.","action":"Check the syntax, violations and adjust the request.","violations":[{"property":"messages[0].text","violation":"size must be between 1 and 1400"}],"resources":[]}`)
 		return
 	}
 	d := b.Messages[0].Destinations[0]
