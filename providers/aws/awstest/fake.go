@@ -58,7 +58,7 @@ var sigv4 = regexp.MustCompile(`^AWS4-HMAC-SHA256 Credential=([^/]+)/([0-9]{8})/
 // ServeHTTP implements http.Handler.
 func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	raw, _ := io.ReadAll(r.Body)
-	n := f.Count()
+	n := f.NextCall()
 	req := Request{Service: "sns"}
 	if t := r.Header.Get("X-Amz-Target"); t != "" {
 		req.Service, req.Operation = "sms-voice", strings.TrimPrefix(t, "PinpointSMSVoiceV2.")

@@ -73,7 +73,7 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	raw, _ := io.ReadAll(r.Body)
-	n := f.Count()
+	n := f.NextCall()
 	u, pw, _ := r.BasicAuth()
 	req := Request{Method: r.Method, Path: r.URL.Path, ContentType: r.Header.Get("Content-Type"), User: u}
 	xmlErr := xml.Unmarshal(raw, &req.Body)

@@ -72,7 +72,7 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 404, `{"requestError":{"serviceException":{"messageId":"NOT_FOUND","text":"Not found"}}}`)
 		return
 	}
-	n := f.Count()
+	n := f.NextCall()
 	req := Request{Method: r.Method, Path: r.URL.Path, Authorization: r.Header.Get("Authorization"), ContentType: r.Header.Get("Content-Type"),
 		Accept: r.Header.Get("Accept"), Raw: raw, At: time.Now()}
 	_ = json.Unmarshal(raw, &req.Body)

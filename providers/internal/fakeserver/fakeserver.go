@@ -73,8 +73,8 @@ func (c *Control[R]) SetLatency(d time.Duration) { c.latency.Store(int64(d)) }
 // Calls counts the send requests received.
 func (c *Control[R]) Calls() int64 { return c.calls.Load() }
 
-// Count adds one call and returns the new count.
-func (c *Control[R]) Count() int64 { return c.calls.Add(1) }
+// NextCall counts this call and returns its number (1 for the first): a fake numbers its ids with it.
+func (c *Control[R]) NextCall() int64 { return c.calls.Add(1) }
 
 // Record keeps req when recording is on.
 func (c *Control[R]) Record(req R) {

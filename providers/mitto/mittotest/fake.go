@@ -53,7 +53,7 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	raw, _ := io.ReadAll(r.Body)
-	n := f.Count()
+	n := f.NextCall()
 	req := Request{Method: r.Method, Path: r.URL.Path, APIKey: r.Header.Get("X-Mitto-API-Key"), ContentType: r.Header.Get("Content-Type")}
 	_ = json.Unmarshal(raw, &req.Body)
 	f.Record(req)

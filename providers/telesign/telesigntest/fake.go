@@ -84,7 +84,7 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	raw, _ := io.ReadAll(r.Body)
-	n := f.Count()
+	n := f.NextCall()
 	req := Request{Method: r.Method, Path: r.URL.Path, ContentType: r.Header.Get("Content-Type"), Auth: f.auth(r, string(raw))}
 	req.Form, _ = url.ParseQuery(string(raw))
 	f.Record(req)

@@ -57,7 +57,7 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	raw, _ := io.ReadAll(r.Body)
 	form, _ := url.ParseQuery(string(raw))
-	n := f.Count()
+	n := f.NextCall()
 	user, pass, _ := r.BasicAuth()
 	f.Record(Request{Method: r.Method, Path: r.URL.Path, User: user, Password: pass, ContentType: r.Header.Get("Content-Type"), Accept: r.Header.Get("Accept"), Form: form})
 	if user != f.sid || pass != f.token {

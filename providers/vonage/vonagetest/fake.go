@@ -62,7 +62,7 @@ func (f *Fake) SetMode(m Mode) { f.SetModeValue(int32(m)) }
 // ServeHTTP implements http.Handler.
 func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	raw, _ := io.ReadAll(r.Body)
-	n := f.Count()
+	n := f.NextCall()
 	req := Request{Method: r.Method, Path: r.URL.Path, ContentType: r.Header.Get("Content-Type")}
 	switch r.URL.Path {
 	case "/sms/json":
