@@ -22,6 +22,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -678,7 +680,15 @@ func (w *writeLoop) evict(k int) int {
 			hi = mid - 1
 		}
 	}
-	for t, n := range counts {
+	// What the share leaves unused goes, one write each, to tenants above it (by name, so that
+	// the same buffer always loses the same writes): never more is given up than needed.
+	extra := keep - kept(c)
+	for _, t := range slices.Sorted(maps.Keys(counts)) {
+		n := counts[t]
+		if n > c && extra > 0 {
+			n--
+			extra--
+		}
 		counts[t] = max(n-c, 0) // now: how many of t's oldest go
 	}
 	j := 0

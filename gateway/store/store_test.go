@@ -675,6 +675,14 @@ func TestEvictKeepsOrderAndCutsTheLargestFirst(t *testing.T) {
 	if diff := cmp.Diff([]string{"b1", "c4", "a6", "b7", "a8", "a9", "report"}, ids); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
+	// Many tenants of one write each and a bound below their number: no more goes than asked.
+	w.buf = nil
+	for _, tn := range strings.Split("a b c d e e", " ") {
+		w.buf = append(w.buf, Op{Insert: record(tn, tn, "p", "", t0)})
+	}
+	if n := w.evict(3); n != 3 || len(w.buf) != 3 {
+		t.Errorf("evicted %d, kept %d; want 3 and 3", n, len(w.buf))
+	}
 }
 
 // lockedWriter serializes writes to a buffer that the test reads under the same lock.
