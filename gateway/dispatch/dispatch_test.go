@@ -441,7 +441,8 @@ func from(tenant string) *gateway.Message { return &gateway.Message{Type: gatewa
 // stops calling it and goes to the next provider; another tenant still tries it, and once the
 // flood has passed, sends through it.
 func TestThrottlingHoldsOffTheFloodNotTheOthers(t *testing.T) {
-	a, b := &fake{fn: throttle(0)}, &fake{fn: ok("b1")}
+	// A Retry-After of a minute: no hold-off may run out while the test runs on a slow machine.
+	a, b := &fake{fn: throttle(time.Minute)}, &fake{fn: ok("b1")}
 	ma := member("a", a, time.Second, BreakerSettings{ConsecutiveFailures: 2, OpenTimeout: time.Hour})
 	ch := Chain{Members: []*Member{ma, member("b", b, time.Second, strict)}}
 
@@ -495,7 +496,7 @@ func TestEveryProviderThrottling(t *testing.T) {
 	}
 	// Held off both now: nothing is called, and the wait is what is left of the shorter.
 	out = Send(context.Background(), from("t"), ch, nil)
-	if out.Err == nil || out.Err.Class != gateway.ClassThrottled || out.Err.RetryAfter <= 2*time.Second || out.Err.RetryAfter > 3*time.Second {
+	if out.Err == nil || out.Err.Class != gateway.ClassThrottled || out.Err.RetryAfter <= 0 || out.Err.RetryAfter > 3*time.Second {
 		t.Errorf("held off everywhere: err = %+v", out.Err)
 	}
 	mixed := Chain{Members: []*Member{member("a", &fake{fn: throttle(0)}, time.Second, strict),

@@ -592,8 +592,9 @@ func TestOverflowIsCountedEveryTimeAndLoggedOnceASecond(t *testing.T) {
 			}
 		}
 	}
-	if lines < 1 || lines > 3 || total != 300 {
-		t.Errorf("%d overflow lines covering, with the close, %d writes; want 1 to 3 lines and 300 writes:\n%s", lines, total, logs.String())
+	// One line a second: a handful however slow the machine, never one per write (295 of them).
+	if lines < 1 || lines > 30 || total != 300 {
+		t.Errorf("%d overflow lines covering, with the close, %d writes; want 1 to 30 lines and 300 writes:\n%s", lines, total, logs.String())
 	}
 }
 
