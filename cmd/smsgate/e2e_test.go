@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -23,6 +22,7 @@ import (
 	"github.com/smsgate/smsgate/gateway/policy/redistest"
 	"github.com/smsgate/smsgate/gateway/store"
 	"github.com/smsgate/smsgate/gateway/store/pgtest"
+	"github.com/smsgate/smsgate/gateway/syncbuf"
 	"github.com/smsgate/smsgate/providers/infobip/infobiptest"
 )
 
@@ -64,26 +64,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// lockedBuffer collects a child's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
-
 // gatewayProc is a running smsgate binary.
 type gatewayProc struct {
 	t    *testing.T
 	cmd  *exec.Cmd
 	url  string
 	dir  string
-	logs *lockedBuffer
+	logs *syncbuf.Buffer
 	done chan error
 }
 
@@ -102,7 +89,7 @@ func serveBinary(t *testing.T, cfg string) *gatewayProc {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	p := &gatewayProc{t: t, url: "http://" + addr, dir: dir, logs: &lockedBuffer{}, done: make(chan error, 1)}
+	p := &gatewayProc{t: t, url: "http://" + addr, dir: dir, logs: &syncbuf.Buffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(bin, "serve", "--config", path, "--listen", addr)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {

@@ -16,34 +16,15 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/smsgate/smsgate/gateway/syncbuf"
 )
-
-// syncBuffer collects log output from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
-// Len is how many bytes were written so far; From returns what was written from such a mark on.
-func (s *syncBuffer) Len() int { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Len() }
-func (s *syncBuffer) From(mark int) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return string(s.b.Bytes()[min(mark, s.b.Len()):])
-}
 
 type harness struct {
 	t    testing.TB
 	app  *App
 	url  string
-	logs *syncBuffer
+	logs *syncbuf.Buffer
 	path string
 }
 
@@ -51,7 +32,7 @@ type harness struct {
 func start(t testing.TB, cfg string, o Options) *harness {
 	t.Helper()
 	path := writeConfig(t, cfg)
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	o.ConfigPath, o.Listen, o.LogOutput = path, "127.0.0.1:0", logs
 	a, err := New(context.Background(), o)
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/smsgate/smsgate/gateway"
 	"github.com/smsgate/smsgate/gateway/store/pgtest"
+	"github.com/smsgate/smsgate/gateway/syncbuf"
 )
 
 var t0 = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
@@ -453,9 +454,8 @@ func TestFailingDatabaseIsRetriedNotDropped(t *testing.T) {
 	}
 	fb := &flaky{Backend: sq, down: true}
 	var c counters
-	var logs bytes.Buffer
-	var logMu sync.Mutex
-	s := New(c.opts(Options{Backend: fb, Logger: slogTo(&logs, &logMu), CommitTimeout: 5 * time.Millisecond}))
+	var logs syncbuf.Buffer
+	s := New(c.opts(Options{Backend: fb, Logger: jsonLogger(&logs), CommitTimeout: 5 * time.Millisecond}))
 	defer s.Close()
 	ctx := context.Background()
 	for i := range 20 {
@@ -474,11 +474,9 @@ func TestFailingDatabaseIsRetriedNotDropped(t *testing.T) {
 	if failed < 3 || backlog != 21 || dropped != 0 {
 		t.Fatalf("while down: failed batches %d (want >= 3 retries), backlog %d (want 21), dropped %d", failed, backlog, dropped)
 	}
-	logMu.Lock()
-	if !bytes.Contains(logs.Bytes(), []byte(`"level":"ERROR","msg":"message log write failed; keeping the writes for another try"`)) {
+	if !strings.Contains(logs.String(), `"level":"ERROR","msg":"message log write failed; keeping the writes for another try"`) {
 		t.Errorf("no error log line: %s", logs.String())
 	}
-	logMu.Unlock()
 	fb.set(false)
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		if _, backlog, _ := c.get(); backlog == 0 {
@@ -565,10 +563,9 @@ func TestRetryBufferBoundAndCloseGiveUpAreCounted(t *testing.T) {
 func TestOverflowIsCountedEveryTimeAndLoggedOnceASecond(t *testing.T) {
 	fb := &flaky{Backend: NewMemory(), down: true}
 	var c counters
-	var logs bytes.Buffer
-	var logMu sync.Mutex
+	var logs syncbuf.Buffer
 	s := New(c.opts(Options{Backend: fb, RetryBuffer: 5, CloseTimeout: 50 * time.Millisecond, CommitTimeout: time.Millisecond,
-		Logger: slogTo(&logs, &logMu)}))
+		Logger: jsonLogger(&logs)}))
 	for i := range 300 {
 		s.Insert(context.Background(), record(fmt.Sprint("m", i), "acme", "p", "", t0))
 	}
@@ -576,8 +573,6 @@ func TestOverflowIsCountedEveryTimeAndLoggedOnceASecond(t *testing.T) {
 	if _, _, dropped := c.get(); dropped != 300 {
 		t.Errorf("dropped %d, want 300", dropped)
 	}
-	logMu.Lock()
-	defer logMu.Unlock()
 	lines, total := 0, 0
 	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
 		var e struct {
@@ -686,21 +681,8 @@ func TestEvictKeepsOrderAndCutsTheLargestFirst(t *testing.T) {
 	}
 }
 
-// lockedWriter serializes writes to a buffer that the test reads under the same lock.
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func slogTo(b *bytes.Buffer, mu *sync.Mutex) *slog.Logger {
-	return slog.New(slog.NewJSONHandler(lockedWriter{mu, b}, nil))
-}
+// jsonLogger logs to b in JSON, as the gateway does.
+func jsonLogger(b *syncbuf.Buffer) *slog.Logger { return slog.New(slog.NewJSONHandler(b, nil)) }
 
 // TestPostgresPurgeRunsOnOneReplicaAtATime: while another replica holds the purge lock, a purge
 // skips its round; once released, it deletes in chunks.

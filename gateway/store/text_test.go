@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"reflect"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/smsgate/smsgate/gateway"
 	"github.com/smsgate/smsgate/gateway/store/pgtest"
+	"github.com/smsgate/smsgate/gateway/syncbuf"
 )
 
 // setStrings sets every string field of the struct v points to: to what f returns for its name.
@@ -200,17 +200,22 @@ func queueBehindGate(t *testing.T, s *Store, fb *refusing, recs ...*Record) []er
 	return errs
 }
 
+// refusingStore is a store over a backend that refuses any batch holding a "poison" record, with
+// its counters and log lines.
+func refusingStore(t *testing.T) (*Store, *refusing, *counters, *syncbuf.Buffer) {
+	fb := &refusing{Backend: NewMemory(), gate: make(chan struct{})}
+	c, logs := &counters{}, &syncbuf.Buffer{}
+	s := New(c.opts(Options{Backend: fb, Logger: jsonLogger(logs), CommitTimeout: 10 * time.Second}))
+	t.Cleanup(func() { s.Close() })
+	return s, fb, c, logs
+}
+
 // TestRefusedWriteIsGivenUpAloneNotWithItsBatch: a write the database refuses for its data (one
 // tenant's, say) shares a batch with other tenants' writes. The writer retries the batch one
 // write at a time: the others commit, the refused one alone is given up, counted and logged,
 // and its Insert says ErrRefused; nothing waits in the retry buffer.
 func TestRefusedWriteIsGivenUpAloneNotWithItsBatch(t *testing.T) {
-	fb := &refusing{Backend: NewMemory(), gate: make(chan struct{})}
-	var c counters
-	var logs bytes.Buffer
-	var logMu sync.Mutex
-	s := New(c.opts(Options{Backend: fb, Logger: slogTo(&logs, &logMu), CommitTimeout: 10 * time.Second}))
-	defer s.Close()
+	s, fb, c, logs := refusingStore(t)
 	errs := queueBehindGate(t, s, fb, record("good1", "acme", "p", "pm1", t0), record("poison1", "mallory", "p", "pm2", t0),
 		record("good2", "acme", "p", "pm3", t0))
 	if errs[0] != nil || !errors.Is(errs[1], ErrRefused) || errs[2] != nil {
@@ -230,8 +235,6 @@ func TestRefusedWriteIsGivenUpAloneNotWithItsBatch(t *testing.T) {
 	if backlog, dropped := c.settled(); backlog != 0 || dropped != 1 {
 		t.Errorf("backlog %d, dropped %d; want 0 and 1", backlog, dropped)
 	}
-	logMu.Lock()
-	defer logMu.Unlock()
 	if !strings.Contains(logs.String(), "the database refused the write") {
 		t.Errorf("the drop was not logged: %s", logs.String())
 	}
@@ -307,12 +310,7 @@ func TestPostgresRefusalIsClassified(t *testing.T) {
 // TestRefusedLastWriteIsNotAnOutage: when the refused write is the last of its batch, the writer
 // does not take the refusal for a failing database: no "keeping the writes" error, no backoff.
 func TestRefusedLastWriteIsNotAnOutage(t *testing.T) {
-	fb := &refusing{Backend: NewMemory(), gate: make(chan struct{})}
-	var c counters
-	var logs bytes.Buffer
-	var logMu sync.Mutex
-	s := New(c.opts(Options{Backend: fb, Logger: slogTo(&logs, &logMu), CommitTimeout: 10 * time.Second}))
-	defer s.Close()
+	s, fb, c, logs := refusingStore(t)
 	errs := queueBehindGate(t, s, fb, record("good1", "acme", "p", "pm1", t0), record("poison1", "mallory", "p", "pm2", t0))
 	if errs[0] != nil || !errors.Is(errs[1], ErrRefused) {
 		t.Errorf("insert results %v, want nil, ErrRefused", errs)
@@ -320,8 +318,6 @@ func TestRefusedLastWriteIsNotAnOutage(t *testing.T) {
 	if backlog, dropped := c.settled(); backlog != 0 || dropped != 1 {
 		t.Errorf("backlog %d, dropped %d; want 0 and 1", backlog, dropped)
 	}
-	logMu.Lock()
-	defer logMu.Unlock()
 	if strings.Contains(logs.String(), "keeping the writes for another try") {
 		t.Errorf("a refusal was taken for an outage:\n%s", logs.String())
 	}
