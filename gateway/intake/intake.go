@@ -180,7 +180,12 @@ func IPKey(s string) (string, bool) {
 	}
 	a = a.WithZone("").Unmap()
 	if a.Is4() {
-		return a.String(), true
+		// Most callers send the canonical form already: keep their string, allocate nothing.
+		var buf [15]byte
+		if b := a.AppendTo(buf[:0]); string(b) != s {
+			return string(b), true
+		}
+		return s, true
 	}
 	return netip.PrefixFrom(a, 64).Masked().String(), true
 }

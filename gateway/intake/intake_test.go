@@ -338,3 +338,10 @@ func TestIPKey(t *testing.T) {
 		t.Errorf("an ip that is no address passed")
 	}
 }
+
+// TestIPKeyKeepsACanonicalIPv4: the usual address costs no allocation per send.
+func TestIPKeyKeepsACanonicalIPv4(t *testing.T) {
+	if n := testing.AllocsPerRun(100, func() { IPKey("203.0.113.9") }); n != 0 {
+		t.Errorf("%v allocations", n)
+	}
+}
