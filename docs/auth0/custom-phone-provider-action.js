@@ -5,8 +5,9 @@
  * with two secrets: SMSGATE_URL (for example https://sms.example.com) and SMSGATE_API_KEY.
  *
  * Auth0 retries a notification up to 5 times when the Action calls api.notification.retry(), and
- * gives up on api.notification.drop(). So: smsgate's 5xx and network failures or timeouts ->
- * retry (another provider, or the same one after it recovers, may send it); 4xx (bad number,
+ * gives up on api.notification.drop(). So: smsgate's 5xx, 429 provider_throttled (every provider
+ * is throttling this tenant's sends for a moment) and network failures or timeouts -> retry
+ * (another provider, or the same one after it recovers, may send it); other 4xx (bad number,
  * country not allowed, rate limited) -> drop, because sending again would fail the same way.
  * Every call carries an Idempotency-Key derived from the notification, the same on each of Auth0's
  * retries, so a retry after a send that did go through is answered from smsgate's record instead
@@ -47,8 +48,9 @@ exports.onExecuteCustomPhoneProvider = async (event, api) => {
     return;
   }
   if (res.ok) return;
-  const reason = `smsgate: ${await describe(res)}`.slice(0, 1024);
-  if (res.status >= 500) {
+  const { text, code } = await describe(res);
+  const reason = `smsgate: ${text}`.slice(0, 1024);
+  if (res.status >= 500 || code === 'provider_throttled') {
     api.notification.retry(reason);
   } else {
     api.notification.drop(reason);
@@ -69,14 +71,15 @@ function idempotencyKey(event, secret) {
   return 'auth0-cpp-' + crypto.createHmac('sha256', String(secret)).update(parts.map((p) => String(p || '')).join('\u0000')).digest('hex').slice(0, 40);
 }
 
+// describe reads smsgate's answer: a line for Auth0's logs, and the error code when there is one.
 async function describe(res) {
   let text = '';
   try {
     text = await res.text();
     const body = JSON.parse(text);
-    if (body && body.error) return `HTTP ${res.status} ${body.error.code}: ${body.error.message}`;
+    if (body && body.error) return { text: `HTTP ${res.status} ${body.error.code}: ${body.error.message}`, code: body.error.code };
   } catch (_) {
     // not JSON: fall through
   }
-  return `HTTP ${res.status} ${text.slice(0, 200)}`;
+  return { text: `HTTP ${res.status} ${text.slice(0, 200)}`, code: '' };
 }

@@ -104,10 +104,15 @@ policy: {rate_limits: {per_recipient: 0}}
 tenants:
   - {name: acme, api_key: acme-snippet-key}
   - {name: broken, api_key: broken-snippet-key}
+  - {name: throttled, api_key: throttled-snippet-key}
 providers:
   - {name: good, type: mock}
   - {name: bad, type: mock, failure_rate: 1}
+  - {name: busy, type: mock, failure_rate: 1, fail_with: throttled}
 routes:
+  - name: throttled
+    match: {tenants: [throttled]}
+    providers: [busy]
   - name: broken
     match: {tenants: [broken]}
     providers: [bad]
@@ -184,6 +189,13 @@ func TestAuth0Snippets(t *testing.T) {
 				t.Errorf("5xx path: gateway answered %d", ex.Status)
 			}
 			checkFailure(t, sn.kind, r, "all_providers_failed", true)
+
+			// 429 provider_throttled: every provider throttles the tenant for a moment; worth a retry.
+			r = runSnippet(t, sn.kind, sn.file, proxy.URL, "throttled-snippet-key", good)
+			if ex := rec.last(t); ex.Status != 429 {
+				t.Errorf("throttled path: gateway answered %d", ex.Status)
+			}
+			checkFailure(t, sn.kind, r, "provider_throttled", true)
 		})
 	}
 
