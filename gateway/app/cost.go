@@ -211,8 +211,7 @@ func (a *App) priceLoop(stop <-chan struct{}) {
 type healthLookup func(healthKey) (healthView, bool)
 
 // floorNote says why provider is not ranked by price for country ("" when it is): demoted, or
-// its delivery rate there is below routing.least_cost.floor. As with demotion, a low rate that
-// is one tenant's alone does not count.
+// its delivery rate there (the tenants' rate, as for demotion) is below routing.least_cost.floor.
 func floorNote(cfg *config.Config, health healthLookup, provider, country string) (note string, demoted bool, probes *atomic.Uint64) {
 	st, ok := health(healthKey{provider, country})
 	if !ok {
@@ -222,8 +221,8 @@ func floorNote(cfg *config.Config, health healthLookup, provider, country string
 	switch {
 	case st.demoted:
 		return demotedNote(country, st, dh.MinRate), true, st.probes
-	case st.samples >= dh.MinSamples && st.rate < lc.Floor && !st.othersHealthy:
-		return fmt.Sprintf("below the delivery floor for %s: rate %.2f under %.2f over %d messages; not ranked by price", country, st.rate, lc.Floor, st.samples), false, nil
+	case st.samples >= dh.MinSamples && st.tenantRate < lc.Floor:
+		return fmt.Sprintf("below the delivery floor for %s: rate %.2f (the tenants' median) under %.2f over %d messages; not ranked by price", country, st.tenantRate, lc.Floor, st.samples), false, nil
 	}
 	return "", false, nil
 }

@@ -134,7 +134,7 @@ func TestLeastCostRouting(t *testing.T) {
 	if r.Body["provider"] != "twilio-us" || firstNote(r) != "" {
 		t.Errorf("below the floor: %s", r.Raw)
 	}
-	if note := costs("GB")["infobip-eu"]["note"].(string); !strings.HasPrefix(note, "below the delivery floor for GB: rate 0.80 under 0.90 over 20 messages") {
+	if note := costs("GB")["infobip-eu"]["note"].(string); !strings.HasPrefix(note, "below the delivery floor for GB: rate 0.80 (the tenants' median) under 0.90 over 20 messages") {
 		t.Errorf("infobip GB note = %q", note)
 	}
 	// Spend is counted from the reported prices: 20 reports at 0.05 EUR.
@@ -259,7 +259,7 @@ func TestReloadAppliesPrices(t *testing.T) {
 
 // TestOrderByCost: cheapest first; ties keep the configured order; providers without a price
 // come after the priced ones, and those below the floor (or demoted) last, both in configured
-// order; a low rate that is one tenant's alone does not count.
+// order; the tenants' rate decides, not every tenant's messages pooled.
 func TestOrderByCost(t *testing.T) {
 	cfg, err := config.Parse("x.yaml", []byte(`
 tenants: [{name: a, api_key: a}]
@@ -273,29 +273,31 @@ providers:
   - {name: p6, type: mock, prices: {countries: {GB: 0.001}}}
   - {name: p7, type: mock, prices: {countries: {GB: 0.002}}}
   - {name: p8, type: mock, prices: {countries: {GB: 0.003}}}
-routes: [{name: d, strategy: least_cost, providers: [p1, p2, p3, p4, p5, p6, p7, p8]}]
+  - {name: p9, type: mock, prices: {countries: {GB: 0.004}}}
+routes: [{name: d, strategy: least_cost, providers: [p1, p2, p3, p4, p5, p6, p7, p8, p9]}]
 `), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	pt, _ := buildPrices(cfg, nil)
 	health := map[healthKey]healthView{
-		{"p5", "GB"}: {rate: 0.95, samples: 50},                     // above the floor
-		{"p6", "GB"}: {rate: 0.8, samples: 50},                      // below the floor (0.9)
-		{"p7", "GB"}: {rate: 0.2, samples: 50, demoted: true},       // demoted
-		{"p8", "GB"}: {rate: 0.5, samples: 50, othersHealthy: true}, // one tenant's low rate
+		{"p5", "GB"}: {rate: 0.95, tenantRate: 0.95, samples: 50},              // above the floor
+		{"p6", "GB"}: {rate: 0.8, tenantRate: 0.8, samples: 50},                // below the floor (0.9)
+		{"p7", "GB"}: {rate: 0.2, tenantRate: 0.2, samples: 50, demoted: true}, // demoted
+		{"p8", "GB"}: {rate: 0.5, tenantRate: 0.95, samples: 50},               // one tenant's low rate
+		{"p9", "GB"}: {rate: 0.95, tenantRate: 0.5, samples: 50},               // one tenant's high rate
 	}
 	lookup := func(k healthKey) (healthView, bool) { v, ok := health[k]; return v, ok }
 	o := orderByCost(cfg, pt, lookup, "GB", cfg.Routes[0].Providers, true)
-	if diff := cmp.Diff([]string{"p8", "p5", "p3", "p4", "p1", "p2", "p6", "p7"}, o.order(false)); diff != "" {
+	if diff := cmp.Diff([]string{"p8", "p5", "p3", "p4", "p1", "p2", "p6", "p7", "p9"}, o.order(false)); diff != "" {
 		t.Errorf("order (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"p7", "p8", "p5", "p3", "p4", "p1", "p2", "p6"}, o.order(true)); diff != "" {
+	if diff := cmp.Diff([]string{"p7", "p8", "p5", "p3", "p4", "p1", "p2", "p6", "p9"}, o.order(true)); diff != "" {
 		t.Errorf("probe order (-want +got):\n%s", diff)
 	}
 	// With delivery health off every provider counts as above the floor.
 	off := orderByCost(cfg, pt, lookup, "GB", cfg.Routes[0].Providers, false)
-	if diff := cmp.Diff([]string{"p6", "p7", "p8", "p5", "p3", "p4", "p1", "p2"}, off.order(false)); diff != "" {
+	if diff := cmp.Diff([]string{"p6", "p7", "p8", "p9", "p5", "p3", "p4", "p1", "p2"}, off.order(false)); diff != "" {
 		t.Errorf("health off (-want +got):\n%s", diff)
 	}
 }

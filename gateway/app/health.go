@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -27,11 +28,10 @@ import (
 type healthKey struct{ provider, country string }
 
 type healthState struct {
-	rate    float64
-	samples int
-	demoted bool
-	// othersHealthy: the low rate, if any, is one tenant's alone (see healthEvidence).
-	othersHealthy bool
+	// rate is every tenant's messages together; tenantRate is what decides (see healthEvidence).
+	rate, tenantRate float64
+	samples          int
+	demoted          bool
 	// probes counts messages of the country while demoted, to send every n-th one to it first.
 	probes atomic.Uint64
 }
@@ -44,10 +44,10 @@ type healthTable struct {
 
 // healthView is a copy of one healthState, read under the lock (the refresh rewrites states).
 type healthView struct {
-	rate                   float64
-	samples                int
-	demoted, othersHealthy bool
-	probes                 *atomic.Uint64
+	rate, tenantRate float64
+	samples          int
+	demoted          bool
+	probes           *atomic.Uint64
 }
 
 // view returns a copy of k's state; ok is false when there is none.
@@ -58,7 +58,7 @@ func (h *healthTable) view(k healthKey) (v healthView, ok bool) {
 	if st == nil {
 		return v, false
 	}
-	return healthView{rate: st.rate, samples: st.samples, demoted: st.demoted, othersHealthy: st.othersHealthy, probes: &st.probes}, true
+	return healthView{rate: st.rate, tenantRate: st.tenantRate, samples: st.samples, demoted: st.demoted, probes: &st.probes}, true
 }
 
 // reports reports whether provider mi asks for delivery reports (its driver takes them and the
@@ -71,10 +71,13 @@ func reports(mi *memberInfo) bool {
 // healthEvidence is one (provider, country)'s messages over the window, all tenants together.
 type healthEvidence struct {
 	delivered, samples int
-	// othersHealthy is true when the tenants other than the one with the most undelivered
-	// messages have min_samples between them at min_rate or better: the low rate is then that one
-	// tenant's numbers (or its pumping), not the provider, and must not move everyone's traffic.
-	othersHealthy bool
+	// tenantRate is the rate that demotes and restores: the weighted median of the tenants' own
+	// rates, each tenant weighing its messages but never more than min_samples of them. No tenant
+	// can move it past the others: not down, by sending to numbers that never receive (a bad
+	// list, or SMS pumping), and not up, by a large volume to numbers that do or by reporting its
+	// own codes used, which would keep a provider that stopped delivering for the other tenants
+	// in their chains. It moves when tenants holding more than half the weight see it move.
+	tenantRate float64
 }
 
 func (e healthEvidence) rate() float64 {
@@ -86,39 +89,80 @@ func (e healthEvidence) rate() float64 {
 
 // demote reports whether the evidence demotes the provider for the country.
 func (e healthEvidence) demote(minSamples int, minRate float64) bool {
-	return e.samples >= minSamples && e.rate() < minRate && !e.othersHealthy
+	return e.samples >= minSamples && e.tenantRate < minRate
 }
 
-// aggregateHealth sums the per-tenant rows of the message log per (provider, country). Messages
-// still without a final report after report_timeout count only for providers for which
-// countPending is true (those that send reports).
-func aggregateHealth(rows []store.HealthRow, minSamples int, minRate float64, countPending func(provider string) bool) map[healthKey]healthEvidence {
-	type tally struct{ delivered, samples, worstBad, worstDelivered, worstSamples int }
+// tenantVote is one tenant's rate and the weight it carries in tenantRate.
+type tenantVote struct {
+	rate   float64
+	weight int
+}
+
+// weightedMedian is the smallest rate at which the votes at or below it carry more than half
+// the weight: it is below a threshold exactly when the votes below the threshold carry more
+// than half. A tie (two tenants of equal weight) resolves to the higher rate, so a provider is
+// not demoted on one tenant's word against another's. votes is sorted in place.
+func weightedMedian(votes []tenantVote) float64 {
+	slices.SortFunc(votes, func(x, y tenantVote) int { return cmp.Compare(x.rate, y.rate) })
+	total := 0
+	for _, v := range votes {
+		total += v.weight
+	}
+	cum := 0
+	for _, v := range votes {
+		cum += v.weight
+		if 2*cum > total {
+			return v.rate
+		}
+	}
+	return 0
+}
+
+// aggregateHealth sums the per-tenant rows of the message log per (provider, country) and
+// weighs the tenants' rates (see healthEvidence). Messages still without a final report after
+// report_timeout count only for providers for which countPending is true (those that send
+// reports).
+func aggregateHealth(rows []store.HealthRow, minSamples int, countPending func(provider string) bool) map[healthKey]healthEvidence {
+	type counts struct{ delivered, samples int }
+	type tally struct {
+		counts
+		tenants map[string]*counts
+	}
 	t := map[healthKey]*tally{}
 	for _, r := range rows {
 		k := healthKey{r.Provider, r.Country}
 		x := t[k]
 		if x == nil {
-			x = &tally{}
+			x = &tally{tenants: map[string]*counts{}}
 			t[k] = x
 		}
 		bad := r.Failed
 		if countPending(r.Provider) {
 			bad += r.Pending
 		}
+		if r.Delivered+bad == 0 {
+			continue
+		}
+		c := x.tenants[r.Tenant]
+		if c == nil {
+			c = &counts{}
+			x.tenants[r.Tenant] = c
+		}
+		c.delivered += r.Delivered
+		c.samples += r.Delivered + bad
 		x.delivered += r.Delivered
 		x.samples += r.Delivered + bad
-		if bad > x.worstBad {
-			x.worstBad, x.worstDelivered, x.worstSamples = bad, r.Delivered, r.Delivered+bad
-		}
 	}
 	out := make(map[healthKey]healthEvidence, len(t))
 	for k, x := range t {
-		ev := healthEvidence{delivered: x.delivered, samples: x.samples}
-		if others := x.samples - x.worstSamples; others >= minSamples {
-			ev.othersHealthy = float64(x.delivered-x.worstDelivered)/float64(others) >= minRate
+		if x.samples == 0 {
+			continue
 		}
-		out[k] = ev
+		votes := make([]tenantVote, 0, len(x.tenants))
+		for _, c := range x.tenants {
+			votes = append(votes, tenantVote{rate: float64(c.delivered) / float64(c.samples), weight: min(c.samples, max(1, minSamples))})
+		}
+		out[k] = healthEvidence{delivered: x.delivered, samples: x.samples, tenantRate: weightedMedian(votes)}
 	}
 	return out
 }
@@ -133,7 +177,7 @@ func (a *App) refreshHealth(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	counted := aggregateHealth(rows, dh.MinSamples, dh.MinRate, func(provider string) bool {
+	counted := aggregateHealth(rows, dh.MinSamples, func(provider string) bool {
 		mi := rt.members[provider]
 		return mi != nil && reports(mi)
 	})
@@ -151,17 +195,17 @@ func (a *App) refreshHealth(ctx context.Context) error {
 			st = &healthState{}
 			a.health.m[k] = st
 		}
-		st.samples, st.rate, st.othersHealthy = ev.samples, ev.rate(), ev.othersHealthy
+		st.samples, st.rate, st.tenantRate = ev.samples, ev.rate(), ev.tenantRate
 		switch {
 		case !st.demoted && ev.demote(dh.MinSamples, dh.MinRate):
 			st.demoted = true
 			a.metrics.Demotions.WithLabelValues(k.provider, k.country).Inc()
 			a.log.Warn("provider demoted for a country: delivery rate below min_rate", "provider", k.provider, "country", k.country,
-				"rate", math.Round(st.rate*1000)/1000, "samples", st.samples)
-		case st.demoted && (ev.othersHealthy || st.samples >= restoreSamples && st.rate >= dh.MinRate+dh.Margin):
+				"tenant_rate", math.Round(st.tenantRate*1000)/1000, "rate", math.Round(st.rate*1000)/1000, "samples", st.samples)
+		case st.demoted && st.samples >= restoreSamples && st.tenantRate >= dh.MinRate+dh.Margin:
 			st.demoted = false
-			a.log.Info("provider restored for a country: delivery rate recovered (or the low rate is one tenant's alone)", "provider", k.provider, "country", k.country,
-				"rate", math.Round(st.rate*1000)/1000, "samples", st.samples)
+			a.log.Info("provider restored for a country: delivery rate recovered", "provider", k.provider, "country", k.country,
+				"tenant_rate", math.Round(st.tenantRate*1000)/1000, "rate", math.Round(st.rate*1000)/1000, "samples", st.samples)
 		}
 		if st.samples >= dh.MinSamples {
 			a.metrics.DeliveryRate.WithLabelValues(k.provider, k.country).Set(st.rate)
@@ -265,7 +309,7 @@ func (a *App) reorder(rt *runtime, route string, country string, members []*disp
 }
 
 func demotedNote(country string, st healthView, minRate float64) string {
-	return fmt.Sprintf("demoted for %s: delivery rate %.2f below %.2f over %d messages", country, st.rate, minRate, st.samples)
+	return fmt.Sprintf("demoted for %s: delivery rate %.2f (the tenants' median) below %.2f over %d messages", country, st.tenantRate, minRate, st.samples)
 }
 
 // probe reports whether this message is one of the probe share that still tries a demoted
@@ -285,7 +329,8 @@ func (a *App) countryHealth(provider string) []httpapi.CountryHealth {
 	var out []httpapi.CountryHealth
 	for k, st := range a.health.m {
 		if k.provider == provider {
-			out = append(out, httpapi.CountryHealth{Country: k.country, Rate: math.Round(st.rate*1000) / 1000, Samples: st.samples, Demoted: st.demoted})
+			out = append(out, httpapi.CountryHealth{Country: k.country, Rate: math.Round(st.rate*1000) / 1000, TenantRate: math.Round(st.tenantRate*1000) / 1000,
+				Samples: st.samples, Demoted: st.demoted})
 		}
 	}
 	slices.SortFunc(out, func(x, y httpapi.CountryHealth) int {
@@ -302,9 +347,10 @@ func (a *App) countryHealth(provider string) []httpapi.CountryHealth {
 
 // Demotion is a provider that delivery health would move behind the others for a country.
 type Demotion struct {
-	Provider string  `json:"provider"`
-	Rate     float64 `json:"rate"`
-	Samples  int     `json:"samples"`
+	Provider string `json:"provider"`
+	// Rate is the tenants' rate (see healthEvidence), the one that demotes.
+	Rate    float64 `json:"rate"`
+	Samples int     `json:"samples"`
 }
 
 // RoutePlan is the order a message to a country would try a route's providers in now, and why
@@ -312,7 +358,8 @@ type Demotion struct {
 type RoutePlan struct {
 	Strategy  string   `json:"strategy"`
 	Providers []string `json:"providers"`
-	// Demoted are the route's providers whose delivery rate to the country is below min_rate.
+	// Demoted are the route's providers whose delivery rate to the country (the tenants' rate) is
+	// below min_rate.
 	Demoted []Demotion `json:"demoted,omitempty"`
 	// Costs are each provider's price and least-cost rank (strategy least_cost only).
 	Costs map[string]*httpapi.Cost `json:"costs,omitempty"`
@@ -378,14 +425,14 @@ func Plan(ctx context.Context, cfg *config.Config, route, country string, now ti
 	}
 	dh := cfg.Routing.DeliveryHealth
 	views := map[healthKey]healthView{}
-	for k, ev := range aggregateHealth(healthRows, dh.MinSamples, dh.MinRate, func(string) bool { return true }) {
+	for k, ev := range aggregateHealth(healthRows, dh.MinSamples, func(string) bool { return true }) {
 		if k.country != country {
 			continue
 		}
-		v := healthView{rate: ev.rate(), samples: ev.samples, demoted: ev.demote(dh.MinSamples, dh.MinRate), othersHealthy: ev.othersHealthy}
+		v := healthView{rate: ev.rate(), tenantRate: ev.tenantRate, samples: ev.samples, demoted: ev.demote(dh.MinSamples, dh.MinRate)}
 		views[k] = v
 		if v.demoted && slices.Contains(rc.Providers, k.provider) {
-			plan.Demoted = append(plan.Demoted, Demotion{Provider: k.provider, Rate: math.Round(v.rate*1000) / 1000, Samples: v.samples})
+			plan.Demoted = append(plan.Demoted, Demotion{Provider: k.provider, Rate: math.Round(v.tenantRate*1000) / 1000, Samples: v.samples})
 		}
 	}
 	slices.SortFunc(plan.Demoted, func(x, y Demotion) int { return strings.Compare(x.Provider, y.Provider) })

@@ -158,7 +158,7 @@ func TestSilentOutageDrill(t *testing.T) {
 		t.Fatalf("record %+v", rec)
 	}
 	prov := h.do("GET", "/v1/providers", "admin-t0ken", "")
-	if !strings.Contains(prov.Raw, `"country":"GB","rate":0,"samples":20,"demoted":true`) {
+	if !strings.Contains(prov.Raw, `"country":"GB","rate":0,"tenant_rate":0,"samples":20,"demoted":true`) {
 		t.Errorf("providers endpoint: %s", prov.Raw)
 	}
 	// Recovery: the old failures leave the window; the probes are delivered.
@@ -218,7 +218,7 @@ func TestOneTenantCannotDemoteForAll(t *testing.T) {
 	if ib == nil || ib.samples != 222 || ib.demoted {
 		t.Fatalf("one tenant's 200 undelivered demoted infobip for everyone: %+v", ib)
 	}
-	if r := h.do("GET", "/v1/providers", "admin-t0ken", ""); !strings.Contains(r.Raw, `"country":"GB","rate":0.095,"samples":222,"demoted":false`) {
+	if r := h.do("GET", "/v1/providers", "admin-t0ken", ""); !strings.Contains(r.Raw, `"country":"GB","rate":0.095,"tenant_rate":0.9,"samples":222,"demoted":false`) {
 		t.Errorf("providers: %s", r.Raw)
 	}
 	// The others' messages fail as well: the provider is the problem.
@@ -228,7 +228,7 @@ func TestOneTenantCannotDemoteForAll(t *testing.T) {
 		t.Errorf("not demoted when every tenant's messages fail: %+v", ib)
 	}
 	// And a single tenant alone in a country still demotes (its traffic is all there is).
-	if got := aggregateHealth([]store.HealthRow{{Provider: "p", Country: "FR", Tenant: "only", Delivered: 1, Failed: 30}}, 20, 0.7,
+	if got := aggregateHealth([]store.HealthRow{{Provider: "p", Country: "FR", Tenant: "only", Delivered: 1, Failed: 30}}, 20,
 		func(string) bool { return true })[healthKey{"p", "FR"}]; !got.demote(20, 0.7) {
 		t.Errorf("a lone tenant's failures did not demote: %+v", got)
 	}
@@ -241,4 +241,92 @@ func healthOf(a *App, k healthKey) *healthView {
 		return nil
 	}
 	return &v
+}
+
+// TestOneTenantCannotKeepAProviderForAll: the other side of TestOneTenantCannotDemoteForAll. A
+// tenant whose messages are delivered (or which reports its own codes used) cannot, by volume,
+// keep a provider in every tenant's chain while the other tenants' messages are not delivered.
+func TestOneTenantCannotKeepAProviderForAll(t *testing.T) {
+	clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	cfg := strings.Replace(healthConfig, "tenants: [{name: acme, api_key: acme-key}]",
+		"tenants: [{name: acme, api_key: acme-key}, {name: other, api_key: other-key}, {name: big, api_key: big-key}]", 1)
+	h, _, _ := startOnFakesWith(t, cfg, Options{Now: clk.Now})
+	n := 0
+	send := func(key string) string {
+		n++
+		r := h.send(key, fmt.Sprintf(`{"message_options":{"recipient":"+4474001%05d","text":"Your code is %06d","message_type":"sms"}}`, n, n))
+		if r.Status != 200 || r.Body["provider"] != "infobip-eu" {
+			t.Fatalf("send %d: %d %s", n, r.Status, r.Raw)
+		}
+		return r.Body["id"].(string)
+	}
+	// big sends 80 GB messages through Infobip and reports every code used; acme's and other's
+	// 12 each are reported undeliverable.
+	for range 80 {
+		if v := h.do("POST", "/v1/messages/"+send("big-key")+"/verified", "big-key", ""); v.Status != 200 {
+			t.Fatalf("verified: %d %s", v.Status, v.Raw)
+		}
+	}
+	for _, key := range []string{"acme-key", "other-key"} {
+		for range 12 {
+			infobipReport(t, h, send(key), "UNDELIVERABLE", "")
+		}
+	}
+	if err := h.app.refreshHealth(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ib := healthOf(h.app, healthKey{"infobip-eu", "GB"})
+	if ib == nil || ib.samples != 104 || ib.rate < 0.7 || !ib.demoted {
+		t.Fatalf("one tenant's delivered volume kept infobip for everyone (rate %.3f over all messages): %+v", ib.rate, ib)
+	}
+	if r := h.do("GET", "/v1/providers", "admin-t0ken", ""); !strings.Contains(r.Raw, `"country":"GB","rate":0.769,"tenant_rate":0,"samples":104,"demoted":true`) {
+		t.Errorf("providers: %s", r.Raw)
+	}
+	r := h.send("acme-key", `{"message_options":{"recipient":"+447400199999","text":"Your code is 123456","message_type":"sms"}}`)
+	if r.Body["provider"] != "twilio-us" {
+		t.Fatalf("acme's next GB send still went to infobip: %s", r.Raw)
+	}
+	// More of big's volume does not restore it.
+	for i := range 200 {
+		h.app.Store().Insert(context.Background(), &store.Record{ID: fmt.Sprint("big", i), Tenant: "big", Provider: "infobip-eu", Country: "GB",
+			Status: gateway.StatusDelivered, CreatedAt: clk.Now(), UpdatedAt: clk.Now()})
+	}
+	h.app.refreshHealth(context.Background())
+	if ib := healthOf(h.app, healthKey{"infobip-eu", "GB"}); ib.samples != 304 || !ib.demoted {
+		t.Errorf("big's volume restored infobip: %+v", ib)
+	}
+}
+
+// TestTenantRate: the weighted median of the tenants' rates, each weighing at most min_samples
+// messages.
+func TestTenantRate(t *testing.T) {
+	all := func(string) bool { return true }
+	for _, c := range []struct {
+		name    string
+		rows    []store.HealthRow
+		want    float64
+		demoted bool
+	}{
+		{"a lone tenant decides", []store.HealthRow{{Tenant: "a", Delivered: 2, Failed: 18}}, 0.1, true},
+		{"one tenant's word against another's is not a demotion",
+			[]store.HealthRow{{Tenant: "a", Delivered: 500}, {Tenant: "b", Failed: 20}}, 1, false},
+		{"nor the other way round", []store.HealthRow{{Tenant: "a", Failed: 500}, {Tenant: "b", Delivered: 20}}, 1, false},
+		{"two tenants outweigh a large one", []store.HealthRow{{Tenant: "a", Delivered: 500}, {Tenant: "b", Failed: 10, Pending: 10}, {Tenant: "c", Delivered: 5, Failed: 15}}, 0.25, true},
+		{"a small tenant weighs its messages", []store.HealthRow{{Tenant: "a", Failed: 30}, {Tenant: "b", Delivered: 9, Failed: 1}, {Tenant: "c", Delivered: 5}}, 0, true},
+		{"enough of them outweigh one", []store.HealthRow{{Tenant: "a", Failed: 30}, {Tenant: "b", Delivered: 9, Failed: 1}, {Tenant: "c", Delivered: 11}}, 0.9, false},
+		{"too few messages", []store.HealthRow{{Tenant: "a", Failed: 19}}, 0, false},
+	} {
+		for i := range c.rows {
+			c.rows[i].Provider, c.rows[i].Country = "p", "FR"
+		}
+		ev := aggregateHealth(c.rows, 20, all)[healthKey{"p", "FR"}]
+		if ev.tenantRate != c.want || ev.demote(20, 0.7) != c.demoted {
+			t.Errorf("%s: tenant rate %v demoted %v, want %v %v", c.name, ev.tenantRate, ev.demote(20, 0.7), c.want, c.demoted)
+		}
+	}
+	// Pending messages count only for providers that ask for reports.
+	ev := aggregateHealth([]store.HealthRow{{Provider: "p", Country: "FR", Tenant: "a", Delivered: 10, Pending: 30}}, 20, func(string) bool { return false })[healthKey{"p", "FR"}]
+	if ev.samples != 10 || ev.tenantRate != 1 {
+		t.Errorf("pending counted for a provider without reports: %+v", ev)
+	}
 }

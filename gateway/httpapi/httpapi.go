@@ -73,10 +73,13 @@ type ProviderStatus struct {
 
 // CountryHealth is a provider's delivery rate to one country over the health window.
 type CountryHealth struct {
-	Country string  `json:"country"`
-	Rate    float64 `json:"rate"`
-	Samples int     `json:"samples"`
-	Demoted bool    `json:"demoted"`
+	Country string `json:"country"`
+	// Rate is every tenant's messages together; TenantRate, the weighted median of the tenants'
+	// rates, is what demotes and restores.
+	Rate       float64 `json:"rate"`
+	TenantRate float64 `json:"tenant_rate"`
+	Samples    int     `json:"samples"`
+	Demoted    bool    `json:"demoted"`
 }
 
 // CountryPrice is a provider's price for one country (routing.least_cost).
