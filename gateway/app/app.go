@@ -270,7 +270,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 func (a *App) openState(ctx context.Context, cfg *config.Config) error {
 	a.failOpen = cfg.State.OnError == "open"
 	if cfg.State.Driver != "redis" {
-		a.checker.Limiter = &policy.MemoryLimiter{Now: a.opts.Now}
+		a.checker.Limiter, a.checker.Spends = &policy.MemoryLimiter{Now: a.opts.Now}, &policy.MemorySpends{Now: a.opts.Now}
 		a.replays = policy.NewMemoryReplays(a.opts.Now)
 		a.resends = policy.NewMemoryResends(a.opts.Now)
 		a.pumping = &policy.Pumping{State: &policy.MemoryPumpState{Now: a.opts.Now}, Now: a.opts.Now}
@@ -291,7 +291,7 @@ func (a *App) openState(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("state.redis %s: %w", rc.Addr, err)
 	}
 	r := &policy.Redis{Client: client, Prefix: rc.KeyPrefix, Now: a.opts.Now, Breaker: policy.NewRedisBreaker(5 * time.Second)}
-	a.checker.Limiter, a.replays, a.resends, a.flights = r, r, r, r
+	a.checker.Limiter, a.checker.Spends, a.replays, a.resends, a.flights = r, r, r, r, r
 	a.pumping = &policy.Pumping{State: r, Now: a.opts.Now}
 	a.closeState = func() { client.Close() }
 	return nil

@@ -44,6 +44,22 @@ type priceTable struct {
 	currency string
 	m        map[healthKey]priceInfo
 	def      map[string]priceInfo
+	// highest is the highest configured price of any provider and country: what a spend limit
+	// counts for a message whose provider has no price for its country.
+	highest float64
+}
+
+// estimate is what a message sent by provider to country counts against a spend limit: its
+// price, or the highest configured price when it has none (so a tenant cannot spend unseen by
+// sending where no price is known).
+func (t *priceTable) estimate(provider, country string) float64 {
+	if p, ok := t.lookup(provider, country); ok {
+		return p.value
+	}
+	if t == nil {
+		return 0
+	}
+	return t.highest
 }
 
 func (t *priceTable) lookup(provider, country string) (priceInfo, bool) {
@@ -80,10 +96,12 @@ func buildPrices(cfg *config.Config, rows []store.PriceRow) (*priceTable, []stri
 		if p.Prices.Default != nil {
 			v, _ := convert(lc, *p.Prices.Default, p.Prices.Currency) // validated: convertible
 			t.def[p.Name] = priceInfo{value: v, source: priceDefault}
+			t.highest = max(t.highest, v)
 		}
 		for cc, pv := range p.Prices.Countries {
 			v, _ := convert(lc, pv, p.Prices.Currency)
 			t.m[healthKey{p.Name, cc}] = priceInfo{value: v, source: priceConfigured}
+			t.highest = max(t.highest, v)
 		}
 	}
 	type sum struct {
@@ -150,17 +168,26 @@ func median(xs []float64) float64 {
 	return (xs[n/2-1] + xs[n/2]) / 2
 }
 
-// usesLeastCost reports whether any route of cfg ranks by price.
-func usesLeastCost(cfg *config.Config) bool {
-	return slices.ContainsFunc(cfg.Routes, func(r config.Route) bool { return r.Strategy == "least_cost" })
+// usesPrices reports whether cfg reads reported prices: a route ranks by price, or a spend limit
+// counts them.
+func usesPrices(cfg *config.Config) bool {
+	if slices.ContainsFunc(cfg.Routes, func(r config.Route) bool { return r.Strategy == "least_cost" }) {
+		return true
+	}
+	for i := range cfg.Tenants {
+		if s := cfg.EffectiveLimits(&cfg.Tenants[i]).Spend; s != nil && s.Amount > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // refreshPrices re-reads the reported prices of the window from the message log (only when a
-// route ranks by price) and rebuilds the table with the running config.
+// route ranks by price or a spend limit counts them) and rebuilds the table with the running config.
 func (a *App) refreshPrices(ctx context.Context) error {
 	rt := a.rt.Load()
 	var rows []store.PriceRow
-	if usesLeastCost(rt.cfg) {
+	if usesPrices(rt.cfg) {
 		var err error
 		rows, err = a.store.Prices(ctx, a.now().Add(-rt.cfg.Routing.LeastCost.Window.D()))
 		if err != nil {

@@ -3,9 +3,11 @@ package app
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -362,4 +364,64 @@ routes:` + extraRoutes + `
   - {name: default, providers: [ib, backup]}
 `
 	return ib, start(t, cfg, Options{})
+}
+
+// TestSpendLimitStopsOneTenantDrainingTheAccount: the providers' accounts are shared, and a
+// tenant sending within its rate limits to expensive destinations could drain them for every
+// tenant. A tenant's spend limit stops its sends once their prices (or, where its provider has
+// none, the highest configured price) use up the limit; the other tenants send on.
+func TestSpendLimitStopsOneTenantDrainingTheAccount(t *testing.T) {
+	h := start(t, `
+storage: {driver: memory}
+policy: {rate_limits: {per_recipient: 0}}
+tenants:
+  - {name: flood, api_key: flood-key, rate_limits: {spend: 0.1/24h}}
+  - {name: unpriced, api_key: unpriced-key, rate_limits: {spend: 0.06/24h}}
+  - {name: quiet, api_key: quiet-key}
+providers:
+  - {name: m, type: mock, prices: {default: 0.04, countries: {GB: 0.05}}}
+  - {name: u, type: mock}
+routes:
+  - {name: japan, match: {countries: [JP]}, providers: [u]}
+  - {name: default, providers: [m]}
+`, Options{})
+	n := 0
+	send := func(key, to string) response {
+		n++
+		return h.send(key, fmt.Sprintf(`{"message_options":{"recipient":%q,"text":"Your code is %06d","message_type":"sms"}}`, to, n))
+	}
+	us := func() string { return fmt.Sprintf("+1415555%04d", n) }
+	// 0.04 three times: the third starts at 0.08 of 0.1 and goes 0.02 into debt.
+	for i := range 3 {
+		if r := send("flood-key", us()); r.Status != 200 {
+			t.Fatalf("flood send %d: %d %s", i+1, r.Status, r.Raw)
+		}
+	}
+	r := send("flood-key", us())
+	if r.Status != 429 || r.Body["error"].(map[string]any)["code"] != "rate_limited" || !strings.Contains(r.Raw, "spend limit") {
+		t.Fatalf("over its spend limit: %d %s", r.Status, r.Raw)
+	}
+	// The debt of 0.02 refills in 0.2 of a day.
+	if ra, _ := strconv.Atoi(r.Header.Get("Retry-After")); ra < 17270 || ra > 17290 {
+		t.Errorf("Retry-After %q, want about 17280 s", r.Header.Get("Retry-After"))
+	}
+	if r := send("quiet-key", us()); r.Status != 200 {
+		t.Errorf("another tenant refused: %d %s", r.Status, r.Raw)
+	}
+	// Provider u has no price: its messages count at the highest configured one (0.05).
+	for i := range 2 {
+		if r := send("unpriced-key", fmt.Sprintf("+8190123%05d", n)); r.Status != 200 || r.Body["provider"] != "u" {
+			t.Fatalf("unpriced send %d: %d %s", i+1, r.Status, r.Raw)
+		}
+	}
+	if r := send("unpriced-key", fmt.Sprintf("+8190123%05d", n)); r.Status != 429 {
+		t.Errorf("sends without a price went uncounted: %d %s", r.Status, r.Raw)
+	}
+	m := h.app.MetricSet()
+	if got := testutil.ToFloat64(m.EstimatedSpend.WithLabelValues("flood")); math.Abs(got-0.12) > 1e-9 {
+		t.Errorf("flood's estimated spend %v, want 0.12", got)
+	}
+	if got := testutil.ToFloat64(m.PolicyRejections.WithLabelValues("flood", "spend")); got != 1 {
+		t.Errorf("spend rejections %v", got)
+	}
 }

@@ -9,8 +9,10 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -185,6 +187,39 @@ type RateLimits struct {
 	PerIP        *Limit           `yaml:"per_ip"`
 	PerTenant    *Limit           `yaml:"per_tenant"`
 	PerCountry   map[string]Limit `yaml:"per_country"`
+	// Spend caps what one tenant's messages may cost (see Spend).
+	Spend *Spend `yaml:"spend"`
+}
+
+// Spend is a money limit: Amount, in routing.least_cost.currency, per Per ("25/24h"), as a
+// bucket of Amount refilled at Amount per Per. A message's price is known once it was sent, so
+// a send is allowed while the bucket is not empty and its price is then taken, even into debt.
+type Spend struct {
+	Amount float64
+	Per    time.Duration
+}
+
+// UnmarshalText parses "25/24h", "2.5/1h" or "0".
+func (s *Spend) UnmarshalText(b []byte) error {
+	a, per, err := parseRate(b, `want AMOUNT/duration in routing.least_cost.currency, for example "25/24h", or 0`)
+	if err != nil || a == "" {
+		*s = Spend{}
+		return err
+	}
+	v, err := strconv.ParseFloat(a, 64)
+	if err != nil || v < 0 || math.IsInf(v, 0) || math.IsNaN(v) {
+		return errors.New("the amount must be a number >= 0")
+	}
+	*s = Spend{Amount: v, Per: per}
+	return nil
+}
+
+// String prints the limit as it is written.
+func (s Spend) String() string {
+	if s.Amount == 0 {
+		return "0"
+	}
+	return strconv.FormatFloat(s.Amount, 'f', -1, 64) + "/" + s.Per.String()
 }
 
 // Idempotency configures replay of Idempotency-Key requests.
@@ -210,29 +245,39 @@ type Limit struct {
 	Per time.Duration
 }
 
-// UnmarshalText parses "10/1h", "20/1m", "50/1s" or "0".
-func (l *Limit) UnmarshalText(b []byte) error {
+// parseRate splits "X/period" into X and the period; "0" (no limit) gives "" and 0. want is
+// the form the error asks for.
+func parseRate(b []byte, want string) (string, time.Duration, error) {
 	s := strings.TrimSpace(string(b))
 	if s == "0" {
-		*l = Limit{}
-		return nil
+		return "", 0, nil
 	}
-	n, per, ok := strings.Cut(s, "/")
+	x, per, ok := strings.Cut(s, "/")
 	if !ok {
-		return errors.New(`want N/duration, for example "10/1h", or 0`)
-	}
-	c, err := strconv.Atoi(n)
-	if err != nil || c < 0 {
-		return errors.New("the count must be a whole number >= 0")
+		return "", 0, errors.New(want)
 	}
 	if per != "" && (per[0] < '0' || per[0] > '9') {
 		per = "1" + per // "10/h" reads as 10/1h
 	}
 	d, err := time.ParseDuration(per)
 	if err != nil || d <= 0 {
-		return errors.New("the period must be a positive duration such as 1s, 10m or 1h")
+		return "", 0, errors.New("the period must be a positive duration such as 1s, 10m or 1h")
 	}
-	*l = Limit{N: c, Per: d}
+	return x, d, nil
+}
+
+// UnmarshalText parses "10/1h", "20/1m", "50/1s" or "0".
+func (l *Limit) UnmarshalText(b []byte) error {
+	n, per, err := parseRate(b, `want N/duration, for example "10/1h", or 0`)
+	if err != nil || n == "" {
+		*l = Limit{}
+		return err
+	}
+	c, err := strconv.Atoi(n)
+	if err != nil || c < 0 {
+		return errors.New("the count must be a whole number >= 0")
+	}
+	*l = Limit{N: c, Per: per}
 	return nil
 }
 
@@ -478,6 +523,7 @@ func (c *Config) applyDefaults() {
 	orDefault(&p.RateLimits.PerRecipient, &Limit{N: 10, Per: time.Hour})
 	orDefault(&p.RateLimits.PerIP, &Limit{})
 	orDefault(&p.RateLimits.PerTenant, &Limit{})
+	orDefault(&p.RateLimits.Spend, &Spend{})
 	orDefault(&p.Idempotency.TTL, gateway.Duration(24*time.Hour))
 	r := &p.ResendEscalation
 	orDefault(&r.Enabled, ptr(true))
@@ -562,6 +608,9 @@ func (c *Config) EffectiveLimits(t *Tenant) RateLimits {
 	}
 	if o.PerCountry == nil {
 		o.PerCountry = g.PerCountry
+	}
+	if o.Spend == nil {
+		o.Spend = g.Spend
 	}
 	return o
 }
@@ -653,6 +702,7 @@ func (c *Config) validate() {
 	if len(c.Providers) == 0 {
 		c.Problem("providers", "at least one provider is required")
 	}
+	c.checkSpend()
 	provs := map[string]int{}
 	for i := range c.Providers {
 		pr := &c.Providers[i]
@@ -870,6 +920,27 @@ func (c *Config) checkCountries(path string, cs []string) {
 			c.Problem(fmt.Sprintf("%s[%d]", path, i), "%q is not an ISO 3166-1 alpha-2 code such as US or GB, nor 001 (numbers of no country)", cc)
 		}
 	}
+}
+
+// checkSpend: a spend limit counts each message at its provider's price, and one with no price
+// for the country at the highest configured price; without any configured price it could not
+// count the messages it is there to stop.
+func (c *Config) checkSpend() {
+	path := ""
+	if s := c.Policy.RateLimits.Spend; s != nil && s.Amount > 0 {
+		path = "policy.rate_limits.spend"
+	}
+	for i := range c.Tenants {
+		if rl := c.Tenants[i].RateLimits; path == "" && rl != nil && rl.Spend != nil && rl.Spend.Amount > 0 {
+			path = fmt.Sprintf("tenants[%d].rate_limits.spend", i)
+		}
+	}
+	if path == "" || slices.ContainsFunc(c.Providers, func(p Provider) bool {
+		return p.Prices != nil && (p.Prices.Default != nil || len(p.Prices.Countries) > 0)
+	}) {
+		return
+	}
+	c.Problem(path, "needs prices: give at least one provider prices.default (a message whose provider has no price for its country counts at the highest configured price)")
 }
 
 func (c *Config) checkLimits(path string, l *RateLimits) {

@@ -40,7 +40,7 @@ func TestParseValid(t *testing.T) {
 		State:   State{Driver: "memory", OnError: "open", Redis: RedisState{Addr: "127.0.0.1:6379", KeyPrefix: "smsgate:", Timeout: gateway.Duration(200 * time.Millisecond)}},
 		Policy: Policy{DeniedCountries: []string{"KP"},
 			RateLimits: RateLimits{PerRecipient: &Limit{10, time.Hour}, PerIP: &Limit{20, time.Minute}, PerTenant: &Limit{50, time.Second},
-				PerCountry: map[string]Limit{"NG": {10, time.Hour}}},
+				PerCountry: map[string]Limit{"NG": {10, time.Hour}}, Spend: &Spend{20.5, 24 * time.Hour}},
 			Idempotency:      Idempotency{TTL: gateway.Duration(24 * time.Hour)},
 			ResendEscalation: ResendEscalation{Enabled: &yes, After: gateway.Duration(20 * time.Second), Within: gateway.Duration(10 * time.Minute)},
 			Pumping: Pumping{Enabled: &yes, Action: "block", RangeDigits: 2, Baseline: gateway.Duration(168 * time.Hour), Warmup: gateway.Duration(24 * time.Hour),
@@ -77,7 +77,7 @@ func TestParseValid(t *testing.T) {
 		t.Errorf("tenant pumping override: %+v", p)
 	}
 	eff := c.EffectiveLimits(&c.Tenants[0])
-	if *eff.PerRecipient != (Limit{5, 10 * time.Minute}) || *eff.PerIP != (Limit{20, time.Minute}) || eff.PerCountry["NG"] != (Limit{10, time.Hour}) {
+	if *eff.PerRecipient != (Limit{5, 10 * time.Minute}) || *eff.PerIP != (Limit{20, time.Minute}) || eff.PerCountry["NG"] != (Limit{10, time.Hour}) || *eff.Spend != (Spend{20.5, 24 * time.Hour}) {
 		t.Errorf("tenant limits do not inherit the global ones: %+v", eff)
 	}
 }
@@ -88,7 +88,7 @@ func TestNoPolicyBlockLimitsOnlyPerRecipient(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := c.EffectiveLimits(&c.Tenants[0])
-	want := RateLimits{PerRecipient: &Limit{10, time.Hour}, PerIP: &Limit{}, PerTenant: &Limit{}}
+	want := RateLimits{PerRecipient: &Limit{10, time.Hour}, PerIP: &Limit{}, PerTenant: &Limit{}, Spend: &Spend{}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("default limits (-want +got):\n%s", diff)
 	}
@@ -189,6 +189,38 @@ func TestLimitParse(t *testing.T) {
 			}
 			if !tc.bad && l != tc.want {
 				t.Errorf("got %+v, want %+v", l, tc.want)
+			}
+		})
+	}
+}
+
+func TestSpendParse(t *testing.T) {
+	tests := []struct {
+		in   string
+		want Spend
+		bad  bool
+	}{
+		{in: "25/24h", want: Spend{25, 24 * time.Hour}},
+		{in: "2.5/h", want: Spend{2.5, time.Hour}},
+		{in: "0", want: Spend{}},
+		{in: "-1/1h", bad: true},
+		{in: "NaN/1h", bad: true},
+		{in: "Inf/1h", bad: true},
+		{in: "25", bad: true},
+		{in: "25/0s", bad: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			var s Spend
+			err := s.UnmarshalText([]byte(tc.in))
+			if (err != nil) != tc.bad {
+				t.Fatalf("err = %v, bad = %v", err, tc.bad)
+			}
+			if !tc.bad && s != tc.want {
+				t.Errorf("got %+v, want %+v", s, tc.want)
+			}
+			if want := map[string]string{"25/24h": "25/24h0m0s", "2.5/h": "2.5/1h0m0s", "0": "0"}[tc.in]; !tc.bad && s.String() != want {
+				t.Errorf("String() = %q, want %q", s.String(), want)
 			}
 		})
 	}

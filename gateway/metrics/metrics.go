@@ -37,6 +37,7 @@ type Metrics struct {
 	ProviderDisabled   *prometheus.GaugeVec
 	StateErrors        *prometheus.CounterVec
 	Spend              *prometheus.CounterVec
+	EstimatedSpend     *prometheus.CounterVec
 	Quarantines        *prometheus.CounterVec
 }
 
@@ -88,11 +89,13 @@ func New() *Metrics {
 			Help: "Failed calls to the policy state store (rate limits, idempotency, resends), by operation."}, []string{"op"}),
 		Spend: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_spend_total",
 			Help: "What providers' delivery reports say the messages cost, in the currency they report, by provider and destination country."}, []string{"provider", "country", "currency"}),
+		EstimatedSpend: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_tenant_spend_estimated_total",
+			Help: "What a tenant's sent messages count against its spend limit (rate_limits.spend), in routing.least_cost.currency: each at its provider's price for the country, or the highest configured price when it has none. Only tenants with a spend limit."}, []string{"tenant"}),
 		Quarantines: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_pumping_quarantines_total",
 			Help: "Number ranges quarantined under suspicion of SMS pumping, by tenant, destination country and action (alert, throttle, block)."}, []string{"tenant", "country", "action"}),
 	}
 	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.Attempts, m.ProviderLatency, m.BreakerState,
-		m.BreakerTransitions, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBatch, m.LogBacklog, m.LogDropped, m.LogCommitTimeouts, m.Notify, m.DeliveryRate, m.Demotions, m.Reloads, m.ProviderDisabled, m.StateErrors, m.Spend, m.Quarantines,
+		m.BreakerTransitions, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBatch, m.LogBacklog, m.LogDropped, m.LogCommitTimeouts, m.Notify, m.DeliveryRate, m.Demotions, m.Reloads, m.ProviderDisabled, m.StateErrors, m.Spend, m.EstimatedSpend, m.Quarantines,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}

@@ -60,11 +60,20 @@ type Rejection struct {
 type Checker struct {
 	// Limiter holds the token buckets.
 	Limiter Limiter
+	// Spends holds the spend limits' buckets (rate_limits.spend).
+	Spends Spends
+}
+
+// SpendKey is the bucket of tenant's spend limit l: like a rate limit's, it names the limit, so
+// a reloaded limit starts a fresh bucket.
+func SpendKey(tenant string, l config.Spend) string {
+	return "s|" + l.String() + "|" + tenant
 }
 
 // Check returns nil when msg may be sent, else the first rule it breaks. Country lists are checked
-// before limits, and limits from the widest (tenant) to the narrowest (recipient), so a request
-// refused by a wide limit does not use up the recipient's allowance.
+// before limits, the spend limit first (it takes nothing: the price is charged after the send),
+// then rate limits from the widest (tenant) to the narrowest (recipient), so a request refused by
+// a wide limit does not use up the recipient's allowance.
 //
 // Numbers of no country (config.NonGeographic, "001": international premium rate, satellite,
 // shared networks) are the classic pumping target and no deny list of countries names them, so
@@ -84,6 +93,16 @@ func (c *Checker) Check(ctx context.Context, r *Rules, msg *gateway.Message) (*R
 	type check struct {
 		name, kind, value string
 		l                 *config.Limit
+	}
+	if s := r.Limits.Spend; s != nil && s.Amount > 0 && c.Spends != nil {
+		ok, wait, err := c.Spends.Allowed(ctx, SpendKey(msg.Tenant, *s), *s)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return &Rejection{Code: "rate_limited", Reason: "spend", RetryAfter: wait,
+				Message: fmt.Sprintf("spend limit (%s) reached", s)}, nil
+		}
 	}
 	checks := [4]check{{"per_tenant", "t", "", r.Limits.PerTenant}}
 	n := 1

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -91,6 +92,51 @@ func (r *Redis) Allow(ctx context.Context, key string, l config.Limit) (bool, ti
 		return false, time.Duration(wait) * time.Microsecond, nil
 	}
 	return true, 0, nil
+}
+
+// spendCharge advances a spend bucket's theoretical arrival time (microseconds, see spendTAT) by
+// ARGV[2] and keeps the key until the bucket has refilled.
+var spendCharge = redis.NewScript(`
+local now = tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+tat = tat + tonumber(ARGV[2])
+redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
+return 0
+`)
+
+// Allowed implements Spends.
+func (r *Redis) Allowed(ctx context.Context, key string, l config.Spend) (bool, time.Duration, error) {
+	var v string
+	err := r.guard(func() (err error) {
+		v, err = r.Client.Get(ctx, r.Prefix+"sp:"+key).Result()
+		return err
+	})
+	if errors.Is(err, redis.Nil) {
+		return true, 0, nil
+	}
+	if err != nil {
+		return false, 0, err
+	}
+	us, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return false, 0, fmt.Errorf("spend bucket %q: %w", v, err)
+	}
+	if w := spendWait(time.UnixMicro(us), r.now(), l); w > 0 {
+		return false, w, nil
+	}
+	return true, 0, nil
+}
+
+// Charge implements Spends.
+func (r *Redis) Charge(ctx context.Context, key string, l config.Spend, amount float64) error {
+	if amount <= 0 || l.Amount <= 0 {
+		return nil
+	}
+	inc := int64(math.Ceil(amount / l.Amount * float64(l.Per.Microseconds())))
+	return r.guard(func() error {
+		return spendCharge.Run(ctx, r.Client, []string{r.Prefix + "sp:" + key}, r.now().UnixMicro(), inc).Err()
+	})
 }
 
 // Get implements Replays.

@@ -1,0 +1,86 @@
+package policy
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/smsgate/smsgate/gateway/config"
+)
+
+// Spends keeps spend limits (rate_limits.spend): one bucket of money per key, refilled at
+// Amount per Per. A send's price is known only once a provider accepted it, so Allowed is asked
+// before the send and Charge after it, and a charge may take the bucket into debt: the most a
+// tenant overspends is the price of the sends it had in flight when the bucket ran empty.
+type Spends interface {
+	// Allowed reports whether key's bucket holds anything; when it does not, how long until it
+	// does.
+	Allowed(ctx context.Context, key string, l config.Spend) (ok bool, retryAfter time.Duration, err error)
+	// Charge takes amount from key's bucket.
+	Charge(ctx context.Context, key string, l config.Spend, amount float64) error
+}
+
+// spendTAT is the cell rate algorithm weighted by price: a bucket is its "theoretical arrival
+// time" tat, how far ahead of now the spending so far has run (Per/Amount per unit of money).
+// The bucket holds something while tat is less than Per ahead of now.
+func spendTAT(tat, now time.Time, l config.Spend, amount float64) time.Time {
+	if tat.Before(now) {
+		tat = now
+	}
+	return tat.Add(time.Duration(amount / l.Amount * float64(l.Per)))
+}
+
+// spendWait is how long until a bucket at tat holds something again (0: it does now).
+func spendWait(tat, now time.Time, l config.Spend) time.Duration {
+	if ahead := tat.Sub(now); ahead >= l.Per {
+		return ahead - l.Per + time.Millisecond
+	}
+	return 0
+}
+
+// MemorySpends is Spends in this process. Keys are per tenant (and limit), so they are few;
+// a bucket that has refilled is dropped when it is next read.
+type MemorySpends struct {
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+
+	mu  sync.Mutex
+	tat map[string]time.Time
+}
+
+func (m *MemorySpends) now() time.Time {
+	if m.Now != nil {
+		return m.Now()
+	}
+	return time.Now()
+}
+
+// Allowed implements Spends.
+func (m *MemorySpends) Allowed(_ context.Context, key string, l config.Spend) (bool, time.Duration, error) {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	tat, ok := m.tat[key]
+	if ok && !tat.After(now) {
+		delete(m.tat, key)
+	}
+	if w := spendWait(tat, now, l); w > 0 {
+		return false, w, nil
+	}
+	return true, 0, nil
+}
+
+// Charge implements Spends.
+func (m *MemorySpends) Charge(_ context.Context, key string, l config.Spend, amount float64) error {
+	if amount <= 0 || l.Amount <= 0 {
+		return nil
+	}
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.tat == nil {
+		m.tat = map[string]time.Time{}
+	}
+	m.tat[key] = spendTAT(m.tat[key], now, l, amount)
+	return nil
+}

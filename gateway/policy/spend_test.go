@@ -1,0 +1,91 @@
+package policy
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/gateway/config"
+	"github.com/smsgate/smsgate/gateway/policy/redistest"
+)
+
+// TestSpendLimit: a send is allowed while the tenant's spend bucket holds anything; the price of
+// each send is charged after it, into debt if need be; the bucket refills at Amount per Per; and
+// two replicas on one Redis share it.
+func TestSpendLimit(t *testing.T) {
+	for _, backend := range []string{"memory", "redis"} {
+		t.Run(backend, func(t *testing.T) {
+			clk := newClock()
+			var a, b Spends = &MemorySpends{Now: clk.now}, nil
+			if backend == "redis" {
+				client, prefix := redistest.Start(t), redistest.Prefix(t)
+				a, b = &Redis{Client: client, Prefix: prefix, Now: clk.now}, &Redis{Client: client, Prefix: prefix, Now: clk.now}
+			} else {
+				b = a
+			}
+			ctx := context.Background()
+			l := config.Spend{Amount: 1, Per: 24 * time.Hour} // 1 a day
+			key := SpendKey("acme", l)
+			c := Checker{Limiter: &MemoryLimiter{Now: clk.now}, Spends: a}
+			r := &Rules{Limits: config.RateLimits{Spend: &l}}
+			msg := &gateway.Message{Tenant: "acme", To: "+14155550104", Country: "US"}
+			// 0.4 + 0.4 leave 0.2: still allowed; the third 0.4 goes 0.2 into debt.
+			for i := range 3 {
+				if rej, err := c.Check(ctx, r, msg); rej != nil || err != nil {
+					t.Fatalf("send %d refused: %+v %v", i+1, rej, err)
+				}
+				replica := a
+				if i == 1 {
+					replica = b
+				}
+				if err := replica.Charge(ctx, key, l, 0.4); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rej, err := c.Check(ctx, r, msg)
+			// In debt by 0.2 of a day's 1: it holds something again after 0.2 of a day.
+			if err != nil || rej == nil || rej.Code != "rate_limited" || rej.Reason != "spend" ||
+				rej.RetryAfter < 288*time.Minute-time.Second || rej.RetryAfter > 288*time.Minute+time.Second {
+				t.Fatalf("over the limit: %+v %v (want spend, retry after 4h48m)", rej, err)
+			}
+			// Another tenant's bucket is its own.
+			if rej, _ := c.Check(ctx, r, &gateway.Message{Tenant: "other", To: "+14155550104", Country: "US"}); rej != nil {
+				t.Errorf("another tenant refused: %+v", rej)
+			}
+			clk.add(288*time.Minute + 2*time.Second)
+			if rej, _ := c.Check(ctx, r, msg); rej != nil {
+				t.Errorf("refilled bucket still refuses: %+v", rej)
+			}
+			// A changed limit is a fresh bucket.
+			if k2 := SpendKey("acme", config.Spend{Amount: 2, Per: 24 * time.Hour}); k2 == key {
+				t.Errorf("same key for another limit: %s", k2)
+			}
+			// No limit, no check.
+			if rej, _ := (&Checker{Limiter: &MemoryLimiter{Now: clk.now}, Spends: a}).Check(ctx, &Rules{}, msg); rej != nil {
+				t.Errorf("refused without a spend limit: %+v", rej)
+			}
+		})
+	}
+}
+
+// TestSpendBucketsExpire: a spend bucket is forgotten once it has refilled.
+func TestSpendBucketsExpire(t *testing.T) {
+	clk := newClock()
+	m := &MemorySpends{Now: clk.now}
+	l := config.Spend{Amount: 10, Per: time.Hour}
+	m.Charge(context.Background(), "k", l, 5)
+	clk.add(31 * time.Minute)
+	if ok, _, _ := m.Allowed(context.Background(), "k", l); !ok || len(m.tat) != 0 {
+		t.Errorf("refilled bucket kept: ok %v, %d held", ok, len(m.tat))
+	}
+	client, prefix := redistest.Start(t), redistest.Prefix(t)
+	r := &Redis{Client: client, Prefix: prefix, Now: clk.now}
+	if err := r.Charge(context.Background(), "k", l, 5); err != nil {
+		t.Fatal(err)
+	}
+	// Redis's own clock expires the key: half the period (the 5 of 10 refill in 30 minutes).
+	if ttl := client.PTTL(context.Background(), prefix+"sp:k").Val(); ttl <= 29*time.Minute || ttl > 30*time.Minute {
+		t.Errorf("ttl %v, want 30m", ttl)
+	}
+}
