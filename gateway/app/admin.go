@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/gateway/dispatch"
 	"github.com/smsgate/smsgate/gateway/httpapi"
 	"github.com/smsgate/smsgate/gateway/store"
 )
@@ -118,6 +119,10 @@ func (a *App) Providers(country string) []httpapi.ProviderStatus {
 		ps := httpapi.ProviderStatus{Name: name, Type: mi.typ, State: mi.member.State().String(), Disabled: mi.member.Disabled(),
 			VoiceLanguages: caps.VoiceLanguages, Countries: caps.Countries,
 			Attempts: st.Attempts, SuccessRatio: st.SuccessRatio, AvgLatencyMS: float64(st.AvgLatency.Microseconds()) / 1000, LastErrorClass: st.LastError}
+		ps.Breakers = map[string]string{}
+		for _, ch := range dispatch.Channels {
+			ps.Breakers[string(ch)] = mi.member.ChannelState(ch).String()
+		}
 		ps.Delivery = a.countryHealth(name)
 		ps.Prices = a.providerPrices(name)
 		ps.Cost = costs[name]

@@ -438,7 +438,9 @@ func (a *App) apply(rt, prev *runtime) {
 			}
 		}
 		if prev == nil || prev.members[name] == nil || prev.members[name].member != mi.member {
-			a.metrics.BreakerState.WithLabelValues(name).Set(float64(metrics.StateValue(mi.member.State())))
+			for _, ch := range dispatch.Channels {
+				a.metrics.BreakerState.WithLabelValues(name, string(ch)).Set(float64(metrics.StateValue(mi.member.ChannelState(ch))))
+			}
 		}
 		a.metrics.ProviderDisabled.WithLabelValues(name).Set(boolGauge(mi.member.Disabled()))
 	}

@@ -334,8 +334,8 @@ func TestFailoverAndMetrics(t *testing.T) {
 		"attempts first unavailable":    testutil.ToFloat64(m.Attempts.WithLabelValues("first", "unavailable")),
 		"attempts second sent":          testutil.ToFloat64(m.Attempts.WithLabelValues("second", "sent")),
 		"failovers first>second":        testutil.ToFloat64(m.Failovers.WithLabelValues("first", "second")),
-		"breaker state first":           testutil.ToFloat64(m.BreakerState.WithLabelValues("first")),
-		"transitions first":             testutil.ToFloat64(m.BreakerTransitions.WithLabelValues("first", "closed", "open")),
+		"breaker state first":           testutil.ToFloat64(m.BreakerState.WithLabelValues("first", "sms")),
+		"transitions first":             testutil.ToFloat64(m.BreakerTransitions.WithLabelValues("first", "sms", "closed", "open")),
 		"requests sent":                 testutil.ToFloat64(m.Requests.WithLabelValues("acme", "default", "sent")),
 	}
 	want := map[string]float64{"attempts first provider_error": 3, "attempts first unavailable": 2, "attempts second sent": 5,

@@ -425,3 +425,30 @@ routes:
 		t.Errorf("spend rejections %v", got)
 	}
 }
+
+// TestAVoiceOutageLeavesEveryonesSMSAlone: SMS and voice are different products at a provider.
+// While Infobip's voice platform answers 503, one tenant's voice calls open Infobip's voice
+// breaker (its calls go straight to the backup), and another tenant's SMS still goes to Infobip:
+// a shared breaker per provider would have moved every tenant's SMS to the backup.
+func TestAVoiceOutageLeavesEveryonesSMSAlone(t *testing.T) {
+	ib, h := infobipThenBackup(t, []string{"caller", "texter"}, "")
+	ib.SetVoiceDown(true)
+	msg := func(i int, typ string) string {
+		return `{"recipient":"+1415555` + fmt.Sprintf("%04d", i) + `","text":"Your code is 4412","context":{"message_type":"` + typ + `"}}`
+	}
+	for i := range 3 {
+		if r := h.send("caller-key", msg(100+i, "voice")); r.Status != 200 || !cmp.Equal(attempts(r), []string{"ib:provider_error", "backup:sent"}) {
+			t.Fatalf("voice %d: %d %s", i, r.Status, r.Raw)
+		}
+	}
+	if r := h.send("caller-key", msg(110, "voice")); !cmp.Equal(attempts(r), []string{"ib:unavailable", "backup:sent"}) {
+		t.Errorf("voice with its breaker open: %s", r.Raw)
+	}
+	if r := h.send("texter-key", msg(200, "sms")); r.Status != 200 || r.Body["provider"] != "ib" {
+		t.Errorf("the other tenant's SMS: %s, want ib (its SMS breaker closed)", r.Raw)
+	}
+	m := h.app.MetricSet()
+	if v, s := testutil.ToFloat64(m.BreakerState.WithLabelValues("ib", "voice")), testutil.ToFloat64(m.BreakerState.WithLabelValues("ib", "sms")); v != 2 || s != 0 {
+		t.Errorf("breaker gauges: voice %v, sms %v; want 2 (open) and 0 (closed)", v, s)
+	}
+}

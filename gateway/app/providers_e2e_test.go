@@ -260,8 +260,10 @@ func TestVoiceOnSMSOnlyProviderKeepsBreakerClosed(t *testing.T) {
 	if tw.Calls() != 0 || ib.Calls() != 10 {
 		t.Errorf("twilio called %d times for voice, infobip %d", tw.Calls(), ib.Calls())
 	}
-	if v := testutil.ToFloat64(h.app.MetricSet().BreakerState.WithLabelValues("twilio-shared")); v != 0 {
-		t.Errorf("twilio breaker state %v after voice requests, want closed", v)
+	for _, ch := range []string{"sms", "voice"} {
+		if v := testutil.ToFloat64(h.app.MetricSet().BreakerState.WithLabelValues("twilio-shared", ch)); v != 0 {
+			t.Errorf("twilio %s breaker state %v after voice requests, want closed", ch, v)
+		}
 	}
 	r := h.send("other-key", `{"message_options":{"recipient":"+14155550199","text":"Your code is 771122","message_type":"sms"}}`)
 	if r.Status != 200 || r.Body["provider"] != "twilio-shared" {
@@ -286,7 +288,7 @@ func TestRegionNotPermittedFailsOverWithBreakerClosed(t *testing.T) {
 	if tw.Calls() != 8 || ib.Calls() != 8 {
 		t.Errorf("calls: twilio %d, infobip %d; want 8 and 8 (the breaker never opened)", tw.Calls(), ib.Calls())
 	}
-	if v := testutil.ToFloat64(h.app.MetricSet().BreakerState.WithLabelValues("twilio-shared")); v != 0 {
+	if v := testutil.ToFloat64(h.app.MetricSet().BreakerState.WithLabelValues("twilio-shared", "sms")); v != 0 {
 		t.Errorf("twilio breaker state %v, want closed", v)
 	}
 	tw.SetMode(twiliotest.OK)

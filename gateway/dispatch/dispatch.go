@@ -1,5 +1,7 @@
 // Package dispatch sends a message along a provider chain: each provider behind its own circuit
-// breaker (sony/gobreaker/v2) and its own per-attempt timeout inside the request's deadline.
+// breakers (sony/gobreaker/v2), one per channel (SMS and voice are different products at every
+// provider, with outages of their own, so a voice outage must not open the breaker of every
+// tenant's SMS), and its own per-attempt timeout inside the request's deadline.
 // Errors are classified (see gateway.Class): recipient problems stop the chain; provider problems
 // and open breakers move on to the next provider; destination problems (this provider cannot reach
 // this number) move on without counting against the breaker; throttling (HTTP 429 and the like)
@@ -40,7 +42,7 @@ const (
 // OnBreakerChange runs under the breaker's lock.
 type Observer interface {
 	OnAttempt(provider, outcome string, d time.Duration)
-	OnBreakerChange(provider string, from, to gobreaker.State)
+	OnBreakerChange(provider, channel string, from, to gobreaker.State)
 	OnFailover(from, to string)
 }
 
@@ -61,13 +63,14 @@ type BreakerSettings struct {
 	HalfOpenRequests uint32
 }
 
-// Member is one provider as the dispatcher uses it: the driver, its timeout, its breaker and its
-// recent statistics. Members outlive a config reload when their config did not change.
+// Member is one provider as the dispatcher uses it: the driver, its timeout, its breakers (one
+// per channel, see Channels) and its recent statistics. Members outlive a config reload when their
+// config did not change.
 type Member struct {
 	name     string
 	provider gateway.Provider
 	timeout  time.Duration
-	breaker  *gobreaker.CircuitBreaker[gateway.Result]
+	breakers [2]*gobreaker.CircuitBreaker[gateway.Result]
 	disabled atomic.Bool
 	stats    stats
 	holds    holds
@@ -89,12 +92,31 @@ type MemberOptions struct {
 	Disabled bool
 }
 
-// NewMember wraps a driver with its breaker.
+// Channels are the message types that have a breaker each, in the order of Member.breakers.
+var Channels = [2]gateway.MessageType{gateway.SMS, gateway.Voice}
+
+func channel(t gateway.MessageType) int {
+	if t == gateway.Voice {
+		return 1
+	}
+	return 0
+}
+
+// NewMember wraps a driver with its breakers.
 func NewMember(o MemberOptions) *Member {
 	m := &Member{name: o.Name, provider: o.Provider, timeout: o.Timeout}
+	for i, ch := range Channels {
+		m.breakers[i] = newBreaker(o, string(ch))
+	}
+	m.disabled.Store(o.Disabled)
+	return m
+}
+
+// newBreaker is the breaker of one channel of o's provider.
+func newBreaker(o MemberOptions, ch string) *gobreaker.CircuitBreaker[gateway.Result] {
 	b := o.Breaker
 	st := gobreaker.Settings{
-		Name:        o.Name,
+		Name:        o.Name + "/" + ch,
 		MaxRequests: b.HalfOpenRequests,
 		Interval:    b.Interval,
 		Timeout:     b.OpenTimeout,
@@ -115,11 +137,9 @@ func NewMember(o MemberOptions) *Member {
 		},
 	}
 	if obs := o.Observer; obs != nil {
-		st.OnStateChange = func(name string, from, to gobreaker.State) { obs.OnBreakerChange(name, from, to) }
+		st.OnStateChange = func(_ string, from, to gobreaker.State) { obs.OnBreakerChange(o.Name, ch, from, to) }
 	}
-	m.breaker = gobreaker.NewCircuitBreaker[gateway.Result](st)
-	m.disabled.Store(o.Disabled)
-	return m
+	return gobreaker.NewCircuitBreaker[gateway.Result](st)
 }
 
 // Name returns the provider's name.
@@ -128,8 +148,24 @@ func (m *Member) Name() string { return m.name }
 // Provider returns the driver.
 func (m *Member) Provider() gateway.Provider { return m.provider }
 
-// State returns the breaker state.
-func (m *Member) State() gobreaker.State { return m.breaker.State() }
+// State returns the worse of the channels' breaker states (open, then half-open, then closed).
+func (m *Member) State() gobreaker.State {
+	worst := gobreaker.StateClosed
+	for _, b := range m.breakers {
+		switch st := b.State(); {
+		case st == gobreaker.StateOpen:
+			return st
+		case st == gobreaker.StateHalfOpen:
+			worst = st
+		}
+	}
+	return worst
+}
+
+// ChannelState returns the state of the breaker of message type t.
+func (m *Member) ChannelState(t gateway.MessageType) gobreaker.State {
+	return m.breakers[channel(t)].State()
+}
 
 // SetDisabled drains (true) or restores (false) the member.
 func (m *Member) SetDisabled(v bool) { m.disabled.Store(v) }
@@ -137,8 +173,19 @@ func (m *Member) SetDisabled(v bool) { m.disabled.Store(v) }
 // Disabled reports whether the member is drained.
 func (m *Member) Disabled() bool { return m.disabled.Load() }
 
-// Available reports whether a send could reach the provider now (not disabled, breaker not open).
-func (m *Member) Available() bool { return !m.Disabled() && m.State() != gobreaker.StateOpen }
+// Available reports whether a send could reach the provider now (not disabled, the breaker of at
+// least one channel not open).
+func (m *Member) Available() bool {
+	if m.Disabled() {
+		return false
+	}
+	for _, b := range m.breakers {
+		if b.State() != gobreaker.StateOpen {
+			return true
+		}
+	}
+	return false
+}
 
 // Stats returns the member's recent statistics.
 func (m *Member) Stats() Stats { return m.stats.snapshot() }
@@ -298,7 +345,7 @@ func (m *Member) attempt(ctx context.Context, msg *gateway.Message, position int
 	attemptMsg := *msg
 	attemptMsg.Attempt = position
 	start := time.Now()
-	res, err := m.breaker.Execute(func() (gateway.Result, error) {
+	res, err := m.breakers[channel(msg.Type)].Execute(func() (gateway.Result, error) {
 		r, err := m.provider.Send(actx, &attemptMsg)
 		if err != nil && actx.Err() != nil {
 			// The attempt's context ended: classify by whose deadline it was.

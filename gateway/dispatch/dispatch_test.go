@@ -236,7 +236,7 @@ func TestCallerCancelIsExcluded(t *testing.T) {
 	if ma.State() != gobreaker.StateClosed {
 		t.Errorf("a cancelled call counted as a failure")
 	}
-	if c := ma.breaker.Counts(); c.TotalFailures != 0 || c.TotalSuccesses != 0 {
+	if c := ma.breakers[0].Counts(); c.TotalFailures != 0 || c.TotalSuccesses != 0 {
 		t.Errorf("counts = %+v, want nothing counted", c)
 	}
 }
@@ -275,9 +275,9 @@ type countingObserver struct {
 }
 
 func (o *countingObserver) OnAttempt(string, string, time.Duration) {}
-func (o *countingObserver) OnBreakerChange(p string, from, to gobreaker.State) {
+func (o *countingObserver) OnBreakerChange(p, ch string, from, to gobreaker.State) {
 	o.mu.Lock()
-	o.changes = append(o.changes, p+":"+from.String()+">"+to.String())
+	o.changes = append(o.changes, p+"/"+ch+":"+from.String()+">"+to.String())
 	o.mu.Unlock()
 }
 func (o *countingObserver) OnFailover(from, to string) {
@@ -302,7 +302,7 @@ func TestObserverAndConcurrency(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if len(obs.changes) != 1 || obs.changes[0] != "a:closed>open" {
+	if len(obs.changes) != 1 || obs.changes[0] != "a/sms:closed>open" {
 		t.Errorf("breaker changes = %v", obs.changes)
 	}
 	if len(obs.failovers) != 50 {
@@ -314,6 +314,45 @@ func TestObserverAndConcurrency(t *testing.T) {
 }
 
 func sms() *gateway.Message { return &gateway.Message{Type: gateway.SMS} }
+
+// voiceDown is a provider whose voice platform answers 503 while its SMS works.
+type voiceDown struct{}
+
+func (voiceDown) Capabilities() gateway.Capabilities { return gateway.SMSAndVoice }
+func (voiceDown) Send(_ context.Context, m *gateway.Message) (gateway.Result, error) {
+	if m.Type == gateway.Voice {
+		return gateway.Result{}, &gateway.Error{Class: gateway.ClassProvider, Code: "503", HTTPStatus: 503, Message: "voice platform down"}
+	}
+	return gateway.Result{ProviderMessageID: "a"}, nil
+}
+
+// TestVoiceOutageLeavesSMSBreakerClosed: SMS and voice are different products at a provider,
+// with outages of their own. Voice failures open the voice breaker only: the next SMS still goes
+// to the provider, the next voice message goes straight to the backup.
+func TestVoiceOutageLeavesSMSBreakerClosed(t *testing.T) {
+	a, b := voiceDown{}, &fake{fn: ok("b")}
+	obs := &countingObserver{}
+	ma := NewMember(MemberOptions{Name: "a", Provider: a, Timeout: time.Second, Breaker: strict, Observer: obs})
+	ch := Chain{Members: []*Member{ma, member("b", b, time.Second, strict)}}
+	voice := &gateway.Message{Type: gateway.Voice}
+	for range 3 {
+		Send(context.Background(), voice, ch, nil)
+	}
+	if ma.ChannelState(gateway.Voice) != gobreaker.StateOpen || ma.ChannelState(gateway.SMS) != gobreaker.StateClosed || ma.State() != gobreaker.StateOpen || !ma.Available() {
+		t.Fatalf("voice %v, sms %v, worst %v, available %v", ma.ChannelState(gateway.Voice), ma.ChannelState(gateway.SMS), ma.State(), ma.Available())
+	}
+	if diff := cmp.Diff([]string{"a:sent"}, outcomes(Send(context.Background(), sms(), ch, nil))); diff != "" {
+		t.Errorf("sms after the voice outage (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"a:unavailable", "b:sent"}, outcomes(Send(context.Background(), voice, ch, nil))); diff != "" {
+		t.Errorf("voice after the voice outage (-want +got):\n%s", diff)
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if diff := cmp.Diff([]string{"a/voice:closed>open"}, obs.changes); diff != "" {
+		t.Errorf("breaker changes (-want +got):\n%s", diff)
+	}
+}
 
 // TestUnsupportedIsSkippedNotCounted: a provider that cannot send the message's type is not
 // called, not counted by its breaker, and listed as skipped; the next provider sends.
@@ -331,8 +370,8 @@ func TestUnsupportedIsSkippedNotCounted(t *testing.T) {
 			t.Fatalf("attempt %+v", out.Attempts[0])
 		}
 	}
-	if a.calls.Load() != 0 || ma.State() != gobreaker.StateClosed || ma.breaker.Counts().Requests != 0 {
-		t.Errorf("the skipped provider was called %d times, breaker %v %+v", a.calls.Load(), ma.State(), ma.breaker.Counts())
+	if a.calls.Load() != 0 || ma.State() != gobreaker.StateClosed || ma.breakers[1].Counts().Requests != 0 {
+		t.Errorf("the skipped provider was called %d times, breaker %v %+v", a.calls.Load(), ma.State(), ma.breakers[1].Counts())
 	}
 	// Nothing in the chain can send it: unavailable, with its own code.
 	out := Send(context.Background(), &gateway.Message{Type: gateway.Voice}, Chain{Members: []*Member{ma}}, nil)

@@ -61,14 +61,16 @@ type ProviderStatus struct {
 	// Cost is its price and least-cost rank for the country asked for (?country=CC).
 	Cost *Cost `json:"cost,omitempty"`
 	// Reports describes its delivery-report endpoint; nil when it takes none.
-	Reports        *ReportEndpoint `json:"reports,omitempty"`
-	State          string          `json:"state"`
-	Disabled       bool            `json:"disabled"`
-	Attempts       int             `json:"recent_attempts"`
-	SuccessRatio   float64         `json:"recent_success_ratio"`
-	AvgLatencyMS   float64         `json:"recent_avg_latency_ms"`
-	LastErrorClass string          `json:"last_error_class,omitempty"`
-	LastErrorAt    string          `json:"last_error_at,omitempty"`
+	Reports *ReportEndpoint `json:"reports,omitempty"`
+	// State is the worse of the channels' breakers; Breakers, each channel's (sms, voice).
+	State          string            `json:"state"`
+	Breakers       map[string]string `json:"breakers"`
+	Disabled       bool              `json:"disabled"`
+	Attempts       int               `json:"recent_attempts"`
+	SuccessRatio   float64           `json:"recent_success_ratio"`
+	AvgLatencyMS   float64           `json:"recent_avg_latency_ms"`
+	LastErrorClass string            `json:"last_error_class,omitempty"`
+	LastErrorAt    string            `json:"last_error_at,omitempty"`
 }
 
 // CountryHealth is a provider's delivery rate to one country over the health window.

@@ -56,9 +56,9 @@ func New() *Metrics {
 		ProviderLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "smsgate_provider_latency_seconds",
 			Help: "Latency of provider calls that reached the provider.", Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2, 4, 8}}, []string{"provider"}),
 		BreakerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "smsgate_breaker_state",
-			Help: "Circuit breaker state per provider: 0 closed, 1 half-open, 2 open."}, []string{"provider"}),
+			Help: "Circuit breaker state per provider and channel (sms, voice: each has its own breaker): 0 closed, 1 half-open, 2 open."}, []string{"provider", "channel"}),
 		BreakerTransitions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_breaker_transitions_total",
-			Help: "Circuit breaker state changes."}, []string{"provider", "from", "to"}),
+			Help: "Circuit breaker state changes, per provider and channel."}, []string{"provider", "channel", "from", "to"}),
 		Failovers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_failovers_total",
 			Help: "Moves from a failed or unavailable provider to the next one in a chain."}, []string{"from", "to"}),
 		PolicyRejections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_policy_rejections_total",
@@ -142,9 +142,9 @@ func (m *Metrics) OnAttempt(provider, outcome string, d time.Duration) {
 }
 
 // OnBreakerChange implements dispatch.Observer; it runs under the breaker's lock and only records.
-func (m *Metrics) OnBreakerChange(provider string, from, to gobreaker.State) {
-	m.BreakerState.WithLabelValues(provider).Set(float64(StateValue(to)))
-	m.BreakerTransitions.WithLabelValues(provider, from.String(), to.String()).Inc()
+func (m *Metrics) OnBreakerChange(provider, channel string, from, to gobreaker.State) {
+	m.BreakerState.WithLabelValues(provider, channel).Set(float64(StateValue(to)))
+	m.BreakerTransitions.WithLabelValues(provider, channel, from.String(), to.String()).Inc()
 }
 
 // OnFailover implements dispatch.Observer.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -41,7 +42,13 @@ type Request struct {
 type Fake struct {
 	fakeserver.Control[Request]
 	apiKey string
+	// voiceDown makes the voice API answer 503 whatever the mode: an outage of Infobip's voice
+	// platform alone, while SMS works.
+	voiceDown atomic.Bool
 }
+
+// SetVoiceDown switches the voice API's outage on or off.
+func (f *Fake) SetVoiceDown(down bool) { f.voiceDown.Store(down) }
 
 // New returns a fake that accepts apiKey; record keeps every request for inspection.
 func New(apiKey string, record bool) *Fake {
@@ -90,6 +97,9 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	mode := Mode(m)
+	if r.URL.Path == "/tts/3/advanced" && f.voiceDown.Load() {
+		mode = Unavailable
+	}
 	if mode == Throttled {
 		w.Header().Set("Retry-After", "30")
 		writeJSON(w, 429, `{"requestError":{"serviceException":{"messageId":"TOO_MANY_REQUESTS","text":"Too many requests"}}}`)
