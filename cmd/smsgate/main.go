@@ -264,7 +264,7 @@ func route(args []string, stdout, stderr io.Writer) int {
 	msg := &gateway.Message{Tenant: *tenant, ClientID: *clientID, To: num.E164, Country: num.Country, Type: gateway.MessageType(*typ), Action: *action, Language: *lang}
 	d := routing.Compile(c.Routes).Explain(msg)
 	ex := Explanation{Input: *to, Number: num.E164, Country: num.Country, Tenant: *tenant, Route: d.Route.Name, Why: d.Why, Skipped: d.Skipped, Providers: d.Route.Providers}
-	plan, err := app.Plan(context.Background(), c, d.Route.Name, num.Country, time.Now())
+	plan, err := app.Plan(context.Background(), c, d.Route.Name, num.Country, msg.Type, time.Now())
 	if err != nil {
 		fmt.Fprintf(stderr, "smsgate route: the message log could not be read for delivery health and prices: %v\n", err)
 	}

@@ -259,14 +259,16 @@ func healthOn(cfg *config.Config, r *config.Route) bool {
 // demoted for country go behind the healthy ones, in their order, except for the probe share,
 // which keeps the configured order. With least_cost, see cheapest. notes says why, per provider,
 // for the attempts and the message log.
-func (a *App) reorder(rt *runtime, route string, country string, members []*dispatch.Member) ([]*dispatch.Member, map[string]string) {
+func (a *App) reorder(rt *runtime, route string, country string, typ gateway.MessageType, members []*dispatch.Member) ([]*dispatch.Member, map[string]string) {
 	var rc *config.Route
 	for i := range rt.cfg.Routes {
 		if rt.cfg.Routes[i].Name == route {
 			rc = &rt.cfg.Routes[i]
 		}
 	}
-	on := healthOn(rt.cfg, rc)
+	// Delivery health is measured on SMS only (see store.Backend.Health): a voice message keeps
+	// the configured order, or the price order of least_cost without its delivery floor.
+	on := healthOn(rt.cfg, rc) && typ != gateway.Voice
 	if rc != nil && rc.Strategy == "least_cost" {
 		return a.cheapest(rt, country, members, on)
 	}
@@ -391,7 +393,7 @@ func openLog(ctx context.Context, cfg *config.Config) (store.Backend, error) {
 // Plan reads the message log of cfg (when there is one) for delivery health and reported prices,
 // and orders route's providers for a message to country as a running gateway would now (without
 // the probe share, and without hysteresis: the rates alone decide).
-func Plan(ctx context.Context, cfg *config.Config, route, country string, now time.Time) (*RoutePlan, error) {
+func Plan(ctx context.Context, cfg *config.Config, route, country string, typ gateway.MessageType, now time.Time) (*RoutePlan, error) {
 	var rc *config.Route
 	for i := range cfg.Routes {
 		if cfg.Routes[i].Name == route {
@@ -402,7 +404,7 @@ func Plan(ctx context.Context, cfg *config.Config, route, country string, now ti
 		return nil, fmt.Errorf("no route %q", route)
 	}
 	plan := &RoutePlan{Strategy: rc.Strategy, Providers: rc.Providers}
-	on, cheap := healthOn(cfg, rc), rc.Strategy == "least_cost"
+	on, cheap := healthOn(cfg, rc) && typ != gateway.Voice, rc.Strategy == "least_cost"
 	b, err := openLog(ctx, cfg)
 	if err != nil {
 		return plan, err

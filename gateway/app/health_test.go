@@ -330,3 +330,42 @@ func TestTenantRate(t *testing.T) {
 		t.Errorf("pending counted for a provider without reports: %+v", ev)
 	}
 }
+
+// TestVoiceIsLeftOutOfDeliveryHealth: a call nobody answered is reported undelivered, which
+// measures the user, not the provider. Unanswered calls do not demote a provider, and a voice
+// message keeps its configured order where SMS moved off a provider.
+func TestVoiceIsLeftOutOfDeliveryHealth(t *testing.T) {
+	clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	h, _, _ := startOnFakesWith(t, healthConfig, Options{Now: clk.Now})
+	n := 0
+	send := func(typ string) response {
+		n++
+		return h.send("acme-key", fmt.Sprintf(`{"message_options":{"recipient":"+4474001%05d","code":"%06d","message_type":%q}}`, n, n, typ))
+	}
+	for range 20 {
+		r := send("voice")
+		if r.Body["provider"] != "infobip-eu" {
+			t.Fatalf("voice: %s", r.Raw)
+		}
+		infobipReport(t, h, r.Body["id"].(string), "UNDELIVERABLE", "")
+	}
+	h.app.refreshHealth(context.Background())
+	if st := healthOf(h.app, healthKey{"infobip-eu", "GB"}); st != nil {
+		t.Fatalf("unanswered calls counted in delivery health: %+v", st)
+	}
+	// SMS stops being delivered: infobip is demoted for GB SMS, and voice keeps its order.
+	for range 20 {
+		r := send("sms")
+		infobipReport(t, h, r.Body["id"].(string), "UNDELIVERABLE", "")
+	}
+	h.app.refreshHealth(context.Background())
+	if st := healthOf(h.app, healthKey{"infobip-eu", "GB"}); st == nil || !st.demoted || st.samples != 20 {
+		t.Fatalf("SMS outage: %+v", st)
+	}
+	if r := send("voice"); r.Body["provider"] != "infobip-eu" {
+		t.Errorf("a voice message followed the SMS demotion: %s", r.Raw)
+	}
+	if r := send("sms"); r.Body["provider"] != "twilio-us" {
+		t.Errorf("SMS after the demotion: %s", r.Raw)
+	}
+}

@@ -317,7 +317,7 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 	for _, name := range route.Providers {
 		members = append(members, rt.members[name].member)
 	}
-	members, notes := a.reorder(rt, route.Name, msg.Country, members)
+	members, notes := a.reorder(rt, route.Name, msg.Country, msg.Type, members)
 	now := a.now()
 	msg.ID = newID(now)
 	chain := dispatch.Chain{Members: members, FailoverOnTimeout: route.FailoverOnTimeout}

@@ -208,7 +208,7 @@ func (m *Memory) Health(_ context.Context, since, pendingBefore time.Time) ([]He
 	defer m.mu.RUnlock()
 	rows := map[[3]string]*HealthRow{}
 	for _, r := range m.byID {
-		if r.Provider == "" || r.CreatedAt.Before(since) {
+		if r.Provider == "" || r.CreatedAt.Before(since) || r.MessageType == string(gateway.Voice) {
 			continue
 		}
 		k := [3]string{r.Provider, r.Country, r.Tenant}

@@ -181,9 +181,10 @@ type Backend interface {
 	List(ctx context.Context, q Query) ([]*Record, error)
 	// Purge deletes records created before t and returns how many.
 	Purge(ctx context.Context, before time.Time) (int, error)
-	// Health counts, per provider, destination country and tenant, the messages created since since that
-	// a provider accepted: delivered, undelivered or failed, and still sent (no final report) but
-	// created before pendingBefore.
+	// Health counts, per provider, destination country and tenant, the SMS messages created since
+	// since that a provider accepted: delivered, undelivered or failed, and still sent (no final
+	// report) but created before pendingBefore. Voice messages are left out: a call nobody answered
+	// is reported undelivered, which says nothing about the provider.
 	Health(ctx context.Context, since, pendingBefore time.Time) ([]HealthRow, error)
 	// Prices sums, per provider, destination country, currency and tenant, the prices that
 	// delivery reports recorded on messages created since since (least-cost routing's average).
@@ -868,7 +869,7 @@ const (
 		SUM(CASE WHEN status = 'delivered' THEN 1 ELSE 0 END),
 		SUM(CASE WHEN status IN ('undelivered', 'failed') THEN 1 ELSE 0 END),
 		SUM(CASE WHEN status = 'sent' AND created_at < ? THEN 1 ELSE 0 END)
-	FROM messages WHERE created_at >= ? AND provider != '' GROUP BY provider, country, tenant`
+	FROM messages WHERE created_at >= ? AND provider != '' AND message_type != 'voice' GROUP BY provider, country, tenant`
 	// pricesSQL takes since.
 	pricesSQL = `SELECT provider, country, currency, tenant, SUM(price), COUNT(*)
 	FROM messages WHERE created_at >= ? AND price > 0 AND provider != '' GROUP BY provider, country, currency, tenant`

@@ -851,6 +851,38 @@ func TestChargesCountOnceAndPricesSum(t *testing.T) {
 	})
 }
 
+// TestHealthCountsSMSOnly: the delivery-health rows count every tenant's SMS by outcome (a sent
+// message without a report only once it is older than pendingBefore) and leave voice out.
+func TestHealthCountsSMSOnly(t *testing.T) {
+	backends(t, func(t *testing.T, open func() Backend) {
+		b := open()
+		s := New(Options{Backend: b})
+		defer s.Close()
+		ctx := context.Background()
+		with := func(r *Record, status, typ string) *Record { r.Status, r.MessageType = status, typ; return r }
+		s.Insert(ctx, with(record("h1", "acme", "infobip", "ib-1", t0), gateway.StatusDelivered, "sms"))
+		s.Insert(ctx, with(record("h2", "acme", "infobip", "ib-2", t0), gateway.StatusUndelivered, "sms"))
+		s.Insert(ctx, with(record("h3", "acme", "infobip", "ib-3", t0.Add(-time.Hour)), gateway.StatusSent, "sms"))
+		s.Insert(ctx, with(record("h4", "acme", "infobip", "ib-4", t0), gateway.StatusSent, "sms"))
+		s.Insert(ctx, with(record("h5", "acme", "infobip", "ib-5", t0), gateway.StatusUndelivered, "voice"))
+		s.Insert(ctx, with(record("h6", "other", "infobip", "ib-6", t0), gateway.StatusFailed, "sms"))
+		s.Insert(ctx, with(record("h7", "other", "infobip", "ib-7", t0.Add(-3*time.Hour)), gateway.StatusFailed, "sms"))
+		if err := s.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := b.Health(ctx, t0.Add(-2*time.Hour), t0.Add(-30*time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.SortFunc(rows, func(x, y HealthRow) int { return strings.Compare(x.Tenant, y.Tenant) })
+		want := []HealthRow{{Provider: "infobip", Country: "US", Tenant: "acme", Delivered: 1, Failed: 1, Pending: 1},
+			{Provider: "infobip", Country: "US", Tenant: "other", Failed: 1}}
+		if diff := cmp.Diff(want, rows); diff != "" {
+			t.Errorf("health rows (-want +got):\n%s", diff)
+		}
+	})
+}
+
 // TestLingerGroupsInFlightWrites: while the application says more writes are on their way, the
 // writer waits (up to Linger) so that one commit serves them all; with none on the way it commits
 // at once (a Linger of an hour would otherwise hang the test).
