@@ -1,7 +1,8 @@
 // Package policy protects tenants from SMS pumping and from sending twice: country allow and deny
 // lists, rate limits (token buckets per recipient, source IP, tenant and destination country),
-// Idempotency-Key replay, coalescing of identical in-flight requests, and resend escalation.
-// State sits behind small interfaces (Limiter, Replays, Resends) with in-memory implementations;
+// spend limits (money per tenant), Idempotency-Key replay, coalescing of identical in-flight
+// requests, and resend escalation. State sits behind small interfaces (Limiter, Spends, Replays,
+// Resends) with in-memory implementations;
 // a shared backend (Redis) can implement the same interfaces for several replicas.
 package policy
 
@@ -48,7 +49,8 @@ func set(xs []string) map[string]bool {
 type Rejection struct {
 	// Code is country_not_allowed or rate_limited.
 	Code string
-	// Reason names the rule: a limit (per_recipient, per_ip, per_tenant, per_country) or the list.
+	// Reason names the rule: a limit (per_recipient, per_ip, per_tenant, per_country, spend) or the
+	// list.
 	Reason string
 	// RetryAfter is when a rate-limited request may be tried again.
 	RetryAfter time.Duration
