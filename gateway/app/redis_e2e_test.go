@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -145,5 +146,27 @@ func TestSimultaneousDuplicatesAcrossReplicasSendOnce(t *testing.T) {
 	wg.Wait()
 	if first.Status != 200 || second.Status != 409 {
 		t.Errorf("same key, other body: %d then %d %s", first.Status, second.Status, second.Raw)
+	}
+}
+
+// TestSpendLimitHoldsAcrossReplicas: two gateways on one Redis charge one spend bucket, so a
+// tenant spreading its sends over replicas gets no more than its limit.
+func TestSpendLimitHoldsAcrossReplicas(t *testing.T) {
+	client := redistest.Start(t)
+	cfg := strings.NewReplacer("$REDIS", client.Options().Addr, "$ONERROR", "closed",
+		"per_recipient: 2/1h", "per_recipient: 0, spend: 0.1/24h",
+		"providers: [{name: m, type: mock}]", "providers: [{name: m, type: mock, prices: {default: 0.04}}]").Replace(replicaConfig)
+	a, b := start(t, cfg, Options{}), start(t, cfg, Options{})
+	body := func(i int) string {
+		return fmt.Sprintf(`{"recipient":"+1415555%04d","text":"Your code is %06d","context":{}}`, i, i)
+	}
+	// 0.04 on a, on b, on a: the third starts at 0.08 of 0.1; the fourth, on b, is refused.
+	for i, h := range []*harness{a, b, a} {
+		if r := h.send("acme-key", body(i)); r.Status != 200 {
+			t.Fatalf("send %d: %d %s", i+1, r.Status, r.Raw)
+		}
+	}
+	if r := b.send("acme-key", body(9)); r.Status != 429 || errCode(r) != "rate_limited" {
+		t.Errorf("fourth send across replicas: %d %s", r.Status, r.Raw)
 	}
 }
