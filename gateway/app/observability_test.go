@@ -49,8 +49,18 @@ func exposedFamilies(t *testing.T) map[string]bool {
 	for i := range 5 {
 		p.send("acme-key", fmt.Sprintf(`{"recipient":"+232760000%02d","text":"Your code is 10000%d","context":{}}`, i, i))
 	}
+	// A third has a tenant under a spend limit.
+	sp := start(t, `
+storage: {driver: memory}
+tenants: [{name: acme, api_key: acme-key, rate_limits: {spend: 1/24h}}]
+providers: [{name: m, type: mock, prices: {default: 0.04}}]
+routes: [{name: d, providers: [m]}]
+`, Options{})
+	if r := sp.send("acme-key", `{"recipient":"+14155550104","text":"Your code is 100000","context":{}}`); r.Status != 200 {
+		t.Fatalf("spend-limited send: %s", r.Raw)
+	}
 	fams := map[string]bool{}
-	for _, g := range []*harness{h, p} {
+	for _, g := range []*harness{h, p, sp} {
 		res := g.do("GET", "/metrics", "", "")
 		sc := bufio.NewScanner(strings.NewReader(res.Raw))
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -60,7 +70,7 @@ func exposedFamilies(t *testing.T) map[string]bool {
 			}
 		}
 	}
-	for _, want := range []string{"smsgate_spend_total", "smsgate_pumping_quarantines_total"} {
+	for _, want := range []string{"smsgate_spend_total", "smsgate_pumping_quarantines_total", "smsgate_tenant_spend_estimated_total"} {
 		if !fams[want] {
 			t.Fatalf("%s not exposed", want)
 		}
