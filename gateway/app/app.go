@@ -68,6 +68,8 @@ type App struct {
 
 	// inflight counts detached sends still running (Shutdown waits for them).
 	inflight atomic.Int64
+	// admission counts the sends in flight against server.max_in_flight (admission.go).
+	admission admission
 
 	checker    policy.Checker
 	replays    policy.Replays
@@ -103,6 +105,8 @@ type tenant struct {
 	notifyHosts map[string]bool
 	// pumping is the tenant's effective pumping detection settings.
 	pumping config.Pumping
+	// inflight counts this tenant's sends in flight on this replica (admission.go).
+	inflight atomic.Int64
 }
 
 type memberInfo struct {

@@ -452,3 +452,45 @@ func TestAVoiceOutageLeavesEveryonesSMSAlone(t *testing.T) {
 		t.Errorf("breaker gauges: voice %v, sms %v; want 2 (open) and 0 (closed)", v, s)
 	}
 }
+
+// TestAFloodIsShedAtItsFairShare: a replica runs server.max_in_flight sends at once; past that it
+// sheds the tenant holding more than its fair share (503 overloaded, Retry-After 1, through the
+// Infobip-compatible API too), while another tenant's send is still admitted.
+func TestAFloodIsShedAtItsFairShare(t *testing.T) {
+	h := start(t, `
+server: {max_in_flight: 4, request_timeout: 8s}
+storage: {driver: memory}
+policy: {rate_limits: {per_recipient: 0}}
+tenants: [{name: flood, api_key: flood-key}, {name: quiet, api_key: quiet-key}]
+providers: [{name: slow, type: mock, latency: 2s}]
+routes: [{name: d, providers: [slow]}]
+`, Options{})
+	send := func(key string, i int) response {
+		return h.send(key, fmt.Sprintf(`{"recipient":"+1415555%04d","text":"Your code is %06d","context":{}}`, i, i))
+	}
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() { defer wg.Done(); send("flood-key", i) }()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for h.app.admission.total.Load() < 4 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if r := send("flood-key", 10); r.Status != 503 || errCode(r) != "overloaded" || r.Header.Get("Retry-After") != "1" {
+		t.Errorf("the flood's fifth send: %d %s (Retry-After %q)", r.Status, r.Raw, r.Header.Get("Retry-After"))
+	}
+	if r := h.do("POST", "/sms/2/text/advanced", "flood-key", `{"messages":[{"destinations":[{"to":"14155550111"}],"text":"Your code is 1234"}]}`); r.Status != 503 || !strings.Contains(r.Raw, "SERVICE_UNAVAILABLE") {
+		t.Errorf("the flood's Infobip-compatible send: %d %s", r.Status, r.Raw)
+	}
+	if r := send("quiet-key", 20); r.Status != 200 {
+		t.Errorf("the other tenant's send: %d %s", r.Status, r.Raw)
+	}
+	wg.Wait()
+	if tot, busy := h.app.admission.total.Load(), h.app.admission.busy.Load(); tot != 0 || busy != 0 {
+		t.Errorf("after the sends: %d in flight, %d tenants busy", tot, busy)
+	}
+	if got := testutil.ToFloat64(h.app.MetricSet().Requests.WithLabelValues("flood", "", "overloaded")); got != 2 {
+		t.Errorf("overloaded requests counted %v, want 2", got)
+	}
+}

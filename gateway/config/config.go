@@ -52,6 +52,9 @@ type Server struct {
 	AdminToken gateway.Secret `yaml:"admin_token"`
 	// MaxBodyBytes limits request bodies; default 65536.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MaxInFlight is how many sends one replica runs at once before it sheds the tenants holding
+	// more than their fair share of them (503 overloaded); default 1024, 0: no cap.
+	MaxInFlight *int `yaml:"max_in_flight"`
 	// ShutdownTimeout bounds the drain of in-flight requests on stop; default 15s. It must be
 	// longer than RequestTimeout, so that a send that was started is finished and recorded.
 	ShutdownTimeout gateway.Duration `yaml:"shutdown_timeout"`
@@ -502,6 +505,7 @@ func (c *Config) applyDefaults() {
 	orDefault(&s.Listen, "127.0.0.1:8080")
 	orDefault(&s.RequestTimeout, gateway.Duration(8*time.Second))
 	orDefault(&s.MaxBodyBytes, 64<<10)
+	orDefault(&s.MaxInFlight, ptr(1024))
 	orDefault(&s.ShutdownTimeout, gateway.Duration(15*time.Second))
 	orDefault(&s.ReadTimeout, gateway.Duration(10*time.Second))
 	s.PublicURL = strings.TrimRight(s.PublicURL, "/")
@@ -620,6 +624,9 @@ var nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
 func (c *Config) validate() {
 	if c.Server.RequestTimeout < 0 {
 		c.Problem("server.request_timeout", "must be positive")
+	}
+	if *c.Server.MaxInFlight < 0 {
+		c.Problem("server.max_in_flight", "must be 0 (no cap) or more, not %d", *c.Server.MaxInFlight)
 	}
 	if c.Server.ReadTimeout < 0 {
 		c.Problem("server.read_timeout", "must be positive")
