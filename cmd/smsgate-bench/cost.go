@@ -96,7 +96,7 @@ func simulateDay(gw *process, perDay, workers int, hour time.Duration) dayResult
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers * 2}}
 	post := func(path string, body []byte) (int, []byte) {
 		req, _ := http.NewRequest("POST", gw.url+path, bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer bench-key")
+		req.Header.Set("Authorization", "Bearer "+benchKey)
 		req.Header.Set("Content-Type", "application/json")
 		r, err := client.Do(req)
 		if err != nil {

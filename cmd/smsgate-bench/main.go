@@ -62,13 +62,15 @@ type options struct {
 	config      string
 	keep        bool
 	day         int
+	maxInFlight int
 }
 
 func main() {
 	var o options
 	smoke := flag.Bool("smoke", false, "run everything for about 2 seconds (CI smoke test)")
-	flag.StringVar(&o.mode, "mode", "all", "all, load, drill, cost (a simulated day, ordered vs least_cost), pumping (two simulated weeks of detection), or curve (throughput, p99 and RSS at 1 to 512 callers)")
+	flag.StringVar(&o.mode, "mode", "all", "all, load, drill, cost (a simulated day, ordered vs least_cost), pumping (two simulated weeks of detection), curve (throughput, p99 and RSS at 1 to 512 callers), or noisy (a quiet tenant beside a flooding one, with and without server.max_in_flight)")
 	flag.IntVar(&o.day, "day", 24000, "messages in the cost mode's simulated day")
+	flag.IntVar(&o.maxInFlight, "max-in-flight", 1024, "server.max_in_flight of the noisy mode's capped phase")
 	flag.IntVar(&o.concurrency, "concurrency", 32, "closed-loop workers")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each load round")
 	flag.IntVar(&o.rounds, "rounds", 3, "alternating baseline/smsgate rounds")
@@ -157,6 +159,9 @@ func run(o options) error {
 	}
 	if o.mode == "curve" {
 		return curve(o, gwConfig, dir, gwBin, baseBin, ibs.URL, tws.URL)
+	}
+	if o.mode == "noisy" {
+		return noisy(o, root, dir, gwBin, ibs.URL, tws.URL)
 	}
 	if o.mode == "all" || o.mode == "load" {
 		gw, err := startGateway(gwConfig, dir, gwBin, ibs.URL, tws.URL, profile)
@@ -389,6 +394,9 @@ var recipients atomic.Uint64
 
 // recipient is the n-th distinct recipient: +1 415 XXX YYYY over the 800 exchanges 200-999, all
 // valid US numbers for libphonenumber, 8 million before it wraps.
+// benchKey is the bench config's tenant key.
+const benchKey = "bench-key"
+
 func recipient(n uint64) string {
 	return fmt.Sprintf("+1415%03d%04d", 200+(n/10000)%800, n%10000)
 }
@@ -404,7 +412,7 @@ func body(rng *rand.Rand) []byte {
 // records the provider that sent it; onSent, when set, is called after each accepted send with
 // the worker's client, the provider and the message id (the silent-outage drill confirms
 // deliveries through it).
-func load(ctx context.Context, url string, workers int, keepProvider bool, onSent func(c *http.Client, provider, id string)) []sample {
+func load(ctx context.Context, url, key string, workers int, keepProvider bool, onSent func(c *http.Client, provider, id string)) []sample {
 	tr := &http.Transport{MaxIdleConns: workers * 2, MaxIdleConnsPerHost: workers * 2, IdleConnTimeout: time.Minute}
 	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	defer tr.CloseIdleConnections()
@@ -419,7 +427,7 @@ func load(ctx context.Context, url string, workers int, keepProvider bool, onSen
 			var mine []sample
 			for ctx.Err() == nil {
 				req, _ := http.NewRequestWithContext(context.WithoutCancel(ctx), "POST", url+"/v1/send-phone-message", bytes.NewReader(body(rng)))
-				req.Header.Set("Authorization", "Bearer bench-key")
+				req.Header.Set("Authorization", "Bearer "+key)
 				req.Header.Set("Content-Type", "application/json")
 				s := sample{start: time.Now()}
 				res, err := client.Do(req)
@@ -486,7 +494,7 @@ func loadRounds(o options, gw, base *process) error {
 	// Warm up both (connections, SQLite, JIT-free but caches) for a short while.
 	for _, p := range []*process{base, gw} {
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		load(ctx, p.url, o.concurrency, false, nil)
+		load(ctx, p.url, benchKey, o.concurrency, false, nil)
 		cancel()
 	}
 	var gwRPS, baseRPS, gwP99, baseP99 []float64
@@ -506,7 +514,7 @@ func loadRounds(o options, gw, base *process) error {
 			perTarget, perBench, busy := measureCPU(p, func() int {
 				ctx, cancel := context.WithTimeout(context.Background(), o.duration)
 				defer cancel()
-				s = summarize(load(ctx, p.url, o.concurrency, false, nil), o.duration)
+				s = summarize(load(ctx, p.url, benchKey, o.concurrency, false, nil), o.duration)
 				return s.n
 			})
 			commits := "—"
@@ -582,7 +590,7 @@ func drill(o options, gw *process, ib *infobiptest.Fake) error {
 	ib.SetMode(infobiptest.OK)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan []sample)
-	go func() { done <- load(ctx, gw.url, o.concurrency, true, nil) }()
+	go func() { done <- load(ctx, gw.url, benchKey, o.concurrency, true, nil) }()
 
 	time.Sleep(o.phase)
 	callsBefore := ib.Calls()
@@ -714,7 +722,7 @@ func silentDrill(o options, gw *process, ib *infobiptest.Fake) error {
 			return
 		}
 		req, _ := http.NewRequest("POST", gw.url+"/v1/messages/"+id+"/verified", nil)
-		req.Header.Set("Authorization", "Bearer bench-key")
+		req.Header.Set("Authorization", "Bearer "+benchKey)
 		res, err := c.Do(req)
 		if err != nil {
 			verifyErrors.Add(1)
@@ -728,7 +736,7 @@ func silentDrill(o options, gw *process, ib *infobiptest.Fake) error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan []sample)
-	go func() { done <- load(ctx, gw.url, o.concurrency, true, confirm) }()
+	go func() { done <- load(ctx, gw.url, benchKey, o.concurrency, true, confirm) }()
 	poll := &http.Client{Timeout: 5 * time.Second}
 	wait := func(want bool, limit time.Duration) (time.Duration, error) {
 		start := time.Now()
@@ -828,12 +836,12 @@ func curve(o options, config, dir, gwBin, baseBin, ibURL, twURL string) error {
 		var cpu [2]float64
 		for i, p := range []*process{base, gw} {
 			warm, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-			load(warm, p.url, c, false, nil)
+			load(warm, p.url, benchKey, c, false, nil)
 			cancel()
 			cpu[i], _, _ = measureCPU(p, func() int {
 				ctx, cancel := context.WithTimeout(context.Background(), o.duration)
 				defer cancel()
-				st[i] = summarize(load(ctx, p.url, c, false, nil), o.duration)
+				st[i] = summarize(load(ctx, p.url, benchKey, c, false, nil), o.duration)
 				return st[i].n
 			})
 		}

@@ -228,7 +228,12 @@ func (a *App) finish(start time.Time, r httpapi.SendRequest, tenant string, res 
 	a.metrics.Requests.WithLabelValues(tenant, res.route, res.outcome).Inc()
 	a.metrics.RequestDuration.WithLabelValues(res.outcome).Observe(d.Seconds())
 	level := slog.LevelInfo
-	if res.reply.Status >= 500 {
+	switch {
+	case res.outcome == "overloaded":
+		// Shed at once and counted (smsgate_requests_total, SmsgateOverloaded): a line each would
+		// make the shedding of a flood cost as much as serving it.
+		level = slog.LevelDebug
+	case res.reply.Status >= 500:
 		level = slog.LevelWarn
 	}
 	if !a.log.Enabled(context.Background(), level) {
