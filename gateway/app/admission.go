@@ -11,8 +11,8 @@ import (
 // the tenants with sends in flight). A tenant flooding a replica, or stuck behind a provider that
 // hangs, fills its own share and is answered 503 overloaded at once, cheaply; the other tenants'
 // sends are still admitted. Below the cap nothing is refused, so the cap costs a quiet replica
-// two atomic additions per send. A tenant under its share is admitted even above the cap, so the
-// total stays under twice the cap.
+// two atomic additions per send. A tenant under its share (at least one send) is admitted even
+// above the cap, so the total stays under twice the cap plus the number of tenants.
 type admission struct {
 	total, busy atomic.Int64
 }
@@ -28,7 +28,9 @@ func (a *App) admit(limit int, tn *tenant) (ok, counted bool) {
 		a.admission.busy.Add(1)
 	}
 	total := a.admission.total.Add(1)
-	if total > int64(limit) && n > int64(limit)/max(1, a.admission.busy.Load()) {
+	// A tenant's share is at least one send, so with more busy tenants than the cap each still
+	// gets one through.
+	if total > int64(limit) && n > max(1, int64(limit)/max(1, a.admission.busy.Load())) {
 		a.release(tn)
 		return false, false
 	}

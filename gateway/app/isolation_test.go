@@ -494,3 +494,29 @@ routes: [{name: d, providers: [slow]}]
 		t.Errorf("overloaded requests counted %v, want 2", got)
 	}
 }
+
+// TestEveryTenantGetsAtLeastOneSendThrough: with more tenants busy than the cap, a tenant's share
+// is one send, not none.
+func TestEveryTenantGetsAtLeastOneSendThrough(t *testing.T) {
+	a := &App{}
+	var ts [3]tenant
+	for i := range ts[:2] {
+		if ok, _ := a.admit(1, &ts[i]); !ok {
+			t.Fatalf("tenant %d's first send was shed", i)
+		}
+	}
+	// Two tenants hold one send each with a cap of 1: the third tenant's first send still goes.
+	if ok, counted := a.admit(1, &ts[2]); !ok || !counted {
+		t.Errorf("a tenant with nothing in flight was shed (share 1/3 rounded to none)")
+	}
+	// Its second is over its share.
+	if ok, _ := a.admit(1, &ts[2]); ok {
+		t.Errorf("a tenant over its share of one was admitted")
+	}
+	for i := range ts {
+		a.release(&ts[i])
+	}
+	if a.admission.total.Load() != 0 || a.admission.busy.Load() != 0 {
+		t.Errorf("counters after release: %d in flight, %d busy", a.admission.total.Load(), a.admission.busy.Load())
+	}
+}
