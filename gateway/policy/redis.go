@@ -133,7 +133,7 @@ func (r *Redis) Charge(ctx context.Context, key string, l config.Spend, amount f
 	if amount <= 0 || l.Amount <= 0 {
 		return nil
 	}
-	inc := int64(math.Ceil(amount / l.Amount * float64(l.Per.Microseconds())))
+	inc := int64(math.Ceil(float64(spendStep(l, amount)) / float64(time.Microsecond)))
 	return r.guard(func() error {
 		return spendCharge.Run(ctx, r.Client, []string{r.Prefix + "sp:" + key}, r.now().UnixMicro(), inc).Err()
 	})

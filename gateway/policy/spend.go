@@ -27,8 +27,17 @@ func spendTAT(tat, now time.Time, l config.Spend, amount float64) time.Time {
 	if tat.Before(now) {
 		tat = now
 	}
-	return tat.Add(time.Duration(amount / l.Amount * float64(l.Per)))
+	return tat.Add(spendStep(l, amount))
 }
+
+// spendStep is how far a charge of amount moves a bucket's tat: Per per Amount, and never more
+// than maxDebt periods (a price far above a tiny limit must not overflow the clock).
+func spendStep(l config.Spend, amount float64) time.Duration {
+	return time.Duration(min(amount/l.Amount, maxDebt) * float64(l.Per))
+}
+
+// maxDebt bounds one charge, in periods of the limit.
+const maxDebt = 1000
 
 // spendWait is how long until a bucket at tat holds something again (0: it does now).
 func spendWait(tat, now time.Time, l config.Spend) time.Duration {

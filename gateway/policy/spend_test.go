@@ -89,3 +89,16 @@ func TestSpendBucketsExpire(t *testing.T) {
 		t.Errorf("ttl %v, want 30m", ttl)
 	}
 }
+
+// TestSpendChargeFarAboveTheLimit: a price far above a tiny limit puts the bucket at most a
+// thousand periods into debt instead of overflowing the clock.
+func TestSpendChargeFarAboveTheLimit(t *testing.T) {
+	clk := newClock()
+	m := &MemorySpends{Now: clk.now}
+	l := config.Spend{Amount: 1e-12, Per: 24 * time.Hour}
+	m.Charge(context.Background(), "k", l, 5)
+	ok, wait, _ := m.Allowed(context.Background(), "k", l)
+	if ok || wait < 999*24*time.Hour || wait > 1000*24*time.Hour {
+		t.Errorf("ok %v, wait %v; want refused for about 999 days", ok, wait)
+	}
+}
