@@ -12,6 +12,7 @@ import (
 	"github.com/smsgate/smsgate/gateway/config"
 	"github.com/smsgate/smsgate/gateway/dispatch"
 	"github.com/smsgate/smsgate/gateway/httpapi"
+	"github.com/smsgate/smsgate/gateway/policy"
 	"github.com/smsgate/smsgate/gateway/store"
 )
 
@@ -156,6 +157,39 @@ func (a *App) charge(c store.Charge) {
 		cur = "XXX"
 	}
 	a.metrics.Spend.WithLabelValues(c.Provider, c.Country, cur).Add(c.Price)
+	rt := a.rt.Load()
+	for i := range rt.cfg.Tenants {
+		if t := &rt.cfg.Tenants[i]; t.Name == c.Tenant {
+			if s := rt.cfg.EffectiveLimits(t).Spend; s != nil && s.Amount > 0 {
+				// Off the message log's writer, which runs this: a state-store call must not
+				// hold up every tenant's records.
+				go a.reconcileSpend(rt.cfg, t.Name, *s, c)
+			}
+			return
+		}
+	}
+}
+
+// reconcileSpend charges a spend-limited tenant what a delivery report says a message cost beyond
+// what its send was charged (its provider's price for the country, as the price table has it
+// now): pumping to a premium range costs more than the country's usual price, and the limit must
+// count what was really spent.
+func (a *App) reconcileSpend(cfg *config.Config, tenant string, s config.Spend, c store.Charge) {
+	v, ok := convert(cfg.Routing.LeastCost, c.Price, c.Currency)
+	if !ok {
+		return
+	}
+	extra := v - a.prices.Load().estimate(c.Provider, c.Country)
+	if extra <= 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.checker.Spends.Charge(ctx, policy.SpendKey(tenant, s), s, extra); err != nil {
+		a.stateError("spend_charge", err)
+		return
+	}
+	a.metrics.EstimatedSpend.WithLabelValues(tenant).Add(extra)
 }
 
 // median of xs (the mean of the middle two for an even count); xs is reordered.

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"testing"
@@ -299,5 +300,36 @@ routes: [{name: d, strategy: least_cost, providers: [p1, p2, p3, p4, p5, p6, p7,
 	off := orderByCost(cfg, pt, lookup, "GB", cfg.Routes[0].Providers, false)
 	if diff := cmp.Diff([]string{"p6", "p7", "p8", "p9", "p5", "p3", "p4", "p1", "p2"}, off.order(false)); diff != "" {
 		t.Errorf("health off (-want +got):\n%s", diff)
+	}
+}
+
+// TestSpendLimitCountsWhatReportsSay: a send is charged its provider's price for the country when
+// it is sent; when the delivery report says it cost more (a premium range of the country, as
+// pumping uses), the difference is charged too, and the tenant's next send is refused.
+func TestSpendLimitCountsWhatReportsSay(t *testing.T) {
+	cfg := strings.Replace(healthConfig, "tenants: [{name: acme, api_key: acme-key}]", "tenants: [{name: acme, api_key: acme-key, rate_limits: {spend: 0.05/24h}}]", 1)
+	cfg = strings.Replace(cfg, "    webhook_secret: hook-secret\n", "    webhook_secret: hook-secret\n    prices: {default: 0.01}\n", 1)
+	h, _, _ := startOnFakesWith(t, cfg, Options{})
+	send := func(to string) response {
+		return h.send("acme-key", `{"message_options":{"recipient":"`+to+`","text":"Your code is 123456","message_type":"sms"}}`)
+	}
+	r := send("+447400100001")
+	if r.Status != 200 || r.Body["provider"] != "infobip-eu" {
+		t.Fatalf("send: %d %s", r.Status, r.Raw)
+	}
+	spent := func() float64 { return testutil.ToFloat64(h.app.MetricSet().EstimatedSpend.WithLabelValues("acme")) }
+	if got := spent(); math.Abs(got-0.01) > 1e-9 {
+		t.Fatalf("charged %v at the send, want 0.01", got)
+	}
+	infobipReport(t, h, r.Body["id"].(string), "DELIVERED", `{"pricePerMessage":0.09,"currency":"EUR"}`)
+	deadline := time.Now().Add(5 * time.Second)
+	for math.Abs(spent()-0.09) > 1e-9 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := spent(); math.Abs(got-0.09) > 1e-9 {
+		t.Fatalf("after the report: %v, want 0.09", got)
+	}
+	if r := send("+447400100002"); r.Status != 429 || !strings.Contains(r.Raw, "spend limit") {
+		t.Errorf("the next send, 0.09 of 0.05 spent: %d %s", r.Status, r.Raw)
 	}
 }

@@ -90,7 +90,7 @@ func New() *Metrics {
 		Spend: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_spend_total",
 			Help: "What providers' delivery reports say the messages cost, in the currency they report, by provider and destination country."}, []string{"provider", "country", "currency"}),
 		EstimatedSpend: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_tenant_spend_estimated_total",
-			Help: "What a tenant's sent messages count against its spend limit (rate_limits.spend), in routing.least_cost.currency: each at its provider's price for the country, or the highest configured price when it has none. Only tenants with a spend limit."}, []string{"tenant"}),
+			Help: "What a tenant's sent messages count against its spend limit (rate_limits.spend), in routing.least_cost.currency: each at its provider's price for the country, or the highest configured price when it has none, plus what a delivery report said it cost beyond that. Only tenants with a spend limit."}, []string{"tenant"}),
 		Quarantines: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_pumping_quarantines_total",
 			Help: "Number ranges quarantined under suspicion of SMS pumping, by tenant, destination country and action (alert, throttle, block)."}, []string{"tenant", "country", "action"}),
 	}

@@ -137,6 +137,8 @@ type PriceRow struct {
 type Charge struct {
 	Provider, Country, Currency string
 	Price                       float64
+	// Tenant sent the message (spend limits count what its messages really cost).
+	Tenant string
 }
 
 // applier applies reports within one batch and collects the charges they record.
@@ -152,7 +154,7 @@ func (a *applier) apply(r *Record, rep *gateway.DeliveryReport) bool {
 		return false
 	}
 	if !priced && r.Price > 0 {
-		a.charges = append(a.charges, Charge{Provider: r.Provider, Country: r.Country, Currency: r.Currency, Price: r.Price})
+		a.charges = append(a.charges, Charge{Provider: r.Provider, Country: r.Country, Currency: r.Currency, Price: r.Price, Tenant: r.Tenant})
 	}
 	return true
 }
