@@ -70,6 +70,9 @@ type App struct {
 	inflight atomic.Int64
 	// admission counts the sends in flight against server.max_in_flight (admission.go).
 	admission admission
+	// reconciling counts the spend-limit charges of delivery reports still running (cost.go);
+	// Shutdown waits for them before it closes the state store.
+	reconciling sync.WaitGroup
 
 	checker    policy.Checker
 	replays    policy.Replays
@@ -573,6 +576,14 @@ func (a *App) Shutdown(ctx context.Context) error {
 	a.notifier.close(2 * time.Second)
 	if cerr := a.store.Close(); cerr != nil && err == nil {
 		err = cerr
+	}
+	// The store's last batch may have recorded reported prices: their spend charges go out first.
+	done := make(chan struct{})
+	go func() { a.reconciling.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		a.log.Warn("shutdown: spend-limit charges of delivery reports still running")
 	}
 	a.closeState()
 	a.log.Info("smsgate stopped")

@@ -163,7 +163,11 @@ func (a *App) charge(c store.Charge) {
 			if s := rt.cfg.EffectiveLimits(t).Spend; s != nil && s.Amount > 0 {
 				// Off the message log's writer, which runs this: a state-store call must not
 				// hold up every tenant's records.
-				go a.reconcileSpend(rt.cfg, t.Name, *s, c)
+				a.reconciling.Add(1)
+				go func() {
+					defer a.reconciling.Done()
+					a.reconcileSpend(rt.cfg, t.Name, *s, c)
+				}()
 			}
 			return
 		}
