@@ -133,7 +133,9 @@ func (r *Redis) Charge(ctx context.Context, key string, l config.Spend, amount f
 	if amount <= 0 || l.Amount <= 0 {
 		return nil
 	}
-	inc := int64(math.Ceil(float64(spendStep(l, amount)) / float64(time.Microsecond)))
+	// At least a microsecond: a price too small to move the clock must still leave a key with a
+	// positive expiry (PX 0 is an error).
+	inc := max(1, int64(math.Ceil(float64(spendStep(l, amount))/float64(time.Microsecond))))
 	return r.guard(func() error {
 		return spendCharge.Run(ctx, r.Client, []string{r.Prefix + "sp:" + key}, r.now().UnixMicro(), inc).Err()
 	})

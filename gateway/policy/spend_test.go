@@ -102,3 +102,17 @@ func TestSpendChargeFarAboveTheLimit(t *testing.T) {
 		t.Errorf("ok %v, wait %v; want refused for about 999 days", ok, wait)
 	}
 }
+
+// TestRedisSpendChargeTooSmallToMoveTheClock: a price that moves the bucket by less than a
+// microsecond is still stored (with a positive expiry) instead of failing.
+func TestRedisSpendChargeTooSmallToMoveTheClock(t *testing.T) {
+	clk := newClock()
+	client, prefix := redistest.Start(t), redistest.Prefix(t)
+	r := &Redis{Client: client, Prefix: prefix, Now: clk.now}
+	if err := r.Charge(context.Background(), "k", config.Spend{Amount: 1e9, Per: time.Hour}, 1e-9); err != nil {
+		t.Fatalf("tiny charge: %v", err)
+	}
+	if ttl := client.PTTL(context.Background(), prefix+"sp:k").Val(); ttl <= 0 {
+		t.Errorf("ttl %v", ttl)
+	}
+}
