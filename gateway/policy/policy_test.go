@@ -564,3 +564,11 @@ func TestMemoryPumpStateDropsExpired(t *testing.T) {
 		t.Errorf("%d counters and %d values left, want the live counter only", counters, values)
 	}
 }
+
+// TestRedisLimitOverAMillionASecond: a limit whose interval is under a microsecond still works.
+func TestRedisLimitOverAMillionASecond(t *testing.T) {
+	r := &Redis{Client: redistest.Start(t), Prefix: redistest.Prefix(t), Now: newClock().now}
+	if ok, _, err := r.Allow(context.Background(), "t|x", config.Limit{N: 5_000_000, Per: time.Second}); !ok || err != nil {
+		t.Errorf("ok %v, err %v", ok, err)
+	}
+}

@@ -79,7 +79,7 @@ return 0
 // Allow implements Limiter.
 func (r *Redis) Allow(ctx context.Context, key string, l config.Limit) (bool, time.Duration, error) {
 	period := l.Per.Microseconds()
-	interval := period / int64(l.N)
+	interval := max(1, period/int64(l.N)) // at least a microsecond: PX 0 is an error
 	var wait int64
 	err := r.guard(func() (err error) {
 		wait, err = gcra.Run(ctx, r.Client, []string{r.Prefix + "rl:" + key}, r.now().UnixMicro(), interval, period).Int64()
