@@ -1,9 +1,14 @@
 package app
 
 import (
+	"context"
+	"math"
 	"net/http"
 	"sync/atomic"
 	"time"
+
+	"github.com/smsgate/smsgate/gateway/httpapi"
+	"github.com/smsgate/smsgate/gateway/policy"
 )
 
 // Admission: a replica runs at most server.max_in_flight sends at once before it sheds load, and
@@ -51,4 +56,31 @@ func overloaded() flightResult {
 		"this replica is running server.max_in_flight sends and this tenant holds its fair share of them; retry shortly")
 	rep.RetryAfter = time.Second
 	return flightResult{reply: rep, outcome: "overloaded"}
+}
+
+// Tenants implements httpapi.Backend: every tenant, in config order, with its sends in flight on
+// this replica and what it has used of its spend limit.
+func (a *App) Tenants(ctx context.Context) ([]httpapi.TenantStatus, error) {
+	rt := a.rt.Load()
+	byName := make(map[string]*tenant, len(rt.tenants))
+	for _, tn := range rt.tenants {
+		byName[tn.name] = tn
+	}
+	out := make([]httpapi.TenantStatus, 0, len(rt.cfg.Tenants))
+	for i := range rt.cfg.Tenants {
+		t := &rt.cfg.Tenants[i]
+		ts := httpapi.TenantStatus{Name: t.Name}
+		if tn := byName[t.Name]; tn != nil {
+			ts.InFlight = tn.inflight.Load()
+		}
+		if s := rt.cfg.EffectiveLimits(t).Spend; s != nil && s.Amount > 0 {
+			used, err := a.checker.Spends.Used(ctx, policy.SpendKey(t.Name, *s), *s)
+			if err != nil {
+				return nil, err
+			}
+			ts.Spend = &httpapi.SpendStatus{Limit: s.String(), Used: math.Round(used*1e6) / 1e6, Currency: rt.cfg.Routing.LeastCost.Currency}
+		}
+		out = append(out, ts)
+	}
+	return out, nil
 }

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
@@ -518,5 +519,52 @@ func TestEveryTenantGetsAtLeastOneSendThrough(t *testing.T) {
 	}
 	if a.admission.total.Load() != 0 || a.admission.busy.Load() != 0 {
 		t.Errorf("counters after release: %d in flight, %d busy", a.admission.total.Load(), a.admission.busy.Load())
+	}
+}
+
+// TestAdminTenantsShowsSpendAndSendsInFlight: GET /v1/admin/tenants lists each tenant with its
+// sends in flight and what it used of its spend limit.
+func TestAdminTenantsShowsSpendAndSendsInFlight(t *testing.T) {
+	h := start(t, `
+server: {admin_token: admin-t0ken}
+storage: {driver: memory}
+policy: {rate_limits: {per_recipient: 0}}
+tenants:
+  - {name: capped, api_key: capped-key, rate_limits: {spend: 1/24h}}
+  - {name: free, api_key: free-key}
+providers: [{name: m, type: mock, prices: {default: 0.04}}]
+routes: [{name: d, providers: [m]}]
+`, Options{})
+	for i := range 2 {
+		if r := h.send("capped-key", fmt.Sprintf(`{"recipient":"+1415555%04d","text":"Your code is %06d","context":{}}`, i, i)); r.Status != 200 {
+			t.Fatalf("send: %s", r.Raw)
+		}
+	}
+	r := h.do("GET", "/v1/admin/tenants", "admin-t0ken", "")
+	var got struct {
+		Tenants []struct {
+			Name     string `json:"name"`
+			InFlight int    `json:"in_flight"`
+			Spend    *struct {
+				Limit    string  `json:"limit"`
+				Used     float64 `json:"used"`
+				Currency string  `json:"currency"`
+			} `json:"spend"`
+		} `json:"tenants"`
+	}
+	if err := json.Unmarshal([]byte(r.Raw), &got); err != nil || r.Status != 200 || len(got.Tenants) != 2 {
+		t.Fatalf("%d %s (%v)", r.Status, r.Raw, err)
+	}
+	c, f := got.Tenants[0], got.Tenants[1]
+	// Two sends at 0.04 less what refilled in the moment since: just under 0.08.
+	if c.Name != "capped" || c.InFlight != 0 || c.Spend == nil || c.Spend.Limit != "1/24h0m0s" || c.Spend.Currency != "EUR" ||
+		c.Spend.Used > 0.08 || c.Spend.Used < 0.0799 {
+		t.Errorf("capped: %+v %+v", c, c.Spend)
+	}
+	if f.Name != "free" || f.Spend != nil {
+		t.Errorf("free: %+v", f)
+	}
+	if r := h.do("GET", "/v1/admin/tenants", "capped-key", ""); r.Status != 401 {
+		t.Errorf("a tenant key listed the tenants: %d", r.Status)
 	}
 }

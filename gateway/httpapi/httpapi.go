@@ -73,6 +73,24 @@ type ProviderStatus struct {
 	LastErrorAt    string            `json:"last_error_at,omitempty"`
 }
 
+// TenantStatus is what GET /v1/admin/tenants shows of one tenant.
+type TenantStatus struct {
+	Name string `json:"name"`
+	// InFlight are its sends running on this replica (server.max_in_flight shares them out).
+	InFlight int64 `json:"in_flight"`
+	// Spend is its spend limit's bucket; nil without a limit.
+	Spend *SpendStatus `json:"spend,omitempty"`
+}
+
+// SpendStatus is a tenant's spend limit (rate_limits.spend) and what it has used of it.
+type SpendStatus struct {
+	Limit string `json:"limit"`
+	// Used is what the bucket has spent and not yet refilled, in Currency; above the limit's
+	// amount the tenant's sends are refused.
+	Used     float64 `json:"used"`
+	Currency string  `json:"currency"`
+}
+
 // CountryHealth is a provider's delivery rate to one country over the health window.
 type CountryHealth struct {
 	Country string `json:"country"`
@@ -161,6 +179,8 @@ type Backend interface {
 	Quarantines(ctx context.Context) ([]policy.Quarantine, error)
 	// ReleaseQuarantine ends one (ErrNotFound when there is none).
 	ReleaseQuarantine(ctx context.Context, tenant, rng string) error
+	// Tenants lists every tenant with its sends in flight on this replica and its spend limit's use.
+	Tenants(ctx context.Context) ([]TenantStatus, error)
 	Reload(ctx context.Context) error
 	Ready() (bool, string)
 	AdminToken() string
@@ -189,6 +209,7 @@ func New(b Backend, log *slog.Logger) *echo.Echo {
 	e.POST("/v1/admin/reload", h.reload, h.admin)
 	e.GET("/v1/admin/quarantines", h.quarantines, h.admin)
 	e.DELETE("/v1/admin/quarantines/:tenant/:range", h.release, h.admin)
+	e.GET("/v1/admin/tenants", h.tenants, h.admin)
 	for method, paths := range InfobipPaths {
 		for _, p := range paths {
 			e.Add(method, p, h.infobip)
@@ -568,6 +589,14 @@ func (h *handlers) quarantines(c echo.Context) error {
 		return fail(http.StatusServiceUnavailable, "policy_unavailable", "the quarantines could not be read from the state store; retry")
 	}
 	return c.JSON(http.StatusOK, map[string]any{"quarantines": qs})
+}
+
+func (h *handlers) tenants(c echo.Context) error {
+	ts, err := h.b.Tenants(c.Request().Context())
+	if err != nil {
+		return fail(http.StatusServiceUnavailable, "policy_unavailable", "the spend limits could not be read from the state store; retry")
+	}
+	return c.JSON(http.StatusOK, map[string]any{"tenants": ts})
 }
 
 func (h *handlers) release(c echo.Context) error {

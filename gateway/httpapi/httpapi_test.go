@@ -30,6 +30,7 @@ type stubBackend struct {
 func (s *stubBackend) Verified(context.Context, string, string) error           { return store.ErrNotFound }
 func (s *stubBackend) Quarantines(context.Context) ([]policy.Quarantine, error) { return nil, nil }
 func (s *stubBackend) ReleaseQuarantine(context.Context, string, string) error  { return ErrNotFound }
+func (s *stubBackend) Tenants(context.Context) ([]TenantStatus, error)          { return nil, nil }
 
 func (s *stubBackend) Infobip(_ context.Context, c InfobipCall) Reply {
 	s.ib = c

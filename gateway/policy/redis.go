@@ -128,6 +128,26 @@ func (r *Redis) Allowed(ctx context.Context, key string, l config.Spend) (bool, 
 	return true, 0, nil
 }
 
+// Used implements Spends.
+func (r *Redis) Used(ctx context.Context, key string, l config.Spend) (float64, error) {
+	var v string
+	err := r.guard(func() (err error) {
+		v, err = r.Client.Get(ctx, r.Prefix+"sp:"+key).Result()
+		return err
+	})
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	us, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("spend bucket %q: %w", v, err)
+	}
+	return spendUsed(time.UnixMicro(us), r.now(), l), nil
+}
+
 // Charge implements Spends.
 func (r *Redis) Charge(ctx context.Context, key string, l config.Spend, amount float64) error {
 	if amount <= 0 || l.Amount <= 0 {

@@ -18,6 +18,17 @@ type Spends interface {
 	Allowed(ctx context.Context, key string, l config.Spend) (ok bool, retryAfter time.Duration, err error)
 	// Charge takes amount from key's bucket.
 	Charge(ctx context.Context, key string, l config.Spend, amount float64) error
+	// Used is what key's bucket has spent and not yet refilled (above l.Amount: in debt).
+	Used(ctx context.Context, key string, l config.Spend) (float64, error)
+}
+
+// spendUsed is what a bucket at tat has spent and not yet refilled.
+func spendUsed(tat, now time.Time, l config.Spend) float64 {
+	ahead := tat.Sub(now)
+	if ahead <= 0 || l.Per <= 0 {
+		return 0
+	}
+	return float64(ahead) / float64(l.Per) * l.Amount
 }
 
 // spendTAT is the cell rate algorithm weighted by price: a bucket is its "theoretical arrival
@@ -77,6 +88,14 @@ func (m *MemorySpends) Allowed(_ context.Context, key string, l config.Spend) (b
 		return false, w, nil
 	}
 	return true, 0, nil
+}
+
+// Used implements Spends.
+func (m *MemorySpends) Used(_ context.Context, key string, l config.Spend) (float64, error) {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return spendUsed(m.tat[key], now, l), nil
 }
 
 // Charge implements Spends.

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"math"
 	"testing"
 	"time"
 
@@ -114,5 +115,27 @@ func TestRedisSpendChargeTooSmallToMoveTheClock(t *testing.T) {
 	}
 	if ttl := client.PTTL(context.Background(), prefix+"sp:k").Val(); ttl <= 0 {
 		t.Errorf("ttl %v", ttl)
+	}
+}
+
+// TestSpendUsed: what a bucket has spent and not yet refilled, on both backends.
+func TestSpendUsed(t *testing.T) {
+	for _, backend := range []string{"memory", "redis"} {
+		t.Run(backend, func(t *testing.T) {
+			clk := newClock()
+			var s Spends = &MemorySpends{Now: clk.now}
+			if backend == "redis" {
+				s = &Redis{Client: redistest.Start(t), Prefix: redistest.Prefix(t), Now: clk.now}
+			}
+			ctx, l := context.Background(), config.Spend{Amount: 10, Per: 10 * time.Hour}
+			if u, err := s.Used(ctx, "k", l); u != 0 || err != nil {
+				t.Fatalf("fresh bucket: %v %v", u, err)
+			}
+			s.Charge(ctx, "k", l, 4)
+			clk.add(time.Hour) // one of the 4 refilled
+			if u, err := s.Used(ctx, "k", l); math.Abs(u-3) > 1e-6 || err != nil {
+				t.Errorf("used %v (%v), want 3", u, err)
+			}
+		})
 	}
 }
