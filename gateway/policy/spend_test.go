@@ -105,16 +105,12 @@ func TestSpendChargeFarAboveTheLimit(t *testing.T) {
 }
 
 // TestRedisSpendChargeTooSmallToMoveTheClock: a price that moves the bucket by less than a
-// microsecond is still stored (with a positive expiry) instead of failing.
+// microsecond is still stored instead of failing (Redis refuses SET with PX 0). The key lives a
+// millisecond, so the test reads nothing back: a slow machine would find it gone.
 func TestRedisSpendChargeTooSmallToMoveTheClock(t *testing.T) {
-	clk := newClock()
-	client, prefix := redistest.Start(t), redistest.Prefix(t)
-	r := &Redis{Client: client, Prefix: prefix, Now: clk.now}
+	r := &Redis{Client: redistest.Start(t), Prefix: redistest.Prefix(t), Now: newClock().now}
 	if err := r.Charge(context.Background(), "k", config.Spend{Amount: 1e9, Per: time.Hour}, 1e-9); err != nil {
 		t.Fatalf("tiny charge: %v", err)
-	}
-	if ttl := client.PTTL(context.Background(), prefix+"sp:k").Val(); ttl <= 0 {
-		t.Errorf("ttl %v", ttl)
 	}
 }
 
