@@ -277,7 +277,8 @@ func New(ctx context.Context, o Options) (*App, error) {
 func (a *App) openState(ctx context.Context, cfg *config.Config) error {
 	a.failOpen = cfg.State.OnError == "open"
 	if cfg.State.Driver != "redis" {
-		a.checker.Limiter, a.checker.Spends = &policy.MemoryLimiter{Now: a.opts.Now}, &policy.MemorySpends{Now: a.opts.Now}
+		l := &policy.MemoryLimiter{Now: a.opts.Now}
+		a.checker.Limiter, a.checker.Spends = l, l
 		a.replays = policy.NewMemoryReplays(a.opts.Now)
 		a.resends = policy.NewMemoryResends(a.opts.Now)
 		a.pumping = &policy.Pumping{State: &policy.MemoryPumpState{Now: a.opts.Now}, Now: a.opts.Now}

@@ -18,13 +18,18 @@ type Limiter interface {
 }
 
 // MemoryLimiter is a Limiter of token buckets in this process: a bucket holds N tokens and
-// refills at N per Per, so a burst of N is allowed and then one every Per/N.
+// refills at N per Per, so a burst of N is allowed and then one every Per/N. It keeps the spend
+// limits' buckets too (Spends).
 type MemoryLimiter struct {
 	// Now is the clock; nil means time.Now. Tests inject one to move time without sleeping.
 	Now func() time.Time
 
 	mu      sync.Mutex
 	buckets sweptMap[*rate.Limiter]
+
+	// spends are the spend limits' buckets (Spends, spend.go): each its theoretical arrival time.
+	spendMu sync.Mutex
+	spends  map[string]time.Time
 }
 
 func (m *MemoryLimiter) now() time.Time {

@@ -105,24 +105,34 @@ redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - no
 return 0
 `)
 
-// Allowed implements Spends.
-func (r *Redis) Allowed(ctx context.Context, key string, l config.Spend) (bool, time.Duration, error) {
+// spendBucket reads a spend bucket's theoretical arrival time; the zero time when there is none
+// (it has refilled and expired).
+func (r *Redis) spendBucket(ctx context.Context, key string) (time.Time, error) {
 	var v string
 	err := r.guard(func() (err error) {
 		v, err = r.Client.Get(ctx, r.Prefix+"sp:"+key).Result()
 		return err
 	})
 	if errors.Is(err, redis.Nil) {
-		return true, 0, nil
+		return time.Time{}, nil
 	}
 	if err != nil {
-		return false, 0, err
+		return time.Time{}, err
 	}
 	us, err := strconv.ParseInt(v, 10, 64)
 	if err != nil {
-		return false, 0, fmt.Errorf("spend bucket %q: %w", v, err)
+		return time.Time{}, fmt.Errorf("spend bucket %q: %w", v, err)
 	}
-	if w := spendWait(time.UnixMicro(us), r.now(), l); w > 0 {
+	return time.UnixMicro(us), nil
+}
+
+// Allowed implements Spends.
+func (r *Redis) Allowed(ctx context.Context, key string, l config.Spend) (bool, time.Duration, error) {
+	tat, err := r.spendBucket(ctx, key)
+	if err != nil {
+		return false, 0, err
+	}
+	if w := spendWait(tat, r.now(), l); w > 0 {
 		return false, w, nil
 	}
 	return true, 0, nil
@@ -130,22 +140,11 @@ func (r *Redis) Allowed(ctx context.Context, key string, l config.Spend) (bool, 
 
 // Used implements Spends.
 func (r *Redis) Used(ctx context.Context, key string, l config.Spend) (float64, error) {
-	var v string
-	err := r.guard(func() (err error) {
-		v, err = r.Client.Get(ctx, r.Prefix+"sp:"+key).Result()
-		return err
-	})
-	if errors.Is(err, redis.Nil) {
-		return 0, nil
-	}
+	tat, err := r.spendBucket(ctx, key)
 	if err != nil {
 		return 0, err
 	}
-	us, err := strconv.ParseInt(v, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("spend bucket %q: %w", v, err)
-	}
-	return spendUsed(time.UnixMicro(us), r.now(), l), nil
+	return spendUsed(tat, r.now(), l), nil
 }
 
 // Charge implements Spends.

@@ -2,7 +2,6 @@ package policy
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"github.com/smsgate/smsgate/gateway/config"
@@ -58,31 +57,15 @@ func spendWait(tat, now time.Time, l config.Spend) time.Duration {
 	return 0
 }
 
-// MemorySpends is Spends in this process. Keys are per tenant (and limit), so they are few;
-// a bucket that has refilled is dropped when it is next read.
-type MemorySpends struct {
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
-
-	mu  sync.Mutex
-	tat map[string]time.Time
-}
-
-func (m *MemorySpends) now() time.Time {
-	if m.Now != nil {
-		return m.Now()
-	}
-	return time.Now()
-}
-
-// Allowed implements Spends.
-func (m *MemorySpends) Allowed(_ context.Context, key string, l config.Spend) (bool, time.Duration, error) {
+// Allowed implements Spends. Spend buckets are per tenant (and limit), so they are few; one that
+// has refilled is dropped when it is next read.
+func (m *MemoryLimiter) Allowed(_ context.Context, key string, l config.Spend) (bool, time.Duration, error) {
 	now := m.now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	tat, ok := m.tat[key]
+	m.spendMu.Lock()
+	defer m.spendMu.Unlock()
+	tat, ok := m.spends[key]
 	if ok && !tat.After(now) {
-		delete(m.tat, key)
+		delete(m.spends, key)
 	}
 	if w := spendWait(tat, now, l); w > 0 {
 		return false, w, nil
@@ -91,24 +74,24 @@ func (m *MemorySpends) Allowed(_ context.Context, key string, l config.Spend) (b
 }
 
 // Used implements Spends.
-func (m *MemorySpends) Used(_ context.Context, key string, l config.Spend) (float64, error) {
+func (m *MemoryLimiter) Used(_ context.Context, key string, l config.Spend) (float64, error) {
 	now := m.now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return spendUsed(m.tat[key], now, l), nil
+	m.spendMu.Lock()
+	defer m.spendMu.Unlock()
+	return spendUsed(m.spends[key], now, l), nil
 }
 
 // Charge implements Spends.
-func (m *MemorySpends) Charge(_ context.Context, key string, l config.Spend, amount float64) error {
+func (m *MemoryLimiter) Charge(_ context.Context, key string, l config.Spend, amount float64) error {
 	if amount <= 0 || l.Amount <= 0 {
 		return nil
 	}
 	now := m.now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.tat == nil {
-		m.tat = map[string]time.Time{}
+	m.spendMu.Lock()
+	defer m.spendMu.Unlock()
+	if m.spends == nil {
+		m.spends = map[string]time.Time{}
 	}
-	m.tat[key] = spendTAT(m.tat[key], now, l, amount)
+	m.spends[key] = spendTAT(m.spends[key], now, l, amount)
 	return nil
 }

@@ -18,7 +18,7 @@ func TestSpendLimit(t *testing.T) {
 	for _, backend := range []string{"memory", "redis"} {
 		t.Run(backend, func(t *testing.T) {
 			clk := newClock()
-			var a, b Spends = &MemorySpends{Now: clk.now}, nil
+			var a, b Spends = &MemoryLimiter{Now: clk.now}, nil
 			if backend == "redis" {
 				client, prefix := redistest.Start(t), redistest.Prefix(t)
 				a, b = &Redis{Client: client, Prefix: prefix, Now: clk.now}, &Redis{Client: client, Prefix: prefix, Now: clk.now}
@@ -73,12 +73,12 @@ func TestSpendLimit(t *testing.T) {
 // TestSpendBucketsExpire: a spend bucket is forgotten once it has refilled.
 func TestSpendBucketsExpire(t *testing.T) {
 	clk := newClock()
-	m := &MemorySpends{Now: clk.now}
+	m := &MemoryLimiter{Now: clk.now}
 	l := config.Spend{Amount: 10, Per: time.Hour}
 	m.Charge(context.Background(), "k", l, 5)
 	clk.add(31 * time.Minute)
-	if ok, _, _ := m.Allowed(context.Background(), "k", l); !ok || len(m.tat) != 0 {
-		t.Errorf("refilled bucket kept: ok %v, %d held", ok, len(m.tat))
+	if ok, _, _ := m.Allowed(context.Background(), "k", l); !ok || len(m.spends) != 0 {
+		t.Errorf("refilled bucket kept: ok %v, %d held", ok, len(m.spends))
 	}
 	client, prefix := redistest.Start(t), redistest.Prefix(t)
 	r := &Redis{Client: client, Prefix: prefix, Now: clk.now}
@@ -95,7 +95,7 @@ func TestSpendBucketsExpire(t *testing.T) {
 // thousand periods into debt instead of overflowing the clock.
 func TestSpendChargeFarAboveTheLimit(t *testing.T) {
 	clk := newClock()
-	m := &MemorySpends{Now: clk.now}
+	m := &MemoryLimiter{Now: clk.now}
 	l := config.Spend{Amount: 1e-12, Per: 24 * time.Hour}
 	m.Charge(context.Background(), "k", l, 5)
 	ok, wait, _ := m.Allowed(context.Background(), "k", l)
@@ -119,7 +119,7 @@ func TestSpendUsed(t *testing.T) {
 	for _, backend := range []string{"memory", "redis"} {
 		t.Run(backend, func(t *testing.T) {
 			clk := newClock()
-			var s Spends = &MemorySpends{Now: clk.now}
+			var s Spends = &MemoryLimiter{Now: clk.now}
 			if backend == "redis" {
 				s = &Redis{Client: redistest.Start(t), Prefix: redistest.Prefix(t), Now: clk.now}
 			}
