@@ -62,19 +62,12 @@ func overloaded() flightResult {
 // this replica and what it has used of its spend limit.
 func (a *App) Tenants(ctx context.Context) ([]httpapi.TenantStatus, error) {
 	rt := a.rt.Load()
-	byName := make(map[string]*tenant, len(rt.tenants))
-	for _, tn := range rt.tenants {
-		byName[tn.name] = tn
-	}
 	out := make([]httpapi.TenantStatus, 0, len(rt.cfg.Tenants))
-	for i := range rt.cfg.Tenants {
-		t := &rt.cfg.Tenants[i]
-		ts := httpapi.TenantStatus{Name: t.Name}
-		if tn := byName[t.Name]; tn != nil {
-			ts.InFlight = tn.inflight.Load()
-		}
-		if s := rt.cfg.EffectiveLimits(t).Spend; s != nil && s.Amount > 0 {
-			used, err := a.checker.Spends.Used(ctx, policy.SpendKey(t.Name, *s), *s)
+	for _, t := range rt.cfg.Tenants {
+		tn := rt.byName[t.Name]
+		ts := httpapi.TenantStatus{Name: tn.name, InFlight: tn.inflight.Load()}
+		if s := tn.spend(); s != nil {
+			used, err := a.checker.Spends.Used(ctx, policy.SpendKey(tn.name, *s), *s)
 			if err != nil {
 				return nil, err
 			}

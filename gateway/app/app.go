@@ -112,6 +112,14 @@ type tenant struct {
 	inflight atomic.Int64
 }
 
+// spend is the tenant's spend limit; nil when it has none.
+func (tn *tenant) spend() *config.Spend {
+	if s := tn.rules.Limits.Spend; s != nil && s.Amount > 0 {
+		return s
+	}
+	return nil
+}
+
 type memberInfo struct {
 	typ string
 	cfg any
@@ -127,6 +135,8 @@ type memberInfo struct {
 type runtime struct {
 	cfg     *config.Config
 	tenants map[[32]byte]*tenant
+	// byName are the same tenants by name (delivery reports, spend charges and listings name them).
+	byName  map[string]*tenant
 	routes  *routing.Table
 	members map[string]*memberInfo
 	order   []string
@@ -340,7 +350,7 @@ func (a *App) Logger() *slog.Logger { return a.log }
 // build compiles cfg into a runtime, reusing members of prev whose config did not change (so
 // their breaker state and drain flag survive a reload).
 func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
-	rt := &runtime{cfg: cfg, tenants: map[[32]byte]*tenant{}, routes: routing.Compile(cfg.Routes), members: map[string]*memberInfo{}, keySecret: processKeySecret}
+	rt := &runtime{cfg: cfg, tenants: map[[32]byte]*tenant{}, byName: map[string]*tenant{}, routes: routing.Compile(cfg.Routes), members: map[string]*memberInfo{}, keySecret: processKeySecret}
 	if cfg.State.KeySecret != "" {
 		rt.keySecret = []byte(cfg.State.KeySecret.Reveal())
 	}
@@ -359,6 +369,7 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 			}
 		}
 		rt.tenants[sha256.Sum256([]byte(t.APIKey.Reveal()))] = tn
+		rt.byName[t.Name] = tn
 	}
 	for i := range cfg.Providers {
 		p := &cfg.Providers[i]

@@ -158,19 +158,14 @@ func (a *App) charge(c store.Charge) {
 	}
 	a.metrics.Spend.WithLabelValues(c.Provider, c.Country, cur).Add(c.Price)
 	rt := a.rt.Load()
-	for i := range rt.cfg.Tenants {
-		if t := &rt.cfg.Tenants[i]; t.Name == c.Tenant {
-			if s := rt.cfg.EffectiveLimits(t).Spend; s != nil && s.Amount > 0 {
-				// Off the message log's writer, which runs this: a state-store call must not
-				// hold up every tenant's records.
-				a.reconciling.Add(1)
-				go func() {
-					defer a.reconciling.Done()
-					a.reconcileSpend(rt.cfg, t.Name, *s, c)
-				}()
-			}
-			return
-		}
+	if tn := rt.byName[c.Tenant]; tn != nil && tn.spend() != nil {
+		// Off the message log's writer, which runs this: a state-store call must not hold up
+		// every tenant's records.
+		a.reconciling.Add(1)
+		go func() {
+			defer a.reconciling.Done()
+			a.reconcileSpend(rt.cfg, tn, c)
+		}()
 	}
 }
 
@@ -178,22 +173,26 @@ func (a *App) charge(c store.Charge) {
 // what its send was charged (its provider's price for the country, as the price table has it
 // now): pumping to a premium range costs more than the country's usual price, and the limit must
 // count what was really spent.
-func (a *App) reconcileSpend(cfg *config.Config, tenant string, s config.Spend, c store.Charge) {
+func (a *App) reconcileSpend(cfg *config.Config, tn *tenant, c store.Charge) {
 	v, ok := convert(cfg.Routing.LeastCost, c.Price, c.Currency)
 	if !ok {
 		return
 	}
-	extra := v - a.prices.Load().estimate(c.Provider, c.Country)
-	if extra <= 0 {
-		return
+	if extra := v - a.prices.Load().estimate(c.Provider, c.Country); extra > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		a.chargeSpend(ctx, tn, extra)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := a.checker.Spends.Charge(ctx, policy.SpendKey(tenant, s), s, extra); err != nil {
+}
+
+// chargeSpend takes amount from tn's spend bucket (tn has a spend limit) and counts it.
+func (a *App) chargeSpend(ctx context.Context, tn *tenant, amount float64) {
+	s := tn.spend()
+	if err := a.checker.Spends.Charge(ctx, policy.SpendKey(tn.name, *s), *s, amount); err != nil {
 		a.stateError("spend_charge", err)
 		return
 	}
-	a.metrics.EstimatedSpend.WithLabelValues(tenant).Add(extra)
+	a.metrics.EstimatedSpend.WithLabelValues(tn.name).Add(amount)
 }
 
 // median of xs (the mean of the middle two for an even count); xs is reordered.

@@ -365,13 +365,7 @@ func (a *App) notifyReports(ctx context.Context, reps []gateway.DeliveryReport) 
 		if err != nil || rec.Source == "" || rec.NotifyURL == "" || !rec.Final() {
 			continue
 		}
-		var tn *tenant
-		for _, t := range rt.tenants {
-			if t.name == rec.Tenant {
-				tn = t
-			}
-		}
-		if tn == nil || !notifyAllowed(tn, rec.NotifyURL) {
+		if tn := rt.byName[rec.Tenant]; tn == nil || !notifyAllowed(tn, rec.NotifyURL) {
 			continue // the tenant's allow list changed since the send
 		}
 		a.notifier.push(rec.Tenant, rec.NotifyURL, ib.Reports(rec.Source, []ib.Message{compatMessage(rec)}))

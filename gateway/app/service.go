@@ -374,12 +374,8 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 	status, outcome := http.StatusOK, "sent"
 	if out.Err == nil {
 		resp.Status, rec.Status = gateway.StatusSent, gateway.StatusSent
-		if s := tn.rules.Limits.Spend; s != nil && s.Amount > 0 {
-			price := a.prices.Load().estimate(out.Provider, msg.Country)
-			if err := a.checker.Spends.Charge(context.WithoutCancel(ctx), policy.SpendKey(tn.name, *s), *s, price); err != nil {
-				a.stateError("spend_charge", err)
-			}
-			a.metrics.EstimatedSpend.WithLabelValues(tn.name).Add(price)
+		if tn.spend() != nil {
+			a.chargeSpend(context.WithoutCancel(ctx), tn, a.prices.Load().estimate(out.Provider, msg.Country))
 		}
 		if pump {
 			a.recordPumping(ctx, tn, msg, rng)
