@@ -16,18 +16,15 @@ import (
 // the tenants with sends in flight). A tenant flooding a replica, or stuck behind a provider that
 // hangs, fills its own share and is answered 503 overloaded at once, cheaply; the other tenants'
 // sends are still admitted. Below the cap nothing is refused, so the cap costs a quiet replica
-// two atomic additions per send. A tenant under its share (at least one send) is admitted even
+// two atomic additions per send (counted with no cap too: GET /v1/admin/tenants shows them). A tenant under its share (at least one send) is admitted even
 // above the cap, so the total stays under twice the cap plus the number of tenants.
 type admission struct {
 	total, busy atomic.Int64
 }
 
-// admit counts one send of tn in (counted), or reports that it must be shed (!ok). With no cap
-// nothing is counted. release must be called once the send has finished when counted is true.
-func (a *App) admit(limit int, tn *tenant) (ok, counted bool) {
-	if limit <= 0 {
-		return true, false
-	}
+// admit counts one send of tn in, or reports that it must be shed (limit 0: never). release must
+// be called once the send has finished when admit returned true.
+func (a *App) admit(limit int, tn *tenant) bool {
 	n := tn.inflight.Add(1)
 	if n == 1 {
 		a.admission.busy.Add(1)
@@ -35,14 +32,14 @@ func (a *App) admit(limit int, tn *tenant) (ok, counted bool) {
 	total := a.admission.total.Add(1)
 	// A tenant's share is at least one send, so with more busy tenants than the cap each still
 	// gets one through.
-	if total > int64(limit) && n > max(1, int64(limit)/max(1, a.admission.busy.Load())) {
+	if limit > 0 && total > int64(limit) && n > max(1, int64(limit)/max(1, a.admission.busy.Load())) {
 		a.release(tn)
-		return false, false
+		return false
 	}
-	return true, true
+	return true
 }
 
-// release counts a send of tn out (admit counted it).
+// release counts a send of tn out (admit admitted it).
 func (a *App) release(tn *tenant) {
 	if tn.inflight.Add(-1) == 0 {
 		a.admission.busy.Add(-1)

@@ -72,16 +72,13 @@ func (a *App) Infobip(ctx context.Context, c httpapi.InfobipCall) httpapi.Reply 
 			return ibReply(http.StatusBadRequest, kind, "BAD_REQUEST", "the notify URL's host is not one this account may receive reports at (tenants[].notify_hosts)")
 		}
 	}
-	admitted, counted := a.admit(*rt.cfg.Server.MaxInFlight, tn)
-	if !admitted {
+	if !a.admit(*rt.cfg.Server.MaxInFlight, tn) {
 		a.metrics.Requests.WithLabelValues(tn.name, "", "overloaded").Inc()
 		rep := ibReply(http.StatusServiceUnavailable, kind, "SERVICE_UNAVAILABLE", "this replica is running server.max_in_flight sends and this account holds its fair share of them; retry shortly")
 		rep.RetryAfter = time.Second
 		return rep
 	}
-	if counted {
-		defer a.release(tn)
-	}
+	defer a.release(tn)
 	ctx, cancel := context.WithTimeout(ctx, rt.cfg.Server.RequestTimeout.D())
 	defer cancel()
 	results := make([]ib.Result, len(dests))

@@ -92,13 +92,10 @@ func (a *App) Send(ctx context.Context, r httpapi.SendRequest) httpapi.Reply {
 	if !ok {
 		return a.finish(start, r, "", flightResult{reply: errReply(http.StatusUnauthorized, "unauthorized", "unknown API key"), outcome: "unauthorized"}, "", false)
 	}
-	admitted, counted := a.admit(*rt.cfg.Server.MaxInFlight, tn)
-	if !admitted {
+	if !a.admit(*rt.cfg.Server.MaxInFlight, tn) {
 		return a.finish(start, r, tn.name, overloaded(), "", false)
 	}
-	if counted {
-		defer a.release(tn)
-	}
+	defer a.release(tn)
 	req, err := intake.Decode(r.Body)
 	if err != nil {
 		return a.finish(start, r, tn.name, intakeFailure(err), "", false)
