@@ -114,7 +114,7 @@ type tenant struct {
 
 // spend is the tenant's spend limit; nil when it has none.
 func (tn *tenant) spend() *config.Spend {
-	if s := tn.rules.Limits.Spend; s != nil && s.Amount > 0 {
+	if s := tn.rules.Limits.Spend; s.Active() {
 		return s
 	}
 	return nil

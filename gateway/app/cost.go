@@ -212,7 +212,7 @@ func usesPrices(cfg *config.Config) bool {
 		return true
 	}
 	for i := range cfg.Tenants {
-		if s := cfg.EffectiveLimits(&cfg.Tenants[i]).Spend; s != nil && s.Amount > 0 {
+		if cfg.EffectiveLimits(&cfg.Tenants[i]).Spend.Active() {
 			return true
 		}
 	}

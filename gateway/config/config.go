@@ -217,6 +217,9 @@ func (s *Spend) UnmarshalText(b []byte) error {
 	return nil
 }
 
+// Active reports whether s limits anything (nil and "0" do not).
+func (s *Spend) Active() bool { return s != nil && s.Amount > 0 }
+
 // String prints the limit as it is written.
 func (s Spend) String() string {
 	if s.Amount == 0 {
@@ -934,11 +937,11 @@ func (c *Config) checkCountries(path string, cs []string) {
 // count the messages it is there to stop.
 func (c *Config) checkSpend() {
 	path := ""
-	if s := c.Policy.RateLimits.Spend; s != nil && s.Amount > 0 {
+	if c.Policy.RateLimits.Spend.Active() {
 		path = "policy.rate_limits.spend"
 	}
 	for i := range c.Tenants {
-		if rl := c.Tenants[i].RateLimits; path == "" && rl != nil && rl.Spend != nil && rl.Spend.Amount > 0 {
+		if rl := c.Tenants[i].RateLimits; path == "" && rl != nil && rl.Spend.Active() {
 			path = fmt.Sprintf("tenants[%d].rate_limits.spend", i)
 		}
 	}

@@ -96,7 +96,7 @@ func (c *Checker) Check(ctx context.Context, r *Rules, msg *gateway.Message) (*R
 		name, kind, value string
 		l                 *config.Limit
 	}
-	if s := r.Limits.Spend; s != nil && s.Amount > 0 && c.Spends != nil {
+	if s := r.Limits.Spend; s.Active() && c.Spends != nil {
 		ok, wait, err := c.Spends.Allowed(ctx, SpendKey(msg.Tenant, *s), *s)
 		if err != nil {
 			return nil, err
