@@ -123,6 +123,9 @@ func (a *App) Providers(country string) []httpapi.ProviderStatus {
 		for _, ch := range dispatch.Channels {
 			ps.Breakers[string(ch)] = mi.member.ChannelState(ch).String()
 		}
+		for _, tb := range mi.member.TenantBreakers() {
+			ps.TenantBreakers = append(ps.TenantBreakers, httpapi.TenantBreaker{Tenant: tb.Tenant, Channel: string(tb.Channel), State: tb.State.String()})
+		}
 		ps.Delivery = a.countryHealth(name)
 		ps.Prices = a.providerPrices(name)
 		ps.Cost = costs[name]

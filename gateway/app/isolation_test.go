@@ -354,7 +354,7 @@ func infobipThenBackup(t *testing.T, tenants []string, extraRoutes string) (*inf
 	ib := infobiptest.New("ib-key", false)
 	srv := httptest.NewServer(ib)
 	t.Cleanup(srv.Close)
-	cfg := "storage: {driver: sqlite, path: $DIR/log.db}\npolicy: {rate_limits: {per_recipient: 0}}\ntenants:\n"
+	cfg := "server: {admin_token: admin-t0ken}\nstorage: {driver: sqlite, path: $DIR/log.db}\npolicy: {rate_limits: {per_recipient: 0}}\ntenants:\n"
 	for _, tn := range tenants {
 		cfg += "  - {name: " + tn + ", api_key: " + tn + "-key}\n"
 	}
@@ -428,18 +428,22 @@ routes:
 }
 
 // TestAVoiceOutageLeavesEveryonesSMSAlone: SMS and voice are different products at a provider.
-// While Infobip's voice platform answers 503, one tenant's voice calls open Infobip's voice
-// breaker (its calls go straight to the backup), and another tenant's SMS still goes to Infobip:
-// a shared breaker per provider would have moved every tenant's SMS to the backup.
+// While Infobip's voice platform answers 503, the tenants' voice calls open Infobip's voice
+// breaker (their calls go straight to the backup), and a tenant's SMS still goes to Infobip: a
+// shared breaker per provider would have moved every tenant's SMS to the backup. The first
+// tenant's failures alone open only its own voice breaker; the second's, corroborating them, open
+// the shared one.
 func TestAVoiceOutageLeavesEveryonesSMSAlone(t *testing.T) {
 	ib, h := infobipThenBackup(t, []string{"caller", "texter"}, "")
 	ib.SetVoiceDown(true)
 	msg := func(i int, typ string) string {
 		return `{"recipient":"+1415555` + fmt.Sprintf("%04d", i) + `","text":"Your code is 4412","context":{"message_type":"` + typ + `"}}`
 	}
-	for i := range 3 {
-		if r := h.send("caller-key", msg(100+i, "voice")); r.Status != 200 || !cmp.Equal(attempts(r), []string{"ib:provider_error", "backup:sent"}) {
-			t.Fatalf("voice %d: %d %s", i, r.Status, r.Raw)
+	for _, key := range []string{"caller-key", "texter-key"} {
+		for i := range 3 {
+			if r := h.send(key, msg(100+i, "voice")); r.Status != 200 || !cmp.Equal(attempts(r), []string{"ib:provider_error", "backup:sent"}) {
+				t.Fatalf("%s voice %d: %d %s", key, i, r.Status, r.Raw)
+			}
 		}
 	}
 	if r := h.send("caller-key", msg(110, "voice")); !cmp.Equal(attempts(r), []string{"ib:unavailable", "backup:sent"}) {
@@ -451,6 +455,76 @@ func TestAVoiceOutageLeavesEveryonesSMSAlone(t *testing.T) {
 	m := h.app.MetricSet()
 	if v, s := testutil.ToFloat64(m.BreakerState.WithLabelValues("ib", "voice")), testutil.ToFloat64(m.BreakerState.WithLabelValues("ib", "sms")); v != 2 || s != 0 {
 		t.Errorf("breaker gauges: voice %v, sms %v; want 2 (open) and 0 (closed)", v, s)
+	}
+}
+
+// TestOneTenantCannotOpenTheBreakerEveryoneShares: a provider fails for one tenant's sends alone
+// (here Infobip answers 500 to a text only that tenant sends; a route down for its destinations
+// would do the same). Its failures open its own breaker of Infobip: its sends go straight to the
+// backup. The breaker every tenant shares stays closed, so another tenant's sends still go to
+// Infobip; GET /v1/providers and a metric name the tenant. When Infobip then fails for everyone,
+// the other tenant's failures are corroborated and open the shared breaker as before.
+func TestOneTenantCannotOpenTheBreakerEveryoneShares(t *testing.T) {
+	ib, h := infobipThenBackup(t, []string{"hostile", "quiet"}, "")
+	ib.SetFailText("\u2603")
+	n := 0
+	send := func(key, text string) response {
+		n++
+		return h.send(key, fmt.Sprintf(`{"recipient":"+1415555%04d","text":"%s %06d","context":{}}`, n, text, n))
+	}
+	for i := range 3 {
+		if r := send("hostile-key", "\u2603 Your code is"); r.Status != 200 || !cmp.Equal(attempts(r), []string{"ib:provider_error", "backup:sent"}) {
+			t.Fatalf("hostile send %d: %d %s", i, r.Status, r.Raw)
+		}
+	}
+	calls := ib.Calls()
+	for i := range 10 {
+		r := send("hostile-key", "\u2603 Your code is")
+		as, _ := r.Body["attempts"].([]any)
+		if r.Status != 200 || len(as) != 2 || as[0].(map[string]any)["code"] != "tenant_breaker_open" || r.Body["provider"] != "backup" {
+			t.Fatalf("hostile send %d with its own breaker open: %d %s", i+3, r.Status, r.Raw)
+		}
+	}
+	if got := ib.Calls(); got != calls {
+		t.Errorf("Infobip called %d more times after the hostile tenant's own breaker opened", got-calls)
+	}
+	for i := range 5 {
+		if r := send("quiet-key", "Your code is"); r.Status != 200 || r.Body["provider"] != "ib" {
+			t.Fatalf("quiet send %d: %d %s, want ib", i, r.Status, r.Raw)
+		}
+	}
+	m := h.app.MetricSet()
+	if s := testutil.ToFloat64(m.BreakerState.WithLabelValues("ib", "sms")); s != 0 {
+		t.Errorf("shared SMS breaker gauge %v, want 0 (closed)", s)
+	}
+	if o := testutil.ToFloat64(m.TenantBreakerOpens.WithLabelValues("ib", "sms", "hostile")); o != 1 {
+		t.Errorf("hostile's own breaker opened %v times, want 1", o)
+	}
+	r := h.do("GET", "/v1/providers", "admin-t0ken", "")
+	var got struct {
+		Providers []struct {
+			Name           string              `json:"name"`
+			Breakers       map[string]string   `json:"breakers"`
+			TenantBreakers []map[string]string `json:"tenant_breakers"`
+		} `json:"providers"`
+	}
+	if err := json.Unmarshal([]byte(r.Raw), &got); err != nil || r.Status != 200 || len(got.Providers) != 2 {
+		t.Fatalf("providers: %d %s (%v)", r.Status, r.Raw, err)
+	}
+	want := []map[string]string{{"tenant": "hostile", "channel": "sms", "state": "open"}}
+	if p := got.Providers[0]; p.Name != "ib" || p.Breakers["sms"] != "closed" || !cmp.Equal(p.TenantBreakers, want) {
+		t.Errorf("ib in /v1/providers: %+v", p)
+	}
+	// Now Infobip fails for everyone: the quiet tenant's failures are corroborated by the hostile
+	// tenant's (recent enough), and three of them open the shared breaker.
+	ib.SetMode(infobiptest.Unavailable)
+	for i := range 3 {
+		if r := send("quiet-key", "Your code is"); !cmp.Equal(attempts(r), []string{"ib:provider_error", "backup:sent"}) {
+			t.Fatalf("quiet send %d in the outage: %s", i, r.Raw)
+		}
+	}
+	if s := testutil.ToFloat64(m.BreakerState.WithLabelValues("ib", "sms")); s != 2 {
+		t.Errorf("shared SMS breaker gauge %v after corroborated failures, want 2 (open)", s)
 	}
 }
 

@@ -1,7 +1,9 @@
 // Package dispatch sends a message along a provider chain: each provider behind its own circuit
 // breakers (sony/gobreaker/v2), one per channel (SMS and voice are different products at every
 // provider, with outages of their own, so a voice outage must not open the breaker of every
-// tenant's SMS), and its own per-attempt timeout inside the request's deadline.
+// tenant's SMS), and its own per-attempt timeout inside the request's deadline. When several
+// tenants share the providers, each tenant also has its own breakers, and the shared ones count
+// only failures another tenant corroborates (see owns.go).
 // Errors are classified (see gateway.Class): recipient problems stop the chain; provider problems
 // and open breakers move on to the next provider; destination problems (this provider cannot reach
 // this number) move on without counting against the breaker; throttling (HTTP 429 and the like)
@@ -43,6 +45,9 @@ const (
 type Observer interface {
 	OnAttempt(provider, outcome string, d time.Duration)
 	OnBreakerChange(provider, channel string, from, to gobreaker.State)
+	// OnTenantBreakerChange is the same for one tenant's own breaker (Chain.Shared); it is also
+	// called once from closed to closed when the breaker is made, on the tenant's first send.
+	OnTenantBreakerChange(provider, channel, tenant string, from, to gobreaker.State)
 	OnFailover(from, to string)
 }
 
@@ -71,6 +76,8 @@ type Member struct {
 	provider gateway.Provider
 	timeout  time.Duration
 	breakers [2]*gobreaker.CircuitBreaker[gateway.Result]
+	// owns are each tenant's own breakers of this provider (see Chain.Shared).
+	owns     owns
 	disabled atomic.Bool
 	stats    stats
 	holds    holds
@@ -106,17 +113,24 @@ func channel(t gateway.MessageType) int {
 func NewMember(o MemberOptions) *Member {
 	m := &Member{name: o.Name, provider: o.Provider, timeout: o.Timeout}
 	for i, ch := range Channels {
-		m.breakers[i] = newBreaker(o, string(ch))
+		var onChange func(from, to gobreaker.State)
+		if obs := o.Observer; obs != nil {
+			onChange = func(from, to gobreaker.State) { obs.OnBreakerChange(o.Name, string(ch), from, to) }
+		}
+		// The shared breaker leaves out a failure no other tenant corroborates (errAlone).
+		m.breakers[i] = newBreaker(o.Name+"/"+string(ch), o.Breaker, errAlone, onChange)
 	}
+	m.owns = owns{member: o.Name, settings: o.Breaker, observer: o.Observer, window: evidenceWindow(o.Breaker)}
 	m.disabled.Store(o.Disabled)
 	return m
 }
 
-// newBreaker is the breaker of one channel of o's provider.
-func newBreaker(o MemberOptions, ch string) *gobreaker.CircuitBreaker[gateway.Result] {
-	b := o.Breaker
+// newBreaker is a breaker with settings b that counts provider failures only (see the package
+// comment): it leaves out the errors that say nothing of the provider's health (uncounted) and
+// those that wrap exclude.
+func newBreaker(name string, b BreakerSettings, exclude error, onChange func(from, to gobreaker.State)) *gobreaker.CircuitBreaker[gateway.Result] {
 	st := gobreaker.Settings{
-		Name:        o.Name + "/" + ch,
+		Name:        name,
 		MaxRequests: b.HalfOpenRequests,
 		Interval:    b.Interval,
 		Timeout:     b.OpenTimeout,
@@ -128,18 +142,27 @@ func newBreaker(o MemberOptions, ch string) *gobreaker.CircuitBreaker[gateway.Re
 			return b.FailureRatio > 0 && counted >= b.MinRequests && counted > 0 &&
 				float64(c.TotalFailures)/float64(counted) >= b.FailureRatio
 		},
-		IsSuccessful: func(err error) bool {
-			return err == nil || gateway.ClassOf(err) == gateway.ClassRecipient
-		},
+		IsSuccessful: succeeded,
 		IsExcluded: func(err error) bool {
-			c := gateway.ClassOf(err)
-			return errors.Is(err, errExcluded) || c == gateway.ClassCancelled || c == gateway.ClassDestination || c == gateway.ClassThrottled
+			return uncounted(err) || errors.Is(err, exclude)
 		},
 	}
-	if obs := o.Observer; obs != nil {
-		st.OnStateChange = func(_ string, from, to gobreaker.State) { obs.OnBreakerChange(o.Name, ch, from, to) }
+	if onChange != nil {
+		st.OnStateChange = func(_ string, from, to gobreaker.State) { onChange(from, to) }
 	}
 	return gobreaker.NewCircuitBreaker[gateway.Result](st)
+}
+
+// succeeded says whether a breaker counts err as a success: none, or the recipient's problem.
+func succeeded(err error) bool {
+	return err == nil || gateway.ClassOf(err) == gateway.ClassRecipient
+}
+
+// uncounted says whether err says nothing about the provider's health: the request's own
+// deadline, a caller that went away, a destination error, throttling.
+func uncounted(err error) bool {
+	c := gateway.ClassOf(err)
+	return errors.Is(err, errExcluded) || c == gateway.ClassCancelled || c == gateway.ClassDestination || c == gateway.ClassThrottled
 }
 
 // Name returns the provider's name.
@@ -219,6 +242,10 @@ type Chain struct {
 	// FailoverOnTimeout moves on after a failure that may have sent the message (gateway.Error's
 	// MaybeSent). A request that never left always fails over.
 	FailoverOnTimeout bool
+	// Shared says that more than one tenant sends through these providers: then a failure of
+	// the tenant's send counts for the breaker every tenant shares only when another tenant saw
+	// one too, and always for the tenant's own breaker (see owns).
+	Shared bool
 }
 
 // Outcome is the result of Send.
@@ -282,7 +309,7 @@ func Send(ctx context.Context, msg *gateway.Message, ch Chain, obs Observer) Out
 		if prevFailed != "" && obs != nil {
 			obs.OnFailover(prevFailed, m.name)
 		}
-		a, res, err := m.attempt(ctx, msg, i-skipped)
+		a, res, err := m.attempt(ctx, msg, i-skipped, ch.Shared)
 		out.Attempts = append(out.Attempts, a)
 		if obs != nil {
 			obs.OnAttempt(m.name, a.Outcome, a.Duration)
@@ -327,7 +354,7 @@ func Send(ctx context.Context, msg *gateway.Message, ch Chain, obs Observer) Out
 	return out
 }
 
-func (m *Member) attempt(ctx context.Context, msg *gateway.Message, position int) (Attempt, gateway.Result, *gateway.Error) {
+func (m *Member) attempt(ctx context.Context, msg *gateway.Message, position int, shared bool) (Attempt, gateway.Result, *gateway.Error) {
 	a := Attempt{Provider: m.name}
 	if m.Disabled() {
 		a.Outcome, a.Code, a.Error = OutcomeUnavailable, "disabled", "provider disabled by an operator"
@@ -345,7 +372,7 @@ func (m *Member) attempt(ctx context.Context, msg *gateway.Message, position int
 	attemptMsg := *msg
 	attemptMsg.Attempt = position
 	start := time.Now()
-	res, err := m.breakers[channel(msg.Type)].Execute(func() (gateway.Result, error) {
+	call := func() (gateway.Result, error) {
 		r, err := m.provider.Send(actx, &attemptMsg)
 		if err != nil && actx.Err() != nil {
 			// The attempt's context ended: classify by whose deadline it was.
@@ -368,7 +395,16 @@ func (m *Member) attempt(ctx context.Context, msg *gateway.Message, position int
 			return r, refusal(err, attemptMsg.From != "" || attemptMsg.Type == gateway.Voice && attemptMsg.Language != "")
 		}
 		return r, nil
-	})
+	}
+	c := channel(msg.Type)
+	var res gateway.Result
+	var err error
+	ownOpen := false
+	if shared {
+		res, err, ownOpen = m.owns.execute(msg.Tenant, c, m.breakers[c], call)
+	} else {
+		res, err = m.breakers[c].Execute(call)
+	}
 	a.Duration = time.Since(start)
 	if err == nil {
 		a.Outcome = OutcomeSent
@@ -376,10 +412,13 @@ func (m *Member) attempt(ctx context.Context, msg *gateway.Message, position int
 		m.holds.clear(msg.Tenant)
 		return a, res, nil
 	}
-	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+	if refused(err) {
 		a.Outcome, a.Code, a.Error = OutcomeUnavailable, "breaker_open", "circuit breaker is open"
+		if ownOpen {
+			a.Code, a.Error = "tenant_breaker_open", "this tenant's own circuit breaker for the provider is open"
+		}
 		a.Duration = 0
-		return a, gateway.Result{}, &gateway.Error{Class: gateway.ClassUnavailable, Code: "breaker_open", Message: a.Error}
+		return a, gateway.Result{}, &gateway.Error{Class: gateway.ClassUnavailable, Code: a.Code, Message: a.Error}
 	}
 	ge := gateway.AsError(err)
 	a.Code, a.Error = ge.Code, ge.Message

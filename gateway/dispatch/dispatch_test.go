@@ -280,6 +280,11 @@ func (o *countingObserver) OnBreakerChange(p, ch string, from, to gobreaker.Stat
 	o.changes = append(o.changes, p+"/"+ch+":"+from.String()+">"+to.String())
 	o.mu.Unlock()
 }
+func (o *countingObserver) OnTenantBreakerChange(p, ch, tenant string, from, to gobreaker.State) {
+	o.mu.Lock()
+	o.changes = append(o.changes, p+"/"+ch+"/"+tenant+":"+from.String()+">"+to.String())
+	o.mu.Unlock()
+}
 func (o *countingObserver) OnFailover(from, to string) {
 	o.mu.Lock()
 	o.failovers = append(o.failovers, from+">"+to)

@@ -63,14 +63,24 @@ type ProviderStatus struct {
 	// Reports describes its delivery-report endpoint; nil when it takes none.
 	Reports *ReportEndpoint `json:"reports,omitempty"`
 	// State is the worse of the channels' breakers; Breakers, each channel's (sms, voice).
-	State          string            `json:"state"`
-	Breakers       map[string]string `json:"breakers"`
-	Disabled       bool              `json:"disabled"`
-	Attempts       int               `json:"recent_attempts"`
-	SuccessRatio   float64           `json:"recent_success_ratio"`
-	AvgLatencyMS   float64           `json:"recent_avg_latency_ms"`
-	LastErrorClass string            `json:"last_error_class,omitempty"`
-	LastErrorAt    string            `json:"last_error_at,omitempty"`
+	State    string            `json:"state"`
+	Breakers map[string]string `json:"breakers"`
+	// TenantBreakers are the tenants' own breakers of this provider that are not closed: the
+	// provider failed for that tenant's sends alone (see dispatch's owns).
+	TenantBreakers []TenantBreaker `json:"tenant_breakers,omitempty"`
+	Disabled       bool            `json:"disabled"`
+	Attempts       int             `json:"recent_attempts"`
+	SuccessRatio   float64         `json:"recent_success_ratio"`
+	AvgLatencyMS   float64         `json:"recent_avg_latency_ms"`
+	LastErrorClass string          `json:"last_error_class,omitempty"`
+	LastErrorAt    string          `json:"last_error_at,omitempty"`
+}
+
+// TenantBreaker is one tenant's own breaker of a provider's channel, when it is not closed.
+type TenantBreaker struct {
+	Tenant  string `json:"tenant"`
+	Channel string `json:"channel"`
+	State   string `json:"state"`
 }
 
 // TenantStatus is what GET /v1/admin/tenants shows of one tenant.

@@ -22,6 +22,7 @@ type Metrics struct {
 	ProviderLatency    *prometheus.HistogramVec
 	BreakerState       *prometheus.GaugeVec
 	BreakerTransitions *prometheus.CounterVec
+	TenantBreakerOpens *prometheus.CounterVec
 	Failovers          *prometheus.CounterVec
 	PolicyRejections   *prometheus.CounterVec
 	DeliveryReports    *prometheus.CounterVec
@@ -59,6 +60,8 @@ func New() *Metrics {
 			Help: "Circuit breaker state per provider and channel (sms, voice: each has its own breaker): 0 closed, 1 half-open, 2 open."}, []string{"provider", "channel"}),
 		BreakerTransitions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_breaker_transitions_total",
 			Help: "Circuit breaker state changes, per provider and channel."}, []string{"provider", "channel", "from", "to"}),
+		TenantBreakerOpens: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_tenant_breaker_opens_total",
+			Help: "Times a tenant's own breaker of a provider and channel opened: the provider failed for that tenant's sends while other tenants' went through (so the breaker they share stayed closed), or before another tenant's failure corroborated them."}, []string{"provider", "channel", "tenant"}),
 		Failovers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_failovers_total",
 			Help: "Moves from a failed or unavailable provider to the next one in a chain."}, []string{"from", "to"}),
 		PolicyRejections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_policy_rejections_total",
@@ -95,7 +98,7 @@ func New() *Metrics {
 			Help: "Number ranges quarantined under suspicion of SMS pumping, by tenant, destination country and action (alert, throttle, block)."}, []string{"tenant", "country", "action"}),
 	}
 	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.Attempts, m.ProviderLatency, m.BreakerState,
-		m.BreakerTransitions, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBatch, m.LogBacklog, m.LogDropped, m.LogCommitTimeouts, m.Notify, m.DeliveryRate, m.Demotions, m.Reloads, m.ProviderDisabled, m.StateErrors, m.Spend, m.EstimatedSpend, m.Quarantines,
+		m.BreakerTransitions, m.TenantBreakerOpens, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBatch, m.LogBacklog, m.LogDropped, m.LogCommitTimeouts, m.Notify, m.DeliveryRate, m.Demotions, m.Reloads, m.ProviderDisabled, m.StateErrors, m.Spend, m.EstimatedSpend, m.Quarantines,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
@@ -124,7 +127,7 @@ func (m *Metrics) Handler() http.Handler {
 func (m *Metrics) DeleteProvider(name string) {
 	for _, v := range []interface {
 		DeletePartialMatch(prometheus.Labels) int
-	}{m.Attempts, m.ProviderLatency, m.BreakerState, m.BreakerTransitions, m.DeliveryReports, m.ProviderDisabled, m.DeliveryRate, m.Demotions, m.Spend} {
+	}{m.Attempts, m.ProviderLatency, m.BreakerState, m.BreakerTransitions, m.TenantBreakerOpens, m.DeliveryReports, m.ProviderDisabled, m.DeliveryRate, m.Demotions, m.Spend} {
 		v.DeletePartialMatch(prometheus.Labels{"provider": name})
 	}
 	m.Failovers.DeletePartialMatch(prometheus.Labels{"from": name})
@@ -145,6 +148,16 @@ func (m *Metrics) OnAttempt(provider, outcome string, d time.Duration) {
 func (m *Metrics) OnBreakerChange(provider, channel string, from, to gobreaker.State) {
 	m.BreakerState.WithLabelValues(provider, channel).Set(float64(StateValue(to)))
 	m.BreakerTransitions.WithLabelValues(provider, channel, from.String(), to.String()).Inc()
+}
+
+// OnTenantBreakerChange implements dispatch.Observer: it counts a tenant's own breaker opening.
+// The series starts at 0 when the breaker is made (the tenant's first send through the provider),
+// so that increase() sees the first opening.
+func (m *Metrics) OnTenantBreakerChange(provider, channel, tenant string, _, to gobreaker.State) {
+	c := m.TenantBreakerOpens.WithLabelValues(provider, channel, tenant)
+	if to == gobreaker.StateOpen {
+		c.Inc()
+	}
 }
 
 // OnFailover implements dispatch.Observer.

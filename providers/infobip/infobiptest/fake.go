@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -45,10 +46,16 @@ type Fake struct {
 	// voiceDown makes the voice API answer 503 whatever the mode: an outage of Infobip's voice
 	// platform alone, while SMS works.
 	voiceDown atomic.Bool
+	// failText makes a message whose text contains it draw a 500: a provider's bug that one
+	// tenant's content sets off.
+	failText atomic.Pointer[string]
 }
 
 // SetVoiceDown switches the voice API's outage on or off.
 func (f *Fake) SetVoiceDown(down bool) { f.voiceDown.Store(down) }
+
+// SetFailText makes every message whose text contains s answer 500 whatever the mode ("": none).
+func (f *Fake) SetFailText(s string) { f.failText.Store(&s) }
 
 // New returns a fake that accepts apiKey; record keeps every request for inspection.
 func New(apiKey string, record bool) *Fake {
@@ -62,7 +69,11 @@ func (f *Fake) SetMode(m Mode) { f.SetModeValue(int32(m)) }
 
 type sendBody struct {
 	Messages []struct {
-		Text         string `json:"text"`
+		Text string `json:"text"`
+		// Content holds the text in SMS API v3.
+		Content struct {
+			Text string `json:"text"`
+		} `json:"content"`
 		Destinations []struct {
 			To        string `json:"to"`
 			MessageID string `json:"messageId"`
@@ -112,6 +123,10 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var b sendBody
 	if json.Unmarshal(raw, &b) != nil || len(b.Messages) == 0 || len(b.Messages[0].Destinations) == 0 {
 		writeJSON(w, 400, `{"errorCode":"E400","description":"Request cannot be processed.","action":"Check the syntax, violations and adjust the request.","violations":[{"property":"messages","violation":"must not be empty"}],"resources":[]}`)
+		return
+	}
+	if ft := f.failText.Load(); ft != nil && *ft != "" && strings.Contains(b.Messages[0].Text+b.Messages[0].Content.Text, *ft) {
+		writeJSON(w, 500, `{"requestError":{"serviceException":{"messageId":"GENERAL_ERROR","text":"Something went wrong. Please contact support."}}}`)
 		return
 	}
 	// The voice API's documented limit: a text of at most 1400 characters.

@@ -1,0 +1,211 @@
+package dispatch
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/smsgate/smsgate/gateway"
+)
+
+// poisoned is a provider that answers 500 to the messages of the tenants it is set to fail (a
+// provider bug one tenant's content sets off, or its route for one tenant's destinations down),
+// or to everyone's while down.
+type poisoned struct {
+	calls map[string]*atomic.Int32
+	fail  func(tenant string) bool
+}
+
+func newPoisoned(fail func(tenant string) bool, tenants ...string) *poisoned {
+	p := &poisoned{calls: map[string]*atomic.Int32{}, fail: fail}
+	for _, t := range tenants {
+		p.calls[t] = &atomic.Int32{}
+	}
+	return p
+}
+
+func (p *poisoned) Capabilities() gateway.Capabilities { return gateway.SMSAndVoice }
+func (p *poisoned) Send(_ context.Context, m *gateway.Message) (gateway.Result, error) {
+	p.calls[m.Tenant].Add(1)
+	if p.fail(m.Tenant) {
+		return gateway.Result{}, &gateway.Error{Class: gateway.ClassProvider, Code: "HTTP_500", HTTPStatus: 500, Message: "internal error"}
+	}
+	return gateway.Result{ProviderMessageID: "ok"}, nil
+}
+
+func codes(o Outcome) []string {
+	var s []string
+	for _, a := range o.Attempts {
+		s = append(s, a.Provider+":"+a.Outcome+":"+a.Code)
+	}
+	return s
+}
+
+// TestOneTenantsFailuresOpenOnlyItsOwnBreaker: a tenant whose sends alone fail at a provider
+// (each failed over to the next) opens its own breaker, not the one every tenant shares: its
+// later sends skip the provider without calling it, and another tenant's still go to it.
+func TestOneTenantsFailuresOpenOnlyItsOwnBreaker(t *testing.T) {
+	obs := &countingObserver{}
+	p := newPoisoned(func(tn string) bool { return tn == "hostile" }, "hostile", "quiet")
+	ma := NewMember(MemberOptions{Name: "a", Provider: p, Timeout: time.Second, Observer: obs, Breaker: strict})
+	ch := Chain{Members: []*Member{ma, member("b", &fake{fn: ok("b")}, time.Second, strict)}, Shared: true}
+	send := func(tenant string) Outcome { return Send(context.Background(), from(tenant), ch, obs) }
+	if out := send("quiet"); out.Provider != "a" {
+		t.Fatalf("quiet's first send: %v", codes(out))
+	}
+	for i := range 3 {
+		if out := send("hostile"); !cmp.Equal(codes(out), []string{"a:provider_error:HTTP_500", "b:sent:"}) {
+			t.Fatalf("hostile send %d: %v", i, codes(out))
+		}
+	}
+	for i := range 5 {
+		if out := send("hostile"); !cmp.Equal(codes(out), []string{"a:unavailable:tenant_breaker_open", "b:sent:"}) {
+			t.Fatalf("hostile send %d with its own breaker open: %v", i+3, codes(out))
+		}
+	}
+	if n := p.calls["hostile"].Load(); n != 3 {
+		t.Errorf("provider called %d times for hostile, want 3", n)
+	}
+	if ma.State() != gobreaker.StateClosed {
+		t.Errorf("shared breaker %v after one tenant's failures, want closed", ma.State())
+	}
+	if out := send("quiet"); out.Provider != "a" {
+		t.Errorf("quiet's send after hostile's failures: %v, want a", codes(out))
+	}
+	want := []TenantBreaker{{Tenant: "hostile", Channel: gateway.SMS, State: gobreaker.StateOpen}}
+	if diff := cmp.Diff(want, ma.TenantBreakers()); diff != "" {
+		t.Errorf("tenant breakers (-want +got):\n%s", diff)
+	}
+	// Each tenant's breakers are announced closed when made, on its first send.
+	wantChanges := []string{"a/sms/quiet:closed>closed", "a/voice/quiet:closed>closed",
+		"a/sms/hostile:closed>closed", "a/voice/hostile:closed>closed", "a/sms/hostile:closed>open"}
+	if diff := cmp.Diff(wantChanges, obs.changes); diff != "" {
+		t.Errorf("breaker changes (-want +got):\n%s", diff)
+	}
+}
+
+// TestCorroboratedFailuresOpenTheSharedBreaker: in an outage, the first tenant's failures open its
+// own breaker; once another tenant's send fails too, its failures are corroborated and count for
+// the shared breaker, which opens after consecutive_failures of them in all, whichever tenants
+// they came from. A third tenant then skips the provider without having paid a failure.
+func TestCorroboratedFailuresOpenTheSharedBreaker(t *testing.T) {
+	p := newPoisoned(func(string) bool { return true }, "first", "second", "third", "fourth")
+	ma := NewMember(MemberOptions{Name: "a", Provider: p, Timeout: time.Second, Breaker: strict})
+	ch := Chain{Members: []*Member{ma, member("b", &fake{fn: ok("b")}, time.Second, strict)}, Shared: true}
+	send := func(tenant string) Outcome { return Send(context.Background(), from(tenant), ch, nil) }
+	for range 3 {
+		send("first")
+	}
+	if ma.State() != gobreaker.StateClosed {
+		t.Fatalf("shared breaker %v after one tenant's failures, want closed", ma.State())
+	}
+	send("second")
+	send("third")
+	if ma.State() != gobreaker.StateClosed {
+		t.Fatalf("shared breaker %v after two corroborated failures of 3, want closed", ma.State())
+	}
+	send("second")
+	if ma.State() != gobreaker.StateOpen {
+		t.Fatalf("shared breaker %v after three corroborated failures, want open", ma.State())
+	}
+	if out := send("fourth"); !cmp.Equal(codes(out), []string{"a:unavailable:breaker_open", "b:sent:"}) {
+		t.Errorf("fourth tenant's send with the shared breaker open: %v", codes(out))
+	}
+	if n := p.calls["fourth"].Load(); n != 0 {
+		t.Errorf("provider called %d times for the fourth tenant, want 0", n)
+	}
+}
+
+// TestASuccessWithdrawsATenantsEvidence: a tenant whose send failed once and then went through
+// no longer corroborates another's failure.
+func TestASuccessWithdrawsATenantsEvidence(t *testing.T) {
+	var down atomic.Bool
+	p := newPoisoned(func(tn string) bool { return tn == "hostile" || down.Load() }, "hostile", "quiet")
+	ma := NewMember(MemberOptions{Name: "a", Provider: p, Timeout: time.Second, Breaker: strict})
+	ch := Chain{Members: []*Member{ma, member("b", &fake{fn: ok("b")}, time.Second, strict)}, Shared: true}
+	send := func(tenant string) Outcome { return Send(context.Background(), from(tenant), ch, nil) }
+	down.Store(true)
+	send("quiet")
+	down.Store(false)
+	if !ma.owns.corroborated("hostile", 0, time.Now()) {
+		t.Fatal("quiet's failure does not corroborate hostile's")
+	}
+	if out := send("quiet"); out.Provider != "a" {
+		t.Fatalf("quiet's send: %v", codes(out))
+	}
+	if ma.owns.corroborated("hostile", 0, time.Now()) {
+		t.Fatal("quiet's evidence outlived its success")
+	}
+	send("hostile")
+	if c := ma.breakers[0].Counts(); c.TotalFailures != 0 || c.TotalSuccesses != 1 {
+		t.Errorf("shared breaker counted %d failures and %d successes, want 0 and quiet's 1", c.TotalFailures, c.TotalSuccesses)
+	}
+}
+
+// TestEvidenceGoesStale: a failure older than the evidence window corroborates nothing, and a
+// failure of the other channel none at all.
+func TestEvidenceGoesStale(t *testing.T) {
+	ma := member("a", &fake{fn: ok("a")}, time.Second, BreakerSettings{ConsecutiveFailures: 3, OpenTimeout: 2 * time.Minute})
+	if w := ma.owns.window; w != 2*time.Minute {
+		t.Fatalf("window %v, want the open timeout", w)
+	}
+	now := time.Now()
+	ma.owns.get("other").failedAt[0].Store(now.Add(-2*time.Minute - time.Second).UnixNano())
+	if ma.owns.corroborated("me", 0, now) {
+		t.Error("a failure older than the window corroborates")
+	}
+	ma.owns.get("other").failedAt[0].Store(now.Add(-time.Minute).UnixNano())
+	if !ma.owns.corroborated("me", 0, now) {
+		t.Error("a failure within the window does not corroborate")
+	}
+	if ma.owns.corroborated("me", 1, now) || ma.owns.corroborated("other", 0, now) {
+		t.Error("corroborated by another channel's failure, or by the tenant's own")
+	}
+}
+
+// TestOneTenantAloneCountsForTheSharedBreaker: without Chain.Shared (a single tenant), a
+// tenant's failures are everyone's, and open the shared breaker as before.
+func TestOneTenantAloneCountsForTheSharedBreaker(t *testing.T) {
+	p := newPoisoned(func(string) bool { return true }, "only")
+	ma := NewMember(MemberOptions{Name: "a", Provider: p, Timeout: time.Second, Breaker: strict})
+	ch := Chain{Members: []*Member{ma, member("b", &fake{fn: ok("b")}, time.Second, strict)}}
+	for range 3 {
+		Send(context.Background(), from("only"), ch, nil)
+	}
+	if ma.State() != gobreaker.StateOpen {
+		t.Errorf("shared breaker %v, want open", ma.State())
+	}
+	if tb := ma.TenantBreakers(); len(tb) != 0 {
+		t.Errorf("tenant breakers %v without Shared", tb)
+	}
+	if s := strings.Join(codes(Send(context.Background(), from("only"), ch, nil)), " "); s != "a:unavailable:breaker_open b:sent:" {
+		t.Errorf("attempts %s", s)
+	}
+}
+
+// BenchmarkAttempt is one accepted send through one provider, by 16 tenants in parallel: with the
+// shared breaker only (one tenant configured) and with each tenant's own breaker too.
+func BenchmarkAttempt(b *testing.B) {
+	for _, shared := range []bool{false, true} {
+		name := map[bool]string{false: "shared-only", true: "own-and-shared"}[shared]
+		b.Run(name, func(b *testing.B) {
+			ch := Chain{Members: []*Member{member("a", &fake{fn: ok("a")}, 0, strict)}, Shared: shared}
+			var next atomic.Int32
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				msg := from("tenant-" + strconv.Itoa(int(next.Add(1)%16)))
+				for pb.Next() {
+					if out := Send(context.Background(), msg, ch, nil); out.Err != nil {
+						b.Fatal(out.Err)
+					}
+				}
+			})
+		})
+	}
+}
