@@ -239,7 +239,7 @@ func (m *Memory) Prices(_ context.Context, since time.Time) ([]PriceRow, error) 
 	defer m.mu.RUnlock()
 	rows := map[[4]string]*PriceRow{}
 	for _, r := range m.byID {
-		if r.Provider == "" || r.Price <= 0 || r.CreatedAt.Before(since) {
+		if r.Provider == "" || r.Price <= 0 || r.CreatedAt.Before(since) || r.MessageType == string(gateway.Voice) {
 			continue
 		}
 		k := [4]string{r.Provider, r.Country, r.Currency, r.Tenant}

@@ -189,7 +189,8 @@ type Backend interface {
 	// is reported undelivered, which says nothing about the provider.
 	Health(ctx context.Context, since, pendingBefore time.Time) ([]HealthRow, error)
 	// Prices sums, per provider, destination country, currency and tenant, the prices that
-	// delivery reports recorded on messages created since since (least-cost routing's average).
+	// delivery reports recorded on SMS messages created since since (least-cost routing's
+	// average). Voice calls are left out: priced by the minute, they are no message's price.
 	Prices(ctx context.Context, since time.Time) ([]PriceRow, error)
 	// Find returns the record a report names: provider and our id, or provider and its id.
 	Find(ctx context.Context, provider, id, providerMessageID string) (*Record, error)
@@ -872,9 +873,10 @@ const (
 		SUM(CASE WHEN status IN ('undelivered', 'failed') THEN 1 ELSE 0 END),
 		SUM(CASE WHEN status = 'sent' AND created_at < ? THEN 1 ELSE 0 END)
 	FROM messages WHERE created_at >= ? AND provider != '' AND message_type != 'voice' GROUP BY provider, country, tenant`
-	// pricesSQL takes since.
+	// pricesSQL takes since. SMS only: a voice call is priced by the minute, and its price is no
+	// SMS price (least-cost routing and spend estimates read these as a message's price).
 	pricesSQL = `SELECT provider, country, currency, tenant, SUM(price), COUNT(*)
-	FROM messages WHERE created_at >= ? AND price > 0 AND provider != '' GROUP BY provider, country, currency, tenant`
+	FROM messages WHERE created_at >= ? AND price > 0 AND provider != '' AND message_type != 'voice' GROUP BY provider, country, currency, tenant`
 )
 
 // rowScanner is what database/sql's and pgx's rows have in common.

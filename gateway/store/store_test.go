@@ -817,6 +817,9 @@ func TestChargesCountOnceAndPricesSum(t *testing.T) {
 		s.Insert(ctx, record("m1", "acme", "infobip", "ib-1", t0))
 		s.Insert(ctx, record("old", "acme", "infobip", "ib-0", t0.Add(-48*time.Hour)))
 		s.Insert(ctx, gb(record("m3", "acme", "twilio", "SM3", t0)))
+		voice := gb(record("v1", "acme", "infobip", "ib-v1", t0))
+		voice.MessageType = "voice"
+		s.Insert(ctx, voice)
 		// Early report with a price: charged when its record arrives.
 		s.Report(ctx, &gateway.DeliveryReport{Provider: "infobip", ProviderMessageID: "ib-2", Status: gateway.StatusDelivered, Price: 0.04, Currency: "EUR"})
 		s.Flush(ctx)
@@ -826,6 +829,8 @@ func TestChargesCountOnceAndPricesSum(t *testing.T) {
 		}
 		s.Report(ctx, &gateway.DeliveryReport{Provider: "infobip", ProviderMessageID: "ib-0", Status: gateway.StatusDelivered, Price: 0.5, Currency: "EUR"})
 		s.Report(ctx, &gateway.DeliveryReport{Provider: "twilio", ProviderMessageID: "SM3", Status: gateway.StatusDelivered})
+		// A voice call's price is charged to its tenant, but it is no SMS price.
+		s.Report(ctx, &gateway.DeliveryReport{Provider: "infobip", ProviderMessageID: "ib-v1", Status: gateway.StatusDelivered, Price: 0.3, Currency: "EUR"})
 		if err := s.Flush(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -834,7 +839,7 @@ func TestChargesCountOnceAndPricesSum(t *testing.T) {
 		mu.Unlock()
 		sortBy := func(x, y Charge) int { return strings.Compare(x.Provider+x.Country, y.Provider+y.Country) }
 		slices.SortFunc(got, sortBy)
-		want := []Charge{{"infobip", "GB", "EUR", 0.04, "acme"}, {"infobip", "US", "EUR", 0.01, "acme"}, {"infobip", "US", "EUR", 0.5, "acme"}}
+		want := []Charge{{"infobip", "GB", "EUR", 0.04, "acme"}, {"infobip", "GB", "EUR", 0.3, "acme"}, {"infobip", "US", "EUR", 0.01, "acme"}, {"infobip", "US", "EUR", 0.5, "acme"}}
 		slices.SortFunc(want, sortBy)
 		if diff := cmp.Diff(want, got, cmpopts.SortSlices(func(x, y Charge) bool { return x.Price < y.Price })); diff != "" {
 			t.Errorf("charges (-want +got):\n%s", diff)
@@ -846,7 +851,7 @@ func TestChargesCountOnceAndPricesSum(t *testing.T) {
 		slices.SortFunc(rows, func(x, y PriceRow) int { return strings.Compare(x.Provider+x.Country, y.Provider+y.Country) })
 		wantRows := []PriceRow{{Provider: "infobip", Country: "GB", Currency: "EUR", Tenant: "acme", Sum: 0.04, N: 1}, {Provider: "infobip", Country: "US", Currency: "EUR", Tenant: "acme", Sum: 0.01, N: 1}}
 		if diff := cmp.Diff(wantRows, rows); diff != "" {
-			t.Errorf("prices since t0-1h (-want +got):\n%s", diff)
+			t.Errorf("prices since t0-1h, SMS only (-want +got):\n%s", diff)
 		}
 	})
 }
