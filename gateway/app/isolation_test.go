@@ -537,7 +537,7 @@ server: {max_in_flight: 4, request_timeout: 8s}
 storage: {driver: memory}
 policy: {rate_limits: {per_recipient: 0}}
 tenants: [{name: flood, api_key: flood-key}, {name: quiet, api_key: quiet-key}]
-providers: [{name: slow, type: mock, latency: 3s}]
+providers: [{name: slow, type: mock, latency: 3s, timeout: 6s}]
 routes: [{name: d, providers: [slow]}]
 `, Options{})
 	send := func(key string, i int) response {
