@@ -127,7 +127,8 @@ func (a *App) Providers(country string) []httpapi.ProviderStatus {
 			ps.TenantBreakers = append(ps.TenantBreakers, httpapi.TenantBreaker{Tenant: tb.Tenant, Channel: string(tb.Channel), State: tb.State.String()})
 		}
 		ps.Delivery = a.countryHealth(name)
-		ps.Prices = a.providerPrices(name)
+		ps.Prices = a.providerPrices(name, gateway.SMS)
+		ps.VoicePrices = a.providerPrices(name, gateway.Voice)
 		ps.Cost = costs[name]
 		for _, t := range caps.Types {
 			ps.Sends = append(ps.Sends, string(t))

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/smsgate/smsgate/gateway"
 	"github.com/smsgate/smsgate/gateway/config"
 	"github.com/smsgate/smsgate/gateway/dispatch"
 	"github.com/smsgate/smsgate/gateway/httpapi"
@@ -40,38 +41,73 @@ type priceInfo struct {
 	reports int
 }
 
-// priceTable is the current picture, replaced whole on each refresh and reload.
+// priceTable is the current picture, replaced whole on each refresh and reload: a sheet of
+// prices per SMS message (configured, or reported) and one per voice call (configured: a call is
+// priced by the minute, so reported call prices are no message's price).
 type priceTable struct {
-	currency string
-	m        map[healthKey]priceInfo
-	def      map[string]priceInfo
-	// highest is the highest configured price of any provider and country: what a spend limit
-	// counts for a message whose provider has no price for its country.
+	currency   string
+	sms, voice priceSheet
+}
+
+// priceSheet is one kind of price, per provider and country, and per provider by default.
+type priceSheet struct {
+	m   map[healthKey]priceInfo
+	def map[string]priceInfo
+	// highest is the highest configured price of any provider and country.
 	highest float64
 }
 
-// estimate is what a message sent by provider to country counts against a spend limit: its
-// price, or the highest configured price when it has none (so a tenant cannot spend unseen by
-// sending where no price is known).
-func (t *priceTable) estimate(provider, country string) float64 {
-	if p, ok := t.lookup(provider, country); ok {
+func (t *priceTable) sheet(typ gateway.MessageType) *priceSheet {
+	if typ == gateway.Voice {
+		return &t.voice
+	}
+	return &t.sms
+}
+
+// estimate is what a message of type typ sent by provider to country counts against a spend
+// limit: its price, or when it has none the highest configured price (so a tenant cannot spend
+// unseen by sending where no price is known); for a voice call the highest of either kind, since
+// a call costs more than a message.
+func (t *priceTable) estimate(provider, country string, typ gateway.MessageType) float64 {
+	if p, ok := t.lookup(provider, country, typ); ok {
 		return p.value
 	}
 	if t == nil {
 		return 0
 	}
-	return t.highest
+	if typ == gateway.Voice {
+		return max(t.voice.highest, t.sms.highest)
+	}
+	return t.sms.highest
 }
 
-func (t *priceTable) lookup(provider, country string) (priceInfo, bool) {
+func (t *priceTable) lookup(provider, country string, typ gateway.MessageType) (priceInfo, bool) {
 	if t == nil {
 		return priceInfo{}, false
 	}
-	if p, ok := t.m[healthKey{provider, country}]; ok {
+	s := t.sheet(typ)
+	if p, ok := s.m[healthKey{provider, country}]; ok {
 		return p, true
 	}
-	p, ok := t.def[provider]
+	p, ok := s.def[provider]
 	return p, ok
+}
+
+// configure adds provider's configured prices p (nil: none) to the sheet.
+func (s *priceSheet) configure(lc config.LeastCost, provider string, p *config.Prices) {
+	if p == nil {
+		return
+	}
+	if p.Default != nil {
+		v, _ := convert(lc, *p.Default, p.Currency) // validated: convertible
+		s.def[provider] = priceInfo{value: v, source: priceDefault}
+		s.highest = max(s.highest, v)
+	}
+	for cc, pv := range p.Countries {
+		v, _ := convert(lc, pv, p.Currency)
+		s.m[healthKey{provider, cc}] = priceInfo{value: v, source: priceConfigured}
+		s.highest = max(s.highest, v)
+	}
 }
 
 // convert turns v in cur into the reporting currency; ok is false for a currency without a rate.
@@ -87,23 +123,15 @@ func convert(lc config.LeastCost, v float64, cur string) (float64, bool) {
 // currencies of reported prices it could not convert (they are left out).
 func buildPrices(cfg *config.Config, rows []store.PriceRow) (*priceTable, []string) {
 	lc := cfg.Routing.LeastCost
-	t := &priceTable{currency: lc.Currency, m: map[healthKey]priceInfo{}, def: map[string]priceInfo{}}
+	t := &priceTable{currency: lc.Currency}
+	for _, s := range []*priceSheet{&t.sms, &t.voice} {
+		s.m, s.def = map[healthKey]priceInfo{}, map[string]priceInfo{}
+	}
 	known := map[string]bool{}
 	for _, p := range cfg.Providers {
 		known[p.Name] = true
-		if p.Prices == nil {
-			continue
-		}
-		if p.Prices.Default != nil {
-			v, _ := convert(lc, *p.Prices.Default, p.Prices.Currency) // validated: convertible
-			t.def[p.Name] = priceInfo{value: v, source: priceDefault}
-			t.highest = max(t.highest, v)
-		}
-		for cc, pv := range p.Prices.Countries {
-			v, _ := convert(lc, pv, p.Prices.Currency)
-			t.m[healthKey{p.Name, cc}] = priceInfo{value: v, source: priceConfigured}
-			t.highest = max(t.highest, v)
-		}
+		t.sms.configure(lc, p.Name, p.Prices)
+		t.voice.configure(lc, p.Name, p.VoicePrices)
 	}
 	type sum struct {
 		total float64
@@ -142,7 +170,7 @@ func buildPrices(cfg *config.Config, rows []store.PriceRow) (*priceTable, []stri
 	}
 	for k, avgs := range averages {
 		if counts[k] >= lc.MinReports {
-			t.m[k] = priceInfo{value: median(avgs), source: priceReported, reports: counts[k]}
+			t.sms.m[k] = priceInfo{value: median(avgs), source: priceReported, reports: counts[k]}
 		}
 	}
 	return t, skipped
@@ -178,7 +206,7 @@ func (a *App) reconcileSpend(cfg *config.Config, tn *tenant, c store.Charge) {
 	if !ok {
 		return
 	}
-	if extra := v - a.prices.Load().estimate(c.Provider, c.Country); extra > 0 {
+	if extra := v - a.prices.Load().estimate(c.Provider, c.Country, c.Type); extra > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		a.chargeSpend(ctx, tn, extra)
@@ -304,7 +332,7 @@ type costOrder struct {
 	notes    map[string]string
 }
 
-func orderByCost(cfg *config.Config, pt *priceTable, health healthLookup, country string, names []string, healthOn bool) costOrder {
+func orderByCost(cfg *config.Config, pt *priceTable, health healthLookup, country string, typ gateway.MessageType, names []string, healthOn bool) costOrder {
 	var o costOrder
 	note := func(name, s string) {
 		if o.notes == nil {
@@ -326,10 +354,10 @@ func orderByCost(cfg *config.Config, pt *priceTable, health healthLookup, countr
 				continue
 			}
 		}
-		p, ok := pt.lookup(name, country)
+		p, ok := pt.lookup(name, country, typ)
 		if !ok {
 			o.unpriced = append(o.unpriced, name)
-			note(name, "no price for "+country+"; tried after the priced providers")
+			note(name, "no "+priceWord(typ)+" for "+country+"; tried after the priced providers")
 			continue
 		}
 		// Insertion keeps ties in the configured order (stable).
@@ -370,13 +398,13 @@ func (p priceInfo) String(currency string) string {
 
 // cheapest is reorder for strategy least_cost. A probe share of the country's messages still
 // tries a demoted provider first, as with ordered routes, to see it recover.
-func (a *App) cheapest(rt *runtime, country string, members []*dispatch.Member, healthOn bool) ([]*dispatch.Member, map[string]string) {
+func (a *App) cheapest(rt *runtime, country string, typ gateway.MessageType, members []*dispatch.Member, healthOn bool) ([]*dispatch.Member, map[string]string) {
 	names := make([]string, len(members))
 	for i, m := range members {
 		names[i] = m.Name()
 	}
 	pt := a.prices.Load()
-	o := orderByCost(rt.cfg, pt, a.health.view, country, names, healthOn)
+	o := orderByCost(rt.cfg, pt, a.health.view, country, typ, names, healthOn)
 	probing := len(o.demoted) > 0 && len(o.demoted) < len(members) && probe(rt.cfg.Routing.DeliveryHealth, o.probes)
 	if probing {
 		for _, name := range o.demoted {
@@ -393,24 +421,25 @@ func (a *App) cheapest(rt *runtime, country string, members []*dispatch.Member, 
 			o.notes = map[string]string{}
 		}
 		if _, ok := o.notes[o.ranked[0]]; !ok {
-			o.notes[o.ranked[0]] = "least_cost: cheapest for " + country + " at " + o.prices[0].String(pt.currency)
+			o.notes[o.ranked[0]] = "least_cost: cheapest for " + country + " at " + o.prices[0].String(pt.currency) + priceUnit(typ)
 		}
 	}
 	return out, o.notes
 }
 
-// providerPrices is what GET /v1/providers shows of a provider's prices: its default and every
-// country with a configured or reported price, in the reporting currency.
-func (a *App) providerPrices(provider string) []httpapi.CountryPrice {
+// providerPrices is what GET /v1/providers shows of a provider's prices of typ: its default and
+// every country with a configured or reported price, in the reporting currency.
+func (a *App) providerPrices(provider string, typ gateway.MessageType) []httpapi.CountryPrice {
 	pt := a.prices.Load()
 	if pt == nil {
 		return nil
 	}
+	s := pt.sheet(typ)
 	var out []httpapi.CountryPrice
-	if p, ok := pt.def[provider]; ok {
+	if p, ok := s.def[provider]; ok {
 		out = append(out, httpapi.CountryPrice{Country: "*", Price: round6(p.value), Currency: pt.currency, Source: p.source})
 	}
-	for k, p := range pt.m {
+	for k, p := range s.m {
 		if k.provider == provider {
 			out = append(out, httpapi.CountryPrice{Country: k.country, Price: round6(p.value), Currency: pt.currency, Source: p.source, Reports: p.reports})
 		}
@@ -429,19 +458,34 @@ func (a *App) providerPrices(provider string) []httpapi.CountryPrice {
 
 func round6(v float64) float64 { return math.Round(v*1e6) / 1e6 }
 
+// priceWord and priceUnit name a price of typ in notes.
+func priceWord(typ gateway.MessageType) string {
+	if typ == gateway.Voice {
+		return "voice price"
+	}
+	return "price"
+}
+
+func priceUnit(typ gateway.MessageType) string {
+	if typ == gateway.Voice {
+		return " per call"
+	}
+	return ""
+}
+
 // costFor is what GET /v1/providers?country=CC shows: each provider's price for the country and
 // its rank in least_cost order among every configured provider, or why it has none.
 func (a *App) costFor(rt *runtime, country string) map[string]*httpapi.Cost {
-	return costs(rt.cfg, a.prices.Load(), a.health.view, country, rt.order, *rt.cfg.Routing.DeliveryHealth.Enabled)
+	return costs(rt.cfg, a.prices.Load(), a.health.view, country, gateway.SMS, rt.order, *rt.cfg.Routing.DeliveryHealth.Enabled)
 }
 
-// costs is each of names' price for country and rank in least_cost order, or why it has none.
-func costs(cfg *config.Config, pt *priceTable, health healthLookup, country string, names []string, healthOn bool) map[string]*httpapi.Cost {
-	o := orderByCost(cfg, pt, health, country, names, healthOn)
+// costs is each of names' price of typ for country and rank in least_cost order, or why it has none.
+func costs(cfg *config.Config, pt *priceTable, health healthLookup, country string, typ gateway.MessageType, names []string, healthOn bool) map[string]*httpapi.Cost {
+	o := orderByCost(cfg, pt, health, country, typ, names, healthOn)
 	out := map[string]*httpapi.Cost{}
 	for _, name := range names {
 		c := &httpapi.Cost{Country: country, Currency: pt.currency}
-		if p, ok := pt.lookup(name, country); ok {
+		if p, ok := pt.lookup(name, country, typ); ok {
 			v := round6(p.value)
 			c.Price, c.Source = &v, p.source
 		}

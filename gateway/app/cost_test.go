@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/smsgate/smsgate/gateway"
 	"github.com/smsgate/smsgate/gateway/config"
 	"github.com/smsgate/smsgate/gateway/store"
 	"github.com/smsgate/smsgate/providers/infobip/infobiptest"
@@ -222,14 +224,14 @@ routes: [{name: d, strategy: least_cost, providers: [ib]}]
 		{Provider: "gone", Country: "GB", Currency: "EUR", Tenant: "acme", Sum: 1, N: 10},
 	}
 	pt, skipped := buildPrices(cfg, rows)
-	got, ok := pt.lookup("ib", "GB")
+	got, ok := pt.lookup("ib", "GB", gateway.SMS)
 	if !ok || got.source != priceReported || got.reports != 70 || fmt.Sprintf("%.4f", got.value) != "0.0220" {
 		t.Errorf("ib GB = %+v, want the median 0.0220 over 70 reports", got)
 	}
-	if _, ok := pt.lookup("ib", "US"); ok || !cmp.Equal(skipped, []string{"JPY"}) {
+	if _, ok := pt.lookup("ib", "US", gateway.SMS); ok || !cmp.Equal(skipped, []string{"JPY"}) {
 		t.Errorf("JPY reports: skipped %v", skipped)
 	}
-	if _, ok := pt.lookup("gone", "GB"); ok {
+	if _, ok := pt.lookup("gone", "GB", gateway.SMS); ok {
 		t.Error("a provider no longer configured has a price")
 	}
 }
@@ -289,7 +291,7 @@ routes: [{name: d, strategy: least_cost, providers: [p1, p2, p3, p4, p5, p6, p7,
 		{"p9", "GB"}: {rate: 0.95, tenantRate: 0.5, samples: 50},               // one tenant's high rate
 	}
 	lookup := func(k healthKey) (healthView, bool) { v, ok := health[k]; return v, ok }
-	o := orderByCost(cfg, pt, lookup, "GB", cfg.Routes[0].Providers, true)
+	o := orderByCost(cfg, pt, lookup, "GB", gateway.SMS, cfg.Routes[0].Providers, true)
 	if diff := cmp.Diff([]string{"p8", "p5", "p3", "p4", "p1", "p2", "p6", "p7", "p9"}, o.order(false)); diff != "" {
 		t.Errorf("order (-want +got):\n%s", diff)
 	}
@@ -297,7 +299,7 @@ routes: [{name: d, strategy: least_cost, providers: [p1, p2, p3, p4, p5, p6, p7,
 		t.Errorf("probe order (-want +got):\n%s", diff)
 	}
 	// With delivery health off every provider counts as above the floor.
-	off := orderByCost(cfg, pt, lookup, "GB", cfg.Routes[0].Providers, false)
+	off := orderByCost(cfg, pt, lookup, "GB", gateway.SMS, cfg.Routes[0].Providers, false)
 	if diff := cmp.Diff([]string{"p6", "p7", "p8", "p9", "p5", "p3", "p4", "p1", "p2"}, off.order(false)); diff != "" {
 		t.Errorf("health off (-want +got):\n%s", diff)
 	}
@@ -331,5 +333,71 @@ func TestSpendLimitCountsWhatReportsSay(t *testing.T) {
 	}
 	if r := send("+447400100002"); r.Status != 429 || !strings.Contains(r.Raw, "spend limit") {
 		t.Errorf("the next send, 0.09 of 0.05 spent: %d %s", r.Status, r.Raw)
+	}
+}
+
+// TestVoiceCallsArePricedAsCalls: a voice call costs what a provider's voice_prices say, not an
+// SMS price. Least-cost routing ranks a voice message by voice prices (the provider cheapest for
+// SMS is not the one cheapest for calls), and a spend limit counts each call at its voice price,
+// or, where its provider has none, at the highest configured price of either kind: a tenant
+// calling cannot spend ten times its limit at SMS prices.
+func TestVoiceCallsArePricedAsCalls(t *testing.T) {
+	h := start(t, `
+server: {admin_token: admin-t0ken}
+storage: {driver: memory}
+policy: {rate_limits: {per_recipient: 0}}
+tenants:
+  - {name: caller, api_key: caller-key, rate_limits: {spend: 1/24h}}
+  - {name: texter, api_key: texter-key}
+providers:
+  - {name: cheap-sms, type: mock, prices: {default: 0.01}, voice_prices: {default: 0.4}}
+  - {name: cheap-voice, type: mock, prices: {default: 0.03}, voice_prices: {default: 0.3}}
+  - {name: unpriced, type: mock}
+routes:
+  - {name: japan, match: {countries: [JP]}, providers: [unpriced]}
+  - {name: default, strategy: least_cost, providers: [cheap-sms, cheap-voice]}
+`, Options{})
+	n := 0
+	send := func(key, typ, to string) response {
+		n++
+		return h.send(key, fmt.Sprintf(`{"message_options":{"recipient":%q,"text":"Your code is %06d","message_type":%q}}`, to, n, typ))
+	}
+	us := func() string { return fmt.Sprintf("+1415555%04d", n) }
+	if r := send("texter-key", "sms", us()); r.Status != 200 || r.Body["provider"] != "cheap-sms" {
+		t.Errorf("SMS: %d %s, want cheap-sms", r.Status, r.Raw)
+	}
+	r := send("texter-key", "voice", us())
+	if r.Status != 200 || r.Body["provider"] != "cheap-voice" {
+		t.Fatalf("voice: %d %s, want cheap-voice", r.Status, r.Raw)
+	}
+	if note, _ := r.Body["attempts"].([]any)[0].(map[string]any)["note"].(string); note != "least_cost: cheapest for US at 0.3000 EUR, default per call" {
+		t.Errorf("voice note %q", note)
+	}
+	// The caller's limit of 1: a call to the US at 0.3, then calls to Japan through a provider with
+	// no voice price at 0.4 (the highest configured), into debt at 1.1; the next is refused.
+	for i, to := range []string{us(), "+81901234" + fmt.Sprintf("%04d", n), "+81901235" + fmt.Sprintf("%04d", n)} {
+		if r := send("caller-key", "voice", to); r.Status != 200 {
+			t.Fatalf("call %d: %d %s", i+1, r.Status, r.Raw)
+		}
+	}
+	if r := send("caller-key", "voice", us()); r.Status != 429 || errCode(r) != "rate_limited" {
+		t.Errorf("call over the spend limit: %d %s", r.Status, r.Raw)
+	}
+	if got := testutil.ToFloat64(h.app.MetricSet().EstimatedSpend.WithLabelValues("caller")); math.Abs(got-1.1) > 1e-9 {
+		t.Errorf("caller's estimated spend %v, want 1.1", got)
+	}
+	p := h.do("GET", "/v1/providers", "admin-t0ken", "")
+	var got struct {
+		Providers []struct {
+			Name        string           `json:"name"`
+			VoicePrices []map[string]any `json:"voice_prices"`
+		} `json:"providers"`
+	}
+	if err := json.Unmarshal([]byte(p.Raw), &got); err != nil || len(got.Providers) != 3 {
+		t.Fatalf("providers: %s (%v)", p.Raw, err)
+	}
+	want := []map[string]any{{"country": "*", "price": 0.4, "currency": "EUR", "source": "default"}}
+	if !cmp.Equal(got.Providers[0].VoicePrices, want) || got.Providers[2].VoicePrices != nil {
+		t.Errorf("voice prices: %+v", got.Providers)
 	}
 }

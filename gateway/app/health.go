@@ -270,7 +270,7 @@ func (a *App) reorder(rt *runtime, route string, country string, typ gateway.Mes
 	// the configured order, or the price order of least_cost without its delivery floor.
 	on := healthOn(rt.cfg, rc) && typ != gateway.Voice
 	if rc != nil && rc.Strategy == "least_cost" {
-		return a.cheapest(rt, country, members, on)
+		return a.cheapest(rt, country, typ, members, on)
 	}
 	if !on {
 		return members, nil
@@ -441,9 +441,9 @@ func Plan(ctx context.Context, cfg *config.Config, route, country string, typ ga
 	lookup := func(k healthKey) (healthView, bool) { v, ok := views[k]; return v, ok }
 	if cheap {
 		pt, _ := buildPrices(cfg, priceRows)
-		o := orderByCost(cfg, pt, lookup, country, rc.Providers, on)
+		o := orderByCost(cfg, pt, lookup, country, typ, rc.Providers, on)
 		plan.Providers = o.order(false)
-		plan.Costs = costs(cfg, pt, lookup, country, rc.Providers, on)
+		plan.Costs = costs(cfg, pt, lookup, country, typ, rc.Providers, on)
 		return plan, nil
 	}
 	var healthy, demoted []string

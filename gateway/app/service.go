@@ -372,7 +372,7 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 	if out.Err == nil {
 		resp.Status, rec.Status = gateway.StatusSent, gateway.StatusSent
 		if tn.spend() != nil {
-			a.chargeSpend(context.WithoutCancel(ctx), tn, a.prices.Load().estimate(out.Provider, msg.Country))
+			a.chargeSpend(context.WithoutCancel(ctx), tn, a.prices.Load().estimate(out.Provider, msg.Country, msg.Type))
 		}
 		if pump {
 			a.recordPumping(ctx, tn, msg, rng)

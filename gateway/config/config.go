@@ -324,8 +324,11 @@ type Provider struct {
 	Breaker Breaker          `yaml:"breaker"`
 	// Disabled starts the provider drained (skipped as unavailable).
 	Disabled bool `yaml:"disabled"`
-	// Prices are what the provider charges per message, for least-cost routing.
+	// Prices are what the provider charges per message, for least-cost routing and spend limits.
 	Prices *Prices `yaml:"prices"`
+	// VoicePrices are what it charges per voice call (a code spoken once or twice, about a
+	// minute): voice messages are ranked and counted against spend limits by these.
+	VoicePrices *Prices `yaml:"voice_prices"`
 	// Options are the remaining keys, decoded by the driver's config type.
 	Options map[string]*yaml.Node `yaml:"-" smsgate:"rest"`
 	// Settings is the driver's decoded, defaulted and validated config (set by Drivers.Decode).
@@ -577,8 +580,10 @@ func (c *Config) applyDefaults() {
 	orDefault(&lc.Floor, dh.MinRate)
 	orDefault(&lc.Refresh, gateway.Duration(time.Minute))
 	for i := range c.Providers {
-		if pr := c.Providers[i].Prices; pr != nil && pr.Currency == "" {
-			pr.Currency = lc.Currency
+		for _, pr := range []*Prices{c.Providers[i].Prices, c.Providers[i].VoicePrices} {
+			if pr != nil && pr.Currency == "" {
+				pr.Currency = lc.Currency
+			}
 		}
 	}
 	for i := range c.Routes {
@@ -729,6 +734,9 @@ func (c *Config) validate() {
 		}
 		if pr.Prices != nil {
 			c.checkPrices(p+".prices", pr.Prices)
+		}
+		if pr.VoicePrices != nil {
+			c.checkPrices(p+".voice_prices", pr.VoicePrices)
 		}
 	}
 	c.checkLeastCost()

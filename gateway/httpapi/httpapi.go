@@ -56,8 +56,10 @@ type ProviderStatus struct {
 	Countries      []string `json:"countries,omitempty"`
 	// Delivery is its delivery health per destination country (routing.delivery_health).
 	Delivery []CountryHealth `json:"delivery,omitempty"`
-	// Prices are its prices per country ("*": its default) in the reporting currency.
-	Prices []CountryPrice `json:"prices,omitempty"`
+	// Prices are its prices per message and country ("*": its default) in the reporting
+	// currency; VoicePrices, its prices per voice call (configured only).
+	Prices      []CountryPrice `json:"prices,omitempty"`
+	VoicePrices []CountryPrice `json:"voice_prices,omitempty"`
 	// Cost is its price and least-cost rank for the country asked for (?country=CC).
 	Cost *Cost `json:"cost,omitempty"`
 	// Reports describes its delivery-report endpoint; nil when it takes none.

@@ -139,6 +139,8 @@ type Charge struct {
 	Price                       float64
 	// Tenant sent the message (spend limits count what its messages really cost).
 	Tenant string
+	// Type is the message's: a voice call's price is compared with voice prices.
+	Type gateway.MessageType
 }
 
 // applier applies reports within one batch and collects the charges they record.
@@ -154,7 +156,8 @@ func (a *applier) apply(r *Record, rep *gateway.DeliveryReport) bool {
 		return false
 	}
 	if !priced && r.Price > 0 {
-		a.charges = append(a.charges, Charge{Provider: r.Provider, Country: r.Country, Currency: r.Currency, Price: r.Price, Tenant: r.Tenant})
+		a.charges = append(a.charges, Charge{Provider: r.Provider, Country: r.Country, Currency: r.Currency, Price: r.Price, Tenant: r.Tenant,
+			Type: gateway.MessageType(r.MessageType)})
 	}
 	return true
 }

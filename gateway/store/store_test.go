@@ -839,7 +839,7 @@ func TestChargesCountOnceAndPricesSum(t *testing.T) {
 		mu.Unlock()
 		sortBy := func(x, y Charge) int { return strings.Compare(x.Provider+x.Country, y.Provider+y.Country) }
 		slices.SortFunc(got, sortBy)
-		want := []Charge{{"infobip", "GB", "EUR", 0.04, "acme"}, {"infobip", "GB", "EUR", 0.3, "acme"}, {"infobip", "US", "EUR", 0.01, "acme"}, {"infobip", "US", "EUR", 0.5, "acme"}}
+		want := []Charge{{"infobip", "GB", "EUR", 0.04, "acme", "sms"}, {"infobip", "GB", "EUR", 0.3, "acme", "voice"}, {"infobip", "US", "EUR", 0.01, "acme", "sms"}, {"infobip", "US", "EUR", 0.5, "acme", "sms"}}
 		slices.SortFunc(want, sortBy)
 		if diff := cmp.Diff(want, got, cmpopts.SortSlices(func(x, y Charge) bool { return x.Price < y.Price })); diff != "" {
 			t.Errorf("charges (-want +got):\n%s", diff)
