@@ -79,7 +79,10 @@ var pgMigrations = []string{
 // in sorted order (no deadlocks), so of two such transactions the second waits for the first and
 // then sees its rows: an early report is either found by the record's insert or finds the record.
 type Postgres struct {
-	pool *pgxpool.Pool
+	// pool serves reads (tenants' listings, health, prices, reports' lookups), migrations, purges
+	// and taking reports; writer, a pool of its own, serves only the writer's batches, so that
+	// however many reads run, every tenant's records still commit.
+	pool, writer *pgxpool.Pool
 	// Now is the clock for updated_at; nil means time.Now.
 	Now func() time.Time
 	// PurgeChunk bounds the rows one purge statement deletes; default 5000.
@@ -104,6 +107,13 @@ func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
 	if err := p.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("message log %s@%s/%s: %s", cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Database, redactDSN(err.Error(), cfg.ConnConfig.Password))
+	}
+	// One writer goroutine applies batches; a second connection covers one being replaced.
+	wcfg := cfg.Copy()
+	wcfg.MaxConns, wcfg.MinConns = 2, 0
+	if p.writer, err = pgxpool.NewWithConfig(ctx, wcfg); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("message log: %s", redactDSN(err.Error(), cfg.ConnConfig.Password))
 	}
 	return p, nil
 }
@@ -245,7 +255,7 @@ func (p *Postgres) apply(ctx context.Context, ops []Op, ap *applier) error {
 	slices.Sort(keys)
 	keys = slices.Compact(keys)
 
-	conn, err := p.pool.Acquire(ctx)
+	conn, err := p.writer.Acquire(ctx)
 	if err != nil {
 		return err
 	}
@@ -653,5 +663,6 @@ func (p *Postgres) Purge(ctx context.Context, before time.Time) (int, error) {
 // Close implements Backend.
 func (p *Postgres) Close() error {
 	p.pool.Close()
+	p.writer.Close()
 	return nil
 }

@@ -67,7 +67,11 @@ var migrations = []string{
 
 // SQLite is a Backend on one SQLite file (modernc.org/sqlite, no cgo) in WAL mode.
 type SQLite struct {
-	db *sql.DB
+	// db serves reads (tenants' listings, health, prices, reports' lookups) and the writes outside
+	// the writer (purge, taking reports); w, one connection, is the writer's alone: however many
+	// reads run, every tenant's records still commit. (SQLite's file lock is still one: those
+	// other writes are short.)
+	db, w *sql.DB
 	// Now is the clock for updated_at; nil means time.Now.
 	Now func() time.Time
 
@@ -94,20 +98,25 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	// the database and its fsync would stall every send waiting on that batch); checkpointer
 	// does it in the background.
 	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_pragma=wal_autocheckpoint(0)"
-	db, err := sql.Open("sqlite", dsn)
+	w, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("message log: %w", err)
 	}
-	db.SetMaxOpenConns(4)
-	s := &SQLite{db: db}
+	w.SetMaxOpenConns(1)
+	s := &SQLite{w: w}
 	if err := s.migrate(ctx); err != nil {
-		db.Close()
+		w.Close()
 		return nil, fmt.Errorf("message log %s: %w", path, err)
 	}
 	if err := s.prepare(ctx); err != nil {
-		db.Close()
+		w.Close()
 		return nil, fmt.Errorf("message log %s: %w", path, err)
 	}
+	if s.db, err = sql.Open("sqlite", dsn); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("message log: %w", err)
+	}
+	s.db.SetMaxOpenConns(4)
 	s.stopCheckpoints, s.checkpointsDone = make(chan struct{}), make(chan struct{})
 	go s.checkpointer(checkpointEvery)
 	return s, nil
@@ -147,27 +156,27 @@ func (s *SQLite) prepare(ctx context.Context) error {
 		{&s.pendingAdd, `INSERT INTO pending_reports (provider, provider_message_id, message_id, report, received_at) VALUES (?,?,?,?,?)`},
 		{&s.pendingDel, `DELETE FROM pending_reports WHERE rowid = ?`},
 	} {
-		stmt, err := s.db.PrepareContext(ctx, st.sql)
+		stmt, err := s.w.PrepareContext(ctx, st.sql)
 		if err != nil {
 			return err
 		}
 		*st.dst = stmt
 	}
-	return s.db.QueryRowContext(ctx, `SELECT count(*) FROM pending_reports`).Scan(&s.pending)
+	return s.w.QueryRowContext(ctx, `SELECT count(*) FROM pending_reports`).Scan(&s.pending)
 }
 
 // SchemaVersion returns how many migrations have been applied.
 func (s *SQLite) SchemaVersion(ctx context.Context) (int, error) {
 	var v int
-	err := s.db.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v)
+	err := s.w.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v)
 	return v, err
 }
 
 func (s *SQLite) migrate(ctx context.Context) error {
-	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
 		return err
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
@@ -217,11 +226,11 @@ func (s *SQLite) Apply(ctx context.Context, ops []Op) ([]Charge, error) {
 
 func (s *SQLite) apply(ctx context.Context, ops []Op, ap *applier) error {
 	if s.recount.Swap(false) {
-		if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM pending_reports`).Scan(&s.pending); err != nil {
+		if err := s.w.QueryRowContext(ctx, `SELECT count(*) FROM pending_reports`).Scan(&s.pending); err != nil {
 			return err
 		}
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
@@ -495,5 +504,5 @@ func (s *SQLite) Close() error {
 	for _, st := range []*sql.Stmt{s.insert, s.replace, s.byID, s.byPMID, s.pendingFor, s.pendingAdd, s.pendingDel} {
 		st.Close()
 	}
-	return s.db.Close()
+	return errors.Join(s.db.Close(), s.w.Close())
 }

@@ -429,19 +429,21 @@ func (s *Store) Flush(ctx context.Context) error {
 	}
 }
 
-// Get returns a tenant's record after flushing pending writes, so a send is readable at once.
+// Reads go straight to the database, past the write queue. A send or a report is answered once
+// its write committed, so whoever learned of a message from an answer finds it; only a write
+// answered without its commit (storage.commit_timeout passed, or the database failing) shows
+// once the writer has written it. Reads once passed a barrier through the queue first: every
+// read then made the writer commit at once (no lingering, so more commits for every tenant's
+// records) and, while the database failed, try again at once instead of backing off, so one
+// tenant reading in a loop cost every tenant's writes.
+
+// Get returns a tenant's record.
 func (s *Store) Get(ctx context.Context, tenant, id string) (*Record, error) {
-	if err := s.Flush(ctx); err != nil && !errors.Is(err, ErrClosed) {
-		return nil, err
-	}
 	return s.b.Get(ctx, clean(tenant), clean(id))
 }
 
-// List returns a tenant's records, newest first, after flushing pending writes.
+// List returns a tenant's records, newest first.
 func (s *Store) List(ctx context.Context, q Query) ([]*Record, error) {
-	if err := s.Flush(ctx); err != nil && !errors.Is(err, ErrClosed) {
-		return nil, err
-	}
 	if q.Limit <= 0 || q.Limit > 1000 {
 		q.Limit = 50
 	}
@@ -453,11 +455,8 @@ func (s *Store) List(ctx context.Context, q Query) ([]*Record, error) {
 	return s.b.List(ctx, q)
 }
 
-// Find returns the record a delivery report names (after flushing pending writes).
+// Find returns the record a delivery report names.
 func (s *Store) Find(ctx context.Context, provider, id, providerMessageID string) (*Record, error) {
-	if err := s.Flush(ctx); err != nil && !errors.Is(err, ErrClosed) {
-		return nil, err
-	}
 	return s.b.Find(ctx, clean(provider), cleanID(id), cleanID(providerMessageID))
 }
 
@@ -468,9 +467,6 @@ func (s *Store) Health(ctx context.Context, since, pendingBefore time.Time) ([]H
 
 // Take hands out final delivery reports once (see Backend.Take).
 func (s *Store) Take(ctx context.Context, q TakeQuery) ([]*Record, error) {
-	if err := s.Flush(ctx); err != nil && !errors.Is(err, ErrClosed) {
-		return nil, err
-	}
 	if q.Limit <= 0 || q.Limit > 1000 {
 		q.Limit = 50
 	}

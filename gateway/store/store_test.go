@@ -974,3 +974,74 @@ func BenchmarkAddToFullRetryBuffer(b *testing.B) {
 		w.add(Op{Insert: rec})
 	}
 }
+
+// TestReadsCannotStopTheWriter: every tenant's send waits for its record's commit, and a tenant
+// can read its messages as often as it likes (GET /v1/messages). With every connection the reads
+// use taken, by however many slow or hostile readers, the writer still commits: it has a
+// connection of its own.
+func TestReadsCannotStopTheWriter(t *testing.T) {
+	backends(t, func(t *testing.T, open func() Backend) {
+		b := open()
+		defer b.Close()
+		ctx := context.Background()
+		var release []func()
+		switch b := b.(type) {
+		case *SQLite:
+			for range b.db.Stats().MaxOpenConnections {
+				c, err := b.db.Conn(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				release = append(release, func() { c.Close() })
+			}
+		case *Postgres:
+			for range b.pool.Config().MaxConns {
+				c, err := b.pool.Acquire(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				release = append(release, c.Release)
+			}
+		default:
+			t.Skip("no connections to take")
+		}
+		defer func() {
+			for _, r := range release {
+				r()
+			}
+		}()
+		// Generous: a slow machine commits in milliseconds, and a writer waiting for a reader's
+		// connection would wait for ever.
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if _, err := b.Apply(actx, []Op{{Insert: record("w1", "acme", "infobip", "ib-w1", t0)}}); err != nil {
+			t.Fatalf("the writer with every read connection taken: %v", err)
+		}
+	})
+}
+
+// TestReadsLeaveTheWriterAlone: reads do not pass through the write queue. While the database
+// fails and the writer backs off, a tenant reading in a loop does not make it try again at once
+// (each read once did, through a barrier), and while it works, reads do not make it commit early.
+func TestReadsLeaveTheWriterAlone(t *testing.T) {
+	fb := &flaky{Backend: NewMemory(), down: true}
+	s := New(Options{Backend: fb, CommitTimeout: 5 * time.Millisecond, CloseTimeout: 10 * time.Millisecond})
+	defer s.Close()
+	ctx := context.Background()
+	if err := s.Insert(ctx, record("m1", "acme", "p", "pm1", t0)); err != ErrNotCommitted {
+		t.Fatalf("insert while the database fails: %v", err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); fb.count() < 1 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	before := fb.count()
+	for range 200 {
+		s.Get(ctx, "acme", "m1")
+		s.List(ctx, Query{Tenant: "acme"})
+	}
+	// The backoff doubles from 50 ms: in the time 400 reads take, the writer tries a few times at
+	// most; a try per read would be hundreds.
+	if extra := fb.count() - before; extra > 20 {
+		t.Errorf("%d tries of the failing database during 400 reads", extra)
+	}
+}
