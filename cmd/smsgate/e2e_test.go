@@ -395,7 +395,8 @@ server: {request_timeout: 3s, shutdown_timeout: 5s, public_url: "https://sms.exa
 log: {level: warn}
 storage: {driver: postgres, dsn: "$DSN", retention: 0s}
 state: {driver: redis, redis: {addr: "$REDIS", key_prefix: "$PREFIX"}, on_error: closed, key_secret: "cluster-e2e-key-secret-01"}
-policy: {rate_limits: {per_recipient: 0}, resend_escalation: {enabled: false}}
+# api: 0, so that the checks can read every answered message back at once.
+policy: {rate_limits: {per_recipient: 0, api: 0}, resend_escalation: {enabled: false}}
 tenants: [{name: acme, api_key: acme-key}]
 providers:
   - {name: ib, type: infobip, base_url: "$IB", api_key: ib-key, webhook_secret: hook-secret-e2e}

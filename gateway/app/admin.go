@@ -23,14 +23,40 @@ func (a *App) PublicURL() string { return a.rt.Load().cfg.Server.PublicURL }
 // MaxBodyBytes implements httpapi.Backend.
 func (a *App) MaxBodyBytes() int64 { return a.rt.Load().cfg.Server.MaxBodyBytes }
 
+// callRefused takes one token of tenant's rate_limits.api bucket for a call other than a send;
+// it is the refusal when there is none. A state store that fails lets the call through (counted).
+func (a *App) callRefused(ctx context.Context, tenant string) error {
+	tn := a.rt.Load().byName[tenant]
+	if tn == nil {
+		return nil
+	}
+	rej, err := a.checker.AllowCall(ctx, tn.name, tn.rules)
+	if err != nil {
+		a.stateError("rate_limit", err)
+		return nil
+	}
+	if rej == nil {
+		return nil
+	}
+	a.metrics.PolicyRejections.WithLabelValues(tn.name, rej.Reason).Inc()
+	return &httpapi.RateLimited{Message: rej.Message, RetryAfter: rej.RetryAfter}
+}
+
 // Message implements httpapi.Backend.
 func (a *App) Message(ctx context.Context, tenant, id string) (*store.Record, error) {
+	if err := a.callRefused(ctx, tenant); err != nil {
+		return nil, err
+	}
 	return a.store.Get(ctx, tenant, id)
 }
 
 // Verified implements httpapi.Backend: the tenant reports that the message's code was used, the
-// strongest sign of delivery there is; it counts as delivered for the provider that sent it.
+// strongest sign of delivery there is; it counts as delivered for the provider that sent it. A
+// message reported used before is not written again.
 func (a *App) Verified(ctx context.Context, tenant, id string) error {
+	if err := a.callRefused(ctx, tenant); err != nil {
+		return err
+	}
 	rec, err := a.store.Get(ctx, tenant, id)
 	if err != nil {
 		return err
@@ -38,15 +64,16 @@ func (a *App) Verified(ctx context.Context, tenant, id string) error {
 	if rec.Provider == "" {
 		return httpapi.ErrNotSent
 	}
+	if rec.ProviderStatus == verifiedStatus {
+		return nil
+	}
 	if err := a.store.Report(context.WithoutCancel(ctx), &gateway.DeliveryReport{Provider: rec.Provider, MessageID: rec.ID,
 		ProviderMessageID: rec.ProviderMessageID, Status: gateway.StatusDelivered, ProviderStatus: verifiedStatus}); err != nil {
 		return err
 	}
 	// The conversion signal of pumping detection, once per message.
-	if rec.ProviderStatus != verifiedStatus {
-		if err := a.pumping.Verified(context.WithoutCancel(ctx), a.rt.Load().cfg.Policy.Pumping, rec.Tenant, rec.Range, rec.CreatedAt); err != nil {
-			a.stateError("pumping", err)
-		}
+	if err := a.pumping.Verified(context.WithoutCancel(ctx), a.rt.Load().cfg.Policy.Pumping, rec.Tenant, rec.Range, rec.CreatedAt); err != nil {
+		a.stateError("pumping", err)
 	}
 	return nil
 }
@@ -56,6 +83,9 @@ const verifiedStatus = "VERIFIED"
 
 // Messages implements httpapi.Backend.
 func (a *App) Messages(ctx context.Context, q store.Query) ([]*store.Record, error) {
+	if err := a.callRefused(ctx, q.Tenant); err != nil {
+		return nil, err
+	}
 	return a.store.List(ctx, q)
 }
 

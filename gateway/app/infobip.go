@@ -50,6 +50,14 @@ func (a *App) Infobip(ctx context.Context, c httpapi.InfobipCall) httpapi.Reply 
 		a.metrics.Requests.WithLabelValues("", "", "unauthorized").Inc()
 		return ibReply(http.StatusUnauthorized, kind, "UNAUTHORIZED", "Invalid login details")
 	}
+	if strings.HasSuffix(c.Path, "/reports") || strings.HasSuffix(c.Path, "/logs") {
+		var rl *httpapi.RateLimited
+		if errors.As(a.callRefused(ctx, tn.name), &rl) {
+			rep := ibReply(http.StatusTooManyRequests, kind, "TOO_MANY_REQUESTS", rl.Message)
+			rep.RetryAfter = rl.RetryAfter
+			return rep
+		}
+	}
 	switch {
 	case strings.HasSuffix(c.Path, "/reports"):
 		return a.infobipReports(ctx, tn, kind, c.Query)

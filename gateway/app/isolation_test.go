@@ -642,3 +642,50 @@ routes: [{name: d, providers: [m]}]
 		t.Errorf("a tenant key listed the tenants: %d", r.Status)
 	}
 }
+
+// TestATenantsCallsAreBounded: reads of the message log and codes reported used are bounded per
+// tenant (rate_limits.api), through both APIs: a tenant calling in a loop gets 429 with
+// Retry-After, and another tenant's calls go on.
+func TestATenantsCallsAreBounded(t *testing.T) {
+	h := start(t, `
+storage: {driver: memory}
+policy: {rate_limits: {per_recipient: 0}}
+tenants:
+  - {name: reader, api_key: reader-key, rate_limits: {api: 4/1h}}
+  - {name: other, api_key: other-key}
+providers: [{name: m, type: mock}]
+routes: [{name: d, providers: [m]}]
+`, Options{})
+	ids := map[string]string{}
+	for _, tn := range []string{"reader", "other"} {
+		r := h.send(tn+"-key", `{"recipient":"+14155550100","text":"Your code is 123456","context":{}}`)
+		if r.Status != 200 {
+			t.Fatalf("send: %s", r.Raw)
+		}
+		ids[tn] = r.Body["id"].(string)
+	}
+	for i, path := range []string{"/v1/messages/" + ids["reader"], "/v1/messages", "/sms/1/logs", "/v1/messages/" + ids["reader"]} {
+		if r := h.do("GET", path, "reader-key", ""); r.Status != 200 {
+			t.Fatalf("call %d (%s): %d %s", i+1, path, r.Status, r.Raw)
+		}
+	}
+	for _, c := range []struct{ method, path, code string }{
+		{"GET", "/v1/messages/" + ids["reader"], "rate_limited"},
+		{"GET", "/v1/messages", "rate_limited"},
+		{"POST", "/v1/messages/" + ids["reader"] + "/verified", "rate_limited"},
+		{"GET", "/sms/1/reports", "TOO_MANY_REQUESTS"},
+	} {
+		r := h.do(c.method, c.path, "reader-key", "")
+		if r.Status != 429 || !strings.Contains(r.Raw, c.code) || r.Header.Get("Retry-After") == "" {
+			t.Errorf("%s %s over the limit: %d %s (Retry-After %q)", c.method, c.path, r.Status, r.Raw, r.Header.Get("Retry-After"))
+		}
+	}
+	for range 6 {
+		if r := h.do("GET", "/v1/messages/"+ids["other"], "other-key", ""); r.Status != 200 {
+			t.Fatalf("the other tenant's read: %d %s", r.Status, r.Raw)
+		}
+	}
+	if got := testutil.ToFloat64(h.app.MetricSet().PolicyRejections.WithLabelValues("reader", "api")); got != 4 {
+		t.Errorf("api rejections counted %v, want 4", got)
+	}
+}

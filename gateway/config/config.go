@@ -192,6 +192,8 @@ type RateLimits struct {
 	PerCountry   map[string]Limit `yaml:"per_country"`
 	// Spend caps what one tenant's messages may cost (see Spend).
 	Spend *Spend `yaml:"spend"`
+	// API bounds a tenant's calls other than sends: reading its messages and reporting codes used.
+	API *Limit `yaml:"api"`
 }
 
 // Spend is a money limit: Amount, in routing.least_cost.currency, per Per ("25/24h"), as a
@@ -534,6 +536,7 @@ func (c *Config) applyDefaults() {
 	orDefault(&p.RateLimits.PerIP, &Limit{})
 	orDefault(&p.RateLimits.PerTenant, &Limit{})
 	orDefault(&p.RateLimits.Spend, &Spend{})
+	orDefault(&p.RateLimits.API, &Limit{N: 100, Per: time.Second})
 	orDefault(&p.Idempotency.TTL, gateway.Duration(24*time.Hour))
 	r := &p.ResendEscalation
 	orDefault(&r.Enabled, ptr(true))
@@ -623,6 +626,9 @@ func (c *Config) EffectiveLimits(t *Tenant) RateLimits {
 	}
 	if o.Spend == nil {
 		o.Spend = g.Spend
+	}
+	if o.API == nil {
+		o.API = g.API
 	}
 	return o
 }

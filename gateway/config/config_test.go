@@ -41,7 +41,7 @@ func TestParseValid(t *testing.T) {
 		State:   State{Driver: "memory", OnError: "open", Redis: RedisState{Addr: "127.0.0.1:6379", KeyPrefix: "smsgate:", Timeout: gateway.Duration(200 * time.Millisecond)}},
 		Policy: Policy{DeniedCountries: []string{"KP"},
 			RateLimits: RateLimits{PerRecipient: &Limit{10, time.Hour}, PerIP: &Limit{20, time.Minute}, PerTenant: &Limit{50, time.Second},
-				PerCountry: map[string]Limit{"NG": {10, time.Hour}}, Spend: &Spend{20.5, 24 * time.Hour}},
+				PerCountry: map[string]Limit{"NG": {10, time.Hour}}, Spend: &Spend{20.5, 24 * time.Hour}, API: &Limit{100, time.Second}},
 			Idempotency:      Idempotency{TTL: gateway.Duration(24 * time.Hour)},
 			ResendEscalation: ResendEscalation{Enabled: &yes, After: gateway.Duration(20 * time.Second), Within: gateway.Duration(10 * time.Minute)},
 			Pumping: Pumping{Enabled: &yes, Action: "block", RangeDigits: 2, Baseline: gateway.Duration(168 * time.Hour), Warmup: gateway.Duration(24 * time.Hour),
@@ -89,7 +89,7 @@ func TestNoPolicyBlockLimitsOnlyPerRecipient(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := c.EffectiveLimits(&c.Tenants[0])
-	want := RateLimits{PerRecipient: &Limit{10, time.Hour}, PerIP: &Limit{}, PerTenant: &Limit{}, Spend: &Spend{}}
+	want := RateLimits{PerRecipient: &Limit{10, time.Hour}, PerIP: &Limit{}, PerTenant: &Limit{}, Spend: &Spend{}, API: &Limit{100, time.Second}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("default limits (-want +got):\n%s", diff)
 	}

@@ -433,6 +433,9 @@ func (h *handlers) message(c echo.Context) error {
 		return err
 	}
 	r, err := h.b.Message(c.Request().Context(), t.Name, c.Param("id"))
+	if e, ok := limited(c, err); ok {
+		return e
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return fail(http.StatusNotFound, "not_found", "no message with this id for this tenant")
 	}
@@ -445,12 +448,34 @@ func (h *handlers) message(c echo.Context) error {
 // ErrNotSent is returned by Verified for a message no provider accepted.
 var ErrNotSent = errors.New("not sent")
 
+// RateLimited is returned by Message, Messages and Verified when the tenant's calls other than
+// sends are over its rate_limits.api: 429 rate_limited, with Retry-After.
+type RateLimited struct {
+	Message    string
+	RetryAfter time.Duration
+}
+
+func (e *RateLimited) Error() string { return e.Message }
+
+// limited answers err with 429 when it is a RateLimited; ok is false otherwise.
+func limited(c echo.Context, err error) (error, bool) {
+	var rl *RateLimited
+	if !errors.As(err, &rl) {
+		return nil, false
+	}
+	c.Response().Header().Set("Retry-After", strconv.Itoa(max(1, int((rl.RetryAfter+time.Second-1)/time.Second))))
+	return fail(http.StatusTooManyRequests, "rate_limited", rl.Message), true
+}
+
 func (h *handlers) verified(c echo.Context) error {
 	t, err := h.tenant(c)
 	if err != nil {
 		return err
 	}
 	err = h.b.Verified(c.Request().Context(), t.Name, c.Param("id"))
+	if e, ok := limited(c, err); ok {
+		return e
+	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return fail(http.StatusNotFound, "not_found", "no message with this id for this tenant")
@@ -500,6 +525,9 @@ func (h *handlers) messages(c echo.Context) error {
 		q.Before = &cur
 	}
 	recs, err := h.b.Messages(c.Request().Context(), q)
+	if e, ok := limited(c, err); ok {
+		return e
+	}
 	if err != nil {
 		return fail(http.StatusServiceUnavailable, "store_unavailable", "the message log could not be read")
 	}

@@ -136,3 +136,21 @@ func (c *Checker) Check(ctx context.Context, r *Rules, msg *gateway.Message) (*R
 	}
 	return nil, nil
 }
+
+// AllowCall takes one token of tenant's rate_limits.api bucket for a call other than a send
+// (reading its messages, reporting a code used): each reads or writes the message log every
+// tenant's records go through, so a tenant calling in a loop must not get unlimited use of it.
+// nil when allowed or when the limit is off.
+func (c *Checker) AllowCall(ctx context.Context, tenant string, r *Rules) (*Rejection, error) {
+	l := r.Limits.API
+	if l == nil || l.N == 0 {
+		return nil, nil
+	}
+	key := "a|" + strconv.Itoa(l.N) + "/" + strconv.FormatInt(int64(l.Per), 10) + "|" + tenant
+	ok, wait, err := c.Limiter.Allow(ctx, key, *l)
+	if err != nil || ok {
+		return nil, err
+	}
+	return &Rejection{Code: "rate_limited", Reason: "api", RetryAfter: wait,
+		Message: fmt.Sprintf("rate limit api (%s) exceeded: calls other than sends", l)}, nil
+}
