@@ -74,12 +74,14 @@ type App struct {
 	// Shutdown waits for them before it closes the state store.
 	reconciling sync.WaitGroup
 
-	checker    policy.Checker
-	replays    policy.Replays
-	resends    policy.Resends
-	pumping    *policy.Pumping
-	flight     policy.Flight[flightResult]
-	flights    policy.SharedFlights // nil: coalescing stays in this process
+	checker policy.Checker
+	replays policy.Replays
+	resends policy.Resends
+	pumping *policy.Pumping
+	flight  policy.Flight[flightResult]
+	flights policy.SharedFlights // nil: coalescing stays in this process
+	// gate holds the flood gates in front of the shared state store (floodgate.go).
+	gate       policy.MemoryLimiter
 	closeState func()
 	failOpen   bool
 
@@ -308,6 +310,7 @@ func (a *App) openState(ctx context.Context, cfg *config.Config) error {
 		client.Close()
 		return fmt.Errorf("state.redis %s: %w", rc.Addr, err)
 	}
+	a.gate.Now = a.opts.Now
 	r := &policy.Redis{Client: client, Prefix: rc.KeyPrefix, Now: a.opts.Now, Breaker: policy.NewRedisBreaker(5 * time.Second)}
 	a.checker.Limiter, a.checker.Spends, a.replays, a.resends, a.flights = r, r, r, r, r
 	a.pumping = &policy.Pumping{State: r, Now: a.opts.Now}

@@ -170,3 +170,38 @@ func TestSpendLimitHoldsAcrossReplicas(t *testing.T) {
 		t.Errorf("fourth send across replicas: %d %s", r.Status, r.Raw)
 	}
 }
+
+// TestAFloodStopsBeforeTheSharedStateStore: with Redis, every send costs it round trips, even a
+// refused one, and a flood that slows it turns every tenant's limits off (on_error open) or every
+// tenant's sends away (closed). A tenant's sends beyond twice its per_tenant limit are refused on
+// the replica, without Redis: here, once Redis is gone, the flood's next send is still the 429
+// its limit gives, while another tenant's send meets the dead store (503, on_error closed).
+func TestAFloodStopsBeforeTheSharedStateStore(t *testing.T) {
+	addr, stop := redistest.Server(t)
+	h := start(t, strings.NewReplacer("$REDIS", addr).Replace(`
+storage: {driver: memory}
+state: {driver: redis, redis: {addr: "$REDIS", key_prefix: "gate:"}, on_error: closed, key_secret: "e2e-key-secret-0123456789"}
+policy: {rate_limits: {per_recipient: 0}}
+tenants:
+  - {name: flood, api_key: flood-key, rate_limits: {per_tenant: 2/1h}}
+  - {name: quiet, api_key: quiet-key}
+providers: [{name: m, type: mock}]
+routes: [{name: d, providers: [m]}]
+`), Options{})
+	send := func(key string, i int) response {
+		return h.send(key, fmt.Sprintf(`{"recipient":"+1415555%04d","text":"Your code is %06d","context":{}}`, i, i))
+	}
+	// 2 sent, 2 refused by the shared limit (the gate holds 4), then the gate refuses.
+	for i, want := range []int{200, 200, 429, 429, 429} {
+		if r := send("flood-key", i); r.Status != want {
+			t.Fatalf("flood send %d: %d %s, want %d", i+1, r.Status, r.Raw, want)
+		}
+	}
+	stop()
+	if r := send("flood-key", 10); r.Status != 429 || errCode(r) != "rate_limited" || r.Header.Get("Retry-After") == "" {
+		t.Errorf("the flood's send with Redis gone: %d %s, want the gate's 429", r.Status, r.Raw)
+	}
+	if r := send("quiet-key", 20); r.Status != 503 {
+		t.Errorf("another tenant's send with Redis gone: %d %s, want 503 (it needs the store)", r.Status, r.Raw)
+	}
+}

@@ -141,6 +141,9 @@ func (a *App) sendOne(ctx context.Context, rt *runtime, tn *tenant, r httpapi.Se
 		h := rt.mac("coalesce", msg.To, string(msg.Type), msg.Text, msg.Code)
 		key = "c|" + tn.name + "|" + hex.EncodeToString(h[:])
 	}
+	if refused := a.floodRefused(tn); refused != nil {
+		return *refused, msg.To, false
+	}
 	// The shared send runs detached from every caller (a waiting duplicate must not inherit the
 	// first caller's disconnect, and no disconnect may abort a provider call in flight), bounded by
 	// the request budget. Each caller waits for it or for its own deadline.
