@@ -18,11 +18,12 @@ import (
 )
 
 // Least-cost routing. Each (provider, country) has a price in one reporting currency
-// (routing.least_cost.currency): what the provider's delivery reports said messages cost over
+// (routing.least_cost.currency): what the provider's delivery reports said SMS messages cost over
 // routing.least_cost.window (a moving average read from the shared message log, so every replica
 // ranks alike: each tenant's average, then their median, so that no tenant moves it) once there
 // are min_reports of them, else the configured price for the country,
-// else the provider's configured default. A route with strategy least_cost tries its providers
+// else the provider's configured default. A voice call has a price of its own, configured only
+// (voice_prices). A route with strategy least_cost tries its providers
 // cheapest first among those at or above the delivery floor for the country; the others keep
 // their configured order behind them. Failover, breakers and capabilities then work on that
 // order exactly as on a configured one.
