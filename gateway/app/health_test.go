@@ -187,6 +187,14 @@ func TestSilentOutageDrill(t *testing.T) {
 	if rec, _ := h.app.Store().Get(context.Background(), "acme", r.Body["id"].(string)); rec.Status != gateway.StatusDelivered || rec.ProviderStatus != "VERIFIED" {
 		t.Errorf("verified record %+v", rec)
 	}
+	// Reported again: answered alike, and not written again.
+	writes := testutil.ToFloat64(h.app.MetricSet().LogWrites.WithLabelValues("ok"))
+	if v := h.do("POST", "/v1/messages/"+r.Body["id"].(string)+"/verified", "acme-key", ""); v.Status != 200 {
+		t.Errorf("verified again: %d %s", v.Status, v.Raw)
+	}
+	if got := testutil.ToFloat64(h.app.MetricSet().LogWrites.WithLabelValues("ok")); got != writes {
+		t.Errorf("a code reported used twice was written again (%v writes, then %v)", writes, got)
+	}
 	if v := h.do("POST", "/v1/messages/msg_nope/verified", "acme-key", ""); v.Status != 404 {
 		t.Errorf("unknown id: %d", v.Status)
 	}
