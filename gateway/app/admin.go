@@ -11,6 +11,7 @@ import (
 	"github.com/smsgate/smsgate/gateway"
 	"github.com/smsgate/smsgate/gateway/dispatch"
 	"github.com/smsgate/smsgate/gateway/httpapi"
+	"github.com/smsgate/smsgate/gateway/policy"
 	"github.com/smsgate/smsgate/gateway/store"
 )
 
@@ -30,7 +31,13 @@ func (a *App) callRefused(ctx context.Context, tenant string) error {
 	if tn == nil {
 		return nil
 	}
-	rej, err := a.checker.AllowCall(ctx, tn.name, tn.rules)
+	var rej *policy.Rejection
+	var err error
+	if ok, wait := a.gated("a", tn.name, tn.rules.Limits.API); !ok {
+		rej = policy.CallRefused(tn.rules.Limits.API, wait)
+	} else {
+		rej, err = a.checker.AllowCall(ctx, tn.name, tn.rules)
+	}
 	if err != nil {
 		a.stateError("rate_limit", err)
 		return nil

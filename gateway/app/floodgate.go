@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/smsgate/smsgate/gateway/config"
 )
@@ -26,12 +27,7 @@ import (
 // floodRefused is the gate's refusal of a send of tn, or nil when it passes (or there is none).
 func (a *App) floodRefused(tn *tenant) *flightResult {
 	l := tn.rules.Limits.PerTenant
-	if a.flights == nil || l == nil || l.N == 0 {
-		return nil
-	}
-	gate := config.Limit{N: 2 * l.N, Per: l.Per}
-	key := "gate|" + strconv.Itoa(l.N) + "/" + strconv.FormatInt(int64(l.Per), 10) + "|" + tn.name
-	ok, wait, _ := a.gate.Allow(context.Background(), key, gate) // in memory: never fails
+	ok, wait := a.gated("t", tn.name, l)
 	if ok {
 		return nil
 	}
@@ -39,4 +35,17 @@ func (a *App) floodRefused(tn *tenant) *flightResult {
 	rep := errReply(http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("rate limit per_tenant (%s) exceeded", l))
 	rep.RetryAfter = wait
 	return &flightResult{reply: rep, outcome: "rate_limited"}
+}
+
+// gated takes a token of tenant's flood gate for limit l (kind names the limit): false, with how
+// long to wait, when the calls beyond twice l are refused here; true when there is no gate (no
+// shared state store, or no limit). The same gate stands in front of rate_limits.api.
+func (a *App) gated(kind, tenant string, l *config.Limit) (bool, time.Duration) {
+	if a.flights == nil || l == nil || l.N == 0 {
+		return true, 0
+	}
+	gate := config.Limit{N: 2 * l.N, Per: l.Per}
+	key := kind + "|" + strconv.Itoa(l.N) + "/" + strconv.FormatInt(int64(l.Per), 10) + "|" + tenant
+	ok, wait, _ := a.gate.Allow(context.Background(), key, gate) // in memory: never fails
+	return ok, wait
 }

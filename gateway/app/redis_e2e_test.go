@@ -183,7 +183,7 @@ storage: {driver: memory}
 state: {driver: redis, redis: {addr: "$REDIS", key_prefix: "gate:"}, on_error: closed, key_secret: "e2e-key-secret-0123456789"}
 policy: {rate_limits: {per_recipient: 0}}
 tenants:
-  - {name: flood, api_key: flood-key, rate_limits: {per_tenant: 2/1h}}
+  - {name: flood, api_key: flood-key, rate_limits: {per_tenant: 2/1h, api: 1/1h}}
   - {name: quiet, api_key: quiet-key}
 providers: [{name: m, type: mock}]
 routes: [{name: d, providers: [m]}]
@@ -197,9 +197,20 @@ routes: [{name: d, providers: [m]}]
 			t.Fatalf("flood send %d: %d %s, want %d", i+1, r.Status, r.Raw, want)
 		}
 	}
+	// The same gate stands before rate_limits.api: 1 read, 1 refused by Redis, then the gate.
+	for i, want := range []int{200, 429, 429} {
+		if r := h.do("GET", "/v1/messages", "flood-key", ""); r.Status != want {
+			t.Fatalf("flood read %d: %d %s, want %d", i+1, r.Status, r.Raw, want)
+		}
+	}
 	stop()
 	if r := send("flood-key", 10); r.Status != 429 || errCode(r) != "rate_limited" || r.Header.Get("Retry-After") == "" {
 		t.Errorf("the flood's send with Redis gone: %d %s, want the gate's 429", r.Status, r.Raw)
+	}
+	// A read whose limit Redis cannot check is let through (on_error or not: reads are not abuse
+	// of the providers); the flood's is refused by the gate before it gets there.
+	if r := h.do("GET", "/v1/messages", "flood-key", ""); r.Status != 429 || errCode(r) != "rate_limited" {
+		t.Errorf("the flood's read with Redis gone: %d %s, want the gate's 429", r.Status, r.Raw)
 	}
 	if r := send("quiet-key", 20); r.Status != 503 {
 		t.Errorf("another tenant's send with Redis gone: %d %s, want 503 (it needs the store)", r.Status, r.Raw)

@@ -151,6 +151,11 @@ func (c *Checker) AllowCall(ctx context.Context, tenant string, r *Rules) (*Reje
 	if err != nil || ok {
 		return nil, err
 	}
+	return CallRefused(l, wait), nil
+}
+
+// CallRefused is the refusal of a call over rate_limits.api l, retried after wait.
+func CallRefused(l *config.Limit, wait time.Duration) *Rejection {
 	return &Rejection{Code: "rate_limited", Reason: "api", RetryAfter: wait,
-		Message: fmt.Sprintf("rate limit api (%s) exceeded: calls other than sends", l)}, nil
+		Message: fmt.Sprintf("rate limit api (%s) exceeded: calls other than sends", l)}
 }
