@@ -250,3 +250,26 @@ func TestRouteShowsPrices(t *testing.T) {
 		t.Errorf("reported prices: %d\n%s\n%s", code, out, errs)
 	}
 }
+
+// TestValidateWarnsOfCallsWithoutVoicePrices: a spend limit with providers that can call but no
+// voice_prices counts each call at an SMS price; validate says so, and says nothing once a
+// provider has them.
+func TestValidateWarnsOfCallsWithoutVoicePrices(t *testing.T) {
+	const cfg = `tenants: [{name: a, api_key: k1, rate_limits: {spend: 5/24h}}, {name: b, api_key: k2}]
+providers: [{name: m, type: mock, prices: {default: 0.05}%s}]
+routes: [{name: d, providers: [m]}]
+`
+	dir := t.TempDir()
+	for _, c := range []struct {
+		extra string
+		warn  bool
+	}{{"", true}, {", voice_prices: {default: 0.3}", false}} {
+		path := filepath.Join(dir, "c.yaml")
+		os.WriteFile(path, []byte(fmt.Sprintf(cfg, c.extra)), 0o600)
+		code, out, errs := runCmd("validate", "-c", path)
+		warned := strings.Contains(errs, path+":1: tenants[0].rate_limits.spend: providers can send voice, but none has voice_prices")
+		if code != 0 || !strings.Contains(out, "configuration is valid") || warned != c.warn {
+			t.Errorf("voice_prices %q: exit %d, warned %v (want %v)\n%s", c.extra, code, warned, c.warn, errs)
+		}
+	}
+}

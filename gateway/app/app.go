@@ -404,11 +404,31 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 		rt.order = append(rt.order, p.Name)
 	}
 	rt.checkRouteCapabilities()
+	rt.checkVoicePrices()
 	if len(cfg.Decoder.Problems) > 0 {
 		cfg.Decoder.Problems.Sort()
 		return nil, cfg.Decoder.Problems
 	}
 	return rt, nil
+}
+
+// checkVoicePrices warns when spend limits are set and providers can send voice, but none has
+// voice_prices: a call then counts at the highest SMS price, which most calls cost more than.
+func (rt *runtime) checkVoicePrices() {
+	path := rt.cfg.SpendLimitPath()
+	voice := false
+	for _, p := range rt.cfg.Providers {
+		if p.VoicePrices != nil && (p.VoicePrices.Default != nil || len(p.VoicePrices.Countries) > 0) {
+			return
+		}
+		if mi := rt.members[p.Name]; mi != nil && mi.member.Provider().Capabilities().Can(gateway.Voice) {
+			voice = true
+		}
+	}
+	if path != "" && voice {
+		rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: %s: providers can send voice, but none has voice_prices: spend limits count a call at the highest SMS price, and calls usually cost more",
+			rt.cfg.File, rt.cfg.Decoder.Line(path), path))
+	}
 }
 
 // checkRouteCapabilities finds routes whose providers cannot send a message type the route

@@ -950,21 +950,27 @@ func (c *Config) checkCountries(path string, cs []string) {
 // for the country at the highest configured price; without any configured price it could not
 // count the messages it is there to stop.
 func (c *Config) checkSpend() {
-	path := ""
-	if c.Policy.RateLimits.Spend.Active() {
-		path = "policy.rate_limits.spend"
-	}
-	for i := range c.Tenants {
-		if rl := c.Tenants[i].RateLimits; path == "" && rl != nil && rl.Spend.Active() {
-			path = fmt.Sprintf("tenants[%d].rate_limits.spend", i)
-		}
-	}
+	path := c.SpendLimitPath()
 	if path == "" || slices.ContainsFunc(c.Providers, func(p Provider) bool {
 		return p.Prices != nil && (p.Prices.Default != nil || len(p.Prices.Countries) > 0)
 	}) {
 		return
 	}
 	c.Problem(path, "needs prices: give at least one provider prices.default (a message whose provider has no price for its country counts at the highest configured price)")
+}
+
+// SpendLimitPath is the key of the first spend limit the config sets (the global one first), or
+// "" when it sets none.
+func (c *Config) SpendLimitPath() string {
+	if c.Policy.RateLimits.Spend.Active() {
+		return "policy.rate_limits.spend"
+	}
+	for i := range c.Tenants {
+		if rl := c.Tenants[i].RateLimits; rl != nil && rl.Spend.Active() {
+			return fmt.Sprintf("tenants[%d].rate_limits.spend", i)
+		}
+	}
+	return ""
 }
 
 func (c *Config) checkLimits(path string, l *RateLimits) {
