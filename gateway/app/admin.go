@@ -11,7 +11,6 @@ import (
 	"github.com/smsgate/smsgate/gateway"
 	"github.com/smsgate/smsgate/gateway/dispatch"
 	"github.com/smsgate/smsgate/gateway/httpapi"
-	"github.com/smsgate/smsgate/gateway/policy"
 	"github.com/smsgate/smsgate/gateway/store"
 )
 
@@ -31,16 +30,13 @@ func (a *App) callRefused(ctx context.Context, tenant string) error {
 	if tn == nil {
 		return nil
 	}
-	var rej *policy.Rejection
-	var err error
-	if ok, wait := a.gated("a", tn.name, tn.rules.Limits.API); !ok {
-		rej = policy.CallRefused(tn.rules.Limits.API, wait)
-	} else {
-		rej, err = a.checker.AllowCall(ctx, tn.name, tn.rules)
-	}
-	if err != nil {
-		a.stateError("rate_limit", err)
-		return nil
+	rej := a.gated("api", tn.name, tn.rules.Limits.API)
+	if rej == nil {
+		var err error
+		if rej, err = a.checker.AllowCall(ctx, tn.name, tn.rules); err != nil {
+			a.stateError("rate_limit", err)
+			return nil
+		}
 	}
 	if rej == nil {
 		return nil

@@ -2,12 +2,9 @@ package app
 
 import (
 	"context"
-	"fmt"
-	"net/http"
-	"strconv"
-	"time"
 
 	"github.com/smsgate/smsgate/gateway/config"
+	"github.com/smsgate/smsgate/gateway/policy"
 )
 
 // The state store (Redis) is shared by every replica and every tenant, and every send costs it a
@@ -24,28 +21,17 @@ import (
 // the answer the shared limit gives (429 rate_limited, Retry-After), without a round trip to
 // Redis. Without per_tenant there is no gate: set it (the deployment templates do).
 
-// floodRefused is the gate's refusal of a send of tn, or nil when it passes (or there is none).
-func (a *App) floodRefused(tn *tenant) *flightResult {
-	l := tn.rules.Limits.PerTenant
-	ok, wait := a.gated("t", tn.name, l)
+// gated takes a token of tenant's flood gate in front of its limit l named name (per_tenant for
+// sends, api for other calls): the limit's refusal when the requests beyond twice l are refused
+// here, nil when they pass or there is no gate (no shared state store, or no limit).
+func (a *App) gated(name, tenant string, l *config.Limit) *policy.Rejection {
+	if a.flights == nil || l == nil || l.N == 0 {
+		return nil
+	}
+	gate := config.Limit{N: 2 * l.N, Per: l.Per}
+	ok, wait, _ := a.gate.Allow(context.Background(), policy.LimitKey(name, *l, tenant, ""), gate) // in memory: never fails
 	if ok {
 		return nil
 	}
-	a.metrics.PolicyRejections.WithLabelValues(tn.name, "per_tenant").Inc()
-	rep := errReply(http.StatusTooManyRequests, "rate_limited", fmt.Sprintf("rate limit per_tenant (%s) exceeded", l))
-	rep.RetryAfter = wait
-	return &flightResult{reply: rep, outcome: "rate_limited"}
-}
-
-// gated takes a token of tenant's flood gate for limit l (kind names the limit): false, with how
-// long to wait, when the calls beyond twice l are refused here; true when there is no gate (no
-// shared state store, or no limit). The same gate stands in front of rate_limits.api.
-func (a *App) gated(kind, tenant string, l *config.Limit) (bool, time.Duration) {
-	if a.flights == nil || l == nil || l.N == 0 {
-		return true, 0
-	}
-	gate := config.Limit{N: 2 * l.N, Per: l.Per}
-	key := kind + "|" + strconv.Itoa(l.N) + "/" + strconv.FormatInt(int64(l.Per), 10) + "|" + tenant
-	ok, wait, _ := a.gate.Allow(context.Background(), key, gate) // in memory: never fails
-	return ok, wait
+	return policy.LimitRefused(name, l, wait)
 }

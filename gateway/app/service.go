@@ -141,8 +141,8 @@ func (a *App) sendOne(ctx context.Context, rt *runtime, tn *tenant, r httpapi.Se
 		h := rt.mac("coalesce", msg.To, string(msg.Type), msg.Text, msg.Code)
 		key = "c|" + tn.name + "|" + hex.EncodeToString(h[:])
 	}
-	if refused := a.floodRefused(tn); refused != nil {
-		return *refused, msg.To, false
+	if rej := a.gated("per_tenant", tn.name, tn.rules.Limits.PerTenant); rej != nil {
+		return a.refused(tn, rej, [32]byte{}), msg.To, false
 	}
 	// The shared send runs detached from every caller (a waiting duplicate must not inherit the
 	// first caller's disconnect, and no disconnect may abort a provider call in flight), bounded by
@@ -254,6 +254,19 @@ func (a *App) finish(start time.Time, r httpapi.SendRequest, tenant string, res 
 	return res.reply
 }
 
+// refused counts policy's refusal of a send of tn and answers it: 429 for a limit, 403 for a
+// list.
+func (a *App) refused(tn *tenant, rej *policy.Rejection, bodyHash [32]byte) flightResult {
+	a.metrics.PolicyRejections.WithLabelValues(tn.name, rej.Reason).Inc()
+	status := http.StatusForbidden
+	if rej.Code == "rate_limited" {
+		status = http.StatusTooManyRequests
+	}
+	rep := errReply(status, rej.Code, rej.Message)
+	rep.RetryAfter = rej.RetryAfter
+	return flightResult{reply: rep, bodyHash: bodyHash, outcome: rej.Code}
+}
+
 // stateError counts and logs a failed call to the policy state store and reports whether the
 // request must stop (state.on_error: closed). With on_error open the check is skipped.
 func (a *App) stateError(op string, err error) bool {
@@ -307,14 +320,7 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 		return flightResult{reply: errReply(http.StatusServiceUnavailable, "policy_unavailable", "rate limits could not be checked"), bodyHash: bodyHash, outcome: "policy_unavailable"}
 	}
 	if rej != nil {
-		a.metrics.PolicyRejections.WithLabelValues(tn.name, rej.Reason).Inc()
-		status := http.StatusForbidden
-		if rej.Code == "rate_limited" {
-			status = http.StatusTooManyRequests
-		}
-		rep := errReply(status, rej.Code, rej.Message)
-		rep.RetryAfter = rej.RetryAfter
-		return flightResult{reply: rep, bodyHash: bodyHash, outcome: rej.Code}
+		return a.refused(tn, rej, bodyHash)
 	}
 	pump := *tn.pumping.Enabled
 	rng := policy.PumpRange(msg.To, msg.Country, tn.pumping.RangeDigits)

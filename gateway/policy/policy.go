@@ -122,16 +122,12 @@ func (c *Checker) Check(ctx context.Context, r *Rules, msg *gateway.Message) (*R
 		if ch.l == nil || ch.l.N == 0 {
 			continue
 		}
-		// The key names the limit too, so a reloaded limit starts a fresh bucket. Built only for
-		// active limits, with strconv rather than fmt: this runs for every send.
-		key := ch.kind + "|" + strconv.Itoa(ch.l.N) + "/" + strconv.FormatInt(int64(ch.l.Per), 10) + "|" + msg.Tenant + "|" + ch.value
-		ok, wait, err := c.Limiter.Allow(ctx, key, *ch.l)
+		ok, wait, err := c.Limiter.Allow(ctx, LimitKey(ch.kind, *ch.l, msg.Tenant, ch.value), *ch.l)
 		if err != nil {
 			return nil, err
 		}
 		if !ok {
-			return &Rejection{Code: "rate_limited", Reason: ch.name, RetryAfter: wait,
-				Message: fmt.Sprintf("rate limit %s (%s) exceeded", ch.name, ch.l)}, nil
+			return LimitRefused(ch.name, ch.l, wait), nil
 		}
 	}
 	return nil, nil
@@ -146,16 +142,23 @@ func (c *Checker) AllowCall(ctx context.Context, tenant string, r *Rules) (*Reje
 	if l == nil || l.N == 0 {
 		return nil, nil
 	}
-	key := "a|" + strconv.Itoa(l.N) + "/" + strconv.FormatInt(int64(l.Per), 10) + "|" + tenant
-	ok, wait, err := c.Limiter.Allow(ctx, key, *l)
+	ok, wait, err := c.Limiter.Allow(ctx, LimitKey("a", *l, tenant, ""), *l)
 	if err != nil || ok {
 		return nil, err
 	}
-	return CallRefused(l, wait), nil
+	return LimitRefused("api", l, wait), nil
 }
 
-// CallRefused is the refusal of a call over rate_limits.api l, retried after wait.
-func CallRefused(l *config.Limit, wait time.Duration) *Rejection {
-	return &Rejection{Code: "rate_limited", Reason: "api", RetryAfter: wait,
-		Message: fmt.Sprintf("rate limit api (%s) exceeded: calls other than sends", l)}
+// LimitKey is the bucket of limit l of one kind (t, c, i, r for the send's limits, a for calls)
+// for tenant and value (a country, an IP, a recipient; "" for the tenant's own). It names the
+// limit too, so a reloaded limit starts a fresh bucket. Built with strconv rather than fmt: this
+// runs for every send.
+func LimitKey(kind string, l config.Limit, tenant, value string) string {
+	return kind + "|" + strconv.Itoa(l.N) + "/" + strconv.FormatInt(int64(l.Per), 10) + "|" + tenant + "|" + value
+}
+
+// LimitRefused is the refusal of a request over the limit l named name, retried after wait.
+func LimitRefused(name string, l *config.Limit, wait time.Duration) *Rejection {
+	return &Rejection{Code: "rate_limited", Reason: name, RetryAfter: wait,
+		Message: fmt.Sprintf("rate limit %s (%s) exceeded", name, l)}
 }
