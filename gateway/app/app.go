@@ -7,6 +7,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"hash"
@@ -313,6 +314,12 @@ func (a *App) openState(ctx context.Context, cfg *config.Config) error {
 	a.gate.Now = a.opts.Now
 	r := &policy.Redis{Client: client, Prefix: rc.KeyPrefix, Now: a.opts.Now, Breaker: policy.NewRedisBreaker(5 * time.Second)}
 	a.checker.Limiter, a.checker.Spends, a.replays, a.resends, a.flights = r, r, r, r, r
+	// Redis keys of per-recipient and per-IP buckets hold an HMAC under state.key_secret, not the
+	// number or the address.
+	a.checker.Blind = func(v string) string {
+		h := a.rt.Load().mac("limit", v)
+		return base64.RawURLEncoding.EncodeToString(h[:16])
+	}
 	a.pumping = &policy.Pumping{State: r, Now: a.opts.Now}
 	a.closeState = func() { client.Close() }
 	return nil

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/smsgate/smsgate/gateway/policy/redistest"
 )
@@ -214,5 +215,34 @@ routes: [{name: d, providers: [m]}]
 	}
 	if r := send("quiet-key", 20); r.Status != 503 {
 		t.Errorf("another tenant's send with Redis gone: %d %s, want 503 (it needs the store)", r.Status, r.Raw)
+	}
+}
+
+// TestRedisKeysNameNoNumberOrAddress: Redis is shared and often less guarded than the message
+// log; the per-recipient and per-IP buckets' keys hold an HMAC, not the number or the address.
+func TestRedisKeysNameNoNumberOrAddress(t *testing.T) {
+	addr, _ := redistest.Server(t)
+	h := start(t, strings.NewReplacer("$REDIS", addr, "$ONERROR", "closed", "per_recipient: 2/1h", "per_recipient: 2/1h, per_ip: 5/1m").Replace(replicaConfig), Options{})
+	r := h.send("acme-key", `{"message_options":{"recipient":"+14155550177","text":"Your code is 246810"},"request":{"ip":"198.51.100.23"}}`)
+	if r.Status != 200 {
+		t.Fatalf("send: %d %s", r.Status, r.Raw)
+	}
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	keys, err := c.Keys(context.Background(), "*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("keys: %v %v", keys, err)
+	}
+	buckets := 0
+	for _, k := range keys {
+		if strings.Contains(k, "4155550177") || strings.Contains(k, "198.51.100") {
+			t.Errorf("Redis key %q names the number or the address", k)
+		}
+		if strings.Contains(k, "rl:r|") || strings.Contains(k, "rl:i|") {
+			buckets++
+		}
+	}
+	if buckets != 2 {
+		t.Errorf("%d per-recipient and per-IP buckets in %v, want 2", buckets, keys)
 	}
 }

@@ -64,6 +64,9 @@ type Checker struct {
 	Limiter Limiter
 	// Spends holds the spend limits' buckets (rate_limits.spend).
 	Spends Spends
+	// Blind, when set, stands in the buckets' keys for a recipient's number and an end user's IP:
+	// with a shared store (Redis) a key must not say whom a tenant sent to. nil: as they are.
+	Blind func(value string) string
 }
 
 // SpendKey is the bucket of tenant's spend limit l: like a rate limit's, it names the limit, so
@@ -121,6 +124,9 @@ func (c *Checker) Check(ctx context.Context, r *Rules, msg *gateway.Message) (*R
 	for _, ch := range checks[:n] {
 		if ch.l == nil || ch.l.N == 0 {
 			continue
+		}
+		if c.Blind != nil && (ch.kind == "i" || ch.kind == "r") {
+			ch.value = c.Blind(ch.value)
 		}
 		ok, wait, err := c.Limiter.Allow(ctx, LimitKey(ch.kind, *ch.l, msg.Tenant, ch.value), *ch.l)
 		if err != nil {
