@@ -425,7 +425,7 @@ func (rt *runtime) checkVoicePrices() {
 	path := rt.cfg.SpendLimitPath()
 	voice := false
 	for _, p := range rt.cfg.Providers {
-		if p.VoicePrices != nil && (p.VoicePrices.Default != nil || len(p.VoicePrices.Countries) > 0) {
+		if p.VoicePrices.Any() {
 			return
 		}
 		if mi := rt.members[p.Name]; mi != nil && mi.member.Provider().Capabilities().Can(gateway.Voice) {

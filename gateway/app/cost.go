@@ -445,15 +445,7 @@ func (a *App) providerPrices(provider string, typ gateway.MessageType) []httpapi
 			out = append(out, httpapi.CountryPrice{Country: k.country, Price: round6(p.value), Currency: pt.currency, Source: p.source, Reports: p.reports})
 		}
 	}
-	slices.SortFunc(out, func(x, y httpapi.CountryPrice) int {
-		switch {
-		case x.Country < y.Country:
-			return -1
-		case x.Country > y.Country:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(x, y httpapi.CountryPrice) int { return strings.Compare(x.Country, y.Country) })
 	return out
 }
 

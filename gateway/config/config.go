@@ -349,6 +349,9 @@ type Prices struct {
 	Countries map[string]float64 `yaml:"countries"`
 }
 
+// Any reports whether p sets a price (nil and an empty block do not).
+func (p *Prices) Any() bool { return p != nil && (p.Default != nil || len(p.Countries) > 0) }
+
 // Drivers decodes the driver-specific keys of a provider: the composition point implements it
 // with the registry of driver types. Decode records problems on c (see Config.Problem) under
 // providers[i] and returns the driver's config, or nil when the type is unknown.
@@ -951,9 +954,7 @@ func (c *Config) checkCountries(path string, cs []string) {
 // count the messages it is there to stop.
 func (c *Config) checkSpend() {
 	path := c.SpendLimitPath()
-	if path == "" || slices.ContainsFunc(c.Providers, func(p Provider) bool {
-		return p.Prices != nil && (p.Prices.Default != nil || len(p.Prices.Countries) > 0)
-	}) {
+	if path == "" || slices.ContainsFunc(c.Providers, func(p Provider) bool { return p.Prices.Any() }) {
 		return
 	}
 	c.Problem(path, "needs prices: give at least one provider prices.default (a message whose provider has no price for its country counts at the highest configured price)")
