@@ -3,9 +3,13 @@ package app
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/smsgate/smsgate/gateway/httpapi"
+	"github.com/smsgate/smsgate/gateway/policy/redistest"
 )
 
 // BenchmarkSendPipeline measures one send through the whole pipeline (decode, normalize, policy,
@@ -41,4 +45,51 @@ routes: [{name: d, providers: [m]}]
 			b.StopTimer()
 		})
 	}
+}
+
+// BenchmarkRedisBytesPerSend measures what one send leaves in the shared Redis, in the worst case
+// a tenant can make within its limits: every limit and pumping detection on, and every send to a
+// new recipient, from a new address, under a new Idempotency-Key. It reports Redis's used_memory
+// and key count per send (go test -run XXX -bench RedisBytes -benchtime 20000x ./gateway/app).
+func BenchmarkRedisBytesPerSend(b *testing.B) {
+	addr, _ := redistest.Server(b)
+	cfg := `
+storage: {driver: memory}
+state: {driver: redis, redis: {addr: "` + addr + `", key_prefix: "smsgate:"}, key_secret: "bench-key-secret-0123456789"}
+policy:
+  rate_limits: {per_tenant: 1000000/1s, per_ip: 1000000/1m, per_recipient: 10/1h, spend: 1000000/24h}
+  pumping: {action: alert}
+tenants: [{name: acme, api_key: k}]
+providers: [{name: m, type: mock, prices: {currency: EUR, countries: {US: 0.01}}}]
+routes: [{name: d, providers: [m]}]
+`
+	h := start(b, cfg, Options{})
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	ctx := context.Background()
+	used := func() (bytes, keys float64) {
+		info := c.InfoMap(ctx, "memory").Val()["Memory"]
+		n, _ := strconv.ParseFloat(info["used_memory"], 64)
+		return n, float64(c.DBSize(ctx).Val())
+	}
+	// One send first, so that what every tenant keeps once (its own counters, the script cache)
+	// is not counted per send.
+	send := func(i int) {
+		body := fmt.Sprintf(`{"message_options":{"recipient":"+1415%07d","text":"Your code is %06d","code":"%06d"},"request":{"ip":"10.%d.%d.%d"}}`,
+			2000000+i, i%1000000, i%1000000, i>>16&255, i>>8&255, i&255)
+		r := h.app.Send(ctx, httpapi.SendRequest{APIKey: "k", Body: []byte(body), IdempotencyKey: fmt.Sprintf("key-%d", i)})
+		if r.Status != 200 {
+			b.Fatalf("status %d: %s", r.Status, r.Body)
+		}
+	}
+	send(-1 & 0xffff)
+	bytes0, keys0 := used()
+	b.ResetTimer()
+	for i := range b.N {
+		send(i)
+	}
+	b.StopTimer()
+	bytes1, keys1 := used()
+	b.ReportMetric((bytes1-bytes0)/float64(b.N), "redis-bytes/send")
+	b.ReportMetric((keys1-keys0)/float64(b.N), "redis-keys/send")
 }

@@ -3,11 +3,13 @@ package app
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/smsgate/smsgate/gateway/policy/redistest"
 )
@@ -39,9 +41,12 @@ func TestPumpingQuarantineActions(t *testing.T) {
 		t.Run(backend, func(t *testing.T) {
 			clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
 			state := "state: {driver: memory}"
+			var rc *redis.Client
+			prefix := redistest.Prefix(t)
 			if backend == "redis" {
+				rc = redistest.Start(t)
 				state = fmt.Sprintf(`state: {driver: redis, redis: {addr: %q, key_prefix: %q}, key_secret: "pump-key-secret-0123456789"}`,
-					redistest.Start(t).Options().Addr, redistest.Prefix(t))
+					rc.Options().Addr, prefix)
 			}
 			cfg := strings.Replace(pumpingConfig, "$STATE", state, 1)
 			a := start(t, cfg, Options{Now: clk.Now})
@@ -100,6 +105,11 @@ func TestPumpingQuarantineActions(t *testing.T) {
 			}
 			if want := "acme 232-76 SL block,beta 232-76 SL throttle,gamma 232-76 SL alert"; strings.Join(got, ",") != want {
 				t.Errorf("quarantines = %v, want %s", got, want)
+			}
+			if rc != nil { // quarantines, their index, counters: nothing stays in the shared Redis for good
+				if keys := sharedKeysExpire(t, rc, prefix+"*"); !slices.Contains(keys, prefix+"pump|qi") {
+					t.Errorf("no quarantine index among %v", keys)
+				}
 			}
 			for tenant, action := range map[string]string{"acme": "block", "beta": "throttle", "gamma": "alert"} {
 				total := testutil.ToFloat64(a.app.MetricSet().Quarantines.WithLabelValues(tenant, "SL", action))

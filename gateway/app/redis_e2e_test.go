@@ -246,3 +246,106 @@ func TestRedisKeysNameNoNumberOrAddress(t *testing.T) {
 		t.Errorf("%d per-recipient and per-IP buckets in %v, want 2", buckets, keys)
 	}
 }
+
+// hygieneConfig turns on everything that keeps state in Redis: every rate limit, a spend limit,
+// resend escalation, pumping detection, idempotency and the cross-replica claims.
+const hygieneConfig = `
+storage: {driver: memory}
+state: {driver: redis, redis: {addr: "$REDIS", key_prefix: "hy:"}, on_error: closed, key_secret: "hygiene-key-secret-0123456789"}
+policy:
+  rate_limits: {per_tenant: 100/1s, per_country: {GB: 50/1m}, per_ip: 20/1m, per_recipient: 5/1h, spend: 100/24h}
+  resend_escalation: {enabled: true, after: 0s, within: 10m}
+  pumping: {action: block, warmup: 1h, min_volume: 5, cooldown: 30m}
+tenants:
+  - {name: acme, api_key: acme-key}
+providers:
+  - {name: m, type: mock, prices: {currency: EUR, countries: {US: 0.01, GB: 0.04}}}
+  - {name: n, type: mock, prices: {currency: EUR, countries: {US: 0.02, GB: 0.05}}}
+routes: [{name: d, providers: [m, n]}]
+`
+
+// TestSharedStateExpiresAndHoldsNoSecret: every key smsgate writes to the Redis all replicas share
+// expires by itself (a key without a TTL would grow that store for as long as tenants send), and
+// no key or value holds a recipient's number, an end user's address or a one-time code.
+func TestSharedStateExpiresAndHoldsNoSecret(t *testing.T) {
+	addr, _ := redistest.Server(t)
+	h := start(t, strings.ReplaceAll(hygieneConfig, "$REDIS", addr), Options{})
+	sends := []struct{ body, idem string }{
+		{`{"message_options":{"recipient":"+14155550177","text":"Your code is 246810","code":"246810","action":"enrollment"},"request":{"ip":"198.51.100.23"}}`, "k-1"},
+		{`{"message_options":{"recipient":"+14155550177","text":"Your code is 246810","code":"246810","action":"enrollment"},"request":{"ip":"198.51.100.23"}}`, "k-1"},
+		{`{"message_options":{"recipient":"+14155550177","text":"Your code is 246810","code":"246810","action":"enrollment"},"request":{"ip":"198.51.100.23"}}`, ""},
+		{`{"recipient":"+447400123987","text":"Your code is 975310","context":{"ip":"2001:db8::7"}}`, ""},
+		{`{"notification":{"recipient":"+14155550188","as_text":"Your code is 864209","code":"864209","delivery_method":"text"},"request":{"ip":"203.0.113.77"}}`, "n-1"},
+	}
+	var first string
+	for i, s := range sends {
+		var hdr []string
+		if s.idem != "" {
+			hdr = []string{"Idempotency-Key", s.idem}
+		}
+		r := h.send("acme-key", s.body, hdr...)
+		if r.Status != 200 {
+			t.Fatalf("send %d: %d %s", i, r.Status, r.Raw)
+		}
+		if i == 0 {
+			first = r.Body["id"].(string)
+		}
+	}
+	if r := h.do("POST", "/v1/messages/"+first+"/verified", "acme-key", ""); r.Status != 200 {
+		t.Fatalf("verified: %d %s", r.Status, r.Raw)
+	}
+	r := h.do("POST", "/sms/2/text/advanced", "", `{"messages":[{"destinations":[{"to":"14155550199"}],"text":"Your code is 135792"}]}`,
+		"Authorization", "App acme-key")
+	if r.Status != 200 {
+		t.Fatalf("infobip-compatible send: %d %s", r.Status, r.Raw)
+	}
+
+	ctx := context.Background()
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	keys := sharedKeysExpire(t, c, "hy:*")
+	if len(keys) < 10 {
+		t.Fatalf("keys: %v", keys)
+	}
+	secrets := []string{"4155550177", "7400123987", "4155550188", "4155550199", "198.51.100.23", "2001:db8", "203.0.113.77",
+		"246810", "975310", "864209", "135792"}
+	kinds := map[string]bool{}
+	for _, k := range keys {
+		kind, _, _ := strings.Cut(strings.TrimPrefix(k, "hy:"), ":")
+		kind, _, _ = strings.Cut(kind, "|")
+		kinds[kind] = true
+		dump, err := c.Dump(ctx, k).Result()
+		if err != nil {
+			t.Fatalf("dump %s: %v", k, err)
+		}
+		for _, s := range secrets {
+			if strings.Contains(k, s) || strings.Contains(dump, s) {
+				t.Errorf("key %s or its value holds %q", k, s)
+			}
+		}
+	}
+	// The sends above reached every kind of state: without these the test would prove nothing.
+	for _, want := range []string{"rl", "idem", "resend", "flight-answer", "sp", "pump"} {
+		if !kinds[want] {
+			t.Errorf("no %q key among %v", want, keys)
+		}
+	}
+}
+
+// sharedKeysExpire returns the Redis keys matching pattern and checks that each expires by itself,
+// within the longest anything is kept (pumping's counters: its baseline, 7 days, and 2 hours).
+func sharedKeysExpire(t *testing.T, c *redis.Client, pattern string) []string {
+	t.Helper()
+	ctx := context.Background()
+	keys, err := c.Keys(ctx, pattern).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		// PTTL is -1 for a key without an expiry, -2 (or 0) for one that expired since KEYS.
+		if ttl := c.PTTL(ctx, k).Val(); ttl == -1 || ttl > 170*time.Hour {
+			t.Errorf("key %s (%s) has TTL %v: it must expire, within the pumping baseline", k, c.Type(ctx, k).Val(), ttl)
+		}
+	}
+	return keys
+}

@@ -52,8 +52,11 @@ type PumpState interface {
 	PumpGet(ctx context.Context, key string) (string, bool, error)
 	// PumpDel deletes a value and reports whether it was there.
 	PumpDel(ctx context.Context, key string) (bool, error)
-	// PumpIndex adds (add true) or removes member of the set under key; PumpMembers lists it.
-	PumpIndex(ctx context.Context, key, member string, add bool) error
+	// PumpIndex adds member to the set under key and keeps the set for at least keep (never
+	// shortens it: each member's entry must outlive what it indexes); PumpUnindex removes one;
+	// PumpMembers lists them.
+	PumpIndex(ctx context.Context, key, member string, keep time.Duration) error
+	PumpUnindex(ctx context.Context, key, member string) error
 	PumpMembers(ctx context.Context, key string) ([]string, error)
 }
 
@@ -234,7 +237,7 @@ func (p *Pumping) Record(ctx context.Context, cfg config.Pumping, tenant, countr
 	if err := p.State.PumpPut(ctx, quarantineKey(tenant, rng), string(b), cfg.Cooldown.D(), true); err != nil {
 		return nil, err
 	}
-	if err := p.State.PumpIndex(ctx, quarantineIndex, tenant+"|"+rng, true); err != nil {
+	if err := p.State.PumpIndex(ctx, quarantineIndex, tenant+"|"+rng, cfg.Cooldown.D()); err != nil {
 		return nil, err
 	}
 	return q, nil
@@ -299,7 +302,7 @@ func (p *Pumping) List(ctx context.Context) ([]Quarantine, error) {
 			return nil, err
 		}
 		if q == nil { // expired
-			if err := p.State.PumpIndex(ctx, quarantineIndex, m, false); err != nil {
+			if err := p.State.PumpUnindex(ctx, quarantineIndex, m); err != nil {
 				return nil, err
 			}
 			continue
@@ -317,7 +320,7 @@ func (p *Pumping) Release(ctx context.Context, cfg config.Pumping, tenant, rng s
 	if err != nil || !found {
 		return false, err
 	}
-	if err := p.State.PumpIndex(ctx, quarantineIndex, tenant+"|"+rng, false); err != nil {
+	if err := p.State.PumpUnindex(ctx, quarantineIndex, tenant+"|"+rng); err != nil {
 		return true, err
 	}
 	return true, p.State.PumpPut(ctx, "pump|r|"+tenant+"|"+rng, "1", cfg.Cooldown.D(), false)

@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -235,5 +236,37 @@ func TestPumpingCacheIsNotFlushedByAnotherTenant(t *testing.T) {
 	p.mu.Unlock()
 	if n > 100 {
 		t.Errorf("%d counters cached after the others went stale, want only the live ones", n)
+	}
+}
+
+// TestQuarantineIndexExpires: the index of quarantines in Redis expires by itself (it once stayed
+// for good, growing with every range ever quarantined), and never sooner than the longest
+// quarantine it lists: a tenant with a short cooldown must not drop another's entry.
+func TestQuarantineIndexExpires(t *testing.T) {
+	client := redistest.Start(t)
+	r := &Redis{Client: client, Prefix: redistest.Prefix(t)}
+	ctx := context.Background()
+	if err := r.PumpIndex(ctx, quarantineIndex, "acme|232-76", 2*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.PumpIndex(ctx, quarantineIndex, "beta|44-74", 30*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := client.PTTL(ctx, r.Prefix+quarantineIndex).Val(); ttl <= 119*time.Minute || ttl > 2*time.Hour {
+		t.Errorf("index TTL %v, want the longer cooldown, 2h", ttl)
+	}
+	if err := r.PumpIndex(ctx, quarantineIndex, "gamma|1-41", 3*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := client.PTTL(ctx, r.Prefix+quarantineIndex).Val(); ttl <= 179*time.Minute || ttl > 3*time.Hour {
+		t.Errorf("index TTL %v after a longer quarantine, want 3h", ttl)
+	}
+	if err := r.PumpUnindex(ctx, quarantineIndex, "beta|44-74"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.PumpMembers(ctx, quarantineIndex)
+	slices.Sort(got)
+	if err != nil || strings.Join(got, ",") != "acme|232-76,gamma|1-41" {
+		t.Errorf("members %v, %v", got, err)
 	}
 }

@@ -129,8 +129,9 @@ func (m *MemoryPumpState) PumpDel(_ context.Context, key string) (bool, error) {
 	return ok && !now.After(v.exp), nil
 }
 
-// PumpIndex implements PumpState.
-func (m *MemoryPumpState) PumpIndex(_ context.Context, key, member string, add bool) error {
+// PumpIndex implements PumpState. The set lives as long as the process; members go when listed
+// after their quarantine ended, or on release.
+func (m *MemoryPumpState) PumpIndex(_ context.Context, key, member string, _ time.Duration) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.sweep(m.now())
@@ -140,11 +141,15 @@ func (m *MemoryPumpState) PumpIndex(_ context.Context, key, member string, add b
 	if m.sets[key] == nil {
 		m.sets[key] = map[string]bool{}
 	}
-	if add {
-		m.sets[key][member] = true
-	} else {
-		delete(m.sets[key], member)
-	}
+	m.sets[key][member] = true
+	return nil
+}
+
+// PumpUnindex implements PumpState.
+func (m *MemoryPumpState) PumpUnindex(_ context.Context, key, member string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.sets[key], member)
 	return nil
 }
 
@@ -241,14 +246,26 @@ func (r *Redis) PumpDel(ctx context.Context, key string) (bool, error) {
 	return n > 0, err
 }
 
+// indexAdd adds a member to a set and makes the set live at least ARGV[2] ms more: a set without
+// an expiry would stay in the shared Redis for good, and a shorter one than a member's own would
+// drop another tenant's entry (tenants' cooldowns differ). PTTL is -1 for a key without one.
+var indexAdd = redis.NewScript(`
+redis.call('SADD', KEYS[1], ARGV[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
+`)
+
 // PumpIndex implements PumpState.
-func (r *Redis) PumpIndex(ctx context.Context, key, member string, add bool) error {
+func (r *Redis) PumpIndex(ctx context.Context, key, member string, keep time.Duration) error {
 	return r.guard(func() error {
-		if add {
-			return r.Client.SAdd(ctx, r.Prefix+key, member).Err()
-		}
-		return r.Client.SRem(ctx, r.Prefix+key, member).Err()
+		return indexAdd.Run(ctx, r.Client, []string{r.Prefix + key}, member, keep.Milliseconds()).Err()
 	})
+}
+
+// PumpUnindex implements PumpState.
+func (r *Redis) PumpUnindex(ctx context.Context, key, member string) error {
+	return r.guard(func() error { return r.Client.SRem(ctx, r.Prefix+key, member).Err() })
 }
 
 // PumpMembers implements PumpState.
