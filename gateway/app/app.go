@@ -84,7 +84,9 @@ type App struct {
 	// gate holds the flood gates in front of the shared state store (floodgate.go).
 	gate       policy.MemoryLimiter
 	closeState func()
-	failOpen   bool
+	// stateClient is the shared Redis, nil with state.driver memory.
+	stateClient *redis.Client
+	failOpen    bool
 
 	notifier *notifier
 	health   healthTable
@@ -321,6 +323,7 @@ func (a *App) openState(ctx context.Context, cfg *config.Config) error {
 		return base64.RawURLEncoding.EncodeToString(h[:16])
 	}
 	a.pumping = &policy.Pumping{State: r, Now: a.opts.Now}
+	a.stateClient = client
 	a.closeState = func() { client.Close() }
 	return nil
 }
@@ -561,6 +564,10 @@ func (a *App) Start() error {
 		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
 	a.stop = make(chan struct{})
 	go a.healthLoop(a.stop)
+	if a.stateClient != nil {
+		a.readStateMemory(a.stateClient)
+		go a.stateMemoryLoop(a.stateClient, a.stop)
+	}
 	go func() {
 		// Reported prices at once, not a refresh later: a restart must not route on stale prices.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -49,7 +49,8 @@ routes: [{name: d, providers: [m]}]
 
 // BenchmarkRedisBytesPerSend measures what one send leaves in the shared Redis, in the worst case
 // a tenant can make within its limits: every limit and pumping detection on, and every send to a
-// new recipient, from a new address, under a new Idempotency-Key. It reports Redis's used_memory
+// new recipient, from a new address, under a new Idempotency-Key, on a route of two providers (so
+// resend memory too). It reports Redis's used_memory
 // and key count per send (go test -run XXX -bench RedisBytes -benchtime 20000x ./gateway/app).
 func BenchmarkRedisBytesPerSend(b *testing.B) {
 	addr, _ := redistest.Server(b)
@@ -60,8 +61,8 @@ policy:
   rate_limits: {per_tenant: 1000000/1s, per_ip: 1000000/1m, per_recipient: 10/1h, spend: 1000000/24h}
   pumping: {action: alert}
 tenants: [{name: acme, api_key: k}]
-providers: [{name: m, type: mock, prices: {currency: EUR, countries: {US: 0.01}}}]
-routes: [{name: d, providers: [m]}]
+providers: [{name: m, type: mock, prices: {currency: EUR, countries: {US: 0.01}}}, {name: n, type: mock}]
+routes: [{name: d, providers: [m, n]}]
 `
 	h := start(b, cfg, Options{})
 	c := redis.NewClient(&redis.Options{Addr: addr})

@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/smsgate/smsgate/gateway/policy/redistest"
 	"github.com/smsgate/smsgate/providers/infobip/infobiptest"
 )
 
@@ -59,8 +60,11 @@ routes: [{name: d, providers: [m]}]
 	if r := sp.send("acme-key", `{"recipient":"+14155550104","text":"Your code is 100000","context":{}}`); r.Status != 200 {
 		t.Fatalf("spend-limited send: %s", r.Raw)
 	}
+	// A fourth keeps its state in Redis.
+	addr, _ := redistest.Server(t)
+	rd := start(t, strings.NewReplacer("$REDIS", addr, "$ONERROR", "open").Replace(replicaConfig), Options{})
 	fams := map[string]bool{}
-	for _, g := range []*harness{h, p, sp} {
+	for _, g := range []*harness{h, p, sp, rd} {
 		res := g.do("GET", "/metrics", "", "")
 		sc := bufio.NewScanner(strings.NewReader(res.Raw))
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -70,7 +74,7 @@ routes: [{name: d, providers: [m]}]
 			}
 		}
 	}
-	for _, want := range []string{"smsgate_spend_total", "smsgate_pumping_quarantines_total", "smsgate_tenant_spend_estimated_total"} {
+	for _, want := range []string{"smsgate_spend_total", "smsgate_pumping_quarantines_total", "smsgate_tenant_spend_estimated_total", "smsgate_state_memory_max_bytes"} {
 		if !fams[want] {
 			t.Fatalf("%s not exposed", want)
 		}

@@ -349,3 +349,44 @@ func sharedKeysExpire(t *testing.T, c *redis.Client, pattern string) []string {
 	}
 	return keys
 }
+
+// TestStateStoreMemoryIsWatched: a gateway on Redis shows how much memory the shared store uses,
+// its maxmemory and policy, and the keys it evicted (each a limit or record lost before its time).
+func TestStateStoreMemoryIsWatched(t *testing.T) {
+	addr, _ := redistest.Server(t)
+	ctx := context.Background()
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	for _, kv := range [][2]string{{"maxmemory", "3mb"}, {"maxmemory-policy", "volatile-lru"}} {
+		if err := c.ConfigSet(ctx, kv[0], kv[1]).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := start(t, strings.NewReplacer("$REDIS", addr, "$ONERROR", "open").Replace(replicaConfig), Options{})
+	m := h.app.MetricSet()
+	if used := testutil.ToFloat64(m.StateMemoryUsed); used < 100_000 {
+		t.Errorf("smsgate_state_memory_used_bytes = %v after start", used)
+	}
+	if max := testutil.ToFloat64(m.StateMemoryMax.WithLabelValues("volatile-lru")); max != 3<<20 {
+		t.Errorf("smsgate_state_memory_max_bytes{policy=volatile-lru} = %v, want %d", max, 3<<20)
+	}
+	if n := testutil.ToFloat64(m.StateEvictedKeys); n != 0 {
+		t.Errorf("evicted keys %v before any eviction", n)
+	}
+	// Fill it past maxmemory with keys that expire: Redis evicts some.
+	big := strings.Repeat("x", 64<<10)
+	for i := range 100 {
+		c.Set(ctx, fmt.Sprintf("filler:%d", i), big, time.Hour)
+	}
+	h.app.readStateMemory(h.app.stateClient)
+	if n := testutil.ToFloat64(m.StateEvictedKeys); n == 0 {
+		t.Error("smsgate_state_evicted_keys is 0 after Redis evicted keys")
+	}
+	if c.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err() != nil {
+		t.Fatal("config set")
+	}
+	h.app.readStateMemory(h.app.stateClient)
+	if n := testutil.CollectAndCount(m.StateMemoryMax); n != 1 || testutil.ToFloat64(m.StateMemoryMax.WithLabelValues("noeviction")) != 3<<20 {
+		t.Errorf("after a policy change: %d series, noeviction %v", n, testutil.ToFloat64(m.StateMemoryMax.WithLabelValues("noeviction")))
+	}
+}

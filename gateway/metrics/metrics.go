@@ -40,6 +40,9 @@ type Metrics struct {
 	Spend              *prometheus.CounterVec
 	EstimatedSpend     *prometheus.CounterVec
 	Quarantines        *prometheus.CounterVec
+	StateMemoryUsed    prometheus.Gauge
+	StateMemoryMax     *prometheus.GaugeVec
+	StateEvictedKeys   prometheus.Gauge
 }
 
 // New registers every collector, plus the Go and process collectors, on a new registry.
@@ -96,9 +99,16 @@ func New() *Metrics {
 			Help: "What a tenant's sent messages count against its spend limit (rate_limits.spend), in routing.least_cost.currency: each at its provider's price for the country, or the highest configured price when it has none, plus what a delivery report said it cost beyond that. Only tenants with a spend limit."}, []string{"tenant"}),
 		Quarantines: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_pumping_quarantines_total",
 			Help: "Number ranges quarantined under suspicion of SMS pumping, by tenant, destination country and action (alert, throttle, block)."}, []string{"tenant", "country", "action"}),
+		StateMemoryUsed: prometheus.NewGauge(prometheus.GaugeOpts{Name: "smsgate_state_memory_used_bytes",
+			Help: "Memory the shared state store (Redis) uses, as its INFO reports it, read every 30 s; 0 with state.driver memory."}),
+		StateMemoryMax: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "smsgate_state_memory_max_bytes",
+			Help: "The state store's maxmemory (0: none, it grows until its host runs out), labelled with its maxmemory-policy."}, []string{"policy"}),
+		StateEvictedKeys: prometheus.NewGauge(prometheus.GaugeOpts{Name: "smsgate_state_evicted_keys",
+			Help: "Keys the state store has evicted since it started (Redis's evicted_keys): each a rate-limit bucket, idempotency record or the like lost before its time."}),
 	}
 	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.Attempts, m.ProviderLatency, m.BreakerState,
 		m.BreakerTransitions, m.TenantBreakerOpens, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBatch, m.LogBacklog, m.LogDropped, m.LogCommitTimeouts, m.Notify, m.DeliveryRate, m.Demotions, m.Reloads, m.ProviderDisabled, m.StateErrors, m.Spend, m.EstimatedSpend, m.Quarantines,
+		m.StateMemoryUsed, m.StateMemoryMax, m.StateEvictedKeys,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}

@@ -1,0 +1,54 @@
+package app
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// stateMemoryEvery is how often a replica reads the shared state store's memory figures.
+const stateMemoryEvery = 30 * time.Second
+
+// stateMemoryLoop reads the shared Redis's memory figures into smsgate_state_memory_used_bytes,
+// smsgate_state_memory_max_bytes and smsgate_state_evicted_keys every stateMemoryEvery until
+// stop (Start reads them once before). Every key smsgate writes expires, so what Redis holds is bounded
+// by the tenants' limits; these show how close it is to its maxmemory, and whether it already
+// lost keys before their time (docs/operations.md, "Sizing Redis").
+func (a *App) stateMemoryLoop(client *redis.Client, stop <-chan struct{}) {
+	t := time.NewTicker(stateMemoryEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		a.readStateMemory(client)
+	}
+}
+
+// readStateMemory reads INFO memory and INFO stats once (two calls: Redis before 7 takes one
+// section per call). A failure leaves the figures as they were: smsgate_state_errors_total and
+// its alert already cover a store that does not answer.
+func (a *App) readStateMemory(client *redis.Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	mem, err := client.InfoMap(ctx, "memory").Result()
+	if err != nil {
+		a.log.Debug("state store memory could not be read", "err", err.Error())
+		return
+	}
+	stats, err := client.InfoMap(ctx, "stats").Result()
+	if err != nil {
+		a.log.Debug("state store stats could not be read", "err", err.Error())
+		return
+	}
+	num := func(v string) float64 { f, _ := strconv.ParseFloat(v, 64); return f }
+	m := a.metrics
+	m.StateMemoryUsed.Set(num(mem["Memory"]["used_memory"]))
+	m.StateMemoryMax.Reset() // the policy can change under us (CONFIG SET)
+	m.StateMemoryMax.WithLabelValues(mem["Memory"]["maxmemory_policy"]).Set(num(mem["Memory"]["maxmemory"]))
+	m.StateEvictedKeys.Set(num(stats["Stats"]["evicted_keys"]))
+}
