@@ -83,6 +83,7 @@ type App struct {
 	flights policy.SharedFlights // nil: coalescing stays in this process
 	// gate holds the flood gates in front of the shared state store (floodgate.go).
 	gate       policy.MemoryLimiter
+	lines      lineGate // bounds the log lines of refusals (loglines.go)
 	closeState func()
 	// stateClient is the shared Redis, nil with state.driver memory.
 	stateClient *redis.Client

@@ -239,8 +239,15 @@ func (a *App) finish(start time.Time, r httpapi.SendRequest, tenant string, res 
 	if !a.log.Enabled(context.Background(), level) {
 		return res.reply
 	}
+	left := 0
+	if res.reply.Status >= 400 && res.reply.Status < 500 { // a refusal: bounded per tenant and kind (loglines.go)
+		var ok bool
+		if ok, left = a.refusalLine("send|" + tenant + "|" + res.outcome); !ok {
+			return res.reply
+		}
+	}
 	// Typed attributes: the key-value form boxed each value and converted it back.
-	attrs := make([]slog.Attr, 0, 9)
+	attrs := make([]slog.Attr, 0, 10)
 	attrs = append(attrs, slog.String("request_id", r.RequestID), slog.String("tenant", tenant), slog.String("route", res.route),
 		slog.String("provider", res.provider), slog.String("outcome", res.outcome), slog.Int("status", res.reply.Status),
 		slog.Int64("latency_ms", d.Milliseconds()))
@@ -249,6 +256,9 @@ func (a *App) finish(start time.Time, r httpapi.SendRequest, tenant string, res 
 	}
 	if shared {
 		attrs = append(attrs, slog.Bool("coalesced", true))
+	}
+	if left > 0 {
+		attrs = append(attrs, slog.Int("suppressed", left))
 	}
 	a.log.LogAttrs(context.Background(), level, "send", attrs...)
 	return res.reply

@@ -69,6 +69,11 @@ type Log struct {
 	Format string `yaml:"format"`
 	// Level is debug, info (default), warn or error.
 	Level string `yaml:"level"`
+	// RefusalLinesPerSecond bounds the lines of refused requests (4xx answers, rejected delivery
+	// reports, dropped report pushes) one source writes: per tenant (or provider) and kind of
+	// refusal, at most this many a second; the next line written counts those left out. 0: no
+	// bound. Default 10.
+	RefusalLinesPerSecond *int `yaml:"refusal_lines_per_second"`
 }
 
 // Storage configures the message log.
@@ -522,6 +527,7 @@ func (c *Config) applyDefaults() {
 	s.PublicURL = strings.TrimRight(s.PublicURL, "/")
 	orDefault(&c.Log.Format, "json")
 	orDefault(&c.Log.Level, "info")
+	orDefault(&c.Log.RefusalLinesPerSecond, ptr(10))
 	orDefault(&c.Storage.Driver, "sqlite")
 	orDefault(&c.Storage.Path, "data/smsgate.db")
 	orDefault(&c.Storage.CommitTimeout, gateway.Duration(200*time.Millisecond))
@@ -651,6 +657,9 @@ func (c *Config) validate() {
 	if c.Server.ShutdownTimeout <= c.Server.RequestTimeout {
 		c.Problem("server.shutdown_timeout", "must be longer than server.request_timeout (%s <= %s): a send still running at shutdown would be cut off after it was answered",
 			c.Server.ShutdownTimeout.D(), c.Server.RequestTimeout.D())
+	}
+	if *c.Log.RefusalLinesPerSecond < 0 {
+		c.Problem("log.refusal_lines_per_second", "must be 0 (no bound) or more, not %d", *c.Log.RefusalLinesPerSecond)
 	}
 	if c.Log.Format != "json" && c.Log.Format != "text" {
 		c.Problem("log.format", "must be json or text, not %q", c.Log.Format)

@@ -1,0 +1,132 @@
+package app
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// logLines decodes the JSON log and returns the lines with message msg.
+func logLines(t *testing.T, h *harness, msg string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(h.logs.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line is not JSON: %q", l)
+		}
+		if m["msg"] == msg {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// TestARefusedFloodDoesNotFloodTheLog: the log is shared (one file, one pipeline, one disk for
+// every tenant). A tenant whose sends are refused writes at most log.refusal_lines_per_second
+// lines a second for each kind of refusal, the next line saying how many were left out; its sent
+// messages, and every other tenant's lines, are all written.
+func TestARefusedFloodDoesNotFloodTheLog(t *testing.T) {
+	clk := &testClock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
+	h := start(t, `
+log: {refusal_lines_per_second: 5}
+storage: {driver: memory}
+tenants:
+  - {name: flood, api_key: flood-key, rate_limits: {per_tenant: 2/1h}}
+  - {name: quiet, api_key: quiet-key}
+providers: [{name: m, type: mock}]
+routes: [{name: d, providers: [m]}]
+`, Options{Now: clk.Now})
+	send := func(key string, i int) response {
+		return h.send(key, fmt.Sprintf(`{"recipient":"+1415555%04d","text":"Your code is %06d","context":{}}`, i, i))
+	}
+	for i := range 200 {
+		want := 429
+		if i < 2 {
+			want = 200
+		}
+		if r := send("flood-key", i); r.Status != want {
+			t.Fatalf("flood send %d: %d %s", i, r.Status, r.Raw)
+		}
+		if i%40 == 0 {
+			if r := send("quiet-key", i); r.Status != 200 {
+				t.Fatalf("quiet send: %d %s", r.Status, r.Raw)
+			}
+		}
+		if r := h.send("no-such-key", `{}`); r.Status != 401 {
+			t.Fatalf("unknown key: %d", r.Status)
+		}
+	}
+	count := func(tenant, outcome string) (lines, suppressed int) {
+		for _, l := range logLines(t, h, "send") {
+			if l["tenant"] == tenant && l["outcome"] == outcome {
+				lines++
+				if n, ok := l["suppressed"].(float64); ok {
+					suppressed += int(n)
+				}
+			}
+		}
+		return lines, suppressed
+	}
+	if n, _ := count("flood", "sent"); n != 2 {
+		t.Errorf("%d lines of the flood's sent messages, want 2", n)
+	}
+	if n, _ := count("quiet", "sent"); n != 5 {
+		t.Errorf("%d lines of the quiet tenant's sends, want 5", n)
+	}
+	// The test's clock stands still: one second's worth, 5 lines, for 198 refusals.
+	if n, s := count("flood", "rate_limited"); n != 5 || s != 0 {
+		t.Errorf("%d lines (%d suppressed) for 198 refusals in one second, want 5", n, s)
+	}
+	if n, _ := count("", "unauthorized"); n != 5 {
+		t.Errorf("%d lines for 200 unknown keys in one second, want 5", n)
+	}
+	// A second later the next refusal is written, with how many were left out.
+	clk.Add(time.Second)
+	send("flood-key", 500)
+	if n, s := count("flood", "rate_limited"); n != 6 || s != 193 {
+		t.Errorf("after a second: %d lines, %d suppressed; want 6 and 193", n, s)
+	}
+}
+
+// TestRejectedReportsDoNotFloodTheLog: anyone can post to the delivery-report endpoints; reports
+// without the webhook secret are refused, and their lines bounded like a tenant's refusals.
+func TestRejectedReportsDoNotFloodTheLog(t *testing.T) {
+	clk := &testClock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
+	h, _, _ := startOnFakesWith(t, compatConfig, Options{Now: clk.Now})
+	for range 50 {
+		if r := h.do("POST", "/v1/dlr/infobip/infobip-eu?secret=wrong", "", reportBody("msg_x", "DELIVERED", "null")); r.Status != 403 {
+			t.Fatalf("report with a wrong secret: %d %s", r.Status, r.Raw)
+		}
+	}
+	if n := len(logLines(t, h, "delivery report rejected")); n != 10 {
+		t.Errorf("%d lines for 50 rejected reports in one second, want 10 (the default)", n)
+	}
+	clk.Add(time.Second)
+	h.do("POST", "/v1/dlr/infobip/infobip-eu?secret=wrong", "", reportBody("msg_x", "DELIVERED", "null"))
+	lines := logLines(t, h, "delivery report rejected")
+	if last := lines[len(lines)-1]; len(lines) != 11 || last["suppressed"] != float64(40) {
+		t.Errorf("a second later: %d lines, the last %v; want 11, suppressed 40", len(lines), last)
+	}
+}
+
+func TestLineGate(t *testing.T) {
+	var g lineGate
+	now := time.Unix(1_800_000_000, 0)
+	got := ""
+	for i := range 5 {
+		ok, left := g.allow("a", 2, now.Add(time.Duration(i)*100*time.Millisecond))
+		got += fmt.Sprintf("%v/%d ", ok, left)
+	}
+	ok, left := g.allow("b", 2, now) // another key has its own count
+	got += fmt.Sprintf("b:%v/%d ", ok, left)
+	ok, left = g.allow("a", 2, now.Add(time.Second))
+	got += fmt.Sprintf("%v/%d ", ok, left)
+	ok, left = g.allow("a", 0, now.Add(time.Second)) // 0: no bound
+	got += fmt.Sprintf("%v/%d", ok, left)
+	if want := "true/0 true/0 false/0 false/0 false/0 b:true/0 true/3 true/0"; got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+}
