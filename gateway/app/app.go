@@ -135,6 +135,10 @@ type memberInfo struct {
 	breaker     config.Breaker
 	member      *dispatch.Member
 	callback    string
+	// throughput is the account's rate (nil: unbounded) and share the most of it one tenant
+	// may use (paced.go).
+	throughput *config.Limit
+	share      float64
 }
 
 // runtime is one loaded config, swapped atomically on reload.
@@ -145,7 +149,9 @@ type runtime struct {
 	byName  map[string]*tenant
 	routes  *routing.Table
 	members map[string]*memberInfo
-	order   []string
+	// paced is true when some provider has a throughput (paced.go).
+	paced bool
+	order []string
 	// keySecret keys every hash derived from a code or a body (see mac); macs holds HMACs under
 	// it for reuse (one is built per call otherwise: two allocations and the key schedule).
 	keySecret []byte
@@ -392,6 +398,10 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 			deps.CallbackURL = cfg.Server.PublicURL + "/v1/dlr/" + p.Type + "/" + p.Name
 		}
 		mi := &memberInfo{typ: p.Type, cfg: p.Settings, callback: deps.CallbackURL, timeout: p.Timeout.D(), breaker: p.Breaker, cfgDisabled: p.Disabled}
+		if p.Throughput != nil && p.Throughput.N > 0 {
+			mi.throughput, mi.share = p.Throughput, *p.TenantShare
+			rt.paced = true
+		}
 		collectSecrets(reflect.ValueOf(p.Settings), &rt.secrets)
 		if prev != nil {
 			if old, ok := prev.members[p.Name]; ok && old.typ == mi.typ && old.timeout == mi.timeout && old.callback == mi.callback &&

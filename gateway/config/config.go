@@ -336,6 +336,13 @@ type Provider struct {
 	// VoicePrices are what it charges per voice call (a code spoken once or twice, about a
 	// minute): voice messages are ranked and counted against spend limits by these.
 	VoicePrices *Prices `yaml:"voice_prices"`
+	// Throughput is the provider account's rate (its documented API or sending limit), shared by
+	// every tenant: beyond it, sends skip the provider for the next in their chain instead of
+	// drawing its throttling. Nil or 0: unbounded.
+	Throughput *Limit `yaml:"throughput"`
+	// TenantShare is the most of Throughput one tenant may use, in (0, 1]. Default 0.5 when more
+	// than one tenant is configured (no tenant can take the whole account), else 1.
+	TenantShare *float64 `yaml:"tenant_share"`
 	// Options are the remaining keys, decoded by the driver's config type.
 	Options map[string]*yaml.Node `yaml:"-" smsgate:"rest"`
 	// Settings is the driver's decoded, defaulted and validated config (set by Drivers.Decode).
@@ -575,6 +582,13 @@ func (c *Config) applyDefaults() {
 		orDefault(&b.OpenTimeout, gateway.Duration(30*time.Second))
 		orDefault(&b.Interval, gateway.Duration(60*time.Second))
 		orDefault(&b.HalfOpenRequests, 1)
+		if pr.Throughput != nil && pr.Throughput.N > 0 {
+			share := 1.0
+			if len(c.Tenants) > 1 {
+				share = 0.5
+			}
+			orDefault(&pr.TenantShare, &share)
+		}
 	}
 	dh := &c.Routing.DeliveryHealth
 	orDefault(&dh.Enabled, ptr(true))
@@ -755,6 +769,11 @@ func (c *Config) validate() {
 		}
 		if pr.VoicePrices != nil {
 			c.checkPrices(p+".voice_prices", pr.VoicePrices)
+		}
+		if sh := pr.TenantShare; sh != nil && (*sh <= 0 || *sh > 1) {
+			c.Problem(p+".tenant_share", "must be in (0, 1], not %v", *sh)
+		} else if sh != nil && (pr.Throughput == nil || pr.Throughput.N == 0) {
+			c.Problem(p+".tenant_share", "is a share of throughput, which is not set")
 		}
 	}
 	c.checkLeastCost()

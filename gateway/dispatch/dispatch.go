@@ -246,6 +246,10 @@ type Chain struct {
 	// the tenant's send counts for the breaker every tenant shares only when another tenant saw
 	// one too, and always for the tenant's own breaker (see owns).
 	Shared bool
+	// Pace, when set, says whether a provider's account has room for the tenant's send now (its
+	// configured throughput and the tenant's share of it) and, if not, when it will. A send it
+	// refuses skips the provider like a throttled one.
+	Pace func(ctx context.Context, provider, tenant string) (bool, time.Duration)
 }
 
 // Outcome is the result of Send.
@@ -292,11 +296,9 @@ func Send(ctx context.Context, msg *gateway.Message, ch Chain, obs Observer) Out
 			skipped++
 			continue
 		}
-		if left := m.holds.left(msg.Tenant, time.Now()); left > 0 {
-			// Not called: this provider throttled this tenant's sends a moment ago, and more of
-			// them would only draw more refusals from a throughput every tenant shares.
-			a := Attempt{Provider: m.name, Outcome: OutcomeThrottled, Code: "held_off",
-				Error: m.name + " throttled this tenant's sends; it is left alone for " + left.Round(time.Millisecond).String()}
+		// skip records a provider left out for this tenant's rate, not called, for left more.
+		skip := func(code, why string, left time.Duration) {
+			a := Attempt{Provider: m.name, Outcome: OutcomeThrottled, Code: code, Error: m.name + why + left.Round(time.Millisecond).String()}
 			out.Attempts = append(out.Attempts, a)
 			if obs != nil {
 				obs.OnAttempt(m.name, a.Outcome, 0)
@@ -304,7 +306,20 @@ func Send(ctx context.Context, msg *gateway.Message, ch Chain, obs Observer) Out
 			throttled++
 			wait = shorter(wait, left)
 			prevFailed = m.name
+		}
+		if left := m.holds.left(msg.Tenant, time.Now()); left > 0 {
+			// This provider throttled this tenant's sends a moment ago, and more of them would
+			// only draw more refusals from a throughput every tenant shares.
+			skip("held_off", " throttled this tenant's sends; it is left alone for ", left)
 			continue
+		}
+		if ch.Pace != nil && !m.Disabled() {
+			// The account's throughput, or this tenant's share of it, is used up for now: calling
+			// would draw a refusal, or take what the other tenants need.
+			if ok, left := ch.Pace(ctx, m.name, msg.Tenant); !ok {
+				skip("throughput", "'s throughput for this tenant is used up for ", left)
+				continue
+			}
 		}
 		if prevFailed != "" && obs != nil {
 			obs.OnFailover(prevFailed, m.name)

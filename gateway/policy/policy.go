@@ -155,8 +155,25 @@ func (c *Checker) AllowCall(ctx context.Context, tenant string, r *Rules) (*Reje
 	return LimitRefused("api", l, wait), nil
 }
 
-// LimitKey is the bucket of limit l of one kind (t, c, i, r for the send's limits, a for calls)
-// for tenant and value (a country, an IP, a recipient; "" for the tenant's own). It names the
+// Pace takes one token of a provider account's throughput l for tenant's send: first of the
+// tenant's share of it (share of l, at least one), then of the account's whole. It reports
+// whether the send may go to the provider now, and when it fails how long until a token is
+// back. The tenant's bucket comes first, so that a tenant over its share takes nothing from the
+// others'.
+func (c *Checker) Pace(ctx context.Context, provider, tenant string, l config.Limit, share float64) (bool, time.Duration, error) {
+	if share < 1 {
+		own := config.Limit{N: max(1, int(float64(l.N)*share)), Per: l.Per}
+		if ok, wait, err := c.Limiter.Allow(ctx, LimitKey("p", own, tenant, provider), own); err != nil || !ok {
+			return err != nil, wait, err
+		}
+	}
+	ok, wait, err := c.Limiter.Allow(ctx, LimitKey("p", l, "", provider), l)
+	return ok || err != nil, wait, err
+}
+
+// LimitKey is the bucket of limit l of one kind (t, c, i, r for the send's limits, a for calls,
+// p for a provider's throughput) for tenant and value (a country, an IP, a recipient, a
+// provider; "" for the tenant's own). It names the
 // limit too, so a reloaded limit starts a fresh bucket. Built with strconv rather than fmt: this
 // runs for every send.
 func LimitKey(kind string, l config.Limit, tenant, value string) string {

@@ -572,3 +572,24 @@ func TestRedisLimitOverAMillionASecond(t *testing.T) {
 		t.Errorf("ok %v, err %v", ok, err)
 	}
 }
+
+// TestPace: a provider's throughput of 4 with a share of 0.5: each tenant takes at most 2, and
+// together no more than 4; a tenant refused by its share takes nothing of the whole.
+func TestPace(t *testing.T) {
+	c := Checker{Limiter: &MemoryLimiter{}}
+	ctx := context.Background()
+	got := ""
+	for _, tenant := range []string{"a", "a", "a", "a", "b", "b", "c", "b"} {
+		ok, _, err := c.Pace(ctx, "m", tenant, *lim(4, time.Hour), 0.5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got += map[bool]string{true: tenant, false: "-"}[ok]
+	}
+	if got != "aa--bb--" {
+		t.Errorf("paced %q, want aa--bb-- (two each, four in all)", got)
+	}
+	if ok, wait, _ := c.Pace(ctx, "other", "c", *lim(4, time.Hour), 1); !ok || wait != 0 {
+		t.Error("another provider's throughput is its own")
+	}
+}

@@ -1,0 +1,98 @@
+package app
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/smsgate/smsgate/gateway/policy/redistest"
+)
+
+const pacedConfig = `
+storage: {driver: memory}
+policy: {rate_limits: {per_recipient: 0}, resend_escalation: {enabled: false}}
+tenants:
+  - {name: flood, api_key: flood-key}
+  - {name: quiet, api_key: quiet-key}
+providers:
+  - {name: m, type: mock, throughput: 10/1h}
+  - {name: n, type: mock}
+routes:
+  - {name: both, match: {tenants: [quiet]}, providers: [m, n]}
+  - {name: paced-only, match: {tenants: [flood]}, providers: [m]}
+  - {name: d, providers: [m, n]}
+`
+
+// TestAFloodCannotTakeAProvidersThroughput: a provider account's throughput is shared by every
+// tenant. One tenant's burst takes at most its share of it (half, with several tenants); its
+// sends beyond that skip the provider (429 when the route has no other), and another tenant
+// still finds the provider's other half, up to the account's throughput and no further.
+func TestAFloodCannotTakeAProvidersThroughput(t *testing.T) {
+	h := start(t, pacedConfig, Options{})
+	send := func(key string, i int) response {
+		t.Helper()
+		return h.send(key, fmt.Sprintf(`{"recipient":"+1415555%04d","text":"Your code is %06d","context":{}}`, i, i))
+	}
+	for i := range 5 {
+		if r := send("flood-key", i); r.Status != 200 || r.Body["provider"] != "m" {
+			t.Fatalf("flood send %d within its share: %d %s", i, r.Status, r.Raw)
+		}
+	}
+	r := send("flood-key", 5)
+	if r.Status != 429 || errCode(r) != "provider_throttled" || r.Header.Get("Retry-After") == "" || !strings.Contains(r.Raw, `"code":"throughput"`) {
+		t.Errorf("flood send over its share of m's throughput: %d %s", r.Status, r.Raw)
+	}
+	for i := range 5 {
+		if r := send("quiet-key", 100+i); r.Status != 200 || r.Body["provider"] != "m" {
+			t.Errorf("quiet send %d after the flood: %d %s, want m", i, r.Status, r.Raw)
+		}
+	}
+	// The account's ten are used: the quiet tenant's next send goes to its route's next provider.
+	if r := send("quiet-key", 105); r.Status != 200 || r.Body["provider"] != "n" || !strings.Contains(r.Raw, `"code":"throughput"`) {
+		t.Errorf("quiet send past the account's throughput: %d %s, want n after a skip", r.Status, r.Raw)
+	}
+	if sent := testutil.ToFloat64(h.app.MetricSet().Attempts.WithLabelValues("m", "sent")); sent != 10 {
+		t.Errorf("m sent %v messages, want its throughput, 10", sent)
+	}
+}
+
+// TestOneTenantUsesTheWholeThroughput: alone, a tenant's share is the whole account.
+func TestOneTenantUsesTheWholeThroughput(t *testing.T) {
+	h := start(t, `
+storage: {driver: memory}
+policy: {rate_limits: {per_recipient: 0}, resend_escalation: {enabled: false}}
+tenants: [{name: solo, api_key: solo-key}]
+providers: [{name: m, type: mock, throughput: 4/1h}, {name: n, type: mock}]
+routes: [{name: d, providers: [m, n]}]
+`, Options{})
+	var got []string
+	for i := range 6 {
+		r := h.send("solo-key", fmt.Sprintf(`{"recipient":"+1415555%04d","text":"Your code is %06d","context":{}}`, i, i))
+		got = append(got, fmt.Sprint(r.Body["provider"]))
+	}
+	if strings.Join(got, ",") != "m,m,m,m,n,n" {
+		t.Errorf("providers %v, want m four times (its throughput), then n", got)
+	}
+}
+
+// TestThroughputIsSharedAcrossReplicas: with Redis, the replicas pace one account together.
+func TestThroughputIsSharedAcrossReplicas(t *testing.T) {
+	addr, _ := redistest.Server(t)
+	cfg := strings.Replace(pacedConfig, "storage: {driver: memory}", `storage: {driver: memory}
+state: {driver: redis, redis: {addr: "`+addr+`"}, key_secret: "paced-key-secret-0123456789"}`, 1)
+	a, b := start(t, cfg, Options{}), start(t, cfg, Options{})
+	got := ""
+	for i := range 6 {
+		h := a
+		if i%2 == 1 {
+			h = b
+		}
+		r := h.send("flood-key", fmt.Sprintf(`{"recipient":"+1415555%04d","text":"Your code is %06d","context":{}}`, i, i))
+		got += fmt.Sprint(r.Status, " ")
+	}
+	if got != "200 200 200 200 200 429 " {
+		t.Errorf("statuses across two replicas: %s; want five sends (the tenant's share of 10) then 429", got)
+	}
+}
