@@ -167,6 +167,9 @@ func (a *App) Providers(country string) []httpapi.ProviderStatus {
 		ps.Prices = a.providerPrices(name, gateway.SMS)
 		ps.VoicePrices = a.providerPrices(name, gateway.Voice)
 		ps.Cost = costs[name]
+		if mi.throughput != nil {
+			ps.Throughput, ps.TenantShare = mi.throughput.String(), mi.share
+		}
 		for _, t := range caps.Types {
 			ps.Sends = append(ps.Sends, string(t))
 		}

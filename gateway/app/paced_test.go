@@ -96,3 +96,17 @@ state: {driver: redis, redis: {addr: "`+addr+`"}, key_secret: "paced-key-secret-
 		t.Errorf("statuses across two replicas: %s; want five sends (the tenant's share of 10) then 429", got)
 	}
 }
+
+// TestProvidersShowThroughput: GET /v1/providers says what each provider is paced to.
+func TestProvidersShowThroughput(t *testing.T) {
+	h := start(t, strings.Replace(pacedConfig, "storage:", "server: {admin_token: admin-t0ken}\nstorage:", 1), Options{})
+	r := h.do("GET", "/v1/providers", "admin-t0ken", "")
+	got := map[string]string{}
+	for _, p := range r.Body["providers"].([]any) {
+		p := p.(map[string]any)
+		got[p["name"].(string)] = fmt.Sprint(p["throughput"], " ", p["tenant_share"])
+	}
+	if got["m"] != "10/1h0m0s 0.5" || got["n"] != "<nil> <nil>" {
+		t.Errorf("providers: %v", got)
+	}
+}

@@ -60,6 +60,10 @@ type ProviderStatus struct {
 	// currency; VoicePrices, its prices per voice call (configured only).
 	Prices      []CountryPrice `json:"prices,omitempty"`
 	VoicePrices []CountryPrice `json:"voice_prices,omitempty"`
+	// Throughput is the account's rate the gateway keeps to (providers[].throughput) and
+	// TenantShare the most of it one tenant may use; both absent when unbounded.
+	Throughput  string  `json:"throughput,omitempty"`
+	TenantShare float64 `json:"tenant_share,omitempty"`
 	// Cost is its price and least-cost rank for the country asked for (?country=CC).
 	Cost *Cost `json:"cost,omitempty"`
 	// Reports describes its delivery-report endpoint; nil when it takes none.
