@@ -114,14 +114,14 @@ func (a *App) Reports(ctx context.Context, typ, name string, r *http.Request, bo
 	reps, err := rr.ParseReports(r, body, publicURL)
 	if errors.Is(err, gateway.ErrUnauthenticated) {
 		a.metrics.DeliveryReports.WithLabelValues(name, "unauthenticated").Inc()
-		if ok, left := a.refusalLine("report|" + name + "|unauthenticated"); ok {
+		if ok, left := a.errorLine("report|" + name + "|unauthenticated"); ok {
 			a.log.Warn("delivery report rejected", append([]any{"provider", name, "reason", "unauthenticated"}, leftOut(left)...)...)
 		}
 		return httpapi.ErrUnauthenticated
 	}
 	if err != nil {
 		a.metrics.DeliveryReports.WithLabelValues(name, "invalid").Inc()
-		if ok, left := a.refusalLine("report|" + name + "|invalid"); ok {
+		if ok, left := a.errorLine("report|" + name + "|invalid"); ok {
 			a.log.Warn("delivery report rejected", append([]any{"provider", name, "reason", "invalid", "err", err.Error()}, leftOut(left)...)...)
 		}
 		return httpapi.ErrBadRequest

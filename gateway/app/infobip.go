@@ -271,7 +271,7 @@ func (n *notifier) push(tenant, url string, body []byte) {
 	q := n.queues[tenant]
 	if n.closed || q != nil && len(q.jobs) >= notifyQueueMax {
 		n.a.metrics.Notify.WithLabelValues("dropped").Inc()
-		if ok, left := n.a.refusalLine("notify|" + tenant); ok {
+		if ok, left := n.a.errorLine("notify|" + tenant); ok {
 			n.a.log.Error("delivery report push dropped: the tenant's queue is full or the gateway is stopping", append([]any{"tenant", tenant}, leftOut(left)...)...)
 		}
 		return

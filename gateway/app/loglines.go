@@ -6,13 +6,13 @@ import (
 	"time"
 )
 
-// lineGate bounds the log lines of refusals. The log is one file, one pipeline and one disk for
-// every tenant: a line for each request a flood has refused would make the refusal cost as much
-// as the send (the line is the dearest part of it) and fill what the other tenants' lines need.
-// Per key (a tenant and its kind of refusal, a provider and the reason its reports were
-// rejected), at most log.refusal_lines_per_second lines are written in any second of the clock;
-// the key's next line says how many were left out. Keys are bounded by configured names and the
-// fixed sets of outcomes and reasons.
+// lineGate bounds the log lines of errors. The log is one file, one pipeline and one disk for
+// every tenant: a line for each request of a flood refused (or failed at once: a tenant's own
+// breaker open) would make the answer cost as much as a send (the line is the dearest part of
+// it) and fill what the other tenants' lines need. Per key (a tenant and its outcome, a provider
+// and the reason its reports were rejected), at most log.error_lines_per_second lines are
+// written in any second of the clock; the key's next line says how many were left out. Keys are
+// bounded by configured names and the fixed sets of outcomes and reasons.
 type lineGate struct {
 	mu   sync.Mutex
 	keys map[string]*lineWindow
@@ -53,10 +53,10 @@ func (g *lineGate) allow(key string, perSecond int, now time.Time) (bool, int) {
 	return true, left
 }
 
-// refusalLine reports whether a line of a refusal under key may be written, and how many lines
+// errorLine reports whether a line of an error under key may be written, and how many lines
 // of key were left out before it (say so on the line: leftOut).
-func (a *App) refusalLine(key string) (bool, int) {
-	return a.lines.allow(key, *a.rt.Load().cfg.Log.RefusalLinesPerSecond, a.now())
+func (a *App) errorLine(key string) (bool, int) {
+	return a.lines.allow(key, *a.rt.Load().cfg.Log.ErrorLinesPerSecond, a.now())
 }
 
 // leftOut is the attribute that says how many lines were left out before this one, if any.

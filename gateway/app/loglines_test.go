@@ -25,19 +25,20 @@ func logLines(t *testing.T, h *harness, msg string) []map[string]any {
 }
 
 // TestARefusedFloodDoesNotFloodTheLog: the log is shared (one file, one pipeline, one disk for
-// every tenant). A tenant whose sends are refused writes at most log.refusal_lines_per_second
-// lines a second for each kind of refusal, the next line saying how many were left out; its sent
-// messages, and every other tenant's lines, are all written.
+// every tenant). A tenant whose sends are refused (or fail) writes at most
+// log.error_lines_per_second lines a second for each outcome, the next line saying how many were
+// left out; its sent messages, and every other tenant's lines, are all written.
 func TestARefusedFloodDoesNotFloodTheLog(t *testing.T) {
 	clk := &testClock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
 	h := start(t, `
-log: {refusal_lines_per_second: 5}
+log: {error_lines_per_second: 5}
 storage: {driver: memory}
 tenants:
   - {name: flood, api_key: flood-key, rate_limits: {per_tenant: 2/1h}}
   - {name: quiet, api_key: quiet-key}
-providers: [{name: m, type: mock}]
-routes: [{name: d, providers: [m]}]
+  - {name: broken, api_key: broken-key}
+providers: [{name: m, type: mock}, {name: down, type: mock, failure_rate: 1}]
+routes: [{name: b, match: {tenants: [broken]}, providers: [down]}, {name: d, providers: [m]}]
 `, Options{Now: clk.Now})
 	send := func(key string, i int) response {
 		return h.send(key, fmt.Sprintf(`{"recipient":"+1415555%04d","text":"Your code is %06d","context":{}}`, i, i))
@@ -57,6 +58,11 @@ routes: [{name: d, providers: [m]}]
 		}
 		if r := h.send("no-such-key", `{}`); r.Status != 401 {
 			t.Fatalf("unknown key: %d", r.Status)
+		}
+		if i < 20 {
+			if r := send("broken-key", i); r.Status < 500 {
+				t.Fatalf("a send through a failing provider: %d %s", r.Status, r.Raw)
+			}
 		}
 	}
 	count := func(tenant, outcome string) (lines, suppressed int) {
@@ -82,6 +88,16 @@ routes: [{name: d, providers: [m]}]
 	}
 	if n, _ := count("", "unauthorized"); n != 5 {
 		t.Errorf("%d lines for 200 unknown keys in one second, want 5", n)
+	}
+	failed := map[string]int{}
+	for _, l := range logLines(t, h, "send") {
+		if l["tenant"] == "broken" {
+			failed[l["outcome"].(string)]++
+		}
+	}
+	// Five failures open the provider's breaker; then the sends find it open.
+	if want := map[string]int{"all_providers_failed": 5, "no_provider_available": 5}; fmt.Sprint(failed) != fmt.Sprint(want) {
+		t.Errorf("lines for 20 failed sends in one second by outcome: %v, want %v", failed, want)
 	}
 	// A second later the next refusal is written, with how many were left out.
 	clk.Add(time.Second)

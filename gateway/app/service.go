@@ -240,9 +240,9 @@ func (a *App) finish(start time.Time, r httpapi.SendRequest, tenant string, res 
 		return res.reply
 	}
 	left := 0
-	if res.reply.Status >= 400 && res.reply.Status < 500 { // a refusal: bounded per tenant and kind (loglines.go)
+	if res.reply.Status >= 400 { // an error: bounded per tenant and outcome (loglines.go)
 		var ok bool
-		if ok, left = a.refusalLine("send|" + tenant + "|" + res.outcome); !ok {
+		if ok, left = a.errorLine("send|" + tenant + "|" + res.outcome); !ok {
 			return res.reply
 		}
 	}

@@ -69,11 +69,11 @@ type Log struct {
 	Format string `yaml:"format"`
 	// Level is debug, info (default), warn or error.
 	Level string `yaml:"level"`
-	// RefusalLinesPerSecond bounds the lines of refused requests (4xx answers, rejected delivery
-	// reports, dropped report pushes) one source writes: per tenant (or provider) and kind of
-	// refusal, at most this many a second; the next line written counts those left out. 0: no
-	// bound. Default 10.
-	RefusalLinesPerSecond *int `yaml:"refusal_lines_per_second"`
+	// ErrorLinesPerSecond bounds the lines of requests answered with an error (4xx and 5xx),
+	// rejected delivery reports and dropped report pushes that one source writes: per tenant (or
+	// provider) and error, at most this many a second; the next line written counts those left
+	// out. Sent messages are always logged. 0: no bound. Default 10.
+	ErrorLinesPerSecond *int `yaml:"error_lines_per_second"`
 }
 
 // Storage configures the message log.
@@ -534,7 +534,7 @@ func (c *Config) applyDefaults() {
 	s.PublicURL = strings.TrimRight(s.PublicURL, "/")
 	orDefault(&c.Log.Format, "json")
 	orDefault(&c.Log.Level, "info")
-	orDefault(&c.Log.RefusalLinesPerSecond, ptr(10))
+	orDefault(&c.Log.ErrorLinesPerSecond, ptr(10))
 	orDefault(&c.Storage.Driver, "sqlite")
 	orDefault(&c.Storage.Path, "data/smsgate.db")
 	orDefault(&c.Storage.CommitTimeout, gateway.Duration(200*time.Millisecond))
@@ -672,8 +672,8 @@ func (c *Config) validate() {
 		c.Problem("server.shutdown_timeout", "must be longer than server.request_timeout (%s <= %s): a send still running at shutdown would be cut off after it was answered",
 			c.Server.ShutdownTimeout.D(), c.Server.RequestTimeout.D())
 	}
-	if *c.Log.RefusalLinesPerSecond < 0 {
-		c.Problem("log.refusal_lines_per_second", "must be 0 (no bound) or more, not %d", *c.Log.RefusalLinesPerSecond)
+	if *c.Log.ErrorLinesPerSecond < 0 {
+		c.Problem("log.error_lines_per_second", "must be 0 (no bound) or more, not %d", *c.Log.ErrorLinesPerSecond)
 	}
 	if c.Log.Format != "json" && c.Log.Format != "text" {
 		c.Problem("log.format", "must be json or text, not %q", c.Log.Format)

@@ -32,11 +32,11 @@ func TestParseValid(t *testing.T) {
 	probe := 0.05
 	fiveCents := 0.05
 	ret := gateway.Duration(720 * time.Hour)
-	maxInFlight, refusalLines := 1024, 10
+	maxInFlight, errorLines := 1024, 10
 	want := &Config{
 		Server: Server{Listen: "127.0.0.1:9000", RequestTimeout: gateway.Duration(5 * time.Second), PublicURL: "https://sms.example.com",
 			MaxBodyBytes: 65536, MaxInFlight: &maxInFlight, ShutdownTimeout: gateway.Duration(15 * time.Second), ReadTimeout: gateway.Duration(10 * time.Second)},
-		Log:     Log{Format: "json", Level: "info", RefusalLinesPerSecond: &refusalLines},
+		Log:     Log{Format: "json", Level: "info", ErrorLinesPerSecond: &errorLines},
 		Storage: Storage{Driver: "sqlite", Path: "data/smsgate.db", Retention: &ret, CommitTimeout: gateway.Duration(200 * time.Millisecond), RetryBuffer: 65536, BacklogFull: "drop_oldest"},
 		State:   State{Driver: "memory", OnError: "open", Redis: RedisState{Addr: "127.0.0.1:6379", KeyPrefix: "smsgate:", Timeout: gateway.Duration(200 * time.Millisecond)}},
 		Policy: Policy{DeniedCountries: []string{"KP"},
