@@ -54,7 +54,8 @@ func TestRedisDownFailsOpenOrClosed(t *testing.T) {
 	for _, mode := range []string{"open", "closed"} {
 		t.Run(mode, func(t *testing.T) {
 			addr, stop := redistest.Server(t)
-			h := start(t, strings.NewReplacer("$REDIS", addr, "$ONERROR", mode).Replace(replicaConfig), Options{})
+			clk := &testClock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)} // one second of lines
+			h := start(t, strings.NewReplacer("$REDIS", addr, "$ONERROR", mode).Replace(replicaConfig), Options{Now: clk.Now})
 			stop()
 			r := h.send("acme-key", `{"recipient":"+14155550104","text":"Your code is 246810","context":{}}`, "Idempotency-Key", "k")
 			want, code := 200, ""
@@ -73,6 +74,21 @@ func TestRedisDownFailsOpenOrClosed(t *testing.T) {
 			}
 			if !strings.Contains(h.logs.String(), "policy state store failed") {
 				t.Error("the failure was not logged")
+			}
+			// Every send meets the dead store: its lines are bounded like errors (10 a second by
+			// default for each operation), the metric counts them all.
+			for i := range 30 {
+				h.send("acme-key", fmt.Sprintf(`{"recipient":"+1415555%04d","text":"Your code is 246810","context":{}}`, i))
+			}
+			byOp := map[string]int{}
+			for _, l := range logLines(t, h, "policy state store failed") {
+				byOp[l["op"].(string)]++
+			}
+			if byOp["flight_claim"] != 10 {
+				t.Errorf("lines for 31 sends on a dead store, by operation: %v; want 10 flight_claim", byOp)
+			}
+			if n := testutil.ToFloat64(se.WithLabelValues("flight_claim")); n != 31 {
+				t.Errorf("flight_claim errors counted: %v, want 31", n)
 			}
 		})
 	}

@@ -281,7 +281,10 @@ func (a *App) refused(tn *tenant, rej *policy.Rejection, bodyHash [32]byte) flig
 // request must stop (state.on_error: closed). With on_error open the check is skipped.
 func (a *App) stateError(op string, err error) bool {
 	a.metrics.StateErrors.WithLabelValues(op).Inc()
-	a.log.Error("policy state store failed", "op", op, "fail_open", a.failOpen, "err", err.Error())
+	// While the store is down every send fails here, some twice: the lines are bounded like errors.
+	if ok, left := a.errorLine("state|" + op); ok {
+		a.log.Error("policy state store failed", append([]any{"op", op, "fail_open", a.failOpen, "err", err.Error()}, leftOut(left)...)...)
+	}
 	return !a.failOpen
 }
 
