@@ -10,6 +10,7 @@
 //	go run ./cmd/smsgate-bench -mode curve -duration 5s -latency 0
 //	go run ./cmd/smsgate-bench -mode cost -day 24000     # a simulated day, ordered vs least_cost
 //	go run ./cmd/smsgate-bench -mode pumping             # two simulated weeks of pumping detection
+//	go run ./cmd/smsgate-bench -mode throughput          # a flood and a quiet tenant on one provider account, paced or not
 //	go run ./cmd/smsgate-bench -smoke                # 2 seconds of each, for CI (asserts nothing about speed)
 //	go run ./cmd/smsgate-bench -cpuprofile cpu.prof  # profile the gateway process during the load part
 //	go run ./cmd/smsgate-bench -memprofile mem.prof  # its allocations (go tool pprof -sample_index=alloc_space)
@@ -63,14 +64,16 @@ type options struct {
 	keep        bool
 	day         int
 	maxInFlight int
+	accountRate int
 }
 
 func main() {
 	var o options
 	smoke := flag.Bool("smoke", false, "run everything for about 2 seconds (CI smoke test)")
-	flag.StringVar(&o.mode, "mode", "all", "all, load, drill, cost (a simulated day, ordered vs least_cost), pumping (two simulated weeks of detection), curve (throughput, p99 and RSS at 1 to 512 callers), or noisy (a quiet tenant beside a flooding one, with and without server.max_in_flight)")
+	flag.StringVar(&o.mode, "mode", "all", "all, load, drill, cost (a simulated day, ordered vs least_cost), pumping (two simulated weeks of detection), curve (throughput, p99 and RSS at 1 to 512 callers), noisy (a quiet tenant beside a flooding one, with and without server.max_in_flight), or throughput (a quiet tenant beside a flooding one on a provider account with a throughput, with and without pacing)")
 	flag.IntVar(&o.day, "day", 24000, "messages in the cost mode's simulated day")
 	flag.IntVar(&o.maxInFlight, "max-in-flight", 1024, "server.max_in_flight of the noisy mode's capped phase")
+	flag.IntVar(&o.accountRate, "account-rate", 300, "sends a second the Infobip fake's account takes in the throughput mode")
 	flag.IntVar(&o.concurrency, "concurrency", 32, "closed-loop workers")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each load round")
 	flag.IntVar(&o.rounds, "rounds", 3, "alternating baseline/smsgate rounds")
@@ -163,6 +166,9 @@ func run(o options) error {
 	if o.mode == "noisy" {
 		return noisy(o, root, dir, gwBin, ibs.URL, tws.URL)
 	}
+	if o.mode == "throughput" {
+		return throughputDrill(o, root, dir, gwBin, ibs.URL, tws.URL, ib)
+	}
 	if o.mode == "all" || o.mode == "load" {
 		gw, err := startGateway(gwConfig, dir, gwBin, ibs.URL, tws.URL, profile)
 		if err != nil {
@@ -219,6 +225,9 @@ func run(o options) error {
 	}
 	if o.mode == "all" {
 		if err := costDay(o, root, dir, gwBin, ibs.URL, tws.URL); err != nil {
+			return err
+		}
+		if err := throughputDrill(o, root, dir, gwBin, ibs.URL, tws.URL, ib); err != nil {
 			return err
 		}
 		return pumpingSim(1)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -335,4 +336,28 @@ func FuzzParseReports(f *testing.F) {
 		`{"results":[{"messageId":"msg_3","status":{"groupName":"PENDING","name":"PENDING_ENROUTE"}},{"messageId":"","status":{}}]}`,
 		`{"results":[{"messageId":"m","voiceCall":{"duration":10},"price":{"pricePerSecond":0.005,"currency":"EUR"},"status":{"groupName":"REJECTED"}}]}`,
 		`{"results":null}`, `[]`, `<xml/>`, ``)
+}
+
+// TestFakeThroughput: the fake account at its throughput answers 429 with Retry-After: 1, which
+// the driver reads as throttling (the bench's throughput drill relies on both).
+func TestFakeThroughput(t *testing.T) {
+	f, s := serve(t)
+	f.SetThroughput(3)
+	p := newDriver(t, s.URL, nil)
+	got := ""
+	for range 5 {
+		_, err := p.Send(context.Background(), sms)
+		var ge *gateway.Error
+		switch {
+		case err == nil:
+			got += "ok "
+		case errors.As(err, &ge) && ge.Class == gateway.ClassThrottled && ge.RetryAfter == time.Second:
+			got += "throttled "
+		default:
+			got += "other(" + err.Error() + ") "
+		}
+	}
+	if got != "ok ok ok throttled throttled " || f.Throttled() != 2 {
+		t.Errorf("sends: %s(fake counted %d throttled)", got, f.Throttled())
+	}
 }

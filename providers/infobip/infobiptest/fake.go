@@ -14,6 +14,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"golang.org/x/time/rate"
+
 	"github.com/smsgate/smsgate/providers/internal/fakeserver"
 )
 
@@ -49,7 +51,24 @@ type Fake struct {
 	// failText makes a message whose text contains it draw a 500: a provider's bug that one
 	// tenant's content sets off.
 	failText atomic.Pointer[string]
+	// throughput, when set, is the account's rate: sends beyond it draw a 429 (throttled counts them).
+	throughput atomic.Pointer[rate.Limiter]
+	throttled  atomic.Int64
 }
+
+// SetThroughput gives the account a rate of perSecond sends (a burst of as many), beyond which a
+// send draws 429 TOO_MANY_REQUESTS with Retry-After: 1, as an account at its throughput does;
+// 0 removes it.
+func (f *Fake) SetThroughput(perSecond int) {
+	if perSecond <= 0 {
+		f.throughput.Store(nil)
+		return
+	}
+	f.throughput.Store(rate.NewLimiter(rate.Limit(perSecond), perSecond))
+}
+
+// Throttled is how many sends the throughput refused.
+func (f *Fake) Throttled() int64 { return f.throttled.Load() }
 
 // SetVoiceDown switches the voice API's outage on or off.
 func (f *Fake) SetVoiceDown(down bool) { f.voiceDown.Store(down) }
@@ -110,6 +129,12 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	mode := Mode(m)
 	if r.URL.Path == "/tts/3/advanced" && f.voiceDown.Load() {
 		mode = Unavailable
+	}
+	if l := f.throughput.Load(); l != nil && !l.Allow() {
+		f.throttled.Add(1)
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, 429, `{"requestError":{"serviceException":{"messageId":"TOO_MANY_REQUESTS","text":"Too many requests"}}}`)
+		return
 	}
 	if mode == Throttled {
 		w.Header().Set("Retry-After", "30")
