@@ -437,11 +437,16 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 	// must not be lost when the caller goes away.
 	// A record the database refuses for its data is given up alone (and counted as dropped)
 	// instead of stopping the log for every tenant.
+	// While the database is down every send ends here: the lines are bounded like errors.
 	if err := a.store.Insert(context.WithoutCancel(ctx), rec); errors.Is(err, store.ErrRefused) {
-		a.log.Error("message log refused the record; it is not kept", "id", msg.ID, "err", err.Error())
+		if ok, left := a.errorLine("store|refused"); ok {
+			a.log.Error("message log refused the record; it is not kept", append([]any{"id", msg.ID, "err", err.Error()}, leftOut(left)...)...)
+		}
 	} else if err != nil {
 		a.metrics.LogCommitTimeouts.Inc()
-		a.log.Error("message log insert not committed before the answer", "id", msg.ID, "err", err.Error())
+		if ok, left := a.errorLine("store|uncommitted"); ok {
+			a.log.Error("message log insert not committed before the answer", append([]any{"id", msg.ID, "err", err.Error()}, leftOut(left)...)...)
+		}
 	}
 	body, _ := json.Marshal(resp)
 	res := flightResult{reply: httpapi.Reply{Status: status, Body: body}, bodyHash: bodyHash, route: route.Name, provider: out.Provider, outcome: outcome}
