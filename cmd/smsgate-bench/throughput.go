@@ -9,8 +9,8 @@ import (
 
 // throughputDrill measures what a flooding tenant does to a quiet one when both send through one
 // provider account with a throughput (the Infobip fake answers 429 beyond -account-rate sends a
-// second): first without pacing, then with the provider's throughput in the config (the gateway
-// keeps to it, each tenant to half of it). The quiet tenant's 2 callers ask for less than half;
+// second): first without pacing, then with the provider's throughput in the config at 90 % of the
+// account's (the gateway keeps to it; beyond half of it a tenant takes only what the other leaves). The quiet tenant's 2 callers ask for less than half;
 // the flood's -concurrency callers for far more. Twilio is the next provider of the route.
 func throughputDrill(o options, root, dir, gwBin, ibURL, twURL string, ib *infobiptest.Fake) error {
 	base, err := twoTenants(root)
@@ -23,10 +23,13 @@ func throughputDrill(o options, root, dir, gwBin, ibURL, twURL string, ib *infob
 	fmt.Println("| phase | quiet req/s | quiet on Infobip | quiet p99 ms | flood req/s | flood on Infobip | Infobip 429s |")
 	fmt.Println("|---|---|---|---|---|---|---|")
 	ib.SetThroughput(o.accountRate)
+	// A little below the account's rate: the provider counts sends as they arrive, on its own
+	// clock, and a gateway that filled the account to the last send would draw a 429 now and then.
+	paced := o.accountRate * 9 / 10
 	defer ib.SetThroughput(0)
 	for i, ph := range []struct{ name, pace string }{
 		{"no pacing (the account's 429s fall where they fall)", ""},
-		{fmt.Sprintf("throughput: %d/1s (each tenant at most half)", o.accountRate), fmt.Sprintf("    throughput: %d/1s\n", o.accountRate)},
+		{fmt.Sprintf("throughput: %d/1s (90 %% of the account; a tenant's share half of it)", paced), fmt.Sprintf("    throughput: %d/1s\n", paced)},
 	} {
 		cfg := strings.Replace(base, "    sender: InfoSMS\n", "    sender: InfoSMS\n"+ph.pace, 1)
 		before := ib.Throttled()

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -108,5 +109,29 @@ func TestProvidersShowThroughput(t *testing.T) {
 	}
 	if got["m"] != "10/1h0m0s 0.5" || got["n"] != "<nil> <nil>" {
 		t.Errorf("providers: %v", got)
+	}
+}
+
+// TestAnIdleTenantsShareIsNotWasted: with several tenants configured but one sending, that one
+// gets the whole throughput over time; only the others' part of the burst stays in reserve.
+func TestAnIdleTenantsShareIsNotWasted(t *testing.T) {
+	clk := &testClock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
+	h := start(t, pacedConfig, Options{Now: clk.Now})
+	sent := 0
+	for hour := range 3 {
+		for half := range 2 {
+			for i := range 20 {
+				r := h.send("flood-key", fmt.Sprintf(`{"recipient":"+1415555%04d","text":"Your code is %06d","context":{}}`, hour*100+half*50+i, i))
+				if r.Status == 200 {
+					sent++
+				}
+			}
+			clk.Add(30 * time.Minute)
+		}
+	}
+	// A full bucket (10) the first half hour would give 5, its share; then 5 a half hour: the
+	// account's 10 an hour, less the others' part of the first burst.
+	if sent != 5+5*5 {
+		t.Errorf("the only sending tenant got %d sends through m in 3 hours (10/1h), want 30", sent)
 	}
 }

@@ -340,8 +340,9 @@ type Provider struct {
 	// every tenant: beyond it, sends skip the provider for the next in their chain instead of
 	// drawing its throttling. Nil or 0: unbounded.
 	Throughput *Limit `yaml:"throughput"`
-	// TenantShare is the most of Throughput one tenant may use, in (0, 1]. Default 0.5 when more
-	// than one tenant is configured (no tenant can take the whole account), else 1.
+	// TenantShare is one tenant's part of Throughput, in (0, 1]: beyond it, a tenant's sends take
+	// only what lies above the other tenants' part. Default 0.5 when more than one tenant is
+	// configured (no tenant can take what the others need), else 1.
 	TenantShare *float64 `yaml:"tenant_share"`
 	// Options are the remaining keys, decoded by the driver's config type.
 	Options map[string]*yaml.Node `yaml:"-" smsgate:"rest"`

@@ -15,6 +15,9 @@ import (
 type Limiter interface {
 	// Allow takes one token from key's bucket; when there is none it says how long to wait.
 	Allow(ctx context.Context, key string, l config.Limit) (ok bool, retryAfter time.Duration, err error)
+	// AllowKeeping takes one token only if the bucket keeps at least keep after it (the part of
+	// it held in reserve for others); otherwise it says how long until it would.
+	AllowKeeping(ctx context.Context, key string, l config.Limit, keep int) (ok bool, retryAfter time.Duration, err error)
 }
 
 // MemoryLimiter is a Limiter of token buckets in this process: a bucket holds N tokens and
@@ -40,7 +43,12 @@ func (m *MemoryLimiter) now() time.Time {
 }
 
 // Allow implements Limiter.
-func (m *MemoryLimiter) Allow(_ context.Context, key string, l config.Limit) (bool, time.Duration, error) {
+func (m *MemoryLimiter) Allow(ctx context.Context, key string, l config.Limit) (bool, time.Duration, error) {
+	return m.AllowKeeping(ctx, key, l, 0)
+}
+
+// AllowKeeping implements Limiter.
+func (m *MemoryLimiter) AllowKeeping(_ context.Context, key string, l config.Limit, keep int) (bool, time.Duration, error) {
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -52,6 +60,9 @@ func (m *MemoryLimiter) Allow(_ context.Context, key string, l config.Limit) (bo
 	}
 	// Full buckets hold no information: drop them, two examined per call.
 	m.buckets.sweep(2, func(k string, b *rate.Limiter) bool { return k != key && b.TokensAt(now) >= float64(b.Burst()) })
+	if short := float64(keep+1) - b.TokensAt(now); keep > 0 && short > 0 {
+		return false, time.Duration(short * float64(l.Per) / float64(l.N)), nil
+	}
 	r := b.ReserveN(now, 1)
 	if d := r.DelayFrom(now); d > 0 {
 		r.CancelAt(now)

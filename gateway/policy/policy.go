@@ -155,19 +155,25 @@ func (c *Checker) AllowCall(ctx context.Context, tenant string, r *Rules) (*Reje
 	return LimitRefused("api", l, wait), nil
 }
 
-// Pace takes one token of a provider account's throughput l for tenant's send: first of the
-// tenant's share of it (share of l, at least one), then of the account's whole. It reports
-// whether the send may go to the provider now, and when it fails how long until a token is
-// back. The tenant's bucket comes first, so that a tenant over its share takes nothing from the
-// others'.
+// Pace takes one token of a provider account's throughput l for tenant's send. A send within
+// the tenant's share (share of l, at least one) takes it from anywhere in the account's bucket;
+// a send beyond its share only from what lies above the others' part (the rest of l, held in
+// reserve). So a tenant alone uses the whole account, and beside others it can take no more than
+// its share of what they need. It reports whether the send may go to the provider now and,
+// when not, how long until it may.
 func (c *Checker) Pace(ctx context.Context, provider, tenant string, l config.Limit, share float64) (bool, time.Duration, error) {
+	keep := 0
 	if share < 1 {
 		own := config.Limit{N: max(1, int(float64(l.N)*share)), Per: l.Per}
-		if ok, wait, err := c.Limiter.Allow(ctx, LimitKey("p", own, tenant, provider), own); err != nil || !ok {
-			return err != nil, wait, err
+		ok, _, err := c.Limiter.Allow(ctx, LimitKey("p", own, tenant, provider), own)
+		if err != nil {
+			return true, 0, err
+		}
+		if !ok {
+			keep = l.N - own.N
 		}
 	}
-	ok, wait, err := c.Limiter.Allow(ctx, LimitKey("p", l, "", provider), l)
+	ok, wait, err := c.Limiter.AllowKeeping(ctx, LimitKey("p", l, "", provider), l, keep)
 	return ok || err != nil, wait, err
 }
 

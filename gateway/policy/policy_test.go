@@ -593,3 +593,40 @@ func TestPace(t *testing.T) {
 		t.Error("another provider's throughput is its own")
 	}
 }
+
+// TestAllowKeeping: both limiters take a token only while the reserve is left, say how long until
+// the bucket holds it again, and leave the reserve to Allow.
+func TestAllowKeeping(t *testing.T) {
+	for _, backend := range []string{"memory", "redis"} {
+		t.Run(backend, func(t *testing.T) {
+			clk := newClock()
+			l := newLimiter(t, clk, backend)
+			ctx := context.Background()
+			four := *lim(4, time.Hour) // one token every 15 minutes
+			got := ""
+			for range 3 {
+				ok, _, err := l.AllowKeeping(ctx, "k", four, 2)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got += map[bool]string{true: "y", false: "n"}[ok]
+			}
+			ok, wait, _ := l.AllowKeeping(ctx, "k", four, 2)
+			if got != "yyn" || ok || wait <= 0 || wait > 15*time.Minute {
+				t.Errorf("keeping 2 of 4: %s, then %v with wait %v; want yyn, then refused within 15m", got, ok, wait)
+			}
+			for i := range 2 {
+				if ok, _, _ := l.Allow(ctx, "k", four); !ok {
+					t.Errorf("the reserve's token %d was not left to Allow", i+1)
+				}
+			}
+			if ok, _, _ := l.Allow(ctx, "k", four); ok {
+				t.Error("a fifth token from a bucket of four")
+			}
+			clk.add(15 * time.Minute)
+			if ok, _, _ := l.AllowKeeping(ctx, "k", four, 0); !ok {
+				t.Error("no token after one interval")
+			}
+		})
+	}
+}

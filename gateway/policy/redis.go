@@ -78,11 +78,17 @@ return 0
 
 // Allow implements Limiter.
 func (r *Redis) Allow(ctx context.Context, key string, l config.Limit) (bool, time.Duration, error) {
+	return r.AllowKeeping(ctx, key, l, 0)
+}
+
+// AllowKeeping implements Limiter: the bucket's tolerance is shortened by keep tokens' time, so
+// that a token is taken only while keep more would be left.
+func (r *Redis) AllowKeeping(ctx context.Context, key string, l config.Limit, keep int) (bool, time.Duration, error) {
 	period := l.Per.Microseconds()
 	interval := max(1, period/int64(l.N)) // at least a microsecond: PX 0 is an error
 	var wait int64
 	err := r.guard(func() (err error) {
-		wait, err = gcra.Run(ctx, r.Client, []string{r.Prefix + "rl:" + key}, r.now().UnixMicro(), interval, period).Int64()
+		wait, err = gcra.Run(ctx, r.Client, []string{r.Prefix + "rl:" + key}, r.now().UnixMicro(), interval, period-int64(keep)*interval).Int64()
 		return err
 	})
 	if err != nil {
