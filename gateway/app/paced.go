@@ -26,6 +26,9 @@ func (a *App) pace(rt *runtime) func(ctx context.Context, provider, tenant strin
 			a.metrics.StateErrors.WithLabelValues("throughput").Inc()
 			return true, 0
 		}
+		if !ok {
+			a.metrics.Paced.WithLabelValues(provider, tenant).Inc()
+		}
 		return ok, wait
 	}
 }

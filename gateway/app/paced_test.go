@@ -57,6 +57,10 @@ func TestAFloodCannotTakeAProvidersThroughput(t *testing.T) {
 	if sent := testutil.ToFloat64(h.app.MetricSet().Attempts.WithLabelValues("m", "sent")); sent != 10 {
 		t.Errorf("m sent %v messages, want its throughput, 10", sent)
 	}
+	paced := h.app.MetricSet().Paced
+	if f, q := testutil.ToFloat64(paced.WithLabelValues("m", "flood")), testutil.ToFloat64(paced.WithLabelValues("m", "quiet")); f != 1 || q != 1 {
+		t.Errorf("smsgate_paced_total: flood %v, quiet %v; want 1 and 1", f, q)
+	}
 }
 
 // TestOneTenantUsesTheWholeThroughput: alone, a tenant's share is the whole account.

@@ -43,6 +43,7 @@ type Metrics struct {
 	StateMemoryUsed    prometheus.Gauge
 	StateMemoryMax     *prometheus.GaugeVec
 	StateEvictedKeys   prometheus.Gauge
+	Paced              *prometheus.CounterVec
 }
 
 // New registers every collector, plus the Go and process collectors, on a new registry.
@@ -103,12 +104,14 @@ func New() *Metrics {
 			Help: "Memory the shared state store (Redis) uses, as its INFO reports it, read every 30 s; 0 with state.driver memory."}),
 		StateMemoryMax: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "smsgate_state_memory_max_bytes",
 			Help: "The state store's maxmemory (0: none, it grows until its host runs out), labelled with its maxmemory-policy."}, []string{"policy"}),
+		Paced: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_paced_total",
+			Help: "Sends that skipped a provider because its configured throughput (providers[].throughput) had no token left for the tenant: beyond the tenant's share, only what the others leave."}, []string{"provider", "tenant"}),
 		StateEvictedKeys: prometheus.NewGauge(prometheus.GaugeOpts{Name: "smsgate_state_evicted_keys",
 			Help: "Keys the state store has evicted since it started (Redis's evicted_keys): each a rate-limit bucket, idempotency record or the like lost before its time."}),
 	}
 	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.Attempts, m.ProviderLatency, m.BreakerState,
 		m.BreakerTransitions, m.TenantBreakerOpens, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBatch, m.LogBacklog, m.LogDropped, m.LogCommitTimeouts, m.Notify, m.DeliveryRate, m.Demotions, m.Reloads, m.ProviderDisabled, m.StateErrors, m.Spend, m.EstimatedSpend, m.Quarantines,
-		m.StateMemoryUsed, m.StateMemoryMax, m.StateEvictedKeys,
+		m.StateMemoryUsed, m.StateMemoryMax, m.StateEvictedKeys, m.Paced,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
@@ -137,7 +140,7 @@ func (m *Metrics) Handler() http.Handler {
 func (m *Metrics) DeleteProvider(name string) {
 	for _, v := range []interface {
 		DeletePartialMatch(prometheus.Labels) int
-	}{m.Attempts, m.ProviderLatency, m.BreakerState, m.BreakerTransitions, m.TenantBreakerOpens, m.DeliveryReports, m.ProviderDisabled, m.DeliveryRate, m.Demotions, m.Spend} {
+	}{m.Attempts, m.ProviderLatency, m.BreakerState, m.BreakerTransitions, m.TenantBreakerOpens, m.DeliveryReports, m.ProviderDisabled, m.DeliveryRate, m.Demotions, m.Spend, m.Paced} {
 		v.DeletePartialMatch(prometheus.Labels{"provider": name})
 	}
 	m.Failovers.DeletePartialMatch(prometheus.Labels{"from": name})
