@@ -64,6 +64,9 @@ func record(i, n int) *store.Record {
 func run(kind, dsn string, n, samples int, keep bool) error {
 	ctx := context.Background()
 	var b store.Backend
+	// size is what the log takes on disk: the SQLite database file, or the messages table with its
+	// indexes.
+	var size func() (int64, error)
 	switch kind {
 	case "sqlite":
 		dir, err := os.MkdirTemp("", "logbench-")
@@ -78,6 +81,13 @@ func run(kind, dsn string, n, samples int, keep bool) error {
 			return err
 		}
 		b = s
+		size = func() (int64, error) { // the database file; the WAL, checkpointed now and then, comes on top
+			fi, err := os.Stat(filepath.Join(dir, "log.db"))
+			if err != nil {
+				return 0, err
+			}
+			return fi.Size(), nil
+		}
 	case "postgres":
 		conn, err := pgx.Connect(ctx, dsn)
 		if err != nil {
@@ -99,6 +109,10 @@ func run(kind, dsn string, n, samples int, keep bool) error {
 			return err
 		}
 		b = p
+		size = func() (n int64, err error) {
+			err = conn.QueryRow(ctx, "SELECT pg_total_relation_size('"+schema+".messages')").Scan(&n)
+			return n, err
+		}
 	default:
 		return fmt.Errorf("unknown backend %q", kind)
 	}
@@ -120,6 +134,10 @@ func run(kind, dsn string, n, samples int, keep bool) error {
 		}
 	}
 	insertRate := float64(n) / time.Since(start).Seconds()
+	disk, err := size()
+	if err != nil {
+		return err
+	}
 
 	rng := rand.New(rand.NewPCG(1, 2))
 	timeOp := func(f func(i int) error) (time.Duration, error) {
@@ -174,6 +192,7 @@ func run(kind, dsn string, n, samples int, keep bool) error {
 	purge := time.Since(t)
 	fmt.Printf("| %s | %d | %.0f/s | %s | %s | %s | %s | %s (%d records) |\n", kind, n, insertRate,
 		ms(get), ms(report), ms(first), ms(deep), purge.Round(time.Millisecond), purged)
+	fmt.Printf("\non disk after the inserts: %d bytes, %d a record\n", disk, disk/int64(n))
 	return nil
 }
 
