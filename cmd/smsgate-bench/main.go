@@ -65,6 +65,7 @@ type options struct {
 	day         int
 	maxInFlight int
 	accountRate int
+	baselineLog bool
 }
 
 func main() {
@@ -73,6 +74,7 @@ func main() {
 	flag.StringVar(&o.mode, "mode", "all", "all, load, drill, cost (a simulated day, ordered vs least_cost), pumping (two simulated weeks of detection), curve (throughput, p99 and RSS at 1 to 512 callers), noisy (a quiet tenant beside a flooding one, with and without server.max_in_flight), or throughput (a quiet tenant beside a flooding one on a provider account with a throughput, with and without pacing)")
 	flag.IntVar(&o.day, "day", 24000, "messages in the cost mode's simulated day")
 	flag.IntVar(&o.maxInFlight, "max-in-flight", 1024, "server.max_in_flight of the noisy mode's capped phase")
+	flag.BoolVar(&o.baselineLog, "baseline-log", false, "the baseline also records each send in smsgate's SQLite message log (what the log alone costs a forwarder)")
 	flag.IntVar(&o.accountRate, "account-rate", 300, "sends a second the Infobip fake's account takes in the throughput mode")
 	flag.IntVar(&o.concurrency, "concurrency", 32, "closed-loop workers")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each load round")
@@ -178,6 +180,9 @@ func run(o options) error {
 		if o.baseprofile != "" {
 			abs, _ := filepath.Abs(o.baseprofile)
 			baseArgs = []string{"-cpuprofile", abs}
+		}
+		if o.baselineLog {
+			baseArgs = append(baseArgs, "-log", filepath.Join(dir, "baseline.db"))
 		}
 		base, err := startBaseline(baseBin, ibs.URL, baseArgs...)
 		if err != nil {
