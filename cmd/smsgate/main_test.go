@@ -273,3 +273,28 @@ routes: [{name: d, providers: [m]}]
 		}
 	}
 }
+
+// TestValidateWarnsOfTenantsUnboundedInRedis: with Redis, a tenant without per_tenant has nothing
+// bounding what it keeps in the store every replica shares.
+func TestValidateWarnsOfTenantsUnboundedInRedis(t *testing.T) {
+	const cfg = `state: {driver: redis, key_secret: "validate-key-secret-0123456789"}
+policy: {rate_limits: {per_tenant: %s}}
+tenants: [{name: a, api_key: k1}, {name: b, api_key: k2, rate_limits: {per_tenant: 0}}]
+providers: [{name: m, type: mock}]
+routes: [{name: d, providers: [m]}]
+`
+	dir := t.TempDir()
+	for _, c := range []struct{ global, want string }{{"0", "(a, b)"}, {"50/1s", "(b)"}} {
+		path := filepath.Join(dir, "c.yaml")
+		os.WriteFile(path, []byte(fmt.Sprintf(cfg, c.global)), 0o600)
+		code, out, errs := runCmd("validate", "-c", path)
+		if code != 0 || !strings.Contains(out, "configuration is valid") ||
+			!strings.Contains(errs, path+":1: state.driver: tenants without rate_limits.per_tenant "+c.want) {
+			t.Errorf("per_tenant %s: exit %d\n%s", c.global, code, errs)
+		}
+	}
+	os.WriteFile(filepath.Join(dir, "c.yaml"), []byte(strings.Replace(fmt.Sprintf(cfg, "50/1s"), "{name: b, api_key: k2, rate_limits: {per_tenant: 0}}", "{name: b, api_key: k2}", 1)), 0o600)
+	if _, _, errs := runCmd("validate", "-c", filepath.Join(dir, "c.yaml")); strings.Contains(errs, "per_tenant") {
+		t.Errorf("warned although every tenant has a per_tenant limit:\n%s", errs)
+	}
+}

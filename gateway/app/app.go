@@ -426,6 +426,7 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 	}
 	rt.checkRouteCapabilities()
 	rt.checkVoicePrices()
+	rt.checkTenantRates()
 	if len(cfg.Decoder.Problems) > 0 {
 		cfg.Decoder.Problems.Sort()
 		return nil, cfg.Decoder.Problems
@@ -449,6 +450,29 @@ func (rt *runtime) checkVoicePrices() {
 	if path != "" && voice {
 		rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: %s: providers can send voice, but none has voice_prices: spend limits count a call at the highest SMS price, and calls usually cost more",
 			rt.cfg.File, rt.cfg.Decoder.Line(path), path))
+	}
+}
+
+// checkTenantRates warns when tenants share Redis without a per_tenant limit: nothing then bounds
+// what such a tenant keeps in the store every replica shares (an idempotency record of about 600
+// bytes a send, for idempotency.ttl), nor its calls to it (the flood gate is twice per_tenant).
+func (rt *runtime) checkTenantRates() {
+	if rt.cfg.State.Driver != "redis" {
+		return
+	}
+	var open []string
+	for _, t := range rt.cfg.Tenants {
+		l := rt.cfg.Policy.RateLimits.PerTenant
+		if t.RateLimits != nil && t.RateLimits.PerTenant != nil {
+			l = t.RateLimits.PerTenant
+		}
+		if l == nil || l.N == 0 {
+			open = append(open, t.Name)
+		}
+	}
+	if len(open) > 0 {
+		rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: state.driver: tenants without rate_limits.per_tenant (%s): nothing bounds what each keeps in the Redis every replica shares, nor its calls to it (docs/security.md)",
+			rt.cfg.File, rt.cfg.Decoder.Line("state.driver"), strings.Join(open, ", ")))
 	}
 }
 
