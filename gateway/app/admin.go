@@ -167,8 +167,14 @@ func (a *App) Providers(country string) []httpapi.ProviderStatus {
 		ps.Prices = a.providerPrices(name, gateway.SMS)
 		ps.VoicePrices = a.providerPrices(name, gateway.Voice)
 		ps.Cost = costs[name]
-		if mi.throughput != nil {
-			ps.Throughput, ps.TenantShare = mi.throughput.String(), mi.share
+		if mi.throughput != nil && mi.throughput.N > 0 {
+			ps.Throughput = mi.throughput.String()
+		}
+		if mi.voiceThroughput != nil && mi.voiceThroughput.N > 0 {
+			ps.VoiceThroughput = mi.voiceThroughput.String()
+		}
+		if ps.Throughput != "" || ps.VoiceThroughput != "" {
+			ps.TenantShare = mi.share
 		}
 		for _, t := range caps.Types {
 			ps.Sends = append(ps.Sends, string(t))

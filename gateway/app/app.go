@@ -135,10 +135,10 @@ type memberInfo struct {
 	breaker     config.Breaker
 	member      *dispatch.Member
 	callback    string
-	// throughput is the account's rate (nil: unbounded) and share the most of it one tenant
-	// may use (paced.go).
-	throughput *config.Limit
-	share      float64
+	// throughput is the account's rate (nil: unbounded), voiceThroughput its calls' when they
+	// have their own, and share one tenant's part of either (paced.go).
+	throughput, voiceThroughput *config.Limit
+	share                       float64
 }
 
 // runtime is one loaded config, swapped atomically on reload.
@@ -398,8 +398,8 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 			deps.CallbackURL = cfg.Server.PublicURL + "/v1/dlr/" + p.Type + "/" + p.Name
 		}
 		mi := &memberInfo{typ: p.Type, cfg: p.Settings, callback: deps.CallbackURL, timeout: p.Timeout.D(), breaker: p.Breaker, cfgDisabled: p.Disabled}
-		if p.Throughput != nil && p.Throughput.N > 0 {
-			mi.throughput, mi.share = p.Throughput, *p.TenantShare
+		if p.Paced() {
+			mi.throughput, mi.voiceThroughput, mi.share = p.Throughput, p.VoiceThroughput, *p.TenantShare
 			rt.paced = true
 		}
 		collectSecrets(reflect.ValueOf(p.Settings), &rt.secrets)

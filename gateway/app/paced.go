@@ -3,6 +3,8 @@ package app
 import (
 	"context"
 	"time"
+
+	"github.com/smsgate/smsgate/gateway"
 )
 
 // pace is dispatch.Chain.Pace for runtime rt: a provider's account has a throughput every
@@ -12,16 +14,23 @@ import (
 // from what lies above the others' part (policy.Checker.Pace); a send with none skips the
 // provider for the next in its chain. A state store
 // that fails lets the send through: throughput is the provider's to enforce, and it will.
-func (a *App) pace(rt *runtime) func(ctx context.Context, provider, tenant string) (bool, time.Duration) {
+func (a *App) pace(rt *runtime) func(ctx context.Context, provider, tenant string, typ gateway.MessageType) (bool, time.Duration) {
 	if !rt.paced {
 		return nil
 	}
-	return func(ctx context.Context, provider, tenant string) (bool, time.Duration) {
+	return func(ctx context.Context, provider, tenant string, typ gateway.MessageType) (bool, time.Duration) {
 		mi := rt.members[provider]
-		if mi == nil || mi.throughput == nil {
+		if mi == nil {
 			return true, 0
 		}
-		ok, wait, err := a.checker.Pace(ctx, provider, tenant, *mi.throughput, mi.share)
+		l, bucket := mi.throughput, provider
+		if typ == gateway.Voice && mi.voiceThroughput != nil && mi.voiceThroughput.N > 0 {
+			l, bucket = mi.voiceThroughput, provider+"|voice" // calls paced on their own
+		}
+		if l == nil || l.N == 0 {
+			return true, 0
+		}
+		ok, wait, err := a.checker.Pace(ctx, bucket, tenant, *l, mi.share)
 		if err != nil {
 			a.metrics.StateErrors.WithLabelValues("throughput").Inc()
 			return true, 0

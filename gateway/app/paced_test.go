@@ -139,3 +139,29 @@ func TestAnIdleTenantsShareIsNotWasted(t *testing.T) {
 		t.Errorf("the only sending tenant got %d sends through m in 3 hours (10/1h), want 30", sent)
 	}
 }
+
+// TestCallsArePacedOnTheirOwn: with voice_throughput, a provider's calls have a rate of their own
+// (calls per second are often limited apart from messages), and its messages keep theirs.
+func TestCallsArePacedOnTheirOwn(t *testing.T) {
+	h := start(t, `
+server: {admin_token: admin-t0ken}
+storage: {driver: memory}
+policy: {rate_limits: {per_recipient: 0}, resend_escalation: {enabled: false}}
+tenants: [{name: solo, api_key: solo-key}]
+providers: [{name: m, type: mock, throughput: 3/1h, voice_throughput: 1/1h}, {name: n, type: mock}]
+routes: [{name: d, providers: [m, n]}]
+`, Options{})
+	var got []string
+	for i, typ := range []string{"voice", "voice", "sms", "sms", "sms", "sms"} {
+		r := h.send("solo-key", fmt.Sprintf(`{"message_options":{"recipient":"+1415555%04d","text":"Your code is %06d","message_type":%q}}`, i, i, typ))
+		got = append(got, typ+":"+fmt.Sprint(r.Body["provider"]))
+	}
+	if want := "voice:m voice:n sms:m sms:m sms:m sms:n"; strings.Join(got, " ") != want {
+		t.Errorf("providers %s, want %s", strings.Join(got, " "), want)
+	}
+	r := h.do("GET", "/v1/providers", "admin-t0ken", "")
+	m := r.Body["providers"].([]any)[0].(map[string]any)
+	if m["throughput"] != "3/1h0m0s" || m["voice_throughput"] != "1/1h0m0s" || m["tenant_share"] != float64(1) {
+		t.Errorf("GET /v1/providers: %v", m)
+	}
+}

@@ -340,7 +340,10 @@ type Provider struct {
 	// every tenant: beyond it, sends skip the provider for the next in their chain instead of
 	// drawing its throttling. Nil or 0: unbounded.
 	Throughput *Limit `yaml:"throughput"`
-	// TenantShare is one tenant's part of Throughput, in (0, 1]: beyond it, a tenant's sends take
+	// VoiceThroughput, when set, paces the provider's voice calls on their own (a calls-per-second
+	// limit is often apart from the messages'); without it, calls count in Throughput.
+	VoiceThroughput *Limit `yaml:"voice_throughput"`
+	// TenantShare is one tenant's part of Throughput (and VoiceThroughput), in (0, 1]: beyond it, a tenant's sends take
 	// only what lies above the other tenants' part. Default 0.5 when more than one tenant is
 	// configured (no tenant can take what the others need), else 1.
 	TenantShare *float64 `yaml:"tenant_share"`
@@ -348,6 +351,11 @@ type Provider struct {
 	Options map[string]*yaml.Node `yaml:"-" smsgate:"rest"`
 	// Settings is the driver's decoded, defaulted and validated config (set by Drivers.Decode).
 	Settings any `yaml:"-"`
+}
+
+// Paced reports whether the provider has a throughput (for its messages or its calls).
+func (p *Provider) Paced() bool {
+	return p.Throughput != nil && p.Throughput.N > 0 || p.VoiceThroughput != nil && p.VoiceThroughput.N > 0
 }
 
 // Prices are what a provider charges for one message, in Currency: the value of the destination
@@ -583,7 +591,7 @@ func (c *Config) applyDefaults() {
 		orDefault(&b.OpenTimeout, gateway.Duration(30*time.Second))
 		orDefault(&b.Interval, gateway.Duration(60*time.Second))
 		orDefault(&b.HalfOpenRequests, 1)
-		if pr.Throughput != nil && pr.Throughput.N > 0 {
+		if pr.Paced() {
 			share := 1.0
 			if len(c.Tenants) > 1 {
 				share = 0.5
@@ -773,7 +781,7 @@ func (c *Config) validate() {
 		}
 		if sh := pr.TenantShare; sh != nil && (*sh <= 0 || *sh > 1) {
 			c.Problem(p+".tenant_share", "must be in (0, 1], not %v", *sh)
-		} else if sh != nil && (pr.Throughput == nil || pr.Throughput.N == 0) {
+		} else if sh != nil && !pr.Paced() {
 			c.Problem(p+".tenant_share", "is a share of throughput, which is not set")
 		}
 	}

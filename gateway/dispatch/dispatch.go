@@ -246,10 +246,10 @@ type Chain struct {
 	// the tenant's send counts for the breaker every tenant shares only when another tenant saw
 	// one too, and always for the tenant's own breaker (see owns).
 	Shared bool
-	// Pace, when set, says whether a provider's account has room for the tenant's send now (its
-	// configured throughput and the tenant's share of it) and, if not, when it will. A send it
-	// refuses skips the provider like a throttled one.
-	Pace func(ctx context.Context, provider, tenant string) (bool, time.Duration)
+	// Pace, when set, says whether a provider's account has room for the tenant's send of type
+	// typ now (its configured throughput and the tenant's share of it) and, if not, when it
+	// will. A send it refuses skips the provider like a throttled one.
+	Pace func(ctx context.Context, provider, tenant string, typ gateway.MessageType) (bool, time.Duration)
 }
 
 // Outcome is the result of Send.
@@ -316,7 +316,7 @@ func Send(ctx context.Context, msg *gateway.Message, ch Chain, obs Observer) Out
 		if ch.Pace != nil && !m.Disabled() {
 			// The account's throughput, or this tenant's share of it, is used up for now: calling
 			// would draw a refusal, or take what the other tenants need.
-			if ok, left := ch.Pace(ctx, m.name, msg.Tenant); !ok {
+			if ok, left := ch.Pace(ctx, m.name, msg.Tenant, msg.Type); !ok {
 				skip("throughput", "'s throughput for this tenant is used up for ", left)
 				continue
 			}

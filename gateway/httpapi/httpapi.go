@@ -62,8 +62,9 @@ type ProviderStatus struct {
 	VoicePrices []CountryPrice `json:"voice_prices,omitempty"`
 	// Throughput is the account's rate the gateway keeps to (providers[].throughput) and
 	// TenantShare the most of it one tenant may use; both absent when unbounded.
-	Throughput  string  `json:"throughput,omitempty"`
-	TenantShare float64 `json:"tenant_share,omitempty"`
+	Throughput      string  `json:"throughput,omitempty"`
+	VoiceThroughput string  `json:"voice_throughput,omitempty"`
+	TenantShare     float64 `json:"tenant_share,omitempty"`
 	// Cost is its price and least-cost rank for the country asked for (?country=CC).
 	Cost *Cost `json:"cost,omitempty"`
 	// Reports describes its delivery-report endpoint; nil when it takes none.
