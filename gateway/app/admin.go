@@ -167,10 +167,10 @@ func (a *App) Providers(country string) []httpapi.ProviderStatus {
 		ps.Prices = a.providerPrices(name, gateway.SMS)
 		ps.VoicePrices = a.providerPrices(name, gateway.Voice)
 		ps.Cost = costs[name]
-		if mi.throughput != nil && mi.throughput.N > 0 {
+		if mi.throughput != nil {
 			ps.Throughput = mi.throughput.String()
 		}
-		if mi.voiceThroughput != nil && mi.voiceThroughput.N > 0 {
+		if mi.voiceThroughput != nil {
 			ps.VoiceThroughput = mi.voiceThroughput.String()
 		}
 		if ps.Throughput != "" || ps.VoiceThroughput != "" {

@@ -83,7 +83,7 @@ type App struct {
 	flights policy.SharedFlights // nil: coalescing stays in this process
 	// gate holds the flood gates in front of the shared state store (floodgate.go).
 	gate       policy.MemoryLimiter
-	lines      lineGate // bounds the log lines of refusals (loglines.go)
+	lines      lineGate // bounds the log lines of errors (loglines.go)
 	closeState func()
 	// stateClient is the shared Redis, nil with state.driver memory.
 	stateClient *redis.Client
@@ -136,7 +136,8 @@ type memberInfo struct {
 	member      *dispatch.Member
 	callback    string
 	// throughput is the account's rate (nil: unbounded), voiceThroughput its calls' when they
-	// have their own, and share one tenant's part of either (paced.go).
+	// have their own (nil: they count in throughput), and share one tenant's part of either
+	// (paced.go).
 	throughput, voiceThroughput *config.Limit
 	share                       float64
 }
@@ -399,7 +400,13 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 		}
 		mi := &memberInfo{typ: p.Type, cfg: p.Settings, callback: deps.CallbackURL, timeout: p.Timeout.D(), breaker: p.Breaker, cfgDisabled: p.Disabled}
 		if p.Paced() {
-			mi.throughput, mi.voiceThroughput, mi.share = p.Throughput, p.VoiceThroughput, *p.TenantShare
+			mi.share = *p.TenantShare
+			if p.Throughput.Active() {
+				mi.throughput = p.Throughput
+			}
+			if p.VoiceThroughput.Active() {
+				mi.voiceThroughput = p.VoiceThroughput
+			}
 			rt.paced = true
 		}
 		collectSecrets(reflect.ValueOf(p.Settings), &rt.secrets)
@@ -462,11 +469,7 @@ func (rt *runtime) checkTenantRates() {
 	}
 	var open []string
 	for _, t := range rt.cfg.Tenants {
-		l := rt.cfg.Policy.RateLimits.PerTenant
-		if t.RateLimits != nil && t.RateLimits.PerTenant != nil {
-			l = t.RateLimits.PerTenant
-		}
-		if l == nil || l.N == 0 {
+		if tn := rt.byName[t.Name]; tn != nil && !tn.rules.Limits.PerTenant.Active() {
 			open = append(open, t.Name)
 		}
 	}

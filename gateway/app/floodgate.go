@@ -25,7 +25,7 @@ import (
 // sends, api for other calls): the limit's refusal when the requests beyond twice l are refused
 // here, nil when they pass or there is no gate (no shared state store, or no limit).
 func (a *App) gated(name, tenant string, l *config.Limit) *policy.Rejection {
-	if a.flights == nil || l == nil || l.N == 0 {
+	if a.flights == nil || !l.Active() {
 		return nil
 	}
 	gate := config.Limit{N: 2 * l.N, Per: l.Per}

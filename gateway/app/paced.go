@@ -24,10 +24,10 @@ func (a *App) pace(rt *runtime) func(ctx context.Context, provider, tenant strin
 			return true, 0
 		}
 		l, bucket := mi.throughput, provider
-		if typ == gateway.Voice && mi.voiceThroughput != nil && mi.voiceThroughput.N > 0 {
+		if typ == gateway.Voice && mi.voiceThroughput != nil {
 			l, bucket = mi.voiceThroughput, provider+"|voice" // calls paced on their own
 		}
-		if l == nil || l.N == 0 {
+		if l == nil {
 			return true, 0
 		}
 		ok, wait, err := a.checker.Pace(ctx, bucket, tenant, *l, mi.share)

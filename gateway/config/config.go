@@ -294,6 +294,9 @@ func (l *Limit) UnmarshalText(b []byte) error {
 	return nil
 }
 
+// Active says whether l limits anything (set, and not 0).
+func (l *Limit) Active() bool { return l != nil && l.N > 0 }
+
 // String prints the limit as it is written.
 func (l Limit) String() string {
 	if l.N == 0 {
@@ -355,7 +358,7 @@ type Provider struct {
 
 // Paced reports whether the provider has a throughput (for its messages or its calls).
 func (p *Provider) Paced() bool {
-	return p.Throughput != nil && p.Throughput.N > 0 || p.VoiceThroughput != nil && p.VoiceThroughput.N > 0
+	return p.Throughput.Active() || p.VoiceThroughput.Active()
 }
 
 // Prices are what a provider charges for one message, in Currency: the value of the destination

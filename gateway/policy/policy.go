@@ -122,7 +122,7 @@ func (c *Checker) Check(ctx context.Context, r *Rules, msg *gateway.Message) (*R
 	checks[n] = check{"per_recipient", "r", msg.To, r.Limits.PerRecipient}
 	n++
 	for _, ch := range checks[:n] {
-		if ch.l == nil || ch.l.N == 0 {
+		if !ch.l.Active() {
 			continue
 		}
 		if c.Blind != nil && (ch.kind == "i" || ch.kind == "r") {
@@ -145,7 +145,7 @@ func (c *Checker) Check(ctx context.Context, r *Rules, msg *gateway.Message) (*R
 // nil when allowed or when the limit is off.
 func (c *Checker) AllowCall(ctx context.Context, tenant string, r *Rules) (*Rejection, error) {
 	l := r.Limits.API
-	if l == nil || l.N == 0 {
+	if !l.Active() {
 		return nil, nil
 	}
 	ok, wait, err := c.Limiter.Allow(ctx, LimitKey("a", *l, tenant, ""), *l)
@@ -179,9 +179,8 @@ func (c *Checker) Pace(ctx context.Context, provider, tenant string, l config.Li
 
 // LimitKey is the bucket of limit l of one kind (t, c, i, r for the send's limits, a for calls,
 // p for a provider's throughput) for tenant and value (a country, an IP, a recipient, a
-// provider; "" for the tenant's own). It names the
-// limit too, so a reloaded limit starts a fresh bucket. Built with strconv rather than fmt: this
-// runs for every send.
+// provider; "" for the tenant's own). It names the limit too, so a reloaded limit starts a fresh
+// bucket. Built with strconv rather than fmt: this runs for every send.
 func LimitKey(kind string, l config.Limit, tenant, value string) string {
 	return kind + "|" + strconv.Itoa(l.N) + "/" + strconv.FormatInt(int64(l.Per), 10) + "|" + tenant + "|" + value
 }
