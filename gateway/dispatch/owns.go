@@ -53,18 +53,14 @@ type own struct {
 // errAlone marks a failure no other tenant corroborates: the shared breaker leaves it out.
 var errAlone = errors.New("failure seen by one tenant only")
 
-type aloneErr struct{ err error }
-
-func (e aloneErr) Error() string   { return e.err.Error() }
-func (e aloneErr) Unwrap() []error { return []error{e.err, errAlone} }
-
 // errShared marks the shared breaker's refusal, which a tenant's own breaker leaves out.
 var errShared = errors.New("the shared breaker refused")
 
-type sharedErr struct{ err error }
+// marked is err, as it reads, that errors.Is also finds to be mark.
+type marked struct{ err, mark error }
 
-func (e sharedErr) Error() string   { return e.err.Error() }
-func (e sharedErr) Unwrap() []error { return []error{e.err, errShared} }
+func (e marked) Error() string   { return e.err.Error() }
+func (e marked) Unwrap() []error { return []error{e.err, e.mark} }
 
 // evidenceWindow is how long a failure corroborates another tenant's: the breaker's counting
 // window or its open timeout, whichever is longer (a tenant whose own breaker is open fails again
@@ -126,13 +122,13 @@ func (o *owns) execute(tenant string, c int, shared *gobreaker.CircuitBreaker[ga
 				now := time.Now()
 				t.failedAt[c].Store(now.UnixNano())
 				if !o.corroborated(tenant, c, now) {
-					err = aloneErr{err}
+					err = marked{err, errAlone}
 				}
 			}
 			return r, err
 		})
 		if refused(err) {
-			err = sharedErr{err}
+			err = marked{err, errShared}
 		}
 		return r, err
 	})
