@@ -313,9 +313,10 @@ func Send(ctx context.Context, msg *gateway.Message, ch Chain, obs Observer) Out
 			skip("held_off", " throttled this tenant's sends; it is left alone for ", left)
 			continue
 		}
-		if ch.Pace != nil && !m.Disabled() {
+		if ch.Pace != nil && m.mayCall(msg.Tenant, channel(msg.Type), ch.Shared) {
 			// The account's throughput, or this tenant's share of it, is used up for now: calling
-			// would draw a refusal, or take what the other tenants need.
+			// would draw a refusal, or take what the other tenants need. A send its breakers or a
+			// drain will refuse takes no token: it will not call the provider.
 			if ok, left := ch.Pace(ctx, m.name, msg.Tenant, msg.Type); !ok {
 				skip("throughput", "'s throughput for this tenant is used up for ", left)
 				continue

@@ -135,6 +135,21 @@ func (o *owns) execute(tenant string, c int, shared *gobreaker.CircuitBreaker[ga
 	return res, err, refused(err) && !errors.Is(err, errShared)
 }
 
+// mayCall says whether, as far as is known now, tenant's send of channel c will call the provider:
+// it is not drained, and neither the shared breaker nor (with shared) the tenant's own is open.
+func (m *Member) mayCall(tenant string, c int, shared bool) bool {
+	if m.Disabled() || m.breakers[c].State() == gobreaker.StateOpen {
+		return false
+	}
+	if !shared {
+		return true
+	}
+	m.owns.mu.RLock()
+	t := m.owns.m[tenant]
+	m.owns.mu.RUnlock()
+	return t == nil || t.breakers[c].State() != gobreaker.StateOpen
+}
+
 // corroborated says whether a tenant other than tenant had a send fail on channel c within the
 // evidence window before now.
 func (o *owns) corroborated(tenant string, c int, now time.Time) bool {

@@ -209,3 +209,32 @@ func BenchmarkAttempt(b *testing.B) {
 		})
 	}
 }
+
+// TestAnOpenBreakerTakesNoThroughput: a send its tenant's own breaker (or the shared one) will
+// refuse does not call the provider, so it takes no token of the account's throughput, which
+// the other tenants need.
+func TestAnOpenBreakerTakesNoThroughput(t *testing.T) {
+	p := newPoisoned(func(tn string) bool { return tn == "hostile" }, "hostile", "quiet")
+	ma := NewMember(MemberOptions{Name: "a", Provider: p, Timeout: time.Second, Breaker: strict})
+	paced := map[string]int{}
+	ch := Chain{Members: []*Member{ma, member("b", &fake{fn: ok("b")}, time.Second, strict)}, Shared: true,
+		Pace: func(_ context.Context, provider, tenant string, _ gateway.MessageType) (bool, time.Duration) {
+			paced[provider+"/"+tenant]++
+			return true, 0
+		}}
+	for range 10 {
+		Send(context.Background(), from("hostile"), ch, nil)
+	}
+	calls := p.calls["hostile"].Load()
+	if calls >= 10 || paced["a/hostile"] != int(calls) {
+		t.Errorf("hostile: %d calls to a, %d tokens of a's throughput taken; want its own breaker to stop the calls, a token only per call", calls, paced["a/hostile"])
+	}
+	if out := Send(context.Background(), from("quiet"), ch, nil); out.Provider != "a" || paced["a/quiet"] != 1 {
+		t.Errorf("quiet: %v, %d tokens", codes(out), paced["a/quiet"])
+	}
+	ma.SetDisabled(true)
+	Send(context.Background(), from("quiet"), ch, nil)
+	if paced["a/quiet"] != 1 {
+		t.Errorf("a drained provider took a token")
+	}
+}
