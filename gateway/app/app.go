@@ -150,8 +150,10 @@ type runtime struct {
 	byName  map[string]*tenant
 	routes  *routing.Table
 	members map[string]*memberInfo
-	// paced is true when some provider has a throughput (paced.go).
+	// paced is true when some provider has a throughput; pace is then dispatch.Chain.Pace for
+	// this runtime, built once (paced.go).
 	paced bool
+	pace  func(ctx context.Context, provider, tenant string, typ gateway.MessageType) (bool, time.Duration)
 	order []string
 	// keySecret keys every hash derived from a code or a body (see mac); macs holds HMACs under
 	// it for reuse (one is built per call otherwise: two allocations and the key schedule).
@@ -431,6 +433,7 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 		rt.members[p.Name] = mi
 		rt.order = append(rt.order, p.Name)
 	}
+	rt.pace = a.pace(rt)
 	rt.checkRouteCapabilities()
 	rt.checkVoicePrices()
 	rt.checkTenantRates()

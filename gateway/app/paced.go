@@ -7,7 +7,7 @@ import (
 	"github.com/smsgate/smsgate/gateway"
 )
 
-// pace is dispatch.Chain.Pace for runtime rt: a provider's account has a throughput every
+// pace builds dispatch.Chain.Pace for runtime rt (nil when no provider is paced), once per load: a provider's account has a throughput every
 // tenant's sends share (providers[].throughput); without pacing, one tenant's burst used it up
 // and the provider throttled whichever tenant's send came next. Each send takes a token of it
 // from the policy state (so with Redis the replicas share them), beyond its tenant's share only

@@ -351,7 +351,7 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 	members, notes := a.reorder(rt, route.Name, msg.Country, msg.Type, members)
 	now := a.now()
 	msg.ID = newID(now)
-	chain := dispatch.Chain{Members: members, FailoverOnTimeout: route.FailoverOnTimeout, Shared: len(rt.byName) > 1, Pace: a.pace(rt)}
+	chain := dispatch.Chain{Members: members, FailoverOnTimeout: route.FailoverOnTimeout, Shared: len(rt.byName) > 1, Pace: rt.pace}
 	esc := rt.cfg.Policy.ResendEscalation
 	resendKey := ""
 	if *esc.Enabled && len(members) > 1 {
