@@ -74,7 +74,7 @@ func main() {
 	flag.StringVar(&o.mode, "mode", "all", "all, load, drill, cost (a simulated day, ordered vs least_cost), pumping (two simulated weeks of detection), curve (throughput, p99 and RSS at 1 to 512 callers), noisy (a quiet tenant beside a flooding one, with and without server.max_in_flight), or throughput (a quiet tenant beside a flooding one on a provider account with a throughput, with and without pacing)")
 	flag.IntVar(&o.day, "day", 24000, "messages in the cost mode's simulated day")
 	flag.IntVar(&o.maxInFlight, "max-in-flight", 1024, "server.max_in_flight of the noisy mode's capped phase")
-	flag.BoolVar(&o.baselineLog, "baseline-log", false, "the baseline also records each send in smsgate's SQLite message log (what the log alone costs a forwarder)")
+	flag.BoolVar(&o.baselineLog, "baseline-log", false, "also run a second baseline that records each send in smsgate's SQLite message log, and report smsgate against both (what the log alone costs a forwarder)")
 	flag.IntVar(&o.accountRate, "account-rate", 300, "sends a second the Infobip fake's account takes in the throughput mode")
 	flag.IntVar(&o.concurrency, "concurrency", 32, "closed-loop workers")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each load round")
@@ -181,16 +181,26 @@ func run(o options) error {
 			abs, _ := filepath.Abs(o.baseprofile)
 			baseArgs = []string{"-cpuprofile", abs}
 		}
-		if o.baselineLog {
-			baseArgs = append(baseArgs, "-log", filepath.Join(dir, "baseline.db"))
-		}
-		base, err := startBaseline(baseBin, ibs.URL, baseArgs...)
+		base, err := startBaseline("baseline", baseBin, ibs.URL, baseArgs...)
 		if err != nil {
 			gw.stop()
 			return err
 		}
-		err = loadRounds(o, gw, base)
-		base.stop()
+		bases := []*process{base}
+		if o.baselineLog {
+			// The second yardstick: the same forwarder keeping smsgate's message log.
+			logged, err := startBaseline("baseline+log", baseBin, ibs.URL, "-log", filepath.Join(dir, "baseline.db"))
+			if err != nil {
+				base.stop()
+				gw.stop()
+				return err
+			}
+			bases = append(bases, logged)
+		}
+		err = loadRounds(o, gw, bases)
+		for _, b := range bases {
+			b.stop()
+		}
 		if stopErr := gw.stop(); err == nil {
 			err = stopErr
 		}
@@ -305,10 +315,10 @@ func startGateway(config, dir, bin, ibURL, twURL string, extra []string) (*proce
 	return p, nil
 }
 
-func startBaseline(bin, ibURL string, extra ...string) (*process, error) {
+func startBaseline(name, bin, ibURL string, extra ...string) (*process, error) {
 	addr := freeAddr()
 	cmd := exec.Command(bin, append([]string{"-listen", addr, "-infobip", ibURL, "-key", "bench-infobip-key"}, extra...)...)
-	p, err := startProcess("baseline", "http://"+addr+"/healthz", cmd, filepath.Join(filepath.Dir(bin), "baseline.log"))
+	p, err := startProcess(name, "http://"+addr+"/healthz", cmd, filepath.Join(filepath.Dir(bin), strings.ReplaceAll(name, "+", "-")+".log"))
 	if err != nil {
 		return nil, err
 	}
@@ -501,27 +511,27 @@ func summarize(s []sample, d time.Duration) stats {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d.Microseconds())/1000) }
 
-func loadRounds(o options, gw, base *process) error {
+func loadRounds(o options, gw *process, bases []*process) error {
 	fmt.Printf("## Load: smsgate vs baseline, %d rounds of %v, alternating\n\n", o.rounds, o.duration)
 	fmt.Println("| round | target | requests | errors | req/s | p50 ms | p90 ms | p99 ms | max ms | target CPU µs/req | load+fakes CPU µs/req | cores busy | records per commit |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-	// Warm up both (connections, SQLite, JIT-free but caches) for a short while.
-	for _, p := range []*process{base, gw} {
+	targets := append(slices.Clone(bases), gw)
+	// Warm up every target (connections, SQLite, caches) for a short while.
+	for _, p := range targets {
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		load(ctx, p.url, benchKey, o.concurrency, false, nil)
 		cancel()
 	}
-	var gwRPS, baseRPS, gwP99, baseP99 []float64
+	rps, p99 := map[*process][]float64{}, map[*process][]float64{}
 	gwErrors := 0
 	for r := 1; r <= o.rounds; r++ {
-		order := []*process{base, gw}
-		if r%2 == 0 {
-			order = []*process{gw, base}
-		}
+		// Each round starts with the next target, so that none always runs first or last.
+		k := (r - 1) % len(targets)
+		order := append(slices.Clone(targets[k:]), targets[:k]...)
 		for _, p := range order {
 			var s stats
 			var batch0 [2]float64 // the gateway's batch histogram (sum, count) before the round
-			var batchErr error = errors.New("the baseline has no message log")
+			var batchErr error = errors.New("the baseline has no message log metrics")
 			if p == gw {
 				batch0[0], batch0[1], batchErr = histogram(p, batchMetric)
 			}
@@ -538,17 +548,29 @@ func loadRounds(o options, gw, base *process) error {
 				}
 			}
 			fmt.Printf("| %d | %s | %d | %d | %.0f | %s | %s | %s | %s | %.0f | %.0f | %.0f %% | %s |\n", r, p.name, s.n, s.errors, s.rps, ms(s.p50), ms(s.p90), ms(s.p99), ms(s.max), perTarget, perBench, 100*busy, commits)
+			rps[p], p99[p] = append(rps[p], s.rps), append(p99[p], float64(s.p99))
 			if p == gw {
-				gwRPS, gwP99 = append(gwRPS, s.rps), append(gwP99, float64(s.p99))
 				gwErrors += s.errors
-			} else {
-				baseRPS, baseP99 = append(baseRPS, s.rps), append(baseP99, float64(s.p99))
 			}
 		}
 	}
-	fmt.Printf("\nmedian throughput ratio smsgate/baseline: **%.2f** (target >= 0.80); median p99 ratio smsgate/baseline: **%.2f**\n",
-		median(gwRPS)/median(baseRPS), median(gwP99)/median(baseP99))
-	fmt.Printf("peak RSS: smsgate %s, baseline %s; smsgate errors: %d\n\n", gw.peakRSS(), base.peakRSS(), gwErrors)
+	fmt.Println()
+	for i, b := range bases {
+		target := " (target >= 0.80)"
+		if i > 0 {
+			target = ""
+		}
+		fmt.Printf("median throughput ratio smsgate/%s: **%.2f**%s; median p99 ratio smsgate/%s: **%.2f**\n",
+			b.name, median(rps[gw])/median(rps[b]), target, b.name, median(p99[gw])/median(p99[b]))
+	}
+	if len(bases) > 1 {
+		fmt.Printf("the message log alone, %s/%s: **%.2f**\n", bases[1].name, bases[0].name, median(rps[bases[1]])/median(rps[bases[0]]))
+	}
+	fmt.Printf("peak RSS: smsgate %s", gw.peakRSS())
+	for _, b := range bases {
+		fmt.Printf(", %s %s", b.name, b.peakRSS())
+	}
+	fmt.Printf("; smsgate errors: %d\n\n", gwErrors)
 	return nil
 }
 
@@ -841,7 +863,7 @@ func curve(o options, config, dir, gwBin, baseBin, ibURL, twURL string) error {
 		if err != nil {
 			return err
 		}
-		base, err := startBaseline(baseBin, ibURL)
+		base, err := startBaseline("baseline", baseBin, ibURL)
 		if err != nil {
 			gw.stop()
 			return err
