@@ -11,7 +11,7 @@ import (
 
 // Memory is a Backend that keeps records in this process only.
 type Memory struct {
-	// Now is the clock for updated_at; nil means time.Now.
+	// Now is the clock for updated_at and for when a report falls due to be pushed; nil means time.Now.
 	Now func() time.Time
 	// MaxPending bounds the delivery reports kept for records not written yet; default 10000.
 	// Past it the oldest are dropped.
@@ -292,6 +292,37 @@ func (m *Memory) Take(_ context.Context, q TakeQuery) ([]*Record, error) {
 		out[i] = &c
 	}
 	return out, nil
+}
+
+// Due implements Backend.
+func (m *Memory) Due(_ context.Context, tenant string, now time.Time, limit int) ([]*Record, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var due []*Record
+	for _, r := range m.byID {
+		if r.Tenant == tenant && !r.PushAt.IsZero() && !r.PushAt.After(now) {
+			due = append(due, r)
+		}
+	}
+	slices.SortFunc(due, func(a, b *Record) int { return a.PushAt.Compare(b.PushAt) })
+	out := make([]*Record, 0, min(limit, len(due)))
+	for _, r := range due[:min(limit, len(due))] {
+		r.PushTries++
+		r.PushAt = NextPush(now, r.PushTries)
+		c := *r
+		out = append(out, &c)
+	}
+	return out, nil
+}
+
+// PushDone implements Backend.
+func (m *Memory) PushDone(_ context.Context, id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r := m.byID[id]; r != nil {
+		r.ReportTaken, r.PushAt = true, time.Time{}
+	}
+	return nil
 }
 
 // Close implements Backend.

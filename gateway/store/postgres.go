@@ -69,6 +69,10 @@ var pgMigrations = []string{
 	CREATE INDEX messages_untaken ON messages (tenant, created_at) WHERE source <> '' AND NOT report_taken;`,
 	// 3: the number range of the recipient (pumping detection's conversion signal).
 	`ALTER TABLE messages ADD COLUMN num_range text NOT NULL DEFAULT '';`,
+	// 4: pushes of final reports to notify URLs, kept until done (Due, PushDone).
+	`ALTER TABLE messages ADD COLUMN push_at bigint NOT NULL DEFAULT 0,
+		ADD COLUMN push_tries integer NOT NULL DEFAULT 0;
+	CREATE INDEX messages_push_due ON messages (tenant, push_at) WHERE push_at > 0;`,
 }
 
 // Postgres is a Backend on PostgreSQL (jackc/pgx v5 with a pool), shared by every replica: any
@@ -83,7 +87,7 @@ type Postgres struct {
 	// and taking reports; writer, a pool of its own, serves only the writer's batches, so that
 	// however many reads run, every tenant's records still commit.
 	pool, writer *pgxpool.Pool
-	// Now is the clock for updated_at; nil means time.Now.
+	// Now is the clock for updated_at and for when a report falls due to be pushed; nil means time.Now.
 	Now func() time.Time
 	// PurgeChunk bounds the rows one purge statement deletes; default 5000.
 	PurgeChunk int
@@ -196,7 +200,7 @@ func key(provider, id string) int64 {
 
 const pgCols = `id, tenant, client_id, route, message_type, action, country, recipient, status, provider,
 	provider_message_id, attempts, error, provider_status, price, currency, created_at, updated_at, delivered_at,
-	source, reference, bulk_id, callback_data, notify_url, report_taken, num_range`
+	source, reference, bulk_id, callback_data, notify_url, report_taken, num_range, push_at, push_tries`
 
 // pgColsM is pgCols qualified by the alias m.
 var pgColsM = "m." + strings.ReplaceAll(strings.Join(strings.Fields(pgCols), " "), ", ", ", m.")
@@ -394,11 +398,12 @@ func (p *Postgres) apply(ctx context.Context, ops []Op, ap *applier) error {
 			return err
 		}
 		// A retried batch that had committed must not fail on its own rows.
-		b.Queue(`INSERT INTO messages (`+pgCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26) ON CONFLICT (id) DO NOTHING`, args...)
+		b.Queue(`INSERT INTO messages (`+pgCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28) ON CONFLICT (id) DO NOTHING`, args...)
 	}
 	for r := range changed {
-		b.Queue(`UPDATE messages SET status = $2, provider_status = $3, error = $4, price = $5, currency = $6, updated_at = $7, delivered_at = $8 WHERE id = $1`,
-			r.ID, r.Status, r.ProviderStatus, r.Error, r.Price, r.Currency, r.UpdatedAt.UnixMilli(), msOrNil(r.DeliveredAt))
+		// push_at as read under the row lock, or armed by this report (armPush).
+		b.Queue(`UPDATE messages SET status = $2, provider_status = $3, error = $4, price = $5, currency = $6, updated_at = $7, delivered_at = $8, push_at = $9 WHERE id = $1`,
+			r.ID, r.Status, r.ProviderStatus, r.Error, r.Price, r.Currency, r.UpdatedAt.UnixMilli(), msOrNil(r.DeliveredAt), msOrZero(r.PushAt))
 	}
 	for _, rep := range unmatched {
 		raw, err := json.Marshal(rep)
@@ -430,19 +435,20 @@ func pgArgs(r *Record) ([]any, error) {
 	}
 	return []any{r.ID, r.Tenant, r.ClientID, r.Route, r.MessageType, r.Action, r.Country, r.Recipient, r.Status, r.Provider,
 		r.ProviderMessageID, att, r.Error, r.ProviderStatus, r.Price, r.Currency, r.CreatedAt.UnixMilli(), r.UpdatedAt.UnixMilli(), msOrNil(r.DeliveredAt),
-		r.Source, r.Reference, r.BulkID, r.CallbackData, r.NotifyURL, r.ReportTaken, r.Range}, nil
+		r.Source, r.Reference, r.BulkID, r.CallbackData, r.NotifyURL, r.ReportTaken, r.Range, msOrZero(r.PushAt), r.PushTries}, nil
 }
 
 func scanPG(row pgx.Row) (*Record, error) {
 	var r Record
 	var att []byte
-	var created, updated int64
+	var created, updated, pushAt int64
 	var delivered *int64
 	if err := row.Scan(&r.ID, &r.Tenant, &r.ClientID, &r.Route, &r.MessageType, &r.Action, &r.Country, &r.Recipient, &r.Status, &r.Provider,
 		&r.ProviderMessageID, &att, &r.Error, &r.ProviderStatus, &r.Price, &r.Currency, &created, &updated, &delivered,
-		&r.Source, &r.Reference, &r.BulkID, &r.CallbackData, &r.NotifyURL, &r.ReportTaken, &r.Range); err != nil {
+		&r.Source, &r.Reference, &r.BulkID, &r.CallbackData, &r.NotifyURL, &r.ReportTaken, &r.Range, &pushAt, &r.PushTries); err != nil {
 		return nil, err
 	}
+	r.PushAt = timeOrZero(pushAt)
 	if err := json.Unmarshal(att, &r.Attempts); err != nil {
 		return nil, err
 	}
@@ -610,9 +616,25 @@ func (p *Postgres) Take(ctx context.Context, q TakeQuery) ([]*Record, error) {
 		return nil, err
 	}
 	defer rows.Close()
-	out, err := collect(rows, func() (*Record, error) { return scanPG(rows) })
-	slices.SortFunc(out, func(a, b *Record) int { return a.CreatedAt.Compare(b.CreatedAt) })
-	return out, err
+	return oldestFirst(rows, func() (*Record, error) { return scanPG(rows) })
+}
+
+// Due implements Backend: SKIP LOCKED, so replicas sweeping at once claim each push once.
+func (p *Postgres) Due(ctx context.Context, tenant string, now time.Time, limit int) ([]*Record, error) {
+	rows, err := p.pool.Query(ctx, `UPDATE messages SET push_tries = push_tries + 1, push_at = `+nextPushSQL("$1", "$2")+` WHERE id IN (
+		SELECT id FROM messages WHERE tenant = $3 AND push_at > 0 AND push_at <= $2
+		ORDER BY push_at LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING `+pgCols, PushTries, now.UnixMilli(), tenant, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	return oldestFirst(rows, func() (*Record, error) { return scanPG(rows) })
+}
+
+// PushDone implements Backend.
+func (p *Postgres) PushDone(ctx context.Context, id string) error {
+	_, err := p.pool.Exec(ctx, `UPDATE messages SET report_taken = true, push_at = 0 WHERE id = $1`, id)
+	return err
 }
 
 // Purge implements Backend. It runs on one replica at a time (a session advisory lock; the others

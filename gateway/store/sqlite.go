@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -63,6 +62,10 @@ var migrations = []string{
 	CREATE INDEX messages_untaken ON messages(tenant, created_at) WHERE source != '' AND report_taken = 0;`,
 	// 3: the number range of the recipient (pumping detection's conversion signal).
 	`ALTER TABLE messages ADD COLUMN num_range TEXT NOT NULL DEFAULT '';`,
+	// 4: pushes of final reports to notify URLs, kept until done (Due, PushDone).
+	`ALTER TABLE messages ADD COLUMN push_at INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE messages ADD COLUMN push_tries INTEGER NOT NULL DEFAULT 0;
+	CREATE INDEX messages_push_due ON messages(tenant, push_at) WHERE push_at > 0;`,
 }
 
 // SQLite is a Backend on one SQLite file (modernc.org/sqlite, no cgo) in WAL mode.
@@ -72,7 +75,7 @@ type SQLite struct {
 	// reads run, every tenant's records still commit. (SQLite's file lock is still one: those
 	// other writes are short.)
 	db, w *sql.DB
-	// Now is the clock for updated_at; nil means time.Now.
+	// Now is the clock for updated_at and for when a report falls due to be pushed; nil means time.Now.
 	Now func() time.Time
 
 	// Statements of the write path, prepared once: parsing SQL for every record cost more CPU
@@ -143,7 +146,7 @@ func (s *SQLite) checkpointer(every time.Duration) {
 }
 
 func (s *SQLite) prepare(ctx context.Context) error {
-	values := ` INTO messages (` + cols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
+	values := ` INTO messages (` + cols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
 	for _, st := range []struct {
 		dst **sql.Stmt
 		sql string
@@ -213,7 +216,7 @@ func (s *SQLite) now() time.Time {
 
 const cols = `id, tenant, client_id, route, message_type, action, country, recipient, status, provider,
 	provider_message_id, attempts, error, provider_status, price, currency, created_at, updated_at, delivered_at,
-	source, reference, bulk_id, callback_data, notify_url, report_taken, num_range`
+	source, reference, bulk_id, callback_data, notify_url, report_taken, num_range, push_at, push_tries`
 
 // Apply implements Backend: the whole batch in one transaction.
 func (s *SQLite) Apply(ctx context.Context, ops []Op) ([]Charge, error) {
@@ -269,8 +272,24 @@ func put(ctx context.Context, stmt *sql.Stmt, r *Record) error {
 	}
 	_, err = stmt.ExecContext(ctx, r.ID, r.Tenant, r.ClientID, r.Route, r.MessageType, r.Action, r.Country, r.Recipient, r.Status, r.Provider,
 		r.ProviderMessageID, string(att), r.Error, r.ProviderStatus, r.Price, r.Currency, r.CreatedAt.UnixMilli(), r.UpdatedAt.UnixMilli(), delivered,
-		r.Source, r.Reference, r.BulkID, r.CallbackData, r.NotifyURL, r.ReportTaken, r.Range)
+		r.Source, r.Reference, r.BulkID, r.CallbackData, r.NotifyURL, r.ReportTaken, r.Range, msOrZero(r.PushAt), r.PushTries)
 	return err
+}
+
+// msOrZero is t in Unix milliseconds, 0 for the zero time.
+func msOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+// timeOrZero is msOrZero's inverse.
+func timeOrZero(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms).UTC()
 }
 
 // applyPending applies reports that arrived before r was written, and deletes them.
@@ -346,13 +365,14 @@ type scanner interface{ Scan(...any) error }
 func scan(sc scanner) (*Record, error) {
 	var r Record
 	var att string
-	var created, updated int64
+	var created, updated, pushAt int64
 	var delivered sql.NullInt64
 	if err := sc.Scan(&r.ID, &r.Tenant, &r.ClientID, &r.Route, &r.MessageType, &r.Action, &r.Country, &r.Recipient, &r.Status, &r.Provider,
 		&r.ProviderMessageID, &att, &r.Error, &r.ProviderStatus, &r.Price, &r.Currency, &created, &updated, &delivered,
-		&r.Source, &r.Reference, &r.BulkID, &r.CallbackData, &r.NotifyURL, &r.ReportTaken, &r.Range); err != nil {
+		&r.Source, &r.Reference, &r.BulkID, &r.CallbackData, &r.NotifyURL, &r.ReportTaken, &r.Range, &pushAt, &r.PushTries); err != nil {
 		return nil, err
 	}
+	r.PushAt = timeOrZero(pushAt)
 	if err := json.Unmarshal([]byte(att), &r.Attempts); err != nil {
 		return nil, err
 	}
@@ -477,9 +497,26 @@ func (s *SQLite) Take(ctx context.Context, q TakeQuery) ([]*Record, error) {
 		return nil, err
 	}
 	defer rows.Close()
-	out, err := collect(rows, func() (*Record, error) { return scan(rows) })
-	slices.SortFunc(out, func(a, b *Record) int { return a.CreatedAt.Compare(b.CreatedAt) })
-	return out, err
+	return oldestFirst(rows, func() (*Record, error) { return scan(rows) })
+}
+
+// Due implements Backend: one UPDATE ... RETURNING (the messages_push_due index), so a push is
+// claimed once.
+func (s *SQLite) Due(ctx context.Context, tenant string, now time.Time, limit int) ([]*Record, error) {
+	rows, err := s.db.QueryContext(ctx, `UPDATE messages SET push_tries = push_tries + 1, push_at = `+nextPushSQL("?", "?")+
+		` WHERE id IN (SELECT id FROM messages WHERE tenant = ? AND push_at > 0 AND push_at <= ? ORDER BY push_at LIMIT ?) RETURNING `+cols,
+		PushTries, now.UnixMilli(), tenant, now.UnixMilli(), limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	return oldestFirst(rows, func() (*Record, error) { return scan(rows) })
+}
+
+// PushDone implements Backend.
+func (s *SQLite) PushDone(ctx context.Context, id string) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE messages SET report_taken = 1, push_at = 0 WHERE id = ?`, id)
+	return err
 }
 
 // Purge implements Backend; it also drops unmatched reports older than the cut-off.

@@ -1,5 +1,6 @@
 // Package store is the message log: one record per accepted request, completed later by the
-// providers' delivery reports. Backends: embedded SQLite (pure Go, WAL, versioned migrations),
+// providers' delivery reports, and the pushes of those reports to tenants' notify URLs until
+// they are done (Due, PushDone). Backends: embedded SQLite (pure Go, WAL, versioned migrations),
 // PostgreSQL (shared by every replica) and memory.
 //
 // Group commit: writes are queued to one writer goroutine, which applies everything queued in one
@@ -83,8 +84,13 @@ type Record struct {
 	CallbackData string `json:"-"`
 	// NotifyURL is where the final delivery report is pushed (a host the tenant allows).
 	NotifyURL string `json:"-"`
-	// ReportTaken is set once the final report was handed out by GET /sms/{1,3}/reports.
+	// ReportTaken is set once the final report was handed out: pulled by GET /sms/{1,3}/reports
+	// or pushed to NotifyURL.
 	ReportTaken bool `json:"-"`
+	// PushAt is when the final report is next due to be pushed to NotifyURL (zero: none is due);
+	// PushTries counts the pushes claimed so far (Due).
+	PushAt    time.Time `json:"-"`
+	PushTries int       `json:"-"`
 }
 
 // Final reports whether a record's status can no longer change but to delivered.
@@ -199,9 +205,44 @@ type Backend interface {
 	Find(ctx context.Context, provider, id, providerMessageID string) (*Record, error)
 	// Take returns up to q.Limit compat records whose final report was not handed out yet, oldest
 	// first, and marks them handed out: each report is handed out once, across replicas too.
-	// Messages whose reports are pushed to a notify URL are not pulled.
+	// Messages whose reports are pushed to a notify URL are not pulled (Due).
 	Take(ctx context.Context, q TakeQuery) ([]*Record, error)
+	// Due claims up to limit of tenant's records whose final report is due to be pushed to its
+	// notify URL (PushAt not after now), the longest due first. Each claim counts a try and moves
+	// PushAt to the next retry (NextPush), or clears it on the last try, before anything is
+	// pushed: another replica claims it again only if this push never ends, and only then.
+	Due(ctx context.Context, tenant string, now time.Time, limit int) ([]*Record, error)
+	// PushDone ends the pushes of a record's final report: it was pushed (handed out), or it will not be.
+	PushDone(ctx context.Context, id string) error
 	Close() error
+}
+
+// PushTries is how many times a final report is pushed to a notify URL before it is given up;
+// NextPush spaces them as Infobip does, 1 min + 1 min × n² after the n-th try: 2 min, 5 min,
+// 10 min, ..., 2 h 25 min, about 11 hours in all.
+const PushTries = 12
+
+// NextPush is when a report claimed for its try-th push (1-based) is due again if that push
+// does not end; zero after the last try.
+func NextPush(now time.Time, try int) time.Time {
+	if try >= PushTries {
+		return time.Time{}
+	}
+	return now.Add(time.Minute * time.Duration(1+try*try))
+}
+
+// nextPushSQL is NextPush in SQL, for an UPDATE that counts the try (push_tries is the count
+// before it), given the placeholders of PushTries and of now in Unix milliseconds.
+func nextPushSQL(maxTries, nowMS string) string {
+	return `CASE WHEN push_tries + 1 >= ` + maxTries + ` THEN 0 ELSE ` + nowMS + ` + 60000 * (1 + (push_tries + 1) * (push_tries + 1)) END`
+}
+
+// armPush makes a compat record's final report due to be pushed now, once: a record already
+// pushed, pulled, due or tried is left as it is.
+func armPush(r *Record, now time.Time) {
+	if r.NotifyURL != "" && r.Final() && !r.ReportTaken && r.PushTries == 0 && r.PushAt.IsZero() {
+		r.PushAt = now
+	}
 }
 
 // Op is one queued write: exactly one of Insert and Report is set.
@@ -268,6 +309,7 @@ func applyReport(r *Record, rep *gateway.DeliveryReport, now time.Time) bool {
 		r.DeliveredAt = &t
 	}
 	r.UpdatedAt = now
+	armPush(r, now)
 	return true
 }
 
@@ -472,6 +514,19 @@ func (s *Store) Take(ctx context.Context, q TakeQuery) ([]*Record, error) {
 	}
 	cleanAll([]*string{&q.Tenant, &q.BulkID, &q.ID})
 	return s.b.Take(ctx, q)
+}
+
+// Due claims up to limit of tenant's final reports due to be pushed (Backend.Due).
+func (s *Store) Due(ctx context.Context, tenant string, now time.Time, limit int) ([]*Record, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	return s.b.Due(ctx, clean(tenant), now, limit)
+}
+
+// PushDone ends the pushes of a record's final report (Backend.PushDone).
+func (s *Store) PushDone(ctx context.Context, id string) error {
+	return s.b.PushDone(ctx, cleanID(id))
 }
 
 // Purge deletes records created before t now.
@@ -919,6 +974,16 @@ func collect(rows interface {
 		out = append(out, r)
 	}
 	return out, rows.Err()
+}
+
+// oldestFirst is collect, ordered by creation: records handed out (Take, Due) come oldest first.
+func oldestFirst(rows interface {
+	Next() bool
+	Err() error
+}, scan func() (*Record, error)) ([]*Record, error) {
+	out, err := collect(rows, scan)
+	slices.SortFunc(out, func(a, b *Record) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	return out, err
 }
 
 // Prices sums the prices reported on messages created since since (see Backend.Prices).

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -796,6 +797,126 @@ func TestTakeHandsEachReportOutOnce(t *testing.T) {
 			t.Errorf("compat listing by reference: %v", logs)
 		}
 	})
+}
+
+// TestPushesAreClaimedUntilDone: a compat message's final report is due to be pushed once it is
+// final (also when the report came before the record); each claim counts a try and makes it due
+// again only on Infobip's schedule, so a push that never ends is tried again and a claimed one
+// is not claimed twice; PushDone ends it, and after PushTries claims it is given up. Messages
+// without a notify URL, other tenants' messages and non-final ones are never due.
+func TestPushesAreClaimedUntilDone(t *testing.T) {
+	backends(t, func(t *testing.T, open func() Backend) {
+		s := New(Options{Backend: open()})
+		defer s.Close()
+		ctx := context.Background()
+		final := t0.Add(time.Minute) // the backends' clock: when reports are applied
+		compat := func(id, tenant, notify string) *Record {
+			r := record(id, tenant, "ib", id, t0)
+			r.Source, r.NotifyURL = "infobip-sms-v3", notify
+			return r
+		}
+		// Early report for p2: it waits for its record, which is then due at once.
+		s.Report(ctx, &gateway.DeliveryReport{Provider: "ib", MessageID: "p2", Status: gateway.StatusUndelivered})
+		s.Flush(ctx)
+		for _, r := range []*Record{compat("p1", "acme", "https://hooks.example.com/r"), compat("p2", "acme", "https://hooks.example.com/r"),
+			compat("pulled", "acme", ""), compat("other", "globex", "https://hooks.example.com/r"), compat("open", "acme", "https://hooks.example.com/r")} {
+			s.Insert(ctx, r)
+		}
+		ids := func(rs []*Record) (out []string) {
+			for _, r := range rs {
+				out = append(out, fmt.Sprintf("%s#%d", r.ID, r.PushTries))
+			}
+			slices.Sort(out)
+			return out
+		}
+		if due, err := s.Due(ctx, "acme", final, 10); err != nil || len(due) != 1 || due[0].ID != "p2" {
+			t.Fatalf("before any final report: due %v, %v; want only p2 (its early report)", ids(due), err)
+		}
+		s.PushDone(ctx, "p2")
+		for _, id := range []string{"p1", "pulled", "other"} {
+			s.Report(ctx, &gateway.DeliveryReport{Provider: "ib", MessageID: id, Status: gateway.StatusDelivered})
+		}
+		s.Report(ctx, &gateway.DeliveryReport{Provider: "ib", MessageID: "open", Status: gateway.StatusSent})
+		s.Report(ctx, &gateway.DeliveryReport{Provider: "ib", MessageID: "p2", Status: gateway.StatusDelivered}) // pushed already: not again
+		if due, _ := s.Due(ctx, "acme", final.Add(-time.Second), 10); len(due) != 0 {
+			t.Errorf("due before it was final: %v", ids(due))
+		}
+		due, err := s.Due(ctx, "acme", final, 10)
+		if err != nil || !slices.Equal(ids(due), []string{"p1#1"}) {
+			t.Fatalf("due = %v, %v; want [p1#1]", ids(due), err)
+		}
+		if want := NextPush(final, 1); !due[0].PushAt.Equal(want) || due[0].CallbackData != "" || due[0].NotifyURL == "" {
+			t.Errorf("claimed: push at %v, want %v (%+v)", due[0].PushAt, want, due[0])
+		}
+		if again, _ := s.Due(ctx, "acme", final.Add(time.Minute), 10); len(again) != 0 {
+			t.Errorf("claimed twice within its retry: %v", ids(again))
+		}
+		// The push never ended (a replica died): due again two minutes later, as the second try.
+		at := final.Add(2 * time.Minute)
+		if again, _ := s.Due(ctx, "acme", at, 10); !slices.Equal(ids(again), []string{"p1#2"}) {
+			t.Errorf("after the first retry's wait: %v, want [p1#2]", ids(again))
+		}
+		if other, _ := s.Due(ctx, "globex", final, 10); !slices.Equal(ids(other), []string{"other#1"}) {
+			t.Errorf("globex: %v", ids(other))
+		}
+		// Given up after PushTries claims.
+		for try := 3; try <= PushTries; try++ {
+			at = NextPush(at, try-1)
+			got, _ := s.Due(ctx, "acme", at, 10)
+			if !slices.Equal(ids(got), []string{fmt.Sprintf("p1#%d", try)}) {
+				t.Fatalf("try %d at %v: %v", try, at, ids(got))
+			}
+			if try == PushTries && !got[0].PushAt.IsZero() {
+				t.Errorf("the last try leaves push at %v, want none", got[0].PushAt)
+			}
+		}
+		if late, _ := s.Due(ctx, "acme", at.Add(1000*time.Hour), 10); len(late) != 0 {
+			t.Errorf("after %d tries: %v", PushTries, ids(late))
+		}
+		// PushDone: never due again, never pulled.
+		s.PushDone(ctx, "other")
+		if late, _ := s.Due(ctx, "globex", at.Add(1000*time.Hour), 10); len(late) != 0 {
+			t.Errorf("pushed, yet due: %v", ids(late))
+		}
+		if pulled, _ := s.Take(ctx, TakeQuery{Tenant: "acme", Limit: 10}); !slices.Equal(ids(pulled), []string{"pulled#0"}) {
+			t.Errorf("pulled: %v", ids(pulled))
+		}
+	})
+}
+
+// TestUpgradeLeavesPushedReportsAlone: a log written before pushes were kept (schema 3) upgrades
+// with its records whole, and a final report the old version pushed from memory is not due.
+func TestUpgradeLeavesPushedReportsAlone(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log.db")
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range append([]string{`CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version (version) VALUES (3)`}, migrations[:3]...) {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Exec(`INSERT INTO messages (id, tenant, status, created_at, updated_at, source, notify_url) VALUES ('old', 'acme', 'delivered', ?, ?, 'infobip-sms-v3', 'https://hooks.example.com/r')`,
+		t0.UnixMilli(), t0.UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	b, err := OpenSQLite(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(Options{Backend: b})
+	defer s.Close()
+	if v, _ := b.SchemaVersion(context.Background()); v != len(migrations) {
+		t.Errorf("schema version %d, want %d", v, len(migrations))
+	}
+	if due, err := s.Due(context.Background(), "acme", t0.Add(1000*time.Hour), 10); err != nil || len(due) != 0 {
+		t.Errorf("due after the upgrade: %d, %v", len(due), err)
+	}
+	if r, err := s.Get(context.Background(), "acme", "old"); err != nil || r.NotifyURL != "https://hooks.example.com/r" || r.Status != gateway.StatusDelivered || !r.PushAt.IsZero() {
+		t.Errorf("the old record: %+v, %v", r, err)
+	}
 }
 
 // TestChargesCountOnceAndPricesSum: a price reported for a message is a charge once, however
