@@ -42,7 +42,8 @@ type Options struct {
 	Listen string
 	// LogOutput receives the logs; nil means os.Stderr.
 	LogOutput io.Writer
-	// Now is the clock of rate limits, idempotency and resend escalation; nil means time.Now.
+	// Now is the clock of rate limits, idempotency, resend escalation, the message log's updates
+	// and report pushes; nil means time.Now.
 	Now func() time.Time
 	// HTTPClient is shared by drivers; nil means one with a tuned transport and no overall timeout.
 	HTTPClient *http.Client
@@ -154,7 +155,9 @@ type runtime struct {
 	// this runtime, built once (paced.go).
 	paced bool
 	pace  func(ctx context.Context, provider, tenant string, typ gateway.MessageType) (bool, time.Duration)
-	order []string
+	// pushes is true when some tenant may have reports pushed (notify_hosts; notify.go).
+	pushes bool
+	order  []string
 	// keySecret keys every hash derived from a code or a body (see mac); macs holds HMACs under
 	// it for reuse (one is built per call otherwise: two allocations and the key schedule).
 	keySecret []byte
@@ -257,13 +260,16 @@ func New(ctx context.Context, o Options) (*App, error) {
 	var backend store.Backend
 	switch cfg.Storage.Driver {
 	case "memory":
-		backend = store.NewMemory()
+		m := store.NewMemory()
+		m.Now = o.Now
+		backend = m
 	case "postgres":
 		pg, err := store.OpenPostgres(ctx, cfg.Storage.DSN.Reveal())
 		if err != nil {
 			a.closeState()
 			return nil, err
 		}
+		pg.Now = o.Now
 		backend = pg
 	default:
 		sq, err := store.OpenSQLite(ctx, cfg.Storage.Path)
@@ -271,6 +277,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 			a.closeState()
 			return nil, err
 		}
+		sq.Now = o.Now
 		backend = sq
 	}
 	if o.WrapBackend != nil {
@@ -385,6 +392,7 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 		for _, h := range t.NotifyHosts {
 			tn.notifyHosts[strings.ToLower(h)] = true
 		}
+		rt.pushes = rt.pushes || len(t.NotifyHosts) > 0
 		if len(t.ClientIDs) > 0 {
 			tn.clientIDs = map[string]bool{}
 			for _, id := range t.ClientIDs {
@@ -605,6 +613,7 @@ func (a *App) Start() error {
 		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
 	a.stop = make(chan struct{})
 	go a.healthLoop(a.stop)
+	go a.pushLoop(a.stop)
 	if a.stateClient != nil {
 		a.readStateMemory(a.stateClient)
 		go a.stateMemoryLoop(a.stateClient, a.stop)

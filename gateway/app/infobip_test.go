@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/gateway/store"
 	"github.com/smsgate/smsgate/providers/infobip/infobiptest"
 	"github.com/smsgate/smsgate/providers/providertest"
 	"github.com/smsgate/smsgate/providers/twilio/twiliotest"
@@ -361,8 +364,8 @@ func TestInfobipCompatiblePullIsOnce(t *testing.T) {
 func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
 
 // TestNotifyQueuesArePerTenant: a tenant whose notify endpoint hangs holds at most notifyWorkers
-// pushes in flight and fills only its own queue (the rest of its pushes are dropped and
-// counted); another tenant's report is pushed at once. With one queue and two workers shared by
+// pushes in flight and fills only its own queue (the rest of its pushes are dropped, counted and
+// left to fall due again); another tenant's report is pushed at once. With one queue and two workers shared by
 // every tenant, the first tenant's endpoint held everyone's pushes.
 func TestNotifyQueuesArePerTenant(t *testing.T) {
 	c := startCompat(t)
@@ -389,17 +392,17 @@ func TestNotifyQueuesArePerTenant(t *testing.T) {
 	n.client.Timeout, n.backoff = time.Minute, nil
 	defer n.close(10 * time.Second) // after the release below: the queued pushes then end at once
 	defer close(release)
-	dropped := testutil.ToFloat64(c.app.metrics.Notify.WithLabelValues("dropped"))
-	for range notifyQueueMax + 100 {
-		n.push("mallory", slow.URL, []byte(`{"results":[]}`))
+	dropped := testutil.ToFloat64(c.app.metrics.Notify.WithLabelValues("mallory", "dropped"))
+	for i := range notifyQueueMax + 100 {
+		n.push(&store.Record{ID: fmt.Sprint("mallory-", i), Tenant: "mallory", Source: "infobip-sms-v3", NotifyURL: slow.URL, Status: gateway.StatusDelivered})
 	}
 	for inFlight.Load() < notifyWorkers {
 		time.Sleep(time.Millisecond)
 	}
-	n.push("acme", fast.URL, []byte(`{"results":["acme"]}`))
+	n.push(&store.Record{ID: "acme-1", Tenant: "acme", Source: "infobip-sms-v3", NotifyURL: fast.URL, Status: gateway.StatusDelivered})
 	select {
 	case b := <-got:
-		if !strings.Contains(b, "acme") {
+		if !strings.Contains(b, `"messageId":"acme-1"`) {
 			t.Errorf("pushed %s", b)
 		}
 	case <-time.After(10 * time.Second):
@@ -408,7 +411,7 @@ func TestNotifyQueuesArePerTenant(t *testing.T) {
 	if m := most.Load(); m != notifyWorkers {
 		t.Errorf("mallory had %d pushes in flight, want %d", m, notifyWorkers)
 	}
-	if d := testutil.ToFloat64(c.app.metrics.Notify.WithLabelValues("dropped")) - dropped; d < 100-notifyWorkers || d > 100 {
+	if d := testutil.ToFloat64(c.app.metrics.Notify.WithLabelValues("mallory", "dropped")) - dropped; d < 100-notifyWorkers || d > 100 {
 		t.Errorf("%v of mallory's pushes dropped, want about 100", d)
 	}
 }

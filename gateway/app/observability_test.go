@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"gopkg.in/yaml.v3"
 
 	"github.com/smsgate/smsgate/gateway/policy/redistest"
@@ -21,7 +22,7 @@ import (
 var metricName = regexp.MustCompile(`\bsmsgate_[a-z_]+`)
 
 // exposedFamilies drives a gateway through a send, a failover, a policy refusal, delivery reports
-// and a demotion, and returns the metric families its /metrics shows.
+// and a demotion (and others through pumping, spend, pacing, Redis and a report push), and returns the metric families its /metrics shows.
 func exposedFamilies(t *testing.T) map[string]bool {
 	t.Helper()
 	h, ib, _ := startOnFakesWith(t, healthConfig, Options{})
@@ -66,8 +67,16 @@ routes: [{name: d, providers: [m]}]
 	// A fourth keeps its state in Redis.
 	addr, _ := redistest.Server(t)
 	rd := start(t, strings.NewReplacer("$REDIS", addr, "$ONERROR", "open").Replace(replicaConfig), Options{})
+	// A fifth pushes a delivery report to a tenant's notify URL.
+	c := startCompat(t)
+	r := c.call("POST", "/sms/3/messages", "App acme-ib-key", `{"messages":[{"destinations":[{"to":"14155550190"}],"content":{"text":"Code 4411"},"webhooks":{"delivery":{"url":"http://`+hostOfHook(c)+`/r"}}}]}`)
+	if r.Status != 200 {
+		t.Fatalf("compat send: %s", r.Raw)
+	}
+	c.do("POST", "/v1/dlr/infobip/infobip-eu?secret=hook-secret", "", report(messagesOf(r)[0]["messageId"].(string), "DELIVERED"))
+	waitUntil(t, "the report was pushed", func() bool { return testutil.ToFloat64(c.app.metrics.Notify.WithLabelValues("acme", "ok")) == 1 })
 	fams := map[string]bool{}
-	for _, g := range []*harness{h, p, sp, rd} {
+	for _, g := range []*harness{h, p, sp, rd, c.harness} {
 		res := g.do("GET", "/metrics", "", "")
 		sc := bufio.NewScanner(strings.NewReader(res.Raw))
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -77,7 +86,7 @@ routes: [{name: d, providers: [m]}]
 			}
 		}
 	}
-	for _, want := range []string{"smsgate_spend_total", "smsgate_pumping_quarantines_total", "smsgate_tenant_spend_estimated_total", "smsgate_state_memory_max_bytes", "smsgate_paced_total"} {
+	for _, want := range []string{"smsgate_spend_total", "smsgate_pumping_quarantines_total", "smsgate_tenant_spend_estimated_total", "smsgate_state_memory_max_bytes", "smsgate_paced_total", "smsgate_infobip_notify_total"} {
 		if !fams[want] {
 			t.Fatalf("%s not exposed", want)
 		}

@@ -83,7 +83,7 @@ func New() *Metrics {
 		LogCommitTimeouts: prometheus.NewCounter(prometheus.CounterOpts{Name: "smsgate_message_log_commit_timeouts_total",
 			Help: "Sends answered before their record committed (storage.commit_timeout passed); the record waits in the retry buffer."}),
 		Notify: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_infobip_notify_total",
-			Help: "Delivery reports pushed to notify URLs of the Infobip-compatible API, by result (ok, retry, failed, dropped)."}, []string{"result"}),
+			Help: "Delivery report pushes to notify URLs of the Infobip-compatible API, by tenant and result (ok, retry, failed, given_up, refused, dropped)."}, []string{"tenant", "result"}),
 		DeliveryRate: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "smsgate_delivery_rate",
 			Help: "Delivered share of a provider's messages to a country over routing.delivery_health.window (countries with at least min_samples)."}, []string{"provider", "country"}),
 		Demotions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_demotions_total",

@@ -1,0 +1,272 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/smsgate/smsgate/gateway"
+	ib "github.com/smsgate/smsgate/gateway/infobipcompat"
+	"github.com/smsgate/smsgate/gateway/store"
+)
+
+// Pushed delivery reports of the Infobip-compatible API.
+//
+// A final report for a message sent with a notify URL is pushed there. The push is kept in the
+// message log until it is done, never only in memory: when its report is recorded the message
+// falls due (store.Backend.Due), and a sweep claims what is due, per tenant, before pushing it.
+// A claim counts a try and sets when the message falls due again (store.NextPush: 2 min, then
+// 5, 10, ... as Infobip retries, 12 tries over about 11 hours), so a push whose replica dies, or
+// whose endpoint is down, is made later by whichever replica sweeps then; a claimed push is made
+// by one replica only. Within a try the push is posted up to 3 times (at once, after 1 s, after
+// 5 s). A push that succeeds ends it (store.PushDone); so does a notify URL whose host the
+// tenant no longer allows. Delivery is at least once: a replica that dies after the endpoint
+// answered but before PushDone pushes it again.
+//
+// Each tenant has its own queue (at most notifyQueueMax pushes, and a sweep claims no more than
+// its room) and its own workers (at most notifyWorkers): a tenant whose endpoint hangs or fails
+// delays only its own pushes, never another tenant's.
+
+const (
+	// notifyQueueMax bounds one tenant's pushes waiting on this replica.
+	notifyQueueMax = 1024
+	// notifyWorkers bounds one tenant's pushes in flight.
+	notifyWorkers = 4
+	// pushSweep is how often due pushes are claimed when no report kicks a sweep sooner.
+	pushSweep = 5 * time.Second
+	// pushClaim bounds the pushes one sweep claims for one tenant.
+	pushClaim = 100
+)
+
+// notifier posts claimed pushes, per tenant.
+type notifier struct {
+	a      *App
+	client *http.Client
+	// backoff is the wait before each post again within a try; its length bounds the posts.
+	backoff []time.Duration
+	wg      sync.WaitGroup
+	// kick asks the sweep loop for a sweep now (a report fell due); it holds one.
+	kick chan struct{}
+
+	mu     sync.Mutex
+	closed bool
+	queues map[string]*notifyQueue // by tenant; present while it has jobs or workers
+}
+
+// notifyQueue is one tenant's pending pushes and how many workers serve them.
+type notifyQueue struct {
+	jobs    []*store.Record
+	workers int
+}
+
+func newNotifier(a *App) *notifier {
+	return &notifier{a: a, backoff: []time.Duration{time.Second, 5 * time.Second}, queues: map[string]*notifyQueue{}, kick: make(chan struct{}, 1),
+		client: &http.Client{Timeout: 5 * time.Second,
+			// Never follow a redirect: the allow list names where reports may go.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+// room is how many more pushes tenant's queue takes now.
+func (n *notifier) room(tenant string) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return 0
+	}
+	if q := n.queues[tenant]; q != nil {
+		return max(0, notifyQueueMax-len(q.jobs))
+	}
+	return notifyQueueMax
+}
+
+// push queues a claimed push. One that does not fit (the replica is stopping, or the queue
+// filled since the sweep) is left to fall due again.
+func (n *notifier) push(rec *store.Record) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	q := n.queues[rec.Tenant]
+	if n.closed || q != nil && len(q.jobs) >= notifyQueueMax {
+		n.a.metrics.Notify.WithLabelValues(rec.Tenant, "dropped").Inc()
+		return
+	}
+	if q == nil {
+		q = &notifyQueue{}
+		n.queues[rec.Tenant] = q
+	}
+	q.jobs = append(q.jobs, rec)
+	if q.workers < notifyWorkers {
+		q.workers++
+		n.wg.Add(1)
+		go n.run(rec.Tenant, q)
+	}
+}
+
+// run pushes tenant's jobs until its queue is empty.
+func (n *notifier) run(tenant string, q *notifyQueue) {
+	defer n.wg.Done()
+	for {
+		n.mu.Lock()
+		if len(q.jobs) == 0 {
+			if q.workers--; q.workers == 0 {
+				delete(n.queues, tenant)
+			}
+			n.mu.Unlock()
+			return
+		}
+		rec := q.jobs[0]
+		q.jobs[0] = nil
+		q.jobs = q.jobs[1:]
+		n.mu.Unlock()
+		n.deliver(rec)
+	}
+}
+
+// deliver makes one try of rec's push: posts, again after each backoff, and ends the push when
+// one succeeds. A failed try waits in the message log for the next.
+func (n *notifier) deliver(rec *store.Record) {
+	body := ib.Reports(rec.Source, []ib.Message{compatMessage(rec)})
+	for post := 0; ; post++ {
+		err := n.post(rec.NotifyURL, body)
+		if err == nil {
+			n.a.metrics.Notify.WithLabelValues(rec.Tenant, "ok").Inc()
+			n.done(rec)
+			return
+		}
+		if post < len(n.backoff) {
+			n.a.metrics.Notify.WithLabelValues(rec.Tenant, "retry").Inc()
+			time.Sleep(n.backoff[post])
+			continue
+		}
+		result, next := "failed", "tried again when it falls due"
+		if rec.PushTries >= store.PushTries {
+			result, next = "given_up", "given up: that was its last try"
+		}
+		n.a.metrics.Notify.WithLabelValues(rec.Tenant, result).Inc()
+		if ok, left := n.a.errorLine("notify|" + rec.Tenant + "|" + result); ok {
+			n.a.log.Warn("delivery report push failed; "+next, append([]any{"tenant", rec.Tenant, "host", hostOf(rec.NotifyURL), "try", rec.PushTries,
+				"posts", post + 1, "err", err.Error()}, leftOut(left)...)...)
+		}
+		return
+	}
+}
+
+// done ends rec's push in the message log. If that fails, the push is made again when it falls
+// due: at least once.
+func (n *notifier) done(rec *store.Record) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.a.store.PushDone(ctx, rec.ID); err != nil {
+		if ok, left := n.a.errorLine("notify|" + rec.Tenant + "|done"); ok {
+			n.a.log.Error("a delivery report push could not be marked done; it will be pushed again", append([]any{"tenant", rec.Tenant, "err", err.Error()}, leftOut(left)...)...)
+		}
+	}
+}
+
+func (n *notifier) post(target string, body []byte) error {
+	req, err := http.NewRequest(http.MethodPost, target, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := n.client.Do(req)
+	if err != nil {
+		return errors.New("could not reach the notify URL")
+	}
+	res.Body.Close()
+	if res.StatusCode/100 != 2 {
+		return fmt.Errorf("the notify URL answered %d", res.StatusCode)
+	}
+	return nil
+}
+
+// close stops taking jobs and waits up to d for the queues to drain. What is left falls due
+// again in the message log.
+func (n *notifier) close(d time.Duration) {
+	n.mu.Lock()
+	n.closed = true
+	n.mu.Unlock()
+	done := make(chan struct{})
+	go func() { n.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+	}
+}
+
+func hostOf(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Host
+	}
+	return ""
+}
+
+// pushLoop sweeps at once (pushes due from before a restart), then every pushSweep, and when a
+// report kicks it, until stop.
+func (a *App) pushLoop(stop <-chan struct{}) {
+	t := time.NewTicker(pushSweep)
+	defer t.Stop()
+	for {
+		a.sweepPushes()
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		case <-a.notifier.kick:
+		}
+	}
+}
+
+// sweepPushes claims, for each tenant that may have reports pushed, the pushes due now that fit
+// its queue, and queues them.
+func (a *App) sweepPushes() {
+	for _, tn := range a.rt.Load().byName {
+		if len(tn.notifyHosts) == 0 {
+			continue
+		}
+		room := min(a.notifier.room(tn.name), pushClaim)
+		if room == 0 {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		recs, err := a.store.Due(ctx, tn.name, a.now(), room)
+		cancel()
+		if err != nil {
+			if ok, left := a.errorLine("notify|" + tn.name + "|due"); ok {
+				a.log.Error("due delivery report pushes could not be read from the message log", append([]any{"tenant", tn.name, "err", err.Error()}, leftOut(left)...)...)
+			}
+			continue
+		}
+		for _, rec := range recs {
+			if !notifyAllowed(tn, rec.NotifyURL) {
+				// The tenant's allow list changed since the send: never pushed there.
+				a.metrics.Notify.WithLabelValues(tn.name, "refused").Inc()
+				a.notifier.done(rec)
+				continue
+			}
+			a.notifier.push(rec)
+		}
+	}
+}
+
+// notifyReports kicks a sweep when one of reps made a message's push due, so that it is made at
+// once rather than at the next sweep.
+func (a *App) notifyReports(ctx context.Context, reps []gateway.DeliveryReport) {
+	if !a.rt.Load().pushes {
+		return // no tenant may have reports pushed: no report needs looking up
+	}
+	for _, rep := range reps {
+		rec, err := a.store.Find(ctx, rep.Provider, rep.MessageID, rep.ProviderMessageID)
+		if err == nil && rec.NotifyURL != "" && !rec.PushAt.IsZero() {
+			select {
+			case a.notifier.kick <- struct{}{}:
+			default:
+			}
+			return
+		}
+	}
+}

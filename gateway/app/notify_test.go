@@ -1,0 +1,189 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/smsgate/smsgate/gateway/store/pgtest"
+)
+
+// hook is a tenant's notify endpoint: it answers 503 while down and counts, by messageId, the
+// reports it took (answered 200).
+type hook struct {
+	*httptest.Server
+	down  atomic.Bool
+	posts atomic.Int64
+	mu    sync.Mutex
+	took  map[string]int
+}
+
+func newHook(t *testing.T) *hook {
+	h := &hook{took: map[string]int{}}
+	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.posts.Add(1)
+		if h.down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		var body struct {
+			Results []struct {
+				MessageID string `json:"messageId"`
+			} `json:"results"`
+		}
+		b, _ := io.ReadAll(r.Body)
+		if r.Method != http.MethodPost || json.Unmarshal(b, &body) != nil || len(body.Results) != 1 {
+			t.Errorf("push: %s %s", r.Method, b)
+		}
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for _, res := range body.Results {
+			h.took[res.MessageID]++
+		}
+	}))
+	t.Cleanup(h.Close)
+	return h
+}
+
+func (h *hook) count(id string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.took[id]
+}
+
+// startPushing runs the compat config with reports pushed to h, its message log at storage (a
+// YAML storage value), on clk; each push is posted once a try (no backoff within a try).
+func startPushing(t *testing.T, h *hook, storage string, clk *testClock) *compatHarness {
+	cfg := strings.ReplaceAll(compatConfig, "$HOOKHOST", strings.TrimPrefix(h.URL, "http://"))
+	cfg = strings.Replace(cfg, "storage: {driver: sqlite, path: $DIR/log.db}", "storage: "+storage, 1)
+	c, ib, tw := startOnFakesWith(t, cfg, Options{Now: clk.Now})
+	c.app.notifier.backoff = nil
+	return &compatHarness{harness: c, ib: ib, tw: tw}
+}
+
+// sendPushed sends one message asking for its report at h, reports it delivered, and returns
+// its id.
+func sendPushed(t *testing.T, c *compatHarness, h *hook, to string) string {
+	t.Helper()
+	r := c.call("POST", "/sms/3/messages", "App acme-ib-key", `{"messages":[{"destinations":[{"to":"`+to+`"}],"content":{"text":"Code 4410"},"webhooks":{"delivery":{"url":"`+h.URL+`/reports"}}}]}`)
+	if r.Status != 200 {
+		t.Fatalf("send: %d %s", r.Status, r.Raw)
+	}
+	id := messagesOf(r)[0]["messageId"].(string)
+	if rr := c.do("POST", "/v1/dlr/infobip/infobip-eu?secret=hook-secret", "", report(id, "DELIVERED")); rr.Status != 200 {
+		t.Fatalf("dlr: %d %s", rr.Status, rr.Raw)
+	}
+	return id
+}
+
+// waitUntil polls cond for up to 5 s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+	}
+}
+
+func notified(c *compatHarness, result string) float64 {
+	return testutil.ToFloat64(c.app.metrics.Notify.WithLabelValues("acme", result))
+}
+
+// TestAPushOutlivesTheEndpointsOutage: a report whose push fails is pushed again when its retry
+// falls due (2 minutes later, as Infobip retries), once, and is never handed out twice. With
+// pushes kept only in memory and three posts within 6 s, an endpoint down for a few seconds
+// lost its reports for good.
+func TestAPushOutlivesTheEndpointsOutage(t *testing.T) {
+	h := newHook(t)
+	h.down.Store(true)
+	clk := &testClock{t: time.Now()}
+	c := startPushing(t, h, "{driver: sqlite, path: $DIR/log.db}", clk)
+	id := sendPushed(t, c, h, "14155550180")
+	waitUntil(t, "the first try failed", func() bool { return notified(c, "failed") == 1 })
+	h.down.Store(false)
+
+	clk.Add(time.Minute) // not due yet
+	c.app.sweepPushes()
+	time.Sleep(100 * time.Millisecond)
+	if n := h.posts.Load(); n != 1 {
+		t.Fatalf("%d posts before the retry fell due, want 1", n)
+	}
+	clk.Add(time.Minute + time.Second)
+	c.app.sweepPushes()
+	waitUntil(t, "the retry was pushed", func() bool { return h.count(id) == 1 })
+	waitUntil(t, "the push was counted", func() bool { return notified(c, "ok") == 1 })
+
+	clk.Add(24 * time.Hour) // done: never pushed again
+	c.app.sweepPushes()
+	time.Sleep(100 * time.Millisecond)
+	if n, got := h.posts.Load(), h.count(id); n != 2 || got != 1 {
+		t.Errorf("after it was pushed: %d posts, %d taken; want 2 and 1", n, got)
+	}
+	if r := c.call("GET", "/sms/3/reports", "App acme-ib-key", ""); !strings.Contains(r.Raw, `"results":[]`) {
+		t.Errorf("a pushed report was also pulled: %s", r.Raw)
+	}
+}
+
+// TestAPushPendingWhenTheGatewayStopsIsMadeAfterARestart: the push waits in the message log, not
+// in the stopped process.
+func TestAPushPendingWhenTheGatewayStopsIsMadeAfterARestart(t *testing.T) {
+	h := newHook(t)
+	h.down.Store(true)
+	clk := &testClock{t: time.Now()}
+	storage := fmt.Sprintf("{driver: sqlite, path: %q}", filepath.Join(t.TempDir(), "log.db"))
+	c := startPushing(t, h, storage, clk)
+	id := sendPushed(t, c, h, "14155550181")
+	waitUntil(t, "the first try failed", func() bool { return notified(c, "failed") == 1 })
+	if err := c.app.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h.down.Store(false)
+	clk.Add(2*time.Minute + time.Second)
+	startPushing(t, h, storage, clk) // sweeps as it starts
+	waitUntil(t, "the restarted gateway pushed it", func() bool { return h.count(id) == 1 })
+}
+
+// TestEachPushIsMadeOnceAcrossReplicas: two replicas on one PostgreSQL message log sweep at the
+// same time; every report is pushed, and once.
+func TestEachPushIsMadeOnceAcrossReplicas(t *testing.T) {
+	storage := fmt.Sprintf("{driver: postgres, dsn: %q}", pgtest.DSN(t))
+	h := newHook(t)
+	h.down.Store(true)
+	clk := &testClock{t: time.Now()}
+	a, b := startPushing(t, h, storage, clk), startPushing(t, h, storage, clk)
+	var ids []string
+	for i := range 20 {
+		ids = append(ids, sendPushed(t, a, h, fmt.Sprint(14155550200+i)))
+	}
+	waitUntil(t, "every first try failed", func() bool { return notified(a, "failed")+notified(b, "failed") == 20 })
+	h.down.Store(false)
+	clk.Add(2*time.Minute + time.Second)
+	var wg sync.WaitGroup
+	for _, c := range []*compatHarness{a, b, a, b} {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.app.sweepPushes() }()
+	}
+	wg.Wait()
+	waitUntil(t, "every report was pushed", func() bool { return notified(a, "ok")+notified(b, "ok") >= 20 })
+	time.Sleep(100 * time.Millisecond)
+	for _, id := range ids {
+		if n := h.count(id); n != 1 {
+			t.Errorf("%s pushed %d times", id, n)
+		}
+	}
+	if n := h.posts.Load(); n != 40 {
+		t.Errorf("%d posts, want 40 (20 failed, 20 taken)", n)
+	}
+}
