@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/smsgate/smsgate/gateway/store"
 	"github.com/smsgate/smsgate/gateway/store/pgtest"
 )
 
@@ -185,5 +186,44 @@ func TestEachPushIsMadeOnceAcrossReplicas(t *testing.T) {
 	}
 	if n := h.posts.Load(); n != 40 {
 		t.Errorf("%d posts, want 40 (20 failed, 20 taken)", n)
+	}
+}
+
+// TestAHangingEndpointHoldsFewClaims: a tenant whose endpoint hangs has at most pushClaim pushes
+// claimed and waiting on a replica (plus those in flight), however often sweeps run: the rest stay
+// due in the message log instead of waiting in memory past their claim and being claimed again,
+// which would spend their tries.
+func TestAHangingEndpointHoldsFewClaims(t *testing.T) {
+	release := make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer hang.Close()
+	h := &hook{Server: hang}
+	clk := &testClock{t: time.Now()}
+	c := startPushing(t, h, "{driver: sqlite, path: $DIR/log.db}", clk)
+	defer close(release)
+	c.app.notifier.client.Timeout = time.Minute
+	for i := range 60 {
+		sendPushed(t, c, h, fmt.Sprint(14155550300+i))
+	}
+	for range 10 {
+		c.app.sweepPushes()
+	}
+	recs, err := c.app.store.List(context.Background(), store.Query{Tenant: "acme", Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	claimed := 0
+	for _, r := range recs {
+		if r.PushTries > 0 {
+			claimed++
+		}
+	}
+	if claimed == 0 || claimed > 24 { // 20 waiting, 4 in flight
+		t.Errorf("%d of 60 pushes claimed, want 1 to 24", claimed)
 	}
 }
