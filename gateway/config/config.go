@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"regexp"
 	"slices"
@@ -750,6 +751,7 @@ func (c *Config) validate() {
 		}
 		c.checkCountries(p+".allowed_countries", t.AllowedCountries)
 		c.checkCountries(p+".denied_countries", t.DeniedCountries)
+		c.checkHosts(p+".notify_hosts", t.NotifyHosts)
 		if t.RateLimits != nil {
 			c.checkLimits(p+".rate_limits", t.RateLimits)
 		}
@@ -987,6 +989,37 @@ func (c *Config) checkCountries(path string, cs []string) {
 			c.Problem(fmt.Sprintf("%s[%d]", path, i), "%q is not an ISO 3166-1 alpha-2 code such as US or GB, nor 001 (numbers of no country)", cc)
 		}
 	}
+}
+
+// checkHosts: each is a host or host:port, as a notify URL's host is compared with it. A URL or
+// a path would match no notify URL, and every request naming one would be refused.
+func (c *Config) checkHosts(path string, hosts []string) {
+	for i, h := range hosts {
+		if !validHost(h) {
+			c.Problem(fmt.Sprintf("%s[%d]", path, i), "%q is not a host or host:port such as hooks.example.com or hooks.example.com:8443 (no scheme, path or user)", h)
+		}
+	}
+}
+
+func validHost(h string) bool {
+	if h == "" || strings.ContainsAny(h, "/?#@ \t") {
+		return false
+	}
+	if net.ParseIP(h) != nil {
+		return true // an IPv6 address without a port is written bare
+	}
+	host := h
+	if strings.Contains(h, ":") {
+		var port string
+		var err error
+		if host, port, err = net.SplitHostPort(h); err != nil {
+			return false
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return false
+		}
+	}
+	return host != ""
 }
 
 // checkSpend: a spend limit counts each message at its provider's price, and one with no price

@@ -245,3 +245,17 @@ routes:
 		t.Errorf("per_country 001 = %v", got)
 	}
 }
+
+// TestNotifyHosts: a host or host:port is a notify host; a URL, a path, a user or a port that is
+// no number is not (it would match no notify URL, and every request naming one would be refused).
+func TestNotifyHosts(t *testing.T) {
+	for h, want := range map[string]bool{
+		"hooks.example.com": true, "HOOKS.example.com:8443": true, "[::1]:9000": true, "::1": true, "10.0.0.7:80": true,
+		"": false, "https://hooks.example.com": false, "hooks.example.com/reports": false, "user@hooks.example.com": false,
+		"hooks.example.com:http": false, "hooks.example.com:0": false, "hooks.example.com:70000": false, ":8443": false, "hooks example.com": false,
+	} {
+		if got := validHost(h); got != want {
+			t.Errorf("validHost(%q) = %v, want %v", h, got, want)
+		}
+	}
+}
