@@ -298,3 +298,25 @@ routes: [{name: d, providers: [m]}]
 		t.Errorf("warned although every tenant has a per_tenant limit:\n%s", errs)
 	}
 }
+
+// TestValidateWarnsOfActionsAuth0DoesNotSend: a route rule with a misspelt action matches nothing
+// Auth0 sends; validate names the file, line and key, and stays quiet for the actions Auth0 does send.
+func TestValidateWarnsOfActionsAuth0DoesNotSend(t *testing.T) {
+	const cfg = `tenants: [{name: a, api_key: k1}]
+providers: [{name: m, type: mock}]
+routes:
+  - {name: enrol, match: {actions: [%s]}, providers: [m]}
+  - {name: d, providers: [m]}
+`
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(path, []byte(fmt.Sprintf(cfg, "second-factor-authentication, enrolment")), 0o600)
+	code, out, errs := runCmd("validate", "-c", path)
+	if code != 0 || !strings.Contains(out, "configuration is valid") ||
+		!strings.Contains(errs, path+`:4: routes[0].match.actions[1]: "enrolment" is no action Auth0 sends`) {
+		t.Errorf("exit %d\n%s", code, errs)
+	}
+	os.WriteFile(path, []byte(fmt.Sprintf(cfg, "enrollment, authentication, second-factor-authentication, blocked_account, change_password, password_breach")), 0o600)
+	if _, _, errs := runCmd("validate", "-c", path); strings.Contains(errs, "no action") {
+		t.Errorf("warned of an action Auth0 sends:\n%s", errs)
+	}
+}

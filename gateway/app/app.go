@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -445,6 +446,7 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 	rt.checkRouteCapabilities()
 	rt.checkVoicePrices()
 	rt.checkTenantRates()
+	rt.checkRouteActions()
 	if len(cfg.Decoder.Problems) > 0 {
 		cfg.Decoder.Problems.Sort()
 		return nil, cfg.Decoder.Problems
@@ -487,6 +489,29 @@ func (rt *runtime) checkTenantRates() {
 	if len(open) > 0 {
 		rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: state.driver: tenants without rate_limits.per_tenant (%s): nothing bounds what each keeps in the Redis every replica shares, nor its calls to it (docs/security.md)",
 			rt.cfg.File, rt.cfg.Decoder.Line("state.driver"), strings.Join(open, ", ")))
+	}
+}
+
+// knownActions are the actions Auth0 sends: the legacy hook's (enrollment, authentication), the
+// Actions event's (enrollment, second-factor-authentication), and the custom-phone-provider
+// event's message types other than the two it maps to those (intake passes them through).
+var knownActions = []string{"enrollment", "authentication", "second-factor-authentication", "blocked_account", "change_password", "password_breach"}
+
+// checkRouteActions warns of a route rule naming an action Auth0 does not send (a typo such as
+// "enrolment"): the rule then matches nothing from Auth0, and its requests go down the table.
+// A warning, not a problem: callers of the API may name actions of their own.
+func (rt *runtime) checkRouteActions() {
+	for i, r := range rt.cfg.Routes {
+		if r.Match == nil {
+			continue
+		}
+		for j, act := range r.Match.Actions {
+			if !slices.Contains(knownActions, act) {
+				path := fmt.Sprintf("routes[%d].match.actions[%d]", i, j)
+				rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: %s: %q is no action Auth0 sends (%s): route %q matches only requests that name it themselves",
+					rt.cfg.File, rt.cfg.Decoder.Line(path), path, act, strings.Join(knownActions, ", "), r.Name))
+			}
+		}
 	}
 }
 
