@@ -320,3 +320,25 @@ routes:
 		t.Errorf("warned of an action Auth0 sends:\n%s", errs)
 	}
 }
+
+// TestValidateWarnsOfReportsWithNowhereToGo: providers that take delivery reports, and no
+// server.public_url to give them a callback URL under.
+func TestValidateWarnsOfReportsWithNowhereToGo(t *testing.T) {
+	const cfg = `%stenants: [{name: a, api_key: k1}]
+providers:
+  - {name: m, type: mock}
+  - {name: ib, type: infobip, base_url: "https://api.example.com", api_key: x, webhook_secret: y}
+routes: [{name: d, providers: [m, ib]}]
+`
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(path, []byte(fmt.Sprintf(cfg, "")), 0o600)
+	code, out, errs := runCmd("validate", "-c", path)
+	if code != 0 || !strings.Contains(out, "configuration is valid") ||
+		!strings.Contains(errs, path+":4: providers[1]: providers take delivery reports (ib), but server.public_url is empty") {
+		t.Errorf("exit %d\n%s", code, errs)
+	}
+	os.WriteFile(path, []byte(fmt.Sprintf(cfg, "server: {public_url: \"https://sms.example.com\"}\n")), 0o600)
+	if _, _, errs := runCmd("validate", "-c", path); strings.Contains(errs, "public_url") {
+		t.Errorf("warned with a public_url:\n%s", errs)
+	}
+}

@@ -447,6 +447,7 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 	rt.checkVoicePrices()
 	rt.checkTenantRates()
 	rt.checkRouteActions()
+	rt.checkPublicURL()
 	if len(cfg.Decoder.Problems) > 0 {
 		cfg.Decoder.Problems.Sort()
 		return nil, cfg.Decoder.Problems
@@ -490,6 +491,33 @@ func (rt *runtime) checkTenantRates() {
 		rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: state.driver: tenants without rate_limits.per_tenant (%s): nothing bounds what each keeps in the Redis every replica shares, nor its calls to it (docs/security.md)",
 			rt.cfg.File, rt.cfg.Decoder.Line("state.driver"), strings.Join(open, ", ")))
 	}
+}
+
+// checkPublicURL warns when providers take delivery reports but server.public_url is empty: none
+// is given a callback URL, so unless a provider's account posts reports to /v1/dlr/... by itself,
+// what is built on reports sees nothing.
+func (rt *runtime) checkPublicURL() {
+	if rt.cfg.Server.PublicURL != "" {
+		return
+	}
+	var takers []string
+	first := -1
+	for i, p := range rt.cfg.Providers {
+		if mi := rt.members[p.Name]; mi != nil {
+			if _, ok := mi.member.Provider().(gateway.ReportReceiver); ok {
+				takers = append(takers, p.Name)
+				if first < 0 {
+					first = i
+				}
+			}
+		}
+	}
+	if len(takers) == 0 {
+		return
+	}
+	path := fmt.Sprintf("providers[%d]", first)
+	rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: %s: providers take delivery reports (%s), but server.public_url is empty, so none is given a callback URL: unless a provider's account posts reports to /v1/dlr/... by itself, delivery-aware routing cannot see a provider that accepts messages and stops delivering, reported prices reach neither spend limits nor least-cost routing, and notify URLs get no reports",
+		rt.cfg.File, rt.cfg.Decoder.Line(path), path, strings.Join(takers, ", ")))
 }
 
 // knownActions are the actions Auth0 sends: the legacy hook's (enrollment, authentication), the
