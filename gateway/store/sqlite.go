@@ -490,6 +490,9 @@ func (s *SQLite) Take(ctx context.Context, q TakeQuery) ([]*Record, error) {
 	if q.ID != "" {
 		where, args = where+" AND (id = ? OR reference = ?)", append(args, q.ID, q.ID)
 	}
+	if none, err := s.none(ctx, where, args); none || err != nil {
+		return nil, err
+	}
 	args = append(args, q.Limit)
 	rows, err := s.db.QueryContext(ctx, `UPDATE messages SET report_taken = 1 WHERE id IN (SELECT id FROM messages WHERE `+where+
 		` ORDER BY created_at LIMIT ?) RETURNING `+cols, args...)
@@ -501,8 +504,11 @@ func (s *SQLite) Take(ctx context.Context, q TakeQuery) ([]*Record, error) {
 }
 
 // Due implements Backend: one UPDATE ... RETURNING (the messages_push_due index), so a push is
-// claimed once.
+// claimed once; a read first (none).
 func (s *SQLite) Due(ctx context.Context, tenant string, now time.Time, limit int) ([]*Record, error) {
+	if none, err := s.none(ctx, "tenant = ? AND push_at > 0 AND push_at <= ?", []any{tenant, now.UnixMilli()}); none || err != nil {
+		return nil, err
+	}
 	rows, err := s.db.QueryContext(ctx, `UPDATE messages SET push_tries = push_tries + 1, push_at = `+nextPushSQL("?", "?")+
 		` WHERE id IN (SELECT id FROM messages WHERE tenant = ? AND push_at > 0 AND push_at <= ? ORDER BY push_at LIMIT ?) RETURNING `+cols,
 		PushTries, now.UnixMilli(), tenant, now.UnixMilli(), limit)
@@ -511,6 +517,18 @@ func (s *SQLite) Due(ctx context.Context, tenant string, now time.Time, limit in
 	}
 	defer rows.Close()
 	return oldestFirst(rows, func() (*Record, error) { return scan(rows) })
+}
+
+// none reports whether no message matches where: Take and Due read before they claim, since an
+// UPDATE takes the file's one write lock even when it changes nothing, and the message log's
+// writer would wait on every poll and sweep.
+func (s *SQLite) none(ctx context.Context, where string, args []any) (bool, error) {
+	var one int
+	err := s.db.QueryRowContext(ctx, `SELECT 1 FROM messages WHERE `+where+` LIMIT 1`, args...).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return true, nil
+	}
+	return false, err
 }
 
 // PushDone implements Backend.

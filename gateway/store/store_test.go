@@ -919,6 +919,40 @@ func TestUpgradeLeavesPushedReportsAlone(t *testing.T) {
 	}
 }
 
+// TestPollsAndSweepsDoNotWaitForTheWriter: with nothing to hand out, Take and Due only read, so
+// a poll of GET /sms/1/reports or a sweep of pushes neither waits for the SQLite file's one write
+// lock nor holds up the message log's writer for it. Here another connection holds that lock.
+func TestPollsAndSweepsDoNotWaitForTheWriter(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log.db")
+	b, err := OpenSQLite(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	other, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(0)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	conn, err := other.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(context.Background(), `BEGIN IMMEDIATE`); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.ExecContext(context.Background(), `ROLLBACK`)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second) // the busy timeout is 5 s
+	defer cancel()
+	if got, err := b.Due(ctx, "acme", t0, 20); err != nil || len(got) != 0 {
+		t.Errorf("Due: %d, %v", len(got), err)
+	}
+	if got, err := b.Take(ctx, TakeQuery{Tenant: "acme", Limit: 50}); err != nil || len(got) != 0 {
+		t.Errorf("Take: %d, %v", len(got), err)
+	}
+}
+
 // TestChargesCountOnceAndPricesSum: a price reported for a message is a charge once, however
 // often the report repeats and whether it came before or after the record; Prices sums the
 // prices of the window per (provider, country, currency).
