@@ -146,8 +146,11 @@ type memberInfo struct {
 
 // runtime is one loaded config, swapped atomically on reload.
 type runtime struct {
-	cfg     *config.Config
-	tenants map[[32]byte]*tenant
+	cfg *config.Config
+	// tenants are the tenants by the SHA-256 of each API key they have; previousKeys marks the
+	// hashes of keys being rotated out (previous_api_keys).
+	tenants      map[[32]byte]*tenant
+	previousKeys map[[32]byte]bool
 	// byName are the same tenants by name (delivery reports, spend charges and listings name them).
 	byName  map[string]*tenant
 	routes  *routing.Table
@@ -381,7 +384,7 @@ func (a *App) Logger() *slog.Logger { return a.log }
 // build compiles cfg into a runtime, reusing members of prev whose config did not change (so
 // their breaker state and drain flag survive a reload).
 func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
-	rt := &runtime{cfg: cfg, tenants: map[[32]byte]*tenant{}, byName: map[string]*tenant{}, routes: routing.Compile(cfg.Routes), members: map[string]*memberInfo{}, keySecret: processKeySecret}
+	rt := &runtime{cfg: cfg, tenants: map[[32]byte]*tenant{}, previousKeys: map[[32]byte]bool{}, byName: map[string]*tenant{}, routes: routing.Compile(cfg.Routes), members: map[string]*memberInfo{}, keySecret: processKeySecret}
 	if cfg.State.KeySecret != "" {
 		rt.keySecret = []byte(cfg.State.KeySecret.Reveal())
 	}
@@ -401,6 +404,11 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 			}
 		}
 		rt.tenants[sha256.Sum256([]byte(t.APIKey.Reveal()))] = tn
+		for _, k := range t.PreviousAPIKeys {
+			h := sha256.Sum256([]byte(k.Reveal()))
+			rt.tenants[h] = tn
+			rt.previousKeys[h] = true
+		}
 		rt.byName[t.Name] = tn
 	}
 	for i := range cfg.Providers {

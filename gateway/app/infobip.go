@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -43,7 +42,7 @@ const compatParallel = 8
 func (a *App) Infobip(ctx context.Context, c httpapi.InfobipCall) httpapi.Reply {
 	rt := a.rt.Load()
 	kind := kindOf(c.Path)
-	tn, ok := rt.tenants[sha256.Sum256([]byte(c.Key))]
+	tn, ok := a.tenantByKey(rt, c.Key)
 	if c.Key == "" || !ok {
 		a.metrics.Requests.WithLabelValues("", "", "unauthorized").Inc()
 		return ibReply(http.StatusUnauthorized, kind, "UNAUTHORIZED", "Invalid login details")

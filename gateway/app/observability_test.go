@@ -51,10 +51,11 @@ func exposedFamilies(t *testing.T) map[string]bool {
 	for i := range 5 {
 		p.send("acme-key", fmt.Sprintf(`{"recipient":"+232760000%02d","text":"Your code is 10000%d","context":{}}`, i, i))
 	}
-	// A third has a tenant under a spend limit, on a provider paced to one send an hour.
+	// A third has a tenant under a spend limit, on a provider paced to one send an hour, with a key
+	// being rotated out.
 	sp := start(t, `
 storage: {driver: memory}
-tenants: [{name: acme, api_key: acme-key, rate_limits: {spend: 1/24h}}]
+tenants: [{name: acme, api_key: acme-key, previous_api_keys: [acme-old-key], rate_limits: {spend: 1/24h}}]
 providers: [{name: m, type: mock, prices: {default: 0.04}, throughput: 1/1h}]
 routes: [{name: d, providers: [m]}]
 `, Options{})
@@ -63,6 +64,9 @@ routes: [{name: d, providers: [m]}]
 	}
 	if r := sp.send("acme-key", `{"recipient":"+14155550105","text":"Your code is 100001","context":{}}`); r.Status != 429 {
 		t.Fatalf("a send past the provider's throughput: %s", r.Raw)
+	}
+	if r := sp.do("GET", "/v1/messages?limit=1", "acme-old-key", ""); r.Status != 200 { // a key being rotated out
+		t.Fatalf("a listing with a previous key: %s", r.Raw)
 	}
 	// A fourth keeps its state in Redis.
 	addr, _ := redistest.Server(t)
@@ -86,7 +90,7 @@ routes: [{name: d, providers: [m]}]
 			}
 		}
 	}
-	for _, want := range []string{"smsgate_spend_total", "smsgate_pumping_quarantines_total", "smsgate_tenant_spend_estimated_total", "smsgate_state_memory_max_bytes", "smsgate_paced_total", "smsgate_infobip_notify_total"} {
+	for _, want := range []string{"smsgate_spend_total", "smsgate_pumping_quarantines_total", "smsgate_tenant_spend_estimated_total", "smsgate_state_memory_max_bytes", "smsgate_paced_total", "smsgate_infobip_notify_total", "smsgate_previous_api_key_calls_total"} {
 		if !fams[want] {
 			t.Fatalf("%s not exposed", want)
 		}

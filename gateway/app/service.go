@@ -72,14 +72,25 @@ func errReply(status int, code, msg string) httpapi.Reply {
 	return httpapi.Reply{Status: status, Body: httpapi.ErrorJSON(code, msg)}
 }
 
-// Authenticate implements httpapi.Backend: the key's SHA-256 is the map key, so lookup time
-// does not depend on how much of a guessed key is right.
+// Authenticate implements httpapi.Backend.
 func (a *App) Authenticate(key string) (httpapi.Tenant, bool) {
-	t, ok := a.rt.Load().tenants[sha256.Sum256([]byte(key))]
+	t, ok := a.tenantByKey(a.rt.Load(), key)
 	if !ok {
 		return httpapi.Tenant{}, false
 	}
 	return httpapi.Tenant{Name: t.name}, true
+}
+
+// tenantByKey finds the tenant an API key belongs to, and counts a call made with a key being
+// rotated out. The key's SHA-256 is the map key, so lookup time does not depend on how much of a
+// guessed key is right.
+func (a *App) tenantByKey(rt *runtime, key string) (*tenant, bool) {
+	h := sha256.Sum256([]byte(key))
+	t, ok := rt.tenants[h]
+	if ok && rt.previousKeys[h] {
+		a.metrics.PreviousKeys.WithLabelValues(t.name).Inc()
+	}
+	return t, ok
 }
 
 // Send implements httpapi.Backend: the whole pipeline of one request.
@@ -88,7 +99,7 @@ func (a *App) Send(ctx context.Context, r httpapi.SendRequest) httpapi.Reply {
 	rt := a.rt.Load()
 	ctx, cancel := context.WithTimeout(ctx, rt.cfg.Server.RequestTimeout.D())
 	defer cancel()
-	tn, ok := rt.tenants[sha256.Sum256([]byte(r.APIKey))]
+	tn, ok := a.tenantByKey(rt, r.APIKey)
 	if !ok {
 		return a.finish(start, r, "", flightResult{reply: errReply(http.StatusUnauthorized, "unauthorized", "unknown API key"), outcome: "unauthorized"}, "", false)
 	}

@@ -310,6 +310,9 @@ func (l Limit) String() string {
 type Tenant struct {
 	Name   string         `yaml:"name"`
 	APIKey gateway.Secret `yaml:"api_key"`
+	// PreviousAPIKeys are still accepted for this tenant while its callers move to APIKey: a key
+	// is rotated without a moment in which logins fail.
+	PreviousAPIKeys []gateway.Secret `yaml:"previous_api_keys"`
 	// ClientIDs, when set, are the only Auth0 client ids this key may send for.
 	ClientIDs        []string    `yaml:"client_ids"`
 	AllowedCountries []string    `yaml:"allowed_countries"`
@@ -749,6 +752,7 @@ func (c *Config) validate() {
 		} else {
 			keys[t.APIKey] = i
 		}
+
 		c.checkCountries(p+".allowed_countries", t.AllowedCountries)
 		c.checkCountries(p+".denied_countries", t.DeniedCountries)
 		c.checkHosts(p+".notify_hosts", t.NotifyHosts)
@@ -757,6 +761,19 @@ func (c *Config) validate() {
 		}
 		if t.Pumping != nil && t.Pumping.Action != "" {
 			checkAction(c, p+".pumping.action", t.Pumping.Action)
+		}
+	}
+	// Keys being rotated out, after every current key: a clash is told where it was added.
+	for i := range c.Tenants {
+		for k, key := range c.Tenants[i].PreviousAPIKeys {
+			kp := fmt.Sprintf("tenants[%d].previous_api_keys[%d]", i, k)
+			if key == "" {
+				c.Problem(kp, "is empty")
+			} else if j, dup := keys[key]; dup {
+				c.Problem(kp, "is a key tenants[%d] already has; a key names one tenant", j)
+			} else {
+				keys[key] = i
+			}
 		}
 	}
 

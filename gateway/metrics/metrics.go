@@ -32,6 +32,7 @@ type Metrics struct {
 	LogDropped         prometheus.Counter
 	LogCommitTimeouts  prometheus.Counter
 	Notify             *prometheus.CounterVec
+	PreviousKeys       *prometheus.CounterVec
 	DeliveryRate       *prometheus.GaugeVec
 	Demotions          *prometheus.CounterVec
 	Reloads            *prometheus.CounterVec
@@ -84,6 +85,8 @@ func New() *Metrics {
 			Help: "Sends answered before their record committed (storage.commit_timeout passed); the record waits in the retry buffer."}),
 		Notify: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_infobip_notify_total",
 			Help: "Delivery report pushes to notify URLs of the Infobip-compatible API, by tenant and result (ok, retry, failed, given_up, refused, dropped)."}, []string{"tenant", "result"}),
+		PreviousKeys: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_previous_api_key_calls_total",
+			Help: "Calls authenticated with one of a tenant's previous_api_keys: at zero for long enough, its callers have moved to api_key and the old key can go."}, []string{"tenant"}),
 		DeliveryRate: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "smsgate_delivery_rate",
 			Help: "Delivered share of a provider's messages to a country over routing.delivery_health.window (countries with at least min_samples)."}, []string{"provider", "country"}),
 		Demotions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_demotions_total",
@@ -110,7 +113,7 @@ func New() *Metrics {
 			Help: "Keys the state store has evicted since it started (Redis's evicted_keys): each a rate-limit bucket, idempotency record or the like lost before its time."}),
 	}
 	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.Attempts, m.ProviderLatency, m.BreakerState,
-		m.BreakerTransitions, m.TenantBreakerOpens, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBatch, m.LogBacklog, m.LogDropped, m.LogCommitTimeouts, m.Notify, m.DeliveryRate, m.Demotions, m.Reloads, m.ProviderDisabled, m.StateErrors, m.Spend, m.EstimatedSpend, m.Quarantines,
+		m.BreakerTransitions, m.TenantBreakerOpens, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBatch, m.LogBacklog, m.LogDropped, m.LogCommitTimeouts, m.Notify, m.PreviousKeys, m.DeliveryRate, m.Demotions, m.Reloads, m.ProviderDisabled, m.StateErrors, m.Spend, m.EstimatedSpend, m.Quarantines,
 		m.StateMemoryUsed, m.StateMemoryMax, m.StateEvictedKeys, m.Paced,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
