@@ -28,6 +28,9 @@ type Config struct {
 	// WebhookSecret authenticates push notifications (Esendex signs nothing): as ?secret= in the
 	// URL set in the Esendex portal, or as the basic-auth password of that URL. Empty: refused.
 	WebhookSecret gateway.Secret `yaml:"webhook_secret"`
+	// PreviousWebhookSecrets are still accepted on reports while a rotated webhook_secret's old
+	// value is in callback URLs already given out (reports come for hours after a send).
+	PreviousWebhookSecrets []gateway.Secret `yaml:"previous_webhook_secrets"`
 }
 
 var (

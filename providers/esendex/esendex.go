@@ -25,7 +25,7 @@ type Provider struct {
 
 // New returns a driver; cfg must have passed Validate.
 func New(cfg Config, deps gateway.Deps) *Provider {
-	return &Provider{cfg: cfg, kit: kit.New(deps, cfg.Password.Reveal(), cfg.WebhookSecret.Reveal()), base: strings.TrimRight(cfg.BaseURL, "/")}
+	return &Provider{cfg: cfg, kit: kit.New(deps, kit.Reveal(append([]gateway.Secret{cfg.Password, cfg.WebhookSecret}, cfg.PreviousWebhookSecrets...)...)...), base: strings.TrimRight(cfg.BaseURL, "/")}
 }
 
 // VoiceLanguages are the languages Esendex speaks.
@@ -152,7 +152,7 @@ type notification struct {
 // Other notifications (MessageReceived, opt-outs) are accepted and ignored, so Esendex does not
 // retry them for 72 hours.
 func (p *Provider) ParseReports(r *http.Request, body []byte, _ string) ([]gateway.DeliveryReport, error) {
-	if !kit.SecretMatches(kit.RequestSecret(r), p.cfg.WebhookSecret) {
+	if !kit.SecretMatches(kit.RequestSecret(r), p.cfg.WebhookSecret, p.cfg.PreviousWebhookSecrets...) {
 		return nil, gateway.ErrUnauthenticated
 	}
 	var n notification

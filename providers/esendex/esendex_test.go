@@ -177,3 +177,18 @@ func FuzzParseReports(f *testing.F) {
 		`<MessageFailed><Id>n2</Id><MessageId>1183C73D-0002</MessageId><AccountId>acc</AccountId><OccurredAt>2026-11-30T12:00:06 UTC</OccurredAt></MessageFailed>`,
 		`<InboundMessage><Id>x</Id></InboundMessage>`, `<MessageDelivered><MessageId></MessageId></MessageDelivered>`, `<!DOCTYPE x [<!ENTITY a "b">]><MessageDelivered/>`, `not xml`, ``)
 }
+
+// TestRotatedWebhookSecret: notifications of messages sent before a rotation carry the old secret.
+func TestRotatedWebhookSecret(t *testing.T) {
+	c := Config{BaseURL: "https://x", Username: user, Password: password, AccountReference: account, From: "SMSGate", WebhookSecret: "esendex-hook-NEW",
+		PreviousWebhookSecrets: []gateway.Secret{hook}}
+	c.Defaults()
+	p := New(c, gateway.Deps{Name: "esendex", HTTPClient: &http.Client{}})
+	delivered := `<MessageDelivered><Id>n1</Id><MessageId>1183C73D-0001</MessageId><AccountId>acc</AccountId><OccurredAt>2026-11-30T12:00:05 UTC</OccurredAt></MessageDelivered>`
+	for s, ok := range map[string]bool{hook: true, "esendex-hook-NEW": true, "esendex-hook-OLDEST": false} {
+		_, err := p.ParseReports(httptest.NewRequest("POST", "/v1/dlr/esendex/e?secret="+s, strings.NewReader(delivered)), []byte(delivered), "")
+		if (err == nil) != ok {
+			t.Errorf("secret %q: %v", s, err)
+		}
+	}
+}

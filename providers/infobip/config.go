@@ -28,6 +28,9 @@ type Config struct {
 	// ?secret=<it>, or uses HTTP basic auth with it as the password. Empty: reports are refused
 	// and no callback URL is sent.
 	WebhookSecret gateway.Secret `yaml:"webhook_secret"`
+	// PreviousWebhookSecrets are still accepted on reports while a rotated webhook_secret's old
+	// value is in callback URLs already given out (reports come for hours after a send).
+	PreviousWebhookSecrets []gateway.Secret `yaml:"previous_webhook_secrets"`
 }
 
 // Voice configures Infobip text-to-speech.

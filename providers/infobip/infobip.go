@@ -26,7 +26,7 @@ type Provider struct {
 
 // New returns a driver; cfg must have passed Validate.
 func New(cfg Config, deps gateway.Deps) *Provider {
-	p := &Provider{cfg: cfg, kit: kit.New(deps, cfg.APIKey.Reveal(), cfg.WebhookSecret.Reveal()), base: strings.TrimRight(cfg.BaseURL, "/")}
+	p := &Provider{cfg: cfg, kit: kit.New(deps, kit.Reveal(append([]gateway.Secret{cfg.APIKey, cfg.WebhookSecret}, cfg.PreviousWebhookSecrets...)...)...), base: strings.TrimRight(cfg.BaseURL, "/")}
 	// Infobip signs nothing: the webhook secret rides in the callback URL (see docs/security.md
 	// for basic auth instead). Without a secret no callback is requested, as reports would be refused.
 	p.callback = kit.SecretURL(deps.CallbackURL, cfg.WebhookSecret)
@@ -346,7 +346,7 @@ func parseTime(s string) time.Time {
 // ParseReports implements gateway.ReportReceiver. The request must carry the webhook secret as
 // ?secret=... (as smsgate's callback URLs do) or as the password of HTTP basic auth.
 func (p *Provider) ParseReports(r *http.Request, body []byte, _ string) ([]gateway.DeliveryReport, error) {
-	if !kit.SecretMatches(kit.RequestSecret(r), p.cfg.WebhookSecret) {
+	if !kit.SecretMatches(kit.RequestSecret(r), p.cfg.WebhookSecret, p.cfg.PreviousWebhookSecrets...) {
 		return nil, gateway.ErrUnauthenticated
 	}
 	var env struct {

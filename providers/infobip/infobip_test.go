@@ -242,6 +242,16 @@ func TestDeliveryReports(t *testing.T) {
 			t.Errorf("%s: err = %v, want ErrUnauthenticated", target, err)
 		}
 	}
+	// A rotated secret: reports of messages sent before still carry the old one.
+	rotated := newDriver(t, "https://x", func(c *Config) {
+		c.WebhookSecret, c.PreviousWebhookSecrets = "hook-NEW", []gateway.Secret{"hook-SECRET"}
+	})
+	for secret, ok := range map[string]bool{"hook-SECRET": true, "hook-NEW": true, "hook-OLDEST": false} {
+		r := httptest.NewRequest("POST", "/v1/dlr/infobip/x?secret="+secret, strings.NewReader(v2))
+		if _, err := rotated.ParseReports(r, []byte(v2), ""); (err == nil) != ok {
+			t.Errorf("after a rotation, secret %q: err = %v", secret, err)
+		}
+	}
 	noSecret := newDriver(t, "https://x", func(c *Config) { c.WebhookSecret = "" })
 	r := httptest.NewRequest("POST", "/v1/dlr/infobip/x?secret=", strings.NewReader(v2))
 	if _, err := noSecret.ParseReports(r, []byte(v2), ""); err != gateway.ErrUnauthenticated {

@@ -17,6 +17,11 @@ func TestWebhookSecrets(t *testing.T) {
 	if !SecretMatches("s3cret", "s3cret") || SecretMatches("s3cre", "s3cret") || SecretMatches("", "") {
 		t.Error("SecretMatches: exact match only; an empty configured secret matches nothing")
 	}
+	// A rotation: the previous values still match, nothing else does, and they alone do not.
+	if !SecretMatches("old", "new", "older", "old") || !SecretMatches("new", "new", "old") || SecretMatches("oldest", "new", "old") ||
+		SecretMatches("old", "", "old") || SecretMatches("", "new", "") {
+		t.Error("SecretMatches with previous secrets")
+	}
 	r := httptest.NewRequest("POST", "/x?secret=q", nil)
 	r.SetBasicAuth("u", "basic")
 	if got := RequestSecret(r); got != "q" {

@@ -24,6 +24,9 @@ type Config struct {
 	// WebhookSecret authenticates delivery reports: Mitto signs nothing, so the callback URL
 	// carries ?secret=<it>. Empty: no callback is requested and reports are refused.
 	WebhookSecret gateway.Secret `yaml:"webhook_secret"`
+	// PreviousWebhookSecrets are still accepted on reports while a rotated webhook_secret's old
+	// value is in callback URLs already given out (reports come for hours after a send).
+	PreviousWebhookSecrets []gateway.Secret `yaml:"previous_webhook_secrets"`
 }
 
 var (

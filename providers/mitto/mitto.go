@@ -26,7 +26,7 @@ type Provider struct {
 
 // New returns a driver; cfg must have passed Validate.
 func New(cfg Config, deps gateway.Deps) *Provider {
-	p := &Provider{cfg: cfg, kit: kit.New(deps, cfg.APIKey.Reveal(), cfg.WebhookSecret.Reveal()), base: strings.TrimRight(cfg.BaseURL, "/")}
+	p := &Provider{cfg: cfg, kit: kit.New(deps, kit.Reveal(append([]gateway.Secret{cfg.APIKey, cfg.WebhookSecret}, cfg.PreviousWebhookSecrets...)...)...), base: strings.TrimRight(cfg.BaseURL, "/")}
 	p.callback = kit.SecretURL(deps.CallbackURL, cfg.WebhookSecret)
 	return p
 }
@@ -105,7 +105,7 @@ func (p *Provider) classify(res *kit.Response) *gateway.Error {
 // POST with the same parameters in the query or a form body); the secret is ?secret=.
 func (p *Provider) ParseReports(r *http.Request, body []byte, _ string) ([]gateway.DeliveryReport, error) {
 	q := r.URL.Query()
-	if !kit.SecretMatches(q.Get("secret"), p.cfg.WebhookSecret) {
+	if !kit.SecretMatches(q.Get("secret"), p.cfg.WebhookSecret, p.cfg.PreviousWebhookSecrets...) {
 		return nil, gateway.ErrUnauthenticated
 	}
 	if r.Method == http.MethodPost && len(body) > 0 {

@@ -214,3 +214,16 @@ func FuzzParseReports(f *testing.F) {
 		"\x01msgid=def&status=UNDELIVERED&errorcode=34&reference=msg_2",
 		"\x00id=g&status=expired", "\x00id=h&status=BUFFERED", "\x00status=DELIVERED", "\x01%zz=1&id=;", "")
 }
+
+// TestRotatedWebhookSecret: reports of messages sent before a rotation carry the old secret.
+func TestRotatedWebhookSecret(t *testing.T) {
+	c := Config{BaseURL: "https://x", APIKey: key, From: "SMSGate", WebhookSecret: "mitto-hook-NEW", PreviousWebhookSecrets: []gateway.Secret{secret}}
+	c.Defaults()
+	p := New(c, gateway.Deps{Name: "mitto-eu", HTTPClient: &http.Client{}, CallbackURL: cbBase})
+	for s, ok := range map[string]bool{secret: true, "mitto-hook-NEW": true, "mitto-hook-OLDEST": false} {
+		_, err := p.ParseReports(httptest.NewRequest("GET", "/v1/dlr/mitto/m?secret="+s+"&id=abc&status=DELIVERED&reference=msg_1", nil), nil, "")
+		if (err == nil) != ok {
+			t.Errorf("secret %q: %v", s, err)
+		}
+	}
+}

@@ -42,6 +42,9 @@ type Config struct {
 	// WebhookSecret authenticates receipts by ?secret= in the callback URL when signed webhooks
 	// are not switched on for the account. Without either, receipts are refused.
 	WebhookSecret gateway.Secret `yaml:"webhook_secret"`
+	// PreviousWebhookSecrets are still accepted on reports while a rotated webhook_secret's old
+	// value is in callback URLs already given out (reports come for hours after a send).
+	PreviousWebhookSecrets []gateway.Secret `yaml:"previous_webhook_secrets"`
 }
 
 var (

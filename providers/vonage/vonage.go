@@ -45,7 +45,7 @@ type Provider struct {
 
 // New returns a driver; cfg must have passed Validate.
 func New(cfg Config, deps gateway.Deps) *Provider {
-	p := &Provider{cfg: cfg, kit: kit.New(deps, cfg.APISecret.Reveal(), cfg.SignatureSecret.Reveal(), cfg.WebhookSecret.Reveal()),
+	p := &Provider{cfg: cfg, kit: kit.New(deps, kit.Reveal(append([]gateway.Secret{cfg.APISecret, cfg.SignatureSecret, cfg.WebhookSecret}, cfg.PreviousWebhookSecrets...)...)...),
 		base: strings.TrimRight(cfg.BaseURL, "/"), voice: strings.TrimRight(cfg.VoiceBaseURL, "/"), now: time.Now}
 	if cfg.voice() {
 		p.key, _ = jwt.ParseRSAPrivateKeyFromPEM([]byte(cfg.PrivateKey.Reveal()))
@@ -367,7 +367,7 @@ func (p *Provider) authentic(params map[string]string) bool {
 		want := Sign(params, sec, p.cfg.SignatureMethod)
 		return subtle.ConstantTimeCompare([]byte(strings.ToLower(sig)), []byte(want)) == 1
 	}
-	return kit.SecretMatches(params["secret"], p.cfg.WebhookSecret)
+	return kit.SecretMatches(params["secret"], p.cfg.WebhookSecret, p.cfg.PreviousWebhookSecrets...)
 }
 
 // Sign computes a Vonage webhook signature: every parameter but sig (and our own secret), sorted,
@@ -419,7 +419,7 @@ func (p *Provider) voiceEvent(r *http.Request, params map[string]string) ([]gate
 		if err != nil {
 			return nil, gateway.ErrUnauthenticated
 		}
-	} else if want := p.cfg.WebhookSecret.Reveal(); want == "" || subtle.ConstantTimeCompare([]byte(params["secret"]), []byte(want)) != 1 {
+	} else if !kit.SecretMatches(params["secret"], p.cfg.WebhookSecret, p.cfg.PreviousWebhookSecrets...) {
 		return nil, gateway.ErrUnauthenticated
 	}
 	d := gateway.DeliveryReport{ProviderMessageID: params["uuid"], ProviderStatus: params["status"]}

@@ -317,6 +317,17 @@ func TestReceipts(t *testing.T) {
 			t.Errorf("wrong secret: %v", err)
 		}
 	})
+	t.Run("a rotated webhook secret", func(t *testing.T) {
+		p := newDriver(t, "https://x", func(c *Config) {
+			c.SignatureSecret, c.WebhookSecret, c.PreviousWebhookSecrets = "", "vonage-hook-NEW", []gateway.Secret{hookSec}
+		})
+		for secret, ok := range map[string]bool{hookSec: true, "vonage-hook-NEW": true, "no": false} {
+			_, err := p.ParseReports(httptest.NewRequest("GET", "/v?messageId=1&status=delivered&secret="+secret, nil), nil, "")
+			if (err == nil) != ok {
+				t.Errorf("secret %q: %v", secret, err)
+			}
+		}
+	})
 	t.Run("voice events with a signed JWT", func(t *testing.T) {
 		ev := func(status string) string {
 			return `{"uuid":"63f61863","conversation_uuid":"CON-1","status":"` + status + `","direction":"outbound","timestamp":"2026-11-30T12:00:00.000Z"}`
