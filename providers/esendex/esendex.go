@@ -25,7 +25,7 @@ type Provider struct {
 
 // New returns a driver; cfg must have passed Validate.
 func New(cfg Config, deps gateway.Deps) *Provider {
-	return &Provider{cfg: cfg, kit: kit.New(deps, kit.Reveal(append([]gateway.Secret{cfg.Password, cfg.WebhookSecret}, cfg.PreviousWebhookSecrets...)...)...), base: strings.TrimRight(cfg.BaseURL, "/")}
+	return &Provider{cfg: cfg, kit: kit.New(deps, kit.Reveal(cfg.PreviousWebhookSecrets, cfg.Password, cfg.WebhookSecret)...), base: strings.TrimRight(cfg.BaseURL, "/")}
 }
 
 // VoiceLanguages are the languages Esendex speaks.

@@ -26,7 +26,7 @@ type Provider struct {
 
 // New returns a driver; cfg must have passed Validate.
 func New(cfg Config, deps gateway.Deps) *Provider {
-	p := &Provider{cfg: cfg, kit: kit.New(deps, kit.Reveal(append([]gateway.Secret{cfg.APIKey, cfg.WebhookSecret}, cfg.PreviousWebhookSecrets...)...)...), base: strings.TrimRight(cfg.BaseURL, "/")}
+	p := &Provider{cfg: cfg, kit: kit.New(deps, kit.Reveal(cfg.PreviousWebhookSecrets, cfg.APIKey, cfg.WebhookSecret)...), base: strings.TrimRight(cfg.BaseURL, "/")}
 	// Infobip signs nothing: the webhook secret rides in the callback URL (see docs/security.md
 	// for basic auth instead). Without a secret no callback is requested, as reports would be refused.
 	p.callback = kit.SecretURL(deps.CallbackURL, cfg.WebhookSecret)

@@ -26,8 +26,8 @@ func SecretMatches(got string, want gateway.Secret, previous ...gateway.Secret) 
 	if want == "" {
 		return false
 	}
-	ok := 0
-	for _, w := range append([]gateway.Secret{want}, previous...) {
+	ok := subtle.ConstantTimeCompare([]byte(got), []byte(want.Reveal()))
+	for _, w := range previous {
 		if w != "" {
 			ok |= subtle.ConstantTimeCompare([]byte(got), []byte(w.Reveal()))
 		}
@@ -35,10 +35,11 @@ func SecretMatches(got string, want gateway.Secret, previous ...gateway.Secret) 
 	return ok == 1
 }
 
-// Reveal is the secrets' values, for New (the texts kept out of errors).
-func Reveal(secrets ...gateway.Secret) []string {
-	out := make([]string, 0, len(secrets))
-	for _, s := range secrets {
+// Reveal is the values of secrets and of more, for New (the texts kept out of errors): a driver's
+// own secrets, and the previous values of one it rotates.
+func Reveal(more []gateway.Secret, secrets ...gateway.Secret) []string {
+	out := make([]string, 0, len(secrets)+len(more))
+	for _, s := range append(secrets, more...) {
 		out = append(out, s.Reveal())
 	}
 	return out

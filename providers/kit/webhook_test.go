@@ -2,6 +2,7 @@ package kit
 
 import (
 	"net/http/httptest"
+	"slices"
 	"testing"
 
 	"github.com/smsgate/smsgate/gateway"
@@ -21,6 +22,9 @@ func TestWebhookSecrets(t *testing.T) {
 	if !SecretMatches("old", "new", "older", "old") || !SecretMatches("new", "new", "old") || SecretMatches("oldest", "new", "old") ||
 		SecretMatches("old", "", "old") || SecretMatches("", "new", "") {
 		t.Error("SecretMatches with previous secrets")
+	}
+	if got := Reveal([]gateway.Secret{"old"}, "key", "new"); !slices.Equal(got, []string{"key", "new", "old"}) {
+		t.Errorf("Reveal = %q", got)
 	}
 	r := httptest.NewRequest("POST", "/x?secret=q", nil)
 	r.SetBasicAuth("u", "basic")

@@ -45,7 +45,7 @@ type Provider struct {
 
 // New returns a driver; cfg must have passed Validate.
 func New(cfg Config, deps gateway.Deps) *Provider {
-	p := &Provider{cfg: cfg, kit: kit.New(deps, kit.Reveal(append([]gateway.Secret{cfg.APISecret, cfg.SignatureSecret, cfg.WebhookSecret}, cfg.PreviousWebhookSecrets...)...)...),
+	p := &Provider{cfg: cfg, kit: kit.New(deps, kit.Reveal(cfg.PreviousWebhookSecrets, cfg.APISecret, cfg.SignatureSecret, cfg.WebhookSecret)...),
 		base: strings.TrimRight(cfg.BaseURL, "/"), voice: strings.TrimRight(cfg.VoiceBaseURL, "/"), now: time.Now}
 	if cfg.voice() {
 		p.key, _ = jwt.ParseRSAPrivateKeyFromPEM([]byte(cfg.PrivateKey.Reveal()))
