@@ -28,24 +28,23 @@ import (
 // tenant no longer allows. Delivery is at least once: a replica that dies after the endpoint
 // answered but before PushDone pushes it again.
 //
-// Each tenant has its own queue (a sweep claims no more than pushClaim waiting in it; at most
-// notifyQueueMax are ever queued) and its own workers (at most notifyWorkers): a tenant whose
-// endpoint hangs or fails delays only its own pushes, never another tenant's.
+// Each tenant has its own queue (at most notifyQueueMax; a sweep claims no more than fit) and its
+// own workers (at most notifyWorkers): a tenant whose endpoint hangs or fails delays only its own
+// pushes, never another tenant's.
 
 const (
-	// notifyQueueMax bounds one tenant's pushes waiting on this replica.
-	notifyQueueMax = 1024
+	// notifyQueueMax bounds a tenant's claimed pushes waiting on a replica (a sweep claims no
+	// more than fit): what its workers push before the first retry falls due (2 min) even when
+	// each post hangs to its timeout (3 posts of 5 s and 6 s of backoff a try: 4 × 120 s / 21 s ≈
+	// 22). More would wait past their claim, be claimed again, and burn tries of a tenant whose
+	// endpoint is only slow.
+	notifyQueueMax = 20
 	// notifyWorkers bounds one tenant's pushes in flight.
 	notifyWorkers = 4
 	// pushSweep is how often due pushes are claimed when no report kicks a sweep sooner;
 	// pushGap is the least time between two sweeps, however many reports kick them.
 	pushSweep = 5 * time.Second
 	pushGap   = 100 * time.Millisecond
-	// pushClaim bounds a tenant's claimed pushes waiting on a replica: what its workers push
-	// before the first retry falls due (2 min) even when each post hangs to its timeout (3 posts
-	// of 5 s and 6 s of backoff a try: 4 × 120 s / 21 s ≈ 22). More would wait past their claim,
-	// be claimed again, and burn tries of a tenant whose endpoint is only slow.
-	pushClaim = 20
 )
 
 // notifier posts claimed pushes, per tenant.
@@ -76,7 +75,7 @@ func newNotifier(a *App) *notifier {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 }
 
-// room is how many more claimed pushes tenant's queue takes now (pushClaim).
+// room is how many more claimed pushes tenant's queue takes now.
 func (n *notifier) room(tenant string) int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -84,9 +83,9 @@ func (n *notifier) room(tenant string) int {
 		return 0
 	}
 	if q := n.queues[tenant]; q != nil {
-		return max(0, pushClaim-len(q.jobs))
+		return max(0, notifyQueueMax-len(q.jobs))
 	}
-	return pushClaim
+	return notifyQueueMax
 }
 
 // push queues a claimed push. One that does not fit (the replica is stopping, or the queue

@@ -189,7 +189,7 @@ func TestEachPushIsMadeOnceAcrossReplicas(t *testing.T) {
 	}
 }
 
-// TestAHangingEndpointHoldsFewClaims: a tenant whose endpoint hangs has at most pushClaim pushes
+// TestAHangingEndpointHoldsFewClaims: a tenant whose endpoint hangs has at most notifyQueueMax pushes
 // claimed and waiting on a replica (plus those in flight), however often sweeps run: the rest stay
 // due in the message log instead of waiting in memory past their claim and being claimed again,
 // which would spend their tries.
