@@ -71,7 +71,7 @@ type Log struct {
 	// Level is debug, info (default), warn or error.
 	Level string `yaml:"level"`
 	// ErrorLinesPerSecond bounds the lines of requests answered with an error (4xx and 5xx),
-	// rejected delivery reports and dropped report pushes that one source writes: per tenant (or
+	// rejected delivery reports and failed report pushes that one source writes: per tenant (or
 	// provider) and error, at most this many a second; the next line written counts those left
 	// out. Sent messages are always logged. 0: no bound. Default 10.
 	ErrorLinesPerSecond *int `yaml:"error_lines_per_second"`
@@ -752,7 +752,6 @@ func (c *Config) validate() {
 		} else {
 			keys[t.APIKey] = i
 		}
-
 		c.checkCountries(p+".allowed_countries", t.AllowedCountries)
 		c.checkCountries(p+".denied_countries", t.DeniedCountries)
 		c.checkHosts(p+".notify_hosts", t.NotifyHosts)
