@@ -230,30 +230,43 @@ func (a *App) pushLoop(stop <-chan struct{}) {
 	}
 }
 
-// sweepPushes claims, for each tenant that may have reports pushed, the pushes due now that fit
-// its queue, and queues them.
+// sweepPushes claims, for each tenant with pushes due, those that fit its queue, and queues
+// them. The tenants come from the message log, not the config: a tenant whose notify_hosts was
+// emptied, or that was removed, has its due pushes claimed too, and refused (ended), rather than
+// left in the message log's index until the purge.
 func (a *App) sweepPushes() {
-	for _, tn := range a.rt.Load().byName {
-		if len(tn.notifyHosts) == 0 {
-			continue
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	tenants, err := a.store.DueTenants(ctx, a.now())
+	cancel()
+	if err != nil {
+		if ok, left := a.errorLine("notify|due"); ok {
+			a.log.Error("due delivery report pushes could not be read from the message log", append([]any{"err", err.Error()}, leftOut(left)...)...)
 		}
-		room := a.notifier.room(tn.name)
-		if room == 0 {
-			continue
+		return
+	}
+	rt := a.rt.Load()
+	for _, name := range tenants {
+		tn := rt.byName[name] // nil: removed from the config
+		room := notifyQueueMax
+		if tn != nil && len(tn.notifyHosts) > 0 {
+			if room = a.notifier.room(name); room == 0 {
+				continue
+			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		recs, err := a.store.Due(ctx, tn.name, a.now(), room)
+		recs, err := a.store.Due(ctx, name, a.now(), room)
 		cancel()
 		if err != nil {
-			if ok, left := a.errorLine("notify|" + tn.name + "|due"); ok {
-				a.log.Error("due delivery report pushes could not be read from the message log", append([]any{"tenant", tn.name, "err", err.Error()}, leftOut(left)...)...)
+			if ok, left := a.errorLine("notify|" + name + "|due"); ok {
+				a.log.Error("due delivery report pushes could not be claimed in the message log", append([]any{"tenant", name, "err", err.Error()}, leftOut(left)...)...)
 			}
 			continue
 		}
 		for _, rec := range recs {
-			if !notifyAllowed(tn, rec.NotifyURL) {
-				// The tenant's allow list changed since the send: never pushed there.
-				a.metrics.Notify.WithLabelValues(tn.name, "refused").Inc()
+			if tn == nil || !notifyAllowed(tn, rec.NotifyURL) {
+				// The tenant's allow list changed since the send (or the tenant is gone): never
+				// pushed there.
+				a.metrics.Notify.WithLabelValues(name, "refused").Inc()
 				a.notifier.done(rec)
 				continue
 			}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -225,5 +226,51 @@ func TestAHangingEndpointHoldsFewClaims(t *testing.T) {
 	}
 	if claimed == 0 || claimed > 24 { // 20 waiting, 4 in flight
 		t.Errorf("%d of 60 pushes claimed, want 1 to 24", claimed)
+	}
+}
+
+// TestPushesOfATenantNoLongerAllowedAreEnded: when a reload empties a tenant's notify_hosts, or
+// removes the tenant, its pushes still due are claimed, refused and ended, never posted. Sweeps
+// went only to tenants with notify hosts, so those pushes stayed due in the message log's index
+// until the purge.
+func TestPushesOfATenantNoLongerAllowedAreEnded(t *testing.T) {
+	for _, tc := range []struct{ name, from, to string }{
+		{"notify hosts emptied", `notify_hosts: ["$HOOKHOST"]`, `notify_hosts: []`},
+		{"tenant removed", `name: acme, api_key: acme-ib-key`, `name: acme-2, api_key: acme-2-key`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHook(t)
+			h.down.Store(true)
+			clk := &testClock{t: time.Now()}
+			c := startPushing(t, h, "{driver: sqlite, path: $DIR/log.db}", clk)
+			id := sendPushed(t, c, h, "14155550190")
+			waitUntil(t, "the first try failed", func() bool { return notified(c, "failed") == 1 })
+
+			raw, err := os.ReadFile(c.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			from := strings.ReplaceAll(tc.from, "$HOOKHOST", strings.TrimPrefix(h.URL, "http://"))
+			if !strings.Contains(string(raw), from) {
+				t.Fatalf("the config has no %s", from)
+			}
+			if err := os.WriteFile(c.path, []byte(strings.Replace(string(raw), from, tc.to, 1)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.app.Reload(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			h.down.Store(false)
+			clk.Add(2*time.Minute + time.Second)
+			c.app.sweepPushes()
+			waitUntil(t, "the push was refused", func() bool { return notified(c, "refused") == 1 })
+			if left, err := c.app.store.DueTenants(context.Background(), clk.Now().Add(1000*time.Hour)); err != nil || len(left) != 0 {
+				t.Errorf("pushes still due after the refusal: %v, %v", left, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+			if n, got := h.posts.Load(), h.count(id); n != 1 || got != 0 {
+				t.Errorf("%d posts, %d taken; want the first failed try only", n, got)
+			}
+		})
 	}
 }

@@ -315,6 +315,21 @@ func (m *Memory) Due(_ context.Context, tenant string, now time.Time, limit int)
 	return out, nil
 }
 
+// DueTenants implements Backend.
+func (m *Memory) DueTenants(_ context.Context, now time.Time) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	seen := map[string]bool{}
+	var out []string
+	for _, r := range m.byID {
+		if !r.PushAt.IsZero() && !r.PushAt.After(now) && !seen[r.Tenant] {
+			seen[r.Tenant] = true
+			out = append(out, r.Tenant)
+		}
+	}
+	return out, nil
+}
+
 // PushDone implements Backend.
 func (m *Memory) PushDone(_ context.Context, id string) error {
 	m.mu.Lock()

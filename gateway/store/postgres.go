@@ -631,6 +631,17 @@ func (p *Postgres) Due(ctx context.Context, tenant string, now time.Time, limit 
 	return oldestFirst(rows, func() (*Record, error) { return scanPG(rows) })
 }
 
+// DueTenants implements Backend: a read of the messages_push_due index, which holds only the
+// pushes not done.
+func (p *Postgres) DueTenants(ctx context.Context, now time.Time) ([]string, error) {
+	rows, err := p.pool.Query(ctx, `SELECT DISTINCT tenant FROM messages WHERE push_at > 0 AND push_at <= $1`, now.UnixMilli())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	return collect(rows, func() (t string, err error) { return t, rows.Scan(&t) })
+}
+
 // PushDone implements Backend.
 func (p *Postgres) PushDone(ctx context.Context, id string) error {
 	_, err := p.pool.Exec(ctx, `UPDATE messages SET report_taken = true, push_at = 0 WHERE id = $1`, id)

@@ -519,6 +519,17 @@ func (s *SQLite) Due(ctx context.Context, tenant string, now time.Time, limit in
 	return oldestFirst(rows, func() (*Record, error) { return scan(rows) })
 }
 
+// DueTenants implements Backend: a read of the messages_push_due index, which holds only the
+// pushes not done.
+func (s *SQLite) DueTenants(ctx context.Context, now time.Time) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT tenant FROM messages WHERE push_at > 0 AND push_at <= ?`, now.UnixMilli())
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	return collect(rows, func() (t string, err error) { return t, rows.Scan(&t) })
+}
+
 // none reports whether no message matches where: Take and Due read before they claim, since an
 // UPDATE takes the file's one write lock even when it changes nothing, and the message log's
 // writer would wait on every poll and sweep.

@@ -212,6 +212,9 @@ type Backend interface {
 	// PushAt to the next retry (NextPush), or clears it on the last try, before anything is
 	// pushed: another replica claims it again only if this push never ends, and only then.
 	Due(ctx context.Context, tenant string, now time.Time, limit int) ([]*Record, error)
+	// DueTenants lists the tenants with a push due at now, in any order: the tenants a sweep
+	// claims for, configured or not, with notify hosts or not (the messages_push_due index).
+	DueTenants(ctx context.Context, now time.Time) ([]string, error)
 	// PushDone ends the pushes of a record's final report: it was pushed (handed out), or it will not be.
 	PushDone(ctx context.Context, id string) error
 	Close() error
@@ -522,6 +525,11 @@ func (s *Store) Due(ctx context.Context, tenant string, now time.Time, limit int
 		return nil, nil
 	}
 	return s.b.Due(ctx, clean(tenant), now, limit)
+}
+
+// DueTenants lists the tenants with a push due at now (Backend.DueTenants).
+func (s *Store) DueTenants(ctx context.Context, now time.Time) ([]string, error) {
+	return s.b.DueTenants(ctx, now)
 }
 
 // PushDone ends the pushes of a record's final report (Backend.PushDone).
@@ -961,11 +969,11 @@ func priceFields(p *PriceRow) []any {
 	return []any{&p.Provider, &p.Country, &p.Currency, &p.Tenant, &p.Sum, &p.N}
 }
 
-func collect(rows interface {
+func collect[T any](rows interface {
 	Next() bool
 	Err() error
-}, scan func() (*Record, error)) ([]*Record, error) {
-	var out []*Record
+}, scan func() (T, error)) ([]T, error) {
+	var out []T
 	for rows.Next() {
 		r, err := scan()
 		if err != nil {

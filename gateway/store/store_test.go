@@ -841,6 +841,21 @@ func TestPushesAreClaimedUntilDone(t *testing.T) {
 		if due, _ := s.Due(ctx, "acme", final.Add(-time.Second), 10); len(due) != 0 {
 			t.Errorf("due before it was final: %v", ids(due))
 		}
+		dueTenants := func(at time.Time) []string {
+			t.Helper()
+			got, err := s.DueTenants(ctx, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			slices.Sort(got)
+			return got
+		}
+		if got := dueTenants(final.Add(-time.Second)); len(got) != 0 {
+			t.Errorf("tenants due before any push was: %v", got)
+		}
+		if got := dueTenants(final); !slices.Equal(got, []string{"acme", "globex"}) {
+			t.Errorf("tenants due: %v, want [acme globex]", got)
+		}
 		due, err := s.Due(ctx, "acme", final, 10)
 		if err != nil || !slices.Equal(ids(due), []string{"p1#1"}) {
 			t.Fatalf("due = %v, %v; want [p1#1]", ids(due), err)
@@ -855,6 +870,9 @@ func TestPushesAreClaimedUntilDone(t *testing.T) {
 		at := final.Add(2 * time.Minute)
 		if again, _ := s.Due(ctx, "acme", at, 10); !slices.Equal(ids(again), []string{"p1#2"}) {
 			t.Errorf("after the first retry's wait: %v, want [p1#2]", ids(again))
+		}
+		if got := dueTenants(final.Add(time.Minute)); !slices.Equal(got, []string{"globex"}) {
+			t.Errorf("tenants due once acme's push was claimed: %v, want [globex]", got)
 		}
 		if other, _ := s.Due(ctx, "globex", final, 10); !slices.Equal(ids(other), []string{"other#1"}) {
 			t.Errorf("globex: %v", ids(other))
@@ -877,6 +895,9 @@ func TestPushesAreClaimedUntilDone(t *testing.T) {
 		s.PushDone(ctx, "other")
 		if late, _ := s.Due(ctx, "globex", at.Add(1000*time.Hour), 10); len(late) != 0 {
 			t.Errorf("pushed, yet due: %v", ids(late))
+		}
+		if got := dueTenants(at.Add(1000 * time.Hour)); len(got) != 0 {
+			t.Errorf("tenants due once every push was given up or done: %v", got)
 		}
 		if pulled, _ := s.Take(ctx, TakeQuery{Tenant: "acme", Limit: 10}); !slices.Equal(ids(pulled), []string{"pulled#0"}) {
 			t.Errorf("pulled: %v", ids(pulled))
