@@ -1,9 +1,12 @@
 package infobipcompat
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/smsgate/smsgate/gateway"
 )
 
 // TestThrottlingIsAnsweredAsRateLimiting: a destination every provider throttled for this tenant
@@ -20,5 +23,39 @@ func TestThrottlingIsAnsweredAsRateLimiting(t *testing.T) {
 	status, body, wait := Answer(SMSv2, "", rs)
 	if status != 429 || wait != 30*time.Second || !strings.Contains(string(body), "TOO_MANY_REQUESTS") {
 		t.Errorf("Answer = %d %s %v", status, body, wait)
+	}
+}
+
+// TestReportErrorsSayWhetherToSendAgain: a report's error object puts each final status in the
+// error group that says why, and a message no provider took is not permanent (sending it again
+// may work), while a destination a provider refused is. Every failure was a permanent handset
+// error before, which told a client never to send again after an outage.
+func TestReportErrorsSayWhetherToSendAgain(t *testing.T) {
+	for _, tc := range []struct {
+		status, group string
+		permanent     bool
+	}{
+		{gateway.StatusDelivered, "OK", false},
+		{gateway.StatusUndelivered, "HANDSET_ERRORS", true},
+		{gateway.StatusRejected, "USER_ERRORS", true},
+		{gateway.StatusFailed, "OPERATOR_ERRORS", false},
+	} {
+		var out struct {
+			Results []struct {
+				Error struct {
+					GroupName string
+					Name      string
+					Permanent bool
+				}
+			}
+		}
+		body := Reports(SMSv3, []Message{{ID: "m1", Status: tc.status, Error: "E42"}})
+		if err := json.Unmarshal(body, &out); err != nil || len(out.Results) != 1 {
+			t.Fatalf("%s: %s %v", tc.status, body, err)
+		}
+		e := out.Results[0].Error
+		if e.GroupName != tc.group || e.Permanent != tc.permanent || (tc.group != "OK" && e.Name != "E42") {
+			t.Errorf("%s: %+v, want group %s, permanent %v, name E42", tc.status, e, tc.group, tc.permanent)
+		}
 	}
 }

@@ -82,12 +82,27 @@ func toReport(source string, m Message) report {
 	if m.Currency != "" {
 		r.Price = &price{PricePerMessage: m.Price, Currency: m.Currency}
 	}
-	if m.Status == gateway.StatusDelivered || m.Status == gateway.StatusSent {
-		r.Error = &errorObj{GroupID: 0, GroupName: "OK", ID: 0, Name: "NO_ERROR", Description: "No Error", Permanent: false}
-	} else if m.Error != "" || m.Status != "" {
-		r.Error = &errorObj{GroupID: 1, GroupName: "HANDSET_ERRORS", ID: 1, Name: errName(m.Error), Description: "as reported by the provider", Permanent: true}
-	}
+	r.Error = reportError(m.Status, m.Error)
 	return r
+}
+
+// reportError is the error object of a report, in Infobip's error groups; permanent says whether
+// the same message sent again fails the same way. Its name is the provider's (or smsgate's) error
+// code; the ids 5101 and 5102 are smsgate's own, as Infobip has none for these outcomes.
+func reportError(status, code string) *errorObj {
+	switch status {
+	case gateway.StatusDelivered, gateway.StatusSent:
+		return &errorObj{GroupID: 0, GroupName: "OK", ID: 0, Name: "NO_ERROR", Description: "No Error", Permanent: false}
+	case gateway.StatusFailed:
+		// Not sent: every provider failed, timed out or throttled. Sending it again may work.
+		return &errorObj{GroupID: 3, GroupName: "OPERATOR_ERRORS", ID: 5101, Name: errName(code), Description: "not sent: no provider took the message", Permanent: false}
+	case gateway.StatusRejected:
+		// A provider refused the destination itself (an invalid or unreachable number).
+		return &errorObj{GroupID: 2, GroupName: "USER_ERRORS", ID: 5102, Name: errName(code), Description: "the provider rejected the destination", Permanent: true}
+	case "":
+		return nil
+	}
+	return &errorObj{GroupID: 1, GroupName: "HANDSET_ERRORS", ID: 1, Name: errName(code), Description: "as reported by the provider", Permanent: true}
 }
 
 func errName(code string) string {
