@@ -103,7 +103,34 @@ func (a *App) Infobip(ctx context.Context, c httpapi.InfobipCall) httpapi.Reply 
 		bulk = dests[0].BulkID
 	}
 	status, body, retry := ib.Answer(kind, bulk, results)
+	if status == http.StatusOK {
+		a.releaseReports(ctx, tn, results)
+	}
 	return httpapi.Reply{Status: status, Body: body, RetryAfter: retry}
+}
+
+// releaseReports hands out the reports of the destinations that failed at send in a request
+// answered 200: the answer gives their ids (status REJECTED), so, as with Infobip, a final report
+// follows for each, pushed to its notify URL or pulled. A request answered with an error gives no
+// id, and its failed messages' reports stay held (store.Record.ReportHeld).
+func (a *App) releaseReports(ctx context.Context, tn *tenant, results []ib.Result) {
+	var ids []string
+	for _, r := range results {
+		if r.HTTPStatus != http.StatusOK && r.MessageID != "" {
+			ids = append(ids, r.MessageID)
+		}
+	}
+	if len(ids) == 0 {
+		return
+	}
+	if err := a.store.Release(context.WithoutCancel(ctx), ids); err != nil {
+		if ok, left := a.errorLine("store|release"); ok {
+			a.log.Error("message log: failed messages' reports not released before the answer", append([]any{"tenant", tn.name, "messages", len(ids),
+				"err", err.Error()}, leftOut(left)...)...)
+		}
+		return
+	}
+	a.notifier.sweepSoon() // a push may have fallen due
 }
 
 // infobipSendOne sends one destination and says what became of it.

@@ -75,6 +75,14 @@ func newNotifier(a *App) *notifier {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 }
 
+// sweepSoon asks for a sweep now: a push fell due.
+func (n *notifier) sweepSoon() {
+	select {
+	case n.kick <- struct{}{}:
+	default:
+	}
+}
+
 // room is how many more claimed pushes tenant's queue takes now.
 func (n *notifier) room(tenant string) int {
 	n.mu.Lock()
@@ -284,10 +292,7 @@ func (a *App) notifyReports(ctx context.Context, reps []gateway.DeliveryReport) 
 	for _, rep := range reps {
 		rec, err := a.store.Find(ctx, rep.Provider, rep.MessageID, rep.ProviderMessageID)
 		if err == nil && rec.NotifyURL != "" && !rec.PushAt.IsZero() {
-			select {
-			case a.notifier.kick <- struct{}{}:
-			default:
-			}
+			a.notifier.sweepSoon()
 			return
 		}
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/smsgate/smsgate/gateway/store"
 	"github.com/smsgate/smsgate/gateway/store/pgtest"
+	"github.com/smsgate/smsgate/providers/twilio/twiliotest"
 )
 
 // hook is a tenant's notify endpoint: it answers 503 while down and counts, by messageId, the
@@ -29,10 +30,11 @@ type hook struct {
 	posts atomic.Int64
 	mu    sync.Mutex
 	took  map[string]int
+	last  map[string]string // the last report taken, by messageId
 }
 
 func newHook(t *testing.T) *hook {
-	h := &hook{took: map[string]int{}}
+	h := &hook{took: map[string]int{}, last: map[string]string{}}
 	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.posts.Add(1)
 		if h.down.Load() {
@@ -52,6 +54,7 @@ func newHook(t *testing.T) *hook {
 		defer h.mu.Unlock()
 		for _, res := range body.Results {
 			h.took[res.MessageID]++
+			h.last[res.MessageID] = string(b)
 		}
 	}))
 	t.Cleanup(h.Close)
@@ -62,6 +65,12 @@ func (h *hook) count(id string) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.took[id]
+}
+
+func (h *hook) report(id string) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.last[id]
 }
 
 // startPushing runs the compat config with reports pushed to h, its message log at storage (a
@@ -272,5 +281,77 @@ func TestPushesOfATenantNoLongerAllowedAreEnded(t *testing.T) {
 				t.Errorf("%d posts, %d taken; want the first failed try only", n, got)
 			}
 		})
+	}
+}
+
+// TestEveryIDGivenGetsOneReport: as with Infobip, every messageId an answer gives has a final
+// report, pushed or pulled, and no other does. A destination that failed at send in a request
+// answered 200 (another destination was sent) is answered REJECTED with its id, and its report
+// is pushed to its notify URL, or pulled, without any provider report. A request answered with an
+// error gives no id: the failed messages' reports are neither pushed nor pulled. Before, a failed
+// message's report was never pushed, and was pulled even when its id had never been given.
+func TestEveryIDGivenGetsOneReport(t *testing.T) {
+	h := newHook(t)
+	clk := &testClock{t: time.Now()}
+	c := startPushing(t, h, "{driver: sqlite, path: $DIR/log.db}", clk)
+	c.tw.SetMode(twiliotest.Unavailable)
+	c.ib.SetFailText("Code 5000") // fails at Infobip, then at Twilio: all providers failed
+	hookURL := h.URL + "/reports"
+	mixed := func(notify string) (sent, failed string) {
+		t.Helper()
+		hooks := ""
+		if notify != "" {
+			hooks = `,"webhooks":{"delivery":{"url":"` + notify + `"}}`
+		}
+		r := c.call("POST", "/sms/3/messages", "App acme-ib-key", `{"messages":[
+			{"destinations":[{"to":"14155550401"}],"content":{"text":"Code 1111"}`+hooks+`},
+			{"destinations":[{"to":"14155550402"}],"content":{"text":"Code 5000"}`+hooks+`}]}`)
+		ms := messagesOf(r)
+		if r.Status != 200 || len(ms) != 2 || statusName(ms[0]) != "PENDING_ACCEPTED" || !strings.HasPrefix(statusName(ms[1]), "REJECTED_") || ms[1]["messageId"] == nil {
+			t.Fatalf("mixed request: %d %s", r.Status, r.Raw)
+		}
+		return ms[0]["messageId"].(string), ms[1]["messageId"].(string)
+	}
+
+	// Pushed: the failed destination at once, the sent one after its delivery report.
+	sent, failed := mixed(hookURL)
+	waitUntil(t, "the failed destination's report was pushed", func() bool { return h.count(failed) == 1 })
+	if got := h.report(failed); !strings.Contains(got, `"groupName":"REJECTED"`) || !strings.Contains(got, `"groupName":"OPERATOR_ERRORS"`) ||
+		!strings.Contains(got, `"permanent":false`) {
+		t.Errorf("pushed report of the failed destination: %s", got)
+	}
+	if h.count(sent) != 0 {
+		t.Errorf("the sent destination's report was pushed before any delivery report")
+	}
+	if rr := c.do("POST", "/v1/dlr/infobip/infobip-eu?secret=hook-secret", "", report(sent, "DELIVERED")); rr.Status != 200 {
+		t.Fatalf("dlr: %d %s", rr.Status, rr.Raw)
+	}
+	waitUntil(t, "the sent destination's report was pushed", func() bool { return h.count(sent) == 1 })
+
+	// Pulled: the failed destination's report, once, and nothing of requests answered with an error.
+	_, pulled := mixed("")
+	for _, notify := range []string{"", hookURL} {
+		hooks := ""
+		if notify != "" {
+			hooks = `,"webhooks":{"delivery":{"url":"` + notify + `"}}`
+		}
+		r := c.call("POST", "/sms/3/messages", "App acme-ib-key", `{"messages":[{"destinations":[{"to":"14155550403"}],"content":{"text":"Code 5000"}`+hooks+`}]}`)
+		if r.Status < 500 || strings.Contains(r.Raw, "messageId") {
+			t.Fatalf("all failed: %d %s", r.Status, r.Raw)
+		}
+	}
+	got := c.call("GET", "/sms/3/reports", "App acme-ib-key", "")
+	res, _ := got.Body["results"].([]any)
+	if len(res) != 1 || !strings.Contains(got.Raw, `"messageId":"`+pulled+`"`) {
+		t.Errorf("pulled: %s; want only %s", got.Raw, pulled)
+	}
+	clk.Add(24 * time.Hour)
+	c.app.sweepPushes()
+	time.Sleep(100 * time.Millisecond)
+	if n := h.posts.Load(); n != 2 {
+		t.Errorf("%d pushes, want 2 (no report of a request answered with an error)", n)
+	}
+	if again := c.call("GET", "/sms/3/reports", "App acme-ib-key", ""); !strings.Contains(again.Raw, `"results":[]`) {
+		t.Errorf("pulled twice, or a report of a request answered with an error: %s", again.Raw)
 	}
 }

@@ -418,6 +418,11 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 	} else {
 		e := out.Err
 		rec.Status, rec.Error = gateway.StatusFailed, rt.scrub(e.Code)
+		if x != nil {
+			// The Infobip-compatible answer gives this message's id only if another destination
+			// of the request was sent; until then its report is neither pulled nor pushed.
+			rec.ReportTaken, rec.ReportHeld = true, true
+		}
 		code, text := "", rt.scrub(e.Message)
 		switch {
 		case e.Class == gateway.ClassRecipient:

@@ -74,6 +74,10 @@ func (m *Memory) Apply(_ context.Context, ops []Op) ([]Charge, error) {
 			} else {
 				m.addPending(op.Report, now)
 			}
+		case op.Release != "":
+			if r := m.byID[op.Release]; r != nil {
+				release(r, now)
+			}
 		}
 	}
 	return ap.charges, nil

@@ -73,6 +73,8 @@ var pgMigrations = []string{
 	`ALTER TABLE messages ADD COLUMN push_at bigint NOT NULL DEFAULT 0,
 		ADD COLUMN push_tries integer NOT NULL DEFAULT 0;
 	CREATE INDEX messages_push_due ON messages (tenant, push_at) WHERE push_at > 0;`,
+	// 5: reports held until the caller is given the message's id (Release).
+	`ALTER TABLE messages ADD COLUMN report_held boolean NOT NULL DEFAULT false;`,
 }
 
 // Postgres is a Backend on PostgreSQL (jackc/pgx v5 with a pool), shared by every replica: any
@@ -200,7 +202,7 @@ func key(provider, id string) int64 {
 
 const pgCols = `id, tenant, client_id, route, message_type, action, country, recipient, status, provider,
 	provider_message_id, attempts, error, provider_status, price, currency, created_at, updated_at, delivered_at,
-	source, reference, bulk_id, callback_data, notify_url, report_taken, num_range, push_at, push_tries`
+	source, reference, bulk_id, callback_data, notify_url, report_taken, num_range, push_at, push_tries, report_held`
 
 // pgColsM is pgCols qualified by the alias m.
 var pgColsM = "m." + strings.ReplaceAll(strings.Join(strings.Fields(pgCols), " "), ", ", ", m.")
@@ -398,12 +400,18 @@ func (p *Postgres) apply(ctx context.Context, ops []Op, ap *applier) error {
 			return err
 		}
 		// A retried batch that had committed must not fail on its own rows.
-		b.Queue(`INSERT INTO messages (`+pgCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28) ON CONFLICT (id) DO NOTHING`, args...)
+		b.Queue(`INSERT INTO messages (`+pgCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29) ON CONFLICT (id) DO NOTHING`, args...)
 	}
 	for r := range changed {
 		// push_at as read under the row lock, or armed by this report (armPush).
 		b.Queue(`UPDATE messages SET status = $2, provider_status = $3, error = $4, price = $5, currency = $6, updated_at = $7, delivered_at = $8, push_at = $9 WHERE id = $1`,
 			r.ID, r.Status, r.ProviderStatus, r.Error, r.Price, r.Currency, r.UpdatedAt.UnixMilli(), msOrNil(r.DeliveredAt), msOrZero(r.PushAt))
+	}
+	// After the inserts and updates: a record released is one of this batch or of an earlier one.
+	for _, op := range ops {
+		if op.Release != "" {
+			b.Queue(releaseSQL("$1::bigint", "$2"), now.UnixMilli(), op.Release)
+		}
 	}
 	for _, rep := range unmatched {
 		raw, err := json.Marshal(rep)
@@ -435,7 +443,7 @@ func pgArgs(r *Record) ([]any, error) {
 	}
 	return []any{r.ID, r.Tenant, r.ClientID, r.Route, r.MessageType, r.Action, r.Country, r.Recipient, r.Status, r.Provider,
 		r.ProviderMessageID, att, r.Error, r.ProviderStatus, r.Price, r.Currency, r.CreatedAt.UnixMilli(), r.UpdatedAt.UnixMilli(), msOrNil(r.DeliveredAt),
-		r.Source, r.Reference, r.BulkID, r.CallbackData, r.NotifyURL, r.ReportTaken, r.Range, msOrZero(r.PushAt), r.PushTries}, nil
+		r.Source, r.Reference, r.BulkID, r.CallbackData, r.NotifyURL, r.ReportTaken, r.Range, msOrZero(r.PushAt), r.PushTries, r.ReportHeld}, nil
 }
 
 func scanPG(row pgx.Row) (*Record, error) {
@@ -445,7 +453,7 @@ func scanPG(row pgx.Row) (*Record, error) {
 	var delivered *int64
 	if err := row.Scan(&r.ID, &r.Tenant, &r.ClientID, &r.Route, &r.MessageType, &r.Action, &r.Country, &r.Recipient, &r.Status, &r.Provider,
 		&r.ProviderMessageID, &att, &r.Error, &r.ProviderStatus, &r.Price, &r.Currency, &created, &updated, &delivered,
-		&r.Source, &r.Reference, &r.BulkID, &r.CallbackData, &r.NotifyURL, &r.ReportTaken, &r.Range, &pushAt, &r.PushTries); err != nil {
+		&r.Source, &r.Reference, &r.BulkID, &r.CallbackData, &r.NotifyURL, &r.ReportTaken, &r.Range, &pushAt, &r.PushTries, &r.ReportHeld); err != nil {
 		return nil, err
 	}
 	r.PushAt = timeOrZero(pushAt)

@@ -66,6 +66,8 @@ var migrations = []string{
 	`ALTER TABLE messages ADD COLUMN push_at INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE messages ADD COLUMN push_tries INTEGER NOT NULL DEFAULT 0;
 	CREATE INDEX messages_push_due ON messages(tenant, push_at) WHERE push_at > 0;`,
+	// 5: reports held until the caller is given the message's id (Release).
+	`ALTER TABLE messages ADD COLUMN report_held INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // SQLite is a Backend on one SQLite file (modernc.org/sqlite, no cgo) in WAL mode.
@@ -146,7 +148,7 @@ func (s *SQLite) checkpointer(every time.Duration) {
 }
 
 func (s *SQLite) prepare(ctx context.Context) error {
-	values := ` INTO messages (` + cols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
+	values := ` INTO messages (` + cols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
 	for _, st := range []struct {
 		dst **sql.Stmt
 		sql string
@@ -216,7 +218,7 @@ func (s *SQLite) now() time.Time {
 
 const cols = `id, tenant, client_id, route, message_type, action, country, recipient, status, provider,
 	provider_message_id, attempts, error, provider_status, price, currency, created_at, updated_at, delivered_at,
-	source, reference, bulk_id, callback_data, notify_url, report_taken, num_range, push_at, push_tries`
+	source, reference, bulk_id, callback_data, notify_url, report_taken, num_range, push_at, push_tries, report_held`
 
 // Apply implements Backend: the whole batch in one transaction.
 func (s *SQLite) Apply(ctx context.Context, ops []Op) ([]Charge, error) {
@@ -256,6 +258,10 @@ func (s *SQLite) apply(ctx context.Context, ops []Op, ap *applier) error {
 			if err := s.report(ctx, tx, op.Report, ap); err != nil {
 				return err
 			}
+		case op.Release != "":
+			if _, err := tx.ExecContext(ctx, releaseSQL("?", "?"), ap.now.UnixMilli(), op.Release); err != nil {
+				return err
+			}
 		}
 	}
 	return tx.Commit()
@@ -272,7 +278,7 @@ func put(ctx context.Context, stmt *sql.Stmt, r *Record) error {
 	}
 	_, err = stmt.ExecContext(ctx, r.ID, r.Tenant, r.ClientID, r.Route, r.MessageType, r.Action, r.Country, r.Recipient, r.Status, r.Provider,
 		r.ProviderMessageID, string(att), r.Error, r.ProviderStatus, r.Price, r.Currency, r.CreatedAt.UnixMilli(), r.UpdatedAt.UnixMilli(), delivered,
-		r.Source, r.Reference, r.BulkID, r.CallbackData, r.NotifyURL, r.ReportTaken, r.Range, msOrZero(r.PushAt), r.PushTries)
+		r.Source, r.Reference, r.BulkID, r.CallbackData, r.NotifyURL, r.ReportTaken, r.Range, msOrZero(r.PushAt), r.PushTries, r.ReportHeld)
 	return err
 }
 
@@ -369,7 +375,7 @@ func scan(sc scanner) (*Record, error) {
 	var delivered sql.NullInt64
 	if err := sc.Scan(&r.ID, &r.Tenant, &r.ClientID, &r.Route, &r.MessageType, &r.Action, &r.Country, &r.Recipient, &r.Status, &r.Provider,
 		&r.ProviderMessageID, &att, &r.Error, &r.ProviderStatus, &r.Price, &r.Currency, &created, &updated, &delivered,
-		&r.Source, &r.Reference, &r.BulkID, &r.CallbackData, &r.NotifyURL, &r.ReportTaken, &r.Range, &pushAt, &r.PushTries); err != nil {
+		&r.Source, &r.Reference, &r.BulkID, &r.CallbackData, &r.NotifyURL, &r.ReportTaken, &r.Range, &pushAt, &r.PushTries, &r.ReportHeld); err != nil {
 		return nil, err
 	}
 	r.PushAt = timeOrZero(pushAt)

@@ -87,6 +87,10 @@ type Record struct {
 	// ReportTaken is set once the final report was handed out: pulled by GET /sms/{1,3}/reports
 	// or pushed to NotifyURL.
 	ReportTaken bool `json:"-"`
+	// ReportHeld is set, with ReportTaken, on a message that failed at send: the caller is given
+	// its id only if the request is answered 200 all the same (another destination was sent), and
+	// then Release hands its report out. Otherwise it is never pulled nor pushed.
+	ReportHeld bool `json:"-"`
 	// PushAt is when the final report is next due to be pushed to NotifyURL (zero: none is due);
 	// PushTries counts the pushes claimed so far (Due).
 	PushAt    time.Time `json:"-"`
@@ -248,10 +252,27 @@ func armPush(r *Record, now time.Time) {
 	}
 }
 
-// Op is one queued write: exactly one of Insert and Report is set.
+// release hands out the held report of r (Record.ReportHeld): pullable, or due to be pushed now
+// when r has a notify URL. A report not held is left alone.
+func release(r *Record, now time.Time) {
+	if r.ReportHeld {
+		r.ReportHeld, r.ReportTaken = false, false
+		armPush(r, now)
+	}
+}
+
+// releaseSQL is release in SQL, given the placeholders of now in Unix milliseconds and of the id.
+func releaseSQL(nowMS, id string) string {
+	return `UPDATE messages SET report_held = false, report_taken = false, push_at = CASE WHEN notify_url <> '' THEN ` + nowMS + ` ELSE 0 END
+		WHERE id = ` + id + ` AND report_held`
+}
+
+// Op is one queued write: exactly one of Insert, Report and Release is set.
 type Op struct {
 	Insert *Record
 	Report *gateway.DeliveryReport
+	// Release is the id of a record whose held report is handed out (release).
+	Release string
 	// barrier, when set, is closed once every earlier op was tried.
 	barrier chan struct{}
 	// done, when set, receives nil once the op's batch has committed (buffered: never blocks).
@@ -429,6 +450,20 @@ func (s *Store) Insert(ctx context.Context, r *Record) error {
 	return s.write(ctx, Op{Insert: cleanRecord(r)})
 }
 
+// Release hands out the held reports of messages that failed at send (Record.ReportTaken) and
+// whose ids were given to the caller after all, and waits like Insert.
+func (s *Store) Release(ctx context.Context, ids []string) error {
+	ops := make([]Op, 0, len(ids))
+	for _, id := range ids {
+		op := Op{Release: cleanID(id), done: make(chan error, 1)}
+		if err := s.enqueue(ctx, op); err != nil {
+			return err
+		}
+		ops = append(ops, op)
+	}
+	return s.wait(ctx, ops)
+}
+
 // Report queues a delivery report and waits like Insert. Reports for records not written yet are
 // kept and applied when the record arrives; repeated and out-of-order reports never move a record
 // backwards.
@@ -441,16 +476,26 @@ func (s *Store) write(ctx context.Context, op Op) error {
 	if err := s.enqueue(ctx, op); err != nil {
 		return err
 	}
+	return s.wait(ctx, []Op{op})
+}
+
+// wait waits until every one of ops (queued) has committed, up to CommitTimeout in all.
+func (s *Store) wait(ctx context.Context, ops []Op) error {
 	t := time.NewTimer(s.opts.CommitTimeout)
 	defer t.Stop()
-	select {
-	case err := <-op.done:
-		return err
-	case <-t.C:
-		return ErrNotCommitted
-	case <-ctx.Done():
-		return ErrNotCommitted
+	for _, op := range ops {
+		select {
+		case err := <-op.done:
+			if err != nil {
+				return err
+			}
+		case <-t.C:
+			return ErrNotCommitted
+		case <-ctx.Done():
+			return ErrNotCommitted
+		}
 	}
+	return nil
 }
 
 // Backlog reports how many writes wait for another try because the database failed.

@@ -799,6 +799,70 @@ func TestTakeHandsEachReportOutOnce(t *testing.T) {
 	})
 }
 
+// TestHeldReportsAreReleased: a compat message that failed at send is written with its report
+// held (ReportHeld): neither pulled nor pushed, since the request it failed in gave the caller no
+// id. Release hands it out (pullable, or due to be pushed at once) when the request was answered
+// 200 all the same; it leaves sent and already released records alone.
+func TestHeldReportsAreReleased(t *testing.T) {
+	backends(t, func(t *testing.T, open func() Backend) {
+		s := New(Options{Backend: open()})
+		defer s.Close()
+		ctx := context.Background()
+		now := t0.Add(time.Minute) // the backends' clock
+		failed := func(id, notify string) *Record {
+			r := record(id, "acme", "ib", "", t0)
+			r.Status, r.Error, r.Source, r.NotifyURL, r.ReportTaken, r.ReportHeld = gateway.StatusRejected, "EC_BAD_NUMBER", "infobip-sms-v3", notify, true, true
+			return r
+		}
+		sent := record("sent", "acme", "ib", "sent", t0)
+		sent.Source = "infobip-sms-v3"
+		for _, r := range []*Record{failed("held", ""), failed("held-push", "https://hooks.example.com/r"), failed("given", ""), failed("given-push", "https://hooks.example.com/r"), sent} {
+			if err := s.Insert(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ids := func(rs []*Record) (out []string) {
+			for _, r := range rs {
+				out = append(out, r.ID)
+			}
+			slices.Sort(out)
+			return out
+		}
+		if got, _ := s.Take(ctx, TakeQuery{Tenant: "acme", Limit: 10}); len(got) != 0 {
+			t.Errorf("held reports pulled: %v", ids(got))
+		}
+		if got, _ := s.Due(ctx, "acme", now.Add(time.Hour), 10); len(got) != 0 {
+			t.Errorf("held reports pushed: %v", ids(got))
+		}
+		if err := s.Release(ctx, []string{"given", "given-push", "sent", "unknown"}); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := s.Take(ctx, TakeQuery{Tenant: "acme", Limit: 10}); !slices.Equal(ids(got), []string{"given"}) {
+			t.Errorf("pulled after the release: %v, want [given]", ids(got))
+		}
+		if got, _ := s.Due(ctx, "acme", now.Add(-time.Second), 10); len(got) != 0 {
+			t.Errorf("due before the release: %v", ids(got))
+		}
+		got, err := s.Due(ctx, "acme", now, 10)
+		if err != nil || !slices.Equal(ids(got), []string{"given-push"}) {
+			t.Fatalf("due after the release: %v, %v; want [given-push]", ids(got), err)
+		}
+		// Released again (a replayed answer): neither pulled nor due again.
+		if err := s.Release(ctx, []string{"given", "given-push"}); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := s.Take(ctx, TakeQuery{Tenant: "acme", Limit: 10}); len(got) != 0 {
+			t.Errorf("pulled twice: %v", ids(got))
+		}
+		if got, _ := s.Due(ctx, "acme", now.Add(time.Minute), 10); len(got) != 0 {
+			t.Errorf("claimed again within its retry after a second release: %v", ids(got))
+		}
+		if r, err := s.Get(ctx, "acme", "sent"); err != nil || r.ReportTaken || !r.PushAt.IsZero() {
+			t.Errorf("a sent record released: %+v, %v", r, err)
+		}
+	})
+}
+
 // TestPushesAreClaimedUntilDone: a compat message's final report is due to be pushed once it is
 // final (also when the report came before the record); each claim counts a try and makes it due
 // again only on Infobip's schedule, so a push that never ends is tried again and a claimed one
