@@ -12,6 +12,10 @@ type Config struct {
 	AccountSID string `yaml:"account_sid"`
 	// AuthToken is the basic-auth password and the key of X-Twilio-Signature.
 	AuthToken gateway.Secret `yaml:"auth_token"`
+	// PreviousAuthTokens still verify status callbacks while the auth token is rotated: Twilio
+	// signs callbacks with the account's primary token, which stays the old one until the new
+	// (secondary) token is promoted. Never used to send.
+	PreviousAuthTokens []gateway.Secret `yaml:"previous_auth_tokens"`
 	// From is the sender number in E.164; exactly one of From and MessagingServiceSID is set.
 	From string `yaml:"from"`
 	// MessagingServiceSID (MG...) lets Twilio pick the sender.

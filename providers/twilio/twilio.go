@@ -32,7 +32,7 @@ type Provider struct {
 
 // New returns a driver; cfg must have passed Validate.
 func New(cfg Config, deps gateway.Deps) *Provider {
-	return &Provider{cfg: cfg, kit: kit.New(deps, cfg.AuthToken.Reveal()), callback: deps.CallbackURL,
+	return &Provider{cfg: cfg, kit: kit.New(deps, kit.Reveal(cfg.PreviousAuthTokens, cfg.AuthToken)...), callback: deps.CallbackURL,
 		base: strings.TrimRight(cfg.BaseURL, "/") + "/2010-04-01/Accounts/" + url.PathEscape(cfg.AccountSID)}
 }
 
@@ -169,7 +169,7 @@ func urlVariants(raw string) []string {
 
 // ParseReports implements gateway.ReportReceiver for message and call status callbacks. It
 // verifies X-Twilio-Signature against publicURL (the URL Twilio called, built from
-// server.public_url) in constant time.
+// server.public_url) in constant time, with the auth token or one of the previous ones.
 func (p *Provider) ParseReports(r *http.Request, body []byte, publicURL string) ([]gateway.DeliveryReport, error) {
 	form, err := url.ParseQuery(string(body))
 	if err != nil {
@@ -177,9 +177,15 @@ func (p *Provider) ParseReports(r *http.Request, body []byte, publicURL string) 
 	}
 	got := []byte(r.Header.Get("X-Twilio-Signature"))
 	valid := false
-	for _, u := range urlVariants(publicURL) {
-		if subtle.ConstantTimeCompare([]byte(Signature(p.cfg.AuthToken.Reveal(), u, form)), got) == 1 {
-			valid = true
+	for i := -1; i < len(p.cfg.PreviousAuthTokens); i++ {
+		token := p.cfg.AuthToken
+		if i >= 0 {
+			token = p.cfg.PreviousAuthTokens[i]
+		}
+		for _, u := range urlVariants(publicURL) {
+			if token != "" && subtle.ConstantTimeCompare([]byte(Signature(token.Reveal(), u, form)), got) == 1 {
+				valid = true
+			}
 		}
 	}
 	if !valid || len(got) == 0 {

@@ -316,3 +316,25 @@ func FuzzParseReports(f *testing.F) {
 		"MessageSid=SM2&MessageStatus=undelivered&ErrorCode=30003", "CallSid=CA5&CallStatus=completed",
 		"CallSid=CA6&CallStatus=no-answer", "MessageStatus=delivered", "MessageSid=&MessageStatus=", "%zz", "")
 }
+
+// TestAPreviousAuthTokenVerifiesCallbacks: while the auth token is rotated, Twilio signs callbacks
+// with the old (still primary) token until the new one is promoted; previous_auth_tokens accepts
+// them, and nothing else does. With one token, every callback between the reload and the promotion
+// was refused, and Twilio does not retry it by default.
+func TestAPreviousAuthTokenVerifiesCallbacks(t *testing.T) {
+	form := url.Values{"MessageSid": {"SM1"}, "MessageStatus": {"delivered"}}
+	const u = "https://gw.example.com/v1/dlr/twilio/tw"
+	p := New(Config{AccountSID: sid, AuthToken: "new-token", PreviousAuthTokens: []gateway.Secret{"", "old-token"}, From: "+1",
+		BaseURL: "https://api.twilio.com"}, gateway.Deps{})
+	for _, tc := range []struct {
+		token string
+		ok    bool
+	}{{"new-token", true}, {"old-token", true}, {"older-token", false}, {"", false}} {
+		r := httptest.NewRequest("POST", "/v1/dlr/twilio/tw", strings.NewReader(form.Encode()))
+		r.Header.Set("X-Twilio-Signature", Signature(tc.token, u, form))
+		_, err := p.ParseReports(r, []byte(form.Encode()), u)
+		if ok := err == nil; ok != tc.ok {
+			t.Errorf("signed with %q: err %v, want accepted %v", tc.token, err, tc.ok)
+		}
+	}
+}
