@@ -317,7 +317,7 @@ func TestEveryIDGivenGetsOneReport(t *testing.T) {
 	sent, failed := mixed(hookURL)
 	waitUntil(t, "the failed destination's report was pushed", func() bool { return h.count(failed) == 1 })
 	if got := h.report(failed); !strings.Contains(got, `"groupName":"REJECTED"`) || !strings.Contains(got, `"groupName":"OPERATOR_ERRORS"`) ||
-		!strings.Contains(got, `"permanent":false`) {
+		!strings.Contains(got, `"permanent":false`) || !strings.Contains(got, `"doneAt":`) {
 		t.Errorf("pushed report of the failed destination: %s", got)
 	}
 	if h.count(sent) != 0 {
