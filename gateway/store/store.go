@@ -450,7 +450,7 @@ func (s *Store) Insert(ctx context.Context, r *Record) error {
 	return s.write(ctx, Op{Insert: cleanRecord(r)})
 }
 
-// Release hands out the held reports of messages that failed at send (Record.ReportTaken) and
+// Release hands out the held reports of messages that failed at send (Record.ReportHeld) and
 // whose ids were given to the caller after all, and waits like Insert.
 func (s *Store) Release(ctx context.Context, ids []string) error {
 	ops := make([]Op, 0, len(ids))
