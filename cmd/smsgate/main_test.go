@@ -211,9 +211,41 @@ func TestRouteShowsDemotions(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "demoted  p1: delivery rate 0.00 over 25 messages to US") || !strings.Contains(out, "1. p2") {
 		t.Errorf("%d\n%s\n%s", code, out, errs)
 	}
-	// Another country is not affected.
+	// Neither the number's voice calls nor another country are affected.
+	if _, out, _ := runCmd("route", "-c", cfg, "--tenant", "a", "--to", "+14155550104", "--type", "voice"); strings.Contains(out, "demoted") {
+		t.Errorf("voice followed the SMS demotion: %s", out)
+	}
 	if _, out, _ := runCmd("route", "-c", cfg, "--tenant", "a", "--to", "+447400100001"); strings.Contains(out, "demoted") {
 		t.Errorf("GB: %s", out)
+	}
+	// Voice has its own: p2's calls nobody answered do not count, its failed calls do.
+	sq, err = store.OpenSQLite(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	voice := func(prefix, status string) {
+		t.Helper()
+		ops = ops[:0]
+		for i := range 25 {
+			ops = append(ops, store.Op{Insert: &store.Record{ID: fmt.Sprint(prefix, i), Tenant: "a", Provider: "p2", Country: "US", MessageType: "voice",
+				Status: status, CreatedAt: time.Now().Add(-time.Minute), UpdatedAt: time.Now()}})
+		}
+		if _, err := sq.Apply(context.Background(), ops); err != nil {
+			t.Fatal(err)
+		}
+	}
+	voice("unanswered", gateway.StatusUndelivered)
+	if _, out, _ := runCmd("route", "-c", cfg, "--tenant", "a", "--to", "+14155550104", "--type", "voice"); strings.Contains(out, "demoted") {
+		t.Errorf("unanswered calls demoted p2: %s", out)
+	}
+	voice("failed", gateway.StatusFailed)
+	sq.Close()
+	if _, out, _ := runCmd("route", "-c", cfg, "--tenant", "a", "--to", "+14155550104", "--type", "voice"); !strings.Contains(out, "demoted  p2: delivery rate 0.00 over 25 messages to US") ||
+		strings.Contains(out, "demoted  p1") {
+		t.Errorf("voice: %s", out)
+	}
+	if _, out, _ := runCmd("route", "-c", cfg, "--tenant", "a", "--to", "+14155550104"); strings.Contains(out, "demoted  p2") {
+		t.Errorf("SMS followed the voice demotion: %s", out)
 	}
 }
 

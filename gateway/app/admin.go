@@ -163,7 +163,7 @@ func (a *App) Providers(country string) []httpapi.ProviderStatus {
 		for _, tb := range mi.member.TenantBreakers() {
 			ps.TenantBreakers = append(ps.TenantBreakers, httpapi.TenantBreaker{Tenant: tb.Tenant, Channel: string(tb.Channel), State: tb.State.String()})
 		}
-		ps.Delivery = a.countryHealth(name)
+		ps.Delivery, ps.VoiceDelivery = a.countryHealth(name, false), a.countryHealth(name, true)
 		ps.Prices = a.providerPrices(name, gateway.SMS)
 		ps.VoicePrices = a.providerPrices(name, gateway.Voice)
 		ps.Cost = costs[name]

@@ -50,9 +50,12 @@ type priceTable struct {
 	sms, voice priceSheet
 }
 
+// priceKey is a provider and a destination country.
+type priceKey struct{ provider, country string }
+
 // priceSheet is one kind of price, per provider and country, and per provider by default.
 type priceSheet struct {
-	m   map[healthKey]priceInfo
+	m   map[priceKey]priceInfo
 	def map[string]priceInfo
 	// highest is the highest configured price of any provider and country.
 	highest float64
@@ -87,7 +90,7 @@ func (t *priceTable) lookup(provider, country string, typ gateway.MessageType) (
 		return priceInfo{}, false
 	}
 	s := t.sheet(typ)
-	if p, ok := s.m[healthKey{provider, country}]; ok {
+	if p, ok := s.m[priceKey{provider, country}]; ok {
 		return p, true
 	}
 	p, ok := s.def[provider]
@@ -106,7 +109,7 @@ func (s *priceSheet) configure(lc config.LeastCost, provider string, p *config.P
 	}
 	for cc, pv := range p.Countries {
 		v, _ := convert(lc, pv, p.Currency)
-		s.m[healthKey{provider, cc}] = priceInfo{value: v, source: priceConfigured}
+		s.m[priceKey{provider, cc}] = priceInfo{value: v, source: priceConfigured}
 		s.highest = max(s.highest, v)
 	}
 }
@@ -126,7 +129,7 @@ func buildPrices(cfg *config.Config, rows []store.PriceRow) (*priceTable, []stri
 	lc := cfg.Routing.LeastCost
 	t := &priceTable{currency: lc.Currency}
 	for _, s := range []*priceSheet{&t.sms, &t.voice} {
-		s.m, s.def = map[healthKey]priceInfo{}, map[string]priceInfo{}
+		s.m, s.def = map[priceKey]priceInfo{}, map[string]priceInfo{}
 	}
 	known := map[string]bool{}
 	for _, p := range cfg.Providers {
@@ -139,7 +142,7 @@ func buildPrices(cfg *config.Config, rows []store.PriceRow) (*priceTable, []stri
 		n     int
 	}
 	type tenantKey struct {
-		healthKey
+		priceKey
 		tenant string
 	}
 	perTenant := map[tenantKey]*sum{}
@@ -155,7 +158,7 @@ func buildPrices(cfg *config.Config, rows []store.PriceRow) (*priceTable, []stri
 			}
 			continue
 		}
-		k := tenantKey{healthKey{r.Provider, r.Country}, r.Tenant}
+		k := tenantKey{priceKey{r.Provider, r.Country}, r.Tenant}
 		if perTenant[k] == nil {
 			perTenant[k] = &sum{}
 		}
@@ -164,10 +167,10 @@ func buildPrices(cfg *config.Config, rows []store.PriceRow) (*priceTable, []stri
 	}
 	// The price is the median of the tenants' averages: one tenant sending to expensive ranges
 	// (or pumped ones) cannot move the price, and so the order, of every tenant's traffic.
-	averages, counts := map[healthKey][]float64{}, map[healthKey]int{}
+	averages, counts := map[priceKey][]float64{}, map[priceKey]int{}
 	for k, s := range perTenant {
-		averages[k.healthKey] = append(averages[k.healthKey], s.total/float64(s.n))
-		counts[k.healthKey] += s.n
+		averages[k.priceKey] = append(averages[k.priceKey], s.total/float64(s.n))
+		counts[k.priceKey] += s.n
 	}
 	for k, avgs := range averages {
 		if counts[k] >= lc.MinReports {
@@ -300,13 +303,13 @@ func (a *App) priceLoop(stop <-chan struct{}) {
 	}
 }
 
-// healthLookup reads one (provider, country)'s delivery health.
+// healthLookup reads one (provider, country, channel)'s delivery health.
 type healthLookup func(healthKey) (healthView, bool)
 
 // floorNote says why provider is not ranked by price for country ("" when it is): demoted, or
 // its delivery rate there (the tenants' rate, as for demotion) is below routing.least_cost.floor.
-func floorNote(cfg *config.Config, health healthLookup, provider, country string) (note string, demoted bool, probes *atomic.Uint64) {
-	st, ok := health(healthKey{provider, country})
+func floorNote(cfg *config.Config, health healthLookup, provider, country string, voice bool) (note string, demoted bool, probes *atomic.Uint64) {
+	st, ok := health(healthKey{provider, country, voice})
 	if !ok {
 		return "", false, nil
 	}
@@ -343,7 +346,7 @@ func orderByCost(cfg *config.Config, pt *priceTable, health healthLookup, countr
 	}
 	for _, name := range names {
 		if healthOn {
-			if n, demoted, probes := floorNote(cfg, health, name, country); n != "" {
+			if n, demoted, probes := floorNote(cfg, health, name, country, typ == gateway.Voice); n != "" {
 				o.below = append(o.below, name)
 				if demoted {
 					o.demoted = append(o.demoted, name)

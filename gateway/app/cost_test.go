@@ -284,11 +284,11 @@ routes: [{name: d, strategy: least_cost, providers: [p1, p2, p3, p4, p5, p6, p7,
 	}
 	pt, _ := buildPrices(cfg, nil)
 	health := map[healthKey]healthView{
-		{"p5", "GB"}: {rate: 0.95, tenantRate: 0.95, samples: 50},              // above the floor
-		{"p6", "GB"}: {rate: 0.8, tenantRate: 0.8, samples: 50},                // below the floor (0.9)
-		{"p7", "GB"}: {rate: 0.2, tenantRate: 0.2, samples: 50, demoted: true}, // demoted
-		{"p8", "GB"}: {rate: 0.5, tenantRate: 0.95, samples: 50},               // one tenant's low rate
-		{"p9", "GB"}: {rate: 0.95, tenantRate: 0.5, samples: 50},               // one tenant's high rate
+		smsKey("p5", "GB"): {rate: 0.95, tenantRate: 0.95, samples: 50},              // above the floor
+		smsKey("p6", "GB"): {rate: 0.8, tenantRate: 0.8, samples: 50},                // below the floor (0.9)
+		smsKey("p7", "GB"): {rate: 0.2, tenantRate: 0.2, samples: 50, demoted: true}, // demoted
+		smsKey("p8", "GB"): {rate: 0.5, tenantRate: 0.95, samples: 50},               // one tenant's low rate
+		smsKey("p9", "GB"): {rate: 0.95, tenantRate: 0.5, samples: 50},               // one tenant's high rate
 	}
 	lookup := func(k healthKey) (healthView, bool) { v, ok := health[k]; return v, ok }
 	o := orderByCost(cfg, pt, lookup, "GB", gateway.SMS, cfg.Routes[0].Providers, true)

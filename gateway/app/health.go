@@ -21,11 +21,24 @@ import (
 
 // Delivery-rate-aware routing. A provider's API can answer 200 while nothing reaches phones in one
 // country; breakers cannot see that. Every replica recomputes, from the shared message log, each
-// (provider, country)'s delivery rate over a sliding window, and chains for that country put a
-// provider that fell below min_rate behind the healthy ones. A probe share still tries it first so
+// (provider, country, channel)'s delivery rate over a sliding window, and chains for that country
+// and channel put a provider that fell below min_rate behind the healthy ones. A probe share still tries it first so
 // that its recovery shows; it is restored at min_rate + margin.
 
-type healthKey struct{ provider, country string }
+// healthKey is a provider, a destination country and a channel: SMS and voice are measured apart
+// (see aggregateHealth).
+type healthKey struct {
+	provider, country string
+	voice             bool
+}
+
+// channel is k's channel as the metrics and logs name it.
+func (k healthKey) channel() string {
+	if k.voice {
+		return string(gateway.Voice)
+	}
+	return string(gateway.SMS)
+}
 
 type healthState struct {
 	// rate is every tenant's messages together; tenantRate is what decides (see healthEvidence).
@@ -118,10 +131,12 @@ func weightedMedian(votes []tenantVote) float64 {
 	return 0
 }
 
-// aggregateHealth sums the per-tenant rows of the message log per (provider, country) and
-// weighs the tenants' rates (see healthEvidence). Messages still without a final report after
+// aggregateHealth sums the per-tenant rows of the message log per (provider, country, channel)
+// and weighs the tenants' rates (see healthEvidence). Messages still without a final report after
 // report_timeout count only for providers for which countPending is true (those that send
-// reports).
+// reports). A voice call reported undelivered (busy, not answered) does not count at all: that is
+// the callee's doing, and would demote a provider for its users' habits. A call's rate is its
+// delivered share of the calls that were answered, failed, or got no report.
 func aggregateHealth(rows []store.HealthRow, minSamples int, countPending func(provider string) bool) map[healthKey]healthEvidence {
 	type counts struct{ delivered, samples int }
 	type tally struct {
@@ -130,13 +145,16 @@ func aggregateHealth(rows []store.HealthRow, minSamples int, countPending func(p
 	}
 	t := map[healthKey]*tally{}
 	for _, r := range rows {
-		k := healthKey{r.Provider, r.Country}
+		k := healthKey{r.Provider, r.Country, r.Voice}
 		x := t[k]
 		if x == nil {
 			x = &tally{tenants: map[string]*counts{}}
 			t[k] = x
 		}
 		bad := r.Failed
+		if !r.Voice {
+			bad += r.Undelivered
+		}
 		if countPending(r.Provider) {
 			bad += r.Pending
 		}
@@ -199,28 +217,28 @@ func (a *App) refreshHealth(ctx context.Context) error {
 		switch {
 		case !st.demoted && ev.demote(dh.MinSamples, dh.MinRate):
 			st.demoted = true
-			a.metrics.Demotions.WithLabelValues(k.provider, k.country).Inc()
-			a.log.Warn("provider demoted for a country: delivery rate below min_rate", "provider", k.provider, "country", k.country,
+			a.metrics.Demotions.WithLabelValues(k.provider, k.country, k.channel()).Inc()
+			a.log.Warn("provider demoted for a country: delivery rate below min_rate", "provider", k.provider, "country", k.country, "channel", k.channel(),
 				"tenant_rate", math.Round(st.tenantRate*1000)/1000, "rate", math.Round(st.rate*1000)/1000, "samples", st.samples)
 		case st.demoted && st.samples >= restoreSamples && st.tenantRate >= dh.MinRate+dh.Margin:
 			st.demoted = false
-			a.log.Info("provider restored for a country: delivery rate recovered", "provider", k.provider, "country", k.country,
+			a.log.Info("provider restored for a country: delivery rate recovered", "provider", k.provider, "country", k.country, "channel", k.channel(),
 				"tenant_rate", math.Round(st.tenantRate*1000)/1000, "rate", math.Round(st.rate*1000)/1000, "samples", st.samples)
 		}
 		if st.samples >= dh.MinSamples {
-			a.metrics.DeliveryRate.WithLabelValues(k.provider, k.country).Set(st.rate)
+			a.metrics.DeliveryRate.WithLabelValues(k.provider, k.country, k.channel()).Set(st.rate)
 		} else {
-			a.metrics.DeliveryRate.DeleteLabelValues(k.provider, k.country)
+			a.metrics.DeliveryRate.DeleteLabelValues(k.provider, k.country, k.channel())
 		}
 	}
 	// No message in the window: no evidence either way, so nothing stays demoted.
 	for k, st := range a.health.m {
 		if !seen[k] {
 			if st.demoted {
-				a.log.Info("provider restored for a country: no messages left in the window", "provider", k.provider, "country", k.country)
+				a.log.Info("provider restored for a country: no messages left in the window", "provider", k.provider, "country", k.country, "channel", k.channel())
 			}
 			delete(a.health.m, k)
-			a.metrics.DeliveryRate.DeleteLabelValues(k.provider, k.country)
+			a.metrics.DeliveryRate.DeleteLabelValues(k.provider, k.country, k.channel())
 		}
 	}
 	return nil
@@ -266,9 +284,8 @@ func (a *App) reorder(rt *runtime, route string, country string, typ gateway.Mes
 			rc = &rt.cfg.Routes[i]
 		}
 	}
-	// Delivery health is measured on SMS only (see store.Backend.Health): a voice message keeps
-	// the configured order, or the price order of least_cost without its delivery floor.
-	on := healthOn(rt.cfg, rc) && typ != gateway.Voice
+	// Each channel has its own delivery health (see aggregateHealth).
+	on, voice := healthOn(rt.cfg, rc), typ == gateway.Voice
 	if rc != nil && rc.Strategy == "least_cost" {
 		return a.cheapest(rt, country, typ, members, on)
 	}
@@ -277,7 +294,7 @@ func (a *App) reorder(rt *runtime, route string, country string, typ gateway.Mes
 	}
 	// The common case, nothing demoted for this country, allocates nothing.
 	if !slices.ContainsFunc(members, func(m *dispatch.Member) bool {
-		st, ok := a.health.view(healthKey{m.Name(), country})
+		st, ok := a.health.view(healthKey{m.Name(), country, voice})
 		return ok && st.demoted
 	}) {
 		return members, nil
@@ -287,7 +304,7 @@ func (a *App) reorder(rt *runtime, route string, country string, typ gateway.Mes
 	var probes *atomic.Uint64
 	notes := map[string]string{}
 	for _, m := range members {
-		st, ok := a.health.view(healthKey{m.Name(), country})
+		st, ok := a.health.view(healthKey{m.Name(), country, voice})
 		if !ok || !st.demoted {
 			healthy = append(healthy, m)
 			continue
@@ -324,13 +341,13 @@ func probe(dh config.DeliveryHealth, probes *atomic.Uint64) bool {
 	return probes.Add(1)%uint64(math.Round(1/share)) == 0
 }
 
-// countryHealth is what GET /v1/providers shows of a provider's delivery health.
-func (a *App) countryHealth(provider string) []httpapi.CountryHealth {
+// countryHealth is what GET /v1/providers shows of a provider's delivery health on a channel.
+func (a *App) countryHealth(provider string, voice bool) []httpapi.CountryHealth {
 	a.health.mu.RLock()
 	defer a.health.mu.RUnlock()
 	var out []httpapi.CountryHealth
 	for k, st := range a.health.m {
-		if k.provider == provider {
+		if k.provider == provider && k.voice == voice {
 			out = append(out, httpapi.CountryHealth{Country: k.country, Rate: math.Round(st.rate*1000) / 1000, TenantRate: math.Round(st.tenantRate*1000) / 1000,
 				Samples: st.samples, Demoted: st.demoted})
 		}
@@ -404,7 +421,7 @@ func Plan(ctx context.Context, cfg *config.Config, route, country string, typ ga
 		return nil, fmt.Errorf("no route %q", route)
 	}
 	plan := &RoutePlan{Strategy: rc.Strategy, Providers: rc.Providers}
-	on, cheap := healthOn(cfg, rc) && typ != gateway.Voice, rc.Strategy == "least_cost"
+	on, cheap, voice := healthOn(cfg, rc), rc.Strategy == "least_cost", typ == gateway.Voice
 	b, err := openLog(ctx, cfg)
 	if err != nil {
 		return plan, err
@@ -428,7 +445,7 @@ func Plan(ctx context.Context, cfg *config.Config, route, country string, typ ga
 	dh := cfg.Routing.DeliveryHealth
 	views := map[healthKey]healthView{}
 	for k, ev := range aggregateHealth(healthRows, dh.MinSamples, func(string) bool { return true }) {
-		if k.country != country {
+		if k.country != country || k.voice != voice {
 			continue
 		}
 		v := healthView{rate: ev.rate(), tenantRate: ev.tenantRate, samples: ev.samples, demoted: ev.demote(dh.MinSamples, dh.MinRate)}
@@ -448,7 +465,7 @@ func Plan(ctx context.Context, cfg *config.Config, route, country string, typ ga
 	}
 	var healthy, demoted []string
 	for _, p := range rc.Providers {
-		if v, ok := lookup(healthKey{p, country}); ok && v.demoted {
+		if v, ok := lookup(healthKey{p, country, voice}); ok && v.demoted {
 			demoted = append(demoted, p)
 		} else {
 			healthy = append(healthy, p)

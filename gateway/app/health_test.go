@@ -71,24 +71,24 @@ func TestDeliveryHealthWindow(t *testing.T) {
 	if err := h.app.refreshHealth(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	ib := healthOf(h.app, healthKey{"infobip-eu", "GB"})
+	ib := healthOf(h.app, smsKey("infobip-eu", "GB"))
 	if ib == nil || ib.samples != 9 || fmt.Sprintf("%.3f", ib.rate) != "0.667" || ib.demoted {
 		t.Errorf("infobip GB: %+v, want 6 of 9 and not demoted (9 < min_samples 10)", ib)
 	}
-	q := healthOf(h.app, healthKey{"quiet", "GB"})
+	q := healthOf(h.app, smsKey("quiet", "GB"))
 	if q == nil || q.samples != 1 || q.rate != 1 {
 		t.Errorf("quiet GB: %+v", q)
 	}
 	// One more failure reaches min_samples: demoted (6/10 < 0.7).
 	add("f2", "infobip-eu", "GB", gateway.StatusFailed, time.Minute)
 	h.app.refreshHealth(context.Background())
-	if ib := healthOf(h.app, healthKey{"infobip-eu", "GB"}); !ib.demoted {
+	if ib := healthOf(h.app, smsKey("infobip-eu", "GB")); !ib.demoted {
 		t.Errorf("not demoted at %+v", ib)
 	}
 	// The window moves on: nothing left, nothing demoted.
 	clk.Add(time.Hour)
 	h.app.refreshHealth(context.Background())
-	if ib := healthOf(h.app, healthKey{"infobip-eu", "GB"}); ib != nil {
+	if ib := healthOf(h.app, smsKey("infobip-eu", "GB")); ib != nil {
 		t.Errorf("an empty window kept %+v", ib)
 	}
 }
@@ -121,7 +121,7 @@ func TestSilentOutageDrill(t *testing.T) {
 		}
 	}
 	h.app.refreshHealth(context.Background())
-	if testutil.ToFloat64(h.app.MetricSet().Demotions.WithLabelValues("infobip-eu", "GB")) != 1 {
+	if testutil.ToFloat64(h.app.MetricSet().Demotions.WithLabelValues("infobip-eu", "GB", "sms")) != 1 {
 		t.Fatal("infobip was not demoted for GB")
 	}
 	// Twenty minutes later GB still goes to Twilio, but every 10th (probe_share 0.1) still tries
@@ -173,7 +173,7 @@ func TestSilentOutageDrill(t *testing.T) {
 		}
 	}
 	h.app.refreshHealth(context.Background())
-	if st := healthOf(h.app, healthKey{"infobip-eu", "GB"}); st == nil || st.demoted {
+	if st := healthOf(h.app, smsKey("infobip-eu", "GB")); st == nil || st.demoted {
 		t.Fatalf("not restored: %+v (infobip calls %d)", st, ib.Calls()-ibBefore)
 	}
 	if r := send(gb(300)); r.Body["provider"] != "infobip-eu" {
@@ -222,7 +222,7 @@ func TestOneTenantCannotDemoteForAll(t *testing.T) {
 	if err := h.app.refreshHealth(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	ib := healthOf(h.app, healthKey{"infobip-eu", "GB"})
+	ib := healthOf(h.app, smsKey("infobip-eu", "GB"))
 	if ib == nil || ib.samples != 222 || ib.demoted {
 		t.Fatalf("one tenant's 200 undelivered demoted infobip for everyone: %+v", ib)
 	}
@@ -232,17 +232,22 @@ func TestOneTenantCannotDemoteForAll(t *testing.T) {
 	// The others' messages fail as well: the provider is the problem.
 	add("acme", gateway.StatusFailed, 30)
 	h.app.refreshHealth(context.Background())
-	if ib := healthOf(h.app, healthKey{"infobip-eu", "GB"}); !ib.demoted {
+	if ib := healthOf(h.app, smsKey("infobip-eu", "GB")); !ib.demoted {
 		t.Errorf("not demoted when every tenant's messages fail: %+v", ib)
 	}
 	// And a single tenant alone in a country still demotes (its traffic is all there is).
 	if got := aggregateHealth([]store.HealthRow{{Provider: "p", Country: "FR", Tenant: "only", Delivered: 1, Failed: 30}}, 20,
-		func(string) bool { return true })[healthKey{"p", "FR"}]; !got.demote(20, 0.7) {
+		func(string) bool { return true })[smsKey("p", "FR")]; !got.demote(20, 0.7) {
 		t.Errorf("a lone tenant's failures did not demote: %+v", got)
 	}
 }
 
 // healthOf is a copy of k's delivery health, nil when there is none.
+// smsKey is the SMS health of provider to country.
+func smsKey(provider, country string) healthKey {
+	return healthKey{provider: provider, country: country}
+}
+
 func healthOf(a *App, k healthKey) *healthView {
 	v, ok := a.health.view(k)
 	if !ok {
@@ -283,7 +288,7 @@ func TestOneTenantCannotKeepAProviderForAll(t *testing.T) {
 	if err := h.app.refreshHealth(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	ib := healthOf(h.app, healthKey{"infobip-eu", "GB"})
+	ib := healthOf(h.app, smsKey("infobip-eu", "GB"))
 	if ib == nil || ib.samples != 104 || ib.rate < 0.7 || !ib.demoted {
 		t.Fatalf("one tenant's delivered volume kept infobip for everyone (rate %.3f over all messages): %+v", ib.rate, ib)
 	}
@@ -300,7 +305,7 @@ func TestOneTenantCannotKeepAProviderForAll(t *testing.T) {
 			Status: gateway.StatusDelivered, CreatedAt: clk.Now(), UpdatedAt: clk.Now()})
 	}
 	h.app.refreshHealth(context.Background())
-	if ib := healthOf(h.app, healthKey{"infobip-eu", "GB"}); ib.samples != 304 || !ib.demoted {
+	if ib := healthOf(h.app, smsKey("infobip-eu", "GB")); ib.samples != 304 || !ib.demoted {
 		t.Errorf("big's volume restored infobip: %+v", ib)
 	}
 }
@@ -327,22 +332,24 @@ func TestTenantRate(t *testing.T) {
 		for i := range c.rows {
 			c.rows[i].Provider, c.rows[i].Country = "p", "FR"
 		}
-		ev := aggregateHealth(c.rows, 20, all)[healthKey{"p", "FR"}]
+		ev := aggregateHealth(c.rows, 20, all)[smsKey("p", "FR")]
 		if ev.tenantRate != c.want || ev.demote(20, 0.7) != c.demoted {
 			t.Errorf("%s: tenant rate %v demoted %v, want %v %v", c.name, ev.tenantRate, ev.demote(20, 0.7), c.want, c.demoted)
 		}
 	}
 	// Pending messages count only for providers that ask for reports.
-	ev := aggregateHealth([]store.HealthRow{{Provider: "p", Country: "FR", Tenant: "a", Delivered: 10, Pending: 30}}, 20, func(string) bool { return false })[healthKey{"p", "FR"}]
+	ev := aggregateHealth([]store.HealthRow{{Provider: "p", Country: "FR", Tenant: "a", Delivered: 10, Pending: 30}}, 20, func(string) bool { return false })[smsKey("p", "FR")]
 	if ev.samples != 10 || ev.tenantRate != 1 {
 		t.Errorf("pending counted for a provider without reports: %+v", ev)
 	}
 }
 
-// TestVoiceIsLeftOutOfDeliveryHealth: a call nobody answered is reported undelivered, which
-// measures the user, not the provider. Unanswered calls do not demote a provider, and a voice
-// message keeps its configured order where SMS moved off a provider.
-func TestVoiceIsLeftOutOfDeliveryHealth(t *testing.T) {
+// TestVoiceHasItsOwnDeliveryHealth: a call nobody answered is reported undelivered, which
+// measures the callee, not the provider: unanswered calls do not count at all. Calls that fail
+// (or get no report) demote a provider for voice to that country, and only for voice; an SMS
+// outage demotes it for SMS only. Voice used to be left out of delivery health, so a provider
+// whose calls stopped connecting stayed first in every voice chain.
+func TestVoiceHasItsOwnDeliveryHealth(t *testing.T) {
 	clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
 	h, _, _ := startOnFakesWith(t, healthConfig, Options{Now: clk.Now})
 	n := 0
@@ -350,6 +357,7 @@ func TestVoiceIsLeftOutOfDeliveryHealth(t *testing.T) {
 		n++
 		return h.send("acme-key", fmt.Sprintf(`{"message_options":{"recipient":"+4474001%05d","code":"%06d","message_type":%q}}`, n, n, typ))
 	}
+	voice := healthKey{provider: "infobip-eu", country: "GB", voice: true}
 	for range 20 {
 		r := send("voice")
 		if r.Body["provider"] != "infobip-eu" {
@@ -358,7 +366,7 @@ func TestVoiceIsLeftOutOfDeliveryHealth(t *testing.T) {
 		infobipReport(t, h, r.Body["id"].(string), "UNDELIVERABLE", "")
 	}
 	h.app.refreshHealth(context.Background())
-	if st := healthOf(h.app, healthKey{"infobip-eu", "GB"}); st != nil {
+	if st := healthOf(h.app, voice); st != nil {
 		t.Fatalf("unanswered calls counted in delivery health: %+v", st)
 	}
 	// SMS stops being delivered: infobip is demoted for GB SMS, and voice keeps its order.
@@ -367,7 +375,7 @@ func TestVoiceIsLeftOutOfDeliveryHealth(t *testing.T) {
 		infobipReport(t, h, r.Body["id"].(string), "UNDELIVERABLE", "")
 	}
 	h.app.refreshHealth(context.Background())
-	if st := healthOf(h.app, healthKey{"infobip-eu", "GB"}); st == nil || !st.demoted || st.samples != 20 {
+	if st := healthOf(h.app, smsKey("infobip-eu", "GB")); st == nil || !st.demoted || st.samples != 20 {
 		t.Fatalf("SMS outage: %+v", st)
 	}
 	if r := send("voice"); r.Body["provider"] != "infobip-eu" {
@@ -375,5 +383,34 @@ func TestVoiceIsLeftOutOfDeliveryHealth(t *testing.T) {
 	}
 	if r := send("sms"); r.Body["provider"] != "twilio-us" {
 		t.Errorf("SMS after the demotion: %s", r.Raw)
+	}
+	// Calls stop connecting: infobip's calls to GB fail (3 answered, 12 failed; the 21 unanswered
+	// ones above still do not count). It is demoted for voice, at 3 of 15.
+	for i := range 15 {
+		r := send("voice")
+		group := "REJECTED"
+		if i < 3 {
+			group = "DELIVERED"
+		}
+		infobipReport(t, h, r.Body["id"].(string), group, "")
+	}
+	h.app.refreshHealth(context.Background())
+	st := healthOf(h.app, voice)
+	if st == nil || !st.demoted || st.samples != 15 || st.rate != 0.2 {
+		t.Fatalf("voice outage: %+v", st)
+	}
+	if r := send("voice"); r.Body["provider"] != "twilio-us" {
+		t.Errorf("voice after its demotion: %s", r.Raw)
+	}
+	if got := testutil.ToFloat64(h.app.MetricSet().Demotions.WithLabelValues("infobip-eu", "GB", "voice")); got != 1 {
+		t.Errorf("voice demotions counted: %v", got)
+	}
+	if got := testutil.ToFloat64(h.app.MetricSet().DeliveryRate.WithLabelValues("infobip-eu", "GB", "voice")); got != 0.2 {
+		t.Errorf("voice delivery rate: %v", got)
+	}
+	r := h.do("GET", "/v1/providers", "admin-t0ken", "")
+	if !strings.Contains(r.Raw, `"voice_delivery":[{"country":"GB","rate":0.2,"tenant_rate":0.2,"samples":15,"demoted":true}]`) ||
+		!strings.Contains(r.Raw, `"delivery":[{"country":"GB","rate":0,"tenant_rate":0,"samples":20,"demoted":true}]`) {
+		t.Errorf("GET /v1/providers: %s", r.Raw)
 	}
 }

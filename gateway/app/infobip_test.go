@@ -250,7 +250,8 @@ func report(id, group string) string {
 // with price (a JSON price object) when it is not empty.
 func reportBody(id, group, price string) string {
 	st := map[string]string{"DELIVERED": `{"groupId":3,"groupName":"DELIVERED","id":5,"name":"DELIVERED_TO_HANDSET"}`,
-		"UNDELIVERABLE": `{"groupId":2,"groupName":"UNDELIVERABLE","id":9,"name":"UNDELIVERABLE_NOT_DELIVERED"}`}[group]
+		"UNDELIVERABLE": `{"groupId":2,"groupName":"UNDELIVERABLE","id":9,"name":"UNDELIVERABLE_NOT_DELIVERED"}`,
+		"REJECTED":      `{"groupId":5,"groupName":"REJECTED","id":6,"name":"REJECTED_NETWORK"}`}[group]
 	if price != "" {
 		st += `,"price":` + price
 	}

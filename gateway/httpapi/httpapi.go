@@ -56,6 +56,9 @@ type ProviderStatus struct {
 	Countries      []string `json:"countries,omitempty"`
 	// Delivery is its delivery health per destination country (routing.delivery_health).
 	Delivery []CountryHealth `json:"delivery,omitempty"`
+	// VoiceDelivery is the same for its voice calls (answered among answered, failed and
+	// unreported: a call nobody answered does not count).
+	VoiceDelivery []CountryHealth `json:"voice_delivery,omitempty"`
 	// Prices are its prices per message and country ("*": its default) in the reporting
 	// currency; VoicePrices, its prices per voice call (configured only).
 	Prices      []CountryPrice `json:"prices,omitempty"`

@@ -210,21 +210,28 @@ func (m *Memory) Purge(_ context.Context, before time.Time) (int, error) {
 func (m *Memory) Health(_ context.Context, since, pendingBefore time.Time) ([]HealthRow, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	rows := map[[3]string]*HealthRow{}
+	type healthGroup struct {
+		provider, country, tenant string
+		voice                     bool
+	}
+	rows := map[healthGroup]*HealthRow{}
 	for _, r := range m.byID {
-		if r.Provider == "" || r.CreatedAt.Before(since) || r.MessageType == string(gateway.Voice) {
+		if r.Provider == "" || r.CreatedAt.Before(since) {
 			continue
 		}
-		k := [3]string{r.Provider, r.Country, r.Tenant}
+		voice := r.MessageType == string(gateway.Voice)
+		k := healthGroup{r.Provider, r.Country, r.Tenant, voice}
 		h := rows[k]
 		if h == nil {
-			h = &HealthRow{Provider: r.Provider, Country: r.Country, Tenant: r.Tenant}
+			h = &HealthRow{Provider: r.Provider, Country: r.Country, Tenant: r.Tenant, Voice: voice}
 			rows[k] = h
 		}
 		switch {
 		case r.Status == gateway.StatusDelivered:
 			h.Delivered++
-		case r.Status == gateway.StatusUndelivered || r.Status == gateway.StatusFailed:
+		case r.Status == gateway.StatusUndelivered:
+			h.Undelivered++
+		case r.Status == gateway.StatusFailed:
 			h.Failed++
 		case r.Status == gateway.StatusSent && r.CreatedAt.Before(pendingBefore):
 			h.Pending++

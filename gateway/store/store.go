@@ -129,8 +129,10 @@ type HealthRow struct {
 	// Tenant: rows are per tenant, so that one tenant's undelivered numbers can be told from a
 	// provider that stopped delivering for everyone.
 	Provider, Country, Tenant string
-	// Delivered, Failed (undelivered or failed) and Pending (no final report in time).
-	Delivered, Failed, Pending int
+	// Voice: the row counts voice calls, else SMS.
+	Voice bool
+	// Delivered, Undelivered, Failed and Pending (no final report in time).
+	Delivered, Undelivered, Failed, Pending int
 }
 
 // PriceRow is one (provider, country, currency, tenant) of Backend.Prices.
@@ -196,10 +198,10 @@ type Backend interface {
 	List(ctx context.Context, q Query) ([]*Record, error)
 	// Purge deletes records created before t and returns how many.
 	Purge(ctx context.Context, before time.Time) (int, error)
-	// Health counts, per provider, destination country and tenant, the SMS messages created since
-	// since that a provider accepted: delivered, undelivered or failed, and still sent (no final
-	// report) but created before pendingBefore. Voice messages are left out: a call nobody answered
-	// is reported undelivered, which says nothing about the provider.
+	// Health counts, per provider, destination country, tenant and channel (SMS or voice), the
+	// messages created since since that a provider accepted: delivered, undelivered, failed, and
+	// still sent (no final report) but created before pendingBefore. The channels are apart: a
+	// call nobody answered is reported undelivered, which says nothing about the provider.
 	Health(ctx context.Context, since, pendingBefore time.Time) ([]HealthRow, error)
 	// Prices sums, per provider, destination country, currency and tenant, the prices that
 	// delivery reports recorded on SMS messages created since since (least-cost routing's
@@ -975,11 +977,12 @@ func (s *Store) purger(retention, every time.Duration) {
 // The window queries of the SQL backends, with ? placeholders (numbered for PostgreSQL).
 const (
 	// healthSQL takes pendingBefore and since.
-	healthSQL = `SELECT provider, country, tenant,
+	healthSQL = `SELECT provider, country, tenant, message_type = 'voice',
 		SUM(CASE WHEN status = 'delivered' THEN 1 ELSE 0 END),
-		SUM(CASE WHEN status IN ('undelivered', 'failed') THEN 1 ELSE 0 END),
+		SUM(CASE WHEN status = 'undelivered' THEN 1 ELSE 0 END),
+		SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END),
 		SUM(CASE WHEN status = 'sent' AND created_at < ? THEN 1 ELSE 0 END)
-	FROM messages WHERE created_at >= ? AND provider != '' AND message_type != 'voice' GROUP BY provider, country, tenant`
+	FROM messages WHERE created_at >= ? AND provider != '' GROUP BY provider, country, tenant, message_type = 'voice'`
 	// pricesSQL takes since. SMS only: a voice call is priced by the minute, and its price is no
 	// SMS price (least-cost routing and spend estimates read these as a message's price).
 	pricesSQL = `SELECT provider, country, currency, tenant, SUM(price), COUNT(*)
@@ -1007,7 +1010,7 @@ func scanAll[T any](rows rowScanner, dest func(*T) []any) ([]T, error) {
 }
 
 func healthFields(h *HealthRow) []any {
-	return []any{&h.Provider, &h.Country, &h.Tenant, &h.Delivered, &h.Failed, &h.Pending}
+	return []any{&h.Provider, &h.Country, &h.Tenant, &h.Voice, &h.Delivered, &h.Undelivered, &h.Failed, &h.Pending}
 }
 
 func priceFields(p *PriceRow) []any {

@@ -1096,9 +1096,10 @@ func TestChargesCountOnceAndPricesSum(t *testing.T) {
 	})
 }
 
-// TestHealthCountsSMSOnly: the delivery-health rows count every tenant's SMS by outcome (a sent
-// message without a report only once it is older than pendingBefore) and leave voice out.
-func TestHealthCountsSMSOnly(t *testing.T) {
+// TestHealthCountsEachChannel: the delivery-health rows count every tenant's messages by outcome
+// (a sent message without a report only once it is older than pendingBefore), SMS and voice in
+// rows of their own.
+func TestHealthCountsEachChannel(t *testing.T) {
 	backends(t, func(t *testing.T, open func() Backend) {
 		b := open()
 		s := New(Options{Backend: b})
@@ -1110,6 +1111,8 @@ func TestHealthCountsSMSOnly(t *testing.T) {
 		s.Insert(ctx, with(record("h3", "acme", "infobip", "ib-3", t0.Add(-time.Hour)), gateway.StatusSent, "sms"))
 		s.Insert(ctx, with(record("h4", "acme", "infobip", "ib-4", t0), gateway.StatusSent, "sms"))
 		s.Insert(ctx, with(record("h5", "acme", "infobip", "ib-5", t0), gateway.StatusUndelivered, "voice"))
+		s.Insert(ctx, with(record("h8", "acme", "infobip", "ib-8", t0), gateway.StatusFailed, "voice"))
+		s.Insert(ctx, with(record("h9", "acme", "infobip", "ib-9", t0.Add(-time.Hour)), gateway.StatusSent, "voice"))
 		s.Insert(ctx, with(record("h6", "other", "infobip", "ib-6", t0), gateway.StatusFailed, "sms"))
 		s.Insert(ctx, with(record("h7", "other", "infobip", "ib-7", t0.Add(-3*time.Hour)), gateway.StatusFailed, "sms"))
 		if err := s.Flush(ctx); err != nil {
@@ -1119,8 +1122,11 @@ func TestHealthCountsSMSOnly(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		slices.SortFunc(rows, func(x, y HealthRow) int { return strings.Compare(x.Tenant, y.Tenant) })
-		want := []HealthRow{{Provider: "infobip", Country: "US", Tenant: "acme", Delivered: 1, Failed: 1, Pending: 1},
+		slices.SortFunc(rows, func(x, y HealthRow) int {
+			return strings.Compare(fmt.Sprint(x.Tenant, x.Voice), fmt.Sprint(y.Tenant, y.Voice))
+		})
+		want := []HealthRow{{Provider: "infobip", Country: "US", Tenant: "acme", Delivered: 1, Undelivered: 1, Pending: 1},
+			{Provider: "infobip", Country: "US", Tenant: "acme", Voice: true, Undelivered: 1, Failed: 1, Pending: 1},
 			{Provider: "infobip", Country: "US", Tenant: "other", Failed: 1}}
 		if diff := cmp.Diff(want, rows); diff != "" {
 			t.Errorf("health rows (-want +got):\n%s", diff)
