@@ -305,6 +305,40 @@ routes: [{name: d, strategy: least_cost, providers: [p1, p2, p3, p4, p5, p6, p7,
 	}
 }
 
+// TestLeastCostReadsTheChannelsHealth: a voice message is ranked by voice prices at or above the
+// floor of voice delivery health: a provider whose calls fail goes behind, and one whose SMS
+// fail keeps its voice rank.
+func TestLeastCostReadsTheChannelsHealth(t *testing.T) {
+	cfg, err := config.Parse("x.yaml", []byte(`
+tenants: [{name: a, api_key: a}]
+routing: {least_cost: {floor: 0.9}, delivery_health: {min_samples: 10, min_rate: 0.7}}
+providers:
+  - {name: q1, type: mock, voice_prices: {countries: {GB: 0.01}}}
+  - {name: q2, type: mock, voice_prices: {countries: {GB: 0.02}}}
+routes: [{name: d, strategy: least_cost, providers: [q2, q1]}]
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pt, _ := buildPrices(cfg, nil)
+	for _, tc := range []struct {
+		name string
+		bad  healthKey
+		want []string
+	}{
+		{"its SMS fail", smsKey("q1", "GB"), []string{"q1", "q2"}},
+		{"its calls fail", healthKey{provider: "q1", country: "GB", voice: true}, []string{"q2", "q1"}},
+	} {
+		lookup := func(k healthKey) (healthView, bool) {
+			return healthView{rate: 0.5, tenantRate: 0.5, samples: 50}, k == tc.bad
+		}
+		o := orderByCost(cfg, pt, lookup, "GB", gateway.Voice, cfg.Routes[0].Providers, true)
+		if diff := cmp.Diff(tc.want, o.order(false)); diff != "" {
+			t.Errorf("%s: voice order (-want +got):\n%s", tc.name, diff)
+		}
+	}
+}
+
 // TestSpendLimitCountsWhatReportsSay: a send is charged its provider's price for the country when
 // it is sent; when the delivery report says it cost more (a premium range of the country, as
 // pumping uses), the difference is charged too, and the tenant's next send is refused.
