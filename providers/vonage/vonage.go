@@ -426,7 +426,9 @@ func (p *Provider) voiceEvent(r *http.Request, params map[string]string) ([]gate
 	switch params["status"] {
 	case "completed", "answered":
 		d.Status = gateway.StatusDelivered
-	case "busy", "failed", "rejected", "unanswered", "timeout", "cancelled":
+	case "failed": // before reaching the destination: the provider's or the network's doing
+		d.Status = gateway.StatusFailed
+	case "busy", "rejected", "unanswered", "timeout", "cancelled": // the callee's (rejected: by the destination)
 		d.Status = gateway.StatusUndelivered
 	default:
 		d.Status = gateway.StatusSent // started, ringing, machine, ...

@@ -333,7 +333,7 @@ func TestReceipts(t *testing.T) {
 			return `{"uuid":"63f61863","conversation_uuid":"CON-1","status":"` + status + `","direction":"outbound","timestamp":"2026-11-30T12:00:00.000Z"}`
 		}
 		for status, want := range map[string]string{"completed": gateway.StatusDelivered, "answered": gateway.StatusDelivered, "busy": gateway.StatusUndelivered,
-			"unanswered": gateway.StatusUndelivered, "timeout": gateway.StatusUndelivered, "rejected": gateway.StatusUndelivered, "ringing": gateway.StatusSent} {
+			"unanswered": gateway.StatusUndelivered, "timeout": gateway.StatusUndelivered, "rejected": gateway.StatusUndelivered, "failed": gateway.StatusFailed, "ringing": gateway.StatusSent} {
 			r := httptest.NewRequest("POST", "/v", strings.NewReader(ev(status)))
 			r.Header.Set("Content-Type", "application/json")
 			r.Header.Set("Authorization", "Bearer "+hs256(sigSecret, map[string]any{"iat": now.Unix(), "exp": now.Add(time.Minute).Unix(), "jti": "j1"}))
