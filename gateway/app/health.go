@@ -22,8 +22,8 @@ import (
 // Delivery-rate-aware routing. A provider's API can answer 200 while nothing reaches phones in one
 // country; breakers cannot see that. Every replica recomputes, from the shared message log, each
 // (provider, country, channel)'s delivery rate over a sliding window, and chains for that country
-// and channel put a provider that fell below min_rate behind the healthy ones. A probe share still tries it first so
-// that its recovery shows; it is restored at min_rate + margin.
+// and channel put a provider that fell below min_rate behind the healthy ones. A probe share
+// still tries it first so that its recovery shows; it is restored at min_rate + margin.
 
 // healthKey is a provider, a destination country and a channel: SMS and voice are measured apart
 // (see aggregateHealth).
