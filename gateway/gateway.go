@@ -157,6 +157,12 @@ type ReportReceiver interface {
 	// error of class Caller means the request is malformed; ErrUnauthenticated means its
 	// credentials are wrong.
 	ParseReports(r *http.Request, body []byte, publicURL string) ([]DeliveryReport, error)
+	// AsksReports says whether the driver's messages are to get delivery reports at all: a
+	// callback URL went with them (for most drivers only when the gateway has a public URL and a
+	// webhook secret to put in it), or the provider was set up to post them (AWS: a configuration
+	// set and its event topics). Delivery health counts a message still without a final report
+	// against a provider only when it asked for one.
+	AsksReports() bool
 }
 
 // Delivery statuses, as the message log records them.

@@ -354,7 +354,7 @@ routes:
 }
 
 // TestValidateWarnsOfReportsWithNowhereToGo: providers that take delivery reports, and no
-// server.public_url to give them a callback URL under.
+// server.public_url to give them a callback URL under; or a public URL and no webhook secret.
 func TestValidateWarnsOfReportsWithNowhereToGo(t *testing.T) {
 	const cfg = `%stenants: [{name: a, api_key: k1}]
 providers:
@@ -370,7 +370,12 @@ routes: [{name: d, providers: [m, ib]}]
 		t.Errorf("exit %d\n%s", code, errs)
 	}
 	os.WriteFile(path, []byte(fmt.Sprintf(cfg, "server: {public_url: \"https://sms.example.com\"}\n")), 0o600)
-	if _, _, errs := runCmd("validate", "-c", path); strings.Contains(errs, "public_url") {
-		t.Errorf("warned with a public_url:\n%s", errs)
+	if _, _, errs := runCmd("validate", "-c", path); strings.Contains(errs, "public_url") || strings.Contains(errs, "no delivery reports") {
+		t.Errorf("warned with a public_url and a webhook secret:\n%s", errs)
+	}
+	// A public URL, but no webhook_secret to put in the callback URL: no report is asked for.
+	os.WriteFile(path, []byte(strings.Replace(fmt.Sprintf(cfg, "server: {public_url: \"https://sms.example.com\"}\n"), ", webhook_secret: y", "", 1)), 0o600)
+	if _, _, errs := runCmd("validate", "-c", path); !strings.Contains(errs, path+":5: providers[1]: ib is asked for no delivery reports") {
+		t.Errorf("no warning without a webhook secret:\n%s", errs)
 	}
 }

@@ -503,9 +503,20 @@ func (rt *runtime) checkTenantRates() {
 
 // checkPublicURL warns when providers take delivery reports but server.public_url is empty: none
 // is given a callback URL, so unless a provider's account posts reports to /v1/dlr/... by itself,
-// what is built on reports sees nothing.
+// what is built on reports sees nothing. With a public URL it warns of each provider that still
+// asks for no reports (no webhook_secret to put in its callback URL; AWS: no configuration set or
+// event topics).
 func (rt *runtime) checkPublicURL() {
 	if rt.cfg.Server.PublicURL != "" {
+		for i, p := range rt.cfg.Providers {
+			if mi := rt.members[p.Name]; mi != nil {
+				if rr, ok := mi.member.Provider().(gateway.ReportReceiver); ok && !rr.AsksReports() {
+					path := fmt.Sprintf("providers[%d]", i)
+					rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: %s: %s is asked for no delivery reports (set webhook_secret; aws-sms-voice: configuration_set and event_topics): delivery-aware routing cannot see it stop delivering, and its reported prices and notify pushes never come",
+						rt.cfg.File, rt.cfg.Decoder.Line(path), path, p.Name))
+				}
+			}
+		}
 		return
 	}
 	var takers []string

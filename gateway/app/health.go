@@ -74,11 +74,12 @@ func (h *healthTable) view(k healthKey) (v healthView, ok bool) {
 	return healthView{rate: st.rate, tenantRate: st.tenantRate, samples: st.samples, demoted: st.demoted, probes: &st.probes}, true
 }
 
-// reports reports whether provider mi asks for delivery reports (its driver takes them and the
-// gateway has a public URL): only then does a message without a final report count against it.
+// reports reports whether provider mi asks for delivery reports (its driver takes them, the
+// gateway has a public URL, and the driver asked for them: gateway.ReportReceiver.AsksReports):
+// only then does a message without a final report count against it.
 func reports(mi *memberInfo) bool {
-	_, ok := mi.member.Provider().(gateway.ReportReceiver)
-	return ok && mi.callback != ""
+	rr, ok := mi.member.Provider().(gateway.ReportReceiver)
+	return ok && mi.callback != "" && rr.AsksReports()
 }
 
 // healthEvidence is one (provider, country)'s messages over the window, all tenants together.

@@ -414,3 +414,28 @@ func TestVoiceHasItsOwnDeliveryHealth(t *testing.T) {
 		t.Errorf("GET /v1/providers: %s", r.Raw)
 	}
 }
+
+// TestUnreportedMessagesCountOnlyWhereReportsWereAsked: a provider that was never asked for
+// reports (Infobip without a webhook_secret sends no notifyUrl: its reports would be refused)
+// cannot be judged by messages that got none. They counted as failures once older than
+// report_timeout, so a healthy provider configured without a secret was demoted after ten
+// minutes of traffic.
+func TestUnreportedMessagesCountOnlyWhereReportsWereAsked(t *testing.T) {
+	clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	cfg := strings.Replace(healthConfig, "    webhook_secret: hook-secret\n", "", 1)
+	h, ib, _ := startOnFakesWith(t, cfg, Options{Now: clk.Now})
+	for i := range 20 {
+		r := h.send("acme-key", fmt.Sprintf(`{"message_options":{"recipient":"+4474001%05d","code":"%06d","message_type":"sms"}}`, i, i))
+		if r.Body["provider"] != "infobip-eu" {
+			t.Fatalf("send: %s", r.Raw)
+		}
+	}
+	if got := ib.Requests()[0].Body["messages"].([]any)[0].(map[string]any)["notifyUrl"]; got != nil {
+		t.Fatalf("a notify URL without a secret: %v", got)
+	}
+	clk.Add(11 * time.Minute)
+	h.app.refreshHealth(context.Background())
+	if st := healthOf(h.app, smsKey("infobip-eu", "GB")); st != nil && st.demoted {
+		t.Errorf("demoted on messages it was never asked to report: %+v", st)
+	}
+}

@@ -364,3 +364,20 @@ func FuzzParseReports(f *testing.F) {
 		`{"eventType":"VOICE_NO_ANSWER","messageId":"aws-m2"}`, `{"eventType":"TEXT_SUCCESSFUL","messageId":""}`,
 		`{"eventType":"SOMETHING_NEW","messageId":"m","totalMessagePrice":"x"}`, `{}`, `null`, `not json`, ``)
 }
+
+// TestSMSVoiceAsksReportsOnlyWithEvents: without a configuration set, or without the topics its
+// events are taken from, no event reaches the gateway, and delivery health must not wait for one.
+func TestSMSVoiceAsksReportsOnlyWithEvents(t *testing.T) {
+	d := newSMSVoice(t, "http://127.0.0.1:1", gateway.Deps{})
+	if !d.AsksReports() {
+		t.Error("with a configuration set and its topics: no reports asked")
+	}
+	d.cfg.EventTopics = nil
+	if d.AsksReports() {
+		t.Error("without event topics: reports asked")
+	}
+	d.cfg.EventTopics, d.cfg.ConfigurationSet = []string{topic}, ""
+	if d.AsksReports() {
+		t.Error("without a configuration set: reports asked")
+	}
+}

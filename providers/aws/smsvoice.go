@@ -204,6 +204,15 @@ func (d *SMSVoice) Send(ctx context.Context, msg *gateway.Message) (gateway.Resu
 	return gateway.Result{ProviderMessageID: *id, Status: "accepted"}, nil
 }
 
+// AsksReports implements gateway.ReportReceiver: events are published only through a
+// configuration set, and taken only from the topics listed.
+func (d *SMSVoice) AsksReports() bool {
+	return d.cfg.ConfigurationSet != "" && len(d.cfg.EventTopics) > 0
+}
+
+// ReportReceiver is checked at compile time: the gateway finds report receivers by assertion.
+var _ gateway.ReportReceiver = (*SMSVoice)(nil)
+
 // Webhook implements gateway.ReportReceiver: an SNS topic's HTTPS subscription.
 func (d *SMSVoice) Webhook() gateway.Webhook {
 	return gateway.Webhook{Methods: []string{http.MethodPost}, ContentTypes: []string{"text/plain", "application/json"},

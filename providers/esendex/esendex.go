@@ -21,11 +21,15 @@ type Provider struct {
 	cfg  Config
 	kit  *kit.Client
 	base string
+	// asks: the gateway has a public URL and a webhook secret, so the notifications the Esendex
+	// portal posts there can be taken.
+	asks bool
 }
 
 // New returns a driver; cfg must have passed Validate.
 func New(cfg Config, deps gateway.Deps) *Provider {
-	return &Provider{cfg: cfg, kit: kit.New(deps, kit.Reveal(cfg.PreviousWebhookSecrets, cfg.Password, cfg.WebhookSecret)...), base: strings.TrimRight(cfg.BaseURL, "/")}
+	return &Provider{cfg: cfg, kit: kit.New(deps, kit.Reveal(cfg.PreviousWebhookSecrets, cfg.Password, cfg.WebhookSecret)...), base: strings.TrimRight(cfg.BaseURL, "/"),
+		asks: deps.CallbackURL != "" && cfg.WebhookSecret != ""}
 }
 
 // VoiceLanguages are the languages Esendex speaks.
@@ -43,6 +47,13 @@ func (p *Provider) Capabilities() gateway.Capabilities {
 	langs := append(slices.Clone(VoiceLanguages), "en", "fr", "es", "de") // any English, French, Spanish, German
 	return gateway.Capabilities{Types: []gateway.MessageType{gateway.SMS, gateway.Voice}, VoiceLanguages: langs}
 }
+
+// AsksReports implements gateway.ReportReceiver: Esendex has no per-message callback; the
+// portal's push notifications can be taken with a public URL and a webhook secret.
+func (p *Provider) AsksReports() bool { return p.asks }
+
+// ReportReceiver is checked at compile time: the gateway finds report receivers by assertion.
+var _ gateway.ReportReceiver = (*Provider)(nil)
 
 // Webhook implements gateway.ReportReceiver.
 func (p *Provider) Webhook() gateway.Webhook {

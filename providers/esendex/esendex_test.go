@@ -192,3 +192,19 @@ func TestRotatedWebhookSecret(t *testing.T) {
 		}
 	}
 }
+
+// TestAsksReportsWithASecretAndAPublicURL: Esendex's push notifications are set in its portal;
+// they can be taken only with a public URL and a webhook secret (without one every notification
+// is refused), so only then does delivery health wait for them.
+func TestAsksReportsWithASecretAndAPublicURL(t *testing.T) {
+	for _, tc := range []struct {
+		secret, callback string
+		want             bool
+	}{{"s", "https://sms.example.com/v1/dlr/esendex/e", true}, {"", "https://sms.example.com/v1/dlr/esendex/e", false}, {"s", "", false}} {
+		c := Config{Username: user, Password: password, AccountReference: account, WebhookSecret: gateway.Secret(tc.secret)}
+		c.Defaults()
+		if got := New(c, gateway.Deps{CallbackURL: tc.callback}).AsksReports(); got != tc.want {
+			t.Errorf("secret %q, callback %q: %v, want %v", tc.secret, tc.callback, got, tc.want)
+		}
+	}
+}

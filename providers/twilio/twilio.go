@@ -45,6 +45,12 @@ func (p *Provider) Capabilities() gateway.Capabilities {
 	return gateway.SMSAndVoice
 }
 
+// AsksReports implements gateway.ReportReceiver: a callback URL goes with each message.
+func (p *Provider) AsksReports() bool { return p.callback != "" }
+
+// ReportReceiver is checked at compile time: the gateway finds report receivers by assertion.
+var _ gateway.ReportReceiver = (*Provider)(nil)
+
 // Webhook implements gateway.ReportReceiver.
 func (p *Provider) Webhook() gateway.Webhook {
 	return gateway.Webhook{Methods: []string{http.MethodPost}, ContentTypes: []string{"application/x-www-form-urlencoded"},

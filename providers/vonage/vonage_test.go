@@ -505,6 +505,7 @@ func FuzzParseReports(f *testing.F) {
 type receiverFunc func(r *http.Request, body []byte, publicURL string) ([]gateway.DeliveryReport, error)
 
 func (f receiverFunc) Webhook() gateway.Webhook { return gateway.Webhook{} }
+func (f receiverFunc) AsksReports() bool        { return true }
 func (f receiverFunc) ParseReports(r *http.Request, body []byte, publicURL string) ([]gateway.DeliveryReport, error) {
 	return f(r, body, publicURL)
 }
