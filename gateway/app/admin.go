@@ -137,7 +137,7 @@ func (a *App) Reports(ctx context.Context, typ, name string, r *http.Request, bo
 		}
 		a.metrics.DeliveryReports.WithLabelValues(name, reps[i].Status).Inc()
 	}
-	a.notifyReports(context.WithoutCancel(ctx), reps)
+	a.notifyReports(reps)
 	return nil
 }
 

@@ -283,15 +283,16 @@ func (a *App) sweepPushes() {
 	}
 }
 
-// notifyReports kicks a sweep when one of reps made a message's push due, so that it is made at
-// once rather than at the next sweep.
-func (a *App) notifyReports(ctx context.Context, reps []gateway.DeliveryReport) {
+// notifyReports asks for a sweep when a final report was recorded and some tenant may have
+// reports pushed, so that a push it made due is made at once rather than at the next sweep. The
+// sweep finds what is due itself (one read of the push index, at most one sweep each pushGap):
+// no report's message is looked up.
+func (a *App) notifyReports(reps []gateway.DeliveryReport) {
 	if !a.rt.Load().pushes {
-		return // no tenant may have reports pushed: no report needs looking up
+		return
 	}
 	for _, rep := range reps {
-		rec, err := a.store.Find(ctx, rep.Provider, rep.MessageID, rep.ProviderMessageID)
-		if err == nil && rec.NotifyURL != "" && !rec.PushAt.IsZero() {
+		if rep.Status != gateway.StatusSent {
 			a.notifier.sweepSoon()
 			return
 		}
