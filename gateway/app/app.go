@@ -144,13 +144,18 @@ type memberInfo struct {
 	share                       float64
 }
 
+// apiKey is what an API key names: its tenant, and whether it is one of the tenant's
+// previous_api_keys (being rotated out).
+type apiKey struct {
+	tenant   *tenant
+	previous bool
+}
+
 // runtime is one loaded config, swapped atomically on reload.
 type runtime struct {
 	cfg *config.Config
-	// tenants are the tenants by the SHA-256 of each API key they have; previousKeys marks the
-	// hashes of keys being rotated out (previous_api_keys).
-	tenants      map[[32]byte]*tenant
-	previousKeys map[[32]byte]bool
+	// keys are the tenants by the SHA-256 of each API key they have.
+	keys map[[32]byte]apiKey
 	// byName are the same tenants by name (delivery reports, spend charges and listings name them).
 	byName  map[string]*tenant
 	routes  *routing.Table
@@ -384,7 +389,7 @@ func (a *App) Logger() *slog.Logger { return a.log }
 // build compiles cfg into a runtime, reusing members of prev whose config did not change (so
 // their breaker state and drain flag survive a reload).
 func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
-	rt := &runtime{cfg: cfg, tenants: map[[32]byte]*tenant{}, previousKeys: map[[32]byte]bool{}, byName: map[string]*tenant{}, routes: routing.Compile(cfg.Routes), members: map[string]*memberInfo{}, keySecret: processKeySecret}
+	rt := &runtime{cfg: cfg, keys: map[[32]byte]apiKey{}, byName: map[string]*tenant{}, routes: routing.Compile(cfg.Routes), members: map[string]*memberInfo{}, keySecret: processKeySecret}
 	if cfg.State.KeySecret != "" {
 		rt.keySecret = []byte(cfg.State.KeySecret.Reveal())
 	}
@@ -403,11 +408,9 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 				tn.clientIDs[id] = true
 			}
 		}
-		rt.tenants[sha256.Sum256([]byte(t.APIKey.Reveal()))] = tn
+		rt.keys[sha256.Sum256([]byte(t.APIKey.Reveal()))] = apiKey{tenant: tn}
 		for _, k := range t.PreviousAPIKeys {
-			h := sha256.Sum256([]byte(k.Reveal()))
-			rt.tenants[h] = tn
-			rt.previousKeys[h] = true
+			rt.keys[sha256.Sum256([]byte(k.Reveal()))] = apiKey{tenant: tn, previous: true}
 		}
 		rt.byName[t.Name] = tn
 	}
@@ -507,28 +510,27 @@ func (rt *runtime) checkTenantRates() {
 // asks for no reports (no webhook_secret to put in its callback URL; AWS: no configuration set or
 // event topics).
 func (rt *runtime) checkPublicURL() {
-	if rt.cfg.Server.PublicURL != "" {
-		for i, p := range rt.cfg.Providers {
-			if mi := rt.members[p.Name]; mi != nil {
-				if rr, ok := mi.member.Provider().(gateway.ReportReceiver); ok && !rr.AsksReports() {
-					path := fmt.Sprintf("providers[%d]", i)
-					rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: %s: %s is asked for no delivery reports (set webhook_secret; aws-sms-voice: configuration_set and event_topics): delivery-aware routing cannot see it stop delivering, and its reported prices and notify pushes never come",
-						rt.cfg.File, rt.cfg.Decoder.Line(path), path, p.Name))
-				}
-			}
-		}
-		return
-	}
+	public := rt.cfg.Server.PublicURL != ""
 	var takers []string
 	first := -1
 	for i, p := range rt.cfg.Providers {
-		if mi := rt.members[p.Name]; mi != nil {
-			if _, ok := mi.member.Provider().(gateway.ReportReceiver); ok {
-				takers = append(takers, p.Name)
-				if first < 0 {
-					first = i
-				}
+		mi := rt.members[p.Name]
+		if mi == nil {
+			continue
+		}
+		rr, ok := mi.member.Provider().(gateway.ReportReceiver)
+		if !ok {
+			continue
+		}
+		if !public {
+			takers = append(takers, p.Name)
+			if first < 0 {
+				first = i
 			}
+		} else if !rr.AsksReports() {
+			path := fmt.Sprintf("providers[%d]", i)
+			rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: %s: %s is asked for no delivery reports (set webhook_secret; aws-sms-voice: configuration_set and event_topics): delivery-aware routing cannot see it stop delivering, and its reported prices and notify pushes never come",
+				rt.cfg.File, rt.cfg.Decoder.Line(path), path, p.Name))
 		}
 	}
 	if len(takers) == 0 {

@@ -316,7 +316,7 @@ func TestInfobipCompatibleReportsAndLogs(t *testing.T) {
 
 func hostOfHook(c *compatHarness) string {
 	rt := c.app.rt.Load()
-	for _, tn := range rt.tenants {
+	for _, tn := range rt.byName {
 		for h := range tn.notifyHosts {
 			return h
 		}

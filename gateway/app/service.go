@@ -85,12 +85,11 @@ func (a *App) Authenticate(key string) (httpapi.Tenant, bool) {
 // rotated out. The key's SHA-256 is the map key, so lookup time does not depend on how much of a
 // guessed key is right.
 func (a *App) tenantByKey(rt *runtime, key string) (*tenant, bool) {
-	h := sha256.Sum256([]byte(key))
-	t, ok := rt.tenants[h]
-	if ok && rt.previousKeys[h] {
-		a.metrics.PreviousKeys.WithLabelValues(t.name).Inc()
+	k, ok := rt.keys[sha256.Sum256([]byte(key))]
+	if k.previous {
+		a.metrics.PreviousKeys.WithLabelValues(k.tenant.name).Inc()
 	}
-	return t, ok
+	return k.tenant, ok
 }
 
 // Send implements httpapi.Backend: the whole pipeline of one request.
