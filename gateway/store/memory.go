@@ -328,8 +328,8 @@ func (m *Memory) Due(_ context.Context, tenant string, now time.Time, limit int)
 
 // DueTenants implements Backend.
 func (m *Memory) DueTenants(_ context.Context, now time.Time) ([]string, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
 	seen := map[string]bool{}
 	var out []string
 	for _, r := range m.byID {

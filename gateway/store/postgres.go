@@ -647,7 +647,7 @@ func (p *Postgres) DueTenants(ctx context.Context, now time.Time) ([]string, err
 		return nil, err
 	}
 	defer rows.Close()
-	return collect(rows, func() (t string, err error) { return t, rows.Scan(&t) })
+	return scanAll(rows, tenantField)
 }
 
 // PushDone implements Backend.

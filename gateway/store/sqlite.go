@@ -533,7 +533,7 @@ func (s *SQLite) DueTenants(ctx context.Context, now time.Time) ([]string, error
 		return nil, err
 	}
 	defer rows.Close()
-	return collect(rows, func() (t string, err error) { return t, rows.Scan(&t) })
+	return scanAll(rows, tenantField)
 }
 
 // none reports whether no message matches where: Take and Due read before they claim, since an

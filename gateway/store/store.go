@@ -1013,15 +1013,17 @@ func healthFields(h *HealthRow) []any {
 	return []any{&h.Provider, &h.Country, &h.Tenant, &h.Voice, &h.Delivered, &h.Undelivered, &h.Failed, &h.Pending}
 }
 
+func tenantField(t *string) []any { return []any{t} }
+
 func priceFields(p *PriceRow) []any {
 	return []any{&p.Provider, &p.Country, &p.Currency, &p.Tenant, &p.Sum, &p.N}
 }
 
-func collect[T any](rows interface {
+func collect(rows interface {
 	Next() bool
 	Err() error
-}, scan func() (T, error)) ([]T, error) {
-	var out []T
+}, scan func() (*Record, error)) ([]*Record, error) {
+	var out []*Record
 	for rows.Next() {
 		r, err := scan()
 		if err != nil {
