@@ -14,6 +14,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -183,11 +184,7 @@ func (p *Provider) ParseReports(r *http.Request, body []byte, publicURL string) 
 	}
 	got := []byte(r.Header.Get("X-Twilio-Signature"))
 	valid := false
-	for i := -1; i < len(p.cfg.PreviousAuthTokens); i++ {
-		token := p.cfg.AuthToken
-		if i >= 0 {
-			token = p.cfg.PreviousAuthTokens[i]
-		}
+	for _, token := range slices.Concat([]gateway.Secret{p.cfg.AuthToken}, p.cfg.PreviousAuthTokens) {
 		for _, u := range urlVariants(publicURL) {
 			if token != "" && subtle.ConstantTimeCompare([]byte(Signature(token.Reveal(), u, form)), got) == 1 {
 				valid = true
