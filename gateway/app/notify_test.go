@@ -98,6 +98,19 @@ func sendPushed(t *testing.T, c *compatHarness, h *hook, to string) string {
 	return id
 }
 
+// failedPush starts the compat config on storage with reports pushed to a hook that is down,
+// sends one message to to asking for its report there, and waits until its first push failed.
+func failedPush(t *testing.T, storage, to string) (*hook, *testClock, *compatHarness, string) {
+	t.Helper()
+	h := newHook(t)
+	h.down.Store(true)
+	clk := &testClock{t: time.Now()}
+	c := startPushing(t, h, storage, clk)
+	id := sendPushed(t, c, h, to)
+	waitUntil(t, "the first try failed", func() bool { return notified(c, "failed") == 1 })
+	return h, clk, c, id
+}
+
 // waitUntil polls cond for up to 5 s.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -117,12 +130,7 @@ func notified(c *compatHarness, result string) float64 {
 // pushes kept only in memory and three posts within 6 s, an endpoint down for a few seconds
 // lost its reports for good.
 func TestAPushOutlivesTheEndpointsOutage(t *testing.T) {
-	h := newHook(t)
-	h.down.Store(true)
-	clk := &testClock{t: time.Now()}
-	c := startPushing(t, h, "{driver: sqlite, path: $DIR/log.db}", clk)
-	id := sendPushed(t, c, h, "14155550180")
-	waitUntil(t, "the first try failed", func() bool { return notified(c, "failed") == 1 })
+	h, clk, c, id := failedPush(t, "{driver: sqlite, path: $DIR/log.db}", "14155550180")
 	h.down.Store(false)
 
 	clk.Add(time.Minute) // not due yet
@@ -150,13 +158,8 @@ func TestAPushOutlivesTheEndpointsOutage(t *testing.T) {
 // TestAPushPendingWhenTheGatewayStopsIsMadeAfterARestart: the push waits in the message log, not
 // in the stopped process.
 func TestAPushPendingWhenTheGatewayStopsIsMadeAfterARestart(t *testing.T) {
-	h := newHook(t)
-	h.down.Store(true)
-	clk := &testClock{t: time.Now()}
 	storage := fmt.Sprintf("{driver: sqlite, path: %q}", filepath.Join(t.TempDir(), "log.db"))
-	c := startPushing(t, h, storage, clk)
-	id := sendPushed(t, c, h, "14155550181")
-	waitUntil(t, "the first try failed", func() bool { return notified(c, "failed") == 1 })
+	h, clk, c, id := failedPush(t, storage, "14155550181")
 	if err := c.app.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -248,12 +251,7 @@ func TestPushesOfATenantNoLongerAllowedAreEnded(t *testing.T) {
 		{"tenant removed", `name: acme, api_key: acme-ib-key`, `name: acme-2, api_key: acme-2-key`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHook(t)
-			h.down.Store(true)
-			clk := &testClock{t: time.Now()}
-			c := startPushing(t, h, "{driver: sqlite, path: $DIR/log.db}", clk)
-			id := sendPushed(t, c, h, "14155550190")
-			waitUntil(t, "the first try failed", func() bool { return notified(c, "failed") == 1 })
+			h, clk, c, id := failedPush(t, "{driver: sqlite, path: $DIR/log.db}", "14155550190")
 
 			raw, err := os.ReadFile(c.path)
 			if err != nil {
