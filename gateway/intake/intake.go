@@ -261,17 +261,20 @@ func decodeProblem(body []byte, err error) *Error {
 	if json.NewDecoder(bytes.NewReader(body)).Decode(&w) == nil {
 		return bad("invalid_json", "the body has data after the JSON object")
 	}
-	return bad("invalid_json", "the body is not a JSON object: "+jsonProblem(err))
+	return bad("invalid_json", jsonProblem(err))
 }
 
 func jsonProblem(err error) string {
 	switch e := err.(type) {
 	case *json.SyntaxError:
-		return "syntax error at byte " + itoa(e.Offset)
+		return "the body is not a JSON object: syntax error at byte " + itoa(e.Offset)
 	case *json.UnmarshalTypeError:
-		return "field " + e.Field + " has the wrong type"
+		if e.Field == "" { // the body itself: an array, a string, a number
+			return "the body is a JSON " + e.Value + ", not an object"
+		}
+		return "field " + e.Field + " has the wrong type (" + e.Value + ")"
 	}
-	return "malformed JSON"
+	return "the body is not a JSON object"
 }
 
 func itoa(n int64) string {
@@ -295,8 +298,11 @@ func (x *str) UnmarshalJSON(b []byte) error {
 	if string(b) == "null" {
 		return nil
 	}
-	if len(b) > 0 && (b[0] == '{' || b[0] == '[') {
-		return &json.UnmarshalTypeError{Value: "object", Field: ""}
+	if len(b) > 0 && b[0] == '{' {
+		return &json.UnmarshalTypeError{Value: "object"}
+	}
+	if len(b) > 0 && b[0] == '[' {
+		return &json.UnmarshalTypeError{Value: "array"}
 	}
 	x.v = string(b)
 	return nil

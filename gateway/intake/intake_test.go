@@ -108,10 +108,16 @@ func TestDecodeErrors(t *testing.T) {
 // TestDecodeSaysWhatIsWrong: data after the object and a broken object get different messages.
 func TestDecodeSaysWhatIsWrong(t *testing.T) {
 	for body, want := range map[string]string{
-		`{"recipient":"1","text":"t"} {}`:  "the body has data after the JSON object",
-		`{"recipient":"1","text":"t"} xy`:  "the body has data after the JSON object",
-		`{"recipient":"1","text":"t"`:      "the body is not a JSON object: syntax error at byte 27",
-		`{"recipient":"1","text":"t"}  \n`: "the body has data after the JSON object",
+		`{"recipient":"1","text":"t"} {}`:              "the body has data after the JSON object",
+		`{"recipient":"1","text":"t"} xy`:              "the body has data after the JSON object",
+		`{"recipient":"1","text":"t"`:                  "the body is not a JSON object: syntax error at byte 27",
+		`{"recipient":"1","text":"t"}  \n`:             "the body has data after the JSON object",
+		`[]`:                                           "the body is a JSON array, not an object",
+		`"+14155550104"`:                               "the body is a JSON string, not an object",
+		`{"message_options":[1]}`:                      "field message_options has the wrong type (array)",
+		`{"recipient":["+1"],"text":"x","context":{}}`: "field recipient has the wrong type (array)",
+		`5`: "the body is a JSON number, not an object",
+		`{"message_options":{"recipient":{"a":1},"text":"x"}}`: "field message_options.recipient has the wrong type (object)",
 	} {
 		_, err := Decode([]byte(body))
 		var ie *Error
