@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"mime"
 	"net/http"
@@ -14,8 +15,25 @@ import (
 	"github.com/smsgate/smsgate/gateway/store"
 )
 
-// AdminToken implements httpapi.Backend.
-func (a *App) AdminToken() string { return a.rt.Load().cfg.Server.AdminToken.Reveal() }
+// Admin implements httpapi.Backend: token must be server.admin_token or one of
+// server.previous_admin_tokens. Every token is compared in constant time, so the answer's timing
+// says nothing about which one came close. A call with a previous token is logged: once there are
+// none for long enough, the old token can go.
+func (a *App) Admin(token string) (enabled, ok bool) {
+	srv := &a.rt.Load().cfg.Server
+	if srv.AdminToken == "" {
+		return false, false
+	}
+	current := subtle.ConstantTimeCompare([]byte(token), []byte(srv.AdminToken.Reveal()))
+	previous := 0
+	for _, p := range srv.PreviousAdminTokens {
+		previous |= subtle.ConstantTimeCompare([]byte(token), []byte(p.Reveal()))
+	}
+	if previous == 1 && current == 0 {
+		a.log.Warn("admin call with one of server.previous_admin_tokens; move the caller to server.admin_token")
+	}
+	return true, current|previous == 1
+}
 
 // PublicURL implements httpapi.Backend.
 func (a *App) PublicURL() string { return a.rt.Load().cfg.Server.PublicURL }

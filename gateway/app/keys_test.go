@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/smsgate/smsgate/gateway/syncbuf"
 )
 
 // TestAKeyIsRotatedWithoutAFailedCall: with the new key as api_key and the old one under
@@ -17,19 +19,7 @@ import (
 // which every login failed.
 func TestAKeyIsRotatedWithoutAFailedCall(t *testing.T) {
 	c := startCompat(t)
-	raw, err := os.ReadFile(c.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reload := func(cfg string) {
-		t.Helper()
-		if err := os.WriteFile(c.path, []byte(cfg), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.app.Reload(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	raw, reload := reloader(t, c.app, c.path)
 	i := 0
 	calls := func(key string) [3]int {
 		i++
@@ -40,30 +30,92 @@ func TestAKeyIsRotatedWithoutAFailedCall(t *testing.T) {
 		}
 	}
 	ok, refused := [3]int{200, 200, 200}, [3]int{401, 401, 401}
-	previous := func() float64 { return testutil.ToFloat64(c.app.metrics.PreviousKeys.WithLabelValues("acme")) }
+	previous := func() int { return int(testutil.ToFloat64(c.app.metrics.PreviousKeys.WithLabelValues("acme"))) }
 
 	reload(strings.Replace(string(raw), "api_key: acme-ib-key", `api_key: acme-new-key, previous_api_keys: ["acme-ib-key"]`, 1))
-	if got := calls("acme-ib-key"); got != ok {
-		t.Errorf("the previous key during the rotation: %v", got)
-	}
-	if n := previous(); n != 3 {
-		t.Errorf("%v calls counted with the previous key, want 3", n)
-	}
-	if got := calls("acme-new-key"); got != ok {
-		t.Errorf("the new key during the rotation: %v", got)
-	}
-	if n := previous(); n != 3 {
-		t.Errorf("calls with the new key counted as previous: %v", n)
-	}
+	rotating(t, calls, previous, ok, 3, "acme-ib-key", "acme-new-key")
 	reload(strings.Replace(string(raw), "api_key: acme-ib-key", "api_key: acme-new-key", 1))
-	if got := calls("acme-ib-key"); got != refused {
-		t.Errorf("the dropped key: %v", got)
+	rotated(t, c.app, c.logs, calls, ok, refused, "acme-ib-key", "acme-new-key")
+}
+
+// TestTheAdminTokenIsRotatedWithoutAFailedCall: with the new token as admin_token and the old one
+// under previous_admin_tokens, both open the admin endpoints and calls with the old one are
+// logged (without the token); once it is dropped, it is refused. A previous token never opens the
+// tenants' endpoints, and none is accepted while admin_token is unset.
+func TestTheAdminTokenIsRotatedWithoutAFailedCall(t *testing.T) {
+	h := start(t, baseConfig, Options{})
+	raw, reload := reloader(t, h.app, h.path)
+	status := func(token string) [2]int {
+		return [2]int{h.do("GET", "/v1/providers", token, "").Status, h.do("GET", "/v1/admin/tenants", token, "").Status}
 	}
-	if got := calls("acme-new-key"); got != ok {
-		t.Errorf("the new key after the rotation: %v", got)
+	ok, refused := [2]int{200, 200}, [2]int{401, 401}
+	lines := func() int { return strings.Count(h.logs.String(), "previous_admin_tokens") }
+
+	reload(strings.Replace(string(raw), "admin_token: admin-t0ken", `admin_token: admin-n3w-token
+  previous_admin_tokens: ["admin-t0ken"]`, 1))
+	rotating(t, status, lines, ok, 2, "admin-t0ken", "admin-n3w-token")
+	if got := status("admin-wrong"); got != refused {
+		t.Errorf("a wrong token during the rotation: %v", got)
 	}
-	c.app.Shutdown(context.Background())
-	if logs := c.logs.String(); strings.Contains(logs, "acme-new-key") || strings.Contains(logs, "acme-ib-key") {
-		t.Error("a key reached the log")
+	if n := lines(); n != 2 {
+		t.Errorf("calls with a wrong token logged as previous: %d lines", n)
+	}
+	if r := h.do("GET", "/v1/messages?limit=1", "admin-t0ken", ""); r.Status != 401 {
+		t.Errorf("a previous admin token as a tenant's key: %d", r.Status)
+	}
+	reload(strings.Replace(string(raw), "admin_token: admin-t0ken", "admin_token: admin-n3w-token", 1))
+	rotated(t, h.app, h.logs, status, ok, refused, "admin-t0ken", "admin-n3w-token")
+}
+
+// reloader returns the config file at path as it is now, and a function that writes another
+// config there and reloads a with it.
+func reloader(t *testing.T, a *App, path string) ([]byte, func(string)) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw, func(cfg string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Reload(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// rotating checks a rotation under way: calls with the old credential and with the new one are
+// ok, and the old one's calls alone are noticed (counted or logged: noticed reads how many).
+func rotating[T comparable](t *testing.T, calls func(string) T, noticed func() int, ok T, n int, old, new string) {
+	t.Helper()
+	if got := calls(old); got != ok {
+		t.Errorf("the previous %s during the rotation: %v", old, got)
+	}
+	if got := noticed(); got != n {
+		t.Errorf("%d calls noticed with the previous %s, want %d", got, old, n)
+	}
+	if got := calls(new); got != ok {
+		t.Errorf("the new %s during the rotation: %v", new, got)
+	}
+	if got := noticed(); got != n {
+		t.Errorf("calls with the new %s noticed as previous: %d, want %d", new, got, n)
+	}
+}
+
+// rotated checks the end of a rotation, once the old credential is dropped: calls with it get
+// refused, calls with the new one ok, and neither ever reached the log.
+func rotated[T comparable](t *testing.T, a *App, logs *syncbuf.Buffer, calls func(string) T, ok, refused T, old, new string) {
+	t.Helper()
+	if got := calls(old); got != refused {
+		t.Errorf("the dropped %s: %v", old, got)
+	}
+	if got := calls(new); got != ok {
+		t.Errorf("the new %s after the rotation: %v", new, got)
+	}
+	a.Shutdown(context.Background())
+	if l := logs.String(); strings.Contains(l, old) || strings.Contains(l, new) {
+		t.Error("a credential reached the log")
 	}
 }

@@ -51,6 +51,8 @@ type Server struct {
 	PublicURL string `yaml:"public_url"`
 	// AdminToken guards /v1/providers and /v1/admin; empty disables those endpoints.
 	AdminToken gateway.Secret `yaml:"admin_token"`
+	// PreviousAdminTokens are still accepted while the operators' tools move to AdminToken.
+	PreviousAdminTokens []gateway.Secret `yaml:"previous_admin_tokens"`
 	// MaxBodyBytes limits request bodies; default 65536.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// MaxInFlight is how many sends one replica runs at once before it sheds the tenants holding
@@ -683,6 +685,17 @@ func (c *Config) validate() {
 	}
 	if c.Server.ReadTimeout < 0 {
 		c.Problem("server.read_timeout", "must be positive")
+	}
+	for i, tok := range c.Server.PreviousAdminTokens {
+		p := fmt.Sprintf("server.previous_admin_tokens[%d]", i)
+		switch {
+		case c.Server.AdminToken == "":
+			c.Problem(p, "needs server.admin_token: without it the admin endpoints are off")
+		case tok == "":
+			c.Problem(p, "is empty")
+		case tok == c.Server.AdminToken:
+			c.Problem(p, "is server.admin_token itself")
+		}
 	}
 	if c.Server.ShutdownTimeout <= c.Server.RequestTimeout {
 		c.Problem("server.shutdown_timeout", "must be longer than server.request_timeout (%s <= %s): a send still running at shutdown would be cut off after it was answered",

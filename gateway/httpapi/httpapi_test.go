@@ -52,7 +52,7 @@ func (s *stubBackend) Providers(string) []ProviderStatus      { return nil }
 func (s *stubBackend) SetProviderDisabled(string, bool) error { return ErrNotFound }
 func (s *stubBackend) Reload(context.Context) error           { return s.reload }
 func (s *stubBackend) Ready() (bool, string)                  { return false, "no providers" }
-func (s *stubBackend) AdminToken() string                     { return "adm" }
+func (s *stubBackend) Admin(tok string) (bool, bool)          { return true, tok == "adm" }
 func (s *stubBackend) PublicURL() string                      { return "" }
 func (s *stubBackend) MaxBodyBytes() int64                    { return 100 }
 func (s *stubBackend) Metrics() http.Handler                  { return http.NotFoundHandler() }
