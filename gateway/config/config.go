@@ -788,6 +788,18 @@ func (c *Config) validate() {
 			}
 		}
 	}
+	// An admin token that is also a tenant's key would let that tenant drain providers, release
+	// its own quarantines and read every tenant's status.
+	admin := append([]gateway.Secret{c.Server.AdminToken}, c.Server.PreviousAdminTokens...)
+	for k, tok := range admin {
+		if j, dup := keys[tok]; dup && tok != "" {
+			p := "server.admin_token"
+			if k > 0 {
+				p = fmt.Sprintf("server.previous_admin_tokens[%d]", k-1)
+			}
+			c.Problem(p, "is also an API key of tenants[%d]: that tenant could call the admin endpoints", j)
+		}
+	}
 
 	if len(c.Providers) == 0 {
 		c.Problem("providers", "at least one provider is required")
