@@ -306,6 +306,39 @@ routes: [{name: d, providers: [m]}]
 	}
 }
 
+// TestValidateWarnsOfGuessableKeys: an API key or admin token shorter than 16 characters is named
+// by its place, never by its value; long ones are not.
+func TestValidateWarnsOfGuessableKeys(t *testing.T) {
+	const cfg = `server: {admin_token: adm1n, previous_admin_tokens: [old-admin-token-0123]}
+tenants:
+  - {name: a, api_key: sh0rt, previous_api_keys: [0123456789abcdef, t1ny]}
+  - {name: b, api_key: b-key-long-enough-0123}
+providers: [{name: m, type: mock}]
+routes: [{name: d, providers: [m]}]
+`
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(path, []byte(cfg), 0o600)
+	code, out, errs := runCmd("validate", "-c", path)
+	if code != 0 || !strings.Contains(out, "configuration is valid") {
+		t.Fatalf("exit %d\n%s%s", code, out, errs)
+	}
+	var weak []string
+	for _, l := range strings.Split(errs, "\n") {
+		if strings.Contains(l, "shorter than 16 characters") {
+			weak = append(weak, strings.TrimPrefix(strings.SplitN(l, ": shorter", 2)[0], "warning: "+path+":"))
+		}
+	}
+	want := []string{"1: server.admin_token", "3: tenants[0].api_key", "3: tenants[0].previous_api_keys[1]"}
+	if diff := cmp.Diff(want, weak); diff != "" {
+		t.Errorf("warned of (-want +got):\n%s\n%s", diff, errs)
+	}
+	for _, secret := range []string{"adm1n", "sh0rt", "t1ny"} {
+		if strings.Contains(errs+out, secret) {
+			t.Errorf("the warning shows %q", secret)
+		}
+	}
+}
+
 // TestValidateWarnsOfTenantsUnboundedInRedis: with Redis, a tenant without per_tenant has nothing
 // bounding what it keeps in the store every replica shares.
 func TestValidateWarnsOfTenantsUnboundedInRedis(t *testing.T) {

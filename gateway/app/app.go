@@ -459,6 +459,7 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 	rt.checkTenantRates()
 	rt.checkRouteActions()
 	rt.checkPublicURL()
+	rt.checkCredentials()
 	if len(cfg.Decoder.Problems) > 0 {
 		cfg.Decoder.Problems.Sort()
 		return nil, cfg.Decoder.Problems
@@ -482,6 +483,31 @@ func (rt *runtime) checkVoicePrices() {
 	if path != "" && voice {
 		rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: %s: providers can send voice, but none has voice_prices: spend limits count a call at the highest SMS price, and calls usually cost more",
 			rt.cfg.File, rt.cfg.Decoder.Line(path), path))
+	}
+}
+
+// minCredential is the length under which validate warns of an API key or admin token.
+const minCredential = 16
+
+// checkCredentials warns of API keys and admin tokens shorter than minCredential: a wrong key is
+// answered at once and nothing counts wrong keys, so a short one can be found by trying. The
+// warning names the key's place, never its value.
+func (rt *runtime) checkCredentials() {
+	weak := func(path string, s gateway.Secret) {
+		if s != "" && len(s) < minCredential {
+			rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: %s: shorter than %d characters: whoever reaches the gateway can find it by trying (wrong keys are answered at once, without limit); use a random value such as `openssl rand -hex 16`",
+				rt.cfg.File, rt.cfg.Decoder.Line(path), path, minCredential))
+		}
+	}
+	weak("server.admin_token", rt.cfg.Server.AdminToken)
+	for i, s := range rt.cfg.Server.PreviousAdminTokens {
+		weak(fmt.Sprintf("server.previous_admin_tokens[%d]", i), s)
+	}
+	for i, t := range rt.cfg.Tenants {
+		weak(fmt.Sprintf("tenants[%d].api_key", i), t.APIKey)
+		for k, s := range t.PreviousAPIKeys {
+			weak(fmt.Sprintf("tenants[%d].previous_api_keys[%d]", i, k), s)
+		}
 	}
 }
 
@@ -604,6 +630,9 @@ func (rt *runtime) checkRouteCapabilities() {
 // file's value, and the per-provider metric series follow: set for every provider, deleted with
 // a provider that is gone.
 func (a *App) apply(rt, prev *runtime) {
+	for _, w := range rt.warnings {
+		a.log.Warn("config: " + w)
+	}
 	for _, name := range rt.order {
 		mi := rt.members[name]
 		if prev != nil {

@@ -49,7 +49,9 @@ func TestTheAdminTokenIsRotatedWithoutAFailedCall(t *testing.T) {
 		return [2]int{h.do("GET", "/v1/providers", token, "").Status, h.do("GET", "/v1/admin/tenants", token, "").Status}
 	}
 	ok, refused := [2]int{200, 200}, [2]int{401, 401}
-	lines := func() int { return strings.Count(h.logs.String(), "previous_admin_tokens") }
+	lines := func() int {
+		return strings.Count(h.logs.String(), "admin call with one of server.previous_admin_tokens")
+	}
 
 	reload(strings.Replace(string(raw), "admin_token: admin-t0ken", `admin_token: admin-n3w-token
   previous_admin_tokens: ["admin-t0ken"]`, 1))
@@ -117,5 +119,25 @@ func rotated[T comparable](t *testing.T, a *App, logs *syncbuf.Buffer, calls fun
 	a.Shutdown(context.Background())
 	if l := logs.String(); strings.Contains(l, old) || strings.Contains(l, new) {
 		t.Error("a credential reached the log")
+	}
+}
+
+// TestConfigWarningsAreLogged: what `smsgate validate` warns of is logged at start and at each
+// reload too, for operators who never ran it; here the guessable keys of the test config, by
+// their place and never their value.
+func TestConfigWarningsAreLogged(t *testing.T) {
+	h := start(t, baseConfig, Options{})
+	want := h.path + ":4: server.admin_token: shorter than 16 characters"
+	if n := strings.Count(h.logs.String(), want); n != 1 {
+		t.Errorf("%d warnings at start, want 1 of %q:\n%s", n, want, h.logs.String())
+	}
+	if err := h.app.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(h.logs.String(), want); n != 2 {
+		t.Errorf("%d warnings after a reload, want 2", n)
+	}
+	if strings.Contains(h.logs.String(), "admin-t0ken") || strings.Contains(h.logs.String(), "acme-key") {
+		t.Error("a warning shows a key")
 	}
 }
