@@ -291,17 +291,20 @@ func TestValidateWarnsOfCallsWithoutVoicePrices(t *testing.T) {
 providers: [{name: m, type: mock, prices: {default: 0.05}%s}]
 routes: [{name: d, providers: [m]}]
 `
-	dir := t.TempDir()
-	for _, c := range []struct {
-		extra string
-		warn  bool
-	}{{"", true}, {", voice_prices: {default: 0.3}", false}} {
-		path := filepath.Join(dir, "c.yaml")
-		os.WriteFile(path, []byte(fmt.Sprintf(cfg, c.extra)), 0o600)
+	warnsOnlyWithout(t, cfg, ":1: tenants[0].rate_limits.spend: providers can send voice, but none has voice_prices", ", voice_prices: {default: 0.3}")
+}
+
+// warnsOnlyWithout validates cfg with "" and then with fix in its %s: the first is valid with the
+// warning (FILE+want), the second is valid without it.
+func warnsOnlyWithout(t *testing.T, cfg, want, fix string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	for _, extra := range []string{"", fix} {
+		os.WriteFile(path, []byte(fmt.Sprintf(cfg, extra)), 0o600)
 		code, out, errs := runCmd("validate", "-c", path)
-		warned := strings.Contains(errs, path+":1: tenants[0].rate_limits.spend: providers can send voice, but none has voice_prices")
-		if code != 0 || !strings.Contains(out, "configuration is valid") || warned != c.warn {
-			t.Errorf("voice_prices %q: exit %d, warned %v (want %v)\n%s", c.extra, code, warned, c.warn, errs)
+		warned := strings.Contains(errs, path+want)
+		if code != 0 || !strings.Contains(out, "configuration is valid") || warned != (extra == "") {
+			t.Errorf("with %q: exit %d, warned %v\n%s", extra, code, warned, errs)
 		}
 	}
 }
@@ -337,6 +340,18 @@ routes: [{name: d, providers: [m]}]
 			t.Errorf("the warning shows %q", secret)
 		}
 	}
+}
+
+// TestValidateWarnsOfMetricsWhereTenantsReachThem: a gateway reachable from outside (public_url)
+// with GET /metrics on its API listener shows every tenant's figures to anyone; metrics_listen
+// ends the warning.
+func TestValidateWarnsOfMetricsWhereTenantsReachThem(t *testing.T) {
+	const cfg = `server: {public_url: "https://sms.example.com"%s}
+tenants: [{name: a, api_key: a-key-long-enough-0123}]
+providers: [{name: m, type: mock}]
+routes: [{name: d, providers: [m]}]
+`
+	warnsOnlyWithout(t, cfg, ":1: server.public_url: GET /metrics is served on server.listen, which tenants reach", ", metrics_listen: 0.0.0.0:9464")
 }
 
 // TestValidateWarnsOfTenantsUnboundedInRedis: with Redis, a tenant without per_tenant has nothing
@@ -402,12 +417,12 @@ routes: [{name: d, providers: [m, ib]}]
 		!strings.Contains(errs, path+":4: providers[1]: providers take delivery reports (ib), but server.public_url is empty") {
 		t.Errorf("exit %d\n%s", code, errs)
 	}
-	os.WriteFile(path, []byte(fmt.Sprintf(cfg, "server: {public_url: \"https://sms.example.com\"}\n")), 0o600)
+	os.WriteFile(path, []byte(fmt.Sprintf(cfg, "server: {public_url: \"https://sms.example.com\", metrics_listen: \"127.0.0.1:9464\"}\n")), 0o600)
 	if _, _, errs := runCmd("validate", "-c", path); strings.Contains(errs, "public_url") || strings.Contains(errs, "no delivery reports") {
 		t.Errorf("warned with a public_url and a webhook secret:\n%s", errs)
 	}
 	// A public URL, but no webhook_secret to put in the callback URL: no report is asked for.
-	os.WriteFile(path, []byte(strings.Replace(fmt.Sprintf(cfg, "server: {public_url: \"https://sms.example.com\"}\n"), ", webhook_secret: y", "", 1)), 0o600)
+	os.WriteFile(path, []byte(strings.Replace(fmt.Sprintf(cfg, "server: {public_url: \"https://sms.example.com\", metrics_listen: \"127.0.0.1:9464\"}\n"), ", webhook_secret: y", "", 1)), 0o600)
 	if _, _, errs := runCmd("validate", "-c", path); !strings.Contains(errs, path+":5: providers[1]: ib is asked for no delivery reports") {
 		t.Errorf("no warning without a webhook secret:\n%s", errs)
 	}

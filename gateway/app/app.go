@@ -103,6 +103,9 @@ type App struct {
 	srv  *http.Server
 	ln   net.Listener
 	done chan error
+	// metricsSrv serves GET /metrics alone on server.metrics_listen, when it is set.
+	metricsSrv *http.Server
+	metricsLn  net.Listener
 }
 
 type tenant struct {
@@ -460,6 +463,7 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 	rt.checkRouteActions()
 	rt.checkPublicURL()
 	rt.checkCredentials()
+	rt.checkMetricsListener()
 	if len(cfg.Decoder.Problems) > 0 {
 		cfg.Decoder.Problems.Sort()
 		return nil, cfg.Decoder.Problems
@@ -509,6 +513,17 @@ func (rt *runtime) checkCredentials() {
 			weak(fmt.Sprintf("tenants[%d].previous_api_keys[%d]", i, k), s)
 		}
 	}
+}
+
+// checkMetricsListener warns when the gateway is reachable from outside (server.public_url is
+// set) and GET /metrics is on the listener tenants reach: its labels name every tenant, and its
+// figures show each one's volume, spend, countries and quarantines to anyone who asks.
+func (rt *runtime) checkMetricsListener() {
+	if rt.cfg.Server.PublicURL == "" || rt.cfg.Server.MetricsListen != "" {
+		return
+	}
+	rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: server.public_url: GET /metrics is served on server.listen, which tenants reach: it shows every tenant's volume, spend, countries and quarantines to anyone who asks; set server.metrics_listen (for example 0.0.0.0:9464) and scrape that, or block /metrics in front",
+		rt.cfg.File, rt.cfg.Decoder.Line("server.public_url")))
 }
 
 // checkTenantRates warns when tenants share Redis without a per_tenant limit: nothing then bounds
@@ -685,9 +700,9 @@ func (a *App) Reload(ctx context.Context) error {
 		a.log.Error("config reload rejected; keeping the running config", "file", a.opts.ConfigPath, "problems", n, "err", err.Error())
 		return err
 	}
-	if cfg.Server.Listen != prev.cfg.Server.Listen || cfg.Log.Format != prev.cfg.Log.Format ||
+	if cfg.Server.Listen != prev.cfg.Server.Listen || cfg.Server.MetricsListen != prev.cfg.Server.MetricsListen || cfg.Log.Format != prev.cfg.Log.Format ||
 		!reflect.DeepEqual(cfg.Storage, prev.cfg.Storage) || !reflect.DeepEqual(cfg.State, prev.cfg.State) {
-		a.log.Warn("config reload: changes to server.listen, log.format, storage and state take effect only after a restart")
+		a.log.Warn("config reload: changes to server.listen, server.metrics_listen, log.format, storage and state take effect only after a restart")
 	}
 	a.setLevel(cfg.Log.Level)
 	a.apply(rt, prev)
@@ -710,6 +725,21 @@ func (a *App) Start() error {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
 	a.ln = ln
+	if m := rt.cfg.Server.MetricsListen; m != "" {
+		if a.metricsLn, err = net.Listen("tcp", m); err != nil {
+			ln.Close()
+			return fmt.Errorf("listen %s (server.metrics_listen): %w", m, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", a.metrics.Handler())
+		a.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
+			ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+		go func() {
+			if err := a.metricsSrv.Serve(a.metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				a.log.Error("metrics listener stopped", "addr", m, "err", err.Error())
+			}
+		}()
+	}
 	e := httpapi.New(a, a.log)
 	// ReadTimeout covers headers and body: a client that stalls mid-body is cut off.
 	a.srv = &http.Server{Handler: e, ReadHeaderTimeout: min(10*time.Second, rt.cfg.Server.ReadTimeout.D()), ReadTimeout: rt.cfg.Server.ReadTimeout.D(), IdleTimeout: 120 * time.Second,
@@ -737,9 +767,21 @@ func (a *App) Start() error {
 		}
 		a.done <- err
 	}()
-	a.log.Info("smsgate listening", "addr", ln.Addr().String(), "version", a.opts.Version, "config", a.opts.ConfigPath,
-		"providers", len(rt.members), "routes", len(rt.cfg.Routes), "storage", rt.cfg.Storage.Driver)
+	attrs := []any{"addr", ln.Addr().String(), "version", a.opts.Version, "config", a.opts.ConfigPath,
+		"providers", len(rt.members), "routes", len(rt.cfg.Routes), "storage", rt.cfg.Storage.Driver}
+	if a.metricsLn != nil {
+		attrs = append(attrs, "metrics_addr", a.metricsLn.Addr().String())
+	}
+	a.log.Info("smsgate listening", attrs...)
 	return nil
+}
+
+// MetricsAddr is where server.metrics_listen listens after Start; empty when it is not set.
+func (a *App) MetricsAddr() string {
+	if a.metricsLn == nil {
+		return ""
+	}
+	return a.metricsLn.Addr().String()
 }
 
 // Addr is the listening address after Start.
@@ -788,6 +830,10 @@ func (a *App) Shutdown(ctx context.Context) error {
 		a.log.Warn("shutdown: spend-limit charges of delivery reports still running")
 	}
 	a.closeState()
+	if a.metricsSrv != nil {
+		// Last: the drain above stays visible to Prometheus.
+		a.metricsSrv.Close()
+	}
 	a.log.Info("smsgate stopped")
 	return err
 }
@@ -795,8 +841,14 @@ func (a *App) Shutdown(ctx context.Context) error {
 // Store returns the message log (tests flush it).
 func (a *App) Store() *store.Store { return a.store }
 
-// Metrics returns the metrics handler.
-func (a *App) Metrics() http.Handler { return a.metrics.Handler() }
+// Metrics implements httpapi.Backend: the metrics handler on the API's listener, or nil when
+// server.metrics_listen gives them a listener of their own.
+func (a *App) Metrics() http.Handler {
+	if a.metricsSrv != nil {
+		return nil
+	}
+	return a.metrics.Handler()
+}
 
 // MetricSet returns the metrics (tests read them).
 func (a *App) MetricSet() *metrics.Metrics { return a.metrics }

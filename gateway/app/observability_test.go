@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"regexp"
 	"slices"
@@ -201,5 +203,37 @@ func TestBatchHistogramCountsEveryWrite(t *testing.T) {
 	}
 	if count < 1 || count > sum {
 		t.Fatalf("%v batches for %v records", count, sum)
+	}
+}
+
+// TestMetricsCanLeaveTheTenantsListener: with server.metrics_listen, GET /metrics answers there
+// (every tenant's series) and 404 on the listener tenants reach, where it showed one tenant the
+// others' volumes, spend and quarantines. The other endpoints stay where they were.
+func TestMetricsCanLeaveTheTenantsListener(t *testing.T) {
+	h := start(t, strings.Replace(baseConfig, "  admin_token: admin-t0ken\n", "  admin_token: admin-t0ken\n  metrics_listen: 127.0.0.1:0\n", 1), Options{})
+	if r := h.send("acme-key", `{"message_options":{"recipient":"+14155550104","text":"Your code is 123456","message_type":"sms"}}`); r.Status != 200 {
+		t.Fatalf("send: %d %s", r.Status, r.Raw)
+	}
+	if r := h.do("GET", "/metrics", "", ""); r.Status != 404 || !strings.Contains(r.Raw, `"not_found"`) || strings.Contains(r.Raw, "acme") {
+		t.Errorf("/metrics on the tenants' listener: %d %s", r.Status, r.Raw)
+	}
+	if r := h.do("GET", "/healthz", "", ""); r.Status != 200 {
+		t.Errorf("/healthz on the tenants' listener: %d", r.Status)
+	}
+	addr := h.app.MetricsAddr()
+	if addr == "" || addr == h.app.Addr() {
+		t.Fatalf("metrics address %q, API address %q", addr, h.app.Addr())
+	}
+	res, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || !strings.Contains(string(raw), `smsgate_requests_total{outcome="sent",route="default",tenant="acme"} 1`) {
+		t.Errorf("/metrics on server.metrics_listen: %d\n%.600s", res.StatusCode, raw)
+	}
+	if res, err := http.Get("http://" + addr + "/v1/messages"); err != nil || res.StatusCode != 404 {
+		t.Errorf("the metrics listener serves more than /metrics: %v %v", res.StatusCode, err)
 	}
 }

@@ -45,6 +45,9 @@ type Config struct {
 type Server struct {
 	// Listen is host:port; default 127.0.0.1:8080.
 	Listen string `yaml:"listen"`
+	// MetricsListen, when set (host:port), serves GET /metrics there and nowhere else: the
+	// metrics name every tenant, so they stay off the listener tenants reach.
+	MetricsListen string `yaml:"metrics_listen"`
 	// RequestTimeout is the whole budget of one send request; default 8s.
 	RequestTimeout gateway.Duration `yaml:"request_timeout"`
 	// PublicURL is the externally reachable base URL (for delivery-report callbacks); empty: none.
@@ -685,6 +688,13 @@ func (c *Config) validate() {
 	}
 	if c.Server.ReadTimeout < 0 {
 		c.Problem("server.read_timeout", "must be positive")
+	}
+	if m := c.Server.MetricsListen; m != "" {
+		if _, port, err := net.SplitHostPort(m); err != nil || port == "" {
+			c.Problem("server.metrics_listen", "must be host:port (for example 0.0.0.0:9464), not %q", m)
+		} else if m == c.Server.Listen {
+			c.Problem("server.metrics_listen", "is server.listen itself: metrics would stay on the listener tenants reach")
+		}
 	}
 	for i, tok := range c.Server.PreviousAdminTokens {
 		p := fmt.Sprintf("server.previous_admin_tokens[%d]", i)

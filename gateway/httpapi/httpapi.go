@@ -206,6 +206,7 @@ type Backend interface {
 	Admin(token string) (enabled, ok bool)
 	PublicURL() string
 	MaxBodyBytes() int64
+	// Metrics is GET /metrics on this listener; nil when the metrics have a listener of their own.
 	Metrics() http.Handler
 }
 
@@ -237,7 +238,9 @@ func New(b Backend, log *slog.Logger) *echo.Echo {
 	}
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", h.ready)
-	e.GET("/metrics", echo.WrapHandler(b.Metrics()))
+	if m := b.Metrics(); m != nil {
+		e.GET("/metrics", echo.WrapHandler(m))
+	}
 	e.GET("/openapi.yaml", func(c echo.Context) error { return c.Blob(http.StatusOK, "application/yaml", docs.OpenAPI) })
 	return e
 }

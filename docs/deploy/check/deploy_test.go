@@ -129,7 +129,7 @@ func TestComposeFileLoadsWithTheSpecification(t *testing.T) {
 func checkGatewayConfig(t *testing.T, cfg string) {
 	t.Helper()
 	for k, v := range map[string]string{"SMSGATE_DSN": "postgres://u:p@db:5432/smsgate", "SMSGATE_REDIS_ADDR": "redis:6379",
-		"SMSGATE_REDIS_PASSWORD": "x", "SMSGATE_KEY_SECRET": "check-key-secret-0123456789", "SMSGATE_ADMIN_TOKEN": "admin"} {
+		"SMSGATE_REDIS_PASSWORD": "x", "SMSGATE_KEY_SECRET": "check-key-secret-0123456789", "SMSGATE_ADMIN_TOKEN": "check-admin-token-0123456789"} {
 		t.Setenv(k, v)
 	}
 	path := filepath.Join(t.TempDir(), "smsgate.yaml")
