@@ -215,10 +215,10 @@ func (a *App) SetProviderDisabled(name string, disabled bool) error {
 	if !ok {
 		return httpapi.ErrNotFound
 	}
-	mi.member.SetDisabled(disabled)
-	a.metrics.ProviderDisabled.WithLabelValues(name).Set(boolGauge(disabled))
-	a.log.Warn("provider drain changed by operator", "provider", name, "disabled", disabled)
-	return nil
+	if !disabled && mi.cfgDisabled {
+		return httpapi.ErrDisabledInConfig
+	}
+	return a.setDrain(name, disabled) // drains.go
 }
 
 // Ready implements httpapi.Backend: the config is loaded and at least one provider can be tried.

@@ -87,9 +87,13 @@ type App struct {
 	gate       policy.MemoryLimiter
 	lines      lineGate // bounds the log lines of errors (loglines.go)
 	closeState func()
-	// stateClient is the shared Redis, nil with state.driver memory.
+	// stateClient is the shared Redis, nil with state.driver memory; statePrefix its keys' prefix.
 	stateClient *redis.Client
-	failOpen    bool
+	statePrefix string
+	// drained holds the providers an operator drained, as this replica last read them (drains.go).
+	drainMu  sync.Mutex
+	drained  map[string]bool
+	failOpen bool
 
 	notifier *notifier
 	health   healthTable
@@ -247,7 +251,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 	if out == nil {
 		out = os.Stderr
 	}
-	a := &App{opts: o, level: new(slog.LevelVar), metrics: metrics.New(), done: make(chan error, 1)}
+	a := &App{opts: o, level: new(slog.LevelVar), metrics: metrics.New(), done: make(chan error, 1), drained: map[string]bool{}}
 	a.log = newLogger(out, cfg.Log.Format, a.level)
 	a.setLevel(cfg.Log.Level)
 	a.flight.OnPanic = func(_ string, v any) { a.log.Error("panic in send", "panic", fmt.Sprint(v)) }
@@ -352,7 +356,7 @@ func (a *App) openState(ctx context.Context, cfg *config.Config) error {
 		return base64.RawURLEncoding.EncodeToString(h[:16])
 	}
 	a.pumping = &policy.Pumping{State: r, Now: a.opts.Now}
-	a.stateClient = client
+	a.stateClient, a.statePrefix = client, rc.KeyPrefix
 	a.closeState = func() { client.Close() }
 	return nil
 }
@@ -648,20 +652,16 @@ func (a *App) apply(rt, prev *runtime) {
 	for _, w := range rt.warnings {
 		a.log.Warn("config: " + w)
 	}
+	a.drainMu.Lock()
+	a.applyDrains(rt, "config") // the config's disabled keys and the operators' drains (drains.go)
+	a.drainMu.Unlock()
 	for _, name := range rt.order {
 		mi := rt.members[name]
-		if prev != nil {
-			if old, ok := prev.members[name]; ok && old.member == mi.member && old.cfgDisabled != mi.cfgDisabled {
-				mi.member.SetDisabled(mi.cfgDisabled)
-				a.log.Warn("provider drain changed by config", "provider", name, "disabled", mi.cfgDisabled)
-			}
-		}
 		if prev == nil || prev.members[name] == nil || prev.members[name].member != mi.member {
 			for _, ch := range dispatch.Channels {
 				a.metrics.BreakerState.WithLabelValues(name, string(ch)).Set(float64(metrics.StateValue(mi.member.ChannelState(ch))))
 			}
 		}
-		a.metrics.ProviderDisabled.WithLabelValues(name).Set(boolGauge(mi.member.Disabled()))
 	}
 	if prev != nil {
 		for name := range prev.members {
@@ -745,11 +745,15 @@ func (a *App) Start() error {
 	a.srv = &http.Server{Handler: e, ReadHeaderTimeout: min(10*time.Second, rt.cfg.Server.ReadTimeout.D()), ReadTimeout: rt.cfg.Server.ReadTimeout.D(), IdleTimeout: 120 * time.Second,
 		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
 	a.stop = make(chan struct{})
+	if a.stateClient != nil {
+		a.readDrains() // before the first send: a replica started during a drain starts drained
+		go every(a.stop, drainPoll, a.readDrains)
+	}
 	go a.healthLoop(a.stop)
 	go a.pushLoop(a.stop)
 	if a.stateClient != nil {
 		a.readStateMemory(a.stateClient)
-		go a.stateMemoryLoop(a.stateClient, a.stop)
+		go every(a.stop, stateMemoryEvery, func() { a.readStateMemory(a.stateClient) })
 	}
 	go func() {
 		// Reported prices at once, not a refresh later: a restart must not route on stale prices.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -409,5 +410,85 @@ func TestStateStoreMemoryIsWatched(t *testing.T) {
 	h.app.readStateMemory(h.app.stateClient)
 	if n := testutil.CollectAndCount(m.StateMemoryMax); n != 1 || testutil.ToFloat64(m.StateMemoryMax.WithLabelValues("noeviction")) != 3<<20 {
 		t.Errorf("after a policy change: %d series, noeviction %v", n, testutil.ToFloat64(m.StateMemoryMax.WithLabelValues("noeviction")))
+	}
+}
+
+const drainConfig = `
+server: {admin_token: drain-admin-token-0123}
+storage: {driver: memory}
+state: {driver: redis, redis: {addr: "$REDIS", key_prefix: "drain:"}, key_secret: "e2e-key-secret-0123456789"}
+tenants: [{name: acme, api_key: acme-key-0123456789}]
+providers: [{name: primary, type: mock}, {name: backup, type: mock}, {name: spare, type: mock, disabled: true}]
+routes: [{name: d, providers: [primary, backup]}]
+`
+
+// TestADrainReachesEveryReplica: behind a load balancer the drain call reaches one replica; every
+// replica drains the provider (within a poll), a replica started during the drain starts
+// drained, and ending it on any replica ends it on all. Enabling a provider the config disables
+// is refused, and a drain Redis does not take changes nothing. The drain was once the replica's
+// own: the runbook's call through the load balancer drained one replica of three.
+func TestADrainReachesEveryReplica(t *testing.T) {
+	addr, stop := redistest.Server(t)
+	cfg := strings.Replace(drainConfig, "$REDIS", addr, 1)
+	a, b := start(t, cfg, Options{}), start(t, cfg, Options{})
+	n := 0
+	sentBy := func(h *harness) string {
+		n++
+		r := h.send("acme-key-0123456789", fmt.Sprintf(`{"recipient":"+1415555%04d","text":"Your code is %06d","context":{}}`, n, n))
+		s, _ := r.Body["provider"].(string)
+		return s
+	}
+	// eventually waits (a few polls at most) until every replica sends through want.
+	eventually := func(want string, hs ...*harness) {
+		t.Helper()
+		for _, h := range hs {
+			deadline := time.Now().Add(5 * drainPoll)
+			for sentBy(h) != want {
+				if time.Now().After(deadline) {
+					t.Fatalf("a replica still does not send through %s", want)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	}
+	const admin = "drain-admin-token-0123"
+	if r := a.do("POST", "/v1/providers/primary/disable", admin, ""); r.Status != 200 || r.Body["disabled"] != true {
+		t.Fatalf("disable on a: %d %s", r.Status, r.Raw)
+	}
+	if got := sentBy(a); got != "backup" {
+		t.Errorf("a, which took the drain, sent through %s", got)
+	}
+	eventually("backup", b)
+	// The one key without an expiry (volatile-lru must never end a drain): a field per drained
+	// provider, gone when the drain ends.
+	rc := redis.NewClient(&redis.Options{Addr: addr})
+	defer rc.Close()
+	ctx := context.Background()
+	if keys, ttl := rc.HKeys(ctx, "drain:drains").Val(), rc.PTTL(ctx, "drain:drains").Val(); !slices.Equal(keys, []string{"primary"}) || ttl != -1 {
+		t.Errorf("drains in Redis: %v with TTL %v", keys, ttl)
+	}
+	if v := testutil.ToFloat64(b.app.MetricSet().ProviderDisabled.WithLabelValues("primary")); v != 1 {
+		t.Errorf("smsgate_provider_disabled{primary} on b = %v", v)
+	}
+	c := start(t, cfg, Options{})
+	if got := sentBy(c); got != "backup" {
+		t.Errorf("a replica started during the drain sent through %s first", got)
+	}
+	if r := b.do("POST", "/v1/providers/primary/enable", admin, ""); r.Status != 200 || r.Body["disabled"] != false {
+		t.Fatalf("enable on b: %d %s", r.Status, r.Raw)
+	}
+	eventually("primary", a, b, c)
+	if n := rc.Exists(ctx, "drain:drains").Val(); n != 0 {
+		t.Errorf("the drains hash outlived the last drain")
+	}
+	if r := c.do("POST", "/v1/providers/spare/enable", admin, ""); r.Status != 409 || errCode(r) != "disabled_in_config" {
+		t.Errorf("enabling a provider the config disables: %d %s", r.Status, r.Raw)
+	}
+	stop()
+	if r := a.do("POST", "/v1/providers/primary/disable", admin, ""); r.Status != 503 || errCode(r) != "policy_unavailable" {
+		t.Errorf("a drain Redis did not take: %d %s", r.Status, r.Raw)
+	}
+	if got := sentBy(a); got != "primary" {
+		t.Errorf("a drain Redis did not take changed this replica: sent through %s", got)
 	}
 }

@@ -11,13 +11,9 @@ import (
 // stateMemoryEvery is how often a replica reads the shared state store's memory figures.
 const stateMemoryEvery = 30 * time.Second
 
-// stateMemoryLoop reads the shared Redis's memory figures into smsgate_state_memory_used_bytes,
-// smsgate_state_memory_max_bytes and smsgate_state_evicted_keys every stateMemoryEvery until
-// stop (Start reads them once before). Every key smsgate writes expires, so what Redis holds is bounded
-// by the tenants' limits; these show how close it is to its maxmemory, and whether it already
-// lost keys before their time (docs/operations.md, "Sizing Redis").
-func (a *App) stateMemoryLoop(client *redis.Client, stop <-chan struct{}) {
-	t := time.NewTicker(stateMemoryEvery)
+// every calls f every d until stop.
+func every(stop <-chan struct{}, d time.Duration, f func()) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
@@ -25,12 +21,16 @@ func (a *App) stateMemoryLoop(client *redis.Client, stop <-chan struct{}) {
 			return
 		case <-t.C:
 		}
-		a.readStateMemory(client)
+		f()
 	}
 }
 
-// readStateMemory reads INFO memory and INFO stats once (two calls: Redis before 7 takes one
-// section per call). A failure leaves the figures as they were: smsgate_state_errors_total and
+// readStateMemory reads the shared Redis's memory figures into smsgate_state_memory_used_bytes,
+// smsgate_state_memory_max_bytes and smsgate_state_evicted_keys (Start, then every
+// stateMemoryEvery). Every key smsgate writes expires but the drains, so what Redis holds is
+// bounded by the tenants' limits; these show how close it is to its maxmemory, and whether it
+// already lost keys before their time (docs/operations.md, "Sizing Redis"). It reads INFO memory
+// and INFO stats (two calls: Redis before 7 takes one section per call). A failure leaves the figures as they were: smsgate_state_errors_total and
 // its alert already cover a store that does not answer.
 func (a *App) readStateMemory(client *redis.Client) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

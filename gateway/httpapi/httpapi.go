@@ -156,6 +156,10 @@ var (
 	ErrBadRequest       = errors.New("bad request")
 	ErrMethodNotAllowed = errors.New("method not allowed")
 	ErrMediaType        = errors.New("unsupported media type")
+	// ErrDisabledInConfig: a provider the config disables cannot be enabled through the API.
+	ErrDisabledInConfig = errors.New("disabled in the config")
+	// ErrStateUnavailable: the shared state store did not take a change; nothing changed.
+	ErrStateUnavailable = errors.New("state store unavailable")
 )
 
 // InfobipCall is one request to the Infobip-compatible API.
@@ -193,6 +197,8 @@ type Backend interface {
 	Reports(ctx context.Context, typ, name string, r *http.Request, body []byte, publicURL string) error
 	// Providers lists every provider; with country set (ISO 3166-1 alpha-2), with its cost there.
 	Providers(country string) []ProviderStatus
+	// SetProviderDisabled drains or restores a provider on every replica sharing the state
+	// (ErrNotFound, ErrDisabledInConfig, ErrStateUnavailable).
 	SetProviderDisabled(name string, disabled bool) error
 	// Quarantines lists the number ranges held under suspicion of SMS pumping.
 	Quarantines(ctx context.Context) ([]policy.Quarantine, error)
@@ -622,7 +628,12 @@ func (h *handlers) providers(c echo.Context) error {
 
 func (h *handlers) disable(v bool) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if err := h.b.SetProviderDisabled(c.Param("name"), v); err != nil {
+		switch err := h.b.SetProviderDisabled(c.Param("name"), v); {
+		case errors.Is(err, ErrDisabledInConfig):
+			return fail(http.StatusConflict, "disabled_in_config", "the config disables this provider (disabled: true): change the config and reload to enable it")
+		case errors.Is(err, ErrStateUnavailable):
+			return fail(http.StatusServiceUnavailable, "policy_unavailable", "the drain could not be shared with the other replicas through the state store; nothing changed, retry")
+		case err != nil:
 			return fail(http.StatusNotFound, "not_found", "no provider with this name")
 		}
 		for _, p := range h.b.Providers("") {
