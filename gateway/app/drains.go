@@ -28,8 +28,11 @@ const drainPoll = time.Second
 func (a *App) drainKey() string { return a.statePrefix + "drains" }
 
 // setDrain records that an operator drained (true) or restored (false) provider: in Redis when
-// the state is shared, then in this replica's set.
+// the state is shared, then in this replica's set. drainMu is held throughout, so a poll that read
+// Redis before the write cannot put the old set back after it.
 func (a *App) setDrain(provider string, drained bool) error {
+	a.drainMu.Lock()
+	defer a.drainMu.Unlock()
 	if a.stateClient != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -44,8 +47,6 @@ func (a *App) setDrain(provider string, drained bool) error {
 			return httpapi.ErrStateUnavailable
 		}
 	}
-	a.drainMu.Lock()
-	defer a.drainMu.Unlock()
 	if drained {
 		a.drained[provider] = true
 	} else {
@@ -58,6 +59,8 @@ func (a *App) setDrain(provider string, drained bool) error {
 // readDrains replaces this replica's drains by the shared ones and applies any change. A state
 // store that does not answer leaves them as they were (counted in smsgate_state_errors_total).
 func (a *App) readDrains() {
+	a.drainMu.Lock()
+	defer a.drainMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	names, err := a.stateClient.HKeys(ctx, a.drainKey()).Result()
@@ -69,8 +72,6 @@ func (a *App) readDrains() {
 	for _, n := range names {
 		set[n] = true
 	}
-	a.drainMu.Lock()
-	defer a.drainMu.Unlock()
 	if maps.Equal(set, a.drained) {
 		return
 	}
