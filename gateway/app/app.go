@@ -643,11 +643,10 @@ func (rt *runtime) checkRouteCapabilities() {
 	}
 }
 
-// apply makes a successfully built runtime's provider state true before it is swapped in: a
-// provider whose disabled key changed in the file takes the file's value (an operator's drain
-// through the admin API survives reloads that leave the key alone), a new member starts with the
-// file's value, and the per-provider metric series follow: set for every provider, deleted with
-// a provider that is gone.
+// apply makes a successfully built runtime's provider state true before it is swapped in: it logs
+// the config's warnings, disables each provider its disabled key or an operator's drain disables
+// (drains.go) and enables the others, and the per-provider metric series follow: set for every
+// provider, deleted with a provider that is gone.
 func (a *App) apply(rt, prev *runtime) {
 	for _, w := range rt.warnings {
 		a.log.Warn("config: " + w)
@@ -748,13 +747,11 @@ func (a *App) Start() error {
 	if a.stateClient != nil {
 		a.readDrains() // before the first send: a replica started during a drain starts drained
 		go every(a.stop, drainPoll, a.readDrains)
-	}
-	go a.healthLoop(a.stop)
-	go a.pushLoop(a.stop)
-	if a.stateClient != nil {
 		a.readStateMemory(a.stateClient)
 		go every(a.stop, stateMemoryEvery, func() { a.readStateMemory(a.stateClient) })
 	}
+	go a.healthLoop(a.stop)
+	go a.pushLoop(a.stop)
 	go func() {
 		// Reported prices at once, not a refresh later: a restart must not route on stale prices.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
