@@ -221,16 +221,29 @@ func (a *App) SetProviderDisabled(name string, disabled bool) error {
 	return a.setDrain(name, disabled) // drains.go
 }
 
-// Ready implements httpapi.Backend: the config is loaded and at least one provider can be tried.
+// Ready implements httpapi.Backend: the config is loaded and, unless every provider is disabled,
+// one that is not can be tried. Open breakers are this replica's own (its path to the providers
+// may be the broken one), so the load balancer may as well use another replica. Disabled providers
+// are the same on every replica: when all are disabled, taking every replica out of the load
+// balancer would change nothing for sends and would cut off the admin API, the one way to end a
+// drain through it.
 func (a *App) Ready() (bool, string) {
 	rt := a.rt.Load()
 	if rt == nil {
 		return false, "no config loaded"
 	}
+	enabled := false
 	for _, mi := range rt.members {
+		if mi.member.Disabled() {
+			continue
+		}
+		enabled = true
 		if mi.member.Available() {
 			return true, ""
 		}
 	}
-	return false, "every provider is disabled or has an open breaker"
+	if !enabled {
+		return true, ""
+	}
+	return false, "every provider that is not disabled has an open breaker"
 }

@@ -627,3 +627,47 @@ func TestRequestIDInResponseAndLog(t *testing.T) {
 		}
 	}
 }
+
+// TestReadinessFollowsBreakersNotDrains: a replica whose every enabled provider has an open
+// breaker is not ready (another replica's path to the providers may work), but one whose every
+// provider is disabled stays ready: drains are the same on every replica, and with all replicas
+// out of the load balancer the admin API could not be reached to end the drain.
+func TestReadinessFollowsBreakersNotDrains(t *testing.T) {
+	h := start(t, `
+server: {admin_token: ready-admin-token-0123}
+storage: {driver: memory}
+policy: {rate_limits: {per_recipient: 0}}
+tenants: [{name: a, api_key: a-key-0123456789abcd}, {name: b, api_key: b-key-0123456789abcd}]
+providers: [{name: p1, type: mock, failure_rate: 1, breaker: {consecutive_failures: 2}}]
+routes: [{name: d, providers: [p1]}]
+`, Options{})
+	ready := func() int { return h.do("GET", "/readyz", "", "").Status }
+	if s := ready(); s != 200 {
+		t.Fatalf("readyz at start: %d", s)
+	}
+	// Each channel's shared breaker opens on two tenants' failures; one open channel leaves the
+	// provider available for the other.
+	for i := 0; i < 16 && ready() == 200; i++ {
+		h.send([]string{"a-key-0123456789abcd", "b-key-0123456789abcd"}[i%2],
+			fmt.Sprintf(`{"message_options":{"recipient":"+1415555%04d","text":"Your code is %06d","message_type":"%s"}}`, i, i, []string{"sms", "voice"}[i/8]))
+		if i == 7 && ready() != 200 {
+			t.Fatal("not ready with the voice breaker closed")
+		}
+	}
+	if s := ready(); s != 503 {
+		t.Fatalf("readyz with both of the only provider's breakers open: %d", s)
+	}
+	const admin = "ready-admin-token-0123"
+	if r := h.do("POST", "/v1/providers/p1/disable", admin, ""); r.Status != 200 {
+		t.Fatalf("disable: %d %s", r.Status, r.Raw)
+	}
+	if s := ready(); s != 200 {
+		t.Errorf("readyz with every provider drained: %d, want 200", s)
+	}
+	if r := h.do("POST", "/v1/providers/p1/enable", admin, ""); r.Status != 200 {
+		t.Fatalf("enable: %d %s", r.Status, r.Raw)
+	}
+	if s := ready(); s != 503 {
+		t.Errorf("readyz after the drain ended, the breaker still open: %d", s)
+	}
+}
