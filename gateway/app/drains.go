@@ -90,5 +90,6 @@ func (a *App) applyDrains(rt *runtime, by string) {
 			a.log.Warn("provider drain changed", "provider", name, "disabled", want, "by", by)
 		}
 		a.metrics.ProviderDisabled.WithLabelValues(name).Set(boolGauge(want))
+		a.metrics.ProviderDrained.WithLabelValues(name).Set(boolGauge(a.drained[name]))
 	}
 }

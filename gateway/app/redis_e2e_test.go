@@ -467,8 +467,12 @@ func TestADrainReachesEveryReplica(t *testing.T) {
 	if keys, ttl := rc.HKeys(ctx, "drain:drains").Val(), rc.PTTL(ctx, "drain:drains").Val(); !slices.Equal(keys, []string{"primary"}) || ttl != -1 {
 		t.Errorf("drains in Redis: %v with TTL %v", keys, ttl)
 	}
-	if v := testutil.ToFloat64(b.app.MetricSet().ProviderDisabled.WithLabelValues("primary")); v != 1 {
-		t.Errorf("smsgate_provider_disabled{primary} on b = %v", v)
+	bm := b.app.MetricSet()
+	if dis, dr := testutil.ToFloat64(bm.ProviderDisabled.WithLabelValues("primary")), testutil.ToFloat64(bm.ProviderDrained.WithLabelValues("primary")); dis != 1 || dr != 1 {
+		t.Errorf("on b: smsgate_provider_disabled{primary} = %v, smsgate_provider_drained = %v", dis, dr)
+	}
+	if dis, dr := testutil.ToFloat64(bm.ProviderDisabled.WithLabelValues("spare")), testutil.ToFloat64(bm.ProviderDrained.WithLabelValues("spare")); dis != 1 || dr != 0 {
+		t.Errorf("the config's spare on b: disabled %v, drained %v (a config key is no drain)", dis, dr)
 	}
 	c := start(t, cfg, Options{})
 	if got := sentBy(c); got != "backup" {
@@ -480,6 +484,9 @@ func TestADrainReachesEveryReplica(t *testing.T) {
 	eventually("primary", a, b, c)
 	if n := rc.Exists(ctx, "drain:drains").Val(); n != 0 {
 		t.Errorf("the drains hash outlived the last drain")
+	}
+	if dr := testutil.ToFloat64(a.app.MetricSet().ProviderDrained.WithLabelValues("primary")); dr != 0 {
+		t.Errorf("smsgate_provider_drained{primary} on a after the drain ended: %v", dr)
 	}
 	if r := c.do("POST", "/v1/providers/spare/enable", admin, ""); r.Status != 409 || errCode(r) != "disabled_in_config" {
 		t.Errorf("enabling a provider the config disables: %d %s", r.Status, r.Raw)

@@ -37,6 +37,7 @@ type Metrics struct {
 	Demotions          *prometheus.CounterVec
 	Reloads            *prometheus.CounterVec
 	ProviderDisabled   *prometheus.GaugeVec
+	ProviderDrained    *prometheus.GaugeVec
 	StateErrors        *prometheus.CounterVec
 	Spend              *prometheus.CounterVec
 	EstimatedSpend     *prometheus.CounterVec
@@ -95,6 +96,8 @@ func New() *Metrics {
 			Help: "Config reloads by result."}, []string{"result"}),
 		ProviderDisabled: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "smsgate_provider_disabled",
 			Help: "1 when the provider is drained (disabled: in the config, or by an operator through the admin API)."}, []string{"provider"}),
+		ProviderDrained: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "smsgate_provider_drained",
+			Help: "1 while an operator's drain (POST /v1/providers/{name}/disable) is on: shared by every replica with state.driver redis, it lasts until an operator ends it."}, []string{"provider"}),
 		StateErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_state_errors_total",
 			Help: "Failed calls to the policy state store (rate limits, idempotency, resends), by operation."}, []string{"op"}),
 		Spend: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_spend_total",
@@ -113,7 +116,7 @@ func New() *Metrics {
 			Help: "Keys the state store has evicted since it started (Redis's evicted_keys): each a rate-limit bucket, idempotency record or the like lost before its time."}),
 	}
 	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.Attempts, m.ProviderLatency, m.BreakerState,
-		m.BreakerTransitions, m.TenantBreakerOpens, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBatch, m.LogBacklog, m.LogDropped, m.LogCommitTimeouts, m.Notify, m.PreviousKeys, m.DeliveryRate, m.Demotions, m.Reloads, m.ProviderDisabled, m.StateErrors, m.Spend, m.EstimatedSpend, m.Quarantines,
+		m.BreakerTransitions, m.TenantBreakerOpens, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBatch, m.LogBacklog, m.LogDropped, m.LogCommitTimeouts, m.Notify, m.PreviousKeys, m.DeliveryRate, m.Demotions, m.Reloads, m.ProviderDisabled, m.ProviderDrained, m.StateErrors, m.Spend, m.EstimatedSpend, m.Quarantines,
 		m.StateMemoryUsed, m.StateMemoryMax, m.StateEvictedKeys, m.Paced,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
@@ -143,7 +146,7 @@ func (m *Metrics) Handler() http.Handler {
 func (m *Metrics) DeleteProvider(name string) {
 	for _, v := range []interface {
 		DeletePartialMatch(prometheus.Labels) int
-	}{m.Attempts, m.ProviderLatency, m.BreakerState, m.BreakerTransitions, m.TenantBreakerOpens, m.DeliveryReports, m.ProviderDisabled, m.DeliveryRate, m.Demotions, m.Spend, m.Paced} {
+	}{m.Attempts, m.ProviderLatency, m.BreakerState, m.BreakerTransitions, m.TenantBreakerOpens, m.DeliveryReports, m.ProviderDisabled, m.ProviderDrained, m.DeliveryRate, m.Demotions, m.Spend, m.Paced} {
 		v.DeletePartialMatch(prometheus.Labels{"provider": name})
 	}
 	m.Failovers.DeletePartialMatch(prometheus.Labels{"from": name})
