@@ -394,7 +394,7 @@ func (a *App) setLevel(s string) {
 func (a *App) Logger() *slog.Logger { return a.log }
 
 // build compiles cfg into a runtime, reusing members of prev whose config did not change (so
-// their breaker state and drain flag survive a reload).
+// their breaker state survives a reload; drains are kept apart, by name: drains.go).
 func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 	rt := &runtime{cfg: cfg, keys: map[[32]byte]apiKey{}, byName: map[string]*tenant{}, routes: routing.Compile(cfg.Routes), members: map[string]*memberInfo{}, keySecret: processKeySecret}
 	if cfg.State.KeySecret != "" {

@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"maps"
-	"slices"
 	"time"
 
 	"github.com/smsgate/smsgate/gateway/httpapi"
@@ -82,7 +81,7 @@ func (a *App) readDrains() {
 // applyDrains disables each of rt's providers that its config disables or an operator drained,
 // and enables the others, logging each change with by (who changed it). Callers hold drainMu.
 func (a *App) applyDrains(rt *runtime, by string) {
-	for _, name := range slices.Sorted(maps.Keys(rt.members)) {
+	for _, name := range rt.order {
 		mi := rt.members[name]
 		want := mi.cfgDisabled || a.drained[name]
 		if mi.member.Disabled() != want {
