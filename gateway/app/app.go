@@ -118,9 +118,11 @@ type tenant struct {
 	rules              *policy.Rules
 	acceptUnrecognized bool
 	// allowSender honours the sender a request names; notifyHosts are the hosts that delivery
-	// reports of the Infobip-compatible API may be pushed to.
-	allowSender bool
-	notifyHosts map[string]bool
+	// reports of the Infobip-compatible API may be pushed to, and notifyPrivate lets those pushes
+	// reach addresses inside the operator's network.
+	allowSender   bool
+	notifyHosts   map[string]bool
+	notifyPrivate bool
 	// pumping is the tenant's effective pumping detection settings.
 	pumping config.Pumping
 	// inflight counts this tenant's sends in flight on this replica (admission.go).
@@ -404,7 +406,7 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 	for i := range cfg.Tenants {
 		t := &cfg.Tenants[i]
 		tn := &tenant{name: t.Name, rules: policy.Compile(cfg, t), acceptUnrecognized: t.AcceptUnrecognizedNumbers, allowSender: t.AllowSender,
-			notifyHosts: map[string]bool{}, pumping: cfg.EffectivePumping(t)}
+			notifyHosts: map[string]bool{}, notifyPrivate: t.NotifyPrivateAddresses, pumping: cfg.EffectivePumping(t)}
 		for _, h := range t.NotifyHosts {
 			tn.notifyHosts[strings.ToLower(h)] = true
 		}

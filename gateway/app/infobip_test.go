@@ -24,13 +24,13 @@ import (
 )
 
 // compatConfig: tenant acme reaches its route through Infobip then Twilio (both fakes); it may
-// have reports pushed to $HOOKHOST. Tenant tight has a rate limit of one message an hour.
+// have reports pushed to $HOOKHOST, a loopback address (notify_private_addresses). Tenant tight has a rate limit of one message an hour.
 const compatConfig = `
 server: {request_timeout: 3s, public_url: "https://sms.example.com"}
 storage: {driver: sqlite, path: $DIR/log.db}
 policy: {rate_limits: {per_recipient: 0}, resend_escalation: {enabled: false}, denied_countries: [KP]}
 tenants:
-  - {name: acme, api_key: acme-ib-key, notify_hosts: ["$HOOKHOST"]}
+  - {name: acme, api_key: acme-ib-key, notify_hosts: ["$HOOKHOST"], notify_private_addresses: true}
   - {name: tight, api_key: tight-key, rate_limits: {per_tenant: 1/1h}}
   - {name: sender, api_key: sender-key, allow_sender: true}
 providers:
@@ -390,15 +390,18 @@ func TestNotifyQueuesArePerTenant(t *testing.T) {
 	}))
 	defer fast.Close()
 	n := newNotifier(c.app)
-	n.client.Timeout, n.backoff = time.Minute, nil
+	n.private.Timeout, n.backoff = time.Minute, nil
+	n.client = n.private            // both tenants' endpoints are on loopback; mallory is in no config
 	defer n.close(10 * time.Second) // after the release below: the queued pushes then end at once
 	defer close(release)
 	dropped := testutil.ToFloat64(c.app.metrics.Notify.WithLabelValues("mallory", "dropped"))
 	for i := range notifyQueueMax + 100 {
 		n.push(&store.Record{ID: fmt.Sprint("mallory-", i), Tenant: "mallory", Source: "infobip-sms-v3", NotifyURL: slow.URL, Status: gateway.StatusDelivered})
 	}
-	for inFlight.Load() < notifyWorkers {
-		time.Sleep(time.Millisecond)
+	for end := time.Now().Add(10 * time.Second); inFlight.Load() < notifyWorkers; time.Sleep(time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("%d of mallory's pushes reached its endpoint, want %d", inFlight.Load(), notifyWorkers)
+		}
 	}
 	n.push(&store.Record{ID: "acme-1", Tenant: "acme", Source: "infobip-sms-v3", NotifyURL: fast.URL, Status: gateway.StatusDelivered})
 	select {

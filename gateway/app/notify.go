@@ -5,9 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/smsgate/smsgate/gateway"
@@ -31,6 +34,12 @@ import (
 // Each tenant has its own queue (at most notifyQueueMax; a sweep claims no more than fit) and its
 // own workers (at most notifyWorkers): a tenant whose endpoint hangs or fails delays only its own
 // pushes, never another tenant's.
+//
+// A tenant's notify host is the operator's allow list, but its DNS is the tenant's: it could
+// point the name at the gateway's own loopback, at a private service beside it or at the cloud's
+// metadata address. So a push connects only to a public address (gateway.PublicAddr), checked on
+// the address each connection is actually made to, after DNS, unless the tenant has
+// notify_private_addresses. Pushes never go through HTTP_PROXY: the check must see the address.
 
 const (
 	// notifyQueueMax bounds a tenant's claimed pushes waiting on a replica (a sweep claims no
@@ -49,8 +58,9 @@ const (
 
 // notifier posts claimed pushes, per tenant.
 type notifier struct {
-	a      *App
-	client *http.Client
+	a *App
+	// client connects to public addresses only; private, to any (notify_private_addresses).
+	client, private *http.Client
 	// backoff is the wait before each post again within a try; its length bounds the posts.
 	backoff []time.Duration
 	wg      sync.WaitGroup
@@ -70,9 +80,37 @@ type notifyQueue struct {
 
 func newNotifier(a *App) *notifier {
 	return &notifier{a: a, backoff: []time.Duration{time.Second, 5 * time.Second}, queues: map[string]*notifyQueue{}, kick: make(chan struct{}, 1),
-		client: &http.Client{Timeout: 5 * time.Second,
-			// Never follow a redirect: the allow list names where reports may go.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+		client: pushClient(publicOnly), private: pushClient(nil)}
+}
+
+// pushClient posts pushes directly (never through a proxy), with control checking each address
+// it connects to.
+func pushClient(control func(context.Context, string, string, syscall.RawConn) error) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil
+	tr.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second, ControlContext: control}).DialContext
+	return &http.Client{Timeout: 5 * time.Second, Transport: tr,
+		// Never follow a redirect: the allow list names where reports may go.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// notPublicError refuses a connection to an address inside the operator's network.
+type notPublicError struct{ addr netip.Addr }
+
+func (e *notPublicError) Error() string {
+	return "the notify URL's host resolved to " + e.addr.String() + ", not a public address (tenants[].notify_private_addresses)"
+}
+
+// publicOnly is a dialer's control: it runs after DNS, on the address about to be connected to.
+func publicOnly(_ context.Context, _, address string, _ syscall.RawConn) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return fmt.Errorf("unexpected address %q", address)
+	}
+	if !gateway.PublicAddr(ap.Addr()) {
+		return &notPublicError{ap.Addr()}
+	}
+	return nil
 }
 
 // sweepSoon asks for a sweep now: a push fell due.
@@ -142,19 +180,30 @@ func (n *notifier) run(tenant string, q *notifyQueue) {
 // one succeeds. A failed try waits in the message log for the next.
 func (n *notifier) deliver(rec *store.Record) {
 	body := ib.Reports(rec.Source, []ib.Message{compatMessage(rec)})
+	client := n.client
+	if tn := n.a.rt.Load().byName[rec.Tenant]; tn != nil && tn.notifyPrivate {
+		client = n.private
+	}
 	for post := 0; ; post++ {
-		err := n.post(rec.NotifyURL, body)
+		err := n.post(client, rec.NotifyURL, body)
 		if err == nil {
 			n.a.metrics.Notify.WithLabelValues(rec.Tenant, "ok").Inc()
 			n.done(rec)
 			return
 		}
-		if post < len(n.backoff) {
+		var np *notPublicError
+		blocked := errors.As(err, &np)
+		if post < len(n.backoff) && !blocked {
 			n.a.metrics.Notify.WithLabelValues(rec.Tenant, "retry").Inc()
 			time.Sleep(n.backoff[post])
 			continue
 		}
+		// A host that resolves inside the network is not posted to again within the try; its
+		// DNS may be mended by the next.
 		result, next := "failed", "tried again when it falls due"
+		if blocked {
+			result = "blocked"
+		}
 		if rec.PushTries >= store.PushTries {
 			result, next = "given_up", "given up: that was its last try"
 		}
@@ -179,13 +228,16 @@ func (n *notifier) done(rec *store.Record) {
 	}
 }
 
-func (n *notifier) post(target string, body []byte) error {
+func (n *notifier) post(client *http.Client, target string, body []byte) error {
 	req, err := http.NewRequest(http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	res, err := n.client.Do(req)
+	res, err := client.Do(req)
+	if np := (*notPublicError)(nil); errors.As(err, &np) {
+		return np
+	}
 	if err != nil {
 		return errors.New("could not reach the notify URL")
 	}

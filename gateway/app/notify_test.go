@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -219,7 +220,7 @@ func TestAHangingEndpointHoldsFewClaims(t *testing.T) {
 	clk := &testClock{t: time.Now()}
 	c := startPushing(t, h, "{driver: sqlite, path: $DIR/log.db}", clk)
 	defer close(release)
-	c.app.notifier.client.Timeout = time.Minute
+	c.app.notifier.private.Timeout = time.Minute // acme's hook is on loopback
 	for i := range 60 {
 		sendPushed(t, c, h, fmt.Sprint(14155550300+i))
 	}
@@ -239,6 +240,60 @@ func TestAHangingEndpointHoldsFewClaims(t *testing.T) {
 	if claimed == 0 || claimed > 24 { // 20 waiting, 4 in flight
 		t.Errorf("%d of 60 pushes claimed, want 1 to 24", claimed)
 	}
+}
+
+// TestPushesConnectToPublicAddressesOnly: the client of a tenant without notify_private_addresses
+// never connects to an address inside the network, whether the URL names it or a name resolves to
+// it (localhost), and says where the name led; the other client reaches it.
+func TestPushesConnectToPublicAddressesOnly(t *testing.T) {
+	var posts atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { posts.Add(1) }))
+	defer srv.Close()
+	n := newNotifier(nil)
+	port := srv.URL[strings.LastIndex(srv.URL, ":")+1:]
+	for _, target := range []string{srv.URL + "/reports", "http://localhost:" + port + "/reports"} {
+		err := n.post(n.client, target, []byte(`{}`))
+		var np *notPublicError
+		if !errors.As(err, &np) || !np.addr.IsLoopback() || !strings.Contains(err.Error(), "not a public address") {
+			t.Errorf("%s: %v, want a refusal naming the loopback address", target, err)
+		}
+	}
+	if p := posts.Load(); p != 0 {
+		t.Fatalf("the public-only client reached the loopback server %d times", p)
+	}
+	if err := n.post(n.private, srv.URL+"/reports", []byte(`{}`)); err != nil || posts.Load() != 1 {
+		t.Errorf("the private client: %v, %d posts", err, posts.Load())
+	}
+}
+
+// TestAPushToAnAddressInsideTheNetworkIsRefused: a tenant's notify host is on the operator's allow
+// list, but its DNS is the tenant's. One that resolves to the gateway's loopback (as a name could,
+// for a tenant without notify_private_addresses) is never posted to: the try is counted blocked,
+// not posted again within it, and logged with the address but no number; the push stays due, and
+// is made once the tenant may reach that address.
+func TestAPushToAnAddressInsideTheNetworkIsRefused(t *testing.T) {
+	h := newHook(t)
+	clk := &testClock{t: time.Now()}
+	c := startPushing(t, h, "{driver: sqlite, path: $DIR/log.db}", clk)
+	c.app.notifier.backoff = []time.Duration{time.Millisecond, time.Millisecond}
+	acme := c.app.rt.Load().byName["acme"]
+	acme.notifyPrivate = false // validate refuses a loopback host without the option; a name need not say it
+
+	id := sendPushed(t, c, h, "14155550190")
+	waitUntil(t, "the push was refused", func() bool { return notified(c, "blocked") == 1 })
+	time.Sleep(50 * time.Millisecond)
+	if p, r, f := h.posts.Load(), notified(c, "retry"), notified(c, "failed"); p != 0 || r != 0 || f != 0 {
+		t.Errorf("%d posts reached the hook, %v retries, %v failed; want none", p, r, f)
+	}
+	logs := c.logs.String()
+	if !strings.Contains(logs, "resolved to 127.0.0.1, not a public address") || strings.Contains(logs, "4155550190") || strings.Contains(logs, "Code 4410") {
+		t.Errorf("log: %s", logs)
+	}
+
+	acme.notifyPrivate = true
+	clk.Add(2*time.Minute + time.Second)
+	c.app.sweepPushes()
+	waitUntil(t, "the push was made on its next try", func() bool { return h.count(id) == 1 })
 }
 
 // TestPushesOfATenantNoLongerAllowedAreEnded: when a reload empties a tenant's notify_hosts, or

@@ -331,6 +331,10 @@ type Tenant struct {
 	// NotifyHosts are the hosts (host or host:port) that delivery reports of the
 	// Infobip-compatible API may be pushed to (notifyUrl, webhooks.delivery.url); empty: none.
 	NotifyHosts []string `yaml:"notify_hosts"`
+	// NotifyPrivateAddresses lets pushes to NotifyHosts reach loopback, private and link-local
+	// addresses (a tenant inside the operator's own network); default false: a push is made only
+	// to a public address, whatever the host's DNS says (gateway.PublicAddr).
+	NotifyPrivateAddresses bool `yaml:"notify_private_addresses"`
 	// Pumping overrides policy.pumping's enabled and action for this tenant.
 	Pumping *TenantPumping `yaml:"pumping"`
 }
@@ -777,7 +781,7 @@ func (c *Config) validate() {
 		}
 		c.checkCountries(p+".allowed_countries", t.AllowedCountries)
 		c.checkCountries(p+".denied_countries", t.DeniedCountries)
-		c.checkHosts(p+".notify_hosts", t.NotifyHosts)
+		c.checkHosts(p+".notify_hosts", t.NotifyHosts, t.NotifyPrivateAddresses)
 		if t.RateLimits != nil {
 			c.checkLimits(p+".rate_limits", t.RateLimits)
 		}
@@ -1043,11 +1047,21 @@ func (c *Config) checkCountries(path string, cs []string) {
 }
 
 // checkHosts: each is a host or host:port, as a notify URL's host is compared with it. A URL or
-// a path would match no notify URL, and every request naming one would be refused.
-func (c *Config) checkHosts(path string, hosts []string) {
+// a path would match no notify URL, and every request naming one would be refused. Unless
+// private is set, a host that can only be inside the operator's network (localhost, a loopback,
+// private or link-local address) is refused too: no push could ever be made to it.
+func (c *Config) checkHosts(path string, hosts []string, private bool) {
 	for i, h := range hosts {
 		if !validHost(h) {
 			c.Problem(fmt.Sprintf("%s[%d]", path, i), "%q is not a host or host:port such as hooks.example.com or hooks.example.com:8443 (no scheme, path or user)", h)
+			continue
+		}
+		host := h
+		if hh, _, err := net.SplitHostPort(h); err == nil {
+			host = hh
+		}
+		if !private && !gateway.PublicHost(host) {
+			c.Problem(fmt.Sprintf("%s[%d]", path, i), "%q is not a public address, and pushes are made to public addresses only; set notify_private_addresses: true on a tenant inside your own network", h)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -243,6 +244,30 @@ routes:
 	}
 	if got := c.Policy.RateLimits.PerCountry["001"]; got != (Limit{5, time.Hour}) {
 		t.Errorf("per_country 001 = %v", got)
+	}
+}
+
+// TestPrivateNotifyHostsOnlyWhenAllowed: a tenant's notify host inside the operator's network is
+// refused unless the tenant has notify_private_addresses (the refusals are in
+// testdata/invalid/private-notify-host.yaml); with it, the same hosts load, and only the tenant
+// that has it may use them.
+func TestPrivateNotifyHostsOnlyWhenAllowed(t *testing.T) {
+	const base = `
+tenants:
+  - {name: inside, api_key: k1-0123456789abcdef, notify_hosts: ["10.0.0.7:80", "localhost:9000", "169.254.169.254"]%s}
+providers: [{name: p1, type: mock}]
+routes: [{name: default, providers: [p1]}]
+`
+	cfg, err := Parse("inside.yaml", []byte(fmt.Sprintf(base, ", notify_private_addresses: true")), env(nil))
+	if err != nil {
+		t.Fatalf("a tenant allowed private addresses was refused: %v", err)
+	}
+	if !cfg.Tenants[0].NotifyPrivateAddresses {
+		t.Error("notify_private_addresses was not read")
+	}
+	_, err = Parse("inside.yaml", []byte(fmt.Sprintf(base, "")), env(nil))
+	if err == nil || strings.Count(err.Error(), "is not a public address") != 3 {
+		t.Errorf("without notify_private_addresses: %v", err)
 	}
 }
 
