@@ -155,7 +155,8 @@ type ReportReceiver interface {
 	// ParseReports authenticates r and returns the delivery reports it carries. body is the read
 	// body (empty for GET); publicURL is the exact URL the provider called (for signatures). An
 	// error of class Caller means the request is malformed; ErrUnauthenticated means its
-	// credentials are wrong.
+	// credentials are wrong; class Unavailable means a sound report could not be checked or taken
+	// just now (answered 503, which providers retry; they take a 4xx as final).
 	ParseReports(r *http.Request, body []byte, publicURL string) ([]DeliveryReport, error)
 	// AsksReports says whether the driver's messages are to get delivery reports at all: a
 	// callback URL went with them (for most drivers only when the gateway has a public URL and a

@@ -137,6 +137,15 @@ func (a *App) Reports(ctx context.Context, typ, name string, r *http.Request, bo
 		}
 		return httpapi.ErrUnauthenticated
 	}
+	if ge := (*gateway.Error)(nil); errors.As(err, &ge) && ge.Class == gateway.ClassUnavailable {
+		// Nothing wrong with the report: answered 503, which providers retry (most take a 4xx
+		// as final and drop the report).
+		a.metrics.DeliveryReports.WithLabelValues(name, "unavailable").Inc()
+		if ok, left := a.errorLine("report|" + name + "|unavailable"); ok {
+			a.log.Warn("delivery report not taken now; the provider is asked to retry", append([]any{"provider", name, "err", err.Error()}, leftOut(left)...)...)
+		}
+		return httpapi.ErrReportUnavailable
+	}
 	if err != nil {
 		a.metrics.DeliveryReports.WithLabelValues(name, "invalid").Inc()
 		if ok, left := a.errorLine("report|" + name + "|invalid"); ok {

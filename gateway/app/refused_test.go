@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -10,6 +11,7 @@ import (
 
 	"github.com/smsgate/smsgate/gateway"
 	"github.com/smsgate/smsgate/gateway/store"
+	"github.com/smsgate/smsgate/providers/mock"
 )
 
 // refuser is a message log backend that refuses, for their data (store.ErrRefused), the records
@@ -55,5 +57,48 @@ func TestRefusedRecordsAndReportsAreGivenUpAlone(t *testing.T) {
 		if !strings.Contains(logs, want) {
 			t.Errorf("no %q in the logs:\n%s", want, logs)
 		}
+	}
+}
+
+// unavailableReports is a test driver: the mock, taking delivery reports it can never check now,
+// as the AWS driver cannot while SNS's certificate is out of reach.
+type unavailableReports struct{ *mock.Provider }
+
+type unavailableConfig struct{ mock.Config }
+
+func (unavailableReports) Webhook() gateway.Webhook {
+	return gateway.Webhook{Methods: []string{http.MethodPost}, Auth: "none: a test driver"}
+}
+
+func (unavailableReports) ParseReports(*http.Request, []byte, string) ([]gateway.DeliveryReport, error) {
+	return nil, &gateway.Error{Class: gateway.ClassUnavailable, Code: "certificate", Message: "the signing certificate could not be fetched now"}
+}
+
+func (unavailableReports) AsksReports() bool { return true }
+
+// TestAReportThatCannotBeCheckedNowIsAskedAgain: a sound report the driver cannot check just now
+// is answered 503 report_unavailable, which providers retry, never a 4xx, which they take as
+// final and drop; it is counted unavailable and logged, bounded.
+func TestAReportThatCannotBeCheckedNowIsAskedAgain(t *testing.T) {
+	drivers["test-unavailable"] = register(func(c unavailableConfig, d gateway.Deps) unavailableReports {
+		return unavailableReports{mock.New(c.Config, d)}
+	})
+	t.Cleanup(func() { delete(drivers, "test-unavailable") })
+	h := start(t, `
+tenants: [{name: acme, api_key: acme-key-0123456789}]
+providers: [{name: sns, type: test-unavailable}]
+routes: [{name: default, providers: [sns]}]
+`, Options{})
+	for range 3 {
+		r := h.do("POST", "/v1/dlr/test-unavailable/sns", "", `{}`)
+		if r.Status != http.StatusServiceUnavailable || r.Body["error"].(map[string]any)["code"] != "report_unavailable" {
+			t.Fatalf("%d %s, want 503 report_unavailable", r.Status, r.Raw)
+		}
+	}
+	if n := testutil.ToFloat64(h.app.metrics.DeliveryReports.WithLabelValues("sns", "unavailable")); n != 3 {
+		t.Errorf("counted %v unavailable, want 3", n)
+	}
+	if n := len(logLines(t, h, "delivery report not taken now; the provider is asked to retry")); n != 3 {
+		t.Errorf("%d log lines, want 3", n)
 	}
 }

@@ -14,15 +14,18 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"golang.org/x/time/rate"
 
 	"github.com/smsgate/smsgate/gateway"
 	"github.com/smsgate/smsgate/providers/aws/awstest"
@@ -262,10 +265,10 @@ func TestDeliveryEventsThroughSNS(t *testing.T) {
 	p := newSMSVoice(t, "https://sms-voice.eu-west-1.amazonaws.com", gateway.Deps{Name: "eum"})
 	fetched := 0
 	p.fetchCert = func(_ context.Context, u string) ([]byte, error) {
+		fetched++
 		if u != "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.pem" {
 			return nil, errors.New("unexpected certificate URL " + u)
 		}
-		fetched++
 		return signer.cert, nil
 	}
 	var confirmed []string
@@ -320,8 +323,16 @@ func TestDeliveryEventsThroughSNS(t *testing.T) {
 	if _, err := post([]byte(strings.Replace(string(b), "TEXT_DELIVERED", "TEXT_BLOCKED", 1))); err != gateway.ErrUnauthenticated {
 		t.Errorf("tampered: %v", err)
 	}
-	for name, certURL := range map[string]string{"http": "http://sns.eu-west-1.amazonaws.com/x.pem", "another host": "https://sns.eu-west-1.evil.com/x.pem",
-		"not pem": "https://sns.eu-west-1.amazonaws.com/x.txt"} {
+	for name, certURL := range map[string]string{"http": "http://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.pem",
+		"another host":   "https://sns.eu-west-1.evil.com/SimpleNotificationService-abc.pem",
+		"not pem":        "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.txt",
+		"another path":   "https://sns.eu-west-1.amazonaws.com/x.pem",
+		"a query":        "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.pem?again=1",
+		"an empty query": "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.pem?",
+		"a fragment":     "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.pem#x",
+		"a user":         "https://u@sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.pem",
+		"another region": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-abc.pem",
+		"a subdirectory": "https://sns.eu-west-1.amazonaws.com/a/SimpleNotificationService-abc.pem"} {
 		m := note("2", "TEXT_DELIVERED")
 		m["SigningCertURL"] = certURL
 		if _, err := post(signer.sign(t, m)); err != gateway.ErrUnauthenticated {
@@ -331,6 +342,66 @@ func TestDeliveryEventsThroughSNS(t *testing.T) {
 	m = note("3", "TEXT_DELIVERED")
 	if _, err := post(signer.sign(t, m)); err != gateway.ErrUnauthenticated {
 		t.Errorf("SignatureVersion 3: %v", err)
+	}
+	if fetched != 1 {
+		t.Errorf("the certificate was fetched %d times, want once: no refused URL is fetched", fetched)
+	}
+	// A subscription URL of another region is not visited.
+	other := sub(topic)
+	other["SubscribeURL"] = "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&Token=tok"
+	if _, err := post(signer.sign(t, other)); err != gateway.ErrUnauthenticated || len(confirmed) != 1 {
+		t.Errorf("a subscription URL of another region: %v, confirmed %v", err, confirmed)
+	}
+}
+
+// TestCertificateFetchesArePaced: whoever knows a listed topic's ARN can post messages naming a
+// new certificate each time. A burst of fetches goes through, then about one a second; what AWS
+// does not serve is never cached, and the cache is bounded.
+func TestCertificateFetchesArePaced(t *testing.T) {
+	staticCredentials(t)
+	signer := newSigner(t)
+	p := newSMSVoice(t, "https://sms-voice.eu-west-1.amazonaws.com", gateway.Deps{Name: "eum"})
+	var fetched atomic.Int32
+	p.fetchCert = func(_ context.Context, u string) ([]byte, error) {
+		fetched.Add(1)
+		if strings.Contains(u, "-good") {
+			return signer.cert, nil
+		}
+		return nil, errors.New("HTTP 404")
+	}
+	post := func(certURL string) error {
+		body := signer.sign(t, map[string]string{"Type": "Notification", "MessageId": "n1", "TopicArn": topic, "Subject": "event",
+			"Message": `{"eventType":"TEXT_DELIVERED","messageId":"aws-m1"}`, "Timestamp": "2026-11-30T12:00:05.000Z", "SignatureVersion": "2", "SigningCertURL": certURL})
+		r := httptest.NewRequest("POST", "/v1/dlr/aws-sms-voice/eum", bytes.NewReader(body))
+		_, err := p.ParseReports(r, body, "")
+		return err
+	}
+	for i := range 50 {
+		// Answered 503 (SNS retries it): a real certificate AWS did not serve just then must not
+		// lose the report, which a 4xx would.
+		if err := post(fmt.Sprintf("https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-%032x.pem", i)); gateway.ClassOf(err) != gateway.ClassUnavailable {
+			t.Fatalf("a certificate not fetched: %v, want class Unavailable", err)
+		}
+	}
+	if n := fetched.Load(); n < 4 || n > 6 {
+		t.Errorf("50 made-up certificates made %d fetches, want the burst of 4 (and at most what a second or two refills)", n)
+	}
+	var cached int
+	p.certs.Range(func(any, any) bool { cached++; return true })
+	if cached != 0 {
+		t.Errorf("%d certificates AWS did not serve were cached", cached)
+	}
+	// The cache holds at most maxCerts.
+	p.fetches = rate.NewLimiter(rate.Inf, 0)
+	for i := range maxCerts + 10 {
+		if err := post(fmt.Sprintf("https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-good%d.pem", i)); err != nil {
+			t.Fatalf("certificate %d: %v", i, err)
+		}
+	}
+	cached = 0
+	p.certs.Range(func(any, any) bool { cached++; return true })
+	if cached != maxCerts {
+		t.Errorf("%d certificates cached, want %d", cached, maxCerts)
 	}
 }
 

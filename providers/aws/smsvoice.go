@@ -16,10 +16,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	sdkaws "github.com/aws/aws-sdk-go-v2/aws"
 	sv "github.com/aws/aws-sdk-go-v2/service/pinpointsmsvoicev2"
 	svtypes "github.com/aws/aws-sdk-go-v2/service/pinpointsmsvoicev2/types"
+	"golang.org/x/time/rate"
 
 	"github.com/smsgate/smsgate/gateway"
 	"github.com/smsgate/smsgate/providers/kit"
@@ -84,12 +87,20 @@ type SMSVoice struct {
 	fetchCert func(ctx context.Context, u string) ([]byte, error)
 	// confirm visits a SubscribeURL (a test seam; by default an HTTPS GET).
 	confirm func(ctx context.Context, u string) error
-	certs   sync.Map // URL -> *x509.Certificate
+	certs   sync.Map // URL -> *x509.Certificate, at most maxCerts
+	ncerts  atomic.Int32
+	// fetches paces the fetches of certificates not yet cached: whoever knows a listed topic's
+	// ARN can post messages naming new certificate URLs, and each would be a GET to AWS.
+	fetches *rate.Limiter
 }
+
+// maxCerts bounds the certificate cache. SNS signs with one certificate per region at a time, and
+// only a certificate AWS serves is cached.
+const maxCerts = 32
 
 // NewSMSVoice returns a driver; cfg must have passed Validate.
 func NewSMSVoice(cfg SMSVoiceConfig, deps gateway.Deps) *SMSVoice {
-	d := &SMSVoice{cfg: cfg, kit: kit.New(deps), http: deps.HTTPClient}
+	d := &SMSVoice{cfg: cfg, kit: kit.New(deps), http: deps.HTTPClient, fetches: rate.NewLimiter(rate.Every(time.Second), 4)}
 	if d.http == nil {
 		d.http = http.DefaultClient
 	}
@@ -259,12 +270,30 @@ func (e *envelope) stringToSign() string {
 	return b.String()
 }
 
-// snsHost is the only host certificates and subscription URLs may come from.
-var snsHost = regexp.MustCompile(`^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$`)
-
-func snsURL(raw string) bool {
+// snsURL reports whether raw is an HTTPS URL of SNS in the region of the topic the message names
+// (arn:PARTITION:sns:REGION:ACCOUNT:NAME): the only place its certificate and subscription URL
+// may come from.
+func snsURL(raw, topicARN string) (*url.URL, bool) {
+	parts := strings.Split(topicARN, ":")
+	if len(parts) != 6 || parts[3] == "" {
+		return nil, false
+	}
 	u, err := url.Parse(raw)
-	return err == nil && u.Scheme == "https" && snsHost.MatchString(u.Host) && u.User == nil
+	if err != nil || u.Scheme != "https" || u.User != nil || u.Fragment != "" ||
+		u.Host != "sns."+parts[3]+".amazonaws.com" && u.Host != "sns."+parts[3]+".amazonaws.com.cn" {
+		return nil, false
+	}
+	return u, true
+}
+
+// certPath is the path of SNS's signing certificates (/SimpleNotificationService-<hex>.pem).
+var certPath = regexp.MustCompile(`^/SimpleNotificationService-[A-Za-z0-9]{1,64}\.pem$`)
+
+// certURL reports whether raw names a signing certificate of SNS, as SNS names them: no query,
+// which would make each URL of one certificate a new one to fetch and cache.
+func certURL(raw, topicARN string) bool {
+	u, ok := snsURL(raw, topicARN)
+	return ok && u.RawQuery == "" && !u.ForceQuery && certPath.MatchString(u.Path)
 }
 
 func (d *SMSVoice) get(ctx context.Context, u string) ([]byte, error) {
@@ -283,22 +312,30 @@ func (d *SMSVoice) get(ctx context.Context, u string) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(res.Body, 64<<10))
 }
 
+// errCertUnavailable: the signing certificate could not be fetched now (AWS did not answer, or
+// fetches are paced). SNS retries an HTTP delivery answered 5xx but takes a 4xx as final, so this
+// is answered 503, not 403: a report must not be lost to a moment's network trouble.
+var errCertUnavailable = &gateway.Error{Class: gateway.ClassUnavailable, Code: "certificate", Message: "the signing certificate could not be fetched now"}
+
 // verify checks the topic and the signature; the certificate is fetched only from SNS's own
 // hosts, and cached.
 func (d *SMSVoice) verify(ctx context.Context, e *envelope) error {
 	if !slices.Contains(d.cfg.EventTopics, e.TopicArn) {
 		return errors.New("topic not in event_topics")
 	}
-	if !snsURL(e.SigningCertURL) || !strings.HasSuffix(e.SigningCertURL, ".pem") {
+	if !certURL(e.SigningCertURL, e.TopicArn) {
 		return errors.New("certificate not from SNS")
 	}
 	var cert *x509.Certificate
 	if c, ok := d.certs.Load(e.SigningCertURL); ok {
 		cert = c.(*x509.Certificate)
 	} else {
+		if !d.fetches.Allow() {
+			return errCertUnavailable
+		}
 		raw, err := d.fetchCert(ctx, e.SigningCertURL)
 		if err != nil {
-			return err
+			return errCertUnavailable
 		}
 		b, _ := pem.Decode(raw)
 		if b == nil {
@@ -307,7 +344,11 @@ func (d *SMSVoice) verify(ctx context.Context, e *envelope) error {
 		if cert, err = x509.ParseCertificate(b.Bytes); err != nil {
 			return err
 		}
-		d.certs.Store(e.SigningCertURL, cert)
+		if d.ncerts.Load() < maxCerts {
+			if _, had := d.certs.LoadOrStore(e.SigningCertURL, cert); !had {
+				d.ncerts.Add(1)
+			}
+		}
 	}
 	sig, err := base64.StdEncoding.DecodeString(e.Signature)
 	if err != nil {
@@ -355,16 +396,18 @@ func (d *SMSVoice) ParseReports(r *http.Request, body []byte, _ string) ([]gatew
 	if err := json.Unmarshal(body, &e); err != nil || e.Type == "" {
 		return nil, &gateway.Error{Class: gateway.ClassCaller, Code: "invalid_report", Message: "not an SNS message"}
 	}
-	if err := d.verify(r.Context(), &e); err != nil {
+	if err := d.verify(r.Context(), &e); err == errCertUnavailable {
+		return nil, err
+	} else if err != nil {
 		return nil, gateway.ErrUnauthenticated
 	}
 	switch e.Type {
 	case "SubscriptionConfirmation":
-		if !snsURL(e.SubscribeURL) {
+		if _, ok := snsURL(e.SubscribeURL, e.TopicArn); !ok {
 			return nil, gateway.ErrUnauthenticated
 		}
 		if err := d.confirm(r.Context(), e.SubscribeURL); err != nil {
-			return nil, &gateway.Error{Class: gateway.ClassProvider, Code: "subscription", Message: "the subscription could not be confirmed"}
+			return nil, &gateway.Error{Class: gateway.ClassUnavailable, Code: "subscription", Message: "the subscription could not be confirmed now"}
 		}
 		return nil, nil
 	case "Notification":
