@@ -160,6 +160,9 @@ var (
 	ErrDisabledInConfig = errors.New("disabled in the config")
 	// ErrStateUnavailable: the shared state store did not take a change; nothing changed.
 	ErrStateUnavailable = errors.New("state store unavailable")
+	// ErrReportUnavailable: a report could not be checked or taken now, through nothing wrong in
+	// it (a signing certificate that could not be fetched yet); the provider should send it again.
+	ErrReportUnavailable = errors.New("report cannot be taken now")
 )
 
 // InfobipCall is one request to the Infobip-compatible API.
@@ -365,14 +368,7 @@ func (h *handlers) send(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	rid := c.Request().Header.Get("X-Request-Id")
-	if len(rid) > 128 {
-		rid = rid[:128]
-	}
-	if rid == "" {
-		rid = newRequestID()
-	}
-	c.Response().Header().Set("X-Request-Id", rid)
+	rid := requestID(c)
 	rep := h.b.Send(c.Request().Context(), SendRequest{APIKey: key, Body: body, IdempotencyKey: c.Request().Header.Get("Idempotency-Key"), RequestID: rid})
 	if rep.RetryAfter > 0 {
 		c.Response().Header().Set("Retry-After", strconv.Itoa(int((rep.RetryAfter+time.Second-1)/time.Second)))
@@ -409,20 +405,27 @@ func (h *handlers) infobip(c echo.Context) error {
 		}
 		body = b
 	}
-	rid := c.Request().Header.Get("X-Request-Id")
-	if len(rid) > 128 {
-		rid = rid[:128]
-	}
-	if rid == "" {
-		rid = newRequestID()
-	}
-	c.Response().Header().Set("X-Request-Id", rid)
+	rid := requestID(c)
 	rep := h.b.Infobip(c.Request().Context(), InfobipCall{Path: c.Path(), Key: infobipKey(c), Body: body, Query: c.QueryParams(),
 		IdempotencyKey: c.Request().Header.Get("Idempotency-Key"), RequestID: rid})
 	if rep.RetryAfter > 0 {
 		c.Response().Header().Set("Retry-After", strconv.Itoa(int((rep.RetryAfter+time.Second-1)/time.Second)))
 	}
 	return c.JSONBlob(rep.Status, rep.Body)
+}
+
+// requestID is the caller's X-Request-Id (its first 128 bytes), or a new one; the answer carries
+// it back.
+func requestID(c echo.Context) string {
+	rid := c.Request().Header.Get("X-Request-Id")
+	if len(rid) > 128 {
+		rid = strings.ToValidUTF8(rid[:128], "")
+	}
+	if rid == "" {
+		rid = newRequestID()
+	}
+	c.Response().Header().Set("X-Request-Id", rid)
+	return rid
 }
 
 // newRequestID returns a random id for requests that came without X-Request-Id.
@@ -600,6 +603,8 @@ func (h *handlers) report(c echo.Context) error {
 		return fail(http.StatusForbidden, "forbidden", "the report's credentials or signature are not valid")
 	case errors.Is(err, ErrBadRequest):
 		return fail(http.StatusBadRequest, "invalid_report", "the report could not be parsed")
+	case errors.Is(err, ErrReportUnavailable):
+		return fail(http.StatusServiceUnavailable, "report_unavailable", "the report could not be checked now; retry")
 	default:
 		return fail(http.StatusServiceUnavailable, "store_unavailable", "the report could not be recorded; retry")
 	}
