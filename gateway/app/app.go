@@ -282,13 +282,12 @@ func New(ctx context.Context, o Options) (*App, error) {
 		m.Now = o.Now
 		backend = m
 	case "postgres":
-		pg, err := store.OpenPostgres(ctx, cfg.Storage.DSN.Reveal())
+		b, err := a.openPostgres(ctx, cfg.Storage.DSN.Reveal())
 		if err != nil {
 			a.closeState()
 			return nil, err
 		}
-		pg.Now = o.Now
-		backend = pg
+		backend = b
 	default:
 		sq, err := store.OpenSQLite(ctx, cfg.Storage.Path)
 		if err != nil {
@@ -322,8 +321,33 @@ func New(ctx context.Context, o Options) (*App, error) {
 	return a, nil
 }
 
-// openState connects the policy state: in memory, or in Redis shared by every replica. An
-// unreachable Redis stops the start (a replica that silently kept limits alone would loosen them).
+// openPostgres opens the shared message log. A PostgreSQL that answers no (a wrong password, no
+// such database, a migration it refused) stops the start: the config is wrong. One that cannot be
+// reached does not: the replica serves as it would had the database failed while it ran (records
+// wait in the retry buffer, reads answer 503) and reaches it in the background (store.Later).
+// Else a database outage would keep every replica that starts during it from serving.
+func (a *App) openPostgres(ctx context.Context, dsn string) (store.Backend, error) {
+	open := func(ctx context.Context) (store.Backend, error) {
+		pg, err := store.OpenPostgres(ctx, dsn)
+		if err != nil {
+			return nil, err
+		}
+		pg.Now = a.opts.Now
+		return pg, nil
+	}
+	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	b, err := open(octx)
+	cancel()
+	if err == nil || !store.Unreachable(err) {
+		return b, err
+	}
+	a.log.Error("message log unreachable at start; serving anyway: records wait in the retry buffer (storage.retry_buffer) and reads answer 503 until it is reached", "err", err.Error())
+	return store.OpenLater(open, time.Second,
+		func(err error) { a.log.Error("message log still unreachable", "err", err.Error()) },
+		func() { a.log.Info("message log reached; its migrations are applied") }), nil
+}
+
+// openState connects the policy state: in memory, or in Redis shared by every replica.
 func (a *App) openState(ctx context.Context, cfg *config.Config) error {
 	a.failOpen = cfg.State.OnError == "open"
 	if cfg.State.Driver != "redis" {
@@ -344,9 +368,15 @@ func (a *App) openState(ctx context.Context, cfg *config.Config) error {
 		DialerRetries: 1, DialerRetryTimeout: 5 * time.Millisecond})
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := client.Ping(pctx).Err(); err != nil {
+	// A Redis that answers no (a wrong password, a wrong user) stops the start: the config is
+	// wrong. One that cannot be reached does not: the replica starts as it would run had Redis
+	// failed (state.on_error decides each send), and the client reconnects by itself.
+	var refused redis.Error
+	if err := client.Ping(pctx).Err(); errors.As(err, &refused) {
 		client.Close()
 		return fmt.Errorf("state.redis %s: %w", rc.Addr, err)
+	} else if err != nil {
+		a.log.Error("state store unreachable at start; serving anyway, state.on_error decides each send until it is reached", "addr", rc.Addr, "on_error", cfg.State.OnError, "err", err.Error())
 	}
 	a.gate.Now = a.opts.Now
 	r := &policy.Redis{Client: client, Prefix: rc.KeyPrefix, Now: a.opts.Now, Breaker: policy.NewRedisBreaker(5 * time.Second)}

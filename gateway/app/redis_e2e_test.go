@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/smsgate/smsgate/gateway/policy/redistest"
+	"github.com/smsgate/smsgate/gateway/store/pgtest"
 )
 
 const replicaConfig = `
@@ -96,12 +98,47 @@ func TestRedisDownFailsOpenOrClosed(t *testing.T) {
 	}
 }
 
-func TestUnreachableRedisStopsStart(t *testing.T) {
+// TestAReplicaStartsWhileRedisIsDown: a Redis that cannot be reached does not stop the start (a
+// replica restarted during a Redis outage would otherwise stay down with it): state.on_error
+// decides each send, as when Redis fails while the replica runs, and the replica uses Redis once
+// it is back. A Redis that answers no (a wrong password) still stops the start.
+func TestAReplicaStartsWhileRedisIsDown(t *testing.T) {
 	addr, stop := redistest.Server(t)
 	stop()
-	_, err := New(context.Background(), Options{ConfigPath: writeConfig(t, strings.NewReplacer("$REDIS", addr, "$ONERROR", "open").Replace(replicaConfig))})
+	h := start(t, strings.NewReplacer("$REDIS", addr, "$ONERROR", "open").Replace(replicaConfig), Options{})
+	if !strings.Contains(h.logs.String(), "state store unreachable at start") {
+		t.Errorf("the start did not say Redis was unreachable: %s", h.logs.String())
+	}
+	send := func(i int) response {
+		return h.send("acme-key", fmt.Sprintf(`{"recipient":"+1415555%04d","text":"Your code is 246810","context":{}}`, i), "Idempotency-Key", fmt.Sprint("k-", i))
+	}
+	if r := send(0); r.Status != 200 {
+		t.Fatalf("a send with Redis down and on_error open: %d %s", r.Status, r.Raw)
+	}
+	redistest.ServerOn(t, addr)
+	client := redis.NewClient(&redis.Options{Addr: addr})
+	defer client.Close()
+	// The state store's breaker holds a failed Redis off for 5 s; then sends use it.
+	for i := 1; ; i++ {
+		if r := send(i); r.Status != 200 {
+			t.Fatalf("send %d: %d %s", i, r.Status, r.Raw)
+		}
+		if keys, _ := client.Keys(context.Background(), "e2e:*").Result(); len(keys) > 0 {
+			break
+		}
+		if i > 150 {
+			t.Fatal("the replica did not use Redis once it was back")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// A Redis that answers with a refusal is a wrong config.
+	locked, stopLocked := redistest.Server(t)
+	stopLocked()
+	redistest.ServerOn(t, locked, "--requirepass", "right-password")
+	_, err := New(context.Background(), Options{ConfigPath: writeConfig(t, strings.NewReplacer("$REDIS", locked, "$ONERROR", "open").Replace(replicaConfig))})
 	if err == nil || !strings.Contains(err.Error(), "state.redis") {
-		t.Errorf("err = %v", err)
+		t.Errorf("a Redis that refused the replica: err = %v", err)
 	}
 }
 
@@ -497,5 +534,61 @@ func TestADrainReachesEveryReplica(t *testing.T) {
 	}
 	if got := sentBy(a); got != "primary" {
 		t.Errorf("a drain Redis did not take changed this replica: sent through %s", got)
+	}
+}
+
+// TestAReplicaStartsWhilePostgresIsDown: a message log that cannot be reached does not stop the
+// start. Sends are answered and their records wait in the retry buffer; reads answer 503; once
+// PostgreSQL is reached (and migrated) the records are written and read. A PostgreSQL that
+// answers no (a role that does not exist) still stops the start.
+func TestAReplicaStartsWhilePostgresIsDown(t *testing.T) {
+	dsn, up := pgtest.Unreachable(t)
+	h := start(t, fmt.Sprintf(`
+storage: {driver: postgres, dsn: %q, commit_timeout: 50ms}
+tenants: [{name: acme, api_key: acme-key-0123456789}]
+providers: [{name: m, type: mock}]
+routes: [{name: d, providers: [m]}]
+`, dsn), Options{})
+	if !strings.Contains(h.logs.String(), "message log unreachable at start") {
+		t.Errorf("the start did not say the message log was unreachable: %s", h.logs.String())
+	}
+	r := h.send("acme-key-0123456789", `{"recipient":"+14155550104","text":"Your code is 246810","context":{}}`)
+	if r.Status != 200 {
+		t.Fatalf("a send with the message log down: %d %s", r.Status, r.Raw)
+	}
+	id := r.Body["id"].(string)
+	if g := h.do("GET", "/v1/messages/"+id, "acme-key-0123456789", ""); g.Status != 503 || errCode(g) != "store_unavailable" {
+		t.Errorf("a read with the message log down: %d %s", g.Status, g.Raw)
+	}
+	if got := h.app.store.Backlog(); got != 1 {
+		t.Errorf("backlog %d, want the one record", got)
+	}
+	up()
+	for end := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		g := h.do("GET", "/v1/messages/"+id, "acme-key-0123456789", "")
+		if g.Status == 200 && g.Body["status"] == "sent" {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("the record was not written once the message log was reached: %d %s", g.Status, g.Raw)
+		}
+	}
+	if !strings.Contains(h.logs.String(), "message log reached") {
+		t.Error("reaching the message log was not logged")
+	}
+
+	u, err := url.Parse(pgtest.DSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User("no_such_role_smsgate")
+	_, err = New(context.Background(), Options{ConfigPath: writeConfig(t, fmt.Sprintf(`
+storage: {driver: postgres, dsn: %q}
+tenants: [{name: acme, api_key: acme-key-0123456789}]
+providers: [{name: m, type: mock}]
+routes: [{name: d, providers: [m]}]
+`, u.String()))})
+	if err == nil || !strings.Contains(err.Error(), "no_such_role_smsgate") {
+		t.Errorf("a PostgreSQL that refused the replica: err = %v", err)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -112,7 +114,11 @@ func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
 	p := &Postgres{pool: pool}
 	if err := p.migrate(ctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("message log %s@%s/%s: %s", cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Database, redactDSN(err.Error(), cfg.ConnConfig.Password))
+		msg := fmt.Sprintf("message log %s@%s/%s: %s", cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Database, redactDSN(err.Error(), cfg.ConnConfig.Password))
+		if unreachable(err) {
+			return nil, &unreachableError{msg}
+		}
+		return nil, errors.New(msg)
 	}
 	// One writer goroutine applies batches; a second connection covers one being replaced.
 	wcfg := cfg.Copy()
@@ -122,6 +128,31 @@ func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
 		return nil, fmt.Errorf("message log: %s", redactDSN(err.Error(), cfg.ConnConfig.Password))
 	}
 	return p, nil
+}
+
+// unreachableError is an open that failed before the database could answer.
+type unreachableError struct{ msg string }
+
+func (e *unreachableError) Error() string { return e.msg }
+
+// Unreachable reports whether err, from OpenPostgres, says the database could not be reached (a
+// refused or timed-out connection, a name that did not resolve, a server starting up or shutting
+// down), as opposed to an answer of the database that a retry will not change: a wrong password,
+// a role or database that does not exist, a migration it refused.
+func Unreachable(err error) bool {
+	var u *unreachableError
+	return errors.As(err, &u)
+}
+
+// unreachable classifies an error of connecting and migrating.
+func unreachable(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		// Connection exceptions, and the server starting up, shutting down or in recovery.
+		return strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "57P")
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
 }
 
 func redactDSN(s, password string) string {

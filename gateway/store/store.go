@@ -1,7 +1,8 @@
 // Package store is the message log: one record per accepted request, completed later by the
 // providers' delivery reports, and the pushes of those reports to tenants' notify URLs until
 // they are done (Due, PushDone). Backends: embedded SQLite (pure Go, WAL, versioned migrations),
-// PostgreSQL (shared by every replica) and memory.
+// PostgreSQL (shared by every replica) and memory; Later opens one in the background, for a
+// replica that starts while its PostgreSQL cannot be reached (writes wait as in an outage).
 //
 // Group commit: writes are queued to one writer goroutine, which applies everything queued in one
 // transaction, so concurrent sends share a commit. Insert and Report wait until their batch has

@@ -43,6 +43,19 @@ func Start(t testing.TB) *redis.Client {
 // function that kills it (also called at cleanup). It skips or fails the test like Start.
 func Server(t testing.TB) (addr string, stop func()) {
 	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr = ln.Addr().String()
+	ln.Close()
+	return addr, ServerOn(t, addr)
+}
+
+// ServerOn starts a private redis-server on addr (a loopback host:port), with extra arguments
+// such as "--requirepass", "secret", and returns a function that kills it, like Server.
+func ServerOn(t testing.TB, addr string, args ...string) (stop func()) {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		if os.Getenv("CI") != "" {
@@ -50,14 +63,8 @@ func Server(t testing.TB) (addr string, stop func()) {
 		}
 		t.Skip("redis-server not installed")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr = ln.Addr().String()
 	_, port, _ := net.SplitHostPort(addr)
-	ln.Close()
-	cmd := exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "yes")
+	cmd := exec.Command(bin, append([]string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "yes"}, args...)...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +80,7 @@ func Server(t testing.TB) (addr string, stop func()) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return addr, stop
+	return stop
 }
 
 // Prefix returns a key prefix unique to the test, so tests sharing one Redis do not collide.

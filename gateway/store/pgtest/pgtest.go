@@ -8,8 +8,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"io"
+	"net"
 	"net/url"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,4 +66,59 @@ func DSN(t testing.TB) string {
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
 	return u.String()
+}
+
+// Unreachable returns a DSN like DSN's whose server cannot be reached until up is called: it
+// names a loopback port where nothing listens, and up starts a proxy there to the real server.
+func Unreachable(t testing.TB) (dsn string, up func()) {
+	t.Helper()
+	u, err := url.Parse(DSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := u.Host
+	if u.Port() == "" {
+		server = net.JoinHostPort(u.Hostname(), "5432")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there until up
+	u.Host = addr
+	var once sync.Once
+	up = func() {
+		once.Do(func() {
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				t.Fatalf("the proxy cannot listen on %s again: %v", addr, err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					go forward(c, server)
+				}
+			}()
+		})
+	}
+	return u.String(), up
+}
+
+// forward copies c to a new connection to server and back until either side closes.
+func forward(c net.Conn, server string) {
+	defer c.Close()
+	s, err := net.Dial("tcp", server)
+	if err != nil {
+		return
+	}
+	defer s.Close()
+	done := make(chan struct{}, 2)
+	go func() { io.Copy(s, c); done <- struct{}{} }()
+	go func() { io.Copy(c, s); done <- struct{}{} }()
+	<-done
 }

@@ -1,0 +1,199 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrNotOpen is what a Later answers until its database has been reached. The writer takes it as
+// it takes any failed write: the batch waits in the retry buffer and is written once it can be.
+var ErrNotOpen = errors.New("message log: the database has not been reached yet")
+
+// Later is a Backend whose database is opened in the background. A replica that starts while
+// PostgreSQL is unreachable serves anyway, as it does when PostgreSQL fails while it runs: sends are
+// answered and their records wait in the retry buffer, reads answer an error, until the database
+// is reached and migrated. Otherwise a database outage would keep every replica that restarts
+// during it (a deploy, a node lost, a scale-out) from serving, and the gateway would become the
+// single point of failure it exists to remove.
+type Later struct {
+	cur      atomic.Pointer[laterBackend]
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
+}
+
+var _ Backend = (*Later)(nil)
+
+type laterBackend struct{ Backend }
+
+// laterAttempt bounds one attempt to open; laterMaxWait is the longest wait between two.
+const (
+	laterAttempt = 10 * time.Second
+	laterMaxWait = 30 * time.Second
+)
+
+// OpenLater calls open until it succeeds: at once, then after wait, doubling up to 30 s. Each
+// failure goes to failed, the success to opened (both may be nil).
+func OpenLater(open func(context.Context) (Backend, error), wait time.Duration, failed func(error), opened func()) *Later {
+	l := &Later{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			select {
+			case <-l.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		for {
+			actx, acancel := context.WithTimeout(ctx, laterAttempt)
+			b, err := open(actx)
+			acancel()
+			if err == nil {
+				l.cur.Store(&laterBackend{b})
+				if opened != nil {
+					opened()
+				}
+				return
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			if failed != nil {
+				failed(err)
+			}
+			select {
+			case <-l.stop:
+				return
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, laterMaxWait)
+		}
+	}()
+	return l
+}
+
+// Open reports whether the database has been reached.
+func (l *Later) Open() bool { return l.cur.Load() != nil }
+
+func (l *Later) backend() (Backend, error) {
+	if b := l.cur.Load(); b != nil {
+		return b.Backend, nil
+	}
+	return nil, ErrNotOpen
+}
+
+// Apply implements Backend.
+func (l *Later) Apply(ctx context.Context, ops []Op) ([]Charge, error) {
+	b, err := l.backend()
+	if err != nil {
+		return nil, err
+	}
+	return b.Apply(ctx, ops)
+}
+
+// Get implements Backend.
+func (l *Later) Get(ctx context.Context, tenant, id string) (*Record, error) {
+	b, err := l.backend()
+	if err != nil {
+		return nil, err
+	}
+	return b.Get(ctx, tenant, id)
+}
+
+// List implements Backend.
+func (l *Later) List(ctx context.Context, q Query) ([]*Record, error) {
+	b, err := l.backend()
+	if err != nil {
+		return nil, err
+	}
+	return b.List(ctx, q)
+}
+
+// Purge implements Backend.
+func (l *Later) Purge(ctx context.Context, before time.Time) (int, error) {
+	b, err := l.backend()
+	if err != nil {
+		return 0, err
+	}
+	return b.Purge(ctx, before)
+}
+
+// Health implements Backend.
+func (l *Later) Health(ctx context.Context, since, pendingBefore time.Time) ([]HealthRow, error) {
+	b, err := l.backend()
+	if err != nil {
+		return nil, err
+	}
+	return b.Health(ctx, since, pendingBefore)
+}
+
+// Prices implements Backend.
+func (l *Later) Prices(ctx context.Context, since time.Time) ([]PriceRow, error) {
+	b, err := l.backend()
+	if err != nil {
+		return nil, err
+	}
+	return b.Prices(ctx, since)
+}
+
+// Find implements Backend.
+func (l *Later) Find(ctx context.Context, provider, id, providerMessageID string) (*Record, error) {
+	b, err := l.backend()
+	if err != nil {
+		return nil, err
+	}
+	return b.Find(ctx, provider, id, providerMessageID)
+}
+
+// Take implements Backend.
+func (l *Later) Take(ctx context.Context, q TakeQuery) ([]*Record, error) {
+	b, err := l.backend()
+	if err != nil {
+		return nil, err
+	}
+	return b.Take(ctx, q)
+}
+
+// Due implements Backend.
+func (l *Later) Due(ctx context.Context, tenant string, now time.Time, limit int) ([]*Record, error) {
+	b, err := l.backend()
+	if err != nil {
+		return nil, err
+	}
+	return b.Due(ctx, tenant, now, limit)
+}
+
+// DueTenants implements Backend.
+func (l *Later) DueTenants(ctx context.Context, now time.Time) ([]string, error) {
+	b, err := l.backend()
+	if err != nil {
+		return nil, err
+	}
+	return b.DueTenants(ctx, now)
+}
+
+// PushDone implements Backend.
+func (l *Later) PushDone(ctx context.Context, id string) error {
+	b, err := l.backend()
+	if err != nil {
+		return err
+	}
+	return b.PushDone(ctx, id)
+}
+
+// Close stops opening (waiting for an attempt under way to end) and closes the database if it was
+// reached.
+func (l *Later) Close() error {
+	l.stopOnce.Do(func() { close(l.stop) })
+	<-l.done
+	if b, err := l.backend(); err == nil {
+		return b.Close()
+	}
+	return nil
+}

@@ -1,0 +1,82 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/gateway/store/pgtest"
+)
+
+// TestOpenPostgresTellsUnreachableFromRefused: a database that cannot be reached is told apart
+// from one that answers no (a role that does not exist), which no retry will change.
+func TestOpenPostgresTellsUnreachableFromRefused(t *testing.T) {
+	dsn, _ := pgtest.Unreachable(t)
+	ctx := context.Background()
+	if _, err := OpenPostgres(ctx, dsn); err == nil || !Unreachable(err) {
+		t.Errorf("nothing listening: %v, want an unreachable error", err)
+	}
+	u, err := url.Parse(pgtest.DSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User("no_such_role_smsgate")
+	if _, err := OpenPostgres(ctx, u.String()); err == nil || Unreachable(err) {
+		t.Errorf("a role that does not exist: %v, want an error that is not unreachable", err)
+	}
+}
+
+// TestALogOpenedLaterKeepsWhatItWasGiven: a message log whose database is unreachable at start
+// answers writes as during an outage (not committed, kept) and reads with ErrNotOpen; once the
+// database is reached it is migrated, and the record written before is there.
+func TestALogOpenedLaterKeepsWhatItWasGiven(t *testing.T) {
+	dsn, up := pgtest.Unreachable(t)
+	var failures atomic.Int32
+	opened := make(chan struct{})
+	l := OpenLater(func(ctx context.Context) (Backend, error) { return OpenPostgres(ctx, dsn) }, 10*time.Millisecond,
+		func(err error) {
+			if !Unreachable(err) {
+				t.Errorf("open: %v", err)
+			}
+			failures.Add(1)
+		}, func() { close(opened) })
+	s := New(Options{Backend: l, CommitTimeout: 50 * time.Millisecond})
+	defer s.Close()
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	rec := &Record{ID: "msg_later", Tenant: "acme", Status: gateway.StatusSent, Provider: "p1", CreatedAt: now, UpdatedAt: now}
+	if err := s.Insert(ctx, rec); !errors.Is(err, ErrNotCommitted) {
+		t.Fatalf("insert before the database is reached: %v, want ErrNotCommitted", err)
+	}
+	if _, err := s.Get(ctx, "acme", "msg_later"); !errors.Is(err, ErrNotOpen) {
+		t.Errorf("read before the database is reached: %v, want ErrNotOpen", err)
+	}
+	if l.Open() || s.Backlog() != 1 {
+		t.Errorf("open %v, backlog %d; want false and 1", l.Open(), s.Backlog())
+	}
+	for failures.Load() < 2 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	up()
+	select {
+	case <-opened:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the database was not reached after it came up")
+	}
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		got, err := s.Get(ctx, "acme", "msg_later")
+		if err == nil && got != nil && got.Status == gateway.StatusSent {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("the record written before was not there: %v %v", got, err)
+		}
+	}
+	if s.Backlog() != 0 {
+		t.Errorf("backlog %d after the database was reached", s.Backlog())
+	}
+}
