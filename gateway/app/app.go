@@ -347,6 +347,38 @@ func (a *App) openPostgres(ctx context.Context, dsn string) (store.Backend, erro
 		func() { a.log.Info("message log reached; its migrations are applied") }), nil
 }
 
+// redisLogApp is the App whose log takes the Redis client's own lines (one per process: the
+// client's logger is global; the last App started with Redis takes them).
+var (
+	redisLogApp  atomic.Pointer[App]
+	redisLogOnce sync.Once
+)
+
+// routeRedisLog sends the Redis client's own lines (a failed dial, a pool's trouble) into a's log,
+// as JSON like every other line and bounded like errors, instead of plain text on stderr.
+func routeRedisLog(a *App) {
+	redisLogApp.Store(a)
+	redisLogOnce.Do(func() { redis.SetLogger(redisLogger{}) })
+}
+
+type redisLogger struct{}
+
+func (redisLogger) Printf(_ context.Context, format string, v ...any) {
+	a := redisLogApp.Load()
+	if a == nil {
+		return
+	}
+	var left int
+	if a.rt.Load() != nil {
+		ok, n := a.errorLine("state|client")
+		if !ok {
+			return
+		}
+		left = n
+	}
+	a.log.Warn("state store client", append([]any{"detail", fmt.Sprintf(format, v...)}, leftOut(left)...)...)
+}
+
 // openState connects the policy state: in memory, or in Redis shared by every replica.
 func (a *App) openState(ctx context.Context, cfg *config.Config) error {
 	a.failOpen = cfg.State.OnError == "open"
@@ -359,6 +391,7 @@ func (a *App) openState(ctx context.Context, cfg *config.Config) error {
 		a.closeState = func() {}
 		return nil
 	}
+	routeRedisLog(a)
 	rc := cfg.State.Redis
 	client := redis.NewClient(&redis.Options{Addr: rc.Addr, Username: rc.Username, Password: rc.Password.Reveal(), DB: rc.DB,
 		DialTimeout: rc.Timeout.D(), ReadTimeout: rc.Timeout.D(), WriteTimeout: rc.Timeout.D(), ContextTimeoutEnabled: true,

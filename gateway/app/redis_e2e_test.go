@@ -115,6 +115,10 @@ func TestAReplicaStartsWhileRedisIsDown(t *testing.T) {
 	if r := send(0); r.Status != 200 {
 		t.Fatalf("a send with Redis down and on_error open: %d %s", r.Status, r.Raw)
 	}
+	// The Redis client's own lines come through the gateway's log, as JSON, not on stderr.
+	if lines := logLines(t, h, "state store client"); len(lines) == 0 || !strings.Contains(fmt.Sprint(lines[0]["detail"]), "connection refused") {
+		t.Errorf("the Redis client's lines: %v", lines)
+	}
 	redistest.ServerOn(t, addr)
 	client := redis.NewClient(&redis.Options{Addr: addr})
 	defer client.Close()
