@@ -302,7 +302,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 	}
 	a.refuseSends = cfg.Storage.BacklogFull == "refuse_sends"
 	a.store = store.New(store.Options{Backend: backend, Logger: a.log, Retention: cfg.Storage.Retention.D(),
-		CommitTimeout: cfg.Storage.CommitTimeout.D(), RetryBuffer: cfg.Storage.RetryBuffer, ExactDrops: a.refuseSends,
+		CommitTimeout: cfg.Storage.CommitTimeout.D(), WriteTimeout: cfg.Storage.WriteTimeout.D(), RetryBuffer: cfg.Storage.RetryBuffer, ExactDrops: a.refuseSends,
 		OnBatch: func(n int, err error) {
 			res := "ok"
 			if err != nil {

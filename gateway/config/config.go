@@ -93,6 +93,9 @@ type Storage struct {
 	// CommitTimeout bounds how long a send waits for its record's batch to commit before it is
 	// answered anyway (the record then waits in the retry buffer); default 200ms.
 	CommitTimeout gateway.Duration `yaml:"commit_timeout"`
+	// WriteTimeout bounds one batch's transaction: past it the batch waits in the retry buffer, as
+	// in an outage, instead of holding the writer on a database that stopped answering; default 10s.
+	WriteTimeout gateway.Duration `yaml:"write_timeout"`
 	// RetryBuffer bounds the writes held while the database fails; default 65536.
 	RetryBuffer int `yaml:"retry_buffer"`
 	// BacklogFull is what happens when the retry buffer is full: drop_oldest (default: keep
@@ -563,6 +566,7 @@ func (c *Config) applyDefaults() {
 	orDefault(&c.Storage.Driver, "sqlite")
 	orDefault(&c.Storage.Path, "data/smsgate.db")
 	orDefault(&c.Storage.CommitTimeout, gateway.Duration(200*time.Millisecond))
+	orDefault(&c.Storage.WriteTimeout, gateway.Duration(10*time.Second))
 	orDefault(&c.Storage.RetryBuffer, 65536)
 	orDefault(&c.Storage.BacklogFull, "drop_oldest")
 	orDefault(&c.Storage.Retention, ptr(gateway.Duration(720*time.Hour)))
@@ -737,6 +741,9 @@ func (c *Config) validate() {
 	}
 	if c.Storage.CommitTimeout < 0 {
 		c.Problem("storage.commit_timeout", "must be positive")
+	}
+	if c.Storage.WriteTimeout < 0 || c.Storage.WriteTimeout > 0 && c.Storage.WriteTimeout < c.Storage.CommitTimeout {
+		c.Problem("storage.write_timeout", "must be at least storage.commit_timeout (%s): a batch cut short before its senders stop waiting for it commits nothing", c.Storage.CommitTimeout.D())
 	}
 	if c.Storage.RetryBuffer < 0 {
 		c.Problem("storage.retry_buffer", "must be positive")

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"sync/atomic"
 	"testing"
@@ -78,5 +79,58 @@ func TestALogOpenedLaterKeepsWhatItWasGiven(t *testing.T) {
 	}
 	if s.Backlog() != 0 {
 		t.Errorf("backlog %d after the database was reached", s.Backlog())
+	}
+}
+
+// TestADatabaseThatStopsAnsweringDoesNotHoldTheWriter: PostgreSQL stops answering without closing
+// its connections (a host gone, an address moved by a failover). The writer's batch is cut at
+// storage.write_timeout and waits in the retry buffer; the writer goes on taking the queue, so
+// every send still gets its answer at once (not committed), however small the queue. Once the
+// database answers again, every record is written. Before the bound, the one writer waited on the
+// dead connection for as long as the kernel kept it, the queue filled, and every send of every
+// tenant hung queueing its record.
+func TestADatabaseThatStopsAnsweringDoesNotHoldTheWriter(t *testing.T) {
+	dsn, stall := pgtest.Stalling(t)
+	ctx := context.Background()
+	pg, err := OpenPostgres(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(Options{Backend: pg, CommitTimeout: 50 * time.Millisecond, WriteTimeout: 300 * time.Millisecond, QueueSize: 4})
+	defer s.Close()
+	defer stall(false) // before Close
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	rec := func(i int) *Record {
+		return &Record{ID: fmt.Sprintf("msg_stall_%02d", i), Tenant: "acme", Status: gateway.StatusSent, Provider: "p1", CreatedAt: now, UpdatedAt: now}
+	}
+	if err := s.Insert(ctx, rec(0)); err != nil {
+		t.Fatalf("before the stall: %v", err)
+	}
+	stall(true)
+	const sends = 40
+	done := make(chan error, sends)
+	for i := 1; i <= sends; i++ {
+		go func() { done <- s.Insert(ctx, rec(i)) }()
+	}
+	deadline := time.After(10 * time.Second)
+	for range sends {
+		select {
+		case err := <-done:
+			if !errors.Is(err, ErrNotCommitted) {
+				t.Errorf("insert during the stall: %v, want ErrNotCommitted", err)
+			}
+		case <-deadline:
+			t.Fatal("sends still waiting to queue their records 10 s into the stall")
+		}
+	}
+	stall(false)
+	for end := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		got, err := s.List(ctx, Query{Tenant: "acme", Limit: 100})
+		if err == nil && len(got) == sends+1 {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("%d of %d records written after the stall (%v)", len(got), sends+1, err)
+		}
 	}
 }

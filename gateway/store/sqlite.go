@@ -223,7 +223,10 @@ const cols = `id, tenant, client_id, route, message_type, action, country, recip
 // Apply implements Backend: the whole batch in one transaction.
 func (s *SQLite) Apply(ctx context.Context, ops []Op) ([]Charge, error) {
 	ap := &applier{now: s.now().UTC()}
-	if err := s.apply(ctx, ops, ap); err != nil {
+	// The write timeout is not applied here: a local file does not stop answering the way a
+	// server does, an interrupt cannot end a write blocked in the kernel anyway, and a deadline
+	// costs a watching goroutine per statement in modernc.org/sqlite, on every send.
+	if err := s.apply(context.WithoutCancel(ctx), ops, ap); err != nil {
 		return nil, err
 	}
 	return ap.charges, nil

@@ -373,6 +373,13 @@ type Options struct {
 	CloseTimeout time.Duration
 	// CommitTimeout bounds how long Insert and Report wait for their batch to commit; default 200ms.
 	CommitTimeout time.Duration
+	// WriteTimeout bounds one batch's transaction on a database server (the SQLite backend, a
+	// local file, does not apply it); default 10s. A database that stops answering
+	// without closing its connections (a host gone, a failover that moves an address) would
+	// otherwise hold the one writer until the kernel gives the connection up, many minutes, while
+	// the write queue fills and every send waits to queue its record. Past it the batch waits in
+	// the retry buffer, as in any outage, and the writer goes on taking the queue.
+	WriteTimeout time.Duration
 	// InFlight, when set, tells how many writes are on their way (sends being processed, each
 	// of which will Insert). While more are than records wait in the batch, and the recent write
 	// rate promises at least one more record within Linger, the writer waits up to Linger for them
@@ -415,6 +422,9 @@ func New(o Options) *Store {
 	}
 	if o.CommitTimeout <= 0 {
 		o.CommitTimeout = 200 * time.Millisecond
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 10 * time.Second
 	}
 	s := &Store{b: o.Backend, log: o.Logger, ch: make(chan Op, o.QueueSize), opts: o, onBatch: o.OnBatch, stop: make(chan struct{})}
 	s.wg.Add(1)
@@ -898,7 +908,9 @@ func (w *writeLoop) tryAll() bool {
 // apply writes the buffer's first n ops in one batch and removes them once committed.
 func (w *writeLoop) apply(n int) error {
 	s := w.s
-	charges, err := s.b.Apply(context.Background(), w.buf[:n])
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WriteTimeout)
+	charges, err := s.b.Apply(ctx, w.buf[:n])
+	cancel()
 	if s.onBatch != nil {
 		s.onBatch(n, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -72,53 +73,98 @@ func DSN(t testing.TB) string {
 // names a loopback port where nothing listens, and up starts a proxy there to the real server.
 func Unreachable(t testing.TB) (dsn string, up func()) {
 	t.Helper()
+	p := newProxy(t)
+	return p.dsn, p.up
+}
+
+// Stalling returns a DSN like DSN's through a proxy to the real server, and stall, which holds
+// every byte in both directions while on, the connections left open: a database host that
+// vanished without closing them.
+func Stalling(t testing.TB) (dsn string, stall func(on bool)) {
+	t.Helper()
+	p := newProxy(t)
+	p.up()
+	return p.dsn, func(on bool) { p.stalled.Store(on) }
+}
+
+// proxy forwards a loopback port to the test server once up.
+type proxy struct {
+	t       testing.TB
+	dsn     string
+	addr    string // where it listens
+	server  string // the real server's host:port
+	once    sync.Once
+	stalled atomic.Bool
+}
+
+func newProxy(t testing.TB) *proxy {
 	u, err := url.Parse(DSN(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	server := u.Host
+	p := &proxy{t: t, server: u.Host}
 	if u.Port() == "" {
-		server = net.JoinHostPort(u.Hostname(), "5432")
+		p.server = net.JoinHostPort(u.Hostname(), "5432")
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
+	p.addr = ln.Addr().String()
 	ln.Close() // nothing listens there until up
-	u.Host = addr
-	var once sync.Once
-	up = func() {
-		once.Do(func() {
-			ln, err := net.Listen("tcp", addr)
-			if err != nil {
-				t.Fatalf("the proxy cannot listen on %s again: %v", addr, err)
-			}
-			t.Cleanup(func() { ln.Close() })
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					go forward(c, server)
-				}
-			}()
-		})
-	}
-	return u.String(), up
+	u.Host = p.addr
+	p.dsn = u.String()
+	return p
 }
 
-// forward copies c to a new connection to server and back until either side closes.
-func forward(c net.Conn, server string) {
+func (p *proxy) up() {
+	p.once.Do(func() {
+		ln, err := net.Listen("tcp", p.addr)
+		if err != nil {
+			p.t.Fatalf("the proxy cannot listen on %s again: %v", p.addr, err)
+		}
+		p.t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go p.forward(c)
+			}
+		}()
+	})
+}
+
+// forward copies c to a new connection to the server and back until either side closes.
+func (p *proxy) forward(c net.Conn) {
 	defer c.Close()
-	s, err := net.Dial("tcp", server)
+	s, err := net.Dial("tcp", p.server)
 	if err != nil {
 		return
 	}
 	defer s.Close()
 	done := make(chan struct{}, 2)
-	go func() { io.Copy(s, c); done <- struct{}{} }()
-	go func() { io.Copy(c, s); done <- struct{}{} }()
+	go func() { p.copy(s, c); done <- struct{}{} }()
+	go func() { p.copy(c, s); done <- struct{}{} }()
 	<-done
+}
+
+// copy is io.Copy that holds what it read while the proxy is stalled.
+func (p *proxy) copy(dst io.Writer, src io.Reader) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		for p.stalled.Load() {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
