@@ -63,11 +63,20 @@ func (a *App) callRefused(ctx context.Context, tenant string) error {
 	return &httpapi.RateLimited{Message: rej.Message, RetryAfter: rej.RetryAfter}
 }
 
+// readBudget bounds a tenant's call that reads the message log by server.request_timeout, as a
+// send is bounded: a database that stopped answering then costs the caller a 503 in seconds, not
+// a request held (with one of the read pool's connections) for as long as the caller waits.
+func (a *App) readBudget(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, a.rt.Load().cfg.Server.RequestTimeout.D())
+}
+
 // Message implements httpapi.Backend.
 func (a *App) Message(ctx context.Context, tenant, id string) (*store.Record, error) {
 	if err := a.callRefused(ctx, tenant); err != nil {
 		return nil, err
 	}
+	ctx, cancel := a.readBudget(ctx)
+	defer cancel()
 	return a.store.Get(ctx, tenant, id)
 }
 
@@ -78,6 +87,8 @@ func (a *App) Verified(ctx context.Context, tenant, id string) error {
 	if err := a.callRefused(ctx, tenant); err != nil {
 		return err
 	}
+	ctx, cancel := a.readBudget(ctx)
+	defer cancel()
 	rec, err := a.store.Get(ctx, tenant, id)
 	if err != nil {
 		return err
@@ -107,6 +118,8 @@ func (a *App) Messages(ctx context.Context, q store.Query) ([]*store.Record, err
 	if err := a.callRefused(ctx, q.Tenant); err != nil {
 		return nil, err
 	}
+	ctx, cancel := a.readBudget(ctx)
+	defer cancel()
 	return a.store.List(ctx, q)
 }
 

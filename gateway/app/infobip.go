@@ -57,8 +57,12 @@ func (a *App) Infobip(ctx context.Context, c httpapi.InfobipCall) httpapi.Reply 
 	}
 	switch {
 	case strings.HasSuffix(c.Path, "/reports"):
+		ctx, cancel := a.readBudget(ctx)
+		defer cancel()
 		return a.infobipReports(ctx, tn, kind, c.Query)
 	case strings.HasSuffix(c.Path, "/logs"):
+		ctx, cancel := a.readBudget(ctx)
+		defer cancel()
 		return a.infobipLogs(ctx, tn, kind, c.Query)
 	}
 	var dests []ib.Destination
@@ -208,12 +212,20 @@ func compatMessage(r *store.Record) ib.Message {
 	return m
 }
 
+// logUnavailable answers a reports or logs call whose message log read failed (down, or not
+// answering within server.request_timeout): 503 with Retry-After, a retry may work.
+func logUnavailable(kind string) httpapi.Reply {
+	rep := ibReply(http.StatusServiceUnavailable, kind, "SERVICE_UNAVAILABLE", "the message log could not be read; retry")
+	rep.RetryAfter = time.Second
+	return rep
+}
+
 // infobipReports hands out final delivery reports once (GET /sms/{1,3}/reports), for messages
 // whose reports are not pushed to a notify URL.
 func (a *App) infobipReports(ctx context.Context, tn *tenant, kind string, q url.Values) httpapi.Reply {
 	recs, err := a.store.Take(ctx, store.TakeQuery{Tenant: tn.name, BulkID: q.Get("bulkId"), ID: q.Get("messageId"), Limit: limitOf(q, 50, 1000)})
 	if err != nil {
-		return ibReply(http.StatusInternalServerError, kind, "GENERAL_ERROR", "the message log could not be read; retry")
+		return logUnavailable(kind)
 	}
 	return httpapi.Reply{Status: http.StatusOK, Body: ib.Reports(kind, compatMessages(recs))}
 }
@@ -242,7 +254,7 @@ func (a *App) infobipLogs(ctx context.Context, tn *tenant, kind string, q url.Va
 	}
 	recs, err := a.store.List(ctx, sq)
 	if err != nil {
-		return ibReply(http.StatusInternalServerError, kind, "GENERAL_ERROR", "the message log could not be read; retry")
+		return logUnavailable(kind)
 	}
 	return httpapi.Reply{Status: http.StatusOK, Body: ib.Logs(kind, compatMessages(recs))}
 }

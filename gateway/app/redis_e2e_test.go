@@ -596,3 +596,47 @@ routes: [{name: d, providers: [m]}]
 		t.Errorf("a PostgreSQL that refused the replica: err = %v", err)
 	}
 }
+
+// TestAPostgresThatStopsAnsweringCostsSecondsNotHangs: PostgreSQL stops answering without closing
+// its connections. Sends are still answered (their records wait), and a tenant's reads of the
+// message log answer 503 within server.request_timeout instead of waiting as long as the caller
+// does, each holding a connection of the read pool.
+func TestAPostgresThatStopsAnsweringCostsSecondsNotHangs(t *testing.T) {
+	dsn, stall := pgtest.Stalling(t)
+	h := start(t, fmt.Sprintf(`
+server: {request_timeout: 500ms}
+storage: {driver: postgres, dsn: %q, commit_timeout: 50ms, write_timeout: 500ms}
+tenants: [{name: acme, api_key: acme-key-0123456789}]
+providers: [{name: m, type: mock}]
+routes: [{name: d, providers: [m]}]
+`, dsn), Options{})
+	defer stall(false) // before the harness stops
+	key := "acme-key-0123456789"
+	r := h.send(key, `{"recipient":"+14155550104","text":"Your code is 246810","context":{}}`)
+	if r.Status != 200 {
+		t.Fatalf("send: %d %s", r.Status, r.Raw)
+	}
+	id := r.Body["id"].(string)
+	stall(true)
+	within := func(what string, call func() response, check func(response) bool) {
+		t.Helper()
+		got := make(chan response, 1)
+		go func() { got <- call() }()
+		select {
+		case r := <-got:
+			if !check(r) {
+				t.Errorf("%s during the stall: %d %s", what, r.Status, r.Raw)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("%s still waiting 5 s into the stall", what)
+		}
+	}
+	is503 := func(r response) bool { return r.Status == 503 && errCode(r) == "store_unavailable" }
+	within("a send", func() response {
+		return h.send(key, `{"recipient":"+14155550105","text":"Your code is 246810","context":{}}`)
+	}, func(r response) bool { return r.Status == 200 })
+	within("reading a message", func() response { return h.do("GET", "/v1/messages/"+id, key, "") }, is503)
+	within("listing messages", func() response { return h.do("GET", "/v1/messages", key, "") }, is503)
+	within("the Infobip-compatible logs", func() response { return h.do("GET", "/sms/1/logs", "", "", "Authorization", "App "+key) },
+		func(r response) bool { return r.Status == 503 && r.Header.Get("Retry-After") == "1" })
+}
