@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"mime"
 	"net/http"
 	"slices"
@@ -63,20 +64,48 @@ func (a *App) callRefused(ctx context.Context, tenant string) error {
 	return &httpapi.RateLimited{Message: rej.Message, RetryAfter: rej.RetryAfter}
 }
 
-// readBudget bounds a tenant's call that reads the message log by server.request_timeout, as a
-// send is bounded: a database that stopped answering then costs the caller a 503 in seconds, not
-// a request held (with one of the read pool's connections) for as long as the caller waits.
-func (a *App) readBudget(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, a.rt.Load().cfg.Server.RequestTimeout.D())
+// readsPerTenant is how many calls reading the message log one tenant may have running on a
+// replica. The read pool is every tenant's (8 connections on PostgreSQL, 4 on SQLite, also used by
+// report pushes' sweeps and delivery health), and a slow read (a filter no index serves, over a
+// large tenant's month of records) could otherwise hold all of it for its whole budget.
+const readsPerTenant = 2
+
+// beginRead admits a tenant's call that reads the message log: one token of its rate_limits.api,
+// then one of its readsPerTenant slots, waited for (holding no connection) within
+// server.request_timeout, the call's budget as it is a send's: a database that stopped answering
+// costs the caller a 503 in seconds. A call that got no slot within the budget is refused (429).
+// end gives the slot back.
+func (a *App) beginRead(ctx context.Context, tenant string) (_ context.Context, end func(), err error) {
+	if err := a.callRefused(ctx, tenant); err != nil {
+		return nil, nil, err
+	}
+	rt := a.rt.Load()
+	ctx, cancel := context.WithTimeout(ctx, rt.cfg.Server.RequestTimeout.D())
+	tn := rt.byName[tenant]
+	if tn == nil {
+		return ctx, cancel, nil
+	}
+	select {
+	case tn.readSlots <- struct{}{}:
+	case <-ctx.Done():
+		cancel()
+		a.metrics.PolicyRejections.WithLabelValues(tn.name, "reads_in_flight").Inc()
+		return nil, nil, &httpapi.RateLimited{Message: fmt.Sprintf("this tenant's %d reads of the message log running on this replica took the whole budget; retry when they have finished", readsPerTenant),
+			RetryAfter: time.Second}
+	}
+	return ctx, func() {
+		<-tn.readSlots
+		cancel()
+	}, nil
 }
 
 // Message implements httpapi.Backend.
 func (a *App) Message(ctx context.Context, tenant, id string) (*store.Record, error) {
-	if err := a.callRefused(ctx, tenant); err != nil {
+	ctx, end, err := a.beginRead(ctx, tenant)
+	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := a.readBudget(ctx)
-	defer cancel()
+	defer end()
 	return a.store.Get(ctx, tenant, id)
 }
 
@@ -84,11 +113,11 @@ func (a *App) Message(ctx context.Context, tenant, id string) (*store.Record, er
 // strongest sign of delivery there is; it counts as delivered for the provider that sent it. A
 // message reported used before is not written again.
 func (a *App) Verified(ctx context.Context, tenant, id string) error {
-	if err := a.callRefused(ctx, tenant); err != nil {
+	ctx, end, err := a.beginRead(ctx, tenant)
+	if err != nil {
 		return err
 	}
-	ctx, cancel := a.readBudget(ctx)
-	defer cancel()
+	defer end()
 	rec, err := a.store.Get(ctx, tenant, id)
 	if err != nil {
 		return err
@@ -115,11 +144,11 @@ const verifiedStatus = "VERIFIED"
 
 // Messages implements httpapi.Backend.
 func (a *App) Messages(ctx context.Context, q store.Query) ([]*store.Record, error) {
-	if err := a.callRefused(ctx, q.Tenant); err != nil {
+	ctx, end, err := a.beginRead(ctx, q.Tenant)
+	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := a.readBudget(ctx)
-	defer cancel()
+	defer end()
 	return a.store.List(ctx, q)
 }
 

@@ -125,8 +125,10 @@ type tenant struct {
 	notifyPrivate bool
 	// pumping is the tenant's effective pumping detection settings.
 	pumping config.Pumping
-	// inflight counts this tenant's sends in flight on this replica (admission.go).
-	inflight atomic.Int64
+	// inflight counts this tenant's sends in flight on this replica (admission.go); readSlots
+	// holds one token per call of its reading the message log (beginRead).
+	inflight  atomic.Int64
+	readSlots chan struct{}
 }
 
 // spend is the tenant's spend limit; nil when it has none.
@@ -469,7 +471,8 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 	for i := range cfg.Tenants {
 		t := &cfg.Tenants[i]
 		tn := &tenant{name: t.Name, rules: policy.Compile(cfg, t), acceptUnrecognized: t.AcceptUnrecognizedNumbers, allowSender: t.AllowSender,
-			notifyHosts: map[string]bool{}, notifyPrivate: t.NotifyPrivateAddresses, pumping: cfg.EffectivePumping(t)}
+			notifyHosts: map[string]bool{}, notifyPrivate: t.NotifyPrivateAddresses, pumping: cfg.EffectivePumping(t),
+			readSlots: make(chan struct{}, readsPerTenant)}
 		for _, h := range t.NotifyHosts {
 			tn.notifyHosts[strings.ToLower(h)] = true
 		}

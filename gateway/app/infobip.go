@@ -47,22 +47,19 @@ func (a *App) Infobip(ctx context.Context, c httpapi.InfobipCall) httpapi.Reply 
 		a.metrics.Requests.WithLabelValues("", "", "unauthorized").Inc()
 		return ibReply(http.StatusUnauthorized, kind, "UNAUTHORIZED", "Invalid login details")
 	}
-	if strings.HasSuffix(c.Path, "/reports") || strings.HasSuffix(c.Path, "/logs") {
-		var rl *httpapi.RateLimited
-		if errors.As(a.callRefused(ctx, tn.name), &rl) {
+	if reports, logs := strings.HasSuffix(c.Path, "/reports"), strings.HasSuffix(c.Path, "/logs"); reports || logs {
+		ctx, end, err := a.beginRead(ctx, tn.name)
+		if rl := (*httpapi.RateLimited)(nil); errors.As(err, &rl) {
 			rep := ibReply(http.StatusTooManyRequests, kind, "TOO_MANY_REQUESTS", rl.Message)
 			rep.RetryAfter = rl.RetryAfter
 			return rep
+		} else if err != nil {
+			return logUnavailable(kind)
 		}
-	}
-	switch {
-	case strings.HasSuffix(c.Path, "/reports"):
-		ctx, cancel := a.readBudget(ctx)
-		defer cancel()
-		return a.infobipReports(ctx, tn, kind, c.Query)
-	case strings.HasSuffix(c.Path, "/logs"):
-		ctx, cancel := a.readBudget(ctx)
-		defer cancel()
+		defer end()
+		if reports {
+			return a.infobipReports(ctx, tn, kind, c.Query)
+		}
 		return a.infobipLogs(ctx, tn, kind, c.Query)
 	}
 	var dests []ib.Destination

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -687,5 +688,121 @@ routes: [{name: d, providers: [m]}]
 	}
 	if got := testutil.ToFloat64(h.app.MetricSet().PolicyRejections.WithLabelValues("reader", "api")); got != 4 {
 		t.Errorf("api rejections counted %v, want 4", got)
+	}
+}
+
+// heldReads holds one tenant's listings of the message log while a hold is on, whatever their
+// context says: a read that no index serves, over a large tenant's month, on a database that does
+// not stop it at once.
+type heldReads struct {
+	store.Backend
+	tenant  string
+	running atomic.Int32
+	mu      sync.Mutex
+	hold    chan struct{} // closed: no hold
+}
+
+func (b *heldReads) holding() chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.hold
+}
+
+func (b *heldReads) setHold(c chan struct{}) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.hold = c
+}
+
+func (b *heldReads) List(ctx context.Context, q store.Query) ([]*store.Record, error) {
+	if q.Tenant == b.tenant {
+		b.running.Add(1)
+		defer b.running.Add(-1)
+		<-b.holding()
+	}
+	return b.Backend.List(context.WithoutCancel(ctx), q)
+}
+
+// TestOneTenantsSlowReadsHoldTwoSlots: the message log's read pool is every tenant's. A tenant
+// whose reads are slow has at most readsPerTenant of them running on a replica; the next wait for
+// a slot without holding a connection, and are refused (429 with Retry-After, on both APIs) if
+// none frees within the budget. The other tenants read on meanwhile, and the slots are given back.
+func TestOneTenantsSlowReadsHoldTwoSlots(t *testing.T) {
+	hb := &heldReads{tenant: "slow", hold: make(chan struct{})}
+	h := start(t, `
+server: {request_timeout: 1s}
+storage: {driver: memory}
+tenants:
+  - {name: slow, api_key: slow-key-0123456789}
+  - {name: other, api_key: other-key-0123456789}
+providers: [{name: m, type: mock}]
+routes: [{name: d, providers: [m]}]
+`, Options{WrapBackend: func(b store.Backend) store.Backend { hb.Backend = b; return hb }})
+	read := func(results chan<- response) { results <- h.do("GET", "/v1/messages", "slow-key-0123456789", "") }
+
+	// Bursts wait for a slot, then go through.
+	results := make(chan response, readsPerTenant+3)
+	for range readsPerTenant {
+		go read(results)
+	}
+	waitUntil(t, "two reads running", func() bool { return hb.running.Load() == readsPerTenant })
+	for range 3 {
+		go read(results)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n, got := hb.running.Load(), len(results); n != readsPerTenant || got != 0 {
+		close(hb.holding())
+		t.Fatalf("%d reads in the message log and %d answered with the slots taken; want %d and 0", n, got, readsPerTenant)
+	}
+	if r := h.do("GET", "/v1/messages", "other-key-0123456789", ""); r.Status != 200 {
+		t.Errorf("the other tenant's read: %d %s", r.Status, r.Raw)
+	}
+	close(hb.holding())
+	for range readsPerTenant + 3 {
+		if r := <-results; r.Status != 200 {
+			t.Errorf("a read of the burst: %d %s", r.Status, r.Raw)
+		}
+	}
+
+	// Reads that hold their slots for the whole budget: the next are refused.
+	hb.setHold(make(chan struct{}))
+	for range readsPerTenant {
+		go read(results)
+	}
+	waitUntil(t, "two reads running", func() bool { return hb.running.Load() == readsPerTenant })
+	native, compat := make(chan response, 1), make(chan response, 1)
+	go func() { native <- h.do("GET", "/v1/messages", "slow-key-0123456789", "") }()
+	go func() { compat <- h.do("GET", "/sms/1/logs", "slow-key-0123456789", "") }()
+	for _, c := range []struct {
+		what string
+		got  chan response
+		ok   func(response) bool
+	}{
+		{"a read", native, func(r response) bool {
+			return r.Status == 429 && errCode(r) == "rate_limited" && r.Header.Get("Retry-After") == "1"
+		}},
+		{"an Infobip-compatible read", compat, func(r response) bool { return r.Status == 429 && strings.Contains(r.Raw, "TOO_MANY_REQUESTS") }},
+	} {
+		select {
+		case r := <-c.got:
+			if !c.ok(r) {
+				t.Errorf("%s that found no slot within the budget: %d %s (Retry-After %q)", c.what, r.Status, r.Raw, r.Header.Get("Retry-After"))
+			}
+		case <-time.After(5 * time.Second):
+			close(hb.holding())
+			t.Fatalf("%s with every slot held was not refused within 5 s", c.what)
+		}
+	}
+	close(hb.holding())
+	for range readsPerTenant {
+		<-results // held past their budget: whatever they answer, their slots come back
+	}
+	for range 2 * readsPerTenant {
+		if r := h.do("GET", "/v1/messages", "slow-key-0123456789", ""); r.Status != 200 {
+			t.Fatalf("a read after the slots were given back: %d %s", r.Status, r.Raw)
+		}
+	}
+	if got := testutil.ToFloat64(h.app.MetricSet().PolicyRejections.WithLabelValues("slow", "reads_in_flight")); got != 2 {
+		t.Errorf("reads_in_flight rejections counted %v, want 2", got)
 	}
 }
