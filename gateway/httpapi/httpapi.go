@@ -369,11 +369,20 @@ func (h *handlers) send(c echo.Context) error {
 		return err
 	}
 	rid := requestID(c)
-	rep := h.b.Send(c.Request().Context(), SendRequest{APIKey: key, Body: body, IdempotencyKey: c.Request().Header.Get("Idempotency-Key"), RequestID: rid})
+	return reply(c, h.b.Send(c.Request().Context(), SendRequest{APIKey: key, Body: body, IdempotencyKey: c.Request().Header.Get("Idempotency-Key"), RequestID: rid}))
+}
+
+// reply writes a backend's answer, with Retry-After when it has one.
+func reply(c echo.Context, rep Reply) error {
 	if rep.RetryAfter > 0 {
-		c.Response().Header().Set("Retry-After", strconv.Itoa(int((rep.RetryAfter+time.Second-1)/time.Second)))
+		retryAfter(c, rep.RetryAfter)
 	}
 	return c.JSONBlob(rep.Status, rep.Body)
+}
+
+// retryAfter sets Retry-After to d in whole seconds, rounded up, at least 1.
+func retryAfter(c echo.Context, d time.Duration) {
+	c.Response().Header().Set("Retry-After", strconv.Itoa(max(1, int((d+time.Second-1)/time.Second))))
 }
 
 // infobipKey reads the credential as Infobip clients send it: "App <key>", "Bearer <key>",
@@ -406,12 +415,8 @@ func (h *handlers) infobip(c echo.Context) error {
 		body = b
 	}
 	rid := requestID(c)
-	rep := h.b.Infobip(c.Request().Context(), InfobipCall{Path: c.Path(), Key: infobipKey(c), Body: body, Query: c.QueryParams(),
-		IdempotencyKey: c.Request().Header.Get("Idempotency-Key"), RequestID: rid})
-	if rep.RetryAfter > 0 {
-		c.Response().Header().Set("Retry-After", strconv.Itoa(int((rep.RetryAfter+time.Second-1)/time.Second)))
-	}
-	return c.JSONBlob(rep.Status, rep.Body)
+	return reply(c, h.b.Infobip(c.Request().Context(), InfobipCall{Path: c.Path(), Key: infobipKey(c), Body: body, Query: c.QueryParams(),
+		IdempotencyKey: c.Request().Header.Get("Idempotency-Key"), RequestID: rid}))
 }
 
 // requestID is the caller's X-Request-Id (its first 128 bytes), or a new one; the answer carries
@@ -483,7 +488,7 @@ func limited(c echo.Context, err error) (error, bool) {
 	if !errors.As(err, &rl) {
 		return nil, false
 	}
-	c.Response().Header().Set("Retry-After", strconv.Itoa(max(1, int((rl.RetryAfter+time.Second-1)/time.Second))))
+	retryAfter(c, rl.RetryAfter)
 	return fail(http.StatusTooManyRequests, "rate_limited", rl.Message), true
 }
 

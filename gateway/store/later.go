@@ -81,110 +81,70 @@ func OpenLater(open func(context.Context) (Backend, error), wait time.Duration, 
 // Open reports whether the database has been reached.
 func (l *Later) Open() bool { return l.cur.Load() != nil }
 
-func (l *Later) backend() (Backend, error) {
-	if b := l.cur.Load(); b != nil {
-		return b.Backend, nil
+// with calls f on the database once it has been reached; until then it answers ErrNotOpen.
+func with[T any](l *Later, f func(Backend) (T, error)) (T, error) {
+	b := l.cur.Load()
+	if b == nil {
+		var zero T
+		return zero, ErrNotOpen
 	}
-	return nil, ErrNotOpen
+	return f(b.Backend)
 }
 
 // Apply implements Backend.
 func (l *Later) Apply(ctx context.Context, ops []Op) ([]Charge, error) {
-	b, err := l.backend()
-	if err != nil {
-		return nil, err
-	}
-	return b.Apply(ctx, ops)
+	return with(l, func(b Backend) ([]Charge, error) { return b.Apply(ctx, ops) })
 }
 
 // Get implements Backend.
 func (l *Later) Get(ctx context.Context, tenant, id string) (*Record, error) {
-	b, err := l.backend()
-	if err != nil {
-		return nil, err
-	}
-	return b.Get(ctx, tenant, id)
+	return with(l, func(b Backend) (*Record, error) { return b.Get(ctx, tenant, id) })
 }
 
 // List implements Backend.
 func (l *Later) List(ctx context.Context, q Query) ([]*Record, error) {
-	b, err := l.backend()
-	if err != nil {
-		return nil, err
-	}
-	return b.List(ctx, q)
+	return with(l, func(b Backend) ([]*Record, error) { return b.List(ctx, q) })
 }
 
 // Purge implements Backend.
 func (l *Later) Purge(ctx context.Context, before time.Time) (int, error) {
-	b, err := l.backend()
-	if err != nil {
-		return 0, err
-	}
-	return b.Purge(ctx, before)
+	return with(l, func(b Backend) (int, error) { return b.Purge(ctx, before) })
 }
 
 // Health implements Backend.
 func (l *Later) Health(ctx context.Context, since, pendingBefore time.Time) ([]HealthRow, error) {
-	b, err := l.backend()
-	if err != nil {
-		return nil, err
-	}
-	return b.Health(ctx, since, pendingBefore)
+	return with(l, func(b Backend) ([]HealthRow, error) { return b.Health(ctx, since, pendingBefore) })
 }
 
 // Prices implements Backend.
 func (l *Later) Prices(ctx context.Context, since time.Time) ([]PriceRow, error) {
-	b, err := l.backend()
-	if err != nil {
-		return nil, err
-	}
-	return b.Prices(ctx, since)
+	return with(l, func(b Backend) ([]PriceRow, error) { return b.Prices(ctx, since) })
 }
 
 // Find implements Backend.
 func (l *Later) Find(ctx context.Context, provider, id, providerMessageID string) (*Record, error) {
-	b, err := l.backend()
-	if err != nil {
-		return nil, err
-	}
-	return b.Find(ctx, provider, id, providerMessageID)
+	return with(l, func(b Backend) (*Record, error) { return b.Find(ctx, provider, id, providerMessageID) })
 }
 
 // Take implements Backend.
 func (l *Later) Take(ctx context.Context, q TakeQuery) ([]*Record, error) {
-	b, err := l.backend()
-	if err != nil {
-		return nil, err
-	}
-	return b.Take(ctx, q)
+	return with(l, func(b Backend) ([]*Record, error) { return b.Take(ctx, q) })
 }
 
 // Due implements Backend.
 func (l *Later) Due(ctx context.Context, tenant string, now time.Time, limit int) ([]*Record, error) {
-	b, err := l.backend()
-	if err != nil {
-		return nil, err
-	}
-	return b.Due(ctx, tenant, now, limit)
+	return with(l, func(b Backend) ([]*Record, error) { return b.Due(ctx, tenant, now, limit) })
 }
 
 // DueTenants implements Backend.
 func (l *Later) DueTenants(ctx context.Context, now time.Time) ([]string, error) {
-	b, err := l.backend()
-	if err != nil {
-		return nil, err
-	}
-	return b.DueTenants(ctx, now)
+	return with(l, func(b Backend) ([]string, error) { return b.DueTenants(ctx, now) })
 }
 
 // PushDone implements Backend.
 func (l *Later) PushDone(ctx context.Context, id string) error {
-	b, err := l.backend()
-	if err != nil {
-		return err
-	}
-	return b.PushDone(ctx, id)
+	_, err := with(l, func(b Backend) (struct{}, error) { return struct{}{}, b.PushDone(ctx, id) })
+	return err
 }
 
 // Close stops opening (waiting for an attempt under way to end) and closes the database if it was
@@ -192,7 +152,7 @@ func (l *Later) PushDone(ctx context.Context, id string) error {
 func (l *Later) Close() error {
 	l.stopOnce.Do(func() { close(l.stop) })
 	<-l.done
-	if b, err := l.backend(); err == nil {
+	if b := l.cur.Load(); b != nil {
 		return b.Close()
 	}
 	return nil

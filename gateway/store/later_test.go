@@ -59,24 +59,17 @@ func TestALogOpenedLaterKeepsWhatItWasGiven(t *testing.T) {
 	if l.Open() || s.Backlog() != 1 {
 		t.Errorf("open %v, backlog %d; want false and 1", l.Open(), s.Backlog())
 	}
-	for failures.Load() < 2 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	within(t, 10*time.Second, "two failed opens", func() bool { return failures.Load() >= 2 })
 	up()
 	select {
 	case <-opened:
 	case <-time.After(15 * time.Second):
 		t.Fatal("the database was not reached after it came up")
 	}
-	for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	within(t, 10*time.Second, "the record written before is there", func() bool {
 		got, err := s.Get(ctx, "acme", "msg_later")
-		if err == nil && got != nil && got.Status == gateway.StatusSent {
-			break
-		}
-		if time.Now().After(end) {
-			t.Fatalf("the record written before was not there: %v %v", got, err)
-		}
-	}
+		return err == nil && got.Status == gateway.StatusSent
+	})
 	if s.Backlog() != 0 {
 		t.Errorf("backlog %d after the database was reached", s.Backlog())
 	}
@@ -107,14 +100,10 @@ func TestADatabaseThatStopsAnsweringDoesNotHoldTheWriter(t *testing.T) {
 	if err := s.Insert(ctx, rec(0)); err != nil && !errors.Is(err, ErrNotCommitted) {
 		t.Fatalf("before the stall: %v", err)
 	}
-	for end := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if got, err := s.Get(ctx, "acme", rec(0).ID); err == nil && got != nil {
-			break
-		}
-		if time.Now().After(end) {
-			t.Fatal("the record before the stall was not written")
-		}
-	}
+	within(t, 10*time.Second, "the record before the stall is written", func() bool {
+		_, err := s.Get(ctx, "acme", rec(0).ID)
+		return err == nil
+	})
 	stall(true)
 	const sends = 40
 	done := make(chan error, sends)
@@ -133,13 +122,18 @@ func TestADatabaseThatStopsAnsweringDoesNotHoldTheWriter(t *testing.T) {
 		}
 	}
 	stall(false)
-	for end := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	within(t, 30*time.Second, "every record is written after the stall", func() bool {
 		got, err := s.List(ctx, Query{Tenant: "acme", Limit: 100})
-		if err == nil && len(got) == sends+1 {
-			break
-		}
+		return err == nil && len(got) == sends+1
+	})
+}
+
+// within polls cond until it holds, failing the test after d.
+func within(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(d); !cond(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(end) {
-			t.Fatalf("%d of %d records written after the stall (%v)", len(got), sends+1, err)
+			t.Fatalf("timed out after %s waiting until %s", d, what)
 		}
 	}
 }
