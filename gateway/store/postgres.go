@@ -20,10 +20,11 @@ import (
 	"github.com/smsgate/smsgate/gateway"
 )
 
-// pgMigrations are applied in order under an advisory lock; schema_migrations records how many
-// ran. Append, never edit. Times are Unix milliseconds, as in SQLite, so cursors mean the same.
-var pgMigrations = []string{
-	`CREATE TABLE messages (
+// pgMigrations are applied in order under an advisory lock, each in a transaction of its own;
+// schema_migrations records how many ran. Append, never edit. Times are Unix milliseconds, as in
+// SQLite, so cursors mean the same.
+var pgMigrations = []pgMigration{
+	{sql: `CREATE TABLE messages (
 		id text PRIMARY KEY,
 		tenant text NOT NULL,
 		client_id text NOT NULL DEFAULT '',
@@ -60,24 +61,42 @@ var pgMigrations = []string{
 	);
 	CREATE INDEX pending_by_pmid ON pending_reports (provider, provider_message_id) WHERE provider_message_id <> '';
 	CREATE INDEX pending_by_id ON pending_reports (provider, message_id) WHERE message_id <> '';
-	CREATE INDEX pending_received ON pending_reports (received_at);`,
+	CREATE INDEX pending_received ON pending_reports (received_at);`},
 	// 2: messages sent through the Infobip-compatible API.
-	`ALTER TABLE messages ADD COLUMN source text NOT NULL DEFAULT '',
+	{sql: `ALTER TABLE messages ADD COLUMN source text NOT NULL DEFAULT '',
 		ADD COLUMN reference text NOT NULL DEFAULT '',
 		ADD COLUMN bulk_id text NOT NULL DEFAULT '',
 		ADD COLUMN callback_data text NOT NULL DEFAULT '',
 		ADD COLUMN notify_url text NOT NULL DEFAULT '',
 		ADD COLUMN report_taken boolean NOT NULL DEFAULT false;
-	CREATE INDEX messages_untaken ON messages (tenant, created_at) WHERE source <> '' AND NOT report_taken;`,
+	CREATE INDEX messages_untaken ON messages (tenant, created_at) WHERE source <> '' AND NOT report_taken;`},
 	// 3: the number range of the recipient (pumping detection's conversion signal).
-	`ALTER TABLE messages ADD COLUMN num_range text NOT NULL DEFAULT '';`,
+	{sql: `ALTER TABLE messages ADD COLUMN num_range text NOT NULL DEFAULT '';`},
 	// 4: pushes of final reports to notify URLs, kept until done (Due, PushDone).
-	`ALTER TABLE messages ADD COLUMN push_at bigint NOT NULL DEFAULT 0,
+	{sql: `ALTER TABLE messages ADD COLUMN push_at bigint NOT NULL DEFAULT 0,
 		ADD COLUMN push_tries integer NOT NULL DEFAULT 0;
-	CREATE INDEX messages_push_due ON messages (tenant, push_at) WHERE push_at > 0;`,
+	CREATE INDEX messages_push_due ON messages (tenant, push_at) WHERE push_at > 0;`},
 	// 5: reports held until the caller is given the message's id (Release).
-	`ALTER TABLE messages ADD COLUMN report_held boolean NOT NULL DEFAULT false;`,
+	{sql: `ALTER TABLE messages ADD COLUMN report_held boolean NOT NULL DEFAULT false;`},
+	// 6: the Infobip-compatible logs' filters (bulkId, the caller's messageId), partial: a message
+	// without them (every Auth0 send) writes nothing to them.
+	{indexes: []pgIndex{
+		{"messages_bulk", "ON messages (tenant, bulk_id, created_at DESC, id DESC) WHERE bulk_id <> ''"},
+		{"messages_reference", "ON messages (tenant, reference) WHERE reference <> ''"},
+	}},
 }
+
+// pgMigration is one step of the schema: sql runs in a transaction with the version's update.
+// indexes, on tables that may already be large, are built before it with CREATE INDEX
+// CONCURRENTLY, outside any transaction: a plain CREATE INDEX would hold every replica's writes
+// to the table for as long as the build takes.
+type pgMigration struct {
+	sql     string
+	indexes []pgIndex
+}
+
+// pgIndex is an index built concurrently: its name, and its definition after the name.
+type pgIndex struct{ name, def string }
 
 // Postgres is a Backend on PostgreSQL (jackc/pgx v5 with a pool), shared by every replica: any
 // replica reads any message and applies any delivery report.
@@ -172,36 +191,81 @@ func (p *Postgres) migrate(ctx context.Context) error {
 		return err
 	}
 	defer conn.Release()
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(`+lockKeySQL+`)`, ":migrate"); err != nil {
+	if err := lockMigrations(ctx, conn.Conn()); err != nil {
 		return err
 	}
 	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(`+lockKeySQL+`)`, ":migrate")
 	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version int NOT NULL)`); err != nil {
 		return err
 	}
-	tx, err := conn.Begin(ctx)
-	if err != nil {
+	if _, err := conn.Exec(ctx, `INSERT INTO schema_migrations (version) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM schema_migrations)`); err != nil {
 		return err
 	}
-	defer tx.Rollback(ctx)
 	var v int
-	switch err := tx.QueryRow(ctx, `SELECT version FROM schema_migrations`).Scan(&v); {
-	case errors.Is(err, pgx.ErrNoRows):
-		if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version) VALUES (0)`); err != nil {
-			return err
-		}
-	case err != nil:
+	if err := conn.QueryRow(ctx, `SELECT version FROM schema_migrations`).Scan(&v); err != nil {
 		return err
 	}
 	if v > len(pgMigrations) {
 		return fmt.Errorf("database schema version %d is newer than this smsgate knows (%d)", v, len(pgMigrations))
 	}
 	for i := v; i < len(pgMigrations); i++ {
-		if _, err := tx.Exec(ctx, pgMigrations[i]); err != nil {
+		if err := applyPG(ctx, conn.Conn(), i+1, pgMigrations[i]); err != nil {
 			return fmt.Errorf("migration %d: %w", i+1, err)
 		}
 	}
-	if _, err := tx.Exec(ctx, `UPDATE schema_migrations SET version = $1`, len(pgMigrations)); err != nil {
+	return nil
+}
+
+// lockMigrations takes the migration lock, trying again until it is free rather than waiting in
+// pg_advisory_lock: a replica waiting there holds a snapshot, and CREATE INDEX CONCURRENTLY in the
+// replica that migrates waits for every snapshot older than its own, the waiters' too, a deadlock.
+func lockMigrations(ctx context.Context, conn *pgx.Conn) error {
+	for wait := 20 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		var ok bool
+		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(`+lockKeySQL+`) IS NOT FALSE`, ":migrate").Scan(&ok); err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
+// applyPG applies migration m, which makes the schema version version.
+func applyPG(ctx context.Context, conn *pgx.Conn, version int, m pgMigration) error {
+	for _, ix := range m.indexes {
+		// A concurrent build that stopped half way (a crash, a cancelled start) leaves an invalid
+		// index behind, which IF NOT EXISTS would keep: drop it and build again.
+		var invalid bool
+		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+			WHERE c.relname = $1 AND c.relnamespace = current_schema()::regnamespace AND NOT i.indisvalid)`, ix.name).Scan(&invalid); err != nil {
+			return err
+		}
+		if invalid {
+			if _, err := conn.Exec(ctx, `DROP INDEX CONCURRENTLY IF EXISTS `+ix.name); err != nil {
+				return err
+			}
+		}
+		if _, err := conn.Exec(ctx, `CREATE INDEX CONCURRENTLY IF NOT EXISTS `+ix.name+` `+ix.def); err != nil {
+			return fmt.Errorf("index %s: %w", ix.name, err)
+		}
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	if m.sql != "" {
+		if _, err := tx.Exec(ctx, m.sql); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.Exec(ctx, `UPDATE schema_migrations SET version = $1`, version); err != nil {
 		return err
 	}
 	return tx.Commit(ctx)
@@ -510,44 +574,8 @@ func (p *Postgres) Get(ctx context.Context, tenant, id string) (*Record, error) 
 
 // List implements Backend.
 func (p *Postgres) List(ctx context.Context, q Query) ([]*Record, error) {
-	where := []string{"tenant = $1"}
-	args := []any{q.Tenant}
-	add := func(cond string, v ...any) {
-		for range v {
-			cond = strings.Replace(cond, "?", fmt.Sprintf("$%d", len(args)+1), 1)
-			args = append(args, v[0])
-			v = v[1:]
-		}
-		where = append(where, cond)
-	}
-	if q.Status != "" {
-		add("status = ?", q.Status)
-	}
-	if q.Provider != "" {
-		add("provider = ?", q.Provider)
-	}
-	if !q.Since.IsZero() {
-		add("created_at >= ?", q.Since.UnixMilli())
-	}
-	if !q.Until.IsZero() {
-		add("created_at < ?", q.Until.UnixMilli())
-	}
-	if q.BulkID != "" {
-		add("bulk_id = ?", q.BulkID)
-	}
-	if q.ID != "" {
-		add("(id = ? OR (reference = ? AND source <> ''))", q.ID, q.ID)
-	}
-	if q.Compat {
-		where = append(where, "source <> ''")
-	}
-	if q.Before != nil {
-		c := q.Before.CreatedAt.UnixMilli()
-		add("(created_at, id) < (?, ?)", c, q.Before.ID)
-	}
-	args = append(args, q.Limit)
-	rows, err := p.pool.Query(ctx, `SELECT `+pgCols+` FROM messages WHERE `+strings.Join(where, " AND ")+
-		fmt.Sprintf(` ORDER BY created_at DESC, id DESC LIMIT $%d`, len(args)), args...)
+	where, args := listSQL(q)
+	rows, err := p.pool.Query(ctx, numbered(`SELECT `+pgCols+where), args...)
 	if err != nil {
 		return nil, err
 	}

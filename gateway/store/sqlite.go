@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -68,6 +67,11 @@ var migrations = []string{
 	CREATE INDEX messages_push_due ON messages(tenant, push_at) WHERE push_at > 0;`,
 	// 5: reports held until the caller is given the message's id (Release).
 	`ALTER TABLE messages ADD COLUMN report_held INTEGER NOT NULL DEFAULT 0;`,
+	// 6: the Infobip-compatible logs' filters (bulkId, the caller's messageId), partial: a message
+	// without them (every Auth0 send) writes nothing to them. SQLite uses one only for a query
+	// that repeats its WHERE term (listSQL).
+	`CREATE INDEX messages_bulk ON messages(tenant, bulk_id, created_at DESC, id DESC) WHERE bulk_id <> '';
+	CREATE INDEX messages_reference ON messages(tenant, reference) WHERE reference <> '';`,
 }
 
 // SQLite is a Backend on one SQLite file (modernc.org/sqlite, no cgo) in WAL mode.
@@ -415,36 +419,8 @@ func (s *SQLite) Get(ctx context.Context, tenant, id string) (*Record, error) {
 
 // List implements Backend.
 func (s *SQLite) List(ctx context.Context, q Query) ([]*Record, error) {
-	where := []string{"tenant = ?"}
-	args := []any{q.Tenant}
-	if q.Status != "" {
-		where, args = append(where, "status = ?"), append(args, q.Status)
-	}
-	if q.Provider != "" {
-		where, args = append(where, "provider = ?"), append(args, q.Provider)
-	}
-	if !q.Since.IsZero() {
-		where, args = append(where, "created_at >= ?"), append(args, q.Since.UnixMilli())
-	}
-	if !q.Until.IsZero() {
-		where, args = append(where, "created_at < ?"), append(args, q.Until.UnixMilli())
-	}
-	if q.BulkID != "" {
-		where, args = append(where, "bulk_id = ?"), append(args, q.BulkID)
-	}
-	if q.ID != "" {
-		where, args = append(where, "(id = ? OR (reference = ? AND source != ''))"), append(args, q.ID, q.ID)
-	}
-	if q.Compat {
-		where = append(where, "source != ''")
-	}
-	if q.Before != nil {
-		c := q.Before.CreatedAt.UnixMilli()
-		// A row value: SQLite walks the (tenant, created_at, id) index from the cursor on.
-		where, args = append(where, "(created_at, id) < (?, ?)"), append(args, c, q.Before.ID)
-	}
-	args = append(args, q.Limit)
-	rows, err := s.db.QueryContext(ctx, `SELECT `+cols+` FROM messages WHERE `+strings.Join(where, " AND ")+` ORDER BY created_at DESC, id DESC LIMIT ?`, args...)
+	where, args := listSQL(q)
+	rows, err := s.db.QueryContext(ctx, `SELECT `+cols+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -494,10 +470,10 @@ func (s *SQLite) Take(ctx context.Context, q TakeQuery) ([]*Record, error) {
 	where := "tenant = ? AND source != '' AND notify_url = '' AND report_taken = 0 AND status IN ('delivered','undelivered','failed','rejected')"
 	args := []any{q.Tenant}
 	if q.BulkID != "" {
-		where, args = where+" AND bulk_id = ?", append(args, q.BulkID)
+		where, args = where+" AND bulk_id = ? AND bulk_id <> ''", append(args, q.BulkID)
 	}
 	if q.ID != "" {
-		where, args = where+" AND (id = ? OR reference = ?)", append(args, q.ID, q.ID)
+		where, args = where+" AND (id = ? OR (reference = ? AND reference <> ''))", append(args, q.ID, q.ID)
 	}
 	if none, err := s.none(ctx, where, args); none || err != nil {
 		return nil, err

@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -123,6 +124,47 @@ type Query struct {
 	ID string
 	// Compat keeps only messages sent through the Infobip-compatible API.
 	Compat bool
+}
+
+// listSQL is the FROM, WHERE, ORDER and LIMIT of q's listing, with ? placeholders (PostgreSQL
+// numbers them), and their arguments. The filters of the Infobip-compatible logs repeat the
+// WHERE terms of their partial indexes (a bulk_id, a reference not empty): both databases use a
+// partial index only for a query whose WHERE implies the index's, and SQLite only when it finds
+// the very term.
+func listSQL(q Query) (string, []any) {
+	from, where, args := ` FROM messages`, []string{"tenant = ?"}, []any{q.Tenant}
+	if q.ID != "" {
+		// The message with our id, and the tenant's messages with that reference, found by their
+		// indexes first (CROSS JOIN keeps SQLite from walking the tenant's records instead).
+		from = ` FROM (SELECT id AS mid FROM messages WHERE id = ? UNION SELECT id FROM messages WHERE tenant = ? AND reference = ? AND reference <> '' AND source <> '') m CROSS JOIN messages`
+		where, args = []string{"messages.id = m.mid", "tenant = ?"}, []any{q.ID, q.Tenant, q.ID, q.Tenant}
+	}
+	add := func(cond string, v ...any) {
+		where, args = append(where, cond), append(args, v...)
+	}
+	if q.Status != "" {
+		add("status = ?", q.Status)
+	}
+	if q.Provider != "" {
+		add("provider = ?", q.Provider)
+	}
+	if !q.Since.IsZero() {
+		add("created_at >= ?", q.Since.UnixMilli())
+	}
+	if !q.Until.IsZero() {
+		add("created_at < ?", q.Until.UnixMilli())
+	}
+	if q.BulkID != "" {
+		add("bulk_id = ? AND bulk_id <> ''", q.BulkID)
+	}
+	if q.Compat {
+		add("source <> ''")
+	}
+	if q.Before != nil {
+		// A row value: the database walks the (tenant, created_at, id) index from the cursor on.
+		add("(created_at, id) < (?, ?)", q.Before.CreatedAt.UnixMilli(), q.Before.ID)
+	}
+	return from + ` WHERE ` + strings.Join(where, " AND ") + ` ORDER BY created_at DESC, id DESC LIMIT ?`, append(args, q.Limit)
 }
 
 // HealthRow is one (provider, country) of Backend.Health.

@@ -723,7 +723,11 @@ func TestPostgresPurgeRunsOnOneReplicaAtATime(t *testing.T) {
 	}
 }
 
-// TestPostgresMigrationsUnderConcurrentStarts: replicas starting together migrate once.
+// TestPostgresMigrationsUnderConcurrentStarts: replicas starting together migrate once. Those
+// waiting for the one that migrates must not hold a snapshot while they wait: its CREATE INDEX
+// CONCURRENTLY waits for every older snapshot, and PostgreSQL then ends the start of one of them
+// or of the migrating one with "deadlock detected" (as it did when they waited in
+// pg_advisory_lock).
 func TestPostgresMigrationsUnderConcurrentStarts(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	var wg sync.WaitGroup
