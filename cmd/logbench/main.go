@@ -61,6 +61,17 @@ func record(i, n int) *store.Record {
 		CreatedAt: created, UpdatedAt: created}
 }
 
+// compatEvery: in the growth run, every compatEvery-th record came through the
+// Infobip-compatible API (tenant-0's, in bulks of 10, each with the caller's own messageId).
+const compatEvery = 50
+
+func withCompat(r *store.Record, i int) *store.Record {
+	if i%compatEvery == 0 {
+		r.Source, r.Reference, r.BulkID = "infobip-sms-v3", fmt.Sprintf("ref-%d", i), fmt.Sprintf("bulk-%d", i/(10*compatEvery))
+	}
+	return r
+}
+
 func run(kind, dsn string, n, samples int, keep bool) error {
 	ctx := context.Background()
 	var b store.Backend
@@ -122,7 +133,7 @@ func run(kind, dsn string, n, samples int, keep bool) error {
 	start := time.Now()
 	batch := make([]store.Op, 0, 512)
 	for i := 0; i < n; i++ {
-		batch = append(batch, store.Op{Insert: record(i, n)})
+		batch = append(batch, store.Op{Insert: withCompat(record(i, n), i)})
 		if len(batch) == cap(batch) || i == n-1 {
 			if _, err := b.Apply(ctx, batch); err != nil {
 				return err
@@ -184,6 +195,37 @@ func run(kind, dsn string, n, samples int, keep bool) error {
 	if err != nil {
 		return err
 	}
+	// The Infobip-compatible logs' filters: a bulk, the caller's own messageId, a bulk no record has
+	// (the worst case: every compat record of the tenant is looked at without an index).
+	compat := func(bulk, ref string) func(int) error {
+		return func(i int) error {
+			i -= i % compatEvery
+			q := store.Query{Tenant: "tenant-0", Compat: true, Limit: 50}
+			if bulk != "" {
+				q.BulkID = fmt.Sprintf(bulk, i/(10*compatEvery))
+			}
+			if ref != "" {
+				q.ID = fmt.Sprintf(ref, i)
+			}
+			got, err := b.List(ctx, q)
+			if err == nil && bulk == "bulk-%d" && len(got) == 0 {
+				err = fmt.Errorf("bulk %s: nothing found", q.BulkID)
+			}
+			return err
+		}
+	}
+	byBulk, err := timeOp(compat("bulk-%d", ""))
+	if err != nil {
+		return err
+	}
+	byRef, err := timeOp(compat("", "ref-%d"))
+	if err != nil {
+		return err
+	}
+	noBulk, err := timeOp(compat("none-%d", ""))
+	if err != nil {
+		return err
+	}
 	t := time.Now()
 	purged, err := b.Purge(ctx, base.Add(24*time.Hour))
 	if err != nil {
@@ -193,6 +235,8 @@ func run(kind, dsn string, n, samples int, keep bool) error {
 	fmt.Printf("| %s | %d | %.0f/s | %s | %s | %s | %s | %s (%d records) |\n", kind, n, insertRate,
 		ms(get), ms(report), ms(first), ms(deep), purge.Round(time.Millisecond), purged)
 	fmt.Printf("\non disk after the inserts: %d bytes, %d a record\n", disk, disk/int64(n))
+	fmt.Printf("Infobip-compatible logs (tenant-0, %d records through that API): by bulkId %s, by messageId %s, a bulkId no record has %s\n",
+		(n+compatEvery-1)/compatEvery, ms(byBulk), ms(byRef), ms(noBulk))
 	return nil
 }
 
