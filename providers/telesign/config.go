@@ -19,6 +19,9 @@ type Config struct {
 	// CustomerID and APIKey (base64, as TeleSign issues it) are the account's credentials.
 	CustomerID string         `yaml:"customer_id"`
 	APIKey     gateway.Secret `yaml:"api_key"`
+	// PreviousAPIKeys still verify callbacks while api_key is rotated (callbacks of messages sent
+	// before are signed with the key of the time); never used to send.
+	PreviousAPIKeys []gateway.Secret `yaml:"previous_api_keys"`
 	// Auth is basic (default: Basic customer_id:api_key) or hmac (each request signed).
 	Auth string `yaml:"auth"`
 	// SenderID is the default sender (must be allowlisted by TeleSign); Senders per country.
@@ -57,6 +60,11 @@ func (c *Config) Validate() []gateway.Problem {
 		add("api_key", "is required")
 	} else if _, err := base64.StdEncoding.DecodeString(c.APIKey.Reveal()); err != nil {
 		add("api_key", "is not base64 (TeleSign's keys are; callbacks are verified with the decoded key)")
+	}
+	for i, k := range c.PreviousAPIKeys {
+		if _, err := base64.StdEncoding.DecodeString(k.Reveal()); err != nil || k == "" {
+			add(fmt.Sprintf("previous_api_keys[%d]", i), "is not a base64 key")
+		}
 	}
 	if c.Auth != "basic" && c.Auth != "hmac" {
 		add("auth", "must be basic or hmac, not %q", c.Auth)

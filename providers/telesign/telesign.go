@@ -28,7 +28,8 @@ type Provider struct {
 	cfg      Config
 	kit      *kit.Client
 	base     string
-	key      []byte // the decoded API key
+	key      []byte   // the decoded API key
+	previous [][]byte // the decoded previous_api_keys, for callbacks only
 	callback string
 	now      func() time.Time
 }
@@ -36,8 +37,14 @@ type Provider struct {
 // New returns a driver; cfg must have passed Validate.
 func New(cfg Config, deps gateway.Deps) *Provider {
 	key, _ := base64.StdEncoding.DecodeString(cfg.APIKey.Reveal())
-	return &Provider{cfg: cfg, kit: kit.New(deps, cfg.APIKey.Reveal()), base: strings.TrimRight(cfg.BaseURL, "/"), key: key,
+	p := &Provider{cfg: cfg, kit: kit.New(deps, kit.Reveal(cfg.PreviousAPIKeys, cfg.APIKey)...), base: strings.TrimRight(cfg.BaseURL, "/"), key: key,
 		callback: deps.CallbackURL, now: time.Now}
+	for _, k := range cfg.PreviousAPIKeys {
+		if b, _ := base64.StdEncoding.DecodeString(k.Reveal()); len(b) > 0 {
+			p.previous = append(p.previous, b)
+		}
+	}
+	return p
 }
 
 // Capabilities implements gateway.Provider: SMS and voice.
@@ -171,14 +178,19 @@ func (p *Provider) classify(res *kit.Response) *gateway.Error {
 }
 
 // ParseReports implements gateway.ReportReceiver: a JSON callback, authenticated by
-// "TSA customer_id:base64(HMAC-SHA256(decoded api_key, raw body))" in constant time.
+// "TSA customer_id:base64(HMAC-SHA256(decoded api_key, raw body))" in constant time, the API key
+// being api_key or one of previous_api_keys.
 func (p *Provider) ParseReports(r *http.Request, body []byte, _ string) ([]gateway.DeliveryReport, error) {
 	cust, sig, ok := strings.Cut(strings.TrimPrefix(r.Header.Get("Authorization"), "TSA "), ":")
-	m := hmac.New(sha256.New, p.key)
-	m.Write(body)
-	want := base64.StdEncoding.EncodeToString(m.Sum(nil))
-	if !ok || len(p.key) == 0 || subtle.ConstantTimeCompare([]byte(cust), []byte(p.cfg.CustomerID)) != 1 ||
-		subtle.ConstantTimeCompare([]byte(sig), []byte(want)) != 1 {
+	signed := 0
+	for _, key := range append([][]byte{p.key}, p.previous...) { // every one compared
+		if len(key) > 0 {
+			m := hmac.New(sha256.New, key)
+			m.Write(body)
+			signed |= subtle.ConstantTimeCompare([]byte(sig), []byte(base64.StdEncoding.EncodeToString(m.Sum(nil))))
+		}
+	}
+	if !ok || signed != 1 || subtle.ConstantTimeCompare([]byte(cust), []byte(p.cfg.CustomerID)) != 1 {
 		return nil, gateway.ErrUnauthenticated
 	}
 	var a answer

@@ -190,11 +190,48 @@ func TestCallbacks(t *testing.T) {
 	}
 }
 
+// TestCallbacksDuringAKeyRotation: callbacks signed with a previous API key are still taken; the
+// previous key is never used to send.
+func TestCallbacksDuringAKeyRotation(t *testing.T) {
+	newKey := []byte("telesign-NEW-key-987654321")
+	newB64 := base64.StdEncoding.EncodeToString(newKey)
+	f := telesigntest.New(customer, newB64, true) // the account knows the new key only
+	s := httptest.NewServer(f)
+	defer s.Close()
+	defer f.Release()
+	p := newDriver(t, s.URL, func(c *Config) {
+		c.APIKey, c.PreviousAPIKeys = gateway.Secret(newB64), []gateway.Secret{gateway.Secret(apiKey)}
+	})
+	body := []byte(`{"reference_id":"R1","status":{"code":200,"description":"Delivered to handset"}}`)
+	for name, c := range map[string]struct {
+		key []byte
+		ok  bool
+	}{"the new key": {newKey, true}, "the previous key": {[]byte("telesign-raw-key-0123456789"), true}, "a key never configured": {[]byte("other"), false}} {
+		r := httptest.NewRequest("POST", "/v1/dlr/telesign/ts", bytes.NewReader(body))
+		r.Header.Set("Authorization", "TSA "+customer+":"+sign(c.key, body))
+		if _, err := p.ParseReports(r, body, ""); (err == nil) != c.ok {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	for _, auth := range []string{"basic", "hmac"} {
+		p := newDriver(t, s.URL, func(c *Config) {
+			c.APIKey, c.PreviousAPIKeys, c.Auth = gateway.Secret(newB64), []gateway.Secret{gateway.Secret(apiKey)}, auth
+		})
+		if _, err := p.Send(context.Background(), &gateway.Message{ID: "msg_1", To: "+14155550104", Type: gateway.SMS, Text: "x"}); err != nil {
+			t.Fatal(err)
+		}
+		if got := last(f).Auth; got != auth {
+			t.Errorf("%s: the fake took the credentials as %q: not sent with the new key", auth, got)
+		}
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
-	c := Config{BaseURL: "ftp://x", APIKey: "not base64!", Auth: "digest", MessageType: "SPAM", Senders: map[string]string{"uk": "x"}}
+	c := Config{BaseURL: "ftp://x", APIKey: "not base64!", PreviousAPIKeys: []gateway.Secret{gateway.Secret(apiKey), "not base64!"}, Auth: "digest", MessageType: "SPAM", Senders: map[string]string{"uk": "x"}}
 	c.Defaults()
 	want := []gateway.Problem{{Key: "base_url", Message: `"ftp://x" is not an http(s) URL`}, {Key: "customer_id", Message: "is required"},
 		{Key: "api_key", Message: "is not base64 (TeleSign's keys are; callbacks are verified with the decoded key)"},
+		{Key: "previous_api_keys[1]", Message: "is not a base64 key"},
 		{Key: "auth", Message: `must be basic or hmac, not "digest"`}, {Key: "senders.uk", Message: "keys must be ISO 3166-1 alpha-2 country codes (or 001)"},
 		{Key: "message_type", Message: `must be OTP, ARN or MKT, not "SPAM"`}}
 	if diff := cmp.Diff(want, c.Validate()); diff != "" {

@@ -39,6 +39,10 @@ type Config struct {
 	// is md5hash (default), md5, sha1, sha256 or sha512, as set in the Vonage dashboard.
 	SignatureSecret gateway.Secret `yaml:"signature_secret"`
 	SignatureMethod string         `yaml:"signature_method"`
+	// PreviousSignatureSecrets still verify receipts and voice events while signature_secret is
+	// rotated: Vonage signs with the new secret from the moment it is changed in the dashboard,
+	// and callbacks queued or retried before then carry the old one.
+	PreviousSignatureSecrets []gateway.Secret `yaml:"previous_signature_secrets"`
 	// WebhookSecret authenticates receipts by ?secret= in the callback URL when signed webhooks
 	// are not switched on for the account. Without either, receipts are refused.
 	WebhookSecret gateway.Secret `yaml:"webhook_secret"`
@@ -105,6 +109,9 @@ func (c *Config) Validate() []gateway.Problem {
 	}
 	if c.VoiceFrom != "" && !numRe.MatchString(c.VoiceFrom) {
 		add("voice_from", "must be a number in E.164")
+	}
+	if len(c.PreviousSignatureSecrets) > 0 && c.SignatureSecret == "" {
+		add("previous_signature_secrets", "rotate signature_secret: set it to the new secret (without it receipts are checked by webhook_secret)")
 	}
 	switch c.SignatureMethod {
 	case "md5hash", "md5", "sha1", "sha256", "sha512":

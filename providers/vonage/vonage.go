@@ -45,7 +45,7 @@ type Provider struct {
 
 // New returns a driver; cfg must have passed Validate.
 func New(cfg Config, deps gateway.Deps) *Provider {
-	p := &Provider{cfg: cfg, kit: kit.New(deps, kit.Reveal(cfg.PreviousWebhookSecrets, cfg.APISecret, cfg.SignatureSecret, cfg.WebhookSecret)...),
+	p := &Provider{cfg: cfg, kit: kit.New(deps, kit.Reveal(slices.Concat(cfg.PreviousSignatureSecrets, cfg.PreviousWebhookSecrets), cfg.APISecret, cfg.SignatureSecret, cfg.WebhookSecret)...),
 		base: strings.TrimRight(cfg.BaseURL, "/"), voice: strings.TrimRight(cfg.VoiceBaseURL, "/"), now: time.Now}
 	if cfg.voice() {
 		p.key, _ = jwt.ParseRSAPrivateKeyFromPEM([]byte(cfg.PrivateKey.Reveal()))
@@ -361,7 +361,7 @@ func smsStatus(s string) string {
 // authentic checks a signed receipt (sig, timestamp within maxSkew) when a signature secret is
 // configured, else the webhook secret in the URL.
 func (p *Provider) authentic(params map[string]string) bool {
-	if sec := p.cfg.SignatureSecret.Reveal(); sec != "" {
+	if p.cfg.SignatureSecret != "" {
 		sig := params["sig"]
 		ts, err := strconv.ParseInt(params["timestamp"], 10, 64)
 		if sig == "" || err != nil {
@@ -370,10 +370,24 @@ func (p *Provider) authentic(params map[string]string) bool {
 		if d := p.now().Sub(time.Unix(ts, 0)); d > maxSkew || d < -maxSkew {
 			return false
 		}
-		want := Sign(params, sec, p.cfg.SignatureMethod)
-		return subtle.ConstantTimeCompare([]byte(strings.ToLower(sig)), []byte(want)) == 1
+		ok := 0
+		for _, sec := range p.signatureSecrets() { // every one compared
+			ok |= subtle.ConstantTimeCompare([]byte(strings.ToLower(sig)), []byte(Sign(params, sec, p.cfg.SignatureMethod)))
+		}
+		return ok == 1
 	}
 	return kit.SecretMatches(params["secret"], p.cfg.WebhookSecret, p.cfg.PreviousWebhookSecrets...)
+}
+
+// signatureSecrets is the signature secret, then those it replaced (previous_signature_secrets).
+func (p *Provider) signatureSecrets() []string {
+	out := []string{p.cfg.SignatureSecret.Reveal()}
+	for _, s := range p.cfg.PreviousSignatureSecrets {
+		if s != "" {
+			out = append(out, s.Reveal())
+		}
+	}
+	return out
 }
 
 // Sign computes a Vonage webhook signature: every parameter but sig (and our own secret), sorted,
@@ -415,14 +429,18 @@ func Sign(params map[string]string, secret, method string) string {
 // voiceEvent authenticates a voice event (a JWT in Authorization, HS256 with the signature
 // secret; else the webhook secret in the URL) and maps its status.
 func (p *Provider) voiceEvent(r *http.Request, params map[string]string) ([]gateway.DeliveryReport, error) {
-	if sec := p.cfg.SignatureSecret.Reveal(); sec != "" {
+	if p.cfg.SignatureSecret != "" {
 		raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok {
 			return nil, gateway.ErrUnauthenticated
 		}
-		_, err := jwt.Parse(raw, func(*jwt.Token) (any, error) { return []byte(sec), nil },
-			jwt.WithValidMethods([]string{"HS256"}), jwt.WithTimeFunc(p.now), jwt.WithLeeway(maxSkew))
-		if err != nil {
+		valid := false
+		for _, sec := range p.signatureSecrets() {
+			_, err := jwt.Parse(raw, func(*jwt.Token) (any, error) { return []byte(sec), nil },
+				jwt.WithValidMethods([]string{"HS256"}), jwt.WithTimeFunc(p.now), jwt.WithLeeway(maxSkew))
+			valid = valid || err == nil
+		}
+		if !valid {
 			return nil, gateway.ErrUnauthenticated
 		}
 	} else if !kit.SecretMatches(params["secret"], p.cfg.WebhookSecret, p.cfg.PreviousWebhookSecrets...) {

@@ -328,6 +328,24 @@ func TestReceipts(t *testing.T) {
 			}
 		}
 	})
+	t.Run("a rotated signature secret", func(t *testing.T) {
+		p := newDriver(t, "https://x", func(c *Config) {
+			c.SignatureSecret, c.PreviousSignatureSecrets = "sig-NEW-abcdefghijkl", []gateway.Secret{"", sigSecret}
+		})
+		for secret, ok := range map[string]bool{sigSecret: true, "sig-NEW-abcdefghijkl": true, "other": false, "": false} {
+			q := signed(params, independentMD5(params, secret)).Encode()
+			if _, err := p.ParseReports(httptest.NewRequest("GET", "/v?"+q, nil), nil, ""); (err == nil) != ok {
+				t.Errorf("receipt signed with %q: %v", secret, err)
+			}
+			ev := `{"uuid":"63f61863","conversation_uuid":"CON-1","status":"completed","direction":"outbound","timestamp":"2026-11-30T12:00:00.000Z"}`
+			r := httptest.NewRequest("POST", "/v", strings.NewReader(ev))
+			r.Header.Set("Content-Type", "application/json")
+			r.Header.Set("Authorization", "Bearer "+hs256(secret, map[string]any{"iat": now.Unix(), "exp": now.Add(time.Minute).Unix()}))
+			if _, err := p.ParseReports(r, []byte(ev), ""); (err == nil) != ok {
+				t.Errorf("voice event signed with %q: %v", secret, err)
+			}
+		}
+	})
 	t.Run("voice events with a signed JWT", func(t *testing.T) {
 		ev := func(status string) string {
 			return `{"uuid":"63f61863","conversation_uuid":"CON-1","status":"` + status + `","direction":"outbound","timestamp":"2026-11-30T12:00:00.000Z"}`
@@ -389,6 +407,11 @@ func TestConfigValidate(t *testing.T) {
 	c.Defaults()
 	if p := c.Validate(); len(p) != 1 || p[0].Key != "application_id" {
 		t.Errorf("application_id without private_key: %v", p)
+	}
+	c = Config{APIKey: "k", APISecret: "s", From: "x", WebhookSecret: "w", PreviousSignatureSecrets: []gateway.Secret{"old"}}
+	c.Defaults()
+	if p := c.Validate(); len(p) != 1 || p[0].Key != "previous_signature_secrets" {
+		t.Errorf("previous_signature_secrets without signature_secret: %v", p)
 	}
 }
 
