@@ -232,3 +232,36 @@ func TestPostgresIndexBuildResumes(t *testing.T) {
 		t.Errorf("bulk b3 after the rebuild: %d messages (%v), want 72", len(got), err)
 	}
 }
+
+// TestSQLiteUpgradeBuildsTheIndexes: a log written by the version before migration 6 gets its
+// indexes at the next start, over the rows already there.
+func TestSQLiteUpgradeBuildsTheIndexes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log.db")
+	ctx := context.Background()
+	s, err := OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.w.ExecContext(ctx, `DROP INDEX messages_bulk; DROP INDEX messages_reference; UPDATE schema_version SET version = 5`); err != nil {
+		t.Fatal(err)
+	}
+	st := New(Options{Backend: s})
+	compatRecords(t, st)
+	st.Close()
+	s, err = OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN ('messages_bulk', 'messages_reference')`).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("%d of the two indexes (%v)", n, err)
+	}
+	if v, _ := s.SchemaVersion(ctx); v != len(migrations) {
+		t.Errorf("schema version %d, want %d", v, len(migrations))
+	}
+	got, err := s.List(ctx, Query{Tenant: "acme", Compat: true, BulkID: "b2", Limit: 10})
+	if err != nil || len(got) != 2 || got[0].ID != "acme-c6" {
+		t.Errorf("bulk b2 after the upgrade: %v %v", got, err)
+	}
+}
