@@ -89,8 +89,9 @@ func TestCompatLogFilters(t *testing.T) {
 }
 
 // TestCompatFiltersUseTheirIndexes: a listing by bulk or by id is answered from the partial
-// indexes (and the primary key), not by walking every message of the tenant: on a large log that
-// walk took tens of milliseconds per read at 20,000 messages of the tenant (docs/benchmarks.md).
+// indexes (and the primary key), and a pull of reports from the index of final reports not yet
+// pulled, not by walking every message of the tenant: on a large log that walk took tens of
+// milliseconds per read at 20,000 messages of the tenant (docs/benchmarks.md).
 func TestCompatFiltersUseTheirIndexes(t *testing.T) {
 	byBulk := Query{Tenant: "acme", Compat: true, BulkID: "b1", Limit: 50}
 	byID := Query{Tenant: "acme", Compat: true, ID: "ref-1", Limit: 50}
@@ -100,9 +101,8 @@ func TestCompatFiltersUseTheirIndexes(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer s.Close()
-		plan := func(q Query) string {
-			where, args := listSQL(q)
-			rows, err := s.db.Query(`EXPLAIN QUERY PLAN SELECT `+cols+where, args...)
+		plan := func(sql string, args []any) string {
+			rows, err := s.db.Query(`EXPLAIN QUERY PLAN `+sql, args...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -118,8 +118,14 @@ func TestCompatFiltersUseTheirIndexes(t *testing.T) {
 			}
 			return strings.Join(lines, "\n")
 		}
-		assertPlan(t, plan(byBulk), []string{"USING INDEX messages_bulk"}, "messages_tenant_created")
-		assertPlan(t, plan(byID), []string{"INDEX messages_reference", "sqlite_autoindex_messages_1"}, "messages_tenant_created")
+		list := func(q Query) string {
+			where, args := listSQL(q)
+			return plan(`SELECT `+cols+where, args)
+		}
+		assertPlan(t, list(byBulk), []string{"USING INDEX messages_bulk"}, "messages_tenant_created")
+		assertPlan(t, list(byID), []string{"INDEX messages_reference", "sqlite_autoindex_messages_1"}, "messages_tenant_created")
+		where, args := takeWhere(TakeQuery{Tenant: "acme", Limit: 50})
+		assertPlan(t, plan(`SELECT id FROM messages WHERE `+where+` ORDER BY created_at LIMIT 50`, args), []string{"INDEX messages_unpulled"}, "messages_tenant_created")
 	})
 	t.Run("postgres", func(t *testing.T) {
 		p, err := OpenPostgres(context.Background(), pgtest.DSN(t))
@@ -139,9 +145,8 @@ func TestCompatFiltersUseTheirIndexes(t *testing.T) {
 		if _, err := p.pool.Exec(ctx, `ANALYZE messages`); err != nil {
 			t.Fatal(err)
 		}
-		plan := func(q Query) string {
-			where, args := listSQL(q)
-			rows, err := p.pool.Query(ctx, numbered(`EXPLAIN SELECT `+pgCols+where), args...)
+		plan := func(sql string, args ...any) string {
+			rows, err := p.pool.Query(ctx, `EXPLAIN `+sql, args...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -156,8 +161,13 @@ func TestCompatFiltersUseTheirIndexes(t *testing.T) {
 			}
 			return strings.Join(lines, "\n")
 		}
-		assertPlan(t, plan(byBulk), []string{"messages_bulk"}, "Seq Scan")
-		assertPlan(t, plan(byID), []string{"messages_reference", "messages_pkey"}, "Seq Scan")
+		list := func(q Query) string {
+			where, args := listSQL(q)
+			return plan(numbered(`SELECT `+pgCols+where), args...)
+		}
+		assertPlan(t, list(byBulk), []string{"messages_bulk"}, "Seq Scan")
+		assertPlan(t, list(byID), []string{"messages_reference", "messages_pkey"}, "Seq Scan")
+		assertPlan(t, plan(pgTakeIDs, "acme", "", "", 50), []string{"messages_unpulled"}, "Seq Scan")
 	})
 }
 
@@ -184,9 +194,10 @@ func TestPostgresIndexBuildResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	last := len(pgMigrations)
-	if len(pgMigrations[last-1].indexes) == 0 {
-		t.Fatal("the last migration builds no index: point this test at one that does")
+	const six = 6 // the migration that builds messages_bulk and messages_reference
+	m := pgMigrations[six-1]
+	if len(m.indexes) != 2 {
+		t.Fatal("migration 6 builds two indexes")
 	}
 	exec := func(sql string) {
 		t.Helper()
@@ -203,13 +214,15 @@ func TestPostgresIndexBuildResumes(t *testing.T) {
 		}
 		return exists, valid
 	}
-	first, second := pgMigrations[last-1].indexes[0].name, pgMigrations[last-1].indexes[1].name
-	// The schema before the migration, with rows the indexes must hold; then the first index as a
-	// stopped build leaves it (PostgreSQL marks it invalid; here by hand), the second not begun.
-	exec(fmt.Sprintf(`DROP INDEX %s; DROP INDEX %s; UPDATE schema_migrations SET version = %d`, first, second, last-1))
+	first, second := m.indexes[0].name, m.indexes[1].name
+	// The schema of version 5, with rows the indexes must hold; then the first index as a stopped
+	// build leaves it (PostgreSQL marks it invalid; here by hand), the second not begun.
+	exec(fmt.Sprintf(`DROP INDEX %s; DROP INDEX %s; DROP INDEX messages_unpulled;
+		CREATE INDEX messages_untaken ON messages (tenant, created_at) WHERE source <> '' AND NOT report_taken;
+		UPDATE schema_migrations SET version = %d`, first, second, six-1))
 	exec(`INSERT INTO messages (id, tenant, status, created_at, updated_at, source, bulk_id, reference)
 		SELECT 'm' || g, 'acme', 'sent', g, g, 'infobip-sms-v3', 'b' || (g % 7), 'ref-' || g FROM generate_series(1, 500) g`)
-	exec(`CREATE INDEX ` + first + ` ` + pgMigrations[last-1].indexes[0].def)
+	exec(`CREATE INDEX ` + first + ` ` + m.indexes[0].def)
 	exec(`UPDATE pg_index SET indisvalid = false WHERE indexrelid = '` + first + `'::regclass`)
 	if _, v := valid(first); v {
 		t.Fatal("the index was not made invalid")
@@ -219,13 +232,16 @@ func TestPostgresIndexBuildResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer again.Close()
-	for _, name := range []string{first, second} {
+	for _, name := range []string{first, second, "messages_unpulled"} {
 		if e, v := valid(name); !e || !v {
 			t.Errorf("index %s: exists %v, valid %v", name, e, v)
 		}
 	}
-	if v, err := again.SchemaVersion(ctx); err != nil || v != last {
-		t.Errorf("schema version %d (%v), want %d", v, err, last)
+	if e, _ := valid("messages_untaken"); e {
+		t.Error("messages_untaken is still there")
+	}
+	if v, err := again.SchemaVersion(ctx); err != nil || v != len(pgMigrations) {
+		t.Errorf("schema version %d (%v), want %d", v, err, len(pgMigrations))
 	}
 	got, err := again.List(ctx, Query{Tenant: "acme", Compat: true, BulkID: "b3", Limit: 1000})
 	if err != nil || len(got) != 72 {
@@ -233,8 +249,8 @@ func TestPostgresIndexBuildResumes(t *testing.T) {
 	}
 }
 
-// TestSQLiteUpgradeBuildsTheIndexes: a log written by the version before migration 6 gets its
-// indexes at the next start, over the rows already there.
+// TestSQLiteUpgradeBuildsTheIndexes: a log written by the version before migration 6 gets the
+// indexes of migrations 6 and 7 at the next start, over the rows already there.
 func TestSQLiteUpgradeBuildsTheIndexes(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "log.db")
 	ctx := context.Background()
@@ -242,7 +258,10 @@ func TestSQLiteUpgradeBuildsTheIndexes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.w.ExecContext(ctx, `DROP INDEX messages_bulk; DROP INDEX messages_reference; UPDATE schema_version SET version = 5`); err != nil {
+	// The schema of version 5.
+	if _, err := s.w.ExecContext(ctx, `DROP INDEX messages_bulk; DROP INDEX messages_reference; DROP INDEX messages_unpulled;
+		CREATE INDEX messages_untaken ON messages(tenant, created_at) WHERE source != '' AND report_taken = 0;
+		UPDATE schema_version SET version = 5`); err != nil {
 		t.Fatal(err)
 	}
 	st := New(Options{Backend: s})
@@ -254,8 +273,11 @@ func TestSQLiteUpgradeBuildsTheIndexes(t *testing.T) {
 	}
 	defer s.Close()
 	var n int
-	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN ('messages_bulk', 'messages_reference')`).Scan(&n); err != nil || n != 2 {
-		t.Fatalf("%d of the two indexes (%v)", n, err)
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN ('messages_bulk', 'messages_reference', 'messages_unpulled')`).Scan(&n); err != nil || n != 3 {
+		t.Fatalf("%d of the three indexes (%v)", n, err)
+	}
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE name = 'messages_untaken'`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("messages_untaken is still there (%v)", err)
 	}
 	if v, _ := s.SchemaVersion(ctx); v != len(migrations) {
 		t.Errorf("schema version %d, want %d", v, len(migrations))

@@ -84,15 +84,24 @@ var pgMigrations = []pgMigration{
 		{"messages_bulk", "ON messages (tenant, bulk_id, created_at DESC, id DESC) WHERE bulk_id <> ''"},
 		{"messages_reference", "ON messages (tenant, reference) WHERE reference <> ''"},
 	}},
+	// 7: reports to pull (Take): only final reports of messages sent without a notify URL, not
+	// yet pulled. messages_untaken held every compat message until pulled or pushed, so a pull
+	// walked all of a tenant's messages still waiting for a report (a provider that sends none:
+	// all of them) to find none.
+	{indexes: []pgIndex{{"messages_unpulled", "ON messages (tenant, created_at) " +
+		"WHERE source <> '' AND notify_url = '' AND NOT report_taken AND status IN ('delivered','undelivered','failed','rejected')"}},
+		drops: []string{"messages_untaken"}},
 }
 
 // pgMigration is one step of the schema: sql runs in a transaction with the version's update.
 // indexes, on tables that may already be large, are built before it with CREATE INDEX
-// CONCURRENTLY, outside any transaction: a plain CREATE INDEX would hold every replica's writes
-// to the table for as long as the build takes.
+// CONCURRENTLY, and drops are dropped after the builds with DROP INDEX CONCURRENTLY, both outside
+// any transaction: a plain CREATE INDEX would hold every replica's writes to the table for as long
+// as the build takes, and a plain DROP INDEX every query behind the slowest read running.
 type pgMigration struct {
 	sql     string
 	indexes []pgIndex
+	drops   []string
 }
 
 // pgIndex is an index built concurrently: its name, and its definition after the name.
@@ -253,6 +262,11 @@ func applyPG(ctx context.Context, conn *pgx.Conn, version int, m pgMigration) er
 		}
 		if _, err := conn.Exec(ctx, `CREATE INDEX CONCURRENTLY IF NOT EXISTS `+ix.name+` `+ix.def); err != nil {
 			return fmt.Errorf("index %s: %w", ix.name, err)
+		}
+	}
+	for _, name := range m.drops {
+		if _, err := conn.Exec(ctx, `DROP INDEX CONCURRENTLY IF EXISTS `+name); err != nil {
+			return fmt.Errorf("index %s: %w", name, err)
 		}
 	}
 	tx, err := conn.Begin(ctx)
@@ -672,13 +686,17 @@ func (p *Postgres) Find(ctx context.Context, provider, id, pmid string) (*Record
 	return r, err
 }
 
+// pgTakeIDs selects the reports to pull (the messages_unpulled index): $1 tenant, $2 bulk or
+// "", $3 our id or the caller's reference or "", $4 limit.
+const pgTakeIDs = `SELECT id FROM messages WHERE tenant = $1 AND source <> '' AND notify_url = '' AND NOT report_taken
+	AND status IN ('delivered','undelivered','failed','rejected')
+	AND ($2 = '' OR bulk_id = $2) AND ($3 = '' OR id = $3 OR reference = $3)
+	ORDER BY created_at LIMIT $4 FOR UPDATE SKIP LOCKED`
+
 // Take implements Backend: SKIP LOCKED, so replicas polling at once hand out each report once.
 func (p *Postgres) Take(ctx context.Context, q TakeQuery) ([]*Record, error) {
-	rows, err := p.pool.Query(ctx, `UPDATE messages SET report_taken = true WHERE id IN (
-		SELECT id FROM messages WHERE tenant = $1 AND source <> '' AND notify_url = '' AND NOT report_taken
-			AND status IN ('delivered','undelivered','failed','rejected')
-			AND ($2 = '' OR bulk_id = $2) AND ($3 = '' OR id = $3 OR reference = $3)
-		ORDER BY created_at LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING `+pgCols, q.Tenant, q.BulkID, q.ID, q.Limit)
+	rows, err := p.pool.Query(ctx, `UPDATE messages SET report_taken = true WHERE id IN (`+pgTakeIDs+`) RETURNING `+pgCols,
+		q.Tenant, q.BulkID, q.ID, q.Limit)
 	if err != nil {
 		return nil, err
 	}

@@ -72,6 +72,13 @@ var migrations = []string{
 	// that repeats its WHERE term (listSQL).
 	`CREATE INDEX messages_bulk ON messages(tenant, bulk_id, created_at DESC, id DESC) WHERE bulk_id <> '';
 	CREATE INDEX messages_reference ON messages(tenant, reference) WHERE reference <> '';`,
+	// 7: reports to pull (Take): only final reports of messages sent without a notify URL, not
+	// yet pulled. messages_untaken held every compat message until pulled or pushed, so a pull
+	// walked all of a tenant's messages still waiting for a report (a provider that sends none:
+	// all of them) to find none.
+	`CREATE INDEX messages_unpulled ON messages(tenant, created_at)
+		WHERE source <> '' AND notify_url = '' AND report_taken = 0 AND status IN ('delivered','undelivered','failed','rejected');
+	DROP INDEX messages_untaken;`,
 }
 
 // SQLite is a Backend on one SQLite file (modernc.org/sqlite, no cgo) in WAL mode.
@@ -467,14 +474,7 @@ func (s *SQLite) Find(ctx context.Context, provider, id, pmid string) (*Record, 
 
 // Take implements Backend: one UPDATE ... RETURNING, so a report is handed out once.
 func (s *SQLite) Take(ctx context.Context, q TakeQuery) ([]*Record, error) {
-	where := "tenant = ? AND source != '' AND notify_url = '' AND report_taken = 0 AND status IN ('delivered','undelivered','failed','rejected')"
-	args := []any{q.Tenant}
-	if q.BulkID != "" {
-		where, args = where+" AND bulk_id = ? AND bulk_id <> ''", append(args, q.BulkID)
-	}
-	if q.ID != "" {
-		where, args = where+" AND (id = ? OR (reference = ? AND reference <> ''))", append(args, q.ID, q.ID)
-	}
+	where, args := takeWhere(q)
 	if none, err := s.none(ctx, where, args); none || err != nil {
 		return nil, err
 	}
@@ -486,6 +486,20 @@ func (s *SQLite) Take(ctx context.Context, q TakeQuery) ([]*Record, error) {
 	}
 	defer rows.Close()
 	return oldestFirst(rows, func() (*Record, error) { return scan(rows) })
+}
+
+// takeWhere selects q's reports to pull; its first terms are those of messages_unpulled, which
+// SQLite uses only for a query that repeats them.
+func takeWhere(q TakeQuery) (string, []any) {
+	where := "tenant = ? AND source <> '' AND notify_url = '' AND report_taken = 0 AND status IN ('delivered','undelivered','failed','rejected')"
+	args := []any{q.Tenant}
+	if q.BulkID != "" {
+		where, args = where+" AND bulk_id = ? AND bulk_id <> ''", append(args, q.BulkID)
+	}
+	if q.ID != "" {
+		where, args = where+" AND (id = ? OR (reference = ? AND reference <> ''))", append(args, q.ID, q.ID)
+	}
+	return where, args
 }
 
 // Due implements Backend: one UPDATE ... RETURNING (the messages_push_due index), so a push is
