@@ -33,7 +33,15 @@ func main() {
 	samples := flag.Int("samples", 2000, "operations timed per kind")
 	keep := flag.Bool("keep", false, "keep the database afterwards")
 	commit := flag.Int("commit-writers", 0, "instead: measure group commit, this many concurrent senders each waiting for their record's commit")
+	window := flag.Int("window", 0, "instead: time the grouped reads of delivery health and prices over a window holding this many messages")
 	flag.Parse()
+	if *window > 0 {
+		if err := windowReads(*backend, *dsn, *window); err != nil {
+			fmt.Fprintln(os.Stderr, "logbench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *commit > 0 {
 		if err := groupCommit(*backend, *dsn, *commit, *n); err != nil {
 			fmt.Fprintln(os.Stderr, "logbench:", err)
@@ -282,6 +290,53 @@ func open(ctx context.Context, kind, dsn string) (store.Backend, func(), error) 
 		}, err
 	}
 	return nil, nil, fmt.Errorf("unknown backend %q", kind)
+}
+
+// windowReads writes n messages over the last 25 minutes (10 tenants, 3 providers, 4 countries,
+// a third each delivered, waiting and undelivered, all priced) and times what each replica runs
+// every routing.delivery_health.refresh (Health over a 30-minute window) and, with least-cost
+// routing, every least_cost.refresh (Prices): both read every message of the window.
+func windowReads(kind, dsn string, n int) error {
+	ctx := context.Background()
+	b, cleanup, err := open(ctx, kind, dsn)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	defer b.Close()
+	now := time.Now()
+	batch := make([]store.Op, 0, 512)
+	for i := range n {
+		c := now.Add(-time.Duration(n-i) * (25 * time.Minute / time.Duration(n)))
+		r := record(i, n)
+		r.CreatedAt, r.UpdatedAt, r.Country, r.Price, r.Currency = c, c, []string{"US", "GB", "DE", "FR"}[i%4], 0.01, "EUR"
+		r.Status = []string{gateway.StatusDelivered, gateway.StatusSent, gateway.StatusUndelivered}[i%3]
+		batch = append(batch, store.Op{Insert: r})
+		if len(batch) == cap(batch) || i == n-1 {
+			if _, err := b.Apply(ctx, batch); err != nil {
+				return err
+			}
+			batch = batch[:0]
+		}
+	}
+	var health, prices []time.Duration
+	for range 5 {
+		t := time.Now()
+		if _, err := b.Health(ctx, now.Add(-30*time.Minute), now.Add(-10*time.Minute)); err != nil {
+			return err
+		}
+		health = append(health, time.Since(t))
+		t = time.Now()
+		if _, err := b.Prices(ctx, now.Add(-30*time.Minute), time.Time{}); err != nil {
+			return err
+		}
+		prices = append(prices, time.Since(t))
+	}
+	slices.Sort(health)
+	slices.Sort(prices)
+	fmt.Printf("| %s | %d | %s | %.2f µs | %s | %.2f µs |\n", kind, n, ms(health[2]), float64(health[2].Microseconds())/float64(n),
+		ms(prices[2]), float64(prices[2].Microseconds())/float64(n))
+	return nil
 }
 
 // groupCommit runs writers concurrent senders, n records in all, each Insert waiting for its

@@ -100,6 +100,7 @@ type App struct {
 	// prices is least-cost routing's table; priceRows the reported prices it was built from.
 	prices    atomic.Pointer[priceTable]
 	priceRows atomic.Pointer[[]store.PriceRow]
+	priceWin  priceWindow
 	priceMu   sync.Mutex
 	stop      chan struct{}
 	stopOnce  sync.Once

@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -251,21 +252,94 @@ func usesPrices(cfg *config.Config) bool {
 	return false
 }
 
-// refreshPrices re-reads the reported prices of the window from the message log (only when a
-// route ranks by price or a spend limit counts them) and rebuilds the table with the running config.
+// refreshPrices reads the reported prices of the window from the message log (only when a route
+// ranks by price or a spend limit counts them; through priceWindow, which reads again only the
+// newest part) and rebuilds the table with the running config.
 func (a *App) refreshPrices(ctx context.Context) error {
 	rt := a.rt.Load()
 	var rows []store.PriceRow
 	if usesPrices(rt.cfg) {
 		var err error
-		rows, err = a.store.Prices(ctx, a.now().Add(-rt.cfg.Routing.LeastCost.Window.D()))
+		rows, err = a.priceWin.read(ctx, a.store, a.now(), rt.cfg.Routing.LeastCost.Window.D())
 		if err != nil {
 			return err
 		}
+	} else {
+		a.priceWin.reset()
 	}
 	a.priceRows.Store(&rows)
 	a.rebuildPrices()
 	return nil
+}
+
+// priceBuckets is how many buckets of creation time the least-cost window is read in, and
+// priceSettle how many of the newest are read again at every refresh: a price comes with the
+// delivery report, usually within minutes of the send. Older buckets are read once and kept as
+// read. With the default 24 h window a bucket is 10 minutes, so a price reported more than 20 to
+// 30 minutes after its send is left out of the averages (spend limits count it all the same: they
+// are charged from each report as it comes). The window is the buckets it overlaps: up to one
+// bucket longer.
+const (
+	priceBuckets = 144
+	priceSettle  = 2
+)
+
+// priceReader is the message log's Prices.
+type priceReader interface {
+	Prices(ctx context.Context, since, until time.Time) ([]store.PriceRow, error)
+}
+
+// priceWindow keeps the reported prices of the least-cost window's settled buckets, so that a
+// refresh reads the message log's newest part and at most a bucket or two more, not every
+// message of the window (at 100 sends a second, 8.6 million messages in 24 hours, each refresh).
+type priceWindow struct {
+	mu     sync.Mutex
+	width  time.Duration
+	sealed map[int64][]store.PriceRow // by bucket number: start = number × width
+}
+
+// read returns the rows of the window ending at now: the settled buckets, each read once, and
+// one read of the newest priceSettle buckets and beyond. A failed read keeps the buckets read
+// before it, so that a window too large for one refresh's budget is read over several.
+func (w *priceWindow) read(ctx context.Context, r priceReader, now time.Time, window time.Duration) ([]store.PriceRow, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	width := max(window/priceBuckets, time.Millisecond)
+	if width != w.width || w.sealed == nil {
+		w.width, w.sealed = width, map[int64][]store.PriceRow{}
+	}
+	num := func(t time.Time) int64 { return t.UnixNano() / int64(width) }
+	start := func(n int64) time.Time { return time.Unix(0, n*int64(width)) }
+	lo, recent := num(now.Add(-window)), num(now)-priceSettle
+	for n := range w.sealed {
+		if n < lo {
+			delete(w.sealed, n)
+		}
+	}
+	var out []store.PriceRow
+	for n := lo; n < recent; n++ {
+		rows, ok := w.sealed[n]
+		if !ok {
+			var err error
+			if rows, err = r.Prices(ctx, start(n), start(n+1)); err != nil {
+				return nil, err
+			}
+			w.sealed[n] = rows
+		}
+		out = append(out, rows...)
+	}
+	rows, err := r.Prices(ctx, start(max(lo, recent)), time.Time{})
+	if err != nil {
+		return nil, err
+	}
+	return append(out, rows...), nil
+}
+
+// reset forgets what was read (no route ranks by price, no spend limit counts prices).
+func (w *priceWindow) reset() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.sealed = nil
 }
 
 // rebuildPrices applies the running config's prices to the last reported ones (at start, reload

@@ -438,7 +438,7 @@ func Plan(ctx context.Context, cfg *config.Config, route, country string, typ ga
 			}
 		}
 		if cheap {
-			if priceRows, err = b.Prices(ctx, now.Add(-cfg.Routing.LeastCost.Window.D())); err != nil {
+			if priceRows, err = b.Prices(ctx, now.Add(-cfg.Routing.LeastCost.Window.D()), time.Time{}); err != nil {
 				return plan, err
 			}
 		}

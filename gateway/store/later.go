@@ -117,8 +117,8 @@ func (l *Later) Health(ctx context.Context, since, pendingBefore time.Time) ([]H
 }
 
 // Prices implements Backend.
-func (l *Later) Prices(ctx context.Context, since time.Time) ([]PriceRow, error) {
-	return with(l, func(b Backend) ([]PriceRow, error) { return b.Prices(ctx, since) })
+func (l *Later) Prices(ctx context.Context, since, until time.Time) ([]PriceRow, error) {
+	return with(l, func(b Backend) ([]PriceRow, error) { return b.Prices(ctx, since, until) })
 }
 
 // Find implements Backend.

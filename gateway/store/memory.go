@@ -245,12 +245,12 @@ func (m *Memory) Health(_ context.Context, since, pendingBefore time.Time) ([]He
 }
 
 // Prices implements Backend.
-func (m *Memory) Prices(_ context.Context, since time.Time) ([]PriceRow, error) {
+func (m *Memory) Prices(_ context.Context, since, until time.Time) ([]PriceRow, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	rows := map[[4]string]*PriceRow{}
 	for _, r := range m.byID {
-		if r.Provider == "" || r.Price <= 0 || r.CreatedAt.Before(since) || r.MessageType == string(gateway.Voice) {
+		if r.Provider == "" || r.Price <= 0 || r.CreatedAt.Before(since) || (!until.IsZero() && !r.CreatedAt.Before(until)) || r.MessageType == string(gateway.Voice) {
 			continue
 		}
 		k := [4]string{r.Provider, r.Country, r.Currency, r.Tenant}

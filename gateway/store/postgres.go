@@ -609,8 +609,8 @@ func (p *Postgres) Health(ctx context.Context, since, pendingBefore time.Time) (
 }
 
 // Prices implements Backend.
-func (p *Postgres) Prices(ctx context.Context, since time.Time) ([]PriceRow, error) {
-	rows, err := p.pool.Query(ctx, numbered(strings.Replace(pricesSQL, "COUNT(*)", "COUNT(*)::int", 1)), since.UnixMilli())
+func (p *Postgres) Prices(ctx context.Context, since, until time.Time) ([]PriceRow, error) {
+	rows, err := p.pool.Query(ctx, numbered(strings.Replace(pricesSQL, "COUNT(*)", "COUNT(*)::int", 1)), since.UnixMilli(), untilMS(until))
 	if err != nil {
 		return nil, err
 	}

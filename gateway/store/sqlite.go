@@ -447,8 +447,8 @@ func (s *SQLite) Health(ctx context.Context, since, pendingBefore time.Time) ([]
 }
 
 // Prices implements Backend.
-func (s *SQLite) Prices(ctx context.Context, since time.Time) ([]PriceRow, error) {
-	rows, err := s.db.QueryContext(ctx, pricesSQL, since.UnixMilli())
+func (s *SQLite) Prices(ctx context.Context, since, until time.Time) ([]PriceRow, error) {
+	rows, err := s.db.QueryContext(ctx, pricesSQL, since.UnixMilli(), untilMS(until))
 	if err != nil {
 		return nil, err
 	}

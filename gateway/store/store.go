@@ -25,6 +25,7 @@ import (
 	"errors"
 	"log/slog"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -247,9 +248,10 @@ type Backend interface {
 	// call nobody answered is reported undelivered, which says nothing about the provider.
 	Health(ctx context.Context, since, pendingBefore time.Time) ([]HealthRow, error)
 	// Prices sums, per provider, destination country, currency and tenant, the prices that
-	// delivery reports recorded on SMS messages created since since (least-cost routing's
-	// average). Voice calls are left out: priced by the minute, they are no message's price.
-	Prices(ctx context.Context, since time.Time) ([]PriceRow, error)
+	// delivery reports recorded on SMS messages created since since and before until (zero: no
+	// bound), least-cost routing's average. Voice calls are left out: priced by the minute, they
+	// are no message's price.
+	Prices(ctx context.Context, since, until time.Time) ([]PriceRow, error)
 	// Find returns the record a report names: provider and our id, or provider and its id.
 	Find(ctx context.Context, provider, id, providerMessageID string) (*Record, error)
 	// Take returns up to q.Limit compat records whose final report was not handed out yet, oldest
@@ -1041,7 +1043,7 @@ const (
 	// pricesSQL takes since. SMS only: a voice call is priced by the minute, and its price is no
 	// SMS price (least-cost routing and spend estimates read these as a message's price).
 	pricesSQL = `SELECT provider, country, currency, tenant, SUM(price), COUNT(*)
-	FROM messages WHERE created_at >= ? AND price > 0 AND provider != '' AND message_type != 'voice' GROUP BY provider, country, currency, tenant`
+	FROM messages WHERE created_at >= ? AND created_at < ? AND price > 0 AND provider != '' AND message_type != 'voice' GROUP BY provider, country, currency, tenant`
 )
 
 // rowScanner is what database/sql's and pgx's rows have in common.
@@ -1099,7 +1101,15 @@ func oldestFirst(rows interface {
 	return out, err
 }
 
-// Prices sums the prices reported on messages created since since (see Backend.Prices).
-func (s *Store) Prices(ctx context.Context, since time.Time) ([]PriceRow, error) {
-	return s.b.Prices(ctx, since)
+// Prices sums the prices reported on messages created in [since, until) (see Backend.Prices).
+func (s *Store) Prices(ctx context.Context, since, until time.Time) ([]PriceRow, error) {
+	return s.b.Prices(ctx, since, until)
+}
+
+// untilMS is until in Unix milliseconds for a query's bound; zero is no bound.
+func untilMS(until time.Time) int64 {
+	if until.IsZero() {
+		return math.MaxInt64
+	}
+	return until.UnixMilli()
 }

@@ -1088,9 +1088,17 @@ func TestChargesCountOnceAndPricesSum(t *testing.T) {
 		if diff := cmp.Diff(want, got, cmpopts.SortSlices(func(x, y Charge) bool { return x.Price < y.Price })); diff != "" {
 			t.Errorf("charges (-want +got):\n%s", diff)
 		}
-		rows, err := b.Prices(ctx, t0.Add(-time.Hour))
+		rows, err := b.Prices(ctx, t0.Add(-time.Hour), time.Time{})
 		if err != nil {
 			t.Fatal(err)
+		}
+		// The bound is [since, until): the messages of t0 are in a bucket that starts at t0, not
+		// in one that ends there.
+		if before, err := b.Prices(ctx, t0.Add(-time.Hour), t0); err != nil || len(before) != 0 {
+			t.Errorf("prices before t0: %v %v", before, err)
+		}
+		if from, err := b.Prices(ctx, t0, t0.Add(time.Millisecond)); err != nil || len(from) != 2 {
+			t.Errorf("prices of t0's millisecond: %v %v", from, err)
 		}
 		slices.SortFunc(rows, func(x, y PriceRow) int { return strings.Compare(x.Provider+x.Country, y.Provider+y.Country) })
 		wantRows := []PriceRow{{Provider: "infobip", Country: "GB", Currency: "EUR", Tenant: "acme", Sum: 0.04, N: 1}, {Provider: "infobip", Country: "US", Currency: "EUR", Tenant: "acme", Sum: 0.01, N: 1}}
