@@ -246,15 +246,39 @@ func run(kind, dsn string, n, samples int, keep bool) error {
 	if err != nil {
 		return err
 	}
+	// The purge, while a writer commits one record at a time beside it, as sends do: the longest
+	// of those commits is what the purge costs the sends.
+	stop, longest := make(chan struct{}), make(chan time.Duration)
+	go func() {
+		var most time.Duration
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				longest <- most
+				return
+			default:
+			}
+			r := record(n+i, n)
+			r.ID, r.CreatedAt = fmt.Sprintf("beside-%d", i), base.Add(30*24*time.Hour)
+			t := time.Now()
+			if _, err := b.Apply(ctx, []store.Op{{Insert: r}}); err != nil {
+				fmt.Fprintln(os.Stderr, "logbench: a write beside the purge:", err)
+			}
+			most = max(most, time.Since(t))
+		}
+	}()
 	t := time.Now()
 	purged, err := b.Purge(ctx, base.Add(24*time.Hour))
+	purge := time.Since(t)
+	close(stop)
+	beside := <-longest
 	if err != nil {
 		return err
 	}
-	purge := time.Since(t)
 	fmt.Printf("| %s | %d | %.0f/s | %s | %s | %s | %s | %s (%d records) |\n", kind, n, insertRate,
 		ms(get), ms(report), ms(first), ms(deep), purge.Round(time.Millisecond), purged)
 	fmt.Printf("\non disk after the inserts: %d bytes, %d a record\n", disk, disk/int64(n))
+	fmt.Printf("the longest commit of a record beside the purge: %s\n", ms(beside))
 	fmt.Printf("Infobip-compatible logs (tenant-0, %d records through that API): by bulkId %s, by messageId %s, a bulkId no record has %s; a pull of reports, none final, %s\n",
 		(n+compatEvery-1)/compatEvery, ms(byBulk), ms(byRef), ms(noBulk), ms(pull))
 	return nil
