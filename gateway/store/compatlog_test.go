@@ -328,3 +328,14 @@ func TestSQLitePurgeLetsTheWriterIn(t *testing.T) {
 		t.Errorf("the record written during the purge: %v", err)
 	}
 }
+
+// TestPostgresMigrationsIgnoreTheRolesStatementTimeout: a statement_timeout meant for the
+// gateway's queries (here 1 ms, in the DSN) does not cut the migrations short.
+func TestPostgresMigrationsIgnoreTheRolesStatementTimeout(t *testing.T) {
+	dsn := pgtest.DSN(t) + "&options=-c%20statement_timeout%3D1"
+	p, err := OpenPostgres(context.Background(), dsn)
+	if err != nil {
+		t.Fatalf("migrations under a 1 ms statement_timeout: %v", err)
+	}
+	p.Close()
+}

@@ -204,6 +204,12 @@ func (p *Postgres) migrate(ctx context.Context) error {
 		return err
 	}
 	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(`+lockKeySQL+`)`, ":migrate")
+	// A role's statement_timeout is for the gateway's queries, not for building an index over a
+	// month of messages: cut short, the build would start over at every start and never end.
+	if _, err := conn.Exec(ctx, `SET statement_timeout = 0`); err != nil {
+		return err
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), `RESET statement_timeout`)
 	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version int NOT NULL)`); err != nil {
 		return err
 	}
