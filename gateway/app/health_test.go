@@ -3,7 +3,9 @@ package app
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -437,5 +439,55 @@ func TestUnreportedMessagesCountOnlyWhereReportsWereAsked(t *testing.T) {
 	h.app.refreshHealth(context.Background())
 	if st := healthOf(h.app, smsKey("infobip-eu", "GB")); st != nil && st.demoted {
 		t.Errorf("demoted on messages it was never asked to report: %+v", st)
+	}
+}
+
+// slowHealth is a message log whose window read takes a while, as a large window's does.
+type slowHealth struct {
+	store.Backend
+	took  time.Duration
+	mu    sync.Mutex
+	calls []time.Time
+}
+
+func (b *slowHealth) Health(ctx context.Context, since, pendingBefore time.Time) ([]store.HealthRow, error) {
+	b.mu.Lock()
+	b.calls = append(b.calls, time.Now())
+	b.mu.Unlock()
+	time.Sleep(b.took)
+	return b.Backend.Health(ctx, since, pendingBefore)
+}
+
+func (b *slowHealth) starts() []time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.calls)
+}
+
+// TestHealthRefreshIsPaced: a refresh waits at least healthPace times its last read before reading
+// the window again, whatever refresh says: a read that grows with traffic cannot take the
+// replica's cores.
+func TestHealthRefreshIsPaced(t *testing.T) {
+	hb := &slowHealth{took: 40 * time.Millisecond}
+	start(t, `
+storage: {driver: memory}
+routing: {delivery_health: {refresh: 10ms}}
+tenants: [{name: acme, api_key: acme-key-0123456789}]
+providers: [{name: m, type: mock}]
+routes: [{name: d, providers: [m]}]
+`, Options{WrapBackend: func(b store.Backend) store.Backend { hb.Backend = b; return hb }})
+	waitUntil(t, "three reads of the window", func() bool { return len(hb.starts()) >= 3 })
+	calls := hb.starts()
+	for i := 1; i < len(calls); i++ {
+		// The read before took at least 40 ms: the next starts at least 400 ms later, not 10 ms.
+		if gap := calls[i].Sub(calls[i-1]); gap < healthPace*hb.took {
+			t.Errorf("read %d started %s after the one before, want at least %s", i+1, gap, healthPace*hb.took)
+		}
+	}
+	if got := healthWait(10*time.Second, 2700*time.Millisecond); got != 27*time.Second {
+		t.Errorf("a 2.7 s read at a 10 s refresh waits %s, want 27s", got)
+	}
+	if got := healthWait(10*time.Second, 100*time.Millisecond); got != 10*time.Second {
+		t.Errorf("a 0.1 s read at a 10 s refresh waits %s, want the refresh", got)
 	}
 }
