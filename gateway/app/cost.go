@@ -260,7 +260,9 @@ func (a *App) refreshPrices(ctx context.Context) error {
 	var rows []store.PriceRow
 	if usesPrices(rt.cfg) {
 		var err error
+		start := time.Now()
 		rows, err = a.priceWin.read(ctx, a.store, a.now(), rt.cfg.Routing.LeastCost.Window.D())
+		a.metrics.WindowRead("prices", time.Since(start), err)
 		if err != nil {
 			return err
 		}

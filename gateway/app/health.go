@@ -192,7 +192,9 @@ func (a *App) refreshHealth(ctx context.Context) error {
 	rt := a.rt.Load()
 	dh := rt.cfg.Routing.DeliveryHealth
 	now := a.now()
+	start := time.Now()
 	rows, err := a.store.Health(ctx, now.Add(-dh.Window.D()), now.Add(-dh.ReportTimeout.D()))
+	a.metrics.WindowRead("delivery_health", time.Since(start), err)
 	if err != nil {
 		return err
 	}

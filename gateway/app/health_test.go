@@ -2,10 +2,12 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -489,5 +491,62 @@ routes: [{name: d, providers: [m]}]
 	}
 	if got := healthWait(10*time.Second, 100*time.Millisecond); got != 10*time.Second {
 		t.Errorf("a 0.1 s read at a 10 s refresh waits %s, want the refresh", got)
+	}
+}
+
+// failingReads is a message log whose window reads fail while fail is set.
+type failingReads struct {
+	store.Backend
+	fail atomic.Bool
+}
+
+func (b *failingReads) Health(ctx context.Context, since, pendingBefore time.Time) ([]store.HealthRow, error) {
+	if b.fail.Load() {
+		return nil, errors.New("the message log did not answer")
+	}
+	return b.Backend.Health(ctx, since, pendingBefore)
+}
+
+func (b *failingReads) Prices(ctx context.Context, since, until time.Time) ([]store.PriceRow, error) {
+	if b.fail.Load() {
+		return nil, errors.New("the message log did not answer")
+	}
+	return b.Backend.Prices(ctx, since, until)
+}
+
+// TestRoutingReadsAreCounted: each read of delivery health and of least-cost prices is counted
+// by result, so that an alert sees a replica routing on rates and prices it can no longer read.
+func TestRoutingReadsAreCounted(t *testing.T) {
+	fb := &failingReads{}
+	h := start(t, `
+storage: {driver: memory}
+routing: {delivery_health: {refresh: 1h}, least_cost: {refresh: 1h}}
+tenants: [{name: acme, api_key: acme-key-0123456789}]
+providers: [{name: m, type: mock}]
+routes: [{name: d, providers: [m], strategy: least_cost}]
+`, Options{WrapBackend: func(b store.Backend) store.Backend { fb.Backend = b; return fb }})
+	reads := func(read, result string) float64 {
+		return testutil.ToFloat64(h.app.metrics.WindowReads.WithLabelValues(read, result))
+	}
+	// The start reads the prices once (the refreshes are an hour away).
+	waitUntil(t, "the prices read at start", func() bool { return reads("prices", "ok") == 1 })
+	fb.fail.Store(true)
+	if h.app.refreshHealth(context.Background()) == nil || h.app.refreshPrices(context.Background()) == nil {
+		t.Fatal("a read that failed was not reported")
+	}
+	fb.fail.Store(false)
+	if err := h.app.refreshHealth(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		read, result string
+		want         float64
+	}{{"delivery_health", "ok", 1}, {"delivery_health", "error", 1}, {"prices", "ok", 1}, {"prices", "error", 1}} {
+		if got := reads(c.read, c.result); got != c.want {
+			t.Errorf("%s %s: %v, want %v", c.read, c.result, got, c.want)
+		}
+	}
+	if n := testutil.CollectAndCount(h.app.metrics.WindowReadTime); n != 2 {
+		t.Errorf("%d series of smsgate_window_read_seconds, want one per read", n)
 	}
 }

@@ -46,6 +46,8 @@ type Metrics struct {
 	StateMemoryMax     *prometheus.GaugeVec
 	StateEvictedKeys   prometheus.Gauge
 	Paced              *prometheus.CounterVec
+	WindowReads        *prometheus.CounterVec
+	WindowReadTime     *prometheus.HistogramVec
 }
 
 // New registers every collector, plus the Go and process collectors, on a new registry.
@@ -112,12 +114,17 @@ func New() *Metrics {
 			Help: "The state store's maxmemory (0: none, it grows until its host runs out), labelled with its maxmemory-policy."}, []string{"policy"}),
 		Paced: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_paced_total",
 			Help: "Sends that skipped a provider because its configured throughput (providers[].throughput) had no token left for the tenant: beyond the tenant's share, only what the others leave."}, []string{"provider", "tenant"}),
+		WindowReads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_window_reads_total",
+			Help: "Reads of the message log that routing decides by (delivery_health: the delivery rates; prices: least-cost routing's reported prices), by result (ok, error: routing keeps the last ones)."}, []string{"read", "result"}),
+		WindowReadTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "smsgate_window_read_seconds",
+			Help:    "How long those reads took; delivery health's grows with the messages in its window, and its refresh waits at least ten times as long.",
+			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"read"}),
 		StateEvictedKeys: prometheus.NewGauge(prometheus.GaugeOpts{Name: "smsgate_state_evicted_keys",
 			Help: "Keys the state store has evicted since it started (Redis's evicted_keys): each a rate-limit bucket, idempotency record or the like lost before its time."}),
 	}
 	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.Attempts, m.ProviderLatency, m.BreakerState,
 		m.BreakerTransitions, m.TenantBreakerOpens, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBatch, m.LogBacklog, m.LogDropped, m.LogCommitTimeouts, m.Notify, m.PreviousKeys, m.DeliveryRate, m.Demotions, m.Reloads, m.ProviderDisabled, m.ProviderDrained, m.StateErrors, m.Spend, m.EstimatedSpend, m.Quarantines,
-		m.StateMemoryUsed, m.StateMemoryMax, m.StateEvictedKeys, m.Paced,
+		m.StateMemoryUsed, m.StateMemoryMax, m.StateEvictedKeys, m.Paced, m.WindowReads, m.WindowReadTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}
@@ -131,6 +138,17 @@ func New() *Metrics {
 		m.StateErrors.WithLabelValues(op)
 	}
 	return m
+}
+
+// WindowRead counts one read of the message log that routing decides by (read: delivery_health or
+// prices) and how long it took.
+func (m *Metrics) WindowRead(read string, took time.Duration, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.WindowReads.WithLabelValues(read, result).Inc()
+	m.WindowReadTime.WithLabelValues(read).Observe(took.Seconds())
 }
 
 // StateOps are the values of the op label of smsgate_state_errors_total.
