@@ -137,6 +137,10 @@ func New() *Metrics {
 	for _, op := range StateOps {
 		m.StateErrors.WithLabelValues(op)
 	}
+	for _, read := range []string{"delivery_health", "prices"} {
+		m.WindowReads.WithLabelValues(read, "ok")
+		m.WindowReads.WithLabelValues(read, "error")
+	}
 	return m
 }
 
