@@ -94,9 +94,12 @@ type SQLite struct {
 	// Statements of the write path, prepared once: parsing SQL for every record cost more CPU
 	// than executing it (see docs/benchmarks.md).
 	insert, replace, byID, byPMID, pendingFor, pendingAdd, pendingDel *sql.Stmt
-	// pending counts unmatched reports; only the writer goroutine (Apply) touches it, and while it
-	// is zero inserts skip the pending_reports lookup.
-	pending int
+	// pending counts unmatched reports, and filter says which records they may name; only the
+	// writer goroutine (Apply) touches them. An insert looks pending_reports up only when both say
+	// a report may be waiting for it; pendingLookups counts those look-ups (tests).
+	pending        int
+	filter         pendingFilter
+	pendingLookups int
 	// recount is set by Purge (another goroutine) to make the writer count pending reports again.
 	recount atomic.Bool
 	// stopCheckpoints ends the background checkpointer, which closes checkpointsDone.
@@ -183,7 +186,15 @@ func (s *SQLite) prepare(ctx context.Context) error {
 		}
 		*st.dst = stmt
 	}
-	return s.w.QueryRowContext(ctx, `SELECT count(*) FROM pending_reports`).Scan(&s.pending)
+	return s.countPending(ctx)
+}
+
+// countPending counts the unmatched reports and rebuilds the filter of what they name.
+func (s *SQLite) countPending(ctx context.Context) error {
+	if err := s.w.QueryRowContext(ctx, `SELECT count(*) FROM pending_reports`).Scan(&s.pending); err != nil {
+		return err
+	}
+	return s.filter.rebuild(ctx, s.w)
 }
 
 // SchemaVersion returns how many migrations have been applied.
@@ -249,8 +260,8 @@ func (s *SQLite) Apply(ctx context.Context, ops []Op) ([]Charge, error) {
 }
 
 func (s *SQLite) apply(ctx context.Context, ops []Op, ap *applier) error {
-	if s.recount.Swap(false) {
-		if err := s.w.QueryRowContext(ctx, `SELECT count(*) FROM pending_reports`).Scan(&s.pending); err != nil {
+	if s.recount.Swap(false) || s.filter.room <= 0 {
+		if err := s.countPending(ctx); err != nil {
 			return err
 		}
 	}
@@ -319,9 +330,10 @@ func timeOrZero(ms int64) time.Time {
 
 // applyPending applies reports that arrived before r was written, and deletes them.
 func (s *SQLite) applyPending(ctx context.Context, tx *sql.Tx, r *Record, ap *applier) error {
-	if s.pending == 0 {
+	if s.pending == 0 || !s.filter.mayHave(r.Provider, r.ID, r.ProviderMessageID) {
 		return nil
 	}
+	s.pendingLookups++
 	rows, err := tx.StmtContext(ctx, s.pendingFor).QueryContext(ctx, r.Provider, r.ID, r.ProviderMessageID)
 	if err != nil {
 		return err
@@ -377,6 +389,7 @@ func (s *SQLite) report(ctx context.Context, tx *sql.Tx, rep *gateway.DeliveryRe
 			return err
 		}
 		s.pending++
+		s.filter.add(rep.Provider, rep.ProviderMessageID, rep.MessageID)
 		return nil
 	}
 	if !ap.apply(r, rep) {

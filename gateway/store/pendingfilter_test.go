@@ -1,0 +1,89 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/smsgate/smsgate/gateway"
+)
+
+// TestInsertsLookUpPendingReportsOnlyWhenOneMayWait: with reports waiting for good in
+// pending_reports (about attempts no record has), an insert queries that table only when the
+// filter says a report may name its record (about 1 % of the others); a report that arrived
+// before its record is still applied to it: one added in this run, one from the file after a
+// restart, and one after the filter outgrew its size and was rebuilt.
+func TestInsertsLookUpPendingReportsOnlyWhenOneMayWait(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "log.db")
+	s, err := OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply := func(s *SQLite, ops ...Op) {
+		t.Helper()
+		if _, err := s.Apply(ctx, ops); err != nil {
+			t.Fatal(err)
+		}
+	}
+	report := func(pmid string) Op {
+		return Op{Report: &gateway.DeliveryReport{Provider: "ib", ProviderMessageID: pmid, Status: gateway.StatusDelivered}}
+	}
+	delivered := func(s *SQLite, id string) bool {
+		t.Helper()
+		r, err := s.Get(ctx, "acme", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Status == gateway.StatusDelivered
+	}
+	apply(s, report("stray-1"), report("stray-2"))
+	var batch []Op
+	for i := range 400 {
+		batch = append(batch, Op{Insert: record(fmt.Sprint("m", i), "acme", "ib", fmt.Sprint("p", i), t0)})
+		if len(batch) == 8 {
+			apply(s, batch...)
+			batch = batch[:0]
+		}
+	}
+	if s.pendingLookups > 20 {
+		t.Errorf("%d of 400 inserts looked pending_reports up, with no report waiting for any", s.pendingLookups)
+	}
+	// A report before its record, in this run.
+	apply(s, report("p-early"))
+	apply(s, Op{Insert: record("early", "acme", "ib", "p-early", t0)})
+	if !delivered(s, "early") {
+		t.Error("the report that came before its record was not applied")
+	}
+	s.Close()
+
+	// After a restart the filter is built from the file.
+	s, err = OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	apply(s, Op{Insert: record("late-1", "acme", "ib", "stray-1", t0)})
+	if !delivered(s, "late-1") {
+		t.Error("after a restart, a waiting report was not applied to its record")
+	}
+	// More reports than the filter was sized for: it is rebuilt, and still finds them.
+	batch = batch[:0]
+	for i := range pendingMinKeys + 100 {
+		batch = append(batch, report(fmt.Sprint("flood-", i)))
+		if len(batch) == 512 {
+			apply(s, batch...)
+			batch = batch[:0]
+		}
+	}
+	apply(s, batch...)
+	apply(s, Op{Insert: record("late-2", "acme", "ib", "stray-2", t0.Add(time.Second))}, Op{Insert: record("late-3", "acme", "ib", "flood-7", t0)})
+	if !delivered(s, "late-2") || !delivered(s, "late-3") {
+		t.Error("after the filter was rebuilt, waiting reports were not applied")
+	}
+	if s.filter.room <= 0 {
+		t.Errorf("the filter was not rebuilt: room %d", s.filter.room)
+	}
+}
