@@ -96,7 +96,10 @@ type App struct {
 	failOpen bool
 
 	notifier *notifier
-	health   healthTable
+	// sweepMu serialises sweeps of due pushes: two at once would both see a tenant's queue room
+	// and claim it twice over.
+	sweepMu sync.Mutex
+	health  healthTable
 	// prices is least-cost routing's table; priceRows the reported prices it was built from.
 	prices    atomic.Pointer[priceTable]
 	priceRows atomic.Pointer[[]store.PriceRow]

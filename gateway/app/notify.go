@@ -295,6 +295,8 @@ func (a *App) pushLoop(stop <-chan struct{}) {
 // emptied, or that was removed, has its due pushes claimed too, and refused (ended), rather than
 // left in the message log's index until the purge.
 func (a *App) sweepPushes() {
+	a.sweepMu.Lock()
+	defer a.sweepMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	tenants, err := a.store.DueTenants(ctx, a.now())
 	cancel()
