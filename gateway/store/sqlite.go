@@ -260,8 +260,15 @@ func (s *SQLite) Apply(ctx context.Context, ops []Op) ([]Charge, error) {
 }
 
 func (s *SQLite) apply(ctx context.Context, ops []Op, ap *applier) error {
-	if s.recount.Swap(false) || s.filter.room <= 0 {
+	if s.filter.room <= 0 {
 		if err := s.countPending(ctx); err != nil {
+			return err
+		}
+		s.recount.Store(false)
+	} else if s.recount.Swap(false) {
+		// After a purge: the filter keeps the ids of the reports it deleted (false positives
+		// only) until it is rebuilt.
+		if err := s.w.QueryRowContext(ctx, `SELECT count(*) FROM pending_reports`).Scan(&s.pending); err != nil {
 			return err
 		}
 	}
