@@ -32,14 +32,15 @@ const (
 )
 
 // rebuild sizes the filter for twice the ids the pending reports name (each names up to two; at
-// least pendingMinKeys) and adds them.
+// least pendingMinKeys) and adds them. A rebuild that fails leaves the filter as it was: one that
+// missed some reports would let their records be written without them.
 func (f *pendingFilter) rebuild(ctx context.Context, db *sql.DB) error {
 	var n int
 	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM pending_reports`).Scan(&n); err != nil {
 		return err
 	}
 	keys := max(4*n, pendingMinKeys)
-	*f = pendingFilter{bits: make([]uint64, (keys*pendingBitsPerKey+63)/64), seed: maphash.MakeSeed(), room: keys, built: true}
+	nf := pendingFilter{bits: make([]uint64, (keys*pendingBitsPerKey+63)/64), seed: maphash.MakeSeed(), room: keys, built: true}
 	rows, err := db.QueryContext(ctx, `SELECT provider, provider_message_id, message_id FROM pending_reports`)
 	if err != nil {
 		return err
@@ -50,9 +51,13 @@ func (f *pendingFilter) rebuild(ctx context.Context, db *sql.DB) error {
 		if err := rows.Scan(&provider, &pmid, &id); err != nil {
 			return err
 		}
-		f.add(provider, pmid, id)
+		nf.add(provider, pmid, id)
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	*f = nf
+	return nil
 }
 
 // add puts a pending report's ids in the filter.
