@@ -695,7 +695,7 @@ func (p *Postgres) Find(ctx context.Context, provider, id, pmid string) (*Record
 // pgTakeIDs selects the reports to pull (the messages_unpulled index): $1 tenant, $2 bulk or
 // "", $3 our id or the caller's reference or "", $4 limit.
 const pgTakeIDs = `SELECT id FROM messages WHERE tenant = $1 AND source <> '' AND notify_url = '' AND NOT report_taken
-	AND status IN ('delivered','undelivered','failed','rejected')
+	AND ` + finalSQL + `
 	AND ($2 = '' OR bulk_id = $2) AND ($3 = '' OR id = $3 OR reference = $3)
 	ORDER BY created_at LIMIT $4 FOR UPDATE SKIP LOCKED`
 

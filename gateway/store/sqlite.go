@@ -516,7 +516,7 @@ func (s *SQLite) Take(ctx context.Context, q TakeQuery) ([]*Record, error) {
 // takeWhere selects q's reports to pull; its first terms are those of messages_unpulled, which
 // SQLite uses only for a query that repeats them.
 func takeWhere(q TakeQuery) (string, []any) {
-	where := "tenant = ? AND source <> '' AND notify_url = '' AND report_taken = 0 AND status IN ('delivered','undelivered','failed','rejected')"
+	where := "tenant = ? AND source <> '' AND notify_url = '' AND report_taken = 0 AND " + finalSQL
 	args := []any{q.Tenant}
 	if q.BulkID != "" {
 		where, args = where+" AND bulk_id = ? AND bulk_id <> ''", append(args, q.BulkID)

@@ -1040,11 +1040,15 @@ const (
 		SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END),
 		SUM(CASE WHEN status = 'sent' AND created_at < ? THEN 1 ELSE 0 END)
 	FROM messages WHERE created_at >= ? AND provider != '' GROUP BY provider, country, tenant, message_type = 'voice'`
-	// pricesSQL takes since. SMS only: a voice call is priced by the minute, and its price is no
+	// pricesSQL takes since and until (untilMS). SMS only: a voice call is priced by the minute, and its price is no
 	// SMS price (least-cost routing and spend estimates read these as a message's price).
 	pricesSQL = `SELECT provider, country, currency, tenant, SUM(price), COUNT(*)
 	FROM messages WHERE created_at >= ? AND created_at < ? AND price > 0 AND provider != '' AND message_type != 'voice' GROUP BY provider, country, currency, tenant`
 )
+
+// finalSQL selects messages with a final status; the queries of reports to pull use it as the
+// messages_unpulled index's WHERE has it (migration 7), since SQLite matches the very term.
+const finalSQL = `status IN ('delivered','undelivered','failed','rejected')`
 
 // rowScanner is what database/sql's and pgx's rows have in common.
 type rowScanner interface {
