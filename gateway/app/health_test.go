@@ -444,23 +444,35 @@ func TestUnreportedMessagesCountOnlyWhereReportsWereAsked(t *testing.T) {
 	}
 }
 
-// slowHealth is a message log whose window read takes a while, as a large window's does.
-type slowHealth struct {
+// windowLog is a message log whose window reads (Health, Prices) take took each, fail while fail
+// is set, and note when Health began.
+type windowLog struct {
 	store.Backend
 	took  time.Duration
+	fail  atomic.Bool
 	mu    sync.Mutex
 	calls []time.Time
 }
 
-func (b *slowHealth) Health(ctx context.Context, since, pendingBefore time.Time) ([]store.HealthRow, error) {
+func (b *windowLog) Health(ctx context.Context, since, pendingBefore time.Time) ([]store.HealthRow, error) {
 	b.mu.Lock()
 	b.calls = append(b.calls, time.Now())
 	b.mu.Unlock()
 	time.Sleep(b.took)
+	if b.fail.Load() {
+		return nil, errors.New("the message log did not answer")
+	}
 	return b.Backend.Health(ctx, since, pendingBefore)
 }
 
-func (b *slowHealth) starts() []time.Time {
+func (b *windowLog) Prices(ctx context.Context, since, until time.Time) ([]store.PriceRow, error) {
+	if b.fail.Load() {
+		return nil, errors.New("the message log did not answer")
+	}
+	return b.Backend.Prices(ctx, since, until)
+}
+
+func (b *windowLog) starts() []time.Time {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return slices.Clone(b.calls)
@@ -470,7 +482,7 @@ func (b *slowHealth) starts() []time.Time {
 // the window again, whatever refresh says: a read that grows with traffic cannot take the
 // replica's cores.
 func TestHealthRefreshIsPaced(t *testing.T) {
-	hb := &slowHealth{took: 40 * time.Millisecond}
+	hb := &windowLog{took: 40 * time.Millisecond}
 	start(t, `
 storage: {driver: memory}
 routing: {delivery_health: {refresh: 10ms}}
@@ -494,30 +506,10 @@ routes: [{name: d, providers: [m]}]
 	}
 }
 
-// failingReads is a message log whose window reads fail while fail is set.
-type failingReads struct {
-	store.Backend
-	fail atomic.Bool
-}
-
-func (b *failingReads) Health(ctx context.Context, since, pendingBefore time.Time) ([]store.HealthRow, error) {
-	if b.fail.Load() {
-		return nil, errors.New("the message log did not answer")
-	}
-	return b.Backend.Health(ctx, since, pendingBefore)
-}
-
-func (b *failingReads) Prices(ctx context.Context, since, until time.Time) ([]store.PriceRow, error) {
-	if b.fail.Load() {
-		return nil, errors.New("the message log did not answer")
-	}
-	return b.Backend.Prices(ctx, since, until)
-}
-
 // TestRoutingReadsAreCounted: each read of delivery health and of least-cost prices is counted
 // by result, so that an alert sees a replica routing on rates and prices it can no longer read.
 func TestRoutingReadsAreCounted(t *testing.T) {
-	fb := &failingReads{}
+	fb := &windowLog{}
 	h := start(t, `
 storage: {driver: memory}
 routing: {delivery_health: {refresh: 1h}, least_cost: {refresh: 1h}}

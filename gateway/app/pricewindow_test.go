@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -10,46 +11,37 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/smsgate/smsgate/gateway"
 	"github.com/smsgate/smsgate/gateway/store"
 )
 
-// pricedLog is a message log of priced messages for priceWindow: it sums as Backend.Prices does
-// and records every read's bounds.
+// pricedLog is the in-memory message log, counting its Prices reads (their bounds) and failing
+// the fail-th one from now.
 type pricedLog struct {
-	msgs  []pricedMsg
+	*store.Memory
 	reads [][2]time.Time
 	fail  int // reads left before one fails; 0: none fails
 }
 
-type pricedMsg struct {
-	created time.Time
-	country string
-	price   float64
-}
-
-func (l *pricedLog) Prices(_ context.Context, since, until time.Time) ([]store.PriceRow, error) {
+func (l *pricedLog) Prices(ctx context.Context, since, until time.Time) ([]store.PriceRow, error) {
 	l.reads = append(l.reads, [2]time.Time{since, until})
 	if l.fail > 0 {
 		if l.fail--; l.fail == 0 {
 			return nil, errors.New("the log did not answer")
 		}
 	}
-	rows := map[string]*store.PriceRow{}
-	for _, m := range l.msgs {
-		if m.created.Before(since) || (!until.IsZero() && !m.created.Before(until)) {
-			continue
-		}
-		if rows[m.country] == nil {
-			rows[m.country] = &store.PriceRow{Provider: "ib", Country: m.country, Currency: "EUR", Tenant: "acme"}
-		}
-		rows[m.country].Sum += m.price
-		rows[m.country].N++
+	return l.Memory.Prices(ctx, since, until)
+}
+
+// priced writes a message of acme through ib to country, created at created, its report's price
+// recorded.
+func (l *pricedLog) priced(t *testing.T, created time.Time, country string, price float64) {
+	t.Helper()
+	r := &store.Record{ID: fmt.Sprintf("m-%d-%s", created.UnixNano(), country), Tenant: "acme", Provider: "ib", Country: country, MessageType: "sms",
+		Status: gateway.StatusDelivered, Price: price, Currency: "EUR", CreatedAt: created, UpdatedAt: created}
+	if _, err := l.Apply(context.Background(), []store.Op{{Insert: r}}); err != nil {
+		t.Fatal(err)
 	}
-	var out []store.PriceRow
-	for _, r := range rows {
-		out = append(out, *r)
-	}
-	return out, nil
 }
 
 // totals sums rows per country, as buildPrices does per tenant.
@@ -70,20 +62,20 @@ func TestPriceWindowReadsTheNewestPartOnly(t *testing.T) {
 	const window = 24 * time.Hour
 	width := window / priceBuckets // 10 minutes
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
-	log := &pricedLog{}
+	log := &pricedLog{Memory: store.NewMemory()}
 	// A message every minute of the last 26 hours, GB at 0.05 and US at 0.01 in turn.
 	for i := range 26 * 60 {
 		c := "GB"
 		if i%2 == 1 {
 			c = "US"
 		}
-		log.msgs = append(log.msgs, pricedMsg{now.Add(-time.Duration(i) * time.Minute), c, map[string]float64{"GB": 0.05, "US": 0.01}[c]})
+		log.priced(t, now.Add(-time.Duration(i)*time.Minute), c, map[string]float64{"GB": 0.05, "US": 0.01}[c])
 	}
 	var w priceWindow
 	full := func(at time.Time) map[string][2]float64 {
 		// What one read of the whole window gives: the buckets it overlaps, from the first one's start.
 		since := time.Unix(0, at.Add(-window).UnixNano()/int64(width)*int64(width))
-		rows, _ := (&pricedLog{msgs: log.msgs}).Prices(context.Background(), since, time.Time{})
+		rows, _ := log.Memory.Prices(context.Background(), since, time.Time{})
 		return totals(rows)
 	}
 	check := func(at time.Time, wantReads int) {
@@ -139,7 +131,8 @@ func TestPriceWindowReadsTheNewestPartOnly(t *testing.T) {
 		return totals(rows)
 	}
 	before := read()
-	log.msgs = append(log.msgs, pricedMsg{now.Add(-2 * time.Hour), "DE", 0.07}, pricedMsg{now.Add(-time.Minute), "FR", 0.03})
+	log.priced(t, now.Add(-2*time.Hour), "DE", 0.07)
+	log.priced(t, now.Add(-time.Minute), "FR", 0.03)
 	after := read()
 	if _, ok := after["DE"]; ok || after["FR"] != [2]float64{0.03, 1} || after["GB"] != before["GB"] {
 		t.Errorf("late prices: %v", after)

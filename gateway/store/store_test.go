@@ -1303,3 +1303,44 @@ func TestReadsLeaveTheWriterAlone(t *testing.T) {
 		t.Errorf("%d tries of the failing database during 400 reads", extra)
 	}
 }
+
+// TestSQLitePurgeLetsTheWriterIn: the purge deletes in chunks, each its own statement on the
+// writer's connection, and a batch of records commits between two chunks; a purge in one
+// statement held SQLite's lock, and every send's record with it, for seconds on a large log.
+func TestSQLitePurgeLetsTheWriterIn(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "log.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var batch []Op
+	for i := range 95 {
+		batch = append(batch, Op{Insert: record(fmt.Sprint("old-", i), "acme", "ib", "", t0.Add(-48*time.Hour))})
+	}
+	if _, err := s.Apply(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	s.PurgeChunk = 10
+	chunks, during := 0, 0
+	s.afterPurgeChunk = func() {
+		chunks++
+		if chunks == 3 { // a batch of the writer, between two chunks
+			if _, err := s.Apply(ctx, []Op{{Insert: record("new", "acme", "ib", "", t0)}}); err != nil {
+				t.Errorf("a batch during the purge: %v", err)
+			}
+			during++
+		}
+	}
+	n, err := s.Purge(ctx, t0.Add(-time.Hour))
+	if err != nil || n != 95 {
+		t.Fatalf("purged %d (%v), want 95", n, err)
+	}
+	// 10 chunks of messages (the last one short), then one of unmatched reports.
+	if chunks != 11 || during != 1 {
+		t.Errorf("%d chunks, %d batches between them", chunks, during)
+	}
+	if _, err := s.Get(ctx, "acme", "new"); err != nil {
+		t.Errorf("the record written during the purge: %v", err)
+	}
+}
