@@ -123,7 +123,7 @@ func run(kind, dsn string, n, samples int, keep bool) error {
 		if slices.Contains([]byte(dsn), '?') {
 			sep = "&"
 		}
-		p, err := store.OpenPostgres(ctx, dsn+sep+"search_path="+schema)
+		p, err := store.OpenPostgres(ctx, dsn+sep+"search_path="+schema, nil)
 		if err != nil {
 			return err
 		}
@@ -307,7 +307,7 @@ func open(ctx context.Context, kind, dsn string) (store.Backend, func(), error) 
 		if slices.Contains([]byte(dsn), '?') {
 			sep = "&"
 		}
-		p, err := store.OpenPostgres(ctx, dsn+sep+"search_path="+schema)
+		p, err := store.OpenPostgres(ctx, dsn+sep+"search_path="+schema, nil)
 		return p, func() {
 			conn.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
 			conn.Close(context.Background())

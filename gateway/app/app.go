@@ -288,7 +288,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 		m.Now = o.Now
 		backend = m
 	case "postgres":
-		b, err := a.openPostgres(ctx, cfg.Storage.DSN.Reveal())
+		b, err := a.openPostgres(cfg.Storage.DSN.Reveal())
 		if err != nil {
 			a.closeState()
 			return nil, err
@@ -331,27 +331,36 @@ func New(ctx context.Context, o Options) (*App, error) {
 // such database, a migration it refused) stops the start: the config is wrong. One that cannot be
 // reached does not: the replica serves as it would had the database failed while it ran (records
 // wait in the retry buffer, reads answer 503) and reaches it in the background (store.Later).
-// Else a database outage would keep every replica that starts during it from serving.
-func (a *App) openPostgres(ctx context.Context, dsn string) (store.Backend, error) {
+// Else a database outage would keep every replica that starts during it from serving. Nor does a
+// migration that runs long (an index built over a large table): the start waits startWait for
+// it, then serves the same way while it goes on.
+func (a *App) openPostgres(dsn string) (store.Backend, error) {
 	open := func(ctx context.Context) (store.Backend, error) {
-		pg, err := store.OpenPostgres(ctx, dsn)
+		pg, err := store.OpenPostgres(ctx, dsn, a.log)
 		if err != nil {
 			return nil, err
 		}
 		pg.Now = a.opts.Now
 		return pg, nil
 	}
-	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	b, err := open(octx)
-	cancel()
-	if err == nil || !store.Unreachable(err) {
-		return b, err
+	l, ended, err := store.OpenLater(open, time.Second, startWait,
+		func(err error) { a.log.Error("message log still not reached; trying again", "err", err.Error()) },
+		func() { a.log.Info("message log reached; its migrations are applied") })
+	switch {
+	case ended && err == nil:
+	case ended && !store.Unreachable(err):
+		l.Close()
+		return nil, err
+	case ended:
+		a.log.Error("message log unreachable at start; serving anyway: records wait in the retry buffer (storage.retry_buffer) and reads answer 503 until it is reached", "err", err.Error())
+	default:
+		a.log.Error("message log not reached within " + startWait.String() + " (unreachable, or its migrations still running); serving anyway: records wait in the retry buffer (storage.retry_buffer) and reads answer 503 until it is reached")
 	}
-	a.log.Error("message log unreachable at start; serving anyway: records wait in the retry buffer (storage.retry_buffer) and reads answer 503 until it is reached", "err", err.Error())
-	return store.OpenLater(open, time.Second,
-		func(err error) { a.log.Error("message log still unreachable", "err", err.Error()) },
-		func() { a.log.Info("message log reached; its migrations are applied") }), nil
+	return l, nil
 }
+
+// startWait is how long a start waits for the message log's database before it serves without.
+var startWait = 10 * time.Second
 
 // redisLogApp is the App whose log takes the Redis client's own lines (one per process: the
 // client's logger is global; the last App started with Redis takes them).

@@ -417,7 +417,7 @@ func openLog(ctx context.Context, cfg *config.Config) (store.Backend, error) {
 		}
 		return s, nil
 	case "postgres":
-		p, err := store.OpenPostgres(ctx, cfg.Storage.DSN.Reveal())
+		p, err := store.OpenPostgres(ctx, cfg.Storage.DSN.Reveal(), nil)
 		if err != nil {
 			return nil, err
 		}

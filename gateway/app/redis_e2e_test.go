@@ -547,12 +547,7 @@ func TestADrainReachesEveryReplica(t *testing.T) {
 // answers no (a role that does not exist) still stops the start.
 func TestAReplicaStartsWhilePostgresIsDown(t *testing.T) {
 	dsn, up := pgtest.Unreachable(t)
-	h := start(t, fmt.Sprintf(`
-storage: {driver: postgres, dsn: %q, commit_timeout: 50ms}
-tenants: [{name: acme, api_key: acme-key-0123456789}]
-providers: [{name: m, type: mock}]
-routes: [{name: d, providers: [m]}]
-`, dsn), Options{})
+	h := startOnPostgres(t, dsn)
 	if !strings.Contains(h.logs.String(), "message log unreachable at start") {
 		t.Errorf("the start did not say the message log was unreachable: %s", h.logs.String())
 	}
@@ -568,15 +563,7 @@ routes: [{name: d, providers: [m]}]
 		t.Errorf("backlog %d, want the one record", got)
 	}
 	up()
-	for end := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		g := h.do("GET", "/v1/messages/"+id, "acme-key-0123456789", "")
-		if g.Status == 200 && g.Body["status"] == "sent" {
-			break
-		}
-		if time.Now().After(end) {
-			t.Fatalf("the record was not written once the message log was reached: %d %s", g.Status, g.Raw)
-		}
-	}
+	waitWritten(t, h, id)
 	if !strings.Contains(h.logs.String(), "message log reached") {
 		t.Error("reaching the message log was not logged")
 	}
@@ -594,6 +581,58 @@ routes: [{name: d, providers: [m]}]
 `, u.String()))})
 	if err == nil || !strings.Contains(err.Error(), "no_such_role_smsgate") {
 		t.Errorf("a PostgreSQL that refused the replica: err = %v", err)
+	}
+}
+
+// TestAReplicaStartsDuringALongMigration: a migration that runs long (an index build over a large
+// message log; here one waiting for a transaction left open) does not hold the start, nor is it cut
+// short: the replica serves after startWait as it does while PostgreSQL is down, the migration
+// goes on, and once it ends the records are written, with no failed attempt.
+func TestAReplicaStartsDuringALongMigration(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	_, end := pgtest.HoldSnapshot(t, dsn)
+	defer func(d time.Duration) { startWait = d }(startWait)
+	startWait = 300 * time.Millisecond
+	h := startOnPostgres(t, dsn)
+	if !strings.Contains(h.logs.String(), "message log not reached within 300ms") {
+		t.Errorf("the start did not say it serves without its message log: %s", h.logs.String())
+	}
+	r := h.send("acme-key-0123456789", `{"recipient":"+14155550104","text":"Your code is 246810","context":{}}`)
+	if r.Status != 200 {
+		t.Fatalf("a send while the migration runs: %d %s", r.Status, r.Raw)
+	}
+	id := r.Body["id"].(string)
+	time.Sleep(500 * time.Millisecond)
+	end()
+	waitWritten(t, h, id)
+	logs := h.logs.String()
+	if !strings.Contains(logs, "message log reached") || strings.Contains(logs, "still not reached") {
+		t.Errorf("want the log reached at the first attempt: %s", logs)
+	}
+}
+
+// startOnPostgres starts a gateway whose message log is the PostgreSQL of dsn, with one tenant.
+func startOnPostgres(t *testing.T, dsn string) *harness {
+	t.Helper()
+	return start(t, fmt.Sprintf(`
+storage: {driver: postgres, dsn: %q, commit_timeout: 50ms}
+tenants: [{name: acme, api_key: acme-key-0123456789}]
+providers: [{name: m, type: mock}]
+routes: [{name: d, providers: [m]}]
+`, dsn), Options{})
+}
+
+// waitWritten waits until the message id of acme reads as sent from the message log.
+func waitWritten(t *testing.T, h *harness, id string) {
+	t.Helper()
+	for end := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		g := h.do("GET", "/v1/messages/"+id, "acme-key-0123456789", "")
+		if g.Status == 200 && g.Body["status"] == "sent" {
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("the record was not written once the message log was reached: %d %s", g.Status, g.Raw)
+		}
 	}
 }
 

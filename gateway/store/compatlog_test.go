@@ -126,7 +126,7 @@ func TestCompatFiltersUseTheirIndexes(t *testing.T) {
 		assertPlan(t, plan(`SELECT id FROM messages WHERE `+where+` ORDER BY created_at LIMIT 50`, args), []string{"INDEX messages_unpulled"}, "messages_tenant_created")
 	})
 	t.Run("postgres", func(t *testing.T) {
-		p, err := OpenPostgres(context.Background(), pgtest.DSN(t))
+		p, err := OpenPostgres(context.Background(), pgtest.DSN(t), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -23,22 +23,34 @@ type Later struct {
 	stop     chan struct{}
 	stopOnce sync.Once
 	done     chan struct{}
+
+	// The first attempt's outcome: firstDone is closed when it ends. While OpenLater waits for it,
+	// it is OpenLater's to return, and failed or opened is not called for it.
+	mu          sync.Mutex
+	firstDone   chan struct{}
+	firstErr    error
+	firstEnded  bool
+	firstWaiter bool
 }
 
 var _ Backend = (*Later)(nil)
 
 type laterBackend struct{ Backend }
 
-// laterAttempt bounds one attempt to open; laterMaxWait is the longest wait between two.
-const (
-	laterAttempt = 10 * time.Second
-	laterMaxWait = 30 * time.Second
-)
+// laterMaxWait is the longest wait between two attempts.
+const laterMaxWait = 30 * time.Second
 
-// OpenLater calls open until it succeeds: at once, then after wait, doubling up to 30 s. Each
-// failure goes to failed, the success to opened (both may be nil).
-func OpenLater(open func(context.Context) (Backend, error), wait time.Duration, failed func(error), opened func()) *Later {
-	l := &Later{stop: make(chan struct{}), done: make(chan struct{})}
+// OpenLater calls open until it succeeds: at once, then after wait, doubling up to 30 s. It waits
+// up to firstWait for the first attempt: ended says whether that attempt ended within it, and err
+// is its error (nil: the database was reached). Every later outcome, and the first's when it ends
+// after firstWait, goes to failed or opened (both may be nil).
+//
+// An attempt is not cut short here: open bounds what must be bounded (OpenPostgres bounds
+// connecting, and cuts its migrations short only when the database stops answering). A migration
+// that builds an index over a large table takes as long as it takes; cut at a fixed bound it
+// would start over at every attempt and never end.
+func OpenLater(open func(context.Context) (Backend, error), wait, firstWait time.Duration, failed func(error), opened func()) (l *Later, ended bool, err error) {
+	l = &Later{stop: make(chan struct{}), done: make(chan struct{}), firstDone: make(chan struct{}), firstWaiter: true}
 	go func() {
 		defer close(l.done)
 		ctx, cancel := context.WithCancel(context.Background())
@@ -50,13 +62,12 @@ func OpenLater(open func(context.Context) (Backend, error), wait time.Duration, 
 			case <-ctx.Done():
 			}
 		}()
-		for {
-			actx, acancel := context.WithTimeout(ctx, laterAttempt)
-			b, err := open(actx)
-			acancel()
+		for first := true; ; first = false {
+			b, err := open(ctx)
+			told := first && l.endFirst(err)
 			if err == nil {
 				l.cur.Store(&laterBackend{b})
-				if opened != nil {
+				if opened != nil && !told {
 					opened()
 				}
 				return
@@ -64,7 +75,7 @@ func OpenLater(open func(context.Context) (Backend, error), wait time.Duration, 
 			if ctx.Err() != nil {
 				return
 			}
-			if failed != nil {
+			if failed != nil && !told {
 				failed(err)
 			}
 			select {
@@ -75,7 +86,32 @@ func OpenLater(open func(context.Context) (Backend, error), wait time.Duration, 
 			wait = min(2*wait, laterMaxWait)
 		}
 	}()
-	return l
+	ended, err = l.waitFirst(firstWait)
+	return l, ended, err
+}
+
+// endFirst records the first attempt's outcome and reports whether waitFirst takes it.
+func (l *Later) endFirst(err error) (told bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.firstEnded, l.firstErr = true, err
+	close(l.firstDone)
+	return l.firstWaiter
+}
+
+// waitFirst waits up to d for the first attempt's outcome; when it has not ended by then, its
+// outcome is left to failed and opened.
+func (l *Later) waitFirst(d time.Duration) (ended bool, err error) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-l.firstDone:
+	case <-t.C:
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.firstWaiter = false
+	return l.firstEnded, l.firstErr
 }
 
 // Open reports whether the database has been reached.

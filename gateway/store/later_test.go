@@ -18,7 +18,7 @@ import (
 func TestOpenPostgresTellsUnreachableFromRefused(t *testing.T) {
 	dsn, _ := pgtest.Unreachable(t)
 	ctx := context.Background()
-	if _, err := OpenPostgres(ctx, dsn); err == nil || !Unreachable(err) {
+	if _, err := OpenPostgres(ctx, dsn, nil); err == nil || !Unreachable(err) {
 		t.Errorf("nothing listening: %v, want an unreachable error", err)
 	}
 	u, err := url.Parse(pgtest.DSN(t))
@@ -26,7 +26,7 @@ func TestOpenPostgresTellsUnreachableFromRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	u.User = url.User("no_such_role_smsgate")
-	if _, err := OpenPostgres(ctx, u.String()); err == nil || Unreachable(err) {
+	if _, err := OpenPostgres(ctx, u.String(), nil); err == nil || Unreachable(err) {
 		t.Errorf("a role that does not exist: %v, want an error that is not unreachable", err)
 	}
 }
@@ -38,13 +38,16 @@ func TestALogOpenedLaterKeepsWhatItWasGiven(t *testing.T) {
 	dsn, up := pgtest.Unreachable(t)
 	var failures atomic.Int32
 	opened := make(chan struct{})
-	l := OpenLater(func(ctx context.Context) (Backend, error) { return OpenPostgres(ctx, dsn) }, 10*time.Millisecond,
+	l, ended, err := OpenLater(func(ctx context.Context) (Backend, error) { return OpenPostgres(ctx, dsn, nil) }, 10*time.Millisecond, 5*time.Second,
 		func(err error) {
 			if !Unreachable(err) {
 				t.Errorf("open: %v", err)
 			}
 			failures.Add(1)
 		}, func() { close(opened) })
+	if !ended || !Unreachable(err) {
+		t.Errorf("the first attempt: ended %v, %v; want an unreachable error", ended, err)
+	}
 	s := New(Options{Backend: l, CommitTimeout: 50 * time.Millisecond})
 	defer s.Close()
 	ctx := context.Background()
@@ -85,7 +88,7 @@ func TestALogOpenedLaterKeepsWhatItWasGiven(t *testing.T) {
 func TestADatabaseThatStopsAnsweringDoesNotHoldTheWriter(t *testing.T) {
 	dsn, stall := pgtest.Stalling(t)
 	ctx := context.Background()
-	pg, err := OpenPostgres(ctx, dsn)
+	pg, err := OpenPostgres(ctx, dsn, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

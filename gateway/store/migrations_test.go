@@ -4,12 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net/url"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/smsgate/smsgate/gateway/store/pgtest"
+	"github.com/smsgate/smsgate/gateway/syncbuf"
 )
 
 // TestPostgresIndexBuildResumes: an index whose concurrent build stopped half way is left invalid
@@ -18,7 +24,7 @@ import (
 func TestPostgresIndexBuildResumes(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	ctx := context.Background()
-	p, err := OpenPostgres(ctx, dsn)
+	p, err := OpenPostgres(ctx, dsn, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +62,7 @@ func TestPostgresIndexBuildResumes(t *testing.T) {
 	if _, v := valid(first); v {
 		t.Fatal("the index was not made invalid")
 	}
-	again, err := OpenPostgres(ctx, dsn)
+	again, err := OpenPostgres(ctx, dsn, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,9 +127,139 @@ func TestSQLiteUpgradeBuildsTheIndexes(t *testing.T) {
 // gateway's queries (here 1 ms, in the DSN) does not cut the migrations short.
 func TestPostgresMigrationsIgnoreTheRolesStatementTimeout(t *testing.T) {
 	dsn := pgtest.DSN(t) + "&options=-c%20statement_timeout%3D1"
-	p, err := OpenPostgres(context.Background(), dsn)
+	p, err := OpenPostgres(context.Background(), dsn, nil)
 	if err != nil {
 		t.Fatalf("migrations under a 1 ms statement_timeout: %v", err)
 	}
 	p.Close()
+}
+
+// atVersion5 takes the schema of dsn back to version 5, before the index builds of migrations 6
+// and 7, with rows for them to read.
+func atVersion5(t *testing.T, dsn string) {
+	t.Helper()
+	ctx := context.Background()
+	p, err := OpenPostgres(ctx, dsn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if _, err := p.pool.Exec(ctx, `DROP INDEX messages_bulk; DROP INDEX messages_reference; DROP INDEX messages_unpulled;
+		CREATE INDEX messages_untaken ON messages (tenant, created_at) WHERE source <> '' AND NOT report_taken;
+		UPDATE schema_migrations SET version = 5;
+		INSERT INTO messages (id, tenant, status, created_at, updated_at, source, bulk_id, reference)
+		SELECT 'm' || g, 'acme', 'sent', g, g, 'infobip-sms-v3', 'b' || (g % 7), 'ref-' || g FROM generate_series(1, 200) g`); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fastMigrationWatch shrinks the watcher's periods and every bound of an open for one test.
+func fastMigrationWatch(t *testing.T) {
+	old := []time.Duration{connectTimeout, migrateProbe, migrateProbeTimeout, migrateLogEvery}
+	connectTimeout, migrateProbe, migrateProbeTimeout, migrateLogEvery = 300*time.Millisecond, 30*time.Millisecond, 300*time.Millisecond, 100*time.Millisecond
+	t.Cleanup(func() {
+		connectTimeout, migrateProbe, migrateProbeTimeout, migrateLogEvery = old[0], old[1], old[2], old[3]
+	})
+}
+
+// TestALongMigrationIsNotCutShort: an index build that waits (here for a transaction left open)
+// outlasts every bound of an open, and the start's wait: the first attempt goes on in the
+// background, says what it waits for (the index, the phase, the session it waits for), and ends
+// once that session does, without a failure or a second attempt. Each attempt used to be cut at
+// 10 s: an index build that takes longer (a large message log) left an invalid index, started over
+// at the next attempt and never ended, and the replica never reached its message log.
+func TestALongMigrationIsNotCutShort(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	atVersion5(t, dsn)
+	fastMigrationWatch(t)
+	holder, end := pgtest.HoldSnapshot(t, dsn)
+	var logs syncbuf.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	var failures atomic.Int32
+	opened := make(chan struct{})
+	l, ended, _ := OpenLater(func(ctx context.Context) (Backend, error) { return OpenPostgres(ctx, dsn, log) }, 10*time.Millisecond, 200*time.Millisecond,
+		func(err error) { t.Errorf("an attempt failed: %v", err); failures.Add(1) }, func() { close(opened) })
+	defer l.Close()
+	if ended {
+		t.Fatal("the first attempt ended while its index build waited")
+	}
+	within(t, 10*time.Second, "a progress line names the held session", func() bool {
+		return strings.Contains(logs.String(), fmt.Sprintf("waiting_for_pid=%d", holder))
+	})
+	line := logs.String()
+	for _, want := range []string{`msg="message log migrations still running"`, `step="migration 6: building index messages_bulk"`, "its_application=held-open"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("the progress lines lack %s:\n%s", want, line)
+		}
+	}
+	time.Sleep(time.Second) // past every bound of the open: connecting, the watcher's checks
+	if l.Open() {
+		t.Fatal("migrated while the build waited")
+	}
+	end()
+	select {
+	case <-opened:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the migration did not end after the held session did")
+	}
+	if v, err := l.cur.Load().Backend.(*Postgres).SchemaVersion(context.Background()); err != nil || v != len(pgMigrations) {
+		t.Errorf("schema version %d (%v), want %d", v, err, len(pgMigrations))
+	}
+	if failures.Load() != 0 {
+		t.Errorf("%d failed attempts", failures.Load())
+	}
+}
+
+// TestAMigrationWhoseDatabaseStopsAnsweringIsCutShort: migrations have no time bound, so a
+// database that stops answering without closing the connection (a vanished host) must not hold
+// them for good: the watcher's check gets no answer, and the attempt ends as an outage, to be
+// tried again; once the database answers again, the next attempt finishes the build.
+func TestAMigrationWhoseDatabaseStopsAnsweringIsCutShort(t *testing.T) {
+	dsn, stall := pgtest.Stalling(t)
+	direct, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := url.Parse(pgtest.BaseDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct.Host = base.Host
+	atVersion5(t, direct.String())
+	fastMigrationWatch(t)
+	holder, end := pgtest.HoldSnapshot(t, direct.String())
+	var logs syncbuf.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	done := make(chan error, 1)
+	go func() {
+		p, err := OpenPostgres(context.Background(), dsn, log)
+		if err == nil {
+			p.Close()
+		}
+		done <- err
+	}()
+	within(t, 10*time.Second, "the build waits for the held session", func() bool {
+		return strings.Contains(logs.String(), fmt.Sprintf("waiting_for_pid=%d", holder))
+	})
+	stall(true)
+	t0 := time.Now()
+	select {
+	case err := <-done:
+		t.Logf("ended after %s: %v", time.Since(t0), err)
+		if !Unreachable(err) || !strings.Contains(err.Error(), "stopped answering while migrating") {
+			t.Errorf("the open ended with %v, want a stall, classed as unreachable", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the migration still waits 10 s after the database stopped answering")
+	}
+	stall(false)
+	end()
+	p, err := OpenPostgres(context.Background(), dsn, nil)
+	if err != nil {
+		t.Fatalf("the attempt after the stall: %v", err)
+	}
+	defer p.Close()
+	if v, err := p.SchemaVersion(context.Background()); err != nil || v != len(pgMigrations) {
+		t.Errorf("schema version %d (%v), want %d", v, err, len(pgMigrations))
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"log/slog"
 	"net"
 	"slices"
 	"strconv"
@@ -126,11 +127,19 @@ type Postgres struct {
 }
 
 // OpenPostgres connects to dsn and applies the migrations under an advisory lock, so replicas
-// starting together do not race. The DSN's password is never printed in errors.
-func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
+// starting together do not race. The DSN's password is never printed in errors. Connecting is
+// bounded by the DSN's connect_timeout, 10 s when it sets none; migrations are not (see
+// migrateProbe), and log (nil: none) gets a line on their progress while they run long.
+func OpenPostgres(ctx context.Context, dsn string, log *slog.Logger) (*Postgres, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, errors.New("message log: storage.dsn is not a valid PostgreSQL connection string")
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = connectTimeout
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.MaxConns < 8 {
 		cfg.MaxConns = 8
@@ -140,8 +149,15 @@ func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
 		return nil, fmt.Errorf("message log: %s", redactDSN(err.Error(), cfg.ConnConfig.Password))
 	}
 	p := &Postgres{pool: pool}
-	if err := p.migrate(ctx); err != nil {
-		pool.Close()
+	if err := p.migrate(ctx, log); err != nil {
+		var st *errStalled
+		if errors.As(err, &st) {
+			// pgx closes a connection by asking the server, on a new one, to cancel what it ran,
+			// for up to 15 s: the database is not answering, so the attempt does not wait for it.
+			go pool.Close()
+		} else {
+			pool.Close()
+		}
 		msg := fmt.Sprintf("message log %s@%s/%s: %s", cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Database, redactDSN(err.Error(), cfg.ConnConfig.Password))
 		if unreachable(err) {
 			return nil, &unreachableError{msg}
@@ -180,7 +196,8 @@ func unreachable(err error) bool {
 		return strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "57P")
 	}
 	var ne net.Error
-	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
+	var st *errStalled
+	return errors.As(err, &st) || errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
 }
 
 func redactDSN(s, password string) string {
@@ -193,103 +210,6 @@ func redactDSN(s, password string) string {
 // lockKey is the advisory lock of one purpose in the current schema (tests run each in a schema
 // of their own).
 const lockKeySQL = `hashtextextended(current_schema() || $1, 0)`
-
-func (p *Postgres) migrate(ctx context.Context) error {
-	conn, err := p.pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Release()
-	if err := lockMigrations(ctx, conn.Conn()); err != nil {
-		return err
-	}
-	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(`+lockKeySQL+`)`, ":migrate")
-	// A role's statement_timeout is for the gateway's queries, not for building an index over a
-	// month of messages: cut short, the build would start over at every start and never end.
-	if _, err := conn.Exec(ctx, `SET statement_timeout = 0`); err != nil {
-		return err
-	}
-	defer conn.Exec(context.WithoutCancel(ctx), `RESET statement_timeout`)
-	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version int NOT NULL)`); err != nil {
-		return err
-	}
-	if _, err := conn.Exec(ctx, `INSERT INTO schema_migrations (version) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM schema_migrations)`); err != nil {
-		return err
-	}
-	var v int
-	if err := conn.QueryRow(ctx, `SELECT version FROM schema_migrations`).Scan(&v); err != nil {
-		return err
-	}
-	if v > len(pgMigrations) {
-		return fmt.Errorf("database schema version %d is newer than this smsgate knows (%d)", v, len(pgMigrations))
-	}
-	for i := v; i < len(pgMigrations); i++ {
-		if err := applyPG(ctx, conn.Conn(), i+1, pgMigrations[i]); err != nil {
-			return fmt.Errorf("migration %d: %w", i+1, err)
-		}
-	}
-	return nil
-}
-
-// lockMigrations takes the migration lock, trying again until it is free rather than waiting in
-// pg_advisory_lock: a replica waiting there holds a snapshot, and CREATE INDEX CONCURRENTLY in the
-// replica that migrates waits for every snapshot older than its own, the waiters' too, a deadlock.
-func lockMigrations(ctx context.Context, conn *pgx.Conn) error {
-	for wait := 20 * time.Millisecond; ; wait = min(2*wait, time.Second) {
-		var ok bool
-		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(`+lockKeySQL+`) IS NOT FALSE`, ":migrate").Scan(&ok); err != nil {
-			return err
-		}
-		if ok {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-	}
-}
-
-// applyPG applies migration m, which makes the schema version version.
-func applyPG(ctx context.Context, conn *pgx.Conn, version int, m pgMigration) error {
-	for _, ix := range m.indexes {
-		// A concurrent build that stopped half way (a crash, a cancelled start) leaves an invalid
-		// index behind, which IF NOT EXISTS would keep: drop it and build again.
-		var invalid bool
-		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-			WHERE c.relname = $1 AND c.relnamespace = current_schema()::regnamespace AND NOT i.indisvalid)`, ix.name).Scan(&invalid); err != nil {
-			return err
-		}
-		if invalid {
-			if _, err := conn.Exec(ctx, `DROP INDEX CONCURRENTLY IF EXISTS `+ix.name); err != nil {
-				return err
-			}
-		}
-		if _, err := conn.Exec(ctx, `CREATE INDEX CONCURRENTLY IF NOT EXISTS `+ix.name+` `+ix.def); err != nil {
-			return fmt.Errorf("index %s: %w", ix.name, err)
-		}
-	}
-	for _, name := range m.drops {
-		if _, err := conn.Exec(ctx, `DROP INDEX CONCURRENTLY IF EXISTS `+name); err != nil {
-			return fmt.Errorf("index %s: %w", name, err)
-		}
-	}
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback(ctx)
-	if m.sql != "" {
-		if _, err := tx.Exec(ctx, m.sql); err != nil {
-			return err
-		}
-	}
-	if _, err := tx.Exec(ctx, `UPDATE schema_migrations SET version = $1`, version); err != nil {
-		return err
-	}
-	return tx.Commit(ctx)
-}
 
 // SchemaVersion returns how many migrations have been applied.
 func (p *Postgres) SchemaVersion(ctx context.Context) (int, error) {

@@ -55,7 +55,7 @@ func backends(t *testing.T, f func(t *testing.T, open func() Backend)) {
 	t.Run("postgres", func(t *testing.T) {
 		dsn := pgtest.DSN(t)
 		f(t, func() Backend {
-			p, err := OpenPostgres(context.Background(), dsn)
+			p, err := OpenPostgres(context.Background(), dsn, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -234,11 +234,11 @@ func TestInsertWaitsForTheCommit(t *testing.T) {
 				a, b = sa, sb
 			case "postgres":
 				dsn := pgtest.DSN(t)
-				pa, err := OpenPostgres(context.Background(), dsn)
+				pa, err := OpenPostgres(context.Background(), dsn, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
-				pb, _ := OpenPostgres(context.Background(), dsn)
+				pb, _ := OpenPostgres(context.Background(), dsn, nil)
 				a, b = pa, pb
 			}
 			defer b.Close()
@@ -689,7 +689,7 @@ func jsonLogger(b *syncbuf.Buffer) *slog.Logger { return slog.New(slog.NewJSONHa
 // skips its round; once released, it deletes in chunks.
 func TestPostgresPurgeRunsOnOneReplicaAtATime(t *testing.T) {
 	dsn := pgtest.DSN(t)
-	p, err := OpenPostgres(context.Background(), dsn)
+	p, err := OpenPostgres(context.Background(), dsn, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -736,7 +736,7 @@ func TestPostgresMigrationsUnderConcurrentStarts(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p, err := OpenPostgres(context.Background(), dsn)
+			p, err := OpenPostgres(context.Background(), dsn, nil)
 			if err == nil {
 				defer p.Close()
 				if v, verr := p.SchemaVersion(context.Background()); verr != nil || v != len(pgMigrations) {
@@ -755,7 +755,7 @@ func TestPostgresMigrationsUnderConcurrentStarts(t *testing.T) {
 }
 
 func TestPostgresDSNPasswordNeverPrinted(t *testing.T) {
-	_, err := OpenPostgres(context.Background(), "postgres://smsgate:hunter2-secret@127.0.0.1:1/test?connect_timeout=1")
+	_, err := OpenPostgres(context.Background(), "postgres://smsgate:hunter2-secret@127.0.0.1:1/test?connect_timeout=1", nil)
 	if err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("err = %v", err)
 	}

@@ -278,7 +278,7 @@ func TestOutageWhileIsolatingKeepsTheRest(t *testing.T) {
 // cleans away before it gets here) is ErrRefused; a database that cannot be reached is not, so
 // those writes are kept and tried again rather than given up.
 func TestPostgresRefusalIsClassified(t *testing.T) {
-	p, err := OpenPostgres(context.Background(), pgtest.DSN(t))
+	p, err := OpenPostgres(context.Background(), pgtest.DSN(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -69,6 +69,27 @@ func DSN(t testing.TB) string {
 	return u.String()
 }
 
+// HoldSnapshot opens a transaction with a snapshot on the database of dsn, as a session left open
+// in psql does: a concurrent index build waits for it to end. Its application_name is held-open.
+// It returns the session's pid and the end of the transaction.
+func HoldSnapshot(t testing.TB, dsn string) (pid uint32, end func()) {
+	t.Helper()
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	if _, err := c.Exec(ctx, `SET application_name = 'held-open'; BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1`); err != nil {
+		t.Fatal(err)
+	}
+	return c.PgConn().PID(), func() {
+		if _, err := c.Exec(ctx, `COMMIT`); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
 // Unreachable returns a DSN like DSN's whose server cannot be reached until up is called: it
 // names a loopback port where nothing listens, and up starts a proxy there to the real server.
 func Unreachable(t testing.TB) (dsn string, up func()) {

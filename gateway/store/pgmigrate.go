@@ -1,0 +1,267 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Connecting is bounded; migrating is not. A migration that builds an index over a month of
+// messages takes as long as the table is large (about 0.5 s a million records on the project's
+// machine, minutes in a busy production), and one cut at a fixed bound would leave an invalid
+// index, start over at the next attempt and never end. Instead a watcher asks the database, on
+// another connection, every migrateProbe how the migration does: an answer within
+// migrateProbeTimeout says the database is alive, and every migrateLogEvery it is logged (what is
+// being built, its phase, and what it waits for); no answer cuts the migration short, as an
+// outage (errStalled), to be tried again.
+var (
+	connectTimeout        = 10 * time.Second
+	migrateProbe          = 5 * time.Second
+	migrateProbeTimeout   = 10 * time.Second
+	migrateLogEvery       = 30 * time.Second
+	migrateUnlockDeadline = 5 * time.Second
+)
+
+// errStalled is a migration cut short because the database stopped answering the watcher.
+type errStalled struct{ err error }
+
+func (e *errStalled) Error() string {
+	return "the database stopped answering while migrating: " + e.err.Error()
+}
+
+func (e *errStalled) Unwrap() error { return e.err }
+
+func (p *Postgres) migrate(ctx context.Context, log *slog.Logger) error {
+	conn, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	w := watchMigrations(ctx, p.pool, conn.Conn().PgConn().PID(), log)
+	return w.stop(migrateOn(w.ctx, conn.Conn(), w))
+}
+
+func migrateOn(ctx context.Context, conn *pgx.Conn, w *migrationWatch) error {
+	// A role's statement_timeout is for the gateway's queries, not for building an index over a
+	// month of messages: cut short, the build would start over at every start and never end.
+	if _, err := conn.Exec(ctx, `SET statement_timeout = 0`); err != nil {
+		return err
+	}
+	defer reset(ctx, conn, `RESET statement_timeout`)
+	w.at("waiting for the migration lock (another replica is migrating)")
+	if err := lockMigrations(ctx, conn); err != nil {
+		return err
+	}
+	defer reset(ctx, conn, `SELECT pg_advisory_unlock(`+lockKeySQL+`)`, ":migrate")
+	w.at("reading the schema version")
+	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version int NOT NULL)`); err != nil {
+		return err
+	}
+	if _, err := conn.Exec(ctx, `INSERT INTO schema_migrations (version) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM schema_migrations)`); err != nil {
+		return err
+	}
+	var v int
+	if err := conn.QueryRow(ctx, `SELECT version FROM schema_migrations`).Scan(&v); err != nil {
+		return err
+	}
+	if v > len(pgMigrations) {
+		return fmt.Errorf("database schema version %d is newer than this smsgate knows (%d)", v, len(pgMigrations))
+	}
+	for i := v; i < len(pgMigrations); i++ {
+		if err := applyPG(ctx, conn, i+1, pgMigrations[i], w); err != nil {
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+	}
+	return nil
+}
+
+// reset undoes what migrateOn set on its session, within migrateUnlockDeadline, unless the
+// watcher found the database not answering: then the connection is closed instead.
+func reset(ctx context.Context, conn *pgx.Conn, sql string, args ...any) {
+	var st *errStalled
+	if errors.As(context.Cause(ctx), &st) {
+		return
+	}
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), migrateUnlockDeadline)
+	defer cancel()
+	_, _ = conn.Exec(uctx, sql, args...)
+}
+
+// lockMigrations takes the migration lock, trying again until it is free rather than waiting in
+// pg_advisory_lock: a replica waiting there holds a snapshot, and CREATE INDEX CONCURRENTLY in the
+// replica that migrates waits for every snapshot older than its own, the waiters' too, a deadlock.
+func lockMigrations(ctx context.Context, conn *pgx.Conn) error {
+	for wait := 20 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		var ok bool
+		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(`+lockKeySQL+`) IS NOT FALSE`, ":migrate").Scan(&ok); err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
+// applyPG applies migration m, which makes the schema version version.
+func applyPG(ctx context.Context, conn *pgx.Conn, version int, m pgMigration, w *migrationWatch) error {
+	step := "migration " + strconv.Itoa(version)
+	for _, ix := range m.indexes {
+		w.at(step + ": building index " + ix.name)
+		// A concurrent build that stopped half way (a crash, a cancelled start) leaves an invalid
+		// index behind, which IF NOT EXISTS would keep: drop it and build again.
+		var invalid bool
+		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+			WHERE c.relname = $1 AND c.relnamespace = current_schema()::regnamespace AND NOT i.indisvalid)`, ix.name).Scan(&invalid); err != nil {
+			return err
+		}
+		if invalid {
+			if _, err := conn.Exec(ctx, `DROP INDEX CONCURRENTLY IF EXISTS `+ix.name); err != nil {
+				return err
+			}
+		}
+		if _, err := conn.Exec(ctx, `CREATE INDEX CONCURRENTLY IF NOT EXISTS `+ix.name+` `+ix.def); err != nil {
+			return fmt.Errorf("index %s: %w", ix.name, err)
+		}
+	}
+	for _, name := range m.drops {
+		w.at(step + ": dropping index " + name)
+		if _, err := conn.Exec(ctx, `DROP INDEX CONCURRENTLY IF EXISTS `+name); err != nil {
+			return fmt.Errorf("index %s: %w", name, err)
+		}
+	}
+	w.at(step)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	if m.sql != "" {
+		if _, err := tx.Exec(ctx, m.sql); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.Exec(ctx, `UPDATE schema_migrations SET version = $1`, version); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// migrationWatch is the watcher of one replica's migrations (see migrateProbe).
+type migrationWatch struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	step   atomic.Pointer[string]
+	done   chan struct{}
+}
+
+func watchMigrations(ctx context.Context, pool *pgxpool.Pool, pid uint32, log *slog.Logger) *migrationWatch {
+	wctx, cancel := context.WithCancelCause(ctx)
+	w := &migrationWatch{ctx: wctx, cancel: cancel, done: make(chan struct{})}
+	w.at("starting")
+	go w.run(pool, pid, log)
+	return w
+}
+
+// at says what the migrations are doing now, for the progress lines.
+func (w *migrationWatch) at(step string) { w.step.Store(&step) }
+
+// stop ends the watcher and returns err, or the watcher's reason when it cut the migration short.
+func (w *migrationWatch) stop(err error) error {
+	w.cancel(nil)
+	<-w.done
+	var st *errStalled
+	if cause := context.Cause(w.ctx); errors.As(cause, &st) && err != nil {
+		return st
+	}
+	return err
+}
+
+func (w *migrationWatch) run(pool *pgxpool.Pool, pid uint32, log *slog.Logger) {
+	defer close(w.done)
+	began := time.Now()
+	logged := began
+	t := time.NewTicker(migrateProbe)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.ctx.Done():
+			return
+		case <-t.C:
+		}
+		pr, err := probeMigration(w.ctx, pool, pid)
+		var pe *pgconn.PgError
+		switch {
+		case w.ctx.Err() != nil:
+			return
+		case errors.As(err, &pe) || errors.Is(err, pgx.ErrNoRows):
+			// The database answered: alive, though it could not say more (a PostgreSQL-compatible
+			// database without the progress view).
+		case err != nil:
+			w.cancel(&errStalled{err})
+			return
+		}
+		if time.Since(logged) >= migrateLogEvery {
+			logged = time.Now()
+			log.Info("message log migrations still running", append([]any{
+				"step", *w.step.Load(), "running_for", time.Since(began).Round(time.Second).String()}, pr.attrs()...)...)
+		}
+	}
+}
+
+// migrationProgress is what PostgreSQL says of the migrating session.
+type migrationProgress struct {
+	waitType, wait, phase   string
+	blocksDone, blocksTotal int64
+	lockerPID               int64
+	lockerApp, lockerState  string
+	lockerXactSeconds       int64
+}
+
+// probeMigration reads pg_stat_activity and pg_stat_progress_create_index (PostgreSQL 12 and
+// later) for the migrating session pid, and for the session its index build waits for.
+func probeMigration(ctx context.Context, pool *pgxpool.Pool, pid uint32) (migrationProgress, error) {
+	ctx, cancel := context.WithTimeout(ctx, migrateProbeTimeout)
+	defer cancel()
+	var pr migrationProgress
+	err := pool.QueryRow(ctx, `SELECT coalesce(a.wait_event_type, ''), coalesce(a.wait_event, ''),
+			coalesce(p.phase, ''), coalesce(p.blocks_done, 0), coalesce(p.blocks_total, 0), coalesce(p.current_locker_pid, 0),
+			coalesce(l.application_name, ''), coalesce(l.state, ''), coalesce(extract(epoch FROM now() - l.xact_start)::bigint, 0)
+		FROM pg_stat_activity a
+		LEFT JOIN pg_stat_progress_create_index p ON p.pid = a.pid
+		LEFT JOIN pg_stat_activity l ON p.current_locker_pid <> 0 AND l.pid = p.current_locker_pid
+		WHERE a.pid = $1`, int64(pid)).Scan(&pr.waitType, &pr.wait, &pr.phase, &pr.blocksDone, &pr.blocksTotal,
+		&pr.lockerPID, &pr.lockerApp, &pr.lockerState, &pr.lockerXactSeconds)
+	return pr, err
+}
+
+// attrs are the progress line's fields: only what PostgreSQL reports that there is.
+func (pr migrationProgress) attrs() []any {
+	var a []any
+	if pr.phase != "" {
+		a = append(a, "phase", pr.phase)
+	}
+	if pr.blocksTotal > 0 {
+		a = append(a, "blocks_done", pr.blocksDone, "blocks_total", pr.blocksTotal)
+	}
+	if pr.waitType != "" {
+		a = append(a, "waiting_on", pr.waitType+"/"+pr.wait)
+	}
+	if pr.lockerPID != 0 {
+		a = append(a, "waiting_for_pid", pr.lockerPID, "its_application", pr.lockerApp, "its_state", pr.lockerState,
+			"its_transaction_open_s", pr.lockerXactSeconds)
+	}
+	return a
+}
