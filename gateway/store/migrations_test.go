@@ -192,6 +192,19 @@ func TestALongMigrationIsNotCutShort(t *testing.T) {
 			t.Errorf("the progress lines lack %s:\n%s", want, line)
 		}
 	}
+	// A second replica waits for the first's migration lock and names the session that holds it.
+	var second syncbuf.Buffer
+	secondDone := make(chan error, 1)
+	go func() {
+		p, err := OpenPostgres(context.Background(), dsn, slog.New(slog.NewTextHandler(&second, nil)))
+		if err == nil {
+			p.Close()
+		}
+		secondDone <- err
+	}()
+	within(t, 10*time.Second, "the second replica names the lock's holder", func() bool {
+		return strings.Contains(second.String(), `step="waiting for the migration lock`) && strings.Contains(second.String(), "its_state=active")
+	})
 	time.Sleep(time.Second) // past every bound of the open: connecting, the watcher's checks
 	if l.Open() {
 		t.Fatal("migrated while the build waited")
@@ -207,6 +220,9 @@ func TestALongMigrationIsNotCutShort(t *testing.T) {
 	}
 	if failures.Load() != 0 {
 		t.Errorf("%d failed attempts", failures.Load())
+	}
+	if err := <-secondDone; err != nil {
+		t.Errorf("the second replica: %v", err)
 	}
 }
 

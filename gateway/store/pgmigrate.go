@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -231,18 +232,26 @@ type migrationProgress struct {
 }
 
 // probeMigration reads pg_stat_activity and pg_stat_progress_create_index (PostgreSQL 12 and
-// later) for the migrating session pid, and for the session its index build waits for.
+// later) for the migrating session pid, and for the session it waits for: the one whose
+// transaction its index build waits for, or, while it waits for the migration lock, the one that
+// holds the lock (another replica migrating; or, after a network cut, a session whose client is
+// gone, which PostgreSQL ends only when its keepalives give up).
 func probeMigration(ctx context.Context, pool *pgxpool.Pool, pid uint32) (migrationProgress, error) {
 	ctx, cancel := context.WithTimeout(ctx, migrateProbeTimeout)
 	defer cancel()
 	var pr migrationProgress
-	err := pool.QueryRow(ctx, `SELECT coalesce(a.wait_event_type, ''), coalesce(a.wait_event, ''),
-			coalesce(p.phase, ''), coalesce(p.blocks_done, 0), coalesce(p.blocks_total, 0), coalesce(p.current_locker_pid, 0),
+	err := pool.QueryRow(ctx, `WITH me AS (SELECT a.pid, a.wait_event_type, a.wait_event, p.phase, p.blocks_done, p.blocks_total,
+				coalesce(nullif(p.current_locker_pid, 0), (
+					SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND l.pid <> a.pid
+						AND l.classid = ((k.k >> 32) & 4294967295)::oid AND l.objid = (k.k & 4294967295)::oid LIMIT 1)) AS locker
+			FROM pg_stat_activity a
+			LEFT JOIN pg_stat_progress_create_index p ON p.pid = a.pid
+			CROSS JOIN (SELECT `+strings.Replace(lockKeySQL, "$1", "$2", 1)+` AS k) k
+			WHERE a.pid = $1)
+		SELECT coalesce(me.wait_event_type, ''), coalesce(me.wait_event, ''), coalesce(me.phase, ''),
+			coalesce(me.blocks_done, 0), coalesce(me.blocks_total, 0), coalesce(me.locker, 0),
 			coalesce(l.application_name, ''), coalesce(l.state, ''), coalesce(extract(epoch FROM now() - l.xact_start)::bigint, 0)
-		FROM pg_stat_activity a
-		LEFT JOIN pg_stat_progress_create_index p ON p.pid = a.pid
-		LEFT JOIN pg_stat_activity l ON p.current_locker_pid <> 0 AND l.pid = p.current_locker_pid
-		WHERE a.pid = $1`, int64(pid)).Scan(&pr.waitType, &pr.wait, &pr.phase, &pr.blocksDone, &pr.blocksTotal,
+		FROM me LEFT JOIN pg_stat_activity l ON l.pid = me.locker`, int64(pid), ":migrate").Scan(&pr.waitType, &pr.wait, &pr.phase, &pr.blocksDone, &pr.blocksTotal,
 		&pr.lockerPID, &pr.lockerApp, &pr.lockerState, &pr.lockerXactSeconds)
 	return pr, err
 }
