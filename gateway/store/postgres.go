@@ -681,27 +681,28 @@ func (p *Postgres) Purge(ctx context.Context, before time.Time) (int, error) {
 		chunk = 5000
 	}
 	cut := before.UnixMilli()
+	total, err := deleteChunks(ctx, conn, `DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE created_at < $1 LIMIT $2)`, cut, chunk)
+	if err != nil {
+		return total, err
+	}
+	_, err = deleteChunks(ctx, conn, `DELETE FROM pending_reports WHERE seq IN (SELECT seq FROM pending_reports WHERE received_at < $1 LIMIT $2)`, cut, chunk)
+	return total, err
+}
+
+// deleteChunks runs del (a DELETE of at most $2 rows older than $1) until it deletes fewer than
+// chunk rows, and returns how many it deleted.
+func deleteChunks(ctx context.Context, conn *pgxpool.Conn, del string, cut int64, chunk int) (int, error) {
 	total := 0
 	for {
-		tag, err := conn.Exec(ctx, `DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE created_at < $1 LIMIT $2)`, cut, chunk)
+		tag, err := conn.Exec(ctx, del, cut, chunk)
 		if err != nil {
 			return total, err
 		}
 		total += int(tag.RowsAffected())
 		if tag.RowsAffected() < int64(chunk) {
-			break
+			return total, nil
 		}
 	}
-	for {
-		tag, err := conn.Exec(ctx, `DELETE FROM pending_reports WHERE seq IN (SELECT seq FROM pending_reports WHERE received_at < $1 LIMIT $2)`, cut, chunk)
-		if err != nil {
-			return total, err
-		}
-		if tag.RowsAffected() < int64(chunk) {
-			break
-		}
-	}
-	return total, nil
 }
 
 // Close implements Backend.
