@@ -2,8 +2,10 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,5 +90,48 @@ func TestInsertsLookUpPendingReportsOnlyWhenOneMayWait(t *testing.T) {
 	}
 	if s.filter.room < pendingMinKeys {
 		t.Errorf("after the rebuild the filter has room for %d more ids; a rebuild at every batch would follow", s.filter.room)
+	}
+}
+
+// TestAFailedRebuildKeepsTheFilter: a rebuild whose read of pending_reports fails half way (here
+// a view whose fourth row raises an error) returns the error and leaves the filter as it was. A
+// half-built filter would miss the reports it had not read yet, and their records would be
+// written without them.
+func TestAFailedRebuildKeepsTheFilter(t *testing.T) {
+	ctx := context.Background()
+	open := func(name, schema string) *sql.DB {
+		t.Helper()
+		db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		if _, err := db.ExecContext(ctx, schema); err != nil {
+			t.Fatal(err)
+		}
+		return db
+	}
+	good := open("good.db", `CREATE TABLE pending_reports (provider TEXT, provider_message_id TEXT, message_id TEXT);
+		INSERT INTO pending_reports VALUES ('ib', 'pm-kept', '')`)
+	// abs() of the smallest integer is an overflow error, raised when the row is read.
+	failing := open("failing.db", `CREATE TABLE r (n INTEGER, pmid TEXT);
+		INSERT INTO r VALUES (1, 'pm-1'), (2, 'pm-2'), (3, 'pm-3'), (4, 'pm-4'), (5, 'pm-5');
+		CREATE VIEW pending_reports AS SELECT 'ib' AS provider, pmid AS provider_message_id,
+			CASE WHEN n = 4 THEN abs(-9223372036854775807 - 1) ELSE '' END AS message_id FROM r`)
+	var f pendingFilter
+	if err := f.rebuild(ctx, good); err != nil {
+		t.Fatal(err)
+	}
+	room := f.room
+	if err := f.rebuild(ctx, failing); err == nil {
+		t.Fatal("a rebuild whose read failed half way returned no error")
+	} else if !strings.Contains(err.Error(), "overflow") {
+		t.Fatalf("the rebuild failed on something else than the fourth row: %v", err)
+	}
+	if !f.mayHave("ib", "pm-kept") || f.room != room {
+		t.Errorf("after a failed rebuild: has pm-kept %v, room %d; want the filter as it was (true, %d)", f.mayHave("ib", "pm-kept"), f.room, room)
+	}
+	if f.mayHave("ib", "pm-1") && f.mayHave("ib", "pm-2") && f.mayHave("ib", "pm-3") {
+		t.Error("the rows read before the failure were taken into the filter")
 	}
 }
