@@ -301,6 +301,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 			return nil, err
 		}
 		sq.Now = o.Now
+		a.logAhead(sq.Ahead())
 		backend = sq
 	}
 	if o.WrapBackend != nil {
@@ -341,6 +342,7 @@ func (a *App) openPostgres(dsn string) (store.Backend, error) {
 			return nil, err
 		}
 		pg.Now = a.opts.Now
+		a.logAhead(pg.Ahead())
 		return pg, nil
 	}
 	l, ended, err := store.OpenLater(open, time.Second, startWait,
@@ -357,6 +359,15 @@ func (a *App) openPostgres(dsn string) (store.Backend, error) {
 		a.log.Error("message log not reached within " + startWait.String() + " (unreachable, or its migrations still running); serving anyway: records wait in the retry buffer (storage.retry_buffer) and reads answer 503 until it is reached")
 	}
 	return l, nil
+}
+
+// logAhead says that the message log's schema is newer than this build (a rollback after an
+// upgrade): it runs on it without migrating, which the log said builds like it may.
+func (a *App) logAhead(version, known int) {
+	if version > 0 {
+		a.log.Warn("the message log's schema is newer than this build (a rollback?): running on it without migrating, which its schema_compat allows",
+			"schema_version", version, "this_build_knows", known)
+	}
 }
 
 // startWait is how long a start waits for the message log's database before it serves without.

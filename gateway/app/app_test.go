@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/smsgate/smsgate/gateway/store"
 	"github.com/smsgate/smsgate/gateway/syncbuf"
 )
 
@@ -669,5 +671,41 @@ routes: [{name: d, providers: [p1]}]
 	}
 	if s := ready(); s != 503 {
 		t.Errorf("readyz after the drain ended, the breaker still open: %d", s)
+	}
+}
+
+// TestARollbackStartsOnANewerLog: a build started on a message log that a newer build migrated
+// (a rollback after an upgrade) serves on it when the log says it may, and says so.
+func TestARollbackStartsOnANewerLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log.db")
+	s, err := store.OpenSQLite(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := s.SchemaVersion(context.Background())
+	s.Close()
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(fmt.Sprintf(`UPDATE schema_version SET version = %d; UPDATE schema_compat SET requires = 1`, v+1)); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	h := start(t, fmt.Sprintf(`
+storage: {driver: sqlite, path: %q}
+tenants: [{name: acme, api_key: acme-key-0123456789}]
+providers: [{name: m, type: mock}]
+routes: [{name: d, providers: [m]}]
+`, path), Options{})
+	if want := fmt.Sprintf(`"schema_version":%d,"this_build_knows":%d`, v+1, v); !strings.Contains(h.logs.String(), want) {
+		t.Errorf("the start did not say it runs on a newer schema (%s): %s", want, h.logs.String())
+	}
+	r := h.send("acme-key-0123456789", `{"recipient":"+14155550104","text":"Your code is 246810","context":{}}`)
+	if r.Status != 200 {
+		t.Fatalf("a send after the rollback: %d %s", r.Status, r.Raw)
+	}
+	if g := h.do("GET", "/v1/messages/"+r.Body["id"].(string), "acme-key-0123456789", ""); g.Status != 200 {
+		t.Errorf("its record: %d %s", g.Status, g.Raw)
 	}
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -277,5 +278,103 @@ func TestAMigrationWhoseDatabaseStopsAnsweringIsCutShort(t *testing.T) {
 	defer p.Close()
 	if v, err := p.SchemaVersion(context.Background()); err != nil || v != len(pgMigrations) {
 		t.Errorf("schema version %d (%v), want %d", v, err, len(pgMigrations))
+	}
+}
+
+// TestARollbackRunsOnANewerSchema: a build rolled back to after a newer one migrated the log runs
+// on the newer schema without touching it, as long as the log says builds that know as many
+// migrations as it does can (schema_compat); it refuses to start, saying why, when a migration
+// since needs the newer code, or when the log does not say. Before, any newer schema stopped the
+// start, so a rollback after an upgrade failed on every replica.
+func TestARollbackRunsOnANewerSchema(t *testing.T) {
+	ctx := context.Background()
+	type backend struct {
+		open    func() (Backend, error)
+		exec    func(sql string) // on a connection of its own
+		version string           // the table of the schema version
+		known   int
+	}
+	dsn := pgtest.DSN(t)
+	path := filepath.Join(t.TempDir(), "log.db")
+	for name, be := range map[string]backend{
+		"sqlite": {
+			open: func() (Backend, error) { return OpenSQLite(ctx, path) },
+			exec: func(q string) {
+				db, err := sql.Open("sqlite", "file:"+path)
+				if err == nil {
+					_, err = db.ExecContext(ctx, q)
+					db.Close()
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			},
+			version: "schema_version",
+			known:   len(migrations),
+		},
+		"postgres": {
+			open: func() (Backend, error) { return OpenPostgres(ctx, dsn, nil) },
+			exec: func(q string) {
+				c, err := pgx.Connect(ctx, dsn)
+				if err == nil {
+					_, err = c.Exec(ctx, q)
+					c.Close(ctx)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			},
+			version: "schema_migrations",
+			known:   len(pgMigrations),
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			b, err := be.open()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ahead := func(b Backend) (int, int) { return b.(interface{ Ahead() (int, int) }).Ahead() }
+			if v, k := ahead(b); v != 0 || k != 0 {
+				t.Errorf("a log at this build's schema: ahead %d, %d", v, k)
+			}
+			b.Close()
+			// A newer build's additive migrations: older builds may run on its schema.
+			newer := be.known + 2
+			be.exec(fmt.Sprintf(`UPDATE %s SET version = %d; UPDATE schema_compat SET requires = 1`, be.version, newer))
+			if b, err = be.open(); err != nil {
+				t.Fatalf("a rollback onto a schema older builds may run on: %v", err)
+			}
+			if v, k := ahead(b); v != newer || k != be.known {
+				t.Errorf("ahead %d, %d; want %d, %d", v, k, newer, be.known)
+			}
+			if v, err := b.(interface {
+				SchemaVersion(context.Context) (int, error)
+			}).SchemaVersion(ctx); err != nil || v != newer {
+				t.Errorf("the rollback changed the schema version to %d (%v)", v, err)
+			}
+			s := New(Options{Backend: b})
+			if err := s.Insert(ctx, record("m-rollback", "acme", "p", "", t0)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Get(ctx, "acme", "m-rollback"); err != nil {
+				t.Errorf("a record written after the rollback: %v", err)
+			}
+			s.Close()
+			for _, c := range []struct{ sql, want string }{
+				// A newer build's migration that older code cannot run on.
+				{fmt.Sprintf(`UPDATE schema_compat SET requires = %d`, be.known+1),
+					fmt.Sprintf("needs a build that knows at least %d migrations, this one knows %d", be.known+1, be.known)},
+				// A log that does not say.
+				{`DELETE FROM schema_compat`, "does not say which older builds can run on it"},
+			} {
+				be.exec(c.sql)
+				if b, err := be.open(); err == nil {
+					b.Close()
+					t.Errorf("after %s: opened", c.sql)
+				} else if !strings.Contains(err.Error(), ErrSchemaTooNew.Error()) || !strings.Contains(err.Error(), c.want) {
+					t.Errorf("after %s: %v, want %q", c.sql, err, c.want)
+				}
+			}
+		})
 	}
 }

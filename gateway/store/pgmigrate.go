@@ -47,7 +47,9 @@ func (p *Postgres) migrate(ctx context.Context, log *slog.Logger) error {
 	}
 	defer conn.Release()
 	w := watchMigrations(ctx, p.pool, conn.Conn().PgConn().PID(), log)
-	return w.stop(migrateOn(w.ctx, conn.Conn(), w))
+	err = w.stop(migrateOn(w.ctx, conn.Conn(), w))
+	p.ahead = w.ahead
+	return err
 }
 
 func migrateOn(ctx context.Context, conn *pgx.Conn, w *migrationWatch) error {
@@ -73,15 +75,28 @@ func migrateOn(ctx context.Context, conn *pgx.Conn, w *migrationWatch) error {
 	if err := conn.QueryRow(ctx, `SELECT version FROM schema_migrations`).Scan(&v); err != nil {
 		return err
 	}
+	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_compat (requires int NOT NULL)`); err != nil {
+		return err
+	}
 	if v > len(pgMigrations) {
-		return fmt.Errorf("database schema version %d is newer than this smsgate knows (%d)", v, len(pgMigrations))
+		var requires int
+		err := conn.QueryRow(ctx, `SELECT requires FROM schema_compat`).Scan(&requires)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		if err := checkNewer(v, len(pgMigrations), requires, err == nil); err != nil {
+			return err
+		}
+		w.ahead = v
+		return nil
 	}
 	for i := v; i < len(pgMigrations); i++ {
 		if err := applyPG(ctx, conn, i+1, pgMigrations[i], w); err != nil {
 			return fmt.Errorf("migration %d: %w", i+1, err)
 		}
 	}
-	return nil
+	_, err := conn.Exec(ctx, `DELETE FROM schema_compat; INSERT INTO schema_compat (requires) VALUES (`+strconv.Itoa(oldestReader)+`)`)
+	return err
 }
 
 // reset undoes what migrateOn set on its session, within migrateUnlockDeadline, unless the
@@ -162,6 +177,8 @@ func applyPG(ctx context.Context, conn *pgx.Conn, version int, m pgMigration, w 
 
 // migrationWatch is the watcher of one replica's migrations (see migrateProbe).
 type migrationWatch struct {
+	// ahead is the schema version found when it is newer than this build knows, else 0.
+	ahead  int
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	step   atomic.Pointer[string]

@@ -22,7 +22,8 @@ import (
 )
 
 // pgMigrations are applied in order under an advisory lock, each in a transaction of its own;
-// schema_migrations records how many ran. Append, never edit. Times are Unix milliseconds, as in
+// schema_migrations records how many ran, and schema_compat the oldest version whose code can run
+// on the schema (oldestReader). Append, never edit. Times are Unix milliseconds, as in
 // SQLite, so cursors mean the same.
 var pgMigrations = []pgMigration{
 	{sql: `CREATE TABLE messages (
@@ -124,6 +125,17 @@ type Postgres struct {
 	Now func() time.Time
 	// PurgeChunk bounds the rows one purge statement deletes; default 5000.
 	PurgeChunk int
+	// ahead is the schema version found at open when it is newer than this build knows, else 0.
+	ahead int
+}
+
+// Ahead returns the schema version found at open and the version this build knows, when the
+// schema is newer (a rollback to an older build, which runs on it without migrating); else 0, 0.
+func (p *Postgres) Ahead() (version, known int) {
+	if p.ahead == 0 {
+		return 0, 0
+	}
+	return p.ahead, len(pgMigrations)
 }
 
 // OpenPostgres connects to dsn and applies the migrations under an advisory lock, so replicas

@@ -16,7 +16,8 @@ import (
 	"github.com/smsgate/smsgate/gateway"
 )
 
-// migrations are applied in order; schema_version records how many ran. Append, never edit.
+// migrations are applied in order; schema_version records how many ran, and schema_compat the
+// oldest version whose code can run on the schema (oldestReader). Append, never edit.
 var migrations = []string{
 	`CREATE TABLE messages (
 		id TEXT PRIMARY KEY,
@@ -109,6 +110,18 @@ type SQLite struct {
 	PurgeChunk int
 	// afterPurgeChunk, for tests, runs between the purge's statements.
 	afterPurgeChunk func()
+	// ahead is the schema version found at open when it is newer than this build knows (a
+	// rollback), else 0.
+	ahead int
+}
+
+// Ahead returns the schema version found at open and the version this build knows, when the
+// schema is newer (a rollback to an older build, which runs on it without migrating); else 0, 0.
+func (s *SQLite) Ahead() (version, known int) {
+	if s.ahead == 0 {
+		return 0, 0
+	}
+	return s.ahead, len(migrations)
 }
 
 // OpenSQLite opens (creating it and its directory if needed) and migrates the database at path.
@@ -222,15 +235,28 @@ func (s *SQLite) migrate(ctx context.Context) error {
 	case err != nil:
 		return err
 	}
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_compat (requires INTEGER NOT NULL)`); err != nil {
+		return err
+	}
 	if v > len(migrations) {
-		return fmt.Errorf("database schema version %d is newer than this smsgate knows (%d)", v, len(migrations))
+		var requires int
+		err := tx.QueryRowContext(ctx, `SELECT requires FROM schema_compat`).Scan(&requires)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if err := checkNewer(v, len(migrations), requires, err == nil); err != nil {
+			return err
+		}
+		s.ahead = v
+		return nil
 	}
 	for i := v; i < len(migrations); i++ {
 		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
 			return fmt.Errorf("migration %d: %w", i+1, err)
 		}
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ?`, len(migrations)); err != nil {
+	if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ?;
+		DELETE FROM schema_compat; INSERT INTO schema_compat (requires) VALUES (?)`, len(migrations), oldestReader); err != nil {
 		return err
 	}
 	return tx.Commit()

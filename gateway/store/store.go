@@ -23,6 +23,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"math"
@@ -1045,6 +1046,31 @@ const (
 	pricesSQL = `SELECT provider, country, currency, tenant, SUM(price), COUNT(*)
 	FROM messages WHERE created_at >= ? AND created_at < ? AND price > 0 AND provider != '' AND message_type != 'voice' GROUP BY provider, country, currency, tenant`
 )
+
+// oldestReader is the oldest schema version whose code can run on the schema this code migrates
+// to: a rollback to an older build, whose code knows fewer migrations, runs on the newer schema
+// when it knows at least this many (it migrates nothing, and logs it), and refuses to start
+// otherwise. Migrations that add a column with a default, or an index, leave older code working;
+// raise it to a migration's number when older code cannot run on its schema (a column dropped,
+// renamed or made NOT NULL without a default, a value whose meaning changed). Each migrate that
+// knows the whole schema records it in schema_compat, which older builds read.
+const oldestReader = 1
+
+// ErrSchemaTooNew is a message log whose schema is newer than this build can run on: it was
+// migrated by a newer build, and a migration since needs the newer code.
+var ErrSchemaTooNew = errors.New("the message log's schema is newer than this build can run on")
+
+// checkNewer decides whether code that knows known migrations may run on a schema at version v
+// (v > known) whose schema_compat says requires (ok false: the table or its row is missing).
+func checkNewer(v, known, requires int, ok bool) error {
+	switch {
+	case !ok:
+		return fmt.Errorf("%w: schema version %d, this build knows %d migrations, and the log does not say which older builds can run on it", ErrSchemaTooNew, v, known)
+	case requires > known:
+		return fmt.Errorf("%w: schema version %d needs a build that knows at least %d migrations, this one knows %d", ErrSchemaTooNew, v, requires, known)
+	}
+	return nil
+}
 
 // finalSQL selects messages with a final status; the queries of reports to pull use it as the
 // messages_unpulled index's WHERE has it (migration 7), since SQLite matches the very term.
