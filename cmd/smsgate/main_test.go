@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -425,5 +426,63 @@ routes: [{name: d, providers: [m, ib]}]
 	os.WriteFile(path, []byte(strings.Replace(fmt.Sprintf(cfg, "server: {public_url: \"https://sms.example.com\", metrics_listen: \"127.0.0.1:9464\"}\n"), ", webhook_secret: y", "", 1)), 0o600)
 	if _, _, errs := runCmd("validate", "-c", path); !strings.Contains(errs, path+":5: providers[1]: ib is asked for no delivery reports") {
 		t.Errorf("no warning without a webhook secret:\n%s", errs)
+	}
+}
+
+// TestMigrateAppliesAndRouteDoesNot: smsgate migrate applies the message log's migrations and
+// says at which version the log is; smsgate route, which only reads, leaves a log that lacks
+// some as it is (it says so and routes without delivery health) instead of changing the schema
+// under the replicas of the build that runs on it.
+func TestMigrateAppliesAndRouteDoesNot(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db := filepath.Join(dir, "log.db")
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte("storage: {path: "+db+"}\ntenants: [{name: a, api_key: k}]\nproviders: [{name: p1, type: mock}]\nroutes: [{name: d, providers: [p1]}]\n"), 0o600)
+	code, out, errs := runCmd("migrate", "-c", cfg)
+	sq, err := store.OpenSQLite(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	known, _ := sq.SchemaVersion(ctx)
+	if want := fmt.Sprintf("message log at schema version %d\n", known); code != 0 || out != want {
+		t.Fatalf("migrate: %d %q %s, want %q", code, out, errs, want)
+	}
+	// The log of the build before migration 6.
+	sq.Close()
+	raw, err := sql.Open("sqlite", "file:"+db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	version := func() int {
+		t.Helper()
+		var v int
+		if err := raw.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if _, err := raw.ExecContext(ctx, `DROP INDEX messages_bulk; DROP INDEX messages_reference; DROP INDEX messages_unpulled;
+		CREATE INDEX messages_untaken ON messages(tenant, created_at) WHERE source != '' AND report_taken = 0;
+		UPDATE schema_version SET version = 5`); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs = runCmd("route", "-c", cfg, "--tenant", "a", "--to", "+14155550104")
+	if code != 0 || !strings.Contains(out, "1. p1") || !strings.Contains(errs, "schema version 5, this build knows") || !strings.Contains(errs, "smsgate migrate applies them") {
+		t.Errorf("route on a log that lacks migrations: %d\n%s\n%s", code, out, errs)
+	}
+	if v := version(); v != 5 {
+		t.Errorf("route migrated the log to %d", v)
+	}
+	if code, out, errs := runCmd("migrate", "-c", cfg); code != 0 || version() != known {
+		t.Errorf("migrate from 5: %d %s %s; version %d, want %d", code, out, errs, version(), known)
+	}
+	os.WriteFile(cfg, []byte("storage: {driver: memory}\ntenants: [{name: a, api_key: k}]\nproviders: [{name: p1, type: mock}]\nroutes: [{name: d, providers: [p1]}]\n"), 0o600)
+	if code, out, _ := runCmd("migrate", "-c", cfg); code != 0 || !strings.Contains(out, "nothing to migrate") {
+		t.Errorf("migrate with storage.driver memory: %d %s", code, out)
+	}
+	if code, _, errs := runCmd("migrate"); code != 2 || !strings.Contains(errs, "--config FILE is required") {
+		t.Errorf("migrate without a config: %d %s", code, errs)
 	}
 }

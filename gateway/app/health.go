@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"slices"
@@ -403,27 +404,56 @@ type RoutePlan struct {
 	Costs map[string]*httpapi.Cost `json:"costs,omitempty"`
 }
 
-// openLog opens the message log of cfg when it exists (a SQLite file that is there, or the
-// PostgreSQL of storage.dsn); nil when there is none.
+// openLog opens the message log of cfg as it is, without migrating it (a tool that reads must
+// not change the schema under running replicas of another build), when it exists (a SQLite file
+// that is there, or the PostgreSQL of storage.dsn); nil when there is none.
 func openLog(ctx context.Context, cfg *config.Config) (store.Backend, error) {
 	switch cfg.Storage.Driver {
 	case "sqlite":
 		if _, err := os.Stat(cfg.Storage.Path); err != nil {
 			return nil, nil
 		}
-		s, err := store.OpenSQLite(ctx, cfg.Storage.Path)
+		s, err := store.OpenSQLiteAsIs(ctx, cfg.Storage.Path)
 		if err != nil {
 			return nil, err
 		}
 		return s, nil
 	case "postgres":
-		p, err := store.OpenPostgres(ctx, cfg.Storage.DSN.Reveal(), nil)
+		p, err := store.OpenPostgresAsIs(ctx, cfg.Storage.DSN.Reveal())
 		if err != nil {
 			return nil, err
 		}
 		return p, nil
 	}
 	return nil, nil
+}
+
+// Migrate applies the message log's migrations of cfg, as serve does at start, and returns the
+// schema version it is at and, when that is newer than this build knows (a rollback), the
+// version this build knows (else 0). log gets the progress of long PostgreSQL migrations. With
+// storage.driver memory there is nothing to migrate: 0, 0.
+func Migrate(ctx context.Context, cfg *config.Config, log *slog.Logger) (version, known int, err error) {
+	type migrated interface {
+		store.Backend
+		SchemaVersion(context.Context) (int, error)
+		Ahead() (int, int)
+	}
+	var b migrated
+	switch cfg.Storage.Driver {
+	case "sqlite":
+		b, err = store.OpenSQLite(ctx, cfg.Storage.Path)
+	case "postgres":
+		b, err = store.OpenPostgres(ctx, cfg.Storage.DSN.Reveal(), log)
+	default:
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	defer b.Close()
+	_, known = b.Ahead()
+	version, err = b.SchemaVersion(ctx)
+	return version, known, err
 }
 
 // Plan reads the message log of cfg (when there is one) for delivery health and reported prices,

@@ -378,3 +378,41 @@ func TestARollbackRunsOnANewerSchema(t *testing.T) {
 		})
 	}
 }
+
+// TestPostgresOpenAsIsChangesNothing: opened as it is (smsgate route), a PostgreSQL log that lacks
+// this build's migrations, or has none yet, is refused with ErrSchemaOld and left as it was; one
+// at this build's version opens.
+func TestPostgresOpenAsIsChangesNothing(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.DSN(t)
+	if _, err := OpenPostgresAsIs(ctx, dsn); err == nil || !strings.Contains(err.Error(), "schema version 0, this build knows") {
+		t.Errorf("an empty schema opened as it is: %v", err)
+	}
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	var n int
+	if err := c.QueryRow(ctx, `SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("opening as it is created %d tables (%v)", n, err)
+	}
+	atVersion5(t, dsn)
+	if _, err := OpenPostgresAsIs(ctx, dsn); err == nil || !strings.Contains(err.Error(), "schema version 5, this build knows") {
+		t.Errorf("a log at version 5 opened as it is: %v", err)
+	}
+	var v int
+	if err := c.QueryRow(ctx, `SELECT version FROM schema_migrations`).Scan(&v); err != nil || v != 5 {
+		t.Errorf("version %d after opening as it is (%v)", v, err)
+	}
+	p, err := OpenPostgres(ctx, dsn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	p, err = OpenPostgresAsIs(ctx, dsn)
+	if err != nil {
+		t.Fatalf("a migrated log opened as it is: %v", err)
+	}
+	p.Close()
+}

@@ -40,14 +40,21 @@ func (e *errStalled) Error() string {
 
 func (e *errStalled) Unwrap() error { return e.err }
 
-func (p *Postgres) migrate(ctx context.Context, log *slog.Logger) error {
+// migrate applies the migrations this build knows and the database lacks; with apply false it
+// only checks that there are none (ErrSchemaOld).
+func (p *Postgres) migrate(ctx context.Context, log *slog.Logger, apply bool) error {
 	conn, err := p.pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Release()
 	w := watchMigrations(ctx, p.pool, conn.Conn().PgConn().PID(), log)
-	err = w.stop(migrateOn(w.ctx, conn.Conn(), w))
+	if apply {
+		err = migrateOn(w.ctx, conn.Conn(), w)
+	} else {
+		err = checkSchema(w.ctx, conn.Conn(), w)
+	}
+	err = w.stop(err)
 	p.ahead = w.ahead
 	return err
 }
@@ -79,16 +86,7 @@ func migrateOn(ctx context.Context, conn *pgx.Conn, w *migrationWatch) error {
 		return err
 	}
 	if v > len(pgMigrations) {
-		var requires int
-		err := conn.QueryRow(ctx, `SELECT requires FROM schema_compat`).Scan(&requires)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return err
-		}
-		if err := checkNewer(v, len(pgMigrations), requires, err == nil); err != nil {
-			return err
-		}
-		w.ahead = v
-		return nil
+		return newerSchema(ctx, conn, v, w)
 	}
 	for i := v; i < len(pgMigrations); i++ {
 		if err := applyPG(ctx, conn, i+1, pgMigrations[i], w); err != nil {
@@ -97,6 +95,41 @@ func migrateOn(ctx context.Context, conn *pgx.Conn, w *migrationWatch) error {
 	}
 	_, err := conn.Exec(ctx, `DELETE FROM schema_compat; INSERT INTO schema_compat (requires) VALUES (`+strconv.Itoa(oldestReader)+`)`)
 	return err
+}
+
+// newerSchema decides whether this build may run on a schema at version v, newer than it knows
+// (checkNewer), and records v in w when it may.
+func newerSchema(ctx context.Context, conn *pgx.Conn, v int, w *migrationWatch) error {
+	var requires int
+	err := conn.QueryRow(ctx, `SELECT requires FROM schema_compat`).Scan(&requires)
+	var pe *pgconn.PgError
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) && !(errors.As(err, &pe) && pe.Code == "42P01") { // undefined_table
+		return err
+	}
+	if err := checkNewer(v, len(pgMigrations), requires, err == nil); err != nil {
+		return err
+	}
+	w.ahead = v
+	return nil
+}
+
+// checkSchema checks, without changing anything, that this build's migrations are all applied
+// and that it may run on the schema.
+func checkSchema(ctx context.Context, conn *pgx.Conn, w *migrationWatch) error {
+	var v int
+	err := conn.QueryRow(ctx, `SELECT version FROM schema_migrations`).Scan(&v)
+	var pe *pgconn.PgError
+	switch {
+	case errors.Is(err, pgx.ErrNoRows) || errors.As(err, &pe) && pe.Code == "42P01": // no log there yet
+		return schemaOld(0, len(pgMigrations))
+	case err != nil:
+		return err
+	case v > len(pgMigrations):
+		return newerSchema(ctx, conn, v, w)
+	case v < len(pgMigrations):
+		return schemaOld(v, len(pgMigrations))
+	}
+	return nil
 }
 
 // reset undoes what migrateOn set on its session, within migrateUnlockDeadline, unless the

@@ -143,6 +143,17 @@ func (p *Postgres) Ahead() (version, known int) {
 // bounded by the DSN's connect_timeout, 10 s when it sets none; migrations are not (see
 // migrateProbe), and log (nil: none) gets a line on their progress while they run long.
 func OpenPostgres(ctx context.Context, dsn string, log *slog.Logger) (*Postgres, error) {
+	return openPostgres(ctx, dsn, log, true)
+}
+
+// OpenPostgresAsIs connects to dsn without migrating, for tools that only read (smsgate route):
+// it fails with ErrSchemaOld when this build's migrations are not all applied, and as
+// OpenPostgres does when the schema is newer than this build can run on.
+func OpenPostgresAsIs(ctx context.Context, dsn string) (*Postgres, error) {
+	return openPostgres(ctx, dsn, nil, false)
+}
+
+func openPostgres(ctx context.Context, dsn string, log *slog.Logger, migrate bool) (*Postgres, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, errors.New("message log: storage.dsn is not a valid PostgreSQL connection string")
@@ -161,7 +172,7 @@ func OpenPostgres(ctx context.Context, dsn string, log *slog.Logger) (*Postgres,
 		return nil, fmt.Errorf("message log: %s", redactDSN(err.Error(), cfg.ConnConfig.Password))
 	}
 	p := &Postgres{pool: pool}
-	if err := p.migrate(ctx, log); err != nil {
+	if err := p.migrate(ctx, log, migrate); err != nil {
 		var st *errStalled
 		if errors.As(err, &st) {
 			// pgx closes a connection by asking the server, on a new one, to cancel what it ran,

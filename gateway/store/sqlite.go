@@ -126,6 +126,17 @@ func (s *SQLite) Ahead() (version, known int) {
 
 // OpenSQLite opens (creating it and its directory if needed) and migrates the database at path.
 func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
+	return openSQLite(ctx, path, true)
+}
+
+// OpenSQLiteAsIs opens the database at path without migrating it, for tools that only read
+// (smsgate route): it fails with ErrSchemaOld when this build's migrations are not all applied,
+// and as OpenSQLite does when the schema is newer than this build can run on.
+func OpenSQLiteAsIs(ctx context.Context, path string) (*SQLite, error) {
+	return openSQLite(ctx, path, false)
+}
+
+func openSQLite(ctx context.Context, path string, migrate bool) (*SQLite, error) {
 	if dir := filepath.Dir(path); dir != "" {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return nil, fmt.Errorf("message log: %w", err)
@@ -141,7 +152,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	}
 	w.SetMaxOpenConns(1)
 	s := &SQLite{w: w}
-	if err := s.migrate(ctx); err != nil {
+	if err := s.migrate(ctx, migrate); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("message log %s: %w", path, err)
 	}
@@ -217,7 +228,9 @@ func (s *SQLite) SchemaVersion(ctx context.Context) (int, error) {
 	return v, err
 }
 
-func (s *SQLite) migrate(ctx context.Context) error {
+// migrate applies the migrations this build knows and the database lacks; with apply false it
+// only checks that there are none (ErrSchemaOld).
+func (s *SQLite) migrate(ctx context.Context, apply bool) error {
 	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
 		return err
 	}
@@ -248,6 +261,12 @@ func (s *SQLite) migrate(ctx context.Context) error {
 			return err
 		}
 		s.ahead = v
+		return nil
+	}
+	if !apply {
+		if v < len(migrations) {
+			return schemaOld(v, len(migrations))
+		}
 		return nil
 	}
 	for i := v; i < len(migrations); i++ {

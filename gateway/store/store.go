@@ -1060,6 +1060,14 @@ const oldestReader = 1
 // migrated by a newer build, and a migration since needs the newer code.
 var ErrSchemaTooNew = errors.New("the message log's schema is newer than this build can run on")
 
+// ErrSchemaOld is a message log opened as it is (OpenSQLiteAsIs, OpenPostgresAsIs) whose schema
+// lacks migrations this build knows: smsgate migrate (or serve) applies them.
+var ErrSchemaOld = errors.New("the message log's schema is older than this build")
+
+func schemaOld(v, known int) error {
+	return fmt.Errorf("%w: schema version %d, this build knows %d migrations; smsgate migrate applies them", ErrSchemaOld, v, known)
+}
+
 // checkNewer decides whether code that knows known migrations may run on a schema at version v
 // (v > known) whose schema_compat says requires (ok false: the table or its row is missing).
 func checkNewer(v, known, requires int, ok bool) error {
