@@ -260,10 +260,29 @@ func healthWait(refresh, took time.Duration) time.Duration {
 	return max(refresh, healthPace*took)
 }
 
+// healthBudget bounds a read of the window while reads take less than a third of it. A read cut
+// by its bound doubles the next one's (up to healthBudgetMax), and one that ends makes the next
+// one's three times what it took: a window that outgrew 10 s (about 7 million messages on
+// SQLite, 4,000 sends a second) is still read, paced by healthWait, instead of being cut at the
+// same bound at every refresh, which would have left routing on rates that never change again.
+var healthBudget = 10 * time.Second
+
+const healthBudgetMax = 10 * time.Minute
+
+// nextHealthBudget is the bound of the read after one bounded by budget that took took; cut says
+// whether the bound ended it.
+func nextHealthBudget(budget, took time.Duration, cut bool) time.Duration {
+	if cut {
+		return min(2*budget, healthBudgetMax)
+	}
+	return min(max(healthBudget, 3*took), healthBudgetMax)
+}
+
 // healthLoop refreshes the table every routing.delivery_health.refresh (paced by healthWait)
 // until stop closes.
 func (a *App) healthLoop(stop <-chan struct{}) {
 	var took time.Duration
+	budget := healthBudget
 	for {
 		rt := a.rt.Load()
 		t := time.NewTimer(healthWait(rt.cfg.Routing.DeliveryHealth.Refresh.D(), took))
@@ -274,13 +293,16 @@ func (a *App) healthLoop(stop <-chan struct{}) {
 		case <-t.C:
 		}
 		if *rt.cfg.Routing.DeliveryHealth.Enabled {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), budget)
 			start := time.Now()
-			if err := a.refreshHealth(ctx); err != nil {
-				a.log.Warn("delivery health could not be refreshed from the message log", "err", err.Error())
-			}
+			err := a.refreshHealth(ctx)
 			took = time.Since(start)
+			cut := err != nil && ctx.Err() != nil
 			cancel()
+			if err != nil {
+				a.log.Warn("delivery health could not be refreshed from the message log", "err", err.Error(), "budget", budget.String())
+			}
+			budget = nextHealthBudget(budget, took, cut)
 		}
 	}
 }

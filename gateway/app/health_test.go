@@ -458,7 +458,11 @@ func (b *windowLog) Health(ctx context.Context, since, pendingBefore time.Time) 
 	b.mu.Lock()
 	b.calls = append(b.calls, time.Now())
 	b.mu.Unlock()
-	time.Sleep(b.took)
+	select {
+	case <-time.After(b.took):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	if b.fail.Load() {
 		return nil, errors.New("the message log did not answer")
 	}
@@ -503,6 +507,44 @@ routes: [{name: d, providers: [m]}]
 	}
 	if got := healthWait(10*time.Second, 100*time.Millisecond); got != 10*time.Second {
 		t.Errorf("a 0.1 s read at a 10 s refresh waits %s, want the refresh", got)
+	}
+}
+
+// TestAHealthReadThatOutgrewItsBudgetStillEnds: a window whose read takes longer than the read's
+// bound (here 120 ms against 50) is read all the same, a few refreshes later: each read cut by its
+// bound doubles the next one's. With a fixed bound every read was cut, and routing kept rates that
+// never changed again.
+func TestAHealthReadThatOutgrewItsBudgetStillEnds(t *testing.T) {
+	for _, c := range []struct {
+		budget, took time.Duration
+		cut          bool
+		want         time.Duration
+	}{
+		{10 * time.Second, 10 * time.Second, true, 20 * time.Second},
+		{8 * time.Minute, 8 * time.Minute, true, healthBudgetMax},
+		{40 * time.Second, 15 * time.Second, false, 45 * time.Second},
+		{45 * time.Second, time.Second, false, 10 * time.Second},
+	} {
+		if got := nextHealthBudget(c.budget, c.took, c.cut); got != c.want {
+			t.Errorf("after a read of %s bounded by %s (cut %v): %s, want %s", c.took, c.budget, c.cut, got, c.want)
+		}
+	}
+	defer func(d time.Duration) { healthBudget = d }(healthBudget)
+	healthBudget = 50 * time.Millisecond
+	hb := &windowLog{took: 120 * time.Millisecond}
+	h := start(t, `
+storage: {driver: memory}
+routing: {delivery_health: {refresh: 10ms}}
+tenants: [{name: acme, api_key: acme-key-0123456789}]
+providers: [{name: m, type: mock}]
+routes: [{name: d, providers: [m]}]
+`, Options{WrapBackend: func(b store.Backend) store.Backend { hb.Backend = b; return hb }})
+	reads := func(result string) float64 {
+		return testutil.ToFloat64(h.app.metrics.WindowReads.WithLabelValues("delivery_health", result))
+	}
+	waitUntil(t, "a read of the window that ends", func() bool { return reads("ok") >= 1 })
+	if n := reads("error"); n != 2 {
+		t.Errorf("%v reads cut before one ended, want 2 (at 50 and 100 ms)", n)
 	}
 }
 
