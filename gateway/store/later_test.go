@@ -2,12 +2,17 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/smsgate/smsgate/gateway"
 	"github.com/smsgate/smsgate/gateway/store/pgtest"
@@ -138,5 +143,74 @@ func within(t *testing.T, d time.Duration, what string, cond func() bool) {
 		if time.Now().After(end) {
 			t.Fatalf("timed out after %s waiting until %s", d, what)
 		}
+	}
+}
+
+// TestADatabaseWithNoConnectionLeftIsReachedLater: a PostgreSQL that refuses a connection for
+// want of room (too many connections: here a role allowed none) does not stop a start, as an
+// unreachable one does not: the log is reached once there is room. It used to fail the start,
+// so replicas added while the database was full failed theirs again and again.
+func TestADatabaseWithNoConnectionLeftIsReachedLater(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.DSN(t)
+	admin, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	var b [4]byte
+	rand.Read(b[:])
+	role := "smsgate_full_" + hex.EncodeToString(b[:])
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec(ctx, `CREATE ROLE `+role+` LOGIN CONNECTION LIMIT 0; GRANT ALL ON SCHEMA `+u.Query().Get("search_path")+` TO `+role); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), dsn)
+		if err == nil {
+			c.Exec(context.Background(), `DROP OWNED BY `+role+`; DROP ROLE `+role)
+			c.Close(context.Background())
+		}
+	})
+	u.User = url.User(role)
+	if _, err := OpenPostgres(ctx, u.String(), nil); err == nil || !Unreachable(err) || !strings.Contains(err.Error(), "53300") {
+		t.Fatalf("no connection left: %v, want an unreachable error (SQLSTATE 53300)", err)
+	}
+	opened := make(chan struct{})
+	l, _, _ := OpenLater(func(ctx context.Context) (Backend, error) { return OpenPostgres(ctx, u.String(), nil) }, 10*time.Millisecond, 0,
+		nil, func() { close(opened) })
+	defer l.Close()
+	time.Sleep(100 * time.Millisecond)
+	if _, err := admin.Exec(ctx, `ALTER ROLE `+role+` CONNECTION LIMIT -1`); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-opened:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the log was not reached once there was room")
+	}
+}
+
+// TestPoolSizeFromTheDSNIsKept: pool_max_conns in the DSN sizes the read pool, also below the
+// default of 8, so that an operator can fit the replicas into the database's max_connections.
+func TestPoolSizeFromTheDSNIsKept(t *testing.T) {
+	p, err := OpenPostgres(context.Background(), pgtest.DSN(t)+"&pool_max_conns=3", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if got := p.pool.Config().MaxConns; got != 3 {
+		t.Errorf("read pool of %d connections, want the DSN's 3", got)
+	}
+	q, err := OpenPostgres(context.Background(), pgtest.DSN(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if got := q.pool.Config().MaxConns; got < 8 {
+		t.Errorf("read pool of %d connections without pool_max_conns, want at least 8", got)
 	}
 }

@@ -164,7 +164,10 @@ func openPostgres(ctx context.Context, dsn string, log *slog.Logger, migrate boo
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.MaxConns < 8 {
+	// The read pool: at least 8 (each tenant may run 2 reads at once on a replica, and delivery
+	// health, prices and pushes read too), unless the DSN's pool_max_conns says otherwise: an
+	// operator fitting replicas into the database's max_connections decides.
+	if cfg.MaxConns < 8 && !strings.Contains(dsn, "pool_max_conns") {
 		cfg.MaxConns = 8
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -215,8 +218,12 @@ func Unreachable(err error) bool {
 func unreachable(err error) bool {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
-		// Connection exceptions, and the server starting up, shutting down or in recovery.
-		return strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "57P")
+		// Connection exceptions; the server starting up, shutting down or in recovery; and
+		// insufficient resources (53: too many connections, out of memory or disk), which pass
+		// as connections end and the operator makes room: a replica started while the database
+		// had no connection left to give serves and reaches it later, instead of failing its
+		// start again and again.
+		return strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "57P") || strings.HasPrefix(pe.Code, "53")
 	}
 	var ne net.Error
 	var st *errStalled
