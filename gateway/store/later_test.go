@@ -205,6 +205,14 @@ func TestPoolSizeFromTheDSNIsKept(t *testing.T) {
 	if got := p.pool.Config().MaxConns; got != 3 {
 		t.Errorf("read pool of %d connections, want the DSN's 3", got)
 	}
+	one, err := OpenPostgres(context.Background(), pgtest.DSN(t)+"&pool_max_conns=1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one.Close()
+	if got := one.pool.Config().MaxConns; got != 2 {
+		t.Errorf("read pool of %d connections with pool_max_conns=1, want 2 (migrations and their watcher)", got)
+	}
 	q, err := OpenPostgres(context.Background(), pgtest.DSN(t), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -170,6 +170,9 @@ func openPostgres(ctx context.Context, dsn string, log *slog.Logger, migrate boo
 	if cfg.MaxConns < 8 && !strings.Contains(dsn, "pool_max_conns") {
 		cfg.MaxConns = 8
 	}
+	// Two at least: migrations hold one while their watcher asks on another (migrateProbe), and
+	// would take a watcher left waiting for a connection for a database that stopped answering.
+	cfg.MaxConns = max(cfg.MaxConns, 2)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("message log: %s", redactDSN(err.Error(), cfg.ConnConfig.Password))
