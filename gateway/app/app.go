@@ -373,6 +373,19 @@ func (a *App) logAhead(version, known int) {
 // startWait is how long a start waits for the message log's database before it serves without.
 var startWait = 10 * time.Second
 
+// redisConfigRefused reports whether err is Redis refusing the config (authentication, a user's
+// permissions, the database index), which no retry will change, as opposed to an outage or a
+// state that passes (LOADING, max clients, MASTERDOWN, TRYAGAIN, ...).
+func redisConfigRefused(err error) bool {
+	var re redis.Error
+	if !errors.As(err, &re) {
+		return false
+	}
+	msg := re.Error()
+	return redis.IsAuthError(err) || redis.IsPermissionError(err) ||
+		strings.Contains(msg, "AUTH") || strings.Contains(msg, "password") || strings.Contains(msg, "DB index")
+}
+
 // redisLogApp is the App whose log takes the Redis client's own lines (one per process: the
 // client's logger is global; the last App started with Redis takes them).
 var (
@@ -427,11 +440,12 @@ func (a *App) openState(ctx context.Context, cfg *config.Config) error {
 		DialerRetries: 1, DialerRetryTimeout: 5 * time.Millisecond})
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	// A Redis that answers no (a wrong password, a wrong user) stops the start: the config is
-	// wrong. One that cannot be reached does not: the replica starts as it would run had Redis
-	// failed (state.on_error decides each send), and the client reconnects by itself.
-	var refused redis.Error
-	if err := client.Ping(pctx).Err(); errors.As(err, &refused) {
+	// A Redis that answers no to the config (a wrong password, a wrong user, a database index it
+	// does not have) stops the start: the config is wrong. One that cannot be reached, or
+	// answers that it cannot serve yet (loading its data after a restart, no client left, its
+	// primary down), does not: the replica starts as it would run had Redis failed
+	// (state.on_error decides each send), and the client reconnects by itself.
+	if err := client.Ping(pctx).Err(); redisConfigRefused(err) {
 		client.Close()
 		return fmt.Errorf("state.redis %s: %w", rc.Addr, err)
 	} else if err != nil {

@@ -1,11 +1,15 @@
 package app
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -97,6 +101,83 @@ func TestRedisDownFailsOpenOrClosed(t *testing.T) {
 		})
 	}
 }
+
+// TestAReplicaStartsWhileRedisIsLoading: a Redis that answers but cannot serve yet (LOADING, as
+// one restarting does while it reads its data back) does not stop the start, as an unreachable
+// one does not; it used to, since any answer of Redis's counted as a config it refused.
+func TestAReplicaStartsWhileRedisIsLoading(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go answerLoading(c)
+		}
+	}()
+	h := start(t, strings.NewReplacer("$REDIS", ln.Addr().String(), "$ONERROR", "open").Replace(replicaConfig), Options{})
+	if !strings.Contains(h.logs.String(), "state store unreachable at start") || !strings.Contains(h.logs.String(), "LOADING") {
+		t.Errorf("the start did not say Redis could not serve yet: %s", h.logs.String())
+	}
+	if r := h.send("acme-key", `{"recipient":"+14155550104","text":"Your code is 246810","context":{}}`); r.Status != 200 {
+		t.Errorf("a send while Redis loads, on_error open: %d %s", r.Status, r.Raw)
+	}
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{redisErr("WRONGPASS invalid username-password pair or user is disabled."), true},
+		{redisErr("NOAUTH Authentication required."), true},
+		{redisErr("NOPERM User u has no permissions to run the 'ping' command"), true},
+		{redisErr("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"), true},
+		{redisErr("ERR DB index is out of range"), true},
+		{redisErr("LOADING Redis is loading the dataset in memory"), false},
+		{redisErr("ERR max number of clients reached"), false},
+		{redisErr("MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'."), false},
+		{errors.New("dial tcp 127.0.0.1:1: connect: connection refused"), false},
+	} {
+		if got := redisConfigRefused(c.err); got != c.want {
+			t.Errorf("%v: refused %v, want %v", c.err, got, c.want)
+		}
+	}
+}
+
+// answerLoading answers every command on c as a Redis loading its data does.
+func answerLoading(c net.Conn) {
+	defer c.Close()
+	r := bufio.NewReader(c)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "*")))
+		for range n {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			size, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(l, "$")))
+			if _, err := io.CopyN(io.Discard, r, int64(size)+2); err != nil {
+				return
+			}
+		}
+		if _, err := c.Write([]byte("-LOADING Redis is loading the dataset in memory\r\n")); err != nil {
+			return
+		}
+	}
+}
+
+// redisErr is an error as Redis answers it.
+type redisErr string
+
+func (e redisErr) Error() string { return string(e) }
+func (redisErr) RedisError()     {}
 
 // TestAReplicaStartsWhileRedisIsDown: a Redis that cannot be reached does not stop the start (a
 // replica restarted during a Redis outage would otherwise stay down with it): state.on_error
