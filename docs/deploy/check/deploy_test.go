@@ -10,12 +10,15 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"sigs.k8s.io/yaml"
@@ -29,13 +32,14 @@ var kinds = map[string]func() any{
 	"v1/Secret":                     func() any { return &corev1.Secret{} },
 	"v1/Service":                    func() any { return &corev1.Service{} },
 	"apps/v1/Deployment":            func() any { return &appsv1.Deployment{} },
+	"batch/v1/Job":                  func() any { return &batchv1.Job{} },
 	"policy/v1/PodDisruptionBudget": func() any { return &policyv1.PodDisruptionBudget{} },
 	"monitoring.coreos.com/v1/ServiceMonitor": func() any { return &monitoringv1.ServiceMonitor{} },
 }
 
 func TestKubernetesManifestsUseOnlyRealFields(t *testing.T) {
 	files, _ := filepath.Glob("../kubernetes/*.yaml")
-	if len(files) < 6 {
+	if len(files) < 7 {
 		t.Fatalf("found %d manifests", len(files))
 	}
 	seen := map[string]any{}
@@ -86,6 +90,22 @@ func TestKubernetesManifestsUseOnlyRealFields(t *testing.T) {
 				t.Errorf("env %s references secret %s key %s, not in secret.example.yaml", e.Name, r.SecretKeyRef.Name, r.SecretKeyRef.Key)
 			}
 		}
+	}
+	// The migration Job runs smsgate migrate on the Deployment's config, with the same environment.
+	j, _ := seen["Job"].(*batchv1.Job)
+	if j == nil {
+		t.Fatal("no migration Job")
+	}
+	jc := j.Spec.Template.Spec.Containers[0]
+	if want := append([]string{"migrate"}, c.Args[1:]...); c.Args[0] != "serve" || !slices.Equal(jc.Args, want) {
+		t.Errorf("the Job runs %v, want %v (the Deployment runs %v)", jc.Args, want, c.Args)
+	}
+	if !reflect.DeepEqual(jc.Env, c.Env) || !reflect.DeepEqual(jc.VolumeMounts, c.VolumeMounts) ||
+		!reflect.DeepEqual(j.Spec.Template.Spec.Volumes, d.Spec.Template.Spec.Volumes) {
+		t.Error("the Job's environment, volumes or mounts differ from the Deployment's: it would migrate with another config")
+	}
+	if p := j.Spec.Template.Spec.RestartPolicy; p != corev1.RestartPolicyNever && p != corev1.RestartPolicyOnFailure {
+		t.Errorf("the Job's restartPolicy is %q", p)
 	}
 	// The ConfigMap's gateway config is valid for smsgate (with the environment it gets).
 	cm, _ := seen["ConfigMap"].(*corev1.ConfigMap)
