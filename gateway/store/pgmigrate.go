@@ -28,7 +28,7 @@ var (
 	migrateProbe          = 5 * time.Second
 	migrateProbeTimeout   = 10 * time.Second
 	migrateLogEvery       = 30 * time.Second
-	migrateUnlockDeadline = 5 * time.Second
+	migrateResetDeadline = 5 * time.Second
 )
 
 // errStalled is a migration cut short because the database stopped answering the watcher.
@@ -132,14 +132,15 @@ func checkSchema(ctx context.Context, conn *pgx.Conn, w *migrationWatch) error {
 	return nil
 }
 
-// reset undoes what migrateOn set on its session, within migrateUnlockDeadline, unless the
-// watcher found the database not answering: then the connection is closed instead.
+// reset undoes what migrateOn set on its session, within migrateResetDeadline, unless the
+// watcher found the database not answering: its connection is broken then, and goes with the
+// pool (OpenPostgres closes it), which ends the session's lock too.
 func reset(ctx context.Context, conn *pgx.Conn, sql string, args ...any) {
 	var st *errStalled
 	if errors.As(context.Cause(ctx), &st) {
 		return
 	}
-	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), migrateUnlockDeadline)
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), migrateResetDeadline)
 	defer cancel()
 	_, _ = conn.Exec(uctx, sql, args...)
 }
