@@ -53,6 +53,9 @@ type Options struct {
 	// WrapBackend, when set, wraps the message log's backend (storage.driver): tests inject
 	// failures with it, an embedder may add instrumentation.
 	WrapBackend func(store.Backend) store.Backend
+	// healthBudget, for tests, replaces the least bound of a read of delivery health's window
+	// (healthBudget, 10 s).
+	healthBudget time.Duration
 }
 
 // App is a running gateway.

@@ -265,24 +265,29 @@ func healthWait(refresh, took time.Duration) time.Duration {
 // one's three times what it took: a window that outgrew 10 s (about 7 million messages on
 // SQLite, 4,000 sends a second) is still read, paced by healthWait, instead of being cut at the
 // same bound at every refresh, which would have left routing on rates that never change again.
-var healthBudget = 10 * time.Second
-
-const healthBudgetMax = 10 * time.Minute
+const (
+	healthBudget    = 10 * time.Second
+	healthBudgetMax = 10 * time.Minute
+)
 
 // nextHealthBudget is the bound of the read after one bounded by budget that took took; cut says
-// whether the bound ended it.
-func nextHealthBudget(budget, took time.Duration, cut bool) time.Duration {
+// whether the bound ended it; least is the least bound (healthBudget).
+func nextHealthBudget(least, budget, took time.Duration, cut bool) time.Duration {
 	if cut {
 		return min(2*budget, healthBudgetMax)
 	}
-	return min(max(healthBudget, 3*took), healthBudgetMax)
+	return min(max(least, 3*took), healthBudgetMax)
 }
 
 // healthLoop refreshes the table every routing.delivery_health.refresh (paced by healthWait)
 // until stop closes.
 func (a *App) healthLoop(stop <-chan struct{}) {
 	var took time.Duration
-	budget := healthBudget
+	least := healthBudget
+	if a.opts.healthBudget > 0 {
+		least = a.opts.healthBudget
+	}
+	budget := least
 	for {
 		rt := a.rt.Load()
 		t := time.NewTimer(healthWait(rt.cfg.Routing.DeliveryHealth.Refresh.D(), took))
@@ -302,7 +307,7 @@ func (a *App) healthLoop(stop <-chan struct{}) {
 			if err != nil {
 				a.log.Warn("delivery health could not be refreshed from the message log", "err", err.Error(), "budget", budget.String())
 			}
-			budget = nextHealthBudget(budget, took, cut)
+			budget = nextHealthBudget(least, budget, took, cut)
 		}
 	}
 }

@@ -523,14 +523,12 @@ func TestAHealthReadThatOutgrewItsBudgetStillEnds(t *testing.T) {
 		{10 * time.Second, 10 * time.Second, true, 20 * time.Second},
 		{8 * time.Minute, 8 * time.Minute, true, healthBudgetMax},
 		{40 * time.Second, 15 * time.Second, false, 45 * time.Second},
-		{45 * time.Second, time.Second, false, 10 * time.Second},
+		{45 * time.Second, time.Second, false, healthBudget},
 	} {
-		if got := nextHealthBudget(c.budget, c.took, c.cut); got != c.want {
+		if got := nextHealthBudget(healthBudget, c.budget, c.took, c.cut); got != c.want {
 			t.Errorf("after a read of %s bounded by %s (cut %v): %s, want %s", c.took, c.budget, c.cut, got, c.want)
 		}
 	}
-	defer func(d time.Duration) { healthBudget = d }(healthBudget)
-	healthBudget = 50 * time.Millisecond
 	hb := &windowLog{took: 120 * time.Millisecond}
 	h := start(t, `
 storage: {driver: memory}
@@ -538,7 +536,7 @@ routing: {delivery_health: {refresh: 10ms}}
 tenants: [{name: acme, api_key: acme-key-0123456789}]
 providers: [{name: m, type: mock}]
 routes: [{name: d, providers: [m]}]
-`, Options{WrapBackend: func(b store.Backend) store.Backend { hb.Backend = b; return hb }})
+`, Options{WrapBackend: func(b store.Backend) store.Backend { hb.Backend = b; return hb }, healthBudget: 50 * time.Millisecond})
 	reads := func(result string) float64 {
 		return testutil.ToFloat64(h.app.metrics.WindowReads.WithLabelValues("delivery_health", result))
 	}

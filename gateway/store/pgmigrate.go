@@ -24,10 +24,10 @@ import (
 // being built, its phase, and what it waits for); no answer cuts the migration short, as an
 // outage (errStalled), to be tried again.
 var (
-	connectTimeout        = 10 * time.Second
-	migrateProbe          = 5 * time.Second
-	migrateProbeTimeout   = 10 * time.Second
-	migrateLogEvery       = 30 * time.Second
+	connectTimeout       = 10 * time.Second
+	migrateProbe         = 5 * time.Second
+	migrateProbeTimeout  = 10 * time.Second
+	migrateLogEvery      = 30 * time.Second
 	migrateResetDeadline = 5 * time.Second
 )
 
