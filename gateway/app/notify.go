@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -40,6 +41,8 @@ import (
 // metadata address. So a push connects only to a public address (gateway.PublicAddr), checked on
 // the address each connection is actually made to, after DNS, unless the tenant has
 // notify_private_addresses. Pushes never go through HTTP_PROXY: the check must see the address.
+// With server.notify_proxy they go through that proxy, to the address the gateway resolved and
+// checked (notifyproxy.go).
 
 const (
 	// notifyQueueMax bounds a tenant's claimed pushes waiting on a replica (a sweep claims no
@@ -61,6 +64,8 @@ type notifier struct {
 	a *App
 	// client connects to public addresses only; private, to any (notify_private_addresses).
 	client, private *http.Client
+	// proxied are the clients through server.notify_proxy, made again when a reload changes it.
+	proxied atomic.Pointer[proxiedClients]
 	// backoff is the wait before each post again within a try; its length bounds the posts.
 	backoff []time.Duration
 	wg      sync.WaitGroup
@@ -92,6 +97,27 @@ func pushClient(control func(context.Context, string, string, syscall.RawConn) e
 	return &http.Client{Timeout: 5 * time.Second, Transport: tr,
 		// Never follow a redirect: the allow list names where reports may go.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// proxiedClients are the push clients through one proxy (notifyproxy.go).
+type proxiedClients struct {
+	proxy           string
+	client, private *http.Client
+}
+
+// viaProxy is the push client through proxy (a valid URL: config checks it), for a tenant that
+// may reach private addresses or not.
+func (n *notifier) viaProxy(proxy string, private bool) *http.Client {
+	pc := n.proxied.Load()
+	if pc == nil || pc.proxy != proxy {
+		u, _ := url.Parse(proxy)
+		pc = &proxiedClients{proxy: proxy, client: proxiedPushClient(u, false), private: proxiedPushClient(u, true)}
+		n.proxied.Store(pc)
+	}
+	if private {
+		return pc.private
+	}
+	return pc.client
 }
 
 // notPublicError refuses a connection to an address inside the operator's network.
@@ -180,9 +206,15 @@ func (n *notifier) run(tenant string, q *notifyQueue) {
 // one succeeds. A failed try waits in the message log for the next.
 func (n *notifier) deliver(rec *store.Record) {
 	body := ib.Reports(rec.Source, []ib.Message{compatMessage(rec)})
+	rt := n.a.rt.Load()
+	tn := rt.byName[rec.Tenant]
+	private := tn != nil && tn.notifyPrivate
 	client := n.client
-	if tn := n.a.rt.Load().byName[rec.Tenant]; tn != nil && tn.notifyPrivate {
+	if private {
 		client = n.private
+	}
+	if p := rt.cfg.Server.NotifyProxy.Reveal(); p != "" {
+		client = n.viaProxy(p, private)
 	}
 	for post := 0; ; post++ {
 		err := n.post(client, rec.NotifyURL, body)
@@ -237,6 +269,9 @@ func (n *notifier) post(client *http.Client, target string, body []byte) error {
 	res, err := client.Do(req)
 	if np := (*notPublicError)(nil); errors.As(err, &np) {
 		return np
+	}
+	if pr := (*proxyRefusedError)(nil); errors.As(err, &pr) {
+		return pr
 	}
 	if err != nil {
 		return errors.New("could not reach the notify URL")

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/url"
 	"os"
 	"regexp"
 	"slices"
@@ -67,6 +68,11 @@ type Server struct {
 	// ReadTimeout bounds reading one whole request, headers and body; default 10s. A client that
 	// stalls mid-body is cut off instead of holding a connection and delaying shutdown.
 	ReadTimeout gateway.Duration `yaml:"read_timeout"`
+	// NotifyProxy, when set (http://host:port, or https://; it may carry a user and password),
+	// is the proxy that delivery report pushes go through, for a network whose egress passes a
+	// proxy: the gateway resolves the notify host itself, checks the address, and asks the proxy
+	// for that address. Empty: pushes connect directly (never through HTTP_PROXY).
+	NotifyProxy gateway.Secret `yaml:"notify_proxy"`
 }
 
 // Log configures logging.
@@ -762,6 +768,12 @@ func (c *Config) validate() {
 	}
 	if c.Server.PublicURL != "" && !strings.HasPrefix(c.Server.PublicURL, "http://") && !strings.HasPrefix(c.Server.PublicURL, "https://") {
 		c.Problem("server.public_url", "must start with http:// or https://")
+	}
+	if p := c.Server.NotifyProxy.Reveal(); p != "" {
+		// The value may hold a password: problems name its parts, never the value.
+		if u, err := url.Parse(p); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+			c.Problem("server.notify_proxy", "must be a proxy's URL, http://host:port or https://host:port (with user:password@ if it asks for them)")
+		}
 	}
 	c.checkCountries("policy.allowed_countries", c.Policy.AllowedCountries)
 	c.checkCountries("policy.denied_countries", c.Policy.DeniedCountries)

@@ -284,3 +284,27 @@ func TestNotifyHosts(t *testing.T) {
 		}
 	}
 }
+
+// TestNotifyProxyNeverShown: server.notify_proxy may hold the proxy's password; a problem with it
+// names the key, never the value, and a valid one is kept as a secret.
+func TestNotifyProxyNeverShown(t *testing.T) {
+	const base = `
+server: {notify_proxy: %q}
+tenants: [{name: acme, api_key: k1-0123456789abcdef}]
+providers: [{name: p1, type: mock}]
+routes: [{name: default, providers: [p1]}]
+`
+	for _, bad := range []string{"socks5://gw:hunter2-proxy@proxy:1080", "http://gw:hunter2-proxy@proxy:3128/path", "gw:hunter2-proxy@proxy:3128"} {
+		_, err := Parse("p.yaml", []byte(fmt.Sprintf(base, bad)), env(nil))
+		if err == nil || !strings.Contains(err.Error(), "server.notify_proxy") || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%s: %v", bad, err)
+		}
+	}
+	cfg, err := Parse("p.yaml", []byte(fmt.Sprintf(base, "http://gw:hunter2-proxy@proxy:3128")), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := fmt.Sprintf("%v %+v", cfg.Server.NotifyProxy, cfg.Server); strings.Contains(s, "hunter2") {
+		t.Errorf("the proxy's password shows when the config is printed: %s", s)
+	}
+}

@@ -1,0 +1,207 @@
+package app
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// egressProxy is a forward proxy as a network's egress has one, tunnels only (CONNECT). It
+// records each request's method, target and Proxy-Authorization.
+type egressProxy struct {
+	*httptest.Server
+	mu   sync.Mutex
+	seen []string
+	auth []string
+	// wantAuth, when set, is the Proxy-Authorization it takes; others get 407.
+	wantAuth string
+}
+
+func newEgressProxy(t *testing.T) *egressProxy {
+	p := &egressProxy{}
+	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.mu.Lock()
+		p.seen = append(p.seen, r.Method+" "+r.Host)
+		p.auth = append(p.auth, r.Header.Get("Proxy-Authorization"))
+		want := p.wantAuth
+		p.mu.Unlock()
+		if want != "" && r.Header.Get("Proxy-Authorization") != want {
+			w.WriteHeader(http.StatusProxyAuthRequired)
+			return
+		}
+		if r.Method != http.MethodConnect {
+			w.WriteHeader(http.StatusMethodNotAllowed) // pushes ask for tunnels only
+			return
+		}
+		up, err := net.Dial("tcp", r.Host)
+		if err != nil {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+		down, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			up.Close()
+			return
+		}
+		go func() { io.Copy(up, down); up.Close() }()
+		io.Copy(down, up)
+		down.Close()
+	}))
+	t.Cleanup(p.Close)
+	return p
+}
+
+func (p *egressProxy) requests() ([]string, []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.seen...), append([]string(nil), p.auth...)
+}
+
+// TestPushesThroughTheProxyGoToTheAddressChecked: through server.notify_proxy, a push asks the
+// proxy for the address the gateway resolved and checked, never for the name (which the proxy
+// would resolve again, perhaps to the gateway's own network): CONNECT ip:port, for http as for
+// https, with the certificate still checked against the name and the name in Host.
+// A name that resolves inside the network is refused before the proxy hears of it.
+func TestPushesThroughTheProxyGoToTheAddressChecked(t *testing.T) {
+	var hostSeen sync.Map
+	hook := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hostSeen.Store(r.Host, true) })
+	tlsHook := httptest.NewTLSServer(hook) // its certificate names example.com
+	defer tlsHook.Close()
+	plainHook := httptest.NewServer(hook)
+	defer plainHook.Close()
+	proxy := newEgressProxy(t)
+	pu, _ := url.Parse(proxy.URL)
+	pu.User = url.UserPassword("gw", "proxy-pass")
+	loopback := []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+	client := func(private bool) *http.Client {
+		c := proxiedPushClient(pu, private)
+		pt := c.Transport.(*pinningTransport)
+		pt.resolve = func(_ context.Context, host string) ([]netip.Addr, error) {
+			if host == "example.com" || host == "hooks.test" || host == "other.test" {
+				return loopback, nil
+			}
+			return nil, errors.New("no such host")
+		}
+		pt.tlsConfig = tlsHook.Client().Transport.(*http.Transport).TLSClientConfig
+		return c
+	}
+	n := newNotifier(nil)
+	tlsPort := tlsHook.URL[strings.LastIndex(tlsHook.URL, ":")+1:]
+	plainPort := plainHook.URL[strings.LastIndex(plainHook.URL, ":")+1:]
+
+	if err := n.post(client(true), "https://example.com:"+tlsPort+"/reports", []byte(`{}`)); err != nil {
+		t.Fatalf("https through the proxy: %v", err)
+	}
+	if err := n.post(client(true), "http://hooks.test:"+plainPort+"/reports", []byte(`{}`)); err != nil {
+		t.Fatalf("http through the proxy: %v", err)
+	}
+	seen, auth := proxy.requests()
+	want := []string{"CONNECT 127.0.0.1:" + tlsPort, "CONNECT 127.0.0.1:" + plainPort}
+	if strings.Join(seen, "\n") != strings.Join(want, "\n") {
+		t.Errorf("the proxy was asked for\n%s\nwant\n%s", strings.Join(seen, "\n"), strings.Join(want, "\n"))
+	}
+	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("gw:proxy-pass"))
+	for i, a := range auth {
+		if a != basic {
+			t.Errorf("request %d to the proxy: Proxy-Authorization %q, want the proxy URL's user", i, a)
+		}
+	}
+	for _, h := range []string{"example.com:" + tlsPort, "hooks.test:" + plainPort} {
+		if _, ok := hostSeen.Load(h); !ok {
+			t.Errorf("the hook never saw Host %s", h)
+		}
+	}
+
+	// A proxy that refuses the user: the push fails saying so (without the password).
+	proxy.mu.Lock()
+	proxy.wantAuth = "Basic " + base64.StdEncoding.EncodeToString([]byte("gw:other-pass"))
+	proxy.mu.Unlock()
+	if err := n.post(client(true), "https://example.com:"+tlsPort+"/reports", []byte(`{}`)); err == nil ||
+		!strings.Contains(err.Error(), "answered 407 to CONNECT") || strings.Contains(err.Error(), "proxy-pass") {
+		t.Errorf("a proxy that refused the user: %v", err)
+	}
+	proxy.mu.Lock()
+	proxy.wantAuth, proxy.seen = "", proxy.seen[:2]
+	proxy.mu.Unlock()
+	// The certificate is checked against the name, not the address asked for.
+	if err := n.post(client(true), "https://other.test:"+tlsPort+"/reports", []byte(`{}`)); err == nil {
+		t.Error("a certificate that does not name the host was taken")
+	}
+	// A tenant without notify_private_addresses: refused before the proxy hears of it.
+	before, _ := proxy.requests()
+	err := n.post(client(false), "https://example.com:"+tlsPort+"/reports", []byte(`{}`))
+	var np *notPublicError
+	if !errors.As(err, &np) || np.addr != loopback[0] {
+		t.Errorf("a name resolving to loopback, public addresses only: %v", err)
+	}
+	if after, _ := proxy.requests(); len(after) != len(before) {
+		t.Errorf("the proxy was asked for %s", after[len(before):])
+	}
+}
+
+// TestPinPicksAnAddressItMayReach: of a name's addresses, a push goes to the first it may reach;
+// an address literal is taken as is, checked the same way.
+func TestPinPicksAnAddressItMayReach(t *testing.T) {
+	pt := proxiedPushClient(&url.URL{Scheme: "http", Host: "proxy:3128"}, false).Transport.(*pinningTransport)
+	pt.resolve = func(context.Context, string) ([]netip.Addr, error) {
+		return []netip.Addr{netip.MustParseAddr("10.0.0.7"), netip.MustParseAddr("::ffff:203.0.113.9"), netip.MustParseAddr("198.51.100.1")}, nil
+	}
+	ctx := context.Background()
+	if a, err := pt.pin(ctx, "mixed.example"); err != nil || a != netip.MustParseAddr("203.0.113.9") {
+		t.Errorf("mixed addresses: %v %v, want the first public one, 203.0.113.9", a, err)
+	}
+	if _, err := pt.pin(ctx, "169.254.169.254"); err == nil {
+		t.Error("the metadata address as a literal was taken")
+	}
+	pt.allowPrivate = true
+	if a, err := pt.pin(ctx, "mixed.example"); err != nil || a != netip.MustParseAddr("10.0.0.7") {
+		t.Errorf("private addresses allowed: %v %v, want the first, 10.0.0.7", a, err)
+	}
+}
+
+// TestAPushGoesThroughTheConfiguredProxy: a gateway with server.notify_proxy pushes its reports
+// through it, and a reload that removes the proxy makes them go directly again.
+func TestAPushGoesThroughTheConfiguredProxy(t *testing.T) {
+	h := newHook(t)
+	proxy := newEgressProxy(t)
+	clk := &testClock{t: time.Now()}
+	cfg := strings.ReplaceAll(compatConfig, "$HOOKHOST", strings.TrimPrefix(h.URL, "http://"))
+	cfg = strings.Replace(cfg, `server: {request_timeout: 3s, public_url: "https://sms.example.com"}`,
+		`server: {request_timeout: 3s, public_url: "https://sms.example.com", notify_proxy: "`+proxy.URL+`"}`, 1)
+	c, ib, tw := startOnFakesWith(t, cfg, Options{Now: clk.Now})
+	c.app.notifier.backoff = nil
+	ch := &compatHarness{harness: c, ib: ib, tw: tw}
+	id := sendPushed(t, ch, h, "14155550170")
+	waitUntil(t, "the push was made", func() bool { return h.count(id) == 1 })
+	seen, _ := proxy.requests()
+	if len(seen) != 1 || !strings.HasPrefix(seen[0], "CONNECT 127.0.0.1:") {
+		t.Errorf("the proxy was asked for %v, want the one push, to the address", seen)
+	}
+	raw, err := os.ReadFile(c.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(c.path, []byte(strings.Replace(string(raw), `, notify_proxy: "`+proxy.URL+`"`, "", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.app.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	id = sendPushed(t, ch, h, "14155550171")
+	waitUntil(t, "the push after the reload was made", func() bool { return h.count(id) == 1 })
+	if seen, _ := proxy.requests(); len(seen) != 1 {
+		t.Errorf("after the reload removed the proxy, it was asked for %v", seen[1:])
+	}
+}
