@@ -373,6 +373,11 @@ func (a *App) logAhead(version, known int) {
 	}
 }
 
+// notReached reports whether err is the message log not reached yet (store.ErrNotOpen). The
+// start said so, and so does each attempt to reach it: the background reads (delivery health,
+// prices, due pushes) do not say it again every few seconds; their metrics still count them.
+func notReached(err error) bool { return errors.Is(err, store.ErrNotOpen) }
+
 // startWait is how long a start waits for the message log's database before it serves without.
 var startWait = 10 * time.Second
 
@@ -864,9 +869,7 @@ func (a *App) Start() error {
 	go func() {
 		// Reported prices at once, not a refresh later: a restart must not route on stale prices.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		if err := a.refreshPrices(ctx); err != nil {
-			a.log.Warn("reported prices could not be read from the message log", "err", err.Error())
-		}
+		a.logPricesError(a.refreshPrices(ctx))
 		cancel()
 		a.priceLoop(a.stop)
 	}()

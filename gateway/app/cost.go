@@ -372,10 +372,15 @@ func (a *App) priceLoop(stop <-chan struct{}) {
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		if err := a.refreshPrices(ctx); err != nil {
-			a.log.Warn("reported prices could not be read from the message log", "err", err.Error())
-		}
+		a.logPricesError(a.refreshPrices(ctx))
 		cancel()
+	}
+}
+
+// logPricesError logs a failed read of reported prices, unless the log is not reached yet.
+func (a *App) logPricesError(err error) {
+	if err != nil && !notReached(err) {
+		a.log.Warn("reported prices could not be read from the message log", "err", err.Error())
 	}
 }
 

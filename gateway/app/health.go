@@ -304,7 +304,7 @@ func (a *App) healthLoop(stop <-chan struct{}) {
 			took = time.Since(start)
 			cut := err != nil && ctx.Err() != nil
 			cancel()
-			if err != nil {
+			if err != nil && !notReached(err) {
 				a.log.Warn("delivery health could not be refreshed from the message log", "err", err.Error(), "budget", budget.String())
 			}
 			budget = nextHealthBudget(least, budget, took, cut)

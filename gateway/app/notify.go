@@ -336,7 +336,7 @@ func (a *App) sweepPushes() {
 	tenants, err := a.store.DueTenants(ctx, a.now())
 	cancel()
 	if err != nil {
-		if ok, left := a.errorLine("notify|due"); ok {
+		if ok, left := a.errorLine("notify|due"); ok && !notReached(err) {
 			a.log.Error("due delivery report pushes could not be read from the message log", append([]any{"err", err.Error()}, leftOut(left)...)...)
 		}
 		return
@@ -354,7 +354,7 @@ func (a *App) sweepPushes() {
 		recs, err := a.store.Due(ctx, name, a.now(), room)
 		cancel()
 		if err != nil {
-			if ok, left := a.errorLine("notify|" + name + "|due"); ok {
+			if ok, left := a.errorLine("notify|" + name + "|due"); ok && !notReached(err) {
 				a.log.Error("due delivery report pushes could not be claimed in the message log", append([]any{"tenant", name, "err", err.Error()}, leftOut(left)...)...)
 			}
 			continue

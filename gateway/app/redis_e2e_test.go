@@ -643,6 +643,14 @@ func TestAReplicaStartsWhilePostgresIsDown(t *testing.T) {
 	if got := h.app.store.Backlog(); got != 1 {
 		t.Errorf("backlog %d, want the one record", got)
 	}
+	// The reads in the background (prices at start, due pushes every 5 s) do not repeat what the
+	// start said.
+	time.Sleep(6 * time.Second)
+	for _, noise := range []string{"could not be read from the message log", "could not be refreshed from the message log"} {
+		if strings.Contains(h.logs.String(), noise) {
+			t.Errorf("while the log was not reached, a background read logged %q: %s", noise, h.logs.String())
+		}
+	}
 	up()
 	waitWritten(t, h, id)
 	if !strings.Contains(h.logs.String(), "message log reached") {
