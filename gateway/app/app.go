@@ -290,22 +290,13 @@ func New(ctx context.Context, o Options) (*App, error) {
 		m := store.NewMemory()
 		m.Now = o.Now
 		backend = m
-	case "postgres":
-		b, err := a.openPostgres(cfg.Storage.DSN.Reveal())
+	default:
+		b, err := a.openLog(cfg.Storage)
 		if err != nil {
 			a.closeState()
 			return nil, err
 		}
 		backend = b
-	default:
-		sq, err := store.OpenSQLite(ctx, cfg.Storage.Path)
-		if err != nil {
-			a.closeState()
-			return nil, err
-		}
-		sq.Now = o.Now
-		a.logAhead(sq.Ahead())
-		backend = sq
 	}
 	if o.WrapBackend != nil {
 		backend = o.WrapBackend(backend)
@@ -331,22 +322,33 @@ func New(ctx context.Context, o Options) (*App, error) {
 	return a, nil
 }
 
-// openPostgres opens the shared message log. A PostgreSQL that answers no (a wrong password, no
-// such database, a migration it refused) stops the start: the config is wrong. One that cannot be
-// reached does not: the replica serves as it would had the database failed while it ran (records
-// wait in the retry buffer, reads answer 503) and reaches it in the background (store.Later).
-// Else a database outage would keep every replica that starts during it from serving. Nor does a
-// migration that runs long (an index built over a large table): the start waits startWait for
-// it, then serves the same way while it goes on.
-func (a *App) openPostgres(dsn string) (store.Backend, error) {
+// openLog opens the message log (SQLite or PostgreSQL). A database that answers no (a wrong
+// password, no such database, a file that cannot be opened, a migration it refused) stops the
+// start: the config is wrong. A PostgreSQL that cannot be reached does not: the replica serves as
+// it would had the database failed while it ran (records wait in the retry buffer, reads answer
+// 503) and reaches it in the background (store.Later). Else a database outage would keep every
+// replica that starts during it from serving. Nor do migrations that run long (an index built
+// over a large log): the start waits startWait for them, then serves the same way while they go
+// on. (A start that waited for them would not listen meanwhile, and a liveness probe would kill
+// it, and the migration with it, again and again.)
+func (a *App) openLog(cfg config.Storage) (store.Backend, error) {
 	open := func(ctx context.Context) (store.Backend, error) {
-		pg, err := store.OpenPostgres(ctx, dsn, a.log)
+		if cfg.Driver == "postgres" {
+			pg, err := store.OpenPostgres(ctx, cfg.DSN.Reveal(), a.log)
+			if err != nil {
+				return nil, err
+			}
+			pg.Now = a.opts.Now
+			a.logAhead(pg.Ahead())
+			return pg, nil
+		}
+		sq, err := store.OpenSQLite(ctx, cfg.Path)
 		if err != nil {
 			return nil, err
 		}
-		pg.Now = a.opts.Now
-		a.logAhead(pg.Ahead())
-		return pg, nil
+		sq.Now = a.opts.Now
+		a.logAhead(sq.Ahead())
+		return sq, nil
 	}
 	l, ended, err := store.OpenLater(open, time.Second, startWait,
 		func(err error) { a.log.Error("message log still not reached; trying again", "err", err.Error()) },

@@ -709,3 +709,49 @@ routes: [{name: d, providers: [m]}]
 		t.Errorf("its record: %d %s", g.Status, g.Raw)
 	}
 }
+
+// TestASQLiteStartDoesNotWaitForLongMigrations: an SQLite log whose migrations take longer than
+// the start waits (here the index builds of an upgrade over 20,000 records against a wait of
+// 1 ms) is migrated in the background while the gateway serves, as PostgreSQL's is. A start that
+// waited would not listen meanwhile, and a liveness probe would kill it, migration and all, again
+// and again.
+func TestASQLiteStartDoesNotWaitForLongMigrations(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log.db")
+	s, err := store.OpenSQLite(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`DROP INDEX messages_bulk; DROP INDEX messages_reference; DROP INDEX messages_unpulled;
+		CREATE INDEX messages_untaken ON messages(tenant, created_at) WHERE source != '' AND report_taken = 0;
+		UPDATE schema_version SET version = 5;
+		WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 20000)
+		INSERT INTO messages (id, tenant, status, created_at, updated_at, source, bulk_id)
+		SELECT 'old' || n, 'acme', 'delivered', n, n, 'infobip-sms-v3', 'b' || (n % 100) FROM g`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	defer func(d time.Duration) { startWait = d }(startWait)
+	startWait = time.Millisecond
+	h := start(t, fmt.Sprintf(`
+storage: {driver: sqlite, path: %q}
+tenants: [{name: acme, api_key: acme-key-0123456789}]
+providers: [{name: m, type: mock}]
+routes: [{name: d, providers: [m]}]
+`, path), Options{})
+	if !strings.Contains(h.logs.String(), "message log not reached within 1ms") {
+		t.Errorf("the start did not say it serves while the log migrates: %s", h.logs.String())
+	}
+	r := h.send("acme-key-0123456789", `{"recipient":"+14155550104","text":"Your code is 246810","context":{}}`)
+	if r.Status != 200 {
+		t.Fatalf("a send while the log migrates: %d %s", r.Status, r.Raw)
+	}
+	waitWritten(t, h, r.Body["id"].(string))
+	if logs := h.logs.String(); !strings.Contains(logs, "message log reached") || strings.Contains(logs, "still not reached") {
+		t.Errorf("want the log reached at the first attempt: %s", logs)
+	}
+}

@@ -17,7 +17,8 @@ var ErrNotOpen = errors.New("message log: the database has not been reached yet"
 // answered and their records wait in the retry buffer, reads answer an error, until the database
 // is reached and migrated. Otherwise a database outage would keep every replica that restarts
 // during it (a deploy, a node lost, a scale-out) from serving, and the gateway would become the
-// single point of failure it exists to remove.
+// single point of failure it exists to remove. The same holds for migrations that run long, on
+// PostgreSQL or SQLite: the start serves while they go on.
 type Later struct {
 	cur      atomic.Pointer[laterBackend]
 	stop     chan struct{}
