@@ -65,9 +65,12 @@ func OpenLater(open func(context.Context) (Backend, error), wait, firstWait time
 		}()
 		for first := true; ; first = false {
 			b, err := open(ctx)
+			if err == nil {
+				// Before the first outcome is told: a caller told the log is open uses it at once.
+				l.cur.Store(&laterBackend{b})
+			}
 			told := first && l.endFirst(err)
 			if err == nil {
-				l.cur.Store(&laterBackend{b})
 				if opened != nil && !told {
 					opened()
 				}

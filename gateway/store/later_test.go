@@ -222,3 +222,15 @@ func TestPoolSizeFromTheDSNIsKept(t *testing.T) {
 		t.Errorf("read pool of %d connections without pool_max_conns, want at least 8", got)
 	}
 }
+
+// TestALogReachedWithinTheFirstWaitIsOpenAtOnce: when OpenLater says the first attempt reached
+// the database, the log is open from that moment: a caller writes to it at once.
+func TestALogReachedWithinTheFirstWaitIsOpenAtOnce(t *testing.T) {
+	for range 200 {
+		l, ended, err := OpenLater(func(context.Context) (Backend, error) { return NewMemory(), nil }, time.Millisecond, time.Second, nil, nil)
+		if !ended || err != nil || !l.Open() {
+			t.Fatalf("reached within the first wait: ended %v, %v, open %v", ended, err, l.Open())
+		}
+		l.Close()
+	}
+}
