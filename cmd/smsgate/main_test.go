@@ -19,6 +19,7 @@ import (
 
 	"github.com/smsgate/smsgate/gateway"
 	"github.com/smsgate/smsgate/gateway/store"
+	"github.com/smsgate/smsgate/gateway/store/pgtest"
 )
 
 func runCmd(args ...string) (int, string, string) {
@@ -484,5 +485,26 @@ func TestMigrateAppliesAndRouteDoesNot(t *testing.T) {
 	}
 	if code, _, errs := runCmd("migrate"); code != 2 || !strings.Contains(errs, "--config FILE is required") {
 		t.Errorf("migrate without a config: %d %s", code, errs)
+	}
+}
+
+// TestMigrateOnPostgres: smsgate migrate applies a PostgreSQL log's migrations, and a second run
+// finds nothing to apply.
+func TestMigrateOnPostgres(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	dsn := pgtest.DSN(t)
+	os.WriteFile(cfg, []byte(fmt.Sprintf("storage: {driver: postgres, dsn: %q}\ntenants: [{name: a, api_key: k}]\nproviders: [{name: p1, type: mock}]\nroutes: [{name: d, providers: [p1]}]\n", dsn)), 0o600)
+	for run := 1; run <= 2; run++ {
+		code, out, errs := runCmd("migrate", "-c", cfg)
+		p, err := store.OpenPostgresAsIs(context.Background(), dsn)
+		if err != nil {
+			t.Fatalf("run %d: the log is not fully migrated: %v (%d %s %s)", run, err, code, out, errs)
+		}
+		v, _ := p.SchemaVersion(context.Background())
+		p.Close()
+		if want := fmt.Sprintf("message log at schema version %d\n", v); code != 0 || out != want {
+			t.Errorf("run %d: %d %q %s, want %q", run, code, out, errs, want)
+		}
 	}
 }
