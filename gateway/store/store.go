@@ -2,7 +2,10 @@
 // providers' delivery reports, and the pushes of those reports to tenants' notify URLs until
 // they are done (Due, PushDone). Backends: embedded SQLite (pure Go, WAL, versioned migrations),
 // PostgreSQL (shared by every replica) and memory; Later opens one in the background, for a
-// replica that starts while its PostgreSQL cannot be reached (writes wait as in an outage).
+// replica that starts while its PostgreSQL cannot be reached or while migrations run long
+// (writes wait as in an outage). A schema newer than a build runs that build when schema_compat
+// says it may (oldestReader: rollbacks); OpenSQLiteAsIs and OpenPostgresAsIs open a log without
+// migrating it, for tools that only read.
 //
 // Group commit: writes are queued to one writer goroutine, which applies everything queued in one
 // transaction, so concurrent sends share a commit. Insert and Report wait until their batch has
