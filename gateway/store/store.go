@@ -3,7 +3,7 @@
 // they are done (Due, PushDone). Backends: embedded SQLite (pure Go, WAL, versioned migrations),
 // PostgreSQL (shared by every replica) and memory; Later opens one in the background, for a
 // replica that starts while its PostgreSQL cannot be reached or while migrations run long
-// (writes wait as in an outage). A schema newer than a build runs that build when schema_compat
+// (writes wait as in an outage). A build runs on a schema newer than it knows when schema_compat
 // says it may (oldestReader: rollbacks); OpenSQLiteAsIs and OpenPostgresAsIs open a log without
 // migrating it, for tools that only read.
 //
