@@ -431,10 +431,10 @@ type RoutePlan struct {
 	Costs map[string]*httpapi.Cost `json:"costs,omitempty"`
 }
 
-// openLog opens the message log of cfg as it is, without migrating it (a tool that reads must
+// openLogAsIs opens the message log of cfg as it is, without migrating it (a tool that reads must
 // not change the schema under running replicas of another build), when it exists (a SQLite file
 // that is there, or the PostgreSQL of storage.dsn); nil when there is none.
-func openLog(ctx context.Context, cfg *config.Config) (store.Backend, error) {
+func openLogAsIs(ctx context.Context, cfg *config.Config) (store.Backend, error) {
 	switch cfg.Storage.Driver {
 	case "sqlite":
 		if _, err := os.Stat(cfg.Storage.Path); err != nil {
@@ -498,7 +498,7 @@ func Plan(ctx context.Context, cfg *config.Config, route, country string, typ ga
 	}
 	plan := &RoutePlan{Strategy: rc.Strategy, Providers: rc.Providers}
 	on, cheap, voice := healthOn(cfg, rc), rc.Strategy == "least_cost", typ == gateway.Voice
-	b, err := openLog(ctx, cfg)
+	b, err := openLogAsIs(ctx, cfg)
 	if err != nil {
 		return plan, err
 	}
