@@ -692,12 +692,7 @@ func TestARollbackStartsOnANewerLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	h := start(t, fmt.Sprintf(`
-storage: {driver: sqlite, path: %q}
-tenants: [{name: acme, api_key: acme-key-0123456789}]
-providers: [{name: m, type: mock}]
-routes: [{name: d, providers: [m]}]
-`, path), Options{})
+	h := startOnLog(t, fmt.Sprintf("{driver: sqlite, path: %q}", path))
 	if want := fmt.Sprintf(`"schema_version":%d,"this_build_knows":%d`, v+1, v); !strings.Contains(h.logs.String(), want) {
 		t.Errorf("the start did not say it runs on a newer schema (%s): %s", want, h.logs.String())
 	}
@@ -737,12 +732,7 @@ func TestASQLiteStartDoesNotWaitForLongMigrations(t *testing.T) {
 	db.Close()
 	defer func(d time.Duration) { startWait = d }(startWait)
 	startWait = time.Millisecond
-	h := start(t, fmt.Sprintf(`
-storage: {driver: sqlite, path: %q}
-tenants: [{name: acme, api_key: acme-key-0123456789}]
-providers: [{name: m, type: mock}]
-routes: [{name: d, providers: [m]}]
-`, path), Options{})
+	h := startOnLog(t, fmt.Sprintf("{driver: sqlite, path: %q}", path))
 	if !strings.Contains(h.logs.String(), "message log not reached within 1ms") {
 		t.Errorf("the start did not say it serves while the log migrates: %s", h.logs.String())
 	}
@@ -754,4 +744,16 @@ routes: [{name: d, providers: [m]}]
 	if logs := h.logs.String(); !strings.Contains(logs, "message log reached") || strings.Contains(logs, "still not reached") {
 		t.Errorf("want the log reached at the first attempt: %s", logs)
 	}
+}
+
+// startOnLog starts a gateway with one tenant (acme-key-0123456789) whose message log is
+// storage (the YAML of the storage key).
+func startOnLog(t *testing.T, storage string) *harness {
+	t.Helper()
+	return start(t, `
+storage: `+storage+`
+tenants: [{name: acme, api_key: acme-key-0123456789}]
+providers: [{name: m, type: mock}]
+routes: [{name: d, providers: [m]}]
+`, Options{})
 }

@@ -703,12 +703,7 @@ func TestAReplicaStartsDuringALongMigration(t *testing.T) {
 // startOnPostgres starts a gateway whose message log is the PostgreSQL of dsn, with one tenant.
 func startOnPostgres(t *testing.T, dsn string) *harness {
 	t.Helper()
-	return start(t, fmt.Sprintf(`
-storage: {driver: postgres, dsn: %q, commit_timeout: 50ms}
-tenants: [{name: acme, api_key: acme-key-0123456789}]
-providers: [{name: m, type: mock}]
-routes: [{name: d, providers: [m]}]
-`, dsn), Options{})
+	return startOnLog(t, fmt.Sprintf("{driver: postgres, dsn: %q, commit_timeout: 50ms}", dsn))
 }
 
 // waitWritten waits until the message id of acme reads as sent from the message log.
