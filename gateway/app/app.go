@@ -110,6 +110,12 @@ type App struct {
 	priceMu   sync.Mutex
 	stop      chan struct{}
 	stopOnce  sync.Once
+	// loops are the background loops that read the message log (delivery health, prices,
+	// pushes): Shutdown waits for them before it closes the log, so none reads it as it closes.
+	loops sync.WaitGroup
+	// stopped is cancelled when stop closes: the loops' reads of the log end with it.
+	stopped     context.Context
+	cancelReads context.CancelFunc
 
 	srv  *http.Server
 	ln   net.Listener
@@ -375,10 +381,22 @@ func (a *App) logAhead(version, known int) {
 	}
 }
 
-// notReached reports whether err is the message log not reached yet (store.ErrNotOpen). The
-// start said so, and so does each attempt to reach it: the background reads (delivery health,
-// prices, due pushes) do not say it again every few seconds; their metrics still count them.
-func notReached(err error) bool { return errors.Is(err, store.ErrNotOpen) }
+// background is the context of the loops' reads of the message log: cancelled at shutdown (the
+// background before Start).
+func (a *App) background() context.Context {
+	if a.stopped == nil {
+		return context.Background()
+	}
+	return a.stopped
+}
+
+// quietRead reports whether a background read's error (delivery health, prices, due pushes)
+// goes unlogged: the message log not reached yet (store.ErrNotOpen; the start said so, and so
+// does each attempt to reach it), or a read cancelled by the shutdown. Their metrics still
+// count them.
+func (a *App) quietRead(err error) bool {
+	return errors.Is(err, store.ErrNotOpen) || a.background().Err() != nil
+}
 
 // startWait is how long a start waits for the message log's database before it serves without.
 var startWait = 10 * time.Second
@@ -860,21 +878,22 @@ func (a *App) Start() error {
 	a.srv = &http.Server{Handler: e, ReadHeaderTimeout: min(10*time.Second, rt.cfg.Server.ReadTimeout.D()), ReadTimeout: rt.cfg.Server.ReadTimeout.D(), IdleTimeout: 120 * time.Second,
 		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
 	a.stop = make(chan struct{})
+	a.stopped, a.cancelReads = context.WithCancel(context.Background())
 	if a.stateClient != nil {
 		a.readDrains() // before the first send: a replica started during a drain starts drained
 		go every(a.stop, drainPoll, a.readDrains)
 		a.readStateMemory(a.stateClient)
 		go every(a.stop, stateMemoryEvery, func() { a.readStateMemory(a.stateClient) })
 	}
-	go a.healthLoop(a.stop)
-	go a.pushLoop(a.stop)
-	go func() {
+	a.loops.Go(func() { a.healthLoop(a.stop) })
+	a.loops.Go(func() { a.pushLoop(a.stop) })
+	a.loops.Go(func() {
 		// Reported prices at once, not a refresh later: a restart must not route on stale prices.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(a.background(), 10*time.Second)
 		a.logPricesError(a.refreshPrices(ctx))
 		cancel()
 		a.priceLoop(a.stop)
-	}()
+	})
 	go func() {
 		err := a.srv.Serve(ln)
 		if errors.Is(err, http.ErrServerClosed) {
@@ -930,9 +949,17 @@ func (a *App) Shutdown(ctx context.Context) error {
 		a.log.Error("shutdown: sends still running when shutdown_timeout ran out", "sends", n)
 	}
 	if a.stop != nil {
-		a.stopOnce.Do(func() { close(a.stop) })
+		a.stopOnce.Do(func() { close(a.stop); a.cancelReads() })
 	}
 	a.notifier.close(2 * time.Second)
+	// The loops end at their next turn; one in the middle of a read has it cancelled.
+	loopsDone := make(chan struct{})
+	go func() { a.loops.Wait(); close(loopsDone) }()
+	select {
+	case <-loopsDone:
+	case <-time.After(2 * time.Second):
+		a.log.Warn("shutdown: a read of the message log in the background still running; closing the log under it")
+	}
 	if cerr := a.store.Close(); cerr != nil && err == nil {
 		err = cerr
 	}

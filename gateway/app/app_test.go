@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -756,4 +757,70 @@ tenants: [{name: acme, api_key: acme-key-0123456789}]
 providers: [{name: m, type: mock}]
 routes: [{name: d, providers: [m]}]
 `, Options{})
+}
+
+// readsAtClose is a message log whose reads of prices take a while, and which notes whether it
+// was closed while one ran.
+type readsAtClose struct {
+	store.Backend
+	reading     atomic.Int32
+	closedUnder atomic.Bool
+	takes       time.Duration
+	began       chan struct{}
+	once        sync.Once
+}
+
+func (b *readsAtClose) Prices(ctx context.Context, since, until time.Time) ([]store.PriceRow, error) {
+	b.reading.Add(1)
+	defer b.reading.Add(-1)
+	b.once.Do(func() { close(b.began) })
+	select {
+	case <-time.After(b.takes):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return b.Backend.Prices(ctx, since, until)
+}
+
+func (b *readsAtClose) Close() error {
+	if b.reading.Load() > 0 {
+		b.closedUnder.Store(true)
+	}
+	return b.Backend.Close()
+}
+
+// TestShutdownWaitsForTheBackgroundReads: a read of the message log in the background (here the
+// prices read at start, 144 slow reads of its buckets) is cancelled and ends before the log
+// closes, and the shutdown does not wait for it to finish. The log was closed under it, and a read
+// that opened a connection as the SQLite file went away could leave files behind (a test's
+// temporary directory could not be removed, once in CI).
+func TestShutdownWaitsForTheBackgroundReads(t *testing.T) {
+	b := &readsAtClose{takes: 200 * time.Millisecond, began: make(chan struct{})}
+	a, err := New(context.Background(), Options{ConfigPath: writeConfig(t, `
+storage: {driver: sqlite, path: $DIR/log.db}
+tenants: [{name: acme, api_key: acme-key-0123456789}]
+providers: [{name: m, type: mock}]
+routes: [{name: d, providers: [m], strategy: least_cost}]
+`), Listen: "127.0.0.1:0", LogOutput: io.Discard, WrapBackend: func(sb store.Backend) store.Backend { b.Backend = sb; return b }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-b.began:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the prices were not read at start")
+	}
+	began := time.Now()
+	if err := a.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if b.closedUnder.Load() {
+		t.Error("the message log was closed while a background read ran")
+	}
+	if took := time.Since(began); took > time.Second {
+		t.Errorf("the shutdown took %s: it waited for the reads instead of cancelling them", took)
+	}
 }

@@ -371,7 +371,7 @@ func (a *App) priceLoop(stop <-chan struct{}) {
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(a.background(), 10*time.Second)
 		a.logPricesError(a.refreshPrices(ctx))
 		cancel()
 	}
@@ -379,7 +379,7 @@ func (a *App) priceLoop(stop <-chan struct{}) {
 
 // logPricesError logs a failed read of reported prices, unless the log is not reached yet.
 func (a *App) logPricesError(err error) {
-	if err != nil && !notReached(err) {
+	if err != nil && !a.quietRead(err) {
 		a.log.Warn("reported prices could not be read from the message log", "err", err.Error())
 	}
 }

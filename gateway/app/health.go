@@ -298,13 +298,13 @@ func (a *App) healthLoop(stop <-chan struct{}) {
 		case <-t.C:
 		}
 		if *rt.cfg.Routing.DeliveryHealth.Enabled {
-			ctx, cancel := context.WithTimeout(context.Background(), budget)
+			ctx, cancel := context.WithTimeout(a.background(), budget)
 			start := time.Now()
 			err := a.refreshHealth(ctx)
 			took = time.Since(start)
 			cut := err != nil && ctx.Err() != nil
 			cancel()
-			if err != nil && !notReached(err) {
+			if err != nil && !a.quietRead(err) {
 				a.log.Warn("delivery health could not be refreshed from the message log", "err", err.Error(), "budget", budget.String())
 			}
 			budget = nextHealthBudget(least, budget, took, cut)

@@ -332,11 +332,11 @@ func (a *App) pushLoop(stop <-chan struct{}) {
 func (a *App) sweepPushes() {
 	a.sweepMu.Lock()
 	defer a.sweepMu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(a.background(), 10*time.Second)
 	tenants, err := a.store.DueTenants(ctx, a.now())
 	cancel()
 	if err != nil {
-		if ok, left := a.errorLine("notify|due"); ok && !notReached(err) {
+		if ok, left := a.errorLine("notify|due"); ok && !a.quietRead(err) {
 			a.log.Error("due delivery report pushes could not be read from the message log", append([]any{"err", err.Error()}, leftOut(left)...)...)
 		}
 		return
@@ -350,11 +350,11 @@ func (a *App) sweepPushes() {
 				continue
 			}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(a.background(), 10*time.Second)
 		recs, err := a.store.Due(ctx, name, a.now(), room)
 		cancel()
 		if err != nil {
-			if ok, left := a.errorLine("notify|" + name + "|due"); ok && !notReached(err) {
+			if ok, left := a.errorLine("notify|" + name + "|due"); ok && !a.quietRead(err) {
 				a.log.Error("due delivery report pushes could not be claimed in the message log", append([]any{"tenant", name, "err", err.Error()}, leftOut(left)...)...)
 			}
 			continue
