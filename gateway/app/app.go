@@ -953,22 +953,14 @@ func (a *App) Shutdown(ctx context.Context) error {
 	}
 	a.notifier.close(2 * time.Second)
 	// The loops end at their next turn; one in the middle of a read has it cancelled.
-	loopsDone := make(chan struct{})
-	go func() { a.loops.Wait(); close(loopsDone) }()
-	select {
-	case <-loopsDone:
-	case <-time.After(2 * time.Second):
+	if !waitAtMost(&a.loops, 2*time.Second) {
 		a.log.Warn("shutdown: a read of the message log in the background still running; closing the log under it")
 	}
 	if cerr := a.store.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
 	// The store's last batch may have recorded reported prices: their spend charges go out first.
-	done := make(chan struct{})
-	go func() { a.reconciling.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(2 * time.Second):
+	if !waitAtMost(&a.reconciling, 2*time.Second) {
 		a.log.Warn("shutdown: spend-limit charges of delivery reports still running")
 	}
 	a.closeState()
@@ -978,6 +970,18 @@ func (a *App) Shutdown(ctx context.Context) error {
 	}
 	a.log.Info("smsgate stopped")
 	return err
+}
+
+// waitAtMost waits for wg up to d and reports whether it was done.
+func waitAtMost(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
 }
 
 // Store returns the message log (tests flush it).
