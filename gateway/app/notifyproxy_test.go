@@ -49,13 +49,19 @@ func newEgressProxy(t *testing.T) *egressProxy {
 			w.WriteHeader(http.StatusBadGateway)
 			return
 		}
-		w.WriteHeader(http.StatusOK)
-		down, _, err := http.NewResponseController(w).Hijack()
+		// Hijack first, then answer on the raw connection; and read the client's bytes through the
+		// buffer Hijack returns: the server may already have read the start of the TLS handshake.
+		down, brw, err := http.NewResponseController(w).Hijack()
 		if err != nil {
 			up.Close()
 			return
 		}
-		go func() { io.Copy(up, down); up.Close() }()
+		if _, err := down.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n")); err != nil {
+			up.Close()
+			down.Close()
+			return
+		}
+		go func() { io.Copy(up, brw.Reader); up.Close() }()
 		io.Copy(down, up)
 		down.Close()
 	}))
