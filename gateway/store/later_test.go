@@ -197,29 +197,23 @@ func TestADatabaseWithNoConnectionLeftIsReachedLater(t *testing.T) {
 // TestPoolSizeFromTheDSNIsKept: pool_max_conns in the DSN sizes the read pool, also below the
 // default of 8, so that an operator can fit the replicas into the database's max_connections.
 func TestPoolSizeFromTheDSNIsKept(t *testing.T) {
-	p, err := OpenPostgres(context.Background(), pgtest.DSN(t)+"&pool_max_conns=3", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	if got := p.pool.Config().MaxConns; got != 3 {
-		t.Errorf("read pool of %d connections, want the DSN's 3", got)
-	}
-	one, err := OpenPostgres(context.Background(), pgtest.DSN(t)+"&pool_max_conns=1", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer one.Close()
-	if got := one.pool.Config().MaxConns; got != 2 {
-		t.Errorf("read pool of %d connections with pool_max_conns=1, want 2 (migrations and their watcher)", got)
-	}
-	q, err := OpenPostgres(context.Background(), pgtest.DSN(t), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
-	if got := q.pool.Config().MaxConns; got < 8 {
-		t.Errorf("read pool of %d connections without pool_max_conns, want at least 8", got)
+	for _, c := range []struct {
+		dsn      string
+		min, max int32
+		why      string
+	}{
+		{"&pool_max_conns=3", 3, 3, "the DSN's 3"},
+		{"&pool_max_conns=1", 2, 2, "2 (migrations and their watcher)"},
+		{"", 8, 1 << 30, "at least 8 without pool_max_conns"},
+	} {
+		p, err := OpenPostgres(context.Background(), pgtest.DSN(t)+c.dsn, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.pool.Config().MaxConns; got < c.min || got > c.max {
+			t.Errorf("DSN with %q: a read pool of %d connections, want %s", c.dsn, got, c.why)
+		}
+		p.Close()
 	}
 }
 
