@@ -95,7 +95,7 @@ func run(kind, dsn string, n, samples int, keep bool) error {
 		if !keep {
 			defer os.RemoveAll(dir)
 		}
-		s, err := store.OpenSQLite(ctx, filepath.Join(dir, "log.db"))
+		s, err := store.OpenSQLite(ctx, filepath.Join(dir, "log.db"), nil)
 		if err != nil {
 			return err
 		}
@@ -292,7 +292,7 @@ func open(ctx context.Context, kind, dsn string) (store.Backend, func(), error) 
 		if err != nil {
 			return nil, nil, err
 		}
-		s, err := store.OpenSQLite(ctx, filepath.Join(dir, "log.db"))
+		s, err := store.OpenSQLite(ctx, filepath.Join(dir, "log.db"), nil)
 		return s, func() { os.RemoveAll(dir) }, err
 	case "postgres":
 		conn, err := pgx.Connect(ctx, dsn)

@@ -378,7 +378,7 @@ func TestBinaryShutdownKeepsAnsweredSends(t *testing.T) {
 		}
 		ids = append(ids, res.r.Body["id"].(string))
 	}
-	sq, err := store.OpenSQLite(context.Background(), filepath.Join(p.dir, "log.db"))
+	sq, err := store.OpenSQLite(context.Background(), filepath.Join(p.dir, "log.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -196,7 +196,7 @@ func TestRouteShowsDemotions(t *testing.T) {
 	if code != 0 || strings.Contains(out, "demoted") || !strings.Contains(out, "1. p1") {
 		t.Fatalf("without a log: %d %s %s", code, out, errs)
 	}
-	sq, err := store.OpenSQLite(context.Background(), db)
+	sq, err := store.OpenSQLite(context.Background(), db, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +221,7 @@ func TestRouteShowsDemotions(t *testing.T) {
 		t.Errorf("GB: %s", out)
 	}
 	// Voice has its own: p2's calls nobody answered do not count, its failed calls do.
-	sq, err = store.OpenSQLite(context.Background(), db)
+	sq, err = store.OpenSQLite(context.Background(), db, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +266,7 @@ func TestRouteShowsPrices(t *testing.T) {
 		!strings.Contains(out, "2. p1") || !strings.Contains(out, "3. p3\n       no price; no price for GB") {
 		t.Fatalf("configured prices: %d\n%s\n%s", code, out, errs)
 	}
-	sq, err := store.OpenSQLite(context.Background(), db)
+	sq, err := store.OpenSQLite(context.Background(), db, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -441,7 +441,7 @@ func TestMigrateAppliesAndRouteDoesNot(t *testing.T) {
 	cfg := filepath.Join(dir, "c.yaml")
 	os.WriteFile(cfg, []byte("storage: {path: "+db+"}\ntenants: [{name: a, api_key: k}]\nproviders: [{name: p1, type: mock}]\nroutes: [{name: d, providers: [p1]}]\n"), 0o600)
 	code, out, errs := runCmd("migrate", "-c", cfg)
-	sq, err := store.OpenSQLite(ctx, db)
+	sq, err := store.OpenSQLite(ctx, db, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

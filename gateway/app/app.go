@@ -348,7 +348,7 @@ func (a *App) openLog(cfg config.Storage) (store.Backend, error) {
 			a.logAhead(pg.Ahead())
 			return pg, nil
 		}
-		sq, err := store.OpenSQLite(ctx, cfg.Path)
+		sq, err := store.OpenSQLite(ctx, cfg.Path, a.log)
 		if err != nil {
 			return nil, err
 		}

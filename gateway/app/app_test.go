@@ -679,7 +679,7 @@ routes: [{name: d, providers: [p1]}]
 // (a rollback after an upgrade) serves on it when the log says it may, and says so.
 func TestARollbackStartsOnANewerLog(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "log.db")
-	s, err := store.OpenSQLite(context.Background(), path)
+	s, err := store.OpenSQLite(context.Background(), path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -713,7 +713,7 @@ func TestARollbackStartsOnANewerLog(t *testing.T) {
 // and again.
 func TestASQLiteStartDoesNotWaitForLongMigrations(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "log.db")
-	s, err := store.OpenSQLite(context.Background(), path)
+	s, err := store.OpenSQLite(context.Background(), path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -457,7 +457,7 @@ func openLogAsIs(ctx context.Context, cfg *config.Config) (store.Backend, error)
 
 // Migrate applies the message log's migrations of cfg, as serve does at start, and returns the
 // schema version it is at and, when that is newer than this build knows (a rollback), the
-// version this build knows (else 0). log gets the progress of long PostgreSQL migrations. With
+// version this build knows (else 0). log gets the progress of long migrations. With
 // storage.driver memory there is nothing to migrate: 0, 0.
 func Migrate(ctx context.Context, cfg *config.Config, log *slog.Logger) (version, known int, err error) {
 	type migrated interface {
@@ -468,7 +468,7 @@ func Migrate(ctx context.Context, cfg *config.Config, log *slog.Logger) (version
 	var b migrated
 	switch cfg.Storage.Driver {
 	case "sqlite":
-		b, err = store.OpenSQLite(ctx, cfg.Storage.Path)
+		b, err = store.OpenSQLite(ctx, cfg.Storage.Path, log)
 	case "postgres":
 		b, err = store.OpenPostgres(ctx, cfg.Storage.DSN.Reveal(), log)
 	default:

@@ -92,7 +92,7 @@ func TestAnsweredSendIsRecordedAtShutdown(t *testing.T) {
 	if r.Status != 200 {
 		t.Fatalf("in-flight send: %d %s", r.Status, r.Raw)
 	}
-	sq, err := store.OpenSQLite(context.Background(), strings.TrimSuffix(h.path, "smsgate.yaml")+"log.db")
+	sq, err := store.OpenSQLite(context.Background(), strings.TrimSuffix(h.path, "smsgate.yaml")+"log.db", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

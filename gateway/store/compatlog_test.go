@@ -94,7 +94,7 @@ func TestCompatFiltersUseTheirIndexes(t *testing.T) {
 	byBulk := Query{Tenant: "acme", Compat: true, BulkID: "b1", Limit: 50}
 	byID := Query{Tenant: "acme", Compat: true, ID: "ref-1", Limit: 50}
 	t.Run("sqlite", func(t *testing.T) {
-		s, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "log.db"))
+		s, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "log.db"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

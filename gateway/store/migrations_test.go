@@ -85,25 +85,75 @@ func TestPostgresIndexBuildResumes(t *testing.T) {
 	}
 }
 
-// TestSQLiteUpgradeBuildsTheIndexes: a log written by the version before migration 6 gets the
-// indexes of migrations 6 and 7 at the next start, over the rows already there.
-func TestSQLiteUpgradeBuildsTheIndexes(t *testing.T) {
+// sqliteAtVersion5 opens a new SQLite log whose schema is that of version 5, before migrations 6
+// and 7, and returns its path.
+func sqliteAtVersion5(t *testing.T) (string, *SQLite) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "log.db")
-	ctx := context.Background()
-	s, err := OpenSQLite(ctx, path)
+	s, err := OpenSQLite(context.Background(), path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The schema of version 5.
-	if _, err := s.w.ExecContext(ctx, `DROP INDEX messages_bulk; DROP INDEX messages_reference; DROP INDEX messages_unpulled;
+	if _, err := s.w.Exec(`DROP INDEX messages_bulk; DROP INDEX messages_reference; DROP INDEX messages_unpulled;
 		CREATE INDEX messages_untaken ON messages(tenant, created_at) WHERE source != '' AND report_taken = 0;
 		UPDATE schema_version SET version = 5`); err != nil {
 		t.Fatal(err)
 	}
+	return path, s
+}
+
+// TestALongSQLiteMigrationSaysSo: SQLite migrations that run long (an index built over a large
+// file; here migrations waiting for another process's write to the file) log what they do and for
+// how long every migrateLogEvery, as PostgreSQL's do, and go on to the end. They used to fail at
+// once with SQLITE_BUSY: the transaction began deferred, and WAL mode does not wait to upgrade a
+// reader to a writer.
+func TestALongSQLiteMigrationSaysSo(t *testing.T) {
+	ctx := context.Background()
+	path, s := sqliteAtVersion5(t)
+	s.Close()
+	other, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	other.SetMaxOpenConns(1)
+	if _, err := other.Exec(`BEGIN IMMEDIATE`); err != nil {
+		t.Fatal(err)
+	}
+	fastMigrationWatch(t)
+	var logs syncbuf.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	go func() {
+		time.Sleep(500 * time.Millisecond)
+		other.Exec(`ROLLBACK`)
+	}()
+	s, err = OpenSQLite(ctx, path, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if v, _ := s.SchemaVersion(ctx); v != len(migrations) {
+		t.Errorf("schema version %d, want %d", v, len(migrations))
+	}
+	if got := logs.String(); !strings.Contains(got, `msg="message log migrations still running" step="waiting for the file's write lock (another process is writing to it)" running_for=`) {
+		t.Errorf("no progress line saying what the migrations wait for: %s", got)
+	}
+	at := len(logs.String())
+	time.Sleep(250 * time.Millisecond)
+	if more := logs.String()[at:]; more != "" {
+		t.Errorf("progress lines after the migrations ended: %s", more)
+	}
+}
+
+// TestSQLiteUpgradeBuildsTheIndexes: a log written by the version before migration 6 gets the
+// indexes of migrations 6 and 7 at the next start, over the rows already there.
+func TestSQLiteUpgradeBuildsTheIndexes(t *testing.T) {
+	ctx := context.Background()
+	path, s := sqliteAtVersion5(t)
 	st := New(Options{Backend: s})
 	compatRecords(t, st)
 	st.Close()
-	s, err = OpenSQLite(ctx, path)
+	s, err := OpenSQLite(ctx, path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +348,7 @@ func TestARollbackRunsOnANewerSchema(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "log.db")
 	for name, be := range map[string]backend{
 		"sqlite": {
-			open: func() (Backend, error) { return OpenSQLite(ctx, path) },
+			open: func() (Backend, error) { return OpenSQLite(ctx, path, nil) },
 			exec: func(q string) {
 				db, err := sql.Open("sqlite", "file:"+path)
 				if err == nil {

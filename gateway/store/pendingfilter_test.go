@@ -20,7 +20,7 @@ import (
 func TestInsertsLookUpPendingReportsOnlyWhenOneMayWait(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "log.db")
-	s, err := OpenSQLite(ctx, path)
+	s, err := OpenSQLite(ctx, path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestInsertsLookUpPendingReportsOnlyWhenOneMayWait(t *testing.T) {
 	s.Close()
 
 	// After a restart the filter is built from the file.
-	s, err = OpenSQLite(ctx, path)
+	s, err = OpenSQLite(ctx, path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -125,18 +127,20 @@ func (s *SQLite) Ahead() (version, known int) {
 }
 
 // OpenSQLite opens (creating it and its directory if needed) and migrates the database at path.
-func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
-	return openSQLite(ctx, path, true)
+// Migrations run without a bound (an index built over a large file takes as long as the file is
+// large), and log (nil: none) gets a line every migrateLogEvery while they run.
+func OpenSQLite(ctx context.Context, path string, log *slog.Logger) (*SQLite, error) {
+	return openSQLite(ctx, path, log, true)
 }
 
 // OpenSQLiteAsIs opens the database at path without migrating it, for tools that only read
 // (smsgate route): it fails with ErrSchemaOld when this build's migrations are not all applied,
 // and as OpenSQLite does when the schema is newer than this build can run on.
 func OpenSQLiteAsIs(ctx context.Context, path string) (*SQLite, error) {
-	return openSQLite(ctx, path, false)
+	return openSQLite(ctx, path, nil, false)
 }
 
-func openSQLite(ctx context.Context, path string, migrate bool) (*SQLite, error) {
+func openSQLite(ctx context.Context, path string, log *slog.Logger, migrate bool) (*SQLite, error) {
 	if dir := filepath.Dir(path); dir != "" {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return nil, fmt.Errorf("message log: %w", err)
@@ -146,13 +150,17 @@ func openSQLite(ctx context.Context, path string, migrate bool) (*SQLite, error)
 	// the database and its fsync would stall every send waiting on that batch); checkpointer
 	// does it in the background.
 	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_pragma=wal_autocheckpoint(0)"
-	w, err := sql.Open("sqlite", dsn)
+	// The writer begins its transactions IMMEDIATE: one that began deferred, read, and then wrote
+	// while another process held the file's write lock (smsgate migrate, a sqlite3 shell) failed at
+	// once with SQLITE_BUSY, as WAL mode does not wait on an upgrade from reading to writing;
+	// IMMEDIATE takes the write lock first, within busy_timeout.
+	w, err := sql.Open("sqlite", dsn+"&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("message log: %w", err)
 	}
 	w.SetMaxOpenConns(1)
 	s := &SQLite{w: w}
-	if err := s.migrate(ctx, migrate); err != nil {
+	if err := s.migrate(ctx, log, migrate); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("message log %s: %w", path, err)
 	}
@@ -229,16 +237,43 @@ func (s *SQLite) SchemaVersion(ctx context.Context) (int, error) {
 }
 
 // migrate applies the migrations this build knows and the database lacks; with apply false it
-// only checks that there are none (ErrSchemaOld).
-func (s *SQLite) migrate(ctx context.Context, apply bool) error {
+// only checks that there are none (ErrSchemaOld). SQLite says nothing of a statement's progress,
+// so the lines on log say which migration runs and for how long (the file is local: no watcher
+// needs to ask whether the database is alive).
+func (s *SQLite) migrate(ctx context.Context, log *slog.Logger, apply bool) error {
+	step := new(atomic.Pointer[string])
+	at := func(st string) { step.Store(&st) }
+	at("starting")
+	if log != nil {
+		var wg sync.WaitGroup
+		done := make(chan struct{})
+		defer wg.Wait()
+		defer close(done)
+		wg.Go(func() {
+			began := time.Now()
+			t := time.NewTicker(migrateLogEvery)
+			defer t.Stop()
+			for {
+				select {
+				case <-done:
+					return
+				case <-t.C:
+					log.Info("message log migrations still running", "step", *step.Load(),
+						"running_for", time.Since(began).Round(time.Second).String())
+				}
+			}
+		})
+	}
 	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
 		return err
 	}
+	at("waiting for the file's write lock (another process is writing to it)")
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
+	at("reading the schema version")
 	var v int
 	switch err := tx.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v); {
 	case errors.Is(err, sql.ErrNoRows):
@@ -270,6 +305,7 @@ func (s *SQLite) migrate(ctx context.Context, apply bool) error {
 		return nil
 	}
 	for i := v; i < len(migrations); i++ {
+		at(fmt.Sprintf("migration %d", i+1))
 		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
 			return fmt.Errorf("migration %d: %w", i+1, err)
 		}

@@ -44,7 +44,7 @@ func backends(t *testing.T, f func(t *testing.T, open func() Backend)) {
 	t.Run("sqlite", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "log.db")
 		f(t, func() Backend {
-			s, err := OpenSQLite(context.Background(), path)
+			s, err := OpenSQLite(context.Background(), path, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -188,7 +188,7 @@ func TestBackgroundPurgeRuns(t *testing.T) {
 
 func TestRestartKeepsRecordsAndCloseFlushes(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "log.db")
-	b, err := OpenSQLite(context.Background(), path)
+	b, err := OpenSQLite(context.Background(), path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +202,7 @@ func TestRestartKeepsRecordsAndCloseFlushes(t *testing.T) {
 	if err := s.Insert(context.Background(), record("late", "acme", "p", "x", t0)); err != ErrClosed {
 		t.Errorf("insert after close = %v, want ErrClosed", err)
 	}
-	b2, err := OpenSQLite(context.Background(), path)
+	b2, err := OpenSQLite(context.Background(), path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,11 +226,11 @@ func TestInsertWaitsForTheCommit(t *testing.T) {
 			switch name {
 			case "sqlite":
 				path := filepath.Join(t.TempDir(), "log.db")
-				sa, err := OpenSQLite(context.Background(), path)
+				sa, err := OpenSQLite(context.Background(), path, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
-				sb, _ := OpenSQLite(context.Background(), path)
+				sb, _ := OpenSQLite(context.Background(), path, nil)
 				a, b = sa, sb
 			case "postgres":
 				dsn := pgtest.DSN(t)
@@ -268,7 +268,7 @@ func TestInsertWaitsForTheCommit(t *testing.T) {
 func TestNoCodeInDatabaseFile(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "log.db")
-	b, err := OpenSQLite(context.Background(), path)
+	b, err := OpenSQLite(context.Background(), path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +320,7 @@ func BenchmarkRecordPath(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			var be Backend = NewMemory()
 			if name == "sqlite" {
-				sq, err := OpenSQLite(context.Background(), filepath.Join(b.TempDir(), "bench.db"))
+				sq, err := OpenSQLite(context.Background(), filepath.Join(b.TempDir(), "bench.db"), nil)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -449,7 +449,7 @@ func (c *counters) get() (failed, backlog, dropped int) {
 // order, tried again with backoff, counted and logged; when it recovers, every write lands.
 func TestFailingDatabaseIsRetriedNotDropped(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "log.db")
-	sq, err := OpenSQLite(context.Background(), path)
+	sq, err := OpenSQLite(context.Background(), path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -991,7 +991,7 @@ func TestUpgradeLeavesPushedReportsAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	b, err := OpenSQLite(context.Background(), path)
+	b, err := OpenSQLite(context.Background(), path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1013,7 +1013,7 @@ func TestUpgradeLeavesPushedReportsAlone(t *testing.T) {
 // lock nor holds up the message log's writer for it. Here another connection holds that lock.
 func TestPollsAndSweepsDoNotWaitForTheWriter(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "log.db")
-	b, err := OpenSQLite(context.Background(), path)
+	b, err := OpenSQLite(context.Background(), path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1309,7 +1309,7 @@ func TestReadsLeaveTheWriterAlone(t *testing.T) {
 // statement held SQLite's lock, and every send's record with it, for seconds on a large log.
 func TestSQLitePurgeLetsTheWriterIn(t *testing.T) {
 	ctx := context.Background()
-	s, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "log.db"))
+	s, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "log.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,7 +49,7 @@ func main() {
 	var inFlight atomic.Int64
 	var seq atomic.Int64
 	if *logPath != "" {
-		sq, err := store.OpenSQLite(context.Background(), *logPath)
+		sq, err := store.OpenSQLite(context.Background(), *logPath, nil)
 		if err != nil {
 			log.Fatal(err)
 		}
