@@ -102,6 +102,11 @@ func (e *Error) Unwrap() error { return e.Err }
 // ErrUnauthenticated is returned by ReportReceiver when a report's credentials or signature are wrong.
 var ErrUnauthenticated = errors.New("unauthenticated")
 
+// ErrChallenge is returned by ReportReceiver for a report that carries no credentials where its
+// provider sends them only when asked: Amazon SNS sends the user and password of its subscription
+// URL only after a 401 with WWW-Authenticate. Answered so, the provider posts the report again.
+var ErrChallenge = errors.New("credentials required")
+
 // ClassOf returns the class of err: the class of the first *Error in its chain, ClassCancelled for
 // context.Canceled, ClassProvider (with Timeout) for context.DeadlineExceeded, else ClassProvider.
 func ClassOf(err error) Class {

@@ -172,6 +172,11 @@ func (a *App) Reports(ctx context.Context, typ, name string, r *http.Request, bo
 		return httpapi.ErrMediaType
 	}
 	reps, err := rr.ParseReports(r, body, publicURL)
+	if errors.Is(err, gateway.ErrChallenge) {
+		// The provider's usual first post, before it sends its credentials: not logged.
+		a.metrics.DeliveryReports.WithLabelValues(name, "challenged").Inc()
+		return httpapi.ErrChallenge
+	}
 	if errors.Is(err, gateway.ErrUnauthenticated) {
 		a.metrics.DeliveryReports.WithLabelValues(name, "unauthenticated").Inc()
 		if ok, left := a.errorLine("report|" + name + "|unauthenticated"); ok {

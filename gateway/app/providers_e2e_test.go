@@ -326,3 +326,47 @@ func TestWebhookMethodsAndContentTypesAsDeclared(t *testing.T) {
 		t.Errorf("providers endpoint lacks the webhook: %s", prov.Raw)
 	}
 }
+
+// TestAnAWSReportIsAskedForItsSecret: an aws-sms-voice provider with webhook_secret answers a post
+// without credentials 401 with a WWW-Authenticate challenge (SNS sends the subscription URL's user
+// and password only when challenged), counted as challenged and not logged, as every report's
+// first post is; one with another password is refused 403 and logged. Neither reaches the SNS
+// checks (no certificate fetch: this test has no network).
+func TestAnAWSReportIsAskedForItsSecret(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	h := start(t, `
+tenants: [{name: acme, api_key: acme-key-0123456789}]
+providers:
+  - name: eum
+    type: aws-sms-voice
+    region: eu-west-1
+    origination_identity: "+14155550000"
+    configuration_set: smsgate
+    event_topics: ["arn:aws:sns:eu-west-1:123456789012:smsgate-events"]
+    webhook_secret: sns-hook-secret-0123456789
+routes: [{name: d, providers: [eum]}]
+`, Options{})
+	body := `{"Type":"Notification","MessageId":"n1","TopicArn":"arn:aws:sns:eu-west-1:123456789012:smsgate-events","Message":"{}",` +
+		`"Timestamp":"2026-12-01T12:00:00.000Z","SignatureVersion":"2","Signature":"c2ln","SigningCertURL":"https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.pem"}`
+	r := h.do("POST", "/v1/dlr/aws-sms-voice/eum", "", body, "Content-Type", "text/plain; charset=UTF-8")
+	if r.Status != 401 || errCode(r) != "unauthorized" || r.Header.Get("WWW-Authenticate") != `Basic realm="smsgate delivery reports"` {
+		t.Errorf("a post without credentials: %d %v %s", r.Status, r.Header, r.Raw)
+	}
+	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("smsgate:another-secret-0123456789"))
+	r = h.do("POST", "/v1/dlr/aws-sms-voice/eum", "", body, "Content-Type", "text/plain; charset=UTF-8", "Authorization", basic)
+	if r.Status != 403 || errCode(r) != "forbidden" || r.Header.Get("WWW-Authenticate") != "" {
+		t.Errorf("a post with another secret: %d %v %s", r.Status, r.Header, r.Raw)
+	}
+	metrics := h.do("GET", "/metrics", "", "").Raw
+	for _, want := range []string{`smsgate_delivery_reports_total{provider="eum",status="challenged"} 1`,
+		`smsgate_delivery_reports_total{provider="eum",status="unauthenticated"} 1`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if logs := h.logs.String(); strings.Count(logs, "delivery report rejected") != 1 || strings.Contains(logs, "sns-hook-secret") {
+		t.Errorf("want one line, for the wrong secret, and no secret: %s", logs)
+	}
+}

@@ -151,8 +151,11 @@ type ReportEndpoint struct {
 
 // Errors the Backend returns that map to HTTP statuses.
 var (
-	ErrNotFound         = errors.New("not found")
-	ErrUnauthenticated  = errors.New("unauthenticated")
+	ErrNotFound        = errors.New("not found")
+	ErrUnauthenticated = errors.New("unauthenticated")
+	// ErrChallenge asks for HTTP basic auth (401 with WWW-Authenticate), which some providers
+	// send only when asked.
+	ErrChallenge        = errors.New("credentials required")
 	ErrBadRequest       = errors.New("bad request")
 	ErrMethodNotAllowed = errors.New("method not allowed")
 	ErrMediaType        = errors.New("unsupported media type")
@@ -606,6 +609,9 @@ func (h *handlers) report(c echo.Context) error {
 		return fail(http.StatusUnsupportedMediaType, "unsupported_media_type", "this provider does not send delivery reports of this content type")
 	case errors.Is(err, ErrUnauthenticated):
 		return fail(http.StatusForbidden, "forbidden", "the report's credentials or signature are not valid")
+	case errors.Is(err, ErrChallenge):
+		c.Response().Header().Set("WWW-Authenticate", `Basic realm="smsgate delivery reports"`)
+		return fail(http.StatusUnauthorized, "unauthorized", "this provider's reports carry its webhook_secret as the HTTP basic auth password")
 	case errors.Is(err, ErrBadRequest):
 		return fail(http.StatusBadRequest, "invalid_report", "the report could not be parsed")
 	case errors.Is(err, ErrReportUnavailable):

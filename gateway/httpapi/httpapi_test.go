@@ -137,7 +137,7 @@ func TestReportErrorsMap(t *testing.T) {
 	for _, tc := range []struct {
 		err    error
 		status int
-	}{{nil, 200}, {ErrNotFound, 404}, {ErrUnauthenticated, 403}, {ErrBadRequest, 400}, {ErrReportUnavailable, 503}, {errors.New("disk"), 503}} {
+	}{{nil, 200}, {ErrNotFound, 404}, {ErrUnauthenticated, 403}, {ErrChallenge, 401}, {ErrBadRequest, 400}, {ErrReportUnavailable, 503}, {errors.New("disk"), 503}} {
 		res, body := do(t, &stubBackend{reports: tc.err}, "POST", "/v1/dlr/infobip/x", "", "{}")
 		if res.StatusCode != tc.status {
 			t.Errorf("%v: %d %s", tc.err, res.StatusCode, body)

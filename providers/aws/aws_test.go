@@ -405,11 +405,72 @@ func TestCertificateFetchesArePaced(t *testing.T) {
 	}
 }
 
+// TestAWebhookSecretIsCheckedFirst: with webhook_secret set, a post without it is asked for it
+// (401, which SNS answers by posting again with the subscription URL's user and password), and one
+// with another is refused, both before the JSON is read or any certificate fetched: a stranger
+// who knows a topic's ARN can no longer spend the pace of certificate fetches that a new
+// certificate of AWS would need. The previous secret still passes while subscriptions move.
+func TestAWebhookSecretIsCheckedFirst(t *testing.T) {
+	staticCredentials(t)
+	signer := newSigner(t)
+	c := SMSVoiceConfig{Common: Common{Region: region}, OriginationIdentity: "+14155550000", ConfigurationSet: "smsgate", EventTopics: []string{topic},
+		WebhookSecret: "new-secret-0123456789", PreviousWebhookSecrets: []gateway.Secret{"old-secret-0123456789"}}
+	c.Defaults()
+	if p := c.Validate(); len(p) > 0 {
+		t.Fatalf("config: %v", p)
+	}
+	p := NewSMSVoice(c, gateway.Deps{Name: "eum"})
+	var fetched int
+	p.fetchCert = func(context.Context, string) ([]byte, error) { fetched++; return signer.cert, nil }
+	post := func(certURL, password string, basic bool) ([]gateway.DeliveryReport, error) {
+		body := signer.sign(t, map[string]string{"Type": "Notification", "MessageId": "n1", "TopicArn": topic, "Subject": "event",
+			"Message": `{"eventType":"TEXT_DELIVERED","messageId":"aws-m1"}`, "Timestamp": "2026-11-30T12:00:05.000Z", "SignatureVersion": "2", "SigningCertURL": certURL})
+		r := httptest.NewRequest("POST", "/v1/dlr/aws-sms-voice/eum?secret=new-secret-0123456789", bytes.NewReader(body))
+		if basic {
+			r.SetBasicAuth("smsgate", password)
+		}
+		return p.ParseReports(r, body, "")
+	}
+	for i := range 20 {
+		made := fmt.Sprintf("https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-%032x.pem", i)
+		if _, err := post(made, "", false); err != gateway.ErrChallenge {
+			t.Fatalf("without credentials (the secret in the query does not count): %v, want ErrChallenge", err)
+		}
+		if _, err := post(made, "wrong-secret-0123456789", true); err != gateway.ErrUnauthenticated {
+			t.Fatalf("with another secret: %v, want ErrUnauthenticated", err)
+		}
+	}
+	if fetched != 0 {
+		t.Errorf("posts without the secret made %d certificate fetches", fetched)
+	}
+	if _, err := p.ParseReports(httptest.NewRequest("POST", "/", strings.NewReader("not json")), []byte("not json"), ""); err != gateway.ErrChallenge {
+		t.Errorf("a body that is not SNS's, without credentials: %v, want ErrChallenge", err)
+	}
+	cert := "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.pem"
+	for _, pw := range []string{"new-secret-0123456789", "old-secret-0123456789"} {
+		reps, err := post(cert, pw, true)
+		if err != nil || len(reps) != 1 || reps[0].Status != gateway.StatusDelivered {
+			t.Errorf("with %s: %v %v", pw, reps, err)
+		}
+	}
+	if fetched != 1 {
+		t.Errorf("%d certificate fetches, want the one", fetched)
+	}
+	if auth := p.Webhook().Auth; !strings.Contains(auth, "basic auth") || strings.Contains(auth, "new-secret") {
+		t.Errorf("the webhook's auth says %q", auth)
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
-	c := SMSVoiceConfig{Common: Common{Region: "Europe", Endpoint: "ftp://x"}, EventTopics: []string{"not-an-arn"}}
+	c := SMSVoiceConfig{Common: Common{Region: "Europe", Endpoint: "ftp://x"}, EventTopics: []string{"not-an-arn"}, PreviousWebhookSecrets: []gateway.Secret{"old-secret-0123456789"}}
+	bad := SMSVoiceConfig{Common: Common{Region: "eu-west-1"}, OriginationIdentity: "+14155550000", WebhookSecret: "p@ss:word/0123456789"}
+	if diff := cmp.Diff([]gateway.Problem{{Key: "webhook_secret", Message: "may hold only letters, digits and -._~ (it is the password in the SNS subscription's URL)"}}, bad.Validate()); diff != "" {
+		t.Errorf("a secret a URL would need escaped (-want +got):\n%s", diff)
+	}
 	c.Defaults()
 	want := []gateway.Problem{{Key: "endpoint", Message: `"ftp://x" is not an http(s) URL`}, {Key: "region", Message: `"Europe" is not an AWS region such as eu-west-1`},
-		{Key: "origination_identity", Message: "is required (a phone number, sender id, pool, or its ARN)"}, {Key: "event_topics[0]", Message: `"not-an-arn" is not an SNS topic ARN`}}
+		{Key: "origination_identity", Message: "is required (a phone number, sender id, pool, or its ARN)"}, {Key: "event_topics[0]", Message: `"not-an-arn" is not an SNS topic ARN`},
+		{Key: "previous_webhook_secrets", Message: "needs webhook_secret (the secret they were replaced by)"}}
 	if diff := cmp.Diff(want, c.Validate()); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}

@@ -42,7 +42,16 @@ type SMSVoiceConfig struct {
 	// EventTopics are the ARNs of the SNS topics whose HTTPS subscriptions may post delivery events
 	// to this provider: only their subscriptions are confirmed and their messages accepted.
 	EventTopics []string `yaml:"event_topics"`
+	// WebhookSecret, when set, must come with every post as the password of HTTP basic auth (the
+	// subscription's URL https://smsgate:SECRET@host/...; SNS sends it after a 401 challenge),
+	// checked before the signature: a post without it costs no certificate fetch.
+	WebhookSecret gateway.Secret `yaml:"webhook_secret"`
+	// PreviousWebhookSecrets are still accepted while the subscriptions move to a new secret.
+	PreviousWebhookSecrets []gateway.Secret `yaml:"previous_webhook_secrets"`
 }
+
+// urlSafe are the characters a password in a URL may hold unescaped.
+const urlSafe = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 
 var arnRe = regexp.MustCompile(`^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]+$`)
 
@@ -72,6 +81,13 @@ func (c *SMSVoiceConfig) Validate() []gateway.Problem {
 			add(fmt.Sprintf("event_topics[%d]", i), "%q is not an SNS topic ARN", t)
 		}
 	}
+	if len(c.PreviousWebhookSecrets) > 0 && c.WebhookSecret == "" {
+		add("previous_webhook_secrets", "needs webhook_secret (the secret they were replaced by)")
+	}
+	if s := c.WebhookSecret.Reveal(); strings.Trim(s, urlSafe) != "" {
+		// It is written into the subscription's URL as it is: no character that URL would need escaped.
+		add("webhook_secret", "may hold only letters, digits and -._~ (it is the password in the SNS subscription's URL)")
+	}
 	return p
 }
 
@@ -100,7 +116,7 @@ const maxCerts = 32
 
 // NewSMSVoice returns a driver; cfg must have passed Validate.
 func NewSMSVoice(cfg SMSVoiceConfig, deps gateway.Deps) *SMSVoice {
-	d := &SMSVoice{cfg: cfg, kit: kit.New(deps), http: deps.HTTPClient, fetches: rate.NewLimiter(rate.Every(time.Second), 4)}
+	d := &SMSVoice{cfg: cfg, kit: kit.New(deps, kit.Reveal(cfg.PreviousWebhookSecrets, cfg.WebhookSecret)...), http: deps.HTTPClient, fetches: rate.NewLimiter(rate.Every(time.Second), 4)}
 	if d.http == nil {
 		d.http = http.DefaultClient
 	}
@@ -227,7 +243,15 @@ var _ gateway.ReportReceiver = (*SMSVoice)(nil)
 // Webhook implements gateway.ReportReceiver: an SNS topic's HTTPS subscription.
 func (d *SMSVoice) Webhook() gateway.Webhook {
 	return gateway.Webhook{Methods: []string{http.MethodPost}, ContentTypes: []string{"text/plain", "application/json"},
-		Auth: "SNS message signatures (SignatureVersion 1 and 2, certificates from sns.<region>.amazonaws.com), topics listed in event_topics"}
+		Auth: d.webhookAuth()}
+}
+
+func (d *SMSVoice) webhookAuth() string {
+	auth := "SNS message signatures (SignatureVersion 1 and 2, certificates from sns.<region>.amazonaws.com), topics listed in event_topics"
+	if d.cfg.WebhookSecret != "" {
+		auth = "webhook_secret as the HTTP basic auth password (asked for with a 401), then " + auth
+	}
+	return auth
 }
 
 // envelope is an SNS HTTP(S) delivery.
@@ -392,6 +416,16 @@ func eventStatus(t string) string {
 // ParseReports implements gateway.ReportReceiver: SNS posts a SubscriptionConfirmation first
 // (confirmed only for listed topics), then Notifications carrying the events.
 func (d *SMSVoice) ParseReports(r *http.Request, body []byte, _ string) ([]gateway.DeliveryReport, error) {
+	if d.cfg.WebhookSecret != "" {
+		// Before anything else, the JSON included: a post without the secret costs nothing.
+		_, pw, ok := r.BasicAuth()
+		if !ok {
+			return nil, gateway.ErrChallenge
+		}
+		if !kit.SecretMatches(pw, d.cfg.WebhookSecret, d.cfg.PreviousWebhookSecrets...) {
+			return nil, gateway.ErrUnauthenticated
+		}
+	}
 	var e envelope
 	if err := json.Unmarshal(body, &e); err != nil || e.Type == "" {
 		return nil, &gateway.Error{Class: gateway.ClassCaller, Code: "invalid_report", Message: "not an SNS message"}
