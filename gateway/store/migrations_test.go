@@ -106,7 +106,7 @@ func sqliteAtVersion5(t *testing.T) (string, *SQLite) {
 // file; here migrations waiting for another process's write to the file) log what they do and for
 // how long every migrateLogEvery, as PostgreSQL's do, and go on to the end. They used to fail at
 // once with SQLITE_BUSY: the transaction began deferred, and WAL mode does not wait to upgrade a
-// reader to a writer.
+// reader to a writer. Beside the same writer, a log opened as it is (no migration) still opens.
 func TestALongSQLiteMigrationSaysSo(t *testing.T) {
 	ctx := context.Background()
 	path, s := sqliteAtVersion5(t)
@@ -143,6 +143,17 @@ func TestALongSQLiteMigrationSaysSo(t *testing.T) {
 	if more := logs.String()[at:]; more != "" {
 		t.Errorf("progress lines after the migrations ended: %s", more)
 	}
+	// A log opened as it is (smsgate route, which only reads) does not take the write lock: it
+	// would wait busy_timeout for the writer's, then fail.
+	if _, err := other.Exec(`BEGIN IMMEDIATE`); err != nil {
+		t.Fatal(err)
+	}
+	defer other.Exec(`ROLLBACK`)
+	ro, err := OpenSQLiteAsIs(ctx, path)
+	if err != nil {
+		t.Fatalf("opened as it is beside a writer: %v", err)
+	}
+	ro.Close()
 }
 
 // TestSQLiteUpgradeBuildsTheIndexes: a log written by the version before migration 6 gets the

@@ -153,8 +153,13 @@ func openSQLite(ctx context.Context, path string, log *slog.Logger, migrate bool
 	// The writer begins its transactions IMMEDIATE: one that began deferred, read, and then wrote
 	// while another process held the file's write lock (smsgate migrate, a sqlite3 shell) failed at
 	// once with SQLITE_BUSY, as WAL mode does not wait on an upgrade from reading to writing;
-	// IMMEDIATE takes the write lock first, within busy_timeout.
-	w, err := sql.Open("sqlite", dsn+"&_txlock=immediate")
+	// IMMEDIATE takes the write lock first, within busy_timeout. A log opened as it is (a tool
+	// that only reads) takes no write lock at all.
+	wdsn := dsn
+	if migrate {
+		wdsn += "&_txlock=immediate"
+	}
+	w, err := sql.Open("sqlite", wdsn)
 	if err != nil {
 		return nil, fmt.Errorf("message log: %w", err)
 	}
