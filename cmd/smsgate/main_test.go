@@ -311,14 +311,18 @@ func warnsOnlyWithout(t *testing.T, cfg, want, fix string) {
 	}
 }
 
-// TestValidateWarnsOfGuessableKeys: an API key or admin token shorter than 16 characters is named
-// by its place, never by its value; long ones are not.
+// TestValidateWarnsOfGuessableKeys: an API key, admin token or provider's webhook secret shorter
+// than 16 characters is named by its place, never by its value; long ones are not.
 func TestValidateWarnsOfGuessableKeys(t *testing.T) {
 	const cfg = `server: {admin_token: adm1n, previous_admin_tokens: [old-admin-token-0123]}
 tenants:
   - {name: a, api_key: sh0rt, previous_api_keys: [0123456789abcdef, t1ny]}
   - {name: b, api_key: b-key-long-enough-0123}
-providers: [{name: m, type: mock}]
+providers:
+  - {name: m, type: mock}
+  - {name: ib, type: infobip, api_key: k, base_url: "https://x.api.infobip.com", webhook_secret: h00k, previous_webhook_secrets: [old-hook-secret-0123, 0ld]}
+  - {name: eum, type: aws-sms-voice, region: eu-west-1, origination_identity: "+14155550000", webhook_secret: sns-hook-secret-0123}
+  - {name: mi, type: mitto, api_key: k, from: smsgate, webhook_secret: m1tto}
 routes: [{name: d, providers: [m]}]
 `
 	path := filepath.Join(t.TempDir(), "c.yaml")
@@ -333,11 +337,12 @@ routes: [{name: d, providers: [m]}]
 			weak = append(weak, strings.TrimPrefix(strings.SplitN(l, ": shorter", 2)[0], "warning: "+path+":"))
 		}
 	}
-	want := []string{"1: server.admin_token", "3: tenants[0].api_key", "3: tenants[0].previous_api_keys[1]"}
+	want := []string{"1: server.admin_token", "3: tenants[0].api_key", "3: tenants[0].previous_api_keys[1]",
+		"7: providers[1].webhook_secret", "7: providers[1].previous_webhook_secrets[1]", "9: providers[3].webhook_secret"}
 	if diff := cmp.Diff(want, weak); diff != "" {
 		t.Errorf("warned of (-want +got):\n%s\n%s", diff, errs)
 	}
-	for _, secret := range []string{"adm1n", "sh0rt", "t1ny"} {
+	for _, secret := range []string{"adm1n", "sh0rt", "t1ny", "h00k", "0ld", "m1tto"} {
 		if strings.Contains(errs+out, secret) {
 			t.Errorf("the warning shows %q", secret)
 		}

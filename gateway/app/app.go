@@ -651,6 +651,47 @@ func (rt *runtime) checkCredentials() {
 			weak(fmt.Sprintf("tenants[%d].previous_api_keys[%d]", i, k), s)
 		}
 	}
+	// The secrets that authenticate delivery reports: a guessed one lets anyone post reports as
+	// the provider.
+	for i, p := range rt.cfg.Providers {
+		reportSecrets(p.Settings, func(key string, s gateway.Secret) {
+			weak(fmt.Sprintf("providers[%d].%s", i, key), s)
+		})
+	}
+}
+
+// reportSecretKeys are the driver config keys that hold a secret a delivery report must carry,
+// chosen by the gateway's operator (the providers' own credentials, which they generate, are not
+// among them).
+var reportSecretKeys = map[string]bool{"webhook_secret": true, "previous_webhook_secrets": true}
+
+// reportSecrets calls f with each of a driver's settings (a pointer to its config struct) held
+// under reportSecretKeys, by key (list items as key[i]), inline structs included.
+func reportSecrets(settings any, f func(key string, s gateway.Secret)) {
+	reportSecretsOf(reflect.ValueOf(settings), f)
+}
+
+func reportSecretsOf(v reflect.Value, f func(key string, s gateway.Secret)) {
+	v = reflect.Indirect(v)
+	if v.Kind() != reflect.Struct {
+		return
+	}
+	for i := range v.NumField() {
+		sf, fv := v.Type().Field(i), v.Field(i)
+		name, opts, _ := strings.Cut(sf.Tag.Get("yaml"), ",")
+		switch {
+		case !sf.IsExported():
+		case opts == "inline":
+			reportSecretsOf(fv, f)
+		case !reportSecretKeys[name]:
+		case fv.Type() == reflect.TypeFor[gateway.Secret]():
+			f(name, fv.Interface().(gateway.Secret))
+		case fv.Type() == reflect.TypeFor[[]gateway.Secret]():
+			for k, s := range fv.Interface().([]gateway.Secret) {
+				f(fmt.Sprintf("%s[%d]", name, k), s)
+			}
+		}
+	}
 }
 
 // checkMetricsListener warns when the gateway is reachable from outside (server.public_url is
