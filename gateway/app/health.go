@@ -187,17 +187,25 @@ func aggregateHealth(rows []store.HealthRow, minSamples int, countPending func(p
 	return out
 }
 
-// refreshHealth recomputes every (provider, country) rate from the message log and applies the
-// demotion rules (with hysteresis).
+// refreshHealth recomputes every (provider, country) rate from the message log (or from
+// another replica's read of it, healthRows) and applies the demotion rules (with hysteresis),
+// its read bounded by the least budget.
 func (a *App) refreshHealth(ctx context.Context) error {
+	_, _, err := a.refreshHealthWithin(ctx, a.leastHealthBudget())
+	return err
+}
+
+// refreshHealthWithin is refreshHealth with the read bounded by budget; read reports whether
+// this replica read the message log, and cut whether the bound ended that read.
+func (a *App) refreshHealthWithin(ctx context.Context, budget time.Duration) (read, cut bool, err error) {
 	rt := a.rt.Load()
 	dh := rt.cfg.Routing.DeliveryHealth
 	now := a.now()
-	start := time.Now()
-	rows, err := a.store.Health(ctx, now.Add(-dh.Window.D()), now.Add(-dh.ReportTimeout.D()))
-	a.metrics.WindowRead("delivery_health", time.Since(start), err)
+	refresh := dh.Refresh.D()
+	rows, read, err := a.healthRows(ctx, now.Add(-dh.Window.D()), now.Add(-dh.ReportTimeout.D()), budget,
+		func(took time.Duration) time.Duration { return healthWait(refresh, took) })
 	if err != nil {
-		return err
+		return read, wasCut(err), err
 	}
 	counted := aggregateHealth(rows, dh.MinSamples, func(provider string) bool {
 		mi := rt.members[provider]
@@ -245,7 +253,7 @@ func (a *App) refreshHealth(ctx context.Context) error {
 			a.metrics.DeliveryRate.DeleteLabelValues(k.provider, k.country, k.channel())
 		}
 	}
-	return nil
+	return read, false, nil
 }
 
 // healthPace: a refresh waits at least this many times the last one's read before it reads
@@ -283,10 +291,7 @@ func nextHealthBudget(least, budget, took time.Duration, cut bool) time.Duration
 // until stop closes.
 func (a *App) healthLoop(stop <-chan struct{}) {
 	var took time.Duration
-	least := healthBudget
-	if a.opts.healthBudget > 0 {
-		least = a.opts.healthBudget
-	}
+	least := a.leastHealthBudget()
 	budget := least
 	for {
 		rt := a.rt.Load()
@@ -298,14 +303,16 @@ func (a *App) healthLoop(stop <-chan struct{}) {
 		case <-t.C:
 		}
 		if *rt.cfg.Routing.DeliveryHealth.Enabled {
-			ctx, cancel := context.WithTimeout(a.background(), budget)
 			start := time.Now()
-			err := a.refreshHealth(ctx)
+			read, cut, err := a.refreshHealthWithin(a.background(), budget)
 			took = time.Since(start)
-			cut := err != nil && ctx.Err() != nil
-			cancel()
-			if err != nil && !a.quietRead(err) {
+			if err != nil && err != errReadElsewhere && !a.quietRead(err) {
 				a.log.Warn("delivery health could not be refreshed from the message log", "err", err.Error(), "budget", budget.String())
+			}
+			if !read {
+				// Another replica read the window (and paces the next read): refresh again
+				// after refresh.
+				took = 0
 			}
 			budget = nextHealthBudget(least, budget, took, cut)
 		}

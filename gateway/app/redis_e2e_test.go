@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,7 +19,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/smsgate/smsgate/gateway"
 	"github.com/smsgate/smsgate/gateway/policy/redistest"
+	"github.com/smsgate/smsgate/gateway/store"
 	"github.com/smsgate/smsgate/gateway/store/pgtest"
 )
 
@@ -762,4 +765,136 @@ routes: [{name: d, providers: [m]}]
 	within("listing messages", func() response { return h.do("GET", "/v1/messages", key, "") }, is503)
 	within("the Infobip-compatible logs", func() response { return h.do("GET", "/sms/1/logs", "", "", "Authorization", "App "+key) },
 		func(r response) bool { return r.Status == 503 && r.Header.Get("Retry-After") == "1" })
+}
+
+// TestReplicasShareOneReadOfTheHealthWindow: replicas on one PostgreSQL log and one Redis read the
+// delivery-health window once between them per refresh: the first to refresh reads it and
+// publishes the rows, the other applies them (demoting the same provider) without reading; once
+// they are due, whichever refreshes next reads. While another replica holds the read and nothing
+// is published, the table stays as it is. Without Redis each reads its own, and replicas of
+// another log (SQLite files of their own, another PostgreSQL schema) never share theirs.
+func TestReplicasShareOneReadOfTheHealthWindow(t *testing.T) {
+	addr, stop := redistest.Server(t)
+	client := redis.NewClient(&redis.Options{Addr: addr})
+	defer client.Close()
+	clk := &testClock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
+	config := func(storage string) string {
+		return fmt.Sprintf(`
+storage: %s
+state: {driver: redis, redis: {addr: %q, key_prefix: "share:"}, key_secret: "e2e-key-secret-0123456789"}
+routing: {delivery_health: {window: 30m, min_samples: 4, min_rate: 0.7, margin: 0.1, report_timeout: 10m, refresh: 1m}}
+tenants: [{name: acme, api_key: acme-key-0123456789}]
+providers: [{name: m1, type: mock}, {name: m2, type: mock}]
+routes: [{name: d, providers: [m1, m2]}]
+`, storage, addr)
+	}
+	undelivered := func(h *harness, n int) {
+		t.Helper()
+		for i := range n {
+			if err := h.app.Store().Insert(context.Background(), &store.Record{ID: fmt.Sprintf("u%d-%d", i, clk.Now().UnixNano()), Tenant: "acme", Provider: "m1", Country: "GB",
+				Status: gateway.StatusUndelivered, CreatedAt: clk.Now().Add(-5 * time.Minute), UpdatedAt: clk.Now()}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	reads := func(h *harness) float64 {
+		return testutil.ToFloat64(h.app.metrics.WindowReads.WithLabelValues("delivery_health", "ok"))
+	}
+	refresh := func(h *harness) error {
+		t.Helper()
+		return h.app.refreshHealth(context.Background())
+	}
+	demoted := func(h *harness) bool {
+		v := healthOf(h.app, smsKey("m1", "GB"))
+		return v != nil && v.demoted
+	}
+
+	// Replicas with logs of their own each read theirs, Redis or not.
+	dir := t.TempDir()
+	s1 := start(t, config(fmt.Sprintf("{driver: sqlite, path: %q}", filepath.Join(dir, "1.db"))), Options{Now: clk.Now})
+	s2 := start(t, config(fmt.Sprintf("{driver: sqlite, path: %q}", filepath.Join(dir, "2.db"))), Options{Now: clk.Now})
+	undelivered(s1, 4)
+	if err := errors.Join(refresh(s1), refresh(s2)); err != nil || reads(s1) != 1 || reads(s2) != 1 || !demoted(s1) || demoted(s2) {
+		t.Errorf("SQLite replicas: %v; reads %v and %v (want one each), demoted %v and %v (want the one with the messages)", err, reads(s1), reads(s2), demoted(s1), demoted(s2))
+	}
+
+	dsn := pgtest.DSN(t)
+	a := start(t, config(fmt.Sprintf("{driver: postgres, dsn: %q, commit_timeout: 50ms}", dsn)), Options{Now: clk.Now})
+	b := start(t, config(fmt.Sprintf("{driver: postgres, dsn: %q, commit_timeout: 50ms}", dsn)), Options{Now: clk.Now})
+	undelivered(a, 4)
+	if err := refresh(a); err != nil || reads(a) != 1 || !demoted(a) {
+		t.Fatalf("a: %v; reads %v, demoted %v", err, reads(a), demoted(a))
+	}
+	if err := refresh(b); err != nil || reads(b) != 0 || !demoted(b) {
+		t.Errorf("b after a's read: %v; reads %v (want none), demoted %v (want a's rows applied)", err, reads(b), demoted(b))
+	}
+	// Due after refresh (a read that takes little is paced by refresh alone): b reads, a uses it.
+	clk.Add(time.Minute + time.Second)
+	if err := errors.Join(refresh(b), refresh(a)); err != nil || reads(b) != 1 || reads(a) != 1 || !demoted(a) || !demoted(b) {
+		t.Errorf("the next refreshes: %v; reads a %v b %v (want 1 and 1), demoted %v %v", err, reads(a), reads(b), demoted(a), demoted(b))
+	}
+	// A replica of another log (here another schema) on the same Redis reads its own.
+	c := start(t, config(fmt.Sprintf("{driver: postgres, dsn: %q, commit_timeout: 50ms}", pgtest.DSN(t))), Options{Now: clk.Now})
+	if err := refresh(c); err != nil || reads(c) != 1 || demoted(c) {
+		t.Errorf("a replica of another log: %v; reads %v (want its own), demoted %v (want not: its log has no message)", err, reads(c), demoted(c))
+	}
+	// Another replica reads and nothing is published yet: no read, the table as it was.
+	window, lock := a.app.healthKeys()
+	ctx := context.Background()
+	if err := errors.Join(client.Del(ctx, window).Err(), client.Set(ctx, lock, "another", time.Minute).Err()); err != nil {
+		t.Fatal(err)
+	}
+	if err := refresh(a); err != errReadElsewhere || reads(a) != 1 || !demoted(a) {
+		t.Errorf("while another reads: %v (want errReadElsewhere); reads %v, demoted %v", err, reads(a), demoted(a))
+	}
+	if ttl := client.TTL(ctx, lock).Val(); ttl <= 0 || client.Get(ctx, lock).Val() != "another" {
+		t.Errorf("another reader's lock was touched: %v %q", ttl, client.Get(ctx, lock).Val())
+	}
+	// Redis gone: each reads its own.
+	stop()
+	if err := errors.Join(refresh(a), refresh(b)); err != nil || reads(a) != 2 || reads(b) != 2 {
+		t.Errorf("without Redis: %v; reads a %v b %v (want one more each)", err, reads(a), reads(b))
+	}
+	if n := testutil.ToFloat64(a.app.metrics.StateErrors.WithLabelValues("health_window")); n < 1 {
+		t.Errorf("the failed share was not counted: %v", n)
+	}
+}
+
+// TestASharedHealthReadGrowsItsBoundForAll: a window that outgrew the read's bound is cut, and the
+// bound the next reader needs (twice this one's) is published with the read, whichever replica
+// reads next: the replicas' cut reads together double it until one ends, as one replica's do.
+func TestASharedHealthReadGrowsItsBoundForAll(t *testing.T) {
+	client := redistest.Start(t)
+	dsn := pgtest.DSN(t)
+	cfg := fmt.Sprintf(`
+storage: {driver: postgres, dsn: %q, commit_timeout: 50ms}
+state: {driver: redis, redis: {addr: %q, key_prefix: "grow:"}, key_secret: "e2e-key-secret-0123456789"}
+routing: {delivery_health: {refresh: 1h}}
+tenants: [{name: acme, api_key: acme-key-0123456789}]
+providers: [{name: m, type: mock}]
+routes: [{name: d, providers: [m]}]
+`, dsn, client.Options().Addr)
+	replica := func() (*harness, *windowLog) {
+		wl := &windowLog{took: 150 * time.Millisecond}
+		return start(t, cfg, Options{WrapBackend: func(b store.Backend) store.Backend { wl.Backend = b; return wl }, healthBudget: 50 * time.Millisecond}), wl
+	}
+	a, _ := replica()
+	b, bl := replica()
+	reads := func(h *harness, result string) float64 {
+		return testutil.ToFloat64(h.app.metrics.WindowReads.WithLabelValues("delivery_health", result))
+	}
+	ctx := context.Background()
+	// a: cut at 50 ms; b: cut at 100 ms; a: ends within 200 ms; b: uses a's rows.
+	for i, h := range []*harness{a, b, a} {
+		err := h.app.refreshHealth(ctx)
+		if want := i < 2; wasCut(err) != want {
+			t.Fatalf("read %d: %v, want cut %v", i+1, err, want)
+		}
+	}
+	if err := b.app.refreshHealth(ctx); err != nil || len(bl.starts()) != 1 {
+		t.Errorf("b after a's read: %v, %d reads of its own (want the one cut)", err, len(bl.starts()))
+	}
+	if got := []float64{reads(a, "error"), reads(a, "ok"), reads(b, "error"), reads(b, "ok")}; !slices.Equal(got, []float64{1, 1, 1, 0}) {
+		t.Errorf("a cut/ended, b cut/ended: %v, want [1 1 1 0]", got)
+	}
 }

@@ -156,7 +156,7 @@ func (m *Metrics) WindowRead(read string, took time.Duration, err error) {
 }
 
 // StateOps are the values of the op label of smsgate_state_errors_total.
-var StateOps = []string{"rate_limit", "idempotency_get", "idempotency_put", "resend_get", "resend_put", "spend_charge", "flight_claim", "flight_answer", "flight_finish", "pumping", "throughput", "drains"}
+var StateOps = []string{"rate_limit", "idempotency_get", "idempotency_put", "resend_get", "resend_put", "spend_charge", "flight_claim", "flight_answer", "flight_finish", "pumping", "throughput", "drains", "health_window"}
 
 // Handler serves the registry in the Prometheus exposition format.
 func (m *Metrics) Handler() http.Handler {
