@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -102,6 +103,24 @@ func sqliteAtVersion5(t *testing.T) (string, *SQLite) {
 	return path, s
 }
 
+// lockedAtVersion5 is sqliteAtVersion5's log, closed, and another connection to it (another
+// process, as SQLite sees it) holding its write lock until it runs ROLLBACK.
+func lockedAtVersion5(t *testing.T) (string, *sql.DB) {
+	t.Helper()
+	path, s := sqliteAtVersion5(t)
+	s.Close()
+	other, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	other.SetMaxOpenConns(1)
+	if _, err := other.Exec(`BEGIN IMMEDIATE`); err != nil {
+		t.Fatal(err)
+	}
+	return path, other
+}
+
 // TestALongSQLiteMigrationSaysSo: SQLite migrations that run long (an index built over a large
 // file; here migrations waiting for another process's write to the file) log what they do and for
 // how long every migrateLogEvery, as PostgreSQL's do, and go on to the end. They used to fail at
@@ -109,17 +128,7 @@ func sqliteAtVersion5(t *testing.T) (string, *SQLite) {
 // reader to a writer. Beside the same writer, a log opened as it is (no migration) still opens.
 func TestALongSQLiteMigrationSaysSo(t *testing.T) {
 	ctx := context.Background()
-	path, s := sqliteAtVersion5(t)
-	s.Close()
-	other, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	other.SetMaxOpenConns(1)
-	if _, err := other.Exec(`BEGIN IMMEDIATE`); err != nil {
-		t.Fatal(err)
-	}
+	path, other := lockedAtVersion5(t)
 	fastMigrationWatch(t)
 	var logs syncbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
@@ -127,7 +136,7 @@ func TestALongSQLiteMigrationSaysSo(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 		other.Exec(`ROLLBACK`)
 	}()
-	s, err = OpenSQLite(ctx, path, log)
+	s, err := OpenSQLite(ctx, path, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,6 +163,26 @@ func TestALongSQLiteMigrationSaysSo(t *testing.T) {
 		t.Fatalf("opened as it is beside a writer: %v", err)
 	}
 	ro.Close()
+}
+
+// TestASQLiteFileLockedElsewhereIsAnOutage: a SQLite log whose write lock another process holds
+// for longer than busy_timeout (a long smsgate migrate beside a starting serve) fails the open as
+// an outage does (Unreachable: the start serves and tries again), not as a config it refuses (which
+// stopped the start).
+func TestASQLiteFileLockedElsewhereIsAnOutage(t *testing.T) {
+	path, other := lockedAtVersion5(t)
+	defer other.Exec(`ROLLBACK`)
+	_, err := OpenSQLite(context.Background(), path, nil)
+	if err == nil || !Unreachable(err) || !strings.Contains(err.Error(), "locked") {
+		t.Errorf("open beside another process's write: %v (Unreachable %v), want an outage", err, Unreachable(err))
+	}
+	file := filepath.Join(t.TempDir(), "a-file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenSQLite(context.Background(), filepath.Join(file, "log.db"), nil); err == nil || Unreachable(err) {
+		t.Errorf("a path under a file: %v, want a refusal", err)
+	}
 }
 
 // TestSQLiteUpgradeBuildsTheIndexes: a log written by the version before migration 6 gets the

@@ -208,10 +208,11 @@ type unreachableError struct{ msg string }
 
 func (e *unreachableError) Error() string { return e.msg }
 
-// Unreachable reports whether err, from OpenPostgres, says the database could not be reached (a
-// refused or timed-out connection, a name that did not resolve, a server starting up or shutting
-// down), as opposed to an answer of the database that a retry will not change: a wrong password,
-// a role or database that does not exist, a migration it refused.
+// Unreachable reports whether err, from OpenPostgres or OpenSQLite, says the database could not be
+// reached (a refused or timed-out connection, a name that did not resolve, a server starting up or
+// shutting down; a SQLite file another process holds locked), as opposed to an answer of the
+// database that a retry will not change: a wrong password, a role or database that does not exist,
+// a file that cannot be opened, a migration it refused.
 func Unreachable(err error) bool {
 	var u *unreachableError
 	return errors.As(err, &u)

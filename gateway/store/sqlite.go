@@ -13,7 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
+	"modernc.org/sqlite" // also registers the pure-Go "sqlite" driver
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/smsgate/smsgate/gateway"
 )
@@ -167,6 +168,11 @@ func openSQLite(ctx context.Context, path string, log *slog.Logger, migrate bool
 	s := &SQLite{w: w}
 	if err := s.migrate(ctx, log, migrate); err != nil {
 		w.Close()
+		if busy(err) {
+			// Another process holds the file's write lock (smsgate migrate, a sqlite3 shell):
+			// it ends, so this is tried again as an outage is, not a config to refuse.
+			return nil, &unreachableError{fmt.Sprintf("message log %s: %v", path, err)}
+		}
 		return nil, fmt.Errorf("message log %s: %w", path, err)
 	}
 	if err := s.prepare(ctx); err != nil {
@@ -181,6 +187,17 @@ func openSQLite(ctx context.Context, path string, log *slog.Logger, migrate bool
 	s.stopCheckpoints, s.checkpointsDone = make(chan struct{}), make(chan struct{})
 	go s.checkpointer(checkpointEvery)
 	return s, nil
+}
+
+// busy reports whether err is SQLite's SQLITE_BUSY or SQLITE_LOCKED (the file's lock held by
+// another connection beyond busy_timeout).
+func busy(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	code := se.Code() & 0xff // the primary code of an extended one
+	return code == sqlite3.SQLITE_BUSY || code == sqlite3.SQLITE_LOCKED
 }
 
 // checkpointEvery is how often the background checkpointer copies the WAL into the database.
