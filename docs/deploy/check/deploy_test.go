@@ -167,3 +167,51 @@ func checkGatewayConfig(t *testing.T, cfg string) {
 		t.Error("the cluster config must use the shared PostgreSQL log")
 	}
 }
+
+// TestEveryAlertHasAUnitTest: every rule of prometheus/alerts.yml is evaluated by at least one
+// case of prometheus/alerts_test.yml (which .ci/run runs with promtool test rules), so that an
+// alert whose expression cannot fire, as the single-event ones could not on a counter's first
+// count, is caught before it is needed.
+func TestEveryAlertHasAUnitTest(t *testing.T) {
+	var rules struct {
+		Groups []struct {
+			Rules []struct {
+				Alert string `json:"alert"`
+			} `json:"rules"`
+		} `json:"groups"`
+	}
+	var tests struct {
+		Tests []struct {
+			AlertRuleTest []struct {
+				Alertname string `json:"alertname"`
+			} `json:"alert_rule_test"`
+		} `json:"tests"`
+	}
+	for file, into := range map[string]any{"../prometheus/alerts.yml": &rules, "../prometheus/alerts_test.yml": &tests} {
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := yaml.Unmarshal(raw, into); err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+	}
+	tested := map[string]bool{}
+	for _, c := range tests.Tests {
+		for _, a := range c.AlertRuleTest {
+			tested[a.Alertname] = true
+		}
+	}
+	var n int
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			n++
+			if !tested[r.Alert] {
+				t.Errorf("alert %s has no case in alerts_test.yml", r.Alert)
+			}
+		}
+	}
+	if n < 20 {
+		t.Errorf("read %d alerts from alerts.yml", n)
+	}
+}
