@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -81,6 +82,17 @@ func TestKubernetesManifestsUseOnlyRealFields(t *testing.T) {
 	grace := *d.Spec.Template.Spec.TerminationGracePeriodSeconds
 	if pre := c.Lifecycle.PreStop.Sleep; pre == nil || grace < pre.Seconds+20 {
 		t.Errorf("terminationGracePeriodSeconds %d must cover the preStop pause and shutdown_timeout (20s)", grace)
+	}
+	// The Go runtime's memory bound is set, below the container's limit.
+	limit := c.Resources.Limits.Memory()
+	var gomem int64
+	for _, e := range c.Env {
+		if e.Name == "GOMEMLIMIT" {
+			gomem = goMemLimit(t, e.Value)
+		}
+	}
+	if limit.IsZero() || gomem <= limit.Value()/2 || gomem >= limit.Value() {
+		t.Errorf("GOMEMLIMIT %d bytes, want it set between half and all of limits.memory (%s)", gomem, limit)
 	}
 	// Every secret the Deployment references exists in the example Secret.
 	sec, _ := seen["Secret"].(*corev1.Secret)
@@ -166,6 +178,24 @@ func checkGatewayConfig(t *testing.T, cfg string) {
 	if !bytes.Contains([]byte(cfg), []byte("driver: postgres")) {
 		t.Error("the cluster config must use the shared PostgreSQL log")
 	}
+}
+
+// goMemLimit parses a GOMEMLIMIT value as the Go runtime does: a number of bytes with an optional
+// B, KiB, MiB, GiB or TiB suffix.
+func goMemLimit(t *testing.T, v string) int64 {
+	t.Helper()
+	mult := int64(1)
+	for i, suf := range []string{"KiB", "MiB", "GiB", "TiB"} {
+		if n, ok := strings.CutSuffix(v, suf); ok {
+			v, mult = n, int64(1)<<(10*(i+1))
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSuffix(v, "B"), 10, 64)
+	if err != nil {
+		t.Fatalf("GOMEMLIMIT %q: %v", v, err)
+	}
+	return n * mult
 }
 
 // TestEveryAlertHasAUnitTest: every rule of prometheus/alerts.yml is evaluated by at least one
