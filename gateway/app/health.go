@@ -191,21 +191,19 @@ func aggregateHealth(rows []store.HealthRow, minSamples int, countPending func(p
 // another replica's read of it, healthRows) and applies the demotion rules (with hysteresis),
 // its read bounded by the least budget.
 func (a *App) refreshHealth(ctx context.Context) error {
-	_, _, err := a.refreshHealthWithin(ctx, a.leastHealthBudget())
+	_, err := a.refreshHealthWithin(ctx, a.leastHealthBudget())
 	return err
 }
 
-// refreshHealthWithin is refreshHealth with the read bounded by budget; read reports whether
-// this replica read the message log, and cut whether the bound ended that read.
-func (a *App) refreshHealthWithin(ctx context.Context, budget time.Duration) (read, cut bool, err error) {
+// refreshHealthWithin is refreshHealth with the read bounded by budget (a read it ended is a
+// *cutError); read reports whether this replica read the message log.
+func (a *App) refreshHealthWithin(ctx context.Context, budget time.Duration) (read bool, err error) {
 	rt := a.rt.Load()
 	dh := rt.cfg.Routing.DeliveryHealth
 	now := a.now()
-	refresh := dh.Refresh.D()
-	rows, read, err := a.healthRows(ctx, now.Add(-dh.Window.D()), now.Add(-dh.ReportTimeout.D()), budget,
-		func(took time.Duration) time.Duration { return healthWait(refresh, took) })
+	rows, read, err := a.healthRows(ctx, now.Add(-dh.Window.D()), now.Add(-dh.ReportTimeout.D()), budget, dh.Refresh.D())
 	if err != nil {
-		return read, wasCut(err), err
+		return read, err
 	}
 	counted := aggregateHealth(rows, dh.MinSamples, func(provider string) bool {
 		mi := rt.members[provider]
@@ -253,7 +251,7 @@ func (a *App) refreshHealthWithin(ctx context.Context, budget time.Duration) (re
 			a.metrics.DeliveryRate.DeleteLabelValues(k.provider, k.country, k.channel())
 		}
 	}
-	return read, false, nil
+	return read, nil
 }
 
 // healthPace: a refresh waits at least this many times the last one's read before it reads
@@ -304,7 +302,7 @@ func (a *App) healthLoop(stop <-chan struct{}) {
 		}
 		if *rt.cfg.Routing.DeliveryHealth.Enabled {
 			start := time.Now()
-			read, cut, err := a.refreshHealthWithin(a.background(), budget)
+			read, err := a.refreshHealthWithin(a.background(), budget)
 			took = time.Since(start)
 			if err != nil && err != errReadElsewhere && !a.quietRead(err) {
 				a.log.Warn("delivery health could not be refreshed from the message log", "err", err.Error(), "budget", budget.String())
@@ -314,7 +312,7 @@ func (a *App) healthLoop(stop <-chan struct{}) {
 				// after refresh.
 				took = 0
 			}
-			budget = nextHealthBudget(least, budget, took, cut)
+			budget = nextHealthBudget(least, budget, took, wasCut(err))
 		}
 	}
 }

@@ -72,50 +72,47 @@ var releaseLock = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then
 
 // healthRows returns the rows of the window from since to until: those another replica published
 // when they are not yet due, else this replica's own read, published for the others. budget
-// bounds that read (the published one's when larger); next is when it is due again, pace says
-// when from how long the read took. read reports whether this replica read the message log.
-func (a *App) healthRows(ctx context.Context, since, until time.Time, budget time.Duration, pace func(took time.Duration) time.Duration) (rows []store.HealthRow, read bool, err error) {
-	if !a.sharesHealth() {
-		rows, err = a.readHealth(ctx, since, until, budget)
+// bounds that read (the published one's when larger); the rows are due again after healthWait of
+// refresh and how long the read took. read reports whether this replica read the message log.
+func (a *App) healthRows(ctx context.Context, since, until time.Time, budget, refresh time.Duration) (rows []store.HealthRow, read bool, err error) {
+	own := func(err error) ([]store.HealthRow, bool, error) {
+		if err != nil {
+			a.stateError("health_window", err)
+		}
+		rows, err := a.readHealth(ctx, since, until, budget)
 		return rows, true, err
+	}
+	if !a.sharesHealth() {
+		return own(nil)
 	}
 	wkey, lkey := a.healthKeys()
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	var shared *sharedWindow
-	switch raw, err := a.stateClient.Get(rctx, wkey).Bytes(); {
-	case errors.Is(err, redis.Nil):
-	case err != nil:
-		a.stateError("health_window", err)
-		rows, err = a.readHealth(ctx, since, until, budget)
-		return rows, true, err
-	default:
-		var w sharedWindow
-		if json.Unmarshal(raw, &w) == nil {
-			shared = &w
-		}
+	// last is the published read; its zero value (none, or one that does not decode) has no rows.
+	var last sharedWindow
+	raw, err := a.stateClient.Get(rctx, wkey).Bytes()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return own(err)
+	}
+	if err == nil && json.Unmarshal(raw, &last) != nil {
+		last = sharedWindow{}
 	}
 	now := a.now()
-	if shared != nil && shared.Read && now.Before(shared.Next) {
-		return shared.Rows, false, nil
+	if last.Read && now.Before(last.Next) {
+		return last.Rows, false, nil
 	}
-	if shared != nil {
-		budget = max(budget, shared.Budget)
-	}
+	budget = max(budget, last.Budget)
 	var tok [12]byte
 	rand.Read(tok[:])
 	token := hex.EncodeToString(tok[:])
 	// The lock outlives the read's bound by a little: a reader that died leaves it for that long.
 	got, err := a.stateClient.SetNX(rctx, lkey, token, budget+5*time.Second).Result()
-	if err != nil {
-		a.stateError("health_window", err)
-		rows, err = a.readHealth(ctx, since, until, budget)
-		return rows, true, err
-	}
-	if !got {
-		if shared != nil && shared.Read {
-			return shared.Rows, false, nil
-		}
+	switch {
+	case err != nil:
+		return own(err)
+	case !got && last.Read:
+		return last.Rows, false, nil
+	case !got:
 		return nil, false, errReadElsewhere
 	}
 	defer func() {
@@ -126,17 +123,13 @@ func (a *App) healthRows(ctx context.Context, since, until time.Time, budget tim
 	start := time.Now()
 	rows, err = a.readHealth(ctx, since, until, budget)
 	took := time.Since(start)
-	next := sharedWindow{Read: true, Rows: rows, Next: now.Add(pace(took)), Budget: nextHealthBudget(a.leastHealthBudget(), budget, took, wasCut(err))}
+	next := sharedWindow{Read: true, Rows: rows, Next: now.Add(healthWait(refresh, took)), Budget: nextHealthBudget(a.leastHealthBudget(), budget, took, wasCut(err))}
 	if err != nil {
 		// Cut or failed: the last rows (if any) stay published, due now, with the bound the next
 		// reader needs.
-		next.Read, next.Rows, next.Next = false, nil, now
-		if shared != nil && shared.Read {
-			next.Read, next.Rows = true, shared.Rows
-		}
+		next.Read, next.Rows, next.Next = last.Read, last.Rows, now
 	}
-	b, merr := json.Marshal(next)
-	if merr == nil {
+	if b, merr := json.Marshal(next); merr == nil {
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
 		// Kept for a window: rows older than that say nothing the next read would not.
