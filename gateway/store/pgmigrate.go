@@ -50,86 +50,85 @@ func (p *Postgres) migrate(ctx context.Context, log *slog.Logger, apply bool) er
 	defer conn.Release()
 	w := watchMigrations(ctx, p.pool, conn.Conn().PgConn().PID(), log)
 	if apply {
-		err = migrateOn(w.ctx, conn.Conn(), w)
+		p.ahead, err = migrateOn(w.ctx, conn.Conn(), w)
 	} else {
-		err = checkSchema(w.ctx, conn.Conn(), w)
+		p.ahead, err = checkSchema(w.ctx, conn.Conn())
 	}
-	err = w.stop(err)
-	p.ahead = w.ahead
-	return err
+	return w.stop(err)
 }
 
-func migrateOn(ctx context.Context, conn *pgx.Conn, w *migrationWatch) error {
+// migrateOn migrates on conn; ahead is the schema version found when it is newer than this build
+// knows and may be run on (else 0).
+func migrateOn(ctx context.Context, conn *pgx.Conn, w *migrationWatch) (ahead int, err error) {
 	// A role's statement_timeout is for the gateway's queries, not for building an index over a
 	// month of messages: cut short, the build would start over at every start and never end.
 	if _, err := conn.Exec(ctx, `SET statement_timeout = 0`); err != nil {
-		return err
+		return 0, err
 	}
 	defer reset(ctx, conn, `RESET statement_timeout`)
 	w.at("waiting for the migration lock (another replica is migrating)")
 	if err := lockMigrations(ctx, conn); err != nil {
-		return err
+		return 0, err
 	}
 	defer reset(ctx, conn, `SELECT pg_advisory_unlock(`+lockKeySQL+`)`, ":migrate")
 	w.at("reading the schema version")
 	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version int NOT NULL)`); err != nil {
-		return err
+		return 0, err
 	}
 	if _, err := conn.Exec(ctx, `INSERT INTO schema_migrations (version) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM schema_migrations)`); err != nil {
-		return err
+		return 0, err
 	}
 	var v int
 	if err := conn.QueryRow(ctx, `SELECT version FROM schema_migrations`).Scan(&v); err != nil {
-		return err
+		return 0, err
 	}
 	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_compat (requires int NOT NULL)`); err != nil {
-		return err
+		return 0, err
 	}
 	if v > len(pgMigrations) {
-		return newerSchema(ctx, conn, v, w)
+		return newerSchema(ctx, conn, v)
 	}
 	for i := v; i < len(pgMigrations); i++ {
 		if err := applyPG(ctx, conn, i+1, pgMigrations[i], w); err != nil {
-			return fmt.Errorf("migration %d: %w", i+1, err)
+			return 0, fmt.Errorf("migration %d: %w", i+1, err)
 		}
 	}
-	_, err := conn.Exec(ctx, `DELETE FROM schema_compat; INSERT INTO schema_compat (requires) VALUES (`+strconv.Itoa(oldestReader)+`)`)
-	return err
+	_, err = conn.Exec(ctx, `DELETE FROM schema_compat; INSERT INTO schema_compat (requires) VALUES (`+strconv.Itoa(oldestReader)+`)`)
+	return 0, err
 }
 
 // newerSchema decides whether this build may run on a schema at version v, newer than it knows
-// (checkNewer), and records v in w when it may.
-func newerSchema(ctx context.Context, conn *pgx.Conn, v int, w *migrationWatch) error {
+// (checkNewer), and returns v when it may.
+func newerSchema(ctx context.Context, conn *pgx.Conn, v int) (int, error) {
 	var requires int
 	err := conn.QueryRow(ctx, `SELECT requires FROM schema_compat`).Scan(&requires)
 	var pe *pgconn.PgError
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) && !(errors.As(err, &pe) && pe.Code == "42P01") { // undefined_table
-		return err
+		return 0, err
 	}
 	if err := checkNewer(v, len(pgMigrations), requires, err == nil); err != nil {
-		return err
+		return 0, err
 	}
-	w.ahead = v
-	return nil
+	return v, nil
 }
 
 // checkSchema checks, without changing anything, that this build's migrations are all applied
-// and that it may run on the schema.
-func checkSchema(ctx context.Context, conn *pgx.Conn, w *migrationWatch) error {
+// and that it may run on the schema; ahead as migrateOn's.
+func checkSchema(ctx context.Context, conn *pgx.Conn) (ahead int, err error) {
 	var v int
-	err := conn.QueryRow(ctx, `SELECT version FROM schema_migrations`).Scan(&v)
+	err = conn.QueryRow(ctx, `SELECT version FROM schema_migrations`).Scan(&v)
 	var pe *pgconn.PgError
 	switch {
 	case errors.Is(err, pgx.ErrNoRows) || errors.As(err, &pe) && pe.Code == "42P01": // no log there yet
-		return schemaOld(0, len(pgMigrations))
+		return 0, schemaOld(0, len(pgMigrations))
 	case err != nil:
-		return err
+		return 0, err
 	case v > len(pgMigrations):
-		return newerSchema(ctx, conn, v, w)
+		return newerSchema(ctx, conn, v)
 	case v < len(pgMigrations):
-		return schemaOld(v, len(pgMigrations))
+		return 0, schemaOld(v, len(pgMigrations))
 	}
-	return nil
+	return 0, nil
 }
 
 // reset undoes what migrateOn set on its session, within migrateResetDeadline, unless the
@@ -211,8 +210,6 @@ func applyPG(ctx context.Context, conn *pgx.Conn, version int, m pgMigration, w 
 
 // migrationWatch is the watcher of one replica's migrations (see migrateProbe).
 type migrationWatch struct {
-	// ahead is the schema version found when it is newer than this build knows, else 0.
-	ahead  int
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	step   atomic.Pointer[string]
