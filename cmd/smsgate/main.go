@@ -87,13 +87,26 @@ func flags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
 	return fs, cfg
 }
 
+// parseConfig parses args into fs, whose --config (cfg) is required: 0 when they are good, else
+// the exit code.
+func parseConfig(fs *flag.FlagSet, cfg *string, args []string, stderr io.Writer) int {
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *cfg == "" {
+		fmt.Fprintln(stderr, fs.Name()+": --config FILE is required")
+		return 2
+	}
+	return 0
+}
+
 func serve(args []string, stderr io.Writer) int {
 	fs, cfg := flags("serve", stderr)
 	listen := fs.String("listen", "", "listen address, overrides server.listen")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for go run ./cmd/smsgate-bench)")
 	memprofile := fs.String("memprofile", "", "write an allocation profile of the whole run to this file at exit (for go run ./cmd/smsgate-bench)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code := parseConfig(fs, cfg, args, stderr); code != 0 {
+		return code
 	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -118,10 +131,6 @@ func serve(args []string, stderr io.Writer) int {
 				fmt.Fprintln(stderr, err)
 			}
 		}()
-	}
-	if *cfg == "" {
-		fmt.Fprintln(stderr, "smsgate serve: --config FILE is required")
-		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -159,19 +168,14 @@ func serve(args []string, stderr io.Writer) int {
 	}
 }
 
-// health probes a running gateway, so a distroless image (no shell, no curl) can have a HEALTHCHECK.
 // migrate applies the message log's migrations and exits: before a rollout (a Kubernetes Job,
-// a step of a pipeline), so that no replica starts on a log still migrating. Long PostgreSQL
-// migrations log their progress to stderr; SIGINT or SIGTERM stops them (an index build cut
+// a step of a pipeline), so that no replica starts on a log still migrating. Long migrations log
+// their progress to stderr; SIGINT or SIGTERM stops them (an index build cut
 // short is built again at the next run).
 func migrate(args []string, stdout, stderr io.Writer) int {
 	fs, cfg := flags("migrate", stderr)
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if *cfg == "" {
-		fmt.Fprintln(stderr, "smsgate migrate: --config FILE is required")
-		return 2
+	if code := parseConfig(fs, cfg, args, stderr); code != 0 {
+		return code
 	}
 	c, err := config.Load(*cfg, app.Drivers)
 	if err != nil {
@@ -195,6 +199,7 @@ func migrate(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// health probes a running gateway, so a distroless image (no shell, no curl) can have a HEALTHCHECK.
 func health(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("smsgate health", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -220,12 +225,8 @@ func health(args []string, stdout, stderr io.Writer) int {
 
 func validate(args []string, stdout, stderr io.Writer) int {
 	fs, cfg := flags("validate", stderr)
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if *cfg == "" {
-		fmt.Fprintln(stderr, "smsgate validate: --config FILE is required")
-		return 2
+	if code := parseConfig(fs, cfg, args, stderr); code != 0 {
+		return code
 	}
 	warnings, err := app.Check(*cfg)
 	if err != nil {
