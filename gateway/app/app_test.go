@@ -697,11 +697,8 @@ func TestARollbackStartsOnANewerLog(t *testing.T) {
 	if want := fmt.Sprintf(`"schema_version":%d,"this_build_knows":%d`, v+1, v); !strings.Contains(h.logs.String(), want) {
 		t.Errorf("the start did not say it runs on a newer schema (%s): %s", want, h.logs.String())
 	}
-	r := h.send("acme-key-0123456789", `{"recipient":"+14155550104","text":"Your code is 246810","context":{}}`)
-	if r.Status != 200 {
-		t.Fatalf("a send after the rollback: %d %s", r.Status, r.Raw)
-	}
-	if g := h.do("GET", "/v1/messages/"+r.Body["id"].(string), "acme-key-0123456789", ""); g.Status != 200 {
+	id := sendOne(t, h, "a send after the rollback")
+	if g := h.do("GET", "/v1/messages/"+id, "acme-key-0123456789", ""); g.Status != 200 {
 		t.Errorf("its record: %d %s", g.Status, g.Raw)
 	}
 }
@@ -737,11 +734,7 @@ func TestASQLiteStartDoesNotWaitForLongMigrations(t *testing.T) {
 	if !strings.Contains(h.logs.String(), "message log not reached within 1ms") {
 		t.Errorf("the start did not say it serves while the log migrates: %s", h.logs.String())
 	}
-	r := h.send("acme-key-0123456789", `{"recipient":"+14155550104","text":"Your code is 246810","context":{}}`)
-	if r.Status != 200 {
-		t.Fatalf("a send while the log migrates: %d %s", r.Status, r.Raw)
-	}
-	waitWritten(t, h, r.Body["id"].(string))
+	waitWritten(t, h, sendOne(t, h, "a send while the log migrates"))
 	if logs := h.logs.String(); !strings.Contains(logs, "message log reached") || strings.Contains(logs, "still not reached") {
 		t.Errorf("want the log reached at the first attempt: %s", logs)
 	}
@@ -751,12 +744,29 @@ func TestASQLiteStartDoesNotWaitForLongMigrations(t *testing.T) {
 // storage (the YAML of the storage key).
 func startOnLog(t *testing.T, storage string) *harness {
 	t.Helper()
-	return start(t, `
-storage: `+storage+`
+	return start(t, logConfig(storage), Options{})
+}
+
+// logConfig is startOnLog's config: one tenant, one mock provider, storage the YAML of the
+// storage key.
+func logConfig(storage string) string {
+	return `
+storage: ` + storage + `
 tenants: [{name: acme, api_key: acme-key-0123456789}]
 providers: [{name: m, type: mock}]
 routes: [{name: d, providers: [m]}]
-`, Options{})
+`
+}
+
+// sendOne sends a code as startOnLog's tenant and returns its message id; what names the send
+// in a failure.
+func sendOne(t *testing.T, h *harness, what string) string {
+	t.Helper()
+	r := h.send("acme-key-0123456789", `{"recipient":"+14155550104","text":"Your code is 246810","context":{}}`)
+	if r.Status != 200 {
+		t.Fatalf("%s: %d %s", what, r.Status, r.Raw)
+	}
+	return r.Body["id"].(string)
 }
 
 // readsAtClose is a message log whose reads of prices take a while, and which notes whether it

@@ -635,11 +635,7 @@ func TestAReplicaStartsWhilePostgresIsDown(t *testing.T) {
 	if !strings.Contains(h.logs.String(), "message log unreachable at start") {
 		t.Errorf("the start did not say the message log was unreachable: %s", h.logs.String())
 	}
-	r := h.send("acme-key-0123456789", `{"recipient":"+14155550104","text":"Your code is 246810","context":{}}`)
-	if r.Status != 200 {
-		t.Fatalf("a send with the message log down: %d %s", r.Status, r.Raw)
-	}
-	id := r.Body["id"].(string)
+	id := sendOne(t, h, "a send with the message log down")
 	if g := h.do("GET", "/v1/messages/"+id, "acme-key-0123456789", ""); g.Status != 503 || errCode(g) != "store_unavailable" {
 		t.Errorf("a read with the message log down: %d %s", g.Status, g.Raw)
 	}
@@ -665,12 +661,7 @@ func TestAReplicaStartsWhilePostgresIsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	u.User = url.User("no_such_role_smsgate")
-	_, err = New(context.Background(), Options{ConfigPath: writeConfig(t, fmt.Sprintf(`
-storage: {driver: postgres, dsn: %q}
-tenants: [{name: acme, api_key: acme-key-0123456789}]
-providers: [{name: m, type: mock}]
-routes: [{name: d, providers: [m]}]
-`, u.String()))})
+	_, err = New(context.Background(), Options{ConfigPath: writeConfig(t, logConfig(fmt.Sprintf("{driver: postgres, dsn: %q}", u.String())))})
 	if err == nil || !strings.Contains(err.Error(), "no_such_role_smsgate") {
 		t.Errorf("a PostgreSQL that refused the replica: err = %v", err)
 	}
@@ -689,11 +680,7 @@ func TestAReplicaStartsDuringALongMigration(t *testing.T) {
 	if !strings.Contains(h.logs.String(), "message log not reached within 300ms") {
 		t.Errorf("the start did not say it serves without its message log: %s", h.logs.String())
 	}
-	r := h.send("acme-key-0123456789", `{"recipient":"+14155550104","text":"Your code is 246810","context":{}}`)
-	if r.Status != 200 {
-		t.Fatalf("a send while the migration runs: %d %s", r.Status, r.Raw)
-	}
-	id := r.Body["id"].(string)
+	id := sendOne(t, h, "a send while the migration runs")
 	time.Sleep(500 * time.Millisecond)
 	end()
 	waitWritten(t, h, id)
