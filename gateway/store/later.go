@@ -30,7 +30,6 @@ type Later struct {
 	mu          sync.Mutex
 	firstDone   chan struct{}
 	firstErr    error
-	firstEnded  bool
 	firstWaiter bool
 }
 
@@ -98,7 +97,7 @@ func OpenLater(open func(context.Context) (Backend, error), wait, firstWait time
 func (l *Later) endFirst(err error) (told bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.firstEnded, l.firstErr = true, err
+	l.firstErr = err
 	close(l.firstDone)
 	return l.firstWaiter
 }
@@ -115,7 +114,12 @@ func (l *Later) waitFirst(d time.Duration) (ended bool, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.firstWaiter = false
-	return l.firstEnded, l.firstErr
+	select {
+	case <-l.firstDone: // closed under mu: it ended before firstWaiter was cleared
+		return true, l.firstErr
+	default:
+		return false, nil
+	}
 }
 
 // Open reports whether the database has been reached.
