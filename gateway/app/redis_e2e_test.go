@@ -798,16 +798,18 @@ routes: [{name: d, providers: [m1, m2]}]
 
 	// Replicas with logs of their own each read theirs, Redis or not.
 	dir := t.TempDir()
-	s1 := start(t, config(fmt.Sprintf("{driver: sqlite, path: %q}", filepath.Join(dir, "1.db"))), Options{Now: clk.Now})
-	s2 := start(t, config(fmt.Sprintf("{driver: sqlite, path: %q}", filepath.Join(dir, "2.db"))), Options{Now: clk.Now})
+	// commit_timeout is long: the records inserted must be committed when Insert returns, on a
+	// loaded machine too (200 ms was not, once in CI).
+	s1 := start(t, config(fmt.Sprintf("{driver: sqlite, path: %q, commit_timeout: 5s}", filepath.Join(dir, "1.db"))), Options{Now: clk.Now})
+	s2 := start(t, config(fmt.Sprintf("{driver: sqlite, path: %q, commit_timeout: 5s}", filepath.Join(dir, "2.db"))), Options{Now: clk.Now})
 	undelivered(s1, 4)
 	if err := errors.Join(refresh(s1), refresh(s2)); err != nil || reads(s1) != 1 || reads(s2) != 1 || !demoted(s1) || demoted(s2) {
 		t.Errorf("SQLite replicas: %v; reads %v and %v (want one each), demoted %v and %v (want the one with the messages)", err, reads(s1), reads(s2), demoted(s1), demoted(s2))
 	}
 
 	dsn := pgtest.DSN(t)
-	a := start(t, config(fmt.Sprintf("{driver: postgres, dsn: %q, commit_timeout: 50ms}", dsn)), Options{Now: clk.Now})
-	b := start(t, config(fmt.Sprintf("{driver: postgres, dsn: %q, commit_timeout: 50ms}", dsn)), Options{Now: clk.Now})
+	a := start(t, config(fmt.Sprintf("{driver: postgres, dsn: %q, commit_timeout: 5s}", dsn)), Options{Now: clk.Now})
+	b := start(t, config(fmt.Sprintf("{driver: postgres, dsn: %q, commit_timeout: 5s}", dsn)), Options{Now: clk.Now})
 	undelivered(a, 4)
 	if err := refresh(a); err != nil || reads(a) != 1 || !demoted(a) {
 		t.Fatalf("a: %v; reads %v, demoted %v", err, reads(a), demoted(a))
@@ -821,7 +823,7 @@ routes: [{name: d, providers: [m1, m2]}]
 		t.Errorf("the next refreshes: %v; reads a %v b %v (want 1 and 1), demoted %v %v", err, reads(a), reads(b), demoted(a), demoted(b))
 	}
 	// A replica of another log (here another schema) on the same Redis reads its own.
-	c := start(t, config(fmt.Sprintf("{driver: postgres, dsn: %q, commit_timeout: 50ms}", pgtest.DSN(t))), Options{Now: clk.Now})
+	c := start(t, config(fmt.Sprintf("{driver: postgres, dsn: %q, commit_timeout: 5s}", pgtest.DSN(t))), Options{Now: clk.Now})
 	if err := refresh(c); err != nil || reads(c) != 1 || demoted(c) {
 		t.Errorf("a replica of another log: %v; reads %v (want its own), demoted %v (want not: its log has no message)", err, reads(c), demoted(c))
 	}
