@@ -1,6 +1,7 @@
 // Package check verifies the deployment files under docs/deploy: every Kubernetes manifest decodes
 // strictly (unknown fields are errors) into the official API types, the compose file loads with
-// the compose specification's validation, and the gateway config they ship is valid for smsgate.
+// the compose specification's validation, the gateway config they ship is valid for smsgate, and
+// the alert rules and the Grafana dashboard count what they claim (with promtool).
 // It is a module of its own so the main module does not carry the Kubernetes dependencies;
 // .ci/run runs it.
 package check
