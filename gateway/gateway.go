@@ -217,11 +217,3 @@ type Problem struct {
 	Key     string
 	Message string
 }
-
-// Client returns HTTPClient, or http.DefaultClient when none was given (tests).
-func (d Deps) Client() *http.Client {
-	if d.HTTPClient != nil {
-		return d.HTTPClient
-	}
-	return http.DefaultClient
-}

@@ -122,14 +122,6 @@ func (s *Spec) request(method, path, ctype string, body []byte) *http.Request {
 	return r
 }
 
-// CheckRequest validates a request a driver sent (as a fake captured it): its method, path,
-// query and body. Only the path and query of r's URL are used.
-func (s *Spec) CheckRequest(r *http.Request, body []byte) []string {
-	req := s.request(r.Method, r.URL.RequestURI(), r.Header.Get("Content-Type"), body)
-	_, errs := s.v.ValidateHttpRequestSync(req)
-	return messages(errs)
-}
-
 // RequestErrors validates a JSON request body for path and method. A path "webhook:NAME" names
 // one of the spec's webhooks (what the provider posts to us).
 func (s *Spec) RequestErrors(path, method string, body []byte) []string {
