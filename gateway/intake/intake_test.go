@@ -203,6 +203,29 @@ func TestNormalizeNumber(t *testing.T) {
 	}
 }
 
+// TestNormalizeNumberBoundsItsLength: a recipient longer than libphonenumber parses (250
+// characters) is refused whatever it holds, and one at that length is taken, whether the fast
+// path parses it (+1 ...) or the library does (+44 07...). Before the bound, spaces between the
+// digits got a long recipient through the fast path and not through the library
+// (FuzzFastParse found it).
+func TestNormalizeNumberBoundsItsLength(t *testing.T) {
+	for _, tc := range []struct{ head, tail, want string }{
+		{"+1 415", "555 0104", "+14155550104"},
+		{"+44 07911", "123456", "+447911123456"},
+	} {
+		pad := func(n int) string { return tc.head + strings.Repeat(" ", n-len(tc.head)-len(tc.tail)) + tc.tail }
+		got, err := NormalizeNumber(pad(250), false)
+		if err != nil || got.E164 != tc.want {
+			t.Errorf("%s at 250 characters: %+v, %v; want %s", tc.want, got, err, tc.want)
+		}
+		_, err = NormalizeNumber(pad(251), false)
+		var ie *Error
+		if !errors.As(err, &ie) || ie.Code != "invalid_number" || !strings.Contains(ie.Message, "longer than 250 characters") {
+			t.Errorf("%s at 251 characters: %v, want invalid_number saying it is too long", tc.want, err)
+		}
+	}
+}
+
 // FuzzDecode: any input either decodes to a request with a recipient and a known type, or fails
 // with a caller error; it never panics. Normalizing the recipient never panics either.
 func FuzzDecode(f *testing.F) {

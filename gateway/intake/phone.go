@@ -53,6 +53,11 @@ func NormalizeNumber(raw string, acceptUnrecognized bool) (Number, error) {
 	default:
 		s = "+" + s
 	}
+	// Parse refuses longer input, however few digits it holds (separators between them): the
+	// fast path would have taken it, so whether such a recipient was accepted hung on its digits.
+	if len(s) > phonenumbers.MAX_INPUT_STRING_LENGTH {
+		return Number{}, bad("invalid_number", "the recipient is longer than "+strconv.Itoa(phonenumbers.MAX_INPUT_STRING_LENGTH)+" characters")
+	}
 	digits := 0
 	for _, r := range s {
 		if r >= '0' && r <= '9' {
@@ -106,7 +111,7 @@ func normalizeRegion(num *phonenumbers.PhoneNumber) (string, bool) {
 // TestFastParseEqualsLibphonenumber checks the two agree over every region's example numbers and
 // random numbers under every calling code.
 func parseInternational(s string) (*phonenumbers.PhoneNumber, bool) {
-	if len(s) < 2 || s[0] != '+' {
+	if len(s) < 2 || len(s) > phonenumbers.MAX_INPUT_STRING_LENGTH || s[0] != '+' {
 		return nil, false
 	}
 	var buf [24]byte
