@@ -58,13 +58,30 @@ func register[C any, PC interface {
 			var dc C
 			c.DecodeOptions(i, &dc)
 			PC(&dc).Defaults()
-			for _, p := range PC(&dc).Validate() {
+			for _, p := range append(PC(&dc).Validate(), rotationProblems(&dc)...) {
 				c.Problem(fmt.Sprintf("providers[%d].%s", i, p.Key), "%s", p.Message)
 			}
 			return dc
 		},
 		build: func(settings any, deps gateway.Deps) gateway.Provider { return newDriver(settings.(C), deps) },
 	}
+}
+
+// rotationProblems are the problems every driver's report secrets share: previous ones kept
+// without the secret that replaced them, against which no report would be checked.
+func rotationProblems(settings any) []gateway.Problem {
+	current, previous := false, false
+	reportSecrets(settings, func(key string, s gateway.Secret) {
+		if key == "webhook_secret" {
+			current = s != ""
+		} else {
+			previous = true
+		}
+	})
+	if previous && !current {
+		return []gateway.Problem{{Key: "previous_webhook_secrets", Message: "needs webhook_secret (the secret they were replaced by)"}}
+	}
+	return nil
 }
 
 // ProviderTypes lists the driver types this build knows, sorted, for messages and docs.

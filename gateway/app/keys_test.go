@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/smsgate/smsgate/gateway/config"
 	"github.com/smsgate/smsgate/gateway/syncbuf"
 )
 
@@ -139,5 +140,33 @@ func TestConfigWarningsAreLogged(t *testing.T) {
 	}
 	if strings.Contains(h.logs.String(), "admin-t0ken") || strings.Contains(h.logs.String(), "acme-key") {
 		t.Error("a warning shows a key")
+	}
+}
+
+// TestPreviousWebhookSecretsNeedTheCurrentOne: every driver that keeps previous_webhook_secrets
+// refuses them without the webhook_secret they were replaced by, at the key's line (the rule is
+// the registry's, not each driver's).
+func TestPreviousWebhookSecretsNeedTheCurrentOne(t *testing.T) {
+	for typ, opts := range map[string]string{
+		"infobip":       `base_url: "https://x.api.infobip.com", api_key: k, sender: InfoSMS`,
+		"vonage":        `api_key: k, api_secret: s, from: "+14155550000"`,
+		"esendex":       `username: u, password: p, account_reference: EX0000000`,
+		"mitto":         `api_key: k, from: Acme`,
+		"aws-sms-voice": `region: eu-west-1, origination_identity: "+14155550000"`,
+	} {
+		t.Run(typ, func(t *testing.T) {
+			for _, secrets := range []string{"", "webhook_secret: new-secret-0123456789, "} {
+				in := "tenants: [{name: a, api_key: k}]\nroutes: [{name: d, providers: [p]}]\nproviders:\n" +
+					"  - {name: p, type: " + typ + ", " + opts + ", " + secrets + "previous_webhook_secrets: [old-secret-0123456789]}\n"
+				_, err := config.ParseWith("x.yaml", []byte(in), func(string) (string, bool) { return "", false }, Drivers)
+				const want = "x.yaml:4: providers[0].previous_webhook_secrets: needs webhook_secret (the secret they were replaced by)"
+				switch {
+				case secrets == "" && (err == nil || !strings.Contains(err.Error(), want)):
+					t.Errorf("without webhook_secret: %v, want %q", err, want)
+				case secrets != "" && err != nil:
+					t.Errorf("with webhook_secret: %v", err)
+				}
+			}
+		})
 	}
 }

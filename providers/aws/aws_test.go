@@ -462,15 +462,14 @@ func TestAWebhookSecretIsCheckedFirst(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	c := SMSVoiceConfig{Common: Common{Region: "Europe", Endpoint: "ftp://x"}, EventTopics: []string{"not-an-arn"}, PreviousWebhookSecrets: []gateway.Secret{"old-secret-0123456789"}}
+	c := SMSVoiceConfig{Common: Common{Region: "Europe", Endpoint: "ftp://x"}, EventTopics: []string{"not-an-arn"}}
 	bad := SMSVoiceConfig{Common: Common{Region: "eu-west-1"}, OriginationIdentity: "+14155550000", WebhookSecret: "p@ss:word/0123456789"}
 	if diff := cmp.Diff([]gateway.Problem{{Key: "webhook_secret", Message: "may hold only letters, digits and -._~ (it is the password in the SNS subscription's URL)"}}, bad.Validate()); diff != "" {
 		t.Errorf("a secret a URL would need escaped (-want +got):\n%s", diff)
 	}
 	c.Defaults()
 	want := []gateway.Problem{{Key: "endpoint", Message: `"ftp://x" is not an http(s) URL`}, {Key: "region", Message: `"Europe" is not an AWS region such as eu-west-1`},
-		{Key: "origination_identity", Message: "is required (a phone number, sender id, pool, or its ARN)"}, {Key: "event_topics[0]", Message: `"not-an-arn" is not an SNS topic ARN`},
-		{Key: "previous_webhook_secrets", Message: "needs webhook_secret (the secret they were replaced by)"}}
+		{Key: "origination_identity", Message: "is required (a phone number, sender id, pool, or its ARN)"}, {Key: "event_topics[0]", Message: `"not-an-arn" is not an SNS topic ARN`}}
 	if diff := cmp.Diff(want, c.Validate()); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}

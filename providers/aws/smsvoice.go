@@ -81,9 +81,6 @@ func (c *SMSVoiceConfig) Validate() []gateway.Problem {
 			add(fmt.Sprintf("event_topics[%d]", i), "%q is not an SNS topic ARN", t)
 		}
 	}
-	if len(c.PreviousWebhookSecrets) > 0 && c.WebhookSecret == "" {
-		add("previous_webhook_secrets", "needs webhook_secret (the secret they were replaced by)")
-	}
 	if s := c.WebhookSecret.Reveal(); strings.Trim(s, urlSafe) != "" {
 		// It is written into the subscription's URL as it is: no character that URL would need escaped.
 		add("webhook_secret", "may hold only letters, digits and -._~ (it is the password in the SNS subscription's URL)")
