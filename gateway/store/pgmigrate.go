@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -210,22 +209,18 @@ func applyPG(ctx context.Context, conn *pgx.Conn, version int, m pgMigration, w 
 
 // migrationWatch is the watcher of one replica's migrations (see migrateProbe).
 type migrationWatch struct {
+	*migrationSteps
 	ctx    context.Context
 	cancel context.CancelCauseFunc
-	step   atomic.Pointer[string]
 	done   chan struct{}
 }
 
 func watchMigrations(ctx context.Context, pool *pgxpool.Pool, pid uint32, log *slog.Logger) *migrationWatch {
 	wctx, cancel := context.WithCancelCause(ctx)
-	w := &migrationWatch{ctx: wctx, cancel: cancel, done: make(chan struct{})}
-	w.at("starting")
+	w := &migrationWatch{migrationSteps: newMigrationSteps(), ctx: wctx, cancel: cancel, done: make(chan struct{})}
 	go w.run(pool, pid, log)
 	return w
 }
-
-// at says what the migrations are doing now, for the progress lines.
-func (w *migrationWatch) at(step string) { w.step.Store(&step) }
 
 // stop ends the watcher and returns err, or the watcher's reason when it cut the migration short.
 func (w *migrationWatch) stop(err error) error {
@@ -240,8 +235,7 @@ func (w *migrationWatch) stop(err error) error {
 
 func (w *migrationWatch) run(pool *pgxpool.Pool, pid uint32, log *slog.Logger) {
 	defer close(w.done)
-	began := time.Now()
-	logged := began
+	logged := w.began
 	t := time.NewTicker(migrateProbe)
 	defer t.Stop()
 	for {
@@ -264,8 +258,7 @@ func (w *migrationWatch) run(pool *pgxpool.Pool, pid uint32, log *slog.Logger) {
 		}
 		if time.Since(logged) >= migrateLogEvery {
 			logged = time.Now()
-			log.Info("message log migrations still running", append([]any{
-				"step", *w.step.Load(), "running_for", time.Since(began).Round(time.Second).String()}, pr.attrs()...)...)
+			w.log(log, pr.attrs()...)
 		}
 	}
 }

@@ -263,16 +263,13 @@ func (s *SQLite) SchemaVersion(ctx context.Context) (int, error) {
 // so the lines on log say which migration runs and for how long (the file is local: no watcher
 // needs to ask whether the database is alive).
 func (s *SQLite) migrate(ctx context.Context, log *slog.Logger, apply bool) error {
-	step := new(atomic.Pointer[string])
-	at := func(st string) { step.Store(&st) }
-	at("starting")
+	steps := newMigrationSteps()
 	if log != nil {
 		var wg sync.WaitGroup
 		done := make(chan struct{})
 		defer wg.Wait()
 		defer close(done)
 		wg.Go(func() {
-			began := time.Now()
 			t := time.NewTicker(migrateLogEvery)
 			defer t.Stop()
 			for {
@@ -280,8 +277,7 @@ func (s *SQLite) migrate(ctx context.Context, log *slog.Logger, apply bool) erro
 				case <-done:
 					return
 				case <-t.C:
-					log.Info("message log migrations still running", "step", *step.Load(),
-						"running_for", time.Since(began).Round(time.Second).String())
+					steps.log(log)
 				}
 			}
 		})
@@ -289,13 +285,13 @@ func (s *SQLite) migrate(ctx context.Context, log *slog.Logger, apply bool) erro
 	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
 		return err
 	}
-	at("waiting for the file's write lock (another process is writing to it)")
+	steps.at("waiting for the file's write lock (another process is writing to it)")
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	at("reading the schema version")
+	steps.at("reading the schema version")
 	var v int
 	switch err := tx.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v); {
 	case errors.Is(err, sql.ErrNoRows):
@@ -327,7 +323,7 @@ func (s *SQLite) migrate(ctx context.Context, log *slog.Logger, apply bool) erro
 		return nil
 	}
 	for i := v; i < len(migrations); i++ {
-		at(fmt.Sprintf("migration %d", i+1))
+		steps.at(fmt.Sprintf("migration %d", i+1))
 		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
 			return fmt.Errorf("migration %d: %w", i+1, err)
 		}
