@@ -452,7 +452,9 @@ func (a *App) openState(ctx context.Context, cfg *config.Config) error {
 	if cfg.State.Driver != "redis" {
 		l := &policy.MemoryLimiter{Now: a.opts.Now}
 		a.checker.Limiter, a.checker.Spends = l, l
-		a.replays = policy.NewMemoryReplays(a.opts.Now)
+		replays := policy.NewMemoryReplays(a.opts.Now, cfg.State.MaxIdempotencyRecords)
+		replays.OnEvict = a.replayEvicted
+		a.replays = replays
 		a.resends = policy.NewMemoryResends(a.opts.Now)
 		a.pumping = &policy.Pumping{State: &policy.MemoryPumpState{Now: a.opts.Now}, Now: a.opts.Now}
 		a.closeState = func() {}

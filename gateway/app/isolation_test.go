@@ -806,3 +806,62 @@ routes: [{name: d, providers: [m]}]
 		t.Errorf("reads_in_flight rejections counted %v, want 2", got)
 	}
 }
+
+// TestAFloodOfIdempotencyKeysEvictsOnlyItsOwn: with the state in memory, idempotency records are
+// bounded (state.max_idempotency_records), or a tenant sending under ever new keys would grow the
+// replica's heap by about half a kilobyte a send for 24 h, until the replica that every tenant
+// shares ran out of memory. Past the bound, the flooding tenant loses its own oldest records: the
+// quiet tenant's retry, after the flood, is still answered from its record and sends nothing.
+func TestAFloodOfIdempotencyKeysEvictsOnlyItsOwn(t *testing.T) {
+	const cfg = `
+storage: {driver: memory}
+state: {max_idempotency_records: 40}
+log: {error_lines_per_second: 1}
+policy: {rate_limits: {per_recipient: 0, per_ip: 0, per_tenant: 0}, resend_escalation: {enabled: false}}
+tenants: [{name: quiet, api_key: quiet-key}, {name: flood, api_key: flood-key}]
+providers: [{name: m, type: mock, latency: 0s}]
+routes: [{name: d, providers: [m]}]
+`
+	h := start(t, cfg, Options{})
+	sent := func() float64 { return testutil.ToFloat64(h.app.MetricSet().Attempts.WithLabelValues("m", "sent")) }
+	var quiet []response
+	for i := range 5 {
+		quiet = append(quiet, h.send("quiet-key", strings.Replace(actionBody, "834712", fmt.Sprintf("10000%d", i), 2), "Idempotency-Key", fmt.Sprint("notif-", i)))
+	}
+	for i := range 200 {
+		body := fmt.Sprintf(`{"message_options":{"recipient":"+1415555%04d","text":"Your code is %06d","code":"%06d"}}`, i, i, i)
+		if r := h.send("flood-key", body, "Idempotency-Key", fmt.Sprint("flood-", i)); r.Status != 200 {
+			t.Fatalf("flood send %d: %d %s", i, r.Status, r.Raw)
+		}
+	}
+	before := sent()
+	for i, first := range quiet {
+		r := h.send("quiet-key", strings.Replace(actionBody, "834712", fmt.Sprintf("10000%d", i), 2), "Idempotency-Key", fmt.Sprint("notif-", i))
+		if r.Status != 200 || r.Body["id"] != first.Body["id"] {
+			t.Errorf("quiet retry %d after the flood: %d %v, want the first answer %v", i, r.Status, r.Body["id"], first.Body["id"])
+		}
+	}
+	if n := sent() - before; n != 0 {
+		t.Errorf("the quiet tenant's retries sent %v messages again", n)
+	}
+	// The flood's oldest keys are gone (a retry of one sends again); its newest still replay.
+	if r := h.send("flood-key", `{"message_options":{"recipient":"+14155550199","text":"Your code is 000199","code":"000199"}}`, "Idempotency-Key", "flood-199"); r.Status != 200 || sent() != before {
+		t.Errorf("the flood's newest key: %d, %v sends, want a replay", r.Status, sent()-before)
+	}
+	if r := h.send("flood-key", `{"message_options":{"recipient":"+14155550000","text":"Your code is 000000","code":"000000"}}`, "Idempotency-Key", "flood-0"); r.Status != 200 || sent() != before+1 {
+		t.Errorf("the flood's oldest key: %d, %v sends, want it evicted (sent again)", r.Status, sent()-before)
+	}
+	if got := h.app.replays.(interface{ Len() int }).Len(); got > 40 {
+		t.Errorf("%d records held, over the bound of 40", got)
+	}
+	if got := testutil.ToFloat64(h.app.MetricSet().StateEvictedKeys); got != 166 {
+		t.Errorf("smsgate_state_evicted_keys = %v, want 166 (206 records, 40 kept)", got)
+	}
+	logs := h.logs.String()
+	if !strings.Contains(logs, `"msg":"idempotency record evicted before its ttl`) || !strings.Contains(logs, `"tenant":"flood"`) {
+		t.Errorf("no warning naming the flooding tenant:\n%s", logs)
+	}
+	if strings.Contains(logs, `evicted before its ttl: state.max_idempotency_records reached, the tenant holding the most records lost its oldest","tenant":"quiet"`) {
+		t.Errorf("a quiet record was evicted:\n%s", logs)
+	}
+}

@@ -325,7 +325,7 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 		return flightResult{reply: errReply(http.StatusServiceUnavailable, "store_unavailable", "the message log is failing and its retry buffer is full; sends are refused (storage.backlog_full: refuse_sends)"),
 			bodyHash: bodyHash, outcome: "store_unavailable"}
 	}
-	replayKey := "idem|" + tn.name + "|" + idemKey
+	replayKey := policy.ReplayKey(tn.name, idemKey)
 	if idemKey != "" {
 		rep, ok, err := a.replays.Get(ctx, replayKey)
 		if err != nil && a.stateError("idempotency_get", err) {

@@ -52,3 +52,17 @@ func (a *App) readStateMemory(client *redis.Client) {
 	m.StateMemoryMax.WithLabelValues(mem["Memory"]["maxmemory_policy"]).Set(num(mem["Memory"]["maxmemory"]))
 	m.StateEvictedKeys.Set(num(stats["Stats"]["evicted_keys"]))
 }
+
+// replayEvicted hears of an idempotency record that the memory state evicted before its ttl
+// (state.max_idempotency_records reached; tenant held the most): it counts in
+// smsgate_state_evicted_keys, as Redis's evictions do, and says so at most
+// log.error_lines_per_second.
+func (a *App) replayEvicted(tenant string) {
+	a.metrics.StateEvictedKeys.Inc()
+	ok, left := a.errorLine("state|evicted")
+	if !ok {
+		return
+	}
+	a.log.Warn("idempotency record evicted before its ttl: state.max_idempotency_records reached, the tenant holding the most records lost its oldest",
+		append([]any{"tenant", tenant}, leftOut(left)...)...)
+}

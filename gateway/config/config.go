@@ -128,6 +128,10 @@ type State struct {
 	// Required with the redis driver (every replica must derive the same keys); with memory a
 	// random per-process secret is used when it is empty.
 	KeySecret gateway.Secret `yaml:"key_secret"`
+	// MaxIdempotencyRecords bounds the idempotency records a replica keeps in memory (driver
+	// memory; in Redis, maxmemory does); default 100000. Past it, the tenant holding the most
+	// loses its oldest record.
+	MaxIdempotencyRecords int `yaml:"max_idempotency_records"`
 }
 
 // RedisState configures the Redis connection.
@@ -574,6 +578,7 @@ func (c *Config) applyDefaults() {
 	orDefault(&c.Storage.CommitTimeout, gateway.Duration(200*time.Millisecond))
 	orDefault(&c.Storage.WriteTimeout, gateway.Duration(10*time.Second))
 	orDefault(&c.Storage.RetryBuffer, 65536)
+	orDefault(&c.State.MaxIdempotencyRecords, 100000)
 	orDefault(&c.Storage.BacklogFull, "drop_oldest")
 	orDefault(&c.Storage.Retention, ptr(gateway.Duration(720*time.Hour)))
 	st := &c.State
@@ -759,6 +764,9 @@ func (c *Config) validate() {
 	}
 	if c.State.Driver != "memory" && c.State.Driver != "redis" {
 		c.Problem("state.driver", "must be memory or redis, not %q", c.State.Driver)
+	}
+	if c.State.MaxIdempotencyRecords < 0 {
+		c.Problem("state.max_idempotency_records", "must be positive")
 	}
 	if c.State.OnError != "open" && c.State.OnError != "closed" {
 		c.Problem("state.on_error", "must be open or closed, not %q", c.State.OnError)

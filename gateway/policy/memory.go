@@ -138,26 +138,6 @@ func (e *expiring[T]) put(key string, v T, ttl time.Duration) {
 	e.m.sweep(2, func(_ string, x entry[T]) bool { return !now.Before(x.expires) })
 }
 
-// MemoryReplays is Replays in this process.
-type MemoryReplays struct{ e expiring[*Replay] }
-
-// NewMemoryReplays returns an empty store; now nil means time.Now.
-func NewMemoryReplays(now func() time.Time) *MemoryReplays {
-	return &MemoryReplays{e: expiring[*Replay]{now: now}}
-}
-
-// Get implements Replays.
-func (m *MemoryReplays) Get(_ context.Context, key string) (*Replay, bool, error) {
-	r, ok := m.e.get(key)
-	return r, ok, nil
-}
-
-// Put implements Replays.
-func (m *MemoryReplays) Put(_ context.Context, key string, r *Replay, ttl time.Duration) error {
-	m.e.put(key, r, ttl)
-	return nil
-}
-
 type lastSend struct {
 	provider string
 	at       time.Time

@@ -243,7 +243,7 @@ func TestSweptMapStaysBounded(t *testing.T) {
 // TestExpiringDropsExpired: replays past their TTL are dropped as later ones are stored.
 func TestExpiringDropsExpired(t *testing.T) {
 	clk := newClock()
-	r := NewMemoryReplays(clk.now)
+	r := NewMemoryReplays(clk.now, 0)
 	for i := 0; i < 1000; i++ {
 		r.Put(context.Background(), "old"+strconv.Itoa(i), &Replay{}, time.Minute)
 	}
@@ -251,10 +251,7 @@ func TestExpiringDropsExpired(t *testing.T) {
 	for i := 0; i < 1500; i++ { // 3,000 examinations: more than the 2,500 keys
 		r.Put(context.Background(), "new"+strconv.Itoa(i), &Replay{}, time.Minute)
 	}
-	r.e.mu.Lock()
-	n := r.e.m.len()
-	r.e.mu.Unlock()
-	if n != 1500 {
+	if n := r.Len(); n != 1500 {
 		t.Errorf("%d entries, want the 1,500 live ones", n)
 	}
 }
@@ -309,7 +306,7 @@ func TestRedisLimiterSharedAndExpiring(t *testing.T) {
 
 func TestReplaysAndResendsExpire(t *testing.T) {
 	clk := newClock()
-	rp := NewMemoryReplays(clk.now)
+	rp := NewMemoryReplays(clk.now, 0)
 	rp.Put(context.Background(), "k", &Replay{Status: 200, Body: []byte("x")}, time.Hour)
 	if r, ok, _ := rp.Get(context.Background(), "k"); !ok || r.Status != 200 {
 		t.Fatalf("replay not found")

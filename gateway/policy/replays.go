@@ -1,0 +1,206 @@
+package policy
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ReplayKey is the key of tenant's first answer to an Idempotency-Key: keys are scoped to the
+// tenant, and MemoryReplays bounds each tenant's share by the name between the first two '|'
+// (tenant names cannot hold one).
+func ReplayKey(tenant, idempotencyKey string) string {
+	return "idem|" + tenant + "|" + idempotencyKey
+}
+
+// replayTenant is the tenant a ReplayKey names ("" for any other key).
+func replayTenant(key string) string {
+	_, rest, ok := strings.Cut(key, "|")
+	if !ok {
+		return ""
+	}
+	tenant, _, _ := strings.Cut(rest, "|")
+	return tenant
+}
+
+// MemoryReplays is Replays in this process, holding at most Max records. Records live for
+// idempotency.ttl (24 h), so without a bound the heap would hold every answer of the last day:
+// about 450 bytes a send, 2 GB a day for a tenant at 50 sends a second. When a new record would
+// pass the bound, the tenant holding the most records loses its oldest one, so that a tenant
+// sending under ever new keys evicts its own records, never another tenant's that are younger.
+// Eviction is what Redis's volatile-lru does with the same records; OnEvict hears of each one.
+type MemoryReplays struct {
+	now func() time.Time
+	max int
+	// OnEvict, when set, is called (outside the store's lock) with the tenant of each record
+	// evicted before its time.
+	OnEvict func(tenant string)
+
+	mu      sync.Mutex
+	records map[string]*replayRecord
+	tenants map[string]*replayQueue
+	names   []string // the tenants' names, for the round-robin sweep of expired records
+	cursor  int
+}
+
+type replayRecord struct {
+	r       *Replay
+	expires time.Time
+}
+
+// replayQueue is one tenant's records in the order they were put: with one ttl for all, the
+// oldest first. An item whose key was put again since (or removed) is skipped when it comes up.
+type replayQueue struct {
+	items []replayItem
+	head  int
+	n     int // records of the tenant in the store
+}
+
+type replayItem struct {
+	key string
+	rec *replayRecord
+}
+
+// NewMemoryReplays returns an empty store of at most max records (state.max_idempotency_records;
+// max <= 0: no bound); now nil means time.Now.
+func NewMemoryReplays(now func() time.Time, max int) *MemoryReplays {
+	if now == nil {
+		now = time.Now
+	}
+	return &MemoryReplays{now: now, max: max, records: map[string]*replayRecord{}, tenants: map[string]*replayQueue{}}
+}
+
+// Get implements Replays.
+func (m *MemoryReplays) Get(_ context.Context, key string) (*Replay, bool, error) {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	rec, ok := m.records[key]
+	if !ok || !now.Before(rec.expires) {
+		return nil, false, nil
+	}
+	return rec.r, true, nil
+}
+
+// Put implements Replays. As in Redis, the first answer stored under a key stays until it
+// expires.
+func (m *MemoryReplays) Put(_ context.Context, key string, r *Replay, ttl time.Duration) error {
+	now := m.now()
+	var evicted []string
+	m.mu.Lock()
+	tenant := replayTenant(key)
+	q := m.tenants[tenant]
+	if q == nil {
+		q = &replayQueue{}
+		m.tenants[tenant] = q
+		m.names = append(m.names, tenant)
+	}
+	if old, ok := m.records[key]; ok {
+		if now.Before(old.expires) {
+			m.mu.Unlock()
+			return nil
+		}
+		q.n-- // expired: its item is skipped when it comes up (records[key] is the new one)
+	}
+	rec := &replayRecord{r: r, expires: now.Add(ttl)}
+	m.records[key] = rec
+	q.items = append(q.items, replayItem{key: key, rec: rec})
+	q.n++
+	// Expired records go first: this tenant's, and one other tenant's in turn.
+	m.dropExpired(q, now, 4)
+	m.cursor = (m.cursor + 1) % len(m.names)
+	m.dropExpired(m.tenants[m.names[m.cursor]], now, 4)
+	for m.max > 0 && len(m.records) > m.max {
+		if !m.dropAnyExpired(now) {
+			evicted = append(evicted, m.evictOne())
+		}
+	}
+	m.mu.Unlock()
+	if m.OnEvict != nil {
+		for _, t := range evicted {
+			m.OnEvict(t)
+		}
+	}
+	return nil
+}
+
+// Len is how many records the store holds (expired ones not yet dropped included).
+func (m *MemoryReplays) Len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.records)
+}
+
+// dropExpired removes up to n of q's oldest records while they have expired (a few a put is
+// enough: each put adds one), and reports whether it removed any.
+func (m *MemoryReplays) dropExpired(q *replayQueue, now time.Time, n int) bool {
+	dropped := false
+	for range n {
+		it, ok := q.front(m.records)
+		if !ok || now.Before(it.rec.expires) {
+			break
+		}
+		m.remove(q, it)
+		dropped = true
+	}
+	return dropped
+}
+
+// dropAnyExpired removes one expired record of any tenant, if one is oldest of its tenant: at the
+// bound, a record past its time goes before any record is evicted.
+func (m *MemoryReplays) dropAnyExpired(now time.Time) bool {
+	for _, q := range m.tenants {
+		if m.dropExpired(q, now, 1) {
+			return true
+		}
+	}
+	return false
+}
+
+// evictOne removes the oldest record of the tenant holding the most, and returns that tenant.
+func (m *MemoryReplays) evictOne() string {
+	var most string
+	var q *replayQueue
+	for name, t := range m.tenants {
+		if q == nil || t.n > q.n {
+			most, q = name, t
+		}
+	}
+	if it, ok := q.front(m.records); ok {
+		m.remove(q, it)
+	}
+	return most
+}
+
+// remove deletes the front item it of q (front found it live).
+func (m *MemoryReplays) remove(q *replayQueue, it replayItem) {
+	delete(m.records, it.key)
+	q.items[q.head] = replayItem{}
+	q.head++
+	q.n--
+	q.compact()
+}
+
+// front is the oldest live item of q; items that are no longer the record of their key are
+// dropped on the way.
+func (q *replayQueue) front(records map[string]*replayRecord) (replayItem, bool) {
+	for q.head < len(q.items) {
+		it := q.items[q.head]
+		if records[it.key] == it.rec {
+			return it, true
+		}
+		q.items[q.head] = replayItem{}
+		q.head++
+	}
+	q.compact()
+	return replayItem{}, false
+}
+
+// compact reclaims the space of the items taken from the front once they are half the queue.
+func (q *replayQueue) compact() {
+	if q.head > 0 && q.head >= len(q.items)/2 {
+		q.items = append(q.items[:0], q.items[q.head:]...)
+		q.head = 0
+	}
+}

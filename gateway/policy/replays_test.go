@@ -1,0 +1,122 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// replaysHeld reports, for each tenant, which of its keys key(tenant, i) for i < n are held.
+func replaysHeld(r *MemoryReplays, tenant string, n int) (held []int) {
+	for i := range n {
+		if _, ok, _ := r.Get(context.Background(), ReplayKey(tenant, fmt.Sprint(i))); ok {
+			held = append(held, i)
+		}
+	}
+	return held
+}
+
+func putReplays(t *testing.T, r *MemoryReplays, tenant string, from, to int) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		if err := r.Put(context.Background(), ReplayKey(tenant, fmt.Sprint(i)), &Replay{Status: 200, Body: []byte(`{"id":"x"}`)}, 24*time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func span(from, to int) []int {
+	var s []int
+	for i := from; i < to; i++ {
+		s = append(s, i)
+	}
+	return s
+}
+
+// TestMemoryReplaysAreBoundedPerTenant: idempotency records live 24 h, so the memory state holds
+// at most max_idempotency_records of them. A tenant sending under ever new keys past the bound
+// evicts its own oldest records, never those of a tenant holding fewer; two tenants over it end
+// with half each, and each loses its oldest.
+func TestMemoryReplaysAreBoundedPerTenant(t *testing.T) {
+	clk := newClock()
+	r := NewMemoryReplays(clk.now, 100)
+	var evicted []string
+	r.OnEvict = func(tenant string) { evicted = append(evicted, tenant) }
+	putReplays(t, r, "quiet", 0, 10)
+	putReplays(t, r, "flood", 0, 1000)
+	if got := r.Len(); got != 100 {
+		t.Errorf("%d records held, want the bound of 100", got)
+	}
+	if diff := cmp.Diff(span(0, 10), replaysHeld(r, "quiet", 10)); diff != "" {
+		t.Errorf("the quiet tenant lost records to the flood (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(span(910, 1000), replaysHeld(r, "flood", 1000)); diff != "" {
+		t.Errorf("the flood should keep its newest 90 (-want +got):\n%s", diff)
+	}
+	if len(evicted) != 910 || evicted[0] != "flood" || evicted[909] != "flood" {
+		t.Errorf("%d evictions heard (%v...), want 910 of the flood's", len(evicted), evicted[:min(3, len(evicted))])
+	}
+
+	// A tenant that held more than half before the flood keeps half, its newest.
+	r = NewMemoryReplays(clk.now, 100)
+	putReplays(t, r, "busy", 0, 70)
+	putReplays(t, r, "flood", 0, 1000)
+	if diff := cmp.Diff(span(20, 70), replaysHeld(r, "busy", 70)); diff != "" {
+		t.Errorf("the busy tenant should keep its newest 50 (-want +got):\n%s", diff)
+	}
+	if got := len(replaysHeld(r, "flood", 1000)); got != 50 {
+		t.Errorf("the flood holds %d, want 50", got)
+	}
+}
+
+// TestMemoryReplaysDropExpiredBeforeEvicting: at the bound, records past their ttl go before any
+// live one is evicted, also those of a tenant that sends no more; and the first answer under a key
+// stays until it expires, as in Redis.
+func TestMemoryReplaysDropExpiredBeforeEvicting(t *testing.T) {
+	clk := newClock()
+	r := NewMemoryReplays(clk.now, 100)
+	evictions := 0
+	r.OnEvict = func(string) { evictions++ }
+	ctx := context.Background()
+	for i := range 60 {
+		r.Put(ctx, ReplayKey("gone", fmt.Sprint(i)), &Replay{Status: 200}, time.Minute)
+	}
+	clk.add(2 * time.Minute)
+	putReplays(t, r, "live", 0, 100)
+	if evictions != 0 {
+		t.Errorf("%d live records evicted while expired ones were held", evictions)
+	}
+	if diff := cmp.Diff(span(0, 100), replaysHeld(r, "live", 100)); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	if got := r.Len(); got != 100 {
+		t.Errorf("%d records held, want 100", got)
+	}
+
+	k := ReplayKey("live", "first")
+	r.Put(ctx, k, &Replay{Status: 200, Body: []byte("first")}, time.Minute)
+	r.Put(ctx, k, &Replay{Status: 409, Body: []byte("second")}, time.Minute)
+	if got, ok, _ := r.Get(ctx, k); !ok || string(got.Body) != "first" {
+		t.Errorf("the first answer did not stay: %+v %v", got, ok)
+	}
+	clk.add(2 * time.Minute)
+	r.Put(ctx, k, &Replay{Status: 200, Body: []byte("after")}, time.Minute)
+	if got, ok, _ := r.Get(ctx, k); !ok || string(got.Body) != "after" {
+		t.Errorf("an expired answer was not replaced: %+v %v", got, ok)
+	}
+}
+
+func TestReplayKeyNamesItsTenant(t *testing.T) {
+	for key, want := range map[string]string{
+		ReplayKey("acme", "k|with|bars"): "acme",
+		ReplayKey("acme", ""):            "acme",
+		"no-bar":                         "",
+	} {
+		if got := replayTenant(key); got != want {
+			t.Errorf("replayTenant(%q) = %q, want %q", key, got, want)
+		}
+	}
+}
