@@ -6,8 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/smsgate/smsgate/gateway/config"
 )
 
@@ -21,14 +19,19 @@ type Limiter interface {
 }
 
 // MemoryLimiter is a Limiter of token buckets in this process: a bucket holds N tokens and
-// refills at N per Per, so a burst of N is allowed and then one every Per/N. It keeps the spend
+// refills at N per Per, so a burst of N is allowed and then one every Per/N. Each bucket is its
+// theoretical arrival time alone (the generic cell rate algorithm, as in Redis, see gcra): eight
+// bytes a bucket instead of a rate.Limiter's eighty, which mattered because with the state in
+// memory a replica holds a bucket per recipient for minutes after each send. It keeps the spend
 // limits' buckets too (Spends).
 type MemoryLimiter struct {
 	// Now is the clock; nil means time.Now. Tests inject one to move time without sleeping.
 	Now func() time.Time
 
-	mu      sync.Mutex
-	buckets sweptMap[*rate.Limiter]
+	mu sync.Mutex
+	// buckets hold each bucket's theoretical arrival time (Unix nanoseconds): the bucket is full
+	// at and after it, and each token taken moves it Per/N later.
+	buckets sweptMap[int64]
 
 	// spends are the spend limits' buckets (Spends, spend.go): each its theoretical arrival time.
 	spendMu sync.Mutex
@@ -47,27 +50,23 @@ func (m *MemoryLimiter) Allow(ctx context.Context, key string, l config.Limit) (
 	return m.AllowKeeping(ctx, key, l, 0)
 }
 
-// AllowKeeping implements Limiter.
+// AllowKeeping implements Limiter: a token is taken when the arrival time it moves to is at most
+// a period, less keep tokens' time, ahead of now.
 func (m *MemoryLimiter) AllowKeeping(_ context.Context, key string, l config.Limit, keep int) (bool, time.Duration, error) {
-	now := m.now()
+	now := m.now().UnixNano()
+	interval := max(1, int64(l.Per)/int64(l.N))
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	b, ok := m.buckets.get(key)
-	if !ok {
-		b = rate.NewLimiter(rate.Every(l.Per/time.Duration(l.N)), l.N)
-		b.SetLimitAt(now, b.Limit()) // start the bucket's clock at now, full
-		m.buckets.set(key, b)
+	tat, ok := m.buckets.get(key)
+	if !ok || tat < now {
+		tat = now
 	}
 	// Full buckets hold no information: drop them, two examined per call.
-	m.buckets.sweep(2, func(k string, b *rate.Limiter) bool { return k != key && b.TokensAt(now) >= float64(b.Burst()) })
-	if short := float64(keep+1) - b.TokensAt(now); keep > 0 && short > 0 {
-		return false, time.Duration(short * float64(l.Per) / float64(l.N)), nil
+	m.buckets.sweep(2, func(k string, t int64) bool { return k != key && t <= now })
+	if over := tat + interval - now - (int64(l.Per) - int64(keep)*interval); over > 0 {
+		return false, time.Duration(over), nil
 	}
-	r := b.ReserveN(now, 1)
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
-		return false, d, nil
-	}
+	m.buckets.set(key, tat+interval)
 	return true, 0, nil
 }
 
@@ -101,7 +100,7 @@ type Resends interface {
 
 type entry[T any] struct {
 	v       T
-	expires time.Time
+	expires int64 // Unix nanoseconds: a time.Time takes three times the room, in every entry
 }
 
 // expiring is a map whose entries vanish after their TTL.
@@ -111,11 +110,11 @@ type expiring[T any] struct {
 	m   sweptMap[entry[T]]
 }
 
-func (e *expiring[T]) clock() time.Time {
+func (e *expiring[T]) clock() int64 {
 	if e.now != nil {
-		return e.now()
+		return e.now().UnixNano()
 	}
-	return time.Now()
+	return time.Now().UnixNano()
 }
 
 func (e *expiring[T]) get(key string) (T, bool) {
@@ -123,7 +122,7 @@ func (e *expiring[T]) get(key string) (T, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	x, ok := e.m.get(key)
-	if !ok || !now.Before(x.expires) {
+	if !ok || now >= x.expires {
 		var zero T
 		return zero, false
 	}
@@ -134,16 +133,18 @@ func (e *expiring[T]) put(key string, v T, ttl time.Duration) {
 	now := e.clock()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.m.set(key, entry[T]{v: v, expires: now.Add(ttl)})
-	e.m.sweep(2, func(_ string, x entry[T]) bool { return !now.Before(x.expires) })
+	e.m.set(key, entry[T]{v: v, expires: now + int64(ttl)})
+	e.m.sweep(2, func(_ string, x entry[T]) bool { return now >= x.expires })
 }
 
+// lastSend is the provider that last sent to a recipient, and when (Unix nanoseconds).
 type lastSend struct {
 	provider string
-	at       time.Time
+	at       int64
 }
 
-// MemoryResends is Resends in this process.
+// MemoryResends is Resends in this process. With the state in memory a replica keeps an entry a
+// send for resend_escalation.within (10 minutes), so each is kept small (56 bytes and its key).
 type MemoryResends struct{ e expiring[lastSend] }
 
 // NewMemoryResends returns an empty tracker; now nil means time.Now.
@@ -154,12 +155,15 @@ func NewMemoryResends(now func() time.Time) *MemoryResends {
 // Last implements Resends.
 func (m *MemoryResends) Last(_ context.Context, key string) (string, time.Time, bool, error) {
 	x, ok := m.e.get(key)
-	return x.provider, x.at, ok, nil
+	if !ok {
+		return "", time.Time{}, false, nil
+	}
+	return x.provider, time.Unix(0, x.at), true, nil
 }
 
 // Record implements Resends.
 func (m *MemoryResends) Record(_ context.Context, key, provider string, at time.Time, ttl time.Duration) error {
-	m.e.put(key, lastSend{provider: provider, at: at}, ttl)
+	m.e.put(key, lastSend{provider: provider, at: at.UnixNano()}, ttl)
 	return nil
 }
 
