@@ -58,7 +58,9 @@ var fuzzTypes = []string{"application/json", "application/x-www-form-urlencoded"
 var fuzzSecrets = []string{"ib-key", "tw-token", "hook-secret", "admin-t0ken"}
 
 // FuzzHTTPAPI sends arbitrary bodies, path segments, query strings, methods, credentials and
-// content types to every route of one running gateway (Infobip and Twilio fakes behind it). No
+// content types to every route of one running gateway (Infobip and Twilio fakes behind it), with
+// the path segment as the Idempotency-Key on routes that take no segment (records bounded at 20,
+// so the fuzzer's keys are evicted too). No
 // input may earn a 500, an answer the OpenAPI document does not describe (the harness checks
 // each one), an answer that is not JSON, an error without its stable code, a secret in an
 // answer or a log line, or a run of 8 or more of the body's digits (a full number) in a log line.
@@ -97,6 +99,7 @@ func FuzzHTTPAPI(f *testing.F) {
 	}
 	cfg := strings.Replace(compatConfig, `public_url: "https://sms.example.com"`, `public_url: "https://sms.example.com", admin_token: admin-t0ken`, 1)
 	cfg = strings.ReplaceAll(cfg, "$HOOKHOST", "hooks.example.com")
+	cfg = strings.Replace(cfg, "storage: {", "state: {max_idempotency_records: 20}\nstorage: {", 1)
 	h, _, _ := startOnFakes(f, cfg)
 	f.Fuzz(func(t *testing.T, route, method, auth, ctype uint8, seg, query string, body []byte) {
 		path := fuzzRoutes[int(route)%len(fuzzRoutes)]
@@ -116,6 +119,9 @@ func FuzzHTTPAPI(f *testing.F) {
 		hdr := []string{"Content-Type", fuzzTypes[int(ctype)%len(fuzzTypes)]}
 		if a := fuzzAuth[int(auth)%len(fuzzAuth)]; a != "" {
 			hdr = append(hdr, "Authorization", a)
+		}
+		if !strings.Contains(fuzzRoutes[int(route)%len(fuzzRoutes)], "%s") && seg != "" && printable(seg) {
+			hdr = append(hdr, "Idempotency-Key", seg)
 		}
 		mark := h.logs.Len()
 		hh := *h
@@ -144,4 +150,14 @@ func FuzzHTTPAPI(f *testing.F) {
 			}
 		}
 	})
+}
+
+// printable reports whether s is printable ASCII, which a header value may hold as it is.
+func printable(s string) bool {
+	for i := range len(s) {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
