@@ -240,7 +240,8 @@ func TestSweptMapStaysBounded(t *testing.T) {
 	}
 }
 
-// TestExpiringDropsExpired: replays past their TTL are dropped as later ones are stored.
+// TestExpiringDropsExpired: replays past their TTL are dropped as later ones of their tenant are
+// stored (up to four a put, oldest first).
 func TestExpiringDropsExpired(t *testing.T) {
 	clk := newClock()
 	r := NewMemoryReplays(clk.now, 0)
@@ -248,7 +249,7 @@ func TestExpiringDropsExpired(t *testing.T) {
 		r.Put(context.Background(), "old"+strconv.Itoa(i), &Replay{}, time.Minute)
 	}
 	clk.add(2 * time.Minute)
-	for i := 0; i < 1500; i++ { // 3,000 examinations: more than the 2,500 keys
+	for i := 0; i < 1500; i++ { // up to 6,000 drops: more than the 1,000 expired
 		r.Put(context.Background(), "new"+strconv.Itoa(i), &Replay{}, time.Minute)
 	}
 	if n := r.Len(); n != 1500 {
