@@ -9,7 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// replaysHeld reports, for each tenant, which of its keys key(tenant, i) for i < n are held.
+// replaysHeld reports which of tenant's keys ReplayKey(tenant, i), for i < n, are held.
 func replaysHeld(r *MemoryReplays, tenant string, n int) (held []int) {
 	for i := range n {
 		if _, ok, _ := r.Get(context.Background(), ReplayKey(tenant, fmt.Sprint(i))); ok {
