@@ -361,6 +361,30 @@ routes: [{name: d, providers: [m]}]
 	warnsOnlyWithout(t, cfg, ":1: server.public_url: GET /metrics is served on server.listen, which tenants reach", ", metrics_listen: 0.0.0.0:9464")
 }
 
+// TestValidateWarnsOfNarrowPumpingRanges: ranges of 4 or more national digits are about as
+// narrow as numbers, and their counters are kept for the baseline; validate says so while any
+// tenant has detection on, and stays quiet at 3 digits or with detection off for every tenant.
+func TestValidateWarnsOfNarrowPumpingRanges(t *testing.T) {
+	const cfg = `policy:
+  pumping: {range_digits: %s, enabled: %s}
+tenants: [{name: a, api_key: a-key-long-enough-0123}, {name: b, api_key: b-key-long-enough-0123, pumping: {enabled: %s}}]
+providers: [{name: m, type: mock}]
+routes: [{name: d, providers: [m]}]
+`
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	for _, c := range []struct {
+		digits, global, b string
+		warned            bool
+	}{{"4", "true", "true", true}, {"6", "false", "true", true}, {"3", "true", "true", false}, {"5", "false", "false", false}} {
+		os.WriteFile(path, []byte(fmt.Sprintf(cfg, c.digits, c.global, c.b)), 0o600)
+		code, out, errs := runCmd("validate", "-c", path)
+		want := path + ":2: policy.pumping.range_digits: " + c.digits + " digits make nearly every number a range of its own: each range's counters are kept for the baseline and two hours (170h)"
+		if code != 0 || !strings.Contains(out, "configuration is valid") || strings.Contains(errs, want) != c.warned {
+			t.Errorf("%+v: exit %d\n%s", c, code, errs)
+		}
+	}
+}
+
 // TestValidateWarnsOfTenantsUnboundedInRedis: with Redis, a tenant without per_tenant has nothing
 // bounding what it keeps in the store every replica shares.
 func TestValidateWarnsOfTenantsUnboundedInRedis(t *testing.T) {

@@ -604,6 +604,7 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 	rt.checkPublicURL()
 	rt.checkCredentials()
 	rt.checkMetricsListener()
+	rt.checkPumpingRanges()
 	if len(cfg.Decoder.Problems) > 0 {
 		cfg.Decoder.Problems.Sort()
 		return nil, cfg.Decoder.Problems
@@ -705,6 +706,29 @@ func (rt *runtime) checkMetricsListener() {
 	}
 	rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: server.public_url: GET /metrics is served on server.listen, which tenants reach: it shows every tenant's volume, spend, countries and quarantines to anyone who asks; set server.metrics_listen (for example 0.0.0.0:9464) and scrape that, or block /metrics in front",
 		rt.cfg.File, rt.cfg.Decoder.Line("server.public_url")))
+}
+
+// wideRangeDigits is where policy.pumping.range_digits starts to warn: from 4 national digits, a
+// range is about as narrow as a number (215 calling codes x 10,000 ranges each).
+const wideRangeDigits = 4
+
+// checkPumpingRanges warns when pumping detection counts ranges of wideRangeDigits or more digits
+// for some tenant. Each range's counters are kept for the baseline and two hours (about 440 bytes
+// a new range in memory, 110 in Redis: operations.md), so ranges that narrow keep about that for
+// nearly every send; and the signals need min_volume sends to one range, which ranges that narrow
+// seldom see.
+func (rt *runtime) checkPumpingRanges() {
+	pp := rt.cfg.Policy.Pumping
+	if pp.RangeDigits < wideRangeDigits {
+		return
+	}
+	for i := range rt.cfg.Tenants {
+		if e := rt.cfg.EffectivePumping(&rt.cfg.Tenants[i]); e.Enabled != nil && *e.Enabled {
+			rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: policy.pumping.range_digits: %d digits make nearly every number a range of its own: each range's counters are kept for the baseline and two hours (%.0fh), about 440 bytes a send in memory and 110 in Redis, and few ranges reach min_volume; 2 or 3 is usual (docs/operations.md)",
+				rt.cfg.File, rt.cfg.Decoder.Line("policy.pumping.range_digits"), pp.RangeDigits, (pp.Baseline.D()+2*time.Hour).Hours()))
+			return
+		}
+	}
 }
 
 // checkTenantRates warns when tenants share Redis without a per_tenant limit: nothing then bounds

@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"fmt"
+	goruntime "runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -268,5 +269,52 @@ func TestQuarantineIndexExpires(t *testing.T) {
 	slices.Sort(got)
 	if err != nil || strings.Join(got, ",") != "acme|232-76,gamma|1-41" {
 		t.Errorf("members %v, %v", got, err)
+	}
+}
+
+// BenchmarkMemoryPumpBytesPerRange measures what MemoryPumpState keeps for one (tenant, range):
+// as Record leaves a range sent to once (an hour's and a slot's count), and a range sent to in
+// every hour of the default baseline, with the conversion window's slots (the fields counters
+// keeps before it forgets older ones). operations.md sizes the state in memory with it.
+func BenchmarkMemoryPumpBytesPerRange(b *testing.B) {
+	heap := func() float64 {
+		var ms goruntime.MemStats
+		goruntime.GC()
+		goruntime.ReadMemStats(&ms)
+		return float64(ms.HeapAlloc)
+	}
+	now := time.Unix(1_800_000_000, 0)
+	hour, sl := now.Unix()/3600, now.Unix()/int64(slot.Seconds())
+	for _, c := range []struct {
+		name   string
+		fields []string
+	}{
+		{"new", []string{"h:" + strconv.FormatInt(hour, 10), "s:" + strconv.FormatInt(sl, 10)}},
+		{"full", func() (f []string) {
+			for h := range int64(170) {
+				f = append(f, "h:"+strconv.FormatInt(hour-h, 10))
+			}
+			for s := range int64(13) {
+				f = append(f, "s:"+strconv.FormatInt(sl-s, 10), "v:"+strconv.FormatInt(sl-s, 10))
+			}
+			return f
+		}()},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			m := &MemoryPumpState{Now: func() time.Time { return now }}
+			incs := make([][2]string, len(c.fields))
+			heap0 := heap()
+			for i := range b.N {
+				k := rangeKey("tenant-a", "44-"+strconv.Itoa(1_000_000+i))
+				for j, f := range c.fields {
+					incs[j] = [2]string{k, strings.Clone(f)} // each send makes its own field names
+				}
+				if _, err := m.PumpAdd(context.Background(), incs, 170*time.Hour); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric((heap()-heap0)/float64(b.N), "heap-bytes/range")
+			goruntime.KeepAlive(m)
+		})
 	}
 }
