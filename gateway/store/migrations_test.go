@@ -215,14 +215,32 @@ func TestSQLiteUpgradeBuildsTheIndexes(t *testing.T) {
 }
 
 // TestPostgresMigrationsIgnoreTheRolesStatementTimeout: a statement_timeout meant for the
-// gateway's queries (here 1 ms, in the DSN) does not cut the migrations short.
+// gateway's queries (here 200 ms, in the DSN) does not cut the migrations short: migration 6's
+// index build waits 600 ms for a session holding a snapshot, three times the timeout, and
+// completes. (A timeout of 1 ms, as this test had, failed it on a loaded machine: the timer can
+// fire during the migration's own SET that lifts it, and PostgreSQL then cancels the statement
+// after it "due to user request".)
 func TestPostgresMigrationsIgnoreTheRolesStatementTimeout(t *testing.T) {
-	dsn := pgtest.DSN(t) + "&options=-c%20statement_timeout%3D1"
-	p, err := OpenPostgres(context.Background(), dsn, nil)
+	const held = 600 * time.Millisecond
+	dsn := pgtest.DSN(t)
+	atVersion5(t, dsn)
+	_, end := pgtest.HoldSnapshot(t, dsn)
+	released := make(chan struct{})
+	go func() {
+		time.Sleep(held)
+		end()
+		close(released)
+	}()
+	defer func() { <-released }()
+	start := time.Now()
+	p, err := OpenPostgres(context.Background(), dsn+"&options=-c%20statement_timeout%3D200", nil)
 	if err != nil {
-		t.Fatalf("migrations under a 1 ms statement_timeout: %v", err)
+		t.Fatalf("migrations under a 200 ms statement_timeout: %v", err)
 	}
 	p.Close()
+	if d := time.Since(start); d < held {
+		t.Errorf("the migrations took %s: their index build did not wait for the held snapshot, so the timeout was not put to the test", d)
+	}
 }
 
 // atVersion5 takes the schema of dsn back to version 5, before the index builds of migrations 6
