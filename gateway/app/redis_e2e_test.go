@@ -672,7 +672,7 @@ func TestAReplicaStartsWhilePostgresIsDown(t *testing.T) {
 // short: the replica serves after startWait as it does while PostgreSQL is down, the migration
 // goes on, and once it ends the records are written, with no failed attempt.
 func TestAReplicaStartsDuringALongMigration(t *testing.T) {
-	dsn := pgtest.DSN(t)
+	dsn := pgtest.OwnDatabase(t)
 	_, end := pgtest.HoldSnapshot(t, dsn)
 	defer func(d time.Duration) { startWait = d }(startWait)
 	startWait = 300 * time.Millisecond

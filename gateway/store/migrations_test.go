@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -222,7 +221,7 @@ func TestSQLiteUpgradeBuildsTheIndexes(t *testing.T) {
 // after it "due to user request".)
 func TestPostgresMigrationsIgnoreTheRolesStatementTimeout(t *testing.T) {
 	const held = 600 * time.Millisecond
-	dsn := pgtest.DSN(t)
+	dsn := pgtest.OwnDatabase(t)
 	atVersion5(t, dsn)
 	_, end := pgtest.HoldSnapshot(t, dsn)
 	released := make(chan struct{})
@@ -233,7 +232,11 @@ func TestPostgresMigrationsIgnoreTheRolesStatementTimeout(t *testing.T) {
 	}()
 	defer func() { <-released }()
 	start := time.Now()
-	p, err := OpenPostgres(context.Background(), dsn+"&options=-c%20statement_timeout%3D200", nil)
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	p, err := OpenPostgres(context.Background(), dsn+sep+"options=-c%20statement_timeout%3D200", nil)
 	if err != nil {
 		t.Fatalf("migrations under a 200 ms statement_timeout: %v", err)
 	}
@@ -278,7 +281,7 @@ func fastMigrationWatch(t *testing.T) {
 // 10 s: an index build that takes longer (a large message log) left an invalid index, started over
 // at the next attempt and never ended, and the replica never reached its message log.
 func TestALongMigrationIsNotCutShort(t *testing.T) {
-	dsn := pgtest.DSN(t)
+	dsn := pgtest.OwnDatabase(t)
 	atVersion5(t, dsn)
 	fastMigrationWatch(t)
 	holder, end := pgtest.HoldSnapshot(t, dsn)
@@ -340,19 +343,11 @@ func TestALongMigrationIsNotCutShort(t *testing.T) {
 // them for good: the watcher's check gets no answer, and the attempt ends as an outage, to be
 // tried again; once the database answers again, the next attempt finishes the build.
 func TestAMigrationWhoseDatabaseStopsAnsweringIsCutShort(t *testing.T) {
-	dsn, stall := pgtest.Stalling(t)
-	direct, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, err := url.Parse(pgtest.BaseDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	direct.Host = base.Host
-	atVersion5(t, direct.String())
+	direct := pgtest.OwnDatabase(t)
+	dsn, stall := pgtest.StallingTo(t, direct)
+	atVersion5(t, direct)
 	fastMigrationWatch(t)
-	holder, end := pgtest.HoldSnapshot(t, direct.String())
+	holder, end := pgtest.HoldSnapshot(t, direct)
 	var logs syncbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	done := make(chan error, 1)

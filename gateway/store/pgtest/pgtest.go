@@ -1,13 +1,16 @@
-// Package pgtest gives tests a PostgreSQL schema of their own: on the server at
-// $SMSGATE_TEST_POSTGRES, else postgres://postgres@127.0.0.1:5432/test (this project's machines
-// run PostgreSQL 15 there with trust authentication). The schema is dropped after the test. Without
-// a reachable server the test is skipped, except in CI ($CI set), where that is a failure.
+// Package pgtest gives tests a PostgreSQL schema of their own (or a database of their own, for
+// tests that hold snapshots open: OwnDatabase): on the server at $SMSGATE_TEST_POSTGRES, else
+// postgres://postgres@127.0.0.1:5432/test (this project's machines run PostgreSQL 15 there with
+// trust authentication). It is dropped after the test. Without a reachable server the test is
+// skipped, except in CI ($CI set), where that is a failure.
 package pgtest
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/url"
@@ -18,6 +21,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // DefaultDSN is the server tests use when $SMSGATE_TEST_POSTGRES is not set.
@@ -34,8 +38,27 @@ func BaseDSN() string {
 // DSN creates a fresh schema and returns a DSN whose connections use it (search_path).
 func DSN(t testing.TB) string {
 	t.Helper()
+	schema, err := create(t, "SCHEMA", "DROP SCHEMA %s CASCADE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(BaseDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// create makes a schema or a database (kind) under a new name on the server, dropped after the
+// test with drop (a format for the name). Without a reachable server it skips the test, except in
+// CI ($CI set), where that is a failure.
+func create(t testing.TB, kind, drop string) (string, error) {
+	t.Helper()
 	base := BaseDSN()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, base)
 	if err != nil {
@@ -47,9 +70,9 @@ func DSN(t testing.TB) string {
 	defer conn.Close(context.Background())
 	var b [6]byte
 	rand.Read(b[:])
-	schema := "t_" + hex.EncodeToString(b[:])
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
+	name := "t_" + hex.EncodeToString(b[:])
+	if _, err := conn.Exec(ctx, "CREATE "+kind+" "+name); err != nil {
+		return "", err
 	}
 	t.Cleanup(func() {
 		c, err := pgx.Connect(context.Background(), base)
@@ -57,21 +80,42 @@ func DSN(t testing.TB) string {
 			return
 		}
 		defer c.Close(context.Background())
-		c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+		c.Exec(context.Background(), fmt.Sprintf(drop, name))
 	})
-	u, err := url.Parse(base)
+	return name, nil
+}
+
+// OwnDatabase creates a database of its own (instead of DSN's schema), dropped after the test,
+// and returns a DSN for it. Tests that hold a snapshot open (HoldSnapshot) need one: CREATE INDEX
+// CONCURRENTLY waits for every older snapshot in its database, and an index build with a WHERE
+// clause for every other such build too, so in a shared database a test waiting for its build to
+// wait for its own held snapshot could find the build waiting for another package's build (go test
+// runs packages at once), itself waiting for that held snapshot: each waited for the other until
+// the test gave up. The database holds the public schema only. Without the right to create
+// databases it falls back to DSN, and says so.
+func OwnDatabase(t testing.TB) string {
+	t.Helper()
+	name, err := create(t, "DATABASE", "DROP DATABASE %s WITH (FORCE)")
+	var pe *pgconn.PgError
+	switch {
+	case errors.As(err, &pe) && pe.Code == "42501": // insufficient_privilege
+		t.Logf("no database of its own (%v): a schema instead", err)
+		return DSN(t)
+	case err != nil:
+		t.Fatal(err)
+	}
+	u, err := url.Parse(BaseDSN())
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
+	u.Path = "/" + name
 	return u.String()
 }
 
 // HoldSnapshot opens a transaction with a snapshot on the database of dsn, as a session left open
 // in psql does: a concurrent index build waits for it to end. Its application_name is held-open.
-// It returns the session's pid and the end of the transaction.
+// It returns the session's pid and the end of the transaction. Give it a database of its own
+// (OwnDatabase).
 func HoldSnapshot(t testing.TB, dsn string) (pid uint32, end func()) {
 	t.Helper()
 	ctx := context.Background()
@@ -94,7 +138,7 @@ func HoldSnapshot(t testing.TB, dsn string) (pid uint32, end func()) {
 // names a loopback port where nothing listens, and up starts a proxy there to the real server.
 func Unreachable(t testing.TB) (dsn string, up func()) {
 	t.Helper()
-	p := newProxy(t)
+	p := newProxy(t, DSN(t))
 	return p.dsn, p.up
 }
 
@@ -103,7 +147,13 @@ func Unreachable(t testing.TB) (dsn string, up func()) {
 // vanished without closing them.
 func Stalling(t testing.TB) (dsn string, stall func(on bool)) {
 	t.Helper()
-	p := newProxy(t)
+	return StallingTo(t, DSN(t))
+}
+
+// StallingTo is Stalling to the server and database of target.
+func StallingTo(t testing.TB, target string) (dsn string, stall func(on bool)) {
+	t.Helper()
+	p := newProxy(t, target)
 	p.up()
 	return p.dsn, func(on bool) { p.stalled.Store(on) }
 }
@@ -118,8 +168,8 @@ type proxy struct {
 	stalled atomic.Bool
 }
 
-func newProxy(t testing.TB) *proxy {
-	u, err := url.Parse(DSN(t))
+func newProxy(t testing.TB, target string) *proxy {
+	u, err := url.Parse(target)
 	if err != nil {
 		t.Fatal(err)
 	}
