@@ -87,11 +87,11 @@ func create(t testing.TB, kind, drop string) (string, error) {
 
 // OwnDatabase creates a database of its own (instead of DSN's schema), dropped after the test,
 // and returns a DSN for it. Tests that hold a snapshot open (HoldSnapshot) need one: CREATE INDEX
-// CONCURRENTLY waits for every older snapshot in its database, and an index build with a WHERE
-// clause for every other such build too, so in a shared database a test waiting for its build to
-// wait for its own held snapshot could find the build waiting for another package's build (go test
-// runs packages at once), itself waiting for that held snapshot: each waited for the other until
-// the test gave up. The database holds the public schema only. Without the right to create
+// CONCURRENTLY waits for every older snapshot in its database, a concurrent build of an index with
+// a WHERE clause among them, so in a shared database a test waiting for its build to wait for its
+// own held snapshot could find the build waiting for another package's build (go test runs
+// packages at once), itself waiting for that held snapshot: each waited for the other until the
+// test gave up. The database holds the public schema only. Without the right to create
 // databases it falls back to DSN, and says so.
 func OwnDatabase(t testing.TB) string {
 	t.Helper()
