@@ -108,8 +108,12 @@ func (m *MemoryReplays) Put(_ context.Context, key string, r *Replay, ttl time.D
 	// reached (they answer no Get meanwhile, and the bound holds them too).
 	m.dropExpired(q, now, 4)
 	for m.max > 0 && len(m.records) > m.max {
-		if !m.dropAnyExpired(now) {
-			evicted = append(evicted, m.evictOne())
+		tenant, removed, early := m.makeRoom(now)
+		if !removed {
+			break // no record left to remove (cannot happen while records and queues agree)
+		}
+		if early {
+			evicted = append(evicted, tenant)
 		}
 	}
 	m.mu.Unlock()
@@ -143,30 +147,28 @@ func (m *MemoryReplays) dropExpired(q *replayQueue, now time.Time, n int) bool {
 	return dropped
 }
 
-// dropAnyExpired removes one expired record of any tenant, if one is oldest of its tenant: at the
-// bound, a record past its time goes before any record is evicted.
-func (m *MemoryReplays) dropAnyExpired(now time.Time) bool {
-	for _, q := range m.tenants {
+// makeRoom removes one record, in one pass over the tenants: a record past its time if one is
+// the oldest of its tenant (those go before any live record), else the oldest record of the
+// tenant holding the most, evicted early (its tenant is returned).
+func (m *MemoryReplays) makeRoom(now time.Time) (tenant string, removed, early bool) {
+	var most *replayQueue
+	for name, q := range m.tenants {
 		if m.dropExpired(q, now, 1) {
-			return true
+			return name, true, false
+		}
+		if most == nil || q.n > most.n {
+			tenant, most = name, q
 		}
 	}
-	return false
-}
-
-// evictOne removes the oldest record of the tenant holding the most, and returns that tenant.
-func (m *MemoryReplays) evictOne() string {
-	var most string
-	var q *replayQueue
-	for name, t := range m.tenants {
-		if q == nil || t.n > q.n {
-			most, q = name, t
-		}
+	if most == nil {
+		return "", false, false
 	}
-	if it, ok := q.front(m.records); ok {
-		m.remove(q, it)
+	it, ok := most.front(m.records)
+	if !ok {
+		return "", false, false
 	}
-	return most
+	m.remove(most, it)
+	return tenant, true, true
 }
 
 // remove deletes the front item it of q (front found it live).
