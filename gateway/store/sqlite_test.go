@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -63,6 +65,21 @@ func writerMisses(tb testing.TB, s *SQLite) int {
 	return n
 }
 
+// healthPending runs the delivery-health read over scanLog's window and counts the messages it
+// found pending (every message created more than 10 minutes before now).
+func healthPending(tb testing.TB, s *SQLite, now time.Time) int {
+	tb.Helper()
+	rows, err := s.Health(context.Background(), now.Add(-30*time.Minute), now.Add(-10*time.Minute))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	n := 0
+	for _, r := range rows {
+		n += r.Pending
+	}
+	return n
+}
+
 // writeBatch applies eight new messages, as the writer does under load.
 func writeBatch(tb testing.TB, s *SQLite, from int, now time.Time) {
 	tb.Helper()
@@ -85,7 +102,6 @@ func writeBatch(tb testing.TB, s *SQLite, from int, now time.Time) {
 func TestScansLeaveTheWritersPages(t *testing.T) {
 	now := time.Now()
 	s := scanLog(t, 12000, now)
-	ctx := context.Background()
 	writeBatch(t, s, 0, now)
 	writerMisses(t, s)
 	quiet := 0
@@ -95,15 +111,7 @@ func TestScansLeaveTheWritersPages(t *testing.T) {
 	}
 	scanned := 0
 	for j := range 3 {
-		rows, err := s.Health(ctx, now.Add(-30*time.Minute), now.Add(-10*time.Minute))
-		if err != nil {
-			t.Fatal(err)
-		}
-		pending := 0
-		for _, r := range rows {
-			pending += r.Pending
-		}
-		if pending != 7200 { // the messages of the 15 minutes before pendingBefore
+		if pending := healthPending(t, s, now); pending != 7200 { // the messages of the 15 minutes before pendingBefore
 			t.Fatalf("health counted %d messages pending, want 7200: it did not scan the log", pending)
 		}
 		writeBatch(t, s, 8*(4+j), now)
@@ -112,6 +120,55 @@ func TestScansLeaveTheWritersPages(t *testing.T) {
 	t.Logf("the writer missed %d pages in the cache in three batches after no scan, %d in three after a scan each", quiet, scanned)
 	if scanned > quiet+6 {
 		t.Errorf("the writer's three batches after a scan missed %d pages in the cache, after no scan %d: the scan took the writer's pages", scanned, quiet)
+	}
+}
+
+// TestAVacuumElsewhereLeavesMappedReadsWorking: an operator's VACUUM from another process (a
+// sqlite3 shell) shrinks the file under the read pool's mapping; SQLite maps it again, so reads
+// go on instead of touching pages past the file's end (which would end the process).
+func TestAVacuumElsewhereLeavesMappedReadsWorking(t *testing.T) {
+	now := time.Now()
+	s := scanLog(t, 12000, now)
+	ctx := context.Background()
+	if got := healthPending(t, s, now); got != 7200 {
+		t.Fatalf("pending before: %d, want 7200", got)
+	}
+	var path string
+	if err := s.db.QueryRow(`SELECT file FROM pragma_database_list WHERE name = 'main'`).Scan(&path); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shell, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shell.Close()
+	for _, q := range []string{`DELETE FROM messages WHERE tenant IN ('tenant-0', 'tenant-1', 'tenant-2', 'tenant-3', 'tenant-4')`,
+		`VACUUM`, `PRAGMA wal_checkpoint(TRUNCATE)`} {
+		if _, err := shell.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	after, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Size() >= before.Size()*3/4 {
+		t.Fatalf("the file went from %d to %d bytes: VACUUM did not shrink it", before.Size(), after.Size())
+	}
+	if got := healthPending(t, s, now); got != 3600 {
+		t.Errorf("pending after the VACUUM: %d, want 3600", got)
+	}
+	list, err := s.List(ctx, Query{Tenant: "tenant-5", Limit: 10})
+	if err != nil || len(list) != 10 {
+		t.Errorf("a listing after the VACUUM: %d records, %v; want 10", len(list), err)
+	}
+	writeBatch(t, s, 0, now)
+	if r, err := s.Get(ctx, "tenant-0", "new_00000000"); err != nil || r == nil {
+		t.Errorf("a record written after the VACUUM: %v, %v", r, err)
 	}
 }
 
