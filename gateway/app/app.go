@@ -450,12 +450,12 @@ func (redisLogger) Printf(_ context.Context, format string, v ...any) {
 func (a *App) openState(ctx context.Context, cfg *config.Config) error {
 	a.failOpen = cfg.State.OnError == "open"
 	if cfg.State.Driver != "redis" {
-		l := &policy.MemoryLimiter{Now: a.opts.Now}
+		l := &policy.MemoryLimiter{Now: a.opts.Now, Max: cfg.State.MaxKeys, OnEvict: a.bucketEvicted}
 		a.checker.Limiter, a.checker.Spends = l, l
 		replays := policy.NewMemoryReplays(a.opts.Now, cfg.State.MaxIdempotencyRecords)
 		replays.OnEvict = a.replayEvicted
 		a.replays = replays
-		a.resends = policy.NewMemoryResends(a.opts.Now)
+		a.resends = policy.NewMemoryResends(a.opts.Now, cfg.State.MaxKeys, a.resendEvicted)
 		a.pumping = &policy.Pumping{State: &policy.MemoryPumpState{Now: a.opts.Now}, Now: a.opts.Now}
 		a.closeState = func() {}
 		return nil

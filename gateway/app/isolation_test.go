@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/gateway/policy"
 	"github.com/smsgate/smsgate/gateway/store"
 	"github.com/smsgate/smsgate/providers/infobip/infobiptest"
 )
@@ -854,14 +855,70 @@ routes: [{name: d, providers: [m]}]
 	if got := h.app.replays.(interface{ Len() int }).Len(); got > 40 {
 		t.Errorf("%d records held, over the bound of 40", got)
 	}
-	if got := testutil.ToFloat64(h.app.MetricSet().StateEvictedKeys); got != 166 {
-		t.Errorf("smsgate_state_evicted_keys = %v, want 166 (206 records, 40 kept)", got)
+	// 206 records (5 quiet, 200 flood, the flood's oldest again), 40 kept.
+	onlyTheFloodEvicted(t, h, 166, "idempotency record evicted before its ttl: state.max_idempotency_records reached, the tenant holding the most records lost its oldest")
+}
+
+// onlyTheFloodEvicted checks that the memory state evicted n keys, and logged msg naming the
+// tenant flood and never the tenant quiet.
+func onlyTheFloodEvicted(t *testing.T, h *harness, n float64, msg string) {
+	t.Helper()
+	if got := testutil.ToFloat64(h.app.MetricSet().StateEvictedKeys); got != n {
+		t.Errorf("smsgate_state_evicted_keys = %v, want %v", got, n)
 	}
 	logs := h.logs.String()
-	if !strings.Contains(logs, `"msg":"idempotency record evicted before its ttl`) || !strings.Contains(logs, `"tenant":"flood"`) {
+	if !strings.Contains(logs, `"msg":"`+msg+`","tenant":"flood"`) {
 		t.Errorf("no warning naming the flooding tenant:\n%s", logs)
 	}
-	if strings.Contains(logs, `evicted before its ttl: state.max_idempotency_records reached, the tenant holding the most records lost its oldest","tenant":"quiet"`) {
-		t.Errorf("a quiet record was evicted:\n%s", logs)
+	if strings.Contains(logs, `"msg":"`+msg+`","tenant":"quiet"`) {
+		t.Errorf("the quiet tenant lost a key:\n%s", logs)
 	}
+}
+
+// TestAFloodOfRecipientsEvictsOnlyItsOwnBuckets: with the state in memory, rate-limit buckets
+// are bounded (state.max_keys), or a tenant sending to ever new recipients would grow the
+// replica's heap by a bucket a send until its buckets refilled, at any rate it could reach, until
+// the replica that every tenant shares ran out of memory. Past the bound, the flooding tenant
+// forgets its own buckets: the quiet tenant's recipients stay limited after the flood.
+func TestAFloodOfRecipientsEvictsOnlyItsOwnBuckets(t *testing.T) {
+	const cfg = `
+storage: {driver: memory}
+state: {max_keys: 40}
+log: {error_lines_per_second: 1}
+policy: {rate_limits: {per_recipient: 1/1h, per_ip: 0, per_tenant: 0}, resend_escalation: {enabled: false}}
+tenants: [{name: quiet, api_key: quiet-key}, {name: flood, api_key: flood-key}]
+providers: [{name: m, type: mock, latency: 0s}]
+routes: [{name: d, providers: [m]}]
+`
+	h := start(t, cfg, Options{})
+	body := func(i int) string {
+		return fmt.Sprintf(`{"message_options":{"recipient":"+1415555%04d","text":"Your code is %06d","code":"%06d"}}`, i, i, i)
+	}
+	for i := range 5 {
+		if r := h.send("quiet-key", body(i)); r.Status != 200 {
+			t.Fatalf("quiet send %d: %d %s", i, r.Status, r.Raw)
+		}
+	}
+	for i := range 200 {
+		if r := h.send("flood-key", body(i)); r.Status != 200 {
+			t.Fatalf("flood send %d: %d %s", i, r.Status, r.Raw)
+		}
+	}
+	for i := range 5 {
+		if r := h.send("quiet-key", body(i)); r.Status != 429 || errCode(r) != "rate_limited" {
+			t.Errorf("the quiet tenant's recipient %d again after the flood: %d %s, want 429 rate_limited", i, r.Status, r.Raw)
+		}
+	}
+	// The flood's oldest recipients are forgotten (a send to one passes again); its newest are not.
+	if r := h.send("flood-key", body(199)); r.Status != 429 {
+		t.Errorf("the flood's newest recipient again: %d %s, want 429", r.Status, r.Raw)
+	}
+	if r := h.send("flood-key", body(0)); r.Status != 200 {
+		t.Errorf("the flood's first recipient again: %d %s, want it forgotten (sent)", r.Status, r.Raw)
+	}
+	if got := h.app.checker.Limiter.(*policy.MemoryLimiter).Len(); got > 40 {
+		t.Errorf("%d buckets held, over the bound of 40", got)
+	}
+	// 206 buckets (5 quiet, 200 flood, the flood's first again), 40 kept.
+	onlyTheFloodEvicted(t, h, 166, "rate-limit bucket evicted before it refilled: state.max_keys reached, the tenant holding the most buckets lost one")
 }

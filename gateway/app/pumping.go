@@ -39,7 +39,7 @@ func (a *App) quarantined(ctx context.Context, tn *tenant, rng string) *flightRe
 		return refuse(errReply(http.StatusForbidden, "suspected_pumping", fmt.Sprintf("sends to this number range (%s) are suspended until %s: suspected SMS pumping (%s)",
 			rng, q.Until.Format(time.RFC3339), q.Reason)), "suspected_pumping")
 	case "throttle":
-		ok, wait, err := a.checker.Limiter.Allow(ctx, "pump|"+tn.name+"|"+rng, *tn.pumping.Throttle)
+		ok, wait, err := a.checker.Limiter.Allow(ctx, policy.LimitKey("pump", *tn.pumping.Throttle, tn.name, rng), *tn.pumping.Throttle)
 		if err != nil {
 			return unavailable(err)
 		}

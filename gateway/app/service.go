@@ -366,7 +366,7 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 	resendKey := ""
 	if *esc.Enabled && len(members) > 1 {
 		h := rt.mac("resend", tn.name, msg.To, gateway.ExtractCode(msg.Text, msg.Code))
-		resendKey = "resend|" + hex.EncodeToString(h[:])
+		resendKey = policy.ResendKey(tn.name, hex.EncodeToString(h[:]))
 		last, at, ok, err := a.resends.Last(ctx, resendKey)
 		if err != nil {
 			a.stateError("resend_get", err)

@@ -58,11 +58,28 @@ func (a *App) readStateMemory(client *redis.Client) {
 // smsgate_state_evicted_keys, as Redis's evictions do, and says so at most
 // log.error_lines_per_second.
 func (a *App) replayEvicted(tenant string) {
+	a.stateEvicted("idempotency record evicted before its ttl: state.max_idempotency_records reached, the tenant holding the most records lost its oldest", tenant)
+}
+
+// bucketEvicted hears of a rate-limit bucket that the memory state forgot before it was full
+// (state.max_keys reached; tenant held the most buckets): a send it would have refused may pass.
+func (a *App) bucketEvicted(tenant string) {
+	a.stateEvicted("rate-limit bucket evicted before it refilled: state.max_keys reached, the tenant holding the most buckets lost one", tenant)
+}
+
+// resendEvicted hears of resend memory that the memory state forgot before its time
+// (state.max_keys reached; tenant held the most): that recipient's next resend is not escalated.
+func (a *App) resendEvicted(tenant string) {
+	a.stateEvicted("resend memory evicted before its time: state.max_keys reached, the tenant holding the most entries lost one", tenant)
+}
+
+// stateEvicted counts a key the memory state evicted in smsgate_state_evicted_keys, as Redis's
+// evictions count, and logs msg with the tenant at most log.error_lines_per_second.
+func (a *App) stateEvicted(msg, tenant string) {
 	a.metrics.StateEvictedKeys.Inc()
 	ok, left := a.errorLine("state|evicted")
 	if !ok {
 		return
 	}
-	a.log.Warn("idempotency record evicted before its ttl: state.max_idempotency_records reached, the tenant holding the most records lost its oldest",
-		append([]any{"tenant", tenant}, leftOut(left)...)...)
+	a.log.Warn(msg, append([]any{"tenant", tenant}, leftOut(left)...)...)
 }

@@ -132,6 +132,10 @@ type State struct {
 	// memory; in Redis, maxmemory does); default 100000. Past it, the tenant holding the most
 	// loses its oldest record.
 	MaxIdempotencyRecords int `yaml:"max_idempotency_records"`
+	// MaxKeys bounds, each on its own, the rate-limit buckets and the resend memory entries a
+	// replica keeps in memory (driver memory); default 250000. Past it, the tenant holding the
+	// most loses one.
+	MaxKeys int `yaml:"max_keys"`
 }
 
 // RedisState configures the Redis connection.
@@ -579,6 +583,7 @@ func (c *Config) applyDefaults() {
 	orDefault(&c.Storage.WriteTimeout, gateway.Duration(10*time.Second))
 	orDefault(&c.Storage.RetryBuffer, 65536)
 	orDefault(&c.State.MaxIdempotencyRecords, 100000)
+	orDefault(&c.State.MaxKeys, 250000)
 	orDefault(&c.Storage.BacklogFull, "drop_oldest")
 	orDefault(&c.Storage.Retention, ptr(gateway.Duration(720*time.Hour)))
 	st := &c.State
@@ -767,6 +772,9 @@ func (c *Config) validate() {
 	}
 	if c.State.MaxIdempotencyRecords < 0 {
 		c.Problem("state.max_idempotency_records", "must be positive")
+	}
+	if c.State.MaxKeys < 0 {
+		c.Problem("state.max_keys", "must be positive")
 	}
 	if c.State.OnError != "open" && c.State.OnError != "closed" {
 		c.Problem("state.on_error", "must be open or closed, not %q", c.State.OnError)

@@ -120,7 +120,7 @@ func New() *Metrics {
 			Help:    "How long those reads took; delivery health's grows with the messages in its window, and its refresh waits at least ten times as long.",
 			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"read"}),
 		StateEvictedKeys: prometheus.NewGauge(prometheus.GaugeOpts{Name: "smsgate_state_evicted_keys",
-			Help: "Keys the state store has evicted since it started (Redis's evicted_keys, or the idempotency records the memory state evicted at state.max_idempotency_records): each a rate-limit bucket, idempotency record or the like lost before its time."}),
+			Help: "Keys the state store has evicted since it started (Redis's evicted_keys, or what the memory state evicted at state.max_idempotency_records and state.max_keys): each a rate-limit bucket, idempotency record or the like lost before its time."}),
 	}
 	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.Attempts, m.ProviderLatency, m.BreakerState,
 		m.BreakerTransitions, m.TenantBreakerOpens, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBatch, m.LogBacklog, m.LogDropped, m.LogCommitTimeouts, m.Notify, m.PreviousKeys, m.DeliveryRate, m.Demotions, m.Reloads, m.ProviderDisabled, m.ProviderDrained, m.StateErrors, m.Spend, m.EstimatedSpend, m.Quarantines,

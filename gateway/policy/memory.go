@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,9 +25,19 @@ type Limiter interface {
 // bytes a bucket instead of a rate.Limiter's eighty, which mattered because with the state in
 // memory a replica holds a bucket per recipient for minutes after each send. It keeps the spend
 // limits' buckets too (Spends).
+//
+// With Max set it holds at most Max buckets: past it, the tenant holding the most buckets loses
+// one (a full one if it has one, else any), so that a tenant sending to ever new recipients
+// forgets its own buckets, never those of a tenant holding fewer. Set Max and OnEvict before the
+// first call.
 type MemoryLimiter struct {
 	// Now is the clock; nil means time.Now. Tests inject one to move time without sleeping.
 	Now func() time.Time
+	// Max bounds the buckets held (state.max_keys); 0: no bound.
+	Max int
+	// OnEvict, when set, is called (outside the lock) with the tenant of each bucket forgotten
+	// before it was full.
+	OnEvict func(tenant string)
 
 	mu sync.Mutex
 	// buckets hold each bucket's theoretical arrival time (Unix nanoseconds): the bucket is full
@@ -56,18 +67,34 @@ func (m *MemoryLimiter) AllowKeeping(_ context.Context, key string, l config.Lim
 	now := m.now().UnixNano()
 	interval := max(1, int64(l.Per)/int64(l.N))
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	tat, ok := m.buckets.get(key)
-	if !ok || tat < now {
+	tat, held := m.buckets.get(key)
+	if !held || tat < now {
 		tat = now
 	}
 	// Full buckets hold no information: drop them, two examined per call.
-	m.buckets.sweep(2, func(k string, t int64) bool { return k != key && t <= now })
+	full := func(k string, t int64) bool { return k != key && t <= now }
+	m.buckets.sweep(2, full)
 	if over := tat + interval - now - (int64(l.Per) - int64(keep)*interval); over > 0 {
+		m.mu.Unlock()
 		return false, time.Duration(over), nil
 	}
+	if !held && m.Max > 0 && m.buckets.owner == nil {
+		m.buckets.owner = limitTenant
+	}
 	m.buckets.set(key, tat+interval)
+	tenant, lost := m.buckets.bound(m.Max, key, full)
+	m.mu.Unlock()
+	tell(m.OnEvict, tenant, lost)
 	return true, 0, nil
+}
+
+// limitTenant is the tenant a LimitKey names ("" for a provider's throughput, which is every
+// tenant's).
+func limitTenant(key string) string {
+	_, rest, _ := strings.Cut(key, "|")
+	_, rest, _ = strings.Cut(rest, "|")
+	tenant, _, _ := strings.Cut(rest, "|")
+	return tenant
 }
 
 // Len reports how many buckets are held (for tests and metrics).
@@ -103,11 +130,15 @@ type entry[T any] struct {
 	expires int64 // Unix nanoseconds: a time.Time takes three times the room, in every entry
 }
 
-// expiring is a map whose entries vanish after their TTL.
+// expiring is a map whose entries vanish after their TTL. With max set it holds at most max
+// entries: past it, the tenant (m.owner) holding the most loses one, an expired one if it has
+// one, and onEvict hears of a live one lost.
 type expiring[T any] struct {
-	now func() time.Time
-	mu  sync.Mutex
-	m   sweptMap[entry[T]]
+	now     func() time.Time
+	max     int
+	onEvict func(tenant string)
+	mu      sync.Mutex
+	m       sweptMap[entry[T]]
 }
 
 func (e *expiring[T]) clock() int64 {
@@ -131,10 +162,13 @@ func (e *expiring[T]) get(key string) (T, bool) {
 
 func (e *expiring[T]) put(key string, v T, ttl time.Duration) {
 	now := e.clock()
+	expired := func(_ string, x entry[T]) bool { return now >= x.expires }
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	e.m.set(key, entry[T]{v: v, expires: now + int64(ttl)})
-	e.m.sweep(2, func(_ string, x entry[T]) bool { return now >= x.expires })
+	e.m.sweep(2, expired)
+	tenant, lost := e.m.bound(e.max, key, expired)
+	e.mu.Unlock()
+	tell(e.onEvict, tenant, lost)
 }
 
 // lastSend is the provider that last sent to a recipient, and when (Unix nanoseconds).
@@ -143,13 +177,30 @@ type lastSend struct {
 	at       int64
 }
 
+// ResendKey is the resend memory of a recipient and code of tenant (digest names them without
+// saying them). It names the tenant so that MemoryResends can bound each tenant's share.
+func ResendKey(tenant, digest string) string { return "resend|" + tenant + "|" + digest }
+
+// resendTenant is the tenant a ResendKey names.
+func resendTenant(key string) string {
+	_, rest, _ := strings.Cut(key, "|")
+	tenant, _, _ := strings.Cut(rest, "|")
+	return tenant
+}
+
 // MemoryResends is Resends in this process. With the state in memory a replica keeps an entry a
 // send for resend_escalation.within (10 minutes), so each is kept small (56 bytes and its key).
 type MemoryResends struct{ e expiring[lastSend] }
 
-// NewMemoryResends returns an empty tracker; now nil means time.Now.
-func NewMemoryResends(now func() time.Time) *MemoryResends {
-	return &MemoryResends{e: expiring[lastSend]{now: now}}
+// NewMemoryResends returns an empty tracker of at most max entries (state.max_keys; 0: no bound;
+// past it the tenant holding the most loses one, and onEvict, when set, hears of it); now nil
+// means time.Now.
+func NewMemoryResends(now func() time.Time, max int, onEvict func(tenant string)) *MemoryResends {
+	r := &MemoryResends{e: expiring[lastSend]{now: now, max: max, onEvict: onEvict}}
+	if max > 0 {
+		r.e.m.owner = resendTenant
+	}
+	return r
 }
 
 // Last implements Resends.

@@ -3,7 +3,11 @@ package policy
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -316,7 +320,7 @@ func TestReplaysAndResendsExpire(t *testing.T) {
 	if _, ok, _ := rp.Get(context.Background(), "k"); ok {
 		t.Errorf("replay did not expire")
 	}
-	rs := NewMemoryResends(clk.now)
+	rs := NewMemoryResends(clk.now, 0, nil)
 	rs.Record(context.Background(), "r", "infobip", clk.now(), 10*time.Minute)
 	p, at, ok, _ := rs.Last(context.Background(), "r")
 	if diff := cmp.Diff([]any{"infobip", clk.now(), true}, []any{p, at, ok}); diff != "" {
@@ -498,22 +502,28 @@ func TestFlightSurvivesPanic(t *testing.T) {
 }
 
 // BenchmarkLimiterDistinctKeys: a per-recipient limit of 5 an hour with every recipient new, as
-// under a spread-out pumping attempt, on top of 500,000 buckets from the last hour. It reports
-// the slowest single call, which a sweep over the whole map would set.
+// under a spread-out pumping attempt, on top of 500,000 buckets from the last hour (of ten
+// tenants), without a bound and at state.max_keys' default, where every new bucket evicts one. It
+// reports the slowest single call, which a sweep over the whole map would set.
 func BenchmarkLimiterDistinctKeys(b *testing.B) {
-	l := &MemoryLimiter{}
-	lim := config.Limit{N: 5, Per: time.Hour}
-	for i := 0; i < 500000; i++ {
-		l.Allow(context.Background(), "+1415"+strconv.Itoa(2000000+i), lim)
+	for _, bound := range []int{0, 250000} {
+		b.Run(fmt.Sprint("max_keys_", bound), func(b *testing.B) {
+			l := &MemoryLimiter{Max: bound}
+			lim := config.Limit{N: 5, Per: time.Hour}
+			for i := 0; i < 500000; i++ {
+				l.Allow(context.Background(), LimitKey("r", lim, "tenant-"+strconv.Itoa(i%10), "+1415"+strconv.Itoa(2000000+i)), lim)
+			}
+			var slowest time.Duration
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				start := time.Now()
+				l.Allow(context.Background(), LimitKey("r", lim, "flood", "+1628"+strconv.Itoa(2000000+i)), lim)
+				slowest = max(slowest, time.Since(start))
+			}
+			b.ReportMetric(float64(slowest.Microseconds()), "slowest-µs")
+			b.ReportMetric(float64(l.Len()), "buckets")
+		})
 	}
-	var slowest time.Duration
-	b.ResetTimer()
-	for i := 0; b.Loop(); i++ {
-		start := time.Now()
-		l.Allow(context.Background(), "+1628"+strconv.Itoa(2000000+i), lim)
-		slowest = max(slowest, time.Since(start))
-	}
-	b.ReportMetric(float64(slowest.Microseconds()), "slowest-µs")
 }
 
 // TestSweptMapDelete: deleting keys anywhere keeps every other key reachable and its position right.
@@ -539,6 +549,142 @@ func TestSweptMapDelete(t *testing.T) {
 		if s.keys[sl.pos] != k {
 			t.Fatalf("key %q at position %d holds %q", k, sl.pos, s.keys[sl.pos])
 		}
+	}
+}
+
+// TestSweptMapEvictsFromTheTenantHoldingTheMost: evict takes from the tenant holding the most
+// keys, a stale key of it first, never the key kept, and the counts follow every removal.
+func TestSweptMapEvictsFromTheTenantHoldingTheMost(t *testing.T) {
+	s := sweptMap[bool]{owner: func(k string) string { t, _, _ := strings.Cut(k, "|"); return t }}
+	for i := range 3 {
+		s.set(fmt.Sprint("quiet|", i), false)
+	}
+	for i := range 10 {
+		s.set(fmt.Sprint("flood|", i), i < 2) // flood|0 and flood|1 are stale
+	}
+	stale := func(_ string, v bool) bool { return v }
+	var got []string
+	for range 4 {
+		tenant, early, ok := s.evict("flood|9", stale)
+		if !ok {
+			t.Fatal("nothing evicted")
+		}
+		got = append(got, fmt.Sprint(tenant, " early=", early))
+	}
+	want := []string{"flood early=false", "flood early=false", "flood early=true", "flood early=true"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("evictions (-want +got):\n%s", diff)
+	}
+	if _, ok := s.get("flood|9"); !ok {
+		t.Error("the key kept was evicted")
+	}
+	s.sweep(100, func(k string, _ bool) bool { return k == "flood|9" })
+	if q, f := s.owned("quiet"), s.owned("flood"); q != 3 || f != 5 {
+		t.Errorf("keys held: quiet %d, flood %d; want 3 and 5", q, f)
+	}
+	s.evict("", stale)
+	s.evict("", stale)
+	// Now three each: the tie goes to the tenant first by name, the same one every time.
+	if tenant, _, _ := s.evict("", stale); tenant != "flood" {
+		t.Errorf("a tie evicted from %q, want flood", tenant)
+	}
+	for range 5 {
+		s.evict("", stale)
+	}
+	if _, _, ok := s.evict("", stale); ok || s.len() != 0 || len(s.tenants) != 0 {
+		t.Errorf("an empty map: evicted %v, %d keys, %d tenants", ok, s.len(), len(s.tenants))
+	}
+}
+
+// TestSweptMapKeepsItsIndexesAcrossEveryChange: after any mix of sets, deletions, sweeps and
+// evictions, every key is where its slot says in the keys and in its tenant's keys, and each
+// tenant's keys are exactly its keys in the map.
+func TestSweptMapKeepsItsIndexesAcrossEveryChange(t *testing.T) {
+	owner := func(k string) string { t, _, _ := strings.Cut(k, "|"); return t }
+	s := sweptMap[int]{owner: owner}
+	rng := rand.New(rand.NewPCG(1, 2))
+	key := func() string { return fmt.Sprint("t", rng.IntN(4), "|", rng.IntN(300)) }
+	for step := range 20000 {
+		switch op := rng.IntN(10); {
+		case op < 5:
+			s.set(key(), step)
+		case op < 7:
+			s.del(key())
+		case op < 9:
+			s.sweep(3, func(_ string, v int) bool { return v < step-500 })
+		default:
+			s.evict(key(), func(_ string, v int) bool { return v < step-200 })
+		}
+	}
+	total := 0
+	for o, tk := range s.tenants {
+		for i, k := range tk.keys {
+			if owner(k) != o || s.m[k].tpos != i {
+				t.Fatalf("tenant %s's key %d is %q, whose slot says tenant %s, index %d", o, i, k, owner(k), s.m[k].tpos)
+			}
+		}
+		total += len(tk.keys)
+	}
+	for i, k := range s.keys {
+		if s.m[k].pos != i {
+			t.Fatalf("key %d is %q, whose slot says %d", i, k, s.m[k].pos)
+		}
+	}
+	if total != len(s.m) || len(s.keys) != len(s.m) {
+		t.Errorf("%d keys in the map, %d in keys, %d in the tenants' keys", len(s.m), len(s.keys), total)
+	}
+}
+
+// TestSweptMapEvictionLooksOnlyAtItsTenant: evictions run under the lock every send takes, so
+// they never walk the other tenants' keys (a first version walked them, from a shared position,
+// and at a tie between tenants walked nearly the whole map at every eviction).
+func TestSweptMapEvictionLooksOnlyAtItsTenant(t *testing.T) {
+	looked := 0
+	s := sweptMap[bool]{owner: func(k string) string { looked++; t, _, _ := strings.Cut(k, "|"); return t }}
+	for i := range 1000 {
+		s.set(fmt.Sprint("quiet|", i), false)
+	}
+	for i := range 1200 {
+		s.set(fmt.Sprint("flood|", i), false)
+	}
+	looked = 0
+	for range 100 {
+		if tenant, early, _ := s.evict("", func(string, bool) bool { return false }); tenant != "flood" || !early {
+			t.Fatalf("evicted from %q (early %v), want flood's", tenant, early)
+		}
+	}
+	// Each eviction asks only for the tenant of the key it removes.
+	if looked > 100 {
+		t.Errorf("100 evictions asked for %d keys' tenants, want 100", looked)
+	}
+}
+
+// TestMemoryResendsBoundEvictsTheFlood: resend memory is bounded (state.max_keys); a tenant
+// recording ever new recipients loses its own entries, and the quiet tenant's stay.
+func TestMemoryResendsBoundEvictsTheFlood(t *testing.T) {
+	clk := newClock()
+	var evicted []string
+	rs := NewMemoryResends(clk.now, 10, func(tenant string) { evicted = append(evicted, tenant) })
+	ctx := context.Background()
+	for i := range 3 {
+		rs.Record(ctx, ResendKey("quiet", fmt.Sprint(i)), "infobip", clk.now(), 10*time.Minute)
+	}
+	for i := range 100 {
+		rs.Record(ctx, ResendKey("flood", fmt.Sprint(i)), "infobip", clk.now(), 10*time.Minute)
+	}
+	for i := range 3 {
+		if p, _, ok, _ := rs.Last(ctx, ResendKey("quiet", fmt.Sprint(i))); !ok || p != "infobip" {
+			t.Errorf("quiet entry %d after the flood: %q %v", i, p, ok)
+		}
+	}
+	if _, _, ok, _ := rs.Last(ctx, ResendKey("flood", "99")); !ok {
+		t.Error("the flood's newest entry is gone")
+	}
+	if n := rs.e.m.len(); n != 10 {
+		t.Errorf("%d entries held, want the bound of 10", n)
+	}
+	if len(evicted) != 93 || slices.ContainsFunc(evicted, func(s string) bool { return s != "flood" }) {
+		t.Errorf("evicted %d entries of %v, want 93 of flood's", len(evicted), slices.Compact(evicted))
 	}
 }
 

@@ -8,15 +8,29 @@ package policy
 //
 // If each write is followed by sweep(2, ...), a key that went stale is examined within len/2
 // writes, so the map holds at most about twice the keys that are live (TestSweptMapStaysBounded).
+//
+// With owner set, the map also keeps each tenant's keys apart, so that evict can take a key from
+// the tenant holding the most without looking at anyone else's: a bound on the whole map then
+// costs a tenant only its own keys.
 type sweptMap[V any] struct {
 	m      map[string]sweptSlot[V] // by value: no allocation per key beyond the map's own
 	keys   []string                // every key, in no particular order; slot.pos is its index
 	cursor int                     // the next index sweep examines
+
+	owner   func(key string) string // the tenant a key is kept for; nil: tenants are not kept
+	tenants map[string]*ownedKeys   // each tenant's keys (owner set)
 }
 
 type sweptSlot[V any] struct {
-	v   V
-	pos int
+	v    V
+	pos  int // index in keys
+	tpos int // index in its tenant's ownedKeys.keys (owner set)
+}
+
+// ownedKeys are one tenant's keys, in no particular order, and where evict looks next.
+type ownedKeys struct {
+	keys []string
+	at   int
 }
 
 func (s *sweptMap[V]) get(key string) (V, bool) {
@@ -33,11 +47,26 @@ func (s *sweptMap[V]) set(key string, v V) {
 		s.m = map[string]sweptSlot[V]{}
 	}
 	if sl, ok := s.m[key]; ok {
-		s.m[key] = sweptSlot[V]{v: v, pos: sl.pos}
+		sl.v = v
+		s.m[key] = sl
 		return
 	}
-	s.m[key] = sweptSlot[V]{v: v, pos: len(s.keys)}
+	sl := sweptSlot[V]{v: v, pos: len(s.keys)}
 	s.keys = append(s.keys, key)
+	if s.owner != nil {
+		if s.tenants == nil {
+			s.tenants = map[string]*ownedKeys{}
+		}
+		o := s.owner(key)
+		t := s.tenants[o]
+		if t == nil {
+			t = &ownedKeys{}
+			s.tenants[o] = t
+		}
+		sl.tpos = len(t.keys)
+		t.keys = append(t.keys, key)
+	}
+	s.m[key] = sl
 }
 
 // sweep examines up to n keys from the cursor on and deletes those stale reports as stale.
@@ -62,17 +91,103 @@ func (s *sweptMap[V]) del(key string) {
 	}
 }
 
-// remove swap-removes a key that is there: the last key takes its place in keys.
+// remove swap-removes a key that is there: the last key takes its place in keys (and the last of
+// its tenant's keys takes its place in those).
 func (s *sweptMap[V]) remove(key string) {
-	pos, last := s.m[key].pos, len(s.keys)-1
-	moved := s.keys[last]
-	s.keys[pos] = moved
-	sl := s.m[moved]
-	sl.pos = pos
-	s.m[moved] = sl
-	s.keys[last] = "" // the backing array must not keep a dropped key alive
-	s.keys = s.keys[:last]
+	sl := s.m[key]
+	s.keys[sl.pos] = s.moved(s.keys, func(m *sweptSlot[V]) { m.pos = sl.pos })
+	s.keys[len(s.keys)-1] = "" // the backing array must not keep a dropped key alive
+	s.keys = s.keys[:len(s.keys)-1]
+	if s.owner != nil {
+		o := s.owner(key)
+		t := s.tenants[o]
+		t.keys[sl.tpos] = s.moved(t.keys, func(m *sweptSlot[V]) { m.tpos = sl.tpos })
+		t.keys[len(t.keys)-1] = ""
+		if t.keys = t.keys[:len(t.keys)-1]; len(t.keys) == 0 {
+			delete(s.tenants, o)
+		}
+	}
 	delete(s.m, key)
+}
+
+// moved is the last key of keys, about to take a removed key's place, with its slot updated by at
+// (the removed key itself, when it is the last, is updated too and then dropped with its slot).
+func (s *sweptMap[V]) moved(keys []string, at func(*sweptSlot[V])) string {
+	last := keys[len(keys)-1]
+	sl := s.m[last]
+	at(&sl)
+	s.m[last] = sl
+	return last
+}
+
+// owned reports how many keys tenant holds (owner set).
+func (s *sweptMap[V]) owned(tenant string) int {
+	if t := s.tenants[tenant]; t != nil {
+		return len(t.keys)
+	}
+	return 0
+}
+
+// evict removes one key of the tenant holding the most (owner set; a tie goes to the first by
+// name), preferring one that stale reports as stale among the next few it looks at, and returns
+// that tenant and whether the key was live (lost before its time); ok is false when there is
+// nothing to remove. keep is never removed (the key just set). It looks only at that tenant's
+// keys, from where its last eviction stopped.
+func (s *sweptMap[V]) evict(keep string, stale func(key string, v V) bool) (tenant string, early, ok bool) {
+	var most *ownedKeys
+	for o, t := range s.tenants {
+		if most == nil || len(t.keys) > len(most.keys) || len(t.keys) == len(most.keys) && o < tenant {
+			tenant, most = o, t
+		}
+	}
+	if most == nil {
+		return "", false, false
+	}
+	victim := ""
+	for i := range min(len(most.keys), evictLookahead) {
+		key := most.keys[(most.at+i)%len(most.keys)]
+		if key == keep {
+			continue
+		}
+		if stale(key, s.m[key].v) {
+			victim, early = key, false
+			break
+		}
+		if victim == "" {
+			victim, early = key, true
+		}
+	}
+	if victim == "" {
+		return "", false, false // the tenant holds only keep
+	}
+	most.at = s.m[victim].tpos + 1 // its place takes the tenant's newest key: look past it next
+	s.remove(victim)
+	return tenant, early, true
+}
+
+// evictLookahead is how many of a tenant's keys evict looks at for a stale one.
+const evictLookahead = 16
+
+// bound evicts keys (evict) while the map holds more than max (0: no bound), keep aside, and
+// returns the tenant that lost a live key, if one did (lost).
+func (s *sweptMap[V]) bound(max int, keep string, stale func(key string, v V) bool) (tenant string, lost bool) {
+	for max > 0 && len(s.keys) > max {
+		t, early, ok := s.evict(keep, stale)
+		if !ok {
+			break
+		}
+		if early {
+			tenant, lost = t, true
+		}
+	}
+	return tenant, lost
+}
+
+// tell calls onEvict, when set, with the tenant that lost a live key (bound), outside the lock.
+func tell(onEvict func(tenant string), tenant string, lost bool) {
+	if lost && onEvict != nil {
+		onEvict(tenant)
+	}
 }
 
 func (s *sweptMap[V]) len() int { return len(s.keys) }
