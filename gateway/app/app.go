@@ -450,7 +450,7 @@ func (redisLogger) Printf(_ context.Context, format string, v ...any) {
 func (a *App) openState(ctx context.Context, cfg *config.Config) error {
 	a.failOpen = cfg.State.OnError == "open"
 	if cfg.State.Driver != "redis" {
-		l := &policy.MemoryLimiter{Now: a.opts.Now, Max: cfg.State.MaxKeys, OnEvict: a.bucketEvicted}
+		l := policy.NewMemoryLimiter(a.opts.Now, cfg.State.MaxKeys, a.bucketEvicted)
 		a.checker.Limiter, a.checker.Spends = l, l
 		replays := policy.NewMemoryReplays(a.opts.Now, cfg.State.MaxIdempotencyRecords)
 		replays.OnEvict = a.replayEvicted

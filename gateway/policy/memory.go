@@ -26,18 +26,17 @@ type Limiter interface {
 // memory a replica holds a bucket per recipient for minutes after each send. It keeps the spend
 // limits' buckets too (Spends).
 //
-// With Max set it holds at most Max buckets: past it, the tenant holding the most buckets loses
-// one (a full one if it has one, else any), so that a tenant sending to ever new recipients
-// forgets its own buckets, never those of a tenant holding fewer. Set Max and OnEvict before the
-// first call.
+// Made by NewMemoryLimiter with a bound, it holds at most that many buckets: past it, the tenant
+// holding the most buckets loses one (a full one if it has one, else any), so that a tenant
+// sending to ever new recipients forgets its own buckets, never those of a tenant holding fewer.
+// Its zero value has no bound.
 type MemoryLimiter struct {
 	// Now is the clock; nil means time.Now. Tests inject one to move time without sleeping.
 	Now func() time.Time
-	// Max bounds the buckets held (state.max_keys); 0: no bound.
-	Max int
-	// OnEvict, when set, is called (outside the lock) with the tenant of each bucket forgotten
-	// before it was full.
-	OnEvict func(tenant string)
+	// max bounds the buckets held (state.max_keys; 0: no bound), and onEvict, when set, is
+	// called (outside the lock) with the tenant of each bucket forgotten before it was full.
+	max     int
+	onEvict func(tenant string)
 
 	mu sync.Mutex
 	// buckets hold each bucket's theoretical arrival time (Unix nanoseconds): the bucket is full
@@ -47,6 +46,16 @@ type MemoryLimiter struct {
 	// spends are the spend limits' buckets (Spends, spend.go): each its theoretical arrival time.
 	spendMu sync.Mutex
 	spends  map[string]time.Time
+}
+
+// NewMemoryLimiter returns a limiter of at most max buckets (state.max_keys; 0: no bound) whose
+// evictions of buckets not yet full onEvict (nil: none) hears of; now nil means time.Now.
+func NewMemoryLimiter(now func() time.Time, max int, onEvict func(tenant string)) *MemoryLimiter {
+	m := &MemoryLimiter{Now: now, max: max, onEvict: onEvict}
+	if max > 0 {
+		m.buckets.owner = limitTenant
+	}
+	return m
 }
 
 func (m *MemoryLimiter) now() time.Time {
@@ -78,13 +87,10 @@ func (m *MemoryLimiter) AllowKeeping(_ context.Context, key string, l config.Lim
 		m.mu.Unlock()
 		return false, time.Duration(over), nil
 	}
-	if !held && m.Max > 0 && m.buckets.owner == nil {
-		m.buckets.owner = limitTenant
-	}
 	m.buckets.set(key, tat+interval)
-	tenant, lost := m.buckets.bound(m.Max, key, full)
+	tenant, lost := m.buckets.bound(m.max, key, full)
 	m.mu.Unlock()
-	tell(m.OnEvict, tenant, lost)
+	tell(m.onEvict, tenant, lost)
 	return true, 0, nil
 }
 

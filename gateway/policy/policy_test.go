@@ -508,7 +508,7 @@ func TestFlightSurvivesPanic(t *testing.T) {
 func BenchmarkLimiterDistinctKeys(b *testing.B) {
 	for _, bound := range []int{0, 250000} {
 		b.Run(fmt.Sprint("max_keys_", bound), func(b *testing.B) {
-			l := &MemoryLimiter{Max: bound}
+			l := NewMemoryLimiter(nil, bound, nil)
 			lim := config.Limit{N: 5, Per: time.Hour}
 			for i := 0; i < 500000; i++ {
 				l.Allow(context.Background(), LimitKey("r", lim, "tenant-"+strconv.Itoa(i%10), "+1415"+strconv.Itoa(2000000+i)), lim)

@@ -95,29 +95,26 @@ func (s *sweptMap[V]) del(key string) {
 // its tenant's keys takes its place in those).
 func (s *sweptMap[V]) remove(key string) {
 	sl := s.m[key]
-	s.keys[sl.pos] = s.moved(s.keys, func(m *sweptSlot[V]) { m.pos = sl.pos })
-	s.keys[len(s.keys)-1] = "" // the backing array must not keep a dropped key alive
-	s.keys = s.keys[:len(s.keys)-1]
+	s.keys = swapRemove(s.keys, sl.pos, func(k string) { m := s.m[k]; m.pos = sl.pos; s.m[k] = m })
 	if s.owner != nil {
 		o := s.owner(key)
 		t := s.tenants[o]
-		t.keys[sl.tpos] = s.moved(t.keys, func(m *sweptSlot[V]) { m.tpos = sl.tpos })
-		t.keys[len(t.keys)-1] = ""
-		if t.keys = t.keys[:len(t.keys)-1]; len(t.keys) == 0 {
+		if t.keys = swapRemove(t.keys, sl.tpos, func(k string) { m := s.m[k]; m.tpos = sl.tpos; s.m[k] = m }); len(t.keys) == 0 {
 			delete(s.tenants, o)
 		}
 	}
 	delete(s.m, key)
 }
 
-// moved is the last key of keys, about to take a removed key's place, with its slot updated by at
-// (the removed key itself, when it is the last, is updated too and then dropped with its slot).
-func (s *sweptMap[V]) moved(keys []string, at func(*sweptSlot[V])) string {
-	last := keys[len(keys)-1]
-	sl := s.m[last]
-	at(&sl)
-	s.m[last] = sl
-	return last
+// swapRemove removes keys[i]: the last key takes its place, and moved is told which key that is
+// (the removed key itself when it was the last). The element dropped is cleared, so that the
+// backing array keeps no dropped key alive.
+func swapRemove(keys []string, i int, moved func(key string)) []string {
+	last := len(keys) - 1
+	keys[i] = keys[last]
+	moved(keys[i])
+	keys[last] = ""
+	return keys[:last]
 }
 
 // owned reports how many keys tenant holds (owner set).
