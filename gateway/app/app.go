@@ -635,8 +635,8 @@ func (rt *runtime) checkVoicePrices() {
 const minCredential = 16
 
 // checkCredentials warns of API keys and admin tokens shorter than minCredential: a wrong key is
-// answered at once and nothing counts wrong keys, so a short one can be found by trying. The
-// warning names the key's place, never its value.
+// answered at once and nothing slows down a caller trying keys, so a short one can be found by
+// trying. The warning names the key's place, never its value.
 func (rt *runtime) checkCredentials() {
 	weak := func(path string, s gateway.Secret) {
 		if s != "" && len(s) < minCredential {

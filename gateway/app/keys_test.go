@@ -37,6 +37,11 @@ func TestAKeyIsRotatedWithoutAFailedCall(t *testing.T) {
 	rotating(t, calls, previous, ok, 3, "acme-ib-key", "acme-new-key")
 	reload(strings.Replace(string(raw), "api_key: acme-ib-key", "api_key: acme-new-key", 1))
 	rotated(t, c.app, c.logs, calls, ok, refused, "acme-ib-key", "acme-new-key")
+	// A caller left on the dropped key is what SmsgateUnknownAPIKey watches for (operations.md's
+	// runbook): its sends are counted under no tenant, on both send APIs. The listing is no send.
+	if n := testutil.ToFloat64(c.app.metrics.Requests.WithLabelValues("", "", "unauthorized")); n != 2 {
+		t.Errorf("%v calls with the dropped key counted as unauthorized sends, want 2 (one per send API)", n)
+	}
 }
 
 // TestTheAdminTokenIsRotatedWithoutAFailedCall: with the new token as admin_token and the old one
