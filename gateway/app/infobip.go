@@ -40,6 +40,7 @@ const compatParallel = 8
 // Infobip implements httpapi.Backend: the Infobip-compatible API. Each destination of each
 // message is one smsgate send, through the same pipeline as /v1/send-phone-message.
 func (a *App) Infobip(ctx context.Context, c httpapi.InfobipCall) httpapi.Reply {
+	start := time.Now()
 	rt := a.rt.Load()
 	kind := kindOf(c.Path)
 	tn, ok := a.tenantByKey(rt, c.Key)
@@ -69,13 +70,20 @@ func (a *App) Infobip(ctx context.Context, c httpapi.InfobipCall) httpapi.Reply 
 	} else {
 		dests, err = ib.Parse(kind, c.Path == "/tts/3/single", c.Body)
 	}
+	// A request refused whole sends nothing: counted and logged as one invalid_request of the
+	// tenant, with the refusal's text (fixed, holding nothing of the request).
+	refuse := func(status int, id, text string) httpapi.Reply {
+		a.finish(start, httpapi.SendRequest{RequestID: c.RequestID}, tn.name,
+			flightResult{reply: httpapi.Reply{Status: status}, outcome: "invalid_request", why: text}, "", false)
+		return ibReply(status, kind, id, text)
+	}
 	var pe *ib.Error
 	if errors.As(err, &pe) {
-		return ibReply(pe.Status, kind, pe.ID, pe.Text)
+		return refuse(pe.Status, pe.ID, pe.Text)
 	}
 	for _, d := range dests {
 		if d.NotifyURL != "" && !notifyAllowed(tn, d.NotifyURL) {
-			return ibReply(http.StatusBadRequest, kind, "BAD_REQUEST", "the notify URL's host is not one this account may receive reports at (tenants[].notify_hosts)")
+			return refuse(http.StatusBadRequest, "BAD_REQUEST", "the notify URL's host is not one this account may receive reports at (tenants[].notify_hosts)")
 		}
 	}
 	if !a.admit(*rt.cfg.Server.MaxInFlight, tn) {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // logLines decodes the JSON log and returns the lines with message msg.
@@ -144,5 +146,62 @@ func TestLineGate(t *testing.T) {
 	got += fmt.Sprintf("%v/%d", ok, left)
 	if want := "true/0 true/0 false/0 false/0 false/0 b:true/0 true/3 true/0"; got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
+	}
+}
+
+// TestRefusalsOfTheRequestSayWhy: a send refused for its shape, a field, its client id or its
+// number is counted under its tenant, and its line says why with the refusal's fixed text (what
+// SmsgateTenantSendsMalformed's runbook reads), never a value of the request; so is an
+// Infobip-compatible request refused whole.
+func TestRefusalsOfTheRequestSayWhy(t *testing.T) {
+	h := start(t, baseConfig, Options{})
+	cases := []struct{ body, outcome, why string }{
+		{`{"message_options":{"recipient":"+1 415 555 0104","text":"Your code is 834712"},"client":{"client_id":"other-app"}}`,
+			"client_not_allowed", "this API key may not send for this client_id"},
+		{`{"message_options":{"recipient":{"n":"+14155550104"},"text":"Your code is 834712"}}`,
+			"invalid_json", "field message_options.recipient has the wrong type (object)"},
+		{`{"message_options":{"recipient":"","text":"Your code is 834712"}}`, "invalid_request", "the recipient is missing"},
+		{`{"message_options":{"recipient":"+1 415 555 01","text":"Your code is 834712"},"client":{"client_id":"abc123"}}`, "invalid_number",
+			"the recipient is not a number in a recognized range; a tenant may allow such numbers with accept_unrecognized_numbers"},
+		{`{"to":"+14155550104","body":"Your code is 834712"}`, "unknown_shape",
+			"the body is none of the supported shapes: an Auth0 send-phone-message event (message_options), a custom-phone-provider event (notification) or a hook call (recipient, text, context)"},
+	}
+	for i, c := range cases {
+		rid := fmt.Sprintf("refused-%d", i)
+		if r := h.send("strict-key", c.body, "X-Request-Id", rid); errCode(r) != c.outcome {
+			t.Fatalf("%s: %d %s", c.outcome, r.Status, r.Raw)
+		}
+		var line map[string]any
+		for _, l := range logLines(t, h, "send") {
+			if l["request_id"] == rid {
+				line = l
+			}
+		}
+		if line["error"] != c.why || line["tenant"] != "strict" || line["outcome"] != c.outcome {
+			t.Errorf("%s: the line says %v", c.outcome, line)
+		}
+		if n := testutil.ToFloat64(h.app.metrics.Requests.WithLabelValues("strict", "", c.outcome)); n != 1 {
+			t.Errorf("%s: counted %v times", c.outcome, n)
+		}
+	}
+	if l := h.logs.String(); strings.Contains(l, "834712") || strings.Contains(l, "41555501") {
+		t.Errorf("a code or a number reached the log:\n%s", l)
+	}
+
+	c := startCompat(t)
+	if r := c.call("POST", "/sms/2/text/advanced", "App acme-ib-key", `{"messages":[{"destinations":[{"to":"14155550104"}],"text":"Your code is 834712","callbackData":"`+strings.Repeat("x", 5000)+`"}]}`); r.Status != 400 {
+		t.Fatalf("callbackData too long: %d %s", r.Status, r.Raw)
+	}
+	lines := 0
+	for _, l := range logLines(t, c.harness, "send") {
+		if l["tenant"] == "acme" && l["outcome"] == "invalid_request" && strings.HasPrefix(l["error"].(string), "callbackData is longer than ") {
+			lines++
+		}
+	}
+	if n := testutil.ToFloat64(c.app.metrics.Requests.WithLabelValues("acme", "", "invalid_request")); lines != 1 || n != 1 {
+		t.Errorf("an Infobip-compatible request refused whole: %d lines, counted %v times, want 1 and 1", lines, n)
+	}
+	if l := c.logs.String(); strings.Contains(l, "834712") || strings.Contains(l, "4155550104") || strings.Contains(l, "xxxxxxxx") {
+		t.Errorf("a code, a number or a field's value reached the log:\n%s", l)
 	}
 }

@@ -59,6 +59,10 @@ type flightResult struct {
 	bodyHash [32]byte
 	// log fields of the request that ran.
 	route, provider, outcome string
+	// why is the refusal's message, logged, for a request refused before it named a recipient
+	// (its shape, a field, its client id): fixed texts that hold nothing of the request, which
+	// tell an operator what a tenant's callers get wrong.
+	why string
 }
 
 func (a *App) now() time.Time {
@@ -124,7 +128,8 @@ type compat struct {
 // and the recipient (for the log line) and whether the result was shared.
 func (a *App) sendOne(ctx context.Context, rt *runtime, tn *tenant, r httpapi.SendRequest, req *intake.Request, x *compat) (flightResult, string, bool) {
 	if tn.clientIDs != nil && !tn.clientIDs[req.ClientID] {
-		return flightResult{reply: errReply(http.StatusForbidden, "client_not_allowed", "this API key may not send for this client_id"), outcome: "client_not_allowed"}, "", false
+		const why = "this API key may not send for this client_id"
+		return flightResult{reply: errReply(http.StatusForbidden, "client_not_allowed", why), outcome: "client_not_allowed", why: why}, "", false
 	}
 	num, err := intake.NormalizeNumber(req.Recipient, tn.acceptUnrecognized)
 	if err != nil {
@@ -257,12 +262,15 @@ func (a *App) finish(start time.Time, r httpapi.SendRequest, tenant string, res 
 		}
 	}
 	// Typed attributes: the key-value form boxed each value and converted it back.
-	attrs := make([]slog.Attr, 0, 10)
+	attrs := make([]slog.Attr, 0, 11)
 	attrs = append(attrs, slog.String("request_id", r.RequestID), slog.String("tenant", tenant), slog.String("route", res.route),
 		slog.String("provider", res.provider), slog.String("outcome", res.outcome), slog.Int("status", res.reply.Status),
 		slog.Int64("latency_ms", d.Milliseconds()))
 	if to != "" {
 		attrs = append(attrs, slog.String("to", gateway.MaskPhone(to)))
+	}
+	if res.why != "" {
+		attrs = append(attrs, slog.String("error", res.why))
 	}
 	if shared {
 		attrs = append(attrs, slog.Bool("coalesced", true))
@@ -305,7 +313,7 @@ func intakeFailure(err error) flightResult {
 	if errors.As(err, &ie) {
 		code, msg = ie.Code, ie.Message
 	}
-	return flightResult{reply: errReply(http.StatusBadRequest, code, msg), outcome: code}
+	return flightResult{reply: errReply(http.StatusBadRequest, code, msg), outcome: code, why: msg}
 }
 
 var idSeq atomic.Uint32
