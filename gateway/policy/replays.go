@@ -29,7 +29,9 @@ func replayTenant(key string) string {
 // the last day: about 430 bytes a send, 1.8 GB a day for a tenant at 50 sends a second. When a new
 // record would pass the bound, the tenant holding the most records loses its oldest one, so that
 // a tenant sending under ever new keys evicts its own records, never those of a tenant holding
-// fewer. The bound stands in for Redis's maxmemory; OnEvict hears of each eviction.
+// fewer. The bound stands in for Redis's maxmemory; OnEvict hears of each eviction. Finding that
+// tenant takes the same time however many tenants hold records (ranking), and a record past its
+// time, the oldest of all, goes before any live one.
 type MemoryReplays struct {
 	now func() time.Time
 	max int
@@ -40,6 +42,8 @@ type MemoryReplays struct {
 	mu      sync.Mutex
 	records map[string]*replayRecord
 	tenants map[string]*replayQueue
+	rank    ranking     // how many records each tenant holds
+	all     replayQueue // every record in the order put: with one ttl for all, the first to expire first
 }
 
 type replayRecord struct {
@@ -47,12 +51,13 @@ type replayRecord struct {
 	expires time.Time
 }
 
-// replayQueue is one tenant's records in the order they were put: with one ttl for all, the
-// oldest first. An item whose key was put again since (or removed) is skipped when it comes up.
+// replayQueue is records in the order they were put (one tenant's, or all), the oldest first. An
+// item whose key was put again since, or whose record was removed through the other queue, is
+// skipped when it comes up.
 type replayQueue struct {
-	items []replayItem
-	head  int
-	n     int // records of the tenant in the store
+	items  []replayItem
+	head   int
+	ranked // a tenant's: its name and how many records it holds in the store
 }
 
 type replayItem struct {
@@ -90,7 +95,7 @@ func (m *MemoryReplays) Put(_ context.Context, key string, r *Replay, ttl time.D
 	tenant := replayTenant(key)
 	q := m.tenants[tenant]
 	if q == nil {
-		q = &replayQueue{}
+		q = &replayQueue{ranked: ranked{name: tenant}}
 		m.tenants[tenant] = q
 	}
 	if old, ok := m.records[key]; ok {
@@ -98,14 +103,16 @@ func (m *MemoryReplays) Put(_ context.Context, key string, r *Replay, ttl time.D
 			m.mu.Unlock()
 			return nil
 		}
-		q.n-- // expired: its item is skipped when it comes up (records[key] is the new one)
+		m.rank.dec(&q.ranked) // expired: its items are skipped when they come up (records[key] is the new one)
 	}
 	rec := &replayRecord{r: r, expires: now.Add(ttl)}
 	m.records[key] = rec
 	q.items = append(q.items, replayItem{key: key, rec: rec})
-	q.n++
-	// This tenant's expired records go as it puts new ones; another tenant's, once the bound is
-	// reached (they answer no Get meanwhile, and the bound holds them too).
+	m.all.items = append(m.all.items, replayItem{key: key, rec: rec})
+	m.rank.inc(&q.ranked)
+	// Expired records go a few at each put, the oldest of all first, and this tenant's items of
+	// records gone are dropped (they answer no Get meanwhile, and the bound holds them too).
+	m.dropExpired(&m.all, now, 4)
 	m.dropExpired(q, now, 4)
 	for m.max > 0 && len(m.records) > m.max {
 		tenant, removed, early := m.makeRoom(now)
@@ -147,37 +154,35 @@ func (m *MemoryReplays) dropExpired(q *replayQueue, now time.Time, n int) bool {
 	return dropped
 }
 
-// makeRoom removes one record, in one pass over the tenants: a record past its time if one is
-// the oldest of its tenant (those go before any live record), else the oldest record of the
-// tenant holding the most, evicted early (its tenant is returned).
+// makeRoom removes one record: the oldest of all if it has expired (those go before any live
+// record), else the oldest record of a tenant holding the most, evicted early (its tenant is
+// returned). It looks at no other tenant.
 func (m *MemoryReplays) makeRoom(now time.Time) (tenant string, removed, early bool) {
-	var most *replayQueue
-	for name, q := range m.tenants {
-		if m.dropExpired(q, now, 1) {
-			return name, true, false
-		}
-		if most == nil || q.n > most.n {
-			tenant, most = name, q
-		}
+	if m.dropExpired(&m.all, now, 1) {
+		return "", true, false
 	}
-	if most == nil {
+	top := m.rank.top()
+	if top == nil {
 		return "", false, false
 	}
-	it, ok := most.front(m.records)
+	q := m.tenants[top.name]
+	it, ok := q.front(m.records)
 	if !ok {
 		return "", false, false
 	}
-	m.remove(most, it)
-	return tenant, true, true
+	m.remove(q, it)
+	return top.name, true, true
 }
 
-// remove deletes the front item it of q (front found it live).
+// remove deletes the record of q's front item it (front found it live), q being its tenant's
+// queue or all: the tenant counts one record fewer, and the record's item in the other queue is
+// skipped when it comes up.
 func (m *MemoryReplays) remove(q *replayQueue, it replayItem) {
 	delete(m.records, it.key)
 	q.items[q.head] = replayItem{}
 	q.head++
-	q.n--
 	q.compact()
+	m.rank.dec(&m.tenants[replayTenant(it.key)].ranked)
 }
 
 // front is the oldest live item of q; items that are no longer the record of their key are

@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
@@ -118,5 +119,25 @@ func TestReplayKeyNamesItsTenant(t *testing.T) {
 		if got := replayTenant(key); got != want {
 			t.Errorf("replayTenant(%q) = %q, want %q", key, got, want)
 		}
+	}
+}
+
+// BenchmarkReplaysAtTheBound: a tenant putting records under ever new keys at
+// state.max_idempotency_records' default, every put evicting one, beside records of 10 or of
+// 10,000 other tenants.
+func BenchmarkReplaysAtTheBound(b *testing.B) {
+	for _, tenants := range []int{10, 10000} {
+		b.Run(fmt.Sprint("tenants_", tenants), func(b *testing.B) {
+			r := NewMemoryReplays(nil, 100000)
+			ctx := context.Background()
+			rep := &Replay{Status: 200}
+			for i := range 100000 {
+				r.Put(ctx, ReplayKey(fmt.Sprint("tenant-", i%tenants), fmt.Sprint(i)), rep, 24*time.Hour)
+			}
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				r.Put(ctx, ReplayKey("flood", strconv.Itoa(i)), rep, 24*time.Hour)
+			}
+		})
 	}
 }

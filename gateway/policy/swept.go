@@ -9,9 +9,10 @@ package policy
 // If each write is followed by sweep(2, ...), a key that went stale is examined within len/2
 // writes, so the map holds at most about twice the keys that are live (TestSweptMapStaysBounded).
 //
-// With owner set, the map also keeps each tenant's keys apart, so that evict can take a key from
-// the tenant holding the most without looking at anyone else's: a bound on the whole map then
-// costs a tenant only its own keys.
+// With owner set, the map also keeps each tenant's keys apart and counts them (ranking), so that
+// evict can find the tenant holding the most and take a key of it without looking at anyone
+// else's: a bound on the whole map then costs a tenant only its own keys, and an eviction the
+// same time with 10 tenants as with 10,000.
 type sweptMap[V any] struct {
 	m      map[string]sweptSlot[V] // by value: no allocation per key beyond the map's own
 	keys   []string                // every key, in no particular order; slot.pos is its index
@@ -19,6 +20,7 @@ type sweptMap[V any] struct {
 
 	owner   func(key string) string // the tenant a key is kept for; nil: tenants are not kept
 	tenants map[string]*ownedKeys   // each tenant's keys (owner set)
+	rank    ranking                 // how many keys each tenant holds (owner set)
 }
 
 type sweptSlot[V any] struct {
@@ -31,6 +33,7 @@ type sweptSlot[V any] struct {
 type ownedKeys struct {
 	keys []string
 	at   int
+	ranked
 }
 
 func (s *sweptMap[V]) get(key string) (V, bool) {
@@ -60,11 +63,12 @@ func (s *sweptMap[V]) set(key string, v V) {
 		o := s.owner(key)
 		t := s.tenants[o]
 		if t == nil {
-			t = &ownedKeys{}
+			t = &ownedKeys{ranked: ranked{name: o}}
 			s.tenants[o] = t
 		}
 		sl.tpos = len(t.keys)
 		t.keys = append(t.keys, key)
+		s.rank.inc(&t.ranked)
 	}
 	s.m[key] = sl
 }
@@ -99,7 +103,8 @@ func (s *sweptMap[V]) remove(key string) {
 	if s.owner != nil {
 		o := s.owner(key)
 		t := s.tenants[o]
-		if t.keys = swapRemove(t.keys, sl.tpos, func(k string) { m := s.m[k]; m.tpos = sl.tpos; s.m[k] = m }); len(t.keys) == 0 {
+		t.keys = swapRemove(t.keys, sl.tpos, func(k string) { m := s.m[k]; m.tpos = sl.tpos; s.m[k] = m })
+		if s.rank.dec(&t.ranked); len(t.keys) == 0 {
 			delete(s.tenants, o)
 		}
 	}
@@ -125,21 +130,19 @@ func (s *sweptMap[V]) owned(tenant string) int {
 	return 0
 }
 
-// evict removes one key of the tenant holding the most (owner set; a tie goes to the first by
-// name), preferring one that stale reports as stale among the next few it looks at, and returns
-// that tenant and whether the key was live (lost before its time); ok is false when there is
-// nothing to remove. keep is never removed (the key just set). It looks only at that tenant's
-// keys, from where its last eviction stopped.
+// evict removes one key of a tenant holding the most (owner set; of several, the one that
+// reached that count last), preferring one that stale reports as stale among the next few it looks
+// at, and returns that tenant and whether the key was live (lost before its time); ok is false
+// when there is nothing to remove. keep is never removed (the key just set). It looks only at that
+// tenant's keys, from where its last eviction stopped, and finds the tenant without looking at
+// the others (ranking).
 func (s *sweptMap[V]) evict(keep string, stale func(key string, v V) bool) (tenant string, early, ok bool) {
-	var most *ownedKeys
-	for o, t := range s.tenants {
-		if most == nil || len(t.keys) > len(most.keys) || len(t.keys) == len(most.keys) && o < tenant {
-			tenant, most = o, t
-		}
-	}
-	if most == nil {
+	top := s.rank.top()
+	if top == nil {
 		return "", false, false
 	}
+	tenant = top.name
+	most := s.tenants[tenant]
 	victim := ""
 	for i := range min(len(most.keys), evictLookahead) {
 		key := most.keys[(most.at+i)%len(most.keys)]
