@@ -502,6 +502,11 @@ func TestOneTenantCannotOpenTheBreakerEveryoneShares(t *testing.T) {
 	if o := testutil.ToFloat64(m.TenantBreakerOpens.WithLabelValues("ib", "sms", "hostile")); o != 1 {
 		t.Errorf("hostile's own breaker opened %v times, want 1", o)
 	}
+	// A breaker that never opened adds no series: every tenant has its own, for each provider it
+	// sends through, and zeros for all of them would be most of a large deployment's series.
+	if n := testutil.CollectAndCount(m.TenantBreakerOpens); n != 1 {
+		t.Errorf("%d series of tenants' own breakers' openings, want 1 (hostile's sms)", n)
+	}
 	r := h.do("GET", "/v1/providers", "admin-t0ken", "")
 	var got struct {
 		Providers []struct {

@@ -81,8 +81,19 @@ routes: [{name: d, providers: [m]}]
 	}
 	c.do("POST", "/v1/dlr/infobip/infobip-eu?secret=hook-secret", "", report(messagesOf(r)[0]["messageId"].(string), "DELIVERED"))
 	waitUntil(t, "the report was pushed", func() bool { return testutil.ToFloat64(c.app.metrics.Notify.WithLabelValues("acme", "ok")) == 1 })
+	// A sixth has a tenant whose sends alone fail on a provider another tenant shares: its own
+	// breaker opens (that series appears only then).
+	ob := start(t, `
+storage: {driver: memory}
+tenants: [{name: acme, api_key: acme-key}, {name: other, api_key: other-key}]
+providers: [{name: flaky, type: mock, failure_rate: 1, breaker: {consecutive_failures: 1}}, {name: m, type: mock}]
+routes: [{name: d, providers: [flaky, m]}]
+`, Options{})
+	if r := ob.send("acme-key", `{"recipient":"+14155550104","text":"Your code is 100000","context":{}}`); r.Status != 200 {
+		t.Fatalf("a send failing over from its own breaker's provider: %s", r.Raw)
+	}
 	fams := map[string]bool{}
-	for _, g := range []*harness{h, p, sp, rd, c.harness} {
+	for _, g := range []*harness{h, p, sp, rd, c.harness, ob} {
 		res := g.do("GET", "/metrics", "", "")
 		sc := bufio.NewScanner(strings.NewReader(res.Raw))
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -92,7 +103,7 @@ routes: [{name: d, providers: [m]}]
 			}
 		}
 	}
-	for _, want := range []string{"smsgate_spend_total", "smsgate_pumping_quarantines_total", "smsgate_tenant_spend_estimated_total", "smsgate_state_memory_max_bytes", "smsgate_paced_total", "smsgate_infobip_notify_total", "smsgate_previous_api_key_calls_total"} {
+	for _, want := range []string{"smsgate_spend_total", "smsgate_pumping_quarantines_total", "smsgate_tenant_spend_estimated_total", "smsgate_state_memory_max_bytes", "smsgate_paced_total", "smsgate_infobip_notify_total", "smsgate_previous_api_key_calls_total", "smsgate_tenant_breaker_opens_total"} {
 		if !fams[want] {
 			t.Fatalf("%s not exposed", want)
 		}
