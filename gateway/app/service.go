@@ -60,8 +60,8 @@ type flightResult struct {
 	// log fields of the request that ran.
 	route, provider, outcome string
 	// why is the refusal's message, logged, for a request refused before it named a recipient
-	// (its shape, a field, its client id): fixed texts that hold nothing of the request, which
-	// tell an operator what a tenant's callers get wrong.
+	// (its shape, a field, its client id, the number's form, a sender): fixed texts that hold
+	// nothing of the request, which tell an operator what a tenant's callers get wrong.
 	why string
 }
 
