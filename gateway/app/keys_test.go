@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/smsgate/smsgate/gateway/config"
+	"github.com/smsgate/smsgate/gateway/httpapi"
 	"github.com/smsgate/smsgate/gateway/syncbuf"
 )
 
@@ -173,5 +174,21 @@ func TestPreviousWebhookSecretsNeedTheCurrentOne(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCallsWithoutAKeyAreCounted: a send with no bearer key (none at all, or another scheme) is
+// refused as missing its key, and counted with the wrong keys, which SmsgateUnknownAPIKey
+// watches: a caller that sends its key the wrong way gets no codes either.
+func TestCallsWithoutAKeyAreCounted(t *testing.T) {
+	h := start(t, baseConfig, Options{})
+	for _, auth := range []string{"", "Basic eDphY21lLWtleQ==", "App acme-key"} {
+		r := h.do("POST", "/v1/send-phone-message", "", actionBody, "Authorization", auth)
+		if e, _ := r.Body["error"].(map[string]any); r.Status != 401 || e["message"] != httpapi.MissingKey {
+			t.Errorf("Authorization %q: %d %s", auth, r.Status, r.Raw)
+		}
+	}
+	if n := testutil.ToFloat64(h.app.metrics.Requests.WithLabelValues("", "", "unauthorized")); n != 3 {
+		t.Errorf("%v calls without a key counted, want 3", n)
 	}
 }

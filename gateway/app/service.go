@@ -104,7 +104,11 @@ func (a *App) Send(ctx context.Context, r httpapi.SendRequest) httpapi.Reply {
 	defer cancel()
 	tn, ok := a.tenantByKey(rt, r.APIKey)
 	if !ok {
-		return a.finish(start, r, "", flightResult{reply: errReply(http.StatusUnauthorized, "unauthorized", "unknown API key"), outcome: "unauthorized"}, "", false)
+		msg := "unknown API key"
+		if r.APIKey == "" {
+			msg = httpapi.MissingKey
+		}
+		return a.finish(start, r, "", flightResult{reply: errReply(http.StatusUnauthorized, "unauthorized", msg), outcome: "unauthorized"}, "", false)
 	}
 	if !a.admit(*rt.cfg.Server.MaxInFlight, tn) {
 		return a.finish(start, r, tn.name, overloaded(), "", false)

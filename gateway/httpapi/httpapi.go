@@ -362,11 +362,14 @@ func (h *handlers) readBody(c echo.Context, limit int64) ([]byte, error) {
 	return body, nil
 }
 
+// MissingKey is the answer's message to a call without a bearer key.
+const MissingKey = "missing Authorization: Bearer <api key>"
+
+// send passes a call without a bearer key to the backend too (APIKey ""), which refuses it with
+// MissingKey: there it is counted and logged like a wrong key, so that a caller sending no key or
+// another scheme is seen as well.
 func (h *handlers) send(c echo.Context) error {
 	key := bearer(c)
-	if key == "" {
-		return fail(http.StatusUnauthorized, "unauthorized", "missing Authorization: Bearer <api key>")
-	}
 	body, err := h.readBody(c, h.b.MaxBodyBytes())
 	if err != nil {
 		return err
@@ -446,7 +449,7 @@ func newRequestID() string {
 func (h *handlers) tenant(c echo.Context) (Tenant, error) {
 	key := bearer(c)
 	if key == "" {
-		return Tenant{}, fail(http.StatusUnauthorized, "unauthorized", "missing Authorization: Bearer <api key>")
+		return Tenant{}, fail(http.StatusUnauthorized, "unauthorized", MissingKey)
 	}
 	t, ok := h.b.Authenticate(key)
 	if !ok {

@@ -79,6 +79,9 @@ func TestErrorsAreJSONWithStableCodes(t *testing.T) {
 		if strings.Contains(string(r.Body), "panic") {
 			panic("boom")
 		}
+		if r.APIKey == "" { // the backend answers a call without a key, and counts it
+			return Reply{Status: 401, Body: ErrorJSON("unauthorized", MissingKey)}
+		}
 		return Reply{Status: 429, Body: ErrorJSON("rate_limited", "slow down"), RetryAfter: 1500 * time.Millisecond}
 	}}
 	tests := []struct {
