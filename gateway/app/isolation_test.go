@@ -819,16 +819,7 @@ routes: [{name: d, providers: [m]}]
 // shares ran out of memory. Past the bound, the flooding tenant loses its own oldest records: the
 // quiet tenant's retry, after the flood, is still answered from its record and sends nothing.
 func TestAFloodOfIdempotencyKeysEvictsOnlyItsOwn(t *testing.T) {
-	const cfg = `
-storage: {driver: memory}
-state: {max_idempotency_records: 40}
-log: {error_lines_per_second: 1}
-policy: {rate_limits: {per_recipient: 0, per_ip: 0, per_tenant: 0}, resend_escalation: {enabled: false}}
-tenants: [{name: quiet, api_key: quiet-key}, {name: flood, api_key: flood-key}]
-providers: [{name: m, type: mock, latency: 0s}]
-routes: [{name: d, providers: [m]}]
-`
-	h := start(t, cfg, Options{})
+	h := start(t, quietAndFlood("max_idempotency_records: 40", "0"), Options{})
 	sent := func() float64 { return testutil.ToFloat64(h.app.MetricSet().Attempts.WithLabelValues("m", "sent")) }
 	var quiet []response
 	for i := range 5 {
@@ -864,6 +855,20 @@ routes: [{name: d, providers: [m]}]
 	onlyTheFloodEvicted(t, h, 166, "idempotency record evicted before its ttl: state.max_idempotency_records reached, the tenant holding the most records lost its oldest")
 }
 
+// quietAndFlood is the config of the eviction tests: the state in memory with bound (a state key
+// and its value), a quiet tenant and a flooding one, and per_recipient as given, no other limit.
+func quietAndFlood(bound, perRecipient string) string {
+	return `
+storage: {driver: memory}
+state: {` + bound + `}
+log: {error_lines_per_second: 1}
+policy: {rate_limits: {per_recipient: ` + perRecipient + `, per_ip: 0, per_tenant: 0}, resend_escalation: {enabled: false}}
+tenants: [{name: quiet, api_key: quiet-key}, {name: flood, api_key: flood-key}]
+providers: [{name: m, type: mock, latency: 0s}]
+routes: [{name: d, providers: [m]}]
+`
+}
+
 // onlyTheFloodEvicted checks that the memory state evicted n keys, and logged msg naming the
 // tenant flood and never the tenant quiet.
 func onlyTheFloodEvicted(t *testing.T, h *harness, n float64, msg string) {
@@ -886,16 +891,7 @@ func onlyTheFloodEvicted(t *testing.T, h *harness, n float64, msg string) {
 // the replica that every tenant shares ran out of memory. Past the bound, the flooding tenant
 // forgets its own buckets: the quiet tenant's recipients stay limited after the flood.
 func TestAFloodOfRecipientsEvictsOnlyItsOwnBuckets(t *testing.T) {
-	const cfg = `
-storage: {driver: memory}
-state: {max_keys: 40}
-log: {error_lines_per_second: 1}
-policy: {rate_limits: {per_recipient: 1/1h, per_ip: 0, per_tenant: 0}, resend_escalation: {enabled: false}}
-tenants: [{name: quiet, api_key: quiet-key}, {name: flood, api_key: flood-key}]
-providers: [{name: m, type: mock, latency: 0s}]
-routes: [{name: d, providers: [m]}]
-`
-	h := start(t, cfg, Options{})
+	h := start(t, quietAndFlood("max_keys: 40", "1/1h"), Options{})
 	body := func(i int) string {
 		return fmt.Sprintf(`{"message_options":{"recipient":"+1415555%04d","text":"Your code is %06d","code":"%06d"}}`, i, i, i)
 	}

@@ -2,7 +2,6 @@ package policy
 
 import (
 	"context"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,12 +95,7 @@ func (m *MemoryLimiter) AllowKeeping(_ context.Context, key string, l config.Lim
 
 // limitTenant is the tenant a LimitKey names ("" for a provider's throughput, which is every
 // tenant's).
-func limitTenant(key string) string {
-	_, rest, _ := strings.Cut(key, "|")
-	_, rest, _ = strings.Cut(rest, "|")
-	tenant, _, _ := strings.Cut(rest, "|")
-	return tenant
-}
+func limitTenant(key string) string { return keyField(key, 2) }
 
 // Len reports how many buckets are held (for tests and metrics).
 func (m *MemoryLimiter) Len() int {
@@ -187,13 +181,6 @@ type lastSend struct {
 // saying them). It names the tenant so that MemoryResends can bound each tenant's share.
 func ResendKey(tenant, digest string) string { return "resend|" + tenant + "|" + digest }
 
-// resendTenant is the tenant a ResendKey names.
-func resendTenant(key string) string {
-	_, rest, _ := strings.Cut(key, "|")
-	tenant, _, _ := strings.Cut(rest, "|")
-	return tenant
-}
-
 // MemoryResends is Resends in this process. With the state in memory a replica keeps an entry a
 // send for resend_escalation.within (10 minutes), so each is kept small (56 bytes and its key).
 type MemoryResends struct{ e expiring[lastSend] }
@@ -204,7 +191,7 @@ type MemoryResends struct{ e expiring[lastSend] }
 func NewMemoryResends(now func() time.Time, max int, onEvict func(tenant string)) *MemoryResends {
 	r := &MemoryResends{e: expiring[lastSend]{now: now, max: max, onEvict: onEvict}}
 	if max > 0 {
-		r.e.m.owner = resendTenant
+		r.e.m.owner = kindTenant
 	}
 	return r
 }

@@ -580,12 +580,12 @@ func TestSweptMapEvictsFromTheTenantHoldingTheMost(t *testing.T) {
 		t.Error("the key kept was evicted")
 	}
 	s.sweep(100, func(k string, _ bool) bool { return k == "flood|9" })
-	if q, f := s.owned("quiet"), s.owned("flood"); q != 3 || f != 5 {
+	if q, f := len(s.tenants["quiet"].keys), len(s.tenants["flood"].keys); q != 3 || f != 5 {
 		t.Errorf("keys held: quiet %d, flood %d; want 3 and 5", q, f)
 	}
 	s.evict("", stale)
 	s.evict("", stale)
-	// Now three each: the tie goes to the tenant first by name, the same one every time.
+	// Now three each: the tie goes to the tenant that reached that count last, the flood.
 	if tenant, _, _ := s.evict("", stale); tenant != "flood" {
 		t.Errorf("a tie evicted from %q, want flood", tenant)
 	}

@@ -14,14 +14,18 @@ func ReplayKey(tenant, idempotencyKey string) string {
 	return "idem|" + tenant + "|" + idempotencyKey
 }
 
-// replayTenant is the tenant a ReplayKey names ("" for any other key).
-func replayTenant(key string) string {
-	_, rest, ok := strings.Cut(key, "|")
-	if !ok {
-		return ""
+// kindTenant is the tenant a key "kind|tenant|..." names (ReplayKey, ResendKey; "" for a key
+// without a '|').
+func kindTenant(key string) string { return keyField(key, 1) }
+
+// keyField is the field at index i of a key whose fields are separated by '|' ("" when it has
+// fewer): where each kind of key names its tenant.
+func keyField(key string, i int) string {
+	for range i {
+		_, key, _ = strings.Cut(key, "|")
 	}
-	tenant, _, _ := strings.Cut(rest, "|")
-	return tenant
+	field, _, _ := strings.Cut(key, "|")
+	return field
 }
 
 // MemoryReplays is Replays in this process, holding at most max records (expired ones go first).
@@ -92,7 +96,7 @@ func (m *MemoryReplays) Put(_ context.Context, key string, r *Replay, ttl time.D
 	now := m.now()
 	var evicted []string
 	m.mu.Lock()
-	tenant := replayTenant(key)
+	tenant := kindTenant(key)
 	q := m.tenants[tenant]
 	if q == nil {
 		q = &replayQueue{ranked: ranked{name: tenant}}
@@ -182,7 +186,7 @@ func (m *MemoryReplays) remove(q *replayQueue, it replayItem) {
 	q.items[q.head] = replayItem{}
 	q.head++
 	q.compact()
-	m.rank.dec(&m.tenants[replayTenant(it.key)].ranked)
+	m.rank.dec(&m.tenants[kindTenant(it.key)].ranked)
 }
 
 // front is the oldest live item of q; items that are no longer the record of their key are

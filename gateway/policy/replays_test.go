@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/smsgate/smsgate/gateway/config"
 )
 
 // replaysHeld reports which of tenant's keys ReplayKey(tenant, i), for i < n, are held.
@@ -116,8 +118,8 @@ func TestReplayKeyNamesItsTenant(t *testing.T) {
 		ReplayKey("acme", ""):            "acme",
 		"no-bar":                         "",
 	} {
-		if got := replayTenant(key); got != want {
-			t.Errorf("replayTenant(%q) = %q, want %q", key, got, want)
+		if got := kindTenant(key); got != want {
+			t.Errorf("kindTenant(%q) = %q, want %q", key, got, want)
 		}
 	}
 }
@@ -139,5 +141,22 @@ func BenchmarkReplaysAtTheBound(b *testing.B) {
 				r.Put(ctx, ReplayKey("flood", strconv.Itoa(i)), rep, 24*time.Hour)
 			}
 		})
+	}
+}
+
+// TestKeysNameTheirTenant: the bounds of the memory state count each key against the tenant it
+// names, whatever the value after it holds.
+func TestKeysNameTheirTenant(t *testing.T) {
+	l := config.Limit{N: 5, Per: time.Hour}
+	for i, c := range [][2]string{
+		{limitTenant(LimitKey("r", l, "acme", "+1|415")), "acme"},
+		{limitTenant(LimitKey("p", l, "", "infobip")), ""},
+		{limitTenant(LimitKey("pump", l, "acme", "1-41")), "acme"},
+		{kindTenant(ResendKey("acme", "digest|with|bars")), "acme"},
+		{kindTenant(ReplayKey("acme", "idempotency|key|x")), "acme"},
+	} {
+		if c[0] != c[1] {
+			t.Errorf("key %d names tenant %q, want %q", i, c[0], c[1])
+		}
 	}
 }

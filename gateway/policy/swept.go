@@ -122,14 +122,6 @@ func swapRemove(keys []string, i int, moved func(key string)) []string {
 	return keys[:last]
 }
 
-// owned reports how many keys tenant holds (owner set).
-func (s *sweptMap[V]) owned(tenant string) int {
-	if t := s.tenants[tenant]; t != nil {
-		return len(t.keys)
-	}
-	return 0
-}
-
 // evict removes one key of a tenant holding the most (owner set; of several, the one that
 // reached that count last), preferring one that stale reports as stale among the next few it looks
 // at, and returns that tenant and whether the key was live (lost before its time); ok is false
