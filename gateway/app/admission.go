@@ -56,21 +56,28 @@ func overloaded() flightResult {
 }
 
 // Tenants implements httpapi.Backend: every tenant, in config order, with its sends in flight on
-// this replica and what it has used of its spend limit.
+// this replica and what it has used of its spend limit (all spend limits read at once).
 func (a *App) Tenants(ctx context.Context) ([]httpapi.TenantStatus, error) {
 	rt := a.rt.Load()
 	out := make([]httpapi.TenantStatus, 0, len(rt.cfg.Tenants))
+	var buckets []policy.SpendBucket
+	var spent []int // indexes in out of the tenants in buckets
 	for _, t := range rt.cfg.Tenants {
 		tn := rt.byName[t.Name]
 		ts := httpapi.TenantStatus{Name: tn.name, InFlight: tn.inflight.Load()}
 		if s := tn.spend(); s != nil {
-			used, err := a.checker.Spends.Used(ctx, policy.SpendKey(tn.name, *s), *s)
-			if err != nil {
-				return nil, err
-			}
-			ts.Spend = &httpapi.SpendStatus{Limit: s.String(), Used: math.Round(used*1e6) / 1e6, Currency: rt.cfg.Routing.LeastCost.Currency}
+			buckets = append(buckets, policy.SpendBucket{Key: policy.SpendKey(tn.name, *s), Limit: *s})
+			spent = append(spent, len(out))
+			ts.Spend = &httpapi.SpendStatus{Limit: s.String(), Currency: rt.cfg.Routing.LeastCost.Currency}
 		}
 		out = append(out, ts)
+	}
+	used, err := a.checker.Spends.Used(ctx, buckets)
+	if err != nil {
+		return nil, err
+	}
+	for i, u := range used {
+		out[spent[i]].Spend.Used = math.Round(u*1e6) / 1e6
 	}
 	return out, nil
 }

@@ -114,11 +114,20 @@ return 0
 // spendBucket reads a spend bucket's theoretical arrival time; the zero time when there is none
 // (it has refilled and expired).
 func (r *Redis) spendBucket(ctx context.Context, key string) (time.Time, error) {
-	var v string
-	err := r.guard(func() (err error) {
-		v, err = r.Client.Get(ctx, r.Prefix+"sp:"+key).Result()
-		return err
+	var get *redis.StringCmd
+	err := r.guard(func() error {
+		get = r.Client.Get(ctx, r.Prefix+"sp:"+key)
+		return get.Err()
 	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return time.Time{}, err
+	}
+	return parseSpendTAT(get)
+}
+
+// parseSpendTAT reads a spend bucket's GET: the zero time for a missing key.
+func parseSpendTAT(get *redis.StringCmd) (time.Time, error) {
+	v, err := get.Result()
 	if errors.Is(err, redis.Nil) {
 		return time.Time{}, nil
 	}
@@ -144,13 +153,35 @@ func (r *Redis) Allowed(ctx context.Context, key string, l config.Spend) (bool, 
 	return true, 0, nil
 }
 
-// Used implements Spends.
-func (r *Redis) Used(ctx context.Context, key string, l config.Spend) (float64, error) {
-	tat, err := r.spendBucket(ctx, key)
-	if err != nil {
-		return 0, err
+// Used implements Spends: one pipeline of GETs, so one round trip however many tenants the
+// admin API lists (a pipeline, not MGET, so that a Redis Cluster may hold the keys on any node).
+func (r *Redis) Used(ctx context.Context, buckets []SpendBucket) ([]float64, error) {
+	out := make([]float64, len(buckets))
+	if len(buckets) == 0 {
+		return out, nil
 	}
-	return spendUsed(tat, r.now(), l), nil
+	gets := make([]*redis.StringCmd, len(buckets))
+	err := r.guard(func() error {
+		_, err := r.Client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, b := range buckets {
+				gets[i] = p.Get(ctx, r.Prefix+"sp:"+b.Key)
+			}
+			return nil
+		})
+		return err
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	now := r.now()
+	for i, b := range buckets {
+		tat, err := parseSpendTAT(gets[i])
+		if err != nil {
+			return nil, err
+		}
+		out[i] = spendUsed(tat, now, b.Limit)
+	}
+	return out, nil
 }
 
 // Charge implements Spends.

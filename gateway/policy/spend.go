@@ -17,8 +17,15 @@ type Spends interface {
 	Allowed(ctx context.Context, key string, l config.Spend) (ok bool, retryAfter time.Duration, err error)
 	// Charge takes amount from key's bucket.
 	Charge(ctx context.Context, key string, l config.Spend, amount float64) error
-	// Used is what key's bucket has spent and not yet refilled (above l.Amount: in debt).
-	Used(ctx context.Context, key string, l config.Spend) (float64, error)
+	// Used is what each bucket has spent and not yet refilled (above its Amount: in debt), in
+	// the order asked: one read for all of them (the admin API asks for every tenant at once).
+	Used(ctx context.Context, buckets []SpendBucket) ([]float64, error)
+}
+
+// SpendBucket names one spend limit's bucket for Spends.Used.
+type SpendBucket struct {
+	Key   string
+	Limit config.Spend
 }
 
 // spendUsed is what a bucket at tat has spent and not yet refilled.
@@ -74,11 +81,15 @@ func (m *MemoryLimiter) Allowed(_ context.Context, key string, l config.Spend) (
 }
 
 // Used implements Spends.
-func (m *MemoryLimiter) Used(_ context.Context, key string, l config.Spend) (float64, error) {
+func (m *MemoryLimiter) Used(_ context.Context, buckets []SpendBucket) ([]float64, error) {
 	now := m.now()
+	out := make([]float64, len(buckets))
 	m.spendMu.Lock()
 	defer m.spendMu.Unlock()
-	return spendUsed(m.spends[key], now, l), nil
+	for i, b := range buckets {
+		out[i] = spendUsed(m.spends[b.Key], now, b.Limit)
+	}
+	return out, nil
 }
 
 // Charge implements Spends.

@@ -2,9 +2,12 @@ package policy
 
 import (
 	"context"
-	"math"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/smsgate/smsgate/gateway"
 	"github.com/smsgate/smsgate/gateway/config"
@@ -114,24 +117,60 @@ func TestRedisSpendChargeTooSmallToMoveTheClock(t *testing.T) {
 	}
 }
 
-// TestSpendUsed: what a bucket has spent and not yet refilled, on both backends.
+// TestSpendUsed: what buckets have spent and not yet refilled, on both backends, several in one
+// read (a bucket never charged reads 0). With Redis the read is one round trip, however many
+// buckets it asks about.
 func TestSpendUsed(t *testing.T) {
 	for _, backend := range []string{"memory", "redis"} {
 		t.Run(backend, func(t *testing.T) {
 			clk := newClock()
 			var s Spends = &MemoryLimiter{Now: clk.now}
+			trips := &roundTrips{}
 			if backend == "redis" {
-				s = &Redis{Client: redistest.Start(t), Prefix: redistest.Prefix(t), Now: clk.now}
+				c := redistest.Start(t)
+				c.AddHook(trips)
+				s = &Redis{Client: c, Prefix: redistest.Prefix(t), Now: clk.now}
 			}
 			ctx, l := context.Background(), config.Spend{Amount: 10, Per: 10 * time.Hour}
-			if u, err := s.Used(ctx, "k", l); u != 0 || err != nil {
+			l2 := config.Spend{Amount: 100, Per: 10 * time.Hour}
+			if u, err := s.Used(ctx, []SpendBucket{{"k", l}}); err != nil || !cmp.Equal(u, []float64{0}) {
 				t.Fatalf("fresh bucket: %v %v", u, err)
 			}
+			if u, err := s.Used(ctx, nil); err != nil || len(u) != 0 {
+				t.Fatalf("no buckets: %v %v", u, err)
+			}
 			s.Charge(ctx, "k", l, 4)
-			clk.add(time.Hour) // one of the 4 refilled
-			if u, err := s.Used(ctx, "k", l); math.Abs(u-3) > 1e-6 || err != nil {
-				t.Errorf("used %v (%v), want 3", u, err)
+			s.Charge(ctx, "k2", l2, 50)
+			clk.add(time.Hour) // one of the 4 refilled, and 10 of the 50
+			*trips = roundTrips{}
+			u, err := s.Used(ctx, []SpendBucket{{"k2", l2}, {"none", l}, {"k", l}})
+			if err != nil || !cmp.Equal(u, []float64{40, 0, 3}, cmpopts.EquateApprox(0, 1e-6)) {
+				t.Errorf("used %v (%v), want [40 0 3]", u, err)
+			}
+			if backend == "redis" && (trips.single != 0 || trips.pipelines != 1) {
+				t.Errorf("%d commands alone and %d pipelines for three buckets, want one pipeline", trips.single, trips.pipelines)
 			}
 		})
+	}
+}
+
+// roundTrips counts a Redis client's round trips: commands sent alone and pipelines.
+type roundTrips struct{ single, pipelines int }
+
+func (r *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (r *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if name := cmd.Name(); name != "hello" && name != "client" {
+			r.single++
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		r.pipelines++
+		return next(ctx, cmds)
 	}
 }
