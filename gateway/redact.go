@@ -17,8 +17,8 @@ func (Secret) MarshalText() ([]byte, error) { return []byte("<secret>"), nil }
 // Reveal returns the secret value; call it only where the value is sent to its owner.
 func (s Secret) Reveal() string { return string(s) }
 
-// MaskPhone keeps the calling-code prefix (up to 3 digits after "+") and the last four digits,
-// masking the rest: "+447911123456" -> "+44*****3456". Short inputs are masked entirely.
+// MaskPhone keeps the "+" and the first two digits (the calling code or its start) and the last
+// four digits, masking the rest: "+447911123456" -> "+44******3456". Short inputs are masked entirely.
 func MaskPhone(e164 string) string {
 	if len(e164) < 8 {
 		return strings.Repeat("*", len(e164))

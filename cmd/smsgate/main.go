@@ -250,16 +250,17 @@ type Explanation struct {
 	// the message log stands now; Providers is then the order a send uses (a probe share aside).
 	Demoted []app.Demotion `json:"demoted,omitempty"`
 	// Strategy is the route's; Costs each provider's price and rank (least_cost routes).
-	Strategy  string                   `json:"strategy"`
-	Costs     map[string]*httpapi.Cost `json:"costs,omitempty"`
-	Input     string                   `json:"input"`
-	Number    string                   `json:"number"`
-	Country   string                   `json:"country"`
-	Tenant    string                   `json:"tenant"`
-	Route     string                   `json:"route"`
-	Why       []string                 `json:"why"`
-	Skipped   []string                 `json:"skipped,omitempty"`
-	Providers []string                 `json:"providers"`
+	Strategy string                   `json:"strategy"`
+	Costs    map[string]*httpapi.Cost `json:"costs,omitempty"`
+	// Number is the recipient as routing reads it (E.164), masked as in logs: the output of an
+	// operator's check ends up in tickets and CI logs.
+	Number    string   `json:"number"`
+	Country   string   `json:"country"`
+	Tenant    string   `json:"tenant"`
+	Route     string   `json:"route"`
+	Why       []string `json:"why"`
+	Skipped   []string `json:"skipped,omitempty"`
+	Providers []string `json:"providers"`
 }
 
 func route(args []string, stdout, stderr io.Writer) int {
@@ -304,7 +305,7 @@ func route(args []string, stdout, stderr io.Writer) int {
 	}
 	msg := &gateway.Message{Tenant: *tenant, ClientID: *clientID, To: num.E164, Country: num.Country, Type: gateway.MessageType(*typ), Action: *action, Language: *lang}
 	d := routing.Compile(c.Routes).Explain(msg)
-	ex := Explanation{Input: *to, Number: num.E164, Country: num.Country, Tenant: *tenant, Route: d.Route.Name, Why: d.Why, Skipped: d.Skipped, Providers: d.Route.Providers}
+	ex := Explanation{Number: gateway.MaskPhone(num.E164), Country: num.Country, Tenant: *tenant, Route: d.Route.Name, Why: d.Why, Skipped: d.Skipped, Providers: d.Route.Providers}
 	plan, err := app.Plan(context.Background(), c, d.Route.Name, num.Country, msg.Type, time.Now())
 	if err != nil {
 		fmt.Fprintf(stderr, "smsgate route: the message log could not be read for delivery health and prices: %v\n", err)

@@ -118,13 +118,16 @@ func TestRouteExplains(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
 		t.Fatal(err)
 	}
-	want := Explanation{Input: "+1 876 555 1234", Number: "+18765551234", Country: "JM", Tenant: "demo", Route: "voice", Strategy: "ordered",
+	want := Explanation{Number: "+18*****1234", Country: "JM", Tenant: "demo", Route: "voice", Strategy: "ordered",
 		Why: []string{`message_type "voice" is in [voice]`}, Providers: []string{"backup-mock", "primary-mock"}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
+	if strings.Contains(out, "555") {
+		t.Errorf("the full number is in the output:\n%s", out)
+	}
 	code, out, _ = runCmd("route", "-c", "../../config.example.yaml", "--tenant", "demo", "--to", "+447911123456")
-	if code != 0 || !strings.Contains(out, "(country GG)") || !strings.Contains(out, "1. primary-mock") {
+	if code != 0 || !strings.Contains(out, "number:    +44******3456 (country GG)") || !strings.Contains(out, "1. primary-mock") || strings.Contains(out, "7911123") {
 		t.Errorf("text output:\n%s", out)
 	}
 	if code, _, _ := runCmd("route", "-c", "../../config.example.yaml", "--tenant", "nobody", "--to", "+447911123456"); code != 1 {
