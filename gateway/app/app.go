@@ -337,6 +337,11 @@ func New(ctx context.Context, o Options) (*App, error) {
 // over a large log): the start waits startWait for them, then serves the same way while they go
 // on. (A start that waited for them would not listen meanwhile, and a liveness probe would kill
 // it, and the migration with it, again and again.)
+// sqliteOptions are the SQLite log's options that cfg sets.
+func sqliteOptions(cfg config.Storage) store.SQLiteOptions {
+	return store.SQLiteOptions{Unmapped: cfg.SQLiteMmap != nil && !*cfg.SQLiteMmap}
+}
+
 func (a *App) openLog(cfg config.Storage) (store.Backend, error) {
 	open := func(ctx context.Context) (store.Backend, error) {
 		if cfg.Driver == "postgres" {
@@ -348,7 +353,7 @@ func (a *App) openLog(cfg config.Storage) (store.Backend, error) {
 			a.logAhead(pg.Ahead())
 			return pg, nil
 		}
-		sq, err := store.OpenSQLite(ctx, cfg.Path, a.log)
+		sq, err := store.OpenSQLiteWith(ctx, cfg.Path, sqliteOptions(cfg), a.log)
 		if err != nil {
 			return nil, err
 		}

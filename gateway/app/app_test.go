@@ -740,6 +740,41 @@ func TestASQLiteStartDoesNotWaitForLongMigrations(t *testing.T) {
 	}
 }
 
+// TestSQLiteMmapSwitch: storage.sqlite_mmap decides whether the log's reads map its file. The
+// process's mappings are read after reads of a message that outlast a checkpoint (the message's
+// pages are then in the file, not only in the WAL): the log's file is mapped by default, and is
+// not with sqlite_mmap: false (its WAL index, log.db-shm, is mapped either way).
+func TestSQLiteMmapSwitch(t *testing.T) {
+	if _, err := os.Stat("/proc/self/maps"); err != nil {
+		t.Skip("no /proc/self/maps to read the process's mappings from")
+	}
+	for _, mapped := range []bool{true, false} {
+		t.Run(fmt.Sprintf("sqlite_mmap_%v", mapped), func(t *testing.T) {
+			h := startOnLog(t, fmt.Sprintf("{driver: sqlite, path: $DIR/log.db, sqlite_mmap: %v}", mapped))
+			db := filepath.Join(filepath.Dir(h.path), "log.db")
+			id := sendOne(t, h, "a send")
+			waitWritten(t, h, id)
+			seen := false
+			for end := time.Now().Add(3 * time.Second); !seen && time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+				if r := h.do("GET", "/v1/messages/"+id, "acme-key-0123456789", ""); r.Status != 200 {
+					t.Fatalf("read: %d %s", r.Status, r.Raw)
+				}
+				maps, err := os.ReadFile("/proc/self/maps")
+				if err != nil {
+					t.Fatal(err)
+				}
+				for line := range strings.Lines(string(maps)) {
+					// The WAL's index (log.db-shm) is mapped either way.
+					seen = seen || strings.HasSuffix(line, " "+db+"\n")
+				}
+			}
+			if seen != mapped {
+				t.Errorf("the log's file mapped: %v, want %v", seen, mapped)
+			}
+		})
+	}
+}
+
 // startOnLog starts a gateway with one tenant (acme-key-0123456789) whose message log is
 // storage (the YAML of the storage key).
 func startOnLog(t *testing.T, storage string) *harness {

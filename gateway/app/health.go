@@ -445,7 +445,7 @@ func openLogAsIs(ctx context.Context, cfg *config.Config) (store.Backend, error)
 		if _, err := os.Stat(cfg.Storage.Path); err != nil {
 			return nil, nil
 		}
-		s, err := store.OpenSQLiteAsIs(ctx, cfg.Storage.Path)
+		s, err := store.OpenSQLiteAsIs(ctx, cfg.Storage.Path, sqliteOptions(cfg.Storage))
 		if err != nil {
 			return nil, err
 		}
@@ -473,7 +473,7 @@ func Migrate(ctx context.Context, cfg *config.Config, log *slog.Logger) (version
 	var b migrated
 	switch cfg.Storage.Driver {
 	case "sqlite":
-		b, err = store.OpenSQLite(ctx, cfg.Storage.Path, log)
+		b, err = store.OpenSQLiteWith(ctx, cfg.Storage.Path, sqliteOptions(cfg.Storage), log)
 	case "postgres":
 		b, err = store.OpenPostgres(ctx, cfg.Storage.DSN.Reveal(), log)
 	default:

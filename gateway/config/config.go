@@ -112,6 +112,10 @@ type Storage struct {
 	Retention *gateway.Duration `yaml:"retention"`
 	// StoreFullNumbers keeps unmasked recipients; default false.
 	StoreFullNumbers bool `yaml:"store_full_numbers"`
+	// SQLiteMmap makes the SQLite log's read connections map the file; default true. false reads
+	// it through SQLite's page cache, where a disk's read error fails one read instead of ending
+	// the process (and the replica's RSS no longer counts the file's pages it read).
+	SQLiteMmap *bool `yaml:"sqlite_mmap"`
 }
 
 // State says where rate-limit buckets, idempotency replays and resend memory live.
@@ -579,6 +583,7 @@ func (c *Config) applyDefaults() {
 	orDefault(&c.Log.ErrorLinesPerSecond, ptr(10))
 	orDefault(&c.Storage.Driver, "sqlite")
 	orDefault(&c.Storage.Path, "data/smsgate.db")
+	orDefault(&c.Storage.SQLiteMmap, ptr(true))
 	orDefault(&c.Storage.CommitTimeout, gateway.Duration(200*time.Millisecond))
 	orDefault(&c.Storage.WriteTimeout, gateway.Duration(10*time.Second))
 	orDefault(&c.Storage.RetryBuffer, 65536)

@@ -157,7 +157,7 @@ func TestALongSQLiteMigrationSaysSo(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Exec(`ROLLBACK`)
-	ro, err := OpenSQLiteAsIs(ctx, path)
+	ro, err := OpenSQLiteAsIs(ctx, path, SQLiteOptions{})
 	if err != nil {
 		t.Fatalf("opened as it is beside a writer: %v", err)
 	}

@@ -127,21 +127,33 @@ func (s *SQLite) Ahead() (version, known int) {
 	return s.ahead, len(migrations)
 }
 
+// SQLiteOptions are the SQLite log's settings beyond its path; the zero value is the default.
+type SQLiteOptions struct {
+	// Unmapped reads the file through the page cache instead of mapping it (storage.sqlite_mmap:
+	// false; see readMmap for what the mapping buys and risks).
+	Unmapped bool
+}
+
 // OpenSQLite opens (creating it and its directory if needed) and migrates the database at path.
 // Migrations run without a bound (an index built over a large file takes as long as the file is
 // large), and log (nil: none) gets a line every migrateLogEvery while they run.
 func OpenSQLite(ctx context.Context, path string, log *slog.Logger) (*SQLite, error) {
-	return openSQLite(ctx, path, log, true)
+	return OpenSQLiteWith(ctx, path, SQLiteOptions{}, log)
+}
+
+// OpenSQLiteWith is OpenSQLite with options other than the defaults.
+func OpenSQLiteWith(ctx context.Context, path string, opts SQLiteOptions, log *slog.Logger) (*SQLite, error) {
+	return openSQLite(ctx, path, opts, log, true)
 }
 
 // OpenSQLiteAsIs opens the database at path without migrating it, for tools that only read
 // (smsgate route): it fails with ErrSchemaOld when this build's migrations are not all applied,
 // and as OpenSQLite does when the schema is newer than this build can run on.
-func OpenSQLiteAsIs(ctx context.Context, path string) (*SQLite, error) {
-	return openSQLite(ctx, path, nil, false)
+func OpenSQLiteAsIs(ctx context.Context, path string, opts SQLiteOptions) (*SQLite, error) {
+	return openSQLite(ctx, path, opts, nil, false)
 }
 
-func openSQLite(ctx context.Context, path string, log *slog.Logger, migrate bool) (*SQLite, error) {
+func openSQLite(ctx context.Context, path string, opts SQLiteOptions, log *slog.Logger, migrate bool) (*SQLite, error) {
 	if dir := filepath.Dir(path); dir != "" {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return nil, fmt.Errorf("message log: %w", err)
@@ -179,7 +191,11 @@ func openSQLite(ctx context.Context, path string, log *slog.Logger, migrate bool
 		w.Close()
 		return nil, fmt.Errorf("message log %s: %w", path, err)
 	}
-	if s.db, err = sql.Open("sqlite", dsn+readMmap); err != nil {
+	rdsn := dsn + readMmap
+	if opts.Unmapped {
+		rdsn = dsn
+	}
+	if s.db, err = sql.Open("sqlite", rdsn); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("message log: %w", err)
 	}
@@ -198,7 +214,7 @@ func openSQLite(ctx context.Context, path string, log *slog.Logger, migrate bool
 // Mapped pages take no room in the page cache; pages still in the WAL, and pages past the mapped
 // part of a larger file, are read through it as before. What this risks: the kernel reports a
 // disk's read error on a mapped page as a fault, which ends the process, where a read through the
-// cache would have failed that one read (docs/operations.md).
+// cache would have failed that one read (docs/operations.md). SQLiteOptions.Unmapped turns it off.
 const readMmap = "&_pragma=mmap_size(2147418112)"
 
 // busy reports whether err is SQLite's SQLITE_BUSY or SQLITE_LOCKED (the file's lock held by
