@@ -406,6 +406,31 @@ func (a *App) quietRead(err error) bool {
 // startWait is how long a start waits for the message log's database before it serves without.
 var startWait = 10 * time.Second
 
+// redisClient is the client of state.redis: the primary at addr, or the one the Sentinels name
+// (followed through their failovers), over TLS when rc says so. where names it in logs and errors.
+func redisClient(rc config.RedisState) (client *redis.Client, where string, err error) {
+	tlsConfig, err := rc.TLSConfig()
+	if err != nil {
+		return nil, "", err
+	}
+	t := rc.Timeout.D()
+	// One quick retry (a pooled connection may have gone stale); more would spend the send's
+	// budget waiting on a Redis that is down.
+	const retries, minBackoff, maxBackoff, dialRetries, dialRetryTimeout = 1, time.Millisecond, 10 * time.Millisecond, 1, 5 * time.Millisecond
+	if s := rc.Sentinel; len(s.Addrs) > 0 {
+		return redis.NewFailoverClient(&redis.FailoverOptions{MasterName: s.MasterName, SentinelAddrs: s.Addrs,
+			SentinelUsername: s.Username, SentinelPassword: s.Password.Reveal(),
+			Username: rc.Username, Password: rc.Password.Reveal(), DB: rc.DB, TLSConfig: tlsConfig,
+			DialTimeout: t, ReadTimeout: t, WriteTimeout: t, ContextTimeoutEnabled: true,
+			MaxRetries: retries, MinRetryBackoff: minBackoff, MaxRetryBackoff: maxBackoff,
+			DialerRetries: dialRetries, DialerRetryTimeout: dialRetryTimeout}), "sentinel " + s.MasterName + " at " + strings.Join(s.Addrs, ","), nil
+	}
+	return redis.NewClient(&redis.Options{Addr: rc.Addr, Username: rc.Username, Password: rc.Password.Reveal(), DB: rc.DB, TLSConfig: tlsConfig,
+		DialTimeout: t, ReadTimeout: t, WriteTimeout: t, ContextTimeoutEnabled: true,
+		MaxRetries: retries, MinRetryBackoff: minBackoff, MaxRetryBackoff: maxBackoff,
+		DialerRetries: dialRetries, DialerRetryTimeout: dialRetryTimeout}), rc.Addr, nil
+}
+
 // redisConfigRefused reports whether err is Redis refusing the config (authentication, a user's
 // permissions, the database index), which no retry will change, as opposed to an outage or a
 // state that passes (LOADING, max clients, MASTERDOWN, TRYAGAIN, ...).
@@ -467,12 +492,10 @@ func (a *App) openState(ctx context.Context, cfg *config.Config) error {
 	}
 	routeRedisLog(a)
 	rc := cfg.State.Redis
-	client := redis.NewClient(&redis.Options{Addr: rc.Addr, Username: rc.Username, Password: rc.Password.Reveal(), DB: rc.DB,
-		DialTimeout: rc.Timeout.D(), ReadTimeout: rc.Timeout.D(), WriteTimeout: rc.Timeout.D(), ContextTimeoutEnabled: true,
-		// One quick retry (a pooled connection may have gone stale); more would spend the send's
-		// budget waiting on a Redis that is down.
-		MaxRetries: 1, MinRetryBackoff: time.Millisecond, MaxRetryBackoff: 10 * time.Millisecond,
-		DialerRetries: 1, DialerRetryTimeout: 5 * time.Millisecond})
+	client, where, err := redisClient(rc)
+	if err != nil {
+		return err
+	}
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	// A Redis that answers no to the config (a wrong password, a wrong user, a database index it
@@ -482,9 +505,9 @@ func (a *App) openState(ctx context.Context, cfg *config.Config) error {
 	// (state.on_error decides each send), and the client reconnects by itself.
 	if err := client.Ping(pctx).Err(); redisConfigRefused(err) {
 		client.Close()
-		return fmt.Errorf("state.redis %s: %w", rc.Addr, err)
+		return fmt.Errorf("state.redis %s: %w", where, err)
 	} else if err != nil {
-		a.log.Error("state store unreachable at start; serving anyway, state.on_error decides each send until it is reached", "addr", rc.Addr, "on_error", cfg.State.OnError, "err", err.Error())
+		a.log.Error("state store unreachable at start; serving anyway, state.on_error decides each send until it is reached", "addr", where, "on_error", cfg.State.OnError, "err", err.Error())
 	}
 	a.gate.Now = a.opts.Now
 	r := &policy.Redis{Client: client, Prefix: rc.KeyPrefix, Now: a.opts.Now, Breaker: policy.NewRedisBreaker(5 * time.Second)}

@@ -888,3 +888,116 @@ routes: [{name: d, providers: [m]}]
 		t.Errorf("a cut/ended, b cut/ended: %v, want [2 1 2 0]", got)
 	}
 }
+
+// redisLimitConfig is a gateway whose state is in the Redis that redis (the YAML of
+// state.redis) reaches, refusing sends when it cannot reach it, with one send a recipient an hour.
+func redisLimitConfig(redis string) string {
+	return `
+storage: {driver: memory}
+state: {driver: redis, redis: ` + redis + `, on_error: closed, key_secret: "e2e-key-secret-0123456789"}
+policy: {rate_limits: {per_recipient: 1/1h}}
+tenants: [{name: acme, api_key: acme-key}]
+providers: [{name: m, type: mock}]
+routes: [{name: d, providers: [m]}]
+`
+}
+
+// sendTo sends a code to recipient as redisLimitConfig's tenant.
+func sendTo(h *harness, recipient string) response {
+	h.t.Helper()
+	return h.send("acme-key", `{"recipient":"`+recipient+`","text":"Your code is 246810","context":{}}`)
+}
+
+// TestRedisOverTLS: with state.redis.tls, the state goes to a Redis that takes TLS connections
+// only: a recipient's limit holds (with on_error closed, a send that cannot reach the state is
+// refused, 503). The server's certificate is checked: against tls_ca_file, and against
+// tls_server_name when set; without the CA, or under another name, the start logs the refusal
+// and sends are refused.
+func TestRedisOverTLS(t *testing.T) {
+	addr, ca := redistest.TLSServer(t)
+	for i, c := range []struct {
+		name, redis string
+		works       bool
+	}{
+		{"the CA", `{addr: "` + addr + `", tls: true, tls_ca_file: "` + ca + `"}`, true},
+		{"the CA and the certificate's other name", `{addr: "` + addr + `", tls: true, tls_ca_file: "` + ca + `", tls_server_name: redis.test}`, true},
+		{"the CA and a name the certificate lacks", `{addr: "` + addr + `", tls: true, tls_ca_file: "` + ca + `", tls_server_name: other.test}`, false},
+		{"the system's roots", `{addr: "` + addr + `", tls: true}`, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := start(t, redisLimitConfig(c.redis), Options{})
+			to := fmt.Sprintf("+1415555010%d", i) // the cases share the Redis
+			first, second := sendTo(h, to), sendTo(h, to)
+			if c.works {
+				if first.Status != 200 || second.Status != 429 || errCode(second) != "rate_limited" {
+					t.Errorf("got %d then %d %s, want 200 then 429 rate_limited", first.Status, second.Status, second.Raw)
+				}
+				if logs := h.logs.String(); strings.Contains(logs, "unreachable") {
+					t.Errorf("the start did not reach Redis: %s", logs)
+				}
+				return
+			}
+			if first.Status != 503 || errCode(first) != "policy_unavailable" {
+				t.Errorf("got %d %s, want 503 policy_unavailable", first.Status, first.Raw)
+			}
+			if logs := h.logs.String(); !strings.Contains(logs, "state store unreachable at start") || !strings.Contains(logs, "certificate") {
+				t.Errorf("the start did not log the refused certificate: %s", logs)
+			}
+		})
+	}
+}
+
+// TestRedisThroughSentinelFollowsAFailover: with state.redis.sentinel, the gateway finds the
+// primary through Redis Sentinel and, when the Sentinel fails it over to its replica, follows:
+// sends go on reaching the state (on_error closed: none is sent unchecked), the limits taken
+// before the failover still hold, and new ones are kept by the new primary.
+func TestRedisThroughSentinelFollowsAFailover(t *testing.T) {
+	primary, _ := redistest.Server(t)
+	replica := redistest.Replica(t, primary)
+	sentinelAddr := redistest.Sentinel(t, primary, "state")
+	sentinel := redis.NewSentinelClient(&redis.Options{Addr: sentinelAddr})
+	defer sentinel.Close()
+	ctx := context.Background()
+	waitFor(t, 20*time.Second, "the Sentinel to see the replica copying the primary", func() bool {
+		rs, _ := sentinel.Replicas(ctx, "state").Result()
+		return len(rs) == 1 && rs[0]["master-link-status"] == "ok"
+	})
+	h := start(t, redisLimitConfig(`{sentinel: {master_name: state, addrs: ["`+sentinelAddr+`"]}}`), Options{})
+	if a, b := sendTo(h, "+14155550104"), sendTo(h, "+14155550104"); a.Status != 200 || b.Status != 429 {
+		t.Fatalf("before the failover: %d then %d %s, want 200 then 429", a.Status, b.Status, b.Raw)
+	}
+	if err := sentinel.Failover(ctx, "state").Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the Sentinel to name the replica the primary", func() bool {
+		a, _ := sentinel.GetMasterAddrByName(ctx, "state").Result()
+		return len(a) == 2 && net.JoinHostPort(a[0], a[1]) == replica
+	})
+	// The client moves to the new primary as the Sentinel announces it; a send in between may
+	// find the old one read-only.
+	var r response
+	waitFor(t, 20*time.Second, "a send through the new primary", func() bool {
+		r = sendTo(h, "+14155550105")
+		return r.Status == 200
+	})
+	if r := sendTo(h, "+14155550105"); r.Status != 429 {
+		t.Errorf("the limit taken on the new primary: %d %s, want 429", r.Status, r.Raw)
+	}
+	if r := sendTo(h, "+14155550104"); r.Status != 429 {
+		t.Errorf("the limit taken before the failover: %d %s, want 429", r.Status, r.Raw)
+	}
+	n, err := redis.NewClient(&redis.Options{Addr: replica}).DBSize(ctx).Result()
+	if err != nil || n == 0 {
+		t.Errorf("the new primary holds %d keys (%v)", n, err)
+	}
+}
+
+// waitFor polls ok every 50 ms for up to d, failing the test with what it waited for.
+func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
+	t.Helper()
+	for end := time.Now().Add(d); !ok(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("waited %v for %s", d, what)
+		}
+	}
+}

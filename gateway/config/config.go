@@ -7,6 +7,8 @@
 package config
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"math"
@@ -153,6 +155,50 @@ type RedisState struct {
 	KeyPrefix string `yaml:"key_prefix"`
 	// Timeout bounds each Redis call; default 200ms.
 	Timeout gateway.Duration `yaml:"timeout"`
+	// TLS connects over TLS, the server's certificate checked against the system's roots or
+	// TLSCAFile's; default false (managed Redis services with encryption in transit need it).
+	TLS bool `yaml:"tls"`
+	// TLSCAFile is a PEM file of the certificates of the CA that signed the server's
+	// certificate, for a private CA; needs TLS.
+	TLSCAFile string `yaml:"tls_ca_file"`
+	// TLSServerName is the name the server's certificate must carry when it is not the
+	// address's host (Sentinel gives the primary by its IP address); needs TLS.
+	TLSServerName string `yaml:"tls_server_name"`
+	// Sentinel, when its Addrs are set, finds the primary through Redis Sentinel and follows
+	// it through a failover; Addr is then unused.
+	Sentinel RedisSentinel `yaml:"sentinel"`
+}
+
+// RedisSentinel names the Sentinels that watch the primary and the name they know it by.
+type RedisSentinel struct {
+	// MasterName is the name the Sentinels monitor the primary under.
+	MasterName string `yaml:"master_name"`
+	// Addrs are the Sentinels' host:port.
+	Addrs []string `yaml:"addrs"`
+	// Username and Password are the Sentinels' own (requirepass of sentinel.conf), when they
+	// ask for them; the primary's are RedisState's.
+	Username string         `yaml:"username"`
+	Password gateway.Secret `yaml:"password"`
+}
+
+// TLSConfig is the TLS configuration of the connections to Redis: nil without TLS. It reads
+// TLSCAFile; its error names the key and the file, never the file's content.
+func (r RedisState) TLSConfig() (*tls.Config, error) {
+	if !r.TLS {
+		return nil, nil
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: r.TLSServerName}
+	if r.TLSCAFile != "" {
+		pem, err := os.ReadFile(r.TLSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("state.redis.tls_ca_file: %w", err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("state.redis.tls_ca_file: %s holds no PEM certificate", r.TLSCAFile)
+		}
+	}
+	return c, nil
 }
 
 // Policy holds the global abuse-protection defaults; tenants may override them.
@@ -708,6 +754,33 @@ func (c *Config) EffectiveLimits(t *Tenant) RateLimits {
 
 var nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
 
+// checkRedis checks state.redis's TLS and Sentinel keys.
+func (c *Config) checkRedis() {
+	r := c.State.Redis
+	if !r.TLS {
+		if r.TLSCAFile != "" {
+			c.Problem("state.redis.tls_ca_file", "needs state.redis.tls: true")
+		}
+		if r.TLSServerName != "" {
+			c.Problem("state.redis.tls_server_name", "needs state.redis.tls: true")
+		}
+	} else if _, err := r.TLSConfig(); err != nil {
+		c.Problem("state.redis.tls_ca_file", "%s", strings.TrimPrefix(err.Error(), "state.redis.tls_ca_file: "))
+	}
+	s := r.Sentinel
+	switch {
+	case len(s.Addrs) > 0 && s.MasterName == "":
+		c.Problem("state.redis.sentinel.master_name", "is required with sentinel.addrs: the name the Sentinels monitor the primary under")
+	case len(s.Addrs) == 0 && (s.MasterName != "" || s.Username != "" || s.Password != ""):
+		c.Problem("state.redis.sentinel.addrs", "is required with the other sentinel keys: the Sentinels' host:port")
+	}
+	for i, a := range s.Addrs {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			c.Problem(fmt.Sprintf("state.redis.sentinel.addrs[%d]", i), "must be host:port, not %q", a)
+		}
+	}
+}
+
 func (c *Config) validate() {
 	if c.Server.RequestTimeout < 0 {
 		c.Problem("server.request_timeout", "must be positive")
@@ -784,6 +857,7 @@ func (c *Config) validate() {
 	if c.State.OnError != "open" && c.State.OnError != "closed" {
 		c.Problem("state.on_error", "must be open or closed, not %q", c.State.OnError)
 	}
+	c.checkRedis()
 	if c.State.Driver == "redis" && len(c.State.KeySecret) < 16 {
 		c.Problem("state.key_secret", "needs at least 16 characters with state.driver redis: every replica must derive the same keys from codes, and nobody else may (use ${VAR})")
 	}

@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"sync"
 	"testing"
 	"time"
 
@@ -43,18 +42,20 @@ func Start(t testing.TB) *redis.Client {
 // function that kills it (also called at cleanup). It skips or fails the test like Start.
 func Server(t testing.TB) (addr string, stop func()) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr = ln.Addr().String()
-	ln.Close()
+	addr = freeAddr(t)
 	return addr, ServerOn(t, addr)
 }
 
 // ServerOn starts a private redis-server on addr (a loopback host:port), with extra arguments
 // such as "--requirepass", "secret", and returns a function that kills it, like Server.
 func ServerOn(t testing.TB, addr string, args ...string) (stop func()) {
+	t.Helper()
+	_, port, _ := net.SplitHostPort(addr)
+	return startCmd(t, addr, append([]string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "yes"}, args...)...)
+}
+
+// binary is redis-server's path; without one the test is skipped, or fails in CI.
+func binary(t testing.TB) string {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -63,24 +64,7 @@ func ServerOn(t testing.TB, addr string, args ...string) (stop func()) {
 		}
 		t.Skip("redis-server not installed")
 	}
-	_, port, _ := net.SplitHostPort(addr)
-	cmd := exec.Command(bin, append([]string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "yes"}, args...)...)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	stop = func() { once.Do(func() { cmd.Process.Kill(); cmd.Wait() }) }
-	t.Cleanup(stop)
-	for i := 0; ; i++ {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			break
-		} else if i > 300 {
-			t.Fatalf("redis-server did not start on %s", addr)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return stop
+	return bin
 }
 
 // Prefix returns a key prefix unique to the test, so tests sharing one Redis do not collide.

@@ -1,0 +1,148 @@
+package redistest
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// TLSServer starts a private redis-server that takes TLS connections only (on a free loopback
+// port), with a certificate for 127.0.0.1 signed by a CA made for the test, and returns its
+// address and the CA's PEM file. It skips or fails the test like Start.
+func TLSServer(t testing.TB) (addr, caFile string) {
+	t.Helper()
+	dir := t.TempDir()
+	caFile, certFile, keyFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem")
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "redistest CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "redis"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"redis.test"},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for file, block := range map[string]*pem.Block{caFile: {Type: "CERTIFICATE", Bytes: caDER},
+		certFile: {Type: "CERTIFICATE", Bytes: leafDER}, keyFile: {Type: "EC PRIVATE KEY", Bytes: keyDER}} {
+		if err := os.WriteFile(file, pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addr = freeAddr(t)
+	_, port, _ := net.SplitHostPort(addr)
+	start(t, addr, "--port", "0", "--tls-port", port, "--tls-cert-file", certFile, "--tls-key-file", keyFile,
+		"--tls-ca-cert-file", caFile, "--tls-auth-clients", "no")
+	return addr, caFile
+}
+
+// Sentinel starts a private Redis Sentinel on a free loopback port that monitors the primary at
+// primaryAddr under name (a quorum of one, so that it alone can fail the primary over), and
+// returns its address.
+func Sentinel(t testing.TB, primaryAddr, name string) string {
+	t.Helper()
+	addr := freeAddr(t)
+	_, port, _ := net.SplitHostPort(addr)
+	host, pport, _ := net.SplitHostPort(primaryAddr)
+	// Sentinel rewrites its config file, so it gets one of its own.
+	conf := filepath.Join(t.TempDir(), "sentinel.conf")
+	text := "port " + port + "\nbind 127.0.0.1\nsentinel monitor " + name + " " + host + " " + pport + " 1\n" +
+		"sentinel down-after-milliseconds " + name + " 1000\nsentinel failover-timeout " + name + " 5000\n"
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startCmd(t, addr, conf, "--sentinel")
+	return addr
+}
+
+// Replica starts a private redis-server on a free loopback port as a replica of the primary at
+// primaryAddr, and returns its address once it has copied the primary's data.
+func Replica(t testing.TB, primaryAddr string) string {
+	t.Helper()
+	addr := freeAddr(t)
+	host, port, _ := net.SplitHostPort(primaryAddr)
+	ServerOn(t, addr, "--replicaof", host, port)
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	for i := 0; ; i++ {
+		info, _ := c.Info(context.Background(), "replication").Result()
+		if strings.Contains(info, "master_link_status:up") {
+			return addr
+		} else if i > 500 {
+			t.Fatalf("the replica on %s did not reach its primary: %s", addr, info)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// freeAddr is a free loopback host:port.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// start starts redis-server on addr with args after the defaults that ServerOn also gives
+// (no port of its own: args name it).
+func start(t testing.TB, addr string, args ...string) {
+	t.Helper()
+	startCmd(t, addr, append([]string{"--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}, args...)...)
+}
+
+// startCmd runs redis-server with args until the test ends (or stop), once addr takes
+// connections.
+func startCmd(t testing.TB, addr string, args ...string) (stop func()) {
+	t.Helper()
+	cmd := exec.Command(binary(t), args...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	stop = func() { once.Do(func() { cmd.Process.Kill(); cmd.Wait() }) }
+	t.Cleanup(stop)
+	for i := 0; ; i++ {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return stop
+		} else if i > 300 {
+			t.Fatalf("redis-server %v did not start on %s", args, addr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
