@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
@@ -999,5 +1000,94 @@ func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
 		if time.Now().After(end) {
 			t.Fatalf("waited %v for %s", d, what)
 		}
+	}
+}
+
+// TestAReplicaStartsWhilePostgresHasNoPrimary: a DSN that asks for a server taking writes
+// (target_session_attrs=read-write, as one listing a primary and its standbys does) and reaches
+// only read-only ones (every host a standby, a failover under way; here a database whose sessions
+// are read-only, which is what pgx's check sees of a standby) does not stop the start: the replica
+// serves, the record waits, and once a server takes writes again it is written.
+func TestAReplicaStartsWhilePostgresHasNoPrimary(t *testing.T) {
+	dsn := pgtest.OwnDatabase(t)
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := strings.TrimPrefix(u.Path, "/")
+	if db == "test" {
+		t.Skip("no database of its own to make read-only")
+	}
+	admin, err := pgx.Connect(context.Background(), pgtest.BaseDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(context.Background(), "ALTER DATABASE "+db+" SET default_transaction_read_only = on"); err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("target_session_attrs", "read-write")
+	u.RawQuery = q.Encode()
+	h := startOnPostgres(t, u.String())
+	if !strings.Contains(h.logs.String(), "message log unreachable at start") {
+		t.Errorf("the start did not say the message log was unreachable: %s", h.logs.String())
+	}
+	id := sendOne(t, h, "a send while no server takes writes")
+	if _, err := admin.Exec(context.Background(), "ALTER DATABASE "+db+" RESET default_transaction_read_only"); err != nil {
+		t.Fatal(err)
+	}
+	waitWritten(t, h, id)
+}
+
+// TestWritesMoveOffAServerThatBecameAStandby: the message log's connections were opened to a
+// primary that then became a standby under them (a failover that kept it up), which refuses their
+// writes as read-only (SQLSTATE 25006). Here a trigger refuses the writes of exactly those
+// connections' backends, as that standby would, and lets new connections write, as the new
+// primary would. A record sent then is written once the writer has dropped the refused connection
+// for a new one; had it kept the connection, it would have retried on it for its lifetime (an
+// hour), and the test would time out.
+func TestWritesMoveOffAServerThatBecameAStandby(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("smsgate-standby-%d", time.Now().UnixNano())
+	q := u.Query()
+	q.Set("application_name", name)
+	u.RawQuery = q.Encode()
+	h := startOnPostgres(t, u.String())
+	waitWritten(t, h, sendOne(t, h, "a send to the primary"))
+
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	for _, stmt := range []string{
+		`CREATE TABLE standby_backends (pid int PRIMARY KEY)`,
+		`CREATE FUNCTION refuse_as_standby() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF EXISTS (SELECT 1 FROM standby_backends WHERE pid = pg_backend_pid()) THEN
+				RAISE EXCEPTION 'cannot execute % in a read-only transaction', TG_OP USING ERRCODE = '25006';
+			END IF;
+			RETURN NEW;
+		END $$`,
+		`CREATE TRIGGER refuse_as_standby BEFORE INSERT OR UPDATE ON messages FOR EACH ROW EXECUTE FUNCTION refuse_as_standby()`,
+	} {
+		if _, err := admin.Exec(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	tag, err := admin.Exec(ctx, `INSERT INTO standby_backends SELECT pid FROM pg_stat_activity WHERE application_name = $1`, name)
+	if err != nil || tag.RowsAffected() == 0 {
+		t.Fatalf("no connection of the gateway's to make a standby's (%v)", err)
+	}
+	waitWritten(t, h, sendOne(t, h, "a send after the failover"))
+	// The standby refused the write first (else the test proved nothing).
+	if n := testutil.ToFloat64(h.app.MetricSet().LogWrites.WithLabelValues("error")); n == 0 {
+		t.Error("no write was refused: the writer's connection was not among the standby's")
 	}
 }

@@ -161,6 +161,7 @@ func openPostgres(ctx context.Context, dsn string, log *slog.Logger, migrate boo
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = connectTimeout
 	}
+	cfg.ConnConfig.OnPgError = dropOnReadOnly(cfg.ConnConfig.OnPgError)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -203,6 +204,21 @@ func openPostgres(ctx context.Context, dsn string, log *slog.Logger, migrate boo
 	return p, nil
 }
 
+// dropOnReadOnly closes a connection whose server refused a write as read-only (SQLSTATE 25006),
+// and leaves every other error to next (pgx's own handler, which closes on FATAL). A server that
+// became a standby under open connections (a failover that kept the old primary up) answers so;
+// the pool would keep the connection, and the writer retry each batch on it until the
+// connection's lifetime ended (an hour). Closed, it is replaced at the next acquire by one to the
+// host that takes writes now (with target_session_attrs=read-write, or a name that moved).
+func dropOnReadOnly(next pgconn.PgErrorHandler) pgconn.PgErrorHandler {
+	return func(c *pgconn.PgConn, e *pgconn.PgError) bool {
+		if e.Code == "25006" { // read_only_sql_transaction
+			return false
+		}
+		return next == nil || next(c, e)
+	}
+}
+
 // unreachableError is an open that failed before the database could answer.
 type unreachableError struct{ msg string }
 
@@ -210,9 +226,10 @@ func (e *unreachableError) Error() string { return e.msg }
 
 // Unreachable reports whether err, from OpenPostgres or OpenSQLite, says the database could not be
 // reached (a refused or timed-out connection, a name that did not resolve, a server starting up or
-// shutting down; a SQLite file another process holds locked), as opposed to an answer of the
-// database that a retry will not change: a wrong password, a role or database that does not exist,
-// a file that cannot be opened, a migration it refused.
+// shutting down, no host of the kind target_session_attrs asks for; a SQLite file another process
+// holds locked), as opposed to an answer of the database that a retry will not change: a wrong
+// password, a role or database that does not exist, a file that cannot be opened, a migration it
+// refused.
 func Unreachable(err error) bool {
 	var u *unreachableError
 	return errors.As(err, &u)
@@ -231,7 +248,20 @@ func unreachable(err error) bool {
 	}
 	var ne net.Error
 	var st *errStalled
-	return errors.As(err, &st) || errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
+	return errors.As(err, &st) || errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
+		noHostOfTheKindAsked(err)
+}
+
+// noHostOfTheKindAsked reports whether every host the DSN lists answered, but none is of the kind
+// its target_session_attrs asks for (read-write, say, from a DSN that lists a primary and its
+// standbys): a failover under way, the state of the servers, not of the config.
+func noHostOfTheKindAsked(err error) bool {
+	for _, kind := range []error{pgconn.ErrReadOnlyConnection, pgconn.ErrStandbyConnection, pgconn.ErrReadWriteConnection, pgconn.ErrPrimaryConnection} {
+		if errors.Is(err, kind) {
+			return true
+		}
+	}
+	return false
 }
 
 func redactDSN(s, password string) string {
