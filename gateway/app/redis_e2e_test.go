@@ -1045,8 +1045,8 @@ func TestAReplicaStartsWhilePostgresHasNoPrimary(t *testing.T) {
 // writes as read-only (SQLSTATE 25006). Here a trigger refuses the writes of exactly those
 // connections' backends, as that standby would, and lets new connections write, as the new
 // primary would. A record sent then is written once the writer has dropped the refused connection
-// for a new one; had it kept the connection, it would have retried on it for its lifetime (an
-// hour), and the test would time out.
+// for a new one (had it kept the connection, it would have retried on it for its lifetime, an
+// hour, and the test would time out), and the reads' connections to the standby are closed too.
 func TestWritesMoveOffAServerThatBecameAStandby(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	u, err := url.Parse(dsn)
@@ -1089,5 +1089,14 @@ func TestWritesMoveOffAServerThatBecameAStandby(t *testing.T) {
 	// The standby refused the write first (else the test proved nothing).
 	if n := testutil.ToFloat64(h.app.MetricSet().LogWrites.WithLabelValues("error")); n == 0 {
 		t.Error("no write was refused: the writer's connection was not among the standby's")
+	}
+	// Reads leave the standby too: none of the connections open to it is left.
+	waitFor(t, 5*time.Second, "the connections to the standby to close", func() bool {
+		var open int
+		err := admin.QueryRow(ctx, `SELECT count(*) FROM standby_backends s JOIN pg_stat_activity a ON a.pid = s.pid`).Scan(&open)
+		return err == nil && open == 0
+	})
+	if g := h.do("GET", "/v1/messages?limit=5", "acme-key-0123456789", ""); g.Status != 200 {
+		t.Errorf("a read after the failover: %d %s", g.Status, g.Raw)
 	}
 }

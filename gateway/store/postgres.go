@@ -204,6 +204,15 @@ func openPostgres(ctx context.Context, dsn string, log *slog.Logger, migrate boo
 	return p, nil
 }
 
+// readOnly reports whether err is a server refusing a write as read-only (SQLSTATE 25006).
+func readOnly(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == readOnlySQLTransaction
+}
+
+// readOnlySQLTransaction is SQLSTATE read_only_sql_transaction.
+const readOnlySQLTransaction = "25006"
+
 // dropOnReadOnly closes a connection whose server refused a write as read-only (SQLSTATE 25006),
 // and leaves every other error to next (pgx's own handler, which closes on FATAL). A server that
 // became a standby under open connections (a failover that kept the old primary up) answers so;
@@ -212,7 +221,7 @@ func openPostgres(ctx context.Context, dsn string, log *slog.Logger, migrate boo
 // host that takes writes now (with target_session_attrs=read-write, or a name that moved).
 func dropOnReadOnly(next pgconn.PgErrorHandler) pgconn.PgErrorHandler {
 	return func(c *pgconn.PgConn, e *pgconn.PgError) bool {
-		if e.Code == "25006" { // read_only_sql_transaction
+		if e.Code == readOnlySQLTransaction {
 			return false
 		}
 		return next == nil || next(c, e)
@@ -313,6 +322,12 @@ func (p *Postgres) Apply(ctx context.Context, ops []Op) ([]Charge, error) {
 	if err := p.apply(ctx, ops, ap); err != nil {
 		if refusedByPostgres(err) {
 			return nil, refusedError{err}
+		}
+		if readOnly(err) {
+			// The server is a standby now: the reads' connections to it go too (they would read
+			// what it still holds, and refuse the claims of pushes and pulls), and are made again
+			// to the server that takes writes.
+			p.pool.Reset()
 		}
 		return nil, err
 	}
