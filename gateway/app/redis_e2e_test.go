@@ -950,8 +950,9 @@ func TestRedisOverTLS(t *testing.T) {
 
 // TestRedisThroughSentinelFollowsAFailover: with state.redis.sentinel, the gateway finds the
 // primary through Redis Sentinel and, when the Sentinel fails it over to its replica, follows:
-// sends go on reaching the state (on_error closed: none is sent unchecked), the limits taken
-// before the failover still hold, and new ones are kept by the new primary.
+// sends go on through the failover and after it (on_error closed: none is sent unchecked; the
+// test logs how many were refused), the limits taken before the failover still hold, and new
+// ones are kept by the new primary.
 func TestRedisThroughSentinelFollowsAFailover(t *testing.T) {
 	primary, _ := redistest.Server(t)
 	replica := redistest.Replica(t, primary)
@@ -967,27 +968,41 @@ func TestRedisThroughSentinelFollowsAFailover(t *testing.T) {
 	if a, b := sendTo(h, "+14155550104"), sendTo(h, "+14155550104"); a.Status != 200 || b.Status != 429 {
 		t.Fatalf("before the failover: %d then %d %s, want 200 then 429", a.Status, b.Status, b.Raw)
 	}
+	failedOver := time.Now()
 	if err := sentinel.Failover(ctx, "state").Err(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "the Sentinel to name the replica the primary", func() bool {
-		a, _ := sentinel.GetMasterAddrByName(ctx, "state").Result()
-		return len(a) == 2 && net.JoinHostPort(a[0], a[1]) == replica
-	})
-	// The client moves to the new primary as the Sentinel announces it; a send in between may
-	// find the old one read-only.
-	var r response
+	// Sends go on through the failover, one every 20 ms, each to a new recipient, until one
+	// after the Sentinel named the replica the primary reaches the new primary. With on_error
+	// closed, a send that meets the switch is refused (503) rather than sent unchecked.
+	sent, refused, moved := 0, 0, false
 	waitFor(t, 20*time.Second, "a send through the new primary", func() bool {
-		r = sendTo(h, "+14155550105")
-		return r.Status == 200
+		if !moved {
+			a, _ := sentinel.GetMasterAddrByName(ctx, "state").Result()
+			moved = len(a) == 2 && net.JoinHostPort(a[0], a[1]) == replica
+		}
+		r := sendTo(h, fmt.Sprintf("+1415555%04d", 2000+sent+refused))
+		if r.Status == 200 {
+			sent++
+		} else {
+			refused++
+		}
+		time.Sleep(20 * time.Millisecond)
+		return moved && r.Status == 200
 	})
+	t.Logf("the failover took %v: %d sends went through during it, %d were refused", time.Since(failedOver).Round(time.Millisecond), sent, refused)
+	if r := sendTo(h, "+14155550105"); r.Status != 200 {
+		t.Fatalf("a send after the failover: %d %s", r.Status, r.Raw)
+	}
 	if r := sendTo(h, "+14155550105"); r.Status != 429 {
 		t.Errorf("the limit taken on the new primary: %d %s, want 429", r.Status, r.Raw)
 	}
 	if r := sendTo(h, "+14155550104"); r.Status != 429 {
 		t.Errorf("the limit taken before the failover: %d %s, want 429", r.Status, r.Raw)
 	}
-	n, err := redis.NewClient(&redis.Options{Addr: replica}).DBSize(ctx).Result()
+	newPrimary := redis.NewClient(&redis.Options{Addr: replica})
+	defer newPrimary.Close()
+	n, err := newPrimary.DBSize(ctx).Result()
 	if err != nil || n == 0 {
 		t.Errorf("the new primary holds %d keys (%v)", n, err)
 	}
