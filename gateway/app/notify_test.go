@@ -115,9 +115,15 @@ func failedPush(t *testing.T, storage, to string) (*hook, *testClock, *compatHar
 // waitUntil polls cond for up to 5 s.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for end := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+	waitFor(t, 5*time.Second, what, cond)
+}
+
+// waitFor polls cond every 5 ms for up to d, failing the test with what it waited until.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(d); !cond(); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(end) {
-			t.Fatalf("timed out waiting until %s", what)
+			t.Fatalf("timed out after %v waiting until %s", d, what)
 		}
 	}
 }

@@ -960,7 +960,7 @@ func TestRedisThroughSentinelFollowsAFailover(t *testing.T) {
 	sentinel := redis.NewSentinelClient(&redis.Options{Addr: sentinelAddr})
 	defer sentinel.Close()
 	ctx := context.Background()
-	waitFor(t, 20*time.Second, "the Sentinel to see the replica copying the primary", func() bool {
+	waitFor(t, 20*time.Second, "the Sentinel sees the replica copying the primary", func() bool {
 		rs, _ := sentinel.Replicas(ctx, "state").Result()
 		return len(rs) == 1 && rs[0]["master-link-status"] == "ok"
 	})
@@ -976,7 +976,7 @@ func TestRedisThroughSentinelFollowsAFailover(t *testing.T) {
 	// after the Sentinel named the replica the primary reaches the new primary. With on_error
 	// closed, a send that meets the switch is refused (503) rather than sent unchecked.
 	sent, refused, moved := 0, 0, false
-	waitFor(t, 20*time.Second, "a send through the new primary", func() bool {
+	waitFor(t, 20*time.Second, "a send goes through the new primary", func() bool {
 		if !moved {
 			a, _ := sentinel.GetMasterAddrByName(ctx, "state").Result()
 			moved = len(a) == 2 && net.JoinHostPort(a[0], a[1]) == replica
@@ -1005,16 +1005,6 @@ func TestRedisThroughSentinelFollowsAFailover(t *testing.T) {
 	n, err := newPrimary.DBSize(ctx).Result()
 	if err != nil || n == 0 {
 		t.Errorf("the new primary holds %d keys (%v)", n, err)
-	}
-}
-
-// waitFor polls ok every 50 ms for up to d, failing the test with what it waited for.
-func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
-	t.Helper()
-	for end := time.Now().Add(d); !ok(); time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(end) {
-			t.Fatalf("waited %v for %s", d, what)
-		}
 	}
 }
 
@@ -1106,7 +1096,7 @@ func TestWritesMoveOffAServerThatBecameAStandby(t *testing.T) {
 		t.Error("no write was refused: the writer's connection was not among the standby's")
 	}
 	// Reads leave the standby too: none of the connections open to it is left.
-	waitFor(t, 5*time.Second, "the connections to the standby to close", func() bool {
+	waitFor(t, 5*time.Second, "the connections to the standby are closed", func() bool {
 		var open int
 		err := admin.QueryRow(ctx, `SELECT count(*) FROM standby_backends s JOIN pg_stat_activity a ON a.pid = s.pid`).Scan(&open)
 		return err == nil && open == 0
