@@ -1008,41 +1008,49 @@ func TestRedisThroughSentinelFollowsAFailover(t *testing.T) {
 	}
 }
 
-// TestAReplicaStartsWhilePostgresHasNoPrimary: a DSN that asks for a server taking writes
-// (target_session_attrs=read-write, as one listing a primary and its standbys does) and reaches
-// only read-only ones (every host a standby, a failover under way; here a database whose sessions
-// are read-only, which is what pgx's check sees of a standby) does not stop the start: the replica
-// serves, the record waits, and once a server takes writes again it is written.
+// TestAReplicaStartsWhilePostgresHasNoPrimary: a PostgreSQL that takes no writes at start does not
+// stop it: the replica serves, the record waits, and once a server takes writes again it is
+// written. Here a database whose sessions are read-only stands for a standby (it is what pgx's
+// check and the migrations see of one), reached two ways: by a DSN that asks for a server taking
+// writes (target_session_attrs=read-write, as one listing a primary and its standbys does, every
+// host a standby while a failover is under way), and by one that does not (a name the failover has
+// not moved yet), whose migration is refused as read-only.
 func TestAReplicaStartsWhilePostgresHasNoPrimary(t *testing.T) {
-	dsn := pgtest.OwnDatabase(t)
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
+	for _, attrs := range []string{"read-write", ""} {
+		t.Run("target_session_attrs="+attrs, func(t *testing.T) {
+			dsn := pgtest.OwnDatabase(t)
+			u, err := url.Parse(dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			db := strings.TrimPrefix(u.Path, "/")
+			if db == "test" {
+				t.Skip("no database of its own to make read-only")
+			}
+			admin, err := pgx.Connect(context.Background(), pgtest.BaseDSN())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer admin.Close(context.Background())
+			if _, err := admin.Exec(context.Background(), "ALTER DATABASE "+db+" SET default_transaction_read_only = on"); err != nil {
+				t.Fatal(err)
+			}
+			if attrs != "" {
+				q := u.Query()
+				q.Set("target_session_attrs", attrs)
+				u.RawQuery = q.Encode()
+			}
+			h := startOnPostgres(t, u.String())
+			if !strings.Contains(h.logs.String(), "message log unreachable at start") {
+				t.Errorf("the start did not say the message log was unreachable: %s", h.logs.String())
+			}
+			id := sendOne(t, h, "a send while no server takes writes")
+			if _, err := admin.Exec(context.Background(), "ALTER DATABASE "+db+" RESET default_transaction_read_only"); err != nil {
+				t.Fatal(err)
+			}
+			waitWritten(t, h, id)
+		})
 	}
-	db := strings.TrimPrefix(u.Path, "/")
-	if db == "test" {
-		t.Skip("no database of its own to make read-only")
-	}
-	admin, err := pgx.Connect(context.Background(), pgtest.BaseDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(context.Background())
-	if _, err := admin.Exec(context.Background(), "ALTER DATABASE "+db+" SET default_transaction_read_only = on"); err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("target_session_attrs", "read-write")
-	u.RawQuery = q.Encode()
-	h := startOnPostgres(t, u.String())
-	if !strings.Contains(h.logs.String(), "message log unreachable at start") {
-		t.Errorf("the start did not say the message log was unreachable: %s", h.logs.String())
-	}
-	id := sendOne(t, h, "a send while no server takes writes")
-	if _, err := admin.Exec(context.Background(), "ALTER DATABASE "+db+" RESET default_transaction_read_only"); err != nil {
-		t.Fatal(err)
-	}
-	waitWritten(t, h, id)
 }
 
 // TestWritesMoveOffAServerThatBecameAStandby: the message log's connections were opened to a

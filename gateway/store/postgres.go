@@ -253,7 +253,10 @@ func unreachable(err error) bool {
 		// as connections end and the operator makes room: a replica started while the database
 		// had no connection left to give serves and reaches it later, instead of failing its
 		// start again and again.
-		return strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "57P") || strings.HasPrefix(pe.Code, "53")
+		// And a server that takes no writes (25006: a standby, where a failover has not yet moved
+		// the DSN's name), which cannot be told from one the DSN names by mistake: the replica
+		// serves without its log and says so, as in any outage, rather than refuse to start.
+		return strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "57P") || strings.HasPrefix(pe.Code, "53") || pe.Code == readOnlySQLTransaction
 	}
 	var ne net.Error
 	var st *errStalled
