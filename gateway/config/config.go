@@ -181,6 +181,9 @@ type RedisSentinel struct {
 	Password gateway.Secret `yaml:"password"`
 }
 
+// maxCAFile bounds state.redis.tls_ca_file (a bundle of every public root is about 200 KB).
+const maxCAFile = 1 << 20
+
 // TLSConfig is the TLS configuration of the connections to Redis: nil without TLS. It reads
 // TLSCAFile; its error names the key and the file, never the file's content.
 func (r RedisState) TLSConfig() (*tls.Config, error) {
@@ -189,6 +192,13 @@ func (r RedisState) TLSConfig() (*tls.Config, error) {
 	}
 	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: r.TLSServerName}
 	if r.TLSCAFile != "" {
+		// A regular file of a reasonable size only: a path such as /dev/zero or a pipe would
+		// hold the start (and smsgate validate) forever.
+		if st, err := os.Stat(r.TLSCAFile); err != nil {
+			return nil, fmt.Errorf("state.redis.tls_ca_file: %w", err)
+		} else if !st.Mode().IsRegular() || st.Size() > maxCAFile {
+			return nil, fmt.Errorf("state.redis.tls_ca_file: %s is not a regular file of at most 1 MiB", r.TLSCAFile)
+		}
 		pem, err := os.ReadFile(r.TLSCAFile)
 		if err != nil {
 			return nil, fmt.Errorf("state.redis.tls_ca_file: %w", err)
