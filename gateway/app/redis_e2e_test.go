@@ -915,7 +915,8 @@ func sendTo(h *harness, recipient string) response {
 // tls_server_name when set; without the CA, or under another name, the start logs the refusal
 // and sends are refused.
 func TestRedisOverTLS(t *testing.T) {
-	addr, ca := redistest.TLSServer(t)
+	addr, files := redistest.TLSServer(t)
+	ca := files.CAFile
 	for i, c := range []struct {
 		name, redis string
 		works       bool
@@ -948,6 +949,21 @@ func TestRedisOverTLS(t *testing.T) {
 	}
 }
 
+// TestRedisThroughSentinelOverTLS: with state.redis.sentinel and state.redis.tls together, the
+// gateway asks the Sentinel over TLS and reaches the primary it names over TLS (both take TLS
+// only, and the Sentinel gives the primary by its IP address, which the certificate carries).
+func TestRedisThroughSentinelOverTLS(t *testing.T) {
+	primary, files := redistest.TLSServer(t)
+	sentinel := redistest.Sentinel(t, primary, "state", &files)
+	h := start(t, redisLimitConfig(`{tls: true, tls_ca_file: "`+files.CAFile+`", sentinel: {master_name: state, addrs: ["`+sentinel+`"]}}`), Options{})
+	if a, b := sendTo(h, "+14155550104"), sendTo(h, "+14155550104"); a.Status != 200 || b.Status != 429 || errCode(b) != "rate_limited" {
+		t.Errorf("got %d then %d %s, want 200 then 429 rate_limited", a.Status, b.Status, b.Raw)
+	}
+	if logs := h.logs.String(); strings.Contains(logs, "unreachable") {
+		t.Errorf("the start did not reach Redis: %s", logs)
+	}
+}
+
 // TestRedisThroughSentinelFollowsAFailover: with state.redis.sentinel, the gateway finds the
 // primary through Redis Sentinel and, when the Sentinel fails it over to its replica, follows:
 // sends go on through the failover and after it (on_error closed: none is sent unchecked; the
@@ -956,7 +972,7 @@ func TestRedisOverTLS(t *testing.T) {
 func TestRedisThroughSentinelFollowsAFailover(t *testing.T) {
 	primary, _ := redistest.Server(t)
 	replica := redistest.Replica(t, primary)
-	sentinelAddr := redistest.Sentinel(t, primary, "state")
+	sentinelAddr := redistest.Sentinel(t, primary, "state", nil)
 	sentinel := redis.NewSentinelClient(&redis.Options{Addr: sentinelAddr})
 	defer sentinel.Close()
 	ctx := context.Background()

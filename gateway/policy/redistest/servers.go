@@ -21,13 +21,16 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// TLSServer starts a private redis-server that takes TLS connections only (on a free loopback
-// port), with a certificate for 127.0.0.1 signed by a CA made for the test, and returns its
-// address and the CA's PEM file. It skips or fails the test like Start.
-func TLSServer(t testing.TB) (addr, caFile string) {
+// TLS names the files of a CA made for a test and of a certificate it signed for 127.0.0.1 (and
+// redis.test), which redis-server uses as its own: to take TLS connections, and to make them to
+// the servers it reaches (a Sentinel to the primary).
+type TLS struct{ CAFile, CertFile, KeyFile string }
+
+// NewTLS makes a CA and a certificate for a test.
+func NewTLS(t testing.TB) TLS {
 	t.Helper()
 	dir := t.TempDir()
-	caFile, certFile, keyFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem")
+	f := TLS{CAFile: filepath.Join(dir, "ca.pem"), CertFile: filepath.Join(dir, "server.pem"), KeyFile: filepath.Join(dir, "server-key.pem")}
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -55,30 +58,53 @@ func TLSServer(t testing.TB) (addr, caFile string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for file, block := range map[string]*pem.Block{caFile: {Type: "CERTIFICATE", Bytes: caDER},
-		certFile: {Type: "CERTIFICATE", Bytes: leafDER}, keyFile: {Type: "EC PRIVATE KEY", Bytes: keyDER}} {
+	for file, block := range map[string]*pem.Block{f.CAFile: {Type: "CERTIFICATE", Bytes: caDER},
+		f.CertFile: {Type: "CERTIFICATE", Bytes: leafDER}, f.KeyFile: {Type: "EC PRIVATE KEY", Bytes: keyDER}} {
 		if err := os.WriteFile(file, pem.EncodeToMemory(block), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return f
+}
+
+// args are redis-server's arguments to take TLS connections only, on port, and to make its own
+// over TLS too.
+func (f TLS) args(port string) []string {
+	return []string{"--port", "0", "--tls-port", port, "--tls-cert-file", f.CertFile, "--tls-key-file", f.KeyFile,
+		"--tls-ca-cert-file", f.CAFile, "--tls-auth-clients", "no", "--tls-replication", "yes"}
+}
+
+// TLSServer starts a private redis-server that takes TLS connections only (on a free loopback
+// port), with a certificate of NewTLS, and returns its address and the certificate's files. It
+// skips or fails the test like Start.
+func TLSServer(t testing.TB) (addr string, f TLS) {
+	t.Helper()
+	f = NewTLS(t)
 	addr = freeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
-	start(t, addr, "--port", "0", "--tls-port", port, "--tls-cert-file", certFile, "--tls-key-file", keyFile,
-		"--tls-ca-cert-file", caFile, "--tls-auth-clients", "no")
-	return addr, caFile
+	start(t, addr, f.args(port)...)
+	return addr, f
 }
 
 // Sentinel starts a private Redis Sentinel on a free loopback port that monitors the primary at
 // primaryAddr under name (a quorum of one, so that it alone can fail the primary over), and
-// returns its address.
-func Sentinel(t testing.TB, primaryAddr, name string) string {
+// returns its address. With tls, it takes TLS connections only and reaches the servers over TLS.
+func Sentinel(t testing.TB, primaryAddr, name string, tls *TLS) string {
 	t.Helper()
 	addr := freeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
 	host, pport, _ := net.SplitHostPort(primaryAddr)
 	// Sentinel rewrites its config file, so it gets one of its own.
 	conf := filepath.Join(t.TempDir(), "sentinel.conf")
-	text := "port " + port + "\nbind 127.0.0.1\nsentinel monitor " + name + " " + host + " " + pport + " 1\n" +
+	text := "port " + port + "\n"
+	if tls != nil {
+		args := tls.args(port)
+		text = ""
+		for i := 0; i < len(args); i += 2 {
+			text += strings.TrimPrefix(args[i], "--") + " " + args[i+1] + "\n"
+		}
+	}
+	text += "bind 127.0.0.1\nsentinel monitor " + name + " " + host + " " + pport + " 1\n" +
 		"sentinel down-after-milliseconds " + name + " 1000\nsentinel failover-timeout " + name + " 5000\n"
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
