@@ -406,6 +406,13 @@ func (a *App) quietRead(err error) bool {
 // startWait is how long a start waits for the message log's database before it serves without.
 var startWait = 10 * time.Second
 
+// redisOpenFor is how long the state store's breaker, once open, keeps sends off Redis before one
+// probes it. Short: a Redis back (a restart, a Sentinel failover, which takes about a second when
+// asked for) is used again within it, and sends meet state.on_error only that much longer than
+// the outage (5 s made a crash that Sentinel healed in 2 s cost 5). Each probe is one send of the
+// replica's, a second, waiting up to state.redis.timeout.
+const redisOpenFor = time.Second
+
 // redisClient is the client of state.redis: the primary at addr, or the one the Sentinels name
 // (followed through their failovers), over TLS when rc says so. where names it in logs and errors.
 func redisClient(rc config.RedisState) (client *redis.Client, where string, err error) {
@@ -510,7 +517,7 @@ func (a *App) openState(ctx context.Context, cfg *config.Config) error {
 		a.log.Error("state store unreachable at start; serving anyway, state.on_error decides each send until it is reached", "addr", where, "on_error", cfg.State.OnError, "err", err.Error())
 	}
 	a.gate.Now = a.opts.Now
-	r := &policy.Redis{Client: client, Prefix: rc.KeyPrefix, Now: a.opts.Now, Breaker: policy.NewRedisBreaker(5 * time.Second)}
+	r := &policy.Redis{Client: client, Prefix: rc.KeyPrefix, Now: a.opts.Now, Breaker: policy.NewRedisBreaker(redisOpenFor)}
 	a.checker.Limiter, a.checker.Spends, a.replays, a.resends, a.flights = r, r, r, r, r
 	// Redis keys of per-recipient and per-IP buckets hold an HMAC under state.key_secret, not the
 	// number or the address.

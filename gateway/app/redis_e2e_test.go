@@ -207,7 +207,7 @@ func TestAReplicaStartsWhileRedisIsDown(t *testing.T) {
 	redistest.ServerOn(t, addr)
 	client := redis.NewClient(&redis.Options{Addr: addr})
 	defer client.Close()
-	// The state store's breaker holds a failed Redis off for 5 s; then sends use it.
+	// The state store's breaker holds a failed Redis off for redisOpenFor; then sends use it.
 	for i := 1; ; i++ {
 		if r := send(i); r.Status != 200 {
 			t.Fatalf("send %d: %d %s", i, r.Status, r.Raw)
@@ -964,26 +964,68 @@ func TestRedisThroughSentinelOverTLS(t *testing.T) {
 	}
 }
 
+// sentinelSetup starts a primary, its replica and a Sentinel watching them under the name
+// "state", waits until the Sentinel sees the replica copying the primary, starts a gateway that
+// finds its Redis through the Sentinel (redisLimitConfig), and takes the limit of +14155550104
+// (a send, then a refusal). It returns the gateway, the replica's address, a client of the
+// Sentinel and the function that kills the primary.
+func sentinelSetup(t *testing.T) (h *harness, replica string, sentinel *redis.SentinelClient, kill func()) {
+	t.Helper()
+	primary, kill := redistest.Server(t)
+	replica = redistest.Replica(t, primary)
+	addr := redistest.Sentinel(t, primary, "state", nil)
+	sentinel = redis.NewSentinelClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { sentinel.Close() })
+	waitFor(t, 20*time.Second, "the Sentinel sees the replica copying the primary", func() bool {
+		rs, _ := sentinel.Replicas(context.Background(), "state").Result()
+		return len(rs) == 1 && rs[0]["master-link-status"] == "ok"
+	})
+	h = start(t, redisLimitConfig(`{sentinel: {master_name: state, addrs: ["`+addr+`"]}}`), Options{})
+	if a, b := sendTo(h, "+14155550104"), sendTo(h, "+14155550104"); a.Status != 200 || b.Status != 429 {
+		t.Fatalf("through the Sentinel: %d then %d %s, want 200 then 429", a.Status, b.Status, b.Raw)
+	}
+	return h, replica, sentinel, kill
+}
+
+// TestRedisThroughSentinelSurvivesAPrimaryCrash: the primary dies (killed, not failed over by
+// request). The Sentinel notices after down-after-milliseconds (1 s here) and promotes the
+// replica; meanwhile sends meet on_error (closed here: refused, 503), and once the replica is
+// the primary they go through it again, with the limits taken before the crash. The test logs
+// how long sends were refused.
+func TestRedisThroughSentinelSurvivesAPrimaryCrash(t *testing.T) {
+	h, _, _, kill := sentinelSetup(t)
+	// The replica copies asynchronously: give it the bucket before the primary dies.
+	time.Sleep(100 * time.Millisecond)
+	crashed := time.Now()
+	kill()
+	refused, lastRefused := 0, time.Duration(0)
+	waitFor(t, 30*time.Second, "a send goes through the promoted replica", func() bool {
+		r := sendTo(h, fmt.Sprintf("+1415555%04d", 3000+refused))
+		if r.Status == 200 {
+			return true
+		}
+		if r.Status != 503 || errCode(r) != "policy_unavailable" {
+			t.Fatalf("a send while the primary was down: %d %s, want 503 policy_unavailable", r.Status, r.Raw)
+		}
+		refused, lastRefused = refused+1, time.Since(crashed)
+		time.Sleep(20 * time.Millisecond)
+		return false
+	})
+	t.Logf("after the crash, sends were refused for %v (%d of them); the first through the promoted replica came %v after it",
+		lastRefused.Round(time.Millisecond), refused, time.Since(crashed).Round(time.Millisecond))
+	if r := sendTo(h, "+14155550104"); r.Status != 429 {
+		t.Errorf("the limit taken before the crash: %d %s, want 429", r.Status, r.Raw)
+	}
+}
+
 // TestRedisThroughSentinelFollowsAFailover: with state.redis.sentinel, the gateway finds the
 // primary through Redis Sentinel and, when the Sentinel fails it over to its replica, follows:
 // sends go on through the failover and after it (on_error closed: none is sent unchecked; the
 // test logs how many were refused), the limits taken before the failover still hold, and new
 // ones are kept by the new primary.
 func TestRedisThroughSentinelFollowsAFailover(t *testing.T) {
-	primary, _ := redistest.Server(t)
-	replica := redistest.Replica(t, primary)
-	sentinelAddr := redistest.Sentinel(t, primary, "state", nil)
-	sentinel := redis.NewSentinelClient(&redis.Options{Addr: sentinelAddr})
-	defer sentinel.Close()
+	h, replica, sentinel, _ := sentinelSetup(t)
 	ctx := context.Background()
-	waitFor(t, 20*time.Second, "the Sentinel sees the replica copying the primary", func() bool {
-		rs, _ := sentinel.Replicas(ctx, "state").Result()
-		return len(rs) == 1 && rs[0]["master-link-status"] == "ok"
-	})
-	h := start(t, redisLimitConfig(`{sentinel: {master_name: state, addrs: ["`+sentinelAddr+`"]}}`), Options{})
-	if a, b := sendTo(h, "+14155550104"), sendTo(h, "+14155550104"); a.Status != 200 || b.Status != 429 {
-		t.Fatalf("before the failover: %d then %d %s, want 200 then 429", a.Status, b.Status, b.Raw)
-	}
 	failedOver := time.Now()
 	if err := sentinel.Failover(ctx, "state").Err(); err != nil {
 		t.Fatal(err)
