@@ -1066,6 +1066,34 @@ func TestRedisThroughSentinelFollowsAFailover(t *testing.T) {
 	}
 }
 
+// TestADSNListingSeveralHosts: a DSN may list several hosts (a primary and its standbys, as
+// config.md shows); the gateway connects to the first that answers and takes writes, here the
+// second, the first refusing connections, and migrates, writes and reads through it.
+func TestADSNListingSeveralHosts(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	q := u.Query()
+	q.Set("target_session_attrs", "read-write")
+	u.RawQuery = q.Encode()
+	// url.URL holds one host; the DSN's hosts are a comma-separated list in its place.
+	hosts := dead + "," + u.Host
+	u.Host = "HOSTS"
+	h := startOnPostgres(t, strings.Replace(u.String(), "HOSTS", hosts, 1))
+	if logs := h.logs.String(); strings.Contains(logs, "unreachable") {
+		t.Errorf("the start did not reach the second host: %s", logs)
+	}
+	waitWritten(t, h, sendOne(t, h, "a send through the second host"))
+}
+
 // TestAReplicaStartsWhilePostgresHasNoPrimary: a PostgreSQL that takes no writes at start does not
 // stop it: the replica serves, the record waits, and once a server takes writes again it is
 // written. Here a database whose sessions are read-only stands for a standby (it is what pgx's
