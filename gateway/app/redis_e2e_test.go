@@ -949,6 +949,32 @@ func TestRedisOverTLS(t *testing.T) {
 	}
 }
 
+// TestRedisAskingForAClientCertificate: a Redis that asks clients for a certificate (redis.conf's
+// default with TLS) takes the gateway's with state.redis.tls_cert_file and tls_key_file, and
+// refuses the gateway without one.
+func TestRedisAskingForAClientCertificate(t *testing.T) {
+	addr, files := redistest.TLSServer(t, "--tls-auth-clients", "yes")
+	for i, c := range []struct {
+		name, certs string
+		works       bool
+	}{
+		{"with a certificate", `, tls_cert_file: "` + files.CertFile + `", tls_key_file: "` + files.KeyFile + `"`, true},
+		{"without", "", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := start(t, redisLimitConfig(`{addr: "`+addr+`", tls: true, tls_ca_file: "`+files.CAFile+`"`+c.certs+`}`), Options{})
+			to := fmt.Sprintf("+1415555010%d", i)
+			first, second := sendTo(h, to), sendTo(h, to)
+			if c.works && (first.Status != 200 || second.Status != 429) {
+				t.Errorf("got %d then %d %s, want 200 then 429", first.Status, second.Status, second.Raw)
+			}
+			if !c.works && (first.Status != 503 || !strings.Contains(h.logs.String(), "state store unreachable at start")) {
+				t.Errorf("got %d %s, want 503 and the refusal logged: %s", first.Status, first.Raw, h.logs.String())
+			}
+		})
+	}
+}
+
 // TestRedisThroughSentinelOverTLS: with state.redis.sentinel and state.redis.tls together, the
 // gateway asks the Sentinel over TLS and reaches the primary it names over TLS (both take TLS
 // only, and the Sentinel gives the primary by its IP address, which the certificate carries).

@@ -164,6 +164,11 @@ type RedisState struct {
 	// TLSServerName is the name the server's certificate must carry when it is not the
 	// address's host (Sentinel gives the primary by its IP address); needs TLS.
 	TLSServerName string `yaml:"tls_server_name"`
+	// TLSCertFile and TLSKeyFile are the PEM files of the client certificate the gateway shows a
+	// Redis that asks for one (tls-auth-clients yes, redis.conf's default with TLS); both or
+	// neither; need TLS.
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
 	// Sentinel, when its Addrs are set, finds the primary through Redis Sentinel and follows
 	// it through a failover; Addr is then unused.
 	Sentinel RedisSentinel `yaml:"sentinel"`
@@ -181,32 +186,69 @@ type RedisSentinel struct {
 	Password gateway.Secret `yaml:"password"`
 }
 
-// maxCAFile bounds state.redis.tls_ca_file (a bundle of every public root is about 200 KB).
-const maxCAFile = 1 << 20
+// maxTLSFile bounds each of state.redis's TLS files (a bundle of every public root is about
+// 200 KB).
+const maxTLSFile = 1 << 20
 
-// TLSConfig is the TLS configuration of the connections to Redis: nil without TLS. It reads
-// TLSCAFile; its error names the key and the file, never the file's content.
+// TLSError is a problem with one of state.redis's TLS keys: Key names it (tls_ca_file, ...).
+type TLSError struct{ Key, Msg string }
+
+func (e *TLSError) Error() string { return "state.redis." + e.Key + ": " + e.Msg }
+
+// readTLSFile reads the file that key names: a regular file of at most maxTLSFile only, as a path
+// such as /dev/zero or a pipe would hold the start (and smsgate validate) forever. Errors name the
+// key and the file, never its content.
+func readTLSFile(key, path string) ([]byte, error) {
+	if st, err := os.Stat(path); err != nil {
+		return nil, &TLSError{key, err.Error()}
+	} else if !st.Mode().IsRegular() || st.Size() > maxTLSFile {
+		return nil, &TLSError{key, path + " is not a regular file of at most 1 MiB"}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &TLSError{key, err.Error()}
+	}
+	return b, nil
+}
+
+// TLSConfig is the TLS configuration of the connections to Redis: nil without TLS. It reads the
+// TLS files; its error is a *TLSError.
 func (r RedisState) TLSConfig() (*tls.Config, error) {
 	if !r.TLS {
 		return nil, nil
 	}
 	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: r.TLSServerName}
 	if r.TLSCAFile != "" {
-		// A regular file of a reasonable size only: a path such as /dev/zero or a pipe would
-		// hold the start (and smsgate validate) forever.
-		if st, err := os.Stat(r.TLSCAFile); err != nil {
-			return nil, fmt.Errorf("state.redis.tls_ca_file: %w", err)
-		} else if !st.Mode().IsRegular() || st.Size() > maxCAFile {
-			return nil, fmt.Errorf("state.redis.tls_ca_file: %s is not a regular file of at most 1 MiB", r.TLSCAFile)
-		}
-		pem, err := os.ReadFile(r.TLSCAFile)
+		pem, err := readTLSFile("tls_ca_file", r.TLSCAFile)
 		if err != nil {
-			return nil, fmt.Errorf("state.redis.tls_ca_file: %w", err)
+			return nil, err
 		}
 		c.RootCAs = x509.NewCertPool()
 		if !c.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("state.redis.tls_ca_file: %s holds no PEM certificate", r.TLSCAFile)
+			return nil, &TLSError{"tls_ca_file", r.TLSCAFile + " holds no PEM certificate"}
 		}
+	}
+	switch {
+	case r.TLSCertFile == "" && r.TLSKeyFile == "":
+	case r.TLSCertFile == "":
+		return nil, &TLSError{"tls_cert_file", "is required with tls_key_file"}
+	case r.TLSKeyFile == "":
+		return nil, &TLSError{"tls_key_file", "is required with tls_cert_file"}
+	default:
+		certPEM, err := readTLSFile("tls_cert_file", r.TLSCertFile)
+		if err != nil {
+			return nil, err
+		}
+		keyPEM, err := readTLSFile("tls_key_file", r.TLSKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		cert, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			// Its text says what is wrong with the PEM data, never what the data holds.
+			return nil, &TLSError{"tls_cert_file", r.TLSCertFile + " and " + r.TLSKeyFile + " are not a certificate and its key: " + err.Error()}
+		}
+		c.Certificates = []tls.Certificate{cert}
 	}
 	return c, nil
 }
@@ -768,14 +810,17 @@ var nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
 func (c *Config) checkRedis() {
 	r := c.State.Redis
 	if !r.TLS {
-		if r.TLSCAFile != "" {
-			c.Problem("state.redis.tls_ca_file", "needs state.redis.tls: true")
-		}
-		if r.TLSServerName != "" {
-			c.Problem("state.redis.tls_server_name", "needs state.redis.tls: true")
+		for _, k := range []struct{ key, value string }{{"tls_ca_file", r.TLSCAFile}, {"tls_server_name", r.TLSServerName},
+			{"tls_cert_file", r.TLSCertFile}, {"tls_key_file", r.TLSKeyFile}} {
+			if k.value != "" {
+				c.Problem("state.redis."+k.key, "needs state.redis.tls: true")
+			}
 		}
 	} else if _, err := r.TLSConfig(); err != nil {
-		c.Problem("state.redis.tls_ca_file", "%s", strings.TrimPrefix(err.Error(), "state.redis.tls_ca_file: "))
+		var te *TLSError
+		if errors.As(err, &te) {
+			c.Problem("state.redis."+te.Key, "%s", te.Msg)
+		}
 	}
 	s := r.Sentinel
 	switch {

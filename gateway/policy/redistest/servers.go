@@ -49,7 +49,7 @@ func NewTLS(t testing.TB) TLS {
 	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "redis"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"redis.test"},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
 	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
 	if err != nil {
 		t.Fatal(err)
@@ -75,14 +75,15 @@ func (f TLS) args(port string) []string {
 }
 
 // TLSServer starts a private redis-server that takes TLS connections only (on a free loopback
-// port), with a certificate of NewTLS, and returns its address and the certificate's files. It
-// skips or fails the test like Start.
-func TLSServer(t testing.TB) (addr string, f TLS) {
+// port), with a certificate of NewTLS, and returns its address and the certificate's files. args
+// come after its own (such as "--tls-auth-clients", "yes": then it asks clients for a certificate
+// the CA signed, as redis.conf does by default). It skips or fails the test like Start.
+func TLSServer(t testing.TB, args ...string) (addr string, f TLS) {
 	t.Helper()
 	f = NewTLS(t)
 	addr = freeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
-	start(t, addr, f.args(port)...)
+	start(t, addr, append(f.args(port), args...)...)
 	return addr, f
 }
 
