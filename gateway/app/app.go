@@ -91,7 +91,7 @@ type App struct {
 	lines      lineGate // bounds the log lines of errors (loglines.go)
 	closeState func()
 	// stateClient is the shared Redis, nil with state.driver memory; statePrefix its keys' prefix.
-	stateClient *redis.Client
+	stateClient redis.UniversalClient
 	statePrefix string
 	// drained holds the providers an operator drained, as this replica last read them (drains.go).
 	drainMu  sync.Mutex
@@ -328,6 +328,11 @@ func New(ctx context.Context, o Options) (*App, error) {
 	return a, nil
 }
 
+// sqliteOptions are the SQLite log's options that cfg sets.
+func sqliteOptions(cfg config.Storage) store.SQLiteOptions {
+	return store.SQLiteOptions{Unmapped: cfg.SQLiteMmap != nil && !*cfg.SQLiteMmap}
+}
+
 // openLog opens the message log (SQLite or PostgreSQL). A database that answers no (a wrong
 // password, no such database, a file that cannot be opened, a migration it refused) stops the
 // start: the config is wrong. A PostgreSQL that cannot be reached does not: the replica serves as
@@ -337,11 +342,6 @@ func New(ctx context.Context, o Options) (*App, error) {
 // over a large log): the start waits startWait for them, then serves the same way while they go
 // on. (A start that waited for them would not listen meanwhile, and a liveness probe would kill
 // it, and the migration with it, again and again.)
-// sqliteOptions are the SQLite log's options that cfg sets.
-func sqliteOptions(cfg config.Storage) store.SQLiteOptions {
-	return store.SQLiteOptions{Unmapped: cfg.SQLiteMmap != nil && !*cfg.SQLiteMmap}
-}
-
 func (a *App) openLog(cfg config.Storage) (store.Backend, error) {
 	open := func(ctx context.Context) (store.Backend, error) {
 		if cfg.Driver == "postgres" {
@@ -415,27 +415,25 @@ const redisOpenFor = time.Second
 
 // redisClient is the client of state.redis: the primary at addr, or the one the Sentinels name
 // (followed through their failovers), over TLS when rc says so. where names it in logs and errors.
-func redisClient(rc config.RedisState) (client *redis.Client, where string, err error) {
+func redisClient(rc config.RedisState) (client redis.UniversalClient, where string, err error) {
 	tlsConfig, err := rc.TLSConfig()
 	if err != nil {
 		return nil, "", err
 	}
 	t := rc.Timeout.D()
-	// One quick retry (a pooled connection may have gone stale); more would spend the send's
-	// budget waiting on a Redis that is down.
-	const retries, minBackoff, maxBackoff, dialRetries, dialRetryTimeout = 1, time.Millisecond, 10 * time.Millisecond, 1, 5 * time.Millisecond
-	if s := rc.Sentinel; len(s.Addrs) > 0 {
-		return redis.NewFailoverClient(&redis.FailoverOptions{MasterName: s.MasterName, SentinelAddrs: s.Addrs,
-			SentinelUsername: s.Username, SentinelPassword: s.Password.Reveal(),
-			Username: rc.Username, Password: rc.Password.Reveal(), DB: rc.DB, TLSConfig: tlsConfig,
-			DialTimeout: t, ReadTimeout: t, WriteTimeout: t, ContextTimeoutEnabled: true,
-			MaxRetries: retries, MinRetryBackoff: minBackoff, MaxRetryBackoff: maxBackoff,
-			DialerRetries: dialRetries, DialerRetryTimeout: dialRetryTimeout}), "sentinel " + s.MasterName + " at " + strings.Join(s.Addrs, ","), nil
-	}
-	return redis.NewClient(&redis.Options{Addr: rc.Addr, Username: rc.Username, Password: rc.Password.Reveal(), DB: rc.DB, TLSConfig: tlsConfig,
+	o := &redis.UniversalOptions{Addrs: []string{rc.Addr}, Username: rc.Username, Password: rc.Password.Reveal(), DB: rc.DB, TLSConfig: tlsConfig,
 		DialTimeout: t, ReadTimeout: t, WriteTimeout: t, ContextTimeoutEnabled: true,
-		MaxRetries: retries, MinRetryBackoff: minBackoff, MaxRetryBackoff: maxBackoff,
-		DialerRetries: dialRetries, DialerRetryTimeout: dialRetryTimeout}), rc.Addr, nil
+		// One quick retry (a pooled connection may have gone stale); more would spend the send's
+		// budget waiting on a Redis that is down.
+		MaxRetries: 1, MinRetryBackoff: time.Millisecond, MaxRetryBackoff: 10 * time.Millisecond,
+		DialerRetries: 1, DialerRetryTimeout: 5 * time.Millisecond}
+	where = rc.Addr
+	if s := rc.Sentinel; len(s.Addrs) > 0 {
+		// A master name makes it a failover client, which asks these addresses for the primary.
+		o.Addrs, o.MasterName, o.SentinelUsername, o.SentinelPassword = s.Addrs, s.MasterName, s.Username, s.Password.Reveal()
+		where = "sentinel " + s.MasterName + " at " + strings.Join(s.Addrs, ",")
+	}
+	return redis.NewUniversalClient(o), where, nil
 }
 
 // redisConfigRefused reports whether err is Redis refusing the config (authentication, a user's

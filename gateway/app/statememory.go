@@ -32,7 +32,7 @@ func every(stop <-chan struct{}, d time.Duration, f func()) {
 // already lost keys before their time (docs/operations.md, "Sizing Redis"). It reads INFO memory
 // and INFO stats (two calls: Redis before 7 takes one section per call). A failure leaves the figures as they were: smsgate_state_errors_total and
 // its alert already cover a store that does not answer.
-func (a *App) readStateMemory(client *redis.Client) {
+func (a *App) readStateMemory(client redis.UniversalClient) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	mem, err := client.InfoMap(ctx, "memory").Result()

@@ -51,7 +51,7 @@ func Server(t testing.TB) (addr string, stop func()) {
 func ServerOn(t testing.TB, addr string, args ...string) (stop func()) {
 	t.Helper()
 	_, port, _ := net.SplitHostPort(addr)
-	return startCmd(t, addr, append([]string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "yes"}, args...)...)
+	return start(t, addr, append([]string{"--port", port, "--protected-mode", "yes"}, args...)...)
 }
 
 // binary is redis-server's path; without one the test is skipped, or fails in CI.

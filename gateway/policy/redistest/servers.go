@@ -145,11 +145,12 @@ func freeAddr(t testing.TB) string {
 	return ln.Addr().String()
 }
 
-// start starts redis-server on addr with args after the defaults that ServerOn also gives
-// (no port of its own: args name it).
-func start(t testing.TB, addr string, args ...string) {
+// start starts redis-server on addr with args (which name its port) after the defaults of every
+// server here: loopback only, nothing persisted, and a working directory of the test's own (a
+// replica writes the data it copies there, and would leave a dump.rdb in the package).
+func start(t testing.TB, addr string, args ...string) (stop func()) {
 	t.Helper()
-	startCmd(t, addr, append([]string{"--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}, args...)...)
+	return startCmd(t, addr, append([]string{"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir()}, args...)...)
 }
 
 // startCmd runs redis-server with args until the test ends (or stop), once addr takes
