@@ -1010,6 +1010,12 @@ func sentinelSetup(t *testing.T) (h *harness, replica string, sentinel *redis.Se
 	if a, b := sendTo(h, "+14155550104"), sendTo(h, "+14155550104"); a.Status != 200 || b.Status != 429 {
 		t.Fatalf("through the Sentinel: %d then %d %s, want 200 then 429", a.Status, b.Status, b.Raw)
 	}
+	// And the state is in the primary the Sentinel names, not in some other Redis.
+	c := redis.NewClient(&redis.Options{Addr: primary})
+	defer c.Close()
+	if n, err := c.DBSize(context.Background()).Result(); err != nil || n == 0 {
+		t.Fatalf("the primary holds %d keys (%v)", n, err)
+	}
 	return h, replica, sentinel, kill
 }
 
