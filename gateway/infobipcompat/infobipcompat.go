@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Kinds of request, also the message log's Source of what they send.
@@ -81,6 +82,11 @@ type v3Message struct {
 
 // Parse reads a POST body of kind (SMSv2, SMSv3, or TTS with single true for /tts/3/single).
 func Parse(kind string, single bool, body []byte) ([]Destination, error) {
+	// encoding/json would send a text's bad bytes as U+FFFD; a body that is not UTF-8 is not
+	// JSON (RFC 8259), and the Auth0 endpoint refuses it too.
+	if !utf8.Valid(body) {
+		return nil, bad("the body is not valid UTF-8")
+	}
 	var out []Destination
 	switch {
 	case kind == TTS && single:

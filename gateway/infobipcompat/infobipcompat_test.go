@@ -2,6 +2,7 @@ package infobipcompat
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -56,6 +57,30 @@ func TestReportErrorsSayWhetherToSendAgain(t *testing.T) {
 		e := out.Results[0].Error
 		if e.GroupName != tc.group || e.Permanent != tc.permanent || (tc.group != "OK" && e.Name != "E42") {
 			t.Errorf("%s: %+v, want group %s, permanent %v, name E42", tc.status, e, tc.group, tc.permanent)
+		}
+	}
+}
+
+// TestParseRefusesABodyThatIsNotUTF8: every kind of send refuses it, before any destination.
+func TestParseRefusesABodyThatIsNotUTF8(t *testing.T) {
+	for _, tc := range []struct {
+		kind   string
+		single bool
+		body   string
+	}{
+		{SMSv2, false, `{"messages":[{"destinations":[{"to":"14155550104"}],"text":"code ` + "\xff" + ` 1234"}]}`},
+		{SMSv3, false, `{"messages":[{"destinations":[{"to":"14155550104"}],"content":{"text":"code ` + "\xc3" + `"}}]}`},
+		{TTS, false, `{"messages":[{"destinations":[{"to":"14155550104"}],"text":"code ` + "\xff" + `","language":"en"}]}`},
+		{TTS, true, `{"to":"14155550104","text":"code \n` + "\xff" + `"}`},
+	} {
+		valid := strings.ToValidUTF8(tc.body, "?")
+		if _, err := Parse(tc.kind, tc.single, []byte(valid)); err != nil {
+			t.Fatalf("%s (single %v), made valid: %v", tc.kind, tc.single, err)
+		}
+		_, err := Parse(tc.kind, tc.single, []byte(tc.body))
+		var e *Error
+		if !errors.As(err, &e) || e.Status != 400 || e.ID != "BAD_REQUEST" || e.Text != "the body is not valid UTF-8" {
+			t.Errorf("%s (single %v): %v", tc.kind, tc.single, err)
 		}
 	}
 }

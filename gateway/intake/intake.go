@@ -51,6 +51,12 @@ func bad(code, msg string) *Error { return &Error{Code: code, Message: msg} }
 
 // Decode parses a request body of any supported shape.
 func Decode(body []byte) (*Request, error) {
+	// JSON is UTF-8 (RFC 8259). encoding/json would put U+FFFD in place of a bad byte only in
+	// strings it unescapes, and str takes the others as they are: one text could reach a provider
+	// raw or altered depending on an escape elsewhere in it. Refused instead, whole.
+	if !utf8.Valid(body) {
+		return nil, bad("invalid_json", "the body is not valid UTF-8")
+	}
 	var w wire
 	// Unmarshal rather than a Decoder: no buffer copied from a reader the body already is (every
 	// field is a str, so no number needs UseNumber). A body it refuses is read again by
@@ -288,7 +294,8 @@ type str struct{ v string }
 
 func (x *str) UnmarshalJSON(b []byte) error {
 	if len(b) > 0 && b[0] == '"' {
-		// Fast path: most strings need no unescaping (the decoder has already validated b).
+		// Fast path: most strings need no unescaping (the decoder has already validated b, and
+		// Decode its UTF-8).
 		if len(b) >= 2 && bytes.IndexByte(b, '\\') < 0 {
 			x.v = string(b[1 : len(b)-1])
 			return nil

@@ -84,6 +84,11 @@ func TestDecodeErrors(t *testing.T) {
 		{"bad message type", `{"recipient":"+14155550104","text":"t","context":{"message_type":"fax"}}`, "invalid_request"},
 		{"bad delivery method", `{"notification":{"recipient":"+1","as_text":"t","delivery_method":"pigeon"}}`, "invalid_request"},
 		{"object where string", `{"recipient":{"a":1},"text":"t","context":{}}`, "invalid_json"},
+		// Not UTF-8: refused whether or not the string holds an escape (encoding/json would
+		// replace the byte in one case and keep it in the other).
+		{"text not UTF-8", "{\"recipient\":\"+14155550104\",\"text\":\"code \xff 1234\",\"context\":{}}", "invalid_json"},
+		{"text not UTF-8, escaped", "{\"recipient\":\"+14155550104\",\"text\":\"code \\n \xc3 1234\",\"context\":{}}", "invalid_json"},
+		{"client id not UTF-8", "{\"message_options\":{\"recipient\":\"+14155550104\",\"text\":\"t\"},\"client\":{\"client_id\":\"\xed\xa0\x80\"}}", "invalid_json"},
 		// A code is at most 32 letters or digits, also when it becomes the text.
 		{"code of 33 digits", `{"message_options":{"recipient":"+14155550104","code":"` + strings.Repeat("1", 33) + `","message_type":"sms"}}`, "invalid_request"},
 		{"code of 20000 digits, no text", `{"message_options":{"recipient":"+14155550104","code":"` + strings.Repeat("7", 20000) + `","message_type":"sms"}}`, "invalid_request"},
