@@ -512,7 +512,9 @@ func TestMessagesAPI(t *testing.T) {
 	if len(msgs) != 1 || msgs[0].(map[string]any)["recipient"] != "+14*****0104" {
 		t.Errorf("failed list: %s", r.Raw)
 	}
-	for _, q := range []string{"limit=0", "limit=x", "since=yesterday", "cursor=zzz"} {
+	// A misspelt status and a pair net/url cannot decode (a cursor dropped that way answered the
+	// first page again) are refused, not read as "none" or as no filter.
+	for _, q := range []string{"limit=0", "limit=x", "since=yesterday", "cursor=zzz", "status=deliverd", "status=accepted", "cursor=%zz", "limit=2&cursor=1%"} {
 		if r := h.do("GET", "/v1/messages?"+q, "acme-key", ""); r.Status != 400 || errCode(r) != "invalid_query" {
 			t.Errorf("%s: %d %s", q, r.Status, r.Raw)
 		}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/smsgate/smsgate/docs"
 
+	"github.com/smsgate/smsgate/gateway"
 	"github.com/smsgate/smsgate/gateway/policy"
 	"github.com/smsgate/smsgate/gateway/store"
 )
@@ -518,6 +519,10 @@ func (h *handlers) verified(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "delivered"})
 }
 
+// recordStatuses are the statuses a record can have (a provider's "accepted" leaves it sent).
+var recordStatuses = map[string]bool{gateway.StatusSent: true, gateway.StatusDelivered: true,
+	gateway.StatusUndelivered: true, gateway.StatusFailed: true, gateway.StatusRejected: true}
+
 // MessagesPage is the body of GET /v1/messages.
 type MessagesPage struct {
 	Messages   []*store.Record `json:"messages"`
@@ -529,7 +534,16 @@ func (h *handlers) messages(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// net/url drops a pair it cannot decode without a word; a cursor dropped that way would
+	// answer the first page again, and a client paging on would never reach the end.
+	if _, err := url.ParseQuery(c.Request().URL.RawQuery); err != nil {
+		return fail(http.StatusBadRequest, "invalid_query", "the query string is not URL-encoded")
+	}
 	q := store.Query{Tenant: t.Name, Status: c.QueryParam("status"), Provider: c.QueryParam("provider"), Limit: 50}
+	if q.Status != "" && !recordStatuses[q.Status] {
+		// A misspelt status would otherwise match nothing and read as "none".
+		return fail(http.StatusBadRequest, "invalid_query", "status must be sent, delivered, undelivered, failed or rejected")
+	}
 	if s := c.QueryParam("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > 500 {
