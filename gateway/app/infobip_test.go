@@ -169,6 +169,12 @@ func TestInfobipCompatibleSends(t *testing.T) {
 		if r.Status != 200 || len(messagesOf(r)) != 2 {
 			t.Errorf("text/query: %d %s", r.Status, r.Raw)
 		}
+		// A text whose query string decodes to a byte that is not UTF-8 reaches no provider.
+		before := len(c.ib.Requests())
+		r = c.call("GET", "/sms/1/text/query?password=acme-ib-key&to=14155550127&text=Code%FF%20777111", "", "")
+		if r.Status != 400 || len(c.ib.Requests()) != before {
+			t.Errorf("text/query not UTF-8: %d %s, %d requests reached Infobip", r.Status, r.Raw, len(c.ib.Requests())-before)
+		}
 		r = c.call("POST", "/tts/3/single", basic, `{"text":"Your code is 5 5 5","language":"en","to":"14155550125"}`)
 		if r.Status != 200 || statusName(messagesOf(r)[0]) != "PENDING_ACCEPTED" {
 			t.Fatalf("tts single: %d %s", r.Status, r.Raw)

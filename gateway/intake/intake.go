@@ -148,6 +148,13 @@ func Check(r *Request) error {
 	if strings.TrimSpace(r.Text) == "" {
 		r.Text = r.Code
 	}
+	// Decode refuses a body that is not UTF-8; this covers the ways in that are no JSON body (the
+	// Infobip-compatible text/query takes the text from the query string, where %FF is a byte).
+	for _, v := range [...]string{r.Text, r.ClientID, r.Action, r.Language, r.From} {
+		if !utf8.ValidString(v) {
+			return bad("invalid_request", "the request has a field that is not valid UTF-8")
+		}
+	}
 	if utf8.RuneCountInString(r.Text) > MaxTextChars {
 		return bad("invalid_request", "the text is longer than "+strconv.Itoa(MaxTextChars)+" characters")
 	}

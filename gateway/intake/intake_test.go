@@ -324,6 +324,26 @@ func TestTextControlCharacters(t *testing.T) {
 	}
 }
 
+// TestCheckRefusesFieldsThatAreNotUTF8: the ways in without a JSON body (a query string) reach
+// Check with whatever bytes they decoded.
+func TestCheckRefusesFieldsThatAreNotUTF8(t *testing.T) {
+	for name, set := range map[string]func(*Request){
+		"text": func(r *Request) { r.Text = "Code \xff 1234" }, "client id": func(r *Request) { r.ClientID = "app\xc3" },
+		"action": func(r *Request) { r.Action = "\xed\xa0\x80" }, "language": func(r *Request) { r.Language = "en\x80" },
+		"sender": func(r *Request) { r.From = "Acme\xfe" },
+	} {
+		r := &Request{Recipient: "+14155550104", Text: "Code 1234", ClientID: "app", Action: "enrollment", Language: "en", From: "Acme"}
+		if err := Check(r); err != nil {
+			t.Fatalf("%s: the valid request: %v", name, err)
+		}
+		set(r)
+		var ie *Error
+		if err := Check(r); !errors.As(err, &ie) || ie.Code != "invalid_request" {
+			t.Errorf("%s not UTF-8: %v", name, err)
+		}
+	}
+}
+
 // TestFieldsAreBounded: the client id, the action and the language are held to what Auth0 could
 // send, at the limit and one byte over, through every shape that carries them.
 func TestFieldsAreBounded(t *testing.T) {
