@@ -228,6 +228,24 @@ func (a *App) chargeSpend(ctx context.Context, tn *tenant, amount float64) {
 	a.metrics.EstimatedSpend.WithLabelValues(tn.name).Add(amount)
 }
 
+// settleSpend settles a send's reservation (reserved, what Check took from tn's spend bucket) once
+// what the send cost is known (0 when it was not sent): the bucket is charged the difference, or
+// given it back, and smsgate_tenant_spend_estimated_total counts the cost.
+func (a *App) settleSpend(ctx context.Context, tn *tenant, reserved, cost float64) {
+	s := tn.spend()
+	if s == nil {
+		return
+	}
+	if d := cost - reserved; d != 0 {
+		if err := a.checker.Spends.Charge(ctx, policy.SpendKey(tn.name, *s), *s, d); err != nil {
+			a.stateError("spend_charge", err)
+		}
+	}
+	if cost > 0 {
+		a.metrics.EstimatedSpend.WithLabelValues(tn.name).Add(cost)
+	}
+}
+
 // median of xs (the mean of the middle two for an even count); xs is reordered.
 func median(xs []float64) float64 {
 	slices.Sort(xs)

@@ -429,6 +429,83 @@ routes:
 	}
 }
 
+// TestSpendLimitHoldsAgainstSendsStartedAtOnce: a stolen key starts many sends at once. Each
+// reserves the most it may cost before it is sent, so the tenant's spend limit lets through as
+// many as its room holds, not all of them (when the price was taken after the send, all twenty
+// found the bucket empty and were sent: eight times the limit). A send that fails gives its
+// reservation back, and what the provider really cost is what stays charged.
+func TestSpendLimitHoldsAgainstSendsStartedAtOnce(t *testing.T) {
+	h := start(t, `
+server: {admin_token: admin-t0ken}
+storage: {driver: memory}
+policy: {rate_limits: {per_recipient: 0}}
+tenants:
+  - {name: thief, api_key: thief-key, rate_limits: {spend: 0.1/24h}}
+providers:
+  - {name: slow, type: mock, latency: 300ms, prices: {default: 0.04}}
+  - {name: dear, type: mock, prices: {default: 0.09}}
+  - {name: broken, type: mock, failure_rate: 1}
+routes:
+  - {name: failing, match: {countries: [GG]}, providers: [broken]}
+  - {name: fallback, match: {countries: [JP]}, providers: [slow, dear]}
+  - {name: default, providers: [slow]}
+`, Options{})
+	used := func() float64 {
+		t.Helper()
+		r := h.do("GET", "/v1/admin/tenants", "admin-t0ken", "")
+		var got struct {
+			Tenants []struct {
+				Spend struct{ Used float64 } `json:"spend"`
+			} `json:"tenants"`
+		}
+		if err := json.Unmarshal([]byte(r.Raw), &got); err != nil || len(got.Tenants) != 1 {
+			t.Fatalf("%d %s (%v)", r.Status, r.Raw, err)
+		}
+		return got.Tenants[0].Spend.Used
+	}
+	// A send that fails costs nothing: its reservation (0.09, the highest configured price, since
+	// broken has none) is given back.
+	if r := h.send("thief-key", `{"message_options":{"recipient":"+447911123456","text":"Your code is 111111","message_type":"sms"}}`); r.Status != 502 {
+		t.Fatalf("failing send: %d %s", r.Status, r.Raw)
+	}
+	if u := used(); u > 1e-6 {
+		t.Fatalf("used %v after a failed send, want 0", u)
+	}
+	// A route whose chain ends at a dearer provider reserves the dearer price (0.09) and is
+	// charged what the provider that sent it costs (0.04).
+	if r := h.send("thief-key", `{"message_options":{"recipient":"+819012345678","text":"Your code is 222222","message_type":"sms"}}`); r.Status != 200 || r.Body["provider"] != "slow" {
+		t.Fatalf("send to JP: %d %s", r.Status, r.Raw)
+	}
+	if u := used(); u < 0.0399 || u > 0.04 {
+		t.Fatalf("used %v after a send of 0.04 that reserved 0.09, want 0.04", u)
+	}
+	// 0.04 used of 0.1: twenty sends at once, each held 300 ms at the provider. Two reserve
+	// (0.04 to 0.08, then to 0.12) and the other eighteen find no room.
+	statuses := make([]int, 20)
+	var wg sync.WaitGroup
+	for i := range statuses {
+		wg.Go(func() {
+			statuses[i] = h.send("thief-key", fmt.Sprintf(`{"message_options":{"recipient":"+1415555%04d","text":"Your code is %06d","message_type":"sms"}}`, i, i)).Status
+		})
+	}
+	wg.Wait()
+	sent, refused := 0, 0
+	for _, st := range statuses {
+		switch st {
+		case 200:
+			sent++
+		case 429:
+			refused++
+		}
+	}
+	if sent != 2 || refused != 18 {
+		t.Errorf("of 20 sends at once %d sent and %d refused, want 2 and 18: %v", sent, refused, statuses)
+	}
+	if u := used(); u < 0.1199 || u > 0.12 {
+		t.Errorf("used %v, want 0.12 (three sends of 0.04)", u)
+	}
+}
+
 // TestAVoiceOutageLeavesEveryonesSMSAlone: SMS and voice are different products at a provider.
 // While Infobip's voice platform answers 503, the tenants' voice calls open Infobip's voice
 // breaker (their calls go straight to the backup), and a tenant's SMS still goes to Infobip: a

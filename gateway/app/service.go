@@ -350,22 +350,35 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 			return flightResult{reply: httpapi.Reply{Status: rep.Status, Body: rep.Body}, bodyHash: bodyHash, outcome: "replayed"}
 		}
 	}
-	rej, err := a.checker.Check(ctx, tn.rules, msg)
+	route := rt.routes.Match(msg)
+	// With a spend limit, Check reserves what the send may cost (the highest price of the route's
+	// providers); it is settled below, when what the send cost is known.
+	var price, reserved float64
+	if tn.spend() != nil {
+		prices := a.prices.Load()
+		for _, name := range route.Providers {
+			price = max(price, prices.estimate(name, msg.Country, msg.Type))
+		}
+	}
+	rej, err := a.checker.Check(ctx, tn.rules, msg, price)
 	if err != nil && a.stateError("rate_limit", err) {
 		return flightResult{reply: errReply(http.StatusServiceUnavailable, "policy_unavailable", "rate limits could not be checked"), bodyHash: bodyHash, outcome: "policy_unavailable"}
 	}
 	if rej != nil {
 		return a.refused(tn, rej, bodyHash)
 	}
+	if err == nil && tn.spend() != nil {
+		reserved = price
+	}
 	pump := *tn.pumping.Enabled
 	rng := policy.PumpRange(msg.To, msg.Country, tn.pumping.RangeDigits)
 	if pump {
 		if refused := a.quarantined(ctx, tn, rng); refused != nil {
+			a.settleSpend(context.WithoutCancel(ctx), tn, reserved, 0)
 			refused.bodyHash = bodyHash
 			return *refused
 		}
 	}
-	route := rt.routes.Match(msg)
 	members := make([]*dispatch.Member, 0, len(route.Providers))
 	for _, name := range route.Providers {
 		members = append(members, rt.members[name].member)
@@ -416,7 +429,7 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 	if out.Err == nil {
 		resp.Status, rec.Status = gateway.StatusSent, gateway.StatusSent
 		if tn.spend() != nil {
-			a.chargeSpend(context.WithoutCancel(ctx), tn, a.prices.Load().estimate(out.Provider, msg.Country, msg.Type))
+			a.settleSpend(context.WithoutCancel(ctx), tn, reserved, a.prices.Load().estimate(out.Provider, msg.Country, msg.Type))
 		}
 		if pump {
 			a.recordPumping(ctx, tn, msg, rng)
@@ -427,6 +440,9 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 			}
 		}
 	} else {
+		if tn.spend() != nil {
+			a.settleSpend(context.WithoutCancel(ctx), tn, reserved, 0) // not sent: costs nothing
+		}
 		e := out.Err
 		rec.Status, rec.Error = gateway.StatusFailed, rt.scrub(e.Code)
 		if x != nil {

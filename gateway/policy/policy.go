@@ -76,14 +76,18 @@ func SpendKey(tenant string, l config.Spend) string {
 }
 
 // Check returns nil when msg may be sent, else the first rule it breaks. Country lists are checked
-// before limits, the spend limit first (it takes nothing: the price is charged after the send),
-// then rate limits from the widest (tenant) to the narrowest (recipient), so a request refused by
-// a wide limit does not use up the recipient's allowance.
+// before limits, the spend limit first, then rate limits from the widest (tenant) to the narrowest
+// (recipient), so a request refused by a wide limit does not use up the recipient's allowance.
+//
+// price is the most msg may cost. With a spend limit it is reserved from the tenant's bucket, and
+// given back when a rule after it refuses or fails; so when Check returns neither a rejection nor
+// an error, the caller holds price reserved and settles it after the send (Spends.Charge with
+// what the send cost less price).
 //
 // Numbers of no country (config.NonGeographic, "001": international premium rate, satellite,
 // shared networks) are the classic pumping target and no deny list of countries names them, so
 // they are refused unless an allow list, global or the tenant's, names 001 explicitly.
-func (c *Checker) Check(ctx context.Context, r *Rules, msg *gateway.Message) (*Rejection, error) {
+func (c *Checker) Check(ctx context.Context, r *Rules, msg *gateway.Message, price float64) (rej *Rejection, err error) {
 	cc := msg.Country
 	switch {
 	case cc == config.NonGeographic && !r.GlobalAllowed[cc] && !r.Allowed[cc]:
@@ -100,7 +104,8 @@ func (c *Checker) Check(ctx context.Context, r *Rules, msg *gateway.Message) (*R
 		l                 *config.Limit
 	}
 	if s := r.Limits.Spend; s.Active() && c.Spends != nil {
-		ok, wait, err := c.Spends.Allowed(ctx, SpendKey(msg.Tenant, *s), *s)
+		key := SpendKey(msg.Tenant, *s)
+		ok, wait, err := c.Spends.Reserve(ctx, key, *s, price)
 		if err != nil {
 			return nil, err
 		}
@@ -108,6 +113,13 @@ func (c *Checker) Check(ctx context.Context, r *Rules, msg *gateway.Message) (*R
 			return &Rejection{Code: "rate_limited", Reason: "spend", RetryAfter: wait,
 				Message: fmt.Sprintf("spend limit (%s) reached", s)}, nil
 		}
+		defer func() {
+			if (rej != nil || err != nil) && price > 0 {
+				// Not sent: give the reservation back (if that fails, the tenant is charged a
+				// send it did not make, the safe way round).
+				_ = c.Spends.Charge(context.WithoutCancel(ctx), key, *s, -price)
+			}
+		}()
 	}
 	checks := [4]check{{"per_tenant", "t", "", r.Limits.PerTenant}}
 	n := 1

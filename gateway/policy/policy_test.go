@@ -77,11 +77,11 @@ func testEveryLimit(t *testing.T, backend string) {
 			c := Checker{Limiter: newLimiter(t, clk, backend)}
 			r := &Rules{Limits: tc.limits}
 			for i := 0; i < tc.n; i++ {
-				if rej, _ := c.Check(context.Background(), r, tc.vary(i)); rej != nil {
+				if rej, _ := c.Check(context.Background(), r, tc.vary(i), 0); rej != nil {
 					t.Fatalf("request %d rejected: %+v", i+1, rej)
 				}
 			}
-			rej, err := c.Check(context.Background(), r, tc.vary(tc.n))
+			rej, err := c.Check(context.Background(), r, tc.vary(tc.n), 0)
 			if err != nil || rej == nil {
 				t.Fatalf("request over the limit allowed (err %v)", err)
 			}
@@ -91,13 +91,13 @@ func testEveryLimit(t *testing.T, backend string) {
 			}
 			// Other recipients, IPs, countries: unaffected unless the limit is tenant-wide.
 			if tc.name == "per_recipient" {
-				if rej, _ := c.Check(context.Background(), r, msg("+14155550199", "", "US")); rej != nil {
+				if rej, _ := c.Check(context.Background(), r, msg("+14155550199", "", "US"), 0); rej != nil {
 					t.Errorf("another recipient limited: %+v", rej)
 				}
 			}
 			clk.add(tc.period)
 			for i := 0; i < tc.n; i++ {
-				if rej, _ := c.Check(context.Background(), r, tc.vary(i)); rej != nil {
+				if rej, _ := c.Check(context.Background(), r, tc.vary(i), 0); rej != nil {
 					t.Fatalf("after the window, request %d rejected: %+v", i+1, rej)
 				}
 			}
@@ -109,7 +109,7 @@ func TestZeroMeansUnlimited(t *testing.T) {
 	c := Checker{Limiter: &MemoryLimiter{}}
 	r := &Rules{Limits: config.RateLimits{PerRecipient: &config.Limit{}, PerIP: &config.Limit{}, PerTenant: &config.Limit{}}}
 	for i := 0; i < 1000; i++ {
-		if rej, _ := c.Check(context.Background(), r, &gateway.Message{Tenant: "a", To: "+14155550104", IP: "x", Country: "US"}); rej != nil {
+		if rej, _ := c.Check(context.Background(), r, &gateway.Message{Tenant: "a", To: "+14155550104", IP: "x", Country: "US"}, 0); rej != nil {
 			t.Fatalf("limited at %d: %+v", i, rej)
 		}
 	}
@@ -121,10 +121,10 @@ func TestTenantWideLimitDoesNotSpendRecipientAllowance(t *testing.T) {
 	r := &Rules{Limits: config.RateLimits{PerTenant: lim(1, time.Second), PerRecipient: lim(2, time.Hour)}}
 	m := &gateway.Message{Tenant: "a", To: "+14155550104", Country: "US"}
 	for i := 0; i < 5; i++ { // 1 allowed, 4 refused by per_tenant
-		c.Check(context.Background(), r, m)
+		c.Check(context.Background(), r, m, 0)
 	}
 	clk.add(time.Second)
-	if rej, _ := c.Check(context.Background(), r, m); rej != nil {
+	if rej, _ := c.Check(context.Background(), r, m, 0); rej != nil {
 		t.Fatalf("second send refused: %+v (refused requests used the recipient's allowance)", rej)
 	}
 }
@@ -145,7 +145,7 @@ func TestCountryLists(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.cc, func(t *testing.T) {
-			rej, _ := c.Check(context.Background(), r, &gateway.Message{Tenant: "a", To: "+1", Country: tc.cc})
+			rej, _ := c.Check(context.Background(), r, &gateway.Message{Tenant: "a", To: "+1", Country: tc.cc}, 0)
 			got := ""
 			if rej != nil {
 				got = rej.Reason
@@ -161,7 +161,7 @@ func TestCountryLists(t *testing.T) {
 	// Global allow list narrows every tenant.
 	cfg.Policy.AllowedCountries = []string{"US"}
 	r = Compile(cfg, &config.Tenant{})
-	if rej, _ := c.Check(context.Background(), r, &gateway.Message{Country: "GB"}); rej == nil || rej.Reason != "allowed_countries" {
+	if rej, _ := c.Check(context.Background(), r, &gateway.Message{Country: "GB"}, 0); rej == nil || rej.Reason != "allowed_countries" {
 		t.Errorf("global allow list not applied: %+v", rej)
 	}
 }
@@ -188,7 +188,7 @@ func TestNonGeographicNeedsAnExplicitAllowList(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := &config.Config{Policy: config.Policy{AllowedCountries: tc.global}}
 			r := Compile(cfg, &config.Tenant{AllowedCountries: tc.allow, DeniedCountries: tc.denied})
-			rej, _ := c.Check(context.Background(), r, &gateway.Message{Tenant: "a", To: "+979123456789", Country: "001"})
+			rej, _ := c.Check(context.Background(), r, &gateway.Message{Tenant: "a", To: "+979123456789", Country: "001"}, 0)
 			got := ""
 			if rej != nil {
 				got = rej.Reason
@@ -440,12 +440,12 @@ func TestChangedLimitStartsAFreshBucket(t *testing.T) {
 	c := Checker{Limiter: &MemoryLimiter{Now: newClock().now}}
 	m := &gateway.Message{Tenant: "a", To: "+14155550104", Country: "US"}
 	before := &Rules{Limits: config.RateLimits{PerRecipient: lim(1, time.Hour)}}
-	c.Check(context.Background(), before, m)
-	if rej, _ := c.Check(context.Background(), before, m); rej == nil {
+	c.Check(context.Background(), before, m, 0)
+	if rej, _ := c.Check(context.Background(), before, m, 0); rej == nil {
 		t.Fatal("second send under 1/1h allowed")
 	}
 	after := &Rules{Limits: config.RateLimits{PerRecipient: lim(2, time.Hour)}} // as after a reload
-	if rej, _ := c.Check(context.Background(), after, m); rej != nil {
+	if rej, _ := c.Check(context.Background(), after, m, 0); rej != nil {
 		t.Errorf("a reloaded limit reused the old bucket: %+v", rej)
 	}
 }

@@ -100,30 +100,39 @@ func (r *Redis) AllowKeeping(ctx context.Context, key string, l config.Limit, ke
 	return true, 0, nil
 }
 
-// spendCharge advances a spend bucket's theoretical arrival time (microseconds, see spendTAT) by
-// ARGV[2] and keeps the key until the bucket has refilled.
+// spendCharge moves a spend bucket's theoretical arrival time (microseconds, see spendTAT) by
+// ARGV[2], forward to charge or back to give back, never before now (a full bucket), and keeps
+// the key until the bucket has refilled.
 var spendCharge = redis.NewScript(`
 local now = tonumber(ARGV[1])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
 tat = tat + tonumber(ARGV[2])
+if tat <= now then
+  redis.call('DEL', KEYS[1])
+  return 0
+end
 redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
 return 0
 `)
 
-// spendBucket reads a spend bucket's theoretical arrival time; the zero time when there is none
-// (it has refilled and expired).
-func (r *Redis) spendBucket(ctx context.Context, key string) (time.Time, error) {
-	var get *redis.StringCmd
-	err := r.guard(func() error {
-		get = r.Client.Get(ctx, r.Prefix+"sp:"+key)
-		return get.Err()
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return time.Time{}, err
-	}
-	return parseSpendTAT(get)
-}
+// spendReserve is Reserve in one step: when the bucket is a whole period (ARGV[3]) or more ahead
+// of now it returns the microseconds until it is not, and otherwise moves it by ARGV[2] and
+// returns 0.
+var spendReserve = redis.NewScript(`
+local now = tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local ahead = tat - now
+local per = tonumber(ARGV[3])
+if ahead >= per then return ahead - per + 1000 end
+local inc = tonumber(ARGV[2])
+if inc > 0 then
+  tat = tat + inc
+  redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
+end
+return 0
+`)
 
 // parseSpendTAT reads a spend bucket's GET: the zero time for a missing key.
 func parseSpendTAT(get *redis.StringCmd) (time.Time, error) {
@@ -141,16 +150,30 @@ func parseSpendTAT(get *redis.StringCmd) (time.Time, error) {
 	return time.UnixMicro(us), nil
 }
 
-// Allowed implements Spends.
-func (r *Redis) Allowed(ctx context.Context, key string, l config.Spend) (bool, time.Duration, error) {
-	tat, err := r.spendBucket(ctx, key)
+// Reserve implements Spends.
+func (r *Redis) Reserve(ctx context.Context, key string, l config.Spend, amount float64) (bool, time.Duration, error) {
+	var inc int64
+	if amount > 0 && l.Amount > 0 {
+		inc = spendMicros(l, amount)
+	}
+	var wait int64
+	err := r.guard(func() (err error) {
+		wait, err = spendReserve.Run(ctx, r.Client, []string{r.Prefix + "sp:" + key}, r.now().UnixMicro(), inc, l.Per.Microseconds()).Int64()
+		return err
+	})
 	if err != nil {
 		return false, 0, err
 	}
-	if w := spendWait(tat, r.now(), l); w > 0 {
-		return false, w, nil
+	if wait > 0 {
+		return false, time.Duration(wait) * time.Microsecond, nil
 	}
 	return true, 0, nil
+}
+
+// spendMicros is spendStep in whole microseconds, at least one: a price too small to move the
+// clock must still leave a key with a positive expiry (PX 0 is an error).
+func spendMicros(l config.Spend, amount float64) int64 {
+	return max(1, int64(math.Ceil(float64(spendStep(l, amount))/float64(time.Microsecond))))
 }
 
 // Used implements Spends: one pipeline of GETs, so one round trip however many tenants the
@@ -186,12 +209,15 @@ func (r *Redis) Used(ctx context.Context, buckets []SpendBucket) ([]float64, err
 
 // Charge implements Spends.
 func (r *Redis) Charge(ctx context.Context, key string, l config.Spend, amount float64) error {
-	if amount <= 0 || l.Amount <= 0 {
+	if amount == 0 || l.Amount <= 0 {
 		return nil
 	}
-	// At least a microsecond: a price too small to move the clock must still leave a key with a
-	// positive expiry (PX 0 is an error).
-	inc := max(1, int64(math.Ceil(float64(spendStep(l, amount))/float64(time.Microsecond))))
+	var inc int64
+	if amount > 0 {
+		inc = spendMicros(l, amount)
+	} else if inc = -int64(spendStep(l, -amount) / time.Microsecond); inc == 0 {
+		return nil // too little to give back: a bucket is never given more than it was charged
+	}
 	return r.guard(func() error {
 		return spendCharge.Run(ctx, r.Client, []string{r.Prefix + "sp:" + key}, r.now().UnixMicro(), inc).Err()
 	})

@@ -8,14 +8,17 @@ import (
 )
 
 // Spends keeps spend limits (rate_limits.spend): one bucket of money per key, refilled at
-// Amount per Per. A send's price is known only once a provider accepted it, so Allowed is asked
-// before the send and Charge after it, and a charge may take the bucket into debt: the most a
-// tenant overspends is the price of the sends it had in flight when the bucket ran empty.
+// Amount per Per. A send's price is known only once a provider accepted it, so what it may cost
+// (the highest price of its route's providers) is reserved before the send and the difference
+// settled after it: sends in flight at once cannot together take the bucket further into debt
+// than one reservation each had when it was taken, however many a tenant starts at once.
 type Spends interface {
-	// Allowed reports whether key's bucket holds anything; when it does not, how long until it
-	// does.
-	Allowed(ctx context.Context, key string, l config.Spend) (ok bool, retryAfter time.Duration, err error)
-	// Charge takes amount from key's bucket.
+	// Reserve takes amount from key's bucket when the bucket holds anything (into debt if need
+	// be) and reports ok, in one step, so no two reservations see the same room; when it holds
+	// nothing it takes nothing and says how long until it holds something.
+	Reserve(ctx context.Context, key string, l config.Spend, amount float64) (ok bool, retryAfter time.Duration, err error)
+	// Charge takes amount from key's bucket; a negative amount gives it back, never beyond a
+	// full bucket.
 	Charge(ctx context.Context, key string, l config.Spend, amount float64) error
 	// Used is what each bucket has spent and not yet refilled (above its Amount: in debt), in
 	// the order asked: one read for all of them (the admin API asks for every tenant at once).
@@ -64,9 +67,9 @@ func spendWait(tat, now time.Time, l config.Spend) time.Duration {
 	return 0
 }
 
-// Allowed implements Spends. Spend buckets are per tenant (and limit), so they are few; one that
+// Reserve implements Spends. Spend buckets are per tenant (and limit), so they are few; one that
 // has refilled is dropped when it is next read.
-func (m *MemoryLimiter) Allowed(_ context.Context, key string, l config.Spend) (bool, time.Duration, error) {
+func (m *MemoryLimiter) Reserve(_ context.Context, key string, l config.Spend, amount float64) (bool, time.Duration, error) {
 	now := m.now()
 	m.spendMu.Lock()
 	defer m.spendMu.Unlock()
@@ -76,6 +79,12 @@ func (m *MemoryLimiter) Allowed(_ context.Context, key string, l config.Spend) (
 	}
 	if w := spendWait(tat, now, l); w > 0 {
 		return false, w, nil
+	}
+	if amount > 0 && l.Amount > 0 {
+		if m.spends == nil {
+			m.spends = map[string]time.Time{}
+		}
+		m.spends[key] = spendTAT(tat, now, l, amount)
 	}
 	return true, 0, nil
 }
@@ -94,12 +103,24 @@ func (m *MemoryLimiter) Used(_ context.Context, buckets []SpendBucket) ([]float6
 
 // Charge implements Spends.
 func (m *MemoryLimiter) Charge(_ context.Context, key string, l config.Spend, amount float64) error {
-	if amount <= 0 || l.Amount <= 0 {
+	if amount == 0 || l.Amount <= 0 {
 		return nil
 	}
 	now := m.now()
 	m.spendMu.Lock()
 	defer m.spendMu.Unlock()
+	if amount < 0 {
+		tat, ok := m.spends[key]
+		if !ok {
+			return nil // full already
+		}
+		if tat = tat.Add(-spendStep(l, -amount)); tat.After(now) {
+			m.spends[key] = tat
+		} else {
+			delete(m.spends, key)
+		}
+		return nil
+	}
 	if m.spends == nil {
 		m.spends = map[string]time.Time{}
 	}

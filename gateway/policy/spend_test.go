@@ -2,6 +2,9 @@ package policy
 
 import (
 	"context"
+	"math"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,51 +17,38 @@ import (
 	"github.com/smsgate/smsgate/gateway/policy/redistest"
 )
 
-// TestSpendLimit: a send is allowed while the tenant's spend bucket holds anything; the price of
-// each send is charged after it, into debt if need be; the bucket refills at Amount per Per; and
-// two replicas on one Redis share it.
+// TestSpendLimit: a send is allowed while the tenant's spend bucket holds anything, and what it
+// may cost is reserved then, into debt if need be; the bucket refills at Amount per Per; and two
+// replicas on one Redis share it.
 func TestSpendLimit(t *testing.T) {
 	for _, backend := range []string{"memory", "redis"} {
 		t.Run(backend, func(t *testing.T) {
 			clk := newClock()
-			var a, b Spends = &MemoryLimiter{Now: clk.now}, nil
-			if backend == "redis" {
-				client, prefix := redistest.Start(t), redistest.Prefix(t)
-				a, b = &Redis{Client: client, Prefix: prefix, Now: clk.now}, &Redis{Client: client, Prefix: prefix, Now: clk.now}
-			} else {
-				b = a
-			}
+			a, b := twoReplicas(t, backend, clk)
 			ctx := context.Background()
 			l := config.Spend{Amount: 1, Per: 24 * time.Hour} // 1 a day
 			key := SpendKey("acme", l)
-			c := Checker{Limiter: &MemoryLimiter{Now: clk.now}, Spends: a}
+			ca, cb := Checker{Limiter: &MemoryLimiter{Now: clk.now}, Spends: a}, Checker{Limiter: &MemoryLimiter{Now: clk.now}, Spends: b}
 			r := &Rules{Limits: config.RateLimits{Spend: &l}}
 			msg := &gateway.Message{Tenant: "acme", To: "+14155550104", Country: "US"}
 			// 0.4 + 0.4 leave 0.2: still allowed; the third 0.4 goes 0.2 into debt.
-			for i := range 3 {
-				if rej, err := c.Check(ctx, r, msg); rej != nil || err != nil {
+			for i, c := range []Checker{ca, cb, ca} {
+				if rej, err := c.Check(ctx, r, msg, 0.4); rej != nil || err != nil {
 					t.Fatalf("send %d refused: %+v %v", i+1, rej, err)
 				}
-				replica := a
-				if i == 1 {
-					replica = b
-				}
-				if err := replica.Charge(ctx, key, l, 0.4); err != nil {
-					t.Fatal(err)
-				}
 			}
-			rej, err := c.Check(ctx, r, msg)
+			rej, err := cb.Check(ctx, r, msg, 0.4)
 			// In debt by 0.2 of a day's 1: it holds something again after 0.2 of a day.
 			if err != nil || rej == nil || rej.Code != "rate_limited" || rej.Reason != "spend" ||
 				rej.RetryAfter < 288*time.Minute-time.Second || rej.RetryAfter > 288*time.Minute+time.Second {
 				t.Fatalf("over the limit: %+v %v (want spend, retry after 4h48m)", rej, err)
 			}
 			// Another tenant's bucket is its own.
-			if rej, _ := c.Check(ctx, r, &gateway.Message{Tenant: "other", To: "+14155550104", Country: "US"}); rej != nil {
+			if rej, _ := ca.Check(ctx, r, &gateway.Message{Tenant: "other", To: "+14155550104", Country: "US"}, 0.4); rej != nil {
 				t.Errorf("another tenant refused: %+v", rej)
 			}
 			clk.add(288*time.Minute + 2*time.Second)
-			if rej, _ := c.Check(ctx, r, msg); rej != nil {
+			if rej, _ := ca.Check(ctx, r, msg, 0); rej != nil {
 				t.Errorf("refilled bucket still refuses: %+v", rej)
 			}
 			// A changed limit is a fresh bucket.
@@ -66,11 +56,123 @@ func TestSpendLimit(t *testing.T) {
 				t.Errorf("same key for another limit: %s", k2)
 			}
 			// No limit, no check.
-			if rej, _ := (&Checker{Limiter: &MemoryLimiter{Now: clk.now}, Spends: a}).Check(ctx, &Rules{}, msg); rej != nil {
+			if rej, _ := (&Checker{Limiter: &MemoryLimiter{Now: clk.now}, Spends: a}).Check(ctx, &Rules{}, msg, 5); rej != nil {
 				t.Errorf("refused without a spend limit: %+v", rej)
 			}
 		})
 	}
+}
+
+// TestSpendReservationsHoldUnderConcurrency: sends started at once each reserve what they may
+// cost before any is sent, so a tenant starting fifty at once gets as far into debt as one
+// reservation, not fifty prices (when the price was charged after the send, every one of them
+// found the bucket still holding something). Two replicas on one Redis share the reservations.
+func TestSpendReservationsHoldUnderConcurrency(t *testing.T) {
+	for _, backend := range []string{"memory", "redis"} {
+		t.Run(backend, func(t *testing.T) {
+			clk := newClock()
+			a, b := twoReplicas(t, backend, clk)
+			l := config.Spend{Amount: 1, Per: 24 * time.Hour}
+			r := &Rules{Limits: config.RateLimits{Spend: &l}}
+			var allowed atomic.Int64
+			var wg sync.WaitGroup
+			for i := range 50 {
+				s := a
+				if i%2 == 1 {
+					s = b
+				}
+				wg.Go(func() {
+					c := Checker{Limiter: &MemoryLimiter{Now: clk.now}, Spends: s}
+					rej, err := c.Check(context.Background(), r, &gateway.Message{Tenant: "acme", To: "+14155550104", Country: "US"}, 0.4)
+					if err != nil {
+						t.Error(err)
+					}
+					if rej == nil {
+						allowed.Add(1)
+					}
+				})
+			}
+			wg.Wait()
+			// 0, 0.4 and 0.8 of 1 used: three reservations find room, the rest none.
+			if n := allowed.Load(); n != 3 {
+				t.Errorf("%d of 50 sends at once allowed, want 3", n)
+			}
+			used, err := a.Used(context.Background(), []SpendBucket{{Key: SpendKey("acme", l), Limit: l}})
+			if err != nil || len(used) != 1 || math.Abs(used[0]-1.2) > 1e-6 {
+				t.Errorf("used %v %v, want 1.2", used, err)
+			}
+		})
+	}
+}
+
+// TestSpendReservationsAreGivenBack: a reservation a later rule refuses is given back at once, and
+// a charge given back never leaves the bucket fuller than full.
+func TestSpendReservationsAreGivenBack(t *testing.T) {
+	for _, backend := range []string{"memory", "redis"} {
+		t.Run(backend, func(t *testing.T) {
+			clk := newClock()
+			var s Spends = &MemoryLimiter{Now: clk.now}
+			if backend == "redis" {
+				s = &Redis{Client: redistest.Start(t), Prefix: redistest.Prefix(t), Now: clk.now}
+			}
+			ctx := context.Background()
+			l := config.Spend{Amount: 1, Per: 24 * time.Hour}
+			key := SpendKey("acme", l)
+			used := func() float64 {
+				t.Helper()
+				u, err := s.Used(ctx, []SpendBucket{{Key: key, Limit: l}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return u[0]
+			}
+			// The tenant limit refuses the second send after the spend limit reserved for it.
+			one := &config.Limit{N: 1, Per: time.Hour}
+			r := &Rules{Limits: config.RateLimits{Spend: &l, PerTenant: one}}
+			c := Checker{Limiter: &MemoryLimiter{Now: clk.now}, Spends: s}
+			msg := &gateway.Message{Tenant: "acme", To: "+14155550104", Country: "US"}
+			if rej, err := c.Check(ctx, r, msg, 0.3); rej != nil || err != nil {
+				t.Fatalf("first send: %+v %v", rej, err)
+			}
+			if rej, _ := c.Check(ctx, r, msg, 0.3); rej == nil || rej.Reason != "per_tenant" {
+				t.Fatalf("second send: %+v, want per_tenant", rej)
+			}
+			if u := used(); math.Abs(u-0.3) > 1e-6 {
+				t.Errorf("used %v after a refused send, want the first send's 0.3", u)
+			}
+			// The send cost 0.1 of its 0.3: 0.2 given back.
+			if err := s.Charge(ctx, key, l, -0.2); err != nil {
+				t.Fatal(err)
+			}
+			if u := used(); math.Abs(u-0.1) > 1e-6 {
+				t.Errorf("used %v after settling, want 0.1", u)
+			}
+			// Half a day later the 0.1 has refilled; giving back more leaves the bucket full.
+			clk.add(12 * time.Hour)
+			if err := s.Charge(ctx, key, l, -0.5); err != nil {
+				t.Fatal(err)
+			}
+			if u := used(); u != 0 {
+				t.Errorf("used %v after giving back to a full bucket, want 0", u)
+			}
+			if rej, _ := (&Checker{Limiter: &MemoryLimiter{Now: clk.now}, Spends: s}).Check(ctx, &Rules{Limits: config.RateLimits{Spend: &l}}, msg, 1); rej != nil {
+				t.Fatalf("a full bucket refuses: %+v", rej)
+			}
+			if u := used(); math.Abs(u-1) > 1e-6 {
+				t.Errorf("used %v after one reservation of 1 on a full bucket: given back beyond full", u)
+			}
+		})
+	}
+}
+
+// twoReplicas are two replicas' Spends on backend: one Redis, or the same memory.
+func twoReplicas(t *testing.T, backend string, clk *clock) (a, b Spends) {
+	if backend == "redis" {
+		client, prefix := redistest.Start(t), redistest.Prefix(t)
+		return &Redis{Client: client, Prefix: prefix, Now: clk.now}, &Redis{Client: client, Prefix: prefix, Now: clk.now}
+	}
+	m := &MemoryLimiter{Now: clk.now}
+	return m, m
 }
 
 // TestSpendBucketsExpire: a spend bucket is forgotten once it has refilled.
@@ -80,7 +182,7 @@ func TestSpendBucketsExpire(t *testing.T) {
 	l := config.Spend{Amount: 10, Per: time.Hour}
 	m.Charge(context.Background(), "k", l, 5)
 	clk.add(31 * time.Minute)
-	if ok, _, _ := m.Allowed(context.Background(), "k", l); !ok || len(m.spends) != 0 {
+	if ok, _, _ := m.Reserve(context.Background(), "k", l, 0); !ok || len(m.spends) != 0 {
 		t.Errorf("refilled bucket kept: ok %v, %d held", ok, len(m.spends))
 	}
 	client, prefix := redistest.Start(t), redistest.Prefix(t)
@@ -101,7 +203,7 @@ func TestSpendChargeFarAboveTheLimit(t *testing.T) {
 	m := &MemoryLimiter{Now: clk.now}
 	l := config.Spend{Amount: 1e-12, Per: 24 * time.Hour}
 	m.Charge(context.Background(), "k", l, 5)
-	ok, wait, _ := m.Allowed(context.Background(), "k", l)
+	ok, wait, _ := m.Reserve(context.Background(), "k", l, 1)
 	if ok || wait < 999*24*time.Hour || wait > 1000*24*time.Hour {
 		t.Errorf("ok %v, wait %v; want refused for about 999 days", ok, wait)
 	}
