@@ -3,6 +3,7 @@ package config
 import (
 	"encoding"
 	"fmt"
+	"math"
 	"os"
 	"reflect"
 	"regexp"
@@ -193,6 +194,12 @@ func (d *Decoder) decode(n *yaml.Node, path string, v reflect.Value) {
 		}
 		if err := c.Decode(v.Addr().Interface()); err != nil {
 			d.Add(n.Line, path, "invalid value %q: expected %s", n.Value, typeName(v.Type()))
+			return
+		}
+		// YAML's .nan and .inf are floats, and NaN passes every range check written as a
+		// comparison (a price of .nan emptied the spend bucket it was charged to): no key takes one.
+		if k := v.Kind(); (k == reflect.Float64 || k == reflect.Float32) && (math.IsNaN(v.Float()) || math.IsInf(v.Float(), 0)) {
+			d.Add(n.Line, path, "invalid value %q: expected a finite number", n.Value)
 		}
 	}
 }
