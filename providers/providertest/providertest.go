@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -241,7 +242,7 @@ func Run(t *testing.T, c Contract) {
 // request turns the fuzzer's bytes into an authenticated request (the body, a query string or a
 // field of a signed envelope, as the driver's webhook takes them), its body and the public URL the
 // provider called. Whatever the input, ParseReports must not panic, and must return either
-// reports with one of the gateway's statuses and an id to match them by, or an error that is
+// reports with one of the gateway's statuses, an id to match them by and a finite price, or an error that is
 // ErrUnauthenticated (a signature that covers what the fuzzer changed) or of class Caller (the
 // provider sent something malformed: it is answered 400), with no piece of secrets in it (pass
 // the secrets without any part they share with the driver's name, which errors may hold).
@@ -268,6 +269,11 @@ func FuzzReports(f *testing.F, rr gateway.ReportReceiver, secrets []string, requ
 			}
 			if rep.ProviderMessageID == "" && rep.MessageID == "" {
 				t.Fatalf("report without an id to match it by: %+v", rep)
+			}
+			// A price goes into counters and spend limits: one of NaN or infinity would stay in
+			// the counter for good and put the tenant a thousand periods into debt.
+			if math.IsNaN(rep.Price) || math.IsInf(rep.Price, 0) || rep.Price < 0 {
+				t.Fatalf("report with price %v: %+v", rep.Price, rep)
 			}
 		}
 	})

@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -335,7 +336,9 @@ func (p *Provider) ParseReports(r *http.Request, body []byte, _ string) ([]gatew
 	if ec := params["err-code"]; ec != "" && ec != "0" {
 		d.Error = ec
 	}
-	if pr, err := strconv.ParseFloat(params["price"], 64); err == nil && pr > 0 {
+	// ParseFloat reads "Inf" too: a price that is not finite would stay in the spend counter for
+	// good and put the tenant a thousand periods into debt.
+	if pr, err := strconv.ParseFloat(params["price"], 64); err == nil && pr > 0 && !math.IsInf(pr, 0) {
 		d.Price, d.Currency = pr, "EUR"
 	}
 	if t, err := time.Parse("2006-01-02 15:04:05", params["message-timestamp"]); err == nil {

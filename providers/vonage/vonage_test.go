@@ -521,7 +521,7 @@ func FuzzParseReports(f *testing.F) {
 		"\x00messageId=1&status=expired&err-code=2&client-ref=msg_8",
 		"\x01messageId=0B00000123&msisdn=14155550104&status=delivered&err-code=0&client-ref=msg_7&price=0.0333&nonce=n-1",
 		"\x02"+`{"uuid":"63f61863","conversation_uuid":"CON-1","status":"completed","direction":"outbound","timestamp":"2026-11-30T12:00:00.000Z"}`,
-		"\x02"+`{"uuid":"","status":"ringing"}`, "\x00status=delivered", "\x01price=NaN&messageId=x&status=delivered", "\x02[", "")
+		"\x02"+`{"uuid":"","status":"ringing"}`, "\x00status=delivered", "\x01price=NaN&messageId=x&status=delivered", "\x00price=Inf&messageId=x&status=delivered", "\x02[", "")
 }
 
 // receiverFunc makes a ReportReceiver of a function (the fuzz target switches drivers).
