@@ -493,7 +493,8 @@ func FuzzParseReports(f *testing.F) {
 	},
 		`{"eventType":"TEXT_DELIVERED","messageId":"aws-m1","context":{"smsgate_id":"msg_9"},"totalMessageParts":1,"totalMessagePrice":0.00581,"totalCarrierFee":0.003}`,
 		`{"eventType":"VOICE_NO_ANSWER","messageId":"aws-m2"}`, `{"eventType":"TEXT_SUCCESSFUL","messageId":""}`,
-		`{"eventType":"SOMETHING_NEW","messageId":"m","totalMessagePrice":"x"}`, `{}`, `null`, `not json`, ``)
+		`{"eventType":"SOMETHING_NEW","messageId":"m","totalMessagePrice":"x"}`,
+		`{"eventType":"TEXT_DELIVERED","messageId":"aws-m2","totalMessagePrice":1.7e308,"totalCarrierFee":1.7e308}`, `{}`, `null`, `not json`, ``)
 }
 
 // TestSMSVoiceAsksReportsOnlyWithEvents: without a configuration set, or without the topics its

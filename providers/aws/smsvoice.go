@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -450,7 +451,7 @@ func (d *SMSVoice) ParseReports(r *http.Request, body []byte, _ string) ([]gatew
 		return nil, &gateway.Error{Class: gateway.ClassCaller, Code: "invalid_report", Message: "the notification carries no event"}
 	}
 	rep := gateway.DeliveryReport{ProviderMessageID: ev.MessageID, MessageID: ev.Context["smsgate_id"], ProviderStatus: ev.EventType, Status: eventStatus(ev.EventType)}
-	if price := ev.TotalMessagePrice + ev.TotalCarrierFee; price > 0 {
+	if price := ev.TotalMessagePrice + ev.TotalCarrierFee; price > 0 && !math.IsInf(price, 0) { // two huge finite values sum to +Inf
 		rep.Price, rep.Currency = price, "USD"
 	}
 	return []gateway.DeliveryReport{rep}, nil
