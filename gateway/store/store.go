@@ -372,7 +372,10 @@ func applyReport(r *Record, rep *gateway.DeliveryReport, now time.Time) bool {
 	if rep.Error != "" {
 		r.Error = rep.Error
 	}
-	if rep.Price != 0 {
+	// Only a price that is one: a NaN or an infinity would be averaged into least-cost routing's
+	// prices and added to counters and spend limits for good (drivers give none:
+	// providertest.FuzzReports).
+	if rep.Price > 0 && !math.IsInf(rep.Price, 0) {
 		r.Price, r.Currency = rep.Price, rep.Currency
 	}
 	if rep.Status != gateway.StatusSent {

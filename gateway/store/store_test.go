@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -1342,5 +1343,25 @@ func TestSQLitePurgeLetsTheWriterIn(t *testing.T) {
 	}
 	if _, err := s.Get(ctx, "acme", "new"); err != nil {
 		t.Errorf("the record written during the purge: %v", err)
+	}
+}
+
+// TestAReportsPriceIsAPrice: a report whose price is no price (NaN, an infinity, negative) leaves
+// the record unpriced, so nothing averages, counts or charges it; a real price is kept.
+func TestAReportsPriceIsAPrice(t *testing.T) {
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	for _, p := range []float64{math.NaN(), math.Inf(1), math.Inf(-1), -0.5} {
+		r := &Record{Status: gateway.StatusSent}
+		if !applyReport(r, &gateway.DeliveryReport{Status: gateway.StatusDelivered, Price: p, Currency: "EUR"}, now) || r.Status != gateway.StatusDelivered {
+			t.Fatalf("price %v: the report was not applied: %+v", p, r)
+		}
+		if r.Price != 0 || r.Currency != "" {
+			t.Errorf("price %v recorded as %v %s", p, r.Price, r.Currency)
+		}
+	}
+	r := &Record{Status: gateway.StatusSent}
+	applyReport(r, &gateway.DeliveryReport{Status: gateway.StatusDelivered, Price: 0.0333, Currency: "EUR"}, now)
+	if r.Price != 0.0333 || r.Currency != "EUR" {
+		t.Errorf("a real price recorded as %v %s", r.Price, r.Currency)
 	}
 }
