@@ -846,6 +846,10 @@ func (c *Config) validate() {
 	if c.Server.ReadTimeout < 0 {
 		c.Problem("server.read_timeout", "must be positive")
 	}
+	if c.Server.MaxBodyBytes < 0 {
+		// A negative bound refused every body as too large: every send a 413.
+		c.Problem("server.max_body_bytes", "must be positive, not %d", c.Server.MaxBodyBytes)
+	}
 	if m := c.Server.MetricsListen; m != "" {
 		if _, port, err := net.SplitHostPort(m); err != nil || port == "" {
 			c.Problem("server.metrics_listen", "must be host:port (for example 0.0.0.0:9464), not %q", m)
