@@ -53,6 +53,11 @@ func spendTAT(tat, now time.Time, l config.Spend, amount float64) time.Time {
 // spendStep is how far a charge of amount moves a bucket's tat: Per per Amount, and never more
 // than maxDebt periods (a price far above a tiny limit must not overflow the clock).
 func spendStep(l config.Spend, amount float64) time.Duration {
+	if !(amount > 0) {
+		// NaN too: converted to a Duration it moved the bucket back past now, emptying it of any
+		// debt (config and drivers give no such price; this is the last line).
+		return 0
+	}
 	return time.Duration(min(amount/l.Amount, maxDebt) * float64(l.Per))
 }
 

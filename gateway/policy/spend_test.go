@@ -209,6 +209,29 @@ func TestSpendChargeFarAboveTheLimit(t *testing.T) {
 	}
 }
 
+// TestSpendChargeOfNaNChangesNothing: a NaN price once emptied a bucket in debt (converted to a
+// Duration it moved the bucket far into the past).
+func TestSpendChargeOfNaNChangesNothing(t *testing.T) {
+	for _, backend := range []string{"memory", "redis"} {
+		t.Run(backend, func(t *testing.T) {
+			s, _ := twoReplicas(t, backend, newClock())
+			ctx := context.Background()
+			l := config.Spend{Amount: 1, Per: time.Hour}
+			for range 5 {
+				if err := s.Charge(ctx, "k", l, 0.5); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.Charge(ctx, "k", l, math.NaN()); err != nil {
+				t.Fatal(err)
+			}
+			if ok, _, err := s.Reserve(ctx, "k", l, math.NaN()); ok || err != nil {
+				t.Errorf("a bucket 2.5 into debt allowed a send after a NaN charge (%v)", err)
+			}
+		})
+	}
+}
+
 // TestRedisSpendChargeTooSmallToMoveTheClock: a price that moves the bucket by less than a
 // microsecond is still stored instead of failing (Redis refuses SET with PX 0). The key lives a
 // millisecond, so the test reads nothing back: a slow machine would find it gone.
