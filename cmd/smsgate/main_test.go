@@ -388,6 +388,50 @@ routes: [{name: d, providers: [m]}]
 	}
 }
 
+// TestValidateWarnsOfARetentionShorterThanItsReaders: a message log kept shorter than delivery
+// health's window, or than least-cost prices' window while a route uses least_cost, is read
+// short without an error; validate says so, and stays quiet when the reader is off or the log
+// is kept long enough (or forever).
+func TestValidateWarnsOfARetentionShorterThanItsReaders(t *testing.T) {
+	const cfg = `storage: {retention: %s}
+routing: {delivery_health: {enabled: %s}}
+tenants: [{name: a, api_key: a-key-long-enough-0123}]
+providers: [{name: m, type: mock, prices: {default: 0.01}}]
+routes: [{name: d, strategy: %s, providers: [m]}]
+`
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	health := ":1: storage.retention: 10m0s keeps less of the message log than routing.delivery_health.window (30m0s) reads"
+	prices := ":1: storage.retention: %s keeps less of the message log than routing.least_cost.window (24h0m0s) reads"
+	for _, c := range []struct {
+		retention, health, strategy string
+		want                        []string
+		not                         []string
+	}{
+		{"10m", "true", "ordered", []string{health}, []string{"least_cost.window"}},
+		{"10m", "false", "ordered", nil, []string{"storage.retention"}},
+		{"10m", "false", "least_cost", []string{fmt.Sprintf(prices, "10m0s")}, []string{"delivery_health.window"}},
+		{"12h", "true", "least_cost", []string{fmt.Sprintf(prices, "12h0m0s")}, []string{"delivery_health.window"}},
+		{"0s", "true", "least_cost", nil, []string{"storage.retention"}},
+		{"720h", "true", "least_cost", nil, []string{"storage.retention"}},
+	} {
+		os.WriteFile(path, []byte(fmt.Sprintf(cfg, c.retention, c.health, c.strategy)), 0o600)
+		code, out, errs := runCmd("validate", "-c", path)
+		if code != 0 || !strings.Contains(out, "configuration is valid") {
+			t.Fatalf("%+v: exit %d\n%s", c, code, errs)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(errs, path+w) {
+				t.Errorf("%+v: no warning %q:\n%s", c, w, errs)
+			}
+		}
+		for _, w := range c.not {
+			if strings.Contains(errs, w) {
+				t.Errorf("%+v: a warning of %s:\n%s", c, w, errs)
+			}
+		}
+	}
+}
+
 // TestValidateWarnsOfTenantsUnboundedInRedis: with Redis, a tenant without per_tenant has nothing
 // bounding what it keeps in the store every replica shares.
 func TestValidateWarnsOfTenantsUnboundedInRedis(t *testing.T) {

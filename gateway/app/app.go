@@ -638,6 +638,7 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 	rt.checkCredentials()
 	rt.checkMetricsListener()
 	rt.checkPumpingRanges()
+	rt.checkRetention()
 	if len(cfg.Decoder.Problems) > 0 {
 		cfg.Decoder.Problems.Sort()
 		return nil, cfg.Decoder.Problems
@@ -760,6 +761,31 @@ func (rt *runtime) checkPumpingRanges() {
 			rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: policy.pumping.range_digits: %d digits make nearly every number a range of its own: each range's counters are kept for the baseline and two hours (%.0fh), about 440 bytes a send in memory and 110 in Redis, and few ranges reach min_volume; 2 or 3 is usual (docs/operations.md)",
 				rt.cfg.File, rt.cfg.Decoder.Line("policy.pumping.range_digits"), pp.RangeDigits, (pp.Baseline.D()+2*time.Hour).Hours()))
 			return
+		}
+	}
+}
+
+// checkRetention warns when storage.retention keeps the message log shorter than a window read
+// from it: delivery health's, and least-cost prices' when a route uses least_cost. The read then
+// sees only what is kept, fewer messages than it is set to count, and no error says so.
+func (rt *runtime) checkRetention() {
+	ret := rt.cfg.Storage.Retention.D()
+	if ret <= 0 {
+		return // kept forever
+	}
+	dh, lc := rt.cfg.Routing.DeliveryHealth, rt.cfg.Routing.LeastCost
+	windows := []struct {
+		key string
+		d   time.Duration
+		on  bool
+	}{
+		{"routing.delivery_health.window", dh.Window.D(), dh.Enabled != nil && *dh.Enabled},
+		{"routing.least_cost.window", lc.Window.D(), slices.ContainsFunc(rt.cfg.Routes, func(r config.Route) bool { return r.Strategy == "least_cost" })},
+	}
+	for _, w := range windows {
+		if w.on && ret < w.d {
+			rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: storage.retention: %s keeps less of the message log than %s (%s) reads: it counts only what is kept",
+				rt.cfg.File, rt.cfg.Decoder.Line("storage.retention"), ret, w.key, w.d))
 		}
 	}
 }
