@@ -214,23 +214,15 @@ func (a *App) reconcileSpend(cfg *config.Config, tn *tenant, c store.Charge) {
 	if extra := v - a.prices.Load().estimate(c.Provider, c.Country, c.Type); extra > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		a.chargeSpend(ctx, tn, extra)
+		a.settleSpend(ctx, tn, 0, extra) // nothing was reserved for it
 	}
-}
-
-// chargeSpend takes amount from tn's spend bucket (tn has a spend limit) and counts it.
-func (a *App) chargeSpend(ctx context.Context, tn *tenant, amount float64) {
-	s := tn.spend()
-	if err := a.checker.Spends.Charge(ctx, policy.SpendKey(tn.name, *s), *s, amount); err != nil {
-		a.stateError("spend_charge", err)
-		return
-	}
-	a.metrics.EstimatedSpend.WithLabelValues(tn.name).Add(amount)
 }
 
 // settleSpend settles a send's reservation (reserved, what Check took from tn's spend bucket) once
 // what the send cost is known (0 when it was not sent): the bucket is charged the difference, or
-// given it back, and smsgate_tenant_spend_estimated_total counts the cost.
+// given it back, and smsgate_tenant_spend_estimated_total counts the cost (also when the bucket
+// could not be charged: the message was sent all the same). A report's price beyond the estimate
+// is settled the same way, with nothing reserved.
 func (a *App) settleSpend(ctx context.Context, tn *tenant, reserved, cost float64) {
 	s := tn.spend()
 	if s == nil {
