@@ -176,6 +176,10 @@ const (
 	StatusRejected    = "rejected"
 )
 
+// RecordStatuses are the statuses a record can have, and a driver may report: a provider's
+// "accepted" leaves a record sent.
+var RecordStatuses = []string{StatusSent, StatusDelivered, StatusUndelivered, StatusFailed, StatusRejected}
+
 // DeliveryReport is one provider report about one message, normalized.
 type DeliveryReport struct {
 	// Provider is the configured provider name that received the report.

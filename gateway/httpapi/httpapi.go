@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -519,10 +520,6 @@ func (h *handlers) verified(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "delivered"})
 }
 
-// recordStatuses are the statuses a record can have (a provider's "accepted" leaves it sent).
-var recordStatuses = map[string]bool{gateway.StatusSent: true, gateway.StatusDelivered: true,
-	gateway.StatusUndelivered: true, gateway.StatusFailed: true, gateway.StatusRejected: true}
-
 // MessagesPage is the body of GET /v1/messages.
 type MessagesPage struct {
 	Messages   []*store.Record `json:"messages"`
@@ -540,7 +537,7 @@ func (h *handlers) messages(c echo.Context) error {
 		return fail(http.StatusBadRequest, "invalid_query", "the query string is not URL-encoded")
 	}
 	q := store.Query{Tenant: t.Name, Status: c.QueryParam("status"), Provider: c.QueryParam("provider"), Limit: 50}
-	if q.Status != "" && !recordStatuses[q.Status] {
+	if q.Status != "" && !slices.Contains(gateway.RecordStatuses, q.Status) {
 		// A misspelt status would otherwise match nothing and read as "none".
 		return fail(http.StatusBadRequest, "invalid_query", "status must be sent, delivered, undelivered, failed or rejected")
 	}

@@ -250,7 +250,6 @@ func FuzzReports(f *testing.F, rr gateway.ReportReceiver, secrets []string, requ
 	for _, s := range seeds {
 		f.Add([]byte(s))
 	}
-	statuses := []string{gateway.StatusSent, gateway.StatusDelivered, gateway.StatusUndelivered, gateway.StatusFailed, gateway.StatusRejected}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		r, body, publicURL := request(in)
 		reps, err := rr.ParseReports(r, body, publicURL)
@@ -264,7 +263,7 @@ func FuzzReports(f *testing.F, rr gateway.ReportReceiver, secrets []string, requ
 			return
 		}
 		for _, rep := range reps {
-			if !slices.Contains(statuses, rep.Status) {
+			if !slices.Contains(gateway.RecordStatuses, rep.Status) {
 				t.Fatalf("report with status %q: %+v", rep.Status, rep)
 			}
 			if rep.ProviderMessageID == "" && rep.MessageID == "" {
