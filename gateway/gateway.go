@@ -31,6 +31,10 @@ type Message struct {
 	To string
 	// Country is the ISO 3166-1 alpha-2 region of To, for example "US".
 	Country string
+	// AlsoIn names the other regions To may be in, when it is a number libphonenumber does not
+	// recognize under a calling code several regions share and its digits do not tell which (US,
+	// AlsoIn [CA]). Country lists hold for each of them; routes and limits see Country.
+	AlsoIn []string
 	// Type is sms or voice.
 	Type MessageType
 	// Text is the rendered message. It contains the code; never log or store it as is.

@@ -1000,3 +1000,46 @@ func TestAFloodOfRecipientsEvictsOnlyItsOwnBuckets(t *testing.T) {
 	// 206 buckets (5 quiet, 200 flood, the flood's first again), 40 kept.
 	onlyTheFloodEvicted(t, h, 166, "rate-limit bucket evicted before it refilled: state.max_keys reached, the tenant holding the most buckets lost one")
 }
+
+// TestAnUnrecognizedRangeIsNoWayAroundCountryLists: a tenant that accepts numbers
+// libphonenumber does not recognize had their country from the calling code, so an unrecognized
+// +1 876 number (Jamaica's area code) was counted in the US and passed a deny list of JM, the
+// global one included, and an allow list of US; the provider then sent it to Jamaica, a classic
+// pumping destination. Now the leading digits place it, and a +1 number they do not place may be
+// in the US or Canada: an allow list must name both.
+func TestAnUnrecognizedRangeIsNoWayAroundCountryLists(t *testing.T) {
+	h := start(t, `
+storage: {driver: memory}
+policy: {denied_countries: [JM], rate_limits: {per_recipient: 0}}
+tenants:
+  - {name: open, api_key: open-key, accept_unrecognized_numbers: true}
+  - {name: us-only, api_key: us-key, accept_unrecognized_numbers: true, allowed_countries: [US]}
+  - {name: north-america, api_key: na-key, accept_unrecognized_numbers: true, allowed_countries: [US, CA]}
+providers:
+  - {name: primary, type: mock}
+routes:
+  - {name: default, providers: [primary]}
+`, Options{})
+	send := func(key, to string) response {
+		t.Helper()
+		return h.send(key, `{"message_options":{"recipient":"`+to+`","text":"Your code is 123456","message_type":"sms"}}`)
+	}
+	tests := []struct {
+		key, to string
+		status  int
+		code    string
+	}{
+		{"open-key", "+1 876 000 0000", 403, "country_not_allowed"}, // unrecognized, Jamaica's area code
+		{"us-key", "+1 876 000 0000", 403, "country_not_allowed"},   // and not in the allow list
+		{"us-key", "+1 770 000 0000", 403, "country_not_allowed"},   // US or Canada: the list names only US
+		{"na-key", "+1 770 000 0000", 200, ""},                      // the list names both
+		{"us-key", "+1 415 555 0104", 200, ""},                      // a recognized US number
+		{"open-key", "+44 7700 900123", 200, ""},                    // no list names GB, GG or JE
+	}
+	for _, tc := range tests {
+		r := send(tc.key, tc.to)
+		if r.Status != tc.status || errCode(r) != tc.code {
+			t.Errorf("%s to %s: %d %q, want %d %q: %s", tc.key, tc.to, r.Status, errCode(r), tc.status, tc.code, r.Raw)
+		}
+	}
+}

@@ -164,14 +164,25 @@ func TestNormalizeNumber(t *testing.T) {
 		want       Number
 		wantErrish bool
 	}{
-		{in: "+1 (415) 555-0104", want: Number{"+14155550104", "US", true}},
-		{in: "1-808-555-5555", want: Number{"+18085555555", "US", true}},
-		{in: "0044 7911 123456", want: Number{"+447911123456", "GG", true}},
-		{in: "+44 7911 123456", want: Number{"+447911123456", "GG", true}},
-		{in: "+1 876 555 1234", want: Number{"+18765551234", "JM", true}},
-		{in: "+41 79 302 67 27", want: Number{"+41793026727", "CH", true}},
+		{in: "+1 (415) 555-0104", want: Number{"+14155550104", "US", true, nil}},
+		{in: "1-808-555-5555", want: Number{"+18085555555", "US", true, nil}},
+		{in: "0044 7911 123456", want: Number{"+447911123456", "GG", true, nil}},
+		{in: "+44 7911 123456", want: Number{"+447911123456", "GG", true, nil}},
+		{in: "+1 876 555 1234", want: Number{"+18765551234", "JM", true, nil}},
+		{in: "+41 79 302 67 27", want: Number{"+41793026727", "CH", true, nil}},
 		{in: "+44 7700 900123", wantErrish: true},
-		{in: "+44 7700 900123", accept: true, want: Number{"+447700900123", "GB", false}},
+		{in: "+44 7700 900123", accept: true, want: Number{"+447700900123", "GB", false, []string{"GG", "JE"}}},
+		// An unrecognized number under a shared calling code is counted where its digits say
+		// (the area code 876 is Jamaica's, whatever follows), or may be in each region they do
+		// not rule out: an unrecognized range is no way around a country list (policy).
+		{in: "+1 876 000 0000", wantErrish: true},
+		{in: "+1 876 000 0000", accept: true, want: Number{"+18760000000", "JM", false, nil}},
+		{in: "+1 284 123 4567", accept: true, want: Number{"+12841234567", "VG", false, nil}},
+		{in: "+1 770 000 0000", accept: true, want: Number{"+17700000000", "US", false, []string{"CA"}}},
+		{in: "+44 1481 000000", accept: true, want: Number{"+441481000000", "GB", false, []string{"GG"}}},
+		{in: "+7 600 000 0000", accept: true, want: Number{"+76000000000", "RU", false, []string{"KZ"}}},
+		{in: "+358 18 000", accept: true, want: Number{"+35818000", "AX", false, nil}},
+		{in: "+46 70 000", accept: true, want: Number{"+4670000", "SE", false, nil}},
 		{in: "hello", wantErrish: true},
 		{in: "+1", wantErrish: true},
 		{in: "+999 1234567", accept: true, wantErrish: true},
@@ -180,13 +191,13 @@ func TestNormalizeNumber(t *testing.T) {
 		{in: "+1 415 555 CODE", accept: true, wantErrish: true},
 		{in: "+1-415-555-0104 ext", wantErrish: true},
 		{in: "+1/415/555/0104", wantErrish: true},
-		{in: "+1.415.555.0104", want: Number{"+14155550104", "US", true}},
+		{in: "+1.415.555.0104", want: Number{"+14155550104", "US", true, nil}},
 		// Numbers of no country have the country 001, recognized or not.
-		{in: "+979 123456789", want: Number{"+979123456789", "001", true}},
-		{in: "+881 612345678", want: Number{"+881612345678", "001", true}},
-		{in: "+800 1234 5678", want: Number{"+80012345678", "001", true}},
+		{in: "+979 123456789", want: Number{"+979123456789", "001", true, nil}},
+		{in: "+881 612345678", want: Number{"+881612345678", "001", true, nil}},
+		{in: "+800 1234 5678", want: Number{"+80012345678", "001", true, nil}},
 		{in: "+888 123456789", wantErrish: true},
-		{in: "+888 123456789", accept: true, want: Number{"+888123456789", "001", false}},
+		{in: "+888 123456789", accept: true, want: Number{"+888123456789", "001", false, nil}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.in, func(t *testing.T) {

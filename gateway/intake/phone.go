@@ -2,6 +2,7 @@ package intake
 
 import (
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +18,10 @@ type Number struct {
 	Country string
 	// Recognized is false when libphonenumber does not know the number as valid.
 	Recognized bool
+	// AlsoIn is, for a number not Recognized whose calling code several regions share, the other
+	// regions it may be in when its digits do not tell which (US with AlsoIn [CA] for a +1 number
+	// of a range neither is known to have). Empty otherwise.
+	AlsoIn []string
 }
 
 // NonGeographic is the country of numbers that belong to no country, as libphonenumber names it.
@@ -38,7 +43,8 @@ func validRecipientChar(r rune) bool {
 // NormalizeNumber parses a recipient in any common form ("+1 (415) 555-0104", "1-808-555-5555",
 // "0044 7911 123456") to E.164. Numbers without "+" or "00" are read as international. A number
 // libphonenumber does not recognize as valid is an invalid_number error unless acceptUnrecognized
-// is set, in which case its country comes from the calling code.
+// is set, in which case its country comes from its calling code and leading digits, and AlsoIn
+// names the other regions it may be in (unrecognizedRegion).
 func NormalizeNumber(raw string, acceptUnrecognized bool) (Number, error) {
 	s := strings.TrimSpace(raw)
 	for _, r := range s {
@@ -85,11 +91,28 @@ func NormalizeNumber(raw string, acceptUnrecognized bool) (Number, error) {
 	if !acceptUnrecognized {
 		return Number{}, bad("invalid_number", "the recipient is not a number in a recognized range; a tenant may allow such numbers with accept_unrecognized_numbers")
 	}
-	n.Country = phonenumbers.GetRegionCodeForCountryCode(int(num.GetCountryCode()))
-	if n.Country == "" {
-		n.Country = "ZZ"
-	}
+	n.Country, n.AlsoIn = unrecognizedRegion(num)
 	return n, nil
+}
+
+// unrecognizedRegion is the country of a number libphonenumber does not recognize, and the other
+// regions it may be in (possibleRegions). Without rules for its calling code, every region of the
+// code is possible.
+func unrecognizedRegion(num *phonenumbers.PhoneNumber) (string, []string) {
+	cc := int(num.GetCountryCode())
+	var regions []string
+	if rules := rulesFor(cc); rules != nil {
+		regions = rules.possibleRegions(phonenumbers.GetNationalSignificantNumber(num))
+	} else {
+		regions = phonenumbers.GetRegionCodesForCountryCode(cc)
+	}
+	switch len(regions) {
+	case 0:
+		return "ZZ", nil
+	case 1:
+		return regions[0], nil
+	}
+	return regions[0], slices.Clone(regions[1:])
 }
 
 // normalizeRegion is IsValidNumber, and the region it found: regionOf where its rules for the

@@ -37,6 +37,44 @@ func (rules *callingCodeRules) regionOf(num *phonenumbers.PhoneNumber) (string, 
 	return "", false
 }
 
+// possibleRegions is where a number the rules do not recognize as valid may be, the region it is
+// counted in first. A calling code of one region: that region. A shared one: the region whose
+// leading digits the number starts with (JM for +1 876, whatever follows), else the regions
+// without leading digits whose general pattern it matches, or all of those when it matches
+// none of them (+1 with an area code of neither's known ranges: US and CA). Country lists hold
+// for each (policy), so an unrecognized range is not a way around them.
+func (rules *callingCodeRules) possibleRegions(national string) []string {
+	if len(rules.regions) == 1 {
+		return []string{rules.regions[0].id}
+	}
+	var plain, matching []string
+	for _, r := range rules.regions {
+		switch {
+		case r.leading != nil:
+			if r.leading.MatchString(national) {
+				return []string{r.id}
+			}
+		case r.general.matches(national):
+			matching = append(matching, r.id)
+			plain = append(plain, r.id)
+		default:
+			plain = append(plain, r.id)
+		}
+	}
+	switch {
+	case len(matching) > 0:
+		return matching
+	case len(plain) > 0:
+		return plain
+	}
+	// Every region has leading digits and none matches (+7 6..., +47 1...): any of them.
+	out := make([]string, len(rules.regions))
+	for i, r := range rules.regions {
+		out[i] = r.id
+	}
+	return out
+}
+
 // callingCodeRules are the validity rules of the regions that share a calling code, in the
 // library's order (the main region first).
 type callingCodeRules struct {

@@ -75,6 +75,28 @@ func SpendKey(tenant string, l config.Spend) string {
 	return "s|" + l.String() + "|" + tenant
 }
 
+// countryRule is the country lists' rejection of a destination in country cc, or nil. counted is
+// the country the number is counted in when cc is only another region it may be in (an
+// unrecognized range under a shared calling code: gateway.Message.AlsoIn), else "".
+func countryRule(r *Rules, cc, counted string) *Rejection {
+	dest := "destination country " + cc
+	if counted != "" {
+		dest = "the recipient is in a range libphonenumber does not know, counted in " + counted +
+			" but possibly in " + cc + " (they share its calling code): destination country " + cc
+	}
+	switch {
+	case cc == config.NonGeographic && !r.GlobalAllowed[cc] && !r.Allowed[cc]:
+		return &Rejection{Code: "country_not_allowed", Reason: "non_geographic", Message: "the destination belongs to no country (001: international premium rate, satellite or shared network); an allow list must name 001 to reach it"}
+	case r.Denied[cc]:
+		return &Rejection{Code: "country_not_allowed", Reason: "denied_countries", Message: dest + " is denied"}
+	case len(r.GlobalAllowed) > 0 && !r.GlobalAllowed[cc]:
+		return &Rejection{Code: "country_not_allowed", Reason: "allowed_countries", Message: dest + " is not in the global allowed list"}
+	case len(r.Allowed) > 0 && !r.Allowed[cc]:
+		return &Rejection{Code: "country_not_allowed", Reason: "allowed_countries", Message: dest + " is not allowed for this tenant"}
+	}
+	return nil
+}
+
 // Check returns nil when msg may be sent, else the first rule it breaks. Country lists are checked
 // before limits, the spend limit first, then rate limits from the widest (tenant) to the narrowest
 // (recipient), so a request refused by a wide limit does not use up the recipient's allowance.
@@ -84,20 +106,21 @@ func SpendKey(tenant string, l config.Spend) string {
 // an error, the caller holds price reserved and settles it after the send (Spends.Charge with
 // what the send cost less price).
 //
+// Country lists hold for msg.Country and for each region in msg.AlsoIn: a number that may be in
+// a denied or unlisted region is refused.
+//
 // Numbers of no country (config.NonGeographic, "001": international premium rate, satellite,
 // shared networks) are the classic pumping target and no deny list of countries names them, so
 // they are refused unless an allow list, global or the tenant's, names 001 explicitly.
 func (c *Checker) Check(ctx context.Context, r *Rules, msg *gateway.Message, price float64) (rej *Rejection, err error) {
 	cc := msg.Country
-	switch {
-	case cc == config.NonGeographic && !r.GlobalAllowed[cc] && !r.Allowed[cc]:
-		return &Rejection{Code: "country_not_allowed", Reason: "non_geographic", Message: "the destination belongs to no country (001: international premium rate, satellite or shared network); an allow list must name 001 to reach it"}, nil
-	case r.Denied[cc]:
-		return &Rejection{Code: "country_not_allowed", Reason: "denied_countries", Message: fmt.Sprintf("destination country %s is denied", cc)}, nil
-	case len(r.GlobalAllowed) > 0 && !r.GlobalAllowed[cc]:
-		return &Rejection{Code: "country_not_allowed", Reason: "allowed_countries", Message: fmt.Sprintf("destination country %s is not in the global allowed list", cc)}, nil
-	case len(r.Allowed) > 0 && !r.Allowed[cc]:
-		return &Rejection{Code: "country_not_allowed", Reason: "allowed_countries", Message: fmt.Sprintf("destination country %s is not allowed for this tenant", cc)}, nil
+	if rej := countryRule(r, cc, ""); rej != nil {
+		return rej, nil
+	}
+	for _, other := range msg.AlsoIn {
+		if rej := countryRule(r, other, cc); rej != nil {
+			return rej, nil
+		}
 	}
 	type check struct {
 		name, kind, value string

@@ -166,6 +166,52 @@ func TestCountryLists(t *testing.T) {
 	}
 }
 
+// TestCountryListsHoldForEveryRegionANumberMayBeIn: a number libphonenumber does not recognize,
+// under a calling code several regions share, may be in each of the regions its digits do not
+// rule out (gateway.Message.AlsoIn): a deny list naming any of them refuses it, and an allow list
+// must name all of them. Counting it only in the calling code's main region (US for +1) let an
+// unrecognized range walk around a list that denied the other.
+func TestCountryListsHoldForEveryRegionANumberMayBeIn(t *testing.T) {
+	c := Checker{Limiter: &MemoryLimiter{}}
+	tests := []struct {
+		name           string
+		global, allow  []string
+		denied, gdeny  []string
+		reason, phrase string
+	}{
+		{name: "allow list names both", allow: []string{"US", "CA"}},
+		{name: "no lists", reason: ""},
+		{name: "allow list names only the main region", allow: []string{"US"}, reason: "allowed_countries", phrase: "destination country CA is not allowed"},
+		{name: "tenant deny list names the other", denied: []string{"CA"}, reason: "denied_countries", phrase: "counted in US but possibly in CA"},
+		{name: "global deny list names the other", gdeny: []string{"CA"}, reason: "denied_countries"},
+		{name: "global allow list names only the main region", global: []string{"US"}, allow: []string{"US", "CA"}, reason: "allowed_countries", phrase: "global allowed list"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := &config.Config{Policy: config.Policy{AllowedCountries: tc.global, DeniedCountries: tc.gdeny}}
+			r := Compile(cfg, &config.Tenant{AllowedCountries: tc.allow, DeniedCountries: tc.denied})
+			msg := &gateway.Message{Tenant: "a", To: "+17700000000", Country: "US", AlsoIn: []string{"CA"}}
+			rej, err := c.Check(context.Background(), r, msg, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := ""
+			if rej != nil {
+				got = rej.Reason
+				if rej.Code != "country_not_allowed" || !strings.Contains(rej.Message, tc.phrase) {
+					t.Errorf("rejection = %+v, want country_not_allowed saying %q", rej, tc.phrase)
+				}
+				if strings.Contains(rej.Message, msg.To) || strings.Contains(rej.Message, "7700000000") {
+					t.Errorf("the rejection names the number: %q", rej.Message)
+				}
+			}
+			if got != tc.reason {
+				t.Errorf("reason = %q, want %q", got, tc.reason)
+			}
+		})
+	}
+}
+
 // TestNonGeographicNeedsAnExplicitAllowList: numbers of no country (001) pass no deny list of
 // countries, so they are refused unless an allow list names 001.
 func TestNonGeographicNeedsAnExplicitAllowList(t *testing.T) {
