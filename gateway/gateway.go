@@ -31,6 +31,10 @@ type Message struct {
 	To string
 	// Country is the ISO 3166-1 alpha-2 region of To, for example "US".
 	Country string
+	// NumberType is To's type when libphonenumber knows it as one of SpecialNumberTypes
+	// ("premium_rate", "toll_free", ...); "" for a fixed-line or mobile number and for a number
+	// it does not recognize.
+	NumberType string
 	// AlsoIn names the other regions To may be in, when it is a number libphonenumber does not
 	// recognize under a calling code several regions share and its digits do not tell which (US,
 	// AlsoIn [CA]). Country lists hold for each of them; routes and limits see Country.
@@ -179,6 +183,11 @@ const (
 	StatusFailed      = "failed"
 	StatusRejected    = "rejected"
 )
+
+// SpecialNumberTypes are the number types other than fixed line and mobile that libphonenumber
+// tells apart, in the order it checks them (a number of two types is the first): the values of
+// Message.NumberType and of policy.denied_number_types.
+var SpecialNumberTypes = []string{"premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan", "voicemail"}
 
 // RecordStatuses are the statuses a record can have, and a driver may report: a provider's
 // "accepted" leaves a record sent.

@@ -238,9 +238,13 @@ func TestBinaryNumbersOfNoCountry(t *testing.T) {
 	if line := attemptCount(p); line != "" {
 		t.Errorf("a provider was called for a refused number: %s", line)
 	}
-	r := p.mustSend("satcom-key", sms("+979 123456789", "Your code is 482913", "482913"))
+	r := p.mustSend("satcom-key", sms("+881 612345678", "Your code is 482913", "482913"))
 	if r.Status != 200 || r.Body["route"] != "satellite" {
 		t.Fatalf("a tenant whose allow list names 001: %d %s", r.Status, r.Raw)
+	}
+	// +979 is international premium rate: a number type denied by default, 001 allowed or not.
+	if r := p.mustSend("satcom-key", sms("+979 123456789", "Your code is 482913", "482913")); r.Status != 403 || errorCode(r) != "number_type_not_allowed" {
+		t.Errorf("+979 for a tenant whose allow list names 001: %d %s, want 403 number_type_not_allowed", r.Status, r.Raw)
 	}
 	rec := p.get("satcom-key", "/v1/messages/"+r.Body["id"].(string))
 	if rec.Body["country"] != "001" {
@@ -250,7 +254,7 @@ func TestBinaryNumbersOfNoCountry(t *testing.T) {
 		t.Errorf("rejections not counted with reason non_geographic")
 	}
 	// smsgate route explains the same.
-	out, err := exec.Command(binary(t), "route", "--config", filepath.Join(p.dir, "smsgate.yaml"), "--tenant", "satcom", "--to", "+979123456789").CombinedOutput()
+	out, err := exec.Command(binary(t), "route", "--config", filepath.Join(p.dir, "smsgate.yaml"), "--tenant", "satcom", "--to", "+881612345678").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "country 001") || !strings.Contains(string(out), "route:     satellite") {
 		t.Errorf("smsgate route: %v\n%s", err, out)
 	}

@@ -1043,3 +1043,46 @@ routes:
 		}
 	}
 }
+
+// TestPremiumRateNumbersAreRefused: a voice code to a premium-rate number costs the account the
+// number's rate, shared with its owner: the toll-fraud way to pump voice. Such numbers (and the
+// other types policy.denied_number_types names by default) are refused before any provider is
+// called; a tenant may deny more types for itself only.
+func TestPremiumRateNumbersAreRefused(t *testing.T) {
+	h := start(t, `
+storage: {driver: memory}
+policy: {rate_limits: {per_recipient: 0}}
+tenants:
+  - {name: plain, api_key: plain-key}
+  - {name: careful, api_key: careful-key, denied_number_types: [toll_free]}
+providers:
+  - {name: primary, type: mock}
+routes:
+  - {name: default, providers: [primary]}
+`, Options{})
+	tests := []struct {
+		key, to, typ string
+		status       int
+		code         string
+	}{
+		{"plain-key", "+1 900 212 3456", "voice", 403, "number_type_not_allowed"}, // US premium rate
+		{"plain-key", "+1 900 212 3456", "sms", 403, "number_type_not_allowed"},
+		{"plain-key", "+44 909 876 5432", "voice", 403, "number_type_not_allowed"}, // UK premium rate
+		{"plain-key", "+49 180 12345", "voice", 403, "number_type_not_allowed"},    // German shared cost
+		{"plain-key", "+1 800 234 5678", "sms", 200, ""},                           // toll free: not by default
+		{"careful-key", "+1 800 234 5678", "sms", 403, "number_type_not_allowed"},  // but this tenant denies it
+		{"careful-key", "+1 415 555 0104", "voice", 200, ""},
+	}
+	for _, tc := range tests {
+		r := h.send(tc.key, `{"message_options":{"recipient":"`+tc.to+`","text":"Your code is 123456","message_type":"`+tc.typ+`"}}`)
+		if r.Status != tc.status || errCode(r) != tc.code {
+			t.Errorf("%s %s to %s: %d %q, want %d %q: %s", tc.key, tc.typ, tc.to, r.Status, errCode(r), tc.status, tc.code, r.Raw)
+		}
+	}
+	if got := testutil.ToFloat64(h.app.MetricSet().PolicyRejections.WithLabelValues("plain", "number_type")); got != 4 {
+		t.Errorf("number_type rejections of plain = %v, want 4", got)
+	}
+	if n := testutil.ToFloat64(h.app.MetricSet().Attempts.WithLabelValues("primary", "sent")); n != 2 {
+		t.Errorf("provider sends = %v, want only the 2 allowed", n)
+	}
+}

@@ -139,7 +139,7 @@ func (a *App) sendOne(ctx context.Context, rt *runtime, tn *tenant, r httpapi.Se
 	if err != nil {
 		return intakeFailure(err), "", false
 	}
-	msg := &gateway.Message{Tenant: tn.name, ClientID: req.ClientID, To: num.E164, Country: num.Country, AlsoIn: num.AlsoIn, Type: req.Type,
+	msg := &gateway.Message{Tenant: tn.name, ClientID: req.ClientID, To: num.E164, Country: num.Country, AlsoIn: num.AlsoIn, NumberType: num.Type, Type: req.Type,
 		Text: req.Text, Code: req.Code, Action: req.Action, Language: req.Language, IP: req.IP}
 	if tn.allowSender {
 		if req.From != "" {

@@ -259,6 +259,9 @@ type Policy struct {
 	AllowedCountries []string `yaml:"allowed_countries"`
 	// DeniedCountries are never reached, whatever a tenant says.
 	DeniedCountries []string `yaml:"denied_countries"`
+	// DeniedNumberTypes are number types (gateway.SpecialNumberTypes) never sent to, whatever a
+	// tenant says; nil (absent): DefaultDeniedNumberTypes, an empty list: none.
+	DeniedNumberTypes *[]string `yaml:"denied_number_types"`
 	// RateLimits are the defaults; with no policy block only per_recipient 10/1h applies.
 	RateLimits RateLimits `yaml:"rate_limits"`
 	// Idempotency configures Idempotency-Key replay.
@@ -438,10 +441,12 @@ type Tenant struct {
 	// is rotated without a moment in which logins fail.
 	PreviousAPIKeys []gateway.Secret `yaml:"previous_api_keys"`
 	// ClientIDs, when set, are the only Auth0 client ids this key may send for.
-	ClientIDs        []string    `yaml:"client_ids"`
-	AllowedCountries []string    `yaml:"allowed_countries"`
-	DeniedCountries  []string    `yaml:"denied_countries"`
-	RateLimits       *RateLimits `yaml:"rate_limits"`
+	ClientIDs        []string `yaml:"client_ids"`
+	AllowedCountries []string `yaml:"allowed_countries"`
+	DeniedCountries  []string `yaml:"denied_countries"`
+	// DeniedNumberTypes are added to policy.denied_number_types for this tenant.
+	DeniedNumberTypes []string    `yaml:"denied_number_types"`
+	RateLimits        *RateLimits `yaml:"rate_limits"`
 	// AcceptUnrecognizedNumbers lets numbers libphonenumber does not know as valid through.
 	AcceptUnrecognizedNumbers bool `yaml:"accept_unrecognized_numbers"`
 	// AllowSender honours the sender a request names (from, sender); default false: the route's
@@ -696,6 +701,7 @@ func (c *Config) applyDefaults() {
 	orDefault(&st.Redis.KeyPrefix, "smsgate:")
 	orDefault(&st.Redis.Timeout, gateway.Duration(200*time.Millisecond))
 	p := &c.Policy
+	orDefault(&p.DeniedNumberTypes, ptr(slices.Clone(DefaultDeniedNumberTypes)))
 	orDefault(&p.RateLimits.PerRecipient, &Limit{N: 10, Per: time.Hour})
 	orDefault(&p.RateLimits.PerIP, &Limit{})
 	orDefault(&p.RateLimits.PerTenant, &Limit{})
@@ -931,6 +937,9 @@ func (c *Config) validate() {
 	}
 	c.checkCountries("policy.allowed_countries", c.Policy.AllowedCountries)
 	c.checkCountries("policy.denied_countries", c.Policy.DeniedCountries)
+	if c.Policy.DeniedNumberTypes != nil {
+		c.checkNumberTypes("policy.denied_number_types", *c.Policy.DeniedNumberTypes)
+	}
 	c.checkLimits("policy.rate_limits", &c.Policy.RateLimits)
 	if c.Policy.ResendEscalation.After >= c.Policy.ResendEscalation.Within {
 		c.Problem("policy.resend_escalation.after", "must be shorter than within")
@@ -954,6 +963,7 @@ func (c *Config) validate() {
 		}
 		c.checkCountries(p+".allowed_countries", t.AllowedCountries)
 		c.checkCountries(p+".denied_countries", t.DeniedCountries)
+		c.checkNumberTypes(p+".denied_number_types", t.DeniedNumberTypes)
 		c.checkHosts(p+".notify_hosts", t.NotifyHosts, t.NotifyPrivateAddresses)
 		if t.RateLimits != nil {
 			c.checkLimits(p+".rate_limits", t.RateLimits)
@@ -1215,6 +1225,20 @@ func (c *Config) checkCountries(path string, cs []string) {
 	for i, cc := range cs {
 		if !ValidCountry(cc) {
 			c.Problem(fmt.Sprintf("%s[%d]", path, i), "%q is not an ISO 3166-1 alpha-2 code such as US or GB, nor 001 (numbers of no country)", cc)
+		}
+	}
+}
+
+// DefaultDeniedNumberTypes are the number types refused when policy.denied_number_types is
+// absent: those that cost the sender more than a call or text to an ordinary number (premium rate,
+// shared cost: the classic toll-fraud targets, for voice codes above all) and those no person
+// reads a code on (pager, UAN, voicemail).
+var DefaultDeniedNumberTypes = []string{"premium_rate", "shared_cost", "pager", "uan", "voicemail"}
+
+func (c *Config) checkNumberTypes(path string, ts []string) {
+	for i, t := range ts {
+		if !slices.Contains(gateway.SpecialNumberTypes, t) {
+			c.Problem(fmt.Sprintf("%s[%d]", path, i), "%q is not a number type; the types are %s", t, strings.Join(gateway.SpecialNumberTypes, ", "))
 		}
 	}
 }

@@ -40,7 +40,7 @@ func TestParseValid(t *testing.T) {
 		Log:     Log{Format: "json", Level: "info", ErrorLinesPerSecond: &errorLines},
 		Storage: Storage{Driver: "sqlite", Path: "data/smsgate.db", Retention: &ret, CommitTimeout: gateway.Duration(200 * time.Millisecond), WriteTimeout: gateway.Duration(10 * time.Second), RetryBuffer: 65536, BacklogFull: "drop_oldest", SQLiteMmap: &yes},
 		State:   State{Driver: "memory", OnError: "open", MaxIdempotencyRecords: 100000, MaxKeys: 250000, Redis: RedisState{Addr: "127.0.0.1:6379", KeyPrefix: "smsgate:", Timeout: gateway.Duration(200 * time.Millisecond)}},
-		Policy: Policy{DeniedCountries: []string{"KP"},
+		Policy: Policy{DeniedCountries: []string{"KP"}, DeniedNumberTypes: &[]string{"premium_rate", "shared_cost", "pager", "uan", "voicemail"},
 			RateLimits: RateLimits{PerRecipient: &Limit{10, time.Hour}, PerIP: &Limit{20, time.Minute}, PerTenant: &Limit{50, time.Second},
 				PerCountry: map[string]Limit{"NG": {10, time.Hour}}, Spend: &Spend{20.5, 24 * time.Hour}, API: &Limit{100, time.Second}},
 			Idempotency:      Idempotency{TTL: gateway.Duration(24 * time.Hour)},
@@ -306,5 +306,34 @@ routes: [{name: default, providers: [p1]}]
 	}
 	if s := fmt.Sprintf("%v %+v", cfg.Server.NotifyProxy, cfg.Server); strings.Contains(s, "hunter2") {
 		t.Errorf("the proxy's password shows when the config is printed: %s", s)
+	}
+}
+
+// TestDeniedNumberTypesDefaultAndNone: an absent policy.denied_number_types is the default list
+// (premium rate and the other types no person reads a code on), and an empty list denies none.
+func TestDeniedNumberTypesDefaultAndNone(t *testing.T) {
+	const rest = `
+tenants: [{name: acme, api_key: k1}]
+providers: [{name: p1, type: mock}]
+routes: [{name: default, providers: [p1]}]
+`
+	for _, tc := range []struct {
+		policy string
+		want   []string
+	}{
+		{"", DefaultDeniedNumberTypes},
+		{"policy: {denied_number_types: []}", []string{}},
+		{"policy: {denied_number_types: [toll_free]}", []string{"toll_free"}},
+	} {
+		c, err := Parse("t.yaml", []byte(tc.policy+rest), env(nil))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.policy, err)
+		}
+		if c.Policy.DeniedNumberTypes == nil {
+			t.Fatalf("%q: denied_number_types left nil", tc.policy)
+		}
+		if diff := cmp.Diff(tc.want, *c.Policy.DeniedNumberTypes); diff != "" {
+			t.Errorf("%q (-want +got):\n%s", tc.policy, diff)
+		}
 	}
 }

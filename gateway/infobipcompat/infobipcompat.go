@@ -233,7 +233,8 @@ type Status struct {
 // Statuses smsgate answers with.
 var (
 	Pending = Status{GroupID: 1, GroupName: "PENDING", ID: 26, Name: "PENDING_ACCEPTED", Description: "Message accepted by smsgate and sent to a provider"}
-	// RejectedDestination: the number is invalid, or a provider refused it.
+	// RejectedDestination: the number is invalid or of a type policy refuses, or a provider
+	// refused it.
 	RejectedDestination = Status{GroupID: 5, GroupName: "REJECTED", ID: 52, Name: "REJECTED_DESTINATION", Description: "Invalid destination address"}
 	// RejectedCountry: smsgate's country policy refuses the destination.
 	RejectedCountry = Status{GroupID: 5, GroupName: "REJECTED", ID: 5001, Name: "REJECTED_COUNTRY_NOT_ALLOWED", Description: "smsgate policy: the destination country is not allowed for this account"}
@@ -266,7 +267,7 @@ func StatusFor(httpStatus int, code string) Status {
 		return RejectedCountry
 	case code == "rate_limited" || code == "provider_throttled":
 		return RejectedRateLimit
-	case code == "invalid_number" || code == "recipient_rejected":
+	case code == "invalid_number" || code == "recipient_rejected" || code == "number_type_not_allowed":
 		return RejectedDestination
 	case httpStatus >= 500:
 		return RejectedProviders

@@ -17,6 +17,9 @@ func TestThrottlingIsAnsweredAsRateLimiting(t *testing.T) {
 	if s := StatusFor(429, "provider_throttled"); s != RejectedRateLimit {
 		t.Errorf("StatusFor = %+v", s)
 	}
+	if s := StatusFor(403, "number_type_not_allowed"); s != RejectedDestination {
+		t.Errorf("StatusFor(number_type_not_allowed) = %+v, want REJECTED_DESTINATION", s)
+	}
 	rs := []Result{
 		{HTTPStatus: 429, Code: "provider_throttled", RetryAfter: 30 * time.Second, Status: RejectedRateLimit},
 		{HTTPStatus: 429, Code: "rate_limited", RetryAfter: 5 * time.Second, Status: RejectedRateLimit},

@@ -164,25 +164,25 @@ func TestNormalizeNumber(t *testing.T) {
 		want       Number
 		wantErrish bool
 	}{
-		{in: "+1 (415) 555-0104", want: Number{"+14155550104", "US", true, nil}},
-		{in: "1-808-555-5555", want: Number{"+18085555555", "US", true, nil}},
-		{in: "0044 7911 123456", want: Number{"+447911123456", "GG", true, nil}},
-		{in: "+44 7911 123456", want: Number{"+447911123456", "GG", true, nil}},
-		{in: "+1 876 555 1234", want: Number{"+18765551234", "JM", true, nil}},
-		{in: "+41 79 302 67 27", want: Number{"+41793026727", "CH", true, nil}},
+		{in: "+1 (415) 555-0104", want: Number{"+14155550104", "US", true, "", nil}},
+		{in: "1-808-555-5555", want: Number{"+18085555555", "US", true, "", nil}},
+		{in: "0044 7911 123456", want: Number{"+447911123456", "GG", true, "", nil}},
+		{in: "+44 7911 123456", want: Number{"+447911123456", "GG", true, "", nil}},
+		{in: "+1 876 555 1234", want: Number{"+18765551234", "JM", true, "", nil}},
+		{in: "+41 79 302 67 27", want: Number{"+41793026727", "CH", true, "", nil}},
 		{in: "+44 7700 900123", wantErrish: true},
-		{in: "+44 7700 900123", accept: true, want: Number{"+447700900123", "GB", false, []string{"GG", "JE"}}},
+		{in: "+44 7700 900123", accept: true, want: Number{"+447700900123", "GB", false, "", []string{"GG", "JE"}}},
 		// An unrecognized number under a shared calling code is counted where its digits say
 		// (the area code 876 is Jamaica's, whatever follows), or may be in each region they do
 		// not rule out: an unrecognized range is no way around a country list (policy).
 		{in: "+1 876 000 0000", wantErrish: true},
-		{in: "+1 876 000 0000", accept: true, want: Number{"+18760000000", "JM", false, nil}},
-		{in: "+1 284 123 4567", accept: true, want: Number{"+12841234567", "VG", false, nil}},
-		{in: "+1 770 000 0000", accept: true, want: Number{"+17700000000", "US", false, []string{"CA"}}},
-		{in: "+44 1481 000000", accept: true, want: Number{"+441481000000", "GB", false, []string{"GG"}}},
-		{in: "+7 600 000 0000", accept: true, want: Number{"+76000000000", "RU", false, []string{"KZ"}}},
-		{in: "+358 18 000", accept: true, want: Number{"+35818000", "AX", false, nil}},
-		{in: "+46 70 000", accept: true, want: Number{"+4670000", "SE", false, nil}},
+		{in: "+1 876 000 0000", accept: true, want: Number{"+18760000000", "JM", false, "", nil}},
+		{in: "+1 284 123 4567", accept: true, want: Number{"+12841234567", "VG", false, "", nil}},
+		{in: "+1 770 000 0000", accept: true, want: Number{"+17700000000", "US", false, "", []string{"CA"}}},
+		{in: "+44 1481 000000", accept: true, want: Number{"+441481000000", "GB", false, "", []string{"GG"}}},
+		{in: "+7 600 000 0000", accept: true, want: Number{"+76000000000", "RU", false, "", []string{"KZ"}}},
+		{in: "+358 18 000", accept: true, want: Number{"+35818000", "AX", false, "", nil}},
+		{in: "+46 70 000", accept: true, want: Number{"+4670000", "SE", false, "", nil}},
 		{in: "hello", wantErrish: true},
 		{in: "+1", wantErrish: true},
 		{in: "+999 1234567", accept: true, wantErrish: true},
@@ -191,13 +191,20 @@ func TestNormalizeNumber(t *testing.T) {
 		{in: "+1 415 555 CODE", accept: true, wantErrish: true},
 		{in: "+1-415-555-0104 ext", wantErrish: true},
 		{in: "+1/415/555/0104", wantErrish: true},
-		{in: "+1.415.555.0104", want: Number{"+14155550104", "US", true, nil}},
+		{in: "+1.415.555.0104", want: Number{"+14155550104", "US", true, "", nil}},
+		// Special types are told (policy.denied_number_types reads them): the US's premium rate
+		// +1 900, Germany's shared cost +49 180, the UK's personal numbers +44 70.
+		{in: "+1 900 212 3456", want: Number{"+19002123456", "US", true, "premium_rate", nil}},
+		{in: "+49 180 12345", want: Number{"+4918012345", "DE", true, "shared_cost", nil}},
+		{in: "+44 843 123 4567", want: Number{"+448431234567", "GB", true, "premium_rate", nil}},
+		{in: "+44 70 1234 5678", want: Number{"+447012345678", "GB", true, "personal_number", nil}},
+		{in: "+1 800 234 5678", want: Number{"+18002345678", "US", true, "toll_free", nil}},
 		// Numbers of no country have the country 001, recognized or not.
-		{in: "+979 123456789", want: Number{"+979123456789", "001", true, nil}},
-		{in: "+881 612345678", want: Number{"+881612345678", "001", true, nil}},
-		{in: "+800 1234 5678", want: Number{"+80012345678", "001", true, nil}},
+		{in: "+979 123456789", want: Number{"+979123456789", "001", true, "premium_rate", nil}},
+		{in: "+881 612345678", want: Number{"+881612345678", "001", true, "", nil}},
+		{in: "+800 1234 5678", want: Number{"+80012345678", "001", true, "toll_free", nil}},
 		{in: "+888 123456789", wantErrish: true},
-		{in: "+888 123456789", accept: true, want: Number{"+888123456789", "001", false, nil}},
+		{in: "+888 123456789", accept: true, want: Number{"+888123456789", "001", false, "", nil}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.in, func(t *testing.T) {

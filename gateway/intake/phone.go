@@ -18,6 +18,9 @@ type Number struct {
 	Country string
 	// Recognized is false when libphonenumber does not know the number as valid.
 	Recognized bool
+	// Type is the number's type when it is Recognized as one of gateway.SpecialNumberTypes
+	// ("premium_rate", ...), else "".
+	Type string
 	// AlsoIn is, for a number not Recognized whose calling code several regions share, the other
 	// regions it may be in when its digits do not tell which (US with AlsoIn [CA] for a +1 number
 	// of a range neither is known to have). Empty otherwise.
@@ -84,8 +87,8 @@ func NormalizeNumber(raw string, acceptUnrecognized bool) (Number, error) {
 		}
 		n.E164 = phonenumbers.Format(num, phonenumbers.E164)
 	}
-	if region, valid := normalizeRegion(num); valid {
-		n.Recognized, n.Country = true, region
+	if region, kind, valid := normalizeRegion(num); valid {
+		n.Recognized, n.Country, n.Type = true, region, kind
 		return n, nil
 	}
 	if !acceptUnrecognized {
@@ -115,14 +118,41 @@ func unrecognizedRegion(num *phonenumbers.PhoneNumber) (string, []string) {
 	return regions[0], slices.Clone(regions[1:])
 }
 
-// normalizeRegion is IsValidNumber, and the region it found: regionOf where its rules for the
-// calling code were built, the library otherwise.
-func normalizeRegion(num *phonenumbers.PhoneNumber) (string, bool) {
+// normalizeRegion is IsValidNumber, the region it found and the number's special type there:
+// regionOf where its rules for the calling code were built, the library otherwise.
+func normalizeRegion(num *phonenumbers.PhoneNumber) (region, kind string, valid bool) {
 	if rules := rulesFor(int(num.GetCountryCode())); rules != nil {
 		return rules.regionOf(num)
 	}
-	region := phonenumbers.GetRegionCodeForNumber(num)
-	return region, region != "" && phonenumbers.IsValidNumberForRegion(num, region)
+	region = phonenumbers.GetRegionCodeForNumber(num)
+	if region == "" || !phonenumbers.IsValidNumberForRegion(num, region) {
+		return region, "", false
+	}
+	return region, specialType(phonenumbers.GetNumberType(num)), true
+}
+
+// specialType is the name in gateway.SpecialNumberTypes of a libphonenumber type, "" for the
+// others.
+func specialType(t phonenumbers.PhoneNumberType) string {
+	switch t {
+	case phonenumbers.PREMIUM_RATE:
+		return "premium_rate"
+	case phonenumbers.TOLL_FREE:
+		return "toll_free"
+	case phonenumbers.SHARED_COST:
+		return "shared_cost"
+	case phonenumbers.VOIP:
+		return "voip"
+	case phonenumbers.PERSONAL_NUMBER:
+		return "personal_number"
+	case phonenumbers.PAGER:
+		return "pager"
+	case phonenumbers.UAN:
+		return "uan"
+	case phonenumbers.VOICEMAIL:
+		return "voicemail"
+	}
+	return ""
 }
 
 // parseInternational is phonenumbers.Parse(s, "ZZ") for the common case, without Parse's regular

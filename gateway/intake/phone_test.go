@@ -124,8 +124,8 @@ func agreesWithParse(t *testing.T, s string) bool {
 }
 
 // TestRegionOfEqualsLibphonenumber: for every number of the corpus that Parse reads, regionOf
-// finds the region GetRegionCodeForNumber finds and the validity IsValidNumberForRegion gives
-// there. Plenty of both answers occur, across calling codes shared by many regions (+1, +7, +44).
+// finds the region GetRegionCodeForNumber finds, the validity IsValidNumberForRegion gives
+// there and the special type GetNumberType gives. Plenty of both answers occur, across calling codes shared by many regions (+1, +7, +44).
 func TestRegionOfEqualsLibphonenumber(t *testing.T) {
 	valid, invalid := 0, 0
 	for _, s := range numberCorpus() {
@@ -167,9 +167,13 @@ func agreesOnRegion(t *testing.T, s string) bool {
 		t.Errorf("%s: no rules built for +%d", s, num.GetCountryCode())
 		return wantValid
 	}
-	gotRegion, gotValid := rules.regionOf(num)
-	if gotValid != wantValid || gotRegion != wantRegion {
-		t.Errorf("%s: regionOf %q valid %v, libphonenumber %q valid %v", s, gotRegion, gotValid, wantRegion, wantValid)
+	wantKind := ""
+	if wantValid {
+		wantKind = specialType(phonenumbers.GetNumberType(num))
+	}
+	gotRegion, gotKind, gotValid := rules.regionOf(num)
+	if gotValid != wantValid || gotRegion != wantRegion || gotKind != wantKind {
+		t.Errorf("%s: regionOf %q valid %v type %q, libphonenumber %q valid %v type %q", s, gotRegion, gotValid, gotKind, wantRegion, wantValid, wantKind)
 	}
 	return wantValid
 }

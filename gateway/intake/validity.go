@@ -6,6 +6,8 @@ import (
 	"sync"
 
 	"github.com/nyaruka/phonenumbers"
+
+	"github.com/smsgate/smsgate/gateway"
 )
 
 // regionOf is, for a number under the rules' calling code, phonenumbers.GetRegionCodeForNumber
@@ -14,27 +16,29 @@ import (
 // key by string concatenation on every check and checks a +1 number's types twice (once to find
 // the region, once to validate it): about 5 KB of garbage per send, 16 % of the gateway's
 // allocated bytes (docs/benchmarks.md). It returns the region ("" when the calling code has none)
-// and whether the number is valid there. TestRegionOfEqualsLibphonenumber compares the two over
-// the number corpus.
-func (rules *callingCodeRules) regionOf(num *phonenumbers.PhoneNumber) (string, bool) {
+// and whether the number is valid there, and its type when it is one of the special ones
+// (gateway.SpecialNumberTypes). TestRegionOfEqualsLibphonenumber compares the two over the number corpus.
+func (rules *callingCodeRules) regionOf(num *phonenumbers.PhoneNumber) (region, kind string, valid bool) {
 	if len(rules.regions) == 0 {
-		return "", false
+		return "", "", false
 	}
 	national := phonenumbers.GetNationalSignificantNumber(num)
 	if len(rules.regions) == 1 {
 		r := rules.regions[0]
-		return r.id, r.valid(national)
+		kind, valid = r.kind(national)
+		return r.id, kind, valid
 	}
 	for _, r := range rules.regions {
 		if r.leading != nil {
 			if r.leading.MatchString(national) {
-				return r.id, r.valid(national)
+				kind, valid = r.kind(national)
+				return r.id, kind, valid
 			}
-		} else if r.valid(national) {
-			return r.id, true
+		} else if kind, valid = r.kind(national); valid {
+			return r.id, kind, true
 		}
 	}
-	return "", false
+	return "", "", false
 }
 
 // possibleRegions is where a number the rules do not recognize as valid may be, the region it is
@@ -93,8 +97,10 @@ type regionRules struct {
 	kinds []numberDesc
 }
 
-// numberDesc is a PhoneNumberDesc: possible lengths and the national number pattern.
+// numberDesc is a PhoneNumberDesc: possible lengths and the national number pattern, and the
+// name of its type when it is one of the special ones (gateway.SpecialNumberTypes), else "".
 type numberDesc struct {
+	name    string
 	lengths []int32
 	pattern *regexp.Regexp // nil: the description has no pattern, and nothing matches it
 }
@@ -111,17 +117,19 @@ func (d numberDesc) matches(national string) bool {
 	return d.pattern.MatchString(national)
 }
 
-// valid is getNumberTypeHelper(national) != UNKNOWN.
-func (r *regionRules) valid(national string) bool {
+// kind is getNumberTypeHelper(national): whether it is not UNKNOWN, and the special type's name
+// when it is one ("" for a fixed-line or mobile number). The library checks the types in the
+// order of kinds and stops at the first that matches, as this does.
+func (r *regionRules) kind(national string) (string, bool) {
 	if !r.general.matches(national) {
-		return false
+		return "", false
 	}
 	for _, d := range r.kinds {
 		if d.matches(national) {
-			return true
+			return d.name, true
 		}
 	}
-	return false
+	return "", false
 }
 
 // codeRules caches callingCodeRules per calling code, built on first use (about 250 codes, each
@@ -164,10 +172,13 @@ func buildRules(cc int) *callingCodeRules {
 		if !m.GetSameMobileAndFixedLinePattern() {
 			kinds = append(kinds, m.GetMobile())
 		}
-		for _, k := range kinds {
+		for i, k := range kinds {
 			d, ok := desc(k)
 			if !ok {
 				return nil
+			}
+			if i < len(gateway.SpecialNumberTypes) {
+				d.name = gateway.SpecialNumberTypes[i]
 			}
 			if d.pattern != nil {
 				r.kinds = append(r.kinds, d)

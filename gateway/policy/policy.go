@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/smsgate/smsgate/gateway"
@@ -24,6 +25,8 @@ type Rules struct {
 	GlobalAllowed map[string]bool
 	// Denied are countries the tenant (or the global policy) never reaches.
 	Denied map[string]bool
+	// DeniedTypes are number types (gateway.SpecialNumberTypes) the tenant never sends to.
+	DeniedTypes map[string]bool
 	// Limits are the tenant's effective rate limits.
 	Limits config.RateLimits
 }
@@ -33,6 +36,14 @@ func Compile(c *config.Config, t *config.Tenant) *Rules {
 	r := &Rules{Allowed: set(t.AllowedCountries), GlobalAllowed: set(c.Policy.AllowedCountries), Denied: set(c.Policy.DeniedCountries), Limits: c.EffectiveLimits(t)}
 	for _, cc := range t.DeniedCountries {
 		r.Denied[cc] = true
+	}
+	if c.Policy.DeniedNumberTypes != nil {
+		r.DeniedTypes = set(*c.Policy.DeniedNumberTypes)
+	} else {
+		r.DeniedTypes = map[string]bool{}
+	}
+	for _, nt := range t.DeniedNumberTypes {
+		r.DeniedTypes[nt] = true
 	}
 	return r
 }
@@ -47,7 +58,7 @@ func set(xs []string) map[string]bool {
 
 // Rejection is why a request may not be sent.
 type Rejection struct {
-	// Code is country_not_allowed or rate_limited.
+	// Code is country_not_allowed, number_type_not_allowed or rate_limited.
 	Code string
 	// Reason names the rule: a limit (per_recipient, per_ip, per_tenant, per_country, spend) or the
 	// list.
@@ -107,7 +118,8 @@ func countryRule(r *Rules, cc, counted string) *Rejection {
 // what the send cost less price).
 //
 // Country lists hold for msg.Country and for each region in msg.AlsoIn: a number that may be in
-// a denied or unlisted region is refused.
+// a denied or unlisted region is refused. Then the number's type (premium rate, ...) must not be
+// denied.
 //
 // Numbers of no country (config.NonGeographic, "001": international premium rate, satellite,
 // shared networks) are the classic pumping target and no deny list of countries names them, so
@@ -121,6 +133,10 @@ func (c *Checker) Check(ctx context.Context, r *Rules, msg *gateway.Message, pri
 		if rej := countryRule(r, other, cc); rej != nil {
 			return rej, nil
 		}
+	}
+	if msg.NumberType != "" && r.DeniedTypes[msg.NumberType] {
+		return &Rejection{Code: "number_type_not_allowed", Reason: "number_type",
+			Message: fmt.Sprintf("the recipient is a %s number, a type policy.denied_number_types refuses", strings.ReplaceAll(msg.NumberType, "_", " "))}, nil
 	}
 	type check struct {
 		name, kind, value string

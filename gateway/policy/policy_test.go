@@ -212,6 +212,41 @@ func TestCountryListsHoldForEveryRegionANumberMayBeIn(t *testing.T) {
 	}
 }
 
+// TestDeniedNumberTypes: a number of a denied type is refused, the global list and the tenant's
+// together; a number of no special type, or of one neither list names, passes.
+func TestDeniedNumberTypes(t *testing.T) {
+	c := Checker{Limiter: &MemoryLimiter{}}
+	global := []string{"premium_rate"}
+	cfg := &config.Config{Policy: config.Policy{DeniedNumberTypes: &global}}
+	r := Compile(cfg, &config.Tenant{DeniedNumberTypes: []string{"toll_free"}})
+	other := Compile(cfg, &config.Tenant{})
+	for _, tc := range []struct {
+		rules    *Rules
+		kind     string
+		refused  bool
+		sentence string
+	}{
+		{r, "premium_rate", true, "premium rate number"},
+		{r, "toll_free", true, "toll free number"},
+		{r, "voip", false, ""},
+		{r, "", false, ""},
+		{other, "premium_rate", true, "premium rate number"},
+		{other, "toll_free", false, ""}, // another tenant's list is its own
+	} {
+		rej, err := c.Check(context.Background(), tc.rules, &gateway.Message{Tenant: "a", To: "+19002123456", Country: "US", NumberType: tc.kind}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := rej != nil; got != tc.refused {
+			t.Errorf("%q: refused %v, want %v (%+v)", tc.kind, got, tc.refused, rej)
+			continue
+		}
+		if rej != nil && (rej.Code != "number_type_not_allowed" || rej.Reason != "number_type" || !strings.Contains(rej.Message, tc.sentence)) {
+			t.Errorf("%q: %+v", tc.kind, rej)
+		}
+	}
+}
+
 // TestNonGeographicNeedsAnExplicitAllowList: numbers of no country (001) pass no deny list of
 // countries, so they are refused unless an allow list names 001.
 func TestNonGeographicNeedsAnExplicitAllowList(t *testing.T) {
