@@ -159,13 +159,10 @@ func TestPumpingQuarantineActions(t *testing.T) {
 // used and whose GB codes never are: once those sends are older than conversion_delay, the next
 // GB send quarantines GB, and US goes on.
 func TestPumpingConversionThroughVerified(t *testing.T) {
-	clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
-	h := start(t, strings.Replace(pumpingConfig, "$STATE", "state: {driver: memory}", 1), Options{Now: clk.Now})
-	n := 0
+	h, clk, sendAny := startPumping(t)
 	send := func(to string) response {
 		t.Helper()
-		n++
-		r := h.send("acme-key", fmt.Sprintf(`{"recipient":%q,"text":"Your code is %06d","context":{}}`, to, n))
+		r := sendAny(to)
 		if r.Status != 200 {
 			t.Fatalf("send %s: %d %s", to, r.Status, r.Raw)
 		}
@@ -191,5 +188,44 @@ func TestPumpingConversionThroughVerified(t *testing.T) {
 	rec, err := h.app.Store().Get(t.Context(), "acme", h.send("acme-key", `{"recipient":"+14155550198","text":"Your code is 888888","context":{}}`).Body["id"].(string))
 	if err != nil || rec.Range != "1-41" {
 		t.Errorf("record range: %+v %v", rec, err)
+	}
+}
+
+// TestAQuarantinedIslandHoldsNoUSAreaCode: Jamaica shares +1 with the US, and its range was "1-87"
+// with the US area codes 870-879, so a quarantine of pumping to Jamaica refused a tenant's users
+// in Arkansas and Chicago too. The range is now "1-876": the burst to Jamaica is blocked, US
+// numbers under 87x are sent.
+func TestAQuarantinedIslandHoldsNoUSAreaCode(t *testing.T) {
+	_, clk, send := startPumping(t)
+	if r := send("+14155550104"); r.Status != 200 {
+		t.Fatalf("US: %d %s", r.Status, r.Raw)
+	}
+	clk.Add(2 * time.Hour)
+	for i := 1; i <= 5; i++ {
+		if r := send(fmt.Sprintf("+1876555%04d", 1000+i)); r.Status != 200 {
+			t.Fatalf("burst %d to Jamaica: %d %s", i, r.Status, r.Raw)
+		}
+		clk.Add(10 * time.Second)
+	}
+	if r := send("+18765552000"); r.Status != 403 || errCode(r) != "suspected_pumping" || !strings.Contains(r.Raw, "1-876") {
+		t.Fatalf("Jamaica after the burst: %d %s, want 403 suspected_pumping naming 1-876", r.Status, r.Raw)
+	}
+	for _, to := range []string{"+18705551234", "+18725551234"} { // Arkansas, Chicago
+		if r := send(to); r.Status != 200 {
+			t.Errorf("%s while Jamaica is quarantined: %d %s", to, r.Status, r.Raw)
+		}
+	}
+}
+
+// startPumping starts a gateway on pumpingConfig with the state in memory and a test clock, and
+// returns a send of a fresh code from acme to a number.
+func startPumping(t *testing.T) (*harness, *testClock, func(to string) response) {
+	clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	h := start(t, strings.Replace(pumpingConfig, "$STATE", "state: {driver: memory}", 1), Options{Now: clk.Now})
+	n := 0
+	return h, clk, func(to string) response {
+		t.Helper()
+		n++
+		return h.send("acme-key", fmt.Sprintf(`{"recipient":%q,"text":"Your code is %06d","context":{}}`, to, n))
 	}
 }

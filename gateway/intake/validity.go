@@ -79,6 +79,23 @@ func (rules *callingCodeRules) possibleRegions(national string) []string {
 	return out
 }
 
+// LeadingDigits is how many of national's first digits are region's leading digits: the prefix
+// that sets a region apart from the others of its calling code (876 for JM under +1, 7624 for IM
+// under +44), or 0 for a region that has none (US, GB: the calling code's main region and the
+// regions told apart by their number patterns alone).
+func LeadingDigits(region, national string) int {
+	rules := rulesFor(phonenumbers.GetCountryCodeForRegion(region))
+	if rules == nil || len(rules.regions) < 2 {
+		return 0
+	}
+	for _, r := range rules.regions {
+		if r.id == region && r.leading != nil {
+			return len(r.leading.FindString(national))
+		}
+	}
+	return 0
+}
+
 // callingCodeRules are the validity rules of the regions that share a calling code, in the
 // library's order (the main region first).
 type callingCodeRules struct {

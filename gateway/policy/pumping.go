@@ -13,6 +13,7 @@ import (
 	"github.com/nyaruka/phonenumbers"
 
 	"github.com/smsgate/smsgate/gateway/config"
+	"github.com/smsgate/smsgate/gateway/intake"
 )
 
 // SMS-pumping detection. Per tenant and number range (country calling code and the first digits
@@ -75,7 +76,11 @@ type Quarantine struct {
 }
 
 // PumpRange is the number range of an E.164 number in country: "44-74" for +447400123456 with
-// digits 2. It holds no more of the number than the calling code and those digits.
+// digits 2. It holds no more of the number than the calling code and those digits, or than the
+// leading digits that set country apart from the other regions of its calling code when they are
+// more: "1-876" for Jamaica, so a range never holds two countries that leading digits tell apart
+// ("1-87" would hold Jamaica with the US area codes 870 to 879: a quarantine of one would hold the
+// other, and one's baseline would hide pumping to the other).
 func PumpRange(e164, country string, digits int) string {
 	num := strings.TrimPrefix(e164, "+")
 	cc := phonenumbers.GetCountryCodeForRegion(country)
@@ -89,6 +94,7 @@ func PumpRange(e164, country string, digits int) string {
 		return "unknown"
 	}
 	national := num[len(code):]
+	digits = max(digits, intake.LeadingDigits(country, national))
 	return code + "-" + national[:min(digits, len(national))]
 }
 

@@ -32,8 +32,13 @@ func newPumping(t *testing.T, clk *clock, backend string) *Pumping {
 
 func TestPumpRange(t *testing.T) {
 	for _, tc := range []struct{ e164, country, want string }{
-		{"+447400123456", "GB", "44-74"}, {"+14155550104", "US", "1-41"}, {"+18765551234", "JM", "1-87"},
-		{"+23276123456", "SL", "232-76"}, {"+491511234567", "DE", "49-15"},
+		{"+447400123456", "GB", "44-74"}, {"+14155550104", "US", "1-41"}, {"+23276123456", "SL", "232-76"},
+		{"+491511234567", "DE", "49-15"},
+		// A region its calling code shares, told apart by leading digits, keeps them whole: a
+		// range never holds two such countries (1-87 held Jamaica with US area codes 870-879).
+		{"+18765551234", "JM", "1-876"}, {"+18705551234", "US", "1-87"}, {"+17875551234", "PR", "1-787"},
+		{"+18095551234", "DO", "1-809"}, {"+447624123456", "IM", "44-7624"}, {"+77012345678", "KZ", "7-70"},
+		{"+358181234567", "AX", "358-18"}, {"+14165551234", "CA", "1-41"},
 	} {
 		if got := PumpRange(tc.e164, tc.country, 2); got != tc.want {
 			t.Errorf("PumpRange(%s, %s) = %q, want %q", tc.e164, tc.country, got, tc.want)
