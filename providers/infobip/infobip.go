@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"strings"
 	"time"
@@ -328,6 +329,45 @@ type report struct {
 		PerSecond  *float64 `json:"pricePerSecond"`
 		Currency   string   `json:"currency"`
 	} `json:"price"`
+	// SMSCount (v2) and MessageCount (v3) are how many parts an SMS was sent as: its price is
+	// per part.
+	SMSCount     int `json:"smsCount"`
+	MessageCount int `json:"messageCount"`
+	// A voice price is per second of the call: voiceCall.chargedDuration, else its duration
+	// (an older report's is at the top level).
+	Duration  *float64 `json:"duration"`
+	VoiceCall *struct {
+		Duration        *float64 `json:"duration"`
+		ChargedDuration *float64 `json:"chargedDuration"`
+	} `json:"voiceCall"`
+}
+
+// cost is what the message cost as the report says: the price per part times the parts of an
+// SMS, the price per second times the seconds charged for a call; 0 (unpriced) when the report
+// says neither, or when the product is no price (negative, or past what a float holds).
+func (r *report) cost() float64 {
+	var v float64
+	switch {
+	case r.Price == nil:
+		return 0
+	case r.Price.PerMessage != nil:
+		v = *r.Price.PerMessage * float64(max(1, r.SMSCount, r.MessageCount))
+	case r.Price.PerSecond != nil:
+		secs := r.Duration
+		if r.VoiceCall != nil && r.VoiceCall.ChargedDuration != nil {
+			secs = r.VoiceCall.ChargedDuration
+		} else if r.VoiceCall != nil && r.VoiceCall.Duration != nil {
+			secs = r.VoiceCall.Duration
+		}
+		if secs == nil {
+			return 0 // a rate without the seconds it applies to is not what the call cost
+		}
+		v = *r.Price.PerSecond * *secs
+	}
+	if !(v > 0) || math.IsInf(v, 0) {
+		return 0
+	}
+	return v
 }
 
 // TimeLayout is Infobip's timestamp layout (not RFC 3339).
@@ -372,13 +412,8 @@ func (p *Provider) ParseReports(r *http.Request, body []byte, _ string) ([]gatew
 		if res.Error != nil && res.Error.ID != 0 && !strings.EqualFold(res.Error.GroupName, "OK") {
 			d.Error = res.Error.Name
 		}
-		if res.Price != nil {
+		if d.Price = res.cost(); d.Price > 0 {
 			d.Currency = res.Price.Currency
-			if res.Price.PerMessage != nil {
-				d.Price = *res.Price.PerMessage
-			} else if res.Price.PerSecond != nil {
-				d.Price = *res.Price.PerSecond
-			}
 		}
 		out = append(out, d)
 	}

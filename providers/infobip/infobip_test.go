@@ -186,28 +186,35 @@ func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
 
 func TestDeliveryReports(t *testing.T) {
 	p := newDriver(t, "https://x.api.infobip.com", nil)
-	v2 := `{"results":[{"bulkId":"BULK-ID-123-xyz","messageId":"msg_1","to":"41793026727","sentAt":"2019-11-09T16:00:00.000+0000","doneAt":"2019-11-09T16:00:05.000+0100","smsCount":1,"callbackData":"callbackData","price":{"pricePerMessage":0.01,"currency":"EUR"},"status":{"groupId":3,"groupName":"DELIVERED","id":5,"name":"DELIVERED_TO_HANDSET","description":"Message delivered to handset"},"error":{"groupId":0,"groupName":"Ok","id":0,"name":"NO_ERROR","description":"No Error","permanent":false}}]}`
-	v3 := `{"results":[{"bulkId":"b","messageId":"msg_2","to":"41793026727","sender":"InfoSMS","sentAt":"2019-11-09T16:00:00.000+0000","doneAt":"2019-11-09T16:00:00.000+0000","messageCount":1,"price":{"pricePerMessage":0.02,"currency":"EUR"},"status":{"groupId":2,"groupName":"UNDELIVERABLE","id":9,"name":"UNDELIVERABLE_NOT_DELIVERED","description":"d"},"error":{"groupId":1,"groupName":"HANDSET_ERRORS","id":27,"name":"EC_ABSENT_SUBSCRIBER","description":"d","permanent":false},"platform":{"entityId":"e","applicationId":"a"},"newField":1},
+	v2 := `{"results":[{"bulkId":"BULK-ID-123-xyz","messageId":"msg_1","to":"41793026727","sentAt":"2019-11-09T16:00:00.000+0000","doneAt":"2019-11-09T16:00:05.000+0100","smsCount":3,"callbackData":"callbackData","price":{"pricePerMessage":0.125,"currency":"EUR"},"status":{"groupId":3,"groupName":"DELIVERED","id":5,"name":"DELIVERED_TO_HANDSET","description":"Message delivered to handset"},"error":{"groupId":0,"groupName":"Ok","id":0,"name":"NO_ERROR","description":"No Error","permanent":false}}]}`
+	v3 := `{"results":[{"bulkId":"b","messageId":"msg_2","to":"41793026727","sender":"InfoSMS","sentAt":"2019-11-09T16:00:00.000+0000","doneAt":"2019-11-09T16:00:00.000+0000","messageCount":2,"price":{"pricePerMessage":0.25,"currency":"EUR"},"status":{"groupId":2,"groupName":"UNDELIVERABLE","id":9,"name":"UNDELIVERABLE_NOT_DELIVERED","description":"d"},"error":{"groupId":1,"groupName":"HANDSET_ERRORS","id":27,"name":"EC_ABSENT_SUBSCRIBER","description":"d","permanent":false},"platform":{"entityId":"e","applicationId":"a"},"newField":1},
 		{"messageId":"msg_3","status":{"groupId":1,"groupName":"PENDING","id":7,"name":"PENDING_ENROUTE"}},
 		{"messageId":"msg_4","status":{"groupId":3,"groupName":"DELIVERED","id":2,"name":"DELIVERED_TO_OPERATOR"}},
 		{"messageId":"msg_5","status":{"groupId":5,"groupName":"REJECTED","id":12,"name":"REJECTED_NOT_ENOUGH_CREDITS"}}]}`
-	voice := `{"results":[{"bulkId":"b","messageId":"msg_6","from":"41793026700","to":"41793026727","sentAt":"2019-11-09T16:00:00.000+0000","doneAt":"2019-11-09T16:00:30.000+0000","voiceCall":{"duration":10},"price":{"pricePerSecond":0.005,"currency":"EUR"},"status":{"groupId":3,"groupName":"DELIVERED","id":5,"name":"DELIVERED_TO_HANDSET"},"error":{"groupId":0,"groupName":"OK","id":5000,"name":"VOICE_ANSWERED","permanent":true}}]}`
+	voice := `{"results":[{"bulkId":"b","messageId":"msg_6","from":"41793026700","to":"41793026727","sentAt":"2019-11-09T16:00:00.000+0000","doneAt":"2019-11-09T16:00:30.000+0000","voiceCall":{"duration":10,"chargedDuration":30},"price":{"pricePerSecond":0.0625,"currency":"EUR"},"status":{"groupId":3,"groupName":"DELIVERED","id":5,"name":"DELIVERED_TO_HANDSET"},"error":{"groupId":0,"groupName":"OK","id":5000,"name":"VOICE_ANSWERED","permanent":true}},
+		{"messageId":"msg_7","voiceCall":{"duration":12},"price":{"pricePerSecond":0.0625,"currency":"EUR"},"status":{"groupName":"DELIVERED","name":"DELIVERED_TO_HANDSET"}},
+		{"messageId":"msg_8","price":{"pricePerSecond":0.0625,"currency":"EUR"},"status":{"groupName":"DELIVERED","name":"DELIVERED_TO_HANDSET"}}]}`
+	// Prices are per part of an SMS and per second charged of a call: the report's cost is the
+	// product (a 3-part SMS at 0.125 cost 0.375; a call charged 30 s at 0.0625 a second, 1.875).
+	// A rate without the seconds it applies to leaves the message unpriced.
 	at := func(s string) time.Time { t, _ := time.Parse(TimeLayout, s); return t.UTC() }
 	tests := []struct {
 		name, body string
 		want       []gateway.DeliveryReport
 	}{
 		{"v2", v2, []gateway.DeliveryReport{{ProviderMessageID: "msg_1", MessageID: "msg_1", Status: gateway.StatusDelivered, ProviderStatus: "DELIVERED_TO_HANDSET",
-			Price: 0.01, Currency: "EUR", SentAt: at("2019-11-09T16:00:00.000+0000"), DoneAt: at("2019-11-09T16:00:05.000+0100")}}},
+			Price: 0.375, Currency: "EUR", SentAt: at("2019-11-09T16:00:00.000+0000"), DoneAt: at("2019-11-09T16:00:05.000+0100")}}},
 		{"v3", v3, []gateway.DeliveryReport{
 			{ProviderMessageID: "msg_2", MessageID: "msg_2", Status: gateway.StatusUndelivered, ProviderStatus: "UNDELIVERABLE_NOT_DELIVERED", Error: "EC_ABSENT_SUBSCRIBER",
-				Price: 0.02, Currency: "EUR", SentAt: at("2019-11-09T16:00:00.000+0000"), DoneAt: at("2019-11-09T16:00:00.000+0000")},
+				Price: 0.5, Currency: "EUR", SentAt: at("2019-11-09T16:00:00.000+0000"), DoneAt: at("2019-11-09T16:00:00.000+0000")},
 			{ProviderMessageID: "msg_3", MessageID: "msg_3", Status: gateway.StatusSent, ProviderStatus: "PENDING_ENROUTE"},
 			{ProviderMessageID: "msg_4", MessageID: "msg_4", Status: gateway.StatusSent, ProviderStatus: "DELIVERED_TO_OPERATOR"},
 			{ProviderMessageID: "msg_5", MessageID: "msg_5", Status: gateway.StatusFailed, ProviderStatus: "REJECTED_NOT_ENOUGH_CREDITS"},
 		}},
 		{"voice", voice, []gateway.DeliveryReport{{ProviderMessageID: "msg_6", MessageID: "msg_6", Status: gateway.StatusDelivered, ProviderStatus: "DELIVERED_TO_HANDSET",
-			Price: 0.005, Currency: "EUR", SentAt: at("2019-11-09T16:00:00.000+0000"), DoneAt: at("2019-11-09T16:00:30.000+0000")}}},
+			Price: 1.875, Currency: "EUR", SentAt: at("2019-11-09T16:00:00.000+0000"), DoneAt: at("2019-11-09T16:00:30.000+0000")},
+			{ProviderMessageID: "msg_7", MessageID: "msg_7", Status: gateway.StatusDelivered, ProviderStatus: "DELIVERED_TO_HANDSET", Price: 0.75, Currency: "EUR"},
+			{ProviderMessageID: "msg_8", MessageID: "msg_8", Status: gateway.StatusDelivered, ProviderStatus: "DELIVERED_TO_HANDSET"}}},
 	}
 	smsSpec := providertest.LoadSpec(t, "infobip-sms.openapi.json")
 	for name, body := range map[string]string{"receive-outbound-sms-message-reports": v2, "receive-outbound-sms-message-reports-v3": v3} {
