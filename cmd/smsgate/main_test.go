@@ -540,7 +540,7 @@ func TestMigrateAppliesAndRouteDoesNot(t *testing.T) {
 		}
 		return v
 	}
-	if _, err := raw.ExecContext(ctx, `DROP INDEX messages_bulk; DROP INDEX messages_reference; DROP INDEX messages_unpulled;
+	if _, err := raw.ExecContext(ctx, `DROP INDEX messages_bulk; DROP INDEX messages_reference; DROP INDEX messages_unpulled; ALTER TABLE messages DROP COLUMN parts;
 		CREATE INDEX messages_untaken ON messages(tenant, created_at) WHERE source != '' AND report_taken = 0;
 		UPDATE schema_version SET version = 5`); err != nil {
 		t.Fatal(err)

@@ -721,7 +721,7 @@ func TestASQLiteStartDoesNotWaitForLongMigrations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Exec(`DROP INDEX messages_bulk; DROP INDEX messages_reference; DROP INDEX messages_unpulled;
+	if _, err := db.Exec(`DROP INDEX messages_bulk; DROP INDEX messages_reference; DROP INDEX messages_unpulled; ALTER TABLE messages DROP COLUMN parts;
 		CREATE INDEX messages_untaken ON messages(tenant, created_at) WHERE source != '' AND report_taken = 0;
 		UPDATE schema_version SET version = 5;
 		WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 20000)

@@ -69,13 +69,17 @@ func (t *priceTable) sheet(typ gateway.MessageType) *priceSheet {
 	return &t.sms
 }
 
-// estimate is what a message of type typ sent by provider to country counts against a spend
-// limit: its price, or when it has none the highest configured price (so a tenant cannot spend
-// unseen by sending where no price is known); for a voice call the highest of either kind, since
-// a call costs more than a message.
-func (t *priceTable) estimate(provider, country string, typ gateway.MessageType) float64 {
+// estimate is what a message of type typ sent by provider to country as parts parts counts
+// against a spend limit: its price, or when it has none the highest configured price (so a tenant
+// cannot spend unseen by sending where no price is known), times the parts of an SMS (a price is
+// per part, as providers bill); for a voice call the highest of either kind, since a call costs
+// more than a message.
+func (t *priceTable) estimate(provider, country string, typ gateway.MessageType, parts int) float64 {
+	if typ == gateway.Voice {
+		parts = 1
+	}
 	if p, ok := t.lookup(provider, country, typ); ok {
-		return p.value
+		return p.value * float64(max(1, parts))
 	}
 	if t == nil {
 		return 0
@@ -83,7 +87,15 @@ func (t *priceTable) estimate(provider, country string, typ gateway.MessageType)
 	if typ == gateway.Voice {
 		return max(t.voice.highest, t.sms.highest)
 	}
-	return t.sms.highest
+	return t.sms.highest * float64(max(1, parts))
+}
+
+// messageParts is how many parts msg is sent as: gateway.SMSParts of its text, 1 for a call.
+func messageParts(msg *gateway.Message) int {
+	if msg.Type == gateway.Voice {
+		return 1
+	}
+	return gateway.SMSParts(msg.Text)
 }
 
 func (t *priceTable) lookup(provider, country string, typ gateway.MessageType) (priceInfo, bool) {
@@ -211,7 +223,7 @@ func (a *App) reconcileSpend(cfg *config.Config, tn *tenant, c store.Charge) {
 	if !ok {
 		return
 	}
-	if extra := v - a.prices.Load().estimate(c.Provider, c.Country, c.Type); extra > 0 {
+	if extra := v - a.prices.Load().estimate(c.Provider, c.Country, c.Type, c.Parts); extra > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		a.settleSpend(ctx, tn, 0, extra) // nothing was reserved for it

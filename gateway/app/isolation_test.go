@@ -450,19 +450,7 @@ routes:
   - {name: fallback, match: {countries: [JP]}, providers: [slow, dear]}
   - {name: default, providers: [slow]}
 `, Options{})
-	used := func() float64 {
-		t.Helper()
-		r := h.do("GET", "/v1/admin/tenants", "admin-t0ken", "")
-		var got struct {
-			Tenants []struct {
-				Spend struct{ Used float64 } `json:"spend"`
-			} `json:"tenants"`
-		}
-		if err := json.Unmarshal([]byte(r.Raw), &got); err != nil || len(got.Tenants) != 1 {
-			t.Fatalf("%d %s (%v)", r.Status, r.Raw, err)
-		}
-		return got.Tenants[0].Spend.Used
-	}
+	used := func() float64 { return spendUsed(t, h) }
 	// A send that fails costs nothing: its reservation (0.09, the highest configured price, since
 	// broken has none) is given back.
 	if r := h.send("thief-key", `{"message_options":{"recipient":"+447911123456","text":"Your code is 111111","message_type":"sms"}}`); r.Status != 502 {
@@ -1084,5 +1072,65 @@ routes:
 	}
 	if n := testutil.ToFloat64(h.app.MetricSet().Attempts.WithLabelValues("primary", "sent")); n != 2 {
 		t.Errorf("provider sends = %v, want only the 2 allowed", n)
+	}
+}
+
+// spendUsed is how much of its spend limit the only tenant of h has used, as the admin API says.
+func spendUsed(t *testing.T, h *harness) float64 {
+	t.Helper()
+	r := h.do("GET", "/v1/admin/tenants", "admin-t0ken", "")
+	var got struct {
+		Tenants []struct {
+			Spend struct{ Used float64 } `json:"spend"`
+		} `json:"tenants"`
+	}
+	if err := json.Unmarshal([]byte(r.Raw), &got); err != nil || len(got.Tenants) != 1 {
+		t.Fatalf("%d %s (%v)", r.Status, r.Raw, err)
+	}
+	return got.Tenants[0].Spend.Used
+}
+
+// TestASpendLimitCountsEveryPartOfAText: providers bill an SMS per part, and a text of 1,600
+// Cyrillic characters is 24 of them. A spend limit counted a message as one part, so a stolen key
+// sending the longest texts spent 24 times its limit before it was stopped (on a provider that
+// reports no prices, for good). Now the reservation and the charge are the price times the parts.
+func TestASpendLimitCountsEveryPartOfAText(t *testing.T) {
+	h := start(t, `
+server: {admin_token: admin-t0ken}
+storage: {driver: memory}
+policy: {rate_limits: {per_recipient: 0}}
+tenants:
+  - {name: thief, api_key: thief-key, rate_limits: {spend: 1/24h}}
+providers:
+  - {name: primary, type: mock, prices: {default: 0.04}}
+routes:
+  - {name: default, providers: [primary]}
+`, Options{})
+	long := strings.Repeat("ж", 1600) // 24 parts of 67 UCS-2 characters
+	send := func(to string) response {
+		return h.send("thief-key", `{"message_options":{"recipient":"`+to+`","text":"`+long+`","message_type":"sms"}}`)
+	}
+	if r := send("+14155550104"); r.Status != 200 {
+		t.Fatalf("first long text: %d %s", r.Status, r.Raw)
+	}
+	if u := spendUsed(t, h); math.Abs(u-0.96) > 1e-6 {
+		t.Errorf("used %v after one text of 24 parts at 0.04, want 0.96", u)
+	}
+	// A send is let through while the bucket holds anything (0.04 here), and reserves its whole
+	// price: the limit is overspent by one message at most. Counted as one part each, 25 such
+	// texts went through.
+	sent := 1
+	for i := range 30 {
+		r := send(fmt.Sprintf("+141555502%02d", i))
+		if r.Status == 429 && errCode(r) == "rate_limited" {
+			break
+		}
+		if r.Status != 200 {
+			t.Fatalf("long text %d: %d %s", i, r.Status, r.Raw)
+		}
+		sent++
+	}
+	if sent != 2 {
+		t.Errorf("%d texts of 24 parts sent against a limit of 1 at 0.04 a part, want 2", sent)
 	}
 }

@@ -354,10 +354,11 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 	// With a spend limit, Check reserves what the send may cost (the highest price of the route's
 	// providers); it is settled below, when what the send cost is known.
 	var price, reserved float64
+	parts := messageParts(msg)
 	if tn.spend() != nil {
 		prices := a.prices.Load()
 		for _, name := range route.Providers {
-			price = max(price, prices.estimate(name, msg.Country, msg.Type))
+			price = max(price, prices.estimate(name, msg.Country, msg.Type, parts))
 		}
 	}
 	rej, err := a.checker.Check(ctx, tn.rules, msg, price)
@@ -411,7 +412,7 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 	rec := &store.Record{ID: msg.ID, Tenant: tn.name, ClientID: msg.ClientID, Route: route.Name, MessageType: string(msg.Type),
 		Action: msg.Action, Country: msg.Country, Recipient: gateway.MaskPhone(msg.To), Range: rng, Provider: out.Provider,
 		ProviderMessageID: out.Result.ProviderMessageID, ProviderStatus: out.Result.Status, Attempts: make([]store.Attempt, len(out.Attempts)),
-		CreatedAt: now.UTC(), UpdatedAt: a.now().UTC()}
+		CreatedAt: now.UTC(), UpdatedAt: a.now().UTC(), Parts: parts}
 	if rt.cfg.Storage.StoreFullNumbers {
 		rec.Recipient = msg.To
 	}
@@ -429,7 +430,7 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 	if out.Err == nil {
 		resp.Status, rec.Status = gateway.StatusSent, gateway.StatusSent
 		if tn.spend() != nil {
-			a.settleSpend(context.WithoutCancel(ctx), tn, reserved, a.prices.Load().estimate(out.Provider, msg.Country, msg.Type))
+			a.settleSpend(context.WithoutCancel(ctx), tn, reserved, a.prices.Load().estimate(out.Provider, msg.Country, msg.Type, parts))
 		}
 		if pump {
 			a.recordPumping(ctx, tn, msg, rng)

@@ -259,7 +259,7 @@ func (m *Memory) Prices(_ context.Context, since, until time.Time) ([]PriceRow, 
 			p = &PriceRow{Provider: r.Provider, Country: r.Country, Currency: r.Currency, Tenant: r.Tenant}
 			rows[k] = p
 		}
-		p.Sum += r.Price
+		p.Sum += r.Price / float64(max(1, r.Parts))
 		p.N++
 	}
 	out := make([]PriceRow, 0, len(rows))

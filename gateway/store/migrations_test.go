@@ -53,7 +53,7 @@ func TestPostgresIndexBuildResumes(t *testing.T) {
 	first, second := m.indexes[0].name, m.indexes[1].name
 	// The schema of version 5, with rows the indexes must hold; then the first index as a stopped
 	// build leaves it (PostgreSQL marks it invalid; here by hand), the second not begun.
-	exec(fmt.Sprintf(`DROP INDEX %s; DROP INDEX %s; DROP INDEX messages_unpulled;
+	exec(fmt.Sprintf(`DROP INDEX %s; DROP INDEX %s; DROP INDEX messages_unpulled; ALTER TABLE messages DROP COLUMN parts;
 		CREATE INDEX messages_untaken ON messages (tenant, created_at) WHERE source <> '' AND NOT report_taken;
 		UPDATE schema_migrations SET version = %d`, first, second, six-1))
 	exec(`INSERT INTO messages (id, tenant, status, created_at, updated_at, source, bulk_id, reference)
@@ -86,7 +86,7 @@ func TestPostgresIndexBuildResumes(t *testing.T) {
 }
 
 // sqliteAtVersion5 opens a new SQLite log whose schema is that of version 5, before migrations 6
-// and 7, and returns its path.
+// to 8, and returns its path.
 func sqliteAtVersion5(t *testing.T) (string, *SQLite) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "log.db")
@@ -94,12 +94,28 @@ func sqliteAtVersion5(t *testing.T) (string, *SQLite) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.w.Exec(`DROP INDEX messages_bulk; DROP INDEX messages_reference; DROP INDEX messages_unpulled;
-		CREATE INDEX messages_untaken ON messages(tenant, created_at) WHERE source != '' AND report_taken = 0;
-		UPDATE schema_version SET version = 5`); err != nil {
+	if _, err := s.w.Exec(sqliteVersion5); err != nil {
 		t.Fatal(err)
 	}
 	return path, s
+}
+
+// sqliteVersion5 takes a SQLite log of this build's schema back to that of version 5.
+const sqliteVersion5 = `DROP INDEX messages_bulk; DROP INDEX messages_reference; DROP INDEX messages_unpulled; ALTER TABLE messages DROP COLUMN parts;
+		CREATE INDEX messages_untaken ON messages(tenant, created_at) WHERE source != '' AND report_taken = 0;
+		UPDATE schema_version SET version = 5`
+
+// toVersion5 takes the closed SQLite log at path back to the schema of version 5, its rows kept.
+func toVersion5(t *testing.T, path string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(sqliteVersion5); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // lockedAtVersion5 is sqliteAtVersion5's log, closed, and another connection to it (another
@@ -188,11 +204,16 @@ func TestASQLiteFileLockedElsewhereIsAnOutage(t *testing.T) {
 // indexes of migrations 6 and 7 at the next start, over the rows already there.
 func TestSQLiteUpgradeBuildsTheIndexes(t *testing.T) {
 	ctx := context.Background()
-	path, s := sqliteAtVersion5(t)
-	st := New(Options{Backend: s})
-	compatRecords(t, st)
-	st.Close()
+	path := filepath.Join(t.TempDir(), "log.db")
 	s, err := OpenSQLite(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := New(Options{Backend: s})
+	compatRecords(t, st) // written by this build, then the schema taken back to version 5
+	st.Close()
+	toVersion5(t, path)
+	s, err = OpenSQLite(ctx, path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +277,7 @@ func atVersion5(t *testing.T, dsn string) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	if _, err := p.pool.Exec(ctx, `DROP INDEX messages_bulk; DROP INDEX messages_reference; DROP INDEX messages_unpulled;
+	if _, err := p.pool.Exec(ctx, `DROP INDEX messages_bulk; DROP INDEX messages_reference; DROP INDEX messages_unpulled; ALTER TABLE messages DROP COLUMN parts;
 		CREATE INDEX messages_untaken ON messages (tenant, created_at) WHERE source <> '' AND NOT report_taken;
 		UPDATE schema_migrations SET version = 5;
 		INSERT INTO messages (id, tenant, status, created_at, updated_at, source, bulk_id, reference)

@@ -93,6 +93,8 @@ var pgMigrations = []pgMigration{
 	{indexes: []pgIndex{{"messages_unpulled", "ON messages (tenant, created_at) " +
 		"WHERE source <> '' AND notify_url = '' AND NOT report_taken AND status IN ('delivered','undelivered','failed','rejected')"}},
 		drops: []string{"messages_untaken"}},
+	// 8: the parts an SMS was sent as (a report's price counts them; prices are read per part).
+	{sql: `ALTER TABLE messages ADD COLUMN parts integer NOT NULL DEFAULT 1;`},
 }
 
 // pgMigration is one step of the schema: sql runs in a transaction with the version's update.
@@ -313,7 +315,7 @@ func key(provider, id string) int64 {
 
 const pgCols = `id, tenant, client_id, route, message_type, action, country, recipient, status, provider,
 	provider_message_id, attempts, error, provider_status, price, currency, created_at, updated_at, delivered_at,
-	source, reference, bulk_id, callback_data, notify_url, report_taken, num_range, push_at, push_tries, report_held`
+	source, reference, bulk_id, callback_data, notify_url, report_taken, num_range, push_at, push_tries, report_held, parts`
 
 // pgColsM is pgCols qualified by the alias m.
 var pgColsM = "m." + strings.ReplaceAll(strings.Join(strings.Fields(pgCols), " "), ", ", ", m.")
@@ -517,7 +519,7 @@ func (p *Postgres) apply(ctx context.Context, ops []Op, ap *applier) error {
 			return err
 		}
 		// A retried batch that had committed must not fail on its own rows.
-		b.Queue(`INSERT INTO messages (`+pgCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29) ON CONFLICT (id) DO NOTHING`, args...)
+		b.Queue(`INSERT INTO messages (`+pgCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29,$30) ON CONFLICT (id) DO NOTHING`, args...)
 	}
 	for r := range changed {
 		// push_at as read under the row lock, or armed by this report (armPush).
@@ -560,7 +562,7 @@ func pgArgs(r *Record) ([]any, error) {
 	}
 	return []any{r.ID, r.Tenant, r.ClientID, r.Route, r.MessageType, r.Action, r.Country, r.Recipient, r.Status, r.Provider,
 		r.ProviderMessageID, att, r.Error, r.ProviderStatus, r.Price, r.Currency, r.CreatedAt.UnixMilli(), r.UpdatedAt.UnixMilli(), msOrNil(r.DeliveredAt),
-		r.Source, r.Reference, r.BulkID, r.CallbackData, r.NotifyURL, r.ReportTaken, r.Range, msOrZero(r.PushAt), r.PushTries, r.ReportHeld}, nil
+		r.Source, r.Reference, r.BulkID, r.CallbackData, r.NotifyURL, r.ReportTaken, r.Range, msOrZero(r.PushAt), r.PushTries, r.ReportHeld, max(1, r.Parts)}, nil
 }
 
 func scanPG(row pgx.Row) (*Record, error) {
@@ -570,7 +572,7 @@ func scanPG(row pgx.Row) (*Record, error) {
 	var delivered *int64
 	if err := row.Scan(&r.ID, &r.Tenant, &r.ClientID, &r.Route, &r.MessageType, &r.Action, &r.Country, &r.Recipient, &r.Status, &r.Provider,
 		&r.ProviderMessageID, &att, &r.Error, &r.ProviderStatus, &r.Price, &r.Currency, &created, &updated, &delivered,
-		&r.Source, &r.Reference, &r.BulkID, &r.CallbackData, &r.NotifyURL, &r.ReportTaken, &r.Range, &pushAt, &r.PushTries, &r.ReportHeld); err != nil {
+		&r.Source, &r.Reference, &r.BulkID, &r.CallbackData, &r.NotifyURL, &r.ReportTaken, &r.Range, &pushAt, &r.PushTries, &r.ReportHeld, &r.Parts); err != nil {
 		return nil, err
 	}
 	r.PushAt = timeOrZero(pushAt)

@@ -83,6 +83,8 @@ var migrations = []string{
 	`CREATE INDEX messages_unpulled ON messages(tenant, created_at)
 		WHERE source <> '' AND notify_url = '' AND report_taken = 0 AND status IN ('delivered','undelivered','failed','rejected');
 	DROP INDEX messages_untaken;`,
+	// 8: the parts an SMS was sent as (a report's price counts them; prices are read per part).
+	`ALTER TABLE messages ADD COLUMN parts INTEGER NOT NULL DEFAULT 1;`,
 }
 
 // SQLite is a Backend on one SQLite file (modernc.org/sqlite, no cgo) in WAL mode.
@@ -249,7 +251,7 @@ func (s *SQLite) checkpointer(every time.Duration) {
 }
 
 func (s *SQLite) prepare(ctx context.Context) error {
-	values := ` INTO messages (` + cols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
+	values := ` INTO messages (` + cols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
 	for _, st := range []struct {
 		dst **sql.Stmt
 		sql string
@@ -372,7 +374,7 @@ func (s *SQLite) now() time.Time {
 
 const cols = `id, tenant, client_id, route, message_type, action, country, recipient, status, provider,
 	provider_message_id, attempts, error, provider_status, price, currency, created_at, updated_at, delivered_at,
-	source, reference, bulk_id, callback_data, notify_url, report_taken, num_range, push_at, push_tries, report_held`
+	source, reference, bulk_id, callback_data, notify_url, report_taken, num_range, push_at, push_tries, report_held, parts`
 
 // Apply implements Backend: the whole batch in one transaction.
 func (s *SQLite) Apply(ctx context.Context, ops []Op) ([]Charge, error) {
@@ -442,7 +444,7 @@ func put(ctx context.Context, stmt *sql.Stmt, r *Record) error {
 	}
 	_, err = stmt.ExecContext(ctx, r.ID, r.Tenant, r.ClientID, r.Route, r.MessageType, r.Action, r.Country, r.Recipient, r.Status, r.Provider,
 		r.ProviderMessageID, string(att), r.Error, r.ProviderStatus, r.Price, r.Currency, r.CreatedAt.UnixMilli(), r.UpdatedAt.UnixMilli(), delivered,
-		r.Source, r.Reference, r.BulkID, r.CallbackData, r.NotifyURL, r.ReportTaken, r.Range, msOrZero(r.PushAt), r.PushTries, r.ReportHeld)
+		r.Source, r.Reference, r.BulkID, r.CallbackData, r.NotifyURL, r.ReportTaken, r.Range, msOrZero(r.PushAt), r.PushTries, r.ReportHeld, max(1, r.Parts))
 	return err
 }
 
@@ -541,7 +543,7 @@ func scan(sc scanner) (*Record, error) {
 	var delivered sql.NullInt64
 	if err := sc.Scan(&r.ID, &r.Tenant, &r.ClientID, &r.Route, &r.MessageType, &r.Action, &r.Country, &r.Recipient, &r.Status, &r.Provider,
 		&r.ProviderMessageID, &att, &r.Error, &r.ProviderStatus, &r.Price, &r.Currency, &created, &updated, &delivered,
-		&r.Source, &r.Reference, &r.BulkID, &r.CallbackData, &r.NotifyURL, &r.ReportTaken, &r.Range, &pushAt, &r.PushTries, &r.ReportHeld); err != nil {
+		&r.Source, &r.Reference, &r.BulkID, &r.CallbackData, &r.NotifyURL, &r.ReportTaken, &r.Range, &pushAt, &r.PushTries, &r.ReportHeld, &r.Parts); err != nil {
 		return nil, err
 	}
 	r.PushAt = timeOrZero(pushAt)

@@ -102,6 +102,9 @@ type Record struct {
 	// PushTries counts the pushes claimed so far (Due).
 	PushAt    time.Time `json:"-"`
 	PushTries int       `json:"-"`
+	// Parts is how many parts the SMS was sent as (gateway.SMSParts; 1 for a voice call): a
+	// report's price is for them all.
+	Parts int `json:"-"`
 }
 
 // Final reports whether a record's status can no longer change but to delivered.
@@ -201,6 +204,8 @@ type Charge struct {
 	Tenant string
 	// Type is the message's: a voice call's price is compared with voice prices.
 	Type gateway.MessageType
+	// Parts is the record's: an SMS's price is for all its parts.
+	Parts int
 }
 
 // applier applies reports within one batch and collects the charges they record.
@@ -217,7 +222,7 @@ func (a *applier) apply(r *Record, rep *gateway.DeliveryReport) bool {
 	}
 	if !priced && r.Price > 0 {
 		a.charges = append(a.charges, Charge{Provider: r.Provider, Country: r.Country, Currency: r.Currency, Price: r.Price, Tenant: r.Tenant,
-			Type: gateway.MessageType(r.MessageType)})
+			Type: gateway.MessageType(r.MessageType), Parts: max(1, r.Parts)})
 	}
 	return true
 }
@@ -1048,8 +1053,9 @@ const (
 		SUM(CASE WHEN status = 'sent' AND created_at < ? THEN 1 ELSE 0 END)
 	FROM messages WHERE created_at >= ? AND provider != '' GROUP BY provider, country, tenant, message_type = 'voice'`
 	// pricesSQL takes since and until (untilMS). SMS only: a voice call is priced by the minute, and its price is no
-	// SMS price (least-cost routing and spend estimates read these as a message's price).
-	pricesSQL = `SELECT provider, country, currency, tenant, SUM(price), COUNT(*)
+	// SMS price (least-cost routing and spend estimates read these as a part's price: a message's
+	// is divided by its parts).
+	pricesSQL = `SELECT provider, country, currency, tenant, SUM(price / parts), COUNT(*)
 	FROM messages WHERE created_at >= ? AND created_at < ? AND price > 0 AND provider != '' AND message_type != 'voice' GROUP BY provider, country, currency, tenant`
 )
 

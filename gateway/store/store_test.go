@@ -32,7 +32,7 @@ func record(id, tenant, provider, pmid string, created time.Time) *Record {
 	return &Record{ID: id, Tenant: tenant, Route: "default", MessageType: "sms", Country: "US", Recipient: gateway.MaskPhone("+14155550104"), Range: "1-41",
 		Status: gateway.StatusSent, Provider: provider, ProviderMessageID: pmid,
 		Attempts:  []Attempt{{Provider: "a", Outcome: "provider_error", Code: "E500", DurationMS: 12}, {Provider: provider, Outcome: "sent", DurationMS: 3}},
-		CreatedAt: created, UpdatedAt: created}
+		CreatedAt: created, UpdatedAt: created, Parts: 1}
 }
 
 // backends runs f against each backend; the SQLite one in a temp dir.
@@ -1065,10 +1065,13 @@ func TestChargesCountOnceAndPricesSum(t *testing.T) {
 		voice := gb(record("v1", "acme", "infobip", "ib-v1", t0))
 		voice.MessageType = "voice"
 		s.Insert(ctx, voice)
-		// Early report with a price: charged when its record arrives.
-		s.Report(ctx, &gateway.DeliveryReport{Provider: "infobip", ProviderMessageID: "ib-2", Status: gateway.StatusDelivered, Price: 0.04, Currency: "EUR"})
+		// Early report with a price: charged when its record arrives. The message was sent as two
+		// parts: the price is for both, and Prices reads it per part.
+		s.Report(ctx, &gateway.DeliveryReport{Provider: "infobip", ProviderMessageID: "ib-2", Status: gateway.StatusDelivered, Price: 0.08, Currency: "EUR"})
 		s.Flush(ctx)
-		s.Insert(ctx, gb(record("m2", "acme", "infobip", "ib-2", t0)))
+		m2 := gb(record("m2", "acme", "infobip", "ib-2", t0))
+		m2.Parts = 2
+		s.Insert(ctx, m2)
 		for range 3 { // repeated: one charge
 			s.Report(ctx, &gateway.DeliveryReport{Provider: "infobip", ProviderMessageID: "ib-1", Status: gateway.StatusDelivered, Price: 0.01, Currency: "EUR"})
 		}
@@ -1084,7 +1087,7 @@ func TestChargesCountOnceAndPricesSum(t *testing.T) {
 		mu.Unlock()
 		sortBy := func(x, y Charge) int { return strings.Compare(x.Provider+x.Country, y.Provider+y.Country) }
 		slices.SortFunc(got, sortBy)
-		want := []Charge{{"infobip", "GB", "EUR", 0.04, "acme", "sms"}, {"infobip", "GB", "EUR", 0.3, "acme", "voice"}, {"infobip", "US", "EUR", 0.01, "acme", "sms"}, {"infobip", "US", "EUR", 0.5, "acme", "sms"}}
+		want := []Charge{{"infobip", "GB", "EUR", 0.08, "acme", "sms", 2}, {"infobip", "GB", "EUR", 0.3, "acme", "voice", 1}, {"infobip", "US", "EUR", 0.01, "acme", "sms", 1}, {"infobip", "US", "EUR", 0.5, "acme", "sms", 1}}
 		slices.SortFunc(want, sortBy)
 		if diff := cmp.Diff(want, got, cmpopts.SortSlices(func(x, y Charge) bool { return x.Price < y.Price })); diff != "" {
 			t.Errorf("charges (-want +got):\n%s", diff)
