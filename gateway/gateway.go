@@ -210,6 +210,9 @@ type DeliveryReport struct {
 	// Price and Currency are what the provider charged, when it says.
 	Price    float64
 	Currency string
+	// PerPart is set when Price is one SMS part's (a provider that reports each part of a long
+	// text on its own, every report naming the message): the message cost Price times its parts.
+	PerPart bool
 	// SentAt and DoneAt are the provider's timestamps; zero when absent.
 	SentAt time.Time
 	DoneAt time.Time

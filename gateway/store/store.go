@@ -382,6 +382,9 @@ func applyReport(r *Record, rep *gateway.DeliveryReport, now time.Time) bool {
 	// providertest.FuzzReports).
 	if rep.Price > 0 && !math.IsInf(rep.Price, 0) {
 		r.Price, r.Currency = rep.Price, rep.Currency
+		if rep.PerPart {
+			r.Price *= float64(max(1, r.Parts))
+		}
 	}
 	if rep.Status != gateway.StatusSent {
 		t := rep.DoneAt

@@ -1367,4 +1367,13 @@ func TestAReportsPriceIsAPrice(t *testing.T) {
 	if r.Price != 0.0333 || r.Currency != "EUR" {
 		t.Errorf("a real price recorded as %v %s", r.Price, r.Currency)
 	}
+	// A part's price (Vonage reports each part of a long text): the message cost it times its
+	// parts, however many of the parts' reports arrive.
+	r = &Record{Status: gateway.StatusSent, Parts: 3}
+	for range 3 {
+		applyReport(r, &gateway.DeliveryReport{Status: gateway.StatusDelivered, Price: 0.25, Currency: "EUR", PerPart: true}, now)
+	}
+	if r.Price != 0.75 {
+		t.Errorf("a part's price of 0.25 for a message of 3 parts recorded as %v, want 0.75", r.Price)
+	}
 }

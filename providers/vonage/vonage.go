@@ -338,8 +338,10 @@ func (p *Provider) ParseReports(r *http.Request, body []byte, _ string) ([]gatew
 	}
 	// ParseFloat reads "Inf" too: a price that is not finite would stay in the spend counter for
 	// good and put the tenant a thousand periods into debt.
+	// A long text is sent as parts, each with a receipt of its own naming our id (client-ref) and
+	// its part's price: the message cost that times its parts (the store knows them).
 	if pr, err := strconv.ParseFloat(params["price"], 64); err == nil && pr > 0 && !math.IsInf(pr, 0) {
-		d.Price, d.Currency = pr, "EUR"
+		d.Price, d.Currency, d.PerPart = pr, "EUR", true
 	}
 	if t, err := time.Parse("2006-01-02 15:04:05", params["message-timestamp"]); err == nil {
 		d.DoneAt = t.UTC()

@@ -237,7 +237,7 @@ func TestReceipts(t *testing.T) {
 	now := time.Now()
 	params := url.Values{"messageId": {"0B00000123"}, "msisdn": {"14155550104"}, "status": {"delivered"}, "err-code": {"0"},
 		"client-ref": {"msg_7"}, "price": {"0.0333"}, "nonce": {"n-1"}, "timestamp": {itoa(now.Unix())}}
-	want := []gateway.DeliveryReport{{ProviderMessageID: "0B00000123", MessageID: "msg_7", ProviderStatus: "delivered", Status: gateway.StatusDelivered, Price: 0.0333, Currency: "EUR"}}
+	want := []gateway.DeliveryReport{{ProviderMessageID: "0B00000123", MessageID: "msg_7", ProviderStatus: "delivered", Status: gateway.StatusDelivered, Price: 0.0333, Currency: "EUR", PerPart: true}}
 	signed := func(p url.Values, sig string) url.Values {
 		c := url.Values{}
 		for k, v := range p {
