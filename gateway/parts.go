@@ -11,6 +11,10 @@ import "unicode/utf16"
 func SMSParts(text string) int {
 	septets, gsm := 0, true
 	for _, r := range text {
+		if r < 0x80 && asciiSeptets[r] > 0 {
+			septets += int(asciiSeptets[r])
+			continue
+		}
 		switch {
 		case gsmBasic(r):
 			septets++
@@ -28,10 +32,24 @@ func SMSParts(text string) int {
 	}
 	units := 0
 	for _, r := range text {
-		units += len(utf16.AppendRune(nil, r))
+		units += utf16.RuneLen(r)
 	}
 	return parts(units, 70, 67)
 }
+
+// asciiSeptets is, for each ASCII character, the septets it takes in GSM 03.38 (0: none, it is
+// not in the alphabet): the common case of SMSParts without a call per character.
+var asciiSeptets = func() (t [0x80]uint8) {
+	for r := range rune(0x80) {
+		switch {
+		case gsmBasic(r):
+			t[r] = 1
+		case gsmExtension(r):
+			t[r] = 2
+		}
+	}
+	return t
+}()
 
 func parts(n, single, each int) int {
 	if n <= single {

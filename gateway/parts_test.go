@@ -34,3 +34,16 @@ func TestSMSParts(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkSMSParts(b *testing.B) {
+	for _, tc := range []struct{ name, text string }{
+		{"auth0-code", "Your verification code is 123456. It expires in 5 minutes."},
+		{"ucs2-1600", strings.Repeat("ж", 1600)},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			for b.Loop() {
+				SMSParts(tc.text)
+			}
+		})
+	}
+}
