@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 	"time"
 
@@ -254,13 +255,18 @@ type Explanation struct {
 	Costs    map[string]*httpapi.Cost `json:"costs,omitempty"`
 	// Number is the recipient as routing reads it (E.164), masked as in logs: the output of an
 	// operator's check ends up in tickets and CI logs.
-	Number    string   `json:"number"`
-	Country   string   `json:"country"`
-	Tenant    string   `json:"tenant"`
-	Route     string   `json:"route"`
-	Why       []string `json:"why"`
-	Skipped   []string `json:"skipped,omitempty"`
-	Providers []string `json:"providers"`
+	Number  string `json:"number"`
+	Country string `json:"country"`
+	// NumberType is the number's type when it is a special one (premium_rate, toll_free, ...:
+	// policy.denied_number_types); AlsoIn the other regions an unrecognized number may be in,
+	// each of which country lists must allow.
+	NumberType string   `json:"number_type,omitempty"`
+	AlsoIn     []string `json:"also_in,omitempty"`
+	Tenant     string   `json:"tenant"`
+	Route      string   `json:"route"`
+	Why        []string `json:"why"`
+	Skipped    []string `json:"skipped,omitempty"`
+	Providers  []string `json:"providers"`
 }
 
 func route(args []string, stdout, stderr io.Writer) int {
@@ -305,7 +311,7 @@ func route(args []string, stdout, stderr io.Writer) int {
 	}
 	msg := &gateway.Message{Tenant: *tenant, ClientID: *clientID, To: num.E164, Country: num.Country, Type: gateway.MessageType(*typ), Action: *action, Language: *lang}
 	d := routing.Compile(c.Routes).Explain(msg)
-	ex := Explanation{Number: gateway.MaskPhone(num.E164), Country: num.Country, Tenant: *tenant, Route: d.Route.Name, Why: d.Why, Skipped: d.Skipped, Providers: d.Route.Providers}
+	ex := Explanation{Number: gateway.MaskPhone(num.E164), Country: num.Country, NumberType: num.Type, AlsoIn: num.AlsoIn, Tenant: *tenant, Route: d.Route.Name, Why: d.Why, Skipped: d.Skipped, Providers: d.Route.Providers}
 	plan, err := app.Plan(context.Background(), c, d.Route.Name, num.Country, msg.Type, time.Now())
 	if err != nil {
 		fmt.Fprintf(stderr, "smsgate route: the message log could not be read for delivery health and prices: %v\n", err)
@@ -320,6 +326,12 @@ func route(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	fmt.Fprintf(stdout, "number:    %s (country %s)\n", ex.Number, ex.Country)
+	if ex.NumberType != "" {
+		fmt.Fprintf(stdout, "  type     %s (refused where policy.denied_number_types or the tenant's names it)\n", ex.NumberType)
+	}
+	if len(ex.AlsoIn) > 0 {
+		fmt.Fprintf(stdout, "  may be   in %s too: an unrecognized range, and country lists must allow each\n", strings.Join(ex.AlsoIn, ", "))
+	}
 	fmt.Fprintf(stdout, "route:     %s\n", ex.Route)
 	for _, w := range ex.Why {
 		fmt.Fprintf(stdout, "  because  %s\n", w)

@@ -130,6 +130,10 @@ func TestRouteExplains(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "number:    +44******3456 (country GG)") || !strings.Contains(out, "1. primary-mock") || strings.Contains(out, "7911123") {
 		t.Errorf("text output:\n%s", out)
 	}
+	code, out, _ = runCmd("route", "-c", "../../config.example.yaml", "--tenant", "demo", "--to", "+19002123456")
+	if code != 0 || !strings.Contains(out, "  type     premium_rate") {
+		t.Errorf("a premium-rate number's type is not said:\n%s", out)
+	}
 	if code, _, _ := runCmd("route", "-c", "../../config.example.yaml", "--tenant", "nobody", "--to", "+447911123456"); code != 1 {
 		t.Errorf("unknown tenant exit %d", code)
 	}
