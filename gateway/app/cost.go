@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/smsgate/smsgate/gateway"
 	"github.com/smsgate/smsgate/gateway/config"
@@ -44,8 +45,8 @@ type priceInfo struct {
 }
 
 // priceTable is the current picture, replaced whole on each refresh and reload: a sheet of
-// prices per SMS message (configured, or reported) and one per voice call (configured: a call is
-// priced by the minute, so reported call prices are no message's price).
+// prices per SMS part (configured, or reported) and one per minute of a voice call (configured:
+// a reported call's price depends on its length, so it is no minute's price).
 type priceTable struct {
 	currency   string
 	sms, voice priceSheet
@@ -72,12 +73,9 @@ func (t *priceTable) sheet(typ gateway.MessageType) *priceSheet {
 // estimate is what a message of type typ sent by provider to country as parts parts counts
 // against a spend limit: its price, or when it has none the highest configured price (so a tenant
 // cannot spend unseen by sending where no price is known), times the parts of an SMS (a price is
-// per part, as providers bill); for a voice call the highest of either kind, since a call costs
-// more than a message.
+// per part, as providers bill) or the minutes of a call (messageParts); for a voice call without
+// a price the highest of either kind, since a call costs more than a message.
 func (t *priceTable) estimate(provider, country string, typ gateway.MessageType, parts int) float64 {
-	if typ == gateway.Voice {
-		parts = 1
-	}
 	if p, ok := t.lookup(provider, country, typ); ok {
 		return p.value * float64(max(1, parts))
 	}
@@ -85,17 +83,27 @@ func (t *priceTable) estimate(provider, country string, typ gateway.MessageType,
 		return 0
 	}
 	if typ == gateway.Voice {
-		return max(t.voice.highest, t.sms.highest)
+		return max(t.voice.highest, t.sms.highest) * float64(max(1, parts))
 	}
 	return t.sms.highest * float64(max(1, parts))
 }
 
-// messageParts is how many parts msg is sent as: gateway.SMSParts of its text, 1 for a call.
+// spokenPerMinute is how many characters a call is counted to read aloud in a minute: about 150
+// words a minute, text-to-speech's usual pace, rounded down (a slower count counts more minutes).
+const spokenPerMinute = 800
+
+// messageParts is what msg counts as against prices: the parts an SMS is sent as
+// (gateway.SMSParts), or the minutes of a call (voice prices are per minute): one for a call that
+// speaks a code (twice, a few seconds), else the minutes its text takes read aloud. Counted as
+// one call, a text of 1,600 characters read aloud (two minutes) spent twice a spend limit.
 func messageParts(msg *gateway.Message) int {
-	if msg.Type == gateway.Voice {
+	if msg.Type != gateway.Voice {
+		return gateway.SMSParts(msg.Text)
+	}
+	if gateway.ExtractCode(msg.Text, msg.Code) != "" {
 		return 1
 	}
-	return gateway.SMSParts(msg.Text)
+	return max(1, (utf8.RuneCountInString(msg.Text)+spokenPerMinute-1)/spokenPerMinute)
 }
 
 func (t *priceTable) lookup(provider, country string, typ gateway.MessageType) (priceInfo, bool) {
@@ -567,7 +575,7 @@ func priceWord(typ gateway.MessageType) string {
 
 func priceUnit(typ gateway.MessageType) string {
 	if typ == gateway.Voice {
-		return " per call"
+		return " per minute of a call"
 	}
 	return ""
 }

@@ -404,7 +404,7 @@ routes:
 	if r.Status != 200 || r.Body["provider"] != "cheap-voice" {
 		t.Fatalf("voice: %d %s, want cheap-voice", r.Status, r.Raw)
 	}
-	if note, _ := r.Body["attempts"].([]any)[0].(map[string]any)["note"].(string); note != "least_cost: cheapest for US at 0.3000 EUR, default per call" {
+	if note, _ := r.Body["attempts"].([]any)[0].(map[string]any)["note"].(string); note != "least_cost: cheapest for US at 0.3000 EUR, default per minute of a call" {
 		t.Errorf("voice note %q", note)
 	}
 	// The caller's limit of 1: a call to the US at 0.3, then calls to Japan through a provider with

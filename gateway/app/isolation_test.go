@@ -1134,3 +1134,33 @@ routes:
 		t.Errorf("%d texts of 24 parts sent against a limit of 1 at 0.04 a part, want 2", sent)
 	}
 }
+
+// TestASpendLimitCountsTheMinutesOfALongCall: a call speaks the code twice in seconds, but a text
+// without a code is read aloud whole, and voice prices are per minute: 1,600 characters take two.
+func TestASpendLimitCountsTheMinutesOfALongCall(t *testing.T) {
+	h := start(t, `
+server: {admin_token: admin-t0ken}
+storage: {driver: memory}
+policy: {rate_limits: {per_recipient: 0}}
+tenants:
+  - {name: caller, api_key: caller-key, rate_limits: {spend: 10/24h}}
+providers:
+  - {name: primary, type: mock, prices: {default: 0.04}, voice_prices: {default: 0.25}}
+routes:
+  - {name: default, providers: [primary]}
+`, Options{})
+	call := func(text string) {
+		t.Helper()
+		if r := h.send("caller-key", `{"message_options":{"recipient":"+14155550104","text":"`+text+`","message_type":"voice"}}`); r.Status != 200 {
+			t.Fatalf("call: %d %s", r.Status, r.Raw)
+		}
+	}
+	call("Your code is 123456")
+	if u := spendUsed(t, h); math.Abs(u-0.25) > 1e-4 {
+		t.Errorf("used %v after a call speaking a code, want one minute (0.25)", u)
+	}
+	call(strings.Repeat("hello ", 266))                // 1,596 characters, no code: two minutes
+	if u := spendUsed(t, h); math.Abs(u-0.75) > 1e-4 { // the bucket counts in microseconds of its period
+		t.Errorf("used %v after a call reading 1,596 characters, want 0.25 + two minutes (0.75)", u)
+	}
+}

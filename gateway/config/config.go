@@ -471,10 +471,10 @@ type Provider struct {
 	Breaker Breaker          `yaml:"breaker"`
 	// Disabled starts the provider drained (skipped as unavailable).
 	Disabled bool `yaml:"disabled"`
-	// Prices are what the provider charges per message, for least-cost routing and spend limits.
+	// Prices are what the provider charges per SMS part, for least-cost routing and spend limits.
 	Prices *Prices `yaml:"prices"`
-	// VoicePrices are what it charges per voice call (a code spoken once or twice, about a
-	// minute): voice messages are ranked and counted against spend limits by these.
+	// VoicePrices are what it charges per minute of a voice call (a code spoken twice is one):
+	// voice messages are ranked and counted against spend limits by these.
 	VoicePrices *Prices `yaml:"voice_prices"`
 	// Throughput is the provider account's rate (its documented API or sending limit), shared by
 	// every tenant: beyond it, sends skip the provider for the next in their chain instead of

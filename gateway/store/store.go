@@ -102,8 +102,8 @@ type Record struct {
 	// PushTries counts the pushes claimed so far (Due).
 	PushAt    time.Time `json:"-"`
 	PushTries int       `json:"-"`
-	// Parts is how many parts the SMS was sent as (gateway.SMSParts; 1 for a voice call): a
-	// report's price is for them all.
+	// Parts is how many parts the SMS was sent as (gateway.SMSParts), or the minutes a call was
+	// counted as: a report's price is for them all.
 	Parts int `json:"-"`
 }
 
