@@ -1,55 +1,42 @@
 package gateway
 
-import "unicode/utf16"
+import (
+	"strings"
+	"unicode/utf16"
+)
 
 // SMSParts is how many parts an SMS of text is sent as, and billed as by providers that price
-// per part: up to 160 characters of the GSM 03.38 alphabet (its extension characters, such as
-// € [ ] { } ~ ^ | \, count twice) in one part, else 153 a part; a text with any other character
-// is sent as UCS-2, up to 70 UTF-16 units in one part, else 67 a part. An empty text is one
-// part. National language shift tables, which some providers use to keep a text in 7 bits, are
-// not counted: the figure is the most a text may cost, as spend limits need.
+// per part: up to 160 septets of the GSM 03.38 alphabet (its extension characters, such as
+// € [ ] { } ~ ^ | \, take two) in one part, else 153 a part; a text with any other character is
+// sent as UCS-2, up to 70 UTF-16 units in one part, else 67 a part. An empty text is one part.
+// National language shift tables, which some providers use to keep a text in 7 bits, are not
+// counted: the figure is the most a text may cost, as spend limits need.
 func SMSParts(text string) int {
-	septets, gsm := 0, true
+	n := 0
 	for _, r := range text {
-		if r < 0x80 && asciiSeptets[r] > 0 {
-			septets += int(asciiSeptets[r])
-			continue
+		s := septets(r)
+		if s == 0 {
+			units := 0
+			for _, r := range text {
+				units += utf16.RuneLen(r)
+			}
+			return parts(units, 70, 67)
 		}
-		switch {
-		case gsmBasic(r):
-			septets++
-		case gsmExtension(r):
-			septets += 2
-		default:
-			gsm = false
-		}
-		if !gsm {
-			break
-		}
+		n += s
 	}
-	if gsm {
-		return parts(septets, 160, 153)
-	}
-	units := 0
-	for _, r := range text {
-		units += utf16.RuneLen(r)
-	}
-	return parts(units, 70, 67)
+	return parts(n, 160, 153)
 }
 
-// asciiSeptets is, for each ASCII character, the septets it takes in GSM 03.38 (0: none, it is
-// not in the alphabet): the common case of SMSParts without a call per character.
-var asciiSeptets = func() (t [0x80]uint8) {
-	for r := range rune(0x80) {
-		switch {
-		case gsmBasic(r):
-			t[r] = 1
-		case gsmExtension(r):
-			t[r] = 2
+// GSM7 reports whether text can be sent in the GSM 03.38 alphabet (7 bits a character); otherwise
+// it goes as UCS-2 (unicode).
+func GSM7(text string) bool {
+	for _, r := range text {
+		if septets(r) == 0 {
+			return false
 		}
 	}
-	return t
-}()
+	return true
+}
 
 func parts(n, single, each int) int {
 	if n <= single {
@@ -58,35 +45,41 @@ func parts(n, single, each int) int {
 	return (n + each - 1) / each
 }
 
+// septets is how many septets r takes in GSM 03.38: 1 in its basic alphabet, 2 in its extension
+// table (an escape and the character), 0 when it is in neither.
+func septets(r rune) int {
+	if r < 0x80 {
+		return int(asciiSeptets[r])
+	}
+	return septetsBeyondASCII(r)
+}
+
+// septetsBeyondASCII is septets of a character outside ASCII; kept out of line, so that septets
+// is inlined in the loops.
+//
+//go:noinline
+func septetsBeyondASCII(r rune) int {
+	switch {
+	case strings.ContainsRune(gsmBasicNonASCII, r):
+		return 1
+	case r == '€':
+		return 2
+	}
+	return 0
+}
+
 // gsmBasicNonASCII are the GSM 03.38 basic alphabet's characters outside ASCII.
 const gsmBasicNonASCII = "£¥èéùìòÇØøÅåΔΦΓΛΩΠΨΣΘΞÆæßÉ¤¡ÄÖÑÜ§¿äöñüà"
 
-// gsmBasic reports whether r is in the GSM 03.38 basic alphabet: ASCII but for ` [ \ ] ^ { | } ~
-// (and control characters other than line feed and carriage return), and gsmBasicNonASCII.
-func gsmBasic(r rune) bool {
-	if r < 0x80 {
-		switch r {
-		case '\n', '\r':
-			return true
-		case '`', '[', '\\', ']', '^', '{', '|', '}', '~':
-			return false
-		}
-		return r >= 0x20 && r < 0x7f
+// asciiSeptets is septets for ASCII: the printable characters but ` and those of the extension
+// table (^ { } \ [ ~ ] | and form feed, two each), line feed and carriage return.
+var asciiSeptets = func() (t [0x80]uint8) {
+	for r := ' '; r < 0x7f; r++ {
+		t[r] = 1
 	}
-	for _, c := range gsmBasicNonASCII {
-		if c == r {
-			return true
-		}
+	t['\n'], t['\r'], t['`'] = 1, 1, 0
+	for _, r := range "^{}\\[~]|\f" {
+		t[r] = 2
 	}
-	return false
-}
-
-// gsmExtension reports whether r is in the GSM 03.38 extension table (an escape and the
-// character: two septets).
-func gsmExtension(r rune) bool {
-	switch r {
-	case '^', '{', '}', '\\', '[', '~', ']', '|', '€', '\f':
-		return true
-	}
-	return false
-}
+	return t
+}()

@@ -35,6 +35,17 @@ func TestSMSParts(t *testing.T) {
 	}
 }
 
+func TestGSM7(t *testing.T) {
+	// The whole GSM 03.38 alphabet, basic and extension table, as Vonage's driver listed it.
+	const alphabet = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà" + "^{}\\[~]|€\f"
+	for text, want := range map[string]bool{"Your code is 1234": true, "Código: 1234 – ok": false, "Prix: 5€ {ok}": true, "Ваш код": false, "ß@£$¥": true,
+		alphabet: true, "`": false, "\t": false} {
+		if GSM7(text) != want {
+			t.Errorf("GSM7(%q) = %v", text, !want)
+		}
+	}
+}
+
 func BenchmarkSMSParts(b *testing.B) {
 	for _, tc := range []struct{ name, text string }{
 		{"auth0-code", "Your verification code is 123456. It expires in 5 minutes."},

@@ -76,16 +76,17 @@ func (t *priceTable) sheet(typ gateway.MessageType) *priceSheet {
 // per part, as providers bill) or the minutes of a call (messageParts); for a voice call without
 // a price the highest of either kind, since a call costs more than a message.
 func (t *priceTable) estimate(provider, country string, typ gateway.MessageType, parts int) float64 {
+	n := float64(max(1, parts))
 	if p, ok := t.lookup(provider, country, typ); ok {
-		return p.value * float64(max(1, parts))
+		return p.value * n
 	}
 	if t == nil {
 		return 0
 	}
 	if typ == gateway.Voice {
-		return max(t.voice.highest, t.sms.highest) * float64(max(1, parts))
+		return max(t.voice.highest, t.sms.highest) * n
 	}
-	return t.sms.highest * float64(max(1, parts))
+	return t.sms.highest * n
 }
 
 // spokenPerMinute is how many characters a call is counted to read aloud in a minute: about 150

@@ -94,7 +94,7 @@ func (p *Provider) sms(ctx context.Context, msg *gateway.Message) (gateway.Resul
 	from := kit.Sender(msg, p.cfg.Senders, p.cfg.From)
 	f := url.Values{"api_key": {p.cfg.APIKey}, "api_secret": {p.cfg.APISecret.Reveal()}, "from": {from},
 		"to": {strings.TrimPrefix(msg.To, "+")}, "text": {msg.Text}, "type": {"text"}, "client-ref": {msg.ID}}
-	if !GSM7(msg.Text) {
+	if !gateway.GSM7(msg.Text) {
 		f.Set("type", "unicode")
 	}
 	if p.callback != "" {
@@ -463,17 +463,4 @@ func (p *Provider) voiceEvent(r *http.Request, params map[string]string) ([]gate
 		d.Status = gateway.StatusSent // started, ringing, machine, ...
 	}
 	return []gateway.DeliveryReport{d}, nil
-}
-
-// gsm7 is the GSM 03.38 basic character set and its extension table.
-const gsm7 = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà" + "^{}\\[~]|€\f"
-
-// GSM7 reports whether text can be sent as GSM-7 (type text); otherwise it goes as unicode.
-func GSM7(text string) bool {
-	for _, r := range text {
-		if !strings.ContainsRune(gsm7, r) {
-			return false
-		}
-	}
-	return true
 }

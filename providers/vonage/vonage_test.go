@@ -118,14 +118,6 @@ func TestSendSMS(t *testing.T) {
 	}
 }
 
-func TestGSM7(t *testing.T) {
-	for text, want := range map[string]bool{"Your code is 1234": true, "Código: 1234 – ok": false, "Prix: 5€ {ok}": true, "Ваш код": false, "ß@£$¥": true} {
-		if GSM7(text) != want {
-			t.Errorf("GSM7(%q) = %v", text, !want)
-		}
-	}
-}
-
 func TestCall(t *testing.T) {
 	f, s := serve(t)
 	p := newDriver(t, s.URL, nil)
