@@ -320,6 +320,19 @@ func warnsOnlyWithout(t *testing.T, cfg, want, fix string) {
 
 // TestValidateWarnsOfGuessableKeys: an API key, admin token or provider's webhook secret shorter
 // than 16 characters is named by its place, never by its value; long ones are not.
+// validWarnings writes cfg to a file and runs smsgate validate on it, which must find it valid;
+// it returns the file's path and what validate wrote: out, and its warnings on stderr.
+func validWarnings(t *testing.T, cfg string) (path, out, errs string) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(path, []byte(cfg), 0o600)
+	code, out, errs := runCmd("validate", "-c", path)
+	if code != 0 || !strings.Contains(out, "configuration is valid") {
+		t.Fatalf("exit %d\n%s%s", code, out, errs)
+	}
+	return path, out, errs
+}
+
 func TestValidateWarnsOfGuessableKeys(t *testing.T) {
 	const cfg = `server: {admin_token: adm1n, previous_admin_tokens: [old-admin-token-0123]}
 tenants:
@@ -332,12 +345,7 @@ providers:
   - {name: mi, type: mitto, api_key: k, from: smsgate, webhook_secret: m1tto}
 routes: [{name: d, providers: [m]}]
 `
-	path := filepath.Join(t.TempDir(), "c.yaml")
-	os.WriteFile(path, []byte(cfg), 0o600)
-	code, out, errs := runCmd("validate", "-c", path)
-	if code != 0 || !strings.Contains(out, "configuration is valid") {
-		t.Fatalf("exit %d\n%s%s", code, out, errs)
-	}
+	path, out, errs := validWarnings(t, cfg)
 	var weak []string
 	for _, l := range strings.Split(errs, "\n") {
 		if strings.Contains(l, "shorter than 16 characters") {
@@ -458,6 +466,30 @@ routes: [{name: d, providers: [m]}]
 	os.WriteFile(filepath.Join(dir, "c.yaml"), []byte(strings.Replace(fmt.Sprintf(cfg, "50/1s"), "{name: b, api_key: k2, rate_limits: {per_tenant: 0}}", "{name: b, api_key: k2}", 1)), 0o600)
 	if _, _, errs := runCmd("validate", "-c", filepath.Join(dir, "c.yaml")); strings.Contains(errs, "per_tenant") {
 		t.Errorf("warned although every tenant has a per_tenant limit:\n%s", errs)
+	}
+}
+
+// TestValidateWarnsOfTenantsThatMayNameAnySender: allow_sender without allowed_senders lets a
+// tenant send as another tenant's brand from the accounts they share; validate names the key, and
+// a tenant held to its own senders is not named.
+func TestValidateWarnsOfTenantsThatMayNameAnySender(t *testing.T) {
+	const cfg = `tenants:
+  - {name: a, api_key: a-key-long-enough-0123}
+  - {name: any, api_key: b-key-long-enough-0123, allow_sender: true}
+  - {name: own, api_key: c-key-long-enough-0123, allow_sender: true, allowed_senders: [OWN]}
+  - {name: listed, api_key: d-key-long-enough-0123, allowed_senders: [LISTED]}
+providers: [{name: m, type: mock}]
+routes: [{name: d, providers: [m]}]
+`
+	path, _, errs := validWarnings(t, cfg)
+	var named []string
+	for _, l := range strings.Split(errs, "\n") {
+		if strings.Contains(l, "may send as any sender") {
+			named = append(named, strings.SplitN(strings.TrimPrefix(l, "warning: "+path+":"), ": tenant \"", 2)[0])
+		}
+	}
+	if diff := cmp.Diff([]string{"3: tenants[1].allow_sender"}, named); diff != "" {
+		t.Errorf("warned of (-want +got):\n%s\n%s", diff, errs)
 	}
 }
 

@@ -130,10 +130,12 @@ type tenant struct {
 	clientIDs          map[string]bool
 	rules              *policy.Rules
 	acceptUnrecognized bool
-	// allowSender honours the sender a request names; notifyHosts are the hosts that delivery
-	// reports of the Infobip-compatible API may be pushed to, and notifyPrivate lets those pushes
-	// reach addresses inside the operator's network.
+	// allowSender honours the sender a request names; senders, when set, are the only ones it
+	// may name (by gateway.SenderKey, each to its spelling in the config). notifyHosts are the
+	// hosts that delivery reports of the Infobip-compatible API may be pushed to, and
+	// notifyPrivate lets those pushes reach addresses inside the operator's network.
 	allowSender   bool
+	senders       map[string]string
 	notifyHosts   map[string]bool
 	notifyPrivate bool
 	// pumping is the tenant's effective pumping detection settings.
@@ -578,6 +580,12 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 			tn.notifyHosts[strings.ToLower(h)] = true
 		}
 		rt.pushes = rt.pushes || len(t.NotifyHosts) > 0
+		if len(t.AllowedSenders) > 0 {
+			tn.allowSender, tn.senders = true, map[string]string{}
+			for _, from := range t.AllowedSenders {
+				tn.senders[gateway.SenderKey(from)] = from
+			}
+		}
 		if len(t.ClientIDs) > 0 {
 			tn.clientIDs = map[string]bool{}
 			for _, id := range t.ClientIDs {
@@ -633,6 +641,7 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 	rt.checkRouteCapabilities()
 	rt.checkVoicePrices()
 	rt.checkTenantRates()
+	rt.checkSenders()
 	rt.checkRouteActions()
 	rt.checkPublicURL()
 	rt.checkCredentials()
@@ -806,6 +815,19 @@ func (rt *runtime) checkTenantRates() {
 	if len(open) > 0 {
 		rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: state.driver: tenants without rate_limits.per_tenant (%s): nothing bounds what each keeps in the Redis every replica shares, nor its calls to it (docs/security.md)",
 			rt.cfg.File, rt.cfg.Decoder.Line("state.driver"), strings.Join(open, ", ")))
+	}
+}
+
+// checkSenders warns of each tenant that may name any sender (allow_sender without
+// allowed_senders): it may send as another tenant's brand, or a bank's, through the providers'
+// accounts every tenant shares.
+func (rt *runtime) checkSenders() {
+	for i, t := range rt.cfg.Tenants {
+		if t.AllowSender && len(t.AllowedSenders) == 0 {
+			p := fmt.Sprintf("tenants[%d].allow_sender", i)
+			rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: %s: tenant %q may send as any sender, another tenant's brand or a bank's included, from the providers' accounts every tenant shares; list the senders it may use in allowed_senders",
+				rt.cfg.File, rt.cfg.Decoder.Line(p), p, t.Name))
+		}
 	}
 }
 

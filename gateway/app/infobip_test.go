@@ -33,6 +33,7 @@ tenants:
   - {name: acme, api_key: acme-ib-key, notify_hosts: ["$HOOKHOST"], notify_private_addresses: true}
   - {name: tight, api_key: tight-key, rate_limits: {per_tenant: 1/1h}}
   - {name: sender, api_key: sender-key, allow_sender: true}
+  - {name: brand, api_key: brand-key, allowed_senders: [ACME, "+14155550100"]}
 providers:
   - name: infobip-eu
     type: infobip
@@ -161,6 +162,51 @@ func TestInfobipCompatibleSends(t *testing.T) {
 		}
 		if n := len(c.ib.Requests()); n != before {
 			t.Errorf("%d requests reached Infobip with a sender it would refuse", n-before)
+		}
+	})
+	t.Run("a tenant with allowed_senders sends as those alone", func(t *testing.T) {
+		// Tenant brand may send as ACME and as its own number; any other sender is refused before
+		// a provider sees it, on both APIs, so it cannot send as another tenant's brand (here
+		// MyBrand, which tenant sender uses) through the accounts they share.
+		lastSender := func() any {
+			return c.ib.Requests()[len(c.ib.Requests())-1].Body["messages"].([]any)[0].(map[string]any)["sender"]
+		}
+		for from, want := range map[string]string{"ACME": "ACME", "acme": "ACME", "14155550100": "+14155550100"} {
+			r := c.call("POST", "/sms/3/messages", "Bearer brand-key", `{"messages":[{"sender":"`+from+`","destinations":[{"to":"447911123456"}],"content":{"text":"Your code is 4321"}}]}`)
+			if r.Status != 200 || statusName(messagesOf(r)[0]) != "PENDING_ACCEPTED" {
+				t.Fatalf("sender %q: %d %s", from, r.Status, r.Raw)
+			}
+			if got := lastSender(); got != want {
+				t.Errorf("sender %q reached Infobip as %v, want %s", from, got, want)
+			}
+		}
+		// Naming none is fine: the route's sender.
+		r := c.call("POST", "/sms/3/messages", "Bearer brand-key", `{"messages":[{"destinations":[{"to":"447911123456"}],"content":{"text":"Your code is 4321"}}]}`)
+		if r.Status != 200 || lastSender() != "GatewaySMS" {
+			t.Errorf("no sender: %d %s, sent as %v", r.Status, r.Raw, lastSender())
+		}
+		before := len(c.ib.Requests())
+		for _, other := range []string{"MyBrand", "ACME1", "+14155550101"} {
+			r := c.call("POST", "/sms/3/messages", "Bearer brand-key", `{"messages":[{"sender":"`+other+`","destinations":[{"to":"447911123456"}],"content":{"text":"Your code is 4321"}}]}`)
+			if r.Status != 400 {
+				t.Errorf("compat, sender %q: %d %s", other, r.Status, r.Raw)
+			}
+			checkSpec(t, sms, "/sms/3/messages", "POST", r)
+			n := c.send("brand-key", `{"notification":{"recipient":"+447911123456","as_text":"Your code is 4321","code":"4321","from":"`+other+`"}}`)
+			if n.Status != 403 || errCode(n) != "sender_not_allowed" {
+				t.Errorf("native, sender %q: %d %s", other, n.Status, n.Raw)
+			}
+			if strings.Contains(n.Raw, other) || strings.Contains(r.Raw, other) {
+				t.Errorf("the refusal repeats the sender %q (it may be a phone number): %s %s", other, n.Raw, r.Raw)
+			}
+		}
+		if n := len(c.ib.Requests()); n != before {
+			t.Errorf("%d requests reached Infobip with a sender the tenant may not use", n-before)
+		}
+		// Beside a destination that is sent, a refused one says why.
+		r = c.call("POST", "/sms/2/text/advanced", "App brand-key", `{"messages":[{"from":"MyBrand","destinations":[{"to":"447911123456"}],"text":"Your code is 4321"},{"from":"ACME","destinations":[{"to":"447911123457"}],"text":"Your code is 4321"}]}`)
+		if ms := messagesOf(r); r.Status != 200 || len(ms) != 2 || statusName(ms[0]) != "REJECTED_SENDER" || statusName(ms[1]) != "PENDING_ACCEPTED" {
+			t.Errorf("one refused sender beside one allowed: %d %s", r.Status, r.Raw)
 		}
 	})
 	t.Run("Basic auth, text/query and TTS", func(t *testing.T) {

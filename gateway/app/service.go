@@ -141,13 +141,20 @@ func (a *App) sendOne(ctx context.Context, rt *runtime, tn *tenant, r httpapi.Se
 	}
 	msg := &gateway.Message{Tenant: tn.name, ClientID: req.ClientID, To: num.E164, Country: num.Country, AlsoIn: num.AlsoIn, NumberType: num.Type, Type: req.Type,
 		Text: req.Text, Code: req.Code, Action: req.Action, Language: req.Language, IP: req.IP}
-	if tn.allowSender {
-		if req.From != "" {
-			if err := intake.CheckSender(req.From); err != nil {
-				return intakeFailure(err), "", false
-			}
+	if tn.allowSender && req.From != "" {
+		if err := intake.CheckSender(req.From); err != nil {
+			return intakeFailure(err), "", false
 		}
 		msg.From = req.From // else the route's provider picks its configured sender
+		if tn.senders != nil {
+			from, ok := tn.senders[gateway.SenderKey(req.From)]
+			if !ok {
+				// The sender is not repeated: it may be a phone number.
+				const why = "this tenant may not send as this sender (tenants.allowed_senders)"
+				return flightResult{reply: errReply(http.StatusForbidden, "sender_not_allowed", why), outcome: "sender_not_allowed", why: why}, "", false
+			}
+			msg.From = from
+		}
 	}
 	bodyHash := rt.mac("body", string(r.Body))
 	var key string

@@ -452,6 +452,11 @@ type Tenant struct {
 	// AllowSender honours the sender a request names (from, sender); default false: the route's
 	// provider uses its configured sender.
 	AllowSender bool `yaml:"allow_sender"`
+	// AllowedSenders, when set, are the only senders a request may name (compared as
+	// gateway.SenderKey); another is refused (sender_not_allowed). Setting them honours the
+	// sender a request names, as AllowSender does, but only these: with AllowSender alone a
+	// tenant may send as any sender, another tenant's brand included.
+	AllowedSenders []string `yaml:"allowed_senders"`
 	// NotifyHosts are the hosts (host or host:port) that delivery reports of the
 	// Infobip-compatible API may be pushed to (notifyUrl, webhooks.delivery.url); empty: none.
 	NotifyHosts []string `yaml:"notify_hosts"`
@@ -965,6 +970,11 @@ func (c *Config) validate() {
 		c.checkCountries(p+".denied_countries", t.DeniedCountries)
 		c.checkNumberTypes(p+".denied_number_types", t.DeniedNumberTypes)
 		c.checkHosts(p+".notify_hosts", t.NotifyHosts, t.NotifyPrivateAddresses)
+		for k, from := range t.AllowedSenders {
+			if !gateway.ValidSender(from) {
+				c.Problem(fmt.Sprintf("%s.allowed_senders[%d]", p, k), "must be a phone number of 3 to 15 digits (optionally after +) or a sender ID of 3 to 11 letters, digits, spaces, '-' or '.' with at least one letter")
+			}
+		}
 		if t.RateLimits != nil {
 			c.checkLimits(p+".rate_limits", t.RateLimits)
 		}

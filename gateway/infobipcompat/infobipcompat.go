@@ -238,6 +238,9 @@ var (
 	RejectedDestination = Status{GroupID: 5, GroupName: "REJECTED", ID: 52, Name: "REJECTED_DESTINATION", Description: "Invalid destination address"}
 	// RejectedCountry: smsgate's country policy refuses the destination.
 	RejectedCountry = Status{GroupID: 5, GroupName: "REJECTED", ID: 5001, Name: "REJECTED_COUNTRY_NOT_ALLOWED", Description: "smsgate policy: the destination country is not allowed for this account"}
+	// RejectedSender: the tenant may not send as the sender the request names
+	// (tenants.allowed_senders).
+	RejectedSender = Status{GroupID: 5, GroupName: "REJECTED", ID: 13, Name: "REJECTED_SENDER", Description: "smsgate policy: this account may not send as this sender"}
 	// RejectedRateLimit: a rate limit refuses it (Infobip's own name for throttling).
 	RejectedRateLimit = Status{GroupID: 5, GroupName: "REJECTED", ID: 20, Name: "REJECTED_FLOODING_FILTER", Description: "smsgate policy: a rate limit was reached; retry later"}
 	// RejectedProviders: every provider failed or none was available.
@@ -265,9 +268,11 @@ func StatusFor(httpStatus int, code string) Status {
 		return Pending
 	case code == "country_not_allowed" || code == "client_not_allowed":
 		return RejectedCountry
+	case code == "sender_not_allowed":
+		return RejectedSender
 	case code == "rate_limited" || code == "provider_throttled":
 		return RejectedRateLimit
-	case code == "invalid_number" || code == "recipient_rejected" || code == "number_type_not_allowed":
+	case code == "invalid_number" || code == "recipient_rejected" || code == "number_type_not_allowed" || code == "suspected_pumping":
 		return RejectedDestination
 	case httpStatus >= 500:
 		return RejectedProviders

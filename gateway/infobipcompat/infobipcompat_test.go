@@ -17,8 +17,16 @@ func TestThrottlingIsAnsweredAsRateLimiting(t *testing.T) {
 	if s := StatusFor(429, "provider_throttled"); s != RejectedRateLimit {
 		t.Errorf("StatusFor = %+v", s)
 	}
-	if s := StatusFor(403, "number_type_not_allowed"); s != RejectedDestination {
-		t.Errorf("StatusFor(number_type_not_allowed) = %+v, want REJECTED_DESTINATION", s)
+	for code, want := range map[string]Status{
+		"number_type_not_allowed": RejectedDestination,
+		"suspected_pumping":       RejectedDestination,
+		"sender_not_allowed":      RejectedSender,
+		"country_not_allowed":     RejectedCountry,
+		"invalid_request":         RejectedRequest,
+	} {
+		if s := StatusFor(403, code); s != want {
+			t.Errorf("StatusFor(403, %s) = %s, want %s", code, s.Name, want.Name)
+		}
 	}
 	rs := []Result{
 		{HTTPStatus: 429, Code: "provider_throttled", RetryAfter: 30 * time.Second, Status: RejectedRateLimit},

@@ -218,36 +218,13 @@ const (
 	MaxLanguageLen = 35
 )
 
-// ValidSender reports whether from is a sender every provider takes in form: a phone number of
-// 3 to 15 digits, optionally after "+", or a sender ID of 3 to 11 ASCII letters, digits, spaces,
-// '-' and '.', with at least one letter and no space at either end. A sender a tenant chooses
-// (tenants.allow_sender) is checked before any provider sees it: a provider that refuses one in a
-// form it does not take counts that as its own failure (Mitto, Esendex and Vonage do), and
-// enough of them would open the breaker that every tenant shares.
-func ValidSender(from string) bool {
-	digits := strings.TrimPrefix(from, "+")
-	if n := len(digits); n >= 3 && n <= 15 && strings.Trim(digits, "0123456789") == "" {
-		return true
-	}
-	if len(from) < 3 || len(from) > 11 || strings.TrimSpace(from) != from {
-		return false
-	}
-	letter := false
-	for i := 0; i < len(from); i++ {
-		switch c := from[i]; {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z':
-			letter = true
-		case c >= '0' && c <= '9', c == ' ', c == '-', c == '.':
-		default:
-			return false
-		}
-	}
-	return letter
-}
-
-// CheckSender is nil for a sender ValidSender takes, else the 400 that says which forms are.
+// CheckSender is nil for a sender gateway.ValidSender takes, else the 400 that says which forms
+// are. A sender a tenant chooses (tenants.allow_sender, allowed_senders) is checked before any
+// provider sees it: a provider that refuses one in a form it does not take counts that as its
+// own failure (Mitto, Esendex and Vonage do), and enough of them would open the breaker that
+// every tenant shares.
 func CheckSender(from string) error {
-	if ValidSender(from) {
+	if gateway.ValidSender(from) {
 		return nil
 	}
 	return bad("invalid_request", "from must be a phone number of 3 to 15 digits (optionally after +) or a sender ID of 3 to 11 letters, digits, spaces, '-' or '.' with at least one letter")
