@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -177,6 +178,51 @@ func TestDashboardAndAlertsNameRealMetrics(t *testing.T) {
 		"smsgate_breaker_state", "smsgate_failovers_total", "smsgate_delivery_rate", "smsgate_message_log_backlog"} {
 		if !slices.Contains(onDash, must) {
 			t.Errorf("the dashboard does not show %s", must)
+		}
+	}
+}
+
+// TestEveryRejectionReasonIsDocumented: each reason smsgate_policy_rejections_total is given in
+// the code (a Rejection's Reason, a label given directly, a rate limit's name) is in the
+// operations guide's row of that metric, where alerts and dashboards are written from.
+func TestEveryRejectionReasonIsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var row string
+	for _, l := range strings.Split(string(doc), "\n") {
+		if strings.HasPrefix(l, "| `smsgate_policy_rejections_total` |") {
+			row = l
+		}
+	}
+	if row == "" {
+		t.Fatal("docs/operations.md has no row for smsgate_policy_rejections_total")
+	}
+	files, _ := filepath.Glob("*.go")
+	more, _ := filepath.Glob("../policy/*.go")
+	reason := regexp.MustCompile(`Reason: +"([a-z_]+)"|PolicyRejections\.WithLabelValues\([^,]+, "([a-z_]+)"\)|"(per_[a-z]+)"`)
+	seen := map[string]bool{}
+	for _, f := range append(files, more...) {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range reason.FindAllStringSubmatch(string(src), -1) {
+			seen[m[1]+m[2]+m[3]] = true
+		}
+	}
+	for _, must := range []string{"spend", "per_recipient", "number_type", "suspected_pumping", "reads_in_flight"} {
+		if !seen[must] {
+			t.Errorf("the code scan missed %s: the pattern is out of date", must)
+		}
+	}
+	for r := range seen {
+		if !strings.Contains(row, "`"+r+"`") {
+			t.Errorf("docs/operations.md does not name the reason %s of smsgate_policy_rejections_total", r)
 		}
 	}
 }

@@ -73,7 +73,7 @@ func New() *Metrics {
 		Failovers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_failovers_total",
 			Help: "Moves from a failed or unavailable provider to the next one in a chain."}, []string{"from", "to"}),
 		PolicyRejections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_policy_rejections_total",
-			Help: "Requests refused by policy, by tenant and reason (spend, per_recipient, per_ip, per_tenant, per_country, denied_countries, allowed_countries, non_geographic, api: calls other than sends)."}, []string{"tenant", "reason"}),
+			Help: "Requests refused by policy, by tenant and reason (spend, per_recipient, per_ip, per_tenant, per_country, denied_countries, allowed_countries, non_geographic, number_type, suspected_pumping, pumping_throttle, api: calls other than sends, reads_in_flight)."}, []string{"tenant", "reason"}),
 		DeliveryReports: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_delivery_reports_total",
 			Help: "Delivery reports received, by provider and normalized status."}, []string{"provider", "status"}),
 		LogWrites: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_message_log_writes_total",
