@@ -1075,6 +1075,62 @@ routes:
 	}
 }
 
+// TestLinksInTextsAreRefused: the providers' accounts and sender IDs are every tenant's, and a
+// text with a link is how users are phished from them (a stolen key, a tenant gone bad): carriers
+// and providers then filter or suspend the sender every tenant's codes leave from. A text may
+// link only to a host the operator allows for every tenant or for this one (and the names under
+// it); the refusal names neither the link nor its host, which may carry the code.
+func TestLinksInTextsAreRefused(t *testing.T) {
+	h := start(t, `
+storage: {driver: memory}
+policy: {rate_limits: {per_recipient: 0}, allowed_link_hosts: [help.example.com]}
+tenants:
+  - {name: plain, api_key: plain-key}
+  - {name: acme, api_key: acme-key, allowed_link_hosts: [acme.com]}
+  - {name: open, api_key: open-key, allowed_link_hosts: ["*"]}
+providers:
+  - {name: primary, type: mock}
+routes:
+  - {name: default, providers: [primary]}
+`, Options{})
+	tests := []struct {
+		key, typ, text string
+		status         int
+	}{
+		{"plain-key", "sms", "Your account is locked: https://acme-secure.example/l?c=734019", 403},
+		{"plain-key", "voice", "Your code is 734019. Visit www.acme-secure.example now", 403},
+		{"plain-key", "sms", "Your code is 734019. Details: bit.ly/3xYz", 403},
+		{"plain-key", "sms", "Your code is 734019. Help: https://help.example.com/faq", 200}, // the global list
+		{"plain-key", "sms", "Your code is 734019\n\n@plain.example #734019", 200},           // WebOTP's origin line
+		{"plain-key", "sms", "734019 is your verification code for Acme.com.", 200},          // no path: a name
+		{"acme-key", "sms", "Your code is 734019. https://login.acme.com/help", 200},
+		{"acme-key", "sms", "Your code is 734019. https://acme.com@acme-secure.example/", 403},
+		{"acme-key", "sms", "Your code is 734019. https://acme.com.acme-secure.example/", 403},
+		{"plain-key", "sms", "Your code is 734019. https://login.acme.com/help", 403}, // acme's host, not plain's
+		{"open-key", "sms", "Your code is 734019. https://anything.example/x", 200},
+	}
+	for i, tc := range tests {
+		to := fmt.Sprintf("+1 415 555 %04d", 100+i)
+		r := h.send(tc.key, `{"message_options":{"recipient":"`+to+`","text":`+strconv.Quote(tc.text)+`,"message_type":"`+tc.typ+`"}}`)
+		want := map[int]string{403: "link_not_allowed", 200: ""}[tc.status]
+		if r.Status != tc.status || errCode(r) != want {
+			t.Errorf("%s %q: %d %s, want %d %s", tc.key, tc.text, r.Status, r.Raw, tc.status, want)
+		}
+		if strings.Contains(r.Raw, "734019") || strings.Contains(r.Raw, "acme-secure") {
+			t.Errorf("the answer repeats the text's code or link: %s", r.Raw)
+		}
+	}
+	if got := testutil.ToFloat64(h.app.MetricSet().PolicyRejections.WithLabelValues("plain", "link")); got != 4 {
+		t.Errorf("link rejections of plain = %v, want 4", got)
+	}
+	if n := testutil.ToFloat64(h.app.MetricSet().Attempts.WithLabelValues("primary", "sent")); n != 5 {
+		t.Errorf("provider sends = %v, want only the 5 allowed", n)
+	}
+	if logs := h.logs.String(); strings.Contains(logs, "734019") || strings.Contains(logs, "acme-secure") {
+		t.Errorf("the log holds a code or a refused link:\n%s", logs)
+	}
+}
+
 // spendUsed is how much of its spend limit the only tenant of h has used, as the admin API says.
 func spendUsed(t *testing.T, h *harness) float64 {
 	t.Helper()

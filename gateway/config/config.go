@@ -262,6 +262,10 @@ type Policy struct {
 	// DeniedNumberTypes are number types (gateway.SpecialNumberTypes) never sent to, whatever a
 	// tenant says; nil (absent): DefaultDeniedNumberTypes, an empty list: none.
 	DeniedNumberTypes *[]string `yaml:"denied_number_types"`
+	// AllowedLinkHosts are the hosts (and the names under them) that any tenant's text may link
+	// to (gateway.LinkHosts); "*" lets every link through. Empty: a text with a link is refused
+	// unless the tenant's own list allows its host.
+	AllowedLinkHosts []string `yaml:"allowed_link_hosts"`
 	// RateLimits are the defaults; with no policy block only per_recipient 10/1h applies.
 	RateLimits RateLimits `yaml:"rate_limits"`
 	// Idempotency configures Idempotency-Key replay.
@@ -445,8 +449,10 @@ type Tenant struct {
 	AllowedCountries []string `yaml:"allowed_countries"`
 	DeniedCountries  []string `yaml:"denied_countries"`
 	// DeniedNumberTypes are added to policy.denied_number_types for this tenant.
-	DeniedNumberTypes []string    `yaml:"denied_number_types"`
-	RateLimits        *RateLimits `yaml:"rate_limits"`
+	DeniedNumberTypes []string `yaml:"denied_number_types"`
+	// AllowedLinkHosts are added to policy.allowed_link_hosts for this tenant ("*": any link).
+	AllowedLinkHosts []string    `yaml:"allowed_link_hosts"`
+	RateLimits       *RateLimits `yaml:"rate_limits"`
 	// AcceptUnrecognizedNumbers lets numbers libphonenumber does not know as valid through.
 	AcceptUnrecognizedNumbers bool `yaml:"accept_unrecognized_numbers"`
 	// AllowSender honours the sender a request names (from, sender); default false: the route's
@@ -942,6 +948,7 @@ func (c *Config) validate() {
 	}
 	c.checkCountries("policy.allowed_countries", c.Policy.AllowedCountries)
 	c.checkCountries("policy.denied_countries", c.Policy.DeniedCountries)
+	c.checkLinkHosts("policy.allowed_link_hosts", c.Policy.AllowedLinkHosts)
 	if c.Policy.DeniedNumberTypes != nil {
 		c.checkNumberTypes("policy.denied_number_types", *c.Policy.DeniedNumberTypes)
 	}
@@ -969,6 +976,7 @@ func (c *Config) validate() {
 		c.checkCountries(p+".allowed_countries", t.AllowedCountries)
 		c.checkCountries(p+".denied_countries", t.DeniedCountries)
 		c.checkNumberTypes(p+".denied_number_types", t.DeniedNumberTypes)
+		c.checkLinkHosts(p+".allowed_link_hosts", t.AllowedLinkHosts)
 		c.checkHosts(p+".notify_hosts", t.NotifyHosts, t.NotifyPrivateAddresses)
 		for k, from := range t.AllowedSenders {
 			if !gateway.ValidSender(from) {
@@ -1249,6 +1257,24 @@ func (c *Config) checkNumberTypes(path string, ts []string) {
 	for i, t := range ts {
 		if !slices.Contains(gateway.SpecialNumberTypes, t) {
 			c.Problem(fmt.Sprintf("%s[%d]", path, i), "%q is not a number type; the types are %s", t, strings.Join(gateway.SpecialNumberTypes, ", "))
+		}
+	}
+}
+
+// checkLinkHosts: each is "*" or a domain name or IP address, as a link's host is compared with
+// it (gateway.HostAllowed); a URL, a path or a port would match no link.
+func (c *Config) checkLinkHosts(path string, hosts []string) {
+	for i, h := range hosts {
+		if h == "*" || net.ParseIP(h) != nil {
+			continue
+		}
+		labels := strings.Split(strings.ToLower(h), ".")
+		ok := len(labels) >= 2
+		for _, l := range labels {
+			ok = ok && l != "" && strings.Trim(l, "abcdefghijklmnopqrstuvwxyz0123456789-") == ""
+		}
+		if !ok {
+			c.Problem(fmt.Sprintf("%s[%d]", path, i), "%q is not a host name such as example.com (no scheme, path or port; it allows the names under it too), or * for any link", h)
 		}
 	}
 }

@@ -241,6 +241,8 @@ var (
 	// RejectedSender: the tenant may not send as the sender the request names
 	// (tenants.allowed_senders).
 	RejectedSender = Status{GroupID: 5, GroupName: "REJECTED", ID: 13, Name: "REJECTED_SENDER", Description: "smsgate policy: this account may not send as this sender"}
+	// RejectedLink: the text links to a host the tenant may not link to (allowed_link_hosts).
+	RejectedLink = Status{GroupID: 5, GroupName: "REJECTED", ID: 5003, Name: "REJECTED_LINK_NOT_ALLOWED", Description: "smsgate policy: the text links to a host this account may not link to"}
 	// RejectedRateLimit: a rate limit refuses it (Infobip's own name for throttling).
 	RejectedRateLimit = Status{GroupID: 5, GroupName: "REJECTED", ID: 20, Name: "REJECTED_FLOODING_FILTER", Description: "smsgate policy: a rate limit was reached; retry later"}
 	// RejectedProviders: every provider failed or none was available.
@@ -270,6 +272,8 @@ func StatusFor(httpStatus int, code string) Status {
 		return RejectedCountry
 	case code == "sender_not_allowed":
 		return RejectedSender
+	case code == "link_not_allowed":
+		return RejectedLink
 	case code == "rate_limited" || code == "provider_throttled":
 		return RejectedRateLimit
 	case code == "invalid_number" || code == "recipient_rejected" || code == "number_type_not_allowed" || code == "suspected_pumping":

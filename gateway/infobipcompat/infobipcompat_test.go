@@ -21,6 +21,7 @@ func TestThrottlingIsAnsweredAsRateLimiting(t *testing.T) {
 		"number_type_not_allowed": RejectedDestination,
 		"suspected_pumping":       RejectedDestination,
 		"sender_not_allowed":      RejectedSender,
+		"link_not_allowed":        RejectedLink,
 		"country_not_allowed":     RejectedCountry,
 		"invalid_request":         RejectedRequest,
 	} {

@@ -1,5 +1,5 @@
 // Package policy protects tenants from SMS pumping and from sending twice: country allow and deny
-// lists, rate limits (token buckets per recipient, source IP, tenant and destination country),
+// lists, number types, the hosts a text may link to, rate limits (token buckets per recipient, source IP, tenant and destination country),
 // spend limits (money per tenant), Idempotency-Key replay, coalescing of identical in-flight
 // requests, and resend escalation. State sits behind small interfaces (Limiter, Spends, Replays,
 // Resends) with in-memory implementations;
@@ -9,6 +9,7 @@ package policy
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +28,10 @@ type Rules struct {
 	Denied map[string]bool
 	// DeniedTypes are number types (gateway.SpecialNumberTypes) the tenant never sends to.
 	DeniedTypes map[string]bool
+	// LinkHosts are the hosts the tenant's texts may link to, and the names under them (global
+	// and the tenant's, in lower case); AnyLink lets every link through.
+	LinkHosts []string
+	AnyLink   bool
 	// Limits are the tenant's effective rate limits.
 	Limits config.RateLimits
 }
@@ -45,6 +50,10 @@ func Compile(c *config.Config, t *config.Tenant) *Rules {
 	for _, nt := range t.DeniedNumberTypes {
 		r.DeniedTypes[nt] = true
 	}
+	for _, h := range slices.Concat(c.Policy.AllowedLinkHosts, t.AllowedLinkHosts) {
+		r.AnyLink = r.AnyLink || h == "*"
+		r.LinkHosts = append(r.LinkHosts, strings.ToLower(h))
+	}
 	return r
 }
 
@@ -58,7 +67,7 @@ func set(xs []string) map[string]bool {
 
 // Rejection is why a request may not be sent.
 type Rejection struct {
-	// Code is country_not_allowed, number_type_not_allowed or rate_limited.
+	// Code is country_not_allowed, number_type_not_allowed, link_not_allowed or rate_limited.
 	Code string
 	// Reason names the rule: a limit (per_recipient, per_ip, per_tenant, per_country, spend) or the
 	// list.
@@ -108,6 +117,21 @@ func countryRule(r *Rules, cc, counted string) *Rejection {
 	return nil
 }
 
+// linkRule refuses a text that links to a host the tenant may not link to. The message names
+// neither the host nor the link: a link may carry the code, and a host may be made of it.
+func linkRule(r *Rules, text string) *Rejection {
+	if r.AnyLink {
+		return nil
+	}
+	for host := range gateway.LinkHosts(text) {
+		if !gateway.HostAllowed(host, r.LinkHosts) {
+			return &Rejection{Code: "link_not_allowed", Reason: "link",
+				Message: "the text links to a host this tenant may not link to (policy.allowed_link_hosts, tenants.allowed_link_hosts)"}
+		}
+	}
+	return nil
+}
+
 // Check returns nil when msg may be sent, else the first rule it breaks. Country lists are checked
 // before limits, the spend limit first, then rate limits from the widest (tenant) to the narrowest
 // (recipient), so a request refused by a wide limit does not use up the recipient's allowance.
@@ -119,7 +143,9 @@ func countryRule(r *Rules, cc, counted string) *Rejection {
 //
 // Country lists hold for msg.Country and for each region in msg.AlsoIn: a number that may be in
 // a denied or unlisted region is refused. Then the number's type (premium rate, ...) must not be
-// denied.
+// denied, and a link in the text must go to a host the tenant may link to (a text with a link
+// the tenant never meant to send is how its users are phished, from the providers' accounts and
+// sender IDs every tenant shares).
 //
 // Numbers of no country (config.NonGeographic, "001": international premium rate, satellite,
 // shared networks) are the classic pumping target and no deny list of countries names them, so
@@ -137,6 +163,9 @@ func (c *Checker) Check(ctx context.Context, r *Rules, msg *gateway.Message, pri
 	if msg.NumberType != "" && r.DeniedTypes[msg.NumberType] {
 		return &Rejection{Code: "number_type_not_allowed", Reason: "number_type",
 			Message: fmt.Sprintf("the recipient is a %s number, a type policy.denied_number_types refuses", strings.ReplaceAll(msg.NumberType, "_", " "))}, nil
+	}
+	if rej := linkRule(r, msg.Text); rej != nil {
+		return rej, nil
 	}
 	type check struct {
 		name, kind, value string

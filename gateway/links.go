@@ -1,0 +1,132 @@
+package gateway
+
+import (
+	"iter"
+	"strings"
+	"unicode"
+)
+
+// LinkHosts yields the host of each link in text, in lower case: whatever a phone would make
+// clickable and a phishing text needs. A link is
+//   - a scheme and "://" (https://, HTTP://, hxxps://, intent://), the host after it and after any
+//     user info ("https://acme.com@evil.example/" is evil.example) and without its port;
+//   - "www." at the start of a word ("www.evil.example");
+//   - a domain name followed by a path ("bit.ly/x", "evil.example/login"): labels of letters,
+//     digits and '-', the last of at least two letters.
+//
+// A bare domain name without a path ("acme.com", or the origin line of a WebOTP text, "@acme.com
+// #123456") is not a link here: product names and abbreviations look the same. A link whose host
+// cannot be read ("https:///", a percent-encoded host) yields what it has, possibly "": no
+// allowed host matches it, so it is refused, never let through.
+func LinkHosts(text string) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		if strings.IndexByte(text, '/') < 0 && !hasWWW(text) {
+			return // every link form holds one or the other; most codes hold neither
+		}
+		for w := range strings.FieldsFuncSeq(text, wordBreak) {
+			if host, ok := wordLink(w); ok && !yield(host) {
+				return
+			}
+		}
+	}
+}
+
+// hasWWW reports whether text holds "www." in any case.
+func hasWWW(text string) bool {
+	for i := 0; i+4 <= len(text); i++ {
+		if text[i]|0x20 == 'w' && strings.EqualFold(text[i:i+4], "www.") {
+			return true
+		}
+	}
+	return false
+}
+
+// wordBreak ends a word of text: spaces, quotes and brackets, which no host holds and which
+// surround a link in prose.
+func wordBreak(r rune) bool {
+	return unicode.IsSpace(r) || unicode.IsControl(r) || strings.ContainsRune("\"'`<>()[]{},;|^", r)
+}
+
+// wordLink is the link's host in one word, if the word holds a link (LinkHosts).
+func wordLink(w string) (string, bool) {
+	if i := strings.Index(w, "://"); i >= 0 {
+		j := i
+		for j > 0 && schemeChar(w[j-1]) {
+			j--
+		}
+		for j < i && !letter(w[j]) { // a scheme starts with a letter
+			j++
+		}
+		if j < i {
+			return authorityHost(strings.TrimLeft(w[i+3:], `/\`)), true
+		}
+	}
+	if len(w) >= 4 && strings.EqualFold(w[:4], "www.") {
+		return authorityHost(w), true
+	}
+	if k := strings.IndexByte(w, '/'); k > 0 && domainName(w[:k]) {
+		return strings.ToLower(w[:k]), true
+	}
+	return "", false
+}
+
+// authorityHost is the host of a URL's authority at the start of s: up to its path, query or
+// fragment, after any user info, without a port, in lower case and without a trailing dot.
+func authorityHost(s string) string {
+	if i := strings.IndexAny(s, `/?#\`); i >= 0 {
+		s = s[:i]
+	}
+	if i := strings.LastIndexByte(s, '@'); i >= 0 {
+		s = s[i+1:]
+	}
+	if i := strings.LastIndexByte(s, ':'); i >= 0 {
+		s = s[:i]
+	}
+	return strings.TrimRight(strings.ToLower(s), ".")
+}
+
+// domainName reports whether s is a domain name of two labels or more: letters, digits and '-',
+// the last label of at least two letters ("5.5" and "e.g" are not).
+func domainName(s string) bool {
+	labels := strings.Split(s, ".")
+	if len(labels) < 2 {
+		return false
+	}
+	for _, l := range labels {
+		if l == "" {
+			return false
+		}
+		for _, r := range l {
+			if !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '-' {
+				return false
+			}
+		}
+	}
+	last := labels[len(labels)-1]
+	if len(last) < 2 {
+		return false
+	}
+	for _, r := range last {
+		if !unicode.IsLetter(r) {
+			return false
+		}
+	}
+	return true
+}
+
+func schemeChar(c byte) bool {
+	return letter(c) || c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.'
+}
+
+func letter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+
+// HostAllowed reports whether host is one of hosts or a name under one ("login.acme.com" under
+// "acme.com"); hosts are in lower case.
+func HostAllowed(host string, hosts []string) bool {
+	for _, h := range hosts {
+		if host == h || strings.HasSuffix(host, "."+h) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,68 @@
+package gateway
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestLinkHosts(t *testing.T) {
+	for _, tc := range []struct {
+		text string
+		want []string
+	}{
+		// Auth0's own templates, and texts like them: no link.
+		{"123456 is your verification code for Acme. Please enter this code to verify your enrollment.", nil},
+		{"Your code is 482913", nil},
+		{"Your Acme.com code is 482913. Don't share it.", nil},
+		{"Your code is 482913\n\n@acme.com #482913", nil}, // WebOTP's origin line
+		{"Code 1/2: 4829, valid 5.5 min, e.g./i.e. km/h", nil},
+		{"Votre code : 482913", nil},
+		{"", nil},
+		// Links.
+		{"Your account is locked: https://acme-secure.example/login", []string{"acme-secure.example"}},
+		{"HTTP://EVIL.Example:8080/x?y#z", []string{"evil.example"}},
+		{"see https://acme.com@evil.example/ now", []string{"evil.example"}},
+		{"https:///evil.example/x", []string{"evil.example"}},
+		{`https:\\evil.example`, nil}, // no "://": not a link a phone follows
+		{"hxxps://evil.example/", []string{"evil.example"}},
+		{"(https://evil.example/a), 'www.other.example'", []string{"evil.example", "www.other.example"}},
+		{"www.evil.example.", []string{"www.evil.example"}},
+		{"go to bit.ly/3xYz and evil.example/login.", []string{"bit.ly", "evil.example"}},
+		{"代码482913请访问https://evil.example/", []string{"evil.example"}},
+		{"Code 4829 evil.рф/x", []string{"evil.рф"}},
+		{"http://192.0.2.1/x", []string{"192.0.2.1"}},
+		{"https://%65vil.example/", []string{"%65vil.example"}},
+		{"https://", []string{""}},
+		{"intent://scan/#Intent;scheme=zxing;end", []string{"scan"}},
+	} {
+		got := slices.Collect(LinkHosts(tc.text))
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("LinkHosts(%q) (-want +got):\n%s", tc.text, diff)
+		}
+	}
+}
+
+func TestHostAllowed(t *testing.T) {
+	hosts := []string{"acme.com", "acme.co.uk"}
+	for host, want := range map[string]bool{
+		"acme.com": true, "login.acme.com": true, "www.acme.co.uk": true,
+		"evilacme.com": false, "acme.com.evil.example": false, "": false, "com": false,
+	} {
+		if got := HostAllowed(host, hosts); got != want {
+			t.Errorf("HostAllowed(%q) = %v, want %v", host, got, want)
+		}
+	}
+}
+
+func BenchmarkLinkHosts(b *testing.B) {
+	for _, text := range []string{"123456 is your verification code for Acme. Please enter this code to verify your enrollment.", "Your account is locked: https://acme-secure.example/login"} {
+		b.Run(text[:10], func(b *testing.B) {
+			for b.Loop() {
+				for range LinkHosts(text) {
+				}
+			}
+		})
+	}
+}
