@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -74,7 +75,25 @@ type gatewayProc struct {
 	done chan error
 }
 
-// serveBinary writes cfg ($DIR: a temp dir) and runs `smsgate serve` on a free port until the test ends.
+// freeAddr is a free loopback address for a server this test starts in another process. Its port
+// is below the kernel's ephemeral range (32768 and up on Linux, 49152 on macOS): a port taken with
+// ":0" and released was, under a loaded CI machine, taken by another test process's ":0" listener
+// (a fake provider) before the binary could bind it, and that fake answered the binary's requests.
+func freeAddr(t testing.TB) string {
+	for range 200 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
+		if ln, err := net.Listen("tcp", addr); err == nil {
+			ln.Close()
+			return addr
+		}
+	}
+	t.Fatal("no free port below the ephemeral range")
+	return ""
+}
+
+// serveBinary writes cfg ($DIR: a temp dir) and runs `smsgate serve` on a free port until the test
+// ends. The port is answered by the binary's own /healthz before it returns; a binary that could
+// not bind it (taken since freeAddr) is started again on another.
 func serveBinary(t *testing.T, cfg string) *gatewayProc {
 	t.Helper()
 	bin := binary(t)
@@ -83,34 +102,49 @@ func serveBinary(t *testing.T, cfg string) *gatewayProc {
 	if err := os.WriteFile(path, []byte(strings.ReplaceAll(cfg, "$DIR", dir)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	p := &gatewayProc{t: t, url: "http://" + addr, dir: dir, logs: &syncbuf.Buffer{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(bin, "serve", "--config", path, "--listen", addr)
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.done <- p.cmd.Wait() }()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.done
-	})
-	for i := 0; ; i++ {
-		if res, err := http.Get(p.url + "/healthz"); err == nil {
-			res.Body.Close()
-			break
+	for try := 1; ; try++ {
+		addr := freeAddr(t)
+		p := &gatewayProc{t: t, url: "http://" + addr, dir: dir, logs: &syncbuf.Buffer{}, done: make(chan error, 1)}
+		p.cmd = exec.Command(bin, "serve", "--config", path, "--listen", addr)
+		p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+		if err := p.cmd.Start(); err != nil {
+			t.Fatal(err)
 		}
-		if i > 400 {
-			t.Fatalf("smsgate did not come up:\n%s", p.logs.String())
+		go func() { p.done <- p.cmd.Wait() }()
+		up, err := p.waitUp()
+		if up {
+			t.Cleanup(func() {
+				p.cmd.Process.Kill()
+				<-p.done
+			})
+			return p
+		}
+		if err == nil || try == 3 { // no exit: it hangs
+			p.cmd.Process.Kill()
+			t.Fatalf("smsgate did not come up (%v):\n%s", err, p.logs.String())
+		}
+	}
+}
+
+// waitUp waits for the binary's /healthz to answer as smsgate's does; it reports false with the
+// process's exit when the process ended first, false and nil after 10 s.
+func (p *gatewayProc) waitUp() (bool, error) {
+	for range 400 {
+		select {
+		case err := <-p.done:
+			return false, fmt.Errorf("exited: %v", err)
+		default:
+		}
+		if res, err := http.Get(p.url + "/healthz"); err == nil {
+			raw, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode == 200 && strings.Contains(string(raw), `"status":"ok"`) {
+				return true, nil
+			}
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
-	return p
+	return false, nil
 }
 
 type reply struct {

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -156,9 +155,7 @@ func TestServeHealthAndSignals(t *testing.T) {
 	cfg, _ := os.ReadFile("../../config.example.yaml")
 	path := filepath.Join(dir, "c.yaml")
 	os.WriteFile(path, []byte(strings.Replace(string(cfg), "path: data/smsgate.db", "path: "+filepath.Join(dir, "db.sqlite"), 1)), 0o600)
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeAddr(t)
 	done := make(chan int)
 	var stderr bytes.Buffer
 	go func() { done <- run([]string{"serve", "-c", path, "--listen", addr}, io.Discard, &stderr) }()
