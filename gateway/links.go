@@ -86,32 +86,26 @@ func authorityHost(s string) string {
 }
 
 // domainName reports whether s is a domain name of two labels or more: letters, digits and '-',
-// the last label of at least two letters ("5.5" and "e.g" are not).
+// the last label of at least two letters ("5.5" and "e.g" are not). The ideographic and
+// full-width full stops separate labels too, as IDNA maps them to '.' ("evil。example").
 func domainName(s string) bool {
-	labels := strings.Split(s, ".")
-	if len(labels) < 2 {
-		return false
-	}
-	for _, l := range labels {
-		if l == "" {
-			return false
-		}
-		for _, r := range l {
-			if !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '-' {
+	labels, size, letters := 1, 0, true // size and letters: of the label so far
+	for _, r := range s {
+		switch {
+		case r == '.' || r == '。' || r == '．' || r == '｡':
+			if size == 0 {
 				return false
 			}
-		}
-	}
-	last := labels[len(labels)-1]
-	if len(last) < 2 {
-		return false
-	}
-	for _, r := range last {
-		if !unicode.IsLetter(r) {
+			labels, size, letters = labels+1, 0, true
+		case unicode.IsLetter(r):
+			size++
+		case unicode.IsDigit(r) || r == '-':
+			size, letters = size+1, false
+		default:
 			return false
 		}
 	}
-	return true
+	return labels >= 2 && size >= 2 && letters
 }
 
 func schemeChar(c byte) bool {

@@ -32,6 +32,8 @@ func TestLinkHosts(t *testing.T) {
 		{"go to bit.ly/3xYz and evil.example/login.", []string{"bit.ly", "evil.example"}},
 		{"代码482913请访问https://evil.example/", []string{"evil.example"}},
 		{"Code 4829 evil.рф/x", []string{"evil.рф"}},
+		{"Code 4829 evil。example/x and evil．example/y", []string{"evil。example", "evil．example"}},
+		{"a..b/c .ab/c ab./c a.b1/c", nil},
 		{"http://192.0.2.1/x", []string{"192.0.2.1"}},
 		{"https://%65vil.example/", []string{"%65vil.example"}},
 		{"https://", []string{""}},
