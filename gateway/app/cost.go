@@ -93,10 +93,16 @@ func (t *priceTable) estimate(provider, country string, typ gateway.MessageType,
 // words a minute, text-to-speech's usual pace, rounded down (a slower count counts more minutes).
 const spokenPerMinute = 800
 
+// pauseChars is what a comma counts as, in characters read aloud: Infobip's calls pause half a
+// second at each (its documented way to lengthen a call), about 7 characters at spokenPerMinute.
+// Runs of commas, and SSML markup, are refused in voice texts (intake.Check).
+const pauseChars = 7
+
 // messageParts is what msg counts as against prices: the parts an SMS is sent as
 // (gateway.SMSParts), or the minutes of a call (voice prices are per minute): one for a call that
-// speaks a code (twice, a few seconds), else the minutes its text takes read aloud. Counted as
-// one call, a text of 1,600 characters read aloud (two minutes) spent twice a spend limit.
+// speaks a code (twice, a few seconds), else the minutes its text takes read aloud, its commas'
+// pauses included. Counted as one call, a text of 1,600 characters read aloud (two minutes)
+// spent twice a spend limit.
 func messageParts(msg *gateway.Message) int {
 	if msg.Type != gateway.Voice {
 		return gateway.SMSParts(msg.Text)
@@ -104,7 +110,8 @@ func messageParts(msg *gateway.Message) int {
 	if gateway.ExtractCode(msg.Text, msg.Code) != "" {
 		return 1
 	}
-	return max(1, (utf8.RuneCountInString(msg.Text)+spokenPerMinute-1)/spokenPerMinute)
+	spoken := utf8.RuneCountInString(msg.Text) + pauseChars*strings.Count(msg.Text, ",")
+	return max(1, (spoken+spokenPerMinute-1)/spokenPerMinute)
 }
 
 func (t *priceTable) lookup(provider, country string, typ gateway.MessageType) (priceInfo, bool) {

@@ -1219,4 +1219,21 @@ routes:
 	if u := spendUsed(t, h); math.Abs(u-0.75) > 1e-4 { // the bucket counts in microseconds of its period
 		t.Errorf("used %v after a call reading 1,596 characters, want 0.25 + two minutes (0.75)", u)
 	}
+	// Each comma is half a second of silence on Infobip's calls: 399 of them in 1,596 characters
+	// make a call of about 5.3 minutes (each counted as 7 characters: 4,389 in all, six minutes),
+	// where the characters alone counted two.
+	call(strings.Repeat("ha, ", 399))
+	if u := spendUsed(t, h); math.Abs(u-2.25) > 1e-4 {
+		t.Errorf("used %v after a call of 399 commas, want 0.75 + six minutes (2.25)", u)
+	}
+	// Markup and runs of commas, which lengthen a call at will, are refused before any provider.
+	for _, text := range []string{`Hello <break time=\"10s\"/> world`, "Hello" + strings.Repeat(",", 1000)} {
+		r := h.send("caller-key", `{"message_options":{"recipient":"+14155550104","text":"`+text+`","message_type":"voice"}}`)
+		if r.Status != 400 || errCode(r) != "invalid_request" {
+			t.Errorf("voice text %.30q: %d %s", text, r.Status, r.Raw)
+		}
+	}
+	if r := h.send("caller-key", `{"message_options":{"recipient":"+14155550104","text":"1 < 2,, ok","message_type":"sms"}}`); r.Status != 200 {
+		t.Errorf("the same in a text message: %d %s", r.Status, r.Raw)
+	}
 }

@@ -163,6 +163,19 @@ func Check(r *Request) error {
 	if strings.ContainsFunc(r.Text, func(c rune) bool { return c < 0x20 && c != '\t' && c != '\n' && c != '\r' || c == 0x7f }) {
 		return bad("invalid_request", "the text has a control character (only tab and line breaks are allowed)")
 	}
+	// A voice text is read aloud by providers that make pauses of what is in it: SSML markup
+	// (Infobip, Vonage; <break time="10s"/>) and, on Infobip's calls, each comma (half a second).
+	// Either makes a call as long as its caller likes: minutes of the shared account no spend
+	// limit counts, holding one of the voice channels every tenant's calls share. Auth0's voice
+	// templates hold neither.
+	if r.Type == gateway.Voice {
+		if strings.ContainsRune(r.Text, '<') {
+			return bad("invalid_request", "a voice text may not hold '<': providers read it as SSML markup, whose pauses lengthen a call at will")
+		}
+		if strings.Contains(r.Text, ",,") {
+			return bad("invalid_request", "a voice text may not hold two commas in a row: each is half a second of silence in a call")
+		}
+	}
 	// What Auth0 sends in these is far shorter; longer would only grow what every tenant shares
 	// (each record of the message log, the state store's keys).
 	for _, f := range [...]struct {

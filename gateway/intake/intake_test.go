@@ -412,3 +412,27 @@ func TestIPKeyKeepsACanonicalIPv4(t *testing.T) {
 		t.Errorf("%v allocations", n)
 	}
 }
+
+// TestVoiceTextsHoldNoPauses: SSML markup and runs of commas lengthen a call at will (Infobip and
+// Vonage read SSML in a voice text; Infobip pauses half a second at each comma), so a voice text
+// may hold neither; a text message may.
+func TestVoiceTextsHoldNoPauses(t *testing.T) {
+	for _, tc := range []struct {
+		typ, text string
+		ok        bool
+	}{
+		{"voice", "Your code is 1, 2, 3, 4. Again: 1, 2, 3, 4.", true},
+		{"voice", `<speak>Hello<break time="10s"/></speak>`, false},
+		{"voice", "Hello < there", false},
+		{"voice", "Hello,, there", false},
+		{"voice", "Hello, , there", true}, // a space between: no documented pause
+		{"sms", `<b>1234</b>,, is your code`, true},
+	} {
+		r := Request{Recipient: "+14155550104", Text: tc.text, Type: gateway.MessageType(tc.typ)}
+		err := Check(&r)
+		var ie *Error
+		if tc.ok && err != nil || !tc.ok && (!errors.As(err, &ie) || ie.Code != "invalid_request") {
+			t.Errorf("%s %q: %v", tc.typ, tc.text, err)
+		}
+	}
+}
