@@ -145,6 +145,11 @@ func TestCall(t *testing.T) {
 			t.Errorf("%q: %q %q", lang, l, text)
 		}
 	}
+	// A text without a code is read once, as every driver reads it (a spend limit counts it so).
+	p.Send(context.Background(), &gateway.Message{To: "+14155550104", Type: gateway.Voice, Text: "Your appointment is tomorrow."})
+	if ncco := last(f).Body["ncco"].([]any)[0].(map[string]any); ncco["loop"] != float64(1) || ncco["text"] != "Your appointment is tomorrow." {
+		t.Errorf("a text without a code: %v", ncco)
+	}
 	// No voice number: Vonage picks one of the application's.
 	p = newDriver(t, s.URL, func(c *Config) { c.VoiceFrom = "" })
 	p.Send(context.Background(), &gateway.Message{To: "+14155550104", Type: gateway.Voice, Code: "1"})
