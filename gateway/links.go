@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"iter"
+	"net/netip"
 	"strings"
 	"unicode"
 )
@@ -11,8 +12,9 @@ import (
 //   - a scheme and "://" (https://, HTTP://, hxxps://, intent://), the host after it and after any
 //     user info ("https://acme.com@evil.example/" is evil.example) and without its port;
 //   - "www." at the start of a word ("www.evil.example");
-//   - a domain name followed by a path ("bit.ly/x", "evil.example/login"): labels of letters,
-//     digits and '-', the last of at least two letters.
+//   - a domain name or an IPv4 address followed by a path, with or without a port ("bit.ly/x",
+//     "evil.example:8443/login", "192.0.2.1/x"): labels of letters, digits and '-', the last of
+//     at least two letters.
 //
 // A bare domain name without a path ("acme.com", or the origin line of a WebOTP text, "@acme.com
 // #123456") is not a link here: product names and abbreviations look the same. A link whose host
@@ -64,8 +66,14 @@ func wordLink(w string) (string, bool) {
 	if len(w) >= 4 && strings.EqualFold(w[:4], "www.") {
 		return authorityHost(w), true
 	}
-	if k := strings.IndexByte(w, '/'); k > 0 && domainName(w[:k]) {
-		return strings.ToLower(w[:k]), true
+	if k := strings.IndexByte(w, '/'); k > 0 {
+		host := w[:k]
+		if i := strings.LastIndexByte(host, ':'); i > 0 && i < len(host)-1 && strings.Trim(host[i+1:], "0123456789") == "" {
+			host = host[:i] // a port: "evil.example:8443/x"
+		}
+		if a, err := netip.ParseAddr(host); err == nil && a.Is4() || domainName(host) {
+			return strings.ToLower(host), true
+		}
 	}
 	return "", false
 }

@@ -35,6 +35,8 @@ func TestLinkHosts(t *testing.T) {
 		{"Code 4829 evil。example/x and evil．example/y", []string{"evil。example", "evil．example"}},
 		{"a..b/c .ab/c ab./c a.b1/c", nil},
 		{"http://192.0.2.1/x", []string{"192.0.2.1"}},
+		{"Code 4829: 192.0.2.1/x evil.example:8443/y", []string{"192.0.2.1", "evil.example"}},
+		{"Code 4829: 1.2/3 10:30/11:00 a:/b", nil},
 		{"https://%65vil.example/", []string{"%65vil.example"}},
 		{"https://", []string{""}},
 		{"intent://scan/#Intent;scheme=zxing;end", []string{"scan"}},
