@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -69,4 +70,25 @@ func BenchmarkLinkHosts(b *testing.B) {
 			}
 		})
 	}
+}
+
+// FuzzLinkHosts: any text is scanned without a panic (the scan runs on every tenant's text), and
+// each host is one word's, in lower case, found only where a link form can be.
+func FuzzLinkHosts(f *testing.F) {
+	for _, s := range []string{"https://acme.com@evil.example:8/x", "www.x", "a.bc/d", "代码https://例子.测试/", "1.2.3.4:5/x", "https:///", ":/", "://", "www."} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		for host := range LinkHosts(text) {
+			if strings.ContainsFunc(host, wordBreak) {
+				t.Errorf("LinkHosts(%q) yielded %q, more than a word", text, host)
+			}
+			if host != strings.ToLower(host) {
+				t.Errorf("LinkHosts(%q) yielded %q, not in lower case", text, host)
+			}
+			if !strings.Contains(text, "/") && !hasWWW(text) {
+				t.Errorf("LinkHosts(%q) yielded %q with no link form in the text", text, host)
+			}
+		}
+	})
 }
