@@ -1,9 +1,9 @@
 // Package policy protects tenants from SMS pumping and from sending twice: country allow and deny
 // lists, number types, the hosts a text may link to, rate limits (token buckets per recipient,
 // source IP, tenant and destination country), spend limits (money per tenant), Idempotency-Key
-// replay, coalescing of identical in-flight requests, and resend escalation. State sits behind small interfaces (Limiter, Spends, Replays,
-// Resends) with in-memory implementations;
-// a shared backend (Redis) can implement the same interfaces for several replicas.
+// replay, coalescing of identical in-flight requests, and resend escalation. State sits behind
+// small interfaces (Limiter, Spends, Replays, Resends) with in-memory implementations; a shared
+// backend (Redis) can implement the same interfaces for several replicas.
 package policy
 
 import (
