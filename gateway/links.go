@@ -5,16 +5,17 @@ import (
 	"net/netip"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // LinkHosts yields the host of each link in text, in lower case: whatever a phone would make
 // clickable and a phishing text needs. A link is
 //   - a scheme and "://" (https://, HTTP://, hxxps://, intent://), the host after it and after any
 //     user info ("https://acme.com@evil.example/" is evil.example) and without its port;
-//   - "www." at the start of a word ("www.evil.example");
+//   - "www." where a name starts ("www.evil.example", "Visit:www.evil.example");
 //   - a domain name or an IPv4 address followed by a path, with or without a port ("bit.ly/x",
-//     "evil.example:8443/login", "192.0.2.1/x"): labels of letters, digits and '-', the last of
-//     at least two letters.
+//     "evil.example:8443/login", "192.0.2.1/x", "Visit:evil.example/x"): labels of letters,
+//     digits and '-', the last of at least two letters.
 //
 // A bare domain name without a path ("acme.com", or the origin line of a WebOTP text, "@acme.com
 // #123456") is not a link here: product names and abbreviations look the same. A link whose host
@@ -63,20 +64,59 @@ func wordLink(w string) (string, bool) {
 			return authorityHost(strings.TrimLeft(w[i+3:], `/\`)), true
 		}
 	}
-	if len(w) >= 4 && strings.EqualFold(w[:4], "www.") {
-		return authorityHost(w), true
-	}
-	if k := strings.IndexByte(w, '/'); k > 0 {
-		host := w[:k]
-		if i := strings.LastIndexByte(host, ':'); i > 0 && i < len(host)-1 && strings.Trim(host[i+1:], "0123456789") == "" {
-			host = host[:i] // a port: "evil.example:8443/x"
+	for i := 0; i+4 <= len(w); i++ {
+		// "www." where a name starts: at the word's start or after what no name holds
+		// ("Visit:www.evil.example"), not inside one ("awww.").
+		if w[i]|0x20 == 'w' && strings.EqualFold(w[i:i+4], "www.") && (i == 0 || !asciiAlnum(w[i-1])) {
+			return authorityHost(w[i:]), true
 		}
-		if a, err := netip.ParseAddr(host); err == nil && a.Is4() || domainName(host) {
+	}
+	for k := 0; k < len(w); k++ {
+		if w[k] != '/' {
+			continue
+		}
+		// The name just before a slash, and its port: "Visit:evil.example:8443/x",
+		// "Code/evil.example/x". Each scan back stops at the slash before: linear in the word.
+		head := w[:k]
+		i := nameStart(head)
+		host := head[i:]
+		if i > 1 && head[i-1] == ':' && host != "" && strings.Trim(host, "0123456789") == "" {
+			head = head[:i-1]
+			host = head[nameStart(head):]
+		}
+		if domainName(host) || ipv4(host) {
 			return strings.ToLower(host), true
 		}
 	}
 	return "", false
 }
+
+// nameStart is where the run of name characters (letters, digits, '-' and the full stops
+// domainName takes) that ends s begins.
+func nameStart(s string) int {
+	i := len(s)
+	for i > 0 {
+		r, n := utf8.DecodeLastRuneInString(s[:i])
+		if !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '-' && !fullStop(r) {
+			break
+		}
+		i -= n
+	}
+	return i
+}
+
+// ipv4 reports whether s is an IPv4 address in dotted form.
+func ipv4(s string) bool {
+	if s == "" || s[0] < '0' || s[0] > '9' || strings.Count(s, ".") != 3 {
+		return false // the cheap answer for most names: ParseAddr allocates its error
+	}
+	a, err := netip.ParseAddr(s)
+	return err == nil && a.Is4()
+}
+
+func fullStop(r rune) bool { return r == '.' || r == '。' || r == '．' || r == '｡' }
+
+func asciiAlnum(c byte) bool { return letter(c) || c >= '0' && c <= '9' }
 
 // authorityHost is the host of a URL's authority at the start of s: up to its path, query or
 // fragment, after any user info, without a port, in lower case and without a trailing dot.
@@ -100,7 +140,7 @@ func domainName(s string) bool {
 	labels, size, letters := 1, 0, true // size and letters: of the label so far
 	for _, r := range s {
 		switch {
-		case r == '.' || r == '。' || r == '．' || r == '｡':
+		case fullStop(r):
 			if size == 0 {
 				return false
 			}

@@ -38,6 +38,9 @@ func TestLinkHosts(t *testing.T) {
 		{"http://192.0.2.1/x", []string{"192.0.2.1"}},
 		{"Code 4829: 192.0.2.1/x evil.example:8443/y", []string{"192.0.2.1", "evil.example"}},
 		{"Code 4829: 1.2/3 10:30/11:00 a:/b", nil},
+		{"Code 4829. Visit:www.evil.example or:evil.example:8443/x or 482913.evil.example/y", []string{"www.evil.example", "evil.example", "482913.evil.example"}},
+		{"awww.no hmm.www.yes.example", []string{"www.yes.example"}},
+		{"Code/evil.example/login", []string{"evil.example"}},
 		{"https://%65vil.example/", []string{"%65vil.example"}},
 		{"https://", []string{""}},
 		{"intent://scan/#Intent;scheme=zxing;end", []string{"scan"}},
@@ -62,7 +65,8 @@ func TestHostAllowed(t *testing.T) {
 }
 
 func BenchmarkLinkHosts(b *testing.B) {
-	for _, text := range []string{"123456 is your verification code for Acme. Please enter this code to verify your enrollment.", "Your account is locked: https://acme-secure.example/login"} {
+	for _, text := range []string{"123456 is your verification code for Acme. Please enter this code to verify your enrollment.", "Your account is locked: https://acme-secure.example/login",
+		strings.Repeat("1/", 800)} { // the longest text, a name and a path at every other character
 		b.Run(text[:10], func(b *testing.B) {
 			for b.Loop() {
 				for range LinkHosts(text) {
