@@ -402,6 +402,45 @@ func TestIdempotencyAndCoalescing(t *testing.T) {
 	}
 }
 
+// TestCoalescingKeepsSendersApart: identical requests in flight at once share one send, but not
+// when they name different senders (a tenant with allowed_senders sending for two brands): each
+// is a message of its own, sent as its sender.
+func TestCoalescingKeepsSendersApart(t *testing.T) {
+	h := start(t, `
+storage: {driver: memory}
+policy: {rate_limits: {per_recipient: 0}, resend_escalation: {enabled: false}}
+tenants:
+  - {name: brands, api_key: brands-key, allowed_senders: [ACME, GLOBEX]}
+providers:
+  - {name: slow, type: mock, latency: 400ms}
+routes:
+  - {name: default, providers: [slow]}
+`, Options{})
+	body := func(from string) string {
+		return `{"notification":{"recipient":"+14155550104","as_text":"Your code is 834712","code":"834712","from":"` + from + `"}}`
+	}
+	var wg sync.WaitGroup
+	ids := make([]any, 4)
+	for i, from := range []string{"ACME", "GLOBEX", "ACME", "GLOBEX"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := h.send("brands-key", body(from))
+			if r.Status != 200 {
+				t.Errorf("%s: %d %s", from, r.Status, r.Raw)
+			}
+			ids[i] = r.Body["id"]
+		}()
+	}
+	wg.Wait()
+	if ids[0] != ids[2] || ids[1] != ids[3] || ids[0] == ids[1] {
+		t.Errorf("ids %v: want one per sender", ids)
+	}
+	if n := testutil.ToFloat64(h.app.MetricSet().Attempts.WithLabelValues("slow", "sent")); n != 2 {
+		t.Errorf("provider sends = %v, want 2: one per sender", n)
+	}
+}
+
 type testClock struct {
 	mu sync.Mutex
 	t  time.Time

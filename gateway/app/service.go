@@ -165,6 +165,11 @@ func (a *App) sendOne(ctx context.Context, rt *runtime, tn *tenant, r httpapi.Se
 		key = "k|" + tn.name + "|" + r.IdempotencyKey
 	} else {
 		h := rt.mac("coalesce", msg.To, string(msg.Type), msg.Text, msg.Code)
+		if msg.From != "" {
+			// Two senders are two messages; a request naming none keeps the key it always had,
+			// so that replicas of the build before this one still coalesce with this one.
+			h = rt.mac("coalesce", msg.To, string(msg.Type), msg.Text, msg.Code, msg.From)
+		}
 		key = "c|" + tn.name + "|" + hex.EncodeToString(h[:])
 	}
 	if rej := a.gated("per_tenant", tn.name, tn.rules.Limits.PerTenant); rej != nil {
