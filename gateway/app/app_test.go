@@ -433,11 +433,18 @@ routes:
 		}()
 	}
 	wg.Wait()
-	if ids[0] != ids[2] || ids[1] != ids[3] || ids[0] == ids[1] {
-		t.Errorf("ids %v: want one per sender", ids)
+	// Requests of one sender share a send when they overlap (TestIdempotencyAndCoalescing); on a
+	// loaded machine they may not, so only what must never happen is asserted: a message of one
+	// sender answered with the other's.
+	for _, a := range []int{0, 2} {
+		for _, g := range []int{1, 3} {
+			if ids[a] == ids[g] {
+				t.Errorf("ids %v: ACME's request %d got GLOBEX's message", ids, a)
+			}
+		}
 	}
-	if n := testutil.ToFloat64(h.app.MetricSet().Attempts.WithLabelValues("slow", "sent")); n != 2 {
-		t.Errorf("provider sends = %v, want 2: one per sender", n)
+	if n := testutil.ToFloat64(h.app.MetricSet().Attempts.WithLabelValues("slow", "sent")); n < 2 {
+		t.Errorf("provider sends = %v, want one a sender at least", n)
 	}
 }
 
