@@ -234,6 +234,19 @@ func TestInfobipCompatibleSends(t *testing.T) {
 			t.Errorf("tts advanced: %d %s", r.Status, r.Raw)
 		}
 		checkSpec(t, voice, "/tts/3/advanced", "POST", r)
+		// A voice text with SSML or a run of commas (pauses that lengthen a call at will) is
+		// refused here too, and never reaches Infobip.
+		before = len(c.ib.Requests())
+		for _, text := range []string{`Hello <break time=\"10s\"/>`, "Hello,,,,,,,,,,,,,,,,,,,,"} {
+			r = c.call("POST", "/tts/3/advanced", basic, `{"messages":[{"destinations":[{"to":"14155550127"}],"text":"`+text+`"}]}`)
+			if r.Status != 400 {
+				t.Errorf("tts %q: %d %s", text, r.Status, r.Raw)
+			}
+			checkSpec(t, voice, "/tts/3/advanced", "POST", r)
+		}
+		if n := len(c.ib.Requests()); n != before {
+			t.Errorf("%d TTS requests with pauses reached Infobip", n-before)
+		}
 	})
 	t.Run("nothing sent: non-2xx in Infobip's shapes", func(t *testing.T) {
 		r := c.call("POST", "/sms/2/text/advanced", "App wrong", `{"messages":[{"destinations":[{"to":"14155550104"}],"text":"x"}]}`)
