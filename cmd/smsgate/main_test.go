@@ -330,6 +330,18 @@ func validWarnings(t *testing.T, cfg string) (path, out, errs string) {
 	return path, out, errs
 }
 
+// warnedAt is where each of validate's warnings about path that holds marker points: "LINE: key".
+func warnedAt(errs, path, marker string) []string {
+	var at []string
+	for _, l := range strings.Split(errs, "\n") {
+		if strings.Contains(l, marker) {
+			f := strings.SplitN(strings.TrimPrefix(l, "warning: "+path+":"), ": ", 3)
+			at = append(at, f[0]+": "+f[1])
+		}
+	}
+	return at
+}
+
 func TestValidateWarnsOfGuessableKeys(t *testing.T) {
 	const cfg = `server: {admin_token: adm1n, previous_admin_tokens: [old-admin-token-0123]}
 tenants:
@@ -343,12 +355,7 @@ providers:
 routes: [{name: d, providers: [m]}]
 `
 	path, out, errs := validWarnings(t, cfg)
-	var weak []string
-	for _, l := range strings.Split(errs, "\n") {
-		if strings.Contains(l, "shorter than 16 characters") {
-			weak = append(weak, strings.TrimPrefix(strings.SplitN(l, ": shorter", 2)[0], "warning: "+path+":"))
-		}
-	}
+	weak := warnedAt(errs, path, "shorter than 16 characters")
 	want := []string{"1: server.admin_token", "3: tenants[0].api_key", "3: tenants[0].previous_api_keys[1]",
 		"7: providers[1].webhook_secret", "7: providers[1].previous_webhook_secrets[1]", "9: providers[3].webhook_secret"}
 	if diff := cmp.Diff(want, weak); diff != "" {
@@ -479,13 +486,23 @@ providers: [{name: m, type: mock}]
 routes: [{name: d, providers: [m]}]
 `
 	path, _, errs := validWarnings(t, cfg)
-	var named []string
-	for _, l := range strings.Split(errs, "\n") {
-		if strings.Contains(l, "may send as any sender") {
-			named = append(named, strings.SplitN(strings.TrimPrefix(l, "warning: "+path+":"), ": tenant \"", 2)[0])
-		}
+	if diff := cmp.Diff([]string{"3: tenants[1].allow_sender"}, warnedAt(errs, path, "may send as any sender")); diff != "" {
+		t.Errorf("warned of (-want +got):\n%s\n%s", diff, errs)
 	}
-	if diff := cmp.Diff([]string{"3: tenants[1].allow_sender"}, named); diff != "" {
+}
+
+// TestValidateWarnsOfAllowedURLShorteners: a URL shortener among allowed_link_hosts lets a link
+// to anywhere through; validate names the file, line and key, and not the tenant's own host.
+func TestValidateWarnsOfAllowedURLShorteners(t *testing.T) {
+	const cfg = `policy: {allowed_link_hosts: [help.example.com, Bit.ly]}
+tenants:
+  - {name: a, api_key: a-key-long-enough-0123, allowed_link_hosts: [a.example.com, tinyurl.com]}
+providers: [{name: m, type: mock}]
+routes: [{name: d, providers: [m]}]
+`
+	path, _, errs := validWarnings(t, cfg)
+	want := []string{"1: policy.allowed_link_hosts[1]", "3: tenants[0].allowed_link_hosts[1]"}
+	if diff := cmp.Diff(want, warnedAt(errs, path, "is a URL shortener")); diff != "" {
 		t.Errorf("warned of (-want +got):\n%s\n%s", diff, errs)
 	}
 }

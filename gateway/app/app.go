@@ -642,6 +642,7 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 	rt.checkVoicePrices()
 	rt.checkTenantRates()
 	rt.checkSenders()
+	rt.checkLinkHosts()
 	rt.checkRouteActions()
 	rt.checkPublicURL()
 	rt.checkCredentials()
@@ -828,6 +829,28 @@ func (rt *runtime) checkSenders() {
 			rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: %s: tenant %q may send as any sender, another tenant's brand or a bank's included, from the providers' accounts every tenant shares; list the senders it may use in allowed_senders",
 				rt.cfg.File, rt.cfg.Decoder.Line(p), p, t.Name))
 		}
+	}
+}
+
+// shorteners are public URL shorteners: a link through one goes wherever its maker chose.
+var shorteners = []string{"bit.ly", "tinyurl.com", "t.co", "goo.gl", "ow.ly", "is.gd", "buff.ly", "rebrand.ly",
+	"cutt.ly", "shorturl.at", "rb.gy", "t.ly", "s.id", "lnkd.in", "tiny.cc", "bl.ink", "short.io", "v.gd"}
+
+// checkLinkHosts warns of an allowed link host that is a URL shortener: allowing it allows a link
+// to anywhere, which is what allowed_link_hosts is there to stop.
+func (rt *runtime) checkLinkHosts() {
+	warn := func(p string, hosts []string) {
+		for k, h := range hosts {
+			if slices.Contains(shorteners, strings.ToLower(h)) {
+				kp := fmt.Sprintf("%s[%d]", p, k)
+				rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: %s: %s is a URL shortener: its links go wherever their maker chose, so allowing it allows a link to anywhere",
+					rt.cfg.File, rt.cfg.Decoder.Line(kp), kp, h))
+			}
+		}
+	}
+	warn("policy.allowed_link_hosts", rt.cfg.Policy.AllowedLinkHosts)
+	for i, t := range rt.cfg.Tenants {
+		warn(fmt.Sprintf("tenants[%d].allowed_link_hosts", i), t.AllowedLinkHosts)
 	}
 }
 
