@@ -1,6 +1,7 @@
 // Package gateway holds the domain of smsgate: the message a tenant asks to send, the result of
-// sending it, the error classes that drive failover, and the Provider interface that every driver
-// implements. It is a leaf package: it imports nothing else of this module.
+// sending it, the error classes that drive failover, the Provider interface that every driver
+// implements, and what a text is made of (its SMS parts, its links) and what a sender may be.
+// It is a leaf package: it imports nothing else of this module.
 package gateway
 
 import (
