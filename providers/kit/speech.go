@@ -50,9 +50,19 @@ func Voice(msg *gateway.Message, voices, regional map[string]string) (voice, sen
 	return voice, sentence
 }
 
-// Twice is sentence said twice when the message carries a code (once is easy to miss), else once.
-func Twice(msg *gateway.Message, sentence string) string {
+// Readings is how many times a call says its sentence: twice when the message carries a code
+// (once is easy to miss), else once, as a spend limit counts the call (a text said twice made a
+// call twice as long as counted).
+func Readings(msg *gateway.Message) int {
 	if gateway.ExtractCode(msg.Text, msg.Code) == "" {
+		return 1
+	}
+	return 2
+}
+
+// Twice is sentence said Readings times, for drivers that send one text to speak.
+func Twice(msg *gateway.Message, sentence string) string {
+	if Readings(msg) == 1 {
 		return sentence
 	}
 	return sentence + " " + sentence

@@ -124,14 +124,13 @@ var sayLanguages = map[string]string{"en": "en-US", "de": "de-DE", "fr": "fr-FR"
 var sayRegions = map[string]string{"en-US": "en-US", "en-GB": "en-GB", "en-AU": "en-AU", "en-IN": "en-IN", "es-MX": "es-MX", "es-US": "es-US",
 	"fr-CA": "fr-CA", "pt-PT": "pt-PT", "de-DE": "de-DE", "fr-FR": "fr-FR", "es-ES": "es-ES", "it-IT": "it-IT", "pt-BR": "pt-BR", "nl-NL": "nl-NL"}
 
-// TwiML is the call script: the code digit by digit, said twice, in the request's language when
-// Twilio speaks it (else English). Without a code it says the text once, as every driver reads
-// it (said twice, a text of 1,600 characters made a call of four minutes where a spend limit
-// counted two).
+// TwiML is the call script: the code digit by digit, said twice with a pause between, in the
+// request's language when Twilio speaks it (else English); without a code, the text said once
+// (kit.Readings).
 func TwiML(msg *gateway.Message) string {
 	lang, say := kit.Voice(msg, sayLanguages, sayRegions)
 	s := `<Say language="` + lang + `">` + html.EscapeString(say) + `</Say>`
-	if gateway.ExtractCode(msg.Text, msg.Code) == "" {
+	if kit.Readings(msg) == 1 {
 		return `<Response>` + s + `</Response>`
 	}
 	return `<Response>` + s + `<Pause length="1"/>` + s + `</Response>`

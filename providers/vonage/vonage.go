@@ -226,14 +226,8 @@ func (p *Provider) call(ctx context.Context, msg *gateway.Message) (gateway.Resu
 		return gateway.Result{}, &gateway.Error{Class: gateway.ClassUnavailable, Code: "NO_VOICE", Message: "voice needs application_id and private_key"}
 	}
 	text, lang := Talk(msg)
-	// A code is said twice (once is easy to miss); a text without one, once, as every other
-	// driver reads it: looped, a text of 1,600 characters made a call of four minutes where a
-	// spend limit counted two.
-	loop := 1
-	if gateway.ExtractCode(msg.Text, msg.Code) != "" {
-		loop = 2
-	}
-	b := callBody{To: []phone{{"phone", strings.TrimPrefix(msg.To, "+")}}, NCCO: []talk{{Action: "talk", Text: text, Language: lang, Loop: loop}}}
+	// The talk action's loop says it as often as every driver does (kit.Readings).
+	b := callBody{To: []phone{{"phone", strings.TrimPrefix(msg.To, "+")}}, NCCO: []talk{{Action: "talk", Text: text, Language: lang, Loop: kit.Readings(msg)}}}
 	if p.cfg.VoiceFrom != "" {
 		b.From = &phone{"phone", strings.TrimPrefix(p.cfg.VoiceFrom, "+")}
 	} else {
