@@ -36,12 +36,17 @@ func LinkHosts(text string) iter.Seq[string] {
 
 // hasWWW reports whether text holds "www." in any case.
 func hasWWW(text string) bool {
-	for i := 0; i+4 <= len(text); i++ {
-		if text[i]|0x20 == 'w' && strings.EqualFold(text[i:i+4], "www.") {
+	for i := range text {
+		if wwwAt(text, i) {
 			return true
 		}
 	}
 	return false
+}
+
+// wwwAt reports whether s holds "www." in any case at i.
+func wwwAt(s string, i int) bool {
+	return i+4 <= len(s) && s[i]|0x20 == 'w' && strings.EqualFold(s[i:i+4], "www.")
 }
 
 // wordBreak ends a word of text: spaces, quotes and brackets, which no host holds and which
@@ -64,10 +69,10 @@ func wordLink(w string) (string, bool) {
 			return authorityHost(strings.TrimLeft(w[i+3:], `/\`)), true
 		}
 	}
-	for i := 0; i+4 <= len(w); i++ {
+	for i := range w {
 		// "www." where a name starts: at the word's start or after what no name holds
 		// ("Visit:www.evil.example"), not inside one ("awww.").
-		if w[i]|0x20 == 'w' && strings.EqualFold(w[i:i+4], "www.") && (i == 0 || !asciiAlnum(w[i-1])) {
+		if wwwAt(w, i) && (i == 0 || !asciiAlnum(w[i-1])) {
 			return authorityHost(w[i:]), true
 		}
 	}

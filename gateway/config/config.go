@@ -1261,11 +1261,11 @@ func (c *Config) checkNumberTypes(path string, ts []string) {
 	}
 }
 
-// checkLinkHosts: each is "*" or a domain name or IP address, as a link's host is compared with
-// it (gateway.HostAllowed); a URL, a path or a port would match no link.
+// checkLinkHosts: each is "*" or a domain name or IPv4 address, as a link's host is compared
+// with it (gateway.HostAllowed); a URL, a path, a port or an IPv6 address would match no link.
 func (c *Config) checkLinkHosts(path string, hosts []string) {
 	for i, h := range hosts {
-		if h == "*" || net.ParseIP(h) != nil {
+		if ip := net.ParseIP(h); h == "*" || ip != nil && ip.To4() != nil {
 			continue
 		}
 		labels := strings.Split(strings.ToLower(h), ".")
@@ -1274,7 +1274,7 @@ func (c *Config) checkLinkHosts(path string, hosts []string) {
 			ok = ok && l != "" && strings.Trim(l, "abcdefghijklmnopqrstuvwxyz0123456789-") == ""
 		}
 		if !ok {
-			c.Problem(fmt.Sprintf("%s[%d]", path, i), "%q is not a host name such as example.com (no scheme, path or port; it allows the names under it too), or * for any link", h)
+			c.Problem(fmt.Sprintf("%s[%d]", path, i), "%q is not a host name such as example.com or an IPv4 address (no scheme, path or port; a name allows the names under it too), or * for any link", h)
 		}
 	}
 }
