@@ -1131,6 +1131,21 @@ routes:
 	}
 }
 
+// startSpending starts a gateway on the memory store with tenant (a YAML flow map) alone, the
+// admin token spendUsed reads, no per-recipient limit, and one mock provider, primary, with
+// prices (its price keys, YAML).
+func startSpending(t *testing.T, tenant, prices string) *harness {
+	t.Helper()
+	return start(t, `
+server: {admin_token: admin-t0ken}
+storage: {driver: memory}
+policy: {rate_limits: {per_recipient: 0}}
+tenants: [`+tenant+`]
+providers: [{name: primary, type: mock, `+prices+`}]
+routes: [{name: default, providers: [primary]}]
+`, Options{})
+}
+
 // spendUsed is how much of its spend limit the only tenant of h has used, as the admin API says.
 func spendUsed(t *testing.T, h *harness) float64 {
 	t.Helper()
@@ -1151,17 +1166,7 @@ func spendUsed(t *testing.T, h *harness) float64 {
 // sending the longest texts spent 24 times its limit before it was stopped (on a provider that
 // reports no prices, for good). Now the reservation and the charge are the price times the parts.
 func TestASpendLimitCountsEveryPartOfAText(t *testing.T) {
-	h := start(t, `
-server: {admin_token: admin-t0ken}
-storage: {driver: memory}
-policy: {rate_limits: {per_recipient: 0}}
-tenants:
-  - {name: thief, api_key: thief-key, rate_limits: {spend: 1/24h}}
-providers:
-  - {name: primary, type: mock, prices: {default: 0.04}}
-routes:
-  - {name: default, providers: [primary]}
-`, Options{})
+	h := startSpending(t, "{name: thief, api_key: thief-key, rate_limits: {spend: 1/24h}}", "prices: {default: 0.04}")
 	long := strings.Repeat("ж", 1600) // 24 parts of 67 UCS-2 characters
 	send := func(to string) response {
 		return h.send("thief-key", `{"message_options":{"recipient":"`+to+`","text":"`+long+`","message_type":"sms"}}`)
@@ -1194,17 +1199,7 @@ routes:
 // TestASpendLimitCountsTheMinutesOfALongCall: a call speaks the code twice in seconds, but a text
 // without a code is read aloud whole, and voice prices are per minute: 1,600 characters take two.
 func TestASpendLimitCountsTheMinutesOfALongCall(t *testing.T) {
-	h := start(t, `
-server: {admin_token: admin-t0ken}
-storage: {driver: memory}
-policy: {rate_limits: {per_recipient: 0}}
-tenants:
-  - {name: caller, api_key: caller-key, rate_limits: {spend: 10/24h}}
-providers:
-  - {name: primary, type: mock, prices: {default: 0.04}, voice_prices: {default: 0.25}}
-routes:
-  - {name: default, providers: [primary]}
-`, Options{})
+	h := startSpending(t, "{name: caller, api_key: caller-key, rate_limits: {spend: 10/24h}}", "prices: {default: 0.04}, voice_prices: {default: 0.25}")
 	call := func(text string) {
 		t.Helper()
 		if r := h.send("caller-key", `{"message_options":{"recipient":"+14155550104","text":"`+text+`","message_type":"voice"}}`); r.Status != 200 {
