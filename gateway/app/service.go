@@ -164,10 +164,12 @@ func (a *App) sendOne(ctx context.Context, rt *runtime, tn *tenant, r httpapi.Se
 		}
 		key = "k|" + tn.name + "|" + r.IdempotencyKey
 	} else {
-		h := rt.mac("coalesce", msg.To, string(msg.Type), msg.Text, msg.Code)
-		if msg.From != "" {
-			// Two senders are two messages; a request naming none keeps the key it always had,
-			// so that replicas of the build before this one still coalesce with this one.
+		// Two senders are two messages; a request naming none keeps the key it always had, so
+		// that replicas of the build before this one still coalesce with this one.
+		var h [32]byte
+		if msg.From == "" {
+			h = rt.mac("coalesce", msg.To, string(msg.Type), msg.Text, msg.Code)
+		} else {
 			h = rt.mac("coalesce", msg.To, string(msg.Type), msg.Text, msg.Code, msg.From)
 		}
 		key = "c|" + tn.name + "|" + hex.EncodeToString(h[:])
