@@ -310,7 +310,7 @@ func route(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	msg := &gateway.Message{Tenant: *tenant, ClientID: *clientID, To: num.E164, Country: num.Country, Type: gateway.MessageType(*typ), Action: *action, Language: *lang}
-	d := routing.Compile(c.Routes).Explain(msg)
+	d := routing.Compile(c.Routes, c.Tenants).Explain(msg)
 	ex := Explanation{Number: gateway.MaskPhone(num.E164), Country: num.Country, NumberType: num.Type, AlsoIn: num.AlsoIn, Tenant: *tenant, Route: d.Route.Name, Why: d.Why, Skipped: d.Skipped, Providers: d.Route.Providers}
 	plan, err := app.Plan(context.Background(), c, d.Route.Name, num.Country, msg.Type, time.Now())
 	if err != nil {

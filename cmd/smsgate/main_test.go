@@ -491,6 +491,34 @@ routes: [{name: d, providers: [m]}]
 	}
 }
 
+// TestValidateWarnsOfClientIDsAnyTenantMayName: with several tenants, a route by a client id that
+// no tenant declares and without match.tenants can be taken by any tenant naming that id; a route
+// whose tenants do not own a declared client id never matches by it. validate names file, line and
+// key; a declared client id, or a route scoped to tenants, is not named.
+func TestValidateWarnsOfClientIDsAnyTenantMayName(t *testing.T) {
+	const cfg = `tenants:
+  - {name: acme, api_key: a-key-long-enough-0123, client_ids: [acme-app]}
+  - {name: beta, api_key: b-key-long-enough-0123}
+providers: [{name: m, type: mock}, {name: acme-account, type: mock}]
+routes:
+  - {name: acme, match: {client_ids: [acme-app, acme-web]}, providers: [acme-account]}
+  - {name: beta, match: {tenants: [beta], client_ids: [beta-app, acme-app]}, providers: [m]}
+  - {name: d, providers: [m]}
+`
+	path, _, errs := validWarnings(t, cfg)
+	if diff := cmp.Diff([]string{"6: routes[0].match.client_ids[1]"}, warnedAt(errs, path, "any tenant's request may name it")); diff != "" {
+		t.Errorf("warned of (-want +got):\n%s\n%s", diff, errs)
+	}
+	if diff := cmp.Diff([]string{"7: routes[1].match.client_ids[1]"}, warnedAt(errs, path, "never matches by this client id")); diff != "" {
+		t.Errorf("warned of (-want +got):\n%s\n%s", diff, errs)
+	}
+	one := strings.Replace(cfg, "  - {name: beta, api_key: b-key-long-enough-0123}\n", "", 1)
+	one = strings.Replace(one, "tenants: [beta], ", "", 1)
+	if _, _, errs := validWarnings(t, one); strings.Contains(errs, "client id") {
+		t.Errorf("one tenant: no other tenant can take its routes, yet warned:\n%s", errs)
+	}
+}
+
 // TestValidateWarnsOfAllowedURLShorteners: a URL shortener among allowed_link_hosts lets a link
 // to anywhere through; validate names the file, line and key, and not the tenant's own host.
 func TestValidateWarnsOfAllowedURLShorteners(t *testing.T) {

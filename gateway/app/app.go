@@ -566,7 +566,7 @@ func (a *App) Logger() *slog.Logger { return a.log }
 // build compiles cfg into a runtime, reusing members of prev whose config did not change (so
 // their breaker state survives a reload; drains are kept apart, by name: drains.go).
 func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
-	rt := &runtime{cfg: cfg, keys: map[[32]byte]apiKey{}, byName: map[string]*tenant{}, routes: routing.Compile(cfg.Routes), members: map[string]*memberInfo{}, keySecret: processKeySecret}
+	rt := &runtime{cfg: cfg, keys: map[[32]byte]apiKey{}, byName: map[string]*tenant{}, routes: routing.Compile(cfg.Routes, cfg.Tenants), members: map[string]*memberInfo{}, keySecret: processKeySecret}
 	if cfg.State.KeySecret != "" {
 		rt.keySecret = []byte(cfg.State.KeySecret.Reveal())
 	}
@@ -644,6 +644,7 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 	rt.checkSenders()
 	rt.checkLinkHosts()
 	rt.checkRouteActions()
+	rt.checkRouteClientIDs()
 	rt.checkPublicURL()
 	rt.checkCredentials()
 	rt.checkMetricsListener()
@@ -909,6 +910,34 @@ func (rt *runtime) checkRouteActions() {
 				path := fmt.Sprintf("routes[%d].match.actions[%d]", i, j)
 				rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: %s: %q is no action Auth0 sends (%s): route %q matches only requests that name it themselves",
 					rt.cfg.File, rt.cfg.Decoder.Line(path), path, act, strings.Join(knownActions, ", "), r.Name))
+			}
+		}
+	}
+}
+
+// checkRouteClientIDs warns, when there are several tenants, of a route that matches a client id
+// no tenant declares (tenants[].client_ids) and names no tenants: a request's client id is what its
+// caller wrote, so any tenant may name it and take the route, its providers and their senders
+// (routing.Compile). It also warns of a route whose match.tenants names none of a client id's
+// declared tenants: that client id never takes it.
+func (rt *runtime) checkRouteClientIDs() {
+	if len(rt.cfg.Tenants) < 2 {
+		return
+	}
+	owners := routing.ClientOwners(rt.cfg.Tenants)
+	for i, r := range rt.cfg.Routes {
+		if r.Match == nil {
+			continue
+		}
+		for j, id := range r.Match.ClientIDs {
+			path := fmt.Sprintf("routes[%d].match.client_ids[%d]", i, j)
+			switch o := owners[id]; {
+			case o == nil && len(r.Match.Tenants) == 0:
+				rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: %s: no tenant declares this client id in its client_ids, and the route names no tenants: any tenant's request may name it and take route %q, with its providers and their senders; add it to its tenant's client_ids, or set match.tenants",
+					rt.cfg.File, rt.cfg.Decoder.Line(path), path, r.Name))
+			case o != nil && len(r.Match.Tenants) > 0 && !slices.ContainsFunc(r.Match.Tenants, func(t string) bool { return o[t] }):
+				rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: %s: only tenants that declare this client id in their client_ids may take a route by it, and match.tenants of route %q names none of them: it never matches by this client id",
+					rt.cfg.File, rt.cfg.Decoder.Line(path), path, r.Name))
 			}
 		}
 	}

@@ -1232,3 +1232,35 @@ func TestASpendLimitCountsTheMinutesOfALongCall(t *testing.T) {
 		t.Errorf("the same in a text message: %d %s", r.Status, r.Raw)
 	}
 }
+
+// TestAnotherTenantsClientIDTakesNotItsRoute: acme's Auth0 application has a route of its own, to a
+// provider account carrying acme's sender. A request's client id is whatever its caller writes, so
+// beta naming acme's client id once took that route: acme's account, acme's brand. A client id
+// acme declares (client_ids) now routes only acme's requests; beta's go down the table, and a
+// client id nobody declares still routes anyone's.
+func TestAnotherTenantsClientIDTakesNotItsRoute(t *testing.T) {
+	h := start(t, `
+storage: {driver: memory}
+tenants:
+  - {name: acme, api_key: acme-key, client_ids: [acme-app, acme-spa]}
+  - {name: beta, api_key: beta-key}
+providers: [{name: shared, type: mock}, {name: acme-account, type: mock}]
+routes:
+  - {name: acme-apps, match: {client_ids: [acme-app, loose-app]}, providers: [acme-account]}
+  - {name: default, providers: [shared]}
+`, Options{})
+	body := func(n int, client string) string {
+		return fmt.Sprintf(`{"message_options":{"recipient":"+1415555%04d","text":"Your code is 834712","code":"834712","message_type":"sms"},"client":{"client_id":%q},"request":{"ip":"203.0.113.9"}}`, n, client)
+	}
+	for i, tc := range []struct{ key, client, route, provider string }{
+		{"acme-key", "acme-app", "acme-apps", "acme-account"},
+		{"beta-key", "acme-app", "default", "shared"},
+		{"acme-key", "acme-spa", "default", "shared"},
+		{"beta-key", "loose-app", "acme-apps", "acme-account"},
+	} {
+		r := h.send(tc.key, body(100+i, tc.client))
+		if r.Status != 200 || r.Body["route"] != tc.route || r.Body["provider"] != tc.provider {
+			t.Errorf("%s naming %s: %d route %v provider %v, want 200 %s %s (%s)", tc.key, tc.client, r.Status, r.Body["route"], r.Body["provider"], tc.route, tc.provider, r.Raw)
+		}
+	}
+}

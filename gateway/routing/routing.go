@@ -27,6 +27,8 @@ type matcher struct {
 	field  string
 	values map[string]bool
 	get    func(*gateway.Message) string
+	// owners, for client ids, maps a client id that tenants declare as theirs to those tenants.
+	owners map[string]map[string]bool
 }
 
 // Table is an ordered list of routes; the first match wins.
@@ -43,14 +45,24 @@ type Decision struct {
 	Skipped []string
 }
 
-// Compile builds a table from validated config routes.
-func Compile(routes []config.Route) *Table {
+// Compile builds a table from validated config routes and the tenants they route for.
+//
+// A request's client id is whatever its caller wrote, and any tenant can write any client id. So
+// a client id that tenants declare as theirs (tenants[].client_ids, which binds their keys to it)
+// matches a route's client_ids only in those tenants' requests: another tenant naming it does not
+// take the route, its providers and their senders. A client id no tenant declares matches any
+// tenant's request (smsgate validate warns of it when there are several tenants).
+func Compile(routes []config.Route, tenants []config.Tenant) *Table {
+	owners := ClientOwners(tenants)
 	t := &Table{}
 	for _, r := range routes {
 		cr := &Route{Name: r.Name, Providers: append([]string(nil), r.Providers...), FailoverOnTimeout: r.FailoverOnTimeout == nil || *r.FailoverOnTimeout}
 		if m := r.Match; m != nil {
 			cr.add("tenant", m.Tenants, func(x *gateway.Message) string { return x.Tenant }, false)
 			cr.add("client_id", m.ClientIDs, func(x *gateway.Message) string { return x.ClientID }, false)
+			if len(m.ClientIDs) > 0 {
+				cr.matchers[len(cr.matchers)-1].owners = owners
+			}
 			cr.add("country", m.Countries, func(x *gateway.Message) string { return x.Country }, false)
 			cr.add("message_type", m.MessageTypes, func(x *gateway.Message) string { return string(x.Type) }, false)
 			cr.add("action", m.Actions, func(x *gateway.Message) string { return x.Action }, false)
@@ -59,6 +71,20 @@ func Compile(routes []config.Route) *Table {
 		t.routes = append(t.routes, cr)
 	}
 	return t
+}
+
+// ClientOwners maps each client id that tenants declare (tenants[].client_ids) to those tenants.
+func ClientOwners(tenants []config.Tenant) map[string]map[string]bool {
+	owners := map[string]map[string]bool{}
+	for _, tn := range tenants {
+		for _, id := range tn.ClientIDs {
+			if owners[id] == nil {
+				owners[id] = map[string]bool{}
+			}
+			owners[id][tn.Name] = true
+		}
+	}
+	return owners
 }
 
 func (r *Route) add(field string, vals []string, get func(*gateway.Message) string, fold bool) {
@@ -83,11 +109,12 @@ func (r *Route) add(field string, vals []string, get func(*gateway.Message) stri
 func normLang(s string) string { return strings.ToLower(strings.ReplaceAll(s, "_", "-")) }
 
 // ok reports whether the matcher accepts the message's value. For languages a rule "en" also
-// accepts "en-us": the primary subtag is enough.
+// accepts "en-us": the primary subtag is enough. A client id that tenants declare is accepted only
+// from them.
 func (m *matcher) ok(x *gateway.Message) (string, bool) {
 	v := m.get(x)
 	if m.values[v] {
-		return v, true
+		return v, m.ownedBy(v, x.Tenant)
 	}
 	if m.field == "language" {
 		if p, _, cut := strings.Cut(v, "-"); cut && m.values[p] {
@@ -106,6 +133,12 @@ func (t *Table) Match(msg *gateway.Message) *Route {
 		}
 	}
 	return nil
+}
+
+// ownedBy reports whether tenant may name client id v: no tenant declares v, or tenant does.
+func (m *matcher) ownedBy(v, tenant string) bool {
+	o := m.owners[v]
+	return o == nil || o[tenant]
 }
 
 func (r *Route) accepts(msg *gateway.Message) bool {
@@ -128,6 +161,9 @@ func (t *Table) Explain(msg *gateway.Message) Decision {
 			v, ok := m.ok(msg)
 			if !ok {
 				rejected = fmt.Sprintf("%s: %s %q is not in %s", r.Name, m.field, v, keys(m.values))
+				if m.values[v] {
+					rejected = fmt.Sprintf("%s: %s %q is in %s, but it is declared by tenant %s (their client_ids), not by %q", r.Name, m.field, v, keys(m.values), keys(m.owners[v]), msg.Tenant)
+				}
 				break
 			}
 			why = append(why, fmt.Sprintf("%s %q is in %s", m.field, v, keys(m.values)))

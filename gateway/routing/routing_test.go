@@ -19,7 +19,7 @@ func table() *Table {
 		{Name: "language", Match: &config.Match{Languages: []string{"pt-BR", "de"}}, Providers: []string{"f"}},
 		{Name: "all-of", Match: &config.Match{Tenants: []string{"beta"}, Countries: []string{"US"}, MessageTypes: []string{"sms"}}, Providers: []string{"g"}},
 		{Name: "default", Providers: []string{"z", "y"}},
-	})
+	}, nil)
 }
 
 func TestMatchEveryMatcherAndOrder(t *testing.T) {
@@ -75,5 +75,49 @@ func TestExplain(t *testing.T) {
 	}
 	if cmp.Diff([]string{"g"}, d.Route.Providers) != "" {
 		t.Errorf("providers = %v", d.Route.Providers)
+	}
+}
+
+// TestADeclaredClientIDRoutesOnlyItsTenants: a client id is what the caller wrote, so one that
+// tenants declare as theirs (tenants[].client_ids) takes a route only in their requests; another
+// tenant naming it goes down the table. A client id nobody declares routes anyone's request.
+func TestADeclaredClientIDRoutesOnlyItsTenants(t *testing.T) {
+	tb := Compile([]config.Route{
+		{Name: "acme-app", Match: &config.Match{ClientIDs: []string{"acme-client", "shared-client"}}, Providers: []string{"acme-account"}},
+		{Name: "loose", Match: &config.Match{ClientIDs: []string{"undeclared"}}, Providers: []string{"b"}},
+		{Name: "default", Providers: []string{"z"}},
+	}, []config.Tenant{
+		{Name: "acme", ClientIDs: []string{"acme-client", "shared-client"}},
+		{Name: "acme-eu", ClientIDs: []string{"shared-client"}},
+		{Name: "beta"},
+	})
+	tests := []struct {
+		tenant, client, want string
+	}{
+		{"acme", "acme-client", "acme-app"},
+		{"beta", "acme-client", "default"},
+		{"acme-eu", "acme-client", "default"},
+		{"acme", "shared-client", "acme-app"},
+		{"acme-eu", "shared-client", "acme-app"},
+		{"beta", "shared-client", "default"},
+		{"beta", "undeclared", "loose"},
+		{"acme", "undeclared", "loose"},
+	}
+	for _, tc := range tests {
+		m := &gateway.Message{Tenant: tc.tenant, ClientID: tc.client, Type: gateway.SMS}
+		if got := tb.Match(m).Name; got != tc.want {
+			t.Errorf("tenant %s, client %s: route = %q, want %q", tc.tenant, tc.client, got, tc.want)
+		}
+		if got := tb.Explain(m).Route.Name; got != tc.want {
+			t.Errorf("tenant %s, client %s: Explain route = %q, want %q", tc.tenant, tc.client, got, tc.want)
+		}
+	}
+	d := tb.Explain(&gateway.Message{Tenant: "beta", ClientID: "shared-client"})
+	want := []string{
+		`acme-app: client_id "shared-client" is in [acme-client, shared-client], but it is declared by tenant [acme, acme-eu] (their client_ids), not by "beta"`,
+		`loose: client_id "shared-client" is not in [undeclared]`,
+	}
+	if diff := cmp.Diff(want, d.Skipped); diff != "" {
+		t.Errorf("Skipped (-want +got):\n%s", diff)
 	}
 }
