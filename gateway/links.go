@@ -6,6 +6,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/net/publicsuffix"
 )
 
 // LinkHosts yields the host of each link in text, in lower case: whatever a phone would make
@@ -14,8 +16,10 @@ import (
 //     user info ("https://acme.com@evil.example/" is evil.example) and without its port;
 //   - "www." where a name starts ("www.evil.example", "Visit:www.evil.example");
 //   - a domain name or an IPv4 address followed by a path, with or without a port ("bit.ly/x",
-//     "evil.example:8443/login", "192.0.2.1/x", "Visit:evil.example/x"): labels of letters,
-//     digits and '-', the last of at least two letters.
+//     "evil.com:8443/login", "192.0.2.1/x", "Visit:evil.com/x"): labels of letters, digits and
+//     '-', the last a top-level domain of the public suffix list's ICANN part ("com", "io", "рф";
+//     "1234.Ignore/delete", a code and a missing space, is no link: "ignore" is no such domain,
+//     and a phone would not make it one).
 //
 // A bare domain name without a path ("acme.com", or the origin line of a WebOTP text, "@acme.com
 // #123456") is not a link here: product names and abbreviations look the same. A link whose host
@@ -89,7 +93,7 @@ func wordLink(w string) (string, bool) {
 			head = head[:i-1]
 			host = head[nameStart(head):]
 		}
-		if domainName(host) || ipv4(host) {
+		if domainName(host) && icannTLD(host) || ipv4(host) {
 			return strings.ToLower(host), true
 		}
 	}
@@ -159,6 +163,33 @@ func domainName(s string) bool {
 		}
 	}
 	return labels >= 2 && size >= 2 && letters
+}
+
+// icannTLD reports whether the last label of domain name s is a top-level domain of the public
+// suffix list's ICANN part. A label with letters beyond ASCII (an internationalized top-level
+// domain, which the list holds in punycode) counts as one: the rule errs towards a link.
+func icannTLD(s string) bool {
+	i := len(s)
+	for i > 0 {
+		r, n := utf8.DecodeLastRuneInString(s[:i])
+		if fullStop(r) {
+			break
+		}
+		if r >= utf8.RuneSelf {
+			return true
+		}
+		i -= n
+	}
+	var b [63]byte // a label is at most 63 bytes
+	tld := s[i:]
+	if len(tld) > len(b) {
+		return false
+	}
+	for j := 0; j < len(tld); j++ {
+		b[j] = tld[j] | 0x20 // ASCII letters only (domainName): lower case
+	}
+	_, icann := publicsuffix.PublicSuffix(string(b[:len(tld)]))
+	return icann
 }
 
 func schemeChar(c byte) bool {

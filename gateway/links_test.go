@@ -30,17 +30,21 @@ func TestLinkHosts(t *testing.T) {
 		{"hxxps://evil.example/", []string{"evil.example"}},
 		{"(https://evil.example/a), 'www.other.example'", []string{"evil.example", "www.other.example"}},
 		{"www.evil.example.", []string{"www.evil.example"}},
-		{"go to bit.ly/3xYz and evil.example/login.", []string{"bit.ly", "evil.example"}},
+		{"go to bit.ly/3xYz and evil.com/login.", []string{"bit.ly", "evil.com"}},
 		{"代码482913请访问https://evil.example/", []string{"evil.example"}},
 		{"Code 4829 evil.рф/x", []string{"evil.рф"}},
-		{"Code 4829 evil。example/x and evil．example/y", []string{"evil。example", "evil．example"}},
+		{"Code 4829 evil。com/x and evil．net/y", []string{"evil。com", "evil．net"}},
 		{"a..b/c .ab/c ab./c a.b1/c", nil},
 		{"http://192.0.2.1/x", []string{"192.0.2.1"}},
-		{"Code 4829: 192.0.2.1/x evil.example:8443/y", []string{"192.0.2.1", "evil.example"}},
+		{"Code 4829: 192.0.2.1/x evil.com:8443/y", []string{"192.0.2.1", "evil.com"}},
 		{"Code 4829: 1.2/3 10:30/11:00 a:/b", nil},
-		{"Code 4829. Visit:www.evil.example or:evil.example:8443/x or 482913.evil.example/y", []string{"www.evil.example", "evil.example", "482913.evil.example"}},
+		{"Code 4829. Visit:www.evil.example or:evil.com:8443/x or 482913.evil.io/y", []string{"www.evil.example", "evil.com", "482913.evil.io"}},
 		{"awww.no hmm.www.yes.example", []string{"www.yes.example"}},
-		{"Code/evil.example/login", []string{"evil.example"}},
+		{"Code/evil.COM/login", []string{"evil.com"}},
+		// A name before a slash is a link when it ends in a top-level domain, not in any word:
+		// a code and a missing space are not one ("ignore", "valid" and "example" are none).
+		{"code:1234.Ignore/delete if not you. 482913.Valid/usable 5 min. See acme.example/x", nil},
+		{"Code 4829 acme.app/x acme.co.uk/x 163.com/x", []string{"acme.app", "acme.co.uk", "163.com"}},
 		{"https://%65vil.example/", []string{"%65vil.example"}},
 		{"https://", []string{""}},
 		{"intent://scan/#Intent;scheme=zxing;end", []string{"scan"}},
@@ -66,7 +70,9 @@ func TestHostAllowed(t *testing.T) {
 
 func BenchmarkLinkHosts(b *testing.B) {
 	for _, text := range []string{"123456 is your verification code for Acme. Please enter this code to verify your enrollment.", "Your account is locked: https://acme-secure.example/login",
-		strings.Repeat("1/", 800)} { // the longest text, a name and a path at every other character
+		"Code 482913.Valid/usable 5 min; help at acme.com/help",
+		strings.Repeat("1/", 800),      // the longest text, a name and a path at every other character
+		strings.Repeat("a.bc/", 320)} { // a name to look up in the public suffix list at every fifth
 		b.Run(text[:10], func(b *testing.B) {
 			for b.Loop() {
 				for range LinkHosts(text) {
