@@ -49,7 +49,7 @@ type simAttack struct {
 // simRanges are the usual destinations tenants pick from.
 var simRanges = []simRange{
 	{"US", "1-41", 0}, {"US", "1-21", 0}, {"GB", "44-74", 0}, {"GB", "44-77", 0}, {"DE", "49-15", 0}, {"DE", "49-17", 0},
-	{"FR", "33-6", 0}, {"BR", "55-11", 0}, {"IN", "91-98", 0}, {"ES", "34-6", 0}, {"MX", "52-55", 0}, {"CA", "1-41", 0},
+	{"FR", "33-6", 0}, {"BR", "55-11", 0}, {"IN", "91-98", 0}, {"ES", "34-6", 0}, {"MX", "52-55", 0}, {"CA", "1-41-CA", 0},
 }
 
 func pumpingSim(seed uint64) error {

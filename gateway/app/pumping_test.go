@@ -217,6 +217,42 @@ func TestAQuarantinedIslandHoldsNoUSAreaCode(t *testing.T) {
 	}
 }
 
+// TestCanadasRangesAreNotTheUSs: only number patterns tell Toronto's 416 from the US's 415 under
+// +1, and both were "1-41": a burst to Toronto hid in, and its quarantine held, a tenant's US
+// area codes 410 to 419. Toronto's range is "1-41-CA" now: its burst is blocked, US numbers of
+// 41x are sent, the admin API lists and releases the named range.
+func TestCanadasRangesAreNotTheUSs(t *testing.T) {
+	h, clk, send := startPumping(t)
+	if r := send("+14155550104"); r.Status != 200 {
+		t.Fatalf("US: %d %s", r.Status, r.Raw)
+	}
+	clk.Add(2 * time.Hour)
+	for i := 1; i <= 5; i++ {
+		if r := send(fmt.Sprintf("+1416555%04d", 1000+i)); r.Status != 200 {
+			t.Fatalf("burst %d to Toronto: %d %s", i, r.Status, r.Raw)
+		}
+		clk.Add(10 * time.Second)
+	}
+	if r := send("+14165552000"); r.Status != 403 || errCode(r) != "suspected_pumping" || !strings.Contains(r.Raw, "1-41-CA") {
+		t.Fatalf("Toronto after the burst: %d %s, want 403 suspected_pumping naming 1-41-CA", r.Status, r.Raw)
+	}
+	for _, to := range []string{"+14155550105", "+14105551234"} { // San Francisco, Baltimore
+		if r := send(to); r.Status != 200 {
+			t.Errorf("%s while Toronto is quarantined: %d %s", to, r.Status, r.Raw)
+		}
+	}
+	q := h.do("GET", "/v1/admin/quarantines", "admin-t0ken", "")
+	if list, _ := q.Body["quarantines"].([]any); q.Status != 200 || len(list) != 1 || list[0].(map[string]any)["range"] != "1-41-CA" {
+		t.Fatalf("quarantines: %d %s", q.Status, q.Raw)
+	}
+	if r := h.do("DELETE", "/v1/admin/quarantines/acme/1-41-CA", "admin-t0ken", ""); r.Status != 200 {
+		t.Fatalf("release: %d %s", r.Status, r.Raw)
+	}
+	if r := send("+14165552001"); r.Status != 200 {
+		t.Errorf("Toronto after the release: %d %s", r.Status, r.Raw)
+	}
+}
+
 // startPumping starts a gateway on pumpingConfig with the state in memory and a test clock, and
 // returns a send of a fresh code from acme to a number.
 func startPumping(t *testing.T) (*harness, *testClock, func(to string) response) {

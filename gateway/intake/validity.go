@@ -96,6 +96,23 @@ func LeadingDigits(region, national string) int {
 	return 0
 }
 
+// ApartByPatterns reports whether region shares its calling code, is not the code's main region,
+// and has no leading digits of its own: only its number patterns tell its numbers from the main
+// region's (CA under +1 beside US, GG and JE under +44 beside GB, YT beside RE). No prefix of a
+// few digits then holds its numbers alone.
+func ApartByPatterns(region string) bool {
+	rules := rulesFor(phonenumbers.GetCountryCodeForRegion(region))
+	if rules == nil || len(rules.regions) < 2 {
+		return false
+	}
+	for i, r := range rules.regions {
+		if r.id == region {
+			return i > 0 && r.leading == nil
+		}
+	}
+	return false
+}
+
 // callingCodeRules are the validity rules of the regions that share a calling code, in the
 // library's order (the main region first).
 type callingCodeRules struct {

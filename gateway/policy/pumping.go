@@ -80,7 +80,12 @@ type Quarantine struct {
 // leading digits that set country apart from the other regions of its calling code when they are
 // more: "1-876" for Jamaica, so a range never holds two countries that leading digits tell apart
 // ("1-87" would hold Jamaica with the US area codes 870 to 879: a quarantine of one would hold the
-// other, and one's baseline would hide pumping to the other).
+// other, and one's baseline would hide pumping to the other). A region that only its number
+// patterns tell from its calling code's main region (intake.ApartByPatterns) has its name after
+// the digits: "44-77-JE" for a Jersey mobile, "1-41-CA" for Toronto, kept apart from "44-77" and
+// "1-41", which hold only the main region's numbers (Jersey's and Guernsey's numbers, dear to
+// terminate and a classic target of pumping, were once counted in the baseline of Britain's
+// busiest mobile ranges, where a surge to them went unseen).
 func PumpRange(e164, country string, digits int) string {
 	num := strings.TrimPrefix(e164, "+")
 	cc := phonenumbers.GetCountryCodeForRegion(country)
@@ -94,8 +99,12 @@ func PumpRange(e164, country string, digits int) string {
 		return "unknown"
 	}
 	national := num[len(code):]
-	digits = max(digits, intake.LeadingDigits(country, national))
-	return code + "-" + national[:min(digits, len(national))]
+	lead := intake.LeadingDigits(country, national)
+	rng := code + "-" + national[:min(max(digits, lead), len(national))]
+	if lead == 0 && intake.ApartByPatterns(country) {
+		rng += "-" + country
+	}
+	return rng
 }
 
 // Pumping is the detector.

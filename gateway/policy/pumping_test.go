@@ -12,6 +12,7 @@ import (
 
 	"github.com/smsgate/smsgate/gateway"
 	"github.com/smsgate/smsgate/gateway/config"
+	"github.com/smsgate/smsgate/gateway/intake"
 	"github.com/smsgate/smsgate/gateway/policy/redistest"
 )
 
@@ -33,13 +34,21 @@ func newPumping(t *testing.T, clk *clock, backend string) *Pumping {
 func TestPumpRange(t *testing.T) {
 	for _, tc := range []struct{ e164, country, want string }{
 		{"+447400123456", "GB", "44-74"}, {"+14155550104", "US", "1-41"}, {"+23276123456", "SL", "232-76"},
-		{"+491511234567", "DE", "49-15"},
+		{"+4915123456789", "DE", "49-15"},
 		// A region its calling code shares, told apart by leading digits, keeps them whole: a
 		// range never holds two such countries (1-87 held Jamaica with US area codes 870-879).
 		{"+18765551234", "JM", "1-876"}, {"+18705551234", "US", "1-87"}, {"+17875551234", "PR", "1-787"},
 		{"+18095551234", "DO", "1-809"}, {"+447624123456", "IM", "44-7624"}, {"+77012345678", "KZ", "7-70"},
-		{"+358181234567", "AX", "358-18"}, {"+14165551234", "CA", "1-41"},
+		{"+358181234567", "AX", "358-18"},
+		// A region that only number patterns tell from the main one is named: a Jersey or
+		// Guernsey mobile, a Toronto number, is never counted in Britain's or the US's range.
+		{"+14165551234", "CA", "1-41-CA"}, {"+14155550104", "US", "1-41"}, {"+447797123456", "JE", "44-77-JE"},
+		{"+447781123456", "GG", "44-77-GG"}, {"+447712345678", "GB", "44-77"}, {"+262639012345", "YT", "262-63-YT"},
+		{"+262692123456", "RE", "262-69"}, {"+61891621234", "CC", "61-89-CC"},
 	} {
+		if n, err := intake.NormalizeNumber(tc.e164, false); err != nil || n.Country != tc.country {
+			t.Errorf("%s: country %v (%v), the table says %s", tc.e164, n, err, tc.country)
+		}
 		if got := PumpRange(tc.e164, tc.country, 2); got != tc.want {
 			t.Errorf("PumpRange(%s, %s) = %q, want %q", tc.e164, tc.country, got, tc.want)
 		}
@@ -159,6 +168,44 @@ func TestPumpingDetection(t *testing.T) {
 				t.Errorf("List after release = %+v", list)
 			}
 		})
+	}
+}
+
+// TestPumpingToJerseyIsNotHiddenInBritainsRange: Jersey's mobiles (+44 7797...) share their
+// first digits with Britain's busiest ones, and only number patterns tell them apart. A tenant
+// sending 30 British codes an hour to +44 77..., most of them used, once counted a pumping burst to
+// Jersey in that range's baseline, where 20 more sends an hour went unseen. Jersey's numbers are a
+// range of their own now: the burst is quarantined at min_volume, and Britain's range is not.
+func TestPumpingToJerseyIsNotHiddenInBritainsRange(t *testing.T) {
+	clk := newClock()
+	s := &pumpSim{t: t, p: newPumping(t, clk, "memory"), clk: clk, cfg: pumpConfig()}
+	gb := func() {
+		s.send("acme", fmt.Sprintf("+44771%07d", s.n%10000000), "GB", s.n%10 != 0)
+		clk.add(2 * time.Minute)
+	}
+	for range 7 * 24 * 30 {
+		gb()
+	}
+	if len(s.caught) != 0 {
+		t.Fatalf("a week of British traffic quarantined %+v", s.caught[0])
+	}
+	at := 0
+	for i := 1; i <= 60 && at == 0; i++ {
+		if q := s.send("acme", fmt.Sprintf("+447797%06d", i), "JE", false); q != nil {
+			at = i
+			if q.Range != "44-77-JE" || q.Country != "JE" {
+				t.Errorf("quarantine: %+v", q)
+			}
+		}
+		if i%2 == 0 {
+			gb()
+		}
+	}
+	if at != 20 {
+		t.Fatalf("the burst to Jersey was quarantined at message %d, want 20 (min_volume); caught %+v", at, s.caught)
+	}
+	if q, err := s.p.Check(context.Background(), "acme", "44-77"); q != nil || err != nil {
+		t.Errorf("Britain's range: %+v, %v; want no quarantine", q, err)
 	}
 }
 
