@@ -197,19 +197,7 @@ func TestPumpingConversionThroughVerified(t *testing.T) {
 // numbers under 87x are sent.
 func TestAQuarantinedIslandHoldsNoUSAreaCode(t *testing.T) {
 	_, clk, send := startPumping(t)
-	if r := send("+14155550104"); r.Status != 200 {
-		t.Fatalf("US: %d %s", r.Status, r.Raw)
-	}
-	clk.Add(2 * time.Hour)
-	for i := 1; i <= 5; i++ {
-		if r := send(fmt.Sprintf("+1876555%04d", 1000+i)); r.Status != 200 {
-			t.Fatalf("burst %d to Jamaica: %d %s", i, r.Status, r.Raw)
-		}
-		clk.Add(10 * time.Second)
-	}
-	if r := send("+18765552000"); r.Status != 403 || errCode(r) != "suspected_pumping" || !strings.Contains(r.Raw, "1-876") {
-		t.Fatalf("Jamaica after the burst: %d %s, want 403 suspected_pumping naming 1-876", r.Status, r.Raw)
-	}
+	burstAfterUS(t, clk, send, "+1876555%04d", "1-876")
 	for _, to := range []string{"+18705551234", "+18725551234"} { // Arkansas, Chicago
 		if r := send(to); r.Status != 200 {
 			t.Errorf("%s while Jamaica is quarantined: %d %s", to, r.Status, r.Raw)
@@ -223,19 +211,7 @@ func TestAQuarantinedIslandHoldsNoUSAreaCode(t *testing.T) {
 // 41x are sent, the admin API lists and releases the named range.
 func TestCanadasRangesAreNotTheUSs(t *testing.T) {
 	h, clk, send := startPumping(t)
-	if r := send("+14155550104"); r.Status != 200 {
-		t.Fatalf("US: %d %s", r.Status, r.Raw)
-	}
-	clk.Add(2 * time.Hour)
-	for i := 1; i <= 5; i++ {
-		if r := send(fmt.Sprintf("+1416555%04d", 1000+i)); r.Status != 200 {
-			t.Fatalf("burst %d to Toronto: %d %s", i, r.Status, r.Raw)
-		}
-		clk.Add(10 * time.Second)
-	}
-	if r := send("+14165552000"); r.Status != 403 || errCode(r) != "suspected_pumping" || !strings.Contains(r.Raw, "1-41-CA") {
-		t.Fatalf("Toronto after the burst: %d %s, want 403 suspected_pumping naming 1-41-CA", r.Status, r.Raw)
-	}
+	burstAfterUS(t, clk, send, "+1416555%04d", "1-41-CA")
 	for _, to := range []string{"+14155550105", "+14105551234"} { // San Francisco, Baltimore
 		if r := send(to); r.Status != 200 {
 			t.Errorf("%s while Toronto is quarantined: %d %s", to, r.Status, r.Raw)
@@ -250,6 +226,25 @@ func TestCanadasRangesAreNotTheUSs(t *testing.T) {
 	}
 	if r := send("+14165552001"); r.Status != 200 {
 		t.Errorf("Toronto after the release: %d %s", r.Status, r.Raw)
+	}
+}
+
+// burstAfterUS sends one US code, and two hours later a burst of five to numbers of format (one
+// %04d): the next send to such a number must be refused as pumping, naming rng.
+func burstAfterUS(t *testing.T, clk *testClock, send func(string) response, format, rng string) {
+	t.Helper()
+	if r := send("+14155550104"); r.Status != 200 {
+		t.Fatalf("US: %d %s", r.Status, r.Raw)
+	}
+	clk.Add(2 * time.Hour)
+	for i := 1; i <= 5; i++ {
+		if r := send(fmt.Sprintf(format, 1000+i)); r.Status != 200 {
+			t.Fatalf("burst %d to %s: %d %s", i, rng, r.Status, r.Raw)
+		}
+		clk.Add(10 * time.Second)
+	}
+	if r := send(fmt.Sprintf(format, 2000)); r.Status != 403 || errCode(r) != "suspected_pumping" || !strings.Contains(r.Raw, rng) {
+		t.Fatalf("after the burst: %d %s, want 403 suspected_pumping naming %s", r.Status, r.Raw, rng)
 	}
 }
 
