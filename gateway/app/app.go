@@ -435,6 +435,12 @@ func redisClient(rc config.RedisState) (client redis.UniversalClient, where stri
 		o.Addrs, o.MasterName, o.SentinelUsername, o.SentinelPassword = s.Addrs, s.MasterName, s.Username, s.Password.Reveal()
 		where = "sentinel " + s.MasterName + " at " + strings.Join(s.Addrs, ",")
 	}
+	if cl := rc.Cluster; len(cl.Addrs) > 0 {
+		// A cluster client, also with one address (a managed service's configuration endpoint):
+		// it learns the nodes and their slots from any of them and follows MOVED and ASK.
+		o.Addrs, o.IsClusterMode = cl.Addrs, true
+		where = "cluster at " + strings.Join(cl.Addrs, ",")
+	}
 	return redis.NewUniversalClient(o), where, nil
 }
 
@@ -517,7 +523,7 @@ func (a *App) openState(ctx context.Context, cfg *config.Config) error {
 		a.log.Error("state store unreachable at start; serving anyway, state.on_error decides each send until it is reached", "addr", where, "on_error", cfg.State.OnError, "err", err.Error())
 	}
 	a.gate.Now = a.opts.Now
-	r := &policy.Redis{Client: client, Prefix: rc.KeyPrefix, Now: a.opts.Now, Breaker: policy.NewRedisBreaker(redisOpenFor)}
+	r := &policy.Redis{Client: client, Prefix: rc.KeyPrefix, Now: a.opts.Now, Breaker: policy.NewRedisBreaker(redisOpenFor), Cluster: len(rc.Cluster.Addrs) > 0}
 	a.checker.Limiter, a.checker.Spends, a.replays, a.resends, a.flights = r, r, r, r, r
 	// Redis keys of per-recipient and per-IP buckets hold an HMAC under state.key_secret, not the
 	// number or the address.

@@ -40,7 +40,13 @@ routes: [{name: d, providers: [m]}]
 func TestReplicasShareStateThroughRedis(t *testing.T) {
 	client := redistest.Start(t)
 	cfg := strings.NewReplacer("$REDIS", client.Options().Addr, "$ONERROR", "open").Replace(replicaConfig)
-	a, b := start(t, cfg, Options{}), start(t, cfg, Options{})
+	replicasShareState(t, start(t, cfg, Options{}), start(t, cfg, Options{}))
+}
+
+// replicasShareState checks that an idempotency key and a recipient's limit (per_recipient 2/1h,
+// replicaConfig's) hold across replicas a and b.
+func replicasShareState(t *testing.T, a, b *harness) {
+	t.Helper()
 	body := `{"recipient":"+14155550104","text":"Your code is 246810","context":{}}`
 	if r := a.send("acme-key", body, "Idempotency-Key", "n-1"); r.Status != 200 {
 		t.Fatalf("a: %d %s", r.Status, r.Raw)
@@ -235,8 +241,19 @@ func TestAReplicaStartsWhileRedisIsDown(t *testing.T) {
 // replicas at the same moment, with and without an Idempotency-Key: one provider call, one id.
 func TestSimultaneousDuplicatesAcrossReplicasSendOnce(t *testing.T) {
 	client := redistest.Start(t)
-	cfg := strings.NewReplacer("$REDIS", client.Options().Addr, "$ONERROR", "closed", "providers: [{name: m, type: mock}]",
+	duplicatesSendOnce(t, client.Options().Addr, "")
+}
+
+// duplicatesSendOnce starts three replicas on replicaConfig's Redis at addr (or, with cluster
+// set, on the Redis Cluster of those addresses), each provider call taking 300 ms, and sends the
+// same request to all three at once: one provider call, one answer on every replica.
+func duplicatesSendOnce(t *testing.T, addr, cluster string) {
+	t.Helper()
+	cfg := strings.NewReplacer("$REDIS", addr, "$ONERROR", "closed", "providers: [{name: m, type: mock}]",
 		"providers: [{name: m, type: mock, latency: 300ms}]", "per_recipient: 2/1h", "per_recipient: 0").Replace(replicaConfig)
+	if cluster != "" {
+		cfg = strings.Replace(cfg, `addr: "`+addr+`"`, "cluster: {addrs: ["+cluster+"]}", 1)
+	}
 	gws := []*harness{start(t, cfg, Options{}), start(t, cfg, Options{}), start(t, cfg, Options{})}
 	for _, tc := range []struct {
 		name string
@@ -291,6 +308,34 @@ func TestSimultaneousDuplicatesAcrossReplicasSendOnce(t *testing.T) {
 	wg.Wait()
 	if first.Status != 200 || second.Status != 409 {
 		t.Errorf("same key, other body: %d then %d %s", first.Status, second.Status, second.Raw)
+	}
+}
+
+// TestReplicasShareStateThroughARedisCluster: with state.redis.cluster, replicas share their
+// state through a Redis Cluster of three primaries: an idempotency key and a recipient's limit
+// hold across two replicas, simultaneous duplicates on three are sent once (the claim and the
+// answer of a request in flight, which one script touches together, share a slot), the keys are
+// spread over the nodes, and the memory figures are read from the nodes.
+func TestReplicasShareStateThroughARedisCluster(t *testing.T) {
+	nodes := redistest.Cluster(t, 3)
+	cluster := `"` + strings.Join(nodes, `", "`) + `"`
+	cfg := strings.NewReplacer(`addr: "$REDIS"`, "cluster: {addrs: ["+cluster+"]}", "$ONERROR", "closed").Replace(replicaConfig)
+	a, b := start(t, cfg, Options{}), start(t, cfg, Options{})
+	replicasShareState(t, a, b)
+	duplicatesSendOnce(t, "unused:6379", cluster)
+	holding := 0
+	for _, n := range nodes {
+		c := redis.NewClient(&redis.Options{Addr: n})
+		if k, err := c.DBSize(context.Background()).Result(); err == nil && k > 0 {
+			holding++
+		}
+		c.Close()
+	}
+	if holding < 2 {
+		t.Errorf("the state's keys are on %d of 3 nodes: the cluster does not spread them", holding)
+	}
+	if used := testutil.ToFloat64(a.app.MetricSet().StateMemoryUsed); used <= 0 {
+		t.Errorf("smsgate_state_memory_used_bytes = %v, want a node's figure", used)
 	}
 }
 
@@ -1226,5 +1271,25 @@ func TestWritesMoveOffAServerThatBecameAStandby(t *testing.T) {
 	})
 	if g := h.do("GET", "/v1/messages?limit=5", "acme-key-0123456789", ""); g.Status != 200 {
 		t.Errorf("a read after the failover: %d %s", g.Status, g.Raw)
+	}
+}
+
+// TestTheFullestNodeIsReported: on a Redis Cluster, the memory figures are those of the primary
+// nearest its maxmemory (the first to evict), whatever the others hold.
+func TestTheFullestNodeIsReported(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		a, b stateMemory
+		want bool // a is fuller than b
+	}{
+		{"nearer its maxmemory, though smaller", stateMemory{used: 90, max: 100}, stateMemory{used: 500, max: 1000}, true},
+		{"further from it", stateMemory{used: 50, max: 100}, stateMemory{used: 900, max: 1000}, false},
+		{"a maxmemory beats none", stateMemory{used: 1, max: 100}, stateMemory{used: 500}, true},
+		{"none beaten by a maxmemory", stateMemory{used: 500}, stateMemory{used: 1, max: 100}, false},
+		{"without maxmemory: the bytes", stateMemory{used: 600}, stateMemory{used: 500}, true},
+	} {
+		if got := tc.a.fuller(&tc.b); got != tc.want {
+			t.Errorf("%s: fuller = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

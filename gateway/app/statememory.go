@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -30,27 +31,79 @@ func every(stop <-chan struct{}, d time.Duration, f func()) {
 // stateMemoryEvery). Every key smsgate writes expires but the drains, so what Redis holds is
 // bounded by the tenants' limits; these show how close it is to its maxmemory, and whether it
 // already lost keys before their time (docs/operations.md, "Sizing Redis"). It reads INFO memory
-// and INFO stats (two calls: Redis before 7 takes one section per call). A failure leaves the figures as they were: smsgate_state_errors_total and
-// its alert already cover a store that does not answer.
+// and INFO stats (two calls: Redis before 7 takes one section per call); on a Redis Cluster, of
+// every primary: the memory figures are the fullest primary's (the first to evict), the evicted
+// keys the sum. A failure leaves the figures as they were: smsgate_state_errors_total and its
+// alert already cover a store that does not answer.
 func (a *App) readStateMemory(client redis.UniversalClient) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	mem, err := client.InfoMap(ctx, "memory").Result()
+	var (
+		mu      sync.Mutex
+		fullest *stateMemory
+		evicted float64
+	)
+	read := func(ctx context.Context, c redis.UniversalClient) error {
+		m, err := readNodeMemory(ctx, c)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		evicted += m.evicted
+		if fullest == nil || m.fuller(fullest) {
+			fullest = m
+		}
+		return nil
+	}
+	var err error
+	if cc, ok := client.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return read(ctx, c) })
+	} else {
+		err = read(ctx, client)
+	}
 	if err != nil {
 		a.log.Debug("state store memory could not be read", "err", err.Error())
 		return
 	}
-	stats, err := client.InfoMap(ctx, "stats").Result()
+	m := a.metrics
+	m.StateMemoryUsed.Set(fullest.used)
+	m.StateMemoryMax.Reset() // the policy can change under us (CONFIG SET)
+	m.StateMemoryMax.WithLabelValues(fullest.policy).Set(fullest.max)
+	m.StateEvictedKeys.Set(evicted)
+}
+
+// stateMemory is one Redis node's memory figures.
+type stateMemory struct {
+	used, max, evicted float64
+	policy             string
+}
+
+// fuller reports whether m is nearer its maxmemory than o (without one, by the bytes used; a
+// node with a maxmemory is nearer than one without).
+func (m *stateMemory) fuller(o *stateMemory) bool {
+	switch {
+	case m.max > 0 && o.max > 0:
+		return m.used/m.max > o.used/o.max
+	case m.max > 0 || o.max > 0:
+		return m.max > 0
+	}
+	return m.used > o.used
+}
+
+// readNodeMemory reads one node's INFO memory and INFO stats.
+func readNodeMemory(ctx context.Context, c redis.UniversalClient) (*stateMemory, error) {
+	mem, err := c.InfoMap(ctx, "memory").Result()
 	if err != nil {
-		a.log.Debug("state store stats could not be read", "err", err.Error())
-		return
+		return nil, err
+	}
+	stats, err := c.InfoMap(ctx, "stats").Result()
+	if err != nil {
+		return nil, err
 	}
 	num := func(v string) float64 { f, _ := strconv.ParseFloat(v, 64); return f }
-	m := a.metrics
-	m.StateMemoryUsed.Set(num(mem["Memory"]["used_memory"]))
-	m.StateMemoryMax.Reset() // the policy can change under us (CONFIG SET)
-	m.StateMemoryMax.WithLabelValues(mem["Memory"]["maxmemory_policy"]).Set(num(mem["Memory"]["maxmemory"]))
-	m.StateEvictedKeys.Set(num(stats["Stats"]["evicted_keys"]))
+	return &stateMemory{used: num(mem["Memory"]["used_memory"]), max: num(mem["Memory"]["maxmemory"]),
+		policy: mem["Memory"]["maxmemory_policy"], evicted: num(stats["Stats"]["evicted_keys"])}, nil
 }
 
 // replayEvicted hears of an idempotency record that the memory state evicted before its ttl

@@ -172,6 +172,15 @@ type RedisState struct {
 	// Sentinel, when its Addrs are set, finds the primary through Redis Sentinel and follows
 	// it through a failover; Addr is then unused.
 	Sentinel RedisSentinel `yaml:"sentinel"`
+	// Cluster, when its Addrs are set, reaches a Redis Cluster through these nodes (any of them:
+	// the client learns the others and which keys each holds); Addr is then unused.
+	Cluster RedisCluster `yaml:"cluster"`
+}
+
+// RedisCluster names some nodes of a Redis Cluster.
+type RedisCluster struct {
+	// Addrs are nodes' host:port (a managed service's configuration endpoint is one).
+	Addrs []string `yaml:"addrs"`
 }
 
 // RedisSentinel names the Sentinels that watch the primary and the name they know it by.
@@ -823,7 +832,7 @@ func (c *Config) EffectiveLimits(t *Tenant) RateLimits {
 
 var nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
 
-// checkRedis checks state.redis's TLS and Sentinel keys.
+// checkRedis checks state.redis's TLS, Sentinel and Cluster keys.
 func (c *Config) checkRedis() {
 	r := c.State.Redis
 	if !r.TLS {
@@ -849,6 +858,19 @@ func (c *Config) checkRedis() {
 	for i, a := range s.Addrs {
 		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
 			c.Problem(fmt.Sprintf("state.redis.sentinel.addrs[%d]", i), "must be host:port, not %q", a)
+		}
+	}
+	if cl := r.Cluster; len(cl.Addrs) > 0 {
+		if len(s.Addrs) > 0 {
+			c.Problem("state.redis.cluster.addrs", "cannot go with state.redis.sentinel: a Redis Cluster fails its primaries over itself")
+		}
+		if r.DB != 0 {
+			c.Problem("state.redis.db", "must be 0 with state.redis.cluster: a Redis Cluster has database 0 only")
+		}
+		for i, a := range cl.Addrs {
+			if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+				c.Problem(fmt.Sprintf("state.redis.cluster.addrs[%d]", i), "must be host:port, not %q", a)
+			}
 		}
 	}
 }

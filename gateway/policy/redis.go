@@ -29,6 +29,9 @@ type Redis struct {
 	// Breaker, when set, guards every call: while Redis is down, calls fail at once instead of
 	// each spending a dial or a timeout of the send's budget. See NewRedisBreaker.
 	Breaker *gobreaker.TwoStepCircuitBreaker[struct{}]
+	// Cluster says Client is a Redis Cluster's: the two keys of a request in flight then carry a
+	// hash tag, so that the one script that touches both finds them on one node (flightKeys).
+	Cluster bool
 }
 
 // NewRedisBreaker opens after 3 failed calls in a row and probes again after openFor.
@@ -319,7 +322,7 @@ func (r *Redis) Claim(ctx context.Context, key string, ttl time.Duration) (strin
 	token := base64.RawURLEncoding.EncodeToString(b[:])
 	var won bool
 	err := r.guard(func() (err error) {
-		won, err = r.Client.SetNX(ctx, r.Prefix+"flight:"+key, token, ttl).Result()
+		won, err = r.Client.SetNX(ctx, r.flightKeys(key)[0], token, ttl).Result()
 		return err
 	})
 	return token, won, err
@@ -328,9 +331,21 @@ func (r *Redis) Claim(ctx context.Context, key string, ttl time.Duration) (strin
 // Finish implements SharedFlights.
 func (r *Redis) Finish(ctx context.Context, key, token string, a *Replay, keep time.Duration) error {
 	return r.guard(func() error {
-		return finishFlight.Run(ctx, r.Client, []string{r.Prefix + "flight:" + key, r.Prefix + "flight-answer:" + key},
+		return finishFlight.Run(ctx, r.Client, r.flightKeys(key),
 			token, string(a.BodyHash[:]), strconv.Itoa(a.Status), string(a.Body), keep.Milliseconds()).Err()
 	})
+}
+
+// flightKeys are the keys of a request in flight: its claim and its answer. On a Redis Cluster
+// both carry key as a hash tag ("{...}": everything from its first "{" to the first "}" after, so
+// the same in both however key is spelt), and land in one slot, as finishFlight needs; on one
+// Redis they are spelt as they always were, so replicas of an older build still coalesce with
+// this one during a rollout.
+func (r *Redis) flightKeys(key string) []string {
+	if r.Cluster {
+		key = "{" + key + "}"
+	}
+	return []string{r.Prefix + "flight:" + key, r.Prefix + "flight-answer:" + key}
 }
 
 // Answer implements SharedFlights.
@@ -339,8 +354,9 @@ func (r *Redis) Answer(ctx context.Context, key string) (*Replay, bool, bool, er
 	var held int64
 	err := r.guard(func() error {
 		cmds, err := r.Client.Pipelined(ctx, func(p redis.Pipeliner) error {
-			p.HGetAll(ctx, r.Prefix+"flight-answer:"+key)
-			p.Exists(ctx, r.Prefix+"flight:"+key)
+			k := r.flightKeys(key)
+			p.HGetAll(ctx, k[1])
+			p.Exists(ctx, k[0])
 			return nil
 		})
 		if err != nil {

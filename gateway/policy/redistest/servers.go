@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -170,6 +171,49 @@ func startCmd(t testing.TB, addr string, args ...string) (stop func()) {
 			return stop
 		} else if i > 300 {
 			t.Fatalf("redis-server %v did not start on %s", args, addr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Cluster starts a private Redis Cluster of n primaries (no replicas) on free loopback ports,
+// the slots split evenly between them, and returns their addresses once every node sees the
+// cluster whole (cluster_state:ok). It skips or fails the test like Start.
+func Cluster(t testing.TB, n int) []string {
+	t.Helper()
+	addrs, buses := make([]string, n), make([]string, n)
+	for i := range addrs {
+		addrs[i] = freeAddr(t)
+		_, buses[i], _ = net.SplitHostPort(freeAddr(t)) // not port+10000, which may pass 65535
+		ServerOn(t, addrs[i], "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-port", buses[i], "--cluster-node-timeout", "2000")
+	}
+	ctx := context.Background()
+	clients := make([]*redis.Client, n)
+	for i, a := range addrs {
+		clients[i] = redis.NewClient(&redis.Options{Addr: a})
+		defer clients[i].Close()
+		from, to := i*16384/n, (i+1)*16384/n-1
+		if err := clients[i].Do(ctx, "CLUSTER", "ADDSLOTSRANGE", from, to).Err(); err != nil {
+			t.Fatalf("CLUSTER ADDSLOTSRANGE on %s: %v", a, err)
+		}
+		if i > 0 {
+			host, port, _ := net.SplitHostPort(a)
+			if err := clients[0].Do(ctx, "CLUSTER", "MEET", host, port, buses[i]).Err(); err != nil {
+				t.Fatalf("CLUSTER MEET %s: %v", a, err)
+			}
+		}
+	}
+	for i := 0; ; i++ {
+		ok := true
+		for _, c := range clients {
+			info, _ := c.ClusterInfo(ctx).Result()
+			ok = ok && strings.Contains(info, "cluster_state:ok") && strings.Contains(info, "cluster_known_nodes:"+strconv.Itoa(n)+"\r")
+		}
+		if ok {
+			return addrs
+		} else if i > 1000 {
+			t.Fatalf("the cluster on %v did not form", addrs)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
