@@ -1293,3 +1293,65 @@ func TestTheFullestNodeIsReported(t *testing.T) {
 		}
 	}
 }
+
+// TestARedisClusterSurvivesAPrimaryCrash: on a Redis Cluster of three primaries, each with a
+// replica, one primary dies (killed). The cluster notices after cluster-node-timeout (2 s here)
+// and promotes its replica; meanwhile sends whose keys live there meet on_error (closed here:
+// refused, 503), and the replica's breaker on the store may refuse the others for a second. Then
+// sends go through again, with the limits taken before the crash. The test logs how long sends
+// were refused. The client learns the new primary when a call fails: it used to wait for its
+// minute's reload, and sends were refused for 30 s and more.
+func TestARedisClusterSurvivesAPrimaryCrash(t *testing.T) {
+	primaries, replicas := redistest.ClusterWithReplicas(t, 3)
+	var addrs []string
+	for _, n := range append(primaries, replicas...) {
+		addrs = append(addrs, `"`+n.Addr+`"`)
+	}
+	h := start(t, redisLimitConfig(`{cluster: {addrs: [`+strings.Join(addrs, ", ")+`]}}`), Options{})
+	var taken []string
+	for i := range 12 { // limits spread over the three primaries
+		to := fmt.Sprintf("+1415555%04d", 100+i)
+		if a, b := sendTo(h, to), sendTo(h, to); a.Status != 200 || b.Status != 429 {
+			t.Fatalf("%s: %d then %d %s, want 200 then 429", to, a.Status, b.Status, b.Raw)
+		}
+		taken = append(taken, to)
+	}
+	time.Sleep(100 * time.Millisecond) // the replicas copy asynchronously
+	crashed := time.Now()
+	primaries[0].Kill()
+	promoted := make(chan time.Duration, 1)
+	go func() { // when the cluster promotes the dead primary's replica
+		c := redis.NewClient(&redis.Options{Addr: replicas[0].Addr})
+		defer c.Close()
+		for time.Since(crashed) < 30*time.Second {
+			if role, err := c.Do(context.Background(), "ROLE").Slice(); err == nil && len(role) > 0 && role[0] == "master" {
+				promoted <- time.Since(crashed)
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		promoted <- -1
+	}()
+	refused, lastRefused, through, n := 0, time.Duration(0), 0, 0
+	waitFor(t, 20*time.Second, "ten sends in a row go through after the crash", func() bool {
+		n++
+		r := sendTo(h, fmt.Sprintf("+1415555%04d", 3000+n))
+		if r.Status == 200 {
+			through++
+			return through >= 10
+		}
+		if r.Status != 503 || errCode(r) != "policy_unavailable" {
+			t.Fatalf("a send while a primary was down: %d %s, want 503 policy_unavailable", r.Status, r.Raw)
+		}
+		through, refused, lastRefused = 0, refused+1, time.Since(crashed)
+		time.Sleep(20 * time.Millisecond)
+		return false
+	})
+	t.Logf("after the crash, sends were refused for %v (%d of them); the cluster promoted the replica %v after it (cluster-node-timeout 2 s)",
+		lastRefused.Round(time.Millisecond), refused, (<-promoted).Round(time.Millisecond))
+	for _, to := range taken {
+		if r := sendTo(h, to); r.Status != 429 {
+			t.Errorf("the limit of %s taken before the crash: %d %s, want 429", to, r.Status, r.Raw)
+		}
+	}
+}

@@ -45,14 +45,28 @@ func NewRedisBreaker(openFor time.Duration) *gobreaker.TwoStepCircuitBreaker[str
 // guard runs fn behind the breaker (redis.Nil is a success, a cancelled call is not counted).
 func (r *Redis) guard(fn func() error) error {
 	if r.Breaker == nil {
-		return fn()
+		return r.relearn(fn())
 	}
 	done, err := r.Breaker.Allow()
 	if err != nil {
 		return fmt.Errorf("redis unavailable: %w", err)
 	}
-	err = fn()
+	err = r.relearn(fn())
 	done(err)
+	return err
+}
+
+// relearn has a Redis Cluster's client learn the cluster's nodes and slots again after a call
+// failed, and returns err. The client reads them only every minute, or when a node answers MOVED:
+// a primary that dies answers nothing, so the client kept calling it for up to a minute after
+// the cluster had promoted its replica (TestARedisClusterSurvivesAPrimaryCrash). The reload runs
+// in the background, one at a time, at most five a second.
+func (r *Redis) relearn(err error) error {
+	if err != nil && !errors.Is(err, redis.Nil) && !errors.Is(err, context.Canceled) {
+		if cc, ok := r.Client.(*redis.ClusterClient); ok {
+			cc.ReloadState(context.Background())
+		}
+	}
 	return err
 }
 

@@ -181,39 +181,98 @@ func startCmd(t testing.TB, addr string, args ...string) (stop func()) {
 // cluster whole (cluster_state:ok). It skips or fails the test like Start.
 func Cluster(t testing.TB, n int) []string {
 	t.Helper()
-	addrs, buses := make([]string, n), make([]string, n)
-	for i := range addrs {
-		addrs[i] = freeAddr(t)
+	primaries, _ := cluster(t, n, false)
+	addrs := make([]string, n)
+	for i, p := range primaries {
+		addrs[i] = p.Addr
+	}
+	return addrs
+}
+
+// Node is a node of a test's Redis Cluster: its address and the function that kills it.
+type Node struct {
+	Addr string
+	Kill func()
+}
+
+// ClusterWithReplicas is Cluster with a replica of each primary (replicas[i] of primaries[i]),
+// returned once each replica has copied its primary.
+func ClusterWithReplicas(t testing.TB, n int) (primaries, replicas []Node) {
+	t.Helper()
+	return cluster(t, n, true)
+}
+
+func cluster(t testing.TB, n int, withReplicas bool) (primaries, replicas []Node) {
+	t.Helper()
+	nodes := n
+	if withReplicas {
+		nodes = 2 * n
+	}
+	all, buses := make([]Node, nodes), make([]string, nodes)
+	for i := range all {
+		all[i].Addr = freeAddr(t)
 		_, buses[i], _ = net.SplitHostPort(freeAddr(t)) // not port+10000, which may pass 65535
-		ServerOn(t, addrs[i], "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+		all[i].Kill = ServerOn(t, all[i].Addr, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 			"--cluster-port", buses[i], "--cluster-node-timeout", "2000")
 	}
 	ctx := context.Background()
-	clients := make([]*redis.Client, n)
-	for i, a := range addrs {
-		clients[i] = redis.NewClient(&redis.Options{Addr: a})
+	clients := make([]*redis.Client, nodes)
+	for i, node := range all {
+		clients[i] = redis.NewClient(&redis.Options{Addr: node.Addr})
 		defer clients[i].Close()
-		from, to := i*16384/n, (i+1)*16384/n-1
-		if err := clients[i].Do(ctx, "CLUSTER", "ADDSLOTSRANGE", from, to).Err(); err != nil {
-			t.Fatalf("CLUSTER ADDSLOTSRANGE on %s: %v", a, err)
+		if i < n {
+			from, to := i*16384/n, (i+1)*16384/n-1
+			if err := clients[i].Do(ctx, "CLUSTER", "ADDSLOTSRANGE", from, to).Err(); err != nil {
+				t.Fatalf("CLUSTER ADDSLOTSRANGE on %s: %v", node.Addr, err)
+			}
 		}
 		if i > 0 {
-			host, port, _ := net.SplitHostPort(a)
+			host, port, _ := net.SplitHostPort(node.Addr)
 			if err := clients[0].Do(ctx, "CLUSTER", "MEET", host, port, buses[i]).Err(); err != nil {
-				t.Fatalf("CLUSTER MEET %s: %v", a, err)
+				t.Fatalf("CLUSTER MEET %s: %v", node.Addr, err)
 			}
 		}
 	}
-	for i := 0; ; i++ {
-		ok := true
-		for _, c := range clients {
-			info, _ := c.ClusterInfo(ctx).Result()
-			ok = ok && strings.Contains(info, "cluster_state:ok") && strings.Contains(info, "cluster_known_nodes:"+strconv.Itoa(n)+"\r")
+	formed := func(c *redis.Client) bool {
+		info, _ := c.ClusterInfo(ctx).Result()
+		return strings.Contains(info, "cluster_state:ok") && strings.Contains(info, "cluster_known_nodes:"+strconv.Itoa(nodes)+"\r")
+	}
+	waitUntil(t, "the cluster forms", func() bool { return each(clients, formed) })
+	for i := n; i < nodes; i++ {
+		id, err := clients[i-n].Do(ctx, "CLUSTER", "MYID").Text()
+		if err != nil {
+			t.Fatal(err)
 		}
-		if ok {
-			return addrs
-		} else if i > 1000 {
-			t.Fatalf("the cluster on %v did not form", addrs)
+		// The replica must know the primary's id first; MEET told it, the gossip may lag.
+		waitUntil(t, "the replica takes its primary", func() bool {
+			return clients[i].Do(ctx, "CLUSTER", "REPLICATE", id).Err() == nil
+		})
+	}
+	waitUntil(t, "the replicas copy their primaries", func() bool {
+		return each(clients[n:], func(c *redis.Client) bool {
+			info, _ := c.Info(ctx, "replication").Result()
+			return strings.Contains(info, "master_link_status:up")
+		}) && each(clients, formed)
+	})
+	return all[:n], all[n:]
+}
+
+// each reports whether ok holds for every client.
+func each(cs []*redis.Client, ok func(*redis.Client) bool) bool {
+	for _, c := range cs {
+		if !ok(c) {
+			return false
+		}
+	}
+	return true
+}
+
+// waitUntil polls ok every 10 ms for up to 20 s, and fails the test if it never holds.
+func waitUntil(t testing.TB, what string, ok func() bool) {
+	t.Helper()
+	for i := 0; !ok(); i++ {
+		if i > 2000 {
+			t.Fatalf("redistest: %s: not within 20 s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
