@@ -1274,6 +1274,83 @@ func TestWritesMoveOffAServerThatBecameAStandby(t *testing.T) {
 	}
 }
 
+// TestTheMessageLogFollowsAPostgresFailover: a real primary and a standby streaming from it
+// synchronously, the gateway's DSN naming both with target_session_attrs=read-write. Sends go on,
+// one every 10 ms, while the primary dies (killed) and, a second later, the standby is promoted,
+// as a failover manager would. Every send answered, before, during and after, is in the new
+// primary's log in the end: those answered while no server took writes waited in the retry
+// buffer. The test logs how long after the promotion they were written.
+func TestTheMessageLogFollowsAPostgresFailover(t *testing.T) {
+	primary, standby := pgtest.Pair(t, true)
+	dsn := "postgres://postgres@127.0.0.1:" + primary.Port + ",127.0.0.1:" + standby.Port + "/postgres?sslmode=disable&target_session_attrs=read-write"
+	h := startOnPostgres(t, dsn)
+	var (
+		mu        sync.Mutex
+		ids       []string
+		inBetween []string // answered while no server took writes
+		between   bool
+	)
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			r := h.send("acme-key-0123456789", fmt.Sprintf(`{"recipient":"+1415555%04d","text":"Your code is 246810","context":{}}`, i))
+			if r.Status != 200 {
+				t.Errorf("send %d during the failover: %d %s", i, r.Status, r.Raw)
+				continue
+			}
+			mu.Lock()
+			ids = append(ids, r.Body["id"].(string))
+			if between {
+				inBetween = append(inBetween, r.Body["id"].(string))
+			}
+			mu.Unlock()
+		}
+	}()
+	setBetween := func(b bool) { mu.Lock(); between = b; mu.Unlock() }
+	time.Sleep(time.Second)
+	if err := primary.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	setBetween(true)
+	time.Sleep(time.Second)
+	setBetween(false)
+	if err := standby.Promote(); err != nil {
+		t.Fatal(err)
+	}
+	promoted := time.Now()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, "postgres://postgres@127.0.0.1:"+standby.Port+"/postgres?sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	missing := func(ids []string) int {
+		n := -1
+		_ = conn.QueryRow(ctx, `SELECT count(*) FROM unnest($1::text[]) AS a(id) WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = a.id)`, ids).Scan(&n)
+		return n
+	}
+	mu.Lock()
+	waiting := slices.Clone(inBetween)
+	mu.Unlock()
+	waitFor(t, 30*time.Second, "the sends answered while no server took writes are in the new primary's log", func() bool { return missing(waiting) == 0 })
+	written := time.Since(promoted)
+	time.Sleep(time.Second)
+	close(stop)
+	<-done
+	waitFor(t, 30*time.Second, "every answered send is in the new primary's log", func() bool { return missing(ids) == 0 })
+	if len(waiting) == 0 {
+		t.Error("no send was answered between the primary's death and the promotion")
+	}
+	t.Logf("%d sends answered, %d of them between the primary's death and the promotion (1 s); those were on the new primary %v after the promotion",
+		len(ids), len(waiting), written.Round(time.Millisecond))
+}
+
 // TestTheFullestNodeIsReported: on a Redis Cluster, the memory figures are those of the primary
 // nearest its maxmemory (the first to evict), whatever the others hold.
 func TestTheFullestNodeIsReported(t *testing.T) {
