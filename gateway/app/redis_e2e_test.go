@@ -1352,7 +1352,8 @@ func TestTheMessageLogFollowsAPostgresFailover(t *testing.T) {
 }
 
 // TestTheFullestNodeIsReported: on a Redis Cluster, the memory figures are those of the primary
-// nearest its maxmemory (the first to evict), whatever the others hold.
+// nearest its maxmemory (the first to evict), whatever the others hold, or of one without a
+// maxmemory, which may grow until its host runs out.
 func TestTheFullestNodeIsReported(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -1361,8 +1362,8 @@ func TestTheFullestNodeIsReported(t *testing.T) {
 	}{
 		{"nearer its maxmemory, though smaller", stateMemory{used: 90, max: 100}, stateMemory{used: 500, max: 1000}, true},
 		{"further from it", stateMemory{used: 50, max: 100}, stateMemory{used: 900, max: 1000}, false},
-		{"a maxmemory beats none", stateMemory{used: 1, max: 100}, stateMemory{used: 500}, true},
-		{"none beaten by a maxmemory", stateMemory{used: 500}, stateMemory{used: 1, max: 100}, false},
+		{"none beats a maxmemory", stateMemory{used: 1}, stateMemory{used: 99, max: 100}, true},
+		{"a maxmemory is beaten by none", stateMemory{used: 99, max: 100}, stateMemory{used: 1}, false},
 		{"without maxmemory: the bytes", stateMemory{used: 600}, stateMemory{used: 500}, true},
 	} {
 		if got := tc.a.fuller(&tc.b); got != tc.want {

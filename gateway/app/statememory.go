@@ -32,8 +32,8 @@ func every(stop <-chan struct{}, d time.Duration, f func()) {
 // bounded by the tenants' limits; these show how close it is to its maxmemory, and whether it
 // already lost keys before their time (docs/operations.md, "Sizing Redis"). It reads INFO memory
 // and INFO stats (two calls: Redis before 7 takes one section per call); on a Redis Cluster, of
-// every primary: the memory figures are the fullest primary's (the first to evict), the evicted
-// keys the sum. A failure leaves the figures as they were: smsgate_state_errors_total and its
+// every primary: the memory figures are the fullest primary's (the first to evict; one without
+// maxmemory before any, fuller), the evicted keys the sum. A failure leaves the figures as they were: smsgate_state_errors_total and its
 // alert already cover a store that does not answer.
 func (a *App) readStateMemory(client redis.UniversalClient) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -79,16 +79,17 @@ type stateMemory struct {
 	policy             string
 }
 
-// fuller reports whether m is nearer its maxmemory than o (without one, by the bytes used; a
-// node with a maxmemory is nearer than one without).
+// fuller reports whether m is to be reported before o: a node without maxmemory first (it grows
+// until its host runs out, and SmsgateStateStoreUnbounded must hear of it even when the other
+// primaries have one), the one using more of those; else the one nearer its maxmemory.
 func (m *stateMemory) fuller(o *stateMemory) bool {
 	switch {
 	case m.max > 0 && o.max > 0:
 		return m.used/m.max > o.used/o.max
-	case m.max > 0 || o.max > 0:
-		return m.max > 0
+	case m.max == 0 && o.max == 0:
+		return m.used > o.used
 	}
-	return m.used > o.used
+	return m.max == 0
 }
 
 // readNodeMemory reads one node's INFO memory and INFO stats.
