@@ -323,16 +323,26 @@ func TestReplicasShareStateThroughARedisCluster(t *testing.T) {
 	a, b := start(t, cfg, Options{}), start(t, cfg, Options{})
 	replicasShareState(t, a, b)
 	duplicatesSendOnce(t, "unused:6379", cluster)
-	holding := 0
+	// A caller's Idempotency-Keys all holding "{pin}" would have pinned its records to the one
+	// node of the slot of "pin": they spread like any others.
+	for i := range 12 {
+		if r := a.send("acme-key", fmt.Sprintf(`{"recipient":"+1415555%04d","text":"Your code is 246810","context":{}}`, 200+i), "Idempotency-Key", fmt.Sprintf("{pin}-%d", i)); r.Status != 200 {
+			t.Fatalf("send %d: %d %s", i, r.Status, r.Raw)
+		}
+	}
+	holding, pinned := 0, 0
 	for _, n := range nodes {
 		c := redis.NewClient(&redis.Options{Addr: n})
 		if k, err := c.DBSize(context.Background()).Result(); err == nil && k > 0 {
 			holding++
 		}
+		if ks, err := c.Keys(context.Background(), "*idem*{pin}*").Result(); err == nil && len(ks) > 0 {
+			pinned++
+		}
 		c.Close()
 	}
-	if holding < 2 {
-		t.Errorf("the state's keys are on %d of 3 nodes: the cluster does not spread them", holding)
+	if holding < 2 || pinned < 2 {
+		t.Errorf("the state's keys are on %d of 3 nodes, the records of keys holding {pin} on %d: the cluster does not spread them", holding, pinned)
 	}
 	if used := testutil.ToFloat64(a.app.MetricSet().StateMemoryUsed); used <= 0 {
 		t.Errorf("smsgate_state_memory_used_bytes = %v, want a node's figure", used)

@@ -3,7 +3,9 @@ package policy
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -29,8 +31,9 @@ type Redis struct {
 	// Breaker, when set, guards every call: while Redis is down, calls fail at once instead of
 	// each spending a dial or a timeout of the send's budget. See NewRedisBreaker.
 	Breaker *gobreaker.TwoStepCircuitBreaker[struct{}]
-	// Cluster says Client is a Redis Cluster's: the two keys of a request in flight then carry a
-	// hash tag, so that the one script that touches both finds them on one node (flightKeys).
+	// Cluster says Client is a Redis Cluster's: the keys named by a caller's Idempotency-Key then
+	// carry a hash tag of their own digest (slotted), so that a caller cannot choose their node and
+	// the one script that touches two keys finds both on one node (flightKeys).
 	Cluster bool
 }
 
@@ -244,7 +247,7 @@ func (r *Redis) Charge(ctx context.Context, key string, l config.Spend, amount f
 func (r *Redis) Get(ctx context.Context, key string) (*Replay, bool, error) {
 	var vals map[string]string
 	err := r.guard(func() (err error) {
-		vals, err = r.Client.HGetAll(ctx, r.Prefix+"idem:"+key).Result()
+		vals, err = r.Client.HGetAll(ctx, r.Prefix+"idem:"+r.slotted(key)).Result()
 		return err
 	})
 	if err != nil {
@@ -264,7 +267,7 @@ func (r *Redis) Get(ctx context.Context, key string) (*Replay, bool, error) {
 
 // Put implements Replays. The first answer wins: a key already stored is not overwritten.
 func (r *Redis) Put(ctx context.Context, key string, rep *Replay, ttl time.Duration) error {
-	k := r.Prefix + "idem:" + key
+	k := r.Prefix + "idem:" + r.slotted(key)
 	return r.guard(func() error {
 		_, err := r.Client.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.HSetNX(ctx, k, "hash", string(rep.BodyHash[:]))
@@ -351,15 +354,24 @@ func (r *Redis) Finish(ctx context.Context, key, token string, a *Replay, keep t
 }
 
 // flightKeys are the keys of a request in flight: its claim and its answer. On a Redis Cluster
-// both carry key as a hash tag ("{...}": everything from its first "{" to the first "}" after, so
-// the same in both however key is spelt), and land in one slot, as finishFlight needs; on one
-// Redis they are spelt as they always were, so replicas of an older build still coalesce with
-// this one during a rollout.
+// both carry the same hash tag (slotted) and land in one slot, as finishFlight needs.
 func (r *Redis) flightKeys(key string) []string {
-	if r.Cluster {
-		key = "{" + key + "}"
-	}
+	key = r.slotted(key)
 	return []string{r.Prefix + "flight:" + key, r.Prefix + "flight-answer:" + key}
+}
+
+// slotted is key as it is stored. On a Redis Cluster it starts with a hash tag of its own
+// digest: a cluster places a key by its first "{...}", and an idempotency key's is the caller's
+// Idempotency-Key, so a tenant writing "{x}" in each of its keys would have pinned all its
+// records to one node, its memory and its calls, beside the other tenants' keys there. On one
+// Redis keys are spelt as they always were, so replicas of an older build still find them
+// during a rollout.
+func (r *Redis) slotted(key string) string {
+	if !r.Cluster {
+		return key
+	}
+	d := sha256.Sum256([]byte(key))
+	return "{" + hex.EncodeToString(d[:6]) + "}" + key
 }
 
 // Answer implements SharedFlights.
