@@ -34,6 +34,7 @@ tenants:
   - {name: tight, api_key: tight-key, rate_limits: {per_tenant: 1/1h}}
   - {name: sender, api_key: sender-key, allow_sender: true}
   - {name: brand, api_key: brand-key, allowed_senders: [ACME, "+14155550100"]}
+  - {name: apps, api_key: apps-key, client_ids: [acme-app]}
 providers:
   - name: infobip-eu
     type: infobip
@@ -207,6 +208,19 @@ func TestInfobipCompatibleSends(t *testing.T) {
 		r = c.call("POST", "/sms/2/text/advanced", "App brand-key", `{"messages":[{"from":"MyBrand","destinations":[{"to":"447911123456"}],"text":"Your code is 4321"},{"from":"ACME","destinations":[{"to":"447911123457"}],"text":"Your code is 4321"}]}`)
 		if ms := messagesOf(r); r.Status != 200 || len(ms) != 2 || statusName(ms[0]) != "REJECTED_SENDER" || statusName(ms[1]) != "PENDING_ACCEPTED" {
 			t.Errorf("one refused sender beside one allowed: %d %s", r.Status, r.Raw)
+		}
+	})
+	t.Run("a key held to its Auth0 applications", func(t *testing.T) {
+		// Infobip's requests name no client id: a tenant held to client_ids sends nothing here,
+		// and is told why, not that a country is refused.
+		before := len(c.ib.Requests())
+		r := c.call("POST", "/sms/2/text/advanced", "App apps-key", `{"messages":[{"destinations":[{"to":"447911123456"}],"text":"Your code is 4321"}]}`)
+		if r.Status != 400 || !strings.Contains(r.Raw, "client_ids") {
+			t.Errorf("compat send of a tenant held to client_ids: %d %s", r.Status, r.Raw)
+		}
+		checkSpec(t, sms, "/sms/2/text/advanced", "POST", r)
+		if n := len(c.ib.Requests()); n != before {
+			t.Errorf("%d requests reached Infobip", n-before)
 		}
 	})
 	t.Run("Basic auth, text/query and TTS", func(t *testing.T) {

@@ -238,6 +238,9 @@ var (
 	RejectedDestination = Status{GroupID: 5, GroupName: "REJECTED", ID: 52, Name: "REJECTED_DESTINATION", Description: "Invalid destination address"}
 	// RejectedCountry: smsgate's country policy refuses the destination.
 	RejectedCountry = Status{GroupID: 5, GroupName: "REJECTED", ID: 5001, Name: "REJECTED_COUNTRY_NOT_ALLOWED", Description: "smsgate policy: the destination country is not allowed for this account"}
+	// RejectedClient: the tenant's key may send only for its Auth0 applications (client_ids), and
+	// Infobip's requests name none.
+	RejectedClient = Status{GroupID: 5, GroupName: "REJECTED", ID: 5004, Name: "REJECTED_CLIENT_NOT_ALLOWED", Description: "smsgate policy: this account may send only for its Auth0 applications (client_ids), and this API names none"}
 	// RejectedSender: the tenant may not send as the sender the request names
 	// (tenants.allowed_senders).
 	RejectedSender = Status{GroupID: 5, GroupName: "REJECTED", ID: 13, Name: "REJECTED_SENDER", Description: "smsgate policy: this account may not send as this sender"}
@@ -268,8 +271,10 @@ func StatusFor(httpStatus int, code string) Status {
 	switch {
 	case httpStatus == 200:
 		return Pending
-	case code == "country_not_allowed" || code == "client_not_allowed":
+	case code == "country_not_allowed":
 		return RejectedCountry
+	case code == "client_not_allowed":
+		return RejectedClient
 	case code == "sender_not_allowed":
 		return RejectedSender
 	case code == "link_not_allowed":

@@ -23,6 +23,7 @@ func TestThrottlingIsAnsweredAsRateLimiting(t *testing.T) {
 		"sender_not_allowed":      RejectedSender,
 		"link_not_allowed":        RejectedLink,
 		"country_not_allowed":     RejectedCountry,
+		"client_not_allowed":      RejectedClient,
 		"invalid_request":         RejectedRequest,
 	} {
 		if s := StatusFor(403, code); s != want {
