@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/gateway/config"
 	"github.com/smsgate/smsgate/gateway/policy/redistest"
 	"github.com/smsgate/smsgate/gateway/store"
 	"github.com/smsgate/smsgate/gateway/store/pgtest"
@@ -1359,6 +1360,44 @@ func TestTheMessageLogFollowsAPostgresFailover(t *testing.T) {
 	}
 	t.Logf("%d sends answered, %d of them between the primary's death and the promotion (1 s); those were on the new primary %v after the promotion",
 		len(ids), len(waiting), written.Round(time.Millisecond))
+}
+
+// TestARedisClusterOverTLS: with state.redis.cluster and state.redis.tls, the gateway reaches a
+// Redis Cluster that takes TLS only (its bus too), the nodes it learns from the cluster as well as
+// the one it was given: recipients' limits hold whichever node keeps them. Without the CA the
+// certificate is refused and so are sends (on_error closed).
+func TestARedisClusterOverTLS(t *testing.T) {
+	nodes, files := redistest.TLSCluster(t, 3)
+	cluster := `cluster: {addrs: ["` + nodes[0] + `"]}, tls: true`
+	h := start(t, redisLimitConfig(`{`+cluster+`, tls_ca_file: "`+files.CAFile+`"}`), Options{})
+	for i := range 6 { // six recipients: their buckets fall on more than the node it was given
+		to := fmt.Sprintf("+1415555%04d", 400+i)
+		if a, b := sendTo(h, to), sendTo(h, to); a.Status != 200 || b.Status != 429 || errCode(b) != "rate_limited" {
+			t.Errorf("%s: %d then %d %s, want 200 then 429 rate_limited", to, a.Status, b.Status, b.Raw)
+		}
+	}
+	if logs := h.logs.String(); strings.Contains(logs, "unreachable") {
+		t.Errorf("the start did not reach the cluster: %s", logs)
+	}
+	tlsConfig, err := (config.RedisState{TLS: true, TLSCAFile: files.CAFile}).TLSConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	holding := 0
+	for _, n := range nodes {
+		c := redis.NewClient(&redis.Options{Addr: n, TLSConfig: tlsConfig})
+		if k, err := c.DBSize(context.Background()).Result(); err == nil && k > 0 {
+			holding++
+		}
+		c.Close()
+	}
+	if holding < 2 {
+		t.Errorf("the limits are on %d of 3 nodes: the nodes the gateway learnt were not used", holding)
+	}
+	untrusted := start(t, redisLimitConfig(`{`+cluster+`}`), Options{})
+	if r := sendTo(untrusted, "+14155550999"); r.Status != 503 || errCode(r) != "policy_unavailable" {
+		t.Errorf("without the CA: %d %s, want 503 policy_unavailable", r.Status, r.Raw)
+	}
 }
 
 // TestTheFullestNodeIsReported: on a Redis Cluster, the memory figures are those of the primary

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -181,10 +182,23 @@ func startCmd(t testing.TB, addr string, args ...string) (stop func()) {
 // cluster whole (cluster_state:ok). It skips or fails the test like Start.
 func Cluster(t testing.TB, n int) []string {
 	t.Helper()
-	primaries, _ := cluster(t, n, false)
-	addrs := make([]string, n)
-	for i, p := range primaries {
-		addrs[i] = p.Addr
+	primaries, _ := cluster(t, n, false, nil)
+	return addrsOf(primaries)
+}
+
+// TLSCluster is Cluster over TLS only, clients' connections and the cluster's bus alike, with a
+// certificate of NewTLS, whose files it returns.
+func TLSCluster(t testing.TB, n int) ([]string, TLS) {
+	t.Helper()
+	f := NewTLS(t)
+	primaries, _ := cluster(t, n, false, &f)
+	return addrsOf(primaries), f
+}
+
+func addrsOf(nodes []Node) []string {
+	addrs := make([]string, len(nodes))
+	for i, n := range nodes {
+		addrs[i] = n.Addr
 	}
 	return addrs
 }
@@ -199,10 +213,10 @@ type Node struct {
 // returned once each replica has copied its primary.
 func ClusterWithReplicas(t testing.TB, n int) (primaries, replicas []Node) {
 	t.Helper()
-	return cluster(t, n, true)
+	return cluster(t, n, true, nil)
 }
 
-func cluster(t testing.TB, n int, withReplicas bool) (primaries, replicas []Node) {
+func cluster(t testing.TB, n int, withReplicas bool, tlsFiles *TLS) (primaries, replicas []Node) {
 	t.Helper()
 	nodes := n
 	if withReplicas {
@@ -212,13 +226,29 @@ func cluster(t testing.TB, n int, withReplicas bool) (primaries, replicas []Node
 	for i := range all {
 		all[i].Addr = freeAddr(t)
 		_, buses[i], _ = net.SplitHostPort(freeAddr(t)) // not port+10000, which may pass 65535
-		all[i].Kill = ServerOn(t, all[i].Addr, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-port", buses[i], "--cluster-node-timeout", "2000")
+		args := []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-port", buses[i], "--cluster-node-timeout", "2000"}
+		if tlsFiles != nil {
+			_, port, _ := net.SplitHostPort(all[i].Addr)
+			all[i].Kill = start(t, all[i].Addr, append(append(tlsFiles.args(port), "--tls-cluster", "yes"), args...)...)
+		} else {
+			all[i].Kill = ServerOn(t, all[i].Addr, args...)
+		}
 	}
 	ctx := context.Background()
+	var tlsConfig *tls.Config
+	if tlsFiles != nil {
+		pem, err := os.ReadFile(tlsFiles.CAFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots := x509.NewCertPool()
+		roots.AppendCertsFromPEM(pem)
+		tlsConfig = &tls.Config{RootCAs: roots}
+	}
 	clients := make([]*redis.Client, nodes)
 	for i, node := range all {
-		clients[i] = redis.NewClient(&redis.Options{Addr: node.Addr})
+		clients[i] = redis.NewClient(&redis.Options{Addr: node.Addr, TLSConfig: tlsConfig})
 		defer clients[i].Close()
 		if i < n {
 			from, to := i*16384/n, (i+1)*16384/n-1
