@@ -1356,7 +1356,11 @@ func TestTheMessageLogFollowsAPostgresFailover(t *testing.T) {
 	<-done
 	waitFor(t, 30*time.Second, "every answered send is in the new primary's log", func() bool { return missing(ids) == 0 })
 	if len(waiting) == 0 {
-		t.Error("no send was answered between the primary's death and the promotion")
+		t.Fatal("no send was answered between the primary's death and the promotion")
+	}
+	// Reads follow too: the tenant reads a record of the outage through the new primary.
+	if g := h.do("GET", "/v1/messages/"+waiting[0], "acme-key-0123456789", ""); g.Status != 200 || g.Body["id"] != waiting[0] {
+		t.Errorf("a read after the failover: %d %s", g.Status, g.Raw)
 	}
 	t.Logf("%d sends answered, %d of them between the primary's death and the promotion (1 s); those were on the new primary %v after the promotion",
 		len(ids), len(waiting), written.Round(time.Millisecond))
