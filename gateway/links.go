@@ -17,7 +17,8 @@ import (
 //   - "www." where a name starts ("www.evil.example", "Visit:www.evil.example");
 //   - a domain name or an IPv4 address followed by a path, with or without a port ("bit.ly/x",
 //     "evil.com:8443/login", "192.0.2.1/x", "Visit:evil.com/x"): labels of letters, digits and
-//     '-', the last a top-level domain of the public suffix list's ICANN part ("com", "io", "рф";
+//     '-', the last a top-level domain of the public suffix list's ICANN part ("com", "io", "рф",
+//     "xn--p1ai";
 //     "1234.Ignore/delete", a code and a missing space, is no link: "ignore" is no such domain,
 //     and a phone would not make it one).
 //
@@ -93,7 +94,7 @@ func wordLink(w string) (string, bool) {
 			head = head[:i-1]
 			host = head[nameStart(head):]
 		}
-		if domainName(host) && icannTLD(host) || ipv4(host) {
+		if DomainName(host) && icannTLD(host) || ipv4(host) {
 			return strings.ToLower(host), true
 		}
 	}
@@ -101,7 +102,7 @@ func wordLink(w string) (string, bool) {
 }
 
 // nameStart is where the run of name characters (letters, digits, '-' and the full stops
-// domainName takes) that ends s begins.
+// DomainName takes) that ends s begins.
 func nameStart(s string) int {
 	i := len(s)
 	for i > 0 {
@@ -142,53 +143,44 @@ func authorityHost(s string) string {
 	return strings.TrimRight(strings.ToLower(s), ".")
 }
 
-// domainName reports whether s is a domain name of two labels or more: letters, digits and '-',
-// the last label of at least two letters ("5.5" and "e.g" are not). The ideographic and
-// full-width full stops separate labels too, as IDNA maps them to '.' ("evil。example").
-func domainName(s string) bool {
-	labels, size, letters := 1, 0, true // size and letters: of the label so far
+// DomainName reports whether s is a domain name of two labels or more: letters, digits and '-',
+// the last label of two characters or more with a letter among them ("5.5" and "e.g" are not;
+// "xn--p1ai", a top-level domain in punycode, is). The ideographic and full-width full stops
+// separate labels too, as IDNA maps them to '.' ("evil。example").
+func DomainName(s string) bool {
+	labels, size, letter := 1, 0, false // size and letter: of the label so far
 	for _, r := range s {
 		switch {
 		case fullStop(r):
 			if size == 0 {
 				return false
 			}
-			labels, size, letters = labels+1, 0, true
+			labels, size, letter = labels+1, 0, false
 		case unicode.IsLetter(r):
-			size++
+			size, letter = size+1, true
 		case unicode.IsDigit(r) || r == '-':
-			size, letters = size+1, false
+			size++
 		default:
 			return false
 		}
 	}
-	return labels >= 2 && size >= 2 && letters
+	return labels >= 2 && size >= 2 && letter
 }
 
 // icannTLD reports whether the last label of domain name s is a top-level domain of the public
-// suffix list's ICANN part. A label with letters beyond ASCII (an internationalized top-level
-// domain, which the list holds in punycode) counts as one: the rule errs towards a link.
+// suffix list's ICANN part ("com", "io", "xn--p1ai"; not "ignore"). A label with letters beyond
+// ASCII (an internationalized top-level domain, which the list holds in punycode) counts as one:
+// the rule errs towards a link.
 func icannTLD(s string) bool {
-	i := len(s)
-	for i > 0 {
-		r, n := utf8.DecodeLastRuneInString(s[:i])
-		if fullStop(r) {
-			break
-		}
-		if r >= utf8.RuneSelf {
-			return true
-		}
-		i -= n
+	tld := s
+	if i := strings.LastIndexFunc(s, fullStop); i >= 0 {
+		_, n := utf8.DecodeRuneInString(s[i:])
+		tld = s[i+n:]
 	}
-	var b [63]byte // a label is at most 63 bytes
-	tld := s[i:]
-	if len(tld) > len(b) {
-		return false
+	if strings.IndexFunc(tld, func(r rune) bool { return r >= utf8.RuneSelf }) >= 0 {
+		return true
 	}
-	for j := 0; j < len(tld); j++ {
-		b[j] = tld[j] | 0x20 // ASCII letters only (domainName): lower case
-	}
-	_, icann := publicsuffix.PublicSuffix(string(b[:len(tld)]))
+	_, icann := publicsuffix.PublicSuffix(strings.ToLower(tld))
 	return icann
 }
 

@@ -45,6 +45,7 @@ func TestLinkHosts(t *testing.T) {
 		// a code and a missing space are not one ("ignore", "valid" and "example" are none).
 		{"code:1234.Ignore/delete if not you. 482913.Valid/usable 5 min. See acme.example/x", nil},
 		{"Code 4829 acme.app/x acme.co.uk/x 163.com/x", []string{"acme.app", "acme.co.uk", "163.com"}},
+		{"Code 4829 evil.xn--p1ai/x", []string{"evil.xn--p1ai"}}, // a top-level domain in punycode
 		{"https://%65vil.example/", []string{"%65vil.example"}},
 		{"https://", []string{""}},
 		{"intent://scan/#Intent;scheme=zxing;end", []string{"scan"}},

@@ -1283,19 +1283,12 @@ func (c *Config) checkNumberTypes(path string, ts []string) {
 	}
 }
 
-// checkLinkHosts: each is "*" or a domain name or IPv4 address, as a link's host is compared
-// with it (gateway.HostAllowed); a URL, a path, a port or an IPv6 address would match no link.
+// checkLinkHosts: each is "*" or a domain name (gateway.DomainName, as the link check reads one)
+// or an IPv4 address, as a link's host is compared with it (gateway.HostAllowed); a URL, a path,
+// a port or an IPv6 address would match no link.
 func (c *Config) checkLinkHosts(path string, hosts []string) {
 	for i, h := range hosts {
-		if ip := net.ParseIP(h); h == "*" || ip != nil && ip.To4() != nil {
-			continue
-		}
-		labels := strings.Split(strings.ToLower(h), ".")
-		ok := len(labels) >= 2
-		for _, l := range labels {
-			ok = ok && l != "" && strings.Trim(l, "abcdefghijklmnopqrstuvwxyz0123456789-") == ""
-		}
-		if !ok {
+		if ip := net.ParseIP(h); h != "*" && (ip == nil || ip.To4() == nil) && !gateway.DomainName(h) {
 			c.Problem(fmt.Sprintf("%s[%d]", path, i), "%q is not a host name such as example.com or an IPv4 address (no scheme, path or port; a name allows the names under it too), or * for any link", h)
 		}
 	}
