@@ -996,18 +996,11 @@ func TestAFloodOfRecipientsEvictsOnlyItsOwnBuckets(t *testing.T) {
 // pumping destination. Now the leading digits place it, and a +1 number they do not place may be
 // in the US or Canada: an allow list must name both.
 func TestAnUnrecognizedRangeIsNoWayAroundCountryLists(t *testing.T) {
-	h := start(t, `
-storage: {driver: memory}
-policy: {denied_countries: [JM], rate_limits: {per_recipient: 0}}
-tenants:
+	h := startOnMock(t, `{denied_countries: [JM], rate_limits: {per_recipient: 0}}`, `
   - {name: open, api_key: open-key, accept_unrecognized_numbers: true}
   - {name: us-only, api_key: us-key, accept_unrecognized_numbers: true, allowed_countries: [US]}
   - {name: north-america, api_key: na-key, accept_unrecognized_numbers: true, allowed_countries: [US, CA]}
-providers:
-  - {name: primary, type: mock}
-routes:
-  - {name: default, providers: [primary]}
-`, Options{})
+`)
 	send := func(key, to string) response {
 		t.Helper()
 		return h.send(key, `{"message_options":{"recipient":"`+to+`","text":"Your code is 123456","message_type":"sms"}}`)
@@ -1037,17 +1030,10 @@ routes:
 // other types policy.denied_number_types names by default) are refused before any provider is
 // called; a tenant may deny more types for itself only.
 func TestPremiumRateNumbersAreRefused(t *testing.T) {
-	h := start(t, `
-storage: {driver: memory}
-policy: {rate_limits: {per_recipient: 0}}
-tenants:
+	h := startOnMock(t, `{rate_limits: {per_recipient: 0}}`, `
   - {name: plain, api_key: plain-key}
   - {name: careful, api_key: careful-key, denied_number_types: [toll_free]}
-providers:
-  - {name: primary, type: mock}
-routes:
-  - {name: default, providers: [primary]}
-`, Options{})
+`)
 	tests := []struct {
 		key, to, typ string
 		status       int
@@ -1081,18 +1067,11 @@ routes:
 // link only to a host the operator allows for every tenant or for this one (and the names under
 // it); the refusal names neither the link nor its host, which may carry the code.
 func TestLinksInTextsAreRefused(t *testing.T) {
-	h := start(t, `
-storage: {driver: memory}
-policy: {rate_limits: {per_recipient: 0}, allowed_link_hosts: [help.example.com]}
-tenants:
+	h := startOnMock(t, `{rate_limits: {per_recipient: 0}, allowed_link_hosts: [help.example.com]}`, `
   - {name: plain, api_key: plain-key}
   - {name: acme, api_key: acme-key, allowed_link_hosts: [acme.com]}
   - {name: open, api_key: open-key, allowed_link_hosts: ["*"]}
-providers:
-  - {name: primary, type: mock}
-routes:
-  - {name: default, providers: [primary]}
-`, Options{})
+`)
 	tests := []struct {
 		key, typ, text string
 		status         int
@@ -1263,4 +1242,12 @@ routes:
 			t.Errorf("%s naming %s: %d route %v provider %v, want 200 %s %s (%s)", tc.key, tc.client, r.Status, r.Body["route"], r.Body["provider"], tc.route, tc.provider, r.Raw)
 		}
 	}
+}
+
+// startOnMock starts a gateway with the message log in memory, the policy block and the tenants
+// (YAML list items) given, and one mock provider, primary, on the one route.
+func startOnMock(t *testing.T, policy, tenants string) *harness {
+	t.Helper()
+	return start(t, "storage: {driver: memory}\npolicy: "+policy+"\ntenants:"+tenants+
+		"providers: [{name: primary, type: mock}]\nroutes: [{name: default, providers: [primary]}]\n", Options{})
 }
