@@ -339,7 +339,8 @@ func (r *Redis) Claim(ctx context.Context, key string, ttl time.Duration) (strin
 	token := base64.RawURLEncoding.EncodeToString(b[:])
 	var won bool
 	err := r.guard(func() (err error) {
-		won, err = r.Client.SetNX(ctx, r.flightKeys(key)[0], token, ttl).Result()
+		claim, _ := r.flightKeys(key)
+		won, err = r.Client.SetNX(ctx, claim, token, ttl).Result()
 		return err
 	})
 	return token, won, err
@@ -348,16 +349,17 @@ func (r *Redis) Claim(ctx context.Context, key string, ttl time.Duration) (strin
 // Finish implements SharedFlights.
 func (r *Redis) Finish(ctx context.Context, key, token string, a *Replay, keep time.Duration) error {
 	return r.guard(func() error {
-		return finishFlight.Run(ctx, r.Client, r.flightKeys(key),
+		claim, answer := r.flightKeys(key)
+		return finishFlight.Run(ctx, r.Client, []string{claim, answer},
 			token, string(a.BodyHash[:]), strconv.Itoa(a.Status), string(a.Body), keep.Milliseconds()).Err()
 	})
 }
 
 // flightKeys are the keys of a request in flight: its claim and its answer. On a Redis Cluster
 // both carry the same hash tag (slotted) and land in one slot, as finishFlight needs.
-func (r *Redis) flightKeys(key string) []string {
+func (r *Redis) flightKeys(key string) (claim, answer string) {
 	key = r.slotted(key)
-	return []string{r.Prefix + "flight:" + key, r.Prefix + "flight-answer:" + key}
+	return r.Prefix + "flight:" + key, r.Prefix + "flight-answer:" + key
 }
 
 // slotted is key as it is stored. On a Redis Cluster it starts with a hash tag of its own
@@ -380,9 +382,9 @@ func (r *Redis) Answer(ctx context.Context, key string) (*Replay, bool, bool, er
 	var held int64
 	err := r.guard(func() error {
 		cmds, err := r.Client.Pipelined(ctx, func(p redis.Pipeliner) error {
-			k := r.flightKeys(key)
-			p.HGetAll(ctx, k[1])
-			p.Exists(ctx, k[0])
+			claim, answer := r.flightKeys(key)
+			p.HGetAll(ctx, answer)
+			p.Exists(ctx, claim)
 			return nil
 		})
 		if err != nil {
