@@ -323,6 +323,8 @@ func New(ctx context.Context, o Options) (*App, error) {
 		OnBacklog: func(n int) { a.metrics.LogBacklog.Set(float64(n)) },
 		OnDrop:    func(n int) { a.metrics.LogDropped.Add(float64(n)) },
 		OnCharge:  a.charge,
+		HandOff:   a.handOffFor(cfg),
+		OnHandOff: func(n int) { a.metrics.LogHandedOver.WithLabelValues("out").Add(float64(n)) },
 		InFlight:  func() int { return int(a.inflight.Load()) },
 		Linger:    500 * time.Microsecond,
 	})
@@ -1093,6 +1095,9 @@ func (a *App) Start() error {
 	}
 	a.loops.Go(func() { a.healthLoop(a.stop) })
 	a.loops.Go(func() { a.pushLoop(a.stop) })
+	if a.store.HandsOver() {
+		a.loops.Go(func() { a.adoptLoop(a.stop) })
+	}
 	a.loops.Go(func() {
 		// Reported prices at once, not a refresh later: a restart must not route on stale prices.
 		ctx, cancel := context.WithTimeout(a.background(), 10*time.Second)

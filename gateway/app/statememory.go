@@ -28,7 +28,7 @@ func every(stop <-chan struct{}, d time.Duration, f func()) {
 
 // readStateMemory reads the shared Redis's memory figures into smsgate_state_memory_used_bytes,
 // smsgate_state_memory_max_bytes and smsgate_state_evicted_keys (Start, then every
-// stateMemoryEvery). Every key smsgate writes expires but the drains, so what Redis holds is
+// stateMemoryEvery). Every key smsgate writes expires but the drains and the records handed over (handoff.go), so what Redis holds is
 // bounded by the tenants' limits; these show how close it is to its maxmemory, and whether it
 // already lost keys before their time (docs/operations.md, "Sizing Redis"). It reads INFO memory
 // and INFO stats (two calls: Redis before 7 takes one section per call); on a Redis Cluster, of

@@ -31,6 +31,7 @@ type Metrics struct {
 	LogBacklog         prometheus.Gauge
 	LogDropped         prometheus.Counter
 	LogCommitTimeouts  prometheus.Counter
+	LogHandedOver      *prometheus.CounterVec
 	Notify             *prometheus.CounterVec
 	PreviousKeys       *prometheus.CounterVec
 	DeliveryRate       *prometheus.GaugeVec
@@ -83,9 +84,11 @@ func New() *Metrics {
 		LogBacklog: prometheus.NewGauge(prometheus.GaugeOpts{Name: "smsgate_message_log_backlog",
 			Help: "Message log writes waiting for another try because the database failed."}),
 		LogDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "smsgate_message_log_dropped_total",
-			Help: "Message log writes given up: the retry buffer was full, or the database still failed at shutdown."}),
+			Help: "Message log writes given up: the retry buffer was full, or the database still failed at shutdown and they could not be handed over."}),
 		LogCommitTimeouts: prometheus.NewCounter(prometheus.CounterOpts{Name: "smsgate_message_log_commit_timeouts_total",
 			Help: "Sends answered before their record committed (storage.commit_timeout passed); the record waits in the retry buffer."}),
+		LogHandedOver: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_message_log_handed_over_total",
+			Help: "Message log writes handed over through the shared state store: out, by a replica that stopped while its database still failed; in, taken back and written by this one."}, []string{"direction"}),
 		Notify: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_infobip_notify_total",
 			Help: "Delivery report pushes to notify URLs of the Infobip-compatible API, by tenant and result (ok, retry, failed, given_up, refused, dropped)."}, []string{"tenant", "result"}),
 		PreviousKeys: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_previous_api_key_calls_total",
@@ -123,7 +126,7 @@ func New() *Metrics {
 			Help: "Keys the state store has evicted since it started (Redis's evicted_keys, or what the memory state evicted at state.max_idempotency_records and state.max_keys): each a rate-limit bucket, idempotency record or the like lost before its time."}),
 	}
 	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.Attempts, m.ProviderLatency, m.BreakerState,
-		m.BreakerTransitions, m.TenantBreakerOpens, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBatch, m.LogBacklog, m.LogDropped, m.LogCommitTimeouts, m.Notify, m.PreviousKeys, m.DeliveryRate, m.Demotions, m.Reloads, m.ProviderDisabled, m.ProviderDrained, m.StateErrors, m.Spend, m.EstimatedSpend, m.Quarantines,
+		m.BreakerTransitions, m.TenantBreakerOpens, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBatch, m.LogBacklog, m.LogDropped, m.LogCommitTimeouts, m.LogHandedOver, m.Notify, m.PreviousKeys, m.DeliveryRate, m.Demotions, m.Reloads, m.ProviderDisabled, m.ProviderDrained, m.StateErrors, m.Spend, m.EstimatedSpend, m.Quarantines,
 		m.StateMemoryUsed, m.StateMemoryMax, m.StateEvictedKeys, m.Paced, m.WindowReads, m.WindowReadTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
@@ -136,6 +139,9 @@ func New() *Metrics {
 	}
 	for _, op := range StateOps {
 		m.StateErrors.WithLabelValues(op)
+	}
+	for _, d := range []string{"out", "in"} {
+		m.LogHandedOver.WithLabelValues(d)
 	}
 	for _, read := range []string{"delivery_health", "prices"} {
 		m.WindowReads.WithLabelValues(read, "ok")
@@ -156,7 +162,7 @@ func (m *Metrics) WindowRead(read string, took time.Duration, err error) {
 }
 
 // StateOps are the values of the op label of smsgate_state_errors_total.
-var StateOps = []string{"rate_limit", "idempotency_get", "idempotency_put", "resend_get", "resend_put", "spend_charge", "flight_claim", "flight_answer", "flight_finish", "pumping", "throughput", "drains", "health_window"}
+var StateOps = []string{"rate_limit", "idempotency_get", "idempotency_put", "resend_get", "resend_put", "spend_charge", "flight_claim", "flight_answer", "flight_finish", "pumping", "throughput", "drains", "health_window", "log_handoff"}
 
 // Handler serves the registry in the Prometheus exposition format.
 func (m *Metrics) Handler() http.Handler {

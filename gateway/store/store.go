@@ -15,7 +15,8 @@
 // tried again with backoff, counted and logged as an error; it is dropped only when that buffer is
 // full (the oldest writes of the tenants holding the most of it, so that one tenant's flood
 // pushes out its own records; each drop counted, the error lines at most one a second) or still
-// failing when Close gives up, and always counted. A batch the
+// failing when Close gives up and Options.HandOff does not take it over for another replica to
+// write (handoff.go, Adopt), and always counted. A batch the
 // database refuses for its data (ErrRefused) is applied one write at a time, and only the writes
 // refused on their own are given up: no write can hold back the others. Strings are written as
 // every backend keeps them (text.go). Close applies what is queued, retrying for a bounded time.
@@ -426,8 +427,13 @@ type Options struct {
 	// OnBacklog, when set, is told how many writes wait for another try after each attempt.
 	OnBacklog func(n int)
 	// OnDrop, when set, is told how many writes were given up (retry buffer full, or still failing
-	// when Close's time ran out).
+	// when Close's time ran out and not handed over).
 	OnDrop func(n int)
+	// HandOff, when set, is given what still fails when Close's time ran out, encoded in chunks
+	// that Adopt takes back (handoff.go), instead of dropping it; nil means it kept them all.
+	HandOff func(ctx context.Context, chunks [][]byte) error
+	// OnHandOff, when set, is told how many writes HandOff took.
+	OnHandOff func(n int)
 	// CloseTimeout bounds how long Close keeps retrying a failing database; default 5s.
 	CloseTimeout time.Duration
 	// CommitTimeout bounds how long Insert and Report wait for their batch to commit; default 200ms.
@@ -1008,7 +1014,7 @@ func (w *writeLoop) release() {
 }
 
 // final runs once the queue is closed: it keeps trying what is left until CloseTimeout, then
-// gives up the rest, loudly.
+// hands the rest over (Options.HandOff) or gives it up, loudly.
 func (w *writeLoop) final() {
 	deadline := time.Now().Add(w.s.opts.CloseTimeout)
 	backoff := minBackoff
@@ -1018,12 +1024,38 @@ func (w *writeLoop) final() {
 	}
 	w.overflowLogged = time.Time{} // whatever is left unlogged is logged now
 	w.logOverflow(time.Now())
-	if len(w.buf) > 0 {
+	if len(w.buf) > 0 && !w.handOff() {
 		w.drop(len(w.buf), "the database still failed when the message log closed")
-		w.buf = nil
 	}
+	w.buf = nil
 	w.release()
 }
+
+// handOff gives what is left to Options.HandOff, and reports whether it took it.
+func (w *writeLoop) handOff() bool {
+	s := w.s
+	if s.opts.HandOff == nil {
+		return false
+	}
+	chunks, err := encodeOps(w.buf)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), handOffTimeout)
+		err = s.opts.HandOff(ctx, chunks)
+		cancel()
+	}
+	if err != nil {
+		s.log.Error("message log writes could not be handed over to another replica", "writes", len(w.buf), "err", err.Error())
+		return false
+	}
+	s.log.Warn("message log writes handed over to another replica: the database still failed when the message log closed", "writes", len(w.buf))
+	if s.opts.OnHandOff != nil {
+		s.opts.OnHandOff(len(w.buf))
+	}
+	return true
+}
+
+// handOffTimeout bounds Options.HandOff.
+const handOffTimeout = 5 * time.Second
 
 func (s *Store) purger(retention, every time.Duration) {
 	defer s.wg.Done()

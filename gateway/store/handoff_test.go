@@ -1,0 +1,155 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/gateway/syncbuf"
+)
+
+// handOffs collects what a store hands over at Close.
+type handOffs struct {
+	mu     sync.Mutex
+	chunks [][]byte
+	n      int
+	err    error // what HandOff answers
+}
+
+func (h *handOffs) opts(o Options) Options {
+	o.HandOff = func(_ context.Context, chunks [][]byte) error {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.err != nil {
+			return h.err
+		}
+		h.chunks = append(h.chunks, chunks...)
+		return nil
+	}
+	o.OnHandOff = func(n int) { h.mu.Lock(); h.n += n; h.mu.Unlock() }
+	return o
+}
+
+// TestWritesStillFailingAtCloseAreHandedOver: a store that closes while its database fails gives
+// what it could not write to HandOff, every field of it, instead of dropping it, and another
+// store takes it back with Adopt: the records, the report that followed one, the release of
+// another, in their order.
+func TestWritesStillFailingAtCloseAreHandedOver(t *testing.T) {
+	fb := &flaky{Backend: NewMemory(), down: true}
+	var c counters
+	var h handOffs
+	var logs syncbuf.Buffer
+	s := New(h.opts(c.opts(Options{Backend: fb, Logger: jsonLogger(&logs), CommitTimeout: time.Millisecond, CloseTimeout: 20 * time.Millisecond})))
+	ctx := context.Background()
+	compat := record("c1", "acme", "p", "pm-c1", t0)
+	compat.Source, compat.Reference, compat.BulkID, compat.CallbackData = "infobip-sms-v2", "ref-1", "bulk-1", "cb data"
+	compat.NotifyURL, compat.ReportTaken, compat.ReportHeld, compat.Parts = "https://hooks.example.com/dlr", true, true, 2
+	compat.Status = gateway.StatusFailed
+	s.Insert(ctx, compat)
+	s.Release(ctx, []string{"c1"})
+	for i := range 600 { // more than one chunk
+		s.Insert(ctx, record(fmt.Sprint("m", i), "beta", "p", fmt.Sprint("pm", i), t0.Add(time.Duration(i)*time.Second)))
+	}
+	s.Report(ctx, &gateway.DeliveryReport{Provider: "p", ProviderMessageID: "pm7", Status: gateway.StatusDelivered, Price: 0.05, Currency: "EUR"})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, dropped := c.get(); dropped != 0 || h.n != 603 || len(h.chunks) != 2 {
+		t.Fatalf("dropped %d, handed over %d writes in %d chunks; want 0, 603 in 2", dropped, h.n, len(h.chunks))
+	}
+	if !strings.Contains(logs.String(), `"level":"WARN","msg":"message log writes handed over to another replica`) {
+		t.Errorf("the hand-over was not logged: %s", logs.String())
+	}
+
+	m := NewMemory()
+	other := New(Options{Backend: m})
+	defer other.Close()
+	total := 0
+	for _, chunk := range h.chunks {
+		n, err := other.Adopt(ctx, chunk)
+		if err != nil {
+			t.Fatalf("Adopt: %v", err)
+		}
+		total += n
+	}
+	if total != 603 {
+		t.Errorf("Adopt took %d writes, want 603", total)
+	}
+	got, err := m.Get(ctx, "acme", "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := *compat
+	want.ReportHeld, want.ReportTaken = false, false // released
+	want.PushAt = got.PushAt
+	if got.PushAt.IsZero() {
+		t.Error("the release did not arm the report's push")
+	}
+	if d := cmp.Diff(&want, got); d != "" {
+		t.Errorf("the compat record as taken back (-want +got):\n%s", d)
+	}
+	if r, _ := m.Get(ctx, "beta", "m7"); r == nil || r.Status != gateway.StatusDelivered || r.Price != 0.05 {
+		t.Errorf("the report queued behind its record: %+v", r)
+	}
+	if recs, _ := m.List(ctx, Query{Tenant: "beta", Limit: 1000}); len(recs) != 600 {
+		t.Errorf("%d of beta's 600 records taken back", len(recs))
+	}
+}
+
+// TestAHandOffThatFailsDropsLoudly: when HandOff cannot take the writes (Redis is down too),
+// they are dropped as without it: counted and logged.
+func TestAHandOffThatFailsDropsLoudly(t *testing.T) {
+	var c counters
+	h := handOffs{err: errors.New("redis: connection refused")}
+	var logs syncbuf.Buffer
+	s := New(h.opts(c.opts(Options{Backend: &flaky{Backend: NewMemory(), down: true}, Logger: jsonLogger(&logs), CommitTimeout: time.Millisecond, CloseTimeout: 20 * time.Millisecond})))
+	s.Insert(context.Background(), record("m1", "acme", "p", "pm1", t0))
+	s.Close()
+	if _, _, dropped := c.get(); dropped != 1 || h.n != 0 {
+		t.Errorf("dropped %d, handed over %d; want 1, 0", dropped, h.n)
+	}
+	for _, line := range []string{"message log writes could not be handed over to another replica", "connection refused", "message log writes dropped"} {
+		if !strings.Contains(logs.String(), line) {
+			t.Errorf("no %q in the log: %s", line, logs.String())
+		}
+	}
+}
+
+// TestAdoptKeepsWhatItCannotWriteYet: a chunk taken while this store's database fails stays in
+// its retry buffer (Adopt says ErrNotCommitted once its context ends) and is written when the
+// database recovers; a chunk it cannot read is refused whole, and a closed store takes none.
+func TestAdoptKeepsWhatItCannotWriteYet(t *testing.T) {
+	chunks, err := encodeOps([]Op{{Insert: record("m1", "acme", "p", "pm1", t0)}, {Insert: record("m2", "acme", "p", "pm2", t0)}})
+	if err != nil || len(chunks) != 1 {
+		t.Fatalf("encodeOps: %d chunks, %v", len(chunks), err)
+	}
+	fb := &flaky{Backend: NewMemory(), down: true}
+	s := New(Options{Backend: fb, CommitTimeout: time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if n, err := s.Adopt(ctx, chunks[0]); n != 2 || !errors.Is(err, ErrNotCommitted) {
+		t.Fatalf("Adopt while the database fails: %d, %v", n, err)
+	}
+	fb.set(false)
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if recs, _ := s.List(context.Background(), Query{Tenant: "acme", Limit: 10}); len(recs) != 2 {
+		t.Errorf("%d records written after the recovery, want 2", len(recs))
+	}
+	for _, bad := range [][]byte{nil, []byte("x"), {handoffFormat, 1, 2, 3}, {handoffFormat + 1}} {
+		if _, err := s.Adopt(context.Background(), bad); !errors.Is(err, ErrHandoffFormat) {
+			t.Errorf("Adopt(%q): %v, want ErrHandoffFormat", bad, err)
+		}
+	}
+	s.Close()
+	if _, err := s.Adopt(context.Background(), chunks[0]); !errors.Is(err, ErrClosed) {
+		t.Errorf("Adopt after Close: %v", err)
+	}
+}
