@@ -92,7 +92,9 @@ type App struct {
 	closeState func()
 	// stateClient is the shared Redis, nil with state.driver memory; statePrefix its keys' prefix.
 	stateClient redis.UniversalClient
-	statePrefix string
+	// putBackLogged is when adopt last logged a chunk it put back (its goroutine's only).
+	putBackLogged time.Time
+	statePrefix   string
 	// drained holds the providers an operator drained, as this replica last read them (drains.go).
 	drainMu  sync.Mutex
 	drained  map[string]bool

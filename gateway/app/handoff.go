@@ -78,11 +78,15 @@ func (a *App) adopt() {
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		n, err := a.store.Adopt(wctx, chunk)
 		cancel()
-		if errors.Is(err, store.ErrHandoffFormat) {
-			// Handed over by a build of another format (a rolling upgrade under way): back to the
-			// list, for a replica that reads it; this one looks again at its next turn.
-			a.log.Error("message log writes handed over by another replica: a format this build cannot read; left for another", "err", err.Error())
-			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if errors.Is(err, store.ErrHandoffFormat) || errors.Is(err, store.ErrClosed) {
+			// Handed over by a build of another format (a rolling upgrade under way), or this
+			// replica's log closed under it: back to the list, for a replica that writes it; this
+			// one looks again at its next turn, and says so once a minute.
+			if now := time.Now(); now.Sub(a.putBackLogged) >= time.Minute {
+				a.putBackLogged = now
+				a.log.Warn("message log writes handed over by another replica: left for another replica", "err", err.Error())
+			}
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 			if err := a.handOff(rctx, [][]byte{chunk}); err != nil {
 				a.log.Error("message log writes handed over by another replica could not be put back; lost", "err", err.Error())
 			}

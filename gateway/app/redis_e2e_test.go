@@ -1558,7 +1558,7 @@ routes: [{name: d, providers: [m]}]
 	// Taken and put back every turn: wait for a moment between the two.
 	waitFor(t, 5*time.Second, "the hand-over list to hold only the chunk of another format, put back", func() bool {
 		left := rc.LRange(ctx, "ho:log-handoff", 0, -1).Val()
-		return strings.Contains(b.logs.String(), "a format this build cannot read") && slices.Equal(left, []string{newer})
+		return strings.Contains(b.logs.String(), "left for another replica") && slices.Equal(left, []string{newer})
 	})
 	rc.Del(ctx, "ho:log-handoff")
 }
