@@ -22,9 +22,9 @@ import (
 // Least-cost routing. Each (provider, country) has a price in one reporting currency
 // (routing.least_cost.currency): what the provider's delivery reports said SMS messages cost over
 // routing.least_cost.window (a moving average read from the shared message log, so every replica
-// ranks alike: each tenant's average, then their median, so that no tenant moves it) once there
-// are min_reports of them, else the configured price for the country,
-// else the provider's configured default. A voice call has a price of its own, configured only
+// ranks alike: each tenant's average, then their median, so that no tenant moves it: tenantsPrice)
+// once there are min_reports of them, else the configured price for the country, else the
+// provider's configured default. A voice call has a price of its own, configured only
 // (voice_prices). A route with strategy least_cost tries its providers
 // cheapest first among those at or above the delivery floor for the country; the others keep
 // their configured order behind them. Failover, breakers and capabilities then work on that
@@ -203,10 +203,29 @@ func buildPrices(cfg *config.Config, rows []store.PriceRow) (*priceTable, []stri
 	}
 	for k, avgs := range averages {
 		if counts[k] >= lc.MinReports {
-			t.sms.m[k] = priceInfo{value: median(avgs), source: priceReported, reports: counts[k]}
+			prior, hasPrior := t.lookup(k.provider, k.country, gateway.SMS)
+			t.sms.m[k] = priceInfo{value: tenantsPrice(avgs, prior.value, hasPrior), source: priceReported, reports: counts[k]}
 		}
 	}
 	return t, skipped
+}
+
+// tenantsPrice is the median of the tenants' averages, each tenant one voice whatever its
+// volume. Of an even number the two in the middle are one tenant's word against another's (the
+// mean of two would let either move the price halfway to its own): the price is then the one
+// nearer the configured price (the operator's word), or without one the lower, since the dear
+// one is what a tenant sending to pumped or premium ranges reports. avgs is sorted in place.
+func tenantsPrice(avgs []float64, configured float64, hasConfigured bool) float64 {
+	slices.Sort(avgs)
+	n := len(avgs)
+	if n%2 == 1 {
+		return avgs[n/2]
+	}
+	lo, hi := avgs[n/2-1], avgs[n/2]
+	if hasConfigured && math.Abs(hi-configured) < math.Abs(lo-configured) {
+		return hi
+	}
+	return lo
 }
 
 // charge adds a price a delivery report recorded to smsgate_spend_total. The currency comes from
@@ -264,16 +283,6 @@ func (a *App) settleSpend(ctx context.Context, tn *tenant, reserved, cost float6
 	if cost > 0 {
 		a.metrics.EstimatedSpend.WithLabelValues(tn.name).Add(cost)
 	}
-}
-
-// median of xs (the mean of the middle two for an even count); xs is reordered.
-func median(xs []float64) float64 {
-	slices.Sort(xs)
-	n := len(xs)
-	if n%2 == 1 {
-		return xs[n/2]
-	}
-	return (xs[n/2-1] + xs[n/2]) / 2
 }
 
 // usesPrices reports whether cfg reads reported prices: a route ranks by price, or a spend limit

@@ -236,6 +236,57 @@ routes: [{name: d, strategy: least_cost, providers: [ib]}]
 	}
 }
 
+// TestOneOfTwoTenantsCannotMoveThePrice: with two tenants reporting for a (provider, country), a
+// mean would let either move the price halfway to its own average (a tenant being pumped, or
+// sending to premium ranges, made a provider look dearer for both). Each is one voice against
+// the other: the price is the average nearer the configured price, and without one the lower.
+// With four tenants the same holds of the two in the middle; with three the middle one is the
+// price, whatever the configured one says.
+func TestOneOfTwoTenantsCannotMoveThePrice(t *testing.T) {
+	prices := func(t *testing.T, configured string, avgs ...float64) float64 {
+		t.Helper()
+		cfg, err := config.Parse("x.yaml", []byte(`
+tenants: [{name: a, api_key: a}, {name: b, api_key: b}, {name: c, api_key: c}, {name: d, api_key: d}]
+routing: {least_cost: {currency: EUR, min_reports: 5}}
+providers: [{name: ib, type: mock`+configured+`}]
+routes: [{name: d, strategy: least_cost, providers: [ib]}]
+`), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rows []store.PriceRow
+		for i, avg := range avgs {
+			rows = append(rows, store.PriceRow{Provider: "ib", Country: "GB", Currency: "EUR", Tenant: string(rune('a' + i)), Sum: avg * 10, N: 10})
+		}
+		pt, _ := buildPrices(cfg, rows)
+		got, ok := pt.lookup("ib", "GB", gateway.SMS)
+		if !ok || got.source != priceReported {
+			t.Fatalf("ib GB = %+v, want a reported price", got)
+		}
+		return math.Round(got.value*1e4) / 1e4
+	}
+	for _, c := range []struct {
+		name, configured string
+		avgs             []float64
+		want             float64
+	}{
+		{"a pumped tenant beside an honest one, no configured price", "", []float64{0.02, 0.9}, 0.02},
+		{"the configured price nearer the honest one", ", prices: {countries: {GB: 0.03}}", []float64{0.9, 0.02}, 0.02},
+		{"the provider's default price", ", prices: {default: 0.025}", []float64{0.9, 0.02}, 0.02},
+		{"the configured price nearer the dearer one", ", prices: {countries: {GB: 0.8}}", []float64{0.02, 0.9}, 0.9},
+		{"a tenant reporting cheap, no configured price", "", []float64{0.02, 0.001}, 0.001},
+		{"a tenant reporting cheap, the configured price nearer the honest one", ", prices: {countries: {GB: 0.03}}", []float64{0.02, 0.001}, 0.02},
+		{"four tenants", ", prices: {countries: {GB: 0.03}}", []float64{0.9, 0.02, 0.021, 0.001}, 0.021},
+		{"three tenants", ", prices: {countries: {GB: 0.9}}", []float64{0.9, 0.02, 0.021}, 0.021},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := prices(t, c.configured, c.avgs...); got != c.want {
+				t.Errorf("price %v, want %v", got, c.want)
+			}
+		})
+	}
+}
+
 // TestReloadAppliesPrices: a reload with new prices reorders at once, without waiting for the
 // next refresh of reported prices.
 func TestReloadAppliesPrices(t *testing.T) {
