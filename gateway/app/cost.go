@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -196,36 +197,49 @@ func buildPrices(cfg *config.Config, rows []store.PriceRow) (*priceTable, []stri
 	}
 	// The price is the median of the tenants' averages: one tenant sending to expensive ranges
 	// (or pumped ones) cannot move the price, and so the order, of every tenant's traffic.
-	averages, counts := map[priceKey][]float64{}, map[priceKey]int{}
+	votes, counts := map[priceKey][]tenantVote{}, map[priceKey]int{}
 	for k, s := range perTenant {
-		averages[k.priceKey] = append(averages[k.priceKey], s.total/float64(s.n))
+		votes[k.priceKey] = append(votes[k.priceKey], tenantVote{rate: s.total / float64(s.n), weight: min(s.n, max(1, lc.MinReports))})
 		counts[k.priceKey] += s.n
 	}
-	for k, avgs := range averages {
+	for k, vs := range votes {
 		if counts[k] >= lc.MinReports {
 			prior, hasPrior := t.lookup(k.provider, k.country, gateway.SMS)
-			t.sms.m[k] = priceInfo{value: tenantsPrice(avgs, prior.value, hasPrior), source: priceReported, reports: counts[k]}
+			t.sms.m[k] = priceInfo{value: tenantsPrice(vs, prior.value, hasPrior), source: priceReported, reports: counts[k]}
 		}
 	}
 	return t, skipped
 }
 
-// tenantsPrice is the median of the tenants' averages, each tenant one voice whatever its
-// volume. Of an even number the two in the middle are one tenant's word against another's (the
-// mean of two would let either move the price halfway to its own): the price is then the one
-// nearer the configured price (the operator's word), or without one the lower, since the dear
-// one is what a tenant sending to pumped or premium ranges reports. avgs is sorted in place.
-func tenantsPrice(avgs []float64, configured float64, hasConfigured bool) float64 {
-	slices.Sort(avgs)
-	n := len(avgs)
-	if n%2 == 1 {
-		return avgs[n/2]
+// tenantsPrice is the weighted median of the tenants' average prices (tenantVote's rate), each
+// tenant weighing its reports but never more than min_reports of them, as delivery health weighs
+// rates: one tenant's volume outvotes nobody, and a tenant with one dear message abroad does not
+// count as much as one that sends there every day. Where the votes split in two halves of equal
+// weight (two tenants), it is one tenant's word against another's (a mean would let either move
+// the price halfway to its own): the price is then the nearer of the two middle averages to the
+// configured price (the operator's word), or without one the lower, since the dear one is what a
+// tenant sending to pumped or premium ranges reports. votes is sorted in place.
+func tenantsPrice(votes []tenantVote, configured float64, hasConfigured bool) float64 {
+	slices.SortFunc(votes, func(x, y tenantVote) int { return cmp.Compare(x.rate, y.rate) })
+	total := 0
+	for _, v := range votes {
+		total += v.weight
 	}
-	lo, hi := avgs[n/2-1], avgs[n/2]
-	if hasConfigured && math.Abs(hi-configured) < math.Abs(lo-configured) {
-		return hi
+	cum := 0
+	for i, v := range votes {
+		cum += v.weight
+		switch {
+		case 2*cum > total:
+			return v.rate
+		case 2*cum == total:
+			lo, hi := v.rate, votes[i+1].rate
+			if hasConfigured && math.Abs(hi-configured) < math.Abs(lo-configured) {
+				return hi
+			}
+			return lo
+		}
 	}
-	return lo
+	return 0
 }
 
 // charge adds a price a delivery report recorded to smsgate_spend_total. The currency comes from

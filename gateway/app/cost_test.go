@@ -238,50 +238,54 @@ routes: [{name: d, strategy: least_cost, providers: [ib]}]
 
 // TestOneOfTwoTenantsCannotMoveThePrice: with two tenants reporting for a (provider, country), a
 // mean would let either move the price halfway to its own average (a tenant being pumped, or
-// sending to premium ranges, made a provider look dearer for both). Each is one voice against
+// sending to premium ranges, made a provider look dearer for both). Each is one word against
 // the other: the price is the average nearer the configured price, and without one the lower.
 // With four tenants the same holds of the two in the middle; with three the middle one is the
-// price, whatever the configured one says.
+// price, whatever the configured one says. A tenant weighs its reports up to min_reports: two
+// tenants with one dear message each do not outvote one that sends there every day.
 func TestOneOfTwoTenantsCannotMoveThePrice(t *testing.T) {
-	prices := func(t *testing.T, configured string, avgs ...float64) float64 {
-		t.Helper()
-		cfg, err := config.Parse("x.yaml", []byte(`
-tenants: [{name: a, api_key: a}, {name: b, api_key: b}, {name: c, api_key: c}, {name: d, api_key: d}]
-routing: {least_cost: {currency: EUR, min_reports: 5}}
-providers: [{name: ib, type: mock`+configured+`}]
-routes: [{name: d, strategy: least_cost, providers: [ib]}]
-`), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var rows []store.PriceRow
-		for i, avg := range avgs {
-			rows = append(rows, store.PriceRow{Provider: "ib", Country: "GB", Currency: "EUR", Tenant: string(rune('a' + i)), Sum: avg * 10, N: 10})
-		}
-		pt, _ := buildPrices(cfg, rows)
-		got, ok := pt.lookup("ib", "GB", gateway.SMS)
-		if !ok || got.source != priceReported {
-			t.Fatalf("ib GB = %+v, want a reported price", got)
-		}
-		return math.Round(got.value*1e4) / 1e4
-	}
 	for _, c := range []struct {
 		name, configured string
 		avgs             []float64
+		reports          []int // each tenant's; 10 when nil
 		want             float64
 	}{
-		{"a pumped tenant beside an honest one, no configured price", "", []float64{0.02, 0.9}, 0.02},
-		{"the configured price nearer the honest one", ", prices: {countries: {GB: 0.03}}", []float64{0.9, 0.02}, 0.02},
-		{"the provider's default price", ", prices: {default: 0.025}", []float64{0.9, 0.02}, 0.02},
-		{"the configured price nearer the dearer one", ", prices: {countries: {GB: 0.8}}", []float64{0.02, 0.9}, 0.9},
-		{"a tenant reporting cheap, no configured price", "", []float64{0.02, 0.001}, 0.001},
-		{"a tenant reporting cheap, the configured price nearer the honest one", ", prices: {countries: {GB: 0.03}}", []float64{0.02, 0.001}, 0.02},
-		{"four tenants", ", prices: {countries: {GB: 0.03}}", []float64{0.9, 0.02, 0.021, 0.001}, 0.021},
-		{"three tenants", ", prices: {countries: {GB: 0.9}}", []float64{0.9, 0.02, 0.021}, 0.021},
+		{"a pumped tenant beside an honest one, no configured price", "", []float64{0.02, 0.9}, nil, 0.02},
+		{"the configured price nearer the honest one", ", prices: {countries: {GB: 0.03}}", []float64{0.9, 0.02}, nil, 0.02},
+		{"the provider's default price", ", prices: {default: 0.025}", []float64{0.9, 0.02}, nil, 0.02},
+		{"the configured price nearer the dearer one", ", prices: {countries: {GB: 0.8}}", []float64{0.02, 0.9}, nil, 0.9},
+		{"a tenant reporting cheap, no configured price", "", []float64{0.02, 0.001}, nil, 0.001},
+		{"a tenant reporting cheap, the configured price nearer the honest one", ", prices: {countries: {GB: 0.03}}", []float64{0.02, 0.001}, nil, 0.02},
+		{"four tenants", ", prices: {countries: {GB: 0.03}}", []float64{0.9, 0.02, 0.021, 0.001}, nil, 0.021},
+		{"three tenants", ", prices: {countries: {GB: 0.9}}", []float64{0.9, 0.02, 0.021}, nil, 0.021},
+		{"two tenants of one dear message each beside a daily one", "", []float64{0.02, 0.9, 0.9}, []int{1000, 1, 1}, 0.02},
+		{"a daily tenant beside one of two messages", "", []float64{0.9, 0.02}, []int{1000, 2}, 0.9},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			if got := prices(t, c.configured, c.avgs...); got != c.want {
-				t.Errorf("price %v, want %v", got, c.want)
+			cfg, err := config.Parse("x.yaml", []byte(`
+tenants: [{name: a, api_key: a}, {name: b, api_key: b}, {name: c, api_key: c}, {name: d, api_key: d}]
+routing: {least_cost: {currency: EUR, min_reports: 5}}
+providers: [{name: ib, type: mock`+c.configured+`}]
+routes: [{name: d, strategy: least_cost, providers: [ib]}]
+`), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rows []store.PriceRow
+			for i, avg := range c.avgs {
+				n := 10
+				if c.reports != nil {
+					n = c.reports[i]
+				}
+				rows = append(rows, store.PriceRow{Provider: "ib", Country: "GB", Currency: "EUR", Tenant: string(rune('a' + i)), Sum: avg * float64(n), N: n})
+			}
+			pt, _ := buildPrices(cfg, rows)
+			got, ok := pt.lookup("ib", "GB", gateway.SMS)
+			if !ok || got.source != priceReported {
+				t.Fatalf("ib GB = %+v, want a reported price", got)
+			}
+			if v := math.Round(got.value*1e4) / 1e4; v != c.want {
+				t.Errorf("price %v, want %v", v, c.want)
 			}
 		})
 	}
