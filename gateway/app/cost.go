@@ -1,7 +1,6 @@
 package app
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -220,26 +219,11 @@ func buildPrices(cfg *config.Config, rows []store.PriceRow) (*priceTable, []stri
 // configured price (the operator's word), or without one the lower, since the dear one is what a
 // tenant sending to pumped or premium ranges reports. votes is sorted in place.
 func tenantsPrice(votes []tenantVote, configured float64, hasConfigured bool) float64 {
-	slices.SortFunc(votes, func(x, y tenantVote) int { return cmp.Compare(x.rate, y.rate) })
-	total := 0
-	for _, v := range votes {
-		total += v.weight
+	lo, hi := weightedMiddle(votes)
+	if hasConfigured && math.Abs(hi-configured) < math.Abs(lo-configured) {
+		return hi
 	}
-	cum := 0
-	for i, v := range votes {
-		cum += v.weight
-		switch {
-		case 2*cum > total:
-			return v.rate
-		case 2*cum == total:
-			lo, hi := v.rate, votes[i+1].rate
-			if hasConfigured && math.Abs(hi-configured) < math.Abs(lo-configured) {
-				return hi
-			}
-			return lo
-		}
-	}
-	return 0
+	return lo
 }
 
 // charge adds a price a delivery report recorded to smsgate_spend_total. The currency comes from

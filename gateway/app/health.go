@@ -118,19 +118,31 @@ type tenantVote struct {
 // than half. A tie (two tenants of equal weight) resolves to the higher rate, so a provider is
 // not demoted on one tenant's word against another's. votes is sorted in place.
 func weightedMedian(votes []tenantVote) float64 {
+	_, hi := weightedMiddle(votes)
+	return hi
+}
+
+// weightedMiddle returns the smallest rate at which the votes at or below it carry half the
+// weight or more (lo), and the smallest at which they carry more than half (hi): the same rate
+// but where the votes split into two halves of equal weight, as two tenants do. votes is sorted
+// in place.
+func weightedMiddle(votes []tenantVote) (lo, hi float64) {
 	slices.SortFunc(votes, func(x, y tenantVote) int { return cmp.Compare(x.rate, y.rate) })
 	total := 0
 	for _, v := range votes {
 		total += v.weight
 	}
-	cum := 0
+	cum, half := 0, false
 	for _, v := range votes {
 		cum += v.weight
+		if !half && 2*cum >= total {
+			lo, half = v.rate, true
+		}
 		if 2*cum > total {
-			return v.rate
+			return lo, v.rate
 		}
 	}
-	return 0
+	return 0, 0
 }
 
 // aggregateHealth sums the per-tenant rows of the message log per (provider, country, channel)
