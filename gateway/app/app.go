@@ -92,8 +92,9 @@ type App struct {
 	closeState func()
 	// stateClient is the shared Redis, nil with state.driver memory; statePrefix its keys' prefix.
 	stateClient redis.UniversalClient
-	// putBackLogged is when adopt last logged a chunk it put back (its goroutine's only).
-	putBackLogged time.Time
+	// foreignLogged is when adopt last logged a chunk of a format it cannot read (its goroutine's
+	// only).
+	foreignLogged time.Time
 	statePrefix   string
 	// drained holds the providers an operator drained, as this replica last read them (drains.go).
 	drainMu  sync.Mutex

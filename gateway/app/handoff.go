@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -17,9 +18,10 @@ import (
 // store's retry buffer) until the database takes them. A replica stopped meanwhile (a rolling
 // upgrade, a scale-down, a node drained during the outage) would lose them when its store closes.
 // Instead the store hands them to handOff, which pushes them onto a Redis list; every replica
-// whose message log keeps up takes chunks off that list (adoptLoop) and writes them, so whichever
-// replica outlives the outage, or starts after it, writes them. On PostgreSQL a write applied
-// twice is harmless (store/handoff.go). With a SQLite log, each replica's own file, there is no
+// whose message log keeps up writes the list's chunks (adoptLoop) and removes each once written,
+// so whichever replica outlives the outage, or starts after it, writes them. On PostgreSQL a
+// write applied twice is harmless (store/handoff.go: no report moves a record backwards, charges
+// a price twice or arms a push again). With a SQLite log, each replica's own file, there is no
 // other replica to write them, and nothing is handed over.
 
 // handOffKey is the Redis list of chunks handed over.
@@ -56,15 +58,16 @@ func (a *App) adoptLoop(stop <-chan struct{}) {
 	every(stop, adoptEvery, a.adopt)
 }
 
-// adopt takes chunks off the list and writes them, one at a time, while none of this replica's
-// own writes wait (its database takes writes) and it is not stopping. A chunk taken is this
-// replica's: it stays in its retry buffer until written, and is handed over again should the
-// replica stop first.
+// adopt writes the chunks of the list, one at a time, while none of this replica's own writes
+// wait (its database takes writes) and it is not stopping. A chunk leaves the list only once
+// its writes have committed (LINDEX, Adopt, then LREM): a replica that dies between the two leaves
+// it for another, and writing it twice is harmless. Each replica starts at a chunk of its own
+// choosing, so that replicas taking the list together seldom write the same one.
 func (a *App) adopt() {
 	ctx := a.background()
 	for a.store.Backlog() == 0 && ctx.Err() == nil {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		chunk, err := a.stateClient.LPop(rctx, a.handOffKey()).Bytes()
+		chunk, err := a.pickChunk(rctx)
 		cancel()
 		if errors.Is(err, redis.Nil) {
 			return
@@ -78,27 +81,41 @@ func (a *App) adopt() {
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		n, err := a.store.Adopt(wctx, chunk)
 		cancel()
-		if errors.Is(err, store.ErrHandoffFormat) || errors.Is(err, store.ErrClosed) {
-			// Handed over by a build of another format (a rolling upgrade under way), or this
-			// replica's log closed under it: back to the list, for a replica that writes it; this
-			// one looks again at its next turn, and says so once a minute.
-			if now := time.Now(); now.Sub(a.putBackLogged) >= time.Minute {
-				a.putBackLogged = now
-				a.log.Warn("message log writes handed over by another replica: left for another replica", "err", err.Error())
+		if errors.Is(err, store.ErrHandoffFormat) {
+			// Handed over by a build of another format (a rolling upgrade under way): left in the
+			// list for a replica that reads it; said once a minute.
+			if now := time.Now(); now.Sub(a.foreignLogged) >= time.Minute {
+				a.foreignLogged = now
+				a.log.Warn("message log writes handed over by another replica: a format this build cannot read, left for another replica", "err", err.Error())
 			}
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			if err := a.handOff(rctx, [][]byte{chunk}); err != nil {
-				a.log.Error("message log writes handed over by another replica could not be put back; lost", "err", err.Error())
-			}
-			cancel()
 			return
 		}
 		if err != nil {
-			// Not committed yet: the writes stay queued here, and are written or handed over again.
-			a.log.Warn("message log writes handed over by another replica: not written yet, kept in this replica's retry buffer", "writes", n, "err", err.Error())
+			// Not committed yet (or this replica's log closed under it): the chunk stays in the
+			// list, and what was queued here is written too, or handed over again.
+			a.log.Warn("message log writes handed over by another replica: not written yet, left in the list", "writes", n, "err", err.Error())
 			return
 		}
 		a.metrics.LogHandedOver.WithLabelValues("in").Add(float64(n))
 		a.log.Info("message log writes handed over by another replica written", "writes", n)
+		rctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		err = a.stateClient.LRem(rctx, a.handOffKey(), 1, chunk).Err()
+		cancel()
+		if err != nil {
+			a.stateError("log_handoff", err) // written: another replica may write it again, harmlessly
+			return
+		}
 	}
+}
+
+// pickChunk reads a chunk of the list at random, leaving it there; redis.Nil when there is none.
+func (a *App) pickChunk(ctx context.Context) ([]byte, error) {
+	n, err := a.stateClient.LLen(ctx, a.handOffKey()).Result()
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return nil, redis.Nil
+	}
+	return a.stateClient.LIndex(ctx, a.handOffKey(), rand.Int64N(n)).Bytes()
 }

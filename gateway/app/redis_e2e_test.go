@@ -1555,8 +1555,7 @@ routes: [{name: d, providers: [m]}]
 	if in := testutil.ToFloat64(b.app.MetricSet().LogHandedOver.WithLabelValues("in")); in != 3 {
 		t.Errorf("smsgate_message_log_handed_over_total{direction=in} = %v, want 3", in)
 	}
-	// Taken and put back every turn: wait for a moment between the two.
-	waitFor(t, 5*time.Second, "the hand-over list to hold only the chunk of another format, put back", func() bool {
+	waitFor(t, 5*time.Second, "the hand-over list to hold only the chunk of another format", func() bool {
 		left := rc.LRange(ctx, "ho:log-handoff", 0, -1).Val()
 		return strings.Contains(b.logs.String(), "left for another replica") && slices.Equal(left, []string{newer})
 	})

@@ -18,8 +18,8 @@ import (
 // gives them to it instead, encoded in chunks (the app puts them in Redis), and any replica whose
 // database works takes each chunk back with Adopt and writes it. A write applied twice is
 // harmless on PostgreSQL, the one backend replicas share: an insert of a record already there
-// does nothing, a report never moves a record backwards, and a release of a released record does
-// nothing.
+// does nothing, a report never moves a record backwards, charges a price only the first time one
+// is set and arms a push only once, and a release of a released record does nothing.
 
 // handoffFormat is the first byte of every chunk: a build that meets a format it does not know
 // refuses the chunk (ErrHandoffFormat) instead of writing it wrong.
