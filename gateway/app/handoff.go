@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"math/rand/v2"
 	"time"
@@ -44,11 +46,26 @@ func (a *App) handOffFor(cfg *config.Config) func(context.Context, [][]byte) err
 // like any key that expires, and the records with it. It lives only until the replicas take it
 // (Redis removes a list once empty), which any replica does while its database takes writes.
 func (a *App) handOff(ctx context.Context, chunks [][]byte) error {
+	rt := a.rt.Load()
 	vals := make([]any, len(chunks))
 	for i, c := range chunks {
-		vals[i] = c
+		sig := rt.mac("log-handoff", string(c))
+		vals[i] = append(sig[:], c...)
 	}
 	return a.stateClient.RPush(ctx, a.handOffKey(), vals...).Err()
+}
+
+// signed returns the chunk of a list entry signed under this fleet's state.key_secret, or false
+// for an entry that is not: the list is in Redis, where anything else that can write (or a
+// replica of another fleet with the same key_prefix) could put records for any tenant, and
+// pushes to any notify URL, into the log.
+func (a *App) signed(entry []byte) ([]byte, bool) {
+	if len(entry) < sha256.Size {
+		return nil, false
+	}
+	sig, chunk := entry[:sha256.Size], entry[sha256.Size:]
+	want := a.rt.Load().mac("log-handoff", string(chunk))
+	return chunk, hmac.Equal(sig, want[:])
 }
 
 // adoptLoop takes handed-over writes while this replica's message log keeps up, at start and
@@ -67,7 +84,7 @@ func (a *App) adopt() {
 	ctx := a.background()
 	for a.store.Backlog() == 0 && ctx.Err() == nil {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		chunk, err := a.pickChunk(rctx)
+		entry, err := a.pickChunk(rctx)
 		cancel()
 		if errors.Is(err, redis.Nil) {
 			return
@@ -78,15 +95,20 @@ func (a *App) adopt() {
 			}
 			return
 		}
-		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		n, err := a.store.Adopt(wctx, chunk)
-		cancel()
-		if errors.Is(err, store.ErrHandoffFormat) {
-			// Handed over by a build of another format (a rolling upgrade under way): left in the
-			// list for a replica that reads it; said once a minute.
+		chunk, ok := a.signed(entry)
+		n, err := 0, error(errUnsigned)
+		if ok {
+			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			n, err = a.store.Adopt(wctx, chunk)
+			cancel()
+		}
+		if errors.Is(err, store.ErrHandoffFormat) || errors.Is(err, errUnsigned) {
+			// Handed over by a build of another format (a rolling upgrade under way), or not
+			// by this fleet: left in the list, for a replica that reads it or an operator; said
+			// once a minute.
 			if now := time.Now(); now.Sub(a.foreignLogged) >= time.Minute {
 				a.foreignLogged = now
-				a.log.Warn("message log writes handed over by another replica: a format this build cannot read, left for another replica", "err", err.Error())
+				a.log.Warn("message log writes in the hand-over list not written: left for another replica", "list", a.handOffKey(), "err", err.Error())
 			}
 			return
 		}
@@ -99,7 +121,7 @@ func (a *App) adopt() {
 		a.metrics.LogHandedOver.WithLabelValues("in").Add(float64(n))
 		a.log.Info("message log writes handed over by another replica written", "writes", n)
 		rctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		err = a.stateClient.LRem(rctx, a.handOffKey(), 1, chunk).Err()
+		err = a.stateClient.LRem(rctx, a.handOffKey(), 1, entry).Err()
 		cancel()
 		if err != nil {
 			a.stateError("log_handoff", err) // written: another replica may write it again, harmlessly
@@ -107,6 +129,9 @@ func (a *App) adopt() {
 		}
 	}
 }
+
+// errUnsigned is adopt's error for a list entry not signed under this fleet's state.key_secret.
+var errUnsigned = errors.New("not signed under this replica's state.key_secret")
 
 // pickChunk reads a chunk of the list at random, leaving it there; redis.Nil when there is none.
 func (a *App) pickChunk(ctx context.Context) ([]byte, error) {

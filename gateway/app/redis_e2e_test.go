@@ -1491,8 +1491,10 @@ func TestARedisClusterSurvivesAPrimaryCrash(t *testing.T) {
 // PostgreSQL is down, so their records wait in its memory, and is stopped before the database
 // comes back (a rolling upgrade during the outage). Its records are handed over through Redis
 // instead of dropped (the number masked, the code nowhere), and a replica whose database works
-// takes them and writes them; the list, which never expires (an evicting Redis would evict it),
-// keeps only a chunk of a format this build cannot read, for a build that can.
+// takes them and writes them, once each though two take the list together; the list never expires
+// (an evicting Redis would evict it). An entry not signed under state.key_secret (anything else
+// that can write to Redis could add records for any tenant) and a chunk of a format this build
+// cannot read are left in it, unwritten.
 func TestAReplicaStoppedDuringAPostgresOutageHandsItsRecordsOver(t *testing.T) {
 	addr, _ := redistest.Server(t)
 	dsn, up := pgtest.Unreachable(t)
@@ -1543,21 +1545,42 @@ routes: [{name: d, providers: [m]}]
 	if ttl := rc.PTTL(ctx, "ho:log-handoff").Val(); ttl != -1 {
 		t.Errorf("the hand-over list expires in %v", ttl)
 	}
-	// A chunk of a format this build cannot read (a newer build's, mid-upgrade) is left for another.
-	newer := "\x02a newer build's chunk"
-	rc.RPush(ctx, "ho:log-handoff", newer)
+	// Entries a replica must not write, left in the list: the records signed under another
+	// state.key_secret (or by anything else that can write to Redis), and a chunk of a format this
+	// build cannot read (a newer build's, mid-upgrade).
+	real := chunks[0]
+	sign := func(chunk string) string {
+		sig := a.app.rt.Load().mac("log-handoff", chunk)
+		return string(sig[:]) + chunk
+	}
+	if sign(real[32:]) != real {
+		t.Fatal("the handed-over chunk is not signed under state.key_secret")
+	}
+	forged, newer := strings.Repeat("x", 32)+real[32:], sign("\x02a newer build's chunk")
+	rc.Del(ctx, "ho:log-handoff")
+	rc.RPush(ctx, "ho:log-handoff", forged, newer)
 
-	// Two replicas whose database works take the list together: each record is written once
-	// (a chunk both wrote is written twice, harmlessly).
 	up()
 	b, c := start(t, cfg, Options{}), start(t, cfg, Options{})
+	left := func() []string { return rc.LRange(ctx, "ho:log-handoff", 0, -1).Val() }
+	waitFor(t, 5*time.Second, "both replicas to meet an entry they leave", func() bool {
+		return strings.Contains(b.logs.String(), "left for another replica") && strings.Contains(c.logs.String(), "left for another replica")
+	})
+	time.Sleep(5 * adoptEvery)
+	if g := b.do("GET", "/v1/messages/"+ids[0], "acme-key-0123456789", ""); g.Status != 404 {
+		t.Errorf("a record of an entry signed under another secret was written: %d %s", g.Status, g.Raw)
+	}
+	if !slices.Equal(left(), []string{forged, newer}) {
+		t.Errorf("the entries not written did not stay in the list")
+	}
+
+	// The chunk as handed over: the two replicas take it together, and each record is written
+	// once (a chunk both wrote is written twice, harmlessly).
+	rc.RPush(ctx, "ho:log-handoff", real)
 	for _, id := range ids {
 		waitWritten(t, b, id)
 	}
-	waitFor(t, 5*time.Second, "the hand-over list to hold only the chunk of another format", func() bool {
-		left := rc.LRange(ctx, "ho:log-handoff", 0, -1).Val()
-		return strings.Contains(b.logs.String()+c.logs.String(), "left for another replica") && slices.Equal(left, []string{newer})
-	})
+	waitFor(t, 5*time.Second, "the written chunk to leave the list", func() bool { return slices.Equal(left(), []string{forged, newer}) })
 	in := func(h *harness) float64 {
 		return testutil.ToFloat64(h.app.MetricSet().LogHandedOver.WithLabelValues("in"))
 	}
