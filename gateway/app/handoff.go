@@ -134,11 +134,13 @@ func (a *App) adopt() {
 var errUnsigned = errors.New("not signed under this replica's state.key_secret")
 
 // pickChunk reads a chunk of the list at random, leaving it there; redis.Nil when there is none.
+// It sets smsgate_message_log_handoff_waiting_chunks to the list's length.
 func (a *App) pickChunk(ctx context.Context) ([]byte, error) {
 	n, err := a.stateClient.LLen(ctx, a.handOffKey()).Result()
 	if err != nil {
 		return nil, err
 	}
+	a.metrics.LogHandOffWaiting.Set(float64(n))
 	if n == 0 {
 		return nil, redis.Nil
 	}

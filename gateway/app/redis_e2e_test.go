@@ -1573,6 +1573,9 @@ routes: [{name: d, providers: [m]}]
 	if !slices.Equal(left(), []string{forged, newer}) {
 		t.Errorf("the entries not written did not stay in the list")
 	}
+	if w := testutil.ToFloat64(b.app.MetricSet().LogHandOffWaiting); w != 2 {
+		t.Errorf("smsgate_message_log_handoff_waiting_chunks = %v, want the 2 left", w)
+	}
 
 	// The chunk as handed over: the two replicas take it together, and each record is written
 	// once (a chunk both wrote is written twice, harmlessly).

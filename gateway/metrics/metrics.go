@@ -32,6 +32,7 @@ type Metrics struct {
 	LogDropped         prometheus.Counter
 	LogCommitTimeouts  prometheus.Counter
 	LogHandedOver      *prometheus.CounterVec
+	LogHandOffWaiting  prometheus.Gauge
 	Notify             *prometheus.CounterVec
 	PreviousKeys       *prometheus.CounterVec
 	DeliveryRate       *prometheus.GaugeVec
@@ -89,6 +90,8 @@ func New() *Metrics {
 			Help: "Sends answered before their record committed (storage.commit_timeout passed); the record waits in the retry buffer."}),
 		LogHandedOver: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_message_log_handed_over_total",
 			Help: "Message log writes handed over through the shared state store: out, by a replica that stopped while its database still failed; in, taken back and written by this one."}, []string{"direction"}),
+		LogHandOffWaiting: prometheus.NewGauge(prometheus.GaugeOpts{Name: "smsgate_message_log_handoff_waiting_chunks",
+			Help: "Chunks of message log writes in the shared hand-over list, as this replica last saw it (0 where nothing is handed over)."}),
 		Notify: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_infobip_notify_total",
 			Help: "Delivery report pushes to notify URLs of the Infobip-compatible API, by tenant and result (ok, retry, failed, given_up, refused, dropped)."}, []string{"tenant", "result"}),
 		PreviousKeys: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_previous_api_key_calls_total",
@@ -126,7 +129,7 @@ func New() *Metrics {
 			Help: "Keys the state store has evicted since it started (Redis's evicted_keys, or what the memory state evicted at state.max_idempotency_records and state.max_keys): each a rate-limit bucket, idempotency record or the like lost before its time."}),
 	}
 	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.Attempts, m.ProviderLatency, m.BreakerState,
-		m.BreakerTransitions, m.TenantBreakerOpens, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBatch, m.LogBacklog, m.LogDropped, m.LogCommitTimeouts, m.LogHandedOver, m.Notify, m.PreviousKeys, m.DeliveryRate, m.Demotions, m.Reloads, m.ProviderDisabled, m.ProviderDrained, m.StateErrors, m.Spend, m.EstimatedSpend, m.Quarantines,
+		m.BreakerTransitions, m.TenantBreakerOpens, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBatch, m.LogBacklog, m.LogDropped, m.LogCommitTimeouts, m.LogHandedOver, m.LogHandOffWaiting, m.Notify, m.PreviousKeys, m.DeliveryRate, m.Demotions, m.Reloads, m.ProviderDisabled, m.ProviderDrained, m.StateErrors, m.Spend, m.EstimatedSpend, m.Quarantines,
 		m.StateMemoryUsed, m.StateMemoryMax, m.StateEvictedKeys, m.Paced, m.WindowReads, m.WindowReadTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
