@@ -75,14 +75,14 @@ func (a *App) adoptLoop(stop <-chan struct{}) {
 	every(stop, adoptEvery, a.adopt)
 }
 
-// adopt writes the chunks of the list, one at a time, while none of this replica's own writes
-// wait (its database takes writes) and it is not stopping. A chunk leaves the list only once
+// adopt writes the chunks of the list, one at a time, while this replica's database has been
+// reached and none of its own writes wait (it takes writes), and it is not stopping. A chunk leaves the list only once
 // its writes have committed (LINDEX, Adopt, then LREM): a replica that dies between the two leaves
 // it for another, and writing it twice is harmless. Each replica starts at a chunk of its own
 // choosing, so that replicas taking the list together seldom write the same one.
 func (a *App) adopt() {
 	ctx := a.background()
-	for a.store.Backlog() == 0 && ctx.Err() == nil {
+	for a.store.Backlog() == 0 && a.store.Reached() && ctx.Err() == nil {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		entry, err := a.pickChunk(rctx)
 		cancel()

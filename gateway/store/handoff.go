@@ -86,6 +86,16 @@ func decodeOps(chunk []byte) ([]Op, error) {
 // replicas that may hand some over are the ones that take them back.
 func (s *Store) HandsOver() bool { return s.opts.HandOff != nil }
 
+// Reached reports whether the database has been reached at least once: false only for a Later
+// backend still opening (a replica that started during an outage), which should not take writes
+// handed over that it cannot write either.
+func (s *Store) Reached() bool {
+	if l, ok := s.b.(*Later); ok {
+		return l.Open()
+	}
+	return true
+}
+
 // Adopt queues the writes of a chunk that another replica handed over and waits until they have
 // committed or ctx ends. It returns how many writes the chunk held. When ctx ends first, the
 // writes stay queued here, as any write does (and are handed over again should this replica
