@@ -6,8 +6,6 @@ import (
 	"encoding/gob"
 	"errors"
 	"fmt"
-
-	"github.com/smsgate/smsgate/gateway"
 )
 
 // Handing writes over to another replica.
@@ -28,25 +26,16 @@ const handoffFormat byte = 1
 // ErrHandoffFormat is Adopt's error for a chunk it cannot read.
 var ErrHandoffFormat = errors.New("a handed-off chunk of message log writes this build cannot read")
 
-// handedOp is one Op as handed over: every field of the record, the ones its JSON leaves out too.
-type handedOp struct {
-	Insert  *Record
-	Report  *gateway.DeliveryReport
-	Release string
-}
-
-// encodeOps encodes ops as chunks of at most maxBatch writes each.
+// encodeOps encodes ops as chunks of at most maxBatch writes each. gob carries every exported
+// field of an Op and its record (the ones the record's JSON leaves out too) and leaves out the
+// unexported ones, the writer's channels.
 func encodeOps(ops []Op) ([][]byte, error) {
 	var chunks [][]byte
 	for len(ops) > 0 {
 		n := min(len(ops), maxBatch)
-		part := make([]handedOp, n)
-		for i, op := range ops[:n] {
-			part[i] = handedOp{Insert: op.Insert, Report: op.Report, Release: op.Release}
-		}
 		var b bytes.Buffer
 		b.WriteByte(handoffFormat)
-		if err := gob.NewEncoder(&b).Encode(part); err != nil {
+		if err := gob.NewEncoder(&b).Encode(ops[:n]); err != nil {
 			return nil, err
 		}
 		chunks = append(chunks, b.Bytes())
@@ -60,13 +49,12 @@ func decodeOps(chunk []byte) ([]Op, error) {
 	if len(chunk) == 0 || chunk[0] != handoffFormat {
 		return nil, ErrHandoffFormat
 	}
-	var part []handedOp
-	if err := gob.NewDecoder(bytes.NewReader(chunk[1:])).Decode(&part); err != nil {
+	var ops []Op
+	if err := gob.NewDecoder(bytes.NewReader(chunk[1:])).Decode(&ops); err != nil {
 		return nil, fmt.Errorf("%w: %s", ErrHandoffFormat, err.Error())
 	}
-	ops := make([]Op, 0, len(part))
-	for _, h := range part {
-		op := Op{Insert: h.Insert, Report: h.Report, Release: h.Release}
+	for i := range ops {
+		op := &ops[i]
 		switch {
 		case op.Insert != nil:
 			op.Insert = cleanRecord(op.Insert)
@@ -77,7 +65,6 @@ func decodeOps(chunk []byte) ([]Op, error) {
 		default:
 			return nil, fmt.Errorf("%w: a write with nothing to write", ErrHandoffFormat)
 		}
-		ops = append(ops, op)
 	}
 	return ops, nil
 }
