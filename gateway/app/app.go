@@ -92,10 +92,10 @@ type App struct {
 	closeState func()
 	// stateClient is the shared Redis, nil with state.driver memory; statePrefix its keys' prefix.
 	stateClient redis.UniversalClient
-	// foreignLogged is when adopt last logged a chunk of a format it cannot read (its goroutine's
-	// only).
+	statePrefix string
+	// foreignLogged is when adopt last said it left a chunk in the hand-over list (leftInList; its
+	// goroutine's only).
 	foreignLogged time.Time
-	statePrefix   string
 	// drained holds the providers an operator drained, as this replica last read them (drains.go).
 	drainMu  sync.Mutex
 	drained  map[string]bool

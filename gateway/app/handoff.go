@@ -76,9 +76,9 @@ func (a *App) adoptLoop(stop <-chan struct{}) {
 }
 
 // adopt writes the chunks of the list, one at a time, while this replica's database has been
-// reached and none of its own writes wait (it takes writes), and it is not stopping. A chunk leaves the list only once
-// its writes have committed (LINDEX, Adopt, then LREM): a replica that dies between the two leaves
-// it for another, and writing it twice is harmless. Each replica starts at a chunk of its own
+// reached and none of its own writes wait (it takes writes), and it is not stopping. A chunk
+// leaves the list only once its writes have committed (LINDEX, Adopt, then LREM): a replica that
+// dies between the two leaves it for another, and writing it twice is harmless. Each replica starts at a chunk of its own
 // choosing, so that replicas taking the list together seldom write the same one.
 func (a *App) adopt() {
 	ctx := a.background()
@@ -96,20 +96,15 @@ func (a *App) adopt() {
 			return
 		}
 		chunk, ok := a.signed(entry)
-		n, err := 0, error(errUnsigned)
-		if ok {
-			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			n, err = a.store.Adopt(wctx, chunk)
-			cancel()
+		if !ok {
+			a.leftInList(errUnsigned)
+			return
 		}
-		if errors.Is(err, store.ErrHandoffFormat) || errors.Is(err, errUnsigned) {
-			// Handed over by a build of another format (a rolling upgrade under way), or not
-			// by this fleet: left in the list, for a replica that reads it or an operator; said
-			// once a minute.
-			if now := time.Now(); now.Sub(a.foreignLogged) >= time.Minute {
-				a.foreignLogged = now
-				a.log.Warn("message log writes in the hand-over list not written: left for another replica", "list", a.handOffKey(), "err", err.Error())
-			}
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		n, err := a.store.Adopt(wctx, chunk)
+		cancel()
+		if errors.Is(err, store.ErrHandoffFormat) {
+			a.leftInList(err)
 			return
 		}
 		if err != nil {
@@ -127,6 +122,16 @@ func (a *App) adopt() {
 			a.stateError("log_handoff", err) // written: another replica may write it again, harmlessly
 			return
 		}
+	}
+}
+
+// leftInList says, once a minute, that adopt leaves a chunk in the list: one not signed by this
+// fleet, or of a format this build cannot read (a rolling upgrade under way), for a replica that
+// reads it or an operator.
+func (a *App) leftInList(why error) {
+	if now := time.Now(); now.Sub(a.foreignLogged) >= time.Minute {
+		a.foreignLogged = now
+		a.log.Warn("message log writes in the hand-over list not written: left for another replica", "list", a.handOffKey(), "err", why.Error())
 	}
 }
 
