@@ -560,6 +560,75 @@ func TestBinaryClusterOfThreeReplicas(t *testing.T) {
 	t.Logf("%d sends answered under load across the kill; all found", len(answered))
 }
 
+const spoolConfig = `
+server: {request_timeout: 3s, shutdown_timeout: 5s}
+log: {level: warn, format: json}
+storage: {driver: postgres, dsn: "$DSN", retention: 0s, spool_dir: "$SPOOL"}
+policy: {rate_limits: {per_recipient: 0}, resend_escalation: {enabled: false}}
+tenants:
+  - {name: acme, api_key: acme-key}
+providers:
+  - {name: p1, type: mock}
+routes:
+  - {name: default, providers: [p1]}
+`
+
+// TestBinaryKilledDuringAPostgresOutageKeepsItsRecordsInItsSpool: a replica whose database is
+// out of reach answers its sends, then is killed with SIGKILL (no drain, no flush, no hand-over):
+// the records it answered are in its spool (without the number or the code), and the next
+// process on that spool writes them once the database is back.
+func TestBinaryKilledDuringAPostgresOutageKeepsItsRecordsInItsSpool(t *testing.T) {
+	dsn, up := pgtest.Unreachable(t)
+	spool := t.TempDir()
+	cfg := strings.NewReplacer("$DSN", dsn, "$SPOOL", spool).Replace(spoolConfig)
+	p := serveBinary(t, cfg)
+	var ids []string
+	for i := range 3 {
+		rep := p.mustSend("acme-key", sms(fmt.Sprintf("+1415555013%d", i), "Your code is 77120"+fmt.Sprint(i), "77120"+fmt.Sprint(i)))
+		if rep.Status != 200 {
+			t.Fatalf("send %d during the outage: %d %s", i, rep.Status, rep.Raw)
+		}
+		ids = append(ids, rep.Body["id"].(string))
+	}
+	p.cmd.Process.Kill() // SIGKILL
+	err := <-p.done
+	p.done <- err // for the cleanup
+	raw, err := os.ReadFile(filepath.Join(spool, "writes"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"4155550130", "771200", "Your code"} {
+		if strings.Contains(string(raw), secret) {
+			t.Errorf("the spool holds %q", secret)
+		}
+	}
+
+	up()
+	next := serveBinary(t, cfg)
+	for _, id := range ids {
+		waitFor(t, 15*time.Second, "record "+id+" written from the spool", func() bool {
+			return next.get("acme-key", "/v1/messages/"+id).Status == 200
+		})
+	}
+	if logs := next.logs.String(); !strings.Contains(logs, `"msg":"message log writes recovered from the spool`) || !strings.Contains(logs, `"writes":3`) {
+		t.Errorf("the recovery was not logged with its 3 writes:\n%s", logs)
+	}
+	waitFor(t, 5*time.Second, "the spool emptied", func() bool {
+		fi, err := os.Stat(filepath.Join(spool, "writes"))
+		return err == nil && fi.Size() == 0
+	})
+}
+
+// waitFor polls cond every 20 ms until it holds, failing the test after d.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for start := time.Now(); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Since(start) > d {
+			t.Fatalf("%s: not within %s", what, d)
+		}
+	}
+}
+
 const sharedLogConfig = `
 server: {request_timeout: 3s, shutdown_timeout: 5s}
 log: {level: warn}

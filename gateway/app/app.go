@@ -295,6 +295,11 @@ func New(ctx context.Context, o Options) (*App, error) {
 	}
 	a.apply(rt, nil)
 	a.rt.Store(rt)
+	spool, err := a.openSpool(cfg.Storage)
+	if err != nil {
+		a.closeState()
+		return nil, err
+	}
 	var backend store.Backend
 	switch cfg.Storage.Driver {
 	case "memory":
@@ -304,6 +309,9 @@ func New(ctx context.Context, o Options) (*App, error) {
 	default:
 		b, err := a.openLog(cfg.Storage)
 		if err != nil {
+			if spool != nil {
+				spool.Close()
+			}
 			a.closeState()
 			return nil, err
 		}
@@ -327,12 +335,29 @@ func New(ctx context.Context, o Options) (*App, error) {
 		OnDrop:    func(n int) { a.metrics.LogDropped.Add(float64(n)) },
 		OnCharge:  a.charge,
 		HandOff:   a.handOffFor(cfg),
+		Spool:     spool,
 		OnHandOff: func(n int) { a.metrics.LogHandedOver.WithLabelValues("out").Add(float64(n)) },
 		InFlight:  func() int { return int(a.inflight.Load()) },
 		Linger:    500 * time.Microsecond,
 	})
 	a.rebuildPrices()
 	return a, nil
+}
+
+// openSpool opens storage.spool_dir (nil without one) and says how many writes a process killed
+// before this one left there: the store writes them first.
+func (a *App) openSpool(cfg config.Storage) (*store.Spool, error) {
+	if cfg.SpoolDir == "" {
+		return nil, nil
+	}
+	sp, err := store.OpenSpool(cfg.SpoolDir)
+	if err != nil {
+		return nil, fmt.Errorf("storage.spool_dir: %w", err)
+	}
+	if n := sp.Recovered(); n > 0 {
+		a.log.Warn("message log writes recovered from the spool: a process on it stopped before the database took them; they are written first", "writes", n, "dir", cfg.SpoolDir)
+	}
+	return sp, nil
 }
 
 // sqliteOptions are the SQLite log's options that cfg sets.

@@ -917,3 +917,23 @@ routes: [{name: d, providers: [m], strategy: least_cost}]
 		t.Errorf("the shutdown took %s: it waited for the reads instead of cancelling them", took)
 	}
 }
+
+// TestASpoolInUseStopsTheStart: storage.spool_dir is one process's: a second replica started on
+// the directory of a running one (two containers given one volume) stops at start, naming the
+// key, instead of writing its records over the other's.
+func TestASpoolInUseStopsTheStart(t *testing.T) {
+	dir := t.TempDir()
+	cfg := logConfig(fmt.Sprintf("{driver: sqlite, path: $DIR/log.db, spool_dir: %q}", dir))
+	h := start(t, cfg, Options{})
+	sendOne(t, h, "a send beside the spool")
+	_, err := New(context.Background(), Options{ConfigPath: writeConfig(t, cfg), Listen: "127.0.0.1:0", LogOutput: io.Discard})
+	if err == nil || !strings.Contains(err.Error(), "storage.spool_dir: the spool directory is in use by another process") {
+		t.Fatalf("a second start on a spool in use: %v", err)
+	}
+	h.app.Shutdown(context.Background())
+	a, err := New(context.Background(), Options{ConfigPath: writeConfig(t, cfg), Listen: "127.0.0.1:0", LogOutput: io.Discard})
+	if err != nil {
+		t.Fatalf("a start on the spool once free: %v", err)
+	}
+	a.Shutdown(context.Background())
+}

@@ -114,6 +114,10 @@ type Storage struct {
 	Retention *gateway.Duration `yaml:"retention"`
 	// StoreFullNumbers keeps unmasked recipients; default false.
 	StoreFullNumbers bool `yaml:"store_full_numbers"`
+	// SpoolDir, when set, is a local directory where the writes waiting for the database are kept
+	// as well as in memory, so that a process killed outright (SIGKILL, out of memory) writes
+	// them at its next start on the same directory; default none. One process a directory.
+	SpoolDir string `yaml:"spool_dir"`
 	// SQLiteMmap makes the SQLite log's read connections map the file; default true. false reads
 	// it through SQLite's page cache, where a disk's read error fails one read instead of ending
 	// the process (and the replica's RSS no longer counts the file's pages it read).
@@ -942,6 +946,9 @@ func (c *Config) validate() {
 	}
 	if c.Storage.BacklogFull != "drop_oldest" && c.Storage.BacklogFull != "refuse_sends" {
 		c.Problem("storage.backlog_full", "must be drop_oldest or refuse_sends, not %q", c.Storage.BacklogFull)
+	}
+	if c.Storage.SpoolDir != "" && c.Storage.Driver == "memory" {
+		c.Problem("storage.spool_dir", "has nothing to keep with storage.driver memory, which keeps nothing and never fails a write")
 	}
 	if c.State.Driver != "memory" && c.State.Driver != "redis" {
 		c.Problem("state.driver", "must be memory or redis, not %q", c.State.Driver)

@@ -47,16 +47,7 @@ func TestWritesStillFailingAtCloseAreHandedOver(t *testing.T) {
 	var logs syncbuf.Buffer
 	s := New(h.opts(c.opts(Options{Backend: fb, Logger: jsonLogger(&logs), CommitTimeout: time.Millisecond, CloseTimeout: 20 * time.Millisecond})))
 	ctx := context.Background()
-	compat := record("c1", "acme", "p", "pm-c1", t0)
-	compat.Source, compat.Reference, compat.BulkID, compat.CallbackData = "infobip-sms-v2", "ref-1", "bulk-1", "cb data"
-	compat.NotifyURL, compat.ReportTaken, compat.ReportHeld, compat.Parts = "https://hooks.example.com/dlr", true, true, 2
-	compat.Status = gateway.StatusFailed
-	s.Insert(ctx, compat)
-	s.Release(ctx, []string{"c1"})
-	for i := range 600 { // more than one chunk
-		s.Insert(ctx, record(fmt.Sprint("m", i), "beta", "p", fmt.Sprint("pm", i), t0.Add(time.Duration(i)*time.Second)))
-	}
-	s.Report(ctx, &gateway.DeliveryReport{Provider: "p", ProviderMessageID: "pm7", Status: gateway.StatusDelivered, Price: 0.05, Currency: "EUR"})
+	writeSixHundredThree(s)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -81,24 +72,53 @@ func TestWritesStillFailingAtCloseAreHandedOver(t *testing.T) {
 	if total != 603 {
 		t.Errorf("Adopt took %d writes, want 603", total)
 	}
+	checkSixHundredThree(t, m, "taken back")
+}
+
+// compatRecord is a record with every field the log keeps set.
+func compatRecord() *Record {
+	r := record("c1", "acme", "p", "pm-c1", t0)
+	r.Source, r.Reference, r.BulkID, r.CallbackData = "infobip-sms-v2", "ref-1", "bulk-1", "cb data"
+	r.NotifyURL, r.ReportTaken, r.ReportHeld, r.Parts = "https://hooks.example.com/dlr", true, true, 2
+	r.Status = gateway.StatusFailed
+	return r
+}
+
+// writeSixHundredThree writes a compat record, its release, 600 more records (more than one
+// chunk) and a report of one of them, in that order.
+func writeSixHundredThree(s *Store) {
+	ctx := context.Background()
+	s.Insert(ctx, compatRecord())
+	s.Release(ctx, []string{"c1"})
+	for i := range 600 {
+		s.Insert(ctx, record(fmt.Sprint("m", i), "beta", "p", fmt.Sprint("pm", i), t0.Add(time.Duration(i)*time.Second)))
+	}
+	s.Report(ctx, &gateway.DeliveryReport{Provider: "p", ProviderMessageID: "pm7", Status: gateway.StatusDelivered, Price: 0.05, Currency: "EUR"})
+}
+
+// checkSixHundredThree checks that m holds writeSixHundredThree's writes, every field of them,
+// applied in their order: the compat record released, the report after its record.
+func checkSixHundredThree(t *testing.T, m *Memory, how string) {
+	t.Helper()
+	ctx := context.Background()
 	got, err := m.Get(ctx, "acme", "c1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := *compat
+	want := *compatRecord()
 	want.ReportHeld, want.ReportTaken = false, false // released
 	want.PushAt = got.PushAt
 	if got.PushAt.IsZero() {
 		t.Error("the release did not arm the report's push")
 	}
 	if d := cmp.Diff(&want, got); d != "" {
-		t.Errorf("the compat record as taken back (-want +got):\n%s", d)
+		t.Errorf("the compat record as %s (-want +got):\n%s", how, d)
 	}
 	if r, _ := m.Get(ctx, "beta", "m7"); r == nil || r.Status != gateway.StatusDelivered || r.Price != 0.05 {
 		t.Errorf("the report queued behind its record: %+v", r)
 	}
 	if recs, _ := m.List(ctx, Query{Tenant: "beta", Limit: 1000}); len(recs) != 600 {
-		t.Errorf("%d of beta's 600 records taken back", len(recs))
+		t.Errorf("%d of beta's 600 records %s", len(recs), how)
 	}
 }
 

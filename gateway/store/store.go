@@ -334,6 +334,8 @@ type Op struct {
 	barrier chan struct{}
 	// done, when set, receives nil once the op's batch has committed (buffered: never blocks).
 	done chan error
+	// seq is the write's number in the spool (Options.Spool); 0 while it is not in it.
+	seq uint64
 }
 
 // ErrNotCommitted is returned by Insert and Report when the write did not commit within
@@ -434,6 +436,11 @@ type Options struct {
 	HandOff func(ctx context.Context, chunks [][]byte) error
 	// OnHandOff, when set, is told how many writes HandOff took.
 	OnHandOff func(n int)
+	// Spool, when set, keeps the writes waiting for another try in a local file as well, so that
+	// a process killed outright finds them at its next start (spool.go); the store writes the
+	// writes it held at open first, and closes it. What Close could neither write nor hand over
+	// stays in it instead of being dropped.
+	Spool *Spool
 	// CloseTimeout bounds how long Close keeps retrying a failing database; default 5s.
 	CloseTimeout time.Duration
 	// CommitTimeout bounds how long Insert and Report wait for their batch to commit; default 200ms.
@@ -677,7 +684,13 @@ func (s *Store) Close() error {
 	close(s.stop)
 	s.closeMu.Unlock()
 	s.wg.Wait()
-	return s.b.Close()
+	err := s.b.Close()
+	if s.opts.Spool != nil {
+		if serr := s.opts.Spool.Close(); err == nil {
+			err = serr
+		}
+	}
+	return err
 }
 
 const maxBatch = 512
@@ -703,6 +716,10 @@ type writeLoop struct {
 	// overflows, every new write pushes one out, and one error line a second says how many.
 	overflow       int
 	overflowLogged time.Time
+	// spool is Options.Spool, nil once it failed to be emptied; spoolRetry is when it may be
+	// tried again after a failure, spoolLogged when a failure was last logged.
+	spool                   *Spool
+	spoolRetry, spoolLogged time.Time
 }
 
 // rateWindow is how long the writer counts records to estimate the write rate.
@@ -710,7 +727,12 @@ const rateWindow = 100 * time.Millisecond
 
 func (s *Store) writer() {
 	defer s.wg.Done()
-	w := &writeLoop{s: s}
+	w := &writeLoop{s: s, spool: s.opts.Spool}
+	if w.spool != nil && len(w.spool.recovered) > 0 {
+		w.buf = append(w.buf, w.spool.recovered...) // before anything sent since: the order they had
+		w.spool.recovered = nil
+		w.publish()
+	}
 	in := s.ch
 	var retry *time.Timer
 	var retryC <-chan time.Time
@@ -750,6 +772,7 @@ func (s *Store) writer() {
 		// While backing off, only a Flush forces an early try; what arrived meanwhile waits for
 		// that try too, so it counts in the backlog now (Full and the gauge must not lag a backoff).
 		if retryC != nil && len(w.barriers) == 0 {
+			w.toSpool()
 			w.publish()
 			continue
 		}
@@ -763,7 +786,7 @@ func (s *Store) writer() {
 					retry.Stop()
 				}
 				retryC = nil
-			} else if retryC == nil {
+			} else if w.toSpool(); retryC == nil {
 				w.backoff = min(max(2*w.backoff, minBackoff), maxBackoff)
 				retry = time.NewTimer(w.backoff)
 				retryC = retry.C
@@ -952,6 +975,7 @@ func (w *writeLoop) tryAll() bool {
 				if err = w.apply(1); errors.Is(err, ErrRefused) {
 					op := w.buf[0]
 					w.shift(1)
+					w.spoolDone(op.seq)
 					w.drop(1, "the database refused the write: "+err.Error())
 					if op.done != nil {
 						op.done <- err
@@ -967,6 +991,7 @@ func (w *writeLoop) tryAll() bool {
 			return false
 		}
 	}
+	w.spoolEmpty()
 	return true
 }
 
@@ -987,12 +1012,15 @@ func (w *writeLoop) apply(n int) error {
 			s.opts.OnCharge(c)
 		}
 	}
+	var seq uint64
 	for _, op := range w.buf[:n] {
 		if op.done != nil {
 			op.done <- nil
 		}
+		seq = max(seq, op.seq)
 	}
 	w.shift(n)
+	w.spoolDone(seq)
 	return nil
 }
 
@@ -1024,7 +1052,13 @@ func (w *writeLoop) final() {
 	}
 	w.overflowLogged = time.Time{} // whatever is left unlogged is logged now
 	w.logOverflow(time.Now())
-	if len(w.buf) > 0 && !w.handOff() {
+	switch {
+	case len(w.buf) == 0:
+	case w.handOff():
+		w.buf = nil
+		w.spoolEmpty() // another replica has them now
+	case w.keepSpooled():
+	default:
 		w.drop(len(w.buf), "the database still failed when the message log closed")
 	}
 	w.buf = nil

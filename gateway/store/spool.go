@@ -1,0 +1,391 @@
+package store
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// The spool: writes waiting for the database, kept in a local file.
+//
+// While the database fails, the writes of answered sends wait in the writer's memory (the retry
+// buffer). Close hands them over (Options.HandOff) or drops them, but a process killed outright
+// (SIGKILL, the kernel's out-of-memory killer, a liveness probe that gave up) does neither: it
+// loses them. With a spool (OpenSpool, Options.Spool), the writer appends each write it keeps
+// for another try to a file, marks in it each batch of them that commits, and empties it once
+// the buffer is written; a process started on the same directory reads the file back and
+// writes what it holds first (Spool.Recovered). What survives is what the kernel took: the file
+// is written, not synced, so it outlives the process, not the machine.
+//
+// The file is a sequence of frames: a 4-byte length, a 4-byte CRC-32C, then what both cover, a
+// kind and its body: spoolWrites (a first number, then an encodeOps chunk whose writes carry it
+// and the numbers after it) or spoolDone (every write numbered up to this one has committed, or
+// was given up). A frame cut short or damaged (a kill in the middle of a write) ends the file
+// there. A write marked done is not written again. One that committed just before a kill, before
+// its mark, is written again at the next start, as a write handed over can be (handoff.go): an
+// insert of a record already there does nothing, and a report never moves a record backwards
+// nor charges its price twice.
+
+// Kinds of spool frames.
+const (
+	spoolWrites byte = 'W'
+	spoolDone   byte = 'D'
+)
+
+// spoolFile is the spool's data file in its directory; spoolLock the file its owner locks.
+const (
+	spoolFile = "writes"
+	spoolLock = "lock"
+)
+
+// ErrSpoolInUse is OpenSpool's error for a directory another process holds.
+var ErrSpoolInUse = errors.New("the spool directory is in use by another process")
+
+var spoolCRC = crc32.MakeTable(crc32.Castagnoli)
+
+// Spool is a directory where the writer keeps the writes that wait for the database.
+type Spool struct {
+	dir  string
+	lock *os.File
+	f    *os.File
+	// size is the file's length after its last whole frame.
+	size int64
+	// next is the number the next spooled write gets; written counts the writes in the file.
+	next, written uint64
+	// recovered is what the file held at open, in order, not yet done (the writer takes it);
+	// recoveredN is its length.
+	recovered  []Op
+	recoveredN int
+	// failed is when the last failure was logged (at most one line a minute).
+	failed time.Time
+}
+
+// OpenSpool locks dir (creating it) and reads back the writes its file holds. A directory locked
+// by another live process is ErrSpoolInUse; a file this build cannot read is moved aside (its
+// name then ends in .unreadable) and named in the error, so that nothing is written over it.
+func OpenSpool(dir string) (*Spool, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, spoolLock), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := lockFile(lock); err != nil {
+		lock.Close()
+		if errors.Is(err, errLocked) {
+			return nil, fmt.Errorf("%w: %s", ErrSpoolInUse, dir)
+		}
+		return nil, err
+	}
+	sp := &Spool{dir: dir, lock: lock, next: 1}
+	if err := sp.open(); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	return sp, nil
+}
+
+// open reads the file back and keeps it open, cut after its last whole frame.
+func (sp *Spool) open() error {
+	path := filepath.Join(sp.dir, spoolFile)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	ops, size, err := readSpool(f)
+	if err != nil {
+		f.Close()
+		aside := fmt.Sprintf("%s.%d.unreadable", path, time.Now().UnixNano())
+		if rerr := os.Rename(path, aside); rerr != nil {
+			return fmt.Errorf("spool %s: %w (and it could not be moved aside: %s)", path, err, rerr.Error())
+		}
+		return fmt.Errorf("spool %s moved aside to %s: %w", path, aside, err)
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		return err
+	}
+	sp.f, sp.size, sp.recovered, sp.recoveredN = f, size, ops, len(ops)
+	for _, op := range ops {
+		sp.next = max(sp.next, op.seq+1)
+		sp.written++
+	}
+	return nil
+}
+
+// readSpool reads a spool file: the writes not marked done, in order, and the length of its
+// whole frames.
+func readSpool(r io.Reader) ([]Op, int64, error) {
+	br := bufio.NewReader(r)
+	var ops []Op
+	var done uint64
+	var size int64
+	for {
+		kind, body, n, ok := readFrame(br)
+		if !ok {
+			break
+		}
+		switch {
+		case kind == spoolDone && len(body) == 8:
+			done = max(done, binary.BigEndian.Uint64(body))
+		case kind == spoolWrites && len(body) > 8:
+			chunk, err := decodeOps(body[8:])
+			if err != nil {
+				return nil, 0, err
+			}
+			first := binary.BigEndian.Uint64(body)
+			for i := range chunk {
+				chunk[i].seq = first + uint64(i)
+			}
+			ops = append(ops, chunk...)
+		default:
+			return nil, 0, fmt.Errorf("%w: a spool frame of kind %q", ErrHandoffFormat, kind)
+		}
+		size += n
+	}
+	kept := ops[:0]
+	for _, op := range ops {
+		if op.seq > done {
+			kept = append(kept, op)
+		}
+	}
+	return kept, size, nil
+}
+
+// readFrame reads one frame: its kind, its body and its length; ok is false at the file's end or
+// at a frame cut short or damaged.
+func readFrame(br *bufio.Reader) (kind byte, body []byte, n int64, ok bool) {
+	var head [8]byte
+	if _, err := io.ReadFull(br, head[:]); err != nil {
+		return 0, nil, 0, false
+	}
+	size := binary.BigEndian.Uint32(head[:4])
+	if size == 0 || size > maxSpoolFrame {
+		return 0, nil, 0, false
+	}
+	buf := make([]byte, size)
+	if _, err := io.ReadFull(br, buf); err != nil || crc32.Checksum(buf, spoolCRC) != binary.BigEndian.Uint32(head[4:]) {
+		return 0, nil, 0, false
+	}
+	return buf[0], buf[1:], int64(len(head)) + int64(size), true
+}
+
+// maxSpoolFrame bounds a frame's length: a chunk of maxBatch writes of the largest records the
+// log cleans them to is far below it, and a length above it is damage.
+const maxSpoolFrame = 64 << 20
+
+// frame appends one frame of kind and body to b.
+func frame(b *bytes.Buffer, kind byte, body ...[]byte) {
+	n := 1
+	for _, p := range body {
+		n += len(p)
+	}
+	crc := crc32.Update(0, spoolCRC, []byte{kind})
+	for _, p := range body {
+		crc = crc32.Update(crc, spoolCRC, p)
+	}
+	var head [8]byte
+	binary.BigEndian.PutUint32(head[:4], uint32(n))
+	binary.BigEndian.PutUint32(head[4:], crc)
+	b.Write(head[:])
+	b.WriteByte(kind)
+	for _, p := range body {
+		b.Write(p)
+	}
+}
+
+// Recovered is how many writes the spool held when it was opened (the writer writes them first).
+func (sp *Spool) Recovered() int { return sp.recoveredN }
+
+// Dir is the spool's directory.
+func (sp *Spool) Dir() string { return sp.dir }
+
+// add appends ops to the file, numbering them; on failure the file is cut back to its last whole
+// frame and the ops keep their numbers (none: they are tried again with the next).
+func (sp *Spool) add(ops []Op) error {
+	chunks, err := encodeOps(ops)
+	if err != nil {
+		return err
+	}
+	var b bytes.Buffer
+	for k, c := range chunks {
+		frame(&b, spoolWrites, binary.BigEndian.AppendUint64(nil, sp.next+uint64(k*maxBatch)), c)
+	}
+	if err := sp.append(b.Bytes()); err != nil {
+		return err
+	}
+	for i := range ops {
+		ops[i].seq = sp.next + uint64(i)
+	}
+	sp.next += uint64(len(ops))
+	sp.written += uint64(len(ops))
+	return nil
+}
+
+// done marks every write numbered up to seq as committed or dropped.
+func (sp *Spool) done(seq uint64) error {
+	var b bytes.Buffer
+	frame(&b, spoolDone, binary.BigEndian.AppendUint64(nil, seq))
+	return sp.append(b.Bytes())
+}
+
+// append writes p at the end of the file's whole frames; on failure it cuts the file back there.
+func (sp *Spool) append(p []byte) error {
+	if _, err := sp.f.WriteAt(p, sp.size); err != nil {
+		if terr := sp.f.Truncate(sp.size); terr != nil {
+			return fmt.Errorf("%w (and the file could not be cut back: %s)", err, terr.Error())
+		}
+		return err
+	}
+	sp.size += int64(len(p))
+	return nil
+}
+
+// empty cuts the file to nothing: every write in it is done.
+func (sp *Spool) empty() error {
+	if sp.size == 0 {
+		return nil
+	}
+	if err := sp.f.Truncate(0); err != nil {
+		return err
+	}
+	sp.size, sp.written, sp.next = 0, 0, 1
+	return nil
+}
+
+// rewrite replaces the file with ops alone (numbered again from 1), through a new file renamed
+// over it: a kill in the middle leaves one file or the other, whole. On failure the ops keep the
+// numbers they had in the file still there.
+func (sp *Spool) rewrite(ops []Op) error {
+	old := make([]uint64, len(ops))
+	for i := range ops {
+		old[i] = ops[i].seq
+	}
+	tmp, err := os.CreateTemp(sp.dir, spoolFile+".new-*")
+	if err != nil {
+		return err
+	}
+	fresh := &Spool{dir: sp.dir, f: tmp, next: 1}
+	if len(ops) > 0 {
+		err = fresh.add(ops)
+	}
+	if err == nil {
+		err = tmp.Sync() // the rename must not land before the data
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), filepath.Join(sp.dir, spoolFile))
+	}
+	if err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		for i := range ops {
+			ops[i].seq = old[i]
+		}
+		return err
+	}
+	sp.f.Close()
+	sp.f, sp.size, sp.next, sp.written = tmp, fresh.size, fresh.next, fresh.written
+	return nil
+}
+
+// Close closes the file and lets another process have the directory.
+func (sp *Spool) Close() error {
+	err := sp.f.Close()
+	if lerr := sp.lock.Close(); err == nil {
+		err = lerr
+	}
+	return err
+}
+
+// The writer's side of the spool.
+
+// spoolSlack is how many writes the file may hold beyond twice the buffer's before toSpool
+// writes it again with the buffer alone (writes committed before a failure, or pushed out of a
+// full buffer, stay in it until then).
+const spoolSlack = 4096
+
+// spoolPause is how long the writer leaves a spool that failed before it tries it again.
+const spoolPause = time.Second
+
+// toSpool adds the buffer's writes not in the spool yet (the buffer's tail: the writer adds them
+// in its order) to it.
+func (w *writeLoop) toSpool() {
+	sp := w.spool
+	if sp == nil || len(w.buf) == 0 || time.Now().Before(w.spoolRetry) {
+		return
+	}
+	i := len(w.buf)
+	for i > 0 && w.buf[i-1].seq == 0 {
+		i--
+	}
+	if i == len(w.buf) {
+		return
+	}
+	var err error
+	if sp.written+uint64(len(w.buf)-i) > 2*uint64(len(w.buf))+spoolSlack {
+		err = sp.rewrite(w.buf)
+	} else {
+		err = sp.add(w.buf[i:])
+	}
+	if err != nil {
+		w.spoolFailed("message log spool failed; the writes waiting for the database are kept in memory only", err)
+	}
+}
+
+// spoolDone marks every write numbered up to seq done (committed, or given up).
+func (w *writeLoop) spoolDone(seq uint64) {
+	if w.spool == nil || seq == 0 {
+		return
+	}
+	if err := w.spool.done(seq); err != nil {
+		// Not marked: were the process killed now, its next start would write them again, which
+		// does no harm but charges prices twice. Emptying the file at the end of the buffer
+		// settles it.
+		w.spoolFailed("message log spool failed to mark writes done", err)
+	}
+}
+
+// spoolEmpty empties the spool once the buffer is. A spool that cannot be emptied is left alone
+// from then on: writing to it again would let its old writes be taken for new ones.
+func (w *writeLoop) spoolEmpty() {
+	if w.spool == nil || len(w.buf) > 0 {
+		return
+	}
+	if err := w.spool.empty(); err != nil {
+		w.s.log.Error("message log spool could not be emptied; it is no longer used until a restart", "dir", w.spool.Dir(), "err", err.Error())
+		w.spool = nil
+	}
+}
+
+// keepSpooled makes sure the buffer is all in the spool, for the next start (Close).
+func (w *writeLoop) keepSpooled() bool {
+	if w.spool == nil {
+		return false
+	}
+	w.spoolRetry = time.Time{}
+	w.toSpool()
+	if w.buf[len(w.buf)-1].seq == 0 {
+		w.s.log.Error("message log writes could not be kept in the spool either", "writes", len(w.buf))
+		return false
+	}
+	w.s.log.Warn("message log writes kept in the spool for the next start: the database still failed when the message log closed", "writes", len(w.buf), "dir", w.spool.Dir())
+	return true
+}
+
+// spoolFailed logs a failure of the spool (at most a line a minute) and pauses it.
+func (w *writeLoop) spoolFailed(msg string, err error) {
+	now := time.Now()
+	w.spoolRetry = now.Add(spoolPause)
+	if now.Sub(w.spoolLogged) >= time.Minute {
+		w.s.log.Error(msg, "dir", w.spool.Dir(), "err", err.Error())
+		w.spoolLogged = now
+	}
+}

@@ -1,0 +1,412 @@
+package store
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/smsgate/smsgate/gateway/syncbuf"
+)
+
+// spoolChild names the spool directory of TestHelperSpoolProcess when it runs as a child.
+const spoolChild = "SMSGATE_TEST_SPOOL_CHILD"
+
+// TestHelperSpoolProcess is the process TestAProcessKilledDuringAnOutageLeavesItsWritesInTheSpool
+// kills: a store whose database fails, with a spool, that has answered writes and says so.
+func TestHelperSpoolProcess(t *testing.T) {
+	dir := os.Getenv(spoolChild)
+	if dir == "" {
+		t.Skip("run as a child process only")
+	}
+	sp, err := OpenSpool(dir)
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	s := New(Options{Backend: &flaky{Backend: NewMemory(), down: true}, Spool: sp, CommitTimeout: time.Millisecond})
+	ctx := context.Background()
+	writeSixHundredThree(s) // more than one frame
+	s.Flush(ctx)            // one more try, which fails: everything is in the spool once it returns
+	fmt.Println("answered")
+	time.Sleep(time.Minute) // killed long before
+	os.Exit(2)
+}
+
+// TestAProcessKilledDuringAnOutageLeavesItsWritesInTheSpool: a process whose database fails is
+// killed with SIGKILL (no Close, nothing handed over); the next store on its spool writes every
+// write it had answered, every field of them, in their order (the report after its record, the
+// release of the other), and empties the spool.
+func TestAProcessKilledDuringAnOutageLeavesItsWritesInTheSpool(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperSpoolProcess$", "-test.v")
+	cmd.Env = append(os.Environ(), spoolChild+"="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(out)
+	var said []string
+	for lines.Scan() && lines.Text() != "answered" {
+		said = append(said, lines.Text())
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	if lines.Err() != nil || len(said) > 0 && strings.HasPrefix(said[len(said)-1], "error") {
+		t.Fatalf("the child did not answer its writes: %v %q", lines.Err(), said)
+	}
+
+	sp, err := OpenSpool(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sp.Recovered() != 603 {
+		t.Errorf("the spool held %d writes, want 603", sp.Recovered())
+	}
+	m := NewMemory()
+	var logs syncbuf.Buffer
+	s := New(Options{Backend: m, Spool: sp, Logger: jsonLogger(&logs)})
+	ctx := context.Background()
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkSixHundredThree(t, m, "written from the spool")
+	if fi, err := os.Stat(filepath.Join(dir, spoolFile)); err != nil || fi.Size() != 0 {
+		t.Errorf("the spool was not emptied once written: %v %v", fi, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if logs.Len() > 0 {
+		t.Errorf("a clean recovery logged: %s", logs.String())
+	}
+}
+
+// TestASpoolIsOneProcesssAtATime: a second open of a spool held open fails with ErrSpoolInUse,
+// and succeeds once the first is closed.
+func TestASpoolIsOneProcesssAtATime(t *testing.T) {
+	dir, sp := newSpool(t)
+	if _, err := OpenSpool(dir); !errors.Is(err, ErrSpoolInUse) {
+		t.Errorf("second open: %v, want ErrSpoolInUse", err)
+	}
+	sp.Close()
+	sp, err := OpenSpool(dir)
+	if err != nil {
+		t.Fatalf("open after close: %v", err)
+	}
+	sp.Close()
+}
+
+// TestWritesThatCommitAreNotWrittenAgain: a database that takes the first batches after an
+// outage and fails again: the spool marks what committed, so a later start writes only the rest;
+// once the buffer is written the spool is empty.
+func TestWritesThatCommitAreNotWrittenAgain(t *testing.T) {
+	dir, sp := newSpool(t)
+	fb := &takeN{Backend: NewMemory(), fail: true}
+	s := New(Options{Backend: fb, Spool: sp, CommitTimeout: time.Millisecond, CloseTimeout: time.Millisecond})
+	ctx := context.Background()
+	for i := range 1200 {
+		s.Insert(ctx, record(fmt.Sprint("m", i), "beta", "p", fmt.Sprint("pm", i), t0))
+	}
+	s.Flush(ctx)
+	if n := spooled(t, dir); n != 1200 {
+		t.Fatalf("%d writes in the spool during the outage, want 1200", n)
+	}
+	fb.allow(2) // two batches of 512 commit, the third fails
+	s.Flush(ctx)
+	if n := spooled(t, dir); n != 1200-2*maxBatch {
+		t.Errorf("%d writes left in the spool after two batches committed, want %d", n, 1200-2*maxBatch)
+	}
+	fb.allow(-1)
+	s.Flush(ctx)
+	if n := spooled(t, dir); n != 0 {
+		t.Errorf("%d writes left in the spool once all committed", n)
+	}
+	if fi, _ := os.Stat(filepath.Join(dir, spoolFile)); fi.Size() != 0 {
+		t.Errorf("the spool holds %d bytes once all committed", fi.Size())
+	}
+	s.Close()
+}
+
+// newSpool opens a spool in a new directory.
+func newSpool(t *testing.T) (string, *Spool) {
+	t.Helper()
+	dir := t.TempDir()
+	sp, err := OpenSpool(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, sp
+}
+
+// spooled is how many writes the spool in dir would give a new start.
+func spooled(t *testing.T, dir string) int {
+	t.Helper()
+	f, err := os.Open(filepath.Join(dir, spoolFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ops, _, err := readSpool(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ops)
+}
+
+// takeN is a Backend that fails while fail is set, except for the next n batches.
+type takeN struct {
+	Backend
+	mu   sync.Mutex
+	fail bool
+	n    int
+}
+
+func (b *takeN) Apply(ctx context.Context, ops []Op) ([]Charge, error) {
+	b.mu.Lock()
+	ok := !b.fail || b.n > 0
+	if b.n > 0 {
+		b.n--
+	}
+	b.mu.Unlock()
+	if !ok {
+		return nil, errors.New("connection refused (simulated)")
+	}
+	return b.Backend.Apply(ctx, ops)
+}
+
+// allow lets n more batches commit; -1 ends the outage.
+func (b *takeN) allow(n int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if n < 0 {
+		b.fail = false
+		return
+	}
+	b.n = n
+}
+
+// TestWritesStillFailingAtCloseStayInTheSpool: without a hand-over (or with one that fails) a
+// store closing on a failing database keeps its writes in the spool, not dropped, and the next
+// start writes them.
+func TestWritesStillFailingAtCloseStayInTheSpool(t *testing.T) {
+	for _, handOver := range []bool{false, true} {
+		t.Run(fmt.Sprint("hand-over failing ", handOver), func(t *testing.T) {
+			dir := t.TempDir()
+			sp, err := OpenSpool(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var c counters
+			var logs syncbuf.Buffer
+			o := c.opts(Options{Backend: &flaky{Backend: NewMemory(), down: true}, Spool: sp, Logger: jsonLogger(&logs), CommitTimeout: time.Millisecond, CloseTimeout: 20 * time.Millisecond})
+			if handOver {
+				h := handOffs{err: errors.New("redis: connection refused")}
+				o = h.opts(o)
+			}
+			s := New(o)
+			ctx := context.Background()
+			s.Insert(ctx, record("m1", "acme", "p", "pm1", t0))
+			s.Insert(ctx, record("m2", "acme", "p", "pm2", t0))
+			s.Close()
+			if _, _, dropped := c.get(); dropped != 0 {
+				t.Errorf("%d writes dropped at close with a spool", dropped)
+			}
+			if !strings.Contains(logs.String(), `"msg":"message log writes kept in the spool for the next start`) {
+				t.Errorf("keeping them was not logged: %s", logs.String())
+			}
+			sp, err = OpenSpool(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := NewMemory()
+			s = New(Options{Backend: m, Spool: sp})
+			s.Flush(ctx)
+			for _, id := range []string{"m1", "m2"} {
+				if r, err := m.Get(ctx, "acme", id); err != nil || r.ProviderMessageID != "p"+id {
+					t.Errorf("%s not written from the spool: %+v %v", id, r, err)
+				}
+			}
+			s.Close()
+		})
+	}
+}
+
+// TestAHandOffEmptiesTheSpool: writes handed over at Close are another replica's to write: the
+// spool keeps none of them, or both would be written.
+func TestAHandOffEmptiesTheSpool(t *testing.T) {
+	dir, sp := newSpool(t)
+	var h handOffs
+	s := New(h.opts(Options{Backend: &flaky{Backend: NewMemory(), down: true}, Spool: sp, CommitTimeout: time.Millisecond, CloseTimeout: 20 * time.Millisecond}))
+	s.Insert(context.Background(), record("m1", "acme", "p", "pm1", t0))
+	s.Close()
+	if h.n != 1 {
+		t.Fatalf("handed over %d, want 1", h.n)
+	}
+	if n := spooled(t, dir); n != 0 {
+		t.Errorf("%d handed-over writes still in the spool", n)
+	}
+}
+
+// TestASpoolCutShortKeepsItsWholeFrames: a kill in the middle of a frame, or a frame damaged on
+// disk, ends the file there: the frames before it are read back, and the file is cut after them
+// so that what is added next is read too.
+func TestASpoolCutShortKeepsItsWholeFrames(t *testing.T) {
+	dir, sp := newSpool(t)
+	first := []Op{{Insert: record("m1", "acme", "p", "pm1", t0)}, {Insert: record("m2", "acme", "p", "pm2", t0)}}
+	if err := sp.add(first); err != nil {
+		t.Fatal(err)
+	}
+	whole := sp.size
+	if err := sp.add([]Op{{Insert: record("m3", "acme", "p", "pm3", t0)}}); err != nil {
+		t.Fatal(err)
+	}
+	sp.Close()
+	path := filepath.Join(dir, spoolFile)
+	raw, _ := os.ReadFile(path)
+
+	for name, damaged := range map[string][]byte{
+		"cut short": raw[:len(raw)-3],
+		"a flipped byte": func() []byte {
+			b := append([]byte(nil), raw...)
+			b[len(b)-10] ^= 0x40
+			return b
+		}(),
+		"a length of garbage": append(append([]byte(nil), raw[:whole]...), 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0),
+	} {
+		t.Run(name, func(t *testing.T) {
+			os.WriteFile(path, damaged, 0o600)
+			sp, err := OpenSpool(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sp.Recovered() != 2 || sp.size != whole {
+				t.Errorf("recovered %d writes and %d bytes, want 2 and %d", sp.Recovered(), sp.size, whole)
+			}
+			if err := sp.add([]Op{{Insert: record("m4", "acme", "p", "pm4", t0)}}); err != nil {
+				t.Fatal(err)
+			}
+			sp.Close()
+			if n := spooled(t, dir); n != 3 {
+				t.Errorf("%d writes read after one added behind the cut, want 3", n)
+			}
+		})
+	}
+}
+
+// TestASpoolOfAnotherFormatIsMovedAside: a spool this build cannot read (a newer build's) is
+// not written over nor thrown away: it is moved aside, named in the error.
+func TestASpoolOfAnotherFormatIsMovedAside(t *testing.T) {
+	dir, sp := newSpool(t)
+	var buf bytes.Buffer
+	frame(&buf, spoolWrites, []byte{0, 0, 0, 0, 0, 0, 0, 1}, []byte{handoffFormat + 1, 1, 2, 3})
+	if err := sp.append(buf.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	sp.Close()
+	_, err := OpenSpool(dir)
+	if !errors.Is(err, ErrHandoffFormat) || !strings.Contains(err.Error(), ".unreadable") {
+		t.Fatalf("open of an unreadable spool: %v", err)
+	}
+	aside, _ := filepath.Glob(filepath.Join(dir, spoolFile+".*.unreadable"))
+	if len(aside) != 1 {
+		t.Errorf("moved aside: %q", aside)
+	}
+	sp, err = OpenSpool(dir)
+	if err != nil || sp.Recovered() != 0 {
+		t.Fatalf("the next open: %v", err)
+	}
+	sp.Close()
+}
+
+// TestASpoolStaysBoundedThroughALongOutage: a full retry buffer that keeps pushing its oldest
+// writes out does not grow its spool beyond twice the buffer (and some): the file is written
+// again with the buffer alone.
+func TestASpoolStaysBoundedThroughALongOutage(t *testing.T) {
+	dir, sp := newSpool(t)
+	s := New(Options{Backend: &flaky{Backend: NewMemory(), down: true}, Spool: sp, RetryBuffer: 1024, CommitTimeout: time.Microsecond, CloseTimeout: time.Millisecond, HandOff: func(context.Context, [][]byte) error { return nil }})
+	ctx := context.Background()
+	most := 0
+	for i := range 20000 {
+		s.Insert(ctx, record(fmt.Sprint("m", i), "beta", "p", fmt.Sprint("pm", i), t0))
+		if i%1000 == 999 {
+			s.Flush(ctx)
+			most = max(most, spooled(t, dir))
+		}
+	}
+	s.Flush(ctx)
+	if most > 2*1024+spoolSlack {
+		t.Errorf("the spool held up to %d writes for a buffer of 1024", most)
+	}
+	f, _ := os.Open(filepath.Join(dir, spoolFile))
+	ops, _, _ := readSpool(f)
+	f.Close()
+	if len(ops) < s.Backlog() || ops[len(ops)-1].Insert.ID != "m19999" {
+		t.Errorf("the spool lost the buffer's writes: %d in it, %d in the buffer", len(ops), s.Backlog())
+	}
+	s.Close()
+}
+
+// TestASpoolThatFailsLeavesTheWritesInMemory: a spool whose file cannot be written says so
+// (once a minute) and the writer goes on as without it: the writes wait in memory and are
+// written when the database recovers.
+func TestASpoolThatFailsLeavesTheWritesInMemory(t *testing.T) {
+	_, sp := newSpool(t)
+	sp.f.Close() // every write to it fails now
+	var logs syncbuf.Buffer
+	m := NewMemory()
+	fb := &flaky{Backend: m, down: true}
+	s := New(Options{Backend: fb, Spool: sp, Logger: jsonLogger(&logs), CommitTimeout: time.Millisecond})
+	ctx := context.Background()
+	s.Insert(ctx, record("m1", "acme", "p", "pm1", t0))
+	s.Flush(ctx)
+	s.Insert(ctx, record("m2", "acme", "p", "pm2", t0))
+	s.Flush(ctx)
+	if n := strings.Count(logs.String(), "message log spool failed"); n != 1 {
+		t.Errorf("%d lines of the spool's failure, want 1: %s", n, logs.String())
+	}
+	fb.set(false)
+	s.Flush(ctx)
+	for _, id := range []string{"m1", "m2"} {
+		if _, err := m.Get(ctx, "acme", id); err != nil {
+			t.Errorf("%s: %v", id, err)
+		}
+	}
+	s.Close()
+}
+
+// TestAWriteIsSpooledBeforeItIsAnswered: a write that arrives while the database fails is in the
+// spool before Insert gives up waiting for its commit (when its send is answered), however long
+// the writer's backoff before its next try: a kill right after the answer finds it there.
+func TestAWriteIsSpooledBeforeItIsAnswered(t *testing.T) {
+	dir, sp := newSpool(t)
+	s := New(Options{Backend: &flaky{Backend: NewMemory(), down: true}, Spool: sp, CloseTimeout: time.Millisecond})
+	ctx := context.Background()
+	if err := s.Insert(ctx, record("m0", "acme", "p", "pm0", t0)); !errors.Is(err, ErrNotCommitted) {
+		t.Fatalf("insert on a failing database: %v", err)
+	}
+	if n := spooled(t, dir); n != 1 {
+		t.Errorf("%d writes in the spool after the first failed try, want 1", n)
+	}
+	time.Sleep(800 * time.Millisecond) // the writer's backoff grows to 400 ms and more
+	for i := 1; i <= 3; i++ {
+		s.Insert(ctx, record(fmt.Sprint("m", i), "acme", "p", fmt.Sprint("pm", i), t0))
+		if n := spooled(t, dir); n != i+1 {
+			t.Errorf("%d writes in the spool once write %d was answered, want %d", n, i, i+1)
+		}
+	}
+	s.Close()
+}
