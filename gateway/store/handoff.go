@@ -15,9 +15,11 @@ import (
 // PostgreSQL outage, would lose them once Close's time ran out. With Options.HandOff set, Close
 // gives them to it instead, encoded in chunks (the app puts them in Redis), and any replica whose
 // database works takes each chunk back with Adopt and writes it. A write applied twice is
-// harmless on PostgreSQL, the one backend replicas share: an insert of a record already there
-// does nothing, a report never moves a record backwards, charges a price only the first time one
-// is set and arms a push only once, and a release of a released record does nothing.
+// harmless (decodeOps marks every write it gives back as possibly applied already, Op.again): an
+// insert of a record already there leaves it as it is, and the reports after it in the batch go
+// to it; a report never moves a record backwards, charges a price only the first time one is set
+// and arms a push only once, and a release of a released record does nothing
+// (TestWritesAppliedAgainLeaveTheRecordWhereItWas, on every backend).
 
 // handoffFormat is the first byte of every chunk: a build that meets a format it does not know
 // refuses the chunk (ErrHandoffFormat) instead of writing it wrong.
@@ -55,6 +57,7 @@ func decodeOps(chunk []byte) ([]Op, error) {
 	}
 	for i := range ops {
 		op := &ops[i]
+		op.again = true
 		switch {
 		case op.Insert != nil:
 			op.Insert = cleanRecord(op.Insert)

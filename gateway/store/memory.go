@@ -54,6 +54,9 @@ func (m *Memory) Apply(_ context.Context, ops []Op) ([]Charge, error) {
 	for _, op := range ops {
 		switch {
 		case op.Insert != nil:
+			if m.byID[op.Insert.ID] != nil && op.again {
+				continue
+			}
 			r := *op.Insert
 			m.byID[r.ID] = &r
 			if r.ProviderMessageID != "" {

@@ -413,6 +413,9 @@ func (p *Postgres) apply(ctx context.Context, ops []Op, ap *applier) error {
 		RETURNING x.id, p.seq, p.report`, ids, provs, pmids)
 	var repIDs, repIDProvs, repPMIDs, repPMIDProvs []string
 	for _, op := range ops {
+		if op.Insert != nil && op.again { // read it too: it may be there already
+			repIDs, repIDProvs = append(repIDs, op.Insert.ID), append(repIDProvs, op.Insert.Provider)
+		}
 		if rep := op.Report; rep != nil {
 			if rep.MessageID != "" {
 				repIDs, repIDProvs = append(repIDs, rep.MessageID), append(repIDProvs, rep.Provider)
@@ -470,6 +473,7 @@ func (p *Postgres) apply(ctx context.Context, ops []Op, ap *applier) error {
 	}
 	changed := map[*Record]bool{}
 	fresh := map[*Record]bool{}
+	kept := map[*Record]bool{} // inserts applied before (again) whose records are there
 	insertIdx := 0
 	var unmatched []*gateway.DeliveryReport
 	for _, op := range ops {
@@ -477,6 +481,16 @@ func (p *Postgres) apply(ctx context.Context, ops []Op, ap *applier) error {
 		case op.Insert != nil:
 			r := inserts[insertIdx]
 			insertIdx++
+			if there := existing[r.ID]; op.again && there != nil {
+				// The record stays as it is; what would have gone to this copy goes to it.
+				kept[r] = true
+				for _, e := range early[r.ID] {
+					if ap.apply(there, e.rep) {
+						changed[there] = true
+					}
+				}
+				continue
+			}
 			for _, e := range early[r.ID] {
 				ap.apply(r, e.rep)
 			}
@@ -514,6 +528,9 @@ func (p *Postgres) apply(ctx context.Context, ops []Op, ap *applier) error {
 	// Round trip 2: the writes, then COMMIT.
 	b = &pgx.Batch{}
 	for _, r := range inserts {
+		if kept[r] {
+			continue
+		}
 		args, err := pgArgs(r)
 		if err != nil {
 			return err

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/smsgate/smsgate/gateway"
 	"github.com/smsgate/smsgate/gateway/syncbuf"
 )
 
@@ -409,4 +410,50 @@ func TestAWriteIsSpooledBeforeItIsAnswered(t *testing.T) {
 		}
 	}
 	s.Close()
+}
+
+// TestWritesAppliedAgainLeaveTheRecordWhereItWas: a write the database took just before a kill,
+// before the spool marked it done (or before a hand-over's chunk left Redis), is applied again,
+// with the writes that followed it. On every backend that moves no record backwards, loses no
+// report and charges no price twice: a record already there is kept, and a report following
+// its insert again in the same batch reaches it.
+func TestWritesAppliedAgainLeaveTheRecordWhereItWas(t *testing.T) {
+	again := func(ops ...Op) []Op { // as the spool and Adopt give them back
+		chunks, err := encodeOps(ops)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := decodeOps(chunks[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	backends(t, func(t *testing.T, open func() Backend) {
+		b := open()
+		defer b.Close()
+		ctx := context.Background()
+		rec := record("m1", "acme", "p", "pm1", t0)
+		rep := &gateway.DeliveryReport{Provider: "p", ProviderMessageID: "pm1", Status: gateway.StatusDelivered, Price: 0.05, Currency: "EUR"}
+		charged := 0
+		for i, batch := range [][]Op{
+			{{Insert: rec}},                         // the insert committed, then the kill
+			again(Op{Insert: rec}, Op{Report: rep}), // the insert again, with the report behind it
+			again(Op{Insert: rec}, Op{Report: rep}), // both again
+			again(Op{Insert: rec}),                  // the insert alone
+		} {
+			charges, err := b.Apply(ctx, batch)
+			if err != nil {
+				t.Fatalf("batch %d: %v", i, err)
+			}
+			charged += len(charges)
+		}
+		got, err := b.Get(ctx, "acme", "m1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status != gateway.StatusDelivered || got.Price != 0.05 || charged != 1 {
+			t.Errorf("after the writes applied again: status %s, price %v, %d charges; want delivered, 0.05, 1", got.Status, got.Price, charged)
+		}
+	})
 }

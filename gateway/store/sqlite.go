@@ -410,6 +410,15 @@ func (s *SQLite) apply(ctx context.Context, ops []Op, ap *applier) error {
 	for _, op := range ops {
 		switch {
 		case op.Insert != nil:
+			if op.again {
+				there, err := scanOne(tx.StmtContext(ctx, s.byID).QueryRowContext(ctx, op.Insert.ID, op.Insert.Provider))
+				if err != nil {
+					return err
+				}
+				if there != nil {
+					continue // applied before: the record stays as it is
+				}
+			}
 			r := *op.Insert
 			if err := s.applyPending(ctx, tx, &r, ap); err != nil {
 				return err

@@ -336,6 +336,10 @@ type Op struct {
 	done chan error
 	// seq is the write's number in the spool (Options.Spool); 0 while it is not in it.
 	seq uint64
+	// again is set on a write that may have been applied already (a chunk handed over, a spool
+	// read back): an insert of a record already there leaves that record as it is, and the
+	// reports after it in the batch go to it.
+	again bool
 }
 
 // ErrNotCommitted is returned by Insert and Report when the write did not commit within
