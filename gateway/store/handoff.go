@@ -55,6 +55,15 @@ func decodeOps(chunk []byte) ([]Op, error) {
 	if err := gob.NewDecoder(bytes.NewReader(chunk[1:])).Decode(&ops); err != nil {
 		return nil, fmt.Errorf("%w: %s", ErrHandoffFormat, err.Error())
 	}
+	if err := cleanOps(ops); err != nil {
+		return nil, err
+	}
+	return ops, nil
+}
+
+// cleanOps cleans writes read back (a chunk, the spool) as the store cleans what it is given, and
+// marks them as possibly applied already.
+func cleanOps(ops []Op) error {
 	for i := range ops {
 		op := &ops[i]
 		op.again = true
@@ -66,10 +75,10 @@ func decodeOps(chunk []byte) ([]Op, error) {
 		case op.Release != "":
 			op.Release = cleanID(op.Release)
 		default:
-			return nil, fmt.Errorf("%w: a write with nothing to write", ErrHandoffFormat)
+			return fmt.Errorf("%w: a write with nothing to write", ErrHandoffFormat)
 		}
 	}
-	return ops, nil
+	return nil
 }
 
 // HandsOver reports whether the store hands writes over at Close (Options.HandOff is set): the
