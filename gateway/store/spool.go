@@ -124,17 +124,16 @@ func (sp *Spool) open() error {
 		}
 		return fmt.Errorf("spool %s moved aside to %s: %w", path, aside, err)
 	}
-	if err := f.Truncate(0); err != nil {
-		f.Close()
-		return err
-	}
 	sp.f = f
 	sp.fresh()
 	if len(ops) > 0 {
-		if err := sp.rewrite(ops); err != nil {
-			sp.f.Close()
-			return err
-		}
+		err = sp.rewrite(ops) // renamed over the file: a kill meanwhile leaves it whole
+	} else {
+		err = f.Truncate(0)
+	}
+	if err != nil {
+		sp.f.Close()
+		return err
 	}
 	sp.recovered, sp.recoveredN = ops, len(ops)
 	return nil
