@@ -68,7 +68,8 @@ type Spool struct {
 	f    *os.File
 	// size is the file's length after its last whole frame.
 	size int64
-	// next is the number the next spooled write gets; written counts the writes in the file.
+	// next is the number the next spooled write gets; written is what the writes in the file
+	// count (opWeight), done or not.
 	next, written uint64
 	// enc writes the file's stream into encoded; a frame that failed to be appended leaves it
 	// ahead of the file, and broken set: the file must be written anew (rewrite).
@@ -253,9 +254,9 @@ func (sp *Spool) add(ops []Op) error {
 	}
 	for i := range ops {
 		ops[i].seq = sp.next + uint64(i)
+		sp.written += uint64(opWeight(&ops[i]))
 	}
 	sp.next += uint64(len(ops))
-	sp.written += uint64(len(ops))
 	return nil
 }
 
@@ -344,7 +345,7 @@ func (sp *Spool) Close() error {
 
 // The writer's side of the spool.
 
-// spoolSlack is how many writes the file may hold beyond twice the buffer's before toSpool
+// spoolSlack is how much (opWeight) the file may hold beyond twice the buffer before toSpool
 // writes it again with the buffer alone (writes committed before a failure, or pushed out of a
 // full buffer, stay in it until then).
 const spoolSlack = 4096
@@ -366,8 +367,12 @@ func (w *writeLoop) toSpool() {
 	if i == len(w.buf) {
 		return
 	}
+	adding := 0
+	for j := i; j < len(w.buf); j++ {
+		adding += opWeight(&w.buf[j])
+	}
 	var err error
-	if sp.broken || sp.written+uint64(len(w.buf)-i) > 2*uint64(len(w.buf))+spoolSlack {
+	if sp.broken || sp.written+uint64(adding) > 2*uint64(w.weight)+spoolSlack {
 		err = sp.rewrite(w.buf)
 	} else {
 		err = sp.add(w.buf[i:])

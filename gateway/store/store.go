@@ -423,7 +423,8 @@ type Options struct {
 	// OnCharge, when set, is told each price a committed report recorded (the spend counter).
 	OnCharge func(Charge)
 	// RetryBuffer bounds the writes held for another try while the database fails; default
-	// 65536. When it overflows, the oldest writes of the tenants holding the most of it are
+	// 65536. A write counts one, and one more for each KiB of the texts its tenant chose
+	// (opWeight). When it overflows, the oldest writes of the tenants holding the most of it are
 	// dropped, RetryBuffer/64 at a time: counted (OnDrop) and logged as errors.
 	RetryBuffer int
 	// ExactDrops drops only what is over RetryBuffer, never more ahead of need: for
@@ -478,8 +479,9 @@ type Store struct {
 	stop    chan struct{}
 	closeMu sync.RWMutex
 	closed  bool
-	// backlog is how many writes wait for another try (the writer sets it).
-	backlog atomic.Int64
+	// backlog is how many writes wait for another try, held what they count against
+	// Options.RetryBuffer (the writer sets both).
+	backlog, held atomic.Int64
 }
 
 // New starts the writer (and the purger when Retention > 0).
@@ -591,7 +593,7 @@ func (s *Store) wait(ctx context.Context, ops []Op) error {
 func (s *Store) Backlog() int { return int(s.backlog.Load()) }
 
 // Full reports whether the retry buffer is full: a further write would push out the oldest.
-func (s *Store) Full() bool { return s.Backlog() >= s.opts.RetryBuffer }
+func (s *Store) Full() bool { return s.held.Load() >= int64(s.opts.RetryBuffer) }
 
 // Flush waits until every write queued before it was tried once (applied, or kept for a retry
 // when the database failed), so reads see every write the database took.
@@ -708,8 +710,10 @@ const (
 // writeLoop is the writer goroutine's state: writes not applied yet, in order, and the Flush
 // barriers to release after the next attempt.
 type writeLoop struct {
-	s        *Store
-	buf      []Op
+	s   *Store
+	buf []Op
+	// weight is what buf counts against Options.RetryBuffer (opWeight).
+	weight   int
 	barriers []chan struct{}
 	backoff  time.Duration
 	// rate is the recent write rate (records a second), measured over windows of rateWindow.
@@ -735,6 +739,9 @@ func (s *Store) writer() {
 	if w.spool != nil && len(w.spool.recovered) > 0 {
 		w.buf = append(w.buf, w.spool.recovered...) // before anything sent since: the order they had
 		w.spool.recovered = nil
+		for i := range w.buf {
+			w.weight += opWeight(&w.buf[i])
+		}
 		w.publish()
 	}
 	in := s.ch
@@ -850,7 +857,8 @@ func (w *writeLoop) add(op Op) {
 	}
 	w.windowOps++
 	w.buf = append(w.buf, op)
-	if over := len(w.buf) - w.s.opts.RetryBuffer; over > 0 {
+	w.weight += opWeight(&op)
+	if over := w.weight - w.s.opts.RetryBuffer; over > 0 {
 		if !w.s.opts.ExactDrops {
 			over += w.s.opts.RetryBuffer / evictChunk
 		}
@@ -867,18 +875,21 @@ func (w *writeLoop) add(op Op) {
 // over it (evict) runs once every that many writes, not for each.
 const evictChunk = 64
 
-// evict gives up at least k writes and returns how many: the oldest writes of the tenants that
-// hold the most of the buffer, until no tenant holds more than the others' largest share allows
-// (delivery reports count as one more tenant). The retry buffer is shared: during an outage, a
-// tenant sending a flood must push out its own records, not the other tenants'. The order of what
-// is kept does not change.
+// evict gives up writes that count at least k (opWeight) and returns how many: the oldest writes
+// of the tenants that hold the most of the buffer, until no tenant holds more than the others'
+// largest share allows (delivery reports count as one more tenant). The retry buffer is shared:
+// during an outage, a tenant sending a flood, or large records, must push out its own records,
+// not the other tenants'. The order of what is kept does not change.
 func (w *writeLoop) evict(k int) int {
 	counts := map[string]int{}
+	total := 0
 	for i := range w.buf {
-		counts[opTenant(&w.buf[i])]++
+		n := opWeight(&w.buf[i])
+		counts[opTenant(&w.buf[i])] += n
+		total += n
 	}
-	// The largest share c that every tenant may keep with at most len-k writes kept in all.
-	keep, c, hi := len(w.buf)-k, 0, 0
+	// The largest share c that every tenant may keep with at most total-k kept in all.
+	keep, c, hi := total-k, 0, 0
 	for _, n := range counts {
 		hi = max(hi, n)
 	}
@@ -905,21 +916,36 @@ func (w *writeLoop) evict(k int) int {
 			n--
 			extra--
 		}
-		counts[t] = max(n-c, 0) // now: how many of t's oldest go
+		counts[t] = max(n-c, 0) // now: how much of t's oldest goes
 	}
-	j := 0
+	j, weight := 0, 0
 	for _, op := range w.buf {
 		if t := opTenant(&op); counts[t] > 0 {
-			counts[t]--
+			counts[t] -= opWeight(&op)
 			continue
 		}
 		w.buf[j] = op
 		j++
+		weight += opWeight(&op)
 	}
 	dropped := len(w.buf) - j
 	clear(w.buf[j:])
-	w.buf = w.buf[:j]
+	w.buf, w.weight = w.buf[:j], weight
 	return dropped
+}
+
+// opWeight is what a write counts against the retry buffer's bound: one, and one more for each
+// KiB of the texts its tenant chose (an Infobip-compatible message's callbackData, notifyUrl,
+// reference and bulkId; a client id; an action). An Auth0 send's record counts one (about 800
+// bytes in memory); one with Infobip's largest callbackData four. Counted in writes alone, a
+// tenant sending large records during an outage could fill the replica's memory, which every
+// tenant's records share, five to ten times faster than the bound promises.
+func opWeight(op *Op) int {
+	r := op.Insert
+	if r == nil {
+		return 1
+	}
+	return 1 + (len(r.CallbackData)+len(r.NotifyURL)+len(r.Reference)+len(r.BulkID)+len(r.ClientID)+len(r.Action))/1024
 }
 
 // opTenant is the tenant a write belongs to; "" for a delivery report (it names no tenant).
@@ -944,6 +970,9 @@ func (w *writeLoop) logOverflow(now time.Time) {
 // instead, and append moves what is left to a new array as the buffer grows (a long backlog
 // drains in many batches). Removed ops are cleared so that their records can be collected.
 func (w *writeLoop) shift(n int) {
+	for i := range w.buf[:n] {
+		w.weight -= opWeight(&w.buf[i])
+	}
 	rest := len(w.buf) - n
 	if rest <= shiftCopyMax {
 		copy(w.buf, w.buf[n:])
@@ -1033,6 +1062,7 @@ func (w *writeLoop) publish() {
 	s := w.s
 	w.logOverflow(time.Now())
 	s.backlog.Store(int64(len(w.buf)))
+	s.held.Store(int64(w.weight))
 	if s.opts.OnBacklog != nil {
 		s.opts.OnBacklog(len(w.buf))
 	}

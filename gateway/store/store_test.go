@@ -631,6 +631,42 @@ func TestOverflowPushesOutTheFloodNotTheOthers(t *testing.T) {
 	}
 }
 
+// TestLargeRecordsCountByTheirSize: the retry buffer counts a write one, and one more for each
+// KiB of the texts its tenant chose. A tenant sending Infobip-compatible messages with the largest
+// callbackData during an outage fills the bound four times faster than one sending Auth0 codes,
+// and pushes out its own records, not the quiet tenant's: the replica's memory, which both share,
+// stays what the bound promises.
+func TestLargeRecordsCountByTheirSize(t *testing.T) {
+	fb := &flaky{Backend: NewMemory(), down: true}
+	var c counters
+	s := New(c.opts(Options{Backend: fb, RetryBuffer: 1024, CommitTimeout: time.Microsecond}))
+	defer s.Close()
+	ctx := context.Background()
+	for i := range 100 {
+		s.Insert(ctx, record(fmt.Sprint("quiet-", i), "quiet", "p", "", t0))
+	}
+	big := strings.Repeat("x", 4000)
+	for i := range 2000 {
+		r := record(fmt.Sprint("large-", i), "large", "p", "", t0)
+		r.Source, r.CallbackData = "infobip-sms-v2", big
+		s.Insert(ctx, r)
+	}
+	s.Flush(ctx)
+	if held := s.held.Load(); held > 1024 || held < 1024-1024/evictChunk-4 {
+		t.Errorf("the buffer holds %d against a bound of 1024", held)
+	}
+	fb.set(false)
+	s.Flush(ctx)
+	quiet, _ := fb.Backend.List(ctx, Query{Tenant: "quiet", Limit: 2000})
+	large, _ := fb.Backend.List(ctx, Query{Tenant: "large", Limit: 2000})
+	if len(quiet) != 100 || len(large) > (1024-100)/4 || len(large) == 0 {
+		t.Errorf("kept quiet %d (want 100), large %d (want at most %d, each counting 4)", len(quiet), len(large), (1024-100)/4)
+	}
+	if _, _, dropped := c.get(); dropped != 2000-len(large) {
+		t.Errorf("%d counted dropped, want %d", dropped, 2000-len(large))
+	}
+}
+
 // TestExactDropsGiveUpOnlyWhatIsOver: with ExactDrops (backlog_full: refuse_sends) an overflow
 // gives up only the writes over the bound; without, 1/64 of the bound goes at once.
 func TestExactDropsGiveUpOnlyWhatIsOver(t *testing.T) {
