@@ -431,3 +431,61 @@ func (w *writeLoop) spoolFailed(msg string, err error) {
 		w.spoolLogged = now
 	}
 }
+
+// slowTry is a watcher of one try of the database (watchSlowTry).
+type slowTry struct {
+	timer      *time.Timer
+	stop, done chan struct{}
+	// taken is what it took off the queue meanwhile, in order.
+	taken []Op
+}
+
+// watchSlowTry, with a spool, watches the try about to start: a try still running after
+// CommitTimeout (a database that stopped answering holds it up to WriteTimeout) has senders
+// answered without their commit, so the watcher adds the buffer to the spool and then takes the
+// queue, adding each write to it as it arrives, until endWatch. The writer is inside the try
+// meanwhile and touches neither; the try reads the ops' records, not their numbers. A try that
+// ends in time costs a timer, no goroutine.
+func (w *writeLoop) watchSlowTry() *slowTry {
+	if w.spool == nil {
+		return nil
+	}
+	st := &slowTry{stop: make(chan struct{}), done: make(chan struct{})}
+	st.timer = time.AfterFunc(w.s.opts.CommitTimeout, func() {
+		defer close(st.done)
+		w.toSpool()
+		// Numbers follow the buffer's order: a write taken is numbered only while everything
+		// before it is.
+		spooling := w.spool != nil && (len(w.buf) == 0 || w.buf[len(w.buf)-1].seq != 0)
+		for {
+			select {
+			case <-st.stop:
+				return
+			case op, ok := <-w.s.ch:
+				if !ok {
+					return
+				}
+				st.taken = append(st.taken, op)
+				if spooling && op.barrier == nil {
+					if err := w.spool.add(st.taken[len(st.taken)-1:]); err != nil {
+						w.spoolFailed("message log spool failed; the writes waiting for the database are kept in memory only", err)
+						spooling = false
+					}
+				}
+			}
+		}
+	})
+	return st
+}
+
+// endWatch stops the watcher once the try has returned and adds what it took to the buffer.
+func (w *writeLoop) endWatch(st *slowTry) {
+	if st == nil || st.timer.Stop() {
+		return // not started: nothing taken
+	}
+	close(st.stop)
+	<-st.done
+	for _, op := range st.taken {
+		w.add(op)
+	}
+}

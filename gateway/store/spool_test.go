@@ -498,3 +498,73 @@ func FuzzReadSpool(f *testing.F) {
 		}
 	})
 }
+
+// hanging is a Backend whose Apply, while hang is set, waits until released or its context ends
+// and then fails: a database that stopped answering.
+type hanging struct {
+	Backend
+	mu      sync.Mutex
+	hang    bool
+	release chan struct{}
+}
+
+func (h *hanging) Apply(ctx context.Context, ops []Op) ([]Charge, error) {
+	h.mu.Lock()
+	hang, release := h.hang, h.release
+	h.mu.Unlock()
+	if !hang {
+		return h.Backend.Apply(ctx, ops)
+	}
+	select {
+	case <-release:
+	case <-ctx.Done():
+	}
+	return nil, errors.New("read tcp: i/o timeout (simulated)")
+}
+
+// TestWritesAnsweredDuringAHangingTryAreSpooled: a try that hangs on a database that stopped
+// answering holds the writer up to write_timeout while sends are answered after commit_timeout;
+// the writes they answered are in the spool meanwhile, the one being tried and those arriving
+// behind it, so a kill during the hang loses none. Once the database answers, they are written in
+// their order and the spool is emptied.
+func TestWritesAnsweredDuringAHangingTryAreSpooled(t *testing.T) {
+	dir, sp := newSpool(t)
+	m := NewMemory()
+	h := &hanging{Backend: m, hang: true, release: make(chan struct{})}
+	s := New(Options{Backend: h, Spool: sp, CommitTimeout: 20 * time.Millisecond, WriteTimeout: time.Minute, CloseTimeout: time.Millisecond})
+	defer s.Close()
+	ctx := context.Background()
+	for i := range 5 {
+		if err := s.Insert(ctx, record(fmt.Sprint("m", i), "acme", "p", fmt.Sprint("pm", i), t0)); !errors.Is(err, ErrNotCommitted) {
+			t.Fatalf("insert %d during the hang: %v", i, err)
+		}
+	}
+	s.Report(ctx, &gateway.DeliveryReport{Provider: "p", ProviderMessageID: "pm2", Status: gateway.StatusDelivered})
+	for start := time.Now(); spooled(t, dir) != 6; time.Sleep(time.Millisecond) {
+		if time.Since(start) > 5*time.Second { // the try hangs for a minute
+			t.Fatalf("%d writes in the spool while the first try hangs, want all 6 answered", spooled(t, dir))
+		}
+	}
+	h.mu.Lock()
+	h.hang = false
+	h.mu.Unlock()
+	close(h.release)
+	written := func() bool { r, _ := m.Get(ctx, "acme", "m2"); return r != nil && r.Status == gateway.StatusDelivered }
+	for start := time.Now(); !written(); time.Sleep(time.Millisecond) {
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("%d writes still wait once the database answers", s.Backlog())
+		}
+	}
+	s.Flush(ctx)
+	for i := range 5 {
+		if _, err := m.Get(ctx, "acme", fmt.Sprint("m", i)); err != nil {
+			t.Errorf("m%d: %v", i, err)
+		}
+	}
+	if r, _ := m.Get(ctx, "acme", "m2"); r == nil || r.Status != gateway.StatusDelivered {
+		t.Errorf("the report behind its record: %+v", r)
+	}
+	if n := spooled(t, dir); n != 0 {
+		t.Errorf("%d writes left in the spool once written", n)
+	}
+}

@@ -1032,8 +1032,10 @@ func (w *writeLoop) tryAll() bool {
 func (w *writeLoop) apply(n int) error {
 	s := w.s
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WriteTimeout)
+	watch := w.watchSlowTry()
 	charges, err := s.b.Apply(ctx, w.buf[:n])
 	cancel()
+	w.endWatch(watch)
 	if s.onBatch != nil {
 		s.onBatch(n, err)
 	}
