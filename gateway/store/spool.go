@@ -355,27 +355,30 @@ const spoolPause = time.Second
 
 // toSpool adds the buffer's writes not in the spool yet (the buffer's tail: the writer adds them
 // in its order) to it.
-func (w *writeLoop) toSpool() {
+func (w *writeLoop) toSpool() { w.spoolTail(w.buf) }
+
+// spoolTail is toSpool for buf, the buffer or a copy of it (numbered there, not in the buffer).
+func (w *writeLoop) spoolTail(buf []Op) {
 	sp := w.spool
-	if sp == nil || len(w.buf) == 0 || time.Now().Before(w.spoolRetry) {
+	if sp == nil || len(buf) == 0 || time.Now().Before(w.spoolRetry) {
 		return
 	}
-	i := len(w.buf)
-	for i > 0 && w.buf[i-1].seq == 0 {
+	i := len(buf)
+	for i > 0 && buf[i-1].seq == 0 {
 		i--
 	}
-	if i == len(w.buf) {
+	if i == len(buf) {
 		return
 	}
 	adding := 0
-	for j := i; j < len(w.buf); j++ {
-		adding += opWeight(&w.buf[j])
+	for j := i; j < len(buf); j++ {
+		adding += opWeight(&buf[j])
 	}
 	var err error
 	if sp.broken || sp.written+uint64(adding) > 2*uint64(w.weight)+spoolSlack {
-		err = sp.rewrite(w.buf)
+		err = sp.rewrite(buf)
 	} else {
-		err = sp.add(w.buf[i:])
+		err = sp.add(buf[i:])
 	}
 	if err != nil {
 		w.spoolFailed("message log spool failed; the writes waiting for the database are kept in memory only", err)
@@ -436,6 +439,9 @@ func (w *writeLoop) spoolFailed(msg string, err error) {
 type slowTry struct {
 	timer      *time.Timer
 	stop, done chan struct{}
+	// numbered is a copy of the buffer as the watcher numbered it in the spool: the try reads the
+	// buffer's ops whole, so their numbers are set once it has returned.
+	numbered []Op
 	// taken is what it took off the queue meanwhile, in order.
 	taken []Op
 }
@@ -444,8 +450,8 @@ type slowTry struct {
 // CommitTimeout (a database that stopped answering holds it up to WriteTimeout) has senders
 // answered without their commit, so the watcher adds the buffer to the spool and then takes the
 // queue, adding each write to it as it arrives, until endWatch. The writer is inside the try
-// meanwhile and touches neither; the try reads the ops' records, not their numbers. A try that
-// ends in time costs a timer, no goroutine.
+// meanwhile and touches neither; the try reads the buffer, so the watcher numbers a copy. A try
+// that ends in time costs a timer, no goroutine.
 func (w *writeLoop) watchSlowTry() *slowTry {
 	if w.spool == nil {
 		return nil
@@ -453,10 +459,11 @@ func (w *writeLoop) watchSlowTry() *slowTry {
 	st := &slowTry{stop: make(chan struct{}), done: make(chan struct{})}
 	st.timer = time.AfterFunc(w.s.opts.CommitTimeout, func() {
 		defer close(st.done)
-		w.toSpool()
+		st.numbered = slices.Clone(w.buf)
+		w.spoolTail(st.numbered)
 		// Numbers follow the buffer's order: a write taken is numbered only while everything
 		// before it is.
-		spooling := w.spool != nil && (len(w.buf) == 0 || w.buf[len(w.buf)-1].seq != 0)
+		spooling := w.spool != nil && st.numbered[len(st.numbered)-1].seq != 0
 		for {
 			select {
 			case <-st.stop:
@@ -478,14 +485,17 @@ func (w *writeLoop) watchSlowTry() *slowTry {
 	return st
 }
 
-// endWatch stops the watcher once the try has returned and adds what it took to the buffer.
-func (w *writeLoop) endWatch(st *slowTry) {
+// endWatch stops the watcher once the try has returned and gives what it took, for the buffer
+// once the tried batch has left it (added before, an overflow could push out the batch's writes
+// and theirs would take their place).
+func (w *writeLoop) endWatch(st *slowTry) []Op {
 	if st == nil || st.timer.Stop() {
-		return // not started: nothing taken
+		return nil // not started: nothing taken
 	}
 	close(st.stop)
 	<-st.done
-	for _, op := range st.taken {
-		w.add(op)
+	for i := range st.numbered {
+		w.buf[i].seq = st.numbered[i].seq
 	}
+	return st.taken
 }

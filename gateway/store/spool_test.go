@@ -568,3 +568,77 @@ func TestWritesAnsweredDuringAHangingTryAreSpooled(t *testing.T) {
 		t.Errorf("%d writes left in the spool once written", n)
 	}
 }
+
+// TestWritesTakenDuringASlowTryThatCommitsAreKept: a try of a full buffer that runs past
+// commit_timeout and then commits: the writes the watcher took meanwhile join the buffer after the
+// committed batch has left it. Joining before, they pushed the batch's oldest out (counted as
+// dropped, though committed) and took their place in the batch's bookkeeping: marked committed,
+// never written.
+func TestWritesTakenDuringASlowTryThatCommitsAreKept(t *testing.T) {
+	_, sp := newSpool(t)
+	m := NewMemory()
+	b := &slowThenOK{Backend: m, fail: true, release: make(chan struct{})}
+	var c counters
+	s := New(c.opts(Options{Backend: b, Spool: sp, RetryBuffer: 8, CommitTimeout: 10 * time.Millisecond, WriteTimeout: time.Minute, CloseTimeout: time.Millisecond}))
+	defer s.Close()
+	ctx := context.Background()
+	for i := range 8 { // a full buffer while the database fails
+		s.Insert(ctx, record(fmt.Sprint("a", i), "acme", "p", fmt.Sprint("pa", i), t0))
+	}
+	b.set(false)
+	go s.Flush(ctx) // a try of all eight, which hangs
+	for start := time.Now(); !b.hanging(); time.Sleep(time.Millisecond) {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("no try began")
+		}
+	}
+	for i := range 4 { // taken by the watcher while the try hangs
+		s.Insert(ctx, record(fmt.Sprint("b", i), "acme", "p", fmt.Sprint("pb", i), t0))
+	}
+	close(b.release) // the try commits
+	all := func() bool {
+		recs, _ := m.List(ctx, Query{Tenant: "acme", Limit: 100})
+		return len(recs) == 12
+	}
+	for start := time.Now(); !all(); time.Sleep(time.Millisecond) {
+		if time.Since(start) > 5*time.Second {
+			recs, _ := m.List(ctx, Query{Tenant: "acme", Limit: 100})
+			_, _, dropped := c.get()
+			t.Fatalf("%d of 12 records written, %d counted dropped", len(recs), dropped)
+		}
+	}
+	if _, _, dropped := c.get(); dropped != 0 {
+		t.Errorf("%d writes counted dropped, none was", dropped)
+	}
+}
+
+// slowThenOK is a Backend that fails at once while fail is set, then holds its tries until
+// release and commits them.
+type slowThenOK struct {
+	Backend
+	mu      sync.Mutex
+	fail    bool
+	held    int
+	release chan struct{}
+}
+
+func (b *slowThenOK) Apply(ctx context.Context, ops []Op) ([]Charge, error) {
+	b.mu.Lock()
+	fail := b.fail
+	if !fail {
+		b.held++
+	}
+	b.mu.Unlock()
+	if fail {
+		return nil, errors.New("connection refused (simulated)")
+	}
+	select {
+	case <-b.release:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return b.Backend.Apply(ctx, ops)
+}
+
+func (b *slowThenOK) set(fail bool) { b.mu.Lock(); b.fail = fail; b.mu.Unlock() }
+func (b *slowThenOK) hanging() bool { b.mu.Lock(); defer b.mu.Unlock(); return b.held > 0 }

@@ -1035,7 +1035,13 @@ func (w *writeLoop) apply(n int) error {
 	watch := w.watchSlowTry()
 	charges, err := s.b.Apply(ctx, w.buf[:n])
 	cancel()
-	w.endWatch(watch)
+	// What the watcher took joins the buffer behind this batch, once the batch is done with.
+	taken := w.endWatch(watch)
+	defer func() {
+		for _, op := range taken {
+			w.add(op)
+		}
+	}()
 	if s.onBatch != nil {
 		s.onBatch(n, err)
 	}
