@@ -392,8 +392,7 @@ func (w *writeLoop) spoolDone(seq uint64) {
 	}
 	if err := w.spool.done(seq); err != nil {
 		// Not marked: were the process killed now, its next start would write them again, which
-		// does no harm but charges prices twice. Emptying the file at the end of the buffer
-		// settles it.
+		// does no harm (Op.again). Emptying the file at the end of the buffer settles it.
 		w.spoolFailed("message log spool failed to mark writes done", err)
 	}
 }
