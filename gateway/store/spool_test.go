@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -116,7 +115,7 @@ func TestASpoolIsOneProcesssAtATime(t *testing.T) {
 // once the buffer is written the spool is empty.
 func TestWritesThatCommitAreNotWrittenAgain(t *testing.T) {
 	dir, sp := newSpool(t)
-	fb := &takeN{Backend: NewMemory(), fail: true}
+	fb := &flaky{Backend: NewMemory(), down: true}
 	s := New(Options{Backend: fb, Spool: sp, CommitTimeout: time.Millisecond, CloseTimeout: time.Millisecond})
 	ctx := context.Background()
 	for i := range 1200 {
@@ -131,7 +130,7 @@ func TestWritesThatCommitAreNotWrittenAgain(t *testing.T) {
 	if n := spooled(t, dir); n != 1200-2*maxBatch {
 		t.Errorf("%d writes left in the spool after two batches committed, want %d", n, 1200-2*maxBatch)
 	}
-	fb.allow(-1)
+	fb.set(false)
 	s.Flush(ctx)
 	if n := spooled(t, dir); n != 0 {
 		t.Errorf("%d writes left in the spool once all committed", n)
@@ -166,38 +165,6 @@ func spooled(t *testing.T, dir string) int {
 		t.Fatal(err)
 	}
 	return len(ops)
-}
-
-// takeN is a Backend that fails while fail is set, except for the next n batches.
-type takeN struct {
-	Backend
-	mu   sync.Mutex
-	fail bool
-	n    int
-}
-
-func (b *takeN) Apply(ctx context.Context, ops []Op) ([]Charge, error) {
-	b.mu.Lock()
-	ok := !b.fail || b.n > 0
-	if b.n > 0 {
-		b.n--
-	}
-	b.mu.Unlock()
-	if !ok {
-		return nil, errors.New("connection refused (simulated)")
-	}
-	return b.Backend.Apply(ctx, ops)
-}
-
-// allow lets n more batches commit; -1 ends the outage.
-func (b *takeN) allow(n int) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if n < 0 {
-		b.fail = false
-		return
-	}
-	b.n = n
 }
 
 // TestWritesStillFailingAtCloseStayInTheSpool: without a hand-over (or with one that fails) a
@@ -499,29 +466,6 @@ func FuzzReadSpool(f *testing.F) {
 	})
 }
 
-// hanging is a Backend whose Apply, while hang is set, waits until released or its context ends
-// and then fails: a database that stopped answering.
-type hanging struct {
-	Backend
-	mu      sync.Mutex
-	hang    bool
-	release chan struct{}
-}
-
-func (h *hanging) Apply(ctx context.Context, ops []Op) ([]Charge, error) {
-	h.mu.Lock()
-	hang, release := h.hang, h.release
-	h.mu.Unlock()
-	if !hang {
-		return h.Backend.Apply(ctx, ops)
-	}
-	select {
-	case <-release:
-	case <-ctx.Done():
-	}
-	return nil, errors.New("read tcp: i/o timeout (simulated)")
-}
-
 // TestWritesAnsweredDuringAHangingTryAreSpooled: a try that hangs on a database that stopped
 // answering holds the writer up to write_timeout while sends are answered after commit_timeout;
 // the writes they answered are in the spool meanwhile, the one being tried and those arriving
@@ -530,7 +474,7 @@ func (h *hanging) Apply(ctx context.Context, ops []Op) ([]Charge, error) {
 func TestWritesAnsweredDuringAHangingTryAreSpooled(t *testing.T) {
 	dir, sp := newSpool(t)
 	m := NewMemory()
-	h := &hanging{Backend: m, hang: true, release: make(chan struct{})}
+	h := &flaky{Backend: m, hold: make(chan struct{})}
 	s := New(Options{Backend: h, Spool: sp, CommitTimeout: 20 * time.Millisecond, WriteTimeout: time.Minute, CloseTimeout: time.Millisecond})
 	defer s.Close()
 	ctx := context.Background()
@@ -545,10 +489,7 @@ func TestWritesAnsweredDuringAHangingTryAreSpooled(t *testing.T) {
 			t.Fatalf("%d writes in the spool while the first try hangs, want all 6 answered", spooled(t, dir))
 		}
 	}
-	h.mu.Lock()
-	h.hang = false
-	h.mu.Unlock()
-	close(h.release)
+	close(h.hold) // the database answers
 	written := func() bool { r, _ := m.Get(ctx, "acme", "m2"); return r != nil && r.Status == gateway.StatusDelivered }
 	for start := time.Now(); !written(); time.Sleep(time.Millisecond) {
 		if time.Since(start) > 5*time.Second {
@@ -577,7 +518,7 @@ func TestWritesAnsweredDuringAHangingTryAreSpooled(t *testing.T) {
 func TestWritesTakenDuringASlowTryThatCommitsAreKept(t *testing.T) {
 	_, sp := newSpool(t)
 	m := NewMemory()
-	b := &slowThenOK{Backend: m, fail: true, release: make(chan struct{})}
+	b := &flaky{Backend: m, down: true, hold: make(chan struct{})}
 	var c counters
 	s := New(c.opts(Options{Backend: b, Spool: sp, RetryBuffer: 8, CommitTimeout: 10 * time.Millisecond, WriteTimeout: time.Minute, CloseTimeout: time.Millisecond}))
 	defer s.Close()
@@ -587,7 +528,7 @@ func TestWritesTakenDuringASlowTryThatCommitsAreKept(t *testing.T) {
 	}
 	b.set(false)
 	go s.Flush(ctx) // a try of all eight, which hangs
-	for start := time.Now(); !b.hanging(); time.Sleep(time.Millisecond) {
+	for start := time.Now(); !b.held(); time.Sleep(time.Millisecond) {
 		if time.Since(start) > 5*time.Second {
 			t.Fatal("no try began")
 		}
@@ -595,7 +536,7 @@ func TestWritesTakenDuringASlowTryThatCommitsAreKept(t *testing.T) {
 	for i := range 4 { // taken by the watcher while the try hangs
 		s.Insert(ctx, record(fmt.Sprint("b", i), "acme", "p", fmt.Sprint("pb", i), t0))
 	}
-	close(b.release) // the try commits
+	close(b.hold) // the try commits
 	all := func() bool {
 		recs, _ := m.List(ctx, Query{Tenant: "acme", Limit: 100})
 		return len(recs) == 12
@@ -611,34 +552,3 @@ func TestWritesTakenDuringASlowTryThatCommitsAreKept(t *testing.T) {
 		t.Errorf("%d writes counted dropped, none was", dropped)
 	}
 }
-
-// slowThenOK is a Backend that fails at once while fail is set, then holds its tries until
-// release and commits them.
-type slowThenOK struct {
-	Backend
-	mu      sync.Mutex
-	fail    bool
-	held    int
-	release chan struct{}
-}
-
-func (b *slowThenOK) Apply(ctx context.Context, ops []Op) ([]Charge, error) {
-	b.mu.Lock()
-	fail := b.fail
-	if !fail {
-		b.held++
-	}
-	b.mu.Unlock()
-	if fail {
-		return nil, errors.New("connection refused (simulated)")
-	}
-	select {
-	case <-b.release:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	return b.Backend.Apply(ctx, ops)
-}
-
-func (b *slowThenOK) set(fail bool) { b.mu.Lock(); b.fail = fail; b.mu.Unlock() }
-func (b *slowThenOK) hanging() bool { b.mu.Lock(); defer b.mu.Unlock(); return b.held > 0 }

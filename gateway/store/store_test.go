@@ -399,27 +399,52 @@ func TestMemoryPendingReportsExpireAndAreBounded(t *testing.T) {
 	}
 }
 
-// flaky is a Backend that fails while down is set, counting the tries.
+// flaky is a Backend that fails while down is set, counting the tries, but lets the next
+// allowed batches through; with hold set, each try that is let through waits for hold to close
+// (a database that stopped answering) and then commits.
 type flaky struct {
 	Backend
-	mu    sync.Mutex
-	down  bool
-	tries int
+	mu      sync.Mutex
+	down    bool
+	tries   int
+	allowed int
+	hold    chan struct{}
+	holding int
 }
 
 func (f *flaky) Apply(ctx context.Context, ops []Op) ([]Charge, error) {
 	f.mu.Lock()
 	f.tries++
-	down := f.down
+	down := f.down && f.allowed == 0
+	if f.down && f.allowed > 0 {
+		f.allowed--
+	}
+	hold := f.hold
+	if !down && hold != nil {
+		f.holding++
+	}
 	f.mu.Unlock()
 	if down {
 		return nil, fmt.Errorf("disk I/O error (simulated)")
+	}
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	return f.Backend.Apply(ctx, ops)
 }
 
 func (f *flaky) set(down bool) { f.mu.Lock(); f.down = down; f.mu.Unlock() }
 func (f *flaky) count() int    { f.mu.Lock(); defer f.mu.Unlock(); return f.tries }
+
+// allow lets the next n batches through while down.
+func (f *flaky) allow(n int) { f.mu.Lock(); f.allowed = n; f.mu.Unlock() }
+
+// held reports whether a try has begun waiting for hold.
+func (f *flaky) held() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.holding > 0 }
 
 // counters collects what the writer reports to metrics.
 type counters struct {
