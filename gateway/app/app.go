@@ -335,8 +335,8 @@ func New(ctx context.Context, o Options) (*App, error) {
 		OnDrop:    func(n int) { a.metrics.LogDropped.Add(float64(n)) },
 		OnCharge:  a.charge,
 		HandOff:   a.handOffFor(cfg),
-		Spool:     spool,
 		OnHandOff: func(n int) { a.metrics.LogHandedOver.WithLabelValues("out").Add(float64(n)) },
+		Spool:     spool,
 		InFlight:  func() int { return int(a.inflight.Load()) },
 		Linger:    500 * time.Microsecond,
 	})

@@ -54,7 +54,7 @@ func (m *Memory) Apply(_ context.Context, ops []Op) ([]Charge, error) {
 	for _, op := range ops {
 		switch {
 		case op.Insert != nil:
-			if m.byID[op.Insert.ID] != nil && op.again {
+			if op.again && m.byID[op.Insert.ID] != nil {
 				continue
 			}
 			r := *op.Insert
