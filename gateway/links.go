@@ -7,6 +7,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"golang.org/x/net/idna"
 	"golang.org/x/net/publicsuffix"
 )
 
@@ -23,11 +24,19 @@ import (
 //     and a phone would not make it one).
 //
 // A bare domain name without a path ("acme.com", or the origin line of a WebOTP text, "@acme.com
-// #123456") is not a link here: product names and abbreviations look the same. A link whose host
-// cannot be read ("https:///", a percent-encoded host) yields what it has, possibly "": no
-// allowed host matches it, so it is refused, never let through.
-func LinkHosts(text string) iter.Seq[string] {
+// #123456") is not a link here unless bare is set: product names and abbreviations look the same.
+// With bare (policy.bare_domain_links), every domain name in the text is yielded too, wherever it
+// is (BareNames). A link whose host cannot be read ("https:///", a percent-encoded host) yields
+// what it has, possibly "": no allowed host matches it, so it is refused, never let through.
+func LinkHosts(text string, bare bool) iter.Seq[string] {
 	return func(yield func(string) bool) {
+		if bare {
+			for host := range BareNames(text) {
+				if !yield(host) {
+					return
+				}
+			}
+		}
 		if strings.IndexByte(text, '/') < 0 && !hasWWW(text) {
 			return // every link form holds one or the other; most codes hold neither
 		}
@@ -37,6 +46,56 @@ func LinkHosts(text string) iter.Seq[string] {
 			}
 		}
 	}
+}
+
+// BareNames yields, in lower case, each domain name in text whose last label is a top-level
+// domain of the public suffix list's ICANN part: "acme.com", "Evil.COM." (the sentence's full stop
+// is not the name's), "bob@evil.example.org" (an address: its domain), "evil。com" (IDNA maps the
+// ideographic full stop to '.'), "пример.рф" (the top-level domain in Unicode, looked up in
+// punycode). What a phone may make clickable without a scheme or a path, and what a phishing text
+// needs once links with paths are refused. Unlike the link forms, a name inside a link's path
+// counts too ("https://acme.com/go/evil.com" yields evil.com), and a missing space after a
+// sentence can make one ("Code 4829.It expires": "4829.it"): the rule errs towards a name.
+// A top-level domain that is not a real one is no name ("1234.Ignore", "node.js", and the
+// Chinese sentence "验证码482913。请勿泄露", whose last "label" is no domain).
+func BareNames(text string) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		if !strings.ContainsAny(text, ".。．｡") {
+			return // a name holds a full stop; most codes hold none
+		}
+		start := -1 // of the run of name characters being read
+		for i, r := range text {
+			switch {
+			case nameChar(r):
+				if start < 0 {
+					start = i
+				}
+			case start >= 0:
+				if !yieldName(text[start:i], yield) {
+					return
+				}
+				start = -1
+			}
+		}
+		if start >= 0 {
+			yieldName(text[start:], yield)
+		}
+	}
+}
+
+// nameChar reports whether r may be part of a domain name: a letter, a digit, '-' or a full stop.
+func nameChar(r rune) bool {
+	if r < utf8.RuneSelf {
+		return asciiAlnum(byte(r)) || r == '-' || r == '.'
+	}
+	return unicode.IsLetter(r) || unicode.IsDigit(r) || fullStop(r)
+}
+
+// yieldName yields run, a run of name characters, without the full stops and hyphens around it,
+// in lower case, if it is a domain name with a known top-level domain; it returns what yield did.
+func yieldName(run string, yield func(string) bool) bool {
+	name := strings.TrimFunc(run, func(r rune) bool { return r == '-' || fullStop(r) })
+	return !DomainName(name) || !knownTLD(name) || yield(strings.ToLower(name))
 }
 
 // hasWWW reports whether text holds "www." in any case.
@@ -107,7 +166,7 @@ func nameStart(s string) int {
 	i := len(s)
 	for i > 0 {
 		r, n := utf8.DecodeLastRuneInString(s[:i])
-		if !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '-' && !fullStop(r) {
+		if !nameChar(r) {
 			break
 		}
 		i -= n
@@ -169,20 +228,37 @@ func DomainName(s string) bool {
 
 // icannTLD reports whether the last label of domain name s is a top-level domain of the public
 // suffix list's ICANN part ("com", "io", "xn--p1ai"; not "ignore"). A label with letters beyond
-// ASCII (an internationalized top-level domain, which the list holds in punycode) counts as one:
-// the rule errs towards a link.
+// ASCII (an internationalized top-level domain, which the list holds in punycode) counts as one
+// unchecked: the rule errs towards a link (knownTLD looks it up).
 func icannTLD(s string) bool {
-	tld := s
-	if i := strings.LastIndexFunc(s, fullStop); i >= 0 {
-		_, n := utf8.DecodeRuneInString(s[i:])
-		tld = s[i+n:]
-	}
-	if strings.IndexFunc(tld, func(r rune) bool { return r >= utf8.RuneSelf }) >= 0 {
-		return true
+	return strings.IndexFunc(lastLabel(s), nonASCII) >= 0 || knownTLD(s)
+}
+
+// knownTLD reports whether the last label of domain name s is a top-level domain of the public
+// suffix list's ICANN part, a label beyond ASCII looked up in punycode.
+func knownTLD(s string) bool {
+	tld := lastLabel(s)
+	if strings.IndexFunc(tld, nonASCII) >= 0 {
+		a, err := idna.Lookup.ToASCII(tld)
+		if err != nil {
+			return false
+		}
+		tld = a
 	}
 	_, icann := publicsuffix.PublicSuffix(strings.ToLower(tld))
 	return icann
 }
+
+// lastLabel is what follows the last full stop of s (all of s without one).
+func lastLabel(s string) string {
+	if i := strings.LastIndexFunc(s, fullStop); i >= 0 {
+		_, n := utf8.DecodeRuneInString(s[i:])
+		return s[i+n:]
+	}
+	return s
+}
+
+func nonASCII(r rune) bool { return r >= utf8.RuneSelf }
 
 func schemeChar(c byte) bool {
 	return letter(c) || c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.'

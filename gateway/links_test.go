@@ -50,10 +50,48 @@ func TestLinkHosts(t *testing.T) {
 		{"https://", []string{""}},
 		{"intent://scan/#Intent;scheme=zxing;end", []string{"scan"}},
 	} {
-		got := slices.Collect(LinkHosts(tc.text))
+		got := slices.Collect(LinkHosts(tc.text, false))
 		if diff := cmp.Diff(tc.want, got); diff != "" {
 			t.Errorf("LinkHosts(%q) (-want +got):\n%s", tc.text, diff)
 		}
+	}
+}
+
+// TestBareNames: with policy.bare_domain_links every domain name is a link, wherever it is, and
+// a word that only looks like one (an abbreviation, a file name, a sentence without its space in
+// a script that has no spaces) is none.
+func TestBareNames(t *testing.T) {
+	for _, tc := range []struct {
+		text string
+		want []string
+	}{
+		{"123456 is your verification code for Acme. Please enter this code to verify your enrollment.", nil},
+		{"Your code is 482913.", nil},
+		{"Code 1/2: 4829, valid 5.5 min, e.g./i.e. km/h, U.S., Ph.D, node.js, 1234.Ignore", nil},
+		{"您的验证码是482913。请勿泄露", nil}, // the ideographic full stop between two sentences
+		{"Your Acme.com code is 482913. Don't share it.", []string{"acme.com"}},
+		{"Your code is 482913\n\n@acme.com #482913", []string{"acme.com"}}, // WebOTP's origin line
+		{"Account locked. Verify at acme-secure-login.com.", []string{"acme-secure-login.com"}},
+		{"Reply to bob@Evil.Example.ORG", []string{"evil.example.org"}},
+		{"-evil.io- and (evil.co.uk)", []string{"evil.io", "evil.co.uk"}},
+		{"Code 4829 пример.рф and evil。com", []string{"пример.рф", "evil。com"}},
+		{"https://acme.com/go/evil.com/x", []string{"acme.com", "evil.com"}},
+		{"Code 4829.It expires in 5 min", []string{"4829.it"}}, // errs towards a name
+		{"Code 4829 evil.xn--p1ai", []string{"evil.xn--p1ai"}},
+		{"evil.com", []string{"evil.com"}},
+	} {
+		got := slices.Collect(BareNames(tc.text))
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("BareNames(%q) (-want +got):\n%s", tc.text, diff)
+		}
+	}
+	// LinkHosts with bare: the bare names, then the links the other forms find.
+	got := slices.Collect(LinkHosts("Visit acme.com or bit.ly/x", true))
+	if diff := cmp.Diff([]string{"acme.com", "bit.ly", "bit.ly"}, got); diff != "" {
+		t.Errorf("LinkHosts with bare names (-want +got):\n%s", diff)
+	}
+	if got := slices.Collect(LinkHosts("Visit acme.com", false)); got != nil {
+		t.Errorf("LinkHosts without bare names yielded %q", got)
 	}
 }
 
@@ -76,7 +114,13 @@ func BenchmarkLinkHosts(b *testing.B) {
 		strings.Repeat("a.bc/", 320)} { // a name to look up in the public suffix list at every fifth
 		b.Run(text[:10], func(b *testing.B) {
 			for b.Loop() {
-				for range LinkHosts(text) {
+				for range LinkHosts(text, false) {
+				}
+			}
+		})
+		b.Run(text[:10]+"/bare", func(b *testing.B) {
+			for b.Loop() {
+				for range LinkHosts(text, true) {
 				}
 			}
 		})
@@ -90,7 +134,12 @@ func FuzzLinkHosts(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, text string) {
-		for host := range LinkHosts(text) {
+		for host := range BareNames(text) {
+			if !DomainName(host) || host != strings.ToLower(host) || !strings.Contains(strings.ToLower(text), host) {
+				t.Errorf("BareNames(%q) yielded %q, not a domain name of the text in lower case", text, host)
+			}
+		}
+		for host := range LinkHosts(text, false) {
 			if strings.ContainsFunc(host, wordBreak) {
 				t.Errorf("LinkHosts(%q) yielded %q, more than a word", text, host)
 			}

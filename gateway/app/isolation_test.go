@@ -1072,10 +1072,7 @@ func TestLinksInTextsAreRefused(t *testing.T) {
   - {name: acme, api_key: acme-key, allowed_link_hosts: [acme.com]}
   - {name: open, api_key: open-key, allowed_link_hosts: ["*"]}
 `)
-	tests := []struct {
-		key, typ, text string
-		status         int
-	}{
+	sendLinks(t, h, []linkSend{
 		{"plain-key", "sms", "Your account is locked: https://acme-secure.example/l?c=734019", 403},
 		{"plain-key", "voice", "Your code is 734019. Visit www.acme-secure.example now", 403},
 		{"plain-key", "sms", "Your code is 734019. Details: bit.ly/3xYz", 403},
@@ -1087,8 +1084,53 @@ func TestLinksInTextsAreRefused(t *testing.T) {
 		{"acme-key", "sms", "Your code is 734019. https://acme.com.acme-secure.example/", 403},
 		{"plain-key", "sms", "Your code is 734019. https://login.acme.com/help", 403}, // acme's host, not plain's
 		{"open-key", "sms", "Your code is 734019. https://anything.example/x", 200},
+	})
+	if got := testutil.ToFloat64(h.app.MetricSet().PolicyRejections.WithLabelValues("plain", "link")); got != 4 {
+		t.Errorf("link rejections of plain = %v, want 4", got)
 	}
-	for i, tc := range tests {
+	if n := testutil.ToFloat64(h.app.MetricSet().Attempts.WithLabelValues("primary", "sent")); n != 5 {
+		t.Errorf("provider sends = %v, want only the 5 allowed", n)
+	}
+}
+
+// TestBareDomainLinksAreRefusedWhenAsked: a phone makes "acme-secure.com" clickable without a scheme
+// or a path, so a tenant refused "https://acme-secure.com/l" could still phish with the
+// bare name. policy.bare_domain_links counts every domain name as a link: a tenant names only the
+// hosts it may link to, its own WebOTP origin included; a text without a name is not affected.
+func TestBareDomainLinksAreRefusedWhenAsked(t *testing.T) {
+	h := startOnMock(t, `{rate_limits: {per_recipient: 0}, bare_domain_links: true, allowed_link_hosts: [help.example.com]}`, `
+  - {name: plain, api_key: plain-key}
+  - {name: acme, api_key: acme-key, allowed_link_hosts: [acme.com]}
+`)
+	sendLinks(t, h, []linkSend{
+		{"plain-key", "sms", "734019 is your verification code for Acme.com.", 403},
+		{"acme-key", "sms", "734019 is your verification code for Acme.com.", 200},
+		{"acme-key", "sms", "Your code is 734019\n\n@acme.com #734019", 200},
+		{"plain-key", "sms", "Your code is 734019\n\n@acme.com #734019", 403},
+		{"plain-key", "sms", "Your code is 734019. Help: help.example.com", 200},
+		{"acme-key", "sms", "Your code is 734019. Secure your account at acme-secure.com now", 403},
+		{"acme-key", "sms", "Your code is 734019. Questions? support@acme-secure.com", 403},
+		{"acme-key", "sms", "Your code is 734019. https://login.acme.com/go/acme-secure.com", 403},
+		{"plain-key", "sms", "Your code is 734019.", 200},
+		{"plain-key", "sms", "您的验证码是734019。请勿泄露", 200},
+	})
+	if n := testutil.ToFloat64(h.app.MetricSet().Attempts.WithLabelValues("primary", "sent")); n != 5 {
+		t.Errorf("provider sends = %v, want only the 5 allowed", n)
+	}
+}
+
+// linkSend is a send of text with tenant key, and the status it must get: 403 link_not_allowed
+// or 200.
+type linkSend struct {
+	key, typ, text string
+	status         int
+}
+
+// sendLinks sends each of sends to a number of its own and checks its answer, which must repeat
+// neither the code (734019) nor the refused host (acme-secure); then that the log holds neither.
+func sendLinks(t *testing.T, h *harness, sends []linkSend) {
+	t.Helper()
+	for i, tc := range sends {
 		to := fmt.Sprintf("+1 415 555 %04d", 100+i)
 		r := h.send(tc.key, `{"message_options":{"recipient":"`+to+`","text":`+strconv.Quote(tc.text)+`,"message_type":"`+tc.typ+`"}}`)
 		want := map[int]string{403: "link_not_allowed", 200: ""}[tc.status]
@@ -1098,12 +1140,6 @@ func TestLinksInTextsAreRefused(t *testing.T) {
 		if strings.Contains(r.Raw, "734019") || strings.Contains(r.Raw, "acme-secure") {
 			t.Errorf("the answer repeats the text's code or link: %s", r.Raw)
 		}
-	}
-	if got := testutil.ToFloat64(h.app.MetricSet().PolicyRejections.WithLabelValues("plain", "link")); got != 4 {
-		t.Errorf("link rejections of plain = %v, want 4", got)
-	}
-	if n := testutil.ToFloat64(h.app.MetricSet().Attempts.WithLabelValues("primary", "sent")); n != 5 {
-		t.Errorf("provider sends = %v, want only the 5 allowed", n)
 	}
 	if logs := h.logs.String(); strings.Contains(logs, "734019") || strings.Contains(logs, "acme-secure") {
 		t.Errorf("the log holds a code or a refused link:\n%s", logs)

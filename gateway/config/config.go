@@ -279,6 +279,10 @@ type Policy struct {
 	// to (gateway.LinkHosts); "*" lets every link through. Empty: a text with a link is refused
 	// unless the tenant's own list allows its host.
 	AllowedLinkHosts []string `yaml:"allowed_link_hosts"`
+	// BareDomainLinks counts every domain name in a text as a link, with or without a scheme or a
+	// path ("acme.com", "bob@evil.example"; gateway.BareNames): each must be a host the tenant may
+	// link to. Off: only URLs, "www." names and names with a path are links.
+	BareDomainLinks bool `yaml:"bare_domain_links"`
 	// RateLimits are the defaults; with no policy block only per_recipient 10/1h applies.
 	RateLimits RateLimits `yaml:"rate_limits"`
 	// Idempotency configures Idempotency-Key replay.

@@ -32,13 +32,16 @@ type Rules struct {
 	// and the tenant's, in lower case); AnyLink lets every link through.
 	LinkHosts []string
 	AnyLink   bool
+	// BareNames counts every domain name in a text as a link (policy.bare_domain_links).
+	BareNames bool
 	// Limits are the tenant's effective rate limits.
 	Limits config.RateLimits
 }
 
 // Compile builds a tenant's rules from the config.
 func Compile(c *config.Config, t *config.Tenant) *Rules {
-	r := &Rules{Allowed: set(t.AllowedCountries), GlobalAllowed: set(c.Policy.AllowedCountries), Denied: set(c.Policy.DeniedCountries), Limits: c.EffectiveLimits(t)}
+	r := &Rules{Allowed: set(t.AllowedCountries), GlobalAllowed: set(c.Policy.AllowedCountries), Denied: set(c.Policy.DeniedCountries), Limits: c.EffectiveLimits(t),
+		BareNames: c.Policy.BareDomainLinks}
 	for _, cc := range t.DeniedCountries {
 		r.Denied[cc] = true
 	}
@@ -123,7 +126,7 @@ func linkRule(r *Rules, text string) *Rejection {
 	if r.AnyLink {
 		return nil
 	}
-	for host := range gateway.LinkHosts(text) {
+	for host := range gateway.LinkHosts(text, r.BareNames) {
 		if !gateway.HostAllowed(host, r.LinkHosts) {
 			return &Rejection{Code: "link_not_allowed", Reason: "link",
 				Message: "the text links to a host this tenant may not link to (policy.allowed_link_hosts, tenants.allowed_link_hosts)"}
