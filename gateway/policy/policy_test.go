@@ -500,7 +500,7 @@ func TestRedisBreakerFailsFastWhileDown(t *testing.T) {
 	addr, stop := redistest.Server(t)
 	client := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
 	defer client.Close()
-	r := &Redis{Client: client, Prefix: "x:", Breaker: NewRedisBreaker(time.Hour)}
+	r := &Redis{Client: client, Prefix: "x:", Breakers: NewBreakers(time.Hour)}
 	l := config.Limit{N: 1, Per: time.Second}
 	if ok, _, err := r.Allow(context.Background(), "k", l); !ok || err != nil {
 		t.Fatalf("up: %v %v", ok, err)
@@ -514,6 +514,71 @@ func TestRedisBreakerFailsFastWhileDown(t *testing.T) {
 	_, _, err := r.Allow(context.Background(), "k", l)
 	if !errors.Is(err, gobreaker.ErrOpenState) {
 		t.Errorf("after 3 failures: %v, want the open breaker", err)
+	}
+}
+
+// TestAClusterPrimaryDownFailsOnlyItsOwnKeys: a Redis Cluster's primary that stops answering
+// (here paused, so that the cluster itself stays whole) fails the calls for the keys it holds,
+// and after three of them fails them at once; the calls for the keys on the other primaries go
+// on. With one breaker for the whole store, those three failures opened it for every key of
+// every tenant until the cluster had promoted a replica.
+func TestAClusterPrimaryDownFailsOnlyItsOwnKeys(t *testing.T) {
+	nodes := redistest.Cluster(t, 3)
+	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: nodes, ReadTimeout: 200 * time.Millisecond, MaxRedirects: -1})
+	defer client.Close()
+	r := &Redis{Client: client, Prefix: "x:", Breakers: NewBreakers(time.Hour), Cluster: true}
+	ctx := context.Background()
+	var down, up []string // keys of rate limits on the first node, and on the others
+	for i := 0; len(down) < 4 || len(up) < 8; i++ {
+		k := "k" + strconv.Itoa(i)
+		node, err := client.MasterForKey(ctx, "x:rl:"+k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if node.Options().Addr == nodes[0] {
+			down = append(down, k)
+		} else {
+			up = append(up, k)
+		}
+	}
+	l := config.Limit{N: 100, Per: time.Hour}
+	pause := redis.NewClient(&redis.Options{Addr: nodes[0]})
+	defer pause.Close()
+	if err := pause.Do(ctx, "CLIENT", "PAUSE", 20000, "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i, k := range down[:3] {
+		if _, _, err := r.Allow(ctx, k, l); err == nil || errors.Is(err, gobreaker.ErrOpenState) {
+			t.Fatalf("call %d on the paused node: %v, want its own failure", i, err)
+		}
+	}
+	began := time.Now()
+	if _, _, err := r.Allow(ctx, down[3], l); !errors.Is(err, gobreaker.ErrOpenState) {
+		t.Errorf("after 3 failures on the paused node: %v, want its open breaker", err)
+	}
+	if d := time.Since(began); d > 100*time.Millisecond {
+		t.Errorf("the open breaker took %v to answer: it waited for the node", d)
+	}
+	for _, k := range up {
+		if ok, _, err := r.Allow(ctx, k, l); !ok || err != nil {
+			t.Errorf("a key on another node with one node paused: %v %v, want allowed", ok, err)
+		}
+	}
+}
+
+// TestNodeBreakersAreBounded: a cluster whose nodes keep taking new addresses (replaced pods)
+// does not grow the breakers without bound, and a node keeps its breaker meanwhile.
+func TestNodeBreakersAreBounded(t *testing.T) {
+	b := NewBreakers(time.Second)
+	first := b.node("10.0.0.1:6379")
+	if b.node("10.0.0.1:6379") != first {
+		t.Error("a node's breaker changed between two calls")
+	}
+	for i := range 1000 {
+		b.node(fmt.Sprintf("10.0.%d.%d:6379", i/250, i%250))
+		if len(b.nodes) > maxNodeBreakers {
+			t.Fatalf("%d breakers after %d nodes, want at most %d", len(b.nodes), i+1, maxNodeBreakers)
+		}
 	}
 }
 

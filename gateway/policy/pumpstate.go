@@ -168,7 +168,7 @@ func (m *MemoryPumpState) PumpMembers(_ context.Context, key string) ([]string, 
 // PumpAdd implements PumpState: the increments and the expiries in one round trip.
 func (r *Redis) PumpAdd(ctx context.Context, incs [][2]string, ttl time.Duration) ([]int64, error) {
 	out := make([]int64, len(incs))
-	err := r.guard(func() error {
+	err := r.guard(ctx, "", func() error {
 		pipe := r.Client.Pipeline()
 		cmds := make([]*redis.IntCmd, len(incs))
 		keys := map[string]bool{}
@@ -193,7 +193,7 @@ func (r *Redis) PumpAdd(ctx context.Context, incs [][2]string, ttl time.Duration
 // PumpCounters implements PumpState.
 func (r *Redis) PumpCounters(ctx context.Context, key string) (map[string]int64, error) {
 	var raw map[string]string
-	err := r.guard(func() (err error) {
+	err := r.guard(ctx, r.Prefix+key, func() (err error) {
 		raw, err = r.Client.HGetAll(ctx, r.Prefix+key).Result()
 		return err
 	})
@@ -210,12 +210,12 @@ func (r *Redis) PumpCounters(ctx context.Context, key string) (map[string]int64,
 
 // PumpForget implements PumpState.
 func (r *Redis) PumpForget(ctx context.Context, key string, fields []string) error {
-	return r.guard(func() error { return r.Client.HDel(ctx, r.Prefix+key, fields...).Err() })
+	return r.guard(ctx, r.Prefix+key, func() error { return r.Client.HDel(ctx, r.Prefix+key, fields...).Err() })
 }
 
 // PumpPut implements PumpState.
 func (r *Redis) PumpPut(ctx context.Context, key, val string, ttl time.Duration, nx bool) error {
-	return r.guard(func() error {
+	return r.guard(ctx, r.Prefix+key, func() error {
 		if nx {
 			return r.Client.SetNX(ctx, r.Prefix+key, val, ttl).Err()
 		}
@@ -226,7 +226,7 @@ func (r *Redis) PumpPut(ctx context.Context, key, val string, ttl time.Duration,
 // PumpGet implements PumpState.
 func (r *Redis) PumpGet(ctx context.Context, key string) (string, bool, error) {
 	var v string
-	err := r.guard(func() (err error) {
+	err := r.guard(ctx, r.Prefix+key, func() (err error) {
 		v, err = r.Client.Get(ctx, r.Prefix+key).Result()
 		return err
 	})
@@ -239,7 +239,7 @@ func (r *Redis) PumpGet(ctx context.Context, key string) (string, bool, error) {
 // PumpDel implements PumpState.
 func (r *Redis) PumpDel(ctx context.Context, key string) (bool, error) {
 	var n int64
-	err := r.guard(func() (err error) {
+	err := r.guard(ctx, r.Prefix+key, func() (err error) {
 		n, err = r.Client.Del(ctx, r.Prefix+key).Result()
 		return err
 	})
@@ -258,20 +258,20 @@ return 1
 
 // PumpIndex implements PumpState.
 func (r *Redis) PumpIndex(ctx context.Context, key, member string, keep time.Duration) error {
-	return r.guard(func() error {
+	return r.guard(ctx, r.Prefix+key, func() error {
 		return indexAdd.Run(ctx, r.Client, []string{r.Prefix + key}, member, keep.Milliseconds()).Err()
 	})
 }
 
 // PumpUnindex implements PumpState.
 func (r *Redis) PumpUnindex(ctx context.Context, key, member string) error {
-	return r.guard(func() error { return r.Client.SRem(ctx, r.Prefix+key, member).Err() })
+	return r.guard(ctx, r.Prefix+key, func() error { return r.Client.SRem(ctx, r.Prefix+key, member).Err() })
 }
 
 // PumpMembers implements PumpState.
 func (r *Redis) PumpMembers(ctx context.Context, key string) ([]string, error) {
 	var out []string
-	err := r.guard(func() (err error) {
+	err := r.guard(ctx, r.Prefix+key, func() (err error) {
 		out, err = r.Client.SMembers(ctx, r.Prefix+key).Result()
 		return err
 	})

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -28,31 +29,89 @@ type Redis struct {
 	Prefix string
 	// Now is the clock of rate limits; nil means time.Now. Replicas' clocks must agree (NTP).
 	Now func() time.Time
-	// Breaker, when set, guards every call: while Redis is down, calls fail at once instead of
-	// each spending a dial or a timeout of the send's budget. See NewRedisBreaker.
-	Breaker *gobreaker.TwoStepCircuitBreaker[struct{}]
+	// Breakers, when set, guard every call: while Redis is down, calls fail at once instead of
+	// each spending a dial or a timeout of the send's budget. See NewBreakers.
+	Breakers *Breakers
 	// Cluster says Client is a Redis Cluster's: the keys named by a caller's Idempotency-Key then
 	// carry a hash tag of their own digest (slotted), so that a caller cannot choose their node and
 	// the one script that touches two keys finds both on one node (flightKeys).
 	Cluster bool
 }
 
-// NewRedisBreaker opens after 3 failed calls in a row and probes again after openFor.
-func NewRedisBreaker(openFor time.Duration) *gobreaker.TwoStepCircuitBreaker[struct{}] {
-	return gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{Name: "redis", Timeout: openFor,
+// Breakers guard the calls to the state store. One Redis (or Sentinel's primary) has one breaker.
+// A Redis Cluster has one for each primary, the one holding the call's key: a primary that is
+// down (until the cluster promotes its replica) then fails fast only the calls for the keys it
+// holds, and sends whose keys live on the other primaries go on checked as before; with a single
+// breaker, three failures in a row from the one node opened it for every send of every tenant.
+// Calls over keys on several nodes (a pipeline) have one breaker of their own.
+type Breakers struct {
+	openFor time.Duration
+	whole   *gobreaker.TwoStepCircuitBreaker[struct{}]
+	mu      sync.RWMutex
+	nodes   map[string]*gobreaker.TwoStepCircuitBreaker[struct{}] // by primary's address
+}
+
+// maxNodeBreakers bounds Breakers.nodes: a cluster's nodes take new addresses as they are
+// replaced, and past this many the breakers of all are forgotten (and made anew as calls need
+// them), which costs at most a few failed calls to a node still down.
+const maxNodeBreakers = 256
+
+// NewBreakers returns breakers that open after 3 failed calls in a row and probe again after
+// openFor.
+func NewBreakers(openFor time.Duration) *Breakers {
+	return &Breakers{openFor: openFor, whole: newStateBreaker("redis", openFor), nodes: map[string]*gobreaker.TwoStepCircuitBreaker[struct{}]{}}
+}
+
+func newStateBreaker(name string, openFor time.Duration) *gobreaker.TwoStepCircuitBreaker[struct{}] {
+	return gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{Name: name, Timeout: openFor,
 		ReadyToTrip:  func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= 3 },
 		IsSuccessful: func(err error) bool { return err == nil || errors.Is(err, redis.Nil) },
 		IsExcluded:   func(err error) bool { return errors.Is(err, context.Canceled) }})
 }
 
-// guard runs fn behind the breaker (redis.Nil is a success, a cancelled call is not counted).
-func (r *Redis) guard(fn func() error) error {
-	if r.Breaker == nil {
+// node is the breaker of the primary at addr.
+func (b *Breakers) node(addr string) *gobreaker.TwoStepCircuitBreaker[struct{}] {
+	b.mu.RLock()
+	cb := b.nodes[addr]
+	b.mu.RUnlock()
+	if cb != nil {
+		return cb
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if cb = b.nodes[addr]; cb == nil {
+		if len(b.nodes) >= maxNodeBreakers {
+			clear(b.nodes)
+		}
+		cb = newStateBreaker("redis "+addr, b.openFor)
+		b.nodes[addr] = cb
+	}
+	return cb
+}
+
+// breaker is the breaker of a call over key ("": keys on several nodes).
+func (r *Redis) breaker(ctx context.Context, key string) *gobreaker.TwoStepCircuitBreaker[struct{}] {
+	if cc, ok := r.Client.(*redis.ClusterClient); ok && key != "" {
+		// The client's own map of slots, in memory: no round trip. It fails only when the
+		// client knows no node at all, and the whole-store breaker takes that.
+		if node, err := cc.MasterForKey(ctx, key); err == nil {
+			return r.Breakers.node(node.Options().Addr)
+		}
+	}
+	return r.Breakers.whole
+}
+
+// guard runs fn, a call over key ("": a call over keys that may live on several nodes of a
+// cluster), behind its breaker (redis.Nil is a success, a cancelled call is not counted).
+func (r *Redis) guard(ctx context.Context, key string, fn func() error) error {
+	if r.Breakers == nil {
 		return r.relearn(fn())
 	}
-	done, err := r.Breaker.Allow()
+	done, err := r.breaker(ctx, key).Allow()
 	if err != nil {
-		return fmt.Errorf("redis unavailable: %w", err)
+		// A cluster's client learns the slots again here too: the node this breaker is for
+		// may have been replaced, and the calls it refuses would never tell the client so.
+		return r.relearn(fmt.Errorf("redis unavailable: %w", err))
 	}
 	err = r.relearn(fn())
 	done(err)
@@ -107,7 +166,7 @@ func (r *Redis) AllowKeeping(ctx context.Context, key string, l config.Limit, ke
 	period := l.Per.Microseconds()
 	interval := max(1, period/int64(l.N)) // at least a microsecond: PX 0 is an error
 	var wait int64
-	err := r.guard(func() (err error) {
+	err := r.guard(ctx, r.Prefix+"rl:"+key, func() (err error) {
 		wait, err = gcra.Run(ctx, r.Client, []string{r.Prefix + "rl:" + key}, r.now().UnixMicro(), interval, period-int64(keep)*interval).Int64()
 		return err
 	})
@@ -177,7 +236,7 @@ func (r *Redis) Reserve(ctx context.Context, key string, l config.Spend, amount 
 		inc = spendMicros(l, amount)
 	}
 	var wait int64
-	err := r.guard(func() (err error) {
+	err := r.guard(ctx, r.Prefix+"sp:"+key, func() (err error) {
 		wait, err = spendReserve.Run(ctx, r.Client, []string{r.Prefix + "sp:" + key}, r.now().UnixMicro(), inc, l.Per.Microseconds()).Int64()
 		return err
 	})
@@ -204,7 +263,7 @@ func (r *Redis) Used(ctx context.Context, buckets []SpendBucket) ([]float64, err
 		return out, nil
 	}
 	gets := make([]*redis.StringCmd, len(buckets))
-	err := r.guard(func() error {
+	err := r.guard(ctx, "", func() error {
 		_, err := r.Client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, b := range buckets {
 				gets[i] = p.Get(ctx, r.Prefix+"sp:"+b.Key)
@@ -238,7 +297,7 @@ func (r *Redis) Charge(ctx context.Context, key string, l config.Spend, amount f
 	} else if inc = -int64(spendStep(l, -amount) / time.Microsecond); inc == 0 {
 		return nil // too little to give back: a bucket is never given more than it was charged
 	}
-	return r.guard(func() error {
+	return r.guard(ctx, r.Prefix+"sp:"+key, func() error {
 		return spendCharge.Run(ctx, r.Client, []string{r.Prefix + "sp:" + key}, r.now().UnixMicro(), inc).Err()
 	})
 }
@@ -246,7 +305,7 @@ func (r *Redis) Charge(ctx context.Context, key string, l config.Spend, amount f
 // Get implements Replays.
 func (r *Redis) Get(ctx context.Context, key string) (*Replay, bool, error) {
 	var vals map[string]string
-	err := r.guard(func() (err error) {
+	err := r.guard(ctx, r.Prefix+"idem:"+r.slotted(key), func() (err error) {
 		vals, err = r.Client.HGetAll(ctx, r.Prefix+"idem:"+r.slotted(key)).Result()
 		return err
 	})
@@ -268,7 +327,7 @@ func (r *Redis) Get(ctx context.Context, key string) (*Replay, bool, error) {
 // Put implements Replays. The first answer wins: a key already stored is not overwritten.
 func (r *Redis) Put(ctx context.Context, key string, rep *Replay, ttl time.Duration) error {
 	k := r.Prefix + "idem:" + r.slotted(key)
-	return r.guard(func() error {
+	return r.guard(ctx, k, func() error {
 		_, err := r.Client.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.HSetNX(ctx, k, "hash", string(rep.BodyHash[:]))
 			p.HSetNX(ctx, k, "status", strconv.Itoa(rep.Status))
@@ -283,7 +342,7 @@ func (r *Redis) Put(ctx context.Context, key string, rep *Replay, ttl time.Durat
 // Last implements Resends.
 func (r *Redis) Last(ctx context.Context, key string) (string, time.Time, bool, error) {
 	var vals []any
-	err := r.guard(func() (err error) {
+	err := r.guard(ctx, r.Prefix+"resend:"+key, func() (err error) {
 		vals, err = r.Client.HMGet(ctx, r.Prefix+"resend:"+key, "provider", "at").Result()
 		return err
 	})
@@ -302,7 +361,7 @@ func (r *Redis) Last(ctx context.Context, key string) (string, time.Time, bool, 
 // Record implements Resends.
 func (r *Redis) Record(ctx context.Context, key, provider string, at time.Time, ttl time.Duration) error {
 	k := r.Prefix + "resend:" + key
-	return r.guard(func() error {
+	return r.guard(ctx, k, func() error {
 		_, err := r.Client.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.HSet(ctx, k, "provider", provider, "at", strconv.FormatInt(at.UnixMicro(), 10))
 			p.PExpire(ctx, k, ttl)
@@ -338,8 +397,8 @@ func (r *Redis) Claim(ctx context.Context, key string, ttl time.Duration) (strin
 	_, _ = rand.Read(b[:])
 	token := base64.RawURLEncoding.EncodeToString(b[:])
 	var won bool
-	err := r.guard(func() (err error) {
-		claim, _ := r.flightKeys(key)
+	claim, _ := r.flightKeys(key)
+	err := r.guard(ctx, claim, func() (err error) {
 		won, err = r.Client.SetNX(ctx, claim, token, ttl).Result()
 		return err
 	})
@@ -348,8 +407,8 @@ func (r *Redis) Claim(ctx context.Context, key string, ttl time.Duration) (strin
 
 // Finish implements SharedFlights.
 func (r *Redis) Finish(ctx context.Context, key, token string, a *Replay, keep time.Duration) error {
-	return r.guard(func() error {
-		claim, answer := r.flightKeys(key)
+	claim, answer := r.flightKeys(key)
+	return r.guard(ctx, claim, func() error {
 		return finishFlight.Run(ctx, r.Client, []string{claim, answer},
 			token, string(a.BodyHash[:]), strconv.Itoa(a.Status), string(a.Body), keep.Milliseconds()).Err()
 	})
@@ -380,9 +439,9 @@ func (r *Redis) slotted(key string) string {
 func (r *Redis) Answer(ctx context.Context, key string) (*Replay, bool, bool, error) {
 	var vals map[string]string
 	var held int64
-	err := r.guard(func() error {
+	claim, answer := r.flightKeys(key)
+	err := r.guard(ctx, claim, func() error {
 		cmds, err := r.Client.Pipelined(ctx, func(p redis.Pipeliner) error {
-			claim, answer := r.flightKeys(key)
 			p.HGetAll(ctx, answer)
 			p.Exists(ctx, claim)
 			return nil
