@@ -63,21 +63,22 @@ func BareNames(text string) iter.Seq[string] {
 		if !strings.ContainsAny(text, ".。．｡") {
 			return // a name holds a full stop; most codes hold none
 		}
-		start := -1 // of the run of name characters being read
+		start, stop := -1, false // the run of name characters being read: where, and whether it holds a full stop
 		for i, r := range text {
 			switch {
 			case nameChar(r):
 				if start < 0 {
 					start = i
 				}
+				stop = stop || fullStop(r)
 			case start >= 0:
-				if !yieldName(text[start:i], yield) {
+				if stop && !yieldName(text[start:i], yield) {
 					return
 				}
-				start = -1
+				start, stop = -1, false
 			}
 		}
-		if start >= 0 {
+		if start >= 0 && stop {
 			yieldName(text[start:], yield)
 		}
 	}
