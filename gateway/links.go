@@ -52,12 +52,13 @@ func LinkHosts(text string, bare bool) iter.Seq[string] {
 // domain of the public suffix list's ICANN part: "acme.com", "Evil.COM." (the sentence's full stop
 // is not the name's), "bob@evil.example.org" (an address: its domain), "evil。com" (IDNA maps the
 // ideographic full stop to '.'), "пример.рф" (the top-level domain in Unicode, looked up in
-// punycode). What a phone may make clickable without a scheme or a path, and what a phishing text
-// needs once links with paths are refused. Unlike the link forms, a name inside a link's path
-// counts too ("https://acme.com/go/evil.com" yields evil.com), and a missing space after a
-// sentence can make one ("Code 4829.It expires": "4829.it"): the rule errs towards a name.
-// A top-level domain that is not a real one is no name ("1234.Ignore", "node.js", and the
-// Chinese sentence "验证码482913。请勿泄露", whose last "label" is no domain).
+// punycode), and each IPv4 address ("203.0.113.5"). What a phone may make clickable without a
+// scheme or a path, and what a phishing text needs once links with paths are refused. Unlike the
+// link forms, a name inside a link's path counts too ("https://acme.com/go/evil.com" yields
+// evil.com), and a missing space after a sentence can make one ("Code 4829.It expires":
+// "4829.it"): the rule errs towards a name. A top-level domain that is not a real one is no name
+// ("1234.Ignore", "node.js", and the Chinese sentence "验证码482913。请勿泄露", whose last "label"
+// is no domain).
 func BareNames(text string) iter.Seq[string] {
 	return func(yield func(string) bool) {
 		if !strings.ContainsAny(text, ".。．｡") {
@@ -93,9 +94,13 @@ func nameChar(r rune) bool {
 }
 
 // yieldName yields run, a run of name characters, without the full stops and hyphens around it,
-// in lower case, if it is a domain name with a known top-level domain; it returns what yield did.
+// in lower case, if it is a domain name with a known top-level domain or an IPv4 address; it
+// returns what yield did.
 func yieldName(run string, yield func(string) bool) bool {
 	name := strings.TrimFunc(run, func(r rune) bool { return r == '-' || fullStop(r) })
+	if ipv4(name) {
+		return yield(name)
+	}
 	return !DomainName(name) || !knownTLD(name) || yield(strings.ToLower(name))
 }
 

@@ -79,6 +79,7 @@ func TestBareNames(t *testing.T) {
 		{"Code 4829.It expires in 5 min", []string{"4829.it"}}, // errs towards a name
 		{"Code 4829 evil.xn--p1ai", []string{"evil.xn--p1ai"}},
 		{"evil.com", []string{"evil.com"}},
+		{"Code 4829, see 203.0.113.5. Version 1.2.3 of 1.2.3.4.5", []string{"203.0.113.5"}},
 	} {
 		got := slices.Collect(BareNames(tc.text))
 		if diff := cmp.Diff(tc.want, got); diff != "" {
@@ -135,8 +136,8 @@ func FuzzLinkHosts(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, text string) {
 		for host := range BareNames(text) {
-			if !DomainName(host) || host != strings.ToLower(host) || !strings.Contains(strings.ToLower(text), host) {
-				t.Errorf("BareNames(%q) yielded %q, not a domain name of the text in lower case", text, host)
+			if !DomainName(host) && !ipv4(host) || host != strings.ToLower(host) || !strings.Contains(strings.ToLower(text), host) {
+				t.Errorf("BareNames(%q) yielded %q, not a domain name or an address of the text in lower case", text, host)
 			}
 		}
 		for host := range LinkHosts(text, false) {
