@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -542,6 +543,9 @@ func TestAClusterPrimaryDownFailsOnlyItsOwnKeys(t *testing.T) {
 		}
 	}
 	l := config.Limit{N: 100, Per: time.Hour}
+	if ok, _, err := r.Allow(ctx, up[0], l); !ok || err != nil { // a replica at work before
+		t.Fatalf("before the pause: %v %v", ok, err)
+	}
 	pause := redis.NewClient(&redis.Options{Addr: nodes[0]})
 	defer pause.Close()
 	if err := pause.Do(ctx, "CLIENT", "PAUSE", 20000, "ALL").Err(); err != nil {
@@ -563,6 +567,45 @@ func TestAClusterPrimaryDownFailsOnlyItsOwnKeys(t *testing.T) {
 		if ok, _, err := r.Allow(ctx, k, l); !ok || err != nil {
 			t.Errorf("a key on another node with one node paused: %v %v, want allowed", ok, err)
 		}
+	}
+}
+
+// TestAClusterThatNeverAnsweredFailsFast: a replica started while its Redis Cluster does not
+// answer has no map of the slots; naming a key's primary would read it from the cluster, so each
+// call would wait for the cluster before its breaker could refuse it. After three failures a
+// call must fail at once, as with one Redis.
+func TestAClusterThatNeverAnsweredFailsFast(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() { // a node that takes connections and never answers
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	const timeout = time.Second
+	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{ln.Addr().String()}, ReadTimeout: timeout, WriteTimeout: timeout, MaxRedirects: -1})
+	defer client.Close()
+	r := &Redis{Client: client, Prefix: "x:", Breakers: NewBreakers(time.Hour), Cluster: true}
+	l := config.Limit{N: 1, Per: time.Second}
+	for i := range 3 {
+		if _, _, err := r.Allow(context.Background(), "k"+strconv.Itoa(i), l); err == nil || errors.Is(err, gobreaker.ErrOpenState) {
+			t.Fatalf("call %d to a cluster that never answers: %v, want its own failure", i, err)
+		}
+	}
+	began := time.Now()
+	_, _, err = r.Allow(context.Background(), "k3", l)
+	if !errors.Is(err, gobreaker.ErrOpenState) {
+		t.Errorf("after 3 failures: %v, want the open breaker", err)
+	}
+	if d := time.Since(began); d >= timeout/2 {
+		t.Errorf("the open breaker answered in %v: the call waited for the cluster first", d)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"math"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -36,6 +37,10 @@ type Redis struct {
 	// carry a hash tag of their own digest (slotted), so that a caller cannot choose their node and
 	// the one script that touches two keys finds both on one node (flightKeys).
 	Cluster bool
+
+	// slotsKnown: a call to a cluster has succeeded, so its client holds a map of the slots (it
+	// keeps the last one it read) and can name a key's primary without a round trip.
+	slotsKnown atomic.Bool
 }
 
 // Breakers guard the calls to the state store. One Redis (or Sentinel's primary) has one breaker.
@@ -91,9 +96,11 @@ func (b *Breakers) node(addr string) *gobreaker.TwoStepCircuitBreaker[struct{}] 
 
 // breaker is the breaker of a call over key ("": keys on several nodes).
 func (r *Redis) breaker(ctx context.Context, key string) *gobreaker.TwoStepCircuitBreaker[struct{}] {
-	if cc, ok := r.Client.(*redis.ClusterClient); ok && key != "" {
-		// The client's own map of slots, in memory: no round trip. It fails only when the
-		// client knows no node at all, and the whole-store breaker takes that.
+	if cc, ok := r.Client.(*redis.ClusterClient); ok && key != "" && r.slotsKnown.Load() {
+		// The client's own map of slots, in memory: no round trip. (Before a first call has
+		// succeeded the client has none, and asking would read it from the cluster, waiting
+		// for a cluster that does not answer before the breaker could fail the call fast.)
+		// A slot without a primary falls to the whole-store breaker.
 		if node, err := cc.MasterForKey(ctx, key); err == nil {
 			return r.Breakers.node(node.Options().Addr)
 		}
@@ -115,6 +122,9 @@ func (r *Redis) guard(ctx context.Context, key string, fn func() error) error {
 	}
 	err = r.relearn(fn())
 	done(err)
+	if (err == nil || errors.Is(err, redis.Nil)) && !r.slotsKnown.Load() {
+		r.slotsKnown.Store(true)
+	}
 	return err
 }
 
