@@ -557,8 +557,8 @@ func TestAClusterPrimaryDownFailsOnlyItsOwnKeys(t *testing.T) {
 		}
 	}
 	began := time.Now()
-	if _, _, err := r.Allow(ctx, down[3], l); !errors.Is(err, gobreaker.ErrOpenState) {
-		t.Errorf("after 3 failures on the paused node: %v, want its open breaker", err)
+	if _, _, err := r.Allow(ctx, down[3], l); !errors.Is(err, gobreaker.ErrOpenState) || !strings.Contains(err.Error(), "redis "+nodes[0]+" unavailable") {
+		t.Errorf("after 3 failures on the paused node: %v, want its open breaker, named", err)
 	}
 	if d := time.Since(began); d > 100*time.Millisecond {
 		t.Errorf("the open breaker took %v to answer: it waited for the node", d)

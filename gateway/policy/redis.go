@@ -114,11 +114,13 @@ func (r *Redis) guard(ctx context.Context, key string, fn func() error) error {
 	if r.Breakers == nil {
 		return r.relearn(fn())
 	}
-	done, err := r.breaker(ctx, key).Allow()
+	cb := r.breaker(ctx, key)
+	done, err := cb.Allow()
 	if err != nil {
 		// A cluster's client learns the slots again here too: the node this breaker is for
 		// may have been replaced, and the calls it refuses would never tell the client so.
-		return r.relearn(fmt.Errorf("redis unavailable: %w", err))
+		// The error names the breaker: "redis", or "redis <primary's address>" on a cluster.
+		return r.relearn(fmt.Errorf("%s unavailable: %w", cb.Name(), err))
 	}
 	err = r.relearn(fn())
 	done(err)
