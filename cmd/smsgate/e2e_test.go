@@ -563,7 +563,7 @@ func TestBinaryClusterOfThreeReplicas(t *testing.T) {
 const spoolConfig = `
 server: {request_timeout: 3s, shutdown_timeout: 5s}
 log: {level: warn, format: json}
-storage: {driver: postgres, dsn: "$DSN", retention: 0s, spool_dir: "$SPOOL"}
+storage: {driver: postgres, dsn: "$DSN", retention: 0s, spool_dir: "$SPOOL", spool_sync: true}
 policy: {rate_limits: {per_recipient: 0}, resend_escalation: {enabled: false}}
 tenants:
   - {name: acme, api_key: acme-key}
@@ -576,7 +576,8 @@ routes:
 // TestBinaryKilledDuringAPostgresOutageKeepsItsRecordsInItsSpool: a replica whose database is
 // out of reach answers its sends, then is killed with SIGKILL (no drain, no flush, no hand-over):
 // the records it answered are in its spool (without the number or the code), and the next
-// process on that spool writes them once the database is back.
+// process on that spool writes them once the database is back. The spool is synced
+// (storage.spool_sync), as a deployment that must outlive the machine has it.
 func TestBinaryKilledDuringAPostgresOutageKeepsItsRecordsInItsSpool(t *testing.T) {
 	dsn, up := pgtest.Unreachable(t)
 	spool := t.TempDir()

@@ -354,6 +354,12 @@ func (a *App) openSpool(cfg config.Storage) (*store.Spool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage.spool_dir: %w", err)
 	}
+	if cfg.SpoolSync {
+		if err := sp.SyncWrites(); err != nil {
+			sp.Close()
+			return nil, fmt.Errorf("storage.spool_sync: %w", err)
+		}
+	}
 	if n := sp.Recovered(); n > 0 {
 		a.log.Warn("message log writes recovered from the spool: a process on it stopped before the database took them; they are written first", "writes", n, "dir", cfg.SpoolDir)
 	}

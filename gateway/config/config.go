@@ -118,6 +118,9 @@ type Storage struct {
 	// as well as in memory, so that a process killed outright (SIGKILL, out of memory) writes
 	// them at its next start on the same directory; default none. One process a directory.
 	SpoolDir string `yaml:"spool_dir"`
+	// SpoolSync has the spool synced to the disk before each write it adds is answered, so that
+	// it outlives the machine (a power cut, a kernel panic), not only the process; default false.
+	SpoolSync bool `yaml:"spool_sync"`
 	// SQLiteMmap makes the SQLite log's read connections map the file; default true. false reads
 	// it through SQLite's page cache, where a disk's read error fails one read instead of ending
 	// the process (and the replica's RSS no longer counts the file's pages it read).
@@ -953,6 +956,9 @@ func (c *Config) validate() {
 	}
 	if c.Storage.SpoolDir != "" && c.Storage.Driver == "memory" {
 		c.Problem("storage.spool_dir", "has nothing to keep with storage.driver memory, which keeps nothing and never fails a write")
+	}
+	if c.Storage.SpoolSync && c.Storage.SpoolDir == "" {
+		c.Problem("storage.spool_sync", "needs storage.spool_dir: there is no spool to sync")
 	}
 	if c.State.Driver != "memory" && c.State.Driver != "redis" {
 		c.Problem("state.driver", "must be memory or redis, not %q", c.State.Driver)

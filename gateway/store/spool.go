@@ -24,7 +24,8 @@ import (
 // for another try to a file, marks in it each batch of them that commits, and empties it once
 // the buffer is written; a process started on the same directory reads the file back and
 // writes what it holds first (Spool.Recovered). What survives is what the kernel took: the file
-// is written, not synced, so it outlives the process, not the machine.
+// is written, not synced, so it outlives the process, not the machine, unless SyncWrites asked
+// for each write to be synced before it is answered (storage.spool_sync).
 //
 // The file is a sequence of frames: a 4-byte length, a 4-byte CRC-32C, then what both cover, a
 // kind and its body. The first is spoolVersion (the format, one byte); then spoolWrites frames (a
@@ -80,6 +81,20 @@ type Spool struct {
 	// recoveredN is its length.
 	recovered  []Op
 	recoveredN int
+	// sync: each add is synced to the disk, and the directory when the file is made anew.
+	sync bool
+}
+
+// syncFile syncs a spool file to the disk (tests hold it).
+var syncFile = (*os.File).Sync
+
+// SyncWrites has the spool sync to the disk each write it adds, before the writer answers it, and
+// its directory whenever the file is made anew: what it holds then outlives the machine (a power
+// cut, a kernel panic), not only the process. It syncs the directory at once, for the file made
+// at OpenSpool.
+func (sp *Spool) SyncWrites() error {
+	sp.sync = true
+	return syncDir(sp.dir)
 }
 
 // OpenSpool locks dir (creating it) and reads back the writes its file holds. A directory locked
@@ -248,9 +263,19 @@ func (sp *Spool) add(ops []Op) error {
 		}
 		frame(&b, spoolWrites, binary.BigEndian.AppendUint64(nil, sp.next+uint64(i)), sp.encoded.Bytes())
 	}
+	before := sp.size
 	if err := sp.append(b.Bytes()); err != nil {
 		sp.broken = true
 		return err
+	}
+	if sp.sync {
+		if err := syncFile(sp.f); err != nil {
+			sp.broken = true
+			if terr := sp.f.Truncate(before); terr == nil {
+				sp.size = before
+			}
+			return err
+		}
 	}
 	for i := range ops {
 		ops[i].seq = sp.next + uint64(i)
@@ -331,6 +356,14 @@ func (sp *Spool) rewrite(ops []Op) error {
 	sp.f.Close()
 	sp.f, sp.size, sp.next, sp.written, sp.broken = tmp, next.size, next.next, next.written, false
 	sp.enc, sp.encoded = next.enc, next.encoded
+	if sp.sync {
+		// The new name must reach the disk too. The writes are in the file either way: a
+		// failure here has the next add write it anew again.
+		if err := syncDir(sp.dir); err != nil {
+			sp.broken = true
+			return err
+		}
+	}
 	return nil
 }
 
@@ -358,9 +391,12 @@ const spoolPause = time.Second
 func (w *writeLoop) toSpool() { w.spoolTail(w.buf) }
 
 // spoolTail is toSpool for buf, the buffer or a copy of it (numbered there, not in the buffer).
+//
+// Each write it adds is answered (ErrNotCommitted: kept for another try) once it is in the file,
+// or once the spool could not take it (failing, paused after a failure, or given up): with a
+// spool the sender waits for that word (Store.wait). Without one (Options.Spool) it does nothing.
 func (w *writeLoop) spoolTail(buf []Op) {
-	sp := w.spool
-	if sp == nil || len(buf) == 0 || time.Now().Before(w.spoolRetry) {
+	if w.s.opts.Spool == nil {
 		return
 	}
 	i := len(buf)
@@ -368,6 +404,16 @@ func (w *writeLoop) spoolTail(buf []Op) {
 		i--
 	}
 	if i == len(buf) {
+		return
+	}
+	defer func() {
+		for j := i; j < len(buf); j++ {
+			answer(buf[j].done, ErrNotCommitted)
+			buf[j].done = nil // answered: a spool paused meanwhile must not go over them again
+		}
+	}()
+	sp := w.spool
+	if sp == nil || time.Now().Before(w.spoolRetry) {
 		return
 	}
 	adding := 0
@@ -478,6 +524,7 @@ func (w *writeLoop) watchSlowTry() *slowTry {
 						spooling = false
 					}
 				}
+				answer(op.done, ErrNotCommitted) // in the spool, or kept in memory only: the try hangs
 			}
 		}
 	})

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -379,6 +380,71 @@ func TestAWriteIsSpooledBeforeItIsAnswered(t *testing.T) {
 	s.Close()
 }
 
+// TestASyncedSpoolAnswersAWriteOnceItIsOnTheDisk: with SyncWrites (storage.spool_sync) a write
+// that waits for the database is answered only once the spool holding it has been synced, and
+// writes during the backoff each are; without it the spool is never synced.
+func TestASyncedSpoolAnswersAWriteOnceItIsOnTheDisk(t *testing.T) {
+	var syncs atomic.Int32
+	release := make(chan struct{})
+	old := syncFile
+	t.Cleanup(func() { syncFile = old })
+	syncFile = func(f *os.File) error {
+		syncs.Add(1)
+		<-release
+		return f.Sync()
+	}
+	ctx := context.Background()
+
+	_, plain := newSpool(t)
+	s := New(Options{Backend: &flaky{Backend: NewMemory(), down: true}, Spool: plain, CloseTimeout: time.Millisecond})
+	if err := s.Insert(ctx, record("m0", "acme", "p", "pm0", t0)); !errors.Is(err, ErrNotCommitted) {
+		t.Fatalf("insert on a failing database: %v", err)
+	}
+	s.Close()
+	if n := syncs.Load(); n != 0 {
+		t.Fatalf("a spool without SyncWrites was synced %d times", n)
+	}
+
+	dir, sp := newSpool(t)
+	if err := sp.SyncWrites(); err != nil {
+		t.Fatal(err)
+	}
+	s = New(Options{Backend: &flaky{Backend: NewMemory(), down: true}, Spool: sp, CloseTimeout: time.Millisecond})
+	defer s.Close()
+	released := false
+	defer func() { // before Close, which would wait for the held sync
+		if !released {
+			close(release)
+		}
+	}()
+	answered := make(chan error, 1)
+	go func() { answered <- s.Insert(ctx, record("m1", "acme", "p", "pm1", t0)) }()
+	for deadline := time.Now().Add(10 * time.Second); syncs.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the spool was never synced")
+		}
+	}
+	select {
+	case err := <-answered:
+		t.Fatalf("the write was answered (%v) while its spool's sync had not returned", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(release)
+	released = true
+	if err := <-answered; !errors.Is(err, ErrNotCommitted) {
+		t.Fatalf("insert on a failing database: %v", err)
+	}
+	time.Sleep(800 * time.Millisecond) // into the writer's backoff
+	before := syncs.Load()
+	s.Insert(ctx, record("m2", "acme", "p", "pm2", t0))
+	if n := syncs.Load() - before; n != 1 {
+		t.Errorf("a write during the backoff: %d syncs before its answer, want 1", n)
+	}
+	if n := spooled(t, dir); n != 2 {
+		t.Errorf("%d writes in the spool, want 2", n)
+	}
+}
+
 // TestWritesAppliedAgainLeaveTheRecordWhereItWas: a write the database took just before a kill,
 // before the spool marked it done (or before a hand-over's chunk left Redis), is applied again,
 // with the writes that followed it. On every backend that moves no record backwards, loses no
@@ -477,19 +543,29 @@ func TestWritesAnsweredDuringAHangingTryAreSpooled(t *testing.T) {
 	h := &flaky{Backend: m, hold: make(chan struct{})}
 	s := New(Options{Backend: h, Spool: sp, CommitTimeout: 20 * time.Millisecond, WriteTimeout: time.Minute, CloseTimeout: time.Millisecond})
 	defer s.Close()
+	released := false
+	defer func() { // before Close, which would wait for the hanging try
+		if !released {
+			close(h.hold)
+		}
+	}()
 	ctx := context.Background()
 	for i := range 5 {
 		if err := s.Insert(ctx, record(fmt.Sprint("m", i), "acme", "p", fmt.Sprint("pm", i), t0)); !errors.Is(err, ErrNotCommitted) {
 			t.Fatalf("insert %d during the hang: %v", i, err)
 		}
-	}
-	s.Report(ctx, &gateway.DeliveryReport{Provider: "p", ProviderMessageID: "pm2", Status: gateway.StatusDelivered})
-	for start := time.Now(); spooled(t, dir) != 6; time.Sleep(time.Millisecond) {
-		if time.Since(start) > 5*time.Second { // the try hangs for a minute
-			t.Fatalf("%d writes in the spool while the first try hangs, want all 6 answered", spooled(t, dir))
+		// In the file once answered, not a moment later: the first write's sender started
+		// waiting before its try did, and was answered before the watcher of the try spooled it.
+		if n := spooled(t, dir); n != i+1 {
+			t.Fatalf("%d writes in the spool once write %d was answered during the hang, want %d", n, i, i+1)
 		}
 	}
+	s.Report(ctx, &gateway.DeliveryReport{Provider: "p", ProviderMessageID: "pm2", Status: gateway.StatusDelivered})
+	if n := spooled(t, dir); n != 6 {
+		t.Fatalf("%d writes in the spool once the report was answered, want 6", n)
+	}
 	close(h.hold) // the database answers
+	released = true
 	written := func() bool { r, _ := m.Get(ctx, "acme", "m2"); return r != nil && r.Status == gateway.StatusDelivered }
 	for start := time.Now(); !written(); time.Sleep(time.Millisecond) {
 		if time.Since(start) > 5*time.Second {

@@ -20,3 +20,17 @@ func lockFile(f *os.File) error {
 	}
 	return err
 }
+
+// syncDir syncs directory dir, so that the names of the files made or renamed in it reach the
+// disk.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -572,7 +572,16 @@ func (s *Store) write(ctx context.Context, op Op) error {
 
 // wait waits until every one of ops (queued) has committed, up to CommitTimeout in all.
 func (s *Store) wait(ctx context.Context, ops []Op) error {
-	t := time.NewTimer(s.opts.CommitTimeout)
+	limit := s.opts.CommitTimeout
+	if s.opts.Spool != nil {
+		// With a spool, a write that does not commit in time is answered once the writer has
+		// put it in the spool (its word on done), not when commit_timeout has passed: a kill
+		// right after the answer finds it there. A try that hangs has it spooled after
+		// commit_timeout (watchSlowTry); a spool that never says (a disk that hangs) has the
+		// answer go after write_timeout more anyway.
+		limit += s.opts.WriteTimeout
+	}
+	t := time.NewTimer(limit)
 	defer t.Stop()
 	for _, op := range ops {
 		select {
@@ -922,6 +931,7 @@ func (w *writeLoop) evict(k int) int {
 	for _, op := range w.buf {
 		if t := opTenant(&op); counts[t] > 0 {
 			counts[t] -= opWeight(&op)
+			answer(op.done, ErrNotCommitted) // pushed out, and no longer waited for
 			continue
 		}
 		w.buf[j] = op
@@ -1010,9 +1020,7 @@ func (w *writeLoop) tryAll() bool {
 					w.shift(1)
 					w.spoolDone(op.seq)
 					w.drop(1, "the database refused the write: "+err.Error())
-					if op.done != nil {
-						op.done <- err
-					}
+					answer(op.done, err)
 					err = nil // given up: the database itself works
 				} else if err != nil {
 					break
@@ -1055,14 +1063,26 @@ func (w *writeLoop) apply(n int) error {
 	}
 	var seq uint64
 	for _, op := range w.buf[:n] {
-		if op.done != nil {
-			op.done <- nil
-		}
+		answer(op.done, nil)
 		seq = max(seq, op.seq)
 	}
 	w.shift(n)
 	w.spoolDone(seq)
 	return nil
+}
+
+// answer tells a write's sender (done, nil for a write no one waits for) what became of it: nil,
+// committed; ErrNotCommitted, kept for another try (with a spool: in the spool, or kept in memory
+// only because the spool fails); another error, given up. The sender reads one word; a later one
+// finds the channel full or no one reading and is dropped (a write answered as spooled and then
+// committed), so the writer never blocks on it.
+func answer(done chan error, err error) {
+	if done != nil {
+		select {
+		case done <- err:
+		default:
+		}
+	}
 }
 
 // publish tells Backlog and OnBacklog how many writes wait for another try.
@@ -1094,6 +1114,7 @@ func (w *writeLoop) final() {
 	}
 	w.overflowLogged = time.Time{} // whatever is left unlogged is logged now
 	w.logOverflow(time.Now())
+	left := w.buf // answered once handed over, spooled or given up
 	switch {
 	case len(w.buf) == 0:
 	case w.handOff():
@@ -1102,6 +1123,9 @@ func (w *writeLoop) final() {
 	case w.keepSpooled():
 	default:
 		w.drop(len(w.buf), "the database still failed when the message log closed")
+	}
+	for _, op := range left {
+		answer(op.done, ErrNotCommitted)
 	}
 	w.buf = nil
 	w.release()
