@@ -331,14 +331,15 @@ func New(ctx context.Context, o Options) (*App, error) {
 			a.metrics.LogWrites.WithLabelValues(res).Add(float64(n))
 			a.metrics.LogBatch.Observe(float64(n))
 		},
-		OnBacklog: func(n int) { a.metrics.LogBacklog.Set(float64(n)) },
-		OnDrop:    func(n int) { a.metrics.LogDropped.Add(float64(n)) },
-		OnCharge:  a.charge,
-		HandOff:   a.handOffFor(cfg),
-		OnHandOff: func(n int) { a.metrics.LogHandedOver.WithLabelValues("out").Add(float64(n)) },
-		Spool:     spool,
-		InFlight:  func() int { return int(a.inflight.Load()) },
-		Linger:    500 * time.Microsecond,
+		OnBacklog:      func(n int) { a.metrics.LogBacklog.Set(float64(n)) },
+		OnDrop:         func(n int) { a.metrics.LogDropped.Add(float64(n)) },
+		OnSpoolFailure: a.metrics.LogSpoolFailures.Inc,
+		OnCharge:       a.charge,
+		HandOff:        a.handOffFor(cfg),
+		OnHandOff:      func(n int) { a.metrics.LogHandedOver.WithLabelValues("out").Add(float64(n)) },
+		Spool:          spool,
+		InFlight:       func() int { return int(a.inflight.Load()) },
+		Linger:         500 * time.Microsecond,
 	})
 	a.rebuildPrices()
 	return a, nil

@@ -31,6 +31,7 @@ type Metrics struct {
 	LogBacklog         prometheus.Gauge
 	LogDropped         prometheus.Counter
 	LogCommitTimeouts  prometheus.Counter
+	LogSpoolFailures   prometheus.Counter
 	LogHandedOver      *prometheus.CounterVec
 	LogHandOffWaiting  prometheus.Gauge
 	Notify             *prometheus.CounterVec
@@ -86,6 +87,8 @@ func New() *Metrics {
 			Help: "Message log writes waiting for another try because the database failed."}),
 		LogDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "smsgate_message_log_dropped_total",
 			Help: "Message log writes given up: the retry buffer was full, or the database still failed at shutdown and they could not be handed over."}),
+		LogSpoolFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "smsgate_message_log_spool_failures_total",
+			Help: "Failures of the spool (storage.spool_dir): the writes it could not take wait in memory only, lost if the process is killed before the database takes them."}),
 		LogCommitTimeouts: prometheus.NewCounter(prometheus.CounterOpts{Name: "smsgate_message_log_commit_timeouts_total",
 			Help: "Sends answered before their record committed (storage.commit_timeout passed); the record waits in the retry buffer."}),
 		LogHandedOver: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_message_log_handed_over_total",
@@ -129,7 +132,7 @@ func New() *Metrics {
 			Help: "Keys the state store has evicted since it started (Redis's evicted_keys, or what the memory state evicted at state.max_idempotency_records and state.max_keys): each a rate-limit bucket, idempotency record or the like lost before its time."}),
 	}
 	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.Attempts, m.ProviderLatency, m.BreakerState,
-		m.BreakerTransitions, m.TenantBreakerOpens, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBatch, m.LogBacklog, m.LogDropped, m.LogCommitTimeouts, m.LogHandedOver, m.LogHandOffWaiting, m.Notify, m.PreviousKeys, m.DeliveryRate, m.Demotions, m.Reloads, m.ProviderDisabled, m.ProviderDrained, m.StateErrors, m.Spend, m.EstimatedSpend, m.Quarantines,
+		m.BreakerTransitions, m.TenantBreakerOpens, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBatch, m.LogBacklog, m.LogDropped, m.LogCommitTimeouts, m.LogSpoolFailures, m.LogHandedOver, m.LogHandOffWaiting, m.Notify, m.PreviousKeys, m.DeliveryRate, m.Demotions, m.Reloads, m.ProviderDisabled, m.ProviderDrained, m.StateErrors, m.Spend, m.EstimatedSpend, m.Quarantines,
 		m.StateMemoryUsed, m.StateMemoryMax, m.StateEvictedKeys, m.Paced, m.WindowReads, m.WindowReadTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)

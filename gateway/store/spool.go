@@ -450,6 +450,7 @@ func (w *writeLoop) spoolEmpty() {
 		return
 	}
 	if err := w.spool.empty(); err != nil {
+		w.spoolFailure()
 		w.s.log.Error("message log spool could not be emptied; it is no longer used until a restart", "dir", w.spool.Dir(), "err", err.Error())
 		w.spool = nil
 	}
@@ -470,8 +471,16 @@ func (w *writeLoop) keepSpooled() bool {
 	return true
 }
 
+// spoolFailure counts a failure of the spool (Options.OnSpoolFailure).
+func (w *writeLoop) spoolFailure() {
+	if w.s.opts.OnSpoolFailure != nil {
+		w.s.opts.OnSpoolFailure()
+	}
+}
+
 // spoolFailed logs a failure of the spool (at most a line a minute) and pauses it.
 func (w *writeLoop) spoolFailed(msg string, err error) {
+	w.spoolFailure()
 	now := time.Now()
 	w.spoolRetry = now.Add(spoolPause)
 	if now.Sub(w.spoolLogged) >= time.Minute {

@@ -338,7 +338,8 @@ func TestASpoolThatFailsLeavesTheWritesInMemory(t *testing.T) {
 	var logs syncbuf.Buffer
 	m := NewMemory()
 	fb := &flaky{Backend: m, down: true}
-	s := New(Options{Backend: fb, Spool: sp, Logger: jsonLogger(&logs), CommitTimeout: time.Millisecond})
+	var failures atomic.Int32
+	s := New(Options{Backend: fb, Spool: sp, Logger: jsonLogger(&logs), CommitTimeout: time.Millisecond, OnSpoolFailure: func() { failures.Add(1) }})
 	ctx := context.Background()
 	s.Insert(ctx, record("m1", "acme", "p", "pm1", t0))
 	s.Flush(ctx)
@@ -346,6 +347,9 @@ func TestASpoolThatFailsLeavesTheWritesInMemory(t *testing.T) {
 	s.Flush(ctx)
 	if n := strings.Count(logs.String(), "message log spool failed"); n != 1 {
 		t.Errorf("%d lines of the spool's failure, want 1: %s", n, logs.String())
+	}
+	if n := failures.Load(); n < 1 { // the metric smsgate_message_log_spool_failures_total
+		t.Errorf("%d spool failures counted, want at least 1", n)
 	}
 	fb.set(false)
 	s.Flush(ctx)

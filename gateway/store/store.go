@@ -436,6 +436,9 @@ type Options struct {
 	// OnDrop, when set, is told how many writes were given up (retry buffer full, or still failing
 	// when Close's time ran out and not handed over).
 	OnDrop func(n int)
+	// OnSpoolFailure, when set, is told of each failure of the spool (Spool): writes it could not
+	// take are kept in memory only, and a process killed meanwhile loses them.
+	OnSpoolFailure func()
 	// HandOff, when set, is given what still fails when Close's time ran out, encoded in chunks
 	// that Adopt takes back (handoff.go), instead of dropping it; nil means it kept them all.
 	HandOff func(ctx context.Context, chunks [][]byte) error

@@ -16,6 +16,7 @@ var countedFromStart = map[string]bool{
 	"smsgate_message_log_dropped_total":         true,
 	"smsgate_message_log_commit_timeouts_total": true,
 	"smsgate_message_log_handed_over_total":     true,
+	"smsgate_message_log_spool_failures_total":  true,
 }
 
 // firstCounts are the dashboard's counters whose series appear only at their first count (their
