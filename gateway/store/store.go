@@ -539,7 +539,8 @@ func (s *Store) enqueue(ctx context.Context, op Op) error {
 }
 
 // Insert queues a new record and waits until its batch has committed (nil), or CommitTimeout or
-// ctx ran out (ErrNotCommitted: it stays queued and is retried).
+// ctx ran out (ErrNotCommitted: it stays queued and is retried). With a spool, ErrNotCommitted
+// comes once the record is in the spool instead (see wait).
 func (s *Store) Insert(ctx context.Context, r *Record) error {
 	return s.write(ctx, Op{Insert: cleanRecord(r)})
 }
@@ -573,7 +574,8 @@ func (s *Store) write(ctx context.Context, op Op) error {
 	return s.wait(ctx, []Op{op})
 }
 
-// wait waits until every one of ops (queued) has committed, up to CommitTimeout in all.
+// wait waits until every one of ops (queued) has committed, up to CommitTimeout in all; with a
+// spool, until each has committed or is in the spool (or the spool failed to take it).
 func (s *Store) wait(ctx context.Context, ops []Op) error {
 	limit := s.opts.CommitTimeout
 	if s.opts.Spool != nil {
