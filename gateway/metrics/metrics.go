@@ -90,7 +90,7 @@ func New() *Metrics {
 		LogSpoolFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "smsgate_message_log_spool_failures_total",
 			Help: "Failures of the spool (storage.spool_dir): the writes it could not take wait in memory only, lost if the process is killed before the database takes them."}),
 		LogCommitTimeouts: prometheus.NewCounter(prometheus.CounterOpts{Name: "smsgate_message_log_commit_timeouts_total",
-			Help: "Sends answered before their record committed (storage.commit_timeout passed); the record waits in the retry buffer."}),
+			Help: "Sends answered before their record committed (storage.commit_timeout passed; with storage.spool_dir, once the record was in the spool); the record waits in the retry buffer."}),
 		LogHandedOver: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_message_log_handed_over_total",
 			Help: "Message log writes handed over through the shared state store: out, by a replica that stopped while its database still failed; in, taken back and written by this one."}, []string{"direction"}),
 		LogHandOffWaiting: prometheus.NewGauge(prometheus.GaugeOpts{Name: "smsgate_message_log_handoff_waiting_chunks",
