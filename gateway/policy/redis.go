@@ -70,9 +70,12 @@ func NewBreakers(openFor time.Duration) *Breakers {
 func newStateBreaker(name string, openFor time.Duration) *gobreaker.TwoStepCircuitBreaker[struct{}] {
 	return gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{Name: name, Timeout: openFor,
 		ReadyToTrip:  func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= 3 },
-		IsSuccessful: func(err error) bool { return err == nil || errors.Is(err, redis.Nil) },
+		IsSuccessful: answered,
 		IsExcluded:   func(err error) bool { return errors.Is(err, context.Canceled) }})
 }
+
+// answered reports whether a call's error says Redis answered it: none, or redis.Nil (no such key).
+func answered(err error) bool { return err == nil || errors.Is(err, redis.Nil) }
 
 // node is the breaker of the primary at addr.
 func (b *Breakers) node(addr string) *gobreaker.TwoStepCircuitBreaker[struct{}] {
@@ -124,7 +127,7 @@ func (r *Redis) guard(ctx context.Context, key string, fn func() error) error {
 	}
 	err = r.relearn(fn())
 	done(err)
-	if (err == nil || errors.Is(err, redis.Nil)) && !r.slotsKnown.Load() {
+	if answered(err) && !r.slotsKnown.Load() {
 		r.slotsKnown.Store(true)
 	}
 	return err

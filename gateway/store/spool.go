@@ -60,6 +60,9 @@ const (
 // ErrSpoolInUse is OpenSpool's error for a directory another process holds.
 var ErrSpoolInUse = errors.New("the spool directory is in use by another process")
 
+// errLocked is lockFile's error for a file another process holds locked.
+var errLocked = errors.New("locked")
+
 var spoolCRC = crc32.MakeTable(crc32.Castagnoli)
 
 // Spool is a directory where the writer keeps the writes that wait for the database.

@@ -2,13 +2,7 @@
 
 package store
 
-import (
-	"errors"
-	"os"
-)
-
-// errLocked is lockFile's error for a file another process holds locked.
-var errLocked = errors.New("locked")
+import "os"
 
 // lockFile takes no lock where flock(2) is missing: two processes must not share a spool there.
 func lockFile(*os.File) error { return nil }

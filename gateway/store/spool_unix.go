@@ -8,9 +8,6 @@ import (
 	"syscall"
 )
 
-// errLocked is lockFile's error for a file another process holds locked.
-var errLocked = errors.New("locked")
-
 // lockFile takes f's exclusive lock without waiting. The kernel lets it go when the process ends,
 // however it ends: a process killed outright leaves its spool to the next.
 func lockFile(f *os.File) error {

@@ -332,7 +332,9 @@ type Op struct {
 	Release string
 	// barrier, when set, is closed once every earlier op was tried.
 	barrier chan struct{}
-	// done, when set, receives nil once the op's batch has committed (buffered: never blocks).
+	// done, when set, receives one word of what became of the write (answer): nil once its batch
+	// has committed, ErrNotCommitted once it is kept for another try (with a spool: in it), or
+	// the error it was given up with. Buffered: the writer never blocks on it.
 	done chan error
 	// seq is the write's number in the spool (Options.Spool); 0 while it is not in it.
 	seq uint64
