@@ -9,6 +9,7 @@ package check
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -30,12 +31,13 @@ import (
 
 // kinds maps apiVersion/kind to a fresh value of the official Go type.
 var kinds = map[string]func() any{
-	"v1/ConfigMap":                  func() any { return &corev1.ConfigMap{} },
-	"v1/Secret":                     func() any { return &corev1.Secret{} },
-	"v1/Service":                    func() any { return &corev1.Service{} },
-	"apps/v1/Deployment":            func() any { return &appsv1.Deployment{} },
-	"batch/v1/Job":                  func() any { return &batchv1.Job{} },
-	"policy/v1/PodDisruptionBudget": func() any { return &policyv1.PodDisruptionBudget{} },
+	"v1/ConfigMap":                            func() any { return &corev1.ConfigMap{} },
+	"v1/Secret":                               func() any { return &corev1.Secret{} },
+	"v1/Service":                              func() any { return &corev1.Service{} },
+	"apps/v1/Deployment":                      func() any { return &appsv1.Deployment{} },
+	"apps/v1/StatefulSet":                     func() any { return &appsv1.StatefulSet{} },
+	"batch/v1/Job":                            func() any { return &batchv1.Job{} },
+	"policy/v1/PodDisruptionBudget":           func() any { return &policyv1.PodDisruptionBudget{} },
 	"monitoring.coreos.com/v1/ServiceMonitor": func() any { return &monitoringv1.ServiceMonitor{} },
 }
 
@@ -46,28 +48,12 @@ func TestKubernetesManifestsUseOnlyRealFields(t *testing.T) {
 	}
 	seen := map[string]any{}
 	for _, f := range files {
-		raw, err := os.ReadFile(f)
+		kind, obj, err := decodeManifest(f)
 		if err != nil {
-			t.Fatal(err)
-		}
-		var head struct {
-			APIVersion string `json:"apiVersion"`
-			Kind       string `json:"kind"`
-		}
-		if err := yaml.Unmarshal(raw, &head); err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		mk, ok := kinds[head.APIVersion+"/"+head.Kind]
-		if !ok {
-			t.Errorf("%s: no type for %s %s", f, head.APIVersion, head.Kind)
+			t.Error(err)
 			continue
 		}
-		obj := mk()
-		if err := yaml.UnmarshalStrict(raw, obj); err != nil {
-			t.Errorf("%s: %v", f, err)
-			continue
-		}
-		seen[head.Kind] = obj
+		seen[kind] = obj
 	}
 	d, _ := seen["Deployment"].(*appsv1.Deployment)
 	if d == nil {
@@ -129,6 +115,98 @@ func TestKubernetesManifestsUseOnlyRealFields(t *testing.T) {
 	// The ConfigMap's gateway config is valid for smsgate (with the environment it gets).
 	cm, _ := seen["ConfigMap"].(*corev1.ConfigMap)
 	checkGatewayConfig(t, cm.Data["smsgate.yaml"])
+}
+
+// decodeManifest reads one Kubernetes manifest strictly (an unknown field is an error) into the
+// official type of its kind.
+func decodeManifest(file string) (kind string, obj any, err error) {
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return "", nil, err
+	}
+	var head struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+	}
+	if err := yaml.Unmarshal(raw, &head); err != nil {
+		return "", nil, fmt.Errorf("%s: %w", file, err)
+	}
+	mk, ok := kinds[head.APIVersion+"/"+head.Kind]
+	if !ok {
+		return "", nil, fmt.Errorf("%s: no type for %s %s", file, head.APIVersion, head.Kind)
+	}
+	obj = mk()
+	if err := yaml.UnmarshalStrict(raw, obj); err != nil {
+		return "", nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return head.Kind, obj, nil
+}
+
+// manifest decodes file as decodeManifest does and wants it to be a T.
+func manifest[T any](t *testing.T, file string) T {
+	t.Helper()
+	_, obj, err := decodeManifest(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, ok := obj.(T)
+	if !ok {
+		t.Fatalf("%s holds a %T", file, obj)
+	}
+	return v
+}
+
+// TestTheStatefulSetRunsTheDeploymentsPods: kubernetes/statefulset/ replaces the Deployment for
+// a spool that outlives its pod and node (a volume per replica). Its pods must be the Deployment's
+// but for that volume, or one of the two would drift from what the test above checks; its volume
+// must be writable by the non-root user, kept when a replica is scaled away, and its headless
+// Service must select its pods without being scraped as a second copy of them.
+func TestTheStatefulSetRunsTheDeploymentsPods(t *testing.T) {
+	d := manifest[*appsv1.Deployment](t, "../kubernetes/deployment.yaml")
+	s := manifest[*appsv1.StatefulSet](t, "../kubernetes/statefulset/statefulset.yaml")
+	svc := manifest[*corev1.Service](t, "../kubernetes/statefulset/service-pods.yaml")
+	mon := manifest[*monitoringv1.ServiceMonitor](t, "../kubernetes/servicemonitor.yaml")
+
+	withoutSpool := func(p corev1.PodTemplateSpec) corev1.PodTemplateSpec {
+		p = *p.DeepCopy()
+		p.Spec.Volumes = slices.DeleteFunc(p.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == "spool" })
+		return p
+	}
+	if !reflect.DeepEqual(withoutSpool(d.Spec.Template), s.Spec.Template) {
+		t.Errorf("the StatefulSet's pod template differs from the Deployment's beyond the spool's volume:\nDeployment:  %+v\nStatefulSet: %+v",
+			withoutSpool(d.Spec.Template), s.Spec.Template)
+	}
+	if !reflect.DeepEqual(d.Spec.Selector, s.Spec.Selector) || *d.Spec.Replicas != *s.Spec.Replicas {
+		t.Error("the StatefulSet's selector or replicas differ from the Deployment's")
+	}
+	var claim *corev1.PersistentVolumeClaim
+	for i := range s.Spec.VolumeClaimTemplates {
+		if s.Spec.VolumeClaimTemplates[i].Name == "spool" {
+			claim = &s.Spec.VolumeClaimTemplates[i]
+		}
+	}
+	if claim == nil || !slices.Equal(claim.Spec.AccessModes, []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}) ||
+		claim.Spec.Resources.Requests.Storage().IsZero() {
+		t.Errorf("no ReadWriteOnce claim named spool with a size: %+v", s.Spec.VolumeClaimTemplates)
+	}
+	sc := s.Spec.Template.Spec.SecurityContext
+	if sc == nil || sc.FSGroup == nil || sc.RunAsGroup == nil || *sc.FSGroup != *sc.RunAsGroup {
+		t.Error("the pods' fsGroup is not their runAsGroup: the non-root process could not write its spool volume")
+	}
+	if r := s.Spec.PersistentVolumeClaimRetentionPolicy; r == nil || r.WhenScaled != appsv1.RetainPersistentVolumeClaimRetentionPolicyType ||
+		r.WhenDeleted != appsv1.RetainPersistentVolumeClaimRetentionPolicyType {
+		t.Errorf("the spool volumes are not retained (%+v): records a replica left there would go with a scale-down", r)
+	}
+	if s.Spec.ServiceName != svc.Name || svc.Spec.ClusterIP != corev1.ClusterIPNone ||
+		!reflect.DeepEqual(svc.Spec.Selector, s.Spec.Template.Labels) {
+		t.Errorf("serviceName %q: want the headless Service %q selecting the pods (clusterIP %q, selector %v)",
+			s.Spec.ServiceName, svc.Name, svc.Spec.ClusterIP, svc.Spec.Selector)
+	}
+	for k, v := range mon.Spec.Selector.MatchLabels {
+		if svc.Labels[k] == v {
+			t.Errorf("the ServiceMonitor selects the headless Service too (%s=%s): every replica would be scraped twice", k, v)
+		}
+	}
 }
 
 func TestComposeFileLoadsWithTheSpecification(t *testing.T) {
