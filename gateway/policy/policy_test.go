@@ -570,6 +570,89 @@ func TestAClusterPrimaryDownFailsOnlyItsOwnKeys(t *testing.T) {
 	}
 }
 
+// TestAClusterPrimaryDownFailsOnlyItsOwnPipelines: pipelines over keys that live on several
+// primaries (the pumping detector's counters, the admin API's spend figures) count against the
+// breakers of the primaries they touch. With one primary paused, the pipelines over its keys fail,
+// then fail fast, naming it; those over the other primaries' keys go on, however many failed
+// before them. With one breaker for every pipeline, three failures refused them all.
+func TestAClusterPrimaryDownFailsOnlyItsOwnPipelines(t *testing.T) {
+	nodes := redistest.Cluster(t, 3)
+	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: nodes, ReadTimeout: 200 * time.Millisecond, MaxRedirects: -1})
+	defer client.Close()
+	r := &Redis{Client: client, Prefix: "x:", Breakers: NewBreakers(time.Hour), Cluster: true}
+	ctx := context.Background()
+	onFirst := func(keys ...string) bool {
+		for _, k := range keys {
+			node, err := client.MasterForKey(ctx, "x:"+k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if node.Options().Addr == nodes[0] {
+				return true
+			}
+		}
+		return false
+	}
+	// Each tenant's counters: its range's and its own, on one primary or two.
+	var down, up [][][2]string
+	for i := 0; len(down) < 4 || len(up) < 6; i++ {
+		tenant := "t" + strconv.Itoa(i)
+		rk, tk := rangeKey(tenant, "US-1415"), tenantKey(tenant)
+		incs := [][2]string{{rk, "h:1"}, {tk, "h:1"}}
+		if onFirst(rk, tk) {
+			down = append(down, incs)
+		} else {
+			up = append(up, incs)
+		}
+	}
+	var spendUp []SpendBucket // spend buckets off the first primary
+	var spendDown SpendBucket
+	for i := 0; len(spendUp) < 3 || spendDown.Key == ""; i++ {
+		b := SpendBucket{Key: "s" + strconv.Itoa(i), Limit: config.Spend{Amount: 10, Per: time.Hour}}
+		if onFirst("sp:" + b.Key) {
+			spendDown = b
+		} else {
+			spendUp = append(spendUp, b)
+		}
+	}
+	if _, err := r.PumpAdd(ctx, up[0], time.Hour); err != nil { // a replica at work before
+		t.Fatalf("before the pause: %v", err)
+	}
+	pause := redis.NewClient(&redis.Options{Addr: nodes[0]})
+	defer pause.Close()
+	if err := pause.Do(ctx, "CLIENT", "PAUSE", 20000, "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i, incs := range down[:3] {
+		if _, err := r.PumpAdd(ctx, incs, time.Hour); err == nil || errors.Is(err, gobreaker.ErrOpenState) {
+			t.Fatalf("counters %d with a key on the paused node: %v, want their own failure", i, err)
+		}
+	}
+	began := time.Now()
+	if _, err := r.PumpAdd(ctx, down[3], time.Hour); !errors.Is(err, gobreaker.ErrOpenState) || !strings.Contains(err.Error(), "redis "+nodes[0]+" unavailable") {
+		t.Errorf("after 3 failures on the paused node: %v, want its open breaker, named", err)
+	}
+	if _, err := r.Used(ctx, []SpendBucket{spendUp[0], spendDown}); !errors.Is(err, gobreaker.ErrOpenState) {
+		t.Errorf("spend figures with a key on the paused node: %v, want its open breaker", err)
+	}
+	if d := time.Since(began); d > 100*time.Millisecond {
+		t.Errorf("the open breaker took %v to answer: it waited for the node", d)
+	}
+	for i, incs := range up {
+		vals, err := r.PumpAdd(ctx, incs, time.Hour)
+		want := []int64{1, 1}
+		if i == 0 {
+			want = []int64{2, 2}
+		}
+		if err != nil || !slices.Equal(vals, want) {
+			t.Errorf("counters %d off the paused node: %v %v, want %v counted", i, vals, err, want)
+		}
+	}
+	if used, err := r.Used(ctx, spendUp); err != nil || len(used) != len(spendUp) {
+		t.Errorf("spend figures off the paused node: %v %v", used, err)
+	}
+}
+
 // TestAClusterThatNeverAnsweredFailsFast: a replica started while its Redis Cluster does not
 // answer has no map of the slots; naming a key's primary would read it from the cluster, so each
 // call would wait for the cluster before its breaker could refuse it. After three failures a

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -168,26 +169,30 @@ func (m *MemoryPumpState) PumpMembers(_ context.Context, key string) ([]string, 
 // PumpAdd implements PumpState: the increments and the expiries in one round trip.
 func (r *Redis) PumpAdd(ctx context.Context, incs [][2]string, ttl time.Duration) ([]int64, error) {
 	out := make([]int64, len(incs))
-	err := r.guard(ctx, "", func() error {
+	var keys []string
+	for _, x := range incs {
+		if k := r.Prefix + x[0]; !slices.Contains(keys, k) {
+			keys = append(keys, k)
+		}
+	}
+	cmds := make([]*redis.IntCmd, len(incs))
+	err := r.guardKeys(ctx, keys, func() ([]redis.Cmder, error) {
 		pipe := r.Client.Pipeline()
-		cmds := make([]*redis.IntCmd, len(incs))
-		keys := map[string]bool{}
 		for i, x := range incs {
 			cmds[i] = pipe.HIncrBy(ctx, r.Prefix+x[0], x[1], 1)
-			keys[x[0]] = true
 		}
-		for k := range keys {
-			pipe.PExpire(ctx, r.Prefix+k, ttl)
+		for _, k := range keys {
+			pipe.PExpire(ctx, k, ttl)
 		}
-		if _, err := pipe.Exec(ctx); err != nil {
-			return err
-		}
-		for i, c := range cmds {
-			out[i] = c.Val()
-		}
-		return nil
+		return pipe.Exec(ctx)
 	})
-	return out, err
+	if err != nil {
+		return out, err
+	}
+	for i, c := range cmds {
+		out[i] = c.Val()
+	}
+	return out, nil
 }
 
 // PumpCounters implements PumpState.

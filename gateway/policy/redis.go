@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -48,7 +49,7 @@ type Redis struct {
 // down (until the cluster promotes its replica) then fails fast only the calls for the keys it
 // holds, and sends whose keys live on the other primaries go on checked as before; with a single
 // breaker, three failures in a row from the one node opened it for every send of every tenant.
-// Calls over keys on several nodes (a pipeline) have one breaker of their own.
+// A pipeline over keys on several primaries counts against each of their breakers (guardKeys).
 type Breakers struct {
 	openFor time.Duration
 	whole   *gobreaker.TwoStepCircuitBreaker[struct{}]
@@ -97,7 +98,7 @@ func (b *Breakers) node(addr string) *gobreaker.TwoStepCircuitBreaker[struct{}] 
 	return cb
 }
 
-// breaker is the breaker of a call over key ("": keys on several nodes).
+// breaker is the breaker of a call over key ("": the whole store's).
 func (r *Redis) breaker(ctx context.Context, key string) *gobreaker.TwoStepCircuitBreaker[struct{}] {
 	if cc, ok := r.Client.(*redis.ClusterClient); ok && key != "" && r.slotsKnown.Load() {
 		// The client's own map of slots, in memory: no round trip. (Before a first call has
@@ -111,8 +112,8 @@ func (r *Redis) breaker(ctx context.Context, key string) *gobreaker.TwoStepCircu
 	return r.Breakers.whole
 }
 
-// guard runs fn, a call over key ("": a call over keys that may live on several nodes of a
-// cluster), behind its breaker (redis.Nil is a success, a cancelled call is not counted).
+// guard runs fn, a call over key ("": a call the whole store's breaker guards), behind its
+// breaker (redis.Nil is a success, a cancelled call is not counted).
 func (r *Redis) guard(ctx context.Context, key string, fn func() error) error {
 	if r.Breakers == nil {
 		return r.relearn(fn())
@@ -129,6 +130,65 @@ func (r *Redis) guard(ctx context.Context, key string, fn func() error) error {
 	done(err)
 	if answered(err) && !r.slotsKnown.Load() {
 		r.slotsKnown.Store(true)
+	}
+	return err
+}
+
+// guardKeys runs fn, a pipeline over keys that may live on several primaries of a Redis Cluster
+// (fn returns its commands), behind the breaker of each primary holding one of keys: refused at
+// once when one of them is open, each then counting only the commands over its own keys (a
+// command's key is its first argument). So a primary down opens its own breaker only, as with a
+// call over one key, and pipelines over the other primaries' keys go on; with one breaker for
+// every pipeline, three over a key on the dead primary refused all of them, every tenant's
+// pumping counters with them. Elsewhere, and before a cluster's slots are known, a pipeline has
+// the whole store's breaker.
+func (r *Redis) guardKeys(ctx context.Context, keys []string, fn func() ([]redis.Cmder, error)) error {
+	if _, ok := r.Client.(*redis.ClusterClient); !ok || r.Breakers == nil || !r.slotsKnown.Load() {
+		return r.guard(ctx, "", func() error {
+			_, err := fn()
+			return err
+		})
+	}
+	type breaker = *gobreaker.TwoStepCircuitBreaker[struct{}]
+	of := make(map[string]breaker, len(keys))
+	var cbs []breaker
+	for _, k := range keys {
+		cb := r.breaker(ctx, k)
+		of[k] = cb
+		if !slices.Contains(cbs, cb) {
+			cbs = append(cbs, cb)
+		}
+	}
+	dones := make([]func(error), 0, len(cbs))
+	for _, cb := range cbs {
+		done, err := cb.Allow()
+		if err != nil {
+			for _, d := range dones {
+				d(context.Canceled) // not made: counted neither way
+			}
+			return r.relearn(fmt.Errorf("%s unavailable: %w", cb.Name(), err))
+		}
+		dones = append(dones, done)
+	}
+	cmds, err := fn()
+	r.relearn(err)
+	failed := make(map[breaker]error, len(cbs))
+	for _, c := range cmds {
+		var cb breaker
+		if args := c.Args(); len(args) > 1 {
+			k, _ := args[1].(string)
+			cb = of[k]
+		}
+		if e := c.Err(); !answered(e) && cb != nil && failed[cb] == nil {
+			failed[cb] = e
+		}
+	}
+	for i, cb := range cbs {
+		outcome := failed[cb]
+		if outcome == nil && len(cmds) == 0 {
+			outcome = err // failed before any command was made
+		}
+		dones[i](outcome)
 	}
 	return err
 }
@@ -278,14 +338,17 @@ func (r *Redis) Used(ctx context.Context, buckets []SpendBucket) ([]float64, err
 		return out, nil
 	}
 	gets := make([]*redis.StringCmd, len(buckets))
-	err := r.guard(ctx, "", func() error {
-		_, err := r.Client.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, b := range buckets {
-				gets[i] = p.Get(ctx, r.Prefix+"sp:"+b.Key)
+	keys := make([]string, len(buckets))
+	for i, b := range buckets {
+		keys[i] = r.Prefix + "sp:" + b.Key
+	}
+	err := r.guardKeys(ctx, keys, func() ([]redis.Cmder, error) {
+		return r.Client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, k := range keys {
+				gets[i] = p.Get(ctx, k)
 			}
 			return nil
 		})
-		return err
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
