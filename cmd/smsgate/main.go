@@ -1,6 +1,6 @@
 // Command smsgate is the multi-provider SMS gateway: serve, validate a config, explain a routing
-// decision, send one test message through one provider, migrate the message log, or print the
-// version. It only parses flags and handles signals; gateway/app does the work.
+// decision, send one test message through one provider, migrate the message log, write a spool
+// left behind into it, or print the version. It only parses flags and handles signals; gateway/app does the work.
 package main
 
 import (
@@ -46,6 +46,9 @@ Usage:
                    [--language L] [--yes] [--json]
                    (one real message through one provider, bypassing routing and policy)
   smsgate migrate  --config FILE   (apply the message log's migrations, as serve does at start, and exit)
+  smsgate spool    --config FILE [--dir DIR] [--timeout 30s]
+                   (write what a spool directory holds into the message log, and exit: for a
+                   replica's storage.spool_dir no replica will start on again)
   smsgate health   [--url http://127.0.0.1:8080/healthz]   (exit 0 on HTTP 200; for HEALTHCHECK)
   smsgate version
 `
@@ -68,6 +71,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return migrate(args[1:], stdout, stderr)
 	case "send":
 		return send(args[1:], stdin, stdout, stderr)
+	case "spool":
+		return spool(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "smsgate", version)
 		return 0
@@ -99,6 +104,20 @@ func parseConfig(fs *flag.FlagSet, cfg *string, args []string, stderr io.Writer)
 		return 2
 	}
 	return 0
+}
+
+// loadConfig parses args as parseConfig does and loads the config: nil and the exit code when
+// either fails.
+func loadConfig(fs *flag.FlagSet, cfg *string, args []string, stderr io.Writer) (*config.Config, int) {
+	if code := parseConfig(fs, cfg, args, stderr); code != 0 {
+		return nil, code
+	}
+	c, err := config.Load(*cfg, app.Drivers)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return nil, 1
+	}
+	return c, 0
 }
 
 func serve(args []string, stderr io.Writer) int {
@@ -175,13 +194,9 @@ func serve(args []string, stderr io.Writer) int {
 // short is built again at the next run).
 func migrate(args []string, stdout, stderr io.Writer) int {
 	fs, cfg := flags("migrate", stderr)
-	if code := parseConfig(fs, cfg, args, stderr); code != 0 {
+	c, code := loadConfig(fs, cfg, args, stderr)
+	if c == nil {
 		return code
-	}
-	c, err := config.Load(*cfg, app.Drivers)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -196,6 +211,34 @@ func migrate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "message log at schema version %d, newer than this build knows (%d), which may run on it; nothing applied\n", v, known)
 	default:
 		fmt.Fprintf(stdout, "message log at schema version %d\n", v)
+	}
+	return 0
+}
+
+// spool writes a spool directory's writes into the message log: 0 when none is left, 1 when the
+// database still refused some (they stay for another run) or the spool could not be read.
+func spool(args []string, stdout, stderr io.Writer) int {
+	fs, cfg := flags("spool", stderr)
+	dir := fs.String("dir", "", "the spool directory (default: storage.spool_dir)")
+	timeout := fs.Duration("timeout", 30*time.Second, "how long to keep trying a database that refuses the writes")
+	c, code := loadConfig(fs, cfg, args, stderr)
+	if c == nil {
+		return code
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	held, left, err := app.FlushSpool(ctx, c, *dir, *timeout, slog.New(slog.NewTextHandler(stderr, nil)))
+	switch {
+	case err != nil:
+		fmt.Fprintf(stderr, "smsgate spool: %v\n", err)
+		return 1
+	case held == 0:
+		fmt.Fprintln(stdout, "the spool holds no writes")
+	case left > 0:
+		fmt.Fprintf(stderr, "smsgate spool: %d of %d writes written; the database refused the other %d, which stay in the spool (run it again)\n", held-left, held, left)
+		return 1
+	default:
+		fmt.Fprintf(stdout, "%d writes written into the message log; the spool is empty\n", held)
 	}
 	return 0
 }

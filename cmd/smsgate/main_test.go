@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -660,5 +661,93 @@ func TestMigrateOnPostgres(t *testing.T) {
 		if want := fmt.Sprintf("message log at schema version %d\n", v); code != 0 || out != want {
 			t.Errorf("run %d: %d %q %s, want %q", run, code, out, errs, want)
 		}
+	}
+}
+
+// downLog is a message log whose database refuses every batch, as during an outage.
+type downLog struct{ store.Backend }
+
+func (downLog) Apply(context.Context, []store.Op) ([]store.Charge, error) {
+	return nil, errors.New("database down")
+}
+
+// TestSpoolWritesWhatAReplicaLeft: smsgate spool writes the records a stopped replica left in its
+// spool (a volume no replica will start on again) into the message log, and empties the spool; a
+// database it cannot open, or a spool a running replica holds, leaves the spool as it was.
+func TestSpoolWritesWhatAReplicaLeft(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	spoolDir, db := filepath.Join(dir, "spool"), filepath.Join(dir, "log.db")
+	// A replica during an outage: three sends answered, their records spooled, then it stops.
+	sp, err := store.OpenSpool(spoolDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := store.New(store.Options{Backend: downLog{store.NewMemory()}, Spool: sp, CommitTimeout: 20 * time.Millisecond, CloseTimeout: 50 * time.Millisecond})
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	ids := []string{"msg_1", "msg_2", "msg_3"}
+	for _, id := range ids {
+		r := &store.Record{ID: id, Tenant: "a", Route: "d", MessageType: "sms", Country: "US", Recipient: "+1415*****04", Status: "sent", Provider: "p1", CreatedAt: now, UpdatedAt: now}
+		if err := st.Insert(ctx, r); !errors.Is(err, store.ErrNotCommitted) {
+			t.Fatalf("insert during the outage: %v", err)
+		}
+	}
+	st.Close()
+
+	conf := func(path string) string {
+		t.Helper()
+		cfg := filepath.Join(dir, "c.yaml")
+		os.WriteFile(cfg, []byte(fmt.Sprintf("storage: {path: %q, spool_dir: %q}\ntenants: [{name: a, api_key: k}]\nproviders: [{name: p1, type: mock}]\nroutes: [{name: d, providers: [p1]}]\n", path, spoolDir)), 0o600)
+		return cfg
+	}
+	held := func() int {
+		t.Helper()
+		sp, err := store.OpenSpool(spoolDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sp.Close()
+		return sp.Recovered()
+	}
+	if n := held(); n != 3 {
+		t.Fatalf("the replica left %d writes in its spool, want 3", n)
+	}
+
+	// A database that cannot be opened: nothing is lost.
+	os.WriteFile(filepath.Join(dir, "not-a-dir"), nil, 0o600) // a file where the log's directory would be
+	code, out, errs := runCmd("spool", "-c", conf(filepath.Join(dir, "not-a-dir", "log.db")), "--timeout", "1s")
+	if code != 1 || !strings.Contains(errs, "smsgate spool:") || held() != 3 {
+		t.Errorf("with a log that cannot be opened: %d %q %q, %d writes left, want exit 1 and all 3 kept", code, out, errs, held())
+	}
+	// A spool a running replica holds is not touched.
+	running, err := store.OpenSpool(spoolDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs = runCmd("spool", "-c", conf(db))
+	running.Close()
+	if code != 1 || !strings.Contains(errs, "in use by another process") || held() != 3 {
+		t.Errorf("with the spool held by a replica: %d %q, %d writes left", code, errs, held())
+	}
+
+	code, out, errs = runCmd("spool", "-c", conf(db))
+	if code != 0 || out != "3 writes written into the message log; the spool is empty\n" {
+		t.Fatalf("spool: %d %q %s", code, out, errs)
+	}
+	if n := held(); n != 0 {
+		t.Errorf("the spool still holds %d writes", n)
+	}
+	sq, err := store.OpenSQLite(ctx, db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sq.Close()
+	for _, id := range ids {
+		if r, err := sq.Get(ctx, "a", id); err != nil || r.Status != "sent" || r.Recipient != "+1415*****04" {
+			t.Errorf("record %s in the log: %+v %v", id, r, err)
+		}
+	}
+	if code, out, _ := runCmd("spool", "-c", conf(db)); code != 0 || out != "the spool holds no writes\n" {
+		t.Errorf("spool again: %d %q", code, out)
 	}
 }

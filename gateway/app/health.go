@@ -477,27 +477,42 @@ func openLogAsIs(ctx context.Context, cfg *config.Config) (store.Backend, error)
 // version this build knows (else 0). log gets the progress of long migrations. With
 // storage.driver memory there is nothing to migrate: 0, 0.
 func Migrate(ctx context.Context, cfg *config.Config, log *slog.Logger) (version, known int, err error) {
-	type migrated interface {
-		store.Backend
-		SchemaVersion(context.Context) (int, error)
-		Ahead() (int, int)
-	}
-	var b migrated
-	switch cfg.Storage.Driver {
-	case "sqlite":
-		b, err = store.OpenSQLiteWith(ctx, cfg.Storage.Path, sqliteOptions(cfg.Storage), log)
-	case "postgres":
-		b, err = store.OpenPostgres(ctx, cfg.Storage.DSN.Reveal(), log)
-	default:
-		return 0, 0, nil
-	}
-	if err != nil {
+	b, err := openMigrated(ctx, cfg.Storage, log)
+	if b == nil || err != nil {
 		return 0, 0, err
 	}
 	defer b.Close()
 	_, known = b.Ahead()
 	version, err = b.SchemaVersion(ctx)
 	return version, known, err
+}
+
+// migrated is a database message log opened with its migrations applied.
+type migrated interface {
+	store.Backend
+	SchemaVersion(context.Context) (int, error)
+	Ahead() (int, int)
+}
+
+// openMigrated opens the message log cfg names and applies its migrations, as serve does at
+// start but at once: an error when it cannot be reached. With driver memory: nil, nil.
+func openMigrated(ctx context.Context, cfg config.Storage, log *slog.Logger) (migrated, error) {
+	var (
+		b   migrated
+		err error
+	)
+	switch cfg.Driver {
+	case "sqlite":
+		b, err = store.OpenSQLiteWith(ctx, cfg.Path, sqliteOptions(cfg), log)
+	case "postgres":
+		b, err = store.OpenPostgres(ctx, cfg.DSN.Reveal(), log)
+	default:
+		return nil, nil
+	}
+	if err != nil { // not b: a nil pointer in an interface is not nil
+		return nil, err
+	}
+	return b, nil
 }
 
 // Plan reads the message log of cfg (when there is one) for delivery health and reported prices,
