@@ -560,7 +560,8 @@ func (a *App) openState(ctx context.Context, cfg *config.Config) error {
 		a.log.Error("state store unreachable at start; serving anyway, state.on_error decides each send until it is reached", "addr", where, "on_error", cfg.State.OnError, "err", err.Error())
 	}
 	a.gate.Now = a.opts.Now
-	r := &policy.Redis{Client: client, Prefix: rc.KeyPrefix, Now: a.opts.Now, Breakers: policy.NewBreakers(redisOpenFor), Cluster: len(rc.Cluster.Addrs) > 0}
+	r := &policy.Redis{Client: client, Prefix: rc.KeyPrefix, Now: a.opts.Now, Breakers: policy.NewBreakers(redisOpenFor), Cluster: len(rc.Cluster.Addrs) > 0,
+		MaxTenantReplays: rc.MaxIdempotencyRecordsPerTenant, OnReplaysEvicted: a.redisReplaysEvicted}
 	a.checker.Limiter, a.checker.Spends, a.replays, a.resends, a.flights = r, r, r, r, r
 	// Redis keys of per-recipient and per-IP buckets hold an HMAC under state.key_secret, not the
 	// number or the address.

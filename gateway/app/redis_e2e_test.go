@@ -1595,3 +1595,55 @@ routes: [{name: d, providers: [m]}]
 	}
 	rc.Del(ctx, "ho:log-handoff")
 }
+
+// TestAFloodOfIdempotencyKeysInRedisEvictsOnlyItsOwn: with the state in Redis, a tenant sending
+// under ever new Idempotency-Keys kept a record a send for idempotency.ttl, as much of the memory
+// every tenant's state shares as its rate allowed, and a Redis that filled evicted any tenant's
+// keys. Each tenant keeps at most state.redis.max_idempotency_records_per_tenant now: past it,
+// the flood loses its own oldest, and the quiet tenant's retries still replay.
+func TestAFloodOfIdempotencyKeysInRedisEvictsOnlyItsOwn(t *testing.T) {
+	client := redistest.Start(t)
+	h := start(t, `
+storage: {driver: memory}
+state: {driver: redis, redis: {addr: "`+client.Options().Addr+`", key_prefix: "`+redistest.Prefix(t)+`", max_idempotency_records_per_tenant: 10}, key_secret: "e2e-key-secret-0123456789"}
+log: {error_lines_per_second: 100}
+policy: {rate_limits: {per_recipient: 0, per_ip: 0, per_tenant: 0}, resend_escalation: {enabled: false}}
+tenants: [{name: quiet, api_key: quiet-key}, {name: flood, api_key: flood-key}]
+providers: [{name: m, type: mock, latency: 0s}]
+routes: [{name: d, providers: [m]}]
+`, Options{})
+	sent := func() float64 { return testutil.ToFloat64(h.app.MetricSet().Attempts.WithLabelValues("m", "sent")) }
+	body := func(i int) string {
+		return fmt.Sprintf(`{"message_options":{"recipient":"+1415555%04d","text":"Your code is %06d","code":"%06d"}}`, i, i, i)
+	}
+	var quiet []response
+	for i := range 5 {
+		quiet = append(quiet, h.send("quiet-key", body(9000+i), "Idempotency-Key", fmt.Sprint("notif-", i)))
+	}
+	for i := range 30 {
+		if r := h.send("flood-key", body(i), "Idempotency-Key", fmt.Sprint("flood-", i)); r.Status != 200 {
+			t.Fatalf("flood send %d: %d %s", i, r.Status, r.Raw)
+		}
+	}
+	before := sent()
+	for i, first := range quiet {
+		if r := h.send("quiet-key", body(9000+i), "Idempotency-Key", fmt.Sprint("notif-", i)); r.Status != 200 || r.Body["id"] != first.Body["id"] {
+			t.Errorf("quiet retry %d after the flood: %d %v, want the first answer %v", i, r.Status, r.Body["id"], first.Body["id"])
+		}
+	}
+	if r := h.send("flood-key", body(29), "Idempotency-Key", "flood-29"); r.Status != 200 || sent() != before {
+		t.Errorf("the flood's newest key: %d, %v sends, want a replay", r.Status, sent()-before)
+	}
+	if r := h.send("flood-key", body(0), "Idempotency-Key", "flood-0"); r.Status != 200 || sent() != before+1 {
+		t.Errorf("the flood's oldest key: %d, %v sends, want it evicted (sent again)", r.Status, sent()-before)
+	}
+	m := h.app.MetricSet().ReplaysEvicted
+	if flood, q := testutil.ToFloat64(m.WithLabelValues("flood")), testutil.ToFloat64(m.WithLabelValues("quiet")); flood != 21 || q != 0 {
+		t.Errorf("smsgate_idempotency_records_evicted_total: flood %v, quiet %v; want 21 (31 records, 10 kept) and 0", flood, q)
+	}
+	logs := h.logs.String()
+	msg := `"msg":"idempotency records evicted before their ttl: the tenant reached state.redis.max_idempotency_records_per_tenant, its oldest went"`
+	if !strings.Contains(logs, msg+`,"tenant":"flood"`) || strings.Contains(logs, msg+`,"tenant":"quiet"`) {
+		t.Errorf("want warnings naming the flood only:\n%s", logs)
+	}
+}

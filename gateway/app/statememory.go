@@ -112,7 +112,21 @@ func readNodeMemory(ctx context.Context, c redis.UniversalClient) (*stateMemory,
 // smsgate_state_evicted_keys, as Redis's evictions do, and says so at most
 // log.error_lines_per_second.
 func (a *App) replayEvicted(tenant string) {
+	a.metrics.ReplaysEvicted.WithLabelValues(tenant).Inc()
 	a.stateEvicted("idempotency record evicted before its ttl: state.max_idempotency_records reached, the tenant holding the most records lost its oldest", tenant)
+}
+
+// redisReplaysEvicted hears of idempotency records a tenant lost in Redis to its own bound
+// (state.redis.max_idempotency_records_per_tenant): counted, and said at most
+// log.error_lines_per_second. Redis's own evictions are smsgate_state_evicted_keys'.
+func (a *App) redisReplaysEvicted(tenant string, n int) {
+	a.metrics.ReplaysEvicted.WithLabelValues(tenant).Add(float64(n))
+	ok, left := a.errorLine("state|evicted")
+	if !ok {
+		return
+	}
+	a.log.Warn("idempotency records evicted before their ttl: the tenant reached state.redis.max_idempotency_records_per_tenant, its oldest went",
+		append([]any{"tenant", tenant, "records", n}, leftOut(left)...)...)
 }
 
 // bucketEvicted hears of a rate-limit bucket that the memory state forgot before it was full

@@ -182,6 +182,9 @@ type RedisState struct {
 	// Cluster, when its Addrs are set, reaches a Redis Cluster through these nodes (any of them:
 	// the client learns the others and which keys each holds); Addr is then unused.
 	Cluster RedisCluster `yaml:"cluster"`
+	// MaxIdempotencyRecordsPerTenant bounds the idempotency records each tenant keeps in Redis;
+	// default 1000000. Past it, the tenant's own oldest go.
+	MaxIdempotencyRecordsPerTenant int `yaml:"max_idempotency_records_per_tenant"`
 }
 
 // RedisCluster names some nodes of a Redis Cluster.
@@ -723,6 +726,7 @@ func (c *Config) applyDefaults() {
 	orDefault(&c.Storage.RetryBuffer, 65536)
 	orDefault(&c.State.MaxIdempotencyRecords, 100000)
 	orDefault(&c.State.MaxKeys, 250000)
+	orDefault(&c.State.Redis.MaxIdempotencyRecordsPerTenant, 1000000)
 	orDefault(&c.Storage.BacklogFull, "drop_oldest")
 	orDefault(&c.Storage.Retention, ptr(gateway.Duration(720*time.Hour)))
 	st := &c.State
@@ -968,6 +972,9 @@ func (c *Config) validate() {
 	}
 	if c.State.MaxKeys < 0 {
 		c.Problem("state.max_keys", "must be positive")
+	}
+	if c.State.Redis.MaxIdempotencyRecordsPerTenant < 0 {
+		c.Problem("state.redis.max_idempotency_records_per_tenant", "must be positive")
 	}
 	if c.State.OnError != "open" && c.State.OnError != "closed" {
 		c.Problem("state.on_error", "must be open or closed, not %q", c.State.OnError)

@@ -39,7 +39,7 @@ func TestParseValid(t *testing.T) {
 			MaxBodyBytes: 65536, MaxInFlight: &maxInFlight, ShutdownTimeout: gateway.Duration(15 * time.Second), ReadTimeout: gateway.Duration(10 * time.Second)},
 		Log:     Log{Format: "json", Level: "info", ErrorLinesPerSecond: &errorLines},
 		Storage: Storage{Driver: "sqlite", Path: "data/smsgate.db", Retention: &ret, CommitTimeout: gateway.Duration(200 * time.Millisecond), WriteTimeout: gateway.Duration(10 * time.Second), RetryBuffer: 65536, BacklogFull: "drop_oldest", SQLiteMmap: &yes},
-		State:   State{Driver: "memory", OnError: "open", MaxIdempotencyRecords: 100000, MaxKeys: 250000, Redis: RedisState{Addr: "127.0.0.1:6379", KeyPrefix: "smsgate:", Timeout: gateway.Duration(200 * time.Millisecond)}},
+		State:   State{Driver: "memory", OnError: "open", MaxIdempotencyRecords: 100000, MaxKeys: 250000, Redis: RedisState{Addr: "127.0.0.1:6379", KeyPrefix: "smsgate:", Timeout: gateway.Duration(200 * time.Millisecond), MaxIdempotencyRecordsPerTenant: 1000000}},
 		Policy: Policy{DeniedCountries: []string{"KP"}, DeniedNumberTypes: &[]string{"premium_rate", "shared_cost", "pager", "uan", "voicemail"},
 			RateLimits: RateLimits{PerRecipient: &Limit{10, time.Hour}, PerIP: &Limit{20, time.Minute}, PerTenant: &Limit{50, time.Second},
 				PerCountry: map[string]Limit{"NG": {10, time.Hour}}, Spend: &Spend{20.5, 24 * time.Hour}, API: &Limit{100, time.Second}},

@@ -48,6 +48,7 @@ type Metrics struct {
 	StateMemoryUsed    prometheus.Gauge
 	StateMemoryMax     *prometheus.GaugeVec
 	StateEvictedKeys   prometheus.Gauge
+	ReplaysEvicted     *prometheus.CounterVec
 	Paced              *prometheus.CounterVec
 	WindowReads        *prometheus.CounterVec
 	WindowReadTime     *prometheus.HistogramVec
@@ -130,10 +131,12 @@ func New() *Metrics {
 			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"read"}),
 		StateEvictedKeys: prometheus.NewGauge(prometheus.GaugeOpts{Name: "smsgate_state_evicted_keys",
 			Help: "Keys the state store has evicted since it started (Redis's evicted_keys, or what the memory state evicted at state.max_idempotency_records and state.max_keys): each a rate-limit bucket, idempotency record or the like lost before its time."}),
+		ReplaysEvicted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_idempotency_records_evicted_total",
+			Help: "Idempotency records a tenant lost before their ttl: with the state in memory, it held the most when state.max_idempotency_records was reached; in Redis, it reached its own state.redis.max_idempotency_records_per_tenant. A retry of such a request sends again."}, []string{"tenant"}),
 	}
 	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.Attempts, m.ProviderLatency, m.BreakerState,
 		m.BreakerTransitions, m.TenantBreakerOpens, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBatch, m.LogBacklog, m.LogDropped, m.LogCommitTimeouts, m.LogSpoolFailures, m.LogHandedOver, m.LogHandOffWaiting, m.Notify, m.PreviousKeys, m.DeliveryRate, m.Demotions, m.Reloads, m.ProviderDisabled, m.ProviderDrained, m.StateErrors, m.Spend, m.EstimatedSpend, m.Quarantines,
-		m.StateMemoryUsed, m.StateMemoryMax, m.StateEvictedKeys, m.Paced, m.WindowReads, m.WindowReadTime,
+		m.StateMemoryUsed, m.StateMemoryMax, m.StateEvictedKeys, m.ReplaysEvicted, m.Paced, m.WindowReads, m.WindowReadTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}

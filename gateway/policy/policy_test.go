@@ -372,6 +372,74 @@ func TestRedisReplaysAndResends(t *testing.T) {
 	}
 }
 
+// TestRedisBoundsEachTenantsReplays: with MaxTenantReplays, a tenant storing ever new
+// idempotency records in Redis loses its own oldest past the bound, never another tenant's (with
+// maxmemory alone, Redis would evict any tenant's keys); a repeated Put and records already
+// expired count nothing. On a Redis Cluster the index and the records live on different nodes.
+func TestRedisBoundsEachTenantsReplays(t *testing.T) {
+	for _, setup := range []string{"redis", "cluster"} {
+		t.Run(setup, func(t *testing.T) {
+			clk := newClock()
+			r := &Redis{Prefix: redistest.Prefix(t), Now: clk.now, Breakers: NewBreakers(time.Hour), MaxTenantReplays: 3}
+			if setup == "redis" {
+				r.Client = redistest.Start(t)
+			} else {
+				client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: redistest.Cluster(t, 3)})
+				defer client.Close()
+				r.Client, r.Cluster = client, true
+			}
+			evicted := map[string]int{}
+			r.OnReplaysEvicted = func(tenant string, n int) { evicted[tenant] += n }
+			ctx := context.Background()
+			put := func(tenant, key string) {
+				t.Helper()
+				clk.add(time.Second)
+				if err := r.Put(ctx, ReplayKey(tenant, key), &Replay{Status: 200, Body: []byte(key)}, time.Hour); err != nil {
+					t.Fatalf("put %s %s: %v", tenant, key, err)
+				}
+			}
+			kept := func(tenant string, keys ...string) (out []string) {
+				t.Helper()
+				for _, k := range keys {
+					if _, ok, err := r.Get(ctx, ReplayKey(tenant, k)); err != nil {
+						t.Fatal(err)
+					} else if ok {
+						out = append(out, k)
+					}
+				}
+				return out
+			}
+			put("quiet", "q0")
+			for i := range 5 {
+				put("flood", "f"+strconv.Itoa(i))
+			}
+			put("quiet", "q1")
+			put("flood", "f4") // stored already: nothing new
+			if diff := cmp.Diff([]string{"f2", "f3", "f4"}, kept("flood", "f0", "f1", "f2", "f3", "f4")); diff != "" {
+				t.Errorf("the flood's records (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff([]string{"q0", "q1"}, kept("quiet", "q0", "q1")); diff != "" {
+				t.Errorf("the quiet tenant's records (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(map[string]int{"flood": 2}, evicted); diff != "" {
+				t.Errorf("evictions heard (-want +got):\n%s", diff)
+			}
+			// An hour on, the index no longer counts the records of then (Redis's own clock has
+			// not moved, so they are still there): three new ones evict nothing.
+			clk.add(time.Hour)
+			for i := 5; i < 8; i++ {
+				put("flood", "f"+strconv.Itoa(i))
+			}
+			if diff := cmp.Diff([]string{"f2", "f3", "f4", "f5", "f6", "f7"}, kept("flood", "f2", "f3", "f4", "f5", "f6", "f7")); diff != "" {
+				t.Errorf("after an hour (-want +got):\n%s", diff)
+			}
+			if evicted["flood"] != 2 {
+				t.Errorf("%d evictions after an hour, want the 2 of before", evicted["flood"])
+			}
+		})
+	}
+}
+
 func TestRedisLimiterSharedAndExpiring(t *testing.T) {
 	client := redistest.Start(t)
 	prefix := redistest.Prefix(t)

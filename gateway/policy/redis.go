@@ -39,6 +39,14 @@ type Redis struct {
 	// the one script that touches two keys finds both on one node (flightKeys).
 	Cluster bool
 
+	// MaxTenantReplays bounds the idempotency records one tenant keeps (Put): past it, the
+	// tenant's own oldest go, so that one tenant sending under ever new keys cannot fill the
+	// memory every tenant's state shares (maxmemory's evictions fall on any tenant's keys,
+	// rate-limit buckets among them). 0: no bound.
+	MaxTenantReplays int
+	// OnReplaysEvicted, when set, hears of the records a tenant lost to MaxTenantReplays.
+	OnReplaysEvicted func(tenant string, n int)
+
 	// slotsKnown: a call to a cluster has succeeded, so its client holds a map of the slots (it
 	// keeps the last one it read) and can name a key's primary without a round trip.
 	slotsKnown atomic.Bool
@@ -402,10 +410,23 @@ func (r *Redis) Get(ctx context.Context, key string) (*Replay, bool, error) {
 	return rep, true, nil
 }
 
-// Put implements Replays. The first answer wins: a key already stored is not overwritten.
+// Put implements Replays. The first answer wins: a key already stored is not overwritten. With
+// MaxTenantReplays, the record is also listed in its tenant's index (at the same time, so that
+// the Put still costs one round trip), and the tenant's oldest records past the bound are deleted
+// (a round trip more, only at the bound).
 func (r *Redis) Put(ctx context.Context, key string, rep *Replay, ttl time.Duration) error {
 	k := r.Prefix + "idem:" + r.slotted(key)
-	return r.guard(ctx, k, func() error {
+	var (
+		indexed   sync.WaitGroup
+		popped    []string
+		indexErr  error
+		tenant    = kindTenant(key)
+		withBound = r.MaxTenantReplays > 0
+	)
+	if withBound {
+		indexed.Go(func() { popped, indexErr = r.indexReplay(ctx, tenant, k, ttl) })
+	}
+	err := r.guard(ctx, k, func() error {
 		_, err := r.Client.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.HSetNX(ctx, k, "hash", string(rep.BodyHash[:]))
 			p.HSetNX(ctx, k, "status", strconv.Itoa(rep.Status))
@@ -415,6 +436,65 @@ func (r *Redis) Put(ctx context.Context, key string, rep *Replay, ttl time.Durat
 		})
 		return err
 	})
+	if !withBound {
+		return err
+	}
+	indexed.Wait()
+	if err := errors.Join(err, indexErr); err != nil || len(popped) == 0 {
+		return err
+	}
+	return r.evictReplays(ctx, tenant, popped)
+}
+
+// indexReplayScript lists a record (ARGV[3]) created at ARGV[2] (µs) in its tenant's index
+// (KEYS[1], a sorted set by creation time, kept as long as its newest record, ARGV[4] ms), drops
+// the entries of records expired by now (created before ARGV[1]), and returns the entries of the
+// oldest records past the bound (ARGV[5]), taken out of it. A record listed already keeps its
+// entry (a repeated Put stores nothing).
+var indexReplayScript = redis.NewScript(`
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
+redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[5])
+if over > 0 then
+  return redis.call('ZPOPMIN', KEYS[1], over)
+end
+return {}
+`)
+
+// indexReplay lists the record k of tenant in the tenant's index and returns the keys of the
+// tenant's oldest records past MaxTenantReplays (one a Put as a tenant at the bound goes on),
+// taken out of the index. The index costs about 150 bytes a record.
+func (r *Redis) indexReplay(ctx context.Context, tenant, k string, ttl time.Duration) ([]string, error) {
+	idx := r.Prefix + "idem-index:" + r.slotted(tenant)
+	now := r.now()
+	var entries []string
+	err := r.guard(ctx, idx, func() (err error) {
+		entries, err = indexReplayScript.Run(ctx, r.Client, []string{idx},
+			now.Add(-ttl).UnixMicro(), now.UnixMicro(), k, ttl.Milliseconds(), r.MaxTenantReplays).StringSlice()
+		return err
+	})
+	var keys []string // ZPOPMIN answers member, score, member, score...
+	for i := 0; i < len(entries); i += 2 {
+		keys = append(keys, entries[i])
+	}
+	return keys, err
+}
+
+// evictReplays deletes the records of tenant that the index let go (indexReplay).
+func (r *Redis) evictReplays(ctx context.Context, tenant string, keys []string) error {
+	err := r.guardKeys(ctx, keys, func() ([]redis.Cmder, error) {
+		return r.Client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, k := range keys {
+				p.Del(ctx, k)
+			}
+			return nil
+		})
+	})
+	if err == nil && r.OnReplaysEvicted != nil {
+		r.OnReplaysEvicted(tenant, len(keys))
+	}
+	return err
 }
 
 // Last implements Resends.

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/smsgate/smsgate/gateway/config"
+	"github.com/smsgate/smsgate/gateway/policy/redistest"
 )
 
 // replaysHeld reports which of tenant's keys ReplayKey(tenant, i), for i < n, are held.
@@ -139,6 +140,29 @@ func BenchmarkReplaysAtTheBound(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; b.Loop(); i++ {
 				r.Put(ctx, ReplayKey("flood", strconv.Itoa(i)), rep, 24*time.Hour)
+			}
+		})
+	}
+}
+
+// BenchmarkRedisReplayPut: one Put to Redis without a bound on the tenant's records, within it,
+// and at it (each Put evicting the tenant's oldest record): the bound's index costs a round trip.
+func BenchmarkRedisReplayPut(b *testing.B) {
+	for _, c := range []struct {
+		name  string
+		bound int
+	}{{"unbounded", 0}, {"within", 1 << 30}, {"at_bound", 1000}} {
+		b.Run(c.name, func(b *testing.B) {
+			r := &Redis{Client: redistest.Start(b), Prefix: redistest.Prefix(b), MaxTenantReplays: c.bound}
+			ctx := context.Background()
+			rep := &Replay{Status: 200, Body: []byte(`{"id":"msg_019b2c6e8f7a7c3e9d1a2b3c4d5e6f70","status":"sent"}`)}
+			for i := range 2000 {
+				r.Put(ctx, ReplayKey("flood", "warm-"+strconv.Itoa(i)), rep, time.Hour)
+			}
+			for i := 0; b.Loop(); i++ {
+				if err := r.Put(ctx, ReplayKey("flood", strconv.Itoa(i)), rep, time.Hour); err != nil {
+					b.Fatal(err)
+				}
 			}
 		})
 	}
