@@ -93,8 +93,21 @@ routes: [{name: d, providers: [flaky, m]}]
 	if r := ob.send("acme-key", `{"recipient":"+14155550104","text":"Your code is 100000","context":{}}`); r.Status != 200 {
 		t.Fatalf("a send failing over from its own breaker's provider: %s", r.Raw)
 	}
+	// A seventh evicts a tenant's idempotency record (its own series appears only then).
+	ev := start(t, `
+storage: {driver: memory}
+state: {max_idempotency_records: 1}
+tenants: [{name: acme, api_key: acme-key}]
+providers: [{name: m, type: mock}]
+routes: [{name: d, providers: [m]}]
+`, Options{})
+	for i := range 2 {
+		if r := ev.send("acme-key", fmt.Sprintf(`{"recipient":"+1415555010%d","text":"Your code is 10000%d","context":{}}`, i, i), "Idempotency-Key", fmt.Sprint("k-", i)); r.Status != 200 {
+			t.Fatalf("a send with an idempotency key: %s", r.Raw)
+		}
+	}
 	fams := map[string]bool{}
-	for _, g := range []*harness{h, p, sp, rd, c.harness, ob} {
+	for _, g := range []*harness{h, p, sp, rd, c.harness, ob, ev} {
 		res := g.do("GET", "/metrics", "", "")
 		sc := bufio.NewScanner(strings.NewReader(res.Raw))
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -104,7 +117,7 @@ routes: [{name: d, providers: [flaky, m]}]
 			}
 		}
 	}
-	for _, want := range []string{"smsgate_spend_total", "smsgate_pumping_quarantines_total", "smsgate_tenant_spend_estimated_total", "smsgate_state_memory_max_bytes", "smsgate_paced_total", "smsgate_infobip_notify_total", "smsgate_previous_api_key_calls_total", "smsgate_tenant_breaker_opens_total"} {
+	for _, want := range []string{"smsgate_spend_total", "smsgate_pumping_quarantines_total", "smsgate_tenant_spend_estimated_total", "smsgate_state_memory_max_bytes", "smsgate_paced_total", "smsgate_infobip_notify_total", "smsgate_previous_api_key_calls_total", "smsgate_tenant_breaker_opens_total", "smsgate_idempotency_records_evicted_total"} {
 		if !fams[want] {
 			t.Fatalf("%s not exposed", want)
 		}
