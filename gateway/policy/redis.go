@@ -440,10 +440,10 @@ func (r *Redis) Put(ctx context.Context, key string, rep *Replay, ttl time.Durat
 		return err
 	}
 	indexed.Wait()
-	if err := errors.Join(err, indexErr); err != nil || len(popped) == 0 {
-		return err
+	if len(popped) > 0 { // out of the index already: deleted even when this record failed
+		err = errors.Join(err, r.evictReplays(ctx, tenant, popped))
 	}
-	return r.evictReplays(ctx, tenant, popped)
+	return errors.Join(err, indexErr)
 }
 
 // indexReplayScript lists a record (ARGV[3]) created at ARGV[2] (µs) in its tenant's index
