@@ -22,12 +22,13 @@ var countedFromStart = map[string]bool{
 // firstCounts are the dashboard's counters whose series appear only at their first count (their
 // labels are known only then), with the labels a test series needs beside the panel's by-labels.
 var firstCounts = map[string]string{
-	"smsgate_demotions_total":              ``,
-	"smsgate_spend_total":                  ``,
-	"smsgate_pumping_quarantines_total":    ``,
-	"smsgate_tenant_spend_estimated_total": ``,
-	"smsgate_tenant_breaker_opens_total":   ``,
-	"smsgate_window_reads_total":           `result="error"`,
+	"smsgate_demotions_total":                   ``,
+	"smsgate_spend_total":                       ``,
+	"smsgate_pumping_quarantines_total":         ``,
+	"smsgate_tenant_spend_estimated_total":      ``,
+	"smsgate_tenant_breaker_opens_total":        ``,
+	"smsgate_idempotency_records_evicted_total": ``,
+	"smsgate_window_reads_total":                `result="error"`,
 }
 
 var (
