@@ -209,6 +209,50 @@ func TestTheStatefulSetRunsTheDeploymentsPods(t *testing.T) {
 	}
 }
 
+// TestTheSpoolJobRunsOnAReplicasVolume: the Job that writes a scaled-away replica's spool runs
+// smsgate spool on the StatefulSet's config, environment and image, with a replica's claim
+// mounted where the replica had its spool, writable by the non-root user.
+func TestTheSpoolJobRunsOnAReplicasVolume(t *testing.T) {
+	s := manifest[*appsv1.StatefulSet](t, "../kubernetes/statefulset/statefulset.yaml")
+	j := manifest[*batchv1.Job](t, "../kubernetes/statefulset/jobs/spool-job.yaml")
+	c, jc := s.Spec.Template.Spec.Containers[0], j.Spec.Template.Spec.Containers[0]
+	if want := append([]string{"spool"}, c.Args[1:]...); !slices.Equal(jc.Args, want) || jc.Image != c.Image {
+		t.Errorf("the Job runs %s %v, want %s %v", jc.Image, jc.Args, c.Image, want)
+	}
+	if !reflect.DeepEqual(jc.Env, c.Env) {
+		t.Error("the Job's environment differs from the StatefulSet's: it would write into another log")
+	}
+	mountOf := func(ms []corev1.VolumeMount, name string) *corev1.VolumeMount {
+		for i := range ms {
+			if ms[i].Name == name {
+				return &ms[i]
+			}
+		}
+		return nil
+	}
+	for _, name := range []string{"config", "spool"} {
+		if m, jm := mountOf(c.VolumeMounts, name), mountOf(jc.VolumeMounts, name); m == nil || jm == nil || !reflect.DeepEqual(*m, *jm) {
+			t.Errorf("the Job mounts %s as %+v, the StatefulSet as %+v", name, jm, m)
+		}
+	}
+	var claim string
+	for _, v := range j.Spec.Template.Spec.Volumes {
+		if v.Name == "spool" && v.PersistentVolumeClaim != nil {
+			claim = v.PersistentVolumeClaim.ClaimName
+		}
+	}
+	// A StatefulSet names a replica's claim <template>-<set>-<ordinal>.
+	if !strings.HasPrefix(claim, s.Spec.VolumeClaimTemplates[0].Name+"-"+s.Name+"-") {
+		t.Errorf("the Job mounts claim %q, not one of the StatefulSet's", claim)
+	}
+	if sc := j.Spec.Template.Spec.SecurityContext; sc == nil || sc.FSGroup == nil || *sc.FSGroup != *s.Spec.Template.Spec.SecurityContext.FSGroup {
+		t.Error("the Job's fsGroup is not the replicas': it could not write the spool's file")
+	}
+	if p := j.Spec.Template.Spec.RestartPolicy; p != corev1.RestartPolicyNever {
+		t.Errorf("the Job's restartPolicy is %q", p)
+	}
+}
+
 func TestComposeFileLoadsWithTheSpecification(t *testing.T) {
 	t.Setenv("SMSGATE_KEY_SECRET", "check-key-secret-0123456789")
 	opts, err := cli.NewProjectOptions([]string{"../docker-compose.yml"}, cli.WithOsEnv, cli.WithWorkingDirectory(".."), cli.WithName("smsgate"))
