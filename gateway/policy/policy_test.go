@@ -440,6 +440,85 @@ func TestRedisBoundsEachTenantsReplays(t *testing.T) {
 	}
 }
 
+// scriptClocks records, for every script a Redis client runs, the "now" it passes (ARGV[1]),
+// and whether a pipeline asked Redis for its TIME.
+type scriptClocks struct {
+	mu    sync.Mutex
+	nows  []any
+	asked bool
+}
+
+func (h *scriptClocks) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *scriptClocks) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error { h.note(cmd); return next(ctx, cmd) }
+}
+func (h *scriptClocks) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, c := range cmds {
+			h.note(c)
+		}
+		return next(ctx, cmds)
+	}
+}
+func (h *scriptClocks) note(cmd redis.Cmder) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	args := cmd.Args()
+	switch strings.ToLower(fmt.Sprint(args[0])) {
+	case "evalsha", "eval":
+		keys, _ := strconv.Atoi(fmt.Sprint(args[2]))
+		h.nows = append(h.nows, args[3+keys])
+	case "time":
+		h.asked = true
+	}
+}
+
+// TestRedisStateKeepsRedisClock: in production (Now nil) the rate limits, spend buckets and the
+// idempotency index take the time from Redis itself, never from the replica: a replica whose clock
+// ran ahead had pushed every bucket it touched ahead by as much, and the other replicas refused
+// those buckets' sends (a whole tenant's, with per_tenant) until their own clocks caught up. The
+// buckets still behave as buckets on Redis's clock.
+func TestRedisStateKeepsRedisClock(t *testing.T) {
+	client := redistest.Start(t)
+	h := &scriptClocks{}
+	client.AddHook(h)
+	r := &Redis{Client: client, Prefix: redistest.Prefix(t), MaxTenantReplays: 10}
+	ctx := context.Background()
+	if ok, _, err := r.Allow(ctx, "tenant-a", config.Limit{N: 1, Per: time.Hour}); !ok || err != nil {
+		t.Fatalf("first send: %v %v", ok, err)
+	}
+	if ok, wait, err := r.Allow(ctx, "tenant-a", config.Limit{N: 1, Per: time.Hour}); ok || err != nil || wait <= 59*time.Minute || wait > time.Hour {
+		t.Errorf("second send within the hour: %v, wait %v, %v; want refused for about an hour", ok, wait, err)
+	}
+	spend := config.Spend{Amount: 10, Per: time.Hour}
+	if ok, _, err := r.Reserve(ctx, "sp-a", spend, 4); !ok || err != nil {
+		t.Fatalf("reserve: %v %v", ok, err)
+	}
+	if err := r.Charge(ctx, "sp-a", spend, 1); err != nil {
+		t.Fatal(err)
+	}
+	used, err := r.Used(ctx, []SpendBucket{{Key: "sp-a", Limit: spend}})
+	if err != nil || len(used) != 1 || used[0] < 4.99 || used[0] > 5 {
+		t.Errorf("spent: %v %v, want 5", used, err)
+	}
+	if err := r.Put(ctx, ReplayKey("acme", "k1"), &Replay{Status: 200}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.nows) < 5 {
+		t.Fatalf("%d scripts ran, want the two limits, the reserve, the charge and the index", len(h.nows))
+	}
+	for i, now := range h.nows {
+		if now != "" {
+			t.Errorf("script %d was given the replica's clock (%v), not left to Redis's", i, now)
+		}
+	}
+	if !h.asked {
+		t.Error("the spend figures were read against the replica's clock, not Redis's TIME")
+	}
+}
+
 func TestRedisLimiterSharedAndExpiring(t *testing.T) {
 	client := redistest.Start(t)
 	prefix := redistest.Prefix(t)

@@ -29,7 +29,11 @@ type Redis struct {
 	Client redis.UniversalClient
 	// Prefix starts every key, e.g. "smsgate:".
 	Prefix string
-	// Now is the clock of rate limits; nil means time.Now. Replicas' clocks must agree (NTP).
+	// Now is the clock of the rate limits, spend buckets and idempotency index, for tests. nil
+	// (production) means Redis's own clock, read inside each script (TIME): every replica then
+	// agrees on the time whatever its own clock says. With each replica's clock, one whose clock
+	// ran ahead pushed every bucket it touched ahead by as much, and the other replicas refused
+	// those buckets' sends (a tenant's, a recipient's) until their clocks caught up.
 	Now func() time.Time
 	// Breakers, when set, guard every call: while Redis is down, calls fail at once instead of
 	// each spending a dial or a timeout of the send's budget. See NewBreakers.
@@ -222,12 +226,29 @@ func (r *Redis) now() time.Time {
 	return time.Now()
 }
 
+// clock is the scripts' ARGV "now": Now's microseconds, or "" for Redis's own clock (scriptNow).
+func (r *Redis) clock() any {
+	if r.Now != nil {
+		return r.Now().UnixMicro()
+	}
+	return ""
+}
+
+// scriptNow starts a script whose ARGV[1] is clock(): now in microseconds, Redis's own when
+// ARGV[1] is "" (TIME is allowed in scripts since Redis 5, which replicates their effects).
+const scriptNow = `
+local now = tonumber(ARGV[1])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+`
+
 // gcra is the generic cell rate algorithm, the token bucket of MemoryLimiter in one key: the key
 // holds the bucket's "theoretical arrival time" in microseconds. A request is allowed when the
 // new arrival time is at most one period ahead of now (a burst of N), and then stored with an
 // expiry of that distance. It returns 0 when allowed, else the microseconds to wait.
-var gcra = redis.NewScript(`
-local now = tonumber(ARGV[1])
+var gcra = redis.NewScript(scriptNow + `
 local interval = tonumber(ARGV[2])
 local period = tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
@@ -250,7 +271,7 @@ func (r *Redis) AllowKeeping(ctx context.Context, key string, l config.Limit, ke
 	interval := max(1, period/int64(l.N)) // at least a microsecond: PX 0 is an error
 	var wait int64
 	err := r.guard(ctx, r.Prefix+"rl:"+key, func() (err error) {
-		wait, err = gcra.Run(ctx, r.Client, []string{r.Prefix + "rl:" + key}, r.now().UnixMicro(), interval, period-int64(keep)*interval).Int64()
+		wait, err = gcra.Run(ctx, r.Client, []string{r.Prefix + "rl:" + key}, r.clock(), interval, period-int64(keep)*interval).Int64()
 		return err
 	})
 	if err != nil {
@@ -265,8 +286,7 @@ func (r *Redis) AllowKeeping(ctx context.Context, key string, l config.Limit, ke
 // spendCharge moves a spend bucket's theoretical arrival time (microseconds, see spendTAT) by
 // ARGV[2], forward to charge or back to give back, never before now (a full bucket), and keeps
 // the key until the bucket has refilled.
-var spendCharge = redis.NewScript(`
-local now = tonumber(ARGV[1])
+var spendCharge = redis.NewScript(scriptNow + `
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
 tat = tat + tonumber(ARGV[2])
@@ -281,8 +301,7 @@ return 0
 // spendReserve is Reserve in one step: when the bucket is a whole period (ARGV[3]) or more ahead
 // of now it returns the microseconds until it is not, and otherwise moves it by ARGV[2] and
 // returns 0.
-var spendReserve = redis.NewScript(`
-local now = tonumber(ARGV[1])
+var spendReserve = redis.NewScript(scriptNow + `
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
 local ahead = tat - now
@@ -320,7 +339,7 @@ func (r *Redis) Reserve(ctx context.Context, key string, l config.Spend, amount 
 	}
 	var wait int64
 	err := r.guard(ctx, r.Prefix+"sp:"+key, func() (err error) {
-		wait, err = spendReserve.Run(ctx, r.Client, []string{r.Prefix + "sp:" + key}, r.now().UnixMicro(), inc, l.Per.Microseconds()).Int64()
+		wait, err = spendReserve.Run(ctx, r.Client, []string{r.Prefix + "sp:" + key}, r.clock(), inc, l.Per.Microseconds()).Int64()
 		return err
 	})
 	if err != nil {
@@ -346,6 +365,7 @@ func (r *Redis) Used(ctx context.Context, buckets []SpendBucket) ([]float64, err
 		return out, nil
 	}
 	gets := make([]*redis.StringCmd, len(buckets))
+	var clock *redis.TimeCmd // Redis's own, as the buckets were charged by it (Now)
 	keys := make([]string, len(buckets))
 	for i, b := range buckets {
 		keys[i] = r.Prefix + "sp:" + b.Key
@@ -355,6 +375,9 @@ func (r *Redis) Used(ctx context.Context, buckets []SpendBucket) ([]float64, err
 			for i, k := range keys {
 				gets[i] = p.Get(ctx, k)
 			}
+			if r.Now == nil {
+				clock = p.Time(ctx)
+			}
 			return nil
 		})
 	})
@@ -362,6 +385,9 @@ func (r *Redis) Used(ctx context.Context, buckets []SpendBucket) ([]float64, err
 		return nil, err
 	}
 	now := r.now()
+	if clock != nil {
+		now = clock.Val()
+	}
 	for i, b := range buckets {
 		tat, err := parseSpendTAT(gets[i])
 		if err != nil {
@@ -384,7 +410,7 @@ func (r *Redis) Charge(ctx context.Context, key string, l config.Spend, amount f
 		return nil // too little to give back: a bucket is never given more than it was charged
 	}
 	return r.guard(ctx, r.Prefix+"sp:"+key, func() error {
-		return spendCharge.Run(ctx, r.Client, []string{r.Prefix + "sp:" + key}, r.now().UnixMicro(), inc).Err()
+		return spendCharge.Run(ctx, r.Client, []string{r.Prefix + "sp:" + key}, r.clock(), inc).Err()
 	})
 }
 
@@ -446,16 +472,17 @@ func (r *Redis) Put(ctx context.Context, key string, rep *Replay, ttl time.Durat
 	return errors.Join(err, indexErr)
 }
 
-// indexReplayScript lists a record (ARGV[3]) created at ARGV[2] (µs) in its tenant's index
-// (KEYS[1], a sorted set by creation time, kept as long as its newest record, ARGV[4] ms), drops
-// the entries of records expired by now (created before ARGV[1]), and returns the entries of the
-// oldest records past the bound (ARGV[5]), taken out of it. A record listed already keeps its
+// indexReplayScript lists a record (ARGV[3]) created now (ARGV[1], scriptNow) in its tenant's
+// index (KEYS[1], a sorted set by creation time in µs, kept as long as its newest record: the
+// ttl, ARGV[2] µs), drops the entries of records expired by now, and returns the entries of the
+// oldest records past the bound (ARGV[4]), taken out of it. A record listed already keeps its
 // entry (a repeated Put stores nothing).
-var indexReplayScript = redis.NewScript(`
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
-redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[5])
+var indexReplayScript = redis.NewScript(scriptNow + `
+local ttl = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%.0f', now - ttl))
+redis.call('ZADD', KEYS[1], 'NX', string.format('%.0f', now), ARGV[3])
+redis.call('PEXPIRE', KEYS[1], math.ceil(ttl / 1000))
+local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[4])
 if over > 0 then
   return redis.call('ZPOPMIN', KEYS[1], over)
 end
@@ -467,11 +494,10 @@ return {}
 // taken out of the index. The index costs about 150 bytes a record.
 func (r *Redis) indexReplay(ctx context.Context, tenant, k string, ttl time.Duration) ([]string, error) {
 	idx := r.Prefix + "idem-index:" + r.slotted(tenant)
-	now := r.now()
 	var entries []string
 	err := r.guard(ctx, idx, func() (err error) {
 		entries, err = indexReplayScript.Run(ctx, r.Client, []string{idx},
-			now.Add(-ttl).UnixMicro(), now.UnixMicro(), k, ttl.Milliseconds(), r.MaxTenantReplays).StringSlice()
+			r.clock(), ttl.Microseconds(), k, r.MaxTenantReplays).StringSlice()
 		return err
 	})
 	var keys []string // ZPOPMIN answers member, score, member, score...
