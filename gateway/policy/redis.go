@@ -365,7 +365,7 @@ func (r *Redis) Used(ctx context.Context, buckets []SpendBucket) ([]float64, err
 		return out, nil
 	}
 	gets := make([]*redis.StringCmd, len(buckets))
-	var clock *redis.TimeCmd // Redis's own, as the buckets were charged by it (Now)
+	var clock *redis.Cmd // Redis's own, as the buckets were charged by it (Now)
 	keys := make([]string, len(buckets))
 	for i, b := range buckets {
 		keys[i] = r.Prefix + "sp:" + b.Key
@@ -376,7 +376,9 @@ func (r *Redis) Used(ctx context.Context, buckets []SpendBucket) ([]float64, err
 				gets[i] = p.Get(ctx, k)
 			}
 			if r.Now == nil {
-				clock = p.Time(ctx)
+				// From the first key's node: a keyless TIME would go to any primary of a
+				// cluster, the one that is down among them, and fail figures read elsewhere.
+				clock = p.Eval(ctx, `local t = redis.call('TIME') return t[1] * 1000000 + t[2]`, keys[:1])
 			}
 			return nil
 		})
@@ -386,7 +388,11 @@ func (r *Redis) Used(ctx context.Context, buckets []SpendBucket) ([]float64, err
 	}
 	now := r.now()
 	if clock != nil {
-		now = clock.Val()
+		us, err := clock.Int64()
+		if err != nil {
+			return nil, err
+		}
+		now = time.UnixMicro(us)
 	}
 	for i, b := range buckets {
 		tat, err := parseSpendTAT(gets[i])
