@@ -18,6 +18,7 @@ import (
 	"os"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -481,6 +482,20 @@ func redisClient(rc config.RedisState) (client redis.UniversalClient, where stri
 	return redis.NewUniversalClient(o), where, nil
 }
 
+// redisTooOld reads redis_version from INFO server and reports whether it is older than 5.0 (the
+// scripts read TIME before they write, and the idempotency index pops a sorted set, which older
+// Redis refuses). An answer without a version is not judged.
+func redisTooOld(info string) (version string, old bool) {
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:"); ok {
+			major, _, _ := strings.Cut(v, ".")
+			n, err := strconv.Atoi(major)
+			return v, err == nil && n < 5
+		}
+	}
+	return "", false
+}
+
 // redisConfigRefused reports whether err is Redis refusing the config (authentication, a user's
 // permissions, the database index), which no retry will change, as opposed to an outage or a
 // state that passes (LOADING, max clients, MASTERDOWN, TRYAGAIN, ...).
@@ -558,6 +573,11 @@ func (a *App) openState(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("state.redis %s: %w", where, err)
 	} else if err != nil {
 		a.log.Error("state store unreachable at start; serving anyway, state.on_error decides each send until it is reached", "addr", where, "on_error", cfg.State.OnError, "err", err.Error())
+	} else if info, err := client.Info(pctx, "server").Result(); err == nil {
+		if v, old := redisTooOld(info); old {
+			client.Close()
+			return fmt.Errorf("state.redis %s: Redis %s is older than 5.0, which smsgate's scripts need (every limit check would fail, and state.on_error decide every send)", where, v)
+		}
 	}
 	a.gate.Now = a.opts.Now
 	r := &policy.Redis{Client: client, Prefix: rc.KeyPrefix, Now: a.opts.Now, Breakers: policy.NewBreakers(redisOpenFor), Cluster: len(rc.Cluster.Addrs) > 0,
@@ -859,7 +879,7 @@ func (rt *runtime) checkTenantRates() {
 		}
 	}
 	if len(open) > 0 {
-		rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: state.driver: tenants without rate_limits.per_tenant (%s): nothing bounds what each keeps in the Redis every replica shares, nor its calls to it (docs/security.md)",
+		rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: state.driver: tenants without rate_limits.per_tenant (%s): nothing bounds their calls to the Redis every replica shares, nor what each keeps there but its idempotency records (docs/security.md)",
 			rt.cfg.File, rt.cfg.Decoder.Line("state.driver"), strings.Join(open, ", ")))
 	}
 }

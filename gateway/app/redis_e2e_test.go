@@ -117,21 +117,8 @@ func TestRedisDownFailsOpenOrClosed(t *testing.T) {
 // one restarting does while it reads its data back) does not stop the start, as an unreachable
 // one does not; it used to, since any answer of Redis's counted as a config it refused.
 func TestAReplicaStartsWhileRedisIsLoading(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go answerLoading(c)
-		}
-	}()
-	h := start(t, strings.NewReplacer("$REDIS", ln.Addr().String(), "$ONERROR", "open").Replace(replicaConfig), Options{})
+	addr := fakeRedis(t, func([]string) string { return "-LOADING Redis is loading the dataset in memory\r\n" })
+	h := start(t, strings.NewReplacer("$REDIS", addr, "$ONERROR", "open").Replace(replicaConfig), Options{})
 	if !strings.Contains(h.logs.String(), "state store unreachable at start") || !strings.Contains(h.logs.String(), "LOADING") {
 		t.Errorf("the start did not say Redis could not serve yet: %s", h.logs.String())
 	}
@@ -159,29 +146,54 @@ func TestAReplicaStartsWhileRedisIsLoading(t *testing.T) {
 }
 
 // answerLoading answers every command on c as a Redis loading its data does.
-func answerLoading(c net.Conn) {
-	defer c.Close()
-	r := bufio.NewReader(c)
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return
-		}
-		n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "*")))
-		for range n {
-			l, err := r.ReadString('\n')
+// fakeRedis serves RESP on a loopback port until the test ends, answering each command (its
+// arguments) with reply's raw RESP, and returns its address.
+func fakeRedis(t *testing.T, reply func(args []string) string) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	serve := func(c net.Conn) {
+		defer c.Close()
+		r := bufio.NewReader(c)
+		for {
+			line, err := r.ReadString('\n')
 			if err != nil {
 				return
 			}
-			size, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(l, "$")))
-			if _, err := io.CopyN(io.Discard, r, int64(size)+2); err != nil {
+			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "*")))
+			args := make([]string, 0, n)
+			for range n {
+				l, err := r.ReadString('\n')
+				if err != nil {
+					return
+				}
+				size, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(l, "$")))
+				arg := make([]byte, size+2)
+				if _, err := io.ReadFull(r, arg); err != nil {
+					return
+				}
+				args = append(args, string(arg[:size]))
+			}
+			if len(args) == 0 {
+				return
+			}
+			if _, err := c.Write([]byte(reply(args))); err != nil {
 				return
 			}
 		}
-		if _, err := c.Write([]byte("-LOADING Redis is loading the dataset in memory\r\n")); err != nil {
-			return
-		}
 	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go serve(c)
+		}
+	}()
+	return ln.Addr().String()
 }
 
 // redisErr is an error as Redis answers it.
@@ -1645,5 +1657,31 @@ routes: [{name: d, providers: [m]}]
 	msg := `"msg":"idempotency records evicted before their ttl: the tenant reached state.redis.max_idempotency_records_per_tenant, its oldest went"`
 	if !strings.Contains(logs, msg+`,"tenant":"flood"`) || strings.Contains(logs, msg+`,"tenant":"quiet"`) {
 		t.Errorf("want warnings naming the flood only:\n%s", logs)
+	}
+}
+
+// TestAnOldRedisStopsTheStart: smsgate's scripts need Redis 5.0 or later. On an older one every
+// limit check would fail, and state.on_error decide every send (with open, no limit at all): the
+// start says so instead. The server here answers as Redis 4.0 does: no HELLO, PING and INFO.
+func TestAnOldRedisStopsTheStart(t *testing.T) {
+	addr := fakeRedis(t, func(args []string) string { // as Redis 4.0.14 answers what a client sends at connect
+		switch strings.ToUpper(args[0]) {
+		case "PING":
+			return "+PONG\r\n"
+		case "INFO":
+			body := "# Server\r\nredis_version:4.0.14\r\nredis_mode:standalone\r\n"
+			return fmt.Sprintf("$%d\r\n%s\r\n", len(body), body)
+		}
+		return fmt.Sprintf("-ERR unknown command '%s'\r\n", args[0])
+	})
+	_, err := New(context.Background(), Options{ConfigPath: writeConfig(t, strings.NewReplacer("$REDIS", addr, "$ONERROR", "open").Replace(replicaConfig))})
+	if err == nil || !strings.Contains(err.Error(), "Redis 4.0.14 is older than 5.0") {
+		t.Errorf("a start on Redis 4.0: err = %v", err)
+	}
+	for info, old := range map[string]bool{"# Server\r\nredis_version:4.0.14\r\n": true, "redis_version:7.0.15\r\nredis_mode:standalone\r\n": false,
+		"redis_version:5.0.0\r\n": false, "# Server\r\n": false} {
+		if _, got := redisTooOld(info); got != old {
+			t.Errorf("redisTooOld(%q) = %v, want %v", info, got, old)
+		}
 	}
 }
