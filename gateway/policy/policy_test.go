@@ -440,6 +440,53 @@ func TestRedisBoundsEachTenantsReplays(t *testing.T) {
 	}
 }
 
+// TestRedisReplayIndexWorksInSteps: a tenant's index holding many expired entries (a quiet day
+// after a burst), or many past a bound lowered at a restart, is worked off a step at a time over
+// the tenant's next Puts: one call over a million entries held Redis, every tenant's, for 0.4 s.
+// The expired entries taken out count as no eviction.
+func TestRedisReplayIndexWorksInSteps(t *testing.T) {
+	client := redistest.Start(t)
+	clk := newClock()
+	prefix := redistest.Prefix(t)
+	evicted := 0
+	replica := func(bound int) *Redis {
+		return &Redis{Client: client, Prefix: prefix, Now: clk.now, MaxTenantReplays: bound,
+			OnReplaysEvicted: func(_ string, n int) { evicted += n }}
+	}
+	ctx := context.Background()
+	held := func() int64 { return client.ZCard(ctx, prefix+"idem-index:flood").Val() }
+	put := func(r *Redis, i int) {
+		t.Helper()
+		clk.add(time.Millisecond)
+		if err := r.Put(ctx, ReplayKey("flood", strconv.Itoa(i)), &Replay{Status: 200}, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wide := replica(1000)
+	for i := range 300 {
+		put(wide, i)
+	}
+	clk.add(2 * time.Hour) // all 300 expired
+	put(wide, 300)
+	if n := held(); n != 300-128+1 || evicted != 0 {
+		t.Errorf("after a quiet day: %d entries held, %d evicted; want 173 (128 expired taken out) and none", n, evicted)
+	}
+	for i := 301; i < 600; i++ {
+		put(wide, i)
+	}
+	// 300 live and none expired now: a replica started with a bound of 10 takes 128 of them a Put.
+	if n := held(); n != 300 {
+		t.Fatalf("%d entries held, want the 300 live ones", n)
+	}
+	put(replica(10), 600)
+	if n := held(); n != 301-128 || evicted != 128 {
+		t.Errorf("under a lowered bound: %d entries held, %d evicted; want 173 and 128", n, evicted)
+	}
+	if _, ok, _ := wide.Get(ctx, ReplayKey("flood", "300")); ok {
+		t.Error("the oldest live record was not deleted")
+	}
+}
+
 // scriptClocks records, for every script a Redis client runs, the "now" it passes (ARGV[1]),
 // and whether a pipeline asked Redis for its TIME.
 type scriptClocks struct {
