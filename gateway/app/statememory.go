@@ -121,12 +121,8 @@ func (a *App) replayEvicted(tenant string) {
 // log.error_lines_per_second. Redis's own evictions are smsgate_state_evicted_keys'.
 func (a *App) redisReplaysEvicted(tenant string, n int) {
 	a.metrics.ReplaysEvicted.WithLabelValues(tenant).Add(float64(n))
-	ok, left := a.errorLine("state|evicted")
-	if !ok {
-		return
-	}
-	a.log.Warn("idempotency records evicted before their ttl: the tenant reached state.redis.max_idempotency_records_per_tenant, its oldest went",
-		append([]any{"tenant", tenant, "records", n}, leftOut(left)...)...)
+	a.evictedLine("idempotency records evicted before their ttl: the tenant reached state.redis.max_idempotency_records_per_tenant, its oldest went",
+		"tenant", tenant, "records", n)
 }
 
 // bucketEvicted hears of a rate-limit bucket that the memory state forgot before it was full
@@ -145,9 +141,14 @@ func (a *App) resendEvicted(tenant string) {
 // evictions count, and logs msg with the tenant at most log.error_lines_per_second.
 func (a *App) stateEvicted(msg, tenant string) {
 	a.metrics.StateEvictedKeys.Inc()
+	a.evictedLine(msg, "tenant", tenant)
+}
+
+// evictedLine logs an eviction's msg with attrs, at most log.error_lines_per_second.
+func (a *App) evictedLine(msg string, attrs ...any) {
 	ok, left := a.errorLine("state|evicted")
 	if !ok {
 		return
 	}
-	a.log.Warn(msg, append([]any{"tenant", tenant}, leftOut(left)...)...)
+	a.log.Warn(msg, append(attrs, leftOut(left)...)...)
 }
