@@ -714,25 +714,49 @@ func TestRedisBreakerFailsFastWhileDown(t *testing.T) {
 	}
 }
 
+// clusterWithBreakers starts a Redis Cluster of three primaries and a Redis on it with breakers
+// (prefix "x:", calls bounded at 200 ms). first is the first primary's address; onFirst reports
+// whether one of keys (without the prefix) lives there; pauseFirst has that primary hold every
+// client's command for 20 s, as one that stopped answering does.
+func clusterWithBreakers(t *testing.T) (r *Redis, first string, onFirst func(keys ...string) bool, pauseFirst func()) {
+	nodes := redistest.Cluster(t, 3)
+	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: nodes, ReadTimeout: 200 * time.Millisecond, MaxRedirects: -1})
+	t.Cleanup(func() { client.Close() })
+	ctx := context.Background()
+	onFirst = func(keys ...string) bool {
+		for _, k := range keys {
+			node, err := client.MasterForKey(ctx, "x:"+k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if node.Options().Addr == nodes[0] {
+				return true
+			}
+		}
+		return false
+	}
+	pauseFirst = func() {
+		pause := redis.NewClient(&redis.Options{Addr: nodes[0]})
+		defer pause.Close()
+		if err := pause.Do(ctx, "CLIENT", "PAUSE", 20000, "ALL").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &Redis{Client: client, Prefix: "x:", Breakers: NewBreakers(time.Hour), Cluster: true}, nodes[0], onFirst, pauseFirst
+}
+
 // TestAClusterPrimaryDownFailsOnlyItsOwnKeys: a Redis Cluster's primary that stops answering
 // (here paused, so that the cluster itself stays whole) fails the calls for the keys it holds,
 // and after three of them fails them at once; the calls for the keys on the other primaries go
 // on. With one breaker for the whole store, those three failures opened it for every key of
 // every tenant until the cluster had promoted a replica.
 func TestAClusterPrimaryDownFailsOnlyItsOwnKeys(t *testing.T) {
-	nodes := redistest.Cluster(t, 3)
-	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: nodes, ReadTimeout: 200 * time.Millisecond, MaxRedirects: -1})
-	defer client.Close()
-	r := &Redis{Client: client, Prefix: "x:", Breakers: NewBreakers(time.Hour), Cluster: true}
+	r, first, onFirst, pauseFirst := clusterWithBreakers(t)
 	ctx := context.Background()
 	var down, up []string // keys of rate limits on the first node, and on the others
 	for i := 0; len(down) < 4 || len(up) < 8; i++ {
 		k := "k" + strconv.Itoa(i)
-		node, err := client.MasterForKey(ctx, "x:rl:"+k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if node.Options().Addr == nodes[0] {
+		if onFirst("rl:" + k) {
 			down = append(down, k)
 		} else {
 			up = append(up, k)
@@ -742,18 +766,14 @@ func TestAClusterPrimaryDownFailsOnlyItsOwnKeys(t *testing.T) {
 	if ok, _, err := r.Allow(ctx, up[0], l); !ok || err != nil { // a replica at work before
 		t.Fatalf("before the pause: %v %v", ok, err)
 	}
-	pause := redis.NewClient(&redis.Options{Addr: nodes[0]})
-	defer pause.Close()
-	if err := pause.Do(ctx, "CLIENT", "PAUSE", 20000, "ALL").Err(); err != nil {
-		t.Fatal(err)
-	}
+	pauseFirst()
 	for i, k := range down[:3] {
 		if _, _, err := r.Allow(ctx, k, l); err == nil || errors.Is(err, gobreaker.ErrOpenState) {
 			t.Fatalf("call %d on the paused node: %v, want its own failure", i, err)
 		}
 	}
 	began := time.Now()
-	if _, _, err := r.Allow(ctx, down[3], l); !errors.Is(err, gobreaker.ErrOpenState) || !strings.Contains(err.Error(), "redis "+nodes[0]+" unavailable") {
+	if _, _, err := r.Allow(ctx, down[3], l); !errors.Is(err, gobreaker.ErrOpenState) || !strings.Contains(err.Error(), "redis "+first+" unavailable") {
 		t.Errorf("after 3 failures on the paused node: %v, want its open breaker, named", err)
 	}
 	if d := time.Since(began); d > 100*time.Millisecond {
@@ -772,23 +792,8 @@ func TestAClusterPrimaryDownFailsOnlyItsOwnKeys(t *testing.T) {
 // then fail fast, naming it; those over the other primaries' keys go on, however many failed
 // before them. With one breaker for every pipeline, three failures refused them all.
 func TestAClusterPrimaryDownFailsOnlyItsOwnPipelines(t *testing.T) {
-	nodes := redistest.Cluster(t, 3)
-	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: nodes, ReadTimeout: 200 * time.Millisecond, MaxRedirects: -1})
-	defer client.Close()
-	r := &Redis{Client: client, Prefix: "x:", Breakers: NewBreakers(time.Hour), Cluster: true}
+	r, first, onFirst, pauseFirst := clusterWithBreakers(t)
 	ctx := context.Background()
-	onFirst := func(keys ...string) bool {
-		for _, k := range keys {
-			node, err := client.MasterForKey(ctx, "x:"+k)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if node.Options().Addr == nodes[0] {
-				return true
-			}
-		}
-		return false
-	}
 	// Each tenant's counters: its range's and its own, on one primary or two.
 	var down, up [][][2]string
 	for i := 0; len(down) < 4 || len(up) < 6; i++ {
@@ -814,18 +819,14 @@ func TestAClusterPrimaryDownFailsOnlyItsOwnPipelines(t *testing.T) {
 	if _, err := r.PumpAdd(ctx, up[0], time.Hour); err != nil { // a replica at work before
 		t.Fatalf("before the pause: %v", err)
 	}
-	pause := redis.NewClient(&redis.Options{Addr: nodes[0]})
-	defer pause.Close()
-	if err := pause.Do(ctx, "CLIENT", "PAUSE", 20000, "ALL").Err(); err != nil {
-		t.Fatal(err)
-	}
+	pauseFirst()
 	for i, incs := range down[:3] {
 		if _, err := r.PumpAdd(ctx, incs, time.Hour); err == nil || errors.Is(err, gobreaker.ErrOpenState) {
 			t.Fatalf("counters %d with a key on the paused node: %v, want their own failure", i, err)
 		}
 	}
 	began := time.Now()
-	if _, err := r.PumpAdd(ctx, down[3], time.Hour); !errors.Is(err, gobreaker.ErrOpenState) || !strings.Contains(err.Error(), "redis "+nodes[0]+" unavailable") {
+	if _, err := r.PumpAdd(ctx, down[3], time.Hour); !errors.Is(err, gobreaker.ErrOpenState) || !strings.Contains(err.Error(), "redis "+first+" unavailable") {
 		t.Errorf("after 3 failures on the paused node: %v, want its open breaker, named", err)
 	}
 	if _, err := r.Used(ctx, []SpendBucket{spendUp[0], spendDown}); !errors.Is(err, gobreaker.ErrOpenState) {
