@@ -25,6 +25,9 @@ func FlushSpool(ctx context.Context, cfg *config.Config, dir string, closeTimeou
 	if dir == "" {
 		return 0, 0, errors.New("no spool: give its directory, or set storage.spool_dir")
 	}
+	if cfg.Storage.Driver == "memory" {
+		return 0, 0, errors.New("storage.driver is memory: there is no database to write the spool into")
+	}
 	sp, err := store.OpenSpool(dir)
 	if err != nil {
 		return 0, 0, err
@@ -34,11 +37,8 @@ func FlushSpool(ctx context.Context, cfg *config.Config, dir string, closeTimeou
 		return 0, 0, sp.Close()
 	}
 	b, err := openMigrated(ctx, cfg.Storage, log)
-	if b == nil || err != nil {
+	if err != nil {
 		sp.Close()
-		if err == nil {
-			err = errors.New("storage.driver is memory: there is no database to write the spool into")
-		}
 		return held, held, err
 	}
 	s := store.New(store.Options{Backend: b, Logger: log, Spool: sp, CloseTimeout: closeTimeout,
