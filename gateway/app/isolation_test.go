@@ -1119,6 +1119,30 @@ func TestBareDomainLinksAreRefusedWhenAsked(t *testing.T) {
 	}
 }
 
+// TestATenantSetsItsOwnBareDomainLinks: tenants[].bare_domain_links overrides the global choice
+// for that tenant alone, either way: a tenant whose product name is a domain (Acme.io) opts out
+// where the operator counts bare names, and an operator counts them for one tenant it distrusts.
+func TestATenantSetsItsOwnBareDomainLinks(t *testing.T) {
+	h := startOnMock(t, `{rate_limits: {per_recipient: 0}, bare_domain_links: true}`, `
+  - {name: strict, api_key: strict-key}
+  - {name: acmeio, api_key: acmeio-key, bare_domain_links: false}
+`)
+	sendLinks(t, h, []linkSend{
+		{"strict-key", "sms", "734019 is your Acme.io code", 403},
+		{"acmeio-key", "sms", "734019 is your Acme.io code", 200},
+		{"acmeio-key", "sms", "734019 is your code: acme-secure.com/login", 403},
+	})
+	h = startOnMock(t, `{rate_limits: {per_recipient: 0}}`, `
+  - {name: lax, api_key: lax-key}
+  - {name: watched, api_key: watched-key, bare_domain_links: true}
+`)
+	sendLinks(t, h, []linkSend{
+		{"lax-key", "sms", "Your code is 734019. Secure your account at acme-secure.com now", 200},
+		{"watched-key", "sms", "Your code is 734019. Secure your account at acme-secure.com now", 403},
+		{"watched-key", "sms", "Your code is 734019.", 200},
+	})
+}
+
 // linkSend is a send of text with tenant key, and the status it must get: 403 link_not_allowed
 // or 200.
 type linkSend struct {

@@ -474,8 +474,11 @@ type Tenant struct {
 	// DeniedNumberTypes are added to policy.denied_number_types for this tenant.
 	DeniedNumberTypes []string `yaml:"denied_number_types"`
 	// AllowedLinkHosts are added to policy.allowed_link_hosts for this tenant ("*": any link).
-	AllowedLinkHosts []string    `yaml:"allowed_link_hosts"`
-	RateLimits       *RateLimits `yaml:"rate_limits"`
+	AllowedLinkHosts []string `yaml:"allowed_link_hosts"`
+	// BareDomainLinks, when set, overrides policy.bare_domain_links for this tenant: true counts
+	// every domain name in its texts as a link, false only links with a scheme, www. or a path.
+	BareDomainLinks *bool       `yaml:"bare_domain_links"`
+	RateLimits      *RateLimits `yaml:"rate_limits"`
 	// AcceptUnrecognizedNumbers lets numbers libphonenumber does not know as valid through.
 	AcceptUnrecognizedNumbers bool `yaml:"accept_unrecognized_numbers"`
 	// AllowSender honours the sender a request names (from, sender); default false: the route's

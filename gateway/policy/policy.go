@@ -32,7 +32,8 @@ type Rules struct {
 	// and the tenant's, in lower case); AnyLink lets every link through.
 	LinkHosts []string
 	AnyLink   bool
-	// BareNames counts every domain name in a text as a link (policy.bare_domain_links).
+	// BareNames counts every domain name in a text as a link (policy.bare_domain_links, or the
+	// tenant's own bare_domain_links where it sets one).
 	BareNames bool
 	// Limits are the tenant's effective rate limits.
 	Limits config.RateLimits
@@ -42,6 +43,9 @@ type Rules struct {
 func Compile(c *config.Config, t *config.Tenant) *Rules {
 	r := &Rules{Allowed: set(t.AllowedCountries), GlobalAllowed: set(c.Policy.AllowedCountries), Denied: set(c.Policy.DeniedCountries), Limits: c.EffectiveLimits(t),
 		BareNames: c.Policy.BareDomainLinks}
+	if t.BareDomainLinks != nil {
+		r.BareNames = *t.BareDomainLinks
+	}
 	for _, cc := range t.DeniedCountries {
 		r.Denied[cc] = true
 	}
