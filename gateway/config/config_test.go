@@ -337,3 +337,61 @@ routes: [{name: default, providers: [p1]}]
 		}
 	}
 }
+
+// TestSecretsFromFiles: ${file:PATH} reads a secret mounted as a file (a Kubernetes Secret
+// volume, a Docker secret), absolute or relative to the config file, without the line break that
+// ends it; a file that cannot be read is a problem naming the file, line, key and path, never a
+// word of what any file holds.
+func TestSecretsFromFiles(t *testing.T) {
+	dir := t.TempDir()
+	secrets := filepath.Join(dir, "secrets")
+	if err := os.Mkdir(secrets, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, content string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(secrets, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("acme", "key-PLUGH\n")
+	write("beta", "key-XYZZY\r\n\n")
+	write("admin", "admin token with spaces ")
+	write("big", strings.Repeat("x", maxSecretFile+1))
+	file := filepath.Join(dir, "smsgate.yaml")
+	src := "server: {admin_token: \"${file:" + secrets + "/admin}\"}\n" +
+		"tenants:\n  - {name: acme, api_key: \"${file:secrets/acme}\"}\n  - {name: beta, api_key: \"pre-${file:./secrets/beta}-${K}\"}\n" +
+		"providers: [{name: p, type: mock}]\nroutes: [{name: d, providers: [p]}]\n"
+	c, err := Parse(file, []byte(src), env(map[string]string{"K": "env"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []string{c.Server.AdminToken.Reveal(), c.Tenants[0].APIKey.Reveal(), c.Tenants[1].APIKey.Reveal()}
+	if diff := cmp.Diff([]string{"admin token with spaces ", "key-PLUGH", "pre-key-XYZZY-env"}, got); diff != "" {
+		t.Errorf("secrets read (-want +got):\n%s", diff)
+	}
+	wantFiles := []string{filepath.Join(secrets, "admin"), filepath.Join(secrets, "acme"), filepath.Join(secrets, "beta")}
+	if diff := cmp.Diff(wantFiles, SecretFiles(file, []byte(src+"# again: ${file:secrets/acme}\n"))); diff != "" {
+		t.Errorf("SecretFiles (-want +got):\n%s", diff)
+	}
+
+	bad := "tenants:\n  - {name: acme, api_key: \"${file:secrets/missing}\"}\n  - {name: beta, api_key: \"${file:secrets/big}\"}\n" +
+		"  - {name: gamma, api_key: \"${file:secrets}\"}\nproviders: [{name: p, type: mock}]\nroutes: [{name: d, providers: [p]}]\n"
+	_, err = Parse(file, []byte(bad), env(nil))
+	if err == nil {
+		t.Fatal("Parse accepted secrets it could not read")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		file + ":2: tenants[0].api_key: ${file:...}: open " + filepath.Join(secrets, "missing") + ": no such file or directory",
+		file + ":3: tenants[1].api_key: ${file:...}: " + filepath.Join(secrets, "big") + " holds more than 64 KiB",
+		file + ":4: tenants[2].api_key: ${file:...}: reading " + secrets + ":",
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("problems lack %q:\n%s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "xxxx") || strings.Contains(msg, "PLUGH") {
+		t.Errorf("a problem shows what a file holds:\n%s", msg)
+	}
+}

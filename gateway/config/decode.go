@@ -3,8 +3,10 @@ package config
 import (
 	"encoding"
 	"fmt"
+	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -51,7 +53,8 @@ func (ps Problems) Sort() {
 }
 
 // Decoder decodes YAML nodes into structs strictly: an unknown key is a problem, ${VAR} is
-// expanded from the environment (an unset VAR is a problem), and every problem is collected
+// expanded from the environment (an unset VAR is a problem) and ${file:PATH} from a file (one that
+// cannot be read is a problem), and every problem is collected
 // with its line and key path instead of stopping at the first.
 type Decoder struct {
 	// File names the config file in problems.
@@ -84,7 +87,36 @@ func (d *Decoder) Line(path string) int {
 	return 0
 }
 
-var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+// ref is a reference in a value: ${NAME}, an environment variable, or ${file:PATH}, a file's
+// content (a secret mounted as a file: a Kubernetes Secret volume, a Docker secret).
+var ref = regexp.MustCompile(`\$\{(?:([A-Za-z_][A-Za-z0-9_]*)|file:([^}]+))\}`)
+
+// maxSecretFile bounds what ${file:PATH} reads: a secret is short, and a path naming a log or a
+// device by mistake must not be read whole into the config.
+const maxSecretFile = 64 << 10
+
+// SecretPath is where ${file:path} in the config file named file reads: path itself when it is
+// absolute, else relative to the config file's directory.
+func SecretPath(file, path string) string {
+	if filepath.IsAbs(path) {
+		return path
+	}
+	return filepath.Join(filepath.Dir(file), path)
+}
+
+// SecretFiles are the files the config text b (of the file named file) references as
+// ${file:PATH}, in order and each once: what a change of the config depends on besides the file.
+func SecretFiles(file string, b []byte) []string {
+	var out []string
+	for _, m := range ref.FindAllSubmatch(b, -1) {
+		if m[2] != nil {
+			if p := SecretPath(file, string(m[2])); !slices.Contains(out, p) {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
 
 func (d *Decoder) expand(n *yaml.Node, path string) string {
 	if !strings.Contains(n.Value, "${") {
@@ -94,14 +126,40 @@ func (d *Decoder) expand(n *yaml.Node, path string) string {
 	if get == nil {
 		get = os.LookupEnv
 	}
-	return envRef.ReplaceAllStringFunc(n.Value, func(m string) string {
-		name := m[2 : len(m)-1]
-		v, ok := get(name)
-		if !ok {
-			d.Add(n.Line, path, "environment variable %s is not set", name)
+	return ref.ReplaceAllStringFunc(n.Value, func(m string) string {
+		sub := ref.FindStringSubmatch(m)
+		if sub[1] != "" {
+			v, ok := get(sub[1])
+			if !ok {
+				d.Add(n.Line, path, "environment variable %s is not set", sub[1])
+			}
+			return v
+		}
+		v, err := readSecret(SecretPath(d.File, sub[2]))
+		if err != nil {
+			d.Add(n.Line, path, "%v", err)
 		}
 		return v
 	})
+}
+
+// readSecret reads a ${file:PATH} value: the file's content without the line break or breaks
+// that end it (echo and most editors add one; a key never ends in one). Its errors name the
+// path, never the content.
+func readSecret(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("${file:...}: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
+	if err != nil {
+		return "", fmt.Errorf("${file:...}: reading %s: %w", path, err)
+	}
+	if len(b) > maxSecretFile {
+		return "", fmt.Errorf("${file:...}: %s holds more than %d KiB, more than any secret", path, maxSecretFile>>10)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
 }
 
 var (
