@@ -72,6 +72,8 @@ type App struct {
 	client      *http.Client
 	rt          atomic.Pointer[runtime]
 	reloadMu    sync.Mutex
+	// loaded is the configPrint of what the last load, or attempt to load, read (watch.go).
+	loaded atomic.Pointer[string]
 
 	// inflight counts detached sends still running (Shutdown waits for them).
 	inflight atomic.Int64
@@ -266,6 +268,7 @@ func collectSecrets(v reflect.Value, out *[]string) {
 
 // New loads the config, opens the message log and builds everything, without listening yet.
 func New(ctx context.Context, o Options) (*App, error) {
+	seen := configPrint(o.ConfigPath)
 	cfg, err := config.Load(o.ConfigPath, Drivers)
 	if err != nil {
 		return nil, err
@@ -275,6 +278,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 		out = os.Stderr
 	}
 	a := &App{opts: o, level: new(slog.LevelVar), metrics: metrics.New(), done: make(chan error, 1), drained: map[string]bool{}}
+	a.loaded.Store(&seen)
 	a.log = newLogger(out, cfg.Log.Format, a.level)
 	a.setLevel(cfg.Log.Level)
 	a.flight.OnPanic = func(_ string, v any) { a.log.Error("panic in send", "panic", fmt.Sprint(v)) }
@@ -1082,6 +1086,8 @@ func (a *App) Reload(ctx context.Context) error {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
 	prev := a.rt.Load()
+	seen := configPrint(a.opts.ConfigPath) // before the load: a change during it is seen next time
+	a.loaded.Store(&seen)
 	cfg, err := config.Load(a.opts.ConfigPath, Drivers)
 	var rt *runtime
 	if err == nil {
@@ -1151,6 +1157,7 @@ func (a *App) Start() error {
 	}
 	a.loops.Go(func() { a.healthLoop(a.stop) })
 	a.loops.Go(func() { a.pushLoop(a.stop) })
+	a.loops.Go(func() { a.watchLoop(a.stop) })
 	if a.store.HandsOver() {
 		a.loops.Go(func() { a.adoptLoop(a.stop) })
 	}

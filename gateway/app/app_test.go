@@ -34,7 +34,12 @@ type harness struct {
 // start writes cfg to a temp file and runs the real server on port 0.
 func start(t testing.TB, cfg string, o Options) *harness {
 	t.Helper()
-	path := writeConfig(t, cfg)
+	return startAt(t, writeConfig(t, cfg), o)
+}
+
+// startAt runs the real server on port 0 with the config file at path.
+func startAt(t testing.TB, path string, o Options) *harness {
+	t.Helper()
 	logs := &syncbuf.Buffer{}
 	o.ConfigPath, o.Listen, o.LogOutput = path, "127.0.0.1:0", logs
 	a, err := New(context.Background(), o)

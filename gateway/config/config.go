@@ -75,6 +75,10 @@ type Server struct {
 	// proxy: the gateway resolves the notify host itself, checks the address, and asks the proxy
 	// for that address. Empty: pushes connect directly (never through HTTP_PROXY).
 	NotifyProxy gateway.Secret `yaml:"notify_proxy"`
+	// WatchConfig, when set, is how often the replica looks at its config file and the files it
+	// reads secrets from (${file:PATH}); when any changed, it reloads as on SIGHUP. 0 (default):
+	// reloads only on SIGHUP and POST /v1/admin/reload.
+	WatchConfig gateway.Duration `yaml:"watch_config"`
 }
 
 // Log configures logging.
@@ -902,6 +906,9 @@ func (c *Config) validate() {
 	}
 	if c.Server.ReadTimeout < 0 {
 		c.Problem("server.read_timeout", "must be positive")
+	}
+	if w := c.Server.WatchConfig; w != 0 && w < gateway.Duration(time.Second) {
+		c.Problem("server.watch_config", "must be 0 (reload on SIGHUP only) or at least 1s, not %s", w.D())
 	}
 	if c.Server.MaxBodyBytes < 0 {
 		// A negative bound refused every body as too large: every send a 413.

@@ -1,0 +1,129 @@
+package app
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+const watchedConfig = `
+server: {watch_config: 1s}
+log: {format: json, level: info}
+storage: {driver: memory}
+policy: {rate_limits: {per_recipient: 0}}
+tenants:
+  - {name: acme, api_key: "${file:keys/acme}"}
+providers: [{name: primary, type: mock}]
+routes: [{name: default, providers: [primary]}]
+`
+
+// TestAChangedConfigReloadsItself: with server.watch_config, a replica reloads when its config
+// file or a file it reads a secret from changes, as Kubernetes changes a mounted Secret or
+// ConfigMap: a rotated key, then a new tenant whose key file appears only after the config names
+// it. Each change is loaded once; a file that fails to load is not tried again until it changes;
+// no key reaches the log.
+func TestAChangedConfigReloadsItself(t *testing.T) {
+	path := writeConfig(t, watchedConfig)
+	keys := filepath.Join(filepath.Dir(path), "keys")
+	writeKey := func(name, key string) {
+		t.Helper()
+		if err := os.MkdirAll(keys, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(keys, name), []byte(key+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeKey("acme", "acme-key-ONE-0123456789")
+	h := startAt(t, path, Options{})
+	body := `{"message_options":{"recipient":"+1 415 555 0104","text":"Your code is 123456"}}`
+	if r := h.send("acme-key-ONE-0123456789", body); r.Status != 200 {
+		t.Fatalf("the key read from its file: %d %s", r.Status, r.Raw)
+	}
+	reloads := func(result string) float64 {
+		return testutil.ToFloat64(h.app.MetricSet().Reloads.WithLabelValues(result))
+	}
+	// waitFor sends with key until it gets status, for at most 10 s (the watch looks every second).
+	waitFor := func(key string, status int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			r := h.send(key, body)
+			if r.Status == status {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("a send with %s still gets %d %s, want %d", key[:9], r.Status, r.Raw, status)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
+	writeKey("acme", "acme-key-TWO-0123456789")
+	waitFor("acme-key-TWO-0123456789", 200)
+	if r := h.send("acme-key-ONE-0123456789", body); r.Status != 401 {
+		t.Errorf("the rotated-out key: %d, want 401", r.Status)
+	}
+
+	cfg := strings.Replace(watchedConfig, "tenants:\n", "tenants:\n  - {name: beta, api_key: \"${file:keys/beta}\"}\n", 1)
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for reloads("error") == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(2500 * time.Millisecond) // two more looks at the unchanged files
+	if got := reloads("error"); got != 1 {
+		t.Errorf("reloads of the config naming a missing key file = %v, want 1 (not tried again until it changes)", got)
+	}
+	waitFor("acme-key-TWO-0123456789", 200) // the running config stayed
+	writeKey("beta", "beta-key-THREE-0123456789")
+	waitFor("beta-key-THREE-0123456789", 200)
+	time.Sleep(1500 * time.Millisecond)
+	if ok, failed := reloads("ok"), reloads("error"); ok != 2 || failed != 1 {
+		t.Errorf("reloads ok %v, error %v; want 2 and 1: each change loaded once", ok, failed)
+	}
+	logs := h.logs.String()
+	if !strings.Contains(logs, "config file changed; reloading") || !strings.Contains(logs, "keys/beta: no such file") {
+		t.Errorf("the log does not tell of the reloads and why one failed:\n%s", logs)
+	}
+	for _, secret := range []string{"ONE-0123", "TWO-0123", "THREE-0123"} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("the log holds a key (%s):\n%s", secret, logs)
+		}
+	}
+}
+
+// TestWithoutWatchConfigOnlyASignalReloads: by default a changed file waits for SIGHUP or the
+// admin API, so an edit in two steps is never served half done.
+func TestWithoutWatchConfigOnlyASignalReloads(t *testing.T) {
+	cfg := strings.Replace(watchedConfig, "server: {watch_config: 1s}", "server: {admin_token: admin-t0ken-0123456789}", 1)
+	path := writeConfig(t, cfg)
+	keys := filepath.Join(filepath.Dir(path), "keys")
+	if err := os.Mkdir(keys, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(keys, "acme"), []byte("acme-key-ONE-0123456789"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := startAt(t, path, Options{})
+	if err := os.WriteFile(filepath.Join(keys, "acme"), []byte("acme-key-TWO-0123456789"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(watchIdle + time.Second)
+	body := `{"message_options":{"recipient":"+1 415 555 0104","text":"Your code is 123456"}}`
+	if r := h.send("acme-key-ONE-0123456789", body); r.Status != 200 {
+		t.Errorf("the old key before a reload: %d, want 200", r.Status)
+	}
+	if r := h.do("POST", "/v1/admin/reload", "admin-t0ken-0123456789", ""); r.Status != 200 {
+		t.Fatalf("reload: %d %s", r.Status, r.Raw)
+	}
+	if r := h.send("acme-key-TWO-0123456789", body); r.Status != 200 {
+		t.Errorf("the new key after the reload: %d, want 200", r.Status)
+	}
+}
