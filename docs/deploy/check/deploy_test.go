@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -47,6 +48,7 @@ func TestKubernetesManifestsUseOnlyRealFields(t *testing.T) {
 		t.Fatalf("found %d manifests", len(files))
 	}
 	seen := map[string]any{}
+	secrets := map[string]*corev1.Secret{}
 	for _, f := range files {
 		kind, obj, err := decodeManifest(f)
 		if err != nil {
@@ -54,6 +56,9 @@ func TestKubernetesManifestsUseOnlyRealFields(t *testing.T) {
 			continue
 		}
 		seen[kind] = obj
+		if s, ok := obj.(*corev1.Secret); ok {
+			secrets[s.Name] = s
+		}
 	}
 	d, _ := seen["Deployment"].(*appsv1.Deployment)
 	if d == nil {
@@ -81,12 +86,11 @@ func TestKubernetesManifestsUseOnlyRealFields(t *testing.T) {
 	if limit.IsZero() || gomem <= limit.Value()/2 || gomem >= limit.Value() {
 		t.Errorf("GOMEMLIMIT %d bytes, want it set between half and all of limits.memory (%s)", gomem, limit)
 	}
-	// Every secret the Deployment references exists in the example Secret.
-	sec, _ := seen["Secret"].(*corev1.Secret)
+	// Every secret the Deployment references exists in an example Secret.
 	for _, e := range c.Env {
 		if r := e.ValueFrom; r != nil && r.SecretKeyRef != nil {
-			if _, ok := sec.StringData[r.SecretKeyRef.Key]; !ok || r.SecretKeyRef.Name != sec.Name {
-				t.Errorf("env %s references secret %s key %s, not in secret.example.yaml", e.Name, r.SecretKeyRef.Name, r.SecretKeyRef.Key)
+			if _, ok := secrets[r.SecretKeyRef.Name].StringData[r.SecretKeyRef.Key]; !ok {
+				t.Errorf("env %s references secret %s key %s, in no example Secret", e.Name, r.SecretKeyRef.Name, r.SecretKeyRef.Key)
 			}
 		}
 	}
@@ -112,9 +116,36 @@ func TestKubernetesManifestsUseOnlyRealFields(t *testing.T) {
 	if p := j.Spec.Template.Spec.RestartPolicy; p != corev1.RestartPolicyNever && p != corev1.RestartPolicyOnFailure {
 		t.Errorf("the Job's restartPolicy is %q", p)
 	}
-	// The ConfigMap's gateway config is valid for smsgate (with the environment it gets).
+	// The ConfigMap's gateway config is valid for smsgate, with the environment it gets and the
+	// files its ${file:...} references read from the Secrets the pods mount.
 	cm, _ := seen["ConfigMap"].(*corev1.ConfigMap)
-	checkGatewayConfig(t, cm.Data["smsgate.yaml"])
+	checkGatewayConfig(t, cm.Data["smsgate.yaml"], mountedSecrets(t, d.Spec.Template.Spec, c, secrets))
+	if !strings.Contains(cm.Data["smsgate.yaml"], "${file:") || !strings.Contains(cm.Data["smsgate.yaml"], "watch_config:") {
+		t.Error("the ConfigMap reads no tenant key from a mounted Secret, or does not watch it: a new key would need a restart")
+	}
+}
+
+// mountedSecrets maps the files that container c of pod p sees from its Secret volumes to what
+// they hold (the example Secrets' values).
+func mountedSecrets(t *testing.T, p corev1.PodSpec, c corev1.Container, secrets map[string]*corev1.Secret) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	for _, m := range c.VolumeMounts {
+		for _, v := range p.Volumes {
+			if v.Name != m.Name || v.Secret == nil {
+				continue
+			}
+			s := secrets[v.Secret.SecretName]
+			if s == nil {
+				t.Errorf("volume %s mounts secret %s, in no example Secret", v.Name, v.Secret.SecretName)
+				continue
+			}
+			for k, val := range s.StringData {
+				files[path.Join(m.MountPath, k)] = val
+			}
+		}
+	}
+	return files
 }
 
 // decodeManifest reads one Kubernetes manifest strictly (an unknown field is an error) into the
@@ -283,17 +314,30 @@ func TestComposeFileLoadsWithTheSpecification(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkGatewayConfig(t, string(raw))
+	checkGatewayConfig(t, string(raw), nil)
 }
 
-// checkGatewayConfig runs smsgate's own validation on cfg with placeholder secrets.
-func checkGatewayConfig(t *testing.T, cfg string) {
+// checkGatewayConfig runs smsgate's own validation on cfg with placeholder secrets, and files (a
+// path in the container, and what it holds) where its ${file:...} references read: each must be
+// one of them.
+func checkGatewayConfig(t *testing.T, cfg string, files map[string]string) {
 	t.Helper()
 	for k, v := range map[string]string{"SMSGATE_DSN": "postgres://u:p@db:5432/smsgate", "SMSGATE_REDIS_ADDR": "redis:6379",
 		"SMSGATE_REDIS_PASSWORD": "x", "SMSGATE_KEY_SECRET": "check-key-secret-0123456789", "SMSGATE_ADMIN_TOKEN": "check-admin-token-0123456789"} {
 		t.Setenv(k, v)
 	}
-	path := filepath.Join(t.TempDir(), "smsgate.yaml")
+	dir := t.TempDir()
+	for name, content := range files {
+		local := filepath.Join(dir, "mounted", filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(local), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(local, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg = strings.ReplaceAll(cfg, "${file:"+name+"}", "${file:"+local+"}")
+	}
+	path := filepath.Join(dir, "smsgate.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
