@@ -24,7 +24,7 @@ func configPrint(path string) string {
 	h.Write(b)
 	for _, f := range config.SecretFiles(path, b) {
 		h.Write([]byte("\x00" + f + "\x00"))
-		if s, err := os.ReadFile(f); err == nil {
+		if s, err := config.ReadSecretFile(f); err == nil { // never a FIFO, nor a large file whole
 			h.Write([]byte{1})
 			h.Write(s)
 		}

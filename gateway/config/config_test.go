@@ -383,9 +383,9 @@ func TestSecretsFromFiles(t *testing.T) {
 	}
 	msg := err.Error()
 	for _, want := range []string{
-		file + ":2: tenants[0].api_key: ${file:...}: open " + filepath.Join(secrets, "missing") + ": no such file or directory",
+		file + ":2: tenants[0].api_key: ${file:...}: stat " + filepath.Join(secrets, "missing") + ": no such file or directory",
 		file + ":3: tenants[1].api_key: ${file:...}: " + filepath.Join(secrets, "big") + " holds more than 64 KiB",
-		file + ":4: tenants[2].api_key: ${file:...}: reading " + secrets + ":",
+		file + ":4: tenants[2].api_key: ${file:...}: " + secrets + " is not a regular file",
 	} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("problems lack %q:\n%s", want, msg)

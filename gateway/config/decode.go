@@ -147,19 +147,38 @@ func (d *Decoder) expand(n *yaml.Node, path string) string {
 // that end it (echo and most editors add one; a key never ends in one). Its errors name the
 // path, never the content.
 func readSecret(path string) (string, error) {
-	f, err := os.Open(path)
+	b, err := ReadSecretFile(path)
 	if err != nil {
-		return "", fmt.Errorf("${file:...}: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
-	if err != nil {
-		return "", fmt.Errorf("${file:...}: reading %s: %w", path, err)
+		return "", err
 	}
 	if len(b) > maxSecretFile {
 		return "", fmt.Errorf("${file:...}: %s holds more than %d KiB, more than any secret", path, maxSecretFile>>10)
 	}
 	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+// ReadSecretFile reads the file a ${file:PATH} names as it is, up to one byte past what a secret
+// may hold. Only a regular file (or a link to one, as Kubernetes mounts them), looked at before it
+// is opened: opening a FIFO waits for a writer, and it or a device such as /dev/stdin would hold
+// the load, and every reload after it, for as long as it gives nothing.
+func ReadSecretFile(path string) ([]byte, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("${file:...}: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("${file:...}: %s is not a regular file", path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("${file:...}: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("${file:...}: reading %s: %w", path, err)
+	}
+	return b, nil
 }
 
 var (
