@@ -12,8 +12,8 @@ import (
 // watchIdle is how often the watch loop looks whether a reload turned server.watch_config on.
 const watchIdle = 5 * time.Second
 
-// configPrint is a digest of the config file and of every file it reads a secret from
-// (${file:PATH}), as they are now: a file that cannot be read counts as such, so its appearing is
+// configPrint is a digest of the config file and of every file it reads (tenant_files, and
+// secrets: ${file:PATH}), as they are now: a file that cannot be read counts as such, so its appearing is
 // a change too. Only digests are kept, never what the files hold.
 func configPrint(path string) string {
 	h := sha256.New()
@@ -22,9 +22,9 @@ func configPrint(path string) string {
 		h.Write([]byte("unreadable\x00"))
 	}
 	h.Write(b)
-	for _, f := range config.SecretFiles(path, b) {
+	for _, f := range config.Watched(path, b) {
 		h.Write([]byte("\x00" + f + "\x00"))
-		if s, err := config.ReadSecretFile(f); err == nil { // never a FIFO, nor a large file whole
+		if s, err := config.ReadWatched(f); err == nil { // never a FIFO, nor a large file whole
 			h.Write([]byte{1})
 			h.Write(s)
 		}

@@ -127,3 +127,37 @@ func TestWithoutWatchConfigOnlyASignalReloads(t *testing.T) {
 		t.Errorf("the new key after the reload: %d, want 200", r.Status)
 	}
 }
+
+// TestATenantFileAddedOrRemovedIsReloaded: with tenant_files naming a directory, a team's file
+// dropped into it adds its tenants on every replica watching, and its removal removes them.
+func TestATenantFileAddedOrRemovedIsReloaded(t *testing.T) {
+	path := writeConfig(t, strings.Replace(watchedConfig, "tenants:\n  - {name: acme, api_key: \"${file:keys/acme}\"}\n",
+		"tenant_files: [\"tenants.d/*.yaml\"]\ntenants:\n  - {name: acme, api_key: acme-key-0123456789}\n", 1))
+	dir := filepath.Join(filepath.Dir(path), "tenants.d")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	h := startAt(t, path, Options{})
+	body := `{"message_options":{"recipient":"+1 415 555 0104","text":"Your code is 123456"}}`
+	await := func(key string, status int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for r := h.send(key, body); r.Status != status; r = h.send(key, body) {
+			if time.Now().After(deadline) {
+				t.Fatalf("a send with %s still gets %d, want %d", key[:4], r.Status, status)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	await("beta-key-0123456789", 401)
+	file := filepath.Join(dir, "beta.yaml")
+	if err := os.WriteFile(file, []byte("tenants: [{name: beta, api_key: beta-key-0123456789}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	await("beta-key-0123456789", 200)
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	await("beta-key-0123456789", 401)
+	await("acme-key-0123456789", 200)
+}

@@ -28,15 +28,19 @@ import (
 
 // Config is the whole file.
 type Config struct {
-	Server    Server     `yaml:"server"`
-	Log       Log        `yaml:"log"`
-	Storage   Storage    `yaml:"storage"`
-	State     State      `yaml:"state"`
-	Policy    Policy     `yaml:"policy"`
-	Tenants   []Tenant   `yaml:"tenants"`
-	Providers []Provider `yaml:"providers"`
-	Routing   Routing    `yaml:"routing"`
-	Routes    []Route    `yaml:"routes"`
+	Server  Server   `yaml:"server"`
+	Log     Log      `yaml:"log"`
+	Storage Storage  `yaml:"storage"`
+	State   State    `yaml:"state"`
+	Policy  Policy   `yaml:"policy"`
+	Tenants []Tenant `yaml:"tenants"`
+	// TenantFiles are glob patterns (relative to this file's directory) of files holding more
+	// tenants, each a mapping with a tenants list: a team's tenants in a file of their own, or a
+	// directory of them (tenants.d/*.yaml). Read again at each load; their tenants follow these.
+	TenantFiles []string   `yaml:"tenant_files"`
+	Providers   []Provider `yaml:"providers"`
+	Routing     Routing    `yaml:"routing"`
+	Routes      []Route    `yaml:"routes"`
 
 	// File is the path the config was read from.
 	File string `yaml:"-"`
@@ -686,6 +690,7 @@ func ParseWith(file string, b []byte, getenv func(string) (string, bool), driver
 		return nil, d.Problems
 	}
 	d.Decode(&root, "", c)
+	c.readTenantFiles()
 	c.applyDefaults()
 	c.validate()
 	if drivers != nil {
@@ -1025,7 +1030,7 @@ func (c *Config) validate() {
 		if t.APIKey == "" {
 			c.Problem(p+".api_key", "is required")
 		} else if j, dup := keys[t.APIKey]; dup {
-			c.Problem(p+".api_key", "is the same key as tenants[%d]; every tenant needs its own", j)
+			c.Problem(p+".api_key", "is the same key as tenants[%d] (%s); every tenant needs its own", j, c.Tenants[j].Name)
 		} else {
 			keys[t.APIKey] = i
 		}
@@ -1279,11 +1284,22 @@ func (c *Config) checkName(path, name string, seen map[string]int, what string) 
 		c.Problem(path+".name", "%q: use lower-case letters, digits, '-', '_' and '.'", name)
 	default:
 		if j, dup := seen[name]; dup {
-			c.Problem(path+".name", "duplicate %s name %q (first defined at line %d)", what, name, c.Decoder.Line(fmt.Sprintf("%s[%d].name", path[:strings.Index(path, "[")], j)))
+			first := fmt.Sprintf("%s[%d].name", path[:strings.Index(path, "[")], j)
+			at := fmt.Sprintf("line %d", c.Decoder.Line(first))
+			if f := c.Decoder.fileOf(first); f != c.Decoder.fileOf(path) {
+				at = fmt.Sprintf("%s:%d", f, c.Decoder.Line(first)) // the other one is in another file (tenant_files)
+			}
+			c.Problem(path+".name", "duplicate %s name %q (first defined at %s)", what, name, at)
 			return
 		}
-		seen[name] = len(seen)
+		seen[name] = index(path)
 	}
+}
+
+// index is the position in the path of a list's entry ("tenants[12]": 12).
+func index(path string) int {
+	i, _ := strconv.Atoi(path[strings.LastIndex(path, "[")+1 : len(path)-1])
+	return i
 }
 
 // NonGeographic is the country of numbers that belong to no country (+800, +881, +979...), as

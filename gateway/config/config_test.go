@@ -371,8 +371,8 @@ func TestSecretsFromFiles(t *testing.T) {
 		t.Errorf("secrets read (-want +got):\n%s", diff)
 	}
 	wantFiles := []string{filepath.Join(secrets, "admin"), filepath.Join(secrets, "acme"), filepath.Join(secrets, "beta")}
-	if diff := cmp.Diff(wantFiles, SecretFiles(file, []byte(src+"# again: ${file:secrets/acme}\n"))); diff != "" {
-		t.Errorf("SecretFiles (-want +got):\n%s", diff)
+	if diff := cmp.Diff(wantFiles, Watched(file, []byte(src+"# again: ${file:secrets/acme}\n"))); diff != "" {
+		t.Errorf("Watched (-want +got):\n%s", diff)
 	}
 
 	bad := "tenants:\n  - {name: acme, api_key: \"${file:secrets/missing}\"}\n  - {name: beta, api_key: \"${file:secrets/big}\"}\n" +
@@ -393,5 +393,73 @@ func TestSecretsFromFiles(t *testing.T) {
 	}
 	if strings.Contains(msg, "xxxx") || strings.Contains(msg, "PLUGH") {
 		t.Errorf("a problem shows what a file holds:\n%s", msg)
+	}
+}
+
+// TestTenantFiles: tenant_files reads more tenants from files matching its patterns (relative to
+// the config file), each file's tenants in order after the config's own; a ${file:...} in a
+// tenant file is relative to that file. Problems in a tenant file name that file and its lines.
+func TestTenantFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("tenants.d/20-gamma.yaml", "tenants:\n  - {name: gamma, api_key: gamma-key-0123456789}\n")
+	write("tenants.d/10-beta.yaml", "# beta's team\ntenants:\n  - name: beta\n    api_key: \"${file:../keys/beta}\"\n    allowed_countries: [GB]\n")
+	write("tenants.d/30-empty.yaml", "")
+	write("tenants.d/notes.txt", "not a tenant file")
+	write("extra.yaml", "tenants: [{name: delta, api_key: delta-key-0123456789}]\n")
+	write("keys/beta", "beta-key-0123456789\n")
+	file := filepath.Join(dir, "smsgate.yaml")
+	src := "tenant_files: [\"tenants.d/*.yaml\", extra.yaml, \"tenants.d/1*.yaml\"]\ntenants: [{name: alpha, api_key: alpha-key-0123456789}]\n" +
+		"providers: [{name: p, type: mock}]\nroutes: [{name: d, providers: [p]}]\n"
+	c, err := Parse(file, []byte(src), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, tn := range c.Tenants {
+		got = append(got, tn.Name+"="+tn.APIKey.Reveal())
+	}
+	want := []string{"alpha=alpha-key-0123456789", "beta=beta-key-0123456789", "gamma=gamma-key-0123456789", "delta=delta-key-0123456789"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("tenants (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"GB"}, c.Tenants[1].AllowedCountries); diff != "" {
+		t.Errorf("beta's countries (-want +got):\n%s", diff)
+	}
+	wantWatched := []string{filepath.Join(dir, "tenants.d/10-beta.yaml"), filepath.Join(dir, "tenants.d/20-gamma.yaml"),
+		filepath.Join(dir, "tenants.d/30-empty.yaml"), filepath.Join(dir, "extra.yaml"), filepath.Join(dir, "keys/beta")}
+	if diff := cmp.Diff(wantWatched, Watched(file, []byte(src))); diff != "" {
+		t.Errorf("Watched (-want +got):\n%s", diff)
+	}
+
+	// Problems: each in its own file, at its own line.
+	write("tenants.d/40-dup.yaml", "tenants:\n  - {name: gamma, api_key: other-key-0123456789}\n  - {name: eps, api_key: alpha-key-0123456789, allowed_countries: [Germany]}\n")
+	write("tenants.d/50-routes.yaml", "tenants: []\nroutes: [{name: x}]\n")
+	write("tenants.d/60-broken.yaml", "tenants:\n  - {name: zeta\n")
+	_, err = Parse(file, []byte(strings.Replace(src, "\"tenants.d/1*.yaml\"", "\"[\"", 1)), env(nil))
+	if err == nil {
+		t.Fatal("Parse accepted broken tenant files")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		file + ":1: tenant_files[2]: \"[\" is not a valid pattern",
+		filepath.Join(dir, "tenants.d/40-dup.yaml") + ":2: tenants[3].name: duplicate tenant name \"gamma\" (first defined at " + filepath.Join(dir, "tenants.d/20-gamma.yaml") + ":2)",
+		filepath.Join(dir, "tenants.d/40-dup.yaml") + ":3: tenants[4].api_key: is the same key as tenants[0] (alpha)",
+		filepath.Join(dir, "tenants.d/40-dup.yaml") + ":3: tenants[4].allowed_countries[0]: \"Germany\"",
+		filepath.Join(dir, "tenants.d/50-routes.yaml") + ":2: routes: unknown key in a tenant file",
+		filepath.Join(dir, "tenants.d/60-broken.yaml") + ":",
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("problems lack %q:\n%s", want, msg)
+		}
 	}
 }

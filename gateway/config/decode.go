@@ -3,10 +3,8 @@ package config
 import (
 	"encoding"
 	"fmt"
-	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -65,18 +63,37 @@ type Decoder struct {
 	Problems Problems
 	// Lines maps a key path ("providers[0].name") to its line, for later validation messages.
 	Lines map[string]int
+	// PathFiles maps a key path ("tenants[3]") to the file it was read from where that is not
+	// File (tenant_files); problems under it, and its ${file:...} references, go by that file.
+	PathFiles map[string]string
 }
 
-// Add records a problem at line for path.
+// Add records a problem at line for path, in the file path was read from.
 func (d *Decoder) Add(line int, path, format string, args ...any) {
-	d.Problems = append(d.Problems, Problem{File: d.File, Line: line, Path: path, Msg: fmt.Sprintf(format, args...)})
+	d.Problems = append(d.Problems, Problem{File: d.fileOf(path), Line: line, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// fileOf is the file path, or its nearest parent, was read from: File, but for the tenants read
+// from tenant_files.
+func (d *Decoder) fileOf(path string) string {
+	if f, ok := nearest(d.PathFiles, path); ok {
+		return f
+	}
+	return d.File
 }
 
 // Line returns the recorded line of path, or of its nearest recorded parent.
 func (d *Decoder) Line(path string) int {
+	l, _ := nearest(d.Lines, path)
+	return l
+}
+
+// nearest is m's value for path or, failing that, for its nearest parent in m
+// ("tenants[3].pumping.action", "tenants[3].pumping", "tenants[3]", "tenants").
+func nearest[T any](m map[string]T, path string) (T, bool) {
 	for path != "" {
-		if l, ok := d.Lines[path]; ok {
-			return l
+		if v, ok := m[path]; ok {
+			return v, true
 		}
 		i := strings.LastIndexAny(path, ".[")
 		if i < 0 {
@@ -84,39 +101,13 @@ func (d *Decoder) Line(path string) int {
 		}
 		path = path[:i]
 	}
-	return 0
+	var zero T
+	return zero, false
 }
 
 // ref is a reference in a value: ${NAME}, an environment variable, or ${file:PATH}, a file's
 // content (a secret mounted as a file: a Kubernetes Secret volume, a Docker secret).
 var ref = regexp.MustCompile(`\$\{(?:([A-Za-z_][A-Za-z0-9_]*)|file:([^}]+))\}`)
-
-// maxSecretFile bounds what ${file:PATH} reads: a secret is short, and a path naming a log or a
-// device by mistake must not be read whole into the config.
-const maxSecretFile = 64 << 10
-
-// SecretPath is where ${file:path} in the config file named file reads: path itself when it is
-// absolute, else relative to the config file's directory.
-func SecretPath(file, path string) string {
-	if filepath.IsAbs(path) {
-		return path
-	}
-	return filepath.Join(filepath.Dir(file), path)
-}
-
-// SecretFiles are the files the config text b (of the file named file) references as
-// ${file:PATH}, in order and each once: what a change of the config depends on besides the file.
-func SecretFiles(file string, b []byte) []string {
-	var out []string
-	for _, m := range ref.FindAllSubmatch(b, -1) {
-		if m[2] != nil {
-			if p := SecretPath(file, string(m[2])); !slices.Contains(out, p) {
-				out = append(out, p)
-			}
-		}
-	}
-	return out
-}
 
 func (d *Decoder) expand(n *yaml.Node, path string) string {
 	if !strings.Contains(n.Value, "${") {
@@ -135,50 +126,12 @@ func (d *Decoder) expand(n *yaml.Node, path string) string {
 			}
 			return v
 		}
-		v, err := readSecret(SecretPath(d.File, sub[2]))
+		v, err := readSecret(SecretPath(d.fileOf(path), sub[2]))
 		if err != nil {
 			d.Add(n.Line, path, "%v", err)
 		}
 		return v
 	})
-}
-
-// readSecret reads a ${file:PATH} value: the file's content without the line break or breaks
-// that end it (echo and most editors add one; a key never ends in one). Its errors name the
-// path, never the content.
-func readSecret(path string) (string, error) {
-	b, err := ReadSecretFile(path)
-	if err != nil {
-		return "", err
-	}
-	if len(b) > maxSecretFile {
-		return "", fmt.Errorf("${file:...}: %s holds more than %d KiB, more than any secret", path, maxSecretFile>>10)
-	}
-	return strings.TrimRight(string(b), "\r\n"), nil
-}
-
-// ReadSecretFile reads the file a ${file:PATH} names as it is, up to one byte past what a secret
-// may hold. Only a regular file (or a link to one, as Kubernetes mounts them), looked at before it
-// is opened: opening a FIFO waits for a writer, and it or a device such as /dev/stdin would hold
-// the load, and every reload after it, for as long as it gives nothing.
-func ReadSecretFile(path string) ([]byte, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("${file:...}: %w", err)
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("${file:...}: %s is not a regular file", path)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("${file:...}: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("${file:...}: reading %s: %w", path, err)
-	}
-	return b, nil
 }
 
 var (

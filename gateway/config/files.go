@@ -1,0 +1,198 @@
+package config
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// The files a config reads besides itself: secrets (${file:PATH}) and tenants (tenant_files).
+// Every one is read again at each load, so a reload (SIGHUP, the admin API, server.watch_config)
+// takes a rotated key or a new tenant without a restart.
+
+// maxSecretFile bounds what ${file:PATH} reads: a secret is short, and a path naming a log or a
+// device by mistake must not be read whole into the config.
+const maxSecretFile = 64 << 10
+
+// maxTenantFile bounds a tenant file: 16 MiB holds some 100,000 tenants.
+const maxTenantFile = 16 << 20
+
+// SecretPath is where ${file:path} (or a tenant_files pattern) in the config file named file
+// reads: path itself when it is absolute, else relative to that file's directory.
+func SecretPath(file, path string) string {
+	if filepath.IsAbs(path) {
+		return path
+	}
+	return filepath.Join(filepath.Dir(file), path)
+}
+
+// readRegular reads at most max bytes of the file at path. Only a regular file (or a link to
+// one, as Kubernetes mounts them), looked at before it is opened: opening a FIFO waits for a
+// writer, and it or a device such as /dev/stdin would hold the load, and every reload after it,
+// for as long as it gives nothing.
+func readRegular(path string, max int64) ([]byte, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, max))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	return b, nil
+}
+
+// ReadSecretFile reads the file a ${file:PATH} names as it is, up to one byte past what a secret
+// may hold (readRegular).
+func ReadSecretFile(path string) ([]byte, error) {
+	b, err := readRegular(path, maxSecretFile+1)
+	if err != nil {
+		return nil, fmt.Errorf("${file:...}: %w", err)
+	}
+	return b, nil
+}
+
+// readSecret reads a ${file:PATH} value: the file's content without the line break or breaks
+// that end it (echo and most editors add one; a key never ends in one). Its errors name the
+// path, never the content.
+func readSecret(path string) (string, error) {
+	b, err := ReadSecretFile(path)
+	if err != nil {
+		return "", err
+	}
+	if len(b) > maxSecretFile {
+		return "", fmt.Errorf("${file:...}: %s holds more than %d KiB, more than any secret", path, maxSecretFile>>10)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+// secretFiles are the files the config text b (of the file named file) references as
+// ${file:PATH}, added to out each once.
+func secretFiles(out []string, file string, b []byte) []string {
+	for _, m := range ref.FindAllSubmatch(b, -1) {
+		if m[2] != nil {
+			if p := SecretPath(file, string(m[2])); !slices.Contains(out, p) {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// tenantFiles are the files the patterns of tenant_files in the config file named file match now,
+// in order: each pattern's matches sorted, each file once. A pattern that is no valid glob
+// matches nothing here (the load says why).
+func tenantFiles(file string, patterns []string) []string {
+	var out []string
+	for _, pat := range patterns {
+		m, _ := filepath.Glob(SecretPath(file, pat))
+		for _, f := range m {
+			if !slices.Contains(out, f) {
+				out = append(out, f)
+			}
+		}
+	}
+	return out
+}
+
+// Watched are the files a load of the config text b (of the file named file) reads besides it:
+// the tenant files its tenant_files match now, then every file those and b read secrets from. A
+// change to any of them, or to which files a pattern matches, is a change of the config.
+func Watched(file string, b []byte) []string {
+	var top struct {
+		TenantFiles []string `yaml:"tenant_files"`
+	}
+	_ = yaml.Unmarshal(b, &top) // a file that does not parse loads no tenant files either
+	out := tenantFiles(file, top.TenantFiles)
+	secrets := secretFiles(nil, file, b)
+	for _, f := range out {
+		if tb, err := ReadWatched(f); err == nil {
+			secrets = secretFiles(secrets, f, tb)
+		}
+	}
+	for _, s := range secrets {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// ReadWatched reads a file Watched named, as a load reads it: a regular file, bounded.
+func ReadWatched(path string) ([]byte, error) {
+	return readRegular(path, maxTenantFile+1)
+}
+
+// readTenantFiles appends the tenants of every file tenant_files matches to c.Tenants. Each file
+// holds a tenants list, as the config file does (tenants: [...]), and nothing else; problems in
+// it name that file and its lines, under the tenant's place among all tenants (tenants[12]).
+func (c *Config) readTenantFiles() {
+	d := c.Decoder
+	for i, pat := range c.TenantFiles {
+		if _, err := filepath.Match(pat, ""); err != nil {
+			c.Problem(fmt.Sprintf("tenant_files[%d]", i), "%q is not a valid pattern: %v", pat, err)
+		}
+	}
+	for _, f := range tenantFiles(c.File, c.TenantFiles) {
+		b, err := ReadWatched(f)
+		if err == nil && len(b) > maxTenantFile {
+			err = fmt.Errorf("it holds more than %d MiB", maxTenantFile>>20)
+		}
+		if err != nil {
+			d.Problems = append(d.Problems, Problem{File: f, Msg: fmt.Sprintf("tenant file: %v", err)})
+			continue
+		}
+		var root yaml.Node
+		if err := yaml.Unmarshal(b, &root); err != nil {
+			p := Problem{File: f, Msg: err.Error()}
+			if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+				fmt.Sscan(m[1], &p.Line)
+				p.Msg = m[2]
+			}
+			d.Problems = append(d.Problems, p)
+			continue
+		}
+		if len(root.Content) == 0 {
+			continue // an empty file: no tenants yet
+		}
+		n := root.Content[0]
+		if n.Kind != yaml.MappingNode {
+			d.Problems = append(d.Problems, Problem{File: f, Line: n.Line, Msg: "a tenant file holds a mapping with tenants: [...] alone"})
+			continue
+		}
+		for k := 0; k+1 < len(n.Content); k += 2 {
+			key, val := n.Content[k], n.Content[k+1]
+			if key.Value != "tenants" {
+				d.Problems = append(d.Problems, Problem{File: f, Line: key.Line, Path: key.Value, Msg: "unknown key in a tenant file (it holds tenants alone)"})
+				continue
+			}
+			if val.Kind != yaml.SequenceNode {
+				d.Problems = append(d.Problems, Problem{File: f, Line: val.Line, Path: "tenants", Msg: "expected a list of tenants"})
+				continue
+			}
+			for _, tn := range val.Content {
+				path := fmt.Sprintf("tenants[%d]", len(c.Tenants))
+				if d.PathFiles == nil {
+					d.PathFiles = map[string]string{}
+				}
+				d.PathFiles[path] = f
+				var t Tenant
+				d.Decode(tn, path, &t)
+				c.Tenants = append(c.Tenants, t)
+			}
+		}
+	}
+}
