@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nyaruka/phonenumbers"
 	"gopkg.in/yaml.v3"
 
 	"github.com/smsgate/smsgate/gateway"
@@ -1269,7 +1270,7 @@ func (c *Config) checkPrices(path string, p *Prices) {
 	for cc, v := range p.Countries {
 		switch {
 		case !ValidCountry(cc):
-			c.Problem(path+".countries."+cc, "%q is not an ISO 3166-1 alpha-2 code, nor 001 (numbers of no country)", cc)
+			c.Problem(path+".countries."+cc, "%s", countryProblem(cc))
 		case v < 0:
 			c.Problem(path+".countries."+cc, "must be at least 0")
 		}
@@ -1306,15 +1307,25 @@ func index(path string) int {
 // libphonenumber names it. It may be written wherever a country is.
 const NonGeographic = "001"
 
-var countryRe = regexp.MustCompile(`^[A-Z]{2}$`)
+// regions are the countries a number can be in: every region libphonenumber has a numbering
+// plan for (ISO 3166-1 alpha-2 codes, and AC, TA and XK).
+var regions = phonenumbers.GetSupportedRegions()
 
-// ValidCountry reports whether cc is an ISO 3166-1 alpha-2 code or NonGeographic.
-func ValidCountry(cc string) bool { return cc == NonGeographic || countryRe.MatchString(cc) }
+// ValidCountry reports whether cc is a country a number can be in (regions) or NonGeographic. A
+// code of the right shape that no number has is refused: UK (the United Kingdom is GB) in a deny
+// list denied nothing, and in an allow list refused every British number.
+func ValidCountry(cc string) bool { return cc == NonGeographic || regions[cc] }
+
+// countryProblem says why cc is not ValidCountry.
+func countryProblem(cc string) string {
+	hint := map[string]string{"UK": " (the United Kingdom is GB)", "EL": " (Greece is GR)"}[cc]
+	return fmt.Sprintf("%q is not a country of any phone number%s: an ISO 3166-1 alpha-2 code such as US or GB, or 001 (numbers of no country)", cc, hint)
+}
 
 func (c *Config) checkCountries(path string, cs []string) {
 	for i, cc := range cs {
 		if !ValidCountry(cc) {
-			c.Problem(fmt.Sprintf("%s[%d]", path, i), "%q is not an ISO 3166-1 alpha-2 code such as US or GB, nor 001 (numbers of no country)", cc)
+			c.Problem(fmt.Sprintf("%s[%d]", path, i), "%s", countryProblem(cc))
 		}
 	}
 }
@@ -1413,7 +1424,7 @@ func (c *Config) SpendLimitPath() string {
 func (c *Config) checkLimits(path string, l *RateLimits) {
 	for cc := range l.PerCountry {
 		if !ValidCountry(cc) {
-			c.Problem(path+".per_country."+cc, "%q is not an ISO 3166-1 alpha-2 code, nor 001 (numbers of no country)", cc)
+			c.Problem(path+".per_country."+cc, "%s", countryProblem(cc))
 		}
 	}
 }
