@@ -1112,7 +1112,8 @@ func (a *App) Reload(ctx context.Context) error {
 	a.rt.Store(rt)
 	a.rebuildPrices()
 	a.metrics.Reloads.WithLabelValues("ok").Inc()
-	a.log.Info("config reloaded", "file", a.opts.ConfigPath, "providers", len(rt.members), "routes", len(cfg.Routes), "tenants", len(cfg.Tenants))
+	a.log.Info("config reloaded", append([]any{"file", a.opts.ConfigPath, "providers", len(rt.members), "routes", len(cfg.Routes), "tenants", len(cfg.Tenants)},
+		reloadChanges(prev.cfg, cfg)...)...)
 	return nil
 }
 

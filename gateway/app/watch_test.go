@@ -89,7 +89,8 @@ func TestAChangedConfigReloadsItself(t *testing.T) {
 		t.Errorf("reloads ok %v, error %v; want 2 and 1: each change loaded once", ok, failed)
 	}
 	logs := h.logs.String()
-	if !strings.Contains(logs, "config file changed; reloading") || !strings.Contains(logs, "keys/beta: no such file") {
+	if !strings.Contains(logs, "config file changed; reloading") || !strings.Contains(logs, "keys/beta: no such file") ||
+		!strings.Contains(logs, `"tenants_changed":"acme"`) || !strings.Contains(logs, `"tenants_added":"beta"`) {
 		t.Errorf("the log does not tell of the reloads and why one failed:\n%s", logs)
 	}
 	for _, secret := range []string{"ONE-0123", "TWO-0123", "THREE-0123"} {
