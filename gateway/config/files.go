@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -115,7 +116,9 @@ func Watched(file string, b []byte) []string {
 	var top struct {
 		TenantFiles []string `yaml:"tenant_files"`
 	}
-	_ = yaml.Unmarshal(b, &top) // a file that does not parse loads no tenant files either
+	if bytes.Contains(b, []byte("tenant_files")) { // parsing a large config at every look costs
+		_ = yaml.Unmarshal(b, &top) // a file that does not parse loads no tenant files either
+	}
 	out := tenantFiles(file, top.TenantFiles)
 	secrets := secretFiles(nil, file, b)
 	for _, f := range out {
