@@ -81,7 +81,8 @@ type Server struct {
 	// for that address. Empty: pushes connect directly (never through HTTP_PROXY).
 	NotifyProxy gateway.Secret `yaml:"notify_proxy"`
 	// WatchConfig, when set, is how often the replica looks at its config file and the files it
-	// reads secrets from (${file:PATH}); when any changed, it reloads as on SIGHUP. 0 (default):
+	// reads tenants (tenant_files) and secrets (${file:PATH}) from; when any changed, it reloads as
+	// on SIGHUP. 0 (default):
 	// reloads only on SIGHUP and POST /v1/admin/reload.
 	WatchConfig gateway.Duration `yaml:"watch_config"`
 }
