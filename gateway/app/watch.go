@@ -32,7 +32,7 @@ func configPrint(path string) string {
 	return string(h.Sum(nil))
 }
 
-// watchLoop reloads the config when the file, or a file it reads a secret from, differs from what
+// watchLoop reloads the config when the file, or a file it reads tenants or a secret from, differs from what
 // the last load read (server.watch_config; SIGHUP and the admin API reload too, and each load
 // records what it read, so a change is reloaded once whichever saw it first). A file that fails to
 // load is not tried again until it changes again. Kubernetes updates a mounted ConfigMap or Secret
