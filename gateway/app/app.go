@@ -279,6 +279,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 	}
 	a := &App{opts: o, level: new(slog.LevelVar), metrics: metrics.New(), done: make(chan error, 1), drained: map[string]bool{}}
 	a.loaded.Store(&seen)
+	a.metrics.ConfigLoaded.Set(1)
 	a.log = newLogger(out, cfg.Log.Format, a.level)
 	a.setLevel(cfg.Log.Level)
 	a.flight.OnPanic = func(_ string, v any) { a.log.Error("panic in send", "panic", fmt.Sprint(v)) }
@@ -1095,6 +1096,7 @@ func (a *App) Reload(ctx context.Context) error {
 	}
 	if err != nil {
 		a.metrics.Reloads.WithLabelValues("error").Inc()
+		a.metrics.ConfigLoaded.Set(0)
 		var ps config.Problems
 		n := 1
 		if errors.As(err, &ps) {
@@ -1112,6 +1114,7 @@ func (a *App) Reload(ctx context.Context) error {
 	a.rt.Store(rt)
 	a.rebuildPrices()
 	a.metrics.Reloads.WithLabelValues("ok").Inc()
+	a.metrics.ConfigLoaded.Set(1)
 	a.log.Info("config reloaded", append([]any{"file", a.opts.ConfigPath, "providers", len(rt.members), "routes", len(cfg.Routes), "tenants", len(cfg.Tenants)},
 		reloadChanges(prev.cfg, cfg)...)...)
 	return nil

@@ -81,10 +81,16 @@ func TestAChangedConfigReloadsItself(t *testing.T) {
 	if got := reloads("error"); got != 1 {
 		t.Errorf("reloads of the config naming a missing key file = %v, want 1 (not tried again until it changes)", got)
 	}
+	if got := testutil.ToFloat64(h.app.MetricSet().ConfigLoaded); got != 0 {
+		t.Errorf("smsgate_config_last_reload_successful = %v while the files do not load, want 0", got)
+	}
 	waitFor("acme-key-TWO-0123456789", 200) // the running config stayed
 	writeKey("beta", "beta-key-THREE-0123456789")
 	waitFor("beta-key-THREE-0123456789", 200)
 	time.Sleep(1500 * time.Millisecond)
+	if got := testutil.ToFloat64(h.app.MetricSet().ConfigLoaded); got != 1 {
+		t.Errorf("smsgate_config_last_reload_successful = %v once they load, want 1", got)
+	}
 	if ok, failed := reloads("ok"), reloads("error"); ok != 2 || failed != 1 {
 		t.Errorf("reloads ok %v, error %v; want 2 and 1: each change loaded once", ok, failed)
 	}

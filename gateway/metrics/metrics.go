@@ -39,19 +39,21 @@ type Metrics struct {
 	DeliveryRate       *prometheus.GaugeVec
 	Demotions          *prometheus.CounterVec
 	Reloads            *prometheus.CounterVec
-	ProviderDisabled   *prometheus.GaugeVec
-	ProviderDrained    *prometheus.GaugeVec
-	StateErrors        *prometheus.CounterVec
-	Spend              *prometheus.CounterVec
-	EstimatedSpend     *prometheus.CounterVec
-	Quarantines        *prometheus.CounterVec
-	StateMemoryUsed    prometheus.Gauge
-	StateMemoryMax     *prometheus.GaugeVec
-	StateEvictedKeys   prometheus.Gauge
-	ReplaysEvicted     *prometheus.CounterVec
-	Paced              *prometheus.CounterVec
-	WindowReads        *prometheus.CounterVec
-	WindowReadTime     *prometheus.HistogramVec
+	// ConfigLoaded is 1 while the last load of the config (start or reload) succeeded.
+	ConfigLoaded     prometheus.Gauge
+	ProviderDisabled *prometheus.GaugeVec
+	ProviderDrained  *prometheus.GaugeVec
+	StateErrors      *prometheus.CounterVec
+	Spend            *prometheus.CounterVec
+	EstimatedSpend   *prometheus.CounterVec
+	Quarantines      *prometheus.CounterVec
+	StateMemoryUsed  prometheus.Gauge
+	StateMemoryMax   *prometheus.GaugeVec
+	StateEvictedKeys prometheus.Gauge
+	ReplaysEvicted   *prometheus.CounterVec
+	Paced            *prometheus.CounterVec
+	WindowReads      *prometheus.CounterVec
+	WindowReadTime   *prometheus.HistogramVec
 }
 
 // New registers every collector, plus the Go and process collectors, on a new registry.
@@ -106,6 +108,8 @@ func New() *Metrics {
 			Help: "Times a provider was moved behind the healthy ones for a country and channel (delivery rate below min_rate)."}, []string{"provider", "country", "channel"}),
 		Reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_config_reloads_total",
 			Help: "Config reloads by result."}, []string{"result"}),
+		ConfigLoaded: prometheus.NewGauge(prometheus.GaugeOpts{Name: "smsgate_config_last_reload_successful",
+			Help: "1 when the last load of the config (the start, or the last reload) succeeded; 0 while the files on disk do not load, and the replica serves the config it loaded before."}),
 		ProviderDisabled: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "smsgate_provider_disabled",
 			Help: "1 when the provider is drained (disabled: in the config, or by an operator through the admin API)."}, []string{"provider"}),
 		ProviderDrained: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "smsgate_provider_drained",
@@ -135,7 +139,7 @@ func New() *Metrics {
 			Help: "Idempotency records a tenant lost before their ttl: with the state in memory, it held the most when state.max_idempotency_records was reached; in Redis, it reached its own state.redis.max_idempotency_records_per_tenant. A retry of such a request sends again."}, []string{"tenant"}),
 	}
 	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.Attempts, m.ProviderLatency, m.BreakerState,
-		m.BreakerTransitions, m.TenantBreakerOpens, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBatch, m.LogBacklog, m.LogDropped, m.LogCommitTimeouts, m.LogSpoolFailures, m.LogHandedOver, m.LogHandOffWaiting, m.Notify, m.PreviousKeys, m.DeliveryRate, m.Demotions, m.Reloads, m.ProviderDisabled, m.ProviderDrained, m.StateErrors, m.Spend, m.EstimatedSpend, m.Quarantines,
+		m.BreakerTransitions, m.TenantBreakerOpens, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBatch, m.LogBacklog, m.LogDropped, m.LogCommitTimeouts, m.LogSpoolFailures, m.LogHandedOver, m.LogHandOffWaiting, m.Notify, m.PreviousKeys, m.DeliveryRate, m.Demotions, m.Reloads, m.ConfigLoaded, m.ProviderDisabled, m.ProviderDrained, m.StateErrors, m.Spend, m.EstimatedSpend, m.Quarantines,
 		m.StateMemoryUsed, m.StateMemoryMax, m.StateEvictedKeys, m.ReplaysEvicted, m.Paced, m.WindowReads, m.WindowReadTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
