@@ -14,8 +14,7 @@ import (
 
 // FuzzParseConfig: whatever a config file holds, parsing it (every driver's own keys included)
 // never panics, and a refusal is a list of problems that each name the file (or the tenant file it
-// is in), and a line whenever
-// they name a key.
+// is in), and a line whenever they name a key.
 func FuzzParseConfig(f *testing.F) {
 	for _, glob := range []string{"../../config.example.yaml", "../config/testdata/*.yaml", "../config/testdata/invalid/*.yaml", "../../docs/deploy/*.yaml"} {
 		files, _ := filepath.Glob(glob)
