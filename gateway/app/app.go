@@ -740,8 +740,8 @@ func (rt *runtime) checkVoicePrices() {
 		}
 	}
 	if path != "" && voice {
-		rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: %s: providers can send voice, but none has voice_prices: spend limits count a call at the highest SMS price, and calls usually cost more",
-			rt.cfg.File, rt.cfg.Decoder.Line(path), path))
+		rt.warnings = append(rt.warnings, fmt.Sprintf("%s: %s: providers can send voice, but none has voice_prices: spend limits count a call at the highest SMS price, and calls usually cost more",
+			rt.cfg.Decoder.Where(path), path))
 	}
 }
 
@@ -754,8 +754,8 @@ const minCredential = 16
 func (rt *runtime) checkCredentials() {
 	weak := func(path string, s gateway.Secret) {
 		if s != "" && len(s) < minCredential {
-			rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: %s: shorter than %d characters: whoever reaches the gateway can find it by trying (wrong keys are answered at once, without limit); use a random value such as `openssl rand -hex 16`",
-				rt.cfg.File, rt.cfg.Decoder.Line(path), path, minCredential))
+			rt.warnings = append(rt.warnings, fmt.Sprintf("%s: %s: shorter than %d characters: whoever reaches the gateway can find it by trying (wrong keys are answered at once, without limit); use a random value such as `openssl rand -hex 16`",
+				rt.cfg.Decoder.Where(path), path, minCredential))
 		}
 	}
 	weak("server.admin_token", rt.cfg.Server.AdminToken)
@@ -818,8 +818,8 @@ func (rt *runtime) checkMetricsListener() {
 	if rt.cfg.Server.PublicURL == "" || rt.cfg.Server.MetricsListen != "" {
 		return
 	}
-	rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: server.public_url: GET /metrics is served on server.listen, which tenants reach: it shows every tenant's volume, spend, countries and quarantines to anyone who asks; set server.metrics_listen (for example 0.0.0.0:9464) and scrape that, or block /metrics in front",
-		rt.cfg.File, rt.cfg.Decoder.Line("server.public_url")))
+	rt.warnings = append(rt.warnings, fmt.Sprintf("%s: server.public_url: GET /metrics is served on server.listen, which tenants reach: it shows every tenant's volume, spend, countries and quarantines to anyone who asks; set server.metrics_listen (for example 0.0.0.0:9464) and scrape that, or block /metrics in front",
+		rt.cfg.Decoder.Where("server.public_url")))
 }
 
 // wideRangeDigits is where policy.pumping.range_digits starts to warn: from 4 national digits, a
@@ -838,8 +838,8 @@ func (rt *runtime) checkPumpingRanges() {
 	}
 	for i := range rt.cfg.Tenants {
 		if e := rt.cfg.EffectivePumping(&rt.cfg.Tenants[i]); e.Enabled != nil && *e.Enabled {
-			rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: policy.pumping.range_digits: %d digits make nearly every number a range of its own: each range's counters are kept for the baseline and two hours (%.0fh), about 440 bytes a send in memory and 110 in Redis, and few ranges reach min_volume; 2 or 3 is usual (docs/operations.md)",
-				rt.cfg.File, rt.cfg.Decoder.Line("policy.pumping.range_digits"), pp.RangeDigits, (pp.Baseline.D()+2*time.Hour).Hours()))
+			rt.warnings = append(rt.warnings, fmt.Sprintf("%s: policy.pumping.range_digits: %d digits make nearly every number a range of its own: each range's counters are kept for the baseline and two hours (%.0fh), about 440 bytes a send in memory and 110 in Redis, and few ranges reach min_volume; 2 or 3 is usual (docs/operations.md)",
+				rt.cfg.Decoder.Where("policy.pumping.range_digits"), pp.RangeDigits, (pp.Baseline.D()+2*time.Hour).Hours()))
 			return
 		}
 	}
@@ -864,8 +864,8 @@ func (rt *runtime) checkRetention() {
 	}
 	for _, w := range windows {
 		if w.on && ret < w.d {
-			rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: storage.retention: %s keeps less of the message log than %s (%s) reads: it counts only what is kept",
-				rt.cfg.File, rt.cfg.Decoder.Line("storage.retention"), ret, w.key, w.d))
+			rt.warnings = append(rt.warnings, fmt.Sprintf("%s: storage.retention: %s keeps less of the message log than %s (%s) reads: it counts only what is kept",
+				rt.cfg.Decoder.Where("storage.retention"), ret, w.key, w.d))
 		}
 	}
 }
@@ -884,8 +884,8 @@ func (rt *runtime) checkTenantRates() {
 		}
 	}
 	if len(open) > 0 {
-		rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: state.driver: tenants without rate_limits.per_tenant (%s): nothing bounds their calls to the Redis every replica shares, nor what each keeps there but its idempotency records (docs/security.md)",
-			rt.cfg.File, rt.cfg.Decoder.Line("state.driver"), strings.Join(open, ", ")))
+		rt.warnings = append(rt.warnings, fmt.Sprintf("%s: state.driver: tenants without rate_limits.per_tenant (%s): nothing bounds their calls to the Redis every replica shares, nor what each keeps there but its idempotency records (docs/security.md)",
+			rt.cfg.Decoder.Where("state.driver"), strings.Join(open, ", ")))
 	}
 }
 
@@ -896,8 +896,8 @@ func (rt *runtime) checkSenders() {
 	for i, t := range rt.cfg.Tenants {
 		if t.AllowSender && len(t.AllowedSenders) == 0 {
 			p := fmt.Sprintf("tenants[%d].allow_sender", i)
-			rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: %s: tenant %q may send as any sender, another tenant's brand or a bank's included, from the providers' accounts every tenant shares; list the senders it may use in allowed_senders",
-				rt.cfg.File, rt.cfg.Decoder.Line(p), p, t.Name))
+			rt.warnings = append(rt.warnings, fmt.Sprintf("%s: %s: tenant %q may send as any sender, another tenant's brand or a bank's included, from the providers' accounts every tenant shares; list the senders it may use in allowed_senders",
+				rt.cfg.Decoder.Where(p), p, t.Name))
 		}
 	}
 }
@@ -913,8 +913,8 @@ func (rt *runtime) checkLinkHosts() {
 		for k, h := range hosts {
 			if slices.Contains(shorteners, strings.ToLower(h)) {
 				kp := fmt.Sprintf("%s[%d]", p, k)
-				rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: %s: %s is a URL shortener: its links go wherever their maker chose, so allowing it allows a link to anywhere",
-					rt.cfg.File, rt.cfg.Decoder.Line(kp), kp, h))
+				rt.warnings = append(rt.warnings, fmt.Sprintf("%s: %s: %s is a URL shortener: its links go wherever their maker chose, so allowing it allows a link to anywhere",
+					rt.cfg.Decoder.Where(kp), kp, h))
 			}
 		}
 	}
@@ -949,16 +949,16 @@ func (rt *runtime) checkPublicURL() {
 			}
 		} else if !rr.AsksReports() {
 			path := fmt.Sprintf("providers[%d]", i)
-			rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: %s: %s is asked for no delivery reports (set webhook_secret; aws-sms-voice: configuration_set and event_topics): delivery-aware routing cannot see it stop delivering, and its reported prices and notify pushes never come",
-				rt.cfg.File, rt.cfg.Decoder.Line(path), path, p.Name))
+			rt.warnings = append(rt.warnings, fmt.Sprintf("%s: %s: %s is asked for no delivery reports (set webhook_secret; aws-sms-voice: configuration_set and event_topics): delivery-aware routing cannot see it stop delivering, and its reported prices and notify pushes never come",
+				rt.cfg.Decoder.Where(path), path, p.Name))
 		}
 	}
 	if len(takers) == 0 {
 		return
 	}
 	path := fmt.Sprintf("providers[%d]", first)
-	rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: %s: providers take delivery reports (%s), but server.public_url is empty, so none is given a callback URL: unless a provider's account posts reports to /v1/dlr/... by itself, delivery-aware routing cannot see a provider that accepts messages and stops delivering, reported prices reach neither spend limits nor least-cost routing, and notify URLs get no reports",
-		rt.cfg.File, rt.cfg.Decoder.Line(path), path, strings.Join(takers, ", ")))
+	rt.warnings = append(rt.warnings, fmt.Sprintf("%s: %s: providers take delivery reports (%s), but server.public_url is empty, so none is given a callback URL: unless a provider's account posts reports to /v1/dlr/... by itself, delivery-aware routing cannot see a provider that accepts messages and stops delivering, reported prices reach neither spend limits nor least-cost routing, and notify URLs get no reports",
+		rt.cfg.Decoder.Where(path), path, strings.Join(takers, ", ")))
 }
 
 // knownActions are the actions Auth0 sends: the legacy hook's (enrollment, authentication), the
@@ -977,8 +977,8 @@ func (rt *runtime) checkRouteActions() {
 		for j, act := range r.Match.Actions {
 			if !slices.Contains(knownActions, act) {
 				path := fmt.Sprintf("routes[%d].match.actions[%d]", i, j)
-				rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: %s: %q is no action Auth0 sends (%s): route %q matches only requests that name it themselves",
-					rt.cfg.File, rt.cfg.Decoder.Line(path), path, act, strings.Join(knownActions, ", "), r.Name))
+				rt.warnings = append(rt.warnings, fmt.Sprintf("%s: %s: %q is no action Auth0 sends (%s): route %q matches only requests that name it themselves",
+					rt.cfg.Decoder.Where(path), path, act, strings.Join(knownActions, ", "), r.Name))
 			}
 		}
 	}
@@ -1002,11 +1002,11 @@ func (rt *runtime) checkRouteClientIDs() {
 			path := fmt.Sprintf("routes[%d].match.client_ids[%d]", i, j)
 			switch o := owners[id]; {
 			case o == nil && len(r.Match.Tenants) == 0:
-				rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: %s: no tenant declares this client id in its client_ids, and the route names no tenants: any tenant's request may name it and take route %q, with its providers and their senders; add it to its tenant's client_ids, or set match.tenants",
-					rt.cfg.File, rt.cfg.Decoder.Line(path), path, r.Name))
+				rt.warnings = append(rt.warnings, fmt.Sprintf("%s: %s: no tenant declares this client id in its client_ids, and the route names no tenants: any tenant's request may name it and take route %q, with its providers and their senders; add it to its tenant's client_ids, or set match.tenants",
+					rt.cfg.Decoder.Where(path), path, r.Name))
 			case o != nil && len(r.Match.Tenants) > 0 && !slices.ContainsFunc(r.Match.Tenants, func(t string) bool { return o[t] }):
-				rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: %s: only tenants that declare this client id in their client_ids may take a route by it, and match.tenants of route %q names none of them: it never matches by this client id",
-					rt.cfg.File, rt.cfg.Decoder.Line(path), path, r.Name))
+				rt.warnings = append(rt.warnings, fmt.Sprintf("%s: %s: only tenants that declare this client id in their client_ids may take a route by it, and match.tenants of route %q names none of them: it never matches by this client id",
+					rt.cfg.Decoder.Where(path), path, r.Name))
 			}
 		}
 	}
@@ -1039,8 +1039,8 @@ func (rt *runtime) checkRouteCapabilities() {
 			if explicit {
 				rt.cfg.Problem(path, "route %q matches %s, but none of its providers can send %s", r.Name, t, t)
 			} else {
-				rt.warnings = append(rt.warnings, fmt.Sprintf("%s:%d: %s: route %q matches %s too (no match.message_types), but none of its providers can send %s: such requests get 503 no_provider_available",
-					rt.cfg.File, rt.cfg.Decoder.Line(path), path, r.Name, t, t))
+				rt.warnings = append(rt.warnings, fmt.Sprintf("%s: %s: route %q matches %s too (no match.message_types), but none of its providers can send %s: such requests get 503 no_provider_available",
+					rt.cfg.Decoder.Where(path), path, r.Name, t, t))
 			}
 		}
 	}

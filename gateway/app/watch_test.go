@@ -168,3 +168,26 @@ func TestATenantFileAddedOrRemovedIsReloaded(t *testing.T) {
 	await("beta-key-0123456789", 401)
 	await("acme-key-0123456789", 200)
 }
+
+// TestAWarningNamesTheTenantFile: validate's warnings about a tenant read from a tenant file
+// name that file and its line, not the config file's.
+func TestAWarningNamesTheTenantFile(t *testing.T) {
+	path := writeConfig(t, `
+tenant_files: [team.yaml]
+tenants: [{name: acme, api_key: acme-key-0123456789}]
+providers: [{name: p, type: mock}]
+routes: [{name: d, providers: [p]}]
+`)
+	team := filepath.Join(filepath.Dir(path), "team.yaml")
+	if err := os.WriteFile(team, []byte("# the team's tenants\ntenants:\n  - name: beta\n    api_key: short\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	warnings, err := Check(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := team + ":4: tenants[1].api_key: shorter than 16 characters"
+	if len(warnings) != 1 || !strings.HasPrefix(warnings[0], want) {
+		t.Errorf("warnings %q, want one starting %q", warnings, want)
+	}
+}

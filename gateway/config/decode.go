@@ -82,6 +82,12 @@ func (d *Decoder) fileOf(path string) string {
 	return d.File
 }
 
+// Where is FILE:LINE of path, for a warning about it: the file it was read from (the config file,
+// or a tenant file) and its line there.
+func (d *Decoder) Where(path string) string {
+	return fmt.Sprintf("%s:%d", d.fileOf(path), d.Line(path))
+}
+
 // Line returns the recorded line of path, or of its nearest recorded parent.
 func (d *Decoder) Line(path string) int {
 	l, _ := nearest(d.Lines, path)
