@@ -669,6 +669,16 @@ func Load(file string, drivers Drivers) (*Config, error) {
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
+// syntaxProblem is the YAML parser's err about file, at the line it names.
+func syntaxProblem(file string, err error) Problem {
+	p := Problem{File: file, Msg: err.Error()}
+	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+		p.Line, _ = strconv.Atoi(m[1])
+		p.Msg = m[2]
+	}
+	return p
+}
+
 // Parse is Load on bytes without driver options; getenv nil means the process environment.
 func Parse(file string, b []byte, getenv func(string) (string, bool)) (*Config, error) {
 	return ParseWith(file, b, getenv, nil)
@@ -678,12 +688,7 @@ func Parse(file string, b []byte, getenv func(string) (string, bool)) (*Config, 
 func ParseWith(file string, b []byte, getenv func(string) (string, bool), drivers Drivers) (*Config, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(b, &root); err != nil {
-		p := Problem{File: file, Msg: err.Error()}
-		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
-			p.Line, _ = strconv.Atoi(m[1])
-			p.Msg = m[2]
-		}
-		return nil, Problems{p}
+		return nil, Problems{syntaxProblem(file, err)}
 	}
 	d := &Decoder{File: file, Getenv: getenv}
 	c := &Config{File: file, Decoder: d}

@@ -132,7 +132,7 @@ func (d *Decoder) expand(n *yaml.Node, path string) string {
 			}
 			return v
 		}
-		v, err := readSecret(SecretPath(d.fileOf(path), sub[2]))
+		v, err := readSecret(besideFile(d.fileOf(path), sub[2]))
 		if err != nil {
 			d.Add(n.Line, path, "%v", err)
 		}

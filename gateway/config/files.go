@@ -23,9 +23,10 @@ const maxSecretFile = 64 << 10
 // maxTenantFile bounds a tenant file: 16 MiB holds some 100,000 tenants.
 const maxTenantFile = 16 << 20
 
-// SecretPath is where ${file:path} (or a tenant_files pattern) in the config file named file
-// reads: path itself when it is absolute, else relative to that file's directory.
-func SecretPath(file, path string) string {
+// besideFile is where a path written in the config file named file (a ${file:...}, a
+// tenant_files pattern) points: path itself when it is absolute, else relative to that file's
+// directory.
+func besideFile(file, path string) string {
 	if filepath.IsAbs(path) {
 		return path
 	}
@@ -85,7 +86,7 @@ func readSecret(path string) (string, error) {
 func secretFiles(out []string, file string, b []byte) []string {
 	for _, m := range ref.FindAllSubmatch(b, -1) {
 		if m[2] != nil {
-			if p := SecretPath(file, string(m[2])); !slices.Contains(out, p) {
+			if p := besideFile(file, string(m[2])); !slices.Contains(out, p) {
 				out = append(out, p)
 			}
 		}
@@ -99,7 +100,7 @@ func secretFiles(out []string, file string, b []byte) []string {
 func tenantFiles(file string, patterns []string) []string {
 	var out []string
 	for _, pat := range patterns {
-		m, _ := filepath.Glob(SecretPath(file, pat))
+		m, _ := filepath.Glob(besideFile(file, pat))
 		for _, f := range m {
 			if !slices.Contains(out, f) {
 				out = append(out, f)
@@ -160,12 +161,7 @@ func (c *Config) readTenantFiles() {
 		}
 		var root yaml.Node
 		if err := yaml.Unmarshal(b, &root); err != nil {
-			p := Problem{File: f, Msg: err.Error()}
-			if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
-				fmt.Sscan(m[1], &p.Line)
-				p.Msg = m[2]
-			}
-			d.Problems = append(d.Problems, p)
+			d.Problems = append(d.Problems, syntaxProblem(f, err))
 			continue
 		}
 		if len(root.Content) == 0 {
