@@ -52,13 +52,19 @@ func reloadChanges(prev, next *config.Config) []any {
 	}
 	diff("providers", byName(withoutYAML(prev.Providers), provider), byName(withoutYAML(next.Providers), provider))
 	diff("routes", byName(prev.Routes, func(r config.Route) string { return r.Name }), byName(next.Routes, func(r config.Route) string { return r.Name }))
-	var order []string
-	for i, r := range next.Routes {
-		if i < len(prev.Routes) && prev.Routes[i].Name != r.Name {
-			order = []string{"reordered"}
+	// The table is first match wins: the routes both have, in another order, route otherwise.
+	both := func(from, other []config.Route) []string {
+		var names []string
+		for _, r := range from {
+			if slices.ContainsFunc(other, func(o config.Route) bool { return o.Name == r.Name }) {
+				names = append(names, r.Name)
+			}
 		}
+		return names
 	}
-	add("routes_order", order)
+	if !slices.Equal(both(prev.Routes, next.Routes), both(next.Routes, prev.Routes)) {
+		add("routes_order", []string{"reordered"})
+	}
 	var rest []string
 	for _, f := range []string{"Server", "Log", "Storage", "State", "Policy", "Routing"} {
 		if !reflect.DeepEqual(reflect.ValueOf(*prev).FieldByName(f).Interface(), reflect.ValueOf(*next).FieldByName(f).Interface()) {

@@ -49,6 +49,9 @@ routes:
 			s = strings.Replace(s, "acme-key-0123456789", "acme-key-9876543210", 1)
 			return strings.Replace(s, "  - {name: beta, api_key: beta-key-0123456789}", "  - {name: gamma, api_key: gamma-key-0123456789}", 1)
 		}, []any{"tenants_added", "gamma", "tenants_removed", "beta", "tenants_changed", "acme"}},
+		{"a route added before others is not a reorder", func(s string) string {
+			return strings.Replace(s, "routes:\n", "routes:\n  - {name: jp, match: {countries: [JP]}, providers: [one]}\n", 1)
+		}, []any{"routes_added", "jp"}},
 		{"a driver option, a route's order, a policy", func(s string) string {
 			s = strings.Replace(s, "latency: 10ms", "latency: 20ms", 1)
 			s = strings.Replace(s, "  - {name: gb, match: {countries: [GB]}, providers: [two, one]}\n  - {name: us, match: {countries: [US]}, providers: [two]}\n",
