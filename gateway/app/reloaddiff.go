@@ -66,9 +66,10 @@ func reloadChanges(prev, next *config.Config) []any {
 		add("routes_order", []string{"reordered"})
 	}
 	var rest []string
-	for _, f := range []string{"Server", "Log", "Storage", "State", "Policy", "Routing"} {
-		if !reflect.DeepEqual(reflect.ValueOf(*prev).FieldByName(f).Interface(), reflect.ValueOf(*next).FieldByName(f).Interface()) {
-			rest = append(rest, strings.ToLower(f))
+	for _, f := range []struct{ field, key string }{{"Server", "server"}, {"Log", "log"}, {"Storage", "storage"}, {"State", "state"},
+		{"Policy", "policy"}, {"TenantFiles", "tenant_files"}, {"Routing", "routing"}} {
+		if !reflect.DeepEqual(reflect.ValueOf(*prev).FieldByName(f.field).Interface(), reflect.ValueOf(*next).FieldByName(f.field).Interface()) {
+			rest = append(rest, f.key)
 		}
 	}
 	add("sections_changed", rest)

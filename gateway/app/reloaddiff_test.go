@@ -58,6 +58,9 @@ routes:
 				"  - {name: us, match: {countries: [US]}, providers: [two]}\n  - {name: gb, match: {countries: [GB]}, providers: [two, one]}\n", 1)
 			return strings.Replace(s, "10/1h", "5/1h", 1)
 		}, []any{"providers_changed", "one", "routes_order", "reordered", "sections_changed", "policy"}},
+		{"a team's bounds", func(s string) string {
+			return "tenant_files: [{path: \"teams/*.yaml\", max_tenants: 3}]\n" + s
+		}, []any{"sections_changed", "tenant_files"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := reloadChanges(parse(base), parse(tc.edit(base)))
