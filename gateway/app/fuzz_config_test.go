@@ -26,7 +26,8 @@ func FuzzParseConfig(f *testing.F) {
 			f.Add(b)
 		}
 	}
-	for _, cfg := range []string{baseConfig, providersConfig, compatConfig, pumpingConfig, healthConfig, costConfig} {
+	delegated := "tenant_files: [x.yaml, {path: \"t/*.yaml\", names: \"a-*\", keys: [rate_limits], max_tenants: 2, secret_files: k/*}]\n" + baseConfig
+	for _, cfg := range []string{baseConfig, providersConfig, compatConfig, pumpingConfig, healthConfig, costConfig, delegated} {
 		f.Add([]byte(cfg))
 	}
 	getenv := func(k string) (string, bool) { return "value-of-" + k, k != "UNSET" }

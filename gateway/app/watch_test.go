@@ -191,3 +191,57 @@ routes: [{name: d, providers: [p]}]
 		t.Errorf("warnings %q, want one starting %q", warnings, want)
 	}
 }
+
+// TestATeamsFileCannotLoosenItsLimits: a team keeps its tenants in a delegated tenant file (a
+// tenant_files entry with bounds). It adds a tenant, and the watch takes it; it then sets itself
+// the rate limit it was not given: the reload is refused at its file's line and key, and the
+// running config, the operator's limit with it, stays in force.
+func TestATeamsFileCannotLoosenItsLimits(t *testing.T) {
+	path := writeConfig(t, strings.Replace(watchedConfig, "policy: {rate_limits: {per_recipient: 0}}\ntenants:\n  - {name: acme, api_key: \"${file:keys/acme}\"}\n",
+		"policy: {rate_limits: {per_recipient: 0, per_tenant: 2/1h}}\ntenant_files:\n  - {path: \"teams/pay/*.yaml\", names: \"pay-*\"}\ntenants:\n  - {name: acme, api_key: acme-key-0123456789}\n", 1))
+	team := filepath.Join(filepath.Dir(path), "teams", "pay", "tenants.yaml")
+	write := func(content string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(team), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(team, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("tenants:\n  - {name: pay-prod, api_key: pay-prod-key-0123456789, allowed_countries: [US]}\n")
+	h := startAt(t, path, Options{})
+	body := `{"message_options":{"recipient":"+1 415 555 0104","text":"Your code is 123456"}}`
+	for i := range 2 {
+		if r := h.send("pay-prod-key-0123456789", body); r.Status != 200 {
+			t.Fatalf("send %d of the team's tenant: %d %s", i+1, r.Status, r.Raw)
+		}
+	}
+	if r := h.send("pay-prod-key-0123456789", body); r.Status != 429 {
+		t.Fatalf("a send past the operator's limit: %d, want 429", r.Status)
+	}
+	write("tenants:\n  - {name: pay-prod, api_key: pay-prod-key-0123456789, allowed_countries: [US]}\n" +
+		"  - {name: pay-staging, api_key: pay-staging-key-0123456789}\n")
+	deadline := time.Now().Add(10 * time.Second)
+	for r := h.send("pay-staging-key-0123456789", body); r.Status != 200; r = h.send("pay-staging-key-0123456789", body) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the team's new tenant still gets %d", r.Status)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	failed := testutil.ToFloat64(h.app.MetricSet().Reloads.WithLabelValues("error"))
+	write("tenants:\n  - name: pay-prod\n    api_key: pay-prod-key-0123456789\n    rate_limits: {per_tenant: 1000/1m}\n" +
+		"  - {name: pay-staging, api_key: pay-staging-key-0123456789}\n")
+	for testutil.ToFloat64(h.app.MetricSet().Reloads.WithLabelValues("error")) == failed {
+		if time.Now().After(deadline.Add(10 * time.Second)) {
+			t.Fatal("the team's file past its bounds was never tried")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if r := h.send("pay-prod-key-0123456789", body); r.Status != 429 {
+		t.Errorf("after the refused reload, a send past the operator's limit: %d, want 429", r.Status)
+	}
+	if want := team + ":4: tenants[1].rate_limits: a file of tenant_files[0] (a team's) may not set rate_limits"; !strings.Contains(h.logs.String(), want) {
+		t.Errorf("the log lacks %q:\n%s", want, h.logs.String())
+	}
+}

@@ -35,13 +35,13 @@ type Config struct {
 	State   State    `yaml:"state"`
 	Policy  Policy   `yaml:"policy"`
 	Tenants []Tenant `yaml:"tenants"`
-	// TenantFiles are glob patterns (relative to this file's directory) of files holding more
-	// tenants, each a mapping with a tenants list: a team's tenants in a file of their own, or a
-	// directory of them (tenants.d/*.yaml). Read again at each load; their tenants follow these.
-	TenantFiles []string   `yaml:"tenant_files"`
-	Providers   []Provider `yaml:"providers"`
-	Routing     Routing    `yaml:"routing"`
-	Routes      []Route    `yaml:"routes"`
+	// TenantFiles name files holding more tenants, each a mapping with a tenants list: a team's
+	// tenants in a file of their own, or a directory of them (tenants.d/*.yaml). Read again at
+	// each load; their tenants follow these.
+	TenantFiles []TenantFileSet `yaml:"tenant_files"`
+	Providers   []Provider      `yaml:"providers"`
+	Routing     Routing         `yaml:"routing"`
+	Routes      []Route         `yaml:"routes"`
 
 	// File is the path the config was read from.
 	File string `yaml:"-"`
@@ -509,6 +509,38 @@ type Tenant struct {
 	// Pumping overrides policy.pumping's enabled and action for this tenant.
 	Pumping *TenantPumping `yaml:"pumping"`
 }
+
+// TenantFileSet is one entry of tenant_files: a glob pattern alone, files the operator keeps (their
+// tenants may set any key), or a mapping with the pattern as its path and bounds that make the
+// files it matches a team's own (delegated): the team may add and change its tenants, not
+// loosen what guards the accounts every tenant shares, take another team's names or client ids,
+// multiply its limits by adding tenants, or read the operator's secrets.
+type TenantFileSet struct {
+	// Path is the glob pattern, relative to the config file's directory.
+	Path string `yaml:"path" smsgate:"scalar"`
+	// Delegated is set when the entry is a mapping: the bounds below hold, with their defaults.
+	Delegated bool `yaml:"-" smsgate:"mapped"`
+	// Names is the glob pattern every tenant name in the files must match; default "*".
+	Names string `yaml:"names"`
+	// MaxTenants bounds how many tenants the files hold together; default 10. Each tenant has
+	// limits of its own, so a team adding tenants would add to what it may send.
+	MaxTenants *int `yaml:"max_tenants"`
+	// Keys are the tenant keys the files may set besides name and api_key; default
+	// DelegatedKeys, those that only narrow what a tenant may do.
+	Keys []string `yaml:"keys"`
+	// SecretFiles is the glob pattern (relative to the config file's directory) of the files a
+	// ${file:PATH} in the files may read; default none. ${NAME} (the environment, the operator's
+	// secrets) is refused in them.
+	SecretFiles string `yaml:"secret_files"`
+}
+
+// DelegatedKeys are the tenant keys a delegated tenant file may set when its entry lists no
+// keys: besides name and api_key, those that only narrow what the tenant may do (an
+// allowed_countries naming 001 would open numbers of no country, and is refused there).
+var DelegatedKeys = []string{"previous_api_keys", "client_ids", "allowed_countries", "denied_countries", "denied_number_types"}
+
+// defaultMaxTenants is a delegated entry's max_tenants when it sets none.
+const defaultMaxTenants = 10
 
 // Provider is one configured provider; Options holds the driver-specific keys.
 type Provider struct {

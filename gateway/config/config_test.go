@@ -401,16 +401,7 @@ func TestSecretsFromFiles(t *testing.T) {
 // tenant file is relative to that file. Problems in a tenant file name that file and its lines.
 func TestTenantFiles(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, content string) {
-		t.Helper()
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(name, content string) { t.Helper(); writeIn(t, dir, name, content) }
 	write("tenants.d/20-gamma.yaml", "tenants:\n  - {name: gamma, api_key: gamma-key-0123456789}\n")
 	write("tenants.d/10-beta.yaml", "# beta's team\ntenants:\n  - name: beta\n    api_key: \"${file:../keys/beta}\"\n    allowed_countries: [GB]\n")
 	write("tenants.d/30-empty.yaml", "")
@@ -460,6 +451,149 @@ func TestTenantFiles(t *testing.T) {
 	} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("problems lack %q:\n%s", want, msg)
+		}
+	}
+}
+
+// writeIn writes content to the file name under dir, making its directories.
+func writeIn(t *testing.T, dir, name, content string) {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDelegatedTenantFiles: a tenant_files entry written as a mapping makes the files it matches a
+// team's: within its bounds they load like any tenant file; past them each tenant is refused at
+// its file and line, and no problem prints what a secret file holds.
+func TestDelegatedTenantFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) { t.Helper(); writeIn(t, dir, name, content) }
+	write("keys/payments-prod", "payments-prod-key-0123456789\n")
+	write("keys/infobip", "INFOBIP-ACCOUNT-SECRET\n")
+	write("ops/main.yaml", "tenants: [{name: ops-audit, api_key: ops-key-0123456789, client_ids: [ops-app], rate_limits: {per_tenant: 1000/1m}}]\n")
+	write("teams/payments/prod.yaml", `tenants:
+  - name: payments-prod
+    api_key: "${file:../../keys/payments-prod}"
+    client_ids: [pay-app]
+    allowed_countries: [GB, DE]
+    rate_limits: {per_tenant: 50/1m}
+`)
+	write("teams/search/prod.yaml", "tenants:\n  - {name: search-prod, api_key: search-key-0123456789, allowed_countries: [US], denied_number_types: [toll_free]}\n")
+	file := filepath.Join(dir, "smsgate.yaml")
+	src := `tenant_files:
+  - ops/*.yaml
+  - teams/*/*.yaml
+  - path: teams/payments/*.yaml
+    names: "payments-*"
+    max_tenants: 2
+    keys: [client_ids, allowed_countries, rate_limits]
+    secret_files: keys/payments-*
+  - {path: teams/search/*.yaml}
+tenants: [{name: alpha, api_key: alpha-key-0123456789, client_ids: [alpha-app]}]
+providers: [{name: p, type: mock}]
+routes: [{name: d, providers: [p]}]
+`
+	vars := env(map[string]string{"INFOBIP_KEY": "INFOBIP-ENV-SECRET"})
+	c, err := Parse(file, []byte(src), vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, tn := range c.Tenants {
+		got = append(got, tn.Name+"="+tn.APIKey.Reveal())
+	}
+	want := []string{"alpha=alpha-key-0123456789", "ops-audit=ops-key-0123456789", "payments-prod=payments-prod-key-0123456789", "search-prod=search-key-0123456789"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("tenants within their bounds (-want +got):\n%s", diff)
+	}
+	if !c.TenantFiles[3].Delegated || c.TenantFiles[0].Delegated || *c.TenantFiles[3].MaxTenants != 10 || c.TenantFiles[3].Names != "*" {
+		t.Errorf("entries: %+v", c.TenantFiles)
+	}
+
+	// Past the bounds: each rule at its own line. The search team's entry lets its files set the
+	// default keys only, read no secret file, and a file of the operator's (ops/) may do anything;
+	// the operator's broad teams/*/*.yaml, listed first, does not lift the teams' bounds.
+	pay := filepath.Join(dir, "teams/payments/staging.yaml")
+	write("teams/payments/staging.yaml", `tenants:
+  - name: payments-staging
+    api_key: "${file:../../keys/infobip}"
+    notify_private_addresses: true
+    allowed_countries: [GB, "001"]
+    client_ids: [pay-staging-app, alpha-app]
+  - name: billing
+    api_key: "${INFOBIP_KEY}"
+    allowed_countries: ["${file:../../keys/infobip}"]
+`)
+	search := filepath.Join(dir, "teams/search/staging.yaml")
+	write("teams/search/staging.yaml", `tenants:
+  - name: search-staging
+    api_key: "${file:../../keys/payments-prod}"
+    rate_limits: {per_tenant: 100000/1m}
+    allow_sender: true
+    client_ids: [ops-app]
+`)
+	_, err = Parse(file, []byte(src), vars)
+	if err == nil {
+		t.Fatal("Parse accepted tenant files past their bounds")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		pay + ":3: tenants[3].api_key: a file of tenant_files[2] (a team's) may read secrets only from files its secret_files matches; " + filepath.Join(dir, "keys/infobip") + " does not",
+		pay + ":4: tenants[3].notify_private_addresses: a file of tenant_files[2] (a team's) may not set notify_private_addresses; its keys: name, api_key, client_ids, allowed_countries, rate_limits",
+		pay + ":5: tenants[3].allowed_countries[1]: a file of tenant_files[2] (a team's) may not allow 001",
+		pay + ":6: tenants[3].client_ids[1]: client id \"alpha-app\" is declared by a tenant outside the files of tenant_files[2] too",
+		pay + ":7: tenants[4].name: \"billing\" does not match tenant_files[2].names (\"payments-*\")",
+		pay + ":7: tenants[4]: the files of tenant_files[2] hold more than 2 tenants (max_tenants)",
+		pay + ":8: tenants[4].api_key: a file of tenant_files[2] (a team's) may not read the environment (${INFOBIP_KEY})",
+		pay + ":9: tenants[4].allowed_countries[0]: a file of tenant_files[2] (a team's) may read a file only into api_key or previous_api_keys",
+		search + ":3: tenants[6].api_key: a file of tenant_files[3] (a team's) may read secrets only from files its secret_files matches",
+		search + ":4: tenants[6].rate_limits: a file of tenant_files[3] (a team's) may not set rate_limits; its keys: name, api_key, previous_api_keys, client_ids, allowed_countries, denied_countries, denied_number_types",
+		search + ":5: tenants[6].allow_sender: a file of tenant_files[3] (a team's) may not set allow_sender",
+		search + ":6: tenants[6].client_ids[0]: client id \"ops-app\" is declared by a tenant outside the files of tenant_files[3] too",
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("problems lack %q:\n%s", want, msg)
+		}
+	}
+	for _, secret := range []string{"INFOBIP-ACCOUNT-SECRET", "INFOBIP-ENV-SECRET", "payments-prod-key"} {
+		if strings.Contains(msg, secret) {
+			t.Errorf("the problems print a secret (%s):\n%s", secret, msg)
+		}
+	}
+	if strings.Contains(msg, "ops/main.yaml") || strings.Contains(msg, "teams/payments/prod.yaml") || strings.Contains(msg, "teams/search/prod.yaml") {
+		t.Errorf("a file within its bounds has a problem:\n%s", msg)
+	}
+
+	// The entries themselves are checked.
+	bad := `tenant_files:
+  - ops/*.yaml
+  - teams/*/*.yaml
+  - path: teams/payments/*.yaml
+    names: "["
+    max_tenants: 0
+    keys: [client_id, allowed_countries]
+  - {names: "search-*"}
+` + src[strings.Index(src, "\ntenants:")+1:]
+	_, err = Parse(file, []byte(bad), vars)
+	if err == nil {
+		t.Fatal("Parse accepted broken tenant_files entries")
+	}
+	if strings.Contains(err.Error(), "regular file") || strings.Contains(err.Error(), "more than 0 tenants") || strings.Contains(err.Error(), "does not match") {
+		t.Errorf("a broken entry's problems run on into its files:\n%s", err)
+	}
+	for _, want := range []string{
+		file + ":7: tenant_files[2].keys[0]: unknown tenant key \"client_id\" (known keys: ",
+		file + ":6: tenant_files[2].max_tenants: must be at least 1, not 0",
+		file + ":5: tenant_files[2].names: \"[\" is not a valid pattern",
+		file + ":8: tenant_files[3].path: is required",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("problems lack %q:\n%s", want, err)
 		}
 	}
 }

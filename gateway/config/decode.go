@@ -66,6 +66,8 @@ type Decoder struct {
 	// PathFiles maps a key path ("tenants[3]") to the file it was read from where that is not
 	// File (tenant_files); problems under it, and its ${file:...} references, go by that file.
 	PathFiles map[string]string
+	// delegated holds the bounds of the references in each delegated tenant file (tenant_files).
+	delegated map[string]delegation
 }
 
 // Add records a problem at line for path, in the file path was read from.
@@ -125,6 +127,16 @@ func (d *Decoder) expand(n *yaml.Node, path string) string {
 	}
 	return ref.ReplaceAllStringFunc(n.Value, func(m string) string {
 		sub := ref.FindStringSubmatch(m)
+		secret := ""
+		if sub[1] == "" {
+			secret = besideFile(d.fileOf(path), sub[2])
+		}
+		if dl, ok := d.delegated[d.fileOf(path)]; ok {
+			if msg := dl.refused(sub[1], secret, path); msg != "" {
+				d.Add(n.Line, path, "%s", msg)
+				return ""
+			}
+		}
 		if sub[1] != "" {
 			v, ok := get(sub[1])
 			if !ok {
@@ -132,7 +144,7 @@ func (d *Decoder) expand(n *yaml.Node, path string) string {
 			}
 			return v
 		}
-		v, err := readSecret(besideFile(d.fileOf(path), sub[2]))
+		v, err := readSecret(secret)
 		if err != nil {
 			d.Add(n.Line, path, "%v", err)
 		}
@@ -240,7 +252,18 @@ func (d *Decoder) decode(n *yaml.Node, path string, v reflect.Value) {
 	}
 }
 
+// decodeStruct decodes a mapping into v. A struct with a field tagged smsgate:"scalar" takes a
+// single value too, as that field (a tenant_files entry: a pattern, or a mapping with its path);
+// a bool field tagged smsgate:"mapped" says which form it came in.
 func (d *Decoder) decodeStruct(n *yaml.Node, path string, v reflect.Value) {
+	if n.Kind == yaml.ScalarNode {
+		for i := 0; i < v.NumField(); i++ {
+			if v.Type().Field(i).Tag.Get("smsgate") == "scalar" {
+				d.decode(n, path, v.Field(i))
+				return
+			}
+		}
+	}
 	if n.Kind != yaml.MappingNode {
 		d.Add(n.Line, path, "expected a mapping, got %s", kindName(n))
 		return
@@ -256,8 +279,12 @@ func (d *Decoder) decodeStruct(n *yaml.Node, path string, v reflect.Value) {
 				continue
 			}
 			idx := append(append([]int(nil), prefix...), i)
-			if f.Tag.Get("smsgate") == "rest" {
+			switch f.Tag.Get("smsgate") {
+			case "rest":
 				rest = v.FieldByIndex(idx)
+				continue
+			case "mapped":
+				v.FieldByIndex(idx).SetBool(true)
 				continue
 			}
 			name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")

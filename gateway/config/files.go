@@ -94,16 +94,31 @@ func secretFiles(out []string, file string, b []byte) []string {
 	return out
 }
 
-// tenantFiles are the files the patterns of tenant_files in the config file named file match now,
-// in order: each pattern's matches sorted, each file once. A pattern that is no valid glob
-// matches nothing here (the load says why).
-func tenantFiles(file string, patterns []string) []string {
-	var out []string
-	for _, pat := range patterns {
-		m, _ := filepath.Glob(besideFile(file, pat))
+// tenantFile is a file an entry of tenant_files matches: its path and the entry's index.
+type tenantFile struct {
+	path  string
+	entry int
+}
+
+// tenantFiles are the files the entries of tenant_files in the config file named file match now,
+// in order: each pattern's matches sorted, each file once, where its first match puts it. A file
+// a delegated entry matches is that entry's (the first such), whatever else matched it before: a
+// broad pattern of the operator's listed first does not lift a team's bounds. A pattern that is
+// no valid glob matches nothing here (the load says why).
+func tenantFiles(file string, sets []TenantFileSet) []tenantFile {
+	var out []tenantFile
+	for i, s := range sets {
+		if s.Path == "" {
+			continue // an entry without its path (the load says so)
+		}
+		m, _ := filepath.Glob(besideFile(file, s.Path))
 		for _, f := range m {
-			if !slices.Contains(out, f) {
-				out = append(out, f)
+			at := slices.IndexFunc(out, func(t tenantFile) bool { return t.path == f })
+			switch {
+			case at < 0:
+				out = append(out, tenantFile{f, i})
+			case s.Delegated && !sets[out[at].entry].Delegated:
+				out[at].entry = i
 			}
 		}
 	}
@@ -115,12 +130,24 @@ func tenantFiles(file string, patterns []string) []string {
 // change to any of them, or to which files a pattern matches, is a change of the config.
 func Watched(file string, b []byte) []string {
 	var top struct {
-		TenantFiles []string `yaml:"tenant_files"`
+		TenantFiles []yaml.Node `yaml:"tenant_files"`
 	}
 	if bytes.Contains(b, []byte("tenant_files")) { // parsing a large config at every look costs
 		_ = yaml.Unmarshal(b, &top) // a file that does not parse loads no tenant files either
 	}
-	out := tenantFiles(file, top.TenantFiles)
+	sets := make([]TenantFileSet, len(top.TenantFiles))
+	for i, n := range top.TenantFiles {
+		if n.Kind == yaml.ScalarNode {
+			sets[i].Path = n.Value
+		} else {
+			_ = n.Decode(&sets[i])
+			sets[i].Delegated = true
+		}
+	}
+	var out []string
+	for _, t := range tenantFiles(file, sets) {
+		out = append(out, t.path)
+	}
 	secrets := secretFiles(nil, file, b)
 	for _, f := range out {
 		if tb, err := ReadWatched(f); err == nil {
@@ -142,15 +169,17 @@ func ReadWatched(path string) ([]byte, error) {
 
 // readTenantFiles appends the tenants of every file tenant_files matches to c.Tenants. Each file
 // holds a tenants list, as the config file does (tenants: [...]), and nothing else; problems in
-// it name that file and its lines, under the tenant's place among all tenants (tenants[12]).
+// it name that file and its lines, under the tenant's place among all tenants (tenants[12]). The
+// files of a delegated entry are held to its bounds (TenantFileSet).
 func (c *Config) readTenantFiles() {
 	d := c.Decoder
-	for i, pat := range c.TenantFiles {
-		if _, err := filepath.Match(pat, ""); err != nil {
-			c.Problem(fmt.Sprintf("tenant_files[%d]", i), "%q is not a valid pattern: %v", pat, err)
-		}
+	c.checkTenantFileSets()
+	entryOf := make([]int, len(c.Tenants)) // the entry each tenant came from; -1: the config file
+	for i := range entryOf {
+		entryOf[i] = -1
 	}
-	for _, f := range tenantFiles(c.File, c.TenantFiles) {
+	for _, tf := range tenantFiles(c.File, c.TenantFiles) {
+		f, set := tf.path, &c.TenantFiles[tf.entry]
 		b, err := ReadWatched(f)
 		if err == nil && len(b) > maxTenantFile {
 			err = fmt.Errorf("it holds more than %d MiB", maxTenantFile>>20)
@@ -172,6 +201,12 @@ func (c *Config) readTenantFiles() {
 			d.Problems = append(d.Problems, Problem{File: f, Line: n.Line, Msg: "a tenant file holds a mapping with tenants: [...] alone"})
 			continue
 		}
+		if set.Delegated {
+			if d.delegated == nil {
+				d.delegated = map[string]delegation{}
+			}
+			d.delegated[f] = delegation{entry: fmt.Sprintf("tenant_files[%d]", tf.entry), secrets: set.SecretFiles}
+		}
 		for k := 0; k+1 < len(n.Content); k += 2 {
 			key, val := n.Content[k], n.Content[k+1]
 			if key.Value != "tenants" {
@@ -190,8 +225,13 @@ func (c *Config) readTenantFiles() {
 				d.PathFiles[path] = f
 				var t Tenant
 				d.Decode(tn, path, &t)
+				if set.Delegated {
+					c.checkDelegatedTenant(tf.entry, tn, path, &t, entryOf)
+				}
 				c.Tenants = append(c.Tenants, t)
+				entryOf = append(entryOf, tf.entry)
 			}
 		}
 	}
+	c.checkDelegatedClientIDs(entryOf)
 }
