@@ -719,7 +719,11 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 	rt.checkMetricsListener()
 	rt.checkPumpingRanges()
 	rt.checkRetention()
+	for i, w := range rt.warnings {
+		rt.warnings[i] = cfg.Decoder.Redact(w) // no secret a reference read, quoted back
+	}
 	if len(cfg.Decoder.Problems) > 0 {
+		cfg.Decoder.RedactProblems()
 		cfg.Decoder.Problems.Sort()
 		return nil, cfg.Decoder.Problems
 	}

@@ -245,3 +245,24 @@ func TestATeamsFileCannotLoosenItsLimits(t *testing.T) {
 		t.Errorf("the log lacks %q:\n%s", want, h.logs.String())
 	}
 }
+
+// TestAWarningNeverQuotesASecret: validate's warnings quote a value read from the environment as
+// the reference that read it, as the load's problems do (TestProblemsNeverQuoteASecret).
+func TestAWarningNeverQuotesASecret(t *testing.T) {
+	t.Setenv("SMSGATE_TEST_ACTION", "ENV-SECRET-0123456789")
+	path := writeConfig(t, `
+tenants: [{name: acme, api_key: acme-key-0123456789}]
+providers: [{name: p, type: mock}]
+routes:
+  - {name: odd, match: {actions: ["${SMSGATE_TEST_ACTION}"]}, providers: [p]}
+  - {name: d, providers: [p]}
+`)
+	warnings, err := Check(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := path + `:5: routes[0].match.actions[0]: "${SMSGATE_TEST_ACTION}" is no action Auth0 sends`
+	if len(warnings) != 1 || !strings.HasPrefix(warnings[0], want) {
+		t.Errorf("warnings %q, want one starting %q", warnings, want)
+	}
+}

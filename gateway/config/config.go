@@ -740,6 +740,7 @@ func ParseWith(file string, b []byte, getenv func(string) (string, bool), driver
 		}
 	}
 	if len(d.Problems) > 0 {
+		d.RedactProblems()
 		d.Problems.Sort()
 		return c, d.Problems
 	}

@@ -597,3 +597,37 @@ routes: [{name: d, providers: [p]}]
 		}
 	}
 }
+
+// TestProblemsNeverQuoteASecret: a value read from the environment or a file and put in a key
+// that refuses it (a key in base_url by a slip of the variable's name) is quoted in the problem
+// as the reference that read it, never as what it read; values too short to be secrets are
+// quoted as they are.
+func TestProblemsNeverQuoteASecret(t *testing.T) {
+	dir := t.TempDir()
+	writeIn(t, dir, "keys/infobip", "FILE-SECRET-0123456789\n")
+	file := filepath.Join(dir, "smsgate.yaml")
+	src := `policy: {allowed_countries: ["${COUNTRY}", "${SHORT}"]}
+tenants: [{name: a, api_key: a-key-0123456789, notify_hosts: ["${HOOK}"]}]
+providers: [{name: p, type: mock}]
+routes: [{name: d, providers: [p], match: {countries: ["${file:keys/infobip}"]}}]
+`
+	vars := env(map[string]string{"COUNTRY": "ENV-SECRET-0123456789", "SHORT": "ZZ", "HOOK": "https://ENV-SECRET-0123456789@hooks.example.com/"})
+	_, err := Parse(file, []byte(src), vars)
+	if err == nil {
+		t.Fatal("Parse accepted a secret in place of a country")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		file + `:1: policy.allowed_countries[0]: "${COUNTRY}" is not a country`,
+		file + `:1: policy.allowed_countries[1]: "ZZ" is not a country`,
+		file + `:2: tenants[0].notify_hosts[0]: "${HOOK}" is not a host`,
+		file + `:4: routes[0].match.countries[0]: "${file:keys/infobip}" is not a country`,
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("problems lack %q:\n%s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "SECRET") {
+		t.Errorf("a problem quotes a secret:\n%s", msg)
+	}
+}

@@ -68,6 +68,44 @@ type Decoder struct {
 	PathFiles map[string]string
 	// delegated holds the bounds of the references in each delegated tenant file (tenant_files).
 	delegated map[string]delegation
+	// refs are the values references were replaced by, each with its reference, for Redact.
+	refs []expansion
+}
+
+// expansion is the value a reference (${NAME}, ${file:PATH}) was replaced by.
+type expansion struct{ value, ref string }
+
+// minRedacted is the shortest value Redact hides: a shorter one is no secret (a country, a
+// duration), and hiding it would garble every message it occurs in.
+const minRedacted = 4
+
+// Redact replaces in s every value of at least minRedacted bytes that a reference was replaced
+// by with the reference itself, so that a problem or a warning that quotes a value it found
+// wrong never prints a secret read from the environment or a file: an API key put in the wrong
+// key by mistake (base_url: ${INFOBIP_API_KEY}) would otherwise reach the CI's output and the
+// replica's log with the problem.
+func (d *Decoder) Redact(s string) string {
+	for _, e := range d.refs {
+		s = strings.ReplaceAll(s, e.value, e.ref)
+	}
+	return s
+}
+
+// RedactProblems applies Redact to every problem's message.
+func (d *Decoder) RedactProblems() {
+	for i := range d.Problems {
+		d.Problems[i].Msg = d.Redact(d.Problems[i].Msg)
+	}
+}
+
+// remember records that ref was replaced by value, longest values first, so that a value holding
+// another is replaced whole.
+func (d *Decoder) remember(value, ref string) {
+	if len(value) < minRedacted || slices.Contains(d.refs, expansion{value, ref}) {
+		return
+	}
+	at, _ := slices.BinarySearchFunc(d.refs, len(value), func(e expansion, n int) int { return n - len(e.value) })
+	d.refs = slices.Insert(d.refs, at, expansion{value, ref})
 }
 
 // Add records a problem at line for path, in the file path was read from.
@@ -142,12 +180,14 @@ func (d *Decoder) expand(n *yaml.Node, path string) string {
 			if !ok {
 				d.Add(n.Line, path, "environment variable %s is not set", sub[1])
 			}
+			d.remember(v, m)
 			return v
 		}
 		v, err := readSecret(secret)
 		if err != nil {
 			d.Add(n.Line, path, "%v", err)
 		}
+		d.remember(v, m)
 		return v
 	})
 }
