@@ -39,7 +39,9 @@ const usage = `smsgate: one SMS endpoint for all tenants, many providers behind 
 
 Usage:
   smsgate serve    --config FILE [--listen ADDR] [--cpuprofile FILE] [--memprofile FILE]
-  smsgate validate --config FILE
+  smsgate validate --config FILE [--without-secrets]
+                   (--without-secrets: read no ${NAME} or ${file:PATH}; the keys holding one
+                   are not judged: for a CI job that has not the replicas' secrets)
   smsgate route    --config FILE --tenant NAME --to NUMBER [--client-id ID] [--type sms|voice]
                    [--action A] [--language L] [--json]
   smsgate send     --config FILE --provider NAME --to NUMBER [--type sms|voice] [--text T]
@@ -269,10 +271,18 @@ func health(args []string, stdout, stderr io.Writer) int {
 
 func validate(args []string, stdout, stderr io.Writer) int {
 	fs, cfg := flags("validate", stderr)
+	without := fs.Bool("without-secrets", false, "read no ${NAME} or ${file:PATH}: the keys holding one are not judged")
 	if code := parseConfig(fs, cfg, args, stderr); code != 0 {
 		return code
 	}
-	warnings, err := app.Check(*cfg)
+	var warnings []string
+	var err error
+	unread := 0
+	if *without {
+		warnings, unread, err = app.CheckWithoutSecrets(*cfg)
+	} else {
+		warnings, err = app.Check(*cfg)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		var ps config.Problems
@@ -283,6 +293,10 @@ func validate(args []string, stdout, stderr io.Writer) int {
 	}
 	for _, w := range warnings {
 		fmt.Fprintln(stderr, "warning:", w)
+	}
+	if *without {
+		fmt.Fprintf(stdout, "%s: configuration is valid, but for the %d key(s) whose values hold a ${NAME} or ${file:PATH}, not read (--without-secrets)\n", *cfg, unread)
+		return 0
 	}
 	fmt.Fprintf(stdout, "%s: configuration is valid\n", *cfg)
 	return 0

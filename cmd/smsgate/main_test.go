@@ -751,3 +751,66 @@ func TestSpoolWritesWhatAReplicaLeft(t *testing.T) {
 		t.Errorf("spool again: %d %q", code, out)
 	}
 }
+
+// TestValidateWithoutSecrets: --without-secrets checks a config where the replicas' environment
+// and secret files are not (a CI job): no reference is read, the keys holding one are not judged,
+// and every other problem is still found, a reference a team's file may not hold among them.
+func TestValidateWithoutSecrets(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "smsgate.yaml")
+	src := `server: {admin_token: "${SMSGATE_SURELY_UNSET_ADMIN}", public_url: "${SMSGATE_SURELY_UNSET_URL}", metrics_listen: "127.0.0.1:9464"}
+policy: {rate_limits: {per_tenant: 100/1m}}
+storage: {driver: postgres, dsn: "${SMSGATE_SURELY_UNSET_DSN}"}
+state: {driver: redis, key_secret: "${file:/surely/absent/key-secret}", redis: {addr: "${SMSGATE_SURELY_UNSET_ADDR}"}}
+tenant_files: [{path: "teams/*.yaml", secret_files: "keys/*"}]
+tenants: [{name: a, api_key: "${file:keys/a}"}]
+providers:
+  - {name: tw, type: twilio, account_sid: "${SMSGATE_SURELY_UNSET_SID}", auth_token: "${SMSGATE_SURELY_UNSET_TOKEN}", from: "+14155550100"}
+routes:
+  - {name: odd, match: {actions: ["${SMSGATE_SURELY_UNSET_ACTION}"]}, providers: [tw]}
+  - {name: d, providers: [tw]}
+`
+	if err := os.WriteFile(path, []byte(strings.Replace(src, "server:", "server: {request_timout: 3s}\nx_server:", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "teams"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	team := filepath.Join(dir, "teams", "pay.yaml")
+	if err := os.WriteFile(team, []byte("tenants:\n  - {name: pay, api_key: \"${SMSGATE_SURELY_UNSET_PAY}\", rate_limits: {per_tenant: 100/1m}}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := runCmd("validate", "--config", path, "--without-secrets")
+	for _, want := range []string{
+		path + ":1: server.request_timout: unknown key",
+		path + ":2: x_server: unknown key",
+		team + ":2: tenants[1].api_key: a file of tenant_files[0] (a team's) may not read the environment (${SMSGATE_SURELY_UNSET_PAY})",
+		team + ":2: tenants[1].rate_limits: a file of tenant_files[0] (a team's) may not set rate_limits",
+		path + ": 4 problem(s)",
+	} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errs)
+		}
+	}
+	if code != 1 || strings.Contains(errs, "is not set") || strings.Contains(errs, "no such file") {
+		t.Errorf("exit %d, want 1, and no problem of a reference not read:\n%s", code, errs)
+	}
+
+	// Mended, the config is valid but for the keys holding references; read, it is not.
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(team, []byte("tenants:\n  - {name: pay, api_key: \"${file:../keys/pay}\"}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCmd("validate", "--config", path, "--without-secrets")
+	if want := path + ": configuration is valid, but for the 10 key(s) whose values hold a ${NAME} or ${file:PATH}, not read (--without-secrets)"; code != 0 || !strings.Contains(out, want) {
+		t.Errorf("exit %d, stdout %q, want 0 and %q\nstderr %s", code, out, want, errs)
+	}
+	if strings.Contains(errs, "warning") {
+		t.Errorf("a warning about a value not read:\n%s", errs)
+	}
+	if code, _, errs := runCmd("validate", "--config", path); code != 1 || !strings.Contains(errs, "environment variable SMSGATE_SURELY_UNSET_DSN is not set") {
+		t.Errorf("read: exit %d, want 1 and the unset variables\n%s", code, errs)
+	}
+}

@@ -607,6 +607,23 @@ func Check(path string) (warnings []string, err error) {
 	if err != nil {
 		return nil, err
 	}
+	return check(cfg)
+}
+
+// CheckWithoutSecrets is Check reading no ${NAME} or ${FILE:PATH} (config.LoadUnread), for a check
+// where the replicas' environment and secret files are not (a CI job, a team's pipeline checking
+// its tenant file): the keys holding a reference are not judged, and unread says how many there
+// are. Whether a reference may stand where it does (a team's file) is still checked.
+func CheckWithoutSecrets(path string) (warnings []string, unread int, err error) {
+	cfg, err := config.LoadUnread(path, Drivers)
+	if err != nil {
+		return nil, 0, err
+	}
+	warnings, err = check(cfg)
+	return warnings, cfg.Decoder.DropUnjudged(), err
+}
+
+func check(cfg *config.Config) (warnings []string, err error) {
 	a := &App{log: slog.New(slog.DiscardHandler), metrics: metrics.New(), client: http.DefaultClient}
 	rt, err := a.build(cfg, nil)
 	if err != nil {
@@ -721,6 +738,13 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 	rt.checkRetention()
 	for i, w := range rt.warnings {
 		rt.warnings[i] = cfg.Decoder.Redact(w) // no secret a reference read, quoted back
+	}
+	if cfg.Decoder.Unread { // a check without the secrets: what they would hold is not judged
+		rt.warnings = slices.DeleteFunc(rt.warnings, func(w string) bool {
+			f := strings.SplitN(w, ": ", 3)
+			return len(f) == 3 && cfg.Decoder.Unjudged(f[1])
+		})
+		cfg.Decoder.DropUnjudged()
 	}
 	if len(cfg.Decoder.Problems) > 0 {
 		cfg.Decoder.RedactProblems()

@@ -699,6 +699,17 @@ func Load(file string, drivers Drivers) (*Config, error) {
 	return ParseWith(file, b, nil, drivers)
 }
 
+// LoadUnread is Load reading no reference (Decoder.Unread): each ${NAME} and ${file:PATH} gives
+// a placeholder, and problems at the keys holding one are dropped. The config is for checking
+// only, never for serving.
+func LoadUnread(file string, drivers Drivers) (*Config, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, Problems{{File: file, Msg: err.Error()}}
+	}
+	return parse(&Decoder{File: file, Unread: true}, b, drivers)
+}
+
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 // syntaxProblem is the YAML parser's err about file, at the line it names.
@@ -718,12 +729,16 @@ func Parse(file string, b []byte, getenv func(string) (string, bool)) (*Config, 
 
 // ParseWith is Load on bytes.
 func ParseWith(file string, b []byte, getenv func(string) (string, bool), drivers Drivers) (*Config, error) {
+	return parse(&Decoder{File: file, Getenv: getenv}, b, drivers)
+}
+
+// parse decodes b, the config file d names, with d.
+func parse(d *Decoder, b []byte, drivers Drivers) (*Config, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(b, &root); err != nil {
-		return nil, Problems{syntaxProblem(file, err)}
+		return nil, Problems{syntaxProblem(d.File, err)}
 	}
-	d := &Decoder{File: file, Getenv: getenv}
-	c := &Config{File: file, Decoder: d}
+	c := &Config{File: d.File, Decoder: d}
 	if len(root.Content) == 0 {
 		d.Add(1, "", "the file is empty")
 		return nil, d.Problems
@@ -738,6 +753,9 @@ func ParseWith(file string, b []byte, getenv func(string) (string, bool), driver
 				c.Providers[i].Settings = drivers.Decode(c, i)
 			}
 		}
+	}
+	if d.Unread {
+		d.DropUnjudged()
 	}
 	if len(d.Problems) > 0 {
 		d.RedactProblems()

@@ -70,6 +70,40 @@ type Decoder struct {
 	delegated map[string]delegation
 	// refs are the values references were replaced by, each with its reference, for Redact.
 	refs []expansion
+	// Unread, when set, reads no reference: ${NAME} and ${file:PATH} each give a placeholder, the
+	// keys holding one are recorded, and problems at those keys are dropped (DropUnjudged), as
+	// what the reference would read cannot be judged. For a check where the secrets are not (a
+	// CI job, a team's pipeline checking its tenant file): smsgate validate --without-secrets.
+	Unread bool
+	// unread are the key paths whose values hold a reference that was not read.
+	unread map[string]bool
+}
+
+// placeholder is what an unread reference gives: itself, marked, so that two references differ
+// as their values would.
+func placeholder(ref string) string { return "unread:" + ref }
+
+// DropUnjudged removes the problems at keys whose values hold a reference that was not read
+// (Unread), and returns how many keys hold one.
+func (d *Decoder) DropUnjudged() int {
+	d.Problems = slices.DeleteFunc(d.Problems, func(p Problem) bool { return d.Unjudged(p.Path) })
+	return len(d.unread)
+}
+
+// Unjudged reports whether the key at path, or one it lies under, holds a reference that was
+// not read (Unread).
+func (d *Decoder) Unjudged(path string) bool {
+	for p := path; p != ""; {
+		if d.unread[p] {
+			return true
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return false
 }
 
 // expansion is the value a reference (${NAME}, ${file:PATH}) was replaced by.
@@ -174,6 +208,13 @@ func (d *Decoder) expand(n *yaml.Node, path string) string {
 				d.Add(n.Line, path, "%s", msg)
 				return ""
 			}
+		}
+		if d.Unread {
+			if d.unread == nil {
+				d.unread = map[string]bool{}
+			}
+			d.unread[path] = true
+			return placeholder(m)
 		}
 		if sub[1] != "" {
 			v, ok := get(sub[1])
