@@ -1126,11 +1126,11 @@ func (a *App) Reload(ctx context.Context) error {
 		a.metrics.Reloads.WithLabelValues("error").Inc()
 		a.metrics.ConfigLoaded.Set(0)
 		var ps config.Problems
-		n := 1
+		n, msg := 1, err.Error()
 		if errors.As(err, &ps) {
-			n = len(ps)
+			n, msg = len(ps), strings.Join(ps.Lines(config.ProblemLines), "\n")
 		}
-		a.log.Error("config reload rejected; keeping the running config", "file", a.opts.ConfigPath, "problems", n, "err", err.Error())
+		a.log.Error("config reload rejected; keeping the running config", "file", a.opts.ConfigPath, "problems", n, "err", msg)
 		return err
 	}
 	if cfg.Server.Listen != prev.cfg.Server.Listen || cfg.Server.MetricsListen != prev.cfg.Server.MetricsListen || cfg.Log.Format != prev.cfg.Log.Format ||

@@ -1,6 +1,8 @@
 package app
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -264,5 +266,51 @@ routes:
 	want := path + `:5: routes[0].match.actions[0]: "${SMSGATE_TEST_ACTION}" is no action Auth0 sends`
 	if len(warnings) != 1 || !strings.HasPrefix(warnings[0], want) {
 		t.Errorf("warnings %q, want one starting %q", warnings, want)
+	}
+}
+
+// TestARejectedReloadSaysHowManyProblemsNotAll: a reload refused for many problems (a tenant file
+// of many broken tenants) logs the first 100 and how many more, and the admin API answers the
+// same: a line of megabytes would fill the log every replica writes.
+func TestARejectedReloadSaysHowManyProblemsNotAll(t *testing.T) {
+	path := writeConfig(t, strings.Replace(watchedConfig, "server: {watch_config: 1s}", "server: {admin_token: admin-t0ken-0123456789}", 1))
+	keys := filepath.Join(filepath.Dir(path), "keys")
+	if err := os.MkdirAll(keys, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(keys, "acme"), []byte("acme-key-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := startAt(t, path, Options{})
+	var b strings.Builder
+	b.WriteString("tenants:\n")
+	for i := range 150 {
+		fmt.Fprintf(&b, "  - {name: t%d, api_key: key-%d-0123456789abcdef, allowed_countries: [XX]}\n", i, i)
+	}
+	if err := os.WriteFile(filepath.Join(filepath.Dir(path), "team.yaml"), []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("tenant_files: [team.yaml]\n"+strings.Replace(watchedConfig, "server: {watch_config: 1s}", "server: {admin_token: admin-t0ken-0123456789}", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := h.do("POST", "/v1/admin/reload", "admin-t0ken-0123456789", "")
+	var answer struct{ Problems []string }
+	if err := json.Unmarshal([]byte(r.Raw), &answer); err != nil || r.Status != 422 {
+		t.Fatalf("reload: %d %s", r.Status, r.Raw)
+	}
+	if n := len(answer.Problems); n != 101 || answer.Problems[100] != "and 50 problem(s) more: smsgate validate lists them all" {
+		t.Errorf("the answer lists %d problems, ending %q; want 100 and how many more", n, answer.Problems[n-1])
+	}
+	var line map[string]any
+	for _, l := range strings.Split(h.logs.String(), "\n") {
+		if strings.Contains(l, "config reload rejected") {
+			if err := json.Unmarshal([]byte(l), &line); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	msg, _ := line["err"].(string)
+	if line["problems"] != 150.0 || strings.Count(msg, "\n") != 100 || !strings.HasSuffix(msg, "and 50 problem(s) more: smsgate validate lists them all") {
+		t.Errorf("the log line: problems %v, %d lines, ending %q", line["problems"], strings.Count(msg, "\n")+1, msg[max(0, len(msg)-80):])
 	}
 }

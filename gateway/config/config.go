@@ -768,10 +768,8 @@ func parse(d *Decoder, b []byte, drivers Drivers) (*Config, error) {
 // Problem records a problem found after decoding, located at path's line.
 // A path that already has a problem gets no second one (an unset ${VAR} is not also "required").
 func (c *Config) Problem(path, format string, args ...any) {
-	for _, p := range c.Decoder.Problems {
-		if p.Path == path {
-			return
-		}
+	if c.Decoder.HasProblem(path) {
+		return
 	}
 	c.Decoder.Add(c.Decoder.Line(path), path, format, args...)
 }

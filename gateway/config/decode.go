@@ -45,6 +45,24 @@ func (ps Problems) Error() string {
 	return strings.Join(lines, "\n")
 }
 
+// ProblemLines bounds the problems a rejected reload's log line and the admin API's answer hold.
+const ProblemLines = 100
+
+// Lines are the first max problems, one a line, and then how many more there are: for a log line
+// or an answer, which a file of many thousand problems (a tenant file of as many broken tenants)
+// must not fill. smsgate validate lists them all.
+func (ps Problems) Lines(max int) []string {
+	lines := make([]string, 0, min(len(ps), max)+1)
+	for i, p := range ps {
+		if i == max {
+			lines = append(lines, fmt.Sprintf("and %d problem(s) more: smsgate validate lists them all", len(ps)-max))
+			break
+		}
+		lines = append(lines, p.String())
+	}
+	return lines
+}
+
 // Sort orders problems by line, keeping the order of problems on one line.
 func (ps Problems) Sort() {
 	slices.SortStableFunc(ps, func(a, b Problem) int { return a.Line - b.Line })
@@ -77,6 +95,24 @@ type Decoder struct {
 	Unread bool
 	// unread are the key paths whose values hold a reference that was not read.
 	unread map[string]bool
+	// problemAt holds the paths of the first indexed problems, for HasProblem.
+	problemAt map[string]bool
+	indexed   int
+}
+
+// HasProblem reports whether a problem names path, at the cost of a map look-up: a check asked
+// for each of many thousand tenants must not read every problem found so far each time.
+func (d *Decoder) HasProblem(path string) bool {
+	if d.indexed > len(d.Problems) { // problems were dropped (DropUnjudged): index them anew
+		d.problemAt, d.indexed = nil, 0
+	}
+	if d.problemAt == nil {
+		d.problemAt = map[string]bool{}
+	}
+	for ; d.indexed < len(d.Problems); d.indexed++ {
+		d.problemAt[d.Problems[d.indexed].Path] = true
+	}
+	return d.problemAt[path]
 }
 
 // placeholder is what an unread reference gives: itself, marked, so that two references differ
@@ -87,6 +123,7 @@ func placeholder(ref string) string { return "unread:" + ref }
 // (Unread), and returns how many keys hold one.
 func (d *Decoder) DropUnjudged() int {
 	d.Problems = slices.DeleteFunc(d.Problems, func(p Problem) bool { return d.Unjudged(p.Path) })
+	d.problemAt, d.indexed = nil, 0
 	return len(d.unread)
 }
 

@@ -106,9 +106,9 @@ func (c *Config) checkTenantFileSets() {
 }
 
 // checkDelegatedTenant holds the tenant t, decoded from node n at path in a file of the delegated
-// entry, to the entry's keys, names, max_tenants and countries; entryOf holds the entry of each
-// tenant before it.
-func (c *Config) checkDelegatedTenant(entry int, n *yaml.Node, at string, t *Tenant, entryOf []int) {
+// entry, to the entry's keys, names, max_tenants and countries; held is how many tenants the
+// entry's files hold with t.
+func (c *Config) checkDelegatedTenant(entry int, n *yaml.Node, at string, t *Tenant, held int) {
 	s := &c.TenantFiles[entry]
 	e := fmt.Sprintf("tenant_files[%d]", entry)
 	if n.Kind == yaml.MappingNode {
@@ -121,12 +121,6 @@ func (c *Config) checkDelegatedTenant(entry int, n *yaml.Node, at string, t *Ten
 	}
 	if ok, err := path.Match(s.Names, t.Name); !ok && err == nil && t.Name != "" {
 		c.Problem(at+".name", "%q does not match %s.names (%q)", t.Name, e, s.Names)
-	}
-	held := 1
-	for _, x := range entryOf {
-		if x == entry {
-			held++
-		}
 	}
 	if held == *s.MaxTenants+1 && *s.MaxTenants > 0 {
 		c.Problem(at, "the files of %s hold more than %d tenants (max_tenants): each tenant has limits of its own", e, *s.MaxTenants)

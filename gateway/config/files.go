@@ -178,6 +178,7 @@ func (c *Config) readTenantFiles() {
 	for i := range entryOf {
 		entryOf[i] = -1
 	}
+	held := make([]int, len(c.TenantFiles)) // how many tenants each entry's files hold so far
 	for _, tf := range tenantFiles(c.File, c.TenantFiles) {
 		f, set := tf.path, &c.TenantFiles[tf.entry]
 		b, err := ReadWatched(f)
@@ -225,8 +226,9 @@ func (c *Config) readTenantFiles() {
 				d.PathFiles[path] = f
 				var t Tenant
 				d.Decode(tn, path, &t)
+				held[tf.entry]++
 				if set.Delegated {
-					c.checkDelegatedTenant(tf.entry, tn, path, &t, entryOf)
+					c.checkDelegatedTenant(tf.entry, tn, path, &t, held[tf.entry])
 				}
 				c.Tenants = append(c.Tenants, t)
 				entryOf = append(entryOf, tf.entry)

@@ -702,11 +702,18 @@ func (h *handlers) release(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "released"})
 }
 
+// maxProblems bounds the problems a refused reload's answer lists (as its log line does).
+const maxProblems = 100
+
 func (h *handlers) reload(c echo.Context) error {
 	if err := h.b.Reload(c.Request().Context()); err != nil {
+		problems := strings.Split(err.Error(), "\n")
+		if n := len(problems); n > maxProblems { // a tenant file of many thousand broken tenants
+			problems = append(problems[:maxProblems], "and "+strconv.Itoa(n-maxProblems)+" problem(s) more: smsgate validate lists them all")
+		}
 		return c.JSON(http.StatusUnprocessableEntity, map[string]any{
 			"error":    map[string]string{"code": "invalid_config", "message": "the new config is invalid; the old one stays in force"},
-			"problems": strings.Split(err.Error(), "\n"),
+			"problems": problems,
 		})
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "reloaded"})
