@@ -25,6 +25,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/smsgate/smsgate/gateway/app"
@@ -32,14 +33,16 @@ import (
 
 // kinds maps apiVersion/kind to a fresh value of the official Go type.
 var kinds = map[string]func() any{
-	"v1/ConfigMap":                            func() any { return &corev1.ConfigMap{} },
-	"v1/Secret":                               func() any { return &corev1.Secret{} },
-	"v1/Service":                              func() any { return &corev1.Service{} },
-	"apps/v1/Deployment":                      func() any { return &appsv1.Deployment{} },
-	"apps/v1/StatefulSet":                     func() any { return &appsv1.StatefulSet{} },
-	"batch/v1/Job":                            func() any { return &batchv1.Job{} },
-	"policy/v1/PodDisruptionBudget":           func() any { return &policyv1.PodDisruptionBudget{} },
-	"monitoring.coreos.com/v1/ServiceMonitor": func() any { return &monitoringv1.ServiceMonitor{} },
+	"v1/ConfigMap":                             func() any { return &corev1.ConfigMap{} },
+	"v1/Secret":                                func() any { return &corev1.Secret{} },
+	"v1/Service":                               func() any { return &corev1.Service{} },
+	"apps/v1/Deployment":                       func() any { return &appsv1.Deployment{} },
+	"apps/v1/StatefulSet":                      func() any { return &appsv1.StatefulSet{} },
+	"batch/v1/Job":                             func() any { return &batchv1.Job{} },
+	"policy/v1/PodDisruptionBudget":            func() any { return &policyv1.PodDisruptionBudget{} },
+	"monitoring.coreos.com/v1/ServiceMonitor":  func() any { return &monitoringv1.ServiceMonitor{} },
+	"rbac.authorization.k8s.io/v1/Role":        func() any { return &rbacv1.Role{} },
+	"rbac.authorization.k8s.io/v1/RoleBinding": func() any { return &rbacv1.RoleBinding{} },
 }
 
 func TestKubernetesManifestsUseOnlyRealFields(t *testing.T) {
@@ -318,30 +321,11 @@ func TestComposeFileLoadsWithTheSpecification(t *testing.T) {
 }
 
 // checkGatewayConfig runs smsgate's own validation on cfg with placeholder secrets, and files (a
-// path in the container, and what it holds) where its ${file:...} references read: each must be
-// one of them.
+// path in the container, and what it holds) where its ${file:...} references and tenant_files
+// read: each must be one of them.
 func checkGatewayConfig(t *testing.T, cfg string, files map[string]string) {
 	t.Helper()
-	for k, v := range map[string]string{"SMSGATE_DSN": "postgres://u:p@db:5432/smsgate", "SMSGATE_REDIS_ADDR": "redis:6379",
-		"SMSGATE_REDIS_PASSWORD": "x", "SMSGATE_KEY_SECRET": "check-key-secret-0123456789", "SMSGATE_ADMIN_TOKEN": "check-admin-token-0123456789"} {
-		t.Setenv(k, v)
-	}
-	dir := t.TempDir()
-	for name, content := range files {
-		local := filepath.Join(dir, "mounted", filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(local), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(local, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		cfg = strings.ReplaceAll(cfg, "${file:"+name+"}", "${file:"+local+"}")
-	}
-	path := filepath.Join(dir, "smsgate.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	warnings, err := app.Check(path)
+	warnings, err := loadGatewayConfig(t, cfg, files)
 	if err != nil {
 		t.Errorf("the shipped gateway config is invalid:\n%v", err)
 	}
@@ -351,6 +335,40 @@ func checkGatewayConfig(t *testing.T, cfg string, files map[string]string) {
 	if !bytes.Contains([]byte(cfg), []byte("driver: postgres")) {
 		t.Error("the cluster config must use the shared PostgreSQL log")
 	}
+}
+
+// loadGatewayConfig is smsgate validate on cfg, the files written under a temporary directory
+// where the container sees them, and every path of their directories in cfg and in the files
+// (a tenant file's own references) moved there with them.
+func loadGatewayConfig(t *testing.T, cfg string, files map[string]string) ([]string, error) {
+	t.Helper()
+	for k, v := range map[string]string{"SMSGATE_DSN": "postgres://u:p@db:5432/smsgate", "SMSGATE_REDIS_ADDR": "redis:6379",
+		"SMSGATE_REDIS_PASSWORD": "x", "SMSGATE_KEY_SECRET": "check-key-secret-0123456789", "SMSGATE_ADMIN_TOKEN": "check-admin-token-0123456789"} {
+		t.Setenv(k, v)
+	}
+	dir := t.TempDir()
+	var moves []string
+	for name := range files {
+		d := path.Dir(name) + "/"
+		if !slices.Contains(moves, d) {
+			moves = append(moves, d, filepath.ToSlash(filepath.Join(dir, "mounted", filepath.FromSlash(d)))+"/")
+		}
+	}
+	move := strings.NewReplacer(moves...)
+	for name, content := range files {
+		local := filepath.Join(dir, "mounted", filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(local), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(local, []byte(move.Replace(content)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file := filepath.Join(dir, "smsgate.yaml")
+	if err := os.WriteFile(file, []byte(move.Replace(cfg)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return app.Check(file)
 }
 
 // goMemLimit parses a GOMEMLIMIT value as the Go runtime does: a number of bytes with an optional
@@ -416,5 +434,87 @@ func TestEveryAlertHasAUnitTest(t *testing.T) {
 	}
 	if n < 20 {
 		t.Errorf("read %d alerts from alerts.yml", n)
+	}
+}
+
+// TestATeamsTenantsLoadWithinTheirBounds: kubernetes/team/ hands the payments team its own
+// ConfigMap and keys' Secret, which a Role lets it edit and nothing else. Its tenants load
+// through the tenant_files entry and the volumes operations.md says to add, mounted as the pods
+// would mount them, with the gateway's own config and keys; a team file that sets itself a rate
+// limit is refused.
+func TestATeamsTenantsLoadWithinTheirBounds(t *testing.T) {
+	cm := manifest[*corev1.ConfigMap](t, "../kubernetes/team/configmap.yaml")
+	keys := manifest[*corev1.Secret](t, "../kubernetes/team/secret.example.yaml")
+	role := manifest[*rbacv1.Role](t, "../kubernetes/team/role.yaml")
+	binding := manifest[*rbacv1.RoleBinding](t, "../kubernetes/team/rolebinding.yaml")
+	var names []string
+	for _, r := range role.Rules {
+		if slices.ContainsFunc(r.Verbs, func(v string) bool { return v == "create" || v == "delete" || v == "*" }) || len(r.ResourceNames) == 0 {
+			t.Errorf("the Role grants %v on %v beyond objects it names", r.Verbs, r.Resources)
+		}
+		names = append(names, r.ResourceNames...)
+	}
+	if want := []string{cm.Name, keys.Name}; !slices.Equal(names, want) || binding.RoleRef.Name != role.Name {
+		t.Errorf("the Role names %v (want %v), the binding refers to %q", names, want, binding.RoleRef.Name)
+	}
+
+	// The two blocks of operations.md: the tenant_files entry and the pod template's additions.
+	doc, err := os.ReadFile("../../operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entry, pod string
+	for _, block := range strings.Split(string(doc), "```yaml\n")[1:] {
+		block, _, _ = strings.Cut(block, "```")
+		switch {
+		case strings.HasPrefix(block, "tenant_files:") && strings.Contains(block, "/etc/smsgate-teams/"):
+			entry = block
+		case strings.HasPrefix(block, "volumes:") && strings.Contains(block, cm.Name):
+			pod = block
+		}
+	}
+	var add struct {
+		Volumes      []corev1.Volume      `json:"volumes"`
+		VolumeMounts []corev1.VolumeMount `json:"volumeMounts"`
+	}
+	if entry == "" || pod == "" {
+		t.Fatal("operations.md lacks the team's tenant_files entry or its volumes")
+	}
+	if err := yaml.UnmarshalStrict([]byte(pod), &add); err != nil {
+		t.Fatalf("operations.md's volumes: %v", err)
+	}
+	d := manifest[*appsv1.Deployment](t, "../kubernetes/deployment.yaml")
+	c := d.Spec.Template.Spec.Containers[0]
+	p := d.Spec.Template.Spec
+	p.Volumes = append(slices.Clone(p.Volumes), add.Volumes...)
+	c.VolumeMounts = append(slices.Clone(c.VolumeMounts), add.VolumeMounts...)
+	files := mountedSecrets(t, p, c, map[string]*corev1.Secret{
+		keys.Name: keys, "smsgate-tenant-keys": manifest[*corev1.Secret](t, "../kubernetes/tenant-keys.example.yaml")})
+	for _, m := range add.VolumeMounts {
+		for _, v := range add.Volumes {
+			if v.Name != m.Name {
+				continue
+			}
+			if (v.ConfigMap == nil || v.ConfigMap.Optional == nil || !*v.ConfigMap.Optional) && (v.Secret == nil || v.Secret.Optional == nil || !*v.Secret.Optional) {
+				t.Errorf("volume %s is not optional: pods would not start before the team's objects exist", v.Name)
+			}
+			if v.ConfigMap != nil && v.ConfigMap.Name == cm.Name {
+				for k, val := range cm.Data {
+					files[path.Join(m.MountPath, k)] = val
+				}
+			}
+		}
+	}
+	cfg := manifest[*corev1.ConfigMap](t, "../kubernetes/configmap.yaml").Data["smsgate.yaml"] + entry
+	checkGatewayConfig(t, cfg, files)
+
+	// The team sets itself a rate limit: refused, at its line.
+	for name, content := range files {
+		if strings.HasSuffix(name, "/tenants.yaml") {
+			files[name] = strings.Replace(content, "    allowed_countries:", "    rate_limits: {per_tenant: 100000/1m}\n    allowed_countries:", 1)
+		}
+	}
+	if _, err := loadGatewayConfig(t, cfg, files); err == nil || !strings.Contains(err.Error(), "may not set rate_limits") {
+		t.Errorf("a team's file with a rate limit of its own: %v", err)
 	}
 }
