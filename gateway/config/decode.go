@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"encoding"
 	"fmt"
 	"math"
@@ -86,8 +87,10 @@ type Decoder struct {
 	PathFiles map[string]string
 	// delegated holds the bounds of the references in each delegated tenant file (tenant_files).
 	delegated map[string]delegation
-	// refs are the values references were replaced by, each with its reference, for Redact.
-	refs []expansion
+	// refs maps each value a reference was replaced by to its reference, for Redact; redact is
+	// built from it when it is first needed after a change.
+	refs   map[string]string
+	redact *strings.Replacer
 	// Unread, when set, reads no reference: ${NAME} and ${file:PATH} each give a placeholder, the
 	// keys holding one are recorded, and problems at those keys are dropped (DropUnjudged), as
 	// what the reference would read cannot be judged. For a check where the secrets are not (a
@@ -143,9 +146,6 @@ func (d *Decoder) Unjudged(path string) bool {
 	return false
 }
 
-// expansion is the value a reference (${NAME}, ${file:PATH}) was replaced by.
-type expansion struct{ value, ref string }
-
 // minRedacted is the shortest value Redact hides: a shorter one is no secret (a country, a
 // duration), and hiding it would garble every message it occurs in.
 const minRedacted = 4
@@ -154,12 +154,27 @@ const minRedacted = 4
 // by with the reference itself, so that a problem or a warning that quotes a value it found
 // wrong never prints a secret read from the environment or a file: an API key put in the wrong
 // key by mistake (base_url: ${INFOBIP_API_KEY}) would otherwise reach the CI's output and the
-// replica's log with the problem.
+// replica's log with the problem. One pass over s, whatever the number of references (a config
+// of 40,000 tenants reads as many keys, and may have as many problems).
 func (d *Decoder) Redact(s string) string {
-	for _, e := range d.refs {
-		s = strings.ReplaceAll(s, e.value, e.ref)
+	if len(d.refs) == 0 {
+		return s
 	}
-	return s
+	if d.redact == nil {
+		values := make([]string, 0, len(d.refs))
+		for v := range d.refs {
+			values = append(values, v)
+		}
+		// Where two values match at one place, the replacer takes the first listed: the longer,
+		// so that a value holding another is replaced whole.
+		slices.SortFunc(values, func(a, b string) int { return cmp.Or(len(b)-len(a), strings.Compare(a, b)) })
+		pairs := make([]string, 0, 2*len(values))
+		for _, v := range values {
+			pairs = append(pairs, v, d.refs[v])
+		}
+		d.redact = strings.NewReplacer(pairs...)
+	}
+	return d.redact.Replace(s)
 }
 
 // RedactProblems applies Redact to every problem's message.
@@ -169,14 +184,18 @@ func (d *Decoder) RedactProblems() {
 	}
 }
 
-// remember records that ref was replaced by value, longest values first, so that a value holding
-// another is replaced whole.
+// remember records that ref was replaced by value, for Redact.
 func (d *Decoder) remember(value, ref string) {
-	if len(value) < minRedacted || slices.Contains(d.refs, expansion{value, ref}) {
+	if len(value) < minRedacted {
 		return
 	}
-	at, _ := slices.BinarySearchFunc(d.refs, len(value), func(e expansion, n int) int { return n - len(e.value) })
-	d.refs = slices.Insert(d.refs, at, expansion{value, ref})
+	if d.refs == nil {
+		d.refs = map[string]string{}
+	}
+	if _, ok := d.refs[value]; !ok {
+		d.refs[value] = ref
+		d.redact = nil
+	}
 }
 
 // Add records a problem at line for path, in the file path was read from.
