@@ -762,7 +762,7 @@ func TestValidateWithoutSecrets(t *testing.T) {
 policy: {rate_limits: {per_tenant: 100/1m}}
 storage: {driver: postgres, dsn: "${SMSGATE_SURELY_UNSET_DSN}"}
 state: {driver: redis, key_secret: "${file:/surely/absent/key-secret}", redis: {addr: "${SMSGATE_SURELY_UNSET_ADDR}"}}
-tenant_files: [{path: "teams/*.yaml", secret_files: "keys/*"}]
+tenant_files: [{path: "teams/*.yaml", names: "pay*", secret_files: "keys/*"}]
 tenants: [{name: a, api_key: "${file:keys/a}"}]
 providers:
   - {name: tw, type: twilio, account_sid: "${SMSGATE_SURELY_UNSET_SID}", auth_token: "${SMSGATE_SURELY_UNSET_TOKEN}", from: "+14155550100"}

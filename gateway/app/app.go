@@ -736,6 +736,7 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 	rt.checkMetricsListener()
 	rt.checkPumpingRanges()
 	rt.checkRetention()
+	rt.checkTeamNames()
 	for i, w := range rt.warnings {
 		rt.warnings[i] = cfg.Decoder.Redact(w) // no secret a reference read, quoted back
 	}
@@ -869,6 +870,19 @@ func (rt *runtime) checkPumpingRanges() {
 			rt.warnings = append(rt.warnings, fmt.Sprintf("%s: policy.pumping.range_digits: %d digits make nearly every number a range of its own: each range's counters are kept for the baseline and two hours (%.0fh), about 440 bytes a send in memory and 110 in Redis, and few ranges reach min_volume; 2 or 3 is usual (docs/operations.md)",
 				rt.cfg.Decoder.Where("policy.pumping.range_digits"), pp.RangeDigits, (pp.Baseline.D()+2*time.Hour).Hours()))
 			return
+		}
+	}
+}
+
+// checkTeamNames warns of a team's tenant_files entry (delegated) that sets no names: the team may
+// then name its tenants as another team's, or the operator's, and a name taken twice rejects the
+// whole load, holding every team's changes until it is mended.
+func (rt *runtime) checkTeamNames() {
+	for i, s := range rt.cfg.TenantFiles {
+		path := fmt.Sprintf("tenant_files[%d]", i)
+		if _, set := rt.cfg.Decoder.Lines[path+".names"]; s.Delegated && !set {
+			rt.warnings = append(rt.warnings, fmt.Sprintf("%s: %s: a team's entry without names: its files may name a tenant as another team's or as yours, and a name taken twice rejects the whole load, every team's changes with it; give each team a pattern of its own (names: \"payments-*\")",
+				rt.cfg.Decoder.Where(path), path))
 		}
 	}
 }

@@ -314,3 +314,25 @@ func TestARejectedReloadSaysHowManyProblemsNotAll(t *testing.T) {
 		t.Errorf("the log line: problems %v, %d lines, ending %q", line["problems"], strings.Count(msg, "\n")+1, msg[max(0, len(msg)-80):])
 	}
 }
+
+// TestATeamsEntryWithoutNamesIsWarnedOf: validate warns of a delegated tenant_files entry that
+// sets no names pattern, and of no other entry.
+func TestATeamsEntryWithoutNamesIsWarnedOf(t *testing.T) {
+	path := writeConfig(t, `
+tenant_files:
+  - ops/*.yaml
+  - {path: "teams/pay/*.yaml", names: "pay-*"}
+  - {path: "teams/search/*.yaml"}
+tenants: [{name: acme, api_key: acme-key-0123456789}]
+providers: [{name: p, type: mock}]
+routes: [{name: d, providers: [p]}]
+`)
+	warnings, err := Check(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := path + ":5: tenant_files[2]: a team's entry without names"
+	if len(warnings) != 1 || !strings.HasPrefix(warnings[0], want) {
+		t.Errorf("warnings %q, want one starting %q", warnings, want)
+	}
+}
