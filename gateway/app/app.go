@@ -610,7 +610,7 @@ func Check(path string) (warnings []string, err error) {
 	return check(cfg)
 }
 
-// CheckWithoutSecrets is Check reading no ${NAME} or ${FILE:PATH} (config.LoadUnread), for a check
+// CheckWithoutSecrets is Check reading no ${NAME} or ${file:PATH} (config.LoadUnread), for a check
 // where the replicas' environment and secret files are not (a CI job, a team's pipeline checking
 // its tenant file): the keys holding a reference are not judged, and unread says how many there
 // are. Whether a reference may stand where it does (a team's file) is still checked.

@@ -22,7 +22,8 @@ import (
 //     ids: names must match the entry's pattern, and a client id may not be declared outside it;
 //   - read the operator's secrets: ${NAME} (the environment) is refused, and ${file:PATH} is read
 //     only into api_key and previous_api_keys (values never printed) from files matching
-//     secret_files. Elsewhere a read value could come back in a problem's message.
+//     secret_files. Elsewhere a problem may quote the value (as its reference, Redact, but a value
+//     under 4 bytes as it is).
 
 // delegation bounds the references in a delegated tenant file: its entry's place
 // ("tenant_files[1]") and the pattern, resolved, of the files it may read secrets from.
