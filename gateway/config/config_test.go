@@ -650,7 +650,7 @@ func TestManyBrokenTenantsCostLinearTime(t *testing.T) {
 			writeIn(t, dir, fmt.Sprintf("keys/t%d", i), fmt.Sprintf("key-%d-0123456789abcdef\n", i))
 		}
 		writeIn(t, dir, "teams/a.yaml", b.String())
-		src := "tenant_files: [{path: \"teams/*.yaml\", max_tenants: 100000, secret_files: \"keys/*\"}]\ntenants: [{name: alpha, api_key: alpha-key-0123456789}]\nproviders: [{name: p, type: mock}]\nroutes: [{name: d, providers: [p]}]\n"
+		src := "tenant_files: [{path: \"teams/*.yaml\", max_tenants: 100000, max_bytes: 16777216, secret_files: \"keys/*\"}]\ntenants: [{name: alpha, api_key: alpha-key-0123456789}]\nproviders: [{name: p, type: mock}]\nroutes: [{name: d, providers: [p]}]\n"
 		parse, watched = time.Duration(1<<62), time.Duration(1<<62)
 		for range 5 { // the quickest of five: what the load costs, without a noisy neighbour's share
 			start := time.Now()
@@ -691,5 +691,65 @@ func TestProblemLinesAreBounded(t *testing.T) {
 	}
 	if got := ps.Lines(5); len(got) != 5 {
 		t.Errorf("Lines(5) of 5: %q", got)
+	}
+}
+
+// TestATeamsFileCannotExhaustMemory: every replica parses a team's files at each reload, and a
+// replica killed for its memory starts again on the same files. A team's files hold at most
+// max_bytes together (14 MB of client ids once took 800 MB to load), and no file, a team's or
+// the operator's, may hold a tree of aliases (a tenant with a long list, named again by a
+// thousand lines of `- *t`, decoded into a million values from 14 KB).
+func TestATeamsFileCannotExhaustMemory(t *testing.T) {
+	dir := t.TempDir()
+	ids := func(prefix string, n int) string {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, "%s%06d, ", prefix, i)
+		}
+		return strings.TrimSuffix(b.String(), ", ")
+	}
+	// 180 KiB each: the first within the bound, the second past it together.
+	writeIn(t, dir, "teams/a.yaml", "tenants:\n  - {name: pay-a, api_key: pay-a-key-0123456789, client_ids: ["+ids("a", 20000)+"]}\n")
+	writeIn(t, dir, "teams/b.yaml", "tenants:\n  - {name: pay-b, api_key: pay-b-key-0123456789, client_ids: ["+ids("b", 20000)+"]}\n")
+	var bomb strings.Builder
+	bomb.WriteString("tenants:\n  - &t {name: ops-x, api_key: ops-x-key-0123456789, client_ids: [" + ids("x", 1000) + "]}\n")
+	for range 1000 {
+		bomb.WriteString("  - *t\n")
+	}
+	writeIn(t, dir, "ops/bomb.yaml", bomb.String())
+	file := filepath.Join(dir, "smsgate.yaml")
+	src := `tenant_files:
+  - ops/*.yaml
+  - {path: teams/*.yaml, names: "pay-*"}
+tenants: [{name: alpha, api_key: alpha-key-0123456789}]
+providers: [{name: p, type: mock}]
+routes: [{name: d, providers: [p]}]
+`
+	_, err := Parse(file, []byte(src), env(nil))
+	var ps Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("Parse: %v", err)
+	}
+	want := []string{
+		filepath.Join(dir, "ops/bomb.yaml") + ":2: tenants[",
+		"]: the file's aliases (*name) expand to more values than 100000 beyond twice its own: it is not read further",
+		filepath.Join(dir, "teams/b.yaml") + ": tenant file: the files of tenant_files[1] hold more than 262144 bytes together (max_bytes)",
+	}
+	msg := err.Error()
+	for _, w := range want {
+		if !strings.Contains(msg, w) {
+			t.Errorf("problems lack %q:\n%.2000s", w, msg)
+		}
+	}
+	if strings.Contains(msg, "teams/a.yaml") {
+		t.Errorf("a team's file within its bounds has a problem:\n%.2000s", msg)
+	}
+	if len(ps) > 300 {
+		t.Errorf("%d problems: the alias tree was read on past the bound", len(ps))
+	}
+
+	bad := strings.Replace(src, `names: "pay-*"}`, `names: "pay-*", max_bytes: 100}`, 1)
+	if _, err := Parse(file, []byte(bad), env(nil)); err == nil || !strings.Contains(err.Error(), file+":3: tenant_files[1].max_bytes: must be from 1024 to 16777216 (16 MiB), not 100") {
+		t.Errorf("max_bytes of 100: %v", err)
 	}
 }

@@ -98,6 +98,10 @@ type Decoder struct {
 	Unread bool
 	// unread are the key paths whose values hold a reference that was not read.
 	unread map[string]bool
+	// left is how many more values the tree being decoded may give (Decode, aliasAllowance), and
+	// inFile says that it is a whole file's, decoded in parts (decodeFile).
+	left   int
+	inFile bool
 	// problemAt holds the paths of the first indexed problems, for HasProblem.
 	problemAt map[string]bool
 	indexed   int
@@ -296,7 +300,36 @@ var (
 
 // Decode decodes n into out (a pointer), recording problems under path.
 func (d *Decoder) Decode(n *yaml.Node, path string, out any) {
+	if !d.inFile {
+		d.left = 2*nodes(n) + aliasAllowance
+	}
 	d.decode(n, path, reflect.ValueOf(out).Elem())
+}
+
+// decodeFile runs decode, which decodes parts of the file whose tree is root one by one (a tenant
+// file, tenant by tenant), within one budget for the whole file: an alias of a part to another
+// part draws on it.
+func (d *Decoder) decodeFile(root *yaml.Node, decode func()) {
+	d.left, d.inFile = 2*nodes(root)+aliasAllowance, true
+	defer func() { d.inFile = false }()
+	decode()
+}
+
+// aliasAllowance is how many more values than twice its own a YAML tree may decode into through
+// its aliases: enough for lists and settings shared by alias (&eu, *eu), never a tree of aliases
+// of aliases, which grows with the square or the power of its size (a few KiB of `- *t` lines,
+// each a tenant with a long list, decoded into billions of values and held every replica's reload
+// until it was killed for its memory).
+const aliasAllowance = 100_000
+
+// nodes counts the nodes of the tree n as written: an alias counts one, what it names is not
+// counted again.
+func nodes(n *yaml.Node) int {
+	c := 1
+	for _, x := range n.Content {
+		c += nodes(x)
+	}
+	return c
 }
 
 func (d *Decoder) record(path string, line int) {
@@ -309,6 +342,12 @@ func (d *Decoder) record(path string, line int) {
 }
 
 func (d *Decoder) decode(n *yaml.Node, path string, v reflect.Value) {
+	if d.left--; d.left < 0 {
+		if d.left == -1 {
+			d.Add(n.Line, path, "the file's aliases (*name) expand to more values than %d beyond twice its own: it is not read further", aliasAllowance)
+		}
+		return
+	}
 	for n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
 		n = n.Content[0]
 	}

@@ -18,6 +18,8 @@ import (
 //     notify_private_addresses, accept_unrecognized_numbers): only the entry's keys may be set;
 //   - open numbers of no country, the pumping rings' favourite: allowed_countries may not name 001;
 //   - multiply its limits, each tenant having its own: at most max_tenants tenants;
+//   - exhaust every replica's memory with one huge file: at most max_bytes (256 KiB) together, and
+//     no tree of aliases (Decoder, aliasAllowance), which no file may hold;
 //   - take another team's tenant name, or ride another tenant's routes by declaring its client
 //     ids: names must match the entry's pattern, and a client id may not be declared outside it;
 //   - read the operator's secrets: ${NAME} (the environment) is refused, and ${file:PATH} is read
@@ -89,6 +91,13 @@ func (c *Config) checkTenantFileSets() {
 		} else if *s.MaxTenants < 1 {
 			c.Problem(p+".max_tenants", "must be at least 1, not %d", *s.MaxTenants)
 		}
+		if s.MaxBytes == nil {
+			n := defaultMaxBytes
+			s.MaxBytes = &n
+		} else if *s.MaxBytes < 1<<10 || *s.MaxBytes > maxTenantFile {
+			c.Problem(p+".max_bytes", "must be from 1024 to %d (%d MiB), not %d", maxTenantFile, maxTenantFile>>20, *s.MaxBytes)
+			*s.MaxBytes = defaultMaxBytes
+		}
 		if s.Keys == nil {
 			s.Keys = DelegatedKeys
 		}
@@ -112,6 +121,9 @@ func (c *Config) checkTenantFileSets() {
 func (c *Config) checkDelegatedTenant(entry int, n *yaml.Node, at string, t *Tenant, held int) {
 	s := &c.TenantFiles[entry]
 	e := fmt.Sprintf("tenant_files[%d]", entry)
+	for n.Kind == yaml.AliasNode && n.Alias != nil { // - *t: the tenant it names, as decoded
+		n = n.Alias
+	}
 	if n.Kind == yaml.MappingNode {
 		for k := 0; k+1 < len(n.Content); k += 2 {
 			key := n.Content[k].Value

@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -192,12 +193,19 @@ func (c *Config) readTenantFiles() {
 		entryOf[i] = -1
 	}
 	held := make([]int, len(c.TenantFiles)) // how many tenants each entry's files hold so far
+	read := make([]int, len(c.TenantFiles)) // how many bytes each entry's files held so far
 	for _, tf := range tenantFiles(c.File, c.TenantFiles) {
 		f, set := tf.path, &c.TenantFiles[tf.entry]
-		b, err := ReadWatched(f)
-		if err == nil && len(b) > maxTenantFile {
-			err = fmt.Errorf("it holds more than %d MiB", maxTenantFile>>20)
+		bound, what := maxTenantFile, fmt.Sprintf("it holds more than %d MiB", maxTenantFile>>20)
+		if set.Delegated {
+			bound = min(bound, max(0, *set.MaxBytes-read[tf.entry]))
+			what = fmt.Sprintf("the files of tenant_files[%d] hold more than %d bytes together (max_bytes): a team's files are parsed by every replica, in some 60 times their size of memory", tf.entry, *set.MaxBytes)
 		}
+		b, err := readRegular(f, int64(bound)+1)
+		if err == nil && len(b) > bound {
+			err = errors.New(what)
+		}
+		read[tf.entry] += len(b)
 		if err != nil {
 			d.Problems = append(d.Problems, Problem{File: f, Msg: fmt.Sprintf("tenant file: %v", err)})
 			continue
@@ -221,32 +229,42 @@ func (c *Config) readTenantFiles() {
 			}
 			d.delegated[f] = delegation{entry: fmt.Sprintf("tenant_files[%d]", tf.entry), secrets: set.SecretFiles}
 		}
-		for k := 0; k+1 < len(n.Content); k += 2 {
-			key, val := n.Content[k], n.Content[k+1]
-			if key.Value != "tenants" {
-				d.Problems = append(d.Problems, Problem{File: f, Line: key.Line, Path: key.Value, Msg: "unknown key in a tenant file (it holds tenants alone)"})
-				continue
+		d.decodeFile(&root, func() { c.readTenants(f, n, tf, set, held, &entryOf) })
+	}
+	c.checkDelegatedClientIDs(entryOf)
+}
+
+// readTenants appends the tenants of n, the mapping at the root of the tenant file f, which tf
+// matched for set: held counts each entry's tenants so far, entryOf the entry of every tenant.
+func (c *Config) readTenants(f string, n *yaml.Node, tf tenantFile, set *TenantFileSet, held []int, entryOf *[]int) {
+	d := c.Decoder
+	for k := 0; k+1 < len(n.Content); k += 2 {
+		key, val := n.Content[k], n.Content[k+1]
+		if key.Value != "tenants" {
+			d.Problems = append(d.Problems, Problem{File: f, Line: key.Line, Path: key.Value, Msg: "unknown key in a tenant file (it holds tenants alone)"})
+			continue
+		}
+		if val.Kind != yaml.SequenceNode {
+			d.Problems = append(d.Problems, Problem{File: f, Line: val.Line, Path: "tenants", Msg: "expected a list of tenants"})
+			continue
+		}
+		for _, tn := range val.Content {
+			path := fmt.Sprintf("tenants[%d]", len(c.Tenants))
+			if d.PathFiles == nil {
+				d.PathFiles = map[string]string{}
 			}
-			if val.Kind != yaml.SequenceNode {
-				d.Problems = append(d.Problems, Problem{File: f, Line: val.Line, Path: "tenants", Msg: "expected a list of tenants"})
-				continue
+			d.PathFiles[path] = f
+			var t Tenant
+			d.Decode(tn, path, &t)
+			held[tf.entry]++
+			if set.Delegated {
+				c.checkDelegatedTenant(tf.entry, tn, path, &t, held[tf.entry])
 			}
-			for _, tn := range val.Content {
-				path := fmt.Sprintf("tenants[%d]", len(c.Tenants))
-				if d.PathFiles == nil {
-					d.PathFiles = map[string]string{}
-				}
-				d.PathFiles[path] = f
-				var t Tenant
-				d.Decode(tn, path, &t)
-				held[tf.entry]++
-				if set.Delegated {
-					c.checkDelegatedTenant(tf.entry, tn, path, &t, held[tf.entry])
-				}
-				c.Tenants = append(c.Tenants, t)
-				entryOf = append(entryOf, tf.entry)
+			c.Tenants = append(c.Tenants, t)
+			*entryOf = append(*entryOf, tf.entry)
+			if d.left < 0 {
+				break // the file's aliases spent what it may decode (decodeFile): nothing more of it
 			}
 		}
 	}
-	c.checkDelegatedClientIDs(entryOf)
 }
