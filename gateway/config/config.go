@@ -529,7 +529,7 @@ type TenantFileSet struct {
 	// DelegatedKeys, those that only narrow what a tenant may do.
 	Keys []string `yaml:"keys"`
 	// MaxBytes bounds what the files hold together; default 256 KiB. Every replica parses them,
-	// in some 60 times their size of memory: 14 MB of client ids took 800 MB.
+	// in up to some 60 times their size of memory: 14 MB of client ids took 800 MB.
 	MaxBytes *int `yaml:"max_bytes"`
 	// SecretFiles is the glob pattern (relative to the config file's directory) of the files a
 	// ${file:PATH} in the files may read; default none. ${NAME} (the environment, the operator's

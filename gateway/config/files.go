@@ -199,7 +199,7 @@ func (c *Config) readTenantFiles() {
 		bound, what := maxTenantFile, fmt.Sprintf("it holds more than %d MiB", maxTenantFile>>20)
 		if set.Delegated {
 			bound = min(bound, max(0, *set.MaxBytes-read[tf.entry]))
-			what = fmt.Sprintf("the files of tenant_files[%d] hold more than %d bytes together (max_bytes): a team's files are parsed by every replica, in some 60 times their size of memory", tf.entry, *set.MaxBytes)
+			what = fmt.Sprintf("the files of tenant_files[%d] hold more than %d bytes together (max_bytes): a team's files are parsed by every replica, in up to some 60 times their size of memory", tf.entry, *set.MaxBytes)
 		}
 		b, err := readRegular(f, int64(bound)+1)
 		if err == nil && len(b) > bound {
