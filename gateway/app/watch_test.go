@@ -23,6 +23,19 @@ providers: [{name: primary, type: mock}]
 routes: [{name: default, providers: [primary]}]
 `
 
+// writeBeside writes content to the file name in the directory of the config file at path (a
+// key, a tenant file), making the directories it needs.
+func writeBeside(t *testing.T, path, name, content string) {
+	t.Helper()
+	p := filepath.Join(filepath.Dir(path), name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestAChangedConfigReloadsItself: with server.watch_config, a replica reloads when its config
 // file or a file it reads a secret from changes, as Kubernetes changes a mounted Secret or
 // ConfigMap: a rotated key, then a new tenant whose key file appears only after the config names
@@ -30,16 +43,7 @@ routes: [{name: default, providers: [primary]}]
 // no key reaches the log.
 func TestAChangedConfigReloadsItself(t *testing.T) {
 	path := writeConfig(t, watchedConfig)
-	keys := filepath.Join(filepath.Dir(path), "keys")
-	writeKey := func(name, key string) {
-		t.Helper()
-		if err := os.MkdirAll(keys, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(keys, name), []byte(key+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeKey := func(name, key string) { t.Helper(); writeBeside(t, path, "keys/"+name, key+"\n") }
 	writeKey("acme", "acme-key-ONE-0123456789")
 	h := startAt(t, path, Options{})
 	body := `{"message_options":{"recipient":"+1 415 555 0104","text":"Your code is 123456"}}`
@@ -113,17 +117,9 @@ func TestAChangedConfigReloadsItself(t *testing.T) {
 func TestWithoutWatchConfigOnlyASignalReloads(t *testing.T) {
 	cfg := strings.Replace(watchedConfig, "server: {watch_config: 1s}", "server: {admin_token: admin-t0ken-0123456789}", 1)
 	path := writeConfig(t, cfg)
-	keys := filepath.Join(filepath.Dir(path), "keys")
-	if err := os.Mkdir(keys, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(keys, "acme"), []byte("acme-key-ONE-0123456789"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeBeside(t, path, "keys/acme", "acme-key-ONE-0123456789")
 	h := startAt(t, path, Options{})
-	if err := os.WriteFile(filepath.Join(keys, "acme"), []byte("acme-key-TWO-0123456789"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeBeside(t, path, "keys/acme", "acme-key-TWO-0123456789")
 	time.Sleep(watchIdle + time.Second)
 	body := `{"message_options":{"recipient":"+1 415 555 0104","text":"Your code is 123456"}}`
 	if r := h.send("acme-key-ONE-0123456789", body); r.Status != 200 {
@@ -160,9 +156,7 @@ func TestATenantFileAddedOrRemovedIsReloaded(t *testing.T) {
 	}
 	await("beta-key-0123456789", 401)
 	file := filepath.Join(dir, "beta.yaml")
-	if err := os.WriteFile(file, []byte("tenants: [{name: beta, api_key: beta-key-0123456789}]\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeBeside(t, path, "tenants.d/beta.yaml", "tenants: [{name: beta, api_key: beta-key-0123456789}]\n")
 	await("beta-key-0123456789", 200)
 	if err := os.Remove(file); err != nil {
 		t.Fatal(err)
@@ -181,9 +175,7 @@ providers: [{name: p, type: mock}]
 routes: [{name: d, providers: [p]}]
 `)
 	team := filepath.Join(filepath.Dir(path), "team.yaml")
-	if err := os.WriteFile(team, []byte("# the team's tenants\ntenants:\n  - name: beta\n    api_key: short\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeBeside(t, path, "team.yaml", "# the team's tenants\ntenants:\n  - name: beta\n    api_key: short\n")
 	warnings, err := Check(path)
 	if err != nil {
 		t.Fatal(err)
@@ -202,15 +194,7 @@ func TestATeamsFileCannotLoosenItsLimits(t *testing.T) {
 	path := writeConfig(t, strings.Replace(watchedConfig, "policy: {rate_limits: {per_recipient: 0}}\ntenants:\n  - {name: acme, api_key: \"${file:keys/acme}\"}\n",
 		"policy: {rate_limits: {per_recipient: 0, per_tenant: 2/1h}}\ntenant_files:\n  - {path: \"teams/pay/*.yaml\", names: \"pay-*\"}\ntenants:\n  - {name: acme, api_key: acme-key-0123456789}\n", 1))
 	team := filepath.Join(filepath.Dir(path), "teams", "pay", "tenants.yaml")
-	write := func(content string) {
-		t.Helper()
-		if err := os.MkdirAll(filepath.Dir(team), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(team, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(content string) { t.Helper(); writeBeside(t, path, "teams/pay/tenants.yaml", content) }
 	write("tenants:\n  - {name: pay-prod, api_key: pay-prod-key-0123456789, allowed_countries: [US]}\n")
 	h := startAt(t, path, Options{})
 	body := `{"message_options":{"recipient":"+1 415 555 0104","text":"Your code is 123456"}}`
@@ -274,22 +258,14 @@ routes:
 // same: a line of megabytes would fill the log every replica writes.
 func TestARejectedReloadSaysHowManyProblemsNotAll(t *testing.T) {
 	path := writeConfig(t, strings.Replace(watchedConfig, "server: {watch_config: 1s}", "server: {admin_token: admin-t0ken-0123456789}", 1))
-	keys := filepath.Join(filepath.Dir(path), "keys")
-	if err := os.MkdirAll(keys, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(keys, "acme"), []byte("acme-key-0123456789\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeBeside(t, path, "keys/acme", "acme-key-0123456789\n")
 	h := startAt(t, path, Options{})
 	var b strings.Builder
 	b.WriteString("tenants:\n")
 	for i := range 150 {
 		fmt.Fprintf(&b, "  - {name: t%d, api_key: key-%d-0123456789abcdef, allowed_countries: [XX]}\n", i, i)
 	}
-	if err := os.WriteFile(filepath.Join(filepath.Dir(path), "team.yaml"), []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeBeside(t, path, "team.yaml", b.String())
 	if err := os.WriteFile(path, []byte("tenant_files: [team.yaml]\n"+strings.Replace(watchedConfig, "server: {watch_config: 1s}", "server: {admin_token: admin-t0ken-0123456789}", 1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
