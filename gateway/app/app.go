@@ -737,14 +737,7 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 	rt.checkPumpingRanges()
 	rt.checkRetention()
 	rt.checkTeamNames()
-	for i, w := range rt.warnings {
-		rt.warnings[i] = cfg.Decoder.Redact(w) // no secret a reference read, quoted back
-	}
 	if cfg.Decoder.Unread { // a check without the secrets: what they would hold is not judged
-		rt.warnings = slices.DeleteFunc(rt.warnings, func(w string) bool {
-			f := strings.SplitN(w, ": ", 3)
-			return len(f) == 3 && cfg.Decoder.Unjudged(f[1])
-		})
 		cfg.Decoder.DropUnjudged()
 	}
 	if len(cfg.Decoder.Problems) > 0 {
@@ -753,6 +746,17 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 		return nil, cfg.Decoder.Problems
 	}
 	return rt, nil
+}
+
+// warn records a warning about the key at path: FILE:LINE: path: message. No value a reference
+// read is quoted back (Decoder.Redact), and in a check without the secrets (Decoder.Unread), a
+// key holding a reference is not judged.
+func (rt *runtime) warn(path, format string, args ...any) {
+	d := rt.cfg.Decoder
+	if d.Unread && d.Unjudged(path) {
+		return
+	}
+	rt.warnings = append(rt.warnings, d.Redact(fmt.Sprintf("%s: %s: ", d.Where(path), path)+fmt.Sprintf(format, args...)))
 }
 
 // checkVoicePrices warns when spend limits are set and providers can send voice, but none has
@@ -769,8 +773,7 @@ func (rt *runtime) checkVoicePrices() {
 		}
 	}
 	if path != "" && voice {
-		rt.warnings = append(rt.warnings, fmt.Sprintf("%s: %s: providers can send voice, but none has voice_prices: spend limits count a call at the highest SMS price, and calls usually cost more",
-			rt.cfg.Decoder.Where(path), path))
+		rt.warn(path, "providers can send voice, but none has voice_prices: spend limits count a call at the highest SMS price, and calls usually cost more")
 	}
 }
 
@@ -783,8 +786,8 @@ const minCredential = 16
 func (rt *runtime) checkCredentials() {
 	weak := func(path string, s gateway.Secret) {
 		if s != "" && len(s) < minCredential {
-			rt.warnings = append(rt.warnings, fmt.Sprintf("%s: %s: shorter than %d characters: whoever reaches the gateway can find it by trying (wrong keys are answered at once, without limit); use a random value such as `openssl rand -hex 16`",
-				rt.cfg.Decoder.Where(path), path, minCredential))
+			rt.warn(path, "shorter than %d characters: whoever reaches the gateway can find it by trying (wrong keys are answered at once, without limit); use a random value such as `openssl rand -hex 16`",
+				minCredential)
 		}
 	}
 	weak("server.admin_token", rt.cfg.Server.AdminToken)
@@ -847,8 +850,7 @@ func (rt *runtime) checkMetricsListener() {
 	if rt.cfg.Server.PublicURL == "" || rt.cfg.Server.MetricsListen != "" {
 		return
 	}
-	rt.warnings = append(rt.warnings, fmt.Sprintf("%s: server.public_url: GET /metrics is served on server.listen, which tenants reach: it shows every tenant's volume, spend, countries and quarantines to anyone who asks; set server.metrics_listen (for example 0.0.0.0:9464) and scrape that, or block /metrics in front",
-		rt.cfg.Decoder.Where("server.public_url")))
+	rt.warn("server.public_url", "GET /metrics is served on server.listen, which tenants reach: it shows every tenant's volume, spend, countries and quarantines to anyone who asks; set server.metrics_listen (for example 0.0.0.0:9464) and scrape that, or block /metrics in front")
 }
 
 // wideRangeDigits is where policy.pumping.range_digits starts to warn: from 4 national digits, a
@@ -867,8 +869,8 @@ func (rt *runtime) checkPumpingRanges() {
 	}
 	for i := range rt.cfg.Tenants {
 		if e := rt.cfg.EffectivePumping(&rt.cfg.Tenants[i]); e.Enabled != nil && *e.Enabled {
-			rt.warnings = append(rt.warnings, fmt.Sprintf("%s: policy.pumping.range_digits: %d digits make nearly every number a range of its own: each range's counters are kept for the baseline and two hours (%.0fh), about 440 bytes a send in memory and 110 in Redis, and few ranges reach min_volume; 2 or 3 is usual (docs/operations.md)",
-				rt.cfg.Decoder.Where("policy.pumping.range_digits"), pp.RangeDigits, (pp.Baseline.D()+2*time.Hour).Hours()))
+			rt.warn("policy.pumping.range_digits", "%d digits make nearly every number a range of its own: each range's counters are kept for the baseline and two hours (%.0fh), about 440 bytes a send in memory and 110 in Redis, and few ranges reach min_volume; 2 or 3 is usual (docs/operations.md)",
+				pp.RangeDigits, (pp.Baseline.D() + 2*time.Hour).Hours())
 			return
 		}
 	}
@@ -881,8 +883,7 @@ func (rt *runtime) checkTeamNames() {
 	for i, s := range rt.cfg.TenantFiles {
 		path := fmt.Sprintf("tenant_files[%d]", i)
 		if _, set := rt.cfg.Decoder.Lines[path+".names"]; s.Delegated && !set {
-			rt.warnings = append(rt.warnings, fmt.Sprintf("%s: %s: a team's entry without names: its files may name a tenant as another team's or as yours, and a name taken twice rejects the whole load, every team's changes with it; give each team a pattern of its own (names: \"payments-*\")",
-				rt.cfg.Decoder.Where(path), path))
+			rt.warn(path, "a team's entry without names: its files may name a tenant as another team's or as yours, and a name taken twice rejects the whole load, every team's changes with it; give each team a pattern of its own (names: \"payments-*\")")
 		}
 	}
 }
@@ -906,8 +907,8 @@ func (rt *runtime) checkRetention() {
 	}
 	for _, w := range windows {
 		if w.on && ret < w.d {
-			rt.warnings = append(rt.warnings, fmt.Sprintf("%s: storage.retention: %s keeps less of the message log than %s (%s) reads: it counts only what is kept",
-				rt.cfg.Decoder.Where("storage.retention"), ret, w.key, w.d))
+			rt.warn("storage.retention", "%s keeps less of the message log than %s (%s) reads: it counts only what is kept",
+				ret, w.key, w.d)
 		}
 	}
 }
@@ -926,8 +927,8 @@ func (rt *runtime) checkTenantRates() {
 		}
 	}
 	if len(open) > 0 {
-		rt.warnings = append(rt.warnings, fmt.Sprintf("%s: state.driver: tenants without rate_limits.per_tenant (%s): nothing bounds their calls to the Redis every replica shares, nor what each keeps there but its idempotency records (docs/security.md)",
-			rt.cfg.Decoder.Where("state.driver"), strings.Join(open, ", ")))
+		rt.warn("state.driver", "tenants without rate_limits.per_tenant (%s): nothing bounds their calls to the Redis every replica shares, nor what each keeps there but its idempotency records (docs/security.md)",
+			strings.Join(open, ", "))
 	}
 }
 
@@ -938,8 +939,8 @@ func (rt *runtime) checkSenders() {
 	for i, t := range rt.cfg.Tenants {
 		if t.AllowSender && len(t.AllowedSenders) == 0 {
 			p := fmt.Sprintf("tenants[%d].allow_sender", i)
-			rt.warnings = append(rt.warnings, fmt.Sprintf("%s: %s: tenant %q may send as any sender, another tenant's brand or a bank's included, from the providers' accounts every tenant shares; list the senders it may use in allowed_senders",
-				rt.cfg.Decoder.Where(p), p, t.Name))
+			rt.warn(p, "tenant %q may send as any sender, another tenant's brand or a bank's included, from the providers' accounts every tenant shares; list the senders it may use in allowed_senders",
+				t.Name)
 		}
 	}
 }
@@ -955,8 +956,8 @@ func (rt *runtime) checkLinkHosts() {
 		for k, h := range hosts {
 			if slices.Contains(shorteners, strings.ToLower(h)) {
 				kp := fmt.Sprintf("%s[%d]", p, k)
-				rt.warnings = append(rt.warnings, fmt.Sprintf("%s: %s: %s is a URL shortener: its links go wherever their maker chose, so allowing it allows a link to anywhere",
-					rt.cfg.Decoder.Where(kp), kp, h))
+				rt.warn(kp, "%s is a URL shortener: its links go wherever their maker chose, so allowing it allows a link to anywhere",
+					h)
 			}
 		}
 	}
@@ -991,16 +992,16 @@ func (rt *runtime) checkPublicURL() {
 			}
 		} else if !rr.AsksReports() {
 			path := fmt.Sprintf("providers[%d]", i)
-			rt.warnings = append(rt.warnings, fmt.Sprintf("%s: %s: %s is asked for no delivery reports (set webhook_secret; aws-sms-voice: configuration_set and event_topics): delivery-aware routing cannot see it stop delivering, and its reported prices and notify pushes never come",
-				rt.cfg.Decoder.Where(path), path, p.Name))
+			rt.warn(path, "%s is asked for no delivery reports (set webhook_secret; aws-sms-voice: configuration_set and event_topics): delivery-aware routing cannot see it stop delivering, and its reported prices and notify pushes never come",
+				p.Name)
 		}
 	}
 	if len(takers) == 0 {
 		return
 	}
 	path := fmt.Sprintf("providers[%d]", first)
-	rt.warnings = append(rt.warnings, fmt.Sprintf("%s: %s: providers take delivery reports (%s), but server.public_url is empty, so none is given a callback URL: unless a provider's account posts reports to /v1/dlr/... by itself, delivery-aware routing cannot see a provider that accepts messages and stops delivering, reported prices reach neither spend limits nor least-cost routing, and notify URLs get no reports",
-		rt.cfg.Decoder.Where(path), path, strings.Join(takers, ", ")))
+	rt.warn(path, "providers take delivery reports (%s), but server.public_url is empty, so none is given a callback URL: unless a provider's account posts reports to /v1/dlr/... by itself, delivery-aware routing cannot see a provider that accepts messages and stops delivering, reported prices reach neither spend limits nor least-cost routing, and notify URLs get no reports",
+		strings.Join(takers, ", "))
 }
 
 // knownActions are the actions Auth0 sends: the legacy hook's (enrollment, authentication), the
@@ -1019,8 +1020,8 @@ func (rt *runtime) checkRouteActions() {
 		for j, act := range r.Match.Actions {
 			if !slices.Contains(knownActions, act) {
 				path := fmt.Sprintf("routes[%d].match.actions[%d]", i, j)
-				rt.warnings = append(rt.warnings, fmt.Sprintf("%s: %s: %q is no action Auth0 sends (%s): route %q matches only requests that name it themselves",
-					rt.cfg.Decoder.Where(path), path, act, strings.Join(knownActions, ", "), r.Name))
+				rt.warn(path, "%q is no action Auth0 sends (%s): route %q matches only requests that name it themselves",
+					act, strings.Join(knownActions, ", "), r.Name)
 			}
 		}
 	}
@@ -1044,11 +1045,11 @@ func (rt *runtime) checkRouteClientIDs() {
 			path := fmt.Sprintf("routes[%d].match.client_ids[%d]", i, j)
 			switch o := owners[id]; {
 			case o == nil && len(r.Match.Tenants) == 0:
-				rt.warnings = append(rt.warnings, fmt.Sprintf("%s: %s: no tenant declares this client id in its client_ids, and the route names no tenants: any tenant's request may name it and take route %q, with its providers and their senders; add it to its tenant's client_ids, or set match.tenants",
-					rt.cfg.Decoder.Where(path), path, r.Name))
+				rt.warn(path, "no tenant declares this client id in its client_ids, and the route names no tenants: any tenant's request may name it and take route %q, with its providers and their senders; add it to its tenant's client_ids, or set match.tenants",
+					r.Name)
 			case o != nil && len(r.Match.Tenants) > 0 && !slices.ContainsFunc(r.Match.Tenants, func(t string) bool { return o[t] }):
-				rt.warnings = append(rt.warnings, fmt.Sprintf("%s: %s: only tenants that declare this client id in their client_ids may take a route by it, and match.tenants of route %q names none of them: it never matches by this client id",
-					rt.cfg.Decoder.Where(path), path, r.Name))
+				rt.warn(path, "only tenants that declare this client id in their client_ids may take a route by it, and match.tenants of route %q names none of them: it never matches by this client id",
+					r.Name)
 			}
 		}
 	}
@@ -1081,8 +1082,8 @@ func (rt *runtime) checkRouteCapabilities() {
 			if explicit {
 				rt.cfg.Problem(path, "route %q matches %s, but none of its providers can send %s", r.Name, t, t)
 			} else {
-				rt.warnings = append(rt.warnings, fmt.Sprintf("%s: %s: route %q matches %s too (no match.message_types), but none of its providers can send %s: such requests get 503 no_provider_available",
-					rt.cfg.Decoder.Where(path), path, r.Name, t, t))
+				rt.warn(path, "route %q matches %s too (no match.message_types), but none of its providers can send %s: such requests get 503 no_provider_available",
+					r.Name, t, t)
 			}
 		}
 	}

@@ -110,10 +110,7 @@ type Decoder struct {
 // HasProblem reports whether a problem names path, at the cost of a map look-up: a check asked
 // for each of many thousand tenants must not read every problem found so far each time.
 func (d *Decoder) HasProblem(path string) bool {
-	if d.indexed > len(d.Problems) { // problems were dropped (DropUnjudged): index them anew
-		d.problemAt, d.indexed = nil, 0
-	}
-	if d.problemAt == nil {
+	if d.problemAt == nil { // none yet, or problems were dropped (DropUnjudged): index them anew
 		d.problemAt = map[string]bool{}
 	}
 	for ; d.indexed < len(d.Problems); d.indexed++ {
