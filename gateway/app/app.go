@@ -1124,7 +1124,8 @@ func boolGauge(b bool) float64 {
 	return 0
 }
 
-// Reload reads the config file again and swaps it in atomically. An invalid file changes nothing.
+// Reload reads the config file again and swaps it in atomically. An invalid file changes nothing;
+// the error then lists its first config.ProblemLines problems, one a line, and how many more.
 // Listener address, log format, storage and state need a restart; the log level follows the file.
 func (a *App) Reload(ctx context.Context) error {
 	a.reloadMu.Lock()
@@ -1141,11 +1142,11 @@ func (a *App) Reload(ctx context.Context) error {
 		a.metrics.Reloads.WithLabelValues("error").Inc()
 		a.metrics.ConfigLoaded.Set(0)
 		var ps config.Problems
-		n, msg := 1, err.Error()
-		if errors.As(err, &ps) {
-			n, msg = len(ps), strings.Join(ps.Lines(config.ProblemLines), "\n")
+		n := 1
+		if errors.As(err, &ps) { // the first of them, and how many more: a line, not megabytes
+			n, err = len(ps), errors.New(strings.Join(ps.Lines(config.ProblemLines), "\n"))
 		}
-		a.log.Error("config reload rejected; keeping the running config", "file", a.opts.ConfigPath, "problems", n, "err", msg)
+		a.log.Error("config reload rejected; keeping the running config", "file", a.opts.ConfigPath, "problems", n, "err", err.Error())
 		return err
 	}
 	if cfg.Server.Listen != prev.cfg.Server.Listen || cfg.Server.MetricsListen != prev.cfg.Server.MetricsListen || cfg.Log.Format != prev.cfg.Log.Format ||
