@@ -72,7 +72,7 @@ type App struct {
 	client      *http.Client
 	rt          atomic.Pointer[runtime]
 	reloadMu    sync.Mutex
-	// loaded is the configPrint of what the last load, or attempt to load, read (watch.go).
+	// loaded is the config.Digest of what the last load, or attempt to load, read (watch.go).
 	loaded atomic.Pointer[string]
 
 	// inflight counts detached sends still running (Shutdown waits for them).
@@ -268,7 +268,7 @@ func collectSecrets(v reflect.Value, out *[]string) {
 
 // New loads the config, opens the message log and builds everything, without listening yet.
 func New(ctx context.Context, o Options) (*App, error) {
-	seen := configPrint(o.ConfigPath)
+	seen := config.Digest(o.ConfigPath)
 	cfg, err := config.Load(o.ConfigPath, Drivers)
 	if err != nil {
 		return nil, err
@@ -1131,7 +1131,7 @@ func (a *App) Reload(ctx context.Context) error {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
 	prev := a.rt.Load()
-	seen := configPrint(a.opts.ConfigPath) // before the load: a change during it is seen next time
+	seen := config.Digest(a.opts.ConfigPath) // before the load: a change during it is seen next time
 	a.loaded.Store(&seen)
 	cfg, err := config.Load(a.opts.ConfigPath, Drivers)
 	var rt *runtime

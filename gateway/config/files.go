@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -145,6 +146,41 @@ func tenantFiles(file string, sets []TenantFileSet) []tenantFile {
 // the tenant files its tenant_files match now, then every file those and b read secrets from. A
 // change to any of them, or to which files a pattern matches, is a change of the config.
 func Watched(file string, b []byte) []string {
+	var out []string
+	for _, w := range watched(file, b) {
+		out = append(out, w.path)
+	}
+	return out
+}
+
+// Digest is a digest of the config file named file and of every file a load of it reads
+// (Watched), as they are now, each read once: a file that cannot be read counts as such, so its
+// appearing is a change too. It holds nothing of what the files hold (server.watch_config).
+func Digest(file string) string {
+	h := sha256.New()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		h.Write([]byte("unreadable\x00"))
+	}
+	h.Write(b)
+	for _, w := range watched(file, b) {
+		h.Write([]byte("\x00" + w.path + "\x00"))
+		if w.err == nil {
+			h.Write([]byte{1})
+			h.Write(w.b)
+		}
+	}
+	return string(h.Sum(nil))
+}
+
+// watchedFile is a file Watched names, as a load reads it: a regular file, bounded.
+type watchedFile struct {
+	path string
+	b    []byte
+	err  error
+}
+
+func watched(file string, b []byte) []watchedFile {
 	var top struct {
 		TenantFiles []yaml.Node `yaml:"tenant_files"`
 	}
@@ -160,25 +196,28 @@ func Watched(file string, b []byte) []string {
 			sets[i].Delegated = true
 		}
 	}
-	var out, secrets files
-	for _, t := range tenantFiles(file, sets) {
-		out.add(t.path)
-	}
-	secrets.addSecretFiles(file, b)
-	for _, f := range out.list {
-		if tb, err := ReadWatched(f); err == nil {
-			secrets.addSecretFiles(f, tb)
+	var out []watchedFile
+	var paths, secrets files
+	read := func(p string) {
+		if !paths.seen[p] {
+			paths.add(p)
+			r, err := readRegular(p, maxTenantFile+1) // never a FIFO, nor a large file whole
+			out = append(out, watchedFile{p, r, err})
 		}
 	}
-	for _, s := range secrets.list {
-		out.add(s)
+	for _, t := range tenantFiles(file, sets) {
+		read(t.path)
 	}
-	return out.list
-}
-
-// ReadWatched reads a file Watched named, as a load reads it: a regular file, bounded.
-func ReadWatched(path string) ([]byte, error) {
-	return readRegular(path, maxTenantFile+1)
+	secrets.addSecretFiles(file, b)
+	for _, w := range out {
+		if w.err == nil {
+			secrets.addSecretFiles(w.path, w.b)
+		}
+	}
+	for _, p := range secrets.list {
+		read(p)
+	}
+	return out
 }
 
 // readTenantFiles appends the tenants of every file tenant_files matches to c.Tenants. Each file
