@@ -547,6 +547,7 @@ var DelegatedKeys = []string{"previous_api_keys", "client_ids", "allowed_countri
 const (
 	defaultMaxTenants = 10
 	defaultMaxBytes   = 256 << 10
+	minMaxBytes       = 1 << 10
 )
 
 // Provider is one configured provider; Options holds the driver-specific keys.

@@ -753,3 +753,84 @@ routes: [{name: d, providers: [p]}]
 		t.Errorf("max_bytes of 100: %v", err)
 	}
 }
+
+// TestTheWatchReadsWhatALoadReads: server.watch_config looks at the files a load reads, as far as
+// a load reads them (Digest), and no further: a team's file that names any file (a database that
+// changes every second, the operator's keys) does not make every replica read it and reload at
+// every look; nor do bytes past max_bytes, files past max_tenants, or a secret file past what a
+// secret may hold. What a load does read is still watched.
+func TestTheWatchReadsWhatALoadReads(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) { t.Helper(); writeIn(t, dir, name, content) }
+	write("keys/team-a", "team-a-key-0123456789\n")
+	write("keys/operator", "OPERATOR-SECRET\n")
+	write("keys/big", strings.Repeat("k", 70<<10))
+	write("log.db", "records, changing all the time")
+	write("teams/a.yaml", `tenants:
+  - name: a
+    api_key: "${file:../keys/team-a}"
+    previous_api_keys: ["${file:../log.db}", "${file:../keys/operator}"]
+`)
+	write("teams/b.yaml", "tenants: [{name: b, api_key: b-key-0123456789}]\n#"+strings.Repeat("x", 3000)+"\n")
+	write("teams/c.yaml", "")
+	write("teams/d.yaml", "tenants: [{name: d, api_key: d-key-0123456789}]\n")
+	write("teams/e.yaml", "")
+	file := filepath.Join(dir, "smsgate.yaml")
+	src := `tenant_files: [{path: teams/*.yaml, max_tenants: 3, max_bytes: 2048, secret_files: keys/team-*}]
+tenants: [{name: ops, api_key: "${file:keys/big}"}]
+providers: [{name: p, type: mock}]
+routes: [{name: d, providers: [p]}]
+`
+	write("smsgate.yaml", src)
+	_, err := Parse(file, []byte(src), env(nil))
+	if err == nil {
+		t.Fatal("Parse accepted files past their bounds")
+	}
+	for _, want := range []string{
+		filepath.Join(dir, "teams/b.yaml") + ": tenant file: the files of tenant_files[0] hold more than 2048 bytes together (max_bytes)",
+		filepath.Join(dir, "teams/d.yaml") + ": tenant file: tenant_files[0] matches more than 3 files (max_tenants): it is not read",
+		filepath.Join(dir, "teams/e.yaml") + ": tenant file: tenant_files[0] matches more than 3 files (max_tenants)",
+		"keys/big holds more than 64 KiB",
+		"may read secrets only from files its secret_files matches; " + filepath.Join(dir, "log.db") + " does not",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("problems lack %q:\n%s", want, err)
+		}
+	}
+	var want []string
+	for _, f := range []string{"teams/a.yaml", "teams/b.yaml", "teams/c.yaml", "teams/d.yaml", "teams/e.yaml", "keys/team-a", "keys/big"} {
+		want = append(want, filepath.Join(dir, f))
+	}
+	if diff := cmp.Diff(want, Watched(file, []byte(src))); diff != "" {
+		t.Errorf("Watched (-want +got):\n%s", diff)
+	}
+
+	last := Digest(file)
+	for _, c := range []struct {
+		what, file, content string
+		seen                bool
+	}{
+		{"a file the team's file names outside secret_files", "log.db", "more records", false},
+		{"the operator's key the team's file names", "keys/operator", "OPERATOR-SECRET-ROTATED\n", false},
+		{"a byte past max_bytes", "teams/b.yaml", "tenants: [{name: b, api_key: b-key-0123456789}]\n#" + strings.Repeat("x", 2999) + "y\n", false},
+		{"a file past max_tenants", "teams/d.yaml", "tenants: [{name: d2, api_key: d-key-0123456789}]\n", false},
+		{"a byte past what a secret may hold", "keys/big", strings.Repeat("k", 69<<10) + "j" + strings.Repeat("k", 1<<10-1), false},
+		{"the team's key in secret_files", "keys/team-a", "team-a-key-rotated-0123\n", true},
+		{"a byte within max_bytes", "teams/b.yaml", "tenants: [{name: b, api_key: b-key-0123456789}]\n#z" + strings.Repeat("x", 2999) + "y\n", true},
+		{"a file within max_tenants", "teams/c.yaml", "tenants: []\n", true},
+		{"a byte of a secret within what it may hold", "keys/big", "j" + strings.Repeat("k", 70<<10-1), true},
+	} {
+		write(c.file, c.content)
+		now := Digest(file)
+		if seen := now != last; seen != c.seen {
+			t.Errorf("%s changed: the watch sees it %v, want %v", c.what, seen, c.seen)
+		}
+		last = now
+	}
+	if err := os.Remove(filepath.Join(dir, "teams/e.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if Digest(file) == last {
+		t.Error("a file past max_tenants removed: the watch does not see it (which files a pattern matches is part of the config)")
+	}
+}

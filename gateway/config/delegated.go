@@ -94,8 +94,8 @@ func (c *Config) checkTenantFileSets() {
 		if s.MaxBytes == nil {
 			n := defaultMaxBytes
 			s.MaxBytes = &n
-		} else if *s.MaxBytes < 1<<10 || *s.MaxBytes > maxTenantFile {
-			c.Problem(p+".max_bytes", "must be from 1024 to %d (%d MiB), not %d", maxTenantFile, maxTenantFile>>20, *s.MaxBytes)
+		} else if *s.MaxBytes < minMaxBytes || *s.MaxBytes > maxTenantFile {
+			c.Problem(p+".max_bytes", "must be from %d to %d (%d MiB), not %d", minMaxBytes, maxTenantFile, maxTenantFile>>20, *s.MaxBytes)
 			*s.MaxBytes = defaultMaxBytes
 		}
 		if s.Keys == nil {
@@ -110,7 +110,7 @@ func (c *Config) checkTenantFileSets() {
 			if _, err := filepath.Match(s.SecretFiles, ""); err != nil {
 				c.Problem(p+".secret_files", "%q is not a valid pattern: %v", s.SecretFiles, err)
 			}
-			s.SecretFiles = filepath.Clean(besideFile(c.File, s.SecretFiles))
+			s.SecretFiles = secretFilesPattern(c.File, s.SecretFiles)
 		}
 	}
 }

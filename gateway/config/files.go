@@ -100,13 +100,78 @@ func (fs *files) add(p string) {
 }
 
 // addSecretFiles adds the files the config text b (of the file named file) references as
-// ${file:PATH}.
-func (fs *files) addSecretFiles(file string, b []byte) {
+// ${file:PATH}. Of a file of a delegated entry (s), only those its secret_files matches: a load
+// reads no other from it (delegation.refused).
+func (fs *files) addSecretFiles(file string, b []byte, s *TenantFileSet) {
 	for _, m := range ref.FindAllSubmatch(b, -1) {
-		if m[2] != nil {
-			fs.add(besideFile(file, string(m[2])))
+		if m[2] == nil {
+			continue
 		}
+		p := besideFile(file, string(m[2]))
+		if s != nil && s.Delegated {
+			if ok, _ := filepath.Match(s.SecretFiles, filepath.Clean(p)); s.SecretFiles == "" || !ok {
+				continue
+			}
+		}
+		fs.add(p)
 	}
+}
+
+// secretFilesPattern is the secret_files pattern of a delegated entry in the config file named
+// file, resolved as the paths it is matched against are.
+func secretFilesPattern(file, pattern string) string {
+	if pattern == "" {
+		return ""
+	}
+	return filepath.Clean(besideFile(file, pattern))
+}
+
+// tenantReader reads the tenant files of one load, in order, each as far as its entry's bounds
+// let it: a delegated entry's files hold at most max_bytes together, and are at most max_tenants
+// files (an empty one counts: each is opened and read by every replica at every load and watch);
+// any tenant file at most 16 MiB. The load and the watch (Digest) read through it, so that the
+// watch looks at what a load reads, and no more.
+type tenantReader struct {
+	sets         []TenantFileSet
+	bytes, files []int // what each entry's files held so far, and how many were read
+}
+
+func newTenantReader(sets []TenantFileSet) *tenantReader {
+	return &tenantReader{sets: sets, bytes: make([]int, len(sets)), files: make([]int, len(sets))}
+}
+
+// read reads the tenant file tf. Past a bound it gives an error saying which, with what it read
+// (nothing of a file past max_tenants files).
+func (r *tenantReader) read(tf tenantFile) ([]byte, error) {
+	s := &r.sets[tf.entry]
+	bound, what := maxTenantFile, fmt.Sprintf("it holds more than %d MiB", maxTenantFile>>20)
+	if s.Delegated {
+		maxBytes, maxFiles := s.limits()
+		if r.files[tf.entry]++; r.files[tf.entry] > maxFiles {
+			return nil, fmt.Errorf("tenant_files[%d] matches more than %d files (max_tenants): it is not read", tf.entry, maxFiles)
+		}
+		bound = min(bound, max(0, maxBytes-r.bytes[tf.entry]))
+		what = fmt.Sprintf("the files of tenant_files[%d] hold more than %d bytes together (max_bytes): a team's files are parsed by every replica, in up to some 60 times their size of memory", tf.entry, maxBytes)
+	}
+	b, err := readRegular(tf.path, int64(bound)+1)
+	r.bytes[tf.entry] += len(b)
+	if err == nil && len(b) > bound {
+		err = errors.New(what)
+	}
+	return b, err
+}
+
+// limits are a delegated entry's max_bytes and max_tenants, their defaults where it sets none
+// or one the load refuses.
+func (s *TenantFileSet) limits() (maxBytes, maxTenants int) {
+	maxBytes, maxTenants = defaultMaxBytes, defaultMaxTenants
+	if s.MaxBytes != nil && *s.MaxBytes >= minMaxBytes && *s.MaxBytes <= maxTenantFile {
+		maxBytes = *s.MaxBytes
+	}
+	if s.MaxTenants != nil && *s.MaxTenants >= 1 {
+		maxTenants = *s.MaxTenants
+	}
+	return maxBytes, maxTenants
 }
 
 // tenantFile is a file an entry of tenant_files matches: its path and the entry's index.
@@ -167,8 +232,8 @@ func Digest(file string) string {
 		h.Write([]byte("\x00" + w.path + "\x00"))
 		if w.err == nil {
 			h.Write([]byte{1})
-			h.Write(w.b)
 		}
+		h.Write(w.b) // what a load read, also of a file past a bound: the load's answer turns on it
 	}
 	return string(h.Sum(nil))
 }
@@ -194,28 +259,27 @@ func watched(file string, b []byte) []watchedFile {
 		} else {
 			_ = n.Decode(&sets[i])
 			sets[i].Delegated = true
+			sets[i].SecretFiles = secretFilesPattern(file, sets[i].SecretFiles)
 		}
 	}
 	var out []watchedFile
 	var paths, secrets files
-	read := func(p string) {
+	tenants := newTenantReader(sets)
+	for _, t := range tenantFiles(file, sets) {
+		paths.add(t.path)
+		r, err := tenants.read(t)
+		out = append(out, watchedFile{t.path, r, err})
+		if err == nil {
+			secrets.addSecretFiles(t.path, r, &sets[t.entry])
+		}
+	}
+	secrets.addSecretFiles(file, b, nil)
+	for _, p := range secrets.list {
 		if !paths.seen[p] {
 			paths.add(p)
-			r, err := readRegular(p, maxTenantFile+1) // never a FIFO, nor a large file whole
+			r, err := ReadSecretFile(p) // as a load reads it: never a FIFO, nor a large file whole
 			out = append(out, watchedFile{p, r, err})
 		}
-	}
-	for _, t := range tenantFiles(file, sets) {
-		read(t.path)
-	}
-	secrets.addSecretFiles(file, b)
-	for _, w := range out {
-		if w.err == nil {
-			secrets.addSecretFiles(w.path, w.b)
-		}
-	}
-	for _, p := range secrets.list {
-		read(p)
 	}
 	return out
 }
@@ -232,19 +296,10 @@ func (c *Config) readTenantFiles() {
 		entryOf[i] = -1
 	}
 	held := make([]int, len(c.TenantFiles)) // how many tenants each entry's files hold so far
-	read := make([]int, len(c.TenantFiles)) // how many bytes each entry's files held so far
+	r := newTenantReader(c.TenantFiles)
 	for _, tf := range tenantFiles(c.File, c.TenantFiles) {
 		f, set := tf.path, &c.TenantFiles[tf.entry]
-		bound, what := maxTenantFile, fmt.Sprintf("it holds more than %d MiB", maxTenantFile>>20)
-		if set.Delegated {
-			bound = min(bound, max(0, *set.MaxBytes-read[tf.entry]))
-			what = fmt.Sprintf("the files of tenant_files[%d] hold more than %d bytes together (max_bytes): a team's files are parsed by every replica, in up to some 60 times their size of memory", tf.entry, *set.MaxBytes)
-		}
-		b, err := readRegular(f, int64(bound)+1)
-		if err == nil && len(b) > bound {
-			err = errors.New(what)
-		}
-		read[tf.entry] += len(b)
+		b, err := r.read(tf)
 		if err != nil {
 			d.Problems = append(d.Problems, Problem{File: f, Msg: fmt.Sprintf("tenant file: %v", err)})
 			continue
