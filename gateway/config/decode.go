@@ -256,7 +256,7 @@ func (d *Decoder) expand(n *yaml.Node, path string) string {
 	}
 	return ref.ReplaceAllStringFunc(n.Value, func(m string) string {
 		sub := ref.FindStringSubmatch(m)
-		secret := ""
+		secret, root := "", ""
 		if sub[1] == "" {
 			secret = besideFile(d.fileOf(path), sub[2])
 		}
@@ -265,6 +265,7 @@ func (d *Decoder) expand(n *yaml.Node, path string) string {
 				d.Add(n.Line, path, "%s", msg)
 				return ""
 			}
+			root = dl.root
 		}
 		if d.Unread {
 			if d.unread == nil {
@@ -281,7 +282,7 @@ func (d *Decoder) expand(n *yaml.Node, path string) string {
 			d.remember(v, m)
 			return v
 		}
-		v, err := readSecret(secret)
+		v, err := readSecret(secret, root)
 		if err != nil {
 			d.Add(n.Line, path, "%v", err)
 		}

@@ -26,12 +26,16 @@ import (
 //     only into api_key and previous_api_keys (values never printed) from files matching
 //     secret_files. Elsewhere a problem may quote the value (as its reference, Redact, but a value
 //     under 4 bytes as it is).
+//   - read the operator's files through links it writes among its own: a team's files are read only
+//     from under their pattern's directory once links are resolved (linkRoot, openedUnder).
 
 // delegation bounds the references in a delegated tenant file: its entry's place
-// ("tenant_files[1]") and the pattern, resolved, of the files it may read secrets from.
+// ("tenant_files[1]"), the pattern, resolved, of the files it may read secrets from, and the
+// directory they must lie under once their links are resolved (linkRoot).
 type delegation struct {
 	entry   string
 	secrets string
+	root    string
 }
 
 // refused says why the reference at path in a delegated file may not be read, or "": env is the

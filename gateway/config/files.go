@@ -37,8 +37,9 @@ func besideFile(file, path string) string {
 // readRegular reads at most max bytes of the file at path. Only a regular file (or a link to
 // one, as Kubernetes mounts them), looked at before it is opened: opening a FIFO waits for a
 // writer, and it or a device such as /dev/stdin would hold the load, and every reload after it,
-// for as long as it gives nothing.
-func readRegular(path string, max int64) ([]byte, error) {
+// for as long as it gives nothing. With a root (a team's file, linkRoot), only a file under root
+// once every link on the way is resolved.
+func readRegular(path string, max int64, root string) ([]byte, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, err
@@ -51,6 +52,11 @@ func readRegular(path string, max int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
+	if root != "" {
+		if err := openedUnder(f, path, root); err != nil {
+			return nil, err
+		}
+	}
 	b, err := io.ReadAll(io.LimitReader(f, max))
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
@@ -58,10 +64,48 @@ func readRegular(path string, max int64) ([]byte, error) {
 	return b, nil
 }
 
-// ReadSecretFile reads the file a ${file:PATH} names as it is, up to one byte past what a secret
-// may hold (readRegular).
-func ReadSecretFile(path string) ([]byte, error) {
-	b, err := readRegular(path, maxSecretFile+1)
+// linkRoot is the directory a delegated entry's pattern (resolved beside the config file) keeps
+// its team's files under: the pattern's longest leading directory without a pattern character,
+// its links resolved. A team that may write among its files could otherwise write a link there
+// to any file of the operator's (a provider's key, the config), which a load would read as the
+// team's; a Kubernetes volume's own links (name -> ..data/name) stay under it.
+func linkRoot(pattern string) string {
+	dir := filepath.Dir(pattern)
+	for strings.ContainsAny(dir, `*?[\`) {
+		dir = filepath.Dir(dir)
+	}
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		return real
+	}
+	return dir
+}
+
+// openedUnder checks that f, opened at path, lies under root once the links on its way are
+// resolved. The links are resolved after f was opened, and the file they lead to must be the one
+// opened: a link swapped between the two cannot pass.
+func openedUnder(f *os.File, path, root string) error {
+	out := fmt.Errorf("%s leads out of %s (a link): a team's file is read only from under it", path, root)
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return out
+	}
+	if rel, err := filepath.Rel(root, real); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return out
+	}
+	opened, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if now, err := os.Stat(real); err != nil || !os.SameFile(opened, now) {
+		return out
+	}
+	return nil
+}
+
+// readSecretFile reads the file a ${file:PATH} names as it is, up to one byte past what a secret
+// may hold (readRegular), under root if one is given.
+func readSecretFile(path, root string) ([]byte, error) {
+	b, err := readRegular(path, maxSecretFile+1, root)
 	if err != nil {
 		return nil, fmt.Errorf("${file:...}: %w", err)
 	}
@@ -71,8 +115,8 @@ func ReadSecretFile(path string) ([]byte, error) {
 // readSecret reads a ${file:PATH} value: the file's content without the line break or breaks
 // that end it (echo and most editors add one; a key never ends in one). Its errors name the
 // path, never the content.
-func readSecret(path string) (string, error) {
-	b, err := ReadSecretFile(path)
+func readSecret(path, root string) (string, error) {
+	b, err := readSecretFile(path, root)
 	if err != nil {
 		return "", err
 	}
@@ -87,11 +131,13 @@ func readSecret(path string) (string, error) {
 type files struct {
 	list []string
 	seen map[string]bool
+	// roots are the link roots of the secret files a team's file names (addSecretFiles).
+	roots map[string]string
 }
 
 func (fs *files) add(p string) {
 	if fs.seen == nil {
-		fs.seen = map[string]bool{}
+		fs.seen, fs.roots = map[string]bool{}, map[string]string{}
 	}
 	if !fs.seen[p] {
 		fs.seen[p] = true
@@ -100,9 +146,13 @@ func (fs *files) add(p string) {
 }
 
 // addSecretFiles adds the files the config text b (of the file named file) references as
-// ${file:PATH}. Of a file of a delegated entry (s), only those its secret_files matches: a load
-// reads no other from it (delegation.refused).
+// ${file:PATH}. Of a file of a delegated entry (s), only those its secret_files matches, as a
+// load reads no other from it (delegation.refused), and under their link root.
 func (fs *files) addSecretFiles(file string, b []byte, s *TenantFileSet) {
+	root := ""
+	if s != nil && s.Delegated && s.SecretFiles != "" {
+		root = linkRoot(s.SecretFiles)
+	}
 	for _, m := range ref.FindAllSubmatch(b, -1) {
 		if m[2] == nil {
 			continue
@@ -113,7 +163,12 @@ func (fs *files) addSecretFiles(file string, b []byte, s *TenantFileSet) {
 				continue
 			}
 		}
-		fs.add(p)
+		if !fs.seen[p] {
+			fs.add(p)
+			if root != "" {
+				fs.roots[p] = root
+			}
+		}
 	}
 }
 
@@ -132,12 +187,13 @@ func secretFilesPattern(file, pattern string) string {
 // any tenant file at most 16 MiB. The load and the watch (Digest) read through it, so that the
 // watch looks at what a load reads, and no more.
 type tenantReader struct {
+	file         string // the config file
 	sets         []TenantFileSet
 	bytes, files []int // what each entry's files held so far, and how many were read
 }
 
-func newTenantReader(sets []TenantFileSet) *tenantReader {
-	return &tenantReader{sets: sets, bytes: make([]int, len(sets)), files: make([]int, len(sets))}
+func newTenantReader(file string, sets []TenantFileSet) *tenantReader {
+	return &tenantReader{file: file, sets: sets, bytes: make([]int, len(sets)), files: make([]int, len(sets))}
 }
 
 // read reads the tenant file tf. Past a bound it gives an error saying which, with what it read
@@ -153,7 +209,11 @@ func (r *tenantReader) read(tf tenantFile) ([]byte, error) {
 		bound = min(bound, max(0, maxBytes-r.bytes[tf.entry]))
 		what = fmt.Sprintf("the files of tenant_files[%d] hold more than %d bytes together (max_bytes): a team's files are parsed by every replica, in up to some 60 times their size of memory", tf.entry, maxBytes)
 	}
-	b, err := readRegular(tf.path, int64(bound)+1)
+	root := ""
+	if s.Delegated {
+		root = linkRoot(besideFile(r.file, s.Path))
+	}
+	b, err := readRegular(tf.path, int64(bound)+1, root)
 	r.bytes[tf.entry] += len(b)
 	if err == nil && len(b) > bound {
 		err = errors.New(what)
@@ -264,7 +324,7 @@ func watched(file string, b []byte) []watchedFile {
 	}
 	var out []watchedFile
 	var paths, secrets files
-	tenants := newTenantReader(sets)
+	tenants := newTenantReader(file, sets)
 	for _, t := range tenantFiles(file, sets) {
 		paths.add(t.path)
 		r, err := tenants.read(t)
@@ -277,7 +337,7 @@ func watched(file string, b []byte) []watchedFile {
 	for _, p := range secrets.list {
 		if !paths.seen[p] {
 			paths.add(p)
-			r, err := ReadSecretFile(p) // as a load reads it: never a FIFO, nor a large file whole
+			r, err := readSecretFile(p, secrets.roots[p]) // as a load reads it
 			out = append(out, watchedFile{p, r, err})
 		}
 	}
@@ -296,7 +356,7 @@ func (c *Config) readTenantFiles() {
 		entryOf[i] = -1
 	}
 	held := make([]int, len(c.TenantFiles)) // how many tenants each entry's files hold so far
-	r := newTenantReader(c.TenantFiles)
+	r := newTenantReader(c.File, c.TenantFiles)
 	for _, tf := range tenantFiles(c.File, c.TenantFiles) {
 		f, set := tf.path, &c.TenantFiles[tf.entry]
 		b, err := r.read(tf)
@@ -321,7 +381,11 @@ func (c *Config) readTenantFiles() {
 			if d.delegated == nil {
 				d.delegated = map[string]delegation{}
 			}
-			d.delegated[f] = delegation{entry: fmt.Sprintf("tenant_files[%d]", tf.entry), secrets: set.SecretFiles}
+			dl := delegation{entry: fmt.Sprintf("tenant_files[%d]", tf.entry), secrets: set.SecretFiles}
+			if dl.secrets != "" {
+				dl.root = linkRoot(dl.secrets)
+			}
+			d.delegated[f] = dl
 		}
 		d.decodeFile(&root, func() { c.readTenants(f, n, tf, set, held, &entryOf) })
 	}
