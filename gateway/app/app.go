@@ -47,6 +47,10 @@ type Options struct {
 	// Now is the clock of rate limits, idempotency, resend escalation, the message log's updates
 	// and report pushes; nil means time.Now.
 	Now func() time.Time
+	// ReplicaClock, when Now is nil, is the replica's own clock (nil: time.Now), which the
+	// shared state corrects to Redis's where replicas compare their times (policy.Redis.Local).
+	// For tests of replicas whose clocks disagree.
+	ReplicaClock func() time.Time
 	// HTTPClient is shared by drivers; nil means one with a tuned transport and no overall timeout.
 	HTTPClient *http.Client
 	// Version is reported in the startup log line.
@@ -93,6 +97,10 @@ type App struct {
 	gate       policy.MemoryLimiter
 	lines      lineGate // bounds the log lines of errors (loglines.go)
 	closeState func()
+	// stateNow is the clock of what replicas write into the shared state with a time and compare
+	// against another's (resend memory, the shared delivery-health window): Redis's clock as the
+	// replica estimates it (policy.Redis.Clock), or the replica's own with the state in memory.
+	stateNow func() time.Time
 	// stateClient is the shared Redis, nil with state.driver memory; statePrefix its keys' prefix.
 	stateClient redis.UniversalClient
 	statePrefix string
@@ -557,7 +565,7 @@ func (a *App) openState(ctx context.Context, cfg *config.Config) error {
 		a.replays = replays
 		a.resends = policy.NewMemoryResends(a.opts.Now, cfg.State.MaxKeys, a.resendEvicted)
 		a.pumping = &policy.Pumping{State: &policy.MemoryPumpState{Now: a.opts.Now}, Now: a.opts.Now}
-		a.closeState = func() {}
+		a.closeState, a.stateNow = func() {}, a.now
 		return nil
 	}
 	routeRedisLog(a)
@@ -585,7 +593,7 @@ func (a *App) openState(ctx context.Context, cfg *config.Config) error {
 		}
 	}
 	a.gate.Now = a.opts.Now
-	r := &policy.Redis{Client: client, Prefix: rc.KeyPrefix, Now: a.opts.Now, Breakers: policy.NewBreakers(redisOpenFor), Cluster: len(rc.Cluster.Addrs) > 0,
+	r := &policy.Redis{Client: client, Prefix: rc.KeyPrefix, Now: a.opts.Now, Local: a.opts.ReplicaClock, Breakers: policy.NewBreakers(redisOpenFor), Cluster: len(rc.Cluster.Addrs) > 0,
 		MaxTenantReplays: rc.MaxIdempotencyRecordsPerTenant, OnReplaysEvicted: a.redisReplaysEvicted}
 	a.checker.Limiter, a.checker.Spends, a.replays, a.resends, a.flights = r, r, r, r, r
 	// Redis keys of per-recipient and per-IP buckets hold an HMAC under state.key_secret, not the
@@ -594,7 +602,8 @@ func (a *App) openState(ctx context.Context, cfg *config.Config) error {
 		h := a.rt.Load().mac("limit", v)
 		return base64.RawURLEncoding.EncodeToString(h[:16])
 	}
-	a.pumping = &policy.Pumping{State: r, Now: a.opts.Now}
+	a.pumping = &policy.Pumping{State: r, Now: r.Clock}
+	a.stateNow = r.Clock
 	a.stateClient, a.statePrefix = client, rc.KeyPrefix
 	a.closeState = func() { client.Close() }
 	return nil

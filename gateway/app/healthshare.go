@@ -97,7 +97,7 @@ func (a *App) healthRows(ctx context.Context, since, until time.Time, budget, re
 	if err == nil && json.Unmarshal(raw, &last) != nil {
 		last = sharedWindow{}
 	}
-	now := a.now()
+	now := a.stateNow() // Next is compared by every replica: on the clock they share
 	if last.Read && now.Before(last.Next) {
 		return last.Rows, false, nil
 	}

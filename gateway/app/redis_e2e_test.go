@@ -1695,3 +1695,78 @@ func TestAnOldRedisStopsTheStart(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicasWithSkewedClocksAgreeOnTime: resend memory and pumping's hourly counters are
+// stamped and read on Redis's clock, not each replica's. A code sent twice in a second, a double
+// click, through two replicas whose clocks are 45 s apart starts both times at the first
+// provider; on their own clocks the second replica saw a resend 45 s later and moved it to the
+// next provider. A replica two hours ahead counted its sends in an hour no other replica reads.
+func TestReplicasWithSkewedClocksAgreeOnTime(t *testing.T) {
+	if left := time.Until(time.Now().Truncate(time.Hour).Add(time.Hour)); left < 5*time.Second {
+		time.Sleep(left + 100*time.Millisecond) // all three sends within one hour of Redis's clock
+	}
+	client := redistest.Start(t)
+	prefix := redistest.Prefix(t)
+	cfg := `
+storage: {driver: memory}
+state: {driver: redis, redis: {addr: "` + client.Options().Addr + `", key_prefix: "` + prefix + `"}, key_secret: "e2e-key-secret-0123456789"}
+policy: {rate_limits: {per_recipient: 0}}
+tenants: [{name: acme, api_key: acme-key}]
+providers: [{name: first, type: mock}, {name: second, type: mock}]
+routes: [{name: d, providers: [first, second]}]
+`
+	a := start(t, cfg, Options{})
+	b := start(t, cfg, Options{ReplicaClock: func() time.Time { return time.Now().Add(45 * time.Second) }})
+	body := `{"recipient":"+14155550104","text":"Your code is 424242","context":{"code":"424242"}}`
+	if r := a.send("acme-key", body); r.Body["provider"] != "first" {
+		t.Fatalf("first send via %v: %s", r.Body["provider"], r.Raw)
+	}
+	if r := b.send("acme-key", body); r.Body["provider"] != "first" {
+		t.Errorf("the double click on the replica 45 s ahead went via %v, want first (not a resend)", r.Body["provider"])
+	}
+	// Pumping's hourly counters: a replica two hours ahead counts its send in the hour the others do.
+	c := start(t, cfg, Options{ReplicaClock: func() time.Time { return time.Now().Add(2 * time.Hour) }})
+	if r := c.send("acme-key", strings.ReplaceAll(body, "424242", "135790")); r.Status != 200 {
+		t.Fatalf("c: %d %s", r.Status, r.Raw)
+	}
+	hour := strconv.FormatInt(time.Now().Unix()/3600, 10)
+	fields, err := client.HGetAll(context.Background(), prefix+"pump|t|acme").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for f, n := range fields {
+		if strings.HasPrefix(f, "h:") && f != "h:"+hour && n != "0" {
+			t.Errorf("pumping counts %s sends in hour %s, want them in the present hour %s: %v", n, f, hour, fields)
+		}
+	}
+	if fields["h:"+hour] != "3" {
+		t.Errorf("the present hour counts %q sends of the three replicas, want 3: %v", fields["h:"+hour], fields)
+	}
+}
+
+// TestASkewedReplicaSharesTheHealthRead: the shared delivery-health window says when it is next
+// due on Redis's clock, so a replica whose clock is 5 minutes ahead uses the window another has
+// just read; on its own clock it found every window overdue and read the whole log again at each
+// refresh, the read the sharing exists to spare.
+func TestASkewedReplicaSharesTheHealthRead(t *testing.T) {
+	client := redistest.Start(t)
+	cfg := fmt.Sprintf(`
+storage: {driver: postgres, dsn: %q, commit_timeout: 5s}
+state: {driver: redis, redis: {addr: %q, key_prefix: %q}, key_secret: "e2e-key-secret-0123456789"}
+routing: {delivery_health: {window: 30m, min_samples: 4, refresh: 1m}}
+tenants: [{name: acme, api_key: acme-key-0123456789}]
+providers: [{name: m1, type: mock}, {name: m2, type: mock}]
+routes: [{name: d, providers: [m1, m2]}]
+`, pgtest.DSN(t), client.Options().Addr, redistest.Prefix(t))
+	a := start(t, cfg, Options{})
+	b := start(t, cfg, Options{ReplicaClock: func() time.Time { return time.Now().Add(5 * time.Minute) }})
+	reads := func(h *harness) float64 {
+		return testutil.ToFloat64(h.app.metrics.WindowReads.WithLabelValues("delivery_health", "ok"))
+	}
+	if err := a.app.refreshHealth(context.Background()); err != nil || reads(a) != 1 {
+		t.Fatalf("a: %v, %v reads", err, reads(a))
+	}
+	if err := b.app.refreshHealth(context.Background()); err != nil || reads(b) != 0 {
+		t.Errorf("the replica 5 minutes ahead, right after a's read: %v, %v reads of its own (want none: a's window is due in a minute)", err, reads(b))
+	}
+}

@@ -69,6 +69,9 @@ func (a *App) now() time.Time {
 	if a.opts.Now != nil {
 		return a.opts.Now()
 	}
+	if a.opts.ReplicaClock != nil {
+		return a.opts.ReplicaClock()
+	}
 	return time.Now()
 }
 
@@ -403,8 +406,9 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 	msg.ID = newID(now)
 	chain := dispatch.Chain{Members: members, FailoverOnTimeout: route.FailoverOnTimeout, Shared: len(rt.byName) > 1, Pace: rt.pace}
 	esc := rt.cfg.Policy.ResendEscalation
-	resendKey := ""
+	resendKey, sent := "", time.Time{} // sent: when, by the shared state's clock (stateNow)
 	if *esc.Enabled && len(members) > 1 {
+		sent = a.stateNow()
 		h := rt.mac("resend", tn.name, msg.To, gateway.ExtractCode(msg.Text, msg.Code))
 		resendKey = policy.ResendKey(tn.name, hex.EncodeToString(h[:]))
 		last, at, ok, err := a.resends.Last(ctx, resendKey)
@@ -412,7 +416,7 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 			a.stateError("resend_get", err)
 		}
 		if err == nil && ok {
-			if gap := now.Sub(at); gap >= esc.After.D() && gap < esc.Within.D() {
+			if gap := sent.Sub(at); gap >= esc.After.D() && gap < esc.Within.D() {
 				if i := slices.IndexFunc(members, func(m *dispatch.Member) bool { return m.Name() == last }); i >= 0 {
 					chain.Start = (i + 1) % len(members)
 				}
@@ -450,7 +454,7 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 			a.recordPumping(ctx, tn, msg, rng)
 		}
 		if resendKey != "" {
-			if err := a.resends.Record(ctx, resendKey, out.Provider, now, esc.Within.D()); err != nil {
+			if err := a.resends.Record(ctx, resendKey, out.Provider, sent, esc.Within.D()); err != nil {
 				a.stateError("resend_put", err)
 			}
 		}

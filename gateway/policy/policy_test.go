@@ -1246,3 +1246,52 @@ func TestAllowKeeping(t *testing.T) {
 		})
 	}
 }
+
+// TestRedisClockCorrectsAReplicasClock: what replicas stamp with a time in Redis and compare with
+// another's (resend memory, pumping's hourly counters) is on Redis's clock as each estimates it,
+// whatever its own says: a replica an hour ahead counts its sends in the hour the others read. A
+// replica that never reached Redis keeps its own clock; one whose clock is stepped back measures
+// again at once.
+func TestRedisClockCorrectsAReplicasClock(t *testing.T) {
+	client := redistest.Start(t)
+	prefix := redistest.Prefix(t)
+	skewed := func(d time.Duration) func() time.Time { return func() time.Time { return time.Now().Add(d) } }
+	ahead := &Redis{Client: client, Prefix: prefix, Local: skewed(time.Hour)}
+	behind := &Redis{Client: client, Prefix: prefix, Local: skewed(-3 * time.Minute)}
+	near := func(what string, got time.Time) {
+		t.Helper()
+		if d := got.Sub(time.Now()); d < -time.Second || d > time.Second {
+			t.Errorf("%s: %v off Redis's clock (the test's)", what, d)
+		}
+	}
+	near("an hour ahead", ahead.Clock())
+	near("three minutes behind", behind.Clock())
+	near("an hour ahead, again", ahead.Clock())
+
+	var step atomic.Int64
+	stepped := &Redis{Client: client, Prefix: prefix, Local: func() time.Time { return time.Now().Add(time.Duration(step.Load())) }}
+	near("before its step", stepped.Clock())
+	step.Store(int64(-2 * time.Hour))
+	near("stepped back two hours", stepped.Clock())
+
+	lost := &Redis{Client: redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1}), Local: skewed(time.Hour)}
+	defer lost.Client.Close()
+	if d := lost.Clock().Sub(time.Now()); d < 59*time.Minute || d > 61*time.Minute {
+		t.Errorf("without Redis: %v off, want its own clock's hour", d)
+	}
+
+	ctx := context.Background()
+	cfg := pumpConfig()
+	pa, pb := &Pumping{State: ahead, Now: ahead.Clock}, &Pumping{State: behind, Now: behind.Clock}
+	if _, err := pa.Record(ctx, cfg, "acme", "GB", "44-74"); err != nil {
+		t.Fatal(err)
+	}
+	now := behind.Clock()
+	c, err := pb.counters(ctx, cfg, rangeKey("acme", "44-74"), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.hours[now.Unix()/3600]; got != 1 {
+		t.Errorf("the send of the replica an hour ahead counts %d in the hour the other reads, want 1 (hours: %v)", got, c.hours)
+	}
+}

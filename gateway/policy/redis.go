@@ -51,9 +51,93 @@ type Redis struct {
 	// OnReplaysEvicted, when set, hears of the records a tenant lost to MaxTenantReplays.
 	OnReplaysEvicted func(tenant string, n int)
 
+	// Local is the replica's own clock, which Clock corrects; nil means time.Now. For tests.
+	Local func() time.Time
+
 	// slotsKnown: a call to a cluster has succeeded, so its client holds a map of the slots (it
 	// keeps the last one it read) and can name a key's primary without a round trip.
 	slotsKnown atomic.Bool
+	// offset is Redis's clock less the replica's, as last measured (Clock); measuring says a
+	// caller is measuring it.
+	offset    atomic.Pointer[clockOffset]
+	measuring atomic.Bool
+}
+
+// clockOffset is Redis's clock less the replica's, measured at (the replica's clock).
+type clockOffset struct {
+	d  time.Duration
+	at time.Time
+}
+
+// clockRefresh is how long a measured offset is used before it is measured again; clockTimeout
+// bounds a measure.
+const (
+	clockRefresh = 10 * time.Second
+	clockTimeout = time.Second
+)
+
+// redisTime reads Redis's clock on the node holding KEYS[1] (a cluster's primaries each have
+// theirs, as each script reads its own).
+var redisTime = redis.NewScript(`return redis.call('TIME')`)
+
+func (r *Redis) local() time.Time {
+	if r.Local != nil {
+		return r.Local()
+	}
+	return time.Now()
+}
+
+// Clock is the time by Redis's clock, as this replica estimates it: its own clock plus the
+// offset last measured (TIME, every clockRefresh; off by at most half the round trip), for what
+// the replicas write with a time and then compare against another replica's time: resend memory
+// and pumping detection's hourly counters and quarantines, which a script cannot stamp as the
+// limits' scripts do. Until the thirty-fourth session each replica used its own clock there: one
+// 30 s ahead of another took a double click sent to the other for a resend (one behind missed a
+// real resend), and one an hour ahead wrote its sends into the next hour's counters. While Redis cannot be reached it keeps the last offset (none: the
+// replica's clock). With Now set (tests), Now.
+func (r *Redis) Clock() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	local := r.local()
+	o := r.offset.Load()
+	stale := o == nil || local.Sub(o.at) >= clockRefresh || local.Before(o.at)
+	if stale && r.measuring.CompareAndSwap(false, true) { // one caller measures; the others go on
+		o = r.measure(o)
+		r.measuring.Store(false)
+	}
+	if o == nil {
+		return local
+	}
+	return local.Add(o.d)
+}
+
+// measure reads Redis's clock and keeps its offset from the replica's, reckoned at the middle of
+// the round trip; a measure that fails keeps prev's offset until the next refresh.
+func (r *Redis) measure(prev *clockOffset) *clockOffset {
+	ctx, cancel := context.WithTimeout(context.Background(), clockTimeout)
+	defer cancel()
+	k := r.Prefix + "clock"
+	var t []any
+	start := r.local()
+	err := r.guard(ctx, k, func() (err error) {
+		t, err = redisTime.Run(ctx, r.Client, []string{k}).Slice()
+		return err
+	})
+	end := r.local()
+	o := &clockOffset{at: end}
+	if prev != nil {
+		o.d = prev.d
+	}
+	if err == nil && len(t) == 2 {
+		sec, e1 := strconv.ParseInt(fmt.Sprint(t[0]), 10, 64)
+		usec, e2 := strconv.ParseInt(fmt.Sprint(t[1]), 10, 64)
+		if e1 == nil && e2 == nil {
+			o.d = time.Unix(sec, usec*1000).Sub(start.Add(end.Sub(start) / 2))
+		}
+	}
+	r.offset.Store(o)
+	return o
 }
 
 // Breakers guard the calls to the state store. One Redis (or Sentinel's primary) has one breaker.
