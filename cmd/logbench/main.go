@@ -248,30 +248,32 @@ func run(kind, dsn string, n, samples int, keep bool) error {
 	}
 	// The purge, while a writer commits one record at a time beside it, as sends do: the longest
 	// of those commits is what the purge costs the sends.
-	stop, longest := make(chan struct{}), make(chan time.Duration)
-	go func() {
-		var most time.Duration
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				longest <- most
-				return
-			default:
-			}
-			r := record(n+i, n)
-			r.ID, r.CreatedAt = fmt.Sprintf("beside-%d", i), base.Add(30*24*time.Hour)
-			t := time.Now()
-			if _, err := b.Apply(ctx, []store.Op{{Insert: r}}); err != nil {
-				fmt.Fprintln(os.Stderr, "logbench: a write beside the purge:", err)
-			}
-			most = max(most, time.Since(t))
+	var purged int
+	purge, beside, err := besideWrites(ctx, b, n, "purge", func() (err error) {
+		purged, err = b.Purge(ctx, base.Add(24*time.Hour))
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	// storage.max_records_per_tenant: the look for tenants over the bound, which finds none (what
+	// every replica's trim costs every 10 minutes), then a trim of every tenant by a tenth.
+	left := (n - purged) / 10
+	look, _, err := besideWrites(ctx, b, n, "look", func() error {
+		_, err := b.Trim(ctx, left+1000)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	trimmed := 0
+	trim, besideTrim, err := besideWrites(ctx, b, n, "trim", func() error {
+		cut, err := b.Trim(ctx, left*9/10)
+		for _, c := range cut {
+			trimmed += c
 		}
-	}()
-	t := time.Now()
-	purged, err := b.Purge(ctx, base.Add(24*time.Hour))
-	purge := time.Since(t)
-	close(stop)
-	beside := <-longest
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -279,9 +281,41 @@ func run(kind, dsn string, n, samples int, keep bool) error {
 		ms(get), ms(report), ms(first), ms(deep), purge.Round(time.Millisecond), purged)
 	fmt.Printf("\non disk after the inserts: %d bytes, %d a record\n", disk, disk/int64(n))
 	fmt.Printf("the longest commit of a record beside the purge: %s\n", ms(beside))
+	fmt.Printf("max_records_per_tenant: a look finding no tenant over %s; a trim of every tenant by a tenth %s (%d records), the longest commit beside it %s\n",
+		look.Round(time.Millisecond), trim.Round(time.Millisecond), trimmed, ms(besideTrim))
 	fmt.Printf("Infobip-compatible logs (tenant-0, %d records through that API): by bulkId %s, by messageId %s, a bulkId no record has %s; a pull of reports, none final, %s\n",
 		(n+compatEvery-1)/compatEvery, ms(byBulk), ms(byRef), ms(noBulk), ms(pull))
 	return nil
+}
+
+// besideWrites runs f while a writer commits one record at a time beside it, as sends do, and
+// returns how long f took and the longest of those commits: what f costs the sends. The records
+// written are named after what.
+func besideWrites(ctx context.Context, b store.Backend, n int, what string, f func() error) (took, longest time.Duration, err error) {
+	stop, most := make(chan struct{}), make(chan time.Duration)
+	go func() {
+		var m time.Duration
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				most <- m
+				return
+			default:
+			}
+			r := record(n+i, n)
+			r.ID, r.CreatedAt = fmt.Sprintf("beside-%s-%d", what, i), base.Add(30*24*time.Hour)
+			t := time.Now()
+			if _, err := b.Apply(ctx, []store.Op{{Insert: r}}); err != nil {
+				fmt.Fprintf(os.Stderr, "logbench: a write beside the %s: %v\n", what, err)
+			}
+			m = max(m, time.Since(t))
+		}
+	}()
+	t := time.Now()
+	err = f()
+	took = time.Since(t)
+	close(stop)
+	return took, <-most, err
 }
 
 // open returns a fresh backend of kind (a temp SQLite file, or a PostgreSQL schema) and its cleanup.

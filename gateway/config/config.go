@@ -122,6 +122,10 @@ type Storage struct {
 	BacklogFull string `yaml:"backlog_full"`
 	// Retention is how long records are kept; default 720h; 0 keeps them forever.
 	Retention *gateway.Duration `yaml:"retention"`
+	// MaxRecordsPerTenant, when above 0, bounds the records one tenant keeps in the log: every
+	// 10 minutes a tenant holding more loses its oldest, never another tenant's; default 0 (no
+	// bound but the retention).
+	MaxRecordsPerTenant int `yaml:"max_records_per_tenant"`
 	// StoreFullNumbers keeps unmasked recipients; default false.
 	StoreFullNumbers bool `yaml:"store_full_numbers"`
 	// SpoolDir, when set, is a local directory where the writes waiting for the database are kept
@@ -1033,6 +1037,9 @@ func (c *Config) validate() {
 	}
 	if c.Storage.RetryBuffer < 0 {
 		c.Problem("storage.retry_buffer", "must be positive")
+	}
+	if c.Storage.MaxRecordsPerTenant < 0 {
+		c.Problem("storage.max_records_per_tenant", "must be 0 (no bound) or more")
 	}
 	if c.Storage.BacklogFull != "drop_oldest" && c.Storage.BacklogFull != "refuse_sends" {
 		c.Problem("storage.backlog_full", "must be drop_oldest or refuse_sends, not %q", c.Storage.BacklogFull)

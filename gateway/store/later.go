@@ -155,6 +155,11 @@ func (l *Later) Purge(ctx context.Context, before time.Time) (int, error) {
 	return with(l, func(b Backend) (int, error) { return b.Purge(ctx, before) })
 }
 
+// Trim implements Backend.
+func (l *Later) Trim(ctx context.Context, max int) (map[string]int, error) {
+	return with(l, func(b Backend) (map[string]int, error) { return b.Trim(ctx, max) })
+}
+
 // Health implements Backend.
 func (l *Later) Health(ctx context.Context, since, pendingBefore time.Time) ([]HealthRow, error) {
 	return with(l, func(b Backend) ([]HealthRow, error) { return b.Health(ctx, since, pendingBefore) })

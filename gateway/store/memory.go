@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -207,6 +208,34 @@ func (m *Memory) Purge(_ context.Context, before time.Time) (int, error) {
 	}
 	m.pending = kept
 	return n, nil
+}
+
+// Trim implements Backend.
+func (m *Memory) Trim(_ context.Context, max int) (map[string]int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	byTenant := map[string][]*Record{}
+	for _, r := range m.byID {
+		byTenant[r.Tenant] = append(byTenant[r.Tenant], r)
+	}
+	cut := map[string]int{}
+	for tenant, rs := range byTenant {
+		if len(rs) <= max {
+			continue
+		}
+		slices.SortFunc(rs, func(a, b *Record) int { // newest first, as the SQL backends' index
+			if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
+				return c
+			}
+			return strings.Compare(b.ID, a.ID)
+		})
+		for _, r := range rs[max:] {
+			delete(m.byID, r.ID)
+			delete(m.byPMID, pmidKey(r.Provider, r.ProviderMessageID))
+		}
+		cut[tenant] = len(rs) - max
+	}
+	return cut, nil
 }
 
 // Health implements Backend.

@@ -782,20 +782,20 @@ func (p *Postgres) Purge(ctx context.Context, before time.Time) (int, error) {
 		chunk = 5000
 	}
 	cut := before.UnixMilli()
-	total, err := deleteChunks(ctx, conn, `DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE created_at < $1 LIMIT $2)`, cut, chunk)
+	total, err := deleteChunks(ctx, conn, `DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE created_at < $1 LIMIT $2)`, chunk, cut)
 	if err != nil {
 		return total, err
 	}
-	_, err = deleteChunks(ctx, conn, `DELETE FROM pending_reports WHERE seq IN (SELECT seq FROM pending_reports WHERE received_at < $1 LIMIT $2)`, cut, chunk)
+	_, err = deleteChunks(ctx, conn, `DELETE FROM pending_reports WHERE seq IN (SELECT seq FROM pending_reports WHERE received_at < $1 LIMIT $2)`, chunk, cut)
 	return total, err
 }
 
-// deleteChunks runs del (a DELETE of at most $2 rows older than $1) until it deletes fewer than
-// chunk rows, and returns how many it deleted.
-func deleteChunks(ctx context.Context, conn *pgxpool.Conn, del string, cut int64, chunk int) (int, error) {
+// deleteChunks runs del (a DELETE of at most its last argument's rows, chunk, after args) until
+// it deletes fewer than chunk rows, and returns how many it deleted.
+func deleteChunks(ctx context.Context, conn *pgxpool.Conn, del string, chunk int, args ...any) (int, error) {
 	total := 0
 	for {
-		tag, err := conn.Exec(ctx, del, cut, chunk)
+		tag, err := conn.Exec(ctx, del, append(args, chunk)...)
 		if err != nil {
 			return total, err
 		}
@@ -804,6 +804,62 @@ func deleteChunks(ctx context.Context, conn *pgxpool.Conn, del string, cut int64
 			return total, nil
 		}
 	}
+}
+
+// Trim implements Backend. Like Purge, it runs on one replica at a time (its own advisory lock)
+// and deletes in chunks of PurgeChunk rows.
+func (p *Postgres) Trim(ctx context.Context, max int) (map[string]int, error) {
+	conn, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Release()
+	var got bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(`+lockKeySQL+`)`, ":trim").Scan(&got); err != nil {
+		return nil, err
+	}
+	if !got {
+		return nil, nil // another replica is trimming
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(`+lockKeySQL+`)`, ":trim")
+	chunk := p.PurgeChunk
+	if chunk <= 0 {
+		chunk = 5000
+	}
+	rows, err := conn.Query(ctx, numbered(trimOverSQL), max)
+	if err != nil {
+		return nil, err
+	}
+	var over []string
+	for rows.Next() {
+		var tenant string
+		var n int64
+		if err := rows.Scan(&tenant, &n); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		over = append(over, tenant)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	cut := map[string]int{}
+	for _, tenant := range over {
+		var at int64
+		var id string
+		if err := conn.QueryRow(ctx, numbered(trimCutSQL), tenant, max-1).Scan(&at, &id); err != nil {
+			return cut, err
+		}
+		n, err := deleteChunks(ctx, conn, numbered(`DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE `+trimOlder+` LIMIT ?)`), chunk, tenant, at, id)
+		if n > 0 {
+			cut[tenant] = n
+		}
+		if err != nil {
+			return cut, err
+		}
+	}
+	return cut, nil
 }
 
 // Close implements Backend.

@@ -719,34 +719,84 @@ func (s *SQLite) Purge(ctx context.Context, before time.Time) (int, error) {
 	}
 	// Unmatched reports are dropped too; the writer recounts them on its next Apply.
 	defer s.recount.Store(true)
+	total, err := s.deleteChunks(ctx, `DELETE FROM messages WHERE rowid IN (SELECT rowid FROM messages WHERE created_at < ? LIMIT ?)`, chunk, before.UnixMilli())
+	if err != nil {
+		return total, err
+	}
+	_, err = s.deleteChunks(ctx, `DELETE FROM pending_reports WHERE rowid IN (SELECT rowid FROM pending_reports WHERE received_at < ? LIMIT ?)`, chunk, before.UnixMilli())
+	return total, err
+}
+
+// deleteChunks runs del (a DELETE of at most its last argument's rows, chunk, after args) until it
+// deletes fewer than chunk rows, and returns how many it deleted. On the writer's own connection,
+// a chunk at a time: the writer's batches take it between chunks, where SQLite's file lock would
+// let a long purge starve them.
+func (s *SQLite) deleteChunks(ctx context.Context, del string, chunk int, args ...any) (int, error) {
 	total := 0
-	for i, q := range []string{
-		`DELETE FROM messages WHERE rowid IN (SELECT rowid FROM messages WHERE created_at < ? LIMIT ?)`,
-		`DELETE FROM pending_reports WHERE rowid IN (SELECT rowid FROM pending_reports WHERE received_at < ? LIMIT ?)`,
-	} {
-		for {
-			// On the writer's own connection, a chunk at a time: the writer's batches take it
-			// between chunks, where SQLite's file lock would let a long purge starve them.
-			res, err := s.w.ExecContext(ctx, q, before.UnixMilli(), chunk)
-			if err != nil {
-				return total, err
-			}
-			n, err := res.RowsAffected()
-			if err != nil {
-				return total, err
-			}
-			if i == 0 {
-				total += int(n)
-			}
-			if s.afterPurgeChunk != nil {
-				s.afterPurgeChunk()
-			}
-			if n < int64(chunk) {
-				break
-			}
+	for {
+		res, err := s.w.ExecContext(ctx, del, append(args, chunk)...)
+		if err != nil {
+			return total, err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return total, err
+		}
+		total += int(n)
+		if s.afterPurgeChunk != nil {
+			s.afterPurgeChunk()
+		}
+		if n < int64(chunk) {
+			return total, nil
 		}
 	}
-	return total, nil
+}
+
+// Trim implements Backend, in chunks of PurgeChunk on the writer's connection, as Purge.
+func (s *SQLite) Trim(ctx context.Context, max int) (map[string]int, error) {
+	chunk := s.PurgeChunk
+	if chunk <= 0 {
+		chunk = 1000
+	}
+	over, err := overTenants(ctx, s.db, trimOverSQL, max)
+	if err != nil {
+		return nil, err
+	}
+	cut := map[string]int{}
+	for _, tenant := range over {
+		var at int64
+		var id string
+		if err := s.db.QueryRowContext(ctx, trimCutSQL, tenant, max-1).Scan(&at, &id); err != nil {
+			return cut, err
+		}
+		n, err := s.deleteChunks(ctx, `DELETE FROM messages WHERE rowid IN (SELECT rowid FROM messages WHERE `+trimOlder+` LIMIT ?)`, chunk, tenant, at, id)
+		if n > 0 {
+			cut[tenant] = n
+		}
+		if err != nil {
+			return cut, err
+		}
+	}
+	return cut, nil
+}
+
+// overTenants are the tenants trimOverSQL finds holding more than max records.
+func overTenants(ctx context.Context, db *sql.DB, q string, max int) ([]string, error) {
+	rows, err := db.QueryContext(ctx, q, max)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var tenant string
+		var n int
+		if err := rows.Scan(&tenant, &n); err != nil {
+			return nil, err
+		}
+		out = append(out, tenant)
+	}
+	return out, rows.Err()
 }
 
 // Close implements Backend.

@@ -172,6 +172,88 @@ func TestRetentionPurge(t *testing.T) {
 	})
 }
 
+// TestATenantPastItsRecordBoundLosesOnlyItsOwnOldest: storage.max_records_per_tenant. A tenant
+// holding more records than the bound loses its oldest, down to the bound exactly (two records of
+// one millisecond at the edge are told apart by id, as the listing orders them), in chunks; a
+// tenant within the bound keeps every record, even ones older than all of the flood's.
+func TestATenantPastItsRecordBoundLosesOnlyItsOwnOldest(t *testing.T) {
+	backends(t, func(t *testing.T, open func() Backend) {
+		b := open()
+		switch x := b.(type) { // small chunks: the trim's deletes run several statements
+		case *SQLite:
+			x.PurgeChunk = 4
+		case *Postgres:
+			x.PurgeChunk = 4
+		}
+		var logs bytes.Buffer
+		s := New(Options{Backend: b, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		defer s.Close()
+		ctx := context.Background()
+		for i := range 5 {
+			s.Insert(ctx, record(fmt.Sprintf("q%02d", i), "quiet", "p", fmt.Sprintf("q-%d", i), t0.Add(-time.Hour+time.Duration(i)*time.Second)))
+		}
+		for i := range 25 {
+			at := t0.Add(time.Duration(i) * time.Second)
+			if i == 14 {
+				at = t0.Add(15 * time.Second) // the same millisecond as the oldest record kept
+			}
+			s.Insert(ctx, record(fmt.Sprintf("f%02d", i), "flood", "p", fmt.Sprintf("f-%d", i), at))
+		}
+		if err := s.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		s.Trim(ctx, 10)
+		ids := func(tenant string) []string {
+			t.Helper()
+			rs, err := s.List(ctx, Query{Tenant: tenant, Limit: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out []string
+			for _, r := range rs {
+				out = append(out, r.ID)
+			}
+			slices.Sort(out)
+			return out
+		}
+		var want []string
+		for i := 15; i < 25; i++ {
+			want = append(want, fmt.Sprintf("f%02d", i))
+		}
+		if diff := cmp.Diff(want, ids("flood")); diff != "" {
+			t.Errorf("the flood's records after the trim (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff([]string{"q00", "q01", "q02", "q03", "q04"}, ids("quiet")); diff != "" {
+			t.Errorf("the quiet tenant's records (-want +got):\n%s", diff)
+		}
+		if !strings.Contains(logs.String(), "message log trimmed") || !strings.Contains(logs.String(), "tenant=flood records=15") || strings.Contains(logs.String(), "tenant=quiet") {
+			t.Errorf("the trim's log lines:\n%s", logs.String())
+		}
+		if cut, err := b.Trim(ctx, 10); len(cut) != 0 || err != nil {
+			t.Errorf("a second trim cut %v (%v), want nothing", cut, err)
+		}
+	})
+}
+
+func TestBackgroundTrimRuns(t *testing.T) {
+	m := NewMemory()
+	s := New(Options{Backend: m, MaxRecordsPerTenant: 1, TrimEvery: 10 * time.Millisecond})
+	defer s.Close()
+	s.Insert(context.Background(), record("old", "acme", "p", "1", time.Now().Add(-time.Minute)))
+	s.Insert(context.Background(), record("new", "acme", "p", "2", time.Now()))
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := s.Get(context.Background(), "acme", "old"); err == ErrNotFound {
+			if _, err := s.Get(context.Background(), "acme", "new"); err != nil {
+				t.Fatalf("the newest record went too: %v", err)
+			}
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("the background trim never ran")
+}
+
 func TestBackgroundPurgeRuns(t *testing.T) {
 	m := NewMemory()
 	s := New(Options{Backend: m, Retention: time.Hour, PurgeEvery: 10 * time.Millisecond})
