@@ -61,6 +61,8 @@ type Options struct {
 	// healthBudget, for tests, replaces the least bound of a read of delivery health's window
 	// (healthBudget, 10 s).
 	healthBudget time.Duration
+	// trimEvery, for tests, replaces how often storage.max_records_per_tenant is applied (10m).
+	trimEvery time.Duration
 }
 
 // App is a running gateway.
@@ -335,7 +337,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 		backend = o.WrapBackend(backend)
 	}
 	a.refuseSends = cfg.Storage.BacklogFull == "refuse_sends"
-	a.store = store.New(store.Options{Backend: backend, Logger: a.log, Retention: cfg.Storage.Retention.D(), MaxRecordsPerTenant: cfg.Storage.MaxRecordsPerTenant,
+	a.store = store.New(store.Options{Backend: backend, Logger: a.log, Retention: cfg.Storage.Retention.D(), MaxRecordsPerTenant: cfg.Storage.MaxRecordsPerTenant, TrimEvery: o.trimEvery,
 		CommitTimeout: cfg.Storage.CommitTimeout.D(), WriteTimeout: cfg.Storage.WriteTimeout.D(), RetryBuffer: cfg.Storage.RetryBuffer, ExactDrops: a.refuseSends,
 		OnBatch: func(n int, err error) {
 			res := "ok"

@@ -537,6 +537,47 @@ func TestLogsHoldNoCodeNumberOrSecret(t *testing.T) {
 	}
 }
 
+// TestATenantsRecordsAreBoundedByTheConfig: storage.max_records_per_tenant reaches the message log:
+// a tenant past it keeps its newest records, the other tenant all of its own, and the log says
+// whose were trimmed.
+func TestATenantsRecordsAreBoundedByTheConfig(t *testing.T) {
+	cfg := strings.Replace(baseConfig, "storage: {driver: sqlite, path: $DIR/log.db}", "storage: {driver: sqlite, path: $DIR/log.db, max_records_per_tenant: 2}", 1)
+	h := start(t, cfg, Options{trimEvery: 20 * time.Millisecond})
+	var ids []string
+	for i := range 4 {
+		r := h.send("acme-key", fmt.Sprintf(`{"recipient":"+1415555010%d","text":"c %d000","context":{}}`, i, i))
+		if r.Status != 200 {
+			t.Fatalf("send %d: %d %s", i, r.Status, r.Raw)
+		}
+		ids = append(ids, r.Body["id"].(string))
+	}
+	if r := h.send("strict-key", actionBody); r.Status != 200 {
+		t.Fatalf("strict: %d %s", r.Status, r.Raw)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r := h.do("GET", "/v1/messages?limit=10", "acme-key", "")
+		msgs, _ := r.Body["messages"].([]any)
+		if len(msgs) == 2 {
+			if msgs[0].(map[string]any)["id"] != ids[3] || msgs[1].(map[string]any)["id"] != ids[2] {
+				t.Errorf("kept %s, want the newest two", r.Raw)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("acme's records were never trimmed to 2: %s", r.Raw)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r := h.do("GET", "/v1/messages?limit=10", "strict-key", "")
+	if msgs, _ := r.Body["messages"].([]any); len(msgs) != 1 {
+		t.Errorf("the other tenant's records: %s", r.Raw)
+	}
+	if !strings.Contains(h.logs.String(), `"msg":"message log trimmed`) || !strings.Contains(h.logs.String(), `"tenant":"acme","records":2`) {
+		t.Errorf("no log line names the trimmed tenant:\n%s", h.logs.String())
+	}
+}
+
 func TestMessagesAPI(t *testing.T) {
 	h := start(t, baseConfig, Options{})
 	var ids []string
