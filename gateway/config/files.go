@@ -200,7 +200,7 @@ func newTenantReader(file string, sets []TenantFileSet) *tenantReader {
 // (nothing of a file past max_tenants files).
 func (r *tenantReader) read(tf tenantFile) ([]byte, error) {
 	s := &r.sets[tf.entry]
-	bound, what := maxTenantFile, fmt.Sprintf("it holds more than %d MiB", maxTenantFile>>20)
+	bound, what, root := maxTenantFile, fmt.Sprintf("it holds more than %d MiB", maxTenantFile>>20), ""
 	if s.Delegated {
 		maxBytes, maxFiles := s.limits()
 		if r.files[tf.entry]++; r.files[tf.entry] > maxFiles {
@@ -208,9 +208,6 @@ func (r *tenantReader) read(tf tenantFile) ([]byte, error) {
 		}
 		bound = min(bound, max(0, maxBytes-r.bytes[tf.entry]))
 		what = fmt.Sprintf("the files of tenant_files[%d] hold more than %d bytes together (max_bytes): a team's files are parsed by every replica, in up to some 60 times their size of memory", tf.entry, maxBytes)
-	}
-	root := ""
-	if s.Delegated {
 		root = linkRoot(besideFile(r.file, s.Path))
 	}
 	b, err := readRegular(tf.path, int64(bound)+1, root)
