@@ -349,6 +349,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 		},
 		OnBacklog:      func(n int) { a.metrics.LogBacklog.Set(float64(n)) },
 		OnDrop:         func(n int) { a.metrics.LogDropped.Add(float64(n)) },
+		OnTrim:         func(tenant string, n int) { a.metrics.LogTrimmed.WithLabelValues(tenant).Add(float64(n)) },
 		OnSpoolFailure: a.metrics.LogSpoolFailures.Inc,
 		OnCharge:       a.charge,
 		HandOff:        a.handOffFor(cfg),

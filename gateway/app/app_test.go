@@ -576,6 +576,9 @@ func TestATenantsRecordsAreBoundedByTheConfig(t *testing.T) {
 	if !strings.Contains(h.logs.String(), `"msg":"message log trimmed`) || !strings.Contains(h.logs.String(), `"tenant":"acme","records":2`) {
 		t.Errorf("no log line names the trimmed tenant:\n%s", h.logs.String())
 	}
+	if n := testutil.ToFloat64(h.app.MetricSet().LogTrimmed.WithLabelValues("acme")); n != 2 {
+		t.Errorf("smsgate_message_log_trimmed_total{tenant=acme} = %v, want 2", n)
+	}
 }
 
 func TestMessagesAPI(t *testing.T) {

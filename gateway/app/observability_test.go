@@ -106,8 +106,21 @@ routes: [{name: d, providers: [m]}]
 			t.Fatalf("a send with an idempotency key: %s", r.Raw)
 		}
 	}
+	// An eighth trims a tenant past storage.max_records_per_tenant (its series appears only then).
+	tr := start(t, `
+storage: {driver: memory, max_records_per_tenant: 1}
+tenants: [{name: acme, api_key: acme-key}]
+providers: [{name: m, type: mock}]
+routes: [{name: d, providers: [m]}]
+`, Options{trimEvery: 10 * time.Millisecond})
+	for i := range 2 {
+		if r := tr.send("acme-key", fmt.Sprintf(`{"recipient":"+1415555010%d","text":"Your code is 10000%d","context":{}}`, i, i)); r.Status != 200 {
+			t.Fatalf("a send: %s", r.Raw)
+		}
+	}
+	waitUntil(t, "a record was trimmed", func() bool { return testutil.ToFloat64(tr.app.metrics.LogTrimmed.WithLabelValues("acme")) == 1 })
 	fams := map[string]bool{}
-	for _, g := range []*harness{h, p, sp, rd, c.harness, ob, ev} {
+	for _, g := range []*harness{h, p, sp, rd, c.harness, ob, ev, tr} {
 		res := g.do("GET", "/metrics", "", "")
 		sc := bufio.NewScanner(strings.NewReader(res.Raw))
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -117,7 +130,7 @@ routes: [{name: d, providers: [m]}]
 			}
 		}
 	}
-	for _, want := range []string{"smsgate_spend_total", "smsgate_pumping_quarantines_total", "smsgate_tenant_spend_estimated_total", "smsgate_state_memory_max_bytes", "smsgate_paced_total", "smsgate_infobip_notify_total", "smsgate_previous_api_key_calls_total", "smsgate_tenant_breaker_opens_total", "smsgate_idempotency_records_evicted_total"} {
+	for _, want := range []string{"smsgate_spend_total", "smsgate_pumping_quarantines_total", "smsgate_tenant_spend_estimated_total", "smsgate_state_memory_max_bytes", "smsgate_paced_total", "smsgate_infobip_notify_total", "smsgate_previous_api_key_calls_total", "smsgate_tenant_breaker_opens_total", "smsgate_idempotency_records_evicted_total", "smsgate_message_log_trimmed_total"} {
 		if !fams[want] {
 			t.Fatalf("%s not exposed", want)
 		}

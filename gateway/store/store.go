@@ -429,6 +429,8 @@ type Options struct {
 	// the retention.
 	MaxRecordsPerTenant int
 	TrimEvery           time.Duration
+	// OnTrim, when set, is told how many records a trim deleted of a tenant.
+	OnTrim func(tenant string, n int)
 	// OnBatch, when set, is told the size and result of each batch the writer tries (metrics).
 	OnBatch func(n int, err error)
 	// OnCharge, when set, is told each price a committed report recorded (the spend counter).
@@ -1211,6 +1213,9 @@ func (s *Store) purgeOlder(retention time.Duration) {
 func (s *Store) Trim(ctx context.Context, max int) {
 	cut, err := s.b.Trim(ctx, max)
 	for tenant, n := range cut {
+		if s.opts.OnTrim != nil {
+			s.opts.OnTrim(tenant, n)
+		}
 		s.log.Warn("message log trimmed: the tenant held more records than storage.max_records_per_tenant; its oldest were deleted",
 			"tenant", tenant, "records", n, "max_records_per_tenant", max)
 	}
