@@ -1213,11 +1213,11 @@ func (s *Store) purgeOlder(retention time.Duration) {
 func (s *Store) Trim(ctx context.Context, max int) {
 	cut, err := s.b.Trim(ctx, max)
 	for tenant, n := range cut {
+		s.log.Warn("message log trimmed: the tenant held more records than storage.max_records_per_tenant; its oldest were deleted",
+			"tenant", tenant, "records", n, "max_records_per_tenant", max)
 		if s.opts.OnTrim != nil {
 			s.opts.OnTrim(tenant, n)
 		}
-		s.log.Warn("message log trimmed: the tenant held more records than storage.max_records_per_tenant; its oldest were deleted",
-			"tenant", tenant, "records", n, "max_records_per_tenant", max)
 	}
 	if err != nil {
 		s.log.Error("message log trim failed", "err", err)
