@@ -260,7 +260,7 @@ func run(kind, dsn string, n, samples int, keep bool) error {
 	// every replica's trim costs every 10 minutes), then a trim of every tenant by a tenth.
 	left := (n - purged) / 10
 	look, _, err := besideWrites(ctx, b, n, "look", func() error {
-		_, err := b.Trim(ctx, left+1000)
+		_, err := b.Trim(ctx, store.RecordBounds{Default: left + 1000})
 		return err
 	})
 	if err != nil {
@@ -268,7 +268,7 @@ func run(kind, dsn string, n, samples int, keep bool) error {
 	}
 	trimmed := 0
 	trim, besideTrim, err := besideWrites(ctx, b, n, "trim", func() error {
-		cut, err := b.Trim(ctx, left*9/10)
+		cut, err := b.Trim(ctx, store.RecordBounds{Default: left * 9 / 10})
 		for _, c := range cut {
 			trimmed += c
 		}

@@ -337,7 +337,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 		backend = o.WrapBackend(backend)
 	}
 	a.refuseSends = cfg.Storage.BacklogFull == "refuse_sends"
-	a.store = store.New(store.Options{Backend: backend, Logger: a.log, Retention: cfg.Storage.Retention.D(), MaxRecordsPerTenant: cfg.Storage.MaxRecordsPerTenant, TrimEvery: o.trimEvery,
+	a.store = store.New(store.Options{Backend: backend, Logger: a.log, Retention: cfg.Storage.Retention.D(), RecordBounds: a.recordBounds(cfg.Storage.MaxRecordsPerTenant), TrimEvery: o.trimEvery,
 		CommitTimeout: cfg.Storage.CommitTimeout.D(), WriteTimeout: cfg.Storage.WriteTimeout.D(), RetryBuffer: cfg.Storage.RetryBuffer, ExactDrops: a.refuseSends,
 		OnBatch: func(n int, err error) {
 			res := "ok"
@@ -555,6 +555,28 @@ func (redisLogger) Printf(_ context.Context, format string, v ...any) {
 		left = n
 	}
 	a.log.Warn("state store client", append([]any{"detail", fmt.Sprintf(format, v...)}, leftOut(left)...)...)
+}
+
+// recordBounds gives the message log's bounds of each tenant's records: storage.max_records_per_tenant
+// as the replica started with it (storage changes need a restart), and each tenant's max_records
+// as the running config has it.
+func (a *App) recordBounds(perTenant int) func() store.RecordBounds {
+	return func() store.RecordBounds {
+		b := store.RecordBounds{Default: perTenant}
+		rt := a.rt.Load()
+		if rt == nil {
+			return b
+		}
+		for i := range rt.cfg.Tenants {
+			if t := &rt.cfg.Tenants[i]; t.MaxRecords > 0 {
+				if b.Tenants == nil {
+					b.Tenants = map[string]int{}
+				}
+				b.Tenants[t.Name] = t.MaxRecords
+			}
+		}
+		return b
+	}
 }
 
 // openState connects the policy state: in memory, or in Redis shared by every replica.

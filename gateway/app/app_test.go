@@ -537,11 +537,12 @@ func TestLogsHoldNoCodeNumberOrSecret(t *testing.T) {
 	}
 }
 
-// TestATenantsRecordsAreBoundedByTheConfig: storage.max_records_per_tenant reaches the message log:
-// a tenant past it keeps its newest records, the other tenant all of its own, and the log says
-// whose were trimmed.
+// TestATenantsRecordsAreBoundedByTheConfig: storage.max_records_per_tenant and a tenant's own
+// max_records reach the message log: a tenant past its bound keeps its newest records, the other
+// tenant all of its own, and the log says whose were trimmed.
 func TestATenantsRecordsAreBoundedByTheConfig(t *testing.T) {
-	cfg := strings.Replace(baseConfig, "storage: {driver: sqlite, path: $DIR/log.db}", "storage: {driver: sqlite, path: $DIR/log.db, max_records_per_tenant: 2}", 1)
+	cfg := strings.Replace(baseConfig, "storage: {driver: sqlite, path: $DIR/log.db}", "storage: {driver: sqlite, path: $DIR/log.db, max_records_per_tenant: 1}", 1)
+	cfg = strings.Replace(cfg, "  - name: acme\n    api_key: acme-key\n", "  - name: acme\n    api_key: acme-key\n    max_records: 2\n", 1)
 	h := start(t, cfg, Options{trimEvery: 20 * time.Millisecond})
 	var ids []string
 	for i := range 4 {

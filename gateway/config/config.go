@@ -512,6 +512,8 @@ type Tenant struct {
 	NotifyPrivateAddresses bool `yaml:"notify_private_addresses"`
 	// Pumping overrides policy.pumping's enabled and action for this tenant.
 	Pumping *TenantPumping `yaml:"pumping"`
+	// MaxRecords overrides storage.max_records_per_tenant for this tenant; 0: that bound.
+	MaxRecords int `yaml:"max_records"`
 }
 
 // TenantFileSet is one entry of tenant_files: a glob pattern alone, files the operator keeps (their
@@ -1120,6 +1122,9 @@ func (c *Config) validate() {
 		}
 		if t.Pumping != nil && t.Pumping.Action != "" {
 			checkAction(c, p+".pumping.action", t.Pumping.Action)
+		}
+		if t.MaxRecords < 0 {
+			c.Problem(p+".max_records", "must be 0 (storage.max_records_per_tenant) or more")
 		}
 	}
 	// Keys being rotated out, after every current key: a clash is told where it was added.

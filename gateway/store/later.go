@@ -156,8 +156,8 @@ func (l *Later) Purge(ctx context.Context, before time.Time) (int, error) {
 }
 
 // Trim implements Backend.
-func (l *Later) Trim(ctx context.Context, max int) (map[string]int, error) {
-	return with(l, func(b Backend) (map[string]int, error) { return b.Trim(ctx, max) })
+func (l *Later) Trim(ctx context.Context, bounds RecordBounds) (map[string]int, error) {
+	return with(l, func(b Backend) (map[string]int, error) { return b.Trim(ctx, bounds) })
 }
 
 // Health implements Backend.

@@ -211,7 +211,7 @@ func (m *Memory) Purge(_ context.Context, before time.Time) (int, error) {
 }
 
 // Trim implements Backend.
-func (m *Memory) Trim(_ context.Context, max int) (map[string]int, error) {
+func (m *Memory) Trim(_ context.Context, b RecordBounds) (map[string]int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	byTenant := map[string][]*Record{}
@@ -220,7 +220,8 @@ func (m *Memory) Trim(_ context.Context, max int) (map[string]int, error) {
 	}
 	cut := map[string]int{}
 	for tenant, rs := range byTenant {
-		if len(rs) <= max {
+		max := b.Of(tenant)
+		if max <= 0 || len(rs) <= max {
 			continue
 		}
 		slices.SortFunc(rs, func(a, b *Record) int { // newest first, as the SQL backends' index

@@ -808,7 +808,7 @@ func deleteChunks(ctx context.Context, conn *pgxpool.Conn, del string, chunk int
 
 // Trim implements Backend. Like Purge, it runs on one replica at a time (its own advisory lock)
 // and deletes in chunks of PurgeChunk rows.
-func (p *Postgres) Trim(ctx context.Context, max int) (map[string]int, error) {
+func (p *Postgres) Trim(ctx context.Context, b RecordBounds) (map[string]int, error) {
 	conn, err := p.pool.Acquire(ctx)
 	if err != nil {
 		return nil, err
@@ -826,11 +826,11 @@ func (p *Postgres) Trim(ctx context.Context, max int) (map[string]int, error) {
 	if chunk <= 0 {
 		chunk = 5000
 	}
-	rows, err := conn.Query(ctx, numbered(trimOverSQL), max)
+	rows, err := conn.Query(ctx, numbered(trimOverSQL), b.least())
 	if err != nil {
 		return nil, err
 	}
-	var over []string
+	counts := map[string]int{}
 	for rows.Next() {
 		var tenant string
 		var n int64
@@ -838,14 +838,15 @@ func (p *Postgres) Trim(ctx context.Context, max int) (map[string]int, error) {
 			rows.Close()
 			return nil, err
 		}
-		over = append(over, tenant)
+		counts[tenant] = int(n)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
 	cut := map[string]int{}
-	for _, tenant := range over {
+	for _, tenant := range b.over(counts) {
+		max := b.Of(tenant)
 		var at int64
 		var id string
 		if err := conn.QueryRow(ctx, numbered(trimCutSQL), tenant, max-1).Scan(&at, &id); err != nil {

@@ -753,17 +753,18 @@ func (s *SQLite) deleteChunks(ctx context.Context, del string, chunk int, args .
 }
 
 // Trim implements Backend, in chunks of PurgeChunk on the writer's connection, as Purge.
-func (s *SQLite) Trim(ctx context.Context, max int) (map[string]int, error) {
+func (s *SQLite) Trim(ctx context.Context, b RecordBounds) (map[string]int, error) {
 	chunk := s.PurgeChunk
 	if chunk <= 0 {
 		chunk = 1000
 	}
-	over, err := overTenants(ctx, s.db, trimOverSQL, max)
+	counts, err := tenantCounts(ctx, s.db, trimOverSQL, b.least())
 	if err != nil {
 		return nil, err
 	}
 	cut := map[string]int{}
-	for _, tenant := range over {
+	for _, tenant := range b.over(counts) {
+		max := b.Of(tenant)
 		var at int64
 		var id string
 		if err := s.db.QueryRowContext(ctx, trimCutSQL, tenant, max-1).Scan(&at, &id); err != nil {
@@ -780,21 +781,21 @@ func (s *SQLite) Trim(ctx context.Context, max int) (map[string]int, error) {
 	return cut, nil
 }
 
-// overTenants are the tenants trimOverSQL finds holding more than max records.
-func overTenants(ctx context.Context, db *sql.DB, q string, max int) ([]string, error) {
-	rows, err := db.QueryContext(ctx, q, max)
+// tenantCounts are the tenants trimOverSQL finds holding more than least records, and how many.
+func tenantCounts(ctx context.Context, db *sql.DB, q string, least int) (map[string]int, error) {
+	rows, err := db.QueryContext(ctx, q, least)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []string
+	out := map[string]int{}
 	for rows.Next() {
 		var tenant string
 		var n int
 		if err := rows.Scan(&tenant, &n); err != nil {
 			return nil, err
 		}
-		out = append(out, tenant)
+		out[tenant] = n
 	}
 	return out, rows.Err()
 }

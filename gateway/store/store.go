@@ -252,9 +252,9 @@ type Backend interface {
 	List(ctx context.Context, q Query) ([]*Record, error)
 	// Purge deletes records created before t and returns how many.
 	Purge(ctx context.Context, before time.Time) (int, error)
-	// Trim deletes the oldest records of every tenant holding more than max, down to max, and
-	// returns how many it deleted of each such tenant (storage.max_records_per_tenant).
-	Trim(ctx context.Context, max int) (map[string]int, error)
+	// Trim deletes the oldest records of every tenant holding more than its bound, down to it,
+	// and returns how many it deleted of each such tenant (storage.max_records_per_tenant).
+	Trim(ctx context.Context, b RecordBounds) (map[string]int, error)
 	// Health counts, per provider, destination country, tenant and channel (SMS or voice), the
 	// messages created since since that a provider accepted: delivered, undelivered, failed, and
 	// still sent (no final report) but created before pendingBefore. The channels are apart: a
@@ -423,12 +423,12 @@ type Options struct {
 	Retention time.Duration
 	// PurgeEvery is how often the purge runs; default retention/24, at least 1m.
 	PurgeEvery time.Duration
-	// MaxRecordsPerTenant, when above 0, bounds each tenant's records: every TrimEvery (default
-	// 10m), a tenant holding more loses its oldest (Backend.Trim), never another tenant's. The
-	// disk every tenant's records share is otherwise bounded only by the tenants' rates times
-	// the retention.
-	MaxRecordsPerTenant int
-	TrimEvery           time.Duration
+	// RecordBounds, when set, gives the most records each tenant may keep, as the config says
+	// now: every TrimEvery (default 10m), a tenant holding more loses its oldest (Backend.Trim),
+	// never another tenant's. The disk every tenant's records share is otherwise bounded only by
+	// the tenants' rates times the retention.
+	RecordBounds func() RecordBounds
+	TrimEvery    time.Duration
 	// OnTrim, when set, is told how many records a trim deleted of a tenant.
 	OnTrim func(tenant string, n int)
 	// OnBatch, when set, is told the size and result of each batch the writer tries (metrics).
@@ -531,13 +531,17 @@ func New(o Options) *Store {
 		s.wg.Add(1)
 		go s.periodically(every, func() { s.purgeOlder(o.Retention) })
 	}
-	if o.MaxRecordsPerTenant > 0 {
+	if o.RecordBounds != nil {
 		every := o.TrimEvery
 		if every <= 0 {
 			every = 10 * time.Minute
 		}
 		s.wg.Add(1)
-		go s.periodically(every, func() { s.Trim(context.Background(), o.MaxRecordsPerTenant) })
+		go s.periodically(every, func() {
+			if b := o.RecordBounds(); b.least() > 0 {
+				s.Trim(context.Background(), b)
+			}
+		})
 	}
 	return s
 }
@@ -1208,13 +1212,52 @@ func (s *Store) purgeOlder(retention time.Duration) {
 	}
 }
 
-// Trim deletes the oldest records of each tenant holding more than max (Backend.Trim) and logs
-// each such tenant: a warning, as its oldest messages are gone before the retention.
-func (s *Store) Trim(ctx context.Context, max int) {
-	cut, err := s.b.Trim(ctx, max)
+// RecordBounds are the most records each tenant may keep in the log: Tenants[name], or Default
+// for a tenant it does not name; 0: no bound.
+type RecordBounds struct {
+	Default int
+	Tenants map[string]int
+}
+
+// Of is tenant's bound.
+func (b RecordBounds) Of(tenant string) int {
+	if n, ok := b.Tenants[tenant]; ok && n > 0 {
+		return n
+	}
+	return b.Default
+}
+
+// least is the least bound of any tenant, 0 when there is none: a tenant holding no more records
+// is within its own.
+func (b RecordBounds) least() int {
+	least := b.Default
+	for _, n := range b.Tenants {
+		if n > 0 && (least == 0 || n < least) {
+			least = n
+		}
+	}
+	return least
+}
+
+// over keeps, of counts (records by tenant), the tenants past their bounds.
+func (b RecordBounds) over(counts map[string]int) []string {
+	var out []string
+	for tenant, n := range counts {
+		if max := b.Of(tenant); max > 0 && n > max {
+			out = append(out, tenant)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Trim deletes the oldest records of each tenant holding more than its bound (Backend.Trim) and
+// logs each such tenant: a warning, as its oldest messages are gone before the retention.
+func (s *Store) Trim(ctx context.Context, b RecordBounds) {
+	cut, err := s.b.Trim(ctx, b)
 	for tenant, n := range cut {
-		s.log.Warn("message log trimmed: the tenant held more records than storage.max_records_per_tenant; its oldest were deleted",
-			"tenant", tenant, "records", n, "max_records_per_tenant", max)
+		s.log.Warn("message log trimmed: the tenant held more records than its bound (storage.max_records_per_tenant, tenants[].max_records); its oldest were deleted",
+			"tenant", tenant, "records", n, "max_records", b.Of(tenant))
 		if s.opts.OnTrim != nil {
 			s.opts.OnTrim(tenant, n)
 		}
@@ -1225,7 +1268,8 @@ func (s *Store) Trim(ctx context.Context, max int) {
 }
 
 // trimSQL are the statements of Trim on the SQL backends, with ? placeholders (numbered for
-// PostgreSQL): the tenants over max, then each one's max-th newest record, by the index every
+// PostgreSQL): the tenants over the least bound and their counts, then each one's max-th newest
+// record, by the index every
 // tenant's listing reads (tenant, created_at DESC, id DESC); what is older than it goes, found as
 // a range of that index by the row value, as a listing's page is (written with OR, SQLite
 // scanned the tenant's records from its newest for each chunk: 4.6 s for 100,000 of 1 million).

@@ -175,7 +175,8 @@ func TestRetentionPurge(t *testing.T) {
 // TestATenantPastItsRecordBoundLosesOnlyItsOwnOldest: storage.max_records_per_tenant. A tenant
 // holding more records than the bound loses its oldest, down to the bound exactly (two records of
 // one millisecond at the edge are told apart by id, as the listing orders them), in chunks; a
-// tenant within the bound keeps every record, even ones older than all of the flood's.
+// tenant within the bound keeps every record, even ones older than all of the flood's; a tenant's
+// own bound (tenants[].max_records) holds for it, above the default or below.
 func TestATenantPastItsRecordBoundLosesOnlyItsOwnOldest(t *testing.T) {
 	backends(t, func(t *testing.T, open func() Backend) {
 		b := open()
@@ -192,6 +193,12 @@ func TestATenantPastItsRecordBoundLosesOnlyItsOwnOldest(t *testing.T) {
 		for i := range 5 {
 			s.Insert(ctx, record(fmt.Sprintf("q%02d", i), "quiet", "p", fmt.Sprintf("q-%d", i), t0.Add(-time.Hour+time.Duration(i)*time.Second)))
 		}
+		for i := range 12 { // past the default, within its own bound
+			s.Insert(ctx, record(fmt.Sprintf("b%02d", i), "big", "p", fmt.Sprintf("b-%d", i), t0.Add(-time.Hour+time.Duration(i)*time.Second)))
+		}
+		for i := range 6 { // within the default, past its own bound
+			s.Insert(ctx, record(fmt.Sprintf("s%02d", i), "small", "p", fmt.Sprintf("s-%d", i), t0.Add(-time.Hour+time.Duration(i)*time.Second)))
+		}
 		for i := range 25 {
 			at := t0.Add(time.Duration(i) * time.Second)
 			if i == 14 {
@@ -202,7 +209,8 @@ func TestATenantPastItsRecordBoundLosesOnlyItsOwnOldest(t *testing.T) {
 		if err := s.Flush(ctx); err != nil {
 			t.Fatal(err)
 		}
-		s.Trim(ctx, 10)
+		bounds := RecordBounds{Default: 10, Tenants: map[string]int{"big": 20, "small": 4}}
+		s.Trim(ctx, bounds)
 		ids := func(tenant string) []string {
 			t.Helper()
 			rs, err := s.List(ctx, Query{Tenant: tenant, Limit: 100})
@@ -226,10 +234,17 @@ func TestATenantPastItsRecordBoundLosesOnlyItsOwnOldest(t *testing.T) {
 		if diff := cmp.Diff([]string{"q00", "q01", "q02", "q03", "q04"}, ids("quiet")); diff != "" {
 			t.Errorf("the quiet tenant's records (-want +got):\n%s", diff)
 		}
-		if !strings.Contains(logs.String(), "message log trimmed") || !strings.Contains(logs.String(), "tenant=flood records=15") || strings.Contains(logs.String(), "tenant=quiet") {
+		if got := ids("big"); len(got) != 12 {
+			t.Errorf("the tenant with a bound of its own above the default kept %v, want all 12", got)
+		}
+		if diff := cmp.Diff([]string{"s02", "s03", "s04", "s05"}, ids("small")); diff != "" {
+			t.Errorf("the tenant with a bound of its own below the default (-want +got):\n%s", diff)
+		}
+		if !strings.Contains(logs.String(), "message log trimmed") || !strings.Contains(logs.String(), "tenant=flood records=15 max_records=10") ||
+			!strings.Contains(logs.String(), "tenant=small records=2 max_records=4") || strings.Contains(logs.String(), "tenant=quiet") || strings.Contains(logs.String(), "tenant=big") {
 			t.Errorf("the trim's log lines:\n%s", logs.String())
 		}
-		if cut, err := b.Trim(ctx, 10); len(cut) != 0 || err != nil {
+		if cut, err := b.Trim(ctx, bounds); len(cut) != 0 || err != nil {
 			t.Errorf("a second trim cut %v (%v), want nothing", cut, err)
 		}
 	})
@@ -237,7 +252,7 @@ func TestATenantPastItsRecordBoundLosesOnlyItsOwnOldest(t *testing.T) {
 
 func TestBackgroundTrimRuns(t *testing.T) {
 	m := NewMemory()
-	s := New(Options{Backend: m, MaxRecordsPerTenant: 1, TrimEvery: 10 * time.Millisecond})
+	s := New(Options{Backend: m, RecordBounds: func() RecordBounds { return RecordBounds{Default: 1} }, TrimEvery: 10 * time.Millisecond})
 	defer s.Close()
 	s.Insert(context.Background(), record("old", "acme", "p", "1", time.Now().Add(-time.Minute)))
 	s.Insert(context.Background(), record("new", "acme", "p", "2", time.Now()))
