@@ -383,15 +383,11 @@ func TestSecretsFromFiles(t *testing.T) {
 		t.Fatal("Parse accepted secrets it could not read")
 	}
 	msg := err.Error()
-	for _, want := range []string{
+	problemsHold(t, msg, []string{
 		file + ":2: tenants[0].api_key: ${file:...}: stat " + filepath.Join(secrets, "missing") + ": no such file or directory",
 		file + ":3: tenants[1].api_key: ${file:...}: " + filepath.Join(secrets, "big") + " holds more than 64 KiB",
 		file + ":4: tenants[2].api_key: ${file:...}: " + secrets + " is not a regular file",
-	} {
-		if !strings.Contains(msg, want) {
-			t.Errorf("problems lack %q:\n%s", want, msg)
-		}
-	}
+	})
 	if strings.Contains(msg, "xxxx") || strings.Contains(msg, "PLUGH") {
 		t.Errorf("a problem shows what a file holds:\n%s", msg)
 	}
@@ -442,16 +438,22 @@ func TestTenantFiles(t *testing.T) {
 		t.Fatal("Parse accepted broken tenant files")
 	}
 	msg := err.Error()
-	for _, want := range []string{
+	problemsHold(t, msg, []string{
 		file + ":1: tenant_files[2]: \"[\" is not a valid pattern",
 		filepath.Join(dir, "tenants.d/40-dup.yaml") + ":2: tenants[3].name: duplicate tenant name \"gamma\" (first defined at " + filepath.Join(dir, "tenants.d/20-gamma.yaml") + ":2)",
 		filepath.Join(dir, "tenants.d/40-dup.yaml") + ":3: tenants[4].api_key: is the same key as tenants[0] (alpha)",
 		filepath.Join(dir, "tenants.d/40-dup.yaml") + ":3: tenants[4].allowed_countries[0]: \"Germany\"",
 		filepath.Join(dir, "tenants.d/50-routes.yaml") + ":2: routes: unknown key in a tenant file",
 		filepath.Join(dir, "tenants.d/60-broken.yaml") + ":",
-	} {
+	})
+}
+
+// problemsHold fails t for each of wants that the problems msg do not hold.
+func problemsHold(t *testing.T, msg string, wants []string) {
+	t.Helper()
+	for _, want := range wants {
 		if !strings.Contains(msg, want) {
-			t.Errorf("problems lack %q:\n%s", want, msg)
+			t.Errorf("problems lack %q:\n%.3000s", want, msg)
 		}
 	}
 }
@@ -543,7 +545,7 @@ routes: [{name: d, providers: [p]}]
 		t.Fatal("Parse accepted tenant files past their bounds")
 	}
 	msg := err.Error()
-	for _, want := range []string{
+	problemsHold(t, msg, []string{
 		pay + ":3: tenants[3].api_key: a file of tenant_files[2] (a team's) may read secrets only from files its secret_files matches; " + filepath.Join(dir, "keys/infobip") + " does not",
 		pay + ":4: tenants[3].notify_private_addresses: a file of tenant_files[2] (a team's) may not set notify_private_addresses; its keys: name, api_key, client_ids, allowed_countries, rate_limits",
 		pay + ":5: tenants[3].allowed_countries[1]: a file of tenant_files[2] (a team's) may not allow 001",
@@ -556,11 +558,7 @@ routes: [{name: d, providers: [p]}]
 		search + ":4: tenants[6].rate_limits: a file of tenant_files[3] (a team's) may not set rate_limits; its keys: name, api_key, previous_api_keys, client_ids, allowed_countries, denied_countries, denied_number_types",
 		search + ":5: tenants[6].allow_sender: a file of tenant_files[3] (a team's) may not set allow_sender",
 		search + ":6: tenants[6].client_ids[0]: client id \"ops-app\" is declared by a tenant outside the files of tenant_files[3] too",
-	} {
-		if !strings.Contains(msg, want) {
-			t.Errorf("problems lack %q:\n%s", want, msg)
-		}
-	}
+	})
 	for _, secret := range []string{"INFOBIP-ACCOUNT-SECRET", "INFOBIP-ENV-SECRET", "payments-prod-key"} {
 		if strings.Contains(msg, secret) {
 			t.Errorf("the problems print a secret (%s):\n%s", secret, msg)
@@ -587,16 +585,12 @@ routes: [{name: d, providers: [p]}]
 	if strings.Contains(err.Error(), "regular file") || strings.Contains(err.Error(), "more than 0 tenants") || strings.Contains(err.Error(), "does not match") {
 		t.Errorf("a broken entry's problems run on into its files:\n%s", err)
 	}
-	for _, want := range []string{
+	problemsHold(t, err.Error(), []string{
 		file + ":7: tenant_files[2].keys[0]: unknown tenant key \"client_id\" (known keys: ",
 		file + ":6: tenant_files[2].max_tenants: must be at least 1, not 0",
 		file + ":5: tenant_files[2].names: \"[\" is not a valid pattern",
 		file + ":8: tenant_files[3].path: is required",
-	} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("problems lack %q:\n%s", want, err)
-		}
-	}
+	})
 }
 
 // TestProblemsNeverQuoteASecret: a value read from the environment or a file and put in a key
@@ -618,16 +612,12 @@ routes: [{name: d, providers: [p], match: {countries: ["${file:keys/infobip}"]}}
 		t.Fatal("Parse accepted a secret in place of a country")
 	}
 	msg := err.Error()
-	for _, want := range []string{
+	problemsHold(t, msg, []string{
 		file + `:1: policy.allowed_countries[0]: "${COUNTRY}" is not a country`,
 		file + `:1: policy.allowed_countries[1]: "ZZ" is not a country`,
 		file + `:2: tenants[0].notify_hosts[0]: "${HOOK}" is not a host`,
 		file + `:4: routes[0].match.countries[0]: "${file:keys/infobip}" is not a country`,
-	} {
-		if !strings.Contains(msg, want) {
-			t.Errorf("problems lack %q:\n%s", want, msg)
-		}
-	}
+	})
 	if strings.Contains(msg, "SECRET") {
 		t.Errorf("a problem quotes a secret:\n%s", msg)
 	}
@@ -736,11 +726,7 @@ routes: [{name: d, providers: [p]}]
 		filepath.Join(dir, "teams/b.yaml") + ": tenant file: the files of tenant_files[1] hold more than 262144 bytes together (max_bytes)",
 	}
 	msg := err.Error()
-	for _, w := range want {
-		if !strings.Contains(msg, w) {
-			t.Errorf("problems lack %q:\n%.2000s", w, msg)
-		}
-	}
+	problemsHold(t, msg, want)
 	if strings.Contains(msg, "teams/a.yaml") {
 		t.Errorf("a team's file within its bounds has a problem:\n%.2000s", msg)
 	}
@@ -786,17 +772,13 @@ routes: [{name: d, providers: [p]}]
 	if err == nil {
 		t.Fatal("Parse accepted files past their bounds")
 	}
-	for _, want := range []string{
+	problemsHold(t, err.Error(), []string{
 		filepath.Join(dir, "teams/b.yaml") + ": tenant file: the files of tenant_files[0] hold more than 2048 bytes together (max_bytes)",
 		filepath.Join(dir, "teams/d.yaml") + ": tenant file: tenant_files[0] matches more than 3 files (max_tenants): it is not read",
 		filepath.Join(dir, "teams/e.yaml") + ": tenant file: tenant_files[0] matches more than 3 files (max_tenants)",
 		"keys/big holds more than 64 KiB",
 		"may read secrets only from files its secret_files matches; " + filepath.Join(dir, "log.db") + " does not",
-	} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("problems lack %q:\n%s", want, err)
-		}
-	}
+	})
 	var want []string
 	for _, f := range []string{"teams/a.yaml", "teams/b.yaml", "teams/c.yaml", "teams/d.yaml", "teams/e.yaml", "keys/team-a", "keys/big"} {
 		want = append(want, filepath.Join(dir, f))
