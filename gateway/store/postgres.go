@@ -844,23 +844,12 @@ func (p *Postgres) Trim(ctx context.Context, b RecordBounds) (map[string]int, er
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	cut := map[string]int{}
-	for _, tenant := range b.over(counts) {
-		max := b.Of(tenant)
-		var at int64
-		var id string
-		if err := conn.QueryRow(ctx, numbered(trimCutSQL), tenant, max-1).Scan(&at, &id); err != nil {
-			return cut, err
-		}
-		n, err := deleteChunks(ctx, conn, numbered(`DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE `+trimOlder+` LIMIT ?)`), chunk, tenant, at, id)
-		if n > 0 {
-			cut[tenant] = n
-		}
-		if err != nil {
-			return cut, err
-		}
-	}
-	return cut, nil
+	return b.trimEach(counts, func(tenant string, max int) (at int64, id string, err error) {
+		err = conn.QueryRow(ctx, numbered(trimCutSQL), tenant, max-1).Scan(&at, &id)
+		return at, id, err
+	}, func(tenant string, at int64, id string) (int, error) {
+		return deleteChunks(ctx, conn, numbered(`DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE `+trimOlder+` LIMIT ?)`), chunk, tenant, at, id)
+	})
 }
 
 // Close implements Backend.

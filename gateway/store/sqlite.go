@@ -762,23 +762,12 @@ func (s *SQLite) Trim(ctx context.Context, b RecordBounds) (map[string]int, erro
 	if err != nil {
 		return nil, err
 	}
-	cut := map[string]int{}
-	for _, tenant := range b.over(counts) {
-		max := b.Of(tenant)
-		var at int64
-		var id string
-		if err := s.db.QueryRowContext(ctx, trimCutSQL, tenant, max-1).Scan(&at, &id); err != nil {
-			return cut, err
-		}
-		n, err := s.deleteChunks(ctx, `DELETE FROM messages WHERE rowid IN (SELECT rowid FROM messages WHERE `+trimOlder+` LIMIT ?)`, chunk, tenant, at, id)
-		if n > 0 {
-			cut[tenant] = n
-		}
-		if err != nil {
-			return cut, err
-		}
-	}
-	return cut, nil
+	return b.trimEach(counts, func(tenant string, max int) (at int64, id string, err error) {
+		err = s.db.QueryRowContext(ctx, trimCutSQL, tenant, max-1).Scan(&at, &id)
+		return at, id, err
+	}, func(tenant string, at int64, id string) (int, error) {
+		return s.deleteChunks(ctx, `DELETE FROM messages WHERE rowid IN (SELECT rowid FROM messages WHERE `+trimOlder+` LIMIT ?)`, chunk, tenant, at, id)
+	})
 }
 
 // tenantCounts are the tenants trimOverSQL finds holding more than least records, and how many.

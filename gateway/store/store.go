@@ -1251,6 +1251,27 @@ func (b RecordBounds) over(counts map[string]int) []string {
 	return out
 }
 
+// trimEach trims every tenant of counts (records by tenant) past its bound, for the SQL backends:
+// edge finds the tenant's max-th newest record, older deletes the tenant's records before it. It
+// returns how many it deleted of each tenant, as far as it got.
+func (b RecordBounds) trimEach(counts map[string]int, edge func(tenant string, max int) (int64, string, error), older func(tenant string, at int64, id string) (int, error)) (map[string]int, error) {
+	cut := map[string]int{}
+	for _, tenant := range b.over(counts) {
+		at, id, err := edge(tenant, b.Of(tenant))
+		if err != nil {
+			return cut, err
+		}
+		n, err := older(tenant, at, id)
+		if n > 0 {
+			cut[tenant] = n
+		}
+		if err != nil {
+			return cut, err
+		}
+	}
+	return cut, nil
+}
+
 // Trim deletes the oldest records of each tenant holding more than its bound (Backend.Trim) and
 // logs each such tenant: a warning, as its oldest messages are gone before the retention.
 func (s *Store) Trim(ctx context.Context, b RecordBounds) {
