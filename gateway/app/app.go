@@ -61,7 +61,8 @@ type Options struct {
 	// healthBudget, for tests, replaces the least bound of a read of delivery health's window
 	// (healthBudget, 10 s).
 	healthBudget time.Duration
-	// trimEvery, for tests, replaces how often storage.max_records_per_tenant is applied (10m).
+	// trimEvery, for tests, replaces how often storage.max_records_per_tenant is applied (10m),
+	// and how long after the start it is first (1 to 2 minutes).
 	trimEvery time.Duration
 }
 
@@ -337,7 +338,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 		backend = o.WrapBackend(backend)
 	}
 	a.refuseSends = cfg.Storage.BacklogFull == "refuse_sends"
-	a.store = store.New(store.Options{Backend: backend, Logger: a.log, Retention: cfg.Storage.Retention.D(), RecordBounds: a.recordBounds(cfg.Storage.MaxRecordsPerTenant), TrimEvery: o.trimEvery,
+	a.store = store.New(store.Options{Backend: backend, Logger: a.log, Retention: cfg.Storage.Retention.D(), RecordBounds: a.recordBounds(cfg.Storage.MaxRecordsPerTenant), TrimEvery: o.trimEvery, StartDelay: o.trimEvery,
 		CommitTimeout: cfg.Storage.CommitTimeout.D(), WriteTimeout: cfg.Storage.WriteTimeout.D(), RetryBuffer: cfg.Storage.RetryBuffer, ExactDrops: a.refuseSends,
 		OnBatch: func(n int, err error) {
 			res := "ok"

@@ -31,6 +31,7 @@ import (
 	"log/slog"
 	"maps"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -421,8 +422,14 @@ type Options struct {
 	QueueSize int
 	// Retention purges records older than it; 0 keeps everything.
 	Retention time.Duration
-	// PurgeEvery is how often the purge runs; default retention/24, at least 1m.
+	// PurgeEvery is how often the purge runs; default retention/24 between 1m and 1h, so a record
+	// outlives the retention by at most an hour.
 	PurgeEvery time.Duration
+	// StartDelay is how long after New the purge and the trim first run, before their intervals;
+	// default a random 1 to 2 minutes, so replicas started together spread out. (They once ran
+	// first one whole interval after the start: replicas restarted more often than every 30 h, a
+	// daily deploy, never purged.)
+	StartDelay time.Duration
 	// RecordBounds, when set, gives the most records each tenant may keep, as the config says
 	// now: every TrimEvery (default 10m), a tenant holding more loses its oldest (Backend.Trim),
 	// never another tenant's. The disk every tenant's records share is otherwise bounded only by
@@ -520,16 +527,19 @@ func New(o Options) *Store {
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 10 * time.Second
 	}
+	if o.StartDelay <= 0 {
+		o.StartDelay = time.Minute + rand.N(time.Minute)
+	}
 	s := &Store{b: o.Backend, log: o.Logger, ch: make(chan Op, o.QueueSize), opts: o, onBatch: o.OnBatch, stop: make(chan struct{})}
 	s.wg.Add(1)
 	go s.writer()
 	if o.Retention > 0 {
 		every := o.PurgeEvery
 		if every <= 0 {
-			every = max(o.Retention/24, time.Minute)
+			every = min(max(o.Retention/24, time.Minute), time.Hour)
 		}
 		s.wg.Add(1)
-		go s.periodically(every, func() { s.purgeOlder(o.Retention) })
+		go s.periodically(o.StartDelay, every, func() { s.purgeOlder(o.Retention) })
 	}
 	if o.RecordBounds != nil {
 		every := o.TrimEvery
@@ -537,7 +547,7 @@ func New(o Options) *Store {
 			every = 10 * time.Minute
 		}
 		s.wg.Add(1)
-		go s.periodically(every, func() {
+		go s.periodically(o.StartDelay, every, func() {
 			if b := o.RecordBounds(); b.least() > 0 {
 				s.Trim(context.Background(), b)
 			}
@@ -1187,10 +1197,11 @@ func (w *writeLoop) handOff() bool {
 // handOffTimeout bounds Options.HandOff.
 const handOffTimeout = 5 * time.Second
 
-// periodically runs f every every until the store is closed (the purge, the trim).
-func (s *Store) periodically(every time.Duration, f func()) {
+// periodically runs f first after first, then every every, until the store is closed (the
+// purge, the trim).
+func (s *Store) periodically(first, every time.Duration, f func()) {
 	defer s.wg.Done()
-	t := time.NewTicker(every)
+	t := time.NewTimer(first)
 	defer t.Stop()
 	for {
 		select {
@@ -1198,6 +1209,7 @@ func (s *Store) periodically(every time.Duration, f func()) {
 			return
 		case <-t.C:
 			f()
+			t.Reset(every)
 		}
 	}
 }

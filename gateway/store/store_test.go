@@ -250,38 +250,75 @@ func TestATenantPastItsRecordBoundLosesOnlyItsOwnOldest(t *testing.T) {
 	})
 }
 
+// The trim and the purge run again and again: each record here is taken by a later run than the
+// one before it.
 func TestBackgroundTrimRuns(t *testing.T) {
 	m := NewMemory()
-	s := New(Options{Backend: m, RecordBounds: func() RecordBounds { return RecordBounds{Default: 1} }, TrimEvery: 10 * time.Millisecond})
+	s := New(Options{Backend: m, RecordBounds: func() RecordBounds { return RecordBounds{Default: 1} }, TrimEvery: 10 * time.Millisecond, StartDelay: time.Millisecond})
 	defer s.Close()
-	s.Insert(context.Background(), record("old", "acme", "p", "1", time.Now().Add(-time.Minute)))
-	s.Insert(context.Background(), record("new", "acme", "p", "2", time.Now()))
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, err := s.Get(context.Background(), "acme", "old"); err == ErrNotFound {
-			if _, err := s.Get(context.Background(), "acme", "new"); err != nil {
-				t.Fatalf("the newest record went too: %v", err)
-			}
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
+	s.Insert(context.Background(), record("new", "acme", "p", "new", time.Now()))
+	for i := range 3 {
+		old := fmt.Sprint("old", i)
+		s.Insert(context.Background(), record(old, "acme", "p", fmt.Sprint(i), time.Now().Add(-time.Minute)))
+		waitGone(t, s, "acme", old, "the background trim")
 	}
-	t.Fatal("the background trim never ran")
+	if _, err := s.Get(context.Background(), "acme", "new"); err != nil {
+		t.Fatalf("the newest record went too: %v", err)
+	}
 }
 
 func TestBackgroundPurgeRuns(t *testing.T) {
 	m := NewMemory()
-	s := New(Options{Backend: m, Retention: time.Hour, PurgeEvery: 10 * time.Millisecond})
+	s := New(Options{Backend: m, Retention: time.Hour, PurgeEvery: 10 * time.Millisecond, StartDelay: time.Millisecond})
 	defer s.Close()
-	s.Insert(context.Background(), record("old", "acme", "p", "1", time.Now().Add(-2*time.Hour)))
+	for i := range 3 {
+		old := fmt.Sprint("old", i)
+		s.Insert(context.Background(), record(old, "acme", "p", fmt.Sprint(i), time.Now().Add(-2*time.Hour)))
+		waitGone(t, s, "acme", old, "the purge")
+	}
+}
+
+// waitGone waits up to 5 s for tenant's record id to be gone from s.
+func waitGone(t *testing.T, s *Store, tenant, id, what string) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, err := s.Get(context.Background(), "acme", "old"); err == ErrNotFound {
+	for {
+		if _, err := s.Get(context.Background(), tenant, id); err == ErrNotFound {
 			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never removed %s", what, id)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A replica restarted more often than its purge's interval (a daily deploy, against the default
+// 30 h of a 720 h retention) once never purged: the first purge came one whole interval after the
+// start. Now the purge and the trim run first after StartDelay.
+func TestAReplicaRestartedOftenStillPurgesAndTrims(t *testing.T) {
+	m := NewMemory()
+	s := New(Options{Backend: m, Retention: time.Hour, PurgeEvery: time.Hour,
+		RecordBounds: func() RecordBounds { return RecordBounds{Default: 1} }, TrimEvery: time.Hour, StartDelay: 10 * time.Millisecond})
+	defer s.Close()
+	ctx := context.Background()
+	s.Insert(ctx, record("expired", "acme", "p", "1", time.Now().Add(-2*time.Hour)))
+	s.Insert(ctx, record("older", "beta", "p", "2", time.Now().Add(-time.Minute)))
+	s.Insert(ctx, record("newer", "beta", "p", "3", time.Now()))
+	gone := func(tenant, id string) bool {
+		_, err := s.Get(ctx, tenant, id)
+		return err == ErrNotFound
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !(gone("acme", "expired") && gone("beta", "older")) {
+		if time.Now().After(deadline) {
+			t.Fatalf("an hour's interval held the first purge and trim back: expired gone %v, older gone %v", gone("acme", "expired"), gone("beta", "older"))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Error("the purger never removed the old record")
+	if gone("beta", "newer") {
+		t.Error("the trim took the tenant's newest record too")
+	}
 }
 
 func TestRestartKeepsRecordsAndCloseFlushes(t *testing.T) {
