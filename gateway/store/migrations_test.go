@@ -53,7 +53,7 @@ func TestPostgresIndexBuildResumes(t *testing.T) {
 	first, second := m.indexes[0].name, m.indexes[1].name
 	// The schema of version 5, with rows the indexes must hold; then the first index as a stopped
 	// build leaves it (PostgreSQL marks it invalid; here by hand), the second not begun.
-	exec(fmt.Sprintf(`DROP INDEX %s; DROP INDEX %s; DROP INDEX messages_unpulled; ALTER TABLE messages DROP COLUMN parts;
+	exec(fmt.Sprintf(`DROP INDEX %s; DROP INDEX %s; DROP INDEX messages_unpulled; ALTER TABLE messages DROP COLUMN parts; DROP TABLE chores;
 		CREATE INDEX messages_untaken ON messages (tenant, created_at) WHERE source <> '' AND NOT report_taken;
 		UPDATE schema_migrations SET version = %d`, first, second, six-1))
 	exec(`INSERT INTO messages (id, tenant, status, created_at, updated_at, source, bulk_id, reference)
@@ -277,7 +277,7 @@ func atVersion5(t *testing.T, dsn string) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	if _, err := p.pool.Exec(ctx, `DROP INDEX messages_bulk; DROP INDEX messages_reference; DROP INDEX messages_unpulled; ALTER TABLE messages DROP COLUMN parts;
+	if _, err := p.pool.Exec(ctx, `DROP INDEX messages_bulk; DROP INDEX messages_reference; DROP INDEX messages_unpulled; ALTER TABLE messages DROP COLUMN parts; DROP TABLE chores;
 		CREATE INDEX messages_untaken ON messages (tenant, created_at) WHERE source <> '' AND NOT report_taken;
 		UPDATE schema_migrations SET version = 5;
 		INSERT INTO messages (id, tenant, status, created_at, updated_at, source, bulk_id, reference)

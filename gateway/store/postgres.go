@@ -95,6 +95,9 @@ var pgMigrations = []pgMigration{
 		drops: []string{"messages_untaken"}},
 	// 8: the parts an SMS was sent as (a report's price counts them; prices are read per part).
 	{sql: `ALTER TABLE messages ADD COLUMN parts integer NOT NULL DEFAULT 1;`},
+	// 9: when a chore the replicas share last ran (the trim), so that one replica does it per
+	// interval (claimChore).
+	{sql: `CREATE TABLE chores (name text PRIMARY KEY, ran_at timestamptz NOT NULL);`},
 }
 
 // pgMigration is one step of the schema: sql runs in a transaction with the version's update.
@@ -790,6 +793,23 @@ func (p *Postgres) Purge(ctx context.Context, before time.Time) (int, error) {
 	return total, err
 }
 
+// claimChore records that this replica runs the chore name now, unless a replica ran it within
+// 9/10 of every (by the database's clock): false then. every 0 always claims. The tenth spares a
+// replica whose timer fires a moment early from skipping a whole interval.
+func claimChore(ctx context.Context, conn *pgxpool.Conn, name string, every time.Duration) (bool, error) {
+	if every <= 0 {
+		return true, nil
+	}
+	var one int
+	err := conn.QueryRow(ctx, `INSERT INTO chores (name, ran_at) VALUES ($1, now())
+		ON CONFLICT (name) DO UPDATE SET ran_at = now() WHERE chores.ran_at <= now() - $2 * interval '1 millisecond'
+		RETURNING 1`, name, (every * 9 / 10).Milliseconds()).Scan(&one)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // deleteChunks runs del (a DELETE of at most its last argument's rows, chunk, after args) until
 // it deletes fewer than chunk rows, and returns how many it deleted.
 func deleteChunks(ctx context.Context, conn *pgxpool.Conn, del string, chunk int, args ...any) (int, error) {
@@ -822,6 +842,9 @@ func (p *Postgres) Trim(ctx context.Context, b RecordBounds) (map[string]int, er
 		return nil, nil // another replica is trimming
 	}
 	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(`+lockKeySQL+`)`, ":trim")
+	if ok, err := claimChore(ctx, conn, "trim", b.Every); !ok {
+		return nil, err // another replica trimmed within the interval, or the claim failed
+	}
 	chunk := p.PurgeChunk
 	if chunk <= 0 {
 		chunk = 5000
