@@ -61,9 +61,9 @@ type Options struct {
 	// healthBudget, for tests, replaces the least bound of a read of delivery health's window
 	// (healthBudget, 10 s).
 	healthBudget time.Duration
-	// trimEvery, for tests, replaces how often storage.max_records_per_tenant is applied (10m),
-	// and how long after the start it is first (1 to 2 minutes).
-	trimEvery time.Duration
+	// choresEvery, for tests, replaces how often the message log's purge and trim run (every
+	// hour at most; 10m) and how long after the start they first do (1 to 2 minutes).
+	choresEvery time.Duration
 }
 
 // App is a running gateway.
@@ -338,7 +338,8 @@ func New(ctx context.Context, o Options) (*App, error) {
 		backend = o.WrapBackend(backend)
 	}
 	a.refuseSends = cfg.Storage.BacklogFull == "refuse_sends"
-	a.store = store.New(store.Options{Backend: backend, Logger: a.log, Retention: cfg.Storage.Retention.D(), RecordBounds: a.recordBounds(cfg.Storage.MaxRecordsPerTenant), TrimEvery: o.trimEvery, StartDelay: o.trimEvery,
+	a.metrics.LogRetention.Set(cfg.Storage.Retention.D().Seconds())
+	a.store = store.New(store.Options{Backend: backend, Logger: a.log, Retention: cfg.Storage.Retention.D(), RecordBounds: a.recordBounds(cfg.Storage.MaxRecordsPerTenant), TrimEvery: o.choresEvery, PurgeEvery: o.choresEvery, StartDelay: o.choresEvery,
 		CommitTimeout: cfg.Storage.CommitTimeout.D(), WriteTimeout: cfg.Storage.WriteTimeout.D(), RetryBuffer: cfg.Storage.RetryBuffer, ExactDrops: a.refuseSends,
 		OnBatch: func(n int, err error) {
 			res := "ok"
@@ -348,9 +349,15 @@ func New(ctx context.Context, o Options) (*App, error) {
 			a.metrics.LogWrites.WithLabelValues(res).Add(float64(n))
 			a.metrics.LogBatch.Observe(float64(n))
 		},
-		OnBacklog:      func(n int) { a.metrics.LogBacklog.Set(float64(n)) },
-		OnDrop:         func(n int) { a.metrics.LogDropped.Add(float64(n)) },
-		OnTrim:         func(tenant string, n int) { a.metrics.LogTrimmed.WithLabelValues(tenant).Add(float64(n)) },
+		OnBacklog: func(n int) { a.metrics.LogBacklog.Set(float64(n)) },
+		OnDrop:    func(n int) { a.metrics.LogDropped.Add(float64(n)) },
+		OnTrim:    func(tenant string, n int) { a.metrics.LogTrimmed.WithLabelValues(tenant).Add(float64(n)) },
+		OnPurge: func(n int, oldest time.Time, known bool) {
+			a.metrics.LogPurged.Add(float64(n))
+			if known {
+				a.metrics.LogOldest.Set(unixSeconds(oldest))
+			}
+		},
 		OnSpoolFailure: a.metrics.LogSpoolFailures.Inc,
 		OnCharge:       a.charge,
 		HandOff:        a.handOffFor(cfg),
@@ -1355,3 +1362,11 @@ func (a *App) Metrics() http.Handler {
 
 // MetricSet returns the metrics (tests read them).
 func (a *App) MetricSet() *metrics.Metrics { return a.metrics }
+
+// unixSeconds is t in Unix seconds, 0 for the zero time.
+func unixSeconds(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return float64(t.UnixMilli()) / 1000
+}

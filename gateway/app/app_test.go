@@ -543,7 +543,7 @@ func TestLogsHoldNoCodeNumberOrSecret(t *testing.T) {
 func TestATenantsRecordsAreBoundedByTheConfig(t *testing.T) {
 	cfg := strings.Replace(baseConfig, "storage: {driver: sqlite, path: $DIR/log.db}", "storage: {driver: sqlite, path: $DIR/log.db, max_records_per_tenant: 1}", 1)
 	cfg = strings.Replace(cfg, "  - name: acme\n    api_key: acme-key\n", "  - name: acme\n    api_key: acme-key\n    max_records: 2\n", 1)
-	h := start(t, cfg, Options{trimEvery: 20 * time.Millisecond})
+	h := start(t, cfg, Options{choresEvery: 20 * time.Millisecond})
 	var ids []string
 	for i := range 4 {
 		r := h.send("acme-key", fmt.Sprintf(`{"recipient":"+1415555010%d","text":"c %d000","context":{}}`, i, i))
@@ -589,6 +589,32 @@ func TestATenantsRecordsAreBoundedByTheConfig(t *testing.T) {
 	if trims == 0 {
 		t.Errorf("no log line names the trimmed tenant:\n%s", h.logs.String())
 	}
+}
+
+// TestThePurgeSaysHowOldTheLogIs: the purge's work and the oldest record it leaves reach the
+// metrics SmsgateMessageLogPastRetention reads, beside the retention.
+func TestThePurgeSaysHowOldTheLogIs(t *testing.T) {
+	cfg := strings.Replace(baseConfig, "storage: {driver: sqlite, path: $DIR/log.db}", "storage: {driver: sqlite, path: $DIR/log.db, retention: 48h}", 1)
+	var clock atomic.Int64 // Unix ms of the sends' clock
+	clock.Store(time.Now().Add(-72 * time.Hour).UnixMilli())
+	h := start(t, cfg, Options{choresEvery: 10 * time.Millisecond, Now: func() time.Time { return time.UnixMilli(clock.Load()) }})
+	m := h.app.MetricSet()
+	if got := testutil.ToFloat64(m.LogRetention); got != 48*3600 {
+		t.Errorf("retention %v s, want 172800", got)
+	}
+	for i := range 2 { // three days old: past the retention
+		if r := h.send("acme-key", fmt.Sprintf(`{"recipient":"+1415555010%d","text":"c %d000","context":{}}`, i, i)); r.Status != 200 {
+			t.Fatalf("send %d: %d %s", i, r.Status, r.Raw)
+		}
+	}
+	now := time.Now().Truncate(time.Millisecond)
+	clock.Store(now.UnixMilli())
+	if r := h.send("acme-key", `{"recipient":"+14155550109","text":"c 9000","context":{}}`); r.Status != 200 {
+		t.Fatalf("send: %d %s", r.Status, r.Raw)
+	}
+	waitUntil(t, "the two old records purged and the new one seen as the oldest", func() bool {
+		return testutil.ToFloat64(m.LogPurged) == 2 && testutil.ToFloat64(m.LogOldest) == float64(now.UnixMilli())/1000
+	})
 }
 
 func TestMessagesAPI(t *testing.T) {

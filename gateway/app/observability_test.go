@@ -112,7 +112,7 @@ storage: {driver: memory, max_records_per_tenant: 1}
 tenants: [{name: acme, api_key: acme-key}]
 providers: [{name: m, type: mock}]
 routes: [{name: d, providers: [m]}]
-`, Options{trimEvery: 10 * time.Millisecond})
+`, Options{choresEvery: 10 * time.Millisecond})
 	for i := range 2 {
 		if r := tr.send("acme-key", fmt.Sprintf(`{"recipient":"+1415555010%d","text":"Your code is 10000%d","context":{}}`, i, i)); r.Status != 200 {
 			t.Fatalf("a send: %s", r.Raw)

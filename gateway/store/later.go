@@ -155,6 +155,11 @@ func (l *Later) Purge(ctx context.Context, before time.Time) (int, error) {
 	return with(l, func(b Backend) (int, error) { return b.Purge(ctx, before) })
 }
 
+// Oldest implements Backend.
+func (l *Later) Oldest(ctx context.Context) (time.Time, error) {
+	return with(l, func(b Backend) (time.Time, error) { return b.Oldest(ctx) })
+}
+
 // Trim implements Backend.
 func (l *Later) Trim(ctx context.Context, bounds RecordBounds) (map[string]int, error) {
 	return with(l, func(b Backend) (map[string]int, error) { return b.Trim(ctx, bounds) })

@@ -210,6 +210,19 @@ func (m *Memory) Purge(_ context.Context, before time.Time) (int, error) {
 	return n, nil
 }
 
+// Oldest implements Backend.
+func (m *Memory) Oldest(context.Context) (time.Time, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var oldest time.Time
+	for _, r := range m.byID {
+		if oldest.IsZero() || r.CreatedAt.Before(oldest) {
+			oldest = r.CreatedAt
+		}
+	}
+	return oldest, nil
+}
+
 // Trim implements Backend.
 func (m *Memory) Trim(_ context.Context, b RecordBounds) (map[string]int, error) {
 	m.mu.Lock()

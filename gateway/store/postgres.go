@@ -793,6 +793,15 @@ func (p *Postgres) Purge(ctx context.Context, before time.Time) (int, error) {
 	return total, err
 }
 
+// Oldest implements Backend (by messages_created: one step of the index).
+func (p *Postgres) Oldest(ctx context.Context) (time.Time, error) {
+	var at *int64
+	if err := p.pool.QueryRow(ctx, oldestSQL).Scan(&at); err != nil || at == nil {
+		return time.Time{}, err
+	}
+	return time.UnixMilli(*at), nil
+}
+
 // claimChore records that this replica runs the chore name now, unless a replica ran it within
 // 9/10 of every (by the database's clock): false then. every 0 always claims. The tenth spares a
 // replica whose timer fires a moment early from skipping a whole interval.

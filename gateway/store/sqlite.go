@@ -727,6 +727,15 @@ func (s *SQLite) Purge(ctx context.Context, before time.Time) (int, error) {
 	return total, err
 }
 
+// Oldest implements Backend (by messages_created: one step of the index).
+func (s *SQLite) Oldest(ctx context.Context) (time.Time, error) {
+	var at sql.NullInt64
+	if err := s.db.QueryRowContext(ctx, oldestSQL).Scan(&at); err != nil || !at.Valid {
+		return time.Time{}, err
+	}
+	return time.UnixMilli(at.Int64), nil
+}
+
 // deleteChunks runs del (a DELETE of at most its last argument's rows, chunk, after args) until it
 // deletes fewer than chunk rows, and returns how many it deleted. On the writer's own connection,
 // a chunk at a time: the writer's batches take it between chunks, where SQLite's file lock would

@@ -253,6 +253,8 @@ type Backend interface {
 	List(ctx context.Context, q Query) ([]*Record, error)
 	// Purge deletes records created before t and returns how many.
 	Purge(ctx context.Context, before time.Time) (int, error)
+	// Oldest is when the oldest record was created; zero when there is none.
+	Oldest(ctx context.Context) (time.Time, error)
 	// Trim deletes the oldest records of every tenant holding more than its bound, down to it,
 	// and returns how many it deleted of each such tenant (storage.max_records_per_tenant).
 	Trim(ctx context.Context, b RecordBounds) (map[string]int, error)
@@ -438,6 +440,10 @@ type Options struct {
 	TrimEvery    time.Duration
 	// OnTrim, when set, is told how many records a trim deleted of a tenant.
 	OnTrim func(tenant string, n int)
+	// OnPurge, when set, is told after each purge how many records it deleted, and when the
+	// oldest record left was created (zero: none; not told when that read failed), so that a
+	// purge that stopped keeping up shows.
+	OnPurge func(n int, oldest time.Time, known bool)
 	// OnBatch, when set, is told the size and result of each batch the writer tries (metrics).
 	OnBatch func(n int, err error)
 	// OnCharge, when set, is told each price a committed report recorded (the spend counter).
@@ -1217,11 +1223,19 @@ func (s *Store) periodically(first, every time.Duration, f func()) {
 
 // purgeOlder deletes the records older than retention, and logs how many.
 func (s *Store) purgeOlder(retention time.Duration) {
-	n, err := s.b.Purge(context.Background(), time.Now().Add(-retention))
+	ctx := context.Background()
+	n, err := s.b.Purge(ctx, time.Now().Add(-retention))
 	if err != nil {
 		s.log.Error("message log purge failed", "err", err)
 	} else if n > 0 {
 		s.log.Info("message log purged", "records", n)
+	}
+	oldest, err := s.b.Oldest(ctx)
+	if err != nil {
+		s.log.Error("message log: its oldest record could not be read", "err", err)
+	}
+	if s.opts.OnPurge != nil {
+		s.opts.OnPurge(n, oldest, err == nil)
 	}
 }
 
@@ -1317,6 +1331,10 @@ const (
 	trimCutSQL  = `SELECT created_at, id FROM messages WHERE tenant = ? ORDER BY created_at DESC, id DESC LIMIT 1 OFFSET ?`
 	trimOlder   = `tenant = ? AND (created_at, id) < (?, ?)`
 )
+
+// oldestSQL is the creation time of the oldest record (NULL when there is none), on the SQL
+// backends.
+const oldestSQL = `SELECT MIN(created_at) FROM messages`
 
 // collect reads every row of a query with scan: the row loop the SQL backends share
 // (database/sql and pgx rows both have Next and Err).

@@ -296,6 +296,35 @@ func TestReplicasSharingTheLogTrimOncePerInterval(t *testing.T) {
 	}
 }
 
+// Each purge says how many records it deleted and when the oldest one left was created, on every
+// backend; an empty log has none.
+func TestThePurgeTellsTheOldestRecordLeft(t *testing.T) {
+	backends(t, func(t *testing.T, open func() Backend) {
+		type told struct {
+			n      int
+			oldest time.Time
+			known  bool
+		}
+		var got []told
+		s := New(Options{Backend: open(), OnPurge: func(n int, oldest time.Time, known bool) { got = append(got, told{n, oldest, known}) }})
+		defer s.Close()
+		ctx := context.Background()
+		s.purgeOlder(time.Hour)
+		kept := time.Now().Add(-30 * time.Minute).Truncate(time.Millisecond)
+		for i, at := range []time.Time{kept.Add(-2 * time.Hour), kept.Add(-90 * time.Minute), kept, kept.Add(time.Minute)} {
+			s.Insert(ctx, record(fmt.Sprint("m", i), "acme", "p", fmt.Sprint("p-", i), at))
+		}
+		if err := s.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		s.purgeOlder(time.Hour)
+		want := []told{{0, time.Time{}, true}, {2, kept, true}}
+		if diff := cmp.Diff(want, got, cmp.AllowUnexported(told{}), cmp.Comparer(func(a, b time.Time) bool { return a.Equal(b) })); diff != "" {
+			t.Errorf("what the purges told (-want +got):\n%s", diff)
+		}
+	})
+}
+
 // The trim and the purge run again and again: each record here is taken by a later run than the
 // one before it.
 func TestBackgroundTrimRuns(t *testing.T) {
