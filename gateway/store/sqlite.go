@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/semaphore"
 	"modernc.org/sqlite" // also registers the pure-Go "sqlite" driver
 	sqlite3 "modernc.org/sqlite/lib"
 
@@ -110,6 +111,18 @@ type SQLite struct {
 	recount atomic.Bool
 	// stopCheckpoints ends the background checkpointer, which closes checkpointsDone.
 	stopCheckpoints, checkpointsDone chan struct{}
+	// walLong is set by the checkpointer when the WAL holds more than walFrames frames: the
+	// writer then checkpoints between two batches (restartWAL) and says so on walBegan once its
+	// next batch has begun.
+	walLong  atomic.Bool
+	walBegan chan struct{}
+	// gate lets every use of db in (a weight of 1 each) unless the checkpointer holds all of it
+	// to start the WAL over with no read on it (restartGated).
+	gate *semaphore.Weighted
+	// walFrames, for tests, replaces walRestartFrames; walRestarts counts the times the
+	// checkpointer closed the gate (tests).
+	walFrames   int
+	walRestarts atomic.Int64
 	// PurgeChunk bounds the rows one purge statement deletes; default 1000 (a batch of records
 	// waits for at most one: 5000 took up to 0.2 s on a log of five million, storage.commit_timeout).
 	PurgeChunk int
@@ -164,7 +177,7 @@ func openSQLite(ctx context.Context, path string, opts SQLiteOptions, log *slog.
 	// wal_autocheckpoint(0): the writer never checkpoints inside a commit (copying the WAL into
 	// the database and its fsync would stall every send waiting on that batch); checkpointer
 	// does it in the background.
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_pragma=wal_autocheckpoint(0)"
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(ON)&_pragma=wal_autocheckpoint(0)&_pragma=journal_size_limit(67108864)"
 	// The writer begins its transactions IMMEDIATE: one that began deferred, read, and then wrote
 	// while another process held the file's write lock (smsgate migrate, a sqlite3 shell) failed at
 	// once with SQLITE_BUSY, as WAL mode does not wait on an upgrade from reading to writing;
@@ -202,6 +215,7 @@ func openSQLite(ctx context.Context, path string, opts SQLiteOptions, log *slog.
 		return nil, fmt.Errorf("message log: %w", err)
 	}
 	s.db.SetMaxOpenConns(4)
+	s.gate, s.walBegan = semaphore.NewWeighted(gateAll), make(chan struct{}, 1)
 	s.stopCheckpoints, s.checkpointsDone = make(chan struct{}), make(chan struct{})
 	go s.checkpointer(checkpointEvery)
 	return s, nil
@@ -233,6 +247,80 @@ func busy(err error) bool {
 // checkpointEvery is how often the background checkpointer copies the WAL into the database.
 const checkpointEvery = 500 * time.Millisecond
 
+// walRestartFrames is how many frames (pages of 4 KiB) the WAL may hold before the writer
+// checkpoints it itself (restartWAL): 64 MiB.
+const walRestartFrames = 16384
+
+// restartWAL checkpoints the WAL on the writer's own connection, between two batches, so that the
+// next batch starts it again from its beginning. SQLite starts the WAL over only when a write
+// begins with every frame of it copied into the database and no read using it; the background
+// checkpointer runs beside the writer, whose commits keep adding frames while it copies, and from
+// a few hundred commits a second on it never caught up: the WAL grew by the commits' pages, some
+// 16 MiB a second at 700 commits a second, until the disk every tenant's records share was full.
+// Here no commit can come between the copy and the next write. The copy is of the frames the
+// background checkpoint left, a few hundred milliseconds of commits; a read still using older
+// frames keeps them (PASSIVE never waits for it), and the next look tries again.
+// journal_size_limit then cuts the file back.
+func (s *SQLite) restartWAL(ctx context.Context) {
+	_, _ = s.w.ExecContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`)
+}
+
+// checkpoint runs a PASSIVE checkpoint beside the writer and returns how many frames the WAL
+// holds (0 when it failed: tried again at the next tick).
+func (s *SQLite) checkpoint() int {
+	var busy, frames, copied int
+	if err := s.db.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied); err != nil {
+		return 0
+	}
+	return frames
+}
+
+// gateAll is the gate's whole weight: more than reads could ever hold at once.
+const gateAll = 1 << 30
+
+// walGateWait bounds how long the gate stays closed for the writer's next batch: with none
+// coming, nothing grows the WAL meanwhile.
+const walGateWait = time.Second
+
+// restartGated starts the WAL over when the writer's own checkpoints did not: reads that overlap
+// without end (a tenant listing its messages with a filter no index serves, two at a time, each
+// for seconds) always keep a frame of it in use, and it grew by every commit, 8 MiB a second
+// beside two such listings. The gate lets no new read in and waits for those running (each
+// within its own budget) to end; then this copies what the WAL holds, the writer copies the
+// rest and begins its next batch, which starts the WAL over, and reads go on. Reads wait for
+// this at most as long as the longest read running, and the writer never waits for a read.
+func (s *SQLite) restartGated() {
+	if err := s.gate.Acquire(context.Background(), gateAll); err != nil {
+		return
+	}
+	defer s.gate.Release(gateAll)
+	s.walRestarts.Add(1)
+	s.checkpoint()
+	select {
+	case <-s.walBegan: // a word left from an earlier restartWAL
+	default:
+	}
+	s.walLong.Store(true)
+	t := time.NewTimer(walGateWait)
+	defer t.Stop()
+	select {
+	case <-s.walBegan:
+	case <-t.C:
+	case <-s.stopCheckpoints:
+	}
+}
+
+// read runs f, one use of db, once the gate lets it in; ctx bounds the wait. Never nest: a read
+// waiting inside another behind a closing gate would wait for itself.
+func read[T any](s *SQLite, ctx context.Context, f func() (T, error)) (T, error) {
+	if err := s.gate.Acquire(ctx, 1); err != nil {
+		var zero T
+		return zero, err
+	}
+	defer s.gate.Release(1)
+	return f()
+}
+
 // checkpointer runs PASSIVE checkpoints (they never wait for, nor block, the writer or readers)
 // every interval until Close. A failed one is tried again at the next tick; the WAL keeps
 // everything meanwhile.
@@ -245,7 +333,16 @@ func (s *SQLite) checkpointer(every time.Duration) {
 		case <-s.stopCheckpoints:
 			return
 		case <-t.C:
-			_, _ = s.db.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
+			limit := s.walFrames
+			if limit <= 0 {
+				limit = walRestartFrames
+			}
+			switch frames := s.checkpoint(); {
+			case frames > 2*limit:
+				s.restartGated()
+			case frames > limit:
+				s.walLong.Store(true)
+			}
 		}
 	}
 }
@@ -401,7 +498,17 @@ func (s *SQLite) apply(ctx context.Context, ops []Op, ap *applier) error {
 			return err
 		}
 	}
+	restarted := s.walLong.Swap(false)
+	if restarted {
+		s.restartWAL(ctx)
+	}
 	tx, err := s.w.BeginTx(ctx, nil)
+	if restarted {
+		select {
+		case s.walBegan <- struct{}{}:
+		default:
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -577,7 +684,9 @@ func scanOne(row *sql.Row) (*Record, error) {
 
 // Get implements Backend.
 func (s *SQLite) Get(ctx context.Context, tenant, id string) (*Record, error) {
-	r, err := scanOne(s.db.QueryRowContext(ctx, `SELECT `+cols+` FROM messages WHERE id = ? AND tenant = ?`, id, tenant))
+	r, err := read(s, ctx, func() (*Record, error) {
+		return scanOne(s.db.QueryRowContext(ctx, `SELECT `+cols+` FROM messages WHERE id = ? AND tenant = ?`, id, tenant))
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -590,49 +699,57 @@ func (s *SQLite) Get(ctx context.Context, tenant, id string) (*Record, error) {
 // List implements Backend.
 func (s *SQLite) List(ctx context.Context, q Query) ([]*Record, error) {
 	where, args := listSQL(q)
-	rows, err := s.db.QueryContext(ctx, `SELECT `+cols+where, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	return collect(rows, func() (*Record, error) { return scan(rows) })
+	return read(s, ctx, func() ([]*Record, error) {
+		rows, err := s.db.QueryContext(ctx, `SELECT `+cols+where, args...)
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		return collect(rows, func() (*Record, error) { return scan(rows) })
+	})
 }
 
 // Health implements Backend: one grouped scan of the window (the created_at index), a row per
 // (provider, country, tenant).
 func (s *SQLite) Health(ctx context.Context, since, pendingBefore time.Time) ([]HealthRow, error) {
-	rows, err := s.db.QueryContext(ctx, healthSQL, pendingBefore.UnixMilli(), since.UnixMilli())
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	return scanAll(rows, healthFields)
+	return read(s, ctx, func() ([]HealthRow, error) {
+		rows, err := s.db.QueryContext(ctx, healthSQL, pendingBefore.UnixMilli(), since.UnixMilli())
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		return scanAll(rows, healthFields)
+	})
 }
 
 // Prices implements Backend.
 func (s *SQLite) Prices(ctx context.Context, since, until time.Time) ([]PriceRow, error) {
-	rows, err := s.db.QueryContext(ctx, pricesSQL, since.UnixMilli(), untilMS(until))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	return scanAll(rows, priceFields)
+	return read(s, ctx, func() ([]PriceRow, error) {
+		rows, err := s.db.QueryContext(ctx, pricesSQL, since.UnixMilli(), untilMS(until))
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		return scanAll(rows, priceFields)
+	})
 }
 
 // Find implements Backend.
 func (s *SQLite) Find(ctx context.Context, provider, id, pmid string) (*Record, error) {
-	var r *Record
-	var err error
-	if id != "" {
-		r, err = scanOne(s.db.QueryRowContext(ctx, `SELECT `+cols+` FROM messages WHERE id = ? AND provider = ?`, id, provider))
-	}
-	if r == nil && err == nil && pmid != "" {
-		r, err = scanOne(s.db.QueryRowContext(ctx, `SELECT `+cols+` FROM messages WHERE provider = ? AND provider_message_id = ?`, provider, pmid))
-	}
-	if err == nil && r == nil {
-		err = ErrNotFound
-	}
-	return r, err
+	return read(s, ctx, func() (*Record, error) {
+		var r *Record
+		var err error
+		if id != "" {
+			r, err = scanOne(s.db.QueryRowContext(ctx, `SELECT `+cols+` FROM messages WHERE id = ? AND provider = ?`, id, provider))
+		}
+		if r == nil && err == nil && pmid != "" {
+			r, err = scanOne(s.db.QueryRowContext(ctx, `SELECT `+cols+` FROM messages WHERE provider = ? AND provider_message_id = ?`, provider, pmid))
+		}
+		if err == nil && r == nil {
+			err = ErrNotFound
+		}
+		return r, err
+	})
 }
 
 // Take implements Backend: one UPDATE ... RETURNING, so a report is handed out once.
@@ -642,13 +759,15 @@ func (s *SQLite) Take(ctx context.Context, q TakeQuery) ([]*Record, error) {
 		return nil, err
 	}
 	args = append(args, q.Limit)
-	rows, err := s.db.QueryContext(ctx, `UPDATE messages SET report_taken = 1 WHERE id IN (SELECT id FROM messages WHERE `+where+
-		` ORDER BY created_at LIMIT ?) RETURNING `+cols, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	return oldestFirst(rows, func() (*Record, error) { return scan(rows) })
+	return read(s, ctx, func() ([]*Record, error) {
+		rows, err := s.db.QueryContext(ctx, `UPDATE messages SET report_taken = 1 WHERE id IN (SELECT id FROM messages WHERE `+where+
+			` ORDER BY created_at LIMIT ?) RETURNING `+cols, args...)
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		return oldestFirst(rows, func() (*Record, error) { return scan(rows) })
+	})
 }
 
 // takeWhere selects q's reports to pull; its first terms are those of messages_unpulled, which
@@ -671,42 +790,50 @@ func (s *SQLite) Due(ctx context.Context, tenant string, now time.Time, limit in
 	if none, err := s.none(ctx, "tenant = ? AND push_at > 0 AND push_at <= ?", []any{tenant, now.UnixMilli()}); none || err != nil {
 		return nil, err
 	}
-	rows, err := s.db.QueryContext(ctx, `UPDATE messages SET push_tries = push_tries + 1, push_at = `+nextPushSQL("?", "?")+
-		` WHERE id IN (SELECT id FROM messages WHERE tenant = ? AND push_at > 0 AND push_at <= ? ORDER BY push_at LIMIT ?) RETURNING `+cols,
-		PushTries, now.UnixMilli(), tenant, now.UnixMilli(), limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	return oldestFirst(rows, func() (*Record, error) { return scan(rows) })
+	return read(s, ctx, func() ([]*Record, error) {
+		rows, err := s.db.QueryContext(ctx, `UPDATE messages SET push_tries = push_tries + 1, push_at = `+nextPushSQL("?", "?")+
+			` WHERE id IN (SELECT id FROM messages WHERE tenant = ? AND push_at > 0 AND push_at <= ? ORDER BY push_at LIMIT ?) RETURNING `+cols,
+			PushTries, now.UnixMilli(), tenant, now.UnixMilli(), limit)
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		return oldestFirst(rows, func() (*Record, error) { return scan(rows) })
+	})
 }
 
 // DueTenants implements Backend: a read of the messages_push_due index, which holds only the
 // pushes not done.
 func (s *SQLite) DueTenants(ctx context.Context, now time.Time) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT tenant FROM messages WHERE push_at > 0 AND push_at <= ?`, now.UnixMilli())
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	return scanAll(rows, tenantField)
+	return read(s, ctx, func() ([]string, error) {
+		rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT tenant FROM messages WHERE push_at > 0 AND push_at <= ?`, now.UnixMilli())
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		return scanAll(rows, tenantField)
+	})
 }
 
 // none reports whether no message matches where: Take and Due read before they claim, since an
 // UPDATE takes the file's one write lock even when it changes nothing, and the message log's
 // writer would wait on every poll and sweep.
 func (s *SQLite) none(ctx context.Context, where string, args []any) (bool, error) {
-	var one int
-	err := s.db.QueryRowContext(ctx, `SELECT 1 FROM messages WHERE `+where+` LIMIT 1`, args...).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return true, nil
-	}
-	return false, err
+	return read(s, ctx, func() (bool, error) {
+		var one int
+		err := s.db.QueryRowContext(ctx, `SELECT 1 FROM messages WHERE `+where+` LIMIT 1`, args...).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return true, nil
+		}
+		return false, err
+	})
 }
 
 // PushDone implements Backend.
 func (s *SQLite) PushDone(ctx context.Context, id string) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE messages SET report_taken = 1, push_at = 0 WHERE id = ?`, id)
+	_, err := read(s, ctx, func() (sql.Result, error) {
+		return s.db.ExecContext(ctx, `UPDATE messages SET report_taken = 1, push_at = 0 WHERE id = ?`, id)
+	})
 	return err
 }
 
@@ -729,8 +856,10 @@ func (s *SQLite) Purge(ctx context.Context, before time.Time) (int, error) {
 
 // Oldest implements Backend (by messages_created: one step of the index).
 func (s *SQLite) Oldest(ctx context.Context) (time.Time, error) {
-	var at sql.NullInt64
-	if err := s.db.QueryRowContext(ctx, oldestSQL).Scan(&at); err != nil || !at.Valid {
+	at, err := read(s, ctx, func() (at sql.NullInt64, err error) {
+		return at, s.db.QueryRowContext(ctx, oldestSQL).Scan(&at)
+	})
+	if err != nil || !at.Valid {
 		return time.Time{}, err
 	}
 	return time.UnixMilli(at.Int64), nil
@@ -767,12 +896,14 @@ func (s *SQLite) Trim(ctx context.Context, b RecordBounds) (map[string]int, erro
 	if chunk <= 0 {
 		chunk = 1000
 	}
-	counts, err := tenantCounts(ctx, s.db, trimOverSQL, b.least())
+	counts, err := read(s, ctx, func() (map[string]int, error) { return tenantCounts(ctx, s.db, trimOverSQL, b.least()) })
 	if err != nil {
 		return nil, err
 	}
 	return b.trimEach(counts, func(tenant string, max int) (at int64, id string, err error) {
-		err = s.db.QueryRowContext(ctx, trimCutSQL, tenant, max-1).Scan(&at, &id)
+		_, err = read(s, ctx, func() (struct{}, error) {
+			return struct{}{}, s.db.QueryRowContext(ctx, trimCutSQL, tenant, max-1).Scan(&at, &id)
+		})
 		return at, id, err
 	}, func(tenant string, at int64, id string) (int, error) {
 		return s.deleteChunks(ctx, `DELETE FROM messages WHERE rowid IN (SELECT rowid FROM messages WHERE `+trimOlder+` LIMIT ?)`, chunk, tenant, at, id)
