@@ -1156,6 +1156,20 @@ func (a *App) apply(rt, prev *runtime) {
 				a.metrics.DeleteProvider(name)
 			}
 		}
+		for name := range prev.byName {
+			if _, ok := rt.byName[name]; !ok {
+				a.forgetTenant(rt, name)
+			}
+		}
+	}
+}
+
+// forgetTenant drops what the replica keeps of a tenant that left the config: its metrics'
+// series and its own breakers. (A send of it still in flight may write a series again.)
+func (a *App) forgetTenant(rt *runtime, name string) {
+	a.metrics.DeleteTenant(name)
+	for _, mi := range rt.members {
+		mi.member.Forget(name)
 	}
 }
 

@@ -617,6 +617,45 @@ func TestThePurgeSaysHowOldTheLogIs(t *testing.T) {
 	})
 }
 
+// TestATenantThatLeftTheConfigLeavesNoSeries: a reload without a tenant takes its series out of
+// the metrics. A team may rename its tenants at each change of its file: each name's series
+// stayed on every replica until it restarted, in every scrape and in Prometheus.
+func TestATenantThatLeftTheConfigLeavesNoSeries(t *testing.T) {
+	h := start(t, baseConfig, Options{})
+	for _, key := range []string{"acme-key", "lenient-key"} {
+		if r := h.send(key, actionBody); r.Status != 200 {
+			t.Fatalf("%s: %d %s", key, r.Status, r.Raw)
+		}
+	}
+	if r := h.send("lenient-key", `{"recipient":"+850 2 381 2321","text":"c 1000","context":{}}`); r.Status != 403 {
+		t.Fatalf("lenient to KP: %d %s", r.Status, r.Raw)
+	}
+	if m := h.do("GET", "/metrics", "", "").Raw; !strings.Contains(m, `tenant="lenient"`) || !strings.Contains(m, `smsgate_policy_rejections_total{reason="denied_countries",tenant="lenient"}`) {
+		t.Fatalf("lenient's series are not there to begin with:\n%s", m)
+	}
+	raw, err := os.ReadFile(h.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	without := strings.Replace(string(raw), "  - name: lenient\n    api_key: lenient-key\n    accept_unrecognized_numbers: true\n", "", 1)
+	if without == string(raw) {
+		t.Fatal("the config has no lenient tenant to take out")
+	}
+	if err := os.WriteFile(h.path, []byte(without), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.app.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	m := h.do("GET", "/metrics", "", "").Raw
+	if strings.Contains(m, `tenant="lenient"`) {
+		t.Errorf("a series of the tenant that left is still there:\n%s", m)
+	}
+	if !strings.Contains(m, `smsgate_requests_total{outcome="sent",route="default",tenant="acme"}`) {
+		t.Errorf("acme's series went too:\n%s", m)
+	}
+}
+
 func TestMessagesAPI(t *testing.T) {
 	h := start(t, baseConfig, Options{})
 	var ids []string

@@ -16,6 +16,9 @@ import (
 type lineGate struct {
 	mu   sync.Mutex
 	keys map[string]*lineWindow
+	// swept is the second of the last sweep of keys idle for a minute: keys name tenants, and a
+	// team renaming its tenants at each change would otherwise add to them without end.
+	swept int64
 }
 
 type lineWindow struct {
@@ -32,6 +35,14 @@ func (g *lineGate) allow(key string, perSecond int, now time.Time) (bool, int) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if sec := now.Unix(); sec-g.swept >= 60 {
+		for k, w := range g.keys {
+			if sec-w.sec >= 60 && w.suppressed == 0 {
+				delete(g.keys, k)
+			}
+		}
+		g.swept = sec
+	}
 	w := g.keys[key]
 	if w == nil {
 		if g.keys == nil {

@@ -3,10 +3,12 @@ package app
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -146,6 +148,31 @@ func TestLineGate(t *testing.T) {
 	got += fmt.Sprintf("%v/%d", ok, left)
 	if want := "true/0 true/0 false/0 false/0 false/0 b:true/0 true/3 true/0"; got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
+	}
+}
+
+// The gate forgets keys idle for a minute (they name tenants, which a team may rename at each
+// change), but not one whose left-out lines are still to be told.
+func TestLineGateForgetsIdleKeys(t *testing.T) {
+	var g lineGate
+	now := time.Unix(1_800_000_000, 0)
+	for i := range 100 {
+		g.allow(fmt.Sprint("send|tenant-", i, "|rate_limited"), 1, now)
+	}
+	g.allow("send|noisy|rate_limited", 1, now)
+	g.allow("send|noisy|rate_limited", 1, now) // left out: to be told on its next line
+	g.allow("send|quiet|rate_limited", 1, now.Add(30*time.Second))
+	g.allow("send|new|rate_limited", 1, now.Add(70*time.Second))
+	var kept []string
+	for k := range g.keys {
+		kept = append(kept, k)
+	}
+	slices.Sort(kept)
+	if diff := cmp.Diff([]string{"send|new|rate_limited", "send|noisy|rate_limited", "send|quiet|rate_limited"}, kept); diff != "" {
+		t.Errorf("keys kept after a minute (-want +got):\n%s", diff)
+	}
+	if ok, left := g.allow("send|noisy|rate_limited", 1, now.Add(71*time.Second)); !ok || left != 1 {
+		t.Errorf("noisy's next line: %v, %d left out; want it written, saying 1", ok, left)
 	}
 }
 

@@ -190,6 +190,14 @@ func (m *Member) ChannelState(t gateway.MessageType) gobreaker.State {
 	return m.breakers[channel(t)].State()
 }
 
+// Forget drops what the member keeps of tenant (its own breakers, a hold-off), for a tenant that
+// left the config: a team renaming its tenants at each change would otherwise add to it without
+// end.
+func (m *Member) Forget(tenant string) {
+	m.owns.forget(tenant)
+	m.holds.clear(tenant)
+}
+
 // SetDisabled drains (true) or restores (false) the member.
 func (m *Member) SetDisabled(v bool) { m.disabled.Store(v) }
 
@@ -567,8 +575,8 @@ const (
 // holds are the tenants that hold off one provider after it throttled their sends. A provider's
 // throughput is the account's, shared by every tenant: the hold-off falls on the tenant whose send
 // was refused, so a flooding tenant soon stops reaching the provider while the others go on
-// using it. Kept per replica (each learns from its own answers); keyed by tenant name, so bounded
-// by the configured tenants.
+// using it. Kept per replica (each learns from its own answers); keyed by tenant name, each
+// forgotten two minutes after its hold-off or when its tenant leaves the config.
 type holds struct {
 	mu sync.Mutex
 	m  map[string]hold

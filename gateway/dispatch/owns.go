@@ -29,8 +29,8 @@ import (
 // consecutive_failures failed attempts of the other tenants in all (each failed over within its
 // request) instead of none.
 //
-// Kept per replica, like the shared breakers; keyed by tenant name, so bounded by the configured
-// tenants.
+// Kept per replica, like the shared breakers; keyed by tenant name, and a tenant's are forgotten
+// when it leaves the config (Member.Forget), so bounded by the configured tenants.
 type owns struct {
 	member   string
 	settings BreakerSettings
@@ -75,6 +75,13 @@ func refused(err error) bool {
 }
 
 // get returns tenant's breakers, making them on its first send.
+// forget drops tenant's own breakers.
+func (o *owns) forget(tenant string) {
+	o.mu.Lock()
+	delete(o.m, tenant)
+	o.mu.Unlock()
+}
+
 func (o *owns) get(tenant string) *own {
 	o.mu.RLock()
 	t := o.m[tenant]

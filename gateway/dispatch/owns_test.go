@@ -93,6 +93,34 @@ func TestOneTenantsFailuresOpenOnlyItsOwnBreaker(t *testing.T) {
 // TestCorroboratedFailuresOpenTheSharedBreaker: in an outage, the first tenant's failures open its
 // own breaker; once another tenant's send fails too, its failures are corroborated and count for
 // the shared breaker, which opens after consecutive_failures of them in all, whichever tenants
+// A tenant that left the config leaves nothing in the member: its own breakers (and their
+// failures) go, so that a team renaming its tenants at each change does not add to them without
+// end; a tenant of that name later starts afresh.
+func TestAForgottenTenantLeavesNoBreaker(t *testing.T) {
+	p := newPoisoned(func(tn string) bool { return tn == "gone" }, "gone", "quiet")
+	ma := NewMember(MemberOptions{Name: "a", Provider: p, Timeout: time.Second, Breaker: strict})
+	ch := Chain{Members: []*Member{ma, member("b", &fake{fn: ok("b")}, time.Second, strict)}, Shared: true}
+	send := func(tenant string) Outcome { return Send(context.Background(), from(tenant), ch, nil) }
+	send("quiet")
+	for range 4 {
+		send("gone")
+	}
+	if out := send("gone"); !cmp.Equal(codes(out), []string{"a:unavailable:tenant_breaker_open", "b:sent:"}) {
+		t.Fatalf("gone's send with its own breaker open: %v", codes(out))
+	}
+	ma.Forget("gone")
+	ma.owns.mu.RLock()
+	_, kept := ma.owns.m["gone"]
+	left := len(ma.owns.m)
+	ma.owns.mu.RUnlock()
+	if kept || left != 1 {
+		t.Errorf("after Forget the member keeps breakers of %d tenants (gone's: %v), want quiet's alone", left, kept)
+	}
+	if out := send("gone"); !cmp.Equal(codes(out), []string{"a:provider_error:HTTP_500", "b:sent:"}) {
+		t.Errorf("a tenant of the forgotten name: %v, want a fresh breaker that calls the provider", codes(out))
+	}
+}
+
 // they came from. A third tenant then skips the provider without having paid a failure.
 func TestCorroboratedFailuresOpenTheSharedBreaker(t *testing.T) {
 	p := newPoisoned(func(string) bool { return true }, "first", "second", "third", "fourth")

@@ -206,6 +206,17 @@ func (m *Metrics) DeleteProvider(name string) {
 	m.Failovers.DeletePartialMatch(prometheus.Labels{"to": name})
 }
 
+// DeleteTenant removes every series labelled with a tenant that left the config. A team may
+// rename its tenants at each change of its file: their series would otherwise stay on every
+// replica until it restarts, each name adding to what every scrape reads and Prometheus keeps.
+func (m *Metrics) DeleteTenant(name string) {
+	for _, v := range []interface {
+		DeletePartialMatch(prometheus.Labels) int
+	}{m.Requests, m.TenantBreakerOpens, m.PolicyRejections, m.LogTrimmed, m.Notify, m.PreviousKeys, m.EstimatedSpend, m.Quarantines, m.Paced, m.ReplaysEvicted} {
+		v.DeletePartialMatch(prometheus.Labels{"tenant": name})
+	}
+}
+
 // OnAttempt implements dispatch.Observer. The latency is observed only for calls the provider
 // answered: an attempt that never called it (breaker open, disabled, skipped for its
 // capabilities, held off after throttling) has no duration, and a zero would pull its latency down.
