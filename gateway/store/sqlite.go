@@ -321,6 +321,28 @@ func read[T any](s *SQLite, ctx context.Context, f func() (T, error)) (T, error)
 	return f()
 }
 
+// readRows runs the query q on db once the gate lets it in (read), and reads its rows with each.
+func readRows[T any](s *SQLite, ctx context.Context, each func(*sql.Rows) (T, error), q string, args ...any) (T, error) {
+	return read(s, ctx, func() (T, error) {
+		rows, err := s.db.QueryContext(ctx, q, args...)
+		if err != nil {
+			var zero T
+			return zero, err
+		}
+		defer rows.Close()
+		return each(rows)
+	})
+}
+
+// records reads rows of cols as records, in their order; oldest reads them oldest first.
+func records(rows *sql.Rows) ([]*Record, error) {
+	return collect(rows, func() (*Record, error) { return scan(rows) })
+}
+
+func oldest(rows *sql.Rows) ([]*Record, error) {
+	return oldestFirst(rows, func() (*Record, error) { return scan(rows) })
+}
+
 // checkpointer runs PASSIVE checkpoints (they never wait for, nor block, the writer or readers)
 // every interval until Close. A failed one is tried again at the next tick; the WAL keeps
 // everything meanwhile.
@@ -699,39 +721,20 @@ func (s *SQLite) Get(ctx context.Context, tenant, id string) (*Record, error) {
 // List implements Backend.
 func (s *SQLite) List(ctx context.Context, q Query) ([]*Record, error) {
 	where, args := listSQL(q)
-	return read(s, ctx, func() ([]*Record, error) {
-		rows, err := s.db.QueryContext(ctx, `SELECT `+cols+where, args...)
-		if err != nil {
-			return nil, err
-		}
-		defer rows.Close()
-		return collect(rows, func() (*Record, error) { return scan(rows) })
-	})
+	return readRows(s, ctx, records, `SELECT `+cols+where, args...)
 }
 
 // Health implements Backend: one grouped scan of the window (the created_at index), a row per
 // (provider, country, tenant).
 func (s *SQLite) Health(ctx context.Context, since, pendingBefore time.Time) ([]HealthRow, error) {
-	return read(s, ctx, func() ([]HealthRow, error) {
-		rows, err := s.db.QueryContext(ctx, healthSQL, pendingBefore.UnixMilli(), since.UnixMilli())
-		if err != nil {
-			return nil, err
-		}
-		defer rows.Close()
-		return scanAll(rows, healthFields)
-	})
+	return readRows(s, ctx, func(rows *sql.Rows) ([]HealthRow, error) { return scanAll(rows, healthFields) },
+		healthSQL, pendingBefore.UnixMilli(), since.UnixMilli())
 }
 
 // Prices implements Backend.
 func (s *SQLite) Prices(ctx context.Context, since, until time.Time) ([]PriceRow, error) {
-	return read(s, ctx, func() ([]PriceRow, error) {
-		rows, err := s.db.QueryContext(ctx, pricesSQL, since.UnixMilli(), untilMS(until))
-		if err != nil {
-			return nil, err
-		}
-		defer rows.Close()
-		return scanAll(rows, priceFields)
-	})
+	return readRows(s, ctx, func(rows *sql.Rows) ([]PriceRow, error) { return scanAll(rows, priceFields) },
+		pricesSQL, since.UnixMilli(), untilMS(until))
 }
 
 // Find implements Backend.
@@ -759,15 +762,8 @@ func (s *SQLite) Take(ctx context.Context, q TakeQuery) ([]*Record, error) {
 		return nil, err
 	}
 	args = append(args, q.Limit)
-	return read(s, ctx, func() ([]*Record, error) {
-		rows, err := s.db.QueryContext(ctx, `UPDATE messages SET report_taken = 1 WHERE id IN (SELECT id FROM messages WHERE `+where+
-			` ORDER BY created_at LIMIT ?) RETURNING `+cols, args...)
-		if err != nil {
-			return nil, err
-		}
-		defer rows.Close()
-		return oldestFirst(rows, func() (*Record, error) { return scan(rows) })
-	})
+	return readRows(s, ctx, oldest, `UPDATE messages SET report_taken = 1 WHERE id IN (SELECT id FROM messages WHERE `+where+
+		` ORDER BY created_at LIMIT ?) RETURNING `+cols, args...)
 }
 
 // takeWhere selects q's reports to pull; its first terms are those of messages_unpulled, which
@@ -790,29 +786,16 @@ func (s *SQLite) Due(ctx context.Context, tenant string, now time.Time, limit in
 	if none, err := s.none(ctx, "tenant = ? AND push_at > 0 AND push_at <= ?", []any{tenant, now.UnixMilli()}); none || err != nil {
 		return nil, err
 	}
-	return read(s, ctx, func() ([]*Record, error) {
-		rows, err := s.db.QueryContext(ctx, `UPDATE messages SET push_tries = push_tries + 1, push_at = `+nextPushSQL("?", "?")+
-			` WHERE id IN (SELECT id FROM messages WHERE tenant = ? AND push_at > 0 AND push_at <= ? ORDER BY push_at LIMIT ?) RETURNING `+cols,
-			PushTries, now.UnixMilli(), tenant, now.UnixMilli(), limit)
-		if err != nil {
-			return nil, err
-		}
-		defer rows.Close()
-		return oldestFirst(rows, func() (*Record, error) { return scan(rows) })
-	})
+	return readRows(s, ctx, oldest, `UPDATE messages SET push_tries = push_tries + 1, push_at = `+nextPushSQL("?", "?")+
+		` WHERE id IN (SELECT id FROM messages WHERE tenant = ? AND push_at > 0 AND push_at <= ? ORDER BY push_at LIMIT ?) RETURNING `+cols,
+		PushTries, now.UnixMilli(), tenant, now.UnixMilli(), limit)
 }
 
 // DueTenants implements Backend: a read of the messages_push_due index, which holds only the
 // pushes not done.
 func (s *SQLite) DueTenants(ctx context.Context, now time.Time) ([]string, error) {
-	return read(s, ctx, func() ([]string, error) {
-		rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT tenant FROM messages WHERE push_at > 0 AND push_at <= ?`, now.UnixMilli())
-		if err != nil {
-			return nil, err
-		}
-		defer rows.Close()
-		return scanAll(rows, tenantField)
-	})
+	return readRows(s, ctx, func(rows *sql.Rows) ([]string, error) { return scanAll(rows, tenantField) },
+		`SELECT DISTINCT tenant FROM messages WHERE push_at > 0 AND push_at <= ?`, now.UnixMilli())
 }
 
 // none reports whether no message matches where: Take and Due read before they claim, since an
@@ -896,7 +879,7 @@ func (s *SQLite) Trim(ctx context.Context, b RecordBounds) (map[string]int, erro
 	if chunk <= 0 {
 		chunk = 1000
 	}
-	counts, err := read(s, ctx, func() (map[string]int, error) { return tenantCounts(ctx, s.db, trimOverSQL, b.least()) })
+	counts, err := readRows(s, ctx, tenantCounts, trimOverSQL, b.least())
 	if err != nil {
 		return nil, err
 	}
@@ -910,13 +893,9 @@ func (s *SQLite) Trim(ctx context.Context, b RecordBounds) (map[string]int, erro
 	})
 }
 
-// tenantCounts are the tenants trimOverSQL finds holding more than least records, and how many.
-func tenantCounts(ctx context.Context, db *sql.DB, q string, least int) (map[string]int, error) {
-	rows, err := db.QueryContext(ctx, q, least)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
+// tenantCounts reads the rows of trimOverSQL: the tenants holding more than the least bound, and
+// how many records each holds.
+func tenantCounts(rows *sql.Rows) (map[string]int, error) {
 	out := map[string]int{}
 	for rows.Next() {
 		var tenant string
