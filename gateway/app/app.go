@@ -417,7 +417,9 @@ func (a *App) openLog(cfg config.Storage) (store.Backend, error) {
 			a.logAhead(pg.Ahead())
 			return pg, nil
 		}
-		sq, err := store.OpenSQLiteWith(ctx, cfg.Path, sqliteOptions(cfg), a.log)
+		so := sqliteOptions(cfg)
+		so.OnWAL = func(n int64) { a.metrics.LogWAL.Set(float64(n)) }
+		sq, err := store.OpenSQLiteWith(ctx, cfg.Path, so, a.log)
 		if err != nil {
 			return nil, err
 		}

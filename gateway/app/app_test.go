@@ -592,7 +592,8 @@ func TestATenantsRecordsAreBoundedByTheConfig(t *testing.T) {
 }
 
 // TestThePurgeSaysHowOldTheLogIs: the purge's work and the oldest record it leaves reach the
-// metrics SmsgateMessageLogPastRetention reads, beside the retention.
+// metrics SmsgateMessageLogPastRetention reads, beside the retention; and SQLite's WAL size the
+// one SmsgateMessageLogWALLarge reads.
 func TestThePurgeSaysHowOldTheLogIs(t *testing.T) {
 	cfg := strings.Replace(baseConfig, "storage: {driver: sqlite, path: $DIR/log.db}", "storage: {driver: sqlite, path: $DIR/log.db, retention: 48h}", 1)
 	var clock atomic.Int64 // Unix ms of the sends' clock
@@ -615,6 +616,8 @@ func TestThePurgeSaysHowOldTheLogIs(t *testing.T) {
 	waitUntil(t, "the two old records purged and the new one seen as the oldest", func() bool {
 		return testutil.ToFloat64(m.LogPurged) == 2 && testutil.ToFloat64(m.LogOldest) == float64(now.UnixMilli())/1000
 	})
+	// And the background checkpoint says how much SQLite's WAL holds (the sends' pages).
+	waitUntil(t, "the WAL's size seen", func() bool { return testutil.ToFloat64(m.LogWAL) > 0 })
 }
 
 // TestATenantThatLeftTheConfigLeavesNoSeries: a reload without a tenant takes its series out of

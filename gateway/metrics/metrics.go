@@ -34,6 +34,7 @@ type Metrics struct {
 	LogPurged          prometheus.Counter
 	LogOldest          prometheus.Gauge
 	LogRetention       prometheus.Gauge
+	LogWAL             prometheus.Gauge
 	LogCommitTimeouts  prometheus.Counter
 	LogSpoolFailures   prometheus.Counter
 	LogHandedOver      *prometheus.CounterVec
@@ -102,6 +103,8 @@ func New() *Metrics {
 			Help: "When the oldest record in the message log was created (Unix seconds), read after each purge; 0 until the first purge, or while the log is empty."}),
 		LogRetention: prometheus.NewGauge(prometheus.GaugeOpts{Name: "smsgate_message_log_retention_seconds",
 			Help: "storage.retention in seconds; 0 keeps records forever."}),
+		LogWAL: prometheus.NewGauge(prometheus.GaugeOpts{Name: "smsgate_message_log_wal_bytes",
+			Help: "How many bytes SQLite's write-ahead log holds, as the last background checkpoint (every 500 ms) saw it; 0 with postgres or memory."}),
 		LogSpoolFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "smsgate_message_log_spool_failures_total",
 			Help: "Failures of the spool (storage.spool_dir): the writes it could not take wait in memory only, lost if the process is killed before the database takes them."}),
 		LogCommitTimeouts: prometheus.NewCounter(prometheus.CounterOpts{Name: "smsgate_message_log_commit_timeouts_total",
@@ -151,7 +154,7 @@ func New() *Metrics {
 			Help: "Idempotency records a tenant lost before their ttl: with the state in memory, it held the most when state.max_idempotency_records was reached; in Redis, it reached its own state.redis.max_idempotency_records_per_tenant. A retry of such a request sends again."}, []string{"tenant"}),
 	}
 	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.Attempts, m.ProviderLatency, m.BreakerState,
-		m.BreakerTransitions, m.TenantBreakerOpens, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBatch, m.LogBacklog, m.LogDropped, m.LogTrimmed, m.LogPurged, m.LogOldest, m.LogRetention, m.LogCommitTimeouts, m.LogSpoolFailures, m.LogHandedOver, m.LogHandOffWaiting, m.Notify, m.PreviousKeys, m.DeliveryRate, m.Demotions, m.Reloads, m.ConfigLoaded, m.ProviderDisabled, m.ProviderDrained, m.StateErrors, m.Spend, m.EstimatedSpend, m.Quarantines,
+		m.BreakerTransitions, m.TenantBreakerOpens, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBatch, m.LogBacklog, m.LogDropped, m.LogTrimmed, m.LogPurged, m.LogOldest, m.LogRetention, m.LogWAL, m.LogCommitTimeouts, m.LogSpoolFailures, m.LogHandedOver, m.LogHandOffWaiting, m.Notify, m.PreviousKeys, m.DeliveryRate, m.Demotions, m.Reloads, m.ConfigLoaded, m.ProviderDisabled, m.ProviderDrained, m.StateErrors, m.Spend, m.EstimatedSpend, m.Quarantines,
 		m.StateMemoryUsed, m.StateMemoryMax, m.StateEvictedKeys, m.ReplaysEvicted, m.Paced, m.WindowReads, m.WindowReadTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)

@@ -123,6 +123,9 @@ type SQLite struct {
 	// checkpointer closed the gate (tests).
 	walFrames   int
 	walRestarts atomic.Int64
+	// onWAL is SQLiteOptions.OnWAL; pageSize the file's page, the size of a frame's page.
+	onWAL    func(bytes int64)
+	pageSize int64
 	// PurgeChunk bounds the rows one purge statement deletes; default 1000 (a batch of records
 	// waits for at most one: 5000 took up to 0.2 s on a log of five million, storage.commit_timeout).
 	PurgeChunk int
@@ -147,6 +150,10 @@ type SQLiteOptions struct {
 	// Unmapped reads the file through the page cache instead of mapping it (storage.sqlite_mmap:
 	// false; see readMmap for what the mapping buys and risks).
 	Unmapped bool
+	// OnWAL, when set, is told after each background checkpoint how many bytes the WAL holds
+	// (smsgate_message_log_wal_bytes): a read from outside (a backup, a sqlite3 shell), or
+	// checkpoints that fail, keep it from starting over, and it grows by every write.
+	OnWAL func(bytes int64)
 }
 
 // OpenSQLite opens (creating it and its directory if needed) and migrates the database at path.
@@ -206,6 +213,10 @@ func openSQLite(ctx context.Context, path string, opts SQLiteOptions, log *slog.
 		w.Close()
 		return nil, fmt.Errorf("message log %s: %w", path, err)
 	}
+	if err := w.QueryRowContext(ctx, `PRAGMA page_size`).Scan(&s.pageSize); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("message log %s: %w", path, err)
+	}
 	rdsn := dsn + readMmap
 	if opts.Unmapped {
 		rdsn = dsn
@@ -215,7 +226,7 @@ func openSQLite(ctx context.Context, path string, opts SQLiteOptions, log *slog.
 		return nil, fmt.Errorf("message log: %w", err)
 	}
 	s.db.SetMaxOpenConns(4)
-	s.gate, s.walBegan = semaphore.NewWeighted(gateAll), make(chan struct{}, 1)
+	s.gate, s.walBegan, s.onWAL = semaphore.NewWeighted(gateAll), make(chan struct{}, 1), opts.OnWAL
 	s.stopCheckpoints, s.checkpointsDone = make(chan struct{}), make(chan struct{})
 	go s.checkpointer(checkpointEvery)
 	return s, nil
@@ -266,11 +277,14 @@ func (s *SQLite) restartWAL(ctx context.Context) {
 }
 
 // checkpoint runs a PASSIVE checkpoint beside the writer and returns how many frames the WAL
-// holds (0 when it failed: tried again at the next tick).
+// holds (0 when it failed: tried again at the next tick), and tells onWAL their bytes.
 func (s *SQLite) checkpoint() int {
 	var busy, frames, copied int
 	if err := s.db.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied); err != nil {
 		return 0
+	}
+	if s.onWAL != nil {
+		s.onWAL(int64(frames) * s.pageSize)
 	}
 	return frames
 }
