@@ -109,8 +109,10 @@ type SQLite struct {
 	pendingLookups int
 	// recount is set by Purge (another goroutine) to make the writer count pending reports again.
 	recount atomic.Bool
-	// stopCheckpoints ends the background checkpointer, which closes checkpointsDone.
+	// stopCheckpoints ends the background checkpointer, which closes checkpointsDone
+	// (stopCheckpointer, once).
 	stopCheckpoints, checkpointsDone chan struct{}
+	stopOnce                         sync.Once
 	// walLong is set by the checkpointer when the WAL holds more than walFrames frames: the
 	// writer then checkpoints between two batches (restartWAL) and says so on walBegan once its
 	// next batch has begun.
@@ -355,6 +357,14 @@ func records(rows *sql.Rows) ([]*Record, error) {
 
 func oldest(rows *sql.Rows) ([]*Record, error) {
 	return oldestFirst(rows, func() (*Record, error) { return scan(rows) })
+}
+
+// stopCheckpointer ends the background checkpointer and waits for it (Close; tests).
+func (s *SQLite) stopCheckpointer() {
+	s.stopOnce.Do(func() {
+		close(s.stopCheckpoints)
+		<-s.checkpointsDone
+	})
 }
 
 // checkpointer runs PASSIVE checkpoints (they never wait for, nor block, the writer or readers)
@@ -924,8 +934,7 @@ func tenantCounts(rows *sql.Rows) (map[string]int, error) {
 
 // Close implements Backend.
 func (s *SQLite) Close() error {
-	close(s.stopCheckpoints)
-	<-s.checkpointsDone
+	s.stopCheckpointer()
 	for _, st := range []*sql.Stmt{s.insert, s.replace, s.byID, s.byPMID, s.pendingFor, s.pendingAdd, s.pendingDel} {
 		st.Close()
 	}

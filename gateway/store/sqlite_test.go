@@ -230,11 +230,7 @@ func TestTheWriterStartsTheWALOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	close(b.stopCheckpoints)
-	<-b.checkpointsDone
-	b.stopCheckpoints = make(chan struct{}) // for Close
-	b.checkpointsDone = make(chan struct{})
-	close(b.checkpointsDone)
+	b.stopCheckpointer()
 	if _, err := b.w.ExecContext(ctx, `PRAGMA journal_size_limit = 0`); err != nil {
 		t.Fatal(err)
 	}
