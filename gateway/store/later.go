@@ -201,6 +201,13 @@ func (l *Later) PushDone(ctx context.Context, id string) error {
 	return err
 }
 
+// ReadConns implements Backend: the opened database's, 0 until then (reads answer ErrNotOpen
+// at once).
+func (l *Later) ReadConns() int {
+	n, _ := with(l, func(b Backend) (int, error) { return b.ReadConns(), nil })
+	return n
+}
+
 // Close stops opening (waiting for an attempt under way to end) and closes the database if it was
 // reached.
 func (l *Later) Close() error {

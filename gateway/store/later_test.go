@@ -195,8 +195,9 @@ func TestADatabaseWithNoConnectionLeftIsReachedLater(t *testing.T) {
 	}
 }
 
-// TestPoolSizeFromTheDSNIsKept: pool_max_conns in the DSN sizes the read pool, also below the
-// default of 8, so that an operator can fit the replicas into the database's max_connections.
+// TestPoolSizeFromTheDSNIsKept: pool_max_conns in the DSN sizes the pool of tenants' reads, also
+// below the default of 6, so that an operator can fit the replicas into the database's
+// max_connections; the pools of the shared reads (4) and of the writer (2) keep their sizes.
 func TestPoolSizeFromTheDSNIsKept(t *testing.T) {
 	for _, c := range []struct {
 		dsn      string
@@ -205,14 +206,17 @@ func TestPoolSizeFromTheDSNIsKept(t *testing.T) {
 	}{
 		{"&pool_max_conns=3", 3, 3, "the DSN's 3"},
 		{"&pool_max_conns=1", 2, 2, "2 (migrations and their watcher)"},
-		{"", 8, 1 << 30, "at least 8 without pool_max_conns"},
+		{"", 6, 1 << 30, "at least 6 without pool_max_conns"},
 	} {
 		p, err := OpenPostgres(context.Background(), pgtest.DSN(t)+c.dsn, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := p.pool.Config().MaxConns; got < c.min || got > c.max {
-			t.Errorf("DSN with %q: a read pool of %d connections, want %s", c.dsn, got, c.why)
+		if got := p.pool.Config().MaxConns; got < c.min || got > c.max || p.ReadConns() != int(got) {
+			t.Errorf("DSN with %q: a pool of %d connections for tenants' reads (ReadConns %d), want %s", c.dsn, got, p.ReadConns(), c.why)
+		}
+		if s, w := p.sys.Config().MaxConns, p.writer.Config().MaxConns; s != 4 || w != 2 {
+			t.Errorf("DSN with %q: pools of %d connections for the shared reads and %d for the writer, want 4 and 2", c.dsn, s, w)
 		}
 		p.Close()
 	}

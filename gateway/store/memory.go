@@ -387,6 +387,9 @@ func (m *Memory) DueTenants(_ context.Context, now time.Time) ([]string, error) 
 	return out, nil
 }
 
+// ReadConns implements Backend: reads in memory take no connection.
+func (m *Memory) ReadConns() int { return 0 }
+
 // PushDone implements Backend.
 func (m *Memory) PushDone(_ context.Context, id string) error {
 	m.mu.Lock()

@@ -122,10 +122,13 @@ type pgIndex struct{ name, def string }
 // in sorted order (no deadlocks), so of two such transactions the second waits for the first and
 // then sees its rows: an early report is either found by the record's insert or finds the record.
 type Postgres struct {
-	// pool serves reads (tenants' listings, health, prices, reports' lookups), migrations, purges
-	// and taking reports; writer, a pool of its own, serves only the writer's batches, so that
-	// however many reads run, every tenant's records still commit.
-	pool, writer *pgxpool.Pool
+	// pool serves migrations and the reads made on a tenant's behalf (its message, its listings,
+	// the reports it pulls: Get, List, Take); sys, a pool of its own, the reads every tenant
+	// relies on (delivery reports' look-ups, delivery health, prices, pushes) and the chores
+	// (purge, trim): however long tenants' reads hold every connection of pool, reports are still
+	// matched and routing still reads its health. writer, a pool of its own, serves only the
+	// writer's batches, so that however many reads run, every tenant's records still commit.
+	pool, sys, writer *pgxpool.Pool
 	// Now is the clock for updated_at and for when a report falls due to be pushed; nil means time.Now.
 	Now func() time.Time
 	// PurgeChunk bounds the rows one purge statement deletes; default 5000.
@@ -170,11 +173,11 @@ func openPostgres(ctx context.Context, dsn string, log *slog.Logger, migrate boo
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	// The read pool: at least 8 (each tenant may run 2 reads at once on a replica, and delivery
-	// health, prices and pushes read too), unless the DSN's pool_max_conns says otherwise: an
-	// operator fitting replicas into the database's max_connections decides.
-	if cfg.MaxConns < 8 && !strings.Contains(dsn, "pool_max_conns") {
-		cfg.MaxConns = 8
+	// The pool of tenants' reads: at least pgTenantReads (each tenant may run 2 reads at once on a
+	// replica), unless the DSN's pool_max_conns says otherwise: an operator fitting replicas into
+	// the database's max_connections decides.
+	if cfg.MaxConns < pgTenantReads && !strings.Contains(dsn, "pool_max_conns") {
+		cfg.MaxConns = pgTenantReads
 	}
 	// Two at least: migrations hold one while their watcher asks on another (migrateProbe), and
 	// would take a watcher left waiting for a connection for a database that stopped answering.
@@ -206,8 +209,26 @@ func openPostgres(ctx context.Context, dsn string, log *slog.Logger, migrate boo
 		pool.Close()
 		return nil, fmt.Errorf("message log: %s", redactDSN(err.Error(), cfg.ConnConfig.Password))
 	}
+	scfg := cfg.Copy()
+	scfg.MaxConns, scfg.MinConns = pgSharedReads, 0
+	if p.sys, err = pgxpool.NewWithConfig(ctx, scfg); err != nil {
+		pool.Close()
+		p.writer.Close()
+		return nil, fmt.Errorf("message log: %s", redactDSN(err.Error(), cfg.ConnConfig.Password))
+	}
 	return p, nil
 }
+
+// pgTenantReads is the default size of the pool of tenants' reads (storage.dsn's pool_max_conns
+// sets it), pgSharedReads the size of the pool of the reads every tenant relies on and of the
+// chores. With the writer's two, a replica opens at most 6 + 4 + 2 connections by default.
+const (
+	pgTenantReads = 6
+	pgSharedReads = 4
+)
+
+// ReadConns implements Backend.
+func (p *Postgres) ReadConns() int { return int(p.pool.Config().MaxConns) }
 
 // readOnly reports whether err is a server refusing a write as read-only (SQLSTATE 25006).
 func readOnly(err error) bool {
@@ -336,6 +357,7 @@ func (p *Postgres) Apply(ctx context.Context, ops []Op) ([]Charge, error) {
 			// what it still holds, and refuse the claims of pushes and pulls), and are made again
 			// to the server that takes writes.
 			p.pool.Reset()
+			p.sys.Reset()
 		}
 		return nil, err
 	}
@@ -630,7 +652,7 @@ func (p *Postgres) List(ctx context.Context, q Query) ([]*Record, error) {
 // Health implements Backend: one grouped scan of the window (the created_at index), a row per
 // (provider, country, tenant).
 func (p *Postgres) Health(ctx context.Context, since, pendingBefore time.Time) ([]HealthRow, error) {
-	rows, err := p.pool.Query(ctx, numbered(healthSQL), pendingBefore.UnixMilli(), since.UnixMilli())
+	rows, err := p.sys.Query(ctx, numbered(healthSQL), pendingBefore.UnixMilli(), since.UnixMilli())
 	if err != nil {
 		return nil, err
 	}
@@ -640,7 +662,7 @@ func (p *Postgres) Health(ctx context.Context, since, pendingBefore time.Time) (
 
 // Prices implements Backend.
 func (p *Postgres) Prices(ctx context.Context, since, until time.Time) ([]PriceRow, error) {
-	rows, err := p.pool.Query(ctx, numbered(strings.Replace(pricesSQL, "COUNT(*)", "COUNT(*)::int", 1)), since.UnixMilli(), untilMS(until))
+	rows, err := p.sys.Query(ctx, numbered(strings.Replace(pricesSQL, "COUNT(*)", "COUNT(*)::int", 1)), since.UnixMilli(), untilMS(until))
 	if err != nil {
 		return nil, err
 	}
@@ -708,7 +730,7 @@ func numbered(q string) string {
 
 // Find implements Backend.
 func (p *Postgres) Find(ctx context.Context, provider, id, pmid string) (*Record, error) {
-	r, err := scanPG(p.pool.QueryRow(ctx, `SELECT `+pgCols+` FROM messages WHERE provider = $1 AND
+	r, err := scanPG(p.sys.QueryRow(ctx, `SELECT `+pgCols+` FROM messages WHERE provider = $1 AND
 		((id = $2 AND $2 <> '') OR (provider_message_id = $3 AND $3 <> '')) LIMIT 1`, provider, id, pmid))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrNotFound
@@ -736,7 +758,7 @@ func (p *Postgres) Take(ctx context.Context, q TakeQuery) ([]*Record, error) {
 
 // Due implements Backend: SKIP LOCKED, so replicas sweeping at once claim each push once.
 func (p *Postgres) Due(ctx context.Context, tenant string, now time.Time, limit int) ([]*Record, error) {
-	rows, err := p.pool.Query(ctx, `UPDATE messages SET push_tries = push_tries + 1, push_at = `+nextPushSQL("$1", "$2")+` WHERE id IN (
+	rows, err := p.sys.Query(ctx, `UPDATE messages SET push_tries = push_tries + 1, push_at = `+nextPushSQL("$1", "$2")+` WHERE id IN (
 		SELECT id FROM messages WHERE tenant = $3 AND push_at > 0 AND push_at <= $2
 		ORDER BY push_at LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING `+pgCols, PushTries, now.UnixMilli(), tenant, limit)
 	if err != nil {
@@ -749,7 +771,7 @@ func (p *Postgres) Due(ctx context.Context, tenant string, now time.Time, limit 
 // DueTenants implements Backend: a read of the messages_push_due index, which holds only the
 // pushes not done.
 func (p *Postgres) DueTenants(ctx context.Context, now time.Time) ([]string, error) {
-	rows, err := p.pool.Query(ctx, `SELECT DISTINCT tenant FROM messages WHERE push_at > 0 AND push_at <= $1`, now.UnixMilli())
+	rows, err := p.sys.Query(ctx, `SELECT DISTINCT tenant FROM messages WHERE push_at > 0 AND push_at <= $1`, now.UnixMilli())
 	if err != nil {
 		return nil, err
 	}
@@ -759,7 +781,7 @@ func (p *Postgres) DueTenants(ctx context.Context, now time.Time) ([]string, err
 
 // PushDone implements Backend.
 func (p *Postgres) PushDone(ctx context.Context, id string) error {
-	_, err := p.pool.Exec(ctx, `UPDATE messages SET report_taken = true, push_at = 0 WHERE id = $1`, id)
+	_, err := p.sys.Exec(ctx, `UPDATE messages SET report_taken = true, push_at = 0 WHERE id = $1`, id)
 	return err
 }
 
@@ -767,7 +789,7 @@ func (p *Postgres) PushDone(ctx context.Context, id string) error {
 // skip this round) and deletes in chunks of PurgeChunk rows, each its own short transaction, so it
 // never holds the writers up for long. Unmatched reports older than the cut-off go too.
 func (p *Postgres) Purge(ctx context.Context, before time.Time) (int, error) {
-	conn, err := p.pool.Acquire(ctx)
+	conn, err := p.sys.Acquire(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -796,7 +818,7 @@ func (p *Postgres) Purge(ctx context.Context, before time.Time) (int, error) {
 // Oldest implements Backend (by messages_created: one step of the index).
 func (p *Postgres) Oldest(ctx context.Context) (time.Time, error) {
 	var at *int64
-	if err := p.pool.QueryRow(ctx, oldestSQL).Scan(&at); err != nil || at == nil {
+	if err := p.sys.QueryRow(ctx, oldestSQL).Scan(&at); err != nil || at == nil {
 		return time.Time{}, err
 	}
 	return time.UnixMilli(*at), nil
@@ -838,7 +860,7 @@ func deleteChunks(ctx context.Context, conn *pgxpool.Conn, del string, chunk int
 // Trim implements Backend. Like Purge, it runs on one replica at a time (its own advisory lock)
 // and deletes in chunks of PurgeChunk rows.
 func (p *Postgres) Trim(ctx context.Context, b RecordBounds) (map[string]int, error) {
-	conn, err := p.pool.Acquire(ctx)
+	conn, err := p.sys.Acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -887,6 +909,7 @@ func (p *Postgres) Trim(ctx context.Context, b RecordBounds) (map[string]int, er
 // Close implements Backend.
 func (p *Postgres) Close() error {
 	p.pool.Close()
+	p.sys.Close()
 	p.writer.Close()
 	return nil
 }

@@ -90,11 +90,14 @@ var migrations = []string{
 
 // SQLite is a Backend on one SQLite file (modernc.org/sqlite, no cgo) in WAL mode.
 type SQLite struct {
-	// db serves reads (tenants' listings, health, prices, reports' lookups) and the short writes
-	// outside the writer (taking reports, pushes); w, one connection, is the writer's: however
-	// many reads run, every tenant's records still commit. The purge shares w, a chunk at a time,
-	// so that SQLite's one file lock never keeps the writer out for more than a chunk.
-	db, w *sql.DB
+	// db serves the reads made on a tenant's behalf (its message, its listings, the reports it
+	// pulls: Get, List, Take), sys the reads every tenant relies on (delivery reports' look-ups,
+	// delivery health, prices, pushes, the chores' looks, the checkpoints): however long tenants'
+	// reads hold every connection of db, reports are still matched and routing still reads its
+	// health. w, one connection, is the writer's: however many reads run, every tenant's records
+	// still commit. The purge shares w, a chunk at a time, so that SQLite's one file lock never
+	// keeps the writer out for more than a chunk.
+	db, sys, w *sql.DB
 	// Now is the clock for updated_at and for when a report falls due to be pushed; nil means time.Now.
 	Now func() time.Time
 
@@ -118,7 +121,7 @@ type SQLite struct {
 	// next batch has begun.
 	walLong  atomic.Bool
 	walBegan chan struct{}
-	// gate lets every use of db in (a weight of 1 each) unless the checkpointer holds all of it
+	// gate lets every use of db and sys in (a weight of 1 each) unless the checkpointer holds all of it
 	// to start the WAL over with no read on it (restartGated).
 	gate *semaphore.Weighted
 	// walFrames, for tests, replaces walRestartFrames; walRestarts counts the times the
@@ -227,12 +230,28 @@ func openSQLite(ctx context.Context, path string, opts SQLiteOptions, log *slog.
 		w.Close()
 		return nil, fmt.Errorf("message log: %w", err)
 	}
-	s.db.SetMaxOpenConns(4)
+	s.db.SetMaxOpenConns(sqliteTenantReads)
+	if s.sys, err = sql.Open("sqlite", rdsn); err != nil {
+		w.Close()
+		s.db.Close()
+		return nil, fmt.Errorf("message log: %w", err)
+	}
+	s.sys.SetMaxOpenConns(sqliteSharedReads)
 	s.gate, s.walBegan, s.onWAL = semaphore.NewWeighted(gateAll), make(chan struct{}, 1), opts.OnWAL
 	s.stopCheckpoints, s.checkpointsDone = make(chan struct{}), make(chan struct{})
 	go s.checkpointer(checkpointEvery)
 	return s, nil
 }
+
+// sqliteTenantReads is the connections of the pool tenants' reads use (ReadConns), and
+// sqliteSharedReads those of the pool of the reads every tenant relies on.
+const (
+	sqliteTenantReads = 4
+	sqliteSharedReads = 4
+)
+
+// ReadConns implements Backend.
+func (s *SQLite) ReadConns() int { return sqliteTenantReads }
 
 // readMmap makes the read pool's connections map the file (up to its first 2 GiB, the most this
 // build of SQLite maps) instead of copying its pages into the page cache. The SQLite of
@@ -282,7 +301,7 @@ func (s *SQLite) restartWAL(ctx context.Context) {
 // holds (0 when it failed: tried again at the next tick), and tells onWAL their bytes.
 func (s *SQLite) checkpoint() int {
 	var busy, frames, copied int
-	if err := s.db.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied); err != nil {
+	if err := s.sys.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied); err != nil {
 		return 0
 	}
 	if s.onWAL != nil {
@@ -326,7 +345,7 @@ func (s *SQLite) restartGated() {
 	}
 }
 
-// read runs f, one use of db, once the gate lets it in; ctx bounds the wait. Never nest: a read
+// read runs f, one use of db or sys, once the gate lets it in; ctx bounds the wait. Never nest: a read
 // waiting inside another behind a closing gate would wait for itself.
 func read[T any](s *SQLite, ctx context.Context, f func() (T, error)) (T, error) {
 	if err := s.gate.Acquire(ctx, 1); err != nil {
@@ -337,10 +356,11 @@ func read[T any](s *SQLite, ctx context.Context, f func() (T, error)) (T, error)
 	return f()
 }
 
-// readRows runs the query q on db once the gate lets it in (read), and reads its rows with each.
-func readRows[T any](s *SQLite, ctx context.Context, each func(*sql.Rows) (T, error), q string, args ...any) (T, error) {
+// readRows runs the query q on db (s.db or s.sys) once the gate lets it in (read), and reads its
+// rows with each.
+func readRows[T any](s *SQLite, ctx context.Context, db *sql.DB, each func(*sql.Rows) (T, error), q string, args ...any) (T, error) {
 	return read(s, ctx, func() (T, error) {
-		rows, err := s.db.QueryContext(ctx, q, args...)
+		rows, err := db.QueryContext(ctx, q, args...)
 		if err != nil {
 			var zero T
 			return zero, err
@@ -745,19 +765,19 @@ func (s *SQLite) Get(ctx context.Context, tenant, id string) (*Record, error) {
 // List implements Backend.
 func (s *SQLite) List(ctx context.Context, q Query) ([]*Record, error) {
 	where, args := listSQL(q)
-	return readRows(s, ctx, records, `SELECT `+cols+where, args...)
+	return readRows(s, ctx, s.db, records, `SELECT `+cols+where, args...)
 }
 
 // Health implements Backend: one grouped scan of the window (the created_at index), a row per
 // (provider, country, tenant).
 func (s *SQLite) Health(ctx context.Context, since, pendingBefore time.Time) ([]HealthRow, error) {
-	return readRows(s, ctx, func(rows *sql.Rows) ([]HealthRow, error) { return scanAll(rows, healthFields) },
+	return readRows(s, ctx, s.sys, func(rows *sql.Rows) ([]HealthRow, error) { return scanAll(rows, healthFields) },
 		healthSQL, pendingBefore.UnixMilli(), since.UnixMilli())
 }
 
 // Prices implements Backend.
 func (s *SQLite) Prices(ctx context.Context, since, until time.Time) ([]PriceRow, error) {
-	return readRows(s, ctx, func(rows *sql.Rows) ([]PriceRow, error) { return scanAll(rows, priceFields) },
+	return readRows(s, ctx, s.sys, func(rows *sql.Rows) ([]PriceRow, error) { return scanAll(rows, priceFields) },
 		pricesSQL, since.UnixMilli(), untilMS(until))
 }
 
@@ -767,10 +787,10 @@ func (s *SQLite) Find(ctx context.Context, provider, id, pmid string) (*Record, 
 		var r *Record
 		var err error
 		if id != "" {
-			r, err = scanOne(s.db.QueryRowContext(ctx, `SELECT `+cols+` FROM messages WHERE id = ? AND provider = ?`, id, provider))
+			r, err = scanOne(s.sys.QueryRowContext(ctx, `SELECT `+cols+` FROM messages WHERE id = ? AND provider = ?`, id, provider))
 		}
 		if r == nil && err == nil && pmid != "" {
-			r, err = scanOne(s.db.QueryRowContext(ctx, `SELECT `+cols+` FROM messages WHERE provider = ? AND provider_message_id = ?`, provider, pmid))
+			r, err = scanOne(s.sys.QueryRowContext(ctx, `SELECT `+cols+` FROM messages WHERE provider = ? AND provider_message_id = ?`, provider, pmid))
 		}
 		if err == nil && r == nil {
 			err = ErrNotFound
@@ -782,11 +802,11 @@ func (s *SQLite) Find(ctx context.Context, provider, id, pmid string) (*Record, 
 // Take implements Backend: one UPDATE ... RETURNING, so a report is handed out once.
 func (s *SQLite) Take(ctx context.Context, q TakeQuery) ([]*Record, error) {
 	where, args := takeWhere(q)
-	if none, err := s.none(ctx, where, args); none || err != nil {
+	if none, err := s.none(ctx, s.db, where, args); none || err != nil {
 		return nil, err
 	}
 	args = append(args, q.Limit)
-	return readRows(s, ctx, oldest, `UPDATE messages SET report_taken = 1 WHERE id IN (SELECT id FROM messages WHERE `+where+
+	return readRows(s, ctx, s.db, oldest, `UPDATE messages SET report_taken = 1 WHERE id IN (SELECT id FROM messages WHERE `+where+
 		` ORDER BY created_at LIMIT ?) RETURNING `+cols, args...)
 }
 
@@ -807,10 +827,10 @@ func takeWhere(q TakeQuery) (string, []any) {
 // Due implements Backend: one UPDATE ... RETURNING (the messages_push_due index), so a push is
 // claimed once; a read first (none).
 func (s *SQLite) Due(ctx context.Context, tenant string, now time.Time, limit int) ([]*Record, error) {
-	if none, err := s.none(ctx, "tenant = ? AND push_at > 0 AND push_at <= ?", []any{tenant, now.UnixMilli()}); none || err != nil {
+	if none, err := s.none(ctx, s.sys, "tenant = ? AND push_at > 0 AND push_at <= ?", []any{tenant, now.UnixMilli()}); none || err != nil {
 		return nil, err
 	}
-	return readRows(s, ctx, oldest, `UPDATE messages SET push_tries = push_tries + 1, push_at = `+nextPushSQL("?", "?")+
+	return readRows(s, ctx, s.sys, oldest, `UPDATE messages SET push_tries = push_tries + 1, push_at = `+nextPushSQL("?", "?")+
 		` WHERE id IN (SELECT id FROM messages WHERE tenant = ? AND push_at > 0 AND push_at <= ? ORDER BY push_at LIMIT ?) RETURNING `+cols,
 		PushTries, now.UnixMilli(), tenant, now.UnixMilli(), limit)
 }
@@ -818,17 +838,17 @@ func (s *SQLite) Due(ctx context.Context, tenant string, now time.Time, limit in
 // DueTenants implements Backend: a read of the messages_push_due index, which holds only the
 // pushes not done.
 func (s *SQLite) DueTenants(ctx context.Context, now time.Time) ([]string, error) {
-	return readRows(s, ctx, func(rows *sql.Rows) ([]string, error) { return scanAll(rows, tenantField) },
+	return readRows(s, ctx, s.sys, func(rows *sql.Rows) ([]string, error) { return scanAll(rows, tenantField) },
 		`SELECT DISTINCT tenant FROM messages WHERE push_at > 0 AND push_at <= ?`, now.UnixMilli())
 }
 
 // none reports whether no message matches where: Take and Due read before they claim, since an
 // UPDATE takes the file's one write lock even when it changes nothing, and the message log's
 // writer would wait on every poll and sweep.
-func (s *SQLite) none(ctx context.Context, where string, args []any) (bool, error) {
+func (s *SQLite) none(ctx context.Context, db *sql.DB, where string, args []any) (bool, error) {
 	return read(s, ctx, func() (bool, error) {
 		var one int
-		err := s.db.QueryRowContext(ctx, `SELECT 1 FROM messages WHERE `+where+` LIMIT 1`, args...).Scan(&one)
+		err := db.QueryRowContext(ctx, `SELECT 1 FROM messages WHERE `+where+` LIMIT 1`, args...).Scan(&one)
 		if errors.Is(err, sql.ErrNoRows) {
 			return true, nil
 		}
@@ -839,7 +859,7 @@ func (s *SQLite) none(ctx context.Context, where string, args []any) (bool, erro
 // PushDone implements Backend.
 func (s *SQLite) PushDone(ctx context.Context, id string) error {
 	_, err := read(s, ctx, func() (sql.Result, error) {
-		return s.db.ExecContext(ctx, `UPDATE messages SET report_taken = 1, push_at = 0 WHERE id = ?`, id)
+		return s.sys.ExecContext(ctx, `UPDATE messages SET report_taken = 1, push_at = 0 WHERE id = ?`, id)
 	})
 	return err
 }
@@ -864,7 +884,7 @@ func (s *SQLite) Purge(ctx context.Context, before time.Time) (int, error) {
 // Oldest implements Backend (by messages_created: one step of the index).
 func (s *SQLite) Oldest(ctx context.Context) (time.Time, error) {
 	at, err := read(s, ctx, func() (at sql.NullInt64, err error) {
-		return at, s.db.QueryRowContext(ctx, oldestSQL).Scan(&at)
+		return at, s.sys.QueryRowContext(ctx, oldestSQL).Scan(&at)
 	})
 	if err != nil || !at.Valid {
 		return time.Time{}, err
@@ -903,13 +923,13 @@ func (s *SQLite) Trim(ctx context.Context, b RecordBounds) (map[string]int, erro
 	if chunk <= 0 {
 		chunk = 1000
 	}
-	counts, err := readRows(s, ctx, tenantCounts, trimOverSQL, b.least())
+	counts, err := readRows(s, ctx, s.sys, tenantCounts, trimOverSQL, b.least())
 	if err != nil {
 		return nil, err
 	}
 	return b.trimEach(counts, func(tenant string, max int) (at int64, id string, err error) {
 		_, err = read(s, ctx, func() (struct{}, error) {
-			return struct{}{}, s.db.QueryRowContext(ctx, trimCutSQL, tenant, max-1).Scan(&at, &id)
+			return struct{}{}, s.sys.QueryRowContext(ctx, trimCutSQL, tenant, max-1).Scan(&at, &id)
 		})
 		return at, id, err
 	}, func(tenant string, at int64, id string) (int, error) {
@@ -938,5 +958,5 @@ func (s *SQLite) Close() error {
 	for _, st := range []*sql.Stmt{s.insert, s.replace, s.byID, s.byPMID, s.pendingFor, s.pendingAdd, s.pendingDel} {
 		st.Close()
 	}
-	return errors.Join(s.db.Close(), s.w.Close())
+	return errors.Join(s.db.Close(), s.sys.Close(), s.w.Close())
 }

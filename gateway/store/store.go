@@ -284,6 +284,10 @@ type Backend interface {
 	DueTenants(ctx context.Context, now time.Time) ([]string, error)
 	// PushDone ends the pushes of a record's final report: it was pushed (handed out), or it will not be.
 	PushDone(ctx context.Context, id string) error
+	// ReadConns is how many reads made on a tenant's behalf (Get, List, Take) the backend serves
+	// at once: the connections of their pool, apart from the pool of the reads every tenant relies
+	// on (Find, Health, Prices, pushes, chores). 0: no bound of its own.
+	ReadConns() int
 	Close() error
 }
 

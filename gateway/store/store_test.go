@@ -1530,38 +1530,96 @@ func TestReadsCannotStopTheWriter(t *testing.T) {
 		b := open()
 		defer b.Close()
 		ctx := context.Background()
-		var release []func()
-		switch b := b.(type) {
-		case *SQLite:
-			for range b.db.Stats().MaxOpenConnections {
-				c, err := b.db.Conn(ctx)
-				if err != nil {
-					t.Fatal(err)
-				}
-				release = append(release, func() { c.Close() })
-			}
-		case *Postgres:
-			for range b.pool.Config().MaxConns {
-				c, err := b.pool.Acquire(ctx)
-				if err != nil {
-					t.Fatal(err)
-				}
-				release = append(release, c.Release)
-			}
-		default:
-			t.Skip("no connections to take")
-		}
-		defer func() {
-			for _, r := range release {
-				r()
-			}
-		}()
+		defer holdTenantReads(t, b)()
 		// Generous: a slow machine commits in milliseconds, and a writer waiting for a reader's
 		// connection would wait for ever.
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		if _, err := b.Apply(actx, []Op{{Insert: record("w1", "acme", "infobip", "ib-w1", t0)}}); err != nil {
 			t.Fatalf("the writer with every read connection taken: %v", err)
+		}
+	})
+}
+
+// holdTenantReads takes every connection of the pool that reads made on a tenant's behalf use,
+// until release, and checks that ReadConns says how many that is; it skips a backend without
+// connections. Release before closing the backend: a pool closes once its connections are back.
+func holdTenantReads(t *testing.T, b Backend) (release func()) {
+	ctx := context.Background()
+	var held []func()
+	var size int
+	switch b := b.(type) {
+	case *SQLite:
+		size = b.db.Stats().MaxOpenConnections
+		for range size {
+			c, err := b.db.Conn(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			held = append(held, func() { c.Close() })
+		}
+	case *Postgres:
+		size = int(b.pool.Config().MaxConns)
+		for range size {
+			c, err := b.pool.Acquire(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			held = append(held, c.Release)
+		}
+	default:
+		t.Skip("no connections to take")
+	}
+	if got := b.ReadConns(); got != size {
+		t.Errorf("ReadConns() = %d, the pool of tenants' reads holds %d", got, size)
+	}
+	return func() {
+		for _, r := range held {
+			r()
+		}
+	}
+}
+
+// TestTenantsReadsCannotStopTheSharedReads: a tenant may read its messages as its limits allow,
+// each read up to the request's budget, and several tenants reading so can hold every connection
+// of the pool their reads use. The reads every tenant relies on do not use it: a delivery
+// report is still matched to its message, routing still reads delivery health and prices,
+// pushes are still claimed and ended, and the chores still run.
+func TestTenantsReadsCannotStopTheSharedReads(t *testing.T) {
+	backends(t, func(t *testing.T, open func() Backend) {
+		b := open()
+		defer b.Close()
+		ctx := context.Background()
+		rec := record("s1", "acme", "infobip", "ib-s1", t0)
+		rec.Source, rec.NotifyURL = "infobip", "https://hooks.example/r"
+		if _, err := b.Apply(ctx, []Op{{Insert: rec}, {Report: &gateway.DeliveryReport{Provider: "infobip", ProviderMessageID: "ib-s1",
+			Status: gateway.StatusDelivered, Price: 0.05, Currency: "EUR"}}}); err != nil {
+			t.Fatal(err)
+		}
+		defer holdTenantReads(t, b)()
+		for _, c := range []struct {
+			what string
+			f    func(context.Context) error
+		}{
+			{"Find (a delivery report's look-up)", func(ctx context.Context) error { _, err := b.Find(ctx, "infobip", "", "ib-s1"); return err }},
+			{"Health", func(ctx context.Context) error { _, err := b.Health(ctx, t0.Add(-time.Hour), t0); return err }},
+			{"Prices", func(ctx context.Context) error { _, err := b.Prices(ctx, t0.Add(-time.Hour), time.Time{}); return err }},
+			{"DueTenants", func(ctx context.Context) error { _, err := b.DueTenants(ctx, time.Now().Add(time.Hour)); return err }},
+			{"Due", func(ctx context.Context) error {
+				_, err := b.Due(ctx, "acme", time.Now().Add(time.Hour), 10)
+				return err
+			}},
+			{"PushDone", func(ctx context.Context) error { return b.PushDone(ctx, "s1") }},
+			{"Oldest", func(ctx context.Context) error { _, err := b.Oldest(ctx); return err }},
+			{"Trim", func(ctx context.Context) error { _, err := b.Trim(ctx, RecordBounds{Default: 1}); return err }},
+			{"Purge", func(ctx context.Context) error { _, err := b.Purge(ctx, t0.Add(-time.Hour)); return err }},
+		} {
+			// Generous: each takes milliseconds; one waiting for a connection would wait for ever.
+			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			if err := c.f(ctx); err != nil {
+				t.Errorf("%s with every connection of the tenants' reads taken: %v", c.what, err)
+			}
 		}
 	})
 }
