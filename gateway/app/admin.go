@@ -65,36 +65,39 @@ func (a *App) callRefused(ctx context.Context, tenant string) error {
 }
 
 // readsPerTenant is how many calls reading the message log one tenant may have running on a
-// replica. The read pool is every tenant's (8 connections on PostgreSQL, 4 on SQLite, also used by
-// report pushes' sweeps and delivery health), and a slow read (a filter no index serves, over a
-// large tenant's month of records) could otherwise hold all of it for its whole budget.
+// replica. The pool those reads use is every tenant's (6 connections on PostgreSQL by default, 4
+// on SQLite), and a slow read (a filter no index serves, over a large tenant's month of records)
+// could otherwise hold all of it for its whole budget. The reads every tenant relies on
+// (delivery reports' look-ups, delivery health, prices, pushes) have a pool of their own.
 const readsPerTenant = 2
 
 // beginRead admits a tenant's call that reads the message log: one token of its rate_limits.api,
-// then one of its readsPerTenant slots, waited for (holding no connection) within
-// server.request_timeout, the call's budget as it is a send's: a database that stopped answering
-// costs the caller a 503 in seconds. A call that got no slot within the budget is refused (429).
-// end gives the slot back.
+// then a place in the read gate (at most readsPerTenant of the tenant's, at most the read pool's
+// size of all tenants', the tenant holding the fewest served first), waited for (holding no
+// connection) within server.request_timeout, the call's budget as it is a send's: a database
+// that stopped answering costs the caller a 503 in seconds. A call that got no place within the
+// budget is refused: 429 when its own tenant's reads held its places, the error of a log that
+// could not be read (503) when other tenants' reads held the pool. end gives the place back.
 func (a *App) beginRead(ctx context.Context, tenant string) (_ context.Context, end func(), err error) {
 	if err := a.callRefused(ctx, tenant); err != nil {
 		return nil, nil, err
 	}
 	rt := a.rt.Load()
 	ctx, cancel := context.WithTimeout(ctx, rt.cfg.Server.RequestTimeout.D())
-	tn := rt.byName[tenant]
-	if tn == nil {
+	if rt.byName[tenant] == nil {
 		return ctx, cancel, nil
 	}
-	select {
-	case tn.readSlots <- struct{}{}:
-	case <-ctx.Done():
+	if err := a.reads.acquire(ctx, tenant); err != nil {
 		cancel()
-		a.metrics.PolicyRejections.WithLabelValues(tn.name, "reads_in_flight").Inc()
-		return nil, nil, &httpapi.RateLimited{Message: fmt.Sprintf("this tenant's %d reads of the message log running on this replica took the whole budget; retry when they have finished", readsPerTenant),
-			RetryAfter: time.Second}
+		if we := (*readWaitError)(nil); errors.As(err, &we) && we.own {
+			a.metrics.PolicyRejections.WithLabelValues(tenant, "reads_in_flight").Inc()
+			return nil, nil, &httpapi.RateLimited{Message: fmt.Sprintf("this tenant's %d reads of the message log running on this replica took the whole budget; retry when they have finished", readsPerTenant),
+				RetryAfter: time.Second}
+		}
+		return nil, nil, err
 	}
 	return ctx, func() {
-		<-tn.readSlots
+		a.reads.release(tenant)
 		cancel()
 	}, nil
 }

@@ -96,6 +96,8 @@ type App struct {
 	pumping *policy.Pumping
 	flight  policy.Flight[flightResult]
 	flights policy.SharedFlights // nil: coalescing stays in this process
+	// reads admits the calls reading the message log on a tenant's behalf (beginRead).
+	reads *readGate
 	// gate holds the flood gates in front of the shared state store (floodgate.go).
 	gate       policy.MemoryLimiter
 	lines      lineGate // bounds the log lines of errors (loglines.go)
@@ -157,10 +159,8 @@ type tenant struct {
 	notifyPrivate bool
 	// pumping is the tenant's effective pumping detection settings.
 	pumping config.Pumping
-	// inflight counts this tenant's sends in flight on this replica (admission.go); readSlots
-	// holds one token per call of its reading the message log (beginRead).
-	inflight  atomic.Int64
-	readSlots chan struct{}
+	// inflight counts this tenant's sends in flight on this replica (admission.go).
+	inflight atomic.Int64
 }
 
 // spend is the tenant's spend limit; nil when it has none.
@@ -339,6 +339,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 	}
 	a.refuseSends = cfg.Storage.BacklogFull == "refuse_sends"
 	a.metrics.LogRetention.Set(cfg.Storage.Retention.D().Seconds())
+	a.reads = newReadGate(readsPerTenant, backend.ReadConns)
 	a.store = store.New(store.Options{Backend: backend, Logger: a.log, Retention: cfg.Storage.Retention.D(), RecordBounds: a.recordBounds(cfg.Storage.MaxRecordsPerTenant), TrimEvery: o.choresEvery, PurgeEvery: o.choresEvery, StartDelay: o.choresEvery,
 		CommitTimeout: cfg.Storage.CommitTimeout.D(), WriteTimeout: cfg.Storage.WriteTimeout.D(), RetryBuffer: cfg.Storage.RetryBuffer, ExactDrops: a.refuseSends,
 		OnBatch: func(n int, err error) {
@@ -704,8 +705,7 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 	for i := range cfg.Tenants {
 		t := &cfg.Tenants[i]
 		tn := &tenant{name: t.Name, rules: policy.Compile(cfg, t), acceptUnrecognized: t.AcceptUnrecognizedNumbers, allowSender: t.AllowSender,
-			notifyHosts: map[string]bool{}, notifyPrivate: t.NotifyPrivateAddresses, pumping: cfg.EffectivePumping(t),
-			readSlots: make(chan struct{}, readsPerTenant)}
+			notifyHosts: map[string]bool{}, notifyPrivate: t.NotifyPrivateAddresses, pumping: cfg.EffectivePumping(t)}
 		for _, h := range t.NotifyHosts {
 			tn.notifyHosts[strings.ToLower(h)] = true
 		}

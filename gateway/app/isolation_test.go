@@ -878,6 +878,113 @@ routes: [{name: d, providers: [m]}]
 	}
 }
 
+// pooledReads is a backend whose tenants' reads share a pool of size connections, and whose
+// listings wait, each, for a word on their tenant's hold (a slow read ending) or its close.
+type pooledReads struct {
+	store.Backend
+	size    int
+	mu      sync.Mutex
+	holds   map[string]chan struct{}
+	running map[string]int
+	entered []string // the tenants of the held listings, in the order they began
+}
+
+func (b *pooledReads) ReadConns() int { return b.size }
+
+func (b *pooledReads) hold(tenant string) chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.holds[tenant]
+}
+
+func (b *pooledReads) count(tenant string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.running[tenant]
+}
+
+func (b *pooledReads) List(ctx context.Context, q store.Query) ([]*store.Record, error) {
+	b.mu.Lock()
+	h := b.holds[q.Tenant]
+	if h == nil {
+		b.entered = append(b.entered, q.Tenant)
+	}
+	b.mu.Unlock()
+	if h != nil {
+		b.mu.Lock()
+		b.running[q.Tenant]++
+		b.entered = append(b.entered, q.Tenant)
+		b.mu.Unlock()
+		<-h
+		b.mu.Lock()
+		b.running[q.Tenant]--
+		b.mu.Unlock()
+	}
+	return b.Backend.List(context.WithoutCancel(ctx), q)
+}
+
+// TestTwoTenantsReadingSlowlyCannotKeepAThirdOut: two tenants read slowly without pause, two
+// reads each, enough to hold every connection of the pool tenants' reads share, and each keeps
+// one more read waiting. A third tenant's read, arriving last, gets the first connection freed,
+// before the waiting read of the tenant that held it; with none freed within its budget, it is
+// answered as a log that could not be read (503), not as its own tenant's excess (429).
+func TestTwoTenantsReadingSlowlyCannotKeepAThirdOut(t *testing.T) {
+	pb := &pooledReads{size: 2 * readsPerTenant, running: map[string]int{},
+		holds: map[string]chan struct{}{"a": make(chan struct{}), "b": make(chan struct{})}}
+	h := start(t, `
+server: {request_timeout: 1s}
+storage: {driver: memory}
+tenants:
+  - {name: a, api_key: a-key-0123456789}
+  - {name: b, api_key: b-key-0123456789}
+  - {name: c, api_key: c-key-0123456789}
+providers: [{name: m, type: mock}]
+routes: [{name: d, providers: [m]}]
+`, Options{WrapBackend: func(b store.Backend) store.Backend { pb.Backend = b; return pb }})
+	defer func() {
+		close(pb.hold("a"))
+		close(pb.hold("b"))
+	}()
+	read := func(key string, results chan<- response) { results <- h.do("GET", "/v1/messages", key, "") }
+	held := make(chan response, 4*readsPerTenant)
+	for range readsPerTenant {
+		go read("a-key-0123456789", held)
+		go read("b-key-0123456789", held)
+	}
+	waitUntil(t, "both tenants' reads running", func() bool { return pb.count("a") == readsPerTenant && pb.count("b") == readsPerTenant })
+	go read("a-key-0123456789", held)
+	waitUntil(t, "a's third read waiting", func() bool { return len(h.app.reads.waitingOf("a")) == 1 })
+	third := make(chan response, 1)
+	go read("c-key-0123456789", third)
+	waitUntil(t, "c's read waiting", func() bool { return len(h.app.reads.waitingOf("c")) == 1 })
+
+	pb.hold("a") <- struct{}{} // one of a's reads ends
+	select {
+	case r := <-third:
+		if r.Status != 200 {
+			t.Errorf("c's read given the freed connection: %d %s", r.Status, r.Raw)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("c's read was not served when a connection was freed")
+	}
+	waitUntil(t, "a's third read running once c's ended", func() bool { return pb.count("a") == readsPerTenant })
+	pb.mu.Lock()
+	order := strings.Join(pb.entered[2*readsPerTenant:], " ")
+	pb.mu.Unlock()
+	if order != "c a" {
+		t.Errorf("the reads that began after the first four: %q, want c's, then a's third", order)
+	}
+
+	// Every connection held past c's budget: 503, and no rejection counted against c.
+	r := h.do("GET", "/v1/messages", "c-key-0123456789", "")
+	if r.Status != 503 || errCode(r) != "store_unavailable" {
+		t.Errorf("c's read with the pool held for its whole budget: %d %s", r.Status, r.Raw)
+	}
+	if got := testutil.ToFloat64(h.app.MetricSet().PolicyRejections.WithLabelValues("c", "reads_in_flight")); got != 0 {
+		t.Errorf("reads_in_flight rejections counted against c: %v", got)
+	}
+}
+
 // TestAFloodOfIdempotencyKeysEvictsOnlyItsOwn: with the state in memory, idempotency records are
 // bounded (state.max_idempotency_records), or a tenant sending under ever new keys would grow the
 // replica's heap by about half a kilobyte a send for 24 h, until the replica that every tenant
