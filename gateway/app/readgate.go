@@ -11,12 +11,12 @@ import (
 // ends, its place goes to the waiting call whose tenant holds the fewest places, the earliest of
 // those first, and never to a call whose tenant holds per already.
 //
-// Without the order, the pool's own queue decided: a tenant reading slowly and without pause
-// (each read up to server.request_timeout, two at a time, a new one waiting as each ends) took
-// back about as many of the freed connections as it had waiting calls, and two such tenants kept
-// every other tenant's reads waiting for the whole of their budget. With it, another tenant's
-// read waits at most for the first of the running reads to end: one that holds no place goes
-// before every call of a tenant that holds one.
+// Without it, the pool's own queue decided: first come on PostgreSQL (pgx), any waiter on SQLite
+// (database/sql). With the pool full of slow tenants' reads (each up to server.request_timeout),
+// their further reads waiting for a connection, up to per of each tenant, went before a quick
+// tenant's read or as often: its wait grew with every one of them. Here it grows with the tenants
+// ahead of it that hold no more places than its own: a tenant with no read running goes before
+// the second read of any other (TestATenantWithNoReadRunningGoesFirst).
 type readGate struct {
 	size func() int
 	per  int
