@@ -961,10 +961,10 @@ routes: [{name: r, providers: [m]}]
 	for range readsPerTenant {
 		go read("d", held)
 	}
-	waitUntil(t, "d's reads waiting", func() bool { return len(h.app.reads.waitingOf("d")) == readsPerTenant })
+	waitUntil(t, "d's reads waiting", func() bool { return h.app.reads.waiting("d") == readsPerTenant })
 	quick := make(chan response, 1)
 	go read("c", quick)
-	waitUntil(t, "c's read waiting", func() bool { return len(h.app.reads.waitingOf("c")) == 1 })
+	waitUntil(t, "c's read waiting", func() bool { return h.app.reads.waiting("c") == 1 })
 
 	pb.hold("a") <- struct{}{} // one of a's reads ends: d's first read, the earliest, goes
 	waitUntil(t, "d's first read running", func() bool { return pb.count("d") == 1 })

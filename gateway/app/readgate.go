@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"slices"
 	"sync"
 )
 
@@ -21,19 +22,22 @@ type readGate struct {
 	size func() int
 	per  int
 
-	mu      sync.Mutex
-	used    int
-	held    map[string]int
-	waiting []*readWaiter // in arrival order
+	mu     sync.Mutex
+	used   int
+	held   map[string]int
+	queues map[string][]*readWaiter // each tenant's waiting calls, in arrival order; none empty
+	seq    uint64
 }
 
+// readWaiter is a call waiting for a place; seq orders the calls of different tenants.
 type readWaiter struct {
 	tenant  string
+	seq     uint64
 	granted chan struct{} // closed when the waiter holds a place
 }
 
 func newReadGate(per int, size func() int) *readGate {
-	return &readGate{size: size, per: per, held: map[string]int{}}
+	return &readGate{size: size, per: per, held: map[string]int{}, queues: map[string][]*readWaiter{}}
 }
 
 // readWaitError says why a call got no place within its budget: its own tenant held per places
@@ -49,9 +53,10 @@ func (e *readWaitError) Error() string {
 
 // acquire waits, within ctx, for a place for one of tenant's reads; release gives it back.
 func (g *readGate) acquire(ctx context.Context, tenant string) error {
-	w := &readWaiter{tenant: tenant, granted: make(chan struct{})}
 	g.mu.Lock()
-	g.waiting = append(g.waiting, w)
+	g.seq++
+	w := &readWaiter{tenant: tenant, seq: g.seq, granted: make(chan struct{})}
+	g.queues[tenant] = append(g.queues[tenant], w)
 	g.grant()
 	g.mu.Unlock()
 	select {
@@ -66,11 +71,14 @@ func (g *readGate) acquire(ctx context.Context, tenant string) error {
 		return nil
 	default:
 	}
-	for i, o := range g.waiting {
-		if o == w {
-			g.waiting = append(g.waiting[:i], g.waiting[i+1:]...)
-			break
-		}
+	q := g.queues[tenant]
+	if i := slices.Index(q, w); i >= 0 {
+		q = slices.Delete(q, i, i+1)
+	}
+	if len(q) == 0 {
+		delete(g.queues, tenant)
+	} else {
+		g.queues[tenant] = q
 	}
 	return &readWaitError{own: g.held[tenant] >= g.per}
 }
@@ -86,39 +94,43 @@ func (g *readGate) release(tenant string) {
 	g.grant()
 }
 
-// grant gives the free places to the waiters, fewest held first (with g.mu held).
+// grant gives the free places to the waiters, fewest held first (with g.mu held). It looks at
+// each waiting tenant's first call only: a tenant keeping many calls waiting costs the others
+// nothing more than one.
 func (g *readGate) grant() {
 	for {
 		if size := g.size(); size > 0 && g.used >= size {
 			return
 		}
-		best := -1
-		for i, w := range g.waiting {
-			n := g.held[w.tenant]
-			if n < g.per && (best < 0 || n < g.held[g.waiting[best].tenant]) {
-				best = i
+		best := ""
+		for tn, q := range g.queues {
+			n := g.held[tn]
+			if n >= g.per {
+				continue
+			}
+			if best == "" || n < g.held[best] || (n == g.held[best] && q[0].seq < g.queues[best][0].seq) {
+				best = tn
 			}
 		}
-		if best < 0 {
+		if best == "" {
 			return
 		}
-		w := g.waiting[best]
-		g.waiting = append(g.waiting[:best], g.waiting[best+1:]...)
+		q := g.queues[best]
+		w := q[0]
+		if len(q) == 1 {
+			delete(g.queues, best)
+		} else {
+			g.queues[best] = q[1:]
+		}
 		g.used++
-		g.held[w.tenant]++
+		g.held[best]++
 		close(w.granted)
 	}
 }
 
-// waitingOf returns tenant's calls waiting for a place (tests).
-func (g *readGate) waitingOf(tenant string) []*readWaiter {
+// waiting returns how many of tenant's calls wait for a place (tests).
+func (g *readGate) waiting(tenant string) int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	var out []*readWaiter
-	for _, w := range g.waiting {
-		if w.tenant == tenant {
-			out = append(out, w)
-		}
-	}
-	return out
+	return len(g.queues[tenant])
 }

@@ -19,10 +19,19 @@ func acquireLater(ctx context.Context, g *readGate, tenant string) chan error {
 func queued(t *testing.T, g *readGate, n int) {
 	t.Helper()
 	waitUntil(t, "calls waiting in the read gate", func() bool {
-		g.mu.Lock()
-		defer g.mu.Unlock()
-		return len(g.waiting) == n
+		return totalWaiting(g) == n
 	})
+}
+
+// totalWaiting is how many calls of all tenants wait in g.
+func totalWaiting(g *readGate) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := 0
+	for _, q := range g.queues {
+		n += len(q)
+	}
+	return n
 }
 
 func mustAcquire(t *testing.T, g *readGate, tenant string) {
@@ -77,8 +86,8 @@ func TestTheReadGateServesTheTenantHoldingFewestFirst(t *testing.T) {
 	for _, tn := range []string{"a", "a", "b", "b"} {
 		g.release(tn)
 	}
-	if g.used != 0 || len(g.held) != 0 || len(g.waiting) != 0 {
-		t.Errorf("all places given back: used %d, held %v, %d waiting", g.used, g.held, len(g.waiting))
+	if g.used != 0 || len(g.held) != 0 || totalWaiting(g) != 0 {
+		t.Errorf("all places given back: used %d, held %v, %d waiting", g.used, g.held, totalWaiting(g))
 	}
 }
 
@@ -102,8 +111,8 @@ func TestTheReadGateSaysWhoseReadsHeldThePlaces(t *testing.T) {
 			t.Errorf("%s's call with the places held: %v, want own=%v", c.tenant, err, c.own)
 		}
 	}
-	if len(g.waiting) != 0 || g.used != 2 {
-		t.Errorf("the calls that gave up left %d waiting and %d places used", len(g.waiting), g.used)
+	if totalWaiting(g) != 0 || g.used != 2 {
+		t.Errorf("the calls that gave up left %d waiting and %d places used", totalWaiting(g), g.used)
 	}
 	size = 0
 	mustAcquire(t, g, "b")
@@ -135,7 +144,7 @@ func TestTheReadGateLosesNoPlace(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if g.used != 0 || len(g.held) != 0 || len(g.waiting) != 0 {
-		t.Errorf("after every call ended: used %d, held %v, %d waiting", g.used, g.held, len(g.waiting))
+	if g.used != 0 || len(g.held) != 0 || totalWaiting(g) != 0 {
+		t.Errorf("after every call ended: used %d, held %v, %d waiting", g.used, g.held, totalWaiting(g))
 	}
 }
