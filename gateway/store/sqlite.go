@@ -122,12 +122,20 @@ type SQLite struct {
 	walLong  atomic.Bool
 	walBegan chan struct{}
 	// gate lets every use of db and sys in (a weight of 1 each) unless the checkpointer holds all of it
-	// to start the WAL over with no read on it (restartGated).
-	gate *semaphore.Weighted
+	// to start the WAL over with no read on it (restartGated). tenantReads holds the cancels of
+	// the tenants' reads running (on db), which a closing gate interrupts past walReadGrace.
+	gate        *semaphore.Weighted
+	readsMu     sync.Mutex
+	tenantReads map[uint64]context.CancelCauseFunc
+	readSeq     uint64
 	// walFrames, for tests, replaces walRestartFrames; walRestarts counts the times the
 	// checkpointer closed the gate (tests).
 	walFrames   int
 	walRestarts atomic.Int64
+	// readGrace, for tests, replaces walReadGrace; walInterrupts counts the tenants' reads the
+	// gate interrupted.
+	readGrace     time.Duration
+	walInterrupts atomic.Int64
 	// onWAL is SQLiteOptions.OnWAL; pageSize the file's page, the size of a frame's page.
 	onWAL    func(bytes int64)
 	pageSize int64
@@ -313,6 +321,12 @@ func (s *SQLite) checkpoint() int {
 // gateAll is the gate's whole weight: more than reads could ever hold at once.
 const gateAll = 1 << 30
 
+// walReadGrace is how long a closing gate waits for the tenants' reads running before it
+// interrupts them: each read's wait for the gate, the delivery reports' look-ups and delivery
+// health among them, is bounded by it (plus the shared reads running, which are not
+// interrupted), not by the slowest listing a tenant may run (server.request_timeout, 8 s).
+const walReadGrace = time.Second
+
 // walGateWait bounds how long the gate stays closed for the writer's next batch: with none
 // coming, nothing grows the WAL meanwhile.
 const walGateWait = time.Second
@@ -322,11 +336,29 @@ const walGateWait = time.Second
 // for seconds) always keep a frame of it in use, and it grew by every commit, 8 MiB a second
 // beside two such listings. The gate lets no new read in and waits for those running (each
 // within its own budget) to end; then this copies what the WAL holds, the writer copies the
-// rest and begins its next batch, which starts the WAL over, and reads go on. Reads wait for
-// this at most as long as the longest read running, and the writer never waits for a read.
+// rest and begins its next batch, which starts the WAL over, and reads go on. The writer never
+// waits for a read. A read waits for this at most walReadGrace and the longest shared read
+// running (delivery health, prices: bounded, and not back to back): the tenants' reads still
+// running after walReadGrace are interrupted (ErrReadInterrupted, a 503 the tenant may retry),
+// or one tenant's slow listings, back to back, made every tenant's reads and the delivery
+// reports' look-ups wait up to server.request_timeout each time the WAL started over.
 func (s *SQLite) restartGated() {
-	if err := s.gate.Acquire(context.Background(), gateAll); err != nil {
-		return
+	closed := make(chan struct{})
+	go func() {
+		s.gate.Acquire(context.Background(), gateAll) // never fails: no deadline
+		close(closed)
+	}()
+	grace := s.readGrace
+	if grace <= 0 {
+		grace = walReadGrace
+	}
+	t := time.NewTimer(grace)
+	select {
+	case <-closed:
+		t.Stop()
+	case <-t.C:
+		s.walInterrupts.Add(int64(s.interruptTenantReads()))
+		<-closed
 	}
 	defer s.gate.Release(gateAll)
 	s.walRestarts.Add(1)
@@ -336,7 +368,7 @@ func (s *SQLite) restartGated() {
 	default:
 	}
 	s.walLong.Store(true)
-	t := time.NewTimer(walGateWait)
+	t = time.NewTimer(walGateWait)
 	defer t.Stop()
 	select {
 	case <-s.walBegan:
@@ -345,21 +377,67 @@ func (s *SQLite) restartGated() {
 	}
 }
 
-// read runs f, one use of db or sys, once the gate lets it in; ctx bounds the wait. Never nest: a read
-// waiting inside another behind a closing gate would wait for itself.
-func read[T any](s *SQLite, ctx context.Context, f func() (T, error)) (T, error) {
+// read runs f, one use of db (s.db or s.sys), once the gate lets it in; ctx bounds the wait. f
+// is given db and the context to run its statements with: a tenant's read (on s.db) is
+// interrupted when the gate, closing, has waited walReadGrace for it (interruptTenantReads).
+// Never nest: a read waiting inside another behind a closing gate would wait for itself.
+func read[T any](s *SQLite, ctx context.Context, db *sql.DB, f func(context.Context, *sql.DB) (T, error)) (T, error) {
 	if err := s.gate.Acquire(ctx, 1); err != nil {
 		var zero T
 		return zero, err
 	}
 	defer s.gate.Release(1)
-	return f()
+	if db != s.db {
+		return f(ctx, db)
+	}
+	ctx, done := s.trackTenantRead(ctx)
+	defer done()
+	v, err := f(ctx, db)
+	if err != nil && errors.Is(context.Cause(ctx), ErrReadInterrupted) {
+		return v, ErrReadInterrupted
+	}
+	return v, err
+}
+
+// trackTenantRead gives a tenant's read a context that interruptTenantReads cancels; done
+// forgets it.
+func (s *SQLite) trackTenantRead(ctx context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	s.readsMu.Lock()
+	if s.tenantReads == nil {
+		s.tenantReads = map[uint64]context.CancelCauseFunc{}
+	}
+	s.readSeq++
+	key := s.readSeq
+	s.tenantReads[key] = cancel
+	s.readsMu.Unlock()
+	return ctx, func() {
+		s.readsMu.Lock()
+		delete(s.tenantReads, key)
+		s.readsMu.Unlock()
+		cancel(nil)
+	}
+}
+
+// ErrReadInterrupted is a tenant's read of the message log cut short so that SQLite could start
+// its write-ahead log over (restartGated): the read may be tried again.
+var ErrReadInterrupted = errors.New("message log: a read running for longer than the write-ahead log could wait was interrupted; retry")
+
+// interruptTenantReads cancels the tenants' reads running (SQLite interrupts their statements)
+// and returns how many.
+func (s *SQLite) interruptTenantReads() int {
+	s.readsMu.Lock()
+	defer s.readsMu.Unlock()
+	for _, cancel := range s.tenantReads {
+		cancel(ErrReadInterrupted)
+	}
+	return len(s.tenantReads)
 }
 
 // readRows runs the query q on db (s.db or s.sys) once the gate lets it in (read), and reads its
 // rows with each.
 func readRows[T any](s *SQLite, ctx context.Context, db *sql.DB, each func(*sql.Rows) (T, error), q string, args ...any) (T, error) {
-	return read(s, ctx, func() (T, error) {
+	return read(s, ctx, db, func(ctx context.Context, db *sql.DB) (T, error) {
 		rows, err := db.QueryContext(ctx, q, args...)
 		if err != nil {
 			var zero T
@@ -750,8 +828,8 @@ func scanOne(row *sql.Row) (*Record, error) {
 
 // Get implements Backend.
 func (s *SQLite) Get(ctx context.Context, tenant, id string) (*Record, error) {
-	r, err := read(s, ctx, func() (*Record, error) {
-		return scanOne(s.db.QueryRowContext(ctx, `SELECT `+cols+` FROM messages WHERE id = ? AND tenant = ?`, id, tenant))
+	r, err := read(s, ctx, s.db, func(ctx context.Context, db *sql.DB) (*Record, error) {
+		return scanOne(db.QueryRowContext(ctx, `SELECT `+cols+` FROM messages WHERE id = ? AND tenant = ?`, id, tenant))
 	})
 	if err != nil {
 		return nil, err
@@ -783,14 +861,14 @@ func (s *SQLite) Prices(ctx context.Context, since, until time.Time) ([]PriceRow
 
 // Find implements Backend.
 func (s *SQLite) Find(ctx context.Context, provider, id, pmid string) (*Record, error) {
-	return read(s, ctx, func() (*Record, error) {
+	return read(s, ctx, s.sys, func(ctx context.Context, db *sql.DB) (*Record, error) {
 		var r *Record
 		var err error
 		if id != "" {
-			r, err = scanOne(s.sys.QueryRowContext(ctx, `SELECT `+cols+` FROM messages WHERE id = ? AND provider = ?`, id, provider))
+			r, err = scanOne(db.QueryRowContext(ctx, `SELECT `+cols+` FROM messages WHERE id = ? AND provider = ?`, id, provider))
 		}
 		if r == nil && err == nil && pmid != "" {
-			r, err = scanOne(s.sys.QueryRowContext(ctx, `SELECT `+cols+` FROM messages WHERE provider = ? AND provider_message_id = ?`, provider, pmid))
+			r, err = scanOne(db.QueryRowContext(ctx, `SELECT `+cols+` FROM messages WHERE provider = ? AND provider_message_id = ?`, provider, pmid))
 		}
 		if err == nil && r == nil {
 			err = ErrNotFound
@@ -846,7 +924,7 @@ func (s *SQLite) DueTenants(ctx context.Context, now time.Time) ([]string, error
 // UPDATE takes the file's one write lock even when it changes nothing, and the message log's
 // writer would wait on every poll and sweep.
 func (s *SQLite) none(ctx context.Context, db *sql.DB, where string, args []any) (bool, error) {
-	return read(s, ctx, func() (bool, error) {
+	return read(s, ctx, db, func(ctx context.Context, db *sql.DB) (bool, error) {
 		var one int
 		err := db.QueryRowContext(ctx, `SELECT 1 FROM messages WHERE `+where+` LIMIT 1`, args...).Scan(&one)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -858,8 +936,8 @@ func (s *SQLite) none(ctx context.Context, db *sql.DB, where string, args []any)
 
 // PushDone implements Backend.
 func (s *SQLite) PushDone(ctx context.Context, id string) error {
-	_, err := read(s, ctx, func() (sql.Result, error) {
-		return s.sys.ExecContext(ctx, `UPDATE messages SET report_taken = 1, push_at = 0 WHERE id = ?`, id)
+	_, err := read(s, ctx, s.sys, func(ctx context.Context, db *sql.DB) (sql.Result, error) {
+		return db.ExecContext(ctx, `UPDATE messages SET report_taken = 1, push_at = 0 WHERE id = ?`, id)
 	})
 	return err
 }
@@ -883,8 +961,8 @@ func (s *SQLite) Purge(ctx context.Context, before time.Time) (int, error) {
 
 // Oldest implements Backend (by messages_created: one step of the index).
 func (s *SQLite) Oldest(ctx context.Context) (time.Time, error) {
-	at, err := read(s, ctx, func() (at sql.NullInt64, err error) {
-		return at, s.sys.QueryRowContext(ctx, oldestSQL).Scan(&at)
+	at, err := read(s, ctx, s.sys, func(ctx context.Context, db *sql.DB) (at sql.NullInt64, err error) {
+		return at, db.QueryRowContext(ctx, oldestSQL).Scan(&at)
 	})
 	if err != nil || !at.Valid {
 		return time.Time{}, err
@@ -928,8 +1006,8 @@ func (s *SQLite) Trim(ctx context.Context, b RecordBounds) (map[string]int, erro
 		return nil, err
 	}
 	return b.trimEach(counts, func(tenant string, max int) (at int64, id string, err error) {
-		_, err = read(s, ctx, func() (struct{}, error) {
-			return struct{}{}, s.sys.QueryRowContext(ctx, trimCutSQL, tenant, max-1).Scan(&at, &id)
+		_, err = read(s, ctx, s.sys, func(ctx context.Context, db *sql.DB) (struct{}, error) {
+			return struct{}{}, db.QueryRowContext(ctx, trimCutSQL, tenant, max-1).Scan(&at, &id)
 		})
 		return at, id, err
 	}, func(tenant string, at int64, id string) (int, error) {

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -343,5 +344,87 @@ func TestTheWALStartsOverBesideEndlessListings(t *testing.T) {
 	// the frames written after the last look, and is cut back at each start over).
 	if got := told.Load(); got <= int64(b.walFrames)*4096 || got > most+(8<<20) {
 		t.Errorf("OnWAL was told at most %d bytes; the file reached %d, past %d when the writer steps in", got, most, b.walFrames*4096)
+	}
+}
+
+// TestAClosingWALGateInterruptsATenantsLongRead: the gate that lets SQLite start its WAL over
+// waits for the reads running; a tenant's read that goes on (a listing no index serves, up to
+// server.request_timeout, back to back) kept every other read out as long, delivery reports'
+// look-ups among them. Past walReadGrace the gate interrupts the tenants' reads (the tenant is
+// answered 503 and may retry), and the other reads go on after a short wait.
+func TestAClosingWALGateInterruptsATenantsLongRead(t *testing.T) {
+	ctx := context.Background()
+	b, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "log.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.walFrames, b.readGrace = 64, 100*time.Millisecond
+	if _, err := b.Apply(ctx, []Op{{Insert: record("found", "acme", "p", "p-found", t0)}}); err != nil {
+		t.Fatal(err)
+	}
+	s := New(Options{Backend: b})
+	defer s.Close()
+	// A tenant's read that ends only when interrupted: rows without end, read on the tenants' pool
+	// inside one read transaction of the file.
+	long := make(chan error, 1)
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second) // the budget of a very slow read
+	defer cancel()
+	go func() {
+		_, err := readRows(b, lctx, b.db, func(rows *sql.Rows) (int, error) {
+			n := 0
+			for rows.Next() {
+				n++
+			}
+			return n, rows.Err()
+		}, `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c, (SELECT id FROM messages LIMIT 1)`)
+		long <- err
+	}()
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var n atomic.Int64
+	for range 8 {
+		wg.Go(func() {
+			for !stop.Load() {
+				i := n.Add(1)
+				s.Insert(ctx, record(fmt.Sprint("m-", i), "acme", "p", fmt.Sprint("p-", i), t0))
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	}
+	var slowest time.Duration
+	var finds int
+	var got error
+	deadline := time.Now().Add(20 * time.Second)
+	for got == nil && time.Now().Before(deadline) {
+		start := time.Now()
+		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := b.Find(fctx, "p", "", "p-found")
+		cancel()
+		if err != nil {
+			t.Errorf("a report's look-up beside the tenant's long read: %v", err)
+			break
+		}
+		finds++
+		slowest = max(slowest, time.Since(start))
+		select {
+		case got = <-long:
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	waitUntil := time.Now().Add(10 * time.Second)
+	for b.walRestarts.Load() == 0 && time.Now().Before(waitUntil) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	stop.Store(true)
+	wg.Wait()
+	t.Logf("%d records, %d look-ups (the slowest %v); the gate closed %d times and interrupted %d reads", n.Load(), finds, slowest, b.walRestarts.Load(), b.walInterrupts.Load())
+	if !errors.Is(got, ErrReadInterrupted) {
+		t.Fatalf("the tenant's endless read ended with %v, want ErrReadInterrupted", got)
+	}
+	if b.walRestarts.Load() == 0 || b.walInterrupts.Load() == 0 {
+		t.Errorf("the gate closed %d times and interrupted %d reads", b.walRestarts.Load(), b.walInterrupts.Load())
+	}
+	if slowest > 5*time.Second {
+		t.Errorf("a report's look-up waited %v for the gate", slowest)
 	}
 }
