@@ -747,25 +747,46 @@ const pgTakeIDs = `SELECT id FROM messages WHERE tenant = $1 AND source <> '' AN
 
 // Take implements Backend: SKIP LOCKED, so replicas polling at once hand out each report once.
 func (p *Postgres) Take(ctx context.Context, q TakeQuery) ([]*Record, error) {
-	rows, err := p.pool.Query(ctx, `UPDATE messages SET report_taken = true WHERE id IN (`+pgTakeIDs+`) RETURNING `+pgCols,
+	return pgClaimRows(ctx, p.pool, oldestRecords, `UPDATE messages SET report_taken = true WHERE id IN (`+pgTakeIDs+`) RETURNING `+pgCols,
 		q.Tenant, q.BulkID, q.ID, q.Limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
+}
+
+// oldestRecords reads rows of pgCols as records, oldest first.
+func oldestRecords(rows pgx.Rows) ([]*Record, error) {
 	return oldestFirst(rows, func() (*Record, error) { return scanPG(rows) })
 }
 
-// Due implements Backend: SKIP LOCKED, so replicas sweeping at once claim each push once.
-func (p *Postgres) Due(ctx context.Context, tenant string, now time.Time, limit int) ([]*Record, error) {
-	rows, err := p.sys.Query(ctx, `UPDATE messages SET push_tries = push_tries + 1, push_at = `+nextPushSQL("$1", "$2")+` WHERE id IN (
-		SELECT id FROM messages WHERE tenant = $3 AND push_at > 0 AND push_at <= $2
-		ORDER BY push_at LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING `+pgCols, PushTries, now.UnixMilli(), tenant, limit)
+// pgClaimRows runs q, a statement that changes the rows it returns (UPDATE ... RETURNING), on
+// pool: ctx bounds the wait for a connection; the statement then runs, and its rows are read
+// with each, to their end whatever happens to ctx (within claimTimeout). Cut short while its rows
+// were read (the caller gone), one that had committed would have claimed rows nobody was given:
+// reports marked pulled that no pull returned.
+func pgClaimRows[T any](ctx context.Context, pool *pgxpool.Pool, each func(pgx.Rows) (T, error), q string, args ...any) (T, error) {
+	var zero T
+	conn, err := pool.Acquire(ctx)
 	if err != nil {
-		return nil, err
+		return zero, err
+	}
+	defer conn.Release()
+	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
+	defer cancel()
+	rows, err := conn.Query(qctx, q, args...)
+	if err != nil {
+		return zero, err
 	}
 	defer rows.Close()
-	return oldestFirst(rows, func() (*Record, error) { return scanPG(rows) })
+	return each(rows)
+}
+
+// claimTimeout bounds a claim that its caller no longer bounds (pgClaimRows): a database that
+// stopped answering.
+const claimTimeout = 30 * time.Second
+
+// Due implements Backend: SKIP LOCKED, so replicas sweeping at once claim each push once.
+func (p *Postgres) Due(ctx context.Context, tenant string, now time.Time, limit int) ([]*Record, error) {
+	return pgClaimRows(ctx, p.sys, oldestRecords, `UPDATE messages SET push_tries = push_tries + 1, push_at = `+nextPushSQL("$1", "$2")+` WHERE id IN (
+		SELECT id FROM messages WHERE tenant = $3 AND push_at > 0 AND push_at <= $2
+		ORDER BY push_at LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING `+pgCols, PushTries, now.UnixMilli(), tenant, limit)
 }
 
 // DueTenants implements Backend: a read of the messages_push_due index, which holds only the

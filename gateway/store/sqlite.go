@@ -382,21 +382,28 @@ func (s *SQLite) restartGated() {
 // interrupted when the gate, closing, has waited walReadGrace for it (interruptTenantReads).
 // Never nest: a read waiting inside another behind a closing gate would wait for itself.
 func read[T any](s *SQLite, ctx context.Context, db *sql.DB, f func(context.Context, *sql.DB) (T, error)) (T, error) {
+	return gated(s, ctx, func() (T, error) {
+		if db != s.db {
+			return f(ctx, db)
+		}
+		ctx, done := s.trackTenantRead(ctx)
+		defer done()
+		v, err := f(ctx, db)
+		if err != nil && errors.Is(context.Cause(ctx), ErrReadInterrupted) {
+			return v, ErrReadInterrupted
+		}
+		return v, err
+	})
+}
+
+// gated runs f once the gate lets it in; ctx bounds the wait.
+func gated[T any](s *SQLite, ctx context.Context, f func() (T, error)) (T, error) {
 	if err := s.gate.Acquire(ctx, 1); err != nil {
 		var zero T
 		return zero, err
 	}
 	defer s.gate.Release(1)
-	if db != s.db {
-		return f(ctx, db)
-	}
-	ctx, done := s.trackTenantRead(ctx)
-	defer done()
-	v, err := f(ctx, db)
-	if err != nil && errors.Is(context.Cause(ctx), ErrReadInterrupted) {
-		return v, ErrReadInterrupted
-	}
-	return v, err
+	return f()
 }
 
 // trackTenantRead gives a tenant's read a context that interruptTenantReads cancels; done
@@ -437,15 +444,28 @@ func (s *SQLite) interruptTenantReads() int {
 // readRows runs the query q on db (s.db or s.sys) once the gate lets it in (read), and reads its
 // rows with each.
 func readRows[T any](s *SQLite, ctx context.Context, db *sql.DB, each func(*sql.Rows) (T, error), q string, args ...any) (T, error) {
-	return read(s, ctx, db, func(ctx context.Context, db *sql.DB) (T, error) {
-		rows, err := db.QueryContext(ctx, q, args...)
-		if err != nil {
-			var zero T
-			return zero, err
-		}
-		defer rows.Close()
-		return each(rows)
-	})
+	return read(s, ctx, db, func(ctx context.Context, db *sql.DB) (T, error) { return queryRows(ctx, db, each, q, args...) })
+}
+
+// claimRows runs q, a statement that changes the rows it returns (UPDATE ... RETURNING), on db
+// once the gate lets it in (ctx bounds the wait), and reads its rows with each to their end,
+// whatever happens to ctx meanwhile: SQLite makes every change at the statement's first step, so
+// one cut short while its rows were read (the caller gone, the gate's interruption) would have
+// claimed rows nobody was given: reports marked pulled that no pull returned. Such statements
+// are short (an index and a limit).
+func claimRows[T any](s *SQLite, ctx context.Context, db *sql.DB, each func(*sql.Rows) (T, error), q string, args ...any) (T, error) {
+	return gated(s, ctx, func() (T, error) { return queryRows(context.WithoutCancel(ctx), db, each, q, args...) })
+}
+
+// queryRows runs the query q on db and reads its rows with each.
+func queryRows[T any](ctx context.Context, db *sql.DB, each func(*sql.Rows) (T, error), q string, args ...any) (T, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	defer rows.Close()
+	return each(rows)
 }
 
 // records reads rows of cols as records, in their order; oldest reads them oldest first.
@@ -884,7 +904,7 @@ func (s *SQLite) Take(ctx context.Context, q TakeQuery) ([]*Record, error) {
 		return nil, err
 	}
 	args = append(args, q.Limit)
-	return readRows(s, ctx, s.db, oldest, `UPDATE messages SET report_taken = 1 WHERE id IN (SELECT id FROM messages WHERE `+where+
+	return claimRows(s, ctx, s.db, oldest, `UPDATE messages SET report_taken = 1 WHERE id IN (SELECT id FROM messages WHERE `+where+
 		` ORDER BY created_at LIMIT ?) RETURNING `+cols, args...)
 }
 
@@ -908,7 +928,7 @@ func (s *SQLite) Due(ctx context.Context, tenant string, now time.Time, limit in
 	if none, err := s.none(ctx, s.sys, "tenant = ? AND push_at > 0 AND push_at <= ?", []any{tenant, now.UnixMilli()}); none || err != nil {
 		return nil, err
 	}
-	return readRows(s, ctx, s.sys, oldest, `UPDATE messages SET push_tries = push_tries + 1, push_at = `+nextPushSQL("?", "?")+
+	return claimRows(s, ctx, s.sys, oldest, `UPDATE messages SET push_tries = push_tries + 1, push_at = `+nextPushSQL("?", "?")+
 		` WHERE id IN (SELECT id FROM messages WHERE tenant = ? AND push_at > 0 AND push_at <= ? ORDER BY push_at LIMIT ?) RETURNING `+cols,
 		PushTries, now.UnixMilli(), tenant, now.UnixMilli(), limit)
 }
