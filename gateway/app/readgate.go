@@ -102,17 +102,17 @@ func (g *readGate) grant() {
 		if size := g.size(); size > 0 && g.used >= size {
 			return
 		}
-		best := ""
+		best, found := "", false
 		for tn, q := range g.queues {
 			n := g.held[tn]
 			if n >= g.per {
 				continue
 			}
-			if best == "" || n < g.held[best] || (n == g.held[best] && q[0].seq < g.queues[best][0].seq) {
-				best = tn
+			if !found || n < g.held[best] || (n == g.held[best] && q[0].seq < g.queues[best][0].seq) {
+				best, found = tn, true
 			}
 		}
-		if best == "" {
+		if !found {
 			return
 		}
 		q := g.queues[best]

@@ -129,6 +129,8 @@ type Postgres struct {
 	// matched and routing still reads its health. writer, a pool of its own, serves only the
 	// writer's batches, so that however many reads run, every tenant's records still commit.
 	pool, sys, writer *pgxpool.Pool
+	// readConns is pool's size (ReadConns; the app's read gate asks for it at every read).
+	readConns int
 	// Now is the clock for updated_at and for when a report falls due to be pushed; nil means time.Now.
 	Now func() time.Time
 	// PurgeChunk bounds the rows one purge statement deletes; default 5000.
@@ -186,7 +188,7 @@ func openPostgres(ctx context.Context, dsn string, log *slog.Logger, migrate boo
 	if err != nil {
 		return nil, fmt.Errorf("message log: %s", redactDSN(err.Error(), cfg.ConnConfig.Password))
 	}
-	p := &Postgres{pool: pool}
+	p := &Postgres{pool: pool, readConns: int(cfg.MaxConns)}
 	if err := p.migrate(ctx, log, migrate); err != nil {
 		var st *errStalled
 		if errors.As(err, &st) {
@@ -228,7 +230,7 @@ const (
 )
 
 // ReadConns implements Backend.
-func (p *Postgres) ReadConns() int { return int(p.pool.Config().MaxConns) }
+func (p *Postgres) ReadConns() int { return p.readConns }
 
 // readOnly reports whether err is a server refusing a write as read-only (SQLSTATE 25006).
 func readOnly(err error) bool {
