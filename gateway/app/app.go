@@ -420,6 +420,7 @@ func (a *App) openLog(cfg config.Storage) (store.Backend, error) {
 		}
 		so := sqliteOptions(cfg)
 		so.OnWAL = func(n int64) { a.metrics.LogWAL.Set(float64(n)) }
+		so.OnReadsInterrupted = func(n int) { a.metrics.LogReadsInterrupted.Add(float64(n)) }
 		sq, err := store.OpenSQLiteWith(ctx, cfg.Path, so, a.log)
 		if err != nil {
 			return nil, err

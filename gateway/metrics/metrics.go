@@ -15,35 +15,36 @@ import (
 
 // Metrics holds every collector.
 type Metrics struct {
-	Registry           *prometheus.Registry
-	Requests           *prometheus.CounterVec
-	RequestDuration    *prometheus.HistogramVec
-	Attempts           *prometheus.CounterVec
-	ProviderLatency    *prometheus.HistogramVec
-	BreakerState       *prometheus.GaugeVec
-	BreakerTransitions *prometheus.CounterVec
-	TenantBreakerOpens *prometheus.CounterVec
-	Failovers          *prometheus.CounterVec
-	PolicyRejections   *prometheus.CounterVec
-	DeliveryReports    *prometheus.CounterVec
-	LogWrites          *prometheus.CounterVec
-	LogBatch           prometheus.Histogram
-	LogBacklog         prometheus.Gauge
-	LogDropped         prometheus.Counter
-	LogTrimmed         *prometheus.CounterVec
-	LogPurged          prometheus.Counter
-	LogOldest          prometheus.Gauge
-	LogRetention       prometheus.Gauge
-	LogWAL             prometheus.Gauge
-	LogCommitTimeouts  prometheus.Counter
-	LogSpoolFailures   prometheus.Counter
-	LogHandedOver      *prometheus.CounterVec
-	LogHandOffWaiting  prometheus.Gauge
-	Notify             *prometheus.CounterVec
-	PreviousKeys       *prometheus.CounterVec
-	DeliveryRate       *prometheus.GaugeVec
-	Demotions          *prometheus.CounterVec
-	Reloads            *prometheus.CounterVec
+	Registry            *prometheus.Registry
+	Requests            *prometheus.CounterVec
+	RequestDuration     *prometheus.HistogramVec
+	Attempts            *prometheus.CounterVec
+	ProviderLatency     *prometheus.HistogramVec
+	BreakerState        *prometheus.GaugeVec
+	BreakerTransitions  *prometheus.CounterVec
+	TenantBreakerOpens  *prometheus.CounterVec
+	Failovers           *prometheus.CounterVec
+	PolicyRejections    *prometheus.CounterVec
+	DeliveryReports     *prometheus.CounterVec
+	LogWrites           *prometheus.CounterVec
+	LogBatch            prometheus.Histogram
+	LogBacklog          prometheus.Gauge
+	LogDropped          prometheus.Counter
+	LogTrimmed          *prometheus.CounterVec
+	LogPurged           prometheus.Counter
+	LogOldest           prometheus.Gauge
+	LogRetention        prometheus.Gauge
+	LogWAL              prometheus.Gauge
+	LogReadsInterrupted prometheus.Counter
+	LogCommitTimeouts   prometheus.Counter
+	LogSpoolFailures    prometheus.Counter
+	LogHandedOver       *prometheus.CounterVec
+	LogHandOffWaiting   prometheus.Gauge
+	Notify              *prometheus.CounterVec
+	PreviousKeys        *prometheus.CounterVec
+	DeliveryRate        *prometheus.GaugeVec
+	Demotions           *prometheus.CounterVec
+	Reloads             *prometheus.CounterVec
 	// ConfigLoaded is 1 while the last load of the config (start or reload) succeeded.
 	ConfigLoaded     prometheus.Gauge
 	ProviderDisabled *prometheus.GaugeVec
@@ -105,6 +106,8 @@ func New() *Metrics {
 			Help: "storage.retention in seconds; 0 keeps records forever."}),
 		LogWAL: prometheus.NewGauge(prometheus.GaugeOpts{Name: "smsgate_message_log_wal_bytes",
 			Help: "How many bytes SQLite's write-ahead log holds, as the last background checkpoint (every 500 ms) saw it; 0 with postgres or memory."}),
+		LogReadsInterrupted: prometheus.NewCounter(prometheus.CounterOpts{Name: "smsgate_message_log_reads_interrupted_total",
+			Help: "Tenants' reads of the SQLite log interrupted (answered 503) because they still ran a second after the write-ahead log had to start over."}),
 		LogSpoolFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "smsgate_message_log_spool_failures_total",
 			Help: "Failures of the spool (storage.spool_dir): the writes it could not take wait in memory only, lost if the process is killed before the database takes them."}),
 		LogCommitTimeouts: prometheus.NewCounter(prometheus.CounterOpts{Name: "smsgate_message_log_commit_timeouts_total",
@@ -154,7 +157,7 @@ func New() *Metrics {
 			Help: "Idempotency records a tenant lost before their ttl: with the state in memory, it held the most when state.max_idempotency_records was reached; in Redis, it reached its own state.redis.max_idempotency_records_per_tenant. A retry of such a request sends again."}, []string{"tenant"}),
 	}
 	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.Attempts, m.ProviderLatency, m.BreakerState,
-		m.BreakerTransitions, m.TenantBreakerOpens, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBatch, m.LogBacklog, m.LogDropped, m.LogTrimmed, m.LogPurged, m.LogOldest, m.LogRetention, m.LogWAL, m.LogCommitTimeouts, m.LogSpoolFailures, m.LogHandedOver, m.LogHandOffWaiting, m.Notify, m.PreviousKeys, m.DeliveryRate, m.Demotions, m.Reloads, m.ConfigLoaded, m.ProviderDisabled, m.ProviderDrained, m.StateErrors, m.Spend, m.EstimatedSpend, m.Quarantines,
+		m.BreakerTransitions, m.TenantBreakerOpens, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBatch, m.LogBacklog, m.LogDropped, m.LogTrimmed, m.LogPurged, m.LogOldest, m.LogRetention, m.LogWAL, m.LogReadsInterrupted, m.LogCommitTimeouts, m.LogSpoolFailures, m.LogHandedOver, m.LogHandOffWaiting, m.Notify, m.PreviousKeys, m.DeliveryRate, m.Demotions, m.Reloads, m.ConfigLoaded, m.ProviderDisabled, m.ProviderDrained, m.StateErrors, m.Spend, m.EstimatedSpend, m.Quarantines,
 		m.StateMemoryUsed, m.StateMemoryMax, m.StateEvictedKeys, m.ReplaysEvicted, m.Paced, m.WindowReads, m.WindowReadTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)

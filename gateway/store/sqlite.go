@@ -136,9 +136,11 @@ type SQLite struct {
 	// gate interrupted.
 	readGrace     time.Duration
 	walInterrupts atomic.Int64
-	// onWAL is SQLiteOptions.OnWAL; pageSize the file's page, the size of a frame's page.
-	onWAL    func(bytes int64)
-	pageSize int64
+	// onWAL is SQLiteOptions.OnWAL, onInterrupted SQLiteOptions.OnReadsInterrupted; pageSize the
+	// file's page, the size of a frame's page.
+	onWAL         func(bytes int64)
+	onInterrupted func(n int)
+	pageSize      int64
 	// PurgeChunk bounds the rows one purge statement deletes; default 1000 (a batch of records
 	// waits for at most one: 5000 took up to 0.2 s on a log of five million, storage.commit_timeout).
 	PurgeChunk int
@@ -167,6 +169,9 @@ type SQLiteOptions struct {
 	// (smsgate_message_log_wal_bytes): a read from outside (a backup, a sqlite3 shell), or
 	// checkpoints that fail, keep it from starting over, and it grows by every write.
 	OnWAL func(bytes int64)
+	// OnReadsInterrupted, when set, is told how many tenants' reads a closing WAL gate
+	// interrupted (smsgate_message_log_reads_interrupted_total): each was answered 503.
+	OnReadsInterrupted func(n int)
 }
 
 // OpenSQLite opens (creating it and its directory if needed) and migrates the database at path.
@@ -245,7 +250,7 @@ func openSQLite(ctx context.Context, path string, opts SQLiteOptions, log *slog.
 		return nil, fmt.Errorf("message log: %w", err)
 	}
 	s.sys.SetMaxOpenConns(sqliteSharedReads)
-	s.gate, s.walBegan, s.onWAL = semaphore.NewWeighted(gateAll), make(chan struct{}, 1), opts.OnWAL
+	s.gate, s.walBegan, s.onWAL, s.onInterrupted = semaphore.NewWeighted(gateAll), make(chan struct{}, 1), opts.OnWAL, opts.OnReadsInterrupted
 	s.stopCheckpoints, s.checkpointsDone = make(chan struct{}), make(chan struct{})
 	go s.checkpointer(checkpointEvery)
 	return s, nil
@@ -357,7 +362,11 @@ func (s *SQLite) restartGated() {
 	case <-closed:
 		t.Stop()
 	case <-t.C:
-		s.walInterrupts.Add(int64(s.interruptTenantReads()))
+		n := s.interruptTenantReads()
+		s.walInterrupts.Add(int64(n))
+		if n > 0 && s.onInterrupted != nil {
+			s.onInterrupted(n)
+		}
 		<-closed
 	}
 	defer s.gate.Release(gateAll)
@@ -492,6 +501,7 @@ func (s *SQLite) checkpointer(every time.Duration) {
 	defer close(s.checkpointsDone)
 	t := time.NewTicker(every)
 	defer t.Stop()
+	var g gateBackoff
 	for {
 		select {
 		case <-s.stopCheckpoints:
@@ -503,12 +513,44 @@ func (s *SQLite) checkpointer(every time.Duration) {
 			}
 			switch frames := s.checkpoint(); {
 			case frames > 2*limit:
-				s.restartGated()
+				if g.due(frames, time.Now()) {
+					s.restartGated()
+				} else {
+					s.walLong.Store(true)
+				}
 			case frames > limit:
 				s.walLong.Store(true)
+			default:
+				g = gateBackoff{}
 			}
 		}
 	}
+}
+
+// gateBackoff spaces the gate's closings while they do not start the WAL over: a read from
+// outside the gateway (a sqlite3 shell, a .backup of the file) holds the WAL, the gate cannot
+// hold it, and every closing still paused every read and interrupted the tenants' long ones,
+// every 500 ms for as long as that read lasted. A closing that did not (the WAL held at least as
+// many frames at the next look) is followed by the next 1 s after it, then twice as long each
+// time, up to a minute; one that did, or the WAL back under its bound, ends the wait.
+type gateBackoff struct {
+	closedAt int // frames the WAL held when the gate last closed; 0: not since it was back under
+	wait     time.Duration
+	next     time.Time
+}
+
+// due says whether the gate closes now, the WAL holding frames.
+func (g *gateBackoff) due(frames int, now time.Time) bool {
+	if g.closedAt > 0 && frames >= g.closedAt { // the last closing did not start the WAL over
+		if now.Before(g.next) {
+			return false
+		}
+		g.wait = min(2*g.wait, time.Minute)
+	} else {
+		g.wait = time.Second
+	}
+	g.closedAt, g.next = frames, now.Add(g.wait)
+	return true
 }
 
 func (s *SQLite) prepare(ctx context.Context) error {

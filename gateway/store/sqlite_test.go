@@ -295,18 +295,10 @@ func TestTheWALStartsOverBesideEndlessListings(t *testing.T) {
 	}
 	s := New(Options{Backend: b})
 	defer s.Close()
+	stopWriting := keepWriting(s, 8, 10*time.Millisecond) // several hundred commits a second
 	var stop atomic.Bool
 	var wg sync.WaitGroup
-	var n, lists atomic.Int64
-	for range 8 { // several hundred commits a second
-		wg.Go(func() {
-			for !stop.Load() {
-				i := n.Add(1)
-				s.Insert(ctx, record(fmt.Sprint("m-", i), "acme", "p", fmt.Sprint("p-", i), t0))
-				time.Sleep(10 * time.Millisecond)
-			}
-		})
-	}
+	var lists atomic.Int64
 	for range 2 {
 		wg.Go(func() {
 			for !stop.Load() {
@@ -332,8 +324,9 @@ func TestTheWALStartsOverBesideEndlessListings(t *testing.T) {
 	}
 	stop.Store(true)
 	wg.Wait()
+	written := stopWriting()
 	t.Logf("%d records, %d listings; the WAL started over %d times, at most %.1f MiB; the gate closed %d times",
-		n.Load(), lists.Load(), cuts, float64(most)/(1<<20), b.walRestarts.Load())
+		written, lists.Load(), cuts, float64(most)/(1<<20), b.walRestarts.Load())
 	if cuts < 3 || b.walRestarts.Load() == 0 {
 		t.Errorf("the WAL started over %d times in 15 s (the gate closed %d times), reaching %.1f MiB", cuts, b.walRestarts.Load(), float64(most)/(1<<20))
 	}
@@ -354,7 +347,8 @@ func TestTheWALStartsOverBesideEndlessListings(t *testing.T) {
 // answered 503 and may retry), and the other reads go on after a short wait.
 func TestAClosingWALGateInterruptsATenantsLongRead(t *testing.T) {
 	ctx := context.Background()
-	b, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "log.db"), nil)
+	var told atomic.Int64
+	b, err := OpenSQLiteWith(ctx, filepath.Join(t.TempDir(), "log.db"), SQLiteOptions{OnReadsInterrupted: func(n int) { told.Add(int64(n)) }}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,18 +373,7 @@ func TestAClosingWALGateInterruptsATenantsLongRead(t *testing.T) {
 		}, `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c, (SELECT id FROM messages LIMIT 1)`)
 		long <- err
 	}()
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	var n atomic.Int64
-	for range 8 {
-		wg.Go(func() {
-			for !stop.Load() {
-				i := n.Add(1)
-				s.Insert(ctx, record(fmt.Sprint("m-", i), "acme", "p", fmt.Sprint("p-", i), t0))
-				time.Sleep(5 * time.Millisecond)
-			}
-		})
-	}
+	stopWriting := keepWriting(s, 8, 5*time.Millisecond)
 	var slowest time.Duration
 	var finds int
 	var got error
@@ -415,16 +398,88 @@ func TestAClosingWALGateInterruptsATenantsLongRead(t *testing.T) {
 	for b.walRestarts.Load() == 0 && time.Now().Before(waitUntil) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	stop.Store(true)
-	wg.Wait()
-	t.Logf("%d records, %d look-ups (the slowest %v); the gate closed %d times and interrupted %d reads", n.Load(), finds, slowest, b.walRestarts.Load(), b.walInterrupts.Load())
+	written := stopWriting()
+	t.Logf("%d records, %d look-ups (the slowest %v); the gate closed %d times and interrupted %d reads", written, finds, slowest, b.walRestarts.Load(), b.walInterrupts.Load())
 	if !errors.Is(got, ErrReadInterrupted) {
 		t.Fatalf("the tenant's endless read ended with %v, want ErrReadInterrupted", got)
 	}
-	if b.walRestarts.Load() == 0 || b.walInterrupts.Load() == 0 {
-		t.Errorf("the gate closed %d times and interrupted %d reads", b.walRestarts.Load(), b.walInterrupts.Load())
+	if b.walRestarts.Load() == 0 || b.walInterrupts.Load() == 0 || told.Load() != b.walInterrupts.Load() {
+		t.Errorf("the gate closed %d times and interrupted %d reads (OnReadsInterrupted told of %d)", b.walRestarts.Load(), b.walInterrupts.Load(), told.Load())
 	}
 	if slowest > 5*time.Second {
 		t.Errorf("a report's look-up waited %v for the gate", slowest)
+	}
+}
+
+// TestTheWALGateBacksOffFromAReadOutsideTheGateway: a read from outside the gateway (a sqlite3
+// shell, a .backup) holds the WAL, which the gate cannot start over while it lasts. The gate's
+// closings, each a pause of every read and an interruption of the tenants' long ones, come 1 s,
+// 2 s, 4 s ... apart instead of every 500 ms; once the outside read ends, the WAL starts over.
+func TestTheWALGateBacksOffFromAReadOutsideTheGateway(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "log.db")
+	b, err := OpenSQLite(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.walFrames = 64
+	if _, err := b.Apply(ctx, []Op{{Insert: record("first", "acme", "p", "p-first", t0)}}); err != nil {
+		t.Fatal(err)
+	}
+	s := New(Options{Backend: b})
+	defer s.Close()
+	outside, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outside.Close()
+	tx, err := outside.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := tx.QueryRow(`SELECT count(*) FROM messages`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	defer keepWriting(s, 4, 5*time.Millisecond)()
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(15 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting until %s", what)
+			}
+		}
+	}
+	waitFor("the gate closed once", func() bool { return b.walRestarts.Load() >= 1 })
+	first := b.walRestarts.Load()
+	time.Sleep(6 * time.Second)
+	closings := b.walRestarts.Load() - first
+	t.Logf("the gate closed %d more times in 6 s beside the outside read", closings)
+	if closings > 4 {
+		t.Errorf("the gate closed %d times in 6 s beside a read it cannot hold, want at most 4 (1 s, 2 s, 4 s apart)", closings)
+	}
+	tx.Rollback()
+	waitFor("the WAL started over once the outside read ended", func() bool { return b.checkpoint() < 2*b.walFrames })
+}
+
+// keepWriting inserts records into s from writers goroutines, each pausing every between two,
+// until the returned stop, which waits for them and returns how many were inserted.
+func keepWriting(s *Store, writers int, every time.Duration) (stop func() int64) {
+	var done atomic.Bool
+	var wg sync.WaitGroup
+	var n atomic.Int64
+	for range writers {
+		wg.Go(func() {
+			for !done.Load() {
+				i := n.Add(1)
+				s.Insert(context.Background(), record(fmt.Sprint("m-", i), "acme", "p", fmt.Sprint("p-", i), t0))
+				time.Sleep(every)
+			}
+		})
+	}
+	return func() int64 {
+		done.Store(true)
+		wg.Wait()
+		return n.Load()
 	}
 }
