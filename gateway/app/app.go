@@ -1168,7 +1168,8 @@ func (a *App) apply(rt, prev *runtime) {
 }
 
 // forgetTenant drops what the replica keeps of a tenant that left the config: its metrics'
-// series and its own breakers. (A send of it still in flight may write a series again.)
+// series and its own breakers. (What writes a series of it after, a send still in flight or a
+// report of one of its messages, is dropped at the next scrape: metricsHandler.)
 func (a *App) forgetTenant(rt *runtime, name string) {
 	a.metrics.DeleteTenant(name)
 	for _, mi := range rt.members {
@@ -1241,7 +1242,7 @@ func (a *App) Start() error {
 			return fmt.Errorf("listen %s (server.metrics_listen): %w", m, err)
 		}
 		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", a.metrics.Handler())
+		mux.Handle("GET /metrics", a.metricsHandler())
 		a.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
 			ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
 		go func() {
@@ -1374,7 +1375,19 @@ func (a *App) Metrics() http.Handler {
 	if a.metricsSrv != nil {
 		return nil
 	}
-	return a.metrics.Handler()
+	return a.metricsHandler()
+}
+
+// metricsHandler serves the metrics after dropping the series of tenants no longer in the config
+// (Metrics.DeleteTenantsExcept): what wrote them after the reload that removed the tenant (a send
+// in flight across it, a report or a push of one of its messages, a trim of its records).
+func (a *App) metricsHandler() http.Handler {
+	h := a.metrics.Handler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rt := a.rt.Load()
+		a.metrics.DeleteTenantsExcept(func(t string) bool { return rt.byName[t] != nil })
+		h.ServeHTTP(w, r)
+	})
 }
 
 // MetricSet returns the metrics (tests read them).

@@ -657,6 +657,21 @@ func TestATenantThatLeftTheConfigLeavesNoSeries(t *testing.T) {
 	if !strings.Contains(m, `smsgate_requests_total{outcome="sent",route="default",tenant="acme"}`) {
 		t.Errorf("acme's series went too:\n%s", m)
 	}
+	// What writes a series of it after the reload (a send in flight across it, a report or a push
+	// of one of its messages) is dropped at the next scrape; a call no key authenticated keeps its
+	// series (tenant "").
+	h.app.MetricSet().Requests.WithLabelValues("lenient", "default", "sent").Inc()
+	h.app.MetricSet().Notify.WithLabelValues("lenient", "ok").Inc()
+	if r := h.send("no-such-key", actionBody); r.Status != 401 {
+		t.Fatalf("an unknown key: %d %s", r.Status, r.Raw)
+	}
+	m = h.do("GET", "/metrics", "", "").Raw
+	if strings.Contains(m, `tenant="lenient"`) {
+		t.Errorf("a series written after the tenant left is still there at the next scrape:\n%s", m)
+	}
+	if !strings.Contains(m, `tenant=""`) || !strings.Contains(m, `tenant="acme"`) {
+		t.Errorf("the scrape dropped the series of unauthenticated calls or of acme:\n%s", m)
+	}
 }
 
 func TestMessagesAPI(t *testing.T) {

@@ -4,12 +4,15 @@
 package metrics
 
 import (
+	"maps"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/sony/gobreaker/v2"
 )
 
@@ -216,11 +219,51 @@ func (m *Metrics) DeleteProvider(name string) {
 // rename its tenants at each change of its file: their series would otherwise stay on every
 // replica until it restarts, each name adding to what every scrape reads and Prometheus keeps.
 func (m *Metrics) DeleteTenant(name string) {
-	for _, v := range []interface {
-		DeletePartialMatch(prometheus.Labels) int
-	}{m.Requests, m.TenantBreakerOpens, m.PolicyRejections, m.LogTrimmed, m.Notify, m.PreviousKeys, m.EstimatedSpend, m.Quarantines, m.Paced, m.ReplaysEvicted} {
+	for _, v := range m.byTenant() {
 		v.DeletePartialMatch(prometheus.Labels{"tenant": name})
 	}
+}
+
+// byTenant are the metrics labelled by tenant.
+func (m *Metrics) byTenant() []interface {
+	prometheus.Collector
+	DeletePartialMatch(prometheus.Labels) int
+} {
+	return []interface {
+		prometheus.Collector
+		DeletePartialMatch(prometheus.Labels) int
+	}{m.Requests, m.TenantBreakerOpens, m.PolicyRejections, m.LogTrimmed, m.Notify, m.PreviousKeys, m.EstimatedSpend, m.Quarantines, m.Paced, m.ReplaysEvicted}
+}
+
+// DeleteTenantsExcept removes the series of every tenant that keep refuses, and returns those
+// tenants, sorted; the empty tenant (calls no key authenticated) stays. DeleteTenant at the
+// reload that removed a tenant leaves what writes its series after: a send of it still in flight,
+// a report or a push of one of its messages, a trim of its records.
+func (m *Metrics) DeleteTenantsExcept(keep func(string) bool) []string {
+	gone := map[string]bool{}
+	for _, v := range m.byTenant() {
+		ch := make(chan prometheus.Metric, 64)
+		go func() {
+			v.Collect(ch)
+			close(ch)
+		}()
+		for pm := range ch {
+			var d dto.Metric
+			if pm.Write(&d) != nil {
+				continue
+			}
+			for _, l := range d.GetLabel() {
+				if t := l.GetValue(); l.GetName() == "tenant" && t != "" && !keep(t) {
+					gone[t] = true
+				}
+			}
+		}
+	}
+	names := slices.Sorted(maps.Keys(gone))
+	for _, name := range names {
+		m.DeleteTenant(name)
+	}
+	return names
 }
 
 // OnAttempt implements dispatch.Observer. The latency is observed only for calls the provider
