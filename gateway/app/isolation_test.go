@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -762,34 +761,61 @@ routes: [{name: d, providers: [m]}]
 	}
 }
 
-// heldReads holds one tenant's listings of the message log while a hold is on, whatever their
-// context says: a read that no index serves, over a large tenant's month, on a database that does
-// not stop it at once.
+// heldReads holds the listings of the tenants it has holds for, whatever their context says (a
+// read that no index serves, over a large tenant's month, on a database that does not stop it at
+// once): each waits for a word on its tenant's hold (one read ending) or its close (all). size is
+// what ReadConns says: the connections tenants' reads share (0: no bound, as in memory).
 type heldReads struct {
 	store.Backend
-	tenant  string
-	running atomic.Int32
+	size    int
 	mu      sync.Mutex
-	hold    chan struct{} // closed: no hold
+	holds   map[string]chan struct{}
+	running map[string]int
+	entered []string // the tenants of the listings, held or not, in the order they began
 }
 
-func (b *heldReads) holding() chan struct{} {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.hold
+func newHeldReads(size int, tenants ...string) *heldReads {
+	b := &heldReads{size: size, holds: map[string]chan struct{}{}, running: map[string]int{}}
+	for _, tn := range tenants {
+		b.holds[tn] = make(chan struct{})
+	}
+	return b
 }
 
-func (b *heldReads) setHold(c chan struct{}) {
+func (b *heldReads) ReadConns() int { return b.size }
+
+func (b *heldReads) hold(tenant string) chan struct{} {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.hold = c
+	return b.holds[tenant]
+}
+
+func (b *heldReads) setHold(tenant string, c chan struct{}) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.holds[tenant] = c
+}
+
+// count is how many of tenant's listings are held.
+func (b *heldReads) count(tenant string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.running[tenant]
 }
 
 func (b *heldReads) List(ctx context.Context, q store.Query) ([]*store.Record, error) {
-	if q.Tenant == b.tenant {
-		b.running.Add(1)
-		defer b.running.Add(-1)
-		<-b.holding()
+	b.mu.Lock()
+	h := b.holds[q.Tenant]
+	b.entered = append(b.entered, q.Tenant)
+	if h != nil {
+		b.running[q.Tenant]++
+	}
+	b.mu.Unlock()
+	if h != nil {
+		<-h
+		b.mu.Lock()
+		b.running[q.Tenant]--
+		b.mu.Unlock()
 	}
 	return b.Backend.List(context.WithoutCancel(ctx), q)
 }
@@ -799,7 +825,7 @@ func (b *heldReads) List(ctx context.Context, q store.Query) ([]*store.Record, e
 // a slot without holding a connection, and are refused (429 with Retry-After, on both APIs) if
 // none frees within the budget. The other tenants read on meanwhile, and the slots are given back.
 func TestOneTenantsSlowReadsHoldTwoSlots(t *testing.T) {
-	hb := &heldReads{tenant: "slow", hold: make(chan struct{})}
+	hb := newHeldReads(0, "slow")
 	h := start(t, `
 server: {request_timeout: 1s}
 storage: {driver: memory}
@@ -816,19 +842,19 @@ routes: [{name: d, providers: [m]}]
 	for range readsPerTenant {
 		go read(results)
 	}
-	waitUntil(t, "two reads running", func() bool { return hb.running.Load() == readsPerTenant })
+	waitUntil(t, "two reads running", func() bool { return hb.count("slow") == readsPerTenant })
 	for range 3 {
 		go read(results)
 	}
 	time.Sleep(100 * time.Millisecond)
-	if n, got := hb.running.Load(), len(results); n != readsPerTenant || got != 0 {
-		close(hb.holding())
+	if n, got := hb.count("slow"), len(results); n != readsPerTenant || got != 0 {
+		close(hb.hold("slow"))
 		t.Fatalf("%d reads in the message log and %d answered with the slots taken; want %d and 0", n, got, readsPerTenant)
 	}
 	if r := h.do("GET", "/v1/messages", "other-key-0123456789", ""); r.Status != 200 {
 		t.Errorf("the other tenant's read: %d %s", r.Status, r.Raw)
 	}
-	close(hb.holding())
+	close(hb.hold("slow"))
 	for range readsPerTenant + 3 {
 		if r := <-results; r.Status != 200 {
 			t.Errorf("a read of the burst: %d %s", r.Status, r.Raw)
@@ -836,11 +862,11 @@ routes: [{name: d, providers: [m]}]
 	}
 
 	// Reads that hold their slots for the whole budget: the next are refused.
-	hb.setHold(make(chan struct{}))
+	hb.setHold("slow", make(chan struct{}))
 	for range readsPerTenant {
 		go read(results)
 	}
-	waitUntil(t, "two reads running", func() bool { return hb.running.Load() == readsPerTenant })
+	waitUntil(t, "two reads running", func() bool { return hb.count("slow") == readsPerTenant })
 	native, compat := make(chan response, 1), make(chan response, 1)
 	go func() { native <- h.do("GET", "/v1/messages", "slow-key-0123456789", "") }()
 	go func() { compat <- h.do("GET", "/sms/1/logs", "slow-key-0123456789", "") }()
@@ -860,11 +886,11 @@ routes: [{name: d, providers: [m]}]
 				t.Errorf("%s that found no slot within the budget: %d %s (Retry-After %q)", c.what, r.Status, r.Raw, r.Header.Get("Retry-After"))
 			}
 		case <-time.After(5 * time.Second):
-			close(hb.holding())
+			close(hb.hold("slow"))
 			t.Fatalf("%s with every slot held was not refused within 5 s", c.what)
 		}
 	}
-	close(hb.holding())
+	close(hb.hold("slow"))
 	for range readsPerTenant {
 		<-results // held past their budget: whatever they answer, their slots come back
 	}
@@ -878,51 +904,6 @@ routes: [{name: d, providers: [m]}]
 	}
 }
 
-// pooledReads is a backend whose tenants' reads share a pool of size connections, and whose
-// listings wait, each, for a word on their tenant's hold (a slow read ending) or its close.
-type pooledReads struct {
-	store.Backend
-	size    int
-	mu      sync.Mutex
-	holds   map[string]chan struct{}
-	running map[string]int
-	entered []string // the tenants of the held listings, in the order they began
-}
-
-func (b *pooledReads) ReadConns() int { return b.size }
-
-func (b *pooledReads) hold(tenant string) chan struct{} {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.holds[tenant]
-}
-
-func (b *pooledReads) count(tenant string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.running[tenant]
-}
-
-func (b *pooledReads) List(ctx context.Context, q store.Query) ([]*store.Record, error) {
-	b.mu.Lock()
-	h := b.holds[q.Tenant]
-	if h == nil {
-		b.entered = append(b.entered, q.Tenant)
-	}
-	b.mu.Unlock()
-	if h != nil {
-		b.mu.Lock()
-		b.running[q.Tenant]++
-		b.entered = append(b.entered, q.Tenant)
-		b.mu.Unlock()
-		<-h
-		b.mu.Lock()
-		b.running[q.Tenant]--
-		b.mu.Unlock()
-	}
-	return b.Backend.List(context.WithoutCancel(ctx), q)
-}
-
 // TestATenantWithNoReadRunningGoesFirst: tenants reading slowly hold every connection their reads
 // share, and more of their reads wait. A freed connection goes to the waiting read whose tenant
 // holds the fewest: a tenant's second read waits behind another tenant's first, even one that
@@ -931,8 +912,7 @@ func (b *pooledReads) List(ctx context.Context, q store.Query) ([]*store.Record,
 // freed within its budget, the quick tenant's read is answered as a log that could not be read
 // (503), not as its own tenant's excess (429).
 func TestATenantWithNoReadRunningGoesFirst(t *testing.T) {
-	pb := &pooledReads{size: 2 * readsPerTenant, running: map[string]int{},
-		holds: map[string]chan struct{}{"a": make(chan struct{}), "b": make(chan struct{}), "d": make(chan struct{})}}
+	pb := newHeldReads(2*readsPerTenant, "a", "b", "d")
 	h := start(t, `
 server: {request_timeout: 1s}
 storage: {driver: memory}
