@@ -23,8 +23,7 @@ type readGate struct {
 	per  int
 
 	mu     sync.Mutex
-	used   int
-	held   map[string]int
+	held   map[string]int           // places held, by tenant; none at 0
 	queues map[string][]*readWaiter // each tenant's waiting calls, in arrival order; none empty
 	seq    uint64
 }
@@ -87,7 +86,6 @@ func (g *readGate) acquire(ctx context.Context, tenant string) error {
 func (g *readGate) release(tenant string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.used--
 	if g.held[tenant]--; g.held[tenant] <= 0 {
 		delete(g.held, tenant)
 	}
@@ -99,7 +97,7 @@ func (g *readGate) release(tenant string) {
 // nothing more than one.
 func (g *readGate) grant() {
 	for {
-		if size := g.size(); size > 0 && g.used >= size {
+		if size := g.size(); size > 0 && g.inUse() >= size {
 			return
 		}
 		best, found := "", false
@@ -122,10 +120,18 @@ func (g *readGate) grant() {
 		} else {
 			g.queues[best] = q[1:]
 		}
-		g.used++
 		g.held[best]++
 		close(w.granted)
 	}
+}
+
+// inUse is how many places are held, all tenants' together (with g.mu held).
+func (g *readGate) inUse() int {
+	n := 0
+	for _, k := range g.held {
+		n += k
+	}
+	return n
 }
 
 // waiting returns how many of tenant's calls wait for a place (tests).

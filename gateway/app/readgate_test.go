@@ -23,6 +23,13 @@ func queued(t *testing.T, g *readGate, n int) {
 	})
 }
 
+// placesUsed is how many places of g are held.
+func placesUsed(g *readGate) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.inUse()
+}
+
 // totalWaiting is how many calls of all tenants wait in g.
 func totalWaiting(g *readGate) int {
 	g.mu.Lock()
@@ -86,8 +93,8 @@ func TestTheReadGateServesTheTenantHoldingFewestFirst(t *testing.T) {
 	for _, tn := range []string{"a", "a", "b", "b"} {
 		g.release(tn)
 	}
-	if g.used != 0 || len(g.held) != 0 || totalWaiting(g) != 0 {
-		t.Errorf("all places given back: used %d, held %v, %d waiting", g.used, g.held, totalWaiting(g))
+	if placesUsed(g) != 0 || len(g.held) != 0 || totalWaiting(g) != 0 {
+		t.Errorf("all places given back: used %d, held %v, %d waiting", placesUsed(g), g.held, totalWaiting(g))
 	}
 }
 
@@ -111,8 +118,8 @@ func TestTheReadGateSaysWhoseReadsHeldThePlaces(t *testing.T) {
 			t.Errorf("%s's call with the places held: %v, want own=%v", c.tenant, err, c.own)
 		}
 	}
-	if totalWaiting(g) != 0 || g.used != 2 {
-		t.Errorf("the calls that gave up left %d waiting and %d places used", totalWaiting(g), g.used)
+	if totalWaiting(g) != 0 || placesUsed(g) != 2 {
+		t.Errorf("the calls that gave up left %d waiting and %d places used", totalWaiting(g), placesUsed(g))
 	}
 	size = 0
 	mustAcquire(t, g, "b")
@@ -144,7 +151,7 @@ func TestTheReadGateLosesNoPlace(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if g.used != 0 || len(g.held) != 0 || totalWaiting(g) != 0 {
-		t.Errorf("after every call ended: used %d, held %v, %d waiting", g.used, g.held, totalWaiting(g))
+	if placesUsed(g) != 0 || len(g.held) != 0 || totalWaiting(g) != 0 {
+		t.Errorf("after every call ended: used %d, held %v, %d waiting", placesUsed(g), g.held, totalWaiting(g))
 	}
 }

@@ -132,10 +132,8 @@ type SQLite struct {
 	// checkpointer closed the gate (tests).
 	walFrames   int
 	walRestarts atomic.Int64
-	// readGrace, for tests, replaces walReadGrace; walInterrupts counts the tenants' reads the
-	// gate interrupted.
-	readGrace     time.Duration
-	walInterrupts atomic.Int64
+	// readGrace, for tests, replaces walReadGrace.
+	readGrace time.Duration
 	// onWAL is SQLiteOptions.OnWAL, onInterrupted SQLiteOptions.OnReadsInterrupted; pageSize the
 	// file's page, the size of a frame's page.
 	onWAL         func(bytes int64)
@@ -362,9 +360,7 @@ func (s *SQLite) restartGated() {
 	case <-closed:
 		t.Stop()
 	case <-t.C:
-		n := s.interruptTenantReads()
-		s.walInterrupts.Add(int64(n))
-		if n > 0 && s.onInterrupted != nil {
+		if n := s.interruptTenantReads(); n > 0 && s.onInterrupted != nil {
 			s.onInterrupted(n)
 		}
 		<-closed

@@ -399,12 +399,12 @@ func TestAClosingWALGateInterruptsATenantsLongRead(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	written := stopWriting()
-	t.Logf("%d records, %d look-ups (the slowest %v); the gate closed %d times and interrupted %d reads", written, finds, slowest, b.walRestarts.Load(), b.walInterrupts.Load())
+	t.Logf("%d records, %d look-ups (the slowest %v); the gate closed %d times and interrupted %d reads", written, finds, slowest, b.walRestarts.Load(), told.Load())
 	if !errors.Is(got, ErrReadInterrupted) {
 		t.Fatalf("the tenant's endless read ended with %v, want ErrReadInterrupted", got)
 	}
-	if b.walRestarts.Load() == 0 || b.walInterrupts.Load() == 0 || told.Load() != b.walInterrupts.Load() {
-		t.Errorf("the gate closed %d times and interrupted %d reads (OnReadsInterrupted told of %d)", b.walRestarts.Load(), b.walInterrupts.Load(), told.Load())
+	if b.walRestarts.Load() == 0 || told.Load() == 0 {
+		t.Errorf("the gate closed %d times and OnReadsInterrupted was told of %d interrupted reads", b.walRestarts.Load(), told.Load())
 	}
 	if slowest > 5*time.Second {
 		t.Errorf("a report's look-up waited %v for the gate", slowest)
