@@ -1167,11 +1167,9 @@ func (a *App) apply(rt, prev *runtime) {
 	}
 }
 
-// forgetTenant drops what the replica keeps of a tenant that left the config: its metrics'
-// series and its own breakers. (What writes a series of it after, a send still in flight or a
-// report of one of its messages, is dropped at the next scrape: metricsHandler.)
+// forgetTenant drops what the replica keeps of a tenant that left the config: its own breakers.
+// (Its metrics' series go at each scrape, with what writes one after the reload: metricsHandler.)
 func (a *App) forgetTenant(rt *runtime, name string) {
-	a.metrics.DeleteTenant(name)
 	for _, mi := range rt.members {
 		mi.member.Forget(name)
 	}

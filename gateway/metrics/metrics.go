@@ -4,9 +4,7 @@
 package metrics
 
 import (
-	"maps"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -215,15 +213,6 @@ func (m *Metrics) DeleteProvider(name string) {
 	m.Failovers.DeletePartialMatch(prometheus.Labels{"to": name})
 }
 
-// DeleteTenant removes every series labelled with a tenant that left the config. A team may
-// rename its tenants at each change of its file: their series would otherwise stay on every
-// replica until it restarts, each name adding to what every scrape reads and Prometheus keeps.
-func (m *Metrics) DeleteTenant(name string) {
-	for _, v := range m.byTenant() {
-		v.DeletePartialMatch(prometheus.Labels{"tenant": name})
-	}
-}
-
 // byTenant are the metrics labelled by tenant.
 func (m *Metrics) byTenant() []interface {
 	prometheus.Collector
@@ -235,13 +224,15 @@ func (m *Metrics) byTenant() []interface {
 	}{m.Requests, m.TenantBreakerOpens, m.PolicyRejections, m.LogTrimmed, m.Notify, m.PreviousKeys, m.EstimatedSpend, m.Quarantines, m.Paced, m.ReplaysEvicted}
 }
 
-// DeleteTenantsExcept removes the series of every tenant that keep refuses, and returns those
-// tenants, sorted; the empty tenant (calls no key authenticated) stays. DeleteTenant at the
-// reload that removed a tenant leaves what writes its series after: a send of it still in flight,
-// a report or a push of one of its messages, a trim of its records.
-func (m *Metrics) DeleteTenantsExcept(keep func(string) bool) []string {
-	gone := map[string]bool{}
+// DeleteTenantsExcept removes the series of every tenant keep refuses; the empty tenant (calls
+// no key authenticated) stays. A team may rename its tenants at each change of its file: their
+// series would otherwise stay on every replica until it restarts, each name adding to what every
+// scrape reads and Prometheus keeps, and what writes one after the reload that removed its tenant
+// (a send in flight across it, a report or push of one of its messages, a trim of its records)
+// would bring it back.
+func (m *Metrics) DeleteTenantsExcept(keep func(string) bool) {
 	for _, v := range m.byTenant() {
+		gone := map[string]bool{}
 		ch := make(chan prometheus.Metric, 64)
 		go func() {
 			v.Collect(ch)
@@ -258,12 +249,10 @@ func (m *Metrics) DeleteTenantsExcept(keep func(string) bool) []string {
 				}
 			}
 		}
+		for t := range gone {
+			v.DeletePartialMatch(prometheus.Labels{"tenant": t})
+		}
 	}
-	names := slices.Sorted(maps.Keys(gone))
-	for _, name := range names {
-		m.DeleteTenant(name)
-	}
-	return names
 }
 
 // OnAttempt implements dispatch.Observer. The latency is observed only for calls the provider
