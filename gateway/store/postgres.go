@@ -654,7 +654,7 @@ func (p *Postgres) List(ctx context.Context, q Query) ([]*Record, error) {
 // Health implements Backend: one grouped scan of the window (the created_at index), a row per
 // (provider, country, tenant).
 func (p *Postgres) Health(ctx context.Context, since, pendingBefore time.Time) ([]HealthRow, error) {
-	rows, err := p.sys.Query(ctx, numbered(healthSQL), pendingBefore.UnixMilli(), since.UnixMilli())
+	rows, err := p.sys.Query(ctx, numbered(healthSQL), pendingBefore.UnixMilli(), since.UnixMilli(), untilMS(time.Time{}))
 	if err != nil {
 		return nil, err
 	}

@@ -12,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"modernc.org/sqlite"
+
+	"github.com/smsgate/smsgate/gateway"
 )
 
 // scanLog opens a SQLite log holding n messages created over the 25 minutes before now, spread
@@ -337,6 +340,76 @@ func TestTheWALStartsOverBesideEndlessListings(t *testing.T) {
 	// the frames written after the last look, and is cut back at each start over).
 	if got := told.Load(); got <= int64(b.walFrames)*4096 || got > most+(8<<20) {
 		t.Errorf("OnWAL was told at most %d bytes; the file reached %d, past %d when the writer steps in", got, most, b.walFrames*4096)
+	}
+}
+
+// TestHealthLetsTheWALGateCloseBetweenItsSlices: the delivery-health read, which the WAL gate
+// waits for, is a read of its own for each slice of the window, so that the gate can close between
+// two (one grouped scan of a busy window held every read of the file for seconds); the slices'
+// rows add up to the window's, a message created ahead of the clock included and one before the
+// window left out.
+func TestHealthLetsTheWALGateCloseBetweenItsSlices(t *testing.T) {
+	ctx := context.Background()
+	b, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "log.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	now := t0
+	b.Now = func() time.Time { return now }
+	since, pendingBefore := now.Add(-30*time.Minute), now.Add(-10*time.Minute)
+	statuses := []string{gateway.StatusDelivered, gateway.StatusUndelivered, gateway.StatusFailed, gateway.StatusSent}
+	want := map[string]*HealthRow{}
+	var ops []Op
+	// A message every 20 s of the window and a minute past now, for two tenants and two channels;
+	// one just before the window.
+	for i := -1; i <= 93; i++ {
+		created := since.Add(time.Duration(i) * 20 * time.Second)
+		r := record(fmt.Sprint("m", i), []string{"acme", "other"}[i&1], "infobip", fmt.Sprint("ib-", i), created)
+		r.Status, r.MessageType = statuses[i&3], []string{"sms", "voice"}[(i>>1)&1]
+		ops = append(ops, Op{Insert: r})
+		if i < 0 {
+			continue
+		}
+		k := fmt.Sprintf("%s %v", r.Tenant, r.MessageType == "voice")
+		if want[k] == nil {
+			want[k] = &HealthRow{Provider: "infobip", Country: "US", Tenant: r.Tenant, Voice: r.MessageType == "voice"}
+		}
+		switch {
+		case r.Status == gateway.StatusDelivered:
+			want[k].Delivered++
+		case r.Status == gateway.StatusUndelivered:
+			want[k].Undelivered++
+		case r.Status == gateway.StatusFailed:
+			want[k].Failed++
+		case created.Before(pendingBefore):
+			want[k].Pending++
+		}
+	}
+	if _, err := b.Apply(ctx, ops); err != nil {
+		t.Fatal(err)
+	}
+	var between, gateClosed int
+	b.afterHealthSlice = func() {
+		between++
+		if b.gate.TryAcquire(gateAll) { // what a closing gate takes: no read may hold it
+			gateClosed++
+			b.gate.Release(gateAll)
+		}
+	}
+	rows, err := b.Health(ctx, since, pendingBefore)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if between != healthSlices-1 || gateClosed != between {
+		t.Errorf("the gate could close at %d of the %d points between the health read's slices, want all of %d", gateClosed, between, healthSlices-1)
+	}
+	var wantRows []HealthRow
+	for _, k := range []string{"acme false", "acme true", "other false", "other true"} {
+		wantRows = append(wantRows, *want[k])
+	}
+	if diff := cmp.Diff(wantRows, rows); diff != "" {
+		t.Errorf("health rows of the sliced window (-want +got):\n%s", diff)
 	}
 }
 

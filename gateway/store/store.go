@@ -1344,13 +1344,13 @@ const oldestSQL = `SELECT MIN(created_at) FROM messages`
 // (database/sql and pgx rows both have Next and Err).
 // The window queries of the SQL backends, with ? placeholders (numbered for PostgreSQL).
 const (
-	// healthSQL takes pendingBefore and since.
+	// healthSQL takes pendingBefore, since and until (untilMS).
 	healthSQL = `SELECT provider, country, tenant, message_type = 'voice',
 		SUM(CASE WHEN status = 'delivered' THEN 1 ELSE 0 END),
 		SUM(CASE WHEN status = 'undelivered' THEN 1 ELSE 0 END),
 		SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END),
 		SUM(CASE WHEN status = 'sent' AND created_at < ? THEN 1 ELSE 0 END)
-	FROM messages WHERE created_at >= ? AND provider != '' GROUP BY provider, country, tenant, message_type = 'voice'`
+	FROM messages WHERE created_at >= ? AND created_at < ? AND provider != '' GROUP BY provider, country, tenant, message_type = 'voice'`
 	// pricesSQL takes since and until (untilMS). SMS only: a voice call is priced by the minute, and its price is no
 	// SMS price (least-cost routing and spend estimates read these as a part's price: a message's
 	// is divided by its parts).
