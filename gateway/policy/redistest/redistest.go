@@ -51,7 +51,12 @@ func Server(t testing.TB) (addr string, stop func()) {
 func ServerOn(t testing.TB, addr string, args ...string) (stop func()) {
 	t.Helper()
 	_, port, _ := net.SplitHostPort(addr)
-	return start(t, addr, append([]string{"--port", port, "--protected-mode", "yes"}, args...)...)
+	return start(t, addr, serverArgs(port, args...)...)
+}
+
+// serverArgs are the arguments of a server on port without TLS, args after them.
+func serverArgs(port string, args ...string) []string {
+	return append([]string{"--port", port, "--protected-mode", "yes"}, args...)
 }
 
 // binary is redis-server's path; without one the test is skipped, or fails in CI.

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -152,26 +153,55 @@ func freeAddr(t testing.TB) string {
 // replica writes the data it copies there, and would leave a dump.rdb in the package).
 func start(t testing.TB, addr string, args ...string) (stop func()) {
 	t.Helper()
-	return startCmd(t, addr, append([]string{"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir()}, args...)...)
+	stop, err := tryStart(t, addr, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stop
+}
+
+// tryStart is start, saying why the server did not start instead of failing the test.
+func tryStart(t testing.TB, addr string, args ...string) (stop func(), err error) {
+	t.Helper()
+	return launch(t, addr, append([]string{"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir()}, args...)...)
 }
 
 // startCmd runs redis-server with args until the test ends (or stop), once addr takes
 // connections.
 func startCmd(t testing.TB, addr string, args ...string) (stop func()) {
 	t.Helper()
-	cmd := exec.Command(binary(t), args...)
-	if err := cmd.Start(); err != nil {
+	stop, err := launch(t, addr, args...)
+	if err != nil {
 		t.Fatal(err)
 	}
+	return stop
+}
+
+// launch is startCmd, saying why the server did not start (it exited first, or addr took no
+// connection within 3 s) instead of failing the test.
+func launch(t testing.TB, addr string, args ...string) (stop func(), err error) {
+	t.Helper()
+	cmd := exec.Command(binary(t), args...)
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
 	var once sync.Once
-	stop = func() { once.Do(func() { cmd.Process.Kill(); cmd.Wait() }) }
+	stop = func() { once.Do(func() { cmd.Process.Kill(); <-exited }) }
 	t.Cleanup(stop)
 	for i := 0; ; i++ {
+		select {
+		case <-exited:
+			return stop, fmt.Errorf("redis-server %v exited before %s took connections", args, addr)
+		default:
+		}
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
-			return stop
+			return stop, nil
 		} else if i > 300 {
-			t.Fatalf("redis-server %v did not start on %s", args, addr)
+			stop()
+			return stop, fmt.Errorf("redis-server %v did not start on %s", args, addr)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -222,19 +252,6 @@ func cluster(t testing.TB, n int, withReplicas bool, tlsFiles *TLS) (primaries, 
 	if withReplicas {
 		nodes = 2 * n
 	}
-	all, buses := make([]Node, nodes), make([]string, nodes)
-	for i := range all {
-		all[i].Addr = freeAddr(t)
-		_, buses[i], _ = net.SplitHostPort(freeAddr(t)) // not port+10000, which may pass 65535
-		args := []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-port", buses[i], "--cluster-node-timeout", "2000"}
-		if tlsFiles != nil {
-			_, port, _ := net.SplitHostPort(all[i].Addr)
-			all[i].Kill = start(t, all[i].Addr, append(append(tlsFiles.args(port), "--tls-cluster", "yes"), args...)...)
-		} else {
-			all[i].Kill = ServerOn(t, all[i].Addr, args...)
-		}
-	}
 	ctx := context.Background()
 	var tlsConfig *tls.Config
 	if tlsFiles != nil {
@@ -245,6 +262,38 @@ func cluster(t testing.TB, n int, withReplicas bool, tlsFiles *TLS) (primaries, 
 		roots := x509.NewCertPool()
 		roots.AppendCertsFromPEM(pem)
 		tlsConfig = &tls.Config{RootCAs: roots}
+	}
+	all, buses := make([]Node, nodes), make([]string, nodes)
+	for i := range all {
+		// A node's two ports are free when picked, but a test of another package running beside
+		// this one may take either before redis-server binds it: the node then exits (its
+		// cluster bus) or another process holds its address. A node that does not answer PING
+		// (which redis-server answers only once both are bound) starts again on other ports.
+		for attempt := 1; ; attempt++ {
+			all[i].Addr = freeAddr(t)
+			_, buses[i], _ = net.SplitHostPort(freeAddr(t)) // not port+10000, which may pass 65535
+			args := []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+				"--cluster-port", buses[i], "--cluster-node-timeout", "2000"}
+			_, port, _ := net.SplitHostPort(all[i].Addr)
+			if tlsFiles != nil {
+				args = append(append(tlsFiles.args(port), "--tls-cluster", "yes"), args...)
+			} else {
+				args = serverArgs(port, args...)
+			}
+			var err error
+			if all[i].Kill, err = tryStart(t, all[i].Addr, args...); err == nil {
+				c := redis.NewClient(&redis.Options{Addr: all[i].Addr, TLSConfig: tlsConfig, MaxRetries: -1})
+				err = c.Ping(ctx).Err()
+				c.Close()
+				if err == nil {
+					break
+				}
+				all[i].Kill()
+			}
+			if attempt == 3 {
+				t.Fatalf("cluster node on %s (bus %s) does not answer: %v", all[i].Addr, buses[i], err)
+			}
+		}
 	}
 	clients := make([]*redis.Client, nodes)
 	for i, node := range all {
