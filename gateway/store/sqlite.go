@@ -1,7 +1,6 @@
 package store
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -11,8 +10,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -917,7 +914,7 @@ func (s *SQLite) List(ctx context.Context, q Query) ([]*Record, error) {
 const healthSlices = 30
 
 // Health implements Backend: a grouped scan of the window (the created_at index) in healthSlices
-// slices, a row per (provider, country, tenant, channel), in that order.
+// slices, a row per (provider, country, tenant, channel).
 func (s *SQLite) Health(ctx context.Context, since, pendingBefore time.Time) ([]HealthRow, error) {
 	type key struct {
 		provider, country, tenant string
@@ -961,22 +958,7 @@ func (s *SQLite) Health(ctx context.Context, since, pendingBefore time.Time) ([]
 	for _, r := range sums {
 		out = append(out, *r)
 	}
-	slices.SortFunc(out, func(x, y HealthRow) int {
-		return cmp.Or(strings.Compare(x.Provider, y.Provider), strings.Compare(x.Country, y.Country),
-			strings.Compare(x.Tenant, y.Tenant), compareBool(x.Voice, y.Voice))
-	})
 	return out, nil
-}
-
-// compareBool orders false before true.
-func compareBool(x, y bool) int {
-	switch {
-	case x == y:
-		return 0
-	case x:
-		return 1
-	}
-	return -1
 }
 
 // Prices implements Backend.

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -408,6 +410,9 @@ func TestHealthLetsTheWALGateCloseBetweenItsSlices(t *testing.T) {
 	for _, k := range []string{"acme false", "acme true", "other false", "other true"} {
 		wantRows = append(wantRows, *want[k])
 	}
+	slices.SortFunc(rows, func(x, y HealthRow) int {
+		return strings.Compare(fmt.Sprint(x.Tenant, x.Voice), fmt.Sprint(y.Tenant, y.Voice))
+	})
 	if diff := cmp.Diff(wantRows, rows); diff != "" {
 		t.Errorf("health rows of the sliced window (-want +got):\n%s", diff)
 	}
