@@ -166,6 +166,34 @@ func tryStart(t testing.TB, addr string, args ...string) (stop func(), err error
 	return launch(t, addr, append([]string{"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir()}, args...)...)
 }
 
+// onFreePort starts redis-server with the arguments args gives for a free loopback port, and
+// returns its address once it answers PING (over TLS with client, when not nil). A port is free
+// when picked, but a test of another package running beside this one may take it, or the cluster
+// bus port args picks, before redis-server binds it: the server then exits, or another process
+// answers at the address (a cluster's CLUSTER ADDSLOTSRANGE got EOF). redis-server answers only
+// once it has bound every port, so one that does not starts again on other ports, up to three
+// times.
+func onFreePort(t testing.TB, client *tls.Config, args func(port string) []string) (addr string, stop func()) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		addr = freeAddr(t)
+		_, port, _ := net.SplitHostPort(addr)
+		var err error
+		if stop, err = tryStart(t, addr, args(port)...); err == nil {
+			c := redis.NewClient(&redis.Options{Addr: addr, TLSConfig: client, MaxRetries: -1})
+			err = c.Ping(context.Background()).Err()
+			c.Close()
+			if err == nil {
+				return addr, stop
+			}
+			stop()
+		}
+		if attempt == 3 {
+			t.Fatalf("redis-server on %s does not answer: %v", addr, err)
+		}
+	}
+}
+
 // startCmd runs redis-server with args until the test ends (or stop), once addr takes
 // connections.
 func startCmd(t testing.TB, addr string, args ...string) (stop func()) {
@@ -265,35 +293,15 @@ func cluster(t testing.TB, n int, withReplicas bool, tlsFiles *TLS) (primaries, 
 	}
 	all, buses := make([]Node, nodes), make([]string, nodes)
 	for i := range all {
-		// A node's two ports are free when picked, but a test of another package running beside
-		// this one may take either before redis-server binds it: the node then exits (its
-		// cluster bus) or another process holds its address. A node that does not answer PING
-		// (which redis-server answers only once both are bound) starts again on other ports.
-		for attempt := 1; ; attempt++ {
-			all[i].Addr = freeAddr(t)
+		all[i].Addr, all[i].Kill = onFreePort(t, tlsConfig, func(port string) []string {
 			_, buses[i], _ = net.SplitHostPort(freeAddr(t)) // not port+10000, which may pass 65535
 			args := []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 				"--cluster-port", buses[i], "--cluster-node-timeout", "2000"}
-			_, port, _ := net.SplitHostPort(all[i].Addr)
 			if tlsFiles != nil {
-				args = append(append(tlsFiles.args(port), "--tls-cluster", "yes"), args...)
-			} else {
-				args = serverArgs(port, args...)
+				return append(append(tlsFiles.args(port), "--tls-cluster", "yes"), args...)
 			}
-			var err error
-			if all[i].Kill, err = tryStart(t, all[i].Addr, args...); err == nil {
-				c := redis.NewClient(&redis.Options{Addr: all[i].Addr, TLSConfig: tlsConfig, MaxRetries: -1})
-				err = c.Ping(ctx).Err()
-				c.Close()
-				if err == nil {
-					break
-				}
-				all[i].Kill()
-			}
-			if attempt == 3 {
-				t.Fatalf("cluster node on %s (bus %s) does not answer: %v", all[i].Addr, buses[i], err)
-			}
-		}
+			return serverArgs(port, args...)
+		})
 	}
 	clients := make([]*redis.Client, nodes)
 	for i, node := range all {
