@@ -121,9 +121,8 @@ func Sentinel(t testing.TB, primaryAddr, name string, tls *TLS) string {
 // primaryAddr, and returns its address once it has copied the primary's data.
 func Replica(t testing.TB, primaryAddr string) string {
 	t.Helper()
-	addr := freeAddr(t)
-	host, port, _ := net.SplitHostPort(primaryAddr)
-	ServerOn(t, addr, "--replicaof", host, port)
+	host, pport, _ := net.SplitHostPort(primaryAddr)
+	addr, _ := onFreePort(t, nil, func(port string) []string { return serverArgs(port, "--replicaof", host, pport) })
 	c := redis.NewClient(&redis.Options{Addr: addr})
 	defer c.Close()
 	for i := 0; ; i++ {
