@@ -42,7 +42,7 @@ func Start(t testing.TB) *redis.Client {
 // function that kills it (also called at cleanup). It skips or fails the test like Start.
 func Server(t testing.TB) (addr string, stop func()) {
 	t.Helper()
-	return onFreePort(t, nil, func(port string) []string { return serverArgs(port) })
+	return onFreePort(t, nil, func(addr, port string) (func(), error) { return tryStart(t, addr, serverArgs(port)...) })
 }
 
 // ServerOn starts a private redis-server on addr (a loopback host:port), with extra arguments

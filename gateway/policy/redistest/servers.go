@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -84,36 +85,40 @@ func (f TLS) args(port string) []string {
 func TLSServer(t testing.TB, args ...string) (addr string, f TLS) {
 	t.Helper()
 	f = NewTLS(t)
-	addr = freeAddr(t)
-	_, port, _ := net.SplitHostPort(addr)
-	start(t, addr, append(f.args(port), args...)...)
+	addr, _ = onFreePort(t, f.client(t), func(addr, port string) (func(), error) {
+		return tryStart(t, addr, append(f.args(port), args...)...)
+	})
 	return addr, f
 }
 
 // Sentinel starts a private Redis Sentinel on a free loopback port that monitors the primary at
 // primaryAddr under name (a quorum of one, so that it alone can fail the primary over), and
 // returns its address. With tls, it takes TLS connections only and reaches the servers over TLS.
-func Sentinel(t testing.TB, primaryAddr, name string, tls *TLS) string {
+func Sentinel(t testing.TB, primaryAddr, name string, f *TLS) string {
 	t.Helper()
-	addr := freeAddr(t)
-	_, port, _ := net.SplitHostPort(addr)
 	host, pport, _ := net.SplitHostPort(primaryAddr)
-	// Sentinel rewrites its config file, so it gets one of its own.
-	conf := filepath.Join(t.TempDir(), "sentinel.conf")
-	text := "port " + port + "\n"
-	if tls != nil {
-		args := tls.args(port)
-		text = ""
-		for i := 0; i < len(args); i += 2 {
-			text += strings.TrimPrefix(args[i], "--") + " " + args[i+1] + "\n"
+	var client *tls.Config
+	if f != nil {
+		client = f.client(t)
+	}
+	addr, _ := onFreePort(t, client, func(addr, port string) (func(), error) {
+		// Sentinel rewrites its config file, so it gets one of its own.
+		conf := filepath.Join(t.TempDir(), "sentinel.conf")
+		text := "port " + port + "\n"
+		if f != nil {
+			args := f.args(port)
+			text = ""
+			for i := 0; i < len(args); i += 2 {
+				text += strings.TrimPrefix(args[i], "--") + " " + args[i+1] + "\n"
+			}
 		}
-	}
-	text += "bind 127.0.0.1\nsentinel monitor " + name + " " + host + " " + pport + " 1\n" +
-		"sentinel down-after-milliseconds " + name + " 1000\nsentinel failover-timeout " + name + " 5000\n"
-	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	startCmd(t, addr, conf, "--sentinel")
+		text += "bind 127.0.0.1\nsentinel monitor " + name + " " + host + " " + pport + " 1\n" +
+			"sentinel down-after-milliseconds " + name + " 1000\nsentinel failover-timeout " + name + " 5000\n"
+		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return launch(t, addr, conf, "--sentinel")
+	})
 	return addr
 }
 
@@ -122,7 +127,9 @@ func Sentinel(t testing.TB, primaryAddr, name string, tls *TLS) string {
 func Replica(t testing.TB, primaryAddr string) string {
 	t.Helper()
 	host, pport, _ := net.SplitHostPort(primaryAddr)
-	addr, _ := onFreePort(t, nil, func(port string) []string { return serverArgs(port, "--replicaof", host, pport) })
+	addr, _ := onFreePort(t, nil, func(addr, port string) (func(), error) {
+		return tryStart(t, addr, serverArgs(port, "--replicaof", host, pport)...)
+	})
 	c := redis.NewClient(&redis.Options{Addr: addr})
 	defer c.Close()
 	for i := 0; ; i++ {
@@ -165,24 +172,25 @@ func tryStart(t testing.TB, addr string, args ...string) (stop func(), err error
 	return launch(t, addr, append([]string{"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir()}, args...)...)
 }
 
-// onFreePort starts redis-server with the arguments args gives for a free loopback port, and
-// returns its address once it answers PING (over TLS with client, when not nil). A port is free
-// when picked, but a test of another package running beside this one may take it, or the cluster
-// bus port args picks, before redis-server binds it: the server then exits, or another process
-// answers at the address (a cluster's CLUSTER ADDSLOTSRANGE got EOF). redis-server answers only
-// once it has bound every port, so one that does not starts again on other ports, up to three
-// times.
-func onFreePort(t testing.TB, client *tls.Config, args func(port string) []string) (addr string, stop func()) {
+// onFreePort runs run (which starts a server on addr, port being addr's) for a free loopback
+// address, and returns the address once the server answers PING (over TLS with client, when not
+// nil; a refusal such as NOAUTH is an answer too). A port is free when picked, but a test of
+// another package running beside this one may take it, or a cluster bus port run picks, before
+// redis-server binds it: the server then exits, or another process answers at the address (a
+// cluster's CLUSTER ADDSLOTSRANGE got EOF). redis-server answers only once it has bound every
+// port, so one that does not starts again on other ports, up to three times.
+func onFreePort(t testing.TB, client *tls.Config, run func(addr, port string) (stop func(), err error)) (addr string, stop func()) {
 	t.Helper()
 	for attempt := 1; ; attempt++ {
 		addr = freeAddr(t)
 		_, port, _ := net.SplitHostPort(addr)
 		var err error
-		if stop, err = tryStart(t, addr, args(port)...); err == nil {
+		if stop, err = run(addr, port); err == nil {
 			c := redis.NewClient(&redis.Options{Addr: addr, TLSConfig: client, MaxRetries: -1})
 			err = c.Ping(context.Background()).Err()
 			c.Close()
-			if err == nil {
+			var refused redis.Error
+			if err == nil || errors.As(err, &refused) {
 				return addr, stop
 			}
 			stop()
@@ -193,19 +201,25 @@ func onFreePort(t testing.TB, client *tls.Config, args func(port string) []strin
 	}
 }
 
-// startCmd runs redis-server with args until the test ends (or stop), once addr takes
-// connections.
-func startCmd(t testing.TB, addr string, args ...string) (stop func()) {
+// client is the TLS configuration of a client of f's servers: it trusts f's CA and shows f's
+// certificate, which is also a client's, to a server that asks for one.
+func (f TLS) client(t testing.TB) *tls.Config {
 	t.Helper()
-	stop, err := launch(t, addr, args...)
+	pem, err := os.ReadFile(f.CAFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return stop
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(pem)
+	cert, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cert}}
 }
 
-// launch is startCmd, saying why the server did not start (it exited first, or addr took no
-// connection within 3 s) instead of failing the test.
+// launch runs redis-server with args until the test ends (or stop), once addr takes connections;
+// it says why the server did not start (it exited first, or addr took no connection within 3 s).
 func launch(t testing.TB, addr string, args ...string) (stop func(), err error) {
 	t.Helper()
 	cmd := exec.Command(binary(t), args...)
@@ -282,24 +296,18 @@ func cluster(t testing.TB, n int, withReplicas bool, tlsFiles *TLS) (primaries, 
 	ctx := context.Background()
 	var tlsConfig *tls.Config
 	if tlsFiles != nil {
-		pem, err := os.ReadFile(tlsFiles.CAFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		roots := x509.NewCertPool()
-		roots.AppendCertsFromPEM(pem)
-		tlsConfig = &tls.Config{RootCAs: roots}
+		tlsConfig = tlsFiles.client(t)
 	}
 	all, buses := make([]Node, nodes), make([]string, nodes)
 	for i := range all {
-		all[i].Addr, all[i].Kill = onFreePort(t, tlsConfig, func(port string) []string {
+		all[i].Addr, all[i].Kill = onFreePort(t, tlsConfig, func(addr, port string) (func(), error) {
 			_, buses[i], _ = net.SplitHostPort(freeAddr(t)) // not port+10000, which may pass 65535
 			args := []string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 				"--cluster-port", buses[i], "--cluster-node-timeout", "2000"}
 			if tlsFiles != nil {
-				return append(append(tlsFiles.args(port), "--tls-cluster", "yes"), args...)
+				return tryStart(t, addr, append(append(tlsFiles.args(port), "--tls-cluster", "yes"), args...)...)
 			}
-			return serverArgs(port, args...)
+			return tryStart(t, addr, serverArgs(port, args...)...)
 		})
 	}
 	clients := make([]*redis.Client, nodes)
