@@ -137,6 +137,8 @@ type Postgres struct {
 	PurgeChunk int
 	// ahead is the schema version found at open when it is newer than this build knows, else 0.
 	ahead int
+	// look is what this replica's last count of every tenant's records found (Trim).
+	look trimLook
 }
 
 // Ahead returns the schema version found at open and the version this build knows, when the
@@ -903,30 +905,42 @@ func (p *Postgres) Trim(ctx context.Context, b RecordBounds) (map[string]int, er
 	if chunk <= 0 {
 		chunk = 5000
 	}
-	rows, err := conn.Query(ctx, numbered(trimOverSQL), b.least())
+	counts, err := p.look.upper(p.now(), func() (map[string]int, error) {
+		return pgTenantCounts(ctx, conn, trimAllSQL)
+	}, func(from int64) (map[string]int, error) {
+		return pgTenantCounts(ctx, conn, trimSinceSQL, from)
+	})
 	if err != nil {
 		return nil, err
 	}
+	return b.trimEach(counts, func(tenant string, max int) (at int64, id string, err error) {
+		err = conn.QueryRow(ctx, numbered(trimCutSQL), tenant, max-1).Scan(&at, &id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			err = errWithinBound
+		}
+		return at, id, err
+	}, func(tenant string, at int64, id string) (int, error) {
+		return deleteChunks(ctx, conn, numbered(`DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE `+trimOlder+` LIMIT ?)`), chunk, tenant, at, id)
+	})
+}
+
+// pgTenantCounts reads records by tenant (trimAllSQL, trimSinceSQL).
+func pgTenantCounts(ctx context.Context, conn *pgxpool.Conn, q string, args ...any) (map[string]int, error) {
+	rows, err := conn.Query(ctx, numbered(q), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
 	counts := map[string]int{}
 	for rows.Next() {
 		var tenant string
 		var n int64
 		if err := rows.Scan(&tenant, &n); err != nil {
-			rows.Close()
 			return nil, err
 		}
 		counts[tenant] = int(n)
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return b.trimEach(counts, func(tenant string, max int) (at int64, id string, err error) {
-		err = conn.QueryRow(ctx, numbered(trimCutSQL), tenant, max-1).Scan(&at, &id)
-		return at, id, err
-	}, func(tenant string, at int64, id string) (int, error) {
-		return deleteChunks(ctx, conn, numbered(`DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE `+trimOlder+` LIMIT ?)`), chunk, tenant, at, id)
-	})
+	return counts, rows.Err()
 }
 
 // Close implements Backend.

@@ -149,6 +149,8 @@ type SQLite struct {
 	// ahead is the schema version found at open when it is newer than this build knows (a
 	// rollback), else 0.
 	ahead int
+	// look is what the trim's last count of every tenant's records found (Trim).
+	look trimLook
 }
 
 // Ahead returns the schema version found at open and the version this build knows, when the
@@ -1109,7 +1111,11 @@ func (s *SQLite) Trim(ctx context.Context, b RecordBounds) (map[string]int, erro
 	if chunk <= 0 {
 		chunk = 1000
 	}
-	counts, err := readRows(s, ctx, s.sys, tenantCounts, trimOverSQL, b.least())
+	counts, err := s.look.upper(s.now(), func() (map[string]int, error) {
+		return readRows(s, ctx, s.sys, tenantCounts, trimAllSQL)
+	}, func(from int64) (map[string]int, error) {
+		return readRows(s, ctx, s.sys, tenantCounts, sqliteTrimSinceSQL, from)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -1117,14 +1123,22 @@ func (s *SQLite) Trim(ctx context.Context, b RecordBounds) (map[string]int, erro
 		_, err = read(s, ctx, s.sys, func(ctx context.Context, db *sql.DB) (struct{}, error) {
 			return struct{}{}, db.QueryRowContext(ctx, trimCutSQL, tenant, max-1).Scan(&at, &id)
 		})
+		if errors.Is(err, sql.ErrNoRows) {
+			err = errWithinBound
+		}
 		return at, id, err
 	}, func(tenant string, at int64, id string) (int, error) {
 		return s.deleteChunks(ctx, `DELETE FROM messages WHERE rowid IN (SELECT rowid FROM messages WHERE `+trimOlder+` LIMIT ?)`, chunk, tenant, at, id)
 	})
 }
 
-// tenantCounts reads the rows of trimOverSQL: the tenants holding more than the least bound, and
-// how many records each holds.
+// sqliteTrimSinceSQL is trimSinceSQL through the created_at index: SQLite's planner preferred the
+// (tenant, created_at, id) index, which serves the GROUP BY without a sort, and scanned every
+// record of the log for the few created since (495 against 670 ms for the full count at a
+// million records, instead of a millisecond).
+const sqliteTrimSinceSQL = `SELECT tenant, COUNT(*) FROM messages INDEXED BY messages_created WHERE created_at >= ? GROUP BY tenant`
+
+// tenantCounts reads the rows of trimAllSQL or trimSinceSQL: records by tenant.
 func tenantCounts(rows *sql.Rows) (map[string]int, error) {
 	out := map[string]int{}
 	for rows.Next() {

@@ -250,6 +250,75 @@ func TestATenantPastItsRecordBoundLosesOnlyItsOwnOldest(t *testing.T) {
 	})
 }
 
+// TestTheTrimLookCountsOnlyRecentRecordsBetweenFullCounts: the look for tenants over their
+// bounds counts every tenant's records at a backend's first trim and every trimRecount; between
+// those it counts only the records created since trimLate before the last full count, so a tenant
+// that grows past its bound with new records is trimmed at the next look, and the log's other
+// records are not read again. A record written long after it was created is in neither count
+// until the next full one (the price of not reading every record every 10 minutes).
+func TestTheTrimLookCountsOnlyRecentRecordsBetweenFullCounts(t *testing.T) {
+	for _, kind := range []string{"sqlite", "postgres"} {
+		t.Run(kind, func(t *testing.T) {
+			ctx := context.Background()
+			now := t0
+			var b Backend
+			switch kind {
+			case "sqlite":
+				s, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "log.db"), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				s.Now, b = func() time.Time { return now }, s
+			case "postgres":
+				p, err := OpenPostgres(ctx, pgtest.DSN(t), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				p.Now, b = func() time.Time { return now }, p
+			}
+			defer b.Close()
+			n := 0
+			insert := func(tenant string, count int, created time.Time) {
+				t.Helper()
+				var ops []Op
+				for range count {
+					n++
+					ops = append(ops, Op{Insert: record(fmt.Sprint("m", n), tenant, "p", fmt.Sprint("p-", n), created.Add(time.Duration(n)*time.Millisecond))})
+				}
+				if _, err := b.Apply(ctx, ops); err != nil {
+					t.Fatal(err)
+				}
+			}
+			look := func(what string, bounds RecordBounds, want map[string]int) {
+				t.Helper()
+				cut, err := b.Trim(ctx, bounds)
+				if err != nil {
+					t.Fatalf("%s: %v", what, err)
+				}
+				if diff := cmp.Diff(want, cut, cmpopts.EquateEmpty()); diff != "" {
+					t.Errorf("%s: records trimmed (-want +got):\n%s", what, diff)
+				}
+			}
+			three := RecordBounds{Default: 3}
+			insert("steady", 2, now.Add(-2*time.Hour))
+			insert("grows", 3, now.Add(-2*time.Hour))
+			insert("shrinks", 4, now.Add(-2*time.Hour))
+			look("the first look, every record counted", three, map[string]int{"shrinks": 1})
+			now = now.Add(10 * time.Minute)
+			insert("grows", 2, now)
+			look("a look after the tenant grew", three, map[string]int{"grows": 2})
+			// A tenant counted past its bound at the full count, now below it: looked at, kept.
+			look("a look with a lower bound of its own", RecordBounds{Default: 3, Tenants: map[string]int{"shrinks": 1}}, map[string]int{"shrinks": 2})
+			look("a look after it went below the bound", three, nil)
+			now = now.Add(10 * time.Minute)
+			insert("steady", 2, now.Add(-3*time.Hour)) // written three hours after it was created
+			look("a look after records written late", three, nil)
+			now = now.Add(trimRecount)
+			look("the next full count", three, map[string]int{"steady": 1})
+		})
+	}
+}
+
 // Every replica runs the trim every 10 minutes, and the trim's look counts every tenant's
 // records (1.3 s at 10 million on PostgreSQL): replicas sharing the log make the look once per
 // interval among them, not once each.
