@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -355,11 +356,7 @@ func (s *SQLite) restartGated() {
 		s.gate.Acquire(context.Background(), gateAll) // never fails: no deadline
 		close(closed)
 	}()
-	grace := s.readGrace
-	if grace <= 0 {
-		grace = walReadGrace
-	}
-	t := time.NewTimer(grace)
+	t := time.NewTimer(cmp.Or(s.readGrace, walReadGrace))
 	select {
 	case <-closed:
 		t.Stop()
@@ -507,10 +504,7 @@ func (s *SQLite) checkpointer(every time.Duration) {
 		case <-s.stopCheckpoints:
 			return
 		case <-t.C:
-			limit := s.walFrames
-			if limit <= 0 {
-				limit = walRestartFrames
-			}
+			limit := cmp.Or(s.walFrames, walRestartFrames)
 			switch frames := s.checkpoint(); {
 			case frames > 2*limit:
 				if g.due(frames, time.Now()) {
