@@ -27,7 +27,8 @@ USER 65532:65532
 EXPOSE 8080
 VOLUME ["/data"]
 # distroless has no shell or curl, so the binary probes itself. Kubernetes: use httpGet probes on
-# /healthz (liveness) and /readyz (readiness) instead.
+# /healthz (liveness) and /readyz (readiness) instead. With server.tls, override it with
+# `smsgate health --insecure --url https://127.0.0.1:PORT/healthz`.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=5s --retries=3 CMD ["/usr/local/bin/smsgate", "health", "--url", "http://127.0.0.1:8080/healthz"]
 ENTRYPOINT ["/usr/local/bin/smsgate"]
 CMD ["serve", "--config", "/etc/smsgate/config.yaml"]

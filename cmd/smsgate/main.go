@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -51,7 +52,8 @@ Usage:
   smsgate spool    --config FILE [--dir DIR] [--timeout 30s]
                    (write what a spool directory holds into the message log, and exit: for a
                    replica's storage.spool_dir no replica will start on again)
-  smsgate health   [--url http://127.0.0.1:8080/healthz]   (exit 0 on HTTP 200; for HEALTHCHECK)
+  smsgate health   [--url http://127.0.0.1:8080/healthz] [--insecure]   (exit 0 on HTTP 200; for HEALTHCHECK;
+                   --insecure: an https URL's certificate is not checked)
   smsgate version
 `
 
@@ -251,10 +253,14 @@ func health(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	u := fs.String("url", "http://127.0.0.1:8080/healthz", "URL to probe")
 	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait")
+	insecure := fs.Bool("insecure", false, "with an https URL, do not check the certificate (a replica probing itself on loopback with server.tls, whose certificate names its public host)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	c := &http.Client{Timeout: *timeout}
+	if *insecure {
+		c.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+	}
 	res, err := c.Get(*u)
 	if err != nil {
 		fmt.Fprintln(stderr, "smsgate health:", err)

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -148,6 +150,26 @@ func TestUsageAndVersion(t *testing.T) {
 	}
 	if code, _, _ := runCmd("serve"); code != 2 {
 		t.Errorf("serve without config exit %d", code)
+	}
+}
+
+// health over HTTPS checks the certificate unless --insecure: a replica with server.tls probes
+// itself on loopback, which its certificate does not name.
+func TestHealthOverTLS(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" {
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	if code, _, errOut := runCmd("health", "--url", srv.URL+"/healthz"); code != 1 || !strings.Contains(errOut, "certificate") {
+		t.Errorf("health on an unknown certificate: exit %d, %q; want 1 and the certificate's error", code, errOut)
+	}
+	if code, out, errOut := runCmd("health", "--insecure", "--url", srv.URL+"/healthz"); code != 0 || out != "ok\n" {
+		t.Errorf("health --insecure: exit %d, %q %q", code, out, errOut)
+	}
+	if code, _, _ := runCmd("health", "--insecure", "--url", srv.URL+"/nope"); code != 1 {
+		t.Errorf("health --insecure on a 404 exited %d", code)
 	}
 }
 

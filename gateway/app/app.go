@@ -3,10 +3,12 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -136,9 +138,11 @@ type App struct {
 	stopped     context.Context
 	cancelReads context.CancelFunc
 
-	srv  *http.Server
-	ln   net.Listener
-	done chan error
+	srv *http.Server
+	ln  net.Listener
+	// https: srv serves TLS (server.tls); set by Start.
+	https bool
+	done  chan error
 	// metricsSrv serves GET /metrics alone on server.metrics_listen, when it is set.
 	metricsSrv *http.Server
 	metricsLn  net.Listener
@@ -782,6 +786,7 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 	rt.checkPumpingRanges()
 	rt.checkRetention()
 	rt.checkTeamNames()
+	rt.checkTLS(a.now())
 	if cfg.Decoder.Unread { // a check without the secrets: what they would hold is not judged
 		cfg.Decoder.DropUnjudged()
 	}
@@ -1207,9 +1212,9 @@ func (a *App) Reload(ctx context.Context) error {
 		a.log.Error("config reload rejected; keeping the running config", "file", a.opts.ConfigPath, "problems", n, "err", err.Error())
 		return err
 	}
-	if cfg.Server.Listen != prev.cfg.Server.Listen || cfg.Server.MetricsListen != prev.cfg.Server.MetricsListen || cfg.Log.Format != prev.cfg.Log.Format ||
-		!reflect.DeepEqual(cfg.Storage, prev.cfg.Storage) || !reflect.DeepEqual(cfg.State, prev.cfg.State) {
-		a.log.Warn("config reload: changes to server.listen, server.metrics_listen, log.format, storage and state take effect only after a restart")
+	if cfg.Server.Listen != prev.cfg.Server.Listen || cfg.Server.MetricsListen != prev.cfg.Server.MetricsListen || cfg.Server.TLS.On() != prev.cfg.Server.TLS.On() ||
+		cfg.Log.Format != prev.cfg.Log.Format || !reflect.DeepEqual(cfg.Storage, prev.cfg.Storage) || !reflect.DeepEqual(cfg.State, prev.cfg.State) {
+		a.log.Warn("config reload: changes to server.listen, server.metrics_listen, turning server.tls on or off, log.format, storage and state take effect only after a restart")
 	}
 	a.setLevel(cfg.Log.Level)
 	a.apply(rt, prev)
@@ -1225,6 +1230,17 @@ func (a *App) Reload(ctx context.Context) error {
 // Start listens and serves in the background. Addr tells where.
 func (a *App) Start() error {
 	rt := a.rt.Load()
+	var tlsConfig *tls.Config
+	if started := rt.cfg.Server.TLS; started.On() {
+		// A reload may name other files; one that turns TLS off (it needs a restart) keeps these.
+		cert := &serverCert{log: a.log, expiry: a.metrics.TLSExpiry, files: func() config.ServerTLS {
+			return cmp.Or(a.rt.Load().cfg.Server.TLS, started)
+		}}
+		if err := cert.load(); err != nil {
+			return err
+		}
+		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: cert.get}
+	}
 	addr := rt.cfg.Server.Listen
 	if a.opts.Listen != "" {
 		addr = a.opts.Listen
@@ -1242,7 +1258,7 @@ func (a *App) Start() error {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", a.metricsHandler())
 		a.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
-			ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+			ErrorLog: serverErrors(a.log)}
 		go func() {
 			if err := a.metricsSrv.Serve(a.metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				a.log.Error("metrics listener stopped", "addr", m, "err", err.Error())
@@ -1252,7 +1268,8 @@ func (a *App) Start() error {
 	e := httpapi.New(a, a.log)
 	// ReadTimeout covers headers and body: a client that stalls mid-body is cut off.
 	a.srv = &http.Server{Handler: e, ReadHeaderTimeout: min(10*time.Second, rt.cfg.Server.ReadTimeout.D()), ReadTimeout: rt.cfg.Server.ReadTimeout.D(), IdleTimeout: 120 * time.Second,
-		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+		ErrorLog: serverErrors(a.log), TLSConfig: tlsConfig}
+	a.https = tlsConfig != nil
 	a.stop = make(chan struct{})
 	a.stopped, a.cancelReads = context.WithCancel(context.Background())
 	if a.stateClient != nil {
@@ -1275,14 +1292,19 @@ func (a *App) Start() error {
 		a.priceLoop(a.stop)
 	})
 	go func() {
-		err := a.srv.Serve(ln)
+		var err error
+		if tlsConfig != nil {
+			err = a.srv.ServeTLS(ln, "", "")
+		} else {
+			err = a.srv.Serve(ln)
+		}
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
 		a.done <- err
 	}()
 	attrs := []any{"addr", ln.Addr().String(), "version", a.opts.Version, "config", a.opts.ConfigPath,
-		"providers", len(rt.members), "routes", len(rt.cfg.Routes), "storage", rt.cfg.Storage.Driver}
+		"providers", len(rt.members), "routes", len(rt.cfg.Routes), "storage", rt.cfg.Storage.Driver, "tls", tlsConfig != nil}
 	if a.metricsLn != nil {
 		attrs = append(attrs, "metrics_addr", a.metricsLn.Addr().String())
 	}
@@ -1301,8 +1323,13 @@ func (a *App) MetricsAddr() string {
 // Addr is the listening address after Start.
 func (a *App) Addr() string { return a.ln.Addr().String() }
 
-// URL is http://Addr.
-func (a *App) URL() string { return "http://" + a.Addr() }
+// URL is http://Addr, or https://Addr with server.tls.
+func (a *App) URL() string {
+	if a.https {
+		return "https://" + a.Addr()
+	}
+	return "http://" + a.Addr()
+}
 
 // Done receives the server's exit error once it stops serving.
 func (a *App) Done() <-chan error { return a.done }

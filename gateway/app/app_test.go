@@ -29,6 +29,8 @@ type harness struct {
 	url  string
 	logs *syncbuf.Buffer
 	path string
+	// client makes do's requests; nil: http.DefaultClient.
+	client *http.Client
 }
 
 // start writes cfg to a temp file and runs the real server on port 0.
@@ -81,7 +83,11 @@ func (h *harness) do(method, path, key, body string, hdr ...string) response {
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	res, err := http.DefaultClient.Do(req)
+	c := h.client
+	if c == nil {
+		c = http.DefaultClient
+	}
+	res, err := c.Do(req)
 	if err != nil {
 		h.t.Fatalf("%s %s: %v", method, path, err)
 	}

@@ -85,6 +85,28 @@ type Server struct {
 	// on SIGHUP. 0 (default):
 	// reloads only on SIGHUP and POST /v1/admin/reload.
 	WatchConfig gateway.Duration `yaml:"watch_config"`
+	// TLS, when its files are set, serves Listen over HTTPS; empty: plain HTTP (TLS ends in
+	// front of the replica).
+	TLS ServerTLS `yaml:"tls"`
+}
+
+// ServerTLS is server.tls: the certificate Listen serves HTTPS with.
+type ServerTLS struct {
+	// CertFile is the PEM certificate chain, the replica's own certificate first; KeyFile is its
+	// PEM private key. Each is absolute or relative to the config file's directory; both or
+	// neither. The replica reads them again when they change: a renewed certificate needs no
+	// restart.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// On reports whether Listen serves HTTPS.
+func (t ServerTLS) On() bool { return t.CertFile != "" || t.KeyFile != "" }
+
+// Certificate reads the pair of files; nil when neither is set. Its error is a *TLSError, and
+// names the files and what is wrong with them, never what the key file holds.
+func (t ServerTLS) Certificate() (*tls.Certificate, error) {
+	return keyPair("server.tls.cert_file", t.CertFile, "server.tls.key_file", t.KeyFile)
 }
 
 // Log configures logging.
@@ -219,14 +241,15 @@ type RedisSentinel struct {
 	Password gateway.Secret `yaml:"password"`
 }
 
-// maxTLSFile bounds each of state.redis's TLS files (a bundle of every public root is about
+// maxTLSFile bounds each TLS file (a bundle of every public root is about
 // 200 KB).
 const maxTLSFile = 1 << 20
 
-// TLSError is a problem with one of state.redis's TLS keys: Key names it (tls_ca_file, ...).
+// TLSError is a problem with one of the TLS keys (server.tls's, state.redis's): Key is its path
+// (state.redis.tls_ca_file, ...).
 type TLSError struct{ Key, Msg string }
 
-func (e *TLSError) Error() string { return "state.redis." + e.Key + ": " + e.Msg }
+func (e *TLSError) Error() string { return e.Key + ": " + e.Msg }
 
 // readTLSFile reads the file that key names: a regular file of at most maxTLSFile only, as a path
 // such as /dev/zero or a pipe would hold the start (and smsgate validate) forever. Errors name the
@@ -244,6 +267,44 @@ func readTLSFile(key, path string) ([]byte, error) {
 	return b, nil
 }
 
+// bothOrNeither is a *TLSError when only one of a certificate's and its key's files is set.
+func bothOrNeither(certKey, certPath, keyKey, keyPath string) error {
+	switch {
+	case certPath == "" && keyPath != "":
+		return &TLSError{certKey, "is required with " + keyKey}
+	case keyPath == "" && certPath != "":
+		return &TLSError{keyKey, "is required with " + certKey}
+	}
+	return nil
+}
+
+// keyPair reads a certificate chain (its own certificate first) and its private key from the PEM
+// files at the keys certKey and keyKey: both or neither (nil, nil). Its error is a *TLSError.
+func keyPair(certKey, certPath, keyKey, keyPath string) (*tls.Certificate, error) {
+	if err := bothOrNeither(certKey, certPath, keyKey, keyPath); err != nil || certPath == "" {
+		return nil, err
+	}
+	certPEM, err := readTLSFile(certKey, certPath)
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := readTLSFile(keyKey, keyPath)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		// Its text says what is wrong with the PEM data, never what the data holds.
+		return nil, &TLSError{certKey, certPath + " and " + keyPath + " are not a certificate and its key: " + err.Error()}
+	}
+	if cert.Leaf == nil { // X509KeyPair leaves it out under GODEBUG=x509keypairleaf=0
+		if cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return nil, &TLSError{certKey, certPath + ": " + err.Error()}
+		}
+	}
+	return &cert, nil
+}
+
 // TLSConfig is the TLS configuration of the connections to Redis: nil without TLS. It reads the
 // TLS files; its error is a *TLSError.
 func (r RedisState) TLSConfig() (*tls.Config, error) {
@@ -252,36 +313,21 @@ func (r RedisState) TLSConfig() (*tls.Config, error) {
 	}
 	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: r.TLSServerName}
 	if r.TLSCAFile != "" {
-		pem, err := readTLSFile("tls_ca_file", r.TLSCAFile)
+		pem, err := readTLSFile("state.redis.tls_ca_file", r.TLSCAFile)
 		if err != nil {
 			return nil, err
 		}
 		c.RootCAs = x509.NewCertPool()
 		if !c.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, &TLSError{"tls_ca_file", r.TLSCAFile + " holds no PEM certificate"}
+			return nil, &TLSError{"state.redis.tls_ca_file", r.TLSCAFile + " holds no PEM certificate"}
 		}
 	}
-	switch {
-	case r.TLSCertFile == "" && r.TLSKeyFile == "":
-	case r.TLSCertFile == "":
-		return nil, &TLSError{"tls_cert_file", "is required with tls_key_file"}
-	case r.TLSKeyFile == "":
-		return nil, &TLSError{"tls_key_file", "is required with tls_cert_file"}
-	default:
-		certPEM, err := readTLSFile("tls_cert_file", r.TLSCertFile)
-		if err != nil {
-			return nil, err
-		}
-		keyPEM, err := readTLSFile("tls_key_file", r.TLSKeyFile)
-		if err != nil {
-			return nil, err
-		}
-		cert, err := tls.X509KeyPair(certPEM, keyPEM)
-		if err != nil {
-			// Its text says what is wrong with the PEM data, never what the data holds.
-			return nil, &TLSError{"tls_cert_file", r.TLSCertFile + " and " + r.TLSKeyFile + " are not a certificate and its key: " + err.Error()}
-		}
-		c.Certificates = []tls.Certificate{cert}
+	cert, err := keyPair("state.redis.tls_cert_file", r.TLSCertFile, "state.redis.tls_key_file", r.TLSKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	if cert != nil {
+		c.Certificates = []tls.Certificate{*cert}
 	}
 	return c, nil
 }
@@ -797,6 +843,11 @@ func (c *Config) applyDefaults() {
 	orDefault(&s.ShutdownTimeout, gateway.Duration(15*time.Second))
 	orDefault(&s.ReadTimeout, gateway.Duration(10*time.Second))
 	s.PublicURL = strings.TrimRight(s.PublicURL, "/")
+	for _, f := range []*string{&s.TLS.CertFile, &s.TLS.KeyFile} {
+		if *f != "" {
+			*f = besideFile(c.File, *f)
+		}
+	}
 	orDefault(&c.Log.Format, "json")
 	orDefault(&c.Log.Level, "info")
 	orDefault(&c.Log.ErrorLinesPerSecond, ptr(10))
@@ -929,6 +980,14 @@ func (c *Config) EffectiveLimits(t *Tenant) RateLimits {
 
 var nameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
 
+// tlsProblem records err, when it is a *TLSError, at its key.
+func (c *Config) tlsProblem(err error) {
+	var te *TLSError
+	if errors.As(err, &te) {
+		c.Problem(te.Key, "%s", te.Msg)
+	}
+}
+
 // checkRedis checks state.redis's TLS, Sentinel and Cluster keys.
 func (c *Config) checkRedis() {
 	r := c.State.Redis
@@ -940,10 +999,7 @@ func (c *Config) checkRedis() {
 			}
 		}
 	} else if _, err := r.TLSConfig(); err != nil {
-		var te *TLSError
-		if errors.As(err, &te) {
-			c.Problem("state.redis."+te.Key, "%s", te.Msg)
-		}
+		c.tlsProblem(err)
 	}
 	s := r.Sentinel
 	switch {
@@ -995,6 +1051,12 @@ func (c *Config) validate() {
 		} else if m == c.Server.Listen {
 			c.Problem("server.metrics_listen", "is server.listen itself: metrics would stay on the listener tenants reach")
 		}
+	}
+	if t := c.Server.TLS; c.Decoder.Unread { // validate --without-secrets reads no key
+		c.tlsProblem(bothOrNeither("server.tls.cert_file", t.CertFile, "server.tls.key_file", t.KeyFile))
+	} else {
+		_, err := t.Certificate()
+		c.tlsProblem(err)
 	}
 	for i, tok := range c.Server.PreviousAdminTokens {
 		p := fmt.Sprintf("server.previous_admin_tokens[%d]", i)

@@ -47,7 +47,9 @@ type Metrics struct {
 	Demotions           *prometheus.CounterVec
 	Reloads             *prometheus.CounterVec
 	// ConfigLoaded is 1 while the last load of the config (start or reload) succeeded.
-	ConfigLoaded     prometheus.Gauge
+	ConfigLoaded prometheus.Gauge
+	// TLSExpiry is when server.tls's certificate expires (Unix seconds); 0 without server.tls.
+	TLSExpiry        prometheus.Gauge
 	ProviderDisabled *prometheus.GaugeVec
 	ProviderDrained  *prometheus.GaugeVec
 	StateErrors      *prometheus.CounterVec
@@ -129,6 +131,8 @@ func New() *Metrics {
 			Help: "Config reloads by result."}, []string{"result"}),
 		ConfigLoaded: prometheus.NewGauge(prometheus.GaugeOpts{Name: "smsgate_config_last_reload_successful",
 			Help: "1 when the last load of the config (the start, or the last reload) succeeded; 0 while the files on disk do not load, and the replica serves the config it loaded before."}),
+		TLSExpiry: prometheus.NewGauge(prometheus.GaugeOpts{Name: "smsgate_tls_certificate_expiry_timestamp_seconds",
+			Help: "When the certificate server.listen serves (server.tls) expires, in Unix seconds; 0 without server.tls. A renewal whose files do not load leaves it at the old certificate's."}),
 		ProviderDisabled: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "smsgate_provider_disabled",
 			Help: "1 when the provider is drained (disabled: in the config, or by an operator through the admin API)."}, []string{"provider"}),
 		ProviderDrained: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "smsgate_provider_drained",
@@ -158,7 +162,7 @@ func New() *Metrics {
 			Help: "Idempotency records a tenant lost before their ttl: with the state in memory, it held the most when state.max_idempotency_records was reached; in Redis, it reached its own state.redis.max_idempotency_records_per_tenant. A retry of such a request sends again."}, []string{"tenant"}),
 	}
 	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.Attempts, m.ProviderLatency, m.BreakerState,
-		m.BreakerTransitions, m.TenantBreakerOpens, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBatch, m.LogBacklog, m.LogDropped, m.LogTrimmed, m.LogPurged, m.LogOldest, m.LogRetention, m.LogWAL, m.LogReadsInterrupted, m.LogCommitTimeouts, m.LogSpoolFailures, m.LogHandedOver, m.LogHandOffWaiting, m.Notify, m.PreviousKeys, m.DeliveryRate, m.Demotions, m.Reloads, m.ConfigLoaded, m.ProviderDisabled, m.ProviderDrained, m.StateErrors, m.Spend, m.EstimatedSpend, m.Quarantines,
+		m.BreakerTransitions, m.TenantBreakerOpens, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBatch, m.LogBacklog, m.LogDropped, m.LogTrimmed, m.LogPurged, m.LogOldest, m.LogRetention, m.LogWAL, m.LogReadsInterrupted, m.LogCommitTimeouts, m.LogSpoolFailures, m.LogHandedOver, m.LogHandOffWaiting, m.Notify, m.PreviousKeys, m.DeliveryRate, m.Demotions, m.Reloads, m.ConfigLoaded, m.TLSExpiry, m.ProviderDisabled, m.ProviderDrained, m.StateErrors, m.Spend, m.EstimatedSpend, m.Quarantines,
 		m.StateMemoryUsed, m.StateMemoryMax, m.StateEvictedKeys, m.ReplaysEvicted, m.Paced, m.WindowReads, m.WindowReadTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)

@@ -30,8 +30,14 @@ import (
 // the servers it reaches (a Sentinel to the primary).
 type TLS struct{ CAFile, CertFile, KeyFile string }
 
-// NewTLS makes a CA and a certificate for a test.
+// NewTLS makes a CA and a certificate for a test, valid for a day.
 func NewTLS(t testing.TB) TLS {
+	t.Helper()
+	return NewTLSFor(t, 24*time.Hour)
+}
+
+// NewTLSFor is NewTLS with certificates that expire after valid.
+func NewTLSFor(t testing.TB, valid time.Duration) TLS {
 	t.Helper()
 	dir := t.TempDir()
 	f := TLS{CAFile: filepath.Join(dir, "ca.pem"), CertFile: filepath.Join(dir, "server.pem"), KeyFile: filepath.Join(dir, "server-key.pem")}
@@ -40,7 +46,7 @@ func NewTLS(t testing.TB) TLS {
 		t.Fatal(err)
 	}
 	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "redistest CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(valid),
 		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
 	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
 	if err != nil {
@@ -51,7 +57,7 @@ func NewTLS(t testing.TB) TLS {
 		t.Fatal(err)
 	}
 	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "redis"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(valid),
 		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"redis.test"},
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
 	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)

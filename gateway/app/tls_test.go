@@ -1,0 +1,166 @@
+package app
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/smsgate/smsgate/gateway/policy/redistest"
+)
+
+// server.tls: the listener serves HTTPS with its files' certificate and answers plain HTTP with
+// 400, sending nothing; a renewal that replaces the files is served without a restart. Replaced
+// key first, the pair does not load for a moment: the certificate loaded before stays in
+// service, logged once (not at every look) and without the key, and the expiry metric keeps
+// its date until the new pair loads.
+func TestServerTLSServesARenewedCertificateWithoutARestart(t *testing.T) {
+	first, second := redistest.NewTLSFor(t, 24*time.Hour), redistest.NewTLSFor(t, 90*24*time.Hour)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	install := func(from, to string) { // whole, as a mounted Secret or an ACME client replaces it
+		t.Helper()
+		b, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(to+".new", b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(to+".new", to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	install(first.CertFile, certFile)
+	install(first.KeyFile, keyFile)
+	h := start(t, strings.Replace(baseConfig, "server:\n", "server:\n  tls: {cert_file: "+certFile+", key_file: "+keyFile+"}\n", 1), Options{})
+	if !strings.HasPrefix(h.url, "https://") {
+		t.Fatalf("URL %s, want https", h.url)
+	}
+	h.client = trusting(t, first.CAFile)
+	if r := h.send("acme-key", actionBody); r.Status != 200 || r.Body["status"] != "sent" {
+		t.Fatalf("a send over HTTPS: %d %s", r.Status, r.Raw)
+	}
+	if !strings.Contains(h.logs.String(), "server.tls.cert_file: the certificate expires at") {
+		t.Errorf("no warning of a certificate that ends within two weeks:\n%s", h.logs)
+	}
+
+	res, err := http.Post("http://"+h.app.Addr()+"/v1/send-phone-message", "application/json", strings.NewReader(actionBody))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusBadRequest {
+		t.Errorf("plain HTTP on the TLS listener: %d, want 400", res.StatusCode)
+	}
+	waitUntil(t, "the failed handshake is logged", func() bool { return strings.Contains(h.logs.String(), "TLS handshake error") })
+	for _, line := range strings.Split(h.logs.String(), "\n") {
+		if strings.Contains(line, "TLS handshake error") && !strings.Contains(line, `"level":"DEBUG"`) {
+			t.Errorf("a failed handshake is logged above debug: %s", line)
+		}
+	}
+	if got := testutil.ToFloat64(h.app.MetricSet().Requests); got != 1 {
+		t.Errorf("requests counted: %v, want the one over HTTPS", got)
+	}
+
+	expiry := func() int64 { return int64(testutil.ToFloat64(h.app.MetricSet().TLSExpiry)) }
+	if want := leaf(t, first.CertFile).NotAfter.Unix(); expiry() != want {
+		t.Errorf("expiry metric %d, want %d", expiry(), want)
+	}
+	served := func() []byte {
+		t.Helper()
+		conn, err := tls.Dial("tcp", h.app.Addr(), &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].Raw
+	}
+
+	const notLoaded = "the certificate's files changed and do not load"
+	install(second.KeyFile, keyFile)
+	waitUntil(t, "the mismatched pair is logged", func() bool { served(); return strings.Contains(h.logs.String(), notLoaded) })
+	if !bytes.Equal(served(), leaf(t, first.CertFile).Raw) {
+		t.Error("with the pair mismatched, the certificate loaded before is not served")
+	}
+	for end := time.Now().Add(2500 * time.Millisecond); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		served() // looks at the unchanged files
+	}
+	if n := strings.Count(h.logs.String(), notLoaded); n != 1 {
+		t.Errorf("the mismatched pair was logged %d times, want once", n)
+	}
+	if want := leaf(t, first.CertFile).NotAfter.Unix(); expiry() != want {
+		t.Errorf("expiry metric %d while the old certificate is served, want %d", expiry(), want)
+	}
+
+	install(second.CertFile, certFile)
+	waitUntil(t, "the renewed certificate is served", func() bool { return bytes.Equal(served(), leaf(t, second.CertFile).Raw) })
+	h.client = trusting(t, second.CAFile)
+	if r := h.send("acme-key", strings.Replace(actionBody, "0104", "0105", 1)); r.Status != 200 {
+		t.Errorf("a send after the renewal: %d %s", r.Status, r.Raw)
+	}
+	if want := leaf(t, second.CertFile).NotAfter.Unix(); expiry() != want {
+		t.Errorf("expiry metric %d after the renewal, want %d", expiry(), want)
+	}
+	for _, f := range []string{first.KeyFile, second.KeyFile} {
+		b, _ := os.ReadFile(f)
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n")[1:] {
+			if strings.Contains(h.logs.String(), line) {
+				t.Fatalf("the log holds the private key of %s", f)
+			}
+		}
+	}
+}
+
+// A replica whose certificate files do not load does not start: it would serve nothing.
+func TestServerTLSThatDoesNotLoadStopsTheStart(t *testing.T) {
+	f := redistest.NewTLS(t)
+	path := writeConfig(t, strings.Replace(baseConfig, "server:\n", "server:\n  tls: {cert_file: "+f.CertFile+", key_file: "+f.KeyFile+"}\n", 1))
+	a, err := New(t.Context(), Options{ConfigPath: path, Listen: "127.0.0.1:0", LogOutput: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Shutdown(t.Context())
+	if err := os.WriteFile(f.KeyFile, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = a.Start()
+	if err == nil || !strings.Contains(err.Error(), "server.tls: server.tls.cert_file: "+f.CertFile+" and "+f.KeyFile+" are not a certificate and its key") {
+		t.Fatalf("Start: %v", err)
+	}
+}
+
+// trusting is a client that trusts the CA in caFile only, and makes a new connection each time.
+func trusting(t *testing.T, caFile string) *http.Client {
+	t.Helper()
+	pool := x509.NewCertPool()
+	b, err := os.ReadFile(caFile)
+	if err != nil || !pool.AppendCertsFromPEM(b) {
+		t.Fatalf("CA %s: %v", caFile, err)
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DisableKeepAlives: true}}
+}
+
+// leaf is the certificate in file.
+func leaf(t *testing.T, file string) *x509.Certificate {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(b)
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
