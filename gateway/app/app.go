@@ -1231,9 +1231,10 @@ func (a *App) Reload(ctx context.Context) error {
 func (a *App) Start() error {
 	rt := a.rt.Load()
 	var tlsConfig *tls.Config
+	var cert *serverCert
 	if started := rt.cfg.Server.TLS; started.On() {
 		// A reload may name other files; one that turns TLS off (it needs a restart) keeps these.
-		cert := &serverCert{log: a.log, expiry: a.metrics.TLSExpiry, files: func() config.ServerTLS {
+		cert = &serverCert{log: a.log, expiry: a.metrics.TLSExpiry, files: func() config.ServerTLS {
 			return cmp.Or(a.rt.Load().cfg.Server.TLS, started)
 		}}
 		if err := cert.load(); err != nil {
@@ -1277,6 +1278,9 @@ func (a *App) Start() error {
 		go every(a.stop, drainPoll, a.readDrains)
 		a.readStateMemory(a.stateClient)
 		go every(a.stop, stateMemoryEvery, func() { a.readStateMemory(a.stateClient) })
+	}
+	if cert != nil {
+		a.loops.Go(func() { every(a.stop, tlsRecheck, cert.look) })
 	}
 	a.loops.Go(func() { a.healthLoop(a.stop) })
 	a.loops.Go(func() { a.pushLoop(a.stop) })

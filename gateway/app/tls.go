@@ -8,7 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,10 +19,10 @@ import (
 // serverCert gives server.listen's TLS handshakes the certificate of server.tls, and reads its
 // files again when they change: a renewal (cert-manager, an ACME client) replaces the files, as a
 // mounted Secret swaps them whole, and the replica serves the new certificate without a restart.
-// A handshake looks at the files (two stats) at most once every tlsRecheck, and reads them only
-// when their paths, sizes or modification times changed since the last look. A pair that does not
-// load (a key written before its certificate, a file cut short) is logged once and not read again
-// until the files change once more; the certificate loaded before is served meanwhile, and
+// The replica looks at the files (two stats) every tlsRecheck, off the handshakes, and reads them
+// only when their paths, sizes or modification times changed since the last look. A pair that does
+// not load (a key written before its certificate, a file cut short) is logged once and not read
+// again until the files change once more; the certificate loaded before is served meanwhile, and
 // smsgate_tls_certificate_expiry_timestamp_seconds keeps its expiry, so the alert on it fires
 // before it runs out.
 type serverCert struct {
@@ -30,14 +30,13 @@ type serverCert struct {
 	log    *slog.Logger
 	expiry prometheus.Gauge
 
-	mu      sync.Mutex
-	cert    *tls.Certificate
+	cert atomic.Pointer[tls.Certificate]
+	// Only look, which runs on one goroutine at a time, touches these.
 	seen    tlsStamp
 	failure string // why the files seen did not load; empty when they did
-	checked time.Time
 }
 
-// tlsRecheck is how often a handshake may look at the files.
+// tlsRecheck is how often the replica looks at the files.
 const tlsRecheck = time.Second
 
 // tlsStamp is what a look at the files saw: their paths, sizes and modification times, or why
@@ -66,10 +65,8 @@ func stampOf(f config.ServerTLS) tlsStamp {
 
 // load reads the files, as they are now, at the start: its error is the start's.
 func (c *serverCert) load() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.look(time.Now())
-	if c.cert == nil {
+	c.look()
+	if c.cert.Load() == nil {
 		return errors.New("server.tls: " + c.failure)
 	}
 	return nil
@@ -77,17 +74,11 @@ func (c *serverCert) load() error {
 
 // get is the server's tls.Config.GetCertificate.
 func (c *serverCert) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if now := time.Now(); now.Sub(c.checked) >= tlsRecheck || now.Before(c.checked) {
-		c.look(now)
-	}
-	return c.cert, nil
+	return c.cert.Load(), nil
 }
 
-// look reads the files when they changed since the last look. c.mu is held.
-func (c *serverCert) look(now time.Time) {
-	c.checked = now
+// look reads the files when they changed since the last look.
+func (c *serverCert) look() {
 	files := c.files()
 	st := stampOf(files)
 	if st == c.seen {
@@ -102,15 +93,14 @@ func (c *serverCert) look(now time.Time) {
 			return
 		}
 	}
-	if c.cert != nil { // else the start fails with it
+	if c.cert.Load() != nil { // else the start fails with it
 		c.log.Warn("server.tls: the certificate's files changed and do not load; serving the certificate loaded before", "err", c.failure)
 	}
 }
 
-// loaded serves cert, read from files. c.mu is held.
+// loaded serves cert, read from files.
 func (c *serverCert) loaded(files config.ServerTLS, cert *tls.Certificate) {
-	first := c.cert == nil
-	c.cert = cert
+	first := c.cert.Swap(cert) == nil
 	c.expiry.Set(float64(cert.Leaf.NotAfter.Unix()))
 	msg := "server.tls: certificate loaded"
 	if !first {
