@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -161,4 +162,53 @@ func leaf(t *testing.T, file string) *x509.Certificate {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// Over TLS, clients may speak HTTP/2, whose streams share one connection: a stream whose body
+// stalls is cut off at server.read_timeout as an HTTP/1 request is, and the other streams of
+// its connection still get their answers.
+func TestServerTLSCutsOffAStalledHTTP2Stream(t *testing.T) {
+	f := redistest.NewTLS(t)
+	h := start(t, strings.Replace(baseConfig, "server:\n", "server:\n  read_timeout: 1s\n  tls: {cert_file: "+f.CertFile+", key_file: "+f.KeyFile+"}\n", 1), Options{})
+	pool := x509.NewCertPool()
+	b, _ := os.ReadFile(f.CAFile)
+	pool.AppendCertsFromPEM(b)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
+
+	body, w := io.Pipe()
+	defer w.Close()
+	req, _ := http.NewRequest("POST", h.url+"/v1/send-phone-message", body)
+	req.Header.Set("Authorization", "Bearer acme-key")
+	stalled := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		res, err := client.Do(req)
+		if err == nil {
+			_, err = io.ReadAll(res.Body)
+			res.Body.Close()
+			if err == nil {
+				err = fmt.Errorf("answered %s (%s)", res.Status, res.Proto)
+			}
+		}
+		stalled <- err
+	}()
+	w.Write([]byte(`{"message_options":`)) // and nothing more
+
+	time.Sleep(200 * time.Millisecond)
+	res, err := client.Post(h.url+"/v1/send-phone-message", "application/json", strings.NewReader(actionBody))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 401 || res.ProtoMajor != 2 {
+		t.Errorf("a stream beside the stalled one: %s over %s, want 401 over HTTP/2 (no key)", res.Status, res.Proto)
+	}
+	select {
+	case err := <-stalled:
+		if d := time.Since(start); d < 900*time.Millisecond || d > 5*time.Second {
+			t.Errorf("the stalled stream ended after %v (read_timeout 1s): %v", d, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a stalled HTTP/2 stream was still open after 10 s (read_timeout 1s)")
+	}
 }
