@@ -66,6 +66,7 @@ type options struct {
 	maxInFlight int
 	accountRate int
 	baselineLog bool
+	tls         bool
 }
 
 func main() {
@@ -75,6 +76,7 @@ func main() {
 	flag.IntVar(&o.day, "day", 24000, "messages in the cost mode's simulated day")
 	flag.IntVar(&o.maxInFlight, "max-in-flight", 1024, "server.max_in_flight of the noisy mode's capped phase")
 	flag.BoolVar(&o.baselineLog, "baseline-log", false, "also run a second baseline that records each send in smsgate's SQLite message log, and report smsgate against both (what the log alone costs a forwarder)")
+	flag.BoolVar(&o.tls, "tls", false, "the load and curve modes: smsgate serves HTTPS (server.tls, a certificate made for the run) and the load speaks HTTPS to it, on kept-alive connections; the baselines stay plain HTTP")
 	flag.IntVar(&o.accountRate, "account-rate", 300, "sends a second the Infobip fake's account takes in the throughput mode")
 	flag.IntVar(&o.concurrency, "concurrency", 32, "closed-loop workers")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each load round")
@@ -126,6 +128,11 @@ func run(o options) error {
 	} else {
 		fmt.Println("work directory:", dir)
 	}
+	if o.tls {
+		if err := makeTLS(dir); err != nil {
+			return err
+		}
+	}
 	gwBin, baseBin := filepath.Join(dir, "smsgate"), filepath.Join(dir, "baseline")
 	for bin, pkg := range map[string]string{gwBin: "./cmd/smsgate", baseBin: "./cmd/smsgate-bench/baseline"} {
 		cmd := exec.Command("go", "build", "-o", bin, pkg)
@@ -146,6 +153,9 @@ func run(o options) error {
 
 	fmt.Printf("# smsgate bench, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Printf("machine: %s/%s, %d CPUs, %s; fake provider latency %v; concurrency %d\n\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), o.latency, o.concurrency)
+	if o.tls {
+		fmt.Printf("smsgate serves HTTPS (server.tls, ECDSA P-256); the baselines plain HTTP\n\n")
+	}
 
 	var profile []string
 	if o.cpuprofile != "" {
@@ -269,6 +279,10 @@ type process struct {
 	log  *os.File
 }
 
+// probe asks the processes started whether they are ready (makeTLS makes it trust the gateway's
+// certificate).
+var probe = &http.Client{}
+
 func freeAddr() string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -289,7 +303,7 @@ func startProcess(name, health string, cmd *exec.Cmd, logPath string) (*process,
 	}
 	p := &process{name: name, cmd: cmd, log: f}
 	for i := 0; i < 400; i++ {
-		if res, err := http.Get(health); err == nil {
+		if res, err := probe.Get(health); err == nil {
 			res.Body.Close()
 			if res.StatusCode == 200 {
 				return p, nil
@@ -302,16 +316,20 @@ func startProcess(name, health string, cmd *exec.Cmd, logPath string) (*process,
 }
 
 func startGateway(config, dir, bin, ibURL, twURL string, extra []string) (*process, error) {
+	config, err := withTLS(config, dir)
+	if err != nil {
+		return nil, err
+	}
 	addr := freeAddr()
 	args := append([]string{"serve", "--config", config}, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "BENCH_LISTEN="+addr, "BENCH_DIR="+dir, "BENCH_INFOBIP_URL="+ibURL, "BENCH_TWILIO_URL="+twURL)
 	cmd.Env = append(cmd.Env, strings.Fields(gatewayEnv)...)
-	p, err := startProcess("smsgate", "http://"+addr+"/readyz", cmd, filepath.Join(dir, "smsgate.log"))
+	p, err := startProcess("smsgate", scheme()+addr+"/readyz", cmd, filepath.Join(dir, "smsgate.log"))
 	if err != nil {
 		return nil, err
 	}
-	p.url = "http://" + addr
+	p.url = scheme() + addr
 	return p, nil
 }
 
@@ -437,7 +455,7 @@ func body(rng *rand.Rand) []byte {
 // the worker's client, the provider and the message id (the silent-outage drill confirms
 // deliveries through it).
 func load(ctx context.Context, url, key string, workers int, keepProvider bool, onSent func(c *http.Client, provider, id string)) []sample {
-	tr := &http.Transport{MaxIdleConns: workers * 2, MaxIdleConnsPerHost: workers * 2, IdleConnTimeout: time.Minute}
+	tr := &http.Transport{MaxIdleConns: workers * 2, MaxIdleConnsPerHost: workers * 2, IdleConnTimeout: time.Minute, TLSClientConfig: benchTLS}
 	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	defer tr.CloseIdleConnections()
 	var mu sync.Mutex
@@ -579,7 +597,7 @@ const batchMetric = "smsgate_message_log_batch_records"
 
 // histogram reads a histogram's _sum and _count from the gateway's /metrics.
 func histogram(p *process, name string) (sum, count float64, err error) {
-	res, err := http.Get(p.url + "/metrics")
+	res, err := probe.Get(p.url + "/metrics")
 	if err != nil {
 		return 0, 0, err
 	}
