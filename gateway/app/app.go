@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"reflect"
+	goruntime "runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -293,6 +294,7 @@ func New(ctx context.Context, o Options) (*App, error) {
 		out = os.Stderr
 	}
 	a := &App{opts: o, level: new(slog.LevelVar), metrics: metrics.New(), done: make(chan error, 1), drained: map[string]bool{}}
+	a.metrics.BuildInfo.WithLabelValues(cmp.Or(o.Version, "dev"), goruntime.Version()).Set(1)
 	a.loaded.Store(&seen)
 	a.metrics.ConfigLoaded.Set(1)
 	a.log = newLogger(out, cfg.Log.Format, a.level)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	goruntime "runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -318,5 +319,19 @@ func TestMetricsCanLeaveTheTenantsListener(t *testing.T) {
 	}
 	if res, err := http.Get("http://" + addr + "/v1/messages"); err != nil || res.StatusCode != 404 {
 		t.Errorf("the metrics listener serves more than /metrics: %v %v", res.StatusCode, err)
+	}
+}
+
+// smsgate_build_info names the replica's build, so that a rollout shows which replicas run which.
+func TestBuildInfoNamesTheBuild(t *testing.T) {
+	for _, tc := range []struct{ version, want string }{{"1.4.2", "1.4.2"}, {"", "dev"}} {
+		h := start(t, baseConfig, Options{Version: tc.version})
+		r := h.do("GET", "/metrics", "", "")
+		if line := `smsgate_build_info{go_version="` + goruntime.Version() + `",version="` + tc.want + `"} 1`; !strings.Contains(r.Raw, line) {
+			t.Errorf("version %q: /metrics lacks %s", tc.version, line)
+		}
+		if n := strings.Count(r.Raw, "\nsmsgate_build_info{"); n != 1 {
+			t.Errorf("version %q: %d series of smsgate_build_info, want 1", tc.version, n)
+		}
 	}
 }

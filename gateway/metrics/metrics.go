@@ -63,6 +63,8 @@ type Metrics struct {
 	Paced            *prometheus.CounterVec
 	WindowReads      *prometheus.CounterVec
 	WindowReadTime   *prometheus.HistogramVec
+	// BuildInfo is 1, labelled with the build's version and Go's.
+	BuildInfo *prometheus.GaugeVec
 }
 
 // New registers every collector, plus the Go and process collectors, on a new registry.
@@ -131,6 +133,8 @@ func New() *Metrics {
 			Help: "Config reloads by result."}, []string{"result"}),
 		ConfigLoaded: prometheus.NewGauge(prometheus.GaugeOpts{Name: "smsgate_config_last_reload_successful",
 			Help: "1 when the last load of the config (the start, or the last reload) succeeded; 0 while the files on disk do not load, and the replica serves the config it loaded before."}),
+		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "smsgate_build_info",
+			Help: "1, labelled with the version of the replica's build and the Go it was built with: during a rollout, which replicas run which build."}, []string{"version", "go_version"}),
 		TLSExpiry: prometheus.NewGauge(prometheus.GaugeOpts{Name: "smsgate_tls_certificate_expiry_timestamp_seconds",
 			Help: "When the certificate server.listen serves (server.tls) expires, in Unix seconds; 0 without server.tls. A renewal whose files do not load leaves it at the old certificate's."}),
 		ProviderDisabled: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "smsgate_provider_disabled",
@@ -162,7 +166,7 @@ func New() *Metrics {
 			Help: "Idempotency records a tenant lost before their ttl: with the state in memory, it held the most when state.max_idempotency_records was reached; in Redis, it reached its own state.redis.max_idempotency_records_per_tenant. A retry of such a request sends again."}, []string{"tenant"}),
 	}
 	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.Attempts, m.ProviderLatency, m.BreakerState,
-		m.BreakerTransitions, m.TenantBreakerOpens, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBatch, m.LogBacklog, m.LogDropped, m.LogTrimmed, m.LogPurged, m.LogOldest, m.LogRetention, m.LogWAL, m.LogReadsInterrupted, m.LogCommitTimeouts, m.LogSpoolFailures, m.LogHandedOver, m.LogHandOffWaiting, m.Notify, m.PreviousKeys, m.DeliveryRate, m.Demotions, m.Reloads, m.ConfigLoaded, m.TLSExpiry, m.ProviderDisabled, m.ProviderDrained, m.StateErrors, m.Spend, m.EstimatedSpend, m.Quarantines,
+		m.BreakerTransitions, m.TenantBreakerOpens, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBatch, m.LogBacklog, m.LogDropped, m.LogTrimmed, m.LogPurged, m.LogOldest, m.LogRetention, m.LogWAL, m.LogReadsInterrupted, m.LogCommitTimeouts, m.LogSpoolFailures, m.LogHandedOver, m.LogHandOffWaiting, m.Notify, m.PreviousKeys, m.DeliveryRate, m.Demotions, m.Reloads, m.ConfigLoaded, m.TLSExpiry, m.BuildInfo, m.ProviderDisabled, m.ProviderDrained, m.StateErrors, m.Spend, m.EstimatedSpend, m.Quarantines,
 		m.StateMemoryUsed, m.StateMemoryMax, m.StateEvictedKeys, m.ReplaysEvicted, m.Paced, m.WindowReads, m.WindowReadTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
