@@ -129,6 +129,9 @@ func run(o options) error {
 		fmt.Println("work directory:", dir)
 	}
 	if o.tls {
+		if o.mode != "load" && o.mode != "curve" {
+			return fmt.Errorf("-tls is for -mode load and curve, not %s", o.mode)
+		}
 		if err := makeTLS(dir); err != nil {
 			return err
 		}
