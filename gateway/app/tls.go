@@ -2,11 +2,11 @@ package app
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"log"
 	"log/slog"
-	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -19,10 +19,12 @@ import (
 // serverCert gives server.listen's TLS handshakes the certificate of server.tls, and reads its
 // files again when they change: a renewal (cert-manager, an ACME client) replaces the files, as a
 // mounted Secret swaps them whole, and the replica serves the new certificate without a restart.
-// The replica looks at the files (two stats) every tlsRecheck, off the handshakes, and reads them
-// only when their paths, sizes or modification times changed since the last look. A pair that does
-// not load (a key written before its certificate, a file cut short) is logged once and not read
-// again until the files change once more; the certificate loaded before is served meanwhile, and
+// The replica reads the files every tlsRecheck, off the handshakes (a few kilobytes), and loads
+// them when what they hold changed since the last look: their contents, not their sizes or
+// modification times, which a file system with coarse times leaves the same for a certificate
+// and key written within one second. A pair that does not load (a key written before its
+// certificate, a file cut short) is logged once and not loaded again until the files change once
+// more; the certificate loaded before is served meanwhile, and
 // smsgate_tls_certificate_expiry_timestamp_seconds keeps its expiry, so the alert on it fires
 // before it runs out.
 type serverCert struct {
@@ -39,28 +41,12 @@ type serverCert struct {
 // tlsRecheck is how often the replica looks at the files.
 const tlsRecheck = time.Second
 
-// tlsStamp is what a look at the files saw: their paths, sizes and modification times, or why
-// they could not be looked at.
+// tlsStamp is what a look at the files saw: their paths and digests of what they held, or why
+// they could not be read.
 type tlsStamp struct {
-	cert, key         string
-	certSize, keySize int64
-	certMod, keyMod   time.Time
-	err               string
-}
-
-func stampOf(f config.ServerTLS) tlsStamp {
-	s := tlsStamp{cert: f.CertFile, key: f.KeyFile}
-	c, err := os.Stat(f.CertFile)
-	if err == nil {
-		var k os.FileInfo
-		if k, err = os.Stat(f.KeyFile); err == nil {
-			s.certSize, s.certMod, s.keySize, s.keyMod = c.Size(), c.ModTime(), k.Size(), k.ModTime()
-		}
-	}
-	if err != nil {
-		s.err = err.Error()
-	}
-	return s
+	cert, key       string
+	certSum, keySum [sha256.Size]byte
+	err             string
 }
 
 // load reads the files, as they are now, at the start: its error is the start's.
@@ -77,16 +63,20 @@ func (c *serverCert) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	return c.cert.Load(), nil
 }
 
-// look reads the files when they changed since the last look.
+// look loads the files when what they hold changed since the last look.
 func (c *serverCert) look() {
 	files := c.files()
-	st := stampOf(files)
+	certPEM, keyPEM, err := files.Read()
+	st := tlsStamp{cert: files.CertFile, key: files.KeyFile, certSum: sha256.Sum256(certPEM), keySum: sha256.Sum256(keyPEM)}
+	if err != nil {
+		st.err = err.Error()
+	}
 	if st == c.seen {
 		return
 	}
 	c.seen, c.failure = st, st.err
 	if st.err == "" {
-		if cert, err := files.Certificate(); err != nil {
+		if cert, err := files.Parse(certPEM, keyPEM); err != nil {
 			c.failure = err.Error()
 		} else {
 			c.loaded(files, cert)

@@ -20,7 +20,8 @@ import (
 )
 
 // server.tls: the listener serves HTTPS with its files' certificate and answers plain HTTP with
-// 400, sending nothing; a renewal that replaces the files is served without a restart. Replaced
+// 400, sending nothing; a renewal that replaces the files is served without a restart, though
+// the files keep their modification times. Replaced
 // key first, the pair does not load for a moment: the certificate loaded before stays in
 // service, logged once (not at every look) and without the key, and the expiry metric keeps
 // its date until the new pair loads.
@@ -28,6 +29,9 @@ func TestServerTLSServesARenewedCertificateWithoutARestart(t *testing.T) {
 	first, second := redistest.NewTLSFor(t, 24*time.Hour), redistest.NewTLSFor(t, 90*24*time.Hour)
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	// Every file gets the same modification time, as a file system with coarse times gives files
+	// written within one second: the replica must see the change in what they hold.
+	mod := time.Now().Add(-time.Hour).Truncate(time.Second)
 	install := func(from, to string) { // whole, as a mounted Secret or an ACME client replaces it
 		t.Helper()
 		b, err := os.ReadFile(from)
@@ -35,6 +39,9 @@ func TestServerTLSServesARenewedCertificateWithoutARestart(t *testing.T) {
 			t.Fatal(err)
 		}
 		if err := os.WriteFile(to+".new", b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(to+".new", mod, mod); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.Rename(to+".new", to); err != nil {

@@ -109,6 +109,17 @@ func (t ServerTLS) Certificate() (*tls.Certificate, error) {
 	return keyPair("server.tls.cert_file", t.CertFile, "server.tls.key_file", t.KeyFile)
 }
 
+// Read reads what the files hold (Certificate in two steps: Read, then Parse); errors as
+// Certificate's.
+func (t ServerTLS) Read() (certPEM, keyPEM []byte, err error) {
+	return readPair("server.tls.cert_file", t.CertFile, "server.tls.key_file", t.KeyFile)
+}
+
+// Parse is the certificate in what Read read.
+func (t ServerTLS) Parse(certPEM, keyPEM []byte) (*tls.Certificate, error) {
+	return parsePair("server.tls.cert_file", t.CertFile, t.KeyFile, certPEM, keyPEM)
+}
+
 // Log configures logging.
 type Log struct {
 	// Format is json (default) or text.
@@ -284,14 +295,27 @@ func keyPair(certKey, certPath, keyKey, keyPath string) (*tls.Certificate, error
 	if err := bothOrNeither(certKey, certPath, keyKey, keyPath); err != nil || certPath == "" {
 		return nil, err
 	}
-	certPEM, err := readTLSFile(certKey, certPath)
+	certPEM, keyPEM, err := readPair(certKey, certPath, keyKey, keyPath)
 	if err != nil {
 		return nil, err
 	}
-	keyPEM, err := readTLSFile(keyKey, keyPath)
-	if err != nil {
-		return nil, err
+	return parsePair(certKey, certPath, keyPath, certPEM, keyPEM)
+}
+
+// readPair reads the PEM files of a certificate and its key (readTLSFile).
+func readPair(certKey, certPath, keyKey, keyPath string) (certPEM, keyPEM []byte, err error) {
+	if certPEM, err = readTLSFile(certKey, certPath); err != nil {
+		return nil, nil, err
 	}
+	if keyPEM, err = readTLSFile(keyKey, keyPath); err != nil {
+		return nil, nil, err
+	}
+	return certPEM, keyPEM, nil
+}
+
+// parsePair is the certificate (and key) in certPEM and keyPEM, read from the files at certPath
+// (the key certKey) and keyPath. Its error is a *TLSError.
+func parsePair(certKey, certPath, keyPath string, certPEM, keyPEM []byte) (*tls.Certificate, error) {
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		// Its text says what is wrong with the PEM data, never what the data holds.
