@@ -931,16 +931,7 @@ func pgTenantCounts(ctx context.Context, conn *pgxpool.Conn, q string, args ...a
 		return nil, err
 	}
 	defer rows.Close()
-	counts := map[string]int{}
-	for rows.Next() {
-		var tenant string
-		var n int64
-		if err := rows.Scan(&tenant, &n); err != nil {
-			return nil, err
-		}
-		counts[tenant] = int(n)
-	}
-	return counts, rows.Err()
+	return tenantCounts(rows)
 }
 
 // Close implements Backend.

@@ -1132,20 +1132,6 @@ func (s *SQLite) Trim(ctx context.Context, b RecordBounds) (map[string]int, erro
 // million records, instead of a millisecond).
 const sqliteTrimSinceSQL = `SELECT tenant, COUNT(*) FROM messages INDEXED BY messages_created WHERE created_at >= ? GROUP BY tenant`
 
-// tenantCounts reads the rows of trimAllSQL or trimSinceSQL: records by tenant.
-func tenantCounts(rows *sql.Rows) (map[string]int, error) {
-	out := map[string]int{}
-	for rows.Next() {
-		var tenant string
-		var n int
-		if err := rows.Scan(&tenant, &n); err != nil {
-			return nil, err
-		}
-		out[tenant] = n
-	}
-	return out, rows.Err()
-}
-
 // Close implements Backend.
 func (s *SQLite) Close() error {
 	s.stopCheckpointer()

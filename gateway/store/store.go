@@ -1480,6 +1480,25 @@ func priceFields(p *PriceRow) []any {
 	return []any{&p.Provider, &p.Country, &p.Currency, &p.Tenant, &p.Sum, &p.N}
 }
 
+// tenantCounts reads the rows of trimAllSQL or trimSinceSQL, records by tenant, from either SQL
+// backend's rows.
+func tenantCounts[R interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}](rows R) (map[string]int, error) {
+	out := map[string]int{}
+	for rows.Next() {
+		var tenant string
+		var n int64
+		if err := rows.Scan(&tenant, &n); err != nil {
+			return nil, err
+		}
+		out[tenant] = int(n)
+	}
+	return out, rows.Err()
+}
+
 func collect(rows interface {
 	Next() bool
 	Err() error
