@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -54,7 +53,7 @@ func TestServerTLSServesARenewedCertificateWithoutARestart(t *testing.T) {
 	if !strings.HasPrefix(h.url, "https://") {
 		t.Fatalf("URL %s, want https", h.url)
 	}
-	h.client = trusting(t, first.CAFile)
+	h.client = trusting(t, first)
 	if r := h.send("acme-key", actionBody); r.Status != 200 || r.Body["status"] != "sent" {
 		t.Fatalf("a send over HTTPS: %d %s", r.Status, r.Raw)
 	}
@@ -81,7 +80,7 @@ func TestServerTLSServesARenewedCertificateWithoutARestart(t *testing.T) {
 	}
 
 	expiry := func() int64 { return int64(testutil.ToFloat64(h.app.MetricSet().TLSExpiry)) }
-	if want := leaf(t, first.CertFile).NotAfter.Unix(); expiry() != want {
+	if want := leaf(t, first).NotAfter.Unix(); expiry() != want {
 		t.Errorf("expiry metric %d, want %d", expiry(), want)
 	}
 	served := func() []byte {
@@ -97,24 +96,24 @@ func TestServerTLSServesARenewedCertificateWithoutARestart(t *testing.T) {
 	const notLoaded = "the certificate's files changed and do not load"
 	install(second.KeyFile, keyFile)
 	waitUntil(t, "the mismatched pair is logged", func() bool { return strings.Contains(h.logs.String(), notLoaded) })
-	if !bytes.Equal(served(), leaf(t, first.CertFile).Raw) {
+	if !bytes.Equal(served(), leaf(t, first).Raw) {
 		t.Error("with the pair mismatched, the certificate loaded before is not served")
 	}
 	time.Sleep(2500 * time.Millisecond) // two looks and more at the unchanged files
 	if n := strings.Count(h.logs.String(), notLoaded); n != 1 {
 		t.Errorf("the mismatched pair was logged %d times, want once", n)
 	}
-	if want := leaf(t, first.CertFile).NotAfter.Unix(); expiry() != want {
+	if want := leaf(t, first).NotAfter.Unix(); expiry() != want {
 		t.Errorf("expiry metric %d while the old certificate is served, want %d", expiry(), want)
 	}
 
 	install(second.CertFile, certFile)
-	waitUntil(t, "the renewed certificate is served", func() bool { return bytes.Equal(served(), leaf(t, second.CertFile).Raw) })
-	h.client = trusting(t, second.CAFile)
+	waitUntil(t, "the renewed certificate is served", func() bool { return bytes.Equal(served(), leaf(t, second).Raw) })
+	h.client = trusting(t, second)
 	if r := h.send("acme-key", strings.Replace(actionBody, "0104", "0105", 1)); r.Status != 200 {
 		t.Errorf("a send after the renewal: %d %s", r.Status, r.Raw)
 	}
-	if want := leaf(t, second.CertFile).NotAfter.Unix(); expiry() != want {
+	if want := leaf(t, second).NotAfter.Unix(); expiry() != want {
 		t.Errorf("expiry metric %d after the renewal, want %d", expiry(), want)
 	}
 	for _, f := range []string{first.KeyFile, second.KeyFile} {
@@ -145,30 +144,19 @@ func TestServerTLSThatDoesNotLoadStopsTheStart(t *testing.T) {
 	}
 }
 
-// trusting is a client that trusts the CA in caFile only, and makes a new connection each time.
-func trusting(t *testing.T, caFile string) *http.Client {
-	t.Helper()
-	pool := x509.NewCertPool()
-	b, err := os.ReadFile(caFile)
-	if err != nil || !pool.AppendCertsFromPEM(b) {
-		t.Fatalf("CA %s: %v", caFile, err)
-	}
-	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DisableKeepAlives: true}}
+// trusting is a client that trusts f's CA only, and makes a new connection each time.
+func trusting(t *testing.T, f redistest.TLS) *http.Client {
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: f.Client(t), DisableKeepAlives: true}}
 }
 
-// leaf is the certificate in file.
-func leaf(t *testing.T, file string) *x509.Certificate {
+// leaf is f's certificate.
+func leaf(t *testing.T, f redistest.TLS) *x509.Certificate {
 	t.Helper()
-	b, err := os.ReadFile(file)
+	c, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	block, _ := pem.Decode(b)
-	c, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return c.Leaf
 }
 
 // Over TLS, clients may speak HTTP/2, whose streams share one connection: a stream whose body
@@ -177,10 +165,7 @@ func leaf(t *testing.T, file string) *x509.Certificate {
 func TestServerTLSCutsOffAStalledHTTP2Stream(t *testing.T) {
 	f := redistest.NewTLS(t)
 	h := start(t, strings.Replace(baseConfig, "server:\n", "server:\n  read_timeout: 1s\n  tls: {cert_file: "+f.CertFile+", key_file: "+f.KeyFile+"}\n", 1), Options{})
-	pool := x509.NewCertPool()
-	b, _ := os.ReadFile(f.CAFile)
-	pool.AppendCertsFromPEM(b)
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: f.Client(t), ForceAttemptHTTP2: true}}
 
 	body, w := io.Pipe()
 	defer w.Close()

@@ -91,7 +91,7 @@ func (f TLS) args(port string) []string {
 func TLSServer(t testing.TB, args ...string) (addr string, f TLS) {
 	t.Helper()
 	f = NewTLS(t)
-	addr, _ = onFreePort(t, f.client(t), func(addr, port string) (func(), error) {
+	addr, _ = onFreePort(t, f.Client(t), func(addr, port string) (func(), error) {
 		return tryStart(t, addr, append(f.args(port), args...)...)
 	})
 	return addr, f
@@ -105,7 +105,7 @@ func Sentinel(t testing.TB, primaryAddr, name string, f *TLS) string {
 	host, pport, _ := net.SplitHostPort(primaryAddr)
 	var client *tls.Config
 	if f != nil {
-		client = f.client(t)
+		client = f.Client(t)
 	}
 	addr, _ := onFreePort(t, client, func(addr, port string) (func(), error) {
 		// Sentinel rewrites its config file, so it gets one of its own.
@@ -212,9 +212,9 @@ func onFreePort(t testing.TB, client *tls.Config, run func(addr, port string) (s
 	}
 }
 
-// client is the TLS configuration of a client of f's servers: it trusts f's CA and shows f's
+// Client is the TLS configuration of a client of f's servers: it trusts f's CA and shows f's
 // certificate, which is also a client's, to a server that asks for one.
-func (f TLS) client(t testing.TB) *tls.Config {
+func (f TLS) Client(t testing.TB) *tls.Config {
 	t.Helper()
 	pem, err := os.ReadFile(f.CAFile)
 	if err != nil {
@@ -307,7 +307,7 @@ func cluster(t testing.TB, n int, withReplicas bool, tlsFiles *TLS) (primaries, 
 	ctx := context.Background()
 	var tlsConfig *tls.Config
 	if tlsFiles != nil {
-		tlsConfig = tlsFiles.client(t)
+		tlsConfig = tlsFiles.Client(t)
 	}
 	all, buses := make([]Node, nodes), make([]string, nodes)
 	for i := range all {
