@@ -19,6 +19,7 @@ import (
 	"github.com/smsgate/smsgate/gateway/httpapi"
 	"github.com/smsgate/smsgate/gateway/intake"
 	"github.com/smsgate/smsgate/gateway/policy"
+	"github.com/smsgate/smsgate/gateway/routing"
 	"github.com/smsgate/smsgate/gateway/store"
 )
 
@@ -178,7 +179,7 @@ func (a *App) sendOne(ctx context.Context, rt *runtime, tn *tenant, r httpapi.Se
 		key = "c|" + tn.name + "|" + hex.EncodeToString(h[:])
 	}
 	if rej := a.gated("per_tenant", tn.name, tn.rules.Limits.PerTenant); rej != nil {
-		return a.refused(tn, rej, [32]byte{}), msg.To, false
+		return a.refused(tn, rej), msg.To, false
 	}
 	// The shared send runs detached from every caller (a waiting duplicate must not inherit the
 	// first caller's disconnect, and no disconnect may abort a provider call in flight), bounded by
@@ -305,7 +306,7 @@ func (a *App) finish(start time.Time, r httpapi.SendRequest, tenant string, res 
 
 // refused counts policy's refusal of a send of tn and answers it: 429 for a limit, 403 for a
 // list.
-func (a *App) refused(tn *tenant, rej *policy.Rejection, bodyHash [32]byte) flightResult {
+func (a *App) refused(tn *tenant, rej *policy.Rejection) flightResult {
 	a.metrics.PolicyRejections.WithLabelValues(tn.name, rej.Reason).Inc()
 	status := http.StatusForbidden
 	if rej.Code == "rate_limited" {
@@ -313,7 +314,7 @@ func (a *App) refused(tn *tenant, rej *policy.Rejection, bodyHash [32]byte) flig
 	}
 	rep := errReply(status, rej.Code, rej.Message)
 	rep.RetryAfter = rej.RetryAfter
-	return flightResult{reply: rep, bodyHash: bodyHash, outcome: rej.Code}
+	return flightResult{reply: rep, outcome: rej.Code}
 }
 
 // stateError counts and logs a failed call to the policy state store and reports whether the
@@ -349,53 +350,30 @@ func newID(now time.Time) string {
 
 // process runs once per coalesced group: replay, policy, route, dispatch, record.
 func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway.Message, idemKey string, bodyHash [32]byte, x *compat) flightResult {
+	res := a.runSend(ctx, rt, tn, msg, idemKey, bodyHash, x)
+	res.bodyHash = bodyHash
+	return res
+}
+
+// runSend is process without the body's hash in its result.
+func (a *App) runSend(ctx context.Context, rt *runtime, tn *tenant, msg *gateway.Message, idemKey string, bodyHash [32]byte, x *compat) flightResult {
 	if a.refuseSends && a.store.Full() {
 		// The operator chose a complete log over sending: nothing is sent that could not be recorded.
 		return flightResult{reply: errReply(http.StatusServiceUnavailable, "store_unavailable", "the message log is failing and its retry buffer is full; sends are refused (storage.backlog_full: refuse_sends)"),
-			bodyHash: bodyHash, outcome: "store_unavailable"}
+			outcome: "store_unavailable"}
 	}
 	replayKey := policy.ReplayKey(tn.name, idemKey)
 	if idemKey != "" {
-		rep, ok, err := a.replays.Get(ctx, replayKey)
-		if err != nil && a.stateError("idempotency_get", err) {
-			return flightResult{reply: errReply(http.StatusServiceUnavailable, "policy_unavailable", "idempotency records could not be read"), bodyHash: bodyHash, outcome: "policy_unavailable"}
-		}
-		if err == nil && ok {
-			if rep.BodyHash != bodyHash {
-				return flightResult{reply: errReply(http.StatusConflict, "idempotency_conflict", "this Idempotency-Key was used with a different body"), bodyHash: bodyHash, outcome: "idempotency_conflict"}
-			}
-			return flightResult{reply: httpapi.Reply{Status: rep.Status, Body: rep.Body}, bodyHash: bodyHash, outcome: "replayed"}
+		if res, done := a.replayed(ctx, replayKey, bodyHash); done {
+			return res
 		}
 	}
 	route := rt.routes.Match(msg)
-	// With a spend limit, Check reserves what the send may cost (the highest price of the route's
-	// providers); it is settled below, when what the send cost is known.
-	var price, reserved float64
 	parts := messageParts(msg)
-	if tn.spend() != nil {
-		prices := a.prices.Load()
-		for _, name := range route.Providers {
-			price = max(price, prices.estimate(name, msg.Country, msg.Type, parts))
-		}
-	}
-	rej, err := a.checker.Check(ctx, tn.rules, msg, price)
-	if err != nil && a.stateError("rate_limit", err) {
-		return flightResult{reply: errReply(http.StatusServiceUnavailable, "policy_unavailable", "rate limits could not be checked"), bodyHash: bodyHash, outcome: "policy_unavailable"}
-	}
-	if rej != nil {
-		return a.refused(tn, rej, bodyHash)
-	}
-	if err == nil && tn.spend() != nil {
-		reserved = price
-	}
-	pump := *tn.pumping.Enabled
 	rng := policy.PumpRange(msg.To, msg.Country, tn.pumping.RangeDigits)
-	if pump {
-		if refused := a.quarantined(ctx, tn, rng); refused != nil {
-			a.settleSpend(context.WithoutCancel(ctx), tn, reserved, 0)
-			refused.bodyHash = bodyHash
-			return *refused
-		}
+	reserved, refusal := a.checkPolicy(ctx, tn, msg, route, parts, rng)
+	if refusal != nil {
+		return *refusal
 	}
 	members := make([]*dispatch.Member, 0, len(route.Providers))
 	for _, name := range route.Providers {
@@ -405,24 +383,7 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 	now := a.now()
 	msg.ID = newID(now)
 	chain := dispatch.Chain{Members: members, FailoverOnTimeout: route.FailoverOnTimeout, Shared: len(rt.byName) > 1, Pace: rt.pace}
-	esc := rt.cfg.Policy.ResendEscalation
-	resendKey, sent := "", time.Time{} // sent: when, by the shared state's clock (stateNow)
-	if *esc.Enabled && len(members) > 1 {
-		sent = a.stateNow()
-		h := rt.mac("resend", tn.name, msg.To, gateway.ExtractCode(msg.Text, msg.Code))
-		resendKey = policy.ResendKey(tn.name, hex.EncodeToString(h[:]))
-		last, at, ok, err := a.resends.Last(ctx, resendKey)
-		if err != nil {
-			a.stateError("resend_get", err)
-		}
-		if err == nil && ok {
-			if gap := sent.Sub(at); gap >= esc.After.D() && gap < esc.Within.D() {
-				if i := slices.IndexFunc(members, func(m *dispatch.Member) bool { return m.Name() == last }); i >= 0 {
-					chain.Start = (i + 1) % len(members)
-				}
-			}
-		}
-	}
+	resend := a.resendStart(ctx, rt, tn, msg, &chain)
 	out := dispatch.Send(ctx, msg, chain, a.metrics)
 
 	resp := SendResponse{ID: msg.ID, Route: route.Name, Provider: out.Provider, ProviderMessageID: out.Result.ProviderMessageID,
@@ -447,71 +408,27 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 	status, outcome := http.StatusOK, "sent"
 	if out.Err == nil {
 		resp.Status, rec.Status = gateway.StatusSent, gateway.StatusSent
-		if tn.spend() != nil {
-			a.settleSpend(context.WithoutCancel(ctx), tn, reserved, a.prices.Load().estimate(out.Provider, msg.Country, msg.Type, parts))
-		}
-		if pump {
-			a.recordPumping(ctx, tn, msg, rng)
-		}
-		if resendKey != "" {
-			if err := a.resends.Record(ctx, resendKey, out.Provider, sent, esc.Within.D()); err != nil {
-				a.stateError("resend_put", err)
-			}
-		}
+		a.sent(ctx, tn, msg, out.Provider, reserved, parts, rng, resend)
 	} else {
 		if tn.spend() != nil {
 			a.settleSpend(context.WithoutCancel(ctx), tn, reserved, 0) // not sent: costs nothing
 		}
 		e := out.Err
-		rec.Status, rec.Error = gateway.StatusFailed, rt.scrub(e.Code)
+		var code, text string
+		status, code, text, rec.Status = failure(rt, e, out.BudgetSpent, route.FailoverOnTimeout)
+		rec.Error = rt.scrub(e.Code)
 		if x != nil {
 			// The Infobip-compatible answer gives this message's id only if another destination
 			// of the request was sent; until then its report is neither pulled nor pushed.
 			rec.ReportTaken, rec.ReportHeld = true, true
 		}
-		code, text := "", rt.scrub(e.Message)
-		switch {
-		case e.Class == gateway.ClassRecipient:
-			status, code = http.StatusUnprocessableEntity, "recipient_rejected"
-			rec.Status = gateway.StatusRejected
-		case e.Class == gateway.ClassUnavailable:
-			status, code = http.StatusServiceUnavailable, "no_provider_available"
-		case e.Class == gateway.ClassThrottled:
-			// This tenant's sends, not the service: the caller may try again after the wait.
-			status, code = http.StatusTooManyRequests, "provider_throttled"
-		case e.Class == gateway.ClassCancelled:
-			status, code = http.StatusServiceUnavailable, "cancelled"
-		case out.BudgetSpent || e.Timeout && !route.FailoverOnTimeout:
-			status, code = http.StatusGatewayTimeout, "deadline_exceeded"
-		default:
-			status, code = http.StatusBadGateway, "all_providers_failed"
-		}
-		if e.Class == gateway.ClassRecipient && e.Code != "" {
-			text = "the provider rejected the destination (" + rt.scrub(e.Code) + ")"
-		}
 		resp.Status = rec.Status
 		resp.Error = &ErrorJSONBody{Code: code, Message: text}
 		outcome = code
 	}
-	// Group commit: the answer waits for the record's batch to commit (storage.commit_timeout), so
-	// a replica killed after answering has lost no record. Past that bound the answer goes anyway
-	// and the record waits in the retry buffer. Written outside the request's context: the record
-	// must not be lost when the caller goes away.
-	// A record the database refuses for its data is given up alone (and counted as dropped)
-	// instead of stopping the log for every tenant.
-	// While the database is down every send ends here: the lines are bounded like errors.
-	if err := a.store.Insert(context.WithoutCancel(ctx), rec); errors.Is(err, store.ErrRefused) {
-		if ok, left := a.errorLine("store|refused"); ok {
-			a.log.Error("message log refused the record; it is not kept", append([]any{"id", msg.ID, "err", err.Error()}, leftOut(left)...)...)
-		}
-	} else if err != nil {
-		a.metrics.LogCommitTimeouts.Inc()
-		if ok, left := a.errorLine("store|uncommitted"); ok {
-			a.log.Error("message log insert not committed before the answer", append([]any{"id", msg.ID, "err", err.Error()}, leftOut(left)...)...)
-		}
-	}
+	a.commit(ctx, rec)
 	body, _ := json.Marshal(resp)
-	res := flightResult{reply: httpapi.Reply{Status: status, Body: body}, bodyHash: bodyHash, route: route.Name, provider: out.Provider, outcome: outcome}
+	res := flightResult{reply: httpapi.Reply{Status: status, Body: body}, route: route.Name, provider: out.Provider, outcome: outcome}
 	if status == http.StatusTooManyRequests {
 		res.reply.RetryAfter = max(out.Err.RetryAfter, time.Second)
 	}
@@ -522,4 +439,148 @@ func (a *App) process(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 		}
 	}
 	return res
+}
+
+// replayed answers a request whose Idempotency-Key (replayKey) already has a final answer: that
+// answer, or a conflict when the key came with another body. done is false when there is none,
+// or when reading failed and state.on_error is open.
+func (a *App) replayed(ctx context.Context, replayKey string, bodyHash [32]byte) (res flightResult, done bool) {
+	rep, ok, err := a.replays.Get(ctx, replayKey)
+	switch {
+	case err != nil && a.stateError("idempotency_get", err):
+		return flightResult{reply: errReply(http.StatusServiceUnavailable, "policy_unavailable", "idempotency records could not be read"), outcome: "policy_unavailable"}, true
+	case err != nil || !ok:
+		return flightResult{}, false
+	case rep.BodyHash != bodyHash:
+		return flightResult{reply: errReply(http.StatusConflict, "idempotency_conflict", "this Idempotency-Key was used with a different body"), outcome: "idempotency_conflict"}, true
+	}
+	return flightResult{reply: httpapi.Reply{Status: rep.Status, Body: rep.Body}, outcome: "replayed"}, true
+}
+
+// checkPolicy applies tn's policy to msg before anything is sent: its rules and limits, and the
+// quarantine of its number range (rng) when pumping detection is on. With a spend limit, the
+// check reserves what the send may cost (the highest price of the route's providers, for its
+// parts); reserved is what it took, settled once the send's cost is known. refusal is the answer
+// to a send that may not go.
+func (a *App) checkPolicy(ctx context.Context, tn *tenant, msg *gateway.Message, route *routing.Route, parts int, rng string) (reserved float64, refusal *flightResult) {
+	var price float64
+	if tn.spend() != nil {
+		prices := a.prices.Load()
+		for _, name := range route.Providers {
+			price = max(price, prices.estimate(name, msg.Country, msg.Type, parts))
+		}
+	}
+	rej, err := a.checker.Check(ctx, tn.rules, msg, price)
+	if err != nil && a.stateError("rate_limit", err) {
+		return 0, &flightResult{reply: errReply(http.StatusServiceUnavailable, "policy_unavailable", "rate limits could not be checked"), outcome: "policy_unavailable"}
+	}
+	if rej != nil {
+		res := a.refused(tn, rej)
+		return 0, &res
+	}
+	if err == nil && tn.spend() != nil {
+		reserved = price
+	}
+	if *tn.pumping.Enabled {
+		if refused := a.quarantined(ctx, tn, rng); refused != nil {
+			a.settleSpend(context.WithoutCancel(ctx), tn, reserved, 0)
+			return 0, refused
+		}
+	}
+	return reserved, nil
+}
+
+// resend is what resendStart learnt: the key of the recipient's code in the shared state
+// (empty when escalation is off), when this send started by the shared state's clock, and how
+// long the provider that sends it is remembered.
+type resend struct {
+	key    string
+	sent   time.Time
+	within time.Duration
+}
+
+// resendStart applies resend escalation (policy.resend_escalation) to chain: a code sent again to
+// the same recipient within the window starts at the provider after the one that sent it last.
+func (a *App) resendStart(ctx context.Context, rt *runtime, tn *tenant, msg *gateway.Message, chain *dispatch.Chain) resend {
+	esc := rt.cfg.Policy.ResendEscalation
+	if !*esc.Enabled || len(chain.Members) < 2 {
+		return resend{}
+	}
+	r := resend{sent: a.stateNow(), within: esc.Within.D()}
+	h := rt.mac("resend", tn.name, msg.To, gateway.ExtractCode(msg.Text, msg.Code))
+	r.key = policy.ResendKey(tn.name, hex.EncodeToString(h[:]))
+	last, at, ok, err := a.resends.Last(ctx, r.key)
+	if err != nil {
+		a.stateError("resend_get", err)
+	}
+	if err == nil && ok {
+		if gap := r.sent.Sub(at); gap >= esc.After.D() && gap < esc.Within.D() {
+			if i := slices.IndexFunc(chain.Members, func(m *dispatch.Member) bool { return m.Name() == last }); i >= 0 {
+				chain.Start = (i + 1) % len(chain.Members)
+			}
+		}
+	}
+	return r
+}
+
+// sent does what follows a send that provider accepted: the spend reservation settled at its
+// price, the pumping counters of its range, and the provider remembered for resend escalation.
+func (a *App) sent(ctx context.Context, tn *tenant, msg *gateway.Message, provider string, reserved float64, parts int, rng string, r resend) {
+	if tn.spend() != nil {
+		a.settleSpend(context.WithoutCancel(ctx), tn, reserved, a.prices.Load().estimate(provider, msg.Country, msg.Type, parts))
+	}
+	if *tn.pumping.Enabled {
+		a.recordPumping(ctx, tn, msg, rng)
+	}
+	if r.key != "" {
+		if err := a.resends.Record(ctx, r.key, provider, r.sent, r.within); err != nil {
+			a.stateError("resend_put", err)
+		}
+	}
+}
+
+// failure maps a send that failed (e; budgetSpent when the request's deadline ran out first) to
+// the answer's status and error code and message, and the record's status.
+func failure(rt *runtime, e *gateway.Error, budgetSpent, failoverOnTimeout bool) (status int, code, text string, recStatus string) {
+	recStatus, text = gateway.StatusFailed, rt.scrub(e.Message)
+	switch {
+	case e.Class == gateway.ClassRecipient:
+		status, code = http.StatusUnprocessableEntity, "recipient_rejected"
+		recStatus = gateway.StatusRejected
+		if e.Code != "" {
+			text = "the provider rejected the destination (" + rt.scrub(e.Code) + ")"
+		}
+	case e.Class == gateway.ClassUnavailable:
+		status, code = http.StatusServiceUnavailable, "no_provider_available"
+	case e.Class == gateway.ClassThrottled:
+		// This tenant's sends, not the service: the caller may try again after the wait.
+		status, code = http.StatusTooManyRequests, "provider_throttled"
+	case e.Class == gateway.ClassCancelled:
+		status, code = http.StatusServiceUnavailable, "cancelled"
+	case budgetSpent || e.Timeout && !failoverOnTimeout:
+		status, code = http.StatusGatewayTimeout, "deadline_exceeded"
+	default:
+		status, code = http.StatusBadGateway, "all_providers_failed"
+	}
+	return status, code, text, recStatus
+}
+
+// commit writes rec into the message log. Group commit: the answer waits for the record's batch
+// to commit (storage.commit_timeout), so a replica killed after answering has lost no record.
+// Past that bound the answer goes anyway and the record waits in the retry buffer. Written
+// outside the request's context: the record must not be lost when the caller goes away. A record
+// the database refuses for its data is given up alone (and counted as dropped) instead of
+// stopping the log for every tenant. While the database is down every send ends here: the lines
+// are bounded like errors.
+func (a *App) commit(ctx context.Context, rec *store.Record) {
+	if err := a.store.Insert(context.WithoutCancel(ctx), rec); errors.Is(err, store.ErrRefused) {
+		if ok, left := a.errorLine("store|refused"); ok {
+			a.log.Error("message log refused the record; it is not kept", append([]any{"id", rec.ID, "err", err.Error()}, leftOut(left)...)...)
+		}
+	} else if err != nil {
+		a.metrics.LogCommitTimeouts.Inc()
+		if ok, left := a.errorLine("store|uncommitted"); ok {
+			a.log.Error("message log insert not committed before the answer", append([]any{"id", rec.ID, "err", err.Error()}, leftOut(left)...)...)
+		}
+	}
 }
