@@ -1052,7 +1052,21 @@ func (c *Config) checkRedis() {
 	}
 }
 
+// validate adds a problem for each value the gateway cannot run with, section by section.
 func (c *Config) validate() {
+	c.validateServer()
+	c.validateLog()
+	c.validateStorage()
+	c.validateState()
+	c.validatePolicy()
+	tenants := c.validateTenants()
+	providers := c.validateProviders()
+	c.validateDeliveryHealth()
+	c.validateRoutes(tenants, providers)
+}
+
+// validateServer checks server.
+func (c *Config) validateServer() {
 	if c.Server.RequestTimeout < 0 {
 		c.Problem("server.request_timeout", "must be positive")
 	}
@@ -1097,6 +1111,19 @@ func (c *Config) validate() {
 		c.Problem("server.shutdown_timeout", "must be longer than server.request_timeout (%s <= %s): a send still running at shutdown would be cut off after it was answered",
 			c.Server.ShutdownTimeout.D(), c.Server.RequestTimeout.D())
 	}
+	if c.Server.PublicURL != "" && !strings.HasPrefix(c.Server.PublicURL, "http://") && !strings.HasPrefix(c.Server.PublicURL, "https://") {
+		c.Problem("server.public_url", "must start with http:// or https://")
+	}
+	if p := c.Server.NotifyProxy.Reveal(); p != "" {
+		// The value may hold a password: problems name its parts, never the value.
+		if u, err := url.Parse(p); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+			c.Problem("server.notify_proxy", "must be a proxy's URL, http://host:port or https://host:port (with user:password@ if it asks for them)")
+		}
+	}
+}
+
+// validateLog checks log.
+func (c *Config) validateLog() {
 	if *c.Log.ErrorLinesPerSecond < 0 {
 		c.Problem("log.error_lines_per_second", "must be 0 (no bound) or more, not %d", *c.Log.ErrorLinesPerSecond)
 	}
@@ -1108,6 +1135,10 @@ func (c *Config) validate() {
 	default:
 		c.Problem("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
 	}
+}
+
+// validateStorage checks storage.
+func (c *Config) validateStorage() {
 	switch c.Storage.Driver {
 	case "sqlite", "memory":
 	case "postgres":
@@ -1138,6 +1169,10 @@ func (c *Config) validate() {
 	if c.Storage.SpoolSync && c.Storage.SpoolDir == "" {
 		c.Problem("storage.spool_sync", "needs storage.spool_dir: there is no spool to sync")
 	}
+}
+
+// validateState checks state.
+func (c *Config) validateState() {
 	if c.State.Driver != "memory" && c.State.Driver != "redis" {
 		c.Problem("state.driver", "must be memory or redis, not %q", c.State.Driver)
 	}
@@ -1157,15 +1192,10 @@ func (c *Config) validate() {
 	if c.State.Driver == "redis" && len(c.State.KeySecret) < 16 {
 		c.Problem("state.key_secret", "needs at least 16 characters with state.driver redis: every replica must derive the same keys from codes, and nobody else may (use ${VAR})")
 	}
-	if c.Server.PublicURL != "" && !strings.HasPrefix(c.Server.PublicURL, "http://") && !strings.HasPrefix(c.Server.PublicURL, "https://") {
-		c.Problem("server.public_url", "must start with http:// or https://")
-	}
-	if p := c.Server.NotifyProxy.Reveal(); p != "" {
-		// The value may hold a password: problems name its parts, never the value.
-		if u, err := url.Parse(p); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
-			c.Problem("server.notify_proxy", "must be a proxy's URL, http://host:port or https://host:port (with user:password@ if it asks for them)")
-		}
-	}
+}
+
+// validatePolicy checks policy.
+func (c *Config) validatePolicy() {
 	c.checkCountries("policy.allowed_countries", c.Policy.AllowedCountries)
 	c.checkCountries("policy.denied_countries", c.Policy.DeniedCountries)
 	c.checkLinkHosts("policy.allowed_link_hosts", c.Policy.AllowedLinkHosts)
@@ -1177,7 +1207,11 @@ func (c *Config) validate() {
 		c.Problem("policy.resend_escalation.after", "must be shorter than within")
 	}
 	c.checkPumping()
+}
 
+// validateTenants checks tenants, their keys against each other and the admin tokens, and
+// returns the tenants' indexes by name.
+func (c *Config) validateTenants() map[string]int {
 	if len(c.Tenants) == 0 {
 		c.Problem("tenants", "at least one tenant is required")
 	}
@@ -1238,7 +1272,12 @@ func (c *Config) validate() {
 			c.Problem(p, "is also an API key of tenants[%d]: that tenant could call the admin endpoints", j)
 		}
 	}
+	return names
+}
 
+// validateProviders checks providers and spend limits' and least-cost routing's prices, and
+// returns the providers' indexes by name.
+func (c *Config) validateProviders() map[string]int {
 	if len(c.Providers) == 0 {
 		c.Problem("providers", "at least one provider is required")
 	}
@@ -1270,7 +1309,11 @@ func (c *Config) validate() {
 		}
 	}
 	c.checkLeastCost()
+	return provs
+}
 
+// validateDeliveryHealth checks routing.delivery_health.
+func (c *Config) validateDeliveryHealth() {
 	dh := c.Routing.DeliveryHealth
 	switch {
 	case dh.Window <= 0:
@@ -1293,6 +1336,10 @@ func (c *Config) validate() {
 	if dh.Refresh <= 0 {
 		c.Problem("routing.delivery_health.refresh", "must be positive")
 	}
+}
+
+// validateRoutes checks routes against the tenants (names) and providers (provs) defined.
+func (c *Config) validateRoutes(names, provs map[string]int) {
 	if len(c.Routes) == 0 {
 		c.Problem("routes", "at least one route is required (the last one without match is the catch-all)")
 	}
