@@ -369,10 +369,8 @@ func (a *App) runSend(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 		}
 	}
 	route := rt.routes.Match(msg)
-	parts := messageParts(msg)
-	rng := policy.PumpRange(msg.To, msg.Country, tn.pumping.RangeDigits)
-	reserved, refusal := a.checkPolicy(ctx, tn, msg, route, parts, rng)
-	if refusal != nil {
+	pm := &permit{tn: tn, msg: msg, parts: messageParts(msg), rng: policy.PumpRange(msg.To, msg.Country, tn.pumping.RangeDigits)}
+	if refusal := a.checkPolicy(ctx, route, pm); refusal != nil {
 		return *refusal
 	}
 	members := make([]*dispatch.Member, 0, len(route.Providers))
@@ -383,15 +381,15 @@ func (a *App) runSend(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 	now := a.now()
 	msg.ID = newID(now)
 	chain := dispatch.Chain{Members: members, FailoverOnTimeout: route.FailoverOnTimeout, Shared: len(rt.byName) > 1, Pace: rt.pace}
-	resend := a.resendStart(ctx, rt, tn, msg, &chain)
+	pm.resend = a.resendStart(ctx, rt, tn, msg, &chain)
 	out := dispatch.Send(ctx, msg, chain, a.metrics)
 
 	resp := SendResponse{ID: msg.ID, Route: route.Name, Provider: out.Provider, ProviderMessageID: out.Result.ProviderMessageID,
 		Attempts: make([]AttemptJSON, len(out.Attempts))}
 	rec := &store.Record{ID: msg.ID, Tenant: tn.name, ClientID: msg.ClientID, Route: route.Name, MessageType: string(msg.Type),
-		Action: msg.Action, Country: msg.Country, Recipient: gateway.MaskPhone(msg.To), Range: rng, Provider: out.Provider,
+		Action: msg.Action, Country: msg.Country, Recipient: gateway.MaskPhone(msg.To), Range: pm.rng, Provider: out.Provider,
 		ProviderMessageID: out.Result.ProviderMessageID, ProviderStatus: out.Result.Status, Attempts: make([]store.Attempt, len(out.Attempts)),
-		CreatedAt: now.UTC(), UpdatedAt: a.now().UTC(), Parts: parts}
+		CreatedAt: now.UTC(), UpdatedAt: a.now().UTC(), Parts: pm.parts}
 	if rt.cfg.Storage.StoreFullNumbers {
 		rec.Recipient = msg.To
 	}
@@ -408,10 +406,10 @@ func (a *App) runSend(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 	status, outcome := http.StatusOK, "sent"
 	if out.Err == nil {
 		resp.Status, rec.Status = gateway.StatusSent, gateway.StatusSent
-		a.sent(ctx, tn, msg, out.Provider, reserved, parts, rng, resend)
+		a.sent(ctx, pm, out.Provider)
 	} else {
 		if tn.spend() != nil {
-			a.settleSpend(context.WithoutCancel(ctx), tn, reserved, 0) // not sent: costs nothing
+			a.settleSpend(context.WithoutCancel(ctx), tn, pm.reserved, 0) // not sent: costs nothing
 		}
 		e := out.Err
 		var code, text string
@@ -457,37 +455,54 @@ func (a *App) replayed(ctx context.Context, replayKey string, bodyHash [32]byte)
 	return flightResult{reply: httpapi.Reply{Status: rep.Status, Body: rep.Body}, outcome: "replayed"}, true
 }
 
-// checkPolicy applies tn's policy to msg before anything is sent: its rules and limits, and the
-// quarantine of its number range (rng) when pumping detection is on. With a spend limit, the
-// check reserves what the send may cost (the highest price of the route's providers, for its
-// parts); reserved is what it took, settled once the send's cost is known. refusal is the answer
-// to a send that may not go.
-func (a *App) checkPolicy(ctx context.Context, tn *tenant, msg *gateway.Message, route *routing.Route, parts int, rng string) (reserved float64, refusal *flightResult) {
+// permit is a send that its tenant's policy let through: what it holds against the tenant's
+// limits and counters, settled once it is known whether it went, and through which provider.
+type permit struct {
+	tn  *tenant
+	msg *gateway.Message
+	// parts is how many SMS parts msg takes (1 for voice).
+	parts int
+	// rng is msg's number range, which pumping detection counts and quarantines.
+	rng string
+	// reserved is what the tenant's spend limit reserved for the send; 0 without a spend limit,
+	// or when the limit could not be checked.
+	reserved float64
+	// resend is what resend escalation learnt; its zero value when escalation is off.
+	resend resend
+}
+
+// checkPolicy applies the tenant's policy to pm's message before anything is sent: its rules and
+// limits, and the quarantine of its number range when pumping detection is on. With a spend
+// limit, the check reserves what the send may cost (the highest price of the route's providers,
+// for its parts) into pm.reserved. It returns the answer to a send that may not go, nil for one
+// that may.
+func (a *App) checkPolicy(ctx context.Context, route *routing.Route, pm *permit) *flightResult {
+	tn, msg := pm.tn, pm.msg
 	var price float64
 	if tn.spend() != nil {
 		prices := a.prices.Load()
 		for _, name := range route.Providers {
-			price = max(price, prices.estimate(name, msg.Country, msg.Type, parts))
+			price = max(price, prices.estimate(name, msg.Country, msg.Type, pm.parts))
 		}
 	}
 	rej, err := a.checker.Check(ctx, tn.rules, msg, price)
 	if err != nil && a.stateError("rate_limit", err) {
-		return 0, &flightResult{reply: errReply(http.StatusServiceUnavailable, "policy_unavailable", "rate limits could not be checked"), outcome: "policy_unavailable"}
+		return &flightResult{reply: errReply(http.StatusServiceUnavailable, "policy_unavailable", "rate limits could not be checked"), outcome: "policy_unavailable"}
 	}
 	if rej != nil {
 		res := a.refused(tn, rej)
-		return 0, &res
+		return &res
 	}
 	if err == nil && tn.spend() != nil {
-		reserved = price
+		pm.reserved = price
 	}
 	if *tn.pumping.Enabled {
-		if refused := a.quarantined(ctx, tn, rng); refused != nil {
-			a.settleSpend(context.WithoutCancel(ctx), tn, reserved, 0)
-			return 0, refused
+		if refused := a.quarantined(ctx, tn, pm.rng); refused != nil {
+			a.settleSpend(context.WithoutCancel(ctx), tn, pm.reserved, 0)
+			return refused
 		}
 	}
-	return reserved, nil
+	return nil
 }
 
 // resend is what resendStart learnt: the key of the recipient's code in the shared state
@@ -525,14 +540,15 @@ func (a *App) resendStart(ctx context.Context, rt *runtime, tn *tenant, msg *gat
 
 // sent does what follows a send that provider accepted: the spend reservation settled at its
 // price, the pumping counters of its range, and the provider remembered for resend escalation.
-func (a *App) sent(ctx context.Context, tn *tenant, msg *gateway.Message, provider string, reserved float64, parts int, rng string, r resend) {
+func (a *App) sent(ctx context.Context, pm *permit, provider string) {
+	tn, msg := pm.tn, pm.msg
 	if tn.spend() != nil {
-		a.settleSpend(context.WithoutCancel(ctx), tn, reserved, a.prices.Load().estimate(provider, msg.Country, msg.Type, parts))
+		a.settleSpend(context.WithoutCancel(ctx), tn, pm.reserved, a.prices.Load().estimate(provider, msg.Country, msg.Type, pm.parts))
 	}
 	if *tn.pumping.Enabled {
-		a.recordPumping(ctx, tn, msg, rng)
+		a.recordPumping(ctx, tn, msg, pm.rng)
 	}
-	if r.key != "" {
+	if r := pm.resend; r.key != "" {
 		if err := a.resends.Record(ctx, r.key, provider, r.sent, r.within); err != nil {
 			a.stateError("resend_put", err)
 		}
