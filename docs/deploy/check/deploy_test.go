@@ -20,6 +20,7 @@ import (
 	"testing"
 
 	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/types"
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -329,6 +330,7 @@ func TestComposeFileLoadsWithTheSpecification(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkComposeSpools(t, p, raw)
 	env := map[string]string{}
 	for k, v := range p.Services["smsgate-1"].Environment {
 		if v != nil {
@@ -336,6 +338,43 @@ func TestComposeFileLoadsWithTheSpecification(t *testing.T) {
 		}
 	}
 	checkGatewayConfig(t, string(raw), env, nil)
+}
+
+// checkComposeSpools: each replica of the compose file keeps the spool its config names
+// (storage.spool_dir) on a named volume of its own, declared at the top level, so that it outlives
+// `docker compose down` (an anonymous volume is left behind there) and no replica meets another's.
+func checkComposeSpools(t *testing.T, p *types.Project, cfg []byte) {
+	t.Helper()
+	var c struct {
+		Storage struct {
+			SpoolDir string `json:"spool_dir"`
+		} `json:"storage"`
+	}
+	if err := yaml.Unmarshal(cfg, &c); err != nil || c.Storage.SpoolDir == "" {
+		t.Fatalf("smsgate-cluster.yaml names no storage.spool_dir (%v)", err)
+	}
+	owner := map[string]string{}
+	for name, s := range p.Services {
+		if !strings.HasPrefix(name, "smsgate-") {
+			continue
+		}
+		var spool string
+		for _, v := range s.Volumes {
+			if v.Type == types.VolumeTypeVolume && (c.Storage.SpoolDir == v.Target || strings.HasPrefix(c.Storage.SpoolDir, strings.TrimSuffix(v.Target, "/")+"/")) {
+				spool = v.Source
+			}
+		}
+		switch _, declared := p.Volumes[spool]; {
+		case spool == "":
+			t.Errorf("%s keeps its spool (%s) on no named volume", name, c.Storage.SpoolDir)
+		case !declared:
+			t.Errorf("%s: its spool's volume %q is not declared under volumes", name, spool)
+		case owner[spool] != "":
+			t.Errorf("%s and %s share the spool volume %q", owner[spool], name, spool)
+		default:
+			owner[spool] = name
+		}
+	}
 }
 
 // checkGatewayConfig runs smsgate's own validation on cfg with env, the container's environment
