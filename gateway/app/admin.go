@@ -116,12 +116,28 @@ func (a *App) Message(ctx context.Context, tenant, id string) (*store.Record, er
 // strongest sign of delivery there is; it counts as delivered for the provider that sent it. A
 // message reported used before is not written again.
 func (a *App) Verified(ctx context.Context, tenant, id string) error {
+	return a.verified(ctx, tenant, id, false)
+}
+
+// verified is Verified; with byReference, id may also be the caller's own messageId of the
+// Infobip-compatible API (the newest message sent with it).
+func (a *App) verified(ctx context.Context, tenant, id string, byReference bool) error {
 	ctx, end, err := a.beginRead(ctx, tenant)
 	if err != nil {
 		return err
 	}
 	defer end()
-	rec, err := a.store.Get(ctx, tenant, id)
+	var rec *store.Record
+	if byReference {
+		var recs []*store.Record
+		if recs, err = a.store.List(ctx, store.Query{Tenant: tenant, ID: id, Limit: 1}); err == nil && len(recs) == 0 {
+			err = store.ErrNotFound
+		} else if err == nil {
+			rec = recs[0]
+		}
+	} else {
+		rec, err = a.store.Get(ctx, tenant, id)
+	}
 	if err != nil {
 		return err
 	}

@@ -33,6 +33,7 @@ var fuzzRoutes = []string{
 	"/sms/3/reports",
 	"/sms/1/logs",
 	"/sms/3/logs",
+	"/ct/1/log/end/%s",
 	"/healthz",
 	"/readyz",
 }

@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -48,14 +50,13 @@ func (a *App) Infobip(ctx context.Context, c httpapi.InfobipCall) httpapi.Reply 
 		a.metrics.Requests.WithLabelValues("", "", "unauthorized").Inc()
 		return ibReply(http.StatusUnauthorized, kind, "UNAUTHORIZED", "Invalid login details")
 	}
+	if c.Path == httpapi.InfobipConversionPath {
+		return a.infobipConversion(ctx, tn, kind, c.MessageID)
+	}
 	if reports, logs := strings.HasSuffix(c.Path, "/reports"), strings.HasSuffix(c.Path, "/logs"); reports || logs {
 		ctx, end, err := a.beginRead(ctx, tn.name)
-		if rl := (*httpapi.RateLimited)(nil); errors.As(err, &rl) {
-			rep := ibReply(http.StatusTooManyRequests, kind, "TOO_MANY_REQUESTS", rl.Message)
-			rep.RetryAfter = rl.RetryAfter
-			return rep
-		} else if err != nil {
-			return logUnavailable(kind)
+		if err != nil {
+			return readRefused(kind, err)
 		}
 		defer end()
 		if reports {
@@ -215,6 +216,42 @@ func compatMessage(r *store.Record) ib.Message {
 		m.DoneAt = r.UpdatedAt
 	}
 	return m
+}
+
+// readRefused answers a call that reads the message log and could not: 429 when the tenant's
+// reads are over rate_limits.api or its share of them, else logUnavailable.
+func readRefused(kind string, err error) httpapi.Reply {
+	if rl := (*httpapi.RateLimited)(nil); errors.As(err, &rl) {
+		rep := ibReply(http.StatusTooManyRequests, kind, "TOO_MANY_REQUESTS", rl.Message)
+		rep.RetryAfter = rl.RetryAfter
+		return rep
+	}
+	return logUnavailable(kind)
+}
+
+// infobipConversion serves POST /ct/1/log/end/{messageId}, Infobip's conversion tracking: the
+// caller says a message's code was used, as POST /v1/messages/{id}/verified does (the message
+// counts as delivered for its provider, and as used for pumping detection's conversion).
+// messageId is smsgate's id, which the sends answer, or the caller's own (the newest message sent
+// with it), which Infobip would have answered. The answer's processKey is a random token, as
+// Infobip's is opaque.
+func (a *App) infobipConversion(ctx context.Context, tn *tenant, kind, id string) httpapi.Reply {
+	if id == "" || len(id) > ib.MaxMessageID {
+		return ibReply(http.StatusNotFound, kind, "NOT_FOUND", "no message with this messageId for this account")
+	}
+	err := a.verified(ctx, tn.name, id, true)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return ibReply(http.StatusNotFound, kind, "NOT_FOUND", "no message with this messageId for this account")
+	case errors.Is(err, httpapi.ErrNotSent):
+		return ibReply(http.StatusBadRequest, kind, "BAD_REQUEST", "no provider accepted this message: it has no code to use")
+	case err != nil:
+		return readRefused(kind, err)
+	}
+	var key [16]byte
+	_, _ = rand.Read(key[:])
+	body, _ := json.Marshal(map[string]string{"processKey": strings.ToUpper(hex.EncodeToString(key[:]))})
+	return httpapi.Reply{Status: http.StatusOK, Body: body}
 }
 
 // logUnavailable answers a reports or logs call whose message log read failed (down, or not

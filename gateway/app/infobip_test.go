@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -109,7 +110,7 @@ func statusName(m map[string]any) string { return m["status"].(map[string]any)["
 // body of an undocumented one (429, 503) against the operation's 400 error schema.
 func checkSpec(t *testing.T, spec *providertest.Spec, path, method string, r response) {
 	t.Helper()
-	status := map[int]string{200: "200", 400: "400", 401: "401"}[r.Status]
+	status := map[int]string{200: "200", 400: "400", 401: "401", 404: "404"}[r.Status]
 	if status == "" {
 		status = "400"
 	}
@@ -391,6 +392,76 @@ func TestInfobipCompatibleReportsAndLogs(t *testing.T) {
 	if other := c.call("GET", "/sms/1/logs", "App sender-key", ""); strings.Contains(other.Raw, ids[0]) {
 		t.Errorf("another tenant sees acme's logs: %s", other.Raw)
 	}
+}
+
+// TestInfobipCompatibleConversionTracking: POST /ct/1/log/end/{messageId}, Infobip's conversion
+// tracking, reports a message's code used as POST /v1/messages/{id}/verified does, by smsgate's
+// id or by the caller's own messageId, for the caller's tenant only; answers in Infobip's shapes.
+func TestInfobipCompatibleConversionTracking(t *testing.T) {
+	c := startCompat(t)
+	sms := providertest.LoadSpec(t, "infobip-sms.openapi.json")
+	r := c.call("POST", "/sms/2/text/advanced", "App acme-ib-key", `{"messages":[{"destinations":[{"to":"14155550180"},{"to":"14155550181","messageId":"conv-ref"},{"to":"14155550182"}],"text":"Code 5511"}]}`)
+	if r.Status != 200 || len(messagesOf(r)) != 3 {
+		t.Fatalf("send: %d %s", r.Status, r.Raw)
+	}
+	ids := []string{messagesOf(r)[0]["messageId"].(string), messagesOf(r)[1]["messageId"].(string), messagesOf(r)[2]["messageId"].(string)}
+	verified := func(id string) bool {
+		t.Helper()
+		rec, err := c.app.Store().Get(t.Context(), "acme", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec.ProviderStatus == verifiedStatus && rec.Status == gateway.StatusDelivered
+	}
+	processKey := regexp.MustCompile(`^\{"processKey":"[0-9A-F]{32}"\}$`)
+	for _, tc := range []struct{ name, path, id string }{
+		{"by smsgate's id", ids[0], ids[0]},
+		{"by the caller's messageId", "conv-ref", ids[1]},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for range 2 { // a second report of the same code is answered the same
+				v := c.call("POST", "/ct/1/log/end/"+tc.path, "App acme-ib-key", "")
+				if v.Status != 200 || !processKey.MatchString(v.Raw) {
+					t.Fatalf("%d %s", v.Status, v.Raw)
+				}
+				checkSpec(t, sms, "/ct/1/log/end/"+tc.path, "POST", v)
+			}
+			if !verified(tc.id) {
+				t.Error("the message is not recorded as verified")
+			}
+		})
+	}
+	t.Run("another tenant's message, or none, is not found", func(t *testing.T) {
+		for _, tc := range []struct{ key, path string }{{"App sender-key", ids[2]}, {"App acme-ib-key", "msg_nope"}, {"Bearer sender-key", "conv-ref"}} {
+			v := c.call("POST", "/ct/1/log/end/"+tc.path, tc.key, "")
+			if v.Status != 404 || !strings.Contains(v.Raw, `"messageId":"NOT_FOUND"`) {
+				t.Errorf("%s %s: %d %s", tc.key, tc.path, v.Status, v.Raw)
+			}
+			checkSpec(t, sms, "/ct/1/log/end/"+tc.path, "POST", v)
+		}
+		if verified(ids[2]) {
+			t.Error("another tenant's call verified acme's message")
+		}
+		if v := c.call("POST", "/ct/1/log/end/"+ids[2], "App wrong-key", ""); v.Status != 401 {
+			t.Errorf("a wrong key: %d %s", v.Status, v.Raw)
+		}
+	})
+	t.Run("a message no provider accepted has no code to use", func(t *testing.T) {
+		c.ib.SetMode(infobiptest.Unavailable)
+		c.tw.SetMode(twiliotest.Unavailable)
+		failed := c.send("acme-ib-key", `{"recipient":"+14155550183","text":"Your code is 5512","context":{}}`)
+		c.ib.SetMode(infobiptest.OK)
+		c.tw.SetMode(twiliotest.OK)
+		id, _ := failed.Body["id"].(string)
+		if failed.Status < 500 || id == "" {
+			t.Fatalf("send: %d %s", failed.Status, failed.Raw)
+		}
+		v := c.call("POST", "/ct/1/log/end/"+id, "App acme-ib-key", "")
+		if v.Status != 400 || !strings.Contains(v.Raw, "no provider accepted") {
+			t.Errorf("%d %s", v.Status, v.Raw)
+		}
+		checkSpec(t, sms, "/ct/1/log/end/"+id, "POST", v)
+	})
 }
 
 func hostOfHook(c *compatHarness) string {

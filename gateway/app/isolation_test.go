@@ -745,6 +745,7 @@ routes: [{name: d, providers: [m]}]
 		{"GET", "/v1/messages", "rate_limited"},
 		{"POST", "/v1/messages/" + ids["reader"] + "/verified", "rate_limited"},
 		{"GET", "/sms/1/reports", "TOO_MANY_REQUESTS"},
+		{"POST", "/ct/1/log/end/" + ids["reader"], "TOO_MANY_REQUESTS"},
 	} {
 		r := h.do(c.method, c.path, "reader-key", "")
 		if r.Status != 429 || !strings.Contains(r.Raw, c.code) || r.Header.Get("Retry-After") == "" {
@@ -756,8 +757,8 @@ routes: [{name: d, providers: [m]}]
 			t.Fatalf("the other tenant's read: %d %s", r.Status, r.Raw)
 		}
 	}
-	if got := testutil.ToFloat64(h.app.MetricSet().PolicyRejections.WithLabelValues("reader", "api")); got != 4 {
-		t.Errorf("api rejections counted %v, want 4", got)
+	if got := testutil.ToFloat64(h.app.MetricSet().PolicyRejections.WithLabelValues("reader", "api")); got != 5 {
+		t.Errorf("api rejections counted %v, want 5", got)
 	}
 }
 

@@ -143,4 +143,4 @@ func TestOpenAPIListsEveryRoute(t *testing.T) {
 	}
 }
 
-var echoPathParams = regexp.MustCompile(`:([a-z]+)`)
+var echoPathParams = regexp.MustCompile(`:([A-Za-z]+)`)

@@ -155,9 +155,10 @@ func TestPumpingQuarantineActions(t *testing.T) {
 }
 
 // TestPumpingConversionThroughVerified: codes reported used through POST /v1/messages/{id}/verified
-// feed the conversion signal. A new tenant (no rate signal before warmup) whose US codes are
-// used and whose GB codes never are: once those sends are older than conversion_delay, the next
-// GB send quarantines GB, and US goes on.
+// and through the Infobip-compatible POST /ct/1/log/end/{messageId} (every other one) feed the
+// conversion signal. A new tenant (no rate signal before warmup) whose US codes are used and whose
+// GB codes never are: once those sends are older than conversion_delay, the next GB send
+// quarantines GB, and US goes on.
 func TestPumpingConversionThroughVerified(t *testing.T) {
 	h, clk, sendAny := startPumping(t)
 	send := func(to string) response {
@@ -170,8 +171,12 @@ func TestPumpingConversionThroughVerified(t *testing.T) {
 	}
 	for i := range 6 {
 		r := send(fmt.Sprintf("+141555501%02d", i))
+		path := "/v1/messages/" + r.Body["id"].(string) + "/verified"
+		if i%2 == 1 {
+			path = "/ct/1/log/end/" + r.Body["id"].(string)
+		}
 		for range 2 { // reported twice, counted once
-			if v := h.do("POST", "/v1/messages/"+r.Body["id"].(string)+"/verified", "acme-key", ""); v.Status != 200 {
+			if v := h.do("POST", path, "acme-key", ""); v.Status != 200 {
 				t.Fatalf("verified: %d %s", v.Status, v.Raw)
 			}
 		}

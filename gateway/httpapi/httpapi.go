@@ -181,11 +181,16 @@ type InfobipCall struct {
 	Query          url.Values
 	IdempotencyKey string
 	RequestID      string
+	// MessageID is the path's messageId (InfobipConversionPath only).
+	MessageID string
 }
+
+// InfobipConversionPath is Infobip's conversion tracking: the code of a message was used.
+const InfobipConversionPath = "/ct/1/log/end/:messageId"
 
 // InfobipPaths are the routes of the Infobip-compatible API, by method.
 var InfobipPaths = map[string][]string{
-	http.MethodPost: {"/sms/2/text/advanced", "/sms/3/messages", "/tts/3/single", "/tts/3/advanced"},
+	http.MethodPost: {"/sms/2/text/advanced", "/sms/3/messages", "/tts/3/single", "/tts/3/advanced", InfobipConversionPath},
 	http.MethodGet:  {"/sms/1/text/query", "/sms/3/text/query", "/sms/1/reports", "/sms/3/reports", "/sms/1/logs", "/sms/3/logs"},
 }
 
@@ -425,7 +430,7 @@ func (h *handlers) infobip(c echo.Context) error {
 	}
 	rid := requestID(c)
 	return reply(c, h.b.Infobip(c.Request().Context(), InfobipCall{Path: c.Path(), Key: infobipKey(c), Body: body, Query: c.QueryParams(),
-		IdempotencyKey: c.Request().Header.Get("Idempotency-Key"), RequestID: rid}))
+		IdempotencyKey: c.Request().Header.Get("Idempotency-Key"), RequestID: rid, MessageID: c.Param("messageId")}))
 }
 
 // requestID is the caller's X-Request-Id (its first 128 bytes), or a new one; the answer carries
