@@ -236,10 +236,10 @@ func readRefused(kind string, err error) httpapi.Reply {
 // with it), which Infobip would have answered. The answer's processKey is a random token, as
 // Infobip's is opaque.
 func (a *App) infobipConversion(ctx context.Context, tn *tenant, kind, id string) httpapi.Reply {
-	if id == "" || len(id) > ib.MaxMessageID {
-		return ibReply(http.StatusNotFound, kind, "NOT_FOUND", "no message with this messageId for this account")
+	err := store.ErrNotFound // no message holds an id longer than a send may give
+	if id != "" && len(id) <= ib.MaxMessageID {
+		err = a.verified(ctx, tn.name, id, true)
 	}
-	err := a.verified(ctx, tn.name, id, true)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return ibReply(http.StatusNotFound, kind, "NOT_FOUND", "no message with this messageId for this account")

@@ -432,7 +432,8 @@ func TestInfobipCompatibleConversionTracking(t *testing.T) {
 		})
 	}
 	t.Run("another tenant's message, or none, is not found", func(t *testing.T) {
-		for _, tc := range []struct{ key, path string }{{"App sender-key", ids[2]}, {"App acme-ib-key", "msg_nope"}, {"Bearer sender-key", "conv-ref"}} {
+		for _, tc := range []struct{ key, path string }{{"App sender-key", ids[2]}, {"App acme-ib-key", "msg_nope"}, {"Bearer sender-key", "conv-ref"},
+			{"App acme-ib-key", strings.Repeat("r", 201)}} {
 			v := c.call("POST", "/ct/1/log/end/"+tc.path, tc.key, "")
 			if v.Status != 404 || !strings.Contains(v.Raw, `"messageId":"NOT_FOUND"`) {
 				t.Errorf("%s %s: %d %s", tc.key, tc.path, v.Status, v.Raw)
