@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -120,6 +121,7 @@ func simulateWeeks(seed uint64, reported bool) {
 	}
 	ctx := context.Background()
 	var falsePos []string
+	sent := 0 // each message's id, for the code's conversion
 	// send returns a quarantine it raised (nil when it raised none, also when it was refused).
 	send := func(t *simTenant, country, r string, used bool) *policy.Quarantine {
 		if q, err := det.Check(ctx, t.name, r); err != nil || q != nil {
@@ -129,8 +131,9 @@ func simulateWeeks(seed uint64, reported bool) {
 		if err != nil {
 			panic(err)
 		}
+		sent++
 		if used && reported {
-			det.Verified(ctx, cfg, t.name, r, now)
+			det.Verified(ctx, cfg, t.name, strconv.Itoa(sent), r, now)
 		}
 		return q
 	}

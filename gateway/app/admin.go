@@ -151,8 +151,9 @@ func (a *App) verified(ctx context.Context, tenant, id string, byReference bool)
 		ProviderMessageID: rec.ProviderMessageID, Status: gateway.StatusDelivered, ProviderStatus: verifiedStatus}); err != nil {
 		return err
 	}
-	// The conversion signal of pumping detection, once per message.
-	if err := a.pumping.Verified(context.WithoutCancel(ctx), a.rt.Load().cfg.Policy.Pumping, rec.Tenant, rec.Range, rec.CreatedAt); err != nil {
+	// The conversion signal of pumping detection, once per message (claimed in the shared state:
+	// concurrent reports of the same code all reach this point).
+	if err := a.pumping.Verified(context.WithoutCancel(ctx), a.rt.Load().cfg.Policy.Pumping, rec.Tenant, rec.ID, rec.Range, rec.CreatedAt); err != nil {
 		a.stateError("pumping", err)
 	}
 	return nil

@@ -156,7 +156,7 @@ func TestPumpingQuarantineActions(t *testing.T) {
 
 // TestPumpingConversionThroughVerified: codes reported used through POST /v1/messages/{id}/verified
 // and through the Infobip-compatible POST /ct/1/log/end/{messageId} (every other one) feed the
-// conversion signal. A new tenant (no rate signal before warmup) whose US codes are used and whose
+// conversion signal, each code once however many reports of it arrive at once. A new tenant (no rate signal before warmup) whose US codes are used and whose
 // GB codes never are: once those sends are older than conversion_delay, the next GB send
 // quarantines GB, and US goes on.
 func TestPumpingConversionThroughVerified(t *testing.T) {
@@ -175,10 +175,18 @@ func TestPumpingConversionThroughVerified(t *testing.T) {
 		if i%2 == 1 {
 			path = "/ct/1/log/end/" + r.Body["id"].(string)
 		}
-		for range 2 { // reported twice, counted once
-			if v := h.do("POST", path, "acme-key", ""); v.Status != 200 {
+		// Reported four times, three of them at once, counted once.
+		done := make(chan response, 3)
+		for range 3 {
+			go func() { done <- h.do("POST", path, "acme-key", "") }()
+		}
+		for range 3 {
+			if v := <-done; v.Status != 200 {
 				t.Fatalf("verified: %d %s", v.Status, v.Raw)
 			}
+		}
+		if v := h.do("POST", path, "acme-key", ""); v.Status != 200 {
+			t.Fatalf("verified again: %d %s", v.Status, v.Raw)
 		}
 		send(fmt.Sprintf("+4474001000%02d", i))
 		clk.Add(10 * time.Second)

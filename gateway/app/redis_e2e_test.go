@@ -534,6 +534,10 @@ func TestSharedStateExpiresAndHoldsNoSecret(t *testing.T) {
 	if r := h.do("POST", "/v1/messages/"+first+"/verified", "acme-key", ""); r.Status != 200 {
 		t.Fatalf("verified: %d %s", r.Status, r.Raw)
 	}
+	// The claim that counts the code used once, for the conversion window (1 h by default).
+	if ttl := c.PTTL(ctx, "hy:pump|v|acme|"+first).Val(); ttl <= 59*time.Minute || ttl > time.Hour {
+		t.Errorf("the code used's claim has TTL %v, want the conversion window", ttl)
+	}
 	r := h.do("POST", "/sms/2/text/advanced", "", `{"messages":[{"destinations":[{"to":"14155550199"}],"text":"Your code is 135792"}]}`,
 		"Authorization", "App acme-key")
 	if r.Status != 200 {

@@ -47,8 +47,9 @@ type PumpState interface {
 	PumpCounters(ctx context.Context, key string) (map[string]int64, error)
 	// PumpForget deletes fields of a key's counters.
 	PumpForget(ctx context.Context, key string, fields []string) error
-	// PumpPut stores val under key for ttl; with nx only when the key is absent.
-	PumpPut(ctx context.Context, key, val string, ttl time.Duration, nx bool) error
+	// PumpPut stores val under key for ttl; with nx only when the key is absent. It reports
+	// whether it stored val (with nx, whether this call was the one that set the key).
+	PumpPut(ctx context.Context, key, val string, ttl time.Duration, nx bool) (bool, error)
 	// PumpGet reads a value PumpPut stored.
 	PumpGet(ctx context.Context, key string) (string, bool, error)
 	// PumpDel deletes a value and reports whether it was there.
@@ -249,7 +250,9 @@ func (p *Pumping) Record(ctx context.Context, cfg config.Pumping, tenant, countr
 	}
 	q := &Quarantine{Tenant: tenant, Range: rng, Country: country, Action: cfg.Action, Reason: reason, Since: now.UTC(), Until: now.Add(cfg.Cooldown.D()).UTC()}
 	b, _ := json.Marshal(q)
-	if err := p.State.PumpPut(ctx, quarantineKey(tenant, rng), string(b), cfg.Cooldown.D(), true); err != nil {
+	// Another replica may have seen the same signal at the same moment: the one that sets the
+	// key reports the quarantine, so it is logged and counted once.
+	if stored, err := p.State.PumpPut(ctx, quarantineKey(tenant, rng), string(b), cfg.Cooldown.D(), true); err != nil || !stored {
 		return nil, err
 	}
 	if err := p.State.PumpIndex(ctx, quarantineIndex, tenant+"|"+rng, cfg.Cooldown.D()); err != nil {
@@ -291,16 +294,26 @@ func signal(cfg config.Pumping, now time.Time, cur int64, rc, tc *counters) stri
 	return ""
 }
 
-// Verified counts a code reported used for a message a tenant sent to rng at sentAt, in the
-// slot of the send (the caller counts each message once). Messages older than the conversion
-// window no longer count.
-func (p *Pumping) Verified(ctx context.Context, cfg config.Pumping, tenant, rng string, sentAt time.Time) error {
-	if rng == "" || p.now().Sub(sentAt) > cfg.ConversionWindow.D() {
+// Verified counts a code reported used for message id, which a tenant sent to rng at sentAt, in
+// the slot of the send, once however often and from however many replicas at once it is
+// reported: the first report claims the message in the state for the conversion window, and the
+// others find it claimed. Messages older than the conversion window no longer count.
+func (p *Pumping) Verified(ctx context.Context, cfg config.Pumping, tenant, id, rng string, sentAt time.Time) error {
+	window := cfg.ConversionWindow.D()
+	if rng == "" || p.now().Sub(sentAt) > window {
 		return nil
 	}
+	claimed, err := p.State.PumpPut(ctx, "pump|v|"+tenant+"|"+id, "1", window, true)
+	if err != nil || !claimed {
+		return err
+	}
 	f := "v:" + strconv.FormatInt(sentAt.Unix()/int64(slot.Seconds()), 10)
-	_, err := p.State.PumpAdd(ctx, [][2]string{{rangeKey(tenant, rng), f}, {tenantKey(tenant), f}}, cfg.Baseline.D()+2*time.Hour)
-	return err
+	if _, err := p.State.PumpAdd(ctx, [][2]string{{rangeKey(tenant, rng), f}, {tenantKey(tenant), f}}, cfg.Baseline.D()+2*time.Hour); err != nil {
+		// Not counted: the claim goes, so that a report repeated later counts it.
+		_, _ = p.State.PumpDel(context.WithoutCancel(ctx), "pump|v|"+tenant+"|"+id)
+		return err
+	}
+	return nil
 }
 
 // List returns the quarantines in force, oldest first.
@@ -338,5 +351,6 @@ func (p *Pumping) Release(ctx context.Context, cfg config.Pumping, tenant, rng s
 	if err := p.State.PumpUnindex(ctx, quarantineIndex, tenant+"|"+rng); err != nil {
 		return true, err
 	}
-	return true, p.State.PumpPut(ctx, "pump|r|"+tenant+"|"+rng, "1", cfg.Cooldown.D(), false)
+	_, err = p.State.PumpPut(ctx, "pump|r|"+tenant+"|"+rng, "1", cfg.Cooldown.D(), false)
+	return true, err
 }

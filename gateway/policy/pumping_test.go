@@ -76,7 +76,7 @@ func (s *pumpSim) send(tenant, number, cc string, used bool) *Quarantine {
 		s.t.Fatal(err)
 	}
 	if used {
-		if err := s.p.Verified(ctx, s.cfg, tenant, rng, s.clk.now()); err != nil {
+		if err := s.p.Verified(ctx, s.cfg, tenant, strconv.Itoa(s.n), rng, s.clk.now()); err != nil {
 			s.t.Fatal(err)
 		}
 	}
@@ -289,6 +289,119 @@ func TestPumpingCacheIsNotFlushedByAnotherTenant(t *testing.T) {
 	p.mu.Unlock()
 	if n > 100 {
 		t.Errorf("%d counters cached after the others went stale, want only the live ones", n)
+	}
+}
+
+// TestPumpingCountsACodeUsedOnce: the same message reported used many times at once, from two
+// replicas sharing the state, counts one conversion (each report used to add one whenever the
+// reports read the message before any had marked it); another message counts again, and a
+// message older than the conversion window not at all.
+func TestPumpingCountsACodeUsedOnce(t *testing.T) {
+	for _, backend := range []string{"memory", "redis"} {
+		t.Run(backend, func(t *testing.T) {
+			clk := newClock()
+			a := newPumping(t, clk, backend)
+			b := &Pumping{State: a.State, Now: clk.now}
+			if r, ok := a.State.(*Redis); ok {
+				b.State = &Redis{Client: r.Client, Prefix: r.Prefix, Now: clk.now}
+			}
+			cfg, ctx := pumpConfig(), context.Background()
+			sentAt := clk.now().Add(-10 * time.Minute)
+			slotField := "v:" + strconv.FormatInt(sentAt.Unix()/int64(slot.Seconds()), 10)
+			used := func(id string, times int) {
+				t.Helper()
+				errs := make(chan error, times)
+				for i := range times {
+					p := a
+					if i%2 == 1 {
+						p = b
+					}
+					go func() { errs <- p.Verified(ctx, cfg, "acme", id, "44-74", sentAt) }()
+				}
+				for range times {
+					if err := <-errs; err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			counted := func() (rng, tenant int64) {
+				t.Helper()
+				rc, err := a.State.PumpCounters(ctx, rangeKey("acme", "44-74"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				tc, err := a.State.PumpCounters(ctx, tenantKey("acme"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return rc[slotField], tc[slotField]
+			}
+			used("m1", 16)
+			if r, tn := counted(); r != 1 || tn != 1 {
+				t.Fatalf("one message reported 16 times at once: range counts %d, tenant %d; want 1 and 1", r, tn)
+			}
+			used("m2", 1)
+			used("m1", 2)
+			if r, tn := counted(); r != 2 || tn != 2 {
+				t.Fatalf("a second message: range counts %d, tenant %d; want 2 and 2", r, tn)
+			}
+			// Another tenant's message of the same id is its own.
+			if err := b.Verified(ctx, cfg, "beta", "m1", "44-74", sentAt); err != nil {
+				t.Fatal(err)
+			}
+			if c, err := a.State.PumpCounters(ctx, rangeKey("beta", "44-74")); err != nil || c[slotField] != 1 {
+				t.Fatalf("another tenant's message of the same id: %v, %v", c, err)
+			}
+			clk.add(cfg.ConversionWindow.D())
+			used("m3", 1)
+			if r, tn := counted(); r != 2 || tn != 2 {
+				t.Errorf("a message older than the window: range counts %d, tenant %d; want 2 and 2", r, tn)
+			}
+		})
+	}
+}
+
+// racingPumpState is another replica quarantining the range first: at the first look at whether
+// an operator released the range (the last step before a detector quarantines it), it sets the
+// quarantine the detector is about to set.
+type racingPumpState struct {
+	*MemoryPumpState
+	raced bool
+}
+
+func (r *racingPumpState) PumpGet(ctx context.Context, key string) (string, bool, error) {
+	if strings.HasPrefix(key, "pump|r|") && !r.raced {
+		r.raced = true
+		tenant, rng, _ := strings.Cut(strings.TrimPrefix(key, "pump|r|"), "|")
+		q := fmt.Sprintf(`{"tenant":%q,"range":%q,"action":"block","reason":"the other replica's"}`, tenant, rng)
+		if _, err := r.PumpPut(ctx, quarantineKey(tenant, rng), q, time.Hour, true); err != nil {
+			return "", false, err
+		}
+	}
+	return r.MemoryPumpState.PumpGet(ctx, key)
+}
+
+// TestPumpingQuarantineRaisedOnce: when two replicas see the same signal at once, the one that
+// sets the quarantine reports it; the other reports none (both used to, and each logged and
+// counted it), and the quarantine in force is the first one's.
+func TestPumpingQuarantineRaisedOnce(t *testing.T) {
+	clk := newClock()
+	st := &racingPumpState{MemoryPumpState: &MemoryPumpState{Now: clk.now}}
+	s := &pumpSim{t: t, p: &Pumping{State: st, Now: clk.now}, clk: clk, cfg: pumpConfig()}
+	for i := range 120 {
+		s.send("acme", fmt.Sprintf("+1415555%04d", i), "US", i%10 != 0)
+		s.send("acme", fmt.Sprintf("+447400%06d", i), "GB", false)
+		clk.add(30 * time.Second)
+	}
+	if !st.raced {
+		t.Fatal("the signal never fired")
+	}
+	if len(s.caught) != 0 {
+		t.Errorf("this replica reported the quarantine the other set first: %+v", s.caught[0])
+	}
+	q, err := s.p.Check(context.Background(), "acme", "44-74")
+	if err != nil || q == nil || q.Reason != "the other replica's" {
+		t.Errorf("quarantine in force: %+v, %v", q, err)
 	}
 }
 

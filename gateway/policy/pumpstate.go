@@ -94,16 +94,16 @@ func (m *MemoryPumpState) PumpForget(_ context.Context, key string, fields []str
 }
 
 // PumpPut implements PumpState.
-func (m *MemoryPumpState) PumpPut(_ context.Context, key, val string, ttl time.Duration, nx bool) error {
+func (m *MemoryPumpState) PumpPut(_ context.Context, key, val string, ttl time.Duration, nx bool) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
 	m.sweep(now)
 	if v, ok := m.values.get(key); nx && ok && !now.After(v.exp) {
-		return nil
+		return false, nil
 	}
 	m.values.set(key, memValue{v: val, exp: now.Add(ttl)})
-	return nil
+	return true, nil
 }
 
 // PumpGet implements PumpState.
@@ -219,13 +219,16 @@ func (r *Redis) PumpForget(ctx context.Context, key string, fields []string) err
 }
 
 // PumpPut implements PumpState.
-func (r *Redis) PumpPut(ctx context.Context, key, val string, ttl time.Duration, nx bool) error {
-	return r.guard(ctx, r.Prefix+key, func() error {
+func (r *Redis) PumpPut(ctx context.Context, key, val string, ttl time.Duration, nx bool) (bool, error) {
+	stored := true
+	err := r.guard(ctx, r.Prefix+key, func() (err error) {
 		if nx {
-			return r.Client.SetNX(ctx, r.Prefix+key, val, ttl).Err()
+			stored, err = r.Client.SetNX(ctx, r.Prefix+key, val, ttl).Result()
+			return err
 		}
 		return r.Client.Set(ctx, r.Prefix+key, val, ttl).Err()
 	})
+	return stored && err == nil, err
 }
 
 // PumpGet implements PumpState.
