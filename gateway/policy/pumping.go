@@ -145,6 +145,10 @@ func (p *Pumping) now() time.Time {
 
 func rangeKey(tenant, rng string) string { return "pump|c|" + tenant + "|" + rng }
 func tenantKey(tenant string) string     { return "pump|t|" + tenant }
+
+// usedKey is the claim of message id's code reported used (Verified).
+func usedKey(tenant, id string) string { return "pump|v|" + tenant + "|" + id }
+
 func quarantineKey(tenant, rng string) string {
 	return "pump|q|" + tenant + "|" + rng
 }
@@ -303,14 +307,14 @@ func (p *Pumping) Verified(ctx context.Context, cfg config.Pumping, tenant, id, 
 	if rng == "" || p.now().Sub(sentAt) > window {
 		return nil
 	}
-	claimed, err := p.State.PumpPut(ctx, "pump|v|"+tenant+"|"+id, "1", window, true)
+	claimed, err := p.State.PumpPut(ctx, usedKey(tenant, id), "1", window, true)
 	if err != nil || !claimed {
 		return err
 	}
 	f := "v:" + strconv.FormatInt(sentAt.Unix()/int64(slot.Seconds()), 10)
 	if _, err := p.State.PumpAdd(ctx, [][2]string{{rangeKey(tenant, rng), f}, {tenantKey(tenant), f}}, cfg.Baseline.D()+2*time.Hour); err != nil {
 		// Not counted: the claim goes, so that a report repeated later counts it.
-		_, _ = p.State.PumpDel(context.WithoutCancel(ctx), "pump|v|"+tenant+"|"+id)
+		_, _ = p.State.PumpDel(context.WithoutCancel(ctx), usedKey(tenant, id))
 		return err
 	}
 	return nil
