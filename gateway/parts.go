@@ -12,7 +12,24 @@ import (
 // National language shift tables, which some providers use to keep a text in 7 bits, are not
 // counted: the figure is the most a text may cost, as spend limits need.
 func SMSParts(text string) int {
-	n := 0
+	return parts(smsLength(text))
+}
+
+// SMSSize is SMSParts and the characters left in the last part: what Infobip's preview
+// (POST /sms/1/preview) calls messageCount and charactersRemaining, in septets for a GSM 03.38
+// text and UTF-16 units for any other.
+func SMSSize(text string) (count, remaining int) {
+	n, single, each := smsLength(text)
+	count = parts(n, single, each)
+	if count == 1 {
+		return 1, single - n
+	}
+	return count, count*each - n
+}
+
+// smsLength is how long text is as sent, in septets of GSM 03.38 or else UTF-16 units, with what
+// one part holds alone and what each holds of several.
+func smsLength(text string) (n, single, each int) {
 	for _, r := range text {
 		s := septets(r)
 		if s == 0 {
@@ -20,11 +37,11 @@ func SMSParts(text string) int {
 			for _, r := range text {
 				units += utf16.RuneLen(r)
 			}
-			return parts(units, 70, 67)
+			return units, 70, 67
 		}
 		n += s
 	}
-	return parts(n, 160, 153)
+	return n, 160, 153
 }
 
 // GSM7 reports whether text can be sent in the GSM 03.38 alphabet (7 bits a character); otherwise

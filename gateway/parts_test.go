@@ -5,32 +5,39 @@ import (
 	"testing"
 )
 
+// TestSMSParts checks SMSParts, and SMSSize's characters left in the last part (Infobip's
+// preview: its own example of 60 GSM characters leaves 100, of 98 Turkish UCS-2 ones in two parts 36).
 func TestSMSParts(t *testing.T) {
 	for _, tc := range []struct {
 		name, text string
-		want       int
+		want, left int
 	}{
-		{"empty", "", 1},
-		{"an Auth0 code", "Your verification code is 123456", 1},
-		{"160 GSM characters", strings.Repeat("a", 160), 1},
-		{"161 GSM characters", strings.Repeat("a", 161), 2},
-		{"306 GSM characters", strings.Repeat("a", 306), 2},
-		{"307 GSM characters", strings.Repeat("a", 307), 3},
-		{"GSM letters outside ASCII stay 7-bit", strings.Repeat("é", 160), 1},
-		{"an extension character counts twice", strings.Repeat("a", 158) + "€", 1},
-		{"and past 160 makes two parts", strings.Repeat("a", 159) + "€", 2},
-		{"a backtick is not GSM", "`" + strings.Repeat("a", 69), 1},
-		{"70 UCS-2 units", strings.Repeat("ж", 70), 1},
-		{"71 UCS-2 units", strings.Repeat("ж", 71), 2},
-		{"134 UCS-2 units", strings.Repeat("ж", 134), 2},
-		{"135 UCS-2 units", strings.Repeat("ж", 135), 3},
-		{"an emoji is two units", strings.Repeat("😀", 35), 1},
-		{"36 emoji", strings.Repeat("😀", 36), 2},
-		{"the longest text smsgate takes, UCS-2", strings.Repeat("ж", 1600), 24},
-		{"the longest text smsgate takes, GSM", strings.Repeat("a", 1600), 11},
+		{"empty", "", 1, 160},
+		{"an Auth0 code", "Your verification code is 123456", 1, 128},
+		{"160 GSM characters", strings.Repeat("a", 160), 1, 0},
+		{"161 GSM characters", strings.Repeat("a", 161), 2, 145},
+		{"306 GSM characters", strings.Repeat("a", 306), 2, 0},
+		{"307 GSM characters", strings.Repeat("a", 307), 3, 152},
+		{"GSM letters outside ASCII stay 7-bit", strings.Repeat("é", 160), 1, 0},
+		{"an extension character counts twice", strings.Repeat("a", 158) + "€", 1, 0},
+		{"and past 160 makes two parts", strings.Repeat("a", 159) + "€", 2, 145},
+		{"a backtick is not GSM", "`" + strings.Repeat("a", 69), 1, 0},
+		{"70 UCS-2 units", strings.Repeat("ж", 70), 1, 0},
+		{"71 UCS-2 units", strings.Repeat("ж", 71), 2, 63},
+		{"134 UCS-2 units", strings.Repeat("ж", 134), 2, 0},
+		{"135 UCS-2 units", strings.Repeat("ж", 135), 3, 66},
+		{"an emoji is two units", strings.Repeat("😀", 35), 1, 0},
+		{"36 emoji", strings.Repeat("😀", 36), 2, 62},
+		{"the longest text smsgate takes, UCS-2", strings.Repeat("ж", 1600), 24, 8},
+		{"the longest text smsgate takes, GSM", strings.Repeat("a", 1600), 11, 83},
+		{"Infobip's preview example", "Let's see how many characters remain unused in this message.", 1, 100},
+		{"Infobip's Turkish preview example", "Mesaj gönderimi yapmadan önce önizleme seçeneğini kullanmanız doğru karar vermenize yardımcı olur.", 2, 36},
 	} {
 		if got := SMSParts(tc.text); got != tc.want {
 			t.Errorf("%s: SMSParts = %d, want %d", tc.name, got, tc.want)
+		}
+		if n, left := SMSSize(tc.text); n != tc.want || left != tc.left {
+			t.Errorf("%s: SMSSize = %d, %d; want %d, %d", tc.name, n, left, tc.want, tc.left)
 		}
 	}
 }

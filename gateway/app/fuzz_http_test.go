@@ -36,6 +36,7 @@ var fuzzRoutes = []string{
 	"/ct/1/log/end/%s",
 	"/healthz",
 	"/readyz",
+	"/sms/1/preview",
 }
 
 var longDigits = regexp.MustCompile(`[0-9]{8,}`)
@@ -92,6 +93,7 @@ func FuzzHTTPAPI(f *testing.F) {
 		{17, 1, 3, 0, "", "username=u&password=p&to=14155550104&text=hello", ""},
 		{19, 1, 2, 0, "", "limit=999999&bulkId=x", ""},
 		{22, 1, 2, 0, "", "sentSince=2026-11-30T00:00:00.000+0000&limit=-1", ""},
+		{26, 0, 2, 0, "", "", `{"text":"Your code is 1234 \u20ac","languageCode":"TR","transliteration":"TURKISH"}`},
 		{0, 0, 1, 0, "", "", `{"recipient":"` + strings.Repeat("9", 4000) + `","text":"x","context":{}}`},
 		{0, 0, 1, 0, "", "", strings.Repeat("[", 20000)},
 	}

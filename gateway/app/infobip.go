@@ -50,8 +50,11 @@ func (a *App) Infobip(ctx context.Context, c httpapi.InfobipCall) httpapi.Reply 
 		a.metrics.Requests.WithLabelValues("", "", "unauthorized").Inc()
 		return ibReply(http.StatusUnauthorized, kind, "UNAUTHORIZED", "Invalid login details")
 	}
-	if c.Path == httpapi.InfobipConversionPath {
+	switch c.Path {
+	case httpapi.InfobipConversionPath:
 		return a.infobipConversion(ctx, tn, kind, c.MessageID)
+	case httpapi.InfobipPreviewPath:
+		return a.infobipPreview(ctx, tn, kind, c.Body)
 	}
 	if reports, logs := strings.HasSuffix(c.Path, "/reports"), strings.HasSuffix(c.Path, "/logs"); reports || logs {
 		ctx, end, err := a.beginRead(ctx, tn.name)
@@ -252,6 +255,20 @@ func (a *App) infobipConversion(ctx context.Context, tn *tenant, kind, id string
 	_, _ = rand.Read(key[:])
 	body, _ := json.Marshal(map[string]string{"processKey": strings.ToUpper(hex.EncodeToString(key[:]))})
 	return httpapi.Reply{Status: http.StatusOK, Body: body}
+}
+
+// infobipPreview serves POST /sms/1/preview, Infobip's SMS preview: the parts a text is sent as
+// and the characters left in the last one, as smsgate sends it (infobipcompat.Preview). It sends
+// nothing and reads no log, but it is a call other than a send, held to rate_limits.api.
+func (a *App) infobipPreview(ctx context.Context, tn *tenant, kind string, body []byte) httpapi.Reply {
+	if err := a.callRefused(ctx, tn.name); err != nil {
+		return readRefused(kind, err)
+	}
+	text, pe := ib.ParsePreview(body)
+	if pe != nil {
+		return ibReply(pe.Status, kind, pe.ID, pe.Text)
+	}
+	return httpapi.Reply{Status: http.StatusOK, Body: ib.Preview(text)}
 }
 
 // logUnavailable answers a reports or logs call whose message log read failed (down, or not

@@ -102,7 +102,7 @@ func TestSeedInfobipHookAgainstTheGateway(t *testing.T) {
 }
 
 // TestInfobipSDKAgainstTheGateway: the official Infobip Node SDK, pointed at smsgate, sends an
-// SMS and reads its delivery report, once.
+// SMS, reads its delivery report, once, and previews a text.
 func TestInfobipSDKAgainstTheGateway(t *testing.T) {
 	mods := nodeModules(t)
 	c := startCompat(t)
@@ -128,6 +128,14 @@ func TestInfobipSDKAgainstTheGateway(t *testing.T) {
 	}
 	if again := toJSON(out[0]["again"]); again != `{"results":[]}` {
 		t.Errorf("a report was handed out twice: %s", again)
+	}
+	// Its preview of a text of 161 GSM characters: two parts, 145 characters left.
+	out = runHarness(t, mods, nil, "sdk-preview", c.url, "acme-ib-key", strings.Repeat("7", 161))
+	if len(out) != 1 {
+		t.Fatalf("harness: %v", out)
+	}
+	if p := toJSON(out[0]["preview"]); !strings.Contains(p, `"status":200`) || !strings.Contains(p, `"charactersRemaining":145,"configuration":{},"messageCount":2,`) {
+		t.Errorf("preview: %s", p)
 	}
 }
 

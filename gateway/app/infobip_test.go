@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/smsgate/smsgate/gateway"
@@ -463,6 +464,71 @@ func TestInfobipCompatibleConversionTracking(t *testing.T) {
 		}
 		checkSpec(t, sms, "/ct/1/log/end/"+id, "POST", v)
 	})
+}
+
+// TestInfobipCompatibleSendWithLanguageTable: a v2 message naming a national language table and
+// a transliteration, as Infobip's spec has them (its Turkish example), is sent (through the
+// route's providers, as any text); it used to be refused whole as a body of the wrong shape.
+func TestInfobipCompatibleSendWithLanguageTable(t *testing.T) {
+	c := startCompat(t)
+	sms := providertest.LoadSpec(t, "infobip-sms.openapi.json")
+	body := `{"messages":[{"destinations":[{"to":"14155550104"}],"text":"Doğrulama kodunuz 123456","language":{"languageCode":"TR"},"transliteration":"TURKISH"}]}`
+	if errs := sms.RequestErrors("/sms/2/text/advanced", "POST", []byte(body)); len(errs) > 0 {
+		t.Fatalf("the test's request is not Infobip's: %v", errs)
+	}
+	r := c.call("POST", "/sms/2/text/advanced", "App acme-ib-key", body)
+	if ms := messagesOf(r); r.Status != 200 || len(ms) != 1 || statusName(ms[0]) != "PENDING_ACCEPTED" {
+		t.Fatalf("%d %s", r.Status, r.Raw)
+	}
+	checkSpec(t, sms, "/sms/2/text/advanced", "POST", r)
+}
+
+// TestInfobipCompatiblePreview: POST /sms/1/preview answers Infobip's own examples as Infobip's
+// spec has them (one part and 100 characters left; the Turkish text in two UCS-2 parts, 36 left),
+// with the one configuration smsgate sends (a languageCode it does not apply adds no preview),
+// sends nothing, and refuses a body without text and a wrong key in Infobip's shapes.
+func TestInfobipCompatiblePreview(t *testing.T) {
+	c := startCompat(t)
+	sms := providertest.LoadSpec(t, "infobip-sms.openapi.json")
+	before, err := c.app.Store().List(t.Context(), store.Query{Tenant: "acme", Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	turkish := "Mesaj gönderimi yapmadan önce önizleme seçeneğini kullanmanız doğru karar vermenize yardımcı olur."
+	for _, tc := range []struct {
+		body, text  string
+		count, left float64
+	}{
+		{`{"text":"Let's see how many characters remain unused in this message."}`, "Let's see how many characters remain unused in this message.", 1, 100},
+		{`{"text":"` + turkish + `","languageCode":"TR"}`, turkish, 2, 36},
+		{`{"text":"Your code is {123456}","transliteration":"GREEK"}`, "Your code is {123456}", 1, 137},
+		{`{"text":"` + strings.Repeat("ж", 71) + `"}`, strings.Repeat("ж", 71), 2, 63},
+	} {
+		if errs := sms.RequestErrors("/sms/1/preview", "POST", []byte(tc.body)); len(errs) > 0 {
+			t.Fatalf("the test's request is not Infobip's: %v", errs)
+		}
+		r := c.call("POST", "/sms/1/preview", "App acme-ib-key", tc.body)
+		checkSpec(t, sms, "/sms/1/preview", "POST", r)
+		want := map[string]any{"originalText": tc.text, "previews": []any{map[string]any{"textPreview": tc.text, "messageCount": tc.count,
+			"charactersRemaining": tc.left, "configuration": map[string]any{}}}}
+		if r.Status != 200 || !cmp.Equal(r.Body, want) {
+			t.Errorf("%s: %d %s\n%s", tc.body, r.Status, r.Raw, cmp.Diff(want, r.Body))
+		}
+	}
+	for _, body := range []string{`{}`, `{"text":""}`, `{"text":7}`, `[]`, "{\"text\":\"\xff\"}"} {
+		r := c.call("POST", "/sms/1/preview", "App acme-ib-key", body)
+		if r.Status != 400 || !strings.Contains(r.Raw, `"messageId":"BAD_REQUEST"`) {
+			t.Errorf("%q: %d %s", body, r.Status, r.Raw)
+		}
+		checkSpec(t, sms, "/sms/1/preview", "POST", r)
+	}
+	if r := c.call("POST", "/sms/1/preview", "App wrong-key", `{"text":"hi"}`); r.Status != 401 {
+		t.Errorf("a wrong key: %d %s", r.Status, r.Raw)
+	}
+	after, err := c.app.Store().List(t.Context(), store.Query{Tenant: "acme", Limit: 100})
+	if err != nil || len(after) != len(before) {
+		t.Errorf("previews wrote %d records (%v)", len(after)-len(before), err)
+	}
 }
 
 func hostOfHook(c *compatHarness) string {

@@ -714,8 +714,8 @@ routes: [{name: d, providers: [m]}]
 	}
 }
 
-// TestATenantsCallsAreBounded: reads of the message log and codes reported used are bounded per
-// tenant (rate_limits.api), through both APIs: a tenant calling in a loop gets 429 with
+// TestATenantsCallsAreBounded: reads of the message log, codes reported used and Infobip's
+// previews are bounded per tenant (rate_limits.api), through both APIs: a tenant calling in a loop gets 429 with
 // Retry-After, and another tenant's calls go on.
 func TestATenantsCallsAreBounded(t *testing.T) {
 	h := start(t, `
@@ -746,6 +746,7 @@ routes: [{name: d, providers: [m]}]
 		{"POST", "/v1/messages/" + ids["reader"] + "/verified", "rate_limited"},
 		{"GET", "/sms/1/reports", "TOO_MANY_REQUESTS"},
 		{"POST", "/ct/1/log/end/" + ids["reader"], "TOO_MANY_REQUESTS"},
+		{"POST", "/sms/1/preview", "TOO_MANY_REQUESTS"},
 	} {
 		r := h.do(c.method, c.path, "reader-key", "")
 		if r.Status != 429 || !strings.Contains(r.Raw, c.code) || r.Header.Get("Retry-After") == "" {
@@ -757,8 +758,8 @@ routes: [{name: d, providers: [m]}]
 			t.Fatalf("the other tenant's read: %d %s", r.Status, r.Raw)
 		}
 	}
-	if got := testutil.ToFloat64(h.app.MetricSet().PolicyRejections.WithLabelValues("reader", "api")); got != 5 {
-		t.Errorf("api rejections counted %v, want 5", got)
+	if got := testutil.ToFloat64(h.app.MetricSet().PolicyRejections.WithLabelValues("reader", "api")); got != 6 {
+		t.Errorf("api rejections counted %v, want 6", got)
 	}
 }
 

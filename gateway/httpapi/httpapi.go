@@ -188,9 +188,12 @@ type InfobipCall struct {
 // InfobipConversionPath is Infobip's conversion tracking: the code of a message was used.
 const InfobipConversionPath = "/ct/1/log/end/:messageId"
 
+// InfobipPreviewPath is Infobip's SMS preview: how many parts a text is sent as.
+const InfobipPreviewPath = "/sms/1/preview"
+
 // InfobipPaths are the routes of the Infobip-compatible API, by method.
 var InfobipPaths = map[string][]string{
-	http.MethodPost: {"/sms/2/text/advanced", "/sms/3/messages", "/tts/3/single", "/tts/3/advanced", InfobipConversionPath},
+	http.MethodPost: {"/sms/2/text/advanced", "/sms/3/messages", "/tts/3/single", "/tts/3/advanced", InfobipConversionPath, InfobipPreviewPath},
 	http.MethodGet:  {"/sms/1/text/query", "/sms/3/text/query", "/sms/1/reports", "/sms/3/reports", "/sms/1/logs", "/sms/3/logs"},
 }
 

@@ -62,8 +62,30 @@ type v2Message struct {
 	Text         string `json:"text"`
 	NotifyURL    string `json:"notifyUrl"`
 	CallbackData string `json:"callbackData"`
-	// Voice (TTS advanced).
-	Language string `json:"language"`
+	// Language is a string on TTS advanced ("en"), the language the text is spoken in; on SMS an
+	// object, {"languageCode": "TR"}, the national language table to encode the text with,
+	// which smsgate does not apply (see language).
+	Language json.RawMessage `json:"language"`
+}
+
+// language is a v2 message's language as a request's: a string as it is; an object (SMS's
+// national language table) as none, since it names an encoding, not the reader's language; on
+// TTS anything but a string is refused.
+func language(kind string, raw json.RawMessage) (string, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err == nil {
+		return s, nil
+	}
+	var table struct {
+		LanguageCode string `json:"languageCode"`
+	}
+	if kind == TTS || json.Unmarshal(raw, &table) != nil {
+		return "", bad("language is not of the expected shape")
+	}
+	return "", nil
 }
 
 type v3Message struct {
@@ -141,8 +163,12 @@ func Parse(kind string, single bool, body []byte) ([]Destination, error) {
 			return nil, bad("the body is not a JSON object of the expected shape")
 		}
 		for _, m := range r.Messages {
+			lang, err := language(kind, m.Language)
+			if err != nil {
+				return nil, err
+			}
 			d := Destination{Text: m.Text, From: m.From, BulkID: r.BulkID, NotifyURL: m.NotifyURL, CallbackData: m.CallbackData,
-				Voice: kind == TTS, Language: m.Language}
+				Voice: kind == TTS, Language: lang}
 			out = appendDests(out, d, m.Destinations)
 		}
 	}

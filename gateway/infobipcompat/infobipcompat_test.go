@@ -97,3 +97,36 @@ func TestParseRefusesABodyThatIsNotUTF8(t *testing.T) {
 		}
 	}
 }
+
+// TestParseLanguage: an SMS's language is Infobip's object naming a national language table
+// ({"languageCode": "TR"}), which smsgate does not apply: the message is taken, with no language
+// (it used to be refused whole: the field was read as TTS's string). A string is the language as
+// before, on SMS and TTS; TTS refuses anything else.
+func TestParseLanguage(t *testing.T) {
+	for _, tc := range []struct {
+		kind, lang string
+		want       string
+		ok         bool
+	}{
+		{SMSv2, `{"languageCode":"TR"}`, "", true},
+		{SMSv2, `{"languageCode":"AUTODETECT"}`, "", true},
+		{SMSv2, `null`, "", true},
+		{SMSv2, `"es"`, "es", true},
+		{SMSv2, `7`, "", false},
+		{SMSv2, `{"languageCode":7}`, "", false},
+		{TTS, `"en"`, "en", true},
+		{TTS, `{"languageCode":"TR"}`, "", false},
+	} {
+		body := `{"messages":[{"destinations":[{"to":"14155550104"}],"text":"Kod 1234","language":` + tc.lang + `,"transliteration":"TURKISH"}]}`
+		ds, err := Parse(tc.kind, false, []byte(body))
+		switch {
+		case !tc.ok:
+			var e *Error
+			if !errors.As(err, &e) || e.Status != 400 || e.ID != "BAD_REQUEST" {
+				t.Errorf("%s %s: %v, want a 400", tc.kind, tc.lang, err)
+			}
+		case err != nil || len(ds) != 1 || ds[0].Language != tc.want || ds[0].Text != "Kod 1234":
+			t.Errorf("%s %s: %+v %v, want language %q", tc.kind, tc.lang, ds, err, tc.want)
+		}
+	}
+}

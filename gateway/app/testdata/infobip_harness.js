@@ -2,6 +2,7 @@
 //   node infobip_harness.js hook <hookfile> <recipient> <text> <apiKey>
 //   node infobip_harness.js sdk-send <baseUrl> <apiKey> <recipient> <text>
 //   node infobip_harness.js sdk-reports <baseUrl> <apiKey>   (reads the reports twice)
+//   node infobip_harness.js sdk-preview <baseUrl> <apiKey> <text>
 // NODE_PATH points at testdata/node/node_modules.
 'use strict';
 const [, , mode, ...args] = process.argv;
@@ -19,13 +20,18 @@ async function main() {
     }));
     return;
   }
-  if (mode === 'sdk-send' || mode === 'sdk-reports') {
+  if (mode === 'sdk-send' || mode === 'sdk-reports' || mode === 'sdk-preview') {
     const { Infobip, AuthType } = require('@infobip-api/sdk');
     const [baseUrl, apiKey, recipient, text] = args;
     const ib = new Infobip({ baseUrl, apiKey, authType: AuthType.ApiKey });
     if (mode === 'sdk-send') {
       const sent = await ib.channels.sms.send({ messages: [{ destinations: [{ to: recipient }], text }] });
       out({ sent: { status: sent.status, data: sent.data } });
+      return;
+    }
+    if (mode === 'sdk-preview') {
+      const p = await ib.channels.sms.preview({ text: args[2], languageCode: 'TR' });
+      out({ preview: { status: p.status, data: p.data } });
       return;
     }
     const first = await ib.channels.sms.reports.get({ limit: 10 });
