@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/providers/providertest"
 )
 
 // TestThrottlingIsAnsweredAsRateLimiting: a destination every provider throttled for this tenant
@@ -127,6 +128,56 @@ func TestParseLanguage(t *testing.T) {
 			}
 		case err != nil || len(ds) != 1 || ds[0].Language != tc.want || ds[0].Text != "Kod 1234":
 			t.Errorf("%s %s: %+v %v, want language %q", tc.kind, tc.lang, ds, err, tc.want)
+		}
+	}
+}
+
+// TestParseTakesInfobipsExamples: every request Infobip's specs give as an example of the sends
+// and the preview is taken (a language table on an SMS was refused whole until the fortieth
+// session), each destination with the example's text, but the binary SMS and the audio files
+// smsgate does not send, which are refused as having no text.
+func TestParseTakesInfobipsExamples(t *testing.T) {
+	sms := providertest.LoadSpec(t, "infobip-sms.openapi.json")
+	voice := providertest.LoadSpec(t, "infobip-voice.openapi.json")
+	for _, tc := range []struct {
+		spec   *providertest.Spec
+		path   string
+		kind   string
+		single bool
+	}{
+		{sms, "/sms/2/text/advanced", SMSv2, false},
+		{sms, "/sms/3/messages", SMSv3, false},
+		{voice, "/tts/3/single", TTS, true},
+		{voice, "/tts/3/advanced", TTS, false},
+		{sms, "/sms/1/preview", "preview", false},
+	} {
+		examples, err := tc.spec.RequestExamples(tc.path, "POST")
+		if err != nil || len(examples) == 0 {
+			t.Fatalf("%s: %d examples, %v", tc.path, len(examples), err)
+		}
+		for name, body := range examples {
+			if tc.kind == "preview" {
+				if text, err := ParsePreview(body); err != nil || text == "" {
+					t.Errorf("%s, %q: %q %v", tc.path, name, text, err)
+				}
+				continue
+			}
+			ds, err := Parse(tc.kind, tc.single, body)
+			if noText := strings.Contains(name, "binary") || strings.Contains(name, "audio") || strings.Contains(name, "Audio"); noText {
+				if err == nil || !strings.Contains(err.Error(), "text") {
+					t.Errorf("%s, %q (no text): %v", tc.path, name, err)
+				}
+				continue
+			}
+			if err != nil || len(ds) == 0 {
+				t.Errorf("%s, %q: %v\n%s", tc.path, name, err, body)
+				continue
+			}
+			for _, d := range ds {
+				if d.To == "" || d.Text == "" || !strings.Contains(string(body), d.To) {
+					t.Errorf("%s, %q: destination %+v", tc.path, name, d)
+				}
+			}
 		}
 	}
 }

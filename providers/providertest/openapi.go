@@ -2,6 +2,7 @@ package providertest
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http"
@@ -126,6 +127,40 @@ func (s *Spec) request(method, path, ctype string, body []byte) *http.Request {
 // one of the spec's webhooks (what the provider posts to us).
 func (s *Spec) RequestErrors(path, method string, body []byte) []string {
 	return s.bodyErrors(path, method, "application/json", body)
+}
+
+// RequestExamples returns the JSON request bodies the spec gives as examples of method and path,
+// by name: what the provider documents its clients sending, which an endpoint that answers as the
+// provider must take.
+func (s *Spec) RequestExamples(path, method string) (map[string][]byte, error) {
+	item, _, _ := paths.FindPath(s.request(method, path, "", nil), s.model, nil)
+	if item == nil {
+		return nil, fmt.Errorf("%s has no path %s", s.name, path)
+	}
+	op := item.GetOperations().GetOrZero(strings.ToLower(method))
+	if op == nil || op.RequestBody == nil || op.RequestBody.Content == nil {
+		return nil, fmt.Errorf("%s: %s %s takes no body", s.name, method, path)
+	}
+	mt, ok := op.RequestBody.Content.Get("application/json")
+	if !ok || mt.Examples == nil {
+		return nil, fmt.Errorf("%s: %s %s has no JSON examples", s.name, method, path)
+	}
+	out := map[string][]byte{}
+	for name, ex := range mt.Examples.FromOldest() {
+		if ex == nil || ex.Value == nil {
+			continue
+		}
+		var v any
+		if err := ex.Value.Decode(&v); err != nil {
+			return nil, fmt.Errorf("%s: example %q: %w", s.name, name, err)
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s: example %q: %w", s.name, name, err)
+		}
+		out[name] = b
+	}
+	return out, nil
 }
 
 // FormErrors validates a form-encoded request body for path and method. The validator's strict
