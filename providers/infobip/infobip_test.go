@@ -270,6 +270,40 @@ func TestDeliveryReports(t *testing.T) {
 	}
 }
 
+// TestDeliveryReportsOfInfobipsExamples: the delivery reports Infobip's specs give as examples of
+// its webhooks (SMS v2 and v3, voice) parse, each into reports with a message id and a status.
+func TestDeliveryReportsOfInfobipsExamples(t *testing.T) {
+	p := newDriver(t, "https://x", nil)
+	sms := providertest.LoadSpec(t, "infobip-sms.openapi.json")
+	voice := providertest.LoadSpec(t, "infobip-voice.openapi.json")
+	n := 0
+	for _, hook := range []struct {
+		spec *providertest.Spec
+		name string
+	}{{sms, "receive-outbound-sms-message-reports"}, {sms, "receive-outbound-sms-message-reports-v3"}, {voice, "receive-voice-delivery-reports"}} {
+		examples, err := hook.spec.RequestExamples("webhook:"+hook.name, "POST")
+		if err != nil || len(examples) == 0 {
+			t.Fatalf("%s: %d examples, %v", hook.name, len(examples), err)
+		}
+		for name, body := range examples {
+			r := httptest.NewRequest("POST", "/v1/dlr/infobip/infobip-test?secret=hook-SECRET", bytes.NewReader(body))
+			reps, err := p.ParseReports(r, body, "")
+			if err != nil || len(reps) == 0 {
+				t.Errorf("%s, %q: %v %v\n%s", hook.name, name, reps, err, body)
+			}
+			for _, rep := range reps {
+				n++
+				if rep.MessageID == "" || rep.ProviderStatus == "" || rep.Status == "" {
+					t.Errorf("%s, %q: report %+v", hook.name, name, rep)
+				}
+			}
+		}
+	}
+	if n < 3 {
+		t.Errorf("%d reports from the examples", n)
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
 	c := Config{BaseURL: "ftp://x", API: "v9", Senders: map[string]string{"usa": "1", "001": "SatSender"}}
 	c.Defaults()

@@ -131,9 +131,17 @@ func (s *Spec) RequestErrors(path, method string, body []byte) []string {
 
 // RequestExamples returns the JSON request bodies the spec gives as examples of method and path,
 // by name: what the provider documents its clients sending, which an endpoint that answers as the
-// provider must take.
+// provider must take. A path "webhook:NAME" names one of the spec's webhooks (what the provider
+// posts to us).
 func (s *Spec) RequestExamples(path, method string) (map[string][]byte, error) {
-	item, _, _ := paths.FindPath(s.request(method, path, "", nil), s.model, nil)
+	var item *v3.PathItem
+	if name, ok := strings.CutPrefix(path, "webhook:"); ok {
+		if s.model.Webhooks != nil {
+			item, _ = s.model.Webhooks.Get(name)
+		}
+	} else {
+		item, _, _ = paths.FindPath(s.request(method, path, "", nil), s.model, nil)
+	}
 	if item == nil {
 		return nil, fmt.Errorf("%s has no path %s", s.name, path)
 	}
