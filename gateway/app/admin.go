@@ -151,6 +151,7 @@ func (a *App) verified(ctx context.Context, tenant, id string, byReference bool)
 		ProviderMessageID: rec.ProviderMessageID, Status: gateway.StatusDelivered, ProviderStatus: verifiedStatus}); err != nil {
 		return err
 	}
+	a.metrics.CodesUsed.WithLabelValues(rec.Tenant).Inc()
 	// The conversion signal of pumping detection, once per message (claimed in the shared state:
 	// concurrent reports of the same code all reach this point).
 	if err := a.pumping.Verified(context.WithoutCancel(ctx), a.rt.Load().cfg.Policy.Pumping, rec.Tenant, rec.ID, rec.Range, rec.CreatedAt); err != nil {

@@ -432,6 +432,10 @@ func TestInfobipCompatibleConversionTracking(t *testing.T) {
 			}
 		})
 	}
+	// Two messages reported used, twice each: two codes used.
+	if n := testutil.ToFloat64(c.app.MetricSet().CodesUsed.WithLabelValues("acme")); n != 2 {
+		t.Errorf("smsgate_codes_used_total{tenant=acme} = %v, want 2", n)
+	}
 	t.Run("another tenant's message, or none, is not found", func(t *testing.T) {
 		for _, tc := range []struct{ key, path string }{{"App sender-key", ids[2]}, {"App acme-ib-key", "msg_nope"}, {"Bearer sender-key", "conv-ref"},
 			{"App acme-ib-key", strings.Repeat("r", 201)}} {
@@ -443,6 +447,9 @@ func TestInfobipCompatibleConversionTracking(t *testing.T) {
 		}
 		if verified(ids[2]) {
 			t.Error("another tenant's call verified acme's message")
+		}
+		if n := testutil.ToFloat64(c.app.MetricSet().CodesUsed.WithLabelValues("sender")) + testutil.ToFloat64(c.app.MetricSet().CodesUsed.WithLabelValues("acme")); n != 2 {
+			t.Errorf("calls that found no message counted codes used: %v in all, want acme's 2", n)
 		}
 		if v := c.call("POST", "/ct/1/log/end/"+ids[2], "App wrong-key", ""); v.Status != 401 {
 			t.Errorf("a wrong key: %d %s", v.Status, v.Raw)

@@ -47,10 +47,13 @@ func exposedFamilies(t *testing.T) map[string]bool {
 	if r := h.send("acme-key", `{"message_options":{"recipient":"+979123456789","text":"Your code is 555112","message_type":"sms"}}`); r.Status != 403 {
 		t.Fatalf("a 001 number was not refused: %s", r.Raw)
 	}
-	// A second gateway sees a pumping quarantine.
+	// A second gateway sees a code used and a pumping quarantine.
 	clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
 	p := start(t, strings.Replace(pumpingConfig, "$STATE", "state: {driver: memory}", 1), Options{Now: clk.Now})
-	p.send("acme-key", `{"recipient":"+14155550104","text":"Your code is 100000","context":{}}`)
+	used := p.send("acme-key", `{"recipient":"+14155550104","text":"Your code is 100000","context":{}}`)
+	if r := p.do("POST", "/v1/messages/"+used.Body["id"].(string)+"/verified", "acme-key", ""); r.Status != 200 {
+		t.Fatalf("a code used: %s", r.Raw)
+	}
 	clk.Add(2 * time.Hour)
 	for i := range 5 {
 		p.send("acme-key", fmt.Sprintf(`{"recipient":"+232760000%02d","text":"Your code is 10000%d","context":{}}`, i, i))

@@ -56,6 +56,7 @@ type Metrics struct {
 	Spend            *prometheus.CounterVec
 	EstimatedSpend   *prometheus.CounterVec
 	Quarantines      *prometheus.CounterVec
+	CodesUsed        *prometheus.CounterVec
 	StateMemoryUsed  prometheus.Gauge
 	StateMemoryMax   *prometheus.GaugeVec
 	StateEvictedKeys prometheus.Gauge
@@ -149,6 +150,8 @@ func New() *Metrics {
 			Help: "What a tenant's sent messages count against its spend limit (rate_limits.spend), in routing.least_cost.currency: each at its provider's price for the country, or the highest configured price when it has none, plus what a delivery report said it cost beyond that. Only tenants with a spend limit."}, []string{"tenant"}),
 		Quarantines: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_pumping_quarantines_total",
 			Help: "Number ranges quarantined under suspicion of SMS pumping, by tenant, destination country and action (alert, throttle, block)."}, []string{"tenant", "country", "action"}),
+		CodesUsed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_codes_used_total",
+			Help: "Codes a tenant reported used (POST /v1/messages/{id}/verified, Infobip's conversion tracking), each message once: beside the messages sent, the share of codes that reached someone who typed them."}, []string{"tenant"}),
 		StateMemoryUsed: prometheus.NewGauge(prometheus.GaugeOpts{Name: "smsgate_state_memory_used_bytes",
 			Help: "Memory the shared state store (Redis) uses, as its INFO reports it, read every 30 s; 0 with state.driver memory."}),
 		StateMemoryMax: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "smsgate_state_memory_max_bytes",
@@ -166,7 +169,7 @@ func New() *Metrics {
 			Help: "Idempotency records a tenant lost before their ttl: with the state in memory, it held the most when state.max_idempotency_records was reached; in Redis, it reached its own state.redis.max_idempotency_records_per_tenant. A retry of such a request sends again."}, []string{"tenant"}),
 	}
 	for _, c := range []prometheus.Collector{m.Requests, m.RequestDuration, m.Attempts, m.ProviderLatency, m.BreakerState,
-		m.BreakerTransitions, m.TenantBreakerOpens, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBatch, m.LogBacklog, m.LogDropped, m.LogTrimmed, m.LogPurged, m.LogOldest, m.LogRetention, m.LogWAL, m.LogReadsInterrupted, m.LogCommitTimeouts, m.LogSpoolFailures, m.LogHandedOver, m.LogHandOffWaiting, m.Notify, m.PreviousKeys, m.DeliveryRate, m.Demotions, m.Reloads, m.ConfigLoaded, m.TLSExpiry, m.BuildInfo, m.ProviderDisabled, m.ProviderDrained, m.StateErrors, m.Spend, m.EstimatedSpend, m.Quarantines,
+		m.BreakerTransitions, m.TenantBreakerOpens, m.Failovers, m.PolicyRejections, m.DeliveryReports, m.LogWrites, m.LogBatch, m.LogBacklog, m.LogDropped, m.LogTrimmed, m.LogPurged, m.LogOldest, m.LogRetention, m.LogWAL, m.LogReadsInterrupted, m.LogCommitTimeouts, m.LogSpoolFailures, m.LogHandedOver, m.LogHandOffWaiting, m.Notify, m.PreviousKeys, m.DeliveryRate, m.Demotions, m.Reloads, m.ConfigLoaded, m.TLSExpiry, m.BuildInfo, m.ProviderDisabled, m.ProviderDrained, m.StateErrors, m.Spend, m.EstimatedSpend, m.Quarantines, m.CodesUsed,
 		m.StateMemoryUsed, m.StateMemoryMax, m.StateEvictedKeys, m.ReplaysEvicted, m.Paced, m.WindowReads, m.WindowReadTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
@@ -229,7 +232,7 @@ func (m *Metrics) byTenant() []interface {
 	return []interface {
 		prometheus.Collector
 		DeletePartialMatch(prometheus.Labels) int
-	}{m.Requests, m.TenantBreakerOpens, m.PolicyRejections, m.LogTrimmed, m.Notify, m.PreviousKeys, m.EstimatedSpend, m.Quarantines, m.Paced, m.ReplaysEvicted}
+	}{m.Requests, m.TenantBreakerOpens, m.PolicyRejections, m.LogTrimmed, m.Notify, m.PreviousKeys, m.EstimatedSpend, m.Quarantines, m.CodesUsed, m.Paced, m.ReplaysEvicted}
 }
 
 // DeleteTenantsExcept removes the series of every tenant keep refuses; the empty tenant (calls

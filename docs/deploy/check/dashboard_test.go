@@ -29,6 +29,8 @@ var firstCounts = map[string]string{
 	"smsgate_tenant_breaker_opens_total":        ``,
 	"smsgate_idempotency_records_evicted_total": ``,
 	"smsgate_window_reads_total":                `result="error"`,
+	"smsgate_codes_used_total":                  ``,
+	"smsgate_requests_total":                    `outcome="sent"`,
 }
 
 var (
