@@ -412,3 +412,41 @@ func TestFakeThroughput(t *testing.T) {
 		t.Errorf("sends: %s(fake counted %d throttled)", got, f.Throttled())
 	}
 }
+
+// TestSendReadsInfobipsExamples: every answer Infobip's specs give as an example of a send (SMS
+// v2 and v3, TTS) is read as accepted, with its first message's id as the provider's message id.
+func TestSendReadsInfobipsExamples(t *testing.T) {
+	sms := providertest.LoadSpec(t, "infobip-sms.openapi.json")
+	voice := providertest.LoadSpec(t, "infobip-voice.openapi.json")
+	for _, tc := range []struct {
+		spec *providertest.Spec
+		path string
+		api  string
+		typ  gateway.MessageType
+	}{
+		{sms, "/sms/2/text/advanced", "v2", gateway.SMS},
+		{sms, "/sms/3/messages", "v3", gateway.SMS},
+		{voice, "/tts/3/advanced", "v3", gateway.Voice},
+	} {
+		examples, err := tc.spec.ResponseExamples(tc.path, "POST", "200")
+		if err != nil || len(examples) == 0 {
+			t.Fatalf("%s: %d examples, %v", tc.path, len(examples), err)
+		}
+		for name, body := range examples {
+			var want struct {
+				Messages []struct {
+					MessageID string `json:"messageId"`
+				} `json:"messages"`
+			}
+			if err := json.Unmarshal(body, &want); err != nil || len(want.Messages) == 0 || want.Messages[0].MessageID == "" {
+				t.Fatalf("%s, %q: no messageId (%v)", tc.path, name, err)
+			}
+			srv := providertest.Answering(t, http.MethodPost, tc.path, http.StatusOK, body)
+			p := newDriver(t, srv.URL, func(c *Config) { c.API = tc.api })
+			res, err := p.Send(context.Background(), &gateway.Message{ID: "msg_1", To: "+41793026727", Type: tc.typ, Text: "Your code is 123456", Code: "123456"})
+			if err != nil || res.ProviderMessageID != want.Messages[0].MessageID {
+				t.Errorf("%s, %q: %+v %v, want %s", tc.path, name, res, err, want.Messages[0].MessageID)
+			}
+		}
+	}
+}

@@ -227,3 +227,26 @@ func TestRotatedWebhookSecret(t *testing.T) {
 		}
 	}
 }
+
+// TestSendReadsMittosExamples: every answer the Mitto spec gives as an example of a send is read
+// as accepted, with its id as the provider's message id.
+func TestSendReadsMittosExamples(t *testing.T) {
+	spec := providertest.LoadSpec(t, "mitto-sms.thirdparty.openapi.yml")
+	examples, err := spec.ResponseExamples("/sms", "POST", "200")
+	if err != nil || len(examples) == 0 {
+		t.Fatalf("%d examples, %v", len(examples), err)
+	}
+	for name, body := range examples {
+		var want struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal(body, &want); err != nil || want.ID == "" {
+			t.Fatalf("%q: no id (%v)", name, err)
+		}
+		srv := providertest.Answering(t, http.MethodPost, "/sms", http.StatusOK, body)
+		res, err := newDriver(t, srv.URL).Send(context.Background(), &gateway.Message{ID: "msg_1", To: "+41751231234", Type: gateway.SMS, Text: "Your code is 123456", Code: "123456"})
+		if err != nil || res.ProviderMessageID != want.ID {
+			t.Errorf("%q: %+v %v, want %s", name, res, err, want.ID)
+		}
+	}
+}

@@ -277,3 +277,21 @@ func FuzzReports(f *testing.F, rr gateway.ReportReceiver, secrets []string, requ
 		}
 	})
 }
+
+// Answering starts a server that answers method and path with status and body (JSON), and
+// anything else with 404 naming what it got; it closes with the test. A driver's send against it
+// reads an answer as a provider documents it (Spec.ResponseExamples).
+func Answering(t testing.TB, method, path string, status int, body []byte) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != method || r.URL.Path != path {
+			http.Error(w, "unexpected "+r.Method+" "+r.URL.Path, http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		w.Write(body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}

@@ -3,6 +3,7 @@ package twilio
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -336,6 +337,37 @@ func TestAPreviousAuthTokenVerifiesCallbacks(t *testing.T) {
 		_, err := p.ParseReports(r, []byte(form.Encode()), u)
 		if ok := err == nil; ok != tc.ok {
 			t.Errorf("signed with %q: err %v, want accepted %v", tc.token, err, tc.ok)
+		}
+	}
+}
+
+// TestSendReadsTwiliosExamples: every answer Twilio's spec gives as an example of creating a
+// message or a call is read as accepted, with its sid as the provider's message id.
+func TestSendReadsTwiliosExamples(t *testing.T) {
+	spec := providertest.LoadSpec(t, "twilio-api-v2010.openapi.json")
+	for _, tc := range []struct {
+		path string
+		typ  gateway.MessageType
+	}{
+		{"/2010-04-01/Accounts/" + sid + "/Messages.json", gateway.SMS},
+		{"/2010-04-01/Accounts/" + sid + "/Calls.json", gateway.Voice},
+	} {
+		examples, err := spec.ResponseExamples(tc.path, "POST", "201")
+		if err != nil || len(examples) == 0 {
+			t.Fatalf("%s: %d examples, %v", tc.path, len(examples), err)
+		}
+		for name, body := range examples {
+			var want struct {
+				SID string `json:"sid"`
+			}
+			if err := json.Unmarshal(body, &want); err != nil || want.SID == "" {
+				t.Fatalf("%s, %q: no sid (%v)", tc.path, name, err)
+			}
+			srv := providertest.Answering(t, http.MethodPost, tc.path, http.StatusCreated, body)
+			res, err := newDriver(t, srv.URL, nil).Send(context.Background(), &gateway.Message{ID: "msg_1", To: "+14155550104", Type: tc.typ, Text: "Your code is 123456", Code: "123456"})
+			if err != nil || res.ProviderMessageID != want.SID {
+				t.Errorf("%s, %q: %+v %v, want sid %s", tc.path, name, res, err, want.SID)
+			}
 		}
 	}
 }
