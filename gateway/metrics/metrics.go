@@ -151,7 +151,7 @@ func New() *Metrics {
 		Quarantines: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_pumping_quarantines_total",
 			Help: "Number ranges quarantined under suspicion of SMS pumping, by tenant, destination country and action (alert, throttle, block)."}, []string{"tenant", "country", "action"}),
 		CodesUsed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smsgate_codes_used_total",
-			Help: "Codes a tenant reported used (POST /v1/messages/{id}/verified, Infobip's conversion tracking), each message once: beside the messages sent, the share of codes that reached someone who typed them."}, []string{"tenant"}),
+			Help: "Codes a tenant reported used (POST /v1/messages/{id}/verified, Infobip's conversion tracking), each message when a report first marks it (two reports racing on two replicas may count it twice): beside the messages sent, the share of codes that reached someone who typed them."}, []string{"tenant"}),
 		StateMemoryUsed: prometheus.NewGauge(prometheus.GaugeOpts{Name: "smsgate_state_memory_used_bytes",
 			Help: "Memory the shared state store (Redis) uses, as its INFO reports it, read every 30 s; 0 with state.driver memory."}),
 		StateMemoryMax: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "smsgate_state_memory_max_bytes",
