@@ -221,8 +221,9 @@ func compatMessage(r *store.Record) ib.Message {
 	return m
 }
 
-// readRefused answers a call that reads the message log and could not: 429 when the tenant's
-// reads are over rate_limits.api or its share of them, else logUnavailable.
+// readRefused answers a call other than a send that was refused or could not read the message
+// log: 429 when the tenant is over rate_limits.api or its share of the reads, else
+// logUnavailable.
 func readRefused(kind string, err error) httpapi.Reply {
 	if rl := (*httpapi.RateLimited)(nil); errors.As(err, &rl) {
 		rep := ibReply(http.StatusTooManyRequests, kind, "TOO_MANY_REQUESTS", rl.Message)

@@ -139,20 +139,9 @@ func (s *Spec) RequestErrors(path, method string, body []byte) []string {
 // provider must take. A path "webhook:NAME" names one of the spec's webhooks (what the provider
 // posts to us).
 func (s *Spec) RequestExamples(path, method string) (map[string][]byte, error) {
-	var item *v3.PathItem
-	if name, ok := strings.CutPrefix(path, "webhook:"); ok {
-		if s.model.Webhooks != nil {
-			item, _ = s.model.Webhooks.Get(name)
-		}
-	} else {
-		item, _, _ = paths.FindPath(s.request(method, path, "", nil), s.model, nil)
-	}
-	if item == nil {
-		return nil, fmt.Errorf("%s has no path %s", s.name, path)
-	}
-	op := item.GetOperations().GetOrZero(strings.ToLower(method))
+	op := s.operation(path, method)
 	if op == nil || op.RequestBody == nil || op.RequestBody.Content == nil {
-		return nil, fmt.Errorf("%s: %s %s takes no body", s.name, method, path)
+		return nil, fmt.Errorf("%s: %s %s is not there or takes no body", s.name, method, path)
 	}
 	mt, ok := op.RequestBody.Content.Get("application/json")
 	if !ok || mt.Examples == nil {
@@ -168,13 +157,9 @@ func (s *Spec) RequestExamples(path, method string) (map[string][]byte, error) {
 // ResponseExamples returns the JSON answers the spec gives as examples of method and path with
 // status, by name: what a driver must read as the provider documents it.
 func (s *Spec) ResponseExamples(path, method, status string) (map[string][]byte, error) {
-	item, _, _ := paths.FindPath(s.request(method, path, "", nil), s.model, nil)
-	if item == nil {
-		return nil, fmt.Errorf("%s has no path %s", s.name, path)
-	}
-	op := item.GetOperations().GetOrZero(strings.ToLower(method))
+	op := s.operation(path, method)
 	if op == nil || op.Responses == nil || op.Responses.Codes == nil {
-		return nil, fmt.Errorf("%s: %s %s has no responses", s.name, method, path)
+		return nil, fmt.Errorf("%s: %s %s is not there or has no responses", s.name, method, path)
 	}
 	res, ok := op.Responses.Codes.Get(status)
 	if !ok || res.Content == nil {
@@ -193,6 +178,22 @@ func (s *Spec) ResponseExamples(path, method, status string) (map[string][]byte,
 		return nil, fmt.Errorf("%s: %s %s %s has no JSON examples", s.name, method, path, status)
 	}
 	return out, nil
+}
+
+// operation is the spec's operation for method and path ("webhook:NAME" for a webhook), or nil.
+func (s *Spec) operation(path, method string) *v3.Operation {
+	var item *v3.PathItem
+	if name, ok := strings.CutPrefix(path, "webhook:"); ok {
+		if s.model.Webhooks != nil {
+			item, _ = s.model.Webhooks.Get(name)
+		}
+	} else {
+		item, _, _ = paths.FindPath(s.request(method, path, "", nil), s.model, nil)
+	}
+	if item == nil {
+		return nil
+	}
+	return item.GetOperations().GetOrZero(strings.ToLower(method))
 }
 
 // decodeExamples adds the JSON of each named example to out.
@@ -219,12 +220,7 @@ func decodeExamples(spec string, examples iter.Seq2[string, *base.Example], out 
 // the library's model of the operation.
 func (s *Spec) FormErrors(path, method string, form url.Values) []string {
 	errs := s.bodyErrors(path, method, "application/x-www-form-urlencoded", []byte(form.Encode()))
-	req := s.request(method, path, "", nil)
-	item, _, _ := paths.FindPath(req, s.model, nil)
-	if item == nil {
-		return errs
-	}
-	op := item.GetOperations().GetOrZero(strings.ToLower(method))
+	op := s.operation(path, method)
 	if op == nil || op.RequestBody == nil || op.RequestBody.Content == nil {
 		return errs
 	}

@@ -283,14 +283,13 @@ func FuzzReports(f *testing.F, rr gateway.ReportReceiver, secrets []string, requ
 // reads an answer as a provider documents it (Spec.ResponseExamples).
 func Answering(t testing.TB, method, path string, status int, body []byte) *httptest.Server {
 	t.Helper()
+	answer := write(status, "application/json", string(body))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != method || r.URL.Path != path {
 			http.Error(w, "unexpected "+r.Method+" "+r.URL.Path, http.StatusNotFound)
 			return
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		w.Write(body)
+		answer(w, r)
 	}))
 	t.Cleanup(srv.Close)
 	return srv
