@@ -384,31 +384,16 @@ func refusedByPostgres(err error) bool {
 	return false
 }
 
+// apply writes ops in one transaction and two round trips: lockAndLook takes the locks and reads
+// what the batch needs, match applies the reports in Go, writeAndCommit writes the result.
 func (p *Postgres) apply(ctx context.Context, ops []Op, ap *applier) error {
-	now := ap.now
-	var keys []int64
-	var inserts []*Record
+	inserts := make([]*Record, 0, len(ops))
 	for _, op := range ops {
-		switch {
-		case op.Insert != nil:
+		if op.Insert != nil {
 			r := *op.Insert
 			inserts = append(inserts, &r)
-			keys = append(keys, key(r.Provider, r.ID))
-			if r.ProviderMessageID != "" {
-				keys = append(keys, key(r.Provider, r.ProviderMessageID))
-			}
-		case op.Report != nil:
-			if op.Report.MessageID != "" {
-				keys = append(keys, key(op.Report.Provider, op.Report.MessageID))
-			}
-			if op.Report.ProviderMessageID != "" {
-				keys = append(keys, key(op.Report.Provider, op.Report.ProviderMessageID))
-			}
 		}
 	}
-	slices.Sort(keys)
-	keys = slices.Compact(keys)
-
 	conn, err := p.writer.Acquire(ctx)
 	if err != nil {
 		return err
@@ -424,11 +409,58 @@ func (p *Postgres) apply(ctx context.Context, ops []Op, ap *applier) error {
 			conn.Exec(rctx, "ROLLBACK")
 		}
 	}()
+	look, err := lockAndLook(ctx, conn, ops, inserts)
+	if err != nil {
+		return err
+	}
+	w := match(ops, inserts, look, ap)
+	if err := writeAndCommit(ctx, conn, ops, inserts, w, ap.now); err != nil {
+		return err
+	}
+	committed = true
+	return nil
+}
 
-	// Round trip 1: BEGIN, the locks, the early reports of the new records, the records the reports name.
+// lockKeys are the advisory locks a batch takes, sorted (so that two replicas' batches never wait
+// for each other in a cycle): each new record's id and provider id, each report's ids.
+func lockKeys(ops []Op) []int64 {
+	var keys []int64
+	for _, op := range ops {
+		switch {
+		case op.Insert != nil:
+			keys = append(keys, key(op.Insert.Provider, op.Insert.ID))
+			if op.Insert.ProviderMessageID != "" {
+				keys = append(keys, key(op.Insert.Provider, op.Insert.ProviderMessageID))
+			}
+		case op.Report != nil:
+			if op.Report.MessageID != "" {
+				keys = append(keys, key(op.Report.Provider, op.Report.MessageID))
+			}
+			if op.Report.ProviderMessageID != "" {
+				keys = append(keys, key(op.Report.Provider, op.Report.ProviderMessageID))
+			}
+		}
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys)
+}
+
+// lookups is what a batch's first round trip read.
+type lookups struct {
+	// early holds the reports that arrived before each new record (by its id), in arrival
+	// order; they were deleted from pending_reports in this transaction, so they must be applied.
+	early map[string][]pendingReport
+	// existing holds the records the batch's reports name, locked for update, by id; and the
+	// records of inserts tried again that turned out to be there already.
+	existing map[string]*Record
+}
+
+// lockAndLook is the first round trip: BEGIN, the locks, the early reports of the new records
+// (taken out of pending_reports), and the records the reports name.
+func lockAndLook(ctx context.Context, conn *pgxpool.Conn, ops []Op, inserts []*Record) (lookups, error) {
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN`)
-	b.Queue(`SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k ORDER BY k`, keys)
+	b.Queue(`SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k ORDER BY k`, lockKeys(ops))
 	ids, provs, pmids := make([]string, len(inserts)), make([]string, len(inserts)), make([]string, len(inserts))
 	for i, r := range inserts {
 		ids[i], provs[i], pmids[i] = r.ID, r.Provider, r.ProviderMessageID
@@ -459,7 +491,7 @@ func (p *Postgres) apply(ctx context.Context, ops []Op, ap *applier) error {
 	b.Queue(`SELECT `+pgColsM+` FROM messages m JOIN unnest($1::text[], $2::text[]) AS x(provider, pmid)
 		ON m.provider = x.provider AND m.provider_message_id = x.pmid AND m.provider_message_id <> '' FOR UPDATE OF m`, repPMIDProvs, repPMIDs)
 	br := conn.SendBatch(ctx, b)
-	_, err = br.Exec() // BEGIN
+	_, err := br.Exec() // BEGIN
 	var earlyRows []earlyRow
 	var existingRows []*Record
 	if err == nil {
@@ -469,27 +501,40 @@ func (p *Postgres) apply(ctx context.Context, ops []Op, ap *applier) error {
 		err = cerr
 	}
 	if err != nil {
-		return err
+		return lookups{}, err
 	}
 	seen := map[int64]bool{}
 	earlyRows = slices.DeleteFunc(earlyRows, func(e earlyRow) bool { dup := seen[e.seq]; seen[e.seq] = true; return dup })
 	slices.SortFunc(earlyRows, func(a, b earlyRow) int { return int(a.seq - b.seq) }) // in arrival order
-	early := map[string][]pendingReport{}
+	look := lookups{early: map[string][]pendingReport{}, existing: map[string]*Record{}}
 	for _, e := range earlyRows {
 		var rep gateway.DeliveryReport
 		if json.Unmarshal(e.raw, &rep) == nil {
-			early[e.id] = append(early[e.id], pendingReport{rep: &rep})
+			look.early[e.id] = append(look.early[e.id], pendingReport{rep: &rep})
 		}
 	}
-	existing := map[string]*Record{}
 	for _, r := range existingRows {
-		if existing[r.ID] == nil {
-			existing[r.ID] = r
+		if look.existing[r.ID] == nil {
+			look.existing[r.ID] = r
 		}
 	}
+	return look, nil
+}
 
-	// In Go: apply early reports to the new records, then each report, in order, to the record it
-	// names: one of this batch, or one read above.
+// writes is what match leaves to the second round trip.
+type writes struct {
+	// changed: records read in the first round trip that the batch's reports changed.
+	changed map[*Record]bool
+	// kept: new records tried again (op.again) that were there already; not inserted.
+	kept map[*Record]bool
+	// unmatched: reports that found no record, kept for the record that comes later.
+	unmatched []*gateway.DeliveryReport
+}
+
+// match applies, in Go and in order, the early reports to the new records, then each report to
+// the record it names: one of this batch, or one read by lockAndLook.
+func match(ops []Op, inserts []*Record, look lookups, ap *applier) writes {
+	w := writes{changed: map[*Record]bool{}, kept: map[*Record]bool{}}
 	byKey := map[string]*Record{}
 	index := func(r *Record) {
 		byKey[r.Provider+"\x00i"+r.ID] = r
@@ -497,42 +542,39 @@ func (p *Postgres) apply(ctx context.Context, ops []Op, ap *applier) error {
 			byKey[r.Provider+"\x00p"+r.ProviderMessageID] = r
 		}
 	}
-	for _, r := range existing {
+	for _, r := range look.existing {
 		index(r)
 	}
-	changed := map[*Record]bool{}
 	fresh := map[*Record]bool{}
-	kept := map[*Record]bool{} // inserts applied before (again) whose records are there
 	insertIdx := 0
-	var unmatched []*gateway.DeliveryReport
 	for _, op := range ops {
 		switch {
 		case op.Insert != nil:
 			r := inserts[insertIdx]
 			insertIdx++
-			if there := existing[r.ID]; op.again && there != nil {
+			if there := look.existing[r.ID]; op.again && there != nil {
 				// The record stays as it is; what would have gone to this copy goes to it.
-				kept[r] = true
-				for _, e := range early[r.ID] {
+				w.kept[r] = true
+				for _, e := range look.early[r.ID] {
 					if ap.apply(there, e.rep) {
-						changed[there] = true
+						w.changed[there] = true
 					}
 				}
 				continue
 			}
-			for _, e := range early[r.ID] {
+			for _, e := range look.early[r.ID] {
 				ap.apply(r, e.rep)
 			}
 			// Reports earlier in this same batch that found no record wait for this one too.
-			kept := unmatched[:0]
-			for _, rep := range unmatched {
+			waiting := w.unmatched[:0]
+			for _, rep := range w.unmatched {
 				if matches(r, rep) {
 					ap.apply(r, rep)
 				} else {
-					kept = append(kept, rep)
+					waiting = append(waiting, rep)
 				}
 			}
-			unmatched = kept
+			w.unmatched = waiting
 			index(r)
 			fresh[r] = true
 		case op.Report != nil:
@@ -545,19 +587,23 @@ func (p *Postgres) apply(ctx context.Context, ops []Op, ap *applier) error {
 				}
 			}
 			if r == nil {
-				unmatched = append(unmatched, rep)
+				w.unmatched = append(w.unmatched, rep)
 				continue
 			}
 			if ap.apply(r, rep) && !fresh[r] {
-				changed[r] = true
+				w.changed[r] = true
 			}
 		}
 	}
+	return w
+}
 
-	// Round trip 2: the writes, then COMMIT.
-	b = &pgx.Batch{}
+// writeAndCommit is the second round trip: the new records, the changed ones, the releases, the
+// reports left waiting, then COMMIT.
+func writeAndCommit(ctx context.Context, conn *pgxpool.Conn, ops []Op, inserts []*Record, w writes, now time.Time) error {
+	b := &pgx.Batch{}
 	for _, r := range inserts {
-		if kept[r] {
+		if w.kept[r] {
 			continue
 		}
 		args, err := pgArgs(r)
@@ -567,7 +613,7 @@ func (p *Postgres) apply(ctx context.Context, ops []Op, ap *applier) error {
 		// A retried batch that had committed must not fail on its own rows.
 		b.Queue(`INSERT INTO messages (`+pgCols+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29,$30) ON CONFLICT (id) DO NOTHING`, args...)
 	}
-	for r := range changed {
+	for r := range w.changed {
 		// push_at as read under the row lock, or armed by this report (armPush).
 		b.Queue(`UPDATE messages SET status = $2, provider_status = $3, error = $4, price = $5, currency = $6, updated_at = $7, delivered_at = $8, push_at = $9 WHERE id = $1`,
 			r.ID, r.Status, r.ProviderStatus, r.Error, r.Price, r.Currency, r.UpdatedAt.UnixMilli(), msOrNil(r.DeliveredAt), msOrZero(r.PushAt))
@@ -578,7 +624,7 @@ func (p *Postgres) apply(ctx context.Context, ops []Op, ap *applier) error {
 			b.Queue(releaseSQL("$1::bigint", "$2"), now.UnixMilli(), op.Release)
 		}
 	}
-	for _, rep := range unmatched {
+	for _, rep := range w.unmatched {
 		raw, err := json.Marshal(rep)
 		if err != nil {
 			return err
@@ -587,11 +633,7 @@ func (p *Postgres) apply(ctx context.Context, ops []Op, ap *applier) error {
 			rep.Provider, rep.ProviderMessageID, rep.MessageID, raw, now.UnixMilli())
 	}
 	b.Queue(`COMMIT`)
-	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		return err
-	}
-	committed = true
-	return nil
+	return conn.SendBatch(ctx, b).Close()
 }
 
 func msOrNil(t *time.Time) any {

@@ -119,6 +119,46 @@ func TestEarlyDuplicateAndOutOfOrderReports(t *testing.T) {
 	})
 }
 
+// TestAReportAheadOfItsRecordInOneBatch: a delivery report that reaches the writer before its
+// message's record (a provider that reports at once, while the send waits for its commit) can
+// share a batch with the record, ahead of it. It is applied to the record when the record comes,
+// on every backend, whether it names our id or the provider's; a report whose record is not in
+// the batch waits for it, and only it.
+func TestAReportAheadOfItsRecordInOneBatch(t *testing.T) {
+	backends(t, func(t *testing.T, open func() Backend) {
+		b := open()
+		defer b.Close()
+		ctx := context.Background()
+		done := t0.Add(10 * time.Second)
+		batch := []Op{
+			{Report: &gateway.DeliveryReport{Provider: "infobip", MessageID: "m1", ProviderMessageID: "ib-1", Status: gateway.StatusDelivered, ProviderStatus: "DELIVERED_TO_HANDSET", DoneAt: done}},
+			{Report: &gateway.DeliveryReport{Provider: "twilio", ProviderMessageID: "SM2", Status: gateway.StatusUndelivered, ProviderStatus: "undelivered", Error: "30003", DoneAt: done}},
+			{Report: &gateway.DeliveryReport{Provider: "twilio", ProviderMessageID: "SM3", Status: gateway.StatusDelivered, ProviderStatus: "delivered", DoneAt: done}},
+			{Insert: record("m1", "acme", "infobip", "ib-1", t0)},
+			{Insert: record("m2", "acme", "twilio", "SM2", t0)},
+		}
+		if _, err := b.Apply(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Apply(ctx, []Op{{Insert: record("m3", "acme", "twilio", "SM3", t0)}}); err != nil {
+			t.Fatal(err)
+		}
+		for id, want := range map[string][3]string{
+			"m1": {gateway.StatusDelivered, "DELIVERED_TO_HANDSET", ""},
+			"m2": {gateway.StatusUndelivered, "undelivered", "30003"},
+			"m3": {gateway.StatusDelivered, "delivered", ""}, // waited in pending reports for its record
+		} {
+			got, err := b.Get(ctx, "acme", id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g := [3]string{got.Status, got.ProviderStatus, got.Error}; g != want || got.DeliveredAt == nil || !got.DeliveredAt.Equal(done) {
+				t.Errorf("%s: status, provider status, error %q, delivered at %v; want %q at %v", id, g, got.DeliveredAt, want, done)
+			}
+		}
+	})
+}
+
 func TestListFiltersAndPages(t *testing.T) {
 	backends(t, func(t *testing.T, open func() Backend) {
 		s := New(Options{Backend: open()})
