@@ -385,10 +385,8 @@ func (m *Member) attempt(ctx context.Context, msg *gateway.Message, position int
 		return a, gateway.Result{}, &gateway.Error{Class: gateway.ClassUnavailable, Code: "disabled", Message: a.Error}
 	}
 	actx, cancel := ctx, context.CancelFunc(func() {})
-	ownDeadline := false
 	if m.timeout > 0 {
 		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > m.timeout {
-			ownDeadline = true
 			actx, cancel = context.WithTimeout(ctx, m.timeout)
 		}
 	}
@@ -410,7 +408,8 @@ func (m *Member) attempt(ctx context.Context, msg *gateway.Message, position int
 			if errors.As(err, &de) && de.Timeout {
 				te.Code, te.Message, te.MaybeSent = de.Code, de.Message, de.MaybeSent
 			}
-			if !ownDeadline || ctx.Err() != nil {
+			if ctx.Err() != nil {
+				// The request's deadline, not the provider's timeout (which ended actx alone).
 				return r, excludedErr{te}
 			}
 			return r, te

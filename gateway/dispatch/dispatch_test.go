@@ -116,20 +116,24 @@ func TestBreakerOpensSkipsAndRecovers(t *testing.T) {
 	a, b := &fake{fn: failing(gateway.ClassProvider, "E503")}, &fake{fn: ok("b")}
 	ma := member("a", a, time.Second, BreakerSettings{ConsecutiveFailures: 3, OpenTimeout: 50 * time.Millisecond})
 	ch := Chain{Members: []*Member{ma, member("b", b, time.Second, strict)}, FailoverOnTimeout: true}
+	voice := &gateway.Message{Type: gateway.Voice}
 	for i := 0; i < 3; i++ {
 		if out := Send(context.Background(), sms(), ch, nil); out.Provider != "b" {
 			t.Fatalf("send %d: provider %q", i, out.Provider)
 		}
+		if out := Send(context.Background(), voice, ch, nil); out.Provider != "b" {
+			t.Fatalf("voice send %d: provider %q", i, out.Provider)
+		}
 	}
-	if ma.State() != gobreaker.StateOpen {
-		t.Fatalf("breaker state after 3 failures = %v, want open", ma.State())
+	if ma.State() != gobreaker.StateOpen || ma.Available() {
+		t.Fatalf("breaker state after 3 failures of each channel = %v, available %v; want open, unavailable", ma.State(), ma.Available())
 	}
 	out := Send(context.Background(), sms(), ch, nil)
 	if diff := cmp.Diff([]string{"a:unavailable", "b:sent"}, outcomes(out)); diff != "" {
 		t.Errorf("open breaker not skipped (-want +got):\n%s", diff)
 	}
-	if got := a.calls.Load(); got != 3 {
-		t.Errorf("provider a called %d times, want 3 (no call while open)", got)
+	if got := a.calls.Load(); got != 6 {
+		t.Errorf("provider a called %d times, want 6 (no call while open)", got)
 	}
 	// Recovery: after the open timeout one probe goes through (half-open) and closes the breaker.
 	a.set(ok("a"))
@@ -137,14 +141,14 @@ func TestBreakerOpensSkipsAndRecovers(t *testing.T) {
 	for ma.State() == gobreaker.StateOpen && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if ma.State() != gobreaker.StateHalfOpen {
-		t.Fatalf("state after open timeout = %v, want half-open", ma.State())
+	if ma.State() != gobreaker.StateHalfOpen || !ma.Available() {
+		t.Fatalf("state after open timeout = %v, available %v; want half-open, available (for a probe)", ma.State(), ma.Available())
 	}
 	if out := Send(context.Background(), sms(), ch, nil); out.Provider != "a" {
 		t.Fatalf("half-open probe went to %q, want a", out.Provider)
 	}
-	if ma.State() != gobreaker.StateClosed {
-		t.Errorf("state after good probe = %v, want closed", ma.State())
+	if st := ma.ChannelState(gateway.SMS); st != gobreaker.StateClosed || ma.State() != gobreaker.StateHalfOpen {
+		t.Errorf("after a good SMS probe: SMS %v, worst %v; want closed, half-open (voice has had no probe)", st, ma.State())
 	}
 }
 
@@ -210,17 +214,19 @@ func TestTimeoutWithoutFailover(t *testing.T) {
 }
 
 func TestRequestBudgetSpent(t *testing.T) {
-	a := &fake{fn: hang}
-	ma := member("a", a, time.Second, BreakerSettings{ConsecutiveFailures: 1, OpenTimeout: time.Hour})
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Millisecond)
-	defer cancel()
-	out := Send(ctx, sms(), Chain{Members: []*Member{ma}, FailoverOnTimeout: true}, nil)
-	if !out.BudgetSpent || out.Err == nil {
-		t.Fatalf("want budget spent, got %+v", out)
-	}
-	// The request's own deadline cut the attempt short: the provider is not blamed.
-	if ma.State() != gobreaker.StateClosed {
-		t.Errorf("breaker opened on the request's deadline")
+	for _, failover := range []bool{true, false} {
+		a := &fake{fn: hang}
+		ma := member("a", a, time.Second, BreakerSettings{ConsecutiveFailures: 1, OpenTimeout: time.Hour})
+		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Millisecond)
+		out := Send(ctx, sms(), Chain{Members: []*Member{ma}, FailoverOnTimeout: failover}, nil)
+		cancel()
+		if !out.BudgetSpent || out.Err == nil || !out.Err.Timeout {
+			t.Fatalf("failover on timeout %v: want a timeout with the budget spent, got %+v", failover, out)
+		}
+		// The request's own deadline cut the attempt short: the provider is not blamed.
+		if ma.State() != gobreaker.StateClosed {
+			t.Errorf("failover on timeout %v: breaker opened on the request's deadline", failover)
+		}
 	}
 }
 
@@ -415,6 +421,14 @@ func TestNeverSentAlwaysFailsOver(t *testing.T) {
 	maybe := func(context.Context) (gateway.Result, error) {
 		return gateway.Result{}, &gateway.Error{Class: gateway.ClassProvider, Code: "CONNECTION_CLOSED", MaybeSent: true}
 	}
+	// atTimeout answers as the driver kit does when the attempt's timeout ends a call: a timeout
+	// that says whether the request had left.
+	atTimeout := func(maybeSent bool) func(context.Context) (gateway.Result, error) {
+		return func(ctx context.Context) (gateway.Result, error) {
+			<-ctx.Done()
+			return gateway.Result{}, &gateway.Error{Class: gateway.ClassProvider, Code: "CONNECT_TIMEOUT", Timeout: true, MaybeSent: maybeSent}
+		}
+	}
 	for _, tc := range []struct {
 		name string
 		fn   func(context.Context) (gateway.Result, error)
@@ -422,11 +436,17 @@ func TestNeverSentAlwaysFailsOver(t *testing.T) {
 	}{
 		{"never sent", notSent, []string{"a:timeout", "b:sent"}},
 		{"maybe sent", maybe, []string{"a:provider_error"}},
+		{"never sent, at the attempt's timeout", atTimeout(false), []string{"a:timeout", "b:sent"}},
+		{"maybe sent, at the attempt's timeout", atTimeout(true), []string{"a:timeout"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ch := Chain{Members: []*Member{member("a", &fake{fn: tc.fn}, time.Second, strict), member("b", &fake{fn: ok("b")}, time.Second, strict)}}
-			if diff := cmp.Diff(tc.want, outcomes(Send(context.Background(), sms(), ch, nil))); diff != "" {
+			ch := Chain{Members: []*Member{member("a", &fake{fn: tc.fn}, 30*time.Millisecond, strict), member("b", &fake{fn: ok("b")}, time.Second, strict)}}
+			out := Send(context.Background(), sms(), ch, nil)
+			if diff := cmp.Diff(tc.want, outcomes(out)); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
+			}
+			if out.BudgetSpent {
+				t.Errorf("budget spent on a send with no deadline of its own")
 			}
 		})
 	}
@@ -489,16 +509,21 @@ func TestThrottlingHoldsOffTheFloodNotTheOthers(t *testing.T) {
 	a, b := &fake{fn: throttle(time.Minute)}, &fake{fn: ok("b1")}
 	ma := member("a", a, time.Second, BreakerSettings{ConsecutiveFailures: 2, OpenTimeout: time.Hour})
 	ch := Chain{Members: []*Member{ma, member("b", b, time.Second, strict)}}
+	obs := &countingObserver{}
 
-	out := Send(context.Background(), from("flood"), ch, nil)
+	out := Send(context.Background(), from("flood"), ch, obs)
 	if diff := cmp.Diff([]string{"a:throttled", "b:sent"}, outcomes(out)); diff != "" {
 		t.Fatalf("first throttled send (-want +got):\n%s", diff)
 	}
 	for range 20 {
-		out := Send(context.Background(), from("flood"), ch, nil)
+		out := Send(context.Background(), from("flood"), ch, obs)
 		if diff := cmp.Diff([]string{"a:throttled", "b:sent"}, outcomes(out)); diff != "" || out.Attempts[0].Code != "held_off" {
 			t.Fatalf("held off (-want +got):\n%s%+v", diff, out.Attempts[0])
 		}
+	}
+	// A send held off the first provider is a failover too (smsgate_failovers_total).
+	if n := len(obs.failovers); n != 21 || obs.failovers[20] != "a>b" {
+		t.Errorf("failovers %v, want 21 of a>b", obs.failovers)
 	}
 	if n := a.calls.Load(); n != 1 {
 		t.Errorf("the throttled tenant called the provider %d times, want 1 (held off after the first)", n)
