@@ -338,8 +338,6 @@ func warnsOnlyWithout(t *testing.T, cfg, want, fix string) {
 	}
 }
 
-// TestValidateWarnsOfGuessableKeys: an API key, admin token or provider's webhook secret shorter
-// than 16 characters is named by its place, never by its value; long ones are not.
 // validWarnings writes cfg to a file and runs smsgate validate on it, which must find it valid;
 // it returns the file's path and what validate wrote: out, and its warnings on stderr.
 func validWarnings(t *testing.T, cfg string) (path, out, errs string) {
@@ -365,6 +363,8 @@ func warnedAt(errs, path, marker string) []string {
 	return at
 }
 
+// TestValidateWarnsOfGuessableKeys: an API key, admin token or provider's webhook secret shorter
+// than 16 characters is named by its place, never by its value; long ones are not.
 func TestValidateWarnsOfGuessableKeys(t *testing.T) {
 	const cfg = `server: {admin_token: adm1n, previous_admin_tokens: [old-admin-token-0123]}
 tenants:

@@ -119,8 +119,6 @@ routes:
     providers: [good]
 `
 
-// TestAuth0Snippets runs each snippet of docs/auth0 in Node against a real gateway: success, a
-// 4xx and a 5xx path, and checks what reached the gateway.
 // startSnippetGateway starts a gateway behind a recording proxy for the snippets; it skips
 // without Node, except in CI.
 func startSnippetGateway(t *testing.T) (*recorder, *httptest.Server) {
@@ -137,6 +135,8 @@ func startSnippetGateway(t *testing.T) (*recorder, *httptest.Server) {
 	return rec, proxy
 }
 
+// TestAuth0Snippets runs each snippet of docs/auth0 in Node against a real gateway: success, a
+// 4xx and a 5xx path, and checks what reached the gateway.
 func TestAuth0Snippets(t *testing.T) {
 	rec, proxy := startSnippetGateway(t)
 

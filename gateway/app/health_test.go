@@ -246,12 +246,12 @@ func TestOneTenantCannotDemoteForAll(t *testing.T) {
 	}
 }
 
-// healthOf is a copy of k's delivery health, nil when there is none.
 // smsKey is the SMS health of provider to country.
 func smsKey(provider, country string) healthKey {
 	return healthKey{provider: provider, country: country}
 }
 
+// healthOf is a copy of k's delivery health, nil when there is none.
 func healthOf(a *App, k healthKey) *healthView {
 	v, ok := a.health.view(k)
 	if !ok {

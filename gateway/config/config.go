@@ -974,7 +974,7 @@ func orDefault[T comparable](p *T, v T) {
 
 func ptr[T any](v T) *T { return &v }
 
-// Tenant returns the tenant's effective rate limits: its own where set, else the global ones.
+// EffectiveLimits returns the tenant's effective rate limits: its own where set, else the global ones.
 func (c *Config) EffectiveLimits(t *Tenant) RateLimits {
 	g := c.Policy.RateLimits
 	if t.RateLimits == nil {

@@ -74,7 +74,6 @@ func refused(err error) bool {
 	return errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests)
 }
 
-// get returns tenant's breakers, making them on its first send.
 // forget drops tenant's own breakers.
 func (o *owns) forget(tenant string) {
 	o.mu.Lock()
@@ -82,6 +81,7 @@ func (o *owns) forget(tenant string) {
 	o.mu.Unlock()
 }
 
+// get returns tenant's breakers, making them on its first send.
 func (o *owns) get(tenant string) *own {
 	o.mu.RLock()
 	t := o.m[tenant]

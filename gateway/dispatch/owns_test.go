@@ -93,34 +93,6 @@ func TestOneTenantsFailuresOpenOnlyItsOwnBreaker(t *testing.T) {
 // TestCorroboratedFailuresOpenTheSharedBreaker: in an outage, the first tenant's failures open its
 // own breaker; once another tenant's send fails too, its failures are corroborated and count for
 // the shared breaker, which opens after consecutive_failures of them in all, whichever tenants
-// A tenant that left the config leaves nothing in the member: its own breakers (and their
-// failures) go, so that a team renaming its tenants at each change does not add to them without
-// end; a tenant of that name later starts afresh.
-func TestAForgottenTenantLeavesNoBreaker(t *testing.T) {
-	p := newPoisoned(func(tn string) bool { return tn == "gone" }, "gone", "quiet")
-	ma := NewMember(MemberOptions{Name: "a", Provider: p, Timeout: time.Second, Breaker: strict})
-	ch := Chain{Members: []*Member{ma, member("b", &fake{fn: ok("b")}, time.Second, strict)}, Shared: true}
-	send := func(tenant string) Outcome { return Send(context.Background(), from(tenant), ch, nil) }
-	send("quiet")
-	for range 4 {
-		send("gone")
-	}
-	if out := send("gone"); !cmp.Equal(codes(out), []string{"a:unavailable:tenant_breaker_open", "b:sent:"}) {
-		t.Fatalf("gone's send with its own breaker open: %v", codes(out))
-	}
-	ma.Forget("gone")
-	ma.owns.mu.RLock()
-	_, kept := ma.owns.m["gone"]
-	left := len(ma.owns.m)
-	ma.owns.mu.RUnlock()
-	if kept || left != 1 {
-		t.Errorf("after Forget the member keeps breakers of %d tenants (gone's: %v), want quiet's alone", left, kept)
-	}
-	if out := send("gone"); !cmp.Equal(codes(out), []string{"a:provider_error:HTTP_500", "b:sent:"}) {
-		t.Errorf("a tenant of the forgotten name: %v, want a fresh breaker that calls the provider", codes(out))
-	}
-}
-
 // they came from. A third tenant then skips the provider without having paid a failure.
 func TestCorroboratedFailuresOpenTheSharedBreaker(t *testing.T) {
 	p := newPoisoned(func(string) bool { return true }, "first", "second", "third", "fourth")
@@ -147,6 +119,76 @@ func TestCorroboratedFailuresOpenTheSharedBreaker(t *testing.T) {
 	}
 	if n := p.calls["fourth"].Load(); n != 0 {
 		t.Errorf("provider called %d times for the fourth tenant, want 0", n)
+	}
+}
+
+// TestAForgottenTenantLeavesNoBreaker: a tenant that left the config leaves nothing in the
+// member: its own breakers (and their failures) go, so that a team renaming its tenants at each
+// change does not add to them without end; a tenant of that name later starts afresh.
+func TestAForgottenTenantLeavesNoBreaker(t *testing.T) {
+	p := newPoisoned(func(tn string) bool { return tn == "gone" }, "gone", "quiet")
+	ma := NewMember(MemberOptions{Name: "a", Provider: p, Timeout: time.Second, Breaker: strict})
+	ch := Chain{Members: []*Member{ma, member("b", &fake{fn: ok("b")}, time.Second, strict)}, Shared: true}
+	send := func(tenant string) Outcome { return Send(context.Background(), from(tenant), ch, nil) }
+	send("quiet")
+	for range 4 {
+		send("gone")
+	}
+	if out := send("gone"); !cmp.Equal(codes(out), []string{"a:unavailable:tenant_breaker_open", "b:sent:"}) {
+		t.Fatalf("gone's send with its own breaker open: %v", codes(out))
+	}
+	ma.Forget("gone")
+	ma.owns.mu.RLock()
+	_, kept := ma.owns.m["gone"]
+	left := len(ma.owns.m)
+	ma.owns.mu.RUnlock()
+	if kept || left != 1 {
+		t.Errorf("after Forget the member keeps breakers of %d tenants (gone's: %v), want quiet's alone", left, kept)
+	}
+	if out := send("gone"); !cmp.Equal(codes(out), []string{"a:provider_error:HTTP_500", "b:sent:"}) {
+		t.Errorf("a tenant of the forgotten name: %v, want a fresh breaker that calls the provider", codes(out))
+	}
+}
+
+// answers is a provider that answers each tenant's sends with that tenant's error (none: sent).
+type answers map[string]*gateway.Error
+
+func (a answers) Capabilities() gateway.Capabilities { return gateway.SMSAndVoice }
+func (a answers) Send(_ context.Context, m *gateway.Message) (gateway.Result, error) {
+	if e := a[m.Tenant]; e != nil {
+		return gateway.Result{}, e
+	}
+	return gateway.Result{ProviderMessageID: "ok"}, nil
+}
+
+// TestOnlyProviderFailuresAreEvidence: a tenant's sends that fail for reasons that say nothing of
+// the provider's health (destinations it cannot reach, throttling) are no evidence against it, so
+// they cannot corroborate another tenant's failures: two tenants, one sending to numbers no route
+// reaches and one sending what the provider fails on, still leave the shared breaker closed.
+func TestOnlyProviderFailuresAreEvidence(t *testing.T) {
+	p := answers{
+		"unreachable": {Class: gateway.ClassDestination, Code: "NO_ROUTE", Message: "no route"},
+		"throttled":   {Class: gateway.ClassThrottled, Code: "HTTP_429", HTTPStatus: 429, RetryAfter: time.Minute, Message: "slow down"},
+		"poison":      {Class: gateway.ClassProvider, Code: "HTTP_500", HTTPStatus: 500, Message: "internal error"},
+	}
+	ma := NewMember(MemberOptions{Name: "a", Provider: p, Timeout: time.Second, Breaker: strict})
+	ch := Chain{Members: []*Member{ma, member("b", &fake{fn: ok("b")}, time.Second, strict)}, Shared: true}
+	send := func(tenant string) Outcome { return Send(context.Background(), from(tenant), ch, nil) }
+	for range 5 {
+		send("unreachable")
+	}
+	send("throttled")
+	if ma.owns.corroborated("poison", 0, time.Now()) {
+		t.Fatal("a destination error or throttling corroborates another tenant's failure")
+	}
+	for range 3 {
+		send("poison")
+	}
+	if c := ma.breakers[0].Counts(); ma.State() != gobreaker.StateClosed || c.TotalFailures != 0 {
+		t.Errorf("shared breaker %v with %d failures counted, want closed with none", ma.State(), c.TotalFailures)
+	}
+	if out := send("quiet"); out.Provider != "a" {
+		t.Errorf("another tenant's send: %v, want a", codes(out))
 	}
 }
 
