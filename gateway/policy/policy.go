@@ -180,15 +180,17 @@ func (c *Checker) Check(ctx context.Context, r *Rules, msg *gateway.Message, pri
 	}
 	if s := r.Limits.Spend; s.Active() && c.Spends != nil {
 		key := SpendKey(msg.Tenant, *s)
-		ok, wait, err := c.Spends.Reserve(ctx, key, *s, price)
-		if err != nil {
-			return nil, err
+		ok, wait, rerr := c.Spends.Reserve(ctx, key, *s, price)
+		if rerr != nil {
+			return nil, rerr
 		}
 		if !ok {
 			return &Rejection{Code: "rate_limited", Reason: "spend", RetryAfter: wait,
 				Message: fmt.Sprintf("spend limit (%s) reached", s)}, nil
 		}
 		defer func() {
+			// rej and err are Check's results: nothing in this block may declare its own err,
+			// or the limiter's failures below would keep the reservation (they once did).
 			if (rej != nil || err != nil) && price > 0 {
 				// Not sent: give the reservation back (if that fails, the tenant is charged a
 				// send it did not make, the safe way round).

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"errors"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -162,6 +163,42 @@ func TestSpendReservationsAreGivenBack(t *testing.T) {
 				t.Errorf("used %v after one reservation of 1 on a full bucket: given back beyond full", u)
 			}
 		})
+	}
+}
+
+// downLimiter is a rate limiter whose store does not answer.
+type downLimiter struct{}
+
+func (downLimiter) Allow(context.Context, string, config.Limit) (bool, time.Duration, error) {
+	return false, 0, errors.New("state store down")
+}
+func (downLimiter) AllowKeeping(context.Context, string, config.Limit, int) (bool, time.Duration, error) {
+	return false, 0, errors.New("state store down")
+}
+
+// TestSpendIsGivenBackWhenALimitCannotBeRead: a send whose rate limits cannot be read after its
+// spend was reserved is not sent (the caller answers policy_unavailable or applies on_error), so
+// the reservation goes back: a state store that fails now and then must not eat a tenant's
+// spend limit with sends it never made.
+func TestSpendIsGivenBackWhenALimitCannotBeRead(t *testing.T) {
+	clk := newClock()
+	s := &MemoryLimiter{Now: clk.now}
+	ctx := context.Background()
+	l := config.Spend{Amount: 1, Per: 24 * time.Hour}
+	r := &Rules{Limits: config.RateLimits{Spend: &l, PerTenant: &config.Limit{N: 10, Per: time.Hour}}}
+	c := Checker{Limiter: downLimiter{}, Spends: s}
+	msg := &gateway.Message{Tenant: "acme", To: "+14155550104", Country: "US"}
+	for range 5 {
+		if rej, err := c.Check(ctx, r, msg, 0.3); rej != nil || err == nil {
+			t.Fatalf("check with the limiter down: %+v %v, want an error", rej, err)
+		}
+	}
+	u, err := s.Used(ctx, []SpendBucket{{Key: SpendKey("acme", l), Limit: l}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u[0] != 0 {
+		t.Errorf("used %v after five sends that were never made, want 0", u[0])
 	}
 }
 
