@@ -130,6 +130,31 @@ func TestTenantWideLimitDoesNotSpendRecipientAllowance(t *testing.T) {
 	}
 }
 
+// TestAStarInEitherLinkListAllowsEveryLink: "*" in the global allowed_link_hosts or in the
+// tenant's lets every link through, whatever other hosts either list names and in whichever order.
+func TestAStarInEitherLinkListAllowsEveryLink(t *testing.T) {
+	c := Checker{Limiter: &MemoryLimiter{}}
+	msg := &gateway.Message{Tenant: "a", To: "+14155550104", Country: "US", Text: "Your code is 734019. https://anything.example/x"}
+	for _, tc := range []struct {
+		global, own []string
+		allowed     bool
+	}{
+		{[]string{"*"}, []string{"acme.com"}, true},
+		{[]string{"help.example.com"}, []string{"*"}, true},
+		{[]string{"*", "help.example.com"}, nil, true},
+		{[]string{"help.example.com"}, []string{"acme.com"}, false},
+	} {
+		r := Compile(&config.Config{Policy: config.Policy{AllowedLinkHosts: tc.global}}, &config.Tenant{AllowedLinkHosts: tc.own})
+		rej, err := c.Check(context.Background(), r, msg, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := rej == nil; got != tc.allowed {
+			t.Errorf("global %v, tenant %v: allowed %v (%+v), want %v", tc.global, tc.own, got, rej, tc.allowed)
+		}
+	}
+}
+
 func TestCountryLists(t *testing.T) {
 	c := Checker{Limiter: &MemoryLimiter{}}
 	cfg := &config.Config{Policy: config.Policy{DeniedCountries: []string{"KP"}}}
@@ -1207,6 +1232,11 @@ func TestPace(t *testing.T) {
 	}
 	if ok, wait, _ := c.Pace(ctx, "other", "c", *lim(4, time.Hour), 1); !ok || wait != 0 {
 		t.Error("another provider's throughput is its own")
+	}
+	// A share smaller than one token of the throughput is still one token: a tenant beside many
+	// others (tenant_share 0.1 of 4 an hour) is not shut out.
+	if ok, _, _ := c.Pace(ctx, "small", "d", *lim(4, time.Hour), 0.1); !ok {
+		t.Error("a share under one token refused the tenant's first send")
 	}
 }
 
