@@ -48,7 +48,7 @@ func TestAKeyIsRotatedWithoutAFailedCall(t *testing.T) {
 // TestTheAdminTokenIsRotatedWithoutAFailedCall: with the new token as admin_token and the old one
 // under previous_admin_tokens, both open the admin endpoints and calls with the old one are
 // logged (without the token); once it is dropped, it is refused. A previous token never opens the
-// tenants' endpoints, and none is accepted while admin_token is unset.
+// tenants' endpoints (and none is accepted while admin_token is unset: the test below).
 func TestTheAdminTokenIsRotatedWithoutAFailedCall(t *testing.T) {
 	h := start(t, baseConfig, Options{})
 	raw, reload := reloader(t, h.app, h.path)
@@ -74,6 +74,24 @@ func TestTheAdminTokenIsRotatedWithoutAFailedCall(t *testing.T) {
 	}
 	reload(strings.Replace(string(raw), "admin_token: admin-t0ken", "admin_token: admin-n3w-token", 1))
 	rotated(t, h.app, h.logs, status, ok, refused, "admin-t0ken", "admin-n3w-token")
+}
+
+// TestAdminEndpointsAreClosedWithoutAnAdminToken: with server.admin_token unset the admin
+// endpoints answer 404 admin_disabled to every caller: one that sends no Authorization, an empty
+// bearer token (which an empty admin token would equal), or any token; no provider is drained.
+func TestAdminEndpointsAreClosedWithoutAnAdminToken(t *testing.T) {
+	h := start(t, strings.Replace(baseConfig, "  admin_token: admin-t0ken\n", "", 1), Options{})
+	calls := [][2]string{{"GET", "/v1/providers"}, {"GET", "/v1/admin/tenants"}, {"POST", "/v1/providers/primary/disable"}, {"POST", "/v1/admin/reload"}}
+	for _, auth := range [][]string{nil, {"Authorization", "Bearer "}, {"Authorization", "Bearer admin-t0ken"}} {
+		for _, c := range calls {
+			if r := h.do(c[0], c[1], "", "", auth...); r.Status != 404 || errCode(r) != "admin_disabled" {
+				t.Errorf("%s %s with %q: %d %s, want 404 admin_disabled", c[0], c[1], auth, r.Status, r.Raw)
+			}
+		}
+	}
+	if r := h.send("acme-key", `{"message_options":{"recipient":"+14155550104","text":"Your code is 123456"}}`); r.Status != 200 || r.Body["provider"] != "primary" {
+		t.Errorf("a send after the calls: %d %s, want 200 through primary (not drained)", r.Status, r.Raw)
+	}
 }
 
 // reloader returns the config file at path as it is now, and a function that writes another
