@@ -119,13 +119,11 @@ func (m *MemoryReplays) Put(_ context.Context, key string, r *Replay, ttl time.D
 	m.dropExpired(&m.all, now, 4)
 	m.dropExpired(q, now, 4)
 	for m.max > 0 && len(m.records) > m.max {
-		tenant, removed, early := m.makeRoom(now)
+		tenant, removed := m.makeRoom()
 		if !removed {
 			break // no record left to remove (cannot happen while records and queues agree)
 		}
-		if early {
-			evicted = append(evicted, tenant)
-		}
+		evicted = append(evicted, tenant)
 	}
 	m.mu.Unlock()
 	if m.OnEvict != nil {
@@ -144,38 +142,33 @@ func (m *MemoryReplays) Len() int {
 }
 
 // dropExpired removes up to n of q's oldest records while they have expired (a few a put is
-// enough: each put adds one), and reports whether it removed any.
-func (m *MemoryReplays) dropExpired(q *replayQueue, now time.Time, n int) bool {
-	dropped := false
+// enough: each put adds one).
+func (m *MemoryReplays) dropExpired(q *replayQueue, now time.Time, n int) {
 	for range n {
 		it, ok := q.front(m.records)
 		if !ok || now.Before(it.rec.expires) {
-			break
+			return
 		}
 		m.remove(q, it)
-		dropped = true
 	}
-	return dropped
 }
 
-// makeRoom removes one record: the oldest of all if it has expired (those go before any live
-// record), else the oldest record of a tenant holding the most, evicted early (its tenant is
-// returned). It looks at no other tenant.
-func (m *MemoryReplays) makeRoom(now time.Time) (tenant string, removed, early bool) {
-	if m.dropExpired(&m.all, now, 1) {
-		return "", true, false
-	}
+// makeRoom evicts the oldest record of a tenant holding the most, before its time, and returns
+// that tenant. It looks at no other tenant. Put has just dropped the expired records at the front
+// of all (the oldest, and with one ttl the first to expire): had it found one, the store would not
+// be over its bound.
+func (m *MemoryReplays) makeRoom() (tenant string, removed bool) {
 	top := m.rank.top()
 	if top == nil {
-		return "", false, false
+		return "", false
 	}
 	q := m.tenants[top.name]
 	it, ok := q.front(m.records)
 	if !ok {
-		return "", false, false
+		return "", false
 	}
 	m.remove(q, it)
-	return top.name, true, true
+	return top.name, true
 }
 
 // remove deletes the record of q's front item it (front found it live), q being its tenant's
