@@ -37,6 +37,11 @@ func TestDecodeShapes(t *testing.T) {
 			want: Request{Shape: ShapeCustomPhoneProvider, Recipient: "+447911123456", Text: "code 1234", Type: gateway.SMS, Action: "enrollment", Language: "fr"},
 		},
 		{
+			name: "custom-phone-provider without a delivery method: a text",
+			body: `{"notification":{"recipient":"+447911123456","as_text":"code 1234","as_voice":"code 1. 2. 3. 4","message_type":"otp_verify"}}`,
+			want: Request{Shape: ShapeCustomPhoneProvider, Recipient: "+447911123456", Text: "code 1234", Type: gateway.SMS, Action: "second-factor-authentication"},
+		},
+		{
 			name: "legacy hook, nested client (hook reference example)",
 			body: `{"recipient":"1-808-555-5555","text":"Here is your one time password: 999111","context":{"message_type":"sms","action":"enrollment","language":"en","code":"123456","ip":"127.0.0.1","user_agent":"Mozilla/5.0","client":{"client_id":"1235","name":"Test Application","client_metadata":{}},"user":{"user_id":"auth0|test12345"}}}`,
 			want: Request{Shape: ShapeHook, Recipient: "1-808-555-5555", Text: "Here is your one time password: 999111", Code: "123456", Type: gateway.SMS,
@@ -69,6 +74,20 @@ func TestDecodeShapes(t *testing.T) {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestCheckTakesTheCodeForABlankText: a request that reaches Check without Decode (the
+// Infobip-compatible API, whose strings are not trimmed) and has a text of blanks sends its code
+// as the text, or is refused without one: never a message of blanks.
+func TestCheckTakesTheCodeForABlankText(t *testing.T) {
+	r := &Request{Recipient: "+14155550104", Text: " \t \n", Code: "123456"}
+	if err := Check(r); err != nil || r.Text != "123456" {
+		t.Errorf("blank text with a code: %v, text %q; want the code as the text", err, r.Text)
+	}
+	var ie *Error
+	if err := Check(&Request{Recipient: "+14155550104", Text: " \t \n"}); !errors.As(err, &ie) || ie.Code != "invalid_request" {
+		t.Errorf("blank text without a code: %v, want invalid_request", err)
 	}
 }
 
