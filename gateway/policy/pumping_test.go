@@ -238,6 +238,65 @@ func TestPumpingConversionSignal(t *testing.T) {
 	}
 }
 
+// TestPumpingAYoungTenantIsMeasuredByItsOwnHistory: a tenant past its warmup but younger than
+// the baseline window is compared with the hours it has sent, not with the whole window: its
+// steady 25 sends an hour to one range, without codes reported used, are its normal traffic, not
+// five times a baseline diluted over a week it did not exist.
+func TestPumpingAYoungTenantIsMeasuredByItsOwnHistory(t *testing.T) {
+	clk := newClock()
+	s := &pumpSim{t: t, p: newPumping(t, clk, "memory"), clk: clk, cfg: pumpConfig()}
+	for i := range 30 * 25 { // 30 hours, past the 24 h warmup
+		s.send("young", fmt.Sprintf("+447400%06d", i), "GB", false)
+		clk.add(time.Hour / 25)
+	}
+	if len(s.caught) != 0 {
+		t.Errorf("a young tenant's steady traffic was quarantined: %+v", s.caught[0])
+	}
+}
+
+// TestPumpingConversionNeedsAComparison: a range whose codes go unused is held against the
+// tenant's other ranges only when those carry min_volume sends between them; a few used codes
+// elsewhere are no proof that this range's users would have used theirs.
+func TestPumpingConversionNeedsAComparison(t *testing.T) {
+	clk := newClock()
+	s := &pumpSim{t: t, p: newPumping(t, clk, "memory"), clk: clk, cfg: pumpConfig()}
+	for i := range 60 {
+		s.send("acme", fmt.Sprintf("+447400%06d", i), "GB", false)
+		if i%20 == 0 {
+			s.send("acme", fmt.Sprintf("+1415555%04d", i), "US", true) // 3 in all, each used
+		}
+		clk.add(30 * time.Second)
+	}
+	if len(s.caught) != 0 {
+		t.Errorf("quarantined on a comparison with 3 sends: %+v", s.caught[0])
+	}
+}
+
+// TestPumpingConversionWaitsForTheDelay: codes sent within conversion_delay have had no time to
+// be used, so a burst to a range is not judged by conversion until it is that old.
+func TestPumpingConversionWaitsForTheDelay(t *testing.T) {
+	clk := newClock()
+	cfg := pumpConfig()
+	s := &pumpSim{t: t, p: newPumping(t, clk, "memory"), clk: clk, cfg: cfg}
+	for i := range 40 { // the comparison: another range whose codes are used
+		s.send("acme", fmt.Sprintf("+1415555%04d", i), "US", true)
+		clk.add(30 * time.Second)
+	}
+	// At the start of a slot, so that the whole burst lies within the delay.
+	clk.add(slot - time.Duration(clk.now().Unix()%int64(slot.Seconds()))*time.Second)
+	for i := range 25 {
+		s.send("acme", fmt.Sprintf("+447400%06d", i), "GB", false)
+		clk.add(5 * time.Second)
+	}
+	if len(s.caught) != 0 {
+		t.Errorf("a burst younger than conversion_delay was judged by conversion: %+v", s.caught[0])
+	}
+	clk.add(cfg.ConversionDelay.D() + slot)
+	if q := s.send("acme", "+447400999999", "GB", false); q == nil || !strings.HasPrefix(q.Reason, "conversion:") {
+		t.Errorf("the burst once older than the delay: %+v, want a conversion quarantine", q)
+	}
+}
+
 // countingPumpState counts the counter reads of keys that contain a marker.
 type countingPumpState struct {
 	*MemoryPumpState
