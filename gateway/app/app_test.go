@@ -413,6 +413,23 @@ func TestIdempotencyAndCoalescing(t *testing.T) {
 	}
 }
 
+// TestAFailedSendIsNotReplayed: the answer to a send every provider failed (5xx) is not kept
+// under its Idempotency-Key: the caller's retry with the same key tries the providers again
+// instead of getting the failure back for the key's whole lifetime.
+func TestAFailedSendIsNotReplayed(t *testing.T) {
+	h := start(t, baseConfig, Options{})
+	tried := func() float64 { return testutil.ToFloat64(h.app.MetricSet().Attempts.WithLabelValues("down", "provider_error")) }
+	for i := range 2 {
+		r := h.send("broken-key", actionBody, "Idempotency-Key", "retry-me")
+		if r.Status != 502 {
+			t.Fatalf("send %d: %d %s, want 502", i, r.Status, r.Raw)
+		}
+		if n := tried(); n != float64(i+1) {
+			t.Errorf("after send %d the failing provider was tried %v times, want %d (the retry not replayed)", i, n, i+1)
+		}
+	}
+}
+
 // TestCoalescingKeepsSendersApart: identical requests in flight at once share one send, but not
 // when they name different senders (a tenant with allowed_senders sending for two brands): each
 // is a message of its own, sent as its sender.
