@@ -413,20 +413,42 @@ func TestIdempotencyAndCoalescing(t *testing.T) {
 	}
 }
 
-// TestAFailedSendIsNotReplayed: the answer to a send every provider failed (5xx) is not kept
-// under its Idempotency-Key: the caller's retry with the same key tries the providers again
-// instead of getting the failure back for the key's whole lifetime.
+// TestAFailedSendIsNotReplayed: the answer to a send every provider failed (502) or throttled
+// (429) is not kept under its Idempotency-Key: the caller's retry with the same key tries the
+// providers again (a message of its own id) instead of getting the failure back for the key's
+// whole lifetime.
 func TestAFailedSendIsNotReplayed(t *testing.T) {
-	h := start(t, baseConfig, Options{})
-	tried := func() float64 { return testutil.ToFloat64(h.app.MetricSet().Attempts.WithLabelValues("down", "provider_error")) }
-	for i := range 2 {
-		r := h.send("broken-key", actionBody, "Idempotency-Key", "retry-me")
-		if r.Status != 502 {
-			t.Fatalf("send %d: %d %s, want 502", i, r.Status, r.Raw)
-		}
-		if n := tried(); n != float64(i+1) {
-			t.Errorf("after send %d the failing provider was tried %v times, want %d (the retry not replayed)", i, n, i+1)
-		}
+	throttled := `
+storage: {driver: memory}
+policy: {rate_limits: {per_recipient: 0}}
+tenants:
+  - {name: acme, api_key: acme-key}
+providers:
+  - {name: busy, type: mock, failure_rate: 1, fail_with: throttled}
+routes:
+  - {name: default, providers: [busy]}
+`
+	for _, tc := range []struct {
+		name, cfg, key string
+		status         int
+	}{
+		{"every provider failed", baseConfig, "broken-key", 502},
+		{"every provider throttled", throttled, "acme-key", 429},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := start(t, tc.cfg, Options{})
+			var ids []any
+			for i := range 2 {
+				r := h.send(tc.key, actionBody, "Idempotency-Key", "retry-me")
+				if r.Status != tc.status {
+					t.Fatalf("send %d: %d %s, want %d", i, r.Status, r.Raw, tc.status)
+				}
+				ids = append(ids, r.Body["id"])
+			}
+			if ids[0] == nil || ids[0] == ids[1] {
+				t.Errorf("the retry's id %v, the first's %v: want a message of its own (not the failure replayed)", ids[1], ids[0])
+			}
+		})
 	}
 }
 
