@@ -2,9 +2,11 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -100,5 +102,63 @@ routes: [{name: default, providers: [sns]}]
 	}
 	if n := len(logLines(t, h, "delivery report not taken now; the provider is asked to retry")); n != 3 {
 		t.Errorf("%d log lines, want 3", n)
+	}
+}
+
+// downBackend is a message log backend whose database fails every write while down is set.
+type downBackend struct {
+	store.Backend
+	down atomic.Bool
+}
+
+func (d *downBackend) Apply(ctx context.Context, ops []store.Op) ([]store.Charge, error) {
+	if d.down.Load() {
+		return nil, errors.New("connection refused (simulated)")
+	}
+	return d.Backend.Apply(ctx, ops)
+}
+
+// TestRefuseSendsKeepsTheLogComplete: with storage.backlog_full: refuse_sends, once the retry
+// buffer holds all it may while the database fails, new sends are answered 503 store_unavailable
+// without calling a provider (the operator chose a complete log over sending); the records held
+// are written once the database is back, and sends go again.
+func TestRefuseSendsKeepsTheLogComplete(t *testing.T) {
+	db := &downBackend{}
+	h := start(t, `
+storage: {driver: sqlite, path: $DIR/log.db, retry_buffer: 2, backlog_full: refuse_sends, commit_timeout: 50ms}
+policy: {rate_limits: {per_recipient: 0}}
+tenants: [{name: acme, api_key: acme-key}]
+providers: [{name: m, type: mock}]
+routes: [{name: default, providers: [m]}]
+`, Options{WrapBackend: func(b store.Backend) store.Backend { db.Backend = b; return db }})
+	sent := func() float64 { return testutil.ToFloat64(h.app.MetricSet().Attempts.WithLabelValues("m", "sent")) }
+	send := func(i int) response {
+		return h.send("acme-key", strings.Replace(actionBody, "555-0104", fmt.Sprintf("555-%04d", 100+i), 1))
+	}
+	db.down.Store(true)
+	var held []string
+	for i := range 2 {
+		r := send(i)
+		if r.Status != 200 {
+			t.Fatalf("send %d while the buffer has room: %d %s", i, r.Status, r.Raw)
+		}
+		held = append(held, r.Body["id"].(string))
+	}
+	waitUntil(t, "the retry buffer full", h.app.store.Full)
+	if r := send(2); r.Status != 503 || errCode(r) != "store_unavailable" {
+		t.Errorf("a send with the buffer full: %d %s, want 503 store_unavailable", r.Status, r.Raw)
+	}
+	if n := sent(); n != 2 {
+		t.Errorf("the provider sent %v messages, want 2 (none that could not be recorded)", n)
+	}
+	db.down.Store(false)
+	waitUntil(t, "the held records written", func() bool { return !h.app.store.Full() && h.app.store.Backlog() == 0 })
+	for _, id := range held {
+		if r := h.do("GET", "/v1/messages/"+id, "acme-key", ""); r.Status != 200 {
+			t.Errorf("held record %s: %d %s", id, r.Status, r.Raw)
+		}
+	}
+	if r := send(3); r.Status != 200 {
+		t.Errorf("a send once the database is back: %d %s", r.Status, r.Raw)
 	}
 }
