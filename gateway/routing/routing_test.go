@@ -38,6 +38,10 @@ func TestMatchEveryMatcherAndOrder(t *testing.T) {
 		{"language exact, other separator and case", func(m *gateway.Message) { m.Language = "PT_br" }, "language"},
 		{"language primary subtag", func(m *gateway.Message) { m.Language = "de-AT" }, "language"},
 		{"language region does not widen", func(m *gateway.Message) { m.Language = "pt-PT" }, "default"},
+		// Only a language has subtags: a client id or an action that begins like a listed one
+		// followed by "-" is another value (a tenant could otherwise reach a client's route).
+		{"client id with a suffix", func(m *gateway.Message) { m.ClientID = "c1-other" }, "default"},
+		{"action with a suffix", func(m *gateway.Message) { m.Action = "enrollment-retry" }, "default"},
 		{"first match wins over later ones", func(m *gateway.Message) { m.Tenant, m.Type = "acme", gateway.Voice }, "tenant"},
 		{"all matchers of a rule must hold", func(m *gateway.Message) { m.Tenant, m.Country = "beta", "US" }, "all-of"},
 		{"one matcher failing skips the rule", func(m *gateway.Message) { m.Tenant, m.Country = "beta", "CA" }, "default"},
