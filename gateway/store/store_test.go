@@ -1261,6 +1261,30 @@ func TestHeldReportsAreReleased(t *testing.T) {
 	})
 }
 
+// TestAReportArmsAPushOnlyOnce: a final report makes a record with a notify URL due to be pushed,
+// once: not a record whose pushes were all tried and given up (a report arriving later would start
+// twelve more), nor one whose report is held (its send failed and the caller never had its id).
+func TestAReportArmsAPushOnlyOnce(t *testing.T) {
+	now := t0.Add(time.Hour)
+	for _, tc := range []struct {
+		name  string
+		edit  func(r *Record)
+		armed bool
+	}{
+		{"never pushed", func(*Record) {}, true},
+		{"pushes given up", func(r *Record) { r.PushTries = PushTries }, false},
+		{"held: the send failed", func(r *Record) { r.Status, r.ReportTaken, r.ReportHeld = gateway.StatusFailed, true, true }, false},
+	} {
+		r := record("m1", "acme", "ib", "ib-1", t0)
+		r.Source, r.NotifyURL = "infobip-sms-v3", "https://hooks.example.com/r"
+		tc.edit(r)
+		applyReport(r, &gateway.DeliveryReport{Provider: "ib", MessageID: "m1", Status: gateway.StatusDelivered}, now)
+		if armed := !r.PushAt.IsZero(); armed != tc.armed {
+			t.Errorf("%s: push armed %v, want %v", tc.name, armed, tc.armed)
+		}
+	}
+}
+
 // TestPushesAreClaimedUntilDone: a compat message's final report is due to be pushed once it is
 // final (also when the report came before the record); each claim counts a try and makes it due
 // again only on Infobip's schedule, so a push that never ends is tried again and a claimed one
