@@ -290,6 +290,25 @@ func TestATenantPastItsRecordBoundLosesOnlyItsOwnOldest(t *testing.T) {
 	})
 }
 
+// TestTheLeastBoundCountsEveryTenantsOwn: the trim runs when any tenant has a bound, also when
+// only some tenants set their own max_records and storage.max_records_per_tenant is unset.
+func TestTheLeastBoundCountsEveryTenantsOwn(t *testing.T) {
+	for _, tc := range []struct {
+		b    RecordBounds
+		want int
+	}{
+		{RecordBounds{}, 0},
+		{RecordBounds{Default: 500}, 500},
+		{RecordBounds{Tenants: map[string]int{"big": 900, "small": 100}}, 100},
+		{RecordBounds{Default: 500, Tenants: map[string]int{"big": 900}}, 500},
+		{RecordBounds{Default: 500, Tenants: map[string]int{"small": 100}}, 100},
+	} {
+		if got := tc.b.least(); got != tc.want {
+			t.Errorf("%+v: least %d, want %d", tc.b, got, tc.want)
+		}
+	}
+}
+
 // TestTheTrimLookCountsOnlyRecentRecordsBetweenFullCounts: the look for tenants over their
 // bounds counts every tenant's records at a backend's first trim and every trimRecount; between
 // those it counts only the records created since trimLate before the last full count, so a tenant
