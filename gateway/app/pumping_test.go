@@ -273,3 +273,38 @@ func startPumping(t *testing.T) (*harness, *testClock, func(to string) response)
 		return h.send("acme-key", fmt.Sprintf(`{"recipient":%q,"text":"Your code is %06d","context":{}}`, to, n))
 	}
 }
+
+// TestAQuarantinedSendGivesItsSpendBack: a send its range's quarantine refuses was never made, so
+// what its tenant's spend limit reserved for it goes back: refused sends to a pumped range, however
+// many, leave the tenant its spend for its usual traffic.
+func TestAQuarantinedSendGivesItsSpendBack(t *testing.T) {
+	clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	cfg := strings.Replace(pumpingConfig, "$STATE", "state: {driver: memory}", 1)
+	cfg = strings.Replace(cfg, "  - {name: acme, api_key: acme-key}", "  - {name: acme, api_key: acme-key, rate_limits: {spend: 1/24h}}", 1)
+	cfg = strings.Replace(cfg, "providers: [{name: m, type: mock}]", "providers: [{name: m, type: mock, prices: {default: 0.1}}]", 1)
+	h := start(t, cfg, Options{Now: clk.Now})
+	n := 0
+	send := func(to string) response {
+		t.Helper()
+		n++
+		return h.send("acme-key", fmt.Sprintf(`{"recipient":%q,"text":"Your code is %06d","context":{}}`, to, n))
+	}
+	if r := send("+14155550104"); r.Status != 200 {
+		t.Fatalf("usual send: %d %s", r.Status, r.Raw)
+	}
+	clk.Add(2 * time.Hour)
+	for i := 1; i <= 5; i++ { // 0.6 of the limit of 1 spent in all
+		if r := send(fmt.Sprintf("+232760000%02d", i)); r.Status != 200 {
+			t.Fatalf("burst %d: %d %s", i, r.Status, r.Raw)
+		}
+		clk.Add(10 * time.Second)
+	}
+	for i := range 10 {
+		if r := send(fmt.Sprintf("+2327600010%d", i)); r.Status != 403 || errCode(r) != "suspected_pumping" {
+			t.Fatalf("quarantined send %d: %d %s", i, r.Status, r.Raw)
+		}
+	}
+	if r := send("+14155550105"); r.Status != 200 {
+		t.Errorf("a usual send after 10 quarantined ones: %d %s, want 200 (their reservations given back)", r.Status, r.Raw)
+	}
+}
