@@ -40,6 +40,9 @@ func TestPublicAddr(t *testing.T) {
 		{"240.0.0.1", false},
 		{"::ffff:127.0.0.1", false},
 		{"::ffff:169.254.169.254", false},
+		{"::ffff:100.100.100.200", false}, // a range netip does not name, written as IPv6
+		{"239.255.0.1", false},            // multicast beyond the link-local block
+		{"ff05::1:3", false},
 		{"64:ff9b::a9fe:a9fe", false}, // 169.254.169.254 through NAT64
 		{"64:ff9b::808:808", true},    // 8.8.8.8 through NAT64
 	} {
