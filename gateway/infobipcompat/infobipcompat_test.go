@@ -76,6 +76,44 @@ func TestReportErrorsSayWhetherToSendAgain(t *testing.T) {
 }
 
 // TestParseRefusesABodyThatIsNotUTF8: every kind of send refuses it, before any destination.
+// TestParseHoldsEachFieldToItsLimit: every destination becomes a record (and perhaps a push) that
+// keeps these fields, so each is held to Infobip's own limit, and a request to 100 destinations:
+// at the limit a request is taken, one past it refused with 400 naming the field. A text or a
+// to of blanks is none.
+func TestParseHoldsEachFieldToItsLimit(t *testing.T) {
+	v2 := func(message, dest, bulkID string) string {
+		return `{"bulkId":"` + bulkID + `","messages":[{"destinations":[{"to":"14155550104"` + dest + `}],"text":"code 1234"` + message + `}]}`
+	}
+	tts := func(callback string) string {
+		return `{"messages":[{"destinations":[{"to":"14155550104"}],"text":"code 1234","language":"en","callbackData":"` + callback + `"}]}`
+	}
+	many := func(n int) string {
+		return `{"messages":[{"destinations":[` + strings.TrimSuffix(strings.Repeat(`{"to":"14155550104"},`, n), ",") + `],"text":"code 1234"}]}`
+	}
+	x := strings.Repeat
+	for _, tc := range []struct {
+		name, kind, ok, over, refusal string
+	}{
+		{"callbackData", SMSv2, v2(`,"callbackData":"`+x("c", MaxCallbackData)+`"`, "", ""), v2(`,"callbackData":"`+x("c", MaxCallbackData+1)+`"`, "", ""), "callbackData is longer"},
+		{"voice callbackData", TTS, tts(x("c", MaxVoiceCallbackData)), tts(x("c", MaxVoiceCallbackData+1)), "callbackData is longer"},
+		{"messageId", SMSv2, v2("", `,"messageId":"`+x("m", MaxMessageID)+`"`, ""), v2("", `,"messageId":"`+x("m", MaxMessageID+1)+`"`, ""), "messageId is longer"},
+		{"bulkId", SMSv2, v2("", "", x("b", MaxBulkID)), v2("", "", x("b", MaxBulkID+1)), "bulkId is longer"},
+		{"notifyUrl", SMSv2, v2(`,"notifyUrl":"https://h.example/`+x("n", MaxNotifyURL-18)+`"`, "", ""), v2(`,"notifyUrl":"https://h.example/`+x("n", MaxNotifyURL-17)+`"`, "", ""), "notifyUrl is longer"},
+		{"destinations", SMSv2, many(MaxDestinations), many(MaxDestinations + 1), "at most 100 destinations"},
+		{"blank text", SMSv2, v2("", "", ""), strings.Replace(v2("", "", ""), `"code 1234"`, `" \t "`, 1), "the message text is required"},
+		{"blank to", SMSv2, v2("", "", ""), strings.Replace(v2("", "", ""), `"14155550104"`, `"  "`, 1), "every destination needs a to"},
+	} {
+		if _, err := Parse(tc.kind, false, []byte(tc.ok)); err != nil {
+			t.Errorf("%s at the limit: %v", tc.name, err)
+		}
+		_, err := Parse(tc.kind, false, []byte(tc.over))
+		var e *Error
+		if !errors.As(err, &e) || e.Status != 400 || !strings.Contains(e.Text, tc.refusal) {
+			t.Errorf("%s past the limit: %v, want 400 %q", tc.name, err, tc.refusal)
+		}
+	}
+}
+
 func TestParseRefusesABodyThatIsNotUTF8(t *testing.T) {
 	for _, tc := range []struct {
 		kind   string
