@@ -272,6 +272,29 @@ func TestPushesConnectToPublicAddressesOnly(t *testing.T) {
 	}
 }
 
+// TestAPushFollowsNoRedirect: a notify endpoint that answers with a redirect is not followed,
+// whichever client posts: the allow list names where reports may go, and a 307 or 308 would post
+// the report (callbackData and all) again to wherever the endpoint pointed. The try fails, naming
+// the status.
+func TestAPushFollowsNoRedirect(t *testing.T) {
+	var elsewhere atomic.Int64
+	other := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { elsewhere.Add(1) }))
+	defer other.Close()
+	for _, status := range []int{http.StatusFound, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, other.URL+"/collected", status)
+		}))
+		n := newNotifier(nil)
+		if err := n.post(n.private, redirect.URL+"/reports", []byte(`{"results":[]}`)); err == nil || !strings.Contains(err.Error(), fmt.Sprint(status)) {
+			t.Errorf("a %d: %v, want a failed try naming it", status, err)
+		}
+		redirect.Close()
+	}
+	if n := elsewhere.Load(); n != 0 {
+		t.Errorf("the redirects' target was posted to %d times", n)
+	}
+}
+
 // TestAPushToAnAddressInsideTheNetworkIsRefused: a tenant's notify host is on the operator's allow
 // list, but its DNS is the tenant's. One that resolves to the gateway's loopback (as a name could,
 // for a tenant without notify_private_addresses) is never posted to: the try is counted blocked,
