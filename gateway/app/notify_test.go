@@ -295,6 +295,21 @@ func TestAPushFollowsNoRedirect(t *testing.T) {
 	}
 }
 
+// TestAPushIsDoneOnlyWhenAnswered2xx: a notify endpoint that answers 4xx (its auth misconfigured,
+// a path gone) has not taken the report: the try fails, naming the status, so that the push is
+// made again, as a 5xx is.
+func TestAPushIsDoneOnlyWhenAnswered2xx(t *testing.T) {
+	for _, status := range []int{http.StatusOK, http.StatusNoContent, http.StatusUnauthorized, http.StatusNotFound, http.StatusServiceUnavailable} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(status) }))
+		n := newNotifier(nil)
+		err := n.post(n.private, srv.URL+"/reports", []byte(`{"results":[]}`))
+		if ok := status/100 == 2; ok != (err == nil) || !ok && !strings.Contains(err.Error(), fmt.Sprint(status)) {
+			t.Errorf("an answer %d: %v", status, err)
+		}
+		srv.Close()
+	}
+}
+
 // TestAPushToAnAddressInsideTheNetworkIsRefused: a tenant's notify host is on the operator's allow
 // list, but its DNS is the tenant's. One that resolves to the gateway's loopback (as a name could,
 // for a tenant without notify_private_addresses) is never posted to: the try is counted blocked,
