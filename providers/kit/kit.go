@@ -144,7 +144,10 @@ func (c *Client) transportError(ctx context.Context, err error, wrote bool) *gat
 	case timeout:
 		return &gateway.Error{Class: gateway.ClassProvider, Code: "CONNECT_TIMEOUT", Timeout: true,
 			Message: "could not connect to " + c.Name + " in time (not sent)"}
-	case errors.As(err, &tlsErr) || errors.As(err, &rec) || strings.Contains(err.Error(), "tls:"):
+	case errors.As(err, &tlsErr) || errors.As(err, &rec) || strings.Contains(err.Error(), "tls:") ||
+		strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
+		// crypto/tls returns alerts and most handshake failures untyped, and net/http replaces
+		// the record error of a plain HTTP answer with a text of its own.
 		return &gateway.Error{Class: gateway.ClassProvider, Code: "TLS", Message: "TLS handshake with " + c.Name + " failed (not sent)"}
 	}
 	reason := "connection failed"
