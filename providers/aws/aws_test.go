@@ -299,7 +299,9 @@ func TestDeliveryEventsThroughSNS(t *testing.T) {
 	for _, tc := range []struct{ version, event, want string }{
 		{"2", "TEXT_DELIVERED", gateway.StatusDelivered}, {"1", "TEXT_CARRIER_UNREACHABLE", gateway.StatusUndelivered},
 		{"2", "TEXT_SUCCESSFUL", gateway.StatusSent}, {"2", "TEXT_INVALID", gateway.StatusFailed},
-		{"2", "VOICE_COMPLETED", gateway.StatusDelivered}, {"2", "VOICE_NO_ANSWER", gateway.StatusUndelivered},
+		{"2", "VOICE_COMPLETED", gateway.StatusDelivered}, {"2", "VOICE_ANSWERED", gateway.StatusDelivered},
+		{"2", "VOICE_NO_ANSWER", gateway.StatusUndelivered}, {"2", "VOICE_FAILED", gateway.StatusFailed},
+		{"2", "TEXT_SOMETHING_NEW", gateway.StatusSent},
 	} {
 		reps, err := post(signer.sign(t, note(tc.version, tc.event)))
 		want := []gateway.DeliveryReport{{ProviderMessageID: "aws-m1", MessageID: "msg_9", ProviderStatus: tc.event, Status: tc.want}}
@@ -343,6 +345,24 @@ func TestDeliveryEventsThroughSNS(t *testing.T) {
 	if _, err := post(signer.sign(t, m)); err != gateway.ErrUnauthenticated {
 		t.Errorf("SignatureVersion 3: %v", err)
 	}
+	// The version is not signed: a version-1 (SHA1) signature relabelled as an unknown version
+	// is refused, not checked as version 1.
+	b = signer.sign(t, note("1", "TEXT_DELIVERED"))
+	if _, err := post([]byte(strings.Replace(string(b), `"SignatureVersion":"1"`, `"SignatureVersion":"3"`, 1))); err != gateway.ErrUnauthenticated {
+		t.Errorf("a SHA1 signature labelled version 3: %v", err)
+	}
+	// A notification without a subject signs no Subject line.
+	bare := note("2", "TEXT_DELIVERED")
+	delete(bare, "Subject")
+	if reps, err := post(signer.sign(t, bare)); err != nil || len(reps) != 1 {
+		t.Errorf("a notification without a subject: %+v %v", reps, err)
+	}
+	// An unsubscribe confirmation of a listed topic is taken, records nothing and visits nothing.
+	unsub := sub(topic)
+	unsub["Type"] = "UnsubscribeConfirmation"
+	if reps, err := post(signer.sign(t, unsub)); err != nil || len(reps) != 0 || len(confirmed) != 1 {
+		t.Errorf("an unsubscribe confirmation: %+v %v, confirmed %v", reps, err, confirmed)
+	}
 	if fetched != 1 {
 		t.Errorf("the certificate was fetched %d times, want once: no refused URL is fetched", fetched)
 	}
@@ -351,6 +371,56 @@ func TestDeliveryEventsThroughSNS(t *testing.T) {
 	other["SubscribeURL"] = "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&Token=tok"
 	if _, err := post(signer.sign(t, other)); err != gateway.ErrUnauthenticated || len(confirmed) != 1 {
 		t.Errorf("a subscription URL of another region: %v, confirmed %v", err, confirmed)
+	}
+}
+
+// TestSNSURLs: a certificate or subscription URL must be HTTPS on SNS's host in the topic's own
+// region (China's regions under amazonaws.com.cn), and a certificate's path must be exactly
+// SNS's certificate name.
+func TestSNSURLs(t *testing.T) {
+	const pem = "/SimpleNotificationService-abc.pem"
+	for _, tc := range []struct {
+		url, topic string
+		cert, sub  bool
+	}{
+		{"https://sns.eu-west-1.amazonaws.com" + pem, topic, true, true},
+		{"https://sns.cn-north-1.amazonaws.com.cn" + pem, "arn:aws-cn:sns:cn-north-1:123456789012:smsgate", true, true},
+		{"https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&Token=t", topic, false, true},
+		{"https://sns.eu-west-1.amazonaws.com" + pem + "x", topic, false, true},
+		{"https://sns.eu-west-1.amazonaws.com" + pem + "/more", topic, false, true},
+		{"https://sns.eu-west-1.amazonaws.com.evil.com" + pem, topic, false, false},
+		// A topic ARN that names no region, or is not one, allows no host.
+		{"https://sns..amazonaws.com" + pem, "arn:aws:sns::123456789012:smsgate", false, false},
+		{"https://sns.eu-west-1.amazonaws.com" + pem, "arn:aws:sns:eu-west-1:123456789012", false, false},
+		{"https://sns.eu-west-1.amazonaws.com" + pem, "arn:aws:sns:eu-west-1:123456789012:smsgate:extra", false, false},
+	} {
+		if got := certURL(tc.url, tc.topic); got != tc.cert {
+			t.Errorf("certURL(%s, %s) = %v", tc.url, tc.topic, got)
+		}
+		if _, got := snsURL(tc.url, tc.topic); got != tc.sub {
+			t.Errorf("snsURL(%s, %s) = %v", tc.url, tc.topic, got)
+		}
+	}
+}
+
+// TestACertificateFetchNeedsA200: an answer other than 200 is an error, which ParseReports
+// answers as unavailable (503, so SNS tries again). Parsed as a certificate, a 5xx page would
+// make the report look forged, and SNS gives up on the 403. The body read is bounded.
+func TestACertificateFetchNeedsA200(t *testing.T) {
+	staticCredentials(t)
+	status := http.StatusInternalServerError
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(status)
+		w.Write([]byte(strings.Repeat("x", 100<<10)))
+	}))
+	defer srv.Close()
+	p := newSMSVoice(t, "https://sms-voice.eu-west-1.amazonaws.com", gateway.Deps{Name: "eum", HTTPClient: srv.Client()})
+	if b, err := p.get(context.Background(), srv.URL); err == nil {
+		t.Errorf("a 500 gave %d bytes and no error", len(b))
+	}
+	status = http.StatusOK
+	if b, err := p.get(context.Background(), srv.URL); err != nil || len(b) != 64<<10 {
+		t.Errorf("a 200: %d bytes, %v; want the first 64 KiB", len(b), err)
 	}
 }
 
