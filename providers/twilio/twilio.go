@@ -195,7 +195,7 @@ func (p *Provider) ParseReports(r *http.Request, body []byte, publicURL string) 
 			}
 		}
 	}
-	if !valid || len(got) == 0 {
+	if !valid {
 		return nil, gateway.ErrUnauthenticated
 	}
 	d := gateway.DeliveryReport{ProviderMessageID: form.Get("MessageSid"), ProviderStatus: form.Get("MessageStatus"), Error: form.Get("ErrorCode")}

@@ -3,6 +3,9 @@ package twilio
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha1"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/providers/kit"
 	"github.com/smsgate/smsgate/providers/providertest"
 	"github.com/smsgate/smsgate/providers/twilio/twiliotest"
 )
@@ -227,6 +231,13 @@ func TestStatusCallbacks(t *testing.T) {
 			gateway.DeliveryReport{ProviderMessageID: "CA5", Status: gateway.StatusDelivered, ProviderStatus: "completed"}},
 		{url.Values{"CallSid": {"CA6"}, "CallStatus": {"no-answer"}},
 			gateway.DeliveryReport{ProviderMessageID: "CA6", Status: gateway.StatusUndelivered, ProviderStatus: "no-answer"}},
+		{url.Values{"MessageSid": {"SM7"}, "MessageStatus": {"read"}},
+			gateway.DeliveryReport{ProviderMessageID: "SM7", Status: gateway.StatusDelivered, ProviderStatus: "read"}},
+		{url.Values{"MessageSid": {"SM8"}, "MessageStatus": {"canceled"}},
+			gateway.DeliveryReport{ProviderMessageID: "SM8", Status: gateway.StatusFailed, ProviderStatus: "canceled"}},
+		// Older callbacks name the status SmsStatus only.
+		{url.Values{"MessageSid": {"SM9"}, "SmsSid": {"SM9"}, "SmsStatus": {"delivered"}},
+			gateway.DeliveryReport{ProviderMessageID: "SM9", Status: gateway.StatusDelivered, ProviderStatus: "delivered"}},
 	}
 	for _, tc := range tests {
 		body := tc.form.Encode()
@@ -239,6 +250,61 @@ func TestStatusCallbacks(t *testing.T) {
 		if diff := cmp.Diff([]gateway.DeliveryReport{tc.want}, got); diff != "" {
 			t.Errorf("(-want +got):\n%s", diff)
 		}
+	}
+}
+
+// TestAnAppendedValueBreaksTheSignature: every value of a parameter is signed, so a value
+// added to a signed callback (a second MessageStatus) is refused, not read past.
+func TestAnAppendedValueBreaksTheSignature(t *testing.T) {
+	p := newDriver(t, "https://api.twilio.com", nil)
+	const u = "https://gw.example.com/v1/dlr/twilio/tw"
+	form := url.Values{"MessageSid": {"SM1"}, "MessageStatus": {"delivered"}}
+	// By hand, per Twilio's rule: the URL, then each key and value, keys sorted.
+	m := hmac.New(sha1.New, []byte(token))
+	m.Write([]byte(u + "MessageSid" + "SM1" + "MessageStatus" + "delivered"))
+	sig := base64.StdEncoding.EncodeToString(m.Sum(nil))
+	for _, tc := range []struct {
+		body string
+		ok   bool
+	}{
+		{form.Encode(), true},
+		{form.Encode() + "&MessageStatus=failed", false},
+		{"MessageStatus=failed&" + form.Encode(), false},
+	} {
+		r := httptest.NewRequest("POST", "/v1/dlr/twilio/tw", strings.NewReader(tc.body))
+		r.Header.Set("X-Twilio-Signature", sig)
+		_, err := p.ParseReports(r, []byte(tc.body), u)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: err %v, want accepted %v", tc.body, err, tc.ok)
+		}
+	}
+}
+
+func TestURLVariants(t *testing.T) {
+	for raw, want := range map[string][]string{
+		"https://gw.example.com/v1/dlr/twilio/tw?x=1":  {"https://gw.example.com/v1/dlr/twilio/tw?x=1", "https://gw.example.com:443/v1/dlr/twilio/tw?x=1"},
+		"https://gw.example.com:443/v1/dlr/twilio/tw":  {"https://gw.example.com:443/v1/dlr/twilio/tw", "https://gw.example.com/v1/dlr/twilio/tw"},
+		"http://gw.example.com/v1/dlr/twilio/tw":       {"http://gw.example.com/v1/dlr/twilio/tw", "http://gw.example.com:80/v1/dlr/twilio/tw"},
+		"https://gw.example.com:8443/v1/dlr/twilio/tw": {"https://gw.example.com:8443/v1/dlr/twilio/tw"},
+		"https://gw.example.com:80/v1/dlr/twilio/tw":   {"https://gw.example.com:80/v1/dlr/twilio/tw"},
+		"ftp://gw.example.com/v1/dlr/twilio/tw":        {"ftp://gw.example.com/v1/dlr/twilio/tw"},
+		"https://gw.example.com/%zz":                   {"https://gw.example.com/%zz"},
+	} {
+		if got := urlVariants(raw); cmp.Diff(want, got) != "" {
+			t.Errorf("urlVariants(%s) = %v, want %v", raw, got, want)
+		}
+	}
+}
+
+func TestAnUnknownCodeKeepsTwiliosMessage(t *testing.T) {
+	p := newDriver(t, "https://api.twilio.com", nil)
+	e := p.classifyHTTP(&kit.Response{Status: 400, Body: []byte(`{"code":29999,"message":"Something new","status":400}`)})
+	if e == nil || e.Code != "29999" || e.Message != "Something new" || e.Class != gateway.ClassProvider {
+		t.Errorf("err = %+v", e)
+	}
+	e = p.classifyHTTP(&kit.Response{Status: 400, Body: []byte(`{"code":21211,"message":"The 'To' number +14155550104 is not valid","status":400}`)})
+	if e == nil || e.Message != "invalid 'To' number" || e.Class != gateway.ClassRecipient {
+		t.Errorf("a known code: %+v (its own description, never Twilio's text with the number)", e)
 	}
 }
 

@@ -370,7 +370,7 @@ func (p *Provider) authentic(params map[string]string) bool {
 	if p.cfg.SignatureSecret != "" {
 		sig := params["sig"]
 		ts, err := strconv.ParseInt(params["timestamp"], 10, 64)
-		if sig == "" || err != nil {
+		if err != nil {
 			return false
 		}
 		if d := p.now().Sub(time.Unix(ts, 0)); d > maxSkew || d < -maxSkew {

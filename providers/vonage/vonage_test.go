@@ -7,12 +7,15 @@ import (
 	"crypto/md5"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha1"
 	"crypto/sha256"
+	"crypto/sha512"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"hash"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -222,12 +225,79 @@ func independentSHA256(p url.Values, secret string) string {
 
 // hs256 makes a JWT by hand: base64url header and claims, HMAC-SHA256.
 func hs256(secret string, claims map[string]any) string {
-	h := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
+	return jwtByHand(`{"alg":"HS256","typ":"JWT"}`, sha256.New, secret, claims)
+}
+
+// jwtByHand makes a JWT with the header given, signed with an HMAC of h.
+func jwtByHand(header string, h func() hash.Hash, secret string, claims map[string]any) string {
 	c, _ := json.Marshal(claims)
-	s := h + "." + base64.RawURLEncoding.EncodeToString(c)
-	m := hmac.New(sha256.New, []byte(secret))
+	s := base64.RawURLEncoding.EncodeToString([]byte(header)) + "." + base64.RawURLEncoding.EncodeToString(c)
+	m := hmac.New(h, []byte(secret))
 	m.Write([]byte(s))
 	return s + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// TestSignEveryMethod: Sign, against the string to sign written out by hand: keys sorted, sig
+// and our own secret left out, & and = inside values replaced by _; md5hash (also the default)
+// appends the secret, the others are HMACs keyed by it.
+func TestSignEveryMethod(t *testing.T) {
+	params := map[string]string{"status": "delivered", "client-ref": "a=b&c", "messageId": "0B1", "sig": "old", "secret": hookSec}
+	const str = "&client-ref=a_b_c&messageId=0B1&status=delivered"
+	hmacOf := func(h func() hash.Hash) string {
+		m := hmac.New(h, []byte(sigSecret))
+		m.Write([]byte(str))
+		return hex.EncodeToString(m.Sum(nil))
+	}
+	sum := md5.Sum([]byte(str + sigSecret))
+	md5hash := hex.EncodeToString(sum[:])
+	for method, want := range map[string]string{"": md5hash, "md5hash": md5hash, "md5": hmacOf(md5.New), "sha1": hmacOf(sha1.New),
+		"sha256": hmacOf(sha256.New), "sha512": hmacOf(sha512.New)} {
+		if got := Sign(params, sigSecret, method); got != want {
+			t.Errorf("Sign with %q = %s, want %s", method, got, want)
+		}
+	}
+}
+
+// TestReceiptDetails: a receipt's timestamp may be no further ahead than behind; a price that
+// is not positive is none (a negative one would pay back spend); statuses map case-blind.
+func TestReceiptDetails(t *testing.T) {
+	now := time.Now()
+	p := newDriver(t, "https://x", nil)
+	receipt := func(ts time.Time, status, price string) ([]gateway.DeliveryReport, error) {
+		q := map[string]string{"messageId": "0B1", "client-ref": "msg_1", "status": status, "price": price, "timestamp": itoa(ts.Unix())}
+		v := url.Values{}
+		for k, x := range q {
+			v.Set(k, x)
+		}
+		v.Set("sig", Sign(q, sigSecret, "md5hash"))
+		return p.ParseReports(httptest.NewRequest("GET", "/v?"+v.Encode(), nil), nil, "")
+	}
+	if _, err := receipt(now.Add(10*time.Minute), "delivered", "0.03"); err != gateway.ErrUnauthenticated {
+		t.Errorf("a timestamp ten minutes ahead: %v", err)
+	}
+	if _, err := receipt(now.Add(2*time.Minute), "delivered", "0.03"); err != nil {
+		t.Errorf("a timestamp two minutes ahead: %v", err)
+	}
+	for _, price := range []string{"-0.5", "0", "NaN", "-Inf", "abc"} {
+		if reps, err := receipt(now, "delivered", price); err != nil || reps[0].Price != 0 || reps[0].Currency != "" {
+			t.Errorf("price %q: %+v %v", price, reps, err)
+		}
+	}
+	for status, want := range map[string]string{"DELIVERED": gateway.StatusDelivered, "rejected": gateway.StatusFailed, "failed": gateway.StatusFailed,
+		"Expired": gateway.StatusUndelivered, "buffered": gateway.StatusSent} {
+		if reps, err := receipt(now, status, ""); err != nil || reps[0].Status != want {
+			t.Errorf("status %q: %+v %v", status, reps, err)
+		}
+	}
+	// A body with a uuid but no conversation_uuid is not a voice event: a valid voice token
+	// does not make it a receipt.
+	body := `{"uuid":"63f61863","status":"completed"}`
+	r := httptest.NewRequest("POST", "/v", strings.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("Authorization", "Bearer "+hs256(sigSecret, map[string]any{"iat": now.Unix(), "exp": now.Add(time.Minute).Unix()}))
+	if _, err := p.ParseReports(r, []byte(body), ""); err != gateway.ErrUnauthenticated {
+		t.Errorf("uuid without conversation_uuid: %v", err)
+	}
 }
 
 func TestReceipts(t *testing.T) {
@@ -348,7 +418,8 @@ func TestReceipts(t *testing.T) {
 			return `{"uuid":"63f61863","conversation_uuid":"CON-1","status":"` + status + `","direction":"outbound","timestamp":"2026-11-30T12:00:00.000Z"}`
 		}
 		for status, want := range map[string]string{"completed": gateway.StatusDelivered, "answered": gateway.StatusDelivered, "busy": gateway.StatusUndelivered,
-			"unanswered": gateway.StatusUndelivered, "timeout": gateway.StatusUndelivered, "rejected": gateway.StatusUndelivered, "failed": gateway.StatusFailed, "ringing": gateway.StatusSent} {
+			"unanswered": gateway.StatusUndelivered, "timeout": gateway.StatusUndelivered, "rejected": gateway.StatusUndelivered, "cancelled": gateway.StatusUndelivered,
+			"failed": gateway.StatusFailed, "ringing": gateway.StatusSent} {
 			r := httptest.NewRequest("POST", "/v", strings.NewReader(ev(status)))
 			r.Header.Set("Content-Type", "application/json")
 			r.Header.Set("Authorization", "Bearer "+hs256(sigSecret, map[string]any{"iat": now.Unix(), "exp": now.Add(time.Minute).Unix(), "jti": "j1"}))
@@ -357,10 +428,19 @@ func TestReceipts(t *testing.T) {
 				t.Errorf("%s: %+v %v", status, got, err)
 			}
 		}
+		// Within the five minutes of leeway, a token just expired (clocks differ) is taken.
+		r := httptest.NewRequest("POST", "/v", strings.NewReader(ev("completed")))
+		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set("Authorization", "Bearer "+hs256(sigSecret, map[string]any{"iat": now.Add(-5 * time.Minute).Unix(), "exp": now.Add(-2 * time.Minute).Unix()}))
+		if _, err := md5Driver.ParseReports(r, []byte(ev("completed")), ""); err != nil {
+			t.Errorf("expired two minutes ago: %v", err)
+		}
 		for name, token := range map[string]string{
 			"wrong secret": hs256("other", map[string]any{"iat": now.Unix(), "exp": now.Add(time.Minute).Unix()}),
 			"expired":      hs256(sigSecret, map[string]any{"iat": now.Add(-time.Hour).Unix(), "exp": now.Add(-30 * time.Minute).Unix()}),
 			"none":         "",
+			// Only HS256 is Vonage's: the same secret under another algorithm is not taken.
+			"HS512": jwtByHand(`{"alg":"HS512","typ":"JWT"}`, sha512.New, sigSecret, map[string]any{"iat": now.Unix(), "exp": now.Add(time.Minute).Unix()}),
 		} {
 			r := httptest.NewRequest("POST", "/v", strings.NewReader(ev("completed")))
 			r.Header.Set("Content-Type", "application/json")
