@@ -270,6 +270,29 @@ func TestDeliveryReports(t *testing.T) {
 	}
 }
 
+// TestReportStatuses: the status groups case-blind; a DELIVERED report is only sent while it
+// names the operator, by name or by id 2 (a report may carry either alone).
+func TestReportStatuses(t *testing.T) {
+	for _, tc := range []struct {
+		s    status
+		want string
+	}{
+		{status{GroupName: "DELIVERED", ID: 5, Name: "DELIVERED_TO_HANDSET"}, gateway.StatusDelivered},
+		{status{GroupName: "delivered", Name: "DELIVERED_TO_HANDSET"}, gateway.StatusDelivered},
+		{status{GroupName: "DELIVERED", ID: 2}, gateway.StatusSent},
+		{status{GroupName: "DELIVERED", Name: "delivered_to_operator"}, gateway.StatusSent},
+		{status{GroupName: "EXPIRED", ID: 15, Name: "EXPIRED_EXPIRED"}, gateway.StatusUndelivered},
+		{status{GroupName: "Undeliverable", ID: 9}, gateway.StatusUndelivered},
+		{status{GroupName: "REJECTED", ID: 12}, gateway.StatusFailed},
+		{status{GroupName: "PENDING", ID: 7}, gateway.StatusSent},
+		{status{GroupName: "SOMETHING_NEW"}, gateway.StatusSent},
+	} {
+		if got := reportStatus(tc.s); got != tc.want {
+			t.Errorf("%+v: %s, want %s", tc.s, got, tc.want)
+		}
+	}
+}
+
 // TestDeliveryReportsOfInfobipsExamples: the delivery reports Infobip's specs give as examples of
 // its webhooks (SMS v2 and v3, voice) parse, each into reports with a message id and a status.
 func TestDeliveryReportsOfInfobipsExamples(t *testing.T) {

@@ -113,6 +113,12 @@ func TestDeliveryReports(t *testing.T) {
 			gateway.DeliveryReport{ProviderMessageID: "g", ProviderStatus: "EXPIRED", Status: gateway.StatusUndelivered}},
 		{"buffered stays sent", "GET", "/v1/dlr/mitto/m?secret=" + secret + "&id=h&status=BUFFERED", "",
 			gateway.DeliveryReport{ProviderMessageID: "h", ProviderStatus: "BUFFERED", Status: gateway.StatusSent}},
+		{"the other names", "GET", "/v1/dlr/mitto/m?secret=" + secret + "&messageId=i&ref=msg_3&status=failed&error=7", "",
+			gateway.DeliveryReport{ProviderMessageID: "i", MessageID: "msg_3", ProviderStatus: "FAILED", Status: gateway.StatusFailed, Error: "7"}},
+		{"the query wins over the body", "POST", "/v1/dlr/mitto/m?secret=" + secret + "&id=j&status=DELIVERED", "id=other&status=FAILED&reference=msg_4",
+			gateway.DeliveryReport{ProviderMessageID: "j", MessageID: "msg_4", ProviderStatus: "DELIVERED", Status: gateway.StatusDelivered}},
+		{"a GET's body is not read", "GET", "/v1/dlr/mitto/m?secret=" + secret + "&id=k&status=DELIVERED", "reference=msg_5&errorcode=9",
+			gateway.DeliveryReport{ProviderMessageID: "k", ProviderStatus: "DELIVERED", Status: gateway.StatusDelivered}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -217,12 +217,10 @@ func reportStatus(code int) string {
 	switch {
 	case code == 200 || code == 100:
 		return gateway.StatusDelivered
-	case code == 203 || code == 103 || (code >= 290 && code <= 295):
-		return gateway.StatusSent
 	case code == 101 || code == 104 || code == 106 || code == 107 || code == 130 || (code >= 207 && code <= 251):
 		return gateway.StatusUndelivered
 	case code >= 500 && code <= 521, code >= 10000:
 		return gateway.StatusFailed
 	}
-	return gateway.StatusSent
+	return gateway.StatusSent // 203, a call's 103, 290-295 queued, and codes TeleSign adds
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/providers/kit"
 	"github.com/smsgate/smsgate/providers/providertest"
 	"github.com/smsgate/smsgate/providers/telesign/telesigntest"
 )
@@ -99,6 +100,52 @@ func TestSignatureFixedVector(t *testing.T) {
 	m.Write([]byte(s))
 	if got, want := p.Signature("POST", "application/x-www-form-urlencoded", date, nonce, body, "/v1/messaging"), base64.StdEncoding.EncodeToString(m.Sum(nil)); got != want {
 		t.Errorf("signature %s, want %s", got, want)
+	}
+	// Without a body, no body line (nor an empty one).
+	m = hmac.New(sha256.New, []byte("telesign-raw-key-0123456789"))
+	m.Write([]byte("GET\n\nMon, 30 Nov 2026 12:00:00 GMT\nx-ts-auth-method:HMAC-SHA256\nx-ts-nonce:0123456789abcdef\n/v1/messaging/R1"))
+	if got, want := p.Signature("GET", "", date, nonce, "", "/v1/messaging/R1"), base64.StdEncoding.EncodeToString(m.Sum(nil)); got != want {
+		t.Errorf("signature without a body %s, want %s", got, want)
+	}
+}
+
+// TestCallbackDetails: the status codes at the edges of each range, a price that is not
+// positive (a negative one would pay back spend), the throttling codes, and a driver without a
+// key, which takes no callback (an HMAC keyed by nothing can be made by anyone).
+func TestCallbackDetails(t *testing.T) {
+	for code, want := range map[int]string{
+		100: gateway.StatusDelivered, 200: gateway.StatusDelivered,
+		103: gateway.StatusSent, 203: gateway.StatusSent, 290: gateway.StatusSent, 295: gateway.StatusSent, 296: gateway.StatusSent,
+		101: gateway.StatusUndelivered, 104: gateway.StatusUndelivered, 106: gateway.StatusUndelivered, 107: gateway.StatusUndelivered,
+		130: gateway.StatusUndelivered, 207: gateway.StatusUndelivered, 251: gateway.StatusUndelivered, 252: gateway.StatusSent,
+		500: gateway.StatusFailed, 521: gateway.StatusFailed, 522: gateway.StatusSent, 10000: gateway.StatusFailed, 10030: gateway.StatusFailed,
+	} {
+		if got := reportStatus(code); got != want {
+			t.Errorf("code %d: %s, want %s", code, got, want)
+		}
+	}
+	p := newDriver(t, "https://rest-api.telesign.com", nil)
+	key := []byte("telesign-raw-key-0123456789")
+	for _, price := range []string{"-0.5", "0"} {
+		body := []byte(`{"reference_id":"R1","status":{"code":200},"additional_info":{"price":` + price + `,"currency":"USD"}}`)
+		r := httptest.NewRequest("POST", "/v1/dlr/telesign/ts", bytes.NewReader(body))
+		r.Header.Set("Authorization", "TSA "+customer+":"+sign(key, body))
+		if reps, err := p.ParseReports(r, body, ""); err != nil || reps[0].Price != 0 || reps[0].Currency != "" {
+			t.Errorf("price %s: %+v %v", price, reps, err)
+		}
+	}
+	for _, code := range []string{"10019", "10020"} {
+		e := p.classify(&kit.Response{Status: 429, Body: []byte(`{"status":{"code":` + code + `,"description":"rate"}}`)})
+		if e == nil || e.Class != gateway.ClassThrottled || e.Code != "TELESIGN_"+code {
+			t.Errorf("code %s: %+v", code, e)
+		}
+	}
+	keyless := New(Config{CustomerID: customer, BaseURL: "https://rest-api.telesign.com"}, gateway.Deps{})
+	body := []byte(`{"reference_id":"R1","status":{"code":200}}`)
+	r := httptest.NewRequest("POST", "/v1/dlr/telesign/ts", bytes.NewReader(body))
+	r.Header.Set("Authorization", "TSA "+customer+":"+sign(nil, body))
+	if _, err := keyless.ParseReports(r, body, ""); err != gateway.ErrUnauthenticated {
+		t.Errorf("a callback signed with an empty key: %v", err)
 	}
 }
 
