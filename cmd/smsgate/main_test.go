@@ -218,7 +218,7 @@ func TestRouteShowsDemotions(t *testing.T) {
 	dir := t.TempDir()
 	db := filepath.Join(dir, "log.db")
 	cfg := filepath.Join(dir, "c.yaml")
-	os.WriteFile(cfg, []byte("storage: {path: "+db+"}\ntenants: [{name: a, api_key: k}]\nproviders: [{name: p1, type: mock}, {name: p2, type: mock}]\nroutes: [{name: d, providers: [p1, p2]}]\n"), 0o600)
+	os.WriteFile(cfg, []byte("storage: {path: "+db+"}\ntenants: [{name: a, api_key: k}]\nproviders: [{name: p1, type: mock}, {name: p2, type: mock}, {name: p3, type: mock}]\nroutes: [{name: d, providers: [p1, p2]}]\n"), 0o600)
 	code, out, errs := runCmd("route", "-c", cfg, "--tenant", "a", "--to", "+14155550104")
 	if code != 0 || strings.Contains(out, "demoted") || !strings.Contains(out, "1. p1") {
 		t.Fatalf("without a log: %d %s %s", code, out, errs)
@@ -229,15 +229,18 @@ func TestRouteShowsDemotions(t *testing.T) {
 	}
 	var ops []store.Op
 	for i := range 25 {
-		ops = append(ops, store.Op{Insert: &store.Record{ID: fmt.Sprint("m", i), Tenant: "a", Provider: "p1", Country: "US", Status: gateway.StatusUndelivered,
-			CreatedAt: time.Now().Add(-time.Minute), UpdatedAt: time.Now()}})
+		// p3, demoted too, is on no route of the tenant's: not shown.
+		for _, p := range []string{"p1", "p3"} {
+			ops = append(ops, store.Op{Insert: &store.Record{ID: fmt.Sprint(p, "m", i), Tenant: "a", Provider: p, Country: "US", Status: gateway.StatusUndelivered,
+				CreatedAt: time.Now().Add(-time.Minute), UpdatedAt: time.Now()}})
+		}
 	}
 	if _, err := sq.Apply(context.Background(), ops); err != nil {
 		t.Fatal(err)
 	}
 	sq.Close()
 	code, out, errs = runCmd("route", "-c", cfg, "--tenant", "a", "--to", "+14155550104")
-	if code != 0 || !strings.Contains(out, "demoted  p1: delivery rate 0.00 over 25 messages to US") || !strings.Contains(out, "1. p2") {
+	if code != 0 || !strings.Contains(out, "demoted  p1: delivery rate 0.00 over 25 messages to US") || !strings.Contains(out, "1. p2") || strings.Contains(out, "p3") {
 		t.Errorf("%d\n%s\n%s", code, out, errs)
 	}
 	// Neither the number's voice calls nor another country are affected.

@@ -547,12 +547,11 @@ func (a *App) cheapest(rt *runtime, country string, typ gateway.MessageType, mem
 		out[i] = members[slices.Index(names, name)]
 	}
 	if len(o.ranked) > 0 && o.ranked[0] != names[0] {
+		// A ranked provider has no note yet: notes are for the unranked.
 		if o.notes == nil {
 			o.notes = map[string]string{}
 		}
-		if _, ok := o.notes[o.ranked[0]]; !ok {
-			o.notes[o.ranked[0]] = "least_cost: cheapest for " + country + " at " + o.prices[0].String(pt.currency) + priceUnit(typ)
-		}
+		o.notes[o.ranked[0]] = "least_cost: cheapest for " + country + " at " + o.prices[0].String(pt.currency) + priceUnit(typ)
 	}
 	return out, o.notes
 }

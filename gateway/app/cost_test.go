@@ -194,8 +194,10 @@ func TestSpendLabelsStayBounded(t *testing.T) {
 	h := start(t, "tenants: [{name: a, api_key: k}]\nstorage: {driver: memory}\nproviders: [{name: m, type: mock}]\nroutes: [{name: d, providers: [m]}]\n", Options{})
 	h.app.charge(store.Charge{Provider: "m", Country: "GB", Currency: "EUR", Price: 0.5})
 	h.app.charge(store.Charge{Provider: "m", Country: "GB", Currency: "<script>", Price: 0.25})
+	h.app.charge(store.Charge{Provider: "m", Country: "GB", Currency: "EURO", Price: 0.5})
+	h.app.charge(store.Charge{Provider: "m", Country: "GB", Currency: "EU", Price: 0.25})
 	s := h.app.MetricSet().Spend
-	if eur, xxx := testutil.ToFloat64(s.WithLabelValues("m", "GB", "EUR")), testutil.ToFloat64(s.WithLabelValues("m", "GB", "XXX")); eur != 0.5 || xxx != 0.25 {
+	if eur, xxx := testutil.ToFloat64(s.WithLabelValues("m", "GB", "EUR")), testutil.ToFloat64(s.WithLabelValues("m", "GB", "XXX")); eur != 0.5 || xxx != 1 {
 		t.Errorf("EUR %v, XXX %v", eur, xxx)
 	}
 	if n := testutil.CollectAndCount(s); n != 2 {
@@ -358,6 +360,11 @@ routes: [{name: d, strategy: least_cost, providers: [p1, p2, p3, p4, p5, p6, p7,
 	if diff := cmp.Diff([]string{"p6", "p7", "p8", "p9", "p5", "p3", "p4", "p1", "p2"}, off.order(false)); diff != "" {
 		t.Errorf("health off (-want +got):\n%s", diff)
 	}
+	// A low rate over fewer than min_samples messages is no evidence: ranked by price.
+	few := func(healthKey) (healthView, bool) { return healthView{rate: 0.1, tenantRate: 0.1, samples: 9}, true }
+	if note, demoted, _ := floorNote(cfg, few, "p5", "GB", false); note != "" || demoted {
+		t.Errorf("9 messages at 0.1: %q, demoted %v", note, demoted)
+	}
 }
 
 // TestLeastCostReadsTheChannelsHealth: a voice message is ranked by voice prices at or above the
@@ -488,5 +495,71 @@ routes:
 	want := []map[string]any{{"country": "*", "price": 0.4, "currency": "EUR", "source": "default"}}
 	if !cmp.Equal(got.Providers[0].VoicePrices, want) || got.Providers[2].VoicePrices != nil {
 		t.Errorf("voice prices: %+v", got.Providers)
+	}
+}
+
+// TestEstimates: what a send counts against a spend limit before its report. Where no price is
+// known, the highest configured one: of country prices too, not only defaults, and for a call
+// the highest of either kind (a call with no voice price configured costs at least what an SMS
+// would). A call that speaks a code counts one minute, whatever its text; reported prices count
+// from min_reports reports on.
+func TestEstimates(t *testing.T) {
+	cfg, err := config.Parse("x.yaml", []byte(`
+tenants: [{name: a, api_key: a}]
+routing: {least_cost: {currency: EUR, min_reports: 5}}
+providers:
+  - {name: p1, type: mock, prices: {countries: {GB: 0.03, US: 0.2}}}
+  - {name: p2, type: mock}
+  - {name: p3, type: mock, prices: {countries: {DE: 0.5}}}
+routes: [{name: d, strategy: least_cost, providers: [p1, p2, p3]}]
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pt, _ := buildPrices(cfg, []store.PriceRow{{Provider: "p1", Country: "FR", Currency: "EUR", Tenant: "a", Sum: 0.5, N: 5},
+		// Two tenants, as far from the configured 0.5 either way: the lower.
+		{Provider: "p3", Country: "DE", Currency: "EUR", Tenant: "a", Sum: 1.25, N: 5}, {Provider: "p3", Country: "DE", Currency: "EUR", Tenant: "b", Sum: 3.75, N: 5}})
+	for _, tc := range []struct {
+		provider, country string
+		typ               gateway.MessageType
+		want              float64
+	}{
+		{"p1", "GB", gateway.SMS, 0.03},
+		{"p2", "GB", gateway.SMS, 0.5},   // no price: the highest configured (a country's)
+		{"p2", "GB", gateway.Voice, 0.5}, // no voice price anywhere: the highest of either kind
+		{"p1", "FR", gateway.SMS, 0.1},   // five reports of 0.1: min_reports reached
+		{"p3", "DE", gateway.SMS, 0.25},
+	} {
+		if got := pt.estimate(tc.provider, tc.country, tc.typ, 1); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("%s %s %s: %v, want %v", tc.provider, tc.country, tc.typ, got, tc.want)
+		}
+	}
+	long := strings.Repeat("Your code is 123456. ", 100) // 2,100 characters, three minutes read aloud
+	if got := messageParts(&gateway.Message{Type: gateway.Voice, Text: long, Code: "123456"}); got != 1 {
+		t.Errorf("a call that speaks a code: %d minutes, want 1", got)
+	}
+	if got := messageParts(&gateway.Message{Type: gateway.Voice, Text: strings.Repeat("Hello there. ", 162)}); got != 3 {
+		t.Errorf("a call reading 2,106 characters: %d minutes, want 3", got)
+	}
+}
+
+// TestPricesAreReadOnlyWhereUsed: the least-cost window (every reported price of a day) is read
+// only when a route ranks by price or a spend limit counts prices.
+func TestPricesAreReadOnlyWhereUsed(t *testing.T) {
+	for _, tc := range []struct {
+		name, extra string
+		reads       bool
+	}{
+		{"ordered routes, no spend limit", "routes: [{name: d, providers: [m]}]\n", false},
+		{"a least_cost route", "routes: [{name: d, strategy: least_cost, providers: [m]}]\n", true},
+		{"a spend limit", "routes: [{name: d, providers: [m]}]\npolicy: {rate_limits: {spend: 10/24h}}\n", true},
+	} {
+		hb := &windowLog{}
+		h := start(t, "storage: {driver: memory}\ntenants: [{name: acme, api_key: acme-key-0123456789}]\nproviders: [{name: m, type: mock, prices: {default: 0.05}}]\n"+tc.extra,
+			Options{WrapBackend: func(b store.Backend) store.Backend { hb.Backend = b; return hb }})
+		hb.fail.Store(true)
+		if err := h.app.refreshPrices(context.Background()); (err != nil) != tc.reads {
+			t.Errorf("%s: refresh err %v, want a read (that fails here) %v", tc.name, err, tc.reads)
+		}
 	}
 }

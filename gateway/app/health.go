@@ -579,8 +579,6 @@ func Plan(ctx context.Context, cfg *config.Config, route, country string, typ ga
 			healthy = append(healthy, p)
 		}
 	}
-	if len(demoted) > 0 && len(healthy) > 0 {
-		plan.Providers = append(healthy, demoted...)
-	}
+	plan.Providers = append(healthy, demoted...) // all or none demoted: the configured order
 	return plan, nil
 }

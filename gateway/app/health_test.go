@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/gateway/config"
 	"github.com/smsgate/smsgate/gateway/store"
 )
 
@@ -580,5 +582,154 @@ routes: [{name: d, providers: [m], strategy: least_cost}]
 	}
 	if n := testutil.CollectAndCount(h.app.metrics.WindowReadTime); n != 2 {
 		t.Errorf("%d series of smsgate_window_read_seconds, want one per read", n)
+	}
+}
+
+// TestDemotionRules: the edges of the demotion rules. A rate of exactly min_rate is not
+// demoted; a demoted provider comes back only at min_rate + margin (hysteresis), not on the
+// first refresh above min_rate; the delivery-rate gauge shows only rates of min_samples
+// messages or more; and a voice demotion alone moves calls (not only when SMS is demoted too).
+func TestDemotionRules(t *testing.T) {
+	clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	h, _, _ := startOnFakesWith(t, healthConfig, Options{Now: clk.Now})
+	st := h.app.Store()
+	n := 0
+	// put records delivered of total messages (the rest undelivered, or failed for calls) to
+	// infobip-eu for GB, all five minutes old, replacing those of the earlier step.
+	put := func(typ gateway.MessageType, delivered, total int) {
+		t.Helper()
+		clk.Add(time.Hour) // the earlier step's records leave the 30-minute window
+		for i := range total {
+			n++
+			status := gateway.StatusDelivered
+			if i >= delivered {
+				status = gateway.StatusUndelivered
+				if typ == gateway.Voice {
+					status = gateway.StatusFailed
+				}
+			}
+			if err := st.Insert(context.Background(), &store.Record{ID: fmt.Sprint("m", n), Tenant: "acme", Provider: "infobip-eu", Country: "GB",
+				MessageType: string(typ), Status: status, CreatedAt: clk.Now().Add(-5 * time.Minute), UpdatedAt: clk.Now()}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := h.app.refreshHealth(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// gauge is the delivery-rate gauge as /metrics shows it, and whether it shows it at all.
+	gauge := func() (float64, bool) {
+		const series = `smsgate_delivery_rate{channel="sms",country="GB",provider="infobip-eu"} `
+		for _, line := range strings.Split(h.do("GET", "/metrics", "", "").Raw, "\n") {
+			if v, ok := strings.CutPrefix(line, series); ok {
+				f, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return f, true
+			}
+		}
+		return 0, false
+	}
+	demoted := func() bool { v := healthOf(h.app, smsKey("infobip-eu", "GB")); return v != nil && v.demoted }
+
+	put(gateway.SMS, 5, 9) // under min_samples (10)
+	if _, shown := gauge(); shown || demoted() {
+		t.Errorf("9 messages: gauge shown %v, demoted %v; want neither", shown, demoted())
+	}
+	put(gateway.SMS, 7, 10) // exactly min_rate 0.7
+	if v, shown := gauge(); !shown || v != 0.7 || demoted() {
+		t.Errorf("7 of 10: gauge %v shown %v, demoted %v; want 0.7 shown and not demoted", v, shown, demoted())
+	}
+	put(gateway.SMS, 6, 10)
+	if !demoted() {
+		t.Fatal("6 of 10 is not demoted")
+	}
+	put(gateway.SMS, 15, 20) // 0.75: above min_rate, under min_rate + margin (0.8)
+	if !demoted() {
+		t.Error("restored at 0.75, under min_rate + margin")
+	}
+	put(gateway.SMS, 16, 20) // 0.8
+	if demoted() {
+		t.Error("not restored at min_rate + margin")
+	}
+
+	// Calls fail while SMS delivers: a call tries twilio-us first, an SMS still infobip-eu.
+	put(gateway.Voice, 2, 12)
+	if v := healthOf(h.app, healthKey{"infobip-eu", "GB", true}); v == nil || !v.demoted || demoted() {
+		t.Fatalf("voice %+v; SMS demoted %v", v, demoted())
+	}
+	if r := h.send("acme-key", `{"message_options":{"recipient":"+447400100001","code":"123456","message_type":"voice"}}`); r.Body["provider"] != "twilio-us" {
+		t.Errorf("a call after a voice demotion: %s", r.Raw)
+	}
+	if r := h.send("acme-key", `{"message_options":{"recipient":"+447400100002","code":"123456","message_type":"sms"}}`); r.Body["provider"] != "infobip-eu" {
+		t.Errorf("an SMS after a voice demotion: %s", r.Raw)
+	}
+}
+
+// TestARouteCanTurnDeliveryHealthOff: a route's own delivery_health: false keeps its order for
+// a country where its first provider is demoted.
+func TestARouteCanTurnDeliveryHealthOff(t *testing.T) {
+	clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	cfg := strings.Replace(healthConfig, "    providers: [infobip-eu, twilio-us]\n", "    providers: [infobip-eu, twilio-us]\n    delivery_health: false\n", 1)
+	h, _, _ := startOnFakesWith(t, cfg, Options{Now: clk.Now})
+	insertRecords(t, h, clk, "infobip-eu", gateway.StatusUndelivered, 10, time.Minute)
+	h.app.refreshHealth(context.Background())
+	if v := healthOf(h.app, smsKey("infobip-eu", "GB")); v == nil || !v.demoted {
+		t.Fatalf("not demoted: %+v", v)
+	}
+	if r := h.send("acme-key", `{"message_options":{"recipient":"+447400100001","code":"123456","message_type":"sms"}}`); r.Body["provider"] != "infobip-eu" {
+		t.Errorf("a route without delivery health was reordered: %s", r.Raw)
+	}
+}
+
+// TestAskingForReportsNeedsAPublicURL: without server.public_url no report can reach the
+// gateway, so unreported messages are no evidence against a provider, also one whose reports do
+// not depend on a callback URL it sends (End User Messaging publishes its events to SNS topics
+// whatever smsgate asks; SNS would have nowhere to deliver them).
+func TestAskingForReportsNeedsAPublicURL(t *testing.T) {
+	clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	cfg := strings.Replace(healthConfig, `public_url: "https://sms.example.com", `, "", 1)
+	cfg = strings.Replace(cfg, "  - {name: quiet, type: mock}\nroutes:", "  - {name: quiet, type: mock}\n  - name: eum\n    type: aws-sms-voice\n    region: eu-west-1\n"+
+		"    origination_identity: \"+14155550000\"\n    configuration_set: smsgate\n    event_topics: [\"arn:aws:sns:eu-west-1:123456789012:smsgate-events\"]\nroutes:", 1)
+	h, _, _ := startOnFakesWith(t, cfg, Options{Now: clk.Now})
+	for _, provider := range []string{"infobip-eu", "eum"} {
+		insertRecords(t, h, clk, provider, gateway.StatusSent, 10, 15*time.Minute)
+	}
+	h.app.refreshHealth(context.Background())
+	for _, provider := range []string{"infobip-eu", "eum"} {
+		if v := healthOf(h.app, smsKey(provider, "GB")); v != nil {
+			t.Errorf("%s: messages no report could reach counted: %+v", provider, v)
+		}
+	}
+}
+
+// insertRecords puts n SMS records of acme to GB, sent by provider age ago and now in status.
+func insertRecords(t *testing.T, h *harness, clk *testClock, provider, status string, n int, age time.Duration) {
+	t.Helper()
+	for i := range n {
+		if err := h.app.Store().Insert(context.Background(), &store.Record{ID: fmt.Sprint(provider, "-", status, "-", i), Tenant: "acme", Provider: provider,
+			Country: "GB", MessageType: "sms", Status: status, CreatedAt: clk.Now().Add(-age), UpdatedAt: clk.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestProbeShare: every round(1/probe_share)-th message probes; a share of 0 never does.
+func TestProbeShare(t *testing.T) {
+	for _, tc := range []struct {
+		share float64
+		want  int
+	}{{0.1, 7}, {0.15, 10}, {0.5, 35}, {0, 0}} {
+		var c atomic.Uint64
+		got := 0
+		for range 70 {
+			if probe(config.DeliveryHealth{ProbeShare: &tc.share}, &c) {
+				got++
+			}
+		}
+		if got != tc.want {
+			t.Errorf("share %v: %d probes of 70, want %d", tc.share, got, tc.want)
+		}
 	}
 }
