@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -25,6 +27,11 @@ type stubBackend struct {
 	reload  error
 	got     SendRequest
 	ib      InfobipCall
+	// records answers Messages (nil: the message log fails); query is what it was asked.
+	records []*store.Record
+	query   store.Query
+	// reportURL is the URL Reports was given.
+	reportURL string
 }
 
 func (s *stubBackend) Verified(context.Context, string, string) error           { return store.ErrNotFound }
@@ -42,10 +49,18 @@ func (s *stubBackend) Authenticate(k string) (Tenant, bool)        { return Tena
 func (s *stubBackend) Message(context.Context, string, string) (*store.Record, error) {
 	return nil, store.ErrNotFound
 }
-func (s *stubBackend) Messages(context.Context, store.Query) ([]*store.Record, error) {
-	return nil, errors.New("disk on fire")
+func (s *stubBackend) Messages(_ context.Context, q store.Query) ([]*store.Record, error) {
+	s.query = q
+	if s.records == nil {
+		return nil, errors.New("disk on fire")
+	}
+	if len(s.records) == 0 {
+		return nil, nil // as the stores answer an empty page
+	}
+	return s.records[:min(len(s.records), q.Limit)], nil
 }
-func (s *stubBackend) Reports(context.Context, string, string, *http.Request, []byte, string) error {
+func (s *stubBackend) Reports(_ context.Context, _, _ string, _ *http.Request, _ []byte, url string) error {
+	s.reportURL = url
 	return s.reports
 }
 func (s *stubBackend) Providers(string) []ProviderStatus      { return nil }
@@ -175,5 +190,83 @@ func TestInfobipCredentials(t *testing.T) {
 				t.Errorf("status %d key %q path %q, want key %q", res.StatusCode, b.ib.Key, b.ib.Path, tc.want)
 			}
 		})
+	}
+}
+
+// TestMessagesQueryEdges: limit above 500, a since that is a negative duration and a cursor
+// without an id are refused; an empty page is [] with no cursor, and a cursor comes only with a
+// full page (a shorter one is the last).
+func TestMessagesQueryEdges(t *testing.T) {
+	for _, q := range []string{"limit=501", "since=-1h", "cursor=1796040000000."} {
+		if res, body := do(t, &stubBackend{records: []*store.Record{}}, "GET", "/v1/messages?"+q, "Bearer good", ""); res.StatusCode != 400 ||
+			!strings.Contains(body, `"invalid_query"`) {
+			t.Errorf("%s: %d %s", q, res.StatusCode, body)
+		}
+	}
+	if _, body := do(t, &stubBackend{records: []*store.Record{}}, "GET", "/v1/messages", "Bearer good", ""); !strings.Contains(body, `"messages":[]`) ||
+		strings.Contains(body, "next_cursor") {
+		t.Errorf("an empty page: %s", body)
+	}
+	at := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	recs := []*store.Record{{ID: "msg_1", CreatedAt: at}, {ID: "msg_2", CreatedAt: at}}
+	if _, body := do(t, &stubBackend{records: recs}, "GET", "/v1/messages?limit=3", "Bearer good", ""); strings.Contains(body, "next_cursor") {
+		t.Errorf("a page shorter than the limit has a cursor: %s", body)
+	}
+	if _, body := do(t, &stubBackend{records: recs}, "GET", "/v1/messages?limit=2", "Bearer good", ""); !strings.Contains(body, `"next_cursor":"`+strconv.FormatInt(at.UnixMilli(), 10)+`.msg_2"`) {
+		t.Errorf("a full page: %s", body)
+	}
+}
+
+// TestRequestIDIsBounded: a caller's X-Request-Id is cut to 128 bytes, and never inside a
+// character (the id reaches logs and JSON).
+func TestRequestIDIsBounded(t *testing.T) {
+	b := &stubBackend{send: func(SendRequest) Reply { return Reply{Status: 200, Body: []byte(`{}`)} }}
+	srv := httptest.NewServer(New(b, slog.New(slog.DiscardHandler)))
+	defer srv.Close()
+	for _, rid := range []string{strings.Repeat("a", 200), strings.Repeat("a", 127) + "é" + strings.Repeat("b", 10)} {
+		req, _ := http.NewRequest("POST", srv.URL+"/v1/send-phone-message", strings.NewReader(`{}`))
+		req.Header.Set("X-Request-Id", rid)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		got := res.Header.Get("X-Request-Id")
+		if len(got) > 128 || !utf8.ValidString(got) || !strings.HasPrefix(rid, got) || len(got) < 127 || b.got.RequestID != got {
+			t.Errorf("X-Request-Id of %d bytes: answered %q (%d bytes), passed on %q", len(rid), got, len(got), b.got.RequestID)
+		}
+	}
+}
+
+// TestReportsBehindTLSAreSignedAsHTTPS: without server.public_url, the URL a provider signed is
+// rebuilt from the request: https when it came over TLS. And a challenge asks for basic auth.
+func TestReportsBehindTLSAreSignedAsHTTPS(t *testing.T) {
+	b := &stubBackend{}
+	srv := httptest.NewTLSServer(New(b, slog.New(slog.DiscardHandler)))
+	defer srv.Close()
+	res, err := srv.Client().Post(srv.URL+"/v1/dlr/twilio/tw?x=1", "application/x-www-form-urlencoded", strings.NewReader("a=b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if want := srv.URL + "/v1/dlr/twilio/tw?x=1"; b.reportURL != want || !strings.HasPrefix(want, "https://") {
+		t.Errorf("report URL %q, want %q", b.reportURL, want)
+	}
+	res, _ = do(t, &stubBackend{reports: ErrChallenge}, "POST", "/v1/dlr/aws-sms-voice/eum", "", "{}")
+	if got := res.Header.Get("WWW-Authenticate"); res.StatusCode != 401 || !strings.HasPrefix(got, "Basic ") {
+		t.Errorf("challenge: %d, WWW-Authenticate %q", res.StatusCode, got)
+	}
+}
+
+// TestAnAbortedHandlerAbortsTheConnection: http.ErrAbortHandler is net/http's way to drop a
+// response; the recovery lets it through instead of answering a 500.
+func TestAnAbortedHandlerAbortsTheConnection(t *testing.T) {
+	b := &stubBackend{send: func(SendRequest) Reply { panic(http.ErrAbortHandler) }}
+	srv := httptest.NewServer(New(b, slog.New(slog.DiscardHandler)))
+	defer srv.Close()
+	res, err := http.Post(srv.URL+"/v1/send-phone-message", "application/json", strings.NewReader(`{}`))
+	if err == nil {
+		res.Body.Close()
+		t.Errorf("an aborted handler answered %d", res.StatusCode)
 	}
 }
