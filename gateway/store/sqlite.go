@@ -131,11 +131,11 @@ type SQLite struct {
 	tenantReads map[uint64]context.CancelCauseFunc
 	readSeq     uint64
 	// walFrames, for tests, replaces walRestartFrames; walRestarts counts the times the
-	// checkpointer closed the gate (tests).
-	walFrames   int
+	// checkpointer closed the gate (tests). Atomic, as readGrace (for tests, replaces
+	// walReadGrace): a test sets them once the checkpointer runs.
+	walFrames   atomic.Int64
 	walRestarts atomic.Int64
-	// readGrace, for tests, replaces walReadGrace.
-	readGrace time.Duration
+	readGrace   atomic.Int64
 	// onWAL is SQLiteOptions.OnWAL, onInterrupted SQLiteOptions.OnReadsInterrupted; pageSize the
 	// file's page, the size of a frame's page.
 	onWAL         func(bytes int64)
@@ -356,7 +356,7 @@ func (s *SQLite) restartGated() {
 		s.gate.Acquire(context.Background(), gateAll) // never fails: no deadline
 		close(closed)
 	}()
-	t := time.NewTimer(cmp.Or(s.readGrace, walReadGrace))
+	t := time.NewTimer(cmp.Or(time.Duration(s.readGrace.Load()), walReadGrace))
 	select {
 	case <-closed:
 		t.Stop()
@@ -504,7 +504,7 @@ func (s *SQLite) checkpointer(every time.Duration) {
 		case <-s.stopCheckpoints:
 			return
 		case <-t.C:
-			limit := cmp.Or(s.walFrames, walRestartFrames)
+			limit := cmp.Or(int(s.walFrames.Load()), walRestartFrames)
 			switch frames := s.checkpoint(); {
 			case frames > 2*limit:
 				if g.due(frames, time.Now()) {

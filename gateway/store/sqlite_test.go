@@ -300,7 +300,7 @@ func TestTheWALStartsOverBesideEndlessListings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.walFrames = 256 // 1 MiB
+	b.walFrames.Store(256) // 1 MiB
 	var ops []Op
 	for i := range 10000 { // a tenant whose listing without an index takes a while
 		ops = append(ops, Op{Insert: record(fmt.Sprint("big-", i), "big", "p", fmt.Sprint("b-", i), t0)})
@@ -353,8 +353,8 @@ func TestTheWALStartsOverBesideEndlessListings(t *testing.T) {
 	}
 	// What the checkpoints said the WAL held is what the file reached (the file lags the WAL by
 	// the frames written after the last look, and is cut back at each start over).
-	if got := told.Load(); got <= int64(b.walFrames)*4096 || got > most+(8<<20) {
-		t.Errorf("OnWAL was told at most %d bytes; the file reached %d, past %d when the writer steps in", got, most, b.walFrames*4096)
+	if got := told.Load(); got <= b.walFrames.Load()*4096 || got > most+(8<<20) {
+		t.Errorf("OnWAL was told at most %d bytes; the file reached %d, past %d when the writer steps in", got, most, b.walFrames.Load()*4096)
 	}
 }
 
@@ -443,7 +443,8 @@ func TestAClosingWALGateInterruptsATenantsLongRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.walFrames, b.readGrace = 64, 100*time.Millisecond
+	b.walFrames.Store(64)
+	b.readGrace.Store(int64(100 * time.Millisecond))
 	if _, err := b.Apply(ctx, []Op{{Insert: record("found", "acme", "p", "p-found", t0)}}); err != nil {
 		t.Fatal(err)
 	}
@@ -513,7 +514,7 @@ func TestTheWALGateBacksOffFromAReadOutsideTheGateway(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.walFrames = 64
+	b.walFrames.Store(64)
 	if _, err := b.Apply(ctx, []Op{{Insert: record("first", "acme", "p", "p-first", t0)}}); err != nil {
 		t.Fatal(err)
 	}
@@ -550,7 +551,7 @@ func TestTheWALGateBacksOffFromAReadOutsideTheGateway(t *testing.T) {
 		t.Errorf("the gate closed %d times in 6 s beside a read it cannot hold, want at most 4 (1 s, 2 s, 4 s apart)", closings)
 	}
 	tx.Rollback()
-	waitFor("the WAL started over once the outside read ended", func() bool { return b.checkpoint() < 2*b.walFrames })
+	waitFor("the WAL started over once the outside read ended", func() bool { return b.checkpoint() < 2*int(b.walFrames.Load()) })
 }
 
 // keepWriting inserts records into s from writers goroutines, each pausing every between two,
