@@ -212,3 +212,64 @@ func FuzzDecodeOps(f *testing.F) {
 		}
 	})
 }
+
+// TestWritesReadBackAreCleanedAsWritesGiven: a chunk (or a spool) written by a build that kept a
+// byte the database refuses (a NUL, invalid UTF-8, an id past its bound) gives it back cleaned as
+// the store cleans what it is given: kept, not refused by the database and given up; a write with
+// nothing to write is a chunk of another format.
+func TestWritesReadBackAreCleanedAsWritesGiven(t *testing.T) {
+	dirty := record("m\x001", "acme", "p", "pm1", t0)
+	dirty.Error = "bad \xff byte"
+	long := strings.Repeat("r", maxIDBytes+10)
+	chunks, err := encodeOps([]Op{{Insert: dirty},
+		{Report: &gateway.DeliveryReport{Provider: "p", ProviderMessageID: "pm\x001", Status: gateway.StatusDelivered}},
+		{Release: long}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops, err := decodeOps(chunks[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ops[0].Insert; got.ID != "m\uFFFD1" || got.Error != "bad \uFFFD byte" {
+		t.Errorf("insert read back: id %q, error %q", got.ID, got.Error)
+	}
+	if got := ops[1].Report.ProviderMessageID; got != "pm\uFFFD1" {
+		t.Errorf("report read back: provider message id %q", got)
+	}
+	if got := ops[2].Release; got != long[:maxIDBytes] {
+		t.Errorf("release read back: %d bytes, want %d", len(got), maxIDBytes)
+	}
+	for _, op := range ops {
+		if !op.again {
+			t.Errorf("a write read back is not marked as possibly applied already: %+v", op)
+		}
+	}
+	empty, err := encodeOps([]Op{{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := decodeOps(empty[0]); !errors.Is(err, ErrHandoffFormat) {
+		t.Errorf("a chunk holding a write with nothing to write: %v, want ErrHandoffFormat", err)
+	}
+}
+
+// TestAdoptGivesUpWhatTheDatabaseRefuses: a chunk holding a write the database refuses (given up
+// by the writer, as any) is adopted: the rest is written and Adopt says so, so that the chunk is
+// not handed back and adopted again for ever.
+func TestAdoptGivesUpWhatTheDatabaseRefuses(t *testing.T) {
+	chunks, err := encodeOps([]Op{{Insert: record("poison1", "acme", "p", "pm0", t0)}, {Insert: record("m2", "acme", "p", "pm2", t0)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := make(chan struct{})
+	close(gate)
+	s := New(Options{Backend: &refusing{Backend: NewMemory(), gate: gate}})
+	defer s.Close()
+	if n, err := s.Adopt(context.Background(), chunks[0]); n != 2 || err != nil {
+		t.Errorf("Adopt of a chunk with a refused write: %d, %v, want 2, nil", n, err)
+	}
+	if _, err := s.Get(context.Background(), "acme", "m2"); err != nil {
+		t.Errorf("the write after the refused one: %v", err)
+	}
+}

@@ -343,7 +343,7 @@ func (sp *Spool) rewrite(ops []Op) error {
 		err = next.add(ops)
 	}
 	if err == nil {
-		err = tmp.Sync() // the rename must not land before the data
+		err = syncFile(tmp) // the rename must not land before the data
 	}
 	if err == nil {
 		err = os.Rename(tmp.Name(), filepath.Join(sp.dir, spoolFile))

@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -113,33 +116,46 @@ func TestASpoolIsOneProcesssAtATime(t *testing.T) {
 
 // TestWritesThatCommitAreNotWrittenAgain: a database that takes the first batches after an
 // outage and fails again: the spool marks what committed, so a later start writes only the rest;
-// once the buffer is written the spool is empty.
+// once the buffer is written the spool is empty. Writes that arrive one by one are added to the
+// spool one by one; writes that arrive together are added together, several to a frame, and a
+// batch that ends inside such a frame marks only its own writes.
 func TestWritesThatCommitAreNotWrittenAgain(t *testing.T) {
-	dir, sp := newSpool(t)
-	fb := &flaky{Backend: NewMemory(), down: true}
-	s := New(Options{Backend: fb, Spool: sp, CommitTimeout: time.Millisecond, CloseTimeout: time.Millisecond})
-	ctx := context.Background()
-	for i := range 1200 {
-		s.Insert(ctx, record(fmt.Sprint("m", i), "beta", "p", fmt.Sprint("pm", i), t0))
+	for _, together := range []bool{false, true} {
+		t.Run(fmt.Sprint("together=", together), func(t *testing.T) {
+			dir, sp := newSpool(t)
+			fb := &flaky{Backend: NewMemory(), down: true}
+			s := New(Options{Backend: fb, Spool: sp, CommitTimeout: time.Millisecond, CloseTimeout: time.Millisecond})
+			defer s.Close()
+			ctx := context.Background()
+			var wg sync.WaitGroup
+			for i := range 1200 {
+				insert := func() { s.Insert(ctx, record(fmt.Sprint("m", i), "beta", "p", fmt.Sprint("pm", i), t0)) }
+				if together {
+					wg.Go(insert)
+				} else {
+					insert()
+				}
+			}
+			wg.Wait()
+			s.Flush(ctx)
+			if n := spooled(t, dir); n != 1200 {
+				t.Fatalf("%d writes in the spool during the outage, want 1200", n)
+			}
+			fb.allow(2) // two batches of 512 commit, the third fails
+			s.Flush(ctx)
+			if n := spooled(t, dir); n != 1200-2*maxBatch {
+				t.Errorf("%d writes left in the spool after two batches committed, want %d", n, 1200-2*maxBatch)
+			}
+			fb.set(false)
+			s.Flush(ctx)
+			if n := spooled(t, dir); n != 0 {
+				t.Errorf("%d writes left in the spool once all committed", n)
+			}
+			if fi, _ := os.Stat(filepath.Join(dir, spoolFile)); fi.Size() != 0 {
+				t.Errorf("the spool holds %d bytes once all committed", fi.Size())
+			}
+		})
 	}
-	s.Flush(ctx)
-	if n := spooled(t, dir); n != 1200 {
-		t.Fatalf("%d writes in the spool during the outage, want 1200", n)
-	}
-	fb.allow(2) // two batches of 512 commit, the third fails
-	s.Flush(ctx)
-	if n := spooled(t, dir); n != 1200-2*maxBatch {
-		t.Errorf("%d writes left in the spool after two batches committed, want %d", n, 1200-2*maxBatch)
-	}
-	fb.set(false)
-	s.Flush(ctx)
-	if n := spooled(t, dir); n != 0 {
-		t.Errorf("%d writes left in the spool once all committed", n)
-	}
-	if fi, _ := os.Stat(filepath.Join(dir, spoolFile)); fi.Size() != 0 {
-		t.Errorf("the spool holds %d bytes once all committed", fi.Size())
-	}
-	s.Close()
 }
 
 // newSpool opens a spool in a new directory.
@@ -539,8 +555,8 @@ func FuzzReadSpool(f *testing.F) {
 // TestWritesAnsweredDuringAHangingTryAreSpooled: a try that hangs on a database that stopped
 // answering holds the writer up to write_timeout while sends are answered after commit_timeout;
 // the writes they answered are in the spool meanwhile, the one being tried and those arriving
-// behind it, so a kill during the hang loses none. Once the database answers, they are written in
-// their order and the spool is emptied.
+// behind it (a Flush among them, which is no write), so a kill during the hang loses none. Once
+// the database answers, they are written in their order and the spool is emptied.
 func TestWritesAnsweredDuringAHangingTryAreSpooled(t *testing.T) {
 	dir, sp := newSpool(t)
 	m := NewMemory()
@@ -568,6 +584,15 @@ func TestWritesAnsweredDuringAHangingTryAreSpooled(t *testing.T) {
 	if n := spooled(t, dir); n != 6 {
 		t.Fatalf("%d writes in the spool once the report was answered, want 6", n)
 	}
+	// A Flush during the hang waits behind the try; its barrier is no write, and the spool holding
+	// one would be unreadable at the next start.
+	fctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	s.Flush(fctx)
+	cancel()
+	s.Insert(ctx, record("m5", "acme", "p", "pm5", t0))
+	if n := spooled(t, dir); n != 7 {
+		t.Fatalf("%d writes in the spool once a Flush and one more write went by, want 7", n)
+	}
 	close(h.hold) // the database answers
 	released = true
 	written := func() bool { r, _ := m.Get(ctx, "acme", "m2"); return r != nil && r.Status == gateway.StatusDelivered }
@@ -577,7 +602,7 @@ func TestWritesAnsweredDuringAHangingTryAreSpooled(t *testing.T) {
 		}
 	}
 	s.Flush(ctx)
-	for i := range 5 {
+	for i := range 6 {
 		if _, err := m.Get(ctx, "acme", fmt.Sprint("m", i)); err != nil {
 			t.Errorf("m%d: %v", i, err)
 		}
@@ -630,5 +655,234 @@ func TestWritesTakenDuringASlowTryThatCommitsAreKept(t *testing.T) {
 	}
 	if _, _, dropped := c.get(); dropped != 0 {
 		t.Errorf("%d writes counted dropped, none was", dropped)
+	}
+}
+
+// spoolOps are n inserts named prefix0, prefix1, ...
+func spoolOps(prefix string, n int) []Op {
+	ops := make([]Op, n)
+	for i := range ops {
+		ops[i] = Op{Insert: record(fmt.Sprint(prefix, i), "acme", "p", fmt.Sprint("p", prefix, i), t0)}
+	}
+	return ops
+}
+
+// TestASpoolIsReadByItsNumbersAndMarks: what a start makes of the frames a kill, the disk or
+// another build leaves. A mark inside a frame of several writes (or inside the second frame of
+// one add) keeps the writes after it; a lower mark after a higher one takes nothing back; a tail
+// of zeros (a file the kernel extended before its data reached the disk) ends the file like any
+// damage; a version frame or a mark of the wrong length is a spool of another format, moved aside.
+func TestASpoolIsReadByItsNumbersAndMarks(t *testing.T) {
+	recovered := func(t *testing.T, dir string) []string {
+		t.Helper()
+		sp, err := OpenSpool(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sp.Close()
+		var ids []string
+		for _, op := range sp.recovered {
+			ids = append(ids, op.Insert.ID)
+		}
+		return ids
+	}
+	t.Run("a mark inside a frame", func(t *testing.T) {
+		dir, sp := newSpool(t)
+		if err := sp.add(spoolOps("w", 600)); err != nil { // two frames: 512 writes and 88
+			t.Fatal(err)
+		}
+		if err := sp.done(550); err != nil { // the writes are numbered from 1: w0 is 1, w549 550
+			t.Fatal(err)
+		}
+		sp.Close()
+		ids := recovered(t, dir)
+		if len(ids) != 50 || ids[0] != "w550" || ids[49] != "w599" {
+			t.Errorf("recovered %d writes (%v ... ), want w550 to w599", len(ids), ids[:min(len(ids), 3)])
+		}
+	})
+	t.Run("the number a write was given", func(t *testing.T) { // as the writer marks what committed
+		dir, sp := newSpool(t)
+		ops := spoolOps("w", 3)
+		if err := sp.add(ops); err != nil {
+			t.Fatal(err)
+		}
+		sp.done(ops[1].seq)
+		sp.Close()
+		if ids := recovered(t, dir); !slices.Equal(ids, []string{"w2"}) {
+			t.Errorf("recovered %v once w1 was marked, want [w2]", ids)
+		}
+	})
+	t.Run("a lower mark after a higher one", func(t *testing.T) {
+		dir, sp := newSpool(t)
+		if err := sp.add(spoolOps("w", 10)); err != nil {
+			t.Fatal(err)
+		}
+		sp.done(8)
+		sp.done(3)
+		sp.Close()
+		if ids := recovered(t, dir); !slices.Equal(ids, []string{"w8", "w9"}) {
+			t.Errorf("recovered %v, want [w8 w9]", ids)
+		}
+	})
+	t.Run("a tail of zeros", func(t *testing.T) {
+		dir, sp := newSpool(t)
+		if err := sp.add(spoolOps("w", 2)); err != nil {
+			t.Fatal(err)
+		}
+		sp.Close()
+		f, err := os.OpenFile(filepath.Join(dir, spoolFile), os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Write(make([]byte, 4096))
+		f.Close()
+		if ids := recovered(t, dir); !slices.Equal(ids, []string{"w0", "w1"}) {
+			t.Errorf("recovered %v, want [w0 w1]", ids)
+		}
+	})
+	for name, bad := range map[string]func(b *bytes.Buffer){
+		"a version frame of two bytes": func(b *bytes.Buffer) { frame(b, spoolVersion, []byte{spoolFormat, 0}) },
+		"a mark of four bytes": func(b *bytes.Buffer) {
+			frame(b, spoolVersion, []byte{spoolFormat})
+			frame(b, spoolDone, []byte{0, 0, 0, 1})
+		},
+		"a frame of writes without a stream": func(b *bytes.Buffer) {
+			frame(b, spoolVersion, []byte{spoolFormat})
+			frame(b, spoolWrites, binary.BigEndian.AppendUint64(nil, 1))
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir, sp := newSpool(t)
+			var b bytes.Buffer
+			bad(&b)
+			if err := sp.append(b.Bytes()); err != nil {
+				t.Fatal(err)
+			}
+			sp.Close()
+			if _, err := OpenSpool(dir); !errors.Is(err, ErrHandoffFormat) || !strings.Contains(err.Error(), ".unreadable") {
+				t.Errorf("open: %v, want the file moved aside as of another format", err)
+			}
+		})
+	}
+}
+
+// failSyncs has syncFile fail the calls fails names (counted from 1), as a full disk does, until
+// the test ends.
+func failSyncs(t *testing.T, fails func(call int32) bool) {
+	var calls atomic.Int32
+	old := syncFile
+	t.Cleanup(func() { syncFile = old })
+	syncFile = func(f *os.File) error {
+		if fails(calls.Add(1)) {
+			return errors.New("no space left on device (simulated)")
+		}
+		return f.Sync()
+	}
+}
+
+// TestASpoolThatFailedIsWrittenAnewAfterItsPause: a spool whose write failed (its sync, here) is
+// cut back to its whole frames and left alone for spoolPause: the writes answered meanwhile are
+// in memory only. The first write after the pause has the file written anew with the whole
+// buffer; a Close during the pause tries it at once rather than drop what it holds.
+func TestASpoolThatFailedIsWrittenAnewAfterItsPause(t *testing.T) {
+	ctx := context.Background()
+	open := func(t *testing.T) (string, *Store, *atomic.Int32) {
+		dir, sp := newSpool(t)
+		if err := sp.SyncWrites(); err != nil {
+			t.Fatal(err)
+		}
+		var failures atomic.Int32
+		s := New(Options{Backend: &flaky{Backend: NewMemory(), down: true}, Spool: sp, CommitTimeout: time.Millisecond, CloseTimeout: time.Millisecond,
+			OnSpoolFailure: func() { failures.Add(1) }})
+		return dir, s, &failures
+	}
+	t.Run("the next write after the pause", func(t *testing.T) {
+		failSyncs(t, func(call int32) bool { return call == 1 })
+		dir, s, failures := open(t)
+		defer s.Close()
+		s.Insert(ctx, record("m1", "acme", "p", "pm1", t0))
+		s.Insert(ctx, record("m2", "acme", "p", "pm2", t0))
+		if n := spooled(t, dir); n != 0 || failures.Load() != 1 {
+			t.Errorf("%d writes in the spool and %d failures during the pause, want 0 and 1", n, failures.Load())
+		}
+		time.Sleep(spoolPause + 100*time.Millisecond)
+		s.Insert(ctx, record("m3", "acme", "p", "pm3", t0))
+		if n := spooled(t, dir); n != 3 || failures.Load() != 1 {
+			t.Errorf("%d writes in the spool and %d failures after the pause, want 3 and 1", n, failures.Load())
+		}
+	})
+	t.Run("a close during the pause", func(t *testing.T) {
+		failSyncs(t, func(call int32) bool { return call == 1 })
+		dir, s, _ := open(t)
+		s.Insert(ctx, record("m1", "acme", "p", "pm1", t0))
+		s.Close()
+		if n := spooled(t, dir); n != 1 {
+			t.Errorf("%d writes kept in the spool at a close during its pause, want 1", n)
+		}
+	})
+}
+
+// TestASpoolThatKeepsFailingDropsLoudlyAtClose: a spool that fails every write is tried again
+// after each pause, logged once a minute (counted each time), and at Close, when it cannot take
+// the buffer either (a file written anew must be synced before it replaces the old one), what
+// is left is dropped and said to be.
+func TestASpoolThatKeepsFailingDropsLoudlyAtClose(t *testing.T) {
+	failSyncs(t, func(int32) bool { return true })
+	_, sp := newSpool(t)
+	if err := sp.SyncWrites(); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncbuf.Buffer
+	var failures, dropped atomic.Int32
+	s := New(Options{Backend: &flaky{Backend: NewMemory(), down: true}, Spool: sp, CommitTimeout: time.Millisecond, CloseTimeout: time.Millisecond,
+		Logger: jsonLogger(&logs), OnSpoolFailure: func() { failures.Add(1) }, OnDrop: func(n int) { dropped.Add(int32(n)) }})
+	ctx := context.Background()
+	s.Insert(ctx, record("m1", "acme", "p", "pm1", t0))
+	time.Sleep(spoolPause + 100*time.Millisecond)
+	s.Insert(ctx, record("m2", "acme", "p", "pm2", t0))
+	s.Close()
+	out := logs.String()
+	if n := strings.Count(out, "message log spool failed"); n != 1 {
+		t.Errorf("%d lines of the spool's failures, want 1 (a minute apart): %s", n, out)
+	}
+	if n := failures.Load(); n != 3 {
+		t.Errorf("%d spool failures counted, want 3 (a write, a write after the pause, the close)", n)
+	}
+	if !strings.Contains(out, "could not be kept in the spool either") || dropped.Load() != 2 {
+		t.Errorf("%d writes counted dropped, want 2, and the close said so: %s", dropped.Load(), out)
+	}
+}
+
+// TestASpoolThatFailsDuringAHangingTryIsLeftAlone: the writes answered during a try that hangs
+// are added to the spool one by one; once an add fails, the rest of the hang leaves the spool
+// alone (its pause) instead of failing again for each write, whether the first add failed or a
+// later one.
+func TestASpoolThatFailsDuringAHangingTryIsLeftAlone(t *testing.T) {
+	for name, fails := range map[string]func(int32) bool{
+		"the first add":  func(int32) bool { return true },
+		"the second add": func(call int32) bool { return call >= 2 },
+	} {
+		t.Run(name, func(t *testing.T) {
+			failSyncs(t, fails)
+			_, sp := newSpool(t)
+			if err := sp.SyncWrites(); err != nil {
+				t.Fatal(err)
+			}
+			var failures atomic.Int32
+			h := &flaky{Backend: NewMemory(), hold: make(chan struct{})}
+			s := New(Options{Backend: h, Spool: sp, CommitTimeout: 20 * time.Millisecond, WriteTimeout: time.Minute, CloseTimeout: time.Millisecond,
+				OnSpoolFailure: func() { failures.Add(1) }})
+			ctx := context.Background()
+			for i := range 5 {
+				if err := s.Insert(ctx, record(fmt.Sprint("m", i), "acme", "p", fmt.Sprint("pm", i), t0)); !errors.Is(err, ErrNotCommitted) {
+					t.Errorf("insert %d during the hang: %v", i, err)
+				}
+			}
+			if n := failures.Load(); n != 1 {
+				t.Errorf("%d spool failures counted during the hang, want 1", n)
+			}
+			close(h.hold)
+			s.Close()
+		})
 	}
 }

@@ -874,6 +874,32 @@ func TestFailingDatabaseIsRetriedNotDropped(t *testing.T) {
 	}
 }
 
+// TestTheBackoffDoublesAndStartsAgainAfterARecovery: the writer tries a failing database again
+// after 50 ms, then waits twice as long each time (a database struggling back to its feet is not
+// hammered by every replica), and a recovery starts the next outage's backoff from 50 ms again.
+func TestTheBackoffDoublesAndStartsAgainAfterARecovery(t *testing.T) {
+	fb := &flaky{Backend: NewMemory(), down: true}
+	s := New(Options{Backend: fb, CommitTimeout: time.Millisecond, CloseTimeout: time.Millisecond})
+	defer s.Close()
+	ctx := context.Background()
+	s.Insert(ctx, record("m1", "acme", "p", "", t0))
+	time.Sleep(time.Second)
+	if n := fb.count(); n < 3 || n > 8 {
+		t.Errorf("%d tries in the first second of an outage, want about 5 (at 0, 50, 150, 350 and 750 ms)", n)
+	}
+	fb.set(false)
+	if err := s.Flush(ctx); err != nil { // a Flush tries at once, backoff or not
+		t.Fatal(err)
+	}
+	fb.set(true)
+	before := fb.count()
+	s.Insert(ctx, record("m2", "acme", "p", "", t0))
+	time.Sleep(400 * time.Millisecond)
+	if n := fb.count() - before; n < 3 {
+		t.Errorf("%d tries in the first 400 ms of the next outage, want about 4 (at 0, 50, 150 and 350 ms)", n)
+	}
+}
+
 // TestFullWhileBackingOff: writes that arrive while the writer backs off from a failing database
 // count in the backlog at once, so Full (what storage.backlog_full: refuse_sends checks) turns
 // true before the next try, not up to a backoff (5 s at most) later, while accepted sends push the
@@ -1092,6 +1118,41 @@ func TestEvictKeepsOrderAndCutsTheLargestFirst(t *testing.T) {
 	}
 	if n := w.evict(3); n != 3 || len(w.buf) != 3 {
 		t.Errorf("evicted %d, kept %d; want 3 and 3", n, len(w.buf))
+	}
+	// A share's remainder goes to the tenants above the share: a (1) is below it, b and c (5 each)
+	// come down to 3 each and one of them keeps one more.
+	w.buf = nil
+	for i, tn := range strings.Split("a b b b b b c c c c c", " ") {
+		w.buf = append(w.buf, Op{Insert: record(fmt.Sprint(tn, i), tn, "p", "", t0)})
+	}
+	if n := w.evict(3); n != 3 || len(w.buf) != 8 {
+		t.Errorf("evicted %d, kept %d; want 3 and 8", n, len(w.buf))
+	}
+}
+
+// TestEveryTextATenantChoosesWeighs: each text whose length a tenant chooses counts one more for
+// each KiB towards the retry buffer's bound, and those it cannot choose do not.
+func TestEveryTextATenantChoosesWeighs(t *testing.T) {
+	kib := strings.Repeat("x", 1024)
+	for name, set := range map[string]func(r *Record){
+		"callbackData": func(r *Record) { r.CallbackData = kib },
+		"notifyUrl":    func(r *Record) { r.NotifyURL = kib },
+		"reference":    func(r *Record) { r.Reference = kib },
+		"bulkId":       func(r *Record) { r.BulkID = kib },
+		"client id":    func(r *Record) { r.ClientID = kib },
+		"action":       func(r *Record) { r.Action = kib },
+	} {
+		r := record("m", "acme", "p", "", t0)
+		set(r)
+		if w := opWeight(&Op{Insert: r}); w != 2 {
+			t.Errorf("%s of 1 KiB: weight %d, want 2", name, w)
+		}
+	}
+	if w := opWeight(&Op{Insert: record("m", "acme", "p", "", t0)}); w != 1 {
+		t.Errorf("an Auth0 send's record: weight %d, want 1", w)
+	}
+	if w := opWeight(&Op{Report: &gateway.DeliveryReport{Error: kib}}); w != 1 {
+		t.Errorf("a report: weight %d, want 1", w)
 	}
 }
 
@@ -1593,7 +1654,7 @@ func TestLingerGroupsInFlightWrites(t *testing.T) {
 	var mu sync.Mutex
 	var batches []int
 	var inflight atomic.Int64
-	s := New(Options{Backend: NewMemory(), Linger: time.Hour, InFlight: func() int { return int(inflight.Load()) },
+	s := New(Options{Backend: NewMemory(), Linger: time.Hour, CommitTimeout: 5 * time.Second, InFlight: func() int { return int(inflight.Load()) },
 		OnBatch: func(n int, err error) { mu.Lock(); batches = append(batches, n); mu.Unlock() }})
 	defer s.Close()
 	ctx := context.Background()
@@ -1611,17 +1672,80 @@ func TestLingerGroupsInFlightWrites(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			time.Sleep(time.Duration(i) * 20 * time.Millisecond)
-			if err := s.Insert(ctx, record(fmt.Sprint("g", i), "acme", "p", "", t0)); err != nil && err != ErrNotCommitted {
-				t.Error(err)
+			if err := s.Insert(ctx, record(fmt.Sprint("g", i), "acme", "p", "", t0)); err != nil {
+				t.Errorf("g%d: %v (the batch waited on after the last send in flight joined it)", i, err)
 			}
 		}()
 	}
 	wg.Wait()
 	s.Flush(ctx)
 	mu.Lock()
-	defer mu.Unlock()
-	if diff := cmp.Diff([]int{1, 3}, batches); diff != "" {
+	got := slices.Clone(batches)
+	mu.Unlock()
+	if diff := cmp.Diff([]int{1, 3}, got); diff != "" {
 		t.Errorf("batch sizes (-want +got):\n%s", diff)
+	}
+	// The one send in flight already waits in the batch: committed at once.
+	inflight.Store(1)
+	if err := s.Insert(ctx, record("last", "acme", "p", "", t0)); err != nil {
+		t.Errorf("a write with no other in flight: %v (the writer lingered for company that was not coming)", err)
+	}
+}
+
+// TestAFlushEndsALinger: a Flush (a read that must see what was written, a shutdown) does not
+// wait out the linger for sends still in flight: the batch commits at once.
+func TestAFlushEndsALinger(t *testing.T) {
+	s := New(Options{Backend: NewMemory(), Linger: time.Hour, CommitTimeout: time.Hour, InFlight: func() int { return 100 }})
+	defer s.Close()
+	ctx := context.Background()
+	s.Insert(ctx, record("solo", "acme", "p", "", t0)) // no rate measured yet: committed at once
+	time.Sleep(rateWindow)
+	inserted := make(chan error, 1)
+	go func() { inserted <- s.Insert(ctx, record("m1", "acme", "p", "", t0)) }()
+	time.Sleep(50 * time.Millisecond) // m1 queued, then held by the linger
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s.Flush(fctx); err != nil {
+		t.Fatalf("Flush during a linger: %v", err)
+	}
+	select {
+	case err := <-inserted:
+		if err != nil {
+			t.Errorf("the write the linger held: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the write the linger held was not committed with the Flush")
+	}
+}
+
+// TestLingerStopsAtAFullBatch: however many sends are in flight, the writer stops lingering once
+// the batch holds maxBatch writes: they commit at once, and only the writes after them wait.
+func TestLingerStopsAtAFullBatch(t *testing.T) {
+	var mu sync.Mutex
+	var batches []int
+	s := New(Options{Backend: NewMemory(), Linger: time.Hour, CommitTimeout: 2 * time.Second, InFlight: func() int { return 100_000 },
+		OnBatch: func(n int, err error) { mu.Lock(); batches = append(batches, n); mu.Unlock() }})
+	ctx := context.Background()
+	s.Insert(ctx, record("solo", "acme", "p", "", t0)) // no rate measured yet: committed at once
+	time.Sleep(rateWindow)
+	var committed atomic.Int32
+	var wg sync.WaitGroup
+	for i := range maxBatch + 50 {
+		wg.Go(func() {
+			if s.Insert(ctx, record(fmt.Sprint("m", i), "acme", "p", "", t0)) == nil {
+				committed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	s.Close()
+	if n := committed.Load(); n < maxBatch {
+		t.Errorf("%d writes committed before their commit timeout, want at least %d (a full batch)", n, maxBatch)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(batches) < 2 || batches[1] < maxBatch {
+		t.Errorf("batch sizes %v: the second is not a full batch", batches)
 	}
 }
 

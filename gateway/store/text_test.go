@@ -256,6 +256,11 @@ func TestOutageWhileIsolatingKeepsTheRest(t *testing.T) {
 	for len(fb.applies()) < 4 { // the first try alone, and one retry after the backoff
 		time.Sleep(time.Millisecond)
 	}
+	// The outage ends the one-at-a-time retry at its first write: the next try, after the
+	// backoff, is of both writes again, not of the second alone.
+	if diff := cmp.Diff([]int{1, 2, 1, 2}, fb.applies()[:4]); diff != "" {
+		t.Errorf("batch sizes (-want +got):\n%s", diff)
+	}
 	if _, backlog, dropped := c.get(); dropped != 0 || backlog != 2 {
 		t.Errorf("during the outage: dropped %d, backlog %d; want 0 and 2", dropped, backlog)
 	}
