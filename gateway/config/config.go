@@ -861,11 +861,11 @@ func (c *Config) Problem(path, format string, args ...any) {
 func (c *Config) applyDefaults() {
 	s := &c.Server
 	orDefault(&s.Listen, "127.0.0.1:8080")
-	orDefault(&s.RequestTimeout, gateway.Duration(8*time.Second))
-	orDefault(&s.MaxBodyBytes, 64<<10)
+	orDefaultAt(c, "server.request_timeout", &s.RequestTimeout, gateway.Duration(8*time.Second))
+	orDefaultAt(c, "server.max_body_bytes", &s.MaxBodyBytes, 64<<10)
 	orDefault(&s.MaxInFlight, ptr(1024))
-	orDefault(&s.ShutdownTimeout, gateway.Duration(15*time.Second))
-	orDefault(&s.ReadTimeout, gateway.Duration(10*time.Second))
+	orDefaultAt(c, "server.shutdown_timeout", &s.ShutdownTimeout, gateway.Duration(15*time.Second))
+	orDefaultAt(c, "server.read_timeout", &s.ReadTimeout, gateway.Duration(10*time.Second))
 	s.PublicURL = strings.TrimRight(s.PublicURL, "/")
 	for _, f := range []*string{&s.TLS.CertFile, &s.TLS.KeyFile} {
 		if *f != "" {
@@ -878,12 +878,12 @@ func (c *Config) applyDefaults() {
 	orDefault(&c.Storage.Driver, "sqlite")
 	orDefault(&c.Storage.Path, "data/smsgate.db")
 	orDefault(&c.Storage.SQLiteMmap, ptr(true))
-	orDefault(&c.Storage.CommitTimeout, gateway.Duration(200*time.Millisecond))
-	orDefault(&c.Storage.WriteTimeout, gateway.Duration(10*time.Second))
-	orDefault(&c.Storage.RetryBuffer, 65536)
-	orDefault(&c.State.MaxIdempotencyRecords, 100000)
-	orDefault(&c.State.MaxKeys, 250000)
-	orDefault(&c.State.Redis.MaxIdempotencyRecordsPerTenant, 1000000)
+	orDefaultAt(c, "storage.commit_timeout", &c.Storage.CommitTimeout, gateway.Duration(200*time.Millisecond))
+	orDefaultAt(c, "storage.write_timeout", &c.Storage.WriteTimeout, gateway.Duration(10*time.Second))
+	orDefaultAt(c, "storage.retry_buffer", &c.Storage.RetryBuffer, 65536)
+	orDefaultAt(c, "state.max_idempotency_records", &c.State.MaxIdempotencyRecords, 100000)
+	orDefaultAt(c, "state.max_keys", &c.State.MaxKeys, 250000)
+	orDefaultAt(c, "state.redis.max_idempotency_records_per_tenant", &c.State.Redis.MaxIdempotencyRecordsPerTenant, 1000000)
 	orDefault(&c.Storage.BacklogFull, "drop_oldest")
 	orDefault(&c.Storage.Retention, ptr(gateway.Duration(720*time.Hour)))
 	st := &c.State
@@ -891,7 +891,7 @@ func (c *Config) applyDefaults() {
 	orDefault(&st.OnError, "open")
 	orDefault(&st.Redis.Addr, "127.0.0.1:6379")
 	orDefault(&st.Redis.KeyPrefix, "smsgate:")
-	orDefault(&st.Redis.Timeout, gateway.Duration(200*time.Millisecond))
+	orDefaultAt(c, "state.redis.timeout", &st.Redis.Timeout, gateway.Duration(200*time.Millisecond))
 	p := &c.Policy
 	orDefault(&p.DeniedNumberTypes, ptr(slices.Clone(DefaultDeniedNumberTypes)))
 	orDefault(&p.RateLimits.PerRecipient, &Limit{N: 10, Per: time.Hour})
@@ -899,35 +899,36 @@ func (c *Config) applyDefaults() {
 	orDefault(&p.RateLimits.PerTenant, &Limit{})
 	orDefault(&p.RateLimits.Spend, &Spend{})
 	orDefault(&p.RateLimits.API, &Limit{N: 100, Per: time.Second})
-	orDefault(&p.Idempotency.TTL, gateway.Duration(24*time.Hour))
+	orDefaultAt(c, "policy.idempotency.ttl", &p.Idempotency.TTL, gateway.Duration(24*time.Hour))
 	r := &p.ResendEscalation
 	orDefault(&r.Enabled, ptr(true))
-	orDefault(&r.After, gateway.Duration(20*time.Second))
-	orDefault(&r.Within, gateway.Duration(10*time.Minute))
+	orDefaultAt(c, "policy.resend_escalation.after", &r.After, gateway.Duration(20*time.Second))
+	orDefaultAt(c, "policy.resend_escalation.within", &r.Within, gateway.Duration(10*time.Minute))
 	pp := &p.Pumping
 	orDefault(&pp.Enabled, ptr(true))
 	orDefault(&pp.Action, "alert")
-	orDefault(&pp.RangeDigits, 2)
-	orDefault(&pp.Baseline, gateway.Duration(168*time.Hour))
-	orDefault(&pp.Warmup, gateway.Duration(24*time.Hour))
-	orDefault(&pp.Factor, 5)
-	orDefault(&pp.MinVolume, 20)
-	orDefault(&pp.ConversionFloor, 0.3)
-	orDefault(&pp.ConversionWindow, gateway.Duration(time.Hour))
-	orDefault(&pp.ConversionDelay, gateway.Duration(5*time.Minute))
+	orDefaultAt(c, "policy.pumping.range_digits", &pp.RangeDigits, 2)
+	orDefaultAt(c, "policy.pumping.baseline", &pp.Baseline, gateway.Duration(168*time.Hour))
+	orDefaultAt(c, "policy.pumping.warmup", &pp.Warmup, gateway.Duration(24*time.Hour))
+	orDefaultAt(c, "policy.pumping.factor", &pp.Factor, 5)
+	orDefaultAt(c, "policy.pumping.min_volume", &pp.MinVolume, 20)
+	orDefaultAt(c, "policy.pumping.conversion_floor", &pp.ConversionFloor, 0.3)
+	orDefaultAt(c, "policy.pumping.conversion_window", &pp.ConversionWindow, gateway.Duration(time.Hour))
+	orDefaultAt(c, "policy.pumping.conversion_delay", &pp.ConversionDelay, gateway.Duration(5*time.Minute))
 	orDefault(&pp.Throttle, &Limit{N: 5, Per: time.Hour})
-	orDefault(&pp.Cooldown, gateway.Duration(time.Hour))
-	orDefault(&pp.Refresh, gateway.Duration(10*time.Second))
+	orDefaultAt(c, "policy.pumping.cooldown", &pp.Cooldown, gateway.Duration(time.Hour))
+	orDefaultAt(c, "policy.pumping.refresh", &pp.Refresh, gateway.Duration(10*time.Second))
 	for i := range c.Providers {
 		pr := &c.Providers[i]
-		orDefault(&pr.Timeout, gateway.Duration(3*time.Second))
+		at := fmt.Sprintf("providers[%d]", i)
+		orDefaultAt(c, at+".timeout", &pr.Timeout, gateway.Duration(3*time.Second))
 		b := &pr.Breaker
-		orDefault(&b.ConsecutiveFailures, 5)
-		orDefault(&b.FailureRatio, 0.5)
-		orDefault(&b.MinRequests, 20)
-		orDefault(&b.OpenTimeout, gateway.Duration(30*time.Second))
-		orDefault(&b.Interval, gateway.Duration(60*time.Second))
-		orDefault(&b.HalfOpenRequests, 1)
+		orDefaultAt(c, at+".breaker.consecutive_failures", &b.ConsecutiveFailures, 5)
+		orDefaultAt(c, at+".breaker.failure_ratio", &b.FailureRatio, 0.5)
+		orDefaultAt(c, at+".breaker.min_requests", &b.MinRequests, 20)
+		orDefaultAt(c, at+".breaker.open_timeout", &b.OpenTimeout, gateway.Duration(30*time.Second))
+		orDefaultAt(c, at+".breaker.interval", &b.Interval, gateway.Duration(60*time.Second))
+		orDefaultAt(c, at+".breaker.half_open_requests", &b.HalfOpenRequests, 1)
 		if pr.Paced() {
 			share := 1.0
 			if len(c.Tenants) > 1 {
@@ -938,19 +939,19 @@ func (c *Config) applyDefaults() {
 	}
 	dh := &c.Routing.DeliveryHealth
 	orDefault(&dh.Enabled, ptr(true))
-	orDefault(&dh.Window, gateway.Duration(30*time.Minute))
-	orDefault(&dh.MinSamples, 20)
-	orDefault(&dh.MinRate, 0.7)
-	orDefault(&dh.Margin, 0.1)
-	orDefault(&dh.ReportTimeout, gateway.Duration(10*time.Minute))
+	orDefaultAt(c, "routing.delivery_health.window", &dh.Window, gateway.Duration(30*time.Minute))
+	orDefaultAt(c, "routing.delivery_health.min_samples", &dh.MinSamples, 20)
+	orDefaultAt(c, "routing.delivery_health.min_rate", &dh.MinRate, 0.7)
+	orDefaultAt(c, "routing.delivery_health.margin", &dh.Margin, 0.1)
+	orDefaultAt(c, "routing.delivery_health.report_timeout", &dh.ReportTimeout, gateway.Duration(10*time.Minute))
 	orDefault(&dh.ProbeShare, ptr(0.05))
-	orDefault(&dh.Refresh, gateway.Duration(10*time.Second))
+	orDefaultAt(c, "routing.delivery_health.refresh", &dh.Refresh, gateway.Duration(10*time.Second))
 	lc := &c.Routing.LeastCost
 	orDefault(&lc.Currency, "EUR")
-	orDefault(&lc.Window, gateway.Duration(24*time.Hour))
-	orDefault(&lc.MinReports, 5)
-	orDefault(&lc.Floor, dh.MinRate)
-	orDefault(&lc.Refresh, gateway.Duration(time.Minute))
+	orDefaultAt(c, "routing.least_cost.window", &lc.Window, gateway.Duration(24*time.Hour))
+	orDefaultAt(c, "routing.least_cost.min_reports", &lc.MinReports, 5)
+	orDefaultAt(c, "routing.least_cost.floor", &lc.Floor, dh.MinRate)
+	orDefaultAt(c, "routing.least_cost.refresh", &lc.Refresh, gateway.Duration(time.Minute))
 	for i := range c.Providers {
 		for _, pr := range []*Prices{c.Providers[i].Prices, c.Providers[i].VoicePrices} {
 			if pr != nil && pr.Currency == "" {
@@ -969,6 +970,17 @@ func orDefault[T comparable](p *T, v T) {
 	var zero T
 	if *p == zero {
 		*p = v
+	}
+}
+
+// orDefaultAt is orDefault for a number or a duration at path that the file may give as 0: only a
+// key left out (or written with no value) takes the default. A 0 written is read as 0, which the
+// key either takes (pumping.warmup: none; delivery_health.margin: none) or refuses as a problem;
+// it used to be replaced by the default without a word (a conversion_floor of 0, which validation
+// accepts, ran at 0.3).
+func orDefaultAt[T comparable](c *Config, path string, p *T, v T) {
+	if !c.Decoder.Given(path) {
+		orDefault(p, v)
 	}
 }
 
@@ -1067,20 +1079,20 @@ func (c *Config) validate() {
 
 // validateServer checks server.
 func (c *Config) validateServer() {
-	if c.Server.RequestTimeout < 0 {
+	if c.Server.RequestTimeout <= 0 {
 		c.Problem("server.request_timeout", "must be positive")
 	}
 	if *c.Server.MaxInFlight < 0 {
 		c.Problem("server.max_in_flight", "must be 0 (no cap) or more, not %d", *c.Server.MaxInFlight)
 	}
-	if c.Server.ReadTimeout < 0 {
+	if c.Server.ReadTimeout <= 0 { // 0 would be net/http's none: a slow client holds a connection for ever
 		c.Problem("server.read_timeout", "must be positive")
 	}
 	if w := c.Server.WatchConfig; w != 0 && w < gateway.Duration(time.Second) {
 		c.Problem("server.watch_config", "must be 0 (reload on SIGHUP only) or at least 1s, not %s", w.D())
 	}
-	if c.Server.MaxBodyBytes < 0 {
-		// A negative bound refused every body as too large: every send a 413.
+	if c.Server.MaxBodyBytes <= 0 {
+		// A bound of 0 or less refused every body as too large: every send a 413.
 		c.Problem("server.max_body_bytes", "must be positive, not %d", c.Server.MaxBodyBytes)
 	}
 	if m := c.Server.MetricsListen; m != "" {
@@ -1148,13 +1160,13 @@ func (c *Config) validateStorage() {
 	default:
 		c.Problem("storage.driver", "must be sqlite, postgres or memory, not %q", c.Storage.Driver)
 	}
-	if c.Storage.CommitTimeout < 0 {
+	if c.Storage.CommitTimeout <= 0 {
 		c.Problem("storage.commit_timeout", "must be positive")
 	}
-	if c.Storage.WriteTimeout < 0 || c.Storage.WriteTimeout > 0 && c.Storage.WriteTimeout < c.Storage.CommitTimeout {
+	if c.Storage.WriteTimeout <= 0 || c.Storage.WriteTimeout < c.Storage.CommitTimeout {
 		c.Problem("storage.write_timeout", "must be at least storage.commit_timeout (%s): a batch cut short before its senders stop waiting for it commits nothing", c.Storage.CommitTimeout.D())
 	}
-	if c.Storage.RetryBuffer < 0 {
+	if c.Storage.RetryBuffer <= 0 {
 		c.Problem("storage.retry_buffer", "must be positive")
 	}
 	if c.Storage.MaxRecordsPerTenant < 0 {
@@ -1176,14 +1188,17 @@ func (c *Config) validateState() {
 	if c.State.Driver != "memory" && c.State.Driver != "redis" {
 		c.Problem("state.driver", "must be memory or redis, not %q", c.State.Driver)
 	}
-	if c.State.MaxIdempotencyRecords < 0 {
+	if c.State.MaxIdempotencyRecords <= 0 {
 		c.Problem("state.max_idempotency_records", "must be positive")
 	}
-	if c.State.MaxKeys < 0 {
+	if c.State.MaxKeys <= 0 {
 		c.Problem("state.max_keys", "must be positive")
 	}
-	if c.State.Redis.MaxIdempotencyRecordsPerTenant < 0 {
+	if c.State.Redis.MaxIdempotencyRecordsPerTenant <= 0 {
 		c.Problem("state.redis.max_idempotency_records_per_tenant", "must be positive")
+	}
+	if c.State.Redis.Timeout <= 0 { // go-redis reads a negative timeout as none: a hung Redis would hold every send
+		c.Problem("state.redis.timeout", "must be positive")
 	}
 	if c.State.OnError != "open" && c.State.OnError != "closed" {
 		c.Problem("state.on_error", "must be open or closed, not %q", c.State.OnError)
@@ -1203,7 +1218,12 @@ func (c *Config) validatePolicy() {
 		c.checkNumberTypes("policy.denied_number_types", *c.Policy.DeniedNumberTypes)
 	}
 	c.checkLimits("policy.rate_limits", &c.Policy.RateLimits)
-	if c.Policy.ResendEscalation.After >= c.Policy.ResendEscalation.Within {
+	if c.Policy.Idempotency.TTL <= 0 {
+		c.Problem("policy.idempotency.ttl", "must be positive")
+	}
+	if c.Policy.ResendEscalation.After < 0 {
+		c.Problem("policy.resend_escalation.after", "must be 0 or positive")
+	} else if c.Policy.ResendEscalation.After >= c.Policy.ResendEscalation.Within {
 		c.Problem("policy.resend_escalation.after", "must be shorter than within")
 	}
 	c.checkPumping()
@@ -1290,8 +1310,17 @@ func (c *Config) validateProviders() map[string]int {
 		if pr.Type == "" {
 			c.Problem(p+".type", "is required")
 		}
-		if pr.Timeout < 0 {
+		if pr.Timeout <= 0 {
 			c.Problem(p+".timeout", "must be positive")
+		}
+		if pr.Breaker.OpenTimeout <= 0 {
+			c.Problem(p+".breaker.open_timeout", "must be positive")
+		}
+		if pr.Breaker.Interval <= 0 { // 0 would be gobreaker's never: a failure ratio over all time
+			c.Problem(p+".breaker.interval", "must be positive")
+		}
+		if pr.Breaker.HalfOpenRequests < 1 {
+			c.Problem(p+".breaker.half_open_requests", "must be at least 1")
 		}
 		if r := pr.Breaker.FailureRatio; r <= 0 || r > 1 {
 			c.Problem(p+".breaker.failure_ratio", "must be in (0, 1], not %v", r)

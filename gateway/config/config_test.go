@@ -816,3 +816,44 @@ routes: [{name: d, providers: [p]}]
 		t.Error("a file past max_tenants removed: the watch does not see it (which files a pattern matches is part of the config)")
 	}
 }
+
+// TestAZeroWrittenIsReadAsZero: a number or a duration written as 0 is read as 0 where the key
+// takes it (no pumping warm-up, no conversion floor or delay, no delivery-health margin, a
+// breaker opened by its failure ratio alone, from the first call): it used to be replaced by the
+// default without a word, a conversion_floor of 0 running at 0.3. A key written with no value
+// takes its default, as one left out does (keys that refuse 0: testdata/invalid/zeros-*.yaml).
+func TestAZeroWrittenIsReadAsZero(t *testing.T) {
+	src := `policy:
+  pumping:
+    warmup: 0s
+    conversion_floor: 0
+    conversion_delay: 0s
+    factor:
+routing:
+  delivery_health: {margin: 0, min_samples: ~}
+tenants: [{name: acme, api_key: k1}]
+providers:
+  - name: p1
+    type: mock
+    breaker: {consecutive_failures: 0, min_requests: 0, interval: null}
+routes: [{name: default, providers: [p1]}]
+`
+	c, err := Parse("zeros.yaml", []byte(src), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pp, dh, b := c.Policy.Pumping, c.Routing.DeliveryHealth, c.Providers[0].Breaker
+	type read struct {
+		Warmup, ConversionDelay      gateway.Duration
+		ConversionFloor, Margin      float64
+		ConsecutiveFailures, MinReqs uint32
+		Factor                       float64
+		MinSamples                   int
+		Interval                     gateway.Duration
+	}
+	got := read{pp.Warmup, pp.ConversionDelay, pp.ConversionFloor, dh.Margin, b.ConsecutiveFailures, b.MinRequests, pp.Factor, dh.MinSamples, b.Interval}
+	want := read{Factor: 5, MinSamples: 20, Interval: gateway.Duration(time.Minute)} // the three written empty: their defaults
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("values read (-want +got):\n%s", d)
+	}
+}

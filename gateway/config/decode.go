@@ -105,6 +105,15 @@ type Decoder struct {
 	// problemAt holds the paths of the first indexed problems, for HasProblem.
 	problemAt map[string]bool
 	indexed   int
+	// empty are the key paths written with no value (`key:`), which Given does not count.
+	empty map[string]bool
+}
+
+// Given reports whether the file gives the key at path a value: a key written with none (`key:`)
+// is not given, and takes its default as one left out does.
+func (d *Decoder) Given(path string) bool {
+	_, ok := d.Lines[path]
+	return ok && !d.empty[path]
 }
 
 // HasProblem reports whether a problem names path, at the cost of a map look-up: a check asked
@@ -354,6 +363,10 @@ func (d *Decoder) decode(n *yaml.Node, path string, v reflect.Value) {
 	}
 	d.record(path, n.Line)
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		if d.empty == nil {
+			d.empty = map[string]bool{}
+		}
+		d.empty[path] = true
 		return // an empty value keeps the zero value (and the default applied later)
 	}
 	if v.Type() == nodePtrType {
