@@ -135,7 +135,7 @@ func TestInvalidConfigs(t *testing.T) {
 }
 
 func TestEveryProblemReportedAtOnce(t *testing.T) {
-	src := "server: {listn: x, request_timeout: nope}\ntenants: [{name: a}]\nproviders: [{name: p}]\nroutes: [{name: d, providers: [q]}]\n"
+	src := "server: {listn: x, request_timeout: nope, read_timeout: nope}\ntenants: [{name: a}]\nproviders: [{name: p}]\nroutes: [{name: d, providers: [q]}]\n"
 	_, err := Parse("x.yaml", []byte(src), env(nil))
 	ps, ok := err.(Problems)
 	if !ok {
@@ -145,7 +145,8 @@ func TestEveryProblemReportedAtOnce(t *testing.T) {
 	for _, p := range ps {
 		paths = append(paths, p.Path)
 	}
-	want := []string{"server.listn", "server.request_timeout", "tenants[0].api_key", "providers[0].type", "routes[0].providers[0]"}
+	// One problem a key: an invalid value is not also "must be positive".
+	want := []string{"server.listn", "server.request_timeout", "server.read_timeout", "tenants[0].api_key", "providers[0].type", "routes[0].providers[0]"}
 	if diff := cmp.Diff(want, paths); diff != "" {
 		t.Errorf("problem paths (-want +got):\n%s\n%s", diff, err)
 	}

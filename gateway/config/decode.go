@@ -143,17 +143,8 @@ func (d *Decoder) DropUnjudged() int {
 // Unjudged reports whether the key at path, or one it lies under, holds a reference that was
 // not read (Unread).
 func (d *Decoder) Unjudged(path string) bool {
-	for p := path; p != ""; {
-		if d.unread[p] {
-			return true
-		}
-		i := strings.LastIndexAny(p, ".[")
-		if i < 0 {
-			break
-		}
-		p = p[:i]
-	}
-	return false
+	_, ok := nearest(d.unread, path)
+	return ok
 }
 
 // minRedacted is the shortest value Redact hides: a shorter one is no secret (a country, a
@@ -343,9 +334,7 @@ func (d *Decoder) record(path string, line int) {
 	if d.Lines == nil {
 		d.Lines = map[string]int{}
 	}
-	if path != "" {
-		d.Lines[path] = line
-	}
+	d.Lines[path] = line
 }
 
 func (d *Decoder) decode(n *yaml.Node, path string, v reflect.Value) {
