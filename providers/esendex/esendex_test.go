@@ -3,6 +3,7 @@ package esendex
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -66,6 +67,14 @@ func TestSendRequests(t *testing.T) {
 	if v.Type != "Voice" || v.Lang != "en-AU" || v.From != "61400000000" || v.Message[0].Body != "4, 2, 7, 1. 4, 2, 7, 1." {
 		t.Errorf("voice request %+v", v)
 	}
+	// A call whose request gave a text and no code (an Infobip-compatible one) speaks the code
+	// the text holds, digit by digit.
+	if _, err := p.Send(context.Background(), &gateway.Message{To: "+61412345678", Country: "AU", Type: gateway.Voice, Text: "Your code is 5832", Language: "en-AU"}); err != nil {
+		t.Fatal(err)
+	}
+	if v := f.Requests()[len(f.Requests())-1].Body; v.Message[0].Body != "5, 8, 3, 2. 5, 8, 3, 2." {
+		t.Errorf("a call from a text with a code: body %q", v.Message[0].Body)
+	}
 }
 
 func TestVoiceOnlyInItsLanguages(t *testing.T) {
@@ -76,7 +85,7 @@ func TestVoiceOnlyInItsLanguages(t *testing.T) {
 			t.Errorf("voice in %q: %v, want %v", lang, ok, want)
 		}
 	}
-	for tag, want := range map[string]string{"en-AU": "en-AU", "en_US": "en-GB", "fr-CA": "fr-FR", "de": "de-DE", "it": ""} {
+	for tag, want := range map[string]string{"en-AU": "en-AU", "en_US": "en-GB", "fr-CA": "fr-FR", "de": "de-DE", "it": "", "EN-au": "en-AU", "FR": "fr-FR"} {
 		if got := Language(tag); got != want {
 			t.Errorf("Language(%q) = %q, want %q", tag, got, want)
 		}
@@ -94,6 +103,7 @@ func TestContract(t *testing.T) {
 	xmlErr := func(d string) string {
 		return `<?xml version="1.0" encoding="utf-8"?><errors xmlns="http://api.esendex.com/ns/"><error><description>` + d + `</description></error></errors>`
 	}
+	// Esendex names a recipient it refuses in more than one way.
 	providertest.Run(t, providertest.Contract{
 		New: func(base string, deps gateway.Deps) gateway.Provider {
 			c := Config{BaseURL: base, Username: user, Password: password, AccountReference: account, WebhookSecret: hook}
@@ -111,9 +121,13 @@ func TestContract(t *testing.T) {
 			{Name: "403 feature not enabled", Status: 403, ContentType: "text/plain", Body: "Forbidden: voice not enabled", Class: gateway.ClassProvider, Code: "ESENDEX_AUTH"},
 			{Name: "400 XML naming the recipient", Status: 400, ContentType: "application/xml", Body: xmlErr("Invalid recipient: not a valid phone number"), Class: gateway.ClassRecipient, Code: "ESENDEX_RECIPIENT"},
 			{Name: "400 plain text naming the recipient", Status: 400, ContentType: "text/plain", Body: "Bad Request: invalid recipient 447911123456", Class: gateway.ClassRecipient, Code: "ESENDEX_RECIPIENT"},
+			{Name: "400 naming the to element", Status: 400, ContentType: "application/xml", Body: xmlErr("The &lt;to&gt; element is missing"), Class: gateway.ClassRecipient, Code: "ESENDEX_RECIPIENT"},
+			{Name: "400 naming a phone number", Status: 400, ContentType: "text/plain", Body: "Bad Request: not a valid phone number", Class: gateway.ClassRecipient, Code: "ESENDEX_RECIPIENT"},
+			{Name: "400 invalid to", Status: 400, ContentType: "text/plain", Body: "Bad Request: invalid to", Class: gateway.ClassRecipient, Code: "ESENDEX_RECIPIENT"},
 			{Name: "400 about something else", Status: 400, ContentType: "text/plain", Body: "Bad Request: too many messages", Class: gateway.ClassProvider, Code: "ESENDEX_BAD_REQUEST"},
 			{Name: "an echoed password is removed", Status: 403, ContentType: "text/plain", Body: "Forbidden for " + password, Class: gateway.ClassProvider, Code: "ESENDEX_AUTH"},
 			{Name: "200 without a messageheader", Status: 200, ContentType: "application/xml", Body: `<messageheaders batchid="x" xmlns="http://api.esendex.com/ns/"/>`, Class: gateway.ClassProvider, Code: "BAD_RESPONSE"},
+			{Name: "200 with a messageheader without an id", Status: 200, ContentType: "application/xml", Body: `<messageheaders batchid="x" xmlns="http://api.esendex.com/ns/"><messageheader uri="u"/></messageheaders>`, Class: gateway.ClassProvider, Code: "BAD_RESPONSE"},
 			{Name: "200 accepted", Status: 200, ContentType: "application/xml", Body: `<messageheaders batchid="x" xmlns="http://api.esendex.com/ns/"><messageheader uri="u" id="ABC"/></messageheaders>`, OK: true},
 		},
 	})
@@ -206,5 +220,21 @@ func TestAsksReportsWithASecretAndAPublicURL(t *testing.T) {
 		if got := New(c, gateway.Deps{CallbackURL: tc.callback}).AsksReports(); got != tc.want {
 			t.Errorf("secret %q, callback %q: %v, want %v", tc.secret, tc.callback, got, tc.want)
 		}
+	}
+}
+
+// TestAnErrorKeepsEsendexsCode: an XML error with a code of Esendex's own keeps it before the
+// description, for whoever reads the attempt.
+func TestAnErrorKeepsEsendexsCode(t *testing.T) {
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/xml")
+		w.WriteHeader(http.StatusBadRequest)
+		w.Write([]byte(`<?xml version="1.0" encoding="utf-8"?><errors xmlns="http://api.esendex.com/ns/"><error><code>UnknownAccount</code><description>the account reference is not known</description></error></errors>`))
+	}))
+	defer s.Close()
+	_, err := newDriver(t, s.URL).Send(context.Background(), &gateway.Message{To: "+447911123456", Country: "GB", Type: gateway.SMS, Text: "Your code is 123456"})
+	var ge *gateway.Error
+	if !errors.As(err, &ge) || ge.Code != "ESENDEX_BAD_REQUEST" || !strings.Contains(ge.Message, "UnknownAccount: the account reference is not known") {
+		t.Errorf("error %v, want ESENDEX_BAD_REQUEST with Esendex's code and description", err)
 	}
 }
