@@ -3,9 +3,12 @@ package infobipcompat
 import (
 	"encoding/json"
 	"errors"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/smsgate/smsgate/gateway"
 	"github.com/smsgate/smsgate/providers/providertest"
@@ -26,9 +29,16 @@ func TestThrottlingIsAnsweredAsRateLimiting(t *testing.T) {
 		"country_not_allowed":     RejectedCountry,
 		"client_not_allowed":      RejectedClient,
 		"invalid_request":         RejectedRequest,
+		"recipient_rejected":      RejectedDestination,
+		"invalid_number":          RejectedDestination,
 	} {
 		if s := StatusFor(403, code); s != want {
 			t.Errorf("StatusFor(403, %s) = %s, want %s", code, s.Name, want.Name)
+		}
+	}
+	for _, status := range []int{500, 502, 503} {
+		if s := StatusFor(status, "providers_failed"); s != RejectedProviders {
+			t.Errorf("StatusFor(%d) = %s, want %s", status, s.Name, RejectedProviders.Name)
 		}
 	}
 	rs := []Result{
@@ -38,6 +48,46 @@ func TestThrottlingIsAnsweredAsRateLimiting(t *testing.T) {
 	status, body, wait := Answer(SMSv2, "", rs)
 	if status != 429 || wait != 30*time.Second || !strings.Contains(string(body), "TOO_MANY_REQUESTS") {
 		t.Errorf("Answer = %d %s %v", status, body, wait)
+	}
+}
+
+// TestAnswerWhenNothingWasSent: no destination sent is an error whose status says what to do:
+// 503 when a provider failure was among the reasons (even beside rate limits: the providers are
+// the problem, retry later), 429 for rate limits alone, 400 naming the first refusal otherwise.
+func TestAnswerWhenNothingWasSent(t *testing.T) {
+	failed := Result{HTTPStatus: 500, Code: "providers_failed", Status: RejectedProviders}
+	limited := Result{HTTPStatus: 429, Code: "rate_limited", RetryAfter: time.Second, Status: RejectedRateLimit}
+	refused := Result{HTTPStatus: 403, Code: "country_not_allowed", Status: RejectedCountry}
+	for _, tc := range []struct {
+		name   string
+		rs     []Result
+		status int
+		text   string
+	}{
+		{"a provider failure", []Result{failed}, 503, "SERVICE_UNAVAILABLE"},
+		{"a rate limit and a provider failure", []Result{limited, failed}, 503, "SERVICE_UNAVAILABLE"},
+		{"a refusal", []Result{refused, refused}, 400, RejectedCountry.Description},
+	} {
+		status, body, _ := Answer(SMSv2, "", tc.rs)
+		if status != tc.status || !strings.Contains(string(body), tc.text) {
+			t.Errorf("%s: %d %s, want %d with %q", tc.name, status, body, tc.status, tc.text)
+		}
+	}
+}
+
+// TestAnswerInEachAPIsShape: a send's answer lists each destination as its API does: v3 with
+// destination and a details object counting one message, v2 with to.
+func TestAnswerInEachAPIsShape(t *testing.T) {
+	rs := []Result{{Destination: Destination{To: "41793026727"}, MessageID: "m-1", HTTPStatus: 200, Status: Pending}}
+	_, body, _ := Answer(SMSv3, "b-1", rs)
+	want := `{"bulkId":"b-1","messages":[{"messageId":"m-1","status":{"groupId":1,"groupName":"PENDING","id":26,"name":"PENDING_ACCEPTED","description":"Message accepted by smsgate and sent to a provider"},"destination":"41793026727","details":{"messageCount":1}}]}`
+	if string(body) != want {
+		t.Errorf("v3 answer:\n%s\nwant\n%s", body, want)
+	}
+	_, body, _ = Answer(SMSv2, "", rs)
+	want = `{"messages":[{"messageId":"m-1","status":{"groupId":1,"groupName":"PENDING","id":26,"name":"PENDING_ACCEPTED","description":"Message accepted by smsgate and sent to a provider"},"to":"41793026727"}]}`
+	if string(body) != want {
+		t.Errorf("v2 answer:\n%s\nwant\n%s", body, want)
 	}
 }
 
@@ -217,5 +267,64 @@ func TestParseTakesInfobipsExamples(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestParseReadsEveryField: each request shape gives each destination every field smsgate keeps
+// or honours: the sender, the caller's ids, the report's URL and callback data, the language.
+func TestParseReadsEveryField(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		kind   string
+		single bool
+		body   string
+		want   []Destination
+	}{
+		{"TTS single, to as a string", TTS, true, `{"text":"Your code is 1234","language":"en","from":"41793026700","to":"41793026727"}`,
+			[]Destination{{To: "41793026727", Text: "Your code is 1234", Voice: true, Language: "en", From: "41793026700"}}},
+		{"TTS single, to as a list", TTS, true, `{"text":"Code 1234","to":["41793026727","41793026728"]}`,
+			[]Destination{{To: "41793026727", Text: "Code 1234", Voice: true}, {To: "41793026728", Text: "Code 1234", Voice: true}}},
+		{"SMS v3", SMSv3, false, `{"bulkId":"b-1","messages":[{"sender":"ACME","destinations":[{"to":"41793026727","messageId":"m-1"}],"content":{"text":"Code 1234"},"webhooks":{"delivery":{"url":"https://hooks.example.com/dlr"},"callbackData":"cb"}}]}`,
+			[]Destination{{To: "41793026727", Text: "Code 1234", From: "ACME", Reference: "m-1", BulkID: "b-1", NotifyURL: "https://hooks.example.com/dlr", CallbackData: "cb"}}},
+		{"SMS v3 without a delivery webhook", SMSv3, false, `{"messages":[{"destinations":[{"to":"41793026727"}],"content":{"text":"Code 1234"},"webhooks":{"callbackData":"cb"}}]}`,
+			[]Destination{{To: "41793026727", Text: "Code 1234", CallbackData: "cb"}}},
+		{"SMS v2", SMSv2, false, `{"bulkId":"b-2","messages":[{"from":"ACME","destinations":[{"to":"41793026727","messageId":"m-2"}],"text":"Code 1234","notifyUrl":"https://hooks.example.com/dlr","callbackData":"cb","language":"de"}]}`,
+			[]Destination{{To: "41793026727", Text: "Code 1234", From: "ACME", Reference: "m-2", BulkID: "b-2", NotifyURL: "https://hooks.example.com/dlr", CallbackData: "cb", Language: "de"}}},
+	} {
+		got, err := Parse(tc.kind, tc.single, []byte(tc.body))
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if d := cmp.Diff(tc.want, got); d != "" {
+			t.Errorf("%s (-want +got):\n%s", tc.name, d)
+		}
+	}
+	for _, to := range []string{`""`, `[]`, `7`} {
+		if _, err := Parse(TTS, true, []byte(`{"text":"Code 1234","to":`+to+`}`)); err == nil || !strings.Contains(err.Error(), "to is required") {
+			t.Errorf("TTS single with to %s: %v, want to is required", to, err)
+		}
+	}
+}
+
+// TestParseQueryReadsEveryField: the GET sends take the sender as from or sender, recipients
+// from every to, each a comma-separated list, and the report's fields.
+func TestParseQueryReadsEveryField(t *testing.T) {
+	q := url.Values{"sender": {"ACME"}, "to": {"41793026727, 41793026728", "41793026729"}, "text": {"Code 1234"}, "bulkId": {"b"},
+		"notifyUrl": {"https://hooks.example.com/dlr"}, "callbackData": {"cb"}}
+	got, err := ParseQuery(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []Destination
+	for _, to := range []string{"41793026727", "41793026728", "41793026729"} {
+		want = append(want, Destination{To: to, Text: "Code 1234", From: "ACME", BulkID: "b", NotifyURL: "https://hooks.example.com/dlr", CallbackData: "cb"})
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("(-want +got):\n%s", d)
+	}
+	q.Set("from", "OTHER")
+	if got, _ := ParseQuery(q); got[0].From != "OTHER" {
+		t.Errorf("from beside sender: %q, want from's", got[0].From)
 	}
 }
