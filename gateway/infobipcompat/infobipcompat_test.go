@@ -328,3 +328,58 @@ func TestParseQueryReadsEveryField(t *testing.T) {
 		t.Errorf("from beside sender: %q, want from's", got[0].From)
 	}
 }
+
+// TestReportsRenderEachField: a report (and a log entry) says each field as Infobip does: a
+// destination a provider refused as REJECTED_DESTINATION; times in UTC, left out when unknown;
+// a price whenever a currency came with it, 0 included (a message the provider did not charge),
+// none without; NO_ERROR for a message sent or delivered, no error object for one with no status
+// yet, EC_UNKNOWN for a failure without a code.
+func TestReportsRenderEachField(t *testing.T) {
+	cet := time.FixedZone("CET", 3600)
+	done := time.Date(2026, 12, 4, 10, 0, 0, 0, cet)
+	type entry struct {
+		BulkID string
+		SentAt *string
+		DoneAt *string
+		Price  *struct {
+			PricePerMessage float64
+			Currency        string
+		}
+		Status struct{ Name string }
+		Error  *struct{ Name string }
+	}
+	read := func(b []byte) []entry {
+		t.Helper()
+		var out struct{ Results []entry }
+		if err := json.Unmarshal(b, &out); err != nil {
+			t.Fatal(err)
+		}
+		return out.Results
+	}
+	ms := []Message{
+		{ID: "m1", To: "41793026727", Status: gateway.StatusRejected, Error: "EC_INVALID_DESTINATION", DoneAt: done, Currency: "EUR"},
+		{ID: "m2", To: "41793026727", Status: gateway.StatusSent, Price: 0.05},
+		{ID: "m3", To: "41793026727"},
+		{ID: "m4", To: "41793026727", Status: gateway.StatusUndelivered},
+	}
+	rs := read(Reports(SMSv2, ms))
+	if rs[0].Status.Name != "REJECTED_DESTINATION" || rs[0].DoneAt == nil || *rs[0].DoneAt != "2026-12-04T09:00:00.000+0000" {
+		t.Errorf("a refused destination: %+v (doneAt %v)", rs[0], rs[0].DoneAt)
+	}
+	if rs[0].SentAt != nil || rs[0].Price == nil || rs[0].Price.PricePerMessage != 0 || rs[0].Price.Currency != "EUR" {
+		t.Errorf("no sentAt, a price of 0 EUR: %+v", rs[0])
+	}
+	if rs[1].Price != nil || rs[1].Error == nil || rs[1].Error.Name != "NO_ERROR" {
+		t.Errorf("a message sent, its price without a currency: %+v", rs[1])
+	}
+	if rs[2].Error != nil || rs[2].DoneAt != nil {
+		t.Errorf("a message with no status yet: %+v", rs[2])
+	}
+	if rs[3].Error == nil || rs[3].Error.Name != "EC_UNKNOWN" {
+		t.Errorf("a failure without a code: %+v", rs[3].Error)
+	}
+	ms[0].BulkID = "b-1"
+	if ls := read(Logs(SMSv3, ms[:1])); ls[0].BulkID != "b-1" || ls[0].Price == nil || ls[0].Price.Currency != "EUR" {
+		t.Errorf("a v3 log entry: %+v", ls[0])
+	}
+}
