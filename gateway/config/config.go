@@ -979,10 +979,17 @@ func orDefault[T comparable](p *T, v T) {
 // it used to be replaced by the default without a word (a conversion_floor of 0, which validation
 // accepts, ran at 0.3).
 func orDefaultAt[T comparable](c *Config, path string, p *T, v T) {
+	if defaultAsked != nil {
+		defaultAsked(path)
+	}
 	if !c.Decoder.Given(path) {
 		orDefault(p, v)
 	}
 }
+
+// defaultAsked, when set (tests), is told each path orDefaultAt looks at: a path that names no key
+// would take its default whatever the file says.
+var defaultAsked func(path string)
 
 func ptr[T any](v T) *T { return &v }
 

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -856,5 +857,58 @@ routes: [{name: default, providers: [p1]}]
 	want := read{Factor: 5, MinSamples: 20, Interval: gateway.Duration(time.Minute)} // the three written empty: their defaults
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("values read (-want +got):\n%s", d)
+	}
+}
+
+// TestEveryKeyReadAsWrittenIsAKey: each path orDefaultAt looks at names a key of the file, so a
+// 0 written there is read as 0 (a misspelt path would hand it the default, as before). The test
+// writes every such key as 0 and finds each given, none unknown.
+func TestEveryKeyReadAsWrittenIsAKey(t *testing.T) {
+	var paths []string
+	defaultAsked = func(p string) { paths = append(paths, p) }
+	t.Cleanup(func() { defaultAsked = nil })
+	base := "tenants: [{name: acme, api_key: k1}]\nroutes: [{name: default, providers: [p1]}]\n"
+	if _, err := Parse("x.yaml", []byte(base+"providers: [{name: p1, type: mock}]\n"), env(nil)); err != nil {
+		t.Fatal(err)
+	}
+	asked := slices.Clone(paths)
+	if len(asked) < 30 {
+		t.Fatalf("only %d paths asked about", len(asked))
+	}
+	// Build the file: every path set to 0, under its sections; the provider's under providers[0].
+	root := map[string]any{}
+	provider := map[string]any{"name": "p1", "type": "mock"}
+	for _, p := range asked {
+		at, rest := root, p
+		if r, ok := strings.CutPrefix(p, "providers[0]."); ok {
+			at, rest = provider, r
+		}
+		keys := strings.Split(rest, ".")
+		for _, k := range keys[:len(keys)-1] {
+			next, ok := at[k].(map[string]any)
+			if !ok {
+				next = map[string]any{}
+				at[k] = next
+			}
+			at = next
+		}
+		at[keys[len(keys)-1]] = 0
+	}
+	root["providers"] = []any{provider}
+	b, err := yaml.Marshal(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse("zeros.yaml", append(b, base...), env(nil))
+	if c == nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	for _, p := range asked {
+		if !c.Decoder.Given(p) {
+			t.Errorf("%s: written, not given", p)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), "unknown key") {
+		t.Errorf("a path names no key:\n%v", err)
 	}
 }
