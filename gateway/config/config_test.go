@@ -595,6 +595,51 @@ routes: [{name: d, providers: [p]}]
 	})
 }
 
+// TestATeamsFileAtItsBoundsEdges: a secret path that climbs out of what secret_files matches
+// ("*" matches "..") is refused by the match, before the read; 001 is refused first in a list as
+// anywhere; two tenants of one team may share a client id; a max_bytes past 16 MiB or below 1 KiB
+// is refused, and the files are read within the default bound meanwhile.
+func TestATeamsFileAtItsBoundsEdges(t *testing.T) {
+	dir := t.TempDir()
+	writeIn(t, dir, "keys/token", "OPERATOR-SECRET-0123456789\n")
+	writeIn(t, dir, "keys/payments/prod/token", "payments-key-0123456789\n")
+	team := filepath.Join(dir, "teams/payments/prod.yaml")
+	writeIn(t, dir, "teams/payments/prod.yaml", `tenants:
+  - name: payments-prod
+    api_key: "${file:`+dir+`/keys/payments/../token}"
+    allowed_countries: ["001", GB]
+    client_ids: [pay-app]
+  - name: payments-eu
+    api_key: "${file:`+filepath.Join(dir, "keys/payments/prod/token")+`}"
+    client_ids: [pay-app]
+`)
+	writeIn(t, dir, "teams/search/prod.yaml", "tenants:\n  - {name: search-prod, api_key: search-key-0123456789, allowed_countries: [US, GB, DE, FR]}\n")
+	file := filepath.Join(dir, "smsgate.yaml")
+	src := `tenant_files:
+  - path: teams/payments/*.yaml
+    secret_files: keys/payments/*/token
+    max_bytes: 17000000
+  - {path: teams/search/*.yaml, max_bytes: 100}
+tenants: [{name: alpha, api_key: alpha-key-0123456789}]
+providers: [{name: p, type: mock}]
+routes: [{name: d, providers: [p]}]
+`
+	_, err := Parse(file, []byte(src), env(nil))
+	if err == nil {
+		t.Fatal("Parse accepted a team's file past its bounds")
+	}
+	msg := err.Error()
+	problemsHold(t, msg, []string{
+		file + ":4: tenant_files[0].max_bytes: must be from 1024 to 16777216 (16 MiB), not 17000000",
+		file + ":5: tenant_files[1].max_bytes: must be from 1024 to 16777216 (16 MiB), not 100",
+		team + ":3: tenants[1].api_key: a file of tenant_files[0] (a team's) may read secrets only from files its secret_files matches; " + dir + "/keys/payments/../token does not",
+		team + ":4: tenants[1].allowed_countries[0]: a file of tenant_files[0] (a team's) may not allow 001",
+	})
+	if n := strings.Count(msg, "\n") + 1; n != 4 || strings.Contains(msg, "OPERATOR-SECRET") {
+		t.Errorf("%d problems, want the 4 above (two tenants of one team share a client id, and the search team's file is read within the default bound):\n%s", n, msg)
+	}
+}
+
 // TestProblemsNeverQuoteASecret: a value read from the environment or a file and put in a key
 // that refuses it (a key in base_url by a slip of the variable's name) is quoted in the problem
 // as the reference that read it, never as what it read; values too short to be secrets are

@@ -100,7 +100,6 @@ func (c *Config) checkTenantFileSets() {
 			s.MaxBytes = &n
 		} else if *s.MaxBytes < minMaxBytes || *s.MaxBytes > maxTenantFile {
 			c.Problem(p+".max_bytes", "must be from %d to %d (%d MiB), not %d", minMaxBytes, maxTenantFile, maxTenantFile>>20, *s.MaxBytes)
-			*s.MaxBytes = defaultMaxBytes
 		}
 		if s.Keys == nil {
 			s.Keys = DelegatedKeys
