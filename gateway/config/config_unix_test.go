@@ -121,3 +121,29 @@ func TestALinkSwappedWhileReadIsRefused(t *testing.T) {
 		t.Errorf("a link within: %v", err)
 	}
 }
+
+// TestATeamsFilesUnderALinkedOrPatternedDirectory: the directory a team's files are read from
+// under is its pattern's fixed part, resolved: a config reached through a linked directory (a
+// volume mounted at a link) reads the team's files and secrets, and a pattern whose directory
+// holds a ? or a [ is bounded by the directory above it, not by a directory of that literal name.
+func TestATeamsFilesUnderALinkedOrPatternedDirectory(t *testing.T) {
+	dir := t.TempDir()
+	writeIn(t, dir, "real/teams/pay1/keys/prod", "pay-prod-key-0123456789\n")
+	writeIn(t, dir, "real/teams/pay1/a.yaml", "tenants: [{name: pay-prod, api_key: \"${file:keys/prod}\"}]\n")
+	if err := os.Symlink("real", filepath.Join(dir, "mounted")); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "mounted", "smsgate.yaml")
+	src := `tenant_files: [{path: "teams/pay?/*.yaml", secret_files: "teams/pay[0-9]/keys/*"}]
+tenants: [{name: alpha, api_key: alpha-key-0123456789}]
+providers: [{name: p, type: mock}]
+routes: [{name: d, providers: [p]}]
+`
+	c, err := Parse(file, []byte(src), env(nil))
+	if err != nil {
+		t.Fatalf("a team's files under a linked directory: %v", err)
+	}
+	if len(c.Tenants) != 2 || c.Tenants[1].APIKey.Reveal() != "pay-prod-key-0123456789" {
+		t.Errorf("tenants %+v", c.Tenants)
+	}
+}
