@@ -1,5 +1,6 @@
 // Package config reads smsgate's YAML file into plain structs: strictly (unknown keys are
-// problems, reported with file, line and key path), with ${VAR} expansion for secrets, defaults,
+// problems, reported with file, line and key path), with ${VAR} expansion for secrets, defaults
+// for the keys a file leaves out (a number or a duration written as 0 is read as 0: orDefaultAt),
 // and a Validate step that reports every problem at once. Provider-specific keys are kept as YAML
 // nodes and handed to a Drivers implementation (the composition point in gateway/app), which
 // decodes, defaults and validates them with the driver's own config type during Load: a file
