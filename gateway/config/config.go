@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/nyaruka/phonenumbers"
 	"gopkg.in/yaml.v3"
@@ -509,8 +510,8 @@ func parseRate(b []byte, want string) (string, time.Duration, error) {
 	if !ok {
 		return "", 0, errors.New(want)
 	}
-	if per != "" && (per[0] < '0' || per[0] > '9') {
-		per = "1" + per // "10/h" reads as 10/1h
+	if per != "" && unicode.IsLetter(rune(per[0])) {
+		per = "1" + per // "10/h" reads as 10/1h; "10/.5h" is 10 in half an hour, not in 1.5 h
 	}
 	d, err := time.ParseDuration(per)
 	if err != nil || d <= 0 {

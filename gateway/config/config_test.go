@@ -181,6 +181,8 @@ func TestLimitParse(t *testing.T) {
 		{in: "20/m", want: Limit{20, time.Minute}},
 		{in: "0", want: Limit{}},
 		{in: "5/10m", want: Limit{5, 10 * time.Minute}},
+		{in: "10/.5h", want: Limit{10, 30 * time.Minute}}, // read as 10/1.5h until the forty-third session
+		{in: "10/-5m", bad: true},
 		{in: "-1/1h", bad: true},
 		{in: "10", bad: true},
 		{in: "10/0s", bad: true},
@@ -195,7 +197,44 @@ func TestLimitParse(t *testing.T) {
 			if !tc.bad && l != tc.want {
 				t.Errorf("got %+v, want %+v", l, tc.want)
 			}
+			if !tc.bad && l.Active() != (tc.want.N > 0) {
+				t.Errorf("Active() = %v for %+v", l.Active(), l)
+			}
+			if want := map[string]string{"10/1h": "10/1h0m0s", "0": "0"}[tc.in]; want != "" && l.String() != want {
+				t.Errorf("String() = %q, want %q", l.String(), want)
+			}
 		})
+	}
+}
+
+// TestATenantsOwnLimitsAndPumping: a tenant's rate_limits replace the global ones key by key,
+// each key it leaves out inherited; its pumping settings override enabled and action alone; a
+// tenant's spend limit of 0 is none, and needs no prices.
+func TestATenantsOwnLimitsAndPumping(t *testing.T) {
+	src := `policy:
+  rate_limits: {per_recipient: 3/1h, per_ip: 4/1h, per_tenant: 5/1s, per_country: {NG: 6/1h}, spend: 0, api: 7/1s}
+  pumping: {enabled: true, action: block}
+tenants:
+  - {name: acme, api_key: k1, rate_limits: {per_ip: 40/1h}, pumping: {enabled: false}}
+  - {name: beta, api_key: k2, rate_limits: {spend: 0}}
+providers: [{name: p1, type: mock}]
+routes: [{name: default, providers: [p1]}]
+`
+	c, err := Parse("t.yaml", []byte(src), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := c.EffectiveLimits(&c.Tenants[0])
+	got := []string{l.PerRecipient.String(), l.PerIP.String(), l.PerTenant.String(), l.PerCountry["NG"].String(), l.Spend.String(), l.API.String()}
+	want := []string{"3/1h0m0s", "40/1h0m0s", "5/1s", "6/1h0m0s", "0", "7/1s"}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("acme's limits (-want +got):\n%s", d)
+	}
+	if p := c.EffectivePumping(&c.Tenants[0]); *p.Enabled || p.Action != "block" {
+		t.Errorf("acme's pumping: enabled %v, action %s; want false, block", *p.Enabled, p.Action)
+	}
+	if p := c.SpendLimitPath(); p != "" {
+		t.Errorf("spend limits of 0 are a spend limit at %q", p)
 	}
 }
 
