@@ -294,6 +294,20 @@ func (p *Provider) problem(res *kit.Response) *gateway.Error {
 // maxSkew is how far a signed receipt's timestamp may be from now.
 const maxSkew = 5 * time.Minute
 
+// payloadMatches says whether a signed token's payload_hash claim, when it has one, is the
+// SHA-256 of the body in hex: without that check, a token seen once would carry any body for as
+// long as it is valid. A token without the claim is taken (Vonage calls the check optional, and
+// the signature already proves the sender); a claim that is not a string is not.
+func payloadMatches(claims jwt.MapClaims, body []byte) bool {
+	v, ok := claims["payload_hash"]
+	if !ok {
+		return true
+	}
+	want, _ := v.(string) // not a string: "", which no hash is
+	sum := sha256.Sum256(body)
+	return strings.EqualFold(want, hex.EncodeToString(sum[:]))
+}
+
 // ParseReports implements gateway.ReportReceiver: SMS receipts (GET query, POST form or JSON)
 // and voice events (JSON with a uuid).
 func (p *Provider) ParseReports(r *http.Request, body []byte, _ string) ([]gateway.DeliveryReport, error) {
@@ -325,7 +339,7 @@ func (p *Provider) ParseReports(r *http.Request, body []byte, _ string) ([]gatew
 		}
 	}
 	if params["uuid"] != "" && params["conversation_uuid"] != "" {
-		return p.voiceEvent(r, params)
+		return p.voiceEvent(r, body, params)
 	}
 	if !p.authentic(params) {
 		return nil, gateway.ErrUnauthenticated
@@ -433,20 +447,24 @@ func Sign(params map[string]string, secret, method string) string {
 }
 
 // voiceEvent authenticates a voice event (a JWT in Authorization, HS256 with the signature
-// secret; else the webhook secret in the URL) and maps its status.
-func (p *Provider) voiceEvent(r *http.Request, params map[string]string) ([]gateway.DeliveryReport, error) {
+// secret, whose payload_hash, when it has one, is the body's; else the webhook secret in the
+// URL) and maps its status.
+func (p *Provider) voiceEvent(r *http.Request, body []byte, params map[string]string) ([]gateway.DeliveryReport, error) {
 	if p.cfg.SignatureSecret != "" {
 		raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok {
 			return nil, gateway.ErrUnauthenticated
 		}
-		valid := false
+		var claims jwt.MapClaims
 		for _, sec := range p.signatureSecrets() {
-			_, err := jwt.Parse(raw, func(*jwt.Token) (any, error) { return []byte(sec), nil },
+			c := jwt.MapClaims{}
+			_, err := jwt.ParseWithClaims(raw, c, func(*jwt.Token) (any, error) { return []byte(sec), nil },
 				jwt.WithValidMethods([]string{"HS256"}), jwt.WithTimeFunc(p.now), jwt.WithLeeway(maxSkew))
-			valid = valid || err == nil
+			if err == nil {
+				claims = c
+			}
 		}
-		if !valid {
+		if claims == nil || !payloadMatches(claims, body) {
 			return nil, gateway.ErrUnauthenticated
 		}
 	} else if !kit.SecretMatches(params["secret"], p.cfg.WebhookSecret, p.cfg.PreviousWebhookSecrets...) {

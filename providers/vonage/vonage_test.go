@@ -435,10 +435,24 @@ func TestReceipts(t *testing.T) {
 		if _, err := md5Driver.ParseReports(r, []byte(ev("completed")), ""); err != nil {
 			t.Errorf("expired two minutes ago: %v", err)
 		}
+		// A payload_hash (SHA-256 of the body, hex, in either case) that is the body's is taken.
+		sum := sha256.Sum256([]byte(ev("completed")))
+		for _, h := range []string{hex.EncodeToString(sum[:]), strings.ToUpper(hex.EncodeToString(sum[:]))} {
+			r := httptest.NewRequest("POST", "/v", strings.NewReader(ev("completed")))
+			r.Header.Set("Content-Type", "application/json")
+			r.Header.Set("Authorization", "Bearer "+hs256(sigSecret, map[string]any{"iat": now.Unix(), "exp": now.Add(time.Minute).Unix(), "payload_hash": h}))
+			if got, err := md5Driver.ParseReports(r, []byte(ev("completed")), ""); err != nil || got[0].Status != gateway.StatusDelivered {
+				t.Errorf("payload_hash %s of the body: %+v %v", h, got, err)
+			}
+		}
+		otherBody := sha256.Sum256([]byte(ev("failed")))
 		for name, token := range map[string]string{
-			"wrong secret": hs256("other", map[string]any{"iat": now.Unix(), "exp": now.Add(time.Minute).Unix()}),
-			"expired":      hs256(sigSecret, map[string]any{"iat": now.Add(-time.Hour).Unix(), "exp": now.Add(-30 * time.Minute).Unix()}),
-			"none":         "",
+			// A token seen once, carrying another body: its hash is not this body's.
+			"payload_hash of another body": hs256(sigSecret, map[string]any{"iat": now.Unix(), "exp": now.Add(time.Minute).Unix(), "payload_hash": hex.EncodeToString(otherBody[:])}),
+			"payload_hash not a string":    hs256(sigSecret, map[string]any{"iat": now.Unix(), "exp": now.Add(time.Minute).Unix(), "payload_hash": 1}),
+			"wrong secret":                 hs256("other", map[string]any{"iat": now.Unix(), "exp": now.Add(time.Minute).Unix()}),
+			"expired":                      hs256(sigSecret, map[string]any{"iat": now.Add(-time.Hour).Unix(), "exp": now.Add(-30 * time.Minute).Unix()}),
+			"none":                         "",
 			// Only HS256 is Vonage's: the same secret under another algorithm is not taken.
 			"HS512": jwtByHand(`{"alg":"HS512","typ":"JWT"}`, sha512.New, sigSecret, map[string]any{"iat": now.Unix(), "exp": now.Add(time.Minute).Unix()}),
 		} {
