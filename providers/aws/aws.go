@@ -46,7 +46,7 @@ func (c *Common) validate(add func(k, f string, a ...any)) {
 			add("endpoint", "%q is not an http(s) URL", c.Endpoint)
 		}
 	}
-	if c.Region != "" && !regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]$`).MatchString(c.Region) {
+	if c.Region != "" && !regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]+$`).MatchString(c.Region) {
 		add("region", "%q is not an AWS region such as eu-west-1", c.Region)
 	}
 }

@@ -18,6 +18,9 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -171,12 +174,18 @@ func TestContracts(t *testing.T) {
 				{Name: "InvalidParameter: recipient", Status: 400, ContentType: "text/xml", Body: snsErr("InvalidParameter"), Class: gateway.ClassRecipient, Code: "InvalidParameter"},
 				{Name: "ParameterValueInvalid: recipient", Status: 400, ContentType: "text/xml", Body: snsErr("ParameterValueInvalid"), Class: gateway.ClassRecipient, Code: "ParameterValueInvalid"},
 				{Name: "opted out: recipient", Status: 400, ContentType: "text/xml", Body: awstest.SNSError("InvalidParameter", "Phone number is opted out"), Class: gateway.ClassRecipient},
+				// Read in any case: a provider class here would count the recipient against SNS.
+				{Name: "Opted Out, capitalised: recipient", Status: 400, ContentType: "text/xml", Body: awstest.SNSError("AuthorizationError", "Phone Number Is Opted Out"), Class: gateway.ClassRecipient},
+				{Name: "OptedOut: recipient", Status: 400, ContentType: "text/xml", Body: snsErr("OptedOut"), Class: gateway.ClassRecipient, Code: "OptedOut"},
+				// An error without a message names its code.
+				{Name: "InternalError without a message", Status: 500, ContentType: "text/xml", Body: awstest.SNSError("InternalError", ""), Class: gateway.ClassProvider, Code: "InternalError"},
 				{Name: "AuthorizationError", Status: 403, ContentType: "text/xml", Body: snsErr("AuthorizationError"), Class: gateway.ClassProvider, Code: "AuthorizationError"},
 				{Name: "InvalidClientTokenId", Status: 403, ContentType: "text/xml", Body: snsErr("InvalidClientTokenId"), Class: gateway.ClassProvider, Code: "InvalidClientTokenId"},
 				{Name: "Throttling", Status: 400, ContentType: "text/xml", Body: snsErr("Throttling"), Class: gateway.ClassThrottled, Code: "Throttling"},
 				{Name: "InternalError", Status: 500, ContentType: "text/xml", Body: snsErr("InternalError"), Class: gateway.ClassProvider, Code: "InternalError"},
 				{Name: "a recipient code in a 5xx is the provider's", Status: 503, ContentType: "text/xml", Body: snsErr("InvalidParameter"), Class: gateway.ClassProvider},
 				{Name: "published", Status: 200, ContentType: "text/xml", Body: `<PublishResponse><PublishResult><MessageId>m-1</MessageId></PublishResult></PublishResponse>`, OK: true},
+				{Name: "published without an id", Status: 200, ContentType: "text/xml", Body: `<PublishResponse><PublishResult><MessageId></MessageId></PublishResult></PublishResponse>`, Class: gateway.ClassProvider, Code: "BAD_RESPONSE"},
 			},
 		})
 	})
@@ -197,11 +206,17 @@ func TestContracts(t *testing.T) {
 				{Name: "blocked by protect configuration: destination", Status: 409, ContentType: ct, Body: jerr("ConflictException", "DESTINATION_COUNTRY_BLOCKED_BY_PROTECT_CONFIGURATION"), Class: gateway.ClassDestination},
 				{Name: "identity not valid for the country: destination", Status: 400, ContentType: ct, Body: jerr("ValidationException", "INVALID_IDENTITY_FOR_DESTINATION_COUNTRY"), Class: gateway.ClassDestination},
 				{Name: "monthly spend limit", Status: 402, ContentType: ct, Body: jerr("ServiceQuotaExceededException", "MONTHLY_SPEND_LIMIT_REACHED_FOR_TEXT"), Class: gateway.ClassProvider, Code: "ServiceQuotaExceededException/MONTHLY_SPEND_LIMIT_REACHED_FOR_TEXT"},
-				{Name: "access denied", Status: 403, ContentType: ct, Body: jerr("AccessDeniedException", "ACCOUNT_DISABLED"), Class: gateway.ClassProvider},
+				{Name: "access denied", Status: 403, ContentType: ct, Body: jerr("AccessDeniedException", "ACCOUNT_DISABLED"), Class: gateway.ClassProvider, Code: "AccessDeniedException/ACCOUNT_DISABLED"},
+				{Name: "invalid number: recipient", Status: 400, ContentType: ct, Body: jerr("ValidationException", "INVALID_PHONE_NUMBER"), Class: gateway.ClassRecipient, Code: "ValidationException/INVALID_PHONE_NUMBER"},
+				{Name: "country not enabled: destination", Status: 400, ContentType: ct, Body: jerr("ValidationException", "COUNTRY_NOT_ENABLED"), Class: gateway.ClassDestination},
+				{Name: "sandbox number not verified: destination", Status: 409, ContentType: ct, Body: jerr("ConflictException", "DESTINATION_PHONE_NUMBER_NOT_VERIFIED"), Class: gateway.ClassDestination},
+				{Name: "blocked by a protect number override: destination", Status: 409, ContentType: ct, Body: jerr("ConflictException", "DESTINATION_PHONE_NUMBER_BLOCKED_BY_PROTECT_NUMBER_OVERRIDE"), Class: gateway.ClassDestination},
+				{Name: "an error without a message", Status: 500, ContentType: ct, Body: awstest.JSONError("InternalServerException", "", ""), Class: gateway.ClassProvider, Code: "InternalServerException"},
 				{Name: "throttled", Status: 400, ContentType: ct, Body: jerr("ThrottlingException", ""), Class: gateway.ClassThrottled, Code: "ThrottlingException"},
 				{Name: "internal", Status: 500, ContentType: ct, Body: jerr("InternalServerException", ""), Class: gateway.ClassProvider},
 				{Name: "other validation: provider", Status: 400, ContentType: ct, Body: jerr("ValidationException", "INVALID_PARAMETER"), Class: gateway.ClassProvider},
 				{Name: "sent", Status: 200, ContentType: ct, Body: `{"MessageId":"m-2"}`, OK: true},
+				{Name: "sent without an id", Status: 200, ContentType: ct, Body: `{"MessageId":""}`, Class: gateway.ClassProvider, Code: "BAD_RESPONSE"},
 			},
 		})
 	})
@@ -388,6 +403,10 @@ func TestSNSURLs(t *testing.T) {
 		{"https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&Token=t", topic, false, true},
 		{"https://sns.eu-west-1.amazonaws.com" + pem + "x", topic, false, true},
 		{"https://sns.eu-west-1.amazonaws.com" + pem + "/more", topic, false, true},
+		// Only SNS's names: letters and digits, at most 64 of them.
+		{"https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-a.b.pem", topic, false, true},
+		{"https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-" + strings.Repeat("a", 65) + ".pem", topic, false, true},
+		{"https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-" + strings.Repeat("a", 64) + ".pem", topic, true, true},
 		{"https://sns.eu-west-1.amazonaws.com.evil.com" + pem, topic, false, false},
 		// A topic ARN that names no region, or is not one, allows no host.
 		{"https://sns..amazonaws.com" + pem, "arn:aws:sns::123456789012:smsgate", false, false},
@@ -408,15 +427,17 @@ func TestSNSURLs(t *testing.T) {
 // make the report look forged, and SNS gives up on the 403. The body read is bounded.
 func TestACertificateFetchNeedsA200(t *testing.T) {
 	staticCredentials(t)
-	status := http.StatusInternalServerError
+	var status int
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(status)
 		w.Write([]byte(strings.Repeat("x", 100<<10)))
 	}))
 	defer srv.Close()
 	p := newSMSVoice(t, "https://sms-voice.eu-west-1.amazonaws.com", gateway.Deps{Name: "eum", HTTPClient: srv.Client()})
-	if b, err := p.get(context.Background(), srv.URL); err == nil {
-		t.Errorf("a 500 gave %d bytes and no error", len(b))
+	for _, status = range []int{http.StatusInternalServerError, http.StatusNotFound, http.StatusNoContent} {
+		if b, err := p.get(context.Background(), srv.URL); err == nil {
+			t.Errorf("a %d gave %d bytes and no error", status, len(b))
+		}
 	}
 	status = http.StatusOK
 	if b, err := p.get(context.Background(), srv.URL); err != nil || len(b) != 64<<10 {
@@ -581,5 +602,184 @@ func TestSMSVoiceAsksReportsOnlyWithEvents(t *testing.T) {
 	d.cfg.EventTopics, d.cfg.ConfigurationSet = []string{topic}, ""
 	if d.AsksReports() {
 		t.Error("without a configuration set: reports asked")
+	}
+}
+
+// TestEventStatusesAsDocumented: every event type docs/providers/aws.md's table names maps to
+// the status its row gives, so the table and the driver cannot drift apart.
+func TestEventStatusesAsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/providers/aws.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("^\\| (`(TEXT|VOICE)_.*) \\| `([a-z]+)` \\|$")
+	types := regexp.MustCompile("`([A-Z_]+)`")
+	n := 0
+	for _, line := range strings.Split(string(doc), "\n") {
+		m := row.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		for _, ty := range types.FindAllStringSubmatch(m[1], -1) {
+			n++
+			if got := eventStatus(ty[1]); got != m[3] {
+				t.Errorf("%s: %s, the docs say %s", ty[1], got, m[3])
+			}
+		}
+	}
+	if n < 20 {
+		t.Errorf("%d event types found in the docs' table, want every one (at least 20)", n)
+	}
+}
+
+// TestSNSConfigValidate: the sns block's own checks, and the ones both drivers share.
+func TestSNSConfigValidate(t *testing.T) {
+	for _, region := range []string{"", "eu-west-1", "us-gov-west-1", "ap-southeast-10", "cn-north-1"} {
+		c := SNSConfig{Common: Common{Region: region}}
+		if p := c.Validate(); len(p) != 0 {
+			t.Errorf("region %q: %v", region, p)
+		}
+	}
+	c := SNSConfig{Common: Common{Region: "eu-west", Endpoint: "https://"}, Senders: map[string]string{"de": "x", "DE": "y", "001": "z", "GER": "w"}, MaxPrice: -0.5}
+	want := []gateway.Problem{{Key: "endpoint", Message: `"https://" is not an http(s) URL`}, {Key: "region", Message: `"eu-west" is not an AWS region such as eu-west-1`},
+		{Key: "senders.GER", Message: "keys must be ISO 3166-1 alpha-2 country codes (or 001)"}, {Key: "senders.de", Message: "keys must be ISO 3166-1 alpha-2 country codes (or 001)"},
+		{Key: "max_price", Message: "must not be negative"}}
+	if diff := cmp.Diff(want, c.Validate()); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	v := SMSVoiceConfig{Common: Common{Region: "eu-west-1"}, OriginationIdentity: "+14155550000", Senders: map[string]string{"uk": "x", "GB": "y"},
+		EventTopics: []string{topic, "arn:aws:sns:eu-west-1:123456789012:a/b", "arn:aws:sns:eu-west-1:12345678901:short-account"}}
+	want = []gateway.Problem{{Key: "senders.uk", Message: "keys must be ISO 3166-1 alpha-2 country codes (or 001)"},
+		{Key: "event_topics[1]", Message: `"arn:aws:sns:eu-west-1:123456789012:a/b" is not an SNS topic ARN`},
+		{Key: "event_topics[2]", Message: `"arn:aws:sns:eu-west-1:12345678901:short-account" is not an SNS topic ARN`}}
+	if diff := cmp.Diff(want, v.Validate()); diff != "" {
+		t.Errorf("aws-sms-voice (-want +got):\n%s", diff)
+	}
+}
+
+// TestWhatTheConfigLeavesOutIsNotSent: without max_price SNS is sent no price cap (a cap of 0
+// would refuse every message), and without a sender id none.
+func TestWhatTheConfigLeavesOutIsNotSent(t *testing.T) {
+	staticCredentials(t)
+	f, s := serve(t)
+	p := NewSNS(SNSConfig{Common: Common{Region: region, Endpoint: s.URL}}, gateway.Deps{Name: "sns", HTTPClient: &http.Client{}})
+	if _, err := p.Send(context.Background(), &gateway.Message{ID: "msg_1", To: "+4915112345678", Country: "DE", Type: gateway.SMS, Text: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	got := last(f)
+	var names []string
+	for i := 1; got.Form.Get("MessageAttributes.entry."+itoa(i)+".Name") != ""; i++ {
+		names = append(names, got.Form.Get("MessageAttributes.entry."+itoa(i)+".Name"))
+	}
+	if diff := cmp.Diff([]string{"AWS.SNS.SMS.SMSType"}, names); diff != "" {
+		t.Errorf("attributes (-want +got):\n%s", diff)
+	}
+}
+
+// TestVoiceCanBeTurnedOff: voice: false makes aws-sms-voice an SMS provider, so no route sends
+// it a call; left out, it calls.
+func TestVoiceCanBeTurnedOff(t *testing.T) {
+	off := false
+	c := SMSVoiceConfig{Common: Common{Region: region}, OriginationIdentity: "+14155550000", Voice: &off}
+	c.Defaults()
+	if caps := NewSMSVoice(c, gateway.Deps{}).Capabilities(); caps.Can(gateway.Voice) || !caps.Can(gateway.SMS) {
+		t.Errorf("voice: false: %+v", caps)
+	}
+	c.Voice = nil
+	c.Defaults()
+	if caps := NewSMSVoice(c, gateway.Deps{}).Capabilities(); !caps.Can(gateway.Voice) {
+		t.Errorf("voice left out: %+v", caps)
+	}
+}
+
+// TestSpeechVoices: a voice per language, British English its own.
+func TestSpeechVoices(t *testing.T) {
+	for lang, want := range map[string]string{"en": "JOANNA", "en-US": "JOANNA", "en-GB": "AMY", "de-AT": "VICKI", "fr": "LEA", "nl": "LOTTE"} {
+		if voice, _ := Speech(&gateway.Message{Type: gateway.Voice, Code: "12", Language: lang}); voice != want {
+			t.Errorf("%s: %s, want %s", lang, voice, want)
+		}
+	}
+}
+
+// TestAProfileIsRead: profile selects a shared-config profile, whose region and keys the SDK
+// then signs with (the fake refuses another region's signature).
+func TestAProfileIsRead(t *testing.T) {
+	staticCredentials(t)
+	cfgFile := filepath.Join(t.TempDir(), "config")
+	if err := os.WriteFile(cfgFile, []byte("[profile smsgate]\nregion = "+region+"\naws_access_key_id = "+accessKey+"\naws_secret_access_key = "+secretKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AWS_CONFIG_FILE", cfgFile)
+	t.Setenv("AWS_REGION", "")
+	t.Setenv("AWS_DEFAULT_REGION", "")
+	_, s := serve(t)
+	p := NewSNS(SNSConfig{Common: Common{Profile: "smsgate", Endpoint: s.URL}}, gateway.Deps{Name: "sns", HTTPClient: &http.Client{}})
+	if _, err := p.Send(context.Background(), &gateway.Message{ID: "msg_1", To: "+4915112345678", Type: gateway.SMS, Text: "x"}); err != nil {
+		t.Errorf("with the profile's region: %v", err)
+	}
+	p = NewSNS(SNSConfig{Common: Common{Profile: "missing", Endpoint: s.URL}}, gateway.Deps{Name: "sns", HTTPClient: &http.Client{}})
+	_, err := p.Send(context.Background(), &gateway.Message{ID: "msg_1", To: "+4915112345678", Type: gateway.SMS, Text: "x"})
+	if ge := gateway.AsError(err); ge == nil || ge.Code != "AWS_CONFIG" || ge.Class != gateway.ClassProvider {
+		t.Errorf("a profile the files do not have: %v", err)
+	}
+}
+
+// TestACABundleIsHonoured: with AWS_CA_BUNDLE set, the SDK builds its own client trusting it (it
+// refuses the gateway's plain one then), and reaches an endpoint signed by that CA.
+func TestACABundleIsHonoured(t *testing.T) {
+	staticCredentials(t)
+	f := awstest.New(region, accessKey, true)
+	s := httptest.NewTLSServer(f)
+	defer s.Close()
+	defer f.Release()
+	bundle := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(bundle, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AWS_CA_BUNDLE", bundle)
+	p := newSNS(t, s.URL, gateway.Deps{Name: "sns", HTTPClient: &http.Client{}})
+	if _, err := p.Send(context.Background(), &gateway.Message{ID: "msg_1", To: "+4915112345678", Type: gateway.SMS, Text: "x"}); err != nil {
+		t.Errorf("through the CA bundle: %v", err)
+	}
+}
+
+// TestConfigErrorKeepsItsFirstLine: the SDK's configuration errors run over several lines; the
+// gateway keeps the first.
+func TestConfigErrorKeepsItsFirstLine(t *testing.T) {
+	err := configError("sns", errors.New("failed to load profile\nmore detail\nand more"))
+	if ge := gateway.AsError(err); ge.Err == nil || ge.Err.Error() != "failed to load profile" || ge.Message != "sns: the AWS SDK configuration could not be loaded" {
+		t.Errorf("%+v", ge)
+	}
+}
+
+// TestAnErrorWithoutAMessageNamesItsCode: an AWS error body with an empty message still says
+// what it is.
+func TestAnErrorWithoutAMessageNamesItsCode(t *testing.T) {
+	staticCredentials(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/xml")
+		w.WriteHeader(500)
+		w.Write([]byte(awstest.SNSError("InternalError", "")))
+	}))
+	defer srv.Close()
+	_, err := newSNS(t, srv.URL, gateway.Deps{Name: "sns", HTTPClient: srv.Client()}).Send(context.Background(), &gateway.Message{To: "+14155550104", Type: gateway.SMS, Text: "x"})
+	if ge := gateway.AsError(err); ge.Code != "InternalError" || ge.Message != "InternalError" || ge.HTTPStatus != 500 {
+		t.Errorf("%+v", ge)
+	}
+}
+
+// TestNotAnSNSMessage: JSON without a Type is a bad report (400), not a forged one, and costs no
+// certificate fetch.
+func TestNotAnSNSMessage(t *testing.T) {
+	staticCredentials(t)
+	p := newSMSVoice(t, "https://sms-voice.eu-west-1.amazonaws.com", gateway.Deps{Name: "eum"})
+	p.fetchCert = func(context.Context, string) ([]byte, error) {
+		t.Error("a certificate was fetched")
+		return nil, errors.New("no")
+	}
+	body := []byte(`{"Message":"{}","TopicArn":"` + topic + `","SigningCertURL":"https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.pem"}`)
+	_, err := p.ParseReports(httptest.NewRequest("POST", "/", bytes.NewReader(body)), body, "")
+	if ge := gateway.AsError(err); ge.Class != gateway.ClassCaller || ge.Code != "invalid_report" {
+		t.Errorf("%+v", ge)
 	}
 }
