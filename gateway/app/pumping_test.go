@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"slices"
@@ -306,5 +307,43 @@ func TestAQuarantinedSendGivesItsSpendBack(t *testing.T) {
 	}
 	if r := send("+14155550105"); r.Status != 200 {
 		t.Errorf("a usual send after 10 quarantined ones: %d %s, want 200 (their reservations given back)", r.Status, r.Raw)
+	}
+}
+
+// TestAQuarantineThatCannotBeReadFollowsOnError: a quarantine the state store cannot give back
+// (here one it holds unreadable) is a state-store failure like any other: with on_error closed
+// the send is refused 503 policy_unavailable, as a limit that cannot be read refuses it; with
+// open it goes out. Either way the failure is counted and logged. A tenant whose action is alert
+// never reads quarantines on the send path.
+func TestAQuarantineThatCannotBeReadFollowsOnError(t *testing.T) {
+	for _, mode := range []string{"open", "closed"} {
+		t.Run(mode, func(t *testing.T) {
+			h := start(t, strings.Replace(pumpingConfig, "$STATE", "state: {driver: memory, on_error: "+mode+"}", 1), Options{})
+			for _, tenant := range []string{"acme", "gamma"} {
+				if _, err := h.app.pumping.State.PumpPut(context.Background(), "pump|q|"+tenant+"|232-76", "{not json", time.Hour, false); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r := h.send("acme-key", `{"recipient":"+23276000001","text":"Your code is 246810","context":{}}`)
+			want, code := 200, ""
+			if mode == "closed" {
+				want, code = 503, "policy_unavailable"
+			}
+			if r.Status != want || errCode(r) != code {
+				t.Errorf("acme (block): %d %s, want %d %q", r.Status, r.Raw, want, code)
+			}
+			if n := testutil.ToFloat64(h.app.MetricSet().StateErrors.WithLabelValues("pumping")); n != 1 {
+				t.Errorf("state errors counted for pumping: %v, want 1", n)
+			}
+			if !strings.Contains(h.logs.String(), "policy state store failed") {
+				t.Error("the failure was not logged")
+			}
+			if r := h.send("gamma-key", `{"recipient":"+23276000002","text":"Your code is 246811","context":{}}`); r.Status != 200 {
+				t.Errorf("gamma (alert): %d %s", r.Status, r.Raw)
+			}
+			if n := testutil.ToFloat64(h.app.MetricSet().StateErrors.WithLabelValues("pumping")); n != 1 {
+				t.Errorf("state errors counted for pumping after gamma's send: %v, want still 1", n)
+			}
+		})
 	}
 }
