@@ -3,6 +3,7 @@ package app
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -912,9 +913,23 @@ routes: [{name: d, providers: [m1, m2]}]
 	if ttl := client.TTL(ctx, lock).Val(); ttl <= 0 || client.Get(ctx, lock).Val() != "another" {
 		t.Errorf("another reader's lock was touched: %v %q", ttl, client.Get(ctx, lock).Val())
 	}
+	// A published read that does not decode (another build's, a stray write) is as none, even
+	// where the fields read before the one that failed say it is fresh: a reads the log and
+	// publishes its own, rather than taking no rows as the table until the value expires.
+	stray := `{"read":true,"next":"2099-01-01T00:00:00Z","rows":"not rows"}`
+	if err := errors.Join(client.Del(ctx, lock).Err(), client.Set(ctx, window, stray, time.Minute).Err()); err != nil {
+		t.Fatal(err)
+	}
+	if err := refresh(a); err != nil || reads(a) != 2 || !demoted(a) {
+		t.Errorf("over a published read that does not decode: %v; reads %v (want one more), demoted %v", err, reads(a), demoted(a))
+	}
+	var published sharedWindow
+	if raw, err := client.Get(ctx, window).Bytes(); err != nil || json.Unmarshal(raw, &published) != nil || !published.Read {
+		t.Errorf("a's read was not published in its place: %v %+v", err, published)
+	}
 	// Redis gone: each reads its own.
 	stop()
-	if err := errors.Join(refresh(a), refresh(b)); err != nil || reads(a) != 2 || reads(b) != 2 {
+	if err := errors.Join(refresh(a), refresh(b)); err != nil || reads(a) != 3 || reads(b) != 2 {
 		t.Errorf("without Redis: %v; reads a %v b %v (want one more each)", err, reads(a), reads(b))
 	}
 	if n := testutil.ToFloat64(a.app.metrics.StateErrors.WithLabelValues("health_window")); n < 1 {
@@ -1582,9 +1597,13 @@ routes: [{name: d, providers: [m]}]
 	if sign(real[32:]) != real {
 		t.Fatal("the handed-over chunk is not signed under state.key_secret")
 	}
+	// An entry shorter than a signature is not signed either (it must not stop the replica).
+	if _, ok := a.app.signed([]byte("short")); ok {
+		t.Error("an entry shorter than a signature counts as signed")
+	}
 	forged, newer := strings.Repeat("x", 32)+real[32:], sign("\x02a newer build's chunk")
 	rc.Del(ctx, "ho:log-handoff")
-	rc.RPush(ctx, "ho:log-handoff", forged, newer)
+	rc.RPush(ctx, "ho:log-handoff", forged, newer, "short")
 
 	up()
 	b, c := start(t, cfg, Options{}), start(t, cfg, Options{})
@@ -1596,11 +1615,11 @@ routes: [{name: d, providers: [m]}]
 	if g := b.do("GET", "/v1/messages/"+ids[0], "acme-key-0123456789", ""); g.Status != 404 {
 		t.Errorf("a record of an entry signed under another secret was written: %d %s", g.Status, g.Raw)
 	}
-	if !slices.Equal(left(), []string{forged, newer}) {
+	if !slices.Equal(left(), []string{forged, newer, "short"}) {
 		t.Errorf("the entries not written did not stay in the list")
 	}
-	if w := testutil.ToFloat64(b.app.MetricSet().LogHandOffWaiting); w != 2 {
-		t.Errorf("smsgate_message_log_handoff_waiting_chunks = %v, want the 2 left", w)
+	if w := testutil.ToFloat64(b.app.MetricSet().LogHandOffWaiting); w != 3 {
+		t.Errorf("smsgate_message_log_handoff_waiting_chunks = %v, want the 3 left", w)
 	}
 
 	// The chunk as handed over: the two replicas take it together, and each record is written
@@ -1609,7 +1628,7 @@ routes: [{name: d, providers: [m]}]
 	for _, id := range ids {
 		waitWritten(t, b, id)
 	}
-	waitFor(t, 5*time.Second, "the written chunk to leave the list", func() bool { return slices.Equal(left(), []string{forged, newer}) })
+	waitFor(t, 5*time.Second, "the written chunk to leave the list", func() bool { return slices.Equal(left(), []string{forged, newer, "short"}) })
 	in := func(h *harness) float64 {
 		return testutil.ToFloat64(h.app.MetricSet().LogHandedOver.WithLabelValues("in"))
 	}
