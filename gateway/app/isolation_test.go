@@ -667,6 +667,26 @@ func TestEveryTenantGetsAtLeastOneSendThrough(t *testing.T) {
 	}
 }
 
+// TestTheCapIsWhatRunsBeforeShedding: with max_in_flight 4, the fourth send in flight is
+// admitted whoever sends it (nothing is shed below or at the cap, even a tenant over its share);
+// the fifth, from a tenant over its share (4 / 2 busy tenants), is shed.
+func TestTheCapIsWhatRunsBeforeShedding(t *testing.T) {
+	a := &App{}
+	var flood, quiet tenant
+	if !a.admit(4, &quiet) || !a.admit(4, &flood) || !a.admit(4, &flood) {
+		t.Fatal("sends below the cap were shed")
+	}
+	if !a.admit(4, &flood) {
+		t.Error("the fourth send in flight (the flood's third, over its share of 2) was shed at the cap")
+	}
+	if a.admit(4, &flood) {
+		t.Error("a fifth send, over the cap and the tenant's share, was admitted")
+	}
+	if !a.admit(4, &quiet) {
+		t.Error("a tenant within its share was shed over the cap")
+	}
+}
+
 // TestAdminTenantsShowsSpendAndSendsInFlight: GET /v1/admin/tenants lists each tenant with its
 // sends in flight and what it used of its spend limit.
 func TestAdminTenantsShowsSpendAndSendsInFlight(t *testing.T) {

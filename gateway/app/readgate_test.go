@@ -65,36 +65,39 @@ func granted(c chan error) bool {
 // them, gets the first place freed, before the calls of the tenants that already hold places,
 // and a tenant never holds more than its own bound.
 func TestTheReadGateServesTheTenantHoldingFewestFirst(t *testing.T) {
-	g := newReadGate(2, func() int { return 4 })
-	ctx := context.Background()
-	for _, tn := range []string{"a", "a", "b", "b"} {
-		mustAcquire(t, g, tn)
-	}
-	a3 := acquireLater(ctx, g, "a")
-	queued(t, g, 1)
-	b3 := acquireLater(ctx, g, "b")
-	queued(t, g, 2)
-	c1 := acquireLater(ctx, g, "c")
-	queued(t, g, 3)
+	// The tenants waiting are looked at in map order, which varies: each round is a new draw.
+	for range 20 {
+		g := newReadGate(2, func() int { return 4 })
+		ctx := context.Background()
+		for _, tn := range []string{"a", "a", "b", "b"} {
+			mustAcquire(t, g, tn)
+		}
+		a3 := acquireLater(ctx, g, "a")
+		queued(t, g, 1)
+		b3 := acquireLater(ctx, g, "b")
+		queued(t, g, 2)
+		c1 := acquireLater(ctx, g, "c")
+		queued(t, g, 3)
 
-	g.release("a") // a holds 1 now: its waiting call may have the place, but c holds none
-	waitUntil(t, "c's read given the freed place", func() bool { return granted(c1) })
-	if granted(a3) || granted(b3) {
-		t.Fatal("a place went to a tenant holding places while one holding none waited")
-	}
+		g.release("a") // a holds 1 now: its waiting call may have the place, but c holds none
+		waitUntil(t, "c's read given the freed place", func() bool { return granted(c1) })
+		if granted(a3) || granted(b3) {
+			t.Fatal("a place went to a tenant holding places while one holding none waited")
+		}
 
-	g.release("b") // b holds 1, a holds 1 and waited first: a's call
-	waitUntil(t, "a's waiting read given the freed place", func() bool { return granted(a3) })
-	if granted(b3) {
-		t.Fatal("two places for one freed")
-	}
-	g.release("c")
-	waitUntil(t, "b's waiting read given the freed place", func() bool { return granted(b3) })
-	for _, tn := range []string{"a", "a", "b", "b"} {
-		g.release(tn)
-	}
-	if placesUsed(g) != 0 || len(g.held) != 0 || totalWaiting(g) != 0 {
-		t.Errorf("all places given back: used %d, held %v, %d waiting", placesUsed(g), g.held, totalWaiting(g))
+		g.release("b") // b holds 1, a holds 1 and waited first: a's call
+		waitUntil(t, "a's waiting read given the freed place", func() bool { return granted(a3) })
+		if granted(b3) {
+			t.Fatal("two places for one freed")
+		}
+		g.release("c")
+		waitUntil(t, "b's waiting read given the freed place", func() bool { return granted(b3) })
+		for _, tn := range []string{"a", "a", "b", "b"} {
+			g.release(tn)
+		}
+		if placesUsed(g) != 0 || len(g.held) != 0 || totalWaiting(g) != 0 {
+			t.Errorf("all places given back: used %d, held %v, %d waiting", placesUsed(g), g.held, totalWaiting(g))
+		}
 	}
 }
 

@@ -258,6 +258,45 @@ func TestSimultaneousDuplicatesAcrossReplicasSendOnce(t *testing.T) {
 	duplicatesSendOnce(t, client.Options().Addr, "")
 }
 
+// TestARequestWhoseClaimantDiedIsRunHere: a replica that claimed a request and died (its claim
+// left in Redis, no answer ever stored) holds up a duplicate on another replica only until the
+// claim expires: the waiting replica then claims the request and sends it itself, once. A claim
+// that outlives the request's budget answers 504 and sends nothing.
+func TestARequestWhoseClaimantDiedIsRunHere(t *testing.T) {
+	client := redistest.Start(t)
+	cfg := strings.NewReplacer("$REDIS", client.Options().Addr, "$ONERROR", "closed", "per_recipient: 2/1h", "per_recipient: 0").Replace(replicaConfig)
+	h := start(t, "server: {request_timeout: 2s, shutdown_timeout: 5s}\n"+cfg, Options{})
+	sent := func() float64 { return testutil.ToFloat64(h.app.MetricSet().Attempts.WithLabelValues("m", "sent")) }
+	ctx := context.Background()
+	if _, won, err := h.app.flights.Claim(ctx, "k|acme|dead-1", 600*time.Millisecond); err != nil || !won {
+		t.Fatalf("the dead replica's claim: %v %v", won, err)
+	}
+	answered := make(chan response, 1)
+	go func() {
+		answered <- h.send("acme-key", `{"recipient":"+14155550104","text":"Your code is 246810","context":{}}`, "Idempotency-Key", "dead-1")
+	}()
+	select {
+	case r := <-answered:
+		t.Fatalf("answered while another replica's claim held: %d %s", r.Status, r.Raw)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if n := sent(); n != 0 {
+		t.Fatalf("%v sends while another replica's claim held", n)
+	}
+	if r := <-answered; r.Status != 200 || sent() != 1 {
+		t.Errorf("after the claim expired: %d %s, %v sends (want 200, one)", r.Status, r.Raw, sent())
+	}
+
+	if _, won, err := h.app.flights.Claim(ctx, "k|acme|dead-2", time.Minute); err != nil || !won {
+		t.Fatalf("a claim held past the budget: %v %v", won, err)
+	}
+	r := h.send("acme-key", `{"recipient":"+14155550105","text":"Your code is 246811","context":{}}`, "Idempotency-Key", "dead-2")
+	time.Sleep(100 * time.Millisecond) // the detached run ends at the same deadline
+	if r.Status != 504 || errCode(r) != "deadline_exceeded" || sent() != 1 {
+		t.Errorf("a claim that outlives the budget: %d %s, %v sends (want 504 and no new send)", r.Status, r.Raw, sent())
+	}
+}
+
 // duplicatesSendOnce starts three replicas on replicaConfig's Redis at addr (or, with cluster
 // set, on the Redis Cluster of those addresses), each provider call taking 300 ms, and sends the
 // same request to all three at once: one provider call, one answer on every replica.
