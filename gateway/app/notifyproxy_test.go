@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -209,5 +211,127 @@ func TestAPushGoesThroughTheConfiguredProxy(t *testing.T) {
 	waitUntil(t, "the push after the reload was made", func() bool { return h.count(id) == 1 })
 	if seen, _ := proxy.requests(); len(seen) != 1 {
 		t.Errorf("after the reload removed the proxy, it was asked for %v", seen[1:])
+	}
+}
+
+// TestTheProxyTunnelAtItsEdges: the default ports (a push URL's, the proxy URL's), a port that
+// is none, a name with no address or none resolved, a proxy reached over TLS, a proxy that sends
+// bytes before the tunnel is used (they would be read as the hook's answer), and the bound on the
+// transports kept per host.
+func TestTheProxyTunnelAtItsEdges(t *testing.T) {
+	proxy := newEgressProxy(t)
+	pu, _ := url.Parse(proxy.URL)
+	client := func(proxyURL *url.URL) (*http.Client, *pinningTransport) {
+		c := proxiedPushClient(proxyURL, true)
+		pt := c.Transport.(*pinningTransport)
+		pt.resolve = func(_ context.Context, host string) ([]netip.Addr, error) {
+			switch host {
+			case "hooks.test":
+				return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+			case "empty.test":
+				return nil, nil
+			}
+			return nil, errors.New("no such host")
+		}
+		return c, pt
+	}
+	n := newNotifier(nil)
+	c, pt := client(pu)
+	// No port in the push URL: the scheme's (the proxy cannot reach it here, but is asked for it).
+	for _, u := range []string{"http://hooks.test/reports", "https://hooks.test/reports"} {
+		if err := n.post(c, u, []byte(`{}`)); err == nil {
+			t.Errorf("%s: no error though nothing listens there", u)
+		}
+	}
+	if seen, _ := proxy.requests(); strings.Join(seen, ",") != "CONNECT 127.0.0.1:80,CONNECT 127.0.0.1:443" {
+		t.Errorf("the proxy was asked for %v, want the scheme's ports", seen)
+	}
+	for u, want := range map[string]string{"http://hooks.test:99999/reports": "no valid port", "http://empty.test:8080/": "has no address", "http://nowhere.test:8080/": "no such host"} {
+		// The client's own error: the notifier words every failure to reach a URL alike.
+		if res, err := c.Post(u, "application/json", strings.NewReader(`{}`)); err == nil || !strings.Contains(err.Error(), want) {
+			if err == nil {
+				res.Body.Close()
+			}
+			t.Errorf("%s: %v, want %q", u, err, want)
+		}
+	}
+	if seen, _ := proxy.requests(); len(seen) != 2 {
+		t.Errorf("the proxy was asked for %v, though no address was pinned", seen[2:])
+	}
+	// A proxy URL without a port is reached on its scheme's.
+	if _, err := pt.tunnel(context.Background(), "tcp", "127.0.0.1:9"); err == nil {
+		t.Fatal("a tunnel through a proxy that is not there")
+	}
+	noPort, _ := url.Parse("http://127.0.0.1")
+	_, npt := client(noPort)
+	if _, err := npt.tunnel(context.Background(), "tcp", "127.0.0.1:9"); err == nil || !strings.Contains(err.Error(), "127.0.0.1:80") {
+		t.Errorf("a proxy URL without a port: %v, want a dial of port 80", err)
+	}
+
+	// A proxy reached over TLS, checked against its own name.
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer hook.Close()
+	tlsProxy := newEgressProxy(t)
+	tlsProxy.Close()
+	tlsProxy.Server = httptest.NewUnstartedServer(tlsProxy.Config.Handler)
+	tlsProxy.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake below
+	tlsProxy.StartTLS()
+	defer tlsProxy.Server.Close()
+	tpu, _ := url.Parse(tlsProxy.URL)
+	tc, tpt := client(tpu)
+	tpt.tlsConfig = tlsProxy.Client().Transport.(*http.Transport).TLSClientConfig
+	port := hook.URL[strings.LastIndex(hook.URL, ":")+1:]
+	if err := n.post(tc, "http://hooks.test:"+port+"/reports", []byte(`{}`)); err != nil {
+		t.Errorf("through a proxy over TLS: %v", err)
+	}
+	if seen, _ := tlsProxy.requests(); len(seen) != 1 || seen[0] != "CONNECT 127.0.0.1:"+port {
+		t.Errorf("the TLS proxy was asked for %v", seen)
+	}
+	tpt.tlsConfig = nil // the system's roots: the test's certificate is not among them
+	tpt.byHost = map[string]*http.Transport{}
+	if err := n.post(tc, "http://hooks.test:"+port+"/reports", []byte(`{}`)); err == nil {
+		t.Error("a proxy whose certificate is not trusted was used")
+	}
+
+	// A proxy that answers the CONNECT and more bytes at once.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			buf := make([]byte, 4096)
+			conn.Read(buf)
+			conn.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\nHTTP/1.1 200 OK\r\n\r\n"))
+			time.Sleep(100 * time.Millisecond)
+			conn.Close()
+		}
+	}()
+	eager, _ := url.Parse("http://" + ln.Addr().String())
+	_, ept := client(eager)
+	if _, err := ept.tunnel(context.Background(), "tcp", "127.0.0.1:9"); err == nil || !strings.Contains(err.Error(), "spoke before the tunnel was used") {
+		t.Errorf("a proxy that spoke first: %v", err)
+	}
+
+	// At most pinnedHostsMax transports are kept; past it they are all made again.
+	pt.byHost = map[string]*http.Transport{}
+	first := pt.transport("h0.test")
+	for i := 1; i < pinnedHostsMax; i++ {
+		pt.transport(fmt.Sprintf("h%d.test", i))
+	}
+	if pt.transport("h0.test") != first || len(pt.byHost) != pinnedHostsMax {
+		t.Errorf("%d transports kept below the bound, or one made again", len(pt.byHost))
+	}
+	pt.transport("one-more.test")
+	if len(pt.byHost) != 1 || pt.transport("h0.test") == first {
+		t.Errorf("past the bound: %d transports kept, want only the new one", len(pt.byHost))
+	}
+	if tr := pt.transport("hooks.test"); tr.TLSClientConfig.ServerName != "hooks.test" || tr.Proxy != nil {
+		t.Errorf("a host's transport: TLS name %q, proxy set %v", tr.TLSClientConfig.ServerName, tr.Proxy != nil)
 	}
 }
