@@ -1037,6 +1037,10 @@ func TestAFloodOfIdempotencyKeysEvictsOnlyItsOwn(t *testing.T) {
 	}
 	// 206 records (5 quiet, 200 flood, the flood's oldest again), 40 kept.
 	onlyTheFloodEvicted(t, h, 166, "idempotency record evicted before its ttl: state.max_idempotency_records reached, the tenant holding the most records lost its oldest")
+	ev := h.app.MetricSet().ReplaysEvicted
+	if flood, quiet := testutil.ToFloat64(ev.WithLabelValues("flood")), testutil.ToFloat64(ev.WithLabelValues("quiet")); flood != 166 || quiet != 0 {
+		t.Errorf("idempotency records evicted by tenant: flood %v, quiet %v; want 166 and 0", flood, quiet)
+	}
 }
 
 // quietAndFlood is the config of the eviction tests: the state in memory with bound (a state key

@@ -164,4 +164,20 @@ routes: [{name: d, providers: [m, n]}]
 	if m["throughput"] != "3/1h0m0s" || m["voice_throughput"] != "1/1h0m0s" || m["tenant_share"] != float64(1) {
 		t.Errorf("GET /v1/providers: %v", m)
 	}
+	// With the same figure for both, still two buckets: calls do not use up the texts' one.
+	h = start(t, `
+storage: {driver: memory}
+policy: {rate_limits: {per_recipient: 0}, resend_escalation: {enabled: false}}
+tenants: [{name: solo, api_key: solo-key}]
+providers: [{name: m, type: mock, throughput: 2/1h, voice_throughput: 2/1h}, {name: n, type: mock}]
+routes: [{name: d, providers: [m, n]}]
+`, Options{})
+	got = nil
+	for i, typ := range []string{"voice", "voice", "voice", "sms", "sms", "sms"} {
+		r := h.send("solo-key", fmt.Sprintf(`{"message_options":{"recipient":"+1415555%04d","text":"Your code is %06d","message_type":%q}}`, i, i, typ))
+		got = append(got, typ+":"+fmt.Sprint(r.Body["provider"]))
+	}
+	if want := "voice:m voice:m voice:n sms:m sms:m sms:n"; strings.Join(got, " ") != want {
+		t.Errorf("equal figures: providers %s, want %s", strings.Join(got, " "), want)
+	}
 }

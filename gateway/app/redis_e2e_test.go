@@ -75,7 +75,8 @@ func TestRedisDownFailsOpenOrClosed(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			addr, stop := redistest.Server(t)
 			clk := &testClock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)} // one second of lines
-			h := start(t, strings.NewReplacer("$REDIS", addr, "$ONERROR", mode).Replace(replicaConfig), Options{Now: clk.Now})
+			// A paced provider: its throughput is read from the store too.
+			h := start(t, strings.NewReplacer("$REDIS", addr, "$ONERROR", mode, "{name: m, type: mock}", "{name: m, type: mock, throughput: 100/1s}").Replace(replicaConfig), Options{Now: clk.Now})
 			stop()
 			r := h.send("acme-key", `{"recipient":"+14155550104","text":"Your code is 246810","context":{}}`, "Idempotency-Key", "k")
 			want, code := 200, ""
@@ -91,6 +92,11 @@ func TestRedisDownFailsOpenOrClosed(t *testing.T) {
 			claim, idem := testutil.ToFloat64(se.WithLabelValues("flight_claim")), testutil.ToFloat64(se.WithLabelValues("idempotency_get"))
 			if wantIdem := map[string]float64{"open": 1, "closed": 0}[mode]; claim != 1 || idem != wantIdem {
 				t.Errorf("state errors counted: flight_claim %v, idempotency_get %v (want 1, %v)", claim, idem, wantIdem)
+			}
+			// With on_error open the send goes on to the provider's pace, which fails too, and lets
+			// it through (the provider enforces its throughput itself).
+			if paced, want := testutil.ToFloat64(se.WithLabelValues("throughput")), map[string]float64{"open": 1, "closed": 0}[mode]; paced != want {
+				t.Errorf("state errors counted for throughput: %v, want %v", paced, want)
 			}
 			if !strings.Contains(h.logs.String(), "policy state store failed") {
 				t.Error("the failure was not logged")
@@ -467,6 +473,51 @@ routes: [{name: d, providers: [m]}]
 	}
 	if r := send("quiet-key", 20); r.Status != 503 {
 		t.Errorf("another tenant's send with Redis gone: %d %s, want 503 (it needs the store)", r.Status, r.Raw)
+	}
+}
+
+// TestReplaysPassTheFloodGateUpToTwiceTheLimit: replays of an idempotency key do not count
+// against per_tenant, so the flood gate (twice the limit) lets a tenant within its limit replay
+// each of its sends once; past that, the gate refuses. Without a shared state store there is no
+// gate: the limit itself is in the replica, and replays pass however many.
+func TestReplaysPassTheFloodGateUpToTwiceTheLimit(t *testing.T) {
+	addr, _ := redistest.Server(t)
+	for _, state := range []string{`{driver: redis, redis: {addr: "` + addr + `", key_prefix: "replay-gate:"}, key_secret: "e2e-key-secret-0123456789"}`, `{driver: memory}`} {
+		shared := strings.Contains(state, "redis")
+		h := start(t, `
+storage: {driver: memory}
+state: `+state+`
+policy: {rate_limits: {per_recipient: 0}}
+tenants: [{name: acme, api_key: acme-key, rate_limits: {per_tenant: 2/1h}}]
+providers: [{name: m, type: mock}]
+routes: [{name: d, providers: [m]}]
+`, Options{})
+		send := func(i int) response {
+			return h.send("acme-key", fmt.Sprintf(`{"recipient":"+1415555%04d","text":"Your code is %06d","context":{}}`, i, i), "Idempotency-Key", fmt.Sprint("k", i))
+		}
+		var ids []any
+		for i := range 2 {
+			r := send(i)
+			if r.Status != 200 {
+				t.Fatalf("%s: send %d: %d %s", state, i, r.Status, r.Raw)
+			}
+			ids = append(ids, r.Body["id"])
+		}
+		for i := range 2 {
+			if r := send(i); r.Status != 200 || r.Body["id"] != ids[i] {
+				t.Errorf("%s: replay %d: %d %s, want the answer of %v", state, i, r.Status, r.Raw, ids[i])
+			}
+		}
+		if n := testutil.ToFloat64(h.app.MetricSet().Attempts.WithLabelValues("m", "sent")); n != 2 {
+			t.Errorf("%s: %v sends, want the 2 (the others replayed)", state, n)
+		}
+		r := send(0)
+		if shared && (r.Status != 429 || errCode(r) != "rate_limited") {
+			t.Errorf("a fifth request past a gate of 4: %d %s", r.Status, r.Raw)
+		}
+		if !shared && r.Status != 200 {
+			t.Errorf("without a shared store, a third replay: %d %s", r.Status, r.Raw)
+		}
 	}
 }
 

@@ -58,6 +58,11 @@ routes:
 				"  - {name: us, match: {countries: [US]}, providers: [two]}\n  - {name: gb, match: {countries: [GB]}, providers: [two, one]}\n", 1)
 			return strings.Replace(s, "10/1h", "5/1h", 1)
 		}, []any{"providers_changed", "one", "routes_order", "reordered", "sections_changed", "policy"}},
+		{"several changed, named in order", func(s string) string {
+			s = strings.Replace(s, "providers: [two, one]}", "providers: [one]}", 1)
+			s = strings.Replace(s, "countries: [US]}, providers: [two]}", "countries: [US]}, providers: [one]}", 1)
+			return strings.Replace(s, "name: default, providers: [one, two]", "name: default, providers: [two, one]", 1)
+		}, []any{"routes_changed", "default,gb,us"}},
 		{"a team's bounds", func(s string) string {
 			return "tenant_files: [{path: \"teams/*.yaml\", max_tenants: 3}]\n" + s
 		}, []any{"sections_changed", "tenant_files"}},
