@@ -30,7 +30,7 @@ func (a *App) Admin(token string) (enabled, ok bool) {
 	for _, p := range srv.PreviousAdminTokens {
 		previous |= subtle.ConstantTimeCompare([]byte(token), []byte(p.Reveal()))
 	}
-	if previous == 1 && current == 0 {
+	if previous == 1 { // never the current one too: validation refuses a previous token equal to it
 		a.log.Warn("admin call with one of server.previous_admin_tokens; move the caller to server.admin_token")
 	}
 	return true, current|previous == 1
@@ -82,11 +82,7 @@ func (a *App) beginRead(ctx context.Context, tenant string) (_ context.Context, 
 	if err := a.callRefused(ctx, tenant); err != nil {
 		return nil, nil, err
 	}
-	rt := a.rt.Load()
-	ctx, cancel := context.WithTimeout(ctx, rt.cfg.Server.RequestTimeout.D())
-	if rt.byName[tenant] == nil {
-		return ctx, cancel, nil
-	}
+	ctx, cancel := context.WithTimeout(ctx, a.rt.Load().cfg.Server.RequestTimeout.D())
 	if err := a.reads.acquire(ctx, tenant); err != nil {
 		cancel()
 		if we := (*readWaitError)(nil); errors.As(err, &we) && we.own {

@@ -327,6 +327,27 @@ func TestWebhookMethodsAndContentTypesAsDeclared(t *testing.T) {
 	}
 }
 
+// TestAGETReportHasNoContentTypeToCheck: a webhook that takes GET (Vonage's receipts, as query
+// parameters) is not refused for want of a Content-Type, which a GET has none of; its POSTs are
+// held to the types declared.
+func TestAGETReportHasNoContentTypeToCheck(t *testing.T) {
+	h := start(t, `
+tenants: [{name: acme, api_key: acme-key-0123456789}]
+providers: [{name: vg, type: vonage, api_key: k, api_secret: s, from: "+14155550000", webhook_secret: vg-hook-secret-0123456789, base_url: "http://127.0.0.1:9"}]
+routes: [{name: d, providers: [vg]}]
+`, Options{})
+	q := "/v1/dlr/vonage/vg?secret=vg-hook-secret-0123456789&messageId=0B00000012345678&status=delivered&client-ref=msg_unknown"
+	if r := h.do("GET", q, "", "", "Content-Type", ""); r.Status != 200 {
+		t.Errorf("a GET receipt: %d %s", r.Status, r.Raw)
+	}
+	if r := h.do("POST", q, "", "<x/>", "Content-Type", "text/xml"); r.Status != 415 {
+		t.Errorf("a POST receipt in a type Vonage does not use: %d %s", r.Status, r.Raw)
+	}
+	if n := testutil.ToFloat64(h.app.MetricSet().DeliveryReports.WithLabelValues("vg", "invalid")); n != 1 {
+		t.Errorf("reports counted invalid: %v, want the one in the wrong type", n)
+	}
+}
+
 // TestAnAWSReportIsAskedForItsSecret: an aws-sms-voice provider with webhook_secret answers a post
 // without credentials 401 with a WWW-Authenticate challenge (SNS sends the subscription URL's user
 // and password only when challenged), counted as challenged and not logged, as every report's
