@@ -883,6 +883,12 @@ routes: [{name: d, providers: [p1]}]
 	if s := ready(); s != 200 {
 		t.Fatalf("readyz at start: %d", s)
 	}
+	lastError := func() any {
+		return h.do("GET", "/v1/providers", "ready-admin-token-0123", "").Body["providers"].([]any)[0].(map[string]any)["last_error_at"]
+	}
+	if at := lastError(); at != nil {
+		t.Errorf("last_error_at before any error: %v", at)
+	}
 	// Each channel's shared breaker opens on two tenants' failures; one open channel leaves the
 	// provider available for the other.
 	for i := 0; i < 16 && ready() == 200; i++ {
@@ -894,6 +900,9 @@ routes: [{name: d, providers: [p1]}]
 	}
 	if s := ready(); s != 503 {
 		t.Fatalf("readyz with both of the only provider's breakers open: %d", s)
+	}
+	if at, ok := lastError().(string); !ok || !strings.HasSuffix(at, "Z") {
+		t.Errorf("last_error_at after the failures: %v", lastError())
 	}
 	const admin = "ready-admin-token-0123"
 	if r := h.do("POST", "/v1/providers/p1/disable", admin, ""); r.Status != 200 {

@@ -756,6 +756,13 @@ func TestADrainReachesEveryReplica(t *testing.T) {
 	if keys, ttl := rc.HKeys(ctx, "drain:drains").Val(), rc.PTTL(ctx, "drain:drains").Val(); !slices.Equal(keys, []string{"primary"}) || ttl != -1 {
 		t.Errorf("drains in Redis: %v with TTL %v", keys, ttl)
 	}
+	// Each replica says who changed it: the one called, the operator; the others, one elsewhere.
+	for h, by := range map[*harness]string{a: "operator", b: "operator on another replica"} {
+		lines := logLines(t, h, "provider drain changed")
+		if len(lines) != 1 || lines[0]["provider"] != "primary" || lines[0]["disabled"] != true || lines[0]["by"] != by {
+			t.Errorf("drain lines: %v, want one for primary by %q", lines, by)
+		}
+	}
 	bm := b.app.MetricSet()
 	if dis, dr := testutil.ToFloat64(bm.ProviderDisabled.WithLabelValues("primary")), testutil.ToFloat64(bm.ProviderDrained.WithLabelValues("primary")); dis != 1 || dr != 1 {
 		t.Errorf("on b: smsgate_provider_disabled{primary} = %v, smsgate_provider_drained = %v", dis, dr)
@@ -780,6 +787,14 @@ func TestADrainReachesEveryReplica(t *testing.T) {
 	if r := c.do("POST", "/v1/providers/spare/enable", admin, ""); r.Status != 409 || errCode(r) != "disabled_in_config" {
 		t.Errorf("enabling a provider the config disables: %d %s", r.Status, r.Raw)
 	}
+	// Draining it is taken (it then stays drained should the config enable it), and ended again.
+	for _, op := range []string{"disable", "enable"} {
+		want := map[string]int{"disable": 200, "enable": 409}[op]
+		if r := c.do("POST", "/v1/providers/spare/"+op, admin, ""); r.Status != want {
+			t.Errorf("%s a provider the config disables: %d %s, want %d", op, r.Status, r.Raw, want)
+		}
+	}
+	rc.HDel(ctx, "drain:drains", "spare")
 	stop()
 	if r := a.do("POST", "/v1/providers/primary/disable", admin, ""); r.Status != 503 || errCode(r) != "policy_unavailable" {
 		t.Errorf("a drain Redis did not take: %d %s", r.Status, r.Raw)
