@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -641,5 +642,62 @@ func TestNotifyQueuesArePerTenant(t *testing.T) {
 	}
 	if d := testutil.ToFloat64(c.app.metrics.Notify.WithLabelValues("mallory", "dropped")) - dropped; d < 100-notifyWorkers || d > 100 {
 		t.Errorf("%v of mallory's pushes dropped, want about 100", d)
+	}
+}
+
+// TestInfobipCompatibleIdempotencyKey: an Infobip-compatible request sent again under the same
+// Idempotency-Key is answered as the first time, each destination by its own record, without a
+// second send; the key holds for each destination on its own (the first destination's record is
+// not the second's). Another key sends again.
+func TestInfobipCompatibleIdempotencyKey(t *testing.T) {
+	c := startCompat(t)
+	body := `{"messages":[{"destinations":[{"to":"14155550181"},{"to":"14155550182"}],"text":"Your code is 554433"}]}`
+	send := func(key string) []string {
+		t.Helper()
+		r := c.do("POST", "/sms/2/text/advanced", "", body, "Authorization", "App acme-ib-key", "Idempotency-Key", key)
+		if r.Status != 200 {
+			t.Fatalf("send under %q: %d %s", key, r.Status, r.Raw)
+		}
+		var ids []string
+		for _, m := range messagesOf(r) {
+			ids = append(ids, m["messageId"].(string))
+		}
+		return ids
+	}
+	first := send("ib-retry-1")
+	sent := len(c.ib.Requests())
+	if len(first) != 2 || first[0] == first[1] {
+		t.Fatalf("message ids %v, want two", first)
+	}
+	if again := send("ib-retry-1"); !slices.Equal(again, first) || len(c.ib.Requests()) != sent {
+		t.Errorf("the same key again: ids %v (first %v), %d more sends", again, first, len(c.ib.Requests())-sent)
+	}
+	if other := send("ib-retry-2"); slices.Contains(first, other[0]) || slices.Contains(first, other[1]) || len(c.ib.Requests()) == sent {
+		t.Errorf("another key: ids %v (first %v), %d more sends", other, first, len(c.ib.Requests())-sent)
+	}
+}
+
+// TestANotifyURLMustBeAPlainHTTPURLOfAListedHost: a notifyUrl on a listed host is still refused
+// with credentials in it, in another scheme, or unparsable, before anything is sent.
+func TestANotifyURLMustBeAPlainHTTPURLOfAListedHost(t *testing.T) {
+	hook := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer hook.Close()
+	host := strings.TrimPrefix(hook.URL, "http://")
+	c := &compatHarness{}
+	h, ib, _ := startOnFakes(t, strings.ReplaceAll(compatConfig, "$HOOKHOST", host))
+	c.harness, c.ib = h, ib
+	for _, u := range []string{"https://user:pw@" + host + "/r", "ftp://" + host + "/r", "http://" + host + "%zz/r", "//" + host + "/r"} {
+		r := c.call("POST", "/sms/2/text/advanced", "App acme-ib-key", `{"messages":[{"destinations":[{"to":"14155550183"}],"text":"x","notifyUrl":"`+u+`"}]}`)
+		if r.Status != 400 || !strings.Contains(r.Raw, "notify_hosts") {
+			t.Errorf("notifyUrl %s: %d %s", u, r.Status, r.Raw)
+		}
+	}
+	for _, u := range []string{"http://" + host + "/r", "https://" + strings.ToUpper(host) + "/r"} {
+		if r := c.call("POST", "/sms/2/text/advanced", "App acme-ib-key", `{"messages":[{"destinations":[{"to":"14155550184"}],"text":"x","notifyUrl":"`+u+`"}]}`); r.Status != 200 {
+			t.Errorf("notifyUrl %s: %d %s", u, r.Status, r.Raw)
+		}
+	}
+	if n := len(ib.Requests()); n != 2 {
+		t.Errorf("%d sends, want the 2 with a notify URL allowed", n)
 	}
 }
