@@ -474,6 +474,14 @@ routes: [{name: d, providers: [m]}]
 	if r := send("quiet-key", 20); r.Status != 503 {
 		t.Errorf("another tenant's send with Redis gone: %d %s, want 503 (it needs the store)", r.Status, r.Raw)
 	}
+	// Another tenant's read passes the gate, meets the dead store, and goes through, counted.
+	before := testutil.ToFloat64(h.app.MetricSet().StateErrors.WithLabelValues("rate_limit"))
+	if r := h.do("GET", "/v1/messages", "quiet-key", ""); r.Status != 200 {
+		t.Errorf("another tenant's read with Redis gone: %d %s", r.Status, r.Raw)
+	}
+	if n := testutil.ToFloat64(h.app.MetricSet().StateErrors.WithLabelValues("rate_limit")) - before; n != 1 {
+		t.Errorf("the read's failed limit check counted %v times, want 1", n)
+	}
 }
 
 // TestReplaysPassTheFloodGateUpToTwiceTheLimit: replays of an idempotency key do not count
