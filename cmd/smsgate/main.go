@@ -471,11 +471,8 @@ func send(args []string, in io.Reader, stdout, stderr io.Writer) int {
 		}
 	}
 	res, err := app.TestSend(context.Background(), c, *name, msg, nil)
-	if err != nil {
+	if err != nil { // a driver that could not be built, or a message it cannot send
 		fmt.Fprintln(stderr, "smsgate send:", err)
-		if errors.Is(err, app.ErrNoProvider) {
-			return 2
-		}
 		return 1
 	}
 	if *asJSON {

@@ -139,17 +139,53 @@ func TestRouteExplains(t *testing.T) {
 	if code, _, _ := runCmd("route", "-c", "../../config.example.yaml", "--tenant", "nobody", "--to", "+447911123456"); code != 1 {
 		t.Errorf("unknown tenant exit %d", code)
 	}
+	for _, args := range [][]string{{"--to", "+447911123456"}, {"--tenant", "demo", "--to", "+447911123456", "--type", "fax"}} {
+		if code, _, errs := runCmd(append([]string{"route", "-c", "../../config.example.yaml"}, args...)...); code != 2 || errs == "" {
+			t.Errorf("route %v: exit %d %q, want 2", args, code, errs)
+		}
+	}
+	// An unrecognized +1 number may be in several regions: the output says which.
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(cfg, []byte(`
+tenants: [{name: loose, api_key: loose-key-0123456789, accept_unrecognized_numbers: true}]
+providers: [{name: m, type: mock}]
+routes: [{name: d, providers: [m]}]
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs = runCmd("route", "-c", cfg, "--tenant", "loose", "--to", "+15555550123")
+	if code != 0 || !strings.Contains(out, "  may be   in ") || !strings.Contains(out, "country lists must allow each") {
+		t.Errorf("an unrecognized +1 number: exit %d\n%s%s", code, out, errs)
+	}
 }
 
 func TestUsageAndVersion(t *testing.T) {
-	if code, out, _ := runCmd("version"); code != 0 || !strings.HasPrefix(out, "smsgate ") {
-		t.Errorf("version: %d %q", code, out)
+	for _, v := range []string{"version", "--version", "-v"} {
+		if code, out, _ := runCmd(v); code != 0 || !strings.HasPrefix(out, "smsgate ") {
+			t.Errorf("%s: %d %q", v, code, out)
+		}
+	}
+	if code, out, errs := runCmd(); code != 2 || out != "" || !strings.Contains(errs, "smsgate serve") {
+		t.Errorf("no command: exit %d, stdout %q, stderr %q; want 2 and the usage on stderr", code, out, errs)
+	}
+	if code, out, _ := runCmd("help"); code != 0 || !strings.Contains(out, "smsgate serve") {
+		t.Errorf("help: exit %d %q", code, out)
 	}
 	if code, _, _ := runCmd("frobnicate"); code != 2 {
 		t.Errorf("unknown command exit %d", code)
 	}
 	if code, _, _ := runCmd("serve"); code != 2 {
 		t.Errorf("serve without config exit %d", code)
+	}
+	// A config that does not load is 1 (the file is wrong), not 2 (the command line is).
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("tenants: [\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"migrate", "spool", "serve"} {
+		if code, _, errs := runCmd(cmd, "--config", bad); code != 1 || !strings.Contains(errs, "bad.yaml") {
+			t.Errorf("%s with a config that does not load: exit %d, %q", cmd, code, errs)
+		}
 	}
 }
 
@@ -658,6 +694,14 @@ func TestMigrateAppliesAndRouteDoesNot(t *testing.T) {
 	}
 	if code, out, errs := runCmd("migrate", "-c", cfg); code != 0 || version() != known {
 		t.Errorf("migrate from 5: %d %s %s; version %d, want %d", code, out, errs, version(), known)
+	}
+	// A newer build's log (a rollback): said, and nothing applied.
+	if _, err := raw.ExecContext(ctx, fmt.Sprintf(`UPDATE schema_version SET version = %d; UPDATE schema_compat SET requires = 1`, known+1)); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("message log at schema version %d, newer than this build knows (%d), which may run on it; nothing applied\n", known+1, known)
+	if code, out, errs := runCmd("migrate", "-c", cfg); code != 0 || out != want || version() != known+1 {
+		t.Errorf("migrate on a newer log: %d %q %s, want %q", code, out, errs, want)
 	}
 	os.WriteFile(cfg, []byte("storage: {driver: memory}\ntenants: [{name: a, api_key: k}]\nproviders: [{name: p1, type: mock}]\nroutes: [{name: d, providers: [p1]}]\n"), 0o600)
 	if code, out, _ := runCmd("migrate", "-c", cfg); code != 0 || !strings.Contains(out, "nothing to migrate") {
