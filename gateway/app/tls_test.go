@@ -204,3 +204,33 @@ func TestServerTLSCutsOffAStalledHTTP2Stream(t *testing.T) {
 		t.Fatal("a stalled HTTP/2 stream was still open after 10 s (read_timeout 1s)")
 	}
 }
+
+// TestACertificateNearItsEndIsWarnedOf: a load (and smsgate validate) warns of server.tls's
+// certificate when it has expired or ends within two weeks, and says nothing of one with months
+// left.
+func TestACertificateNearItsEndIsWarnedOf(t *testing.T) {
+	for _, tc := range []struct {
+		valid time.Duration
+		want  string
+	}{
+		{-30 * time.Minute, "server.tls.cert_file: the certificate expired at"},
+		{3 * 24 * time.Hour, "server.tls.cert_file: the certificate expires at"},
+		{90 * 24 * time.Hour, ""},
+	} {
+		f := redistest.NewTLSFor(t, tc.valid)
+		path := writeConfig(t, strings.Replace(baseConfig, "server:\n", "server:\n  tls: {cert_file: "+f.CertFile+", key_file: "+f.KeyFile+"}\n", 1))
+		warnings, err := Check(path)
+		if err != nil {
+			t.Fatalf("valid for %v: %v", tc.valid, err)
+		}
+		var got []string
+		for _, w := range warnings {
+			if strings.Contains(w, "server.tls") {
+				got = append(got, w)
+			}
+		}
+		if tc.want == "" && len(got) > 0 || tc.want != "" && (len(got) != 1 || !strings.Contains(got[0], tc.want) || !strings.Contains(got[0], "renew it")) {
+			t.Errorf("valid for %v: warnings %q, want one saying %q", tc.valid, got, tc.want)
+		}
+	}
+}
