@@ -97,9 +97,30 @@ func TestSendBodies(t *testing.T) {
 				"notifyUrl":         cb,
 				"notifyContentType": "application/json",
 			}}}},
+		{name: "voice in the configured language keeps its voice", edit: noCallback, msg: func() gateway.Message {
+			m := *sms
+			m.Type, m.Language = gateway.Voice, "EN_us"
+			return m
+		}(), path: "/tts/3/advanced", wantBody: map[string]any{"messages": []any{map[string]any{
+			"from":         "41793026700",
+			"destinations": []any{map[string]any{"to": "14155550104", "messageId": "msg_1"}},
+			"text":         "Your code is 1, 2, 3, 4, 5, 6. Again, your code is 1, 2, 3, 4, 5, 6.",
+			"language":     "en",
+			"voice":        map[string]any{"name": "Joanna"},
+		}}}},
+		{name: "voice without a voice name or a code: the text, no voice", edit: func(c *Config) { noCallback(c); c.Voice.VoiceName = "" }, msg: func() gateway.Message {
+			m := *sms
+			m.Type, m.Text, m.Code = gateway.Voice, "Your appointment is at noon", ""
+			return m
+		}(), path: "/tts/3/advanced", wantBody: map[string]any{"messages": []any{map[string]any{
+			"from":         "41793026700",
+			"destinations": []any{map[string]any{"to": "14155550104", "messageId": "msg_1"}},
+			"text":         "Your appointment is at noon",
+			"language":     "en",
+		}}}},
 		{name: "voice in the caller's language drops the English voice", edit: noCallback, msg: func() gateway.Message {
 			m := *sms
-			m.Type, m.Language = gateway.Voice, "de-AT"
+			m.Type, m.Language = gateway.Voice, "DE_at"
 			return m
 		}(), path: "/tts/3/advanced", wantBody: map[string]any{"messages": []any{map[string]any{
 			"from":         "41793026700",
@@ -173,6 +194,9 @@ func TestContract(t *testing.T) {
 			{Name: "200 id only, lower-case group", Status: 200, Body: `{"messages":[{"messageId":"m","status":{"groupId":5,"groupName":"rejected","id":52}}]}`, Class: gateway.ClassRecipient, Code: "REJECTED_DESTINATION"},
 			{Name: "200 unknown new group", Status: 200, Body: rejected("QUARANTINED", 9, 99, "QUARANTINED_NEW"), Class: gateway.ClassProvider, Code: "QUARANTINED_NEW"},
 			{Name: "200 without messages", Status: 200, Body: `{"bulkId":"x","messages":[]}`, Class: gateway.ClassProvider, Code: "BAD_RESPONSE"},
+			{Name: "200 pending without a messageId", Status: 200, Body: `{"messages":[{"messageId":"","status":{"groupId":1,"groupName":"PENDING","id":26,"name":"PENDING_ACCEPTED"}}]}`, Class: gateway.ClassProvider, Code: "BAD_RESPONSE"},
+			{Name: "400 legacy about to alone", Status: 400, Body: `{"requestError":{"serviceException":{"messageId":"BAD_REQUEST","text":"Bad request","validationErrors":{"to":["invalid"]}}}}`, Class: gateway.ClassRecipient, Code: "BAD_REQUEST"},
+			{Name: "400 about a message's to, in capitals", Status: 400, Body: `{"errorCode":"E400","description":"Request cannot be processed.","action":"","violations":[{"property":"Messages[0].To","violation":"invalid"}],"resources":[]}`, Class: gateway.ClassRecipient, Code: "E400"},
 			{Name: "200 not json", Status: 200, ContentType: "text/plain", Body: `OK`, Class: gateway.ClassProvider, Code: "BAD_RESPONSE"},
 			{Name: "lenient decoding: unknown fields and enum values", Status: 200, OK: true,
 				Body: `{"bulkId":"b","newTopLevel":{"x":[1]},"messages":[{"messageId":"m9","status":{"groupId":1,"groupName":"PENDING","id":7,"name":"PENDING_SOMETHING_NEW","action":"none","extra":true},"destination":"1","details":{"messageCount":1,"newField":"x"}}]}`},
@@ -471,5 +495,56 @@ func TestSendReadsInfobipsExamples(t *testing.T) {
 				t.Errorf("%s, %q: %+v %v, want %s", tc.path, name, res, err, want.Messages[0].MessageID)
 			}
 		}
+	}
+}
+
+// TestClassifyStatus: a message status is accepted or classified by its group, then its name (in
+// any case; else the name of its id; else the group and the id), and the rules for names Infobip
+// adds (anything blocklisted or blacklisted, anything ending _DND, is the recipient's).
+func TestClassifyStatus(t *testing.T) {
+	for _, tc := range []struct {
+		s     status
+		class gateway.Class
+		code  string // "" when accepted
+	}{
+		{status{GroupName: "DELIVERED", GroupID: 3, ID: 5, Name: "DELIVERED_TO_HANDSET"}, 0, ""},
+		{status{GroupName: "Pending", GroupID: 1, ID: 7, Name: "PENDING_ENROUTE"}, 0, ""},
+		// No group name: an accepting group id with an id and a name of no rejection.
+		{status{GroupID: 0, ID: 0}, 0, ""},
+		{status{GroupID: 3, ID: 5, Name: "DELIVERED_TO_HANDSET"}, 0, ""},
+		{status{GroupID: 1, ID: 52}, gateway.ClassRecipient, "REJECTED_DESTINATION"},
+		{status{GroupID: 1, ID: 999, Name: "rejected_something_new"}, gateway.ClassProvider, "REJECTED_SOMETHING_NEW"},
+		{status{GroupName: "REJECTED", GroupID: 5, ID: 52, Name: "rejected_destination"}, gateway.ClassRecipient, "REJECTED_DESTINATION"},
+		{status{GroupName: "REJECTED", GroupID: 5, ID: 8}, gateway.ClassRecipient, "REJECTED_PREFIX_MISSING"},
+		{status{GroupName: "REJECTED", GroupID: 5, ID: 51}, gateway.ClassRecipient, "MISSING_TO"},
+		{status{GroupName: "REJECTED", GroupID: 5, ID: 77}, gateway.ClassProvider, "REJECTED_77"},
+		{status{GroupName: "REJECTED", ID: 25}, gateway.ClassRecipient, "REJECTED_MESSAGE_TOO_LONG"},
+		{status{GroupName: "REJECTED", ID: 24}, gateway.ClassRecipient, "REJECTED_INVALID_UDH"},
+		{status{GroupName: "REJECTED", ID: 11}, gateway.ClassDestination, "REJECTED_SOURCE"},
+		{status{GroupName: "REJECTED", ID: 18}, gateway.ClassDestination, "REJECTED_DESTINATION_NOT_REGISTERED"},
+		{status{GroupName: "REJECTED", Name: "REJECTED_NUMBER_BLACKLISTED_BY_OPERATOR"}, gateway.ClassRecipient, "REJECTED_NUMBER_BLACKLISTED_BY_OPERATOR"},
+		{status{GroupName: "REJECTED", Name: "REJECTED_BLOCKLIST_NEW"}, gateway.ClassRecipient, "REJECTED_BLOCKLIST_NEW"},
+		{status{GroupName: "REJECTED", Name: "REJECTED_NATIONAL_DND"}, gateway.ClassRecipient, "REJECTED_NATIONAL_DND"},
+	} {
+		got := classifyStatus(tc.s)
+		switch {
+		case tc.code == "" && got != nil:
+			t.Errorf("%+v: %v, want accepted", tc.s, got)
+		case tc.code != "" && (got == nil || got.Class != tc.class || got.Code != tc.code):
+			t.Errorf("%+v: %+v, want %v %s", tc.s, got, tc.class, tc.code)
+		}
+	}
+}
+
+// TestARefusedMessageKeepsTheAnswersStatus: a message refused in a 200 answer says it was a 200.
+func TestARefusedMessageKeepsTheAnswersStatus(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"messages":[{"messageId":"m","status":{"groupId":5,"groupName":"REJECTED","id":52,"name":"REJECTED_DESTINATION"}}]}`))
+	}))
+	defer srv.Close()
+	_, err := newDriver(t, srv.URL, noCallback).Send(context.Background(), sms)
+	if ge := gateway.AsError(err); ge.Code != "REJECTED_DESTINATION" || ge.HTTPStatus != 200 {
+		t.Errorf("%+v", ge)
 	}
 }
