@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -435,5 +437,40 @@ func TestSendReadsTwiliosExamples(t *testing.T) {
 				t.Errorf("%s, %q: %+v %v, want sid %s", tc.path, name, res, err, want.SID)
 			}
 		}
+	}
+}
+
+// TestErrorCodesAsDocumented: each code docs/providers/twilio.md's table names has the class its
+// row gives, through the driver's own reading of an error body, so the table and the code cannot
+// drift apart.
+func TestErrorCodesAsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/providers/twilio.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile(`^\| ([0-9, ]+[0-9])(?: \(HTTP 429\))? \| [^|]+ \| (recipient|destination|provider|throttled)\b`)
+	classes := map[string]gateway.Class{"recipient": gateway.ClassRecipient, "destination": gateway.ClassDestination, "provider": gateway.ClassProvider, "throttled": gateway.ClassThrottled}
+	p := New(Config{AccountSID: "AC" + strings.Repeat("0", 32), AuthToken: "t", From: "+15005550006"}, gateway.Deps{Name: "tw"})
+	n := 0
+	for _, line := range strings.Split(string(doc), "\n") {
+		m := row.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		for _, code := range strings.Split(m[1], ", ") {
+			n++
+			body := fmt.Sprintf(`{"code":%s,"message":"","status":400}`, code)
+			e := p.classifyHTTP(&kit.Response{Status: 400, Body: []byte(body)})
+			if e == nil || e.Class != classes[m[2]] || e.Code != code || e.Message == "" {
+				t.Errorf("code %s: %+v, the docs say %s", code, e, m[2])
+			}
+		}
+	}
+	if n < 16 {
+		t.Errorf("%d codes found in the docs' table, want every one (at least 16)", n)
+	}
+	// A body without a code is left to the HTTP status.
+	if e := p.classifyHTTP(&kit.Response{Status: 400, Body: []byte(`{"message":"odd","status":400}`)}); e != nil {
+		t.Errorf("a body without a code: %+v", e)
 	}
 }
