@@ -75,6 +75,11 @@ func TestSendRequests(t *testing.T) {
 			url.Values{"To": {"+14155550104"}, "From": {"+15005550006"}, "Body": {"Your code is 123456"}, "StatusCallback": {cb}}, "SM"},
 		{"sms with messaging service", func(c *Config) { c.From, c.MessagingServiceSID, c.VoiceFrom = "", "MG123", "+15005550007" }, sms, msgPath,
 			url.Values{"To": {"+14155550104"}, "MessagingServiceSid": {"MG123"}, "Body": {"Your code is 123456"}, "StatusCallback": {cb}}, "SM"},
+		{"sms as the tenant's own sender", nil, func() gateway.Message { m := sms; m.From = "ACME"; return m }(), msgPath,
+			url.Values{"To": {"+14155550104"}, "From": {"ACME"}, "Body": {"Your code is 123456"}, "StatusCallback": {cb}}, "SM"},
+		{"a messaging service sends whatever sender the request names", func(c *Config) { c.From, c.MessagingServiceSID, c.VoiceFrom = "", "MG123", "+15005550007" },
+			func() gateway.Message { m := sms; m.From = "ACME"; return m }(), msgPath,
+			url.Values{"To": {"+14155550104"}, "MessagingServiceSid": {"MG123"}, "Body": {"Your code is 123456"}, "StatusCallback": {cb}}, "SM"},
 		{"voice call with TwiML", nil, func() gateway.Message { m := sms; m.Type = gateway.Voice; return m }(), callPath,
 			url.Values{"To": {"+14155550104"}, "From": {"+15005550006"}, "StatusCallback": {cb},
 				"Twiml": {`<Response><Say language="en-US">Your code is 1, 2, 3, 4, 5, 6.</Say><Pause length="1"/><Say language="en-US">Your code is 1, 2, 3, 4, 5, 6.</Say></Response>`}}, "CA"},
@@ -101,6 +106,13 @@ func TestTwiMLLanguages(t *testing.T) {
 		"de_AT": `<Say language="de-DE">Ihr Code lautet 4, 2.</Say>`,
 		"pt-PT": `<Say language="pt-PT">Seu código é 4, 2.</Say>`,
 		"xx":    `<Say language="en-US">Your code is 4, 2.</Say>`,
+		"fr-CA": `<Say language="fr-CA">Votre code est 4, 2.</Say>`,
+		"fr-BE": `<Say language="fr-FR">Votre code est 4, 2.</Say>`,
+		"es-MX": `<Say language="es-MX">Su código es 4, 2.</Say>`,
+		"es-US": `<Say language="es-US">Su código es 4, 2.</Say>`,
+		"en-AU": `<Say language="en-AU">Your code is 4, 2.</Say>`,
+		"en-IN": `<Say language="en-IN">Your code is 4, 2.</Say>`,
+		"pt":    `<Say language="pt-BR">Seu código é 4, 2.</Say>`,
 	}
 	for lang, want := range tests {
 		got := TwiML(&gateway.Message{Code: "42", Language: lang})
