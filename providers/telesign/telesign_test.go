@@ -6,12 +6,14 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -86,6 +88,38 @@ func TestSendRequests(t *testing.T) {
 	if got := last(f); got.Path != "/v1/voice" || got.Form.Get("voice") != "f-fr-FR" ||
 		got.Form.Get("message") != "Votre code est 4, 2, 7, 1. Votre code est 4, 2, 7, 1." {
 		t.Errorf("voice request %v", got)
+	}
+}
+
+// TestSendDetails: the signed Date is the time in GMT whatever the clock's zone, a refusal quotes
+// TeleSign's description, the voices beyond the primary subtags, and a driver without a callback
+// URL asks for no reports.
+func TestSendDetails(t *testing.T) {
+	var date string
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		date = r.Header.Get("Date")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		w.Write([]byte(`{"reference_id":"R1","status":{"code":11000,"description":"Invalid value for parameter phone_number."}}`))
+	}))
+	defer s.Close()
+	p := newDriver(t, s.URL, func(c *Config) { c.Auth = "hmac" })
+	p.now = func() time.Time { return time.Date(2026, 11, 30, 12, 0, 0, 0, time.FixedZone("UTC+5", 5*3600)) }
+	_, err := p.Send(context.Background(), &gateway.Message{ID: "msg_1", To: "+14155550104", Type: gateway.SMS, Text: "x"})
+	var ge *gateway.Error
+	if !errors.As(err, &ge) || ge.Class != gateway.ClassRecipient || !strings.Contains(ge.Message, "Invalid value for parameter phone_number.") {
+		t.Errorf("a refusal: %v", err)
+	}
+	if want := "Mon, 30 Nov 2026 07:00:00 GMT"; date != want {
+		t.Errorf("Date %q, want %q", date, want)
+	}
+	for lang, want := range map[string]string{"ja": "f-ja-JP", "en-GB": "f-en-GB", "en-US": "f-en-US", "": "f-en-US"} {
+		if voice, _ := Speech(&gateway.Message{Code: "42", Language: lang}); voice != want {
+			t.Errorf("%q: voice %s, want %s", lang, voice, want)
+		}
+	}
+	if !p.AsksReports() || New(Config{CustomerID: customer, APIKey: gateway.Secret(apiKey)}, gateway.Deps{}).AsksReports() {
+		t.Error("AsksReports should follow the callback URL")
 	}
 }
 
@@ -170,7 +204,11 @@ func TestContract(t *testing.T) {
 		},
 		Cases: []providertest.Case{
 			{Name: "200 with 290: accepted", Status: 200, Body: st(290, "Message in progress"), OK: true},
+			{Name: "200 with 291: accepted", Status: 200, Body: st(291, "Queued"), OK: true},
 			{Name: "200 with 292: accepted", Status: 200, Body: st(292, "Queued"), OK: true},
+			{Name: "200 accepting without a reference_id: a bad answer", Status: 200, Body: `{"status":{"code":290,"description":"Message in progress"}}`, Class: gateway.ClassProvider, Code: "BAD_RESPONSE"},
+			{Name: "200 with a reference_id and no status: a bad answer", Status: 200, Body: `{"reference_id":"0123456789ABCDEF0123456789ABCDEF"}`, Class: gateway.ClassProvider, Code: "BAD_RESPONSE"},
+			{Name: "400 whose status has no code: by the HTTP status", Status: 400, Body: `{"status":{"description":"odd"}}`, Class: gateway.ClassProvider, Code: "HTTP_400"},
 			{Name: "voice 200 with 103", Type: gateway.Voice, Status: 200, Body: st(103, "Call in progress"), OK: true},
 			{Name: "400 11000 invalid number: recipient", Status: 400, Body: st(11000, "Invalid value for parameter phone_number."), Class: gateway.ClassRecipient, Code: "TELESIGN_11000"},
 			{Name: "400 11001 invalid country code: recipient", Status: 400, Body: st(11001, "Invalid country code"), Class: gateway.ClassRecipient, Code: "TELESIGN_11001"},
