@@ -114,7 +114,7 @@ func (p *Provider) ParseReports(r *http.Request, body []byte, _ string) ([]gatew
 	if !kit.SecretMatches(q.Get("secret"), p.cfg.WebhookSecret, p.cfg.PreviousWebhookSecrets...) {
 		return nil, gateway.ErrUnauthenticated
 	}
-	if r.Method == http.MethodPost && len(body) > 0 {
+	if r.Method == http.MethodPost {
 		if form, err := url.ParseQuery(string(body)); err == nil {
 			for k, v := range form {
 				if q.Get(k) == "" {

@@ -91,6 +91,7 @@ func TestContract(t *testing.T) {
 			{Name: "403", Status: 403, Body: code(1, "Forbidden"), Class: gateway.ClassProvider, Code: "MITTO_1"},
 			{Name: "a recipient code in a 429 is throttling", Status: 429, Body: code(8, "Too many requests"), Class: gateway.ClassThrottled, Code: "MITTO_8"},
 			{Name: "an echoed key is removed", Status: 401, Body: code(9, "bad key "+key), Class: gateway.ClassProvider, Code: "MITTO_9"},
+			{Name: "200 with responseCode 0 but no id", Status: 200, Body: `{"responseCode":0,"responseText":"SMS sent"}`, Class: gateway.ClassProvider, Code: "BAD_RESPONSE"},
 			{Name: "200 with an id but no responseCode", Status: 200, Body: `{"id":"abc"}`, Class: gateway.ClassProvider, Code: "BAD_RESPONSE"},
 			{Name: "200 sent", Status: 200, Body: `{"id":"715118ef01aa4480bbd67324a0459b0b","timestamp":"2019-04-13T12:07:57.8625574Z","to":"41751231234","responseCode":0,"textLength":13,"responseText":"SMS sent"}`, OK: true},
 		},
@@ -115,6 +116,8 @@ func TestDeliveryReports(t *testing.T) {
 			gateway.DeliveryReport{ProviderMessageID: "h", ProviderStatus: "BUFFERED", Status: gateway.StatusSent}},
 		{"the other names", "GET", "/v1/dlr/mitto/m?secret=" + secret + "&messageId=i&ref=msg_3&status=failed&error=7", "",
 			gateway.DeliveryReport{ProviderMessageID: "i", MessageID: "msg_3", ProviderStatus: "FAILED", Status: gateway.StatusFailed, Error: "7"}},
+		{"errorCode, and a reference alone", "GET", "/v1/dlr/mitto/m?secret=" + secret + "&reference=msg_6&status=UNDELIVERED&errorCode=12", "",
+			gateway.DeliveryReport{MessageID: "msg_6", ProviderStatus: "UNDELIVERED", Status: gateway.StatusUndelivered, Error: "12"}},
 		{"the query wins over the body", "POST", "/v1/dlr/mitto/m?secret=" + secret + "&id=j&status=DELIVERED", "id=other&status=FAILED&reference=msg_4",
 			gateway.DeliveryReport{ProviderMessageID: "j", MessageID: "msg_4", ProviderStatus: "DELIVERED", Status: gateway.StatusDelivered}},
 		{"a GET's body is not read", "GET", "/v1/dlr/mitto/m?secret=" + secret + "&id=k&status=DELIVERED", "reference=msg_5&errorcode=9",
@@ -137,7 +140,7 @@ func TestDeliveryReports(t *testing.T) {
 		t.Errorf("a report without ids: %v", err)
 	}
 	noSecret := New(Config{BaseURL: "https://x", APIKey: "k", From: "abc"}, gateway.Deps{CallbackURL: cbBase})
-	if noSecret.callback != "" {
+	if noSecret.callback != "" || noSecret.AsksReports() || !p.AsksReports() {
 		t.Error("a callback URL without a secret")
 	}
 	if _, err := noSecret.ParseReports(httptest.NewRequest("GET", "/x?secret=&id=a", nil), nil, ""); err != gateway.ErrUnauthenticated {
@@ -154,6 +157,16 @@ func TestConfigValidate(t *testing.T) {
 		{Key: "senders.usa", Message: "keys must be ISO 3166-1 alpha-2 country codes (or 001)"}}
 	if diff := cmp.Diff(want, c.Validate()); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+	for from, ok := range map[string]bool{"SMS Gate": true, "ABC": true, "A2345678901": true, "+41791234567": true, "12345678901234": true,
+		"AB": false, "A23456789012": false, "123456789012345": false, "SMS-Gate": false, "+": false} {
+		c := Config{BaseURL: "https://rest.mittoapi.net", APIKey: "k", From: from, Senders: map[string]string{"001": from}}
+		if p := c.Validate(); (len(p) == 0) != ok || (!ok && len(p) != 2) {
+			t.Errorf("from and senders.001 %q: %v", from, p)
+		}
+	}
+	if p := (&Config{BaseURL: "https://", APIKey: "k", From: "SMSGate"}).Validate(); len(p) != 1 || p[0].Key != "base_url" {
+		t.Errorf("a base_url without a host: %v", p)
 	}
 	c = Config{APIKey: "k", From: "SMSGate"}
 	c.Defaults()
