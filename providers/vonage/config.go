@@ -69,9 +69,6 @@ func (c *Config) Defaults() {
 	}
 }
 
-// voice reports whether the config can place calls.
-func (c *Config) voice() bool { return c.ApplicationID != "" && c.PrivateKey != "" }
-
 // Validate returns the config's problems in key order.
 func (c *Config) Validate() []gateway.Problem {
 	var p []gateway.Problem

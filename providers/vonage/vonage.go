@@ -48,9 +48,7 @@ type Provider struct {
 func New(cfg Config, deps gateway.Deps) *Provider {
 	p := &Provider{cfg: cfg, kit: kit.New(deps, kit.Reveal(slices.Concat(cfg.PreviousSignatureSecrets, cfg.PreviousWebhookSecrets), cfg.APISecret, cfg.SignatureSecret, cfg.WebhookSecret)...),
 		base: strings.TrimRight(cfg.BaseURL, "/"), voice: strings.TrimRight(cfg.VoiceBaseURL, "/"), now: time.Now}
-	if cfg.voice() {
-		p.key, _ = jwt.ParseRSAPrivateKeyFromPEM([]byte(cfg.PrivateKey.Reveal()))
-	}
+	p.key, _ = jwt.ParseRSAPrivateKeyFromPEM([]byte(cfg.PrivateKey.Reveal())) // nil without one: SMS only
 	switch {
 	case deps.CallbackURL == "":
 	case cfg.SignatureSecret != "":
@@ -122,6 +120,9 @@ func (p *Provider) sms(ctx context.Context, msg *gateway.Message) (gateway.Resul
 	for i, m := range a.Messages {
 		if m.Status == "0" {
 			continue
+		}
+		if m.Status == "" { // not an answer the API gives: the part may have gone out
+			return gateway.Result{}, p.kit.NoID(res)
 		}
 		e := p.kit.Fail(res, statusClass(m.Status), "VONAGE_"+m.Status, describe(m.Status, m.ErrorText))
 		if i > 0 {

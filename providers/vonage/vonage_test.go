@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"hash"
 	"net/http"
 	"net/http/httptest"
@@ -143,7 +144,9 @@ func TestCall(t *testing.T) {
 	if exp-iat != 300 {
 		t.Errorf("exp - iat = %v", exp-iat)
 	}
-	for lang, want := range map[string][2]string{"": {"en-US", "Your code is 4, 2."}, "en-GB": {"en-GB", "Your code is 4, 2."}, "xx": {"en-US", "Your code is 4, 2."}, "pt": {"pt-BR", "Seu código é 4, 2."}} {
+	for lang, want := range map[string][2]string{"": {"en-US", "Your code is 4, 2."}, "en-GB": {"en-GB", "Your code is 4, 2."},
+		"fr-CA": {"fr-CA", "Votre code est 4, 2."}, "fr-BE": {"fr-FR", "Votre code est 4, 2."}, "en-IN": {"en-IN", "Your code is 4, 2."},
+		"en-AU": {"en-AU", "Your code is 4, 2."}, "es-MX": {"es-MX", "Su código es 4, 2."}, "pt-PT": {"pt-PT", "Seu código é 4, 2."}, "xx": {"en-US", "Your code is 4, 2."}, "pt": {"pt-BR", "Seu código é 4, 2."}} {
 		if text, l := Talk(&gateway.Message{Code: "42", Language: lang}); l != want[0] || text != want[1] {
 			t.Errorf("%q: %q %q", lang, l, text)
 		}
@@ -158,6 +161,57 @@ func TestCall(t *testing.T) {
 	p.Send(context.Background(), &gateway.Message{To: "+14155550104", Type: gateway.Voice, Code: "1"})
 	if b := last(f).Body; b["random_from_number"] != true || b["from"] != nil {
 		t.Errorf("random from: %v", b)
+	}
+}
+
+// TestSendDetails: what an error says (the part that failed, the table's description or Vonage's
+// own text, a problem's detail), the call's status as Vonage gives it, and a driver without a
+// callback URL, which asks for no receipts nor events.
+func TestSendDetails(t *testing.T) {
+	var status int
+	var answer string
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		w.Write([]byte(answer))
+	}))
+	defer s.Close()
+	p := newDriver(t, s.URL, func(c *Config) { c.VoiceBaseURL = s.URL })
+	for _, tc := range []struct {
+		typ    gateway.MessageType
+		status int
+		answer string
+		want   string
+	}{
+		{gateway.SMS, 200, `{"messages":[{"status":"7","error-text":"Number barred."}]}`, "number barred"},
+		{gateway.SMS, 200, `{"messages":[{"status":"99","error-text":"Something new"}]}`, "Something new"},
+		{gateway.SMS, 200, `{"messages":[{"status":"0","message-id":"A1"},{"status":"0","message-id":"A2"},{"status":"9","error-text":"Quota"}]}`, "part 3 of 3: partner quota exceeded"},
+		{gateway.Voice, 401, `{"type":"https://developer.nexmo.com/api-errors#unauthorized","title":"Unauthorized","detail":"Invalid Token"}`, "Unauthorized: Invalid Token"},
+	} {
+		status, answer = tc.status, tc.answer
+		_, err := p.Send(context.Background(), &gateway.Message{ID: "msg_1", To: "+14155550104", Type: tc.typ, Text: "x", Code: "1"})
+		var ge *gateway.Error
+		if !errors.As(err, &ge) || !strings.Contains(ge.Message, tc.want) {
+			t.Errorf("%s: %v, want a message with %q", tc.answer, err, tc.want)
+		}
+	}
+	status, answer = 201, `{"uuid":"63f61863","status":"queued"}`
+	if res, err := p.Send(context.Background(), &gateway.Message{ID: "msg_2", To: "+14155550104", Type: gateway.Voice, Code: "1"}); err != nil || res.Status != "queued" {
+		t.Errorf("call: %+v %v", res, err)
+	}
+
+	f, fs := serve(t)
+	quiet := New(config(t, fs.URL, func(c *Config) { c.VoiceBaseURL = fs.URL }), gateway.Deps{Name: "vonage-eu", HTTPClient: &http.Client{}})
+	if quiet.AsksReports() || !p.AsksReports() {
+		t.Error("AsksReports should follow the callback URL")
+	}
+	quiet.Send(context.Background(), &gateway.Message{ID: "msg_3", To: "+14155550104", Type: gateway.SMS, Text: "x"})
+	if form := last(f).Form; form.Has("callback") {
+		t.Errorf("an SMS without a callback URL: %v", form)
+	}
+	quiet.Send(context.Background(), &gateway.Message{ID: "msg_4", To: "+14155550104", Type: gateway.Voice, Code: "1"})
+	if b := last(f).Body; b["event_url"] != nil || b["event_method"] != nil {
+		t.Errorf("a call without a callback URL: %v", b)
 	}
 }
 
@@ -189,6 +243,9 @@ func TestContract(t *testing.T) {
 			{Name: "status 7 number barred: recipient", Status: 200, Body: status("7"), Class: gateway.ClassRecipient, Code: "VONAGE_7"},
 			{Name: "status 33 de-activated: recipient", Status: 200, Body: status("33"), Class: gateway.ClassRecipient, Code: "VONAGE_33"},
 			{Name: "status 29 not whitelisted: destination", Status: 200, Body: status("29"), Class: gateway.ClassDestination, Code: "VONAGE_29"},
+			{Name: "status 12 too long: destination", Status: 200, Body: status("12"), Class: gateway.ClassDestination, Code: "VONAGE_12"},
+			{Name: "a part without a status: a bad answer", Status: 200, Body: `{"message-count":"1","messages":[{"message-id":"A1"}]}`, Class: gateway.ClassProvider, Code: "BAD_RESPONSE"},
+			{Name: "accepted without a message-id: a bad answer", Status: 200, Body: `{"message-count":"1","messages":[{"status":"0"}]}`, Class: gateway.ClassProvider, Code: "BAD_RESPONSE"},
 			{Name: "status 1 throttled", Status: 200, Body: status("1"), Class: gateway.ClassThrottled, Code: "VONAGE_1"},
 			{Name: "status 4 credentials", Status: 200, Body: status("4"), Class: gateway.ClassProvider, Code: "VONAGE_4"},
 			{Name: "status 9 no credit", Status: 200, Body: status("9"), Class: gateway.ClassProvider, Code: "VONAGE_9"},
@@ -199,6 +256,14 @@ func TestContract(t *testing.T) {
 			{Name: "two parts accepted", Status: 200, Body: `{"message-count":"2","messages":[{"status":"0","message-id":"A1"},{"status":"0","message-id":"A2"}]}`, OK: true},
 			{Name: "call 201", Type: gateway.Voice, Status: 201, Body: `{"uuid":"63f61863-4a51-4f6b-86e1-46edebcf9356","status":"started","direction":"outbound","conversation_uuid":"CON-f972836a"}`, OK: true},
 			{Name: "call 400 about to: recipient", Type: gateway.Voice, Status: 400, Body: `{"type":"https://developer.nexmo.com/api-errors#bad-request","title":"Bad Request","invalid_parameters":[{"name":"to[0].number","reason":"invalid"}]}`, Class: gateway.ClassRecipient, Code: "VONAGE_BAD-REQUEST"},
+			{Name: "call 201 without a uuid: a bad answer", Type: gateway.Voice, Status: 201, Body: `{"status":"started"}`, Class: gateway.ClassProvider, Code: "BAD_RESPONSE"},
+			{Name: "call 400 about To in capitals: recipient", Type: gateway.Voice, Status: 400, Body: `{"type":"https://developer.nexmo.com/api-errors#bad-request","title":"Bad Request","invalid_parameters":[{"name":"To","reason":"invalid"}]}`, Class: gateway.ClassRecipient, Code: "VONAGE_BAD-REQUEST"},
+			{Name: "call 400 about to and from: provider", Type: gateway.Voice, Status: 400, Body: `{"type":"https://developer.nexmo.com/api-errors#bad-request","title":"Bad Request","invalid_parameters":[{"name":"to[0].number","reason":"invalid"},{"name":"from.number","reason":"invalid"}]}`, Class: gateway.ClassProvider, Code: "VONAGE_BAD-REQUEST"},
+			{Name: "call 400 naming no parameter: provider", Type: gateway.Voice, Status: 400, Body: `{"type":"https://developer.nexmo.com/api-errors#bad-request","title":"Bad Request","detail":"malformed"}`, Class: gateway.ClassProvider, Code: "VONAGE_BAD-REQUEST"},
+			{Name: "call 422 about to: provider", Type: gateway.Voice, Status: 422, Body: `{"type":"https://developer.nexmo.com/api-errors#invalid-parameters","title":"Invalid","invalid_parameters":[{"name":"to[0].number","reason":"invalid"}]}`, Class: gateway.ClassProvider, Code: "VONAGE_INVALID-PARAMETERS"},
+			{Name: "call problem with a type alone", Type: gateway.Voice, Status: 503, Body: `{"type":"https://developer.nexmo.com/api-errors#unavailable"}`, Class: gateway.ClassProvider, Code: "VONAGE_UNAVAILABLE"},
+			{Name: "call problem with a title alone", Type: gateway.Voice, Status: 500, Body: `{"title":"Internal Error"}`, Class: gateway.ClassProvider, Code: "VONAGE_INTERNAL_ERROR"},
+			{Name: "call problem whose type is a fragment", Type: gateway.Voice, Status: 500, Body: `{"type":"#server-error","title":"Internal Error"}`, Class: gateway.ClassProvider, Code: "VONAGE_SERVER-ERROR"},
 			{Name: "call 401", Type: gateway.Voice, Status: 401, Body: `{"type":"https://developer.nexmo.com/api-errors#unauthorized","title":"Unauthorized","detail":"Invalid Token"}`, Class: gateway.ClassProvider, Code: "VONAGE_UNAUTHORIZED"},
 		},
 	})
@@ -335,6 +400,13 @@ func TestReceipts(t *testing.T) {
 		{"md5hash GET", md5Driver, "GET", signed(params, independentMD5(params, sigSecret)).Encode(), "", "", true},
 		{"md5hash POST form, upper-case sig", md5Driver, "POST", "", "application/x-www-form-urlencoded", signed(params, strings.ToUpper(independentMD5(params, sigSecret))).Encode(), true},
 		{"md5hash POST JSON", md5Driver, "POST", "", "application/json", jsonBody(signed(params, independentMD5(params, sigSecret))), true},
+		{"md5hash POST JSON with a boolean, signed as true", md5Driver, "POST", "", "application/json", func() string {
+			// Written out by hand: the parameters in order, "concatenated" after "client-ref".
+			str := "&client-ref=msg_7&concatenated=true&err-code=0&messageId=0B00000123&msisdn=14155550104&nonce=n-1&price=0.0333&status=delivered&timestamp=" + params.Get("timestamp")
+			sum := md5.Sum([]byte(str + sigSecret))
+			b := jsonBody(signed(params, hex.EncodeToString(sum[:])))
+			return strings.Replace(b, "{", `{"concatenated":true,`, 1)
+		}(), true},
 		{"sha256 HMAC", shaDriver, "GET", signed(params, independentSHA256(params, sigSecret)).Encode(), "", "", true},
 		{"wrong secret", md5Driver, "GET", signed(params, independentMD5(params, "other")).Encode(), "", "", false},
 		{"tampered status", md5Driver, "GET", func() string {
@@ -375,6 +447,32 @@ func TestReceipts(t *testing.T) {
 	}
 	t.Run("webhook secret without signing", func(t *testing.T) {
 		p := newDriver(t, "https://x", func(c *Config) { c.SignatureSecret, c.WebhookSecret = "", hookSec })
+		for _, tc := range []struct {
+			name, query, ctype, body string
+			want                     gateway.DeliveryReport
+		}{
+			{"a reference alone", "client-ref=msg_9&status=delivered", "", "",
+				gateway.DeliveryReport{MessageID: "msg_9", ProviderStatus: "delivered", Status: gateway.StatusDelivered}},
+			{"a JSON type with no body leaves the query", "messageId=2&status=delivered", "application/json", "",
+				gateway.DeliveryReport{ProviderMessageID: "2", ProviderStatus: "delivered", Status: gateway.StatusDelivered}},
+			{"JSON numbers", "", "application/json", `{"messageId":"3","status":"failed","price":0.0333,"err-code":5}`,
+				gateway.DeliveryReport{ProviderMessageID: "3", ProviderStatus: "failed", Status: gateway.StatusFailed, Error: "5", Price: 0.0333, Currency: "EUR", PerPart: true}},
+		} {
+			r := httptest.NewRequest("POST", "/v?secret="+hookSec+"&"+tc.query, strings.NewReader(tc.body))
+			if tc.ctype != "" {
+				r.Header.Set("Content-Type", tc.ctype)
+			}
+			got, err := p.ParseReports(r, []byte(tc.body), "")
+			if diff := cmp.Diff([]gateway.DeliveryReport{tc.want}, got); err != nil || diff != "" {
+				t.Errorf("%s: %v (-want +got):\n%s", tc.name, err, diff)
+			}
+		}
+		// A conversation_uuid without a uuid is not a voice event: a receipt without an id.
+		r := httptest.NewRequest("POST", "/v?secret="+hookSec, strings.NewReader(`{"conversation_uuid":"CON-1","status":"completed"}`))
+		r.Header.Set("Content-Type", "application/json")
+		if _, err := p.ParseReports(r, []byte(`{"conversation_uuid":"CON-1","status":"completed"}`), ""); gateway.ClassOf(err) != gateway.ClassCaller {
+			t.Errorf("a conversation_uuid without a uuid: %v", err)
+		}
 		q := "messageId=1&status=expired&err-code=2&client-ref=msg_8&secret=" + hookSec
 		got, err := p.ParseReports(httptest.NewRequest("GET", "/v?"+q, nil), nil, "")
 		if err != nil || got[0].Status != gateway.StatusUndelivered || got[0].Error != "2" {
