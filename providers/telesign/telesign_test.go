@@ -322,6 +322,24 @@ func TestConfigValidate(t *testing.T) {
 	if diff := cmp.Diff(want, c.Validate()); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
+	c = Config{CustomerID: customer, APIKey: gateway.Secret(apiKey)}
+	c.Defaults()
+	if c.BaseURL != "https://rest-api.telesign.com" || c.Auth != "basic" || c.MessageType != "OTP" {
+		t.Errorf("defaults: %+v", c)
+	}
+	for _, mt := range []string{"ARN", "MKT"} {
+		c := Config{CustomerID: customer, APIKey: gateway.Secret(apiKey), MessageType: mt, Senders: map[string]string{"001": "SMSGate"}}
+		c.Defaults()
+		if p := c.Validate(); len(p) != 0 {
+			t.Errorf("message_type %s: %v", mt, p)
+		}
+	}
+	c = Config{BaseURL: "https://", CustomerID: customer, APIKey: gateway.Secret(apiKey), PreviousAPIKeys: []gateway.Secret{""}}
+	c.Defaults()
+	want = []gateway.Problem{{Key: "base_url", Message: `"https://" is not an http(s) URL`}, {Key: "previous_api_keys[0]", Message: "is not a base64 key"}}
+	if diff := cmp.Diff(want, c.Validate()); diff != "" {
+		t.Errorf("a base_url without a host, an empty previous key (-want +got):\n%s", diff)
+	}
 }
 
 // FuzzParseReports: any body, signed with the API key as TeleSign signs, gives reports or a 400,

@@ -3,6 +3,8 @@ package vonage
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/hmac"
 	"crypto/md5"
 	"crypto/rand"
@@ -592,10 +594,47 @@ func TestConfigValidate(t *testing.T) {
 	if diff := cmp.Diff(want, c.Validate()); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
-	c = Config{APIKey: "k", APISecret: "s", From: "x", ApplicationID: appID}
+	for _, c := range []Config{{APIKey: "k", APISecret: "s", From: "x", ApplicationID: appID}, {APIKey: "k", APISecret: "s", From: "x", PrivateKey: "x"}} {
+		c.Defaults()
+		if p := c.Validate(); len(p) != 1 || p[0].Key != "application_id" {
+			t.Errorf("application_id without private_key, or the reverse: %v", p)
+		}
+	}
+	// A PEM key that is not RSA (EC in PKCS#8, or a block of garbage) cannot sign RS256.
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(ec)
+	for name, key := range map[string][]byte{"EC": der, "garbage": []byte("not a key")} {
+		c := config(t, "https://rest.nexmo.com", nil)
+		c.PrivateKey = gateway.Secret(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}))
+		if p := c.Validate(); len(p) != 1 || p[0] != (gateway.Problem{Key: "private_key", Message: "is not an RSA private key"}) {
+			t.Errorf("%s: %v", name, p)
+		}
+	}
+	for _, u := range []string{"https://", "ftp://api.nexmo.com"} {
+		c := config(t, "https://rest.nexmo.com", nil)
+		c.VoiceBaseURL = u
+		if p := c.Validate(); len(p) != 1 || p[0].Key != "voice_base_url" {
+			t.Errorf("voice_base_url %q: %v", u, p)
+		}
+	}
+	for from, ok := range map[string]bool{"1415555": true, "+141555501041234": true, "141555": false, "1415555010412345": false} {
+		c := config(t, "https://rest.nexmo.com", nil)
+		c.VoiceFrom, c.Senders = from, map[string]string{"001": "SMSGate"}
+		if p := c.Validate(); (len(p) == 0) != ok {
+			t.Errorf("voice_from %q: %v", from, p)
+		}
+	}
+	for _, m := range []string{"md5", "sha1", "sha512"} {
+		c := config(t, "https://rest.nexmo.com", nil)
+		c.SignatureMethod = m
+		if p := c.Validate(); len(p) != 0 {
+			t.Errorf("signature_method %s: %v", m, p)
+		}
+	}
+	c = Config{}
 	c.Defaults()
-	if p := c.Validate(); len(p) != 1 || p[0].Key != "application_id" {
-		t.Errorf("application_id without private_key: %v", p)
+	if c.BaseURL != "https://rest.nexmo.com" || c.VoiceBaseURL != "https://api.nexmo.com" || c.SignatureMethod != "md5hash" {
+		t.Errorf("defaults: %+v", c)
 	}
 	c = Config{APIKey: "k", APISecret: "s", From: "x", WebhookSecret: "w", PreviousSignatureSecrets: []gateway.Secret{"old"}}
 	c.Defaults()
