@@ -86,7 +86,7 @@ func (p *Provider) Sends() uint64 { return p.sends.Load() }
 // Send implements gateway.Provider.
 func (p *Provider) Send(ctx context.Context, msg *gateway.Message) (gateway.Result, error) {
 	p.sends.Add(1)
-	fail := p.cfg.FailureRate >= 1 || (p.cfg.FailureRate > 0 && rand.Float64() < p.cfg.FailureRate)
+	fail := p.cfg.FailureRate > 0 && rand.Float64() < p.cfg.FailureRate // Float64 is below 1: a rate of 1 always fails
 	if fail && p.cfg.FailWith == "timeout" {
 		<-ctx.Done()
 		return gateway.Result{}, ctx.Err()

@@ -2,6 +2,7 @@ package mock
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -13,17 +14,52 @@ import (
 func TestMock(t *testing.T) {
 	msg := &gateway.Message{ID: "msg_abc", To: "+14155550104"}
 	res, err := New(Config{}, gateway.Deps{}).Send(context.Background(), msg)
-	if err != nil || res.ProviderMessageID != "mock-abc" {
+	if err != nil || res != (gateway.Result{ProviderMessageID: "mock-abc", Status: "accepted"}) {
 		t.Errorf("ok: %+v %v", res, err)
 	}
-	for _, tc := range []struct {
-		with  string
-		class gateway.Class
-	}{{"", gateway.ClassProvider}, {"provider", gateway.ClassProvider}, {"recipient", gateway.ClassRecipient}, {"destination", gateway.ClassDestination}, {"throttled", gateway.ClassThrottled}} {
-		_, err := New(Config{FailureRate: 1, FailWith: tc.with}, gateway.Deps{}).Send(context.Background(), msg)
-		if gateway.ClassOf(err) != tc.class {
-			t.Errorf("fail_with %q: %v", tc.with, err)
+	// A message without an id gets a sequence number.
+	p0 := New(Config{}, gateway.Deps{})
+	for _, want := range []string{"mock-1", "mock-2"} {
+		if res, err := p0.Send(context.Background(), &gateway.Message{To: "+14155550104"}); err != nil || res.ProviderMessageID != want {
+			t.Errorf("no id: %+v %v, want %s", res, err, want)
 		}
+	}
+	for _, tc := range []struct {
+		with string
+		want gateway.Error
+	}{
+		{"", gateway.Error{Class: gateway.ClassProvider, Code: "MOCK_FAILURE", HTTPStatus: 503}},
+		{"provider", gateway.Error{Class: gateway.ClassProvider, Code: "MOCK_FAILURE", HTTPStatus: 503}},
+		{"recipient", gateway.Error{Class: gateway.ClassRecipient, Code: "MOCK_RECIPIENT"}},
+		{"destination", gateway.Error{Class: gateway.ClassDestination, Code: "MOCK_NO_ROUTE"}},
+		{"throttled", gateway.Error{Class: gateway.ClassThrottled, Code: "MOCK_THROTTLED", HTTPStatus: 429, RetryAfter: time.Second}},
+	} {
+		_, err := New(Config{FailureRate: 1, FailWith: tc.with}, gateway.Deps{}).Send(context.Background(), msg)
+		var ge *gateway.Error
+		if !errors.As(err, &ge) || ge.Class != tc.want.Class || ge.Code != tc.want.Code || ge.HTTPStatus != tc.want.HTTPStatus || ge.RetryAfter != tc.want.RetryAfter {
+			t.Errorf("fail_with %q: %+v, want %+v", tc.with, err, tc.want)
+		}
+	}
+	// A share of sends fails: 2,000 sends at 0.1 fail about 200 times (the bounds are over ten
+	// standard deviations away).
+	p1 := New(Config{FailureRate: 0.1}, gateway.Deps{})
+	failed := 0
+	for range 2000 {
+		if _, err := p1.Send(context.Background(), msg); err != nil {
+			failed++
+		}
+	}
+	if failed < 60 || failed > 340 {
+		t.Errorf("failure_rate 0.1: %d of 2000 failed", failed)
+	}
+	// fail_with: timeout waits only when the send fails.
+	if _, err := New(Config{FailWith: "timeout"}, gateway.Deps{}).Send(context.Background(), msg); err != nil {
+		t.Errorf("a send that does not fail, under fail_with timeout: %v", err)
+	}
+	// The latency is waited (a lower bound: the timer cannot fire early).
+	start := time.Now()
+	if _, err := New(Config{Latency: gateway.Duration(40 * time.Millisecond)}, gateway.Deps{}).Send(context.Background(), msg); err != nil || time.Since(start) < 40*time.Millisecond {
+		t.Errorf("latency 40ms: %v after %v", err, time.Since(start))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()
@@ -45,6 +81,17 @@ func TestValidate(t *testing.T) {
 		{Key: "latency", Message: "must not be negative"}, {Key: "types[1]", Message: `must be sms or voice, not "fax"`}}
 	if diff := cmp.Diff(want, c.Validate()); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+	for _, with := range []string{"provider", "recipient", "destination", "throttled", "timeout"} {
+		c := Config{FailureRate: 1, FailWith: with, Types: []gateway.MessageType{gateway.Voice, gateway.SMS}}
+		if p := c.Validate(); len(p) != 0 {
+			t.Errorf("fail_with %s: %v", with, p)
+		}
+	}
+	c = Config{FailureRate: -0.1}
+	c.Defaults()
+	if p := c.Validate(); len(p) != 1 || p[0].Key != "failure_rate" {
+		t.Errorf("failure_rate -0.1: %v", p)
 	}
 }
 
