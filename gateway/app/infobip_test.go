@@ -168,6 +168,19 @@ func TestInfobipCompatibleSends(t *testing.T) {
 			t.Errorf("%d requests reached Infobip with a sender it would refuse", n-before)
 		}
 	})
+	t.Run("a tenant that may not choose its sender sends as the route's, whatever it names", func(t *testing.T) {
+		lastSender := func() any {
+			return c.ib.Requests()[len(c.ib.Requests())-1].Body["messages"].([]any)[0].(map[string]any)["sender"]
+		}
+		r := c.call("POST", "/sms/3/messages", "Bearer acme-ib-key", `{"messages":[{"sender":"MyBrand","destinations":[{"to":"447911123456"}],"content":{"text":"Your code is 4321"}}]}`)
+		if r.Status != 200 || lastSender() != "GatewaySMS" {
+			t.Errorf("compat: %d %s, sent as %v", r.Status, r.Raw, lastSender())
+		}
+		n := c.send("acme-ib-key", `{"notification":{"recipient":"+447911123456","as_text":"Your code is 4321","code":"4321","from":"MyBrand"}}`)
+		if n.Status != 200 || lastSender() != "GatewaySMS" {
+			t.Errorf("native: %d %s, sent as %v", n.Status, n.Raw, lastSender())
+		}
+	})
 	t.Run("a tenant with allowed_senders sends as those alone", func(t *testing.T) {
 		// Tenant brand may send as ACME and as its own number; any other sender is refused before
 		// a provider sees it, on both APIs, so it cannot send as another tenant's brand (here
