@@ -386,6 +386,16 @@ func TestIdempotencyAndCoalescing(t *testing.T) {
 	if r3.Status != 409 || errCode(r3) != "idempotency_conflict" {
 		t.Errorf("key reuse with another body: %d %s", r3.Status, r3.Raw)
 	}
+	// A key of 255 characters is taken; one of 256 is refused before anything is sent.
+	if r := h.send("acme-key", strings.Replace(actionBody, "834712", "222222", 2), "Idempotency-Key", strings.Repeat("k", 255)); r.Status != 200 {
+		t.Errorf("a key of 255 characters: %d %s", r.Status, r.Raw)
+	}
+	if r := h.send("acme-key", strings.Replace(actionBody, "834712", "333333", 2), "Idempotency-Key", strings.Repeat("k", 256)); r.Status != 400 || errCode(r) != "invalid_request" {
+		t.Errorf("a key of 256 characters: %d %s", r.Status, r.Raw)
+	}
+	if sent() != 2 {
+		t.Fatalf("provider called %v times, want 2", sent())
+	}
 	// 10 identical requests at once, no key: one send, one id.
 	var wg sync.WaitGroup
 	ids := make([]any, 10)
@@ -402,8 +412,8 @@ func TestIdempotencyAndCoalescing(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if sent() != 2 {
-		t.Errorf("provider calls = %v after 10 concurrent identical requests, want 2 in all", sent())
+	if sent() != 3 {
+		t.Errorf("provider calls = %v after 10 concurrent identical requests, want 3 in all", sent())
 	}
 	for _, id := range ids {
 		if id != ids[0] {
