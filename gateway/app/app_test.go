@@ -421,6 +421,18 @@ func TestIdempotencyAndCoalescing(t *testing.T) {
 			break
 		}
 	}
+	// The same code by SMS and by a call at the same moment are two messages, not one.
+	var sms, call response
+	wg.Add(2)
+	go func() { defer wg.Done(); sms = h.send("acme-key", strings.Replace(actionBody, "834712", "777777", 2)) }()
+	go func() {
+		defer wg.Done()
+		call = h.send("acme-key", strings.Replace(strings.Replace(actionBody, "834712", "777777", 2), `"message_type":"sms"`, `"message_type":"voice"`, 1))
+	}()
+	wg.Wait()
+	if sms.Status != 200 || call.Status != 200 || sms.Body["id"] == call.Body["id"] || sent() != 5 {
+		t.Errorf("an SMS and a call of one code at once: %s / %s, %v sends in all (want 5)", sms.Raw, call.Raw, sent())
+	}
 }
 
 // TestAFailedSendIsNotReplayed: the answer to a send every provider failed (502) or throttled
