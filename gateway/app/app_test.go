@@ -421,6 +421,22 @@ func TestIdempotencyAndCoalescing(t *testing.T) {
 			break
 		}
 	}
+	// Without an Idempotency-Key, the same message in two bodies (here from two IP addresses) at
+	// once is one send, answered to both: a body that differs is no conflict.
+	var first, other response
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		first = h.send("acme-key", strings.Replace(strings.Replace(actionBody, "834712", "666666", 2), "203.0.113.9", "203.0.113.10", 1))
+	}()
+	go func() {
+		defer wg.Done()
+		other = h.send("acme-key", strings.Replace(actionBody, "834712", "666666", 2))
+	}()
+	wg.Wait()
+	if first.Status != 200 || other.Status != 200 || first.Body["id"] != other.Body["id"] || sent() != 4 {
+		t.Errorf("one message in two bodies at once: %s / %s, %v sends in all (want 4)", first.Raw, other.Raw, sent())
+	}
 	// The same code by SMS and by a call at the same moment are two messages, not one.
 	var sms, call response
 	wg.Add(2)
@@ -430,8 +446,8 @@ func TestIdempotencyAndCoalescing(t *testing.T) {
 		call = h.send("acme-key", strings.Replace(strings.Replace(actionBody, "834712", "777777", 2), `"message_type":"sms"`, `"message_type":"voice"`, 1))
 	}()
 	wg.Wait()
-	if sms.Status != 200 || call.Status != 200 || sms.Body["id"] == call.Body["id"] || sent() != 5 {
-		t.Errorf("an SMS and a call of one code at once: %s / %s, %v sends in all (want 5)", sms.Raw, call.Raw, sent())
+	if sms.Status != 200 || call.Status != 200 || sms.Body["id"] == call.Body["id"] || sent() != 6 {
+		t.Errorf("an SMS and a call of one code at once: %s / %s, %v sends in all (want 6)", sms.Raw, call.Raw, sent())
 	}
 }
 
