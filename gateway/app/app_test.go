@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/smsgate/smsgate/gateway/policy"
 	"github.com/smsgate/smsgate/gateway/store"
 	"github.com/smsgate/smsgate/gateway/syncbuf"
 )
@@ -448,6 +450,45 @@ func TestIdempotencyAndCoalescing(t *testing.T) {
 	wg.Wait()
 	if sms.Status != 200 || call.Status != 200 || sms.Body["id"] == call.Body["id"] || sent() != 6 {
 		t.Errorf("an SMS and a call of one code at once: %s / %s, %v sends in all (want 6)", sms.Raw, call.Raw, sent())
+	}
+}
+
+// flakyFlights is a shared flight store whose first look for an answer fails, and which lets a
+// second claim win (only a replica that gave up waiting would claim again).
+type flakyFlights struct{ claims, answers int }
+
+func (f *flakyFlights) Claim(context.Context, string, time.Duration) (string, bool, error) {
+	f.claims++
+	return "token", f.claims > 1, nil
+}
+
+func (f *flakyFlights) Finish(context.Context, string, string, *policy.Replay, time.Duration) error {
+	return nil
+}
+
+func (f *flakyFlights) Answer(context.Context, string) (*policy.Replay, bool, bool, error) {
+	if f.answers++; f.answers == 1 {
+		return nil, false, false, errors.New("i/o timeout")
+	}
+	return &policy.Replay{Status: 200, Body: []byte(`{"id":"msg_there"}`)}, true, false, nil
+}
+
+// TestAWaiterKeepsWaitingThroughAFailedLook: a replica waiting on another's run of the same
+// request, whose look for the answer fails once, looks again; it does not take the failure for
+// a claimant gone and send the request itself (a second send of the same code).
+func TestAWaiterKeepsWaitingThroughAFailedLook(t *testing.T) {
+	h := start(t, failoverConfig, Options{})
+	f := &flakyFlights{}
+	h.app.flights = f
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	ran := false
+	res := h.app.sharedRun(ctx, "c|acme|x", [32]byte{}, func() flightResult { ran = true; return flightResult{} })
+	if ran || !res.remote || res.reply.Status != 200 || string(res.reply.Body) != `{"id":"msg_there"}` || f.claims != 1 {
+		t.Errorf("ran here %v, %+v, %d claims", ran, res, f.claims)
+	}
+	if n := testutil.ToFloat64(h.app.MetricSet().StateErrors.WithLabelValues("flight_answer")); n != 1 {
+		t.Errorf("the failed look counted %v times, want 1", n)
 	}
 }
 
