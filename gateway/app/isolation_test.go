@@ -103,8 +103,9 @@ func TestAnsweredSendIsRecordedAtShutdown(t *testing.T) {
 }
 
 // echoingInfobip is a fake Infobip that refuses every send with a 401 whose text quotes the API
-// key whole, a 10-character piece of it, and the webhook secret.
-func echoingInfobip(t *testing.T, key, hook string) *httptest.Server {
+// key whole, a 10-character piece of it, the webhook secret and another secret of the config
+// (which the driver does not know to remove), and whose error code holds a piece of that other.
+func echoingInfobip(t *testing.T, key, hook, other string) *httptest.Server {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != "POST" || r.URL.Path != "/sms/3/messages" || r.Header.Get("Authorization") != "App "+key {
 			t.Errorf("unexpected request %s %s %q", r.Method, r.URL.Path, r.Header.Get("Authorization"))
@@ -112,7 +113,7 @@ func echoingInfobip(t *testing.T, key, hook string) *httptest.Server {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(401)
 		text := "Invalid login details: key " + key + " (prefix " + key[3:13] + "...), webhook " + hook
-		w.Write([]byte(`{"requestError":{"serviceException":{"messageId":"UNAUTHORIZED","text":"` + text + `"}}}`))
+		w.Write([]byte(`{"requestError":{"serviceException":{"messageId":"UNAUTHORIZED_` + other[5:15] + `","text":"` + text + ` ` + other + `"}}}`))
 	}))
 	t.Cleanup(srv.Close)
 	return srv
@@ -121,16 +122,17 @@ func echoingInfobip(t *testing.T, key, hook string) *httptest.Server {
 // TestProviderEchoingSecretsLeaksNothing: no run of 6 characters of any configured secret reaches
 // the reply, the message log or a log line, even when a provider echoes them whole or cut.
 func TestProviderEchoingSecretsLeaksNothing(t *testing.T) {
-	const key, hook = "IBKEY-7d2f9a61c4e84b0fa3", "HOOK-5e1b7c9d2a"
-	srv := echoingInfobip(t, key, hook)
+	const key, hook, lonesKey = "IBKEY-7d2f9a61c4e84b0fa3", "HOOK-5e1b7c9d2a", "lone-key-4a8c2e6f1b"
+	srv := echoingInfobip(t, key, hook, lonesKey)
 	h := start(t, `
 storage: {driver: sqlite, path: $DIR/log.db}
 policy: {rate_limits: {per_recipient: 0}}
-tenants: [{name: acme, api_key: acme-key}]
+tenants: [{name: acme, api_key: acme-key}, {name: lone, api_key: `+lonesKey+`}]
 providers:
   - {name: ib, type: infobip, base_url: "`+srv.URL+`", api_key: "`+key+`", webhook_secret: "`+hook+`"}
   - {name: backup, type: mock}
 routes:
+  - {name: lone, match: {tenants: [lone]}, providers: [ib]}
   - {name: default, providers: [ib, backup]}
 `, Options{})
 	r := h.send("acme-key", actionBody)
@@ -148,8 +150,18 @@ routes:
 	if !strings.Contains(recJSON, "UNAUTHORIZED") {
 		t.Fatalf("the attempt record lost the provider's code: %q", recJSON)
 	}
-	for where, text := range map[string]string{"reply": r.Raw, "message log": recJSON, "logs": h.logs.String()} {
-		for _, secret := range []string{key, hook} {
+	// A send that every provider failed keeps the last error's code in its record.
+	failed := h.send(lonesKey, actionBody)
+	if failed.Status != 502 {
+		t.Fatalf("lone: %d %s", failed.Status, failed.Raw)
+	}
+	lone, err := h.app.Store().Get(context.Background(), "lone", failed.Body["id"].(string))
+	if err != nil || !strings.Contains(lone.Error, "UNAUTHORIZED") {
+		t.Fatalf("lone's record: %+v %v", lone, err)
+	}
+	recJSON += lone.Error
+	for where, text := range map[string]string{"reply": r.Raw + failed.Raw, "message log": recJSON, "logs": h.logs.String()} {
+		for _, secret := range []string{key, hook, lonesKey} {
 			for i := 0; i+gateway.SecretRun <= len(secret); i++ {
 				if piece := secret[i : i+gateway.SecretRun]; strings.Contains(text, piece) {
 					t.Errorf("%s holds %q, a piece of a secret: %s", where, piece, text)
