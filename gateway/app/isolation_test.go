@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/gateway/config"
 	"github.com/smsgate/smsgate/gateway/policy"
 	"github.com/smsgate/smsgate/gateway/store"
 	"github.com/smsgate/smsgate/providers/infobip/infobiptest"
@@ -378,6 +380,47 @@ routes:` + extraRoutes + `
   - {name: default, providers: [ib, backup]}
 `
 	return ib, start(t, cfg, Options{})
+}
+
+// failingLimiter is a rate limiter whose store always fails.
+type failingLimiter struct{}
+
+func (failingLimiter) Allow(context.Context, string, config.Limit) (bool, time.Duration, error) {
+	return false, 0, errors.New("i/o timeout")
+}
+
+func (failingLimiter) AllowKeeping(context.Context, string, config.Limit, int) (bool, time.Duration, error) {
+	return false, 0, errors.New("i/o timeout")
+}
+
+// TestASendWhoseRateCheckFailedIsCharged: when the rate limits cannot be checked and the send
+// goes on (state.on_error: open), the spend reservation has been given back; the send is then
+// charged at its price like any other. Counted as reserved, it was charged nothing, and a tenant
+// could send for free whenever the store faltered.
+func TestASendWhoseRateCheckFailedIsCharged(t *testing.T) {
+	h := start(t, `
+storage: {driver: memory}
+policy: {rate_limits: {per_recipient: 0}}
+tenants: [{name: acme, api_key: acme-key, rate_limits: {per_tenant: 100/1m, spend: 0.05/24h}}]
+providers: [{name: m, type: mock, prices: {default: 0.04}}]
+routes: [{name: default, providers: [m]}]
+`, Options{})
+	send := func(code string) response {
+		return h.send("acme-key", `{"message_options":{"recipient":"+14155550104","text":"Your code is `+code+`","message_type":"sms"}}`)
+	}
+	limiter := h.app.checker.Limiter
+	h.app.checker.Limiter = failingLimiter{}
+	if r := send("111111"); r.Status != 200 {
+		t.Fatalf("a send whose rate check failed: %d %s", r.Status, r.Raw)
+	}
+	h.app.checker.Limiter = limiter
+	// 0.04 charged: the next send starts below 0.05 and is taken, the one after is over.
+	if r := send("222222"); r.Status != 200 {
+		t.Fatalf("second send: %d %s", r.Status, r.Raw)
+	}
+	if r := send("333333"); r.Status != 429 || !strings.Contains(r.Raw, "spend limit") {
+		t.Errorf("third send, 0.08 spent of 0.05: %d %s", r.Status, r.Raw)
+	}
 }
 
 // TestSpendLimitStopsOneTenantDrainingTheAccount: the providers' accounts are shared, and a
