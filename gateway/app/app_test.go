@@ -287,6 +287,34 @@ func TestErrorStatuses(t *testing.T) {
 	})
 }
 
+// TestATimeoutOnARouteThatDoesNotFailOver: a provider that times out, well within the request's
+// budget, on a route with failover_on_timeout: false is answered 504 deadline_exceeded (it may
+// have sent), and the next provider is not tried; on a route that fails over, the next sends.
+func TestATimeoutOnARouteThatDoesNotFailOver(t *testing.T) {
+	h := start(t, `
+server: {request_timeout: 5s}
+storage: {driver: memory}
+policy: {rate_limits: {per_recipient: 0}}
+tenants: [{name: acme, api_key: acme-key}, {name: bold, api_key: bold-key}]
+providers:
+  - {name: stalls, type: mock, timeout: 100ms, latency: 2s}
+  - {name: backup, type: mock}
+routes:
+  - {name: bold, match: {tenants: [bold]}, providers: [stalls, backup]}
+  - {name: timid, providers: [stalls, backup], failover_on_timeout: false}
+`, Options{})
+	r := h.send("acme-key", actionBody)
+	if r.Status != 504 || errCode(r) != "deadline_exceeded" {
+		t.Errorf("timid: %d %s", r.Status, r.Raw)
+	}
+	if diff := cmp.Diff([]string{"stalls:timeout"}, attempts(r)); diff != "" {
+		t.Errorf("timid's attempts (-want +got):\n%s", diff)
+	}
+	if r := h.send("bold-key", actionBody); r.Status != 200 || r.Body["provider"] != "backup" {
+		t.Errorf("bold: %d %s", r.Status, r.Raw)
+	}
+}
+
 func TestNoProviderAvailable503(t *testing.T) {
 	h := start(t, baseConfig, Options{})
 	for _, p := range []string{"primary", "backup"} {
