@@ -23,6 +23,7 @@ import (
 	"github.com/smsgate/smsgate/gateway/policy"
 	"github.com/smsgate/smsgate/gateway/store"
 	"github.com/smsgate/smsgate/providers/infobip/infobiptest"
+	"github.com/smsgate/smsgate/providers/providertest"
 )
 
 // The tests in this file try, as a hostile or careless tenant would, to hurt other tenants or to
@@ -171,6 +172,40 @@ routes:
 				}
 			}
 		}
+	}
+}
+
+// TestARecipientRefusalQuotesNoSecret: a refusal of the destination whose status name holds a
+// piece of a secret the driver does not know (another tenant's API key) reaches neither the
+// answer, which quotes the provider's code, nor the message log.
+func TestARecipientRefusalQuotesNoSecret(t *testing.T) {
+	const lonesKey = "LONE-KEY-4A8C2E6F1B" // in capitals: the driver reads a status name in capitals
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"messages":[{"messageId":"m-1","destination":"14155550104","status":{"groupId":5,"groupName":"REJECTED","id":87,"name":"REJECTED_BLOCKLIST_` + lonesKey[9:] + `"}}]}`))
+	}))
+	defer srv.Close()
+	h := start(t, `
+storage: {driver: memory}
+policy: {rate_limits: {per_recipient: 0}}
+tenants: [{name: acme, api_key: acme-key}, {name: lone, api_key: `+lonesKey+`}]
+providers: [{name: ib, type: infobip, base_url: "`+srv.URL+`", api_key: ib-key-0123456789}]
+routes: [{name: default, providers: [ib]}]
+`, Options{})
+	r := h.send("acme-key", actionBody)
+	if r.Status != 422 || errCode(r) != "recipient_rejected" || !strings.Contains(r.Raw, "REJECTED_BLOCKLIST") {
+		t.Fatalf("send: %d %s", r.Status, r.Raw)
+	}
+	rec, err := h.app.Store().Get(context.Background(), "acme", r.Body["id"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := rec.Error
+	for _, a := range rec.Attempts {
+		kept += " " + a.Code + " " + a.Error
+	}
+	if leaks := providertest.Leaks(r.Raw+" "+kept, []string{lonesKey}); len(leaks) > 0 {
+		t.Errorf("the answer or the record holds %q: %s | %s", leaks, r.Raw, kept)
 	}
 }
 
