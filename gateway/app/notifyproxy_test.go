@@ -180,7 +180,8 @@ func TestPinPicksAnAddressItMayReach(t *testing.T) {
 }
 
 // TestAPushGoesThroughTheConfiguredProxy: a gateway with server.notify_proxy pushes its reports
-// through it, and a reload that removes the proxy makes them go directly again.
+// through it, a reload that removes the proxy makes them go directly again, and one that names
+// another proxy sends them through that one.
 func TestAPushGoesThroughTheConfiguredProxy(t *testing.T) {
 	h := newHook(t)
 	proxy := newEgressProxy(t)
@@ -211,6 +212,27 @@ func TestAPushGoesThroughTheConfiguredProxy(t *testing.T) {
 	waitUntil(t, "the push after the reload was made", func() bool { return h.count(id) == 1 })
 	if seen, _ := proxy.requests(); len(seen) != 1 {
 		t.Errorf("after the reload removed the proxy, it was asked for %v", seen[1:])
+	}
+	// A reload that names another proxy: the pushes go through it, not through the first.
+	proxy2 := newEgressProxy(t)
+	raw, err = os.ReadFile(c.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := strings.Replace(string(raw), `public_url: "https://sms.example.com"}`, `public_url: "https://sms.example.com", notify_proxy: "`+proxy2.URL+`"}`, 1)
+	if err := os.WriteFile(c.path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.app.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	id = sendPushed(t, ch, h, "14155550172")
+	waitUntil(t, "the push through the other proxy was made", func() bool { return h.count(id) == 1 })
+	if seen, _ := proxy.requests(); len(seen) != 1 {
+		t.Errorf("the first proxy was asked for %v after the reload named another", seen[1:])
+	}
+	if seen, _ := proxy2.requests(); len(seen) != 1 {
+		t.Errorf("the proxy the reload named was asked for %v, want the push", seen)
 	}
 }
 
