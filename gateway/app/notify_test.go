@@ -209,6 +209,20 @@ func TestEachPushIsMadeOnceAcrossReplicas(t *testing.T) {
 	}
 }
 
+// TestAStoppingReplicaHasNoRoomForPushes: once the notifier is closed (the replica is stopping)
+// a sweep finds no room, so it claims nothing: a claim counts one of a push's tries, and the
+// closed queue would drop it.
+func TestAStoppingReplicaHasNoRoomForPushes(t *testing.T) {
+	n := newNotifier(nil)
+	if got := n.room("acme"); got != notifyQueueMax {
+		t.Fatalf("room before closing: %d, want %d", got, notifyQueueMax)
+	}
+	n.close(0)
+	if got := n.room("acme"); got != 0 {
+		t.Errorf("room once closed: %d, want 0", got)
+	}
+}
+
 // TestAHangingEndpointHoldsFewClaims: a tenant whose endpoint hangs has at most notifyQueueMax pushes
 // claimed and waiting on a replica (plus those in flight), however often sweeps run: the rest stay
 // due in the message log instead of waiting in memory past their claim and being claimed again,
