@@ -210,16 +210,24 @@ func TestEachPushIsMadeOnceAcrossReplicas(t *testing.T) {
 }
 
 // TestAStoppingReplicaHasNoRoomForPushes: once the notifier is closed (the replica is stopping)
-// a sweep finds no room, so it claims nothing: a claim counts one of a push's tries, and the
-// closed queue would drop it.
+// a sweep finds no room, so it claims nothing (a claim counts one of a push's tries), and a push
+// queued anyway is dropped, to fall due again, rather than started.
 func TestAStoppingReplicaHasNoRoomForPushes(t *testing.T) {
-	n := newNotifier(nil)
+	h := start(t, failoverConfig, Options{})
+	n := h.app.notifier
 	if got := n.room("acme"); got != notifyQueueMax {
 		t.Fatalf("room before closing: %d, want %d", got, notifyQueueMax)
 	}
 	n.close(0)
 	if got := n.room("acme"); got != 0 {
 		t.Errorf("room once closed: %d, want 0", got)
+	}
+	n.push(&store.Record{ID: "msg_1", Tenant: "acme", NotifyURL: "https://hooks.example.com/r"})
+	n.mu.Lock()
+	queued := len(n.queues)
+	n.mu.Unlock()
+	if dropped := testutil.ToFloat64(h.app.MetricSet().Notify.WithLabelValues("acme", "dropped")); queued != 0 || dropped != 1 {
+		t.Errorf("a push queued once closed: %d queues, %v dropped (want none and 1)", queued, dropped)
 	}
 }
 
