@@ -231,6 +231,26 @@ func TestAStoppingReplicaHasNoRoomForPushes(t *testing.T) {
 	}
 }
 
+// TestAPushsLastTryIsCountedGivenUp: a push that fails on its last try is counted (and logged)
+// as given up; on the try before, as what it was (here blocked: acme's hook resolves inside the
+// network).
+func TestAPushsLastTryIsCountedGivenUp(t *testing.T) {
+	h := start(t, failoverConfig, Options{})
+	h.app.notifier.backoff = nil
+	for _, tc := range []struct {
+		tries  int
+		result string
+	}{{store.PushTries - 1, "blocked"}, {store.PushTries, "given_up"}} {
+		h.app.notifier.deliver(&store.Record{ID: "msg_1", Tenant: "acme", NotifyURL: "http://127.0.0.1:1/r", PushTries: tc.tries})
+		if n := testutil.ToFloat64(h.app.MetricSet().Notify.WithLabelValues("acme", tc.result)); n != 1 {
+			t.Errorf("try %d of %d: %v counted %s, want 1", tc.tries, store.PushTries, n, tc.result)
+		}
+	}
+	if !strings.Contains(h.logs.String(), "given up: that was its last try") {
+		t.Errorf("the last try's line: %s", h.logs.String())
+	}
+}
+
 // TestAHangingEndpointHoldsFewClaims: a tenant whose endpoint hangs has at most notifyQueueMax pushes
 // claimed and waiting on a replica (plus those in flight), however often sweeps run: the rest stay
 // due in the message log instead of waiting in memory past their claim and being claimed again,
