@@ -24,7 +24,7 @@ import (
 )
 
 // hook is a tenant's notify endpoint: it answers 503 while down and counts, by messageId, the
-// reports it took (answered 200).
+// reports it took (answered 200); a push that is not a JSON POST of one report fails the test.
 type hook struct {
 	*httptest.Server
 	down  atomic.Bool
@@ -48,8 +48,8 @@ func newHook(t *testing.T) *hook {
 			} `json:"results"`
 		}
 		b, _ := io.ReadAll(r.Body)
-		if r.Method != http.MethodPost || json.Unmarshal(b, &body) != nil || len(body.Results) != 1 {
-			t.Errorf("push: %s %s", r.Method, b)
+		if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" || json.Unmarshal(b, &body) != nil || len(body.Results) != 1 {
+			t.Errorf("push: %s %q %s", r.Method, r.Header.Get("Content-Type"), b)
 		}
 		h.mu.Lock()
 		defer h.mu.Unlock()
