@@ -467,6 +467,22 @@ func TestIdempotencyAndCoalescing(t *testing.T) {
 	if first.Status != 200 || other.Status != 200 || first.Body["id"] != other.Body["id"] || sent() != 4 {
 		t.Errorf("one message in two bodies at once: %s / %s, %v sends in all (want 4)", first.Raw, other.Raw, sent())
 	}
+	// One Idempotency-Key with two bodies at the same moment: one is sent, the other is a
+	// conflict, not the first's answer.
+	var k1, k2 response
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		k1 = h.send("acme-key", strings.Replace(actionBody, "834712", "888881", 2), "Idempotency-Key", "notif-2")
+	}()
+	go func() {
+		defer wg.Done()
+		k2 = h.send("acme-key", strings.Replace(actionBody, "834712", "888882", 2), "Idempotency-Key", "notif-2")
+	}()
+	wg.Wait()
+	if got := []int{min(k1.Status, k2.Status), max(k1.Status, k2.Status)}; got[0] != 200 || got[1] != 409 || sent() != 5 {
+		t.Errorf("one key, two bodies at once: %s / %s, %v sends in all (want 200 and 409, 5 sends)", k1.Raw, k2.Raw, sent())
+	}
 	// The same code by SMS and by a call at the same moment are two messages, not one.
 	var sms, call response
 	wg.Add(2)
@@ -476,8 +492,8 @@ func TestIdempotencyAndCoalescing(t *testing.T) {
 		call = h.send("acme-key", strings.Replace(strings.Replace(actionBody, "834712", "777777", 2), `"message_type":"sms"`, `"message_type":"voice"`, 1))
 	}()
 	wg.Wait()
-	if sms.Status != 200 || call.Status != 200 || sms.Body["id"] == call.Body["id"] || sent() != 6 {
-		t.Errorf("an SMS and a call of one code at once: %s / %s, %v sends in all (want 6)", sms.Raw, call.Raw, sent())
+	if sms.Status != 200 || call.Status != 200 || sms.Body["id"] == call.Body["id"] || sent() != 7 {
+		t.Errorf("an SMS and a call of one code at once: %s / %s, %v sends in all (want 7)", sms.Raw, call.Raw, sent())
 	}
 }
 
