@@ -12,7 +12,6 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -198,16 +197,8 @@ func TestAPushGoesThroughTheConfiguredProxy(t *testing.T) {
 	if len(seen) != 1 || !strings.HasPrefix(seen[0], "CONNECT 127.0.0.1:") {
 		t.Errorf("the proxy was asked for %v, want the one push, to the address", seen)
 	}
-	raw, err := os.ReadFile(c.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(c.path, []byte(strings.Replace(string(raw), `, notify_proxy: "`+proxy.URL+`"`, "", 1)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.app.Reload(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	raw, reload := reloader(t, c.app, c.path)
+	reload(strings.Replace(string(raw), `, notify_proxy: "`+proxy.URL+`"`, "", 1))
 	id = sendPushed(t, ch, h, "14155550171")
 	waitUntil(t, "the push after the reload was made", func() bool { return h.count(id) == 1 })
 	if seen, _ := proxy.requests(); len(seen) != 1 {
@@ -215,17 +206,7 @@ func TestAPushGoesThroughTheConfiguredProxy(t *testing.T) {
 	}
 	// A reload that names another proxy: the pushes go through it, not through the first.
 	proxy2 := newEgressProxy(t)
-	raw, err = os.ReadFile(c.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf := strings.Replace(string(raw), `public_url: "https://sms.example.com"}`, `public_url: "https://sms.example.com", notify_proxy: "`+proxy2.URL+`"}`, 1)
-	if err := os.WriteFile(c.path, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.app.Reload(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	reload(strings.Replace(string(raw), proxy.URL, proxy2.URL, 1))
 	id = sendPushed(t, ch, h, "14155550172")
 	waitUntil(t, "the push through the other proxy was made", func() bool { return h.count(id) == 1 })
 	if seen, _ := proxy.requests(); len(seen) != 1 {
