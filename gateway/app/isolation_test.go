@@ -180,11 +180,8 @@ routes:
 // answer, which quotes the provider's code, nor the message log.
 func TestARecipientRefusalQuotesNoSecret(t *testing.T) {
 	const lonesKey = "LONE-KEY-4A8C2E6F1B" // in capitals: the driver reads a status name in capitals
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Write([]byte(`{"messages":[{"messageId":"m-1","destination":"14155550104","status":{"groupId":5,"groupName":"REJECTED","id":87,"name":"REJECTED_BLOCKLIST_` + lonesKey[9:] + `"}}]}`))
-	}))
-	defer srv.Close()
+	srv := providertest.Answering(t, "POST", "/sms/3/messages", 200,
+		[]byte(`{"messages":[{"messageId":"m-1","destination":"14155550104","status":{"groupId":5,"groupName":"REJECTED","id":87,"name":"REJECTED_BLOCKLIST_`+lonesKey[9:]+`"}}]}`))
 	h := start(t, `
 storage: {driver: memory}
 policy: {rate_limits: {per_recipient: 0}}

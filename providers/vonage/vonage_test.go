@@ -170,15 +170,17 @@ func TestCall(t *testing.T) {
 // own text, a problem's detail), the call's status as Vonage gives it, and a driver without a
 // callback URL, which asks for no receipts nor events.
 func TestSendDetails(t *testing.T) {
-	var status int
-	var answer string
-	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		w.Write([]byte(answer))
-	}))
-	defer s.Close()
-	p := newDriver(t, s.URL, func(c *Config) { c.VoiceBaseURL = s.URL })
+	// send answers msg with status and answer from a server at the path its type is sent to.
+	send := func(msg *gateway.Message, status int, answer string) (*Provider, gateway.Result, error) {
+		path := "/sms/json"
+		if msg.Type == gateway.Voice {
+			path = "/v1/calls"
+		}
+		srv := providertest.Answering(t, "POST", path, status, []byte(answer))
+		p := newDriver(t, srv.URL, func(c *Config) { c.VoiceBaseURL = srv.URL })
+		res, err := p.Send(context.Background(), msg)
+		return p, res, err
+	}
 	for _, tc := range []struct {
 		typ    gateway.MessageType
 		status int
@@ -190,15 +192,14 @@ func TestSendDetails(t *testing.T) {
 		{gateway.SMS, 200, `{"messages":[{"status":"0","message-id":"A1"},{"status":"0","message-id":"A2"},{"status":"9","error-text":"Quota"}]}`, "part 3 of 3: partner quota exceeded"},
 		{gateway.Voice, 401, `{"type":"https://developer.nexmo.com/api-errors#unauthorized","title":"Unauthorized","detail":"Invalid Token"}`, "Unauthorized: Invalid Token"},
 	} {
-		status, answer = tc.status, tc.answer
-		_, err := p.Send(context.Background(), &gateway.Message{ID: "msg_1", To: "+14155550104", Type: tc.typ, Text: "x", Code: "1"})
+		_, _, err := send(&gateway.Message{ID: "msg_1", To: "+14155550104", Type: tc.typ, Text: "x", Code: "1"}, tc.status, tc.answer)
 		var ge *gateway.Error
 		if !errors.As(err, &ge) || !strings.Contains(ge.Message, tc.want) {
 			t.Errorf("%s: %v, want a message with %q", tc.answer, err, tc.want)
 		}
 	}
-	status, answer = 201, `{"uuid":"63f61863","status":"queued"}`
-	if res, err := p.Send(context.Background(), &gateway.Message{ID: "msg_2", To: "+14155550104", Type: gateway.Voice, Code: "1"}); err != nil || res.Status != "queued" {
+	p, res, err := send(&gateway.Message{ID: "msg_2", To: "+14155550104", Type: gateway.Voice, Code: "1"}, 201, `{"uuid":"63f61863","status":"queued"}`)
+	if err != nil || res.Status != "queued" {
 		t.Errorf("call: %+v %v", res, err)
 	}
 
