@@ -74,6 +74,13 @@ func TestServerTLSServesARenewedCertificateWithoutARestart(t *testing.T) {
 		if strings.Contains(line, "TLS handshake error") && !strings.Contains(line, `"level":"DEBUG"`) {
 			t.Errorf("a failed handshake is logged above debug: %s", line)
 		}
+		if strings.Contains(line, "TLS handshake error") && strings.Contains(line, `\n"`) {
+			t.Errorf("the server's line keeps its newline in the message: %s", line)
+		}
+	}
+	const loaded, reloaded = `"msg":"server.tls: certificate loaded"`, `"msg":"server.tls: certificate changed on disk and loaded"`
+	if n, m := strings.Count(h.logs.String(), loaded), strings.Count(h.logs.String(), reloaded); n != 1 || m != 0 {
+		t.Errorf("at the start, %d lines say the certificate loaded and %d that it changed; want 1 and 0", n, m)
 	}
 	if got := testutil.ToFloat64(h.app.MetricSet().Requests); got != 1 {
 		t.Errorf("requests counted: %v, want the one over HTTPS", got)
@@ -116,6 +123,9 @@ func TestServerTLSServesARenewedCertificateWithoutARestart(t *testing.T) {
 	if want := leaf(t, second).NotAfter.Unix(); expiry() != want {
 		t.Errorf("expiry metric %d after the renewal, want %d", expiry(), want)
 	}
+	if n, m := strings.Count(h.logs.String(), loaded), strings.Count(h.logs.String(), reloaded); n != 1 || m != 1 {
+		t.Errorf("after the renewal, %d lines say the certificate loaded and %d that it changed; want 1 and 1", n, m)
+	}
 	for _, f := range []string{first.KeyFile, second.KeyFile} {
 		b, _ := os.ReadFile(f)
 		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n")[1:] {
@@ -130,7 +140,8 @@ func TestServerTLSServesARenewedCertificateWithoutARestart(t *testing.T) {
 func TestServerTLSThatDoesNotLoadStopsTheStart(t *testing.T) {
 	f := redistest.NewTLS(t)
 	path := writeConfig(t, strings.Replace(baseConfig, "server:\n", "server:\n  tls: {cert_file: "+f.CertFile+", key_file: "+f.KeyFile+"}\n", 1))
-	a, err := New(t.Context(), Options{ConfigPath: path, Listen: "127.0.0.1:0", LogOutput: io.Discard})
+	var logs bytes.Buffer
+	a, err := New(t.Context(), Options{ConfigPath: path, Listen: "127.0.0.1:0", LogOutput: &logs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,6 +152,10 @@ func TestServerTLSThatDoesNotLoadStopsTheStart(t *testing.T) {
 	err = a.Start()
 	if err == nil || !strings.Contains(err.Error(), "server.tls: server.tls.cert_file: "+f.CertFile+" and "+f.KeyFile+" are not a certificate and its key") {
 		t.Fatalf("Start: %v", err)
+	}
+	// No certificate was ever served: a line saying the one loaded before is would mislead.
+	if strings.Contains(logs.String(), "serving the certificate loaded before") {
+		t.Errorf("a start that loaded no certificate logs that it serves the one loaded before:\n%s", &logs)
 	}
 }
 
