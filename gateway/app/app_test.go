@@ -1256,3 +1256,38 @@ func TestASpoolInUseStopsTheStart(t *testing.T) {
 	}
 	a.Shutdown(context.Background())
 }
+
+// Message ids sort by creation, also for ids made within one millisecond (the listing's
+// tie-breaker), though each ends in random bytes; the per-process sequence wraps only after
+// 65536 ids.
+func TestIDsMadeInOneMillisecondSortByCreation(t *testing.T) {
+	at := time.UnixMilli(1_700_000_000_000)
+	prev := newID(at)
+	for range 200 {
+		id := newID(at)
+		if !strings.HasPrefix(id, "msg_"+fmt.Sprintf("%012x", at.UnixMilli())) || len(id) != len(prev) {
+			t.Fatalf("id %q does not start with the time or changed length", id)
+		}
+		if id <= prev && (id[16:20] != "0000" || prev[16:20] != "ffff") { // the sequence wrapped: the one place ids may not sort
+			t.Fatalf("id %s made after %s sorts before it", id, prev)
+		}
+		prev = id
+	}
+}
+
+// storage.store_full_numbers keeps the whole number in the message log, and only there: the
+// request's log line still masks it.
+func TestStoreFullNumbersKeepsTheNumberInTheLogOnly(t *testing.T) {
+	h := start(t, strings.Replace(baseConfig, "path: $DIR/log.db}", "path: $DIR/log.db, store_full_numbers: true}", 1), Options{})
+	r := h.send("acme-key", actionBody)
+	if r.Status != 200 {
+		t.Fatalf("send: %d %s", r.Status, r.Raw)
+	}
+	got := h.do("GET", "/v1/messages/"+r.Body["id"].(string), "acme-key", "")
+	if got.Status != 200 || got.Body["recipient"] != "+14155550104" {
+		t.Errorf("record: %d %s, want the full recipient", got.Status, got.Raw)
+	}
+	if strings.Contains(h.logs.String(), "4155550104") {
+		t.Errorf("the request's log line holds the full number:\n%s", h.logs)
+	}
+}

@@ -162,3 +162,35 @@ routes: [{name: default, providers: [m]}]
 		t.Errorf("a send once the database is back: %d %s", r.Status, r.Raw)
 	}
 }
+
+// With storage.backlog_full at its default, drop_oldest, a full retry buffer stops no send: the
+// provider is called, the caller gets its answer, and the oldest records held are dropped and
+// counted, as is each answer that went before its record was committed.
+func TestABacklogFullOfRecordsDropsTheOldestAndKeepsSending(t *testing.T) {
+	db := &downBackend{}
+	h := start(t, `
+storage: {driver: sqlite, path: $DIR/log.db, retry_buffer: 2, commit_timeout: 50ms}
+policy: {rate_limits: {per_recipient: 0}}
+tenants: [{name: acme, api_key: acme-key}]
+providers: [{name: m, type: mock}]
+routes: [{name: default, providers: [m]}]
+`, Options{WrapBackend: func(b store.Backend) store.Backend { db.Backend = b; return db }})
+	db.down.Store(true)
+	for i := range 2 {
+		if r := h.send("acme-key", strings.Replace(actionBody, "555-0104", fmt.Sprintf("555-%04d", 100+i), 1)); r.Status != 200 {
+			t.Fatalf("send %d while the buffer has room: %d %s", i, r.Status, r.Raw)
+		}
+	}
+	waitUntil(t, "the retry buffer full", h.app.store.Full)
+	if r := h.send("acme-key", strings.Replace(actionBody, "555-0104", "555-0199", 1)); r.Status != 200 || r.Body["status"] != "sent" {
+		t.Errorf("a send with the buffer full: %d %s, want it sent", r.Status, r.Raw)
+	}
+	m := h.app.MetricSet()
+	if n := testutil.ToFloat64(m.Attempts.WithLabelValues("m", "sent")); n != 3 {
+		t.Errorf("the provider sent %v messages, want 3", n)
+	}
+	waitUntil(t, "the oldest record dropped", func() bool { return testutil.ToFloat64(m.LogDropped) >= 1 })
+	if n := testutil.ToFloat64(m.LogCommitTimeouts); n != 3 {
+		t.Errorf("%v answers counted as going before their record was committed, want 3", n)
+	}
+}
