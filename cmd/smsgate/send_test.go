@@ -2,13 +2,17 @@ package main
 
 import (
 	"encoding/json"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/smsgate/smsgate/providers/infobip/infobiptest"
+	"github.com/smsgate/smsgate/providers/providertest"
 )
 
 // sendSetup writes a config with one Infobip provider on a fake and returns the config path.
@@ -124,5 +128,118 @@ func TestSendUsage(t *testing.T) {
 	}
 	if ib.Calls() != 0 {
 		t.Errorf("%d calls", ib.Calls())
+	}
+}
+
+// writeSendConfig writes cfg to a file of the test's and returns its path.
+func writeSendConfig(t *testing.T, cfg string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// With server.public_url, the test send asks for delivery reports as serve would: at the
+// provider's report URL, carrying its webhook secret, which the output never shows.
+func TestSendAsksForReportsAtThePublicURL(t *testing.T) {
+	ib := infobiptest.New("send-test-key-0123456789", true)
+	srv := httptest.NewServer(ib)
+	t.Cleanup(srv.Close)
+	path := writeSendConfig(t, `server: {public_url: "https://sms.example.com"}
+storage: {driver: memory}
+tenants: [{name: t, api_key: tenant-key-0123456789}]
+providers:
+  - {name: ib, type: infobip, base_url: `+srv.URL+`, api_key: send-test-key-0123456789, sender: InfoSMS, webhook_secret: hook-secret-0123456789}
+routes: [{name: default, providers: [ib]}]
+`)
+	code, out, errs := runCmd("send", "--config", path, "--provider", "ib", "--to", "+14155550123", "--yes")
+	if code != 0 || ib.Calls() != 1 {
+		t.Fatalf("exit %d, %d calls\n%s\n%s", code, ib.Calls(), out, errs)
+	}
+	if want := `"delivery":{"url":"https://sms.example.com/v1/dlr/infobip/ib?secret=hook-secret-0123456789"}`; !strings.Contains(string(ib.Requests()[0].Raw), want) {
+		t.Errorf("request %s, want %s", ib.Requests()[0].Raw, want)
+	}
+	if strings.Contains(out+errs, "hook-secret") {
+		t.Errorf("the output shows the webhook secret:\n%s\n%s", out, errs)
+	}
+}
+
+// A provider that echoes a secret of the config in its error (here a tenant's API key and the
+// admin token, which its driver does not know): the output shows neither.
+func TestSendHidesEverySecretAProviderEchoes(t *testing.T) {
+	srv := providertest.Answering(t, "POST", "/sms/3/messages", http.StatusUnauthorized,
+		[]byte(`{"errorCode":"E401 AcmeLiveQwErTy987654","description":"refused: OpsAdminZx81Vb42Nm and AcmeLiveQwErTy987654"}`))
+	path := writeSendConfig(t, `server: {admin_token: OpsAdminZx81Vb42Nm}
+storage: {driver: memory}
+tenants: [{name: t, api_key: AcmeLiveQwErTy987654}]
+providers:
+  - {name: ib, type: infobip, base_url: `+srv.URL+`, api_key: send-test-key-0123456789, sender: InfoSMS}
+routes: [{name: default, providers: [ib]}]
+`)
+	code, out, errs := runCmd("send", "--config", path, "--provider", "ib", "--to", "+14155550123", "--yes", "--json")
+	if code != 1 || !strings.Contains(out, `"class": "provider"`) || !strings.Contains(out, `"http_status": 401`) {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+	// Digits in a provider's text are masked before the scrub: a secret's first letters must go too.
+	for _, secret := range []string{"AcmeLiveQwErTy987654", "OpsAdminZx81Vb42Nm"} {
+		if strings.Contains(out+errs, secret[:10]) {
+			t.Errorf("the output holds (a part of) %s:\n%s", secret, out)
+		}
+	}
+	if !strings.Contains(out, `"message": "refused:`) || !strings.Contains(out, `"code": "E401`) {
+		t.Errorf("the provider's code and message are not shown:\n%s", out)
+	}
+}
+
+// The provider's timeout bounds the test send: a provider that never answers is given up at it,
+// and the result says the message may have been sent.
+func TestSendGivesUpAtTheProvidersTimeout(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	free := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(free)
+	path := writeSendConfig(t, `storage: {driver: memory}
+tenants: [{name: t, api_key: tenant-key-0123456789}]
+providers:
+  - {name: ib, type: infobip, base_url: `+srv.URL+`, api_key: send-test-key-0123456789, sender: InfoSMS, timeout: 200ms}
+routes: [{name: default, providers: [ib]}]
+`)
+	done := make(chan struct{})
+	var code int
+	var out string
+	go func() {
+		defer close(done)
+		code, out, _ = runCmd("send", "--config", path, "--provider", "ib", "--to", "+14155550123", "--yes", "--json")
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second): // a hundred times the timeout: the send was not bounded by it
+		free()
+		<-done
+		t.Fatalf("the send outlived the provider's timeout of 200ms")
+	}
+	if code != 1 || !strings.Contains(out, `"maybe_sent": true`) || !strings.Contains(out, `"class": "provider"`) {
+		t.Errorf("exit %d\n%s", code, out)
+	}
+}
+
+// A provider that cannot send the message's type is not called: the command says why.
+func TestSendRefusesWhatTheProviderCannotSend(t *testing.T) {
+	path := writeSendConfig(t, `storage: {driver: memory}
+tenants: [{name: t, api_key: tenant-key-0123456789}]
+providers: [{name: m, type: mock, types: [sms]}]
+routes: [{name: default, providers: [m]}]
+`)
+	code, out, errs := runCmd("send", "--config", path, "--provider", "m", "--to", "+14155550123", "--type", "voice")
+	if code != 1 || out != "" || !strings.Contains(errs, `provider "m" cannot send this message: cannot send voice`) {
+		t.Errorf("exit %d\nstdout %s\nstderr %s", code, out, errs)
 	}
 }

@@ -78,8 +78,7 @@ func TestSend(ctx context.Context, c *config.Config, name string, msg *gateway.M
 		return TestSendResult{}, fmt.Errorf("provider %q cannot send this message: %s", name, why)
 	}
 	var secrets []string
-	collectSecrets(reflect.ValueOf(c), &secrets)
-	collectSecrets(reflect.ValueOf(p.Settings), &secrets)
+	collectSecrets(reflect.ValueOf(c), &secrets) // the drivers' settings too (config.Provider.Settings)
 	scrub := func(s string) string { return gateway.RedactSecrets(s, secrets...) }
 
 	if msg.ID == "" {
