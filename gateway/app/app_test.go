@@ -23,6 +23,7 @@ import (
 	"github.com/smsgate/smsgate/gateway/policy"
 	"github.com/smsgate/smsgate/gateway/store"
 	"github.com/smsgate/smsgate/gateway/syncbuf"
+	"github.com/smsgate/smsgate/providers/providertest"
 )
 
 type harness struct {
@@ -645,10 +646,14 @@ func TestResendEscalation(t *testing.T) {
 	if r := h.send("acme-key", body); r.Body["provider"] != "first" {
 		t.Errorf("resend after 5s via %v, want first", r.Body["provider"])
 	}
-	clk.Add(30 * time.Second)
+	clk.Add(10 * time.Minute) // resend_escalation.within since the last: a new attempt, not a resend
+	if r := h.send("acme-key", body); r.Body["provider"] != "first" {
+		t.Errorf("a send 10m after the last via %v, want first (the window is over)", r.Body["provider"])
+	}
+	clk.Add(20 * time.Second) // resend_escalation.after since the last: a resend
 	r := h.send("acme-key", body)
 	if r.Body["provider"] != "second" {
-		t.Errorf("resend after 35s via %v, want second (escalated)", r.Body["provider"])
+		t.Errorf("resend after 20s via %v, want second (escalated)", r.Body["provider"])
 	}
 	clk.Add(30 * time.Second)
 	if r := h.send("acme-key", body); r.Body["provider"] != "first" {
@@ -1289,5 +1294,21 @@ func TestStoreFullNumbersKeepsTheNumberInTheLogOnly(t *testing.T) {
 	}
 	if strings.Contains(h.logs.String(), "4155550104") {
 		t.Errorf("the request's log line holds the full number:\n%s", h.logs)
+	}
+}
+
+// A provider that throttles without saying for how long (429, no Retry-After): the caller is
+// still told to wait, one second, not invited to retry at once.
+func TestAThrottleWithoutRetryAfterAnswersOneSecond(t *testing.T) {
+	srv := providertest.Answering(t, "POST", "/sms/3/messages", http.StatusTooManyRequests, []byte(`{"errorCode":"E429","description":"Too many requests"}`))
+	h := start(t, `
+storage: {driver: memory}
+tenants: [{name: acme, api_key: acme-key}]
+providers: [{name: ib, type: infobip, base_url: "`+srv.URL+`", api_key: ib-key-0123456789, sender: InfoSMS}]
+routes: [{name: default, providers: [ib]}]
+`, Options{})
+	r := h.send("acme-key", actionBody)
+	if r.Status != 429 || errCode(r) != "provider_throttled" || r.Header.Get("Retry-After") != "1" {
+		t.Errorf("%d %v %s, want 429 provider_throttled with Retry-After 1", r.Status, r.Header, r.Raw)
 	}
 }

@@ -531,7 +531,7 @@ func (a *App) resendStart(ctx context.Context, rt *runtime, tn *tenant, msg *gat
 	if err == nil && ok {
 		if gap := r.sent.Sub(at); gap >= esc.After.D() && gap < esc.Within.D() {
 			if i := slices.IndexFunc(chain.Members, func(m *dispatch.Member) bool { return m.Name() == last }); i >= 0 {
-				chain.Start = (i + 1) % len(chain.Members)
+				chain.Start = i + 1 // past the last member, dispatch wraps round to the first
 			}
 		}
 	}

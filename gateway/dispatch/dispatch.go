@@ -245,7 +245,8 @@ type Attempt struct {
 type Chain struct {
 	// Members are the providers in order.
 	Members []*Member
-	// Start is the index of the first member to try (resend escalation); earlier ones are tried last.
+	// Start is the index of the first member to try (resend escalation), taken modulo
+	// len(Members); earlier ones are tried last.
 	Start int
 	// FailoverOnTimeout moves on after a failure that may have sent the message (gateway.Error's
 	// MaybeSent). A request that never left always fails over.

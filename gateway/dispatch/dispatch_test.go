@@ -263,6 +263,11 @@ func TestDisabledAndStartIndex(t *testing.T) {
 	if diff := cmp.Diff([]string{"c:provider_error", "a:sent"}, outcomes(out)); diff != "" {
 		t.Errorf("start index wraps around (-want +got):\n%s", diff)
 	}
+	ch.Start = 3 // one past the last member (resend escalation after the last): the first
+	out = Send(context.Background(), sms(), ch, nil)
+	if diff := cmp.Diff([]string{"a:sent"}, outcomes(out)); diff != "" {
+		t.Errorf("start index past the end (-want +got):\n%s", diff)
+	}
 }
 
 func TestAllUnavailable(t *testing.T) {
