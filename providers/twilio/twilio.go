@@ -71,10 +71,16 @@ func (p *Provider) Send(ctx context.Context, msg *gateway.Message) (gateway.Resu
 		f.Set("From", p.cfg.VoiceFrom)
 		f.Set("Twiml", TwiML(msg))
 	} else {
+		// msg.From is the request's sender, set only when its tenant may choose one. With a
+		// messaging service it names a sender of the service's pool ("a specific Sender from the
+		// Sender Pool", in Twilio's words); without one, Twilio picks from the pool.
 		switch {
 		case p.cfg.MessagingServiceSID != "":
 			f.Set("MessagingServiceSid", p.cfg.MessagingServiceSID)
-		case msg.From != "": // the request's sender, set only when its tenant may choose one
+			if msg.From != "" {
+				f.Set("From", msg.From)
+			}
+		case msg.From != "":
 			f.Set("From", msg.From)
 		default:
 			f.Set("From", p.cfg.From)
