@@ -181,3 +181,17 @@ routes: [{name: d, providers: [m, n]}]
 		t.Errorf("equal figures: providers %s, want %s", strings.Join(got, " "), want)
 	}
 }
+
+// A state store that fails does not stop a paced provider: the send goes through it (throughput
+// is the provider's to enforce, and it will), counted as a failure of the store.
+func TestAFailingStateStoreLetsAPacedSendThrough(t *testing.T) {
+	h := start(t, pacedConfig, Options{})
+	h.app.checker.Limiter = failingLimiter{}
+	r := h.send("flood-key", strings.Replace(actionBody, "0104", "0199", 1))
+	if r.Status != 200 || r.Body["provider"] != "m" {
+		t.Fatalf("a send on a paced route while the store fails: %d %s, want it sent through m", r.Status, r.Raw)
+	}
+	if n := testutil.ToFloat64(h.app.MetricSet().StateErrors.WithLabelValues("throughput")); n != 1 {
+		t.Errorf("smsgate_state_errors_total{op=throughput} = %v, want 1", n)
+	}
+}

@@ -413,7 +413,7 @@ func (a *App) runSend(ctx context.Context, rt *runtime, tn *tenant, msg *gateway
 		}
 		e := out.Err
 		var code, text string
-		status, code, text, rec.Status = failure(rt, e, out.BudgetSpent, route.FailoverOnTimeout)
+		status, code, text, rec.Status = failure(rt, e, out.BudgetSpent)
 		rec.Error = rt.scrub(e.Code)
 		if x != nil {
 			// The Infobip-compatible answer gives this message's id only if another destination
@@ -556,8 +556,10 @@ func (a *App) sent(ctx context.Context, pm *permit, provider string) {
 }
 
 // failure maps a send that failed (e; budgetSpent when the request's deadline ran out first) to
-// the answer's status and error code and message, and the record's status.
-func failure(rt *runtime, e *gateway.Error, budgetSpent, failoverOnTimeout bool) (status int, code, text string, recStatus string) {
+// the answer's status and error code and message, and the record's status. An error that is a
+// timeout is one that stopped the chain (dispatch returns a provider's own error only then: with
+// failover_on_timeout off); after failing over, the error is the chain's, not a timeout.
+func failure(rt *runtime, e *gateway.Error, budgetSpent bool) (status int, code, text string, recStatus string) {
 	recStatus, text = gateway.StatusFailed, rt.scrub(e.Message)
 	switch {
 	case e.Class == gateway.ClassRecipient:
@@ -573,7 +575,7 @@ func failure(rt *runtime, e *gateway.Error, budgetSpent, failoverOnTimeout bool)
 		status, code = http.StatusTooManyRequests, "provider_throttled"
 	case e.Class == gateway.ClassCancelled:
 		status, code = http.StatusServiceUnavailable, "cancelled"
-	case budgetSpent || e.Timeout && !failoverOnTimeout:
+	case budgetSpent || e.Timeout:
 		status, code = http.StatusGatewayTimeout, "deadline_exceeded"
 	default:
 		status, code = http.StatusBadGateway, "all_providers_failed"

@@ -177,6 +177,34 @@ func TestConfigValidate(t *testing.T) {
 	if diff := cmp.Diff(want, c.Validate()); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
+	valid := func(edit func(*Config)) []gateway.Problem {
+		c := Config{Username: user, Password: password, AccountReference: account}
+		c.Defaults()
+		edit(&c)
+		return c.Validate()
+	}
+	if p := valid(func(*Config) {}); len(p) != 0 {
+		t.Errorf("defaults: %v", p)
+	}
+	c = Config{}
+	c.Defaults()
+	if c.BaseURL != "https://api.esendex.com" || c.Voice == nil || !*c.Voice {
+		t.Errorf("defaults: base_url %q, voice %v", c.BaseURL, c.Voice)
+	}
+	if p := valid(func(c *Config) { c.BaseURL = "https://" }); len(p) != 1 || p[0].Key != "base_url" {
+		t.Errorf("a base_url without a host: %v", p)
+	}
+	for ref, ok := range map[string]bool{"EX0012345": true, "EX1": true, "EX": false, "xEX123": false, "EX123x": false, "ex123": false} {
+		if p := valid(func(c *Config) { c.AccountReference = ref }); (len(p) == 0) != ok {
+			t.Errorf("account_reference %q: %v", ref, p)
+		}
+	}
+	for from, ok := range map[string]bool{"": true, "SMS Gate": true, "A2345678901": true, "447700900123": true, "+447700900123": true,
+		"+1234567890123456": true, "A23456789012": false, "+12345678901234567": false, "SMS-Gate": false, "+SMSGate": false} {
+		if p := valid(func(c *Config) { c.From = from }); (len(p) == 0) != ok {
+			t.Errorf("from %q: %v", from, p)
+		}
+	}
 }
 
 // FuzzParseReports: any body behind the right secret gives reports or a 400, never a panic.

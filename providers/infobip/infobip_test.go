@@ -352,13 +352,24 @@ func TestDeliveryReportsOfInfobipsExamples(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	c := Config{BaseURL: "ftp://x", API: "v9", Senders: map[string]string{"usa": "1", "001": "SatSender"}}
+	c := Config{BaseURL: "ftp://x", API: "v9", Senders: map[string]string{"usa": "1", "001": "SatSender", "123": "x"}}
 	c.Defaults()
 	got := c.Validate()
 	want := []gateway.Problem{{Key: "base_url", Message: `"ftp://x" is not an http(s) URL`}, {Key: "api_key", Message: "is required"},
-		{Key: "api", Message: `must be v3 or v2, not "v9"`}, {Key: "senders.usa", Message: "keys must be ISO 3166-1 alpha-2 country codes (or 001)"}}
+		{Key: "api", Message: `must be v3 or v2, not "v9"`}, {Key: "senders.123", Message: "keys must be ISO 3166-1 alpha-2 country codes (or 001)"},
+		{Key: "senders.usa", Message: "keys must be ISO 3166-1 alpha-2 country codes (or 001)"}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+	for base, want := range map[string]string{"": "is required (https://<your-subdomain>.api.infobip.com)", "https://": `"https://" is not an http(s) URL`} {
+		if p := (&Config{BaseURL: base, APIKey: "k", API: "v3"}).Validate(); len(p) != 1 || p[0] != (gateway.Problem{Key: "base_url", Message: want}) {
+			t.Errorf("base_url %q: %v", base, p)
+		}
+	}
+	c = Config{BaseURL: "https://x.api.infobip.com", APIKey: "k"}
+	c.Defaults()
+	if p := c.Validate(); len(p) != 0 || c.API != "v3" || c.Voice.Language != "en" {
+		t.Errorf("defaults: %v, api %q, voice language %q", p, c.API, c.Voice.Language)
 	}
 }
 
