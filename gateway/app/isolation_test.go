@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -812,6 +813,10 @@ routes: [{name: d, providers: [m]}]
 	if c.Name != "capped" || c.InFlight != 0 || c.Spend == nil || c.Spend.Limit != "1/24h0m0s" || c.Spend.Currency != "EUR" ||
 		c.Spend.Used > 0.08 || c.Spend.Used < 0.079 {
 		t.Errorf("capped: %+v %+v", c, c.Spend)
+	}
+	// What refilled is a float of many digits: shown to the millionth, as prices are written.
+	if !regexp.MustCompile(`"used":[0-9]+(\.[0-9]{1,6})?[,}]`).MatchString(r.Raw) {
+		t.Errorf("spend used not rounded to the millionth: %s", r.Raw)
 	}
 	if f.Name != "free" || f.Spend != nil {
 		t.Errorf("free: %+v", f)
