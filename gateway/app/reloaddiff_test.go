@@ -63,6 +63,10 @@ routes:
 			s = strings.Replace(s, "countries: [US]}, providers: [two]}", "countries: [US]}, providers: [one]}", 1)
 			return strings.Replace(s, "name: default, providers: [one, two]", "name: default, providers: [two, one]", 1)
 		}, []any{"routes_changed", "default,gb,us"}},
+		{"routes removed and the routing section", func(s string) string {
+			s = strings.Replace(s, "  - {name: gb, match: {countries: [GB]}, providers: [two, one]}\n  - {name: us, match: {countries: [US]}, providers: [two]}\n", "", 1)
+			return "routing: {least_cost: {currency: USD}}\n" + s
+		}, []any{"routes_removed", "gb,us", "sections_changed", "routing"}},
 		{"a team's bounds", func(s string) string {
 			return "tenant_files: [{path: \"teams/*.yaml\", max_tenants: 3}]\n" + s
 		}, []any{"sections_changed", "tenant_files"}},
@@ -76,5 +80,13 @@ routes:
 				t.Errorf("a key in the changes: %v", got)
 			}
 		})
+	}
+	// Names come sorted whichever order the maps give them in: eight routes removed at once.
+	many := base
+	for _, n := range []string{"r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8"} {
+		many = strings.Replace(many, "routes:\n", "routes:\n  - {name: "+n+", match: {countries: [JP]}, providers: [one]}\n", 1)
+	}
+	if got := reloadChanges(parse(many), parse(base)); !cmp.Equal(got, []any{"routes_removed", "r1,r2,r3,r4,r5,r6,r7,r8"}) {
+		t.Errorf("eight routes removed: %v", got)
 	}
 }
