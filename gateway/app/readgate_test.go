@@ -158,3 +158,21 @@ func TestTheReadGateLosesNoPlace(t *testing.T) {
 		t.Errorf("after every call ended: used %d, held %v, %d waiting", placesUsed(g), g.held, totalWaiting(g))
 	}
 }
+
+// A call whose budget ran out just as its place was granted holds the place: it reads, rather
+// than being refused with a place free. Here the place is free at once and the budget already
+// spent, so both happen together, every time.
+func TestAPlaceGrantedAsTheBudgetEndsIsTheCalls(t *testing.T) {
+	g := newReadGate(2, func() int { return 3 })
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i := range 100 {
+		if err := g.acquire(ctx, "a"); err != nil {
+			t.Fatalf("call %d, with every place free: %v", i, err)
+		}
+		g.release("a")
+	}
+	if placesUsed(g) != 0 || totalWaiting(g) != 0 {
+		t.Errorf("used %d, %d waiting", placesUsed(g), totalWaiting(g))
+	}
+}
