@@ -406,6 +406,20 @@ func TestReplicasShareStateThroughARedisCluster(t *testing.T) {
 	if used := testutil.ToFloat64(a.app.MetricSet().StateMemoryUsed); used <= 0 {
 		t.Errorf("smsgate_state_memory_used_bytes = %v, want a node's figure", used)
 	}
+	// The node nearest its maxmemory is the one reported, whichever node answers first.
+	for i, limit := range []string{"2gb", "64mb", "1gb"} {
+		c := redis.NewClient(&redis.Options{Addr: nodes[i]})
+		if err := c.ConfigSet(context.Background(), "maxmemory", limit).Err(); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	for range 6 {
+		a.app.readStateMemory(a.app.stateClient)
+		if got := testutil.ToFloat64(a.app.MetricSet().StateMemoryMax.WithLabelValues("noeviction")); got != 64<<20 {
+			t.Fatalf("smsgate_state_memory_max_bytes = %v, want the fullest node's 64 MiB", got)
+		}
+	}
 }
 
 // TestSpendLimitHoldsAcrossReplicas: two gateways on one Redis charge one spend bucket, so a
@@ -1761,15 +1775,16 @@ routes: [{name: d, providers: [m]}]
 // the flood loses its own oldest, and the quiet tenant's retries still replay.
 func TestAFloodOfIdempotencyKeysInRedisEvictsOnlyItsOwn(t *testing.T) {
 	client := redistest.Start(t)
-	h := start(t, `
+	cfg := `
 storage: {driver: memory}
-state: {driver: redis, redis: {addr: "`+client.Options().Addr+`", key_prefix: "`+redistest.Prefix(t)+`", max_idempotency_records_per_tenant: 10}, key_secret: "e2e-key-secret-0123456789"}
+state: {driver: redis, redis: {addr: "` + client.Options().Addr + `", key_prefix: "` + redistest.Prefix(t) + `", max_idempotency_records_per_tenant: 10}, key_secret: "e2e-key-secret-0123456789"}
 log: {error_lines_per_second: 100}
 policy: {rate_limits: {per_recipient: 0, per_ip: 0, per_tenant: 0}, resend_escalation: {enabled: false}}
 tenants: [{name: quiet, api_key: quiet-key}, {name: flood, api_key: flood-key}]
 providers: [{name: m, type: mock, latency: 0s}]
 routes: [{name: d, providers: [m]}]
-`, Options{})
+`
+	h := start(t, cfg, Options{})
 	sent := func() float64 { return testutil.ToFloat64(h.app.MetricSet().Attempts.WithLabelValues("m", "sent")) }
 	body := func(i int) string {
 		return fmt.Sprintf(`{"message_options":{"recipient":"+1415555%04d","text":"Your code is %06d","code":"%06d"}}`, i, i, i)
@@ -1803,6 +1818,18 @@ routes: [{name: d, providers: [m]}]
 	msg := `"msg":"idempotency records evicted before their ttl: the tenant reached state.redis.max_idempotency_records_per_tenant, its oldest went"`
 	if !strings.Contains(logs, msg+`,"tenant":"flood"`) || strings.Contains(logs, msg+`,"tenant":"quiet"`) {
 		t.Errorf("want warnings naming the flood only:\n%s", logs)
+	}
+	// A replica keeping 3 (a rollout that lowers the bound): its first record of the flood's
+	// evicts 8 at once (10 held and 1 new, 3 kept), each of them counted.
+	b := start(t, strings.Replace(cfg, "max_idempotency_records_per_tenant: 10", "max_idempotency_records_per_tenant: 3", 1), Options{})
+	if r := b.send("flood-key", body(100), "Idempotency-Key", "flood-100"); r.Status != 200 {
+		t.Fatalf("a send through the replica keeping 3: %d %s", r.Status, r.Raw)
+	}
+	if n := testutil.ToFloat64(b.app.MetricSet().ReplaysEvicted.WithLabelValues("flood")); n != 8 {
+		t.Errorf("the replica keeping 3 counted %v evicted, want 8", n)
+	}
+	if !strings.Contains(b.logs.String(), msg+`,"tenant":"flood","records":8`) {
+		t.Errorf("want one warning of 8 records:\n%s", b.logs)
 	}
 }
 
