@@ -1096,6 +1096,7 @@ routes: [{name: r, providers: [m]}]
 // quiet tenant's retry, after the flood, is still answered from its record and sends nothing.
 func TestAFloodOfIdempotencyKeysEvictsOnlyItsOwn(t *testing.T) {
 	h := start(t, quietAndFlood("max_idempotency_records: 40", "0"), Options{})
+	began := time.Now()
 	sent := func() float64 { return testutil.ToFloat64(h.app.MetricSet().Attempts.WithLabelValues("m", "sent")) }
 	var quiet []response
 	for i := range 5 {
@@ -1128,7 +1129,7 @@ func TestAFloodOfIdempotencyKeysEvictsOnlyItsOwn(t *testing.T) {
 		t.Errorf("%d records held, over the bound of 40", got)
 	}
 	// 206 records (5 quiet, 200 flood, the flood's oldest again), 40 kept.
-	onlyTheFloodEvicted(t, h, 166, "idempotency record evicted before its ttl: state.max_idempotency_records reached, the tenant holding the most records lost its oldest")
+	onlyTheFloodEvicted(t, h, 166, time.Since(began), "idempotency record evicted before its ttl: state.max_idempotency_records reached, the tenant holding the most records lost its oldest")
 	ev := h.app.MetricSet().ReplaysEvicted
 	if flood, quiet := testutil.ToFloat64(ev.WithLabelValues("flood")), testutil.ToFloat64(ev.WithLabelValues("quiet")); flood != 166 || quiet != 0 {
 		t.Errorf("idempotency records evicted by tenant: flood %v, quiet %v; want 166 and 0", flood, quiet)
@@ -1150,13 +1151,17 @@ routes: [{name: d, providers: [m]}]
 }
 
 // onlyTheFloodEvicted checks that the memory state evicted n keys, and logged msg naming the
-// tenant flood and never the tenant quiet.
-func onlyTheFloodEvicted(t *testing.T, h *harness, n float64, msg string) {
+// tenant flood and never the tenant quiet, at most a line a second (log.error_lines_per_second:
+// 1) over the flood, which took took.
+func onlyTheFloodEvicted(t *testing.T, h *harness, n float64, took time.Duration, msg string) {
 	t.Helper()
 	if got := testutil.ToFloat64(h.app.MetricSet().StateEvictedKeys); got != n {
 		t.Errorf("smsgate_state_evicted_keys = %v, want %v", got, n)
 	}
 	logs := h.logs.String()
+	if lines, most := strings.Count(logs, `"msg":"`+msg+`"`), int(took/time.Second)+2; lines > most {
+		t.Errorf("%d lines of %d evictions in %s, want at most %d", lines, int(n), took, most)
+	}
 	if !strings.Contains(logs, `"msg":"`+msg+`","tenant":"flood"`) {
 		t.Errorf("no warning naming the flooding tenant:\n%s", logs)
 	}
@@ -1172,6 +1177,7 @@ func onlyTheFloodEvicted(t *testing.T, h *harness, n float64, msg string) {
 // forgets its own buckets: the quiet tenant's recipients stay limited after the flood.
 func TestAFloodOfRecipientsEvictsOnlyItsOwnBuckets(t *testing.T) {
 	h := start(t, quietAndFlood("max_keys: 40", "1/1h"), Options{})
+	began := time.Now()
 	body := func(i int) string {
 		return fmt.Sprintf(`{"message_options":{"recipient":"+1415555%04d","text":"Your code is %06d","code":"%06d"}}`, i, i, i)
 	}
@@ -1201,7 +1207,7 @@ func TestAFloodOfRecipientsEvictsOnlyItsOwnBuckets(t *testing.T) {
 		t.Errorf("%d buckets held, over the bound of 40", got)
 	}
 	// 206 buckets (5 quiet, 200 flood, the flood's first again), 40 kept.
-	onlyTheFloodEvicted(t, h, 166, "rate-limit bucket evicted before it refilled: state.max_keys reached, the tenant holding the most buckets lost one")
+	onlyTheFloodEvicted(t, h, 166, time.Since(began), "rate-limit bucket evicted before it refilled: state.max_keys reached, the tenant holding the most buckets lost one")
 }
 
 // TestAnUnrecognizedRangeIsNoWayAroundCountryLists: a tenant that accepts numbers
