@@ -172,6 +172,10 @@ func TestPinPicksAnAddressItMayReach(t *testing.T) {
 	if _, err := pt.pin(ctx, "169.254.169.254"); err == nil {
 		t.Error("the metadata address as a literal was taken")
 	}
+	// Refused, an address is named as the operator writes it, not in its IPv4-mapped form.
+	if _, err := pt.pin(ctx, "::ffff:10.1.2.3"); err == nil || !strings.Contains(err.Error(), "resolved to 10.1.2.3, not a public address") {
+		t.Errorf("a private address in IPv4-mapped form: %v", err)
+	}
 	pt.allowPrivate = true
 	if a, err := pt.pin(ctx, "mixed.example"); err != nil || a != netip.MustParseAddr("10.0.0.7") {
 		t.Errorf("private addresses allowed: %v %v, want the first, 10.0.0.7", a, err)
