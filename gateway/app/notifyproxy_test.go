@@ -83,7 +83,13 @@ func (p *egressProxy) requests() ([]string, []string) {
 // A name that resolves inside the network is refused before the proxy hears of it.
 func TestPushesThroughTheProxyGoToTheAddressChecked(t *testing.T) {
 	var hostSeen sync.Map
-	hook := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hostSeen.Store(r.Host, true) })
+	hook := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hostSeen.Store(r.Host, true)
+		hostSeen.Store(r.URL.Path, true)
+		if r.URL.Path == "/moved" {
+			http.Redirect(w, r, "/elsewhere", http.StatusFound)
+		}
+	})
 	tlsHook := httptest.NewTLSServer(hook) // its certificate names example.com
 	defer tlsHook.Close()
 	plainHook := httptest.NewServer(hook)
@@ -155,6 +161,13 @@ func TestPushesThroughTheProxyGoToTheAddressChecked(t *testing.T) {
 	}
 	if after, _ := proxy.requests(); len(after) != len(before) {
 		t.Errorf("the proxy was asked for %s", after[len(before):])
+	}
+	// A hook that redirects is not followed: the push failed, and went nowhere else.
+	if err := n.post(client(true), "http://hooks.test:"+plainPort+"/moved", []byte(`{}`)); err == nil {
+		t.Error("a push answered 302 counted as delivered")
+	}
+	if _, ok := hostSeen.Load("/elsewhere"); ok {
+		t.Error("the push followed the hook's redirect")
 	}
 }
 
