@@ -556,9 +556,9 @@ func (a *App) sent(ctx context.Context, pm *permit, provider string) {
 }
 
 // failure maps a send that failed (e; budgetSpent when the request's deadline ran out first) to
-// the answer's status and error code and message, and the record's status. An error that is a
-// timeout is one that stopped the chain (dispatch returns a provider's own error only then: with
-// failover_on_timeout off); after failing over, the error is the chain's, not a timeout.
+// the answer's status and error code and message, and the record's status. e.Timeout is set on a
+// provider's timeout that stopped the chain (failover_on_timeout off) and on a spent deadline
+// (budgetSpent too); a chain that failed over ends in an error of its own, never marked.
 func failure(rt *runtime, e *gateway.Error, budgetSpent bool) (status int, code, text string, recStatus string) {
 	recStatus, text = gateway.StatusFailed, rt.scrub(e.Message)
 	switch {
