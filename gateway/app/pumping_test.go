@@ -90,8 +90,8 @@ func TestPumpingQuarantineActions(t *testing.T) {
 			}
 			burst("beta-key") // acme's quarantine is not beta's: its first five go out
 			for i, want := range []int{200, 200, 429} {
-				if r := send(b, "beta-key", fmt.Sprintf("+2327600010%d", i)); r.Status != want {
-					t.Errorf("beta throttled send %d: %d %s", i, r.Status, r.Raw)
+				if r := send(b, "beta-key", fmt.Sprintf("+2327600010%d", i)); r.Status != want || want == 429 && r.Header.Get("Retry-After") == "" {
+					t.Errorf("beta throttled send %d: %d %v %s", i, r.Status, r.Header, r.Raw)
 				}
 			}
 			burst("gamma-key")
@@ -119,6 +119,15 @@ func TestPumpingQuarantineActions(t *testing.T) {
 				}
 				if total != 1 {
 					t.Errorf("smsgate_pumping_quarantines_total{%s,SL,%s} = %v across replicas", tenant, action, total)
+				}
+			}
+			for _, c := range []struct{ tenant, reason string }{{"acme", "suspected_pumping"}, {"beta", "pumping_throttle"}} {
+				total := testutil.ToFloat64(a.app.MetricSet().PolicyRejections.WithLabelValues(c.tenant, c.reason))
+				if b != a {
+					total += testutil.ToFloat64(b.app.MetricSet().PolicyRejections.WithLabelValues(c.tenant, c.reason))
+				}
+				if total != 1 {
+					t.Errorf("smsgate_policy_rejections_total{%s,%s} = %v across replicas, want 1", c.tenant, c.reason, total)
 				}
 			}
 			// A reload that makes gamma block applies to its quarantine at once.
