@@ -21,25 +21,20 @@ func sendSetup(t *testing.T) (string, *infobiptest.Fake) {
 	ib := infobiptest.New("send-test-key-0123456789", true)
 	srv := httptest.NewServer(ib)
 	t.Cleanup(srv.Close)
-	path := filepath.Join(t.TempDir(), "c.yaml")
-	cfg := `server: {listen: "127.0.0.1:0"}
+	return writeSendConfig(t, `server: {listen: "127.0.0.1:0"}
 storage: {driver: memory}
 tenants: [{name: t, api_key: tenant-key-0123456789}]
 providers:
   - name: ib
     type: infobip
-    base_url: ` + srv.URL + `
+    base_url: `+srv.URL+`
     api_key: send-test-key-0123456789
     sender: InfoSMS
     timeout: 2s
   - name: m
     type: mock
 routes: [{name: default, providers: [ib]}]
-`
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path, ib
+`), ib
 }
 
 func withStdin(t *testing.T, s string) {
