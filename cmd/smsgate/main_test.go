@@ -799,6 +799,27 @@ func TestSpoolWritesWhatAReplicaLeft(t *testing.T) {
 		t.Errorf("with the spool held by a replica: %d %q, %d writes left", code, errs, held())
 	}
 
+	// A database that opens but refuses a write (here a trigger; in production a full disk or a
+	// constraint): what it refused stays in the spool, and the tool says so and exits 1.
+	if code, out, errs := runCmd("migrate", "-c", conf(db)); code != 0 {
+		t.Fatalf("migrate: %d %q %s", code, out, errs)
+	}
+	raw, err := sql.Open("sqlite", "file:"+db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.Exec(`CREATE TRIGGER refuse BEFORE INSERT ON messages BEGIN SELECT RAISE(ABORT, 'refused'); END`); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs = runCmd("spool", "-c", conf(db), "--timeout", "300ms")
+	if code != 1 || out != "" || !strings.Contains(errs, "smsgate spool: 0 of 3 writes written; the database refused the other 3, which stay in the spool (run it again)\n") || held() != 3 {
+		t.Errorf("with a database refusing the writes: %d %q %q, %d writes left, want exit 1 and all 3 kept", code, out, errs, held())
+	}
+	if _, err := raw.Exec(`DROP TRIGGER refuse`); err != nil {
+		t.Fatal(err)
+	}
+
 	code, out, errs = runCmd("spool", "-c", conf(db))
 	if code != 0 || out != "3 writes written into the message log; the spool is empty\n" {
 		t.Fatalf("spool: %d %q %s", code, out, errs)
