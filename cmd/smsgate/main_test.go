@@ -129,19 +129,35 @@ func TestRouteExplains(t *testing.T) {
 		t.Errorf("the full number is in the output:\n%s", out)
 	}
 	code, out, _ = runCmd("route", "-c", "../../config.example.yaml", "--tenant", "demo", "--to", "+447911123456")
-	if code != 0 || !strings.Contains(out, "number:    +44******3456 (country GG)") || !strings.Contains(out, "1. primary-mock") || strings.Contains(out, "7911123") {
-		t.Errorf("text output:\n%s", out)
+	wantText := `number:    +44******3456 (country GG)
+route:     default
+  because  catch-all: the route has no match block
+  skipped  voice: message_type "sms" is not in [voice]
+providers (in order, strategy ordered):
+  1. primary-mock
+  2. backup-mock
+`
+	if diff := cmp.Diff(wantText, out); code != 0 || diff != "" {
+		t.Errorf("text output: exit %d (-want +got):\n%s", code, diff)
 	}
 	code, out, _ = runCmd("route", "-c", "../../config.example.yaml", "--tenant", "demo", "--to", "+19002123456")
 	if code != 0 || !strings.Contains(out, "  type     premium_rate") {
 		t.Errorf("a premium-rate number's type is not said:\n%s", out)
 	}
-	if code, _, _ := runCmd("route", "-c", "../../config.example.yaml", "--tenant", "nobody", "--to", "+447911123456"); code != 1 {
-		t.Errorf("unknown tenant exit %d", code)
+	if code, _, errs := runCmd("route", "-c", "../../config.example.yaml", "--tenant", "nobody", "--to", "+447911123456"); code != 1 ||
+		errs != "smsgate route: no tenant \"nobody\" in ../../config.example.yaml\n" {
+		t.Errorf("unknown tenant: exit %d %q, want 1 and the tenant named", code, errs)
 	}
-	for _, args := range [][]string{{"--to", "+447911123456"}, {"--tenant", "demo", "--to", "+447911123456", "--type", "fax"}} {
-		if code, _, errs := runCmd(append([]string{"route", "-c", "../../config.example.yaml"}, args...)...); code != 2 || errs == "" {
-			t.Errorf("route %v: exit %d %q, want 2", args, code, errs)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--to", "+447911123456"}, "--config, --tenant and --to are required"},
+		{[]string{"--tenant", "demo"}, "--config, --tenant and --to are required"},
+		{[]string{"--tenant", "demo", "--to", "+447911123456", "--type", "fax"}, "--type must be sms or voice"},
+	} {
+		if code, _, errs := runCmd(append([]string{"route", "-c", "../../config.example.yaml"}, c.args...)...); code != 2 || !strings.Contains(errs, c.want) {
+			t.Errorf("route %v: exit %d %q, want 2 and %q", c.args, code, errs, c.want)
 		}
 	}
 	// An unrecognized +1 number may be in several regions: the output says which.
