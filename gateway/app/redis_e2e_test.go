@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
@@ -1028,6 +1029,12 @@ routes: [{name: d, providers: [m1, m2]}]
 	if err := refresh(c); err != nil || reads(c) != 1 || demoted(c) {
 		t.Errorf("a replica of another log: %v; reads %v (want its own), demoted %v (want not: its log has no message)", err, reads(c), demoted(c))
 	}
+	// So does one of the same log whose window differs (a rollout changing report_timeout): its
+	// rows would count other messages as pending.
+	d := start(t, strings.Replace(config(fmt.Sprintf("{driver: postgres, dsn: %q, commit_timeout: 5s}", dsn)), "report_timeout: 10m", "report_timeout: 9m", 1), Options{Now: clk.Now})
+	if err := refresh(d); err != nil || reads(d) != 1 {
+		t.Errorf("a replica with another report_timeout: %v; reads %v (want its own)", err, reads(d))
+	}
 	// Another replica reads and nothing is published yet: no read, the table as it was.
 	window, lock := a.app.healthKeys()
 	ctx := context.Background()
@@ -1053,6 +1060,28 @@ routes: [{name: d, providers: [m1, m2]}]
 	var published sharedWindow
 	if raw, err := client.Get(ctx, window).Bytes(); err != nil || json.Unmarshal(raw, &published) != nil || !published.Read {
 		t.Errorf("a's read was not published in its place: %v %+v", err, published)
+	}
+	// A read that its bound cuts leaves the last rows published (due now, for the next reader),
+	// and a replica that finds them due while another reads takes them rather than nothing.
+	// (The published bound is set to 1ns so that a's read is cut.)
+	clk.Add(time.Minute + time.Second)
+	published.Budget = time.Nanosecond
+	if raw, err := json.Marshal(published); err != nil || client.Set(ctx, window, raw, time.Minute).Err() != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.app.refreshHealthWithin(ctx, time.Nanosecond); !wasCut(err) {
+		t.Fatalf("a read bounded by 1ns: %v, want it cut", err)
+	}
+	var kept sharedWindow
+	if raw, err := client.Get(ctx, window).Bytes(); err != nil || json.Unmarshal(raw, &kept) != nil || !kept.Read ||
+		cmp.Diff(published.Rows, kept.Rows) != "" || kept.Next.After(clk.Now()) {
+		t.Errorf("after a cut read the published read is %v %+v, want the last rows (%+v), due now", err, kept, published.Rows)
+	}
+	if err := client.Set(ctx, lock, "another", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := refresh(b); err != nil || reads(b) != 1 || !demoted(b) {
+		t.Errorf("b, the published rows due and another reading: %v (want the rows taken); reads %v (want none more), demoted %v", err, reads(b), demoted(b))
 	}
 	// Redis gone: each reads its own.
 	stop()
