@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/gateway/app"
 	"github.com/smsgate/smsgate/gateway/store"
 	"github.com/smsgate/smsgate/gateway/store/pgtest"
 )
@@ -330,6 +331,35 @@ func TestRouteShowsDemotions(t *testing.T) {
 	}
 	if _, out, _ := runCmd("route", "-c", cfg, "--tenant", "a", "--to", "+14155550104"); strings.Contains(out, "demoted  p2") {
 		t.Errorf("SMS followed the voice demotion: %s", out)
+	}
+	// Several demoted on one route are listed by name, behind the healthy in their order; a route
+	// with delivery_health: false keeps its order and shows none.
+	sq, err = store.OpenSQLite(context.Background(), db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops = ops[:0]
+	for i := range 25 {
+		ops = append(ops, store.Op{Insert: &store.Record{ID: fmt.Sprint("p4m", i), Tenant: "a", Provider: "p4", Country: "US", Status: gateway.StatusUndelivered,
+			CreatedAt: time.Now().Add(-time.Minute), UpdatedAt: time.Now()}})
+	}
+	if _, err := sq.Apply(context.Background(), ops); err != nil {
+		t.Fatal(err)
+	}
+	sq.Close()
+	os.WriteFile(cfg, []byte("storage: {path: "+db+"}\ntenants: [{name: a, api_key: k}]\nproviders: [{name: p1, type: mock}, {name: p2, type: mock}, {name: p3, type: mock}, {name: p4, type: mock}]\nroutes: [{name: d, providers: [p4, p3, p2, p1]}]\n"), 0o600)
+	code, out, errs = runCmd("route", "-c", cfg, "--tenant", "a", "--to", "+14155550104", "--json")
+	var ex Explanation
+	if err := json.Unmarshal([]byte(out), &ex); code != 0 || err != nil {
+		t.Fatalf("route --json: %d %v %s", code, err, errs)
+	}
+	want := []app.Demotion{{Provider: "p1", Samples: 25}, {Provider: "p3", Samples: 25}, {Provider: "p4", Samples: 25}}
+	if diff := cmp.Diff(want, ex.Demoted); diff != "" || cmp.Diff([]string{"p2", "p4", "p3", "p1"}, ex.Providers) != "" {
+		t.Errorf("three demoted: providers %v, demoted (-want +got):\n%s", ex.Providers, diff)
+	}
+	os.WriteFile(cfg, []byte("storage: {path: "+db+"}\ntenants: [{name: a, api_key: k}]\nproviders: [{name: p1, type: mock}, {name: p2, type: mock}, {name: p3, type: mock}, {name: p4, type: mock}]\nroutes: [{name: d, providers: [p4, p3, p2, p1], delivery_health: false}]\n"), 0o600)
+	if code, out, errs := runCmd("route", "-c", cfg, "--tenant", "a", "--to", "+14155550104"); code != 0 || strings.Contains(out, "demoted") || !strings.Contains(out, "1. p4\n  2. p3\n  3. p2\n  4. p1\n") {
+		t.Errorf("a route with delivery_health: false: %d %s %s", code, out, errs)
 	}
 }
 
