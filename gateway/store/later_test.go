@@ -233,3 +233,116 @@ func TestALogReachedWithinTheFirstWaitIsOpenAtOnce(t *testing.T) {
 		l.Close()
 	}
 }
+
+// closeCounting is a Backend that counts its Close calls.
+type closeCounting struct {
+	Backend
+	closed atomic.Int32
+}
+
+func (c *closeCounting) Close() error { c.closed.Add(1); return nil }
+
+// TestOpenLaterTellsEachOutcomeOnce: the first attempt's outcome goes to OpenLater's caller when
+// it ends within the first wait, and to failed or opened when it ends after; never to both, and
+// a caller is never told the database was reached before it was. Close closes what was opened.
+func TestOpenLaterTellsEachOutcomeOnce(t *testing.T) {
+	refused := errors.New("refused")
+	type outcomes struct{ failed, opened atomic.Int32 }
+	count := func(o *outcomes) (func(error), func()) {
+		return func(error) { o.failed.Add(1) }, func() { o.opened.Add(1) }
+	}
+
+	// Reached at the first attempt, within the wait: the caller is told, opened is not called.
+	var o1 outcomes
+	b1 := &closeCounting{Backend: NewMemory()}
+	failed, opened := count(&o1)
+	l, ended, err := OpenLater(func(context.Context) (Backend, error) { return b1, nil }, time.Millisecond, 5*time.Second, failed, opened)
+	if !ended || err != nil || !l.Open() {
+		t.Errorf("reached at once: ended %v, %v, open %v; want told, reached", ended, err, l.Open())
+	}
+	l.Close()
+	if o1.failed.Load() != 0 || o1.opened.Load() != 0 || b1.closed.Load() != 1 {
+		t.Errorf("reached at once: failed %d, opened %d times, closed %d; want 0, 0 and 1", o1.failed.Load(), o1.opened.Load(), b1.closed.Load())
+	}
+
+	// Refused at the first attempt, reached at the second: the caller is told the refusal,
+	// failed is not called for it, opened is for the second.
+	var o2 outcomes
+	var tries atomic.Int32
+	failed, opened = count(&o2)
+	l, ended, err = OpenLater(func(context.Context) (Backend, error) {
+		if tries.Add(1) == 1 {
+			return nil, refused
+		}
+		return NewMemory(), nil
+	}, time.Millisecond, 5*time.Second, failed, opened)
+	if !ended || err != refused {
+		t.Errorf("refused at first: ended %v, %v; want told the refusal", ended, err)
+	}
+	within(t, 5*time.Second, "the second attempt reaches it", func() bool { return o2.opened.Load() == 1 })
+	l.Close()
+	if o2.failed.Load() != 0 || o2.opened.Load() != 1 {
+		t.Errorf("refused at first: failed %d, opened %d times; want 0 and 1", o2.failed.Load(), o2.opened.Load())
+	}
+
+	// A first attempt that outlasts the wait: the caller is told nothing (not that it was
+	// reached), and opened is called when it ends.
+	var o3 outcomes
+	release := make(chan struct{})
+	failed, opened = count(&o3)
+	l, ended, err = OpenLater(func(context.Context) (Backend, error) { <-release; return NewMemory(), nil }, time.Millisecond, 20*time.Millisecond, failed, opened)
+	if ended || err != nil || l.Open() {
+		t.Errorf("a first attempt under way: ended %v, %v, open %v; want not ended", ended, err, l.Open())
+	}
+	close(release)
+	within(t, 5*time.Second, "the attempt that outlasted the wait is told to opened", func() bool { return o3.opened.Load() == 1 })
+	l.Close()
+	if o3.failed.Load() != 0 || o3.opened.Load() != 1 || !l.Open() {
+		t.Errorf("a first attempt under way: failed %d, opened %d times, open %v", o3.failed.Load(), o3.opened.Load(), l.Open())
+	}
+}
+
+// TestOpenLaterWaitsLongerEachTimeAndStopsAtClose: attempts that fail are spaced by a wait that
+// doubles (10, 20, 40, 80 ms: at least 150 ms before the fifth); Close ends a wait and cancels an
+// attempt under way instead of waiting for them.
+func TestOpenLaterWaitsLongerEachTimeAndStopsAtClose(t *testing.T) {
+	var tries atomic.Int32
+	var fifth atomic.Int64
+	begun := time.Now()
+	l, _, _ := OpenLater(func(context.Context) (Backend, error) {
+		if tries.Add(1) == 5 {
+			fifth.Store(int64(time.Since(begun)))
+		}
+		return nil, errors.New("down")
+	}, 10*time.Millisecond, 0, nil, nil)
+	within(t, 10*time.Second, "five attempts", func() bool { return tries.Load() >= 5 })
+	if d := time.Duration(fifth.Load()); d < 150*time.Millisecond {
+		t.Errorf("the fifth attempt came %v after the first, want at least 150ms (the waits doubling)", d)
+	}
+	closed := func(l *Later, what string) {
+		t.Helper()
+		done := make(chan struct{})
+		go func() { l.Close(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("Close did not return %s", what)
+		}
+	}
+	l.Close()
+	// A wait of an hour between attempts is ended by Close.
+	tries.Store(0)
+	l, _, _ = OpenLater(func(context.Context) (Backend, error) { tries.Add(1); return nil, errors.New("down") }, time.Hour, 0, nil, nil)
+	within(t, 10*time.Second, "the first attempt", func() bool { return tries.Load() == 1 })
+	closed(l, "during a wait between attempts")
+
+	// An attempt under way (a connect that would hang) is cancelled by Close.
+	started := make(chan struct{})
+	l, _, _ = OpenLater(func(ctx context.Context) (Backend, error) {
+		close(started)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}, time.Hour, 0, nil, nil)
+	<-started
+	closed(l, "during an attempt")
+}
