@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -191,16 +190,7 @@ routes: [{name: default, providers: [ib]}]
 // The provider's timeout bounds the test send: a provider that never answers is given up at it,
 // and the result says the message may have been sent.
 func TestSendGivesUpAtTheProvidersTimeout(t *testing.T) {
-	release := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	}))
-	t.Cleanup(srv.Close)
-	free := sync.OnceFunc(func() { close(release) })
-	t.Cleanup(free)
+	srv, _ := providertest.Hanging(t)
 	path := writeSendConfig(t, `storage: {driver: memory}
 tenants: [{name: t, api_key: tenant-key-0123456789}]
 providers:
@@ -217,8 +207,6 @@ routes: [{name: default, providers: [ib]}]
 	select {
 	case <-done:
 	case <-time.After(20 * time.Second): // a hundred times the timeout: the send was not bounded by it
-		free()
-		<-done
 		t.Fatalf("the send outlived the provider's timeout of 200ms")
 	}
 	if code != 1 || !strings.Contains(out, `"maybe_sent": true`) || !strings.Contains(out, `"class": "provider"`) {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/smsgate/smsgate/gateway/store"
 	"github.com/smsgate/smsgate/gateway/store/pgtest"
+	"github.com/smsgate/smsgate/providers/providertest"
 	"github.com/smsgate/smsgate/providers/twilio/twiliotest"
 )
 
@@ -256,18 +257,12 @@ func TestAPushsLastTryIsCountedGivenUp(t *testing.T) {
 // due in the message log instead of waiting in memory past their claim and being claimed again,
 // which would spend their tries.
 func TestAHangingEndpointHoldsFewClaims(t *testing.T) {
-	release := make(chan struct{})
-	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-	}))
-	defer hang.Close()
+	hang, release := providertest.Hanging(t)
 	h := &hook{Server: hang}
 	clk := &testClock{t: time.Now()}
 	c := startPushing(t, h, "{driver: sqlite, path: $DIR/log.db}", clk)
-	defer close(release)
+	// Released before the replica stops, which would wait for its pushes.
+	defer release()
 	c.app.notifier.private.Timeout = time.Minute // acme's hook is on loopback
 	for i := range 60 {
 		sendPushed(t, c, h, fmt.Sprint(14155550300+i))

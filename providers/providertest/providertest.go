@@ -16,6 +16,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -293,4 +294,22 @@ func Answering(t testing.TB, method, path string, status int, body []byte) *http
 	}))
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// Hanging starts a server that answers no request: each waits until its client gives up, or
+// until release (a provider, or a hook, that stopped answering and came back). release is called
+// when the test ends, if not before, and the server closed.
+func Hanging(t testing.TB) (srv *httptest.Server, release func()) {
+	t.Helper()
+	released := make(chan struct{})
+	release = sync.OnceFunc(func() { close(released) })
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-released:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(release) // first: Close waits for the requests it would end
+	return srv, release
 }
