@@ -451,7 +451,7 @@ func warnedAt(errs, path, marker string) []string {
 // TestValidateWarnsOfGuessableKeys: an API key, admin token or provider's webhook secret shorter
 // than 16 characters is named by its place, never by its value; long ones are not.
 func TestValidateWarnsOfGuessableKeys(t *testing.T) {
-	const cfg = `server: {admin_token: adm1n, previous_admin_tokens: [old-admin-token-0123]}
+	const cfg = `server: {admin_token: adm1n, previous_admin_tokens: [old-admin-token-0123, 0ldadm]}
 tenants:
   - {name: a, api_key: sh0rt, previous_api_keys: [0123456789abcdef, t1ny]}
   - {name: b, api_key: b-key-long-enough-0123}
@@ -464,12 +464,12 @@ routes: [{name: d, providers: [m]}]
 `
 	path, out, errs := validWarnings(t, cfg)
 	weak := warnedAt(errs, path, "shorter than 16 characters")
-	want := []string{"1: server.admin_token", "3: tenants[0].api_key", "3: tenants[0].previous_api_keys[1]",
+	want := []string{"1: server.admin_token", "1: server.previous_admin_tokens[1]", "3: tenants[0].api_key", "3: tenants[0].previous_api_keys[1]",
 		"7: providers[1].webhook_secret", "7: providers[1].previous_webhook_secrets[1]", "9: providers[3].webhook_secret"}
 	if diff := cmp.Diff(want, weak); diff != "" {
 		t.Errorf("warned of (-want +got):\n%s\n%s", diff, errs)
 	}
-	for _, secret := range []string{"adm1n", "sh0rt", "t1ny", "h00k", "0ld", "m1tto"} {
+	for _, secret := range []string{"adm1n", "0ldadm", "sh0rt", "t1ny", "h00k", "0ld", "m1tto"} {
 		if strings.Contains(errs+out, secret) {
 			t.Errorf("the warning shows %q", secret)
 		}

@@ -196,8 +196,10 @@ func TestSpendLabelsStayBounded(t *testing.T) {
 	h.app.charge(store.Charge{Provider: "m", Country: "GB", Currency: "<script>", Price: 0.25})
 	h.app.charge(store.Charge{Provider: "m", Country: "GB", Currency: "EURO", Price: 0.5})
 	h.app.charge(store.Charge{Provider: "m", Country: "GB", Currency: "EU", Price: 0.25})
+	h.app.charge(store.Charge{Provider: "m", Country: "GB", Currency: "eur", Price: 0.125}) // three letters, not a code
+	h.app.charge(store.Charge{Provider: "m", Country: "GB", Currency: "E$R", Price: 0.125})
 	s := h.app.MetricSet().Spend
-	if eur, xxx := testutil.ToFloat64(s.WithLabelValues("m", "GB", "EUR")), testutil.ToFloat64(s.WithLabelValues("m", "GB", "XXX")); eur != 0.5 || xxx != 1 {
+	if eur, xxx := testutil.ToFloat64(s.WithLabelValues("m", "GB", "EUR")), testutil.ToFloat64(s.WithLabelValues("m", "GB", "XXX")); eur != 0.5 || xxx != 1.25 {
 		t.Errorf("EUR %v, XXX %v", eur, xxx)
 	}
 	if n := testutil.CollectAndCount(s); n != 2 {
@@ -223,6 +225,7 @@ routes: [{name: d, strategy: least_cost, providers: [ib]}]
 		{Provider: "ib", Country: "GB", Currency: "USD", Tenant: "beta", Sum: 0.44, N: 10}, // 0.022 EUR each
 		{Provider: "ib", Country: "GB", Currency: "EUR", Tenant: "evil", Sum: 45, N: 50},
 		{Provider: "ib", Country: "US", Currency: "JPY", Tenant: "acme", Sum: 100, N: 10},
+		{Provider: "ib", Country: "US", Currency: "JPY", Tenant: "beta", Sum: 100, N: 10}, // one currency, named once
 		{Provider: "gone", Country: "GB", Currency: "EUR", Tenant: "acme", Sum: 1, N: 10},
 	}
 	pt, skipped := buildPrices(cfg, rows)
