@@ -536,6 +536,7 @@ routes: [{name: d, strategy: %s, providers: [m]}]
 		{"10m", "false", "least_cost", []string{fmt.Sprintf(prices, "10m0s")}, []string{"delivery_health.window"}},
 		{"12h", "true", "least_cost", []string{fmt.Sprintf(prices, "12h0m0s")}, []string{"delivery_health.window"}},
 		{"0s", "true", "least_cost", nil, []string{"storage.retention"}},
+		{"24h", "true", "least_cost", nil, []string{"storage.retention"}}, // as long as the window: enough
 		{"720h", "true", "least_cost", nil, []string{"storage.retention"}},
 	} {
 		os.WriteFile(path, []byte(fmt.Sprintf(cfg, c.retention, c.health, c.strategy)), 0o600)

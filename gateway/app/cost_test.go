@@ -36,7 +36,7 @@ providers:
     api_key: ib-key
     webhook_secret: hook-secret
     breaker: {consecutive_failures: 100}
-    prices: {default: 0.05, countries: {GB: 0.02}}
+    prices: {default: 0.05, countries: {GB: 0.02, FR: 0.04, DE: 0.03, US: 0.01}}
   - name: twilio-us
     type: twilio
     account_sid: ` + twSID + `
@@ -165,12 +165,15 @@ func TestLeastCostRouting(t *testing.T) {
 	if c["twilio-us"]["rank"] != 1.0 || c["infobip-eu"]["rank"] != 2.0 || c["infobip-eu"]["price"] != 0.05 || c["infobip-eu"]["source"] != "reported" {
 		t.Errorf("GB costs after reports: %v", c)
 	}
-	// The default and the other countries keep their configured prices.
+	// The default and the other countries keep their configured prices (listed by country).
 	p := h.do("GET", "/v1/providers", "admin-t0ken", "")
 	ibp := p.Body["providers"].([]any)[0].(map[string]any)
 	want := []any{
 		map[string]any{"country": "*", "price": 0.05, "currency": "EUR", "source": "default"},
+		map[string]any{"country": "DE", "price": 0.03, "currency": "EUR", "source": "configured"},
+		map[string]any{"country": "FR", "price": 0.04, "currency": "EUR", "source": "configured"},
 		map[string]any{"country": "GB", "price": 0.05, "currency": "EUR", "source": "reported", "reports": 20.0},
+		map[string]any{"country": "US", "price": 0.01, "currency": "EUR", "source": "configured"},
 	}
 	if diff := cmp.Diff(want, ibp["prices"]); diff != "" || ibp["cost"] != nil {
 		t.Errorf("infobip prices (-want +got):\n%s", diff)
@@ -308,7 +311,7 @@ func TestReloadAppliesPrices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := strings.Replace(string(raw), "countries: {GB: 0.02}", "countries: {GB: 0.06}", 1)
+	cfg := strings.Replace(string(raw), "countries: {GB: 0.02,", "countries: {GB: 0.06,", 1)
 	if err := os.WriteFile(h.path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -564,5 +567,39 @@ func TestPricesAreReadOnlyWhereUsed(t *testing.T) {
 		if err := h.app.refreshPrices(context.Background()); (err != nil) != tc.reads {
 			t.Errorf("%s: refresh err %v, want a read (that fails here) %v", tc.name, err, tc.reads)
 		}
+	}
+}
+
+// TestPricesInACurrencyWithoutARateAreLeftOutAndSaid: reported prices in a currency that
+// routing.least_cost.rates cannot convert are left out of the ranking, and the log says which
+// currency, so that the operator can add its rate.
+func TestPricesInACurrencyWithoutARateAreLeftOutAndSaid(t *testing.T) {
+	clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	h, _, _ := startOnFakesWith(t, costConfig, Options{Now: clk.Now})
+	for i := range 5 {
+		if err := h.app.Store().Insert(context.Background(), &store.Record{ID: fmt.Sprint("jpy-", i), Tenant: "acme", Provider: "infobip-eu", Country: "GB",
+			MessageType: "sms", Status: gateway.StatusDelivered, Price: 3, Currency: "JPY", CreatedAt: clk.Now().Add(-time.Hour), UpdatedAt: clk.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.app.refreshPrices(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := h.app.prices.Load().lookup("infobip-eu", "GB", gateway.SMS); p.source != priceConfigured {
+		t.Errorf("GB's price %+v, want the configured one", p)
+	}
+	var line struct {
+		Level      string   `json:"level"`
+		Currencies []string `json:"currencies"`
+	}
+	for l := range strings.Lines(h.logs.String()) {
+		if strings.Contains(l, "reported prices left out of least-cost routing") {
+			if err := json.Unmarshal([]byte(l), &line); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if line.Level != "WARN" || !cmp.Equal(line.Currencies, []string{"JPY"}) {
+		t.Errorf("the warning: %+v, want WARN naming JPY\n%s", line, h.logs.String())
 	}
 }

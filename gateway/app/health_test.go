@@ -717,29 +717,35 @@ func insertRecords(t *testing.T, h *harness, clk *testClock, provider, status st
 
 // TestAllDemotedKeepTheirOrderAndProbeNothing: when every provider of a route is demoted for a
 // country, its messages try them in the configured order, and none is a probe: each attempt's
-// note says its provider is demoted, none that it is tried "in its place".
+// note says its provider is demoted, none that it is tried "in its place" or "first". The same
+// for both strategies.
 func TestAllDemotedKeepTheirOrderAndProbeNothing(t *testing.T) {
-	clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
-	h, _, _ := startOnFakesWith(t, healthConfig, Options{Now: clk.Now})
-	for _, provider := range []string{"infobip-eu", "twilio-us"} {
-		insertRecords(t, h, clk, provider, gateway.StatusUndelivered, 10, 5*time.Minute)
-	}
-	h.app.refreshHealth(context.Background())
-	for _, provider := range []string{"infobip-eu", "twilio-us"} {
-		if st := healthOf(h.app, smsKey(provider, "GB")); st == nil || !st.demoted {
-			t.Fatalf("%s not demoted for GB: %+v", provider, st)
-		}
-	}
-	for i := range 20 { // probe_share 0.1: two of these would probe were a provider healthy
-		r := h.send("acme-key", fmt.Sprintf(`{"message_options":{"recipient":"+4474001%05d","code":"%06d","message_type":"sms"}}`, i, i))
-		a, _ := r.Body["attempts"].([]any)
-		if len(a) == 0 {
-			t.Fatalf("send %d: %s", i, r.Raw)
-		}
-		first := a[0].(map[string]any)
-		if note, _ := first["note"].(string); first["provider"] != "infobip-eu" || !strings.HasPrefix(note, "demoted for GB") {
-			t.Errorf("send %d: first attempt %v, want infobip-eu noted as demoted and not probed", i, first)
-		}
+	for _, strategy := range []string{"ordered", "least_cost"} {
+		t.Run(strategy, func(t *testing.T) {
+			clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+			cfg := strings.Replace(healthConfig, "  - name: default\n", "  - name: default\n    strategy: "+strategy+"\n", 1)
+			h, _, _ := startOnFakesWith(t, cfg, Options{Now: clk.Now})
+			for _, provider := range []string{"infobip-eu", "twilio-us"} {
+				insertRecords(t, h, clk, provider, gateway.StatusUndelivered, 10, 5*time.Minute)
+			}
+			h.app.refreshHealth(context.Background())
+			for _, provider := range []string{"infobip-eu", "twilio-us"} {
+				if st := healthOf(h.app, smsKey(provider, "GB")); st == nil || !st.demoted {
+					t.Fatalf("%s not demoted for GB: %+v", provider, st)
+				}
+			}
+			for i := range 20 { // probe_share 0.1: two of these would probe were a provider healthy
+				r := h.send("acme-key", fmt.Sprintf(`{"message_options":{"recipient":"+4474001%05d","code":"%06d","message_type":"sms"}}`, i, i))
+				a, _ := r.Body["attempts"].([]any)
+				if len(a) == 0 {
+					t.Fatalf("send %d: %s", i, r.Raw)
+				}
+				first := a[0].(map[string]any)
+				if note, _ := first["note"].(string); first["provider"] != "infobip-eu" || !strings.HasPrefix(note, "demoted for GB") {
+					t.Errorf("send %d: first attempt %v, want infobip-eu noted as demoted and not probed", i, first)
+				}
+			}
+		})
 	}
 }
 

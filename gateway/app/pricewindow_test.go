@@ -145,4 +145,12 @@ func TestPriceWindowReadsTheNewestPartOnly(t *testing.T) {
 	if len(log.reads) != priceBuckets-priceSettle+1 || slices.ContainsFunc(log.reads[:len(log.reads)-1], func(r [2]time.Time) bool { return r[1].Sub(r[0]) != window/2/priceBuckets }) {
 		t.Errorf("after the window changed: %d reads", len(log.reads))
 	}
+	// And back to the longer window: the shorter one's buckets (numbered by their own width) are
+	// not kept beside the new ones.
+	if _, err := w.read(context.Background(), log, now, window); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(w.sealed); n != priceBuckets-priceSettle {
+		t.Errorf("after the window grew back: %d buckets kept, want %d", n, priceBuckets-priceSettle)
+	}
 }
