@@ -93,6 +93,13 @@ routes:
 	if code != 1 || !strings.Contains(errs, bad+`:8: routes[0].providers: route "calls" matches voice, but none of its providers can send voice`) {
 		t.Errorf("exit %d:\n%s", code, errs)
 	}
+	// A provider whose options are wrong is its own problem: the route is not also said to have no
+	// provider for voice.
+	os.WriteFile(bad, []byte(strings.Replace(fmt.Sprintf(cfg, "  - name: calls\n    match: {message_types: [voice]}\n    providers: [tw, m]\n"), "auth_token: t, ", "", 1)), 0o600)
+	code, _, errs = runCmd("validate", "-c", bad)
+	if code != 1 || !strings.Contains(errs, "providers[0]") || strings.Contains(errs, "none of its providers can send") {
+		t.Errorf("with a provider that does not build: exit %d:\n%s", code, errs)
+	}
 	ok := filepath.Join(dir, "ok.yaml")
 	os.WriteFile(ok, []byte(fmt.Sprintf(cfg, "")), 0o600)
 	code, out, errs := runCmd("validate", "-c", ok)
@@ -673,13 +680,14 @@ func TestValidateWarnsOfReportsWithNowhereToGo(t *testing.T) {
 providers:
   - {name: m, type: mock}
   - {name: ib, type: infobip, base_url: "https://api.example.com", api_key: x, webhook_secret: y}
+  - {name: mi, type: mitto, api_key: k, from: smsgate, webhook_secret: mitto-hook-secret-0123}
 routes: [{name: d, providers: [m, ib]}]
 `
 	path := filepath.Join(t.TempDir(), "c.yaml")
 	os.WriteFile(path, []byte(fmt.Sprintf(cfg, "")), 0o600)
 	code, out, errs := runCmd("validate", "-c", path)
 	if code != 0 || !strings.Contains(out, "configuration is valid") ||
-		!strings.Contains(errs, path+":4: providers[1]: providers take delivery reports (ib), but server.public_url is empty") {
+		!strings.Contains(errs, path+":4: providers[1]: providers take delivery reports (ib, mi), but server.public_url is empty") {
 		t.Errorf("exit %d\n%s", code, errs)
 	}
 	os.WriteFile(path, []byte(fmt.Sprintf(cfg, "server: {public_url: \"https://sms.example.com\", metrics_listen: \"127.0.0.1:9464\"}\n")), 0o600)
