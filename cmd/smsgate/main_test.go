@@ -106,6 +106,12 @@ routes:
 	if code != 0 || !strings.Contains(out, "configuration is valid") || !strings.Contains(errs, `warning: `+ok+`:7: routes[0].providers: route "default" matches voice too`) {
 		t.Errorf("exit %d\nstdout %s\nstderr %s", code, out, errs)
 	}
+	// So does a route whose match block names no message types.
+	os.WriteFile(ok, []byte(fmt.Sprintf(cfg, "  - name: a-only\n    match: {tenants: [a]}\n    providers: [m]\n")), 0o600)
+	code, _, errs = runCmd("validate", "-c", ok)
+	if code != 0 || !strings.Contains(errs, `warning: `+ok+`:8: routes[0].providers: route "a-only" matches voice too`) {
+		t.Errorf("a route matching tenants only: exit %d\n%s", code, errs)
+	}
 }
 
 // TestRouteCommandValidatesDriverOptions: every command loads the whole file, driver options

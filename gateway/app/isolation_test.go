@@ -283,6 +283,10 @@ func TestReloadAppliesDisabledAndForgetsRemovedProviders(t *testing.T) {
 	if v := testutil.ToFloat64(m.ProviderDisabled.WithLabelValues("primary")); v != 0 {
 		t.Errorf("smsgate_provider_disabled{primary} = %v, want 0", v)
 	}
+	// down2, back in the config, has its breakers' series again before any send.
+	if n := strings.Count(h.do("GET", "/metrics", "", "").Raw, `smsgate_breaker_state{channel="sms",provider="down2"} 0`); n != 1 {
+		t.Errorf("down2's SMS breaker state is shown %d times after it came back, want once (closed)", n)
+	}
 }
 
 // TestCodeDerivedKeysAreKeyed: two gateways with the same key_secret derive the same keys from
