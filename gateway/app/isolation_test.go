@@ -1536,3 +1536,40 @@ func startOnMock(t *testing.T, policy, tenants string) *harness {
 	return start(t, "storage: {driver: memory}\npolicy: "+policy+"\ntenants:"+tenants+
 		"providers: [{name: primary, type: mock}]\nroutes: [{name: default, providers: [primary]}]\n", Options{})
 }
+
+// TestATenantThatComesBackStartsWithFreshBreakers: a tenant taken out of the config takes its own
+// breakers with it (a replica does not keep them for every tenant that ever was), so a tenant of
+// that name added back later starts with the provider's breaker closed.
+func TestATenantThatComesBackStartsWithFreshBreakers(t *testing.T) {
+	const cfg = `storage: {driver: memory}
+policy: {rate_limits: {per_recipient: 0}, resend_escalation: {enabled: false}}
+tenants:
+  - {name: acme, api_key: acme-key}
+%sproviders:
+  - {name: flaky, type: mock, failure_rate: 1, breaker: {consecutive_failures: 3}}
+  - {name: ok, type: mock}
+routes: [{name: d, providers: [flaky, ok]}]
+`
+	withGone := fmt.Sprintf(cfg, "  - {name: gone, api_key: gone-key}\n")
+	h := start(t, withGone, Options{})
+	_, reload := reloader(t, h.app, h.path)
+	send := func(i int) []string {
+		t.Helper()
+		r := h.send("gone-key", fmt.Sprintf(`{"recipient":"+1415555%04d","text":"code %04d","context":{}}`, i, i))
+		if r.Status != 200 {
+			t.Fatalf("send %d: %d %s", i, r.Status, r.Raw)
+		}
+		return attempts(r)
+	}
+	for i := range 3 {
+		send(i)
+	}
+	if got := send(3); got[0] == "flaky:provider_error" {
+		t.Fatalf("gone's own breaker did not open after 3 failures: %v", got)
+	}
+	reload(fmt.Sprintf(cfg, ""))
+	reload(withGone)
+	if got := send(4); got[0] != "flaky:provider_error" {
+		t.Errorf("back in the config, gone's first send: %v, want flaky tried (its breaker closed)", got)
+	}
+}
