@@ -576,9 +576,11 @@ func TestPricesAreReadOnlyWhereUsed(t *testing.T) {
 func TestPricesInACurrencyWithoutARateAreLeftOutAndSaid(t *testing.T) {
 	clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
 	h, _, _ := startOnFakesWith(t, costConfig, Options{Now: clk.Now})
+	// Sent a minute ago: in the window's newest part, which every refresh reads (an older bucket
+	// may have been read, empty, by the refresh at start).
 	for i := range 5 {
 		if err := h.app.Store().Insert(context.Background(), &store.Record{ID: fmt.Sprint("jpy-", i), Tenant: "acme", Provider: "infobip-eu", Country: "GB",
-			MessageType: "sms", Status: gateway.StatusDelivered, Price: 3, Currency: "JPY", CreatedAt: clk.Now().Add(-time.Hour), UpdatedAt: clk.Now()}); err != nil {
+			MessageType: "sms", Status: gateway.StatusDelivered, Price: 3, Currency: "JPY", CreatedAt: clk.Now().Add(-time.Minute), UpdatedAt: clk.Now()}); err != nil {
 			t.Fatal(err)
 		}
 	}
