@@ -289,22 +289,25 @@ func TestRouteShowsDemotions(t *testing.T) {
 	if code != 0 || strings.Contains(out, "demoted") || !strings.Contains(out, "1. p1") {
 		t.Fatalf("without a log: %d %s %s", code, out, errs)
 	}
-	sq, err := store.OpenSQLite(context.Background(), db, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ops []store.Op
-	for i := range 25 {
-		// p3, demoted too, is on no route of the tenant's: not shown.
-		for _, p := range []string{"p1", "p3"} {
-			ops = append(ops, store.Op{Insert: &store.Record{ID: fmt.Sprint(p, "m", i), Tenant: "a", Provider: p, Country: "US", Status: gateway.StatusUndelivered,
-				CreatedAt: time.Now().Add(-time.Minute), UpdatedAt: time.Now()}})
+	// log writes 25 messages of provider to US a minute ago, of type typ, in status.
+	log := func(provider, typ, status string) {
+		t.Helper()
+		sq, err := store.OpenSQLite(context.Background(), db, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sq.Close()
+		var ops []store.Op
+		for i := range 25 {
+			ops = append(ops, store.Op{Insert: &store.Record{ID: fmt.Sprint(provider, typ, status, i), Tenant: "a", Provider: provider, Country: "US", MessageType: typ,
+				Status: status, CreatedAt: time.Now().Add(-time.Minute), UpdatedAt: time.Now()}})
+		}
+		if _, err := sq.Apply(context.Background(), ops); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if _, err := sq.Apply(context.Background(), ops); err != nil {
-		t.Fatal(err)
-	}
-	sq.Close()
+	log("p1", "sms", gateway.StatusUndelivered)
+	log("p3", "sms", gateway.StatusUndelivered) // p3, demoted too, is on no route of the tenant's: not shown.
 	code, out, errs = runCmd("route", "-c", cfg, "--tenant", "a", "--to", "+14155550104")
 	if code != 0 || !strings.Contains(out, "demoted  p1: delivery rate 0.00 over 25 messages to US") || !strings.Contains(out, "1. p2") || strings.Contains(out, "p3") {
 		t.Errorf("%d\n%s\n%s", code, out, errs)
@@ -317,27 +320,11 @@ func TestRouteShowsDemotions(t *testing.T) {
 		t.Errorf("GB: %s", out)
 	}
 	// Voice has its own: p2's calls nobody answered do not count, its failed calls do.
-	sq, err = store.OpenSQLite(context.Background(), db, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	voice := func(prefix, status string) {
-		t.Helper()
-		ops = ops[:0]
-		for i := range 25 {
-			ops = append(ops, store.Op{Insert: &store.Record{ID: fmt.Sprint(prefix, i), Tenant: "a", Provider: "p2", Country: "US", MessageType: "voice",
-				Status: status, CreatedAt: time.Now().Add(-time.Minute), UpdatedAt: time.Now()}})
-		}
-		if _, err := sq.Apply(context.Background(), ops); err != nil {
-			t.Fatal(err)
-		}
-	}
-	voice("unanswered", gateway.StatusUndelivered)
+	log("p2", "voice", gateway.StatusUndelivered)
 	if _, out, _ := runCmd("route", "-c", cfg, "--tenant", "a", "--to", "+14155550104", "--type", "voice"); strings.Contains(out, "demoted") {
 		t.Errorf("unanswered calls demoted p2: %s", out)
 	}
-	voice("failed", gateway.StatusFailed)
-	sq.Close()
+	log("p2", "voice", gateway.StatusFailed)
 	if _, out, _ := runCmd("route", "-c", cfg, "--tenant", "a", "--to", "+14155550104", "--type", "voice"); !strings.Contains(out, "demoted  p2: delivery rate 0.00 over 25 messages to US") ||
 		strings.Contains(out, "demoted  p1") {
 		t.Errorf("voice: %s", out)
@@ -347,19 +334,7 @@ func TestRouteShowsDemotions(t *testing.T) {
 	}
 	// Several demoted on one route are listed by name, behind the healthy in their order; a route
 	// with delivery_health: false keeps its order and shows none.
-	sq, err = store.OpenSQLite(context.Background(), db, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ops = ops[:0]
-	for i := range 25 {
-		ops = append(ops, store.Op{Insert: &store.Record{ID: fmt.Sprint("p4m", i), Tenant: "a", Provider: "p4", Country: "US", Status: gateway.StatusUndelivered,
-			CreatedAt: time.Now().Add(-time.Minute), UpdatedAt: time.Now()}})
-	}
-	if _, err := sq.Apply(context.Background(), ops); err != nil {
-		t.Fatal(err)
-	}
-	sq.Close()
+	log("p4", "sms", gateway.StatusUndelivered)
 	os.WriteFile(cfg, []byte("storage: {path: "+db+"}\ntenants: [{name: a, api_key: k}]\nproviders: [{name: p1, type: mock}, {name: p2, type: mock}, {name: p3, type: mock}, {name: p4, type: mock}]\nroutes: [{name: d, providers: [p4, p3, p2, p1]}]\n"), 0o600)
 	code, out, errs = runCmd("route", "-c", cfg, "--tenant", "a", "--to", "+14155550104", "--json")
 	var ex Explanation
