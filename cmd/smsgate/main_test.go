@@ -876,6 +876,20 @@ func TestSpoolWritesWhatAReplicaLeft(t *testing.T) {
 	if code, out, _ := runCmd("spool", "-c", conf(db)); code != 0 || out != "the spool holds no writes\n" {
 		t.Errorf("spool again: %d %q", code, out)
 	}
+	// An empty spool leaves the database alone: nothing is opened or migrated.
+	unopened := filepath.Join(dir, "never.db")
+	if code, out, _ := runCmd("spool", "-c", conf(unopened)); code != 0 || out != "the spool holds no writes\n" {
+		t.Errorf("spool with an empty spool: %d %q", code, out)
+	}
+	if _, err := os.Stat(unopened); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("an empty spool opened the message log: %v", err)
+	}
+	// Without a database (storage.driver memory) there is nowhere to write a spool.
+	mem := filepath.Join(dir, "mem.yaml")
+	os.WriteFile(mem, []byte("storage: {driver: memory}\ntenants: [{name: a, api_key: k}]\nproviders: [{name: p1, type: mock}]\nroutes: [{name: d, providers: [p1]}]\n"), 0o600)
+	if code, _, errs := runCmd("spool", "-c", mem, "--dir", spoolDir); code != 1 || !strings.Contains(errs, "storage.driver is memory: there is no database to write the spool into") {
+		t.Errorf("spool with storage.driver memory: %d %q", code, errs)
+	}
 }
 
 // TestValidateWithoutSecrets: --without-secrets checks a config where the replicas' environment
