@@ -335,7 +335,11 @@ func TestRouteShowsDemotions(t *testing.T) {
 	// Several demoted on one route are listed by name, behind the healthy in their order; a route
 	// with delivery_health: false keeps its order and shows none.
 	log("p4", "sms", gateway.StatusUndelivered)
-	os.WriteFile(cfg, []byte("storage: {path: "+db+"}\ntenants: [{name: a, api_key: k}]\nproviders: [{name: p1, type: mock}, {name: p2, type: mock}, {name: p3, type: mock}, {name: p4, type: mock}]\nroutes: [{name: d, providers: [p4, p3, p2, p1]}]\n"), 0o600)
+	// four is the config of a route with p1 to p4, in reverse, and route settings extra.
+	four := func(extra string) []byte {
+		return []byte("storage: {path: " + db + "}\ntenants: [{name: a, api_key: k}]\nproviders: [{name: p1, type: mock}, {name: p2, type: mock}, {name: p3, type: mock}, {name: p4, type: mock}]\nroutes: [{name: d, providers: [p4, p3, p2, p1]" + extra + "}]\n")
+	}
+	os.WriteFile(cfg, four(""), 0o600)
 	code, out, errs = runCmd("route", "-c", cfg, "--tenant", "a", "--to", "+14155550104", "--json")
 	var ex Explanation
 	if err := json.Unmarshal([]byte(out), &ex); code != 0 || err != nil {
@@ -345,7 +349,7 @@ func TestRouteShowsDemotions(t *testing.T) {
 	if diff := cmp.Diff(want, ex.Demoted); diff != "" || cmp.Diff([]string{"p2", "p4", "p3", "p1"}, ex.Providers) != "" {
 		t.Errorf("three demoted: providers %v, demoted (-want +got):\n%s", ex.Providers, diff)
 	}
-	os.WriteFile(cfg, []byte("storage: {path: "+db+"}\ntenants: [{name: a, api_key: k}]\nproviders: [{name: p1, type: mock}, {name: p2, type: mock}, {name: p3, type: mock}, {name: p4, type: mock}]\nroutes: [{name: d, providers: [p4, p3, p2, p1], delivery_health: false}]\n"), 0o600)
+	os.WriteFile(cfg, four(", delivery_health: false"), 0o600)
 	if code, out, errs := runCmd("route", "-c", cfg, "--tenant", "a", "--to", "+14155550104"); code != 0 || strings.Contains(out, "demoted") || !strings.Contains(out, "1. p4\n  2. p3\n  3. p2\n  4. p1\n") {
 		t.Errorf("a route with delivery_health: false: %d %s %s", code, out, errs)
 	}
