@@ -210,8 +210,8 @@ func compatMessages(recs []*store.Record) []ib.Message {
 }
 
 func compatMessage(r *store.Record) ib.Message {
-	m := ib.Message{ID: r.ID, Reference: r.Reference, BulkID: r.BulkID, To: strings.TrimPrefix(r.Recipient, "+"), CallbackData: r.CallbackData,
-		Status: r.Status, Error: r.Error, Price: r.Price, Currency: r.Currency, SentAt: r.CreatedAt, ProviderStatus: r.ProviderStatus, Source: r.Source}
+	m := ib.Message{ID: r.ID, BulkID: r.BulkID, To: strings.TrimPrefix(r.Recipient, "+"), CallbackData: r.CallbackData,
+		Status: r.Status, Error: r.Error, Price: r.Price, Currency: r.Currency, SentAt: r.CreatedAt}
 	switch {
 	case r.DeliveredAt != nil:
 		m.DoneAt = *r.DeliveredAt

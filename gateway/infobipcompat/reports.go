@@ -13,18 +13,16 @@ const TimeLayout = infobip.TimeLayout
 
 // Message is what a report or a log line says about one message, taken from the message log.
 type Message struct {
-	ID, Reference, BulkID, To, CallbackData string
+	ID, BulkID, To, CallbackData string
 	// Status is the message log's (sent, delivered, undelivered, failed, rejected); Error its code.
-	Status, Error   string
-	Price           float64
-	Currency        string
-	SentAt, DoneAt  time.Time
-	ProviderStatus  string
-	IsVoice, Source string
+	Status, Error  string
+	Price          float64
+	Currency       string
+	SentAt, DoneAt time.Time
 }
 
 // ReportStatus maps a message log status to Infobip's status group.
-func ReportStatus(status, providerStatus string) Status {
+func ReportStatus(status string) Status {
 	switch status {
 	case gateway.StatusDelivered:
 		return Status{GroupID: 3, GroupName: "DELIVERED", ID: 5, Name: "DELIVERED_TO_HANDSET", Description: "Message delivered to handset"}
@@ -67,7 +65,7 @@ type report struct {
 }
 
 func toReport(source string, m Message) report {
-	r := report{BulkID: m.BulkID, MessageID: m.ID, To: m.To, Status: ReportStatus(m.Status, m.ProviderStatus), CallbackData: m.CallbackData}
+	r := report{BulkID: m.BulkID, MessageID: m.ID, To: m.To, Status: ReportStatus(m.Status), CallbackData: m.CallbackData}
 	if source == SMSv3 {
 		r.MessageCount = 1
 	} else {
