@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -20,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/smsgate/smsgate/gateway"
+	ib "github.com/smsgate/smsgate/gateway/infobipcompat"
 	"github.com/smsgate/smsgate/gateway/store"
 	"github.com/smsgate/smsgate/providers/infobip/infobiptest"
 	"github.com/smsgate/smsgate/providers/providertest"
@@ -264,6 +267,15 @@ func TestInfobipCompatibleSends(t *testing.T) {
 			t.Errorf("tts advanced: %d %s", r.Status, r.Raw)
 		}
 		checkSpec(t, voice, "/tts/3/advanced", "POST", r)
+		// The call is made in the request's language, and every send so far gave back its
+		// place among the replica's sends in flight (server.max_in_flight).
+		last := c.ib.Requests()[len(c.ib.Requests())-1]
+		if ms, _ := last.Body["messages"].([]any); len(ms) != 1 || ms[0].(map[string]any)["language"] != "de" {
+			t.Errorf("tts advanced in German reached Infobip as %s", last.Raw)
+		}
+		if n := c.app.admission.total.Load(); n != 0 {
+			t.Errorf("%d sends in flight after every answer", n)
+		}
 		// A voice text with SSML or a run of commas (pauses that lengthen a call at will) is
 		// refused here too, and never reaches Infobip.
 		before = len(c.ib.Requests())
@@ -697,20 +709,188 @@ func TestANotifyURLMustBeAPlainHTTPURLOfAListedHost(t *testing.T) {
 	defer hook.Close()
 	host := strings.TrimPrefix(hook.URL, "http://")
 	c := &compatHarness{}
-	h, ib, _ := startOnFakes(t, strings.ReplaceAll(compatConfig, "$HOOKHOST", host))
+	// Listed: the hook's host:port (that port only) and hooks.example (any port).
+	h, ib, _ := startOnFakes(t, strings.ReplaceAll(compatConfig, `"$HOOKHOST"`, `"`+host+`", hooks.example`))
 	c.harness, c.ib = h, ib
-	for _, u := range []string{"https://user:pw@" + host + "/r", "ftp://" + host + "/r", "http://" + host + "%zz/r", "//" + host + "/r"} {
+	otherPort := "http://" + hook.Listener.Addr().(*net.TCPAddr).IP.String() + ":1/r"
+	for _, u := range []string{"https://user:pw@" + host + "/r", "ftp://" + host + "/r", "http://" + host + "%zz/r", "//" + host + "/r", otherPort, "https://hooks.example.org/r"} {
 		r := c.call("POST", "/sms/2/text/advanced", "App acme-ib-key", `{"messages":[{"destinations":[{"to":"14155550183"}],"text":"x","notifyUrl":"`+u+`"}]}`)
 		if r.Status != 400 || !strings.Contains(r.Raw, "notify_hosts") {
 			t.Errorf("notifyUrl %s: %d %s", u, r.Status, r.Raw)
 		}
 	}
-	for _, u := range []string{"http://" + host + "/r", "https://" + strings.ToUpper(host) + "/r"} {
+	for _, u := range []string{"http://" + host + "/r", "https://HOOKS.Example/r", "https://hooks.EXAMPLE:8443/r"} {
 		if r := c.call("POST", "/sms/2/text/advanced", "App acme-ib-key", `{"messages":[{"destinations":[{"to":"14155550184"}],"text":"x","notifyUrl":"`+u+`"}]}`); r.Status != 200 {
 			t.Errorf("notifyUrl %s: %d %s", u, r.Status, r.Raw)
 		}
 	}
-	if n := len(ib.Requests()); n != 2 {
-		t.Errorf("%d sends, want the 2 with a notify URL allowed", n)
+	if n := len(ib.Requests()); n != 3 {
+		t.Errorf("%d sends, want the 3 with a notify URL allowed", n)
+	}
+}
+
+// TestInfobipCompatibleLogsAndReportsFilters: GET /sms/{1,3}/logs narrows by generalStatus (any
+// case; EXPIRED is undeliverable, REJECTED failed at send), sentSince and sentUntil, messageId,
+// bulkId and limit, and lists only messages sent through the Infobip-compatible API; GET /sms/1/reports
+// narrows by messageId and bulkId and hands out 50 by default.
+func TestInfobipCompatibleLogsAndReportsFilters(t *testing.T) {
+	c := startCompat(t)
+	now := time.Now().UTC().Truncate(time.Second)
+	at := func(ago time.Duration) time.Time { return now.Add(-ago) }
+	insert := func(r *store.Record) {
+		t.Helper()
+		r.Country, r.MessageType, r.Route, r.Recipient = "US", "sms", "default", "+14155550199"
+		if r.Tenant == "" {
+			r.Tenant = "acme"
+		}
+		if r.UpdatedAt.IsZero() {
+			r.UpdatedAt = r.CreatedAt
+		}
+		if err := c.app.Store().Insert(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	delivered := at(100 * time.Minute)
+	insert(&store.Record{ID: "log-pending", Source: "infobip-sms-v2", BulkID: "bk", Status: gateway.StatusSent, CreatedAt: at(3 * time.Hour)})
+	insert(&store.Record{ID: "log-delivered", Source: "infobip-sms-v3", Status: gateway.StatusDelivered, CreatedAt: at(2 * time.Hour), DeliveredAt: &delivered})
+	insert(&store.Record{ID: "log-undelivered", Source: "infobip-sms-v2", Status: gateway.StatusUndelivered, CreatedAt: at(time.Hour), DeliveredAt: &delivered})
+	insert(&store.Record{ID: "log-failed", Source: "infobip-sms-v2", Status: gateway.StatusFailed, CreatedAt: at(30 * time.Minute)})
+	insert(&store.Record{ID: "log-own-api", Status: gateway.StatusDelivered, CreatedAt: at(20 * time.Minute)})
+	insert(&store.Record{ID: "log-other-tenant", Tenant: "sender", Source: "infobip-sms-v2", Status: gateway.StatusSent, CreatedAt: at(10 * time.Minute)})
+	ids := func(r response) []string {
+		t.Helper()
+		if r.Status != 200 {
+			t.Fatalf("%d %s", r.Status, r.Raw)
+		}
+		var out []string
+		for _, m := range r.Body["results"].([]any) {
+			out = append(out, m.(map[string]any)["messageId"].(string))
+		}
+		return out
+	}
+	infobipTime := func(ago time.Duration) string { return strings.ReplaceAll(at(ago).Format(ib.TimeLayout), "+", "%2B") }
+	for _, tc := range []struct {
+		query string
+		want  []string
+	}{
+		{"", []string{"log-failed", "log-undelivered", "log-delivered", "log-pending"}},
+		{"generalStatus=pending", []string{"log-pending"}},
+		{"generalStatus=DELIVERED", []string{"log-delivered"}},
+		{"generalStatus=UNDELIVERABLE", []string{"log-undelivered"}},
+		{"generalStatus=Expired", []string{"log-undelivered"}},
+		{"generalStatus=REJECTED", []string{"log-failed"}},
+		{"sentSince=" + infobipTime(90*time.Minute), []string{"log-failed", "log-undelivered"}},
+		{"sentUntil=" + infobipTime(90*time.Minute), []string{"log-delivered", "log-pending"}},
+		{"sentSince=" + infobipTime(150*time.Minute) + "&sentUntil=" + infobipTime(45*time.Minute), []string{"log-undelivered", "log-delivered"}},
+		{"messageId=log-delivered", []string{"log-delivered"}},
+		{"bulkId=bk", []string{"log-pending"}},
+		{"limit=2", []string{"log-failed", "log-undelivered"}},
+		{"limit=0", []string{"log-failed", "log-undelivered", "log-delivered", "log-pending"}},
+	} {
+		for _, version := range []string{"1", "3"} {
+			if diff := cmp.Diff(tc.want, ids(c.call("GET", "/sms/"+version+"/logs?"+tc.query, "App acme-ib-key", ""))); diff != "" {
+				t.Errorf("/sms/%s/logs?%s (-want +got):\n%s", version, tc.query, diff)
+			}
+		}
+	}
+	for _, q := range []string{"generalStatus=SENT", "sentSince=yesterday", "sentUntil=2026-11-30"} {
+		if r := c.call("GET", "/sms/1/logs?"+q, "App acme-ib-key", ""); r.Status != 400 || !strings.Contains(r.Raw, "BAD_REQUEST") {
+			t.Errorf("/sms/1/logs?%s: %d %s", q, r.Status, r.Raw)
+		}
+	}
+
+	// Reports: eight final ones to pull.
+	for i := range 8 {
+		bulk := "rb-rest"
+		switch i {
+		case 0:
+			bulk = "rb-first"
+		case 1:
+			bulk = "rb-second"
+		}
+		insert(&store.Record{ID: fmt.Sprintf("rep-%d", i), Source: "infobip-sms-v2", BulkID: bulk, Status: gateway.StatusDelivered, CreatedAt: at(time.Duration(90-i) * time.Minute), DeliveredAt: &now})
+	}
+	if diff := cmp.Diff([]string{"rep-5"}, ids(c.call("GET", "/sms/1/reports?messageId=rep-5", "App acme-ib-key", ""))); diff != "" {
+		t.Errorf("reports by messageId (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"rep-1"}, ids(c.call("GET", "/sms/1/reports?bulkId=rb-second", "App acme-ib-key", ""))); diff != "" {
+		t.Errorf("reports by bulkId (-want +got):\n%s", diff)
+	}
+	// The rest, oldest first, up to the default 50: the undelivered and failed logs' messages too.
+	want := []string{"log-delivered", "rep-0", "rep-2", "rep-3", "rep-4", "rep-6", "rep-7", "log-undelivered", "log-failed"}
+	if diff := cmp.Diff(want, ids(c.call("GET", "/sms/1/reports", "App acme-ib-key", ""))); diff != "" {
+		t.Errorf("reports without a filter (-want +got):\n%s", diff)
+	}
+}
+
+// TestCompatMessageIsTheRecordAsInfobipTellsIt: a report or log line gives the number without
+// its "+", the price and currency reported, when it was sent, and when it was done: its final
+// report's time, or, for a message that failed at send, when the last provider gave up; a message
+// still pending is not done.
+func TestCompatMessageIsTheRecordAsInfobipTellsIt(t *testing.T) {
+	sent := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	reported, gaveUp := sent.Add(time.Minute), sent.Add(2*time.Second)
+	for _, tc := range []struct {
+		name string
+		rec  store.Record
+		want ib.Message
+	}{
+		{"delivered", store.Record{ID: "m1", BulkID: "b", Recipient: "+4474001****", CallbackData: "cb", Status: gateway.StatusDelivered, Price: 0.04, Currency: "EUR",
+			CreatedAt: sent, UpdatedAt: reported.Add(time.Hour), DeliveredAt: &reported, ProviderStatus: "DELIVERED_TO_HANDSET", Source: ib.SMSv3},
+			ib.Message{ID: "m1", BulkID: "b", To: "4474001****", CallbackData: "cb", Status: gateway.StatusDelivered, Price: 0.04, Currency: "EUR", SentAt: sent, DoneAt: reported}},
+		{"failed at send", store.Record{ID: "m2", Recipient: "+14155550100", Status: gateway.StatusFailed, Error: "provider_unavailable", CreatedAt: sent, UpdatedAt: gaveUp},
+			ib.Message{ID: "m2", To: "14155550100", Status: gateway.StatusFailed, Error: "provider_unavailable", SentAt: sent, DoneAt: gaveUp}},
+		{"pending", store.Record{ID: "m3", Recipient: "+14155550100", Status: gateway.StatusSent, CreatedAt: sent, UpdatedAt: gaveUp},
+			ib.Message{ID: "m3", To: "14155550100", Status: gateway.StatusSent, SentAt: sent}},
+	} {
+		if diff := cmp.Diff(tc.want, compatMessage(&tc.rec)); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", tc.name, diff)
+		}
+	}
+}
+
+// TestACallersLimitIsBounded: limit is the caller's when it is a positive number, at most the
+// most; otherwise the default.
+func TestACallersLimitIsBounded(t *testing.T) {
+	for q, want := range map[string]int{"": 50, "limit=abc": 50, "limit=0": 50, "limit=-3": 50, "limit=7": 7, "limit=1000": 1000, "limit=5000": 1000} {
+		v, _ := url.ParseQuery(q)
+		if got := limitOf(v, 50, 1000); got != want {
+			t.Errorf("%q: %d, want %d", q, got, want)
+		}
+	}
+}
+
+// TestACompatRequestsDestinationsAreSentEightAtATimeWithinItsTimeout: the destinations of one
+// Infobip-compatible request are sent at once, at most compatParallel of them, and the request as
+// a whole ends at server.request_timeout, as a send of smsgate's own API does: a provider that
+// hangs longer than that is not waited for, nor is the next provider tried after it.
+func TestACompatRequestsDestinationsAreSentEightAtATimeWithinItsTimeout(t *testing.T) {
+	cfg := strings.Replace(compatConfig, "request_timeout: 3s", "request_timeout: 1s", 1)
+	cfg = strings.Replace(cfg, "    timeout: 500ms\n", "    timeout: 10s\n", 1)
+	h, ibf, tw := startOnFakes(t, strings.ReplaceAll(cfg, "$HOOKHOST", "hooks.example"))
+	ibf.SetMode(infobiptest.Hang)
+	dests := make([]string, 10)
+	for i := range dests {
+		dests[i] = fmt.Sprintf(`{"to":"141555503%02d"}`, i)
+	}
+	answered := make(chan response, 1)
+	go func() {
+		answered <- h.do("POST", "/sms/2/text/advanced", "acme-ib-key", `{"messages":[{"destinations":[`+strings.Join(dests, ",")+`],"text":"Your code is 4321"}]}`)
+	}()
+	waitUntil(t, "eight destinations reached Infobip at once", func() bool { return len(ibf.Requests()) >= compatParallel })
+	var r response
+	select {
+	case r = <-answered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no answer 5 s after a request_timeout of 1 s")
+	}
+	if n := len(ibf.Requests()); n != compatParallel {
+		t.Errorf("%d destinations reached Infobip, want %d: the rest waited for a place until the request's time was up", n, compatParallel)
+	}
+	if n := len(tw.Requests()); n != 0 {
+		t.Errorf("%d destinations went on to Twilio after the request's time was up", n)
+	}
+	if r.Status == 200 || strings.Contains(r.Raw, "PENDING") {
+		t.Errorf("a request whose every destination ran out of time: %d %s", r.Status, r.Raw)
 	}
 }
