@@ -53,11 +53,13 @@ const (
 	notifyQueueMax = 20
 	// notifyWorkers bounds one tenant's pushes in flight.
 	notifyWorkers = 4
-	// pushSweep is how often due pushes are claimed when no report kicks a sweep sooner;
 	// pushGap is the least time between two sweeps, however many reports kick them.
-	pushSweep = 5 * time.Second
-	pushGap   = 100 * time.Millisecond
+	pushGap = 100 * time.Millisecond
 )
+
+// pushSweep is how often due pushes are claimed when no report kicks a sweep sooner (a variable
+// so that a test can show what is pushed without waiting for it).
+var pushSweep = 5 * time.Second
 
 // notifier posts claimed pushes, per tenant.
 type notifier struct {

@@ -151,6 +151,11 @@ func TestAPushOutlivesTheEndpointsOutage(t *testing.T) {
 	c.app.sweepPushes()
 	waitUntil(t, "the retry was pushed", func() bool { return h.count(id) == 1 })
 	waitUntil(t, "the push was counted", func() bool { return notified(c, "ok") == 1 })
+	waitUntil(t, "the tenant's drained queue was forgotten", func() bool {
+		c.app.notifier.mu.Lock()
+		defer c.app.notifier.mu.Unlock()
+		return len(c.app.notifier.queues) == 0
+	})
 
 	clk.Add(24 * time.Hour) // done: never pushed again
 	c.app.sweepPushes()
@@ -267,21 +272,26 @@ func TestAHangingEndpointHoldsFewClaims(t *testing.T) {
 	for i := range 60 {
 		sendPushed(t, c, h, fmt.Sprint(14155550300+i))
 	}
+	claimed := func() int {
+		recs, err := c.app.store.List(context.Background(), store.Query{Tenant: "acme", Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, r := range recs {
+			if r.PushTries > 0 {
+				n++
+			}
+		}
+		return n
+	}
+	// notifyWorkers in flight, notifyQueueMax waiting: 24 claimed, once the workers took theirs.
+	waitUntil(t, "24 pushes were claimed", func() bool { c.app.sweepPushes(); return claimed() == notifyWorkers+notifyQueueMax })
 	for range 10 {
 		c.app.sweepPushes()
 	}
-	recs, err := c.app.store.List(context.Background(), store.Query{Tenant: "acme", Limit: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	claimed := 0
-	for _, r := range recs {
-		if r.PushTries > 0 {
-			claimed++
-		}
-	}
-	if claimed == 0 || claimed > 24 { // 20 waiting, 4 in flight
-		t.Errorf("%d of 60 pushes claimed, want 1 to 24", claimed)
+	if n := claimed(); n != notifyWorkers+notifyQueueMax {
+		t.Errorf("%d of 60 pushes claimed, want 24 (20 waiting, 4 in flight)", n)
 	}
 }
 
@@ -425,6 +435,10 @@ func TestPushesOfATenantNoLongerAllowedAreEnded(t *testing.T) {
 // error gives no id: the failed messages' reports are neither pushed nor pulled. Before, a failed
 // message's report was never pushed, and was pulled even when its id had never been given.
 func TestEveryIDGivenGetsOneReport(t *testing.T) {
+	// Pushed as the answer is given, not at the next timed sweep.
+	was := pushSweep
+	t.Cleanup(func() { pushSweep = was }) // after the replica stopped
+	pushSweep = time.Hour
 	h := newHook(t)
 	clk := &testClock{t: time.Now()}
 	c := startPushing(t, h, "{driver: sqlite, path: $DIR/log.db}", clk)
@@ -487,5 +501,41 @@ func TestEveryIDGivenGetsOneReport(t *testing.T) {
 	}
 	if again := c.call("GET", "/sms/3/reports", "App acme-ib-key", ""); !strings.Contains(again.Raw, `"results":[]`) {
 		t.Errorf("pulled twice, or a report of a request answered with an error: %s", again.Raw)
+	}
+}
+
+// TestAFailedPostIsPostedAgainWithinItsTry: a post that fails is made again after each backoff
+// (three posts a try), each counted as a retry; the try's failure is logged once with the notify
+// URL's host and how many posts it made, never its path.
+func TestAFailedPostIsPostedAgainWithinItsTry(t *testing.T) {
+	h := newHook(t)
+	h.down.Store(true)
+	c := startPushing(t, h, "{driver: sqlite, path: $DIR/log.db}", &testClock{t: time.Now()})
+	c.app.notifier.backoff = []time.Duration{time.Millisecond, time.Millisecond}
+	sendPushed(t, c, h, "14155550190")
+	waitUntil(t, "the try failed", func() bool { return notified(c, "failed") == 1 })
+	if n, retries := h.posts.Load(), notified(c, "retry"); n != 3 || retries != 2 {
+		t.Errorf("%d posts and %v retries counted in the try, want 3 and 2", n, retries)
+	}
+	line := ""
+	for _, l := range strings.Split(c.logs.String(), "\n") {
+		if strings.Contains(l, "delivery report push failed") {
+			line = l
+		}
+	}
+	host := strings.TrimPrefix(h.URL, "http://")
+	if !strings.Contains(line, `"host":"`+host+`"`) || !strings.Contains(line, `"posts":3`) || !strings.Contains(line, `"try":1`) || strings.Contains(line, "/reports") {
+		t.Errorf("the failed try's line: %s", line)
+	}
+}
+
+// TestPushesNeverGoThroughAnEnvironmentProxy: both push clients dial the address they checked
+// themselves; HTTP_PROXY would connect to the proxy's address instead and skip the check.
+func TestPushesNeverGoThroughAnEnvironmentProxy(t *testing.T) {
+	n := newNotifier(nil)
+	for name, c := range map[string]*http.Client{"public": n.client, "private": n.private} {
+		if tr, ok := c.Transport.(*http.Transport); !ok || tr.Proxy != nil {
+			t.Errorf("the %s push client may take a proxy from the environment", name)
+		}
 	}
 }
