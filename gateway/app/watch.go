@@ -7,8 +7,9 @@ import (
 	"github.com/smsgate/smsgate/gateway/config"
 )
 
-// watchIdle is how often the watch loop looks whether a reload turned server.watch_config on.
-const watchIdle = 5 * time.Second
+// watchIdle is how often the watch loop looks whether a reload turned server.watch_config on (a
+// variable so that a test can shorten it).
+var watchIdle = 5 * time.Second
 
 // watchLoop reloads the config when the file, or a file it reads tenants or a secret from, differs from what
 // the last load read (server.watch_config; SIGHUP and the admin API reload too, and each load
