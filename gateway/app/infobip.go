@@ -290,16 +290,18 @@ func (a *App) infobipReports(ctx context.Context, tn *tenant, kind string, q url
 	return httpapi.Reply{Status: http.StatusOK, Body: ib.Reports(kind, compatMessages(recs))}
 }
 
-// generalStatus maps Infobip's generalStatus filter to the message log's status.
-var generalStatus = map[string]string{"PENDING": gateway.StatusSent, "DELIVERED": gateway.StatusDelivered,
-	"UNDELIVERABLE": gateway.StatusUndelivered, "REJECTED": gateway.StatusFailed, "EXPIRED": gateway.StatusUndelivered}
+// generalStatus maps Infobip's generalStatus filter to the message log's statuses whose logs are
+// in that group (infobipcompat.ReportStatus): REJECTED is a message no provider took and one a
+// provider refused the destination of.
+var generalStatus = map[string][]string{"PENDING": {gateway.StatusSent}, "DELIVERED": {gateway.StatusDelivered},
+	"UNDELIVERABLE": {gateway.StatusUndelivered}, "REJECTED": {gateway.StatusFailed, gateway.StatusRejected}, "EXPIRED": {gateway.StatusUndelivered}}
 
 // infobipLogs serves GET /sms/{1,3}/logs from the message log, tenant-scoped.
 func (a *App) infobipLogs(ctx context.Context, tn *tenant, kind string, q url.Values) httpapi.Reply {
 	sq := store.Query{Tenant: tn.name, Compat: true, BulkID: q.Get("bulkId"), ID: q.Get("messageId"), Limit: limitOf(q, 50, 1000)}
 	if gs := q.Get("generalStatus"); gs != "" {
-		sq.Status = generalStatus[strings.ToUpper(gs)]
-		if sq.Status == "" {
+		sq.Statuses = generalStatus[strings.ToUpper(gs)]
+		if sq.Statuses == nil {
 			return ibReply(http.StatusBadRequest, kind, "BAD_REQUEST", "generalStatus must be PENDING, DELIVERED, UNDELIVERABLE, REJECTED or EXPIRED")
 		}
 	}

@@ -730,7 +730,8 @@ func TestANotifyURLMustBeAPlainHTTPURLOfAListedHost(t *testing.T) {
 }
 
 // TestInfobipCompatibleLogsAndReportsFilters: GET /sms/{1,3}/logs narrows by generalStatus (any
-// case; EXPIRED is undeliverable, REJECTED failed at send), sentSince and sentUntil, messageId,
+// case; EXPIRED is undeliverable; REJECTED is every log whose status is in that group: failed at
+// send, and the destination refused by a provider, which the filter once left out), sentSince and sentUntil, messageId,
 // bulkId and limit, and lists only messages sent through the Infobip-compatible API; GET /sms/1/reports
 // narrows by messageId and bulkId and hands out 50 by default.
 func TestInfobipCompatibleLogsAndReportsFilters(t *testing.T) {
@@ -755,6 +756,7 @@ func TestInfobipCompatibleLogsAndReportsFilters(t *testing.T) {
 	insert(&store.Record{ID: "log-delivered", Source: "infobip-sms-v3", Status: gateway.StatusDelivered, CreatedAt: at(2 * time.Hour), DeliveredAt: &delivered})
 	insert(&store.Record{ID: "log-undelivered", Source: "infobip-sms-v2", Status: gateway.StatusUndelivered, CreatedAt: at(time.Hour), DeliveredAt: &delivered})
 	insert(&store.Record{ID: "log-failed", Source: "infobip-sms-v2", Status: gateway.StatusFailed, CreatedAt: at(30 * time.Minute)})
+	insert(&store.Record{ID: "log-refused", Source: "infobip-sms-v2", Status: gateway.StatusRejected, CreatedAt: at(25 * time.Minute), DeliveredAt: &delivered})
 	insert(&store.Record{ID: "log-own-api", Status: gateway.StatusDelivered, CreatedAt: at(20 * time.Minute)})
 	insert(&store.Record{ID: "log-other-tenant", Tenant: "sender", Source: "infobip-sms-v2", Status: gateway.StatusSent, CreatedAt: at(10 * time.Minute)})
 	ids := func(r response) []string {
@@ -773,19 +775,19 @@ func TestInfobipCompatibleLogsAndReportsFilters(t *testing.T) {
 		query string
 		want  []string
 	}{
-		{"", []string{"log-failed", "log-undelivered", "log-delivered", "log-pending"}},
+		{"", []string{"log-refused", "log-failed", "log-undelivered", "log-delivered", "log-pending"}},
 		{"generalStatus=pending", []string{"log-pending"}},
 		{"generalStatus=DELIVERED", []string{"log-delivered"}},
 		{"generalStatus=UNDELIVERABLE", []string{"log-undelivered"}},
 		{"generalStatus=Expired", []string{"log-undelivered"}},
-		{"generalStatus=REJECTED", []string{"log-failed"}},
-		{"sentSince=" + infobipTime(90*time.Minute), []string{"log-failed", "log-undelivered"}},
+		{"generalStatus=REJECTED", []string{"log-refused", "log-failed"}},
+		{"sentSince=" + infobipTime(90*time.Minute), []string{"log-refused", "log-failed", "log-undelivered"}},
 		{"sentUntil=" + infobipTime(90*time.Minute), []string{"log-delivered", "log-pending"}},
 		{"sentSince=" + infobipTime(150*time.Minute) + "&sentUntil=" + infobipTime(45*time.Minute), []string{"log-undelivered", "log-delivered"}},
 		{"messageId=log-delivered", []string{"log-delivered"}},
 		{"bulkId=bk", []string{"log-pending"}},
-		{"limit=2", []string{"log-failed", "log-undelivered"}},
-		{"limit=0", []string{"log-failed", "log-undelivered", "log-delivered", "log-pending"}},
+		{"limit=2", []string{"log-refused", "log-failed"}},
+		{"limit=0", []string{"log-refused", "log-failed", "log-undelivered", "log-delivered", "log-pending"}},
 	} {
 		for _, version := range []string{"1", "3"} {
 			if diff := cmp.Diff(tc.want, ids(c.call("GET", "/sms/"+version+"/logs?"+tc.query, "App acme-ib-key", ""))); diff != "" {
@@ -817,7 +819,7 @@ func TestInfobipCompatibleLogsAndReportsFilters(t *testing.T) {
 		t.Errorf("reports by bulkId (-want +got):\n%s", diff)
 	}
 	// The rest, oldest first, up to the default 50: the undelivered and failed logs' messages too.
-	want := []string{"log-delivered", "rep-0", "rep-2", "rep-3", "rep-4", "rep-6", "rep-7", "log-undelivered", "log-failed"}
+	want := []string{"log-delivered", "rep-0", "rep-2", "rep-3", "rep-4", "rep-6", "rep-7", "log-undelivered", "log-failed", "log-refused"}
 	if diff := cmp.Diff(want, ids(c.call("GET", "/sms/1/reports", "App acme-ib-key", ""))); diff != "" {
 		t.Errorf("reports without a filter (-want +got):\n%s", diff)
 	}

@@ -545,10 +545,13 @@ func (h *handlers) messages(c echo.Context) error {
 	if _, err := url.ParseQuery(c.Request().URL.RawQuery); err != nil {
 		return fail(http.StatusBadRequest, "invalid_query", "the query string is not URL-encoded")
 	}
-	q := store.Query{Tenant: t.Name, Status: c.QueryParam("status"), Provider: c.QueryParam("provider"), Limit: 50}
-	if q.Status != "" && !slices.Contains(gateway.RecordStatuses, q.Status) {
-		// A misspelt status would otherwise match nothing and read as "none".
-		return fail(http.StatusBadRequest, "invalid_query", "status must be sent, delivered, undelivered, failed or rejected")
+	q := store.Query{Tenant: t.Name, Provider: c.QueryParam("provider"), Limit: 50}
+	if s := c.QueryParam("status"); s != "" {
+		if !slices.Contains(gateway.RecordStatuses, s) {
+			// A misspelt status would otherwise match nothing and read as "none".
+			return fail(http.StatusBadRequest, "invalid_query", "status must be sent, delivered, undelivered, failed or rejected")
+		}
+		q.Statuses = []string{s}
 	}
 	if s := c.QueryParam("limit"); s != "" {
 		n, err := strconv.Atoi(s)

@@ -155,7 +155,7 @@ func (m *Memory) List(_ context.Context, q Query) ([]*Record, error) {
 	m.mu.RLock()
 	var out []*Record
 	for _, r := range m.byID {
-		if r.Tenant != q.Tenant || (q.Status != "" && r.Status != q.Status) || (q.Provider != "" && r.Provider != q.Provider) ||
+		if r.Tenant != q.Tenant || (len(q.Statuses) > 0 && !slices.Contains(q.Statuses, r.Status)) || (q.Provider != "" && r.Provider != q.Provider) ||
 			(!q.Since.IsZero() && r.CreatedAt.Before(q.Since)) || (q.Before != nil && !olderThan(r, q.Before)) ||
 			(!q.Until.IsZero() && !r.CreatedAt.Before(q.Until)) || (q.BulkID != "" && r.BulkID != q.BulkID) ||
 			(q.ID != "" && r.ID != q.ID && r.Reference != q.ID) || (q.Compat && r.Source == "") {

@@ -320,7 +320,7 @@ func TestTheWALStartsOverBesideEndlessListings(t *testing.T) {
 	for range 2 {
 		wg.Go(func() {
 			for !stop.Load() {
-				if _, err := s.List(ctx, Query{Tenant: "big", Status: "delivered", Limit: 10}); err != nil {
+				if _, err := s.List(ctx, Query{Tenant: "big", Statuses: []string{"delivered"}, Limit: 10}); err != nil {
 					t.Error(err)
 				}
 				lists.Add(1)

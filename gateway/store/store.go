@@ -120,8 +120,9 @@ func (r *Record) Final() bool {
 
 // Query selects a tenant's records, newest first.
 type Query struct {
-	Tenant   string
-	Status   string
+	Tenant string
+	// Statuses, when set, keeps records with any of these statuses.
+	Statuses []string
 	Provider string
 	Since    time.Time
 	Limit    int
@@ -152,8 +153,12 @@ func listSQL(q Query) (string, []any) {
 	add := func(cond string, v ...any) {
 		where, args = append(where, cond), append(args, v...)
 	}
-	if q.Status != "" {
-		add("status = ?", q.Status)
+	if len(q.Statuses) > 0 {
+		args := make([]any, len(q.Statuses))
+		for i, s := range q.Statuses {
+			args[i] = s
+		}
+		add("status IN (?"+strings.Repeat(", ?", len(args)-1)+")", args...)
 	}
 	if q.Provider != "" {
 		add("provider = ?", q.Provider)
@@ -688,7 +693,11 @@ func (s *Store) List(ctx context.Context, q Query) ([]*Record, error) {
 	if q.Limit <= 0 || q.Limit > 1000 {
 		q.Limit = 50
 	}
-	cleanAll([]*string{&q.Tenant, &q.Status, &q.Provider, &q.BulkID, &q.ID})
+	cleanAll([]*string{&q.Tenant, &q.Provider, &q.BulkID, &q.ID})
+	q.Statuses = slices.Clone(q.Statuses)
+	for i := range q.Statuses {
+		q.Statuses[i] = clean(q.Statuses[i])
+	}
 	if q.Before != nil {
 		c := *q.Before
 		c.ID, q.Before = clean(c.ID), &c

@@ -166,8 +166,11 @@ func TestListFiltersAndPages(t *testing.T) {
 		ctx := context.Background()
 		for i := 0; i < 7; i++ {
 			r := record(fmt.Sprintf("m%d", i), "acme", []string{"infobip", "twilio"}[i%2], fmt.Sprintf("p%d", i), t0.Add(time.Duration(i)*time.Second))
-			if i == 3 {
+			switch i {
+			case 3:
 				r.Status = gateway.StatusFailed
+			case 4:
+				r.Status = gateway.StatusRejected
 			}
 			s.Insert(ctx, r)
 		}
@@ -181,10 +184,11 @@ func TestListFiltersAndPages(t *testing.T) {
 		page1, _ := s.List(ctx, Query{Tenant: "acme", Limit: 3})
 		page2, _ := s.List(ctx, Query{Tenant: "acme", Limit: 3, Before: &Cursor{page1[2].CreatedAt, page1[2].ID}})
 		twilio, _ := s.List(ctx, Query{Tenant: "acme", Provider: "twilio", Limit: 10})
-		failed, _ := s.List(ctx, Query{Tenant: "acme", Status: gateway.StatusFailed, Limit: 10})
+		failed, _ := s.List(ctx, Query{Tenant: "acme", Statuses: []string{gateway.StatusFailed}, Limit: 10})
+		notSent, _ := s.List(ctx, Query{Tenant: "acme", Statuses: []string{gateway.StatusFailed, gateway.StatusRejected}, Limit: 10})
 		since, _ := s.List(ctx, Query{Tenant: "acme", Since: t0.Add(5 * time.Second), Limit: 10})
-		got := [][]string{ids(page1), ids(page2), ids(twilio), ids(failed), ids(since)}
-		want := [][]string{{"m6", "m5", "m4"}, {"m3", "m2", "m1"}, {"m5", "m3", "m1"}, {"m3"}, {"m6", "m5"}}
+		got := [][]string{ids(page1), ids(page2), ids(twilio), ids(failed), ids(notSent), ids(since)}
+		want := [][]string{{"m6", "m5", "m4"}, {"m3", "m2", "m1"}, {"m5", "m3", "m1"}, {"m3"}, {"m4", "m3"}, {"m6", "m5"}}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("(-want +got):\n%s", diff)
 		}
@@ -660,7 +664,7 @@ func TestConcurrentWriters(t *testing.T) {
 			}()
 		}
 		wg.Wait()
-		all, _ := s.List(context.Background(), Query{Tenant: "acme", Status: gateway.StatusDelivered, Limit: 500})
+		all, _ := s.List(context.Background(), Query{Tenant: "acme", Statuses: []string{gateway.StatusDelivered}, Limit: 500})
 		if len(all) != 400 {
 			t.Errorf("delivered records = %d, want 400", len(all))
 		}

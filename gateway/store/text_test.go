@@ -120,7 +120,7 @@ func TestNULAndInvalidBytesAreWrittenAndMatched(t *testing.T) {
 		if _, err := s.Find(ctx, "infobip", "\x00", "\xff"); err != ErrNotFound {
 			t.Errorf("find by a NUL id = %v, want ErrNotFound", err)
 		}
-		if recs, err := s.List(ctx, Query{Tenant: "acme", Status: "\x00", Provider: "\xff", ID: "\x00", BulkID: "\x00"}); err != nil || len(recs) != 0 {
+		if recs, err := s.List(ctx, Query{Tenant: "acme", Statuses: []string{"\x00"}, Provider: "\xff", ID: "\x00", BulkID: "\x00"}); err != nil || len(recs) != 0 {
 			t.Errorf("list with NUL filters = %d records, %v", len(recs), err)
 		}
 		if recs, err := s.Take(ctx, TakeQuery{Tenant: "acme", ID: "\x00", BulkID: "\xff"}); err != nil || len(recs) != 0 {
