@@ -823,6 +823,14 @@ func TestInfobipCompatibleLogsAndReportsFilters(t *testing.T) {
 	if diff := cmp.Diff(want, ids(c.call("GET", "/sms/1/reports", "App acme-ib-key", ""))); diff != "" {
 		t.Errorf("reports without a filter (-want +got):\n%s", diff)
 	}
+
+	// A limit above 1000 is 1000, not the default: 101 of a bulk of 101.
+	for i := range 101 {
+		insert(&store.Record{ID: fmt.Sprintf("many-%03d", i), Source: "infobip-sms-v2", BulkID: "many", Status: gateway.StatusSent, CreatedAt: at(time.Duration(i) * time.Second)})
+	}
+	if n := len(ids(c.call("GET", "/sms/1/logs?bulkId=many&limit=5000", "App acme-ib-key", ""))); n != 101 {
+		t.Errorf("/sms/1/logs?bulkId=many&limit=5000: %d logs, want 101", n)
+	}
 }
 
 // TestCompatMessageIsTheRecordAsInfobipTellsIt: a report or log line gives the number without
