@@ -291,12 +291,7 @@ func (n *notifier) close(d time.Duration) {
 	n.mu.Lock()
 	n.closed = true
 	n.mu.Unlock()
-	done := make(chan struct{})
-	go func() { n.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(d):
-	}
+	waitAtMost(&n.wg, d)
 }
 
 func hostOf(raw string) string {

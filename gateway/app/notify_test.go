@@ -540,3 +540,33 @@ func TestPushesNeverGoThroughAnEnvironmentProxy(t *testing.T) {
 		}
 	}
 }
+
+// TestAStoppingReplicaFinishesThePushInFlight: a replica that stops while a push is being posted
+// waits for it (up to 2 s) and marks it done before it closes the message log, so the report is not
+// pushed again after the restart.
+func TestAStoppingReplicaFinishesThePushInFlight(t *testing.T) {
+	var posts atomic.Int64
+	slow := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		posts.Add(1)
+		time.Sleep(300 * time.Millisecond)
+	}))
+	defer slow.Close()
+	h := &hook{Server: slow}
+	storage := fmt.Sprintf("{driver: sqlite, path: %q}", filepath.Join(t.TempDir(), "log.db"))
+	clk := &testClock{t: time.Now()}
+	c := startPushing(t, h, storage, clk)
+	id := sendPushed(t, c, h, "14155550191")
+	waitUntil(t, "the push was being posted", func() bool { return posts.Load() == 1 })
+	if err := c.app.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(3 * time.Minute) // past its next try, were it not done
+	again := startPushing(t, h, storage, clk)
+	rec, err := again.app.Store().Get(context.Background(), "acme", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rec.PushAt.IsZero() || rec.PushTries != 1 {
+		t.Errorf("after the restart the push is due at %v after %d tries; want it done after 1", rec.PushAt, rec.PushTries)
+	}
+}
