@@ -313,29 +313,63 @@ func TestTheProxyTunnelAtItsEdges(t *testing.T) {
 		t.Error("a proxy whose certificate is not trusted was used")
 	}
 
+	// rawProxy is a proxy that reads the CONNECT and hands the connection to serve.
+	rawProxy := func(serve func(net.Conn)) *pinningTransport {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				conn, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				buf := make([]byte, 4096)
+				conn.Read(buf)
+				go func() { defer conn.Close(); serve(conn) }()
+			}
+		}()
+		u, _ := url.Parse("http://" + ln.Addr().String())
+		_, pt := client(u)
+		return pt
+	}
 	// A proxy that answers the CONNECT and more bytes at once.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	eager := rawProxy(func(conn net.Conn) {
+		conn.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\nHTTP/1.1 200 OK\r\n\r\n"))
+		time.Sleep(100 * time.Millisecond)
+	})
+	if _, err := eager.tunnel(context.Background(), "tcp", "127.0.0.1:9"); err == nil || !strings.Contains(err.Error(), "spoke before the tunnel was used") {
+		t.Errorf("a proxy that spoke first: %v", err)
+	}
+	// A CONNECT answered with a redirect is no tunnel.
+	redirecting := rawProxy(func(conn net.Conn) {
+		conn.Write([]byte("HTTP/1.1 302 Found\r\nLocation: http://elsewhere.test/\r\nContent-Length: 0\r\n\r\n"))
+	})
+	var refused *proxyRefusedError
+	if _, err := redirecting.tunnel(context.Background(), "tcp", "127.0.0.1:9"); !errors.As(err, &refused) || refused.status != http.StatusFound {
+		t.Errorf("a CONNECT answered 302: %v", err)
+	}
+	// A tunnel outlives the deadline of the context that dialled it (its connection is pooled).
+	echo := rawProxy(func(conn net.Conn) {
+		conn.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n"))
+		io.Copy(conn, conn)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	conn, err := echo.tunnel(ctx, "tcp", "127.0.0.1:9")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			buf := make([]byte, 4096)
-			conn.Read(buf)
-			conn.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\nHTTP/1.1 200 OK\r\n\r\n"))
-			time.Sleep(100 * time.Millisecond)
-			conn.Close()
-		}
-	}()
-	eager, _ := url.Parse("http://" + ln.Addr().String())
-	_, ept := client(eager)
-	if _, err := ept.tunnel(context.Background(), "tcp", "127.0.0.1:9"); err == nil || !strings.Contains(err.Error(), "spoke before the tunnel was used") {
-		t.Errorf("a proxy that spoke first: %v", err)
+	defer conn.Close()
+	<-ctx.Done()
+	time.Sleep(50 * time.Millisecond)
+	got := make([]byte, 4)
+	if _, err := conn.Write([]byte("ping")); err != nil {
+		t.Errorf("a tunnel after its dial's deadline: %v", err)
+	} else if _, err := io.ReadFull(conn, got); err != nil || string(got) != "ping" {
+		t.Errorf("a tunnel after its dial's deadline: read %q, %v", got, err)
 	}
 
 	// At most pinnedHostsMax transports are kept; past it they are all made again.
