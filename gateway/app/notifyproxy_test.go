@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/smsgate/smsgate/providers/providertest"
 )
 
 // egressProxy is a forward proxy as a network's egress has one, tunnels only (CONNECT). It
@@ -315,23 +317,10 @@ func TestTheProxyTunnelAtItsEdges(t *testing.T) {
 
 	// rawProxy is a proxy that reads the CONNECT and hands the connection to serve.
 	rawProxy := func(serve func(net.Conn)) *pinningTransport {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				conn, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				buf := make([]byte, 4096)
-				conn.Read(buf)
-				go func() { defer conn.Close(); serve(conn) }()
-			}
-		}()
-		u, _ := url.Parse("http://" + ln.Addr().String())
+		u, _ := url.Parse("http://" + providertest.RawServer(t, func(conn net.Conn) {
+			conn.Read(make([]byte, 4096))
+			serve(conn)
+		}))
 		_, pt := client(u)
 		return pt
 	}

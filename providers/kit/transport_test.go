@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/providers/providertest"
 )
 
 // post sends a small POST to url through c and returns the classified failure (nil on success).
@@ -27,28 +28,6 @@ func post(t *testing.T, c *Client, url string, body io.Reader) *gateway.Error {
 		return nil
 	}
 	return gateway.AsError(err)
-}
-
-// rawServer accepts TCP connections until the test ends, hands each to serve, then closes it;
-// it returns the address.
-func rawServer(t *testing.T, serve func(net.Conn)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			serve(conn)
-			conn.Close()
-		}
-	}()
-	return ln.Addr().String()
 }
 
 // TestAnAnswerCutShortWasSent: the provider had started to answer, so the request reached it:
@@ -75,7 +54,7 @@ func TestAnAnswerCutShortWasSent(t *testing.T) {
 // request was still being written, so it holds no request to act on: never sent, and the
 // next provider may take the message.
 func TestARequestThatCouldNotBeWrittenWasNeverSent(t *testing.T) {
-	addr := rawServer(t, func(conn net.Conn) {
+	addr := providertest.RawServer(t, func(conn net.Conn) {
 		conn.(*net.TCPConn).SetLinger(0) // a reset, not a polite close
 	})
 	// Far more than the socket buffers hold, so the write meets the reset.
@@ -137,7 +116,7 @@ func TestHandshakeFailuresAreTLS(t *testing.T) {
 	oldTransport.TLSClientConfig.MaxVersion = tls.VersionTLS12
 	old := &http.Client{Transport: oldTransport}
 	// A server on the port that speaks neither TLS nor HTTP.
-	other := rawServer(t, func(conn net.Conn) { conn.Write([]byte("SSH-2.0-OpenSSH_9.6\r\n")) })
+	other := providertest.RawServer(t, func(conn net.Conn) { conn.Write([]byte("SSH-2.0-OpenSSH_9.6\r\n")) })
 
 	for _, tc := range []struct {
 		name   string

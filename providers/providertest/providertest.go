@@ -313,3 +313,28 @@ func Hanging(t testing.TB) (srv *httptest.Server, release func()) {
 	t.Cleanup(release) // first: Close waits for the requests it would end
 	return srv, release
 }
+
+// RawServer accepts TCP connections until the test ends and hands each to serve, in a goroutine
+// of its own, closing it after; it returns the address. For peers that speak something other than
+// well-formed HTTP: a proxy, an answer cut short.
+func RawServer(t testing.TB, serve func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				serve(conn)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
