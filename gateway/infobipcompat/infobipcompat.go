@@ -7,6 +7,7 @@
 package infobipcompat
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -132,20 +133,23 @@ func Parse(kind string, single bool, body []byte) ([]Destination, error) {
 			out = append(out, Destination{To: to, Text: r.Text, Voice: true, Language: r.Language, From: r.From})
 		}
 	case kind == SMSv3:
+		// The bulk's id is options.schedule.bulkId in v3; a bulkId beside messages, as v2 has it,
+		// is taken when that is absent (smsgate read only that one until the forty-eighth session).
 		var r struct {
 			BulkID   string      `json:"bulkId"`
 			Messages []v3Message `json:"messages"`
-			Options  *struct {
-				Tracking *struct {
+			Options  struct {
+				Schedule struct {
 					BulkID string `json:"bulkId"`
-				} `json:"tracking"`
+				} `json:"schedule"`
 			} `json:"options"`
 		}
 		if err := json.Unmarshal(body, &r); err != nil {
 			return nil, bad("the body is not a JSON object of the expected shape")
 		}
+		bulk := cmp.Or(r.Options.Schedule.BulkID, r.BulkID)
 		for _, m := range r.Messages {
-			d := Destination{Text: m.Content.Text, From: m.Sender, BulkID: r.BulkID}
+			d := Destination{Text: m.Content.Text, From: m.Sender, BulkID: bulk}
 			if m.Webhooks != nil {
 				d.CallbackData = m.Webhooks.CallbackData
 				if m.Webhooks.Delivery != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -225,6 +226,7 @@ func TestParseLanguage(t *testing.T) {
 // session), each destination with the example's text, but the binary SMS and the audio files
 // smsgate does not send, which are refused as having no text.
 func TestParseTakesInfobipsExamples(t *testing.T) {
+	bulkID := regexp.MustCompile(`"bulkId"\s*:\s*"([^"]*)"`)
 	sms := providertest.LoadSpec(t, "infobip-sms.openapi.json")
 	voice := providertest.LoadSpec(t, "infobip-voice.openapi.json")
 	for _, tc := range []struct {
@@ -261,9 +263,14 @@ func TestParseTakesInfobipsExamples(t *testing.T) {
 				t.Errorf("%s, %q: %v\n%s", tc.path, name, err, body)
 				continue
 			}
+			// Every destination is of the example's bulk, wherever the API puts its id.
+			bulk := ""
+			if m := bulkID.FindSubmatch(body); m != nil {
+				bulk = string(m[1])
+			}
 			for _, d := range ds {
-				if d.To == "" || d.Text == "" || !strings.Contains(string(body), d.To) {
-					t.Errorf("%s, %q: destination %+v", tc.path, name, d)
+				if d.To == "" || d.Text == "" || !strings.Contains(string(body), d.To) || d.BulkID != bulk {
+					t.Errorf("%s, %q: destination %+v, want bulk %q", tc.path, name, d, bulk)
 				}
 			}
 		}
@@ -284,8 +291,12 @@ func TestParseReadsEveryField(t *testing.T) {
 			[]Destination{{To: "41793026727", Text: "Your code is 1234", Voice: true, Language: "en", From: "41793026700"}}},
 		{"TTS single, to as a list", TTS, true, `{"text":"Code 1234","to":["41793026727","41793026728"]}`,
 			[]Destination{{To: "41793026727", Text: "Code 1234", Voice: true}, {To: "41793026728", Text: "Code 1234", Voice: true}}},
-		{"SMS v3", SMSv3, false, `{"bulkId":"b-1","messages":[{"sender":"ACME","destinations":[{"to":"41793026727","messageId":"m-1"}],"content":{"text":"Code 1234"},"webhooks":{"delivery":{"url":"https://hooks.example.com/dlr"},"callbackData":"cb"}}]}`,
+		{"SMS v3", SMSv3, false, `{"messages":[{"sender":"ACME","destinations":[{"to":"41793026727","messageId":"m-1"}],"content":{"text":"Code 1234"},"webhooks":{"delivery":{"url":"https://hooks.example.com/dlr"},"callbackData":"cb"}}],"options":{"schedule":{"bulkId":"b-1"}}}`,
 			[]Destination{{To: "41793026727", Text: "Code 1234", From: "ACME", Reference: "m-1", BulkID: "b-1", NotifyURL: "https://hooks.example.com/dlr", CallbackData: "cb"}}},
+		{"SMS v3 with a bulkId beside messages, as v2 has it", SMSv3, false, `{"bulkId":"b-v2","messages":[{"destinations":[{"to":"41793026727"}],"content":{"text":"Code 1234"}}]}`,
+			[]Destination{{To: "41793026727", Text: "Code 1234", BulkID: "b-v2"}}},
+		{"SMS v3 with both: the schedule's", SMSv3, false, `{"bulkId":"b-v2","messages":[{"destinations":[{"to":"41793026727"}],"content":{"text":"Code 1234"}}],"options":{"schedule":{"bulkId":"b-v3"}}}`,
+			[]Destination{{To: "41793026727", Text: "Code 1234", BulkID: "b-v3"}}},
 		{"SMS v3 without a delivery webhook", SMSv3, false, `{"messages":[{"destinations":[{"to":"41793026727"}],"content":{"text":"Code 1234"},"webhooks":{"callbackData":"cb"}}]}`,
 			[]Destination{{To: "41793026727", Text: "Code 1234", CallbackData: "cb"}}},
 		{"SMS v2", SMSv2, false, `{"bulkId":"b-2","messages":[{"from":"ACME","destinations":[{"to":"41793026727","messageId":"m-2"}],"text":"Code 1234","notifyUrl":"https://hooks.example.com/dlr","callbackData":"cb","language":"de"}]}`,
