@@ -154,11 +154,11 @@ func listSQL(q Query) (string, []any) {
 		where, args = append(where, cond), append(args, v...)
 	}
 	if len(q.Statuses) > 0 {
-		args := make([]any, len(q.Statuses))
+		vals := make([]any, len(q.Statuses))
 		for i, s := range q.Statuses {
-			args[i] = s
+			vals[i] = s
 		}
-		add("status IN (?"+strings.Repeat(", ?", len(args)-1)+")", args...)
+		add("status IN (?"+strings.Repeat(", ?", len(vals)-1)+")", vals...)
 	}
 	if q.Provider != "" {
 		add("provider = ?", q.Provider)
