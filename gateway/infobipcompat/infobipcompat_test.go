@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -132,6 +133,10 @@ func TestReportErrorsSayWhetherToSendAgain(t *testing.T) {
 // at the limit a request is taken, one past it refused with 400 naming the field. A text or a
 // to of blanks is none.
 func TestParseHoldsEachFieldToItsLimit(t *testing.T) {
+	// The limits docs/infobip-compatible.md promises (the cases below count from the constants).
+	if got, want := []int{MaxDestinations, MaxCallbackData, MaxVoiceCallbackData, MaxMessageID, MaxBulkID, MaxNotifyURL}, []int{100, 4000, 700, 200, 100, 2048}; !slices.Equal(got, want) {
+		t.Errorf("limits %v, the docs say %v", got, want)
+	}
 	v2 := func(message, dest, bulkID string) string {
 		return `{"bulkId":"` + bulkID + `","messages":[{"destinations":[{"to":"14155550104"` + dest + `}],"text":"code 1234"` + message + `}]}`
 	}
