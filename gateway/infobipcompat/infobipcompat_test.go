@@ -361,8 +361,10 @@ func TestReportsRenderEachField(t *testing.T) {
 			PricePerMessage float64
 			Currency        string
 		}
-		Status struct{ Name string }
-		Error  *struct{ Name string }
+		Status       struct{ Name string }
+		Error        *struct{ Name string }
+		SMSCount     *int
+		MessageCount *int
 	}
 	read := func(b []byte) []entry {
 		t.Helper()
@@ -393,6 +395,11 @@ func TestReportsRenderEachField(t *testing.T) {
 	}
 	if rs[3].Error == nil || rs[3].Error.Name != "EC_UNKNOWN" {
 		t.Errorf("a failure without a code: %+v", rs[3].Error)
+	}
+	// Each message is counted as one: v2 calls it smsCount, v3 messageCount.
+	if v2, v3 := rs[1], read(Reports(SMSv3, ms[1:2]))[0]; v2.SMSCount == nil || *v2.SMSCount != 1 || v2.MessageCount != nil ||
+		v3.MessageCount == nil || *v3.MessageCount != 1 || v3.SMSCount != nil {
+		t.Errorf("counts: v2 %v %v, v3 %v %v", v2.SMSCount, v2.MessageCount, v3.SMSCount, v3.MessageCount)
 	}
 	ms[0].BulkID = "b-1"
 	if ls := read(Logs(SMSv3, ms[:1])); ls[0].BulkID != "b-1" || ls[0].Price == nil || ls[0].Price.Currency != "EUR" {
