@@ -401,8 +401,9 @@ func TestReportsRenderEachField(t *testing.T) {
 		v3.MessageCount == nil || *v3.MessageCount != 1 || v3.SMSCount != nil {
 		t.Errorf("counts: v2 %v %v, v3 %v %v", v2.SMSCount, v2.MessageCount, v3.SMSCount, v3.MessageCount)
 	}
-	ms[0].BulkID = "b-1"
-	if ls := read(Logs(SMSv3, ms[:1])); ls[0].BulkID != "b-1" || ls[0].Price == nil || ls[0].Price.Currency != "EUR" {
-		t.Errorf("a v3 log entry: %+v", ls[0])
+	ms[0].BulkID, ms[0].SentAt = "b-1", done.Add(-time.Minute)
+	if ls := read(Logs(SMSv3, ms[:1])); ls[0].BulkID != "b-1" || ls[0].Price == nil || ls[0].Price.Currency != "EUR" ||
+		ls[0].SentAt == nil || *ls[0].SentAt != "2026-12-04T08:59:00.000+0000" || ls[0].Error == nil || ls[0].Error.Name != "EC_INVALID_DESTINATION" {
+		t.Errorf("a v3 log entry: %+v (sentAt %v, error %v)", ls[0], ls[0].SentAt, ls[0].Error)
 	}
 }
