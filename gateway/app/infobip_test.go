@@ -593,17 +593,16 @@ func TestInfobipCompatiblePullIsOnce(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			r := c.call("GET", "/sms/3/reports?limit=7", "App acme-ib-key", "")
-			for _, x := range r.Body["results"].([]any) {
-				mu.Lock()
-				seen[x.(map[string]any)["messageId"].(string)]++
-				mu.Unlock()
+			mu.Lock()
+			defer mu.Unlock()
+			for _, id := range resultIDs(r) {
+				seen[id]++
 			}
 		}()
 	}
 	wg.Wait()
-	rest := c.call("GET", "/sms/3/reports?limit=100", "App acme-ib-key", "")
-	for _, x := range rest.Body["results"].([]any) {
-		seen[x.(map[string]any)["messageId"].(string)]++
+	for _, id := range resultIDs(c.call("GET", "/sms/3/reports?limit=100", "App acme-ib-key", "")) {
+		seen[id]++
 	}
 	for _, id := range ids {
 		if seen[id] != 1 {
@@ -613,6 +612,15 @@ func TestInfobipCompatiblePullIsOnce(t *testing.T) {
 }
 
 func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
+
+// resultIDs is the messageId of each of a reports or logs answer's results, in order.
+func resultIDs(r response) []string {
+	var out []string
+	for _, x := range r.Body["results"].([]any) {
+		out = append(out, x.(map[string]any)["messageId"].(string))
+	}
+	return out
+}
 
 // TestNotifyQueuesArePerTenant: a tenant whose notify endpoint hangs holds at most notifyWorkers
 // pushes in flight and fills only its own queue (the rest of its pushes are dropped, counted and
@@ -764,11 +772,7 @@ func TestInfobipCompatibleLogsAndReportsFilters(t *testing.T) {
 		if r.Status != 200 {
 			t.Fatalf("%d %s", r.Status, r.Raw)
 		}
-		var out []string
-		for _, m := range r.Body["results"].([]any) {
-			out = append(out, m.(map[string]any)["messageId"].(string))
-		}
-		return out
+		return resultIDs(r)
 	}
 	infobipTime := func(ago time.Duration) string { return strings.ReplaceAll(at(ago).Format(ib.TimeLayout), "+", "%2B") }
 	for _, tc := range []struct {
