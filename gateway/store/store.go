@@ -688,11 +688,10 @@ func (s *Store) Get(ctx context.Context, tenant, id string) (*Record, error) {
 	return s.b.Get(ctx, clean(tenant), clean(id))
 }
 
-// List returns a tenant's records, newest first.
+// List returns a tenant's records, newest first: q.Limit of them (50 when not set, at most
+// 1000).
 func (s *Store) List(ctx context.Context, q Query) ([]*Record, error) {
-	if q.Limit <= 0 || q.Limit > 1000 {
-		q.Limit = 50
-	}
+	q.Limit = pageSize(q.Limit)
 	cleanAll([]*string{&q.Tenant, &q.Provider, &q.BulkID, &q.ID})
 	q.Statuses = slices.Clone(q.Statuses)
 	for i := range q.Statuses {
@@ -705,6 +704,15 @@ func (s *Store) List(ctx context.Context, q Query) ([]*Record, error) {
 	return s.b.List(ctx, q)
 }
 
+// pageSize is a listing's limit: 50 when not set, at most 1000 (it once fell back to 50 above
+// 1000, so that asking for more gave fewer).
+func pageSize(limit int) int {
+	if limit <= 0 {
+		return 50
+	}
+	return min(limit, 1000)
+}
+
 // Find returns the record a delivery report names.
 func (s *Store) Find(ctx context.Context, provider, id, providerMessageID string) (*Record, error) {
 	return s.b.Find(ctx, clean(provider), cleanID(id), cleanID(providerMessageID))
@@ -715,11 +723,9 @@ func (s *Store) Health(ctx context.Context, since, pendingBefore time.Time) ([]H
 	return s.b.Health(ctx, since, pendingBefore)
 }
 
-// Take hands out final delivery reports once (see Backend.Take).
+// Take hands out final delivery reports once (see Backend.Take), as many as List would list.
 func (s *Store) Take(ctx context.Context, q TakeQuery) ([]*Record, error) {
-	if q.Limit <= 0 || q.Limit > 1000 {
-		q.Limit = 50
-	}
+	q.Limit = pageSize(q.Limit)
 	cleanAll([]*string{&q.Tenant, &q.BulkID, &q.ID})
 	return s.b.Take(ctx, q)
 }

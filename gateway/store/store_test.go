@@ -195,6 +195,40 @@ func TestListFiltersAndPages(t *testing.T) {
 	})
 }
 
+// TestAPageIsAtMostAThousand: a listing or a pull asks for 50 records when it names no limit, and
+// for 1000 when it names more.
+func TestAPageIsAtMostAThousand(t *testing.T) {
+	backends(t, func(t *testing.T, open func() Backend) {
+		s := New(Options{Backend: open()})
+		defer s.Close()
+		ctx := context.Background()
+		var wg sync.WaitGroup
+		for w := range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := w; i < 1001; i += 16 {
+					r := record(fmt.Sprintf("m%04d", i), "big", "p", fmt.Sprint(i), t0.Add(time.Duration(i)*time.Millisecond))
+					r.Status, r.Source = gateway.StatusDelivered, "infobip-sms-v2"
+					if err := s.Insert(ctx, r); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		for _, tc := range []struct{ limit, want int }{{0, 50}, {7, 7}, {5000, 1000}} {
+			if recs, err := s.List(ctx, Query{Tenant: "big", Limit: tc.limit}); err != nil || len(recs) != tc.want {
+				t.Errorf("List with limit %d: %d records, %v; want %d", tc.limit, len(recs), err, tc.want)
+			}
+		}
+		if recs, err := s.Take(ctx, TakeQuery{Tenant: "big", Limit: 5000}); err != nil || len(recs) != 1000 {
+			t.Errorf("Take with limit 5000: %d reports, %v; want 1000", len(recs), err)
+		}
+	})
+}
+
 func TestRetentionPurge(t *testing.T) {
 	backends(t, func(t *testing.T, open func() Backend) {
 		s := New(Options{Backend: open()})
