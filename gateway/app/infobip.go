@@ -192,12 +192,11 @@ func notifyAllowed(tn *tenant, raw string) bool {
 	return tn.notifyHosts[strings.ToLower(u.Host)] || tn.notifyHosts[strings.ToLower(u.Hostname())]
 }
 
-func limitOf(q url.Values, def, most int) int {
-	n, err := strconv.Atoi(q.Get("limit"))
-	if err != nil || n <= 0 {
-		return def
-	}
-	return min(n, most)
+// limitOf is the caller's limit as the message log takes it: the store's page size applies (50
+// when it is not a positive number, at most 1000).
+func limitOf(q url.Values) int {
+	n, _ := strconv.Atoi(q.Get("limit"))
+	return n
 }
 
 // compatMessages is compatMessage of each record.
@@ -283,7 +282,7 @@ func logUnavailable(kind string) httpapi.Reply {
 // infobipReports hands out final delivery reports once (GET /sms/{1,3}/reports), for messages
 // whose reports are not pushed to a notify URL.
 func (a *App) infobipReports(ctx context.Context, tn *tenant, kind string, q url.Values) httpapi.Reply {
-	recs, err := a.store.Take(ctx, store.TakeQuery{Tenant: tn.name, BulkID: q.Get("bulkId"), ID: q.Get("messageId"), Limit: limitOf(q, 50, 1000)})
+	recs, err := a.store.Take(ctx, store.TakeQuery{Tenant: tn.name, BulkID: q.Get("bulkId"), ID: q.Get("messageId"), Limit: limitOf(q)})
 	if err != nil {
 		return logUnavailable(kind)
 	}
@@ -298,7 +297,7 @@ var generalStatus = map[string][]string{"PENDING": {gateway.StatusSent}, "DELIVE
 
 // infobipLogs serves GET /sms/{1,3}/logs from the message log, tenant-scoped.
 func (a *App) infobipLogs(ctx context.Context, tn *tenant, kind string, q url.Values) httpapi.Reply {
-	sq := store.Query{Tenant: tn.name, Compat: true, BulkID: q.Get("bulkId"), ID: q.Get("messageId"), Limit: limitOf(q, 50, 1000)}
+	sq := store.Query{Tenant: tn.name, Compat: true, BulkID: q.Get("bulkId"), ID: q.Get("messageId"), Limit: limitOf(q)}
 	if gs := q.Get("generalStatus"); gs != "" {
 		sq.Statuses = generalStatus[strings.ToUpper(gs)]
 		if sq.Statuses == nil {
