@@ -97,6 +97,12 @@ func (a *App) Infobip(ctx context.Context, c httpapi.InfobipCall) httpapi.Reply 
 		return rep
 	}
 	defer a.release(tn)
+	if len(dests) > 1 && dests[0].BulkID == "" {
+		bulk := madeBulkID(rt, tn.name, c.IdempotencyKey)
+		for i := range dests {
+			dests[i].BulkID = bulk
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, rt.cfg.Server.RequestTimeout.D())
 	defer cancel()
 	results := make([]ib.Result, len(dests))
@@ -120,6 +126,18 @@ func (a *App) Infobip(ctx context.Context, c httpapi.InfobipCall) httpapi.Reply 
 		a.releaseReports(ctx, tn, results)
 	}
 	return httpapi.Reply{Status: status, Body: body, RetryAfter: retry}
+}
+
+// madeBulkID is the bulkId of a request of several destinations that names none: Infobip makes
+// one up and returns it, and callers poll reports and logs by it. With an Idempotency-Key it is
+// the same on every retry of the request (a retry's destinations then carry the same bulkId, so
+// their bodies match the first try's, and the answer repeats it); without one it is new.
+func madeBulkID(rt *runtime, tenant, idempotencyKey string) string {
+	if idempotencyKey == "" {
+		return "bulk_" + strings.TrimPrefix(newID(time.Now()), "msg_")
+	}
+	h := rt.mac("bulk", tenant, idempotencyKey)
+	return "bulk_" + hex.EncodeToString(h[:14])
 }
 
 // releaseReports hands out the reports of the destinations that failed at send in a request

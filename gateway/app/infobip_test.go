@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/smsgate/smsgate/gateway"
@@ -706,6 +707,76 @@ func TestInfobipCompatibleIdempotencyKey(t *testing.T) {
 	}
 	if other := send("ib-retry-2"); slices.Contains(first, other[0]) || slices.Contains(first, other[1]) || len(c.ib.Requests()) == sent {
 		t.Errorf("another key: ids %v (first %v), %d more sends", other, first, len(c.ib.Requests())-sent)
+	}
+}
+
+// TestInfobipCompatibleMakesUpABulkIdForSeveralDestinations: as Infobip does, a request of
+// several destinations (one message or several) that names no bulkId gets one made up, returned
+// in the answer and kept on every destination's record, so the caller can poll reports and logs
+// by it. A request of one destination gets none. Under an Idempotency-Key a retry is answered
+// with the same bulkId (and is not a conflict); without one every request gets its own.
+func TestInfobipCompatibleMakesUpABulkIdForSeveralDestinations(t *testing.T) {
+	c := startCompat(t)
+	sms := providertest.LoadSpec(t, "infobip-sms.openapi.json")
+	voice := providertest.LoadSpec(t, "infobip-voice.openapi.json")
+	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("x:acme-ib-key"))
+	bulkOf := func(r response, what string) string {
+		t.Helper()
+		if r.Status != 200 {
+			t.Fatalf("%s: %d %s", what, r.Status, r.Raw)
+		}
+		b, _ := r.Body["bulkId"].(string)
+		for _, m := range messagesOf(r) {
+			rec, err := c.app.Store().Get(context.Background(), "acme", m["messageId"].(string))
+			if err != nil || rec.BulkID != b {
+				t.Errorf("%s: the record of %v has bulk %q (%v), the answer %q", what, m["messageId"], rec.BulkID, err, b)
+			}
+		}
+		return b
+	}
+	v2 := `{"messages":[{"destinations":[{"to":"14155550191"},{"to":"14155550192"}],"text":"Your code is 991"}]}`
+	r := c.call("POST", "/sms/2/text/advanced", "App acme-ib-key", v2)
+	made := bulkOf(r, "v2, two destinations")
+	checkSpec(t, sms, "/sms/2/text/advanced", "POST", r)
+	if !strings.HasPrefix(made, "bulk_") || len(made) != 33 {
+		t.Errorf("made-up bulkId %q", made)
+	}
+	logs := c.call("GET", "/sms/1/logs?bulkId="+made, "App acme-ib-key", "")
+	want := []string{messagesOf(r)[0]["messageId"].(string), messagesOf(r)[1]["messageId"].(string)}
+	if diff := cmp.Diff(want, resultIDs(logs), cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
+		t.Errorf("logs by the made-up bulkId (-want +got):\n%s", diff)
+	}
+	if again := bulkOf(c.call("POST", "/sms/2/text/advanced", "App acme-ib-key", v2), "v2 again"); again == "" || again == made {
+		t.Errorf("a second request without an Idempotency-Key: bulkId %q, the first %q", again, made)
+	}
+	if b := bulkOf(c.call("POST", "/sms/2/text/advanced", "App acme-ib-key", `{"messages":[{"destinations":[{"to":"14155550193"}],"text":"Code 1"}]}`), "v2, one destination"); b != "" {
+		t.Errorf("one destination: bulkId %q, want none", b)
+	}
+	r = c.call("POST", "/sms/3/messages", "App acme-ib-key", `{"messages":[{"destinations":[{"to":"14155550194"}],"content":{"text":"Code 2"}},{"destinations":[{"to":"14155550195"}],"content":{"text":"Code 3"}}]}`)
+	if b := bulkOf(r, "v3, two messages"); !strings.HasPrefix(b, "bulk_") {
+		t.Errorf("v3, two messages: bulkId %q", b)
+	}
+	checkSpec(t, sms, "/sms/3/messages", "POST", r)
+	if b := bulkOf(c.call("GET", "/sms/1/text/query?password=acme-ib-key&to=14155550196,14155550197&text=Code%204", "", ""), "query, two destinations"); !strings.HasPrefix(b, "bulk_") {
+		t.Errorf("query, two destinations: bulkId %q", b)
+	}
+	r = c.call("POST", "/tts/3/advanced", basic, `{"messages":[{"destinations":[{"to":"14155550198"},{"to":"14155550199"}],"text":"Your code is 5 6"}]}`)
+	if b := bulkOf(r, "TTS, two destinations"); !strings.HasPrefix(b, "bulk_") {
+		t.Errorf("TTS, two destinations: bulkId %q", b)
+	}
+	checkSpec(t, voice, "/tts/3/advanced", "POST", r)
+
+	keyed := func(key string) string {
+		t.Helper()
+		return bulkOf(c.do("POST", "/sms/2/text/advanced", "", `{"messages":[{"destinations":[{"to":"14155550188"},{"to":"14155550189"}],"text":"Code 5"}]}`,
+			"Authorization", "App acme-ib-key", "Idempotency-Key", key), "under "+key)
+	}
+	first, sent := keyed("bulk-retry-1"), len(c.ib.Requests())
+	if again := keyed("bulk-retry-1"); again != first || !strings.HasPrefix(first, "bulk_") || len(first) != 33 || len(c.ib.Requests()) != sent {
+		t.Errorf("a retry under the same key: bulkId %q, the first %q, %d more sends", again, first, len(c.ib.Requests())-sent)
+	}
+	if other := keyed("bulk-retry-2"); other == first {
+		t.Errorf("another key: the same bulkId %q", other)
 	}
 }
 
