@@ -246,6 +246,32 @@ func TestSpendChargeFarAboveTheLimit(t *testing.T) {
 	}
 }
 
+// TestASpendBucketSpentExactlyHoldsNothing: a bucket whose whole amount was spent, to the cent,
+// holds nothing: the next reservation is refused until the bucket has refilled a little, and
+// told to wait a millisecond, not 0 (a Retry-After of 0 invites the retry at once).
+func TestASpendBucketSpentExactlyHoldsNothing(t *testing.T) {
+	for _, backend := range []string{"memory", "redis"} {
+		t.Run(backend, func(t *testing.T) {
+			clk := newClock()
+			s, _ := twoReplicas(t, backend, clk)
+			ctx := context.Background()
+			l := config.Spend{Amount: 1, Per: 24 * time.Hour}
+			for range 2 {
+				if err := s.Charge(ctx, "k", l, 0.5); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if ok, wait, err := s.Reserve(ctx, "k", l, 0.1); ok || err != nil || wait != time.Millisecond {
+				t.Errorf("a bucket spent to its limit: ok %v, wait %v, %v; want refused for 1ms", ok, wait, err)
+			}
+			clk.add(time.Millisecond)
+			if ok, wait, err := s.Reserve(ctx, "k", l, 0.1); !ok || err != nil {
+				t.Errorf("a millisecond later: ok %v, wait %v, %v; want allowed", ok, wait, err)
+			}
+		})
+	}
+}
+
 // TestSpendChargeOfNaNChangesNothing: a NaN price once emptied a bucket in debt (converted to a
 // Duration it moved the bucket far into the past).
 func TestSpendChargeOfNaNChangesNothing(t *testing.T) {
