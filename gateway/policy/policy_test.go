@@ -1042,6 +1042,10 @@ func TestSweptMapDelete(t *testing.T) {
 	if s.len() != 66 {
 		t.Errorf("len %d, want 66", s.len())
 	}
+	// The backing array keeps no deleted key alive beyond the slice's length.
+	if tail := s.keys[len(s.keys):cap(s.keys)]; slices.ContainsFunc(tail, func(k string) bool { return k != "" }) {
+		t.Errorf("the keys' backing array still holds deleted keys past its length")
+	}
 	for k, sl := range s.m {
 		if s.keys[sl.pos] != k {
 			t.Fatalf("key %q at position %d holds %q", k, sl.pos, s.keys[sl.pos])
@@ -1090,6 +1094,57 @@ func TestSweptMapEvictsFromTheTenantHoldingTheMost(t *testing.T) {
 	}
 	if _, _, ok := s.evict("", stale); ok || s.len() != 0 || len(s.tenants) != 0 {
 		t.Errorf("an empty map: evicted %v, %d keys, %d tenants", ok, s.len(), len(s.tenants))
+	}
+}
+
+// TestSweptMapEvictsATenantsOldestLiveKeysFirst: with none of its keys stale, a tenant loses its
+// keys in the order it set them, each eviction going on from where the last stopped: the newest
+// key, which fills the place of the one evicted, is not the next to go. It never loses the key
+// kept (the one just set), even when that is the only key there is to take.
+func TestSweptMapEvictsATenantsOldestLiveKeysFirst(t *testing.T) {
+	s := sweptMap[bool]{owner: func(k string) string { t, _, _ := strings.Cut(k, "|"); return t }}
+	for i := range 20 {
+		s.set(fmt.Sprintf("t|%02d", i), false)
+	}
+	live := func(string, bool) bool { return false }
+	for range 5 {
+		if _, early, ok := s.evict("t|00", live); !ok || !early {
+			t.Fatalf("evicted %v, early %v", ok, early)
+		}
+	}
+	var left []string
+	for k := range s.m {
+		left = append(left, k)
+	}
+	slices.Sort(left)
+	want := []string{"t|00"}
+	for i := 6; i < 20; i++ {
+		want = append(want, fmt.Sprintf("t|%02d", i))
+	}
+	if diff := cmp.Diff(want, left); diff != "" {
+		t.Errorf("keys left after five evictions, t|00 kept (-want +got):\n%s", diff)
+	}
+
+	one := sweptMap[bool]{owner: s.owner}
+	one.set("t|only", false)
+	if _, _, ok := one.evict("t|only", live); ok || one.len() != 1 {
+		t.Errorf("a tenant holding only the key kept: evicted %v, %d keys left", ok, one.len())
+	}
+}
+
+// TestSweptMapBoundTellsOfALiveKeyLostBeforeAStaleOne: bound evicting more than one key (a
+// bound lowered by a reload) says a live key was lost when any of them was, not only the last.
+func TestSweptMapBoundTellsOfALiveKeyLostBeforeAStaleOne(t *testing.T) {
+	s := sweptMap[bool]{owner: func(k string) string { t, _, _ := strings.Cut(k, "|"); return t }}
+	for i := range 18 {
+		s.set(fmt.Sprintf("t|%02d", i), i == 16) // t|16 is stale, past the first eviction's look
+	}
+	tenant, lost := s.bound(16, "", func(_ string, stale bool) bool { return stale })
+	if tenant != "t" || !lost || s.len() != 16 {
+		t.Errorf("bound: tenant %q, lost %v, %d keys; want t, true, 16", tenant, lost, s.len())
+	}
+	if _, ok := s.get("t|16"); ok {
+		t.Error("the stale key was kept")
 	}
 }
 
