@@ -225,6 +225,18 @@ func TestEvidenceGoesStale(t *testing.T) {
 	if w := ma.owns.window; w != 2*time.Minute {
 		t.Fatalf("window %v, want the open timeout", w)
 	}
+	// The longer of the counting interval and the open timeout, and at least a minute.
+	for _, c := range []struct {
+		b    BreakerSettings
+		want time.Duration
+	}{
+		{BreakerSettings{Interval: 3 * time.Minute, OpenTimeout: 30 * time.Second}, 3 * time.Minute},
+		{BreakerSettings{Interval: 10 * time.Second, OpenTimeout: 30 * time.Second}, time.Minute},
+	} {
+		if w := evidenceWindow(c.b); w != c.want {
+			t.Errorf("interval %v, open timeout %v: window %v, want %v", c.b.Interval, c.b.OpenTimeout, w, c.want)
+		}
+	}
 	now := time.Now()
 	ma.owns.get("other").failedAt[0].Store(now.Add(-2*time.Minute - time.Second).UnixNano())
 	if ma.owns.corroborated("me", 0, now) {
