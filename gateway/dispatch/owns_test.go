@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -119,6 +120,47 @@ func TestCorroboratedFailuresOpenTheSharedBreaker(t *testing.T) {
 	}
 	if n := p.calls["fourth"].Load(); n != 0 {
 		t.Errorf("provider called %d times for the fourth tenant, want 0", n)
+	}
+}
+
+// TestASharedBreakerBusyWithItsProbeCountsAgainstNoTenant: while the shared breaker is half-open
+// and its one probe is in flight, it refuses every other send (too many requests), as it does when
+// open: a tenant refused so has failed at nothing, and its own breaker counts nothing.
+func TestASharedBreakerBusyWithItsProbeCountsAgainstNoTenant(t *testing.T) {
+	a := &fake{fn: failing(gateway.ClassProvider, "E500")}
+	quick := BreakerSettings{ConsecutiveFailures: 1, OpenTimeout: 50 * time.Millisecond}
+	ma := member("a", a, 5*time.Second, quick)
+	ch := Chain{Members: []*Member{ma, member("b", &fake{fn: ok("b")}, time.Second, strict)}, Shared: true}
+	send := func(tenant string) Outcome { return Send(context.Background(), from(tenant), ch, nil) }
+	send("x")
+	send("y") // corroborated by x's failure: the shared breaker opens
+	if st := ma.ChannelState(gateway.SMS); st != gobreaker.StateOpen {
+		t.Fatalf("shared breaker %v, want open", st)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for ma.ChannelState(gateway.SMS) == gobreaker.StateOpen && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	release := make(chan struct{})
+	a.set(func(context.Context) (gateway.Result, error) {
+		<-release
+		return gateway.Result{ProviderMessageID: "a"}, nil
+	})
+	calls := a.calls.Load()
+	probe := make(chan Outcome)
+	go func() { probe <- send("prober") }()
+	for a.calls.Load() == calls && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if out := send("z"); !cmp.Equal(codes(out), []string{"a:unavailable:breaker_open", "b:sent:"}) {
+		t.Errorf("a send while the probe is in flight: %v", codes(out))
+	}
+	if tb := ma.TenantBreakers(); slices.ContainsFunc(tb, func(b TenantBreaker) bool { return b.Tenant == "z" }) {
+		t.Errorf("the refused tenant's own breaker counted the refusal: %v", tb)
+	}
+	close(release)
+	if out := <-probe; out.Provider != "a" {
+		t.Errorf("the probe went to %q, want a", out.Provider)
 	}
 }
 
