@@ -356,6 +356,14 @@ func TestAnOpenBreakerTakesNoThroughput(t *testing.T) {
 	if out := Send(context.Background(), from("quiet"), ch, nil); out.Provider != "a" || paced["a/quiet"] != 1 {
 		t.Errorf("quiet: %v, %d tokens", codes(out), paced["a/quiet"])
 	}
+	// The same provider in a chain of one tenant (a reload left the hostile one alone): its own
+	// breaker, still open, is not used there, so its send calls a and takes a token.
+	alone := ch
+	alone.Shared = false
+	p.fail = func(string) bool { return false }
+	if out := Send(context.Background(), from("hostile"), alone, nil); out.Provider != "a" || paced["a/hostile"] != int(calls)+1 {
+		t.Errorf("hostile alone: %v, %d tokens (%d before)", codes(out), paced["a/hostile"], calls)
+	}
 	ma.SetDisabled(true)
 	Send(context.Background(), from("quiet"), ch, nil)
 	if paced["a/quiet"] != 1 {
