@@ -398,8 +398,12 @@ func (d *Decoder) decode(n *yaml.Node, path string, v reflect.Value) {
 			return
 		}
 		m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
+		seen := map[string]int{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, val := n.Content[i], n.Content[i+1]
+			if d.twice(seen, k, join(path, k.Value)) {
+				continue
+			}
 			ev := reflect.New(v.Type().Elem()).Elem()
 			d.decode(val, join(path, k.Value), ev)
 			m.SetMapIndex(reflect.ValueOf(k.Value).Convert(v.Type().Key()), ev)
@@ -475,9 +479,13 @@ func (d *Decoder) decodeStruct(n *yaml.Node, path string, v reflect.Value) {
 		}
 	}
 	collect(v.Type(), nil)
+	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
 		p := join(path, k.Value)
+		if d.twice(seen, k, p) {
+			continue
+		}
 		if fi, ok := fields[k.Value]; ok {
 			d.decode(val, p, v.FieldByIndex(fi))
 			continue
@@ -492,6 +500,19 @@ func (d *Decoder) decodeStruct(n *yaml.Node, path string, v reflect.Value) {
 		}
 		d.Add(k.Line, p, "unknown key %q%s", k.Value, suggest(k.Value, fields))
 	}
+}
+
+// twice reports, as a problem, a key that its mapping gave before (seen: the keys read so far and
+// their lines). yaml.v3 keeps such a mapping as it is written, and reading it as the YAML would
+// have kept one of the two values silently: an operator who pasted a second rate_limits or
+// allowed_countries under a tenant had the first ignored without a word.
+func (d *Decoder) twice(seen map[string]int, k *yaml.Node, path string) bool {
+	if first, ok := seen[k.Value]; ok {
+		d.Add(k.Line, path, "given twice in one mapping (first on line %d): remove one", first)
+		return true
+	}
+	seen[k.Value] = k.Line
+	return false
 }
 
 func suggest(key string, fields map[string][]int) string {

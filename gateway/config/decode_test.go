@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 
@@ -98,6 +99,42 @@ routes: [{name: default, providers: [p1]}]
 	}
 	if got, want := err.Error(), "m.yaml:1: policy.rate_limits.per_recipient: expected a single value, got a mapping"; got != want {
 		t.Errorf("problems:\n%s\nwant only:\n%s", got, want)
+	}
+}
+
+// TestAKeyGivenTwiceInAMappingIsAProblem: a key given twice in one mapping (a second routes: at
+// the top, a tenant's api_key, a country of a per_country map, a driver's own option) is a
+// problem at the second's line naming the first's, instead of one of the two values being kept
+// without a word. The same key in two mappings is no problem.
+func TestAKeyGivenTwiceInAMappingIsAProblem(t *testing.T) {
+	src := `tenants:
+  - name: acme
+    api_key: k1
+    api_key: k2
+    rate_limits: {per_country: {US: 5/1h, FR: 2/1h, US: 50/1h}}
+  - {name: other, api_key: k3}
+providers:
+  - {name: p1, type: mock, latency: 1ms, latency: 2ms}
+routes: [{name: default, providers: [p1]}]
+routes: [{name: other, providers: [p1]}]
+`
+	_, err := Parse("d.yaml", []byte(src), env(nil))
+	var ps Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("Parse: %v, want problems", err)
+	}
+	var got []string
+	for _, p := range ps {
+		got = append(got, p.String())
+	}
+	want := []string{
+		`d.yaml:4: tenants[0].api_key: given twice in one mapping (first on line 3): remove one`,
+		`d.yaml:5: tenants[0].rate_limits.per_country.US: given twice in one mapping (first on line 5): remove one`,
+		`d.yaml:8: providers[0].latency: given twice in one mapping (first on line 8): remove one`,
+		`d.yaml:10: routes: given twice in one mapping (first on line 9): remove one`,
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("problems (-want +got):\n%s", d)
 	}
 }
 
