@@ -3,6 +3,7 @@ package gateway
 import (
 	"iter"
 	"net/netip"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -23,6 +24,9 @@ import (
 //     "1234.Ignore/delete", a code and a missing space, is no link: "ignore" is no such domain,
 //     and a phone would not make it one).
 //
+// Every link a word holds is yielded, in whichever form and wherever it is (wordLinks): one link
+// can hide another in its path or query.
+//
 // A bare domain name without a path ("acme.com", or the origin line of a WebOTP text, "@acme.com
 // #123456") is not a link here unless bare is set: product names and abbreviations look the same.
 // With bare (policy.bare_domain_links), every domain name in the text is yielded too, wherever it
@@ -40,9 +44,20 @@ func LinkHosts(text string, bare bool) iter.Seq[string] {
 		if strings.IndexByte(text, '/') < 0 && !hasWWW(text) {
 			return // every link form holds one or the other; most codes hold neither
 		}
+		var held [maxSeen]string
+		seen := held[:0] // the word's hosts yielded so far (the first few: a host found twice only costs its check twice)
 		for w := range strings.FieldsFuncSeq(text, wordBreak) {
-			if host, ok := wordLink(w); ok && !yield(host) {
-				return
+			seen = seen[:0]
+			for host := range wordLinks(w) {
+				if slices.Contains(seen, host) {
+					continue
+				}
+				if !yield(host) {
+					return
+				}
+				if len(seen) < maxSeen {
+					seen = append(seen, host)
+				}
 			}
 		}
 	}
@@ -125,45 +140,62 @@ func wordBreak(r rune) bool {
 	return unicode.IsSpace(r) || unicode.IsControl(r) || strings.ContainsRune("\"'`<>()[]{},;|^", r)
 }
 
-// wordLink is the link's host in one word, if the word holds a link (LinkHosts).
-func wordLink(w string) (string, bool) {
-	if i := strings.Index(w, "://"); i >= 0 {
-		j := i
-		for j > 0 && schemeChar(w[j-1]) {
-			j--
+// maxSeen bounds the hosts of one word LinkHosts remembers so as not to yield them again, and so
+// the comparisons each further host costs (a word of 1,600 characters holds some 200 links).
+const maxSeen = 8
+
+// wordLinks yields the host of every link in one word (LinkHosts), each form at every place it
+// is found. One link in a word can hide another: "evil.com/https://acme.com" is a link to
+// evil.com whose path holds acme.com's URL, and "evil.com/x?u=www.acme.com" one whose query holds
+// acme.com's name; a phone follows evil.com. Yielding only the form found first let such a text
+// through on acme.com's allowance, so every form found anywhere in the word counts, and a name
+// in a link's path does too ("https://acme.com/r/evil.com/x" yields evil.com): the rule errs
+// towards a link.
+func wordLinks(w string) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for off := 0; ; {
+			i := strings.Index(w[off:], "://")
+			if i < 0 {
+				break
+			}
+			i += off
+			off = i + 3
+			j := i
+			for j > 0 && schemeChar(w[j-1]) {
+				j--
+			}
+			for j < i && !letter(w[j]) { // a scheme starts with a letter
+				j++
+			}
+			if j < i && !yield(authorityHost(strings.TrimLeft(w[i+3:], `/\`))) {
+				return
+			}
 		}
-		for j < i && !letter(w[j]) { // a scheme starts with a letter
-			j++
+		for i := range w {
+			// "www." where a name starts: at the word's start or after what no name holds
+			// ("Visit:www.evil.example"), not inside one ("awww.").
+			if wwwAt(w, i) && (i == 0 || !asciiAlnum(w[i-1])) && !yield(authorityHost(w[i:])) {
+				return
+			}
 		}
-		if j < i {
-			return authorityHost(strings.TrimLeft(w[i+3:], `/\`)), true
+		for k := 0; k < len(w); k++ {
+			if w[k] != '/' {
+				continue
+			}
+			// The name just before a slash, and its port: "Visit:evil.example:8443/x",
+			// "Code/evil.example/x". Each scan back stops at the slash before: linear in the word.
+			head := w[:k]
+			i := nameStart(head)
+			host := head[i:]
+			if i > 1 && head[i-1] == ':' && host != "" && strings.Trim(host, "0123456789") == "" {
+				head = head[:i-1]
+				host = head[nameStart(head):]
+			}
+			if (DomainName(host) && icannTLD(host) || ipv4(host)) && !yield(strings.ToLower(host)) {
+				return
+			}
 		}
 	}
-	for i := range w {
-		// "www." where a name starts: at the word's start or after what no name holds
-		// ("Visit:www.evil.example"), not inside one ("awww.").
-		if wwwAt(w, i) && (i == 0 || !asciiAlnum(w[i-1])) {
-			return authorityHost(w[i:]), true
-		}
-	}
-	for k := 0; k < len(w); k++ {
-		if w[k] != '/' {
-			continue
-		}
-		// The name just before a slash, and its port: "Visit:evil.example:8443/x",
-		// "Code/evil.example/x". Each scan back stops at the slash before: linear in the word.
-		head := w[:k]
-		i := nameStart(head)
-		host := head[i:]
-		if i > 1 && head[i-1] == ':' && host != "" && strings.Trim(host, "0123456789") == "" {
-			head = head[:i-1]
-			host = head[nameStart(head):]
-		}
-		if DomainName(host) && icannTLD(host) || ipv4(host) {
-			return strings.ToLower(host), true
-		}
-	}
-	return "", false
 }
 
 // nameStart is where the run of name characters (letters, digits, '-' and the full stops

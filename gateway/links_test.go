@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -49,6 +50,15 @@ func TestLinkHosts(t *testing.T) {
 		{"https://%65vil.example/", []string{"%65vil.example"}},
 		{"https://", []string{""}},
 		{"intent://scan/#Intent;scheme=zxing;end", []string{"scan"}},
+		{"Visit WWW.Evil.Example now", []string{"www.evil.example"}},
+		// One link can hide another in its path or query: the phone follows the first, so every
+		// form found anywhere in a word counts (only the first found did, so these passed on
+		// acme.com's allowance).
+		{"evil.com/https://acme.com", []string{"acme.com", "evil.com"}},
+		{"Code 1234 evil.com/login!https://acme.com/", []string{"acme.com", "evil.com"}},
+		{"evil.com/x?u=www.acme.com", []string{"www.acme.com", "evil.com"}},
+		{"https://acme.com/x/https://evil.com/y", []string{"acme.com", "evil.com"}},
+		{"https://acme.com/r/partner.io/x", []string{"acme.com", "partner.io"}}, // errs towards a link
 	} {
 		got := slices.Collect(LinkHosts(tc.text, false))
 		if diff := cmp.Diff(tc.want, got); diff != "" {
@@ -111,8 +121,9 @@ func TestHostAllowed(t *testing.T) {
 func BenchmarkLinkHosts(b *testing.B) {
 	for _, text := range []string{"123456 is your verification code for Acme. Please enter this code to verify your enrollment.", "Your account is locked: https://acme-secure.example/login",
 		"Code 482913.Valid/usable 5 min; help at acme.com/help",
-		strings.Repeat("1/", 800),      // the longest text, a name and a path at every other character
-		strings.Repeat("a.bc/", 320)} { // a name to look up in the public suffix list at every fifth
+		strings.Repeat("1/", 800),    // the longest text, a name and a path at every other character
+		strings.Repeat("a.bc/", 320), // a name to look up in the public suffix list at every fifth
+		distinctLinks(1600)} {        // a link to another host at every seventh character, in one word
 		b.Run(text[:10], func(b *testing.B) {
 			for b.Loop() {
 				for range LinkHosts(text, false) {
@@ -126,6 +137,17 @@ func BenchmarkLinkHosts(b *testing.B) {
 			}
 		})
 	}
+}
+
+// distinctLinks is a word of n bytes that links to another host every few characters:
+// "https://h0.io/h1.io/h2.io/...".
+func distinctLinks(n int) string {
+	var b strings.Builder
+	b.WriteString("https://")
+	for i := 0; b.Len() < n-8; i++ {
+		fmt.Fprintf(&b, "h%d.io/", i)
+	}
+	return b.String()
 }
 
 // FuzzLinkHosts: any text is scanned without a panic (the scan runs on every tenant's text), and

@@ -155,6 +155,29 @@ func TestAStarInEitherLinkListAllowsEveryLink(t *testing.T) {
 	}
 }
 
+// TestALinkHiddenInAnAllowedOnesPathOrQueryIsRefused: a tenant allowed acme.com's links cannot
+// send a link to another host that carries acme.com's URL or name in its path or query (the phone
+// follows the other host); its plain acme.com links still go.
+func TestALinkHiddenInAnAllowedOnesPathOrQueryIsRefused(t *testing.T) {
+	c := Checker{Limiter: &MemoryLimiter{}}
+	r := Compile(&config.Config{}, &config.Tenant{AllowedLinkHosts: []string{"acme.com"}})
+	for text, allowed := range map[string]bool{
+		"Your code is 734019. https://acme.com/verify":             true,
+		"Your code is 734019. www.acme.com/verify":                 true,
+		"Your code is 734019. evil.example.com/x?u=www.acme.com":   false,
+		"Your code is 734019. evil.io/https://acme.com/verify":     false,
+		"Your code is 734019. https://acme.com/a/https://evil.io/": false,
+	} {
+		rej, err := c.Check(context.Background(), r, &gateway.Message{Tenant: "a", To: "+14155550104", Country: "US", Text: text}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := rej == nil; got != allowed || (rej != nil && rej.Code != "link_not_allowed") {
+			t.Errorf("%q: allowed %v (%+v), want %v", text, got, rej, allowed)
+		}
+	}
+}
+
 func TestCountryLists(t *testing.T) {
 	c := Checker{Limiter: &MemoryLimiter{}}
 	cfg := &config.Config{Policy: config.Policy{DeniedCountries: []string{"KP"}}}
