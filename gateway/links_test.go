@@ -51,6 +51,16 @@ func TestLinkHosts(t *testing.T) {
 		{"https://", []string{""}},
 		{"intent://scan/#Intent;scheme=zxing;end", []string{"scan"}},
 		{"Visit WWW.Evil.Example now", []string{"www.evil.example"}},
+		// The host ends where a browser ends it: at a path, a query or a fragment, a backslash
+		// (a slash to a browser) among them, and after the last "@" of the user info; what follows
+		// cannot name another host.
+		{`https://evil.example\@acme.com/`, []string{"evil.example", "acme.com"}},
+		{"https://evil.example?@acme.com", []string{"evil.example"}},
+		{"https://evil.example#@acme.com", []string{"evil.example"}},
+		{"https://x@y@evil.example/", []string{"evil.example"}},
+		{"Code 4829 evil｡com/x", []string{"evil｡com"}}, // the halfwidth ideographic full stop
+		{"Code 4829 a..com/x", nil},                    // an empty label: no name
+		{"Code 4829 evil.зло/x", []string{"evil.зло"}}, // a top-level domain beyond ASCII counts unchecked
 		// One link can hide another in its path or query: the phone follows the first, so every
 		// form found anywhere in a word counts (only the first found did, so these passed on
 		// acme.com's allowance).
@@ -85,6 +95,8 @@ func TestBareNames(t *testing.T) {
 		{"Reply to bob@Evil.Example.ORG", []string{"evil.example.org"}},
 		{"-evil.io- and (evil.co.uk)", []string{"evil.io", "evil.co.uk"}},
 		{"Code 4829 пример.рф and evil。com", []string{"пример.рф", "evil。com"}},
+		{"Код 4829: evil。com", []string{"evil。com"}}, // no ASCII full stop in the text
+		{"Code: evil٣.com", []string{"evil٣.com"}},   // a digit beyond ASCII is part of the name
 		{"https://acme.com/go/evil.com/x", []string{"acme.com", "evil.com"}},
 		{"Code 4829.It expires in 5 min", []string{"4829.it"}}, // errs towards a name
 		{"Code 4829 evil.xn--p1ai", []string{"evil.xn--p1ai"}},
