@@ -78,14 +78,38 @@ func TestClassOf(t *testing.T) {
 func TestOneLine(t *testing.T) {
 	tests := map[string]string{
 		"The 'To' number +14155550104 is not\n a valid phone number.": "The 'To' number +*********** is not a valid phone number.",
-		"Error 21211 at 12:30":   "Error 21211 at 12:30",
-		strings.Repeat("x", 200): strings.Repeat("x", 160),
+		"Error 21211 at 12:30": "Error 21211 at 12:30",
+		// A number written for reading is masked too, its grouping kept.
+		"Invalid number +1 (415) 555-0104.":    "Invalid number +* (***) ***-****.",
+		"Number +44 7911 123456 is barred":     "Number +** **** ****** is barred",
+		"+33 6-12-34-56-78":                    "+** *-**-**-**-**",
+		"Error 1234 - 5678, 12 (34) and 1-2-3": "Error 1234 - 5678, 12 (34) and 1-2-3", // fewer than 6 digits each
+		strings.Repeat("x", 200):               strings.Repeat("x", 160),
 	}
 	for in, want := range tests {
 		if got := OneLine(in); got != want {
 			t.Errorf("OneLine(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// FuzzOneLine: for any text, OneLine ends, gives one line of at most 160 bytes, valid UTF-8 for
+// valid UTF-8, and leaves no number of 6 digits or more readable.
+func FuzzOneLine(f *testing.F) {
+	for _, s := range []string{"+1 (415) 555-0104", "a 1-2-3-4-5-6 b", "12 34 56", "1(2)3(4)5(6)", "9  9 9 9 9 9", "--1--"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got := OneLine(s)
+		if len(got) > 160 || strings.ContainsAny(got, "\n\t") || (utf8.ValidString(s) && !utf8.ValidString(got)) {
+			t.Fatalf("OneLine(%q) = %q", s, got)
+		}
+		for i := range got {
+			if _, digits := numberAt(got, i); digits >= 6 {
+				t.Fatalf("OneLine(%q) = %q leaves a number of %d digits at %d", s, got, digits, i)
+			}
+		}
+	})
 }
 
 // TestSafeTextRemovesSecretsBeforeCutting: secrets are removed first, whole or in pieces of 6+

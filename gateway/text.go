@@ -63,26 +63,31 @@ func RedactSecrets(s string, secrets ...string) string {
 // cuts the text.
 func SafeText(s string, secrets ...string) string { return OneLine(RedactSecrets(s, secrets...)) }
 
-// OneLine makes provider text safe and short for errors and attempt records: runs of 6 or more
-// digits (providers quote the phone number: "The 'To' number +1415... is not valid") are masked,
-// and the text is folded to one line of at most 160 bytes (never cutting a UTF-8 character).
-// It does not know secrets: use SafeText for text that may echo one.
+// OneLine makes provider text safe and short for errors and attempt records: numbers of 6 or
+// more digits have their digits masked (providers quote the phone number: "The 'To' number
+// +1415... is not valid"), a number being digits in groups joined by at most two of " -()", so
+// that a number written for reading ("+1 (415) 555-0104", "+44 7911 123456") is masked as
+// much as one written as E.164; and the text is folded to one line of at most 160 bytes (never
+// cutting a UTF-8 character). It does not know secrets: use SafeText for text that may echo one.
 func OneLine(s string) string {
 	s = strings.Join(strings.Fields(s), " ")
 	var b strings.Builder
 	b.Grow(len(s))
 	for i := 0; i < len(s); {
-		j := i
-		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
-			j++
-		}
+		end, digits := numberAt(s, i)
 		switch {
-		case j-i >= 6:
-			b.WriteString(strings.Repeat("*", j-i))
-			i = j
-		case j > i:
-			b.WriteString(s[i:j])
-			i = j
+		case digits >= 6:
+			for k := i; k < end; k++ {
+				if isDigit(s[k]) {
+					b.WriteByte('*')
+				} else {
+					b.WriteByte(s[k])
+				}
+			}
+			i = end
+		case end > i:
+			b.WriteString(s[i:end])
+			i = end
 		default:
 			b.WriteByte(s[i])
 			i++
@@ -98,3 +103,27 @@ func OneLine(s string) string {
 	}
 	return s
 }
+
+// numberAt is the number that starts at s[i] (OneLine): where it ends, after its last digit, and
+// how many digits it holds; i itself when s[i] is no digit.
+func numberAt(s string, i int) (end, digits int) {
+	end = i
+	for j := i; j < len(s) && isDigit(s[j]); {
+		for j < len(s) && isDigit(s[j]) {
+			j++
+			digits++
+		}
+		end = j
+		k := j // up to two joining characters, then a digit: the number goes on
+		for k < len(s) && k-j < 2 && strings.IndexByte(" -()", s[k]) >= 0 {
+			k++
+		}
+		if k == j || k == len(s) || !isDigit(s[k]) {
+			break
+		}
+		j = k
+	}
+	return end, digits
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
