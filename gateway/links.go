@@ -48,16 +48,16 @@ func LinkHosts(text string, bare bool) iter.Seq[string] {
 		seen := held[:0] // the word's hosts yielded so far (the first few: a host found twice only costs its check twice)
 		for w := range strings.FieldsFuncSeq(text, wordBreak) {
 			seen = seen[:0]
-			for host := range wordLinks(w) {
+			if !wordLinks(w, func(host string) bool {
 				if slices.Contains(seen, host) {
-					continue
-				}
-				if !yield(host) {
-					return
+					return true
 				}
 				if len(seen) < maxSeen {
 					seen = append(seen, host)
 				}
+				return yield(host)
+			}) {
+				return
 			}
 		}
 	}
@@ -151,51 +151,51 @@ const maxSeen = 8
 // through on acme.com's allowance, so every form found anywhere in the word counts, and a name
 // in a link's path does too ("https://acme.com/r/evil.com/x" yields evil.com): the rule errs
 // towards a link.
-func wordLinks(w string) iter.Seq[string] {
-	return func(yield func(string) bool) {
-		for off := 0; ; {
-			i := strings.Index(w[off:], "://")
-			if i < 0 {
-				break
-			}
-			i += off
-			off = i + 3
-			j := i
-			for j > 0 && schemeChar(w[j-1]) {
-				j--
-			}
-			for j < i && !letter(w[j]) { // a scheme starts with a letter
-				j++
-			}
-			if j < i && !yield(authorityHost(strings.TrimLeft(w[i+3:], `/\`))) {
-				return
-			}
+// It returns false when yield did.
+func wordLinks(w string, yield func(string) bool) bool {
+	for off := 0; ; {
+		i := strings.Index(w[off:], "://")
+		if i < 0 {
+			break
 		}
-		for i := range w {
-			// "www." where a name starts: at the word's start or after what no name holds
-			// ("Visit:www.evil.example"), not inside one ("awww.").
-			if wwwAt(w, i) && (i == 0 || !asciiAlnum(w[i-1])) && !yield(authorityHost(w[i:])) {
-				return
-			}
+		i += off
+		off = i + 3
+		j := i
+		for j > 0 && schemeChar(w[j-1]) {
+			j--
 		}
-		for k := 0; k < len(w); k++ {
-			if w[k] != '/' {
-				continue
-			}
-			// The name just before a slash, and its port: "Visit:evil.example:8443/x",
-			// "Code/evil.example/x". Each scan back stops at the slash before: linear in the word.
-			head := w[:k]
-			i := nameStart(head)
-			host := head[i:]
-			if i > 1 && head[i-1] == ':' && host != "" && strings.Trim(host, "0123456789") == "" {
-				head = head[:i-1]
-				host = head[nameStart(head):]
-			}
-			if (DomainName(host) && icannTLD(host) || ipv4(host)) && !yield(strings.ToLower(host)) {
-				return
-			}
+		for j < i && !letter(w[j]) { // a scheme starts with a letter
+			j++
+		}
+		if j < i && !yield(authorityHost(strings.TrimLeft(w[i+3:], `/\`))) {
+			return false
 		}
 	}
+	for i := range w {
+		// "www." where a name starts: at the word's start or after what no name holds
+		// ("Visit:www.evil.example"), not inside one ("awww.").
+		if wwwAt(w, i) && (i == 0 || !asciiAlnum(w[i-1])) && !yield(authorityHost(w[i:])) {
+			return false
+		}
+	}
+	for k := 0; k < len(w); k++ {
+		if w[k] != '/' {
+			continue
+		}
+		// The name just before a slash, and its port: "Visit:evil.example:8443/x",
+		// "Code/evil.example/x". Each scan back stops at the slash before: linear in the word.
+		head := w[:k]
+		i := nameStart(head)
+		host := head[i:]
+		if i > 1 && head[i-1] == ':' && host != "" && strings.Trim(host, "0123456789") == "" {
+			head = head[:i-1]
+			host = head[nameStart(head):]
+		}
+		if (DomainName(host) && icannTLD(host) || ipv4(host)) && !yield(strings.ToLower(host)) {
+			return false
+		}
+	}
+	return true
 }
 
 // nameStart is where the run of name characters (letters, digits, '-' and the full stops
