@@ -14,8 +14,14 @@ func TestMaskPhone(t *testing.T) {
 		"+447911123456": "+44******3456",
 		"+14155550104":  "+14*****0104",
 		"447911123456":  "44******3456",
-		"+1234":         "*****",
+		"+1234":         "+****",
 		"":              "",
+		// A short number keeps at least five digits masked.
+		"+6531234567": "+******4567", // ten digits: no first digits shown
+		"+50012345":   "+*****345",   // eight: three last ones
+		"+6834002":    "+*****02",    // seven: two
+		"+290123":     "+*****3",
+		"+12345":      "+*****",
 	}
 	for in, want := range tests {
 		if got := MaskPhone(in); got != want {
@@ -85,6 +91,7 @@ func TestOneLine(t *testing.T) {
 		"+33 6-12-34-56-78":                    "+** *-**-**-**-**",
 		"Error 1234 - 5678, 12 (34) and 1-2-3": "Error 1234 - 5678, 12 (34) and 1-2-3", // fewer than 6 digits each
 		strings.Repeat("x", 200):               strings.Repeat("x", 160),
+		strings.Repeat("y", 161):               strings.Repeat("y", 160),
 	}
 	for in, want := range tests {
 		if got := OneLine(in); got != want {
@@ -123,6 +130,10 @@ func TestSafeTextRemovesSecretsBeforeCutting(t *testing.T) {
 		{"twice, overlapping runs merged", key + key[2:], "<secret>"},
 		{"cut at 160 after redaction", strings.Repeat("x", 155) + key, strings.Repeat("x", 155) + "<secr"},
 		{"digits masked after", "number 4155550104, key " + key, "number **********, key <secret>"},
+	}
+	// A secret shorter than a piece is removed where it stands whole.
+	if got := SafeText("bad password pw9x! given", "pw9x!"); got != "bad password <secret> given" {
+		t.Errorf("a short secret: %q", got)
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

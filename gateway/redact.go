@@ -18,25 +18,33 @@ func (Secret) MarshalText() ([]byte, error) { return []byte("<secret>"), nil }
 func (s Secret) Reveal() string { return string(s) }
 
 // MaskPhone keeps the "+" and the first two digits (the calling code or its start) and the last
-// four digits, masking the rest: "+447911123456" -> "+44******3456". Short inputs are masked entirely.
+// four digits, masking the rest: "+447911123456" -> "+44******3456". At least minMasked digits
+// are always masked: a shorter number shows fewer (no first digits, then fewer last ones), since
+// two or three digits masked of a short number (Niue's "+6834002", the Falklands' "+50012345")
+// leave it all but whole: "+6834002" -> "+*****02". Five digits or fewer are masked entirely.
 func MaskPhone(e164 string) string {
-	if len(e164) < 8 {
-		return strings.Repeat("*", len(e164))
+	digits := strings.TrimPrefix(e164, "+")
+	plus := len(e164) - len(digits) // 1 with a "+"
+	n := len(digits)
+	head, tail := 2, 4
+	if n-head-tail < minMasked {
+		head = 0
 	}
-	head := 3
-	if !strings.HasPrefix(e164, "+") {
-		head = 2
+	if n-tail < minMasked {
+		tail = max(0, n-minMasked)
 	}
-	tail := 4
 	var b strings.Builder
 	b.Grow(len(e164))
-	b.WriteString(e164[:head])
-	for i := head; i < len(e164)-tail; i++ {
+	b.WriteString(e164[:plus+head])
+	for range n - head - tail {
 		b.WriteByte('*')
 	}
 	b.WriteString(e164[len(e164)-tail:])
 	return b.String()
 }
+
+// minMasked is how many digits of a number MaskPhone masks at least.
+const minMasked = 5
 
 // SpokenDigits spells a code digit by digit for text-to-speech: "1234" -> "1, 2, 3, 4".
 func SpokenDigits(code string) string {
