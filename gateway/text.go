@@ -118,7 +118,7 @@ func numberAt(s string, i int) (end, digits int) {
 		for k < len(s) && k-j < 2 && strings.IndexByte(" -()", s[k]) >= 0 {
 			k++
 		}
-		if k == j || k == len(s) || !isDigit(s[k]) {
+		if k == len(s) || !isDigit(s[k]) {
 			break
 		}
 		j = k
