@@ -172,7 +172,8 @@ func (a *App) Messages(ctx context.Context, q store.Query) ([]*store.Record, err
 // Reports implements httpapi.Backend: it checks the request against the driver's declared
 // webhook, authenticates and parses the reports, and hands them to the message log.
 func (a *App) Reports(ctx context.Context, typ, name string, r *http.Request, body []byte, publicURL string) error {
-	mi, ok := a.rt.Load().members[name]
+	rt := a.rt.Load()
+	mi, ok := rt.members[name]
 	if !ok || mi.typ != typ {
 		return httpapi.ErrNotFound
 	}
@@ -219,6 +220,10 @@ func (a *App) Reports(ctx context.Context, typ, name string, r *http.Request, bo
 	}
 	for i := range reps {
 		reps[i].Provider = name
+		// A report's texts are the provider's, as its answers' are: one that quotes the number or
+		// echoes a secret is cleaned as those are (gateway.SafeText) before the log keeps it.
+		reps[i].Error = gateway.SafeText(reps[i].Error, rt.secrets...)
+		reps[i].ProviderStatus = gateway.SafeText(reps[i].ProviderStatus, rt.secrets...)
 		if err := a.store.Report(context.WithoutCancel(ctx), &reps[i]); errors.Is(err, store.ErrRefused) {
 			// Sending it again would not help: answer the provider, keep the rest.
 			a.log.Error("message log refused a delivery report; it is not kept", "provider", name, "err", err.Error())

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha1"
 	"encoding/base64"
@@ -16,6 +17,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/smsgate/smsgate/gateway"
+	"github.com/smsgate/smsgate/gateway/store"
 	"github.com/smsgate/smsgate/providers/infobip/infobiptest"
 	"github.com/smsgate/smsgate/providers/twilio/twiliotest"
 )
@@ -345,6 +348,35 @@ routes: [{name: d, providers: [vg]}]
 	}
 	if n := testutil.ToFloat64(h.app.MetricSet().DeliveryReports.WithLabelValues("vg", "invalid")); n != 1 {
 		t.Errorf("reports counted invalid: %v, want the one in the wrong type", n)
+	}
+}
+
+// TestAReportsTextsAreCleanedAsAnswersAre: a delivery report's error and status are the
+// provider's texts, and are cleaned as its answers are before the message log keeps them: a
+// number quoted for reading is masked and a configured secret echoed is removed.
+func TestAReportsTextsAreCleanedAsAnswersAre(t *testing.T) {
+	h := start(t, `
+tenants: [{name: acme, api_key: acme-key-0123456789}]
+providers: [{name: mi, type: mitto, api_key: mitto-key-0123456789, from: Acme, webhook_secret: mi-hook-secret-0123456789, base_url: "http://127.0.0.1:9"}]
+routes: [{name: d, providers: [mi]}]
+`, Options{})
+	ctx := context.Background()
+	now := time.Now()
+	if err := h.app.Store().Insert(ctx, &store.Record{ID: "msg_report_1", Tenant: "acme", Provider: "mi", ProviderMessageID: "mitto-1",
+		Country: "US", MessageType: "sms", Status: gateway.StatusSent, CreatedAt: now, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	q := url.Values{"secret": {"mi-hook-secret-0123456789"}, "id": {"mitto-1"}, "reference": {"msg_report_1"}, "status": {"undelivered"},
+		"error": {"Number +1 415-555-0104 barred for mitto-key-0123456789"}}
+	if r := h.do("GET", "/v1/dlr/mitto/mi?"+q.Encode(), "", ""); r.Status != 200 {
+		t.Fatalf("report: %d %s", r.Status, r.Raw)
+	}
+	rec, err := h.app.Store().Get(ctx, "acme", "msg_report_1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "Number +* ***-***-**** barred for <secret>"; rec.Error != want || rec.Status != gateway.StatusUndelivered {
+		t.Errorf("the record after the report: status %s, error %q; want undelivered, %q", rec.Status, rec.Error, want)
 	}
 }
 
