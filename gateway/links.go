@@ -150,8 +150,7 @@ const maxSeen = 8
 // acme.com's name; a phone follows evil.com. Yielding only the form found first let such a text
 // through on acme.com's allowance, so every form found anywhere in the word counts, and a name
 // in a link's path does too ("https://acme.com/r/evil.com/x" yields evil.com): the rule errs
-// towards a link.
-// It returns false when yield did.
+// towards a link. It returns false when yield did.
 func wordLinks(w string, yield func(string) bool) bool {
 	for off := 0; ; {
 		i := strings.Index(w[off:], "://")
@@ -223,7 +222,7 @@ func ipv4(s string) bool {
 
 func fullStop(r rune) bool { return r == '.' || r == '。' || r == '．' || r == '｡' }
 
-func asciiAlnum(c byte) bool { return letter(c) || c >= '0' && c <= '9' }
+func asciiAlnum(c byte) bool { return letter(c) || isDigit(c) }
 
 // authorityHost is the host of a URL's authority at the start of s: up to its path, query or
 // fragment, after any user info, without a port, in lower case and without a trailing dot.
@@ -299,7 +298,7 @@ func lastLabel(s string) string {
 func nonASCII(r rune) bool { return r >= utf8.RuneSelf }
 
 func schemeChar(c byte) bool {
-	return letter(c) || c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.'
+	return asciiAlnum(c) || c == '+' || c == '-' || c == '.'
 }
 
 func letter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }

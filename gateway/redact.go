@@ -67,7 +67,7 @@ func ExtractCode(text, code string) string {
 	i := 0
 	for i < len(text) {
 		j := i
-		for j < len(text) && text[j] >= '0' && text[j] <= '9' {
+		for j < len(text) && isDigit(text[j]) {
 			j++
 		}
 		if n := j - i; n >= 4 && n <= 10 && n > len(best) {
