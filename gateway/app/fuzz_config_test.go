@@ -28,7 +28,8 @@ func FuzzParseConfig(f *testing.F) {
 	}
 	delegated := "tenant_files: [x.yaml, {path: \"t/*.yaml\", names: \"a-*\", keys: [rate_limits], max_tenants: 2, secret_files: k/*}]\n" + baseConfig
 	withTLS := strings.Replace(baseConfig, "server:\n", "server:\n  tls: {cert_file: tls.crt, key_file: /tls.key}\n", 1)
-	for _, cfg := range []string{baseConfig, providersConfig, compatConfig, pumpingConfig, healthConfig, costConfig, delegated, withTLS} {
+	twice := baseConfig + "\ntenants: []\n" // a key given twice (Decoder.twice)
+	for _, cfg := range []string{baseConfig, providersConfig, compatConfig, pumpingConfig, healthConfig, costConfig, delegated, withTLS, twice} {
 		f.Add([]byte(cfg))
 	}
 	getenv := func(k string) (string, bool) { return "value-of-" + k, k != "UNSET" }
