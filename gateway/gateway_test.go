@@ -100,6 +100,43 @@ func TestOneLine(t *testing.T) {
 	}
 }
 
+// FuzzRedactor: a Redactor removes from any text exactly what RedactSecrets removes, for
+// secrets of any length (shorter than a piece, empty, overlapping, repeated).
+func FuzzRedactor(f *testing.F) {
+	f.Add("bad key K3y-9f8e7d6c5b4a given, pw9x! too", "K3y-9f8e7d6c5b4a", "pw9x!")
+	f.Add("aaaaaaaaaa", "aaaaaaa", "")
+	f.Add("", "secret-one", "x")
+	f.Fuzz(func(t *testing.T, s, a, b string) {
+		if want, got := RedactSecrets(s, a, b), NewRedactor(a, b).Redact(s); got != want {
+			t.Fatalf("Redact(%q) with %q, %q = %q; RedactSecrets gives %q", s, a, b, got, want)
+		}
+	})
+}
+
+// BenchmarkRedact: removing a config's secrets from a provider's error text, each secret looked
+// for in turn (RedactSecrets) and through a Redactor built once, with 10 to 1,000 secrets (a
+// tenant's API key each).
+func BenchmarkRedact(b *testing.B) {
+	text := "The 'To' number +14155550104 is not a valid phone number (code 21211). " + strings.Repeat("x", 90)
+	for _, n := range []int{10, 100, 1000} {
+		var secrets []string
+		for i := range n {
+			secrets = append(secrets, fmt.Sprintf("tenant-%04d-key-0123456789abcdef", i))
+		}
+		b.Run(fmt.Sprintf("RedactSecrets/%d", n), func(b *testing.B) {
+			for b.Loop() {
+				RedactSecrets(text, secrets...)
+			}
+		})
+		r := NewRedactor(secrets...)
+		b.Run(fmt.Sprintf("Redactor/%d", n), func(b *testing.B) {
+			for b.Loop() {
+				r.Redact(text)
+			}
+		})
+	}
+}
+
 // FuzzOneLine: for any text, OneLine ends, gives one line of at most 160 bytes, valid UTF-8 for
 // valid UTF-8, and leaves no number of 6 digits or more readable.
 func FuzzOneLine(f *testing.F) {

@@ -43,6 +43,75 @@ func RedactSecrets(s string, secrets ...string) string {
 	if hide == nil {
 		return s
 	}
+	return hidden(s, hide)
+}
+
+// Redactor is RedactSecrets for a set of secrets known in advance (every secret of a config),
+// built once: a text is scanned once, each run of SecretRun bytes looked up in the set of the
+// secrets' pieces, so it costs the same however many secrets there are. RedactSecrets looks for
+// each piece of each secret in turn: with a thousand tenants' API keys, some 0.4 ms a text, paid
+// for every failed attempt's code and error, and so by every send while a provider is down.
+type Redactor struct {
+	pieces map[string]struct{} // every run of SecretRun bytes of a secret at least that long
+	short  []string            // the secrets shorter than SecretRun, found whole
+}
+
+// NewRedactor returns the Redactor of secrets (empty ones are left out).
+func NewRedactor(secrets ...string) *Redactor {
+	r := &Redactor{pieces: map[string]struct{}{}}
+	for _, sec := range secrets {
+		switch {
+		case sec == "":
+		case len(sec) < SecretRun:
+			r.short = append(r.short, sec)
+		default:
+			for i := 0; i+SecretRun <= len(sec); i++ {
+				r.pieces[sec[i:i+SecretRun]] = struct{}{}
+			}
+		}
+	}
+	return r
+}
+
+// Redact is RedactSecrets(s, the Redactor's secrets...): the same text, found the same way.
+func (r *Redactor) Redact(s string) string {
+	if s == "" || (len(r.pieces) == 0 && len(r.short) == 0) {
+		return s
+	}
+	var hide []bool
+	mark := func(from, n int) {
+		if hide == nil {
+			hide = make([]bool, len(s))
+		}
+		for k := from; k < from+n; k++ {
+			hide[k] = true
+		}
+	}
+	if len(r.pieces) > 0 {
+		for i := 0; i+SecretRun <= len(s); i++ {
+			if _, ok := r.pieces[s[i:i+SecretRun]]; ok {
+				mark(i, SecretRun)
+			}
+		}
+	}
+	for _, sec := range r.short {
+		for from := 0; from+len(sec) <= len(s); {
+			j := strings.Index(s[from:], sec)
+			if j < 0 {
+				break
+			}
+			mark(from+j, len(sec))
+			from += j + 1
+		}
+	}
+	if hide == nil {
+		return s
+	}
+	return hidden(s, hide)
+}
+
+// hidden is s with each run of bytes hide marks replaced by "<secret>".
+func hidden(s string, hide []bool) string {
 	var b strings.Builder
 	for i := 0; i < len(s); {
 		if !hide[i] {

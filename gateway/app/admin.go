@@ -222,8 +222,8 @@ func (a *App) Reports(ctx context.Context, typ, name string, r *http.Request, bo
 		reps[i].Provider = name
 		// A report's texts are the provider's, as its answers' are: one that quotes the number or
 		// echoes a secret is cleaned as those are (gateway.SafeText) before the log keeps it.
-		reps[i].Error = gateway.SafeText(reps[i].Error, rt.secrets...)
-		reps[i].ProviderStatus = gateway.SafeText(reps[i].ProviderStatus, rt.secrets...)
+		reps[i].Error = gateway.OneLine(rt.scrub(reps[i].Error))
+		reps[i].ProviderStatus = gateway.OneLine(rt.scrub(reps[i].ProviderStatus))
 		if err := a.store.Report(context.WithoutCancel(ctx), &reps[i]); errors.Is(err, store.ErrRefused) {
 			// Sending it again would not help: answer the provider, keep the rest.
 			a.log.Error("message log refused a delivery report; it is not kept", "provider", name, "err", err.Error())

@@ -219,8 +219,9 @@ type runtime struct {
 	// it for reuse (one is built per call otherwise: two allocations and the key schedule).
 	keySecret []byte
 	macs      sync.Pool
-	// secrets are every configured secret value, for scrub.
-	secrets []string
+	// secrets are every configured secret value, and redactor removes them from a text (scrub).
+	secrets  []string
+	redactor *gateway.Redactor
 	// warnings are config findings that are valid but probably not meant (smsgate validate).
 	warnings []string
 }
@@ -244,7 +245,7 @@ func (rt *runtime) mac(parts ...string) [32]byte {
 }
 
 // scrub removes every configured secret (any run of gateway.SecretRun characters of one) from s.
-func (rt *runtime) scrub(s string) string { return gateway.RedactSecrets(s, rt.secrets...) }
+func (rt *runtime) scrub(s string) string { return rt.redactor.Redact(s) }
 
 // processKeySecret is the key secret of a process whose state is its own (state.driver memory).
 var processKeySecret = func() []byte {
@@ -774,6 +775,7 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 		rt.members[p.Name] = mi
 		rt.order = append(rt.order, p.Name)
 	}
+	rt.redactor = gateway.NewRedactor(rt.secrets...)
 	rt.pace = a.pace(rt)
 	rt.checkRouteCapabilities()
 	rt.checkVoicePrices()
