@@ -24,20 +24,7 @@ func RedactSecrets(s string, secrets ...string) string {
 		}
 		w := min(SecretRun, len(sec))
 		for i := 0; i+w <= len(sec); i++ {
-			piece := sec[i : i+w]
-			for from := 0; from+w <= len(s); {
-				j := strings.Index(s[from:], piece)
-				if j < 0 {
-					break
-				}
-				if hide == nil {
-					hide = make([]bool, len(s))
-				}
-				for k := from + j; k < from+j+w; k++ {
-					hide[k] = true
-				}
-				from += j + 1
-			}
+			hide = markAll(hide, s, sec[i:i+w])
 		}
 	}
 	if hide == nil {
@@ -79,35 +66,44 @@ func (r *Redactor) Redact(s string) string {
 		return s
 	}
 	var hide []bool
-	mark := func(from, n int) {
-		if hide == nil {
-			hide = make([]bool, len(s))
-		}
-		for k := from; k < from+n; k++ {
-			hide[k] = true
-		}
-	}
 	if len(r.pieces) > 0 {
 		for i := 0; i+SecretRun <= len(s); i++ {
 			if _, ok := r.pieces[s[i:i+SecretRun]]; ok {
-				mark(i, SecretRun)
+				hide = mark(hide, s, i, SecretRun)
 			}
 		}
 	}
 	for _, sec := range r.short {
-		for from := 0; from+len(sec) <= len(s); {
-			j := strings.Index(s[from:], sec)
-			if j < 0 {
-				break
-			}
-			mark(from+j, len(sec))
-			from += j + 1
-		}
+		hide = markAll(hide, s, sec)
 	}
 	if hide == nil {
 		return s
 	}
 	return hidden(s, hide)
+}
+
+// markAll marks in hide (made for s when nil) every place piece stands in s, overlapping ones too.
+func markAll(hide []bool, s, piece string) []bool {
+	for from := 0; from+len(piece) <= len(s); {
+		j := strings.Index(s[from:], piece)
+		if j < 0 {
+			break
+		}
+		hide = mark(hide, s, from+j, len(piece))
+		from += j + 1
+	}
+	return hide
+}
+
+// mark marks the n bytes of s from i in hide (made for s when nil).
+func mark(hide []bool, s string, i, n int) []bool {
+	if hide == nil {
+		hide = make([]bool, len(s))
+	}
+	for k := i; k < i+n; k++ {
+		hide[k] = true
+	}
+	return hide
 }
 
 // hidden is s with each run of bytes hide marks replaced by "<secret>".
