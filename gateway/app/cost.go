@@ -95,7 +95,8 @@ const spokenPerMinute = 800
 
 // pauseChars is what a comma counts as, in characters read aloud: Infobip's calls pause half a
 // second at each (its documented way to lengthen a call), about 7 characters at spokenPerMinute.
-// Runs of commas, and SSML markup, are refused in voice texts (intake.Check).
+// Two commas with nothing spoken between them, and SSML markup, are refused in voice texts
+// (intake.Check).
 const pauseChars = 7
 
 // messageParts is what msg counts as against prices: the parts an SMS is sent as

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/smsgate/smsgate/gateway"
@@ -160,7 +161,7 @@ func Check(r *Request) error {
 	}
 	// A control character has no place in a message a phone shows or speaks, and a provider that
 	// refuses one would count it as its own failure in the breaker every tenant shares.
-	if strings.ContainsFunc(r.Text, func(c rune) bool { return c < 0x20 && c != '\t' && c != '\n' && c != '\r' || c == 0x7f }) {
+	if strings.ContainsFunc(r.Text, controlChar) {
 		return bad("invalid_request", "the text has a control character (only tab and line breaks are allowed)")
 	}
 	// A voice text is read aloud by providers that make pauses of what is in it: SSML markup
@@ -172,8 +173,8 @@ func Check(r *Request) error {
 		if strings.ContainsRune(r.Text, '<') {
 			return bad("invalid_request", "a voice text may not hold '<': providers read it as SSML markup, whose pauses lengthen a call at will")
 		}
-		if strings.Contains(r.Text, ",,") {
-			return bad("invalid_request", "a voice text may not hold two commas in a row: each is half a second of silence in a call")
+		if pausesInARow(r.Text) {
+			return bad("invalid_request", "a voice text may not hold two commas with nothing spoken between them: each is half a second of silence in a call")
 		}
 	}
 	// What Auth0 sends in these is far shorter; longer would only grow what every tenant shares
@@ -241,6 +242,38 @@ func CheckSender(from string) error {
 		return nil
 	}
 	return bad("invalid_request", "from must be a phone number of 3 to 15 digits (optionally after +) or a sender ID of 3 to 11 letters, digits, spaces, '-' or '.' with at least one letter")
+}
+
+// controlChar reports whether c is a control character a text may not hold: C0 but tab, line
+// feed and carriage return, DEL, and C1 but NEL (U+0085, a line break).
+func controlChar(c rune) bool {
+	switch {
+	case c == '\t' || c == '\n' || c == '\r' || c == 0x85:
+		return false
+	case c < 0x20 || c >= 0x7f && c <= 0x9f:
+		return true
+	}
+	return false
+}
+
+// pausesInARow reports whether text holds two commas with no letter or digit between them: ",,",
+// but also ", ," or ",.,". Infobip pauses half a second at each comma, whatever stands between
+// (its documented way to lengthen a call is a run of them), so spaces between commas are no
+// way round the rule; "1, 2, 3" speaks something between each.
+func pausesInARow(text string) bool {
+	comma := false
+	for _, c := range text {
+		switch {
+		case c == ',':
+			if comma {
+				return true
+			}
+			comma = true
+		case unicode.IsLetter(c) || unicode.IsNumber(c):
+			comma = false
+		}
+	}
+	return false
 }
 
 // validCode reports whether code is empty or at most MaxCodeLen ASCII letters and digits.

@@ -54,6 +54,18 @@ func TestDecodeShapes(t *testing.T) {
 				Action: "authentication", Language: "es", IP: "10.0.0.1", ClientID: "flat1", ClientName: "Flat App"},
 		},
 		{
+			// A nested client without an id or a name leaves the flat ones.
+			name: "legacy hook, flat client id beside a nested client without one",
+			body: `{"recipient":"+14155550104","text":"code 4321","context":{"client_id":"flat1","name":"Flat App","client":{"client_id":"","name":" "}}}`,
+			want: Request{Shape: ShapeHook, Recipient: "+14155550104", Text: "code 4321", Type: gateway.SMS, ClientID: "flat1", ClientName: "Flat App"},
+		},
+		{
+			// A hook call without a text is still a hook call: its code (in the context) is sent.
+			name: "legacy hook without a text",
+			body: `{"recipient":"+14155550104","context":{"code":"4321","message_type":"voice"}}`,
+			want: Request{Shape: ShapeHook, Recipient: "+14155550104", Text: "4321", Code: "4321", Type: gateway.Voice},
+		},
+		{
 			name: "flat body as in Auth0's custom provider example",
 			body: `{"from":"+15550001111","recipient":"+14155550104","message_type":"text","text":"code 5555","code":5555,"language":"en","action":"enrollment"}`,
 			want: Request{Shape: ShapeFlat, Recipient: "+14155550104", Text: "code 5555", Code: "5555", Type: gateway.SMS, Action: "enrollment", Language: "en", From: "+15550001111"},
@@ -91,6 +103,15 @@ func TestCheckTakesTheCodeForABlankText(t *testing.T) {
 	}
 }
 
+// TestCheckRefusesABlankRecipient: Decode trims what it reads, the Infobip-compatible API's
+// destinations reach Check as given.
+func TestCheckRefusesABlankRecipient(t *testing.T) {
+	var ie *Error
+	if err := Check(&Request{Recipient: " \t ", Text: "Code 1234"}); !errors.As(err, &ie) || ie.Code != "invalid_request" || ie.Message != "the recipient is missing" {
+		t.Errorf("blank recipient: %v, want invalid_request saying the recipient is missing", err)
+	}
+}
+
 func TestDecodeErrors(t *testing.T) {
 	tests := []struct{ name, body, code string }{
 		{"empty", ``, "invalid_json"},
@@ -112,6 +133,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"code of 33 digits", `{"message_options":{"recipient":"+14155550104","code":"` + strings.Repeat("1", 33) + `","message_type":"sms"}}`, "invalid_request"},
 		{"code of 20000 digits, no text", `{"message_options":{"recipient":"+14155550104","code":"` + strings.Repeat("7", 20000) + `","message_type":"sms"}}`, "invalid_request"},
 		{"code with punctuation", `{"recipient":"+14155550104","text":"t","context":{"code":"12<34"}}`, "invalid_request"},
+		{"code with a dash", `{"recipient":"+14155550104","text":"t","context":{"code":"123-456"}}`, "invalid_request"},
+		{"blank recipient", `{"recipient":" \t ","text":"t","context":{}}`, "invalid_request"},
 		{"text of 1601 characters", `{"recipient":"+14155550104","text":"` + strings.Repeat("a", 1601) + `","context":{}}`, "invalid_request"},
 		{"voice text of 1601 characters", `{"notification":{"recipient":"+14155550104","as_voice":"` + strings.Repeat("ж", 1601) + `","delivery_method":"voice"}}`, "invalid_request"},
 	}
@@ -204,6 +227,11 @@ func TestNormalizeNumber(t *testing.T) {
 		{in: "+46 70 000", accept: true, want: Number{"+4670000", "SE", false, "", nil}},
 		{in: "hello", wantErrish: true},
 		{in: "+1", wantErrish: true},
+		// 6 to 17 digits, whatever accept_unrecognized_numbers says.
+		{in: "+1 2345", accept: true, wantErrish: true},
+		{in: "+1 23456", accept: true, want: Number{"+123456", "US", false, "", []string{"CA"}}},
+		{in: "+1 2345 6789 0123 4567", accept: true, want: Number{"+12345678901234567", "US", false, "", []string{"CA"}}},
+		{in: "+1 2345 6789 0123 4567 8", accept: true, wantErrish: true},
 		{in: "+999 1234567", accept: true, wantErrish: true},
 		// Letters are an error, never keypad digits; only digits, spaces and + - . ( ) pass.
 		{in: "+1 415 555 CODE", wantErrish: true},
@@ -345,10 +373,14 @@ func TestCheckSender(t *testing.T) {
 	}
 }
 
-// TestTextControlCharacters: tab and line breaks pass; NUL, other C0 controls and DEL are a 400
-// before any provider sees them.
+// TestTextControlCharacters: tab and line breaks pass; NUL, other C0 controls, DEL and C1
+// controls are a 400 before any provider sees them.
 func TestTextControlCharacters(t *testing.T) {
-	for text, ok := range map[string]bool{"Code 1234\r\n\tbye": true, "Code\x00 1234": false, "Code \x1b[31m": false, "Code\x7f": false, "Code \u0085": true} {
+	for text, ok := range map[string]bool{
+		"Code 1234\r\n\tbye": true, "Code \u0085": true, "Code\u00a0 1234 é": true,
+		"Code\x00 1234": false, "Code \x1b[31m": false, "Code\x1f": false, "Code\x7f": false,
+		"Code \u0080": false, "Code \u009b31m": false, "Code \u009f": false, "Code\v1234": false,
+	} {
 		r := &Request{Recipient: "+14155550104", Text: text}
 		if err := Check(r); (err == nil) != ok {
 			t.Errorf("Check(%q) = %v, want ok %v", text, err, ok)
@@ -444,7 +476,12 @@ func TestVoiceTextsHoldNoPauses(t *testing.T) {
 		{"voice", `<speak>Hello<break time="10s"/></speak>`, false},
 		{"voice", "Hello < there", false},
 		{"voice", "Hello,, there", false},
-		{"voice", "Hello, , there", true}, // a space between: no documented pause
+		// Infobip pauses at each comma whatever stands between: something spoken must.
+		{"voice", "Hello, , there", false},
+		{"voice", "Hello,\n,there", false},
+		{"voice", "Hello,.-, there", false},
+		{"voice", "Hello, 1, a, é, 二, there,", true},
+		{"sms", "Hello, , there", true},
 		{"sms", `<b>1234</b>,, is your code`, true},
 	} {
 		r := Request{Recipient: "+14155550104", Text: tc.text, Type: gateway.MessageType(tc.typ)}
