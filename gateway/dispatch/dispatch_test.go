@@ -89,6 +89,8 @@ func TestSendChain(t *testing.T) {
 			wantClass: ptr(gateway.ClassRecipient), wantAttempts: []string{"a:recipient_error"}},
 		{name: "all fail", first: failing(gateway.ClassProvider, "E500"), next: failing(gateway.ClassProvider, "20003"),
 			wantClass: ptr(gateway.ClassProvider), wantAttempts: []string{"a:provider_error", "b:provider_error"}},
+		{name: "caller error stops the chain", first: failing(gateway.ClassCaller, "BAD_SENDER"), next: ok("b1"),
+			wantClass: ptr(gateway.ClassCaller), wantAttempts: []string{"a:provider_error"}},
 		{name: "unclassified error is a provider error", first: func(context.Context) (gateway.Result, error) { return gateway.Result{}, errors.New("conn refused") },
 			next: ok("b1"), wantProvider: "b", wantAttempts: []string{"a:provider_error", "b:sent"}},
 	}
@@ -612,11 +614,175 @@ func TestHoldOffDurations(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("doubling (-want +got):\n%s", diff)
 	}
-	if h.left("z", now.Add(holdForget)) != 0 || h.add("z", 0, now.Add(holdForget)) != time.Second {
+	// now is where z's last hold-off ended: before two quiet minutes are over it is kept (and
+	// read as 0 left, never less), at two it is dropped; a throttle after them starts from 1s,
+	// whether or not a send looked at the hold-off first.
+	if left := h.left("z", now.Add(holdForget-time.Nanosecond)); left != 0 || h.m["z"].streak == 0 {
+		t.Errorf("a nanosecond short of two quiet minutes: left %v, hold-off %+v", left, h.m["z"])
+	}
+	if h.left("z", now.Add(holdForget)) != 0 || h.m["z"].streak != 0 {
+		t.Errorf("two quiet minutes did not drop z's hold-off: %+v", h.m["z"])
+	}
+	if h.add("z", 0, now.Add(holdForget)) != time.Second {
 		t.Errorf("two quiet minutes did not start again from 1s")
+	}
+	if _, ok := h.m["z"]; !ok || h.n.Load() != int32(len(h.m)) {
+		t.Errorf("the new hold-off is not kept: %+v, n %d", h.m, h.n.Load())
+	}
+	h.add("w", 0, t0)
+	h.add("w", 0, t0.Add(time.Second))
+	if _, ok := h.m["w"]; !ok || h.m["w"].streak != 2 {
+		t.Fatalf("w's streak: %+v", h.m["w"])
+	}
+	// w's second hold-off (2s) ended at t0+3s.
+	later := t0.Add(3*time.Second + holdForget)
+	if d := h.add("w", 0, later); d != time.Second {
+		t.Errorf("a throttle two quiet minutes after the last hold-off, no send between: %v, want 1s", d)
+	}
+	n := h.n.Load()
+	if h.left("w", later.Add(time.Second+holdForget-time.Nanosecond)) != 0 || h.n.Load() != n {
+		t.Errorf("w's fresh hold-off, ended a moment ago, was dropped or read as time left")
 	}
 	h.clear("x")
 	if h.left("x", t0) != 0 || h.n.Load() != int32(len(h.m)) {
 		t.Errorf("clear: left %v, n %d, map %d", h.left("x", t0), h.n.Load(), len(h.m))
+	}
+}
+
+// TestForgetDropsAHoldOff: a tenant that leaves the config leaves nothing behind, its hold-off
+// included.
+func TestForgetDropsAHoldOff(t *testing.T) {
+	m := member("a", &fake{fn: throttle(time.Minute)}, time.Second, strict)
+	Send(context.Background(), from("gone"), Chain{Members: []*Member{m}}, nil)
+	if m.holds.left("gone", time.Now()) == 0 {
+		t.Fatal("the throttled tenant is not held off")
+	}
+	m.Forget("gone")
+	if len(m.holds.m) != 0 || m.holds.n.Load() != 0 {
+		t.Errorf("after Forget: %d hold-offs kept, n %d", len(m.holds.m), m.holds.n.Load())
+	}
+}
+
+// TestSendWithTheCallerGoneCallsNoProvider: a request whose caller went away before the chain
+// began sends nothing, however ready its providers are.
+func TestSendWithTheCallerGoneCallsNoProvider(t *testing.T) {
+	a := &fake{fn: ok("a")}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	out := Send(ctx, sms(), Chain{Members: []*Member{member("a", a, time.Second, strict)}}, nil)
+	if a.calls.Load() != 0 || out.Provider != "" || out.Err == nil || out.Err.Class != gateway.ClassCancelled {
+		t.Errorf("calls %d, provider %q, err %v; want no call, cancelled", a.calls.Load(), out.Provider, out.Err)
+	}
+}
+
+// attempts is a provider that records the position each message reached it at.
+type attempts struct{ got []int }
+
+func (p *attempts) Capabilities() gateway.Capabilities { return gateway.SMSAndVoice }
+func (p *attempts) Send(_ context.Context, m *gateway.Message) (gateway.Result, error) {
+	p.got = append(p.got, m.Attempt)
+	return gateway.Result{ProviderMessageID: "x"}, nil
+}
+
+// TestAttemptIsThePositionAmongProvidersTried: a provider that cannot send the message is not
+// one the message was tried at (TeleSign tells its provider it is a backup from position 1).
+func TestAttemptIsThePositionAmongProvidersTried(t *testing.T) {
+	p := &attempts{}
+	voiceless := &fake{fn: ok("v"), caps: gateway.SMSOnly}
+	last := NewMember(MemberOptions{Name: "p", Provider: p, Timeout: time.Second, Breaker: strict})
+	Send(context.Background(), &gateway.Message{Type: gateway.Voice}, Chain{Members: []*Member{member("v", voiceless, time.Second, strict), last}}, nil)
+	Send(context.Background(), sms(), Chain{Members: []*Member{member("f", &fake{fn: failing(gateway.ClassProvider, "E500")}, time.Second, strict), last}}, nil)
+	if diff := cmp.Diff([]int{0, 1}, p.got); diff != "" {
+		t.Errorf("positions (-want +got):\n%s", diff)
+	}
+}
+
+// TestTheLastFailureKeepsItsStatus: every provider failed, and the answer says how the last did.
+func TestTheLastFailureKeepsItsStatus(t *testing.T) {
+	down := func(context.Context) (gateway.Result, error) {
+		return gateway.Result{}, &gateway.Error{Class: gateway.ClassProvider, Code: "E503", HTTPStatus: 503, Message: "down"}
+	}
+	out := Send(context.Background(), sms(), Chain{Members: []*Member{member("a", &fake{fn: down}, time.Second, strict)}}, nil)
+	if out.Err == nil || out.Err.Code != "E503" || out.Err.HTTPStatus != 503 || out.Err.Message != "every provider failed; last: down" {
+		t.Errorf("err = %+v", out.Err)
+	}
+}
+
+// TestAnOpenBreakerTakesNoTime: a send its breaker refused never reached the provider, and its
+// attempt says it took no time.
+func TestAnOpenBreakerTakesNoTime(t *testing.T) {
+	m := member("a", &fake{fn: failing(gateway.ClassProvider, "E500")}, time.Second, BreakerSettings{ConsecutiveFailures: 1, OpenTimeout: time.Hour})
+	ch := Chain{Members: []*Member{m}}
+	Send(context.Background(), sms(), ch, nil)
+	out := Send(context.Background(), sms(), ch, nil)
+	if len(out.Attempts) != 1 || out.Attempts[0].Code != "breaker_open" || out.Attempts[0].Duration != 0 {
+		t.Errorf("attempts %+v", out.Attempts)
+	}
+}
+
+// TestStatsCountWhatReachedTheProvider: a member's statistics hold the last 100 attempts that
+// said something of the provider: a recipient's problem is the provider working, a destination
+// it cannot reach is left out, and so is a caller that went away.
+func TestStatsCountWhatReachedTheProvider(t *testing.T) {
+	f := &fake{}
+	m := member("a", f, time.Second, BreakerSettings{})
+	ch := Chain{Members: []*Member{m}}
+	for _, fn := range []func(context.Context) (gateway.Result, error){
+		ok("a"), failing(gateway.ClassRecipient, "21211"), failing(gateway.ClassDestination, "21408"), failing(gateway.ClassProvider, "E500"),
+	} {
+		f.set(fn)
+		Send(context.Background(), sms(), ch, nil)
+	}
+	st := m.Stats()
+	if st.Attempts != 3 || st.SuccessRatio != 2.0/3 || st.LastError != "provider" || st.LastErrorAt.IsZero() {
+		t.Errorf("stats %+v; want 3 attempts, 2/3 good, the provider's failure last", st)
+	}
+	f.set(ok("a"))
+	for range 150 {
+		Send(context.Background(), sms(), ch, nil)
+	}
+	if st := m.Stats(); st.Attempts != statsWindow || st.SuccessRatio != 1 {
+		t.Errorf("after 150 more good sends: %+v; want the last %d, all good", st, statsWindow)
+	}
+}
+
+// TestRefusalsAtTheirEdges: what makes a provider's refusal the request's (the next provider is
+// tried, the shared breaker untouched) and what leaves it the provider's.
+func TestRefusalsAtTheirEdges(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		err    gateway.Error
+		chosen bool
+		want   gateway.Class
+	}{
+		{"414 without a choice", gateway.Error{HTTPStatus: 414}, false, gateway.ClassDestination},
+		{"413 without a choice", gateway.Error{HTTPStatus: 413}, false, gateway.ClassDestination},
+		{"400 that may have sent", gateway.Error{HTTPStatus: 400, MaybeSent: true}, true, gateway.ClassProvider},
+		{"400 at a timeout", gateway.Error{HTTPStatus: 400, Timeout: true}, true, gateway.ClassProvider},
+		{"407 with a choice", gateway.Error{HTTPStatus: 407}, true, gateway.ClassProvider},
+		{"408 with a choice", gateway.Error{HTTPStatus: 408}, true, gateway.ClassProvider},
+		{"499 with a choice", gateway.Error{HTTPStatus: 499}, true, gateway.ClassDestination},
+		{"299 with a choice", gateway.Error{HTTPStatus: 299}, true, gateway.ClassDestination},
+		{"300 with a choice", gateway.Error{HTTPStatus: 300}, true, gateway.ClassProvider},
+		{"500 with a choice", gateway.Error{HTTPStatus: 500}, true, gateway.ClassProvider},
+	} {
+		e := tc.err
+		e.Class, e.Code, e.Message = gateway.ClassProvider, "E", "refused"
+		if got := gateway.AsError(refusal(&e, tc.chosen)); got.Class != tc.want {
+			t.Errorf("%s: class %v, want %v", tc.name, got.Class, tc.want)
+		}
+	}
+	// An SMS's language is no choice a provider refuses: only a call speaks it.
+	refuse := func(context.Context) (gateway.Result, error) {
+		return gateway.Result{}, &gateway.Error{Class: gateway.ClassProvider, Code: "E404", HTTPStatus: 404}
+	}
+	ma := member("a", &fake{fn: refuse}, time.Second, strict)
+	msg := sms()
+	msg.Language = "xx"
+	for range 3 {
+		Send(context.Background(), msg, Chain{Members: []*Member{ma}}, nil)
+	}
+	if ma.State() != gobreaker.StateOpen {
+		t.Errorf("an SMS's 404s with a language did not count as the provider's: %v", ma.State())
 	}
 }
