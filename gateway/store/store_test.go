@@ -1274,7 +1274,7 @@ func TestPostgresDSNPasswordNeverPrinted(t *testing.T) {
 }
 
 // TestTakeHandsEachReportOutOnce: final reports of compat messages are handed out once, oldest
-// first, and filters by bulk and id (ours or the caller's reference) work.
+// first, and filters by bulk and id (ours or the caller's reference) work, each within the tenant.
 func TestTakeHandsEachReportOutOnce(t *testing.T) {
 	backends(t, func(t *testing.T, open func() Backend) {
 		s := New(Options{Backend: open()})
@@ -1289,7 +1289,11 @@ func TestTakeHandsEachReportOutOnce(t *testing.T) {
 			s.Insert(ctx, r)
 		}
 		s.Insert(ctx, record("native", "acme", "ib", "native", t0)) // not a compat message
-		for _, id := range []string{"c0", "c1", "c3", "native"} {
+		// Another tenant's message, in a bulk and with a reference of the same names.
+		o := record("o0", "other", "ib", "o0", t0)
+		o.Source, o.BulkID, o.Reference = "infobip-sms-v2", "bulk-1", "ref-3"
+		s.Insert(ctx, o)
+		for _, id := range []string{"c0", "c1", "c3", "native", "o0"} {
 			s.Report(ctx, &gateway.DeliveryReport{Provider: "ib", MessageID: id, ProviderMessageID: id, Status: gateway.StatusDelivered})
 		}
 		if r, err := s.Find(ctx, "ib", "", "c1"); err != nil || r.Reference != "ref-1" || r.Status != gateway.StatusDelivered {
@@ -1307,6 +1311,9 @@ func TestTakeHandsEachReportOutOnce(t *testing.T) {
 		}
 		if byRef, _ := s.Take(ctx, TakeQuery{Tenant: "acme", ID: "ref-3", Limit: 10}); len(byRef) != 1 || byRef[0].ID != "c3" {
 			t.Errorf("take by reference: %v", byRef)
+		}
+		if others, _ := s.Take(ctx, TakeQuery{Tenant: "other", Limit: 10}); len(others) != 1 || others[0].ID != "o0" {
+			t.Errorf("the other tenant's reports: %d records, want its own o0 alone, left by acme's takes", len(others))
 		}
 		logs, _ := s.List(ctx, Query{Tenant: "acme", Compat: true, ID: "ref-2", Limit: 10})
 		if len(logs) != 1 || logs[0].ID != "c2" || logs[0].Source != "infobip-sms-v2" {
