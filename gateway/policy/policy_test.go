@@ -143,6 +143,9 @@ func TestAStarInEitherLinkListAllowsEveryLink(t *testing.T) {
 		{[]string{"help.example.com"}, []string{"*"}, true},
 		{[]string{"*", "help.example.com"}, nil, true},
 		{[]string{"help.example.com"}, []string{"acme.com"}, false},
+		// Names are compared in lower case, however the config writes them.
+		{[]string{"Anything.EXAMPLE"}, nil, true},
+		{nil, []string{"ANYTHING.example"}, true},
 	} {
 		r := Compile(&config.Config{Policy: config.Policy{AllowedLinkHosts: tc.global}}, &config.Tenant{AllowedLinkHosts: tc.own})
 		rej, err := c.Check(context.Background(), r, msg, 0)
@@ -967,6 +970,44 @@ func TestChangedLimitStartsAFreshBucket(t *testing.T) {
 	if rej, _ := c.Check(context.Background(), after, m, 0); rej != nil {
 		t.Errorf("a reloaded limit reused the old bucket: %+v", rej)
 	}
+	// The same count over another period is another limit too.
+	if rej, _ := c.Check(context.Background(), &Rules{Limits: config.RateLimits{PerRecipient: lim(2, time.Minute)}}, m, 0); rej != nil {
+		t.Errorf("2/1m reused 2/1h's bucket: %+v", rej)
+	}
+}
+
+// TestSendsWithoutAnIPShareNoPerIPBucket: a request that names no end user's IP (the hook shape
+// may leave it out) is not counted against per_ip at all, rather than against one bucket every
+// such request of the tenant shares.
+func TestSendsWithoutAnIPShareNoPerIPBucket(t *testing.T) {
+	c := Checker{Limiter: &MemoryLimiter{Now: newClock().now}}
+	r := &Rules{Limits: config.RateLimits{PerIP: lim(1, time.Hour)}}
+	for _, to := range []string{"+14155550104", "+14155550105", "+14155550106"} {
+		if rej, _ := c.Check(context.Background(), r, &gateway.Message{Tenant: "a", To: to, Country: "US"}, 0); rej != nil {
+			t.Errorf("a send without an IP to %s: %+v", to, rej)
+		}
+	}
+	ip := &gateway.Message{Tenant: "a", To: "+14155550107", Country: "US", IP: "203.0.113.9"}
+	c.Check(context.Background(), r, ip, 0)
+	if rej, _ := c.Check(context.Background(), r, ip, 0); rej == nil || rej.Reason != "per_ip" {
+		t.Errorf("a second send from one IP under 1/1h: %+v", rej)
+	}
+}
+
+// TestCallsAndSendsKeepTheirOwnBuckets: rate_limits.api and per_tenant of the same size are two
+// buckets: reading messages does not use up sends, nor sends the reads.
+func TestCallsAndSendsKeepTheirOwnBuckets(t *testing.T) {
+	c := Checker{Limiter: &MemoryLimiter{Now: newClock().now}}
+	r := &Rules{Limits: config.RateLimits{API: lim(1, time.Hour), PerTenant: lim(1, time.Hour)}}
+	if rej, err := c.AllowCall(context.Background(), "a", r); rej != nil || err != nil {
+		t.Fatalf("first call: %+v %v", rej, err)
+	}
+	if rej, _ := c.Check(context.Background(), r, &gateway.Message{Tenant: "a", To: "+14155550104", Country: "US"}, 0); rej != nil {
+		t.Errorf("a send after a call: %+v", rej)
+	}
+	if rej, _ := c.AllowCall(context.Background(), "a", r); rej == nil || rej.Reason != "api" {
+		t.Errorf("a second call under 1/1h: %+v", rej)
+	}
 }
 
 // TestWorkersReuseAndNeverQueue: a task never waits behind another (two tasks that each wait for
@@ -1315,6 +1356,12 @@ func TestPace(t *testing.T) {
 	// others (tenant_share 0.1 of 4 an hour) is not shut out.
 	if ok, _, _ := c.Pace(ctx, "small", "d", *lim(4, time.Hour), 0.1); !ok {
 		t.Error("a share under one token refused the tenant's first send")
+	}
+	// A store that cannot say lets the send through, and says why.
+	for _, share := range []float64{0.5, 1} {
+		if ok, _, err := (&Checker{Limiter: downLimiter{}}).Pace(ctx, "m", "a", *lim(4, time.Hour), share); !ok || err == nil {
+			t.Errorf("share %v, the store down: %v, %v; want through, with the error", share, ok, err)
+		}
 	}
 }
 

@@ -44,6 +44,10 @@ func TestSpendLimit(t *testing.T) {
 				rej.RetryAfter < 288*time.Minute-time.Second || rej.RetryAfter > 288*time.Minute+time.Second {
 				t.Fatalf("over the limit: %+v %v (want spend, retry after 4h48m)", rej, err)
 			}
+			// The bucket holds nothing: a send that costs nothing waits as well.
+			if rej, _ := ca.Check(ctx, r, msg, 0); rej == nil || rej.Reason != "spend" {
+				t.Fatalf("a free send with the bucket in debt: %+v, want refused by spend", rej)
+			}
 			// Another tenant's bucket is its own.
 			if rej, _ := ca.Check(ctx, r, &gateway.Message{Tenant: "other", To: "+14155550104", Country: "US"}, 0.4); rej != nil {
 				t.Errorf("another tenant refused: %+v", rej)
