@@ -25,3 +25,28 @@ func TestReadings(t *testing.T) {
 		}
 	}
 }
+
+// TestVoiceFollowsTheRequestsLanguage: a tag in any case and with either separator finds its
+// voice, its regional voice and its phrase; a language without a voice is spoken in English, in
+// the region's English voice where there is one, and a language without a phrase says the
+// English one; a text without a code is spoken as it is.
+func TestVoiceFollowsTheRequestsLanguage(t *testing.T) {
+	voices := map[string]string{"en": "en-US-voice", "de": "de-voice", "xx": "xx-voice"}
+	regional := map[string]string{"en-GB": "en-GB-voice", "de-AT": "de-AT-voice"}
+	for _, tc := range []struct {
+		lang, text, voice, sentence string
+	}{
+		{"DE", "Ihr Code 4271", "de-voice", "Ihr Code lautet 4, 2, 7, 1."},
+		{"de_at", "Ihr Code 4271", "de-AT-voice", "Ihr Code lautet 4, 2, 7, 1."},
+		{"en-gb", "Code 4271", "en-GB-voice", "Your code is 4, 2, 7, 1."},
+		{"cy-GB", "Code 4271", "en-GB-voice", "Your code is 4, 2, 7, 1."},
+		{"cy", "Code 4271", "en-US-voice", "Your code is 4, 2, 7, 1."},
+		{"xx", "Code 4271", "xx-voice", "Your code is 4, 2, 7, 1."},
+		{"de", "Ihr Termin ist morgen.", "de-voice", "Ihr Termin ist morgen."},
+	} {
+		voice, sentence := Voice(&gateway.Message{Text: tc.text, Language: tc.lang}, voices, regional)
+		if voice != tc.voice || sentence != tc.sentence {
+			t.Errorf("%s %q: %q, %q; want %q, %q", tc.lang, tc.text, voice, sentence, tc.voice, tc.sentence)
+		}
+	}
+}
