@@ -1357,6 +1357,13 @@ func TestPace(t *testing.T) {
 	if ok, _, _ := c.Pace(ctx, "small", "d", *lim(4, time.Hour), 0.1); !ok {
 		t.Error("a share under one token refused the tenant's first send")
 	}
+	// However small the share (one tenant of ten thousand), it is held to: one token, then only
+	// what lies above the others' part.
+	for i, want := range []bool{true, false} {
+		if ok, _, _ := c.Pace(ctx, "tiny", "e", *lim(4, time.Hour), 0.0001); ok != want {
+			t.Errorf("share 0.0001, send %d: %v, want %v", i+1, ok, want)
+		}
+	}
 	// A store that cannot say lets the send through, and says why.
 	for _, share := range []float64{0.5, 1} {
 		if ok, _, err := (&Checker{Limiter: downLimiter{}}).Pace(ctx, "m", "a", *lim(4, time.Hour), share); !ok || err == nil {
