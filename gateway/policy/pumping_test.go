@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	goruntime "runtime"
 	"slices"
@@ -45,8 +46,10 @@ func TestPumpRange(t *testing.T) {
 		{"+14165551234", "CA", "1-41-CA"}, {"+14155550104", "US", "1-41"}, {"+447797123456", "JE", "44-77-JE"},
 		{"+447781123456", "GG", "44-77-GG"}, {"+447712345678", "GB", "44-77"}, {"+262639012345", "YT", "262-63-YT"},
 		{"+262692123456", "RE", "262-69"}, {"+61891621234", "CC", "61-89-CC"},
+		// A number that is not under its country's calling code has no range of it.
+		{"+447911123456", "US", "unknown"},
 	} {
-		if n, err := intake.NormalizeNumber(tc.e164, false); err != nil || n.Country != tc.country {
+		if n, err := intake.NormalizeNumber(tc.e164, false); tc.want != "unknown" && (err != nil || n.Country != tc.country) {
 			t.Errorf("%s: country %v (%v), the table says %s", tc.e164, n, err, tc.country)
 		}
 		if got := PumpRange(tc.e164, tc.country, 2); got != tc.want {
@@ -493,6 +496,189 @@ func TestQuarantineIndexExpires(t *testing.T) {
 	slices.Sort(got)
 	if err != nil || strings.Join(got, ",") != "acme|232-76,gamma|1-41" {
 		t.Errorf("members %v, %v", got, err)
+	}
+}
+
+// TestPumpingSignalsAtTheirEdges: the two signals at the edge of each bound, on counters built
+// by hand. The rate signal fires above factor x the baseline (at it, not), unless the range
+// converts well: at least 5 sends (however small min_volume / 4 is) with conversion_floor of
+// them used, the floor itself included. The conversion signal fires from min_volume sends.
+func TestPumpingSignalsAtTheirEdges(t *testing.T) {
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC) // the start of an hour and of a slot
+	hour, sl := now.Unix()/3600, now.Unix()/int64(slot.Seconds())
+	cfg := pumpConfig() // min_volume 20, factor 5, floor 0.3, window 1h, delay 5m, warmup 24h
+	judged := sl - int64(cfg.ConversionDelay.D()/slot)
+	// at is a range's or a tenant's counters, first sent 48 hours ago, with base sends an hour on
+	// average over those hours, and sends and used codes in a slot the conversion window judges.
+	at := func(base, sends, used int64) *counters {
+		return &counters{hours: map[int64]int64{hour - 10: base * 48}, sends: map[int64]int64{judged: sends}, used: map[int64]int64{judged: used}, first: hour - 48}
+	}
+	for _, tc := range []struct {
+		name   string
+		minVol int
+		cur    int64
+		rc, tc *counters
+		fires  string
+	}{
+		{"rate at factor x baseline", 20, 20, at(4, 0, 0), at(4, 0, 0), ""},
+		{"rate above it", 20, 21, at(4, 0, 0), at(4, 0, 0), "rate"},
+		{"rate, 4 sends half used: too few to prove conversion", 8, 21, at(4, 4, 2), at(4, 4, 2), "rate"},
+		{"rate, 5 sends 3 used", 8, 21, at(4, 5, 3), at(4, 5, 3), ""},
+		{"rate, 10 sends 3 used: the floor", 20, 21, at(4, 10, 3), at(4, 10, 3), ""},
+		{"rate, 10 sends 2 used", 20, 21, at(4, 10, 2), at(4, 10, 2), "rate"},
+		{"conversion at min_volume", 20, 0, at(0, 20, 0), at(0, 40, 10), "conversion"},
+		{"conversion under it", 20, 0, at(0, 19, 0), at(0, 40, 10), ""},
+		{"conversion, the others under min_volume", 20, 0, at(0, 20, 0), at(0, 39, 10), ""},
+	} {
+		c := cfg
+		c.MinVolume = tc.minVol
+		got := signal(c, now, tc.cur, tc.rc, tc.tc)
+		if kind, _, _ := strings.Cut(got, ":"); kind != tc.fires {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.fires)
+		}
+	}
+}
+
+// TestPumpingReadsWhatOtherReplicasCountedAfterRefresh: a replica's counters are read again from
+// the shared state once refresh has passed, so it sees the sends other replicas counted; within
+// refresh it keeps what it read.
+func TestPumpingReadsWhatOtherReplicasCountedAfterRefresh(t *testing.T) {
+	clk := newClock()
+	st := &MemoryPumpState{Now: clk.now}
+	a, b := &Pumping{State: st, Now: clk.now}, &Pumping{State: st, Now: clk.now}
+	cfg, ctx := pumpConfig(), context.Background()
+	key := rangeKey("acme", "44-74")
+	sent := func(p *Pumping) int64 {
+		t.Helper()
+		c, err := p.counters(ctx, cfg, key, clk.now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.hours[clk.now().Unix()/3600]
+	}
+	if _, err := a.Record(ctx, cfg, "acme", "GB", "44-74"); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if _, err := b.Record(ctx, cfg, "acme", "GB", "44-74"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Other ranges fill a's cache, so that its sweep (two entries a read) does not happen on
+	// acme's counters: a read itself must tell that they are stale.
+	for i := range 1000 {
+		if _, err := a.Record(ctx, cfg, "other", "US", strconv.Itoa(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.add(cfg.Refresh.D() - time.Nanosecond)
+	if n := sent(a); n != 1 {
+		t.Errorf("within refresh: replica a counts %d sends this hour, want the 1 it read", n)
+	}
+	clk.add(time.Nanosecond)
+	if n := sent(a); n != 6 {
+		t.Errorf("after refresh: replica a counts %d sends this hour, want 6 (b's five too)", n)
+	}
+}
+
+// TestPumpingForgetsWhatIsOutsideItsWindows: a range sent to every hour keeps its key alive for
+// good, so the hours older than the baseline and the slots older than the conversion window are
+// removed from the state as counters are read; otherwise each busy range's key would grow by a
+// field an hour and twelve a slot-hour without end.
+func TestPumpingForgetsWhatIsOutsideItsWindows(t *testing.T) {
+	clk := newClock()
+	st := &MemoryPumpState{Now: clk.now}
+	p := &Pumping{State: st, Now: clk.now}
+	cfg, ctx := pumpConfig(), context.Background()
+	baseline := int64(cfg.Baseline.D().Hours())
+	for range baseline + 30 {
+		if _, err := p.Record(ctx, cfg, "acme", "GB", "44-74"); err != nil {
+			t.Fatal(err)
+		}
+		clk.add(time.Hour)
+	}
+	if _, err := p.Record(ctx, cfg, "acme", "GB", "44-74"); err != nil {
+		t.Fatal(err)
+	}
+	fields, err := st.PumpCounters(ctx, rangeKey("acme", "44-74"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hour, sl := clk.now().Unix()/3600, clk.now().Unix()/int64(slot.Seconds())
+	for f := range fields {
+		kind, n, _ := field(f)
+		if kind == 'h' && n < hour-baseline-1 || kind != 'h' && n < sl-int64(cfg.ConversionWindow.D()/slot)-1 {
+			t.Errorf("field %s is still kept, outside its window", f)
+		}
+	}
+	if len(fields) > int(baseline)+4 {
+		t.Errorf("%d fields kept for one range", len(fields))
+	}
+}
+
+// failingAddPumpState fails the first count of a code used.
+type failingAddPumpState struct {
+	*MemoryPumpState
+	failed bool
+}
+
+func (f *failingAddPumpState) PumpAdd(ctx context.Context, incs [][2]string, ttl time.Duration) ([]int64, error) {
+	if strings.HasPrefix(incs[0][1], "v:") && !f.failed {
+		f.failed = true
+		return nil, errors.New("state store down")
+	}
+	return f.MemoryPumpState.PumpAdd(ctx, incs, ttl)
+}
+
+// TestPumpingACodeUsedThatCouldNotBeCountedCountsWhenReportedAgain: the claim of a code reported
+// used is given back when its count fails, so the next report of it counts.
+func TestPumpingACodeUsedThatCouldNotBeCountedCountsWhenReportedAgain(t *testing.T) {
+	clk := newClock()
+	st := &failingAddPumpState{MemoryPumpState: &MemoryPumpState{Now: clk.now}}
+	p := &Pumping{State: st, Now: clk.now}
+	cfg, ctx := pumpConfig(), context.Background()
+	sentAt := clk.now().Add(-10 * time.Minute)
+	if err := p.Verified(ctx, cfg, "acme", "m1", "44-74", sentAt); err == nil {
+		t.Fatal("a count that failed returned no error")
+	}
+	if err := p.Verified(ctx, cfg, "acme", "m1", "44-74", sentAt); err != nil {
+		t.Fatal(err)
+	}
+	c, err := st.PumpCounters(ctx, rangeKey("acme", "44-74"))
+	if err != nil || c["v:"+strconv.FormatInt(sentAt.Unix()/int64(slot.Seconds()), 10)] != 1 {
+		t.Errorf("after the report again: %v, %v; want one code used", c, err)
+	}
+}
+
+// TestTheQuarantineIndexLosesEndedQuarantines: a released quarantine leaves the index at once,
+// and one that ended leaves it when quarantines are next listed: in memory the index lives as
+// long as the process.
+func TestTheQuarantineIndexLosesEndedQuarantines(t *testing.T) {
+	clk := newClock()
+	st := &MemoryPumpState{Now: clk.now}
+	p := &Pumping{State: st, Now: clk.now}
+	cfg, ctx := pumpConfig(), context.Background()
+	for _, rng := range []string{"232-76", "44-74"} {
+		q := fmt.Sprintf(`{"tenant":"acme","range":%q}`, rng)
+		if _, err := st.PumpPut(ctx, quarantineKey("acme", rng), q, cfg.Cooldown.D(), true); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.PumpIndex(ctx, quarantineIndex, "acme|"+rng, cfg.Cooldown.D()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ok, err := p.Release(ctx, cfg, "acme", "232-76"); !ok || err != nil {
+		t.Fatalf("Release: %v, %v", ok, err)
+	}
+	if m, _ := st.PumpMembers(ctx, quarantineIndex); !slices.Equal(m, []string{"acme|44-74"}) {
+		t.Errorf("index after a release: %v", m)
+	}
+	clk.add(cfg.Cooldown.D() + time.Second)
+	if list, err := p.List(ctx); err != nil || len(list) != 0 {
+		t.Fatalf("List after the cooldown: %+v, %v", list, err)
+	}
+	if m, _ := st.PumpMembers(ctx, quarantineIndex); len(m) != 0 {
+		t.Errorf("index after the quarantine ended and was listed: %v", m)
 	}
 }
 
