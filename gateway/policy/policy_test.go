@@ -1325,6 +1325,78 @@ func TestMemoryPumpStateDropsExpired(t *testing.T) {
 	}
 }
 
+// TestMemoryPumpStateExpiresWhatItKeeps: counters and values are gone once their time is up,
+// whether or not a sweep reached them yet: a count starts again from one, a quarantine's key is
+// neither read nor found to delete, and a claim (nx) can be made again; each count keeps its key
+// for ttl more.
+func TestMemoryPumpStateExpiresWhatItKeeps(t *testing.T) {
+	clk := newClock()
+	m := &MemoryPumpState{Now: clk.now}
+	ctx := context.Background()
+	add := func() int64 {
+		t.Helper()
+		v, err := m.PumpAdd(ctx, [][2]string{{"c", "h:1"}}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v[0]
+	}
+	add()
+	clk.add(30 * time.Minute)
+	add()
+	// Other keys that live long fill the state, so that its sweeps (two entries a call) do not
+	// happen on the ones looked at: each call must tell an expired entry itself.
+	for i := range 1000 {
+		m.PumpAdd(ctx, [][2]string{{"other" + strconv.Itoa(i), "h:1"}}, 10*time.Hour)
+		m.PumpPut(ctx, "otherv"+strconv.Itoa(i), "x", 10*time.Hour, false)
+	}
+	clk.add(50 * time.Minute) // 80 minutes after the first count, 50 after the last
+	if c, _ := m.PumpCounters(ctx, "c"); c["h:1"] != 2 {
+		t.Errorf("counters 50 minutes after the last count: %v, want 2 (each count keeps the key an hour more)", c)
+	}
+	clk.add(10*time.Minute + time.Nanosecond)
+	if c, _ := m.PumpCounters(ctx, "c"); len(c) != 0 {
+		t.Errorf("counters an hour after the last count: %v, want none", c)
+	}
+	if n := add(); n != 1 {
+		t.Errorf("a count after expiry: %d, want 1", n)
+	}
+	for _, k := range []string{"claim", "quarantine"} {
+		if ok, _ := m.PumpPut(ctx, k, "v", time.Hour, true); !ok {
+			t.Fatalf("%s: first claim refused", k)
+		}
+	}
+	if ok, _ := m.PumpPut(ctx, "claim", "v2", time.Hour, true); ok {
+		t.Error("a second claim within the hour was made")
+	}
+	clk.add(time.Hour + time.Nanosecond)
+	if ok, _ := m.PumpPut(ctx, "claim", "v3", time.Hour, true); !ok {
+		t.Error("a claim after expiry refused")
+	}
+	if v, ok, _ := m.PumpGet(ctx, "quarantine"); ok {
+		t.Errorf("an expired value read: %q", v)
+	}
+	if ok, _ := m.PumpDel(ctx, "quarantine"); ok {
+		t.Error("an expired value found to delete")
+	}
+}
+
+// TestRedisPumpCountersExpire: the counters' keys in Redis live ttl after their last count (a
+// range no longer sent to leaves the shared store).
+func TestRedisPumpCountersExpire(t *testing.T) {
+	client := redistest.Start(t)
+	r := &Redis{Client: client, Prefix: redistest.Prefix(t)}
+	ctx := context.Background()
+	if _, err := r.PumpAdd(ctx, [][2]string{{"pump|c|acme|44-74", "h:1"}, {"pump|t|acme", "h:1"}, {"pump|c|acme|44-74", "s:1"}}, 2*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"pump|c|acme|44-74", "pump|t|acme"} {
+		if ttl := client.PTTL(ctx, r.Prefix+k).Val(); ttl <= 119*time.Minute || ttl > 2*time.Hour {
+			t.Errorf("%s: TTL %v, want 2h", k, ttl)
+		}
+	}
+}
+
 // TestRedisLimitOverAMillionASecond: a limit whose interval is under a microsecond still works.
 func TestRedisLimitOverAMillionASecond(t *testing.T) {
 	r := &Redis{Client: redistest.Start(t), Prefix: redistest.Prefix(t), Now: newClock().now}
