@@ -421,6 +421,10 @@ func TestRedisReplaysAndResends(t *testing.T) {
 	if _, _, ok, _ := r.Last(ctx, "other"); ok {
 		t.Error("unknown key found")
 	}
+	// Resend memory leaves the shared store with its time: one key a tenant and a number.
+	if ttl := r.Client.PTTL(ctx, r.Prefix+"resend:rk").Val(); ttl <= 59*time.Second || ttl > time.Minute {
+		t.Errorf("resend memory's ttl %v, want 1m", ttl)
+	}
 }
 
 // TestRedisBoundsEachTenantsReplays: with MaxTenantReplays, a tenant storing ever new
@@ -474,6 +478,10 @@ func TestRedisBoundsEachTenantsReplays(t *testing.T) {
 			}
 			if diff := cmp.Diff(map[string]int{"flood": 2}, evicted); diff != "" {
 				t.Errorf("evictions heard (-want +got):\n%s", diff)
+			}
+			// A tenant's index leaves the shared store an hour after its last record.
+			if ttl := r.Client.PTTL(ctx, r.Prefix+"idem-index:"+r.slotted("quiet")).Val(); ttl <= 59*time.Minute || ttl > time.Hour {
+				t.Errorf("the quiet tenant's index: ttl %v, want 1h", ttl)
 			}
 			// An hour on, the index no longer counts the records of then (Redis's own clock has
 			// not moved, so they are still there): three new ones evict nothing.

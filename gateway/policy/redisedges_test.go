@@ -46,6 +46,11 @@ func TestSharedFlightClaims(t *testing.T) {
 	if _, won, _ := r.Claim(ctx, "acme/k1", time.Minute); won {
 		t.Error("a second claim won")
 	}
+	// A replica that dies while it holds a claim holds it a minute, not for good.
+	claim, _ := r.flightKeys("acme/k1")
+	if ttl := r.Client.PTTL(ctx, claim).Val(); ttl <= 59*time.Second || ttl > time.Minute {
+		t.Errorf("the claim's ttl %v, want 1m", ttl)
+	}
 	answer := &Replay{Status: 200, Body: []byte(`{"id":"msg_1"}`)}
 	if err := r.Finish(ctx, "acme/k1", "someone-else", answer, time.Minute); err != nil {
 		t.Fatal(err)
