@@ -1390,7 +1390,8 @@ func TestMemoryPumpStateExpiresWhatItKeeps(t *testing.T) {
 }
 
 // TestRedisPumpCountersExpire: the counters' keys in Redis live ttl after their last count (a
-// range no longer sent to leaves the shared store).
+// range no longer sent to leaves the shared store), and a quarantine, a claim of a code used and
+// a release live their ttl.
 func TestRedisPumpCountersExpire(t *testing.T) {
 	client := redistest.Start(t)
 	r := &Redis{Client: client, Prefix: redistest.Prefix(t)}
@@ -1401,6 +1402,15 @@ func TestRedisPumpCountersExpire(t *testing.T) {
 	for _, k := range []string{"pump|c|acme|44-74", "pump|t|acme"} {
 		if ttl := client.PTTL(ctx, r.Prefix+k).Val(); ttl <= 119*time.Minute || ttl > 2*time.Hour {
 			t.Errorf("%s: TTL %v, want 2h", k, ttl)
+		}
+	}
+	for _, nx := range []bool{true, false} {
+		k := "pump|q|acme|44-74|" + strconv.FormatBool(nx)
+		if ok, err := r.PumpPut(ctx, k, "v", time.Hour, nx); !ok || err != nil {
+			t.Fatalf("put (nx %v): %v %v", nx, ok, err)
+		}
+		if ttl := client.PTTL(ctx, r.Prefix+k).Val(); ttl <= 59*time.Minute || ttl > time.Hour {
+			t.Errorf("a value put (nx %v): TTL %v, want 1h", nx, ttl)
 		}
 	}
 }

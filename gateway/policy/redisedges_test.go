@@ -61,6 +61,10 @@ func TestSharedFlightClaims(t *testing.T) {
 	if err := r.Finish(ctx, "acme/k1", token, answer, time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	_, answerKey := r.flightKeys("acme/k1")
+	if ttl := r.Client.PTTL(ctx, answerKey).Val(); ttl <= 59*time.Second || ttl > time.Minute {
+		t.Errorf("the answer's ttl %v, want the minute it is kept", ttl)
+	}
 	if _, found, held, _ := r.Answer(ctx, "acme/k1"); !found || held {
 		t.Errorf("after its own Finish: found %v held %v; want the answer, released", found, held)
 	}
