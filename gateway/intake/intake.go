@@ -244,16 +244,10 @@ func CheckSender(from string) error {
 	return bad("invalid_request", "from must be a phone number of 3 to 15 digits (optionally after +) or a sender ID of 3 to 11 letters, digits, spaces, '-' or '.' with at least one letter")
 }
 
-// controlChar reports whether c is a control character a text may not hold: C0 but tab, line
-// feed and carriage return, DEL, and C1 but NEL (U+0085, a line break).
+// controlChar reports whether c is a control character a text may not hold: any (C0, DEL, C1)
+// but tab, line feed, carriage return and NEL (U+0085), which are line breaks.
 func controlChar(c rune) bool {
-	switch {
-	case c == '\t' || c == '\n' || c == '\r' || c == 0x85:
-		return false
-	case c < 0x20 || c >= 0x7f && c <= 0x9f:
-		return true
-	}
-	return false
+	return unicode.IsControl(c) && c != '\t' && c != '\n' && c != '\r' && c != 0x85
 }
 
 // pausesInARow reports whether text holds two commas with no letter or digit between them: ",,",
