@@ -42,6 +42,11 @@ func TestMatchEveryMatcherAndOrder(t *testing.T) {
 		// followed by "-" is another value (a tenant could otherwise reach a client's route).
 		{"client id with a suffix", func(m *gateway.Message) { m.ClientID = "c1-other" }, "default"},
 		{"action with a suffix", func(m *gateway.Message) { m.Action = "enrollment-retry" }, "default"},
+		// Only a language compares case-blind: Auth0 sends client ids and actions as they are, and a
+		// client id in other capitals is another application's.
+		{"client id in other capitals", func(m *gateway.Message) { m.ClientID = "C1" }, "default"},
+		{"action in other capitals", func(m *gateway.Message) { m.Action = "Enrollment" }, "default"},
+		{"tenant in other capitals", func(m *gateway.Message) { m.Tenant = "ACME" }, "default"},
 		{"first match wins over later ones", func(m *gateway.Message) { m.Tenant, m.Type = "acme", gateway.Voice }, "tenant"},
 		{"all matchers of a rule must hold", func(m *gateway.Message) { m.Tenant, m.Country = "beta", "US" }, "all-of"},
 		{"one matcher failing skips the rule", func(m *gateway.Message) { m.Tenant, m.Country = "beta", "CA" }, "default"},
