@@ -450,16 +450,21 @@ func TestUnreportedMessagesCountOnlyWhereReportsWereAsked(t *testing.T) {
 // is set, and note when Health began.
 type windowLog struct {
 	store.Backend
-	took  time.Duration
-	fail  atomic.Bool
-	mu    sync.Mutex
-	calls []time.Time
+	took time.Duration
+	fail atomic.Bool
+	// during, when set, runs at the start of each read of the window.
+	during func()
+	mu     sync.Mutex
+	calls  []time.Time
 }
 
 func (b *windowLog) Health(ctx context.Context, since, pendingBefore time.Time) ([]store.HealthRow, error) {
 	b.mu.Lock()
 	b.calls = append(b.calls, time.Now())
 	b.mu.Unlock()
+	if b.during != nil {
+		b.during()
+	}
 	select {
 	case <-time.After(b.took):
 	case <-ctx.Done():
@@ -482,6 +487,37 @@ func (b *windowLog) starts() []time.Time {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return slices.Clone(b.calls)
+}
+
+// TestAReadOfTheWindowIsCutOnlyByItsBound: a read of the window that its budget ended is a cut
+// (the next one gets a larger bound); one the message log failed, or whose caller went away (a
+// shutdown), is not.
+func TestAReadOfTheWindowIsCutOnlyByItsBound(t *testing.T) {
+	wl := &windowLog{took: 200 * time.Millisecond}
+	h := start(t, `
+storage: {driver: memory}
+routing: {delivery_health: {enabled: false}} # read by the test alone
+tenants: [{name: acme, api_key: acme-key-0123456789}]
+providers: [{name: m, type: mock}]
+routes: [{name: d, providers: [m]}]
+`, Options{WrapBackend: func(b store.Backend) store.Backend { wl.Backend = b; return wl }})
+	now := time.Now()
+	if _, err := h.app.readHealth(context.Background(), now.Add(-time.Hour), now, 20*time.Millisecond); !wasCut(err) {
+		t.Errorf("a read its budget ended: %v, want it cut", err)
+	}
+	if _, err := h.app.readHealth(context.Background(), now.Add(-time.Hour), now, 5*time.Second); err != nil {
+		t.Errorf("a read within its budget: %v", err)
+	}
+	wl.fail.Store(true)
+	if _, err := h.app.readHealth(context.Background(), now.Add(-time.Hour), now, 5*time.Second); err == nil || wasCut(err) {
+		t.Errorf("a read the log failed: %v, want an error that is no cut", err)
+	}
+	wl.fail.Store(false)
+	ctx, cancel := context.WithCancel(context.Background())
+	wl.during = cancel
+	if _, err := h.app.readHealth(ctx, now.Add(-time.Hour), now, 5*time.Second); err == nil || wasCut(err) {
+		t.Errorf("a read whose caller went away: %v, want an error that is no cut", err)
+	}
 }
 
 // TestHealthRefreshIsPaced: a refresh waits at least healthPace times its last read before reading

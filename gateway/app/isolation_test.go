@@ -779,9 +779,25 @@ func TestTheCapIsWhatRunsBeforeShedding(t *testing.T) {
 	}
 }
 
+// TestNoCapShedsNothing: with server.max_in_flight 0 there is no cap: one tenant's many sends in
+// flight are all admitted (and counted).
+func TestNoCapShedsNothing(t *testing.T) {
+	a := &App{}
+	var flood tenant
+	for i := range 50 {
+		if !a.admit(0, &flood) {
+			t.Fatalf("send %d was shed with no cap", i+1)
+		}
+	}
+	if n := flood.inflight.Load(); n != 50 {
+		t.Errorf("sends counted in flight: %d, want 50", n)
+	}
+}
+
 // TestAdminTenantsShowsSpendAndSendsInFlight: GET /v1/admin/tenants lists each tenant with its
 // sends in flight and what it used of its spend limit.
 func TestAdminTenantsShowsSpendAndSendsInFlight(t *testing.T) {
+	clk := &testClock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
 	h := start(t, `
 server: {admin_token: admin-t0ken}
 storage: {driver: memory}
@@ -791,12 +807,17 @@ tenants:
   - {name: free, api_key: free-key}
 providers: [{name: m, type: mock, prices: {default: 0.04}}]
 routes: [{name: d, providers: [m]}]
-`, Options{})
+`, Options{Now: clk.Now})
 	for i := range 2 {
 		if r := h.send("capped-key", fmt.Sprintf(`{"recipient":"+1415555%04d","text":"Your code is %06d","context":{}}`, i, i)); r.Status != 200 {
 			t.Fatalf("send: %s", r.Raw)
 		}
 	}
+	// 43.2 s later, 0.0005 has refilled (the limit is 1 a day); a send of free's is in flight.
+	clk.Add(43200 * time.Millisecond)
+	inflight := h.app.rt.Load().byName["free"]
+	h.app.admit(0, inflight)
+	defer h.app.release(inflight)
 	r := h.do("GET", "/v1/admin/tenants", "admin-t0ken", "")
 	var got struct {
 		Tenants []struct {
@@ -813,16 +834,16 @@ routes: [{name: d, providers: [m]}]
 		t.Fatalf("%d %s (%v)", r.Status, r.Raw, err)
 	}
 	c, f := got.Tenants[0], got.Tenants[1]
-	// Two sends at 0.04 less what refilled since (0.001 refills in 86 s): just under 0.08.
+	// Two sends at 0.04 less what refilled since: 0.0795, shown to the millionth as prices are
+	// written (what refilled is a float of many digits).
 	if c.Name != "capped" || c.InFlight != 0 || c.Spend == nil || c.Spend.Limit != "1/24h0m0s" || c.Spend.Currency != "EUR" ||
-		c.Spend.Used > 0.08 || c.Spend.Used < 0.079 {
+		c.Spend.Used != 0.0795 {
 		t.Errorf("capped: %+v %+v", c, c.Spend)
 	}
-	// What refilled is a float of many digits: shown to the millionth, as prices are written.
 	if !regexp.MustCompile(`"used":[0-9]+(\.[0-9]{1,6})?[,}]`).MatchString(r.Raw) {
 		t.Errorf("spend used not rounded to the millionth: %s", r.Raw)
 	}
-	if f.Name != "free" || f.Spend != nil {
+	if f.Name != "free" || f.Spend != nil || f.InFlight != 1 {
 		t.Errorf("free: %+v", f)
 	}
 	if r := h.do("GET", "/v1/admin/tenants", "capped-key", ""); r.Status != 401 {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -426,8 +427,9 @@ func TestReplicasShareStateThroughARedisCluster(t *testing.T) {
 // TestSpendLimitHoldsAcrossReplicas: two gateways on one Redis charge one spend bucket, so a
 // tenant spreading its sends over replicas gets no more than its limit.
 func TestSpendLimitHoldsAcrossReplicas(t *testing.T) {
-	client := redistest.Start(t)
-	cfg := strings.NewReplacer("$REDIS", client.Options().Addr, "$ONERROR", "closed",
+	addr, stop := redistest.Server(t)
+	cfg := strings.NewReplacer("$REDIS", addr, "$ONERROR", "closed",
+		"storage: {driver: memory}", "server: {admin_token: spend-admin-token}\nstorage: {driver: memory}",
 		"per_recipient: 2/1h", "per_recipient: 0, spend: 0.1/24h",
 		"providers: [{name: m, type: mock}]", "providers: [{name: m, type: mock, prices: {default: 0.04}}]").Replace(replicaConfig)
 	a, b := start(t, cfg, Options{}), start(t, cfg, Options{})
@@ -443,15 +445,27 @@ func TestSpendLimitHoldsAcrossReplicas(t *testing.T) {
 	if r := b.send("acme-key", body(9)); r.Status != 429 || errCode(r) != "rate_limited" {
 		t.Errorf("fourth send across replicas: %d %s", r.Status, r.Raw)
 	}
+	// Either replica lists what the tenant used of the shared bucket (the 0.12 of three sends,
+	// less what refilled since); with Redis gone it says it cannot tell, rather than nothing used.
+	if r := b.do("GET", "/v1/admin/tenants", "spend-admin-token", ""); r.Status != 200 || !regexp.MustCompile(`"used":0\.1[12][0-9]*[,}]`).MatchString(r.Raw) {
+		t.Errorf("the tenants listed on b: %d %s, want 0.12 used", r.Status, r.Raw)
+	}
+	stop()
+	if r := a.do("GET", "/v1/admin/tenants", "spend-admin-token", ""); r.Status != 503 || errCode(r) != "policy_unavailable" {
+		t.Errorf("the tenants listed with Redis gone: %d %s, want 503 policy_unavailable", r.Status, r.Raw)
+	}
 }
 
 // TestAFloodStopsBeforeTheSharedStateStore: with Redis, every send costs it round trips, even a
 // refused one, and a flood that slows it turns every tenant's limits off (on_error open) or every
 // tenant's sends away (closed). A tenant's sends beyond twice its per_tenant limit are refused on
 // the replica, without Redis: here, once Redis is gone, the flood's next send is still the 429
-// its limit gives, while another tenant's send meets the dead store (503, on_error closed).
+// its limit gives, while another tenant's send meets the dead store (503, on_error closed). The
+// gate is the tenant's own: another tenant with the same limits is not refused by it, and its
+// sends and reads are two gates. It refills at twice the limit's rate.
 func TestAFloodStopsBeforeTheSharedStateStore(t *testing.T) {
 	addr, stop := redistest.Server(t)
+	clk := &testClock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
 	h := start(t, strings.NewReplacer("$REDIS", addr).Replace(`
 storage: {driver: memory}
 state: {driver: redis, redis: {addr: "$REDIS", key_prefix: "gate:"}, on_error: closed, key_secret: "e2e-key-secret-0123456789"}
@@ -459,9 +473,10 @@ policy: {rate_limits: {per_recipient: 0}}
 tenants:
   - {name: flood, api_key: flood-key, rate_limits: {per_tenant: 2/1h, api: 1/1h}}
   - {name: quiet, api_key: quiet-key}
+  - {name: calm, api_key: calm-key, rate_limits: {per_tenant: 1/1h, api: 1/1h}}
 providers: [{name: m, type: mock}]
 routes: [{name: d, providers: [m]}]
-`), Options{})
+`), Options{Now: clk.Now})
 	send := func(key string, i int) response {
 		return h.send(key, fmt.Sprintf(`{"recipient":"+1415555%04d","text":"Your code is %06d","context":{}}`, i, i))
 	}
@@ -477,9 +492,24 @@ routes: [{name: d, providers: [m]}]
 			t.Fatalf("flood read %d: %d %s, want %d", i+1, r.Status, r.Raw, want)
 		}
 	}
+	// Another tenant with the flood's limits: its own gates, one for sends and one for reads (of
+	// the same size here: 2 each); the shared limit refuses its second send.
+	for i, want := range []int{200, 429} {
+		if r := send("calm-key", 30+i); r.Status != want {
+			t.Errorf("calm send %d after the flood: %d %s, want %d", i+1, r.Status, r.Raw, want)
+		}
+	}
+	if r := h.do("GET", "/v1/messages", "calm-key", ""); r.Status != 200 {
+		t.Errorf("calm read after its two sends: %d %s, want 200", r.Status, r.Raw)
+	}
 	stop()
 	if r := send("flood-key", 10); r.Status != 429 || errCode(r) != "rate_limited" || r.Header.Get("Retry-After") == "" {
 		t.Errorf("the flood's send with Redis gone: %d %s, want the gate's 429", r.Status, r.Raw)
+	}
+	// The gate (4 an hour) gives one send back each 15 minutes: it passes, and meets the dead store.
+	clk.Add(15*time.Minute + time.Second)
+	if r := send("flood-key", 11); r.Status != 503 {
+		t.Errorf("the flood's send 15 minutes on, Redis gone: %d %s, want 503 (through the gate)", r.Status, r.Raw)
 	}
 	// A read whose limit Redis cannot check is let through (on_error or not: reads are not abuse
 	// of the providers); the flood's is refused by the gate before it gets there.
@@ -1035,6 +1065,10 @@ routes: [{name: d, providers: [m1, m2]}]
 	if err := refresh(d); err != nil || reads(d) != 1 {
 		t.Errorf("a replica with another report_timeout: %v; reads %v (want its own)", err, reads(d))
 	}
+	e := start(t, strings.Replace(config(fmt.Sprintf("{driver: postgres, dsn: %q, commit_timeout: 5s}", dsn)), "window: 30m", "window: 20m", 1), Options{Now: clk.Now})
+	if err := refresh(e); err != nil || reads(e) != 1 {
+		t.Errorf("a replica with another window: %v; reads %v (want its own)", err, reads(e))
+	}
 	// Another replica reads and nothing is published yet: no read, the table as it was.
 	window, lock := a.app.healthKeys()
 	ctx := context.Background()
@@ -1130,6 +1164,107 @@ routes: [{name: d, providers: [m]}]
 	}
 	if got := []float64{reads(a, "error"), reads(a, "ok"), reads(b, "error"), reads(b, "ok")}; !slices.Equal(got, []float64{2, 1, 2, 0}) {
 		t.Errorf("a cut/ended, b cut/ended: %v, want [2 1 2 0]", got)
+	}
+}
+
+// TestLogDigestNamesTheDatabaseNotThePassword: replicas share a read of the window only when
+// their DSNs reach one database as one user in one schema; the password, options that do not
+// change where the rows are, and the order of parameters change nothing.
+func TestLogDigestNamesTheDatabaseNotThePassword(t *testing.T) {
+	base := logDigest("postgres://smsgate:secret-1@db.internal:5432/gateway?search_path=sms")
+	for _, dsn := range []string{
+		"postgres://smsgate:other-secret@db.internal:5432/gateway?search_path=sms",
+		"postgres://smsgate:secret-1@db.internal:5432/gateway?search_path=sms&connect_timeout=5",
+		"host=db.internal port=5432 dbname=gateway user=smsgate password=x search_path=sms",
+	} {
+		if got := logDigest(dsn); got != base {
+			t.Errorf("%s: digest %s, want %s (the same database)", dsn, got, base)
+		}
+	}
+	for _, dsn := range []string{
+		"postgres://smsgate:secret-1@db2.internal:5432/gateway?search_path=sms",
+		"postgres://smsgate:secret-1@db.internal:5433/gateway?search_path=sms",
+		"postgres://smsgate:secret-1@db.internal:5432/gateway2?search_path=sms",
+		"postgres://other:secret-1@db.internal:5432/gateway?search_path=sms",
+		"postgres://smsgate:secret-1@db.internal:5432/gateway?search_path=sms2",
+		"postgres://smsgate:secret-1@db.internal:5432/gateway",
+	} {
+		if got := logDigest(dsn); got == base {
+			t.Errorf("%s: digest %s, the same as another database's", dsn, got)
+		}
+	}
+	if got := logDigest("postgres://%zz"); got != "unparsed" {
+		t.Errorf("a DSN that does not parse: %q", got)
+	}
+}
+
+// TestASharedHealthReadHoldsItsLockForItsBoundOnly: the lock of a shared read of the window
+// expires a little after the read's bound (a reader that died holds it no longer), and a reader
+// whose lock expired and went to another replica leaves that replica's lock alone when it ends.
+// The read it publishes expires after the window, and is due again after healthWait: healthPace
+// times a read that took longer than refresh allows.
+func TestASharedHealthReadHoldsItsLockForItsBoundOnly(t *testing.T) {
+	addr, stop := redistest.Server(t)
+	client := redis.NewClient(&redis.Options{Addr: addr})
+	defer client.Close()
+	clk := &testClock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
+	wl := &windowLog{took: 300 * time.Millisecond}
+	h := start(t, fmt.Sprintf(`
+storage: {driver: postgres, dsn: %q, commit_timeout: 50ms}
+state: {driver: redis, redis: {addr: %q, key_prefix: "lock:"}, key_secret: "e2e-key-secret-0123456789"}
+routing: {delivery_health: {enabled: false, window: 20m, refresh: 1s}} # read by the test alone
+tenants: [{name: acme, api_key: acme-key-0123456789}]
+providers: [{name: m, type: mock}]
+routes: [{name: d, providers: [m]}]
+`, pgtest.DSN(t), addr), Options{Now: clk.Now, WrapBackend: func(b store.Backend) store.Backend { wl.Backend = b; return wl }, healthBudget: 2 * time.Second})
+	window, lock := h.app.healthKeys()
+	ctx := context.Background()
+	var held time.Duration
+	wl.during = func() {
+		held = client.PTTL(ctx, lock).Val()
+		// The lock expires during the read and another replica takes it.
+		client.Set(ctx, lock, "another", time.Minute)
+	}
+	if err := h.app.refreshHealth(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if held <= 5*time.Second || held > 7*time.Second {
+		t.Errorf("the lock was held for %v, want the read's bound (2s) and 5s more", held)
+	}
+	if got := client.Get(ctx, lock).Val(); got != "another" {
+		t.Errorf("the lock another replica took holds %q after this read ended, want it left alone", got)
+	}
+	if ttl := client.TTL(ctx, window).Val(); ttl <= 19*time.Minute || ttl > 20*time.Minute {
+		t.Errorf("the published read expires in %v, want the window (20m)", ttl)
+	}
+	var published sharedWindow
+	if raw, err := client.Get(ctx, window).Bytes(); err != nil || json.Unmarshal(raw, &published) != nil {
+		t.Fatalf("no published read: %v", err)
+	}
+	if due := published.Next.Sub(clk.Now()); due < healthPace*wl.took {
+		t.Errorf("the published read is due in %v, want at least %d times the read's %v", due, healthPace, wl.took)
+	}
+	// A first read cut by its bound publishes its bound only, no rows: a replica that then finds
+	// another reading keeps its table rather than taking no rows for the window.
+	wl.during = nil
+	client.Del(ctx, window, lock)
+	if _, err := h.app.refreshHealthWithin(ctx, time.Nanosecond); !wasCut(err) {
+		t.Fatalf("a read bounded by 1ns: %v, want it cut", err)
+	}
+	var cut sharedWindow
+	if raw, err := client.Get(ctx, window).Bytes(); err != nil || json.Unmarshal(raw, &cut) != nil || cut.Read || cut.Budget <= 0 {
+		t.Errorf("after a cut first read the published read is %v %+v, want its bound and no read", err, cut)
+	}
+	// Redis gone during a read: the read is this replica's, and the publication that failed is
+	// counted.
+	clk.Add(time.Hour)
+	client.Del(ctx, lock)
+	wl.during = stop
+	if err := h.app.refreshHealth(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.ToFloat64(h.app.metrics.StateErrors.WithLabelValues("health_window")); n != 1 {
+		t.Errorf("failed publications counted: %v, want 1 (%d reads)", n, len(wl.starts()))
 	}
 }
 
