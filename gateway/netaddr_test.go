@@ -33,9 +33,13 @@ func TestPublicAddr(t *testing.T) {
 		{"::", false},
 		{"224.0.0.1", false},
 		{"ff02::1", false},
+		{"ff01::1", false},         // interface-local multicast
+		{"224.0.0.251", false},     // link-local multicast (mDNS)
 		{"100.100.100.200", false}, // a metadata service in the carrier-grade NAT space
 		{"192.0.0.170", false},
 		{"198.18.0.1", false},
+		{"198.19.255.255", false}, // the benchmarking range is a /15
+		{"198.20.0.1", true},
 		{"255.255.255.255", false},
 		{"240.0.0.1", false},
 		{"::ffff:127.0.0.1", false},

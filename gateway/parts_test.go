@@ -22,6 +22,8 @@ func TestSMSParts(t *testing.T) {
 		{"an extension character counts twice", strings.Repeat("a", 158) + "€", 1, 0},
 		{"and past 160 makes two parts", strings.Repeat("a", 159) + "€", 2, 145},
 		{"a backtick is not GSM", "`" + strings.Repeat("a", 69), 1, 0},
+		{"a backslash is an extension character", strings.Repeat("a", 159) + "\\", 2, 145},
+		{"DEL is not GSM", "\x7f" + strings.Repeat("a", 69), 1, 0},
 		{"70 UCS-2 units", strings.Repeat("ж", 70), 1, 0},
 		{"71 UCS-2 units", strings.Repeat("ж", 71), 2, 63},
 		{"134 UCS-2 units", strings.Repeat("ж", 134), 2, 0},
