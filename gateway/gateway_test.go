@@ -76,8 +76,39 @@ func TestClassOf(t *testing.T) {
 			t.Errorf("ClassOf(%v) = %v, want %v", tc.err, got, tc.want)
 		}
 	}
-	if e := AsError(context.DeadlineExceeded); !e.Timeout || e.Class != ClassProvider {
-		t.Errorf("AsError(deadline) = %+v", e)
+	if e := AsError(context.DeadlineExceeded); !e.Timeout || !e.MaybeSent || e.Class != ClassProvider || !errors.Is(e, context.DeadlineExceeded) {
+		t.Errorf("AsError(deadline) = %+v, want a provider timeout that may have sent", e)
+	}
+	if e := AsError(fmt.Errorf("call: %w", context.Canceled)); e.Class != ClassCancelled || e.MaybeSent {
+		t.Errorf("AsError(cancelled) = %+v", e)
+	}
+	boom := errors.New("boom")
+	if e := AsError(boom); e.Class != ClassProvider || e.Timeout || e.MaybeSent || !errors.Is(e, boom) {
+		t.Errorf("AsError(boom) = %+v, want a provider error wrapping it", e)
+	}
+}
+
+// TestClassNames: a class's name is what the dispatch statistics and smsgate send show, and how
+// an error names itself.
+func TestClassNames(t *testing.T) {
+	want := map[Class]string{ClassProvider: "provider", ClassRecipient: "recipient", ClassUnavailable: "unavailable", ClassCaller: "caller",
+		ClassCancelled: "cancelled", ClassDestination: "destination", ClassThrottled: "throttled", Class(99): "unknown"}
+	for c, name := range want {
+		if c.String() != name {
+			t.Errorf("Class(%d) = %q, want %q", int(c), c.String(), name)
+		}
+	}
+	for _, tc := range []struct {
+		err  *Error
+		want string
+	}{
+		{&Error{Class: ClassRecipient, Code: "21211", HTTPStatus: 400, Message: "not a valid number"}, "recipient error 21211 (HTTP 400): not a valid number"},
+		{&Error{Class: ClassThrottled, HTTPStatus: 429}, "throttled error (HTTP 429)"},
+		{&Error{Class: ClassProvider}, "provider error"},
+	} {
+		if got := tc.err.Error(); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.err, got, tc.want)
+		}
 	}
 }
 

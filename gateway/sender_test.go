@@ -5,7 +5,7 @@ import "testing"
 func TestValidSender(t *testing.T) {
 	for from, want := range map[string]bool{
 		"+15005550006": true, "15005550006": true, "12345": true, "123": true, "+123456789012345": true,
-		"MyBank": true, "MY-BANK.1": true, "Acme Co": true, "ABC": true, "A1234567890": true,
+		"MyBank": true, "MY-BANK.1": true, "Acme Co": true, "ABC": true, "A1234567890": true, "zzz": true, "ZZZ": true,
 		"": false, "12": false, "+1234567890123456": false, "+": false, "++123": false, "+1 415 555": false,
 		"AB": false, "ABCDEFGHIJKL": false, " Bank": false, "Bank ": false, "Bank\x00": false,
 		"Bänk": false, "Bank!": false, "12-34": false, "Bank\n": false,
