@@ -461,8 +461,8 @@ func TestSpendLimitHoldsAcrossReplicas(t *testing.T) {
 // tenant's sends away (closed). A tenant's sends beyond twice its per_tenant limit are refused on
 // the replica, without Redis: here, once Redis is gone, the flood's next send is still the 429
 // its limit gives, while another tenant's send meets the dead store (503, on_error closed). The
-// gate is the tenant's own: another tenant with the same limits is not refused by it, and its
-// sends and reads are two gates. It refills at twice the limit's rate.
+// gate is the tenant's own: another tenant with the same read limit is not refused by the flood's,
+// and a tenant's sends and reads are two gates. It refills at twice the limit's rate.
 func TestAFloodStopsBeforeTheSharedStateStore(t *testing.T) {
 	addr, stop := redistest.Server(t)
 	clk := &testClock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
@@ -492,8 +492,8 @@ routes: [{name: d, providers: [m]}]
 			t.Fatalf("flood read %d: %d %s, want %d", i+1, r.Status, r.Raw, want)
 		}
 	}
-	// Another tenant with the flood's limits: its own gates, one for sends and one for reads (of
-	// the same size here: 2 each); the shared limit refuses its second send.
+	// Another tenant, whose reads have the flood's limit (api: 1/1h): its own gates, one for sends
+	// and one for reads, though both are of one size (2); the shared limit refuses its second send.
 	for i, want := range []int{200, 429} {
 		if r := send("calm-key", 30+i); r.Status != want {
 			t.Errorf("calm send %d after the flood: %d %s, want %d", i+1, r.Status, r.Raw, want)
@@ -1169,7 +1169,7 @@ routes: [{name: d, providers: [m]}]
 
 // TestLogDigestNamesTheDatabaseNotThePassword: replicas share a read of the window only when
 // their DSNs reach one database as one user in one schema; the password, options that do not
-// change where the rows are, and the order of parameters change nothing.
+// change where the rows are, and the DSN's form (URL or key=value) change nothing.
 func TestLogDigestNamesTheDatabaseNotThePassword(t *testing.T) {
 	base := logDigest("postgres://smsgate:secret-1@db.internal:5432/gateway?search_path=sms")
 	for _, dsn := range []string{
