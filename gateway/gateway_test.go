@@ -123,6 +123,8 @@ func TestOneLine(t *testing.T) {
 		"Error 1234 - 5678, 12 (34) and 1-2-3": "Error 1234 - 5678, 12 (34) and 1-2-3", // fewer than 6 digits each
 		strings.Repeat("x", 200):               strings.Repeat("x", 160),
 		strings.Repeat("y", 161):               strings.Repeat("y", 160),
+		// The cut at 160 bytes falls inside the first "é" (bytes 159 and 160): the text ends before it.
+		strings.Repeat("z", 159) + "éé": strings.Repeat("z", 159),
 	}
 	for in, want := range tests {
 		if got := OneLine(in); got != want {
