@@ -121,6 +121,12 @@ func TestOneLine(t *testing.T) {
 		"Number +44 7911 123456 is barred":     "Number +** **** ****** is barred",
 		"+33 6-12-34-56-78":                    "+** *-**-**-**-**",
 		"Error 1234 - 5678, 12 (34) and 1-2-3": "Error 1234 - 5678, 12 (34) and 1-2-3", // fewer than 6 digits each
+		// A dot or a slash joins groups alone: the US and German ways of writing a number.
+		"Call 415.555.0104 or +1.415.555.0104": "Call ***.***.**** or +*.***.***.****",
+		"Nummer 0171/1234567 gesperrt":         "Nummer ****/******* gesperrt",
+		"from 203.0.113.9, on 12/04/2026":      "from ***.*.***.*, on **/**/****",      // an address and a date are masked too
+		"Error 21211. 12 retries, 1.5/10.2":    "Error 21211. 12 retries, 1.5/10.2",    // a dot with a space, and fewer than 6 digits
+		"Error 21211.. 1, 412//555 2, 4155.-5": "Error 21211.. 1, 412//555 2, 4155.-5", // two dots, two slashes, a dot then a dash
 		strings.Repeat("x", 200):               strings.Repeat("x", 160),
 		strings.Repeat("y", 161):               strings.Repeat("y", 160),
 		// The cut at 160 bytes falls inside the first "é" (bytes 159 and 160): the text ends before it.
@@ -173,7 +179,7 @@ func BenchmarkRedact(b *testing.B) {
 // FuzzOneLine: for any text, OneLine ends, gives one line of at most 160 bytes, valid UTF-8 for
 // valid UTF-8, and leaves no number of 6 digits or more readable.
 func FuzzOneLine(f *testing.F) {
-	for _, s := range []string{"+1 (415) 555-0104", "a 1-2-3-4-5-6 b", "12 34 56", "1(2)3(4)5(6)", "9  9 9 9 9 9", "--1--"} {
+	for _, s := range []string{"+1 (415) 555-0104", "a 1-2-3-4-5-6 b", "12 34 56", "415.555.0104", "1/2.3 4/5.6", "1./2.-3..4", "1(2)3(4)5(6)", "9  9 9 9 9 9", "--1--"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

@@ -130,9 +130,9 @@ func SafeText(s string, secrets ...string) string { return OneLine(RedactSecrets
 
 // OneLine makes provider text safe and short for errors and attempt records: numbers of 6 or
 // more digits have their digits masked (providers quote the phone number: "The 'To' number
-// +1415... is not valid"), a number being digits in groups joined by at most two of " -()", so
-// that a number written for reading ("+1 (415) 555-0104", "+44 7911 123456") is masked as
-// much as one written as E.164; and the text is folded to one line of at most 160 bytes (never
+// +1415... is not valid"), a number being digits in groups joined by at most two of " -()" or by
+// one "." or "/", so that a number written for reading ("+1 (415) 555-0104", "+44 7911 123456",
+// "415.555.0104", "0171/1234567") is masked as much as one written as E.164; and the text is folded to one line of at most 160 bytes (never
 // cutting a UTF-8 character). It does not know secrets: use SafeText for text that may echo one.
 func OneLine(s string) string {
 	s = strings.Join(strings.Fields(s), " ")
@@ -179,9 +179,13 @@ func numberAt(s string, i int) (end, digits int) {
 			digits++
 		}
 		end = j
-		k := j // up to two joining characters, then a digit: the number goes on
-		for k < len(s) && k-j < 2 && strings.IndexByte(" -()", s[k]) >= 0 {
-			k++
+		k := j // joining characters, then a digit: the number goes on
+		if k < len(s) && (s[k] == '.' || s[k] == '/') {
+			k++ // one dot or slash alone: 415.555.0104, 0171/1234567 (not "21211. 12")
+		} else {
+			for k < len(s) && k-j < 2 && strings.IndexByte(" -()", s[k]) >= 0 {
+				k++
+			}
 		}
 		if k == len(s) || !isDigit(s[k]) {
 			break
