@@ -132,8 +132,9 @@ func SafeText(s string, secrets ...string) string { return OneLine(RedactSecrets
 // more digits have their digits masked (providers quote the phone number: "The 'To' number
 // +1415... is not valid"), a number being digits in groups joined by at most two of " -()" or by
 // one "." or "/", so that a number written for reading ("+1 (415) 555-0104", "+44 7911 123456",
-// "415.555.0104", "0171/1234567") is masked as much as one written as E.164; and the text is folded to one line of at most 160 bytes (never
-// cutting a UTF-8 character). It does not know secrets: use SafeText for text that may echo one.
+// "415.555.0104", "0171/1234567") is masked as much as one written as E.164; and the text is
+// folded to one line of at most 160 bytes (never cutting a UTF-8 character). It does not know
+// secrets: use SafeText for text that may echo one.
 func OneLine(s string) string {
 	s = strings.Join(strings.Fields(s), " ")
 	var b strings.Builder
