@@ -188,10 +188,11 @@ func (c *Client) Fail(res *Response, class gateway.Class, code, text string) *ga
 
 // Classify turns a non-2xx answer into an error. The baseline every provider shares comes first:
 // 5xx are provider errors and 429 is throttling (gateway.ClassThrottled, with the answer's
-// Retry-After) whatever the body says (the driver's mapping may only name the code). Any other status goes to the driver's mapping; nil from it (or a nil mapping) gives a
-// provider error HTTP_<status>: most 4xx are the account's or our request's problem, and failing
-// over is the safe answer. A body that is not the provider's error shape (HTML from a proxy,
-// empty) therefore classifies by status alone.
+// Retry-After) whatever the body says (the driver's mapping may only name the code). Any other
+// status goes to the driver's mapping; nil from it (or a nil mapping) gives a provider error
+// HTTP_<status>: most 4xx are the account's or our request's problem, and failing over is the safe
+// answer. A body that is not the provider's error shape (HTML from a proxy, empty) therefore
+// classifies by status alone.
 func (c *Client) Classify(res *Response, own func(*Response) *gateway.Error) *gateway.Error {
 	var e *gateway.Error
 	if own != nil {

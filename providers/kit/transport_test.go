@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/smsgate/smsgate/gateway"
 	"github.com/smsgate/smsgate/providers/providertest"
@@ -170,6 +171,38 @@ func TestOKIsExactly2xx(t *testing.T) {
 	for status, want := range map[int]bool{101: false, 199: false, 200: true, 202: true, 299: true, 300: false, 404: false} {
 		if got := (&Response{Status: status}).OK(); got != want {
 			t.Errorf("OK() for %d = %v", status, got)
+		}
+	}
+}
+
+// TestTheContextDecidesForAnOpaqueError: an SDK's error need not wrap the context's (the AWS
+// drivers hand theirs to TransportError), so an ended context alone decides: a caller that went
+// away is cancelled, a deadline that passed is a timeout, sent or not as the trace saw.
+func TestTheContextDecidesForAnOpaqueError(t *testing.T) {
+	c := &Client{Name: "p"}
+	opaque := errors.New("operation error SNS: Publish, https response error")
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	expired, cancel2 := context.WithTimeout(context.Background(), -time.Second)
+	defer cancel2()
+	for _, tc := range []struct {
+		name    string
+		ctx     context.Context
+		wrote   bool
+		code    string
+		class   gateway.Class
+		timeout bool
+	}{
+		{"cancelled, written", cancelled, true, "cancelled", gateway.ClassCancelled, false},
+		{"cancelled, not written", cancelled, false, "cancelled", gateway.ClassCancelled, false},
+		{"deadline, written", expired, true, "TIMEOUT", gateway.ClassProvider, true},
+		{"deadline, not written", expired, false, "CONNECT_TIMEOUT", gateway.ClassProvider, true},
+		{"context alive, written", context.Background(), true, "CONNECTION_CLOSED", gateway.ClassProvider, false},
+	} {
+		ge := c.TransportError(tc.ctx, opaque, tc.wrote)
+		if ge.Code != tc.code || ge.Class != tc.class || ge.Timeout != tc.timeout ||
+			tc.class == gateway.ClassProvider && ge.MaybeSent != tc.wrote {
+			t.Errorf("%s: %+v, want %s (%v), timeout %v", tc.name, ge, tc.code, tc.class, tc.timeout)
 		}
 	}
 }
