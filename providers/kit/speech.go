@@ -21,17 +21,16 @@ func Language(tag string) (primary, region string) {
 
 // CodeSentence is what a call says once: "<Your code is> 1, 2, 3, 4." in the language of primary
 // when there is a phrase for it (else English), or the message's text when it carries no code.
-// known reports whether primary had a phrase.
-func CodeSentence(msg *gateway.Message, primary string) (sentence string, known bool) {
-	phrase, known := phrases[primary]
-	if !known {
+func CodeSentence(msg *gateway.Message, primary string) string {
+	phrase, ok := phrases[primary]
+	if !ok {
 		phrase = phrases["en"]
 	}
 	code := gateway.ExtractCode(msg.Text, msg.Code)
 	if code == "" {
-		return msg.Text, known
+		return msg.Text
 	}
-	return phrase + " " + gateway.SpokenDigits(code) + ".", known
+	return phrase + " " + gateway.SpokenDigits(code) + "."
 }
 
 // Voice is what a voice driver says once and in which voice or language: voices by the request's
@@ -46,8 +45,7 @@ func Voice(msg *gateway.Message, voices, regional map[string]string) (voice, sen
 	if v, ok := regional[primary+"-"+region]; ok {
 		voice = v
 	}
-	sentence, _ = CodeSentence(msg, primary)
-	return voice, sentence
+	return voice, CodeSentence(msg, primary)
 }
 
 // Readings is how many times a call says its sentence: twice when the message carries a code
