@@ -176,7 +176,7 @@ func TestContract(t *testing.T) {
 			{Name: "502 html from a proxy", Status: 502, ContentType: "text/html", Body: `<html><body>Bad Gateway</body></html>`, Class: gateway.ClassProvider, Code: "HTTP_502"},
 			{Name: "404 wrong base url", Status: 404, ContentType: "text/plain", Body: `not found`, Class: gateway.ClassProvider, Code: "HTTP_404"},
 			{Name: "400 about the destination", Status: 400, Body: `{"errorCode":"E400","description":"Request cannot be processed.","action":"","violations":[{"property":"messages[0].destinations[0].to","violation":"invalid"}],"resources":[]}`, Class: gateway.ClassRecipient, Code: "E400"},
-			// Only a 400 is the destination's: a 403 naming the field is the account's (a number range it may not send to).
+			// Only a 400 is the destination's: a 403 is about the account (its key or scopes), whatever field it names.
 			{Name: "403 about the destination", Status: 403, Body: `{"errorCode":"E403","description":"Forbidden destination.","action":"","violations":[{"property":"messages[0].destinations[0].to","violation":"not allowed"}],"resources":[]}`, Class: gateway.ClassProvider, Code: "E403"},
 			{Name: "400 legacy about to", Status: 400, Body: `{"requestError":{"serviceException":{"messageId":"BAD_REQUEST","text":"Bad request","validationErrors":{"messages[0].destinations[0].to":["invalid destination address"]}}}}`, Class: gateway.ClassRecipient, Code: "BAD_REQUEST"},
 			{Name: "400 quoting the number", Status: 400, Body: `{"requestError":{"serviceException":{"messageId":"BAD_REQUEST","text":"Invalid destination address 14155550104"}}}`, Class: gateway.ClassProvider, Code: "BAD_REQUEST"},
