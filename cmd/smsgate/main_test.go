@@ -658,6 +658,27 @@ routes:
 	}
 }
 
+// TestValidateWarnsOfAnEmptyMatchList: countries: [] (what a template writes for no values)
+// narrows nothing; validate names each such key, and none of a list that holds values or a key
+// left out. A match block whose lists are all empty is refused (config's TestInvalidConfigs).
+func TestValidateWarnsOfAnEmptyMatchList(t *testing.T) {
+	const cfg = `tenants: [{name: a, api_key: k1}]
+providers: [{name: m, type: mock}]
+routes:
+  - {name: a-only, match: {tenants: [a], countries: [], languages: []}, providers: [m]}
+  - {name: gb, match: {countries: [GB], actions: null}, providers: [m]}
+  - {name: d, providers: [m]}
+`
+	path, _, errs := validWarnings(t, cfg)
+	want := []string{"4: routes[0].match.countries", "4: routes[0].match.languages"}
+	if diff := cmp.Diff(want, warnedAt(errs, path, "an empty list matches every value")); diff != "" {
+		t.Errorf("warned of (-want +got):\n%s\n%s", diff, errs)
+	}
+	if !strings.Contains(errs, `route "a-only" is not narrowed by countries`) {
+		t.Errorf("the warning does not name the route and key:\n%s", errs)
+	}
+}
+
 // TestValidateWarnsOfReportsWithNowhereToGo: providers that take delivery reports, and no
 // server.public_url to give them a callback URL under; or a public URL and no webhook secret.
 func TestValidateWarnsOfReportsWithNowhereToGo(t *testing.T) {

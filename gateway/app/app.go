@@ -783,6 +783,7 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 	rt.checkSenders()
 	rt.checkLinkHosts()
 	rt.checkRouteActions()
+	rt.checkRouteEmptyLists()
 	rt.checkRouteClientIDs()
 	rt.checkPublicURL()
 	rt.checkCredentials()
@@ -1076,6 +1077,23 @@ func (rt *runtime) checkRouteActions() {
 				path := fmt.Sprintf("routes[%d].match.actions[%d]", i, j)
 				rt.warn(path, "%q is no action Auth0 sends (%s): route %q matches only requests that name it themselves",
 					act, strings.Join(knownActions, ", "), r.Name)
+			}
+		}
+	}
+}
+
+// checkRouteEmptyLists warns of a match key given an empty list (countries: [], as a template
+// writes for no values): it narrows nothing, as if the key were left out. A route whose lists are
+// all empty is a config problem.
+func (rt *runtime) checkRouteEmptyLists() {
+	for i, r := range rt.cfg.Routes {
+		if r.Match == nil {
+			continue
+		}
+		for _, l := range r.Match.Lists() {
+			if l.Values != nil && len(l.Values) == 0 {
+				rt.warn(fmt.Sprintf("routes[%d].match.%s", i, l.Key), "an empty list matches every value, as if the key were left out: route %q is not narrowed by %s; list the values, or leave the key out",
+					r.Name, l.Key)
 			}
 		}
 	}

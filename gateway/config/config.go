@@ -765,7 +765,8 @@ type Route struct {
 	Strategy string `yaml:"strategy"`
 }
 
-// Match lists the values a request must have; an empty list matches anything.
+// Match lists the values a request must have; an empty list matches anything (smsgate validate
+// warns of it), and a match block whose lists are all empty is refused unless nothing follows.
 type Match struct {
 	Tenants      []string `yaml:"tenants"`
 	ClientIDs    []string `yaml:"client_ids"`
@@ -773,6 +774,28 @@ type Match struct {
 	MessageTypes []string `yaml:"message_types"`
 	Actions      []string `yaml:"actions"`
 	Languages    []string `yaml:"languages"`
+}
+
+// MatchList is one of a match block's lists and its key.
+type MatchList struct {
+	Key    string
+	Values []string
+}
+
+// Lists returns the match block's lists in the order of its keys.
+func (m *Match) Lists() []MatchList {
+	return []MatchList{{"tenants", m.Tenants}, {"client_ids", m.ClientIDs}, {"countries", m.Countries},
+		{"message_types", m.MessageTypes}, {"actions", m.Actions}, {"languages", m.Languages}}
+}
+
+// matchesAll reports whether every list is empty: the block then narrows nothing.
+func (m *Match) matchesAll() bool {
+	for _, l := range m.Lists() {
+		if len(l.Values) > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // Load reads, decodes, defaults and validates file, driver options included (with drivers; nil
@@ -1406,6 +1429,9 @@ func (c *Config) validateRoutes(names, provs map[string]int) {
 		}
 		if r.Match != nil && last {
 			c.Problem(p+".match", "the last route must have no match block (it is the catch-all)")
+		}
+		if r.Match != nil && !last && r.Match.matchesAll() {
+			c.Problem(p+".match", "lists no value, so it matches every request and the routes after it could never match; list the values a request must have")
 		}
 		if r.Match != nil {
 			c.checkMatch(p+".match", r.Match, names)
