@@ -121,6 +121,17 @@ func TestADeclaredClientIDRoutesOnlyItsTenants(t *testing.T) {
 			t.Errorf("tenant %s, client %s: Explain route = %q, want %q", tc.tenant, tc.client, got, tc.want)
 		}
 	}
+	// The usual route names one application: its client id is as much its tenant's.
+	one := Compile([]config.Route{
+		{Name: "acme-app", Match: &config.Match{ClientIDs: []string{"acme-client"}}, Providers: []string{"acme-account"}},
+		{Name: "default", Providers: []string{"z"}},
+	}, []config.Tenant{{Name: "acme", ClientIDs: []string{"acme-client"}}, {Name: "beta"}})
+	for tenant, want := range map[string]string{"acme": "acme-app", "beta": "default"} {
+		m := &gateway.Message{Tenant: tenant, ClientID: "acme-client", Type: gateway.SMS}
+		if got := one.Match(m).Name; got != want {
+			t.Errorf("one client id, tenant %s: route = %q, want %q", tenant, got, want)
+		}
+	}
 	d := tb.Explain(&gateway.Message{Tenant: "beta", ClientID: "shared-client"})
 	want := []string{
 		`acme-app: client_id "shared-client" is in [acme-client, shared-client], but it is declared by tenant [acme, acme-eu] (their client_ids), not by "beta"`,
@@ -128,5 +139,33 @@ func TestADeclaredClientIDRoutesOnlyItsTenants(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, d.Skipped); diff != "" {
 		t.Errorf("Skipped (-want +got):\n%s", diff)
+	}
+}
+
+// TestAnEmptyListMatchesAnyValue: a matcher given no values is left out, as if the key were
+// absent (config warns of it); only a match block whose lists are all empty is refused there.
+func TestAnEmptyListMatchesAnyValue(t *testing.T) {
+	tb := Compile([]config.Route{
+		{Name: "gb", Match: &config.Match{Countries: []string{}, Tenants: []string{"acme"}}, Providers: []string{"a"}},
+		{Name: "default", Providers: []string{"z"}},
+	}, nil)
+	if got := tb.Match(&gateway.Message{Tenant: "acme", Country: "FR", Type: gateway.SMS}).Name; got != "gb" {
+		t.Errorf("route = %q, want gb: countries: [] matches any country", got)
+	}
+}
+
+// TestExplainListsValuesSorted: the values a rejection quotes are in order whatever the map's,
+// so that two runs of smsgate route print the same lines.
+func TestExplainListsValuesSorted(t *testing.T) {
+	countries := []string{"ZW", "US", "GB", "FR", "DE", "CA", "BR", "AU", "JP", "IN", "NG", "MX"}
+	tb := Compile([]config.Route{
+		{Name: "many", Match: &config.Match{Countries: countries}, Providers: []string{"a"}},
+		{Name: "default", Providers: []string{"z"}},
+	}, nil)
+	want := `many: country "SE" is not in [AU, BR, CA, DE, FR, GB, IN, JP, MX, NG, US, ZW]`
+	for range 5 {
+		if got := tb.Explain(&gateway.Message{Country: "SE"}).Skipped; cmp.Diff([]string{want}, got) != "" {
+			t.Fatalf("Skipped = %q, want %q", got, want)
+		}
 	}
 }
