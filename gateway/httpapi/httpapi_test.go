@@ -32,9 +32,24 @@ type stubBackend struct {
 	query   store.Query
 	// reportURL is the URL Reports was given.
 	reportURL string
+	// messagesErr, when set, is Messages' error; providers answers Providers, and country is
+	// what it was asked; disable, when set, answers SetProviderDisabled (nil: ErrNotFound).
+	messagesErr error
+	providers   []ProviderStatus
+	country     string
+	disable     func(name string, disabled bool) error
+	// verified answers Verified (nil: store.ErrNotFound); metrics serves GET /metrics (nil:
+	// the metrics have a listener of their own).
+	verified error
+	metrics  http.Handler
 }
 
-func (s *stubBackend) Verified(context.Context, string, string) error           { return store.ErrNotFound }
+func (s *stubBackend) Verified(context.Context, string, string) error {
+	if s.verified == nil {
+		return store.ErrNotFound
+	}
+	return s.verified
+}
 func (s *stubBackend) Quarantines(context.Context) ([]policy.Quarantine, error) { return nil, nil }
 func (s *stubBackend) ReleaseQuarantine(context.Context, string, string) error  { return ErrNotFound }
 func (s *stubBackend) Tenants(context.Context) ([]TenantStatus, error)          { return nil, nil }
@@ -51,6 +66,9 @@ func (s *stubBackend) Message(context.Context, string, string) (*store.Record, e
 }
 func (s *stubBackend) Messages(_ context.Context, q store.Query) ([]*store.Record, error) {
 	s.query = q
+	if s.messagesErr != nil {
+		return nil, s.messagesErr
+	}
 	if s.records == nil {
 		return nil, errors.New("disk on fire")
 	}
@@ -63,14 +81,22 @@ func (s *stubBackend) Reports(_ context.Context, _, _ string, _ *http.Request, _
 	s.reportURL = url
 	return s.reports
 }
-func (s *stubBackend) Providers(string) []ProviderStatus      { return nil }
-func (s *stubBackend) SetProviderDisabled(string, bool) error { return ErrNotFound }
-func (s *stubBackend) Reload(context.Context) error           { return s.reload }
-func (s *stubBackend) Ready() (bool, string)                  { return false, "no providers" }
-func (s *stubBackend) Admin(tok string) (bool, bool)          { return true, tok == "adm" }
-func (s *stubBackend) PublicURL() string                      { return "" }
-func (s *stubBackend) MaxBodyBytes() int64                    { return 100 }
-func (s *stubBackend) Metrics() http.Handler                  { return http.NotFoundHandler() }
+func (s *stubBackend) Providers(country string) []ProviderStatus {
+	s.country = country
+	return s.providers
+}
+func (s *stubBackend) SetProviderDisabled(name string, disabled bool) error {
+	if s.disable == nil {
+		return ErrNotFound
+	}
+	return s.disable(name, disabled)
+}
+func (s *stubBackend) Reload(context.Context) error  { return s.reload }
+func (s *stubBackend) Ready() (bool, string)         { return false, "no providers" }
+func (s *stubBackend) Admin(tok string) (bool, bool) { return true, tok == "adm" }
+func (s *stubBackend) PublicURL() string             { return "" }
+func (s *stubBackend) MaxBodyBytes() int64           { return 100 }
+func (s *stubBackend) Metrics() http.Handler         { return s.metrics }
 
 func do(t *testing.T, b Backend, method, path, auth, body string) (*http.Response, string) {
 	t.Helper()
@@ -155,10 +181,13 @@ func TestReportErrorsMap(t *testing.T) {
 	for _, tc := range []struct {
 		err    error
 		status int
-	}{{nil, 200}, {ErrNotFound, 404}, {ErrUnauthenticated, 403}, {ErrChallenge, 401}, {ErrBadRequest, 400}, {ErrReportUnavailable, 503}, {errors.New("disk"), 503}} {
+		code   string
+	}{{nil, 200, ""}, {ErrNotFound, 404, "not_found"}, {ErrMethodNotAllowed, 405, "method_not_allowed"}, {ErrMediaType, 415, "unsupported_media_type"},
+		{ErrUnauthenticated, 403, "forbidden"}, {ErrChallenge, 401, "unauthorized"}, {ErrBadRequest, 400, "invalid_report"},
+		{ErrReportUnavailable, 503, "report_unavailable"}, {errors.New("disk"), 503, "store_unavailable"}} {
 		res, body := do(t, &stubBackend{reports: tc.err}, "POST", "/v1/dlr/infobip/x", "", "{}")
-		if res.StatusCode != tc.status {
-			t.Errorf("%v: %d %s", tc.err, res.StatusCode, body)
+		if res.StatusCode != tc.status || tc.code != "" && !strings.Contains(body, `"code":"`+tc.code+`"`) {
+			t.Errorf("%v: %d %s, want %d %s", tc.err, res.StatusCode, body, tc.status, tc.code)
 		}
 	}
 	if res, _ := do(t, &stubBackend{}, "POST", "/v1/dlr/infobip/x", "", strings.Repeat(" ", 200<<10)); res.StatusCode != 200 {
@@ -180,6 +209,7 @@ func TestInfobipCredentials(t *testing.T) {
 		{"Bearer", "POST", "/sms/3/messages", "Bearer k-2", "k-2"},
 		{"Basic password", "POST", "/tts/3/advanced", "Basic " + base64.StdEncoding.EncodeToString([]byte("user:k-3")), "k-3"},
 		{"query password on text/query", "GET", "/sms/1/text/query?username=u&password=k-4&to=1&text=x", "", "k-4"},
+		{"App with spaces around the key", "POST", "/sms/2/text/advanced", "App   k-6 ", "k-6"},
 		{"query password elsewhere is ignored", "GET", "/sms/1/reports?password=k-5", "", ""},
 		{"none", "GET", "/sms/3/logs", "", ""},
 	} {
@@ -197,11 +227,16 @@ func TestInfobipCredentials(t *testing.T) {
 // without an id are refused; an empty page is [] with no cursor, and a cursor comes only with a
 // full page (a shorter one is the last).
 func TestMessagesQueryEdges(t *testing.T) {
-	for _, q := range []string{"limit=501", "since=-1h", "cursor=1796040000000."} {
+	for _, q := range []string{"limit=501", "limit=0", "since=-1h", "since=0s", "cursor=1796040000000.", "status=sending", "cursor=%zz"} {
 		if res, body := do(t, &stubBackend{records: []*store.Record{}}, "GET", "/v1/messages?"+q, "Bearer good", ""); res.StatusCode != 400 ||
 			!strings.Contains(body, `"invalid_query"`) {
 			t.Errorf("%s: %d %s", q, res.StatusCode, body)
 		}
+	}
+	b := &stubBackend{records: []*store.Record{}}
+	do(t, b, "GET", "/v1/messages?since=1h", "Bearer good", "")
+	if ago := time.Since(b.query.Since); ago < time.Hour || ago > time.Hour+time.Minute {
+		t.Errorf("since=1h asked from %v ago", ago)
 	}
 	if _, body := do(t, &stubBackend{records: []*store.Record{}}, "GET", "/v1/messages", "Bearer good", ""); !strings.Contains(body, `"messages":[]`) ||
 		strings.Contains(body, "next_cursor") {
@@ -223,7 +258,7 @@ func TestRequestIDIsBounded(t *testing.T) {
 	b := &stubBackend{send: func(SendRequest) Reply { return Reply{Status: 200, Body: []byte(`{}`)} }}
 	srv := httptest.NewServer(New(b, slog.New(slog.DiscardHandler)))
 	defer srv.Close()
-	for _, rid := range []string{strings.Repeat("a", 200), strings.Repeat("a", 127) + "é" + strings.Repeat("b", 10)} {
+	for _, rid := range []string{strings.Repeat("a", 200), strings.Repeat("c", 129), strings.Repeat("a", 127) + "é" + strings.Repeat("b", 10)} {
 		req, _ := http.NewRequest("POST", srv.URL+"/v1/send-phone-message", strings.NewReader(`{}`))
 		req.Header.Set("X-Request-Id", rid)
 		res, err := http.DefaultClient.Do(req)
@@ -268,5 +303,116 @@ func TestAnAbortedHandlerAbortsTheConnection(t *testing.T) {
 	if err == nil {
 		res.Body.Close()
 		t.Errorf("an aborted handler answered %d", res.StatusCode)
+	}
+}
+
+// TestBodiesOverTheLimit: a body sent without a length (chunked) is cut at the limit and refused
+// as too large, not as unreadable; the Infobip-compatible endpoints keep max_body_bytes too.
+func TestBodiesOverTheLimit(t *testing.T) {
+	b := &stubBackend{send: func(SendRequest) Reply { return Reply{Status: 200, Body: []byte(`{}`)} }}
+	srv := httptest.NewServer(New(b, slog.New(slog.DiscardHandler)))
+	defer srv.Close()
+	for _, path := range []string{"/v1/send-phone-message", "/sms/2/text/advanced"} {
+		for _, size := range []int{100, 101} {
+			// A reader of unknown length: the client sends it chunked, with no Content-Length.
+			body := io.MultiReader(strings.NewReader(strings.Repeat("x", size)))
+			req, _ := http.NewRequest("POST", srv.URL+path, body)
+			req.Header.Set("Authorization", "Bearer good")
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if req.ContentLength != 0 && req.ContentLength != -1 {
+				t.Fatalf("the request has a length (%d): the case needs none", req.ContentLength)
+			}
+			want := 200
+			if size > 100 {
+				want = 413
+			}
+			if res.StatusCode != want || want == 413 && !strings.Contains(string(raw), `"code":"body_too_large"`) {
+				t.Errorf("%s, %d bytes chunked: %d %s, want %d", path, size, res.StatusCode, raw, want)
+			}
+		}
+	}
+}
+
+// TestRetryAfterIsAtLeastASecond: Retry-After is whole seconds, so a wait under one, or none
+// given, is answered 1, never 0 (a client would retry at once).
+func TestRetryAfterIsAtLeastASecond(t *testing.T) {
+	b := &stubBackend{send: func(SendRequest) Reply {
+		return Reply{Status: 429, Body: ErrorJSON("rate_limited", "slow down"), RetryAfter: 300 * time.Millisecond}
+	}}
+	if res, _ := do(t, b, "POST", "/v1/send-phone-message", "Bearer good", "{}"); res.Header.Get("Retry-After") != "1" {
+		t.Errorf("a send's 300 ms: Retry-After %q", res.Header.Get("Retry-After"))
+	}
+	b = &stubBackend{messagesErr: &RateLimited{Message: "too many reads"}}
+	res, body := do(t, b, "GET", "/v1/messages", "Bearer good", "")
+	if res.StatusCode != 429 || res.Header.Get("Retry-After") != "1" || !strings.Contains(body, `"code":"rate_limited"`) {
+		t.Errorf("a read limited without a wait: %d Retry-After %q %s", res.StatusCode, res.Header.Get("Retry-After"), body)
+	}
+}
+
+// TestAdminEndpointsAnswer: the country a provider listing asks for is upper-cased and checked
+// (001, the non-geographic numbers, too); a drain answers the drained provider's row and maps
+// each refusal; a release of no quarantine is a 404.
+func TestAdminEndpointsAnswer(t *testing.T) {
+	b := &stubBackend{providers: []ProviderStatus{{Name: "a", State: "closed"}, {Name: "b", State: "closed", Disabled: true}}}
+	for q, want := range map[string]string{"gb": "GB", "001": "001", "": ""} {
+		b.country = "unset"
+		if res, body := do(t, b, "GET", "/v1/providers?country="+q, "Bearer adm", ""); res.StatusCode != 200 || b.country != want {
+			t.Errorf("country=%s: %d %s, asked for %q, want %q", q, res.StatusCode, body, b.country, want)
+		}
+	}
+	for _, q := range []string{"GBR", "G1", "002"} {
+		if res, body := do(t, b, "GET", "/v1/providers?country="+q, "Bearer adm", ""); res.StatusCode != 400 || !strings.Contains(body, `"invalid_query"`) {
+			t.Errorf("country=%s: %d %s", q, res.StatusCode, body)
+		}
+	}
+	for _, tc := range []struct {
+		err    error
+		status int
+		want   string
+	}{
+		{nil, 200, `"name":"b"`},
+		{ErrDisabledInConfig, 409, `"code":"disabled_in_config"`},
+		{ErrStateUnavailable, 503, `"code":"policy_unavailable"`},
+		{ErrNotFound, 404, `"code":"not_found"`},
+	} {
+		b.disable = func(string, bool) error { return tc.err }
+		if res, body := do(t, b, "POST", "/v1/providers/b/disable", "Bearer adm", ""); res.StatusCode != tc.status || !strings.Contains(body, tc.want) {
+			t.Errorf("drain answering %v: %d %s, want %d %s", tc.err, res.StatusCode, body, tc.status, tc.want)
+		}
+	}
+	if res, body := do(t, b, "DELETE", "/v1/admin/quarantines/acme/4479", "Bearer adm", ""); res.StatusCode != 404 || !strings.Contains(body, `"code":"not_found"`) {
+		t.Errorf("release of no quarantine: %d %s", res.StatusCode, body)
+	}
+}
+
+// TestReadsAnswer: a read without a key says the key is missing (as a send does), Verified's
+// refusals map to their codes, and /metrics is served on this listener only when the backend
+// has no listener of its own for it.
+func TestReadsAnswer(t *testing.T) {
+	res, body := do(t, &stubBackend{}, "GET", "/v1/messages/msg_1", "", "")
+	if res.StatusCode != 401 || !strings.Contains(body, `"message":"missing Authorization: Bearer \u003capi key\u003e"`) {
+		t.Errorf("a read without a key: %d %s", res.StatusCode, body)
+	}
+	for _, tc := range []struct {
+		err    error
+		status int
+		code   string
+	}{{ErrNotSent, 409, "not_sent"}, {store.ErrNotFound, 404, "not_found"}, {errors.New("disk"), 503, "store_unavailable"}} {
+		res, body := do(t, &stubBackend{verified: tc.err}, "POST", "/v1/messages/msg_1/verified", "Bearer good", "")
+		if res.StatusCode != tc.status || !strings.Contains(body, `"code":"`+tc.code+`"`) {
+			t.Errorf("verified answering %v: %d %s, want %d %s", tc.err, res.StatusCode, body, tc.status, tc.code)
+		}
+	}
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "smsgate_up 1\n") })
+	if res, body := do(t, &stubBackend{metrics: metrics}, "GET", "/metrics", "", ""); res.StatusCode != 200 || body != "smsgate_up 1\n" {
+		t.Errorf("GET /metrics with the metrics on this listener: %d %q", res.StatusCode, body)
+	}
+	if res, _ := do(t, &stubBackend{}, "GET", "/metrics", "", ""); res.StatusCode != 404 {
+		t.Errorf("GET /metrics with a metrics listener of its own: %d", res.StatusCode)
 	}
 }
