@@ -222,3 +222,25 @@ func TestWindowReadsCountedByResult(t *testing.T) {
 		t.Errorf("%d read-time series, want 1", n)
 	}
 }
+
+// TestTenantBreakerOpensCountsOpeningsOnly: a tenant's own breaker is counted each time it opens,
+// from closed or again from half-open, and not when it half-opens or closes.
+func TestTenantBreakerOpensCountsOpeningsOnly(t *testing.T) {
+	m := New()
+	steps := []struct {
+		from, to gobreaker.State
+		want     float64
+	}{
+		{gobreaker.StateClosed, gobreaker.StateOpen, 1},
+		{gobreaker.StateOpen, gobreaker.StateHalfOpen, 1},
+		{gobreaker.StateHalfOpen, gobreaker.StateOpen, 2},
+		{gobreaker.StateOpen, gobreaker.StateHalfOpen, 2},
+		{gobreaker.StateHalfOpen, gobreaker.StateClosed, 2},
+	}
+	for _, s := range steps {
+		m.OnTenantBreakerChange("ib", "sms", "acme", s.from, s.to)
+		if got := testutil.ToFloat64(m.TenantBreakerOpens.WithLabelValues("ib", "sms", "acme")); got != s.want {
+			t.Errorf("after %s to %s: %v openings, want %v", s.from, s.to, got, s.want)
+		}
+	}
+}
