@@ -229,6 +229,9 @@ func compatMessages(recs []*store.Record) []ib.Message {
 func compatMessage(r *store.Record) ib.Message {
 	m := ib.Message{ID: r.ID, BulkID: r.BulkID, To: strings.TrimPrefix(r.Recipient, "+"), CallbackData: r.CallbackData,
 		Status: r.Status, Error: r.Error, Price: r.Price, Currency: r.Currency, SentAt: r.CreatedAt}
+	if r.MessageType == string(gateway.SMS) {
+		m.Parts = r.Parts // a call's are its minutes
+	}
 	switch {
 	case r.DeliveredAt != nil:
 		m.DoneAt = *r.DeliveredAt

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -418,6 +419,41 @@ func TestInfobipCompatibleReportsAndLogs(t *testing.T) {
 	checkSpec(t, sms, "/sms/3/logs", "GET", v3)
 	if other := c.call("GET", "/sms/1/logs", "App sender-key", ""); strings.Contains(other.Raw, ids[0]) {
 		t.Errorf("another tenant sees acme's logs: %s", other.Raw)
+	}
+}
+
+// TestInfobipCompatibleCountsParts: a text sent as two parts is counted as two in the send's
+// answer (v3 details.messageCount), the reports and the logs (smsCount, messageCount), and priced
+// a part as Infobip prices it: the pricePerMessage Infobip's report brought in is the one given
+// out, while the message log keeps the message's price, both parts.
+func TestInfobipCompatibleCountsParts(t *testing.T) {
+	c := startCompat(t)
+	sms := providertest.LoadSpec(t, "infobip-sms.openapi.json")
+	text := strings.Repeat("Code 5511 ", 17) // 170 GSM characters: two parts
+	r := c.call("POST", "/sms/3/messages", "App acme-ib-key", `{"messages":[{"destinations":[{"to":"14155550190"}],"content":{"text":"`+text+`"}}]}`)
+	if r.Status != 200 || !strings.Contains(r.Raw, `"details":{"messageCount":2}`) {
+		t.Fatalf("send: %d %s", r.Status, r.Raw)
+	}
+	checkSpec(t, sms, "/sms/3/messages", "POST", r)
+	id := messagesOf(r)[0]["messageId"].(string)
+	// Infobip reports the parts it sent (smsCount) and the price of one.
+	dlr := `{"results":[{"messageId":"` + id + `","smsCount":2,"price":{"pricePerMessage":0.01,"currency":"EUR"},"status":{"groupId":3,"groupName":"DELIVERED","id":5,"name":"DELIVERED_TO_HANDSET"}}]}`
+	if rr := c.do("POST", "/v1/dlr/infobip/infobip-eu?secret=hook-secret", "", dlr); rr.Status != 200 {
+		t.Fatalf("dlr: %d %s", rr.Status, rr.Raw)
+	}
+	if rec, err := c.app.Store().Get(t.Context(), "acme", id); err != nil || math.Abs(rec.Price-0.02) > 1e-9 {
+		t.Fatalf("the record's price: %v %v, want 0.02 for two parts", rec, err)
+	}
+	for _, tc := range []struct{ path, count string }{
+		{"/sms/3/reports", `"messageCount":2`},
+		{"/sms/1/logs", `"smsCount":2`},
+		{"/sms/3/logs", `"messageCount":2`},
+	} {
+		got := c.call("GET", tc.path, "App acme-ib-key", "")
+		if got.Status != 200 || !strings.Contains(got.Raw, id) || !strings.Contains(got.Raw, tc.count) || !strings.Contains(got.Raw, `"pricePerMessage":0.01,`) {
+			t.Errorf("%s: %d %s, want %s at 0.01 a part", tc.path, got.Status, got.Raw, tc.count)
+		}
+		checkSpec(t, sms, tc.path, "GET", got)
 	}
 }
 

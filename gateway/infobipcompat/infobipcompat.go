@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/smsgate/smsgate/gateway"
 )
 
 // Kinds of request, also the message log's Source of what they send.
@@ -362,7 +364,7 @@ func Answer(kind, bulkID string, rs []Result) (status int, body []byte, retryAft
 	for _, r := range rs {
 		m := msg{MessageID: r.MessageID, Status: r.Status}
 		if kind == SMSv3 {
-			m.Destination, m.Details = r.Destination.To, &detail{MessageCount: 1}
+			m.Destination, m.Details = r.Destination.To, &detail{MessageCount: gateway.SMSParts(r.Destination.Text)}
 		} else {
 			m.To = r.Destination.To
 		}
@@ -372,6 +374,7 @@ func Answer(kind, bulkID string, rs []Result) (status int, body []byte, retryAft
 	return 200, b, 0
 }
 
+// detail is a v3 answer's details: messageCount is the parts the text is sent as.
 type detail struct {
 	MessageCount int `json:"messageCount"`
 }

@@ -3,6 +3,7 @@ package infobipcompat
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"net/url"
 	"regexp"
 	"slices"
@@ -78,10 +79,13 @@ func TestAnswerWhenNothingWasSent(t *testing.T) {
 }
 
 // TestAnswerInEachAPIsShape: a send's answer lists each destination as its API does: v3 with
-// destination and a details object counting one message, v2 with to.
+// destination and a details object counting the parts its text is sent as, v2 with to.
 func TestAnswerInEachAPIsShape(t *testing.T) {
 	rs := []Result{{Destination: Destination{To: "41793026727"}, MessageID: "m-1", HTTPStatus: 200, Status: Pending}}
 	_, body, _ := Answer(SMSv3, "b-1", rs)
+	if _, b, _ := Answer(SMSv3, "", []Result{{Destination: Destination{To: "41793026727", Text: strings.Repeat("x", 161)}, MessageID: "m-2", Status: Pending, HTTPStatus: 200}}); !strings.Contains(string(b), `"details":{"messageCount":2}`) {
+		t.Errorf("a text of 161 GSM characters is sent as two parts: %s", b)
+	}
 	want := `{"bulkId":"b-1","messages":[{"messageId":"m-1","status":{"groupId":1,"groupName":"PENDING","id":26,"name":"PENDING_ACCEPTED","description":"Message accepted by smsgate and sent to a provider"},"destination":"41793026727","details":{"messageCount":1}}]}`
 	if string(body) != want {
 		t.Errorf("v3 answer:\n%s\nwant\n%s", body, want)
@@ -396,14 +400,36 @@ func TestReportsRenderEachField(t *testing.T) {
 	if rs[3].Error == nil || rs[3].Error.Name != "EC_UNKNOWN" {
 		t.Errorf("a failure without a code: %+v", rs[3].Error)
 	}
-	// Each message is counted as one: v2 calls it smsCount, v3 messageCount.
+	// A message whose parts are not known is counted as one: v2 calls it smsCount, v3 messageCount.
 	if v2, v3 := rs[1], read(Reports(SMSv3, ms[1:2]))[0]; v2.SMSCount == nil || *v2.SMSCount != 1 || v2.MessageCount != nil ||
 		v3.MessageCount == nil || *v3.MessageCount != 1 || v3.SMSCount != nil {
 		t.Errorf("counts: v2 %v %v, v3 %v %v", v2.SMSCount, v2.MessageCount, v3.SMSCount, v3.MessageCount)
+	}
+	// An SMS of three parts is counted as three, and priced a part: Infobip's pricePerMessage is
+	// one SMS's, and Price the message's.
+	three := []Message{{ID: "m5", To: "41793026727", Status: gateway.StatusDelivered, Price: 0.06, Currency: "EUR", Parts: 3}}
+	v2, v3, l2, l3 := read(Reports(SMSv2, three))[0], read(Reports(SMSv3, three))[0], read(Logs(SMSv2, three))[0], read(Logs(SMSv3, three))[0]
+	for name, e := range map[string]entry{"v2 report": v2, "v3 report": v3, "v2 log": l2, "v3 log": l3} {
+		n := e.SMSCount
+		if strings.HasPrefix(name, "v3") {
+			n = e.MessageCount
+		}
+		if n == nil || *n != 3 || e.Price == nil || math.Abs(e.Price.PricePerMessage-0.02) > 1e-9 {
+			t.Errorf("%s of three parts: %s; want a count of 3 at 0.02 a part", name, mustJSON(t, e))
+		}
 	}
 	ms[0].BulkID, ms[0].SentAt = "b-1", done.Add(-time.Minute)
 	if ls := read(Logs(SMSv3, ms[:1])); ls[0].BulkID != "b-1" || ls[0].Price == nil || ls[0].Price.Currency != "EUR" ||
 		ls[0].SentAt == nil || *ls[0].SentAt != "2026-12-04T08:59:00.000+0000" || ls[0].Error == nil || ls[0].Error.Name != "EC_INVALID_DESTINATION" {
 		t.Errorf("a v3 log entry: %+v (sentAt %v, error %v)", ls[0], ls[0].SentAt, ls[0].Error)
 	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

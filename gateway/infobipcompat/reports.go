@@ -19,6 +19,9 @@ type Message struct {
 	Price          float64
 	Currency       string
 	SentAt, DoneAt time.Time
+	// Parts is how many parts an SMS was sent as (0: one). Infobip counts them (smsCount,
+	// messageCount) and prices one (pricePerMessage); Price is the message's, for all its parts.
+	Parts int
 }
 
 // ReportStatus maps a message log status to Infobip's status group.
@@ -66,10 +69,11 @@ type report struct {
 
 func toReport(source string, m Message) report {
 	r := report{BulkID: m.BulkID, MessageID: m.ID, To: m.To, Status: ReportStatus(m.Status), CallbackData: m.CallbackData}
+	parts := max(1, m.Parts)
 	if source == SMSv3 {
-		r.MessageCount = 1
+		r.MessageCount = parts
 	} else {
-		r.SMSCount = 1
+		r.SMSCount = parts
 	}
 	if !m.SentAt.IsZero() {
 		r.SentAt = m.SentAt.UTC().Format(TimeLayout)
@@ -78,7 +82,7 @@ func toReport(source string, m Message) report {
 		r.DoneAt = m.DoneAt.UTC().Format(TimeLayout)
 	}
 	if m.Currency != "" {
-		r.Price = &price{PricePerMessage: m.Price, Currency: m.Currency}
+		r.Price = &price{PricePerMessage: m.Price / float64(parts), Currency: m.Currency}
 	}
 	r.Error = reportError(m.Status, m.Error)
 	return r
@@ -160,7 +164,7 @@ func Logs(source string, ms []Message) []byte {
 	for _, m := range ms {
 		r := toReport(SMSv3, m)
 		out.Results = append(out.Results, v3log{Destination: r.To, BulkID: r.BulkID, MessageID: r.MessageID, SentAt: r.SentAt, DoneAt: r.DoneAt,
-			MessageCount: 1, Price: r.Price, Status: r.Status, Error: r.Error})
+			MessageCount: r.MessageCount, Price: r.Price, Status: r.Status, Error: r.Error})
 	}
 	b, _ := json.Marshal(out)
 	return b
