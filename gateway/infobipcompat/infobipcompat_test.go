@@ -433,3 +433,31 @@ func mustJSON(t *testing.T, v any) string {
 	}
 	return string(b)
 }
+
+// TestReportStatusesAreInfobips: each status of the message log is reported as the status Infobip
+// itself gives such a message (group id and name, status id and name, from Infobip's "Response
+// status and error codes"): a client that switches on the ids reads smsgate's reports as Infobip's.
+func TestReportStatusesAreInfobips(t *testing.T) {
+	for status, want := range map[string][4]any{
+		gateway.StatusSent:        {1, "PENDING", 7, "PENDING_ENROUTE"},
+		gateway.StatusDelivered:   {3, "DELIVERED", 5, "DELIVERED_TO_HANDSET"},
+		gateway.StatusUndelivered: {2, "UNDELIVERABLE", 9, "UNDELIVERABLE_NOT_DELIVERED"},
+		gateway.StatusFailed:      {5, "REJECTED", 21, "REJECTED_SYSTEM_ERROR"},
+		gateway.StatusRejected:    {5, "REJECTED", 52, "REJECTED_DESTINATION"},
+	} {
+		s := ReportStatus(status)
+		if got := [4]any{s.GroupID, s.GroupName, s.ID, s.Name}; got != want {
+			t.Errorf("%s: reported as %v, want %v", status, got, want)
+		}
+	}
+}
+
+// TestNothingToListIsAnEmptyArray: reports and both logs with nothing in them answer
+// "results":[], not null, which Infobip's clients iterate over.
+func TestNothingToListIsAnEmptyArray(t *testing.T) {
+	for name, b := range map[string][]byte{"reports": Reports(SMSv2, nil), "v2 logs": Logs(SMSv2, nil), "v3 logs": Logs(SMSv3, nil)} {
+		if string(b) != `{"results":[]}` {
+			t.Errorf("%s of nothing: %s", name, b)
+		}
+	}
+}
