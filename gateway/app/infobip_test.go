@@ -455,6 +455,21 @@ func TestInfobipCompatibleCountsParts(t *testing.T) {
 		}
 		checkSpec(t, sms, tc.path, "GET", got)
 	}
+	// A call is one message, however many minutes its text takes read aloud (its parts, against
+	// voice prices).
+	speech := strings.Repeat("Please listen carefully. ", 40) // 1,000 characters: two minutes
+	v := c.call("POST", "/tts/3/advanced", "App acme-ib-key", `{"messages":[{"destinations":[{"to":"14155550191"}],"text":"`+speech+`","language":"en"}]}`)
+	if v.Status != 200 {
+		t.Fatalf("call: %d %s", v.Status, v.Raw)
+	}
+	call := messagesOf(v)[0]["messageId"].(string)
+	if rec, err := c.app.Store().Get(t.Context(), "acme", call); err != nil || rec.Parts != 2 {
+		t.Fatalf("the call's record: %+v %v, want 2 minutes", rec, err)
+	}
+	logs := c.call("GET", "/sms/1/logs?limit=1", "App acme-ib-key", "")
+	if !strings.Contains(logs.Raw, call) || !strings.Contains(logs.Raw, `"smsCount":1`) {
+		t.Errorf("the call's log: %s, want an smsCount of 1", logs.Raw)
+	}
 }
 
 // TestInfobipCompatibleConversionTracking: POST /ct/1/log/end/{messageId}, Infobip's conversion
@@ -802,17 +817,21 @@ func TestInfobipCompatibleMakesUpABulkIdForSeveralDestinations(t *testing.T) {
 	}
 	checkSpec(t, voice, "/tts/3/advanced", "POST", r)
 
-	keyed := func(key string) string {
+	keyedAs := func(apiKey, key string) response {
 		t.Helper()
-		return bulkOf(c.do("POST", "/sms/2/text/advanced", "", `{"messages":[{"destinations":[{"to":"14155550188"},{"to":"14155550189"}],"text":"Code 5"}]}`,
-			"Authorization", "App acme-ib-key", "Idempotency-Key", key), "under "+key)
+		return c.do("POST", "/sms/2/text/advanced", "", `{"messages":[{"destinations":[{"to":"14155550188"},{"to":"14155550189"}],"text":"Code 5"}]}`,
+			"Authorization", "App "+apiKey, "Idempotency-Key", key)
 	}
+	keyed := func(key string) string { t.Helper(); return bulkOf(keyedAs("acme-ib-key", key), "under "+key) }
 	first, sent := keyed("bulk-retry-1"), len(c.ib.Requests())
 	if again := keyed("bulk-retry-1"); again != first || !strings.HasPrefix(first, "bulk_") || len(first) != 33 || len(c.ib.Requests()) != sent {
 		t.Errorf("a retry under the same key: bulkId %q, the first %q, %d more sends", again, first, len(c.ib.Requests())-sent)
 	}
 	if other := keyed("bulk-retry-2"); other == first {
 		t.Errorf("another key: the same bulkId %q", other)
+	}
+	if r := keyedAs("sender-key", "bulk-retry-1"); r.Status != 200 || r.Body["bulkId"] == first {
+		t.Errorf("another tenant under the same key: %d %s, the same bulkId as acme's %q", r.Status, r.Raw, first)
 	}
 }
 
