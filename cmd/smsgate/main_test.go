@@ -658,11 +658,13 @@ routes:
 	}
 }
 
-// TestValidateWarnsOfAnEmptyMatchList: countries: [] (what a template writes for no values)
-// narrows nothing; validate names each such key, and none of a list that holds values or a key
-// left out. A match block whose lists are all empty is refused (config's TestInvalidConfigs).
-func TestValidateWarnsOfAnEmptyMatchList(t *testing.T) {
-	const cfg = `tenants: [{name: a, api_key: k1}]
+// TestValidateWarnsOfAnEmptyList: countries: [] (what a template writes for no values) in a
+// route's match narrows nothing, and allowed_countries: [] allows every country; validate names
+// each such key, and none of a list that holds values or a key left out. A match block whose lists
+// are all empty is refused (config's TestInvalidConfigs).
+func TestValidateWarnsOfAnEmptyList(t *testing.T) {
+	const cfg = `policy: {allowed_countries: []}
+tenants: [{name: a, api_key: k1, allowed_countries: []}, {name: b, api_key: k2, allowed_countries: [GB]}, {name: c, api_key: k3, allowed_countries: null}]
 providers: [{name: m, type: mock}]
 routes:
   - {name: a-only, match: {tenants: [a], countries: [], languages: []}, providers: [m]}
@@ -670,8 +672,12 @@ routes:
   - {name: d, providers: [m]}
 `
 	path, _, errs := validWarnings(t, cfg)
-	want := []string{"4: routes[0].match.countries", "4: routes[0].match.languages"}
+	want := []string{"5: routes[0].match.countries", "5: routes[0].match.languages"}
 	if diff := cmp.Diff(want, warnedAt(errs, path, "an empty list matches every value")); diff != "" {
+		t.Errorf("warned of (-want +got):\n%s\n%s", diff, errs)
+	}
+	want = []string{"1: policy.allowed_countries", "2: tenants[0].allowed_countries"}
+	if diff := cmp.Diff(want, warnedAt(errs, path, "an empty list allows every destination country")); diff != "" {
 		t.Errorf("warned of (-want +got):\n%s\n%s", diff, errs)
 	}
 	if !strings.Contains(errs, `route "a-only" is not narrowed by countries`) {

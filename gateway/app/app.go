@@ -783,7 +783,7 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 	rt.checkSenders()
 	rt.checkLinkHosts()
 	rt.checkRouteActions()
-	rt.checkRouteEmptyLists()
+	rt.checkEmptyLists()
 	rt.checkRouteClientIDs()
 	rt.checkPublicURL()
 	rt.checkCredentials()
@@ -1082,10 +1082,11 @@ func (rt *runtime) checkRouteActions() {
 	}
 }
 
-// checkRouteEmptyLists warns of a match key given an empty list (countries: [], as a template
-// writes for no values): it narrows nothing, as if the key were left out. A route whose lists are
+// checkEmptyLists warns of a list given empty (countries: [], as a template writes for no values)
+// where an empty list restricts nothing, as if the key were left out: a route's match key, and an
+// allowed_countries, which then allows every country rather than none. A route whose lists are
 // all empty is a config problem.
-func (rt *runtime) checkRouteEmptyLists() {
+func (rt *runtime) checkEmptyLists() {
 	for i, r := range rt.cfg.Routes {
 		if r.Match == nil {
 			continue
@@ -1096,6 +1097,15 @@ func (rt *runtime) checkRouteEmptyLists() {
 					r.Name, l.Key)
 			}
 		}
+	}
+	allowed := func(path string, l []string) {
+		if l != nil && len(l) == 0 {
+			rt.warn(path, "an empty list allows every destination country, as if the key were left out, not none; list the countries, or leave the key out")
+		}
+	}
+	allowed("policy.allowed_countries", rt.cfg.Policy.AllowedCountries)
+	for i, t := range rt.cfg.Tenants {
+		allowed(fmt.Sprintf("tenants[%d].allowed_countries", i), t.AllowedCountries)
 	}
 }
 
