@@ -766,7 +766,8 @@ type Route struct {
 }
 
 // Match lists the values a request must have; an empty list matches anything (smsgate validate
-// warns of it), and a match block whose lists are all empty is refused unless nothing follows.
+// warns of it), and a match block whose lists are all empty is refused (the catch-all, last, has
+// no match block).
 type Match struct {
 	Tenants      []string `yaml:"tenants"`
 	ClientIDs    []string `yaml:"client_ids"`
