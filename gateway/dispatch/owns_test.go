@@ -376,4 +376,18 @@ func TestAnOpenBreakerTakesNoThroughput(t *testing.T) {
 	if paced["a/quiet"] != 1 {
 		t.Errorf("a drained provider took a token")
 	}
+	// The shared breaker open (a provider down for every tenant): no token either.
+	down := &fake{fn: failing(gateway.ClassProvider, "down")}
+	ch.Members[0] = member("down", down, time.Second, strict)
+	for _, tn := range []string{"quiet", "other", "quiet", "other"} {
+		Send(context.Background(), from(tn), ch, nil)
+	}
+	if st := ch.Members[0].breakers[0].State(); st != gobreaker.StateOpen {
+		t.Fatalf("the shared breaker is %s after four failures of two tenants", st)
+	}
+	before := paced["down/quiet"]
+	Send(context.Background(), from("quiet"), ch, nil)
+	if paced["down/quiet"] != before {
+		t.Errorf("a send the shared breaker refuses took a token of the provider's throughput")
+	}
 }
