@@ -316,11 +316,17 @@ func TestTheWALStartsOverBesideEndlessListings(t *testing.T) {
 	stopWriting := keepWriting(s, 8, 10*time.Millisecond) // several hundred commits a second
 	var stop atomic.Bool
 	var wg sync.WaitGroup
-	var lists atomic.Int64
+	var lists, interrupted atomic.Int64
 	for range 2 {
 		wg.Go(func() {
 			for !stop.Load() {
-				if _, err := s.List(ctx, Query{Tenant: "big", Statuses: []string{"delivered"}, Limit: 10}); err != nil {
+				// A listing still running walReadGrace after the gate began to close is
+				// interrupted, as designed: on a loaded machine (a race build beside other
+				// work) one may take that long.
+				_, err := s.List(ctx, Query{Tenant: "big", Statuses: []string{"delivered"}, Limit: 10})
+				if errors.Is(err, ErrReadInterrupted) {
+					interrupted.Add(1)
+				} else if err != nil {
 					t.Error(err)
 				}
 				lists.Add(1)
@@ -343,8 +349,8 @@ func TestTheWALStartsOverBesideEndlessListings(t *testing.T) {
 	stop.Store(true)
 	wg.Wait()
 	written := stopWriting()
-	t.Logf("%d records, %d listings; the WAL started over %d times, at most %.1f MiB; the gate closed %d times",
-		written, lists.Load(), cuts, float64(most)/(1<<20), b.walRestarts.Load())
+	t.Logf("%d records, %d listings (%d interrupted); the WAL started over %d times, at most %.1f MiB; the gate closed %d times",
+		written, lists.Load(), interrupted.Load(), cuts, float64(most)/(1<<20), b.walRestarts.Load())
 	if cuts < 3 || b.walRestarts.Load() == 0 {
 		t.Errorf("the WAL started over %d times in 15 s (the gate closed %d times), reaching %.1f MiB", cuts, b.walRestarts.Load(), float64(most)/(1<<20))
 	}
