@@ -1877,6 +1877,22 @@ routes: [{name: d, providers: [m]}]
 	if ttl := rc.PTTL(ctx, "ho:log-handoff").Val(); ttl != -1 {
 		t.Errorf("the hand-over list expires in %v", ttl)
 	}
+	// A replica that has not reached its own database takes nothing: the chunk would only wait in
+	// its memory too (and push out that replica's own records when its buffer fills).
+	early := start(t, cfg, Options{})
+	time.Sleep(5 * adoptEvery)
+	if n := early.app.store.Backlog(); n != 0 {
+		t.Errorf("a replica that has not reached its database took %d handed-over writes into its memory", n)
+	}
+	if got := rc.LRange(ctx, "ho:log-handoff", 0, -1).Val(); !slices.Equal(got, chunks) {
+		t.Errorf("the list while no replica reached the database: %d entries, want the chunk handed over", len(got))
+	}
+	if err := early.app.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if out := testutil.ToFloat64(early.app.MetricSet().LogHandedOver.WithLabelValues("out")); out != 0 {
+		t.Errorf("a replica that sent nothing handed %v writes over at shutdown", out)
+	}
 	// Entries a replica must not write, left in the list: the records signed under another
 	// state.key_secret (or by anything else that can write to Redis), and a chunk of a format this
 	// build cannot read (a newer build's, mid-upgrade).
@@ -1940,6 +1956,68 @@ routes: [{name: d, providers: [m]}]
 		t.Errorf("the log after the hand-over: %d %s", r.Status, r.Raw)
 	}
 	rc.Del(ctx, "ho:log-handoff")
+}
+
+// TestAReplicaWhoseOwnWritesWaitTakesNoHandedOverWrites: a replica whose database stopped
+// answering, its own records waiting in its memory, leaves the writes handed over in the list
+// while it does: taken in, they would wait beside its own, and a buffer they fill pushes out its
+// oldest records. Once its database answers, it writes its own and then takes the list's.
+func TestAReplicaWhoseOwnWritesWaitTakesNoHandedOverWrites(t *testing.T) {
+	addr, _ := redistest.Server(t)
+	dsn, stall := pgtest.Stalling(t)
+	old := adoptEvery
+	t.Cleanup(func() { adoptEvery = old })
+	adoptEvery = 100 * time.Millisecond
+	cfg := fmt.Sprintf(`
+server: {request_timeout: 500ms}
+storage: {driver: postgres, dsn: %q, commit_timeout: 50ms, write_timeout: 300ms}
+state: {driver: redis, redis: {addr: %q, key_prefix: "wait:"}, key_secret: "e2e-key-secret-0123456789"}
+tenants: [{name: acme, api_key: acme-key-0123456789}]
+providers: [{name: m, type: mock}]
+routes: [{name: d, providers: [m]}]
+`, dsn, addr)
+	leaving, staying := start(t, cfg, Options{}), start(t, cfg, Options{})
+	defer stall(false) // before the harnesses stop
+	stall(true)
+	send := func(h *harness, to string) string {
+		t.Helper()
+		r := h.send("acme-key-0123456789", `{"recipient":"`+to+`","text":"Your code is 246810","context":{}}`)
+		if r.Status != 200 {
+			t.Fatalf("a send with the message log stalled: %d %s", r.Status, r.Raw)
+		}
+		return r.Body["id"].(string)
+	}
+	handed, own := send(leaving, "+14155550101"), send(staying, "+14155550102")
+	waitFor(t, 5*time.Second, "both records to wait for another try", func() bool {
+		return leaving.app.store.Backlog() == 1 && staying.app.store.Backlog() == 1
+	})
+	if err := leaving.app.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rc := redis.NewClient(&redis.Options{Addr: addr})
+	defer rc.Close()
+	ctx := context.Background()
+	if n := rc.LLen(ctx, "wait:log-handoff").Val(); n != 1 {
+		t.Fatalf("%d chunks handed over, want 1", n)
+	}
+	rc.ConfigResetStat(ctx)
+	time.Sleep(5 * adoptEvery)
+	if n := redisCalls(t, rc, "lindex"); n != 0 {
+		t.Errorf("the replica whose own record waits read %d of the list's entries to take them", n)
+	}
+	if n := staying.app.store.Backlog(); n != 1 {
+		t.Errorf("the replica whose own record waits holds %d writes, want its own only", n)
+	}
+	if n := rc.LLen(ctx, "wait:log-handoff").Val(); n != 1 {
+		t.Errorf("%d chunks in the list while the database stalls, want the one handed over", n)
+	}
+	stall(false)
+	waitWritten(t, staying, own)
+	waitWritten(t, staying, handed)
+	waitFor(t, 5*time.Second, "the list to be emptied", func() bool { return rc.Exists(ctx, "wait:log-handoff").Val() == 0 })
+	if in := testutil.ToFloat64(staying.app.MetricSet().LogHandedOver.WithLabelValues("in")); in != 1 {
+		t.Errorf("smsgate_message_log_handed_over_total{direction=in} = %v, want 1", in)
+	}
 }
 
 // TestAFloodOfIdempotencyKeysInRedisEvictsOnlyItsOwn: with the state in Redis, a tenant sending
