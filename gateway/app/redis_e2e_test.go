@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -376,7 +377,8 @@ func duplicatesSendOnce(t *testing.T, addr, cluster string) {
 // state through a Redis Cluster of three primaries: an idempotency key and a recipient's limit
 // hold across two replicas, simultaneous duplicates on three are sent once (the claim and the
 // answer of a request in flight, which one script touches together, share a slot), the keys are
-// spread over the nodes, and the memory figures are read from the nodes.
+// spread over the nodes, and the memory figures are read from the nodes: the fullest node's
+// memory, and the keys every node evicted, summed.
 func TestReplicasShareStateThroughARedisCluster(t *testing.T) {
 	nodes := redistest.Cluster(t, 3)
 	cluster := `"` + strings.Join(nodes, `", "`) + `"`
@@ -421,6 +423,50 @@ func TestReplicasShareStateThroughARedisCluster(t *testing.T) {
 		if got := testutil.ToFloat64(a.app.MetricSet().StateMemoryMax.WithLabelValues("noeviction")); got != 64<<20 {
 			t.Fatalf("smsgate_state_memory_max_bytes = %v, want the fullest node's 64 MiB", got)
 		}
+	}
+	// Evicted keys are every node's together: each node fills past a small maxmemory and evicts.
+	ctx := context.Background()
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: nodes})
+	defer cc.Close()
+	evicted := func(c *redis.Client) int {
+		st := c.InfoMap(ctx, "stats").Val()["Stats"]["evicted_keys"]
+		n, _ := strconv.Atoi(st)
+		return n
+	}
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		used := c.InfoMap(ctx, "memory").Val()["Memory"]["used_memory"]
+		n, _ := strconv.Atoi(used)
+		return errors.Join(c.ConfigSet(ctx, "maxmemory", strconv.Itoa(n+(1<<20))).Err(), c.ConfigSet(ctx, "maxmemory-policy", "allkeys-random").Err())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := strings.Repeat("x", 64<<10)
+	for i := range 120 {
+		cc.Set(ctx, fmt.Sprintf("filler:%d", i), big, 0)
+	}
+	// The nodes' sum, and how many nodes evicted (the replicas' own writes may evict more meanwhile).
+	total := func() (sum, nodes int64) {
+		var s, n atomic.Int64 // ForEachMaster calls each node's at once
+		if err := cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+			if k := evicted(c); k > 0 {
+				s.Add(int64(k))
+				n.Add(1)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return s.Load(), n.Load()
+	}
+	before, nodesEvicting := total()
+	if nodesEvicting < 2 {
+		t.Fatalf("%d nodes evicted keys, want two or more", nodesEvicting)
+	}
+	a.app.readStateMemory(cc)
+	after, _ := total()
+	if got := testutil.ToFloat64(a.app.MetricSet().StateEvictedKeys); got < float64(before) || got > float64(after) {
+		t.Errorf("smsgate_state_evicted_keys = %v, want the %d to %d keys the %d nodes evicted together", got, before, after, nodesEvicting)
 	}
 }
 
