@@ -61,13 +61,16 @@ func TestTheAdminTokenIsRotatedWithoutAFailedCall(t *testing.T) {
 	}
 
 	reload(strings.Replace(string(raw), "admin_token: admin-t0ken", `admin_token: admin-n3w-token
-  previous_admin_tokens: ["admin-t0ken"]`, 1))
+  previous_admin_tokens: ["admin-t0ken", "admin-0lder-t0ken"]`, 1))
 	rotating(t, status, lines, ok, 2, "admin-t0ken", "admin-n3w-token")
 	if got := status("admin-wrong"); got != refused {
 		t.Errorf("a wrong token during the rotation: %v", got)
 	}
 	if n := lines(); n != 2 {
 		t.Errorf("calls with a wrong token logged as previous: %d lines", n)
+	}
+	if got := status("admin-0lder-t0ken"); got != ok { // each of several previous tokens
+		t.Errorf("the second of two previous admin tokens: %v", got)
 	}
 	if r := h.do("GET", "/v1/messages?limit=1", "admin-t0ken", ""); r.Status != 401 {
 		t.Errorf("a previous admin token as a tenant's key: %d", r.Status)
