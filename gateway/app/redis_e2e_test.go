@@ -104,6 +104,15 @@ func TestRedisDownFailsOpenOrClosed(t *testing.T) {
 			if !strings.Contains(h.logs.String(), "policy state store failed") {
 				t.Error("the failure was not logged")
 			}
+			// A call that reads the log takes a token of rate_limits.api from the store: it goes
+			// through either way (reading costs no provider anything), and the failure is counted.
+			before := testutil.ToFloat64(se.WithLabelValues("rate_limit"))
+			if g := h.do("GET", "/v1/messages?limit=1", "acme-key", ""); g.Status != 200 {
+				t.Errorf("a read while the store is down: %d %s", g.Status, g.Raw)
+			}
+			if n := testutil.ToFloat64(se.WithLabelValues("rate_limit")) - before; n != 1 {
+				t.Errorf("state errors counted for the read's rate limit: %v, want 1", n)
+			}
 			// Every send meets the dead store: its lines are bounded like errors (10 a second by
 			// default for each operation), the metric counts them all.
 			for i := range 30 {
