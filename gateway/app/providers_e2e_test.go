@@ -378,6 +378,21 @@ routes: [{name: d, providers: [mi]}]
 	if want := "Number +* ***-***-**** barred for <secret>"; rec.Error != want || rec.Status != gateway.StatusUndelivered {
 		t.Errorf("the record after the report: status %s, error %q; want undelivered, %q", rec.Status, rec.Error, want)
 	}
+	// The status is the provider's text too (Mitto's, upper-cased): a number in it is masked.
+	if err := h.app.Store().Insert(ctx, &store.Record{ID: "msg_report_2", Tenant: "acme", Provider: "mi", ProviderMessageID: "mitto-2",
+		Country: "US", MessageType: "sms", Status: gateway.StatusSent, CreatedAt: now, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	q = url.Values{"secret": {"mi-hook-secret-0123456789"}, "id": {"mitto-2"}, "reference": {"msg_report_2"}, "status": {"buffered for +1 415-555-0104"}}
+	if r := h.do("GET", "/v1/dlr/mitto/mi?"+q.Encode(), "", ""); r.Status != 200 {
+		t.Fatalf("report: %d %s", r.Status, r.Raw)
+	}
+	if rec, err = h.app.Store().Get(ctx, "acme", "msg_report_2"); err != nil {
+		t.Fatal(err)
+	}
+	if want := "BUFFERED FOR +* ***-***-****"; rec.ProviderStatus != want {
+		t.Errorf("the record's provider status after the report: %q, want %q", rec.ProviderStatus, want)
+	}
 }
 
 // TestAnAWSReportIsAskedForItsSecret: an aws-sms-voice provider with webhook_secret answers a post
