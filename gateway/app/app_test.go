@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/smsgate/smsgate/gateway/httpapi"
 	"github.com/smsgate/smsgate/gateway/policy"
 	"github.com/smsgate/smsgate/gateway/store"
 	"github.com/smsgate/smsgate/gateway/syncbuf"
@@ -534,6 +535,38 @@ func TestAWaiterKeepsWaitingThroughAFailedLook(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(h.app.MetricSet().StateErrors.WithLabelValues("flight_answer")); n != 1 {
 		t.Errorf("the failed look counted %v times, want 1", n)
+	}
+}
+
+// unstoredFlights wins every claim and cannot store the answer.
+type unstoredFlights struct{ flakyFlights }
+
+func (*unstoredFlights) Claim(context.Context, string, time.Duration) (string, bool, error) {
+	return "token", true, nil
+}
+
+func (*unstoredFlights) Finish(context.Context, string, string, *policy.Replay, time.Duration) error {
+	return errors.New("connection reset by peer")
+}
+
+// TestARunWhoseAnswerCannotBeSharedStillAnswersHere: the replica that claimed a request and ran
+// it answers its own caller when Redis does not take the answer for the replicas waiting on it
+// (they claim the request once the claim expires), and the failure is counted.
+func TestARunWhoseAnswerCannotBeSharedStillAnswersHere(t *testing.T) {
+	h := start(t, failoverConfig, Options{})
+	h.app.flights = &unstoredFlights{}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	runs := 0
+	res := h.app.sharedRun(ctx, "c|acme|x", [32]byte{}, func() flightResult {
+		runs++
+		return flightResult{reply: httpapi.Reply{Status: 200, Body: []byte(`{"id":"msg_here"}`)}}
+	})
+	if runs != 1 || res.remote || res.reply.Status != 200 || string(res.reply.Body) != `{"id":"msg_here"}` {
+		t.Errorf("%d runs, %+v; want one run here and its answer", runs, res)
+	}
+	if n := testutil.ToFloat64(h.app.MetricSet().StateErrors.WithLabelValues("flight_finish")); n != 1 {
+		t.Errorf("the answer not stored counted %v times, want 1", n)
 	}
 }
 
