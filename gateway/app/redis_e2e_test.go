@@ -276,6 +276,36 @@ func TestSimultaneousDuplicatesAcrossReplicasSendOnce(t *testing.T) {
 	duplicatesSendOnce(t, client.Options().Addr, "")
 }
 
+// TestADuplicateWaitsOutASlowRun: a request whose providers take seconds (a slow provider, or a
+// failover after a timeout) is still sent once when its duplicate reaches another replica: the
+// claim lasts the request's whole budget, so the waiting replica never takes the run for dead and
+// sends it again.
+func TestADuplicateWaitsOutASlowRun(t *testing.T) {
+	client := redistest.Start(t)
+	cfg := strings.NewReplacer("$REDIS", client.Options().Addr, "$ONERROR", "closed", "providers: [{name: m, type: mock}]",
+		"providers: [{name: m, type: mock, latency: 1500ms}]", "per_recipient: 2/1h", "per_recipient: 0").Replace(replicaConfig)
+	cfg = "server: {request_timeout: 4s}\n" + cfg
+	gws := []*harness{start(t, cfg, Options{}), start(t, cfg, Options{})}
+	res := make([]response, len(gws))
+	var wg sync.WaitGroup
+	for i, g := range gws {
+		wg.Go(func() {
+			res[i] = g.send("acme-key", `{"recipient":"+14155550104","text":"Your code is 246810","context":{}}`, "Idempotency-Key", "slow-1")
+		})
+	}
+	wg.Wait()
+	sent := 0.0
+	for i, g := range gws {
+		if r := res[i]; r.Status != 200 || r.Body["id"] != res[0].Body["id"] {
+			t.Errorf("replica %d: %d %s (first: %s)", i, r.Status, r.Raw, res[0].Raw)
+		}
+		sent += testutil.ToFloat64(g.app.MetricSet().Attempts.WithLabelValues("m", "sent"))
+	}
+	if sent != 1 {
+		t.Errorf("%v provider calls for one request taking 1.5 s on two replicas, want 1", sent)
+	}
+}
+
 // TestARequestWhoseClaimantDiedIsRunHere: a replica that claimed a request and died (its claim
 // left in Redis, no answer ever stored) holds up a duplicate on another replica only until the
 // claim expires: the waiting replica then claims the request and sends it itself, once. A claim
