@@ -681,6 +681,10 @@ func TestDemotionRules(t *testing.T) {
 	if !demoted() {
 		t.Fatal("6 of 10 is not demoted")
 	}
+	put(gateway.SMS, 1, 1) // a rate of 1, of fewer messages than a restore needs (min_samples / 4)
+	if !demoted() {
+		t.Error("restored by one message delivered")
+	}
 	put(gateway.SMS, 15, 20) // 0.75: above min_rate, under min_rate + margin (0.8)
 	if !demoted() {
 		t.Error("restored at 0.75, under min_rate + margin")
