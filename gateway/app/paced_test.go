@@ -148,7 +148,7 @@ server: {admin_token: admin-t0ken}
 storage: {driver: memory}
 policy: {rate_limits: {per_recipient: 0}, resend_escalation: {enabled: false}}
 tenants: [{name: solo, api_key: solo-key}]
-providers: [{name: m, type: mock, throughput: 3/1h, voice_throughput: 1/1h}, {name: n, type: mock}]
+providers: [{name: m, type: mock, throughput: 3/1h, voice_throughput: 1/1h}, {name: n, type: mock, voice_throughput: 100/1s}]
 routes: [{name: d, providers: [m, n]}]
 `, Options{})
 	var got []string
@@ -163,6 +163,10 @@ routes: [{name: d, providers: [m, n]}]
 	m := r.Body["providers"].([]any)[0].(map[string]any)
 	if m["throughput"] != "3/1h0m0s" || m["voice_throughput"] != "1/1h0m0s" || m["tenant_share"] != float64(1) {
 		t.Errorf("GET /v1/providers: %v", m)
+	}
+	// Calls paced alone: the tenant's share of them is shown too.
+	if n := r.Body["providers"].([]any)[1].(map[string]any); n["throughput"] != nil || n["voice_throughput"] != "100/1s" || n["tenant_share"] != float64(1) {
+		t.Errorf("GET /v1/providers, a provider pacing its calls only: %v", n)
 	}
 	// With the same figure for both, still two buckets: calls do not use up the texts' one.
 	h = start(t, `
