@@ -460,6 +460,34 @@ routes: [{name: default, providers: [m]}]
 	}
 }
 
+// failingCharge is a spend store whose charges fail (its reservations work).
+type failingCharge struct{ policy.Spends }
+
+func (failingCharge) Charge(context.Context, string, config.Spend, float64) error {
+	return errors.New("i/o timeout")
+}
+
+// TestASpendSettlementThatFailsIsCounted: a send no provider took gives its spend reservation
+// back; when the state store fails to take it back, the send is answered all the same and the
+// failure is counted (smsgate_state_errors_total{op="spend_charge"}), so that an operator sees
+// why a tenant's spend limit ran out sooner than its sends.
+func TestASpendSettlementThatFailsIsCounted(t *testing.T) {
+	h := start(t, `
+storage: {driver: memory}
+policy: {rate_limits: {per_recipient: 0}}
+tenants: [{name: acme, api_key: acme-key, rate_limits: {spend: 0.05/24h}}]
+providers: [{name: m, type: mock, failure_rate: 1, prices: {default: 0.04}}]
+routes: [{name: default, providers: [m]}]
+`, Options{})
+	h.app.checker.Spends = failingCharge{h.app.checker.Spends}
+	if r := h.send("acme-key", `{"message_options":{"recipient":"+14155550104","text":"Your code is 111111","message_type":"sms"}}`); r.Status != 502 {
+		t.Fatalf("a send every provider failed: %d %s, want 502", r.Status, r.Raw)
+	}
+	if n := testutil.ToFloat64(h.app.MetricSet().StateErrors.WithLabelValues("spend_charge")); n != 1 {
+		t.Errorf("smsgate_state_errors_total{op=spend_charge} = %v, want 1", n)
+	}
+}
+
 // TestSpendLimitStopsOneTenantDrainingTheAccount: the providers' accounts are shared, and a
 // tenant sending within its rate limits to expensive destinations could drain them for every
 // tenant. A tenant's spend limit stops its sends once their prices (or, where its provider has
