@@ -467,15 +467,12 @@ func TestReplicasShareStateThroughARedisCluster(t *testing.T) {
 	ctx := context.Background()
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: nodes})
 	defer cc.Close()
-	evicted := func(c *redis.Client) int {
-		st := c.InfoMap(ctx, "stats").Val()["Stats"]["evicted_keys"]
-		n, _ := strconv.Atoi(st)
-		return n
-	}
 	err := cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
-		used := c.InfoMap(ctx, "memory").Val()["Memory"]["used_memory"]
-		n, _ := strconv.Atoi(used)
-		return errors.Join(c.ConfigSet(ctx, "maxmemory", strconv.Itoa(n+(1<<20))).Err(), c.ConfigSet(ctx, "maxmemory-policy", "allkeys-random").Err())
+		m, err := readNodeMemory(ctx, c)
+		if err != nil {
+			return err
+		}
+		return errors.Join(c.ConfigSet(ctx, "maxmemory", strconv.Itoa(int(m.used)+(1<<20))).Err(), c.ConfigSet(ctx, "maxmemory-policy", "allkeys-random").Err())
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -488,11 +485,12 @@ func TestReplicasShareStateThroughARedisCluster(t *testing.T) {
 	total := func() (sum, nodes int64) {
 		var s, n atomic.Int64 // ForEachMaster calls each node's at once
 		if err := cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
-			if k := evicted(c); k > 0 {
-				s.Add(int64(k))
+			m, err := readNodeMemory(ctx, c)
+			if m != nil && m.evicted > 0 {
+				s.Add(int64(m.evicted))
 				n.Add(1)
 			}
-			return nil
+			return err
 		}); err != nil {
 			t.Fatal(err)
 		}
