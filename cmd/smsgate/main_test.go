@@ -36,6 +36,10 @@ func TestValidateExample(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "configuration is valid") {
 		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, out, errs)
 	}
+	// The file a newcomer starts from holds nothing validate would warn of.
+	if strings.Contains(errs, "warning") {
+		t.Errorf("the example warns:\n%s", errs)
+	}
 }
 
 func TestValidateListsEveryProblem(t *testing.T) {
@@ -394,10 +398,17 @@ func TestRouteShowsPrices(t *testing.T) {
 // provider has them.
 func TestValidateWarnsOfCallsWithoutVoicePrices(t *testing.T) {
 	const cfg = `tenants: [{name: a, api_key: k1, rate_limits: {spend: 5/24h}}, {name: b, api_key: k2}]
-providers: [{name: m, type: mock, prices: {default: 0.05}%s}]
-routes: [{name: d, providers: [m]}]
+providers: [{name: m, type: mock, prices: {default: 0.05}%s}, {name: m2, type: mock, prices: {default: 0.04}}]
+routes: [{name: d, providers: [m, m2]}]
 `
+	// One provider's voice_prices are enough: calls it sends count at their price, and the
+	// others' calls at the highest price known, which is then a voice price.
 	warnsOnlyWithout(t, cfg, ":1: tenants[0].rate_limits.spend: providers can send voice, but none has voice_prices", ", voice_prices: {default: 0.3}")
+	// Providers that cannot call need no voice prices.
+	smsOnly := strings.ReplaceAll(fmt.Sprintf(cfg, ""), "prices: {default:", "types: [sms], prices: {default:")
+	if path, _, errs := validWarnings(t, smsOnly); len(warnedAt(errs, path, "voice_prices")) > 0 {
+		t.Errorf("warned of SMS-only providers:\n%s", errs)
+	}
 }
 
 // warnsOnlyWithout validates cfg with "" and then with fix in its %s: the first is valid with the
@@ -452,8 +463,10 @@ providers:
   - {name: ib, type: infobip, api_key: k, base_url: "https://x.api.infobip.com", webhook_secret: h00k, previous_webhook_secrets: [old-hook-secret-0123, 0ld]}
   - {name: eum, type: aws-sms-voice, region: eu-west-1, origination_identity: "+14155550000", webhook_secret: sns-hook-secret-0123}
   - {name: mi, type: mitto, api_key: k, from: smsgate, webhook_secret: m1tto}
+  - {name: ib2, type: infobip, api_key: k, base_url: "https://y.api.infobip.com"}
 routes: [{name: d, providers: [m]}]
 `
+	// (ib2 asks for no reports: a secret left out is not a weak one.)
 	path, out, errs := validWarnings(t, cfg)
 	weak := warnedAt(errs, path, "shorter than 16 characters")
 	want := []string{"1: server.admin_token", "1: server.previous_admin_tokens[1]", "3: tenants[0].api_key", "3: tenants[0].previous_api_keys[1]",
@@ -478,6 +491,11 @@ providers: [{name: m, type: mock}]
 routes: [{name: d, providers: [m]}]
 `
 	warnsOnlyWithout(t, cfg, ":1: server.public_url: GET /metrics is served on server.listen, which tenants reach", ", metrics_listen: 0.0.0.0:9464")
+	// Nor is a gateway that nobody outside reaches (no public_url) warned of.
+	path, _, errs := validWarnings(t, fmt.Sprintf(strings.Replace(cfg, `public_url: "https://sms.example.com"`, `listen: "127.0.0.1:8080"`, 1), ""))
+	if at := warnedAt(errs, path, "GET /metrics"); len(at) > 0 {
+		t.Errorf("warned without public_url: %v", at)
+	}
 }
 
 // TestValidateWarnsOfNarrowPumpingRanges: ranges of 4 or more national digits are about as
@@ -571,6 +589,11 @@ routes: [{name: d, providers: [m]}]
 	os.WriteFile(filepath.Join(dir, "c.yaml"), []byte(strings.Replace(fmt.Sprintf(cfg, "50/1s"), "{name: b, api_key: k2, rate_limits: {per_tenant: 0}}", "{name: b, api_key: k2}", 1)), 0o600)
 	if _, _, errs := runCmd("validate", "-c", filepath.Join(dir, "c.yaml")); strings.Contains(errs, "per_tenant") {
 		t.Errorf("warned although every tenant has a per_tenant limit:\n%s", errs)
+	}
+	// In memory, each replica's state is its own: a tenant without per_tenant is not warned of.
+	os.WriteFile(filepath.Join(dir, "c.yaml"), []byte(strings.Replace(fmt.Sprintf(cfg, "0"), "driver: redis", "driver: memory", 1)), 0o600)
+	if code, _, errs := runCmd("validate", "-c", filepath.Join(dir, "c.yaml")); code != 0 || strings.Contains(errs, "per_tenant") {
+		t.Errorf("state.driver memory: exit %d\n%s", code, errs)
 	}
 }
 

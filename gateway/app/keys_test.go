@@ -7,8 +7,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/smsgate/smsgate/gateway"
 	"github.com/smsgate/smsgate/gateway/config"
 	"github.com/smsgate/smsgate/gateway/httpapi"
 	"github.com/smsgate/smsgate/gateway/syncbuf"
@@ -211,5 +213,30 @@ func TestCallsWithoutAKeyAreCounted(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(h.app.metrics.Requests.WithLabelValues("", "", "unauthorized")); n != 3 {
 		t.Errorf("%v calls without a key counted, want 3", n)
+	}
+}
+
+// TestReportSecretsAreFoundInInlineSettings: a driver whose report secrets sit in settings it
+// embeds inline (as the AWS drivers embed their Common keys) has them checked like any other's,
+// by validate's weak-secret warning and by the rotation problem. No driver keeps them there
+// today; one that does must not escape both checks.
+func TestReportSecretsAreFoundInInlineSettings(t *testing.T) {
+	type Shared struct {
+		WebhookSecret          gateway.Secret   `yaml:"webhook_secret"`
+		PreviousWebhookSecrets []gateway.Secret `yaml:"previous_webhook_secrets"`
+	}
+	type settings struct {
+		Region string `yaml:"region"`
+		Shared `yaml:",inline"`
+	}
+	var got []string
+	reportSecrets(&settings{Shared: Shared{WebhookSecret: "new", PreviousWebhookSecrets: []gateway.Secret{"old"}}}, func(key string, s gateway.Secret) {
+		got = append(got, key+"="+s.Reveal())
+	})
+	if diff := cmp.Diff([]string{"webhook_secret=new", "previous_webhook_secrets[0]=old"}, got); diff != "" {
+		t.Errorf("found (-want +got):\n%s", diff)
+	}
+	if ps := rotationProblems(&settings{Shared: Shared{PreviousWebhookSecrets: []gateway.Secret{"old"}}}); len(ps) != 1 || ps[0].Key != "previous_webhook_secrets" {
+		t.Errorf("previous secrets without the current one: problems %v", ps)
 	}
 }
