@@ -709,7 +709,7 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 	if cfg.State.KeySecret != "" {
 		rt.keySecret = []byte(cfg.State.KeySecret.Reveal())
 	}
-	collectSecrets(reflect.ValueOf(cfg), &rt.secrets)
+	collectSecrets(reflect.ValueOf(cfg), &rt.secrets) // the drivers' settings too (config.Provider.Settings)
 	for i := range cfg.Tenants {
 		t := &cfg.Tenants[i]
 		tn := &tenant{name: t.Name, rules: policy.Compile(cfg, t), acceptUnrecognized: t.AcceptUnrecognizedNumbers, allowSender: t.AllowSender,
@@ -753,7 +753,6 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 			}
 			rt.paced = true
 		}
-		collectSecrets(reflect.ValueOf(p.Settings), &rt.secrets)
 		if prev != nil {
 			if old, ok := prev.members[p.Name]; ok && old.typ == mi.typ && old.timeout == mi.timeout && old.callback == mi.callback &&
 				old.breaker == mi.breaker && reflect.DeepEqual(old.cfg, mi.cfg) {
