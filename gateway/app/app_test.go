@@ -994,6 +994,28 @@ func TestReloadEndpointAndBreakerKept(t *testing.T) {
 	}
 }
 
+// TestABreakerChangedByAReloadTakesEffect: a provider whose breaker settings a reload changes is
+// built again with them (a fresh breaker), though nothing else of it changed.
+func TestABreakerChangedByAReloadTakesEffect(t *testing.T) {
+	h := start(t, failoverConfig, Options{})
+	_, reload := reloader(t, h.app, h.path)
+	send := func(i int) []string {
+		t.Helper()
+		r := h.send("acme-key", fmt.Sprintf(`{"recipient":"+1415555020%d","text":"code %d123","context":{}}`, i, i))
+		if r.Status != 200 {
+			t.Fatalf("send %d: %d %s", i, r.Status, r.Raw)
+		}
+		return attempts(r)
+	}
+	send(0) // one failure of the three that would open it
+	reload(strings.Replace(failoverConfig, "consecutive_failures: 3", "consecutive_failures: 1", 1))
+	got := [][]string{send(1), send(2)}
+	want := [][]string{{"first:provider_error", "second:sent"}, {"first:unavailable", "second:sent"}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("after the reload to consecutive_failures 1 (-want +got):\n%s", diff)
+	}
+}
+
 func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 	cfg := strings.Replace(failoverConfig, "    failure_rate: 1\n", "    latency: 300ms\n", 1)
 	h := start(t, cfg, Options{})

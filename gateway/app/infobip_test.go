@@ -842,8 +842,8 @@ func TestANotifyURLMustBeAPlainHTTPURLOfAListedHost(t *testing.T) {
 	defer hook.Close()
 	host := strings.TrimPrefix(hook.URL, "http://")
 	c := &compatHarness{}
-	// Listed: the hook's host:port (that port only) and hooks.example (any port).
-	h, ib, _ := startOnFakes(t, strings.ReplaceAll(compatConfig, `"$HOOKHOST"`, `"`+host+`", hooks.example`))
+	// Listed: the hook's host:port (that port only) and hooks.example (any port), in any case.
+	h, ib, _ := startOnFakes(t, strings.ReplaceAll(compatConfig, `"$HOOKHOST"`, `"`+host+`", Hooks.EXAMPLE`))
 	c.harness, c.ib = h, ib
 	otherPort := "http://" + hook.Listener.Addr().(*net.TCPAddr).IP.String() + ":1/r"
 	for _, u := range []string{"https://user:pw@" + host + "/r", "ftp://" + host + "/r", "http://" + host + "%zz/r", "//" + host + "/r", otherPort, "https://hooks.example.org/r"} {

@@ -184,6 +184,22 @@ routes: [{name: d, providers: [m, n]}]
 	if want := "voice:m voice:m voice:n sms:m sms:m sms:n"; strings.Join(got, " ") != want {
 		t.Errorf("equal figures: providers %s, want %s", strings.Join(got, " "), want)
 	}
+	// throughput: 0, as a template writes for none, paces no text while the calls are paced.
+	h = start(t, `
+storage: {driver: memory}
+policy: {rate_limits: {per_recipient: 0}, resend_escalation: {enabled: false}}
+tenants: [{name: solo, api_key: solo-key}]
+providers: [{name: m, type: mock, throughput: 0, voice_throughput: 1/1h}, {name: n, type: mock}]
+routes: [{name: d, providers: [m, n]}]
+`, Options{})
+	got = nil
+	for i, typ := range []string{"sms", "sms", "sms", "voice", "voice"} {
+		r := h.send("solo-key", fmt.Sprintf(`{"message_options":{"recipient":"+1415555%04d","text":"Your code is %06d","message_type":%q}}`, i, i, typ))
+		got = append(got, typ+":"+fmt.Sprint(r.Body["provider"]))
+	}
+	if want := "sms:m sms:m sms:m voice:m voice:n"; strings.Join(got, " ") != want {
+		t.Errorf("throughput 0: providers %s, want %s", strings.Join(got, " "), want)
+	}
 }
 
 // A state store that fails does not stop a paced provider: the send goes through it (throughput

@@ -2,6 +2,7 @@ package app
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -1368,6 +1369,29 @@ routes: [{name: d, providers: [m]}]
 func sendTo(h *harness, recipient string) response {
 	h.t.Helper()
 	return h.send("acme-key", `{"recipient":"`+recipient+`","text":"Your code is 246810","context":{}}`)
+}
+
+// TestReplicasInOtherProcessesShareARecipientsLimit: each process draws a random key secret of
+// its own, and a recipient's Redis bucket is named by an HMAC of the number; replicas, which are
+// separate processes, meet on it through state.key_secret alone. (Replicas started in one test
+// process would share that process's secret and meet without it, so the second replica here
+// draws one of its own, as its own process would.) Keyed by each process's own secret, every
+// replica would count a recipient apart, and a pumping tenant would get per_recipient once per
+// replica.
+func TestReplicasInOtherProcessesShareARecipientsLimit(t *testing.T) {
+	addr, _ := redistest.Server(t)
+	cfg := redisLimitConfig(`{addr: "` + addr + `"}`)
+	first := start(t, cfg, Options{})
+	own := processKeySecret
+	processKeySecret = bytes.Repeat([]byte{7}, len(own))
+	t.Cleanup(func() { processKeySecret = own }) // after the second replica's shutdown
+	second := start(t, cfg, Options{})
+	if r := sendTo(first, "+14155550104"); r.Status != 200 {
+		t.Fatalf("first send: %d %s", r.Status, r.Raw)
+	}
+	if r := sendTo(second, "+14155550104"); r.Status != 429 || errCode(r) != "rate_limited" {
+		t.Errorf("the same recipient through the other replica: %d %s, want 429 rate_limited (per_recipient 1/1h)", r.Status, r.Raw)
+	}
 }
 
 // TestRedisOverTLS: with state.redis.tls, the state goes to a Redis that takes TLS connections

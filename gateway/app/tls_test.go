@@ -230,6 +230,8 @@ func TestACertificateNearItsEndIsWarnedOf(t *testing.T) {
 	}{
 		{-30 * time.Minute, "server.tls.cert_file: the certificate expired at"},
 		{3 * 24 * time.Hour, "server.tls.cert_file: the certificate expires at"},
+		{13 * 24 * time.Hour, "server.tls.cert_file: the certificate expires at"}, // within the 14 days docs/config.md gives
+		{15 * 24 * time.Hour, ""},
 		{90 * 24 * time.Hour, ""},
 	} {
 		f := redistest.NewTLSFor(t, tc.valid)
