@@ -995,7 +995,8 @@ func TestReloadEndpointAndBreakerKept(t *testing.T) {
 }
 
 // TestABreakerChangedByAReloadTakesEffect: a provider whose breaker settings a reload changes is
-// built again with them (a fresh breaker), though nothing else of it changed.
+// built again with them (a fresh breaker, closed, and smsgate_breaker_state says so), though
+// nothing else of it changed.
 func TestABreakerChangedByAReloadTakesEffect(t *testing.T) {
 	h := start(t, failoverConfig, Options{})
 	_, reload := reloader(t, h.app, h.path)
@@ -1007,9 +1008,20 @@ func TestABreakerChangedByAReloadTakesEffect(t *testing.T) {
 		}
 		return attempts(r)
 	}
-	send(0) // one failure of the three that would open it
+	state := func() float64 {
+		return testutil.ToFloat64(h.app.MetricSet().BreakerState.WithLabelValues("first", "sms"))
+	}
+	for i := range 3 { // the three failures that open it
+		send(i)
+	}
+	if s := state(); s != 2 {
+		t.Fatalf("breaker state %v after three failures, want 2 (open)", s)
+	}
 	reload(strings.Replace(failoverConfig, "consecutive_failures: 3", "consecutive_failures: 1", 1))
-	got := [][]string{send(1), send(2)}
+	if s := state(); s != 0 {
+		t.Errorf("breaker state %v after the reload, want 0 (the new breaker, closed)", s)
+	}
+	got := [][]string{send(3), send(4)}
 	want := [][]string{{"first:provider_error", "second:sent"}, {"first:unavailable", "second:sent"}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("after the reload to consecutive_failures 1 (-want +got):\n%s", diff)
