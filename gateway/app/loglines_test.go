@@ -153,6 +153,16 @@ func TestLineGate(t *testing.T) {
 	}
 }
 
+// TestLeftOutSaysEveryLineLeftOut: the line after those left out says how many, even one; a line
+// after none says nothing of it.
+func TestLeftOutSaysEveryLineLeftOut(t *testing.T) {
+	for n, want := range map[int]string{0: "[]", 1: "[suppressed=1]", 7: "[suppressed=7]"} {
+		if got := fmt.Sprint(leftOut(n)); got != want {
+			t.Errorf("leftOut(%d) = %s, want %s", n, got, want)
+		}
+	}
+}
+
 // The gate forgets keys idle for a minute (they name tenants, which a team may rename at each
 // change), but not one whose left-out lines are still to be told.
 func TestLineGateForgetsIdleKeys(t *testing.T) {
