@@ -401,8 +401,8 @@ func TestValidateWarnsOfCallsWithoutVoicePrices(t *testing.T) {
 providers: [{name: m, type: mock, prices: {default: 0.05}%s}, {name: m2, type: mock, prices: {default: 0.04}}]
 routes: [{name: d, providers: [m, m2]}]
 `
-	// One provider's voice_prices are enough: calls it sends count at their price, and the
-	// others' calls at the highest price known, which is then a voice price.
+	// One provider's voice_prices are enough: a call priced nowhere then counts at the highest
+	// price of either kind, a voice price.
 	warnsOnlyWithout(t, cfg, ":1: tenants[0].rate_limits.spend: providers can send voice, but none has voice_prices", ", voice_prices: {default: 0.3}")
 	// Providers that cannot call need no voice prices.
 	smsOnly := strings.ReplaceAll(fmt.Sprintf(cfg, ""), "prices: {default:", "types: [sms], prices: {default:")
