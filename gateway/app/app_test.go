@@ -127,6 +127,17 @@ func attempts(r response) []string {
 	return out
 }
 
+// sentAttempts sends test code i as key's tenant, to a recipient of its own; it must be answered
+// 200, and it returns the send's attempts.
+func sentAttempts(t *testing.T, h *harness, key string, i int) []string {
+	t.Helper()
+	r := h.send(key, fmt.Sprintf(`{"recipient":"+1415555%04d","text":"code %04d","context":{}}`, i, i))
+	if r.Status != 200 {
+		t.Fatalf("send %d: %d %s", i, r.Status, r.Raw)
+	}
+	return attempts(r)
+}
+
 const baseConfig = `
 server:
   request_timeout: 2s
@@ -1001,14 +1012,7 @@ func TestReloadEndpointAndBreakerKept(t *testing.T) {
 func TestABreakerChangedByAReloadTakesEffect(t *testing.T) {
 	h := start(t, failoverConfig, Options{})
 	_, reload := reloader(t, h.app, h.path)
-	send := func(i int) []string {
-		t.Helper()
-		r := h.send("acme-key", fmt.Sprintf(`{"recipient":"+1415555020%d","text":"code %d123","context":{}}`, i, i))
-		if r.Status != 200 {
-			t.Fatalf("send %d: %d %s", i, r.Status, r.Raw)
-		}
-		return attempts(r)
-	}
+	send := func(i int) []string { t.Helper(); return sentAttempts(t, h, "acme-key", i) }
 	state := func() float64 {
 		return testutil.ToFloat64(h.app.MetricSet().BreakerState.WithLabelValues("first", "sms"))
 	}
