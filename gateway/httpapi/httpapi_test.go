@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/labstack/echo/v4"
 
 	"github.com/smsgate/smsgate/gateway/policy"
 	"github.com/smsgate/smsgate/gateway/store"
@@ -290,6 +291,44 @@ func TestReportsBehindTLSAreSignedAsHTTPS(t *testing.T) {
 	res, _ = do(t, &stubBackend{reports: ErrChallenge}, "POST", "/v1/dlr/aws-sms-voice/eum", "", "{}")
 	if got := res.Header.Get("WWW-Authenticate"); res.StatusCode != 401 || !strings.HasPrefix(got, "Basic ") {
 		t.Errorf("challenge: %d, WWW-Authenticate %q", res.StatusCode, got)
+	}
+}
+
+// TestACallerCannotNameItsOwnAddressOrScheme: headers a caller writes (X-Forwarded-For,
+// X-Real-IP, X-Forwarded-Proto) are not who or where it is. No handler reads the caller's address
+// today; the vulnerability database lists echo v4 as trusting the first two in RealIP with no fixed
+// version (GO-2026-6872), while v4.16.5 reads the connection unless an IPExtractor says otherwise.
+// This holds that for a handler that comes to read the address, whatever echo's default becomes.
+// A report's URL, which a provider's signature covers, keeps the connection's scheme.
+func TestACallerCannotNameItsOwnAddressOrScheme(t *testing.T) {
+	b := &stubBackend{}
+	e := New(b, slog.New(slog.DiscardHandler))
+	e.GET("/test/address", func(c echo.Context) error { return c.String(http.StatusOK, c.RealIP()) })
+	srv := httptest.NewServer(e)
+	defer srv.Close()
+	spoof := func(method, path string) string {
+		req, err := http.NewRequest(method, srv.URL+path, strings.NewReader("a=b"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Forwarded-For", "198.51.100.7, 203.0.113.9")
+		req.Header.Set("X-Real-IP", "198.51.100.8")
+		req.Header.Set("X-Forwarded-Proto", "https")
+		res, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		body, _ := io.ReadAll(res.Body)
+		return string(body)
+	}
+	if got := spoof("GET", "/test/address"); got != "127.0.0.1" {
+		t.Errorf("the caller's address read as %q, want the connection's, 127.0.0.1", got)
+	}
+	spoof("POST", "/v1/dlr/twilio/tw")
+	if want := srv.URL + "/v1/dlr/twilio/tw"; b.reportURL != want {
+		t.Errorf("report URL %q, want %q (the connection's scheme)", b.reportURL, want)
 	}
 }
 
