@@ -297,7 +297,7 @@ func TestReportsBehindTLSAreSignedAsHTTPS(t *testing.T) {
 // TestACallerCannotNameItsOwnAddressOrScheme: headers a caller writes (X-Forwarded-For,
 // X-Real-IP, X-Forwarded-Proto) are not who or where it is. No handler reads the caller's address
 // today; the vulnerability database lists echo v4 as trusting the first two in RealIP with no fixed
-// version (GO-2026-6872), while v4.16.5 reads the connection unless an IPExtractor says otherwise.
+// version (GO-2026-6872), while v4.16.6 reads the connection unless an IPExtractor says otherwise.
 // This holds that for a handler that comes to read the address, whatever echo's default becomes.
 // A report's URL, which a provider's signature covers, keeps the connection's scheme.
 func TestACallerCannotNameItsOwnAddressOrScheme(t *testing.T) {
