@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -195,8 +196,8 @@ routes: [{name: d, providers: [m]}]
 
 func TestUsageAndVersion(t *testing.T) {
 	for _, v := range []string{"version", "--version", "-v"} {
-		if code, out, _ := runCmd(v); code != 0 || !strings.HasPrefix(out, "smsgate ") {
-			t.Errorf("%s: %d %q", v, code, out)
+		if code, out, _ := runCmd(v); code != 0 || out != "smsgate "+version+" "+runtime.Version()+"\n" {
+			t.Errorf("%s: %d %q, want the build and the Go it was built with", v, code, out)
 		}
 	}
 	if code, out, errs := runCmd(); code != 2 || out != "" || !strings.Contains(errs, "smsgate serve") {
