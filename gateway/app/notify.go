@@ -61,6 +61,10 @@ const (
 // so that a test can show what is pushed without waiting for it).
 var pushSweep = 5 * time.Second
 
+// pushTimeout bounds each post of a push, connecting (through the proxy too) included: "5 s
+// timeout each" in docs/infobip-compatible.md. A variable so that tests can shorten it.
+var pushTimeout = 5 * time.Second
+
 // notifier posts claimed pushes, per tenant.
 type notifier struct {
 	a *App
@@ -95,8 +99,8 @@ func newNotifier(a *App) *notifier {
 func pushClient(control func(context.Context, string, string, syscall.RawConn) error) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil
-	tr.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second, ControlContext: control}).DialContext
-	return &http.Client{Timeout: 5 * time.Second, Transport: tr,
+	tr.DialContext = (&net.Dialer{Timeout: pushTimeout, KeepAlive: 30 * time.Second, ControlContext: control}).DialContext
+	return &http.Client{Timeout: pushTimeout, Transport: tr,
 		// Never follow a redirect: the allow list names where reports may go.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }

@@ -53,7 +53,7 @@ func proxiedPushClient(proxy *url.URL, allowPrivate bool) *http.Client {
 		resolve: func(ctx context.Context, host string) ([]netip.Addr, error) {
 			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 		}}
-	return &http.Client{Timeout: 5 * time.Second, Transport: t,
+	return &http.Client{Timeout: pushTimeout, Transport: t,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
@@ -129,7 +129,7 @@ func (t *pinningTransport) tunnel(ctx context.Context, _, addr string) (net.Conn
 	if t.proxy.Port() == "" {
 		proxyAddr = net.JoinHostPort(t.proxy.Hostname(), map[string]string{"http": "80", "https": "443"}[t.proxy.Scheme])
 	}
-	conn, err := (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext(ctx, "tcp", proxyAddr)
+	conn, err := (&net.Dialer{Timeout: pushTimeout, KeepAlive: 30 * time.Second}).DialContext(ctx, "tcp", proxyAddr)
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +143,7 @@ func (t *pinningTransport) tunnel(ctx context.Context, _, addr string) (net.Conn
 	}
 	deadline, ok := ctx.Deadline()
 	if !ok {
-		deadline = time.Now().Add(5 * time.Second)
+		deadline = time.Now().Add(pushTimeout)
 	}
 	_ = conn.SetDeadline(deadline)
 	req := &http.Request{Method: http.MethodConnect, URL: &url.URL{Opaque: addr}, Host: addr, Header: http.Header{}}

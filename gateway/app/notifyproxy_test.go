@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -340,6 +341,26 @@ func TestTheProxyTunnelAtItsEdges(t *testing.T) {
 	if _, err := redirecting.tunnel(context.Background(), "tcp", "127.0.0.1:9"); !errors.As(err, &refused) || refused.status != http.StatusFound {
 		t.Errorf("a CONNECT answered 302: %v", err)
 	}
+	// A proxy that never answers the CONNECT holds the dial no longer than its context allows.
+	silent := rawProxy(func(conn net.Conn) { io.Copy(io.Discard, conn) })
+	silentCtx, silentCancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer silentCancel()
+	dialled := make(chan error, 1)
+	go func() {
+		conn, err := silent.tunnel(silentCtx, "tcp", "127.0.0.1:9")
+		if conn != nil {
+			conn.Close()
+		}
+		dialled <- err
+	}()
+	select {
+	case err := <-dialled:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("a proxy that never answers: %v, want the deadline's error", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("a proxy that never answers held the dial 5 s past its context's deadline of 200 ms")
+	}
 	// A tunnel outlives the deadline of the context that dialled it (its connection is pooled).
 	echo := rawProxy(func(conn net.Conn) {
 		conn.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n"))
@@ -376,5 +397,33 @@ func TestTheProxyTunnelAtItsEdges(t *testing.T) {
 	}
 	if tr := pt.transport("hooks.test"); tr.TLSClientConfig.ServerName != "hooks.test" || tr.Proxy != nil {
 		t.Errorf("a host's transport: TLS name %q, proxy set %v", tr.TLSClientConfig.ServerName, tr.Proxy != nil)
+	}
+}
+
+// TestAPostToAHangingEndpointEndsAtItsTimeout: each post of a push is bounded (pushTimeout, 5 s
+// in production), whether it connects directly or through the proxy: an endpoint that takes the
+// request and never answers holds a push worker no longer.
+func TestAPostToAHangingEndpointEndsAtItsTimeout(t *testing.T) {
+	defer func(d time.Duration) { pushTimeout = d }(pushTimeout)
+	pushTimeout = 300 * time.Millisecond
+	hang, release := providertest.Hanging(t)
+	defer release()
+	proxy := newEgressProxy(t)
+	pu, _ := url.Parse(proxy.URL)
+	n := newNotifier(nil)
+	for name, c := range map[string]*http.Client{"directly": pushClient(nil), "through the proxy": proxiedPushClient(pu, true)} {
+		posted := make(chan error, 1)
+		go func() { posted <- n.post(c, hang.URL+"/reports", []byte(`{}`)) }()
+		select {
+		case err := <-posted:
+			if err == nil {
+				t.Errorf("%s: a post the endpoint never answered succeeded", name)
+			}
+		case <-time.After(10 * pushTimeout):
+			t.Errorf("%s: a post to an endpoint that never answers outlived its timeout (%v) tenfold", name, pushTimeout)
+		}
+	}
+	if seen, _ := proxy.requests(); len(seen) != 1 {
+		t.Errorf("the proxy was asked for %v, want one tunnel", seen)
 	}
 }
