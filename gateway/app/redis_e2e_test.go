@@ -1179,6 +1179,16 @@ routes: [{name: d, providers: [m1, m2]}]
 	if raw, err := client.Get(ctx, window).Bytes(); err != nil || json.Unmarshal(raw, &published) != nil || !published.Read {
 		t.Errorf("a's read was not published in its place: %v %+v", err, published)
 	}
+	// A bound published without rows (a first read that its bound cut) is no read, even where its
+	// time says it is fresh: it is published due at once, but a replica whose estimate of the
+	// shared clock runs behind the publisher's finds it still ahead. a reads the log rather than
+	// taking no rows as the table.
+	if err := client.Set(ctx, window, `{"read":false,"next":"2099-01-01T00:00:00Z","budget":1000000000}`, time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := refresh(a); err != nil || reads(a) != 3 || !demoted(a) {
+		t.Errorf("over a published bound without rows: %v; reads %v (want one more), demoted %v", err, reads(a), demoted(a))
+	}
 	// A read that its bound cuts leaves the last rows published (due now, for the next reader),
 	// and a replica that finds them due while another reads takes them rather than nothing.
 	// (The published bound is set to 1ns so that a's read is cut.)
@@ -1203,7 +1213,7 @@ routes: [{name: d, providers: [m1, m2]}]
 	}
 	// Redis gone: each reads its own.
 	stop()
-	if err := errors.Join(refresh(a), refresh(b)); err != nil || reads(a) != 3 || reads(b) != 2 {
+	if err := errors.Join(refresh(a), refresh(b)); err != nil || reads(a) != 4 || reads(b) != 2 {
 		t.Errorf("without Redis: %v; reads a %v b %v (want one more each)", err, reads(a), reads(b))
 	}
 	if n := testutil.ToFloat64(a.app.metrics.StateErrors.WithLabelValues("health_window")); n < 1 {
