@@ -28,6 +28,7 @@ tenants:
   - {name: acme, api_key: acme-key}
   - {name: beta, api_key: beta-key, pumping: {action: throttle}}
   - {name: gamma, api_key: gamma-key, pumping: {action: alert}}
+  - {name: delta, api_key: delta-key, pumping: {action: throttle}}
 providers: [{name: m, type: mock}]
 routes: [{name: d, providers: [m]}]
 `
@@ -35,8 +36,8 @@ routes: [{name: d, providers: [m]}]
 // TestPumpingQuarantineActions: after an hour of usual US traffic, a burst to Sierra Leone (a
 // range never used) is quarantined at the 5th message: acme (block) gets 403 suspected_pumping,
 // beta (throttle) 2 more sends then 429, gamma (alert) goes on; US traffic is untouched, one
-// tenant's quarantine is not another's, the admin API lists and releases, and no log line holds
-// a full number. With Redis, two replicas share the picture: the burst is split between them.
+// tenant's quarantine is not another's, nor its throttle (delta, throttled on the same range after
+// beta, gets its own 2), the admin API lists and releases, and no log line holds a full number. With Redis, two replicas share the picture: the burst is split between them.
 func TestPumpingQuarantineActions(t *testing.T) {
 	for _, backend := range []string{"memory", "redis"} {
 		t.Run(backend, func(t *testing.T) {
@@ -61,7 +62,7 @@ func TestPumpingQuarantineActions(t *testing.T) {
 				n++
 				return h.send(key, fmt.Sprintf(`{"recipient":%q,"text":"Your code is %06d","context":{}}`, to, n))
 			}
-			for _, key := range []string{"acme-key", "beta-key", "gamma-key"} {
+			for _, key := range []string{"acme-key", "beta-key", "gamma-key", "delta-key"} {
 				if r := send(a, key, "+14155550104"); r.Status != 200 {
 					t.Fatalf("%s US: %d %s", key, r.Status, r.Raw)
 				}
@@ -89,11 +90,17 @@ func TestPumpingQuarantineActions(t *testing.T) {
 				t.Errorf("acme's usual range: %d %s", r.Status, r.Raw)
 			}
 			burst("beta-key") // acme's quarantine is not beta's: its first five go out
-			for i, want := range []int{200, 200, 429} {
-				if r := send(b, "beta-key", fmt.Sprintf("+2327600010%d", i)); r.Status != want || want == 429 && r.Header.Get("Retry-After") == "" {
-					t.Errorf("beta throttled send %d: %d %v %s", i, r.Status, r.Header, r.Raw)
+			throttled := func(h *harness, tenant string) {
+				t.Helper()
+				for i, want := range []int{200, 200, 429} {
+					if r := send(h, tenant+"-key", fmt.Sprintf("+2327600010%d", i)); r.Status != want || want == 429 && r.Header.Get("Retry-After") == "" {
+						t.Errorf("%s throttled send %d: %d %v %s", tenant, i, r.Status, r.Header, r.Raw)
+					}
 				}
 			}
+			throttled(b, "beta")
+			burst("delta-key") // beta's throttle on the range is not delta's: delta gets its own
+			throttled(a, "delta")
 			burst("gamma-key")
 			if r := send(a, "gamma-key", "+23276000200"); r.Status != 200 {
 				t.Errorf("gamma (alert) after the burst: %d %s", r.Status, r.Raw)
@@ -104,7 +111,7 @@ func TestPumpingQuarantineActions(t *testing.T) {
 				x := x.(map[string]any)
 				got = append(got, fmt.Sprint(x["tenant"], " ", x["range"], " ", x["country"], " ", x["action"]))
 			}
-			if want := "acme 232-76 SL block,beta 232-76 SL throttle,gamma 232-76 SL alert"; strings.Join(got, ",") != want {
+			if want := "acme 232-76 SL block,beta 232-76 SL throttle,delta 232-76 SL throttle,gamma 232-76 SL alert"; strings.Join(got, ",") != want {
 				t.Errorf("quarantines = %v, want %s", got, want)
 			}
 			if rc != nil { // quarantines, their index, counters: nothing stays in the shared Redis for good
@@ -112,7 +119,7 @@ func TestPumpingQuarantineActions(t *testing.T) {
 					t.Errorf("no quarantine index among %v", keys)
 				}
 			}
-			for tenant, action := range map[string]string{"acme": "block", "beta": "throttle", "gamma": "alert"} {
+			for tenant, action := range map[string]string{"acme": "block", "beta": "throttle", "gamma": "alert", "delta": "throttle"} {
 				total := testutil.ToFloat64(a.app.MetricSet().Quarantines.WithLabelValues(tenant, "SL", action))
 				if b != a {
 					total += testutil.ToFloat64(b.app.MetricSet().Quarantines.WithLabelValues(tenant, "SL", action))
@@ -121,7 +128,7 @@ func TestPumpingQuarantineActions(t *testing.T) {
 					t.Errorf("smsgate_pumping_quarantines_total{%s,SL,%s} = %v across replicas", tenant, action, total)
 				}
 			}
-			for _, c := range []struct{ tenant, reason string }{{"acme", "suspected_pumping"}, {"beta", "pumping_throttle"}} {
+			for _, c := range []struct{ tenant, reason string }{{"acme", "suspected_pumping"}, {"beta", "pumping_throttle"}, {"delta", "pumping_throttle"}} {
 				total := testutil.ToFloat64(a.app.MetricSet().PolicyRejections.WithLabelValues(c.tenant, c.reason))
 				if b != a {
 					total += testutil.ToFloat64(b.app.MetricSet().PolicyRejections.WithLabelValues(c.tenant, c.reason))
