@@ -39,6 +39,26 @@ func (a *App) admit(limit int, tn *tenant) bool {
 	return true
 }
 
+// admitUpTo admits up to n sends of tn at once, each as admit does, and returns how many it
+// admitted (0: the request is shed). A request of the Infobip-compatible API runs that many of its
+// destinations at a time, so that its sends in flight count against its tenant's share as those of
+// as many requests of one destination would. releaseN gives them back.
+func (a *App) admitUpTo(limit int, tn *tenant, n int) int {
+	for i := range n {
+		if !a.admit(limit, tn) {
+			return i
+		}
+	}
+	return n
+}
+
+// releaseN counts n sends of tn out (admitUpTo admitted them).
+func (a *App) releaseN(tn *tenant, n int) {
+	for range n {
+		a.release(tn)
+	}
+}
+
 // release counts a send of tn out (admit admitted it).
 func (a *App) release(tn *tenant) {
 	if tn.inflight.Add(-1) == 0 {

@@ -90,13 +90,17 @@ func (a *App) Infobip(ctx context.Context, c httpapi.InfobipCall) httpapi.Reply 
 			return refuse(http.StatusBadRequest, "BAD_REQUEST", "the notify URL's host is not one this account may receive reports at (tenants[].notify_hosts)")
 		}
 	}
-	if !a.admit(*rt.cfg.Server.MaxInFlight, tn) {
+	// Each destination sent at once is a send in flight: the request runs as many at a time as its
+	// tenant's share of server.max_in_flight admits, up to compatParallel, and is shed when it
+	// admits none.
+	places := a.admitUpTo(*rt.cfg.Server.MaxInFlight, tn, min(max(len(dests), 1), compatParallel))
+	if places == 0 {
 		a.metrics.Requests.WithLabelValues(tn.name, "", "overloaded").Inc()
 		rep := ibReply(http.StatusServiceUnavailable, kind, "SERVICE_UNAVAILABLE", "this replica is running server.max_in_flight sends and this account holds its fair share of them; retry shortly")
 		rep.RetryAfter = time.Second
 		return rep
 	}
-	defer a.release(tn)
+	defer a.releaseN(tn, places)
 	if len(dests) > 1 && dests[0].BulkID == "" {
 		bulk := madeBulkID(rt, tn.name, c.IdempotencyKey)
 		for i := range dests {
@@ -106,7 +110,7 @@ func (a *App) Infobip(ctx context.Context, c httpapi.InfobipCall) httpapi.Reply 
 	ctx, cancel := context.WithTimeout(ctx, rt.cfg.Server.RequestTimeout.D())
 	defer cancel()
 	results := make([]ib.Result, len(dests))
-	sem := make(chan struct{}, compatParallel)
+	sem := make(chan struct{}, places)
 	var wg sync.WaitGroup
 	for i, d := range dests {
 		wg.Add(1)

@@ -761,6 +761,57 @@ routes: [{name: d, providers: [slow]}]
 	}
 }
 
+// TestAnInfobipRequestCountsEachSendItRunsAtOnce: a request of the Infobip-compatible API runs
+// several destinations at a time, and each counts against its tenant's share of max_in_flight.
+// With the cap at 4 and another tenant's send in flight, a request of 6 destinations runs 3 at a
+// time (all of them sent in the end); while it runs, the flood's next send is shed and the quiet
+// tenant's is admitted. (Counted once, the request had run 6 at a time while holding one place,
+// and the flood's next send had been admitted too.)
+func TestAnInfobipRequestCountsEachSendItRunsAtOnce(t *testing.T) {
+	h := start(t, `
+server: {max_in_flight: 4, request_timeout: 8s}
+storage: {driver: memory}
+policy: {rate_limits: {per_recipient: 0}}
+tenants: [{name: flood, api_key: flood-key}, {name: quiet, api_key: quiet-key}]
+providers: [{name: slow, type: mock, latency: 1500ms, timeout: 6s}]
+routes: [{name: d, providers: [slow]}]
+`, Options{})
+	send := func(key string, i int) response {
+		return h.send(key, fmt.Sprintf(`{"recipient":"+1415555%04d","text":"Your code is %06d","context":{}}`, i, i))
+	}
+	inFlight := func(n int64) {
+		t.Helper()
+		waitUntil(t, fmt.Sprintf("%d sends in flight", n), func() bool { return h.app.admission.total.Load() == n })
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); send("quiet-key", 1) }()
+	inFlight(1)
+	var dests []string
+	for i := range 6 {
+		dests = append(dests, fmt.Sprintf(`{"to":"1415555%04d"}`, 100+i))
+	}
+	var bulk response
+	go func() {
+		defer wg.Done()
+		bulk = h.do("POST", "/sms/2/text/advanced", "flood-key", `{"messages":[{"destinations":[`+strings.Join(dests, ",")+`],"text":"Your code is 1234"}]}`)
+	}()
+	inFlight(4)
+	if r := send("flood-key", 10); r.Status != 503 || errCode(r) != "overloaded" {
+		t.Errorf("the flood's send beside its request of 6: %d %s, want 503 overloaded", r.Status, r.Raw)
+	}
+	if r := send("quiet-key", 20); r.Status != 200 {
+		t.Errorf("the quiet tenant's second send: %d %s", r.Status, r.Raw)
+	}
+	wg.Wait()
+	if bulk.Status != 200 || strings.Count(bulk.Raw, `"groupName":"PENDING"`) != 6 {
+		t.Errorf("the request of 6 destinations: %d %s, want each sent", bulk.Status, bulk.Raw)
+	}
+	if tot, busy := h.app.admission.total.Load(), h.app.admission.busy.Load(); tot != 0 || busy != 0 {
+		t.Errorf("after the sends: %d in flight, %d tenants busy", tot, busy)
+	}
+}
+
 // TestEveryTenantGetsAtLeastOneSendThrough: with more tenants busy than the cap, a tenant's share
 // is one send, not none.
 func TestEveryTenantGetsAtLeastOneSendThrough(t *testing.T) {
