@@ -719,21 +719,27 @@ func TestOneTenantCannotOpenTheBreakerEveryoneShares(t *testing.T) {
 	}
 }
 
-// TestAFloodIsShedAtItsFairShare: a replica runs server.max_in_flight sends at once; past that it
-// sheds the tenant holding more than its fair share (503 overloaded, Retry-After 1, through the
-// Infobip-compatible API too), while another tenant's send is still admitted.
-func TestAFloodIsShedAtItsFairShare(t *testing.T) {
+// startShedding starts a gateway with max_in_flight 4, the tenants flood and quiet, and one mock
+// provider answering after latency; send sends tenant key's i-th code to its own number.
+func startShedding(t *testing.T, latency string) (*harness, func(key string, i int) response) {
 	h := start(t, `
 server: {max_in_flight: 4, request_timeout: 8s}
 storage: {driver: memory}
 policy: {rate_limits: {per_recipient: 0}}
 tenants: [{name: flood, api_key: flood-key}, {name: quiet, api_key: quiet-key}]
-providers: [{name: slow, type: mock, latency: 3s, timeout: 6s}]
+providers: [{name: slow, type: mock, latency: `+latency+`, timeout: 6s}]
 routes: [{name: d, providers: [slow]}]
 `, Options{})
-	send := func(key string, i int) response {
+	return h, func(key string, i int) response {
 		return h.send(key, fmt.Sprintf(`{"recipient":"+1415555%04d","text":"Your code is %06d","context":{}}`, i, i))
 	}
+}
+
+// TestAFloodIsShedAtItsFairShare: a replica runs server.max_in_flight sends at once; past that it
+// sheds the tenant holding more than its fair share (503 overloaded, Retry-After 1, through the
+// Infobip-compatible API too), while another tenant's send is still admitted.
+func TestAFloodIsShedAtItsFairShare(t *testing.T) {
+	h, send := startShedding(t, "3s")
 	var wg sync.WaitGroup
 	for i := range 4 {
 		wg.Add(1)
@@ -768,17 +774,7 @@ routes: [{name: d, providers: [slow]}]
 // tenant's is admitted. (Counted once, the request had run 6 at a time while holding one place,
 // and the flood's next send had been admitted too.)
 func TestAnInfobipRequestCountsEachSendItRunsAtOnce(t *testing.T) {
-	h := start(t, `
-server: {max_in_flight: 4, request_timeout: 8s}
-storage: {driver: memory}
-policy: {rate_limits: {per_recipient: 0}}
-tenants: [{name: flood, api_key: flood-key}, {name: quiet, api_key: quiet-key}]
-providers: [{name: slow, type: mock, latency: 1500ms, timeout: 6s}]
-routes: [{name: d, providers: [slow]}]
-`, Options{})
-	send := func(key string, i int) response {
-		return h.send(key, fmt.Sprintf(`{"recipient":"+1415555%04d","text":"Your code is %06d","context":{}}`, i, i))
-	}
+	h, send := startShedding(t, "1500ms")
 	inFlight := func(n int64) {
 		t.Helper()
 		waitUntil(t, fmt.Sprintf("%d sends in flight", n), func() bool { return h.app.admission.total.Load() == n })
