@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -12,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/smsgate/smsgate/gateway/policy"
 	"github.com/smsgate/smsgate/gateway/policy/redistest"
 )
 
@@ -330,7 +333,8 @@ func TestAQuarantinedSendGivesItsSpendBack(t *testing.T) {
 // (here one it holds unreadable) is a state-store failure like any other: with on_error closed
 // the send is refused 503 policy_unavailable, as a limit that cannot be read refuses it; with
 // open it goes out. Either way the failure is counted and logged. A tenant whose action is alert
-// never reads quarantines on the send path.
+// never reads quarantines on the send path. A throttle whose limit cannot be checked follows
+// on_error too, and a sent message whose range cannot be counted is counted as a failure.
 func TestAQuarantineThatCannotBeReadFollowsOnError(t *testing.T) {
 	for _, mode := range []string{"open", "closed"} {
 		t.Run(mode, func(t *testing.T) {
@@ -360,6 +364,43 @@ func TestAQuarantineThatCannotBeReadFollowsOnError(t *testing.T) {
 			if n := testutil.ToFloat64(h.app.MetricSet().StateErrors.WithLabelValues("pumping")); n != 1 {
 				t.Errorf("state errors counted for pumping after gamma's send: %v, want still 1", n)
 			}
+			// So does a throttle whose limit cannot be checked: beta's range is quarantined with
+			// action throttle, and the limiter fails (no other limit of this config reads it: gamma's
+			// send is the control).
+			q, _ := json.Marshal(policy.Quarantine{Tenant: "beta", Range: "232-76", Country: "SL", Action: "throttle", Until: time.Now().Add(time.Hour)})
+			if _, err := h.app.pumping.State.PumpPut(context.Background(), "pump|q|beta|232-76", string(q), time.Hour, false); err != nil {
+				t.Fatal(err)
+			}
+			limiter := h.app.checker.Limiter
+			h.app.checker.Limiter = failingLimiter{}
+			defer func() { h.app.checker.Limiter = limiter }()
+			if r := h.send("gamma-key", `{"recipient":"+23276000003","text":"Your code is 246812","context":{}}`); r.Status != 200 {
+				t.Errorf("gamma (alert) with the limiter failing: %d %s", r.Status, r.Raw)
+			}
+			if r := h.send("beta-key", `{"recipient":"+23276000004","text":"Your code is 246813","context":{}}`); r.Status != want || errCode(r) != code {
+				t.Errorf("beta (throttle) with the limiter failing: %d %s, want %d %q", r.Status, r.Raw, want, code)
+			}
+			if n := testutil.ToFloat64(h.app.MetricSet().StateErrors.WithLabelValues("pumping")); n != 2 {
+				t.Errorf("state errors counted for pumping after beta's send: %v, want 2", n)
+			}
+			// A sent message whose range cannot be counted is sent all the same, and counted as a
+			// failure of the state store, whatever on_error says: the text has gone.
+			state := h.app.pumping.State
+			h.app.pumping.State = failingPumpAdd{state}
+			defer func() { h.app.pumping.State = state }()
+			if r := h.send("gamma-key", `{"recipient":"+23276000005","text":"Your code is 246814","context":{}}`); r.Status != 200 {
+				t.Errorf("gamma (alert) whose range cannot be counted: %d %s", r.Status, r.Raw)
+			}
+			waitUntil(t, "the failed count is counted", func() bool {
+				return testutil.ToFloat64(h.app.MetricSet().StateErrors.WithLabelValues("pumping")) == 3
+			})
 		})
 	}
+}
+
+// failingPumpAdd is a pumping state store whose counters cannot be added to.
+type failingPumpAdd struct{ policy.PumpState }
+
+func (failingPumpAdd) PumpAdd(context.Context, [][2]string, time.Duration) ([]int64, error) {
+	return nil, errors.New("i/o timeout")
 }
