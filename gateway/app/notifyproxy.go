@@ -38,6 +38,9 @@ type pinningTransport struct {
 	// their roots there).
 	resolve   func(ctx context.Context, host string) ([]netip.Addr, error)
 	tlsConfig *tls.Config
+	// timeout bounds the dial of the proxy and, without a deadline of the dial's own, the CONNECT
+	// (pushTimeout when the client was made).
+	timeout time.Duration
 
 	mu sync.Mutex
 	// byHost holds a transport per notify host (its TLS name), pooling its connections; at most
@@ -50,6 +53,7 @@ const pinnedHostsMax = 64
 // proxiedPushClient is pushClient's counterpart through proxy.
 func proxiedPushClient(proxy *url.URL, allowPrivate bool) *http.Client {
 	t := &pinningTransport{proxy: proxy, allowPrivate: allowPrivate, byHost: map[string]*http.Transport{},
+		timeout: pushTimeout,
 		resolve: func(ctx context.Context, host string) ([]netip.Addr, error) {
 			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 		}}
@@ -129,7 +133,7 @@ func (t *pinningTransport) tunnel(ctx context.Context, _, addr string) (net.Conn
 	if t.proxy.Port() == "" {
 		proxyAddr = net.JoinHostPort(t.proxy.Hostname(), map[string]string{"http": "80", "https": "443"}[t.proxy.Scheme])
 	}
-	conn, err := (&net.Dialer{Timeout: pushTimeout, KeepAlive: 30 * time.Second}).DialContext(ctx, "tcp", proxyAddr)
+	conn, err := (&net.Dialer{Timeout: t.timeout, KeepAlive: 30 * time.Second}).DialContext(ctx, "tcp", proxyAddr)
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +147,7 @@ func (t *pinningTransport) tunnel(ctx context.Context, _, addr string) (net.Conn
 	}
 	deadline, ok := ctx.Deadline()
 	if !ok {
-		deadline = time.Now().Add(pushTimeout)
+		deadline = time.Now().Add(t.timeout)
 	}
 	_ = conn.SetDeadline(deadline)
 	req := &http.Request{Method: http.MethodConnect, URL: &url.URL{Opaque: addr}, Host: addr, Header: http.Header{}}
