@@ -774,7 +774,7 @@ func TestAFloodIsShedAtItsFairShare(t *testing.T) {
 // tenant's is admitted. (Counted once, the request had run 6 at a time while holding one place,
 // and the flood's next send had been admitted too.)
 func TestAnInfobipRequestCountsEachSendItRunsAtOnce(t *testing.T) {
-	h, send := startShedding(t, "1500ms")
+	h, send := startShedding(t, "2500ms")
 	inFlight := func(n int64) {
 		t.Helper()
 		waitUntil(t, fmt.Sprintf("%d sends in flight", n), func() bool { return h.app.admission.total.Load() == n })
