@@ -200,7 +200,8 @@ func TestPinPicksAnAddressItMayReach(t *testing.T) {
 
 // TestAPushGoesThroughTheConfiguredProxy: a gateway with server.notify_proxy pushes its reports
 // through it, a reload that removes the proxy makes them go directly again, and one that names
-// another proxy sends them through that one.
+// another proxy sends them through that one; a tenant without notify_private_addresses reaches
+// no address inside the network through it.
 func TestAPushGoesThroughTheConfiguredProxy(t *testing.T) {
 	h := newHook(t)
 	proxy := newEgressProxy(t)
@@ -234,6 +235,14 @@ func TestAPushGoesThroughTheConfiguredProxy(t *testing.T) {
 	}
 	if seen, _ := proxy2.requests(); len(seen) != 1 {
 		t.Errorf("the proxy the reload named was asked for %v, want the push", seen)
+	}
+	// Through the proxy too, a tenant without notify_private_addresses reaches no address inside
+	// the network: the push is refused before any CONNECT.
+	c.app.rt.Load().byName["acme"].notifyPrivate = false // a name need not say it resolves inside
+	sendPushed(t, ch, h, "14155550173")
+	waitUntil(t, "the push was refused", func() bool { return notified(ch, "blocked") == 1 })
+	if seen, _ := proxy2.requests(); len(seen) != 1 {
+		t.Errorf("a push to an address inside the network went through the proxy: %v", seen[1:])
 	}
 }
 
