@@ -96,11 +96,16 @@ func testEveryLimit(t *testing.T, backend string) {
 					t.Errorf("another recipient limited: %+v", rej)
 				}
 			}
-			clk.add(tc.period)
+			// A bucket left alone for several windows holds n again, and no more: idle time
+			// is not banked as a larger burst.
+			clk.add(3 * tc.period)
 			for i := 0; i < tc.n; i++ {
 				if rej, _ := c.Check(context.Background(), r, tc.vary(i), 0); rej != nil {
 					t.Fatalf("after the window, request %d rejected: %+v", i+1, rej)
 				}
+			}
+			if rej, _ := c.Check(context.Background(), r, tc.vary(tc.n), 0); rej == nil || rej.Reason != tc.name {
+				t.Errorf("after three idle windows, request %d: %+v, want it refused by %s", tc.n+1, rej, tc.name)
 			}
 		})
 	}
@@ -1015,6 +1020,42 @@ func TestCallsAndSendsKeepTheirOwnBuckets(t *testing.T) {
 	}
 	if rej, _ := c.AllowCall(context.Background(), "a", r); rej == nil || rej.Reason != "api" {
 		t.Errorf("a second call under 1/1h: %+v", rej)
+	}
+}
+
+// TestATenantUsesOnlyItsOwnBuckets: two tenants with the same limits, sending to the same
+// recipient from the same end user's IP, each have every bucket to themselves (spend, per_tenant,
+// per_country, per_ip, per_recipient, and api for calls): the one that used all of its own leaves
+// the other's full. A bucket keyed without its tenant would let one tenant's sends, or a flood of
+// them, refuse another's.
+func TestATenantUsesOnlyItsOwnBuckets(t *testing.T) {
+	for _, backend := range []string{"memory", "redis"} {
+		t.Run(backend, func(t *testing.T) {
+			l := newLimiter(t, newClock(), backend)
+			c := Checker{Limiter: l, Spends: l.(Spends)}
+			two := lim(2, time.Hour)
+			r := &Rules{Limits: config.RateLimits{PerTenant: two, PerCountry: map[string]config.Limit{"US": *two},
+				PerIP: two, PerRecipient: two, API: two, Spend: &config.Spend{Amount: 1, Per: time.Hour}}}
+			ctx := context.Background()
+			for _, tenant := range []string{"a", "b"} {
+				m := &gateway.Message{Tenant: tenant, To: "+14155550104", Country: "US", IP: "203.0.113.9"}
+				for i := range 2 {
+					if rej, err := c.Check(ctx, r, m, 0.5); rej != nil || err != nil {
+						t.Fatalf("tenant %s's send %d: %+v %v", tenant, i+1, rej, err)
+					}
+					if rej, err := c.AllowCall(ctx, tenant, r); rej != nil || err != nil {
+						t.Fatalf("tenant %s's call %d: %+v %v", tenant, i+1, rej, err)
+					}
+				}
+				// Its own buckets are used up, so the limits were all there to share.
+				if rej, _ := c.Check(ctx, r, m, 0.5); rej == nil {
+					t.Errorf("tenant %s's third send allowed", tenant)
+				}
+				if rej, _ := c.AllowCall(ctx, tenant, r); rej == nil {
+					t.Errorf("tenant %s's third call allowed", tenant)
+				}
+			}
+		})
 	}
 }
 
