@@ -206,6 +206,40 @@ func TestSpendIsGivenBackWhenALimitCannotBeRead(t *testing.T) {
 	}
 }
 
+// hangUpLimiter is a rate limit whose check the caller hangs up on: it ends the send's context
+// and fails with its error, as a call to Redis does when the request it serves is cancelled.
+type hangUpLimiter struct{ cancel context.CancelFunc }
+
+func (h hangUpLimiter) Allow(ctx context.Context, key string, l config.Limit) (bool, time.Duration, error) {
+	return h.AllowKeeping(ctx, key, l, 0)
+}
+func (h hangUpLimiter) AllowKeeping(ctx context.Context, _ string, _ config.Limit, _ int) (bool, time.Duration, error) {
+	h.cancel()
+	return false, 0, ctx.Err()
+}
+
+// TestSpendIsGivenBackWhenTheCallerHangsUp: a caller that hangs up while its rate limits are
+// checked ends the send's context, and the send is not made; its reservation still goes back to
+// Redis (given back on the ended context, the call failed and the tenant paid for a send never
+// made).
+func TestSpendIsGivenBackWhenTheCallerHangsUp(t *testing.T) {
+	s := &Redis{Client: redistest.Start(t), Prefix: redistest.Prefix(t), Now: newClock().now}
+	l := config.Spend{Amount: 1, Per: 24 * time.Hour}
+	r := &Rules{Limits: config.RateLimits{Spend: &l, PerTenant: lim(10, time.Hour)}}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := Checker{Limiter: hangUpLimiter{cancel}, Spends: s}
+	if rej, err := c.Check(ctx, r, &gateway.Message{Tenant: "acme", To: "+14155550104", Country: "US"}, 0.3); rej != nil || !errors.Is(err, context.Canceled) {
+		t.Fatalf("check the caller hung up on: %+v %v, want context.Canceled", rej, err)
+	}
+	u, err := s.Used(context.Background(), []SpendBucket{{Key: SpendKey("acme", l), Limit: l}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u[0] != 0 {
+		t.Errorf("used %v after a send that was never made, want 0", u[0])
+	}
+}
+
 // twoReplicas are two replicas' Spends on backend: one Redis, or the same memory.
 func twoReplicas(t *testing.T, backend string, clk *clock) (a, b Spends) {
 	if backend == "redis" {
