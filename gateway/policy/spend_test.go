@@ -206,6 +206,30 @@ func TestSpendIsGivenBackWhenALimitCannotBeRead(t *testing.T) {
 	}
 }
 
+// downSpends is a spend store that cannot be reached.
+type downSpends struct{ MemoryLimiter }
+
+func (*downSpends) Reserve(context.Context, string, config.Spend, float64) (bool, time.Duration, error) {
+	return false, 0, errors.New("state store down")
+}
+
+// TestAStoreThatFailsIsAnErrorNotARefusal: a limit whose bucket cannot be read is reported as an
+// error, neither as the limit's refusal nor as a pass, for a send's spend limit and for a call's
+// api limit alike: the caller decides what a failing store means (state.on_error for sends; a
+// call is let through and counted).
+func TestAStoreThatFailsIsAnErrorNotARefusal(t *testing.T) {
+	ctx := context.Background()
+	spend := &Rules{Limits: config.RateLimits{Spend: &config.Spend{Amount: 1, Per: time.Hour}}}
+	c := Checker{Limiter: &MemoryLimiter{}, Spends: &downSpends{}}
+	if rej, err := c.Check(ctx, spend, &gateway.Message{Tenant: "acme", To: "+14155550104", Country: "US"}, 0.3); rej != nil || err == nil {
+		t.Errorf("a send whose spend limit cannot be read: %+v %v, want an error", rej, err)
+	}
+	calls := &Rules{Limits: config.RateLimits{API: lim(10, time.Hour)}}
+	if rej, err := (&Checker{Limiter: downLimiter{}}).AllowCall(ctx, "acme", calls); rej != nil || err == nil {
+		t.Errorf("a call whose api limit cannot be read: %+v %v, want an error", rej, err)
+	}
+}
+
 // hangUpLimiter is a rate limit whose check the caller hangs up on: it ends the send's context
 // and fails with its error, as a call to Redis does when the request it serves is cancelled.
 type hangUpLimiter struct{ cancel context.CancelFunc }
