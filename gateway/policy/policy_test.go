@@ -382,9 +382,27 @@ func TestSweptMapStaysBounded(t *testing.T) {
 	}
 }
 
-// TestExpiringDropsExpired: replays past their TTL are dropped as later ones of their tenant are
-// stored (up to four a put, oldest first).
-func TestExpiringDropsExpired(t *testing.T) {
+// TestMemoryResendsDropExpired: the resend memory forgets entries past their window as new ones
+// come, well before its bound, so a replica holds the live ones only.
+func TestMemoryResendsDropExpired(t *testing.T) {
+	clk := newClock()
+	r := NewMemoryResends(clk.now, 100000, nil)
+	ctx := context.Background()
+	for i := range 1000 {
+		r.Record(ctx, ResendKey("acme", "old"+strconv.Itoa(i)), "m", clk.now(), time.Minute)
+	}
+	clk.add(2 * time.Minute)
+	for i := range 1500 { // 3,000 examined: more than the 1,000 expired
+		r.Record(ctx, ResendKey("acme", "new"+strconv.Itoa(i)), "m", clk.now(), time.Minute)
+	}
+	if n := r.e.m.len(); n != 1500 {
+		t.Errorf("%d entries, want the 1,500 live ones", n)
+	}
+}
+
+// TestMemoryReplaysDropExpired: replays past their TTL are dropped as later ones of their tenant
+// are stored (up to four a put, oldest first).
+func TestMemoryReplaysDropExpired(t *testing.T) {
 	clk := newClock()
 	r := NewMemoryReplays(clk.now, 0)
 	for i := 0; i < 1000; i++ {
