@@ -113,6 +113,29 @@ func TestMemoryReplaysDropExpiredBeforeEvicting(t *testing.T) {
 	}
 }
 
+// TestAKeyUsedAgainAfterItExpiredCountsOnce: a tenant that uses one Idempotency-Key again each
+// time its record has expired holds one record, and is counted so at the bound: another tenant's
+// flood then evicts its own records, not that one. (Counted once per use, the key's tenant looked
+// like the one holding the most and lost its record to the flood.)
+func TestAKeyUsedAgainAfterItExpiredCountsOnce(t *testing.T) {
+	clk := newClock()
+	r := NewMemoryReplays(clk.now, 10)
+	ctx := context.Background()
+	k := ReplayKey("steady", "k")
+	for range 20 {
+		r.Put(ctx, k, &Replay{Status: 200}, time.Minute)
+		clk.add(2 * time.Minute)
+	}
+	r.Put(ctx, k, &Replay{Status: 200}, time.Hour)
+	putReplays(t, r, "flood", 0, 100)
+	if _, ok, _ := r.Get(ctx, k); !ok {
+		t.Error("the flood evicted the other tenant's one record")
+	}
+	if got := r.Len(); got != 10 {
+		t.Errorf("%d records held, want the bound of 10", got)
+	}
+}
+
 func TestReplayKeyNamesItsTenant(t *testing.T) {
 	for key, want := range map[string]string{
 		ReplayKey("acme", "k|with|bars"): "acme",
