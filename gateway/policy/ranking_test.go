@@ -60,7 +60,8 @@ func TestRankingFindsATenantHoldingTheMost(t *testing.T) {
 }
 
 // TestMemoryReplaysQueuesStayBounded: records leave by expiring, by being put again and by
-// eviction, through either queue; what the queues hold stays within a few times the records held.
+// eviction, through either queue; what the queues hold, the room of the items taken out included,
+// stays within a few times the records held (the tenants' queues once kept that room for good).
 func TestMemoryReplaysQueuesStayBounded(t *testing.T) {
 	clk := newClock()
 	r := NewMemoryReplays(clk.now, 50)
@@ -72,11 +73,12 @@ func TestMemoryReplaysQueuesStayBounded(t *testing.T) {
 		r.Put(t.Context(), ReplayKey(tenant, fmt.Sprint(i%700)), &Replay{Status: 200}, 40*time.Second)
 		clk.add(time.Second)
 	}
-	queued := len(r.all.items) - r.all.head
+	// Items taken from a queue's front leave room behind them until it is reclaimed: count it.
+	stored := len(r.all.items)
 	for _, q := range r.tenants {
-		queued += len(q.items) - q.head
+		stored += len(q.items)
 	}
-	if held := r.Len(); queued > 4*held+40 {
-		t.Errorf("the queues hold %d items for %d records", queued, held)
+	if held := r.Len(); stored > 8*held+80 {
+		t.Errorf("the queues hold %d items for %d records", stored, held)
 	}
 }

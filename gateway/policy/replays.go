@@ -183,8 +183,12 @@ func (m *MemoryReplays) remove(q *replayQueue, it replayItem) {
 }
 
 // front is the oldest live item of q; items that are no longer the record of their key are
-// dropped on the way.
+// dropped on the way, and their room reclaimed (compact) whether or not a live item follows them:
+// a tenant's queue loses most of its items this way (records evicted or expired through all, keys
+// put again), and compacted only once empty it grew by an item each put for as long as the tenant
+// kept one live record.
 func (q *replayQueue) front(records map[string]*replayRecord) (replayItem, bool) {
+	defer q.compact()
 	for q.head < len(q.items) {
 		it := q.items[q.head]
 		if records[it.key] == it.rec {
@@ -193,7 +197,6 @@ func (q *replayQueue) front(records map[string]*replayRecord) (replayItem, bool)
 		q.items[q.head] = replayItem{}
 		q.head++
 	}
-	q.compact()
 	return replayItem{}, false
 }
 

@@ -114,16 +114,20 @@ func TestMemoryReplaysDropExpiredBeforeEvicting(t *testing.T) {
 }
 
 // TestAKeyUsedAgainAfterItExpiredCountsOnce: a tenant that uses one Idempotency-Key again each
-// time its record has expired holds one record, and is counted so at the bound: another tenant's
-// flood then evicts its own records, not that one. (Counted once per use, the key's tenant looked
-// like the one holding the most and lost its record to the flood.)
+// time its record has expired holds the new record (the expired one's place in the queues is
+// skipped, and must not take the new record with it), and is counted as holding one at the bound:
+// another tenant's flood then evicts its own records, not that one. (Counted once per use, the
+// key's tenant looked like the one holding the most and lost its record to the flood.)
 func TestAKeyUsedAgainAfterItExpiredCountsOnce(t *testing.T) {
 	clk := newClock()
 	r := NewMemoryReplays(clk.now, 10)
 	ctx := context.Background()
 	k := ReplayKey("steady", "k")
-	for range 20 {
+	for i := range 20 {
 		r.Put(ctx, k, &Replay{Status: 200}, time.Minute)
+		if _, ok, _ := r.Get(ctx, k); !ok {
+			t.Fatalf("use %d: the record put is not held", i+1)
+		}
 		clk.add(2 * time.Minute)
 	}
 	r.Put(ctx, k, &Replay{Status: 200}, time.Hour)
