@@ -567,6 +567,13 @@ func TestRedisReplayIndexWorksInSteps(t *testing.T) {
 	if _, ok, _ := wide.Get(ctx, ReplayKey("flood", "300")); ok {
 		t.Error("the oldest live record was not deleted")
 	}
+	// A lowered bound meeting more expired entries than a step takes: the ones it takes past the
+	// bound were records that expired by themselves, and none of them counts as evicted.
+	clk.add(2 * time.Hour) // the 173 held expire
+	put(replica(10), 601)
+	if n := held(); n != 10 || evicted != 128 {
+		t.Errorf("under a lowered bound after a quiet day: %d entries held, %d evicted; want 10 and still 128", n, evicted)
+	}
 }
 
 // scriptClocks records, for every script a Redis client runs, the "now" it passes (ARGV[1]),
