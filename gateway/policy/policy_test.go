@@ -1597,6 +1597,16 @@ func TestRedisClockCorrectsAReplicasClock(t *testing.T) {
 	if d := lost.Clock().Sub(time.Now()); d < 59*time.Minute || d > 61*time.Minute {
 		t.Errorf("without Redis: %v off, want its own clock's hour", d)
 	}
+	// A replica that loses Redis keeps the offset it measured last: its clock an hour ahead stays
+	// corrected, off by no more than its own clock moved since.
+	var moved atomic.Int64
+	losing := &Redis{Client: client, Prefix: prefix, Local: func() time.Time { return time.Now().Add(time.Hour + time.Duration(moved.Load())) }}
+	near("before it loses Redis", losing.Clock())
+	losing.Client = lost.Client
+	moved.Store(int64(clockRefresh + time.Second)) // the offset is due to be measured again
+	if d := losing.Clock().Sub(time.Now()); d < 0 || d > clockRefresh+2*time.Second {
+		t.Errorf("after losing Redis: %v off, want the offset kept (the %v its clock moved)", d, clockRefresh+time.Second)
+	}
 
 	ctx := context.Background()
 	cfg := pumpConfig()
