@@ -1663,3 +1663,53 @@ routes: [{name: d, providers: [flaky, ok]}]
 		t.Errorf("back in the config, gone's first send: %v, want flaky tried (its breaker closed)", got)
 	}
 }
+
+// TestTwoTenantsNeverShareASend: two tenants that send the same text to the same number at the
+// same moment, or under the same Idempotency-Key, each get a send of their own, recorded as
+// theirs: coalescing and idempotency keep to one tenant. (Shared, the second tenant's request was
+// answered with the first's message, which is not its own to read, and its own was never sent.)
+func TestTwoTenantsNeverShareASend(t *testing.T) {
+	h := start(t, `
+storage: {driver: memory}
+policy: {rate_limits: {per_recipient: 0}, resend_escalation: {enabled: false}}
+tenants:
+  - {name: acme, api_key: acme-key}
+  - {name: beta, api_key: beta-key}
+providers:
+  - {name: slow, type: mock, latency: 400ms}
+routes:
+  - {name: default, providers: [slow]}
+`, Options{})
+	body := `{"notification":{"recipient":"+14155550104","as_text":"Your code is 834712","code":"834712"}}`
+	for _, hdr := range [][]string{nil, {"Idempotency-Key", "notif-1"}} {
+		var (
+			wg  sync.WaitGroup
+			mu  sync.Mutex
+			ids = map[string]string{}
+		)
+		for _, tn := range []string{"acme", "beta"} {
+			wg.Go(func() {
+				r := h.send(tn+"-key", body, hdr...)
+				if r.Status != 200 {
+					t.Errorf("%v: %s's send: %d %s", hdr, tn, r.Status, r.Raw)
+					return
+				}
+				mu.Lock()
+				ids[tn], _ = r.Body["id"].(string)
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		if ids["acme"] == ids["beta"] {
+			t.Errorf("%v: both tenants were answered with message %q", hdr, ids["acme"])
+		}
+		for tn, id := range ids {
+			if r := h.do("GET", "/v1/messages/"+id, tn+"-key", ""); r.Status != 200 {
+				t.Errorf("%v: %s cannot read the message it was answered with: %d %s", hdr, tn, r.Status, r.Raw)
+			}
+		}
+	}
+	if n := testutil.ToFloat64(h.app.MetricSet().Attempts.WithLabelValues("slow", "sent")); n != 4 {
+		t.Errorf("provider sends = %v, want 4, one for each tenant's request", n)
+	}
+}
