@@ -41,6 +41,7 @@ tenants:
   - {name: flood, api_key: flood-key, rate_limits: {per_tenant: 2/1h}}
   - {name: quiet, api_key: quiet-key}
   - {name: broken, api_key: broken-key}
+  - {name: calm, api_key: calm-key, rate_limits: {per_tenant: 1/1h}}
 providers: [{name: m, type: mock}, {name: down, type: mock, failure_rate: 1}]
 routes: [{name: b, match: {tenants: [broken]}, providers: [down]}, {name: d, providers: [m]}]
 `, Options{Now: clk.Now})
@@ -89,6 +90,14 @@ routes: [{name: b, match: {tenants: [broken]}, providers: [down]}, {name: d, pro
 	// The test's clock stands still: one second's worth, 5 lines, for 198 refusals.
 	if n, s := count("flood", "rate_limited"); n != 5 || s != 0 {
 		t.Errorf("%d lines (%d suppressed) for 198 refusals in one second, want 5", n, s)
+	}
+	// Another tenant's refusal of the same kind is written: the flood used up its own lines.
+	send("calm-key", 300)
+	if r := send("calm-key", 301); r.Status != 429 {
+		t.Fatalf("the calm tenant's second send: %d %s, want 429", r.Status, r.Raw)
+	}
+	if n, _ := count("calm", "rate_limited"); n != 1 {
+		t.Errorf("%d lines for another tenant's refusal after the flood's, want 1", n)
 	}
 	if n, _ := count("", "unauthorized"); n != 5 {
 		t.Errorf("%d lines for 200 unknown keys in one second, want 5", n)
