@@ -765,6 +765,13 @@ func TestAFloodIsShedAtItsFairShare(t *testing.T) {
 	if got := testutil.ToFloat64(h.app.MetricSet().Requests.WithLabelValues("flood", "", "overloaded")); got != 2 {
 		t.Errorf("overloaded requests counted %v, want 2", got)
 	}
+	// Counted, and not logged at the default level: a line each would make shedding a flood cost
+	// as much as serving it.
+	for _, l := range logLines(t, h, "send") {
+		if l["outcome"] == "overloaded" {
+			t.Errorf("a shed send was logged: %v", l)
+		}
+	}
 }
 
 // TestAnInfobipRequestCountsEachSendItRunsAtOnce: a request of the Infobip-compatible API runs
