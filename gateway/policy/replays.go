@@ -184,9 +184,9 @@ func (m *MemoryReplays) remove(q *replayQueue, it replayItem) {
 
 // front is the oldest live item of q; items that are no longer the record of their key are
 // dropped on the way, and their room reclaimed (compact) whether or not a live item follows them:
-// a tenant's queue loses most of its items this way (records evicted or expired through all, keys
-// put again), and compacted only once empty it grew by an item each put for as long as the tenant
-// kept one live record.
+// a tenant's queue loses most of its items this way (records that expire or are evicted through
+// all, keys put again), so reclaiming it only once the queue is empty would let the queue grow for
+// as long as its tenant holds a live record.
 func (q *replayQueue) front(records map[string]*replayRecord) (replayItem, bool) {
 	defer q.compact()
 	for q.head < len(q.items) {
