@@ -754,7 +754,11 @@ func TestReportsTouchOnlyTheirProvidersMessages(t *testing.T) {
 		// provider's id waits for that provider's message, not another's of the same id.
 		s.Report(ctx, &gateway.DeliveryReport{Provider: "infobip", ProviderMessageID: "4711", Status: gateway.StatusFailed})
 		s.Insert(ctx, record("m4", "acme", "twilio", "4711", t0))
-		for id, want := range map[string]string{"m1": gateway.StatusSent, "m2": gateway.StatusSent, "m3": gateway.StatusDelivered, "m4": gateway.StatusSent} {
+		// A report naming only an id of ours that no message has is no report about a message of
+		// its provider that has no id of the provider's.
+		s.Insert(ctx, record("m5", "acme", "infobip", "", t0))
+		s.Report(ctx, &gateway.DeliveryReport{Provider: "infobip", MessageID: "m-unknown", Status: gateway.StatusFailed})
+		for id, want := range map[string]string{"m1": gateway.StatusSent, "m2": gateway.StatusSent, "m3": gateway.StatusDelivered, "m4": gateway.StatusSent, "m5": gateway.StatusSent} {
 			got, err := s.Get(ctx, "acme", id)
 			if err != nil {
 				t.Fatal(err)
