@@ -223,6 +223,10 @@ func TestNormalizeNumber(t *testing.T) {
 		{in: "+1 770 000 0000", accept: true, want: Number{"+17700000000", "US", false, "", []string{"CA"}}},
 		{in: "+44 1481 000000", accept: true, want: Number{"+441481000000", "GB", false, "", []string{"GG"}}},
 		{in: "+7 600 000 0000", accept: true, want: Number{"+76000000000", "RU", false, "", []string{"KZ"}}},
+		// Digits that only one of the code's regions has numbers like (Réunion's, not Mayotte's;
+		// Britain's, not Guernsey's or Jersey's) are counted there alone.
+		{in: "+262 600 000 176", accept: true, want: Number{"+262600000176", "RE", false, "", nil}},
+		{in: "+44 100 000 196", accept: true, want: Number{"+44100000196", "GB", false, "", nil}},
 		{in: "+358 18 000", accept: true, want: Number{"+35818000", "AX", false, "", nil}},
 		{in: "+46 70 000", accept: true, want: Number{"+4670000", "SE", false, "", nil}},
 		{in: "hello", wantErrish: true},
