@@ -143,11 +143,7 @@ func TestAFailedRebuildKeepsTheFilter(t *testing.T) {
 // provider sent).
 func TestAFilterFalsePositiveStillMatchesOnlyItsProvider(t *testing.T) {
 	ctx := context.Background()
-	s, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "log.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := tempSQLite(t)
 	if _, err := s.Apply(ctx, []Op{{Report: &gateway.DeliveryReport{Provider: "ib", MessageID: "m1", ProviderMessageID: "SM1", Status: gateway.StatusFailed}}}); err != nil {
 		t.Fatal(err)
 	}

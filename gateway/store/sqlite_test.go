@@ -364,6 +364,17 @@ func TestTheWALStartsOverBesideEndlessListings(t *testing.T) {
 	}
 }
 
+// tempSQLite opens a SQLite message log in a temporary directory, closed when the test ends.
+func tempSQLite(t *testing.T) *SQLite {
+	t.Helper()
+	s, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "log.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // TestHealthLetsTheWALGateCloseBetweenItsSlices: the delivery-health read, which the WAL gate
 // waits for, is a read of its own for each slice of the window, so that the gate can close between
 // two (one grouped scan of a busy window held every read of the file for seconds); the slices'
@@ -371,11 +382,7 @@ func TestTheWALStartsOverBesideEndlessListings(t *testing.T) {
 // window left out.
 func TestHealthLetsTheWALGateCloseBetweenItsSlices(t *testing.T) {
 	ctx := context.Background()
-	b, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "log.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := tempSQLite(t)
 	now := t0
 	b.Now = func() time.Time { return now }
 	since, pendingBefore := now.Add(-30*time.Minute), now.Add(-10*time.Minute)

@@ -1984,11 +1984,7 @@ func TestReadsLeaveTheWriterAlone(t *testing.T) {
 // statement held SQLite's lock, and every send's record with it, for seconds on a large log.
 func TestSQLitePurgeLetsTheWriterIn(t *testing.T) {
 	ctx := context.Background()
-	s, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "log.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := tempSQLite(t)
 	var batch []Op
 	for i := range 95 {
 		batch = append(batch, Op{Insert: record(fmt.Sprint("old-", i), "acme", "ib", "", t0.Add(-48*time.Hour))})
