@@ -86,12 +86,15 @@ func OpenLater(open func(context.Context) (Backend, error), wait, firstWait time
 				return
 			case <-time.After(wait):
 			}
-			wait = min(2*wait, laterMaxWait)
+			wait = laterNextWait(wait)
 		}
 	}()
 	ended, err = l.waitFirst(firstWait)
 	return l, ended, err
 }
+
+// laterNextWait is the wait after wait: twice as long, at most laterMaxWait.
+func laterNextWait(wait time.Duration) time.Duration { return min(2*wait, laterMaxWait) }
 
 // endFirst records the first attempt's outcome and reports whether waitFirst takes it.
 func (l *Later) endFirst(err error) (told bool) {

@@ -303,8 +303,8 @@ func TestOpenLaterTellsEachOutcomeOnce(t *testing.T) {
 }
 
 // TestOpenLaterWaitsLongerEachTimeAndStopsAtClose: attempts that fail are spaced by a wait that
-// doubles (10, 20, 40, 80 ms: at least 150 ms before the fifth); Close ends a wait and cancels an
-// attempt under way instead of waiting for them.
+// doubles (10, 20, 40, 80 ms: at least 150 ms before the fifth) up to 30 s; Close ends a wait and
+// cancels an attempt under way instead of waiting for them.
 func TestOpenLaterWaitsLongerEachTimeAndStopsAtClose(t *testing.T) {
 	var tries atomic.Int32
 	var fifth atomic.Int64
@@ -336,13 +336,26 @@ func TestOpenLaterWaitsLongerEachTimeAndStopsAtClose(t *testing.T) {
 	within(t, 10*time.Second, "the first attempt", func() bool { return tries.Load() == 1 })
 	closed(l, "during a wait between attempts")
 
-	// An attempt under way (a connect that would hang) is cancelled by Close.
+	// An attempt under way (a connect that would hang) is cancelled by Close, and its error is
+	// not told as a failure to reach the database: the replica is stopping.
 	started := make(chan struct{})
+	var failed atomic.Int32
 	l, _, _ = OpenLater(func(ctx context.Context) (Backend, error) {
 		close(started)
 		<-ctx.Done()
 		return nil, ctx.Err()
-	}, time.Hour, 0, nil, nil)
+	}, time.Hour, 0, func(error) { failed.Add(1) }, nil)
 	<-started
 	closed(l, "during an attempt")
+	if n := failed.Load(); n != 0 {
+		t.Errorf("the attempt Close cancelled was told as %d failures, want none", n)
+	}
+	// The waits double up to 30 s and stay there: a replica started during a long outage tries
+	// again at least every 30 s.
+	for _, tc := range [][2]time.Duration{{10 * time.Millisecond, 20 * time.Millisecond}, {10 * time.Second, 20 * time.Second},
+		{20 * time.Second, 30 * time.Second}, {30 * time.Second, 30 * time.Second}} {
+		if got := laterNextWait(tc[0]); got != tc[1] {
+			t.Errorf("the wait after %v: %v, want %v", tc[0], got, tc[1])
+		}
+	}
 }
