@@ -88,8 +88,11 @@ type Spool struct {
 	sync bool
 }
 
-// syncFile syncs a spool file to the disk (tests hold it).
-var syncFile = (*os.File).Sync
+// syncFile syncs a spool file to the disk, and syncSpoolDir its directory (tests hold both).
+var (
+	syncFile     = (*os.File).Sync
+	syncSpoolDir = syncDir
+)
 
 // SyncWrites has the spool sync to the disk each write it adds, before the writer answers it, and
 // its directory whenever the file is made anew: what it holds then outlives the machine (a power
@@ -97,7 +100,7 @@ var syncFile = (*os.File).Sync
 // at OpenSpool.
 func (sp *Spool) SyncWrites() error {
 	sp.sync = true
-	return syncDir(sp.dir)
+	return syncSpoolDir(sp.dir)
 }
 
 // OpenSpool locks dir (creating it) and reads back the writes its file holds. A directory locked
@@ -362,7 +365,7 @@ func (sp *Spool) rewrite(ops []Op) error {
 	if sp.sync {
 		// The new name must reach the disk too. The writes are in the file either way: a
 		// failure here has the next add write it anew again.
-		if err := syncDir(sp.dir); err != nil {
+		if err := syncSpoolDir(sp.dir); err != nil {
 			sp.broken = true
 			return err
 		}
