@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -43,6 +44,8 @@ type stubBackend struct {
 	// the metrics have a listener of their own).
 	verified error
 	metrics  http.Handler
+	// adminOff: no admin token is set (Admin answers enabled false).
+	adminOff bool
 }
 
 func (s *stubBackend) Verified(context.Context, string, string) error {
@@ -94,7 +97,7 @@ func (s *stubBackend) SetProviderDisabled(name string, disabled bool) error {
 }
 func (s *stubBackend) Reload(context.Context) error  { return s.reload }
 func (s *stubBackend) Ready() (bool, string)         { return false, "no providers" }
-func (s *stubBackend) Admin(tok string) (bool, bool) { return true, tok == "adm" }
+func (s *stubBackend) Admin(tok string) (bool, bool) { return !s.adminOff, !s.adminOff && tok == "adm" }
 func (s *stubBackend) PublicURL() string             { return "" }
 func (s *stubBackend) MaxBodyBytes() int64           { return 100 }
 func (s *stubBackend) Metrics() http.Handler         { return s.metrics }
@@ -235,6 +238,9 @@ func TestMessagesQueryEdges(t *testing.T) {
 		}
 	}
 	b := &stubBackend{records: []*store.Record{}}
+	if do(t, b, "GET", "/v1/messages", "Bearer good", ""); b.query.Limit != 50 {
+		t.Errorf("a page without a limit asked for %d messages, want the documented 50", b.query.Limit)
+	}
 	do(t, b, "GET", "/v1/messages?since=1h", "Bearer good", "")
 	if ago := time.Since(b.query.Since); ago < time.Hour || ago > time.Hour+time.Minute {
 		t.Errorf("since=1h asked from %v ago", ago)
@@ -426,6 +432,35 @@ func TestAdminEndpointsAnswer(t *testing.T) {
 	}
 	if res, body := do(t, b, "DELETE", "/v1/admin/quarantines/acme/4479", "Bearer adm", ""); res.StatusCode != 404 || !strings.Contains(body, `"code":"not_found"`) {
 		t.Errorf("release of no quarantine: %d %s", res.StatusCode, body)
+	}
+}
+
+// TestEveryAdminRouteNeedsTheAdminToken: each route under /v1/admin/ and /v1/providers, found
+// in the router rather than listed here (a route added later is held too), answers 401 without
+// the admin token or with another, and 404 admin_disabled when no admin token is set. A tenant's
+// key is not the admin token: reloading the config, reading every tenant's spend, releasing a
+// quarantine or draining a provider touches every tenant.
+func TestEveryAdminRouteNeedsTheAdminToken(t *testing.T) {
+	var routes []*echo.Route
+	for _, r := range New(&stubBackend{}, slog.New(slog.DiscardHandler)).Routes() {
+		if strings.HasPrefix(r.Path, "/v1/admin/") || strings.HasPrefix(r.Path, "/v1/providers") {
+			routes = append(routes, r)
+		}
+	}
+	if len(routes) < 7 {
+		t.Fatalf("found %d admin routes, want at least the 7 documented", len(routes))
+	}
+	param := regexp.MustCompile(`:[a-zA-Z]+`)
+	for _, r := range routes {
+		path := param.ReplaceAllString(r.Path, "x")
+		for _, auth := range []string{"", "Bearer good", "Bearer adm2", "adm"} {
+			if res, body := do(t, &stubBackend{}, r.Method, path, auth, ""); res.StatusCode != 401 || !strings.Contains(body, `"code":"unauthorized"`) {
+				t.Errorf("%s %s with %q: %d %s, want 401 unauthorized", r.Method, path, auth, res.StatusCode, body)
+			}
+		}
+		if res, body := do(t, &stubBackend{adminOff: true}, r.Method, path, "Bearer adm", ""); res.StatusCode != 404 || !strings.Contains(body, `"code":"admin_disabled"`) {
+			t.Errorf("%s %s with no admin token set: %d %s, want 404 admin_disabled", r.Method, path, res.StatusCode, body)
+		}
 	}
 }
 
