@@ -423,6 +423,17 @@ func TestReportsRenderEachField(t *testing.T) {
 		ls[0].SentAt == nil || *ls[0].SentAt != "2026-12-04T08:59:00.000+0000" || ls[0].Error == nil || ls[0].Error.Name != "EC_INVALID_DESTINATION" {
 		t.Errorf("a v3 log entry: %+v (sentAt %v, error %v)", ls[0], ls[0].SentAt, ls[0].Error)
 	}
+	// The caller's callbackData comes back with a report, as Infobip's does, and not in a log,
+	// whose entries (Infobip's SMS logs) have no such field.
+	cb := []Message{{ID: "m6", To: "41793026727", Status: gateway.StatusDelivered, CallbackData: "cb-6"}}
+	for name, tc := range map[string]struct {
+		body []byte
+		want bool
+	}{"v2 report": {Reports(SMSv2, cb), true}, "v3 report": {Reports(SMSv3, cb), true}, "v2 log": {Logs(SMSv2, cb), false}, "v3 log": {Logs(SMSv3, cb), false}} {
+		if got := strings.Contains(string(tc.body), `"callbackData":"cb-6"`); got != tc.want {
+			t.Errorf("%s holds the callbackData: %v, want %v: %s", name, got, tc.want, tc.body)
+		}
+	}
 }
 
 func mustJSON(t *testing.T, v any) string {
