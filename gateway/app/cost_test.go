@@ -268,6 +268,8 @@ func TestOneOfTwoTenantsCannotMoveThePrice(t *testing.T) {
 		{"three tenants", ", prices: {countries: {GB: 0.9}}", []float64{0.9, 0.02, 0.021}, nil, 0.021},
 		{"two tenants of one dear message each beside a daily one", "", []float64{0.02, 0.9, 0.9}, []int{1000, 1, 1}, 0.02},
 		{"a daily tenant beside one of two messages", "", []float64{0.9, 0.02}, []int{1000, 2}, 0.9},
+		{"the configured price halfway between the two: the lower", ", prices: {countries: {GB: 0.5}}", []float64{0.75, 0.25}, nil, 0.25},
+		{"min_reports in all, and no more", "", []float64{0.02, 0.02}, []int{3, 2}, 0.02},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg, err := config.Parse("x.yaml", []byte(`
@@ -409,7 +411,8 @@ routes: [{name: d, strategy: least_cost, providers: [q2, q1]}]
 
 // TestSpendLimitCountsWhatReportsSay: a send is charged its provider's price for the country when
 // it is sent; when the delivery report says it cost more (a premium range of the country, as
-// pumping uses), the difference is charged too, and the tenant's next send is refused.
+// pumping uses), the difference is charged too, and the tenant's next send is refused. A report
+// of a lower price gives nothing back, and a text's parts are counted on both sides.
 func TestSpendLimitCountsWhatReportsSay(t *testing.T) {
 	cfg := strings.Replace(healthConfig, "tenants: [{name: acme, api_key: acme-key}]", "tenants: [{name: acme, api_key: acme-key, rate_limits: {spend: 0.05/24h}}]", 1)
 	cfg = strings.Replace(cfg, "    webhook_secret: hook-secret\n", "    webhook_secret: hook-secret\n    prices: {default: 0.01}\n", 1)
@@ -425,16 +428,34 @@ func TestSpendLimitCountsWhatReportsSay(t *testing.T) {
 	if got := spent(); math.Abs(got-0.01) > 1e-9 {
 		t.Fatalf("charged %v at the send, want 0.01", got)
 	}
+	// A report of a lower price gives nothing back: the limit counts at least the configured price.
+	cheap := send("+447400100003")
+	infobipReport(t, h, cheap.Body["id"].(string), "DELIVERED", `{"pricePerMessage":0.004,"currency":"EUR"}`)
+	h.app.reconciling.Wait() // the report's charge started before its answer
+	if u := spendUsed(t, h); math.Abs(u-0.02) > 1e-4 {
+		t.Fatalf("used %v after a report of a lower price, want the two sends' 0.02", u)
+	}
+	// A text of two parts is charged two at its send, and a report of its two parts at the
+	// configured price charges nothing more.
+	long := h.send("acme-key", `{"message_options":{"recipient":"+447400100004","text":"Your code is 123456. `+strings.Repeat("x", 150)+`","message_type":"sms"}}`)
+	if long.Status != 200 {
+		t.Fatalf("a text of two parts: %d %s", long.Status, long.Raw)
+	}
+	infobipReport(t, h, long.Body["id"].(string), "DELIVERED", `{"pricePerMessage":0.01,"currency":"EUR"},"smsCount":2`)
+	h.app.reconciling.Wait()
+	if u := spendUsed(t, h); math.Abs(u-0.04) > 1e-4 {
+		t.Fatalf("used %v after a report of a text of two parts at its price, want 0.04", u)
+	}
 	infobipReport(t, h, r.Body["id"].(string), "DELIVERED", `{"pricePerMessage":0.09,"currency":"EUR"}`)
 	deadline := time.Now().Add(5 * time.Second)
-	for math.Abs(spent()-0.09) > 1e-9 && time.Now().Before(deadline) {
+	for math.Abs(spent()-0.12) > 1e-9 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if got := spent(); math.Abs(got-0.09) > 1e-9 {
-		t.Fatalf("after the report: %v, want 0.09", got)
+	if got := spent(); math.Abs(got-0.12) > 1e-9 {
+		t.Fatalf("after the report: %v, want 0.12 (0.09, 0.01 and 0.02)", got)
 	}
 	if r := send("+447400100002"); r.Status != 429 || !strings.Contains(r.Raw, "spend limit") {
-		t.Errorf("the next send, 0.09 of 0.05 spent: %d %s", r.Status, r.Raw)
+		t.Errorf("the next send, 0.12 of 0.05 spent: %d %s", r.Status, r.Raw)
 	}
 }
 

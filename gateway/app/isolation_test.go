@@ -1100,7 +1100,9 @@ routes: [{name: d, providers: [m]}]
 		{"a read", native, func(r response) bool {
 			return r.Status == 429 && errCode(r) == "rate_limited" && r.Header.Get("Retry-After") == "1"
 		}},
-		{"an Infobip-compatible read", compat, func(r response) bool { return r.Status == 429 && strings.Contains(r.Raw, "TOO_MANY_REQUESTS") }},
+		{"an Infobip-compatible read", compat, func(r response) bool {
+			return r.Status == 429 && strings.Contains(r.Raw, "TOO_MANY_REQUESTS") && r.Header.Get("Retry-After") == "1"
+		}},
 	} {
 		select {
 		case r := <-c.got:
@@ -1598,6 +1600,13 @@ func TestASpendLimitCountsTheMinutesOfALongCall(t *testing.T) {
 	}
 	if r := h.send("caller-key", `{"message_options":{"recipient":"+14155550104","text":"1 < 2,, ok","message_type":"sms"}}`); r.Status != 200 {
 		t.Errorf("the same in a text message: %d %s", r.Status, r.Raw)
+	}
+	// Where no voice price is configured at all, a call counts at the highest text price, not at
+	// nothing: the limit must not let a tenant call unseen.
+	h = startSpending(t, "{name: caller, api_key: caller-key, rate_limits: {spend: 10/24h}}", "prices: {default: 0.04, countries: {US: 0.07}}")
+	call("Your code is 123456")
+	if u := spendUsed(t, h); math.Abs(u-0.07) > 1e-4 {
+		t.Errorf("used %v after a call with no voice price configured, want the highest text price (0.07)", u)
 	}
 }
 

@@ -257,6 +257,29 @@ func TestAPushsLastTryIsCountedGivenUp(t *testing.T) {
 	}
 }
 
+// TestATenantsFailingPushesLeaveOthersLines: a tenant whose pushes keep failing uses up its own
+// lines of the log (log.error_lines_per_second), not another tenant's: a second tenant's failed
+// push is still written.
+func TestATenantsFailingPushesLeaveOthersLines(t *testing.T) {
+	clk := &testClock{t: time.Now()} // one second throughout: the lines' budget does not refill
+	h := start(t, failoverConfig, Options{Now: clk.Now})
+	h.app.notifier.backoff = nil
+	push := func(tenant string) {
+		h.app.notifier.deliver(&store.Record{ID: "msg_1", Tenant: tenant, NotifyURL: "http://127.0.0.1:1/r", PushTries: 1})
+	}
+	for range 50 {
+		push("acme")
+	}
+	push("beta")
+	lines := map[string]int{}
+	for _, l := range logLines(t, h, "delivery report push failed; tried again when it falls due") {
+		lines[l["tenant"].(string)]++
+	}
+	if lines["acme"] != 10 || lines["beta"] != 1 {
+		t.Errorf("push failure lines by tenant: %v, want acme's 10 a second and beta's 1", lines)
+	}
+}
+
 // TestAHangingEndpointHoldsFewClaims: a tenant whose endpoint hangs has at most notifyQueueMax pushes
 // claimed and waiting on a replica (plus those in flight), however often sweeps run: the rest stay
 // due in the message log instead of waiting in memory past their claim and being claimed again,

@@ -2078,6 +2078,27 @@ routes: [{name: d, providers: [m]}]
 	rc.Del(ctx, "ho:log-handoff")
 }
 
+// TestACallWhoseAPILimitCannotBeCheckedGoesThrough: with Redis down, a tenant's call other than a
+// send (reading its messages) whose rate_limits.api cannot be checked goes through, as documented,
+// and the failure is counted: an outage of the state store must not take the reads away too.
+func TestACallWhoseAPILimitCannotBeCheckedGoesThrough(t *testing.T) {
+	addr, stop := redistest.Server(t)
+	h := start(t, fmt.Sprintf(`
+storage: {driver: memory}
+state: {driver: redis, redis: {addr: %q, key_prefix: "api:"}, key_secret: "e2e-key-secret-0123456789"}
+tenants: [{name: acme, api_key: acme-key, rate_limits: {api: 5/1h}}]
+providers: [{name: m, type: mock}]
+routes: [{name: d, providers: [m]}]
+`, addr), Options{})
+	stop()
+	if r := h.do("GET", "/v1/messages", "acme-key", ""); r.Status != 200 {
+		t.Errorf("a read whose api limit Redis cannot check: %d %s, want 200", r.Status, r.Raw)
+	}
+	if n := testutil.ToFloat64(h.app.MetricSet().StateErrors.WithLabelValues("rate_limit")); n < 1 {
+		t.Errorf("smsgate_state_errors_total{op=rate_limit} = %v, want the failed check counted", n)
+	}
+}
+
 // TestAReplicaWhoseOwnWritesWaitTakesNoHandedOverWrites: a replica whose database stopped
 // answering, its own records waiting in its memory, leaves the writes handed over in the list
 // while it does: taken in, they would wait beside its own, and a buffer they fill pushes out its
@@ -2120,6 +2141,7 @@ routes: [{name: d, providers: [m]}]
 	if n := rc.LLen(ctx, "wait:log-handoff").Val(); n != 1 {
 		t.Fatalf("%d chunks handed over, want 1", n)
 	}
+	chunk := rc.LIndex(ctx, "wait:log-handoff", 0).Val()
 	rc.ConfigResetStat(ctx)
 	time.Sleep(5 * adoptEvery)
 	if n := redisCalls(t, rc, "lindex"); n != 0 {
@@ -2138,6 +2160,21 @@ routes: [{name: d, providers: [m]}]
 	if in := testutil.ToFloat64(staying.app.MetricSet().LogHandedOver.WithLabelValues("in")); in != 1 {
 		t.Errorf("smsgate_message_log_handed_over_total{direction=in} = %v, want 1", in)
 	}
+
+	// A replica whose database stops answering while it writes a chunk it took leaves the chunk
+	// in the list: its writes wait in this replica's memory only, which a kill would lose. (The
+	// chunk is the one written above, handed over again: written twice, harmlessly.)
+	stall(true)
+	rc.RPush(ctx, "wait:log-handoff", chunk)
+	waitFor(t, 15*time.Second, "the replica to take the chunk and its writes not to commit (it waits 10 s for them)", func() bool {
+		return strings.Contains(staying.logs.String(), "not written yet, left in the list")
+	})
+	time.Sleep(3 * adoptEvery)
+	if got := rc.LRange(ctx, "wait:log-handoff", 0, -1).Val(); !slices.Equal(got, []string{chunk}) {
+		t.Errorf("the list once the chunk's writes did not commit: %d entries, want the chunk", len(got))
+	}
+	stall(false)
+	waitFor(t, 5*time.Second, "the list to be emptied once the database answers", func() bool { return rc.Exists(ctx, "wait:log-handoff").Val() == 0 })
 }
 
 // TestAFloodOfIdempotencyKeysInRedisEvictsOnlyItsOwn: with the state in Redis, a tenant sending
