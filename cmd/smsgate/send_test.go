@@ -87,7 +87,8 @@ func TestSendPrintsTheProvidersAnswer(t *testing.T) {
 		t.Errorf("body %s", req.Raw)
 	}
 	if !res.Sent || res.Provider != "ib" || res.Type != "infobip" || res.Country != "GB" || res.To != "+44******3456" ||
-		res.ProviderStatus != "PENDING_ACCEPTED" || res.ProviderMessageID == "" || !strings.Contains(string(req.Raw), res.ID) {
+		res.ProviderStatus != "PENDING_ACCEPTED" || res.ProviderMessageID == "" ||
+		!strings.HasPrefix(res.ID, "msg_") || !strings.Contains(string(req.Raw), `"messageId":"`+res.ID+`"`) {
 		t.Errorf("result %+v", res)
 	}
 	for _, leak := range []string{"481516", "7400123456", "send-test-key"} {

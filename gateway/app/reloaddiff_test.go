@@ -67,6 +67,9 @@ routes:
 			s = strings.Replace(s, "  - {name: gb, match: {countries: [GB]}, providers: [two, one]}\n  - {name: us, match: {countries: [US]}, providers: [two]}\n", "", 1)
 			return "routing: {least_cost: {currency: USD}}\n" + s
 		}, []any{"routes_removed", "gb,us", "sections_changed", "routing"}},
+		{"the server, log, storage and state sections", func(s string) string {
+			return "server: {max_in_flight: 64}\nlog: {level: debug}\nstorage: {driver: memory}\nstate: {max_keys: 5000}\n" + s
+		}, []any{"sections_changed", "server,log,storage,state"}},
 		{"a team's bounds", func(s string) string {
 			return "tenant_files: [{path: \"teams/*.yaml\", max_tenants: 3}]\n" + s
 		}, []any{"sections_changed", "tenant_files"}},
