@@ -1410,8 +1410,6 @@ const (
 // backends.
 const oldestSQL = `SELECT MIN(created_at) FROM messages`
 
-// collect reads every row of a query with scan: the row loop the SQL backends share
-// (database/sql and pgx rows both have Next and Err).
 // The window queries of the SQL backends, with ? placeholders (numbered for PostgreSQL).
 const (
 	// healthSQL takes pendingBefore, since and until (untilMS).
@@ -1514,6 +1512,8 @@ func tenantCounts[R interface {
 	return out, rows.Err()
 }
 
+// collect reads every row of a query with scan: the row loop the SQL backends share
+// (database/sql and pgx rows both have Next and Err).
 func collect(rows interface {
 	Next() bool
 	Err() error
