@@ -160,3 +160,30 @@ func TestAFilterFalsePositiveStillMatchesOnlyItsProvider(t *testing.T) {
 		t.Errorf("the record after another provider's early report: %+v %v, want it sent", r, err)
 	}
 }
+
+// TestAPurgeOfEveryWaitingReportEndsTheLookUps: once a purge has deleted the last unmatched
+// report, inserts stop querying pending_reports even where the filter still holds the deleted
+// reports' ids (it keeps them until it is rebuilt): the writer counts the waiting reports again
+// after a purge.
+func TestAPurgeOfEveryWaitingReportEndsTheLookUps(t *testing.T) {
+	ctx := context.Background()
+	s := tempSQLite(t)
+	if _, err := s.Apply(ctx, []Op{{Report: &gateway.DeliveryReport{Provider: "ib", ProviderMessageID: "pm-gone", Status: gateway.StatusDelivered}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Purge(ctx, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range s.filter.bits { // every id may have a report, as for the deleted one
+		s.filter.bits[i] = ^uint64(0)
+	}
+	if _, err := s.Apply(ctx, []Op{{Insert: record("m1", "acme", "ib", "pm-gone", t0)}}); err != nil {
+		t.Fatal(err)
+	}
+	if s.pendingLookups != 0 {
+		t.Errorf("%d look-ups of pending_reports after a purge that left it empty, want none", s.pendingLookups)
+	}
+	if r, err := s.Get(ctx, "acme", "m1"); err != nil || r.Status != gateway.StatusSent {
+		t.Errorf("the record whose report was purged: %+v %v, want it sent", r, err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -250,6 +251,60 @@ func TestRetentionPurge(t *testing.T) {
 	})
 }
 
+// TestThePurgeCutsStrictlyBefore: a purge deletes the records created before its cut-off and the
+// unmatched reports received before it; a record or a report of the cut-off's very millisecond
+// stays (storage.retention keeps what is not older than it), on every backend alike. In the
+// memory log, a record purged or trimmed leaves nothing behind in its index of provider ids,
+// which would otherwise grow as long as the process runs.
+func TestThePurgeCutsStrictlyBefore(t *testing.T) {
+	backends(t, func(t *testing.T, open func() Backend) {
+		b := open()
+		s := New(Options{Backend: b})
+		defer s.Close()
+		ctx := context.Background()
+		cut := t0.Add(time.Minute) // the backends' clock: when the report below is received
+		s.Insert(ctx, record("edge", "acme", "p", "pm-edge", cut))
+		s.Insert(ctx, record("before", "acme", "p", "pm-before", cut.Add(-time.Millisecond)))
+		s.Report(ctx, &gateway.DeliveryReport{Provider: "p", ProviderMessageID: "pm-early", Status: gateway.StatusDelivered})
+		s.Report(ctx, &gateway.DeliveryReport{Provider: "p", ProviderMessageID: "pm-dropped", Status: gateway.StatusDelivered})
+		s.Flush(ctx)
+		if n, err := s.Purge(ctx, cut); err != nil || n != 1 {
+			t.Fatalf("purged %d (%v), want the 1 record created before the cut-off", n, err)
+		}
+		if _, err := s.Get(ctx, "acme", "edge"); err != nil {
+			t.Errorf("the record of the cut-off's millisecond: %v, want it kept", err)
+		}
+		if _, err := s.Get(ctx, "acme", "before"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("the record a millisecond before the cut-off: %v, want it purged", err)
+		}
+		// The report received at the cut-off still waits: its record, written now, takes it.
+		s.Insert(ctx, record("late", "acme", "p", "pm-early", cut))
+		s.Flush(ctx)
+		if r, err := s.Get(ctx, "acme", "late"); err != nil || r.Status != gateway.StatusDelivered {
+			t.Errorf("the record of the report received at the cut-off: %+v %v, want it delivered", r, err)
+		}
+		// A purge past the report's millisecond drops it: the record it named, written after, is
+		// not changed by it.
+		if n, err := s.Purge(ctx, cut.Add(time.Millisecond)); err != nil || n != 2 {
+			t.Fatalf("purged %d (%v), want the 2 records of the cut-off's millisecond", n, err)
+		}
+		s.Insert(ctx, record("after", "acme", "p", "pm-dropped", cut))
+		s.Insert(ctx, record("after2", "acme", "p", "pm-after2", cut))
+		s.Flush(ctx)
+		if r, err := s.Get(ctx, "acme", "after"); err != nil || r.Status != gateway.StatusSent {
+			t.Errorf("the record of a report purged before it came: %+v %v, want it sent", r, err)
+		}
+		if m, ok := b.(*Memory); ok {
+			s.Trim(ctx, RecordBounds{Default: 1})
+			m.mu.RLock()
+			defer m.mu.RUnlock()
+			if len(m.byID) != 1 || len(m.byPMID) != 1 {
+				t.Errorf("the memory log after a purge and a trim: %d records and %d provider ids, want 1 and 1", len(m.byID), len(m.byPMID))
+			}
+		}
+	})
+}
+
 // TestATenantPastItsRecordBoundLosesOnlyItsOwnOldest: storage.max_records_per_tenant. A tenant
 // holding more records than the bound loses its oldest, down to the bound exactly (two records of
 // one millisecond at the edge are told apart by id, as the listing orders them), in chunks; a
@@ -345,6 +400,10 @@ func TestTheLeastBoundCountsEveryTenantsOwn(t *testing.T) {
 			t.Errorf("%+v: least %d, want %d", tc.b, got, tc.want)
 		}
 	}
+	// A tenant's bound of 0 is the default's, not none (tenants[].max_records: 0).
+	if got := (RecordBounds{Default: 500, Tenants: map[string]int{"a": 0}}).Of("a"); got != 500 {
+		t.Errorf("the bound of a tenant whose own is 0: %d, want the default 500", got)
+	}
 }
 
 // TestTheTrimLookCountsOnlyRecentRecordsBetweenFullCounts: the look for tenants over their
@@ -352,7 +411,8 @@ func TestTheLeastBoundCountsEveryTenantsOwn(t *testing.T) {
 // those it counts only the records created since trimLate before the last full count, so a tenant
 // that grows past its bound with new records is trimmed at the next look, and the log's other
 // records are not read again. A record written long after it was created is in neither count
-// until the next full one (the price of not reading every record every 10 minutes).
+// until the next full one (the price of not reading every record every 10 minutes). A clock set
+// back before the last full count has every record counted again.
 func TestTheTrimLookCountsOnlyRecentRecordsBetweenFullCounts(t *testing.T) {
 	for _, kind := range []string{"sqlite", "postgres"} {
 		t.Run(kind, func(t *testing.T) {
@@ -407,11 +467,19 @@ func TestTheTrimLookCountsOnlyRecentRecordsBetweenFullCounts(t *testing.T) {
 			// A tenant counted past its bound at the full count, now below it: looked at, kept.
 			look("a look with a lower bound of its own", RecordBounds{Default: 3, Tenants: map[string]int{"shrinks": 1}}, map[string]int{"shrinks": 2})
 			look("a look after it went below the bound", three, nil)
+			// Written after the full count, but created within trimLate before it: counted.
+			insert("tardy", 4, t0.Add(-30*time.Minute)) // after "shrinks", looked at and within its bound
+			look("a look after records created shortly before the full count", three, map[string]int{"tardy": 1})
 			now = now.Add(10 * time.Minute)
 			insert("steady", 2, now.Add(-3*time.Hour)) // written three hours after it was created
 			look("a look after records written late", three, nil)
 			now = now.Add(trimRecount)
 			look("the next full count", three, map[string]int{"steady": 1})
+			// A clock set back before the last full count counts every record again: a count since
+			// that count's time would miss what the new times place before it.
+			now = now.Add(-2 * time.Hour)
+			insert("back", 4, now.Add(-3*time.Hour))
+			look("a look on a clock set back", three, map[string]int{"back": 1})
 		})
 	}
 }
@@ -459,6 +527,15 @@ func TestReplicasSharingTheLogTrimOncePerInterval(t *testing.T) {
 	flood(10)
 	if cut, err := replicas[0].Trim(ctx, RecordBounds{Default: 3}); err != nil || cut["flood"] != 5 {
 		t.Fatalf("a trim without an interval cut %v (%v), want 5 of the flood's", cut, err)
+	}
+	// A replica whose timer fires a little early (55 minutes into an interval of an hour) still
+	// trims: the claim spares a tenth of the interval, so no replica skips a whole one.
+	flood(15)
+	if _, err := replicas[0].sys.Exec(ctx, `UPDATE chores SET ran_at = now() - interval '55 minutes' WHERE name = 'trim'`); err != nil {
+		t.Fatal(err)
+	}
+	if cut, err := replicas[1].Trim(ctx, RecordBounds{Default: 3, Every: time.Hour}); err != nil || cut["flood"] != 5 {
+		t.Fatalf("a trim 55 minutes into an interval of an hour cut %v (%v), want 5 of the flood's", cut, err)
 	}
 }
 
@@ -1241,6 +1318,39 @@ func TestPostgresPurgeRunsOnOneReplicaAtATime(t *testing.T) {
 	if _, err := p.Get(context.Background(), "acme", "new"); err != nil {
 		t.Errorf("the new record went too: %v", err)
 	}
+	ctx := context.Background()
+	// A purge leaves the lock free: another replica takes it at once.
+	taken := func(name string) bool {
+		t.Helper()
+		var got bool
+		if err := other.QueryRow(ctx, `SELECT pg_try_advisory_lock(`+lockKeySQL+`)`, name).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if !taken(":purge") {
+		t.Error("another replica could not take the purge's lock after a purge")
+	}
+	other.Exec(ctx, `SELECT pg_advisory_unlock(`+lockKeySQL+`)`, ":purge")
+	// The trim too: while another replica trims, this one leaves the log alone, and after its own
+	// trim the lock is free.
+	if _, err := p.Apply(ctx, []Op{{Insert: record("new2", "acme", "p", "", t0)}}); err != nil {
+		t.Fatal(err)
+	}
+	if !taken(":trim") {
+		t.Fatal("the trim's lock was not free")
+	}
+	if cut, err := p.Trim(ctx, RecordBounds{Default: 1}); err != nil || len(cut) != 0 {
+		t.Errorf("a trim while another replica trims cut %v (%v), want nothing", cut, err)
+	}
+	other.Exec(ctx, `SELECT pg_advisory_unlock(`+lockKeySQL+`)`, ":trim")
+	if cut, err := p.Trim(ctx, RecordBounds{Default: 1}); err != nil || cut["acme"] != 1 {
+		t.Errorf("a trim once the other replica's ended cut %v (%v), want 1 of acme's", cut, err)
+	}
+	if !taken(":trim") {
+		t.Error("another replica could not take the trim's lock after a trim")
+	}
+	other.Exec(ctx, `SELECT pg_advisory_unlock(`+lockKeySQL+`)`, ":trim")
 }
 
 // TestPostgresMigrationsUnderConcurrentStarts: replicas starting together migrate once. Those
