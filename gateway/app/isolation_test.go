@@ -843,7 +843,8 @@ func TestEveryTenantGetsAtLeastOneSendThrough(t *testing.T) {
 
 // TestTheCapIsWhatRunsBeforeShedding: with max_in_flight 4, the fourth send in flight is
 // admitted whoever sends it (nothing is shed below or at the cap, even a tenant over its share);
-// the fifth, from a tenant over its share (4 / 2 busy tenants), is shed.
+// the fifth, from a tenant over its share (4 / 2 busy tenants), is shed. With more tenants busy
+// than the cap, each has a share of one send.
 func TestTheCapIsWhatRunsBeforeShedding(t *testing.T) {
 	a := &App{}
 	var flood, quiet tenant
@@ -858,6 +859,28 @@ func TestTheCapIsWhatRunsBeforeShedding(t *testing.T) {
 	}
 	if !a.admit(4, &quiet) {
 		t.Error("a tenant within its share was shed over the cap")
+	}
+	// More tenants busy than the cap: each still has a share of one send, and a second is shed.
+	b := &App{}
+	tenants := make([]tenant, 3)
+	for i := range tenants {
+		if !b.admit(2, &tenants[i]) {
+			t.Errorf("tenant %d's first send, 3 tenants busy under a cap of 2, was shed", i)
+		}
+	}
+	if b.admit(2, &tenants[0]) {
+		t.Error("a tenant's second send, 3 tenants busy under a cap of 2, was admitted")
+	}
+	// A request of several destinations (the Infobip-compatible API) is admitted up to its share,
+	// and says how many it was, so that it gives back as many.
+	c := &App{}
+	var bulk tenant
+	if n := c.admitUpTo(4, &bulk, 6); n != 4 || bulk.inflight.Load() != 4 {
+		t.Errorf("6 destinations under a cap of 4: %d admitted, %d in flight, want 4 and 4", n, bulk.inflight.Load())
+	}
+	c.releaseN(&bulk, 4)
+	if c.admission.total.Load() != 0 || c.admission.busy.Load() != 0 {
+		t.Errorf("after the request gave its sends back: %d in flight, %d busy, want none", c.admission.total.Load(), c.admission.busy.Load())
 	}
 }
 
