@@ -63,11 +63,7 @@ func proxiedPushClient(proxy *url.URL, allowPrivate bool) *http.Client {
 
 func (t *pinningTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	host := req.URL.Hostname()
-	port := req.URL.Port()
-	if port == "" {
-		port = map[string]string{"http": "80", "https": "443"}[req.URL.Scheme]
-	}
-	p, err := strconv.ParseUint(port, 10, 16)
+	p, err := strconv.ParseUint(portOf(req.URL), 10, 16)
 	if err != nil {
 		return nil, errors.New("the notify URL has no valid port")
 	}
@@ -129,10 +125,7 @@ func (t *pinningTransport) transport(host string) *http.Transport {
 // tunnel connects to addr (the address pinned) through the proxy: CONNECT, with the proxy URL's
 // user as Proxy-Authorization.
 func (t *pinningTransport) tunnel(ctx context.Context, _, addr string) (net.Conn, error) {
-	proxyAddr := t.proxy.Host
-	if t.proxy.Port() == "" {
-		proxyAddr = net.JoinHostPort(t.proxy.Hostname(), map[string]string{"http": "80", "https": "443"}[t.proxy.Scheme])
-	}
+	proxyAddr := net.JoinHostPort(t.proxy.Hostname(), portOf(t.proxy))
 	conn, err := (&net.Dialer{Timeout: t.timeout, KeepAlive: 30 * time.Second}).DialContext(ctx, "tcp", proxyAddr)
 	if err != nil {
 		return nil, err
@@ -172,6 +165,15 @@ func (t *pinningTransport) tunnel(ctx context.Context, _, addr string) (net.Conn
 	}
 	_ = conn.SetDeadline(time.Time{})
 	return conn, nil
+}
+
+// portOf is u's port, or its scheme's when it names none (80 for http, 443 for https; "" for
+// another scheme, which config.Load does not let through).
+func portOf(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	return map[string]string{"http": "80", "https": "443"}[u.Scheme]
 }
 
 // proxyRefusedError is the proxy's answer to a CONNECT that was not a tunnel (407: its user or

@@ -174,6 +174,21 @@ func TestPushesThroughTheProxyGoToTheAddressChecked(t *testing.T) {
 	}
 }
 
+// TestAURLWithoutAPortHasItsSchemes: a notify URL or a proxy URL naming no port is reached on
+// its scheme's (80 for http, 443 for https), one naming a port on that port.
+func TestAURLWithoutAPortHasItsSchemes(t *testing.T) {
+	for raw, want := range map[string]string{"http://proxy.example": "80", "https://proxy.example": "443",
+		"https://proxy.example:8443": "8443", "http://[2001:db8::1]": "80", "https://user:pw@10.0.0.1:3128/": "3128"} {
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := portOf(u); got != want {
+			t.Errorf("%s: port %q, want %q", raw, got, want)
+		}
+	}
+}
+
 // TestPinPicksAnAddressItMayReach: of a name's addresses, a push goes to the first it may reach;
 // an address literal is taken as is, checked the same way.
 func TestPinPicksAnAddressItMayReach(t *testing.T) {
