@@ -246,6 +246,30 @@ func TestOneTenantCannotDemoteForAll(t *testing.T) {
 		func(string) bool { return true })[smsKey("p", "FR")]; !got.demote(20, 0.7) {
 		t.Errorf("a lone tenant's failures did not demote: %+v", got)
 	}
+	// Two tenants of equal weight, one whose messages all arrive and one whose never do: the tie
+	// resolves to the higher rate, so no provider is demoted on one tenant's word against another's.
+	tie := aggregateHealth([]store.HealthRow{{Provider: "p", Country: "DE", Tenant: "a", Delivered: 20}, {Provider: "p", Country: "DE", Tenant: "b", Undelivered: 20}}, 20,
+		func(string) bool { return true })[smsKey("p", "DE")]
+	if tie.tenantRate != 1 || tie.demote(20, 0.7) {
+		t.Errorf("two tenants of equal weight, at 1 and 0: tenant rate %v, demoted %v; want 1, not demoted", tie.tenantRate, tie.demote(20, 0.7))
+	}
+}
+
+// TestMessagesWithoutAReportCountOnlyWhereReportsCanCome: a message still without a report
+// after report_timeout counts against its provider only when reports can reach the gateway: the
+// driver asks for them and the gateway has a URL to receive them at (server.public_url). Without
+// the URL no report ever comes, and counting the silence would demote every provider.
+func TestMessagesWithoutAReportCountOnlyWhereReportsCanCome(t *testing.T) {
+	h, _, _ := startOnFakesWith(t, healthConfig, Options{})
+	mi := h.app.rt.Load().members["infobip-eu"]
+	if mi == nil || mi.callback == "" || !reports(mi) {
+		t.Fatalf("infobip-eu with server.public_url set: %+v, want it to count messages without a report", mi)
+	}
+	unreachable := *mi
+	unreachable.callback = ""
+	if reports(&unreachable) {
+		t.Error("a provider with no URL to send its reports to counts messages without a report")
+	}
 }
 
 // smsKey is the SMS health of provider to country.
