@@ -1285,8 +1285,9 @@ func jsonLogger(b *syncbuf.Buffer) *slog.Logger { return slog.New(slog.NewJSONHa
 // TestPostgresPurgeRunsOnOneReplicaAtATime: while another replica holds the purge lock, a purge
 // skips its round; once released, it deletes in chunks.
 func TestPostgresPurgeRunsOnOneReplicaAtATime(t *testing.T) {
+	ctx := context.Background()
 	dsn := pgtest.DSN(t)
-	p, err := OpenPostgres(context.Background(), dsn, nil)
+	p, err := OpenPostgres(ctx, dsn, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1297,29 +1298,14 @@ func TestPostgresPurgeRunsOnOneReplicaAtATime(t *testing.T) {
 		ops = append(ops, Op{Insert: record(fmt.Sprint("old-", i), "acme", "p", "", t0.Add(-48*time.Hour))})
 	}
 	ops = append(ops, Op{Insert: record("new", "acme", "p", "", t0)})
-	if _, err := p.Apply(context.Background(), ops); err != nil {
+	if _, err := p.Apply(ctx, ops); err != nil {
 		t.Fatal(err)
 	}
-	other, err := pgx.Connect(context.Background(), dsn)
+	other, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer other.Close(context.Background())
-	if _, err := other.Exec(context.Background(), `SELECT pg_advisory_lock(`+lockKeySQL+`)`, ":purge"); err != nil {
-		t.Fatal(err)
-	}
-	if n, err := p.Purge(context.Background(), t0.Add(-time.Hour)); n != 0 || err != nil {
-		t.Fatalf("purge while another replica purges: %d, %v", n, err)
-	}
-	other.Exec(context.Background(), `SELECT pg_advisory_unlock(`+lockKeySQL+`)`, ":purge")
-	if n, err := p.Purge(context.Background(), t0.Add(-time.Hour)); n != 30 || err != nil {
-		t.Fatalf("purge: %d, %v; want 30 in chunks of 7", n, err)
-	}
-	if _, err := p.Get(context.Background(), "acme", "new"); err != nil {
-		t.Errorf("the new record went too: %v", err)
-	}
-	ctx := context.Background()
-	// A purge leaves the lock free: another replica takes it at once.
+	defer other.Close(ctx)
 	taken := func(name string) bool {
 		t.Helper()
 		var got bool
@@ -1328,10 +1314,30 @@ func TestPostgresPurgeRunsOnOneReplicaAtATime(t *testing.T) {
 		}
 		return got
 	}
+	release := func(name string) {
+		t.Helper()
+		if _, err := other.Exec(ctx, `SELECT pg_advisory_unlock(`+lockKeySQL+`)`, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !taken(":purge") {
+		t.Fatal("the purge's lock was not free")
+	}
+	if n, err := p.Purge(ctx, t0.Add(-time.Hour)); n != 0 || err != nil {
+		t.Fatalf("purge while another replica purges: %d, %v", n, err)
+	}
+	release(":purge")
+	if n, err := p.Purge(ctx, t0.Add(-time.Hour)); n != 30 || err != nil {
+		t.Fatalf("purge: %d, %v; want 30 in chunks of 7", n, err)
+	}
+	if _, err := p.Get(ctx, "acme", "new"); err != nil {
+		t.Errorf("the new record went too: %v", err)
+	}
+	// A purge leaves the lock free: another replica takes it at once.
 	if !taken(":purge") {
 		t.Error("another replica could not take the purge's lock after a purge")
 	}
-	other.Exec(ctx, `SELECT pg_advisory_unlock(`+lockKeySQL+`)`, ":purge")
+	release(":purge")
 	// The trim too: while another replica trims, this one leaves the log alone, and after its own
 	// trim the lock is free.
 	if _, err := p.Apply(ctx, []Op{{Insert: record("new2", "acme", "p", "", t0)}}); err != nil {
@@ -1343,14 +1349,14 @@ func TestPostgresPurgeRunsOnOneReplicaAtATime(t *testing.T) {
 	if cut, err := p.Trim(ctx, RecordBounds{Default: 1}); err != nil || len(cut) != 0 {
 		t.Errorf("a trim while another replica trims cut %v (%v), want nothing", cut, err)
 	}
-	other.Exec(ctx, `SELECT pg_advisory_unlock(`+lockKeySQL+`)`, ":trim")
+	release(":trim")
 	if cut, err := p.Trim(ctx, RecordBounds{Default: 1}); err != nil || cut["acme"] != 1 {
 		t.Errorf("a trim once the other replica's ended cut %v (%v), want 1 of acme's", cut, err)
 	}
 	if !taken(":trim") {
 		t.Error("another replica could not take the trim's lock after a trim")
 	}
-	other.Exec(ctx, `SELECT pg_advisory_unlock(`+lockKeySQL+`)`, ":trim")
+	release(":trim")
 }
 
 // TestPostgresMigrationsUnderConcurrentStarts: replicas starting together migrate once. Those
