@@ -170,10 +170,15 @@ func (t *pinningTransport) tunnel(ctx context.Context, _, addr string) (net.Conn
 // portOf is u's port, or its scheme's when it names none (80 for http, 443 for https; "" for
 // another scheme, which config.Load does not let through).
 func portOf(u *url.URL) string {
-	if p := u.Port(); p != "" {
+	switch p := u.Port(); {
+	case p != "":
 		return p
+	case u.Scheme == "http":
+		return "80"
+	case u.Scheme == "https":
+		return "443"
 	}
-	return map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	return ""
 }
 
 // proxyRefusedError is the proxy's answer to a CONNECT that was not a tunnel (407: its user or
