@@ -297,19 +297,7 @@ func TestRouteShowsDemotions(t *testing.T) {
 	// log writes 25 messages of provider to US a minute ago, of type typ, in status.
 	log := func(provider, typ, status string) {
 		t.Helper()
-		sq, err := store.OpenSQLite(context.Background(), db, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer sq.Close()
-		var ops []store.Op
-		for i := range 25 {
-			ops = append(ops, store.Op{Insert: &store.Record{ID: fmt.Sprint(provider, typ, status, i), Tenant: "a", Provider: provider, Country: "US", MessageType: typ,
-				Status: status, CreatedAt: time.Now().Add(-time.Minute), UpdatedAt: time.Now()}})
-		}
-		if _, err := sq.Apply(context.Background(), ops); err != nil {
-			t.Fatal(err)
-		}
+		logRecords(t, db, "a", provider, typ, status, 25, time.Minute)
 	}
 	log("p1", "sms", gateway.StatusUndelivered)
 	log("p3", "sms", gateway.StatusUndelivered) // p3, demoted too, is on no route of the tenant's: not shown.
@@ -357,6 +345,82 @@ func TestRouteShowsDemotions(t *testing.T) {
 	os.WriteFile(cfg, four(", delivery_health: false"), 0o600)
 	if code, out, errs := runCmd("route", "-c", cfg, "--tenant", "a", "--to", "+14155550104"); code != 0 || strings.Contains(out, "demoted") || !strings.Contains(out, "1. p4\n  2. p3\n  3. p2\n  4. p1\n") {
 		t.Errorf("a route with delivery_health: false: %d %s %s", code, out, errs)
+	}
+}
+
+// logRecords writes n messages of tenant by provider to US, of type typ, created age ago and now
+// in status, to the SQLite message log at db.
+func logRecords(t *testing.T, db, tenant, provider, typ, status string, n int, age time.Duration) {
+	t.Helper()
+	sq, err := store.OpenSQLite(context.Background(), db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sq.Close()
+	var ops []store.Op
+	for i := range n {
+		ops = append(ops, store.Op{Insert: &store.Record{ID: fmt.Sprint(tenant, provider, typ, status, age, i), Tenant: tenant, Provider: provider, Country: "US",
+			MessageType: typ, Status: status, CreatedAt: time.Now().Add(-age), UpdatedAt: time.Now()}})
+	}
+	if _, err := sq.Apply(context.Background(), ops); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRouteDemotesAsServeWould: smsgate route demotes by the rules a running gateway applies:
+// messages without a report count only against a provider that asks for reports (a mock never
+// does; an Infobip provider does when the gateway has a public URL), a rate at min_rate is no
+// demotion, and the rate shown is the tenants' (their weighted median), the one that demotes.
+func TestRouteDemotesAsServeWould(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "log.db")
+	cfg := filepath.Join(dir, "c.yaml")
+	// config writes a route of p1 (a mock) and p2 (Infobip) for tenants a and b, on the server
+	// settings given.
+	config := func(server string) {
+		t.Helper()
+		if err := os.WriteFile(cfg, []byte("server: {"+server+"}\nstorage: {path: "+db+"}\ntenants: [{name: a, api_key: key-a-0123456789}, {name: b, api_key: key-b-0123456789}]\n"+
+			"providers:\n  - {name: p1, type: mock}\n  - {name: p2, type: infobip, base_url: \"https://example.api.infobip.com\", api_key: ib-key, webhook_secret: s3cret-for-reports}\n"+
+			"routes: [{name: d, providers: [p1, p2]}]\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	demoted := func() []app.Demotion {
+		t.Helper()
+		code, out, errs := runCmd("route", "-c", cfg, "--tenant", "a", "--to", "+14155550104", "--json")
+		var ex Explanation
+		if err := json.Unmarshal([]byte(out), &ex); code != 0 || err != nil {
+			t.Fatalf("route --json: %d %v %s", code, err, errs)
+		}
+		return ex.Demoted
+	}
+	config(`public_url: "https://sms.example.com"`)
+	// 25 messages each, sent 15 minutes ago (past report_timeout) and never reported.
+	logRecords(t, db, "a", "p1", "sms", gateway.StatusSent, 25, 15*time.Minute)
+	logRecords(t, db, "a", "p2", "sms", gateway.StatusSent, 25, 15*time.Minute)
+	if diff := cmp.Diff([]app.Demotion{{Provider: "p2", Samples: 25}}, demoted()); diff != "" {
+		t.Errorf("unreported messages, with a public URL (-want +got):\n%s", diff)
+	}
+	config("")
+	if got := demoted(); len(got) != 0 {
+		t.Errorf("unreported messages, without a public URL: %+v demoted, want none (no report could come)", got)
+	}
+
+	// p1: 18 of 25 delivered, 0.72 against min_rate 0.7; a log of its own from here on.
+	db = filepath.Join(dir, "log2.db")
+	config("")
+	logRecords(t, db, "a", "p1", "sms", gateway.StatusDelivered, 18, time.Minute)
+	logRecords(t, db, "a", "p1", "sms", gateway.StatusUndelivered, 7, time.Minute)
+	if got := demoted(); len(got) != 0 {
+		t.Errorf("a rate of 0.72: %+v demoted, want none", got)
+	}
+	// p2: tenant a's 20 messages none delivered, b's 8 half: 4 of 28 delivered (0.14), but the
+	// tenants' median is a's 0, which demotes and is shown.
+	logRecords(t, db, "a", "p2", "sms", gateway.StatusUndelivered, 20, time.Minute)
+	logRecords(t, db, "b", "p2", "sms", gateway.StatusDelivered, 4, time.Minute)
+	logRecords(t, db, "b", "p2", "sms", gateway.StatusUndelivered, 4, time.Minute)
+	if diff := cmp.Diff([]app.Demotion{{Provider: "p2", Rate: 0, Samples: 28}}, demoted()); diff != "" {
+		t.Errorf("two tenants (-want +got):\n%s", diff)
 	}
 }
 

@@ -738,10 +738,7 @@ func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 	}
 	for i := range cfg.Providers {
 		p := &cfg.Providers[i]
-		deps := gateway.Deps{Name: p.Name, HTTPClient: a.client}
-		if cfg.Server.PublicURL != "" {
-			deps.CallbackURL = cfg.Server.PublicURL + "/v1/dlr/" + p.Type + "/" + p.Name
-		}
+		deps := gateway.Deps{Name: p.Name, HTTPClient: a.client, CallbackURL: callbackURL(cfg, p)}
 		mi := &memberInfo{typ: p.Type, cfg: p.Settings, callback: deps.CallbackURL, timeout: p.Timeout.D(), breaker: p.Breaker, cfgDisabled: p.Disabled}
 		if p.Paced() {
 			mi.share = *p.TenantShare

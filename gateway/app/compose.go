@@ -114,3 +114,21 @@ func buildDriver(c *config.Config, i int, deps gateway.Deps) gateway.Provider {
 	}
 	return d.build(p.Settings, deps)
 }
+
+// callbackURL is where provider p's delivery reports reach the gateway: server.public_url +
+// /v1/dlr/{type}/{name}; "" without a public URL (no report can reach it).
+func callbackURL(c *config.Config, p *config.Provider) string {
+	if c.Server.PublicURL == "" {
+		return ""
+	}
+	return c.Server.PublicURL + "/v1/dlr/" + p.Type + "/" + p.Name
+}
+
+// asksReports reports whether driver drv, given callback (callbackURL), asks for delivery reports:
+// its driver takes them, the gateway has a public URL, and the driver asked for them
+// (gateway.ReportReceiver.AsksReports). Only then does a message of it without a final report
+// count against it in delivery health.
+func asksReports(drv gateway.Provider, callback string) bool {
+	rr, ok := drv.(gateway.ReportReceiver)
+	return ok && callback != "" && rr.AsksReports()
+}

@@ -75,12 +75,10 @@ func (h *healthTable) view(k healthKey) (v healthView, ok bool) {
 	return healthView{rate: st.rate, tenantRate: st.tenantRate, samples: st.samples, demoted: st.demoted, probes: &st.probes}, true
 }
 
-// reports reports whether provider mi asks for delivery reports (its driver takes them, the
-// gateway has a public URL, and the driver asked for them: gateway.ReportReceiver.AsksReports):
-// only then does a message without a final report count against it.
+// reports reports whether provider mi asks for delivery reports (asksReports): only then does a
+// message without a final report count against it.
 func reports(mi *memberInfo) bool {
-	rr, ok := mi.member.Provider().(gateway.ReportReceiver)
-	return ok && mi.callback != "" && rr.AsksReports()
+	return asksReports(mi.member.Provider(), mi.callback)
 }
 
 // healthEvidence is one (provider, country)'s messages over the window, all tenants together.
@@ -515,6 +513,26 @@ func openMigrated(ctx context.Context, cfg config.Storage, log *slog.Logger) (mi
 	return b, nil
 }
 
+// plannedReports is, for Plan, whether a provider of cfg asks for delivery reports, as serve
+// decides it (reports): each provider is built as serve builds it, once, when a message of it
+// without a report is read.
+func plannedReports(cfg *config.Config) func(provider string) bool {
+	asks := map[string]bool{}
+	return func(provider string) bool {
+		v, ok := asks[provider]
+		if !ok {
+			for i := range cfg.Providers {
+				if p := &cfg.Providers[i]; p.Name == provider {
+					callback := callbackURL(cfg, p)
+					v = asksReports(buildDriver(cfg, i, gateway.Deps{Name: p.Name, CallbackURL: callback}), callback)
+				}
+			}
+			asks[provider] = v
+		}
+		return v
+	}
+}
+
 // Plan reads the message log of cfg (when there is one) for delivery health and reported prices,
 // and orders route's providers for a message to country as a running gateway would now (without
 // the probe share, and without hysteresis: the rates alone decide).
@@ -552,7 +570,7 @@ func Plan(ctx context.Context, cfg *config.Config, route, country string, typ ga
 	}
 	dh := cfg.Routing.DeliveryHealth
 	views := map[healthKey]healthView{}
-	for k, ev := range aggregateHealth(healthRows, dh.MinSamples, func(string) bool { return true }) {
+	for k, ev := range aggregateHealth(healthRows, dh.MinSamples, plannedReports(cfg)) {
 		if k.country != country || k.voice != voice {
 			continue
 		}

@@ -66,10 +66,7 @@ func TestSend(ctx context.Context, c *config.Config, name string, msg *gateway.M
 	if client == nil {
 		client = http.DefaultClient
 	}
-	deps := gateway.Deps{Name: p.Name, HTTPClient: client}
-	if c.Server.PublicURL != "" {
-		deps.CallbackURL = c.Server.PublicURL + "/v1/dlr/" + p.Type + "/" + p.Name
-	}
+	deps := gateway.Deps{Name: p.Name, HTTPClient: client, CallbackURL: callbackURL(c, p)}
 	drv := buildDriver(c, idx, deps)
 	if drv == nil {
 		return TestSendResult{}, fmt.Errorf("provider %q (type %q) could not be built", name, p.Type)
