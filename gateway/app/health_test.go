@@ -586,6 +586,7 @@ func TestAHealthReadThatOutgrewItsBudgetStillEnds(t *testing.T) {
 		{8 * time.Minute, 8 * time.Minute, true, healthBudgetMax},
 		{40 * time.Second, 15 * time.Second, false, 45 * time.Second},
 		{45 * time.Second, time.Second, false, healthBudget},
+		{5 * time.Minute, 4 * time.Minute, false, healthBudgetMax},
 	} {
 		if got := nextHealthBudget(healthBudget, c.budget, c.took, c.cut); got != c.want {
 			t.Errorf("after a read of %s bounded by %s (cut %v): %s, want %s", c.took, c.budget, c.cut, got, c.want)
@@ -709,6 +710,9 @@ func TestDemotionRules(t *testing.T) {
 	if !demoted() {
 		t.Error("restored by one message delivered")
 	}
+	if v, shown := gauge(); shown {
+		t.Errorf("1 message: gauge %v shown, want it gone (an earlier rate must not stay on show)", v)
+	}
 	put(gateway.SMS, 15, 20) // 0.75: above min_rate, under min_rate + margin (0.8)
 	if !demoted() {
 		t.Error("restored at 0.75, under min_rate + margin")
@@ -722,6 +726,9 @@ func TestDemotionRules(t *testing.T) {
 	put(gateway.Voice, 2, 12)
 	if v := healthOf(h.app, healthKey{"infobip-eu", "GB", true}); v == nil || !v.demoted || demoted() {
 		t.Fatalf("voice %+v; SMS demoted %v", v, demoted())
+	}
+	if v, shown := gauge(); shown {
+		t.Errorf("no SMS left in the window: gauge %v shown, want it gone", v)
 	}
 	if r := h.send("acme-key", `{"message_options":{"recipient":"+447400100001","code":"123456","message_type":"voice"}}`); r.Body["provider"] != "twilio-us" {
 		t.Errorf("a call after a voice demotion: %s", r.Raw)
