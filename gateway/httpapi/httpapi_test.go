@@ -257,6 +257,14 @@ func TestMessagesQueryEdges(t *testing.T) {
 	if _, body := do(t, &stubBackend{records: recs}, "GET", "/v1/messages?limit=2", "Bearer good", ""); !strings.Contains(body, `"next_cursor":"`+strconv.FormatInt(at.UnixMilli(), 10)+`.msg_2"`) {
 		t.Errorf("a full page: %s", body)
 	}
+	if _, body := do(t, &stubBackend{records: recs[:1]}, "GET", "/v1/messages?limit=1", "Bearer good", ""); !strings.Contains(body, `"next_cursor":"`+strconv.FormatInt(at.UnixMilli(), 10)+`.msg_1"`) {
+		t.Errorf("a full page of one: %s", body)
+	}
+	// The cursor a page gave asks for what comes before that very message, to the millisecond.
+	do(t, b, "GET", "/v1/messages?limit=2&cursor="+strconv.FormatInt(at.UnixMilli(), 10)+".msg_2", "Bearer good", "")
+	if want := (store.Cursor{CreatedAt: at, ID: "msg_2"}); b.query.Before == nil || *b.query.Before != want {
+		t.Errorf("a cursor was read as %+v, want %+v", b.query.Before, want)
+	}
 }
 
 // TestRequestIDIsBounded: a caller's X-Request-Id is cut to 128 bytes, and never inside a
