@@ -85,6 +85,17 @@ func TestDeliveryHealthWindow(t *testing.T) {
 	if q == nil || q.samples != 1 || q.rate != 1 {
 		t.Errorf("quiet GB: %+v", q)
 	}
+	// GET /v1/providers lists a provider's countries in their order, whatever the table's.
+	add("us1", "infobip-eu", "US", gateway.StatusDelivered, time.Minute)
+	add("de1", "infobip-eu", "DE", gateway.StatusDelivered, time.Minute)
+	h.app.refreshHealth(context.Background())
+	var countries []string
+	for _, c := range h.app.countryHealth("infobip-eu", false) {
+		countries = append(countries, c.Country)
+	}
+	if !slices.Equal(countries, []string{"DE", "GB", "US"}) {
+		t.Errorf("countries listed as %v, want DE, GB, US", countries)
+	}
 	// One more failure reaches min_samples: demoted (6/10 < 0.7).
 	add("f2", "infobip-eu", "GB", gateway.StatusFailed, time.Minute)
 	h.app.refreshHealth(context.Background())
