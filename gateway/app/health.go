@@ -414,15 +414,7 @@ func (a *App) countryHealth(provider string, voice bool) []httpapi.CountryHealth
 				Samples: st.samples, Demoted: st.demoted})
 		}
 	}
-	slices.SortFunc(out, func(x, y httpapi.CountryHealth) int {
-		if x.Country < y.Country {
-			return -1
-		}
-		if x.Country > y.Country {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(x, y httpapi.CountryHealth) int { return strings.Compare(x.Country, y.Country) })
 	return out
 }
 
