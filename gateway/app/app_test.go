@@ -620,11 +620,25 @@ routes:
 	}
 }
 
-// TestCoalescingKeepsSendersApart: identical requests in flight at once share one send, but not
-// when they name different senders (a tenant with allowed_senders sending for two brands): each
-// is a message of its own, sent as its sender.
-func TestCoalescingKeepsSendersApart(t *testing.T) {
-	h := start(t, `
+// TestCoalescingKeepsSendersAndTextsApart: identical requests in flight at once share one send,
+// but not when they name different senders (a tenant with allowed_senders sending for two brands)
+// or carry different texts of one code: each is a message of its own, sent as it was asked.
+func TestCoalescingKeepsSendersAndTextsApart(t *testing.T) {
+	// body is the i-th request of a case: the same recipient and code, two senders or two texts.
+	for _, c := range []struct {
+		name string
+		body func(i int) string
+	}{
+		{"senders", func(i int) string {
+			return `{"notification":{"recipient":"+14155550104","as_text":"Your code is 834712","code":"834712","from":"` + []string{"ACME", "GLOBEX"}[i%2] + `"}}`
+		}},
+		// The same code in two languages: two messages, each reader gets its own.
+		{"texts", func(i int) string {
+			return `{"notification":{"recipient":"+14155550104","as_text":"` + []string{"Your code is 834712", "Votre code est 834712"}[i%2] + `","code":"834712"}}`
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := start(t, `
 storage: {driver: memory}
 policy: {rate_limits: {per_recipient: 0}, resend_escalation: {enabled: false}}
 tenants:
@@ -634,35 +648,34 @@ providers:
 routes:
   - {name: default, providers: [slow]}
 `, Options{})
-	body := func(from string) string {
-		return `{"notification":{"recipient":"+14155550104","as_text":"Your code is 834712","code":"834712","from":"` + from + `"}}`
-	}
-	var wg sync.WaitGroup
-	ids := make([]any, 4)
-	for i, from := range []string{"ACME", "GLOBEX", "ACME", "GLOBEX"} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := h.send("brands-key", body(from))
-			if r.Status != 200 {
-				t.Errorf("%s: %d %s", from, r.Status, r.Raw)
+			var wg sync.WaitGroup
+			ids := make([]any, 4)
+			for i := range ids {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					r := h.send("brands-key", c.body(i))
+					if r.Status != 200 {
+						t.Errorf("request %d: %d %s", i, r.Status, r.Raw)
+					}
+					ids[i] = r.Body["id"]
+				}()
 			}
-			ids[i] = r.Body["id"]
-		}()
-	}
-	wg.Wait()
-	// Requests of one sender share a send when they overlap (TestIdempotencyAndCoalescing); on a
-	// loaded machine they may not, so only what must never happen is asserted: a message of one
-	// sender answered with the other's.
-	for _, a := range []int{0, 2} {
-		for _, g := range []int{1, 3} {
-			if ids[a] == ids[g] {
-				t.Errorf("ids %v: ACME's request %d got GLOBEX's message", ids, a)
+			wg.Wait()
+			// Requests of one sender and text share a send when they overlap
+			// (TestIdempotencyAndCoalescing); on a loaded machine they may not, so only what must
+			// never happen is asserted: a request answered with the other message.
+			for _, a := range []int{0, 2} {
+				for _, g := range []int{1, 3} {
+					if ids[a] == ids[g] {
+						t.Errorf("ids %v: request %d got the other message's", ids, a)
+					}
+				}
 			}
-		}
-	}
-	if n := testutil.ToFloat64(h.app.MetricSet().Attempts.WithLabelValues("slow", "sent")); n < 2 {
-		t.Errorf("provider sends = %v, want one a sender at least", n)
+			if n := testutil.ToFloat64(h.app.MetricSet().Attempts.WithLabelValues("slow", "sent")); n < 2 {
+				t.Errorf("provider sends = %v, want one a message at least", n)
+			}
+		})
 	}
 }
 
