@@ -78,6 +78,20 @@ func TestAnswerWhenNothingWasSent(t *testing.T) {
 	}
 }
 
+// TestErrorBodyInEachAPIsShape: v3's ApiError carries violations and resources as lists (empty,
+// never null: the SDKs iterate them), the legacy APIs an ApiException.
+func TestErrorBodyInEachAPIsShape(t *testing.T) {
+	for _, c := range []struct{ kind, want string }{
+		{SMSv3, `{"action":"","description":"no message could be sent","errorCode":"BAD_REQUEST","resources":[],"violations":[]}`},
+		{SMSv2, `{"requestError":{"serviceException":{"messageId":"BAD_REQUEST","text":"no message could be sent"}}}`},
+		{TTS, `{"requestError":{"serviceException":{"messageId":"BAD_REQUEST","text":"no message could be sent"}}}`},
+	} {
+		if got := string(ErrorBody(c.kind, "BAD_REQUEST", "no message could be sent")); got != c.want {
+			t.Errorf("%s: %s\nwant %s", c.kind, got, c.want)
+		}
+	}
+}
+
 // TestAnswerInEachAPIsShape: a send's answer lists each destination as its API does: v3 with
 // destination and a details object counting the parts its text is sent as, v2 with to.
 func TestAnswerInEachAPIsShape(t *testing.T) {
