@@ -1239,6 +1239,25 @@ routes: [{name: d, providers: [m1, m2]}]
 	if err := refresh(b); err != nil || reads(b) != 1 || !demoted(b) {
 		t.Errorf("b, the published rows due and another reading: %v (want the rows taken); reads %v (want none more), demoted %v", err, reads(b), demoted(b))
 	}
+	// A published read that does not decode while another reads: no rows to take, so the table
+	// stays as it is (not emptied of its demotions).
+	if err := client.Set(ctx, window, stray, time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := refresh(b); err != errReadElsewhere || !demoted(b) {
+		t.Errorf("b, a read that does not decode and another reading: %v (want errReadElsewhere), demoted %v", err, demoted(b))
+	}
+	// The read and its lock are under the fleet's key_prefix, like every key it writes (an ACL
+	// may give the fleet that prefix alone).
+	if keys, err := client.Keys(ctx, "*").Result(); err != nil || len(keys) == 0 {
+		t.Errorf("keys: %v %v", keys, err)
+	} else {
+		for _, k := range keys {
+			if !strings.HasPrefix(k, "share:") {
+				t.Errorf("key %q is outside the key_prefix", k)
+			}
+		}
+	}
 	// Redis gone: each reads its own.
 	stop()
 	if err := errors.Join(refresh(a), refresh(b)); err != nil || reads(a) != 4 || reads(b) != 2 {
