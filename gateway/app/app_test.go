@@ -1397,3 +1397,47 @@ routes: [{name: default, providers: [ib]}]
 		t.Errorf("%d %v %s, want 429 provider_throttled with Retry-After 1", r.Status, r.Header, r.Raw)
 	}
 }
+
+// panicOnce is a transport whose first request panics (a driver's bug, as a nil map or an index
+// out of range would be) and whose others fail to connect.
+type panicOnce struct{ done atomic.Bool }
+
+func (p *panicOnce) RoundTrip(*http.Request) (*http.Response, error) {
+	if p.done.CompareAndSwap(false, true) {
+		panic("a driver's bug")
+	}
+	return nil, errors.New("connection refused")
+}
+
+// TestAPanicInASendIsAJSON500AndTheReplicaGoesOn: a provider call that panics ends its request
+// in a JSON 500 with the stable code internal, logged at ERROR and its send line at WARN; the
+// process goes on, and the tenant's next send (its place among the sends in flight given back)
+// fails over as any other would.
+func TestAPanicInASendIsAJSON500AndTheReplicaGoesOn(t *testing.T) {
+	h := start(t, `
+storage: {driver: memory}
+server: {max_in_flight: 2}
+policy: {resend_escalation: {enabled: false}}
+tenants: [{name: acme, api_key: acme-key-0123456789}]
+providers:
+  - {name: ib, type: infobip, base_url: "https://ib.example.com", api_key: ib-key-0123456789}
+  - {name: m, type: mock}
+routes: [{name: d, providers: [ib, m]}]
+`, Options{HTTPClient: &http.Client{Transport: &panicOnce{}}})
+	r := h.send("acme-key-0123456789", `{"message_options":{"recipient":"+14155550104","code":"123456","message_type":"sms"}}`)
+	if r.Status != 500 || errCode(r) != "internal" {
+		t.Fatalf("a send whose provider call panicked: %d %s, want 500 internal", r.Status, r.Raw)
+	}
+	if l := logLines(t, h, "panic in send"); len(l) != 1 || l[0]["level"] != "ERROR" {
+		t.Errorf("the panic's log lines: %v, want one at ERROR", l)
+	}
+	if l := logLines(t, h, "send"); len(l) != 1 || l[0]["level"] != "WARN" || l[0]["outcome"] != "internal" {
+		t.Errorf("the send's log lines: %v, want one at WARN with outcome internal", l)
+	}
+	for i := range 3 { // more than max_in_flight: a place the panic kept would shed one
+		r := h.send("acme-key-0123456789", fmt.Sprintf(`{"message_options":{"recipient":"+1415555020%d","code":"123456","message_type":"sms"}}`, i))
+		if r.Status != 200 || r.Body["provider"] != "m" {
+			t.Errorf("send %d after the panic: %d %s, want sent through m", i, r.Status, r.Raw)
+		}
+	}
+}
