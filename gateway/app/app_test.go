@@ -464,6 +464,16 @@ func TestIdempotencyAndCoalescing(t *testing.T) {
 			break
 		}
 	}
+	// The nine that waited for the one send say so in their log lines.
+	coalesced := 0
+	for _, l := range logLines(t, h, "send") {
+		if l["coalesced"] == true {
+			coalesced++
+		}
+	}
+	if coalesced != 9 {
+		t.Errorf("%d send lines say coalesced, want the 9 requests that shared the send", coalesced)
+	}
 	// Without an Idempotency-Key, the same message in two bodies (here from two IP addresses) at
 	// once is one send, answered to both: a body that differs is no conflict.
 	var first, other response
