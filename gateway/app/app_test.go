@@ -704,6 +704,7 @@ func (c *testClock) Add(d time.Duration) {
 func TestResendEscalation(t *testing.T) {
 	clk := &testClock{t: time.Now()}
 	cfg := strings.Replace(failoverConfig, "    failure_rate: 1\n", "", 1)
+	cfg = strings.Replace(cfg, "tenants: [{name: acme, api_key: acme-key}]", "tenants: [{name: acme, api_key: acme-key}, {name: globex, api_key: globex-key}]", 1)
 	h := start(t, cfg, Options{Now: clk.Now})
 	body := `{"recipient":"+14155550104","text":"Your code is 424242","context":{"code":"424242"}}`
 	if r := h.send("acme-key", body); r.Body["provider"] != "first" {
@@ -730,6 +731,12 @@ func TestResendEscalation(t *testing.T) {
 	clk.Add(30 * time.Second)
 	if r := h.send("acme-key", other); r.Body["provider"] != "first" {
 		t.Errorf("a new code via %v, want first", r.Body["provider"])
+	}
+	// Another tenant's send of the same code to the same number is no resend of acme's: its
+	// chain starts where its own history says (here none), not after acme's provider.
+	clk.Add(20 * time.Second)
+	if r := h.send("globex-key", other); r.Body["provider"] != "first" {
+		t.Errorf("another tenant's send of acme's code via %v, want first (acme's resends are acme's)", r.Body["provider"])
 	}
 }
 
