@@ -415,7 +415,8 @@ func TestARollbackRunsOnANewerSchema(t *testing.T) {
 	type backend struct {
 		open    func() (Backend, error)
 		exec    func(sql string) // on a connection of its own
-		version string           // the table of the schema version
+		query   func(sql string) int
+		version string // the table of the schema version
 		known   int
 	}
 	dsn := pgtest.DSN(t)
@@ -433,6 +434,17 @@ func TestARollbackRunsOnANewerSchema(t *testing.T) {
 					t.Fatal(err)
 				}
 			},
+			query: func(q string) (n int) {
+				db, err := sql.Open("sqlite", "file:"+path)
+				if err == nil {
+					err = db.QueryRowContext(ctx, q).Scan(&n)
+					db.Close()
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				return n
+			},
 			version: "schema_version",
 			known:   len(migrations),
 		},
@@ -448,6 +460,17 @@ func TestARollbackRunsOnANewerSchema(t *testing.T) {
 					t.Fatal(err)
 				}
 			},
+			query: func(q string) (n int) {
+				c, err := pgx.Connect(ctx, dsn)
+				if err == nil {
+					err = c.QueryRow(ctx, q).Scan(&n)
+					c.Close(ctx)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				return n
+			},
 			version: "schema_migrations",
 			known:   len(pgMigrations),
 		},
@@ -462,6 +485,18 @@ func TestARollbackRunsOnANewerSchema(t *testing.T) {
 				t.Errorf("a log at this build's schema: ahead %d, %d", v, k)
 			}
 			b.Close()
+			// Opened again, at this build's schema: still not ahead, and it says which older
+			// builds may run on it.
+			if b, err = be.open(); err != nil {
+				t.Fatal(err)
+			}
+			if v, k := ahead(b); v != 0 || k != 0 {
+				t.Errorf("a log at this build's schema, opened again: ahead %d, %d", v, k)
+			}
+			b.Close()
+			if got := be.query(`SELECT requires FROM schema_compat`); got != oldestReader {
+				t.Errorf("schema_compat says builds of %d migrations may run on the log, want %d (oldestReader)", got, oldestReader)
+			}
 			// A newer build's additive migrations: older builds may run on its schema.
 			newer := be.known + 2
 			be.exec(fmt.Sprintf(`UPDATE %s SET version = %d; UPDATE schema_compat SET requires = 1`, be.version, newer))

@@ -655,9 +655,20 @@ func (s *SQLite) migrate(ctx context.Context, log *slog.Logger, apply bool) erro
 			return fmt.Errorf("migration %d: %w", i+1, err)
 		}
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ?;
-		DELETE FROM schema_compat; INSERT INTO schema_compat (requires) VALUES (?)`, len(migrations), oldestReader); err != nil {
-		return err
+	// One statement an Exec: the driver binds each statement of a multi-statement Exec from the
+	// first argument on, which wrote len(migrations) as requires and made every older build
+	// refuse the log (TestARollbackRunsOnANewerSchema).
+	for _, st := range []struct {
+		sql  string
+		args []any
+	}{
+		{`UPDATE schema_version SET version = ?`, []any{len(migrations)}},
+		{`DELETE FROM schema_compat`, nil},
+		{`INSERT INTO schema_compat (requires) VALUES (?)`, []any{oldestReader}},
+	} {
+		if _, err := tx.ExecContext(ctx, st.sql, st.args...); err != nil {
+			return err
+		}
 	}
 	return tx.Commit()
 }
