@@ -588,3 +588,33 @@ func keepWriting(s *Store, writers int, every time.Duration) (stop func() int64)
 		return n.Load()
 	}
 }
+
+// TestEveryConnectionHasTheLogsPragmas: the writer and both read pools run with the settings the
+// log depends on (docs/operations.md): WAL, synchronous NORMAL (the durability trade-off the
+// benchmarks document), a 5 s busy timeout, foreign keys, no checkpoint inside a commit, a WAL cut
+// back to 64 MiB, and the read pools' memory map.
+func TestEveryConnectionHasTheLogsPragmas(t *testing.T) {
+	s := tempSQLite(t)
+	ctx := context.Background()
+	for _, pool := range []struct {
+		name string
+		db   *sql.DB
+		mmap int64
+	}{{"writer", s.w, 0}, {"tenant reads", s.db, 2147418112}, {"shared reads", s.sys, 2147418112}} {
+		for _, p := range []struct {
+			pragma string
+			want   any
+		}{
+			{"journal_mode", "wal"}, {"synchronous", int64(1)}, {"busy_timeout", int64(5000)}, {"foreign_keys", int64(1)},
+			{"wal_autocheckpoint", int64(0)}, {"journal_size_limit", int64(67108864)}, {"mmap_size", pool.mmap},
+		} {
+			var got any
+			if err := pool.db.QueryRowContext(ctx, "PRAGMA "+p.pragma).Scan(&got); err != nil {
+				t.Fatalf("%s: PRAGMA %s: %v", pool.name, p.pragma, err)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(p.want) {
+				t.Errorf("%s: PRAGMA %s = %v, want %v", pool.name, p.pragma, got, p.want)
+			}
+		}
+	}
+}
