@@ -198,6 +198,9 @@ routes: [{name: default, providers: [ib]}]
 	if err != nil {
 		t.Fatal(err)
 	}
+	if rec.Status != gateway.StatusRejected {
+		t.Errorf("a destination the provider refused is recorded %q, want %q", rec.Status, gateway.StatusRejected)
+	}
 	kept := rec.Error
 	for _, a := range rec.Attempts {
 		kept += " " + a.Code + " " + a.Error
