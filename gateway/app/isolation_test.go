@@ -80,6 +80,10 @@ func TestCoalescedWaiterSurvivesFirstCallerHangingUp(t *testing.T) {
 	if len(page) != 1 {
 		t.Errorf("%d records, want one send for the two coalesced requests", len(page))
 	}
+	// The caller that hung up is counted as cancelled, not as a request whose budget ran out.
+	waitUntil(t, "the hung-up request counted as cancelled", func() bool {
+		return testutil.ToFloat64(h.app.MetricSet().Requests.WithLabelValues("acme", "", "cancelled")) == 1
+	})
 }
 
 // TestAnsweredSendIsRecordedAtShutdown: a send still running when shutdown starts is finished,
