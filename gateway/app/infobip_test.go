@@ -1025,3 +1025,24 @@ func TestACompatRequestsDestinationsAreSentEightAtATimeWithinItsTimeout(t *testi
 		t.Errorf("a request whose every destination ran out of time: %d %s", r.Status, r.Raw)
 	}
 }
+
+// TestARequestAnsweredWithAnErrorHoldsItsReports: a request that sent nothing is answered with an
+// error and no message id, so no report follows for its failed destinations: a pull finds none
+// (Infobip's callers never asked about a message they were not given).
+func TestARequestAnsweredWithAnErrorHoldsItsReports(t *testing.T) {
+	c := startCompat(t)
+	c.ib.SetMode(infobiptest.Unavailable)
+	c.tw.SetMode(twiliotest.Unavailable)
+	r := c.call("POST", "/sms/2/text/advanced", "App acme-ib-key", `{"messages":[{"destinations":[{"to":"14155550160"},{"to":"14155550161"}],"text":"Code 3"}]}`)
+	c.ib.SetMode(infobiptest.OK)
+	c.tw.SetMode(twiliotest.OK)
+	if r.Status != 503 || strings.Contains(r.Raw, "msg_") {
+		t.Fatalf("providers down: %d %s, want 503 without ids", r.Status, r.Raw)
+	}
+	if recs, _ := c.app.Store().List(context.Background(), store.Query{Tenant: "acme", Limit: 10}); len(recs) != 2 {
+		t.Fatalf("%d records of the failed destinations, want 2", len(recs))
+	}
+	if got := resultIDs(c.call("GET", "/sms/1/reports", "App acme-ib-key", "")); len(got) != 0 {
+		t.Errorf("a pull after a request answered 503 handed out reports of %v", got)
+	}
+}
