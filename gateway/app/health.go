@@ -506,8 +506,8 @@ func openMigrated(ctx context.Context, cfg config.Storage, log *slog.Logger) (mi
 }
 
 // plannedReports is, for Plan, whether a provider of cfg asks for delivery reports, as serve
-// decides it (reports): each provider is built as serve builds it, once, when a message of it
-// without a report is read.
+// decides it (reports): each provider is built as serve builds it, once, the first time a row of
+// its messages is read; a provider the config no longer has asks for none.
 func plannedReports(cfg *config.Config) func(provider string) bool {
 	asks := map[string]bool{}
 	return func(provider string) bool {
