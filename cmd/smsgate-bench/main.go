@@ -67,6 +67,9 @@ type options struct {
 	accountRate int
 	baselineLog bool
 	tls         bool
+	// smoke runs everything as briefly as it can (CI): the pumping simulation, whose weeks take
+	// as long as they take, runs one of its two variants.
+	smoke bool
 }
 
 func main() {
@@ -91,7 +94,7 @@ func main() {
 	flag.StringVar(&o.selfprofile, "selfprofile", "", "write this process's CPU profile (the load generator and the fakes) here")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (gateway log, database)")
 	flag.Parse()
-	if *smoke {
+	if o.smoke = *smoke; o.smoke {
 		o.duration, o.rounds, o.phase, o.concurrency, o.day = time.Second, 1, 700*time.Millisecond, 8, 960
 	}
 	if err := run(o); err != nil {
@@ -113,7 +116,7 @@ func run(o options) error {
 		defer pprof.StopCPUProfile()
 	}
 	if o.mode == "pumping" {
-		return pumpingSim(1)
+		return pumpingSim(1, o.smoke)
 	}
 	root, err := moduleRoot()
 	if err != nil {
@@ -258,7 +261,7 @@ func run(o options) error {
 		if err := throughputDrill(o, root, dir, gwBin, ibs.URL, tws.URL, ib); err != nil {
 			return err
 		}
-		return pumpingSim(1)
+		return pumpingSim(1, o.smoke)
 	}
 	return nil
 }
