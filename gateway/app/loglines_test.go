@@ -99,6 +99,9 @@ routes: [{name: b, match: {tenants: [broken]}, providers: [down]}, {name: d, pro
 	if n, _ := count("calm", "rate_limited"); n != 1 {
 		t.Errorf("%d lines for another tenant's refusal after the flood's, want 1", n)
 	}
+	for i := 302; i <= 306; i++ { // five more: four lines, then one left out
+		send("calm-key", i)
+	}
 	if n, _ := count("", "unauthorized"); n != 5 {
 		t.Errorf("%d lines for 200 unknown keys in one second, want 5", n)
 	}
@@ -117,6 +120,11 @@ routes: [{name: b, match: {tenants: [broken]}, providers: [down]}, {name: d, pro
 	send("flood-key", 500)
 	if n, s := count("flood", "rate_limited"); n != 6 || s != 193 {
 		t.Errorf("after a second: %d lines, %d suppressed; want 6 and 193", n, s)
+	}
+	// One left out is said too.
+	send("calm-key", 307)
+	if n, s := count("calm", "rate_limited"); n != 6 || s != 1 {
+		t.Errorf("the calm tenant after a second: %d lines, %d suppressed; want 6 and 1", n, s)
 	}
 }
 
