@@ -57,3 +57,15 @@ func PublicHost(host string) bool {
 	}
 	return true
 }
+
+// DefaultPort is the port a URL of scheme names when it names none: "443" for https, "80" for
+// http, "" for any other scheme.
+func DefaultPort(scheme string) string {
+	switch scheme {
+	case "https":
+		return "443"
+	case "http":
+		return "80"
+	}
+	return ""
+}

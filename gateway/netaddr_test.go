@@ -78,3 +78,11 @@ func TestPublicHost(t *testing.T) {
 		}
 	}
 }
+
+func TestDefaultPort(t *testing.T) {
+	for scheme, want := range map[string]string{"https": "443", "http": "80", "ftp": "", "": ""} {
+		if got := DefaultPort(scheme); got != want {
+			t.Errorf("DefaultPort(%q) = %q, want %q", scheme, got, want)
+		}
+	}
+}

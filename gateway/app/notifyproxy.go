@@ -167,18 +167,13 @@ func (t *pinningTransport) tunnel(ctx context.Context, _, addr string) (net.Conn
 	return conn, nil
 }
 
-// portOf is u's port, or its scheme's when it names none (80 for http, 443 for https; "" for
-// another scheme, which config.Load does not let through).
+// portOf is u's port, or its scheme's when it names none (gateway.DefaultPort; "" for a scheme
+// other than http and https, which config.Load does not let through).
 func portOf(u *url.URL) string {
-	switch p := u.Port(); {
-	case p != "":
+	if p := u.Port(); p != "" {
 		return p
-	case u.Scheme == "http":
-		return "80"
-	case u.Scheme == "https":
-		return "443"
 	}
-	return ""
+	return gateway.DefaultPort(u.Scheme)
 }
 
 // proxyRefusedError is the proxy's answer to a CONNECT that was not a tunnel (407: its user or

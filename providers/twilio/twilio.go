@@ -169,7 +169,7 @@ func urlVariants(raw string) []string {
 	if err != nil {
 		return out
 	}
-	def := map[string]string{"https": "443", "http": "80"}[u.Scheme]
+	def := gateway.DefaultPort(u.Scheme)
 	if def == "" {
 		return out
 	}
