@@ -36,6 +36,10 @@ func TestExtractCode(t *testing.T) {
 		{"Your code is 123456. Valid 10 min", "", "123456"},
 		{"Code 12 for 2026-11-28", "", "2026"},
 		{"Use 1234 or 5678901", "", "5678901"},
+		// A run longer than 10 digits is a number (a phone number, a reference), not the code.
+		{"Code 482913, ref 44791112345678", "", "482913"},
+		// Two runs of one length: the first is the code ("1234, valid until 2027").
+		{"Use 1234 by 2027", "", "1234"},
 		{"no digits", "", ""},
 	}
 	for _, tc := range tests {
