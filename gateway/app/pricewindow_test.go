@@ -154,3 +154,20 @@ func TestPriceWindowReadsTheNewestPartOnly(t *testing.T) {
 		t.Errorf("after the window grew back: %d buckets kept, want %d", n, priceBuckets-priceSettle)
 	}
 }
+
+// TestAPriceWindowShorterThanItsBucketsReads: routing.least_cost.window need only be positive, so
+// one shorter than its 144 buckets (a nanosecond) is read in buckets of a millisecond, not of
+// zero (a division by zero).
+func TestAPriceWindowShorterThanItsBucketsReads(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	log := &pricedLog{Memory: store.NewMemory()}
+	log.priced(t, now, "GB", 0.05)
+	var w priceWindow
+	rows, err := w.read(context.Background(), log, now, time.Nanosecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := totals(rows); got["GB"] != [2]float64{0.05, 1} {
+		t.Errorf("a nanosecond's window read %v, want the message sent now", got)
+	}
+}
