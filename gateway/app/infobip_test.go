@@ -387,7 +387,8 @@ func TestInfobipCompatibleReportsAndLogs(t *testing.T) {
 	// Pushed to the notify URL, in v3's shape, with the caller's callbackData.
 	select {
 	case b := <-c.hooks:
-		if !strings.Contains(string(b), `"messageId":"`+ids[2]+`"`) || !strings.Contains(string(b), `"callbackData":"cb-3"`) || !strings.Contains(string(b), "DELIVERED_TO_HANDSET") {
+		if !strings.Contains(string(b), `"messageId":"`+ids[2]+`"`) || !strings.Contains(string(b), `"callbackData":"cb-3"`) || !strings.Contains(string(b), "DELIVERED_TO_HANDSET") ||
+			!strings.Contains(string(b), `"messageCount":1`) || strings.Contains(string(b), "smsCount") {
 			t.Errorf("pushed report: %s", b)
 		}
 		if errs := sms.RequestErrors("webhook:receive-outbound-sms-message-reports-v3", "POST", b); len(errs) > 0 {
@@ -419,6 +420,27 @@ func TestInfobipCompatibleReportsAndLogs(t *testing.T) {
 	checkSpec(t, sms, "/sms/3/logs", "GET", v3)
 	if other := c.call("GET", "/sms/1/logs", "App sender-key", ""); strings.Contains(other.Raw, ids[0]) {
 		t.Errorf("another tenant sees acme's logs: %s", other.Raw)
+	}
+	// Each API's push in its own shape: v3's counts messageCount, v2's smsCount (either shape
+	// passes the other's webhook schema, so the field itself is checked).
+	v2 := c.call("POST", "/sms/2/text/advanced", "App acme-ib-key", `{"messages":[{"destinations":[{"to":"14155550173"}],"text":"Code 9913","notifyUrl":"http://`+hostOfHook(c)+`/reports"}]}`)
+	if v2.Status != 200 {
+		t.Fatalf("v2 send: %s", v2.Raw)
+	}
+	v2id := messagesOf(v2)[0]["messageId"].(string)
+	if rr := c.do("POST", "/v1/dlr/infobip/infobip-eu?secret=hook-secret", "", report(v2id, "DELIVERED")); rr.Status != 200 {
+		t.Fatalf("dlr: %d %s", rr.Status, rr.Raw)
+	}
+	select {
+	case b := <-c.hooks:
+		if !strings.Contains(string(b), `"messageId":"`+v2id+`"`) || !strings.Contains(string(b), `"smsCount":1`) || strings.Contains(string(b), "messageCount") {
+			t.Errorf("pushed report of a v2 message: %s", b)
+		}
+		if errs := sms.RequestErrors("webhook:receive-outbound-sms-message-reports", "POST", b); len(errs) > 0 {
+			t.Errorf("pushed report does not match the spec's v2 webhook: %v\n%s", errs, b)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no report pushed to the v2 message's notifyUrl")
 	}
 }
 
