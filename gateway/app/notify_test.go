@@ -33,12 +33,16 @@ type hook struct {
 	mu    sync.Mutex
 	took  map[string]int
 	last  map[string]string // the last report taken, by messageId
+	at    []time.Time       // when each post came
 }
 
 func newHook(t *testing.T) *hook {
 	h := &hook{took: map[string]int{}, last: map[string]string{}}
 	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.posts.Add(1)
+		h.mu.Lock()
+		h.at = append(h.at, time.Now())
+		h.mu.Unlock()
 		if h.down.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
@@ -535,12 +539,20 @@ func TestAFailedPostIsPostedAgainWithinItsTry(t *testing.T) {
 	h := newHook(t)
 	h.down.Store(true)
 	c := startPushing(t, h, "{driver: sqlite, path: $DIR/log.db}", &testClock{t: time.Now()})
-	c.app.notifier.backoff = []time.Duration{time.Millisecond, time.Millisecond}
+	backoff := []time.Duration{20 * time.Millisecond, 50 * time.Millisecond}
+	c.app.notifier.backoff = backoff
 	sendPushed(t, c, h, "14155550190")
 	waitUntil(t, "the try failed", func() bool { return notified(c, "failed") == 1 })
 	if n, retries := h.posts.Load(), notified(c, "retry"); n != 3 || retries != 2 {
 		t.Errorf("%d posts and %v retries counted in the try, want 3 and 2", n, retries)
 	}
+	h.mu.Lock()
+	for i := 1; i < len(h.at) && i <= len(backoff); i++ {
+		if gap := h.at[i].Sub(h.at[i-1]); gap < backoff[i-1] {
+			t.Errorf("post %d came %v after the one before, want at least its backoff %v", i+1, gap, backoff[i-1])
+		}
+	}
+	h.mu.Unlock()
 	line := ""
 	for _, l := range strings.Split(c.logs.String(), "\n") {
 		if strings.Contains(l, "delivery report push failed") {
