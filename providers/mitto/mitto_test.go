@@ -269,3 +269,21 @@ func TestSendReadsMittosExamples(t *testing.T) {
 		}
 	}
 }
+
+// TestARecipientCodeWithoutTextSaysWhatItMeans: Mitto's answer may carry a responseCode and no
+// responseText; a recipient's code then says what it means (an empty message would leave the
+// caller's error and the log line saying nothing).
+func TestARecipientCodeWithoutTextSaysWhatItMeans(t *testing.T) {
+	for code, want := range map[int]string{7: "empty receiver", 8: "invalid receiver"} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"responseCode":`+itoa(code)+`}`)
+		}))
+		_, err := newDriver(t, srv.URL).Send(context.Background(), providertest.Message(gateway.SMS))
+		srv.Close()
+		ge, ok := err.(*gateway.Error)
+		if !ok || ge.Class != gateway.ClassRecipient || !strings.Contains(ge.Message, want) {
+			t.Errorf("responseCode %d without text: %v, want a recipient error saying %q", code, err, want)
+		}
+	}
+}
