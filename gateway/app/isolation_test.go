@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -316,6 +318,56 @@ func TestCodeDerivedKeysAreKeyed(t *testing.T) {
 	}
 	if len(processKeySecret) != 32 {
 		t.Errorf("process key secret of %d bytes", len(processKeySecret))
+	}
+	// The parts are kept apart: a tenant named "acme" sending to a number ending in a code is not
+	// another tenant's send of another code ("acme"+"1" vs "acme1"+"": one byte string joined).
+	rt := &runtime{keySecret: processKeySecret}
+	if rt.mac("resend", "acme", "1234") == rt.mac("resend", "acme1", "234") {
+		t.Error("mac joins its parts without a separator: two different part lists give one key")
+	}
+}
+
+// TestEverySecretOfTheConfigIsScrubbed: the secrets scrubbed from what providers answer are found
+// by walking the config, so that a driver's new secret is scrubbed without being listed: a secret
+// behind an interface (a provider's settings), a pointer, in a slice, an array or a map, each is
+// found; an unexported field is not walked, and an empty secret is no secret.
+func TestEverySecretOfTheConfigIsScrubbed(t *testing.T) {
+	type inner struct{ Key gateway.Secret }
+	type settings struct {
+		Direct   gateway.Secret
+		Behind   any
+		Pointer  *inner
+		List     []gateway.Secret
+		Array    [1]gateway.Secret
+		ByName   map[string]gateway.Secret
+		Empty    gateway.Secret
+		NotASecr string
+		hidden   gateway.Secret
+	}
+	var got []string
+	collectSecrets(reflect.ValueOf(settings{Direct: "direct-0001", Behind: &inner{"behind-0002"}, Pointer: &inner{"pointer-0003"},
+		List: []gateway.Secret{"list-0004"}, Array: [1]gateway.Secret{"array-0005"}, ByName: map[string]gateway.Secret{"x": "map-0006"},
+		NotASecr: "plain-0007", hidden: "hidden-0008"}), &got)
+	slices.Sort(got)
+	want := []string{"array-0005", "behind-0002", "direct-0001", "list-0004", "map-0006", "pointer-0003"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("secrets found (-want +got):\n%s", diff)
+	}
+	// In a running gateway: one provider echoing another provider's key, or a tenant's, has it
+	// scrubbed from what the gateway keeps and answers.
+	h := start(t, `
+storage: {driver: memory}
+tenants: [{name: acme, api_key: acme-key-5f3e2d1c}]
+providers:
+  - {name: ib, type: infobip, base_url: "https://api.infobip.com", api_key: "IBKEY-7d2f9a61c4e84b0fa3"}
+  - {name: tw, type: twilio, account_sid: AC0123, auth_token: "TWTOKEN-9b8a7c6d5e", from: "+15005550006"}
+routes: [{name: default, providers: [ib, tw]}]
+`, Options{})
+	rt := h.app.rt.Load()
+	for _, secret := range []string{"IBKEY-7d2f9a61c4e84b0fa3", "TWTOKEN-9b8a7c6d5e", "acme-key-5f3e2d1c"} {
+		if out := rt.scrub("the provider said: bad key " + secret); strings.Contains(out, secret[:gateway.SecretRun]) {
+			t.Errorf("scrub left a secret in %q", out)
+		}
 	}
 }
 
