@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -962,6 +963,12 @@ func TestMessagesAPI(t *testing.T) {
 
 func TestReloadUnderLoad(t *testing.T) {
 	h := start(t, failoverConfig, Options{})
+	// One send first: the harness builds its OpenAPI validator at the first answer it checks
+	// (about 300 ms under -race, longer than the reloads below), so that the test run alone saw
+	// one send a worker and failed.
+	if r := h.send("acme-key", `{"recipient":"+14155559999","text":"c 1","context":{}}`); r.Status != 200 {
+		t.Fatalf("first send: %d %s", r.Status, r.Raw)
+	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -1456,5 +1463,32 @@ routes: [{name: d, providers: [ib, m]}]
 		if r.Status != 200 || r.Body["provider"] != "m" {
 			t.Errorf("send %d after the panic: %d %s, want sent through m", i, r.Status, r.Raw)
 		}
+	}
+}
+
+// TestALogLevelFollowsTheFileOnReload: log.level takes effect at a reload, with no warning; a
+// change of log.format (which needs a restart) is warned about instead.
+func TestALogLevelFollowsTheFileOnReload(t *testing.T) {
+	h := start(t, baseConfig, Options{})
+	write := func(cfg string) {
+		t.Helper()
+		if err := os.WriteFile(h.path, []byte(strings.ReplaceAll(cfg, "$DIR", strings.TrimSuffix(h.path, "/smsgate.yaml"))), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.app.Reload(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const restart = "config reload: changes to server.listen, server.metrics_listen, turning server.tls on or off, log.format, storage and state take effect only after a restart"
+	write(strings.Replace(baseConfig, "log: {format: json, level: debug}", "log: {format: json, level: warn}", 1))
+	if l := h.app.Logger(); l.Enabled(context.Background(), slog.LevelInfo) || !l.Enabled(context.Background(), slog.LevelWarn) {
+		t.Error("after a reload to log.level warn, the logger still writes info lines or no longer writes warnings")
+	}
+	if n := len(logLines(t, h, restart)); n != 0 {
+		t.Errorf("a change of log.level warned %d times that it needs a restart", n)
+	}
+	write(strings.Replace(baseConfig, "log: {format: json, level: debug}", "log: {format: text, level: warn}", 1))
+	if n := len(logLines(t, h, restart)); n != 1 {
+		t.Errorf("a change of log.format warned %d times that it needs a restart, want once", n)
 	}
 }

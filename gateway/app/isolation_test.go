@@ -46,13 +46,11 @@ routes:
     providers: [slow]
 `
 
-// TestCoalescedWaiterSurvivesFirstCallerHangingUp: two identical requests are coalesced; the first
-// caller hangs up while the provider call runs. The call is not aborted: the waiting duplicate gets
-// 200, and the message log says sent.
-func TestCoalescedWaiterSurvivesFirstCallerHangingUp(t *testing.T) {
-	h := start(t, slowMockConfig, Options{})
-	ctx, hangUp := context.WithCancel(context.Background())
-	first := make(chan error, 1)
+// sendThenHangUp starts acme's send of actionBody and returns the hang-up: it cancels the
+// request and returns what the caller's client said (an error, unless the answer came first).
+func sendThenHangUp(h *harness) func() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
 	go func() {
 		req, _ := http.NewRequestWithContext(ctx, "POST", h.url+"/v1/send-phone-message", strings.NewReader(actionBody))
 		req.Header.Set("Authorization", "Bearer acme-key")
@@ -60,14 +58,25 @@ func TestCoalescedWaiterSurvivesFirstCallerHangingUp(t *testing.T) {
 		if err == nil {
 			res.Body.Close()
 		}
-		first <- err
+		done <- err
 	}()
+	return func() error {
+		cancel()
+		return <-done
+	}
+}
+
+// TestCoalescedWaiterSurvivesFirstCallerHangingUp: two identical requests are coalesced; the first
+// caller hangs up while the provider call runs. The call is not aborted: the waiting duplicate gets
+// 200, and the message log says sent.
+func TestCoalescedWaiterSurvivesFirstCallerHangingUp(t *testing.T) {
+	h := start(t, slowMockConfig, Options{})
+	hangUp := sendThenHangUp(h)
 	time.Sleep(100 * time.Millisecond)
 	second := make(chan response, 1)
 	go func() { second <- h.send("acme-key", actionBody) }()
 	time.Sleep(100 * time.Millisecond)
-	hangUp()
-	if err := <-first; err == nil {
+	if err := hangUp(); err == nil {
 		t.Fatal("the first caller was meant to hang up")
 	}
 	r := <-second
@@ -109,6 +118,30 @@ func TestAnsweredSendIsRecordedAtShutdown(t *testing.T) {
 	defer sq.Close()
 	if rec, err := sq.Get(context.Background(), "acme", r.Body["id"].(string)); err != nil || rec.Status != gateway.StatusSent {
 		t.Errorf("answered send not in the message log after shutdown: %+v %v", rec, err)
+	}
+}
+
+// TestASendWhoseCallerHungUpIsRecordedAtShutdown: a send goes on when its caller hangs up; a
+// shutdown that starts then waits for it, so that its record reaches the message log before the
+// log closes (the server's own shutdown does not wait: the request is gone).
+func TestASendWhoseCallerHungUpIsRecordedAtShutdown(t *testing.T) {
+	h := start(t, slowMockConfig, Options{})
+	hangUp := sendThenHangUp(h)
+	time.Sleep(100 * time.Millisecond)
+	if err := hangUp(); err == nil {
+		t.Fatal("the caller was meant to hang up")
+	}
+	if err := h.app.Shutdown(context.Background()); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	sq, err := store.OpenSQLite(context.Background(), strings.TrimSuffix(h.path, "smsgate.yaml")+"log.db", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sq.Close()
+	page, err := sq.List(context.Background(), store.Query{Tenant: "acme", Limit: 10})
+	if err != nil || len(page) != 1 || page[0].Status != gateway.StatusSent {
+		t.Fatalf("the message log after shutdown holds %d records (%v), want the send, sent", len(page), err)
 	}
 }
 
