@@ -352,8 +352,8 @@ func TestCodeDerivedKeysAreKeyed(t *testing.T) {
 	if len(processKeySecret) != 32 {
 		t.Errorf("process key secret of %d bytes", len(processKeySecret))
 	}
-	// The parts are kept apart: a tenant named "acme" sending to a number ending in a code is not
-	// another tenant's send of another code ("acme"+"1" vs "acme1"+"": one byte string joined).
+	// The parts are kept apart: ("acme", "1234") and ("acme1", "234") are two part lists that
+	// joined without a separator are one byte string, and would share a key.
 	rt := &runtime{keySecret: processKeySecret}
 	if rt.mac("resend", "acme", "1234") == rt.mac("resend", "acme1", "234") {
 		t.Error("mac joins its parts without a separator: two different part lists give one key")
@@ -367,20 +367,20 @@ func TestCodeDerivedKeysAreKeyed(t *testing.T) {
 func TestEverySecretOfTheConfigIsScrubbed(t *testing.T) {
 	type inner struct{ Key gateway.Secret }
 	type settings struct {
-		Direct   gateway.Secret
-		Behind   any
-		Pointer  *inner
-		List     []gateway.Secret
-		Array    [1]gateway.Secret
-		ByName   map[string]gateway.Secret
-		Empty    gateway.Secret
-		NotASecr string
-		hidden   gateway.Secret
+		Direct  gateway.Secret
+		Behind  any
+		Pointer *inner
+		List    []gateway.Secret
+		Array   [1]gateway.Secret
+		ByName  map[string]gateway.Secret
+		Empty   gateway.Secret
+		Plain   string
+		hidden  gateway.Secret
 	}
 	var got []string
 	collectSecrets(reflect.ValueOf(settings{Direct: "direct-0001", Behind: &inner{"behind-0002"}, Pointer: &inner{"pointer-0003"},
 		List: []gateway.Secret{"list-0004"}, Array: [1]gateway.Secret{"array-0005"}, ByName: map[string]gateway.Secret{"x": "map-0006"},
-		NotASecr: "plain-0007", hidden: "hidden-0008"}), &got)
+		Plain: "plain-0007", hidden: "hidden-0008"}), &got)
 	slices.Sort(got)
 	want := []string{"array-0005", "behind-0002", "direct-0001", "list-0004", "map-0006", "pointer-0003"}
 	if diff := cmp.Diff(want, got); diff != "" {
