@@ -513,11 +513,9 @@ func plannedReports(cfg *config.Config) func(provider string) bool {
 	return func(provider string) bool {
 		v, ok := asks[provider]
 		if !ok {
-			for i := range cfg.Providers {
-				if p := &cfg.Providers[i]; p.Name == provider {
-					callback := callbackURL(cfg, p)
-					v = asksReports(buildDriver(cfg, i, gateway.Deps{Name: p.Name, CallbackURL: callback}), callback)
-				}
+			if i := providerIndex(cfg, provider); i >= 0 {
+				callback := callbackURL(cfg, &cfg.Providers[i])
+				v = asksReports(buildDriver(cfg, i, gateway.Deps{Name: provider, CallbackURL: callback}), callback)
 			}
 			asks[provider] = v
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/smsgate/smsgate/gateway"
@@ -40,12 +41,15 @@ var ErrNoProvider = errors.New("no provider with this name in the config")
 
 // ProviderType returns the type of the config's provider name, and whether there is one.
 func ProviderType(c *config.Config, name string) (string, bool) {
-	for _, p := range c.Providers {
-		if p.Name == name {
-			return p.Type, true
-		}
+	if i := providerIndex(c, name); i >= 0 {
+		return c.Providers[i].Type, true
 	}
 	return "", false
+}
+
+// providerIndex is the index in c.Providers of the provider called name, or -1.
+func providerIndex(c *config.Config, name string) int {
+	return slices.IndexFunc(c.Providers, func(p config.Provider) bool { return p.Name == name })
 }
 
 // TestSend sends msg through the one named provider, built exactly as serve builds it (same HTTP
@@ -53,12 +57,7 @@ func ProviderType(c *config.Config, name string) (string, bool) {
 // message log: the "test your set-up" step for an operator checking new credentials. msg.To and
 // msg.Country must be set (intake.NormalizeNumber). The provider's timeout bounds the call.
 func TestSend(ctx context.Context, c *config.Config, name string, msg *gateway.Message, client *http.Client) (TestSendResult, error) {
-	idx := -1
-	for i := range c.Providers {
-		if c.Providers[i].Name == name {
-			idx = i
-		}
-	}
+	idx := providerIndex(c, name)
 	if idx < 0 {
 		return TestSendResult{}, fmt.Errorf("%w: %q", ErrNoProvider, name)
 	}
