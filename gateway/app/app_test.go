@@ -65,6 +65,15 @@ func startAt(t testing.TB, path string, o Options) *harness {
 	return &harness{t: t, app: a, url: a.URL(), logs: logs, path: path}
 }
 
+// rewrite writes cfg ($DIR replaced by the directory of h's config) over h's config file, for a
+// reload to read.
+func (h *harness) rewrite(cfg string) {
+	h.t.Helper()
+	if err := os.WriteFile(h.path, []byte(strings.ReplaceAll(cfg, "$DIR", filepath.Dir(h.path))), 0o600); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
 // writeConfig writes cfg ($DIR replaced by a temp dir) to a file and returns its path.
 func writeConfig(t testing.TB, cfg string) string {
 	t.Helper()
@@ -898,9 +907,7 @@ func TestATenantThatLeftTheConfigLeavesNoSeries(t *testing.T) {
 	if without == string(raw) {
 		t.Fatal("the config has no lenient tenant to take out")
 	}
-	if err := os.WriteFile(h.path, []byte(without), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	h.rewrite(without)
 	if err := h.app.Reload(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -998,9 +1005,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		if i%2 == 1 {
 			cfg = "tenants: [ {name: broken\n" // invalid YAML
 		}
-		if err := os.WriteFile(h.path, []byte(cfg), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		h.rewrite(cfg)
 		err := h.app.Reload(context.Background())
 		if (err != nil) != (i%2 == 1) {
 			t.Errorf("reload %d: err = %v", i, err)
@@ -1032,7 +1037,7 @@ func TestReloadEndpointAndBreakerKept(t *testing.T) {
 	if r := h.send("acme-key", actionBody); r.Body["provider"] != "backup" {
 		t.Errorf("drain lost on reload: %s", r.Raw)
 	}
-	os.WriteFile(h.path, []byte(strings.Replace(baseConfig, "type: mock\n  - name: backup", "type: nope\n  - name: backup", 1)), 0o600)
+	h.rewrite(strings.Replace(baseConfig, "type: mock\n  - name: backup", "type: nope\n  - name: backup", 1))
 	r := h.do("POST", "/v1/admin/reload", "admin-t0ken", "")
 	if r.Status != 422 || errCode(r) != "invalid_config" || !strings.Contains(r.Raw, `unknown provider type \"nope\"`) {
 		t.Errorf("invalid reload: %d %s", r.Status, r.Raw)
@@ -1471,9 +1476,7 @@ func TestALogLevelFollowsTheFileOnReload(t *testing.T) {
 	h := start(t, baseConfig, Options{})
 	write := func(cfg string) {
 		t.Helper()
-		if err := os.WriteFile(h.path, []byte(strings.ReplaceAll(cfg, "$DIR", strings.TrimSuffix(h.path, "/smsgate.yaml"))), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		h.rewrite(cfg)
 		if err := h.app.Reload(context.Background()); err != nil {
 			t.Fatal(err)
 		}

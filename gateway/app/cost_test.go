@@ -314,9 +314,7 @@ func TestReloadAppliesPrices(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := strings.Replace(string(raw), "countries: {GB: 0.02,", "countries: {GB: 0.06,", 1)
-	if err := os.WriteFile(h.path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	h.rewrite(cfg)
 	if r := h.do("POST", "/v1/admin/reload", "admin-t0ken", ""); r.Status != 200 {
 		t.Fatalf("reload: %d %s", r.Status, r.Raw)
 	}

@@ -8,7 +8,6 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"reflect"
 	"regexp"
 	"slices"
@@ -296,9 +295,7 @@ func TestReloadAppliesDisabledAndForgetsRemovedProviders(t *testing.T) {
 	}
 	reload := func(cfg string) {
 		t.Helper()
-		if err := os.WriteFile(h.path, []byte(strings.ReplaceAll(cfg, "$DIR", strings.TrimSuffix(h.path, "/smsgate.yaml"))), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		h.rewrite(cfg)
 		if r := h.do("POST", "/v1/admin/reload", "admin-t0ken", ""); r.Status != 200 {
 			t.Fatalf("reload: %d %s", r.Status, r.Raw)
 		}
