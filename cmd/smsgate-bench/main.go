@@ -152,7 +152,7 @@ func run(o options) error {
 	ibs := httptest.NewServer(ib)
 	defer ibs.Close()
 	defer ib.Release()
-	tw := twiliotest.New("AC0000000000000000000000000000bench", "bench-twilio-token", false)
+	tw := twiliotest.New("AC00000000000000000000000000be4c11", "bench-twilio-token", false)
 	tw.SetLatency(o.latency)
 	tws := httptest.NewServer(tw)
 	defer tws.Close()

@@ -85,7 +85,7 @@ routes:
 func TestValidateChecksWhatRoutesCanSend(t *testing.T) {
 	cfg := `tenants: [{name: a, api_key: k}]
 providers:
-  - {name: tw, type: twilio, account_sid: AC1, auth_token: t, messaging_service_sid: MG1}
+  - {name: tw, type: twilio, account_sid: AC0123456789abcdef0123456789abcdef, auth_token: t, messaging_service_sid: MG0123456789abcdef0123456789abcdef}
   - {name: m, type: mock, types: [sms]}
 routes:
 %s  - name: default

@@ -390,7 +390,7 @@ storage: {driver: memory}
 tenants: [{name: acme, api_key: acme-key-5f3e2d1c}]
 providers:
   - {name: ib, type: infobip, base_url: "https://api.infobip.com", api_key: "IBKEY-7d2f9a61c4e84b0fa3"}
-  - {name: tw, type: twilio, account_sid: AC0123, auth_token: "TWTOKEN-9b8a7c6d5e", from: "+15005550006"}
+  - {name: tw, type: twilio, account_sid: AC0123456789abcdef0123456789abcdef, auth_token: "TWTOKEN-9b8a7c6d5e", from: "+15005550006"}
 routes: [{name: default, providers: [ib, tw]}]
 `, Options{})
 	rt := h.app.rt.Load()

@@ -41,8 +41,11 @@ func (c *Config) Defaults() {
 func (c *Config) Validate() []gateway.Problem {
 	var p []gateway.Problem
 	add := func(k, m string) { p = append(p, gateway.Problem{Key: k, Message: m}) }
-	if c.AccountSID == "" {
+	switch {
+	case c.AccountSID == "":
 		add("account_sid", "is required")
+	case !isSID(c.AccountSID, "AC"):
+		add("account_sid", "is not a Twilio account SID (AC and 32 hex digits)")
 	}
 	if c.AuthToken == "" {
 		add("auth_token", "is required")
@@ -55,6 +58,24 @@ func (c *Config) Validate() []gateway.Problem {
 		add("from", "set from or messaging_service_sid")
 	case c.From != "" && c.MessagingServiceSID != "":
 		add("messaging_service_sid", "set either from or messaging_service_sid, not both (Twilio: From must be empty with a messaging service)")
+	case c.MessagingServiceSID != "" && !isSID(c.MessagingServiceSID, "MG"):
+		add("messaging_service_sid", "is not a Twilio messaging service SID (MG and 32 hex digits)")
 	}
 	return p
+}
+
+// isSID reports whether s is a Twilio SID of the given two-letter prefix: the prefix and 32 hex
+// digits, the pattern Twilio's OpenAPI spec gives AccountSid and MessagingServiceSid. Checking it
+// at validate time turns a typo, or a value pasted with a stray character, into a config error
+// instead of a 401 or 404 at the first send.
+func isSID(s, prefix string) bool {
+	if len(s) != len(prefix)+32 || s[:len(prefix)] != prefix {
+		return false
+	}
+	for _, r := range s[len(prefix):] {
+		if !('0' <= r && r <= '9' || 'a' <= r && r <= 'f' || 'A' <= r && r <= 'F') {
+			return false
+		}
+	}
+	return true
 }

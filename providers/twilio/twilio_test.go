@@ -27,6 +27,7 @@ import (
 
 const (
 	sid   = "AC0123456789abcdef0123456789abcdef"
+	msid  = "MG0123456789abcdef0123456789abcdef"
 	token = "tw-TOKEN-fedcba9876543210"
 )
 
@@ -73,13 +74,13 @@ func TestSendRequests(t *testing.T) {
 	}{
 		{"sms with from and status callback", nil, sms, msgPath,
 			url.Values{"To": {"+14155550104"}, "From": {"+15005550006"}, "Body": {"Your code is 123456"}, "StatusCallback": {cb}}, "SM"},
-		{"sms with messaging service", func(c *Config) { c.From, c.MessagingServiceSID, c.VoiceFrom = "", "MG123", "+15005550007" }, sms, msgPath,
-			url.Values{"To": {"+14155550104"}, "MessagingServiceSid": {"MG123"}, "Body": {"Your code is 123456"}, "StatusCallback": {cb}}, "SM"},
+		{"sms with messaging service", func(c *Config) { c.From, c.MessagingServiceSID, c.VoiceFrom = "", msid, "+15005550007" }, sms, msgPath,
+			url.Values{"To": {"+14155550104"}, "MessagingServiceSid": {msid}, "Body": {"Your code is 123456"}, "StatusCallback": {cb}}, "SM"},
 		{"sms as the tenant's own sender", nil, func() gateway.Message { m := sms; m.From = "ACME"; return m }(), msgPath,
 			url.Values{"To": {"+14155550104"}, "From": {"ACME"}, "Body": {"Your code is 123456"}, "StatusCallback": {cb}}, "SM"},
-		{"a messaging service sends as the sender of its pool the request names", func(c *Config) { c.From, c.MessagingServiceSID, c.VoiceFrom = "", "MG123", "+15005550007" },
+		{"a messaging service sends as the sender of its pool the request names", func(c *Config) { c.From, c.MessagingServiceSID, c.VoiceFrom = "", msid, "+15005550007" },
 			func() gateway.Message { m := sms; m.From = "ACME"; return m }(), msgPath,
-			url.Values{"To": {"+14155550104"}, "MessagingServiceSid": {"MG123"}, "From": {"ACME"}, "Body": {"Your code is 123456"}, "StatusCallback": {cb}}, "SM"},
+			url.Values{"To": {"+14155550104"}, "MessagingServiceSid": {msid}, "From": {"ACME"}, "Body": {"Your code is 123456"}, "StatusCallback": {cb}}, "SM"},
 		{"voice call with TwiML", nil, func() gateway.Message { m := sms; m.Type = gateway.Voice; return m }(), callPath,
 			url.Values{"To": {"+14155550104"}, "From": {"+15005550006"}, "StatusCallback": {cb},
 				"Twiml": {`<Response><Say language="en-US">Your code is 1, 2, 3, 4, 5, 6.</Say><Pause length="1"/><Say language="en-US">Your code is 1, 2, 3, 4, 5, 6.</Say></Response>`}}, "CA"},
@@ -173,8 +174,8 @@ func TestCapabilities(t *testing.T) {
 		voice bool
 	}{
 		{"from number: sms and voice", nil, true},
-		{"messaging service only: sms", func(c *Config) { c.From, c.MessagingServiceSID = "", "MG1" }, false},
-		{"messaging service and voice_from", func(c *Config) { c.From, c.MessagingServiceSID, c.VoiceFrom = "", "MG1", "+15005550007" }, true},
+		{"messaging service only: sms", func(c *Config) { c.From, c.MessagingServiceSID = "", msid }, false},
+		{"messaging service and voice_from", func(c *Config) { c.From, c.MessagingServiceSID, c.VoiceFrom = "", msid, "+15005550007" }, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			caps := newDriver(t, "https://api.twilio.com", tc.edit).Capabilities()
@@ -323,17 +324,45 @@ func TestAnUnknownCodeKeepsTwiliosMessage(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	c := Config{From: "+1", MessagingServiceSID: "MG1", BaseURL: "nope"}
+	c := Config{From: "+1", MessagingServiceSID: msid, BaseURL: "nope"}
 	c.Defaults()
 	want := []gateway.Problem{{Key: "account_sid", Message: "is required"}, {Key: "auth_token", Message: "is required"}, {Key: "base_url", Message: "is not an http(s) URL"},
 		{Key: "messaging_service_sid", Message: "set either from or messaging_service_sid, not both (Twilio: From must be empty with a messaging service)"}}
 	if diff := cmp.Diff(want, c.Validate()); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
-	c = Config{AccountSID: "AC", AuthToken: "t", MessagingServiceSID: "MG1"}
+	c = Config{AccountSID: sid, AuthToken: "t", MessagingServiceSID: msid}
 	c.Defaults()
 	if p := c.Validate(); len(p) != 0 || c.BaseURL != "https://api.twilio.com" || c.VoiceFrom != "" {
 		t.Errorf("defaults: %v %q", p, c.BaseURL)
+	}
+	// SIDs are two letters and 32 hex digits (Twilio's spec), checked so that a typo fails
+	// validation rather than the first send; upper-case hex passes too.
+	accountBad := gateway.Problem{Key: "account_sid", Message: "is not a Twilio account SID (AC and 32 hex digits)"}
+	serviceBad := gateway.Problem{Key: "messaging_service_sid", Message: "is not a Twilio messaging service SID (MG and 32 hex digits)"}
+	for _, tc := range []struct {
+		account, service string
+		want             []gateway.Problem
+	}{
+		{sid, msid, nil},
+		{strings.ToUpper(sid), "MG" + strings.ToUpper(msid[2:]), nil},
+		{"AC0123", msid, []gateway.Problem{accountBad}},
+		{sid + "0", msid, []gateway.Problem{accountBad}},
+		{"MG" + sid[2:], msid, []gateway.Problem{accountBad}},
+		{"ac" + sid[2:], msid, []gateway.Problem{accountBad}},
+		{sid[:33] + "g", msid, []gateway.Problem{accountBad}},
+		{sid[:33] + "/", msid, []gateway.Problem{accountBad}},
+		{" " + sid[1:], msid, []gateway.Problem{accountBad}},
+		{sid, "MG1", []gateway.Problem{serviceBad}},
+		{sid, sid, []gateway.Problem{serviceBad}},
+		{sid, msid[:33] + "z", []gateway.Problem{serviceBad}},
+		{"AC" + msid[2:33] + "é", "MG" + sid[2:33] + "é", []gateway.Problem{accountBad, serviceBad}},
+	} {
+		c := Config{AccountSID: tc.account, AuthToken: "t", MessagingServiceSID: tc.service}
+		c.Defaults()
+		if diff := cmp.Diff(tc.want, c.Validate()); diff != "" {
+			t.Errorf("%q, %q (-want +got):\n%s", tc.account, tc.service, diff)
+		}
 	}
 }
 
@@ -345,7 +374,7 @@ func TestRequestsAndFakeConformToTheSpec(t *testing.T) {
 	srv := httptest.NewServer(fake)
 	defer srv.Close()
 	for _, edit := range []func(*Config){nil, func(c *Config) {
-		c.From, c.MessagingServiceSID, c.VoiceFrom = "", "MG0123456789abcdef0123456789abcdef", "+15005550007"
+		c.From, c.MessagingServiceSID, c.VoiceFrom = "", msid, "+15005550007"
 	}} {
 		p := newDriver(t, srv.URL, edit)
 		for _, typ := range []gateway.MessageType{gateway.SMS, gateway.Voice} {
