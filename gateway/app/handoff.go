@@ -29,8 +29,10 @@ import (
 // handOffKey is the Redis list of chunks handed over.
 func (a *App) handOffKey() string { return a.statePrefix + "log-handoff" }
 
-// adoptEvery is how often a replica looks for writes handed over (a variable for the tests).
-var adoptEvery = 5 * time.Second
+// adoptEvery is how often a replica looks for writes handed over, and adoptWriteFor how long it
+// waits for a chunk it took to commit before it leaves the chunk in the list (variables for the
+// tests).
+var adoptEvery, adoptWriteFor = 5 * time.Second, 10 * time.Second
 
 // handOffFor is store.Options.HandOff for cfg: nil unless the message log is PostgreSQL and the
 // state is in Redis.
@@ -100,7 +102,7 @@ func (a *App) adopt() {
 			a.leftInList(errUnsigned)
 			return
 		}
-		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		wctx, cancel := context.WithTimeout(ctx, adoptWriteFor)
 		n, err := a.store.Adopt(wctx, chunk)
 		cancel()
 		if errors.Is(err, store.ErrHandoffFormat) {

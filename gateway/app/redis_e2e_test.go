@@ -974,6 +974,9 @@ func TestADrainReachesEveryReplica(t *testing.T) {
 // PostgreSQL is reached (and migrated) the records are written and read. A PostgreSQL that
 // answers no (a role that does not exist) still stops the start.
 func TestAReplicaStartsWhilePostgresIsDown(t *testing.T) {
+	was := pushSweep
+	t.Cleanup(func() { pushSweep = was }) // after the replica stopped
+	pushSweep = 300 * time.Millisecond
 	dsn, up := pgtest.Unreachable(t)
 	h := startOnPostgres(t, dsn)
 	if !strings.Contains(h.logs.String(), "message log unreachable at start") {
@@ -986,9 +989,9 @@ func TestAReplicaStartsWhilePostgresIsDown(t *testing.T) {
 	if got := h.app.store.Backlog(); got != 1 {
 		t.Errorf("backlog %d, want the one record", got)
 	}
-	// The reads in the background (prices at start, due pushes every 5 s) do not repeat what the
-	// start said.
-	time.Sleep(6 * time.Second)
+	// The reads in the background (prices at start, due pushes every pushSweep) do not repeat
+	// what the start said.
+	time.Sleep(5 * pushSweep)
 	for _, noise := range []string{"could not be read from the message log", "could not be refreshed from the message log"} {
 		if strings.Contains(h.logs.String(), noise) {
 			t.Errorf("while the log was not reached, a background read logged %q: %s", noise, h.logs.String())
@@ -2156,9 +2159,9 @@ routes: [{name: d, providers: [m]}]
 func TestAReplicaWhoseOwnWritesWaitTakesNoHandedOverWrites(t *testing.T) {
 	addr, _ := redistest.Server(t)
 	dsn, stall := pgtest.Stalling(t)
-	old := adoptEvery
-	t.Cleanup(func() { adoptEvery = old })
-	adoptEvery = 100 * time.Millisecond
+	every, writeFor := adoptEvery, adoptWriteFor
+	t.Cleanup(func() { adoptEvery, adoptWriteFor = every, writeFor })
+	adoptEvery, adoptWriteFor = 100*time.Millisecond, time.Second
 	cfg := fmt.Sprintf(`
 server: {request_timeout: 500ms}
 storage: {driver: postgres, dsn: %q, commit_timeout: 50ms, write_timeout: 300ms}
@@ -2216,7 +2219,7 @@ routes: [{name: d, providers: [m]}]
 	// chunk is the one written above, handed over again: written twice, harmlessly.)
 	stall(true)
 	rc.RPush(ctx, "wait:log-handoff", chunk)
-	waitFor(t, 15*time.Second, "the replica to take the chunk and its writes not to commit (it waits 10 s for them)", func() bool {
+	waitFor(t, 5*time.Second, "the replica to take the chunk and its writes not to commit (it waits adoptWriteFor, 1 s, for them)", func() bool {
 		return strings.Contains(staying.logs.String(), "not written yet, left in the list")
 	})
 	time.Sleep(3 * adoptEvery)
