@@ -39,6 +39,11 @@ type harness struct {
 }
 
 // start writes cfg to a temp file and runs the real server on port 0.
+//
+// The package's tests run one at a time, as many set a package variable (adoptEvery, pushSweep,
+// startWait, ...) for their gateway. A test that spends seconds waiting (on a Redis or PostgreSQL
+// failover, a certificate's renewal) and sets none may call t.Parallel: it then runs after the
+// others, beside the rest of its kind, and the package's run is shorter by its waits.
 func start(t testing.TB, cfg string, o Options) *harness {
 	t.Helper()
 	return startAt(t, writeConfig(t, cfg), o)

@@ -420,6 +420,7 @@ func duplicatesSendOnce(t *testing.T, addr, cluster string) {
 // spread over the nodes, and the memory figures are read from the nodes: the fullest node's
 // memory, and the keys every node evicted, summed.
 func TestReplicasShareStateThroughARedisCluster(t *testing.T) {
+	t.Parallel() // waits, mostly; touches no package variable (see start)
 	nodes := redistest.Cluster(t, 3)
 	cluster := `"` + strings.Join(nodes, `", "`) + `"`
 	cfg := strings.NewReplacer(`addr: "$REDIS"`, "cluster: {addrs: ["+cluster+"]}", "$ONERROR", "closed").Replace(replicaConfig)
@@ -1570,6 +1571,7 @@ func sentinelSetup(t *testing.T) (h *harness, primary, replica string, sentinel 
 // the primary they go through it again, with the limits taken before the crash. The test logs
 // how long sends were refused.
 func TestRedisThroughSentinelSurvivesAPrimaryCrash(t *testing.T) {
+	t.Parallel() // waits, mostly; touches no package variable (see start)
 	h, _, _, _, kill := sentinelSetup(t)
 	// The replica copies asynchronously: give it the bucket before the primary dies.
 	time.Sleep(100 * time.Millisecond)
@@ -1601,6 +1603,7 @@ func TestRedisThroughSentinelSurvivesAPrimaryCrash(t *testing.T) {
 // test logs how many were refused), the limits taken before the failover still hold, and new
 // ones are kept by the new primary.
 func TestRedisThroughSentinelFollowsAFailover(t *testing.T) {
+	t.Parallel() // waits, mostly; touches no package variable (see start)
 	h, primary, replica, sentinel, _ := sentinelSetup(t)
 	ctx := context.Background()
 	old := redis.NewClient(&redis.Options{Addr: primary})
@@ -1686,6 +1689,7 @@ func TestADSNListingSeveralHosts(t *testing.T) {
 // host a standby while a failover is under way), and by one that does not (a name the failover has
 // not moved yet), whose migration is refused as read-only.
 func TestAReplicaStartsWhilePostgresHasNoPrimary(t *testing.T) {
+	t.Parallel() // waits, mostly; touches no package variable (see start)
 	for _, attrs := range []string{"read-write", ""} {
 		t.Run("target_session_attrs="+attrs, func(t *testing.T) {
 			dsn := pgtest.OwnDatabase(t)
@@ -1791,6 +1795,7 @@ func TestWritesMoveOffAServerThatBecameAStandby(t *testing.T) {
 // primary's log in the end: those answered while no server took writes waited in the retry
 // buffer. The test logs how long after the promotion they were written.
 func TestTheMessageLogFollowsAPostgresFailover(t *testing.T) {
+	t.Parallel() // waits, mostly; touches no package variable (see start)
 	primary, standby := pgtest.Pair(t, true)
 	dsn := "postgres://postgres@127.0.0.1:" + primary.Port + ",127.0.0.1:" + standby.Port + "/postgres?sslmode=disable&target_session_attrs=read-write"
 	h := startOnPostgres(t, dsn)
@@ -1932,6 +1937,7 @@ func TestTheFullestNodeIsReported(t *testing.T) {
 // were refused. The client learns the new primary when a call fails: it used to wait for its
 // minute's reload, and sends were refused for 30 s and more.
 func TestARedisClusterSurvivesAPrimaryCrash(t *testing.T) {
+	t.Parallel() // waits, mostly; touches no package variable (see start)
 	primaries, replicas := redistest.ClusterWithReplicas(t, 3)
 	var addrs []string
 	for _, n := range append(primaries, replicas...) {

@@ -167,6 +167,7 @@ routes: [{name: default, providers: [m]}]
 // provider is called, the caller gets its answer, and the oldest records held are dropped and
 // counted, as is each answer that went before its record was committed.
 func TestABacklogFullOfRecordsDropsTheOldestAndKeepsSending(t *testing.T) {
+	t.Parallel() // waits, mostly; touches no package variable (see start)
 	db := &downBackend{}
 	h := start(t, `
 storage: {driver: sqlite, path: $DIR/log.db, retry_buffer: 2, commit_timeout: 50ms}

@@ -25,6 +25,7 @@ import (
 // service, logged once (not at every look) and without the key, and the expiry metric keeps
 // its date until the new pair loads.
 func TestServerTLSServesARenewedCertificateWithoutARestart(t *testing.T) {
+	t.Parallel() // waits, mostly; touches no package variable (see start)
 	first, second := redistest.NewTLSFor(t, 24*time.Hour), redistest.NewTLSFor(t, 90*24*time.Hour)
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
