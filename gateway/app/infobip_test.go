@@ -126,6 +126,7 @@ func checkSpec(t *testing.T, spec *providertest.Spec, path, method string, r res
 }
 
 func TestInfobipCompatibleSends(t *testing.T) {
+	t.Parallel() // waits, mostly; touches no package variable (see start)
 	c := startCompat(t)
 	sms := providertest.LoadSpec(t, "infobip-sms.openapi.json")
 	voice := providertest.LoadSpec(t, "infobip-voice.openapi.json")

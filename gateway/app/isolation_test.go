@@ -870,6 +870,7 @@ func TestAFloodIsShedAtItsFairShare(t *testing.T) {
 // tenant's is admitted. (Counted once, the request had run 6 at a time while holding one place,
 // and the flood's next send had been admitted too.)
 func TestAnInfobipRequestCountsEachSendItRunsAtOnce(t *testing.T) {
+	t.Parallel() // waits, mostly; touches no package variable (see start)
 	h, send := startShedding(t, "2500ms")
 	inFlight := func(n int64) {
 		t.Helper()

@@ -42,6 +42,7 @@ func writeBeside(t *testing.T, path, name, content string) {
 // it. Each change is loaded once; a file that fails to load is not tried again until it changes;
 // no key reaches the log.
 func TestAChangedConfigReloadsItself(t *testing.T) {
+	t.Parallel() // waits, mostly; touches no package variable (see start)
 	path := writeConfig(t, watchedConfig)
 	writeKey := func(name, key string) { t.Helper(); writeBeside(t, path, "keys/"+name, key+"\n") }
 	writeKey("acme", "acme-key-ONE-0123456789")
