@@ -2,6 +2,7 @@ package twilio
 
 import (
 	"net/url"
+	"strings"
 
 	"github.com/smsgate/smsgate/gateway"
 )
@@ -20,8 +21,9 @@ type Config struct {
 	From string `yaml:"from"`
 	// MessagingServiceSID (MG...) lets Twilio pick the sender.
 	MessagingServiceSID string `yaml:"messaging_service_sid"`
-	// VoiceFrom is the caller id of voice calls; default From. Calls need a number: with a
-	// messaging service and no voice_from, the provider declares SMS only and voice skips it.
+	// VoiceFrom is the caller id of voice calls, a number in E.164; default From when From is
+	// one. Calls need a number: with a messaging service, or a sender ID or short code as From,
+	// and no voice_from, the provider declares SMS only and voice skips it.
 	VoiceFrom string `yaml:"voice_from"`
 	// BaseURL is the API root; default https://api.twilio.com (tests point it at a fake).
 	BaseURL string `yaml:"base_url"`
@@ -29,7 +31,7 @@ type Config struct {
 
 // Defaults fills what the config leaves out.
 func (c *Config) Defaults() {
-	if c.VoiceFrom == "" {
+	if c.VoiceFrom == "" && isE164(c.From) { // a sender ID or a short code places no call: SMS only
 		c.VoiceFrom = c.From
 	}
 	if c.BaseURL == "" {
@@ -61,7 +63,20 @@ func (c *Config) Validate() []gateway.Problem {
 	case c.MessagingServiceSID != "" && !isSID(c.MessagingServiceSID, "MG"):
 		add("messaging_service_sid", "is not a Twilio messaging service SID (MG and 32 hex digits)")
 	}
+	if c.From != "" && !gateway.ValidSender(c.From) {
+		add("from", "must be a number of 3 to 15 digits (+ first for E.164) or a sender ID of 3 to 11 letters, digits, spaces, '-' and '.'")
+	}
+	// A call's From is a number of the account's in E.164.
+	if c.VoiceFrom != "" && !isE164(c.VoiceFrom) {
+		add("voice_from", "must be a number in E.164 (+ and 7 to 15 digits): calls need a number as caller id")
+	}
 	return p
+}
+
+// isE164 reports whether s is "+" and 7 to 15 digits.
+func isE164(s string) bool {
+	d, ok := strings.CutPrefix(s, "+")
+	return ok && len(d) >= 7 && len(d) <= 15 && strings.Trim(d, "0123456789") == ""
 }
 
 // isSID reports whether s is a Twilio SID of the given two-letter prefix: the prefix and 32 hex

@@ -176,6 +176,9 @@ func TestCapabilities(t *testing.T) {
 		{"from number: sms and voice", nil, true},
 		{"messaging service only: sms", func(c *Config) { c.From, c.MessagingServiceSID = "", msid }, false},
 		{"messaging service and voice_from", func(c *Config) { c.From, c.MessagingServiceSID, c.VoiceFrom = "", msid, "+15005550007" }, true},
+		{"sender ID: sms", func(c *Config) { c.From = "ACME" }, false},
+		{"short code: sms", func(c *Config) { c.From = "246810" }, false},
+		{"sender ID and voice_from", func(c *Config) { c.From, c.VoiceFrom = "ACME", "+15005550007" }, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			caps := newDriver(t, "https://api.twilio.com", tc.edit).Capabilities()
@@ -324,7 +327,7 @@ func TestAnUnknownCodeKeepsTwiliosMessage(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	c := Config{From: "+1", MessagingServiceSID: msid, BaseURL: "nope"}
+	c := Config{From: "+15005550006", MessagingServiceSID: msid, BaseURL: "nope"}
 	c.Defaults()
 	want := []gateway.Problem{{Key: "account_sid", Message: "is required"}, {Key: "auth_token", Message: "is required"}, {Key: "base_url", Message: "is not an http(s) URL"},
 		{Key: "messaging_service_sid", Message: "set either from or messaging_service_sid, not both (Twilio: From must be empty with a messaging service)"}}
@@ -362,6 +365,32 @@ func TestConfigValidate(t *testing.T) {
 		c.Defaults()
 		if diff := cmp.Diff(tc.want, c.Validate()); diff != "" {
 			t.Errorf("%q, %q (-want +got):\n%s", tc.account, tc.service, diff)
+		}
+	}
+	// from is a number or a sender ID (gateway.ValidSender); voice_from a number in E.164, from by
+	// default when from is one (a sender ID as from leaves voice_from empty: SMS only).
+	fromBad := gateway.Problem{Key: "from", Message: "must be a number of 3 to 15 digits (+ first for E.164) or a sender ID of 3 to 11 letters, digits, spaces, '-' and '.'"}
+	voiceBad := gateway.Problem{Key: "voice_from", Message: "must be a number in E.164 (+ and 7 to 15 digits): calls need a number as caller id"}
+	for _, tc := range []struct {
+		from, voice string
+		want        []gateway.Problem
+	}{
+		{"+15005550006", "", nil},
+		{"+15005550006", "+15005550007", nil},
+		{"ACME", "+15005550007", nil},
+		{"ACME", "", nil},
+		{"15005550006", "", nil},
+		{"+1 500 555 0006", "", []gateway.Problem{fromBad}},
+		{"+1", "", []gateway.Problem{fromBad}},
+		{"ACME-BRAND-NAME", "+15005550007", []gateway.Problem{fromBad}},
+		{"+15005550006", "15005550007", []gateway.Problem{voiceBad}},
+		{"+15005550006", "+1500555000612345", []gateway.Problem{voiceBad}},
+		{"+15005550006", "ACME", []gateway.Problem{voiceBad}},
+	} {
+		c := Config{AccountSID: sid, AuthToken: "t", From: tc.from, VoiceFrom: tc.voice}
+		c.Defaults()
+		if diff := cmp.Diff(tc.want, c.Validate()); diff != "" {
+			t.Errorf("from %q, voice_from %q (-want +got):\n%s", tc.from, tc.voice, diff)
 		}
 	}
 }
