@@ -38,12 +38,22 @@ type harness struct {
 	client *http.Client
 }
 
+// setForTest sets the package variable *v to val for t, and puts the old value back at t's
+// cleanup. Called before the test starts a gateway, the old value comes back after that gateway
+// has stopped (cleanups run last first), so none of its goroutines sees the change undone.
+func setForTest[T any](t testing.TB, v *T, val T) {
+	was := *v
+	t.Cleanup(func() { *v = was })
+	*v = val
+}
+
 // start writes cfg to a temp file and runs the real server on port 0.
 //
-// The package's tests run one at a time, as many set a package variable (adoptEvery, pushSweep,
-// startWait, ...) for their gateway. A test that spends seconds waiting (on a Redis or PostgreSQL
-// failover, a certificate's renewal) and sets none may call t.Parallel: it then runs after the
-// others, beside the rest of its kind, and the package's run is shorter by its waits.
+// The package's tests run one at a time, as many set a package variable for their gateway
+// (setForTest: adoptEvery, pushSweep, startWait, ...). A test that spends seconds waiting (on a
+// Redis or PostgreSQL failover, a certificate's renewal) and sets none may call t.Parallel: it
+// then runs after the others, beside the rest of its kind, and the package's run is shorter by
+// its waits.
 func start(t testing.TB, cfg string, o Options) *harness {
 	t.Helper()
 	return startAt(t, writeConfig(t, cfg), o)
@@ -1218,8 +1228,7 @@ func TestASQLiteStartDoesNotWaitForLongMigrations(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	defer func(d time.Duration) { startWait = d }(startWait)
-	startWait = time.Millisecond
+	setForTest(t, &startWait, time.Millisecond)
 	h := startOnLog(t, fmt.Sprintf("{driver: sqlite, path: %q}", path))
 	if !strings.Contains(h.logs.String(), "message log not reached within 1ms") {
 		t.Errorf("the start did not say it serves while the log migrates: %s", h.logs.String())

@@ -464,9 +464,7 @@ func TestPushesOfATenantNoLongerAllowedAreEnded(t *testing.T) {
 // message's report was never pushed, and was pulled even when its id had never been given.
 func TestEveryIDGivenGetsOneReport(t *testing.T) {
 	// Pushed as the answer is given, not at the next timed sweep.
-	was := pushSweep
-	t.Cleanup(func() { pushSweep = was }) // after the replica stopped
-	pushSweep = time.Hour
+	setForTest(t, &pushSweep, time.Hour)
 	h := newHook(t)
 	clk := &testClock{t: time.Now()}
 	c := startPushing(t, h, "{driver: sqlite, path: $DIR/log.db}", clk)

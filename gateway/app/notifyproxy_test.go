@@ -428,8 +428,7 @@ func TestTheProxyTunnelAtItsEdges(t *testing.T) {
 // in production), whether it connects directly or through the proxy: an endpoint that takes the
 // request and never answers holds a push worker no longer.
 func TestAPostToAHangingEndpointEndsAtItsTimeout(t *testing.T) {
-	defer func(d time.Duration) { pushTimeout = d }(pushTimeout)
-	pushTimeout = 300 * time.Millisecond
+	setForTest(t, &pushTimeout, 300*time.Millisecond)
 	hang, release := providertest.Hanging(t)
 	defer release()
 	proxy := newEgressProxy(t)

@@ -975,9 +975,7 @@ func TestADrainReachesEveryReplica(t *testing.T) {
 // PostgreSQL is reached (and migrated) the records are written and read. A PostgreSQL that
 // answers no (a role that does not exist) still stops the start.
 func TestAReplicaStartsWhilePostgresIsDown(t *testing.T) {
-	was := pushSweep
-	t.Cleanup(func() { pushSweep = was }) // after the replica stopped
-	pushSweep = 300 * time.Millisecond
+	setForTest(t, &pushSweep, 300*time.Millisecond)
 	dsn, up := pgtest.Unreachable(t)
 	h := startOnPostgres(t, dsn)
 	if !strings.Contains(h.logs.String(), "message log unreachable at start") {
@@ -1022,8 +1020,7 @@ func TestAReplicaStartsWhilePostgresIsDown(t *testing.T) {
 func TestAReplicaStartsDuringALongMigration(t *testing.T) {
 	dsn := pgtest.OwnDatabase(t)
 	_, end := pgtest.HoldSnapshot(t, dsn)
-	defer func(d time.Duration) { startWait = d }(startWait)
-	startWait = 300 * time.Millisecond
+	setForTest(t, &startWait, 300*time.Millisecond)
 	h := startOnPostgres(t, dsn)
 	if !strings.Contains(h.logs.String(), "message log not reached within 300ms") {
 		t.Errorf("the start did not say it serves without its message log: %s", h.logs.String())
@@ -1443,9 +1440,7 @@ func TestReplicasInOtherProcessesShareARecipientsLimit(t *testing.T) {
 	addr, _ := redistest.Server(t)
 	cfg := redisLimitConfig(`{addr: "` + addr + `"}`)
 	first := start(t, cfg, Options{})
-	own := processKeySecret
-	processKeySecret = bytes.Repeat([]byte{7}, len(own))
-	t.Cleanup(func() { processKeySecret = own }) // after the second replica's shutdown
+	setForTest(t, &processKeySecret, bytes.Repeat([]byte{7}, len(processKeySecret))) // back after the second replica's shutdown
 	second := start(t, cfg, Options{})
 	if r := sendTo(first, "+14155550104"); r.Status != 200 {
 		t.Fatalf("first send: %d %s", r.Status, r.Raw)
@@ -2003,9 +1998,7 @@ func TestARedisClusterSurvivesAPrimaryCrash(t *testing.T) {
 func TestAReplicaStoppedDuringAPostgresOutageHandsItsRecordsOver(t *testing.T) {
 	addr, _ := redistest.Server(t)
 	dsn, up := pgtest.Unreachable(t)
-	old := adoptEvery
-	t.Cleanup(func() { adoptEvery = old }) // after the replicas' shutdown at their cleanup
-	adoptEvery = 100 * time.Millisecond
+	setForTest(t, &adoptEvery, 100*time.Millisecond)
 	cfg := fmt.Sprintf(`
 storage: {driver: postgres, dsn: %q, commit_timeout: 50ms}
 state: {driver: redis, redis: {addr: %q, key_prefix: "ho:"}, key_secret: "e2e-key-secret-0123456789"}
@@ -2165,9 +2158,8 @@ routes: [{name: d, providers: [m]}]
 func TestAReplicaWhoseOwnWritesWaitTakesNoHandedOverWrites(t *testing.T) {
 	addr, _ := redistest.Server(t)
 	dsn, stall := pgtest.Stalling(t)
-	every, writeFor := adoptEvery, adoptWriteFor
-	t.Cleanup(func() { adoptEvery, adoptWriteFor = every, writeFor })
-	adoptEvery, adoptWriteFor = 100*time.Millisecond, time.Second
+	setForTest(t, &adoptEvery, 100*time.Millisecond)
+	setForTest(t, &adoptWriteFor, time.Second)
 	cfg := fmt.Sprintf(`
 server: {request_timeout: 500ms}
 storage: {driver: postgres, dsn: %q, commit_timeout: 50ms, write_timeout: 300ms}

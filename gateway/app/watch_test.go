@@ -117,9 +117,7 @@ func TestAChangedConfigReloadsItself(t *testing.T) {
 // admin API, so an edit in two steps is never served half done.
 func TestWithoutWatchConfigOnlyASignalReloads(t *testing.T) {
 	cfg := strings.Replace(watchedConfig, "server: {watch_config: 1s}", "server: {admin_token: admin-t0ken-0123456789}", 1)
-	was := watchIdle
-	t.Cleanup(func() { watchIdle = was }) // after the replica stopped
-	watchIdle = 100 * time.Millisecond
+	setForTest(t, &watchIdle, 100*time.Millisecond)
 	path := writeConfig(t, cfg)
 	writeBeside(t, path, "keys/acme", "acme-key-ONE-0123456789")
 	h := startAt(t, path, Options{})
