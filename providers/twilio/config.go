@@ -1,6 +1,7 @@
 package twilio
 
 import (
+	"encoding/hex"
 	"net/url"
 	"strings"
 
@@ -84,13 +85,7 @@ func isE164(s string) bool {
 // at validate time turns a typo, or a value pasted with a stray character, into a config error
 // instead of a 401 or 404 at the first send.
 func isSID(s, prefix string) bool {
-	if len(s) != len(prefix)+32 || s[:len(prefix)] != prefix {
-		return false
-	}
-	for _, r := range s[len(prefix):] {
-		if !('0' <= r && r <= '9' || 'a' <= r && r <= 'f' || 'A' <= r && r <= 'F') {
-			return false
-		}
-	}
-	return true
+	digits, ok := strings.CutPrefix(s, prefix)
+	_, err := hex.DecodeString(digits)
+	return ok && len(digits) == 32 && err == nil
 }
