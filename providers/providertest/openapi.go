@@ -28,11 +28,16 @@ import (
 // drivers must send requests the spec accepts, and fakes must answer what it describes. Strict
 // mode is on, so a property the spec does not declare is an error even where the schema allows
 // additional properties (the mistake "from" for "sender" is caught).
+//
+// A Spec is shared by the tests of a package (LoadSpec keeps it), which may run in parallel: its
+// checks take turns, as the library's are not safe at once without a schema cache (each renders
+// and compiles its operation's schemas from the shared model, writing as it goes).
 type Spec struct {
 	name  string
 	model *v3.Document
 	v     validator.Validator
 	base  string
+	mu    sync.Mutex // held by each exported method
 }
 
 // SpecDir finds the providers' specs: $SMSGATE_SPECS, else a shared/specs folder above the test's
@@ -136,6 +141,8 @@ func (s *Spec) request(method, path, ctype string, body []byte) *http.Request {
 // RequestErrors validates a JSON request body for path and method. A path "webhook:NAME" names
 // one of the spec's webhooks (what the provider posts to us).
 func (s *Spec) RequestErrors(path, method string, body []byte) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return s.bodyErrors(path, method, "application/json", body)
 }
 
@@ -144,6 +151,8 @@ func (s *Spec) RequestErrors(path, method string, body []byte) []string {
 // provider must take. A path "webhook:NAME" names one of the spec's webhooks (what the provider
 // posts to us).
 func (s *Spec) RequestExamples(path, method string) (map[string][]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	op := s.operation(path, method)
 	if op == nil || op.RequestBody == nil || op.RequestBody.Content == nil {
 		return nil, fmt.Errorf("%s: %s %s is not there or takes no body", s.name, method, path)
@@ -162,6 +171,8 @@ func (s *Spec) RequestExamples(path, method string) (map[string][]byte, error) {
 // ResponseExamples returns the JSON answers the spec gives as examples of method and path with
 // status, by name: what a driver must read as the provider documents it.
 func (s *Spec) ResponseExamples(path, method, status string) (map[string][]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	op := s.operation(path, method)
 	if op == nil || op.Responses == nil || op.Responses.Codes == nil {
 		return nil, fmt.Errorf("%s: %s %s is not there or has no responses", s.name, method, path)
@@ -224,6 +235,8 @@ func decodeExamples(spec string, examples iter.Seq2[string, *base.Example], out 
 // mode covers JSON bodies only, so fields the form schema does not declare are found here, from
 // the library's model of the operation.
 func (s *Spec) FormErrors(path, method string, form url.Values) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	errs := s.bodyErrors(path, method, "application/x-www-form-urlencoded", []byte(form.Encode()))
 	op := s.operation(path, method)
 	if op == nil || op.RequestBody == nil || op.RequestBody.Content == nil {
@@ -263,6 +276,8 @@ func (s *Spec) bodyErrors(path, method, ctype string, body []byte) []string {
 
 // ResponseErrors validates a JSON answer with the given status to method and path.
 func (s *Spec) ResponseErrors(path, method, status string, body []byte) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	req := s.request(method, path, "application/json", nil)
 	code := 0
 	fmt.Sscan(status, &code)
