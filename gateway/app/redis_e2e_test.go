@@ -1534,8 +1534,10 @@ func TestRedisThroughSentinelOverTLS(t *testing.T) {
 // sentinelSetup starts a primary, its replica and a Sentinel watching them under the name
 // "state", waits until the Sentinel sees the replica copying the primary, starts a gateway that
 // finds its Redis through the Sentinel (redisLimitConfig), and takes the limit of +14155550104
-// (a send, then a refusal). It returns the gateway, the replica's address, a client of the
-// Sentinel and the function that kills the primary.
+// (a send, then a refusal), then waits until the replica holds all the primary wrote
+// (replication is asynchronous: a failover or a crash before that would lose the limit, and the
+// tests check that it holds after). It returns the gateway, the replica's address, a client of
+// the Sentinel and the function that kills the primary.
 func sentinelSetup(t *testing.T) (h *harness, primary, replica string, sentinel *redis.SentinelClient, kill func()) {
 	t.Helper()
 	primary, kill = redistest.Server(t)
@@ -1557,7 +1559,33 @@ func sentinelSetup(t *testing.T) (h *harness, primary, replica string, sentinel 
 	if n, err := c.DBSize(context.Background()).Result(); err != nil || n == 0 {
 		t.Fatalf("the primary holds %d keys (%v)", n, err)
 	}
+	wrote := replOffset(t, c, "master_repl_offset")
+	r := redis.NewClient(&redis.Options{Addr: replica})
+	defer r.Close()
+	waitFor(t, 10*time.Second, "the replica holds what the primary wrote", func() bool {
+		return replOffset(t, r, "slave_repl_offset") >= wrote
+	})
 	return h, primary, replica, sentinel, kill
+}
+
+// replOffset reads a replication offset (field of INFO replication) from c.
+func replOffset(t *testing.T, c *redis.Client, field string) int64 {
+	t.Helper()
+	info, err := c.Info(context.Background(), "replication").Result()
+	if err != nil {
+		t.Fatalf("INFO replication: %v", err)
+	}
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				t.Fatalf("INFO replication: %s: %q", field, v)
+			}
+			return n
+		}
+	}
+	t.Fatalf("INFO replication has no %s: %s", field, info)
+	return 0
 }
 
 // TestRedisThroughSentinelSurvivesAPrimaryCrash: the primary dies (killed, not failed over by
@@ -1568,8 +1596,6 @@ func sentinelSetup(t *testing.T) (h *harness, primary, replica string, sentinel 
 func TestRedisThroughSentinelSurvivesAPrimaryCrash(t *testing.T) {
 	t.Parallel() // waits, mostly; touches no package variable (see start)
 	h, _, _, _, kill := sentinelSetup(t)
-	// The replica copies asynchronously: give it the bucket before the primary dies.
-	time.Sleep(100 * time.Millisecond)
 	crashed := time.Now()
 	kill()
 	refused, lastRefused := 0, time.Duration(0)
