@@ -6,12 +6,15 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +30,22 @@ import (
 	"github.com/smsgate/smsgate/gateway/syncbuf"
 	"github.com/smsgate/smsgate/providers/providertest"
 )
+
+// TestMain runs at least four of the package's parallel tests at a time (go test's default is
+// one a core) unless -parallel says otherwise: they mostly wait, on clocks, failovers and
+// providers that hang, so on this project's 2-core machines four at a time keep the cores busy
+// (the package's race run 118 s at two, 82 s at four).
+func TestMain(m *testing.M) {
+	flag.Parse()
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == "test.parallel" })
+	if !given {
+		if err := flag.Set("test.parallel", strconv.Itoa(max(4, goruntime.GOMAXPROCS(0)))); err != nil {
+			panic(err)
+		}
+	}
+	os.Exit(m.Run())
+}
 
 type harness struct {
 	t    testing.TB
@@ -49,11 +68,12 @@ func setForTest[T any](t testing.TB, v *T, val T) {
 
 // start writes cfg to a temp file and runs the real server on port 0.
 //
-// The package's tests run one at a time, as many set a package variable for their gateway
-// (setForTest: adoptEvery, pushSweep, startWait, ...). A test that spends seconds waiting (on a
-// Redis or PostgreSQL failover, a certificate's renewal) and sets none may call t.Parallel: it
-// then runs after the others, beside the rest of its kind, and the package's run is shorter by
-// its waits.
+// Every test of the package calls t.Parallel, as each gateway has its own port, files, schema,
+// Redis and metrics, except a test that changes what the whole process shares: a package
+// variable (setForTest: adoptEvery, pushSweep, startWait, ...), the environment (t.Setenv), the
+// driver registry, or that counts what the process holds (goroutines, mappings). Those say why
+// at their top and run first, one at a time; the parallel tests run after them, beside each
+// other, so none sees a variable another changed.
 func start(t testing.TB, cfg string, o Options) *harness {
 	t.Helper()
 	return startAt(t, writeConfig(t, cfg), o)
@@ -237,6 +257,7 @@ routes:
 const actionBody = `{"message_options":{"recipient":"+1 (415) 555-0104","text":"Your code is 834712","action":"enrollment","code":"834712","message_type":"sms"},"client":{"client_id":"abc123","name":"App"},"request":{"ip":"203.0.113.9","language":"en"}}`
 
 func TestSendShapesEndToEnd(t *testing.T) {
+	t.Parallel()
 	h := start(t, baseConfig, Options{})
 	tests := []struct {
 		name, body, route, provider string
@@ -267,6 +288,7 @@ func TestSendShapesEndToEnd(t *testing.T) {
 }
 
 func TestErrorStatuses(t *testing.T) {
+	t.Parallel()
 	h := start(t, baseConfig, Options{})
 	tests := []struct {
 		name, key, body string
@@ -334,6 +356,7 @@ func TestErrorStatuses(t *testing.T) {
 // budget, on a route with failover_on_timeout: false is answered 504 deadline_exceeded (it may
 // have sent), and the next provider is not tried; on a route that fails over, the next sends.
 func TestATimeoutOnARouteThatDoesNotFailOver(t *testing.T) {
+	t.Parallel()
 	h := start(t, `
 server: {request_timeout: 5s}
 storage: {driver: memory}
@@ -359,6 +382,7 @@ routes:
 }
 
 func TestNoProviderAvailable503(t *testing.T) {
+	t.Parallel()
 	h := start(t, baseConfig, Options{})
 	for _, p := range []string{"primary", "backup"} {
 		if r := h.do("POST", "/v1/providers/"+p+"/disable", "admin-t0ken", ""); r.Status != 200 || r.Body["disabled"] != true {
@@ -401,6 +425,7 @@ routes:
 `
 
 func TestFailoverAndMetrics(t *testing.T) {
+	t.Parallel()
 	h := start(t, failoverConfig, Options{})
 	for i := 0; i < 5; i++ {
 		r := h.send("acme-key", fmt.Sprintf(`{"recipient":"+1415555010%d","text":"code %d123","context":{}}`, i, i))
@@ -443,6 +468,7 @@ func TestFailoverAndMetrics(t *testing.T) {
 }
 
 func TestIdempotencyAndCoalescing(t *testing.T) {
+	t.Parallel()
 	cfg := strings.Replace(failoverConfig, "    failure_rate: 1\n", "    latency: 150ms\n", 1)
 	h := start(t, cfg, Options{})
 	sent := func() float64 { return testutil.ToFloat64(h.app.MetricSet().Attempts.WithLabelValues("first", "sent")) }
@@ -574,6 +600,7 @@ func (f *flakyFlights) Answer(context.Context, string) (*policy.Replay, bool, bo
 // request, whose look for the answer fails once, looks again; it does not take the failure for
 // a claimant gone and send the request itself (a second send of the same code).
 func TestAWaiterKeepsWaitingThroughAFailedLook(t *testing.T) {
+	t.Parallel()
 	h := start(t, failoverConfig, Options{})
 	f := &flakyFlights{}
 	h.app.flights = f
@@ -604,6 +631,7 @@ func (*unstoredFlights) Finish(context.Context, string, string, *policy.Replay, 
 // it answers its own caller when Redis does not take the answer for the replicas waiting on it
 // (they claim the request once the claim expires), and the failure is counted.
 func TestARunWhoseAnswerCannotBeSharedStillAnswersHere(t *testing.T) {
+	t.Parallel()
 	h := start(t, failoverConfig, Options{})
 	h.app.flights = &unstoredFlights{}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -626,6 +654,7 @@ func TestARunWhoseAnswerCannotBeSharedStillAnswersHere(t *testing.T) {
 // providers again (a message of its own id) instead of getting the failure back for the key's
 // whole lifetime.
 func TestAFailedSendIsNotReplayed(t *testing.T) {
+	t.Parallel()
 	throttled := `
 storage: {driver: memory}
 policy: {rate_limits: {per_recipient: 0}}
@@ -664,6 +693,7 @@ routes:
 // but not when they name different senders (a tenant with allowed_senders sending for two brands)
 // or carry different texts of one code: each is a message of its own, sent as it was asked.
 func TestCoalescingKeepsSendersAndTextsApart(t *testing.T) {
+	t.Parallel()
 	// body is the i-th request of a case: the same recipient and code, two senders or two texts.
 	for _, c := range []struct {
 		name string
@@ -732,6 +762,7 @@ func (c *testClock) Add(d time.Duration) {
 }
 
 func TestResendEscalation(t *testing.T) {
+	t.Parallel()
 	clk := &testClock{t: time.Now()}
 	cfg := strings.Replace(failoverConfig, "    failure_rate: 1\n", "", 1)
 	cfg = strings.Replace(cfg, "tenants: [{name: acme, api_key: acme-key}]", "tenants: [{name: acme, api_key: acme-key}, {name: globex, api_key: globex-key}]", 1)
@@ -771,6 +802,7 @@ func TestResendEscalation(t *testing.T) {
 }
 
 func TestResendEscalationCanBeSwitchedOff(t *testing.T) {
+	t.Parallel()
 	clk := &testClock{t: time.Now()}
 	cfg := strings.Replace(failoverConfig, "    failure_rate: 1\n", "", 1)
 	cfg = strings.Replace(cfg, "policy: {rate_limits: {per_recipient: 0}}", "policy: {rate_limits: {per_recipient: 0}, resend_escalation: {enabled: false}}", 1)
@@ -784,6 +816,7 @@ func TestResendEscalationCanBeSwitchedOff(t *testing.T) {
 }
 
 func TestLogsHoldNoCodeNumberOrSecret(t *testing.T) {
+	t.Parallel()
 	h := start(t, baseConfig, Options{})
 	bodies := []string{actionBody,
 		`{"recipient":"+14155550104","text":"Your code is 834712","context":{"code":"834712"}}`,
@@ -819,6 +852,7 @@ func TestLogsHoldNoCodeNumberOrSecret(t *testing.T) {
 // tenant all of its own, and the log says whose were trimmed. The tenant's own bound is the
 // smaller, and the smallest there is (1): it is the tenant's, not storage's, down to one record.
 func TestATenantsRecordsAreBoundedByTheConfig(t *testing.T) {
+	t.Parallel()
 	cfg := strings.Replace(baseConfig, "storage: {driver: sqlite, path: $DIR/log.db}", "storage: {driver: sqlite, path: $DIR/log.db, max_records_per_tenant: 2}", 1)
 	cfg = strings.Replace(cfg, "  - name: acme\n    api_key: acme-key\n", "  - name: acme\n    api_key: acme-key\n    max_records: 1\n", 1)
 	h := start(t, cfg, Options{choresEvery: 20 * time.Millisecond})
@@ -873,6 +907,7 @@ func TestATenantsRecordsAreBoundedByTheConfig(t *testing.T) {
 // metrics SmsgateMessageLogPastRetention reads, beside the retention; and SQLite's WAL size the
 // one SmsgateMessageLogWALLarge reads.
 func TestThePurgeSaysHowOldTheLogIs(t *testing.T) {
+	t.Parallel()
 	cfg := strings.Replace(baseConfig, "storage: {driver: sqlite, path: $DIR/log.db}", "storage: {driver: sqlite, path: $DIR/log.db, retention: 48h}", 1)
 	var clock atomic.Int64 // Unix ms of the sends' clock
 	clock.Store(time.Now().Add(-72 * time.Hour).UnixMilli())
@@ -902,6 +937,7 @@ func TestThePurgeSaysHowOldTheLogIs(t *testing.T) {
 // the metrics. A team may rename its tenants at each change of its file: each name's series
 // stayed on every replica until it restarted, in every scrape and in Prometheus.
 func TestATenantThatLeftTheConfigLeavesNoSeries(t *testing.T) {
+	t.Parallel()
 	h := start(t, baseConfig, Options{})
 	for _, key := range []string{"acme-key", "lenient-key"} {
 		if r := h.send(key, actionBody); r.Status != 200 {
@@ -951,6 +987,7 @@ func TestATenantThatLeftTheConfigLeavesNoSeries(t *testing.T) {
 }
 
 func TestMessagesAPI(t *testing.T) {
+	t.Parallel()
 	h := start(t, baseConfig, Options{})
 	var ids []string
 	for i := 0; i < 3; i++ {
@@ -989,6 +1026,7 @@ func TestMessagesAPI(t *testing.T) {
 }
 
 func TestReloadUnderLoad(t *testing.T) {
+	t.Parallel()
 	h := start(t, failoverConfig, Options{})
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -1043,6 +1081,7 @@ func TestReloadUnderLoad(t *testing.T) {
 }
 
 func TestReloadEndpointAndBreakerKept(t *testing.T) {
+	t.Parallel()
 	h := start(t, baseConfig, Options{})
 	// Open nothing, but drain primary: an unchanged provider keeps its state across a reload.
 	h.do("POST", "/v1/providers/primary/disable", "admin-t0ken", "")
@@ -1066,6 +1105,7 @@ func TestReloadEndpointAndBreakerKept(t *testing.T) {
 // built again with them (a fresh breaker, closed, and smsgate_breaker_state says so), though
 // nothing else of it changed.
 func TestABreakerChangedByAReloadTakesEffect(t *testing.T) {
+	t.Parallel()
 	h := start(t, failoverConfig, Options{})
 	_, reload := reloader(t, h.app, h.path)
 	send := func(i int) []string { t.Helper(); return sentAttempts(t, h, "acme-key", i) }
@@ -1090,6 +1130,7 @@ func TestABreakerChangedByAReloadTakesEffect(t *testing.T) {
 }
 
 func TestGracefulShutdownFinishesInFlight(t *testing.T) {
+	t.Parallel()
 	cfg := strings.Replace(failoverConfig, "    failure_rate: 1\n", "    latency: 300ms\n", 1)
 	h := start(t, cfg, Options{})
 	done := make(chan response)
@@ -1104,6 +1145,7 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 }
 
 func TestRequestIDInResponseAndLog(t *testing.T) {
+	t.Parallel()
 	h := start(t, baseConfig, Options{})
 	r := h.send("acme-key", actionBody, "X-Request-Id", "trace-abc-123")
 	if r.Header.Get("X-Request-Id") != "trace-abc-123" {
@@ -1127,6 +1169,7 @@ func TestRequestIDInResponseAndLog(t *testing.T) {
 // provider is disabled stays ready: drains are the same on every replica, and with all replicas
 // out of the load balancer the admin API could not be reached to end the drain.
 func TestReadinessFollowsBreakersNotDrains(t *testing.T) {
+	t.Parallel()
 	h := start(t, `
 server: {admin_token: ready-admin-token-0123}
 storage: {driver: memory}
@@ -1178,6 +1221,7 @@ routes: [{name: d, providers: [p1]}]
 // TestARollbackStartsOnANewerLog: a build started on a message log that a newer build migrated
 // (a rollback after an upgrade) serves on it when the log says it may, and says so.
 func TestARollbackStartsOnANewerLog(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "log.db")
 	s, err := store.OpenSQLite(context.Background(), path, nil)
 	if err != nil {
@@ -1209,6 +1253,7 @@ func TestARollbackStartsOnANewerLog(t *testing.T) {
 // waited would not listen meanwhile, and a liveness probe would kill it, migration and all, again
 // and again.
 func TestASQLiteStartDoesNotWaitForLongMigrations(t *testing.T) {
+	// Not parallel: sets startWait (see start).
 	path := filepath.Join(t.TempDir(), "log.db")
 	s, err := store.OpenSQLite(context.Background(), path, nil)
 	if err != nil {
@@ -1244,6 +1289,7 @@ func TestASQLiteStartDoesNotWaitForLongMigrations(t *testing.T) {
 // pages are then in the file, not only in the WAL): the log's file is mapped by default, and is
 // not with sqlite_mmap: false (its WAL index, log.db-shm, is mapped either way).
 func TestSQLiteMmapSwitch(t *testing.T) {
+	// Not parallel: reads the process's own mappings (see start).
 	if _, err := os.Stat("/proc/self/maps"); err != nil {
 		t.Skip("no /proc/self/maps to read the process's mappings from")
 	}
@@ -1339,6 +1385,7 @@ func (b *readsAtClose) Close() error {
 // that opened a connection as the SQLite file went away could leave files behind (a test's
 // temporary directory could not be removed, once in CI).
 func TestShutdownWaitsForTheBackgroundReads(t *testing.T) {
+	t.Parallel()
 	b := &readsAtClose{takes: 200 * time.Millisecond, began: make(chan struct{})}
 	a, err := New(context.Background(), Options{ConfigPath: writeConfig(t, `
 storage: {driver: sqlite, path: $DIR/log.db}
@@ -1373,6 +1420,7 @@ routes: [{name: d, providers: [m], strategy: least_cost}]
 // the directory of a running one (two containers given one volume) stops at start, naming the
 // key, instead of writing its records over the other's.
 func TestASpoolInUseStopsTheStart(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cfg := logConfig(fmt.Sprintf("{driver: sqlite, path: $DIR/log.db, spool_dir: %q}", dir))
 	h := start(t, cfg, Options{})
@@ -1393,6 +1441,7 @@ func TestASpoolInUseStopsTheStart(t *testing.T) {
 // tie-breaker), though each ends in random bytes; the per-process sequence wraps only after
 // 65536 ids.
 func TestIDsMadeInOneMillisecondSortByCreation(t *testing.T) {
+	t.Parallel()
 	at := time.UnixMilli(1_700_000_000_000)
 	prev := newID(at)
 	for range 200 {
@@ -1410,6 +1459,7 @@ func TestIDsMadeInOneMillisecondSortByCreation(t *testing.T) {
 // storage.store_full_numbers keeps the whole number in the message log, and only there: the
 // request's log line still masks it.
 func TestStoreFullNumbersKeepsTheNumberInTheLogOnly(t *testing.T) {
+	t.Parallel()
 	h := start(t, strings.Replace(baseConfig, "path: $DIR/log.db}", "path: $DIR/log.db, store_full_numbers: true}", 1), Options{})
 	r := h.send("acme-key", actionBody)
 	if r.Status != 200 {
@@ -1427,6 +1477,7 @@ func TestStoreFullNumbersKeepsTheNumberInTheLogOnly(t *testing.T) {
 // A provider that throttles without saying for how long (429, no Retry-After): the caller is
 // still told to wait, one second, not invited to retry at once.
 func TestAThrottleWithoutRetryAfterAnswersOneSecond(t *testing.T) {
+	t.Parallel()
 	srv := providertest.Answering(t, "POST", "/sms/3/messages", http.StatusTooManyRequests, []byte(`{"errorCode":"E429","description":"Too many requests"}`))
 	h := start(t, `
 storage: {driver: memory}
@@ -1456,6 +1507,7 @@ func (p *panicOnce) RoundTrip(*http.Request) (*http.Response, error) {
 // process goes on, and the tenant's next send (its place among the sends in flight given back)
 // fails over as any other would.
 func TestAPanicInASendIsAJSON500AndTheReplicaGoesOn(t *testing.T) {
+	t.Parallel()
 	h := start(t, `
 storage: {driver: memory}
 server: {max_in_flight: 2}
@@ -1487,6 +1539,7 @@ routes: [{name: d, providers: [ib, m]}]
 // TestALogLevelFollowsTheFileOnReload: log.level takes effect at a reload, with no warning; a
 // change of log.format (which needs a restart) is warned about instead.
 func TestALogLevelFollowsTheFileOnReload(t *testing.T) {
+	t.Parallel()
 	h := start(t, baseConfig, Options{})
 	write := func(cfg string) {
 		t.Helper()

@@ -138,6 +138,7 @@ func startSnippetGateway(t *testing.T) (*recorder, *httptest.Server) {
 // TestAuth0Snippets runs each snippet of docs/auth0 in Node against a real gateway: success, a
 // 4xx and a 5xx path, and checks what reached the gateway.
 func TestAuth0Snippets(t *testing.T) {
+	t.Parallel()
 	rec, proxy := startSnippetGateway(t)
 
 	good := map[string]string{"recipient": "+14155550104", "text": "Your code is 482913", "code": "482913"}
@@ -255,6 +256,7 @@ var snippetTimeoutRe = regexp.MustCompile(`(?m)^const SMSGATE_TIMEOUT_MS = (\d+)
 // default request budget (its clock starts first, and the gateway may answer at the very end of
 // its budget after a failover), and less than Auth0's 20 s for one execution.
 func TestSnippetTimeoutsOutlastTheGatewayBudget(t *testing.T) {
+	t.Parallel()
 	c, err := config.Parse("min.yaml", []byte("tenants: [{name: a, api_key: k}]\nproviders: [{name: p, type: mock}]\nroutes: [{name: d, providers: [p]}]\n"), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -285,6 +287,7 @@ func TestSnippetTimeoutsOutlastTheGatewayBudget(t *testing.T) {
 // TestSnippetIdempotencyKeyIsKeyed: the custom-phone-provider snippet's Idempotency-Key is an
 // HMAC keyed by the Action's SMSGATE_API_KEY, not a plain hash a six-digit code could be read from.
 func TestSnippetIdempotencyKeyIsKeyed(t *testing.T) {
+	t.Parallel()
 	rec, proxy := startSnippetGateway(t)
 	sc := map[string]string{"recipient": "+14155550177", "text": "Your code is 604211", "code": "604211"}
 	runSnippet(t, "custom-phone-provider", "../../docs/auth0/custom-phone-provider-action.js", proxy.URL, "acme-snippet-key", sc)

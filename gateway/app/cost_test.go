@@ -51,6 +51,7 @@ routes:
 `
 
 func TestLeastCostRouting(t *testing.T) {
+	t.Parallel()
 	clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
 	h, ib, _ := startOnFakesWith(t, costConfig, Options{Now: clk.Now})
 	n := 0
@@ -185,6 +186,7 @@ func TestLeastCostRouting(t *testing.T) {
 
 // TestOrderedRoutesIgnorePrices: prices alone change nothing; strategy ordered is the default.
 func TestOrderedRoutesIgnorePrices(t *testing.T) {
+	t.Parallel()
 	h, _, _ := startOnFakesWith(t, strings.Replace(costConfig, "    strategy: least_cost\n", "", 1), Options{})
 	r := h.send("acme-key", `{"message_options":{"recipient":"+447400100000","text":"Your code is 123456","message_type":"sms"}}`)
 	if r.Body["provider"] != "twilio-us" {
@@ -194,6 +196,7 @@ func TestOrderedRoutesIgnorePrices(t *testing.T) {
 
 // TestSpendLabelsStayBounded: a currency that is not an ISO 4217-shaped code is counted as XXX.
 func TestSpendLabelsStayBounded(t *testing.T) {
+	t.Parallel()
 	h := start(t, "tenants: [{name: a, api_key: k}]\nstorage: {driver: memory}\nproviders: [{name: m, type: mock}]\nroutes: [{name: d, providers: [m]}]\n", Options{})
 	h.app.charge(store.Charge{Provider: "m", Country: "GB", Currency: "EUR", Price: 0.5})
 	h.app.charge(store.Charge{Provider: "m", Country: "GB", Currency: "<script>", Price: 0.25})
@@ -214,6 +217,7 @@ func TestSpendLabelsStayBounded(t *testing.T) {
 // the tenants' averages, so a tenant sending to expensive (or pumped) ranges does not reorder
 // every tenant's traffic; reports in a currency without a rate are left out.
 func TestOneTenantCannotMoveThePrice(t *testing.T) {
+	t.Parallel()
 	cfg, err := config.Parse("x.yaml", []byte(`
 tenants: [{name: acme, api_key: a}, {name: beta, api_key: b}, {name: evil, api_key: e}]
 routing: {least_cost: {currency: EUR, rates: {USD: 0.5}, min_reports: 5}}
@@ -252,6 +256,7 @@ routes: [{name: d, strategy: least_cost, providers: [ib]}]
 // price, whatever the configured one says. A tenant weighs its reports up to min_reports: two
 // tenants with one dear message each do not outvote one that sends there every day.
 func TestOneOfTwoTenantsCannotMoveThePrice(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name, configured string
 		avgs             []float64
@@ -304,6 +309,7 @@ routes: [{name: d, strategy: least_cost, providers: [ib]}]
 // TestReloadAppliesPrices: a reload with new prices reorders at once, without waiting for the
 // next refresh of reported prices.
 func TestReloadAppliesPrices(t *testing.T) {
+	t.Parallel()
 	h, _, _ := startOnFakesWith(t, costConfig, Options{})
 	gb := `{"message_options":{"recipient":"+447400100000","text":"Your code is 123456","message_type":"sms"}}`
 	if r := h.send("acme-key", gb); r.Body["provider"] != "infobip-eu" {
@@ -327,6 +333,7 @@ func TestReloadAppliesPrices(t *testing.T) {
 // come after the priced ones, and those below the floor (or demoted) last, both in configured
 // order; the tenants' rate decides, not every tenant's messages pooled.
 func TestOrderByCost(t *testing.T) {
+	t.Parallel()
 	cfg, err := config.Parse("x.yaml", []byte(`
 tenants: [{name: a, api_key: a}]
 routing: {least_cost: {floor: 0.9}, delivery_health: {min_samples: 10, min_rate: 0.7}}
@@ -377,6 +384,7 @@ routes: [{name: d, strategy: least_cost, providers: [p1, p2, p3, p4, p5, p6, p7,
 // floor of voice delivery health: a provider whose calls fail goes behind, and one whose SMS
 // fail keeps its voice rank.
 func TestLeastCostReadsTheChannelsHealth(t *testing.T) {
+	t.Parallel()
 	cfg, err := config.Parse("x.yaml", []byte(`
 tenants: [{name: a, api_key: a}]
 routing: {least_cost: {floor: 0.9}, delivery_health: {min_samples: 10, min_rate: 0.7}}
@@ -412,6 +420,7 @@ routes: [{name: d, strategy: least_cost, providers: [q2, q1]}]
 // pumping uses), the difference is charged too, and the tenant's next send is refused. A report
 // of a lower price gives nothing back, and a text's parts are counted on both sides.
 func TestSpendLimitCountsWhatReportsSay(t *testing.T) {
+	t.Parallel()
 	cfg := strings.Replace(healthConfig, "tenants: [{name: acme, api_key: acme-key}]", "tenants: [{name: acme, api_key: acme-key, rate_limits: {spend: 0.05/24h}}]", 1)
 	cfg = strings.Replace(cfg, "    webhook_secret: hook-secret\n", "    webhook_secret: hook-secret\n    prices: {default: 0.01}\n", 1)
 	h, _, _ := startOnFakesWith(t, cfg, Options{})
@@ -463,6 +472,7 @@ func TestSpendLimitCountsWhatReportsSay(t *testing.T) {
 // or, where its provider has none, at the highest configured price of either kind: a tenant
 // calling cannot spend ten times its limit at SMS prices.
 func TestVoiceCallsArePricedAsCalls(t *testing.T) {
+	t.Parallel()
 	h := start(t, `
 server: {admin_token: admin-t0ken}
 storage: {driver: memory}
@@ -529,6 +539,7 @@ routes:
 // would). A call that speaks a code counts one minute, whatever its text; reported prices count
 // from min_reports reports on.
 func TestEstimates(t *testing.T) {
+	t.Parallel()
 	cfg, err := config.Parse("x.yaml", []byte(`
 tenants: [{name: a, api_key: a}]
 routing: {least_cost: {currency: EUR, min_reports: 5}}
@@ -571,6 +582,7 @@ routes: [{name: d, strategy: least_cost, providers: [p1, p2, p3]}]
 // TestPricesAreReadOnlyWhereUsed: the least-cost window (every reported price of a day) is read
 // only when a route ranks by price or a spend limit counts prices.
 func TestPricesAreReadOnlyWhereUsed(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, extra string
 		reads       bool
@@ -593,6 +605,7 @@ func TestPricesAreReadOnlyWhereUsed(t *testing.T) {
 // routing.least_cost.rates cannot convert are left out of the ranking, and the log says which
 // currency, so that the operator can add its rate.
 func TestPricesInACurrencyWithoutARateAreLeftOutAndSaid(t *testing.T) {
+	t.Parallel()
 	clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
 	h, _, _ := startOnFakesWith(t, costConfig, Options{Now: clk.Now})
 	// Sent a minute ago: in the window's newest part, which every refresh reads (an older bucket

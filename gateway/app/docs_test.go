@@ -13,6 +13,7 @@ var errorCodeRe = regexp.MustCompile(`(?:errReply\(|fail\()[^,]+, "([a-z_]+)"|co
 // TestAPIDocListsEveryErrorCode: docs/api.md and the ErrorCode enum of docs/openapi.yaml name
 // every error code the code can answer, so neither can fall behind the code.
 func TestAPIDocListsEveryErrorCode(t *testing.T) {
+	t.Parallel()
 	doc, err := os.ReadFile("../../docs/api.md")
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 // writes to the same log (PostgreSQL) and can find them (Redis). A replica's SQLite file is its
 // own: another replica writing them there would put them in the wrong log.
 func TestOnlyAPostgresLogWithRedisStateHandsOver(t *testing.T) {
+	t.Parallel()
 	rc := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	defer rc.Close()
 	for _, c := range []struct {

@@ -57,6 +57,7 @@ func infobipReport(t *testing.T, h *harness, id, group, price string) {
 // window, and messages still without a final report after report_timeout, but the last only for
 // providers that ask for reports; messages outside the window do not count.
 func TestDeliveryHealthWindow(t *testing.T) {
+	t.Parallel()
 	clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
 	h, _, _ := startOnFakesWith(t, healthConfig, Options{Now: clk.Now})
 	st := h.app.Store()
@@ -114,6 +115,7 @@ func TestDeliveryHealthWindow(t *testing.T) {
 // GB traffic moves to Twilio (a probe share still tries Infobip first), US traffic stays, and GB
 // returns to Infobip when its reports turn DELIVERED.
 func TestSilentOutageDrill(t *testing.T) {
+	t.Parallel()
 	clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
 	h, ib, tw := startOnFakesWith(t, healthConfig, Options{Now: clk.Now})
 	report := func(id, group string) { infobipReport(t, h, id, group, "") }
@@ -221,6 +223,7 @@ func TestSilentOutageDrill(t *testing.T) {
 // or pumping) cannot move every tenant's traffic off a provider that delivers for the others;
 // when the others' messages fail too, the provider is demoted.
 func TestOneTenantCannotDemoteForAll(t *testing.T) {
+	t.Parallel()
 	clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
 	h, _, _ := startOnFakesWith(t, healthConfig, Options{Now: clk.Now})
 	st := h.app.Store()
@@ -271,6 +274,7 @@ func TestOneTenantCannotDemoteForAll(t *testing.T) {
 // driver asks for them and the gateway has a URL to receive them at (server.public_url). Without
 // the URL no report ever comes, and counting the silence would demote every provider.
 func TestMessagesWithoutAReportCountOnlyWhereReportsCanCome(t *testing.T) {
+	t.Parallel()
 	h, _, _ := startOnFakesWith(t, healthConfig, Options{})
 	mi := h.app.rt.Load().members["infobip-eu"]
 	if mi == nil || mi.callback == "" || !reports(mi) {
@@ -301,6 +305,7 @@ func healthOf(a *App, k healthKey) *healthView {
 // tenant whose messages are delivered (or which reports its own codes used) cannot, by volume,
 // keep a provider in every tenant's chain while the other tenants' messages are not delivered.
 func TestOneTenantCannotKeepAProviderForAll(t *testing.T) {
+	t.Parallel()
 	clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
 	cfg := strings.Replace(healthConfig, "tenants: [{name: acme, api_key: acme-key}]",
 		"tenants: [{name: acme, api_key: acme-key}, {name: other, api_key: other-key}, {name: big, api_key: big-key}]", 1)
@@ -354,6 +359,7 @@ func TestOneTenantCannotKeepAProviderForAll(t *testing.T) {
 // TestTenantRate: the weighted median of the tenants' rates, each weighing at most min_samples
 // messages.
 func TestTenantRate(t *testing.T) {
+	t.Parallel()
 	all := func(string) bool { return true }
 	for _, c := range []struct {
 		name    string
@@ -391,6 +397,7 @@ func TestTenantRate(t *testing.T) {
 // outage demotes it for SMS only. Voice used to be left out of delivery health, so a provider
 // whose calls stopped connecting stayed first in every voice chain.
 func TestVoiceHasItsOwnDeliveryHealth(t *testing.T) {
+	t.Parallel()
 	clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
 	h, _, _ := startOnFakesWith(t, healthConfig, Options{Now: clk.Now})
 	n := 0
@@ -462,6 +469,7 @@ func TestVoiceHasItsOwnDeliveryHealth(t *testing.T) {
 // report_timeout, so a healthy provider configured without a secret was demoted after ten
 // minutes of traffic.
 func TestUnreportedMessagesCountOnlyWhereReportsWereAsked(t *testing.T) {
+	t.Parallel()
 	clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
 	cfg := strings.Replace(healthConfig, "    webhook_secret: hook-secret\n", "", 1)
 	h, ib, _ := startOnFakesWith(t, cfg, Options{Now: clk.Now})
@@ -528,6 +536,7 @@ func (b *windowLog) starts() []time.Time {
 // (the next one gets a larger bound); one the message log failed, or whose caller went away (a
 // shutdown), is not.
 func TestAReadOfTheWindowIsCutOnlyByItsBound(t *testing.T) {
+	t.Parallel()
 	wl := &windowLog{took: 200 * time.Millisecond}
 	h := start(t, `
 storage: {driver: memory}
@@ -559,6 +568,7 @@ routes: [{name: d, providers: [m]}]
 // the window again, whatever refresh says: a read that grows with traffic cannot take the
 // replica's cores.
 func TestHealthRefreshIsPaced(t *testing.T) {
+	t.Parallel()
 	hb := &windowLog{took: 40 * time.Millisecond}
 	start(t, `
 storage: {driver: memory}
@@ -588,6 +598,7 @@ routes: [{name: d, providers: [m]}]
 // bound doubles the next one's. With a fixed bound every read was cut, and routing kept rates that
 // never changed again.
 func TestAHealthReadThatOutgrewItsBudgetStillEnds(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		budget, took time.Duration
 		cut          bool
@@ -623,6 +634,7 @@ routes: [{name: d, providers: [m]}]
 // TestRoutingReadsAreCounted: each read of delivery health and of least-cost prices is counted
 // by result, so that an alert sees a replica routing on rates and prices it can no longer read.
 func TestRoutingReadsAreCounted(t *testing.T) {
+	t.Parallel()
 	fb := &windowLog{}
 	h := start(t, `
 storage: {driver: memory}
@@ -662,6 +674,7 @@ routes: [{name: d, providers: [m], strategy: least_cost}]
 // first refresh above min_rate; the delivery-rate gauge shows only rates of min_samples
 // messages or more; and a voice demotion alone moves calls (not only when SMS is demoted too).
 func TestDemotionRules(t *testing.T) {
+	t.Parallel()
 	clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
 	h, _, _ := startOnFakesWith(t, healthConfig, Options{Now: clk.Now})
 	st := h.app.Store()
@@ -752,6 +765,7 @@ func TestDemotionRules(t *testing.T) {
 // TestARouteCanTurnDeliveryHealthOff: a route's own delivery_health: false keeps its order for
 // a country where its first provider is demoted.
 func TestARouteCanTurnDeliveryHealthOff(t *testing.T) {
+	t.Parallel()
 	clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
 	cfg := strings.Replace(healthConfig, "    providers: [infobip-eu, twilio-us]\n", "    providers: [infobip-eu, twilio-us]\n    delivery_health: false\n", 1)
 	h, _, _ := startOnFakesWith(t, cfg, Options{Now: clk.Now})
@@ -770,6 +784,7 @@ func TestARouteCanTurnDeliveryHealthOff(t *testing.T) {
 // not depend on a callback URL it sends (End User Messaging publishes its events to SNS topics
 // whatever smsgate asks; SNS would have nowhere to deliver them).
 func TestAskingForReportsNeedsAPublicURL(t *testing.T) {
+	t.Parallel()
 	clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
 	cfg := strings.Replace(healthConfig, `public_url: "https://sms.example.com", `, "", 1)
 	cfg = strings.Replace(cfg, "  - {name: quiet, type: mock}\nroutes:", "  - {name: quiet, type: mock}\n  - name: eum\n    type: aws-sms-voice\n    region: eu-west-1\n"+
@@ -802,6 +817,7 @@ func insertRecords(t *testing.T, h *harness, clk *testClock, provider, status st
 // note says its provider is demoted, none that it is tried "in its place" or "first". The same
 // for both strategies.
 func TestAllDemotedKeepTheirOrderAndProbeNothing(t *testing.T) {
+	t.Parallel()
 	for _, strategy := range []string{"ordered", "least_cost"} {
 		t.Run(strategy, func(t *testing.T) {
 			clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
@@ -833,6 +849,7 @@ func TestAllDemotedKeepTheirOrderAndProbeNothing(t *testing.T) {
 
 // TestProbeShare: every round(1/probe_share)-th message probes; a share of 0 never does.
 func TestProbeShare(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		share float64
 		want  int

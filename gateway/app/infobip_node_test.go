@@ -59,6 +59,7 @@ func runHarness(t *testing.T, mods string, stdin io.Reader, args ...string) []ma
 
 // TestSeedHookVerbatim: the copy in testdata is Auth0's Infobip hook as the project received it.
 func TestSeedHookVerbatim(t *testing.T) {
+	t.Parallel()
 	ref := filepath.Join(filepath.Dir(providertest.SpecDir()), "reference", "seed-infobip-hook.js")
 	want, err := os.ReadFile(ref)
 	if err != nil {
@@ -73,6 +74,7 @@ func TestSeedHookVerbatim(t *testing.T) {
 // TestSeedInfobipHookAgainstTheGateway runs the hook that posts straight to Infobip, verbatim
 // but for its BASE_URL, against smsgate: success, an Infobip outage that fails over, a wrong key.
 func TestSeedInfobipHookAgainstTheGateway(t *testing.T) {
+	t.Parallel()
 	mods := nodeModules(t)
 	c := startCompat(t)
 	src, err := os.ReadFile("testdata/seed-infobip-hook.js")
@@ -104,6 +106,7 @@ func TestSeedInfobipHookAgainstTheGateway(t *testing.T) {
 // TestInfobipSDKAgainstTheGateway: the official Infobip Node SDK, pointed at smsgate, sends an
 // SMS, reads its delivery report, once, and previews a text.
 func TestInfobipSDKAgainstTheGateway(t *testing.T) {
+	t.Parallel()
 	mods := nodeModules(t)
 	c := startCompat(t)
 	out := runHarness(t, mods, nil, "sdk-send", c.url, "acme-ib-key", "14155550190", "Your code is 909090")

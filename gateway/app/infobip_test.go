@@ -126,7 +126,7 @@ func checkSpec(t *testing.T, spec *providertest.Spec, path, method string, r res
 }
 
 func TestInfobipCompatibleSends(t *testing.T) {
-	t.Parallel() // waits, mostly; touches no package variable (see start)
+	t.Parallel()
 	c := startCompat(t)
 	sms := providertest.LoadSpec(t, "infobip-sms.openapi.json")
 	voice := providertest.LoadSpec(t, "infobip-voice.openapi.json")
@@ -368,6 +368,7 @@ func reportBody(id, group, price string) string {
 }
 
 func TestInfobipCompatibleReportsAndLogs(t *testing.T) {
+	t.Parallel()
 	c := startCompat(t)
 	sms := providertest.LoadSpec(t, "infobip-sms.openapi.json")
 	r := c.call("POST", "/sms/2/text/advanced", "App acme-ib-key", `{"bulkId":"b1","messages":[{"destinations":[{"to":"14155550170","messageId":"ref-a"},{"to":"14155550171"}],"text":"Code 9911","callbackData":"cb-1"}]}`)
@@ -450,6 +451,7 @@ func TestInfobipCompatibleReportsAndLogs(t *testing.T) {
 // a part as Infobip prices it: the pricePerMessage Infobip's report brought in is the one given
 // out, while the message log keeps the message's price, both parts.
 func TestInfobipCompatibleCountsParts(t *testing.T) {
+	t.Parallel()
 	c := startCompat(t)
 	sms := providertest.LoadSpec(t, "infobip-sms.openapi.json")
 	text := strings.Repeat("Code 5511 ", 17) // 170 GSM characters: two parts
@@ -499,6 +501,7 @@ func TestInfobipCompatibleCountsParts(t *testing.T) {
 // tracking, reports a message's code used as POST /v1/messages/{id}/verified does, by smsgate's
 // id or by the caller's own messageId, for the caller's tenant only; answers in Infobip's shapes.
 func TestInfobipCompatibleConversionTracking(t *testing.T) {
+	t.Parallel()
 	c := startCompat(t)
 	sms := providertest.LoadSpec(t, "infobip-sms.openapi.json")
 	r := c.call("POST", "/sms/2/text/advanced", "App acme-ib-key", `{"messages":[{"destinations":[{"to":"14155550180"},{"to":"14155550181","messageId":"conv-ref"},{"to":"14155550182"}],"text":"Code 5511"}]}`)
@@ -577,6 +580,7 @@ func TestInfobipCompatibleConversionTracking(t *testing.T) {
 // a transliteration, as Infobip's spec has them (its Turkish example), is sent (through the
 // route's providers, as any text); it used to be refused whole as a body of the wrong shape.
 func TestInfobipCompatibleSendWithLanguageTable(t *testing.T) {
+	t.Parallel()
 	c := startCompat(t)
 	sms := providertest.LoadSpec(t, "infobip-sms.openapi.json")
 	body := `{"messages":[{"destinations":[{"to":"14155550104"}],"text":"Doğrulama kodunuz 123456","language":{"languageCode":"TR"},"transliteration":"TURKISH"}]}`
@@ -595,6 +599,7 @@ func TestInfobipCompatibleSendWithLanguageTable(t *testing.T) {
 // with the one configuration smsgate sends (a languageCode it does not apply adds no preview),
 // sends nothing, and refuses a body without text and a wrong key in Infobip's shapes.
 func TestInfobipCompatiblePreview(t *testing.T) {
+	t.Parallel()
 	c := startCompat(t)
 	sms := providertest.LoadSpec(t, "infobip-sms.openapi.json")
 	before, err := c.app.Store().List(t.Context(), store.Query{Tenant: "acme", Limit: 100})
@@ -650,6 +655,7 @@ func hostOfHook(c *compatHarness) string {
 
 // TestInfobipCompatiblePullIsOnce: callers polling at once get each report once.
 func TestInfobipCompatiblePullIsOnce(t *testing.T) {
+	t.Parallel()
 	c := startCompat(t)
 	var ids []string
 	for i := range 20 {
@@ -701,6 +707,7 @@ func resultIDs(r response) []string {
 // left to fall due again); another tenant's report is pushed at once. With one queue and two workers shared by
 // every tenant, the first tenant's endpoint held everyone's pushes.
 func TestNotifyQueuesArePerTenant(t *testing.T) {
+	t.Parallel()
 	c := startCompat(t)
 	release := make(chan struct{})
 	var inFlight, most atomic.Int64
@@ -757,6 +764,7 @@ func TestNotifyQueuesArePerTenant(t *testing.T) {
 // second send; the key holds for each destination on its own (the first destination's record is
 // not the second's). Another key sends again.
 func TestInfobipCompatibleIdempotencyKey(t *testing.T) {
+	t.Parallel()
 	c := startCompat(t)
 	body := `{"messages":[{"destinations":[{"to":"14155550181"},{"to":"14155550182"}],"text":"Your code is 554433"}]}`
 	send := func(key string) []string {
@@ -790,6 +798,7 @@ func TestInfobipCompatibleIdempotencyKey(t *testing.T) {
 // by it. A request of one destination gets none. Under an Idempotency-Key a retry is answered
 // with the same bulkId (and is not a conflict); without one every request gets its own.
 func TestInfobipCompatibleMakesUpABulkIdForSeveralDestinations(t *testing.T) {
+	t.Parallel()
 	c := startCompat(t)
 	sms := providertest.LoadSpec(t, "infobip-sms.openapi.json")
 	voice := providertest.LoadSpec(t, "infobip-voice.openapi.json")
@@ -861,6 +870,7 @@ func TestInfobipCompatibleMakesUpABulkIdForSeveralDestinations(t *testing.T) {
 // TestANotifyURLMustBeAPlainHTTPURLOfAListedHost: a notifyUrl on a listed host is still refused
 // with credentials in it, in another scheme, or unparsable, before anything is sent.
 func TestANotifyURLMustBeAPlainHTTPURLOfAListedHost(t *testing.T) {
+	t.Parallel()
 	hook := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer hook.Close()
 	host := strings.TrimPrefix(hook.URL, "http://")
@@ -891,6 +901,7 @@ func TestANotifyURLMustBeAPlainHTTPURLOfAListedHost(t *testing.T) {
 // bulkId and limit, and lists only messages sent through the Infobip-compatible API; GET /sms/1/reports
 // narrows by messageId and bulkId and hands out 50 by default.
 func TestInfobipCompatibleLogsAndReportsFilters(t *testing.T) {
+	t.Parallel()
 	c := startCompat(t)
 	now := time.Now().UTC().Truncate(time.Second)
 	at := func(ago time.Duration) time.Time { return now.Add(-ago) }
@@ -993,6 +1004,7 @@ func TestInfobipCompatibleLogsAndReportsFilters(t *testing.T) {
 // report's time, or, for a message that failed at send, when the last provider gave up; a message
 // still pending is not done.
 func TestCompatMessageIsTheRecordAsInfobipTellsIt(t *testing.T) {
+	t.Parallel()
 	sent := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	reported, gaveUp := sent.Add(time.Minute), sent.Add(2*time.Second)
 	for _, tc := range []struct {
@@ -1019,6 +1031,7 @@ func TestCompatMessageIsTheRecordAsInfobipTellsIt(t *testing.T) {
 // a whole ends at server.request_timeout, as a send of smsgate's own API does: a provider that
 // hangs longer than that is not waited for, nor is the next provider tried after it.
 func TestACompatRequestsDestinationsAreSentEightAtATimeWithinItsTimeout(t *testing.T) {
+	t.Parallel()
 	cfg := strings.Replace(compatConfig, "request_timeout: 3s", "request_timeout: 2s", 1)
 	cfg = strings.Replace(cfg, "    timeout: 500ms\n", "    timeout: 30s\n", 1)
 	h, ibf, tw := startOnFakes(t, strings.ReplaceAll(cfg, "$HOOKHOST", "hooks.example"))
@@ -1053,6 +1066,7 @@ func TestACompatRequestsDestinationsAreSentEightAtATimeWithinItsTimeout(t *testi
 // error and no message id, so no report follows for its failed destinations: a pull finds none
 // (Infobip's callers never asked about a message they were not given).
 func TestARequestAnsweredWithAnErrorHoldsItsReports(t *testing.T) {
+	t.Parallel()
 	c := startCompat(t)
 	c.ib.SetMode(infobiptest.Unavailable)
 	c.tw.SetMode(twiliotest.Unavailable)

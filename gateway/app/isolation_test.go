@@ -69,6 +69,7 @@ func sendThenHangUp(h *harness) func() error {
 // caller hangs up while the provider call runs. The call is not aborted: the waiting duplicate gets
 // 200, and the message log says sent.
 func TestCoalescedWaiterSurvivesFirstCallerHangingUp(t *testing.T) {
+	t.Parallel()
 	h := start(t, slowMockConfig, Options{})
 	hangUp := sendThenHangUp(h)
 	time.Sleep(100 * time.Millisecond)
@@ -99,6 +100,7 @@ func TestCoalescedWaiterSurvivesFirstCallerHangingUp(t *testing.T) {
 // TestAnsweredSendIsRecordedAtShutdown: a send still running when shutdown starts is finished,
 // answered and recorded before the message log closes.
 func TestAnsweredSendIsRecordedAtShutdown(t *testing.T) {
+	t.Parallel()
 	h := start(t, slowMockConfig, Options{})
 	done := make(chan response, 1)
 	go func() { done <- h.send("acme-key", actionBody) }()
@@ -124,6 +126,7 @@ func TestAnsweredSendIsRecordedAtShutdown(t *testing.T) {
 // shutdown that starts then waits for it, so that its record reaches the message log before the
 // log closes (the server's own shutdown does not wait: the request is gone).
 func TestASendWhoseCallerHungUpIsRecordedAtShutdown(t *testing.T) {
+	t.Parallel()
 	h := start(t, slowMockConfig, Options{})
 	hangUp := sendThenHangUp(h)
 	time.Sleep(100 * time.Millisecond)
@@ -164,6 +167,7 @@ func echoingInfobip(t *testing.T, key, hook, other string) *httptest.Server {
 // TestProviderEchoingSecretsLeaksNothing: no run of 6 characters of any configured secret reaches
 // the reply, the message log or a log line, even when a provider echoes them whole or cut.
 func TestProviderEchoingSecretsLeaksNothing(t *testing.T) {
+	t.Parallel()
 	const key, hook, lonesKey = "IBKEY-7d2f9a61c4e84b0fa3", "HOOK-5e1b7c9d2a", "lone-key-4a8c2e6f1b"
 	srv := echoingInfobip(t, key, hook, lonesKey)
 	h := start(t, `
@@ -218,6 +222,7 @@ routes:
 // piece of a secret the driver does not know (another tenant's API key) reaches neither the
 // answer, which quotes the provider's code, nor the message log.
 func TestARecipientRefusalQuotesNoSecret(t *testing.T) {
+	t.Parallel()
 	const lonesKey = "LONE-KEY-4A8C2E6F1B" // in capitals: the driver reads a status name in capitals
 	srv := providertest.Answering(t, "POST", "/sms/3/messages", 200,
 		[]byte(`{"messages":[{"messageId":"m-1","destination":"14155550104","status":{"groupId":5,"groupName":"REJECTED","id":87,"name":"REJECTED_BLOCKLIST_`+lonesKey[9:]+`"}}]}`))
@@ -251,6 +256,7 @@ routes: [{name: default, providers: [ib]}]
 // TestReportFromAnotherProviderCannotTouchMessage: whoever holds the Infobip webhook secret can
 // post reports naming any message id; only messages Infobip sent may change.
 func TestReportFromAnotherProviderCannotTouchMessage(t *testing.T) {
+	t.Parallel()
 	h := start(t, `
 storage: {driver: sqlite, path: $DIR/log.db}
 policy: {rate_limits: {per_recipient: 0}}
@@ -280,6 +286,7 @@ routes:
 // provider (and false restores it), the gauge follows the file, and every series of a provider
 // that left the config is deleted.
 func TestReloadAppliesDisabledAndForgetsRemovedProviders(t *testing.T) {
+	t.Parallel()
 	h := start(t, baseConfig, Options{})
 	if r := h.send("acme-key", actionBody); r.Body["provider"] != "primary" {
 		t.Fatalf("before: %s", r.Raw)
@@ -331,6 +338,7 @@ func TestReloadAppliesDisabledAndForgetsRemovedProviders(t *testing.T) {
 // TestCodeDerivedKeysAreKeyed: two gateways with the same key_secret derive the same keys from
 // the same code (replicas agree), and the key is not the plain hash an attacker would compute.
 func TestCodeDerivedKeysAreKeyed(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	keys := map[string]bool{}
 	for _, secret := range []string{"", "", "shared-secret-0123456789"} {
@@ -362,6 +370,7 @@ func TestCodeDerivedKeysAreKeyed(t *testing.T) {
 // behind an interface (a provider's settings), a pointer, in a slice, an array or a map, each is
 // found; an unexported field is not walked, and an empty secret is no secret.
 func TestEverySecretOfTheConfigIsScrubbed(t *testing.T) {
+	t.Parallel()
 	type inner struct{ Key gateway.Secret }
 	type settings struct {
 		Direct  gateway.Secret
@@ -407,6 +416,7 @@ routes: [{name: default, providers: [ib, tw]}]
 // send goes to Infobip once the burst has passed. A route with nothing behind Infobip answers
 // 429 provider_throttled with Infobip's Retry-After.
 func TestProviderThrottlingFallsOnTheFlood(t *testing.T) {
+	t.Parallel()
 	ib, h := infobipThenBackup(t, []string{"flood", "quiet", "solo"}, `
   - {name: only-ib, match: {tenants: [solo]}, providers: [ib]}`)
 	body := func(i int) string {
@@ -443,6 +453,7 @@ func TestProviderThrottlingFallsOnTheFlood(t *testing.T) {
 // TestPerIPCountsAnIPv6SlashSixtyFour: an end user walking through the addresses of its own /64
 // (or writing its IPv4 address as IPv4-mapped IPv6) is still one per_ip bucket; another /64 is not.
 func TestPerIPCountsAnIPv6SlashSixtyFour(t *testing.T) {
+	t.Parallel()
 	h := start(t, `
 storage: {driver: memory}
 policy: {rate_limits: {per_recipient: 0, per_ip: 1/1h}}
@@ -471,6 +482,7 @@ routes: [{name: default, providers: [m]}]
 // them, so they are spoken as they are) draw Infobip's 400: each goes on through the backup, and
 // Infobip's breaker, which every tenant shares, stays closed for the other tenant's next call.
 func TestARefusedRequestIsNotTheProvidersFailure(t *testing.T) {
+	t.Parallel()
 	_, h := infobipThenBackup(t, []string{"long", "other"}, "")
 	voice := func(i int, text string) string {
 		return `{"recipient":"+1415555` + fmt.Sprintf("%04d", i) + `","text":"` + text + `","context":{"message_type":"voice"}}`
@@ -524,6 +536,7 @@ func (failingLimiter) AllowKeeping(context.Context, string, config.Limit, int) (
 // charged at its price like any other. Counted as reserved, it was charged nothing, and a tenant
 // could send for free whenever the store faltered.
 func TestASendWhoseRateCheckFailedIsCharged(t *testing.T) {
+	t.Parallel()
 	h := start(t, `
 storage: {driver: memory}
 policy: {rate_limits: {per_recipient: 0}}
@@ -561,6 +574,7 @@ func (failingCharge) Charge(context.Context, string, config.Spend, float64) erro
 // failure is counted (smsgate_state_errors_total{op="spend_charge"}), so that an operator sees
 // why a tenant's spend limit ran out sooner than its sends.
 func TestASpendSettlementThatFailsIsCounted(t *testing.T) {
+	t.Parallel()
 	h := start(t, `
 storage: {driver: memory}
 policy: {rate_limits: {per_recipient: 0}}
@@ -582,6 +596,7 @@ routes: [{name: default, providers: [m]}]
 // tenant. A tenant's spend limit stops its sends once their prices (or, where its provider has
 // none, the highest configured price) use up the limit; the other tenants send on.
 func TestSpendLimitStopsOneTenantDrainingTheAccount(t *testing.T) {
+	t.Parallel()
 	h := start(t, `
 storage: {driver: memory}
 policy: {rate_limits: {per_recipient: 0}}
@@ -643,6 +658,7 @@ routes:
 // found the bucket empty and were sent: eight times the limit). A send that fails gives its
 // reservation back, and what the provider really cost is what stays charged.
 func TestSpendLimitHoldsAgainstSendsStartedAtOnce(t *testing.T) {
+	t.Parallel()
 	h := start(t, `
 server: {admin_token: admin-t0ken}
 storage: {driver: memory}
@@ -709,6 +725,7 @@ routes:
 // tenant's failures alone open only its own voice breaker; the second's, corroborating them, open
 // the shared one.
 func TestAVoiceOutageLeavesEveryonesSMSAlone(t *testing.T) {
+	t.Parallel()
 	ib, h := infobipThenBackup(t, []string{"caller", "texter"}, "")
 	ib.SetVoiceDown(true)
 	msg := func(i int, typ string) string {
@@ -740,6 +757,7 @@ func TestAVoiceOutageLeavesEveryonesSMSAlone(t *testing.T) {
 // Infobip; GET /v1/providers and a metric name the tenant. When Infobip then fails for everyone,
 // the other tenant's failures are corroborated and open the shared breaker as before.
 func TestOneTenantCannotOpenTheBreakerEveryoneShares(t *testing.T) {
+	t.Parallel()
 	ib, h := infobipThenBackup(t, []string{"hostile", "quiet"}, "")
 	ib.SetFailText("\u2603")
 	n := 0
@@ -828,6 +846,7 @@ routes: [{name: d, providers: [slow]}]
 // sheds the tenant holding more than its fair share (503 overloaded, Retry-After 1, through the
 // Infobip-compatible API too), while another tenant's send is still admitted.
 func TestAFloodIsShedAtItsFairShare(t *testing.T) {
+	t.Parallel()
 	h, send := startShedding(t, "3s")
 	var wg sync.WaitGroup
 	for i := range 4 {
@@ -870,7 +889,7 @@ func TestAFloodIsShedAtItsFairShare(t *testing.T) {
 // tenant's is admitted. (Counted once, the request had run 6 at a time while holding one place,
 // and the flood's next send had been admitted too.)
 func TestAnInfobipRequestCountsEachSendItRunsAtOnce(t *testing.T) {
-	t.Parallel() // waits, mostly; touches no package variable (see start)
+	t.Parallel()
 	h, send := startShedding(t, "2500ms")
 	inFlight := func(n int64) {
 		t.Helper()
@@ -908,6 +927,7 @@ func TestAnInfobipRequestCountsEachSendItRunsAtOnce(t *testing.T) {
 // TestEveryTenantGetsAtLeastOneSendThrough: with more tenants busy than the cap, a tenant's share
 // is one send, not none.
 func TestEveryTenantGetsAtLeastOneSendThrough(t *testing.T) {
+	t.Parallel()
 	a := &App{}
 	var ts [3]tenant
 	for i := range ts[:2] {
@@ -936,6 +956,7 @@ func TestEveryTenantGetsAtLeastOneSendThrough(t *testing.T) {
 // the fifth, from a tenant over its share (4 / 2 busy tenants), is shed. With more tenants busy
 // than the cap, each has a share of one send.
 func TestTheCapIsWhatRunsBeforeShedding(t *testing.T) {
+	t.Parallel()
 	a := &App{}
 	var flood, quiet tenant
 	if !a.admit(4, &quiet) || !a.admit(4, &flood) || !a.admit(4, &flood) {
@@ -977,6 +998,7 @@ func TestTheCapIsWhatRunsBeforeShedding(t *testing.T) {
 // TestNoCapShedsNothing: with server.max_in_flight 0 there is no cap: one tenant's many sends in
 // flight are all admitted (and counted).
 func TestNoCapShedsNothing(t *testing.T) {
+	t.Parallel()
 	a := &App{}
 	var flood tenant
 	for i := range 50 {
@@ -992,6 +1014,7 @@ func TestNoCapShedsNothing(t *testing.T) {
 // TestAdminTenantsShowsSpendAndSendsInFlight: GET /v1/admin/tenants lists each tenant with its
 // sends in flight and what it used of its spend limit.
 func TestAdminTenantsShowsSpendAndSendsInFlight(t *testing.T) {
+	t.Parallel()
 	clk := &testClock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
 	h := start(t, `
 server: {admin_token: admin-t0ken}
@@ -1050,6 +1073,7 @@ routes: [{name: d, providers: [m]}]
 // previews are bounded per tenant (rate_limits.api), through both APIs: a tenant calling in a loop gets 429 with
 // Retry-After, and another tenant's calls go on.
 func TestATenantsCallsAreBounded(t *testing.T) {
+	t.Parallel()
 	h := start(t, `
 storage: {driver: memory}
 policy: {rate_limits: {per_recipient: 0}}
@@ -1160,6 +1184,7 @@ func (b *heldReads) List(ctx context.Context, q store.Query) ([]*store.Record, e
 // a slot without holding a connection, and are refused (429 with Retry-After, on both APIs) if
 // none frees within the budget. The other tenants read on meanwhile, and the slots are given back.
 func TestOneTenantsSlowReadsHoldTwoSlots(t *testing.T) {
+	t.Parallel()
 	hb := newHeldReads(0, "slow")
 	h := start(t, `
 server: {request_timeout: 1s}
@@ -1249,6 +1274,7 @@ routes: [{name: d, providers: [m]}]
 // freed within its budget, the quick tenant's read is answered as a log that could not be read
 // (503), not as its own tenant's excess (429).
 func TestATenantWithNoReadRunningGoesFirst(t *testing.T) {
+	t.Parallel()
 	pb := newHeldReads(2*readsPerTenant, "a", "b", "d")
 	h := start(t, `
 server: {request_timeout: 1s}
@@ -1318,6 +1344,7 @@ routes: [{name: r, providers: [m]}]
 // shares ran out of memory. Past the bound, the flooding tenant loses its own oldest records: the
 // quiet tenant's retry, after the flood, is still answered from its record and sends nothing.
 func TestAFloodOfIdempotencyKeysEvictsOnlyItsOwn(t *testing.T) {
+	t.Parallel()
 	h := start(t, quietAndFlood("max_idempotency_records: 40", "0"), Options{})
 	began := time.Now()
 	sent := func() float64 { return testutil.ToFloat64(h.app.MetricSet().Attempts.WithLabelValues("m", "sent")) }
@@ -1399,6 +1426,7 @@ func onlyTheFloodEvicted(t *testing.T, h *harness, n float64, took time.Duration
 // the replica that every tenant shares ran out of memory. Past the bound, the flooding tenant
 // forgets its own buckets: the quiet tenant's recipients stay limited after the flood.
 func TestAFloodOfRecipientsEvictsOnlyItsOwnBuckets(t *testing.T) {
+	t.Parallel()
 	h := start(t, quietAndFlood("max_keys: 40", "1/1h"), Options{})
 	began := time.Now()
 	body := func(i int) string {
@@ -1440,6 +1468,7 @@ func TestAFloodOfRecipientsEvictsOnlyItsOwnBuckets(t *testing.T) {
 // pumping destination. Now the leading digits place it, and a +1 number they do not place may be
 // in the US or Canada: an allow list must name both.
 func TestAnUnrecognizedRangeIsNoWayAroundCountryLists(t *testing.T) {
+	t.Parallel()
 	h := startOnMock(t, `{denied_countries: [JM], rate_limits: {per_recipient: 0}}`, `
   - {name: open, api_key: open-key, accept_unrecognized_numbers: true}
   - {name: us-only, api_key: us-key, accept_unrecognized_numbers: true, allowed_countries: [US]}
@@ -1474,6 +1503,7 @@ func TestAnUnrecognizedRangeIsNoWayAroundCountryLists(t *testing.T) {
 // other types policy.denied_number_types names by default) are refused before any provider is
 // called; a tenant may deny more types for itself only.
 func TestPremiumRateNumbersAreRefused(t *testing.T) {
+	t.Parallel()
 	h := startOnMock(t, `{rate_limits: {per_recipient: 0}}`, `
   - {name: plain, api_key: plain-key}
   - {name: careful, api_key: careful-key, denied_number_types: [toll_free]}
@@ -1511,6 +1541,7 @@ func TestPremiumRateNumbersAreRefused(t *testing.T) {
 // link only to a host the operator allows for every tenant or for this one (and the names under
 // it); the refusal names neither the link nor its host, which may carry the code.
 func TestLinksInTextsAreRefused(t *testing.T) {
+	t.Parallel()
 	h := startOnMock(t, `{rate_limits: {per_recipient: 0}, allowed_link_hosts: [help.example.com]}`, `
   - {name: plain, api_key: plain-key}
   - {name: acme, api_key: acme-key, allowed_link_hosts: [acme.com]}
@@ -1542,6 +1573,7 @@ func TestLinksInTextsAreRefused(t *testing.T) {
 // bare name. policy.bare_domain_links counts every domain name as a link: a tenant names only the
 // hosts it may link to, its own WebOTP origin included; a text without a name is not affected.
 func TestBareDomainLinksAreRefusedWhenAsked(t *testing.T) {
+	t.Parallel()
 	h := startOnMock(t, `{rate_limits: {per_recipient: 0}, bare_domain_links: true, allowed_link_hosts: [help.example.com]}`, `
   - {name: plain, api_key: plain-key}
   - {name: acme, api_key: acme-key, allowed_link_hosts: [acme.com]}
@@ -1567,6 +1599,7 @@ func TestBareDomainLinksAreRefusedWhenAsked(t *testing.T) {
 // for that tenant alone, either way: a tenant whose product name is a domain (Acme.io) opts out
 // where the operator counts bare names, and an operator counts them for one tenant it distrusts.
 func TestATenantSetsItsOwnBareDomainLinks(t *testing.T) {
+	t.Parallel()
 	h := startOnMock(t, `{rate_limits: {per_recipient: 0}, bare_domain_links: true}`, `
   - {name: strict, api_key: strict-key}
   - {name: acmeio, api_key: acmeio-key, bare_domain_links: false}
@@ -1649,6 +1682,7 @@ func spendUsed(t *testing.T, h *harness) float64 {
 // sending the longest texts spent 24 times its limit before it was stopped (on a provider that
 // reports no prices, for good). Now the reservation and the charge are the price times the parts.
 func TestASpendLimitCountsEveryPartOfAText(t *testing.T) {
+	t.Parallel()
 	h := startSpending(t, "{name: thief, api_key: thief-key, rate_limits: {spend: 1/24h}}", "prices: {default: 0.04}")
 	long := strings.Repeat("ж", 1600) // 24 parts of 67 UCS-2 characters
 	send := func(to string) response {
@@ -1682,6 +1716,7 @@ func TestASpendLimitCountsEveryPartOfAText(t *testing.T) {
 // TestASpendLimitCountsTheMinutesOfALongCall: a call speaks the code twice in seconds, but a text
 // without a code is read aloud whole, and voice prices are per minute: 1,600 characters take two.
 func TestASpendLimitCountsTheMinutesOfALongCall(t *testing.T) {
+	t.Parallel()
 	h := startSpending(t, "{name: caller, api_key: caller-key, rate_limits: {spend: 10/24h}}", "prices: {default: 0.04}, voice_prices: {default: 0.25}")
 	call := func(text string) {
 		t.Helper()
@@ -1729,6 +1764,7 @@ func TestASpendLimitCountsTheMinutesOfALongCall(t *testing.T) {
 // acme declares (client_ids) now routes only acme's requests; beta's go down the table, and a
 // client id nobody declares still routes anyone's.
 func TestAnotherTenantsClientIDTakesNotItsRoute(t *testing.T) {
+	t.Parallel()
 	h := start(t, `
 storage: {driver: memory}
 tenants:
@@ -1767,6 +1803,7 @@ func startOnMock(t *testing.T, policy, tenants string) *harness {
 // breakers with it (a replica does not keep them for every tenant that ever was), so a tenant of
 // that name added back later starts with the provider's breaker closed.
 func TestATenantThatComesBackStartsWithFreshBreakers(t *testing.T) {
+	t.Parallel()
 	const cfg = `storage: {driver: memory}
 policy: {rate_limits: {per_recipient: 0}, resend_escalation: {enabled: false}}
 tenants:
@@ -1798,6 +1835,7 @@ routes: [{name: d, providers: [flaky, ok]}]
 // theirs: coalescing and idempotency keep to one tenant. (Shared, the second tenant's request was
 // answered with the first's message, which is not its own to read, and its own was never sent.)
 func TestTwoTenantsNeverShareASend(t *testing.T) {
+	t.Parallel()
 	h := start(t, `
 storage: {driver: memory}
 policy: {rate_limits: {per_recipient: 0}, resend_escalation: {enabled: false}}

@@ -22,6 +22,7 @@ import (
 // With one key per tenant, a rotation had a moment between the reload and the callers' switch in
 // which every login failed.
 func TestAKeyIsRotatedWithoutAFailedCall(t *testing.T) {
+	t.Parallel()
 	c := startCompat(t)
 	raw, reload := reloader(t, c.app, c.path)
 	i := 0
@@ -52,6 +53,7 @@ func TestAKeyIsRotatedWithoutAFailedCall(t *testing.T) {
 // logged (without the token); once it is dropped, it is refused. A previous token never opens the
 // tenants' endpoints (and none is accepted while admin_token is unset: the test below).
 func TestTheAdminTokenIsRotatedWithoutAFailedCall(t *testing.T) {
+	t.Parallel()
 	h := start(t, baseConfig, Options{})
 	raw, reload := reloader(t, h.app, h.path)
 	status := func(token string) [2]int {
@@ -85,6 +87,7 @@ func TestTheAdminTokenIsRotatedWithoutAFailedCall(t *testing.T) {
 // endpoints answer 404 admin_disabled to every caller: one that sends no Authorization, an empty
 // bearer token (which an empty admin token would equal), or any token; no provider is drained.
 func TestAdminEndpointsAreClosedWithoutAnAdminToken(t *testing.T) {
+	t.Parallel()
 	h := start(t, strings.Replace(baseConfig, "  admin_token: admin-t0ken\n", "", 1), Options{})
 	calls := [][2]string{{"GET", "/v1/providers"}, {"GET", "/v1/admin/tenants"}, {"POST", "/v1/providers/primary/disable"}, {"POST", "/v1/admin/reload"}}
 	for _, auth := range [][]string{nil, {"Authorization", "Bearer "}, {"Authorization", "Bearer admin-t0ken"}} {
@@ -156,6 +159,7 @@ func rotated[T comparable](t *testing.T, a *App, logs *syncbuf.Buffer, calls fun
 // reload too, for operators who never ran it; here the guessable keys of the test config, by
 // their place and never their value.
 func TestConfigWarningsAreLogged(t *testing.T) {
+	t.Parallel()
 	h := start(t, baseConfig, Options{})
 	want := h.path + ":4: server.admin_token: shorter than 16 characters"
 	if n := strings.Count(h.logs.String(), want); n != 1 {
@@ -176,6 +180,7 @@ func TestConfigWarningsAreLogged(t *testing.T) {
 // refuses them without the webhook_secret they were replaced by, at the key's line (the rule is
 // the registry's, not each driver's).
 func TestPreviousWebhookSecretsNeedTheCurrentOne(t *testing.T) {
+	t.Parallel()
 	for typ, opts := range map[string]string{
 		"infobip":       `base_url: "https://x.api.infobip.com", api_key: k, sender: InfoSMS`,
 		"vonage":        `api_key: k, api_secret: s, from: "+14155550000"`,
@@ -204,6 +209,7 @@ func TestPreviousWebhookSecretsNeedTheCurrentOne(t *testing.T) {
 // refused as missing its key, and counted with the wrong keys, which SmsgateUnknownAPIKey
 // watches: a caller that sends its key the wrong way gets no codes either.
 func TestCallsWithoutAKeyAreCounted(t *testing.T) {
+	t.Parallel()
 	h := start(t, baseConfig, Options{})
 	for _, auth := range []string{"", "Basic eDphY21lLWtleQ==", "App acme-key"} {
 		r := h.do("POST", "/v1/send-phone-message", "", actionBody, "Authorization", auth)
@@ -221,6 +227,7 @@ func TestCallsWithoutAKeyAreCounted(t *testing.T) {
 // by validate's weak-secret warning and by the rotation problem. No driver keeps them there
 // today; one that does must not escape both checks.
 func TestReportSecretsAreFoundInInlineSettings(t *testing.T) {
+	t.Parallel()
 	type Shared struct {
 		WebhookSecret          gateway.Secret   `yaml:"webhook_secret"`
 		PreviousWebhookSecrets []gateway.Secret `yaml:"previous_webhook_secrets"`

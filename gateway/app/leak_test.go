@@ -37,6 +37,7 @@ routes:
 // every provider, its breakers, pacing and clients again; anything a build starts that the
 // running config's swap does not end would pile up in a replica that is reloaded for months.
 func TestReloadsLeakNoGoroutines(t *testing.T) {
+	// Not parallel: counts the process's goroutines (see start).
 	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")

@@ -33,6 +33,7 @@ func logLines(t *testing.T, h *harness, msg string) []map[string]any {
 // log.error_lines_per_second lines a second for each outcome, the next line saying how many were
 // left out; its sent messages, and every other tenant's lines, are all written.
 func TestARefusedFloodDoesNotFloodTheLog(t *testing.T) {
+	t.Parallel()
 	clk := &testClock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
 	h := start(t, `
 log: {error_lines_per_second: 5}
@@ -131,6 +132,7 @@ routes: [{name: b, match: {tenants: [broken]}, providers: [down]}, {name: d, pro
 // TestRejectedReportsDoNotFloodTheLog: anyone can post to the delivery-report endpoints; reports
 // without the webhook secret are refused, and their lines bounded like a tenant's refusals.
 func TestRejectedReportsDoNotFloodTheLog(t *testing.T) {
+	t.Parallel()
 	clk := &testClock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
 	h, _, _ := startOnFakesWith(t, compatConfig, Options{Now: clk.Now})
 	for range 50 {
@@ -150,6 +152,7 @@ func TestRejectedReportsDoNotFloodTheLog(t *testing.T) {
 }
 
 func TestLineGate(t *testing.T) {
+	t.Parallel()
 	var g lineGate
 	now := time.Unix(1_800_000_000, 0)
 	got := ""
@@ -173,6 +176,7 @@ func TestLineGate(t *testing.T) {
 // TestLeftOutSaysEveryLineLeftOut: the line after those left out says how many, even one; a line
 // after none says nothing of it.
 func TestLeftOutSaysEveryLineLeftOut(t *testing.T) {
+	t.Parallel()
 	for n, want := range map[int]string{0: "[]", 1: "[suppressed=1]", 7: "[suppressed=7]"} {
 		if got := fmt.Sprint(leftOut(n)); got != want {
 			t.Errorf("leftOut(%d) = %s, want %s", n, got, want)
@@ -183,6 +187,7 @@ func TestLeftOutSaysEveryLineLeftOut(t *testing.T) {
 // The gate forgets keys idle for a minute (they name tenants, which a team may rename at each
 // change), but not one whose left-out lines are still to be told.
 func TestLineGateForgetsIdleKeys(t *testing.T) {
+	t.Parallel()
 	var g lineGate
 	now := time.Unix(1_800_000_000, 0)
 	for i := range 100 {
@@ -210,6 +215,7 @@ func TestLineGateForgetsIdleKeys(t *testing.T) {
 // SmsgateTenantSendsMalformed's runbook reads), never a value of the request; so is an
 // Infobip-compatible request refused whole.
 func TestRefusalsOfTheRequestSayWhy(t *testing.T) {
+	t.Parallel()
 	h := start(t, baseConfig, Options{})
 	cases := []struct{ body, outcome, why string }{
 		{`{"message_options":{"recipient":"+1 415 555 0104","text":"Your code is 834712"},"client":{"client_id":"other-app"}}`,

@@ -142,6 +142,7 @@ func notified(c *compatHarness, result string) float64 {
 // pushes kept only in memory and three posts within 6 s, an endpoint down for a few seconds
 // lost its reports for good.
 func TestAPushOutlivesTheEndpointsOutage(t *testing.T) {
+	t.Parallel()
 	h, clk, c, id := failedPush(t, "{driver: sqlite, path: $DIR/log.db}", "14155550180")
 	h.down.Store(false)
 
@@ -175,6 +176,7 @@ func TestAPushOutlivesTheEndpointsOutage(t *testing.T) {
 // TestAPushPendingWhenTheGatewayStopsIsMadeAfterARestart: the push waits in the message log, not
 // in the stopped process.
 func TestAPushPendingWhenTheGatewayStopsIsMadeAfterARestart(t *testing.T) {
+	t.Parallel()
 	storage := fmt.Sprintf("{driver: sqlite, path: %q}", filepath.Join(t.TempDir(), "log.db"))
 	h, clk, c, id := failedPush(t, storage, "14155550181")
 	if err := c.app.Shutdown(context.Background()); err != nil {
@@ -189,6 +191,7 @@ func TestAPushPendingWhenTheGatewayStopsIsMadeAfterARestart(t *testing.T) {
 // TestEachPushIsMadeOnceAcrossReplicas: two replicas on one PostgreSQL message log sweep at the
 // same time; every report is pushed, and once.
 func TestEachPushIsMadeOnceAcrossReplicas(t *testing.T) {
+	t.Parallel()
 	storage := fmt.Sprintf("{driver: postgres, dsn: %q}", pgtest.DSN(t))
 	h := newHook(t)
 	h.down.Store(true)
@@ -223,6 +226,7 @@ func TestEachPushIsMadeOnceAcrossReplicas(t *testing.T) {
 // a sweep finds no room, so it claims nothing (a claim counts one of a push's tries), and a push
 // queued anyway is dropped, to fall due again, rather than started.
 func TestAStoppingReplicaHasNoRoomForPushes(t *testing.T) {
+	t.Parallel()
 	h := start(t, failoverConfig, Options{})
 	n := h.app.notifier
 	if got := n.room("acme"); got != notifyQueueMax {
@@ -245,6 +249,7 @@ func TestAStoppingReplicaHasNoRoomForPushes(t *testing.T) {
 // as given up; on the try before, as what it was (here blocked: acme's hook resolves inside the
 // network).
 func TestAPushsLastTryIsCountedGivenUp(t *testing.T) {
+	t.Parallel()
 	h := start(t, failoverConfig, Options{})
 	h.app.notifier.backoff = nil
 	for _, tc := range []struct {
@@ -265,6 +270,7 @@ func TestAPushsLastTryIsCountedGivenUp(t *testing.T) {
 // lines of the log (log.error_lines_per_second), not another tenant's: a second tenant's failed
 // push is still written.
 func TestATenantsFailingPushesLeaveOthersLines(t *testing.T) {
+	t.Parallel()
 	clk := &testClock{t: time.Now()} // one second throughout: the lines' budget does not refill
 	h := start(t, failoverConfig, Options{Now: clk.Now})
 	h.app.notifier.backoff = nil
@@ -289,6 +295,7 @@ func TestATenantsFailingPushesLeaveOthersLines(t *testing.T) {
 // due in the message log instead of waiting in memory past their claim and being claimed again,
 // which would spend their tries.
 func TestAHangingEndpointHoldsFewClaims(t *testing.T) {
+	t.Parallel()
 	hang, release := providertest.Hanging(t)
 	h := &hook{Server: hang}
 	clk := &testClock{t: time.Now()}
@@ -327,6 +334,7 @@ func TestAHangingEndpointHoldsFewClaims(t *testing.T) {
 // never connects to an address inside the network, whether the URL names it or a name resolves to
 // it (localhost), and says where the name led; the other client reaches it.
 func TestPushesConnectToPublicAddressesOnly(t *testing.T) {
+	t.Parallel()
 	var posts atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { posts.Add(1) }))
 	defer srv.Close()
@@ -352,6 +360,7 @@ func TestPushesConnectToPublicAddressesOnly(t *testing.T) {
 // the report (callbackData and all) again to wherever the endpoint pointed. The try fails, naming
 // the status.
 func TestAPushFollowsNoRedirect(t *testing.T) {
+	t.Parallel()
 	var elsewhere atomic.Int64
 	other := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { elsewhere.Add(1) }))
 	defer other.Close()
@@ -374,6 +383,7 @@ func TestAPushFollowsNoRedirect(t *testing.T) {
 // a path gone) has not taken the report: the try fails, naming the status, so that the push is
 // made again, as a 5xx is.
 func TestAPushIsDoneOnlyWhenAnswered2xx(t *testing.T) {
+	t.Parallel()
 	for _, status := range []int{http.StatusOK, http.StatusNoContent, http.StatusUnauthorized, http.StatusNotFound, http.StatusServiceUnavailable} {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(status) }))
 		n := newNotifier(nil)
@@ -391,6 +401,7 @@ func TestAPushIsDoneOnlyWhenAnswered2xx(t *testing.T) {
 // not posted again within it, and logged with the address but no number; the push stays due, and
 // is made once the tenant may reach that address.
 func TestAPushToAnAddressInsideTheNetworkIsRefused(t *testing.T) {
+	t.Parallel()
 	h := newHook(t)
 	clk := &testClock{t: time.Now()}
 	c := startPushing(t, h, "{driver: sqlite, path: $DIR/log.db}", clk)
@@ -420,6 +431,7 @@ func TestAPushToAnAddressInsideTheNetworkIsRefused(t *testing.T) {
 // went only to tenants with notify hosts, so those pushes stayed due in the message log's index
 // until the purge.
 func TestPushesOfATenantNoLongerAllowedAreEnded(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ name, from, to string }{
 		{"notify hosts emptied", `notify_hosts: ["$HOOKHOST"]`, `notify_hosts: []`},
 		{"tenant removed", `name: acme, api_key: acme-ib-key`, `name: acme-2, api_key: acme-2-key`},
@@ -463,6 +475,7 @@ func TestPushesOfATenantNoLongerAllowedAreEnded(t *testing.T) {
 // error gives no id: the failed messages' reports are neither pushed nor pulled. Before, a failed
 // message's report was never pushed, and was pulled even when its id had never been given.
 func TestEveryIDGivenGetsOneReport(t *testing.T) {
+	// Not parallel: sets pushSweep (see start).
 	// Pushed as the answer is given, not at the next timed sweep.
 	setForTest(t, &pushSweep, time.Hour)
 	h := newHook(t)
@@ -534,6 +547,7 @@ func TestEveryIDGivenGetsOneReport(t *testing.T) {
 // (three posts a try), each counted as a retry; the try's failure is logged once with the notify
 // URL's host and how many posts it made, never its path.
 func TestAFailedPostIsPostedAgainWithinItsTry(t *testing.T) {
+	t.Parallel()
 	h := newHook(t)
 	h.down.Store(true)
 	c := startPushing(t, h, "{driver: sqlite, path: $DIR/log.db}", &testClock{t: time.Now()})
@@ -566,6 +580,7 @@ func TestAFailedPostIsPostedAgainWithinItsTry(t *testing.T) {
 // TestPushesNeverGoThroughAnEnvironmentProxy: both push clients dial the address they checked
 // themselves; HTTP_PROXY would connect to the proxy's address instead and skip the check.
 func TestPushesNeverGoThroughAnEnvironmentProxy(t *testing.T) {
+	t.Parallel()
 	n := newNotifier(nil)
 	for name, c := range map[string]*http.Client{"public": n.client, "private": n.private} {
 		if tr, ok := c.Transport.(*http.Transport); !ok || tr.Proxy != nil {
@@ -578,6 +593,7 @@ func TestPushesNeverGoThroughAnEnvironmentProxy(t *testing.T) {
 // waits for it (up to 2 s) and marks it done before it closes the message log, so the report is not
 // pushed again after the restart.
 func TestAStoppingReplicaFinishesThePushInFlight(t *testing.T) {
+	t.Parallel()
 	var posts atomic.Int64
 	slow := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
 		posts.Add(1)

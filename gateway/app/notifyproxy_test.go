@@ -85,6 +85,7 @@ func (p *egressProxy) requests() ([]string, []string) {
 // https, with the certificate still checked against the name and the name in Host.
 // A name that resolves inside the network is refused before the proxy hears of it.
 func TestPushesThroughTheProxyGoToTheAddressChecked(t *testing.T) {
+	t.Parallel()
 	var hostSeen sync.Map
 	hook := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hostSeen.Store(r.Host, true)
@@ -177,6 +178,7 @@ func TestPushesThroughTheProxyGoToTheAddressChecked(t *testing.T) {
 // TestAURLWithoutAPortHasItsSchemes: a notify URL or a proxy URL naming no port is reached on
 // its scheme's (80 for http, 443 for https), one naming a port on that port.
 func TestAURLWithoutAPortHasItsSchemes(t *testing.T) {
+	t.Parallel()
 	for raw, want := range map[string]string{"http://proxy.example": "80", "https://proxy.example": "443",
 		"https://proxy.example:8443": "8443", "http://[2001:db8::1]": "80", "https://user:pw@10.0.0.1:3128/": "3128"} {
 		u, err := url.Parse(raw)
@@ -192,6 +194,7 @@ func TestAURLWithoutAPortHasItsSchemes(t *testing.T) {
 // TestPinPicksAnAddressItMayReach: of a name's addresses, a push goes to the first it may reach;
 // an address literal is taken as is, checked the same way.
 func TestPinPicksAnAddressItMayReach(t *testing.T) {
+	t.Parallel()
 	pt := proxiedPushClient(&url.URL{Scheme: "http", Host: "proxy:3128"}, false).Transport.(*pinningTransport)
 	pt.resolve = func(context.Context, string) ([]netip.Addr, error) {
 		return []netip.Addr{netip.MustParseAddr("10.0.0.7"), netip.MustParseAddr("::ffff:203.0.113.9"), netip.MustParseAddr("198.51.100.1")}, nil
@@ -218,6 +221,7 @@ func TestPinPicksAnAddressItMayReach(t *testing.T) {
 // another proxy sends them through that one; a tenant without notify_private_addresses reaches
 // no address inside the network through it.
 func TestAPushGoesThroughTheConfiguredProxy(t *testing.T) {
+	t.Parallel()
 	h := newHook(t)
 	proxy := newEgressProxy(t)
 	clk := &testClock{t: time.Now()}
@@ -266,6 +270,7 @@ func TestAPushGoesThroughTheConfiguredProxy(t *testing.T) {
 // bytes before the tunnel is used (they would be read as the hook's answer), and the bound on the
 // transports kept per host.
 func TestTheProxyTunnelAtItsEdges(t *testing.T) {
+	t.Parallel()
 	proxy := newEgressProxy(t)
 	pu, _ := url.Parse(proxy.URL)
 	client := func(proxyURL *url.URL) (*http.Client, *pinningTransport) {
@@ -428,6 +433,7 @@ func TestTheProxyTunnelAtItsEdges(t *testing.T) {
 // in production), whether it connects directly or through the proxy: an endpoint that takes the
 // request and never answers holds a push worker no longer.
 func TestAPostToAHangingEndpointEndsAtItsTimeout(t *testing.T) {
+	// Not parallel: sets pushTimeout (see start).
 	setForTest(t, &pushTimeout, 300*time.Millisecond)
 	hang, release := providertest.Hanging(t)
 	defer release()

@@ -146,6 +146,7 @@ routes: [{name: d, providers: [m]}]
 // alert rules under docs/deploy name is one a running gateway exposes (histogram series by their
 // family), so neither can silently drift from the code.
 func TestDashboardAndAlertsNameRealMetrics(t *testing.T) {
+	t.Parallel()
 	fams := exposedFamilies(t)
 	dash, err := os.ReadFile("../../docs/deploy/grafana/smsgate.json")
 	if err != nil {
@@ -216,6 +217,7 @@ func TestDashboardAndAlertsNameRealMetrics(t *testing.T) {
 // the code (a Rejection's Reason, a label given directly, a rate limit's name) is in the
 // operations guide's row of that metric, where alerts and dashboards are written from.
 func TestEveryRejectionReasonIsDocumented(t *testing.T) {
+	t.Parallel()
 	doc, err := os.ReadFile("../../docs/operations.md")
 	if err != nil {
 		t.Fatal(err)
@@ -260,6 +262,7 @@ func TestEveryRejectionReasonIsDocumented(t *testing.T) {
 // TestBatchHistogramCountsEveryWrite: smsgate_message_log_batch_records observes each
 // transaction the writer tries, so its sum is the records written and its count the commits.
 func TestBatchHistogramCountsEveryWrite(t *testing.T) {
+	t.Parallel()
 	h := start(t, baseConfig, Options{})
 	const sends = 12
 	done := make(chan response, sends)
@@ -297,6 +300,7 @@ func TestBatchHistogramCountsEveryWrite(t *testing.T) {
 // (every tenant's series) and 404 on the listener tenants reach, where it showed one tenant the
 // others' volumes, spend and quarantines. The other endpoints stay where they were.
 func TestMetricsCanLeaveTheTenantsListener(t *testing.T) {
+	t.Parallel()
 	h := start(t, strings.Replace(baseConfig, "  admin_token: admin-t0ken\n", "  admin_token: admin-t0ken\n  metrics_listen: 127.0.0.1:0\n", 1), Options{})
 	if r := h.send("acme-key", `{"message_options":{"recipient":"+14155550104","text":"Your code is 123456","message_type":"sms"}}`); r.Status != 200 {
 		t.Fatalf("send: %d %s", r.Status, r.Raw)
@@ -327,6 +331,7 @@ func TestMetricsCanLeaveTheTenantsListener(t *testing.T) {
 
 // smsgate_build_info names the replica's build, so that a rollout shows which replicas run which.
 func TestBuildInfoNamesTheBuild(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ version, want string }{{"1.4.2", "1.4.2"}, {"", "dev"}} {
 		h := start(t, baseConfig, Options{Version: tc.version})
 		r := h.do("GET", "/metrics", "", "")

@@ -77,6 +77,7 @@ func checkAPI(t testing.TB, method, url string, hdr http.Header, body []byte, re
 // TestOpenAPIServedAndValid: the gateway serves the document in docs/ byte for byte, and it
 // compiles as OpenAPI 3.1.
 func TestOpenAPIServedAndValid(t *testing.T) {
+	t.Parallel()
 	h := start(t, baseConfig, Options{})
 	res, err := http.Get(h.url + "/openapi.yaml")
 	if err != nil {
@@ -106,6 +107,7 @@ func TestOpenAPIServedAndValid(t *testing.T) {
 // TestOpenAPIListsEveryRoute: every route the HTTP layer serves is a path and method of
 // docs/openapi.yaml, and every path and method there is served.
 func TestOpenAPIListsEveryRoute(t *testing.T) {
+	t.Parallel()
 	h := start(t, baseConfig, Options{})
 	served := map[string]bool{}
 	for _, r := range httpapi.New(h.app, slog.New(slog.DiscardHandler)).Routes() {

@@ -31,6 +31,7 @@ routes:
 // sends beyond that skip the provider (429 when the route has no other), and another tenant
 // still finds the provider's other half, up to the account's throughput and no further.
 func TestAFloodCannotTakeAProvidersThroughput(t *testing.T) {
+	t.Parallel()
 	h := start(t, pacedConfig, Options{})
 	send := func(key string, i int) response {
 		t.Helper()
@@ -65,6 +66,7 @@ func TestAFloodCannotTakeAProvidersThroughput(t *testing.T) {
 
 // TestOneTenantUsesTheWholeThroughput: alone, a tenant's share is the whole account.
 func TestOneTenantUsesTheWholeThroughput(t *testing.T) {
+	t.Parallel()
 	h := start(t, `
 storage: {driver: memory}
 policy: {rate_limits: {per_recipient: 0}, resend_escalation: {enabled: false}}
@@ -84,6 +86,7 @@ routes: [{name: d, providers: [m, n]}]
 
 // TestThroughputIsSharedAcrossReplicas: with Redis, the replicas pace one account together.
 func TestThroughputIsSharedAcrossReplicas(t *testing.T) {
+	t.Parallel()
 	addr, _ := redistest.Server(t)
 	cfg := strings.Replace(pacedConfig, "storage: {driver: memory}", `storage: {driver: memory}
 state: {driver: redis, redis: {addr: "`+addr+`"}, key_secret: "paced-key-secret-0123456789"}`, 1)
@@ -104,6 +107,7 @@ state: {driver: redis, redis: {addr: "`+addr+`"}, key_secret: "paced-key-secret-
 
 // TestProvidersShowThroughput: GET /v1/providers says what each provider is paced to.
 func TestProvidersShowThroughput(t *testing.T) {
+	t.Parallel()
 	h := start(t, strings.Replace(pacedConfig, "storage:", "server: {admin_token: admin-t0ken}\nstorage:", 1), Options{})
 	r := h.do("GET", "/v1/providers", "admin-t0ken", "")
 	got := map[string]string{}
@@ -119,6 +123,7 @@ func TestProvidersShowThroughput(t *testing.T) {
 // TestAnIdleTenantsShareIsNotWasted: with several tenants configured but one sending, that one
 // gets the whole throughput over time; only the others' part of the burst stays in reserve.
 func TestAnIdleTenantsShareIsNotWasted(t *testing.T) {
+	t.Parallel()
 	clk := &testClock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
 	h := start(t, pacedConfig, Options{Now: clk.Now})
 	sent := 0
@@ -143,6 +148,7 @@ func TestAnIdleTenantsShareIsNotWasted(t *testing.T) {
 // TestCallsArePacedOnTheirOwn: with voice_throughput, a provider's calls have a rate of their own
 // (calls per second are often limited apart from messages), and its messages keep theirs.
 func TestCallsArePacedOnTheirOwn(t *testing.T) {
+	t.Parallel()
 	h := start(t, `
 server: {admin_token: admin-t0ken}
 storage: {driver: memory}
@@ -205,6 +211,7 @@ routes: [{name: d, providers: [m, n]}]
 // A state store that fails does not stop a paced provider: the send goes through it (throughput
 // is the provider's to enforce, and it will), counted as a failure of the store.
 func TestAFailingStateStoreLetsAPacedSendThrough(t *testing.T) {
+	t.Parallel()
 	h := start(t, pacedConfig, Options{})
 	h.app.checker.Limiter = failingLimiter{}
 	r := h.send("flood-key", strings.Replace(actionBody, "0104", "0199", 1))

@@ -59,6 +59,7 @@ func totals(rows []store.PriceRow) map[string][2]float64 {
 // every message of the window again; buckets leave with the window; a failed read keeps what was
 // read.
 func TestPriceWindowReadsTheNewestPartOnly(t *testing.T) {
+	t.Parallel()
 	const window = 24 * time.Hour
 	width := window / priceBuckets // 10 minutes
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
@@ -159,6 +160,7 @@ func TestPriceWindowReadsTheNewestPartOnly(t *testing.T) {
 // one shorter than its 144 buckets (a nanosecond) is read in buckets of a millisecond, not of
 // zero (a division by zero).
 func TestAPriceWindowShorterThanItsBucketsReads(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	log := &pricedLog{Memory: store.NewMemory()}
 	log.priced(t, now, "GB", 0.05)

@@ -74,6 +74,7 @@ func startOnFakesWith(t testing.TB, cfg string, o Options) (*harness, *infobipte
 }
 
 func TestInfobipOutageFailsOverToTwilioAndRecovers(t *testing.T) {
+	t.Parallel()
 	h, ib, tw := startWithFakes(t)
 	send := func(i int) response {
 		t.Helper()
@@ -202,6 +203,7 @@ func independentSignature(token, u string, form url.Values) string {
 }
 
 func TestRecipientRejectedByInfobipStopsChain(t *testing.T) {
+	t.Parallel()
 	h, ib, tw := startWithFakes(t)
 	ib.SetMode(infobiptest.Rejected)
 	r := h.send("acme-key", `{"recipient":"+14155550104","text":"code 1234","context":{}}`)
@@ -249,6 +251,7 @@ routes:
 // TestVoiceOnSMSOnlyProviderKeepsBreakerClosed: one tenant's voice requests skip the SMS-only
 // provider (not called, breaker untouched); every tenant's SMS still goes through it.
 func TestVoiceOnSMSOnlyProviderKeepsBreakerClosed(t *testing.T) {
+	t.Parallel()
 	h, ib, tw := startOnFakes(t, sharedTwilioConfig)
 	for i := range 10 {
 		r := h.send("careless-key", fmt.Sprintf(`{"message_options":{"recipient":"+1415555010%d","code":"55%04d","message_type":"voice"},"request":{"language":"en"}}`, i, i))
@@ -277,6 +280,7 @@ func TestVoiceOnSMSOnlyProviderKeepsBreakerClosed(t *testing.T) {
 // TestRegionNotPermittedFailsOverWithBreakerClosed: Twilio 21408 (region not enabled) concerns
 // one destination: fail over to Infobip, no 422, and the shared breaker stays closed.
 func TestRegionNotPermittedFailsOverWithBreakerClosed(t *testing.T) {
+	t.Parallel()
 	h, ib, tw := startOnFakes(t, sharedTwilioConfig)
 	tw.SetMode(twiliotest.RegionNotEnabled)
 	for i := range 8 {
@@ -303,6 +307,7 @@ func TestRegionNotPermittedFailsOverWithBreakerClosed(t *testing.T) {
 // TestWebhookMethodsAndContentTypesAsDeclared: the delivery-report endpoint takes what the
 // driver declares and nothing else.
 func TestWebhookMethodsAndContentTypesAsDeclared(t *testing.T) {
+	t.Parallel()
 	h, _, _ := startWithFakes(t)
 	body := `{"results":[]}`
 	if r := h.do("GET", "/v1/dlr/infobip/infobip-eu?secret=hook-secret", "", ""); r.Status != 405 || errCode(r) != "method_not_allowed" {
@@ -334,6 +339,7 @@ func TestWebhookMethodsAndContentTypesAsDeclared(t *testing.T) {
 // parameters) is not refused for want of a Content-Type, which a GET has none of; its POSTs are
 // held to the types declared.
 func TestAGETReportHasNoContentTypeToCheck(t *testing.T) {
+	t.Parallel()
 	h := start(t, `
 tenants: [{name: acme, api_key: acme-key-0123456789}]
 providers: [{name: vg, type: vonage, api_key: k, api_secret: s, from: "+14155550000", webhook_secret: vg-hook-secret-0123456789, base_url: "http://127.0.0.1:9"}]
@@ -355,6 +361,7 @@ routes: [{name: d, providers: [vg]}]
 // provider's texts, and are cleaned as its answers are before the message log keeps them: a
 // number quoted for reading is masked and a configured secret echoed is removed.
 func TestAReportsTextsAreCleanedAsAnswersAre(t *testing.T) {
+	t.Parallel()
 	h := start(t, `
 tenants: [{name: acme, api_key: acme-key-0123456789}]
 providers: [{name: mi, type: mitto, api_key: mitto-key-0123456789, from: Acme, webhook_secret: mi-hook-secret-0123456789, base_url: "http://127.0.0.1:9"}]
@@ -401,6 +408,7 @@ routes: [{name: d, providers: [mi]}]
 // first post is; one with another password is refused 403 and logged. Neither reaches the SNS
 // checks (no certificate fetch: this test has no network).
 func TestAnAWSReportIsAskedForItsSecret(t *testing.T) {
+	// Not parallel: sets the environment (see start).
 	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")

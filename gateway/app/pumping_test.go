@@ -42,6 +42,7 @@ routes: [{name: d, providers: [m]}]
 // tenant's quarantine is not another's, nor its throttle (delta, throttled on the same range after
 // beta, gets its own 2), the admin API lists and releases, and no log line holds a full number. With Redis, two replicas share the picture: the burst is split between them.
 func TestPumpingQuarantineActions(t *testing.T) {
+	t.Parallel()
 	for _, backend := range []string{"memory", "redis"} {
 		t.Run(backend, func(t *testing.T) {
 			clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
@@ -180,6 +181,7 @@ func TestPumpingQuarantineActions(t *testing.T) {
 // GB codes never are: once those sends are older than conversion_delay, the next GB send
 // quarantines GB, and US goes on.
 func TestPumpingConversionThroughVerified(t *testing.T) {
+	t.Parallel()
 	h, clk, sendAny := startPumping(t)
 	send := func(to string) response {
 		t.Helper()
@@ -229,6 +231,7 @@ func TestPumpingConversionThroughVerified(t *testing.T) {
 // in Arkansas and Chicago too. The range is now "1-876": the burst to Jamaica is blocked, US
 // numbers under 87x are sent.
 func TestAQuarantinedIslandHoldsNoUSAreaCode(t *testing.T) {
+	t.Parallel()
 	_, clk, send := startPumping(t)
 	burstAfterUS(t, clk, send, "+1876555%04d", "1-876")
 	for _, to := range []string{"+18705551234", "+18725551234"} { // Arkansas, Chicago
@@ -243,6 +246,7 @@ func TestAQuarantinedIslandHoldsNoUSAreaCode(t *testing.T) {
 // area codes 410 to 419. Toronto's range is "1-41-CA" now: its burst is blocked, US numbers of
 // 41x are sent, the admin API lists and releases the named range.
 func TestCanadasRangesAreNotTheUSs(t *testing.T) {
+	t.Parallel()
 	h, clk, send := startPumping(t)
 	burstAfterUS(t, clk, send, "+1416555%04d", "1-41-CA")
 	for _, to := range []string{"+14155550105", "+14105551234"} { // San Francisco, Baltimore
@@ -298,6 +302,7 @@ func startPumping(t *testing.T) (*harness, *testClock, func(to string) response)
 // what its tenant's spend limit reserved for it goes back: refused sends to a pumped range, however
 // many, leave the tenant its spend for its usual traffic.
 func TestAQuarantinedSendGivesItsSpendBack(t *testing.T) {
+	t.Parallel()
 	clk := &testClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
 	cfg := strings.Replace(pumpingConfig, "$STATE", "state: {driver: memory}", 1)
 	cfg = strings.Replace(cfg, "  - {name: acme, api_key: acme-key}", "  - {name: acme, api_key: acme-key, rate_limits: {spend: 1/24h}}", 1)
@@ -336,6 +341,7 @@ func TestAQuarantinedSendGivesItsSpendBack(t *testing.T) {
 // never reads quarantines on the send path. A throttle whose limit cannot be checked follows
 // on_error too, and a sent message whose range cannot be counted is counted as a failure.
 func TestAQuarantineThatCannotBeReadFollowsOnError(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{"open", "closed"} {
 		t.Run(mode, func(t *testing.T) {
 			h := start(t, strings.Replace(pumpingConfig, "$STATE", "state: {driver: memory, on_error: "+mode+"}", 1), Options{})

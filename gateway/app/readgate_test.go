@@ -65,6 +65,7 @@ func granted(c chan error) bool {
 // them, gets the first place freed, before the calls of the tenants that already hold places,
 // and a tenant never holds more than its own bound.
 func TestTheReadGateServesTheTenantHoldingFewestFirst(t *testing.T) {
+	t.Parallel()
 	// The tenants waiting are looked at in map order, which varies: each round is a new draw.
 	for range 20 {
 		g := newReadGate(2, func() int { return 4 })
@@ -105,6 +106,7 @@ func TestTheReadGateServesTheTenantHoldingFewestFirst(t *testing.T) {
 // whether its own tenant's reads held its places (the caller is refused as rate limited) or
 // other tenants' held the pool; a pool without a bound (0) bounds only each tenant.
 func TestTheReadGateSaysWhoseReadsHeldThePlaces(t *testing.T) {
+	t.Parallel()
 	size := 2
 	g := newReadGate(2, func() int { return size })
 	mustAcquire(t, g, "a")
@@ -138,6 +140,7 @@ func TestTheReadGateSaysWhoseReadsHeldThePlaces(t *testing.T) {
 // leave every place free at the end: a place granted as its call gave up is the call's, and is
 // given back.
 func TestTheReadGateLosesNoPlace(t *testing.T) {
+	t.Parallel()
 	g := newReadGate(2, func() int { return 3 })
 	var wg sync.WaitGroup
 	for i := range 400 {
@@ -163,6 +166,7 @@ func TestTheReadGateLosesNoPlace(t *testing.T) {
 // than being refused with a place free. Here the place is free at once and the budget already
 // spent, so both happen together, every time.
 func TestAPlaceGrantedAsTheBudgetEndsIsTheCalls(t *testing.T) {
+	t.Parallel()
 	g := newReadGate(2, func() int { return 3 })
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

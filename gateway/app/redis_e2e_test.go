@@ -44,6 +44,7 @@ routes: [{name: d, providers: [m]}]
 // TestReplicasShareStateThroughRedis runs two gateways on one Redis: a recipient's limit and an
 // idempotency key hold across both.
 func TestReplicasShareStateThroughRedis(t *testing.T) {
+	t.Parallel()
 	client := redistest.Start(t)
 	cfg := strings.NewReplacer("$REDIS", client.Options().Addr, "$ONERROR", "open").Replace(replicaConfig)
 	replicasShareState(t, start(t, cfg, Options{}), start(t, cfg, Options{}))
@@ -75,6 +76,7 @@ func replicasShareState(t *testing.T, a, b *harness) {
 }
 
 func TestRedisDownFailsOpenOrClosed(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{"open", "closed"} {
 		t.Run(mode, func(t *testing.T) {
 			addr, stop := redistest.Server(t)
@@ -137,6 +139,7 @@ func TestRedisDownFailsOpenOrClosed(t *testing.T) {
 // one restarting does while it reads its data back) does not stop the start, as an unreachable
 // one does not; it used to, since any answer of Redis's counted as a config it refused.
 func TestAReplicaStartsWhileRedisIsLoading(t *testing.T) {
+	t.Parallel()
 	addr := fakeRedis(t, func([]string) string { return "-LOADING Redis is loading the dataset in memory\r\n" })
 	h := start(t, strings.NewReplacer("$REDIS", addr, "$ONERROR", "open").Replace(replicaConfig), Options{})
 	if !strings.Contains(h.logs.String(), "state store unreachable at start") || !strings.Contains(h.logs.String(), "LOADING") {
@@ -227,6 +230,7 @@ func (redisErr) RedisError()     {}
 // decides each send, as when Redis fails while the replica runs, and the replica uses Redis once
 // it is back. A Redis that answers no (a wrong password) still stops the start.
 func TestAReplicaStartsWhileRedisIsDown(t *testing.T) {
+	t.Parallel()
 	addr, stop := redistest.Server(t)
 	stop()
 	h := start(t, strings.NewReplacer("$REDIS", addr, "$ONERROR", "open").Replace(replicaConfig), Options{})
@@ -273,6 +277,7 @@ func TestAReplicaStartsWhileRedisIsDown(t *testing.T) {
 // TestSimultaneousDuplicatesAcrossReplicasSendOnce: the same retried request reaches three
 // replicas at the same moment, with and without an Idempotency-Key: one provider call, one id.
 func TestSimultaneousDuplicatesAcrossReplicasSendOnce(t *testing.T) {
+	t.Parallel()
 	client := redistest.Start(t)
 	duplicatesSendOnce(t, client.Options().Addr, "")
 }
@@ -282,6 +287,7 @@ func TestSimultaneousDuplicatesAcrossReplicasSendOnce(t *testing.T) {
 // claim lasts the request's whole budget, so the waiting replica never takes the run for dead and
 // sends it again.
 func TestADuplicateWaitsOutASlowRun(t *testing.T) {
+	t.Parallel()
 	client := redistest.Start(t)
 	cfg := strings.NewReplacer("$REDIS", client.Options().Addr, "$ONERROR", "closed", "providers: [{name: m, type: mock}]",
 		"providers: [{name: m, type: mock, latency: 1500ms}]", "per_recipient: 2/1h", "per_recipient: 0").Replace(replicaConfig)
@@ -312,6 +318,7 @@ func TestADuplicateWaitsOutASlowRun(t *testing.T) {
 // claim expires: the waiting replica then claims the request and sends it itself, once. A claim
 // that outlives the request's budget answers 504 and sends nothing.
 func TestARequestWhoseClaimantDiedIsRunHere(t *testing.T) {
+	t.Parallel()
 	client := redistest.Start(t)
 	cfg := strings.NewReplacer("$REDIS", client.Options().Addr, "$ONERROR", "closed", "per_recipient: 2/1h", "per_recipient: 0").Replace(replicaConfig)
 	h := start(t, "server: {request_timeout: 2s, shutdown_timeout: 5s}\n"+cfg, Options{})
@@ -420,7 +427,7 @@ func duplicatesSendOnce(t *testing.T, addr, cluster string) {
 // spread over the nodes, and the memory figures are read from the nodes: the fullest node's
 // memory, and the keys every node evicted, summed.
 func TestReplicasShareStateThroughARedisCluster(t *testing.T) {
-	t.Parallel() // waits, mostly; touches no package variable (see start)
+	t.Parallel()
 	nodes := redistest.Cluster(t, 3)
 	cluster := `"` + strings.Join(nodes, `", "`) + `"`
 	cfg := strings.NewReplacer(`addr: "$REDIS"`, "cluster: {addrs: ["+cluster+"]}", "$ONERROR", "closed").Replace(replicaConfig)
@@ -537,6 +544,7 @@ func TestReplicasShareStateThroughARedisCluster(t *testing.T) {
 // TestSpendLimitHoldsAcrossReplicas: two gateways on one Redis charge one spend bucket, so a
 // tenant spreading its sends over replicas gets no more than its limit.
 func TestSpendLimitHoldsAcrossReplicas(t *testing.T) {
+	t.Parallel()
 	addr, stop := redistest.Server(t)
 	cfg := strings.NewReplacer("$REDIS", addr, "$ONERROR", "closed",
 		"storage: {driver: memory}", "server: {admin_token: spend-admin-token}\nstorage: {driver: memory}",
@@ -574,6 +582,7 @@ func TestSpendLimitHoldsAcrossReplicas(t *testing.T) {
 // gate is the tenant's own: another tenant with the same read limit is not refused by the flood's,
 // and a tenant's sends and reads are two gates. It refills at twice the limit's rate.
 func TestAFloodStopsBeforeTheSharedStateStore(t *testing.T) {
+	t.Parallel()
 	addr, stop := redistest.Server(t)
 	clk := &testClock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
 	h := start(t, strings.NewReplacer("$REDIS", addr).Replace(`
@@ -647,6 +656,7 @@ routes: [{name: d, providers: [m]}]
 // each of its sends once; past that, the gate refuses. Without a shared state store there is no
 // gate: the limit itself is in the replica, and replays pass however many.
 func TestReplaysPassTheFloodGateUpToTwiceTheLimit(t *testing.T) {
+	t.Parallel()
 	addr, _ := redistest.Server(t)
 	for _, state := range []string{`{driver: redis, redis: {addr: "` + addr + `", key_prefix: "replay-gate:"}, key_secret: "e2e-key-secret-0123456789"}`, `{driver: memory}`} {
 		shared := strings.Contains(state, "redis")
@@ -690,6 +700,7 @@ routes: [{name: d, providers: [m]}]
 // TestRedisKeysNameNoNumberOrAddress: Redis is shared and often less guarded than the message
 // log; the per-recipient and per-IP buckets' keys hold an HMAC, not the number or the address.
 func TestRedisKeysNameNoNumberOrAddress(t *testing.T) {
+	t.Parallel()
 	addr, _ := redistest.Server(t)
 	h := start(t, strings.NewReplacer("$REDIS", addr, "$ONERROR", "closed", "per_recipient: 2/1h", "per_recipient: 2/1h, per_ip: 5/1m").Replace(replicaConfig), Options{})
 	r := h.send("acme-key", `{"message_options":{"recipient":"+14155550177","text":"Your code is 246810"},"request":{"ip":"198.51.100.23"}}`)
@@ -737,6 +748,7 @@ routes: [{name: d, providers: [m, n]}]
 // expires by itself (a key without a TTL would grow that store for as long as tenants send), and
 // no key or value holds a recipient's number, an end user's address or a one-time code.
 func TestSharedStateExpiresAndHoldsNoSecret(t *testing.T) {
+	t.Parallel()
 	addr, _ := redistest.Server(t)
 	h := start(t, strings.ReplaceAll(hygieneConfig, "$REDIS", addr), Options{})
 	sends := []struct{ body, idem string }{
@@ -830,6 +842,7 @@ func sharedKeysExpire(t *testing.T, c *redis.Client, pattern string) []string {
 // TestStateStoreMemoryIsWatched: a gateway on Redis shows how much memory the shared store uses,
 // its maxmemory and policy, and the keys it evicted (each a limit or record lost before its time).
 func TestStateStoreMemoryIsWatched(t *testing.T) {
+	t.Parallel()
 	addr, _ := redistest.Server(t)
 	ctx := context.Background()
 	c := redis.NewClient(&redis.Options{Addr: addr})
@@ -883,6 +896,7 @@ routes: [{name: d, providers: [primary, backup]}]
 // is refused, and a drain Redis does not take changes nothing. The drain was once the replica's
 // own: the runbook's call through the load balancer drained one replica of three.
 func TestADrainReachesEveryReplica(t *testing.T) {
+	t.Parallel()
 	addr, stop := redistest.Server(t)
 	cfg := strings.Replace(drainConfig, "$REDIS", addr, 1)
 	a, b := start(t, cfg, Options{}), start(t, cfg, Options{})
@@ -975,6 +989,7 @@ func TestADrainReachesEveryReplica(t *testing.T) {
 // PostgreSQL is reached (and migrated) the records are written and read. A PostgreSQL that
 // answers no (a role that does not exist) still stops the start.
 func TestAReplicaStartsWhilePostgresIsDown(t *testing.T) {
+	// Not parallel: sets pushSweep (see start).
 	setForTest(t, &pushSweep, 300*time.Millisecond)
 	dsn, up := pgtest.Unreachable(t)
 	h := startOnPostgres(t, dsn)
@@ -1018,6 +1033,7 @@ func TestAReplicaStartsWhilePostgresIsDown(t *testing.T) {
 // short: the replica serves after startWait as it does while PostgreSQL is down, the migration
 // goes on, and once it ends the records are written, with no failed attempt.
 func TestAReplicaStartsDuringALongMigration(t *testing.T) {
+	// Not parallel: sets startWait (see start).
 	dsn := pgtest.OwnDatabase(t)
 	_, end := pgtest.HoldSnapshot(t, dsn)
 	setForTest(t, &startWait, 300*time.Millisecond)
@@ -1060,6 +1076,7 @@ func waitWritten(t *testing.T, h *harness, id string) {
 // message log answer 503 within server.request_timeout instead of waiting as long as the caller
 // does, each holding a connection of the read pool.
 func TestAPostgresThatStopsAnsweringCostsSecondsNotHangs(t *testing.T) {
+	t.Parallel()
 	dsn, stall := pgtest.Stalling(t)
 	h := start(t, fmt.Sprintf(`
 server: {request_timeout: 500ms}
@@ -1106,6 +1123,7 @@ routes: [{name: d, providers: [m]}]
 // is published, the table stays as it is. Without Redis each reads its own, and replicas of
 // another log (SQLite files of their own, another PostgreSQL schema) never share theirs.
 func TestReplicasShareOneReadOfTheHealthWindow(t *testing.T) {
+	t.Parallel()
 	addr, stop := redistest.Server(t)
 	client := redis.NewClient(&redis.Options{Addr: addr})
 	defer client.Close()
@@ -1273,6 +1291,7 @@ routes: [{name: d, providers: [m1, m2]}]
 // bound the next reader needs (twice this one's) is published with the read, whichever replica
 // reads next: the replicas' cut reads together double it until one ends, as one replica's do.
 func TestASharedHealthReadGrowsItsBoundForAll(t *testing.T) {
+	t.Parallel()
 	client := redistest.Start(t)
 	dsn := pgtest.DSN(t)
 	cfg := fmt.Sprintf(`
@@ -1313,6 +1332,7 @@ routes: [{name: d, providers: [m]}]
 // their DSNs reach one database as one user in one schema; the password, options that do not
 // change where the rows are, and the DSN's form (URL or key=value) change nothing.
 func TestLogDigestNamesTheDatabaseNotThePassword(t *testing.T) {
+	t.Parallel()
 	base := logDigest("postgres://smsgate:secret-1@db.internal:5432/gateway?search_path=sms")
 	for _, dsn := range []string{
 		"postgres://smsgate:other-secret@db.internal:5432/gateway?search_path=sms",
@@ -1346,6 +1366,7 @@ func TestLogDigestNamesTheDatabaseNotThePassword(t *testing.T) {
 // The read it publishes expires after the window, and is due again after healthWait: healthPace
 // times a read that took longer than refresh allows.
 func TestASharedHealthReadHoldsItsLockForItsBoundOnly(t *testing.T) {
+	t.Parallel()
 	addr, stop := redistest.Server(t)
 	client := redis.NewClient(&redis.Options{Addr: addr})
 	defer client.Close()
@@ -1437,6 +1458,7 @@ func sendTo(h *harness, recipient string) response {
 // replica would count a recipient apart, and a pumping tenant would get per_recipient once per
 // replica.
 func TestReplicasInOtherProcessesShareARecipientsLimit(t *testing.T) {
+	// Not parallel: sets processKeySecret (see start).
 	addr, _ := redistest.Server(t)
 	cfg := redisLimitConfig(`{addr: "` + addr + `"}`)
 	first := start(t, cfg, Options{})
@@ -1456,6 +1478,7 @@ func TestReplicasInOtherProcessesShareARecipientsLimit(t *testing.T) {
 // tls_server_name when set; without the CA, or under another name, the start logs the refusal
 // and sends are refused.
 func TestRedisOverTLS(t *testing.T) {
+	t.Parallel()
 	addr, files := redistest.TLSServer(t)
 	ca := files.CAFile
 	for i, c := range []struct {
@@ -1494,6 +1517,7 @@ func TestRedisOverTLS(t *testing.T) {
 // default with TLS) takes the gateway's with state.redis.tls_cert_file and tls_key_file, and
 // refuses the gateway without one.
 func TestRedisAskingForAClientCertificate(t *testing.T) {
+	t.Parallel()
 	addr, files := redistest.TLSServer(t, "--tls-auth-clients", "yes")
 	for i, c := range []struct {
 		name, certs string
@@ -1520,6 +1544,7 @@ func TestRedisAskingForAClientCertificate(t *testing.T) {
 // gateway asks the Sentinel over TLS and reaches the primary it names over TLS (both take TLS
 // only, and the Sentinel gives the primary by its IP address, which the certificate carries).
 func TestRedisThroughSentinelOverTLS(t *testing.T) {
+	t.Parallel()
 	primary, files := redistest.TLSServer(t)
 	sentinel := redistest.Sentinel(t, primary, "state", &files)
 	h := start(t, redisLimitConfig(`{tls: true, tls_ca_file: "`+files.CAFile+`", sentinel: {master_name: state, addrs: ["`+sentinel+`"]}}`), Options{})
@@ -1594,7 +1619,7 @@ func replOffset(t *testing.T, c *redis.Client, field string) int64 {
 // the primary they go through it again, with the limits taken before the crash. The test logs
 // how long sends were refused.
 func TestRedisThroughSentinelSurvivesAPrimaryCrash(t *testing.T) {
-	t.Parallel() // waits, mostly; touches no package variable (see start)
+	t.Parallel()
 	h, _, _, _, kill := sentinelSetup(t)
 	crashed := time.Now()
 	kill()
@@ -1624,7 +1649,7 @@ func TestRedisThroughSentinelSurvivesAPrimaryCrash(t *testing.T) {
 // test logs how many were refused), the limits taken before the failover still hold, and new
 // ones are kept by the new primary.
 func TestRedisThroughSentinelFollowsAFailover(t *testing.T) {
-	t.Parallel() // waits, mostly; touches no package variable (see start)
+	t.Parallel()
 	h, primary, replica, sentinel, _ := sentinelSetup(t)
 	ctx := context.Background()
 	old := redis.NewClient(&redis.Options{Addr: primary})
@@ -1681,6 +1706,7 @@ func TestRedisThroughSentinelFollowsAFailover(t *testing.T) {
 // config.md shows); the gateway connects to the first that answers and takes writes, here the
 // second, the first refusing connections, and migrates, writes and reads through it.
 func TestADSNListingSeveralHosts(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.DSN(t)
 	u, err := url.Parse(dsn)
 	if err != nil {
@@ -1710,7 +1736,7 @@ func TestADSNListingSeveralHosts(t *testing.T) {
 // host a standby while a failover is under way), and by one that does not (a name the failover has
 // not moved yet), whose migration is refused as read-only.
 func TestAReplicaStartsWhilePostgresHasNoPrimary(t *testing.T) {
-	t.Parallel() // waits, mostly; touches no package variable (see start)
+	t.Parallel()
 	for _, attrs := range []string{"read-write", ""} {
 		t.Run("target_session_attrs="+attrs, func(t *testing.T) {
 			dsn := pgtest.OwnDatabase(t)
@@ -1756,6 +1782,7 @@ func TestAReplicaStartsWhilePostgresHasNoPrimary(t *testing.T) {
 // for a new one (had it kept the connection, it would have retried on it for its lifetime, an
 // hour, and the test would time out), and the reads' connections to the standby are closed too.
 func TestWritesMoveOffAServerThatBecameAStandby(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.DSN(t)
 	u, err := url.Parse(dsn)
 	if err != nil {
@@ -1816,7 +1843,7 @@ func TestWritesMoveOffAServerThatBecameAStandby(t *testing.T) {
 // primary's log in the end: those answered while no server took writes waited in the retry
 // buffer. The test logs how long after the promotion they were written.
 func TestTheMessageLogFollowsAPostgresFailover(t *testing.T) {
-	t.Parallel() // waits, mostly; touches no package variable (see start)
+	t.Parallel()
 	primary, standby := pgtest.Pair(t, true)
 	dsn := "postgres://postgres@127.0.0.1:" + primary.Port + ",127.0.0.1:" + standby.Port + "/postgres?sslmode=disable&target_session_attrs=read-write"
 	h := startOnPostgres(t, dsn)
@@ -1896,6 +1923,7 @@ func TestTheMessageLogFollowsAPostgresFailover(t *testing.T) {
 // the one it was given: recipients' limits hold whichever node keeps them. Without the CA the
 // certificate is refused and so are sends (on_error closed).
 func TestARedisClusterOverTLS(t *testing.T) {
+	t.Parallel()
 	nodes, files := redistest.TLSCluster(t, 3)
 	cluster := `cluster: {addrs: ["` + nodes[0] + `"]}, tls: true`
 	h := start(t, redisLimitConfig(`{`+cluster+`, tls_ca_file: "`+files.CAFile+`"}`), Options{})
@@ -1933,6 +1961,7 @@ func TestARedisClusterOverTLS(t *testing.T) {
 // nearest its maxmemory (the first to evict), whatever the others hold, or of one without a
 // maxmemory, which may grow until its host runs out.
 func TestTheFullestNodeIsReported(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		a, b stateMemory
@@ -1958,7 +1987,7 @@ func TestTheFullestNodeIsReported(t *testing.T) {
 // were refused. The client learns the new primary when a call fails: it used to wait for its
 // minute's reload, and sends were refused for 30 s and more.
 func TestARedisClusterSurvivesAPrimaryCrash(t *testing.T) {
-	t.Parallel() // waits, mostly; touches no package variable (see start)
+	t.Parallel()
 	primaries, replicas := redistest.ClusterWithReplicas(t, 3)
 	var addrs []string
 	for _, n := range append(primaries, replicas...) {
@@ -2022,6 +2051,7 @@ func TestARedisClusterSurvivesAPrimaryCrash(t *testing.T) {
 // that can write to Redis could add records for any tenant) and a chunk of a format this build
 // cannot read are left in it, unwritten.
 func TestAReplicaStoppedDuringAPostgresOutageHandsItsRecordsOver(t *testing.T) {
+	// Not parallel: sets adoptEvery (see start).
 	addr, _ := redistest.Server(t)
 	dsn, up := pgtest.Unreachable(t)
 	setForTest(t, &adoptEvery, 100*time.Millisecond)
@@ -2160,6 +2190,7 @@ routes: [{name: d, providers: [m]}]
 // send (reading its messages) whose rate_limits.api cannot be checked goes through, as documented,
 // and the failure is counted: an outage of the state store must not take the reads away too.
 func TestACallWhoseAPILimitCannotBeCheckedGoesThrough(t *testing.T) {
+	t.Parallel()
 	addr, stop := redistest.Server(t)
 	h := start(t, fmt.Sprintf(`
 storage: {driver: memory}
@@ -2182,6 +2213,7 @@ routes: [{name: d, providers: [m]}]
 // while it does: taken in, they would wait beside its own, and a buffer they fill pushes out its
 // oldest records. Once its database answers, it writes its own and then takes the list's.
 func TestAReplicaWhoseOwnWritesWaitTakesNoHandedOverWrites(t *testing.T) {
+	// Not parallel: sets adoptEvery and adoptWriteFor (see start).
 	addr, _ := redistest.Server(t)
 	dsn, stall := pgtest.Stalling(t)
 	setForTest(t, &adoptEvery, 100*time.Millisecond)
@@ -2260,6 +2292,7 @@ routes: [{name: d, providers: [m]}]
 // keys. Each tenant keeps at most state.redis.max_idempotency_records_per_tenant now: past it,
 // the flood loses its own oldest, and the quiet tenant's retries still replay.
 func TestAFloodOfIdempotencyKeysInRedisEvictsOnlyItsOwn(t *testing.T) {
+	t.Parallel()
 	client := redistest.Start(t)
 	cfg := `
 storage: {driver: memory}
@@ -2323,6 +2356,7 @@ routes: [{name: d, providers: [m]}]
 // limit check would fail, and state.on_error decide every send (with open, no limit at all): the
 // start says so instead. The server here answers as Redis 4.0 does: no HELLO, PING and INFO.
 func TestAnOldRedisStopsTheStart(t *testing.T) {
+	t.Parallel()
 	addr := fakeRedis(t, func(args []string) string { // as Redis 4.0.14 answers what a client sends at connect
 		switch strings.ToUpper(args[0]) {
 		case "PING":
@@ -2351,6 +2385,7 @@ func TestAnOldRedisStopsTheStart(t *testing.T) {
 // provider; on their own clocks the second replica saw a resend 45 s later and moved it to the
 // next provider. A replica two hours ahead counted its sends in an hour no other replica reads.
 func TestReplicasWithSkewedClocksAgreeOnTime(t *testing.T) {
+	t.Parallel()
 	if left := time.Until(time.Now().Truncate(time.Hour).Add(time.Hour)); left < 5*time.Second {
 		time.Sleep(left + 100*time.Millisecond) // all three sends within one hour of Redis's clock
 	}
@@ -2398,6 +2433,7 @@ routes: [{name: d, providers: [first, second]}]
 // just read; on its own clock it found every window overdue and read the whole log again at each
 // refresh, the read the sharing exists to spare.
 func TestASkewedReplicaSharesTheHealthRead(t *testing.T) {
+	t.Parallel()
 	client := redistest.Start(t)
 	cfg := fmt.Sprintf(`
 storage: {driver: postgres, dsn: %q, commit_timeout: 5s}

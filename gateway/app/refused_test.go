@@ -34,6 +34,7 @@ func (r refuser) Apply(ctx context.Context, ops []store.Op) ([]store.Charge, err
 // timeout) and logged, and the next send's record is kept; a delivery report it refuses is
 // answered 200, since the provider sending it again would not help.
 func TestRefusedRecordsAndReportsAreGivenUpAlone(t *testing.T) {
+	t.Parallel()
 	h, _, _ := startOnFakesWith(t, providersConfig, Options{WrapBackend: func(b store.Backend) store.Backend { return refuser{b} }})
 	bad := h.send("acme-key", strings.Replace(actionBody, `"client_id":"abc123"`, `"client_id":"refuse-me"`, 1))
 	good := h.send("acme-key", strings.Replace(actionBody, "555-0104", "555-0105", 1))
@@ -82,6 +83,7 @@ func (unavailableReports) AsksReports() bool { return true }
 // is answered 503 report_unavailable, which providers retry, never a 4xx, which they take as
 // final and drop; it is counted unavailable and logged, bounded.
 func TestAReportThatCannotBeCheckedNowIsAskedAgain(t *testing.T) {
+	// Not parallel: adds a driver to the package's registry (see start).
 	drivers["test-unavailable"] = register(func(c unavailableConfig, d gateway.Deps) unavailableReports {
 		return unavailableReports{mock.New(c.Config, d)}
 	})
@@ -123,6 +125,7 @@ func (d *downBackend) Apply(ctx context.Context, ops []store.Op) ([]store.Charge
 // without calling a provider (the operator chose a complete log over sending); the records held
 // are written once the database is back, and sends go again.
 func TestRefuseSendsKeepsTheLogComplete(t *testing.T) {
+	t.Parallel()
 	db := &downBackend{}
 	h := start(t, `
 storage: {driver: sqlite, path: $DIR/log.db, retry_buffer: 2, backlog_full: refuse_sends, commit_timeout: 50ms}
@@ -167,7 +170,7 @@ routes: [{name: default, providers: [m]}]
 // provider is called, the caller gets its answer, and the oldest records held are dropped and
 // counted, as is each answer that went before its record was committed.
 func TestABacklogFullOfRecordsDropsTheOldestAndKeepsSending(t *testing.T) {
-	t.Parallel() // waits, mostly; touches no package variable (see start)
+	t.Parallel()
 	db := &downBackend{}
 	h := start(t, `
 storage: {driver: sqlite, path: $DIR/log.db, retry_buffer: 2, commit_timeout: 50ms}

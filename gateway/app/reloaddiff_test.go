@@ -14,6 +14,7 @@ import (
 // a reload added, removed or changed, and the other sections it changed, never a value: a rotated
 // key is "tenants_changed".
 func TestReloadSaysWhatChanged(t *testing.T) {
+	t.Parallel()
 	const base = `
 policy: {rate_limits: {per_recipient: 10/1h}}
 tenants:

@@ -14,6 +14,7 @@ import (
 // is ErrNoProvider, naming it, and sends nothing; a known name sends, and gives the message an id
 // when it has none.
 func TestSendThroughAProviderTheConfigLacks(t *testing.T) {
+	t.Parallel()
 	c, err := config.ParseWith("x.yaml", []byte("tenants: [{name: a, api_key: a-key-0123456789}]\nproviders: [{name: m, type: mock}]\nroutes: [{name: d, providers: [m]}]\n"),
 		func(string) (string, bool) { return "", false }, Drivers)
 	if err != nil {

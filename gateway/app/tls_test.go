@@ -25,7 +25,7 @@ import (
 // service, logged once (not at every look) and without the key, and the expiry metric keeps
 // its date until the new pair loads.
 func TestServerTLSServesARenewedCertificateWithoutARestart(t *testing.T) {
-	t.Parallel() // waits, mostly; touches no package variable (see start)
+	t.Parallel()
 	first, second := redistest.NewTLSFor(t, 24*time.Hour), redistest.NewTLSFor(t, 90*24*time.Hour)
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
@@ -139,6 +139,7 @@ func TestServerTLSServesARenewedCertificateWithoutARestart(t *testing.T) {
 
 // A replica whose certificate files do not load does not start: it would serve nothing.
 func TestServerTLSThatDoesNotLoadStopsTheStart(t *testing.T) {
+	t.Parallel()
 	f := redistest.NewTLS(t)
 	path := writeConfig(t, strings.Replace(baseConfig, "server:\n", "server:\n  tls: {cert_file: "+f.CertFile+", key_file: "+f.KeyFile+"}\n", 1))
 	var logs bytes.Buffer
@@ -179,6 +180,7 @@ func leaf(t *testing.T, f redistest.TLS) *x509.Certificate {
 // stalls is cut off at server.read_timeout as an HTTP/1 request is, and the other streams of
 // its connection still get their answers.
 func TestServerTLSCutsOffAStalledHTTP2Stream(t *testing.T) {
+	t.Parallel()
 	f := redistest.NewTLS(t)
 	h := start(t, strings.Replace(baseConfig, "server:\n", "server:\n  read_timeout: 1s\n  tls: {cert_file: "+f.CertFile+", key_file: "+f.KeyFile+"}\n", 1), Options{})
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: f.Client(t), ForceAttemptHTTP2: true}}
@@ -225,6 +227,7 @@ func TestServerTLSCutsOffAStalledHTTP2Stream(t *testing.T) {
 // certificate when it has expired or ends within two weeks, and says nothing of one with months
 // left.
 func TestACertificateNearItsEndIsWarnedOf(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		valid time.Duration
 		want  string

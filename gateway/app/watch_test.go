@@ -42,7 +42,7 @@ func writeBeside(t *testing.T, path, name, content string) {
 // it. Each change is loaded once; a file that fails to load is not tried again until it changes;
 // no key reaches the log.
 func TestAChangedConfigReloadsItself(t *testing.T) {
-	t.Parallel() // waits, mostly; touches no package variable (see start)
+	t.Parallel()
 	path := writeConfig(t, watchedConfig)
 	writeKey := func(name, key string) { t.Helper(); writeBeside(t, path, "keys/"+name, key+"\n") }
 	writeKey("acme", "acme-key-ONE-0123456789")
@@ -116,6 +116,7 @@ func TestAChangedConfigReloadsItself(t *testing.T) {
 // TestWithoutWatchConfigOnlyASignalReloads: by default a changed file waits for SIGHUP or the
 // admin API, so an edit in two steps is never served half done.
 func TestWithoutWatchConfigOnlyASignalReloads(t *testing.T) {
+	// Not parallel: sets watchIdle (see start).
 	cfg := strings.Replace(watchedConfig, "server: {watch_config: 1s}", "server: {admin_token: admin-t0ken-0123456789}", 1)
 	setForTest(t, &watchIdle, 100*time.Millisecond)
 	path := writeConfig(t, cfg)
@@ -138,6 +139,7 @@ func TestWithoutWatchConfigOnlyASignalReloads(t *testing.T) {
 // TestATenantFileAddedOrRemovedIsReloaded: with tenant_files naming a directory, a team's file
 // dropped into it adds its tenants on every replica watching, and its removal removes them.
 func TestATenantFileAddedOrRemovedIsReloaded(t *testing.T) {
+	t.Parallel()
 	path := writeConfig(t, strings.Replace(watchedConfig, "tenants:\n  - {name: acme, api_key: \"${file:keys/acme}\"}\n",
 		"tenant_files: [\"tenants.d/*.yaml\"]\ntenants:\n  - {name: acme, api_key: acme-key-0123456789}\n", 1))
 	dir := filepath.Join(filepath.Dir(path), "tenants.d")
@@ -170,6 +172,7 @@ func TestATenantFileAddedOrRemovedIsReloaded(t *testing.T) {
 // TestAWarningNamesTheTenantFile: validate's warnings about a tenant read from a tenant file
 // name that file and its line, not the config file's.
 func TestAWarningNamesTheTenantFile(t *testing.T) {
+	t.Parallel()
 	path := writeConfig(t, `
 tenant_files: [team.yaml]
 tenants: [{name: acme, api_key: acme-key-0123456789}]
@@ -193,6 +196,7 @@ routes: [{name: d, providers: [p]}]
 // the rate limit it was not given: the reload is refused at its file's line and key, and the
 // running config, the operator's limit with it, stays in force.
 func TestATeamsFileCannotLoosenItsLimits(t *testing.T) {
+	t.Parallel()
 	path := writeConfig(t, strings.Replace(watchedConfig, "policy: {rate_limits: {per_recipient: 0}}\ntenants:\n  - {name: acme, api_key: \"${file:keys/acme}\"}\n",
 		"policy: {rate_limits: {per_recipient: 0, per_tenant: 2/1h}}\ntenant_files:\n  - {path: \"teams/pay/*.yaml\", names: \"pay-*\"}\ntenants:\n  - {name: acme, api_key: acme-key-0123456789}\n", 1))
 	team := filepath.Join(filepath.Dir(path), "teams", "pay", "tenants.yaml")
@@ -237,6 +241,7 @@ func TestATeamsFileCannotLoosenItsLimits(t *testing.T) {
 // TestAWarningNeverQuotesASecret: validate's warnings quote a value read from the environment as
 // the reference that read it, as the load's problems do (TestProblemsNeverQuoteASecret).
 func TestAWarningNeverQuotesASecret(t *testing.T) {
+	// Not parallel: sets the environment (see start).
 	t.Setenv("SMSGATE_TEST_ACTION", "ENV-SECRET-0123456789")
 	path := writeConfig(t, `
 tenants: [{name: acme, api_key: acme-key-0123456789}]
@@ -259,6 +264,7 @@ routes:
 // of many broken tenants) logs the first 100 and how many more, and the admin API answers the
 // same: a line of megabytes would fill the log every replica writes.
 func TestARejectedReloadSaysHowManyProblemsNotAll(t *testing.T) {
+	t.Parallel()
 	path := writeConfig(t, strings.Replace(watchedConfig, "server: {watch_config: 1s}", "server: {admin_token: admin-t0ken-0123456789}", 1))
 	writeBeside(t, path, "keys/acme", "acme-key-0123456789\n")
 	h := startAt(t, path, Options{})
@@ -296,6 +302,7 @@ func TestARejectedReloadSaysHowManyProblemsNotAll(t *testing.T) {
 // TestATeamsEntryWithoutNamesIsWarnedOf: validate warns of a delegated tenant_files entry that
 // sets no names pattern, and of no other entry.
 func TestATeamsEntryWithoutNamesIsWarnedOf(t *testing.T) {
+	t.Parallel()
 	path := writeConfig(t, `
 tenant_files:
   - ops/*.yaml
