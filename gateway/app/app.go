@@ -67,6 +67,10 @@ type Options struct {
 	// choresEvery, for tests, replaces how often the message log's purge and trim run (every
 	// hour at most; 10m) and how long after the start they first do (1 to 2 minutes).
 	choresEvery time.Duration
+	// startWait, adoptEvery and adoptWriteFor, for tests, replace the constants of the same
+	// names (10 s, 5 s and 10 s): how long a start waits for the message log, how often a replica
+	// looks for writes handed over, and how long it waits for a chunk it took to commit.
+	startWait, adoptEvery, adoptWriteFor time.Duration
 }
 
 // App is a running gateway.
@@ -436,7 +440,8 @@ func (a *App) openLog(cfg config.Storage) (store.Backend, error) {
 		a.logAhead(sq.Ahead())
 		return sq, nil
 	}
-	l, ended, err := store.OpenLater(open, time.Second, startWait,
+	wait := cmp.Or(a.opts.startWait, startWait)
+	l, ended, err := store.OpenLater(open, time.Second, wait,
 		func(err error) { a.log.Error("message log still not reached; trying again", "err", err.Error()) },
 		func() { a.log.Info("message log reached; its migrations are applied") })
 	switch {
@@ -447,7 +452,7 @@ func (a *App) openLog(cfg config.Storage) (store.Backend, error) {
 	case ended:
 		a.log.Error("message log unreachable at start; serving anyway: records wait in the retry buffer (storage.retry_buffer) and reads answer 503 until it is reached", "err", err.Error())
 	default:
-		a.log.Error("message log not reached within " + startWait.String() + " (unreachable, or its migrations still running); serving anyway: records wait in the retry buffer (storage.retry_buffer) and reads answer 503 until it is reached")
+		a.log.Error("message log not reached within " + wait.String() + " (unreachable, or its migrations still running); serving anyway: records wait in the retry buffer (storage.retry_buffer) and reads answer 503 until it is reached")
 	}
 	return l, nil
 }
@@ -479,7 +484,7 @@ func (a *App) quietRead(err error) bool {
 }
 
 // startWait is how long a start waits for the message log's database before it serves without.
-var startWait = 10 * time.Second
+const startWait = 10 * time.Second
 
 // redisOpenFor is how long the state store's breaker, once open, keeps sends off Redis before one
 // probes it. Short: a Redis back (a restart, a Sentinel failover, which takes about a second when

@@ -70,7 +70,7 @@ func setForTest[T any](t testing.TB, v *T, val T) {
 //
 // Every test of the package calls t.Parallel, as each gateway has its own port, files, schema,
 // Redis and metrics, except a test that changes what the whole process shares: a package
-// variable (setForTest: adoptEvery, pushSweep, startWait, ...), the environment (t.Setenv), the
+// variable (setForTest: pushSweep, pushTimeout, watchIdle, ...), the environment (t.Setenv), the
 // driver registry, or that counts what the process holds (goroutines, mappings). Those say why
 // at their top and run first, one at a time; the parallel tests run after them, beside each
 // other, so none sees a variable another changed.
@@ -1253,7 +1253,7 @@ func TestARollbackStartsOnANewerLog(t *testing.T) {
 // waited would not listen meanwhile, and a liveness probe would kill it, migration and all, again
 // and again.
 func TestASQLiteStartDoesNotWaitForLongMigrations(t *testing.T) {
-	// Not parallel: sets startWait (see start).
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "log.db")
 	s, err := store.OpenSQLite(context.Background(), path, nil)
 	if err != nil {
@@ -1273,8 +1273,7 @@ func TestASQLiteStartDoesNotWaitForLongMigrations(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	setForTest(t, &startWait, time.Millisecond)
-	h := startOnLog(t, fmt.Sprintf("{driver: sqlite, path: %q}", path))
+	h := start(t, logConfig(fmt.Sprintf("{driver: sqlite, path: %q}", path)), Options{startWait: time.Millisecond})
 	if !strings.Contains(h.logs.String(), "message log not reached within 1ms") {
 		t.Errorf("the start did not say it serves while the log migrates: %s", h.logs.String())
 	}

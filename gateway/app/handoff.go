@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -30,9 +31,9 @@ import (
 func (a *App) handOffKey() string { return a.statePrefix + "log-handoff" }
 
 // adoptEvery is how often a replica looks for writes handed over, and adoptWriteFor how long it
-// waits for a chunk it took to commit before it leaves the chunk in the list (variables for the
-// tests).
-var adoptEvery, adoptWriteFor = 5 * time.Second, 10 * time.Second
+// waits for a chunk it took to commit before it leaves the chunk in the list (Options replaces
+// both for tests).
+const adoptEvery, adoptWriteFor = 5 * time.Second, 10 * time.Second
 
 // handOffFor is store.Options.HandOff for cfg: nil unless the message log is PostgreSQL and the
 // state is in Redis.
@@ -74,7 +75,7 @@ func (a *App) signed(entry []byte) ([]byte, bool) {
 // every adoptEvery, until stop.
 func (a *App) adoptLoop(stop <-chan struct{}) {
 	a.adopt()
-	every(stop, adoptEvery, a.adopt)
+	every(stop, cmp.Or(a.opts.adoptEvery, adoptEvery), a.adopt)
 }
 
 // adopt writes the chunks of the list, one at a time, while this replica's database has been
@@ -102,7 +103,7 @@ func (a *App) adopt() {
 			a.leftInList(errUnsigned)
 			return
 		}
-		wctx, cancel := context.WithTimeout(ctx, adoptWriteFor)
+		wctx, cancel := context.WithTimeout(ctx, cmp.Or(a.opts.adoptWriteFor, adoptWriteFor))
 		n, err := a.store.Adopt(wctx, chunk)
 		cancel()
 		if errors.Is(err, store.ErrHandoffFormat) {

@@ -1033,11 +1033,10 @@ func TestAReplicaStartsWhilePostgresIsDown(t *testing.T) {
 // short: the replica serves after startWait as it does while PostgreSQL is down, the migration
 // goes on, and once it ends the records are written, with no failed attempt.
 func TestAReplicaStartsDuringALongMigration(t *testing.T) {
-	// Not parallel: sets startWait (see start).
+	t.Parallel()
 	dsn := pgtest.OwnDatabase(t)
 	_, end := pgtest.HoldSnapshot(t, dsn)
-	setForTest(t, &startWait, 300*time.Millisecond)
-	h := startOnPostgres(t, dsn)
+	h := start(t, logConfig(postgresLog(dsn)), Options{startWait: 300 * time.Millisecond})
 	if !strings.Contains(h.logs.String(), "message log not reached within 300ms") {
 		t.Errorf("the start did not say it serves without its message log: %s", h.logs.String())
 	}
@@ -1054,7 +1053,12 @@ func TestAReplicaStartsDuringALongMigration(t *testing.T) {
 // startOnPostgres starts a gateway whose message log is the PostgreSQL of dsn, with one tenant.
 func startOnPostgres(t *testing.T, dsn string) *harness {
 	t.Helper()
-	return startOnLog(t, fmt.Sprintf("{driver: postgres, dsn: %q, commit_timeout: 50ms}", dsn))
+	return startOnLog(t, postgresLog(dsn))
+}
+
+// postgresLog is the storage key of a message log in PostgreSQL at dsn.
+func postgresLog(dsn string) string {
+	return fmt.Sprintf("{driver: postgres, dsn: %q, commit_timeout: 50ms}", dsn)
 }
 
 // waitWritten waits until the message id of acme reads as sent from the message log.
@@ -2051,10 +2055,10 @@ func TestARedisClusterSurvivesAPrimaryCrash(t *testing.T) {
 // that can write to Redis could add records for any tenant) and a chunk of a format this build
 // cannot read are left in it, unwritten.
 func TestAReplicaStoppedDuringAPostgresOutageHandsItsRecordsOver(t *testing.T) {
-	// Not parallel: sets adoptEvery (see start).
+	t.Parallel()
 	addr, _ := redistest.Server(t)
 	dsn, up := pgtest.Unreachable(t)
-	setForTest(t, &adoptEvery, 100*time.Millisecond)
+	o := Options{adoptEvery: 100 * time.Millisecond} // looks often
 	cfg := fmt.Sprintf(`
 storage: {driver: postgres, dsn: %q, commit_timeout: 50ms}
 state: {driver: redis, redis: {addr: %q, key_prefix: "ho:"}, key_secret: "e2e-key-secret-0123456789"}
@@ -2062,7 +2066,7 @@ tenants: [{name: acme, api_key: acme-key-0123456789}]
 providers: [{name: m, type: mock}]
 routes: [{name: d, providers: [m]}]
 `, dsn, addr)
-	a := start(t, cfg, Options{})
+	a := start(t, cfg, o)
 	var ids []string
 	for _, to := range []string{"+14155550101", "+14155550102", "+14155550103"} {
 		r := a.send("acme-key-0123456789", `{"recipient":"`+to+`","text":"Your code is 246810","context":{}}`)
@@ -2101,8 +2105,8 @@ routes: [{name: d, providers: [m]}]
 	}
 	// A replica that has not reached its own database takes nothing: the chunk would only wait in
 	// its memory too (and push out that replica's own records when its buffer fills).
-	early := start(t, cfg, Options{})
-	time.Sleep(5 * adoptEvery)
+	early := start(t, cfg, o)
+	time.Sleep(5 * o.adoptEvery)
 	if n := early.app.store.Backlog(); n != 0 {
 		t.Errorf("a replica that has not reached its database took %d handed-over writes into its memory", n)
 	}
@@ -2136,12 +2140,12 @@ routes: [{name: d, providers: [m]}]
 	rc.ConfigResetStat(ctx)
 
 	up()
-	b, c := start(t, cfg, Options{}), start(t, cfg, Options{})
+	b, c := start(t, cfg, o), start(t, cfg, o)
 	left := func() []string { return rc.LRange(ctx, "ho:log-handoff", 0, -1).Val() }
 	waitFor(t, 5*time.Second, "both replicas to meet an entry they leave", func() bool {
 		return strings.Contains(b.logs.String(), "left for another replica") && strings.Contains(c.logs.String(), "left for another replica")
 	})
-	time.Sleep(5 * adoptEvery)
+	time.Sleep(5 * o.adoptEvery)
 	// A list holding only entries a replica leaves is looked at once a look, not read in a loop.
 	if n := redisCalls(t, rc, "lindex"); n > 40 {
 		t.Errorf("%d reads of the list's entries in about seven looks of two replicas", n)
@@ -2162,7 +2166,7 @@ routes: [{name: d, providers: [m]}]
 	})
 	// The newer build's chunk, met at the looks that follow, is left like the others: logged once
 	// a minute, not once a look as a write that failed.
-	time.Sleep(5 * adoptEvery)
+	time.Sleep(5 * o.adoptEvery)
 	if l := b.logs.String() + c.logs.String(); strings.Contains(l, "not written yet") {
 		t.Error("a chunk of a newer format was logged as a write that failed")
 	}
@@ -2213,11 +2217,10 @@ routes: [{name: d, providers: [m]}]
 // while it does: taken in, they would wait beside its own, and a buffer they fill pushes out its
 // oldest records. Once its database answers, it writes its own and then takes the list's.
 func TestAReplicaWhoseOwnWritesWaitTakesNoHandedOverWrites(t *testing.T) {
-	// Not parallel: sets adoptEvery and adoptWriteFor (see start).
+	t.Parallel()
 	addr, _ := redistest.Server(t)
 	dsn, stall := pgtest.Stalling(t)
-	setForTest(t, &adoptEvery, 100*time.Millisecond)
-	setForTest(t, &adoptWriteFor, time.Second)
+	o := Options{adoptEvery: 100 * time.Millisecond, adoptWriteFor: time.Second} // looks often, waits less
 	cfg := fmt.Sprintf(`
 server: {request_timeout: 500ms}
 storage: {driver: postgres, dsn: %q, commit_timeout: 50ms, write_timeout: 300ms}
@@ -2226,7 +2229,7 @@ tenants: [{name: acme, api_key: acme-key-0123456789}]
 providers: [{name: m, type: mock}]
 routes: [{name: d, providers: [m]}]
 `, dsn, addr)
-	leaving, staying := start(t, cfg, Options{}), start(t, cfg, Options{})
+	leaving, staying := start(t, cfg, o), start(t, cfg, o)
 	defer stall(false) // before the harnesses stop
 	stall(true)
 	send := func(h *harness, to string) string {
@@ -2252,7 +2255,7 @@ routes: [{name: d, providers: [m]}]
 	}
 	chunk := rc.LIndex(ctx, "wait:log-handoff", 0).Val()
 	rc.ConfigResetStat(ctx)
-	time.Sleep(5 * adoptEvery)
+	time.Sleep(5 * o.adoptEvery)
 	if n := redisCalls(t, rc, "lindex"); n != 0 {
 		t.Errorf("the replica whose own record waits read %d of the list's entries to take them", n)
 	}
@@ -2278,7 +2281,7 @@ routes: [{name: d, providers: [m]}]
 	waitFor(t, 5*time.Second, "the replica to take the chunk and its writes not to commit (it waits adoptWriteFor, 1 s, for them)", func() bool {
 		return strings.Contains(staying.logs.String(), "not written yet, left in the list")
 	})
-	time.Sleep(3 * adoptEvery)
+	time.Sleep(3 * o.adoptEvery)
 	if got := rc.LRange(ctx, "wait:log-handoff", 0, -1).Val(); !slices.Equal(got, []string{chunk}) {
 		t.Errorf("the list once the chunk's writes did not commit: %d entries, want the chunk", len(got))
 	}
