@@ -67,10 +67,15 @@ type Options struct {
 	// choresEvery, for tests, replaces how often the message log's purge and trim run (every
 	// hour at most; 10m) and how long after the start they first do (1 to 2 minutes).
 	choresEvery time.Duration
-	// startWait, adoptEvery and adoptWriteFor, for tests, replace the constants of the same
-	// names (10 s, 5 s and 10 s): how long a start waits for the message log, how often a replica
-	// looks for writes handed over, and how long it waits for a chunk it took to commit.
-	startWait, adoptEvery, adoptWriteFor time.Duration
+	// startWait, adoptEvery, adoptWriteFor, pushSweep and watchIdle, for tests, replace the
+	// constants of the same names (10 s, 5 s, 10 s, 5 s and 5 s): how long a start waits for the
+	// message log, how often a replica looks for writes handed over and how long it waits for a
+	// chunk it took to commit, how often due report pushes are swept, and how often the watch
+	// loop looks whether a reload turned server.watch_config on.
+	startWait, adoptEvery, adoptWriteFor, pushSweep, watchIdle time.Duration
+	// keySecret, for tests, replaces processKeySecret: a replica with the secret another process
+	// would have drawn.
+	keySecret []byte
 }
 
 // App is a running gateway.
@@ -711,8 +716,11 @@ func (a *App) Logger() *slog.Logger { return a.log }
 // their breaker state survives a reload; drains are kept apart, by name: drains.go).
 func (a *App) build(cfg *config.Config, prev *runtime) (*runtime, error) {
 	rt := &runtime{cfg: cfg, keys: map[[32]byte]apiKey{}, byName: map[string]*tenant{}, routes: routing.Compile(cfg.Routes, cfg.Tenants), members: map[string]*memberInfo{}, keySecret: processKeySecret}
-	if cfg.State.KeySecret != "" {
+	switch {
+	case cfg.State.KeySecret != "":
 		rt.keySecret = []byte(cfg.State.KeySecret.Reveal())
+	case a.opts.keySecret != nil:
+		rt.keySecret = a.opts.keySecret
 	}
 	collectSecrets(reflect.ValueOf(cfg), &rt.secrets) // the drivers' settings too (config.Provider.Settings)
 	for i := range cfg.Tenants {

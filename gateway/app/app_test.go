@@ -57,23 +57,13 @@ type harness struct {
 	client *http.Client
 }
 
-// setForTest sets the package variable *v to val for t, and puts the old value back at t's
-// cleanup. Called before the test starts a gateway, the old value comes back after that gateway
-// has stopped (cleanups run last first), so none of its goroutines sees the change undone.
-func setForTest[T any](t testing.TB, v *T, val T) {
-	was := *v
-	t.Cleanup(func() { *v = was })
-	*v = val
-}
-
 // start writes cfg to a temp file and runs the real server on port 0.
 //
 // Every test of the package calls t.Parallel, as each gateway has its own port, files, schema,
-// Redis and metrics, except a test that changes what the whole process shares: a package
-// variable (setForTest: pushSweep, pushTimeout, watchIdle, ...), the environment (t.Setenv), the
-// driver registry, or that counts what the process holds (goroutines, mappings). Those say why
-// at their top and run first, one at a time; the parallel tests run after them, beside each
-// other, so none sees a variable another changed.
+// Redis and metrics (and a test's own clocks and key secret come in Options), except a test that
+// changes what the whole process shares (the environment with t.Setenv, the driver registry) or
+// counts what the process holds (goroutines, mappings). Those say why at their top and run
+// first, one at a time; the parallel tests run after them, beside each other.
 func start(t testing.TB, cfg string, o Options) *harness {
 	t.Helper()
 	return startAt(t, writeConfig(t, cfg), o)

@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -57,13 +58,13 @@ const (
 	pushGap = 100 * time.Millisecond
 )
 
-// pushSweep is how often due pushes are claimed when no report kicks a sweep sooner (a variable
-// so that a test can show what is pushed without waiting for it).
-var pushSweep = 5 * time.Second
+// pushSweep is how often due pushes are claimed when no report kicks a sweep sooner (Options
+// replaces it for tests).
+const pushSweep = 5 * time.Second
 
 // pushTimeout bounds each post of a push, connecting (through the proxy too) included: "5 s
-// timeout each" in docs/infobip-compatible.md. A variable so that tests can shorten it.
-var pushTimeout = 5 * time.Second
+// timeout each" in docs/infobip-compatible.md.
+const pushTimeout = 5 * time.Second
 
 // notifier posts claimed pushes, per tenant.
 type notifier struct {
@@ -91,16 +92,16 @@ type notifyQueue struct {
 
 func newNotifier(a *App) *notifier {
 	return &notifier{a: a, backoff: []time.Duration{time.Second, 5 * time.Second}, queues: map[string]*notifyQueue{}, kick: make(chan struct{}, 1),
-		client: pushClient(publicOnly), private: pushClient(nil)}
+		client: pushClient(publicOnly, pushTimeout), private: pushClient(nil, pushTimeout)}
 }
 
 // pushClient posts pushes directly (never through a proxy), with control checking each address
-// it connects to.
-func pushClient(control func(context.Context, string, string, syscall.RawConn) error) *http.Client {
+// it connects to, each post bounded by timeout (pushTimeout).
+func pushClient(control func(context.Context, string, string, syscall.RawConn) error, timeout time.Duration) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil
-	tr.DialContext = (&net.Dialer{Timeout: pushTimeout, KeepAlive: 30 * time.Second, ControlContext: control}).DialContext
-	return &http.Client{Timeout: pushTimeout, Transport: tr,
+	tr.DialContext = (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second, ControlContext: control}).DialContext
+	return &http.Client{Timeout: timeout, Transport: tr,
 		// Never follow a redirect: the allow list names where reports may go.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
@@ -117,7 +118,7 @@ func (n *notifier) viaProxy(proxy string, private bool) *http.Client {
 	pc := n.proxied.Load()
 	if pc == nil || pc.proxy != proxy {
 		u, _ := url.Parse(proxy)
-		pc = &proxiedClients{proxy: proxy, client: proxiedPushClient(u, false), private: proxiedPushClient(u, true)}
+		pc = &proxiedClients{proxy: proxy, client: proxiedPushClient(u, false, pushTimeout), private: proxiedPushClient(u, true, pushTimeout)}
 		n.proxied.Store(pc)
 	}
 	if private {
@@ -308,7 +309,7 @@ func hostOf(raw string) string {
 // pushLoop sweeps at once (pushes due from before a restart), then every pushSweep, and when a
 // report kicks it (at most one sweep each pushGap), until stop.
 func (a *App) pushLoop(stop <-chan struct{}) {
-	t := time.NewTicker(pushSweep)
+	t := time.NewTicker(cmp.Or(a.opts.pushSweep, pushSweep))
 	defer t.Stop()
 	for {
 		a.sweepPushes()

@@ -81,10 +81,10 @@ func (h *hook) report(id string) string {
 
 // startPushing runs the compat config with reports pushed to h, its message log at storage (a
 // YAML storage value), on clk; each push is posted once a try (no backoff within a try).
-func startPushing(t *testing.T, h *hook, storage string, clk *testClock) *compatHarness {
+func startPushing(t *testing.T, h *hook, storage string, o Options) *compatHarness {
 	cfg := strings.ReplaceAll(compatConfig, "$HOOKHOST", strings.TrimPrefix(h.URL, "http://"))
 	cfg = strings.Replace(cfg, "storage: {driver: sqlite, path: $DIR/log.db}", "storage: "+storage, 1)
-	c, ib, tw := startOnFakesWith(t, cfg, Options{Now: clk.Now})
+	c, ib, tw := startOnFakesWith(t, cfg, o)
 	c.app.notifier.backoff = nil
 	return &compatHarness{harness: c, ib: ib, tw: tw}
 }
@@ -111,7 +111,7 @@ func failedPush(t *testing.T, storage, to string) (*hook, *testClock, *compatHar
 	h := newHook(t)
 	h.down.Store(true)
 	clk := &testClock{t: time.Now()}
-	c := startPushing(t, h, storage, clk)
+	c := startPushing(t, h, storage, Options{Now: clk.Now})
 	id := sendPushed(t, c, h, to)
 	waitUntil(t, "the first try failed", func() bool { return notified(c, "failed") == 1 })
 	return h, clk, c, id
@@ -184,7 +184,7 @@ func TestAPushPendingWhenTheGatewayStopsIsMadeAfterARestart(t *testing.T) {
 	}
 	h.down.Store(false)
 	clk.Add(2*time.Minute + time.Second)
-	startPushing(t, h, storage, clk) // sweeps as it starts
+	startPushing(t, h, storage, Options{Now: clk.Now}) // sweeps as it starts
 	waitUntil(t, "the restarted gateway pushed it", func() bool { return h.count(id) == 1 })
 }
 
@@ -196,7 +196,7 @@ func TestEachPushIsMadeOnceAcrossReplicas(t *testing.T) {
 	h := newHook(t)
 	h.down.Store(true)
 	clk := &testClock{t: time.Now()}
-	a, b := startPushing(t, h, storage, clk), startPushing(t, h, storage, clk)
+	a, b := startPushing(t, h, storage, Options{Now: clk.Now}), startPushing(t, h, storage, Options{Now: clk.Now})
 	var ids []string
 	for i := range 20 {
 		ids = append(ids, sendPushed(t, a, h, fmt.Sprint(14155550200+i)))
@@ -299,7 +299,7 @@ func TestAHangingEndpointHoldsFewClaims(t *testing.T) {
 	hang, release := providertest.Hanging(t)
 	h := &hook{Server: hang}
 	clk := &testClock{t: time.Now()}
-	c := startPushing(t, h, "{driver: sqlite, path: $DIR/log.db}", clk)
+	c := startPushing(t, h, "{driver: sqlite, path: $DIR/log.db}", Options{Now: clk.Now})
 	// Released before the replica stops, which would wait for its pushes.
 	defer release()
 	c.app.notifier.private.Timeout = time.Minute // acme's hook is on loopback
@@ -404,7 +404,7 @@ func TestAPushToAnAddressInsideTheNetworkIsRefused(t *testing.T) {
 	t.Parallel()
 	h := newHook(t)
 	clk := &testClock{t: time.Now()}
-	c := startPushing(t, h, "{driver: sqlite, path: $DIR/log.db}", clk)
+	c := startPushing(t, h, "{driver: sqlite, path: $DIR/log.db}", Options{Now: clk.Now})
 	c.app.notifier.backoff = []time.Duration{time.Millisecond, time.Millisecond}
 	acme := c.app.rt.Load().byName["acme"]
 	acme.notifyPrivate = false // validate refuses a loopback host without the option; a name need not say it
@@ -475,12 +475,11 @@ func TestPushesOfATenantNoLongerAllowedAreEnded(t *testing.T) {
 // error gives no id: the failed messages' reports are neither pushed nor pulled. Before, a failed
 // message's report was never pushed, and was pulled even when its id had never been given.
 func TestEveryIDGivenGetsOneReport(t *testing.T) {
-	// Not parallel: sets pushSweep (see start).
-	// Pushed as the answer is given, not at the next timed sweep.
-	setForTest(t, &pushSweep, time.Hour)
+	t.Parallel()
 	h := newHook(t)
 	clk := &testClock{t: time.Now()}
-	c := startPushing(t, h, "{driver: sqlite, path: $DIR/log.db}", clk)
+	// Pushed as the answer is given, not at the next timed sweep.
+	c := startPushing(t, h, "{driver: sqlite, path: $DIR/log.db}", Options{Now: clk.Now, pushSweep: time.Hour})
 	c.tw.SetMode(twiliotest.Unavailable)
 	c.ib.SetFailText("Code 5000") // fails at Infobip, then at Twilio: all providers failed
 	hookURL := h.URL + "/reports"
@@ -550,7 +549,7 @@ func TestAFailedPostIsPostedAgainWithinItsTry(t *testing.T) {
 	t.Parallel()
 	h := newHook(t)
 	h.down.Store(true)
-	c := startPushing(t, h, "{driver: sqlite, path: $DIR/log.db}", &testClock{t: time.Now()})
+	c := startPushing(t, h, "{driver: sqlite, path: $DIR/log.db}", Options{Now: (&testClock{t: time.Now()}).Now})
 	backoff := []time.Duration{20 * time.Millisecond, 50 * time.Millisecond}
 	c.app.notifier.backoff = backoff
 	sendPushed(t, c, h, "14155550190")
@@ -603,14 +602,14 @@ func TestAStoppingReplicaFinishesThePushInFlight(t *testing.T) {
 	h := &hook{Server: slow}
 	storage := fmt.Sprintf("{driver: sqlite, path: %q}", filepath.Join(t.TempDir(), "log.db"))
 	clk := &testClock{t: time.Now()}
-	c := startPushing(t, h, storage, clk)
+	c := startPushing(t, h, storage, Options{Now: clk.Now})
 	id := sendPushed(t, c, h, "14155550191")
 	waitUntil(t, "the push was being posted", func() bool { return posts.Load() == 1 })
 	if err := c.app.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	clk.Add(3 * time.Minute) // past its next try, were it not done
-	again := startPushing(t, h, storage, clk)
+	again := startPushing(t, h, storage, Options{Now: clk.Now})
 	rec, err := again.app.Store().Get(context.Background(), "acme", id)
 	if err != nil {
 		t.Fatal(err)

@@ -39,7 +39,7 @@ type pinningTransport struct {
 	resolve   func(ctx context.Context, host string) ([]netip.Addr, error)
 	tlsConfig *tls.Config
 	// timeout bounds the dial of the proxy and, without a deadline of the dial's own, the CONNECT
-	// (pushTimeout when the client was made).
+	// (the client's timeout, pushTimeout).
 	timeout time.Duration
 
 	mu sync.Mutex
@@ -51,13 +51,13 @@ type pinningTransport struct {
 const pinnedHostsMax = 64
 
 // proxiedPushClient is pushClient's counterpart through proxy.
-func proxiedPushClient(proxy *url.URL, allowPrivate bool) *http.Client {
+func proxiedPushClient(proxy *url.URL, allowPrivate bool, timeout time.Duration) *http.Client {
 	t := &pinningTransport{proxy: proxy, allowPrivate: allowPrivate, byHost: map[string]*http.Transport{},
-		timeout: pushTimeout,
+		timeout: timeout,
 		resolve: func(ctx context.Context, host string) ([]netip.Addr, error) {
 			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 		}}
-	return &http.Client{Timeout: pushTimeout, Transport: t,
+	return &http.Client{Timeout: timeout, Transport: t,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 

@@ -103,7 +103,7 @@ func TestPushesThroughTheProxyGoToTheAddressChecked(t *testing.T) {
 	pu.User = url.UserPassword("gw", "proxy-pass")
 	loopback := []netip.Addr{netip.MustParseAddr("127.0.0.1")}
 	client := func(private bool) *http.Client {
-		c := proxiedPushClient(pu, private)
+		c := proxiedPushClient(pu, private, pushTimeout)
 		pt := c.Transport.(*pinningTransport)
 		pt.resolve = func(_ context.Context, host string) ([]netip.Addr, error) {
 			if host == "example.com" || host == "hooks.test" || host == "other.test" {
@@ -195,7 +195,7 @@ func TestAURLWithoutAPortHasItsSchemes(t *testing.T) {
 // an address literal is taken as is, checked the same way.
 func TestPinPicksAnAddressItMayReach(t *testing.T) {
 	t.Parallel()
-	pt := proxiedPushClient(&url.URL{Scheme: "http", Host: "proxy:3128"}, false).Transport.(*pinningTransport)
+	pt := proxiedPushClient(&url.URL{Scheme: "http", Host: "proxy:3128"}, false, pushTimeout).Transport.(*pinningTransport)
 	pt.resolve = func(context.Context, string) ([]netip.Addr, error) {
 		return []netip.Addr{netip.MustParseAddr("10.0.0.7"), netip.MustParseAddr("::ffff:203.0.113.9"), netip.MustParseAddr("198.51.100.1")}, nil
 	}
@@ -274,7 +274,7 @@ func TestTheProxyTunnelAtItsEdges(t *testing.T) {
 	proxy := newEgressProxy(t)
 	pu, _ := url.Parse(proxy.URL)
 	client := func(proxyURL *url.URL) (*http.Client, *pinningTransport) {
-		c := proxiedPushClient(proxyURL, true)
+		c := proxiedPushClient(proxyURL, true, pushTimeout)
 		pt := c.Transport.(*pinningTransport)
 		pt.resolve = func(_ context.Context, host string) ([]netip.Addr, error) {
 			switch host {
@@ -433,14 +433,14 @@ func TestTheProxyTunnelAtItsEdges(t *testing.T) {
 // in production), whether it connects directly or through the proxy: an endpoint that takes the
 // request and never answers holds a push worker no longer.
 func TestAPostToAHangingEndpointEndsAtItsTimeout(t *testing.T) {
-	// Not parallel: sets pushTimeout (see start).
-	setForTest(t, &pushTimeout, 300*time.Millisecond)
+	t.Parallel()
+	const timeout = 300 * time.Millisecond
 	hang, release := providertest.Hanging(t)
 	defer release()
 	proxy := newEgressProxy(t)
 	pu, _ := url.Parse(proxy.URL)
 	n := newNotifier(nil)
-	for name, c := range map[string]*http.Client{"directly": pushClient(nil), "through the proxy": proxiedPushClient(pu, true)} {
+	for name, c := range map[string]*http.Client{"directly": pushClient(nil, timeout), "through the proxy": proxiedPushClient(pu, true, timeout)} {
 		posted := make(chan error, 1)
 		go func() { posted <- n.post(c, hang.URL+"/reports", []byte(`{}`)) }()
 		select {
@@ -448,8 +448,8 @@ func TestAPostToAHangingEndpointEndsAtItsTimeout(t *testing.T) {
 			if err == nil {
 				t.Errorf("%s: a post the endpoint never answered succeeded", name)
 			}
-		case <-time.After(10 * pushTimeout):
-			t.Errorf("%s: a post to an endpoint that never answers outlived its timeout (%v) tenfold", name, pushTimeout)
+		case <-time.After(10 * timeout):
+			t.Errorf("%s: a post to an endpoint that never answers outlived its timeout (%v) tenfold", name, timeout)
 		}
 	}
 	if seen, _ := proxy.requests(); len(seen) != 1 {

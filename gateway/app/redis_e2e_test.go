@@ -989,10 +989,10 @@ func TestADrainReachesEveryReplica(t *testing.T) {
 // PostgreSQL is reached (and migrated) the records are written and read. A PostgreSQL that
 // answers no (a role that does not exist) still stops the start.
 func TestAReplicaStartsWhilePostgresIsDown(t *testing.T) {
-	// Not parallel: sets pushSweep (see start).
-	setForTest(t, &pushSweep, 300*time.Millisecond)
+	t.Parallel()
 	dsn, up := pgtest.Unreachable(t)
-	h := startOnPostgres(t, dsn)
+	o := Options{pushSweep: 300 * time.Millisecond} // sweeps often
+	h := start(t, logConfig(postgresLog(dsn)), o)
 	if !strings.Contains(h.logs.String(), "message log unreachable at start") {
 		t.Errorf("the start did not say the message log was unreachable: %s", h.logs.String())
 	}
@@ -1005,7 +1005,7 @@ func TestAReplicaStartsWhilePostgresIsDown(t *testing.T) {
 	}
 	// The reads in the background (prices at start, due pushes every pushSweep) do not repeat
 	// what the start said.
-	time.Sleep(5 * pushSweep)
+	time.Sleep(5 * o.pushSweep)
 	for _, noise := range []string{"could not be read from the message log", "could not be refreshed from the message log"} {
 		if strings.Contains(h.logs.String(), noise) {
 			t.Errorf("while the log was not reached, a background read logged %q: %s", noise, h.logs.String())
@@ -1462,12 +1462,11 @@ func sendTo(h *harness, recipient string) response {
 // replica would count a recipient apart, and a pumping tenant would get per_recipient once per
 // replica.
 func TestReplicasInOtherProcessesShareARecipientsLimit(t *testing.T) {
-	// Not parallel: sets processKeySecret (see start).
+	t.Parallel()
 	addr, _ := redistest.Server(t)
 	cfg := redisLimitConfig(`{addr: "` + addr + `"}`)
 	first := start(t, cfg, Options{})
-	setForTest(t, &processKeySecret, bytes.Repeat([]byte{7}, len(processKeySecret))) // back after the second replica's shutdown
-	second := start(t, cfg, Options{})
+	second := start(t, cfg, Options{keySecret: bytes.Repeat([]byte{7}, len(processKeySecret))})
 	if r := sendTo(first, "+14155550104"); r.Status != 200 {
 		t.Fatalf("first send: %d %s", r.Status, r.Raw)
 	}

@@ -1,15 +1,16 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"time"
 
 	"github.com/smsgate/smsgate/gateway/config"
 )
 
-// watchIdle is how often the watch loop looks whether a reload turned server.watch_config on (a
-// variable so that a test can shorten it).
-var watchIdle = 5 * time.Second
+// watchIdle is how often the watch loop looks whether a reload turned server.watch_config on
+// (Options replaces it for tests).
+const watchIdle = 5 * time.Second
 
 // watchLoop reloads the config when the file, or a file it reads tenants or a secret from, differs from what
 // the last load read (server.watch_config; SIGHUP and the admin API reload too, and each load
@@ -22,7 +23,7 @@ func (a *App) watchLoop(stop <-chan struct{}) {
 		every := a.rt.Load().cfg.Server.WatchConfig.D()
 		wait := every
 		if every <= 0 {
-			wait = watchIdle
+			wait = cmp.Or(a.opts.watchIdle, watchIdle)
 		}
 		t := time.NewTimer(wait)
 		select {

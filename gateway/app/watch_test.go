@@ -116,14 +116,14 @@ func TestAChangedConfigReloadsItself(t *testing.T) {
 // TestWithoutWatchConfigOnlyASignalReloads: by default a changed file waits for SIGHUP or the
 // admin API, so an edit in two steps is never served half done.
 func TestWithoutWatchConfigOnlyASignalReloads(t *testing.T) {
-	// Not parallel: sets watchIdle (see start).
+	t.Parallel()
 	cfg := strings.Replace(watchedConfig, "server: {watch_config: 1s}", "server: {admin_token: admin-t0ken-0123456789}", 1)
-	setForTest(t, &watchIdle, 100*time.Millisecond)
 	path := writeConfig(t, cfg)
 	writeBeside(t, path, "keys/acme", "acme-key-ONE-0123456789")
-	h := startAt(t, path, Options{})
+	o := Options{watchIdle: 100 * time.Millisecond} // looks often
+	h := startAt(t, path, o)
 	writeBeside(t, path, "keys/acme", "acme-key-TWO-0123456789")
-	time.Sleep(5 * watchIdle) // the loop looked five times
+	time.Sleep(5 * o.watchIdle) // the loop looked five times
 	body := `{"message_options":{"recipient":"+1 415 555 0104","text":"Your code is 123456"}}`
 	if r := h.send("acme-key-ONE-0123456789", body); r.Status != 200 {
 		t.Errorf("the old key before a reload: %d, want 200", r.Status)
